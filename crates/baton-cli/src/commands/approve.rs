@@ -1,0 +1,17 @@
+//! `baton approve`: let a task that waits for a person be merged.
+
+use clap::Args;
+use std::path::Path;
+
+/// Approve a task with `approve = true` whose gates passed; it is then merged.
+#[derive(Args)]
+pub struct ApproveArgs {
+    pub task: String,
+    /// The run (default: the latest).
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+pub async fn run(cwd: &Path, args: ApproveArgs) -> anyhow::Result<i32> {
+    super::send_control(cwd, args.run.as_deref(), &args.task, "approve", None).await
+}

@@ -1,0 +1,88 @@
+//! `baton check`: validate a plan and print its DAG as phases.
+
+use super::{open_repo, usage};
+use baton_core::Plan;
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+/// Validate a plan and print its tasks as phases, without running anything.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The plan file.
+    #[arg(default_value = "baton.toml")]
+    pub plan: PathBuf,
+}
+
+pub fn load_plan(cwd: &Path, plan: &Path) -> anyhow::Result<(baton_core::Repo, Plan)> {
+    let repo = open_repo(cwd)?;
+    let path = if plan.is_absolute() {
+        plan.to_path_buf()
+    } else {
+        cwd.join(plan)
+    };
+    if !path.exists() {
+        return Err(usage(format!(
+            "no plan at {}; write one (see docs/plan-reference.md) or name it: baton run PATH",
+            plan.display()
+        )));
+    }
+    let shown = if plan.is_absolute() {
+        path.clone()
+    } else {
+        plan.to_path_buf()
+    };
+    let source = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let plan = Plan::parse(&shown, &source, Some(&repo.root))?;
+    Ok((repo, plan))
+}
+
+pub fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
+    let (_repo, plan) = load_plan(cwd, &args.plan)?;
+    let phases = plan.phases();
+    println!(
+        "{}: {} task{}, {} phase{}, max_parallel {}",
+        plan.path.display(),
+        plan.tasks.len(),
+        if plan.tasks.len() == 1 { "" } else { "s" },
+        phases.len(),
+        if phases.len() == 1 { "" } else { "s" },
+        plan.run.max_parallel
+    );
+    for (n, phase) in phases.iter().enumerate() {
+        println!("phase {}:", n + 1);
+        for t in phase {
+            let mut line = format!("  {} [{}]", t.id, t.agent);
+            if !t.needs.is_empty() {
+                line.push_str(&format!(" needs {}", t.needs.join(", ")));
+            }
+            let mut notes = Vec::new();
+            if !t.gates.is_empty() {
+                notes.push(format!(
+                    "{} gate{}",
+                    t.gates.len(),
+                    if t.gates.len() == 1 { "" } else { "s" }
+                ));
+            }
+            if t.retries > 0 {
+                notes.push(format!("retries {}", t.retries));
+            }
+            if t.approve {
+                notes.push("needs approval".into());
+            }
+            if !t.merge {
+                notes.push("no merge".into());
+            }
+            if !notes.is_empty() {
+                line.push_str(&format!(" ({})", notes.join(", ")));
+            }
+            println!("{line}");
+        }
+    }
+    for (name, a) in &plan.agents {
+        if let Err(e) = baton_core::adapter::for_profile(a) {
+            eprintln!("warning: agent {name:?}: {e}");
+        }
+    }
+    Ok(0)
+}

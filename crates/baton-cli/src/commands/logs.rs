@@ -1,0 +1,104 @@
+//! `baton logs`: what a task's agent and gates printed, attempt by attempt.
+
+use super::{find_run, open_repo, open_store, usage};
+use baton_core::store::Store;
+use clap::Args;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// Print a task's output (agent and gates), every attempt in order.
+#[derive(Args)]
+pub struct LogsArgs {
+    pub task: String,
+    /// The run (default: the latest).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Keep printing new output until the task ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only this attempt.
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+}
+
+fn task_ended(store: &Store, run: &str, task: &str) -> bool {
+    store
+        .tasks(run)
+        .ok()
+        .and_then(|ts| ts.into_iter().find(|t| t.id == task))
+        .map(|t| {
+            matches!(
+                t.status.as_str(),
+                "succeeded" | "failed" | "stopped" | "conflicted" | "skipped"
+            )
+        })
+        .unwrap_or(true)
+}
+
+fn run_ended(store: &Store, run: &str) -> bool {
+    store
+        .run(run)
+        .map(|r| r.status != "running")
+        .unwrap_or(true)
+}
+
+pub async fn run(cwd: &Path, args: LogsArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(cwd)?;
+    let (store, _) = open_store(&repo)?;
+    let rec = find_run(&store, args.run.as_deref())?;
+    let tasks = store.tasks(&rec.id)?;
+    if !tasks.iter().any(|t| t.id == args.task) {
+        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        return Err(usage(format!(
+            "run {} has no task {:?} (its tasks: {})",
+            rec.id,
+            args.task,
+            ids.join(", ")
+        )));
+    }
+    let mut out = std::io::stdout().lock();
+    let mut printed_upto = 0u32;
+    loop {
+        let attempts = store.attempts(&rec.id, &args.task)?;
+        let from = printed_upto;
+        for a in attempts.iter().filter(|a| a.n > from) {
+            if args.attempt.is_some_and(|n| n != a.n) {
+                printed_upto = a.n;
+                continue;
+            }
+            writeln!(out, "==> attempt {} ({}) {}", a.n, a.status, a.log_path)?;
+            let mut pos = 0u64;
+            loop {
+                // Whether it was still going before this read: then one more read follows its end.
+                let going = args.follow
+                    && !run_ended(&store, &rec.id)
+                    && store
+                        .attempts(&rec.id, &args.task)?
+                        .into_iter()
+                        .any(|x| x.n == a.n && x.finished_at.is_none());
+                if let Ok(mut f) = std::fs::File::open(&a.log_path) {
+                    f.seek(SeekFrom::Start(pos))?;
+                    let mut buf = Vec::new();
+                    f.read_to_end(&mut buf)?;
+                    pos += buf.len() as u64;
+                    out.write_all(&buf)?;
+                    out.flush()?;
+                }
+                if !going {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            printed_upto = a.n;
+        }
+        if !args.follow || task_ended(&store, &rec.id, &args.task) || run_ended(&store, &rec.id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if printed_upto == 0 && !args.follow {
+        eprintln!("task {:?} has not started an attempt yet", args.task);
+    }
+    Ok(0)
+}

@@ -1,0 +1,130 @@
+//! One file per subcommand; what they share lives here.
+
+pub mod approve;
+pub mod check;
+pub mod logs;
+pub mod resume;
+pub mod run;
+pub mod status;
+pub mod steer;
+pub mod stop;
+
+use anyhow::{bail, Context};
+use baton_core::lock::{self, LockState};
+use baton_core::paths::StatePaths;
+use baton_core::store::{RunRecord, Store};
+use baton_core::{EngineError, PlanError, Repo};
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A usage or plan problem: exit 2, nothing was started.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<UsageError>() || cause.is::<PlanError>() {
+            return 2;
+        }
+        if let Some(EngineError::Plan(_)) = cause.downcast_ref::<EngineError>() {
+            return 2;
+        }
+    }
+    1
+}
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+pub fn open_repo(cwd: &Path) -> anyhow::Result<Repo> {
+    Repo::discover(cwd).map_err(|e| usage(e.to_string()))
+}
+
+pub fn open_store(repo: &Repo) -> anyhow::Result<(Store, StatePaths)> {
+    let paths = StatePaths::new(repo.state_dir());
+    let db = paths.db();
+    if !db.exists() {
+        return Err(usage(format!(
+            "no baton runs in {} yet; start one with `baton run`",
+            repo.root.display()
+        )));
+    }
+    let store = Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    Ok((store, paths))
+}
+
+pub fn find_run(store: &Store, run: Option<&str>) -> anyhow::Result<RunRecord> {
+    store.find_run(run).map_err(|e| usage(e.to_string()))
+}
+
+/// The command that starts this binary's watchdog.
+pub fn watchdog_command() -> Option<Vec<OsString>> {
+    let exe = std::env::current_exe().ok()?;
+    Some(vec![exe.into_os_string(), "__watchdog".into()])
+}
+
+/// Sends a control request to the process driving a run and waits for its answer.
+pub async fn send_control(
+    cwd: &Path,
+    run: Option<&str>,
+    task: &str,
+    kind: &str,
+    message: Option<&str>,
+) -> anyhow::Result<i32> {
+    let repo = open_repo(cwd)?;
+    let (store, paths) = open_store(&repo)?;
+    let rec = find_run(&store, run)?;
+    let tasks = store.tasks(&rec.id)?;
+    if !tasks.iter().any(|t| t.id == task) {
+        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        return Err(usage(format!(
+            "run {} has no task {task:?} (its tasks: {})",
+            rec.id,
+            ids.join(", ")
+        )));
+    }
+    if let LockState::Free = lock::probe(&paths.lock(&rec.id)) {
+        bail!(usage(format!(
+            "run {} is not going on (status: {}); nothing can {kind} its tasks now{}",
+            rec.id,
+            rec.status,
+            if rec.finished_at.is_none() {
+                "; continue it with `baton resume`"
+            } else {
+                ""
+            }
+        )));
+    }
+    let id = store.send_control(&rec.id, task, kind, message)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(c) = store.control(id)? {
+            if c.handled_at.is_some() {
+                let text = c.response.unwrap_or_default();
+                if c.ok == Some(true) {
+                    eprintln!("{text}");
+                    return Ok(0);
+                }
+                eprintln!("error: {text}");
+                return Ok(1);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "run {} did not answer within 20 s; is its baton process stuck?",
+                rec.id
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

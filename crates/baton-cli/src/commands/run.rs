@@ -1,0 +1,56 @@
+//! `baton run`: run a plan to the end.
+
+use super::check::load_plan;
+use super::{usage, watchdog_command};
+use crate::progress;
+use baton_core::{Engine, RunOptions};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+/// Run a plan: every task in its own worktree and branch, checked by its
+/// gates, merged into baton/<run>/integration.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The plan file.
+    #[arg(default_value = "baton.toml")]
+    pub plan: PathBuf,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Where task worktrees go (default: inside the repository's .git/baton).
+    #[arg(long, value_name = "DIR")]
+    pub worktrees: Option<PathBuf>,
+    /// Keep the worktrees of tasks that succeeded (their branches are always kept).
+    #[arg(long)]
+    pub keep_worktrees: bool,
+    /// Override the plan's run.max_parallel.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub max_parallel: Option<usize>,
+}
+
+pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
+    let (repo, mut plan) = load_plan(cwd, &args.plan)?;
+    if let Some(n) = args.max_parallel {
+        if n == 0 {
+            return Err(usage("--max-parallel must be at least 1"));
+        }
+        plan.run.max_parallel = n;
+    }
+    for a in plan.agents.values() {
+        if plan.tasks.iter().any(|t| t.agent == a.name) {
+            baton_core::adapter::for_profile(a).map_err(usage)?;
+        }
+    }
+    let opts = RunOptions {
+        worktrees: args
+            .worktrees
+            .map(|w| if w.is_absolute() { w } else { cwd.join(w) }),
+        watchdog: watchdog_command(),
+        keep_worktrees: args.keep_worktrees,
+    };
+    let engine = Engine::start(repo, plan, opts).await.map_err(|e| match e {
+        baton_core::EngineError::Git(g) => usage(g.to_string()),
+        other => anyhow::Error::new(other),
+    })?;
+    progress::drive(engine, args.json).await
+}

@@ -1,0 +1,62 @@
+//! `baton status`: where a run stands, read from the store.
+
+use super::{find_run, open_repo, open_store};
+use crate::progress::{elapsed, symbol};
+use baton_core::lock::{self, LockState};
+use baton_core::Report;
+use clap::Args;
+use std::path::Path;
+
+/// Show a run's tasks and their states (default: the latest run).
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The run id.
+    pub run: Option<String>,
+    /// Print the report as JSON (the same shape as `run --json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(cwd)?;
+    let (store, paths) = open_store(&repo)?;
+    let rec = find_run(&store, args.run.as_deref())?;
+    let report = Report::load(&store, &rec.id)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    let live = match lock::probe(&paths.lock(&rec.id)) {
+        LockState::Held(pid) => format!(
+            "going on (pid {})",
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        ),
+        LockState::Free if rec.finished_at.is_none() => {
+            "not going on: interrupted; continue it with `baton resume`".into()
+        }
+        LockState::Free => "finished".into(),
+    };
+    println!("run {}: {} ({live})", rec.id, rec.status);
+    println!("plan: {}   started: {}", rec.plan_path, report.started_at);
+    println!("integration branch: {}", rec.integration_branch);
+    let tasks = store.tasks(&rec.id)?;
+    let width = tasks.iter().map(|t| t.id.len()).max().unwrap_or(4);
+    for t in &tasks {
+        let mut line = format!(
+            "  {} {:<width$}  {:<17} attempts {:<2} {:>7}",
+            symbol(&t.status),
+            t.id,
+            t.status,
+            t.attempts,
+            elapsed(t)
+        );
+        if t.merged {
+            line.push_str("  merged");
+        }
+        if let Some(r) = &t.reason {
+            line.push_str(&format!("  {r}"));
+        }
+        println!("{line}");
+    }
+    Ok(0)
+}

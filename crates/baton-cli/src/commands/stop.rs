@@ -1,0 +1,18 @@
+//! `baton stop`: stop a task of a run going on in another process.
+
+use clap::Args;
+use std::path::Path;
+
+/// Stop a task: its agent's whole process group is killed, its work committed
+/// on its branch, and it ends as `stopped`.
+#[derive(Args)]
+pub struct StopArgs {
+    pub task: String,
+    /// The run (default: the latest).
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+pub async fn run(cwd: &Path, args: StopArgs) -> anyhow::Result<i32> {
+    super::send_control(cwd, args.run.as_deref(), &args.task, "stop", None).await
+}

@@ -1,0 +1,124 @@
+//! `baton`: run a team of coding agents on one repository.
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Run a team of coding agents on one repository",
+    long_about = "Run a team of coding agents on one repository.\n\n\
+        A plan (baton.toml) lists tasks, the agent that does each, what each needs, and the \
+        gates (commands) that check it. baton runs every ready task in its own git worktree and \
+        branch, checks it, retries with feedback, and merges passing work into \
+        baton/<run>/integration. Your checked-out branch and working tree are never touched.",
+    after_help = "Start with `baton check` to see a plan's phases, then `baton run`.\n\
+        Exit status of run and resume: 0 every task succeeded, 1 a task did not, 2 invalid plan or arguments, 130 interrupted (resume it)."
+)]
+struct Cli {
+    /// Run as if started in DIR (like `git -C`).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Write logs to FILE instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run(commands::run::RunArgs),
+    Resume(commands::resume::ResumeArgs),
+    Status(commands::status::StatusArgs),
+    Logs(commands::logs::LogsArgs),
+    Stop(commands::stop::StopArgs),
+    Steer(commands::steer::SteerArgs),
+    Approve(commands::approve::ApproveArgs),
+    Check(commands::check::CheckArgs),
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog,
+}
+
+fn init_logging(verbose: u8, file: Option<&PathBuf>) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open log file {}: {e}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Watchdog = cli.command {
+        baton_core::process::watchdog_main();
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = init_logging(cli.verbose, cli.log_file.as_ref()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let cwd = match &cli.dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Run(a) => commands::run::run(&cwd, a).await,
+            Command::Resume(a) => commands::resume::run(&cwd, a).await,
+            Command::Status(a) => commands::status::run(&cwd, a),
+            Command::Logs(a) => commands::logs::run(&cwd, a).await,
+            Command::Stop(a) => commands::stop::run(&cwd, a).await,
+            Command::Steer(a) => commands::steer::run(&cwd, a).await,
+            Command::Approve(a) => commands::approve::run(&cwd, a).await,
+            Command::Check(a) => commands::check::run(&cwd, a),
+            Command::Watchdog => Ok(0),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            let code = commands::exit_code_for(&e);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

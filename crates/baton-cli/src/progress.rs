@@ -1,0 +1,291 @@
+//! The live view of a run on stderr while it goes on: one line per task,
+//! redrawn in place on a terminal; plain event lines otherwise (CI, pipes).
+//! It reads the store like every other view.
+
+use baton_core::clock::now_ms;
+use baton_core::duration::human;
+use baton_core::store::{Event, Store, TaskRecord};
+use baton_core::{Engine, Report};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+const MAX_LINES: usize = 40;
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+pub fn symbol(status: &str) -> &'static str {
+    match status {
+        "succeeded" => "✓",
+        "failed" | "conflicted" => "✗",
+        "stopped" => "■",
+        "skipped" => "-",
+        "running" => "●",
+        "awaiting_approval" => "?",
+        "merging" => "↣",
+        _ => "◌",
+    }
+}
+
+pub fn elapsed(t: &TaskRecord) -> String {
+    match (t.started_at, t.finished_at) {
+        (Some(s), Some(f)) => human(Duration::from_millis((f - s).max(0) as u64)),
+        (Some(s), None) => human(Duration::from_millis((now_ms() - s).max(0) as u64)),
+        _ => String::new(),
+    }
+}
+
+fn task_line(t: &TaskRecord, width: usize) -> String {
+    let attempt = if t.attempts > 0 {
+        format!("#{}", t.attempts)
+    } else {
+        String::new()
+    };
+    let mut line = format!(
+        "  {} {:<width$}  {:<17} {:<4} {:>7}",
+        symbol(&t.status),
+        t.id,
+        t.status,
+        attempt,
+        elapsed(t)
+    );
+    if t.status == "awaiting_approval" {
+        line.push_str(&format!("  run: baton approve {}", t.id));
+    }
+    line
+}
+
+fn frame(run: &str, started: i64, tasks: &[TaskRecord]) -> Vec<String> {
+    let width = tasks.iter().map(|t| t.id.len()).max().unwrap_or(4).min(32);
+    let count = |s: &str| tasks.iter().filter(|t| t.status == s).count();
+    let done = tasks
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.status.as_str(),
+                "succeeded" | "failed" | "stopped" | "conflicted" | "skipped"
+            )
+        })
+        .count();
+    let mut lines = vec![format!(
+        "baton run {run} · {} running · {done}/{} done · {}",
+        count("running"),
+        tasks.len(),
+        human(Duration::from_millis((now_ms() - started).max(0) as u64))
+    )];
+    let shown: Vec<&TaskRecord> = if tasks.len() <= MAX_LINES {
+        tasks.iter().collect()
+    } else {
+        tasks
+            .iter()
+            .filter(|t| t.status != "succeeded" && t.status != "pending")
+            .take(MAX_LINES)
+            .collect()
+    };
+    for t in &shown {
+        lines.push(task_line(t, width));
+    }
+    if shown.len() < tasks.len() {
+        lines.push(format!(
+            "  … and {} more ({} succeeded, {} pending)",
+            tasks.len() - shown.len(),
+            count("succeeded"),
+            count("pending")
+        ));
+    }
+    lines
+}
+
+fn event_line(e: &Event, started: i64) -> Option<String> {
+    let task = e.task_id.as_deref().unwrap_or("run");
+    let d = &e.data;
+    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let text = match e.kind.as_str() {
+        "attempt_started" => format!(
+            "attempt {} started",
+            d.get("attempt").and_then(|v| v.as_u64()).unwrap_or(0)
+        ),
+        "attempt_failed" => format!(
+            "attempt {} failed: {}",
+            d.get("attempt").and_then(|v| v.as_u64()).unwrap_or(0),
+            s("reason")
+        ),
+        "gate_finished" if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => s("reason"),
+        "gate_finished" => format!("gate `{}` passed", s("gate")),
+        "approval_needed" => format!("waiting for approval: baton approve {task}"),
+        "merged" => "merged".to_string(),
+        "succeeded" => "succeeded (not merged: merge = false)".to_string(),
+        "conflicted" => format!(
+            "conflicted in {}",
+            d.get("paths").map(|p| p.to_string()).unwrap_or_default()
+        ),
+        "failed" | "stopped" | "skipped" => format!("{}: {}", e.kind, s("reason")),
+        "steered" => format!("steered: {}", s("message")),
+        "interrupt" => "interrupted: stopping agents and committing their work".to_string(),
+        _ => return None,
+    };
+    let at = human(Duration::from_millis((e.ts - started).max(0) as u64));
+    Some(format!("[{at:>7}] {task}: {text}"))
+}
+
+struct View {
+    store: Arc<Store>,
+    run: String,
+    started: i64,
+    tty: bool,
+    drawn: usize,
+    last_seq: i64,
+}
+
+impl View {
+    fn draw(&mut self) {
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let Ok(tasks) = self.store.tasks(&self.run) else {
+                return;
+            };
+            let lines = frame(&self.run, self.started, &tasks);
+            let mut out = String::new();
+            if self.drawn > 0 {
+                out.push_str(&format!("\x1b[{}A", self.drawn));
+            }
+            for l in &lines {
+                out.push_str("\x1b[2K");
+                out.push_str(l);
+                out.push('\n');
+            }
+            for _ in lines.len()..self.drawn {
+                out.push_str("\x1b[2K\n");
+            }
+            let extra = self.drawn.saturating_sub(lines.len());
+            if extra > 0 {
+                out.push_str(&format!("\x1b[{extra}A"));
+            }
+            self.drawn = lines.len();
+            let _ = err.write_all(out.as_bytes());
+        } else {
+            while let Ok(events) = self.store.events_after(&self.run, self.last_seq, 500) {
+                if events.is_empty() {
+                    break;
+                }
+                for e in &events {
+                    self.last_seq = e.seq;
+                    if let Some(l) = event_line(e, self.started) {
+                        let _ = writeln!(err, "{l}");
+                    }
+                }
+            }
+        }
+        let _ = err.flush();
+    }
+}
+
+/// Runs the engine to the end with the live view, prints the summary (and
+/// the JSON report with `json`) and returns the exit status.
+pub async fn drive(engine: Engine, json: bool) -> anyhow::Result<i32> {
+    let store = engine.store().clone();
+    let run = engine.run_id().to_string();
+    let started = store
+        .run(&run)
+        .map(|r| r.created_at)
+        .unwrap_or_else(|_| now_ms());
+    let tty = std::io::stderr().is_terminal();
+    eprintln!(
+        "baton: run {run} (integration branch {})",
+        baton_core::paths::integration_branch(&run)
+    );
+    let mut view = View {
+        store: store.clone(),
+        run: run.clone(),
+        started,
+        tty,
+        drawn: 0,
+        last_seq: 0,
+    };
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let painter = tokio::spawn(async move {
+        let period = if view.tty { 200 } else { 100 };
+        let mut tick = tokio::time::interval(Duration::from_millis(period));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => view.draw(),
+                _ = &mut stop_rx => { view.draw(); break; }
+            }
+        }
+    });
+    let result = engine.drive(shutdown_signal()).await;
+    let _ = stop_tx.send(());
+    let _ = painter.await;
+    let report = result?;
+    print_summary(&report);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(report.exit_code())
+}
+
+pub fn print_summary(r: &Report) {
+    let mut err = std::io::stderr().lock();
+    let count = |s: &str| r.tasks.iter().filter(|t| t.status == s).count();
+    let mut parts = Vec::new();
+    for s in [
+        "succeeded",
+        "failed",
+        "conflicted",
+        "stopped",
+        "skipped",
+        "pending",
+        "awaiting_approval",
+    ] {
+        let n = count(s);
+        if n > 0 {
+            parts.push(format!("{n} {s}"));
+        }
+    }
+    let took = r
+        .duration_ms
+        .map(|ms| format!(" in {}", human(Duration::from_millis(ms.max(0) as u64))))
+        .unwrap_or_default();
+    let _ = writeln!(
+        err,
+        "\nrun {} {}{took}: {}",
+        r.run,
+        r.status,
+        parts.join(", ")
+    );
+    for t in &r.tasks {
+        let mut line = format!("  {} {}  {}", symbol(&t.status), t.id, t.status);
+        if t.attempts > 1 {
+            line.push_str(&format!(" after {} attempts", t.attempts));
+        }
+        if t.merged {
+            line.push_str(", merged");
+        }
+        if let Some(reason) = &t.reason {
+            line.push_str(&format!(": {reason}"));
+        }
+        let _ = writeln!(err, "{line}");
+    }
+    let head = r
+        .integration_commit
+        .as_deref()
+        .map(|c| &c[..c.len().min(12)])
+        .unwrap_or("?");
+    let _ = writeln!(
+        err,
+        "integration branch: {} at {head}",
+        r.integration_branch
+    );
+    if r.status == "interrupted" {
+        let _ = writeln!(err, "continue with: baton resume {}", r.run);
+    }
+}

@@ -1,0 +1,53 @@
+//! `exec`: any command. The rendered prompt is its last argument and its
+//! trimmed standard output is the final message.
+
+use super::{Adapter, AgentEvent, Finish, Launch, LaunchRequest, StreamParser};
+
+pub struct ExecAdapter;
+
+impl Adapter for ExecAdapter {
+    fn launch(&self, req: &LaunchRequest) -> Result<Launch, String> {
+        let command = req
+            .profile
+            .command
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| format!("profile {:?} has no command", req.profile.name))?;
+        let mut args: Vec<_> = command[1..].iter().map(Into::into).collect();
+        args.extend(req.profile.args.iter().map(Into::into));
+        args.push(req.prompt.into());
+        let mut env: Vec<_> = req
+            .profile
+            .env
+            .iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        if let Some(model) = &req.profile.model {
+            env.push(("BATON_MODEL".into(), model.into()));
+        }
+        Ok(Launch {
+            program: command[0].clone().into(),
+            args,
+            env,
+        })
+    }
+
+    fn parser(&self) -> Box<dyn StreamParser> {
+        Box::new(ExecParser)
+    }
+}
+
+struct ExecParser;
+
+impl StreamParser for ExecParser {
+    fn line(&mut self, _line: &str) -> Vec<AgentEvent> {
+        Vec::new()
+    }
+
+    fn finish(&mut self, stdout_tail: &str) -> Finish {
+        Finish {
+            final_message: stdout_tail.trim().to_string(),
+            error: None,
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Gates: shell commands run in the task's worktree after an attempt. The
+//! first failing one becomes the feedback for the next attempt.
+
+use super::supervise::{self, Ended, Spec};
+use super::{Shared, WorkerCmd};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const FEEDBACK_LINES: usize = 40;
+
+pub(crate) enum GateResult {
+    Passed,
+    Failed { reason: String, feedback: String },
+    Interrupted(WorkerCmd),
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}
+
+pub(crate) async fn run_all(
+    sh: &Shared,
+    task: &str,
+    attempt: u32,
+    gates: &[String],
+    worktree: &Path,
+    timeout: Duration,
+    env: &[(OsString, OsString)],
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> GateResult {
+    let log = sh.paths.attempt_log(&sh.run_id, task, attempt);
+    for gate in gates {
+        let _ = sh.store.event(
+            &sh.run_id,
+            Some(task),
+            Some(attempt),
+            "gate_started",
+            &serde_json::json!({ "gate": gate }),
+        );
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+        {
+            let _ = writeln!(f, "\n==> baton: gate `{gate}`");
+        }
+        let spec = Spec {
+            program: "sh".into(),
+            args: vec!["-c".into(), gate.into()],
+            env: env.to_vec(),
+            cwd: worktree,
+            log: log.clone(),
+            timeout,
+        };
+        let started = std::time::Instant::now();
+        let out = supervise::run(spec, None, sh.watchdog.as_ref(), cmds, |_| {}).await;
+        let ms = started.elapsed().as_millis() as u64;
+        let (passed, reason) = match &out.ended {
+            Ended::Exited(0) => (true, String::new()),
+            Ended::Exited(code) => (
+                false,
+                format!("gate `{gate}` failed with exit status {code}"),
+            ),
+            Ended::TimedOut => (
+                false,
+                format!(
+                    "gate `{gate}` timed out after {}",
+                    crate::duration::human(timeout)
+                ),
+            ),
+            Ended::SpawnFailed(e) => (false, format!("gate `{gate}` could not run: {e}")),
+            Ended::Cmd(_) => (false, String::new()),
+        };
+        let data = serde_json::json!({ "gate": gate, "passed": passed, "duration_ms": ms, "reason": reason });
+        let _ = sh.store.event(
+            &sh.run_id,
+            Some(task),
+            Some(attempt),
+            "gate_finished",
+            &data,
+        );
+        if let Ended::Cmd(c) = out.ended {
+            return GateResult::Interrupted(c);
+        }
+        if !passed {
+            let tail = last_lines(&out.combined_tail, FEEDBACK_LINES);
+            let feedback = format!("{reason}. The end of its output:\n{tail}");
+            return GateResult::Failed { reason, feedback };
+        }
+    }
+    GateResult::Passed
+}

@@ -1,0 +1,115 @@
+//! Reading an agent's output without holding it in memory: raw bytes go to
+//! the attempt's log file; lines (each capped) go to the parser; only a
+//! bounded tail is kept.
+
+/// Keeps the last `cap` bytes written to it.
+pub struct Tail {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl Tail {
+    pub fn new(cap: usize) -> Self {
+        Tail {
+            buf: Vec::new(),
+            cap,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > self.cap * 2 {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let start = self.buf.len().saturating_sub(self.cap);
+        String::from_utf8_lossy(&self.buf[start..]).into_owned()
+    }
+}
+
+/// Splits a byte stream into lines no longer than `max` bytes; the rest of
+/// an over-long line is dropped rather than buffered.
+pub struct Lines {
+    buf: Vec<u8>,
+    max: usize,
+    overflow: bool,
+}
+
+impl Lines {
+    pub fn new(max: usize) -> Self {
+        Lines {
+            buf: Vec::new(),
+            max,
+            overflow: false,
+        }
+    }
+
+    pub fn feed(&mut self, mut chunk: &[u8], mut out: impl FnMut(&str)) {
+        while !chunk.is_empty() {
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.take(&chunk[..i]);
+                    let line = String::from_utf8_lossy(&self.buf);
+                    out(line.trim_end_matches('\r'));
+                    self.buf.clear();
+                    self.overflow = false;
+                    chunk = &chunk[i + 1..];
+                }
+                None => {
+                    self.take(chunk);
+                    chunk = &[];
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        let room = self.max - self.buf.len();
+        if part.len() > room {
+            self.buf.extend_from_slice(&part[..room]);
+            self.overflow = true;
+        } else {
+            self.buf.extend_from_slice(part);
+        }
+    }
+
+    /// The last line if the stream did not end with a newline.
+    pub fn finish(&mut self, out: impl FnMut(&str)) {
+        if !self.buf.is_empty() {
+            let line = String::from_utf8_lossy(&self.buf).into_owned();
+            self.buf.clear();
+            let mut out = out;
+            out(&line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_only_the_end() {
+        let mut t = Tail::new(4);
+        for chunk in [b"abc".as_slice(), b"defgh", b"ij"] {
+            t.push(chunk);
+        }
+        assert_eq!(t.text(), "ghij");
+    }
+
+    #[test]
+    fn lines_are_split_across_chunks_and_capped() {
+        let mut l = Lines::new(5);
+        let mut got = Vec::new();
+        l.feed(b"ab", |s| got.push(s.to_string()));
+        l.feed(b"c\r\nlonger-than-five\nx", |s| got.push(s.to_string()));
+        l.finish(|s| got.push(s.to_string()));
+        assert_eq!(got, vec!["abc", "longe", "x"]);
+    }
+}

@@ -1,0 +1,42 @@
+//! The full prompt an agent gets: standing instructions, the rendered
+//! template, context files, and feedback from the previous attempt.
+
+use crate::plan::{AgentProfile, TaskSpec};
+use crate::template::{self, PromptContext};
+use std::path::Path;
+
+/// Reads a repository file as the task sees it: from its worktree (so upstream
+/// work is visible), else from the main work tree.
+fn read_repo_file(worktree: &Path, root: &Path, rel: &str) -> Result<String, String> {
+    std::fs::read_to_string(worktree.join(rel))
+        .or_else(|_| std::fs::read_to_string(root.join(rel)))
+        .map_err(|e| format!("cannot read {rel}: {e}"))
+}
+
+pub(crate) fn build(
+    spec: &TaskSpec,
+    profile: &AgentProfile,
+    ctx: &PromptContext,
+    worktree: &Path,
+    root: &Path,
+) -> Result<String, String> {
+    let mut out = String::new();
+    if let Some(instr) = &profile.instructions {
+        out.push_str(read_repo_file(worktree, root, instr)?.trim_end());
+        out.push_str("\n\n");
+    }
+    let rendered =
+        template::render(&spec.prompt, ctx).map_err(|e| format!("prompt template: {e}"))?;
+    out.push_str(rendered.trim_end());
+    for file in &spec.context {
+        let text = read_repo_file(worktree, root, file)?;
+        out.push_str(&format!("\n\n--- context: {file} ---\n{}", text.trim_end()));
+    }
+    if !ctx.feedback.is_empty() && !template::uses_feedback(&spec.prompt) {
+        out.push_str(&format!(
+            "\n\n--- feedback on the previous attempt ---\n{}",
+            ctx.feedback.trim_end()
+        ));
+    }
+    Ok(out)
+}

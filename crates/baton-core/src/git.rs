@@ -1,0 +1,375 @@
+//! The git CLI, run as a child process. Every mutation of a repository goes
+//! through here; ref and index locks held by a concurrent git are waited out.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("could not run git: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("`git {args}` failed ({status}): {stderr}")]
+    Failed {
+        args: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Debug)]
+pub struct GitOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A repository as baton sees it: its main work tree and its common git dir.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub root: PathBuf,
+    pub common_dir: PathBuf,
+}
+
+/// Identity used for baton's own commits when the user has none configured
+/// (a fresh CI machine): without it, work could not be committed and would be lost.
+const FALLBACK_IDENTITY: [&str; 4] = ["-c", "user.name=baton", "-c", "user.email=baton@localhost"];
+
+fn is_lock_error(stderr: &str) -> bool {
+    stderr.contains(".lock': File exists")
+        || stderr.contains("cannot lock ref")
+        || stderr.contains("Unable to create") && stderr.contains(".lock")
+        || stderr.contains("could not lock")
+}
+
+fn is_identity_error(stderr: &str) -> bool {
+    stderr.contains("Please tell me who you are")
+        || stderr.contains("unable to auto-detect email address")
+        || stderr.contains("empty ident name")
+}
+
+/// Runs git in `dir`, waiting out lock contention for up to a few seconds.
+pub async fn git<I, S>(dir: &Path, args: I) -> Result<GitOutput, GitError>
+where
+    I: IntoIterator<Item = S> + Clone,
+    S: AsRef<OsStr>,
+{
+    let mut delay = Duration::from_millis(5);
+    let mut waited = Duration::ZERO;
+    loop {
+        let out = Command::new("git")
+            .args(args.clone())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(GitError::Spawn)?;
+        let res = GitOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if res.code != 0 && is_lock_error(&res.stderr) && waited < Duration::from_secs(10) {
+            tokio::time::sleep(delay).await;
+            waited += delay;
+            delay = (delay * 2).min(Duration::from_millis(200));
+            continue;
+        }
+        return Ok(res);
+    }
+}
+
+/// Like [`git`], but a non-zero exit is an error; returns trimmed stdout.
+pub async fn git_ok<I, S>(dir: &Path, args: I) -> Result<String, GitError>
+where
+    I: IntoIterator<Item = S> + Clone,
+    S: AsRef<OsStr>,
+{
+    let out = git(dir, args.clone()).await?;
+    if out.code != 0 {
+        return Err(GitError::Failed {
+            args: args
+                .into_iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            status: format!("exit {}", out.code),
+            stderr: out.stderr.trim().to_string(),
+        });
+    }
+    Ok(out.stdout.trim().to_string())
+}
+
+pub enum MergeOutcome {
+    Merged(String),
+    Conflict(Vec<String>),
+}
+
+impl Repo {
+    /// Finds the repository that holds `dir`.
+    pub fn discover(dir: &Path) -> Result<Repo, GitError> {
+        let out = std::process::Command::new("git")
+            .args(["rev-parse", "--show-toplevel", "--git-common-dir"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(GitError::Other(format!(
+                "{} is not inside a git repository with a work tree ({})",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let root = PathBuf::from(lines.next().unwrap_or_default());
+        let common = PathBuf::from(lines.next().unwrap_or_default());
+        let common_dir = if common.is_absolute() {
+            common
+        } else {
+            dir.join(common)
+        };
+        let common_dir = common_dir.canonicalize().unwrap_or(common_dir);
+        Ok(Repo { root, common_dir })
+    }
+
+    /// Where baton keeps its store, logs and (by default) worktrees.
+    pub fn state_dir(&self) -> PathBuf {
+        self.common_dir.join("baton")
+    }
+
+    pub async fn resolve_commit(&self, rev: &str) -> Result<String, GitError> {
+        let spec = format!("{rev}^{{commit}}");
+        git_ok(
+            &self.root,
+            ["rev-parse", "--verify", "--quiet", spec.as_str()],
+        )
+        .await
+        .map_err(|_| {
+            GitError::Other(format!(
+                "{rev:?} does not name a commit in {}",
+                self.root.display()
+            ))
+        })
+    }
+
+    /// The commit a ref points to, or None if it does not exist.
+    pub async fn ref_commit(&self, refname: &str) -> Result<Option<String>, GitError> {
+        let out = git(&self.root, ["rev-parse", "--verify", "--quiet", refname]).await?;
+        Ok((out.code == 0).then(|| out.stdout.trim().to_string()))
+    }
+
+    /// Creates a ref that must not exist yet.
+    pub async fn create_ref(&self, refname: &str, oid: &str) -> Result<(), GitError> {
+        git_ok(&self.root, ["update-ref", refname, oid, ""])
+            .await
+            .map(drop)
+    }
+
+    /// Moves a ref, but only if it still points at `old` (compare and swap).
+    pub async fn move_ref(&self, refname: &str, new: &str, old: &str) -> Result<(), GitError> {
+        git_ok(&self.root, ["update-ref", refname, new, old])
+            .await
+            .map(drop)
+    }
+
+    /// Points a ref at `oid`, creating or moving it (for keep-refs).
+    pub async fn set_ref(&self, refname: &str, oid: &str) -> Result<(), GitError> {
+        git_ok(&self.root, ["update-ref", refname, oid])
+            .await
+            .map(drop)
+    }
+
+    /// Adds a worktree at `path` on a new branch starting at `start`.
+    pub async fn add_worktree(
+        &self,
+        path: &Path,
+        branch: &str,
+        start: &str,
+    ) -> Result<(), GitError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| GitError::Other(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let p = path.as_os_str();
+        git_ok(
+            &self.root,
+            [
+                OsStr::new("worktree"),
+                OsStr::new("add"),
+                OsStr::new("-q"),
+                OsStr::new("-b"),
+                OsStr::new(branch),
+                p,
+                OsStr::new(start),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Re-attaches a worktree to an existing branch (resume after the directory was lost).
+    pub async fn restore_worktree(&self, path: &Path, branch: &str) -> Result<(), GitError> {
+        let _ = git(&self.root, ["worktree", "prune"]).await;
+        git_ok(
+            &self.root,
+            [
+                OsStr::new("worktree"),
+                OsStr::new("add"),
+                OsStr::new("-q"),
+                path.as_os_str(),
+                OsStr::new(branch),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Commits everything left in a worktree. Returns whether a commit was made.
+    /// A failing commit hook does not cost the work: it is committed without hooks.
+    pub async fn commit_all(&self, worktree: &Path, message: &str) -> Result<bool, GitError> {
+        git_ok(worktree, ["add", "-A"]).await?;
+        let mut with_hooks = true;
+        let mut identity = false;
+        loop {
+            let mut args: Vec<&str> = Vec::new();
+            if identity {
+                args.extend(FALLBACK_IDENTITY);
+            }
+            args.extend(["commit", "-q", "-m", message]);
+            if !with_hooks {
+                args.push("--no-verify");
+            }
+            let out = git(worktree, &args).await?;
+            if out.code == 0 {
+                return Ok(true);
+            }
+            let text = format!("{}{}", out.stdout, out.stderr);
+            if text.contains("nothing to commit") || text.contains("nothing added to commit") {
+                return Ok(false);
+            }
+            if is_identity_error(&text) && !identity {
+                identity = true;
+                continue;
+            }
+            if with_hooks {
+                tracing::warn!(worktree = %worktree.display(), "commit failed with hooks, retrying without: {}", text.trim());
+                with_hooks = false;
+                continue;
+            }
+            return Err(GitError::Failed {
+                args: args.join(" "),
+                status: format!("exit {}", out.code),
+                stderr: text.trim().to_string(),
+            });
+        }
+    }
+
+    pub async fn head(&self, worktree: &Path) -> Result<String, GitError> {
+        git_ok(worktree, ["rev-parse", "HEAD"]).await
+    }
+
+    pub async fn changed_files(&self, from: &str, to: &str) -> Result<Vec<String>, GitError> {
+        let range = format!("{from}..{to}");
+        let out = git_ok(
+            &self.root,
+            ["diff", "--name-only", "--no-renames", range.as_str()],
+        )
+        .await?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
+    /// Merges `theirs` into the commit `ours` without touching any work tree.
+    /// On success returns the merge commit; the caller moves the branch.
+    pub async fn merge_commits(
+        &self,
+        ours: &str,
+        theirs: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, GitError> {
+        let out = git(
+            &self.root,
+            [
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                ours,
+                theirs,
+            ],
+        )
+        .await?;
+        let mut lines = out.stdout.lines();
+        let tree = lines.next().unwrap_or_default().trim().to_string();
+        match out.code {
+            0 => {}
+            1 => {
+                let mut paths: Vec<String> = lines
+                    .map(str::to_string)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                paths.dedup();
+                return Ok(MergeOutcome::Conflict(paths));
+            }
+            code => {
+                return Err(GitError::Failed {
+                    args: "merge-tree".into(),
+                    status: format!("exit {code}"),
+                    stderr: out.stderr.trim().to_string(),
+                })
+            }
+        }
+        let mut identity = false;
+        loop {
+            let mut args: Vec<&str> = Vec::new();
+            if identity {
+                args.extend(FALLBACK_IDENTITY);
+            }
+            args.extend([
+                "commit-tree",
+                tree.as_str(),
+                "-p",
+                ours,
+                "-p",
+                theirs,
+                "-m",
+                message,
+            ]);
+            let out = git(&self.root, &args).await?;
+            if out.code == 0 {
+                return Ok(MergeOutcome::Merged(out.stdout.trim().to_string()));
+            }
+            if is_identity_error(&out.stderr) && !identity {
+                identity = true;
+                continue;
+            }
+            return Err(GitError::Failed {
+                args: "commit-tree".into(),
+                status: format!("exit {}", out.code),
+                stderr: out.stderr.trim().to_string(),
+            });
+        }
+    }
+
+    /// Removes a worktree whose work is committed. Its branch stays.
+    pub async fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
+        git_ok(
+            &self.root,
+            [
+                OsStr::new("worktree"),
+                OsStr::new("remove"),
+                OsStr::new("--force"),
+                path.as_os_str(),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,21 @@
+//! baton-core: the library behind the `baton` command. It never prints and
+//! never reads the user's home on its own; the CLI and server decide that.
+
+pub mod adapter;
+pub mod clock;
+pub mod dag;
+pub mod duration;
+pub mod engine;
+pub mod git;
+pub mod lock;
+pub mod paths;
+pub mod plan;
+pub mod process;
+pub mod report;
+pub mod store;
+pub mod template;
+
+pub use engine::{Engine, EngineError, RunOptions};
+pub use git::Repo;
+pub use plan::{Plan, PlanError};
+pub use report::Report;

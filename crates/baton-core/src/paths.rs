@@ -1,0 +1,52 @@
+//! Where baton keeps things for one repository: the store, per-run logs and
+//! locks, and task worktrees, all under the git common dir by default so that
+//! nothing shows in the user's `git status`.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct StatePaths {
+    pub root: PathBuf,
+}
+
+impl StatePaths {
+    pub fn new(root: PathBuf) -> Self {
+        StatePaths { root }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root.join("baton.db")
+    }
+
+    pub fn run_dir(&self, run: &str) -> PathBuf {
+        self.root.join("runs").join(run)
+    }
+
+    pub fn lock(&self, run: &str) -> PathBuf {
+        self.run_dir(run).join("lock")
+    }
+
+    pub fn attempt_log(&self, run: &str, task: &str, n: u32) -> PathBuf {
+        self.run_dir(run)
+            .join("logs")
+            .join(task)
+            .join(format!("attempt-{n}.log"))
+    }
+
+    pub fn default_worktrees(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+}
+
+/// The worktree directory of one task under a worktrees root.
+pub fn task_worktree(worktrees: &Path, run: &str, task: &str) -> PathBuf {
+    worktrees.join(run).join(task)
+}
+
+pub fn integration_branch(run: &str) -> String {
+    format!("baton/{run}/integration")
+}
+
+pub fn task_branch(run: &str, task: &str) -> String {
+    format!("baton/{run}/task/{task}")
+}

@@ -1,0 +1,120 @@
+//! The plan file: parsing and validation into a [`Plan`] the engine can trust.
+
+mod error;
+mod raw;
+mod validate;
+
+pub use error::{Diagnostic, PlanError};
+
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every adapter a profile may name.
+pub const ADAPTERS: &[&str] = &["claude", "codex", "gemini", "opencode", "aider", "exec"];
+
+pub const DEFAULT_MAX_PARALLEL: usize = 3;
+/// An attempt with no `timeout` still ends: agents can hang or retry forever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where the plan was read from (for messages).
+    pub path: PathBuf,
+    /// The plan's text, kept so that a resumed run uses the plan it started with.
+    pub source: String,
+    pub run: RunSettings,
+    pub agents: BTreeMap<String, AgentProfile>,
+    pub prices: BTreeMap<String, Price>,
+    /// Tasks in file order.
+    pub tasks: Vec<TaskSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub max_parallel: usize,
+    pub base: String,
+    pub budget_usd: Option<f64>,
+    /// Where task worktrees go (relative to the repository root), if not the default.
+    pub worktrees: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentProfile {
+    pub name: String,
+    pub adapter: String,
+    pub model: Option<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Path of the standing instructions file, relative to the repository root.
+    pub instructions: Option<String>,
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Stop,
+    Continue,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub id: String,
+    pub prompt: String,
+    pub agent: String,
+    pub needs: Vec<String>,
+    pub context: Vec<String>,
+    pub gates: Vec<String>,
+    pub retries: u32,
+    pub timeout: Duration,
+    pub budget_usd: Option<f64>,
+    pub approve: bool,
+    pub merge: bool,
+    pub fail_if: Option<Regex>,
+    pub on_failure: OnFailure,
+}
+
+impl Plan {
+    /// Reads and validates a plan file. `repo_root` is where context and
+    /// instruction files are looked up; without it those checks are skipped.
+    pub fn load(path: &Path, repo_root: Option<&Path>) -> Result<Plan, PlanError> {
+        let source = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Plan::parse(path, &source, repo_root)
+    }
+
+    /// Validates plan text; `path` is only used in messages.
+    pub fn parse(path: &Path, source: &str, repo_root: Option<&Path>) -> Result<Plan, PlanError> {
+        validate::parse(path, source, repo_root).map_err(|diagnostics| PlanError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics,
+        })
+    }
+
+    pub fn task(&self, id: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// The phases of the DAG: each phase holds tasks whose needs are all in earlier phases.
+    pub fn phases(&self) -> Vec<Vec<&TaskSpec>> {
+        let ids: Vec<(&str, Vec<&str>)> = self
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.needs.iter().map(String::as_str).collect()))
+            .collect();
+        crate::dag::phases(&ids)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|phase| phase.into_iter().filter_map(|id| self.task(id)).collect())
+            .collect()
+    }
+}

@@ -1,0 +1,82 @@
+//! The plan file as TOML deserializes it, before validation. Spans are kept on
+//! every value that a later check may need to point at.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlan {
+    #[serde(default)]
+    pub run: RawRun,
+    #[serde(default)]
+    pub agent: BTreeMap<String, Spanned<RawAgent>>,
+    #[serde(default)]
+    pub prices: BTreeMap<String, Spanned<RawPrice>>,
+    #[serde(default)]
+    pub defaults: Option<Spanned<RawTask>>,
+    #[serde(default)]
+    pub task: Vec<Spanned<RawTask>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRun {
+    pub max_parallel: Option<Spanned<i64>>,
+    pub base: Option<Spanned<String>>,
+    pub budget_usd: Option<Spanned<f64>>,
+    pub worktrees: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgent {
+    pub adapter: Spanned<String>,
+    pub model: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub instructions: Option<Spanned<String>>,
+    pub command: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPrice {
+    pub input: f64,
+    pub output: f64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTask {
+    pub id: Option<Spanned<String>>,
+    pub prompt: Option<Spanned<String>>,
+    pub agent: Option<Spanned<String>>,
+    pub needs: Option<Vec<Spanned<String>>>,
+    pub context: Option<Vec<Spanned<String>>>,
+    pub gates: Option<Vec<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<String>>,
+    pub budget_usd: Option<Spanned<f64>>,
+    pub approve: Option<bool>,
+    pub merge: Option<bool>,
+    pub fail_if: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
+}
+
+impl RawTask {
+    /// Fills every field the task leaves out from `[defaults]`.
+    pub fn with_defaults(mut self, d: &RawTask) -> RawTask {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = d.$f.clone(); } )* };
+        }
+        fill!(
+            prompt, agent, needs, context, gates, retries, timeout, budget_usd, approve, merge,
+            fail_if, on_failure
+        );
+        self
+    }
+}

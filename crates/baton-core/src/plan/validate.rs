@@ -1,0 +1,513 @@
+//! From TOML text to a [`Plan`], collecting every problem with its place.
+
+use super::error::{line_col, Diagnostic};
+use super::raw::{RawPlan, RawTask};
+use super::{
+    AgentProfile, OnFailure, Plan, Price, RunSettings, TaskSpec, ADAPTERS, DEFAULT_MAX_PARALLEL,
+    DEFAULT_TIMEOUT,
+};
+use crate::duration::parse_duration;
+use regex::Regex;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+struct Checker<'s> {
+    source: &'s str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Option<Range<usize>>, subject: Option<String>, message: String) {
+        let (line, column) = match span {
+            Some(s) => {
+                let (l, c) = line_col(self.source, s.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        self.diags.push(Diagnostic {
+            line,
+            column,
+            subject,
+            message,
+        });
+    }
+}
+
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+pub(super) fn parse(
+    path: &Path,
+    source: &str,
+    repo_root: Option<&Path>,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let mut ck = Checker {
+        source,
+        diags: Vec::new(),
+    };
+    let raw: RawPlan = match toml::from_str(source) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            ck.at(e.span(), None, msg);
+            return Err(ck.diags);
+        }
+    };
+
+    let run = check_run(&mut ck, &raw);
+    let agents = check_agents(&mut ck, &raw, repo_root);
+    let prices = check_prices(&mut ck, &raw);
+
+    let defaults = match &raw.defaults {
+        Some(d) => {
+            if let Some(id) = &d.get_ref().id {
+                ck.at(
+                    Some(id.span()),
+                    None,
+                    "[defaults] cannot set `id`: every task needs its own".into(),
+                );
+            }
+            d.get_ref().clone()
+        }
+        None => RawTask::default(),
+    };
+
+    if raw.task.is_empty() {
+        ck.at(
+            None,
+            None,
+            "the plan has no tasks; add at least one [[task]] with an id and a prompt".into(),
+        );
+    }
+
+    let mut tasks = Vec::new();
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    for t in &raw.task {
+        let span = t.span();
+        let merged = t.get_ref().clone().with_defaults(&defaults);
+        if let Some(task) = check_task(&mut ck, span, merged, &agents, repo_root, &mut first_seen) {
+            tasks.push(task);
+        }
+    }
+
+    check_needs(&mut ck, &raw, &tasks);
+    if !ck.diags.is_empty() {
+        return Err(ck.diags);
+    }
+    Ok(Plan {
+        path: path.to_path_buf(),
+        source: source.to_string(),
+        run,
+        agents,
+        prices,
+        tasks,
+    })
+}
+
+fn check_run(ck: &mut Checker, raw: &RawPlan) -> RunSettings {
+    let mut run = RunSettings {
+        max_parallel: DEFAULT_MAX_PARALLEL,
+        base: "HEAD".into(),
+        budget_usd: None,
+        worktrees: None,
+    };
+    if let Some(mp) = &raw.run.max_parallel {
+        if *mp.get_ref() < 1 {
+            ck.at(
+                Some(mp.span()),
+                None,
+                format!("run.max_parallel must be at least 1, not {}", mp.get_ref()),
+            );
+        } else {
+            run.max_parallel = *mp.get_ref() as usize;
+        }
+    }
+    if let Some(b) = &raw.run.base {
+        if b.get_ref().trim().is_empty() {
+            ck.at(
+                Some(b.span()),
+                None,
+                "run.base is empty; name a commit, branch or tag".into(),
+            );
+        }
+        run.base = b.get_ref().clone();
+    }
+    if let Some(b) = &raw.run.budget_usd {
+        run.budget_usd = check_budget(ck, b, None, "run.budget_usd");
+    }
+    if let Some(w) = &raw.run.worktrees {
+        run.worktrees = Some(w.get_ref().clone());
+    }
+    run
+}
+
+fn check_budget(
+    ck: &mut Checker,
+    b: &Spanned<f64>,
+    subject: Option<String>,
+    name: &str,
+) -> Option<f64> {
+    let v = *b.get_ref();
+    if !(v.is_finite() && v > 0.0) {
+        ck.at(
+            Some(b.span()),
+            subject,
+            format!("{name} must be a positive number of dollars, not {v}"),
+        );
+        None
+    } else {
+        Some(v)
+    }
+}
+
+fn check_agents(
+    ck: &mut Checker,
+    raw: &RawPlan,
+    repo_root: Option<&Path>,
+) -> BTreeMap<String, AgentProfile> {
+    let mut out = BTreeMap::new();
+    for (name, a) in &raw.agent {
+        let subject = Some(format!("agent {name:?}"));
+        let a_span = a.span();
+        let a = a.get_ref();
+        let adapter = a.adapter.get_ref().as_str();
+        if !is_valid_id(name) {
+            ck.at(
+                Some(a_span.clone()),
+                subject.clone(),
+                "profile names may use only letters, digits, '_' and '-'".into(),
+            );
+        }
+        if !ADAPTERS.contains(&adapter) {
+            ck.at(
+                Some(a.adapter.span()),
+                subject.clone(),
+                format!(
+                    "unknown adapter {adapter:?}; expected one of {}",
+                    ADAPTERS.join(", ")
+                ),
+            );
+        }
+        if let Some(cmd) = &a.command {
+            if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() {
+                ck.at(
+                    Some(cmd.span()),
+                    subject.clone(),
+                    "`command` is empty; name a program".into(),
+                );
+            }
+        } else if adapter == "exec" {
+            ck.at(
+                Some(a_span.clone()),
+                subject.clone(),
+                "an exec profile needs `command`, e.g. command = [\"bash\", \"-ec\"]".into(),
+            );
+        }
+        if let Some(instr) = &a.instructions {
+            check_file(ck, repo_root, instr, subject.clone(), "instructions file");
+        }
+        out.insert(
+            name.clone(),
+            AgentProfile {
+                name: name.clone(),
+                adapter: adapter.to_string(),
+                model: a.model.clone(),
+                args: a.args.clone(),
+                env: a.env.clone(),
+                instructions: a.instructions.as_ref().map(|s| s.get_ref().clone()),
+                command: a.command.as_ref().map(|c| c.get_ref().clone()),
+            },
+        );
+    }
+    out
+}
+
+fn check_file(
+    ck: &mut Checker,
+    repo_root: Option<&Path>,
+    rel: &Spanned<String>,
+    subject: Option<String>,
+    what: &str,
+) {
+    let Some(root) = repo_root else { return };
+    let p = rel.get_ref();
+    if Path::new(p).is_absolute() || p.split('/').any(|c| c == "..") {
+        ck.at(
+            Some(rel.span()),
+            subject,
+            format!("{what} {p:?} must be a path inside the repository, relative to its root"),
+        );
+        return;
+    }
+    if !root.join(p).is_file() {
+        ck.at(
+            Some(rel.span()),
+            subject,
+            format!("{what} {p:?} does not exist (looked in {})", root.display()),
+        );
+    }
+}
+
+fn check_prices(ck: &mut Checker, raw: &RawPlan) -> BTreeMap<String, Price> {
+    let mut out = BTreeMap::new();
+    for (model, p) in &raw.prices {
+        let v = p.get_ref();
+        if !(v.input.is_finite() && v.input >= 0.0 && v.output.is_finite() && v.output >= 0.0) {
+            ck.at(
+                Some(p.span()),
+                Some(format!("prices {model:?}")),
+                "input and output prices must be zero or more (USD per million tokens)".into(),
+            );
+        }
+        out.insert(
+            model.clone(),
+            Price {
+                input: v.input,
+                output: v.output,
+            },
+        );
+    }
+    out
+}
+
+fn check_task(
+    ck: &mut Checker,
+    span: Range<usize>,
+    t: RawTask,
+    agents: &BTreeMap<String, AgentProfile>,
+    repo_root: Option<&Path>,
+    first_seen: &mut HashMap<String, usize>,
+) -> Option<TaskSpec> {
+    let Some(id_s) = &t.id else {
+        ck.at(Some(span), None, "a [[task]] has no `id`".into());
+        return None;
+    };
+    let id = id_s.get_ref().clone();
+    let subject = Some(format!("task {id:?}"));
+    if !is_valid_id(&id) {
+        ck.at(
+            Some(id_s.span()),
+            subject.clone(),
+            "task ids may use only letters, digits, '_' and '-'".into(),
+        );
+    }
+    if let Some(&prev) = first_seen.get(&id) {
+        let (line, _) = line_col(ck.source, prev);
+        ck.at(
+            Some(id_s.span()),
+            subject.clone(),
+            format!("duplicate task id (first defined on line {line})"),
+        );
+    } else {
+        first_seen.insert(id.clone(), id_s.span().start);
+    }
+
+    let prompt = match &t.prompt {
+        Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().clone(),
+        Some(p) => {
+            ck.at(Some(p.span()), subject.clone(), "`prompt` is empty".into());
+            String::new()
+        }
+        None => {
+            ck.at(
+                Some(id_s.span()),
+                subject.clone(),
+                "no `prompt` (and none in [defaults])".into(),
+            );
+            String::new()
+        }
+    };
+
+    let agent = match &t.agent {
+        Some(a) => {
+            if !agents.contains_key(a.get_ref()) {
+                let known: Vec<&str> = agents.keys().map(String::as_str).collect();
+                ck.at(
+                    Some(a.span()),
+                    subject.clone(),
+                    format!(
+                        "unknown agent profile {:?} (the plan defines: {})",
+                        a.get_ref(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            a.get_ref().clone()
+        }
+        None => {
+            ck.at(
+                Some(id_s.span()),
+                subject.clone(),
+                "no `agent`, and [defaults] names none".into(),
+            );
+            String::new()
+        }
+    };
+
+    let needs: Vec<String> = t
+        .needs
+        .as_ref()
+        .map(|n| n.iter().map(|s| s.get_ref().clone()).collect())
+        .unwrap_or_default();
+
+    let context: Vec<String> = t
+        .context
+        .as_ref()
+        .map(|c| {
+            c.iter()
+                .map(|f| {
+                    check_file(ck, repo_root, f, subject.clone(), "context file");
+                    f.get_ref().clone()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let retries = match &t.retries {
+        Some(r) if *r.get_ref() < 0 || *r.get_ref() > 100 => {
+            ck.at(
+                Some(r.span()),
+                subject.clone(),
+                format!("retries must be between 0 and 100, not {}", r.get_ref()),
+            );
+            0
+        }
+        Some(r) => *r.get_ref() as u32,
+        None => 0,
+    };
+
+    let timeout = match &t.timeout {
+        Some(s) => match parse_duration(s.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                ck.at(Some(s.span()), subject.clone(), format!("timeout: {e}"));
+                DEFAULT_TIMEOUT
+            }
+        },
+        None => DEFAULT_TIMEOUT,
+    };
+
+    let budget_usd = t
+        .budget_usd
+        .as_ref()
+        .and_then(|b| check_budget(ck, b, subject.clone(), "budget_usd"));
+
+    let fail_if = match &t.fail_if {
+        Some(s) => match Regex::new(s.get_ref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let msg = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("invalid")
+                    .trim()
+                    .to_string();
+                ck.at(
+                    Some(s.span()),
+                    subject.clone(),
+                    format!("fail_if is not a valid regex: {msg}"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+
+    let on_failure = match t
+        .on_failure
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
+        None | Some(("stop", _)) => OnFailure::Stop,
+        Some(("continue", _)) => OnFailure::Continue,
+        Some((other, span)) => {
+            ck.at(
+                Some(span),
+                subject.clone(),
+                format!("on_failure must be \"stop\" or \"continue\", not {other:?}"),
+            );
+            OnFailure::Stop
+        }
+    };
+
+    if !prompt.is_empty() {
+        if let Err(e) = crate::template::check(&prompt, &needs) {
+            let at = t.prompt.as_ref().map(|p| p.span());
+            ck.at(at, subject.clone(), e);
+        }
+    }
+
+    let gates = t.gates.clone().unwrap_or_default();
+    for g in &gates {
+        if g.trim().is_empty() {
+            ck.at(
+                Some(id_s.span()),
+                subject.clone(),
+                "a gate is an empty command".into(),
+            );
+        }
+    }
+
+    Some(TaskSpec {
+        id,
+        prompt,
+        agent,
+        needs,
+        context,
+        gates,
+        retries,
+        timeout,
+        budget_usd,
+        approve: t.approve.unwrap_or(false),
+        merge: t.merge.unwrap_or(true),
+        fail_if,
+        on_failure,
+    })
+}
+
+fn check_needs(ck: &mut Checker, raw: &RawPlan, tasks: &[TaskSpec]) {
+    let ids: HashMap<&str, ()> = tasks.iter().map(|t| (t.id.as_str(), ())).collect();
+    for t in &raw.task {
+        let Some(id) = t.get_ref().id.as_ref().map(|s| s.get_ref().as_str()) else {
+            continue;
+        };
+        for n in t.get_ref().needs.iter().flatten() {
+            if !ids.contains_key(n.get_ref().as_str()) {
+                ck.at(
+                    Some(n.span()),
+                    Some(format!("task {id:?}")),
+                    format!("needs unknown task {:?}", n.get_ref()),
+                );
+            }
+        }
+    }
+    let graph: Vec<(&str, Vec<&str>)> = tasks
+        .iter()
+        .map(|t| (t.id.as_str(), t.needs.iter().map(String::as_str).collect()))
+        .collect();
+    if let Err(cycle) = crate::dag::phases(&graph) {
+        let first = cycle.first().copied().unwrap_or_default();
+        let span = raw
+            .task
+            .iter()
+            .find(|t| t.get_ref().id.as_ref().map(|s| s.get_ref().as_str()) == Some(first))
+            .and_then(|t| t.get_ref().id.as_ref().map(|s| s.span()));
+        ck.at(
+            span,
+            None,
+            format!("the tasks form a cycle: {}", cycle.join(" -> ")),
+        );
+    }
+}

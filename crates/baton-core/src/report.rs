@@ -1,0 +1,127 @@
+//! The run report (PLAN-FORMAT.md, "The JSON report"), read from the store.
+
+use crate::store::{Store, StoreError, TaskRecord};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub id: String,
+    pub status: String,
+    pub attempts: u32,
+    pub branch: String,
+    pub commit: Option<String>,
+    pub merged: bool,
+    pub result: Option<String>,
+    pub reason: Option<String>,
+    pub usage: Usage,
+    pub worktree: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run: String,
+    pub status: String,
+    pub integration_branch: String,
+    pub base_commit: String,
+    pub integration_commit: Option<String>,
+    pub plan: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub tasks: Vec<TaskReport>,
+    pub usage: Usage,
+}
+
+fn sum<T: Copy + std::iter::Sum<T>>(vals: impl Iterator<Item = Option<T>>) -> Option<T> {
+    let v: Vec<T> = vals.flatten().collect();
+    (!v.is_empty()).then(|| v.into_iter().sum())
+}
+
+impl TaskReport {
+    fn from_record(r: &TaskRecord) -> TaskReport {
+        TaskReport {
+            id: r.id.clone(),
+            status: r.status.clone(),
+            attempts: r.attempts,
+            branch: r.branch.clone(),
+            commit: r.commit_id.clone(),
+            merged: r.merged,
+            result: r.result.clone(),
+            reason: r.reason.clone(),
+            usage: Usage {
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                cost_usd: r.cost_usd,
+            },
+            worktree: r
+                .worktree
+                .clone()
+                .filter(|w| std::path::Path::new(w).exists()),
+            duration_ms: match (r.started_at, r.finished_at) {
+                (Some(s), Some(f)) => Some(f - s),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl Report {
+    pub fn load(store: &Store, run: &str) -> Result<Report, StoreError> {
+        let rec = store.run(run)?;
+        let tasks: Vec<TaskReport> = store
+            .tasks(run)?
+            .iter()
+            .map(TaskReport::from_record)
+            .collect();
+        let integration_commit = std::process::Command::new("git")
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{}", rec.integration_branch),
+            ])
+            .current_dir(&rec.repo)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        Ok(Report {
+            usage: Usage {
+                input_tokens: sum(tasks.iter().map(|t| t.usage.input_tokens)),
+                output_tokens: sum(tasks.iter().map(|t| t.usage.output_tokens)),
+                cost_usd: sum(tasks.iter().map(|t| t.usage.cost_usd)),
+            },
+            run: rec.id,
+            status: rec.status,
+            integration_branch: rec.integration_branch,
+            base_commit: rec.base_commit,
+            integration_commit,
+            plan: rec.plan_path,
+            started_at: crate::clock::rfc3339(rec.created_at),
+            finished_at: rec.finished_at.map(crate::clock::rfc3339),
+            duration_ms: rec.finished_at.map(|f| f - rec.created_at),
+            tasks,
+        })
+    }
+
+    /// The exit status PLAN-FORMAT.md gives a finished run: 0 when every task
+    /// succeeded, 1 otherwise; 130 for a run interrupted and left to resume.
+    pub fn exit_code(&self) -> i32 {
+        if self.status == "interrupted" {
+            130
+        } else if self.tasks.iter().all(|t| t.status == "succeeded") {
+            0
+        } else {
+            1
+        }
+    }
+}

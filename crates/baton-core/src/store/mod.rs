@@ -1,0 +1,341 @@
+//! The store: one SQLite database (WAL) per repository holding runs, tasks,
+//! attempts, an append-only event log and the control requests that other
+//! processes send to a running engine. Every view is read from here.
+
+mod records;
+
+pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
+
+use crate::clock::now_ms;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("store: cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no run {0:?} in this repository")]
+    NoSuchRun(String),
+    #[error("no runs in this repository yet; start one with `baton run`")]
+    NoRuns,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// The columns a task update may set; None leaves a column as it is.
+#[derive(Debug, Default, Clone)]
+pub struct TaskUpdate {
+    pub status: Option<String>,
+    pub attempts: Option<u32>,
+    pub failures: Option<u32>,
+    pub worktree: Option<String>,
+    pub start_commit: Option<String>,
+    pub commit_id: Option<String>,
+    pub merged: Option<bool>,
+    pub result: Option<String>,
+    pub reason: Option<Option<String>>,
+    pub feedback: Option<Option<String>>,
+    pub files: Option<Vec<String>>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.execute_batch(include_str!("schema.sql"))
+            .map_err(open_err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable; SQLite rolls back.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn create_run(&self, run: &RunRecord, tasks: &[(String, String)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO runs (id, repo, plan_path, plan_source, base, base_commit, integration_branch, worktrees_dir, status, created_at, pid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![run.id, run.repo, run.plan_path, run.plan_source, run.base, run.base_commit, run.integration_branch, run.worktrees_dir, run.status, run.created_at, run.pid],
+        )?;
+        for (pos, (id, branch)) in tasks.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO tasks (run_id, id, position, status, branch) VALUES (?1, ?2, ?3, 'pending', ?4)",
+                params![run.id, id, pos as i64, branch],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_run_status(
+        &self,
+        run: &str,
+        status: &str,
+        finished: bool,
+        pid: Option<u32>,
+    ) -> Result<()> {
+        let finished_at = finished.then(now_ms);
+        self.conn().execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3, pid = COALESCE(?4, pid) WHERE id = ?1",
+            params![run, status, finished_at, pid],
+        )?;
+        Ok(())
+    }
+
+    /// Appends an event; returns its sequence number.
+    pub fn event(
+        &self,
+        run: &str,
+        task: Option<&str>,
+        attempt: Option<u32>,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO events (run_id, ts, task_id, attempt, kind, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run, now_ms(), task, attempt, kind, data.to_string()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Updates a task and appends the event that explains it, atomically.
+    pub fn update_task(
+        &self,
+        run: &str,
+        task: &str,
+        u: &TaskUpdate,
+        event: Option<(&str, &serde_json::Value)>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let files = u
+            .files
+            .as_ref()
+            .map(|f| serde_json::Value::from(f.clone()).to_string());
+        tx.execute(
+            "UPDATE tasks SET
+                status = COALESCE(?3, status),
+                attempts = COALESCE(?4, attempts),
+                failures = COALESCE(?5, failures),
+                worktree = COALESCE(?6, worktree),
+                start_commit = COALESCE(?7, start_commit),
+                commit_id = COALESCE(?8, commit_id),
+                merged = COALESCE(?9, merged),
+                result = COALESCE(?10, result),
+                reason = CASE WHEN ?11 THEN ?12 ELSE reason END,
+                feedback = CASE WHEN ?13 THEN ?14 ELSE feedback END,
+                files = COALESCE(?15, files),
+                started_at = COALESCE(?16, started_at),
+                finished_at = COALESCE(?17, finished_at)
+             WHERE run_id = ?1 AND id = ?2",
+            params![
+                run,
+                task,
+                u.status,
+                u.attempts,
+                u.failures,
+                u.worktree,
+                u.start_commit,
+                u.commit_id,
+                u.merged,
+                u.result,
+                u.reason.is_some(),
+                u.reason.clone().flatten(),
+                u.feedback.is_some(),
+                u.feedback.clone().flatten(),
+                files,
+                u.started_at,
+                u.finished_at
+            ],
+        )?;
+        if let Some((kind, data)) = event {
+            tx.execute(
+                "INSERT INTO events (run_id, ts, task_id, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run, now_ms(), task, kind, data.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn start_attempt(&self, a: &AttemptRecord) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO attempts (run_id, task_id, n, status, pgid, log_path, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![a.run_id, a.task_id, a.n, a.status, a.pgid, a.log_path, a.started_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_attempt_pgid(&self, run: &str, task: &str, n: u32, pgid: i32) -> Result<()> {
+        self.conn().execute(
+            "UPDATE attempts SET pgid = ?4 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            params![run, task, n, pgid],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_attempt(
+        &self,
+        run: &str,
+        task: &str,
+        n: u32,
+        status: &str,
+        exit_code: Option<i32>,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE attempts SET status = ?4, exit_code = ?5, reason = ?6, finished_at = ?7 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            params![run, task, n, status, exit_code, reason, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: &str) -> Result<RunRecord> {
+        self.conn()
+            .query_row(
+                "SELECT * FROM runs WHERE id = ?1",
+                [id],
+                RunRecord::from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))
+    }
+
+    /// The named run, or the latest one.
+    pub fn find_run(&self, id: Option<&str>) -> Result<RunRecord> {
+        match id {
+            Some(id) => self.run(id),
+            None => self
+                .conn()
+                .query_row(
+                    "SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    [],
+                    RunRecord::from_row,
+                )
+                .optional()?
+                .ok_or(StoreError::NoRuns),
+        }
+    }
+
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?1")?;
+        let rows = st.query_map([limit as i64], RunRecord::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn tasks(&self, run: &str) -> Result<Vec<TaskRecord>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT * FROM tasks WHERE run_id = ?1 ORDER BY position")?;
+        let rows = st.query_map([run], TaskRecord::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn attempts(&self, run: &str, task: &str) -> Result<Vec<AttemptRecord>> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT * FROM attempts WHERE run_id = ?1 AND task_id = ?2 ORDER BY n")?;
+        let rows = st.query_map([run, task], AttemptRecord::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn events_after(&self, run: &str, after: i64, limit: usize) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT * FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
+        let rows = st.query_map(params![run, after, limit as i64], Event::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Queues a request for the process running `run`; returns its id.
+    pub fn send_control(
+        &self,
+        run: &str,
+        task: &str,
+        kind: &str,
+        message: Option<&str>,
+    ) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO controls (run_id, task_id, kind, message, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run, task, kind, message, now_ms()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn pending_controls(&self, run: &str) -> Result<Vec<Control>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT * FROM controls WHERE run_id = ?1 AND handled_at IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([run], Control::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn answer_control(&self, id: i64, ok: bool, response: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE controls SET handled_at = ?2, ok = ?3, response = ?4 WHERE id = ?1",
+            params![id, now_ms(), ok, response],
+        )?;
+        Ok(())
+    }
+
+    pub fn control(&self, id: i64) -> Result<Option<Control>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT * FROM controls WHERE id = ?1",
+                [id],
+                Control::from_row,
+            )
+            .optional()?)
+    }
+}

@@ -1,0 +1,174 @@
+//! Rows of the store as Rust values.
+
+use rusqlite::Row;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub repo: String,
+    pub plan_path: String,
+    #[serde(skip)]
+    pub plan_source: String,
+    pub base: String,
+    pub base_commit: String,
+    pub integration_branch: String,
+    pub worktrees_dir: String,
+    pub status: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub pid: Option<u32>,
+}
+
+impl RunRecord {
+    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(RunRecord {
+            id: r.get("id")?,
+            repo: r.get("repo")?,
+            plan_path: r.get("plan_path")?,
+            plan_source: r.get("plan_source")?,
+            base: r.get("base")?,
+            base_commit: r.get("base_commit")?,
+            integration_branch: r.get("integration_branch")?,
+            worktrees_dir: r.get("worktrees_dir")?,
+            status: r.get("status")?,
+            created_at: r.get("created_at")?,
+            finished_at: r.get("finished_at")?,
+            pid: r.get("pid")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    pub run_id: String,
+    pub id: String,
+    pub status: String,
+    pub attempts: u32,
+    pub failures: u32,
+    pub branch: String,
+    pub worktree: Option<String>,
+    pub start_commit: Option<String>,
+    pub commit_id: Option<String>,
+    pub merged: bool,
+    pub result: Option<String>,
+    pub reason: Option<String>,
+    pub feedback: Option<String>,
+    pub files: Option<Vec<String>>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl TaskRecord {
+    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        let files: Option<String> = r.get("files")?;
+        Ok(TaskRecord {
+            run_id: r.get("run_id")?,
+            id: r.get("id")?,
+            status: r.get("status")?,
+            attempts: r.get("attempts")?,
+            failures: r.get("failures")?,
+            branch: r.get("branch")?,
+            worktree: r.get("worktree")?,
+            start_commit: r.get("start_commit")?,
+            commit_id: r.get("commit_id")?,
+            merged: r.get("merged")?,
+            result: r.get("result")?,
+            reason: r.get("reason")?,
+            feedback: r.get("feedback")?,
+            files: files.and_then(|f| serde_json::from_str(&f).ok()),
+            input_tokens: r.get("input_tokens")?,
+            output_tokens: r.get("output_tokens")?,
+            cost_usd: r.get("cost_usd")?,
+            started_at: r.get("started_at")?,
+            finished_at: r.get("finished_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub run_id: String,
+    pub task_id: String,
+    pub n: u32,
+    pub status: String,
+    pub pgid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub log_path: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl AttemptRecord {
+    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(AttemptRecord {
+            run_id: r.get("run_id")?,
+            task_id: r.get("task_id")?,
+            n: r.get("n")?,
+            status: r.get("status")?,
+            pgid: r.get("pgid")?,
+            exit_code: r.get("exit_code")?,
+            reason: r.get("reason")?,
+            log_path: r.get("log_path")?,
+            started_at: r.get("started_at")?,
+            finished_at: r.get("finished_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub seq: i64,
+    pub run_id: String,
+    pub ts: i64,
+    pub task_id: Option<String>,
+    pub attempt: Option<u32>,
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        let data: String = r.get("data")?;
+        Ok(Event {
+            seq: r.get("seq")?,
+            run_id: r.get("run_id")?,
+            ts: r.get("ts")?,
+            task_id: r.get("task_id")?,
+            attempt: r.get("attempt")?,
+            kind: r.get("kind")?,
+            data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Control {
+    pub id: i64,
+    pub run_id: String,
+    pub task_id: String,
+    pub kind: String,
+    pub message: Option<String>,
+    pub handled_at: Option<i64>,
+    pub ok: Option<bool>,
+    pub response: Option<String>,
+}
+
+impl Control {
+    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(Control {
+            id: r.get("id")?,
+            run_id: r.get("run_id")?,
+            task_id: r.get("task_id")?,
+            kind: r.get("kind")?,
+            message: r.get("message")?,
+            handled_at: r.get("handled_at")?,
+            ok: r.get("ok")?,
+            response: r.get("response")?,
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! Prompt templates: `{{ tasks.<id>.result }}`, `{{ feedback }}` and friends,
+//! rendered with minijinja in strict mode so a typo is an error, not an empty string.
+
+use minijinja::{Environment, UndefinedBehavior};
+use regex::Regex;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
+
+/// What a prompt may read about one upstream task.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskView {
+    pub result: String,
+    pub status: String,
+    pub branch: String,
+    pub commit: String,
+    pub files: Vec<String>,
+}
+
+/// Everything a prompt template can see.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PromptContext {
+    pub tasks: BTreeMap<String, TaskView>,
+    pub feedback: String,
+    pub task: String,
+    pub run: String,
+    pub attempt: u32,
+}
+
+const KNOWN_VARS: &[&str] = &["tasks", "feedback", "task", "run", "attempt"];
+
+fn env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+fn task_refs() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r#"tasks\s*(?:\.\s*([A-Za-z0-9_]+)|\[\s*["']([A-Za-z0-9_-]+)["']\s*\])"#)
+            .expect("static regex")
+    })
+}
+
+/// The upstream task ids a template mentions, in order of first mention.
+pub fn referenced_tasks(src: &str) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for c in task_refs().captures_iter(src) {
+        let id = c
+            .get(1)
+            .or_else(|| c.get(2))
+            .map(|m| m.as_str().to_string());
+        if let Some(id) = id {
+            if seen.insert(id.clone()) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// Checks a prompt template against the tasks it needs, by rendering it with
+/// placeholder values. Returns a message for people on failure.
+pub fn check(src: &str, needs: &[String]) -> Result<(), String> {
+    for id in referenced_tasks(src) {
+        if !needs.contains(&id) {
+            return Err(format!(
+                "prompt reads tasks.{id}, but the task does not need {id:?}; add it to `needs`"
+            ));
+        }
+    }
+    let env = env();
+    let tmpl = env
+        .template_from_str(src)
+        .map_err(|e| format!("prompt template: {}", describe(&e)))?;
+    let mut unknown: Vec<String> = tmpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !KNOWN_VARS.contains(&v.as_str()))
+        .collect();
+    unknown.sort();
+    if let Some(v) = unknown.first() {
+        return Err(format!(
+            "prompt uses `{v}`, which templates do not have (they have: {})",
+            KNOWN_VARS.join(", ")
+        ));
+    }
+    let ctx = PromptContext {
+        tasks: needs
+            .iter()
+            .map(|n| (n.clone(), TaskView::default()))
+            .collect(),
+        ..Default::default()
+    };
+    tmpl.render(&ctx)
+        .map(|_| ())
+        .map_err(|e| format!("prompt template: {}", describe(&e)))
+}
+
+/// Whether the template reads `{{ feedback }}` itself (if not, baton appends it).
+pub fn uses_feedback(src: &str) -> bool {
+    let env = env();
+    match env.template_from_str(src) {
+        Ok(t) => t.undeclared_variables(false).contains("feedback"),
+        Err(_) => false,
+    }
+}
+
+pub fn render(src: &str, ctx: &PromptContext) -> Result<String, String> {
+    let env = env();
+    env.render_str(src, ctx).map_err(|e| describe(&e))
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(line) = e.line() {
+        if !msg.contains("line") {
+            msg.push_str(&format!(" (template line {line})"));
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_references_in_both_spellings() {
+        let src = r#"{{ tasks.a.result }} {{ tasks["b-1"].files }} {{ tasks.a.status }}"#;
+        assert_eq!(referenced_tasks(src), vec!["a", "b-1"]);
+    }
+
+    #[test]
+    fn check_rejects_unneeded_task_and_unknown_variable() {
+        let needs = vec!["a".to_string()];
+        assert!(check("{{ tasks.a.result }}", &needs).is_ok());
+        let e = check("{{ tasks.b.result }}", &needs).unwrap_err();
+        assert!(e.contains("does not need \"b\""), "{e}");
+        let e = check("{{ task_result }}", &needs).unwrap_err();
+        assert!(e.contains("task_result"), "{e}");
+        let e = check("{% if %}", &needs).unwrap_err();
+        assert!(e.contains("prompt template"), "{e}");
+    }
+
+    #[test]
+    fn renders_dash_ids_and_feedback() {
+        let mut ctx = PromptContext {
+            feedback: "gate failed".into(),
+            ..Default::default()
+        };
+        ctx.tasks.insert(
+            "my-id".into(),
+            TaskView {
+                result: "done".into(),
+                ..Default::default()
+            },
+        );
+        let out = render(r#"{{ tasks["my-id"].result }}: {{ feedback }}"#, &ctx).unwrap();
+        assert_eq!(out, "done: gate failed");
+        assert!(uses_feedback("x {{ feedback }}"));
+        assert!(!uses_feedback("x {{ tasks.a.result }}"));
+    }
+}
