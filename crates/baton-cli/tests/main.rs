@@ -1,1 +1,9 @@
+//! baton's integration tests: the real `baton` binary, the real git CLI in
+//! temporary repositories, and the scriptable fake agent.
 
+mod common;
+mod test_check;
+mod test_control;
+mod test_crash;
+mod test_patterns;
+mod test_run;

@@ -1,0 +1,133 @@
+use baton_testutils::{fake_agent, TestEnv};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn baton_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_baton")
+}
+
+pub fn baton(env: &TestEnv) -> Command {
+    let mut c = env.command(baton_bin());
+    c.stdin(Stdio::null());
+    c
+}
+
+/// The profile every plan in the tests uses: the fake agent through `exec`.
+pub fn plan_header() -> String {
+    format!(
+        "[agent.fake]\nadapter = \"exec\"\ncommand = [{:?}]\n\n[defaults]\nagent = \"fake\"\n\n",
+        fake_agent().display().to_string()
+    )
+}
+
+pub fn write_plan(env: &TestEnv, body: &str) {
+    env.write("baton.toml", &format!("{}{body}", plan_header()));
+}
+
+pub struct RunOutput {
+    pub code: i32,
+    pub report: Value,
+    pub stderr: String,
+}
+
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().expect("run baton")
+}
+
+/// `baton run --json` with the given extra arguments.
+pub fn run_json(env: &TestEnv, extra: &[&str]) -> RunOutput {
+    let out = output(baton(env).args(["run", "--json"]).args(extra));
+    parse_run(out)
+}
+
+pub fn parse_run(out: Output) -> RunOutput {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}"));
+    RunOutput { code: out.status.code().unwrap_or(-1), report, stderr }
+}
+
+pub fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["id"] == id))
+        .unwrap_or_else(|| panic!("no task {id} in report: {report:#}"))
+}
+
+pub fn spawn_baton(env: &TestEnv, args: &[&str]) -> Child {
+    baton(env)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn baton")
+}
+
+/// Polls `cond` until it holds, failing the test after `secs`.
+pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next()).flatten();
+            state != Some('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+/// The latest run id, from `baton status --json`.
+pub fn latest_run(env: &TestEnv) -> Value {
+    let out = output(baton(env).args(["status", "--json"]));
+    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status json")
+}
+
+/// The latest run's report, or None while there is none yet.
+pub fn latest_run_opt(env: &TestEnv) -> Option<Value> {
+    let out = output(baton(env).args(["status", "--json"]));
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+/// A task's status in the latest run ("" while the run does not exist yet).
+pub fn task_status(env: &TestEnv, id: &str) -> String {
+    latest_run_opt(env)
+        .map(|r| task(&r, id)["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// Contents of `path` at `rev` in the test repository.
+pub fn show(env: &TestEnv, rev: &str, path: &str) -> Option<String> {
+    let out = env.git_output(&["show", &format!("{rev}:{path}")]);
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Makes temp paths and run ids stable for snapshots.
+pub fn redact(env: &TestEnv, text: &str, run: Option<&str>) -> String {
+    let mut t = text.replace(&env.root().display().to_string(), "[TMP]");
+    t = t.replace(&fake_agent().display().to_string(), "[FAKE_AGENT]");
+    if let Some(run) = run {
+        t = t.replace(run, "[RUN]");
+    }
+    let hashes = regex::Regex::new(r"\b[0-9a-f]{12,40}\b").unwrap();
+    t = hashes.replace_all(&t, "[HASH]").into_owned();
+    let durations = regex::Regex::new(r"\b\d+(\.\d+)?(ms|s)\b|\b\d+m\d\ds\b").unwrap();
+    durations.replace_all(&t, "[T]").into_owned()
+}

@@ -1,0 +1,149 @@
+//! Plan validation and `baton check`: every kind of invalid plan exits 2
+//! with where the problem is, and creates nothing.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+
+fn assert_rejected(body: &str, expect: &[&str]) -> String {
+    let env = TestEnv::new();
+    write_plan(&env, body);
+    for cmd in ["check", "run"] {
+        let out = output(baton(&env).arg(cmd));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "`baton {cmd}` should exit 2; stderr: {stderr}");
+        for e in expect {
+            assert!(stderr.contains(e), "`baton {cmd}` error should contain {e:?}; got: {stderr}");
+        }
+    }
+    assert!(!env.repo.join(".git/baton").exists(), "an invalid plan must create nothing");
+    assert_eq!(env.git(&["branch", "--list", "baton/*"]), "", "an invalid plan must create no branch");
+    let out = output(baton(&env).arg("check"));
+    redact(&env, &String::from_utf8_lossy(&out.stderr), None)
+}
+
+// The header written by write_plan is 7 lines; plan bodies start on line 8.
+
+#[test]
+fn toml_syntax_error_names_line_and_column() {
+    assert_rejected("[[task]]\nid = \"a\"\nprompt = \"x\n", &["baton.toml:10:", "string"]);
+}
+
+#[test]
+fn unknown_field_is_an_error() {
+    let msg = assert_rejected("[[task]]\nid = \"a\"\nprompt = \"x\"\nretry = 2\n", &["baton.toml:11:1", "unknown field `retry`"]);
+    assert!(msg.contains("retries"), "should list the expected fields: {msg}");
+}
+
+#[test]
+fn duplicate_id_points_at_the_second() {
+    assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\"\n\n[[task]]\nid = \"a\"\nprompt = \"y\"\n",
+        &["baton.toml:13:6", "task \"a\"", "duplicate task id (first defined on line 9)"],
+    );
+}
+
+#[test]
+fn unknown_need_and_unknown_agent() {
+    assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\"\nneeds = [\"ghost\"]\nagent = \"nobody\"\n",
+        &["baton.toml:11:10", "needs unknown task \"ghost\"", "baton.toml:12:9", "unknown agent profile \"nobody\""],
+    );
+}
+
+#[test]
+fn cycle_is_printed_as_the_cycle() {
+    let msg = assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\"\nneeds = [\"c\"]\n\n[[task]]\nid = \"b\"\nprompt = \"x\"\nneeds = [\"a\"]\n\n[[task]]\nid = \"c\"\nprompt = \"x\"\nneeds = [\"b\"]\n",
+        &["the tasks form a cycle:"],
+    );
+    insta::assert_snapshot!("cycle_error", msg);
+}
+
+#[test]
+fn bad_duration_and_bad_regex() {
+    assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\"\ntimeout = \"10 minutes\"\nfail_if = \"CRIT(\"\n",
+        &["baton.toml:11:11", "timeout: bad duration", "baton.toml:12:11", "fail_if is not a valid regex"],
+    );
+}
+
+#[test]
+fn missing_context_file() {
+    assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\"\ncontext = [\"docs/missing.md\"]\n",
+        &["baton.toml:11:12", "context file \"docs/missing.md\" does not exist"],
+    );
+}
+
+#[test]
+fn template_reading_a_task_it_does_not_need() {
+    assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\"\n\n[[task]]\nid = \"b\"\nprompt = \"{{ tasks.a.result }}\"\n",
+        &["task \"b\"", "prompt reads tasks.a, but the task does not need \"a\""],
+    );
+}
+
+#[test]
+fn bad_values_are_each_reported() {
+    let msg = assert_rejected(
+        "[run]\nmax_parallel = 0\n\n[[task]]\nid = \"bad id\"\nprompt = \"x\"\non_failure = \"explode\"\nretries = -1\n",
+        &["4 problems", "max_parallel must be at least 1", "task ids may use only", "on_failure must be", "retries must be between"],
+    );
+    insta::assert_snapshot!("many_errors", msg);
+}
+
+#[test]
+fn exec_profile_without_command_and_unknown_adapter() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        "[agent.a]\nadapter = \"exec\"\n\n[agent.b]\nadapter = \"cursor\"\ncommand = [\"x\"]\n\n[[task]]\nid = \"t\"\nagent = \"a\"\nprompt = \"x\"\n",
+    );
+    let out = output(baton(&env).arg("check"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("an exec profile needs `command`"), "{stderr}");
+    assert!(stderr.contains("baton.toml:5:11") && stderr.contains("unknown adapter \"cursor\""), "{stderr}");
+}
+
+#[test]
+fn missing_plan_file_is_a_usage_error() {
+    let env = TestEnv::new();
+    let out = output(baton(&env).args(["run", "nope.toml"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no plan at nope.toml"));
+}
+
+#[test]
+fn check_prints_the_dag_as_phases() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        r#"
+[[task]]
+id = "api"
+prompt = "x"
+gates = ["true"]
+retries = 2
+
+[[task]]
+id = "ui"
+prompt = "x"
+
+[[task]]
+id = "review"
+needs = ["api", "ui"]
+prompt = "{{ tasks.api.result }} {{ tasks.ui.result }}"
+merge = false
+
+[[task]]
+id = "ship"
+needs = ["review"]
+prompt = "x"
+approve = true
+"#,
+    );
+    let out = output(baton(&env).arg("check"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    insta::assert_snapshot!("check_phases", String::from_utf8_lossy(&out.stdout));
+}
