@@ -45,8 +45,13 @@ pub fn run_json(env: &TestEnv, extra: &[&str]) -> RunOutput {
 pub fn parse_run(out: Output) -> RunOutput {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}"));
-    RunOutput { code: out.status.code().unwrap_or(-1), report, stderr }
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}"));
+    RunOutput {
+        code: out.status.code().unwrap_or(-1),
+        report,
+        stderr,
+    }
 }
 
 pub fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
@@ -69,7 +74,10 @@ pub fn spawn_baton(env: &TestEnv, args: &[&str]) -> Child {
 pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -78,7 +86,9 @@ pub fn pid_alive(pid: i32) -> bool {
     // A zombie is dead for our purposes.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next()).flatten();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next());
             state != Some('Z')
         }
         Err(_) => false,
@@ -93,17 +103,13 @@ pub fn read_pid(path: &Path) -> i32 {
         .expect("pid")
 }
 
-/// The latest run id, from `baton status --json`.
-pub fn latest_run(env: &TestEnv) -> Value {
-    let out = output(baton(env).args(["status", "--json"]));
-    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status json")
-}
-
 /// The latest run's report, or None while there is none yet.
 pub fn latest_run_opt(env: &TestEnv) -> Option<Value> {
     let out = output(baton(env).args(["status", "--json"]));
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }
 
 /// A task's status in the latest run ("" while the run does not exist yet).
@@ -116,7 +122,9 @@ pub fn task_status(env: &TestEnv, id: &str) -> String {
 /// Contents of `path` at `rev` in the test repository.
 pub fn show(env: &TestEnv, rev: &str, path: &str) -> Option<String> {
     let out = env.git_output(&["show", &format!("{rev}:{path}")]);
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Makes temp paths and run ids stable for snapshots.

@@ -10,13 +10,27 @@ fn assert_rejected(body: &str, expect: &[&str]) -> String {
     for cmd in ["check", "run"] {
         let out = output(baton(&env).arg(cmd));
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(2), "`baton {cmd}` should exit 2; stderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "`baton {cmd}` should exit 2; stderr: {stderr}"
+        );
         for e in expect {
-            assert!(stderr.contains(e), "`baton {cmd}` error should contain {e:?}; got: {stderr}");
+            assert!(
+                stderr.contains(e),
+                "`baton {cmd}` error should contain {e:?}; got: {stderr}"
+            );
         }
     }
-    assert!(!env.repo.join(".git/baton").exists(), "an invalid plan must create nothing");
-    assert_eq!(env.git(&["branch", "--list", "baton/*"]), "", "an invalid plan must create no branch");
+    assert!(
+        !env.repo.join(".git/baton").exists(),
+        "an invalid plan must create nothing"
+    );
+    assert_eq!(
+        env.git(&["branch", "--list", "baton/*"]),
+        "",
+        "an invalid plan must create no branch"
+    );
     let out = output(baton(&env).arg("check"));
     redact(&env, &String::from_utf8_lossy(&out.stderr), None)
 }
@@ -25,20 +39,33 @@ fn assert_rejected(body: &str, expect: &[&str]) -> String {
 
 #[test]
 fn toml_syntax_error_names_line_and_column() {
-    assert_rejected("[[task]]\nid = \"a\"\nprompt = \"x\n", &["baton.toml:10:", "string"]);
+    assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\n",
+        &["baton.toml:10:", "string"],
+    );
 }
 
 #[test]
 fn unknown_field_is_an_error() {
-    let msg = assert_rejected("[[task]]\nid = \"a\"\nprompt = \"x\"\nretry = 2\n", &["baton.toml:11:1", "unknown field `retry`"]);
-    assert!(msg.contains("retries"), "should list the expected fields: {msg}");
+    let msg = assert_rejected(
+        "[[task]]\nid = \"a\"\nprompt = \"x\"\nretry = 2\n",
+        &["baton.toml:11:1", "unknown field `retry`"],
+    );
+    assert!(
+        msg.contains("retries"),
+        "should list the expected fields: {msg}"
+    );
 }
 
 #[test]
 fn duplicate_id_points_at_the_second() {
     assert_rejected(
         "[[task]]\nid = \"a\"\nprompt = \"x\"\n\n[[task]]\nid = \"a\"\nprompt = \"y\"\n",
-        &["baton.toml:13:6", "task \"a\"", "duplicate task id (first defined on line 9)"],
+        &[
+            "baton.toml:13:6",
+            "task \"a\"",
+            "duplicate task id (first defined on line 9)",
+        ],
     );
 }
 
@@ -46,7 +73,12 @@ fn duplicate_id_points_at_the_second() {
 fn unknown_need_and_unknown_agent() {
     assert_rejected(
         "[[task]]\nid = \"a\"\nprompt = \"x\"\nneeds = [\"ghost\"]\nagent = \"nobody\"\n",
-        &["baton.toml:11:10", "needs unknown task \"ghost\"", "baton.toml:12:9", "unknown agent profile \"nobody\""],
+        &[
+            "baton.toml:11:10",
+            "needs unknown task \"ghost\"",
+            "baton.toml:12:9",
+            "unknown agent profile \"nobody\"",
+        ],
     );
 }
 
@@ -63,7 +95,12 @@ fn cycle_is_printed_as_the_cycle() {
 fn bad_duration_and_bad_regex() {
     assert_rejected(
         "[[task]]\nid = \"a\"\nprompt = \"x\"\ntimeout = \"10 minutes\"\nfail_if = \"CRIT(\"\n",
-        &["baton.toml:11:11", "timeout: bad duration", "baton.toml:12:11", "fail_if is not a valid regex"],
+        &[
+            "baton.toml:11:11",
+            "timeout: bad duration",
+            "baton.toml:12:11",
+            "fail_if is not a valid regex",
+        ],
     );
 }
 
@@ -71,7 +108,10 @@ fn bad_duration_and_bad_regex() {
 fn missing_context_file() {
     assert_rejected(
         "[[task]]\nid = \"a\"\nprompt = \"x\"\ncontext = [\"docs/missing.md\"]\n",
-        &["baton.toml:11:12", "context file \"docs/missing.md\" does not exist"],
+        &[
+            "baton.toml:11:12",
+            "context file \"docs/missing.md\" does not exist",
+        ],
     );
 }
 
@@ -102,8 +142,14 @@ fn exec_profile_without_command_and_unknown_adapter() {
     let out = output(baton(&env).arg("check"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("an exec profile needs `command`"), "{stderr}");
-    assert!(stderr.contains("baton.toml:5:11") && stderr.contains("unknown adapter \"cursor\""), "{stderr}");
+    assert!(
+        stderr.contains("an exec profile needs `command`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("baton.toml:5:11") && stderr.contains("unknown adapter \"cursor\""),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -144,6 +190,10 @@ approve = true
 "#,
     );
     let out = output(baton(&env).arg("check"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     insta::assert_snapshot!("check_phases", String::from_utf8_lossy(&out.stdout));
 }

@@ -28,17 +28,30 @@ fn stop_kills_the_whole_group_even_a_grandchild_that_ignores_sigterm() {
 
     let t0 = Instant::now();
     let out = output(baton(&env).args(["stop", "stubborn"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopping task \"stubborn\""));
-    wait_for("agent and grandchild to die", 10, || !pid_alive(agent) && !pid_alive(grandchild));
-    assert!(t0.elapsed() < Duration::from_secs(8), "took {:?}", t0.elapsed());
+    wait_for("agent and grandchild to die", 10, || {
+        !pid_alive(agent) && !pid_alive(grandchild)
+    });
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t0.elapsed()
+    );
 
     let r = finish(child);
     assert_eq!(r.code, 1);
     let t = task(&r.report, "stubborn");
     assert_eq!(t["status"], "stopped");
     assert_eq!(t["reason"], "stopped by request (baton stop)");
-    assert_eq!(show(&env, t["branch"].as_str().unwrap(), "wip.txt").as_deref(), Some("halfway\n"));
+    assert_eq!(
+        show(&env, t["branch"].as_str().unwrap(), "wip.txt").as_deref(),
+        Some("halfway\n")
+    );
 }
 
 #[test]
@@ -57,12 +70,22 @@ fn steer_restarts_an_exec_task_with_the_message_as_feedback() {
     let child = spawn_baton(&env, &["run", "--json"]);
     wait_for("attempt 1", 20, || started.exists());
     let out = output(baton(&env).args(["steer", "t", "use the other API instead"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = finish(child);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let t = task(&r.report, "t");
-    assert_eq!(t["attempts"], 2, "a steer is a new attempt and does not use up a retry");
-    assert_eq!(std::fs::read_to_string(&fb).unwrap().trim(), "use the other API instead");
+    assert_eq!(
+        t["attempts"], 2,
+        "a steer is a new attempt and does not use up a retry"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&fb).unwrap().trim(),
+        "use the other API instead"
+    );
 }
 
 #[test]
@@ -73,8 +96,14 @@ fn approve_merges_a_waiting_task() {
         "[[task]]\nid = \"risky\"\nprompt = \"write risky.txt change\"\napprove = true\n\n[[task]]\nid = \"after\"\nneeds = [\"risky\"]\nprompt = \"append risky.txt more\"\n",
     );
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("risky to wait for approval", 20, || task_status(&env, "risky") == "awaiting_approval");
-    assert_eq!(task_status(&env, "after"), "pending", "nothing downstream starts before approval");
+    wait_for("risky to wait for approval", 20, || {
+        task_status(&env, "risky") == "awaiting_approval"
+    });
+    assert_eq!(
+        task_status(&env, "after"),
+        "pending",
+        "nothing downstream starts before approval"
+    );
 
     // Approving something that does not wait is refused, and changes nothing.
     let out = output(baton(&env).args(["approve", "after"]));
@@ -82,11 +111,23 @@ fn approve_merges_a_waiting_task() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not waiting for approval"));
 
     let out = output(baton(&env).args(["approve", "risky"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = finish(child);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(task(&r.report, "risky")["merged"], true);
-    assert_eq!(show(&env, r.report["integration_branch"].as_str().unwrap(), "risky.txt").as_deref(), Some("change\nmore\n"));
+    assert_eq!(
+        show(
+            &env,
+            r.report["integration_branch"].as_str().unwrap(),
+            "risky.txt"
+        )
+        .as_deref(),
+        Some("change\nmore\n")
+    );
 }
 
 #[test]
@@ -98,11 +139,16 @@ fn status_and_logs_follow_a_run_from_another_process() {
         &format!("[[task]]\nid = \"chatty\"\nprompt = \"say line one; wait-file {go}; say line two\"\ngates = [\"echo gate-output\"]\n", go = go.display()),
     );
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("chatty to run", 20, || task_status(&env, "chatty") == "running");
+    wait_for("chatty to run", 20, || {
+        task_status(&env, "chatty") == "running"
+    });
     let out = output(baton(&env).arg("status"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("going on (pid"), "{text}");
-    assert!(text.contains("chatty") && text.contains("running"), "{text}");
+    assert!(
+        text.contains("chatty") && text.contains("running"),
+        "{text}"
+    );
 
     let follower = baton(&env)
         .args(["logs", "-f", "chatty"])
@@ -114,8 +160,14 @@ fn status_and_logs_follow_a_run_from_another_process() {
     let logs = follower.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&logs.stdout);
     assert!(text.contains("==> attempt 1"), "{text}");
-    assert!(text.contains("line one\n") && text.contains("line two\n"), "{text}");
-    assert!(text.contains("gate `echo gate-output`") && text.contains("gate-output\n"), "{text}");
+    assert!(
+        text.contains("line one\n") && text.contains("line two\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gate `echo gate-output`") && text.contains("gate-output\n"),
+        "{text}"
+    );
     let r = finish(child);
     assert_eq!(r.code, 0);
 

@@ -8,7 +8,7 @@ fn plan_with_a_hanging_task(env: &TestEnv, marker: &std::path::Path) {
     let gc = env.scratch("gc.pid");
     let me = env.scratch("agent.pid");
     write_plan(
-        &env,
+        env,
         &format!(
             r#"
 [run]
@@ -48,17 +48,26 @@ fn killed_baton_leaves_no_agents_and_resume_finishes_the_run() {
     let mut child = spawn_baton(&env, &["run", "--json"]);
     let me = env.scratch("agent.pid");
     wait_for("the long agent to start", 20, || me.exists());
-    wait_for("quick to be merged", 20, || task_status(&env, "quick") == "succeeded");
+    wait_for("quick to be merged", 20, || {
+        task_status(&env, "quick") == "succeeded"
+    });
     let (agent, grandchild) = (read_pid(&me), read_pid(&env.scratch("gc.pid")));
 
     child.kill().unwrap(); // SIGKILL: no cleanup code of baton's runs
     child.wait().unwrap();
     let t0 = Instant::now();
-    wait_for("agents to die after baton was killed", 10, || !pid_alive(agent) && !pid_alive(grandchild));
+    wait_for("agents to die after baton was killed", 10, || {
+        !pid_alive(agent) && !pid_alive(grandchild)
+    });
     assert!(t0.elapsed() < Duration::from_secs(8));
 
     let status = output(baton(&env).arg("status"));
-    assert!(String::from_utf8_lossy(&status.stdout).contains("interrupted; continue it with `baton resume`"), "{}", String::from_utf8_lossy(&status.stdout));
+    assert!(
+        String::from_utf8_lossy(&status.stdout)
+            .contains("interrupted; continue it with `baton resume`"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 
     let r = parse_run(output(baton(&env).args(["resume", "--json"])));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -69,7 +78,10 @@ fn killed_baton_leaves_no_agents_and_resume_finishes_the_run() {
     assert_eq!(long["attempts"], 2);
     let integ = r.report["integration_branch"].as_str().unwrap();
     // The killed attempt's work was kept and built on.
-    assert_eq!(show(&env, integ, "long.txt").as_deref(), Some("from attempt one\nfinished on resume\n"));
+    assert_eq!(
+        show(&env, integ, "long.txt").as_deref(),
+        Some("from attempt one\nfinished on resume\n")
+    );
     assert_eq!(show(&env, integ, "after.txt").as_deref(), Some("yes\n"));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\nafter\n");
 
@@ -86,18 +98,30 @@ fn ctrl_c_stops_agents_commits_work_and_resume_continues() {
     let child = spawn_baton(&env, &["run", "--json"]);
     let me = env.scratch("agent.pid");
     wait_for("the long agent to start", 20, || me.exists());
-    wait_for("quick to be merged", 20, || task_status(&env, "quick") == "succeeded");
+    wait_for("quick to be merged", 20, || {
+        task_status(&env, "quick") == "succeeded"
+    });
     let (agent, grandchild) = (read_pid(&me), read_pid(&env.scratch("gc.pid")));
     // SAFETY: signalling a child we started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let r = parse_run(child.wait_with_output().unwrap());
     assert_eq!(r.code, 130, "{}", r.stderr);
     assert_eq!(r.report["status"], "interrupted");
-    assert!(r.stderr.contains("continue with: baton resume"), "{}", r.stderr);
-    assert!(!pid_alive(agent) && !pid_alive(grandchild), "no agent outlives an interrupted run");
+    assert!(
+        r.stderr.contains("continue with: baton resume"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !pid_alive(agent) && !pid_alive(grandchild),
+        "no agent outlives an interrupted run"
+    );
     let long = task(&r.report, "long");
     assert_eq!(long["status"], "pending");
-    assert_eq!(show(&env, long["branch"].as_str().unwrap(), "long.txt").as_deref(), Some("from attempt one\n"));
+    assert_eq!(
+        show(&env, long["branch"].as_str().unwrap(), "long.txt").as_deref(),
+        Some("from attempt one\n")
+    );
 
     let r = parse_run(output(baton(&env).args(["resume", "--json"])));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -109,12 +133,22 @@ fn ctrl_c_stops_agents_commits_work_and_resume_continues() {
 fn a_run_cannot_be_resumed_while_it_is_going_on() {
     let env = TestEnv::new();
     let started = env.scratch("started");
-    write_plan(&env, &format!("[[task]]\nid = \"t\"\nprompt = \"touch {s}; hang\"\n", s = started.display()));
+    write_plan(
+        &env,
+        &format!(
+            "[[task]]\nid = \"t\"\nprompt = \"touch {s}; hang\"\n",
+            s = started.display()
+        ),
+    );
     let mut child = spawn_baton(&env, &["run"]);
     wait_for("the agent", 20, || started.exists());
     let out = output(baton(&env).arg("resume"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is still going on in process"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is still going on in process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = output(baton(&env).args(["stop", "t"]));
     assert!(out.status.success());
     assert_eq!(child.wait().unwrap().code(), Some(1));

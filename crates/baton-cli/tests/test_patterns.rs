@@ -64,9 +64,17 @@ merge = false
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let prompt = std::fs::read_to_string(&out).unwrap();
-    assert!(prompt.contains("security: no injection found (succeeded)"), "{prompt}");
+    assert!(
+        prompt.contains("security: no injection found (succeeded)"),
+        "{prompt}"
+    );
     let run = r.report["run"].as_str().unwrap();
-    assert!(prompt.contains(&format!("perf: loop in search is O(n^2) on baton/{run}/task/perf-review files perf.txt")), "{prompt}");
+    assert!(
+        prompt.contains(&format!(
+            "perf: loop in search is O(n^2) on baton/{run}/task/perf-review files perf.txt"
+        )),
+        "{prompt}"
+    );
 }
 
 #[test]
@@ -105,12 +113,24 @@ prompt = "say x"
         assert_eq!(t["status"], "skipped");
         assert_eq!(t["attempts"], 0);
     }
-    assert!(task(&r.report, "child")["reason"].as_str().unwrap().contains("needs \"broken\", which failed"));
-    assert!(task(&r.report, "grandchild")["reason"].as_str().unwrap().contains("needs \"child\", which was skipped"));
+    assert!(task(&r.report, "child")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("needs \"broken\", which failed"));
+    assert!(task(&r.report, "grandchild")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("needs \"child\", which was skipped"));
     // max_parallel 1 and file order: "independent" had not started when "broken" failed.
     let ind = task(&r.report, "independent");
     assert_eq!(ind["status"], "skipped");
-    assert!(ind["reason"].as_str().unwrap().contains("on_failure is \"stop\""), "{ind}");
+    assert!(
+        ind["reason"]
+            .as_str()
+            .unwrap()
+            .contains("on_failure is \"stop\""),
+        "{ind}"
+    );
 }
 
 #[test]
@@ -170,7 +190,10 @@ prompt = "touch {go}; exit 1"
     assert_eq!(r.code, 1);
     assert_eq!(task(&r.report, "fails")["status"], "failed");
     let slow = task(&r.report, "slow");
-    assert_eq!(slow["status"], "succeeded", "a running task finishes and merges: {slow}");
+    assert_eq!(
+        slow["status"], "succeeded",
+        "a running task finishes and merges: {slow}"
+    );
     assert_eq!(slow["merged"], true);
 }
 
@@ -193,7 +216,12 @@ fn max_parallel_bounds_concurrency() {
     let mut done = false;
     while !done {
         let running = latest_run_opt(&env).map(|r| {
-            r["tasks"].as_array().unwrap().iter().filter(|t| t["status"] == "running").count()
+            r["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["status"] == "running")
+                .count()
         });
         max_seen = max_seen.max(running.unwrap_or(0));
         done = child.try_wait().unwrap().is_some();
@@ -203,7 +231,6 @@ fn max_parallel_bounds_concurrency() {
     assert!(max_seen <= 2, "at most 2 at once, saw {max_seen}");
     assert!(max_seen == 2, "two should run together, saw {max_seen}");
 }
-
 
 #[test]
 fn examples_run_and_merge() {

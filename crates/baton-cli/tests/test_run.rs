@@ -27,8 +27,14 @@ prompt = "write two.txt 2; commit agent commits itself; say made two"
     let rep = &r.report;
     assert_eq!(rep["status"], "succeeded");
     let integ = rep["integration_branch"].as_str().unwrap();
-    assert!(integ.starts_with("baton/") && integ.ends_with("/integration"), "{integ}");
-    for (id, file, msg) in [("one", "one.txt", "made one"), ("two", "two.txt", "made two")] {
+    assert!(
+        integ.starts_with("baton/") && integ.ends_with("/integration"),
+        "{integ}"
+    );
+    for (id, file, msg) in [
+        ("one", "one.txt", "made one"),
+        ("two", "two.txt", "made two"),
+    ] {
         let t = task(rep, id);
         assert_eq!(t["status"], "succeeded");
         assert_eq!(t["merged"], true);
@@ -37,17 +43,31 @@ prompt = "write two.txt 2; commit agent commits itself; say made two"
         assert_eq!(t["reason"], serde_json::Value::Null);
         assert_eq!(t["usage"]["cost_usd"], serde_json::Value::Null);
         let branch = t["branch"].as_str().unwrap();
-        assert_eq!(branch, format!("baton/{}/task/{id}", rep["run"].as_str().unwrap()));
+        assert_eq!(
+            branch,
+            format!("baton/{}/task/{id}", rep["run"].as_str().unwrap())
+        );
         assert!(show(&env, branch, file).is_some(), "{file} on {branch}");
-        assert!(show(&env, integ, file).is_some(), "{file} merged into {integ}");
+        assert!(
+            show(&env, integ, file).is_some(),
+            "{file} merged into {integ}"
+        );
     }
     // The user's branch, work tree and status are as they were.
     assert_eq!(env.git(&["rev-parse", "--abbrev-ref", "HEAD"]), "feature");
     assert_eq!(env.git(&["status", "--porcelain"]), before_status);
     assert!(!env.repo.join("one.txt").exists());
-    assert_eq!(std::fs::read_to_string(env.repo.join("dirty.txt")).unwrap(), "uncommitted user work\n");
+    assert_eq!(
+        std::fs::read_to_string(env.repo.join("dirty.txt")).unwrap(),
+        "uncommitted user work\n"
+    );
     // Worktrees of merged tasks are cleaned up, their branches stay.
-    assert_eq!(env.git(&["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
+    assert_eq!(
+        env.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -71,16 +91,34 @@ prompt = "env BATON_RUN {d}/run; env BATON_TASK {d}/task; env BATON_ATTEMPT {d}/
     );
     let r = run_json(&env, &["--keep-worktrees"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let read = |n: &str| std::fs::read_to_string(d.join(n)).unwrap().trim().to_string();
+    let read = |n: &str| {
+        std::fs::read_to_string(d.join(n))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     assert_eq!(read("run"), r.report["run"].as_str().unwrap());
     assert_eq!(read("task"), "t");
     assert_eq!(read("attempt"), "1");
     assert_eq!(read("extra"), "from-profile");
     assert!(read("prompt").starts_with("env BATON_RUN"));
-    let wt = task(&r.report, "t")["worktree"].as_str().unwrap().to_string();
-    assert!(wt.starts_with(&format!("{}/.git/baton/worktrees/", env.repo.display())), "{wt}");
-    let head = std::process::Command::new("git").args(["rev-parse", "--abbrev-ref", "HEAD"]).current_dir(&wt).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), task(&r.report, "t")["branch"].as_str().unwrap());
+    let wt = task(&r.report, "t")["worktree"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        wt.starts_with(&format!("{}/.git/baton/worktrees/", env.repo.display())),
+        "{wt}"
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--abbrev-ref", "HEAD"])
+        .current_dir(&wt)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&head.stdout).trim(),
+        task(&r.report, "t")["branch"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -110,9 +148,20 @@ retries = 1
     assert_eq!(t["status"], "succeeded");
     assert_eq!(t["attempts"], 2);
     let feedback = std::fs::read_to_string(&fb).unwrap();
-    assert!(feedback.contains("gate `grep -q right value.txt"), "{feedback}");
+    assert!(
+        feedback.contains("gate `grep -q right value.txt"),
+        "{feedback}"
+    );
     assert!(feedback.contains("value.txt must say right"), "{feedback}");
-    assert_eq!(show(&env, r.report["integration_branch"].as_str().unwrap(), "value.txt").as_deref(), Some("right\n"));
+    assert_eq!(
+        show(
+            &env,
+            r.report["integration_branch"].as_str().unwrap(),
+            "value.txt"
+        )
+        .as_deref(),
+        Some("right\n")
+    );
 }
 
 #[test]
@@ -142,22 +191,40 @@ retries = 2
     assert_eq!(t["attempts"], 3);
     assert_eq!(t["reason"], "agent exited with status 5 (after 3 attempts)");
     let prompt = std::fs::read_to_string(&fb).unwrap();
-    assert!(prompt.contains("previous: agent exited with status 5"), "{prompt}");
-    assert!(prompt.contains("broke on attempt"), "stderr tail is in the feedback: {prompt}");
-    assert!(!prompt.contains("--- feedback"), "feedback is not appended when the template uses it: {prompt}");
+    assert!(
+        prompt.contains("previous: agent exited with status 5"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("broke on attempt"),
+        "stderr tail is in the feedback: {prompt}"
+    );
+    assert!(
+        !prompt.contains("--- feedback"),
+        "feedback is not appended when the template uses it: {prompt}"
+    );
 }
 
 #[test]
 fn failed_attempt_work_is_committed() {
     let env = TestEnv::new();
-    write_plan(&env, "[[task]]\nid = \"crash\"\nprompt = \"write partial.txt half done; exit 1\"\n");
+    write_plan(
+        &env,
+        "[[task]]\nid = \"crash\"\nprompt = \"write partial.txt half done; exit 1\"\n",
+    );
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 1);
     let t = task(&r.report, "crash");
     assert_eq!(t["status"], "failed");
     assert_eq!(t["merged"], false);
-    assert_eq!(show(&env, t["branch"].as_str().unwrap(), "partial.txt").as_deref(), Some("half done\n"));
-    assert_eq!(show(&env, t["commit"].as_str().unwrap(), "partial.txt").as_deref(), Some("half done\n"));
+    assert_eq!(
+        show(&env, t["branch"].as_str().unwrap(), "partial.txt").as_deref(),
+        Some("half done\n")
+    );
+    assert_eq!(
+        show(&env, t["commit"].as_str().unwrap(), "partial.txt").as_deref(),
+        Some("half done\n")
+    );
 }
 
 #[test]
@@ -184,16 +251,38 @@ on_failure = "continue"
     );
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    let statuses: Vec<&str> = ["left", "right"].iter().map(|id| task(&r.report, id)["status"].as_str().unwrap()).collect();
-    assert!(statuses.contains(&"succeeded") && statuses.contains(&"conflicted"), "{statuses:?}");
-    let (won, lost) = if statuses[0] == "succeeded" { ("left", "right") } else { ("right", "left") };
+    let statuses: Vec<&str> = ["left", "right"]
+        .iter()
+        .map(|id| task(&r.report, id)["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"succeeded") && statuses.contains(&"conflicted"),
+        "{statuses:?}"
+    );
+    let (won, lost) = if statuses[0] == "succeeded" {
+        ("left", "right")
+    } else {
+        ("right", "left")
+    };
     let integ = r.report["integration_branch"].as_str().unwrap();
-    assert_eq!(show(&env, integ, "shared.txt").unwrap(), format!("{won} version\n"));
+    assert_eq!(
+        show(&env, integ, "shared.txt").unwrap(),
+        format!("{won} version\n")
+    );
     let loser = task(&r.report, lost);
     assert_eq!(loser["merged"], false);
-    assert!(loser["reason"].as_str().unwrap().contains("merge conflict with the integration branch in shared.txt"), "{loser}");
+    assert!(
+        loser["reason"]
+            .as_str()
+            .unwrap()
+            .contains("merge conflict with the integration branch in shared.txt"),
+        "{loser}"
+    );
     // The conflicted work is kept on its branch.
-    assert_eq!(show(&env, loser["branch"].as_str().unwrap(), "shared.txt").unwrap(), format!("{lost} version\n"));
+    assert_eq!(
+        show(&env, loser["branch"].as_str().unwrap(), "shared.txt").unwrap(),
+        format!("{lost} version\n")
+    );
     // The integration branch holds exactly one merge.
     let merges = env.git(&["rev-list", "--merges", "--count", integ]);
     assert_eq!(merges, "1");
@@ -212,7 +301,13 @@ fn fail_if_fails_the_task_on_its_final_message() {
     assert_eq!(t["status"], "failed");
     assert_eq!(t["attempts"], 1, "a finding is not retried");
     assert_eq!(t["result"], "found a CRITICAL bug in auth");
-    assert!(t["reason"].as_str().unwrap().contains("fail_if /CRITICAL/ matched"), "{t}");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .contains("fail_if /CRITICAL/ matched"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -225,14 +320,22 @@ fn merge_false_reports_a_result_and_merges_nothing() {
     assert_eq!(t["status"], "succeeded");
     assert_eq!(t["merged"], false);
     assert_eq!(t["result"], "all good");
-    assert!(show(&env, r.report["integration_branch"].as_str().unwrap(), "notes.txt").is_none());
+    assert!(show(
+        &env,
+        r.report["integration_branch"].as_str().unwrap(),
+        "notes.txt"
+    )
+    .is_none());
     assert_eq!(r.report["integration_commit"], r.report["base_commit"]);
 }
 
 #[test]
 fn timeout_kills_the_attempt_and_fails_the_task() {
     let env = TestEnv::new();
-    write_plan(&env, "[[task]]\nid = \"slow\"\nprompt = \"write started.txt yes; hang\"\ntimeout = \"1s\"\n");
+    write_plan(
+        &env,
+        "[[task]]\nid = \"slow\"\nprompt = \"write started.txt yes; hang\"\ntimeout = \"1s\"\n",
+    );
     let started = std::time::Instant::now();
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 1);
@@ -240,7 +343,10 @@ fn timeout_kills_the_attempt_and_fails_the_task() {
     let t = task(&r.report, "slow");
     assert_eq!(t["status"], "failed");
     assert_eq!(t["reason"], "attempt 1 timed out after 1.0s");
-    assert_eq!(show(&env, t["branch"].as_str().unwrap(), "started.txt").as_deref(), Some("yes\n"));
+    assert_eq!(
+        show(&env, t["branch"].as_str().unwrap(), "started.txt").as_deref(),
+        Some("yes\n")
+    );
 }
 
 #[test]
@@ -254,7 +360,13 @@ fn missing_agent_binary_is_a_failed_attempt_with_a_reason() {
     assert_eq!(r.code, 1);
     let t = task(&r.report, "t");
     assert_eq!(t["status"], "failed");
-    assert!(t["reason"].as_str().unwrap().contains("\"/nonexistent/agent-cli\": not found"), "{t}");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"/nonexistent/agent-cli\": not found"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -280,15 +392,29 @@ fn context_files_and_instructions_are_given_with_the_prompt() {
 #[test]
 fn large_output_goes_to_the_log_not_the_report() {
     let env = TestEnv::new();
-    write_plan(&env, "[[task]]\nid = \"loud\"\nprompt = \"spam 20000000; say the end\"\nmerge = false\n");
+    write_plan(
+        &env,
+        "[[task]]\nid = \"loud\"\nprompt = \"spam 20000000; say the end\"\nmerge = false\n",
+    );
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let result = task(&r.report, "loud")["result"].as_str().unwrap().to_string();
+    let result = task(&r.report, "loud")["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(result.ends_with("the end"));
-    assert!(result.len() <= 256 * 1024, "the final message is bounded: {}", result.len());
+    assert!(
+        result.len() <= 256 * 1024,
+        "the final message is bounded: {}",
+        result.len()
+    );
     let out = output(baton(&env).args(["logs", "loud"]));
     assert!(out.status.success());
-    assert!(out.stdout.len() > 20_000_000, "the whole output is in the log: {}", out.stdout.len());
+    assert!(
+        out.stdout.len() > 20_000_000,
+        "the whole output is in the log: {}",
+        out.stdout.len()
+    );
 }
 
 #[test]
@@ -316,7 +442,13 @@ prompt = "say never"
     assert_eq!(r.code, 1);
     let run = r.report["run"].as_str().unwrap().to_string();
     let mut rep = r.report.clone();
-    for key in ["base_commit", "integration_commit", "started_at", "finished_at", "duration_ms"] {
+    for key in [
+        "base_commit",
+        "integration_commit",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+    ] {
         rep[key] = serde_json::Value::from(format!("[{key}]"));
     }
     for t in rep["tasks"].as_array_mut().unwrap() {
@@ -326,7 +458,22 @@ prompt = "say never"
             }
         }
     }
-    let text = redact(&env, &serde_json::to_string_pretty(&rep).unwrap(), Some(&run));
+    let text = redact(
+        &env,
+        &serde_json::to_string_pretty(&rep).unwrap(),
+        Some(&run),
+    );
     insta::assert_snapshot!("report_json", text);
-    insta::assert_snapshot!("run_summary", redact(&env, &r.stderr.lines().skip_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\n"), Some(&run)));
+    insta::assert_snapshot!(
+        "run_summary",
+        redact(
+            &env,
+            &r.stderr
+                .lines()
+                .skip_while(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Some(&run)
+        )
+    );
 }

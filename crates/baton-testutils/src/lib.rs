@@ -40,7 +40,10 @@ pub fn hermetic_env() -> Vec<(&'static str, String)> {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
-        let dir = tempfile::Builder::new().prefix("baton-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("baton-test-")
+            .tempdir()
+            .expect("tempdir");
         let repo = dir.path().join("repo");
         std::fs::create_dir_all(&repo).expect("mkdir repo");
         let env = TestEnv { dir, repo };
@@ -113,11 +116,22 @@ pub fn fake_agent() -> PathBuf {
     PATH.get_or_init(|| {
         // Test binaries live in target/<profile>/deps; binaries one level up.
         let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
         let bin = profile_dir.join("fake-agent");
         if !bin.exists() {
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "-q", "-p", "baton-testutils", "--bin", "fake-agent"])
+                .args([
+                    "build",
+                    "-q",
+                    "-p",
+                    "baton-testutils",
+                    "--bin",
+                    "fake-agent",
+                ])
                 .status()
                 .expect("run cargo to build fake-agent");
             assert!(status.success(), "building fake-agent failed");

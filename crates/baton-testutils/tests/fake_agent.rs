@@ -15,10 +15,17 @@ fn fake(script: &str, dir: &std::path::Path, attempt: &str) -> std::process::Out
 #[test]
 fn runs_a_script_until_the_first_blank_line() {
     let dir = tempfile::tempdir().unwrap();
-    let out = fake("write a.txt hi\\nthere; say done\n\nsay ignored", dir.path(), "1");
+    let out = fake(
+        "write a.txt hi\\nthere; say done\n\nsay ignored",
+        dir.path(),
+        "1",
+    );
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
-    assert_eq!(std::fs::read_to_string(dir.path().join("a.txt")).unwrap(), "hi\nthere\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+        "hi\nthere\n"
+    );
 }
 
 #[test]

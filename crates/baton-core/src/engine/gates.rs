@@ -23,16 +23,29 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[start..].join("\n")
 }
 
+/// The attempt whose work the gates check.
+pub(crate) struct GateRun<'a> {
+    pub task: &'a str,
+    pub attempt: u32,
+    pub gates: &'a [String],
+    pub worktree: &'a Path,
+    pub timeout: Duration,
+    pub env: &'a [(OsString, OsString)],
+}
+
 pub(crate) async fn run_all(
     sh: &Shared,
-    task: &str,
-    attempt: u32,
-    gates: &[String],
-    worktree: &Path,
-    timeout: Duration,
-    env: &[(OsString, OsString)],
+    g: GateRun<'_>,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> GateResult {
+    let GateRun {
+        task,
+        attempt,
+        gates,
+        worktree,
+        timeout,
+        env,
+    } = g;
     let log = sh.paths.attempt_log(&sh.run_id, task, attempt);
     for gate in gates {
         let _ = sh.store.event(

@@ -176,35 +176,26 @@ pub(crate) async fn run(
 
     let sleep = tokio::time::sleep(spec.timeout);
     tokio::pin!(sleep);
-    let ended = loop {
-        tokio::select! {
-            st = child.wait() => {
-                break match st {
-                    Ok(s) => Ended::Exited(exit_code(s)),
-                    Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
-                };
-            }
-            _ = &mut sleep => {
-                kill_tree(&mut child, pgid, KILL_GRACE).await;
-                break Ended::TimedOut;
-            }
-            cmd = cmds.recv() => {
-                match cmd {
-                    Some(c) => {
-                        kill_tree(&mut child, pgid, KILL_GRACE).await;
-                        break Ended::Cmd(c);
-                    }
-                    // The engine is gone: nobody will ask again; let the process finish.
-                    None => {
-                        let st = child.wait().await;
-                        break match st {
-                            Ok(s) => Ended::Exited(exit_code(s)),
-                            Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
-                        };
-                    }
-                }
-            }
+    let ended = tokio::select! {
+        st = child.wait() => match st {
+            Ok(s) => Ended::Exited(exit_code(s)),
+            Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
+        },
+        _ = &mut sleep => {
+            kill_tree(&mut child, pgid, KILL_GRACE).await;
+            Ended::TimedOut
         }
+        cmd = cmds.recv() => match cmd {
+            Some(c) => {
+                kill_tree(&mut child, pgid, KILL_GRACE).await;
+                Ended::Cmd(c)
+            }
+            // The engine is gone: nobody will ask again; let the process finish.
+            None => match child.wait().await {
+                Ok(s) => Ended::Exited(exit_code(s)),
+                Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
+            },
+        },
     };
     // Background children the agent left behind die with it.
     reap_leftovers(pgid);

@@ -351,18 +351,15 @@ async fn attempt(
             .into_iter()
             .filter(|(k, _)| k != "BATON_PROMPT")
             .collect();
-        match gates::run_all(
-            sh,
+        let run = gates::GateRun {
             task,
-            n,
-            &st.spec.gates,
-            &st.worktree,
-            st.spec.timeout,
-            &gate_env,
-            cmds,
-        )
-        .await
-        {
+            attempt: n,
+            gates: &st.spec.gates,
+            worktree: &st.worktree,
+            timeout: st.spec.timeout,
+            env: &gate_env,
+        };
+        match gates::run_all(sh, run, cmds).await {
             GateResult::Passed => {
                 finish("succeeded", Some(0), None);
                 let head = commit.unwrap_or_else(|| st.start_commit.clone());

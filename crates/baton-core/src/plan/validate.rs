@@ -100,7 +100,8 @@ pub(super) fn parse(
     check_needs(&mut ck, &raw, &tasks);
     if !ck.diags.is_empty() {
         // In file order, so people can fix them top to bottom.
-        ck.diags.sort_by_key(|d| (d.line.unwrap_or(0), d.column.unwrap_or(0)));
+        ck.diags
+            .sort_by_key(|d| (d.line.unwrap_or(0), d.column.unwrap_or(0)));
         return Err(ck.diags);
     }
     Ok(Plan {

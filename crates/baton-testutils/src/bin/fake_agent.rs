@@ -27,7 +27,8 @@ fn write_file(path: &str, text: &str, append: bool) -> Result<(), String> {
         .truncate(!append)
         .open(p)
         .map_err(|e| format!("open {path}: {e}"))?;
-    f.write_all(unescape(text).as_bytes()).map_err(|e| e.to_string())?;
+    f.write_all(unescape(text).as_bytes())
+        .map_err(|e| e.to_string())?;
     f.write_all(b"\n").map_err(|e| e.to_string())
 }
 
@@ -47,11 +48,23 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
             write_file(path, text, cmd == "append")?;
         }
         "touch" => {
-            std::fs::OpenOptions::new().create(true).append(true).open(rest).map_err(|e| format!("touch {rest}: {e}"))?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(rest)
+                .map_err(|e| format!("touch {rest}: {e}"))?;
         }
         "commit" => {
-            let ok = Command::new("git").args(["add", "-A"]).status().map_err(|e| e.to_string())?.success()
-                && Command::new("git").args(["commit", "-q", "-m", rest]).status().map_err(|e| e.to_string())?.success();
+            let ok = Command::new("git")
+                .args(["add", "-A"])
+                .status()
+                .map_err(|e| e.to_string())?
+                .success()
+                && Command::new("git")
+                    .args(["commit", "-q", "-m", rest])
+                    .status()
+                    .map_err(|e| e.to_string())?
+                    .success();
             if !ok {
                 return Err("git commit failed".into());
             }
@@ -62,7 +75,9 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
         }
         "err" => eprintln!("{}", unescape(rest)),
         "sleep" => {
-            let secs: f64 = rest.parse().map_err(|_| format!("sleep: bad number {rest:?}"))?;
+            let secs: f64 = rest
+                .parse()
+                .map_err(|_| format!("sleep: bad number {rest:?}"))?;
             std::thread::sleep(Duration::from_secs_f64(secs));
         }
         "hang" => loop {
@@ -89,16 +104,27 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
             let (name, path) = split2(rest);
             write_file(path, &std::env::var(name).unwrap_or_default(), false)?;
         }
-        "feedback" => write_file(rest, &std::env::var("BATON_FEEDBACK").unwrap_or_default(), false)?,
-        "prompt" => write_file(rest, &std::env::var("BATON_PROMPT").unwrap_or_default(), false)?,
+        "feedback" => write_file(
+            rest,
+            &std::env::var("BATON_FEEDBACK").unwrap_or_default(),
+            false,
+        )?,
+        "prompt" => write_file(
+            rest,
+            &std::env::var("BATON_PROMPT").unwrap_or_default(),
+            false,
+        )?,
         "spam" => {
-            let n: usize = rest.parse().map_err(|_| format!("spam: bad size {rest:?}"))?;
+            let n: usize = rest
+                .parse()
+                .map_err(|_| format!("spam: bad size {rest:?}"))?;
             let line = "x".repeat(99) + "\n";
             let mut out = std::io::stdout().lock();
             let mut left = n;
             while left > 0 {
                 let k = left.min(line.len());
-                out.write_all(&line.as_bytes()[..k]).map_err(|e| e.to_string())?;
+                out.write_all(&line.as_bytes()[..k])
+                    .map_err(|e| e.to_string())?;
                 left -= k;
             }
         }
@@ -108,13 +134,20 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
             }
         }
         "exit" => {
-            let code: u8 = rest.parse().map_err(|_| format!("exit: bad code {rest:?}"))?;
+            let code: u8 = rest
+                .parse()
+                .map_err(|_| format!("exit: bad code {rest:?}"))?;
             return Ok(Some(code));
         }
         "on-attempt" => {
             let (n, inner) = split2(rest);
-            let want: u32 = n.parse().map_err(|_| format!("on-attempt: bad number {n:?}"))?;
-            let attempt: u32 = std::env::var("BATON_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
+            let want: u32 = n
+                .parse()
+                .map_err(|_| format!("on-attempt: bad number {n:?}"))?;
+            let attempt: u32 = std::env::var("BATON_ATTEMPT")
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1);
             if attempt == want {
                 return run(inner);
             }
@@ -126,11 +159,14 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
 }
 
 fn main() -> ExitCode {
-    let Some(prompt) = std::env::args().last() else {
+    let Some(prompt) = std::env::args().next_back() else {
         eprintln!("fake-agent: no prompt");
         return ExitCode::from(2);
     };
-    let script: Vec<&str> = prompt.lines().take_while(|l| !l.trim().is_empty()).collect();
+    let script: Vec<&str> = prompt
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
     for line in script {
         for stmt in line.split(';') {
             match run(stmt.trim()) {
