@@ -262,8 +262,15 @@ pub fn print_summary(r: &Report) {
         r.status,
         parts.join(", ")
     );
+    let width = r
+        .tasks
+        .iter()
+        .map(|t| t.id.len())
+        .max()
+        .unwrap_or(0)
+        .min(32);
     for t in &r.tasks {
-        let mut line = format!("  {} {}  {}", symbol(&t.status), t.id, t.status);
+        let mut line = format!("  {} {:<width$}  {}", symbol(&t.status), t.id, t.status);
         if t.attempts > 1 {
             line.push_str(&format!(" after {} attempts", t.attempts));
         }

@@ -194,3 +194,15 @@ fn control_commands_explain_what_is_wrong() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no run \"no-such-run\""));
 }
+
+#[test]
+fn auto_approve_merges_without_waiting() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[[task]]\nid = \"risky\"\nprompt = \"write risky.txt change\"\napprove = true\n",
+    );
+    let r = run_json(&env, &["--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(task(&r.report, "risky")["merged"], true);
+}

@@ -18,6 +18,9 @@ pub struct ResumeArgs {
     /// Keep the worktrees of tasks that succeeded.
     #[arg(long)]
     pub keep_worktrees: bool,
+    /// Merge tasks marked `approve = true` without waiting.
+    #[arg(long)]
+    pub auto_approve: bool,
 }
 
 pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
@@ -26,6 +29,7 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
         worktrees: None,
         watchdog: watchdog_command(),
         keep_worktrees: args.keep_worktrees,
+        auto_approve: args.auto_approve,
     };
     let engine = Engine::resume(repo, args.run.as_deref(), opts)
         .await

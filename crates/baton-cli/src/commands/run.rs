@@ -23,6 +23,9 @@ pub struct RunArgs {
     /// Keep the worktrees of tasks that succeeded (their branches are always kept).
     #[arg(long)]
     pub keep_worktrees: bool,
+    /// Merge tasks marked `approve = true` without waiting (unattended runs).
+    #[arg(long)]
+    pub auto_approve: bool,
     /// Override the plan's run.max_parallel.
     #[arg(long, short = 'j', value_name = "N")]
     pub max_parallel: Option<usize>,
@@ -47,6 +50,7 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
             .map(|w| if w.is_absolute() { w } else { cwd.join(w) }),
         watchdog: watchdog_command(),
         keep_worktrees: args.keep_worktrees,
+        auto_approve: args.auto_approve,
     };
     let engine = Engine::start(repo, plan, opts).await.map_err(|e| match e {
         baton_core::EngineError::Git(g) => usage(g.to_string()),

@@ -450,7 +450,7 @@ impl Engine {
                     ..Default::default()
                 };
                 let spec = &self.tasks[i].spec;
-                if spec.approve {
+                if spec.approve && !self.opts.auto_approve {
                     self.set_status(
                         i,
                         Status::AwaitingApproval,

@@ -25,6 +25,8 @@ pub struct RunOptions {
     /// Keep the worktrees of tasks that succeeded (they are removed by default;
     /// their branches always stay).
     pub keep_worktrees: bool,
+    /// Treat `approve = true` as approved (for unattended runs, e.g. CI).
+    pub auto_approve: bool,
 }
 
 fn lock_run(paths: &StatePaths, run: &str) -> Result<RunLock, EngineError> {
