@@ -12,6 +12,7 @@ pub mod paths;
 pub mod plan;
 pub mod process;
 pub mod report;
+pub mod secrets;
 pub mod store;
 pub mod template;
 

@@ -29,6 +29,7 @@ impl Adapter for ExecAdapter {
             program: command[0].clone().into(),
             args,
             env,
+            stdin_lines: None,
         })
     }
 
@@ -48,6 +49,7 @@ impl StreamParser for ExecParser {
         Finish {
             final_message: stdout_tail.trim().to_string(),
             error: None,
+            complete: true,
         }
     }
 }

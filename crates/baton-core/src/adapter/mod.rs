@@ -1,10 +1,20 @@
 //! The seam between the engine and an agent CLI. An adapter says how to
 //! launch its agent for one attempt and how to read what it prints; the
-//! engine does everything else (process group, timeout, logs, commit, gates).
+//! engine does everything else (process group, timeout, logs, commit, gates,
+//! usage, budgets).
 
+mod aider;
+mod claude;
+mod codex;
+mod events;
 mod exec;
+mod gemini;
+mod opencode;
+mod prices;
 
+pub use events::{clip, AgentEvent, ToolKind, UsageMode, UsageReport};
 pub use exec::ExecAdapter;
+pub use prices::Prices;
 
 use crate::plan::AgentProfile;
 use std::ffi::OsString;
@@ -17,32 +27,31 @@ pub struct LaunchRequest<'a> {
     pub prompt: &'a str,
     pub worktree: &'a Path,
     pub attempt: u32,
-    /// The agent's own session id from an earlier attempt, where it has one.
+    /// The agent's own session id from an earlier attempt, to resume it.
     pub session: Option<&'a str>,
+    /// The task's context files (relative to the worktree).
+    pub files: &'a [String],
 }
 
-/// A program to start; the engine adds cwd, stdin, group and BATON_* variables.
+/// A program to start; the engine adds cwd, group and BATON_* variables.
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
-}
-
-/// What an agent's output stream says, in one vocabulary for every agent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AgentEvent {
-    Message(String),
-    SessionId(String),
-    Error(String),
+    /// Lines to write on a stdin pipe kept open for live steering; None: /dev/null.
+    pub stdin_lines: Option<Vec<String>>,
 }
 
 /// How an attempt's output ended, as the adapter reads it.
 #[derive(Debug, Clone, Default)]
 pub struct Finish {
     pub final_message: String,
-    /// Set when the stream says the agent failed even if it exited 0.
+    /// Set when the stream says the agent failed, even if it exited 0.
     pub error: Option<String>,
+    /// Whether the stream reached its final event; a stream cut short means
+    /// the agent was interrupted, whatever its exit status.
+    pub complete: bool,
 }
 
 pub trait StreamParser: Send {
@@ -56,15 +65,46 @@ pub trait StreamParser: Send {
 pub trait Adapter: Send + Sync {
     fn launch(&self, req: &LaunchRequest) -> Result<Launch, String>;
     fn parser(&self) -> Box<dyn StreamParser>;
+    /// The stdin line that hands a running agent a message, for agents that
+    /// take input while they run; None: steering stops it and resumes its session.
+    fn steer_line(&self, _message: &str) -> Option<String> {
+        None
+    }
 }
 
-/// The adapter for a profile, or why there is none.
+/// The adapter named by a profile.
 pub fn for_profile(profile: &AgentProfile) -> Result<Box<dyn Adapter>, String> {
-    match profile.adapter.as_str() {
-        "exec" => Ok(Box::new(ExecAdapter)),
-        other => Err(format!(
-            "adapter {other:?} (profile {:?}) is not available in this build of baton; use adapter = \"exec\" with the agent's command",
-            profile.name
-        )),
+    Ok(match profile.adapter.as_str() {
+        "exec" => Box::new(ExecAdapter),
+        "claude" => Box::new(claude::ClaudeAdapter),
+        "codex" => Box::new(codex::CodexAdapter),
+        "gemini" => Box::new(gemini::GeminiAdapter),
+        "opencode" => Box::new(opencode::OpencodeAdapter),
+        "aider" => Box::new(aider::AiderAdapter),
+        other => {
+            return Err(format!(
+                "unknown adapter {other:?} (profile {:?})",
+                profile.name
+            ))
+        }
+    })
+}
+
+/// The program a profile runs: its `command` (program and leading
+/// arguments) or the adapter's CLI found on PATH.
+pub fn program(profile: &AgentProfile, default: &str) -> (OsString, Vec<OsString>) {
+    match profile.command.as_ref().filter(|c| !c.is_empty()) {
+        Some(c) => (c[0].clone().into(), c[1..].iter().map(Into::into).collect()),
+        None => (default.into(), Vec::new()),
     }
+}
+
+/// The CLI a profile would start, for `baton doctor`.
+pub fn program_name(profile: &AgentProfile) -> String {
+    let default = if profile.adapter == "exec" {
+        ""
+    } else {
+        profile.adapter.as_str()
+    };
+    program(profile, default).0.to_string_lossy().into_owned()
 }

@@ -71,7 +71,11 @@ pub(crate) async fn run_all(
             timeout,
         };
         let started = std::time::Instant::now();
-        let out = supervise::run(spec, None, sh.watchdog.as_ref(), cmds, |_| {}).await;
+        let io = supervise::Io {
+            redactor: Some(sh.redactor.clone()),
+            ..Default::default()
+        };
+        let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut |_| None).await;
         let ms = started.elapsed().as_millis() as u64;
         let (passed, reason) = match &out.ended {
             Ended::Exited(0) => (true, String::new()),

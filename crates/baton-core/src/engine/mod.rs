@@ -4,6 +4,7 @@
 
 mod control;
 mod gates;
+mod meter;
 mod output;
 mod prompt;
 mod setup;
@@ -51,6 +52,8 @@ pub enum WorkerCmd {
     Stop,
     Steer(String),
     Shutdown,
+    /// A budget was crossed: stop the agent, keep its work, fail the task.
+    OverBudget(String),
 }
 
 /// What every worker shares.
@@ -61,6 +64,42 @@ pub(crate) struct Shared {
     pub run_id: String,
     pub plan: Arc<Plan>,
     pub watchdog: Option<Watchdog>,
+    pub prices: Arc<crate::adapter::Prices>,
+    pub redactor: Arc<crate::secrets::Redactor>,
+}
+
+impl Shared {
+    fn new(
+        repo: Repo,
+        store: Arc<Store>,
+        paths: StatePaths,
+        run_id: String,
+        plan: Plan,
+        watchdog: Option<Watchdog>,
+    ) -> Shared {
+        // Secrets are the values of secret-named variables the agents can see:
+        // baton's own environment (which they inherit) and the profiles' env.
+        let own: Vec<(String, String)> = std::env::vars().collect();
+        let redactor = Arc::new(crate::secrets::Redactor::from_vars(
+            own.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(
+                plan.agents
+                    .values()
+                    .flat_map(|a| a.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            ),
+        ));
+        store.set_redactor(redactor.clone());
+        let prices = Arc::new(crate::adapter::Prices::new(&plan.prices));
+        Shared {
+            repo,
+            store,
+            paths,
+            run_id,
+            plan: Arc::new(plan),
+            watchdog,
+            prices,
+            redactor,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,6 +444,7 @@ impl Engine {
                 .and_then(|r| r.start_commit.clone())
                 .unwrap_or_else(|| self.head.clone()),
             existing: existing_wt.is_some(),
+            session: rec.as_ref().and_then(|r| r.session_id.clone()),
             attempts,
             failures,
             feedback: steer.or(stored_feedback),

@@ -114,14 +114,7 @@ impl Engine {
             .collect();
         let watchdog = watchdog(&opts);
         Ok(Engine {
-            sh: Arc::new(Shared {
-                repo,
-                store,
-                paths,
-                run_id,
-                plan: Arc::new(plan),
-                watchdog,
-            }),
+            sh: Arc::new(Shared::new(repo, store, paths, run_id, plan, watchdog)),
             _lock: lock,
             opts,
             integration_ref,
@@ -253,14 +246,7 @@ impl Engine {
             .unwrap_or_else(|| PathBuf::from(&record.worktrees_dir));
         let watchdog = watchdog(&opts);
         let mut engine = Engine {
-            sh: Arc::new(Shared {
-                repo,
-                store,
-                paths,
-                run_id,
-                plan: Arc::new(plan),
-                watchdog,
-            }),
+            sh: Arc::new(Shared::new(repo, store, paths, run_id, plan, watchdog)),
             _lock: lock,
             opts,
             integration_ref,

@@ -1,10 +1,12 @@
 //! One task from worktree to checked result: attempts, commits, gates,
-//! retries with feedback, steering. Merging is the engine's, not the worker's.
+//! retries with feedback, steering, usage and budget. Merging is the
+//! engine's, not the worker's.
 
 use super::gates::{self, GateResult};
-use super::supervise::{self, Ended, Spec};
+use super::meter::Meter;
+use super::supervise::{self, Ended, Io, Signal, Spec};
 use super::{prompt, Shared, WorkerCmd};
-use crate::adapter::{self, LaunchRequest};
+use crate::adapter::{self, AgentEvent, LaunchRequest};
 use crate::clock::now_ms;
 use crate::duration::human;
 use crate::plan::TaskSpec;
@@ -29,6 +31,8 @@ pub(crate) struct Start {
     pub attempts: u32,
     pub failures: u32,
     pub feedback: Option<String>,
+    /// The agent's session from an earlier attempt, to continue it.
+    pub session: Option<String>,
     pub upstream: BTreeMap<String, TaskView>,
 }
 
@@ -66,6 +70,7 @@ pub(crate) async fn run(
 ) -> Finished {
     let task = st.spec.id.clone();
     let outcome = run_inner(&sh, st, &mut cmds).await;
+    let _ = sh.store.set_activity(&sh.run_id, &task, None, None);
     Finished { task, outcome }
 }
 
@@ -83,14 +88,18 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<(), String> {
     res.map_err(|e| format!("cannot create the task's worktree: {e}"))
 }
 
+fn failed(reason: String) -> Outcome {
+    Outcome::Failed {
+        commit: None,
+        reason,
+        result: String::new(),
+    }
+}
+
 async fn run_inner(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
     if let Err(reason) = ensure_worktree(sh, &st).await {
-        return Outcome::Failed {
-            commit: None,
-            reason,
-            result: String::new(),
-        };
+        return failed(reason);
     }
     let upd = TaskUpdate {
         worktree: Some(st.worktree.display().to_string()),
@@ -101,21 +110,11 @@ async fn run_inner(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Work
     let _ = sh.store.update_task(&sh.run_id, &task, &upd, None);
 
     let Some(profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
-        return Outcome::Failed {
-            commit: None,
-            reason: format!("unknown agent profile {:?}", st.spec.agent),
-            result: String::new(),
-        };
+        return failed(format!("unknown agent profile {:?}", st.spec.agent));
     };
     let adapter = match adapter::for_profile(&profile) {
         Ok(a) => a,
-        Err(reason) => {
-            return Outcome::Failed {
-                commit: None,
-                reason,
-                result: String::new(),
-            }
-        }
+        Err(reason) => return failed(reason),
     };
 
     loop {
@@ -134,13 +133,18 @@ async fn run_inner(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Work
             log_path: log.display().to_string(),
             started_at: now_ms(),
             finished_at: None,
+            session_id: None,
+            input_tokens: None,
+            output_tokens: None,
+            cost_usd: None,
+            model: None,
         });
         let upd = TaskUpdate {
             status: Some("running".into()),
             attempts: Some(n),
             ..Default::default()
         };
-        let ev = json!({ "attempt": n, "feedback": !feedback.is_empty() });
+        let ev = json!({ "attempt": n, "feedback": !feedback.is_empty(), "resumes_session": st.session.is_some() });
         let _ = sh
             .store
             .update_task(&sh.run_id, &task, &upd, Some(("attempt_started", &ev)));
@@ -152,7 +156,7 @@ async fn run_inner(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Work
             run: sh.run_id.clone(),
             attempt: n,
         };
-        let step = attempt(sh, &st, &*adapter, &profile, n, &ctx, log, cmds).await;
+        let step = attempt(sh, &mut st, &*adapter, &profile, n, &ctx, log, cmds).await;
         match step {
             Step::End(o) => return o,
             Step::Retry(fb) => st.feedback = Some(fb),
@@ -160,10 +164,177 @@ async fn run_inner(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Work
     }
 }
 
+/// The environment of an attempt: baton's variables, a home of its own if
+/// the profile asks, the adapter's defaults, then the profile's `env`.
+fn attempt_env(
+    sh: &Shared,
+    st: &Start,
+    profile: &crate::plan::AgentProfile,
+    n: u32,
+    prompt: &str,
+    feedback: &str,
+    adapter_env: Vec<(OsString, OsString)>,
+) -> Result<Vec<(OsString, OsString)>, String> {
+    let task = &st.spec.id;
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("BATON_RUN".into(), sh.run_id.clone().into()),
+        ("BATON_TASK".into(), task.into()),
+        ("BATON_ATTEMPT".into(), n.to_string().into()),
+        ("BATON_PROMPT".into(), prompt.into()),
+        ("BATON_FEEDBACK".into(), feedback.into()),
+    ];
+    if profile.hermetic_home {
+        let home = sh.paths.run_dir(&sh.run_id).join("homes").join(task);
+        for sub in ["", ".config", ".local/share", ".cache", ".local/state"] {
+            std::fs::create_dir_all(home.join(sub))
+                .map_err(|e| format!("cannot create the agent's home {}: {e}", home.display()))?;
+        }
+        env.push(("HOME".into(), home.clone().into()));
+        env.push(("XDG_CONFIG_HOME".into(), home.join(".config").into()));
+        env.push(("XDG_DATA_HOME".into(), home.join(".local/share").into()));
+        env.push(("XDG_CACHE_HOME".into(), home.join(".cache").into()));
+        env.push(("XDG_STATE_HOME".into(), home.join(".local/state").into()));
+        env.push(("CODEX_HOME".into(), home.join(".codex").into()));
+    }
+    env.extend(adapter_env);
+    env.extend(profile.env.iter().map(|(k, v)| (k.into(), v.into())));
+    Ok(env)
+}
+
+/// Tokens that earlier attempts already counted in the same agent session
+/// (agents like Codex report session totals).
+fn session_base(sh: &Shared, task: &str, session: Option<&str>) -> (u64, u64) {
+    let Some(session) = session else {
+        return (0, 0);
+    };
+    sh.store
+        .attempts(&sh.run_id, task)
+        .map(|atts| {
+            atts.iter()
+                .filter(|a| a.session_id.as_deref() == Some(session))
+                .fold((0, 0), |acc, a| {
+                    (
+                        acc.0 + a.input_tokens.unwrap_or(0).max(0) as u64,
+                        acc.1 + a.output_tokens.unwrap_or(0).max(0) as u64,
+                    )
+                })
+        })
+        .unwrap_or((0, 0))
+}
+
+/// Follows an attempt's stream: events into the store, what the agent is
+/// doing, usage, and the task's budget.
+struct Watch<'a> {
+    sh: &'a Shared,
+    task: &'a str,
+    n: u32,
+    activity: &'static str,
+    meter: Meter,
+    prior_cost: f64,
+    budget: Option<f64>,
+    session: Option<String>,
+    last_error: Option<String>,
+}
+
+impl Watch<'_> {
+    fn set_activity(&mut self, a: &'static str) {
+        if self.activity != a {
+            self.activity = a;
+            let _ = self
+                .sh
+                .store
+                .set_activity(&self.sh.run_id, self.task, Some(a), Some(now_ms()));
+        }
+    }
+
+    fn on(&mut self, sig: Signal) -> Option<WorkerCmd> {
+        match sig {
+            Signal::Started(_) => self.set_activity("starting"),
+            Signal::Output => {
+                if matches!(self.activity, "starting" | "stalled") {
+                    self.set_activity("working");
+                }
+            }
+            Signal::Stalled => {
+                self.set_activity("stalled");
+                let _ = self.sh.store.event(
+                    &self.sh.run_id,
+                    Some(self.task),
+                    Some(self.n),
+                    "stalled",
+                    &json!({ "activity": "stalled" }),
+                );
+            }
+            Signal::Events(evs) => {
+                for e in evs {
+                    if let Some(c) = self.event(e) {
+                        return Some(c);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn event(&mut self, e: &AgentEvent) -> Option<WorkerCmd> {
+        let data = serde_json::to_value(e).unwrap_or_default();
+        let _ = self.sh.store.event(
+            &self.sh.run_id,
+            Some(self.task),
+            Some(self.n),
+            e.kind(),
+            &data,
+        );
+        match e {
+            AgentEvent::Session { id, model } => {
+                if !id.is_empty() {
+                    self.session = Some(id.clone());
+                    let _ =
+                        self.sh
+                            .store
+                            .set_attempt_session(&self.sh.run_id, self.task, self.n, id);
+                }
+                if model.is_some() && self.meter.model.is_none() {
+                    self.meter.model = model.clone();
+                }
+                self.set_activity("waiting_model");
+            }
+            AgentEvent::Message { .. } | AgentEvent::TurnEnd { .. } => self.set_activity("working"),
+            AgentEvent::ToolCall { .. } => self.set_activity("running_tool"),
+            AgentEvent::ToolResult { .. } | AgentEvent::Retrying { .. } => {
+                self.set_activity("waiting_model")
+            }
+            AgentEvent::Error { message } => self.last_error = Some(message.clone()),
+            AgentEvent::Usage(u) => {
+                self.meter.apply(u);
+                let cost = self.meter.cost();
+                let _ = self.sh.store.set_attempt_usage(
+                    &self.sh.run_id,
+                    self.task,
+                    self.n,
+                    Some(self.meter.input),
+                    Some(self.meter.output),
+                    cost,
+                    self.meter.model.as_deref(),
+                );
+                if let (Some(budget), Some(cost)) = (self.budget, cost) {
+                    let spent = self.prior_cost + cost;
+                    if spent > budget {
+                        return Some(WorkerCmd::OverBudget(format!(
+                            "budget exceeded: the task spent ${spent:.4} of its budget_usd ${budget:.4}"
+                        )));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     sh: &Shared,
-    st: &Start,
+    st: &mut Start,
     adapter: &dyn adapter::Adapter,
     profile: &crate::plan::AgentProfile,
     n: u32,
@@ -171,7 +342,8 @@ async fn attempt(
     log: PathBuf,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Step {
-    let task = &st.spec.id;
+    let task = st.spec.id.clone();
+    let task = task.as_str();
     let finish = |status: &str, code: Option<i32>, reason: Option<&str>| {
         let _ = sh
             .store
@@ -181,38 +353,35 @@ async fn attempt(
         Ok(p) => p,
         Err(reason) => {
             finish("failed", None, Some(&reason));
-            return Step::End(Outcome::Failed {
-                commit: None,
-                reason,
-                result: String::new(),
-            });
+            return Step::End(failed(reason));
         }
+    };
+    // A resumed session has the task already: it gets only what is new.
+    let agent_prompt = match (&st.session, ctx.feedback.is_empty()) {
+        (Some(_), false) => format!("--- feedback on the previous attempt ---\n{}", ctx.feedback),
+        _ => full_prompt.clone(),
     };
     let launch = match adapter.launch(&LaunchRequest {
         profile,
-        prompt: &full_prompt,
+        prompt: &agent_prompt,
         worktree: &st.worktree,
         attempt: n,
-        session: None,
+        session: st.session.as_deref(),
+        files: &st.spec.context,
     }) {
         Ok(l) => l,
         Err(reason) => {
             finish("failed", None, Some(&reason));
-            return Step::End(Outcome::Failed {
-                commit: None,
-                reason,
-                result: String::new(),
-            });
+            return Step::End(failed(reason));
         }
     };
-    let mut env: Vec<(OsString, OsString)> = vec![
-        ("BATON_RUN".into(), sh.run_id.clone().into()),
-        ("BATON_TASK".into(), task.into()),
-        ("BATON_ATTEMPT".into(), n.to_string().into()),
-        ("BATON_PROMPT".into(), full_prompt.clone().into()),
-        ("BATON_FEEDBACK".into(), ctx.feedback.clone().into()),
-    ];
-    env.extend(launch.env);
+    let env = match attempt_env(sh, st, profile, n, &full_prompt, &ctx.feedback, launch.env) {
+        Ok(e) => e,
+        Err(reason) => {
+            finish("failed", None, Some(&reason));
+            return Step::End(failed(reason));
+        }
+    };
     let spec = Spec {
         program: launch.program,
         args: launch.args,
@@ -221,27 +390,50 @@ async fn attempt(
         log,
         timeout: st.spec.timeout,
     };
-    let run_id = sh.run_id.clone();
+    let prior_cost = sh
+        .store
+        .attempts(&sh.run_id, task)
+        .map(|a| {
+            a.iter()
+                .filter(|a| a.n != n)
+                .filter_map(|a| a.cost_usd)
+                .sum()
+        })
+        .unwrap_or(0.0);
+    let mut watch = Watch {
+        sh,
+        task,
+        n,
+        activity: "",
+        meter: Meter::new(
+            sh.prices.clone(),
+            profile.model.clone(),
+            session_base(sh, task, st.session.as_deref()),
+        ),
+        prior_cost,
+        budget: st.spec.budget_usd,
+        session: None,
+        last_error: None,
+    };
     let store = sh.store.clone();
-    let task_id = task.clone();
-    let out = supervise::run(
-        spec,
-        Some(adapter.parser()),
-        sh.watchdog.as_ref(),
-        cmds,
-        move |pgid| {
-            let _ = store.set_attempt_pgid(&run_id, &task_id, n, pgid);
-        },
-    )
-    .await;
-    for e in &out.events {
-        let _ = sh.store.event(
-            &sh.run_id,
-            Some(task),
-            Some(n),
-            "agent",
-            &json!({ "event": format!("{e:?}") }),
-        );
+    let run_id = sh.run_id.clone();
+    let steer = |m: &str| adapter.steer_line(m);
+    let io = Io {
+        parser: Some(adapter.parser()),
+        stdin_lines: launch.stdin_lines,
+        steer: Some(&steer),
+        stall_after: Some(st.spec.stall_after),
+        redactor: Some(sh.redactor.clone()),
+    };
+    let mut on = |sig: Signal| {
+        if let Signal::Started(pgid) = sig {
+            let _ = store.set_attempt_pgid(&run_id, task, n, pgid);
+        }
+        watch.on(sig)
+    };
+    let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut on).await;
+    if let Some(s) = watch.session.clone() {
+        st.session = Some(s);
     }
     let finished = out
         .parser
@@ -256,9 +448,15 @@ async fn attempt(
         Ended::Cmd(WorkerCmd::Stop) => "stopped".into(),
         Ended::Cmd(WorkerCmd::Steer(_)) => "steered".into(),
         Ended::Cmd(WorkerCmd::Shutdown) => "interrupted".into(),
+        Ended::Cmd(WorkerCmd::OverBudget(_)) => "over budget".into(),
         Ended::SpawnFailed(_) => "could not start".into(),
     };
     let commit = commit_work(sh, task, n, &st.worktree, &label).await;
+    let last_error = watch.last_error.clone();
+    let with_last_error = |r: String| match &last_error {
+        Some(e) => format!("{r}; the agent's last error: {}", adapter::clip(e, 300)),
+        None => r,
+    };
 
     let (fail_reason, feedback) = match out.ended {
         Ended::Cmd(WorkerCmd::Shutdown) => {
@@ -270,6 +468,14 @@ async fn attempt(
             return Step::End(Outcome::Stopped {
                 commit,
                 reason: "stopped by request (baton stop)".into(),
+            });
+        }
+        Ended::Cmd(WorkerCmd::OverBudget(reason)) => {
+            finish("failed", None, Some(&reason));
+            return Step::End(Outcome::Failed {
+                commit,
+                reason,
+                result: finished.final_message,
             });
         }
         Ended::Cmd(WorkerCmd::Steer(msg)) => {
@@ -285,14 +491,20 @@ async fn attempt(
             });
         }
         Ended::TimedOut => {
-            let r = format!("attempt {n} timed out after {}", human(st.spec.timeout));
+            let r = with_last_error(format!(
+                "attempt {n} timed out after {}",
+                human(st.spec.timeout)
+            ));
             (
                 r.clone(),
                 format!("{r}; the agent was stopped. Work in smaller steps."),
             )
         }
         Ended::Exited(code) if code != 0 => {
-            let r = format!("agent exited with status {code}");
+            let mut r = format!("agent exited with status {code}");
+            if let Some(e) = finished.error.as_ref().or(last_error.as_ref()) {
+                r = format!("{r}: {}", adapter::clip(e, 300));
+            }
             let tail = out.stderr_tail.trim();
             let fb = if tail.is_empty() {
                 r.clone()
@@ -304,12 +516,16 @@ async fn attempt(
             };
             (r, fb)
         }
-        Ended::Exited(_) => match finished.error.clone() {
-            Some(e) => (
+        Ended::Exited(_) => match (&finished.error, finished.complete) {
+            (Some(e), _) => (
                 format!("agent reported an error: {e}"),
                 format!("The agent reported an error: {e}"),
             ),
-            None => (String::new(), String::new()),
+            (None, false) => {
+                let r = with_last_error("the agent's output ended without its final result (interrupted, or not the output format baton expects)".to_string());
+                (r.clone(), r)
+            }
+            (None, true) => (String::new(), String::new()),
         },
     };
     let result = finished.final_message.clone();
@@ -385,15 +601,21 @@ async fn attempt(
                             reason: "stopped by request (baton stop)".into(),
                         })
                     }
+                    WorkerCmd::OverBudget(reason) => {
+                        finish("failed", Some(0), Some(&reason));
+                        Step::End(Outcome::Failed {
+                            commit,
+                            reason,
+                            result,
+                        })
+                    }
                     WorkerCmd::Steer(msg) => {
                         finish("steered", Some(0), Some("restarted with a message"));
                         Step::Retry(msg)
                     }
                 };
             }
-            GateResult::Failed {
-                reason, feedback, ..
-            } => {
+            GateResult::Failed { reason, feedback } => {
                 finish("failed", Some(0), Some(&reason));
                 return retry_or_fail(sh, st, n, commit, reason, feedback, result);
             }
@@ -442,7 +664,7 @@ fn retry_or_fail(
         Step::Retry(feedback)
     } else {
         let reason = if st.spec.retries > 0 {
-            format!("{reason} (after {} attempts)", failures)
+            format!("{reason} (after {failures} attempts)")
         } else {
             reason
         };

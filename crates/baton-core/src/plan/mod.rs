@@ -17,6 +17,8 @@ pub const ADAPTERS: &[&str] = &["claude", "codex", "gemini", "opencode", "aider"
 pub const DEFAULT_MAX_PARALLEL: usize = 3;
 /// An attempt with no `timeout` still ends: agents can hang or retry forever.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// An agent silent this long is reported as stalled (it is not stopped).
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -38,6 +40,7 @@ pub struct RunSettings {
     pub budget_usd: Option<f64>,
     /// Where task worktrees go (relative to the repository root), if not the default.
     pub worktrees: Option<String>,
+    pub stall_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +53,8 @@ pub struct AgentProfile {
     /// Path of the standing instructions file, relative to the repository root.
     pub instructions: Option<String>,
     pub command: Option<Vec<String>>,
+    /// Give the agent a home of its own under baton's state dir instead of the user's.
+    pub hermetic_home: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +84,7 @@ pub struct TaskSpec {
     pub merge: bool,
     pub fail_if: Option<Regex>,
     pub on_failure: OnFailure,
+    pub stall_after: Duration,
 }
 
 impl Plan {

@@ -27,6 +27,7 @@ pub(crate) struct RawRun {
     pub base: Option<Spanned<String>>,
     pub budget_usd: Option<Spanned<f64>>,
     pub worktrees: Option<Spanned<String>>,
+    pub stall_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +41,7 @@ pub(crate) struct RawAgent {
     pub env: BTreeMap<String, String>,
     pub instructions: Option<Spanned<String>>,
     pub command: Option<Spanned<Vec<String>>>,
+    pub home: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +67,7 @@ pub(crate) struct RawTask {
     pub merge: Option<bool>,
     pub fail_if: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<String>>,
+    pub stall_after: Option<Spanned<String>>,
 }
 
 impl RawTask {

@@ -4,7 +4,7 @@ use super::error::{line_col, Diagnostic};
 use super::raw::{RawPlan, RawTask};
 use super::{
     AgentProfile, OnFailure, Plan, Price, RunSettings, TaskSpec, ADAPTERS, DEFAULT_MAX_PARALLEL,
-    DEFAULT_TIMEOUT,
+    DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT,
 };
 use crate::duration::parse_duration;
 use regex::Regex;
@@ -92,7 +92,13 @@ pub(super) fn parse(
     for t in &raw.task {
         let span = t.span();
         let merged = t.get_ref().clone().with_defaults(&defaults);
-        if let Some(task) = check_task(&mut ck, span, merged, &agents, repo_root, &mut first_seen) {
+        let own_stall = merged.stall_after.is_some();
+        if let Some(mut task) =
+            check_task(&mut ck, span, merged, &agents, repo_root, &mut first_seen)
+        {
+            if !own_stall {
+                task.stall_after = run.stall_after;
+            }
             tasks.push(task);
         }
     }
@@ -120,6 +126,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan) -> RunSettings {
         base: "HEAD".into(),
         budget_usd: None,
         worktrees: None,
+        stall_after: DEFAULT_STALL_AFTER,
     };
     if let Some(mp) = &raw.run.max_parallel {
         if *mp.get_ref() < 1 {
@@ -147,6 +154,12 @@ fn check_run(ck: &mut Checker, raw: &RawPlan) -> RunSettings {
     }
     if let Some(w) = &raw.run.worktrees {
         run.worktrees = Some(w.get_ref().clone());
+    }
+    if let Some(s) = &raw.run.stall_after {
+        match parse_duration(s.get_ref()) {
+            Ok(d) => run.stall_after = d,
+            Err(e) => ck.at(Some(s.span()), None, format!("run.stall_after: {e}")),
+        }
     }
     run
 }
@@ -213,6 +226,14 @@ fn check_agents(
                 "an exec profile needs `command`, e.g. command = [\"bash\", \"-ec\"]".into(),
             );
         }
+        let hermetic_home = match a.home.as_ref().map(|h| (h.get_ref().as_str(), h.span())) {
+            None | Some(("inherit", _)) => false,
+            Some(("hermetic", _)) => true,
+            Some((other, span)) => {
+                ck.at(Some(span), subject.clone(), format!("home must be \"inherit\" (the user's home) or \"hermetic\" (one of its own), not {other:?}"));
+                false
+            }
+        };
         if let Some(instr) = &a.instructions {
             check_file(ck, repo_root, instr, subject.clone(), "instructions file");
         }
@@ -226,6 +247,7 @@ fn check_agents(
                 env: a.env.clone(),
                 instructions: a.instructions.as_ref().map(|s| s.get_ref().clone()),
                 command: a.command.as_ref().map(|c| c.get_ref().clone()),
+                hermetic_home,
             },
         );
     }
@@ -445,6 +467,17 @@ fn check_task(
         }
     };
 
+    let stall_after = match &t.stall_after {
+        Some(s) => match parse_duration(s.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                ck.at(Some(s.span()), subject.clone(), format!("stall_after: {e}"));
+                DEFAULT_STALL_AFTER
+            }
+        },
+        None => DEFAULT_STALL_AFTER,
+    };
+
     if !prompt.is_empty() {
         if let Err(e) = crate::template::check(&prompt, &needs) {
             let at = t.prompt.as_ref().map(|p| p.span());
@@ -477,6 +510,7 @@ fn check_task(
         merge: t.merge.unwrap_or(true),
         fail_if,
         on_failure,
+        stall_after,
     })
 }
 

@@ -39,6 +39,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    redactor: std::sync::RwLock<Option<std::sync::Arc<crate::secrets::Redactor>>>,
 }
 
 /// The columns a task update may set; None leaves a column as it is.
@@ -57,6 +58,30 @@ pub struct TaskUpdate {
     pub files: Option<Vec<String>>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+}
+
+/// Columns added after the first schema, in order; `PRAGMA user_version`
+/// counts how many a database has.
+const MIGRATIONS: &[&str] = &[
+    "ALTER TABLE tasks ADD COLUMN activity TEXT",
+    "ALTER TABLE tasks ADD COLUMN session_id TEXT",
+    "ALTER TABLE tasks ADD COLUMN last_output_at INTEGER",
+    "ALTER TABLE attempts ADD COLUMN session_id TEXT",
+    "ALTER TABLE attempts ADD COLUMN input_tokens INTEGER",
+    "ALTER TABLE attempts ADD COLUMN output_tokens INTEGER",
+    "ALTER TABLE attempts ADD COLUMN cost_usd REAL",
+    "ALTER TABLE attempts ADD COLUMN model TEXT",
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -80,14 +105,100 @@ impl Store {
             .map_err(open_err)?;
         conn.execute_batch(include_str!("schema.sql"))
             .map_err(open_err)?;
+        migrate(&conn).map_err(open_err)?;
         Ok(Store {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            redactor: std::sync::RwLock::new(None),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// From now on, secret values are masked in everything this store writes.
+    pub fn set_redactor(&self, r: std::sync::Arc<crate::secrets::Redactor>) {
+        if let Ok(mut g) = self.redactor.write() {
+            *g = Some(r);
+        }
+    }
+
+    fn clean(&self, text: &str) -> String {
+        match self.redactor.read().ok().and_then(|g| g.clone()) {
+            Some(r) => r.redact(text),
+            None => text.to_string(),
+        }
+    }
+
+    fn clean_opt(&self, text: &Option<String>) -> Option<String> {
+        text.as_deref().map(|t| self.clean(t))
+    }
+
+    /// Records what an attempt used so far and rolls it up into its task.
+    pub fn set_attempt_usage(
+        &self,
+        run: &str,
+        task: &str,
+        n: u32,
+        input: Option<u64>,
+        output: Option<u64>,
+        cost: Option<f64>,
+        model: Option<&str>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE attempts SET input_tokens = ?4, output_tokens = ?5, cost_usd = ?6, model = COALESCE(?7, model) WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            params![run, task, n, input.map(|v| v as i64), output.map(|v| v as i64), cost, model],
+        )?;
+        tx.execute(
+            "UPDATE tasks SET
+                input_tokens = (SELECT SUM(input_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+                output_tokens = (SELECT SUM(output_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+                cost_usd = (SELECT SUM(cost_usd) FROM attempts WHERE run_id = ?1 AND task_id = ?2)
+             WHERE run_id = ?1 AND id = ?2",
+            params![run, task],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_attempt_session(&self, run: &str, task: &str, n: u32, session: &str) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE attempts SET session_id = ?4 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            params![run, task, n, session],
+        )?;
+        conn.execute(
+            "UPDATE tasks SET session_id = ?3 WHERE run_id = ?1 AND id = ?2",
+            params![run, task, session],
+        )?;
+        Ok(())
+    }
+
+    /// What a running agent is doing (starting, working, waiting_model, running_tool, stalled).
+    pub fn set_activity(
+        &self,
+        run: &str,
+        task: &str,
+        activity: Option<&str>,
+        last_output_at: Option<i64>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE tasks SET activity = ?3, last_output_at = COALESCE(?4, last_output_at) WHERE run_id = ?1 AND id = ?2",
+            params![run, task, activity, last_output_at],
+        )?;
+        Ok(())
+    }
+
+    /// Money the run has spent so far, where known.
+    pub fn run_cost(&self, run: &str) -> Result<Option<f64>> {
+        Ok(self.conn().query_row(
+            "SELECT SUM(cost_usd) FROM tasks WHERE run_id = ?1",
+            [run],
+            |r| r.get(0),
+        )?)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -140,7 +251,7 @@ impl Store {
         let conn = self.conn();
         conn.execute(
             "INSERT INTO events (run_id, ts, task_id, attempt, kind, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run, now_ms(), task, attempt, kind, data.to_string()],
+            params![run, now_ms(), task, attempt, kind, self.clean(&data.to_string())],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -185,11 +296,11 @@ impl Store {
                 u.start_commit,
                 u.commit_id,
                 u.merged,
-                u.result,
+                self.clean_opt(&u.result),
                 u.reason.is_some(),
-                u.reason.clone().flatten(),
+                self.clean_opt(&u.reason.clone().flatten()),
                 u.feedback.is_some(),
-                u.feedback.clone().flatten(),
+                self.clean_opt(&u.feedback.clone().flatten()),
                 files,
                 u.started_at,
                 u.finished_at
@@ -198,7 +309,7 @@ impl Store {
         if let Some((kind, data)) = event {
             tx.execute(
                 "INSERT INTO events (run_id, ts, task_id, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run, now_ms(), task, kind, data.to_string()],
+                params![run, now_ms(), task, kind, self.clean(&data.to_string())],
             )?;
         }
         tx.commit()?;
@@ -232,7 +343,7 @@ impl Store {
     ) -> Result<()> {
         self.conn().execute(
             "UPDATE attempts SET status = ?4, exit_code = ?5, reason = ?6, finished_at = ?7 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
-            params![run, task, n, status, exit_code, reason, now_ms()],
+            params![run, task, n, status, exit_code, reason.map(|r| self.clean(r)), now_ms()],
         )?;
         Ok(())
     }

@@ -60,6 +60,9 @@ pub struct TaskRecord {
     pub cost_usd: Option<f64>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub activity: Option<String>,
+    pub session_id: Option<String>,
+    pub last_output_at: Option<i64>,
 }
 
 impl TaskRecord {
@@ -85,6 +88,9 @@ impl TaskRecord {
             cost_usd: r.get("cost_usd")?,
             started_at: r.get("started_at")?,
             finished_at: r.get("finished_at")?,
+            activity: r.get("activity")?,
+            session_id: r.get("session_id")?,
+            last_output_at: r.get("last_output_at")?,
         })
     }
 }
@@ -101,6 +107,11 @@ pub struct AttemptRecord {
     pub log_path: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    pub session_id: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub model: Option<String>,
 }
 
 impl AttemptRecord {
@@ -116,6 +127,11 @@ impl AttemptRecord {
             log_path: r.get("log_path")?,
             started_at: r.get("started_at")?,
             finished_at: r.get("finished_at")?,
+            session_id: r.get("session_id")?,
+            input_tokens: r.get("input_tokens")?,
+            output_tokens: r.get("output_tokens")?,
+            cost_usd: r.get("cost_usd")?,
+            model: r.get("model")?,
         })
     }
 }
