@@ -44,6 +44,7 @@ enum Command {
     Steer(commands::steer::SteerArgs),
     Approve(commands::approve::ApproveArgs),
     Check(commands::check::CheckArgs),
+    Doctor(commands::doctor::DoctorArgs),
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
 }
@@ -110,6 +111,7 @@ fn main() -> ExitCode {
             Command::Steer(a) => commands::steer::run(&cwd, a).await,
             Command::Approve(a) => commands::approve::run(&cwd, a).await,
             Command::Check(a) => commands::check::run(&cwd, a),
+            Command::Doctor(a) => commands::doctor::run(&cwd, a).await,
             Command::Watchdog => Ok(0),
         }
     });

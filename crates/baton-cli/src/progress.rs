@@ -44,6 +44,29 @@ pub fn elapsed(t: &TaskRecord) -> String {
     }
 }
 
+/// A task's state in words, with what its agent is doing while it runs.
+pub fn state_label(t: &TaskRecord) -> String {
+    match (t.status.as_str(), t.activity.as_deref()) {
+        ("running", Some(a)) => format!(
+            "running: {}",
+            a.replace("waiting_model", "waiting on model")
+                .replace('_', " ")
+        ),
+        (s, _) => s.to_string(),
+    }
+}
+
+pub fn usage_label(input: Option<i64>, output: Option<i64>, cost: Option<f64>) -> String {
+    let mut parts = Vec::new();
+    if let (Some(i), Some(o)) = (input, output) {
+        parts.push(format!("{i} in / {o} out tokens"));
+    }
+    if let Some(c) = cost {
+        parts.push(format!("${c:.4}"));
+    }
+    parts.join(", ")
+}
+
 fn task_line(t: &TaskRecord, width: usize) -> String {
     let attempt = if t.attempts > 0 {
         format!("#{}", t.attempts)
@@ -51,13 +74,16 @@ fn task_line(t: &TaskRecord, width: usize) -> String {
         String::new()
     };
     let mut line = format!(
-        "  {} {:<width$}  {:<17} {:<4} {:>7}",
+        "  {} {:<width$}  {:<26} {:<4} {:>7}",
         symbol(&t.status),
         t.id,
-        t.status,
+        state_label(t),
         attempt,
         elapsed(t)
     );
+    if let Some(c) = t.cost_usd {
+        line.push_str(&format!("  ${c:.4}"));
+    }
     if t.status == "awaiting_approval" {
         line.push_str(&format!("  run: baton approve {}", t.id));
     }
@@ -130,6 +156,10 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
         ),
         "failed" | "stopped" | "skipped" => format!("{}: {}", e.kind, s("reason")),
         "steered" => format!("steered: {}", s("message")),
+        "stalled" => "stalled: no output for a while (it keeps running)".to_string(),
+        "agent_error" => format!("agent error: {}", s("message")),
+        "budget_exceeded" => "run budget exceeded: stopping every agent".to_string(),
+        "tool_call" => format!("{} {}", s("name"), s("detail")),
         "interrupt" => "interrupted: stopping agents and committing their work".to_string(),
         _ => return None,
     };
@@ -281,6 +311,14 @@ pub fn print_summary(r: &Report) {
             line.push_str(&format!(": {reason}"));
         }
         let _ = writeln!(err, "{line}");
+    }
+    let usage = usage_label(
+        r.usage.input_tokens,
+        r.usage.output_tokens,
+        r.usage.cost_usd,
+    );
+    if !usage.is_empty() {
+        let _ = writeln!(err, "usage: {usage}");
     }
     let head = r
         .integration_commit

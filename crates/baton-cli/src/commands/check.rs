@@ -80,8 +80,11 @@ pub fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
         }
     }
     for (name, a) in &plan.agents {
-        if let Err(e) = baton_core::adapter::for_profile(a) {
-            eprintln!("warning: agent {name:?}: {e}");
+        let program = baton_core::adapter::program_name(a);
+        if super::doctor::which(&program).is_none() {
+            eprintln!(
+                "warning: agent {name:?}: {program:?} is not on PATH; `baton doctor` says more"
+            );
         }
     }
     Ok(0)

@@ -2,6 +2,7 @@
 
 pub mod approve;
 pub mod check;
+pub mod doctor;
 pub mod logs;
 pub mod resume;
 pub mod run;

@@ -39,11 +39,6 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         }
         plan.run.max_parallel = n;
     }
-    for a in plan.agents.values() {
-        if plan.tasks.iter().any(|t| t.agent == a.name) {
-            baton_core::adapter::for_profile(a).map_err(usage)?;
-        }
-    }
     let opts = RunOptions {
         worktrees: args
             .worktrees

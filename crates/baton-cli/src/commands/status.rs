@@ -1,7 +1,7 @@
 //! `baton status`: where a run stands, read from the store.
 
 use super::{find_run, open_repo, open_store};
-use crate::progress::{elapsed, symbol};
+use crate::progress::{elapsed, state_label, symbol, usage_label};
 use baton_core::lock::{self, LockState};
 use baton_core::Report;
 use clap::Args;
@@ -43,13 +43,17 @@ pub fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     let width = tasks.iter().map(|t| t.id.len()).max().unwrap_or(4);
     for t in &tasks {
         let mut line = format!(
-            "  {} {:<width$}  {:<17} attempts {:<2} {:>7}",
+            "  {} {:<width$}  {:<26} attempts {:<2} {:>7}",
             symbol(&t.status),
             t.id,
-            t.status,
+            state_label(t),
             t.attempts,
             elapsed(t)
         );
+        let usage = usage_label(t.input_tokens, t.output_tokens, t.cost_usd);
+        if !usage.is_empty() {
+            line.push_str(&format!("  {usage}"));
+        }
         if t.merged {
             line.push_str("  merged");
         }

@@ -7,6 +7,42 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
 impl Engine {
+    /// The run's `budget_usd`, enforced while agents run: once crossed, every
+    /// running agent is stopped (its work committed) and nothing new starts.
+    pub(super) fn check_run_budget(&mut self) {
+        let Some(budget) = self.sh.plan.run.budget_usd else {
+            return;
+        };
+        if self.over_budget {
+            return;
+        }
+        let Ok(Some(spent)) = self.sh.store.run_cost(&self.sh.run_id) else {
+            return;
+        };
+        if spent <= budget {
+            return;
+        }
+        self.over_budget = true;
+        let reason = format!(
+            "run budget exceeded: the run spent ${spent:.4} of its budget_usd ${budget:.4}"
+        );
+        let _ = self.sh.store.event(
+            &self.sh.run_id,
+            None,
+            None,
+            "budget_exceeded",
+            &json!({ "spent": spent, "budget": budget }),
+        );
+        self.stop_new.get_or_insert_with(|| {
+            format!("not started: the run's budget_usd (${budget:.4}) was spent")
+        });
+        for t in &self.tasks {
+            if let (Status::Running, Some(tx)) = (t.status, &t.tx) {
+                let _ = tx.send(WorkerCmd::OverBudget(reason.clone()));
+            }
+        }
+    }
+
     pub(super) async fn poll_controls(&mut self, fin_tx: &UnboundedSender<worker::Finished>) {
         let controls = match self.sh.store.pending_controls(&self.sh.run_id) {
             Ok(c) => c,

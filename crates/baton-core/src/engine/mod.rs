@@ -171,6 +171,7 @@ pub struct Engine {
     stop_new: Option<String>,
     shutting_down: bool,
     removed_worktree: bool,
+    over_budget: bool,
 }
 
 impl Engine {
@@ -252,7 +253,10 @@ impl Engine {
             }
             tokio::select! {
                 Some(f) = fin_rx.recv() => self.on_finished(f),
-                _ = tick.tick() => self.poll_controls(&fin_tx).await,
+                _ = tick.tick() => {
+                    self.poll_controls(&fin_tx).await;
+                    self.check_run_budget();
+                }
                 _ = &mut shutdown, if !self.shutting_down => {
                     self.shutting_down = true;
                     let _ = self.sh.store.event(&self.sh.run_id, None, None, "interrupt", &json!({}));

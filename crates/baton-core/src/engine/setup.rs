@@ -125,6 +125,7 @@ impl Engine {
             stop_new: None,
             shutting_down: false,
             removed_worktree: false,
+            over_budget: false,
         })
     }
 
@@ -257,6 +258,7 @@ impl Engine {
             stop_new: None,
             shutting_down: false,
             removed_worktree: false,
+            over_budget: false,
         };
         // A failure before the crash still stops new work.
         for i in 0..engine.tasks.len() {

@@ -1,0 +1,115 @@
+//! `baton doctor`: which agent CLIs are here, their versions, and whether
+//! each profile of a plan can start.
+
+use super::check::load_plan;
+use baton_core::adapter::program_name;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Check which agent CLIs are installed (and their versions), and whether
+/// every profile in the plan can start. Exits 1 if one cannot.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// The plan whose profiles to check (skipped if it does not exist).
+    #[arg(default_value = "baton.toml")]
+    pub plan: PathBuf,
+}
+
+const CLIS: &[&str] = &["claude", "codex", "gemini", "opencode", "aider"];
+
+/// Finds a program the way the shell would.
+pub fn which(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| is_exec(p))
+        })
+        .unwrap_or(None)
+}
+
+async fn version(bin: &Path) -> Result<String, String> {
+    let child = tokio::process::Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            Ok(text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string())
+        }
+        Ok(Ok(out)) => Err(format!(
+            "`--version` exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("`--version` did not answer within 20 s".into()),
+    }
+}
+
+pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
+    println!("agent CLIs:");
+    for cli in CLIS {
+        match which(cli) {
+            Some(p) => match version(&p).await {
+                Ok(v) => println!("  {cli:<9} {v}  ({})", p.display()),
+                Err(e) => println!("  {cli:<9} found at {} but broken: {e}", p.display()),
+            },
+            None => println!("  {cli:<9} not found on PATH"),
+        }
+    }
+    let plan_path = if args.plan.is_absolute() {
+        args.plan.clone()
+    } else {
+        cwd.join(&args.plan)
+    };
+    if !plan_path.exists() {
+        println!(
+            "no plan at {}; pass one to check its profiles",
+            args.plan.display()
+        );
+        return Ok(0);
+    }
+    let (_repo, plan) = load_plan(cwd, &args.plan)?;
+    println!("profiles in {}:", args.plan.display());
+    let mut bad = 0;
+    for (name, profile) in &plan.agents {
+        let used = plan.tasks.iter().filter(|t| &t.agent == name).count();
+        let program = program_name(profile);
+        let verdict = match which(&program) {
+            None => Err(format!("cannot start: {program:?} not found on PATH (install it, or set the profile's `command`)")),
+            Some(p) if profile.adapter == "exec" => Ok(format!("runs {}", p.display())),
+            Some(p) => version(&p).await.map(|v| format!("{v} ({})", p.display())).map_err(|e| format!("cannot start: {e}")),
+        };
+        match verdict {
+            Ok(v) => println!("  {name} [{}]: ok, {v}; {used} task(s)", profile.adapter),
+            Err(e) => {
+                bad += 1;
+                println!("  {name} [{}]: {e}; {used} task(s)", profile.adapter);
+            }
+        }
+    }
+    Ok(if bad > 0 { 1 } else { 0 })
+}
