@@ -7,3 +7,4 @@ mod test_control;
 mod test_crash;
 mod test_patterns;
 mod test_run;
+mod test_usage;

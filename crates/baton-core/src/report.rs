@@ -23,6 +23,9 @@ pub struct TaskReport {
     pub usage: Usage,
     pub worktree: Option<String>,
     pub duration_ms: Option<i64>,
+    /// What the agent is doing while the task runs (starting, working,
+    /// waiting_model, running_tool, stalled).
+    pub activity: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +72,7 @@ impl TaskReport {
                 (Some(s), Some(f)) => Some(f - s),
                 _ => None,
             },
+            activity: r.activity.clone(),
         }
     }
 }

@@ -68,6 +68,19 @@ pub(crate) struct Shared {
     pub redactor: Arc<crate::secrets::Redactor>,
 }
 
+/// Secrets are the values of secret-named variables the agents can see:
+/// baton's own environment (which they inherit) and the profiles' env.
+pub(crate) fn redactor_for(plan: &Plan) -> crate::secrets::Redactor {
+    let own: Vec<(String, String)> = std::env::vars().collect();
+    crate::secrets::Redactor::from_vars(
+        own.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(
+            plan.agents
+                .values()
+                .flat_map(|a| a.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        ),
+    )
+}
+
 impl Shared {
     fn new(
         repo: Repo,
@@ -77,16 +90,7 @@ impl Shared {
         plan: Plan,
         watchdog: Option<Watchdog>,
     ) -> Shared {
-        // Secrets are the values of secret-named variables the agents can see:
-        // baton's own environment (which they inherit) and the profiles' env.
-        let own: Vec<(String, String)> = std::env::vars().collect();
-        let redactor = Arc::new(crate::secrets::Redactor::from_vars(
-            own.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(
-                plan.agents
-                    .values()
-                    .flat_map(|a| a.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-            ),
-        ));
+        let redactor = Arc::new(redactor_for(&plan));
         store.set_redactor(redactor.clone());
         let prices = Arc::new(crate::adapter::Prices::new(&plan.prices));
         Shared {

@@ -80,7 +80,8 @@ impl Engine {
             id: run_id.clone(),
             repo: repo.root.display().to_string(),
             plan_path: plan.path.display().to_string(),
-            plan_source: plan.source.clone(),
+            // The plan may hold secrets (a profile's env): the store keeps it masked.
+            plan_source: super::redactor_for(&plan).redact(&plan.source),
             base: plan.run.base.clone(),
             base_commit: base_commit.clone(),
             integration_branch: integration.clone(),
@@ -148,11 +149,7 @@ impl Engine {
                 status: record.status,
             });
         }
-        let plan = Plan::parse(
-            std::path::Path::new(&record.plan_path),
-            &record.plan_source,
-            None,
-        )?;
+        let plan = plan_for_resume(&repo, &record)?;
 
         // A crashed baton's agents may still run (if its watchdog died too).
         for pgid in process::orphan_groups(&run_id) {
@@ -268,5 +265,33 @@ impl Engine {
             }
         }
         Ok(engine)
+    }
+}
+
+/// The plan a resumed run continues with. The store keeps the plan with its
+/// secrets masked; the file, if it is still the same plan, has them.
+fn plan_for_resume(repo: &Repo, record: &RunRecord) -> Result<Plan, EngineError> {
+    let shown = std::path::Path::new(&record.plan_path);
+    let file = if shown.is_absolute() {
+        shown.to_path_buf()
+    } else {
+        repo.root.join(shown)
+    };
+    let stored = || Plan::parse(shown, &record.plan_source, None);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        tracing::warn!(
+            "plan {} is gone; resuming with the copy in the store (secret values in it are masked)",
+            file.display()
+        );
+        return Ok(stored()?);
+    };
+    match Plan::parse(shown, &text, None) {
+        Ok(plan) if super::redactor_for(&plan).redact(&text) == record.plan_source => Ok(plan),
+        _ if text == record.plan_source => Ok(stored()?),
+        _ => Err(EngineError::Io(format!(
+            "the plan {} has changed since run {} started; restore it, or start a new run with `baton run`",
+            file.display(),
+            record.id
+        ))),
     }
 }

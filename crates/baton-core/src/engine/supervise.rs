@@ -31,6 +31,9 @@ pub(crate) struct Spec<'a> {
     pub timeout: Duration,
 }
 
+/// Turns a steer message into a stdin line, for agents that take one live.
+pub(crate) type SteerLine<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
 /// How the process talks, beyond exit status.
 #[derive(Default)]
 pub(crate) struct Io<'a> {
@@ -38,7 +41,7 @@ pub(crate) struct Io<'a> {
     /// Lines for a stdin pipe kept open for steering; None: stdin is /dev/null.
     pub stdin_lines: Option<Vec<String>>,
     /// Turns a steer message into a stdin line, for agents that take one live.
-    pub steer: Option<&'a (dyn Fn(&str) -> Option<String> + Sync)>,
+    pub steer: Option<SteerLine<'a>>,
     pub stall_after: Option<Duration>,
     pub redactor: Option<Arc<Redactor>>,
 }

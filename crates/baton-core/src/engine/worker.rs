@@ -10,7 +10,7 @@ use crate::adapter::{self, AgentEvent, LaunchRequest};
 use crate::clock::now_ms;
 use crate::duration::human;
 use crate::plan::TaskSpec;
-use crate::store::{AttemptRecord, TaskUpdate};
+use crate::store::{AttemptRecord, AttemptUsage, TaskUpdate};
 use crate::template::{PromptContext, TaskView};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -308,15 +308,16 @@ impl Watch<'_> {
             AgentEvent::Usage(u) => {
                 self.meter.apply(u);
                 let cost = self.meter.cost();
-                let _ = self.sh.store.set_attempt_usage(
-                    &self.sh.run_id,
-                    self.task,
-                    self.n,
-                    Some(self.meter.input),
-                    Some(self.meter.output),
-                    cost,
-                    self.meter.model.as_deref(),
-                );
+                let usage = AttemptUsage {
+                    input_tokens: Some(self.meter.input),
+                    output_tokens: Some(self.meter.output),
+                    cost_usd: cost,
+                    model: self.meter.model.as_deref(),
+                };
+                let _ = self
+                    .sh
+                    .store
+                    .set_attempt_usage(&self.sh.run_id, self.task, self.n, &usage);
                 if let (Some(budget), Some(cost)) = (self.budget, cost) {
                     let spent = self.prior_cost + cost;
                     if spent > budget {

@@ -42,6 +42,15 @@ pub struct Store {
     redactor: std::sync::RwLock<Option<std::sync::Arc<crate::secrets::Redactor>>>,
 }
 
+/// What an attempt used so far.
+#[derive(Debug, Default, Clone)]
+pub struct AttemptUsage<'a> {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub model: Option<&'a str>,
+}
+
 /// The columns a task update may set; None leaves a column as it is.
 #[derive(Debug, Default, Clone)]
 pub struct TaskUpdate {
@@ -136,21 +145,12 @@ impl Store {
     }
 
     /// Records what an attempt used so far and rolls it up into its task.
-    pub fn set_attempt_usage(
-        &self,
-        run: &str,
-        task: &str,
-        n: u32,
-        input: Option<u64>,
-        output: Option<u64>,
-        cost: Option<f64>,
-        model: Option<&str>,
-    ) -> Result<()> {
+    pub fn set_attempt_usage(&self, run: &str, task: &str, n: u32, u: &AttemptUsage) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
             "UPDATE attempts SET input_tokens = ?4, output_tokens = ?5, cost_usd = ?6, model = COALESCE(?7, model) WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
-            params![run, task, n, input.map(|v| v as i64), output.map(|v| v as i64), cost, model],
+            params![run, task, n, u.input_tokens.map(|v| v as i64), u.output_tokens.map(|v| v as i64), u.cost_usd, u.model],
         )?;
         tx.execute(
             "UPDATE tasks SET

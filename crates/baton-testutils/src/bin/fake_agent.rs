@@ -159,9 +159,17 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
 }
 
 fn main() -> ExitCode {
-    let Some(prompt) = std::env::args().next_back() else {
-        eprintln!("fake-agent: no prompt");
-        return ExitCode::from(2);
+    // Standing in for a real CLI (whose last argument is not the prompt), the
+    // script comes from the environment.
+    let prompt = match std::env::var("FAKE_AGENT_SCRIPT") {
+        Ok(s) => s,
+        Err(_) => match std::env::args().next_back() {
+            Some(p) => p,
+            None => {
+                eprintln!("fake-agent: no prompt");
+                return ExitCode::from(2);
+            }
+        },
     };
     let script: Vec<&str> = prompt
         .lines()
