@@ -1,5 +1,6 @@
 //! `baton`: run a team of coding agents on one repository.
 
+mod client;
 mod commands;
 mod progress;
 
@@ -45,6 +46,9 @@ enum Command {
     Approve(commands::approve::ApproveArgs),
     Check(commands::check::CheckArgs),
     Doctor(commands::doctor::DoctorArgs),
+    Serve(commands::serve::ServeArgs),
+    Add(commands::add::AddArgs),
+    Token(commands::token::TokenArgs),
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
 }
@@ -87,6 +91,14 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
+    if matches!(
+        cli.command,
+        Command::Status(_) | Command::Logs(_) | Command::Check(_) | Command::Doctor(_)
+    ) {
+        // Read-only commands end quietly when their output pipe closes (`| head`).
+        // SAFETY: restoring the default disposition of SIGPIPE is always sound.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let cwd = match &cli.dir {
         Some(d) => d.clone(),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -112,6 +124,9 @@ fn main() -> ExitCode {
             Command::Approve(a) => commands::approve::run(&cwd, a).await,
             Command::Check(a) => commands::check::run(&cwd, a),
             Command::Doctor(a) => commands::doctor::run(&cwd, a).await,
+            Command::Serve(a) => commands::serve::run(&cwd, a).await,
+            Command::Add(a) => commands::add::run(&cwd, a).await,
+            Command::Token(a) => commands::token::run(&cwd, a),
             Command::Watchdog => Ok(0),
         }
     });

@@ -1,14 +1,17 @@
 //! One file per subcommand; what they share lives here.
 
+pub mod add;
 pub mod approve;
 pub mod check;
 pub mod doctor;
 pub mod logs;
 pub mod resume;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod steer;
 pub mod stop;
+pub mod token;
 
 use anyhow::{bail, Context};
 use baton_core::lock::{self, LockState};

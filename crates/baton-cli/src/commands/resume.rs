@@ -30,6 +30,7 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
         watchdog: watchdog_command(),
         keep_worktrees: args.keep_worktrees,
         auto_approve: args.auto_approve,
+        ..Default::default()
     };
     let engine = Engine::resume(repo, args.run.as_deref(), opts)
         .await

@@ -46,6 +46,7 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         watchdog: watchdog_command(),
         keep_worktrees: args.keep_worktrees,
         auto_approve: args.auto_approve,
+        ..Default::default()
     };
     let engine = Engine::start(repo, plan, opts).await.map_err(|e| match e {
         baton_core::EngineError::Git(g) => usage(g.to_string()),

@@ -31,6 +31,9 @@ pub fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             "going on (pid {})",
             pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
         ),
+        LockState::Free if rec.finished_at.is_none() && rec.kind == "service" => {
+            "not going on: `baton serve` resumes it when it starts".into()
+        }
         LockState::Free if rec.finished_at.is_none() => {
             "not going on: interrupted; continue it with `baton resume`".into()
         }

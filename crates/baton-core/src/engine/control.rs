@@ -7,6 +7,150 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
 impl Engine {
+    /// Takes a task queued at run time (its plan text is in the store).
+    fn add_queued(&mut self, task: &str) -> (bool, String) {
+        if self.idx(task).is_some() {
+            return (false, format!("task {task:?} exists already"));
+        }
+        let snippet = match self.sh.store.added_tasks(&self.sh.run_id) {
+            Ok(all) => all.into_iter().find(|(id, _)| id == task).map(|(_, s)| s),
+            Err(e) => return (false, e.to_string()),
+        };
+        let Some(snippet) = snippet else {
+            return (false, format!("no queued task {task:?} in the store"));
+        };
+        match self.sh.plan.parse_added(&[snippet]) {
+            Ok(mut specs) if specs.len() == 1 => {
+                let spec = specs.remove(0);
+                let _ = self.sh.store.event(
+                    &self.sh.run_id,
+                    Some(task),
+                    None,
+                    "task_queued",
+                    &json!({ "agent": spec.agent }),
+                );
+                self.tasks.push(super::Rt {
+                    spec,
+                    status: Status::Pending,
+                    tx: None,
+                });
+                (true, format!("task {task:?} queued"))
+            }
+            Ok(_) => (false, "the queued task did not parse as one task".into()),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+
+    /// Runs a task that ended badly again, with fresh retries; tasks skipped
+    /// because of it wait for it again. A conflicted task first gets the
+    /// integration branch merged into its worktree, conflicts and all, for
+    /// its agent to resolve.
+    async fn retry(&mut self, i: usize, message: Option<String>) -> (bool, String) {
+        let status = self.tasks[i].status;
+        let id = self.tasks[i].spec.id.clone();
+        if !matches!(
+            status,
+            Status::Failed | Status::Stopped | Status::Conflicted | Status::Skipped
+        ) {
+            return (false, format!("task {id:?} is {}; only a failed, stopped, conflicted or skipped task can be retried", status.as_str()));
+        }
+        let rec = self
+            .sh
+            .store
+            .tasks(&self.sh.run_id)
+            .ok()
+            .and_then(|v| v.into_iter().find(|r| r.id == id));
+        let attempts = rec.as_ref().map(|r| r.attempts).unwrap_or(0);
+        let mut feedback = message.unwrap_or_else(|| {
+            rec.as_ref()
+                .and_then(|r| r.feedback.clone())
+                .unwrap_or_default()
+        });
+        if status == Status::Conflicted {
+            if let Some(wt) = rec
+                .as_ref()
+                .and_then(|r| r.worktree.clone())
+                .filter(|w| std::path::Path::new(w).exists())
+            {
+                let out = crate::git::git(
+                    std::path::Path::new(&wt),
+                    ["merge", "--no-edit", "--no-ff", self.head.as_str()],
+                )
+                .await;
+                let conflicted = out.map(|o| o.code != 0).unwrap_or(true);
+                feedback = format!(
+                    "Your work conflicted with the integration branch, which baton has now merged into your worktree{}. Resolve every conflict (keep both sides' intent), then finish.\n{feedback}",
+                    if conflicted { " with conflict markers left in the files" } else { "" }
+                );
+            }
+        }
+        let _ = self.sh.store.set_retry_from(&self.sh.run_id, &id, attempts);
+        let upd = TaskUpdate {
+            reason: Some(None),
+            feedback: Some(Some(feedback).filter(|f| !f.is_empty())),
+            merged: Some(false),
+            ..Default::default()
+        };
+        self.set_status(i, Status::Pending, upd, "retry_requested", json!({}));
+        self.forced.insert(id.clone());
+
+        // Dependents skipped because of it (and their dependents) wait again.
+        loop {
+            let mut changed = false;
+            for j in 0..self.tasks.len() {
+                if self.tasks[j].status != Status::Skipped {
+                    continue;
+                }
+                let waits = self.tasks[j].spec.needs.iter().any(|n| {
+                    self.idx(n)
+                        .map(|k| self.tasks[k].status == Status::Pending)
+                        .unwrap_or(false)
+                });
+                if waits {
+                    self.forced.insert(self.tasks[j].spec.id.clone());
+                    self.set_status(
+                        j,
+                        Status::Pending,
+                        TaskUpdate {
+                            reason: Some(None),
+                            ..Default::default()
+                        },
+                        "unskipped",
+                        json!({}),
+                    );
+
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        // Nothing new was starting because of a failure; look again.
+        self.stop_new = None;
+        for j in 0..self.tasks.len() {
+            let s = self.tasks[j].status;
+            if matches!(s, Status::Failed | Status::Stopped | Status::Conflicted) {
+                self.after_failure(j, s);
+            }
+        }
+        for j in 0..self.tasks.len() {
+            if self.tasks[j].status == Status::Skipped && self.stop_new.is_none() {
+                self.set_status(
+                    j,
+                    Status::Pending,
+                    TaskUpdate {
+                        reason: Some(None),
+                        ..Default::default()
+                    },
+                    "unskipped",
+                    json!({}),
+                );
+            }
+        }
+        (true, format!("task {id:?} will run again"))
+    }
+
     /// The run's `budget_usd`, enforced while agents run: once crossed, every
     /// running agent is stopped (its work committed) and nothing new starts.
     pub(super) fn check_run_budget(&mut self) {
@@ -66,12 +210,18 @@ impl Engine {
         message: Option<String>,
         fin_tx: &UnboundedSender<worker::Finished>,
     ) -> (bool, String) {
+        if kind == "add" {
+            return self.add_queued(task);
+        }
         let Some(i) = self.idx(task) else {
             return (
                 false,
                 format!("run {} has no task {task:?}", self.sh.run_id),
             );
         };
+        if kind == "retry" {
+            return self.retry(i, message).await;
+        }
         let status = self.tasks[i].status;
         let ended = matches!(
             status,

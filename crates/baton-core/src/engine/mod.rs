@@ -176,6 +176,8 @@ pub struct Engine {
     shutting_down: bool,
     removed_worktree: bool,
     over_budget: bool,
+    /// Tasks retried by request (and what waits on them): on_failure = "stop" does not hold them back.
+    forced: std::collections::HashSet<String>,
 }
 
 impl Engine {
@@ -240,6 +242,8 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_millis(150));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        // Requests sent before this process took the run (a retry that reopened it).
+        self.poll_controls(&fin_tx).await;
         loop {
             self.process_merges().await;
             if !self.shutting_down {
@@ -249,10 +253,11 @@ impl Engine {
                 .tasks
                 .iter()
                 .any(|t| t.status == Status::AwaitingApproval);
-            if self.running() == 0
+            let idle = self.running() == 0
                 && self.merge_queue.is_empty()
-                && (!awaiting || self.shutting_down)
-            {
+                && (!awaiting || self.shutting_down);
+            // A service run waits for queued tasks until it is shut down.
+            if idle && (!self.opts.service || self.shutting_down) {
                 break;
             }
             tokio::select! {
@@ -336,7 +341,9 @@ impl Engine {
                     s.is_bad_end()
                         .then(|| format!("needs {n:?}, which {}", past(s)))
                 });
-                let reason = blocked.or_else(|| self.stop_new.clone());
+                // A task a person asked to retry runs even after a failure stopped new work.
+                let forced = self.forced.contains(&self.tasks[i].spec.id);
+                let reason = blocked.or_else(|| if forced { None } else { self.stop_new.clone() });
                 if let Some(reason) = reason {
                     self.set_status(
                         i,
@@ -429,7 +436,7 @@ impl Engine {
             .tasks(&self.sh.run_id)
             .ok()
             .and_then(|v| v.into_iter().find(|r| r.id == spec.id));
-        let (attempts, failures, stored_feedback, existing_wt) = rec
+        let (attempts, _failures, stored_feedback, existing_wt) = rec
             .as_ref()
             .map(|r| {
                 (
@@ -454,7 +461,6 @@ impl Engine {
             existing: existing_wt.is_some(),
             session: rec.as_ref().and_then(|r| r.session_id.clone()),
             attempts,
-            failures,
             feedback: steer.or(stored_feedback),
             spec: spec.clone(),
         };
@@ -574,7 +580,8 @@ impl Engine {
 
     fn after_failure(&mut self, i: usize, status: Status) {
         let spec = &self.tasks[i].spec;
-        if spec.on_failure == OnFailure::Stop && self.stop_new.is_none() {
+        // Queued tasks of a service run are independent of each other.
+        if spec.on_failure == OnFailure::Stop && self.stop_new.is_none() && !self.opts.service {
             self.stop_new = Some(format!(
                 "not started: task {:?} {} and its on_failure is \"stop\"",
                 spec.id,

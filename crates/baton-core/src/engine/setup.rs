@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Where task worktrees go; overrides the plan's `run.worktrees`.
     pub worktrees: Option<PathBuf>,
@@ -27,6 +27,18 @@ pub struct RunOptions {
     pub keep_worktrees: bool,
     /// Treat `approve = true` as approved (for unattended runs, e.g. CI).
     pub auto_approve: bool,
+    /// Use this store instead of opening the repository's (a server shares one).
+    pub store: Option<Arc<Store>>,
+    /// The standing run of `baton serve`: it starts with no tasks, takes
+    /// queued ones, and goes on until shut down.
+    pub service: bool,
+}
+
+fn open_store(paths: &StatePaths, opts: &RunOptions) -> Result<Arc<Store>, EngineError> {
+    match &opts.store {
+        Some(s) => Ok(s.clone()),
+        None => Ok(Arc::new(Store::open(&paths.db())?)),
+    }
 }
 
 fn lock_run(paths: &StatePaths, run: &str) -> Result<RunLock, EngineError> {
@@ -66,9 +78,17 @@ fn worktrees_root(repo: &Repo, paths: &StatePaths, plan: &Plan, opts: &RunOption
 impl Engine {
     /// Creates a new run of `plan`: its integration branch from `run.base`,
     /// its records in the store. Nothing runs until [`Engine::drive`].
-    pub async fn start(repo: Repo, plan: Plan, opts: RunOptions) -> Result<Engine, EngineError> {
+    pub async fn start(
+        repo: Repo,
+        mut plan: Plan,
+        opts: RunOptions,
+    ) -> Result<Engine, EngineError> {
         let paths = StatePaths::new(repo.state_dir());
-        let store = Arc::new(Store::open(&paths.db())?);
+        let store = open_store(&paths, &opts)?;
+        if opts.service {
+            // The plan file's tasks are for `baton run`; a service run gets its tasks queued.
+            plan.tasks.clear();
+        }
         let run_id = new_run_id();
         let base_commit = repo.resolve_commit(&plan.run.base).await?;
         let lock = lock_run(&paths, &run_id)?;
@@ -90,6 +110,7 @@ impl Engine {
             created_at: now_ms(),
             finished_at: None,
             pid: Some(std::process::id()),
+            kind: if opts.service { "service" } else { "plan" }.into(),
         };
         let tasks: Vec<(String, String)> = plan
             .tasks
@@ -97,6 +118,7 @@ impl Engine {
             .map(|t| (t.id.clone(), task_branch(&run_id, &t.id)))
             .collect();
         store.create_run(&record, &tasks)?;
+        store.set_run_kind(&run_id, &record.kind)?;
         store.event(
             &run_id,
             None,
@@ -127,6 +149,7 @@ impl Engine {
             shutting_down: false,
             removed_worktree: false,
             over_budget: false,
+            forced: Default::default(),
         })
     }
 
@@ -136,7 +159,7 @@ impl Engine {
     pub async fn resume(
         repo: Repo,
         run: Option<&str>,
-        opts: RunOptions,
+        mut opts: RunOptions,
     ) -> Result<Engine, EngineError> {
         let paths = StatePaths::new(repo.state_dir());
         let store = Arc::new(Store::open(&paths.db())?);
@@ -149,7 +172,20 @@ impl Engine {
                 status: record.status,
             });
         }
-        let plan = plan_for_resume(&repo, &record)?;
+        opts.service = record.kind == "service";
+        let mut plan = plan_for_resume(&repo, &record)?;
+        if opts.service {
+            plan.tasks.clear();
+        }
+        let snippets: Vec<String> = store
+            .added_tasks(&run_id)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        if !snippets.is_empty() {
+            let added = plan.parse_added(&snippets)?;
+            plan.tasks.extend(added);
+        }
 
         // A crashed baton's agents may still run (if its watchdog died too).
         for pgid in process::orphan_groups(&run_id) {
@@ -256,6 +292,7 @@ impl Engine {
             shutting_down: false,
             removed_worktree: false,
             over_budget: false,
+            forced: Default::default(),
         };
         // A failure before the crash still stops new work.
         for i in 0..engine.tasks.len() {
@@ -277,7 +314,14 @@ fn plan_for_resume(repo: &Repo, record: &RunRecord) -> Result<Plan, EngineError>
     } else {
         repo.root.join(shown)
     };
-    let stored = || Plan::parse(shown, &record.plan_source, None);
+    let parse = |text: &str| {
+        if record.kind == "service" {
+            Plan::parse_config(shown, text, None)
+        } else {
+            Plan::parse(shown, text, None)
+        }
+    };
+    let stored = || parse(&record.plan_source);
     let Ok(text) = std::fs::read_to_string(&file) else {
         tracing::warn!(
             "plan {} is gone; resuming with the copy in the store (secret values in it are masked)",
@@ -285,7 +329,7 @@ fn plan_for_resume(repo: &Repo, record: &RunRecord) -> Result<Plan, EngineError>
         );
         return Ok(stored()?);
     };
-    match Plan::parse(shown, &text, None) {
+    match parse(&text) {
         Ok(plan) if super::redactor_for(&plan).redact(&text) == record.plan_source => Ok(plan),
         _ if text == record.plan_source => Ok(stored()?),
         _ => Err(EngineError::Io(format!(

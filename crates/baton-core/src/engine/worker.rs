@@ -29,7 +29,6 @@ pub(crate) struct Start {
     /// Whether the worktree exists already (resume, steer after approval wait).
     pub existing: bool,
     pub attempts: u32,
-    pub failures: u32,
     pub feedback: Option<String>,
     /// The agent's session from an earlier attempt, to continue it.
     pub session: Option<String>,
@@ -647,7 +646,7 @@ fn retry_or_fail(
     feedback: String,
     result: String,
 ) -> Step {
-    let failures = count_failures(sh, &st.spec.id).max(st.failures + 1);
+    let failures = count_failures(sh, &st.spec.id).max(1);
     let _ = sh.store.update_task(
         &sh.run_id,
         &st.spec.id,
@@ -680,11 +679,13 @@ fn retry_or_fail(
 /// Failed attempts of the task so far (across resumes), read back from the
 /// store so that steered and interrupted attempts do not count.
 fn count_failures(sh: &Shared, task: &str) -> u32 {
+    // A retry asked for by a person starts the count again.
+    let from = sh.store.retry_from(&sh.run_id, task).unwrap_or(0);
     sh.store
         .attempts(&sh.run_id, task)
         .map(|a| {
             a.iter()
-                .filter(|a| a.status == "failed" || a.status == "timed_out")
+                .filter(|a| a.n > from && (a.status == "failed" || a.status == "timed_out"))
                 .count() as u32
         })
         .unwrap_or(0)

@@ -31,6 +31,14 @@ pub struct Plan {
     pub prices: BTreeMap<String, Price>,
     /// Tasks in file order.
     pub tasks: Vec<TaskSpec>,
+    /// Where tasks queued with tags go (`baton add --tag`).
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub tags: Vec<String>,
+    pub agent: String,
 }
 
 #[derive(Debug, Clone)]
@@ -100,10 +108,60 @@ impl Plan {
 
     /// Validates plan text; `path` is only used in messages.
     pub fn parse(path: &Path, source: &str, repo_root: Option<&Path>) -> Result<Plan, PlanError> {
-        validate::parse(path, source, repo_root).map_err(|diagnostics| PlanError::Invalid {
+        validate::parse(path, source, repo_root, false).map_err(|diagnostics| PlanError::Invalid {
             path: path.to_path_buf(),
             diagnostics,
         })
+    }
+
+    /// Like [`Plan::parse`], but a plan with no tasks is fine: `baton serve`
+    /// takes profiles, defaults and routes from it and gets tasks queued later.
+    pub fn parse_config(
+        path: &Path,
+        source: &str,
+        repo_root: Option<&Path>,
+    ) -> Result<Plan, PlanError> {
+        validate::parse(path, source, repo_root, true).map_err(|diagnostics| PlanError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics,
+        })
+    }
+
+    /// The `[[task]]` table for a task queued at run time, as TOML text.
+    pub fn task_snippet(id: &str, prompt: &str, agent: Option<&str>) -> String {
+        let mut t = toml::Table::new();
+        t.insert("id".into(), toml::Value::String(id.into()));
+        t.insert("prompt".into(), toml::Value::String(prompt.into()));
+        if let Some(a) = agent {
+            t.insert("agent".into(), toml::Value::String(a.into()));
+        }
+        format!("\n[[task]]\n{}", toml::to_string(&t).unwrap_or_default())
+    }
+
+    /// Validates tasks queued at run time (TOML snippets from
+    /// [`Plan::task_snippet`]) against this plan's profiles and defaults;
+    /// returns their specs, in order.
+    pub fn parse_added(&self, snippets: &[String]) -> Result<Vec<TaskSpec>, PlanError> {
+        let mut source = self.source.clone();
+        for s in snippets {
+            source.push_str(s);
+        }
+        let plan = Plan::parse_config(&self.path, &source, None)?;
+        // The plan file's own tasks come first; queued ones follow them.
+        let file_tasks = plan.tasks.len() - snippets.len().min(plan.tasks.len());
+        Ok(plan.tasks.into_iter().skip(file_tasks).collect())
+    }
+
+    /// The profile a queued task goes to: the one it names, else the first
+    /// route matching one of its tags, else the plan's default agent (None).
+    pub fn route(&self, agent: Option<&str>, tags: &[String]) -> Option<String> {
+        if let Some(a) = agent {
+            return Some(a.to_string());
+        }
+        self.routes
+            .iter()
+            .find(|r| r.tags.iter().any(|t| tags.contains(t)))
+            .map(|r| r.agent.clone())
     }
 
     pub fn task(&self, id: &str) -> Option<&TaskSpec> {

@@ -18,6 +18,16 @@ pub(crate) struct RawPlan {
     pub defaults: Option<Spanned<RawTask>>,
     #[serde(default)]
     pub task: Vec<Spanned<RawTask>>,
+    #[serde(default)]
+    pub route: Vec<Spanned<RawRoute>>,
+}
+
+/// `[[route]]`: tasks queued with one of these tags go to this profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub tags: Vec<String>,
+    pub agent: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,6 +47,7 @@ pub(super) fn parse(
     path: &Path,
     source: &str,
     repo_root: Option<&Path>,
+    allow_no_tasks: bool,
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut ck = Checker {
         source,
@@ -79,7 +80,7 @@ pub(super) fn parse(
         None => RawTask::default(),
     };
 
-    if raw.task.is_empty() {
+    if raw.task.is_empty() && !allow_no_tasks {
         ck.at(
             None,
             None,
@@ -104,6 +105,21 @@ pub(super) fn parse(
     }
 
     check_needs(&mut ck, &raw, &tasks);
+    let mut routes = Vec::new();
+    for r in &raw.route {
+        let r = r.get_ref();
+        if !agents.contains_key(r.agent.get_ref()) {
+            ck.at(
+                Some(r.agent.span()),
+                None,
+                format!("route to unknown agent profile {:?}", r.agent.get_ref()),
+            );
+        }
+        routes.push(super::Route {
+            tags: r.tags.clone(),
+            agent: r.agent.get_ref().clone(),
+        });
+    }
     if !ck.diags.is_empty() {
         // In file order, so people can fix them top to bottom.
         ck.diags
@@ -117,6 +133,7 @@ pub(super) fn parse(
         agents,
         prices,
         tasks,
+        routes,
     })
 }
 

@@ -37,6 +37,8 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub struct Store {
+    /// Wakes readers (the server's event stream) when an event is appended.
+    events_tx: tokio::sync::broadcast::Sender<i64>,
     conn: Mutex<Connection>,
     path: PathBuf,
     redactor: std::sync::RwLock<Option<std::sync::Arc<crate::secrets::Redactor>>>,
@@ -80,6 +82,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE attempts ADD COLUMN output_tokens INTEGER",
     "ALTER TABLE attempts ADD COLUMN cost_usd REAL",
     "ALTER TABLE attempts ADD COLUMN model TEXT",
+    "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'plan'",
+    "ALTER TABLE tasks ADD COLUMN retry_from INTEGER NOT NULL DEFAULT 0",
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -116,6 +120,7 @@ impl Store {
             .map_err(open_err)?;
         migrate(&conn).map_err(open_err)?;
         Ok(Store {
+            events_tx: tokio::sync::broadcast::channel(1024).0,
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             redactor: std::sync::RwLock::new(None),
@@ -124,6 +129,138 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sequence numbers of events as this process appends them.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.events_tx.subscribe()
+    }
+
+    /// The newest event's sequence number (0 when there is none).
+    pub fn last_seq(&self) -> Result<i64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    /// Events of every run after `after`, oldest first.
+    pub fn all_events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare_cached("SELECT * FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = st.query_map(params![after, limit as i64], Event::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Events of one task, oldest first.
+    pub fn task_events(&self, run: &str, task: &str, limit: usize) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT * FROM events WHERE run_id = ?1 AND task_id = ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![run, task, limit as i64], Event::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Records a task queued at run time, with the plan text that defines it.
+    pub fn add_task(
+        &self,
+        run: &str,
+        id: &str,
+        branch: &str,
+        snippet: &str,
+        tags: &[String],
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let pos: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(position), -1) + 1 FROM tasks WHERE run_id = ?1",
+            [run],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO tasks (run_id, id, position, status, branch) VALUES (?1, ?2, ?3, 'pending', ?4)",
+            params![run, id, pos, branch],
+        )?;
+        tx.execute(
+            "INSERT INTO added_tasks (run_id, task_id, snippet, tags, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run, id, snippet, serde_json::Value::from(tags.to_vec()).to_string(), now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The plan text of tasks queued at run time, in the order they came.
+    pub fn added_tasks(&self, run: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT task_id, snippet FROM added_tasks WHERE run_id = ?1 ORDER BY created_at, rowid",
+        )?;
+        let rows = st.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn set_run_kind(&self, run: &str, kind: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE runs SET kind = ?2 WHERE id = ?1",
+            params![run, kind],
+        )?;
+        Ok(())
+    }
+
+    /// The standing run of `baton serve` that is not finished, if any.
+    pub fn service_run(&self) -> Result<Option<RunRecord>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT * FROM runs WHERE kind = 'service' AND finished_at IS NULL ORDER BY created_at DESC LIMIT 1", [], RunRecord::from_row)
+            .optional()?)
+    }
+
+    /// Reopens a finished run so that `resume` continues it (for a retry).
+    pub fn reopen_run(&self, run: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE runs SET finished_at = NULL, status = 'interrupted' WHERE id = ?1",
+            [run],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_retry_from(&self, run: &str, task: &str, attempt: u32) -> Result<()> {
+        self.conn().execute(
+            "UPDATE tasks SET retry_from = ?3 WHERE run_id = ?1 AND id = ?2",
+            params![run, task, attempt],
+        )?;
+        Ok(())
+    }
+
+    pub fn retry_from(&self, run: &str, task: &str) -> Result<u32> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT retry_from FROM tasks WHERE run_id = ?1 AND id = ?2",
+                params![run, task],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Stores the hash of an API token.
+    pub fn add_token(&self, hash: &str, label: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO tokens (hash, label, created_at) VALUES (?1, ?2, ?3)",
+            params![hash, label, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn has_token(&self, hash: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM tokens WHERE hash = ?1", [hash], |r| {
+                r.get::<_, i64>(0)
+            })?
+            > 0)
     }
 
     /// From now on, secret values are masked in everything this store writes.
@@ -253,7 +390,9 @@ impl Store {
             "INSERT INTO events (run_id, ts, task_id, attempt, kind, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![run, now_ms(), task, attempt, kind, self.clean(&data.to_string())],
         )?;
-        Ok(conn.last_insert_rowid())
+        let seq = conn.last_insert_rowid();
+        let _ = self.events_tx.send(seq);
+        Ok(seq)
     }
 
     /// Updates a task and appends the event that explains it, atomically.
@@ -312,7 +451,11 @@ impl Store {
                 params![run, now_ms(), task, kind, self.clean(&data.to_string())],
             )?;
         }
+        let seq = tx.last_insert_rowid();
         tx.commit()?;
+        if event.is_some() {
+            let _ = self.events_tx.send(seq);
+        }
         Ok(())
     }
 

@@ -18,6 +18,8 @@ pub struct RunRecord {
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub pid: Option<u32>,
+    /// "plan" for `baton run`, "service" for the standing run of `baton serve`.
+    pub kind: String,
 }
 
 impl RunRecord {
@@ -35,6 +37,7 @@ impl RunRecord {
             created_at: r.get("created_at")?,
             finished_at: r.get("finished_at")?,
             pid: r.get("pid")?,
+            kind: r.get("kind")?,
         })
     }
 }

@@ -70,3 +70,16 @@ CREATE TABLE IF NOT EXISTS controls (
     response TEXT
 );
 CREATE INDEX IF NOT EXISTS controls_pending ON controls (run_id, handled_at);
+CREATE TABLE IF NOT EXISTS added_tasks (
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    snippet TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    label TEXT,
+    created_at INTEGER NOT NULL
+);

@@ -1,0 +1,857 @@
+// baton dashboard: runs, a board and a graph of the selected run's tasks, a
+// task's live transcript and diff, and the actions a person takes (stop,
+// steer, approve, retry, add). Plain ES modules, no build step; the server
+// embeds this file. Live updates come from /api/events (SSE).
+
+const $ = (id) => document.getElementById(id);
+
+const ATTENTION_KINDS = new Set(['approval_needed', 'failed', 'conflicted', 'stalled']);
+const ENDED = new Set(['succeeded', 'failed', 'stopped', 'conflicted', 'skipped']);
+const COLUMNS = [
+  { key: 'pending', title: 'Pending' },
+  { key: 'running', title: 'Running' },
+  { key: 'needs', title: 'Needs you' },
+  { key: 'done', title: 'Done' },
+  { key: 'other', title: 'Other' },
+];
+// Which actions a task's status allows (the server answers 409 otherwise).
+const CAN = {
+  stop: new Set(['pending', 'running', 'awaiting_approval']),
+  steer: new Set(['pending', 'running', 'awaiting_approval']),
+  approve: new Set(['awaiting_approval']),
+  retry: new Set(['failed', 'stopped', 'conflicted']),
+};
+// Task events after which the task's diff may have changed.
+const DIFF_KINDS = new Set(['committed', 'merged', 'attempt_failed', 'succeeded', 'failed',
+  'stopped', 'conflicted', 'approval_needed']);
+
+const S = {
+  runs: [],
+  runId: null,
+  runPicked: false, // the user chose a run: do not follow the newest one
+  report: null,
+  taskId: null,
+  attempts: [],
+  events: [],
+  seqs: new Set(),
+  tab: 'transcript',
+  token: null,
+  lastSeq: null,
+  es: null,
+  sseFailed: false,
+  loadedAt: Date.now(),
+  notified: new Set(),
+  dismissed: '',
+};
+
+// ---------- helpers ----------
+
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const kid of kids.flat()) {
+    if (kid == null || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return el;
+}
+
+function svg(tag, attrs, ...kids) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v != null) el.setAttribute(k, String(v));
+  for (const kid of kids.flat()) if (kid != null) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  return el;
+}
+
+function toMs(t) {
+  if (t == null || t === '') return null;
+  if (typeof t === 'number') return t < 1e12 ? t * 1000 : t; // seconds or ms
+  const ms = Date.parse(t);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+function fmtDur(ms) {
+  if (ms == null || ms < 0) return '';
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+function fmtWhen(t) {
+  const ms = toMs(t);
+  if (ms == null) return '';
+  const d = new Date(ms);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
+function fmtClock(ms) {
+  return ms == null ? '' : new Date(ms).toLocaleTimeString([], { hour12: false });
+}
+
+const fmtCost = (c) => (c == null ? '' : `$${Number(c).toFixed(c >= 1 ? 2 : 4)}`);
+const fmtNum = (n) => (n == null ? '–' : Number(n).toLocaleString());
+const short = (s, n = 10) => (s ? String(s).slice(0, n) : '');
+const enc = encodeURIComponent;
+const runPath = () => `/api/runs/${enc(S.runId)}`;
+const taskPath = (id = S.taskId) => `${runPath()}/tasks/${enc(id)}`;
+
+// Coalesces calls: at most one run of fn at a time, another after it if
+// called meanwhile. fn(true) runs now; the promise settles once a run that
+// started after the call has finished.
+function debounce(fn, ms) {
+  let timer = null;
+  let running = false;
+  let waiters = [];
+  const run = async () => {
+    clearTimeout(timer);
+    timer = null;
+    if (running) return;
+    running = true;
+    const mine = waiters;
+    waiters = [];
+    try { await fn(); } catch (e) { showError(e); }
+    running = false;
+    mine.forEach((resolve) => resolve());
+    if (waiters.length) run();
+  };
+  return (now) => new Promise((resolve) => {
+    waiters.push(resolve);
+    if (running) return;
+    if (now) run();
+    else if (!timer) timer = setTimeout(run, ms);
+  });
+}
+
+// ---------- HTTP ----------
+
+class HttpError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(path, { method, body, text } = {}) {
+  const init = { method: method || (body === undefined ? 'GET' : 'POST'), headers: {}, credentials: 'same-origin' };
+  if (S.token) init.headers.Authorization = `Bearer ${S.token}`;
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (res.status === 401) {
+    showLogin();
+    throw new HttpError(401, 'sign in first');
+  }
+  const raw = await res.text();
+  let data = raw;
+  if (!text && (res.headers.get('content-type') || '').includes('json')) {
+    try { data = JSON.parse(raw); } catch { /* keep the text */ }
+  }
+  if (!res.ok) {
+    const msg = (data && typeof data === 'object' && (data.error || data.message)) || raw || res.statusText;
+    throw new HttpError(res.status, msg, data);
+  }
+  return data;
+}
+
+function showError(e) {
+  if (e instanceof HttpError && e.status === 401) return;
+  console.error(e);
+  toast(`Error: ${e.message || e}`, 'error');
+}
+
+// ---------- sign in ----------
+
+function showLogin() {
+  $('login').hidden = false;
+  $('app').hidden = true;
+  if (S.es) { S.es.close(); S.es = null; }
+  setConn('signed out', 'bad');
+}
+
+async function login(token) {
+  const res = await fetch('/api/session', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: '{}',
+  });
+  if (!res.ok) throw new Error(res.status === 401 ? 'that token was not accepted' : `sign in failed (${res.status})`);
+  S.token = token;
+  $('login').hidden = true;
+  $('app').hidden = false;
+}
+
+$('login').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const err = $('login-error');
+  err.hidden = true;
+  try {
+    await login($('login-token').value.trim());
+    $('login-token').value = '';
+    await start();
+  } catch (e) {
+    err.textContent = e.message;
+    err.hidden = false;
+  }
+});
+
+// ---------- data ----------
+
+const refreshRuns = debounce(async () => {
+  const { runs } = await api('/api/runs');
+  S.runs = runs || [];
+  const known = S.runs.some((r) => r.id === S.runId);
+  const newest = S.runs[0] ? S.runs[0].id : null;
+  if (!known || (!S.runPicked && newest !== S.runId)) {
+    if (!known) S.runPicked = false;
+    if (newest !== S.runId) await selectRun(newest, false);
+  }
+  renderRuns();
+  renderAttention();
+}, 300);
+
+const refreshReport = debounce(async () => {
+  if (!S.runId) { S.report = null; renderRun(); return; }
+  const id = S.runId;
+  const rep = await api(runPath());
+  if (id !== S.runId) return;
+  const before = S.report && task(S.taskId);
+  S.report = rep;
+  renderRun();
+  if (S.taskId) {
+    const now = task(S.taskId);
+    renderDetail();
+    if (now && (!before || before.status !== now.status || before.attempts !== now.attempts)) {
+      refreshTask();
+      refreshDiff();
+    }
+  }
+}, 120);
+
+const refreshTask = debounce(async () => {
+  if (!S.taskId) return;
+  const id = S.taskId;
+  const t = await api(taskPath());
+  if (id !== S.taskId) return;
+  S.attempts = t.attempts || [];
+  renderAttempts();
+}, 200);
+
+const refreshDiff = debounce(async () => {
+  if (!S.taskId) return;
+  const id = S.taskId;
+  let text;
+  try {
+    text = await api(`${taskPath()}/diff`, { text: true });
+  } catch (e) {
+    if (e.status === 401) return;
+    text = `(no diff: ${e.message})`;
+  }
+  if (id !== S.taskId) return;
+  renderDiff(text);
+}, 400);
+
+async function loadTranscript() {
+  const id = S.taskId;
+  const { events } = await api(`${taskPath()}/transcript`);
+  if (id !== S.taskId) return;
+  for (const ev of events || []) addEvent(ev);
+  renderTranscript();
+}
+
+async function refreshAll() {
+  await refreshRuns(true);
+  await refreshReport(true);
+  if (S.taskId) {
+    S.events = [];
+    S.seqs.clear();
+    await Promise.all([loadTranscript(), refreshTask(true), refreshDiff(true)]);
+  }
+}
+
+const task = (id) => (S.report && S.report.tasks || []).find((t) => t.id === id) || null;
+
+async function selectRun(id, picked = true) {
+  if (picked) S.runPicked = true;
+  if (id === S.runId) return;
+  S.runId = id;
+  S.report = null;
+  closeTask();
+  renderRuns();
+  renderRun();
+  if (id) await refreshReport(true);
+}
+
+async function selectTask(id) {
+  S.taskId = id;
+  S.events = [];
+  S.seqs.clear();
+  S.attempts = [];
+  $('action-status').textContent = '';
+  $('transcript').replaceChildren();
+  $('diff').replaceChildren();
+  $('detail').hidden = false;
+  document.body.classList.add('detail-open');
+  renderBoardSelection();
+  renderDetail();
+  await Promise.all([loadTranscript(), refreshTask(true), refreshDiff(true)]).catch(showError);
+}
+
+function closeTask() {
+  S.taskId = null;
+  $('detail').hidden = true;
+  document.body.classList.remove('detail-open');
+  renderBoardSelection();
+}
+
+// ---------- live events ----------
+
+function connect() {
+  if (S.es) S.es.close();
+  const url = S.lastSeq != null ? `/api/events?after=${S.lastSeq}` : '/api/events';
+  const es = new EventSource(url);
+  S.es = es;
+  es.onopen = () => {
+    setConn('live', 'ok');
+    // After a gap we may have missed more than the server replays: reload.
+    if (S.sseFailed) { S.sseFailed = false; refreshAll().catch(showError); }
+  };
+  es.onerror = () => {
+    S.sseFailed = true;
+    setConn('reconnecting', 'bad');
+    // The browser gave up (an HTTP error): check sign-in, then start over.
+    if (es.readyState === EventSource.CLOSED && S.es === es) reconnectLater(es);
+  };
+  const handle = (m) => {
+    let ev;
+    try { ev = JSON.parse(m.data); } catch { return; }
+    const seq = Number(m.lastEventId || ev.seq);
+    if (!Number.isNaN(seq)) S.lastSeq = S.lastSeq == null ? seq : Math.max(S.lastSeq, seq);
+    onEvent(ev);
+  };
+  es.addEventListener('baton', handle);
+  es.onmessage = handle;
+  es.addEventListener('resync', () => refreshAll().catch(showError));
+}
+
+function reconnectLater(es) {
+  setTimeout(async () => {
+    if (S.es !== es) return;
+    try {
+      await api('/api/runs');
+      connect();
+    } catch (e) {
+      if (!(e instanceof HttpError && e.status === 401)) reconnectLater(es);
+    }
+  }, 3000);
+}
+
+function onEvent(ev) {
+  if (!S.runs.some((r) => r.id === ev.run_id) || ev.task_id == null) refreshRuns();
+  if (ev.run_id === S.runId) {
+    refreshReport();
+    if (ev.task_id && ev.task_id === S.taskId) {
+      if (addEvent(ev)) renderTranscript();
+      if (DIFF_KINDS.has(ev.kind)) refreshDiff();
+      if (ev.kind === 'attempt_started' || ev.kind === 'usage') refreshTask();
+    }
+  }
+  if (ev.task_id && ATTENTION_KINDS.has(ev.kind)) alertPerson(ev);
+  if (ev.kind === 'run_finished' || ev.kind === 'merged') refreshRuns();
+}
+
+function addEvent(ev) {
+  if (ev.seq != null && S.seqs.has(ev.seq)) return false;
+  if (ev.seq != null) S.seqs.add(ev.seq);
+  S.events.push(ev);
+  return true;
+}
+
+function setConn(text, cls) {
+  const c = $('conn');
+  c.textContent = text;
+  c.className = `conn ${cls || ''}`;
+}
+
+// ---------- attention: banner, toast, notifications ----------
+
+const ATTN_WORDS = { approval: 'waits for your approval', failed: 'failed', conflicted: 'has a merge conflict', stalled: 'seems stalled' };
+const KIND_ATTN = { approval_needed: 'approval', failed: 'failed', conflicted: 'conflicted', stalled: 'stalled' };
+
+function attentionOf(t, live) {
+  if (t.attention !== undefined) return t.attention;
+  if (t.status === 'awaiting_approval') return 'approval';
+  if (t.status === 'running' && t.activity === 'stalled') return 'stalled';
+  if (live && (t.status === 'failed' || t.status === 'conflicted')) return t.status;
+  return null;
+}
+
+function renderAttention() {
+  const box = $('attention');
+  const run = S.runs.find((r) => r.id === S.runId);
+  const live = run ? run.live : false;
+  const items = [];
+  for (const t of (S.report && S.report.tasks) || []) {
+    const a = attentionOf(t, live);
+    if (a) items.push({ run: S.runId, task: t.id, a });
+  }
+  for (const r of S.runs) {
+    if (r.id === S.runId || !r.live) continue;
+    const n = (r.counts && r.counts.awaiting_approval) || 0;
+    if (n) items.push({ run: r.id, task: null, a: 'approval', n });
+  }
+  const key = items.map((i) => `${i.run}/${i.task}/${i.a}`).join('|');
+  if (!items.length || key === S.dismissed) { box.hidden = true; return; }
+  box.replaceChildren(
+    h('strong', {}, items.length === 1 ? 'Needs you:' : `${items.length} need you:`),
+    h('span', { class: 'attn-items' }, items.map((i) => h('button', {
+      type: 'button',
+      class: `attn attn-${i.a}`,
+      onclick: async () => { if (i.run !== S.runId) await selectRun(i.run); if (i.task) selectTask(i.task); },
+    }, i.task ? `${i.task} ${ATTN_WORDS[i.a] || i.a}` : `run ${short(i.run, 12)}: ${i.n} waiting for approval`))),
+    h('button', { type: 'button', class: 'dismiss', 'aria-label': 'Dismiss', onclick: () => { S.dismissed = key; box.hidden = true; } }, '×'),
+  );
+  box.hidden = false;
+}
+
+function alertPerson(ev) {
+  // Events replayed from before the page loaded are not news.
+  if (ev.ts != null && toMs(ev.ts) < S.loadedAt - 5000) return;
+  const key = `${ev.run_id}/${ev.task_id}/${ev.kind}/${ev.attempt}`;
+  if (S.notified.has(key)) return;
+  S.notified.add(key);
+  const a = KIND_ATTN[ev.kind];
+  let text = `${ev.task_id} ${ATTN_WORDS[a] || ev.kind}`;
+  const reason = ev.data && ev.data.reason;
+  if (reason) text += `: ${reason}`;
+  S.dismissed = '';
+  toast(text, 'attn', () => selectRun(ev.run_id).then(() => selectTask(ev.task_id)));
+  if ('Notification' in window && Notification.permission === 'granted') {
+    try {
+      const n = new Notification(`baton: ${ev.task_id}`, { body: text, tag: key });
+      n.onclick = () => { window.focus(); selectRun(ev.run_id).then(() => selectTask(ev.task_id)); };
+    } catch { /* some browsers only notify from a service worker */ }
+  }
+}
+
+let toastTimer = null;
+function toast(text, cls, onclick) {
+  const t = $('toast');
+  t.replaceChildren(onclick ? h('button', { type: 'button', onclick: () => { t.hidden = true; onclick(); } }, text) : text);
+  t.className = `toast ${cls || ''}`;
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { t.hidden = true; }, 8000);
+}
+
+function setupNotifications() {
+  const b = $('btn-notify');
+  if (!('Notification' in window)) return;
+  const show = () => {
+    b.hidden = Notification.permission === 'granted';
+    b.disabled = Notification.permission === 'denied';
+    b.textContent = b.disabled ? 'Notifications blocked' : 'Enable notifications';
+  };
+  b.addEventListener('click', async () => { await Notification.requestPermission(); show(); });
+  show();
+}
+
+// ---------- rendering: runs ----------
+
+function renderRuns() {
+  const list = $('runs');
+  if (!S.runs.length) { list.replaceChildren(h('li', { class: 'empty' }, 'No runs yet.')); return; }
+  list.replaceChildren(...S.runs.map((r) => {
+    const c = r.counts || {};
+    const need = (c.awaiting_approval || 0) + (c.failed || 0) + (c.conflicted || 0);
+    return h('li', {},
+      h('button', {
+        type: 'button',
+        class: `run${r.id === S.runId ? ' selected' : ''}`,
+        'data-run': r.id,
+        'aria-current': r.id === S.runId ? 'true' : null,
+        onclick: () => selectRun(r.id).catch(showError),
+      },
+      h('span', { class: 'run-top' },
+        h('span', { class: 'run-id' }, r.id),
+        h('span', { class: `pill st-${r.status}` }, r.live && r.status === 'running' ? 'live' : r.status)),
+      h('span', { class: 'run-sub' },
+        [r.plan || 'added tasks', fmtWhen(r.started_at),
+          `${c.succeeded || 0}/${Object.values(c).reduce((a, b) => a + b, 0)} done`,
+          need ? `${need} need you` : null].filter(Boolean).join(' · '))));
+  }));
+}
+
+// ---------- rendering: run header, board, graph ----------
+
+function columnOf(t) {
+  const a = attentionOf(t, true);
+  if (t.status === 'awaiting_approval' || t.status === 'failed' || t.status === 'conflicted' || a === 'stalled') return 'needs';
+  if (t.status === 'running' || t.status === 'merging') return 'running';
+  if (t.status === 'pending') return 'pending';
+  if (t.status === 'succeeded') return 'done';
+  return 'other';
+}
+
+function elapsedOf(t) {
+  const start = toMs(t.started_at_ms);
+  if ((t.status === 'running' || t.status === 'merging') && start) return Date.now() - start;
+  return t.duration_ms;
+}
+
+function renderRun() {
+  renderHead();
+  renderBoard();
+  renderDag();
+  renderAttention();
+}
+
+function renderHead() {
+  const r = S.report;
+  const head = $('run-head');
+  if (!r) {
+    head.replaceChildren(h('p', { class: 'empty' }, S.runId ? 'Loading…' : 'No run selected. Start one with baton run, or add a task.'));
+    return;
+  }
+  const u = r.usage || {};
+  const live = (S.runs.find((x) => x.id === r.run) || {}).live;
+  head.replaceChildren(
+    h('h2', {}, 'Run ', h('code', {}, r.run), ' ', h('span', { class: `pill st-${r.status}` }, r.status), live ? h('span', { class: 'pill live' }, 'live') : null),
+    h('p', { class: 'run-meta' }, [
+      r.plan && `plan ${r.plan}`,
+      r.integration_branch && `branch ${r.integration_branch}`,
+      r.started_at && `started ${fmtWhen(r.started_at)}`,
+      r.duration_ms != null && `took ${fmtDur(r.duration_ms)}`,
+      (u.input_tokens != null || u.output_tokens != null) && `${fmtNum(u.input_tokens)} in / ${fmtNum(u.output_tokens)} out tokens`,
+      u.cost_usd != null && fmtCost(u.cost_usd),
+    ].filter(Boolean).join(' · ')),
+  );
+}
+
+function renderBoard() {
+  const board = $('board');
+  const tasks = (S.report && S.report.tasks) || [];
+  const cols = Object.fromEntries(COLUMNS.map((c) => [c.key, []]));
+  for (const t of tasks) cols[columnOf(t)].push(t);
+  board.replaceChildren(...COLUMNS.map((c) => h('section', { class: `col col-${c.key}`, 'data-col': c.key },
+    h('h3', {}, c.title, h('span', { class: 'count' }, cols[c.key].length)),
+    cols[c.key].length ? cols[c.key].map(card) : h('p', { class: 'empty' }, '—'))));
+  renderBoardSelection();
+}
+
+function card(t) {
+  const a = attentionOf(t, true);
+  const running = t.status === 'running' || t.status === 'merging';
+  const cost = t.usage && t.usage.cost_usd;
+  return h('article', {
+    class: `card st-${t.status}${a ? ` attn-${a}` : ''}`,
+    'data-testid': `task-card-${t.id}`,
+    'data-state': t.status,
+    'data-task': t.id,
+    tabindex: 0,
+    role: 'button',
+    'aria-label': `task ${t.id}, ${t.status}`,
+    onclick: () => selectTask(t.id),
+    onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); selectTask(t.id); } },
+  },
+  h('div', { class: 'card-top' }, h('span', { class: 'card-id' }, t.id), h('span', { class: `pill st-${t.status}` }, t.status.replace('_', ' '))),
+  h('div', { class: 'card-sub' }, [t.agent, running && t.activity ? h('span', { class: `activity act-${t.activity}` }, t.activity.replace('_', ' ')) : null]
+    .filter(Boolean).flatMap((x, i) => (i ? [' · ', x] : [x]))),
+  h('div', { class: 'card-foot' },
+    h('span', {}, `attempt ${t.attempts || 0}`),
+    h('span', { class: 'elapsed', 'data-start': running ? toMs(t.started_at_ms) : null }, fmtDur(elapsedOf(t))),
+    cost != null ? h('span', {}, fmtCost(cost)) : null));
+}
+
+function renderBoardSelection() {
+  for (const el of document.querySelectorAll('[data-task]')) {
+    el.classList.toggle('selected', el.dataset.task === S.taskId);
+  }
+}
+
+function phases(tasks) {
+  const by = new Map(tasks.map((t) => [t.id, t]));
+  const memo = new Map();
+  const depth = (id, seen = new Set()) => {
+    if (memo.has(id)) return memo.get(id);
+    if (seen.has(id)) return 0; // a cycle cannot pass check; stay safe anyway
+    seen.add(id);
+    const t = by.get(id);
+    const needs = ((t && t.needs) || []).filter((n) => by.has(n));
+    const d = needs.length ? 1 + Math.max(...needs.map((n) => depth(n, seen))) : 0;
+    memo.set(id, d);
+    return d;
+  };
+  tasks.forEach((t) => depth(t.id));
+  return memo;
+}
+
+function renderDag() {
+  const box = $('dag');
+  const tasks = (S.report && S.report.tasks) || [];
+  if (!tasks.length) { box.replaceChildren(h('p', { class: 'empty' }, 'No tasks.')); return; }
+  const phase = phases(tasks);
+  const cols = [];
+  for (const t of tasks) (cols[phase.get(t.id)] ||= []).push(t);
+  const W = 150, H = 46, GX = 48, GY = 12, P = 6;
+  const tall = Math.max(...cols.map((c) => (c ? c.length : 0)));
+  const wide = cols.length * (W + GX) - GX + 2 * P;
+  // On a narrow screen, phases go top to bottom instead of left to right.
+  const vertical = box.clientWidth > 0 && wide > box.clientWidth && box.clientWidth < 640;
+  const pos = new Map();
+  cols.forEach((c, i) => (c || []).forEach((t, j) => {
+    pos.set(t.id, vertical
+      ? { x: P + j * (W + GY), y: P + i * (H + GX) }
+      : { x: P + i * (W + GX), y: P + j * (H + GY) });
+  }));
+  const width = vertical ? P * 2 + tall * (W + GY) - GY : wide;
+  const height = vertical ? P * 2 + cols.length * (H + GX) - GX : P * 2 + tall * (H + GY) - GY;
+  const edges = [];
+  for (const t of tasks) {
+    for (const n of t.needs || []) {
+      const a = pos.get(n), b = pos.get(t.id);
+      if (!a || !b) continue;
+      const d = vertical
+        ? `M${a.x + W / 2},${a.y + H} C${a.x + W / 2},${a.y + H + GX / 2} ${b.x + W / 2},${b.y - GX / 2} ${b.x + W / 2},${b.y}`
+        : `M${a.x + W},${a.y + H / 2} C${a.x + W + GX / 2},${a.y + H / 2} ${b.x - GX / 2},${b.y + H / 2} ${b.x},${b.y + H / 2}`;
+      edges.push(svg('path', { d, class: 'edge', 'marker-end': 'url(#arrow)' }));
+    }
+  }
+  const nodes = tasks.map((t) => {
+    const p = pos.get(t.id);
+    const g = svg('g', { class: `node st-${t.status}`, 'data-task': t.id, transform: `translate(${p.x},${p.y})`, tabindex: 0, role: 'button' },
+      svg('title', {}, `${t.id}: ${t.status}`),
+      svg('rect', { width: W, height: H, rx: 6 }),
+      svg('text', { x: 10, y: 19, class: 'node-id' }, t.id.length > 18 ? `${t.id.slice(0, 17)}…` : t.id),
+      svg('text', { x: 10, y: 36, class: 'node-st' }, t.status.replace('_', ' ') + (t.status === 'running' && t.activity ? ` · ${t.activity.replace('_', ' ')}` : '')));
+    g.addEventListener('click', () => selectTask(t.id));
+    g.addEventListener('keydown', (e) => { if (e.key === 'Enter') selectTask(t.id); });
+    return g;
+  });
+  box.replaceChildren(svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'task graph' },
+    svg('defs', {}, svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+      svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))),
+    edges, nodes));
+  renderBoardSelection();
+}
+
+// ---------- rendering: task detail ----------
+
+function renderDetail() {
+  if (!S.taskId) return;
+  const t = task(S.taskId) || { id: S.taskId, status: 'unknown' };
+  $('detail-title').replaceChildren(h('code', {}, t.id), ' ', h('span', { class: `pill st-${t.status}` }, t.status.replace('_', ' ')));
+  const u = t.usage || {};
+  const rows = [
+    ['agent', t.agent],
+    ['activity', t.status === 'running' ? t.activity : null],
+    ['attempts', t.attempts],
+    ['elapsed', h('span', { class: 'elapsed', 'data-start': t.status === 'running' ? toMs(t.started_at_ms) : null }, fmtDur(elapsedOf(t)))],
+    ['tokens', u.input_tokens != null || u.output_tokens != null ? `${fmtNum(u.input_tokens)} in / ${fmtNum(u.output_tokens)} out` : null],
+    ['cost', fmtCost(u.cost_usd) || null],
+    ['branch', t.branch && h('code', {}, t.branch)],
+    ['commit', t.commit && h('code', {}, short(t.commit))],
+    ['merged', t.merged == null ? null : t.merged ? 'yes' : 'no'],
+    ['needs', t.needs && t.needs.length ? t.needs.join(', ') : null],
+    ['reason', t.reason],
+    ['result', t.result && h('span', { class: 'result' }, t.result)],
+  ].filter(([, v]) => v != null && v !== '');
+  $('detail-meta').replaceChildren(h('dl', {}, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
+  $('btn-stop').disabled = !CAN.stop.has(t.status);
+  $('btn-approve').disabled = !CAN.approve.has(t.status);
+  $('btn-retry').disabled = !CAN.retry.has(t.status);
+  $('btn-steer').disabled = !CAN.steer.has(t.status);
+  $('steer-input').disabled = !CAN.steer.has(t.status);
+}
+
+function describe(ev) {
+  const d = ev.data || {};
+  const code = (x) => h('code', {}, x);
+  switch (ev.kind) {
+    case 'task_started': return ['task started'];
+    case 'attempt_started': return [`attempt ${d.attempt ?? ev.attempt ?? ''} started`, d.feedback ? ' (with feedback)' : ''];
+    case 'agent_session': return ['session ', code(short(d.id, 12)), d.model ? ` · model ${d.model}` : ''];
+    case 'agent_message': return [h('div', { class: 'text' }, d.text)];
+    case 'tool_call': return [h('span', { class: `tool tool-${d.kind || 'other'}` }, d.kind || 'tool'), ' ', h('b', {}, d.name), d.detail ? [' ', code(d.detail)] : ''];
+    case 'tool_result': return [d.ok === false ? '✗ ' : '✓ ', d.detail ? h('span', { class: 'out' }, d.detail) : 'done'];
+    case 'usage': return [`${fmtNum(d.input_tokens)} in / ${fmtNum(d.output_tokens)} out`, d.cost_usd != null ? ` · ${fmtCost(d.cost_usd)}` : '', d.model ? ` · ${d.model}` : ''];
+    case 'agent_retry': return ['agent retries: ', d.detail];
+    case 'agent_error': return [d.message];
+    case 'agent_result': return [h('div', { class: 'text' }, d.result)];
+    case 'gate_started': return ['gate ', code(d.gate), ' running'];
+    case 'gate_finished': return ['gate ', code(d.gate), d.passed ? ' passed' : ' failed', d.duration_ms != null ? ` in ${fmtDur(d.duration_ms)}` : '', d.reason ? h('div', { class: 'out' }, d.reason) : ''];
+    case 'committed': return ['committed ', code(short(d.commit))];
+    case 'attempt_failed': return [`attempt ${d.attempt ?? ''} failed: `, d.reason, d.retry ? ' (retrying)' : ''];
+    case 'merge_queued': return ['queued for merging'];
+    case 'merged': return ['merged into the integration branch', d.changes != null ? ` (${typeof d.changes === 'number' ? `${d.changes} changes` : d.changes ? 'changes' : 'no changes'})` : ''];
+    case 'succeeded': return ['succeeded'];
+    case 'failed': return ['failed: ', d.reason];
+    case 'stopped': return ['stopped', d.reason ? `: ${d.reason}` : ''];
+    case 'conflicted': return ['merge conflict in ', (d.paths || []).map((p) => code(p)).flatMap((x, i) => (i ? [', ', x] : [x]))];
+    case 'skipped': return ['skipped: ', d.reason];
+    case 'approval_needed': return ['waiting for approval', d.commit ? [' of ', code(short(d.commit))] : ''];
+    case 'approved': return ['approved'];
+    case 'steered': return ['steered: ', h('q', {}, d.message)];
+    case 'stalled': return ['no output for a while: stalled?'];
+    case 'interrupted': return ['interrupted'];
+    default: return [Object.keys(d).length ? code(JSON.stringify(d)) : ''];
+  }
+}
+
+function eventClass(ev) {
+  const d = ev.data || {};
+  if (ev.kind === 'gate_finished') return d.passed ? 'good' : 'bad';
+  if (ev.kind === 'tool_result') return d.ok === false ? 'bad' : '';
+  if (ev.kind === 'agent_result') return d.is_error ? 'bad' : '';
+  if (['failed', 'attempt_failed', 'agent_error', 'conflicted', 'stalled'].includes(ev.kind)) return 'bad';
+  if (['succeeded', 'merged', 'approved', 'committed'].includes(ev.kind)) return 'good';
+  if (['approval_needed', 'steered', 'stopped'].includes(ev.kind)) return 'warn';
+  return '';
+}
+
+function renderTranscript() {
+  const list = $('transcript');
+  const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  S.events.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+  if (!S.events.length) { list.replaceChildren(h('li', { class: 'empty' }, 'Nothing yet.')); return; }
+  list.replaceChildren(...S.events.map((ev) => h('li', { class: `ev ev-${ev.kind} ${eventClass(ev)}`, 'data-kind': ev.kind, 'data-seq': ev.seq },
+    h('span', { class: 'ev-when' }, fmtClock(toMs(ev.ts)), ev.attempt ? ` #${ev.attempt}` : ''),
+    h('span', { class: 'ev-kind' }, ev.kind.replace(/_/g, ' ')),
+    h('span', { class: 'ev-body' }, describe(ev)))));
+  if (atEnd) list.scrollTop = list.scrollHeight;
+}
+
+function renderDiff(text) {
+  const pre = $('diff');
+  if (!text || !String(text).trim()) { pre.replaceChildren(h('span', { class: 'empty' }, 'No changes.')); return; }
+  pre.replaceChildren(...String(text).split('\n').map((line) => {
+    let cls = '';
+    if (line.startsWith('+++') || line.startsWith('---') || line.startsWith('diff ') || line.startsWith('index ')) cls = 'file';
+    else if (line.startsWith('@@')) cls = 'hunk';
+    else if (line.startsWith('+')) cls = 'add';
+    else if (line.startsWith('-')) cls = 'del';
+    return h('span', { class: `line ${cls}` }, `${line}\n`);
+  }));
+}
+
+function renderAttempts() {
+  const box = $('attempts');
+  if (!S.attempts.length) { box.replaceChildren(h('p', { class: 'empty' }, 'No attempts yet.')); return; }
+  box.replaceChildren(h('table', {},
+    h('thead', {}, h('tr', {}, ['#', 'status', 'exit', 'tokens', 'cost', 'time', 'log'].map((x) => h('th', {}, x)))),
+    h('tbody', {}, S.attempts.map((a) => {
+      const took = toMs(a.finished_at) && toMs(a.started_at) ? toMs(a.finished_at) - toMs(a.started_at) : null;
+      return [h('tr', {},
+        h('td', {}, a.n), h('td', {}, a.status), h('td', {}, a.exit_code ?? ''),
+        h('td', {}, a.input_tokens != null ? `${fmtNum(a.input_tokens)}/${fmtNum(a.output_tokens)}` : ''),
+        h('td', {}, fmtCost(a.cost_usd)), h('td', {}, fmtDur(took)),
+        h('td', {}, h('a', { href: `${taskPath()}/log?attempt=${a.n}`, target: '_blank', rel: 'noopener' }, 'log'))),
+      a.reason ? h('tr', { class: 'reason' }, h('td', { colspan: 7 }, a.reason)) : null];
+    }))));
+}
+
+function showTab(name) {
+  S.tab = name;
+  for (const b of document.querySelectorAll('.tabs [data-tab]')) b.setAttribute('aria-selected', String(b.dataset.tab === name));
+  for (const p of document.querySelectorAll('[data-pane]')) p.hidden = p.dataset.pane !== name;
+}
+
+// ---------- actions ----------
+
+async function act(kind, body = {}) {
+  const id = S.taskId;
+  const out = $('action-status');
+  out.textContent = `${kind}…`;
+  try {
+    const r = await api(`${taskPath(id)}/${kind}`, { body });
+    out.textContent = r.message || 'done';
+    out.className = 'note ok';
+  } catch (e) {
+    out.textContent = (e.body && e.body.message) || e.message;
+    out.className = 'note error';
+  }
+  refreshReport();
+  refreshTask();
+}
+
+$('btn-stop').addEventListener('click', () => act('stop'));
+$('btn-approve').addEventListener('click', () => act('approve'));
+$('btn-retry').addEventListener('click', () => act('retry'));
+$('steer').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const input = $('steer-input');
+  const message = input.value.trim();
+  if (!message) { input.focus(); return; }
+  await act('steer', { message });
+  input.value = '';
+});
+$('detail-close').addEventListener('click', closeTask);
+for (const b of document.querySelectorAll('.tabs [data-tab]')) b.addEventListener('click', () => showTab(b.dataset.tab));
+document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && S.taskId) closeTask(); });
+
+$('add').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const out = $('add-status');
+  const prompt = $('add-prompt').value;
+  if (!prompt.trim()) return;
+  const agent = $('add-agent').value.trim() || null;
+  const tags = $('add-tags').value.split(',').map((s) => s.trim()).filter(Boolean);
+  $('add-submit').disabled = true;
+  out.className = 'note';
+  out.textContent = 'adding…';
+  try {
+    const r = await api('/api/tasks', { body: { prompt, agent, tags } });
+    out.textContent = `queued ${r.task} in run ${r.run}`;
+    out.className = 'note ok';
+    $('add-prompt').value = '';
+    await refreshRuns(true);
+    await selectRun(r.run);
+    await refreshReport(true);
+    await selectTask(r.task);
+  } catch (err) {
+    out.textContent = err.message;
+    out.className = 'note error';
+  } finally {
+    $('add-submit').disabled = false;
+  }
+});
+
+// ---------- start ----------
+
+setInterval(() => {
+  for (const el of document.querySelectorAll('.elapsed[data-start]')) el.textContent = fmtDur(Date.now() - Number(el.dataset.start));
+}, 1000);
+// A slow poll in case the event stream is down (proxies, sleeping laptops).
+setInterval(() => { if (!S.es || S.es.readyState !== EventSource.OPEN) { refreshRuns(); refreshReport(); } }, 15000);
+document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshAll().catch(showError); });
+let resizeTimer = null;
+window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(renderDag, 150); });
+
+async function start() {
+  await refreshAll();
+  connect();
+}
+
+(async () => {
+  setupNotifications();
+  showTab('transcript');
+  renderRun();
+  const m = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (m) {
+    history.replaceState(null, '', window.location.pathname + window.location.search);
+    try { await login(decodeURIComponent(m[1])); } catch (e) { showLogin(); $('login-error').textContent = e.message; $('login-error').hidden = false; return; }
+  }
+  try { await start(); } catch (e) { showError(e); }
+})();

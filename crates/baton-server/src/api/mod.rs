@@ -1,0 +1,100 @@
+//! The JSON API under /api (see openapi.rs for the document it serves).
+
+mod events;
+mod openapi;
+mod runs;
+mod tasks;
+
+use crate::state::AppState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// An error answer: `{"error": "..."}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+/// A JSON body that failed to parse is a 400 with what was wrong, not axum's text.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("bad request body: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route(
+            "/health",
+            get(|| async {
+                Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+            }),
+        )
+        .route("/session", post(tasks::session))
+        .route("/runs", get(runs::list).post(runs::start))
+        .route("/runs/{run}", get(runs::report))
+        .route("/runs/{run}/usage", get(runs::usage))
+        .route("/runs/{run}/events", get(runs::events))
+        .route("/runs/{run}/tasks/{task}", get(tasks::detail))
+        .route("/runs/{run}/tasks/{task}/attempts", get(tasks::attempts))
+        .route(
+            "/runs/{run}/tasks/{task}/transcript",
+            get(tasks::transcript),
+        )
+        .route("/runs/{run}/tasks/{task}/diff", get(tasks::diff))
+        .route("/runs/{run}/tasks/{task}/log", get(tasks::log))
+        .route("/runs/{run}/tasks/{task}/{action}", post(tasks::act))
+        .route("/tasks", post(tasks::add))
+        .route("/events", get(events::stream))
+        .fallback(|| async { ApiError::not_found("no such API path; see /api/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::auth::guard,
+        ))
+}

@@ -1,0 +1,79 @@
+//! The API described as OpenAPI 3.1, served at /api/openapi.json.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn op(summary: &str, params: &[&str], body: Option<Value>, ok: u16, ok_schema: Value) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "parameters": params.iter().map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } })).collect::<Vec<_>>(),
+        "responses": {
+            ok.to_string(): { "description": "ok", "content": { "application/json": { "schema": ok_schema } } },
+            "4XX": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+        }
+    });
+    if let Some(b) = body {
+        o["requestBody"] =
+            json!({ "required": true, "content": { "application/json": { "schema": b } } });
+    }
+    o
+}
+
+fn text_op(summary: &str, params: &[&str]) -> Value {
+    json!({
+        "summary": summary,
+        "parameters": params.iter().map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } })).collect::<Vec<_>>(),
+        "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    let obj = json!({ "type": "object" });
+    let rt = &["run", "task"];
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": { "title": "baton", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Runs, tasks and events of baton, and actions on them. Beyond loopback every request needs `Authorization: Bearer <token>` (`baton token new`) or the session cookie from POST /api/session. Actions need a JSON body." },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "properties": { "error": { "type": "string" } }, "required": ["error"] },
+                "Report": { "type": "object", "required": ["run", "status", "integration_branch", "tasks"],
+                    "properties": { "run": { "type": "string" }, "status": { "type": "string" }, "integration_branch": { "type": "string" },
+                        "tasks": { "type": "array", "items": { "$ref": "#/components/schemas/Task" } } } },
+                "Task": { "type": "object", "required": ["id", "status", "attempts", "branch", "merged"],
+                    "properties": { "id": { "type": "string" }, "status": { "type": "string", "enum": ["pending", "running", "awaiting_approval", "merging", "succeeded", "failed", "stopped", "conflicted", "skipped"] },
+                        "attempts": { "type": "integer" }, "branch": { "type": "string" }, "commit": { "type": ["string", "null"] }, "merged": { "type": "boolean" },
+                        "result": { "type": ["string", "null"] }, "reason": { "type": ["string", "null"] }, "activity": { "type": ["string", "null"] },
+                        "usage": { "type": "object", "properties": { "input_tokens": { "type": ["integer", "null"] }, "output_tokens": { "type": ["integer", "null"] }, "cost_usd": { "type": ["number", "null"] } } } } },
+                "Event": { "type": "object", "required": ["seq", "run_id", "ts", "kind", "data"],
+                    "properties": { "seq": { "type": "integer" }, "run_id": { "type": "string" }, "ts": { "type": "integer" }, "task_id": { "type": ["string", "null"] }, "attempt": { "type": ["integer", "null"] }, "kind": { "type": "string" }, "data": { "type": "object" } } },
+                "ActionResult": { "type": "object", "properties": { "ok": { "type": "boolean" }, "message": { "type": "string" } } }
+            }
+        },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/api/health": { "get": op("Liveness and version", &[], None, 200, obj.clone()) },
+            "/api/runs": {
+                "get": op("Runs, newest first", &[], None, 200, obj.clone()),
+                "post": op("Start a run of a plan file in the repository", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
+            },
+            "/api/runs/{run}": { "get": op("A run's report", &["run"], None, 200, json!({ "$ref": "#/components/schemas/Report" })) },
+            "/api/runs/{run}/usage": { "get": op("Tokens and cost per task and in all", &["run"], None, 200, obj.clone()) },
+            "/api/runs/{run}/events": { "get": op("A run's events after ?after=SEQ", &["run"], None, 200, json!({ "type": "object", "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/Event" } } } })) },
+            "/api/runs/{run}/tasks/{task}": { "get": op("A task and its attempts", rt, None, 200, obj.clone()) },
+            "/api/runs/{run}/tasks/{task}/attempts": { "get": op("A task's attempts", rt, None, 200, obj.clone()) },
+            "/api/runs/{run}/tasks/{task}/transcript": { "get": op("A task's events: messages, tool calls, gates, merges", rt, None, 200, obj.clone()) },
+            "/api/runs/{run}/tasks/{task}/diff": { "get": text_op("The task's changes against where it started", rt) },
+            "/api/runs/{run}/tasks/{task}/log": { "get": text_op("Raw output of an attempt (?attempt=N, default the last)", rt) },
+            "/api/runs/{run}/tasks/{task}/stop": { "post": op("Stop a running or waiting task", rt, Some(obj.clone()), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
+            "/api/runs/{run}/tasks/{task}/steer": { "post": op("Give a task a message", rt, Some(json!({ "type": "object", "required": ["message"], "properties": { "message": { "type": "string" } } })), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
+            "/api/runs/{run}/tasks/{task}/approve": { "post": op("Approve a task that waits for a person", rt, Some(obj.clone()), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
+            "/api/runs/{run}/tasks/{task}/retry": { "post": op("Run a failed, stopped, conflicted or skipped task again", rt, Some(obj.clone()), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
+            "/api/tasks": { "post": op("Queue a task (routed to a profile by agent or tags)", &[], Some(json!({ "type": "object", "required": ["prompt"], "properties": { "prompt": { "type": "string" }, "agent": { "type": ["string", "null"] }, "tags": { "type": "array", "items": { "type": "string" } } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" }, "task": { "type": "string" } } })) },
+            "/api/session": { "post": op("Trade a Bearer token for a session cookie", &[], Some(obj.clone()), 200, obj.clone()) },
+            "/api/events": { "get": { "summary": "Server-Sent Events of every run; resumes from Last-Event-ID or ?after=SEQ",
+                "responses": { "200": { "description": "event stream", "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/Event" } } } } } } }
+        }
+    }))
+}

@@ -1,0 +1,244 @@
+//! Tasks: detail, attempts, transcript, diff, log; actions; queueing.
+
+use super::{ApiError, JsonBody};
+use crate::runner;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const MAX_TEXT: u64 = 4 * 1024 * 1024;
+
+fn find_task(
+    st: &AppState,
+    run: &str,
+    task: &str,
+) -> Result<baton_core::store::TaskRecord, ApiError> {
+    st.store
+        .run(run)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    st.store
+        .tasks(run)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|t| t.id == task)
+        .ok_or_else(|| ApiError::not_found(format!("run {run} has no task {task:?}")))
+}
+
+fn attempts_json(st: &AppState, run: &str, task: &str) -> Result<Value, ApiError> {
+    let atts = st.store.attempts(run, task).map_err(ApiError::internal)?;
+    Ok(json!(atts
+        .iter()
+        .map(|a| json!({
+            "n": a.n, "status": a.status, "exit_code": a.exit_code, "reason": a.reason,
+            "started_at": a.started_at, "finished_at": a.finished_at,
+            "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "cost_usd": a.cost_usd,
+            "model": a.model, "session_id": a.session_id, "log_path": a.log_path,
+        }))
+        .collect::<Vec<_>>()))
+}
+
+pub async fn detail(
+    State(st): State<Arc<AppState>>,
+    Path((run, task)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    find_task(&st, &run, &task)?;
+    let report = super::runs::report_json(&st, &run)?;
+    let t = report["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["id"] == task.as_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(Json(
+        json!({ "task": t, "attempts": attempts_json(&st, &run, &task)? }),
+    ))
+}
+
+pub async fn attempts(
+    State(st): State<Arc<AppState>>,
+    Path((run, task)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    find_task(&st, &run, &task)?;
+    Ok(Json(
+        json!({ "attempts": attempts_json(&st, &run, &task)? }),
+    ))
+}
+
+pub async fn transcript(
+    State(st): State<Arc<AppState>>,
+    Path((run, task)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    find_task(&st, &run, &task)?;
+    let events = st
+        .store
+        .task_events(&run, &task, 10_000)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "events": events })))
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+pub async fn diff(
+    State(st): State<Arc<AppState>>,
+    Path((run, task)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let t = find_task(&st, &run, &task)?;
+    let Some(start) = t.start_commit.clone() else {
+        return Ok(text(String::new()));
+    };
+    let tip = match baton_core::git::git_ok(
+        &st.opts.repo.root,
+        [
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{}", t.branch),
+        ],
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(_) => t.commit_id.clone().unwrap_or_else(|| start.clone()),
+    };
+    let out = baton_core::git::git(
+        &st.opts.repo.root,
+        ["diff", "--no-color", "--no-ext-diff", &start, &tip],
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let mut body = out.stdout;
+    if body.len() as u64 > MAX_TEXT {
+        let mut cut = MAX_TEXT as usize;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        body.push_str("\n[diff cut at 4 MiB]\n");
+    }
+    Ok(text(body))
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    attempt: Option<u32>,
+}
+
+pub async fn log(
+    State(st): State<Arc<AppState>>,
+    Path((run, task)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    find_task(&st, &run, &task)?;
+    let atts = st.store.attempts(&run, &task).map_err(ApiError::internal)?;
+    let a = match q.attempt {
+        Some(n) => atts
+            .iter()
+            .find(|a| a.n == n)
+            .ok_or_else(|| ApiError::not_found(format!("task {task:?} has no attempt {n}")))?,
+        None => atts.last().ok_or_else(|| {
+            ApiError::not_found(format!("task {task:?} has not started an attempt"))
+        })?,
+    };
+    use std::io::{Read, Seek, SeekFrom};
+    let mut body = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(&a.log_path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        // Only the end of a huge log: memory stays bounded whatever the agent printed.
+        if len > MAX_TEXT {
+            let _ = f.seek(SeekFrom::Start(len - MAX_TEXT));
+        }
+        let _ = f.take(MAX_TEXT).read_to_end(&mut body);
+    }
+    Ok(text(String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    message: Option<String>,
+}
+
+pub async fn act(
+    State(st): State<Arc<AppState>>,
+    Path((run, task, action)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<Action>,
+) -> Result<Response, ApiError> {
+    if !matches!(action.as_str(), "stop" | "steer" | "approve" | "retry") {
+        return Err(ApiError::not_found(format!(
+            "unknown action {action:?} (stop, steer, approve, retry)"
+        )));
+    }
+    let message = body.message.filter(|m| !m.trim().is_empty());
+    if action == "steer" && message.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "steer needs a non-empty \"message\"",
+        ));
+    }
+    let (ok, msg) = runner::control(&st, &run, &task, &action, message.as_deref()).await?;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((status, Json(json!({ "ok": ok, "message": msg }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddTask {
+    prompt: String,
+    agent: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+pub async fn add(
+    State(st): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<AddTask>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let agent = body.agent.filter(|a| !a.trim().is_empty());
+    let tags: Vec<String> = body
+        .tags
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let (run, task) = runner::add_task(&st, &body.prompt, agent.as_deref(), &tags).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "run": run, "task": task })),
+    ))
+}
+
+/// Trades a Bearer token for a session cookie (for the dashboard, whose
+/// event stream cannot send headers).
+pub async fn session(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let token = crate::auth::bearer(&req).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <token>",
+        )
+    })?;
+    if !crate::auth::token_ok(&st, &token) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"));
+    }
+    let session = crate::auth::new_token();
+    st.store
+        .add_token(&crate::auth::hash_token(&session), "dashboard session")
+        .map_err(ApiError::internal)?;
+    let cookie = format!(
+        "{}={session}; HttpOnly; SameSite=Strict; Path=/",
+        crate::auth::COOKIE
+    );
+    Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response())
+}

@@ -1,0 +1,125 @@
+//! Access: on loopback anyone on this machine may call the API; anywhere
+//! else every /api request needs a token (a Bearer header, or the session
+//! cookie the dashboard gets from POST /api/session). Actions cannot be
+//! triggered across sites: they need a JSON body (a cross-site form cannot
+//! send one without a CORS preflight, which is never granted) and an Origin,
+//! if sent, that matches the Host.
+
+use crate::api::ApiError;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::sync::Arc;
+
+pub const COOKIE: &str = "baton_session";
+
+/// A new random token (32 bytes, hex).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    if !filled {
+        // No /dev/urandom: fall back to time and address entropy (still unguessable enough for loopback).
+        let seed = format!(
+            "{:?}{:p}{}",
+            std::time::SystemTime::now(),
+            &bytes,
+            std::process::id()
+        );
+        bytes.copy_from_slice(&Sha256::digest(seed.as_bytes()));
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Tokens are stored as their SHA-256, never as themselves.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(crate) fn bearer(req: &Request) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(|t| t.trim().to_string())
+}
+
+fn cookie(req: &Request) -> Option<String> {
+    let raw = req.headers().get(header::COOKIE)?.to_str().ok()?;
+    raw.split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+pub(crate) fn token_ok(state: &AppState, token: &str) -> bool {
+    state.store.has_token(&hash_token(token)).unwrap_or(false)
+}
+
+fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split("://").nth(1).unwrap_or("");
+    origin != "null" && origin_host == host
+}
+
+pub async fn guard(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if req.method() == Method::POST {
+        if req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            == Some("cross-site")
+            || !same_origin(&req)
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross-site requests cannot act on baton",
+            ));
+        }
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.starts_with("application/json"))
+            .unwrap_or(false);
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "actions take a JSON body (Content-Type: application/json)",
+            ));
+        }
+    }
+    if state.require_token {
+        let ok = bearer(&req)
+            .or_else(|| cookie(&req))
+            .map(|t| token_ok(&state, &t))
+            .unwrap_or(false);
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this server listens beyond loopback: send Authorization: Bearer <token> (make one with `baton token new`)",
+            ));
+        }
+    }
+    Ok(next.run(req).await)
+}

@@ -1,0 +1,81 @@
+//! `baton serve`: a long-running process for one repository that runs plans
+//! and queued tasks, serves a JSON API (OpenAPI at /api/openapi.json), an
+//! event stream (SSE at /api/events) and the web dashboard at /. Every view
+//! reads the store; every action goes through the engine's control requests.
+
+mod api;
+mod assets;
+mod auth;
+mod notify;
+mod runner;
+mod state;
+
+pub use auth::{hash_token, new_token};
+pub use notify::spawn as spawn_notifier;
+
+pub use state::{AppState, ServeOptions};
+
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The whole HTTP surface, for `serve` and for tests that call it in process.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(assets::routes())
+        .nest("/api", api::routes(state.clone()))
+        .with_state(state)
+}
+
+/// Whether an address only this machine can reach.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Listens, resumes what was going on, and serves until `shutdown` resolves;
+/// then stops its runs' agents (their work committed) so that the next
+/// `serve` resumes them. `on_listen` gets the bound address.
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(&opts.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
+    let state = AppState::new(opts, !is_loopback(&local)).map_err(ServeError::Setup)?;
+    state.write_discovery(&local);
+    runner::resume_interrupted(&state).await;
+    notify::spawn(state.clone());
+    on_listen(local);
+    let app = router(state.clone());
+    let stopping = state.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.begin_shutdown();
+        })
+        .await
+        .map_err(|e| ServeError::Setup(e.to_string()));
+    state.wait_for_runs().await;
+    state.remove_discovery();
+    result
+}

@@ -1,0 +1,96 @@
+//! When a task needs a person (waiting for approval, failed, conflicted,
+//! stalled) the event log says so and the dashboard shows it; with a
+//! webhook configured, it also gets a JSON POST that Slack-style incoming
+//! hooks accept (`{"text": ...}`), sent with curl so that https works without
+//! a TLS stack in baton.
+
+use crate::state::AppState;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+const ATTENTION: &[&str] = &["approval_needed", "failed", "conflicted", "stalled"];
+
+pub fn spawn(state: Arc<AppState>) {
+    let Some(url) = state.opts.webhook.clone() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut wake = state.store.subscribe();
+        let mut shutdown = state.shutdown_rx();
+        let mut last = state.store.last_seq().unwrap_or(0);
+        loop {
+            tokio::select! {
+                _ = wake.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let Ok(events) = state.store.all_events_after(last, 500) else {
+                continue;
+            };
+            for e in events {
+                last = e.seq;
+                if !ATTENTION.contains(&e.kind.as_str()) {
+                    continue;
+                }
+                let task = e.task_id.clone().unwrap_or_default();
+                let why = e
+                    .data
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                let what = match e.kind.as_str() {
+                    "approval_needed" => "waits for your approval".to_string(),
+                    "stalled" => "has gone silent (stalled)".to_string(),
+                    k => format!("{k}{why}"),
+                };
+                let body = serde_json::json!({
+                    "text": format!("baton: task {task} of run {} {what}", e.run_id),
+                    "run": e.run_id, "task": task, "kind": e.kind,
+                });
+                post(&url, &body.to_string()).await;
+            }
+        }
+    });
+}
+
+async fn post(url: &str, body: &str) {
+    let child = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-m",
+            "10",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+            url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("webhook: cannot run curl: {e}");
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(body.as_bytes()).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => {}
+        Ok(Ok(out)) => tracing::warn!(
+            "webhook POST failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        _ => tracing::warn!("webhook POST did not finish"),
+    }
+}

@@ -1,0 +1,112 @@
+//! What the server shares between requests: the repository, the store, the
+//! runs it drives, and how it is reached.
+
+use baton_core::git::Repo;
+use baton_core::paths::StatePaths;
+use baton_core::store::Store;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub addr: String,
+    pub repo: Repo,
+    /// The plan whose profiles, defaults and routes queued tasks use, and the
+    /// default plan for runs started from the API (relative to the repo root).
+    pub plan: PathBuf,
+    pub watchdog: Option<Vec<OsString>>,
+    /// A URL that gets a JSON POST when a task needs a person.
+    pub webhook: Option<String>,
+}
+
+pub struct AppState {
+    pub opts: ServeOptions,
+    pub store: Arc<Store>,
+    pub paths: StatePaths,
+    /// Listening beyond loopback: every API call needs a token.
+    pub require_token: bool,
+    /// Runs this process drives, by id.
+    pub engines: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    pub shutdown_tx: watch::Sender<bool>,
+    /// The standing run that takes queued tasks.
+    pub service: tokio::sync::Mutex<Option<String>>,
+}
+
+impl AppState {
+    pub fn new(opts: ServeOptions, require_token: bool) -> Result<Arc<AppState>, String> {
+        let paths = StatePaths::new(opts.repo.state_dir());
+        let store = Arc::new(Store::open(&paths.db()).map_err(|e| e.to_string())?);
+        Ok(Arc::new(AppState {
+            opts,
+            store,
+            paths,
+            require_token,
+            engines: Mutex::new(HashMap::new()),
+            shutdown_tx: watch::channel(false).0,
+            service: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+
+    pub fn shutdown_rx(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Waits for every run driven here to stop its agents and record its state.
+    pub async fn wait_for_runs(&self) {
+        self.begin_shutdown();
+        let handles: Vec<_> = match self.engines.lock() {
+            Ok(mut g) => g.drain().map(|(_, h)| h).collect(),
+            Err(_) => Vec::new(),
+        };
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    fn discovery_path(&self) -> PathBuf {
+        self.paths.root.join("serve.json")
+    }
+
+    /// Tells other baton commands of this repository where the server is,
+    /// with a token of their own (the file is readable by this user only).
+    pub fn write_discovery(&self, addr: &SocketAddr) {
+        let token = crate::auth::new_token();
+        if self
+            .store
+            .add_token(&crate::auth::hash_token(&token), "local cli")
+            .is_err()
+        {
+            return;
+        }
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        let info = serde_json::json!({ "url": format!("http://{host}:{}", addr.port()), "pid": std::process::id(), "token": token });
+        let path = self.discovery_path();
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            let _ = f.write_all(info.to_string().as_bytes());
+        }
+    }
+
+    pub fn remove_discovery(&self) {
+        let _ = std::fs::remove_file(self.discovery_path());
+    }
+}
