@@ -219,6 +219,53 @@ impl View {
     }
 }
 
+/// Follows a run that another process (`baton serve`) drives, with the same
+/// view, until it ends; Ctrl-C only stops following.
+pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Result<i32> {
+    let started = store
+        .run(&run)
+        .map(|r| r.created_at)
+        .unwrap_or_else(|_| now_ms());
+    let tty = std::io::stderr().is_terminal();
+    eprintln!(
+        "baton: run {run} goes on in `baton serve` (integration branch {})",
+        baton_core::paths::integration_branch(&run)
+    );
+    let mut view = View {
+        store: store.clone(),
+        run: run.clone(),
+        started,
+        tty,
+        drawn: 0,
+        last_seq: 0,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(if tty { 200 } else { 100 }));
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                view.draw();
+                let ended = store.run(&run).map(|r| r.finished_at.is_some() || r.status != "running").unwrap_or(true);
+                if ended {
+                    view.draw();
+                    break;
+                }
+            }
+            _ = &mut stop => {
+                eprintln!("\nstopped following; run {run} goes on in `baton serve` (`baton status {run}`)");
+                return Ok(130);
+            }
+        }
+    }
+    let report = Report::load(&store, &run)?;
+    print_summary(&report);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(report.exit_code())
+}
+
 /// Runs the engine to the end with the live view, prints the summary (and
 /// the JSON report with `json`) and returns the exit status.
 pub async fn drive(engine: Engine, json: bool) -> anyhow::Result<i32> {

@@ -7,4 +7,5 @@ mod test_control;
 mod test_crash;
 mod test_patterns;
 mod test_run;
+mod test_serve;
 mod test_usage;

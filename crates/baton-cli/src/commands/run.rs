@@ -26,6 +26,9 @@ pub struct RunArgs {
     /// Merge tasks marked `approve = true` without waiting (unattended runs).
     #[arg(long)]
     pub auto_approve: bool,
+    /// Run in this process even when a `baton serve` is up for the repository.
+    #[arg(long)]
+    pub here: bool,
     /// Override the plan's run.max_parallel.
     #[arg(long, short = 'j', value_name = "N")]
     pub max_parallel: Option<usize>,
@@ -33,6 +36,17 @@ pub struct RunArgs {
 
 pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let (repo, mut plan) = load_plan(cwd, &args.plan)?;
+    let local_only = args.here
+        || args.worktrees.is_some()
+        || args.keep_worktrees
+        || args.max_parallel.is_some()
+        || args.auto_approve;
+    if !local_only {
+        if let Some(code) = via_server(&repo, cwd, &args).await? {
+            return Ok(code);
+        }
+    }
+
     if let Some(n) = args.max_parallel {
         if n == 0 {
             return Err(usage("--max-parallel must be at least 1"));
@@ -53,4 +67,33 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         other => anyhow::Error::new(other),
     })?;
     progress::drive(engine, args.json).await
+}
+
+/// Hands the run to the repository's `baton serve`, if one is up and the plan
+/// is inside the repository, and follows it there. None: run here.
+async fn via_server(
+    repo: &baton_core::Repo,
+    cwd: &Path,
+    args: &RunArgs,
+) -> anyhow::Result<Option<i32>> {
+    let Some(server) = crate::client::find(&repo.state_dir()) else {
+        return Ok(None);
+    };
+    let abs = cwd.join(&args.plan);
+    let abs = abs.canonicalize().unwrap_or(abs);
+    let root = repo
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| repo.root.clone());
+    let Ok(rel) = abs.strip_prefix(&root) else {
+        return Ok(None);
+    };
+    let body = serde_json::json!({ "plan": rel.display().to_string() });
+    let v = tokio::task::spawn_blocking(move || server.json("POST", "/api/runs", Some(&body)))
+        .await??;
+    let run = v["run"].as_str().unwrap_or_default().to_string();
+    let store = std::sync::Arc::new(baton_core::store::Store::open(
+        &baton_core::paths::StatePaths::new(repo.state_dir()).db(),
+    )?);
+    Ok(Some(progress::follow(store, run, args.json).await?))
 }

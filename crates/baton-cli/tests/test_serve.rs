@@ -1,0 +1,143 @@
+//! `baton serve` as a process: the CLI hands runs to it, `add` queues tasks,
+//! a restart resumes what was going on, and beyond loopback a token is needed.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Stdio};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling a child we started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(env: &TestEnv, addr: &str) -> Server {
+    let mut child = baton(env)
+        .args(["serve", "--addr", addr])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(u) = line.strip_prefix("baton serve: listening on ") {
+            break u.to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+fn http_get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let host = url
+        .trim_start_matches("http://")
+        .replace("0.0.0.0", "127.0.0.1");
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+#[test]
+fn run_and_add_go_through_a_running_server() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[[task]]\nid = \"a\"\nprompt = \"write a.txt from serve; say done\"\n",
+    );
+    let _srv = serve(&env, "127.0.0.1:0");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("goes on in `baton serve`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(task(&r.report, "a")["merged"], true);
+
+    let out = output(baton(&env).args(["add", "say hello from add", "--tag", "x"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(id.starts_with("t1-say-hello"), "{id}");
+    wait_for("the queued task to succeed", 20, || {
+        task_status(&env, &id) == "succeeded"
+    });
+}
+
+#[test]
+fn add_without_a_server_says_how_to_start_one() {
+    let env = TestEnv::new();
+    let out = output(baton(&env).args(["add", "x"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("start one with `baton serve`"));
+}
+
+#[test]
+fn a_restarted_server_resumes_what_was_going_on() {
+    let env = TestEnv::new();
+    let go = env.scratch("go");
+    let started = env.scratch("started");
+    write_plan(
+        &env,
+        &format!("[[task]]\nid = \"long\"\nprompt = \"\"\"touch {s}\non-attempt 1 hang\nwait-file {go}\nwrite long.txt finished\"\"\"\n", s = started.display(), go = go.display()),
+    );
+    let srv = serve(&env, "127.0.0.1:0");
+    let out = output(baton(&env).args(["add", "placeholder"]));
+    assert!(out.status.success());
+    // A plan run handed to the server:
+    let mut follower = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the agent to start", 20, || started.exists());
+    drop(srv); // SIGTERM: agents stopped, work committed, runs left to resume
+    let _ = follower.wait();
+    let run = latest_run_opt(&env).unwrap();
+    let run_id = run["run"].as_str().unwrap().to_string();
+    std::fs::write(&go, "").unwrap();
+    let _srv = serve(&env, "127.0.0.1:0");
+    wait_for("the resumed task to succeed", 30, || {
+        latest_run_opt(&env)
+            .map(|r| r["run"] == run_id.as_str() && task(&r, "long")["status"] == "succeeded")
+            .unwrap_or(false)
+    });
+    let r = latest_run_opt(&env).unwrap();
+    assert_eq!(task(&r, "long")["attempts"], 2);
+}
+
+#[test]
+fn beyond_loopback_the_api_needs_a_token() {
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"a\"\nprompt = \"say x\"\n");
+    let srv = serve(&env, "0.0.0.0:0");
+    let (status, body) = http_get(&srv.url, "/api/runs", None);
+    assert_eq!(status, 401, "{body}");
+    let out = output(baton(&env).args(["token", "new"]));
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(token.len(), 64);
+    assert_eq!(http_get(&srv.url, "/api/runs", Some(&token)).0, 200);
+    assert_eq!(http_get(&srv.url, "/api/runs", Some("not-it")).0, 401);
+    // The dashboard page itself loads; its data needs the token.
+    assert_eq!(http_get(&srv.url, "/", None).0, 200);
+}
