@@ -128,6 +128,23 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
                 left -= k;
             }
         }
+        "stream" => {
+            // N Claude-style message lines, each stamped with the time it was
+            // written (µs since the epoch), PAUSE ms apart: for latency benchmarks.
+            let (n, pause) = split2(rest);
+            let n: u64 = n.parse().map_err(|_| format!("stream: bad count {n:?}"))?;
+            let pause: u64 = pause.parse().unwrap_or(0);
+            let mut out = std::io::stdout().lock();
+            for i in 0..n {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros())
+                    .unwrap_or(0);
+                writeln!(out, r#"{{"type":"assistant","message":{{"content":[{{"type":"text","text":"line {i} at {now}"}}]}}}}"#).map_err(|e| e.to_string())?;
+                out.flush().map_err(|e| e.to_string())?;
+                std::thread::sleep(Duration::from_millis(pause));
+            }
+        }
         "wait-file" => {
             while !Path::new(rest).exists() {
                 std::thread::sleep(Duration::from_millis(20));
