@@ -6,6 +6,7 @@ mod test_check;
 mod test_control;
 mod test_crash;
 mod test_patterns;
+mod test_real_agents;
 mod test_run;
 mod test_serve;
 mod test_usage;

@@ -84,7 +84,7 @@ EXTRA = "from-profile"
 
 [[task]]
 id = "t"
-prompt = "env BATON_RUN {d}/run; env BATON_TASK {d}/task; env BATON_ATTEMPT {d}/attempt; env EXTRA {d}/extra; prompt {d}/prompt; pid {d}/pid"
+prompt = "env BATON_RUN {d}/run; env BATON_TASK {d}/task; env BATON_ATTEMPT {d}/attempt; env EXTRA {d}/extra; prompt {d}/prompt; pid {d}/pid; env PWD {d}/pwd"
 "#,
             d = d.display()
         ),
@@ -109,6 +109,11 @@ prompt = "env BATON_RUN {d}/run; env BATON_TASK {d}/task; env BATON_ATTEMPT {d}/
     assert!(
         wt.starts_with(&format!("{}/.git/baton/worktrees/", env.repo.display())),
         "{wt}"
+    );
+    assert_eq!(
+        read("pwd"),
+        wt,
+        "PWD is the worktree: CLIs that read it must not work in the user's tree"
     );
     let head = std::process::Command::new("git")
         .args(["rev-parse", "--abbrev-ref", "HEAD"])

@@ -40,7 +40,10 @@ pub struct Repo {
 const FALLBACK_IDENTITY: [&str; 4] = ["-c", "user.name=baton", "-c", "user.email=baton@localhost"];
 
 fn is_lock_error(stderr: &str) -> bool {
-    stderr.contains(".lock': File exists")
+    // Two `git worktree add` at once can see each other's half-made metadata.
+    stderr.contains("failed to read .git/worktrees/")
+        || stderr.contains("failed to read") && stderr.contains("/worktrees/")
+        || stderr.contains(".lock': File exists")
         || stderr.contains("cannot lock ref")
         || stderr.contains("Unable to create") && stderr.contains(".lock")
         || stderr.contains("could not lock")
@@ -105,6 +108,8 @@ where
     }
     Ok(out.stdout.trim().to_string())
 }
+
+static WORKTREE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub enum MergeOutcome {
     Merged(String),
@@ -188,12 +193,15 @@ impl Repo {
     }
 
     /// Adds a worktree at `path` on a new branch starting at `start`.
+    /// Worktree additions are serialized in this process: git's worktree
+    /// metadata is not safe to create concurrently.
     pub async fn add_worktree(
         &self,
         path: &Path,
         branch: &str,
         start: &str,
     ) -> Result<(), GitError> {
+        let _serial = WORKTREE_LOCK.lock().await;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| GitError::Other(format!("cannot create {}: {e}", parent.display())))?;
@@ -217,6 +225,7 @@ impl Repo {
 
     /// Re-attaches a worktree to an existing branch (resume after the directory was lost).
     pub async fn restore_worktree(&self, path: &Path, branch: &str) -> Result<(), GitError> {
+        let _serial = WORKTREE_LOCK.lock().await;
         let _ = git(&self.root, ["worktree", "prune"]).await;
         git_ok(
             &self.root,

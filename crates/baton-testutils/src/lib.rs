@@ -1,5 +1,6 @@
-//! Test support for baton: a hermetic git repository per test and the path of
-//! the scriptable fake agent.
+//! Test support for baton: a hermetic git repository per test, the path of
+//! the scriptable fake agent, and [`model_server`], a scripted model server
+//! that the real agent CLIs can be run against.
 //!
 //! The fake agent (`fake-agent`) reads a script from its last argument (the
 //! prompt baton renders), up to the first blank line. Statements, separated
@@ -7,8 +8,12 @@
 //! `write PATH TEXT`, `append PATH TEXT`, `touch PATH`, `commit MSG`,
 //! `say TEXT` (stdout), `err TEXT` (stderr), `sleep SECS`, `hang`,
 //! `ignore-signals`, `grandchild PIDFILE`, `pid PATH`, `env NAME PATH`,
-//! `feedback PATH`, `prompt PATH`, `spam BYTES`, `wait-file PATH`, `exit N`,
-//! `on-attempt N STATEMENT`. `\n` in TEXT is a newline.
+//! `feedback PATH`, `prompt PATH`, `spam BYTES`, `stream N PAUSE_MS`, `wait-file PATH`, `exit N`,
+//! `on-attempt N STATEMENT`. `\n` in TEXT is a newline. With
+//! `FAKE_AGENT_SCRIPT` set, the script is read from there instead (for
+//! standing in for a real CLI, whose last argument is not the prompt).
+
+pub mod model_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -122,19 +127,35 @@ pub fn fake_agent() -> PathBuf {
             .expect("target dir")
             .to_path_buf();
         let bin = profile_dir.join("fake-agent");
-        if !bin.exists() {
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args([
-                    "build",
-                    "-q",
-                    "-p",
-                    "baton-testutils",
-                    "--bin",
-                    "fake-agent",
-                ])
-                .status()
-                .expect("run cargo to build fake-agent");
-            assert!(status.success(), "building fake-agent failed");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/fake_agent.rs");
+        let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+        // A test run of one crate does not rebuild another crate's binaries.
+        let stale = || match (modified(&bin), modified(&source)) {
+            (Some(b), Some(s)) => b < s,
+            _ => true,
+        };
+        if stale() {
+            // Tests run in parallel processes: one builds, the others wait.
+            let lock =
+                std::fs::File::create(profile_dir.join(".fake-agent.lock")).expect("lock file");
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on an open descriptor we own.
+            unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+            if stale() {
+                let status =
+                    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                        .args([
+                            "build",
+                            "-q",
+                            "-p",
+                            "baton-testutils",
+                            "--bin",
+                            "fake-agent",
+                        ])
+                        .status()
+                        .expect("run cargo to build fake-agent");
+                assert!(status.success(), "building fake-agent failed");
+            }
         }
         assert!(bin.exists(), "fake-agent not found at {}", bin.display());
         bin

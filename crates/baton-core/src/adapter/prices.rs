@@ -29,43 +29,53 @@ const BUILT_IN: &[(&str, f64, f64)] = &[
 
 #[derive(Debug, Clone, Default)]
 pub struct Prices {
-    table: Vec<(String, Price)>,
+    /// The plan's entries first: they win over the built-in ones.
+    plan: Vec<(String, Price)>,
+    built_in: Vec<(String, Price)>,
+}
+
+/// An exact key first, then the longest matching prefix.
+fn find(table: &[(String, Price)], model: &str) -> Option<Price> {
+    if let Some((_, p)) = table.iter().find(|(k, _)| k == model) {
+        return Some(*p);
+    }
+    let mut best: Option<(usize, Price)> = None;
+    for (k, p) in table {
+        if let Some(pre) = k.strip_suffix('*').filter(|pre| model.starts_with(pre)) {
+            if best.is_none_or(|(len, _)| pre.len() > len) {
+                best = Some((pre.len(), *p));
+            }
+        }
+    }
+    best.map(|(_, p)| p)
 }
 
 impl Prices {
     /// The built-in table with the plan's entries taking precedence.
     pub fn new(plan: &BTreeMap<String, Price>) -> Prices {
-        let mut table: Vec<(String, Price)> = plan.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        table.extend(BUILT_IN.iter().map(|(k, i, o)| {
-            (
-                k.to_string(),
-                Price {
-                    input: *i,
-                    output: *o,
-                },
-            )
-        }));
-        Prices { table }
+        Prices {
+            plan: plan.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            built_in: BUILT_IN
+                .iter()
+                .map(|(k, i, o)| {
+                    (
+                        k.to_string(),
+                        Price {
+                            input: *i,
+                            output: *o,
+                        },
+                    )
+                })
+                .collect(),
+        }
     }
 
-    /// The price of a model: an exact key first, then the longest matching prefix.
+    /// The price of a model: the plan's entries first, then the built-in ones.
     pub fn lookup(&self, model: &str) -> Option<Price> {
         // Providers prefix and suffix names ("openai/gpt-5", "claude-opus-4-8[1m]").
         let model = model.rsplit('/').next().unwrap_or(model);
         let model = model.split('[').next().unwrap_or(model);
-        if let Some((_, p)) = self.table.iter().find(|(k, _)| k == model) {
-            return Some(*p);
-        }
-        // The longest prefix; on a tie the plan's entry (listed first) wins.
-        let mut best: Option<(usize, Price)> = None;
-        for (k, p) in &self.table {
-            if let Some(pre) = k.strip_suffix('*').filter(|pre| model.starts_with(pre)) {
-                if best.is_none_or(|(len, _)| pre.len() > len) {
-                    best = Some((pre.len(), *p));
-                }
-            }
-        }
-        best.map(|(_, p)| p)
+        find(&self.plan, model).or_else(|| find(&self.built_in, model))
     }
 
     pub fn cost(&self, model: &str, input_tokens: u64, output_tokens: u64) -> Option<f64> {

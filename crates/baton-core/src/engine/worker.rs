@@ -176,6 +176,9 @@ fn attempt_env(
 ) -> Result<Vec<(OsString, OsString)>, String> {
     let task = &st.spec.id;
     let mut env: Vec<(OsString, OsString)> = vec![
+        // Some CLIs take their directory from $PWD, not getcwd(): without this
+        // they would work in baton's directory, the user's working tree.
+        ("PWD".into(), st.worktree.clone().into()),
         ("BATON_RUN".into(), sh.run_id.clone().into()),
         ("BATON_TASK".into(), task.into()),
         ("BATON_ATTEMPT".into(), n.to_string().into()),
@@ -358,7 +361,7 @@ async fn attempt(
     };
     // A resumed session has the task already: it gets only what is new.
     let agent_prompt = match (&st.session, ctx.feedback.is_empty()) {
-        (Some(_), false) => format!("--- feedback on the previous attempt ---\n{}", ctx.feedback),
+        (Some(_), false) => format!("Feedback on your previous attempt:\n{}", ctx.feedback),
         _ => full_prompt.clone(),
     };
     let launch = match adapter.launch(&LaunchRequest {

@@ -1,0 +1,319 @@
+//! The real agent CLIs (Claude Code, Codex, Gemini CLI, opencode, aider, at
+//! the versions scripts/install-agents.sh pins) under baton, against the
+//! scripted model server on 127.0.0.1. With BATON_REQUIRE_AGENTS=1 (set by
+//! scripts/test.sh, which installs them) a missing CLI fails the test;
+//! otherwise such a test says so and passes without running.
+
+use crate::common::*;
+use baton_testutils::model_server::{agent_bin, agent_env, ModelServer, Scripts, Step};
+use baton_testutils::TestEnv;
+use std::path::PathBuf;
+
+/// The CLIs' binaries, or None (after saying why) when they are not installed.
+fn bins(agents: &[&str]) -> Option<Vec<PathBuf>> {
+    let found: Vec<Option<PathBuf>> = agents.iter().map(|a| agent_bin(a)).collect();
+    if found.iter().all(Option::is_some) {
+        return Some(found.into_iter().flatten().collect());
+    }
+    let missing: Vec<&str> = agents
+        .iter()
+        .zip(&found)
+        .filter(|(_, f)| f.is_none())
+        .map(|(a, _)| *a)
+        .collect();
+    let msg = format!("agent CLIs not installed: {missing:?}; run scripts/install-agents.sh");
+    if std::env::var("BATON_REQUIRE_AGENTS").is_ok_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipped: {msg}");
+    None
+}
+
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A profile that runs `agent`'s real CLI against `server`, hermetically.
+fn profile(env: &TestEnv, agent: &str, bin: &std::path::Path, server: &ModelServer) -> String {
+    let home = env.scratch(&format!("home-{agent}"));
+    std::fs::create_dir_all(&home).unwrap();
+    let vars: Vec<String> = agent_env(agent, &server.url(), &home)
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {}", toml_str(&v)))
+        .collect();
+    let model = match agent {
+        "aider" => "model = \"openai/mock-model\"\n",
+        "gemini" => "model = \"gemini-2.5-flash\"\n",
+        _ => "",
+    };
+    format!(
+        "[agent.{agent}]\nadapter = \"{agent}\"\ncommand = [{}]\n{model}env = {{ {} }}\n\n",
+        toml_str(&bin.display().to_string()),
+        vars.join(", ")
+    )
+}
+
+fn attempts_sessions(env: &TestEnv, task: &str) -> Vec<String> {
+    let out = output(baton(env).args(["logs", task]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let re = regex::Regex::new(r#""(?:session_id|thread_id|sessionID)":"([^"]+)""#).unwrap();
+    let mut ids: Vec<String> = Vec::new();
+    for block in text.split("==> attempt ").skip(1) {
+        if let Some(c) = re.captures(block) {
+            ids.push(c[1].to_string());
+        }
+    }
+    ids
+}
+
+#[test]
+fn every_agent_writes_its_file_in_parallel_and_everything_merges() {
+    let agents = ["claude", "codex", "gemini", "opencode", "aider"];
+    let Some(bins) = bins(&agents) else { return };
+    let mut scripts = Scripts::new();
+    for a in agents {
+        scripts = scripts.script(
+            a,
+            vec![
+                Step::write(&format!("{a}.txt"), &format!("written by {a}\n")),
+                Step::say(&format!("{a} wrote its file")),
+            ],
+        );
+    }
+    let server = ModelServer::start(scripts);
+    let env = TestEnv::new();
+    let mut plan = String::from("[run]\nmax_parallel = 5\n\n");
+    for (a, bin) in agents.iter().zip(&bins) {
+        plan.push_str(&profile(&env, a, bin, &server));
+    }
+    for a in agents {
+        // aider edits the files in its chat: the task names it as context.
+        let context = if a == "aider" {
+            "context = [\"aider.txt\"]\n"
+        } else {
+            ""
+        };
+        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n{context}\n"));
+    }
+    env.write("aider.txt", "");
+    env.commit_all("an empty file for aider to edit");
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let integ = r.report["integration_branch"].as_str().unwrap();
+    for a in agents {
+        let t = task(&r.report, a);
+        assert_eq!(t["status"], "succeeded", "{a}: {t}");
+        assert_eq!(t["merged"], true, "{a}");
+        assert_eq!(
+            show(&env, integ, &format!("{a}.txt")).as_deref(),
+            Some(format!("written by {a}\n").as_str()),
+            "{a}'s file merged"
+        );
+        assert!(
+            t["usage"]["input_tokens"].as_i64().unwrap_or(0) >= 100,
+            "{a} usage recorded: {t}"
+        );
+        assert!(
+            t["usage"]["output_tokens"].as_i64().unwrap_or(0) >= 20,
+            "{a} usage recorded: {t}"
+        );
+    }
+    // Claude Code states its cost; the others' mock model has no price: unknown, not zero.
+    assert!(task(&r.report, "claude")["usage"]["cost_usd"]
+        .as_f64()
+        .is_some());
+    assert!(task(&r.report, "codex")["usage"]["cost_usd"].is_null());
+    let out = output(baton(&env).args(["logs", "claude"]));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("mock-key"),
+        "the API key is masked in logs"
+    );
+}
+
+fn retry_resumes(agent: &str) {
+    let Some(bins) = bins(&[agent]) else { return };
+    let server = ModelServer::start(Scripts::new().script(
+        "fix",
+        vec![
+            Step::write("answer.txt", "41\n"),
+            Step::say("wrote 41"),
+            Step::write("answer.txt", "42\n"),
+            Step::say("fixed it"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let plan = format!(
+        "{}[[task]]\nid = \"t\"\nagent = \"{agent}\"\nprompt = \"Write the answer. [[script:fix]]\"\ngates = [\"grep -q 42 answer.txt\"]\nretries = 1\ntimeout = \"4m\"\n",
+        profile(&env, agent, &bins[0], &server)
+    );
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "t");
+    assert_eq!(t["attempts"], 2);
+    assert_eq!(t["result"], "fixed it");
+    let sessions = attempts_sessions(&env, "t");
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(
+        sessions[0], sessions[1],
+        "the retry continued the agent's session"
+    );
+    // The resumed request carried the whole conversation plus the gate's feedback.
+    let fed = server.requests().iter().any(|q| {
+        let body = q.body.to_string();
+        body.contains("[[script:fix]]") && body.contains("grep -q 42 answer.txt")
+    });
+    assert!(fed, "the feedback reached the model in the resumed session");
+}
+
+#[test]
+fn a_retry_resumes_the_claude_session() {
+    retry_resumes("claude");
+}
+
+#[test]
+fn a_retry_resumes_the_codex_session() {
+    retry_resumes("codex");
+}
+
+#[test]
+fn a_budget_stops_an_agent_mid_run() {
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    // Each model call costs about $0.30 at these prices: the first fits the
+    // $0.50 budget, the second crosses it before its tool call runs.
+    let server = ModelServer::start(Scripts::new().script(
+        "spend",
+        vec![
+            Step::write("spent.txt", "started\n"),
+            Step::write("second.txt", "never\n"),
+            Step::say("finished"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let plan = format!(
+        "[prices.\"claude-*\"]\ninput = 3000.0\noutput = 3000.0\n\n{}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Spend. [[script:spend]]\"\nbudget_usd = 0.5\nretries = 2\ntimeout = \"4m\"\n",
+        profile(&env, "claude", &bins[0], &server)
+    );
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["attempts"], 1, "a budget stop is not retried");
+    assert!(
+        t["reason"].as_str().unwrap().starts_with("budget exceeded"),
+        "{t}"
+    );
+    assert_ne!(t["result"], "finished", "stopped before the end");
+    let branch = t["branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, branch, "spent.txt").as_deref(),
+        Some("started\n"),
+        "its work is kept"
+    );
+    assert!(
+        show(&env, branch, "second.txt").is_none(),
+        "nothing ran after the budget was crossed"
+    );
+    assert!(t["usage"]["cost_usd"].as_f64().unwrap() > 0.5);
+}
+
+#[test]
+fn an_api_error_fails_the_attempt_with_a_reason() {
+    let agents = ["claude", "codex", "gemini", "opencode"];
+    let Some(bins) = bins(&agents) else { return };
+    let server = ModelServer::start(Scripts::new().script("bad", vec![Step::HttpError(400)]));
+    let env = TestEnv::new();
+    let mut plan = String::from("[run]\nmax_parallel = 4\n\n");
+    for (a, bin) in agents.iter().zip(&bins) {
+        plan.push_str(&profile(&env, a, bin, &server));
+    }
+    for a in agents {
+        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Fail. [[script:bad]]\"\ntimeout = \"3m\"\non_failure = \"continue\"\n\n"));
+    }
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1);
+    for a in agents {
+        let t = task(&r.report, a);
+        assert_eq!(t["status"], "failed", "{a}: {t}");
+        let reason = t["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("400"),
+            "{a}: the reason says what the API said: {reason}"
+        );
+    }
+}
+
+#[test]
+fn steering_reaches_a_running_claude_code() {
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    let server = ModelServer::start(Scripts::new().script(
+        "steer",
+        vec![
+            Step::write("first.txt", "1\n"),
+            Step::slow(3.0, Step::say("first turn done")),
+            Step::write("second.txt", "2\n"),
+            Step::say("did what you asked"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let plan = format!(
+        "{}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Begin. [[script:steer]]\"\ntimeout = \"4m\"\n",
+        profile(&env, "claude", &bins[0], &server)
+    );
+    env.write("baton.toml", &plan);
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("claude to write its first file", 120, || {
+        latest_run_opt(&env)
+            .map(|r| task(&r, "t")["status"] == "running")
+            .unwrap_or(false)
+            && server.requests().iter().any(|q| q.step == Some(1))
+    });
+    let out = output(baton(&env).args(["steer", "t", "also write second.txt"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        t["attempts"], 1,
+        "the message reached the running process: no new attempt"
+    );
+    assert_eq!(t["result"], "did what you asked");
+    assert!(show(&env, t["branch"].as_str().unwrap(), "second.txt").is_some());
+    assert!(server
+        .requests()
+        .iter()
+        .any(|q| q.body.to_string().contains("also write second.txt")));
+}
+
+#[test]
+fn a_retry_resumes_the_gemini_session() {
+    retry_resumes("gemini");
+}
+
+#[test]
+fn a_retry_resumes_the_opencode_session() {
+    retry_resumes("opencode");
+}
