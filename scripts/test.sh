@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: format check, clippy, then every test
-# (unit, integration with the real git CLI and the fake agent) with nextest.
+# The whole test suite, as CI runs it: format check, clippy, every Rust test
+# (unit; integration with the real git CLI and the fake agent; end to end
+# with the real agent CLIs against a scripted model server; the API in
+# process), then the dashboard's end-to-end tests in headless Chromium.
+# It installs what those need: the agent CLIs at pinned versions into a
+# cache outside the clone (scripts/install-agents.sh), Debian's chromium and
+# playwright-core (scripts/install-browser.sh). A missing CLI or browser
+# fails the suite here; it is not skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,13 +14,21 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install cargo-nextest --locked
 fi
-if ! command -v git >/dev/null 2>&1; then
-  echo "baton's tests need the git CLI (2.38 or newer)" >&2
-  exit 1
-fi
+for tool in git node npm python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "the tests need $tool" >&2; exit 1; }
+done
+
+agents_bin=$(scripts/install-agents.sh)
+export BATON_REQUIRE_AGENTS=1
+export PATH="$agents_bin:$PATH"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
-# Builds every binary the tests drive, the fake agent included.
+# Builds every binary the tests drive: baton, the fake agent.
 cargo build --workspace --all-targets -q
 cargo nextest run --workspace --no-fail-fast "$@"
+
+if [ -f tests/e2e/package.json ]; then
+  scripts/install-browser.sh
+  (cd tests/e2e && node --test)
+fi

@@ -197,3 +197,32 @@ approve = true
     );
     insta::assert_snapshot!("check_phases", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn the_agent_examples_are_valid_plans() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents");
+    let env = TestEnv::new();
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = output(baton(&env).arg("check").arg(&path));
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        n += 1;
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn doctor_says_which_profiles_can_start() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[agent.ghost]\nadapter = \"codex\"\ncommand = [\"/nonexistent/codex\"]\n\n[[task]]\nid = \"t\"\nprompt = \"x\"\n",
+    );
+    let out = output(baton(&env).arg("doctor"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("agent CLIs:"), "{text}");
+    assert!(text.contains("fake [exec]: ok"), "{text}");
+    assert!(text.contains("ghost [codex]: cannot start: \"/nonexistent/codex\" not found"), "{text}");
+}
