@@ -206,7 +206,12 @@ fn the_agent_examples_are_valid_plans() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let out = output(baton(&env).arg("check").arg(&path));
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         n += 1;
     }
     assert!(n >= 1);
@@ -224,5 +229,8 @@ fn doctor_says_which_profiles_can_start() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("agent CLIs:"), "{text}");
     assert!(text.contains("fake [exec]: ok"), "{text}");
-    assert!(text.contains("ghost [codex]: cannot start: \"/nonexistent/codex\" not found"), "{text}");
+    assert!(
+        text.contains("ghost [codex]: cannot start: \"/nonexistent/codex\" not found"),
+        "{text}"
+    );
 }

@@ -260,17 +260,7 @@ impl Engine {
                 ),
                 _ => {
                     let reason = "stopped by request (baton stop)".to_string();
-                    self.set_status(
-                        i,
-                        Status::Stopped,
-                        TaskUpdate {
-                            reason: Some(Some(reason.clone())),
-                            ..Default::default()
-                        },
-                        "stopped",
-                        json!({ "reason": reason }),
-                    );
-                    self.after_failure(i, Status::Stopped);
+                    self.end_badly(i, Status::Stopped, reason, TaskUpdate::default());
                     (true, format!("task {task:?} stopped"))
                 }
             },

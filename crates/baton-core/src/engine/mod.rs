@@ -540,32 +540,16 @@ impl Engine {
                 let upd = TaskUpdate {
                     commit_id: commit,
                     result: Some(result),
-                    reason: Some(Some(reason.clone())),
                     ..Default::default()
                 };
-                self.set_status(
-                    i,
-                    Status::Failed,
-                    upd,
-                    "failed",
-                    json!({ "reason": reason }),
-                );
-                self.after_failure(i, Status::Failed);
+                self.end_badly(i, Status::Failed, reason, upd);
             }
             worker::Outcome::Stopped { commit, reason } => {
                 let upd = TaskUpdate {
                     commit_id: commit,
-                    reason: Some(Some(reason.clone())),
                     ..Default::default()
                 };
-                self.set_status(
-                    i,
-                    Status::Stopped,
-                    upd,
-                    "stopped",
-                    json!({ "reason": reason }),
-                );
-                self.after_failure(i, Status::Stopped);
+                self.end_badly(i, Status::Stopped, reason, upd);
             }
             worker::Outcome::Interrupted { commit } => {
                 let upd = TaskUpdate {
@@ -576,6 +560,14 @@ impl Engine {
                 self.tasks[i].tx = None;
             }
         }
+    }
+
+    /// Ends a task as failed, stopped or conflicted, with why, and applies
+    /// its `on_failure`.
+    fn end_badly(&mut self, i: usize, status: Status, reason: String, mut upd: TaskUpdate) {
+        upd.reason = Some(Some(reason.clone()));
+        self.set_status(i, status, upd, status.as_str(), json!({ "reason": reason }));
+        self.after_failure(i, status);
     }
 
     fn after_failure(&mut self, i: usize, status: Status) {
@@ -605,17 +597,7 @@ impl Engine {
         while let Some(id) = self.merge_queue.pop_front() {
             let Some(i) = self.idx(&id) else { continue };
             if let Err(reason) = self.merge_one(i).await {
-                self.set_status(
-                    i,
-                    Status::Failed,
-                    TaskUpdate {
-                        reason: Some(Some(reason.clone())),
-                        ..Default::default()
-                    },
-                    "failed",
-                    json!({ "reason": reason }),
-                );
-                self.after_failure(i, Status::Failed);
+                self.end_badly(i, Status::Failed, reason, TaskUpdate::default());
             }
         }
     }
