@@ -317,3 +317,25 @@ fn a_retry_resumes_the_gemini_session() {
 fn a_retry_resumes_the_opencode_session() {
     retry_resumes("opencode");
 }
+
+#[test]
+fn a_cli_that_retries_forever_ends_at_the_timeout_with_its_last_error() {
+    let Some(bins) = bins(&["codex"]) else { return };
+    // A server that is gone: codex retries a refused connection forever.
+    let server = ModelServer::start(Scripts::new());
+    let env = TestEnv::new();
+    let mut plan = profile(&env, "codex", &bins[0], &server);
+    drop(server);
+    plan.push_str("[[task]]\nid = \"t\"\nagent = \"codex\"\nprompt = \"x\"\ntimeout = \"8s\"\n");
+    env.write("baton.toml", &plan);
+    let t0 = std::time::Instant::now();
+    let r = run_json(&env, &[]);
+    assert!(t0.elapsed().as_secs() < 40, "bounded by the timeout");
+    let t = task(&r.report, "t");
+    assert_eq!(t["status"], "failed");
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("attempt 1 timed out after 8.0s"),
+        "{reason}"
+    );
+}

@@ -171,3 +171,61 @@ fn secrets_never_reach_logs_events_or_reports() {
     }
     assert!(!r.stderr.contains(secret));
 }
+
+#[test]
+fn garbage_on_stdout_is_a_failed_attempt_with_a_reason() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &format!(
+            "{}[[task]]\nid = \"noisy\"\nagent = \"c\"\nprompt = \"x\"\n",
+            fake_claude_profile(
+                "c",
+                "say this is not json\nsay {\"type\":\nwrite half.txt done"
+            )
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1);
+    let t = task(&r.report, "noisy");
+    assert_eq!(t["status"], "failed");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .contains("output ended without its final result"),
+        "{t}"
+    );
+    assert_eq!(
+        show(&env, t["branch"].as_str().unwrap(), "half.txt").as_deref(),
+        Some("done\n")
+    );
+}
+
+#[test]
+fn a_hermetic_home_is_the_agents_own() {
+    let env = TestEnv::new();
+    let seen = env.scratch("home.txt");
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-c\"]\nhome = \"hermetic\"\n\n[[task]]\nid = \"t\"\nagent = \"sh\"\nprompt = \"echo $HOME $XDG_CONFIG_HOME > {}; touch $HOME/state\"\n",
+            seen.display()
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(&seen).unwrap();
+    let home = text.split_whitespace().next().unwrap().to_string();
+    let run = r.report["run"].as_str().unwrap();
+    assert_eq!(
+        home,
+        format!("{}/.git/baton/runs/{run}/homes/t", env.repo.display())
+    );
+    assert!(text.contains(&format!("{home}/.config")));
+    assert!(std::path::Path::new(&home).join("state").exists());
+    assert!(
+        !env.root().join("state").exists(),
+        "the user's home (the test's HOME) is untouched"
+    );
+}
