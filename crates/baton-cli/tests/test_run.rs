@@ -482,3 +482,64 @@ prompt = "say never"
         )
     );
 }
+
+#[test]
+fn work_is_committed_despite_signing_hooks_and_a_stale_lock() {
+    let env = TestEnv::new();
+    // Signing that cannot work headless, and a hook that always refuses.
+    env.git(&["config", "commit.gpgsign", "true"]);
+    env.git(&["config", "gpg.program", "false"]);
+    std::fs::write(
+        env.repo.join(".git/hooks/pre-commit"),
+        "#!/bin/sh\necho no commits today >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", ".git/hooks/pre-commit"])
+        .current_dir(&env.repo)
+        .status()
+        .unwrap();
+    env.write(
+        "baton.toml",
+        "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[[task]]\nid = \"t\"\nagent = \"sh\"\nprompt = \"echo kept > kept.txt; touch \\\"$(git rev-parse --git-dir)/index.lock\\\"\"\n",
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(t["merged"], true);
+    assert_eq!(
+        show(
+            &env,
+            r.report["integration_branch"].as_str().unwrap(),
+            "kept.txt"
+        )
+        .as_deref(),
+        Some("kept\n")
+    );
+}
+
+#[test]
+fn work_that_cannot_be_committed_fails_the_task_and_keeps_the_worktree() {
+    let env = TestEnv::new();
+    // An index that cannot be written: nothing can be committed.
+    env.write(
+        "baton.toml",
+        "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[[task]]\nid = \"t\"\nagent = \"sh\"\nprompt = \"echo precious > precious.txt; d=$(git rev-parse --git-dir); rm -f $d/index; mkdir $d/index\"\n",
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(t["status"], "failed");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot commit the attempt's work"),
+        "{t}"
+    );
+    let wt = t["worktree"].as_str().expect("the worktree is kept");
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(wt).join("precious.txt")).unwrap(),
+        "precious\n"
+    );
+}

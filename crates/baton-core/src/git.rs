@@ -111,6 +111,28 @@ where
 
 static WORKTREE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// An agent killed in the middle of a git command leaves the worktree's
+/// index.lock behind, and every later commit would fail on it.
+fn remove_stale_index_lock(worktree: &Path) {
+    let Ok(dotgit) = std::fs::read_to_string(worktree.join(".git")) else {
+        return;
+    };
+    let Some(gitdir) = dotgit.trim().strip_prefix("gitdir: ") else {
+        return;
+    };
+    let gitdir = Path::new(gitdir);
+    let gitdir = if gitdir.is_absolute() {
+        gitdir.to_path_buf()
+    } else {
+        worktree.join(gitdir)
+    };
+    let lock = gitdir.join("index.lock");
+    if lock.exists() {
+        tracing::warn!("removing {} left by a stopped agent", lock.display());
+        let _ = std::fs::remove_file(lock);
+    }
+}
+
 pub enum MergeOutcome {
     Merged(String),
     Conflict(Vec<String>),
@@ -242,8 +264,11 @@ impl Repo {
     }
 
     /// Commits everything left in a worktree. Returns whether a commit was made.
-    /// A failing commit hook does not cost the work: it is committed without hooks.
+    /// A failing commit hook, or signing that cannot work headless, does not
+    /// cost the work: it is committed again without them. Call it only once
+    /// the agent's processes are gone: a lock they left is removed.
     pub async fn commit_all(&self, worktree: &Path, message: &str) -> Result<bool, GitError> {
+        remove_stale_index_lock(worktree);
         git_ok(worktree, ["add", "-A"]).await?;
         let mut with_hooks = true;
         let mut identity = false;
@@ -251,6 +276,9 @@ impl Repo {
             let mut args: Vec<&str> = Vec::new();
             if identity {
                 args.extend(FALLBACK_IDENTITY);
+            }
+            if !with_hooks {
+                args.extend(["-c", "commit.gpgsign=false"]);
             }
             args.extend(["commit", "-q", "-m", message]);
             if !with_hooks {
@@ -279,6 +307,16 @@ impl Repo {
                 stderr: text.trim().to_string(),
             });
         }
+    }
+
+    /// Whether `commit` is already contained in `head`.
+    pub async fn is_ancestor(&self, commit: &str, head: &str) -> Result<bool, GitError> {
+        Ok(
+            git(&self.root, ["merge-base", "--is-ancestor", commit, head])
+                .await?
+                .code
+                == 0,
+        )
     }
 
     pub async fn head(&self, worktree: &Path) -> Result<String, GitError> {

@@ -92,7 +92,7 @@ pub fn orphan_groups(run: &str) -> Vec<i32> {
 /// The parent's end of a watchdog process.
 pub struct Watchdog {
     stdin: Mutex<Option<ChildStdin>>,
-    _child: std::process::Child,
+    child: Mutex<Option<std::process::Child>>,
 }
 
 impl Watchdog {
@@ -115,7 +115,7 @@ impl Watchdog {
         let stdin = child.stdin.take();
         Ok(Watchdog {
             stdin: Mutex::new(stdin),
-            _child: child,
+            child: Mutex::new(Some(child)),
         })
     }
 
@@ -142,6 +142,10 @@ impl Watchdog {
         self.send("done\n".into());
         if let Ok(mut g) = self.stdin.lock() {
             g.take();
+        }
+        // Reap it (it exits at once on "done"), or a long-lived server collects zombies.
+        if let Some(mut child) = self.child.lock().ok().and_then(|mut g| g.take()) {
+            std::thread::spawn(move || child.wait());
         }
     }
 }

@@ -78,11 +78,43 @@ fn same_origin(req: &Request) -> bool {
     origin != "null" && origin_host == host
 }
 
+/// Whether a Host (or Origin host) names this machine's loopback.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if port.chars().all(|c| c.is_ascii_digit()) && !n.ends_with(':') => n,
+        _ => host,
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]" | "::1")
+}
+
 pub async fn guard(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if !state.require_token {
+        // Without a token, only pages served from loopback may call: a site
+        // whose name was rebound to 127.0.0.1 arrives with its own Host.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let origin_ok = match req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(o) => loopback_host(o.split("://").nth(1).unwrap_or("")),
+            None => true,
+        };
+        if !loopback_host(host) || !origin_ok {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "on loopback, baton answers only requests addressed to 127.0.0.1, localhost or [::1]",
+            ));
+        }
+    }
     if req.method() == Method::POST {
         if req
             .headers()
@@ -122,4 +154,28 @@ pub async fn guard(
         }
     }
     Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "127.0.0.1:7878",
+            "localhost:80",
+            "[::1]:7878",
+            "localhost",
+            "127.0.0.1",
+        ] {
+            assert!(super::loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "attacker.com:7878",
+            "127.0.0.1.evil.com",
+            "10.0.0.1:7878",
+            "",
+        ] {
+            assert!(!super::loopback_host(bad), "{bad}");
+        }
+    }
 }

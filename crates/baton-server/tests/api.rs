@@ -219,6 +219,12 @@ async fn errors_say_what_is_wrong() {
         .body(Body::from("{}"))
         .unwrap();
     assert_eq!(a.send(req).await.0, StatusCode::FORBIDDEN);
+    // A site whose name was rebound to 127.0.0.1 is not this machine's page.
+    let req = Request::get("/api/runs")
+        .header(header::HOST, "attacker.example:7878")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(a.send(req).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
         a.get("/api/runs").await.1["runs"].as_array().unwrap().len(),
         0,

@@ -46,6 +46,13 @@ impl Engine {
     /// integration branch merged into its worktree, conflicts and all, for
     /// its agent to resolve.
     async fn retry(&mut self, i: usize, message: Option<String>) -> (bool, String) {
+        if self.over_budget {
+            return (
+                false,
+                "the run's budget_usd is spent: nothing more runs in this run; start a new one"
+                    .into(),
+            );
+        }
         let status = self.tasks[i].status;
         let id = self.tasks[i].spec.id.clone();
         if !matches!(
@@ -210,6 +217,12 @@ impl Engine {
         message: Option<String>,
         fin_tx: &UnboundedSender<worker::Finished>,
     ) -> (bool, String) {
+        if self.shutting_down && matches!(kind, "add" | "steer" | "retry" | "approve") {
+            return (
+                false,
+                "baton is shutting down; try again once the run is resumed".into(),
+            );
+        }
         if kind == "add" {
             return self.add_queued(task);
         }

@@ -162,7 +162,7 @@ impl Engine {
         mut opts: RunOptions,
     ) -> Result<Engine, EngineError> {
         let paths = StatePaths::new(repo.state_dir());
-        let store = Arc::new(Store::open(&paths.db())?);
+        let store = open_store(&paths, &opts)?;
         let record = store.find_run(run)?;
         let run_id = record.id.clone();
         let lock = lock_run(&paths, &run_id)?;
@@ -266,7 +266,28 @@ impl Engine {
                 )?;
             }
             if status == Status::Queued {
-                merge_queue.push_back(spec.id.clone());
+                // A crash between moving the integration branch and recording
+                // the merge: it is merged already, do not merge it twice.
+                let commit = rec.and_then(|r| r.commit_id.clone());
+                let merged = match &commit {
+                    Some(c) => {
+                        repo.is_ancestor(c, &head).await.unwrap_or(false)
+                            && rec.and_then(|r| r.start_commit.as_deref()) != Some(c.as_str())
+                    }
+                    None => false,
+                };
+                if merged {
+                    status = Status::Succeeded;
+                    let upd = TaskUpdate {
+                        status: Some("succeeded".into()),
+                        merged: Some(true),
+                        finished_at: Some(now_ms()),
+                        ..Default::default()
+                    };
+                    store.update_task(&run_id, &spec.id, &upd, Some(("merged", &json!({ "changes": true, "integration": head, "found_on_resume": true }))))?;
+                } else {
+                    merge_queue.push_back(spec.id.clone());
+                }
             }
             rts.push(Rt {
                 spec: spec.clone(),

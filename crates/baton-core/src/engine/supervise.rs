@@ -258,14 +258,29 @@ pub(crate) async fn run(
     }
     on(Signal::Started(pgid));
 
-    let mut stdin = child.stdin.take();
-    if let (Some(pipe), Some(lines)) = (stdin.as_mut(), &stdin_lines) {
-        for l in lines {
-            if pipe.write_all(format!("{l}\n").as_bytes()).await.is_err() {
-                break;
+    // Stdin is written by a task of its own, so that an agent that does not
+    // read it yet never blocks the timeout, a stop or the output pumps.
+    // Dropping the sender closes the agent's stdin.
+    let mut stdin: Option<mpsc::UnboundedSender<String>> = child.stdin.take().map(|mut pipe| {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                if pipe
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                    || pipe.flush().await.is_err()
+                {
+                    break;
+                }
             }
+        });
+        tx
+    });
+    for l in stdin_lines.iter().flatten() {
+        if let Some(tx) = &stdin {
+            let _ = tx.send(l.clone());
         }
-        let _ = pipe.flush().await;
     }
     let mut turns_expected = 1u32;
     let mut turns_ended = 0u32;
@@ -350,10 +365,7 @@ pub(crate) async fn run(
             cmd = cmds.recv() => match cmd {
                 Some(WorkerCmd::Steer(m)) if stdin.is_some() && steer.and_then(|f| f(&m)).is_some() => {
                     let line = steer.and_then(|f| f(&m)).unwrap_or_default();
-                    let ok = match stdin.as_mut() {
-                        Some(pipe) => pipe.write_all(format!("{line}\n").as_bytes()).await.is_ok() && pipe.flush().await.is_ok(),
-                        None => false,
-                    };
+                    let ok = stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok());
                     if ok {
                         turns_expected += 1;
                     } else {

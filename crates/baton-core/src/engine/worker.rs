@@ -77,7 +77,16 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<(), String> {
     if st.existing && st.worktree.join(".git").exists() {
         return Ok(());
     }
-    let res = if st.existing {
+    // A crash between creating the branch and recording it leaves the branch:
+    // attach to it rather than fail on "already exists" forever.
+    let branch_exists = sh
+        .repo
+        .ref_commit(&format!("refs/heads/{}", st.branch))
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    let res = if st.existing || branch_exists {
         sh.repo.restore_worktree(&st.worktree, &st.branch).await
     } else {
         sh.repo
@@ -163,6 +172,8 @@ async fn run_inner(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Work
     }
 }
 
+const MAX_ENV_PROMPT: usize = 64 * 1024;
+
 /// The environment of an attempt: baton's variables, a home of its own if
 /// the profile asks, the adapter's defaults, then the profile's `env`.
 fn attempt_env(
@@ -175,6 +186,17 @@ fn attempt_env(
     adapter_env: Vec<(OsString, OsString)>,
 ) -> Result<Vec<(OsString, OsString)>, String> {
     let task = &st.spec.id;
+    let prompt_file = sh
+        .paths
+        .attempt_log(&sh.run_id, task, n)
+        .with_extension("prompt");
+    if let Some(dir) = prompt_file.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let masked = sh.redactor.redact(prompt);
+    std::fs::write(&prompt_file, masked.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", prompt_file.display()))?;
     let mut env: Vec<(OsString, OsString)> = vec![
         // Some CLIs take their directory from $PWD, not getcwd(): without this
         // they would work in baton's directory, the user's working tree.
@@ -182,8 +204,18 @@ fn attempt_env(
         ("BATON_RUN".into(), sh.run_id.clone().into()),
         ("BATON_TASK".into(), task.into()),
         ("BATON_ATTEMPT".into(), n.to_string().into()),
-        ("BATON_PROMPT".into(), prompt.into()),
+        // An environment string over 128 KiB makes exec fail (E2BIG): a
+        // bigger prompt is passed as a file instead.
+        (
+            "BATON_PROMPT".into(),
+            if prompt.len() <= MAX_ENV_PROMPT {
+                prompt.into()
+            } else {
+                OsString::new()
+            },
+        ),
         ("BATON_FEEDBACK".into(), feedback.into()),
+        ("BATON_PROMPT_FILE".into(), prompt_file.into()),
     ];
     if profile.hermetic_home {
         let home = sh.paths.run_dir(&sh.run_id).join("homes").join(task);
@@ -454,7 +486,22 @@ async fn attempt(
         Ended::Cmd(WorkerCmd::OverBudget(_)) => "over budget".into(),
         Ended::SpawnFailed(_) => "could not start".into(),
     };
-    let commit = commit_work(sh, task, n, &st.worktree, &label).await;
+    let commit = match commit_work(sh, task, n, &st.worktree, &label).await {
+        Ok(c) => c,
+        Err(reason) => {
+            finish("failed", None, Some(&reason));
+            let interrupted = matches!(out.ended, Ended::Cmd(WorkerCmd::Shutdown));
+            return Step::End(if interrupted {
+                Outcome::Interrupted { commit: None }
+            } else {
+                Outcome::Failed {
+                    commit: None,
+                    reason,
+                    result: finished.final_message,
+                }
+            });
+        }
+    };
     let last_error = watch.last_error.clone();
     let with_last_error = |r: String| match &last_error {
         Some(e) => format!("{r}; the agent's last error: {}", adapter::clip(e, 300)),
@@ -700,14 +747,15 @@ fn last_lines(text: &str, n: usize) -> String {
 }
 
 /// Commits what the attempt left; returns the branch head afterwards (the
-/// agent may have committed on its own too).
+/// agent may have committed on its own too). Err: the work could not be
+/// committed; it stays in the worktree, which is kept.
 async fn commit_work(
     sh: &Shared,
     task: &str,
     n: u32,
     worktree: &std::path::Path,
     label: &str,
-) -> Option<String> {
+) -> Result<Option<String>, String> {
     let msg = format!("baton: {task} attempt {n} ({label})");
     match sh.repo.commit_all(worktree, &msg).await {
         Ok(committed) => {
@@ -721,7 +769,7 @@ async fn commit_work(
                     &json!({ "commit": head }),
                 );
             }
-            head
+            Ok(head)
         }
         Err(e) => {
             let _ = sh.store.event(
@@ -731,7 +779,10 @@ async fn commit_work(
                 "commit_failed",
                 &json!({ "error": e.to_string() }),
             );
-            sh.repo.head(worktree).await.ok()
+            Err(format!(
+                "cannot commit the attempt's work (it is left uncommitted in {}): {e}",
+                worktree.display()
+            ))
         }
     }
 }

@@ -41,7 +41,8 @@ pub struct Store {
     events_tx: tokio::sync::broadcast::Sender<i64>,
     conn: Mutex<Connection>,
     path: PathBuf,
-    redactor: std::sync::RwLock<Option<std::sync::Arc<crate::secrets::Redactor>>>,
+    /// Every run sharing this store adds its secrets: all of them are masked.
+    redactors: std::sync::RwLock<Vec<std::sync::Arc<crate::secrets::Redactor>>>,
 }
 
 /// What an attempt used so far.
@@ -123,7 +124,7 @@ impl Store {
             events_tx: tokio::sync::broadcast::channel(1024).0,
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
-            redactor: std::sync::RwLock::new(None),
+            redactors: std::sync::RwLock::new(Vec::new()),
         })
     }
 
@@ -263,18 +264,27 @@ impl Store {
             > 0)
     }
 
-    /// From now on, secret values are masked in everything this store writes.
+    /// From now on, these secret values are masked in everything this store
+    /// writes (on top of those added before).
     pub fn set_redactor(&self, r: std::sync::Arc<crate::secrets::Redactor>) {
-        if let Ok(mut g) = self.redactor.write() {
-            *g = Some(r);
+        if let Ok(mut g) = self.redactors.write() {
+            g.push(r);
         }
     }
 
-    fn clean(&self, text: &str) -> String {
-        match self.redactor.read().ok().and_then(|g| g.clone()) {
-            Some(r) => r.redact(text),
-            None => text.to_string(),
+    /// Masks every secret this store knows of in `text`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        if let Ok(g) = self.redactors.read() {
+            for r in g.iter() {
+                out = r.redact(&out);
+            }
         }
+        out
+    }
+
+    fn clean(&self, text: &str) -> String {
+        self.redact(text)
     }
 
     fn clean_opt(&self, text: &Option<String>) -> Option<String> {
@@ -485,7 +495,7 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<()> {
         self.conn().execute(
-            "UPDATE attempts SET status = ?4, exit_code = ?5, reason = ?6, finished_at = ?7 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            "UPDATE attempts SET status = ?4, exit_code = ?5, reason = ?6, finished_at = ?7 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3 AND status = 'running'",
             params![run, task, n, status, exit_code, reason.map(|r| self.clean(r)), now_ms()],
         )?;
         Ok(())

@@ -106,19 +106,26 @@ pub async fn diff(
         Ok(c) => c,
         Err(_) => t.commit_id.clone().unwrap_or_else(|| start.clone()),
     };
-    let out = baton_core::git::git(
-        &st.opts.repo.root,
-        ["diff", "--no-color", "--no-ext-diff", &start, &tip],
-    )
-    .await
-    .map_err(ApiError::internal)?;
-    let mut body = out.stdout;
-    if body.len() as u64 > MAX_TEXT {
-        let mut cut = MAX_TEXT as usize;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
+    // Read no more than the cap, whatever the task generated; mask secrets.
+    let mut child = tokio::process::Command::new("git")
+        .args(["diff", "--no-color", "--no-ext-diff", &start, &tip])
+        .current_dir(&st.opts.repo.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(ApiError::internal)?;
+    let mut bytes = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = out.take(MAX_TEXT + 1).read_to_end(&mut bytes).await;
+    }
+    let cut = bytes.len() as u64 > MAX_TEXT;
+    bytes.truncate(MAX_TEXT as usize);
+    let _ = child.kill().await;
+    let mut body = st.store.redact(&String::from_utf8_lossy(&bytes));
+    if cut {
         body.push_str("\n[diff cut at 4 MiB]\n");
     }
     Ok(text(body))
