@@ -54,7 +54,7 @@ function h(tag, attrs, ...kids) {
     else if (k === 'class') el.className = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid == null || kid === false) continue;
     el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
@@ -64,7 +64,7 @@ function h(tag, attrs, ...kids) {
 function svg(tag, attrs, ...kids) {
   const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
   for (const [k, v] of Object.entries(attrs || {})) if (v != null) el.setAttribute(k, String(v));
-  for (const kid of kids.flat()) if (kid != null) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  for (const kid of kids.flat(Infinity)) if (kid != null) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   return el;
 }
 
@@ -325,8 +325,10 @@ function connect() {
   S.es = es;
   es.onopen = () => {
     setConn('live', 'ok');
-    // After a gap we may have missed more than the server replays: reload.
-    if (S.sseFailed) { S.sseFailed = false; refreshAll().catch(showError); }
+    // Whatever happened between the first load and this connection (or
+    // during a gap longer than the server replays) is read again.
+    S.sseFailed = false;
+    refreshAll().catch(showError);
   };
   es.onerror = () => {
     S.sseFailed = true;

@@ -1,0 +1,196 @@
+// The dashboard in a real headless browser (Debian's chromium, driven by
+// playwright-core) against a real `baton serve` on a temporary repository,
+// with the fake agent doing the work. Screenshots go to artifacts/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const BATON = process.env.BATON_BIN || path.join(root, 'target/debug/baton');
+const FAKE = path.join(root, 'target/debug/fake-agent');
+const ARTIFACTS = path.join(here, 'artifacts');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+const GIT_ENV = {
+  GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1',
+  GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com',
+  GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com',
+};
+
+let browser;
+const servers = [];
+
+before(async () => {
+  for (const bin of [BATON, FAKE]) assert.ok(existsSync(bin), `${bin} is built (cargo build --workspace)`);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  for (const s of servers) s.stop();
+  if (browser) await browser.close();
+});
+
+/** A temporary repository with `tasks` (TOML) planned for the fake agent, and `baton serve` on it. */
+async function serve(tasks) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'baton-e2e-'));
+  const repo = path.join(dir, 'repo');
+  const env = { ...process.env, ...GIT_ENV, HOME: dir };
+  execFileSync('git', ['init', '-q', '-b', 'main', repo], { env });
+  execFileSync('git', ['-C', repo, 'commit', '-q', '--allow-empty', '-m', 'init'], { env });
+  writeFileSync(path.join(repo, 'baton.toml'),
+    `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[defaults]\nagent = "fake"\n\n${tasks}`);
+  const proc = spawn(BATON, ['serve', '--addr', '127.0.0.1:0'], { cwd: repo, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const url = await new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`baton serve did not start: ${seen}`)), 20000);
+    proc.stderr.on('data', (chunk) => {
+      seen += chunk;
+      const m = seen.match(/baton serve: listening on (http:\/\/[\d.:]+)\n/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    proc.on('exit', (code) => reject(new Error(`baton serve exited ${code}: ${seen}`)));
+  });
+  const server = {
+    url, dir, repo,
+    stop() { try { process.kill(-proc.pid, 'SIGTERM'); } catch { /* gone */ } },
+    async api(method, p, body) {
+      const res = await fetch(url + p, { method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+      const text = await res.text();
+      try {
+        return { status: res.status, json: JSON.parse(text) };
+      } catch {
+        throw new Error(`${method} ${url}${p}: ${res.status} ${text.slice(0, 500)}`);
+      }
+    },
+  };
+  servers.push(server);
+  return server;
+}
+
+const card = (page, id) => page.locator(`[data-testid="task-card-${id}"]`);
+
+async function stateOf(page, id) {
+  return card(page, id).getAttribute('data-state');
+}
+
+async function waitState(page, id, state, timeout = 30000) {
+  try {
+    await page.waitForSelector(`[data-testid="task-card-${id}"][data-state="${state}"]`, { timeout });
+  } catch (e) {
+    await page.screenshot({ path: path.join(ARTIFACTS, `failed-${id}-${state}.png`), fullPage: true });
+    throw e;
+  }
+}
+
+test('a running task moves to succeeded on the page without a reload', async () => {
+  const s = await serve('');
+  const go = path.join(s.dir, 'go');
+  writeFileSync(path.join(s.repo, 'baton.toml'),
+    `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[[task]]\nid = "slow"\nagent = "fake"\nprompt = "say started; wait-file ${go}; write slow.txt done"\n`);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.url);
+  const started = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  assert.equal(started.status, 201);
+  await waitState(page, 'slow', 'running');
+  await page.evaluate(() => { window.__notReloaded = true; });
+  writeFileSync(go, '');
+  await waitState(page, 'slow', 'succeeded');
+  assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the page was not reloaded');
+  await card(page, 'slow').click();
+  const transcript = page.getByTestId('transcript');
+  await transcript.getByText('merged into the integration branch').waitFor({ timeout: 10000 });
+  await page.getByRole('tab', { name: 'Diff' }).click();
+  await page.getByTestId('diff').getByText('+done').waitFor({ timeout: 10000 });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'desktop-succeeded.png'), fullPage: true });
+  await page.close();
+});
+
+test('Stop on a running task stops it', async () => {
+  const s = await serve('[[task]]\nid = "forever"\nprompt = "write wip.txt halfway; hang"\n');
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.url);
+  await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await waitState(page, 'forever', 'running');
+  await card(page, 'forever').click();
+  await page.getByTestId('btn-stop').click();
+  await waitState(page, 'forever', 'stopped');
+  const runs = await s.api('GET', '/api/runs');
+  const report = await s.api('GET', `/api/runs/${runs.json.runs[0].id}`);
+  assert.equal(report.json.tasks[0].status, 'stopped');
+  assert.match(report.json.tasks[0].reason, /stopped by request/);
+  await page.close();
+});
+
+test('Approve on a task waiting for approval merges it', async () => {
+  const s = await serve('[[task]]\nid = "gated"\nprompt = "write gated.txt change"\napprove = true\n');
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.url);
+  const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await waitState(page, 'gated', 'awaiting_approval');
+  const banner = page.getByTestId('attention-banner');
+  await banner.waitFor({ state: 'visible', timeout: 10000 });
+  assert.match(await banner.innerText(), /gated/);
+  await card(page, 'gated').click();
+  await page.getByTestId('btn-approve').click();
+  await waitState(page, 'gated', 'succeeded');
+  const report = await s.api('GET', `/api/runs/${json.run}`);
+  assert.equal(report.json.tasks[0].merged, true);
+  await page.close();
+});
+
+test('a task added from the form runs', async () => {
+  const s = await serve('');
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.url);
+  await page.getByTestId('add-prompt').fill('say hi from the form');
+  await page.getByTestId('add-submit').click();
+  await page.waitForSelector('[data-testid^="task-card-t1-say-hi"][data-state="succeeded"]', { timeout: 30000 });
+  const runs = await s.api('GET', '/api/runs');
+  const report = await s.api('GET', `/api/runs/${runs.json.runs[0].id}`);
+  assert.equal(report.json.tasks[0].result, 'hi from the form');
+  await page.close();
+});
+
+test('the board is usable on a phone-sized screen', async () => {
+  const s = await serve(
+    '[[task]]\nid = "api"\nprompt = "write api.txt x; say done"\n\n' +
+    '[[task]]\nid = "ui-work"\nprompt = "hang"\n\n' +
+    '[[task]]\nid = "review"\nneeds = ["api"]\nprompt = "say looks good"\napprove = true\n\n' +
+    '[[task]]\nid = "docs"\nneeds = ["review"]\nprompt = "say docs"\n');
+  const context = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const page = await context.newPage();
+  await page.goto(s.url);
+  await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await waitState(page, 'review', 'awaiting_approval');
+  await waitState(page, 'ui-work', 'running');
+  await page.screenshot({ path: path.join(ARTIFACTS, 'phone-board.png'), fullPage: true });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling (overflow ${overflow}px)`);
+  await card(page, 'review').tap();
+  const approve = page.getByTestId('btn-approve');
+  await approve.waitFor({ state: 'visible' });
+  const box = await approve.boundingBox();
+  assert.ok(box && box.height >= 40, `Approve is finger-sized (${box && box.height}px)`);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'phone-detail.png'), fullPage: true });
+  await approve.tap();
+  await waitState(page, 'review', 'succeeded');
+  // On a phone the detail covers the board: back to it, then the next task.
+  await page.getByRole('button', { name: 'Close task' }).tap();
+  await card(page, 'ui-work').tap();
+  const stop = page.getByTestId('btn-stop');
+  const sbox = await stop.boundingBox();
+  assert.ok(sbox && sbox.height >= 40, `Stop is finger-sized (${sbox && sbox.height}px)`);
+  await stop.tap();
+  await waitState(page, 'ui-work', 'stopped');
+  await context.close();
+});
