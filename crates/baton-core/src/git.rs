@@ -55,6 +55,9 @@ fn is_identity_error(stderr: &str) -> bool {
         || stderr.contains("empty ident name")
 }
 
+/// Long enough for a commit hook that runs a test suite.
+const GIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// Runs git in `dir`, waiting out lock contention for up to a few seconds.
 pub async fn git<I, S>(dir: &Path, args: I) -> Result<GitOutput, GitError>
 where
@@ -64,15 +67,27 @@ where
     let mut delay = Duration::from_millis(5);
     let mut waited = Duration::ZERO;
     loop {
-        let out = Command::new("git")
+        let run = Command::new("git")
             .args(args.clone())
             .current_dir(dir)
             .stdin(Stdio::null())
             .env("GIT_TERMINAL_PROMPT", "0")
             .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(GitError::Spawn)?;
+            .output();
+        // A hook that hangs must not hold a worker (and shutdown) forever.
+        let out = match tokio::time::timeout(GIT_TIMEOUT, run).await {
+            Ok(out) => out.map_err(GitError::Spawn)?,
+            Err(_) => {
+                return Err(GitError::Other(format!(
+                    "`git {}` did not finish within {} minutes (a hook that hangs?)",
+                    args.into_iter()
+                        .map(|a| a.as_ref().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    GIT_TIMEOUT.as_secs() / 60
+                )))
+            }
+        };
         let res = GitOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -6,7 +6,6 @@
 const $ = (id) => document.getElementById(id);
 
 const ATTENTION_KINDS = new Set(['approval_needed', 'failed', 'conflicted', 'stalled']);
-const ENDED = new Set(['succeeded', 'failed', 'stopped', 'conflicted', 'skipped']);
 const COLUMNS = [
   { key: 'pending', title: 'Pending' },
   { key: 'running', title: 'Running' },
@@ -100,6 +99,7 @@ function fmtClock(ms) {
 const fmtCost = (c) => (c == null ? '' : `$${Number(c).toFixed(c >= 1 ? 2 : 4)}`);
 const fmtNum = (n) => (n == null ? '–' : Number(n).toLocaleString());
 const short = (s, n = 10) => (s ? String(s).slice(0, n) : '');
+const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 const enc = encodeURIComponent;
 const runPath = () => `/api/runs/${enc(S.runId)}`;
 const taskPath = (id = S.taskId) => `${runPath()}/tasks/${enc(id)}`;
@@ -229,6 +229,9 @@ const refreshReport = debounce(async () => {
   if (id !== S.runId) return;
   const before = S.report && task(S.taskId);
   S.report = rep;
+  // The run list's line for this run may be older than the report.
+  const line = S.runs.find((r) => r.id === id);
+  if (!line || line.status !== rep.status || (rep.live !== undefined && line.live !== rep.live)) refreshRuns();
   renderRun();
   if (S.taskId) {
     const now = task(S.taskId);
@@ -528,7 +531,7 @@ function renderHead() {
     return;
   }
   const u = r.usage || {};
-  const live = (S.runs.find((x) => x.id === r.run) || {}).live;
+  const live = r.live !== undefined ? r.live : (S.runs.find((x) => x.id === r.run) || {}).live;
   head.replaceChildren(
     h('h2', {}, 'Run ', h('code', {}, r.run), ' ', h('span', { class: `pill st-${r.status}` }, r.status), live ? h('span', { class: 'pill live' }, 'live') : null),
     h('p', { class: 'run-meta' }, [
@@ -568,9 +571,11 @@ function card(t) {
     onclick: () => selectTask(t.id),
     onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); selectTask(t.id); } },
   },
-  h('div', { class: 'card-top' }, h('span', { class: 'card-id' }, t.id), h('span', { class: `pill st-${t.status}` }, t.status.replace('_', ' '))),
-  h('div', { class: 'card-sub' }, [t.agent, running && t.activity ? h('span', { class: `activity act-${t.activity}` }, t.activity.replace('_', ' ')) : null]
-    .filter(Boolean).flatMap((x, i) => (i ? [' · ', x] : [x]))),
+  h('div', { class: 'card-id' }, t.id),
+  h('div', { class: 'card-sub' },
+    h('span', { class: `pill st-${t.status}` }, t.status.replace('_', ' ')),
+    t.agent ? h('span', {}, t.agent) : null,
+    running && t.activity ? h('span', { class: `activity act-${t.activity}` }, t.activity.replace('_', ' ')) : null),
   h('div', { class: 'card-foot' },
     h('span', {}, `attempt ${t.attempts || 0}`),
     h('span', { class: 'elapsed', 'data-start': running ? toMs(t.started_at_ms) : null }, fmtDur(elapsedOf(t))),
@@ -607,18 +612,24 @@ function renderDag() {
   const phase = phases(tasks);
   const cols = [];
   for (const t of tasks) (cols[phase.get(t.id)] ||= []).push(t);
-  const W = 150, H = 46, GX = 48, GY = 12, P = 6;
+  const H = 46, GX = 48, GY = 12, P = 6;
   const tall = Math.max(...cols.map((c) => (c ? c.length : 0)));
-  const wide = cols.length * (W + GX) - GX + 2 * P;
-  // On a narrow screen, phases go top to bottom instead of left to right.
-  const vertical = box.clientWidth > 0 && wide > box.clientWidth && box.clientWidth < 640;
+  const wide = cols.length * (150 + GX) - GX + 2 * P;
+  // On a narrow screen, phases go top to bottom instead of left to right,
+  // with boxes narrowed (down to 110px) to fit the screen if they can.
+  const fit = Math.floor((box.clientWidth - 2 * P - (tall - 1) * GY) / tall);
+  const Wv = Math.max(110, Math.min(150, fit));
+  const narrow = P * 2 + tall * (Wv + GY) - GY;
+  const vertical = box.clientWidth > 0 && wide > box.clientWidth && narrow < wide;
+  const W = vertical ? Wv : 150;
+  const chars = Math.floor((W - 20) / 7.6);
   const pos = new Map();
   cols.forEach((c, i) => (c || []).forEach((t, j) => {
     pos.set(t.id, vertical
       ? { x: P + j * (W + GY), y: P + i * (H + GX) }
       : { x: P + i * (W + GX), y: P + j * (H + GY) });
   }));
-  const width = vertical ? P * 2 + tall * (W + GY) - GY : wide;
+  const width = vertical ? narrow : wide;
   const height = vertical ? P * 2 + cols.length * (H + GX) - GX : P * 2 + tall * (H + GY) - GY;
   const edges = [];
   for (const t of tasks) {
@@ -636,8 +647,8 @@ function renderDag() {
     const g = svg('g', { class: `node st-${t.status}`, 'data-task': t.id, transform: `translate(${p.x},${p.y})`, tabindex: 0, role: 'button' },
       svg('title', {}, `${t.id}: ${t.status}`),
       svg('rect', { width: W, height: H, rx: 6 }),
-      svg('text', { x: 10, y: 19, class: 'node-id' }, t.id.length > 18 ? `${t.id.slice(0, 17)}…` : t.id),
-      svg('text', { x: 10, y: 36, class: 'node-st' }, t.status.replace('_', ' ') + (t.status === 'running' && t.activity ? ` · ${t.activity.replace('_', ' ')}` : '')));
+      svg('text', { x: 10, y: 19, class: 'node-id' }, clip(t.id, chars)),
+      svg('text', { x: 10, y: 36, class: 'node-st' }, clip(t.status.replace('_', ' ') + (t.status === 'running' && t.activity ? ` · ${t.activity.replace('_', ' ')}` : ''), Math.floor((W - 16) / 6))));
     g.addEventListener('click', () => selectTask(t.id));
     g.addEventListener('keydown', (e) => { if (e.key === 'Enter') selectTask(t.id); });
     return g;
@@ -738,14 +749,14 @@ function renderTranscript() {
 function renderDiff(text) {
   const pre = $('diff');
   if (!text || !String(text).trim()) { pre.replaceChildren(h('span', { class: 'empty' }, 'No changes.')); return; }
-  pre.replaceChildren(...String(text).split('\n').map((line) => {
+  pre.replaceChildren(h('div', { class: 'lines' }, String(text).replace(/\n$/, '').split('\n').map((line) => {
     let cls = '';
     if (line.startsWith('+++') || line.startsWith('---') || line.startsWith('diff ') || line.startsWith('index ')) cls = 'file';
     else if (line.startsWith('@@')) cls = 'hunk';
     else if (line.startsWith('+')) cls = 'add';
     else if (line.startsWith('-')) cls = 'del';
     return h('span', { class: `line ${cls}` }, `${line}\n`);
-  }));
+  })));
 }
 
 function renderAttempts() {
@@ -843,7 +854,7 @@ window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer
 
 async function start() {
   await refreshAll();
-  connect();
+  if ($('login').hidden) connect();
 }
 
 (async () => {

@@ -313,7 +313,11 @@ impl Engine {
             shutting_down: false,
             removed_worktree: false,
             over_budget: false,
-            forced: Default::default(),
+            forced: records
+                .iter()
+                .filter(|r| r.retry_from > 0)
+                .map(|r| r.id.clone())
+                .collect(),
         };
         // A failure before the crash still stops new work.
         for i in 0..engine.tasks.len() {

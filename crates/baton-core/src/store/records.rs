@@ -66,6 +66,8 @@ pub struct TaskRecord {
     pub activity: Option<String>,
     pub session_id: Option<String>,
     pub last_output_at: Option<i64>,
+    /// Set when a person asked for a retry: failures count from this attempt on.
+    pub retry_from: u32,
 }
 
 impl TaskRecord {
@@ -94,6 +96,7 @@ impl TaskRecord {
             activity: r.get("activity")?,
             session_id: r.get("session_id")?,
             last_output_at: r.get("last_output_at")?,
+            retry_from: r.get("retry_from")?,
         })
     }
 }
