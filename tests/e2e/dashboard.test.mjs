@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,8 +36,9 @@ before(async () => {
 });
 
 after(async () => {
-  for (const s of servers) s.stop();
   if (browser) await browser.close();
+  await Promise.all(servers.map((s) => s.stop()));
+  for (const s of servers) rmSync(s.dir, { recursive: true, force: true });
 });
 
 /** A temporary repository with `tasks` (TOML) planned for the fake agent, and `baton serve` on it. */
@@ -50,6 +51,7 @@ async function serve(tasks) {
   writeFileSync(path.join(repo, 'baton.toml'),
     `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[defaults]\nagent = "fake"\n\n${tasks}`);
   const proc = spawn(BATON, ['serve', '--addr', '127.0.0.1:0'], { cwd: repo, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
   const url = await new Promise((resolve, reject) => {
     let seen = '';
     const timer = setTimeout(() => reject(new Error(`baton serve did not start: ${seen}`)), 20000);
@@ -62,7 +64,14 @@ async function serve(tasks) {
   });
   const server = {
     url, dir, repo,
-    stop() { try { process.kill(-proc.pid, 'SIGTERM'); } catch { /* gone */ } },
+    /** Ends baton serve and everything it started (its process group). */
+    async stop() {
+      const kill = (sig) => { try { process.kill(-proc.pid, sig); } catch { /* gone */ } };
+      kill('SIGTERM');
+      const timer = setTimeout(() => kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
     async api(method, p, body) {
       const res = await fetch(url + p, { method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
       const text = await res.text();

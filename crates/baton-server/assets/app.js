@@ -18,7 +18,7 @@ const CAN = {
   stop: new Set(['pending', 'running', 'awaiting_approval']),
   steer: new Set(['pending', 'running', 'awaiting_approval']),
   approve: new Set(['awaiting_approval']),
-  retry: new Set(['failed', 'stopped', 'conflicted']),
+  retry: new Set(['failed', 'stopped', 'conflicted', 'skipped']),
 };
 // Task events after which the task's diff may have changed.
 const DIFF_KINDS = new Set(['committed', 'merged', 'attempt_failed', 'succeeded', 'failed',
