@@ -177,6 +177,31 @@ struct View {
 }
 
 impl View {
+    /// A view of `run`, after a first line that says where it goes on.
+    fn new(store: Arc<Store>, run: &str, where_: &str) -> View {
+        let started = store
+            .run(run)
+            .map(|r| r.created_at)
+            .unwrap_or_else(|_| now_ms());
+        eprintln!(
+            "baton: run {run}{where_} (integration branch {})",
+            baton_core::paths::integration_branch(run)
+        );
+        View {
+            store,
+            run: run.to_string(),
+            started,
+            tty: std::io::stderr().is_terminal(),
+            drawn: 0,
+            last_seq: 0,
+        }
+    }
+
+    /// How often to draw: a terminal is redrawn, plain lines come as they happen.
+    fn period(&self) -> Duration {
+        Duration::from_millis(if self.tty { 200 } else { 100 })
+    }
+
     fn draw(&mut self) {
         let mut err = std::io::stderr().lock();
         if self.tty {
@@ -222,24 +247,8 @@ impl View {
 /// Follows a run that another process (`baton serve`) drives, with the same
 /// view, until it ends; Ctrl-C only stops following.
 pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Result<i32> {
-    let started = store
-        .run(&run)
-        .map(|r| r.created_at)
-        .unwrap_or_else(|_| now_ms());
-    let tty = std::io::stderr().is_terminal();
-    eprintln!(
-        "baton: run {run} goes on in `baton serve` (integration branch {})",
-        baton_core::paths::integration_branch(&run)
-    );
-    let mut view = View {
-        store: store.clone(),
-        run: run.clone(),
-        started,
-        tty,
-        drawn: 0,
-        last_seq: 0,
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(if tty { 200 } else { 100 }));
+    let mut view = View::new(store.clone(), &run, " goes on in `baton serve`");
+    let mut tick = tokio::time::interval(view.period());
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -271,27 +280,10 @@ pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Resul
 pub async fn drive(engine: Engine, json: bool) -> anyhow::Result<i32> {
     let store = engine.store().clone();
     let run = engine.run_id().to_string();
-    let started = store
-        .run(&run)
-        .map(|r| r.created_at)
-        .unwrap_or_else(|_| now_ms());
-    let tty = std::io::stderr().is_terminal();
-    eprintln!(
-        "baton: run {run} (integration branch {})",
-        baton_core::paths::integration_branch(&run)
-    );
-    let mut view = View {
-        store: store.clone(),
-        run: run.clone(),
-        started,
-        tty,
-        drawn: 0,
-        last_seq: 0,
-    };
+    let mut view = View::new(store.clone(), &run, "");
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let painter = tokio::spawn(async move {
-        let period = if view.tty { 200 } else { 100 };
-        let mut tick = tokio::time::interval(Duration::from_millis(period));
+        let mut tick = tokio::time::interval(view.period());
         loop {
             tokio::select! {
                 _ = tick.tick() => view.draw(),
