@@ -1,6 +1,7 @@
 //! Gates: shell commands run in the task's worktree after an attempt. The
 //! first failing one becomes the feedback for the next attempt.
 
+use super::output::last_lines;
 use super::supervise::{self, Ended, Spec};
 use super::{Shared, WorkerCmd};
 use std::ffi::OsString;
@@ -15,12 +16,6 @@ pub(crate) enum GateResult {
     Passed,
     Failed { reason: String, feedback: String },
     Interrupted(WorkerCmd),
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..].join("\n")
 }
 
 /// The attempt whose work the gates check.

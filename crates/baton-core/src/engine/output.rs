@@ -2,6 +2,12 @@
 //! the attempt's log file; lines (each capped) go to the parser; only a
 //! bounded tail is kept.
 
+/// The last `n` lines of `text` (for feedback from an agent's or gate's output).
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Keeps the last `cap` bytes written to it.
 pub struct Tail {
     buf: Vec<u8>,

@@ -4,6 +4,7 @@
 
 use super::gates::{self, GateResult};
 use super::meter::Meter;
+use super::output::last_lines;
 use super::supervise::{self, Ended, Io, Signal, Spec};
 use super::{prompt, Shared, WorkerCmd};
 use crate::adapter::{self, AgentEvent, LaunchRequest};
@@ -739,11 +740,6 @@ fn count_failures(sh: &Shared, task: &str) -> u32 {
                 .count() as u32
         })
         .unwrap_or(0)
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Commits what the attempt left; returns the branch head afterwards (the
