@@ -24,9 +24,9 @@ pub struct LogsArgs {
 
 fn task_ended(store: &Store, run: &str, task: &str) -> bool {
     store
-        .tasks(run)
+        .task(run, task)
         .ok()
-        .and_then(|ts| ts.into_iter().find(|t| t.id == task))
+        .flatten()
         .map(|t| {
             matches!(
                 t.status.as_str(),

@@ -61,12 +61,7 @@ impl Engine {
         ) {
             return (false, format!("task {id:?} is {}; only a failed, stopped, conflicted or skipped task can be retried", status.as_str()));
         }
-        let rec = self
-            .sh
-            .store
-            .tasks(&self.sh.run_id)
-            .ok()
-            .and_then(|v| v.into_iter().find(|r| r.id == id));
+        let rec = self.sh.store.task(&self.sh.run_id, &id).ok().flatten();
         let attempts = rec.as_ref().map(|r| r.attempts).unwrap_or(0);
         let mut feedback = message.unwrap_or_else(|| {
             rec.as_ref()

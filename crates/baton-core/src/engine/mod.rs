@@ -381,11 +381,10 @@ impl Engine {
     }
 
     async fn upstream_views(&self, spec: &TaskSpec) -> BTreeMap<String, TaskView> {
-        let records = self.sh.store.tasks(&self.sh.run_id).unwrap_or_default();
         let wants_files = spec.prompt.contains("files");
         let mut out = BTreeMap::new();
         for n in &spec.needs {
-            let Some(r) = records.iter().find(|r| &r.id == n) else {
+            let Ok(Some(r)) = self.sh.store.task(&self.sh.run_id, n) else {
                 continue;
             };
             let mut files = r.files.clone().unwrap_or_default();
@@ -430,23 +429,11 @@ impl Engine {
         fin_tx: &UnboundedSender<worker::Finished>,
     ) {
         let spec = self.tasks[i].spec.clone();
-        let rec = self
-            .sh
-            .store
-            .tasks(&self.sh.run_id)
-            .ok()
-            .and_then(|v| v.into_iter().find(|r| r.id == spec.id));
-        let (attempts, _failures, stored_feedback, existing_wt) = rec
+        let rec = self.sh.store.task(&self.sh.run_id, &spec.id).ok().flatten();
+        let (attempts, stored_feedback, existing_wt) = rec
             .as_ref()
-            .map(|r| {
-                (
-                    r.attempts,
-                    r.failures,
-                    r.feedback.clone(),
-                    r.worktree.clone(),
-                )
-            })
-            .unwrap_or((0, 0, None, None));
+            .map(|r| (r.attempts, r.feedback.clone(), r.worktree.clone()))
+            .unwrap_or((0, None, None));
         let worktree = existing_wt.clone().map(PathBuf::from).unwrap_or_else(|| {
             crate::paths::task_worktree(&self.worktrees, &self.sh.run_id, &spec.id)
         });
@@ -607,10 +594,8 @@ impl Engine {
         let rec = self
             .sh
             .store
-            .tasks(&self.sh.run_id)
+            .task(&self.sh.run_id, &id)
             .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|r| r.id == id)
             .ok_or_else(|| format!("task {id} vanished from the store"))?;
         let commit = rec.commit_id.clone().unwrap_or_default();
         if commit.is_empty() || rec.start_commit.as_deref() == Some(commit.as_str()) {

@@ -543,6 +543,18 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// One task of a run, if it exists.
+    pub fn task(&self, run: &str, id: &str) -> Result<Option<TaskRecord>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT * FROM tasks WHERE run_id = ?1 AND id = ?2",
+                [run, id],
+                TaskRecord::from_row,
+            )
+            .optional()?)
+    }
+
     pub fn attempts(&self, run: &str, task: &str) -> Result<Vec<AttemptRecord>> {
         let conn = self.conn();
         let mut st =

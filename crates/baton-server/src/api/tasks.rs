@@ -22,10 +22,8 @@ fn find_task(
         .run(run)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     st.store
-        .tasks(run)
+        .task(run, task)
         .map_err(ApiError::internal)?
-        .into_iter()
-        .find(|t| t.id == task)
         .ok_or_else(|| ApiError::not_found(format!("run {run} has no task {task:?}")))
 }
 
