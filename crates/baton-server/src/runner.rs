@@ -9,7 +9,7 @@ use baton_core::lock::{self, LockState};
 use baton_core::{Engine, Plan, RunOptions};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn options(state: &AppState, service: bool) -> RunOptions {
     RunOptions {
@@ -199,21 +199,15 @@ pub async fn control(
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
         spawn(state, engine);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(c)) = store.control(id) {
-            if c.handled_at.is_some() {
-                return Ok((c.ok == Some(true), c.response.unwrap_or_default()));
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(ApiError::new(
+    baton_core::engine::wait_answer(store, id, Duration::from_secs(20))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("run {run} did not answer within 20 s"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            )
+        })
 }
 
 fn slug(prompt: &str) -> String {

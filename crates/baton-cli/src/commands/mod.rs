@@ -20,7 +20,7 @@ use baton_core::store::{RunRecord, Store};
 use baton_core::{EngineError, PlanError, Repo};
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A usage or plan problem: exit 2, nothing was started.
 #[derive(Debug)]
@@ -110,25 +110,18 @@ pub async fn send_control(
         )));
     }
     let id = store.send_control(&rec.id, task, kind, message)?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(c) = store.control(id)? {
-            if c.handled_at.is_some() {
-                let text = c.response.unwrap_or_default();
-                if c.ok == Some(true) {
-                    eprintln!("{text}");
-                    return Ok(0);
-                }
-                eprintln!("error: {text}");
-                return Ok(1);
-            }
+    match baton_core::engine::wait_answer(&store, id, Duration::from_secs(20)).await? {
+        Some((true, text)) => {
+            eprintln!("{text}");
+            Ok(0)
         }
-        if Instant::now() > deadline {
-            bail!(
-                "run {} did not answer within 20 s; is its baton process stuck?",
-                rec.id
-            );
+        Some((false, text)) => {
+            eprintln!("error: {text}");
+            Ok(1)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        None => bail!(
+            "run {} did not answer within 20 s; is its baton process stuck?",
+            rec.id
+        ),
     }
 }

@@ -6,6 +6,27 @@ use crate::store::TaskUpdate;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
+/// Waits for the process driving a run to answer control request `id`:
+/// `(ok, message)`, or None if it did not answer within `timeout`.
+pub async fn wait_answer(
+    store: &crate::store::Store,
+    id: i64,
+    timeout: std::time::Duration,
+) -> Result<Option<(bool, String)>, crate::store::StoreError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(c) = store.control(id)? {
+            if c.handled_at.is_some() {
+                return Ok(Some((c.ok == Some(true), c.response.unwrap_or_default())));
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 impl Engine {
     /// Takes a task queued at run time (its plan text is in the store).
     fn add_queued(&mut self, task: &str) -> (bool, String) {

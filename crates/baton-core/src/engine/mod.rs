@@ -11,6 +11,7 @@ mod setup;
 mod supervise;
 mod worker;
 
+pub use control::wait_answer;
 pub use setup::RunOptions;
 
 use crate::clock::now_ms;
