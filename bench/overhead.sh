@@ -6,12 +6,15 @@
 #
 #   bench/overhead.sh            # N=32, ROUNDS=5
 #   N=64 ROUNDS=3 bench/overhead.sh
+#   BATON=/path/to/baton bench/overhead.sh   # an already built binary
 set -euo pipefail
 N=${N:-32}
 ROUNDS=${ROUNDS:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release -q -p baton-cli --manifest-path "$here/Cargo.toml"
-BATON="$here/target/release/baton"
+if [ -z "${BATON:-}" ]; then
+  cargo build --release -q -p baton-cli --manifest-path "$here/Cargo.toml"
+  BATON="$here/target/release/baton"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost \

@@ -117,7 +117,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => commands::run::run(&cwd, a).await,
             Command::Resume(a) => commands::resume::run(&cwd, a).await,
-            Command::Status(a) => commands::status::run(&cwd, a),
+            Command::Status(a) => commands::status::run(&cwd, a).await,
             Command::Logs(a) => commands::logs::run(&cwd, a).await,
             Command::Stop(a) => commands::stop::run(&cwd, a).await,
             Command::Steer(a) => commands::steer::run(&cwd, a).await,

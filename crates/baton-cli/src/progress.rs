@@ -4,6 +4,7 @@
 
 use baton_core::clock::now_ms;
 use baton_core::duration::human;
+use baton_core::model::{EventKind, RunStatus, TaskStatus};
 use baton_core::store::{Event, Store, TaskRecord};
 use baton_core::{Engine, Report};
 use std::io::{IsTerminal, Write};
@@ -23,16 +24,16 @@ async fn shutdown_signal() {
     }
 }
 
-pub fn symbol(status: &str) -> &'static str {
+pub fn symbol(status: TaskStatus) -> &'static str {
     match status {
-        "succeeded" => "✓",
-        "failed" | "conflicted" => "✗",
-        "stopped" => "■",
-        "skipped" => "-",
-        "running" => "●",
-        "awaiting_approval" => "?",
-        "merging" => "↣",
-        _ => "◌",
+        TaskStatus::Succeeded => "✓",
+        TaskStatus::Failed | TaskStatus::Conflicted => "✗",
+        TaskStatus::Stopped => "■",
+        TaskStatus::Skipped => "-",
+        TaskStatus::Running => "●",
+        TaskStatus::AwaitingApproval => "?",
+        TaskStatus::Merging => "↣",
+        TaskStatus::Pending => "◌",
     }
 }
 
@@ -46,10 +47,11 @@ pub fn elapsed(t: &TaskRecord) -> String {
 
 /// A task's state in words, with what its agent is doing while it runs.
 pub fn state_label(t: &TaskRecord) -> String {
-    match (t.status.as_str(), t.activity.as_deref()) {
-        ("running", Some(a)) => format!(
+    match (t.status, t.activity) {
+        (TaskStatus::Running, Some(a)) => format!(
             "running: {}",
-            a.replace("waiting_model", "waiting on model")
+            a.as_str()
+                .replace("waiting_model", "waiting on model")
                 .replace('_', " ")
         ),
         (s, _) => s.to_string(),
@@ -75,7 +77,7 @@ fn task_line(t: &TaskRecord, width: usize) -> String {
     };
     let mut line = format!(
         "  {} {:<width$}  {:<26} {:<4} {:>7}",
-        symbol(&t.status),
+        symbol(t.status),
         t.id,
         state_label(t),
         attempt,
@@ -84,7 +86,7 @@ fn task_line(t: &TaskRecord, width: usize) -> String {
     if let Some(c) = t.cost_usd {
         line.push_str(&format!("  ${c:.4}"));
     }
-    if t.status == "awaiting_approval" {
+    if t.status == TaskStatus::AwaitingApproval {
         line.push_str(&format!("  run: baton approve {}", t.id));
     }
     line
@@ -92,19 +94,11 @@ fn task_line(t: &TaskRecord, width: usize) -> String {
 
 fn frame(run: &str, started: i64, tasks: &[TaskRecord]) -> Vec<String> {
     let width = tasks.iter().map(|t| t.id.len()).max().unwrap_or(4).min(32);
-    let count = |s: &str| tasks.iter().filter(|t| t.status == s).count();
-    let done = tasks
-        .iter()
-        .filter(|t| {
-            matches!(
-                t.status.as_str(),
-                "succeeded" | "failed" | "stopped" | "conflicted" | "skipped"
-            )
-        })
-        .count();
+    let count = |s: TaskStatus| tasks.iter().filter(|t| t.status == s).count();
+    let done = tasks.iter().filter(|t| t.status.is_finished()).count();
     let mut lines = vec![format!(
         "baton run {run} · {} running · {done}/{} done · {}",
-        count("running"),
+        count(TaskStatus::Running),
         tasks.len(),
         human(Duration::from_millis((now_ms() - started).max(0) as u64))
     )];
@@ -113,7 +107,7 @@ fn frame(run: &str, started: i64, tasks: &[TaskRecord]) -> Vec<String> {
     } else {
         tasks
             .iter()
-            .filter(|t| t.status != "succeeded" && t.status != "pending")
+            .filter(|t| !matches!(t.status, TaskStatus::Succeeded | TaskStatus::Pending))
             .take(MAX_LINES)
             .collect()
     };
@@ -124,8 +118,8 @@ fn frame(run: &str, started: i64, tasks: &[TaskRecord]) -> Vec<String> {
         lines.push(format!(
             "  … and {} more ({} succeeded, {} pending)",
             tasks.len() - shown.len(),
-            count("succeeded"),
-            count("pending")
+            count(TaskStatus::Succeeded),
+            count(TaskStatus::Pending)
         ));
     }
     lines
@@ -135,32 +129,38 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
     let task = e.task_id.as_deref().unwrap_or("run");
     let d = &e.data;
     let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let text = match e.kind.as_str() {
-        "attempt_started" => format!(
+    let text = match e.kind {
+        EventKind::AttemptStarted => format!(
             "attempt {} started",
             d.get("attempt").and_then(|v| v.as_u64()).unwrap_or(0)
         ),
-        "attempt_failed" => format!(
+        EventKind::AttemptFailed => format!(
             "attempt {} failed: {}",
             d.get("attempt").and_then(|v| v.as_u64()).unwrap_or(0),
             s("reason")
         ),
-        "gate_finished" if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => s("reason"),
-        "gate_finished" => format!("gate `{}` passed", s("gate")),
-        "approval_needed" => format!("waiting for approval: baton approve {task}"),
-        "merged" => "merged".to_string(),
-        "succeeded" => "succeeded (not merged: merge = false)".to_string(),
-        "conflicted" => format!(
+        EventKind::GateFinished if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => {
+            s("reason")
+        }
+        EventKind::GateFinished => format!("gate `{}` passed", s("gate")),
+        EventKind::ApprovalNeeded => format!("waiting for approval: baton approve {task}"),
+        EventKind::Merged => "merged".to_string(),
+        EventKind::Succeeded => "succeeded (not merged: merge = false)".to_string(),
+        EventKind::Conflicted => format!(
             "conflicted in {}",
             d.get("paths").map(|p| p.to_string()).unwrap_or_default()
         ),
-        "failed" | "stopped" | "skipped" => format!("{}: {}", e.kind, s("reason")),
-        "steered" => format!("steered: {}", s("message")),
-        "stalled" => "stalled: no output for a while (it keeps running)".to_string(),
-        "agent_error" => format!("agent error: {}", s("message")),
-        "budget_exceeded" => "run budget exceeded: stopping every agent".to_string(),
-        "tool_call" => format!("{} {}", s("name"), s("detail")),
-        "interrupt" => "interrupted: stopping agents and committing their work".to_string(),
+        EventKind::Failed | EventKind::Stopped | EventKind::Skipped => {
+            format!("{}: {}", e.kind, s("reason"))
+        }
+        EventKind::Steered => format!("steered: {}", s("message")),
+        EventKind::Stalled => "stalled: no output for a while (it keeps running)".to_string(),
+        EventKind::AgentError => format!("agent error: {}", s("message")),
+        EventKind::BudgetExceeded => "run budget exceeded: stopping every agent".to_string(),
+        EventKind::ToolCall => format!("{} {}", s("name"), s("detail")),
+        EventKind::Interrupt => {
+            "interrupted: stopping agents and committing their work".to_string()
+        }
         _ => return None,
     };
     let at = human(Duration::from_millis((e.ts - started).max(0) as u64));
@@ -255,7 +255,7 @@ pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Resul
         tokio::select! {
             _ = tick.tick() => {
                 view.draw();
-                let ended = store.run(&run).map(|r| r.finished_at.is_some() || r.status != "running").unwrap_or(true);
+                let ended = store.run(&run).map(|r| r.finished_at.is_some() || r.status != RunStatus::Running).unwrap_or(true);
                 if ended {
                     view.draw();
                     break;
@@ -267,7 +267,7 @@ pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Resul
             }
         }
     }
-    let report = Report::load(&store, &run)?;
+    let report = Report::load(&store, &run).await?;
     print_summary(&report);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -304,16 +304,16 @@ pub async fn drive(engine: Engine, json: bool) -> anyhow::Result<i32> {
 
 pub fn print_summary(r: &Report) {
     let mut err = std::io::stderr().lock();
-    let count = |s: &str| r.tasks.iter().filter(|t| t.status == s).count();
+    let count = |s: TaskStatus| r.tasks.iter().filter(|t| t.status == s).count();
     let mut parts = Vec::new();
     for s in [
-        "succeeded",
-        "failed",
-        "conflicted",
-        "stopped",
-        "skipped",
-        "pending",
-        "awaiting_approval",
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Conflicted,
+        TaskStatus::Stopped,
+        TaskStatus::Skipped,
+        TaskStatus::Pending,
+        TaskStatus::AwaitingApproval,
     ] {
         let n = count(s);
         if n > 0 {
@@ -339,7 +339,7 @@ pub fn print_summary(r: &Report) {
         .unwrap_or(0)
         .min(32);
     for t in &r.tasks {
-        let mut line = format!("  {} {:<width$}  {}", symbol(&t.status), t.id, t.status);
+        let mut line = format!("  {} {:<width$}  {}", symbol(t.status), t.id, t.status);
         if t.attempts > 1 {
             line.push_str(&format!(" after {} attempts", t.attempts));
         }
@@ -369,7 +369,7 @@ pub fn print_summary(r: &Report) {
         "integration branch: {} at {head}",
         r.integration_branch
     );
-    if r.status == "interrupted" {
+    if r.status == RunStatus::Interrupted {
         let _ = writeln!(err, "continue with: baton resume {}", r.run);
     }
 }

@@ -98,7 +98,10 @@ fn run_budget_stops_every_agent() {
     let env = TestEnv::new();
     let script = format!("say {}\nhang", claude_usage_line(400_000, 0));
     let mut plan = fake_claude_profile("c", &script);
-    plan.push_str("[run]\nmax_parallel = 3\nbudget_usd = 2.0\n\n");
+    // Crossed only once all three have reported: costs reach the engine as
+    // they are reported, so a lower budget would stop the last agent before
+    // it says what it spent.
+    plan.push_str("[run]\nmax_parallel = 3\nbudget_usd = 3.0\n\n");
     for id in ["a", "b", "c"] {
         plan.push_str(&format!(
             "[[task]]\nid = \"{id}\"\nagent = \"c\"\nprompt = \"x\"\ntimeout = \"60s\"\n\n"

@@ -3,11 +3,13 @@
 
 pub mod adapter;
 pub mod clock;
+pub mod control;
 pub mod dag;
 pub mod duration;
 pub mod engine;
 pub mod git;
 pub mod lock;
+pub mod model;
 pub mod paths;
 pub mod plan;
 pub mod process;
@@ -16,7 +18,7 @@ pub mod secrets;
 pub mod store;
 pub mod template;
 
-pub use engine::{Engine, EngineError, RunOptions};
+pub use engine::{Engine, EngineError, EngineHandle, RunOptions};
 pub use git::Repo;
 pub use plan::{Plan, PlanError};
 pub use report::Report;

@@ -50,3 +50,9 @@ pub fn integration_branch(run: &str) -> String {
 pub fn task_branch(run: &str, task: &str) -> String {
     format!("baton/{run}/task/{task}")
 }
+
+/// Where attempt `n` of a task keeps its end commit, whatever its outcome:
+/// an agent that later resets or rewrites its branch cannot make it unreachable.
+pub fn attempt_ref(run: &str, task: &str, n: u32) -> String {
+    format!("refs/baton/{run}/{task}/{n}")
+}

@@ -1,5 +1,6 @@
 //! The run report (PLAN-FORMAT.md, "The JSON report"), read from the store.
 
+use crate::model::{Activity, ControlKind, RunStatus, TaskStatus};
 use crate::store::{Store, StoreError, TaskRecord};
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ pub struct Usage {
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskReport {
     pub id: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub attempts: u32,
     pub branch: String,
     pub commit: Option<String>,
@@ -25,13 +26,21 @@ pub struct TaskReport {
     pub duration_ms: Option<i64>,
     /// What the agent is doing while the task runs (starting, working,
     /// waiting_model, running_tool, stalled).
-    pub activity: Option<String>,
+    pub activity: Option<Activity>,
+    /// The profile that runs it, and the tasks it waits for.
+    pub agent: Option<String>,
+    pub needs: Vec<String>,
+    pub started_at_ms: Option<i64>,
+    /// Why a person should look now (approval, failed, conflicted, stalled).
+    pub attention: Option<&'static str>,
+    /// What a person may ask of it now.
+    pub actions: Vec<ControlKind>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub run: String,
-    pub status: String,
+    pub status: RunStatus,
     pub integration_branch: String,
     pub base_commit: String,
     pub integration_commit: Option<String>,
@@ -52,7 +61,7 @@ impl TaskReport {
     fn from_record(r: &TaskRecord) -> TaskReport {
         TaskReport {
             id: r.id.clone(),
-            status: r.status.clone(),
+            status: r.status,
             attempts: r.attempts,
             branch: r.branch.clone(),
             commit: r.commit_id.clone(),
@@ -72,32 +81,31 @@ impl TaskReport {
                 (Some(s), Some(f)) => Some(f - s),
                 _ => None,
             },
-            activity: r.activity.clone(),
+            activity: r.activity,
+            agent: r.agent.clone(),
+            needs: r.needs.clone(),
+            started_at_ms: r.started_at,
+            attention: r.status.attention(r.activity),
+            actions: r.status.actions(),
         }
     }
 }
 
 impl Report {
-    pub fn load(store: &Store, run: &str) -> Result<Report, StoreError> {
+    pub async fn load(store: &Store, run: &str) -> Result<Report, StoreError> {
         let rec = store.run(run)?;
         let tasks: Vec<TaskReport> = store
             .tasks(run)?
             .iter()
             .map(TaskReport::from_record)
             .collect();
-        let integration_commit = std::process::Command::new("git")
-            .args([
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("refs/heads/{}", rec.integration_branch),
-            ])
-            .current_dir(&rec.repo)
-            .stdin(std::process::Stdio::null())
-            .output()
+        let branch = format!("refs/heads/{}", rec.integration_branch);
+        let args = ["rev-parse", "--verify", "--quiet", branch.as_str()];
+        let integration_commit = crate::git::git(std::path::Path::new(&rec.repo), args)
+            .await
             .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            .filter(|o| o.code == 0)
+            .map(|o| o.stdout.trim().to_string());
         Ok(Report {
             usage: Usage {
                 input_tokens: sum(tasks.iter().map(|t| t.usage.input_tokens)),
@@ -120,9 +128,9 @@ impl Report {
     /// The exit status PLAN-FORMAT.md gives a finished run: 0 when every task
     /// succeeded, 1 otherwise; 130 for a run interrupted and left to resume.
     pub fn exit_code(&self) -> i32 {
-        if self.status == "interrupted" {
+        if self.status == RunStatus::Interrupted {
             130
-        } else if self.tasks.iter().all(|t| t.status == "succeeded") {
+        } else if self.tasks.iter().all(|t| t.status == TaskStatus::Succeeded) {
             0
         } else {
             1

@@ -13,13 +13,6 @@ const COLUMNS = [
   { key: 'done', title: 'Done' },
   { key: 'other', title: 'Other' },
 ];
-// Which actions a task's status allows (the server answers 409 otherwise).
-const CAN = {
-  stop: new Set(['pending', 'running', 'awaiting_approval']),
-  steer: new Set(['pending', 'running', 'awaiting_approval']),
-  approve: new Set(['awaiting_approval']),
-  retry: new Set(['failed', 'stopped', 'conflicted', 'skipped']),
-};
 // Task events after which the task's diff may have changed.
 const DIFF_KINDS = new Set(['committed', 'merged', 'attempt_failed', 'succeeded', 'failed',
   'stopped', 'conflicted', 'approval_needed']);
@@ -682,11 +675,13 @@ function renderDetail() {
     ['result', t.result && h('span', { class: 'result' }, t.result)],
   ].filter(([, v]) => v != null && v !== '');
   $('detail-meta').replaceChildren(h('dl', {}, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
-  $('btn-stop').disabled = !CAN.stop.has(t.status);
-  $('btn-approve').disabled = !CAN.approve.has(t.status);
-  $('btn-retry').disabled = !CAN.retry.has(t.status);
-  $('btn-steer').disabled = !CAN.steer.has(t.status);
-  $('steer-input').disabled = !CAN.steer.has(t.status);
+  // The report says which actions the task's status allows (the server answers 409 otherwise).
+  const can = new Set(t.actions || []);
+  $('btn-stop').disabled = !can.has('stop');
+  $('btn-approve').disabled = !can.has('approve');
+  $('btn-retry').disabled = !can.has('retry');
+  $('btn-steer').disabled = !can.has('steer');
+  $('steer-input').disabled = !can.has('steer');
 }
 
 function describe(ev) {

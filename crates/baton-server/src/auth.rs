@@ -5,7 +5,7 @@
 //! send one without a CORS preflight, which is never granted) and an Origin,
 //! if sent, that matches the Host.
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};

@@ -6,6 +6,7 @@
 mod api;
 mod assets;
 mod auth;
+mod error;
 mod notify;
 mod runner;
 mod state;

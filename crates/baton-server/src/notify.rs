@@ -5,11 +5,10 @@
 //! a TLS stack in baton.
 
 use crate::state::AppState;
+use baton_core::model::EventKind;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-
-const ATTENTION: &[&str] = &["approval_needed", "failed", "conflicted", "stalled"];
 
 pub fn spawn(state: Arc<AppState>) {
     let Some(url) = state.opts.webhook.clone() else {
@@ -30,7 +29,7 @@ pub fn spawn(state: Arc<AppState>) {
             };
             for e in events {
                 last = e.seq;
-                if !ATTENTION.contains(&e.kind.as_str()) {
+                if !e.kind.needs_attention() {
                     continue;
                 }
                 let task = e.task_id.clone().unwrap_or_default();
@@ -40,9 +39,9 @@ pub fn spawn(state: Arc<AppState>) {
                     .and_then(|r| r.as_str())
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default();
-                let what = match e.kind.as_str() {
-                    "approval_needed" => "waits for your approval".to_string(),
-                    "stalled" => "has gone silent (stalled)".to_string(),
+                let what = match e.kind {
+                    EventKind::ApprovalNeeded => "waits for your approval".to_string(),
+                    EventKind::Stalled => "has gone silent (stalled)".to_string(),
                     k => format!("{k}{why}"),
                 };
                 let body = serde_json::json!({

@@ -2,14 +2,39 @@
 //! service run that takes queued tasks, and runs left interrupted by an
 //! earlier server or a crashed `baton run`, resumed at start.
 
-use crate::api::ApiError;
-use crate::state::AppState;
-use axum::http::StatusCode;
-use baton_core::lock::{self, LockState};
-use baton_core::{Engine, Plan, RunOptions};
+use crate::state::{AppState, Driven};
+use baton_core::control::{self, ControlError};
+use baton_core::engine::Answer;
+use baton_core::model::{ControlKind, RunKind};
+use baton_core::store::NewTask;
+use baton_core::{Engine, EngineHandle, Plan, RunOptions};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+
+/// Why the runner could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The request itself is wrong (a plan, a prompt, a profile).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NoRun(String),
+    /// The run is in a state that does not allow it.
+    #[error("{0}")]
+    Busy(String),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn invalid(e: impl std::fmt::Display) -> RunnerError {
+    RunnerError::Invalid(e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> RunnerError {
+    RunnerError::Internal(e.to_string())
+}
 
 fn options(state: &AppState, service: bool) -> RunOptions {
     RunOptions {
@@ -20,13 +45,15 @@ fn options(state: &AppState, service: bool) -> RunOptions {
     }
 }
 
-/// Drives an engine in the background until it ends or the server stops.
-fn spawn(state: &Arc<AppState>, engine: Engine) -> String {
+/// Drives an engine in the background until it ends or the server stops;
+/// returns its handle.
+fn spawn(state: &Arc<AppState>, engine: Engine) -> EngineHandle {
+    let handle = engine.handle();
     let run = engine.run_id().to_string();
     let mut rx = state.shutdown_rx();
     let st = state.clone();
     let id = run.clone();
-    let handle = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let stop = async move {
             while !*rx.borrow() {
                 if rx.changed().await.is_err() {
@@ -42,64 +69,59 @@ fn spawn(state: &Arc<AppState>, engine: Engine) -> String {
         }
     });
     if let Ok(mut g) = state.engines.lock() {
-        g.insert(run.clone(), handle);
+        let driven = Driven {
+            task,
+            handle: handle.clone(),
+        };
+        g.insert(run, driven);
     }
-    run
+    handle
 }
 
 pub fn is_live(state: &AppState, run: &str) -> bool {
-    matches!(lock::probe(&state.paths.lock(run)), LockState::Held(_))
-}
-
-fn bad(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    control::is_live(&state.paths, run)
 }
 
 /// Starts a run of a plan file (a path inside the repository).
-pub async fn start_plan(state: &Arc<AppState>, plan: &str) -> Result<String, ApiError> {
+pub async fn start_plan(state: &Arc<AppState>, plan: &str) -> Result<String, RunnerError> {
     let rel = Path::new(plan);
     if rel.is_absolute()
         || rel
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(bad(
+        return Err(invalid(
             "plan must be a path inside the repository, relative to its root",
         ));
     }
     let root = &state.opts.repo.root;
-    let source = std::fs::read_to_string(root.join(rel))
-        .map_err(|e| bad(format!("cannot read plan {plan}: {e}")))?;
-    let plan = Plan::parse(rel, &source, Some(root)).map_err(bad)?;
+    let source = tokio::fs::read_to_string(root.join(rel))
+        .await
+        .map_err(|e| invalid(format!("cannot read plan {plan}: {e}")))?;
+    let plan = Plan::parse(rel, &source, Some(root)).map_err(invalid)?;
     let engine = Engine::start(state.opts.repo.clone(), plan, options(state, false))
         .await
-        .map_err(bad)?;
-    Ok(spawn(state, engine))
+        .map_err(invalid)?;
+    Ok(spawn(state, engine).run_id().to_string())
 }
 
 /// The configuration plan: profiles, defaults and routes for queued tasks.
-pub fn config_plan(state: &AppState) -> Result<Plan, ApiError> {
+pub fn config_plan(state: &AppState) -> Result<Plan, RunnerError> {
     let root = &state.opts.repo.root;
     let path = &state.opts.plan;
     let source = std::fs::read_to_string(root.join(path)).unwrap_or_default();
-    Plan::parse_config(path, &source, Some(root)).map_err(bad)
+    Plan::parse_config(path, &source, Some(root)).map_err(invalid)
 }
 
 /// The service run's id, starting or resuming it if needed.
-pub async fn ensure_service(state: &Arc<AppState>) -> Result<String, ApiError> {
+pub async fn ensure_service(state: &Arc<AppState>) -> Result<String, RunnerError> {
     let mut guard = state.service.lock().await;
     if let Some(id) = guard.as_ref() {
         if is_live(state, id) {
             return Ok(id.clone());
         }
     }
-    let internal = |e: baton_core::EngineError| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    };
-    let existing = state
-        .store
-        .service_run()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let existing = state.store.service_run().map_err(internal)?;
     let engine = match existing {
         Some(r) if !is_live(state, &r.id) => {
             Engine::resume(state.opts.repo.clone(), Some(&r.id), options(state, true))
@@ -118,7 +140,7 @@ pub async fn ensure_service(state: &Arc<AppState>) -> Result<String, ApiError> {
         .await
         .map_err(internal)?,
     };
-    let id = spawn(state, engine);
+    let id = spawn(state, engine).run_id().to_string();
     *guard = Some(id.clone());
     Ok(id)
 }
@@ -132,7 +154,7 @@ pub async fn resume_interrupted(state: &Arc<AppState>) {
         if is_live(state, &r.id) {
             continue;
         }
-        let service = r.kind == "service";
+        let service = r.kind == RunKind::Service;
         match Engine::resume(
             state.opts.repo.clone(),
             Some(&r.id),
@@ -142,7 +164,7 @@ pub async fn resume_interrupted(state: &Arc<AppState>) {
         {
             Ok(engine) => {
                 tracing::info!("resumed run {}", r.id);
-                let id = spawn(state, engine);
+                let id = spawn(state, engine).run_id().to_string();
                 if service {
                     *state.service.lock().await = Some(id);
                 }
@@ -152,62 +174,46 @@ pub async fn resume_interrupted(state: &Arc<AppState>) {
     }
 }
 
-/// Sends a control request to the process driving a run and waits for its answer.
+/// Asks for `kind` on a task of `run`. A run this server drives is asked
+/// directly over its handle; a retry on a run nobody drives reopens it and
+/// resumes it here; a run another process drives is asked through the store.
 pub async fn control(
     state: &Arc<AppState>,
     run: &str,
     task: &str,
-    kind: &str,
+    kind: ControlKind,
     message: Option<&str>,
-) -> Result<(bool, String), ApiError> {
+) -> Result<Answer, RunnerError> {
     let store = &state.store;
     let rec = store
         .run(run)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
-    let tasks = store
-        .tasks(run)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    if kind != "add" && !tasks.iter().any(|t| t.id == task) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("run {run} has no task {task:?}"),
-        ));
-    }
-    let live = is_live(state, run);
-    if !live && kind != "retry" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "run {run} is not going on (status: {}); nothing can {kind} its tasks now",
-                rec.status
-            ),
-        ));
-    }
-    let id = store
-        .send_control(run, task, kind, message)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    if !live {
-        // A retry on a finished run reopens it and resumes it here.
-        if rec.finished_at.is_some() {
-            store
-                .reopen_run(run)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| RunnerError::NoRun(e.to_string()))?;
+    control::check_task(store, run, task, kind)?;
+    if let Some(h) = state.handle(run) {
+        if let Some(answer) = h.request(task, kind, message.map(str::to_string)).await {
+            return Ok(answer);
         }
-        let service = rec.kind == "service";
-        let engine = Engine::resume(state.opts.repo.clone(), Some(run), options(state, service))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-        spawn(state, engine);
+        // It ended between the lookup and the request: as if it were not ours.
     }
-    baton_core::engine::wait_answer(store, id, Duration::from_secs(20))
+    if kind != ControlKind::Retry || is_live(state, run) {
+        return Ok(control::request(store, &state.paths, &rec, task, kind, message).await?);
+    }
+    // A retry on a run nobody drives reopens it and resumes it here.
+    if rec.finished_at.is_some() {
+        store.reopen_run(run).map_err(internal)?;
+    }
+    let service = rec.kind == RunKind::Service;
+    let engine = Engine::resume(state.opts.repo.clone(), Some(run), options(state, service))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("run {run} did not answer within 20 s"),
-            )
-        })
+        .map_err(|e| RunnerError::Busy(e.to_string()))?;
+    // Asked before it is driven, so that it cannot end without answering.
+    let answer = engine
+        .handle()
+        .request(task, kind, message.map(str::to_string));
+    spawn(state, engine);
+    answer
+        .await
+        .ok_or_else(|| RunnerError::Busy(format!("run {run} ended before it could answer")))
 }
 
 fn slug(prompt: &str) -> String {
@@ -231,16 +237,16 @@ pub async fn add_task(
     prompt: &str,
     agent: Option<&str>,
     tags: &[String],
-) -> Result<(String, String), ApiError> {
+) -> Result<(String, String), RunnerError> {
     if prompt.trim().is_empty() {
-        return Err(bad("the prompt is empty"));
+        return Err(invalid("the prompt is empty"));
     }
     let config = config_plan(state)?;
     let agent = config.route(agent, tags);
     if let Some(a) = &agent {
         if !config.agents.contains_key(a) {
             let known: Vec<&str> = config.agents.keys().map(String::as_str).collect();
-            return Err(bad(format!(
+            return Err(invalid(format!(
                 "unknown agent profile {a:?} (the plan defines: {})",
                 known.join(", ")
             )));
@@ -256,17 +262,25 @@ pub async fn add_task(
     };
     let snippet = Plan::task_snippet(&id, prompt, agent.as_deref());
     // Validate against the profiles and defaults before anything is stored.
-    config
+    let spec = config
         .parse_added(std::slice::from_ref(&snippet))
-        .map_err(bad)?;
-    let branch = baton_core::paths::task_branch(&run, &id);
+        .map_err(invalid)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("the queued task did not parse as a task"))?;
+    let task = NewTask {
+        branch: baton_core::paths::task_branch(&run, &id),
+        id: id.clone(),
+        agent: spec.agent,
+        needs: spec.needs,
+    };
     state
         .store
-        .add_task(&run, &id, &branch, &snippet, tags)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let (ok, msg) = control(state, &run, &id, "add", None).await?;
-    if !ok {
-        return Err(bad(msg));
+        .add_task(&run, &task, &snippet, tags)
+        .map_err(internal)?;
+    let answer = control(state, &run, &id, ControlKind::Add, None).await?;
+    if !answer.ok {
+        return Err(invalid(answer.message));
     }
     Ok((run, id))
 }

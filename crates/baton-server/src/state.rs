@@ -4,6 +4,7 @@
 use baton_core::git::Repo;
 use baton_core::paths::StatePaths;
 use baton_core::store::Store;
+use baton_core::EngineHandle;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -23,6 +24,12 @@ pub struct ServeOptions {
     pub webhook: Option<String>,
 }
 
+/// A run this process drives: the task driving it, and its handle.
+pub struct Driven {
+    pub task: tokio::task::JoinHandle<()>,
+    pub handle: EngineHandle,
+}
+
 pub struct AppState {
     pub opts: ServeOptions,
     pub store: Arc<Store>,
@@ -30,7 +37,7 @@ pub struct AppState {
     /// Listening beyond loopback: every API call needs a token.
     pub require_token: bool,
     /// Runs this process drives, by id.
-    pub engines: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    pub engines: Mutex<HashMap<String, Driven>>,
     pub shutdown_tx: watch::Sender<bool>,
     /// The standing run that takes queued tasks.
     pub service: tokio::sync::Mutex<Option<String>>,
@@ -51,6 +58,12 @@ impl AppState {
         }))
     }
 
+    /// The handle of a run this process drives.
+    pub fn handle(&self, run: &str) -> Option<EngineHandle> {
+        let g = self.engines.lock().ok()?;
+        g.get(run).map(|d| d.handle.clone())
+    }
+
     pub fn begin_shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
     }
@@ -63,7 +76,7 @@ impl AppState {
     pub async fn wait_for_runs(&self) {
         self.begin_shutdown();
         let handles: Vec<_> = match self.engines.lock() {
-            Ok(mut g) => g.drain().map(|(_, h)| h).collect(),
+            Ok(mut g) => g.drain().map(|(_, d)| d.task).collect(),
             Err(_) => Vec::new(),
         };
         for h in handles {

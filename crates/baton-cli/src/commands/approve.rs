@@ -1,5 +1,6 @@
 //! `baton approve`: let a task that waits for a person be merged.
 
+use baton_core::model::ControlKind;
 use clap::Args;
 use std::path::Path;
 
@@ -13,5 +14,12 @@ pub struct ApproveArgs {
 }
 
 pub async fn run(cwd: &Path, args: ApproveArgs) -> anyhow::Result<i32> {
-    super::send_control(cwd, args.run.as_deref(), &args.task, "approve", None).await
+    super::send_control(
+        cwd,
+        args.run.as_deref(),
+        &args.task,
+        ControlKind::Approve,
+        None,
+    )
+    .await
 }

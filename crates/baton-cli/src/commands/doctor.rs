@@ -17,8 +17,6 @@ pub struct DoctorArgs {
     pub plan: PathBuf,
 }
 
-const CLIS: &[&str] = &["claude", "codex", "gemini", "opencode", "aider"];
-
 /// Finds a program the way the shell would.
 pub fn which(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -71,7 +69,7 @@ async fn version(bin: &Path) -> Result<String, String> {
 
 pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
     println!("agent CLIs:");
-    for cli in CLIS {
+    for cli in baton_core::adapter::ADAPTERS.iter().filter_map(|a| a.cli) {
         match which(cli) {
             Some(p) => match version(&p).await {
                 Ok(v) => println!("  {cli:<9} {v}  ({})", p.display()),

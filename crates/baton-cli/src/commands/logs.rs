@@ -1,6 +1,7 @@
 //! `baton logs`: what a task's agent and gates printed, attempt by attempt.
 
 use super::{find_run, open_repo, open_store, usage};
+use baton_core::model::RunStatus;
 use baton_core::store::Store;
 use clap::Args;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -27,19 +28,14 @@ fn task_ended(store: &Store, run: &str, task: &str) -> bool {
         .task(run, task)
         .ok()
         .flatten()
-        .map(|t| {
-            matches!(
-                t.status.as_str(),
-                "succeeded" | "failed" | "stopped" | "conflicted" | "skipped"
-            )
-        })
+        .map(|t| t.status.is_finished())
         .unwrap_or(true)
 }
 
 fn run_ended(store: &Store, run: &str) -> bool {
     store
         .run(run)
-        .map(|r| r.status != "running")
+        .map(|r| r.status != RunStatus::Running)
         .unwrap_or(true)
 }
 

@@ -13,14 +13,15 @@ pub mod steer;
 pub mod stop;
 pub mod token;
 
-use anyhow::{bail, Context};
-use baton_core::lock::{self, LockState};
+use anyhow::Context;
+use baton_core::control::{self, ControlError};
+use baton_core::engine::Answer;
+use baton_core::model::ControlKind;
 use baton_core::paths::StatePaths;
 use baton_core::store::{RunRecord, Store};
 use baton_core::{EngineError, PlanError, Repo};
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::Duration;
 
 /// A usage or plan problem: exit 2, nothing was started.
 #[derive(Debug)]
@@ -77,51 +78,29 @@ pub fn watchdog_command() -> Option<Vec<OsString>> {
     Some(vec![exe.into_os_string(), "__watchdog".into()])
 }
 
-/// Sends a control request to the process driving a run and waits for its answer.
+/// Sends a request to the process driving a run and prints its answer.
 pub async fn send_control(
     cwd: &Path,
     run: Option<&str>,
     task: &str,
-    kind: &str,
+    kind: ControlKind,
     message: Option<&str>,
 ) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let (store, paths) = open_store(&repo)?;
     let rec = find_run(&store, run)?;
-    let tasks = store.tasks(&rec.id)?;
-    if !tasks.iter().any(|t| t.id == task) {
-        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        return Err(usage(format!(
-            "run {} has no task {task:?} (its tasks: {})",
-            rec.id,
-            ids.join(", ")
-        )));
-    }
-    if let LockState::Free = lock::probe(&paths.lock(&rec.id)) {
-        bail!(usage(format!(
-            "run {} is not going on (status: {}); nothing can {kind} its tasks now{}",
-            rec.id,
-            rec.status,
-            if rec.finished_at.is_none() {
-                "; continue it with `baton resume`"
-            } else {
-                ""
-            }
-        )));
-    }
-    let id = store.send_control(&rec.id, task, kind, message)?;
-    match baton_core::engine::wait_answer(&store, id, Duration::from_secs(20)).await? {
-        Some((true, text)) => {
-            eprintln!("{text}");
+    match control::request(&store, &paths, &rec, task, kind, message).await {
+        Ok(Answer { ok: true, message }) => {
+            eprintln!("{message}");
             Ok(0)
         }
-        Some((false, text)) => {
-            eprintln!("error: {text}");
+        Ok(Answer { ok: false, message }) => {
+            eprintln!("error: {message}");
             Ok(1)
         }
-        None => bail!(
-            "run {} did not answer within 20 s; is its baton process stuck?",
-            rec.id
-        ),
+        Err(e @ (ControlError::NoTask { .. } | ControlError::NotLive { .. })) => {
+            Err(usage(e.to_string()))
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -3,6 +3,7 @@
 use super::{find_run, open_repo, open_store};
 use crate::progress::{elapsed, state_label, symbol, usage_label};
 use baton_core::lock::{self, LockState};
+use baton_core::model::RunKind;
 use baton_core::Report;
 use clap::Args;
 use std::path::Path;
@@ -17,11 +18,11 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-pub fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
+pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let (store, paths) = open_store(&repo)?;
     let rec = find_run(&store, args.run.as_deref())?;
-    let report = Report::load(&store, &rec.id)?;
+    let report = Report::load(&store, &rec.id).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
@@ -31,7 +32,7 @@ pub fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             "going on (pid {})",
             pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
         ),
-        LockState::Free if rec.finished_at.is_none() && rec.kind == "service" => {
+        LockState::Free if rec.finished_at.is_none() && rec.kind == RunKind::Service => {
             "not going on: `baton serve` resumes it when it starts".into()
         }
         LockState::Free if rec.finished_at.is_none() => {
@@ -47,7 +48,7 @@ pub fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     for t in &tasks {
         let mut line = format!(
             "  {} {:<width$}  {:<26} attempts {:<2} {:>7}",
-            symbol(&t.status),
+            symbol(t.status),
             t.id,
             state_label(t),
             t.attempts,

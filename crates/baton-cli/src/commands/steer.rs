@@ -1,5 +1,6 @@
 //! `baton steer`: give a running task a message.
 
+use baton_core::model::ControlKind;
 use clap::Args;
 use std::path::Path;
 
@@ -23,7 +24,7 @@ pub async fn run(cwd: &Path, args: SteerArgs) -> anyhow::Result<i32> {
         cwd,
         args.run.as_deref(),
         &args.task,
-        "steer",
+        ControlKind::Steer,
         Some(&args.message),
     )
     .await

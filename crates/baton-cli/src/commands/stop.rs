@@ -1,5 +1,6 @@
 //! `baton stop`: stop a task of a run going on in another process.
 
+use baton_core::model::ControlKind;
 use clap::Args;
 use std::path::Path;
 
@@ -14,5 +15,12 @@ pub struct StopArgs {
 }
 
 pub async fn run(cwd: &Path, args: StopArgs) -> anyhow::Result<i32> {
-    super::send_control(cwd, args.run.as_deref(), &args.task, "stop", None).await
+    super::send_control(
+        cwd,
+        args.run.as_deref(),
+        &args.task,
+        ControlKind::Stop,
+        None,
+    )
+    .await
 }

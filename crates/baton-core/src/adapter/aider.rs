@@ -5,6 +5,12 @@
 use super::events::{AgentEvent, ToolKind, UsageMode, UsageReport};
 use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
 
+pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
+    name: "aider",
+    cli: Some("aider"),
+    make: || Box::new(AiderAdapter),
+};
+
 pub struct AiderAdapter;
 
 impl Adapter for AiderAdapter {

@@ -7,6 +7,12 @@ use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, Usage
 use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
 use serde_json::{json, Value};
 
+pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
+    name: "claude",
+    cli: Some("claude"),
+    make: || Box::new(ClaudeAdapter),
+};
+
 pub struct ClaudeAdapter;
 
 fn user_line(text: &str) -> String {

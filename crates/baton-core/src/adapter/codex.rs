@@ -5,6 +5,12 @@ use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, Usage
 use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
 use serde_json::Value;
 
+pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
+    name: "codex",
+    cli: Some("codex"),
+    make: || Box::new(CodexAdapter),
+};
+
 pub struct CodexAdapter;
 
 impl Adapter for CodexAdapter {

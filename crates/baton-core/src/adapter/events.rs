@@ -1,5 +1,6 @@
 //! One vocabulary for what every agent does, whatever its CLI prints.
 
+use crate::model::EventKind;
 use serde::Serialize;
 
 /// What a tool call does, for people scanning a transcript.
@@ -74,16 +75,16 @@ pub enum AgentEvent {
 
 impl AgentEvent {
     /// The event kind as stored in the event log.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> EventKind {
         match self {
-            AgentEvent::Session { .. } => "agent_session",
-            AgentEvent::Message { .. } => "agent_message",
-            AgentEvent::ToolCall { .. } => "tool_call",
-            AgentEvent::ToolResult { .. } => "tool_result",
-            AgentEvent::Usage(_) => "usage",
-            AgentEvent::Retrying { .. } => "agent_retry",
-            AgentEvent::Error { .. } => "agent_error",
-            AgentEvent::TurnEnd { .. } => "agent_result",
+            AgentEvent::Session { .. } => EventKind::AgentSession,
+            AgentEvent::Message { .. } => EventKind::AgentMessage,
+            AgentEvent::ToolCall { .. } => EventKind::ToolCall,
+            AgentEvent::ToolResult { .. } => EventKind::ToolResult,
+            AgentEvent::Usage(_) => EventKind::Usage,
+            AgentEvent::Retrying { .. } => EventKind::AgentRetry,
+            AgentEvent::Error { .. } => EventKind::AgentError,
+            AgentEvent::TurnEnd { .. } => EventKind::AgentResult,
         }
     }
 }

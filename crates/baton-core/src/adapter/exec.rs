@@ -3,6 +3,12 @@
 
 use super::{Adapter, AgentEvent, Finish, Launch, LaunchRequest, StreamParser};
 
+pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
+    name: "exec",
+    cli: None,
+    make: || Box::new(ExecAdapter),
+};
+
 pub struct ExecAdapter;
 
 impl Adapter for ExecAdapter {
@@ -35,6 +41,10 @@ impl Adapter for ExecAdapter {
 
     fn parser(&self) -> Box<dyn StreamParser> {
         Box::new(ExecParser)
+    }
+
+    fn prompt_is_text(&self) -> bool {
+        false
     }
 }
 

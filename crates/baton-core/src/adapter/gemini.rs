@@ -5,6 +5,12 @@ use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, Usage
 use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
 use serde_json::Value;
 
+pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
+    name: "gemini",
+    cli: Some("gemini"),
+    make: || Box::new(GeminiAdapter),
+};
+
 pub struct GeminiAdapter;
 
 impl Adapter for GeminiAdapter {

@@ -70,24 +70,54 @@ pub trait Adapter: Send + Sync {
     fn steer_line(&self, _message: &str) -> Option<String> {
         None
     }
+    /// Whether the prompt is text for a model, so that feedback on a failed
+    /// attempt can be appended to it. An `exec` prompt is a command: text
+    /// appended to it would break it.
+    fn prompt_is_text(&self) -> bool {
+        true
+    }
+}
+
+/// One kind of agent baton can run: its name in a profile, the CLI it starts
+/// when the profile gives no `command`, and how to make it.
+pub struct AdapterInfo {
+    pub name: &'static str,
+    /// The program on PATH (None: `exec` runs the profile's `command`).
+    pub cli: Option<&'static str>,
+    pub make: fn() -> Box<dyn Adapter>,
+}
+
+/// Every adapter, in the order `baton doctor` lists them. A new adapter is a
+/// file of its own, one line here, and its parser tests; plan validation and
+/// `doctor` read this list.
+pub const ADAPTERS: &[AdapterInfo] = &[
+    claude::INFO,
+    codex::INFO,
+    gemini::INFO,
+    opencode::INFO,
+    aider::INFO,
+    exec::INFO,
+];
+
+/// The adapter called `name`.
+pub fn find(name: &str) -> Option<&'static AdapterInfo> {
+    ADAPTERS.iter().find(|a| a.name == name)
+}
+
+/// The names of every adapter, for messages.
+pub fn names() -> Vec<&'static str> {
+    ADAPTERS.iter().map(|a| a.name).collect()
 }
 
 /// The adapter named by a profile.
 pub fn for_profile(profile: &AgentProfile) -> Result<Box<dyn Adapter>, String> {
-    Ok(match profile.adapter.as_str() {
-        "exec" => Box::new(ExecAdapter),
-        "claude" => Box::new(claude::ClaudeAdapter),
-        "codex" => Box::new(codex::CodexAdapter),
-        "gemini" => Box::new(gemini::GeminiAdapter),
-        "opencode" => Box::new(opencode::OpencodeAdapter),
-        "aider" => Box::new(aider::AiderAdapter),
-        other => {
-            return Err(format!(
-                "unknown adapter {other:?} (profile {:?})",
-                profile.name
-            ))
-        }
-    })
+    match find(&profile.adapter) {
+        Some(a) => Ok((a.make)()),
+        None => Err(format!(
+            "unknown adapter {:?} (profile {:?})",
+            profile.adapter, profile.name
+        )),
+    }
 }
 
 /// The program a profile runs: its `command` (program and leading
@@ -101,10 +131,6 @@ pub fn program(profile: &AgentProfile, default: &str) -> (OsString, Vec<OsString
 
 /// The CLI a profile would start, for `baton doctor`.
 pub fn program_name(profile: &AgentProfile) -> String {
-    let default = if profile.adapter == "exec" {
-        ""
-    } else {
-        profile.adapter.as_str()
-    };
+    let default = find(&profile.adapter).and_then(|a| a.cli).unwrap_or("");
     program(profile, default).0.to_string_lossy().into_owned()
 }

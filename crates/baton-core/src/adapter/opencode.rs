@@ -6,6 +6,12 @@ use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, Usage
 use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
 use serde_json::Value;
 
+pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
+    name: "opencode",
+    cli: Some("opencode"),
+    make: || Box::new(OpencodeAdapter),
+};
+
 pub struct OpencodeAdapter;
 
 impl Adapter for OpencodeAdapter {

@@ -1,9 +1,11 @@
 //! Gates: shell commands run in the task's worktree after an attempt. The
 //! first failing one becomes the feedback for the next attempt.
 
+use super::messages::WorkerCmd;
 use super::output::last_lines;
-use super::supervise::{self, Ended, Spec};
-use super::{Shared, WorkerCmd};
+use super::shared::Shared;
+use super::supervise::{self, Ended, Spec, Unheard};
+use crate::model::EventKind;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
@@ -47,7 +49,7 @@ pub(crate) async fn run_all(
             &sh.run_id,
             Some(task),
             Some(attempt),
-            "gate_started",
+            EventKind::GateStarted,
             &serde_json::json!({ "gate": gate }),
         );
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -70,7 +72,7 @@ pub(crate) async fn run_all(
             redactor: Some(sh.redactor.clone()),
             ..Default::default()
         };
-        let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut |_| None).await;
+        let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut Unheard).await;
         let ms = started.elapsed().as_millis() as u64;
         let (passed, reason) = match &out.ended {
             Ended::Exited(0) => (true, String::new()),
@@ -93,7 +95,7 @@ pub(crate) async fn run_all(
             &sh.run_id,
             Some(task),
             Some(attempt),
-            "gate_finished",
+            EventKind::GateFinished,
             &data,
         );
         if let Ended::Cmd(c) = out.ended {

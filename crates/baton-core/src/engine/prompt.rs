@@ -13,12 +13,17 @@ fn read_repo_file(worktree: &Path, root: &Path, rel: &str) -> Result<String, Str
         .map_err(|e| format!("cannot read {rel}: {e}"))
 }
 
+/// The prompt of one attempt. `text_prompt`: the prompt is text for a model,
+/// so feedback is appended when the template does not place it; an `exec`
+/// prompt is a command, and gets feedback only where its template says
+/// (and in `BATON_FEEDBACK`).
 pub(crate) fn build(
     spec: &TaskSpec,
     profile: &AgentProfile,
     ctx: &PromptContext,
     worktree: &Path,
     root: &Path,
+    text_prompt: bool,
 ) -> Result<String, String> {
     let mut out = String::new();
     if let Some(instr) = &profile.instructions {
@@ -32,7 +37,7 @@ pub(crate) fn build(
         let text = read_repo_file(worktree, root, file)?;
         out.push_str(&format!("\n\n--- context: {file} ---\n{}", text.trim_end()));
     }
-    if !ctx.feedback.is_empty() && !template::uses_feedback(&spec.prompt) {
+    if text_prompt && !ctx.feedback.is_empty() && !template::uses_feedback(&spec.prompt) {
         out.push_str(&format!(
             "\n\n--- feedback on the previous attempt ---\n{}",
             ctx.feedback.trim_end()

@@ -1,15 +1,21 @@
 //! Creating a run, and picking one up again after a crash or Ctrl-C.
 
-use super::{Engine, EngineError, Rt, Shared, Status};
+use super::board::{Board, Rules};
+use super::handle::EngineHandle;
+use super::merge::MergeQueue;
+use super::shared::Shared;
+use super::shell::Wiring;
+use super::{Engine, EngineError};
 use crate::clock::{new_run_id, now_ms};
 use crate::git::Repo;
 use crate::lock::RunLock;
+use crate::model::{AttemptStatus, EventKind, RunKind, RunStatus, TaskStatus};
 use crate::paths::{integration_branch, task_branch, StatePaths};
 use crate::plan::Plan;
 use crate::process::{self, Watchdog};
-use crate::store::{RunRecord, Store, TaskUpdate};
+use crate::store::{NewTask, RunRecord, Store, TaskUpdate};
 use serde_json::json;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,6 +81,62 @@ fn worktrees_root(repo: &Repo, paths: &StatePaths, plan: &Plan, opts: &RunOption
     }
 }
 
+/// The parts of an engine that `start` and `resume` find out differently.
+struct Parts {
+    repo: Repo,
+    store: Arc<Store>,
+    paths: StatePaths,
+    run_id: String,
+    plan: Plan,
+    lock: RunLock,
+    opts: RunOptions,
+    worktrees: PathBuf,
+    integration_ref: String,
+    head: String,
+}
+
+impl Parts {
+    /// The engine, its board holding every task of the plan as pending.
+    fn assemble(self) -> Result<Engine, EngineError> {
+        let wiring = Wiring::new();
+        let spent_before = self.store.run_cost(&self.run_id)?.unwrap_or(0.0);
+        let rules = Rules {
+            run: self.run_id.clone(),
+            max_parallel: self.plan.run.max_parallel,
+            service: self.opts.service,
+            auto_approve: self.opts.auto_approve,
+        };
+        let board = Board::new(rules, self.plan.tasks.iter().cloned());
+        let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head);
+        let handle = EngineHandle::new(&self.run_id, wiring.requests_tx);
+        let watchdog = watchdog(&self.opts);
+        let sh = Shared::new(
+            self.repo,
+            self.store,
+            self.paths,
+            self.run_id,
+            self.plan,
+            watchdog,
+            wiring.notes_tx,
+        );
+        Ok(Engine {
+            sh: Arc::new(sh),
+            _lock: self.lock,
+            opts: self.opts,
+            worktrees: self.worktrees,
+            board,
+            merges,
+            workers: HashMap::new(),
+            notes: wiring.notes,
+            requests: wiring.requests,
+            handle,
+            spent_before,
+            spent: HashMap::new(),
+            removed_worktree: false,
+        })
+    }
+}
+
 impl Engine {
     /// Creates a new run of `plan`: its integration branch from `run.base`,
     /// its records in the store. Nothing runs until [`Engine::drive`].
@@ -96,6 +158,11 @@ impl Engine {
         let integration_ref = format!("refs/heads/{integration}");
         repo.create_ref(&integration_ref, &base_commit).await?;
         let worktrees = worktrees_root(&repo, &paths, &plan, &opts);
+        let kind = if opts.service {
+            RunKind::Service
+        } else {
+            RunKind::Plan
+        };
         let record = RunRecord {
             id: run_id.clone(),
             repo: repo.root.display().to_string(),
@@ -106,51 +173,29 @@ impl Engine {
             base_commit: base_commit.clone(),
             integration_branch: integration.clone(),
             worktrees_dir: worktrees.display().to_string(),
-            status: "running".into(),
+            status: RunStatus::Running,
             created_at: now_ms(),
             finished_at: None,
             pid: Some(std::process::id()),
-            kind: if opts.service { "service" } else { "plan" }.into(),
+            kind,
         };
-        let tasks: Vec<(String, String)> = plan
-            .tasks
-            .iter()
-            .map(|t| (t.id.clone(), task_branch(&run_id, &t.id)))
-            .collect();
+        let tasks: Vec<NewTask> = plan.tasks.iter().map(|t| new_task(&run_id, t)).collect();
         store.create_run(&record, &tasks)?;
-        store.set_run_kind(&run_id, &record.kind)?;
-        store.event(
-            &run_id,
-            None,
-            None,
-            "run_started",
-            &json!({ "plan": record.plan_path, "base": base_commit, "tasks": tasks.len() }),
-        )?;
-        let rts = plan
-            .tasks
-            .iter()
-            .map(|t| Rt {
-                spec: t.clone(),
-                status: Status::Pending,
-                tx: None,
-            })
-            .collect();
-        let watchdog = watchdog(&opts);
-        Ok(Engine {
-            sh: Arc::new(Shared::new(repo, store, paths, run_id, plan, watchdog)),
-            _lock: lock,
+        let data = json!({ "plan": record.plan_path, "base": base_commit, "tasks": tasks.len() });
+        store.event(&run_id, None, None, EventKind::RunStarted, &data)?;
+        Parts {
+            repo,
+            store,
+            paths,
+            run_id,
+            plan,
+            lock,
             opts,
+            worktrees,
             integration_ref,
             head: base_commit,
-            worktrees,
-            tasks: rts,
-            merge_queue: VecDeque::new(),
-            stop_new: None,
-            shutting_down: false,
-            removed_worktree: false,
-            over_budget: false,
-            forced: Default::default(),
-        })
+        }
+        .assemble()
     }
 
     /// Takes over an interrupted run (`None`: the latest): reaps what a crashed
@@ -172,7 +217,7 @@ impl Engine {
                 status: record.status,
             });
         }
-        opts.service = record.kind == "service";
+        opts.service = record.kind == RunKind::Service;
         let mut plan = plan_for_resume(&repo, &record)?;
         if opts.service {
             plan.tasks.clear();
@@ -186,14 +231,7 @@ impl Engine {
             let added = plan.parse_added(&snippets)?;
             plan.tasks.extend(added);
         }
-
-        // A crashed baton's agents may still run (if its watchdog died too).
-        for pgid in process::orphan_groups(&run_id) {
-            tracing::info!("reaping process group {pgid} left by run {run_id}");
-            process::signal_group(pgid, libc::SIGTERM);
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            process::signal_group(pgid, libc::SIGKILL);
-        }
+        reap_orphans(&run_id).await;
         let integration_ref = format!("refs/heads/{}", record.integration_branch);
         let head = repo.ref_commit(&integration_ref).await?.ok_or_else(|| {
             EngineError::Io(format!(
@@ -201,132 +239,152 @@ impl Engine {
                 record.integration_branch
             ))
         })?;
-        store.set_run_status(&run_id, "running", false, Some(std::process::id()))?;
-        store.event(
-            &run_id,
-            None,
-            None,
-            "run_resumed",
-            &json!({ "pid": std::process::id() }),
-        )?;
+        store.set_run_status(&run_id, RunStatus::Running, false, Some(std::process::id()))?;
+        let data = json!({ "pid": std::process::id() });
+        store.event(&run_id, None, None, EventKind::RunResumed, &data)?;
 
         let records = store.tasks(&run_id)?;
-        let mut rts = Vec::new();
-        let mut merge_queue = VecDeque::new();
-        for spec in &plan.tasks {
-            let rec = records.iter().find(|r| r.id == spec.id);
-            let mut status = rec
-                .map(|r| Status::parse(&r.status))
-                .unwrap_or(Status::Pending);
-            if status == Status::Running {
-                // Its attempt died with the old process: keep its work, run it again.
-                if let Some(r) = rec {
-                    if let Some(wt) = r
-                        .worktree
-                        .as_deref()
-                        .filter(|w| std::path::Path::new(w).exists())
-                    {
-                        let msg =
-                            format!("baton: {} attempt {} (interrupted)", spec.id, r.attempts);
-                        if let Err(e) = repo.commit_all(std::path::Path::new(wt), &msg).await {
-                            tracing::warn!("cannot commit what task {} left: {e}", spec.id);
-                        }
-                        if let Ok(h) = repo.head(std::path::Path::new(wt)).await {
-                            store.update_task(
-                                &run_id,
-                                &spec.id,
-                                &TaskUpdate {
-                                    commit_id: Some(h),
-                                    ..Default::default()
-                                },
-                                None,
-                            )?;
-                        }
-                    }
-                    if r.attempts > 0 {
-                        store.finish_attempt(
-                            &run_id,
-                            &spec.id,
-                            r.attempts,
-                            "interrupted",
-                            None,
-                            Some("baton stopped while it ran"),
-                        )?;
-                    }
+        let mut statuses = HashMap::new();
+        let mut to_merge = Vec::new();
+        for (i, spec) in plan.tasks.iter().enumerate() {
+            let Some(rec) = records.iter().find(|r| r.id == spec.id) else {
+                continue;
+            };
+            let status = match rec.status {
+                TaskStatus::Running => {
+                    // Its attempt died with the old process: keep its work, run it again.
+                    take_back(&repo, &store, &run_id, rec).await?;
+                    TaskStatus::Pending
                 }
-                status = Status::Pending;
-                store.update_task(
-                    &run_id,
-                    &spec.id,
-                    &TaskUpdate {
-                        status: Some("pending".into()),
-                        ..Default::default()
-                    },
-                    Some(("interrupted", &json!({ "resumed": true }))),
-                )?;
-            }
-            if status == Status::Queued {
-                // A crash between moving the integration branch and recording
-                // the merge: it is merged already, do not merge it twice.
-                let commit = rec.and_then(|r| r.commit_id.clone());
-                let merged = match &commit {
-                    Some(c) => {
-                        repo.is_ancestor(c, &head).await.unwrap_or(false)
-                            && rec.and_then(|r| r.start_commit.as_deref()) != Some(c.as_str())
-                    }
-                    None => false,
-                };
-                if merged {
-                    status = Status::Succeeded;
+                TaskStatus::Merging if merged_already(&repo, rec, &head).await => {
+                    // A crash between moving the integration branch and
+                    // recording the merge: it is merged, do not merge it twice.
                     let upd = TaskUpdate {
-                        status: Some("succeeded".into()),
+                        status: Some(TaskStatus::Succeeded),
                         merged: Some(true),
                         finished_at: Some(now_ms()),
                         ..Default::default()
                     };
-                    store.update_task(&run_id, &spec.id, &upd, Some(("merged", &json!({ "changes": true, "integration": head, "found_on_resume": true }))))?;
-                } else {
-                    merge_queue.push_back(spec.id.clone());
+                    let data =
+                        json!({ "changes": true, "integration": head, "found_on_resume": true });
+                    store.update_task(&run_id, &spec.id, &upd, Some((EventKind::Merged, &data)))?;
+                    TaskStatus::Succeeded
                 }
-            }
-            rts.push(Rt {
-                spec: spec.clone(),
-                status,
-                tx: None,
-            });
+                TaskStatus::Merging => {
+                    to_merge.push(i);
+                    TaskStatus::Merging
+                }
+                other => other,
+            };
+            statuses.insert(spec.id.clone(), status);
         }
+        let forced: Vec<String> = records
+            .iter()
+            .filter(|r| r.retry_from > 0)
+            .map(|r| r.id.clone())
+            .collect();
         let worktrees = opts
             .worktrees
             .clone()
             .unwrap_or_else(|| PathBuf::from(&record.worktrees_dir));
-        let watchdog = watchdog(&opts);
-        let mut engine = Engine {
-            sh: Arc::new(Shared::new(repo, store, paths, run_id, plan, watchdog)),
-            _lock: lock,
+        let mut engine = Parts {
+            repo,
+            store,
+            paths,
+            run_id,
+            plan,
+            lock,
             opts,
+            worktrees,
             integration_ref,
             head,
-            worktrees,
-            tasks: rts,
-            merge_queue,
-            stop_new: None,
-            shutting_down: false,
-            removed_worktree: false,
-            over_budget: false,
-            forced: records
-                .iter()
-                .filter(|r| r.retry_from > 0)
-                .map(|r| r.id.clone())
-                .collect(),
-        };
-        // A failure before the crash still stops new work.
-        for i in 0..engine.tasks.len() {
-            let s = engine.tasks[i].status;
-            if matches!(s, Status::Failed | Status::Stopped | Status::Conflicted) {
-                engine.after_failure(i, s);
-            }
+        }
+        .assemble()?;
+        engine.board.restore(&statuses, &forced);
+        for i in to_merge {
+            engine.merges.push(i);
         }
         Ok(engine)
+    }
+}
+
+fn new_task(run: &str, t: &crate::plan::TaskSpec) -> NewTask {
+    NewTask {
+        id: t.id.clone(),
+        branch: task_branch(run, &t.id),
+        agent: t.agent.clone(),
+        needs: t.needs.clone(),
+    }
+}
+
+/// A crashed baton's agents may still run (if its watchdog died too).
+async fn reap_orphans(run: &str) {
+    for pgid in process::orphan_groups(run) {
+        tracing::info!("reaping process group {pgid} left by run {run}");
+        process::signal_group(pgid, libc::SIGTERM);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        process::signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// A task whose attempt died with the old process: what it left is
+/// committed (and kept under its attempt's ref), the attempt is recorded as
+/// interrupted, and the task waits to run again.
+async fn take_back(
+    repo: &Repo,
+    store: &Store,
+    run: &str,
+    rec: &crate::store::TaskRecord,
+) -> Result<(), EngineError> {
+    if let Some(wt) = rec
+        .worktree
+        .as_deref()
+        .map(std::path::Path::new)
+        .filter(|w| w.exists())
+    {
+        let msg = format!("baton: {} attempt {} (interrupted)", rec.id, rec.attempts);
+        if let Err(e) = repo.commit_all(wt, &msg).await {
+            tracing::warn!("cannot commit what task {} left: {e}", rec.id);
+        }
+        if let Ok(h) = repo.head(wt).await {
+            if rec.attempts > 0 {
+                super::attempt::keep_ref(repo, store, run, &rec.id, rec.attempts, &h).await;
+            }
+            let upd = TaskUpdate {
+                commit_id: Some(h),
+                ..Default::default()
+            };
+            store.update_task(run, &rec.id, &upd, None)?;
+        }
+    }
+    if rec.attempts > 0 {
+        let why = Some("baton stopped while it ran");
+        store.finish_attempt(
+            run,
+            &rec.id,
+            rec.attempts,
+            AttemptStatus::Interrupted,
+            None,
+            why,
+        )?;
+    }
+    let upd = TaskUpdate {
+        status: Some(TaskStatus::Pending),
+        ..Default::default()
+    };
+    let data = json!({ "resumed": true });
+    store.update_task(run, &rec.id, &upd, Some((EventKind::Interrupted, &data)))?;
+    Ok(())
+}
+
+/// Whether a task found in the merge queue is on the integration branch already.
+async fn merged_already(repo: &Repo, rec: &crate::store::TaskRecord, head: &str) -> bool {
+    match &rec.commit_id {
+        Some(c) => {
+            repo.is_ancestor(c, head).await.unwrap_or(false)
+                && rec.start_commit.as_deref() != Some(c.as_str())
+        }
+        None => false,
     }
 }
 
@@ -340,7 +398,7 @@ fn plan_for_resume(repo: &Repo, record: &RunRecord) -> Result<Plan, EngineError>
         repo.root.join(shown)
     };
     let parse = |text: &str| {
-        if record.kind == "service" {
+        if record.kind == RunKind::Service {
             Plan::parse_config(shown, text, None)
         } else {
             Plan::parse(shown, text, None)

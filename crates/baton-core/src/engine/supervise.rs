@@ -2,11 +2,12 @@
 //! group: output to the log file (secrets masked), parsed events to the
 //! worker as they come, a timeout, stall detection, live steering over stdin
 //! where the agent takes it, and stop/steer/shutdown requests that kill the
-//! whole group.
+//! whole group. [`spawn`] starts it; [`Running::wait`] follows it to its end,
+//! telling an [`AttemptSink`] what happens.
 
+use super::messages::WorkerCmd;
 use super::output::{Lines, Tail};
-use super::WorkerCmd;
-use crate::adapter::{AgentEvent, StreamParser};
+use crate::adapter::{AgentEvent, Finish, StreamParser};
 use crate::process::{kill_tree, reap_leftovers, Watchdog, KILL_GRACE};
 use crate::secrets::Redactor;
 use std::ffi::OsString;
@@ -46,14 +47,27 @@ pub(crate) struct Io<'a> {
     pub redactor: Option<Arc<Redactor>>,
 }
 
-/// What the worker hears while the process runs.
-pub(crate) enum Signal<'e> {
-    Started(i32),
-    /// Some output arrived (resets the stall clock).
-    Output,
-    Events(&'e [AgentEvent]),
-    Stalled,
+/// What the worker hears while the process runs; any answer but None ends
+/// the process with that request.
+pub(crate) trait AttemptSink: Send {
+    /// The process started, in its own group `pgid`.
+    fn started(&mut self, _pgid: i32) {}
+    /// Some output arrived (it resets the stall clock).
+    fn output(&mut self) {}
+    /// The agent's stream said these things.
+    fn events(&mut self, _events: &[AgentEvent]) -> Option<WorkerCmd> {
+        None
+    }
+    /// Nothing came for `stall_after`.
+    fn stalled(&mut self) -> Option<WorkerCmd> {
+        None
+    }
 }
+
+/// For processes nobody listens to beyond their exit (gates).
+pub(crate) struct Unheard;
+
+impl AttemptSink for Unheard {}
 
 #[derive(Debug)]
 pub(crate) enum Ended {
@@ -66,11 +80,11 @@ pub(crate) enum Ended {
 
 pub(crate) struct Outcome {
     pub ended: Ended,
-    pub stdout_tail: String,
     pub stderr_tail: String,
     /// stdout and stderr together, in arrival order per chunk (for gate feedback).
     pub combined_tail: String,
-    pub parser: Option<Box<dyn StreamParser>>,
+    /// How the agent's stream ended, as its parser reads it (None: no parser).
+    pub finish: Option<Finish>,
 }
 
 enum Msg {
@@ -138,7 +152,7 @@ async fn pump<R: AsyncRead + Unpin>(
     combined: Arc<Mutex<Tail>>,
     mut parser: Option<Box<dyn StreamParser>>,
     tx: UnboundedSender<Msg>,
-) -> (String, Option<Box<dyn StreamParser>>) {
+) -> (String, Option<Finish>) {
     let mut tail = Tail::new(tail_cap);
     let mut lines = Lines::new(MAX_LINE);
     let mut buf = vec![0u8; 64 * 1024];
@@ -175,28 +189,45 @@ async fn pump<R: AsyncRead + Unpin>(
         Some(r) => r.redact(&text),
         None => text,
     };
-    (text, parser)
+    // The parser's last word is said here, where it lives.
+    let finish = parser.map(|mut p| p.finish(&text));
+    (text, finish)
 }
 
-fn failed(msg: String, parser: Option<Box<dyn StreamParser>>) -> Outcome {
+/// The end of a process that never started.
+pub(crate) fn not_started(msg: String) -> Outcome {
     Outcome {
         ended: Ended::SpawnFailed(msg),
-        stdout_tail: String::new(),
         stderr_tail: String::new(),
         combined_tail: String::new(),
-        parser,
+        finish: None,
     }
 }
 
-/// Starts the process and waits for it to end one way or another, telling
-/// `on` what happens; `on` may answer with a request that ends the process.
-pub(crate) async fn run(
+/// A process that started, and what follows it.
+pub(crate) struct Running<'a> {
+    child: tokio::process::Child,
+    pgid: i32,
+    timeout: Duration,
+    /// Feeds a stdin pipe kept open for steering; dropping it closes the pipe.
+    stdin: Option<mpsc::UnboundedSender<String>>,
+    steer: Option<SteerLine<'a>>,
+    stall_after: Option<Duration>,
+    redactor: Option<Arc<Redactor>>,
+    msgs: UnboundedReceiver<Msg>,
+    combined: Arc<Mutex<Tail>>,
+    out_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
+    err_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
+    watchdog: Option<&'a Watchdog>,
+}
+
+/// Starts the process in its own group, its output going to the log (and
+/// the parser); Err says why it could not start.
+pub(crate) fn spawn<'a>(
     spec: Spec<'_>,
-    io: Io<'_>,
-    watchdog: Option<&Watchdog>,
-    cmds: &mut UnboundedReceiver<WorkerCmd>,
-    on: &mut (dyn FnMut(Signal) -> Option<WorkerCmd> + Send),
-) -> Outcome {
+    io: Io<'a>,
+    watchdog: Option<&'a Watchdog>,
+) -> Result<Running<'a>, String> {
     let Io {
         parser,
         stdin_lines,
@@ -205,28 +236,17 @@ pub(crate) async fn run(
         redactor,
     } = io;
     if let Some(dir) = spec.log.parent() {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return failed(
-                format!("cannot create log dir {}: {e}", dir.display()),
-                parser,
-            );
-        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create log dir {}: {e}", dir.display()))?;
     }
     let open_log = || {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&spec.log)
+            .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))
     };
-    let (log_out, log_err) = match (open_log(), open_log()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            return failed(
-                format!("cannot open log {}: {e}", spec.log.display()),
-                parser,
-            )
-        }
-    };
+    let (log_out, log_err) = (open_log()?, open_log()?);
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(spec.cwd)
@@ -240,52 +260,25 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let prog = spec.program.to_string_lossy();
-            let msg = if e.kind() == std::io::ErrorKind::NotFound {
-                format!("cannot start {prog:?}: not found (is it installed and on PATH, or set the profile's `command`?)")
-            } else {
-                format!("cannot start {prog:?}: {e}")
-            };
-            return failed(msg, parser);
+    let mut child = cmd.spawn().map_err(|e| {
+        let prog = spec.program.to_string_lossy();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("cannot start {prog:?}: not found (is it installed and on PATH, or set the profile's `command`?)")
+        } else {
+            format!("cannot start {prog:?}: {e}")
         }
-    };
+    })?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
     if let Some(w) = watchdog {
         w.watch(pgid);
     }
-    on(Signal::Started(pgid));
-
-    // Stdin is written by a task of its own, so that an agent that does not
-    // read it yet never blocks the timeout, a stop or the output pumps.
-    // Dropping the sender closes the agent's stdin.
-    let mut stdin: Option<mpsc::UnboundedSender<String>> = child.stdin.take().map(|mut pipe| {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                if pipe
-                    .write_all(format!("{line}\n").as_bytes())
-                    .await
-                    .is_err()
-                    || pipe.flush().await.is_err()
-                {
-                    break;
-                }
-            }
-        });
-        tx
-    });
+    let stdin = child.stdin.take().map(stdin_writer);
     for l in stdin_lines.iter().flatten() {
         if let Some(tx) = &stdin {
             let _ = tx.send(l.clone());
         }
     }
-    let mut turns_expected = 1u32;
-    let mut turns_ended = 0u32;
-
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let (tx, msgs) = mpsc::unbounded_channel::<Msg>();
     let combined = Arc::new(Mutex::new(Tail::new(STDERR_TAIL)));
     let writer = |file| LogWriter {
         file: Some(file),
@@ -293,9 +286,10 @@ pub(crate) async fn run(
         pending: Vec::new(),
     };
     let out_task = child.stdout.take().map(|s| {
+        let log = writer(log_out);
         tokio::spawn(pump(
             s,
-            writer(log_out),
+            log,
             STDOUT_TAIL,
             combined.clone(),
             parser,
@@ -303,121 +297,196 @@ pub(crate) async fn run(
         ))
     });
     let err_task = child.stderr.take().map(|s| {
+        let log = writer(log_err);
         tokio::spawn(pump(
             s,
-            writer(log_err),
+            log,
             STDERR_TAIL,
             combined.clone(),
             None,
             tx.clone(),
         ))
     });
-    drop(tx);
+    Ok(Running {
+        child,
+        pgid,
+        timeout: spec.timeout,
+        stdin,
+        steer,
+        stall_after,
+        redactor,
+        msgs,
+        combined,
+        out_task,
+        err_task,
+        watchdog,
+    })
+}
 
-    let sleep = tokio::time::sleep(spec.timeout);
-    tokio::pin!(sleep);
-    let stall = stall_after.unwrap_or(Duration::from_secs(365 * 24 * 3600));
-    let mut stall_tick =
-        tokio::time::interval((stall / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
-    let mut last_output = Instant::now();
-    let mut stalled = false;
-    let mut rx_open = true;
+/// Stdin is written by a task of its own, so that an agent that does not
+/// read it yet never blocks the timeout, a stop or the output pumps.
+fn stdin_writer(mut pipe: tokio::process::ChildStdin) -> mpsc::UnboundedSender<String> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            let written = pipe.write_all(format!("{line}\n").as_bytes()).await;
+            if written.is_err() || pipe.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
 
-    let ended = loop {
-        tokio::select! {
-            st = child.wait() => break match st {
-                Ok(s) => Ended::Exited(exit_code(s)),
-                Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
-            },
-            _ = &mut sleep => {
-                kill_tree(&mut child, pgid, KILL_GRACE).await;
-                break Ended::TimedOut;
+impl Running<'_> {
+    /// Follows the process to its end, telling `sink` what happens; a
+    /// request from `cmds` or an answer from `sink` ends the whole group.
+    pub async fn wait(
+        mut self,
+        sink: &mut dyn AttemptSink,
+        cmds: &mut UnboundedReceiver<WorkerCmd>,
+    ) -> Outcome {
+        sink.started(self.pgid);
+        let ended = self.until_end(sink, cmds).await;
+        self.stdin = None;
+        // Background children the agent left behind die with it.
+        reap_leftovers(self.pgid);
+        if let Some(w) = self.watchdog {
+            w.forget(self.pgid);
+        }
+        // Output pipes close once the group is gone; a process that escaped the
+        // group may hold them open, so do not wait forever.
+        async fn join<T>(t: Option<tokio::task::JoinHandle<T>>) -> Option<T> {
+            tokio::time::timeout(Duration::from_secs(2), t?)
+                .await
+                .ok()?
+                .ok()
+        }
+        let (_, finish) = join(self.out_task.take()).await.unwrap_or_default();
+        let (stderr_tail, _) = join(self.err_task.take()).await.unwrap_or_default();
+        // What the pumps read after the exit still counts (usage, the final result).
+        while let Ok(msg) = self.msgs.try_recv() {
+            if let Msg::Events(evs) = &msg {
+                let _ = sink.events(evs);
             }
-            msg = rx.recv(), if rx_open => {
-                let Some(msg) = msg else { rx_open = false; continue };
-                last_output = Instant::now();
-                stalled = false;
-                let reply = match &msg {
-                    Msg::Output => on(Signal::Output),
-                    Msg::Events(evs) => {
-                        turns_ended += evs.iter().filter(|e| matches!(e, AgentEvent::TurnEnd { .. })).count() as u32;
-                        on(Signal::Events(evs))
-                    }
-                };
-                if let Some(c) = reply {
-                    kill_tree(&mut child, pgid, KILL_GRACE).await;
-                    break Ended::Cmd(c);
-                }
-                // Every turn asked for is done: closing stdin lets the agent exit.
-                if stdin.is_some() && turns_ended >= turns_expected {
-                    stdin = None;
-                }
-            }
-            _ = stall_tick.tick(), if stall_after.is_some() => {
-                if !stalled && last_output.elapsed() >= stall {
-                    stalled = true;
-                    if let Some(c) = on(Signal::Stalled) {
-                        kill_tree(&mut child, pgid, KILL_GRACE).await;
-                        break Ended::Cmd(c);
-                    }
-                }
-            }
-            cmd = cmds.recv() => match cmd {
-                Some(WorkerCmd::Steer(m)) if stdin.is_some() && steer.and_then(|f| f(&m)).is_some() => {
-                    let line = steer.and_then(|f| f(&m)).unwrap_or_default();
-                    let ok = stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok());
-                    if ok {
-                        turns_expected += 1;
-                    } else {
-                        kill_tree(&mut child, pgid, KILL_GRACE).await;
-                        break Ended::Cmd(WorkerCmd::Steer(m));
-                    }
-                }
-                Some(c) => {
-                    kill_tree(&mut child, pgid, KILL_GRACE).await;
-                    break Ended::Cmd(c);
-                }
-                // The engine is gone: nobody will ask again; let the process finish.
-                None => break match child.wait().await {
+        }
+        let combined_tail = self.combined.lock().map(|t| t.text()).unwrap_or_default();
+        let combined_tail = match &self.redactor {
+            Some(r) => r.redact(&combined_tail),
+            None => combined_tail,
+        };
+        Outcome {
+            ended,
+            stderr_tail,
+            combined_tail,
+            finish,
+        }
+    }
+
+    async fn kill(&mut self) {
+        kill_tree(&mut self.child, self.pgid, KILL_GRACE).await;
+    }
+
+    async fn until_end(
+        &mut self,
+        sink: &mut dyn AttemptSink,
+        cmds: &mut UnboundedReceiver<WorkerCmd>,
+    ) -> Ended {
+        let sleep = tokio::time::sleep(self.timeout);
+        tokio::pin!(sleep);
+        let stall = self
+            .stall_after
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        let period = (stall / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let mut stall_tick = tokio::time::interval(period);
+        let mut last_output = Instant::now();
+        let mut stalled = false;
+        let mut msgs_open = true;
+        let mut turns_expected = 1u32;
+        let mut turns_ended = 0u32;
+        loop {
+            tokio::select! {
+                st = self.child.wait() => return match st {
                     Ok(s) => Ended::Exited(exit_code(s)),
                     Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
                 },
-            },
+                _ = &mut sleep => {
+                    self.kill().await;
+                    return Ended::TimedOut;
+                }
+                msg = self.msgs.recv(), if msgs_open => {
+                    let Some(msg) = msg else { msgs_open = false; continue };
+                    last_output = Instant::now();
+                    stalled = false;
+                    let reply = match &msg {
+                        Msg::Output => {
+                            sink.output();
+                            None
+                        }
+                        Msg::Events(evs) => {
+                            turns_ended += evs.iter().filter(|e| matches!(e, AgentEvent::TurnEnd { .. })).count() as u32;
+                            sink.events(evs)
+                        }
+                    };
+                    if let Some(c) = reply {
+                        self.kill().await;
+                        return Ended::Cmd(c);
+                    }
+                    // Every turn asked for is done: closing stdin lets the agent exit.
+                    if self.stdin.is_some() && turns_ended >= turns_expected {
+                        self.stdin = None;
+                    }
+                }
+                _ = stall_tick.tick(), if self.stall_after.is_some() => {
+                    if !stalled && last_output.elapsed() >= stall {
+                        stalled = true;
+                        if let Some(c) = sink.stalled() {
+                            self.kill().await;
+                            return Ended::Cmd(c);
+                        }
+                    }
+                }
+                cmd = cmds.recv() => match cmd {
+                    Some(WorkerCmd::Steer(m)) if self.steers_live(&m) => {
+                        let line = self.steer.and_then(|f| f(&m)).unwrap_or_default();
+                        let sent = self.stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok());
+                        if sent {
+                            turns_expected += 1;
+                        } else {
+                            self.kill().await;
+                            return Ended::Cmd(WorkerCmd::Steer(m));
+                        }
+                    }
+                    Some(c) => {
+                        self.kill().await;
+                        return Ended::Cmd(c);
+                    }
+                    // The engine is gone: nobody will ask again; let the process finish.
+                    None => return match self.child.wait().await {
+                        Ok(s) => Ended::Exited(exit_code(s)),
+                        Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
+                    },
+                },
+            }
         }
-    };
-    drop(stdin);
-    // Background children the agent left behind die with it.
-    reap_leftovers(pgid);
-    if let Some(w) = watchdog {
-        w.forget(pgid);
     }
 
-    // Output pipes close once the group is gone; a process that escaped the
-    // group may hold them open, so do not wait forever.
-    async fn join<T>(t: Option<tokio::task::JoinHandle<T>>) -> Option<T> {
-        tokio::time::timeout(Duration::from_secs(2), t?)
-            .await
-            .ok()?
-            .ok()
+    /// Whether a steer message can reach the agent while it runs.
+    fn steers_live(&self, message: &str) -> bool {
+        self.stdin.is_some() && self.steer.and_then(|f| f(message)).is_some()
     }
-    let (stdout_tail, parser) = join(out_task).await.unwrap_or_default();
-    let (stderr_tail, _) = join(err_task).await.unwrap_or_default();
-    // What the pumps read after the exit still counts (usage, the final result).
-    while let Ok(msg) = rx.try_recv() {
-        if let Msg::Events(evs) = &msg {
-            let _ = on(Signal::Events(evs));
-        }
-    }
-    let combined_tail = combined.lock().map(|t| t.text()).unwrap_or_default();
-    let combined_tail = match &redactor {
-        Some(r) => r.redact(&combined_tail),
-        None => combined_tail,
-    };
-    Outcome {
-        ended,
-        stdout_tail,
-        stderr_tail,
-        combined_tail,
-        parser,
+}
+
+/// Starts the process and follows it to its end.
+pub(crate) async fn run(
+    spec: Spec<'_>,
+    io: Io<'_>,
+    watchdog: Option<&Watchdog>,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+    sink: &mut dyn AttemptSink,
+) -> Outcome {
+    match spawn(spec, io, watchdog) {
+        Ok(running) => running.wait(sink, cmds).await,
+        Err(msg) => not_started(msg),
     }
 }

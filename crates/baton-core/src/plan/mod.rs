@@ -11,9 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Every adapter a profile may name.
-pub const ADAPTERS: &[&str] = &["claude", "codex", "gemini", "opencode", "aider", "exec"];
-
 pub const DEFAULT_MAX_PARALLEL: usize = 3;
 /// An attempt with no `timeout` still ends: agents can hang or retry forever.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);

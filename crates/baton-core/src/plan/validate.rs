@@ -3,7 +3,7 @@
 use super::error::{line_col, Diagnostic};
 use super::raw::{RawPlan, RawTask};
 use super::{
-    AgentProfile, OnFailure, Plan, Price, RunSettings, TaskSpec, ADAPTERS, DEFAULT_MAX_PARALLEL,
+    AgentProfile, OnFailure, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL,
     DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT,
 };
 use crate::duration::parse_duration;
@@ -218,13 +218,13 @@ fn check_agents(
                 "profile names may use only letters, digits, '_' and '-'".into(),
             );
         }
-        if !ADAPTERS.contains(&adapter) {
+        if crate::adapter::find(adapter).is_none() {
             ck.at(
                 Some(a.adapter.span()),
                 subject.clone(),
                 format!(
                     "unknown adapter {adapter:?}; expected one of {}",
-                    ADAPTERS.join(", ")
+                    crate::adapter::names().join(", ")
                 ),
             );
         }

@@ -7,6 +7,7 @@ mod records;
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
 
 use crate::clock::now_ms;
+use crate::model::{Activity, AttemptStatus, ControlKind, EventKind, RunStatus, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -55,9 +56,9 @@ pub struct AttemptUsage<'a> {
 }
 
 /// The columns a task update may set; None leaves a column as it is.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct TaskUpdate {
-    pub status: Option<String>,
+    pub status: Option<TaskStatus>,
     pub attempts: Option<u32>,
     pub failures: Option<u32>,
     pub worktree: Option<String>,
@@ -70,6 +71,8 @@ pub struct TaskUpdate {
     pub files: Option<Vec<String>>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// A person asked for a retry: failures count from this attempt on.
+    pub retry_from: Option<u32>,
 }
 
 /// Columns added after the first schema, in order; `PRAGMA user_version`
@@ -85,7 +88,19 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE attempts ADD COLUMN model TEXT",
     "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'plan'",
     "ALTER TABLE tasks ADD COLUMN retry_from INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE tasks ADD COLUMN agent TEXT",
+    "ALTER TABLE tasks ADD COLUMN needs TEXT",
+    "ALTER TABLE attempts ADD COLUMN commit_ref TEXT",
 ];
+
+/// A task as a run creates it: its id, branch, profile and what it waits for.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: String,
+    pub branch: String,
+    pub agent: String,
+    pub needs: Vec<String>,
+}
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -167,8 +182,7 @@ impl Store {
     pub fn add_task(
         &self,
         run: &str,
-        id: &str,
-        branch: &str,
+        task: &NewTask,
         snippet: &str,
         tags: &[String],
     ) -> Result<()> {
@@ -179,13 +193,10 @@ impl Store {
             [run],
             |r| r.get(0),
         )?;
-        tx.execute(
-            "INSERT INTO tasks (run_id, id, position, status, branch) VALUES (?1, ?2, ?3, 'pending', ?4)",
-            params![run, id, pos, branch],
-        )?;
+        insert_task(&tx, run, pos, task)?;
         tx.execute(
             "INSERT INTO added_tasks (run_id, task_id, snippet, tags, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run, id, snippet, serde_json::Value::from(tags.to_vec()).to_string(), now_ms()],
+            params![run, task.id, snippet, serde_json::Value::from(tags.to_vec()).to_string(), now_ms()],
         )?;
         tx.commit()?;
         Ok(())
@@ -201,14 +212,6 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    pub fn set_run_kind(&self, run: &str, kind: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE runs SET kind = ?2 WHERE id = ?1",
-            params![run, kind],
-        )?;
-        Ok(())
-    }
-
     /// The standing run of `baton serve` that is not finished, if any.
     pub fn service_run(&self) -> Result<Option<RunRecord>> {
         Ok(self
@@ -220,30 +223,10 @@ impl Store {
     /// Reopens a finished run so that `resume` continues it (for a retry).
     pub fn reopen_run(&self, run: &str) -> Result<()> {
         self.conn().execute(
-            "UPDATE runs SET finished_at = NULL, status = 'interrupted' WHERE id = ?1",
-            [run],
+            "UPDATE runs SET finished_at = NULL, status = ?2 WHERE id = ?1",
+            params![run, RunStatus::Interrupted],
         )?;
         Ok(())
-    }
-
-    pub fn set_retry_from(&self, run: &str, task: &str, attempt: u32) -> Result<()> {
-        self.conn().execute(
-            "UPDATE tasks SET retry_from = ?3 WHERE run_id = ?1 AND id = ?2",
-            params![run, task, attempt],
-        )?;
-        Ok(())
-    }
-
-    pub fn retry_from(&self, run: &str, task: &str) -> Result<u32> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT retry_from FROM tasks WHERE run_id = ?1 AND id = ?2",
-                params![run, task],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0))
     }
 
     /// Stores the hash of an API token.
@@ -329,7 +312,7 @@ impl Store {
         &self,
         run: &str,
         task: &str,
-        activity: Option<&str>,
+        activity: Option<Activity>,
         last_output_at: Option<i64>,
     ) -> Result<()> {
         self.conn().execute(
@@ -353,19 +336,16 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn create_run(&self, run: &RunRecord, tasks: &[(String, String)]) -> Result<()> {
+    pub fn create_run(&self, run: &RunRecord, tasks: &[NewTask]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (id, repo, plan_path, plan_source, base, base_commit, integration_branch, worktrees_dir, status, created_at, pid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![run.id, run.repo, run.plan_path, run.plan_source, run.base, run.base_commit, run.integration_branch, run.worktrees_dir, run.status, run.created_at, run.pid],
+            "INSERT INTO runs (id, repo, plan_path, plan_source, base, base_commit, integration_branch, worktrees_dir, status, created_at, pid, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![run.id, run.repo, run.plan_path, run.plan_source, run.base, run.base_commit, run.integration_branch, run.worktrees_dir, run.status, run.created_at, run.pid, run.kind],
         )?;
-        for (pos, (id, branch)) in tasks.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO tasks (run_id, id, position, status, branch) VALUES (?1, ?2, ?3, 'pending', ?4)",
-                params![run.id, id, pos as i64, branch],
-            )?;
+        for (pos, task) in tasks.iter().enumerate() {
+            insert_task(&tx, &run.id, pos as i64, task)?;
         }
         tx.commit()?;
         Ok(())
@@ -374,7 +354,7 @@ impl Store {
     pub fn set_run_status(
         &self,
         run: &str,
-        status: &str,
+        status: RunStatus,
         finished: bool,
         pid: Option<u32>,
     ) -> Result<()> {
@@ -392,7 +372,7 @@ impl Store {
         run: &str,
         task: Option<&str>,
         attempt: Option<u32>,
-        kind: &str,
+        kind: EventKind,
         data: &serde_json::Value,
     ) -> Result<i64> {
         let conn = self.conn();
@@ -411,7 +391,7 @@ impl Store {
         run: &str,
         task: &str,
         u: &TaskUpdate,
-        event: Option<(&str, &serde_json::Value)>,
+        event: Option<(EventKind, &serde_json::Value)>,
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -433,7 +413,8 @@ impl Store {
                 feedback = CASE WHEN ?13 THEN ?14 ELSE feedback END,
                 files = COALESCE(?15, files),
                 started_at = COALESCE(?16, started_at),
-                finished_at = COALESCE(?17, finished_at)
+                finished_at = COALESCE(?17, finished_at),
+                retry_from = COALESCE(?18, retry_from)
              WHERE run_id = ?1 AND id = ?2",
             params![
                 run,
@@ -452,7 +433,8 @@ impl Store {
                 self.clean_opt(&u.feedback.clone().flatten()),
                 files,
                 u.started_at,
-                u.finished_at
+                u.finished_at,
+                u.retry_from
             ],
         )?;
         if let Some((kind, data)) = event {
@@ -477,6 +459,15 @@ impl Store {
         Ok(())
     }
 
+    /// Where the attempt's end commit is kept.
+    pub fn set_attempt_ref(&self, run: &str, task: &str, n: u32, refname: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE attempts SET commit_ref = ?4 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            params![run, task, n, refname],
+        )?;
+        Ok(())
+    }
+
     pub fn set_attempt_pgid(&self, run: &str, task: &str, n: u32, pgid: i32) -> Result<()> {
         self.conn().execute(
             "UPDATE attempts SET pgid = ?4 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
@@ -490,7 +481,7 @@ impl Store {
         run: &str,
         task: &str,
         n: u32,
-        status: &str,
+        status: AttemptStatus,
         exit_code: Option<i32>,
         reason: Option<&str>,
     ) -> Result<()> {
@@ -576,7 +567,7 @@ impl Store {
         &self,
         run: &str,
         task: &str,
-        kind: &str,
+        kind: ControlKind,
         message: Option<&str>,
     ) -> Result<i64> {
         let conn = self.conn();
@@ -614,4 +605,20 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+fn insert_task(tx: &rusqlite::Transaction, run: &str, pos: i64, t: &NewTask) -> Result<()> {
+    tx.execute(
+        "INSERT INTO tasks (run_id, id, position, status, branch, agent, needs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            run,
+            t.id,
+            pos,
+            TaskStatus::Pending,
+            t.branch,
+            t.agent,
+            serde_json::Value::from(t.needs.clone()).to_string()
+        ],
+    )?;
+    Ok(())
 }

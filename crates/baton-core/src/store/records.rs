@@ -1,5 +1,8 @@
 //! Rows of the store as Rust values.
 
+use crate::model::{
+    Activity, AttemptStatus, ControlKind, EventKind, RunKind, RunStatus, TaskStatus,
+};
 use rusqlite::Row;
 use serde::Serialize;
 
@@ -14,12 +17,11 @@ pub struct RunRecord {
     pub base_commit: String,
     pub integration_branch: String,
     pub worktrees_dir: String,
-    pub status: String,
+    pub status: RunStatus,
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub pid: Option<u32>,
-    /// "plan" for `baton run`, "service" for the standing run of `baton serve`.
-    pub kind: String,
+    pub kind: RunKind,
 }
 
 impl RunRecord {
@@ -46,7 +48,7 @@ impl RunRecord {
 pub struct TaskRecord {
     pub run_id: String,
     pub id: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub attempts: u32,
     pub failures: u32,
     pub branch: String,
@@ -63,16 +65,21 @@ pub struct TaskRecord {
     pub cost_usd: Option<f64>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
-    pub activity: Option<String>,
+    pub activity: Option<Activity>,
     pub session_id: Option<String>,
     pub last_output_at: Option<i64>,
     /// Set when a person asked for a retry: failures count from this attempt on.
     pub retry_from: u32,
+    /// The profile that runs the task.
+    pub agent: Option<String>,
+    /// The tasks it waits for.
+    pub needs: Vec<String>,
 }
 
 impl TaskRecord {
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
         let files: Option<String> = r.get("files")?;
+        let needs: Option<String> = r.get("needs")?;
         Ok(TaskRecord {
             run_id: r.get("run_id")?,
             id: r.get("id")?,
@@ -97,6 +104,10 @@ impl TaskRecord {
             session_id: r.get("session_id")?,
             last_output_at: r.get("last_output_at")?,
             retry_from: r.get("retry_from")?,
+            agent: r.get("agent")?,
+            needs: needs
+                .and_then(|n| serde_json::from_str(&n).ok())
+                .unwrap_or_default(),
         })
     }
 }
@@ -106,7 +117,7 @@ pub struct AttemptRecord {
     pub run_id: String,
     pub task_id: String,
     pub n: u32,
-    pub status: String,
+    pub status: AttemptStatus,
     pub pgid: Option<i32>,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
@@ -118,6 +129,8 @@ pub struct AttemptRecord {
     pub output_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
     pub model: Option<String>,
+    /// Where the attempt's end commit is kept (`refs/baton/<run>/<task>/<n>`).
+    pub commit_ref: Option<String>,
 }
 
 impl AttemptRecord {
@@ -138,6 +151,7 @@ impl AttemptRecord {
             output_tokens: r.get("output_tokens")?,
             cost_usd: r.get("cost_usd")?,
             model: r.get("model")?,
+            commit_ref: r.get("commit_ref")?,
         })
     }
 }
@@ -149,7 +163,7 @@ pub struct Event {
     pub ts: i64,
     pub task_id: Option<String>,
     pub attempt: Option<u32>,
-    pub kind: String,
+    pub kind: EventKind,
     pub data: serde_json::Value,
 }
 
@@ -173,7 +187,7 @@ pub struct Control {
     pub id: i64,
     pub run_id: String,
     pub task_id: String,
-    pub kind: String,
+    pub kind: ControlKind,
     pub message: Option<String>,
     pub handled_at: Option<i64>,
     pub ok: Option<bool>,

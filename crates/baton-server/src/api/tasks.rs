@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use baton_core::model::ControlKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ fn attempts_json(st: &AppState, run: &str, task: &str) -> Result<Value, ApiError
             "started_at": a.started_at, "finished_at": a.finished_at,
             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "cost_usd": a.cost_usd,
             "model": a.model, "session_id": a.session_id, "log_path": a.log_path,
+            "commit_ref": a.commit_ref,
         }))
         .collect::<Vec<_>>()))
 }
@@ -45,7 +47,7 @@ pub async fn detail(
     Path((run, task)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     find_task(&st, &run, &task)?;
-    let report = super::runs::report_json(&st, &run)?;
+    let report = super::runs::report_json(&st, &run).await?;
     let t = report["tasks"]
         .as_array()
         .and_then(|ts| ts.iter().find(|t| t["id"] == task.as_str()))
@@ -174,25 +176,28 @@ pub async fn act(
     Path((run, task, action)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<Action>,
 ) -> Result<Response, ApiError> {
-    if !matches!(action.as_str(), "stop" | "steer" | "approve" | "retry") {
-        return Err(ApiError::not_found(format!(
-            "unknown action {action:?} (stop, steer, approve, retry)"
-        )));
-    }
+    let kind = match action.parse::<ControlKind>() {
+        Ok(k) if k != ControlKind::Add => k,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "unknown action {action:?} (stop, steer, approve, retry)"
+            )))
+        }
+    };
     let message = body.message.filter(|m| !m.trim().is_empty());
-    if action == "steer" && message.is_none() {
+    if kind == ControlKind::Steer && message.is_none() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "steer needs a non-empty \"message\"",
         ));
     }
-    let (ok, msg) = runner::control(&st, &run, &task, &action, message.as_deref()).await?;
-    let status = if ok {
+    let answer = runner::control(&st, &run, &task, kind, message.as_deref()).await?;
+    let status = if answer.ok {
         StatusCode::OK
     } else {
         StatusCode::CONFLICT
     };
-    Ok((status, Json(json!({ "ok": ok, "message": msg }))).into_response())
+    Ok((status, Json(json!(answer))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,111 @@
+//! Asking a run driven by another process to stop, steer, approve or retry
+//! a task: the request goes into the store's control table, the engine
+//! driving the run answers it there. The CLI and the server both use this;
+//! an engine in the same process is asked through its
+//! [`EngineHandle`](crate::engine::EngineHandle) instead.
+
+use crate::engine::Answer;
+use crate::lock::{self, LockState};
+use crate::model::{ControlKind, RunStatus};
+use crate::paths::StatePaths;
+use crate::store::{RunRecord, Store, StoreError};
+use std::time::{Duration, Instant};
+
+/// How long a request waits for its answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a request did not reach an engine, or got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("run {run} has no task {task:?} (its tasks: {known})")]
+    NoTask {
+        run: String,
+        task: String,
+        known: String,
+    },
+    #[error("run {run} is not going on (status: {status}); nothing can {kind} its tasks now{}", if *.resumable { "; continue it with `baton resume`" } else { "" })]
+    NotLive {
+        run: String,
+        status: RunStatus,
+        kind: ControlKind,
+        /// Not finished: `baton resume` would continue it.
+        resumable: bool,
+    },
+    #[error("run {run} did not answer within {} s; is its baton process stuck?", ANSWER_TIMEOUT.as_secs())]
+    Timeout { run: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks that `run` has `task` (not needed for `add`, whose task is new).
+pub fn check_task(
+    store: &Store,
+    run: &str,
+    task: &str,
+    kind: ControlKind,
+) -> Result<(), ControlError> {
+    if kind == ControlKind::Add || store.task(run, task)?.is_some() {
+        return Ok(());
+    }
+    let ids: Vec<String> = store.tasks(run)?.into_iter().map(|t| t.id).collect();
+    Err(ControlError::NoTask {
+        run: run.to_string(),
+        task: task.to_string(),
+        known: ids.join(", "),
+    })
+}
+
+/// Whether a process drives `run` now.
+pub fn is_live(paths: &StatePaths, run: &str) -> bool {
+    matches!(lock::probe(&paths.lock(run)), LockState::Held(_))
+}
+
+/// Sends a request to the process driving `run` and waits for its answer.
+pub async fn request(
+    store: &Store,
+    paths: &StatePaths,
+    run: &RunRecord,
+    task: &str,
+    kind: ControlKind,
+    message: Option<&str>,
+) -> Result<Answer, ControlError> {
+    check_task(store, &run.id, task, kind)?;
+    if !is_live(paths, &run.id) {
+        return Err(ControlError::NotLive {
+            run: run.id.clone(),
+            status: run.status,
+            kind,
+            resumable: run.finished_at.is_none(),
+        });
+    }
+    let id = store.send_control(&run.id, task, kind, message)?;
+    wait_answer(store, id, ANSWER_TIMEOUT)
+        .await?
+        .ok_or_else(|| ControlError::Timeout {
+            run: run.id.clone(),
+        })
+}
+
+/// Waits for the process driving a run to answer control request `id`;
+/// None if it did not answer within `timeout`.
+async fn wait_answer(
+    store: &Store,
+    id: i64,
+    timeout: Duration,
+) -> Result<Option<Answer>, StoreError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(c) = store.control(id)? {
+            if c.handled_at.is_some() {
+                return Ok(Some(Answer {
+                    ok: c.ok == Some(true),
+                    message: c.response.unwrap_or_default(),
+                }));
+            }
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,571 @@
+//! One attempt, in phases: prepare (prompt, launch, environment), run the
+//! agent, keep its work (a commit, and its end kept under the attempt's
+//! ref whatever happened), judge how the agent ended, then the gates. A
+//! request that cuts it short (stop, steer, shutdown, budget) maps to one
+//! outcome in one place, whichever phase it came in.
+
+use super::gates::{self, GateResult};
+use super::messages::{Outcome, WorkerCmd};
+use super::meter::Meter;
+use super::output::last_lines;
+use super::prompt;
+use super::shared::Shared;
+use super::supervise::{self, Ended, Io, Spec};
+use super::watch::Watch;
+use super::worker::Start;
+use crate::adapter::{self, Adapter, Finish, LaunchRequest};
+use crate::duration::human;
+use crate::git::Repo;
+use crate::model::{AttemptStatus, EventKind};
+use crate::plan::AgentProfile;
+use crate::store::{AttemptRecord, Store, TaskUpdate};
+use crate::template::PromptContext;
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::Path;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How an attempt ended, for the worker.
+pub(crate) enum Step {
+    /// The task is over, one way or another.
+    End(Outcome),
+    /// A person steered it: the next attempt gets the message.
+    Steered(String),
+    /// The agent or a gate failed; a retry may follow.
+    Failed {
+        reason: String,
+        feedback: String,
+        commit: Option<String>,
+        result: String,
+    },
+}
+
+/// Records how attempt `n` of a task ended.
+struct Ledger<'a> {
+    sh: &'a Shared,
+    task: &'a str,
+    n: u32,
+}
+
+impl Ledger<'_> {
+    fn finish(&self, status: AttemptStatus, code: Option<i32>, reason: Option<&str>) {
+        let sh = self.sh;
+        let _ = sh
+            .store
+            .finish_attempt(&sh.run_id, self.task, self.n, status, code, reason);
+    }
+
+    fn fail(&self, reason: String) -> Step {
+        self.finish(AttemptStatus::Failed, None, Some(&reason));
+        Step::End(Outcome::Failed {
+            commit: None,
+            reason,
+            result: String::new(),
+        })
+    }
+
+    fn result(&self, result: &str) {
+        let sh = self.sh;
+        let upd = TaskUpdate {
+            result: Some(result.to_string()),
+            ..Default::default()
+        };
+        let _ = sh.store.update_task(&sh.run_id, self.task, &upd, None);
+    }
+}
+
+pub(crate) async fn run(
+    sh: &Shared,
+    st: &mut Start,
+    adapter: &dyn Adapter,
+    profile: &AgentProfile,
+    n: u32,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Step {
+    let task = st.spec.id.clone();
+    let ledger = Ledger { sh, task: &task, n };
+    let prepared = match prepare(sh, st, adapter, profile, n) {
+        Ok(p) => p,
+        Err(reason) => return ledger.fail(reason),
+    };
+    let ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
+    if let Some(s) = ran.session.clone() {
+        st.session = Some(s);
+    }
+    let finish = ran.out.finish.clone().unwrap_or_default();
+    let result = finish.final_message.clone();
+
+    // Whatever happened, the work is kept.
+    let commit = match keep_work(sh, &task, n, &st.worktree, label(&ran.out.ended)).await {
+        Ok(c) => c,
+        Err(reason) => {
+            ledger.finish(AttemptStatus::Failed, None, Some(&reason));
+            return Step::End(match ran.out.ended {
+                Ended::Cmd(WorkerCmd::Shutdown) => Outcome::Interrupted { commit: None },
+                _ => Outcome::Failed {
+                    commit: None,
+                    reason,
+                    result,
+                },
+            });
+        }
+    };
+
+    match judge(&ran, &finish, n, st.spec.timeout) {
+        Verdict::Passed => {}
+        Verdict::Interrupted(cmd) => return interrupted(&ledger, cmd, None, commit, result),
+        Verdict::NotStarted(reason) => {
+            ledger.finish(AttemptStatus::Failed, None, Some(&reason));
+            return Step::End(Outcome::Failed {
+                commit,
+                reason,
+                result: String::new(),
+            });
+        }
+        Verdict::Failed {
+            reason,
+            feedback,
+            code,
+        } => {
+            let status = match code {
+                Some(_) => AttemptStatus::Failed,
+                None => AttemptStatus::TimedOut,
+            };
+            ledger.finish(status, code, Some(&reason));
+            return Step::Failed {
+                reason,
+                feedback,
+                commit,
+                result,
+            };
+        }
+    }
+    if let Some(reason) = fail_if(st, &result) {
+        ledger.finish(AttemptStatus::Failed, Some(0), Some(&reason));
+        ledger.result(&result);
+        return Step::End(Outcome::Failed {
+            commit,
+            reason,
+            result,
+        });
+    }
+    ledger.result(&result);
+
+    // The gates see what the agent saw, except a prompt that could be huge.
+    let gate_env: Vec<_> = prepared
+        .env
+        .into_iter()
+        .filter(|(k, _)| k != "BATON_PROMPT")
+        .collect();
+    let gates = gates::GateRun {
+        task: &task,
+        attempt: n,
+        gates: &st.spec.gates,
+        worktree: &st.worktree,
+        timeout: st.spec.timeout,
+        env: &gate_env,
+    };
+    match gates::run_all(sh, gates, cmds).await {
+        GateResult::Passed => {
+            ledger.finish(AttemptStatus::Succeeded, Some(0), None);
+            Step::End(Outcome::Done {
+                commit: commit.unwrap_or_else(|| st.start_commit.clone()),
+                result,
+            })
+        }
+        GateResult::Interrupted(cmd) => interrupted(&ledger, cmd, Some(0), commit, result),
+        GateResult::Failed { reason, feedback } => {
+            ledger.finish(AttemptStatus::Failed, Some(0), Some(&reason));
+            Step::Failed {
+                reason,
+                feedback,
+                commit,
+                result,
+            }
+        }
+    }
+}
+
+/// A request cut the attempt short: the agent (`code` None) or, once it
+/// exited 0, its gates.
+fn interrupted(
+    ledger: &Ledger,
+    cmd: WorkerCmd,
+    code: Option<i32>,
+    commit: Option<String>,
+    result: String,
+) -> Step {
+    let in_gates = code.is_some();
+    let (status, why, step) = match cmd {
+        WorkerCmd::Shutdown => (
+            AttemptStatus::Interrupted,
+            if in_gates {
+                "baton was stopped during gates".to_string()
+            } else {
+                "baton was stopped".to_string()
+            },
+            Step::End(Outcome::Interrupted { commit }),
+        ),
+        WorkerCmd::Stop => (
+            AttemptStatus::Stopped,
+            if in_gates {
+                "stopped during gates".to_string()
+            } else {
+                "stopped by request".to_string()
+            },
+            Step::End(Outcome::Stopped {
+                commit,
+                reason: "stopped by request (baton stop)".into(),
+            }),
+        ),
+        WorkerCmd::OverBudget(reason) => (
+            AttemptStatus::Failed,
+            reason.clone(),
+            Step::End(Outcome::Failed {
+                commit,
+                reason,
+                result,
+            }),
+        ),
+        WorkerCmd::Steer(message) => (
+            AttemptStatus::Steered,
+            "restarted with a message".to_string(),
+            Step::Steered(message),
+        ),
+    };
+    ledger.finish(status, code, Some(&why));
+    step
+}
+
+/// What an attempt launches, and with which environment.
+struct Prepared {
+    launch: adapter::Launch,
+    env: Vec<(OsString, OsString)>,
+}
+
+fn prepare(
+    sh: &Shared,
+    st: &Start,
+    adapter: &dyn Adapter,
+    profile: &AgentProfile,
+    n: u32,
+) -> Result<Prepared, String> {
+    let feedback = st.feedback.clone().unwrap_or_default();
+    let ctx = PromptContext {
+        tasks: st.upstream.clone(),
+        feedback: feedback.clone(),
+        task: st.spec.id.clone(),
+        run: sh.run_id.clone(),
+        attempt: n,
+    };
+    let root = &sh.repo.root;
+    let text_prompt = adapter.prompt_is_text();
+    let full_prompt = prompt::build(&st.spec, profile, &ctx, &st.worktree, root, text_prompt)?;
+    // A resumed session has the task already: it gets only what is new.
+    let agent_prompt = match (&st.session, feedback.is_empty()) {
+        (Some(_), false) => format!("Feedback on your previous attempt:\n{feedback}"),
+        _ => full_prompt.clone(),
+    };
+    let mut launch = adapter.launch(&LaunchRequest {
+        profile,
+        prompt: &agent_prompt,
+        worktree: &st.worktree,
+        attempt: n,
+        session: st.session.as_deref(),
+        files: &st.spec.context,
+    })?;
+    let adapter_env = std::mem::take(&mut launch.env);
+    let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env)?;
+    Ok(Prepared { launch, env })
+}
+
+const MAX_ENV_PROMPT: usize = 64 * 1024;
+
+/// The environment of an attempt: baton's variables, a home of its own if
+/// the profile asks, the adapter's defaults, then the profile's `env`.
+fn attempt_env(
+    sh: &Shared,
+    st: &Start,
+    profile: &AgentProfile,
+    n: u32,
+    prompt: &str,
+    feedback: &str,
+    adapter_env: Vec<(OsString, OsString)>,
+) -> Result<Vec<(OsString, OsString)>, String> {
+    let task = &st.spec.id;
+    let prompt_file = sh
+        .paths
+        .attempt_log(&sh.run_id, task, n)
+        .with_extension("prompt");
+    if let Some(dir) = prompt_file.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let masked = sh.redactor.redact(prompt);
+    std::fs::write(&prompt_file, masked.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", prompt_file.display()))?;
+    let mut env: Vec<(OsString, OsString)> = vec![
+        // Some CLIs take their directory from $PWD, not getcwd(): without this
+        // they would work in baton's directory, the user's working tree.
+        ("PWD".into(), st.worktree.clone().into()),
+        ("BATON_RUN".into(), sh.run_id.clone().into()),
+        ("BATON_TASK".into(), task.into()),
+        ("BATON_ATTEMPT".into(), n.to_string().into()),
+        // An environment string over 128 KiB makes exec fail (E2BIG): a
+        // bigger prompt is passed as a file instead.
+        (
+            "BATON_PROMPT".into(),
+            if prompt.len() <= MAX_ENV_PROMPT {
+                prompt.into()
+            } else {
+                OsString::new()
+            },
+        ),
+        ("BATON_FEEDBACK".into(), feedback.into()),
+        ("BATON_PROMPT_FILE".into(), prompt_file.into()),
+    ];
+    if profile.hermetic_home {
+        let home = sh.paths.run_dir(&sh.run_id).join("homes").join(task);
+        for sub in ["", ".config", ".local/share", ".cache", ".local/state"] {
+            std::fs::create_dir_all(home.join(sub))
+                .map_err(|e| format!("cannot create the agent's home {}: {e}", home.display()))?;
+        }
+        env.push(("HOME".into(), home.clone().into()));
+        env.push(("XDG_CONFIG_HOME".into(), home.join(".config").into()));
+        env.push(("XDG_DATA_HOME".into(), home.join(".local/share").into()));
+        env.push(("XDG_CACHE_HOME".into(), home.join(".cache").into()));
+        env.push(("XDG_STATE_HOME".into(), home.join(".local/state").into()));
+        env.push(("CODEX_HOME".into(), home.join(".codex").into()));
+    }
+    env.extend(adapter_env);
+    env.extend(profile.env.iter().map(|(k, v)| (k.into(), v.into())));
+    Ok(env)
+}
+
+/// The agent's process, from start to end, and what its stream said.
+struct AgentRun {
+    out: supervise::Outcome,
+    session: Option<String>,
+    last_error: Option<String>,
+}
+
+async fn run_agent(
+    sh: &Shared,
+    st: &Start,
+    adapter: &dyn Adapter,
+    profile: &AgentProfile,
+    n: u32,
+    p: &Prepared,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> AgentRun {
+    let task = st.spec.id.as_str();
+    let spec = Spec {
+        program: p.launch.program.clone(),
+        args: p.launch.args.clone(),
+        env: p.env.clone(),
+        cwd: &st.worktree,
+        log: sh.paths.attempt_log(&sh.run_id, task, n),
+        timeout: st.spec.timeout,
+    };
+    let earlier: Vec<AttemptRecord> = sh
+        .store
+        .attempts(&sh.run_id, task)
+        .map(|a| a.into_iter().filter(|a| a.n != n).collect())
+        .unwrap_or_default();
+    let mut watch = Watch {
+        sh,
+        task,
+        n,
+        activity: None,
+        meter: Meter::new(
+            sh.prices.clone(),
+            profile.model.clone(),
+            session_base(&earlier, st.session.as_deref()),
+        ),
+        prior_cost: earlier.iter().filter_map(|a| a.cost_usd).sum(),
+        budget: st.spec.budget_usd,
+        session: None,
+        last_error: None,
+    };
+    let steer = |m: &str| adapter.steer_line(m);
+    let io = Io {
+        parser: Some(adapter.parser()),
+        stdin_lines: p.launch.stdin_lines.clone(),
+        steer: Some(&steer),
+        stall_after: Some(st.spec.stall_after),
+        redactor: Some(sh.redactor.clone()),
+    };
+    let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut watch).await;
+    AgentRun {
+        out,
+        session: watch.session,
+        last_error: watch.last_error,
+    }
+}
+
+/// Tokens that earlier attempts already counted in the same agent session
+/// (agents like Codex report session totals).
+fn session_base(earlier: &[AttemptRecord], session: Option<&str>) -> (u64, u64) {
+    let Some(session) = session else {
+        return (0, 0);
+    };
+    earlier
+        .iter()
+        .filter(|a| a.session_id.as_deref() == Some(session))
+        .fold((0, 0), |acc, a| {
+            (
+                acc.0 + a.input_tokens.unwrap_or(0).max(0) as u64,
+                acc.1 + a.output_tokens.unwrap_or(0).max(0) as u64,
+            )
+        })
+}
+
+/// How the agent's process ended, in the commit message's words.
+fn label(ended: &Ended) -> String {
+    match ended {
+        Ended::Exited(0) => "done".to_string(),
+        Ended::Exited(c) => format!("exit {c}"),
+        Ended::TimedOut => "timed out".into(),
+        Ended::Cmd(WorkerCmd::Stop) => "stopped".into(),
+        Ended::Cmd(WorkerCmd::Steer(_)) => "steered".into(),
+        Ended::Cmd(WorkerCmd::Shutdown) => "interrupted".into(),
+        Ended::Cmd(WorkerCmd::OverBudget(_)) => "over budget".into(),
+        Ended::SpawnFailed(_) => "could not start".into(),
+    }
+}
+
+/// What the agent's end means, before any gate runs.
+enum Verdict {
+    Passed,
+    Interrupted(WorkerCmd),
+    NotStarted(String),
+    /// `code` is the exit status, None for a timeout.
+    Failed {
+        reason: String,
+        feedback: String,
+        code: Option<i32>,
+    },
+}
+
+fn judge(ran: &AgentRun, finish: &Finish, n: u32, timeout: std::time::Duration) -> Verdict {
+    let with_last_error = |r: String| match &ran.last_error {
+        Some(e) => format!("{r}; the agent's last error: {}", adapter::clip(e, 300)),
+        None => r,
+    };
+    match &ran.out.ended {
+        Ended::Cmd(cmd) => Verdict::Interrupted(cmd.clone()),
+        Ended::SpawnFailed(reason) => Verdict::NotStarted(reason.clone()),
+        Ended::TimedOut => {
+            let r = with_last_error(format!("attempt {n} timed out after {}", human(timeout)));
+            Verdict::Failed {
+                feedback: format!("{r}; the agent was stopped. Work in smaller steps."),
+                reason: r,
+                code: None,
+            }
+        }
+        Ended::Exited(code) if *code != 0 => {
+            let mut r = format!("agent exited with status {code}");
+            if let Some(e) = finish.error.as_ref().or(ran.last_error.as_ref()) {
+                r = format!("{r}: {}", adapter::clip(e, 300));
+            }
+            let tail = ran.out.stderr_tail.trim();
+            let feedback = if tail.is_empty() {
+                r.clone()
+            } else {
+                format!(
+                    "{r}. The end of its error output:\n{}",
+                    last_lines(tail, 20)
+                )
+            };
+            Verdict::Failed {
+                reason: r,
+                feedback,
+                code: Some(*code),
+            }
+        }
+        Ended::Exited(code) => match (&finish.error, finish.complete) {
+            (Some(e), _) => Verdict::Failed {
+                reason: format!("agent reported an error: {e}"),
+                feedback: format!("The agent reported an error: {e}"),
+                code: Some(*code),
+            },
+            (None, false) => {
+                let r = with_last_error("the agent's output ended without its final result (interrupted, or not the output format baton expects)".to_string());
+                Verdict::Failed {
+                    feedback: r.clone(),
+                    reason: r,
+                    code: Some(*code),
+                }
+            }
+            (None, true) => Verdict::Passed,
+        },
+    }
+}
+
+/// The task's `fail_if`, if it matches the final message.
+fn fail_if(st: &Start, result: &str) -> Option<String> {
+    let re = st.spec.fail_if.as_ref()?;
+    let m = re.find(result)?;
+    Some(format!(
+        "fail_if /{}/ matched the final message: {:?}",
+        re.as_str(),
+        m.as_str()
+    ))
+}
+
+/// Commits what the attempt left and keeps the branch head (the agent may
+/// have committed on its own too) under the attempt's ref. Err: the work
+/// could not be committed; it stays in the worktree, which is kept.
+async fn keep_work(
+    sh: &Shared,
+    task: &str,
+    n: u32,
+    worktree: &Path,
+    label: String,
+) -> Result<Option<String>, String> {
+    let msg = format!("baton: {task} attempt {n} ({label})");
+    let run = &sh.run_id;
+    match sh.repo.commit_all(worktree, &msg).await {
+        Ok(committed) => {
+            let head = sh.repo.head(worktree).await.ok();
+            if committed {
+                let data = json!({ "commit": head });
+                let _ = sh
+                    .store
+                    .event(run, Some(task), Some(n), EventKind::Committed, &data);
+            }
+            if let Some(h) = &head {
+                keep_ref(&sh.repo, &sh.store, run, task, n, h).await;
+            }
+            Ok(head)
+        }
+        Err(e) => {
+            let data = json!({ "error": e.to_string() });
+            let _ = sh
+                .store
+                .event(run, Some(task), Some(n), EventKind::CommitFailed, &data);
+            Err(format!(
+                "cannot commit the attempt's work (it is left uncommitted in {}): {e}",
+                worktree.display()
+            ))
+        }
+    }
+}
+
+/// Keeps `commit` under attempt `n`'s ref and records where.
+pub(crate) async fn keep_ref(
+    repo: &Repo,
+    store: &Store,
+    run: &str,
+    task: &str,
+    n: u32,
+    commit: &str,
+) {
+    let name = crate::paths::attempt_ref(run, task, n);
+    match repo.set_ref(&name, commit).await {
+        Ok(()) => {
+            let _ = store.set_attempt_ref(run, task, n, &name);
+        }
+        Err(e) => tracing::warn!("cannot keep attempt {n} of task {task} under {name}: {e}"),
+    }
+}

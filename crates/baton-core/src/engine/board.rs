@@ -1,0 +1,709 @@
+//! The board: every task of a run, where each stands, and every rule that
+//! moves them (readiness, `max_parallel`, `needs`, `on_failure`, transitive
+//! skips, retry and un-skip, approve, stop, steer, the run budget,
+//! shutdown). It does no I/O: it takes facts (an attempt ended, a merge
+//! happened, a person asked for something) and returns the [`Action`]s the
+//! engine shell carries out, in order. Its own state changes at once, so the
+//! next question it is asked sees them.
+
+use super::merge::MergeResult;
+use super::messages::{Outcome, WorkerCmd};
+use crate::model::{ControlKind, EventKind, RunStatus, TaskStatus};
+use crate::plan::{OnFailure, TaskSpec};
+use crate::store::TaskUpdate;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+
+/// What the shell must do, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Action {
+    /// Write the task's row (its new status, if any, and columns) and the event
+    /// that explains it, in one transaction. A finished status also means its
+    /// worker is gone.
+    Record {
+        task: usize,
+        status: Option<TaskStatus>,
+        update: Box<TaskUpdate>,
+        event: Option<(EventKind, Value)>,
+    },
+    /// An event of the run itself.
+    RunEvent(EventKind, Value),
+    /// Start the task's worker (the board has marked it running); `feedback`
+    /// is a person's message for its first attempt.
+    Start {
+        task: usize,
+        feedback: Option<String>,
+    },
+    /// Tell a running worker something.
+    Send { task: usize, cmd: WorkerCmd },
+    /// Put the task in the merge queue.
+    Merge(usize),
+    /// The task ended well: its worktree may go (its branch stays).
+    DropWorktree(usize),
+}
+
+/// The board's answer to a person's request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reply {
+    pub ok: bool,
+    pub message: String,
+    pub actions: Vec<Action>,
+}
+
+impl Reply {
+    fn yes(message: String, actions: Vec<Action>) -> Reply {
+        Reply {
+            ok: true,
+            message,
+            actions,
+        }
+    }
+
+    pub fn no(message: String) -> Reply {
+        Reply {
+            ok: false,
+            message,
+            actions: Vec::new(),
+        }
+    }
+}
+
+/// The run's settings the rules depend on.
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    pub run: String,
+    pub max_parallel: usize,
+    /// The standing run of `baton serve`: its tasks are independent, and it
+    /// goes on until shut down.
+    pub service: bool,
+    pub auto_approve: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    spec: TaskSpec,
+    status: TaskStatus,
+}
+
+#[derive(Debug)]
+pub(crate) struct Board {
+    rules: Rules,
+    tasks: Vec<Slot>,
+    index: HashMap<String, usize>,
+    running: usize,
+    /// Why nothing new starts, once a task with on_failure = "stop" failed
+    /// (or the run's budget is spent).
+    stop_new: Option<String>,
+    over_budget: bool,
+    /// Tasks retried by request (and what waits on them): on_failure = "stop"
+    /// does not hold them back.
+    forced: HashSet<usize>,
+    shutting_down: bool,
+}
+
+impl Board {
+    pub fn new(rules: Rules, specs: impl IntoIterator<Item = TaskSpec>) -> Board {
+        let mut b = Board {
+            rules,
+            tasks: Vec::new(),
+            index: HashMap::new(),
+            running: 0,
+            stop_new: None,
+            over_budget: false,
+            forced: HashSet::new(),
+            shutting_down: false,
+        };
+        for spec in specs {
+            b.push(spec, TaskStatus::Pending);
+        }
+        b
+    }
+
+    fn push(&mut self, spec: TaskSpec, status: TaskStatus) -> usize {
+        let i = self.tasks.len();
+        self.index.insert(spec.id.clone(), i);
+        self.tasks.push(Slot { spec, status });
+        if status == TaskStatus::Running {
+            self.running += 1;
+        }
+        i
+    }
+
+    /// A task queued while the run goes on.
+    pub fn add(&mut self, spec: TaskSpec) -> Result<usize, String> {
+        if self.index.contains_key(&spec.id) {
+            return Err(format!("task {:?} exists already", spec.id));
+        }
+        Ok(self.push(spec, TaskStatus::Pending))
+    }
+
+    /// Picks a run up where the store left it: each task's status, and the
+    /// tasks a person asked to retry. A failure before the crash still stops
+    /// new work.
+    pub fn restore(&mut self, statuses: &HashMap<String, TaskStatus>, forced: &[String]) {
+        for i in 0..self.tasks.len() {
+            if let Some(s) = statuses.get(&self.tasks[i].spec.id) {
+                self.put(i, *s);
+            }
+        }
+        for id in forced {
+            if let Some(i) = self.idx(id) {
+                self.forced.insert(i);
+            }
+        }
+        self.recheck_failures();
+    }
+
+    pub fn idx(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    pub fn id(&self, i: usize) -> &str {
+        &self.tasks[i].spec.id
+    }
+
+    pub fn spec(&self, i: usize) -> &TaskSpec {
+        &self.tasks[i].spec
+    }
+
+    pub fn status(&self, i: usize) -> TaskStatus {
+        self.tasks[i].status
+    }
+
+    #[cfg(test)]
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    fn put(&mut self, i: usize, status: TaskStatus) {
+        let was = self.tasks[i].status;
+        if was == TaskStatus::Running {
+            self.running -= 1;
+        }
+        if status == TaskStatus::Running {
+            self.running += 1;
+        }
+        self.tasks[i].status = status;
+    }
+
+    /// Moves task `i` to `status`, recording why.
+    fn to(
+        &mut self,
+        i: usize,
+        status: TaskStatus,
+        update: TaskUpdate,
+        event: EventKind,
+        data: Value,
+    ) -> Action {
+        self.put(i, status);
+        Action::Record {
+            task: i,
+            status: Some(status),
+            update: Box::new(update),
+            event: Some((event, data)),
+        }
+    }
+
+    /// Whether the run has nothing left to do now: nothing runs, nothing
+    /// waits to merge, and nobody is waited for (a shutdown does not wait
+    /// for approvals). A service run waits for queued tasks until shut down.
+    pub fn is_done(&self, merges_pending: bool) -> bool {
+        let awaiting = self
+            .tasks
+            .iter()
+            .any(|t| t.status == TaskStatus::AwaitingApproval);
+        let idle = self.running == 0 && !merges_pending && (!awaiting || self.shutting_down);
+        idle && (!self.rules.service || self.shutting_down)
+    }
+
+    /// Skips what can no longer start, then starts ready tasks up to
+    /// `max_parallel`. Nothing moves during a shutdown: what did not run is
+    /// left for `resume`.
+    pub fn next(&mut self) -> Vec<Action> {
+        if self.shutting_down {
+            return Vec::new();
+        }
+        let mut out = self.settle_skips();
+        for i in 0..self.tasks.len() {
+            if self.running >= self.rules.max_parallel {
+                break;
+            }
+            if self.tasks[i].status != TaskStatus::Pending {
+                continue;
+            }
+            let ready = self.tasks[i].spec.needs.iter().all(|n| {
+                self.idx(n)
+                    .is_some_and(|j| self.tasks[j].status == TaskStatus::Succeeded)
+            });
+            if ready {
+                self.put(i, TaskStatus::Running);
+                out.push(Action::Start {
+                    task: i,
+                    feedback: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Skips propagate down chains whatever the file order, so repeat until settled.
+    fn settle_skips(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        loop {
+            let mut changed = false;
+            for i in 0..self.tasks.len() {
+                if self.tasks[i].status != TaskStatus::Pending {
+                    continue;
+                }
+                let blocked = self.tasks[i].spec.needs.iter().find_map(|n| {
+                    let s = self.tasks[self.idx(n)?].status;
+                    s.is_bad_end()
+                        .then(|| format!("needs {n:?}, which {}", s.past()))
+                });
+                // A task a person asked to retry runs even after a failure stopped new work.
+                let held = (!self.forced.contains(&i))
+                    .then(|| self.stop_new.clone())
+                    .flatten();
+                if let Some(reason) = blocked.or(held) {
+                    out.push(self.skip(i, reason));
+                    changed = true;
+                }
+            }
+            if !changed {
+                return out;
+            }
+        }
+    }
+
+    fn skip(&mut self, i: usize, reason: String) -> Action {
+        let update = TaskUpdate {
+            reason: Some(Some(reason.clone())),
+            ..Default::default()
+        };
+        let data = json!({ "reason": reason });
+        self.to(i, TaskStatus::Skipped, update, EventKind::Skipped, data)
+    }
+
+    /// A worker is done with task `i`.
+    pub fn finished(&mut self, i: usize, outcome: Outcome) -> Vec<Action> {
+        match outcome {
+            Outcome::Done { commit, result } => {
+                let update = TaskUpdate {
+                    commit_id: Some(commit.clone()),
+                    result: Some(result),
+                    reason: Some(None),
+                    ..Default::default()
+                };
+                let data = json!({ "commit": commit });
+                let spec = &self.tasks[i].spec;
+                if spec.approve && !self.rules.auto_approve {
+                    let kind = EventKind::ApprovalNeeded;
+                    vec![self.to(i, TaskStatus::AwaitingApproval, update, kind, data)]
+                } else if spec.merge {
+                    let kind = EventKind::MergeQueued;
+                    vec![
+                        self.to(i, TaskStatus::Merging, update, kind, data),
+                        Action::Merge(i),
+                    ]
+                } else {
+                    let data = json!({ "commit": commit, "merged": false });
+                    vec![
+                        self.to(i, TaskStatus::Succeeded, update, EventKind::Succeeded, data),
+                        Action::DropWorktree(i),
+                    ]
+                }
+            }
+            Outcome::Failed {
+                commit,
+                reason,
+                result,
+            } => {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    result: Some(result),
+                    ..Default::default()
+                };
+                self.end_badly(i, TaskStatus::Failed, reason, update)
+            }
+            Outcome::Stopped { commit, reason } => {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    ..Default::default()
+                };
+                self.end_badly(i, TaskStatus::Stopped, reason, update)
+            }
+            Outcome::Interrupted { commit } => {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    ..Default::default()
+                };
+                let kind = EventKind::Interrupted;
+                vec![self.to(i, TaskStatus::Pending, update, kind, json!({}))]
+            }
+        }
+    }
+
+    /// The merge queue is done with task `i`.
+    pub fn merged(&mut self, i: usize, result: MergeResult) -> Vec<Action> {
+        match result {
+            MergeResult::Merged { integration } => {
+                let update = TaskUpdate {
+                    merged: Some(true),
+                    ..Default::default()
+                };
+                let data = match integration {
+                    Some(head) => json!({ "changes": true, "integration": head }),
+                    None => json!({ "changes": false }),
+                };
+                vec![
+                    self.to(i, TaskStatus::Succeeded, update, EventKind::Merged, data),
+                    Action::DropWorktree(i),
+                ]
+            }
+            MergeResult::Conflict { paths, reason } => {
+                let update = TaskUpdate {
+                    reason: Some(Some(reason)),
+                    ..Default::default()
+                };
+                let data = json!({ "paths": paths });
+                let kind = EventKind::Conflicted;
+                let out = vec![self.to(i, TaskStatus::Conflicted, update, kind, data)];
+                self.after_failure(i);
+                out
+            }
+            MergeResult::Failed(reason) => {
+                self.end_badly(i, TaskStatus::Failed, reason, TaskUpdate::default())
+            }
+        }
+    }
+
+    /// Ends a task as failed, stopped or conflicted, with why, and applies
+    /// its `on_failure`.
+    fn end_badly(
+        &mut self,
+        i: usize,
+        status: TaskStatus,
+        reason: String,
+        mut update: TaskUpdate,
+    ) -> Vec<Action> {
+        update.reason = Some(Some(reason.clone()));
+        let data = json!({ "reason": reason });
+        let out = vec![self.to(i, status, update, EventKind::ended(status), data)];
+        self.after_failure(i);
+        out
+    }
+
+    fn after_failure(&mut self, i: usize) {
+        let spec = &self.tasks[i].spec;
+        // Queued tasks of a service run are independent of each other.
+        if spec.on_failure == OnFailure::Stop && self.stop_new.is_none() && !self.rules.service {
+            self.stop_new = Some(format!(
+                "not started: task {:?} {} and its on_failure is \"stop\"",
+                spec.id,
+                self.tasks[i].status.past()
+            ));
+        }
+    }
+
+    fn recheck_failures(&mut self) {
+        for i in 0..self.tasks.len() {
+            if matches!(
+                self.tasks[i].status,
+                TaskStatus::Failed | TaskStatus::Stopped | TaskStatus::Conflicted
+            ) {
+                self.after_failure(i);
+            }
+        }
+    }
+
+    /// Whether a request can be taken at all now.
+    pub fn refuse(&self, kind: ControlKind) -> Option<String> {
+        let needs_new_work = matches!(
+            kind,
+            ControlKind::Add | ControlKind::Steer | ControlKind::Retry | ControlKind::Approve
+        );
+        (self.shutting_down && needs_new_work)
+            .then(|| "baton is shutting down; try again once the run is resumed".to_string())
+    }
+
+    /// A person asks to stop, steer or approve task `i`.
+    pub fn request(&mut self, i: usize, kind: ControlKind, message: Option<String>) -> Reply {
+        let status = self.tasks[i].status;
+        let task = self.tasks[i].spec.id.clone();
+        if status.is_finished() {
+            return Reply::no(format!(
+                "task {task:?} has already ended ({status}); there is nothing to {kind}"
+            ));
+        }
+        match kind {
+            ControlKind::Stop => self.stop(i),
+            ControlKind::Steer => self.steer(i, message.unwrap_or_default()),
+            ControlKind::Approve => self.approve(i),
+            ControlKind::Retry | ControlKind::Add => {
+                Reply::no(format!("{kind} is not a request for a task that runs"))
+            }
+        }
+    }
+
+    fn stop(&mut self, i: usize) -> Reply {
+        let task = self.tasks[i].spec.id.clone();
+        match self.tasks[i].status {
+            TaskStatus::Running => Reply::yes(
+                format!(
+                    "stopping task {task:?}; its work will be committed on {}",
+                    crate::paths::task_branch(&self.rules.run, &task)
+                ),
+                vec![Action::Send {
+                    task: i,
+                    cmd: WorkerCmd::Stop,
+                }],
+            ),
+            TaskStatus::Merging => Reply::no(format!(
+                "task {task:?} is being merged; it cannot be stopped now"
+            )),
+            _ => {
+                let reason = "stopped by request (baton stop)".to_string();
+                let actions = self.end_badly(i, TaskStatus::Stopped, reason, TaskUpdate::default());
+                Reply::yes(format!("task {task:?} stopped"), actions)
+            }
+        }
+    }
+
+    fn steer(&mut self, i: usize, message: String) -> Reply {
+        let task = self.tasks[i].spec.id.clone();
+        let restarts = format!("task {task:?} restarts with your message as feedback");
+        let noted = Action::Record {
+            task: i,
+            status: None,
+            update: Box::default(),
+            event: Some((EventKind::Steered, json!({ "message": message }))),
+        };
+        let (ok, text, then) = match self.tasks[i].status {
+            TaskStatus::Running => (
+                true,
+                restarts,
+                Some(Action::Send {
+                    task: i,
+                    cmd: WorkerCmd::Steer(message),
+                }),
+            ),
+            TaskStatus::AwaitingApproval => {
+                self.put(i, TaskStatus::Running);
+                let start = Action::Start {
+                    task: i,
+                    feedback: Some(message),
+                };
+                (true, restarts, Some(start))
+            }
+            TaskStatus::Pending => (
+                true,
+                format!("task {task:?} has not started; it will get your message with its prompt"),
+                Some(Action::Record {
+                    task: i,
+                    status: None,
+                    update: Box::new(TaskUpdate {
+                        feedback: Some(Some(message)),
+                        ..Default::default()
+                    }),
+                    event: None,
+                }),
+            ),
+            _ => (
+                false,
+                format!("task {task:?} is being merged; it cannot be steered now"),
+                None,
+            ),
+        };
+        // The message is on record even when it comes too late.
+        Reply {
+            ok,
+            message: text,
+            actions: std::iter::once(noted).chain(then).collect(),
+        }
+    }
+
+    fn approve(&mut self, i: usize) -> Reply {
+        let task = self.tasks[i].spec.id.clone();
+        let status = self.tasks[i].status;
+        if status != TaskStatus::AwaitingApproval {
+            return Reply::no(format!(
+                "task {task:?} is {status}, not waiting for approval"
+            ));
+        }
+        let mut actions = vec![Action::Record {
+            task: i,
+            status: None,
+            update: Box::default(),
+            event: Some((EventKind::Approved, json!({}))),
+        }];
+        if self.tasks[i].spec.merge {
+            let kind = EventKind::MergeQueued;
+            let none = TaskUpdate::default();
+            actions.push(self.to(i, TaskStatus::Merging, none, kind, json!({})));
+            actions.push(Action::Merge(i));
+        } else {
+            let data = json!({ "merged": false });
+            let none = TaskUpdate::default();
+            actions.push(self.to(i, TaskStatus::Succeeded, none, EventKind::Succeeded, data));
+            actions.push(Action::DropWorktree(i));
+        }
+        Reply::yes(format!("task {task:?} approved"), actions)
+    }
+
+    /// Why task `i` cannot be retried now, if it cannot.
+    pub fn check_retry(&self, i: usize) -> Option<String> {
+        if self.over_budget {
+            return Some(
+                "the run's budget_usd is spent: nothing more runs in this run; start a new one"
+                    .into(),
+            );
+        }
+        let status = self.tasks[i].status;
+        (!status.allows(ControlKind::Retry)).then(|| {
+            format!(
+                "task {:?} is {status}; only a failed, stopped, conflicted or skipped task can be retried",
+                self.tasks[i].spec.id
+            )
+        })
+    }
+
+    /// Runs task `i`, which ended badly, again with fresh retries (failures
+    /// count from attempt `retry_from` on); tasks skipped because of it wait
+    /// for it again.
+    pub fn retry(&mut self, i: usize, feedback: String, retry_from: u32) -> Reply {
+        if let Some(no) = self.check_retry(i) {
+            return Reply::no(no);
+        }
+        let update = TaskUpdate {
+            reason: Some(None),
+            feedback: Some(Some(feedback).filter(|f| !f.is_empty())),
+            merged: Some(false),
+            retry_from: Some(retry_from),
+            ..Default::default()
+        };
+        let kind = EventKind::RetryRequested;
+        let mut out = vec![self.to(i, TaskStatus::Pending, update, kind, json!({}))];
+        self.forced.insert(i);
+
+        // Dependents skipped because of it (and their dependents) wait again.
+        loop {
+            let mut changed = false;
+            for j in 0..self.tasks.len() {
+                if self.tasks[j].status != TaskStatus::Skipped {
+                    continue;
+                }
+                let waits = self.tasks[j].spec.needs.iter().any(|n| {
+                    self.idx(n)
+                        .is_some_and(|k| self.tasks[k].status == TaskStatus::Pending)
+                });
+                if waits {
+                    self.forced.insert(j);
+                    out.push(self.unskip(j));
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        // Nothing new was starting because of a failure; look again.
+        self.stop_new = None;
+        self.recheck_failures();
+        if self.stop_new.is_none() {
+            for j in 0..self.tasks.len() {
+                if self.tasks[j].status == TaskStatus::Skipped {
+                    out.push(self.unskip(j));
+                }
+            }
+        }
+        let task = &self.tasks[i].spec.id;
+        Reply::yes(format!("task {task:?} will run again"), out)
+    }
+
+    fn unskip(&mut self, j: usize) -> Action {
+        let update = TaskUpdate {
+            reason: Some(None),
+            ..Default::default()
+        };
+        self.to(
+            j,
+            TaskStatus::Pending,
+            update,
+            EventKind::Unskipped,
+            json!({}),
+        )
+    }
+
+    /// The run has spent `spent` of its `budget`: once over, every running
+    /// agent is stopped (its work committed) and nothing new starts.
+    pub fn spent(&mut self, spent: f64, budget: f64) -> Vec<Action> {
+        if self.over_budget || spent <= budget {
+            return Vec::new();
+        }
+        self.over_budget = true;
+        let reason = format!(
+            "run budget exceeded: the run spent ${spent:.4} of its budget_usd ${budget:.4}"
+        );
+        self.stop_new.get_or_insert_with(|| {
+            format!("not started: the run's budget_usd (${budget:.4}) was spent")
+        });
+        let data = json!({ "spent": spent, "budget": budget });
+        let mut out = vec![Action::RunEvent(EventKind::BudgetExceeded, data)];
+        out.extend(self.running_tasks().map(|i| Action::Send {
+            task: i,
+            cmd: WorkerCmd::OverBudget(reason.clone()),
+        }));
+        out
+    }
+
+    fn running_tasks(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.tasks.len()).filter(|i| self.tasks[*i].status == TaskStatus::Running)
+    }
+
+    /// baton is asked to stop: running agents are stopped with their work
+    /// committed, and the run is left for `resume`.
+    pub fn shutdown(&mut self) -> Vec<Action> {
+        if self.shutting_down {
+            return Vec::new();
+        }
+        self.shutting_down = true;
+        let mut out = vec![Action::RunEvent(EventKind::Interrupt, json!({}))];
+        out.extend(self.running_tasks().map(|i| Action::Send {
+            task: i,
+            cmd: WorkerCmd::Shutdown,
+        }));
+        out
+    }
+
+    /// The run is over: tasks that can never start now (a blocked chain)
+    /// are skipped, not left hanging. Returns them and the run's status.
+    pub fn wind_up(&mut self) -> (Vec<Action>, RunStatus) {
+        let mut out = Vec::new();
+        if self.shutting_down {
+            return (out, RunStatus::Interrupted);
+        }
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].status == TaskStatus::Pending {
+                let reason = self.stop_new.clone().unwrap_or_else(|| {
+                    "not started: its upstream tasks did not all succeed".into()
+                });
+                out.push(self.skip(i, reason));
+            }
+        }
+        let all_good = self.tasks.iter().all(|t| t.status == TaskStatus::Succeeded);
+        let status = if all_good {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        (out, status)
+    }
+}
+
+#[cfg(test)]
+#[path = "board_tests.rs"]
+mod tests;

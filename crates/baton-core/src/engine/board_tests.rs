@@ -1,0 +1,442 @@
+//! The board's rules, one by one: no git, no processes, no store.
+
+use super::*;
+use std::time::Duration;
+
+fn spec(id: &str, needs: &[&str]) -> TaskSpec {
+    TaskSpec {
+        id: id.into(),
+        prompt: String::new(),
+        agent: "fake".into(),
+        needs: needs.iter().map(|n| n.to_string()).collect(),
+        context: Vec::new(),
+        gates: Vec::new(),
+        retries: 0,
+        timeout: Duration::from_secs(60),
+        budget_usd: None,
+        approve: false,
+        merge: true,
+        fail_if: None,
+        on_failure: OnFailure::Stop,
+        stall_after: Duration::from_secs(60),
+    }
+}
+
+fn rules(max_parallel: usize) -> Rules {
+    Rules {
+        run: "r1".into(),
+        max_parallel,
+        service: false,
+        auto_approve: false,
+    }
+}
+
+fn board(max_parallel: usize, specs: Vec<TaskSpec>) -> Board {
+    Board::new(rules(max_parallel), specs)
+}
+
+/// The tasks an action list starts, by id.
+fn started(b: &Board, actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { task, .. } => Some(b.id(*task).to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each recorded status change as (task, status).
+fn moves(b: &Board, actions: &[Action]) -> Vec<(String, TaskStatus)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record {
+                task,
+                status: Some(s),
+                ..
+            } => Some((b.id(*task).to_string(), *s)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn next_started(b: &mut Board) -> Vec<String> {
+    let acts = b.next();
+    started(b, &acts)
+}
+
+fn next_moves(b: &mut Board) -> Vec<(String, TaskStatus)> {
+    let acts = b.next();
+    moves(b, &acts)
+}
+
+fn status(b: &Board, id: &str) -> TaskStatus {
+    b.status(b.idx(id).unwrap())
+}
+
+fn fail(b: &mut Board, id: &str) -> Vec<Action> {
+    let i = b.idx(id).unwrap();
+    b.finished(
+        i,
+        Outcome::Failed {
+            commit: None,
+            reason: "gate failed".into(),
+            result: String::new(),
+        },
+    )
+}
+
+fn done(b: &mut Board, id: &str) -> Vec<Action> {
+    let i = b.idx(id).unwrap();
+    b.finished(
+        i,
+        Outcome::Done {
+            commit: "c1".into(),
+            result: "ok".into(),
+        },
+    )
+}
+
+fn merge(b: &mut Board, id: &str) -> Vec<Action> {
+    let i = b.idx(id).unwrap();
+    b.merged(
+        i,
+        MergeResult::Merged {
+            integration: Some("h2".into()),
+        },
+    )
+}
+
+#[test]
+fn ready_tasks_start_up_to_max_parallel_in_plan_order() {
+    let mut b = board(2, vec![spec("a", &[]), spec("b", &[]), spec("c", &[])]);
+    let a = b.next();
+    assert_eq!(started(&b, &a), ["a", "b"]);
+    assert_eq!(b.running(), 2);
+    assert!(next_started(&mut b).is_empty(), "the limit holds");
+    done(&mut b, "a");
+    assert_eq!(b.running(), 1);
+    assert_eq!(next_started(&mut b), ["c"]);
+}
+
+#[test]
+fn a_task_waits_until_what_it_needs_is_merged() {
+    let mut b = board(3, vec![spec("api", &[]), spec("docs", &["api"])]);
+    assert_eq!(next_started(&mut b), ["api"]);
+    let acts = done(&mut b, "api");
+    assert_eq!(moves(&b, &acts), [("api".into(), TaskStatus::Merging)]);
+    assert!(acts.contains(&Action::Merge(0)));
+    assert!(next_started(&mut b).is_empty(), "merging is not merged");
+    let acts = merge(&mut b, "api");
+    assert!(acts.contains(&Action::DropWorktree(0)));
+    assert_eq!(next_started(&mut b), ["docs"]);
+}
+
+#[test]
+fn skips_travel_down_a_chain_whatever_the_file_order() {
+    let mut s = vec![spec("c", &["b"]), spec("b", &["a"]), spec("a", &[])];
+    for t in &mut s {
+        t.on_failure = OnFailure::Continue;
+    }
+    let mut b = board(3, s);
+    b.next();
+    fail(&mut b, "a");
+    let acts = b.next();
+    assert_eq!(
+        moves(&b, &acts),
+        [
+            ("b".into(), TaskStatus::Skipped),
+            ("c".into(), TaskStatus::Skipped)
+        ]
+    );
+    let Action::Record { update, .. } = &acts[1] else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(
+        update.reason,
+        Some(Some("needs \"b\", which was skipped".into()))
+    );
+    assert!(b.is_done(false));
+    assert_eq!(b.wind_up().1, RunStatus::Failed);
+}
+
+#[test]
+fn on_failure_stop_holds_back_new_work_but_lets_running_tasks_finish() {
+    let mut b = board(2, vec![spec("a", &[]), spec("b", &[]), spec("c", &[])]);
+    b.next();
+    fail(&mut b, "a");
+    let acts = b.next();
+    assert_eq!(moves(&b, &acts), [("c".into(), TaskStatus::Skipped)]);
+    assert_eq!(status(&b, "b"), TaskStatus::Running);
+    let Action::Record { update, .. } = &acts[0] else {
+        panic!()
+    };
+    assert_eq!(
+        update.reason,
+        Some(Some(
+            "not started: task \"a\" failed and its on_failure is \"stop\"".into()
+        ))
+    );
+}
+
+#[test]
+fn on_failure_continue_starts_the_rest() {
+    let mut s = vec![spec("a", &[]), spec("b", &[])];
+    s[0].on_failure = OnFailure::Continue;
+    let mut b = board(1, s);
+    b.next();
+    fail(&mut b, "a");
+    assert_eq!(next_started(&mut b), ["b"]);
+}
+
+#[test]
+fn a_service_run_ignores_on_failure_and_waits_for_more_tasks() {
+    let mut r = rules(2);
+    r.service = true;
+    let mut b = Board::new(r, vec![spec("t1", &[]), spec("t2", &[])]);
+    b.next();
+    fail(&mut b, "t1");
+    done(&mut b, "t2");
+    merge(&mut b, "t2");
+    assert!(b.next().is_empty());
+    assert!(!b.is_done(false), "a service run goes on until shut down");
+    let i = b.add(spec("t3", &[])).unwrap();
+    assert!(b.add(spec("t3", &[])).is_err(), "ids are unique");
+    assert_eq!(next_started(&mut b), ["t3"]);
+    assert_eq!(b.id(i), "t3");
+    b.shutdown();
+    b.finished(i, Outcome::Interrupted { commit: None });
+    assert!(b.is_done(false));
+}
+
+#[test]
+fn approval_waits_for_a_person_then_merges_or_drops_the_worktree() {
+    let mut s = vec![spec("m", &[]), spec("n", &[])];
+    s[0].approve = true;
+    s[1].approve = true;
+    s[1].merge = false;
+    let mut b = board(2, s);
+    b.next();
+    let acts = done(&mut b, "m");
+    assert_eq!(
+        moves(&b, &acts),
+        [("m".into(), TaskStatus::AwaitingApproval)]
+    );
+    done(&mut b, "n");
+    assert!(!b.is_done(false), "a person is waited for");
+
+    let r = b.request(0, ControlKind::Approve, None);
+    assert!(r.ok, "{}", r.message);
+    assert!(r.actions.contains(&Action::Merge(0)));
+    // The same outcome as a merge = false task that needs no approval.
+    let r = b.request(1, ControlKind::Approve, None);
+    assert_eq!(moves(&b, &r.actions), [("n".into(), TaskStatus::Succeeded)]);
+    assert!(r.actions.contains(&Action::DropWorktree(1)));
+    let again = b.request(1, ControlKind::Approve, None);
+    assert!(!again.ok);
+    assert!(again.message.contains("already ended (succeeded)"));
+}
+
+#[test]
+fn auto_approve_goes_straight_to_the_merge_queue() {
+    let mut s = vec![spec("m", &[])];
+    s[0].approve = true;
+    let mut r = rules(1);
+    r.auto_approve = true;
+    let mut b = Board::new(r, s);
+    b.next();
+    let acts = done(&mut b, "m");
+    assert_eq!(moves(&b, &acts), [("m".into(), TaskStatus::Merging)]);
+}
+
+#[test]
+fn stop_asks_a_running_worker_and_ends_a_waiting_task_at_once() {
+    let mut b = board(1, vec![spec("a", &[]), spec("b", &[])]);
+    b.next();
+    let r = b.request(0, ControlKind::Stop, None);
+    assert!(r.ok);
+    assert_eq!(
+        r.actions,
+        [Action::Send {
+            task: 0,
+            cmd: WorkerCmd::Stop
+        }]
+    );
+    assert!(r.message.contains("baton/r1/task/a"), "{}", r.message);
+    let r = b.request(1, ControlKind::Stop, None);
+    assert_eq!(moves(&b, &r.actions), [("b".into(), TaskStatus::Stopped)]);
+    done(&mut b, "a");
+    let r = b.request(0, ControlKind::Stop, None);
+    assert!(!r.ok && r.message.contains("being merged"), "{}", r.message);
+}
+
+#[test]
+fn steer_reaches_the_task_wherever_it_is() {
+    let mut s = vec![spec("run", &[]), spec("wait", &[]), spec("later", &["run"])];
+    s[1].approve = true;
+    let mut b = board(2, s);
+    b.next();
+    let r = b.request(0, ControlKind::Steer, Some("use v2".into()));
+    assert!(r.actions.contains(&Action::Send {
+        task: 0,
+        cmd: WorkerCmd::Steer("use v2".into())
+    }));
+    done(&mut b, "wait");
+    let r = b.request(1, ControlKind::Steer, Some("smaller".into()));
+    assert!(r.ok);
+    assert!(r.actions.contains(&Action::Start {
+        task: 1,
+        feedback: Some("smaller".into())
+    }));
+    assert_eq!(status(&b, "wait"), TaskStatus::Running);
+    let r = b.request(2, ControlKind::Steer, Some("first".into()));
+    assert!(r.ok && r.message.contains("has not started"));
+    let fb = r.actions.iter().any(|a| {
+        matches!(a, Action::Record { status: None, update, .. } if update.feedback == Some(Some("first".into())))
+    });
+    assert!(fb, "{:?}", r.actions);
+}
+
+#[test]
+fn retry_reopens_a_failed_task_and_what_was_skipped_because_of_it() {
+    let mut b = board(2, vec![spec("a", &[]), spec("b", &["a"]), spec("c", &[])]);
+    b.next();
+    fail(&mut b, "a");
+    done(&mut b, "c");
+    b.next();
+    assert_eq!(status(&b, "b"), TaskStatus::Skipped);
+    assert!(
+        b.check_retry(1).is_none(),
+        "a skipped task can be retried too"
+    );
+    let r = b.retry(0, "try harder".into(), 1);
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(
+        moves(&b, &r.actions),
+        [
+            ("a".into(), TaskStatus::Pending),
+            ("b".into(), TaskStatus::Pending)
+        ]
+    );
+    let Action::Record { update, .. } = &r.actions[0] else {
+        panic!()
+    };
+    assert_eq!(update.retry_from, Some(1));
+    assert_eq!(update.feedback, Some(Some("try harder".into())));
+    assert_eq!(
+        next_started(&mut b),
+        ["a"],
+        "a forced task runs despite on_failure"
+    );
+}
+
+#[test]
+fn retry_is_refused_for_a_task_that_did_not_end_badly_or_when_the_budget_is_spent() {
+    let mut b = board(1, vec![spec("a", &[])]);
+    b.next();
+    let r = b.retry(0, String::new(), 0);
+    assert!(!r.ok);
+    assert!(
+        r.message.contains("is running; only a failed"),
+        "{}",
+        r.message
+    );
+    fail(&mut b, "a");
+    b.spent(2.0, 1.0);
+    let r = b.retry(0, String::new(), 1);
+    assert!(
+        !r.ok && r.message.contains("budget_usd is spent"),
+        "{}",
+        r.message
+    );
+}
+
+#[test]
+fn a_spent_budget_stops_running_agents_and_starts_nothing_new() {
+    let mut s = vec![spec("a", &[]), spec("b", &[])];
+    s[0].on_failure = OnFailure::Continue;
+    let mut b = board(1, s);
+    b.next();
+    assert!(b.spent(0.5, 1.0).is_empty(), "under budget");
+    let acts = b.spent(1.5, 1.0);
+    assert!(matches!(
+        acts[0],
+        Action::RunEvent(EventKind::BudgetExceeded, _)
+    ));
+    assert!(matches!(
+        &acts[1],
+        Action::Send { task: 0, cmd: WorkerCmd::OverBudget(r) } if r.contains("$1.5000 of its budget_usd $1.0000")
+    ));
+    assert!(b.spent(2.0, 1.0).is_empty(), "once");
+    fail(&mut b, "a");
+    assert_eq!(next_moves(&mut b), [("b".into(), TaskStatus::Skipped)]);
+}
+
+#[test]
+fn shutdown_stops_workers_starts_nothing_and_leaves_the_run_interrupted() {
+    let mut b = board(1, vec![spec("a", &[]), spec("b", &[])]);
+    b.next();
+    let acts = b.shutdown();
+    assert_eq!(
+        acts[1],
+        Action::Send {
+            task: 0,
+            cmd: WorkerCmd::Shutdown
+        }
+    );
+    assert!(b.refuse(ControlKind::Retry).is_some());
+    assert!(b.refuse(ControlKind::Stop).is_none());
+    let acts = b.finished(0, Outcome::Interrupted { commit: None });
+    assert_eq!(moves(&b, &acts), [("a".into(), TaskStatus::Pending)]);
+    assert!(b.next().is_empty());
+    assert!(b.is_done(false));
+    let (acts, status) = b.wind_up();
+    assert!(acts.is_empty(), "pending tasks stay pending for resume");
+    assert_eq!(status, RunStatus::Interrupted);
+}
+
+#[test]
+fn a_conflict_ends_the_task_and_applies_on_failure() {
+    let mut b = board(1, vec![spec("a", &[]), spec("b", &[])]);
+    b.next();
+    done(&mut b, "a");
+    let acts = b.merged(
+        0,
+        MergeResult::Conflict {
+            paths: vec!["x.txt".into()],
+            reason: "merge conflict".into(),
+        },
+    );
+    assert_eq!(moves(&b, &acts), [("a".into(), TaskStatus::Conflicted)]);
+    assert_eq!(next_moves(&mut b), [("b".into(), TaskStatus::Skipped)]);
+}
+
+#[test]
+fn restore_keeps_finished_work_and_remembers_failures_and_forced_tasks() {
+    let mut b = board(2, vec![spec("a", &[]), spec("b", &[]), spec("c", &[])]);
+    let statuses = HashMap::from([
+        ("a".to_string(), TaskStatus::Failed),
+        ("b".to_string(), TaskStatus::Pending),
+        ("c".to_string(), TaskStatus::Succeeded),
+    ]);
+    b.restore(&statuses, &[]);
+    assert_eq!(next_moves(&mut b), [("b".into(), TaskStatus::Skipped)]);
+
+    let mut b = board(2, vec![spec("a", &[]), spec("b", &[])]);
+    b.restore(&statuses, &["b".to_string()]);
+    assert_eq!(next_started(&mut b), ["b"]);
+}
+
+#[test]
+fn wind_up_skips_what_never_could_start() {
+    let mut b = board(1, vec![spec("a", &[]), spec("b", &["missing"])]);
+    b.next();
+    done(&mut b, "a");
+    merge(&mut b, "a");
+    b.next();
+    assert!(b.is_done(false));
+    let (acts, status) = b.wind_up();
+    assert_eq!(moves(&b, &acts), [("b".into(), TaskStatus::Skipped)]);
+    assert_eq!(status, RunStatus::Failed);
+}

@@ -1,0 +1,123 @@
+//! The merge queue: finished tasks wait here and are merged into the run's
+//! integration branch one at a time. A merge never touches a work tree
+//! (`git merge-tree` + `commit-tree`), and the branch moves by
+//! compare-and-swap, so nothing else is ever overwritten. It does git and
+//! nothing else; what a merge means for the task is the board's to say.
+
+use crate::git::{MergeOutcome, Repo};
+use std::collections::VecDeque;
+
+/// How a task's merge went.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MergeResult {
+    /// Merged; `integration` is the new head, None when the task changed nothing.
+    Merged {
+        integration: Option<String>,
+    },
+    Conflict {
+        paths: Vec<String>,
+        reason: String,
+    },
+    /// git itself failed, or the branch kept moving: the reason in words.
+    Failed(String),
+}
+
+/// What the queue needs to know of a task it merges.
+pub(crate) struct Candidate<'a> {
+    pub id: &'a str,
+    pub branch: &'a str,
+    /// The task's last commit, and the commit it started from.
+    pub commit: Option<&'a str>,
+    pub start_commit: Option<&'a str>,
+}
+
+pub(crate) struct MergeQueue {
+    run: String,
+    integration_ref: String,
+    head: String,
+    /// Board indices of the tasks waiting, oldest first.
+    waiting: VecDeque<usize>,
+}
+
+impl MergeQueue {
+    pub fn new(run: &str, integration_ref: String, head: String) -> MergeQueue {
+        MergeQueue {
+            run: run.to_string(),
+            integration_ref,
+            head,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// The integration branch's head as this queue last left it.
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
+    pub fn push(&mut self, task: usize) {
+        self.waiting.push_back(task);
+    }
+
+    pub fn pop(&mut self) -> Option<usize> {
+        self.waiting.pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Merges one task's work onto the integration branch.
+    pub async fn merge(&mut self, repo: &Repo, c: Candidate<'_>) -> MergeResult {
+        let commit = c.commit.unwrap_or_default();
+        if commit.is_empty() || c.start_commit == Some(commit) {
+            return MergeResult::Merged { integration: None };
+        }
+        let message = format!(
+            "baton: merge task {}\n\nRun: {}\nBranch: {}",
+            c.id, self.run, c.branch
+        );
+        for round in 0..2 {
+            let outcome = match repo.merge_commits(&self.head, commit, &message).await {
+                Ok(o) => o,
+                Err(e) => return MergeResult::Failed(format!("merge failed: {e}")),
+            };
+            let new = match outcome {
+                MergeOutcome::Merged(new) => new,
+                MergeOutcome::Conflict(paths) => {
+                    let reason = format!(
+                        "merge conflict with the integration branch in {}; the task's work is kept on branch {}",
+                        paths.join(", "),
+                        c.branch
+                    );
+                    return MergeResult::Conflict { paths, reason };
+                }
+            };
+            match repo.move_ref(&self.integration_ref, &new, &self.head).await {
+                Ok(()) => {
+                    self.head = new.clone();
+                    return MergeResult::Merged {
+                        integration: Some(new),
+                    };
+                }
+                Err(e) if round == 0 => {
+                    // Someone moved the integration branch: merge onto what is there now.
+                    tracing::warn!("integration branch moved under baton: {e}");
+                    match repo.ref_commit(&self.integration_ref).await {
+                        Ok(Some(h)) => self.head = h,
+                        Ok(None) => {
+                            return MergeResult::Failed(format!(
+                                "the integration branch {} was deleted",
+                                self.integration_ref
+                            ))
+                        }
+                        Err(e) => return MergeResult::Failed(e.to_string()),
+                    }
+                }
+                Err(e) => {
+                    return MergeResult::Failed(format!("cannot move the integration branch: {e}"))
+                }
+            }
+        }
+        MergeResult::Failed("the integration branch kept moving during the merge".into())
+    }
+}

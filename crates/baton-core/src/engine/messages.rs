@@ -1,0 +1,83 @@
+//! What travels between the parts of the engine: requests to a worker, a
+//! worker's outcome, the money it spends, and a person's request with its
+//! answer.
+
+use crate::model::ControlKind;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// A request to a task's worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerCmd {
+    Stop,
+    Steer(String),
+    Shutdown,
+    /// A budget was crossed: stop the agent, keep its work, fail the task.
+    OverBudget(String),
+}
+
+/// How a worker's go at a task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    /// Gates passed; ready for approval or merge.
+    Done { commit: String, result: String },
+    Failed {
+        commit: Option<String>,
+        reason: String,
+        result: String,
+    },
+    Stopped {
+        commit: Option<String>,
+        reason: String,
+    },
+    /// baton is shutting down; the task goes back to pending.
+    Interrupted { commit: Option<String> },
+}
+
+/// What a worker tells the engine.
+#[derive(Debug)]
+pub(crate) enum WorkerNote {
+    /// What the attempt has cost so far (it only grows within an attempt).
+    Spent {
+        task: String,
+        attempt: u32,
+        usd: f64,
+    },
+    Finished {
+        task: String,
+        outcome: Outcome,
+    },
+}
+
+/// The engine's answer to a request: whether it was taken, and what happens
+/// now (or why not), in words for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    pub ok: bool,
+    pub message: String,
+}
+
+impl Answer {
+    pub fn yes(message: impl Into<String>) -> Answer {
+        Answer {
+            ok: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn no(message: impl Into<String>) -> Answer {
+        Answer {
+            ok: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// A request to a running engine, with where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub task: String,
+    pub kind: ControlKind,
+    pub message: Option<String>,
+    pub answer: oneshot::Sender<Answer>,
+}

@@ -1,0 +1,371 @@
+//! The one vocabulary every layer shares: statuses of runs, tasks and
+//! attempts, kinds of runs, control requests and events, and what an agent is
+//! doing. The store, the engine, the CLI, the server and the dashboard all
+//! speak these enums; each is written to the store and to JSON as its
+//! snake_case name, and an unknown name read back is an error, never a
+//! default.
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+/// A name read from the store or a request that is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?} (known: {known})")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+    pub known: String,
+}
+
+/// An enum of names: `as_str`, `FromStr`, `Display`, serde and SQLite.
+macro_rules! names {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue {
+                        what: $what,
+                        value: s.to_string(),
+                        known: [$($text),+].join(", "),
+                    }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+                v.as_str()?
+                    .parse()
+                    .map_err(|e: UnknownValue| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
+names! {
+    /// Where a task stands.
+    TaskStatus, "task status" {
+        Pending = "pending",
+        Running = "running",
+        AwaitingApproval = "awaiting_approval",
+        /// Finished and checked; waiting in (or going through) the merge queue.
+        Merging = "merging",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Stopped = "stopped",
+        Conflicted = "conflicted",
+        Skipped = "skipped",
+    }
+}
+
+impl TaskStatus {
+    /// The task has ended: nothing more happens to it unless a person retries it.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded
+                | TaskStatus::Failed
+                | TaskStatus::Stopped
+                | TaskStatus::Conflicted
+                | TaskStatus::Skipped
+        )
+    }
+
+    /// Ended without succeeding: what waits on it cannot start, and it can be retried.
+    pub fn is_bad_end(self) -> bool {
+        self.is_finished() && self != TaskStatus::Succeeded
+    }
+
+    /// Whether a person may ask for `kind` on a task in this status.
+    pub fn allows(self, kind: ControlKind) -> bool {
+        use TaskStatus::*;
+        match kind {
+            ControlKind::Stop | ControlKind::Steer => {
+                matches!(self, Pending | Running | AwaitingApproval)
+            }
+            ControlKind::Approve => self == AwaitingApproval,
+            ControlKind::Retry => self.is_bad_end(),
+            ControlKind::Add => false,
+        }
+    }
+
+    /// Every action this status allows, for views that offer buttons.
+    pub fn actions(self) -> Vec<ControlKind> {
+        ControlKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| self.allows(*k))
+            .collect()
+    }
+
+    /// The status in a sentence: "needs \"a\", which failed".
+    pub fn past(self) -> &'static str {
+        match self {
+            TaskStatus::Failed => "failed",
+            TaskStatus::Stopped => "was stopped",
+            TaskStatus::Conflicted => "conflicted",
+            TaskStatus::Skipped => "was skipped",
+            _ => "did not succeed",
+        }
+    }
+
+    /// Why a person should look at the task now, if they should.
+    pub fn attention(self, activity: Option<Activity>) -> Option<&'static str> {
+        match (self, activity) {
+            (TaskStatus::AwaitingApproval, _) => Some("approval"),
+            (TaskStatus::Failed, _) => Some("failed"),
+            (TaskStatus::Conflicted, _) => Some("conflicted"),
+            (TaskStatus::Running, Some(Activity::Stalled)) => Some("stalled"),
+            _ => None,
+        }
+    }
+}
+
+names! {
+    /// How one attempt ended (or that it still runs).
+    AttemptStatus, "attempt status" {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        TimedOut = "timed_out",
+        Stopped = "stopped",
+        Steered = "steered",
+        Interrupted = "interrupted",
+    }
+}
+
+impl AttemptStatus {
+    /// Counts against the task's `retries` (a steer or an interruption does not).
+    pub fn is_failure(self) -> bool {
+        matches!(self, AttemptStatus::Failed | AttemptStatus::TimedOut)
+    }
+}
+
+names! {
+    /// Where a run stands.
+    RunStatus, "run status" {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        /// Stopped by a signal or a server shutdown; `baton resume` continues it.
+        Interrupted = "interrupted",
+    }
+}
+
+names! {
+    /// What started a run.
+    RunKind, "run kind" {
+        /// `baton run` or a plan started from the API.
+        Plan = "plan",
+        /// The standing run of `baton serve` that takes queued tasks.
+        Service = "service",
+    }
+}
+
+names! {
+    /// What a person (or another program) asks of a running task.
+    ControlKind, "request" {
+        Stop = "stop",
+        Steer = "steer",
+        Approve = "approve",
+        Retry = "retry",
+        /// Take a task queued at run time (its plan text is in the store).
+        Add = "add",
+    }
+}
+
+names! {
+    /// What a running agent is doing, from its own stream.
+    Activity, "activity" {
+        Starting = "starting",
+        Working = "working",
+        WaitingModel = "waiting_model",
+        RunningTool = "running_tool",
+        Stalled = "stalled",
+    }
+}
+
+names! {
+    /// Everything that happens in a run is one of these, appended to the store.
+    EventKind, "event kind" {
+        RunStarted = "run_started",
+        RunResumed = "run_resumed",
+        RunFinished = "run_finished",
+        /// baton was asked to stop (Ctrl-C, a signal, a server shutdown).
+        Interrupt = "interrupt",
+        BudgetExceeded = "budget_exceeded",
+        TaskQueued = "task_queued",
+        TaskStarted = "task_started",
+        AttemptStarted = "attempt_started",
+        AttemptFailed = "attempt_failed",
+        Committed = "committed",
+        CommitFailed = "commit_failed",
+        GateStarted = "gate_started",
+        GateFinished = "gate_finished",
+        Stalled = "stalled",
+        Steered = "steered",
+        ApprovalNeeded = "approval_needed",
+        Approved = "approved",
+        MergeQueued = "merge_queued",
+        Merged = "merged",
+        /// Ended well without a merge (`merge = false`).
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Stopped = "stopped",
+        Conflicted = "conflicted",
+        Skipped = "skipped",
+        Unskipped = "unskipped",
+        /// The task's attempt was cut short by baton stopping; it runs again on resume.
+        Interrupted = "interrupted",
+        RetryRequested = "retry_requested",
+        AgentSession = "agent_session",
+        AgentMessage = "agent_message",
+        ToolCall = "tool_call",
+        ToolResult = "tool_result",
+        Usage = "usage",
+        AgentRetry = "agent_retry",
+        AgentError = "agent_error",
+        AgentResult = "agent_result",
+    }
+}
+
+impl EventKind {
+    /// The event that records a task ending in `status`.
+    pub fn ended(status: TaskStatus) -> EventKind {
+        match status {
+            TaskStatus::Failed => EventKind::Failed,
+            TaskStatus::Stopped => EventKind::Stopped,
+            TaskStatus::Conflicted => EventKind::Conflicted,
+            TaskStatus::Skipped => EventKind::Skipped,
+            _ => EventKind::Succeeded,
+        }
+    }
+
+    /// Events that mean a person should look now (the webhook, notifications).
+    pub fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            EventKind::ApprovalNeeded
+                | EventKind::Failed
+                | EventKind::Conflicted
+                | EventKind::Stalled
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    #[test]
+    fn names_round_trip_through_text_json_and_sqlite() {
+        let conn = Connection::open_in_memory().unwrap();
+        for s in TaskStatus::ALL {
+            assert_eq!(s.as_str().parse::<TaskStatus>().unwrap(), *s);
+            let json = serde_json::to_string(s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<TaskStatus>(&json).unwrap(), *s);
+            let back: TaskStatus = conn.query_row("SELECT ?1", [s], |r| r.get(0)).unwrap();
+            assert_eq!(back, *s);
+        }
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>().unwrap(), *k);
+        }
+    }
+
+    #[test]
+    fn an_unknown_name_is_an_error_not_a_default() {
+        let e = "runing".parse::<TaskStatus>().unwrap_err();
+        assert!(
+            e.to_string().contains("unknown task status \"runing\""),
+            "{e}"
+        );
+        assert!(serde_json::from_str::<ControlKind>("\"halt\"").is_err());
+        let conn = Connection::open_in_memory().unwrap();
+        let read: rusqlite::Result<TaskStatus> = conn.query_row("SELECT 'bogus'", [], |r| r.get(0));
+        assert!(read.is_err());
+    }
+
+    #[test]
+    fn finished_and_bad_end_sets() {
+        use TaskStatus::*;
+        let finished: Vec<_> = TaskStatus::ALL.iter().filter(|s| s.is_finished()).collect();
+        assert_eq!(
+            finished,
+            [&Succeeded, &Failed, &Stopped, &Conflicted, &Skipped]
+        );
+        assert!(!Succeeded.is_bad_end() && Skipped.is_bad_end() && !Merging.is_bad_end());
+    }
+
+    #[test]
+    fn actions_follow_the_status() {
+        use ControlKind::*;
+        assert_eq!(TaskStatus::Running.actions(), [Stop, Steer]);
+        assert_eq!(
+            TaskStatus::AwaitingApproval.actions(),
+            [Stop, Steer, Approve]
+        );
+        assert_eq!(TaskStatus::Merging.actions(), []);
+        assert_eq!(TaskStatus::Conflicted.actions(), [Retry]);
+        assert_eq!(TaskStatus::Succeeded.actions(), []);
+    }
+
+    #[test]
+    fn agent_event_kinds_are_event_kinds() {
+        for k in [
+            "agent_session",
+            "agent_message",
+            "tool_call",
+            "tool_result",
+            "usage",
+            "agent_retry",
+            "agent_error",
+            "agent_result",
+        ] {
+            assert!(k.parse::<EventKind>().is_ok(), "{k}");
+        }
+    }
+}
