@@ -10,3 +10,4 @@ mod test_real_agents;
 mod test_run;
 mod test_serve;
 mod test_usage;
+mod test_work_kept;

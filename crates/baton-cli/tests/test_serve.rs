@@ -141,3 +141,27 @@ fn beyond_loopback_the_api_needs_a_token() {
     // The dashboard page itself loads; its data needs the token.
     assert_eq!(http_get(&srv.url, "/", None).0, 200);
 }
+
+#[test]
+fn another_process_stops_a_task_the_server_drives_through_the_store() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[[task]]\nid = \"long\"\nprompt = \"write wip.txt halfway; hang\"\n",
+    );
+    let _srv = serve(&env, "127.0.0.1:0");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the task to run in the server", 20, || {
+        task_status(&env, "long") == "running"
+    });
+    let out = output(baton(&env).args(["stop", "long"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("stopping task \"long\""), "{said}");
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "long");
+    assert_eq!(t["status"], "stopped");
+    let branch = t["branch"].as_str().unwrap();
+    assert_eq!(show(&env, branch, "wip.txt").as_deref(), Some("halfway\n"));
+}

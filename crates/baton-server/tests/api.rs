@@ -325,6 +325,29 @@ on_failure = "continue"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_server_drives_is_asked_directly_not_through_the_store() {
+    let a = api_with(false, "[[task]]\nid = \"hangs\"\nprompt = \"hang\"\n");
+    let (_, v) = a.post("/api/runs", json!({})).await;
+    let run = v["run"].as_str().unwrap().to_string();
+    let t = a.wait_task(&run, "hangs", "running").await;
+    assert_eq!(t["actions"], json!(["stop", "steer"]), "{t}");
+    let (s, v) = a
+        .post(&format!("/api/runs/{run}/tasks/hangs/stop"), json!({}))
+        .await;
+    assert_eq!((s, v["ok"].clone()), (StatusCode::OK, json!(true)), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with("stopping task"),
+        "{v}"
+    );
+    let t = a.wait_task(&run, "hangs", "stopped").await;
+    assert_eq!(t["actions"], json!(["retry"]), "{t}");
+    // The answer came over the engine's handle: nothing went through the
+    // control table that other processes use.
+    let controls = a.state.store.controls(&run).unwrap();
+    assert!(controls.is_empty(), "{controls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_tasks_run_and_are_routed_by_tag() {
     let a = api();
     let (s, v) = a
@@ -338,6 +361,8 @@ async fn queued_tasks_run_and_are_routed_by_tag() {
     let t = a.wait_task(&run, &task, "succeeded").await;
     assert_eq!(t["result"], "queued hello");
     assert_eq!(t["agent"], "fake");
+    let controls = a.state.store.controls(&run).unwrap();
+    assert!(controls.is_empty(), "queued in process: {controls:?}");
     let (_, v) = a
         .post(
             "/api/tasks",

@@ -63,7 +63,16 @@ pub async fn run(cwd: &Path, args: LogsArgs) -> anyhow::Result<i32> {
                 printed_upto = a.n;
                 continue;
             }
-            writeln!(out, "==> attempt {} ({}) {}", a.n, a.status, a.log_path)?;
+            let kept = a
+                .commit_ref
+                .as_deref()
+                .map(|r| format!("; its work is kept at {r}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "==> attempt {} ({}) {}{kept}",
+                a.n, a.status, a.log_path
+            )?;
             let mut pos = 0u64;
             loop {
                 // Whether it was still going before this read: then one more read follows its end.

@@ -595,6 +595,14 @@ impl Store {
         Ok(())
     }
 
+    /// Every request sent to `run` through the store, oldest first.
+    pub fn controls(&self, run: &str) -> Result<Vec<Control>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT * FROM controls WHERE run_id = ?1 ORDER BY id")?;
+        let rows = st.query_map([run], Control::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     pub fn control(&self, id: i64) -> Result<Option<Control>> {
         Ok(self
             .conn()

@@ -1,0 +1,100 @@
+//! Nothing an agent did is lost: every attempt's end commit stays reachable
+//! under its own ref, whatever later attempts do to the branch; and an exec
+//! agent's prompt (a command) is never broken by feedback appended to it.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+
+#[test]
+fn an_agent_that_resets_its_branch_cannot_lose_an_earlier_attempt() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        r#"
+[agent.sh]
+adapter = "exec"
+command = ["bash", "-ec"]
+
+[[task]]
+id = "t"
+agent = "sh"
+retries = 1
+prompt = """
+if [ "$BATON_ATTEMPT" = 1 ]; then
+  echo A > a.txt; git add a.txt; git commit -qm A
+  echo B > b.txt
+  exit 3
+fi
+git reset -q --hard "$(git rev-parse "baton/$BATON_RUN/integration")"
+echo C > c.txt
+"""
+"#,
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = r.report["run"].as_str().unwrap().to_string();
+    let t = task(&r.report, "t");
+    assert_eq!(t["attempts"], 2);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "c.txt").as_deref(), Some("C\n"));
+    assert_eq!(
+        show(&env, integration, "a.txt"),
+        None,
+        "attempt 2 threw it away"
+    );
+
+    // Attempt 1's work (its own commit and what baton committed after it)
+    // is still there, under its ref.
+    let first = format!("refs/baton/{run}/t/1");
+    assert_eq!(show(&env, &first, "a.txt").as_deref(), Some("A\n"));
+    assert_eq!(show(&env, &first, "b.txt").as_deref(), Some("B\n"));
+    let second = format!("refs/baton/{run}/t/2");
+    assert_eq!(show(&env, &second, "c.txt").as_deref(), Some("C\n"));
+
+    let out = output(baton(&env).args(["logs", "t"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("==> attempt 1 (failed)"))
+            && text.contains(&format!("its work is kept at {first}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_exec_prompt_is_not_appended_to_on_a_retry() {
+    let env = TestEnv::new();
+    let fb = env.scratch("feedback.txt");
+    env.write(
+        "baton.toml",
+        &format!(
+            r#"
+[agent.sh]
+adapter = "exec"
+command = ["bash", "-ec"]
+
+[[task]]
+id = "script"
+agent = "sh"
+retries = 1
+gates = ["grep -q two n.txt"]
+prompt = """
+if [ "$BATON_ATTEMPT" = 1 ]; then echo one > n.txt; else echo two > n.txt; fi
+printf '%s' "$BATON_FEEDBACK" > {fb}
+"""
+"#,
+            fb = fb.display()
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "script");
+    assert_eq!(
+        (t["status"].as_str(), t["attempts"].as_u64()),
+        (Some("succeeded"), Some(2))
+    );
+    let feedback = std::fs::read_to_string(&fb).unwrap();
+    assert!(
+        feedback.contains("gate `grep -q two n.txt` failed"),
+        "the second attempt gets the feedback in BATON_FEEDBACK: {feedback:?}"
+    );
+}
