@@ -54,7 +54,7 @@ echo C > c.txt
     let out = output(baton(&env).args(["logs", "t"]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("==> attempt 1 (failed)"))
+        text.contains("==> attempt 1 (failed)")
             && text.contains(&format!("its work is kept at {first}")),
         "{text}"
     );
