@@ -543,3 +543,49 @@ fn work_that_cannot_be_committed_fails_the_task_and_keeps_the_worktree() {
         "precious\n"
     );
 }
+
+#[test]
+fn a_done_tasks_worktree_becomes_the_next_tasks_desk_with_nothing_left_over() {
+    let env = TestEnv::new();
+    env.write(".gitignore", "build/\n");
+    env.commit_all("ignore build");
+    env.write(
+        "baton.toml",
+        r#"
+[agent.sh]
+adapter = "exec"
+command = ["bash", "-ec"]
+
+[defaults]
+agent = "sh"
+
+[run]
+max_parallel = 1
+
+[[task]]
+id = "a"
+prompt = "echo a > a.txt; mkdir -p build; echo junk > build/out.o; echo $PWD > here.txt"
+
+[[task]]
+id = "b"
+needs = ["a"]
+prompt = "echo $PWD > b-here.txt"
+gates = ["test -f a.txt", "test ! -e build/out.o"]
+"#,
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    let a_dir = show(&env, integration, "here.txt").unwrap();
+    let b_dir = show(&env, integration, "b-here.txt").unwrap();
+    assert!(a_dir.trim().ends_with("/a"), "{a_dir}");
+    assert!(
+        b_dir.trim().ends_with("/b"),
+        "each task works at its own path: {b_dir}"
+    );
+    // Every worktree is gone at the end, git's metadata with it.
+    let list = env.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 1, "{list}");
+    assert!(!std::path::Path::new(a_dir.trim()).exists());
+    assert!(!std::path::Path::new(b_dir.trim()).exists());
+}

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::task::JoinSet;
 
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -132,7 +133,8 @@ impl Parts {
             handle,
             spent_before,
             spent: HashMap::new(),
-            removed_worktree: false,
+            spares: Vec::new(),
+            removals: JoinSet::new(),
         })
     }
 }

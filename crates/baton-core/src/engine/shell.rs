@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinSet;
 
 /// How often requests from other processes are looked for in the store.
 const CONTROL_POLL: Duration = Duration::from_millis(150);
@@ -42,7 +43,10 @@ pub struct Engine {
     /// attempt since has spent, by (task, attempt).
     pub(super) spent_before: f64,
     pub(super) spent: HashMap<(String, u32), f64>,
-    pub(super) removed_worktree: bool,
+    /// Worktrees of tasks that are done, for the next tasks to start in.
+    pub(super) spares: Vec<PathBuf>,
+    /// Worktrees being removed; each says whether git's metadata needs a prune.
+    pub(super) removals: JoinSet<bool>,
 }
 
 /// The channels an engine is built around.
@@ -120,7 +124,14 @@ impl Engine {
     async fn finish(mut self) -> Result<Report, EngineError> {
         let (skipped, status) = self.board.wind_up();
         self.apply(skipped).await;
-        if self.removed_worktree {
+        for path in std::mem::take(&mut self.spares) {
+            self.remove_worktree(path);
+        }
+        let mut prune = false;
+        while let Some(r) = self.removals.join_next().await {
+            prune |= r.unwrap_or(true);
+        }
+        if prune {
             let _ = crate::git::git(&self.sh.repo.root, ["worktree", "prune"]).await;
         }
         let run = &self.sh.run_id;
@@ -189,7 +200,7 @@ impl Engine {
     /// Starts (or restarts, with a person's `feedback`) the worker of task `i`.
     async fn start_worker(&mut self, i: usize, feedback: Option<String>) {
         let spec = self.board.spec(i).clone();
-        let start = worker::Start::prepare(
+        let mut start = worker::Start::prepare(
             &self.sh,
             spec,
             self.merges.head(),
@@ -197,6 +208,9 @@ impl Engine {
             feedback,
         )
         .await;
+        if !start.existing {
+            start.spare = self.spares.pop();
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         self.workers.insert(i, tx);
         let data = json!({ "attempts_before": start.attempts });
@@ -247,14 +261,33 @@ impl Engine {
         }
     }
 
+    /// A task ended well: its worktree is kept for the next task to start
+    /// in (its work is on its branch), unless worktrees are to be kept as they are.
     fn drop_worktree(&mut self, i: usize) {
         if self.opts.keep_worktrees {
             return;
         }
         let path = crate::paths::task_worktree(&self.worktrees, &self.sh.run_id, self.board.id(i));
-        if path.exists() && std::fs::remove_dir_all(&path).is_ok() {
-            self.removed_worktree = true;
+        if path.exists() {
+            self.spares.push(path);
         }
+    }
+
+    /// Removes a worktree off the engine's loop.
+    fn remove_worktree(&mut self, path: PathBuf) {
+        let sh = self.sh.clone();
+        self.removals.spawn(async move {
+            match sh.repo.remove_worktree(&path).await {
+                Ok(()) => false,
+                Err(e) => {
+                    // Not a worktree git knows (any more): the directory goes, and
+                    // git's metadata is pruned at the end of the run.
+                    tracing::debug!("git worktree remove {}: {e}", path.display());
+                    let _ = tokio::fs::remove_dir_all(&path).await;
+                    true
+                }
+            }
+        });
     }
 
     async fn take(&mut self, req: Request) {

@@ -26,6 +26,8 @@ pub(crate) struct Start {
     pub start_commit: String,
     /// Whether the worktree exists already (resume, steer after approval wait).
     pub existing: bool,
+    /// A worktree of a task that is done, to make this task's desk from.
+    pub spare: Option<PathBuf>,
     pub attempts: u32,
     /// Failed attempts count from this one on (a person's retry starts the count again).
     pub retry_from: u32,
@@ -59,6 +61,7 @@ impl Start {
                 .and_then(|r| r.start_commit.clone())
                 .unwrap_or_else(|| head.to_string()),
             existing: existing_wt.is_some(),
+            spare: None,
             session: rec.as_ref().and_then(|r| r.session_id.clone()),
             attempts: rec.as_ref().map(|r| r.attempts).unwrap_or(0),
             retry_from: rec.as_ref().map(|r| r.retry_from).unwrap_or(0),
@@ -143,6 +146,28 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<(), String> {
         .is_some();
     let res = if st.existing || branch_exists {
         sh.repo.restore_worktree(&st.worktree, &st.branch).await
+    } else if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
+        match sh
+            .repo
+            .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(
+                    "cannot reuse {} ({e}); making a new worktree",
+                    spare.display()
+                );
+                for left in [spare, st.worktree.as_path()] {
+                    if left.exists() {
+                        let _ = sh.repo.remove_worktree(left).await;
+                    }
+                }
+                sh.repo
+                    .add_worktree(&st.worktree, &st.branch, &st.start_commit)
+                    .await
+            }
+        }
     } else {
         sh.repo
             .add_worktree(&st.worktree, &st.branch, &st.start_commit)
