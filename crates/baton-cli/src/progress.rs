@@ -202,12 +202,13 @@ impl View {
         Duration::from_millis(if self.tty { 200 } else { 100 })
     }
 
-    fn draw(&mut self) {
-        let mut err = std::io::stderr().lock();
+    async fn draw(&mut self) {
+        let run = self.run.clone();
         if self.tty {
-            let Ok(tasks) = self.store.tasks(&self.run) else {
+            let Ok(tasks) = self.store.call(move |s| s.tasks(&run)).await else {
                 return;
             };
+            let mut err = std::io::stderr().lock();
             let lines = frame(&self.run, self.started, &tasks);
             let mut out = String::new();
             if self.drawn > 0 {
@@ -227,20 +228,30 @@ impl View {
             }
             self.drawn = lines.len();
             let _ = err.write_all(out.as_bytes());
-        } else {
-            while let Ok(events) = self.store.events_after(&self.run, self.last_seq, 500) {
-                if events.is_empty() {
-                    break;
-                }
-                for e in &events {
-                    self.last_seq = e.seq;
-                    if let Some(l) = event_line(e, self.started) {
-                        let _ = writeln!(err, "{l}");
-                    }
+            let _ = err.flush();
+            return;
+        }
+        loop {
+            let (run, after) = (run.clone(), self.last_seq);
+            let Ok(events) = self
+                .store
+                .call(move |s| s.events_after(&run, after, 500))
+                .await
+            else {
+                break;
+            };
+            if events.is_empty() {
+                break;
+            }
+            let mut err = std::io::stderr().lock();
+            for e in &events {
+                self.last_seq = e.seq;
+                if let Some(l) = event_line(e, self.started) {
+                    let _ = writeln!(err, "{l}");
                 }
             }
+            let _ = err.flush();
         }
-        let _ = err.flush();
     }
 }
 
@@ -254,10 +265,15 @@ pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Resul
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                view.draw();
-                let ended = store.run(&run).map(|r| r.finished_at.is_some() || r.status != RunStatus::Running).unwrap_or(true);
+                view.draw().await;
+                let id = run.clone();
+                let ended = store
+                    .call(move |s| s.run(&id))
+                    .await
+                    .map(|r| r.finished_at.is_some() || r.status != RunStatus::Running)
+                    .unwrap_or(true);
                 if ended {
-                    view.draw();
+                    view.draw().await;
                     break;
                 }
             }
@@ -286,8 +302,8 @@ pub async fn drive(engine: Engine, json: bool) -> anyhow::Result<i32> {
         let mut tick = tokio::time::interval(view.period());
         loop {
             tokio::select! {
-                _ = tick.tick() => view.draw(),
-                _ = &mut stop_rx => { view.draw(); break; }
+                _ = tick.tick() => view.draw().await,
+                _ = &mut stop_rx => { view.draw().await; break; }
             }
         }
     });

@@ -9,6 +9,7 @@ use crate::lock::{self, LockState};
 use crate::model::{ControlKind, RunStatus};
 use crate::paths::StatePaths;
 use crate::store::{RunRecord, Store, StoreError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a request waits for its answer.
@@ -38,21 +39,32 @@ pub enum ControlError {
 }
 
 /// Checks that `run` has `task` (not needed for `add`, whose task is new).
-pub fn check_task(
-    store: &Store,
+pub async fn check_task(
+    store: &Arc<Store>,
     run: &str,
     task: &str,
     kind: ControlKind,
 ) -> Result<(), ControlError> {
-    if kind == ControlKind::Add || store.task(run, task)?.is_some() {
+    if kind == ControlKind::Add {
         return Ok(());
     }
-    let ids: Vec<String> = store.tasks(run)?.into_iter().map(|t| t.id).collect();
-    Err(ControlError::NoTask {
-        run: run.to_string(),
-        task: task.to_string(),
-        known: ids.join(", "),
-    })
+    let (r, t) = (run.to_string(), task.to_string());
+    let known = store
+        .call(move |s| -> Result<Option<Vec<String>>, StoreError> {
+            if s.task(&r, &t)?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(s.tasks(&r)?.into_iter().map(|t| t.id).collect()))
+        })
+        .await?;
+    match known {
+        None => Ok(()),
+        Some(ids) => Err(ControlError::NoTask {
+            run: run.to_string(),
+            task: task.to_string(),
+            known: ids.join(", "),
+        }),
+    }
 }
 
 /// Whether a process drives `run` now.
@@ -62,14 +74,14 @@ pub fn is_live(paths: &StatePaths, run: &str) -> bool {
 
 /// Sends a request to the process driving `run` and waits for its answer.
 pub async fn request(
-    store: &Store,
+    store: &Arc<Store>,
     paths: &StatePaths,
     run: &RunRecord,
     task: &str,
     kind: ControlKind,
     message: Option<&str>,
 ) -> Result<Answer, ControlError> {
-    check_task(store, &run.id, task, kind)?;
+    check_task(store, &run.id, task, kind).await?;
     if !is_live(paths, &run.id) {
         return Err(ControlError::NotLive {
             run: run.id.clone(),
@@ -78,7 +90,14 @@ pub async fn request(
             resumable: run.finished_at.is_none(),
         });
     }
-    let id = store.send_control(&run.id, task, kind, message)?;
+    let (r, t, m) = (
+        run.id.clone(),
+        task.to_string(),
+        message.map(str::to_string),
+    );
+    let id = store
+        .call(move |s| s.send_control(&r, &t, kind, m.as_deref()))
+        .await?;
     wait_answer(store, id, ANSWER_TIMEOUT)
         .await?
         .ok_or_else(|| ControlError::Timeout {
@@ -89,13 +108,13 @@ pub async fn request(
 /// Waits for the process driving a run to answer control request `id`;
 /// None if it did not answer within `timeout`.
 async fn wait_answer(
-    store: &Store,
+    store: &Arc<Store>,
     id: i64,
     timeout: Duration,
 ) -> Result<Option<Answer>, StoreError> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(c) = store.control(id)? {
+        if let Some(c) = store.call(move |s| s.control(id)).await? {
             if c.handled_at.is_some() {
                 return Ok(Some(Answer {
                     ok: c.ok == Some(true),

@@ -451,6 +451,34 @@ impl Repo {
         }
     }
 
+    /// The diff from `from` to `to`, at most `cap` bytes of it, and whether
+    /// it was cut: memory stays bounded whatever a task changed.
+    pub async fn diff_capped(
+        &self,
+        from: &str,
+        to: &str,
+        cap: usize,
+    ) -> Result<(Vec<u8>, bool), GitError> {
+        use tokio::io::AsyncReadExt;
+        let mut child = Command::new("git")
+            .args(["diff", "--no-color", "--no-ext-diff", from, to])
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(GitError::Spawn)?;
+        let mut bytes = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = out.take(cap as u64 + 1).read_to_end(&mut bytes).await;
+        }
+        let cut = bytes.len() > cap;
+        bytes.truncate(cap);
+        let _ = child.kill().await;
+        Ok((bytes, cut))
+    }
+
     /// Removes a worktree whose work is committed, its metadata with it (so
     /// that worktree metadata does not pile up during a long run and slow
     /// every later `worktree add`). Its branch stays.

@@ -3,6 +3,7 @@
 use crate::model::{Activity, ControlKind, RunStatus, TaskStatus};
 use crate::store::{Store, StoreError, TaskRecord};
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Usage {
@@ -92,13 +93,12 @@ impl TaskReport {
 }
 
 impl Report {
-    pub async fn load(store: &Store, run: &str) -> Result<Report, StoreError> {
-        let rec = store.run(run)?;
-        let tasks: Vec<TaskReport> = store
-            .tasks(run)?
-            .iter()
-            .map(TaskReport::from_record)
-            .collect();
+    pub async fn load(store: &Arc<Store>, run: &str) -> Result<Report, StoreError> {
+        let id = run.to_string();
+        let (rec, records) = store
+            .call(move |s| Ok::<_, StoreError>((s.run(&id)?, s.tasks(&id)?)))
+            .await?;
+        let tasks: Vec<TaskReport> = records.iter().map(TaskReport::from_record).collect();
         let branch = format!("refs/heads/{}", rec.integration_branch);
         let args = ["rev-parse", "--verify", "--quiet", branch.as_str()];
         let integration_commit = crate::git::git(std::path::Path::new(&rec.repo), args)

@@ -57,8 +57,13 @@ fn cookie(req: &Request) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-pub(crate) fn token_ok(state: &AppState, token: &str) -> bool {
-    state.store.has_token(&hash_token(token)).unwrap_or(false)
+pub(crate) async fn token_ok(state: &AppState, token: &str) -> bool {
+    let hash = hash_token(token);
+    state
+        .store
+        .call(move |s| s.has_token(&hash))
+        .await
+        .unwrap_or(false)
 }
 
 fn same_origin(req: &Request) -> bool {
@@ -142,10 +147,10 @@ pub async fn guard(
         }
     }
     if state.require_token {
-        let ok = bearer(&req)
-            .or_else(|| cookie(&req))
-            .map(|t| token_ok(&state, &t))
-            .unwrap_or(false);
+        let ok = match bearer(&req).or_else(|| cookie(&req)) {
+            Some(t) => token_ok(&state, &t).await,
+            None => false,
+        };
         if !ok {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

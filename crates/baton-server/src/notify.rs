@@ -17,14 +17,19 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut wake = state.store.subscribe();
         let mut shutdown = state.shutdown_rx();
-        let mut last = state.store.last_seq().unwrap_or(0);
+        let mut last = state.store.call(|s| s.last_seq()).await.unwrap_or(0);
         loop {
             tokio::select! {
                 _ = wake.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => return,
             }
-            let Ok(events) = state.store.all_events_after(last, 500) else {
+            let after = last;
+            let Ok(events) = state
+                .store
+                .call(move |s| s.all_events_after(after, 500))
+                .await
+            else {
                 continue;
             };
             for e in events {

@@ -121,7 +121,11 @@ pub async fn ensure_service(state: &Arc<AppState>) -> Result<String, RunnerError
             return Ok(id.clone());
         }
     }
-    let existing = state.store.service_run().map_err(internal)?;
+    let existing = state
+        .store
+        .call(|s| s.service_run())
+        .await
+        .map_err(internal)?;
     let engine = match existing {
         Some(r) if !is_live(state, &r.id) => {
             Engine::resume(state.opts.repo.clone(), Some(&r.id), options(state, true))
@@ -147,7 +151,7 @@ pub async fn ensure_service(state: &Arc<AppState>) -> Result<String, RunnerError
 
 /// Resumes every run that is not finished and that nobody drives.
 pub async fn resume_interrupted(state: &Arc<AppState>) {
-    let Ok(runs) = state.store.runs(200) else {
+    let Ok(runs) = state.store.call(|s| s.runs(200)).await else {
         return;
     };
     for r in runs.into_iter().filter(|r| r.finished_at.is_none()) {
@@ -185,10 +189,12 @@ pub async fn control(
     message: Option<&str>,
 ) -> Result<Answer, RunnerError> {
     let store = &state.store;
+    let id = run.to_string();
     let rec = store
-        .run(run)
+        .call(move |s| s.run(&id))
+        .await
         .map_err(|e| RunnerError::NoRun(e.to_string()))?;
-    control::check_task(store, run, task, kind)?;
+    control::check_task(store, run, task, kind).await?;
     if let Some(h) = state.handle(run) {
         if let Some(answer) = h.request(task, kind, message.map(str::to_string)).await {
             return Ok(answer);
@@ -200,7 +206,11 @@ pub async fn control(
     }
     // A retry on a run nobody drives reopens it and resumes it here.
     if rec.finished_at.is_some() {
-        store.reopen_run(run).map_err(internal)?;
+        let id = run.to_string();
+        store
+            .call(move |s| s.reopen_run(&id))
+            .await
+            .map_err(internal)?;
     }
     let service = rec.kind == RunKind::Service;
     let engine = Engine::resume(state.opts.repo.clone(), Some(run), options(state, service))
@@ -253,7 +263,14 @@ pub async fn add_task(
         }
     }
     let run = ensure_service(state).await?;
-    let n = state.store.tasks(&run).map(|t| t.len()).unwrap_or(0) + 1;
+    let id = run.clone();
+    let n = state
+        .store
+        .call(move |s| s.tasks(&id))
+        .await
+        .map(|t| t.len())
+        .unwrap_or(0)
+        + 1;
     let s = slug(prompt);
     let id = if s.is_empty() {
         format!("t{n}")
@@ -274,9 +291,11 @@ pub async fn add_task(
         agent: spec.agent,
         needs: spec.needs,
     };
+    let (r, tags) = (run.clone(), tags.to_vec());
     state
         .store
-        .add_task(&run, &task, &snippet, tags)
+        .call(move |s| s.add_task(&r, &task, &snippet, &tags))
+        .await
         .map_err(internal)?;
     let answer = control(state, &run, &id, ControlKind::Add, None).await?;
     if !answer.ok {

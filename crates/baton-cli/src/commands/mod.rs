@@ -22,6 +22,7 @@ use baton_core::store::{RunRecord, Store};
 use baton_core::{EngineError, PlanError, Repo};
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A usage or plan problem: exit 2, nothing was started.
 #[derive(Debug)]
@@ -55,7 +56,7 @@ pub fn open_repo(cwd: &Path) -> anyhow::Result<Repo> {
     Repo::discover(cwd).map_err(|e| usage(e.to_string()))
 }
 
-pub fn open_store(repo: &Repo) -> anyhow::Result<(Store, StatePaths)> {
+pub fn open_store(repo: &Repo) -> anyhow::Result<(Arc<Store>, StatePaths)> {
     let paths = StatePaths::new(repo.state_dir());
     let db = paths.db();
     if !db.exists() {
@@ -65,7 +66,7 @@ pub fn open_store(repo: &Repo) -> anyhow::Result<(Store, StatePaths)> {
         )));
     }
     let store = Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    Ok((store, paths))
+    Ok((Arc::new(store), paths))
 }
 
 pub fn find_run(store: &Store, run: Option<&str>) -> anyhow::Result<RunRecord> {

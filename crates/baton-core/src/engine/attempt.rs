@@ -23,6 +23,7 @@ use crate::template::PromptContext;
 use serde_json::json;
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How an attempt ended, for the worker.
@@ -48,15 +49,21 @@ struct Ledger<'a> {
 }
 
 impl Ledger<'_> {
-    fn finish(&self, status: AttemptStatus, code: Option<i32>, reason: Option<&str>) {
-        let sh = self.sh;
-        let _ = sh
-            .store
-            .finish_attempt(&sh.run_id, self.task, self.n, status, code, reason);
+    async fn finish(&self, status: AttemptStatus, code: Option<i32>, reason: Option<&str>) {
+        let (task, n) = (self.task.to_string(), self.n);
+        let reason = reason.map(str::to_string);
+        let res = self
+            .sh
+            .db(move |s, run| s.finish_attempt(run, &task, n, status, code, reason.as_deref()))
+            .await;
+        if let Err(e) = res {
+            tracing::error!("cannot record the end of attempt {n} of {}: {e}", self.task);
+        }
     }
 
-    fn fail(&self, reason: String) -> Step {
-        self.finish(AttemptStatus::Failed, None, Some(&reason));
+    async fn fail(&self, reason: String) -> Step {
+        self.finish(AttemptStatus::Failed, None, Some(&reason))
+            .await;
         Step::End(Outcome::Failed {
             commit: None,
             reason,
@@ -64,13 +71,12 @@ impl Ledger<'_> {
         })
     }
 
-    fn result(&self, result: &str) {
-        let sh = self.sh;
+    async fn result(&self, result: &str) {
         let upd = TaskUpdate {
             result: Some(result.to_string()),
             ..Default::default()
         };
-        let _ = sh.store.update_task(&sh.run_id, self.task, &upd, None);
+        self.sh.update_task(self.task, upd, None).await;
     }
 }
 
@@ -84,9 +90,9 @@ pub(crate) async fn run(
 ) -> Step {
     let task = st.spec.id.clone();
     let ledger = Ledger { sh, task: &task, n };
-    let prepared = match prepare(sh, st, adapter, profile, n) {
+    let prepared = match prepare(sh, st, adapter, profile, n).await {
         Ok(p) => p,
-        Err(reason) => return ledger.fail(reason),
+        Err(reason) => return ledger.fail(reason).await,
     };
     let ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
     if let Some(s) = ran.session.clone() {
@@ -99,7 +105,9 @@ pub(crate) async fn run(
     let commit = match keep_work(sh, &task, n, &st.worktree, label(&ran.out.ended)).await {
         Ok(c) => c,
         Err(reason) => {
-            ledger.finish(AttemptStatus::Failed, None, Some(&reason));
+            ledger
+                .finish(AttemptStatus::Failed, None, Some(&reason))
+                .await;
             return Step::End(match ran.out.ended {
                 Ended::Cmd(WorkerCmd::Shutdown) => Outcome::Interrupted { commit: None },
                 _ => Outcome::Failed {
@@ -113,9 +121,11 @@ pub(crate) async fn run(
 
     match judge(&ran, &finish, n, st.spec.timeout) {
         Verdict::Passed => {}
-        Verdict::Interrupted(cmd) => return interrupted(&ledger, cmd, None, commit, result),
+        Verdict::Interrupted(cmd) => return interrupted(&ledger, cmd, None, commit, result).await,
         Verdict::NotStarted(reason) => {
-            ledger.finish(AttemptStatus::Failed, None, Some(&reason));
+            ledger
+                .finish(AttemptStatus::Failed, None, Some(&reason))
+                .await;
             return Step::End(Outcome::Failed {
                 commit,
                 reason,
@@ -131,7 +141,7 @@ pub(crate) async fn run(
                 Some(_) => AttemptStatus::Failed,
                 None => AttemptStatus::TimedOut,
             };
-            ledger.finish(status, code, Some(&reason));
+            ledger.finish(status, code, Some(&reason)).await;
             return Step::Failed {
                 reason,
                 feedback,
@@ -141,15 +151,17 @@ pub(crate) async fn run(
         }
     }
     if let Some(reason) = fail_if(st, &result) {
-        ledger.finish(AttemptStatus::Failed, Some(0), Some(&reason));
-        ledger.result(&result);
+        ledger
+            .finish(AttemptStatus::Failed, Some(0), Some(&reason))
+            .await;
+        ledger.result(&result).await;
         return Step::End(Outcome::Failed {
             commit,
             reason,
             result,
         });
     }
-    ledger.result(&result);
+    ledger.result(&result).await;
 
     // The gates see what the agent saw, except a prompt that could be huge.
     let gate_env: Vec<_> = prepared
@@ -167,15 +179,17 @@ pub(crate) async fn run(
     };
     match gates::run_all(sh, gates, cmds).await {
         GateResult::Passed => {
-            ledger.finish(AttemptStatus::Succeeded, Some(0), None);
+            ledger.finish(AttemptStatus::Succeeded, Some(0), None).await;
             Step::End(Outcome::Done {
                 commit: commit.unwrap_or_else(|| st.start_commit.clone()),
                 result,
             })
         }
-        GateResult::Interrupted(cmd) => interrupted(&ledger, cmd, Some(0), commit, result),
+        GateResult::Interrupted(cmd) => interrupted(&ledger, cmd, Some(0), commit, result).await,
         GateResult::Failed { reason, feedback } => {
-            ledger.finish(AttemptStatus::Failed, Some(0), Some(&reason));
+            ledger
+                .finish(AttemptStatus::Failed, Some(0), Some(&reason))
+                .await;
             Step::Failed {
                 reason,
                 feedback,
@@ -188,8 +202,8 @@ pub(crate) async fn run(
 
 /// A request cut the attempt short: the agent (`code` None) or, once it
 /// exited 0, its gates.
-fn interrupted(
-    ledger: &Ledger,
+async fn interrupted(
+    ledger: &Ledger<'_>,
     cmd: WorkerCmd,
     code: Option<i32>,
     commit: Option<String>,
@@ -233,7 +247,7 @@ fn interrupted(
             Step::Steered(message),
         ),
     };
-    ledger.finish(status, code, Some(&why));
+    ledger.finish(status, code, Some(&why)).await;
     step
 }
 
@@ -243,7 +257,7 @@ struct Prepared {
     env: Vec<(OsString, OsString)>,
 }
 
-fn prepare(
+async fn prepare(
     sh: &Shared,
     st: &Start,
     adapter: &dyn Adapter,
@@ -275,7 +289,7 @@ fn prepare(
         files: &st.spec.context,
     })?;
     let adapter_env = std::mem::take(&mut launch.env);
-    let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env)?;
+    let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
     Ok(Prepared { launch, env })
 }
 
@@ -283,7 +297,7 @@ const MAX_ENV_PROMPT: usize = 64 * 1024;
 
 /// The environment of an attempt: baton's variables, a home of its own if
 /// the profile asks, the adapter's defaults, then the profile's `env`.
-fn attempt_env(
+async fn attempt_env(
     sh: &Shared,
     st: &Start,
     profile: &AgentProfile,
@@ -298,11 +312,13 @@ fn attempt_env(
         .attempt_log(&sh.run_id, task, n)
         .with_extension("prompt");
     if let Some(dir) = prompt_file.parent() {
-        std::fs::create_dir_all(dir)
+        tokio::fs::create_dir_all(dir)
+            .await
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let masked = sh.redactor.redact(prompt);
-    std::fs::write(&prompt_file, masked.as_bytes())
+    tokio::fs::write(&prompt_file, masked.as_bytes())
+        .await
         .map_err(|e| format!("cannot write {}: {e}", prompt_file.display()))?;
     let mut env: Vec<(OsString, OsString)> = vec![
         // Some CLIs take their directory from $PWD, not getcwd(): without this
@@ -327,7 +343,8 @@ fn attempt_env(
     if profile.hermetic_home {
         let home = sh.paths.run_dir(&sh.run_id).join("homes").join(task);
         for sub in ["", ".config", ".local/share", ".cache", ".local/state"] {
-            std::fs::create_dir_all(home.join(sub))
+            tokio::fs::create_dir_all(home.join(sub))
+                .await
                 .map_err(|e| format!("cannot create the agent's home {}: {e}", home.display()))?;
         }
         env.push(("HOME".into(), home.clone().into()));
@@ -367,9 +384,10 @@ async fn run_agent(
         log: sh.paths.attempt_log(&sh.run_id, task, n),
         timeout: st.spec.timeout,
     };
+    let id = task.to_string();
     let earlier: Vec<AttemptRecord> = sh
-        .store
-        .attempts(&sh.run_id, task)
+        .db(move |s, run| s.attempts(run, &id))
+        .await
         .map(|a| a.into_iter().filter(|a| a.n != n).collect())
         .unwrap_or_default();
     let mut watch = Watch {
@@ -524,26 +542,23 @@ async fn keep_work(
     label: String,
 ) -> Result<Option<String>, String> {
     let msg = format!("baton: {task} attempt {n} ({label})");
-    let run = &sh.run_id;
     match sh.repo.commit_all(worktree, &msg).await {
         Ok(committed) => {
             let head = sh.repo.head(worktree).await.ok();
             if committed {
                 let data = json!({ "commit": head });
-                let _ = sh
-                    .store
-                    .event(run, Some(task), Some(n), EventKind::Committed, &data);
+                sh.event(Some(task), Some(n), EventKind::Committed, data)
+                    .await;
             }
             if let Some(h) = &head {
-                keep_ref(&sh.repo, &sh.store, run, task, n, h).await;
+                keep_ref(&sh.repo, &sh.store, &sh.run_id, task, n, h).await;
             }
             Ok(head)
         }
         Err(e) => {
             let data = json!({ "error": e.to_string() });
-            let _ = sh
-                .store
-                .event(run, Some(task), Some(n), EventKind::CommitFailed, &data);
+            sh.event(Some(task), Some(n), EventKind::CommitFailed, data)
+                .await;
             Err(format!(
                 "cannot commit the attempt's work (it is left uncommitted in {}): {e}",
                 worktree.display()
@@ -555,7 +570,7 @@ async fn keep_work(
 /// Keeps `commit` under attempt `n`'s ref and records where.
 pub(crate) async fn keep_ref(
     repo: &Repo,
-    store: &Store,
+    store: &Arc<Store>,
     run: &str,
     task: &str,
     n: u32,
@@ -564,7 +579,10 @@ pub(crate) async fn keep_ref(
     let name = crate::paths::attempt_ref(run, task, n);
     match repo.set_ref(&name, commit).await {
         Ok(()) => {
-            let _ = store.set_attempt_ref(run, task, n, &name);
+            let (run, task) = (run.to_string(), task.to_string());
+            let _ = store
+                .call(move |s| s.set_attempt_ref(&run, &task, n, &name))
+                .await;
         }
         Err(e) => tracing::warn!("cannot keep attempt {n} of task {task} under {name}: {e}"),
     }

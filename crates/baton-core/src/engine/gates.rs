@@ -7,9 +7,9 @@ use super::shared::Shared;
 use super::supervise::{self, Ended, Spec, Unheard};
 use crate::model::EventKind;
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const FEEDBACK_LINES: usize = 40;
@@ -45,19 +45,17 @@ pub(crate) async fn run_all(
     } = g;
     let log = sh.paths.attempt_log(&sh.run_id, task, attempt);
     for gate in gates {
-        let _ = sh.store.event(
-            &sh.run_id,
-            Some(task),
-            Some(attempt),
-            EventKind::GateStarted,
-            &serde_json::json!({ "gate": gate }),
-        );
-        if let Ok(mut f) = std::fs::OpenOptions::new()
+        let data = serde_json::json!({ "gate": gate });
+        sh.event(Some(task), Some(attempt), EventKind::GateStarted, data)
+            .await;
+        let heading = format!("\n==> baton: gate `{gate}`\n");
+        if let Ok(mut f) = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
+            .await
         {
-            let _ = writeln!(f, "\n==> baton: gate `{gate}`");
+            let _ = f.write_all(heading.as_bytes()).await;
         }
         let spec = Spec {
             program: "sh".into(),
@@ -91,13 +89,8 @@ pub(crate) async fn run_all(
             Ended::Cmd(_) => (false, String::new()),
         };
         let data = serde_json::json!({ "gate": gate, "passed": passed, "duration_ms": ms, "reason": reason });
-        let _ = sh.store.event(
-            &sh.run_id,
-            Some(task),
-            Some(attempt),
-            EventKind::GateFinished,
-            &data,
-        );
+        sh.event(Some(task), Some(attempt), EventKind::GateFinished, data)
+            .await;
         if let Ended::Cmd(c) = out.ended {
             return GateResult::Interrupted(c);
         }

@@ -6,12 +6,14 @@
 //!   decides (store rows and events, workers, merges) and answers requests.
 //! - [`handle`]: requests to an engine in this process, answered over a channel.
 //! - [`setup`]: creating a run, and taking one over after a crash.
+//! - [`desks`]: where task worktrees live, and reusing those of done tasks.
 //! - [`worker`]: one task from worktree to checked result, attempt by attempt;
 //!   [`attempt`] one attempt in phases; [`watch`] what its agent's stream
 //!   means; [`supervise`] one process group; [`gates`] the checks after it.
 
 mod attempt;
 mod board;
+mod desks;
 mod gates;
 mod handle;
 mod merge;

@@ -1,10 +1,11 @@
 //! Creating a run, and picking one up again after a crash or Ctrl-C.
 
 use super::board::{Board, Rules};
+use super::desks::Desks;
 use super::handle::EngineHandle;
 use super::merge::MergeQueue;
 use super::shared::Shared;
-use super::shell::Wiring;
+use super::shell::{Spending, Wiring};
 use super::{Engine, EngineError};
 use crate::clock::{new_run_id, now_ms};
 use crate::git::Repo;
@@ -19,7 +20,6 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::task::JoinSet;
 
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -41,10 +41,16 @@ pub struct RunOptions {
     pub service: bool,
 }
 
-fn open_store(paths: &StatePaths, opts: &RunOptions) -> Result<Arc<Store>, EngineError> {
+async fn open_store(paths: &StatePaths, opts: &RunOptions) -> Result<Arc<Store>, EngineError> {
     match &opts.store {
         Some(s) => Ok(s.clone()),
-        None => Ok(Arc::new(Store::open(&paths.db())?)),
+        None => {
+            let db = paths.db();
+            let store = tokio::task::spawn_blocking(move || Store::open(&db))
+                .await
+                .map_err(|e| EngineError::Io(format!("cannot open the store: {e}")))??;
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -98,9 +104,12 @@ struct Parts {
 
 impl Parts {
     /// The engine, its board holding every task of the plan as pending.
-    fn assemble(self) -> Result<Engine, EngineError> {
+    async fn assemble(self) -> Result<Engine, EngineError> {
         let wiring = Wiring::new();
-        let spent_before = self.store.run_cost(&self.run_id)?.unwrap_or(0.0);
+        let desks = Desks::new(self.worktrees, self.opts.keep_worktrees);
+        let run = self.run_id.clone();
+        let spent_before = self.store.call(move |s| s.run_cost(&run)).await?;
+        let spent_before = spent_before.unwrap_or(0.0);
         let rules = Rules {
             run: self.run_id.clone(),
             max_parallel: self.plan.run.max_parallel,
@@ -123,18 +132,14 @@ impl Parts {
         Ok(Engine {
             sh: Arc::new(sh),
             _lock: self.lock,
-            opts: self.opts,
-            worktrees: self.worktrees,
+            desks,
             board,
             merges,
             workers: HashMap::new(),
             notes: wiring.notes,
             requests: wiring.requests,
             handle,
-            spent_before,
-            spent: HashMap::new(),
-            spares: Vec::new(),
-            removals: JoinSet::new(),
+            spending: Spending::new(spent_before),
         })
     }
 }
@@ -148,7 +153,7 @@ impl Engine {
         opts: RunOptions,
     ) -> Result<Engine, EngineError> {
         let paths = StatePaths::new(repo.state_dir());
-        let store = open_store(&paths, &opts)?;
+        let store = open_store(&paths, &opts).await?;
         if opts.service {
             // The plan file's tasks are for `baton run`; a service run gets its tasks queued.
             plan.tasks.clear();
@@ -182,9 +187,13 @@ impl Engine {
             kind,
         };
         let tasks: Vec<NewTask> = plan.tasks.iter().map(|t| new_task(&run_id, t)).collect();
-        store.create_run(&record, &tasks)?;
         let data = json!({ "plan": record.plan_path, "base": base_commit, "tasks": tasks.len() });
-        store.event(&run_id, None, None, EventKind::RunStarted, &data)?;
+        store
+            .call(move |s| {
+                s.create_run(&record, &tasks)?;
+                s.event(&record.id, None, None, EventKind::RunStarted, &data)
+            })
+            .await?;
         Parts {
             repo,
             store,
@@ -198,6 +207,7 @@ impl Engine {
             head: base_commit,
         }
         .assemble()
+        .await
     }
 
     /// Takes over an interrupted run (`None`: the latest): reaps what a crashed
@@ -209,8 +219,9 @@ impl Engine {
         mut opts: RunOptions,
     ) -> Result<Engine, EngineError> {
         let paths = StatePaths::new(repo.state_dir());
-        let store = open_store(&paths, &opts)?;
-        let record = store.find_run(run)?;
+        let store = open_store(&paths, &opts).await?;
+        let wanted = run.map(str::to_string);
+        let record = store.call(move |s| s.find_run(wanted.as_deref())).await?;
         let run_id = record.id.clone();
         let lock = lock_run(&paths, &run_id)?;
         if record.finished_at.is_some() {
@@ -224,8 +235,10 @@ impl Engine {
         if opts.service {
             plan.tasks.clear();
         }
+        let id = run_id.clone();
         let snippets: Vec<String> = store
-            .added_tasks(&run_id)?
+            .call(move |s| s.added_tasks(&id))
+            .await?
             .into_iter()
             .map(|(_, s)| s)
             .collect();
@@ -241,11 +254,16 @@ impl Engine {
                 record.integration_branch
             ))
         })?;
-        store.set_run_status(&run_id, RunStatus::Running, false, Some(std::process::id()))?;
-        let data = json!({ "pid": std::process::id() });
-        store.event(&run_id, None, None, EventKind::RunResumed, &data)?;
-
-        let records = store.tasks(&run_id)?;
+        let id = run_id.clone();
+        let records = store
+            .call(move |s| {
+                let pid = std::process::id();
+                s.set_run_status(&id, RunStatus::Running, false, Some(pid))?;
+                let data = json!({ "pid": pid });
+                s.event(&id, None, None, EventKind::RunResumed, &data)?;
+                s.tasks(&id)
+            })
+            .await?;
         let mut statuses = HashMap::new();
         let mut to_merge = Vec::new();
         for (i, spec) in plan.tasks.iter().enumerate() {
@@ -269,7 +287,12 @@ impl Engine {
                     };
                     let data =
                         json!({ "changes": true, "integration": head, "found_on_resume": true });
-                    store.update_task(&run_id, &spec.id, &upd, Some((EventKind::Merged, &data)))?;
+                    let (run, task) = (run_id.clone(), spec.id.clone());
+                    store
+                        .call(move |s| {
+                            s.update_task(&run, &task, &upd, Some((EventKind::Merged, &data)))
+                        })
+                        .await?;
                     TaskStatus::Succeeded
                 }
                 TaskStatus::Merging => {
@@ -301,7 +324,8 @@ impl Engine {
             integration_ref,
             head,
         }
-        .assemble()?;
+        .assemble()
+        .await?;
         engine.board.restore(&statuses, &forced);
         for i in to_merge {
             engine.merges.push(i);
@@ -334,7 +358,7 @@ async fn reap_orphans(run: &str) {
 /// interrupted, and the task waits to run again.
 async fn take_back(
     repo: &Repo,
-    store: &Store,
+    store: &Arc<Store>,
     run: &str,
     rec: &crate::store::TaskRecord,
 ) -> Result<(), EngineError> {
@@ -356,26 +380,27 @@ async fn take_back(
                 commit_id: Some(h),
                 ..Default::default()
             };
-            store.update_task(run, &rec.id, &upd, None)?;
+            let (r, task) = (run.to_string(), rec.id.clone());
+            store
+                .call(move |s| s.update_task(&r, &task, &upd, None))
+                .await?;
         }
     }
-    if rec.attempts > 0 {
-        let why = Some("baton stopped while it ran");
-        store.finish_attempt(
-            run,
-            &rec.id,
-            rec.attempts,
-            AttemptStatus::Interrupted,
-            None,
-            why,
-        )?;
-    }
-    let upd = TaskUpdate {
-        status: Some(TaskStatus::Pending),
-        ..Default::default()
-    };
-    let data = json!({ "resumed": true });
-    store.update_task(run, &rec.id, &upd, Some((EventKind::Interrupted, &data)))?;
+    let (r, task, n) = (run.to_string(), rec.id.clone(), rec.attempts);
+    store
+        .call(move |s| {
+            if n > 0 {
+                let why = Some("baton stopped while it ran");
+                s.finish_attempt(&r, &task, n, AttemptStatus::Interrupted, None, why)?;
+            }
+            let upd = TaskUpdate {
+                status: Some(TaskStatus::Pending),
+                ..Default::default()
+            };
+            let data = json!({ "resumed": true });
+            s.update_task(&r, &task, &upd, Some((EventKind::Interrupted, &data)))
+        })
+        .await?;
     Ok(())
 }
 

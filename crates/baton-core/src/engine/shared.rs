@@ -3,11 +3,13 @@
 
 use super::messages::WorkerNote;
 use crate::git::Repo;
+use crate::model::EventKind;
 use crate::paths::StatePaths;
 use crate::plan::Plan;
 use crate::process::Watchdog;
 use crate::secrets::Redactor;
-use crate::store::Store;
+use crate::store::{Store, TaskUpdate};
+use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -38,6 +40,53 @@ pub(crate) fn redactor_for(plan: &Plan) -> Redactor {
 }
 
 impl Shared {
+    /// Runs `f` with the store and this run's id off the async threads.
+    pub async fn db<T, F>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store, &str) -> T + Send + 'static,
+    {
+        let run = self.run_id.clone();
+        self.store.call(move |s| f(s, &run)).await
+    }
+
+    /// Appends an event of this run; a failure to record it is logged.
+    pub async fn event(
+        &self,
+        task: Option<&str>,
+        attempt: Option<u32>,
+        kind: EventKind,
+        data: Value,
+    ) {
+        let task = task.map(str::to_string);
+        let res = self
+            .db(move |s, run| s.event(run, task.as_deref(), attempt, kind, &data))
+            .await;
+        if let Err(e) = res {
+            tracing::error!("cannot record {kind} in run {}: {e}", self.run_id);
+        }
+    }
+
+    /// Updates a task's row and records why, in one transaction; a failure
+    /// to record it is logged.
+    pub async fn update_task(
+        &self,
+        task: &str,
+        update: TaskUpdate,
+        event: Option<(EventKind, Value)>,
+    ) {
+        let id = task.to_string();
+        let res = self
+            .db(move |s, run| {
+                let event = event.as_ref().map(|(k, d)| (*k, d));
+                s.update_task(run, &id, &update, event)
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!("cannot record task {task} of run {}: {e}", self.run_id);
+        }
+    }
+
     pub fn new(
         repo: Repo,
         store: Arc<Store>,

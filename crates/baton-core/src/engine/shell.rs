@@ -5,10 +5,10 @@
 //! same path. What workers spend reaches the run budget as they report it.
 
 use super::board::{Action, Board, Reply};
+use super::desks::Desks;
 use super::handle::EngineHandle;
 use super::merge::{Candidate, MergeQueue, MergeResult};
 use super::messages::{Answer, Request, WorkerCmd, WorkerNote};
-use super::setup::RunOptions;
 use super::shared::Shared;
 use super::{worker, EngineError};
 use crate::clock::now_ms;
@@ -19,11 +19,9 @@ use crate::store::TaskUpdate;
 use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio::task::JoinSet;
 
 /// How often requests from other processes are looked for in the store.
 const CONTROL_POLL: Duration = Duration::from_millis(150);
@@ -31,22 +29,35 @@ const CONTROL_POLL: Duration = Duration::from_millis(150);
 pub struct Engine {
     pub(super) sh: Arc<Shared>,
     pub(super) _lock: RunLock,
-    pub(super) opts: RunOptions,
-    pub(super) worktrees: PathBuf,
+    pub(super) desks: Desks,
     pub(super) board: Board,
     pub(super) merges: MergeQueue,
     pub(super) workers: HashMap<usize, UnboundedSender<WorkerCmd>>,
     pub(super) notes: UnboundedReceiver<WorkerNote>,
     pub(super) requests: UnboundedReceiver<Request>,
     pub(super) handle: EngineHandle,
-    /// What the run had spent before this process took it, and what each
-    /// attempt since has spent, by (task, attempt).
-    pub(super) spent_before: f64,
-    pub(super) spent: HashMap<(String, u32), f64>,
-    /// Worktrees of tasks that are done, for the next tasks to start in.
-    pub(super) spares: Vec<PathBuf>,
-    /// Worktrees being removed; each says whether git's metadata needs a prune.
-    pub(super) removals: JoinSet<bool>,
+    pub(super) spending: Spending,
+}
+
+/// What the run has spent: before this process took it, and by each attempt since.
+pub(super) struct Spending {
+    pub before: f64,
+    by_attempt: HashMap<(String, u32), f64>,
+}
+
+impl Spending {
+    pub fn new(before: f64) -> Spending {
+        Spending {
+            before,
+            by_attempt: HashMap::new(),
+        }
+    }
+
+    /// Attempt `attempt` of `task` has spent `usd` so far; returns the run's total.
+    fn attempt(&mut self, task: String, attempt: u32, usd: f64) -> f64 {
+        self.by_attempt.insert((task, attempt), usd);
+        self.before + self.by_attempt.values().sum::<f64>()
+    }
 }
 
 /// The channels an engine is built around.
@@ -124,25 +135,19 @@ impl Engine {
     async fn finish(mut self) -> Result<Report, EngineError> {
         let (skipped, status) = self.board.wind_up();
         self.apply(skipped).await;
-        for path in std::mem::take(&mut self.spares) {
-            self.remove_worktree(path);
-        }
-        let mut prune = false;
-        while let Some(r) = self.removals.join_next().await {
-            prune |= r.unwrap_or(true);
-        }
-        if prune {
-            let _ = crate::git::git(&self.sh.repo.root, ["worktree", "prune"]).await;
-        }
-        let run = &self.sh.run_id;
-        let store = &self.sh.store;
-        store.set_run_status(run, status, status != RunStatus::Interrupted, None)?;
-        let data = json!({ "status": status });
-        store.event(run, None, None, EventKind::RunFinished, &data)?;
+        self.desks.clear(&self.sh.repo).await;
+        let finished = status != RunStatus::Interrupted;
+        self.sh
+            .db(move |s, run| {
+                s.set_run_status(run, status, finished, None)?;
+                let data = json!({ "status": status });
+                s.event(run, None, None, EventKind::RunFinished, &data)
+            })
+            .await?;
         if let Some(w) = &self.sh.watchdog {
             w.finish();
         }
-        Ok(Report::load(store, run).await?)
+        Ok(Report::load(&self.sh.store, &self.sh.run_id).await?)
     }
 
     /// Carries out what the board decided, in order.
@@ -154,13 +159,8 @@ impl Engine {
                     status,
                     update,
                     event,
-                } => self.record(task, status, *update, event),
-                Action::RunEvent(kind, data) => {
-                    let run = &self.sh.run_id;
-                    if let Err(e) = self.sh.store.event(run, None, None, kind, &data) {
-                        tracing::error!("cannot record {kind} for run {run}: {e}");
-                    }
-                }
+                } => self.record(task, status, *update, event).await,
+                Action::RunEvent(kind, data) => self.sh.event(None, None, kind, data).await,
                 Action::Start { task, feedback } => self.start_worker(task, feedback).await,
                 Action::Send { task, cmd } => {
                     if let Some(tx) = self.workers.get(&task) {
@@ -168,12 +168,14 @@ impl Engine {
                     }
                 }
                 Action::Merge(task) => self.merges.push(task),
-                Action::DropWorktree(task) => self.drop_worktree(task),
+                Action::DropWorktree(task) => {
+                    self.desks.release(&self.sh.run_id, self.board.id(task))
+                }
             }
         }
     }
 
-    fn record(
+    async fn record(
         &self,
         task: usize,
         status: Option<TaskStatus>,
@@ -186,15 +188,9 @@ impl Engine {
                 update.finished_at = Some(now_ms());
             }
         }
-        let id = self.board.id(task);
-        let event = event.as_ref().map(|(k, d)| (*k, d));
-        if let Err(e) = self
-            .sh
-            .store
-            .update_task(&self.sh.run_id, id, &update, event)
-        {
-            tracing::error!("cannot record task {id}: {e}");
-        }
+        self.sh
+            .update_task(self.board.id(task), update, event)
+            .await;
     }
 
     /// Starts (or restarts, with a person's `feedback`) the worker of task `i`.
@@ -204,27 +200,27 @@ impl Engine {
             &self.sh,
             spec,
             self.merges.head(),
-            &self.worktrees,
+            self.desks.root(),
             feedback,
         )
         .await;
         if !start.existing {
-            start.spare = self.spares.pop();
+            start.spare = self.desks.spare();
         }
         let (tx, rx) = mpsc::unbounded_channel();
         self.workers.insert(i, tx);
         let data = json!({ "attempts_before": start.attempts });
         let started = Some((EventKind::TaskStarted, data));
-        self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started);
+        self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started)
+            .await;
         worker::spawn(self.sh.clone(), start, rx);
     }
 
     async fn on_note(&mut self, note: WorkerNote) {
         match note {
             WorkerNote::Spent { task, attempt, usd } => {
-                self.spent.insert((task, attempt), usd);
+                let total = self.spending.attempt(task, attempt, usd);
                 if let Some(budget) = self.sh.plan.run.budget_usd {
-                    let total = self.spent_before + self.spent.values().sum::<f64>();
                     let acts = self.board.spent(total, budget);
                     self.apply(acts).await;
                 }
@@ -243,7 +239,8 @@ impl Engine {
     async fn process_merges(&mut self) {
         while let Some(i) = self.merges.pop() {
             let id = self.board.id(i).to_string();
-            let result = match self.sh.store.task(&self.sh.run_id, &id) {
+            let task = id.clone();
+            let result = match self.sh.db(move |s, run| s.task(run, &task)).await {
                 Ok(Some(rec)) => {
                     let c = Candidate {
                         id: &id,
@@ -261,35 +258,6 @@ impl Engine {
         }
     }
 
-    /// A task ended well: its worktree is kept for the next task to start
-    /// in (its work is on its branch), unless worktrees are to be kept as they are.
-    fn drop_worktree(&mut self, i: usize) {
-        if self.opts.keep_worktrees {
-            return;
-        }
-        let path = crate::paths::task_worktree(&self.worktrees, &self.sh.run_id, self.board.id(i));
-        if path.exists() {
-            self.spares.push(path);
-        }
-    }
-
-    /// Removes a worktree off the engine's loop.
-    fn remove_worktree(&mut self, path: PathBuf) {
-        let sh = self.sh.clone();
-        self.removals.spawn(async move {
-            match sh.repo.remove_worktree(&path).await {
-                Ok(()) => false,
-                Err(e) => {
-                    // Not a worktree git knows (any more): the directory goes, and
-                    // git's metadata is pruned at the end of the run.
-                    tracing::debug!("git worktree remove {}: {e}", path.display());
-                    let _ = tokio::fs::remove_dir_all(&path).await;
-                    true
-                }
-            }
-        });
-    }
-
     async fn take(&mut self, req: Request) {
         let answer = self.answer(&req.task, req.kind, req.message).await;
         let _ = req.answer.send(answer);
@@ -301,7 +269,7 @@ impl Engine {
             return Answer::no(no);
         }
         if kind == ControlKind::Add {
-            return self.add_queued(task);
+            return self.add_queued(task).await;
         }
         let Some(i) = self.board.idx(task) else {
             return Answer::no(format!("run {} has no task {task:?}", self.sh.run_id));
@@ -325,10 +293,11 @@ impl Engine {
         if let Some(no) = self.board.check_retry(i) {
             return Reply::no(no);
         }
+        let id = self.board.id(i).to_string();
         let rec = self
             .sh
-            .store
-            .task(&self.sh.run_id, self.board.id(i))
+            .db(move |s, run| s.task(run, &id))
+            .await
             .ok()
             .flatten();
         let attempts = rec.as_ref().map(|r| r.attempts).unwrap_or(0);
@@ -358,11 +327,11 @@ impl Engine {
     }
 
     /// Takes a task queued at run time (its plan text is in the store).
-    fn add_queued(&mut self, task: &str) -> Answer {
+    async fn add_queued(&mut self, task: &str) -> Answer {
         if self.board.idx(task).is_some() {
             return Answer::no(format!("task {task:?} exists already"));
         }
-        let snippet = match self.sh.store.added_tasks(&self.sh.run_id) {
+        let snippet = match self.sh.db(|s, run| s.added_tasks(run)).await {
             Ok(all) => all.into_iter().find(|(id, _)| id == task).map(|(_, s)| s),
             Err(e) => return Answer::no(e.to_string()),
         };
@@ -375,11 +344,9 @@ impl Engine {
             Err(e) => return Answer::no(e.to_string()),
         };
         let data = json!({ "agent": spec.agent });
-        let run = &self.sh.run_id;
-        let _ = self
-            .sh
-            .store
-            .event(run, Some(task), None, EventKind::TaskQueued, &data);
+        self.sh
+            .event(Some(task), None, EventKind::TaskQueued, data)
+            .await;
         match self.board.add(spec) {
             Ok(_) => Answer::yes(format!("task {task:?} queued")),
             Err(e) => Answer::no(e),
@@ -388,7 +355,7 @@ impl Engine {
 
     /// Requests from other processes, answered in the store.
     async fn poll_controls(&mut self) {
-        let controls = match self.sh.store.pending_controls(&self.sh.run_id) {
+        let controls = match self.sh.db(|s, run| s.pending_controls(run)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("cannot read control requests: {e}");
@@ -397,10 +364,13 @@ impl Engine {
         };
         for c in controls {
             let answer = self.answer(&c.task_id, c.kind, c.message.clone()).await;
-            let _ = self
+            let res = self
                 .sh
-                .store
-                .answer_control(c.id, answer.ok, &answer.message);
+                .db(move |s, _| s.answer_control(c.id, answer.ok, &answer.message))
+                .await;
+            if let Err(e) = res {
+                tracing::warn!("cannot answer control request {}: {e}", c.id);
+            }
         }
     }
 }

@@ -11,7 +11,6 @@ use crate::adapter::{AgentEvent, Finish, StreamParser};
 use crate::process::{kill_tree, reap_leftovers, Watchdog, KILL_GRACE};
 use crate::secrets::Redactor;
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -51,15 +50,15 @@ pub(crate) struct Io<'a> {
 /// the process with that request.
 pub(crate) trait AttemptSink: Send {
     /// The process started, in its own group `pgid`.
-    fn started(&mut self, _pgid: i32) {}
+    async fn started(&mut self, _pgid: i32) {}
     /// Some output arrived (it resets the stall clock).
-    fn output(&mut self) {}
+    async fn output(&mut self) {}
     /// The agent's stream said these things.
-    fn events(&mut self, _events: &[AgentEvent]) -> Option<WorkerCmd> {
+    async fn events(&mut self, _events: &[AgentEvent]) -> Option<WorkerCmd> {
         None
     }
     /// Nothing came for `stall_after`.
-    fn stalled(&mut self) -> Option<WorkerCmd> {
+    async fn stalled(&mut self) -> Option<WorkerCmd> {
         None
     }
 }
@@ -102,28 +101,37 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 /// Writes output to the log; with secrets to mask it goes line by line.
 struct LogWriter {
-    file: Option<std::fs::File>,
+    file: Option<tokio::fs::File>,
     redactor: Option<Arc<Redactor>>,
     pending: Vec<u8>,
 }
 
 impl LogWriter {
-    fn write(&mut self, chunk: &[u8]) {
+    async fn write(&mut self, chunk: &[u8]) {
         let Some(r) = self.redactor.clone().filter(|r| !r.is_empty()) else {
-            self.raw(chunk);
+            self.raw(chunk).await;
             return;
         };
         self.pending.extend_from_slice(chunk);
         while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();
-            self.raw(r.redact(&String::from_utf8_lossy(&line)).as_bytes());
+            self.raw(r.redact(&String::from_utf8_lossy(&line)).as_bytes())
+                .await;
         }
         if self.pending.len() > MAX_LINE {
-            self.flush_pending();
+            self.flush_pending().await;
         }
     }
 
-    fn flush_pending(&mut self) {
+    /// Writes what is left and waits until the file has it.
+    async fn finish(&mut self) {
+        self.flush_pending().await;
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush().await;
+        }
+    }
+
+    async fn flush_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
@@ -133,12 +141,12 @@ impl LogWriter {
             Some(r) => r.redact(&text),
             None => text,
         };
-        self.raw(text.as_bytes());
+        self.raw(text.as_bytes()).await;
     }
 
-    fn raw(&mut self, bytes: &[u8]) {
+    async fn raw(&mut self, bytes: &[u8]) {
         if let Some(f) = self.file.as_mut() {
-            if f.write_all(bytes).is_err() {
+            if f.write_all(bytes).await.is_err() {
                 self.file = None;
             }
         }
@@ -162,7 +170,7 @@ async fn pump<R: AsyncRead + Unpin>(
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        log.write(chunk);
+        log.write(chunk).await;
         tail.push(chunk);
         if let Ok(mut c) = combined.lock() {
             c.push(chunk);
@@ -176,7 +184,7 @@ async fn pump<R: AsyncRead + Unpin>(
             }
         }
     }
-    log.flush_pending();
+    log.finish().await;
     if let Some(p) = parser.as_mut() {
         let mut events = Vec::new();
         lines.finish(|l| events.extend(p.line(l)));
@@ -223,7 +231,7 @@ pub(crate) struct Running<'a> {
 
 /// Starts the process in its own group, its output going to the log (and
 /// the parser); Err says why it could not start.
-pub(crate) fn spawn<'a>(
+pub(crate) async fn spawn<'a>(
     spec: Spec<'_>,
     io: Io<'a>,
     watchdog: Option<&'a Watchdog>,
@@ -236,17 +244,19 @@ pub(crate) fn spawn<'a>(
         redactor,
     } = io;
     if let Some(dir) = spec.log.parent() {
-        std::fs::create_dir_all(dir)
+        tokio::fs::create_dir_all(dir)
+            .await
             .map_err(|e| format!("cannot create log dir {}: {e}", dir.display()))?;
     }
-    let open_log = || {
-        std::fs::OpenOptions::new()
+    let open_log = || async {
+        tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&spec.log)
+            .await
             .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))
     };
-    let (log_out, log_err) = (open_log()?, open_log()?);
+    let (log_out, log_err) = (open_log().await?, open_log().await?);
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(spec.cwd)
@@ -341,12 +351,12 @@ fn stdin_writer(mut pipe: tokio::process::ChildStdin) -> mpsc::UnboundedSender<S
 impl Running<'_> {
     /// Follows the process to its end, telling `sink` what happens; a
     /// request from `cmds` or an answer from `sink` ends the whole group.
-    pub async fn wait(
+    pub async fn wait<S: AttemptSink>(
         mut self,
-        sink: &mut dyn AttemptSink,
+        sink: &mut S,
         cmds: &mut UnboundedReceiver<WorkerCmd>,
     ) -> Outcome {
-        sink.started(self.pgid);
+        sink.started(self.pgid).await;
         let ended = self.until_end(sink, cmds).await;
         self.stdin = None;
         // Background children the agent left behind die with it.
@@ -367,7 +377,7 @@ impl Running<'_> {
         // What the pumps read after the exit still counts (usage, the final result).
         while let Ok(msg) = self.msgs.try_recv() {
             if let Msg::Events(evs) = &msg {
-                let _ = sink.events(evs);
+                let _ = sink.events(evs).await;
             }
         }
         let combined_tail = self.combined.lock().map(|t| t.text()).unwrap_or_default();
@@ -387,9 +397,9 @@ impl Running<'_> {
         kill_tree(&mut self.child, self.pgid, KILL_GRACE).await;
     }
 
-    async fn until_end(
+    async fn until_end<S: AttemptSink>(
         &mut self,
-        sink: &mut dyn AttemptSink,
+        sink: &mut S,
         cmds: &mut UnboundedReceiver<WorkerCmd>,
     ) -> Ended {
         let sleep = tokio::time::sleep(self.timeout);
@@ -420,12 +430,12 @@ impl Running<'_> {
                     stalled = false;
                     let reply = match &msg {
                         Msg::Output => {
-                            sink.output();
+                            sink.output().await;
                             None
                         }
                         Msg::Events(evs) => {
                             turns_ended += evs.iter().filter(|e| matches!(e, AgentEvent::TurnEnd { .. })).count() as u32;
-                            sink.events(evs)
+                            sink.events(evs).await
                         }
                     };
                     if let Some(c) = reply {
@@ -440,7 +450,7 @@ impl Running<'_> {
                 _ = stall_tick.tick(), if self.stall_after.is_some() => {
                     if !stalled && last_output.elapsed() >= stall {
                         stalled = true;
-                        if let Some(c) = sink.stalled() {
+                        if let Some(c) = sink.stalled().await {
                             self.kill().await;
                             return Ended::Cmd(c);
                         }
@@ -478,14 +488,14 @@ impl Running<'_> {
 }
 
 /// Starts the process and follows it to its end.
-pub(crate) async fn run(
+pub(crate) async fn run<S: AttemptSink>(
     spec: Spec<'_>,
     io: Io<'_>,
     watchdog: Option<&Watchdog>,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
-    sink: &mut dyn AttemptSink,
+    sink: &mut S,
 ) -> Outcome {
-    match spawn(spec, io, watchdog) {
+    match spawn(spec, io, watchdog).await {
         Ok(running) => running.wait(sink, cmds).await,
         Err(msg) => not_started(msg),
     }

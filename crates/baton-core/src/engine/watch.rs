@@ -27,46 +27,49 @@ pub(crate) struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    fn set_activity(&mut self, a: Activity) {
-        if self.activity != Some(a) {
-            self.activity = Some(a);
-            let sh = self.sh;
-            let _ = sh
-                .store
-                .set_activity(&sh.run_id, self.task, Some(a), Some(now_ms()));
+    async fn set_activity(&mut self, a: Activity) {
+        if self.activity == Some(a) {
+            return;
         }
+        self.activity = Some(a);
+        let task = self.task.to_string();
+        let _ = self
+            .sh
+            .db(move |s, run| s.set_activity(run, &task, Some(a), Some(now_ms())))
+            .await;
     }
 
-    fn event(&mut self, e: &AgentEvent) -> Option<WorkerCmd> {
+    async fn event(&mut self, e: &AgentEvent) -> Option<WorkerCmd> {
         let data = serde_json::to_value(e).unwrap_or_default();
-        let sh = self.sh;
-        let _ = sh
-            .store
-            .event(&sh.run_id, Some(self.task), Some(self.n), e.kind(), &data);
+        self.sh
+            .event(Some(self.task), Some(self.n), e.kind(), data)
+            .await;
         match e {
             AgentEvent::Session { id, model } => {
                 if !id.is_empty() {
                     self.session = Some(id.clone());
-                    let _ = sh
-                        .store
-                        .set_attempt_session(&sh.run_id, self.task, self.n, id);
+                    let (task, n, id) = (self.task.to_string(), self.n, id.clone());
+                    let _ = self
+                        .sh
+                        .db(move |s, run| s.set_attempt_session(run, &task, n, &id))
+                        .await;
                 }
                 if model.is_some() && self.meter.model.is_none() {
                     self.meter.model = model.clone();
                 }
-                self.set_activity(Activity::WaitingModel);
+                self.set_activity(Activity::WaitingModel).await;
             }
             AgentEvent::Message { .. } | AgentEvent::TurnEnd { .. } => {
-                self.set_activity(Activity::Working)
+                self.set_activity(Activity::Working).await
             }
-            AgentEvent::ToolCall { .. } => self.set_activity(Activity::RunningTool),
+            AgentEvent::ToolCall { .. } => self.set_activity(Activity::RunningTool).await,
             AgentEvent::ToolResult { .. } | AgentEvent::Retrying { .. } => {
-                self.set_activity(Activity::WaitingModel)
+                self.set_activity(Activity::WaitingModel).await
             }
             AgentEvent::Error { message } => self.last_error = Some(message.clone()),
             AgentEvent::Usage(u) => {
                 self.meter.apply(u);
-                return self.spent();
+                return self.spent().await;
             }
         }
         None
@@ -74,20 +77,25 @@ impl Watch<'_> {
 
     /// Records the attempt's usage, tells the engine what it cost, and
     /// enforces the task's budget.
-    fn spent(&mut self) -> Option<WorkerCmd> {
-        let sh = self.sh;
+    async fn spent(&mut self) -> Option<WorkerCmd> {
         let cost = self.meter.cost();
-        let usage = AttemptUsage {
-            input_tokens: Some(self.meter.input),
-            output_tokens: Some(self.meter.output),
-            cost_usd: cost,
-            model: self.meter.model.as_deref(),
-        };
-        let _ = sh
-            .store
-            .set_attempt_usage(&sh.run_id, self.task, self.n, &usage);
+        let (input, output) = (self.meter.input, self.meter.output);
+        let model = self.meter.model.clone();
+        let (task, n) = (self.task.to_string(), self.n);
+        let _ = self
+            .sh
+            .db(move |s, run| {
+                let usage = AttemptUsage {
+                    input_tokens: Some(input),
+                    output_tokens: Some(output),
+                    cost_usd: cost,
+                    model: model.as_deref(),
+                };
+                s.set_attempt_usage(run, &task, n, &usage)
+            })
+            .await;
         let cost = cost?;
-        let _ = sh.notes.send(WorkerNote::Spent {
+        let _ = self.sh.notes.send(WorkerNote::Spent {
             task: self.task.to_string(),
             attempt: self.n,
             usd: cost,
@@ -103,35 +111,36 @@ impl Watch<'_> {
 }
 
 impl AttemptSink for Watch<'_> {
-    fn started(&mut self, pgid: i32) {
-        let sh = self.sh;
-        let _ = sh
-            .store
-            .set_attempt_pgid(&sh.run_id, self.task, self.n, pgid);
-        self.set_activity(Activity::Starting);
+    async fn started(&mut self, pgid: i32) {
+        let (task, n) = (self.task.to_string(), self.n);
+        let _ = self
+            .sh
+            .db(move |s, run| s.set_attempt_pgid(run, &task, n, pgid))
+            .await;
+        self.set_activity(Activity::Starting).await;
     }
 
-    fn output(&mut self) {
+    async fn output(&mut self) {
         if matches!(self.activity, Some(Activity::Starting | Activity::Stalled)) {
-            self.set_activity(Activity::Working);
+            self.set_activity(Activity::Working).await;
         }
     }
 
-    fn events(&mut self, events: &[AgentEvent]) -> Option<WorkerCmd> {
-        events.iter().find_map(|e| self.event(e))
+    async fn events(&mut self, events: &[AgentEvent]) -> Option<WorkerCmd> {
+        for e in events {
+            if let Some(cmd) = self.event(e).await {
+                return Some(cmd);
+            }
+        }
+        None
     }
 
-    fn stalled(&mut self) -> Option<WorkerCmd> {
-        self.set_activity(Activity::Stalled);
-        let sh = self.sh;
+    async fn stalled(&mut self) -> Option<WorkerCmd> {
+        self.set_activity(Activity::Stalled).await;
         let data = json!({ "activity": "stalled" });
-        let _ = sh.store.event(
-            &sh.run_id,
-            Some(self.task),
-            Some(self.n),
-            EventKind::Stalled,
-            &data,
-        );
+        self.sh
+            .event(Some(self.task), Some(self.n), EventKind::Stalled, data)
+            .await;
         None
     }
 }

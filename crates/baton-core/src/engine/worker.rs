@@ -47,7 +47,8 @@ impl Start {
         worktrees: &Path,
         feedback: Option<String>,
     ) -> Start {
-        let rec = sh.store.task(&sh.run_id, &spec.id).ok().flatten();
+        let id = spec.id.clone();
+        let rec = sh.db(move |s, run| s.task(run, &id)).await.ok().flatten();
         let existing_wt = rec.as_ref().and_then(|r| r.worktree.clone());
         Start {
             upstream: upstream_views(sh, &spec).await,
@@ -76,7 +77,8 @@ async fn upstream_views(sh: &Shared, spec: &TaskSpec) -> BTreeMap<String, TaskVi
     let wants_files = spec.prompt.contains("files");
     let mut out = BTreeMap::new();
     for n in &spec.needs {
-        let Ok(Some(r)) = sh.store.task(&sh.run_id, n) else {
+        let id = n.clone();
+        let Ok(Some(r)) = sh.db(move |s, run| s.task(run, &id)).await else {
             continue;
         };
         let mut files = r.files.clone().unwrap_or_default();
@@ -87,7 +89,7 @@ async fn upstream_views(sh: &Shared, spec: &TaskSpec) -> BTreeMap<String, TaskVi
                     files: Some(files.clone()),
                     ..Default::default()
                 };
-                let _ = sh.store.update_task(&sh.run_id, n, &upd, None);
+                sh.update_task(n, upd, None).await;
             }
         }
         let view = TaskView {
@@ -119,7 +121,9 @@ pub(crate) fn spawn(sh: Arc<Shared>, start: Start, cmds: UnboundedReceiver<Worke
 async fn run(sh: Arc<Shared>, st: Start, mut cmds: UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
     let outcome = attempts(&sh, st, &mut cmds).await;
-    let _ = sh.store.set_activity(&sh.run_id, &task, None, None);
+    let _ = sh
+        .db(move |s, run| s.set_activity(run, &task, None, None))
+        .await;
     outcome
 }
 
@@ -188,7 +192,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         started_at: (!st.existing).then(now_ms),
         ..Default::default()
     };
-    let _ = sh.store.update_task(&sh.run_id, &task, &upd, None);
+    sh.update_task(&task, upd, None).await;
 
     let Some(profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
         return failed(format!("unknown agent profile {:?}", st.spec.agent));
@@ -201,7 +205,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
     loop {
         st.attempts += 1;
         let n = st.attempts;
-        begin_attempt(sh, &st, n);
+        begin_attempt(sh, &st, n).await;
         let step = attempt::run(sh, &mut st, &*adapter, &profile, n, cmds).await;
         let (reason, feedback, commit, result) = match step {
             Step::End(o) => return o,
@@ -217,10 +221,11 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
             } => (reason, feedback, commit, result),
         };
         // Failures count across resumes; steered and interrupted attempts do not.
-        let failures = *failures.insert(failures.map_or_else(
-            || count_failures(sh, &task, st.retry_from).max(1),
-            |f| f + 1,
-        ));
+        let counted = match failures {
+            Some(f) => f + 1,
+            None => count_failures(sh, &task, st.retry_from).await.max(1),
+        };
+        let failures = *failures.insert(counted);
         let retry = failures <= st.spec.retries;
         let upd = TaskUpdate {
             failures: Some(failures),
@@ -228,8 +233,8 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
             ..Default::default()
         };
         let data = json!({ "attempt": n, "reason": reason, "retry": retry });
-        let event = Some((EventKind::AttemptFailed, &data));
-        let _ = sh.store.update_task(&sh.run_id, &task, &upd, event);
+        sh.update_task(&task, upd, Some((EventKind::AttemptFailed, data)))
+            .await;
         if !retry {
             let reason = if st.spec.retries > 0 {
                 format!("{reason} (after {failures} attempts)")
@@ -247,10 +252,10 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
 }
 
 /// Records that attempt `n` starts.
-fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
+async fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
     let task = &st.spec.id;
     let log = sh.paths.attempt_log(&sh.run_id, task, n);
-    let _ = sh.store.start_attempt(&AttemptRecord {
+    let attempt = AttemptRecord {
         run_id: sh.run_id.clone(),
         task_id: task.clone(),
         n,
@@ -267,7 +272,8 @@ fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
         cost_usd: None,
         model: None,
         commit_ref: None,
-    });
+    };
+    let _ = sh.db(move |s, _| s.start_attempt(&attempt)).await;
     let upd = TaskUpdate {
         status: Some(crate::model::TaskStatus::Running),
         attempts: Some(n),
@@ -276,15 +282,16 @@ fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
     let feedback = st.feedback.as_deref().is_some_and(|f| !f.is_empty());
     let data =
         json!({ "attempt": n, "feedback": feedback, "resumes_session": st.session.is_some() });
-    let event = Some((EventKind::AttemptStarted, &data));
-    let _ = sh.store.update_task(&sh.run_id, task, &upd, event);
+    sh.update_task(task, upd, Some((EventKind::AttemptStarted, data)))
+        .await;
 }
 
 /// Failed attempts of the task so far (across resumes), read back from the
 /// store once, so that steered and interrupted attempts do not count.
-fn count_failures(sh: &Shared, task: &str, from: u32) -> u32 {
-    sh.store
-        .attempts(&sh.run_id, task)
+async fn count_failures(sh: &Shared, task: &str, from: u32) -> u32 {
+    let task = task.to_string();
+    sh.db(move |s, run| s.attempts(run, &task))
+        .await
         .map(|a| {
             a.iter()
                 .filter(|a| a.n > from && a.status.is_failure())

@@ -10,7 +10,7 @@ use crate::clock::now_ms;
 use crate::model::{Activity, AttemptStatus, ControlKind, EventKind, RunStatus, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     /// Wakes readers (the server's event stream) when an event is appended.
     events_tx: tokio::sync::broadcast::Sender<i64>,
+    /// Every write goes through this connection.
     conn: Mutex<Connection>,
+    /// Reads use their own connection: in WAL mode they never wait for a
+    /// writer, so views stay quick while a run writes.
+    reader: Mutex<Connection>,
     path: PathBuf,
     /// Every run sharing this store adds its secrets: all of them are masked.
     redactors: std::sync::RwLock<Vec<std::sync::Arc<crate::secrets::Redactor>>>,
@@ -135,9 +139,17 @@ impl Store {
         conn.execute_batch(include_str!("schema.sql"))
             .map_err(open_err)?;
         migrate(&conn).map_err(open_err)?;
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let reader = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        reader
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
         Ok(Store {
             events_tx: tokio::sync::broadcast::channel(1024).0,
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             path: path.to_path_buf(),
             redactors: std::sync::RwLock::new(Vec::new()),
         })
@@ -155,13 +167,13 @@ impl Store {
     /// The newest event's sequence number (0 when there is none).
     pub fn last_seq(&self) -> Result<i64> {
         Ok(self
-            .conn()
+            .reader()
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
     }
 
     /// Events of every run after `after`, oldest first.
     pub fn all_events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st =
             conn.prepare_cached("SELECT * FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let rows = st.query_map(params![after, limit as i64], Event::from_row)?;
@@ -170,7 +182,7 @@ impl Store {
 
     /// Events of one task, oldest first.
     pub fn task_events(&self, run: &str, task: &str, limit: usize) -> Result<Vec<Event>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare(
             "SELECT * FROM events WHERE run_id = ?1 AND task_id = ?2 ORDER BY seq LIMIT ?3",
         )?;
@@ -204,7 +216,7 @@ impl Store {
 
     /// The plan text of tasks queued at run time, in the order they came.
     pub fn added_tasks(&self, run: &str) -> Result<Vec<(String, String)>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare(
             "SELECT task_id, snippet FROM added_tasks WHERE run_id = ?1 ORDER BY created_at, rowid",
         )?;
@@ -215,7 +227,7 @@ impl Store {
     /// The standing run of `baton serve` that is not finished, if any.
     pub fn service_run(&self) -> Result<Option<RunRecord>> {
         Ok(self
-            .conn()
+            .reader()
             .query_row("SELECT * FROM runs WHERE kind = 'service' AND finished_at IS NULL ORDER BY created_at DESC LIMIT 1", [], RunRecord::from_row)
             .optional()?)
     }
@@ -240,7 +252,7 @@ impl Store {
 
     pub fn has_token(&self, hash: &str) -> Result<bool> {
         Ok(self
-            .conn()
+            .reader()
             .query_row("SELECT COUNT(*) FROM tokens WHERE hash = ?1", [hash], |r| {
                 r.get::<_, i64>(0)
             })?
@@ -324,7 +336,7 @@ impl Store {
 
     /// Money the run has spent so far, where known.
     pub fn run_cost(&self, run: &str) -> Result<Option<f64>> {
-        Ok(self.conn().query_row(
+        Ok(self.reader().query_row(
             "SELECT SUM(cost_usd) FROM tasks WHERE run_id = ?1",
             [run],
             |r| r.get(0),
@@ -334,6 +346,26 @@ impl Store {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable; SQLite rolls back.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with the store on a thread meant for blocking work, so that
+    /// SQLite (and a lock held by another process) never holds up an async
+    /// thread.
+    pub async fn call<T, F>(self: &Arc<Self>, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> T + Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(v) => v,
+            // Only a panic in `f` gets here: let it go on as the caller's.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     pub fn create_run(&self, run: &RunRecord, tasks: &[NewTask]) -> Result<()> {
@@ -493,7 +525,7 @@ impl Store {
     }
 
     pub fn run(&self, id: &str) -> Result<RunRecord> {
-        self.conn()
+        self.reader()
             .query_row(
                 "SELECT * FROM runs WHERE id = ?1",
                 [id],
@@ -508,7 +540,7 @@ impl Store {
         match id {
             Some(id) => self.run(id),
             None => self
-                .conn()
+                .reader()
                 .query_row(
                     "SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1",
                     [],
@@ -520,7 +552,7 @@ impl Store {
     }
 
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st =
             conn.prepare("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?1")?;
         let rows = st.query_map([limit as i64], RunRecord::from_row)?;
@@ -528,16 +560,25 @@ impl Store {
     }
 
     pub fn tasks(&self, run: &str) -> Result<Vec<TaskRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare("SELECT * FROM tasks WHERE run_id = ?1 ORDER BY position")?;
         let rows = st.query_map([run], TaskRecord::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// How many tasks of each run are in each status: (run, status, count).
+    pub fn status_counts(&self) -> Result<Vec<(String, TaskStatus, u32)>> {
+        let conn = self.reader();
+        let mut st = conn
+            .prepare_cached("SELECT run_id, status, COUNT(*) FROM tasks GROUP BY run_id, status")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// One task of a run, if it exists.
     pub fn task(&self, run: &str, id: &str) -> Result<Option<TaskRecord>> {
         Ok(self
-            .conn()
+            .reader()
             .query_row(
                 "SELECT * FROM tasks WHERE run_id = ?1 AND id = ?2",
                 [run, id],
@@ -547,7 +588,7 @@ impl Store {
     }
 
     pub fn attempts(&self, run: &str, task: &str) -> Result<Vec<AttemptRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st =
             conn.prepare("SELECT * FROM attempts WHERE run_id = ?1 AND task_id = ?2 ORDER BY n")?;
         let rows = st.query_map([run, task], AttemptRecord::from_row)?;
@@ -555,7 +596,7 @@ impl Store {
     }
 
     pub fn events_after(&self, run: &str, after: i64, limit: usize) -> Result<Vec<Event>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn
             .prepare("SELECT * FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
         let rows = st.query_map(params![run, after, limit as i64], Event::from_row)?;
@@ -579,7 +620,7 @@ impl Store {
     }
 
     pub fn pending_controls(&self, run: &str) -> Result<Vec<Control>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare_cached(
             "SELECT * FROM controls WHERE run_id = ?1 AND handled_at IS NULL ORDER BY id",
         )?;
@@ -597,7 +638,7 @@ impl Store {
 
     /// Every request sent to `run` through the store, oldest first.
     pub fn controls(&self, run: &str) -> Result<Vec<Control>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare("SELECT * FROM controls WHERE run_id = ?1 ORDER BY id")?;
         let rows = st.query_map([run], Control::from_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -605,7 +646,7 @@ impl Store {
 
     pub fn control(&self, id: i64) -> Result<Option<Control>> {
         Ok(self
-            .conn()
+            .reader()
             .query_row(
                 "SELECT * FROM controls WHERE id = ?1",
                 [id],

@@ -39,9 +39,10 @@ pub async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
-    let last = from_header
-        .or(q.after)
-        .unwrap_or_else(|| st.store.last_seq().unwrap_or(0));
+    let last = match from_header.or(q.after) {
+        Some(last) => last,
+        None => st.store.call(|s| s.last_seq()).await.unwrap_or(0),
+    };
     let cursor = Cursor {
         wake: st.store.subscribe(),
         st,
@@ -59,7 +60,13 @@ pub async fn stream(
                     .data(data);
                 return Some((Ok(ev), c));
             }
-            match c.st.store.all_events_after(c.last, 500) {
+            let after = c.last;
+            match c
+                .st
+                .store
+                .call(move |s| s.all_events_after(after, 500))
+                .await
+            {
                 Ok(evs) if !evs.is_empty() => {
                     c.pending.extend(evs);
                     continue;

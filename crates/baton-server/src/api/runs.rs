@@ -13,13 +13,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub async fn list(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let runs = st.store.runs(100).map_err(ApiError::internal)?;
+    let (runs, counts) = st
+        .store
+        .call(|s| Ok::<_, baton_core::store::StoreError>((s.runs(100)?, s.status_counts()?)))
+        .await
+        .map_err(ApiError::internal)?;
     let mut out = Vec::new();
     for r in runs {
-        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-        for t in st.store.tasks(&r.id).map_err(ApiError::internal)? {
-            *counts.entry(t.status.to_string()).or_default() += 1;
-        }
+        let counts: BTreeMap<String, u32> = counts
+            .iter()
+            .filter(|(run, _, _)| *run == r.id)
+            .map(|(_, status, n)| (status.to_string(), *n))
+            .collect();
         out.push(json!({
             "id": r.id,
             "status": r.status,
@@ -98,16 +103,16 @@ pub async fn events(
     Path(run): Path<String>,
     Query(q): Query<After>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = run.clone();
     st.store
-        .run(&run)
+        .call(move |s| s.run(&id))
+        .await
         .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let (after, limit) = (q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(5000));
     let events = st
         .store
-        .events_after(
-            &run,
-            q.after.unwrap_or(0),
-            q.limit.unwrap_or(1000).min(5000),
-        )
+        .call(move |s| s.events_after(&run, after, limit))
+        .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "events": events })))
 }

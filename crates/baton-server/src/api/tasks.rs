@@ -14,22 +14,29 @@ use std::sync::Arc;
 
 const MAX_TEXT: u64 = 4 * 1024 * 1024;
 
-fn find_task(
+async fn find_task(
     st: &AppState,
     run: &str,
     task: &str,
 ) -> Result<baton_core::store::TaskRecord, ApiError> {
+    let (r, t) = (run.to_string(), task.to_string());
     st.store
-        .run(run)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    st.store
-        .task(run, task)
-        .map_err(ApiError::internal)?
+        .call(move |s| {
+            s.run(&r)?;
+            s.task(&r, &t)
+        })
+        .await
+        .map_err(|e| ApiError::not_found(e.to_string()))?
         .ok_or_else(|| ApiError::not_found(format!("run {run} has no task {task:?}")))
 }
 
-fn attempts_json(st: &AppState, run: &str, task: &str) -> Result<Value, ApiError> {
-    let atts = st.store.attempts(run, task).map_err(ApiError::internal)?;
+async fn attempts_json(st: &AppState, run: &str, task: &str) -> Result<Value, ApiError> {
+    let (r, t) = (run.to_string(), task.to_string());
+    let atts = st
+        .store
+        .call(move |s| s.attempts(&r, &t))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(json!(atts
         .iter()
         .map(|a| json!({
@@ -46,7 +53,7 @@ pub async fn detail(
     State(st): State<Arc<AppState>>,
     Path((run, task)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    find_task(&st, &run, &task)?;
+    find_task(&st, &run, &task).await?;
     let report = super::runs::report_json(&st, &run).await?;
     let t = report["tasks"]
         .as_array()
@@ -54,7 +61,7 @@ pub async fn detail(
         .cloned()
         .unwrap_or(Value::Null);
     Ok(Json(
-        json!({ "task": t, "attempts": attempts_json(&st, &run, &task)? }),
+        json!({ "task": t, "attempts": attempts_json(&st, &run, &task).await? }),
     ))
 }
 
@@ -62,9 +69,9 @@ pub async fn attempts(
     State(st): State<Arc<AppState>>,
     Path((run, task)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    find_task(&st, &run, &task)?;
+    find_task(&st, &run, &task).await?;
     Ok(Json(
-        json!({ "attempts": attempts_json(&st, &run, &task)? }),
+        json!({ "attempts": attempts_json(&st, &run, &task).await? }),
     ))
 }
 
@@ -72,10 +79,11 @@ pub async fn transcript(
     State(st): State<Arc<AppState>>,
     Path((run, task)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    find_task(&st, &run, &task)?;
+    find_task(&st, &run, &task).await?;
     let events = st
         .store
-        .task_events(&run, &task, 10_000)
+        .call(move |s| s.task_events(&run, &task, 10_000))
+        .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "events": events })))
 }
@@ -88,7 +96,7 @@ pub async fn diff(
     State(st): State<Arc<AppState>>,
     Path((run, task)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let t = find_task(&st, &run, &task)?;
+    let t = find_task(&st, &run, &task).await?;
     let Some(start) = t.start_commit.clone() else {
         return Ok(text(String::new()));
     };
@@ -107,23 +115,12 @@ pub async fn diff(
         Err(_) => t.commit_id.clone().unwrap_or_else(|| start.clone()),
     };
     // Read no more than the cap, whatever the task generated; mask secrets.
-    let mut child = tokio::process::Command::new("git")
-        .args(["diff", "--no-color", "--no-ext-diff", &start, &tip])
-        .current_dir(&st.opts.repo.root)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
+    let (bytes, cut) = st
+        .opts
+        .repo
+        .diff_capped(&start, &tip, MAX_TEXT as usize)
+        .await
         .map_err(ApiError::internal)?;
-    let mut bytes = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        use tokio::io::AsyncReadExt;
-        let _ = out.take(MAX_TEXT + 1).read_to_end(&mut bytes).await;
-    }
-    let cut = bytes.len() as u64 > MAX_TEXT;
-    bytes.truncate(MAX_TEXT as usize);
-    let _ = child.kill().await;
     let mut body = st.store.redact(&String::from_utf8_lossy(&bytes));
     if cut {
         body.push_str("\n[diff cut at 4 MiB]\n");
@@ -141,8 +138,13 @@ pub async fn log(
     Path((run, task)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    find_task(&st, &run, &task)?;
-    let atts = st.store.attempts(&run, &task).map_err(ApiError::internal)?;
+    find_task(&st, &run, &task).await?;
+    let (r, t) = (run.clone(), task.clone());
+    let atts = st
+        .store
+        .call(move |s| s.attempts(&r, &t))
+        .await
+        .map_err(ApiError::internal)?;
     let a = match q.attempt {
         Some(n) => atts
             .iter()
@@ -152,15 +154,15 @@ pub async fn log(
             ApiError::not_found(format!("task {task:?} has not started an attempt"))
         })?,
     };
-    use std::io::{Read, Seek, SeekFrom};
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut body = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(&a.log_path) {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if let Ok(mut f) = tokio::fs::File::open(&a.log_path).await {
+        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
         // Only the end of a huge log: memory stays bounded whatever the agent printed.
         if len > MAX_TEXT {
-            let _ = f.seek(SeekFrom::Start(len - MAX_TEXT));
+            let _ = f.seek(std::io::SeekFrom::Start(len - MAX_TEXT)).await;
         }
-        let _ = f.take(MAX_TEXT).read_to_end(&mut body);
+        let _ = f.take(MAX_TEXT).read_to_end(&mut body).await;
     }
     Ok(text(String::from_utf8_lossy(&body).into_owned()))
 }
@@ -239,12 +241,14 @@ pub async fn session(
             "send Authorization: Bearer <token>",
         )
     })?;
-    if !crate::auth::token_ok(&st, &token) {
+    if !crate::auth::token_ok(&st, &token).await {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"));
     }
     let session = crate::auth::new_token();
+    let hash = crate::auth::hash_token(&session);
     st.store
-        .add_token(&crate::auth::hash_token(&session), "dashboard session")
+        .call(move |s| s.add_token(&hash, "dashboard session"))
+        .await
         .map_err(ApiError::internal)?;
     let cookie = format!(
         "{}={session}; HttpOnly; SameSite=Strict; Path=/",

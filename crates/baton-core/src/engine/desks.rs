@@ -1,0 +1,61 @@
+//! The run's desks: where task worktrees live, the worktrees of tasks that
+//! are done (kept for the next tasks to start in), and their removal at the
+//! end of the run.
+
+use crate::git::Repo;
+use std::path::{Path, PathBuf};
+
+pub(crate) struct Desks {
+    root: PathBuf,
+    /// Keep every worktree as it is (`--keep-worktrees`): none is reused or removed.
+    keep: bool,
+    spares: Vec<PathBuf>,
+}
+
+impl Desks {
+    pub fn new(root: PathBuf, keep: bool) -> Desks {
+        Desks {
+            root,
+            keep,
+            spares: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A task ended well: its worktree (its work is on its branch) waits for
+    /// the next task to start in.
+    pub fn release(&mut self, run: &str, task: &str) {
+        if self.keep {
+            return;
+        }
+        let path = crate::paths::task_worktree(&self.root, run, task);
+        if path.exists() {
+            self.spares.push(path);
+        }
+    }
+
+    /// A done task's worktree for a new task, if there is one.
+    pub fn spare(&mut self) -> Option<PathBuf> {
+        self.spares.pop()
+    }
+
+    /// Removes the worktrees nobody needs any more, git's metadata with them.
+    pub async fn clear(&mut self, repo: &Repo) {
+        let mut prune = false;
+        for path in std::mem::take(&mut self.spares) {
+            if let Err(e) = repo.remove_worktree(&path).await {
+                // Not a worktree git knows (any more): the directory goes, and
+                // git's metadata is pruned below.
+                tracing::debug!("git worktree remove {}: {e}", path.display());
+                let _ = tokio::fs::remove_dir_all(&path).await;
+                prune = true;
+            }
+        }
+        if prune {
+            let _ = crate::git::git(&repo.root, ["worktree", "prune"]).await;
+        }
+    }
+}
