@@ -15,22 +15,7 @@
 set -euo pipefail
 SIZES=${SIZES:-"100 1000"}
 J=${J:-8}
-here=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${BATON:-}" ]; then
-  cargo build --release -q -p baton-cli --manifest-path "$here/Cargo.toml"
-  BATON="$here/target/release/baton"
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost \
-  GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@localhost
-
-new_repo() {
-  rm -rf "$work/repo" "$work/wt"
-  mkdir -p "$work/wt"
-  git init -q -b main "$work/repo"
-  git -C "$work/repo" commit -q --allow-empty -m init
-}
+. "$(dirname "$0")/lib.sh"
 
 # One task of the plain script; worktree additions take a lock, as git's
 # worktree metadata does not survive two `worktree add` at once.
@@ -54,35 +39,11 @@ plain() {
   cd "$work"
 }
 
-plan() {
-  local n=$1
-  printf '[run]\nmax_parallel = %s\n\n[agent.sh]\nadapter = "exec"\ncommand = ["bash", "-ec"]\n\n[defaults]\nagent = "sh"\n' "$J"
-  for i in $(seq 1 "$n"); do printf '\n[[task]]\nid = "t%s"\nprompt = "echo %s > f%s.txt"\n' "$i" "$i" "$i"; done
-}
-
-with_baton() {
-  local n=$1
-  new_repo
-  plan "$n" > "$work/plan.toml"
-  "$BATON" -C "$work/repo" run "$work/plan.toml" 2>/dev/null
-  local integration
-  integration=$(git -C "$work/repo" for-each-ref --format='%(refname)' 'refs/heads/baton/*/integration')
-  test "$(git -C "$work/repo" ls-tree --name-only "$integration" | wc -l)" -eq "$n"
-}
-
-time_it() {
-  local start end
-  start=$(date +%s%N)
-  "$@" >/dev/null
-  end=$(date +%s%N)
-  echo $(( (end - start) / 1000000 ))
-}
-
 echo "tasks at once: $J"
 first_per_task=""
 for n in $SIZES; do
   plain_ms=$(time_it plain "$n")
-  baton_ms=$(time_it with_baton "$n")
+  baton_ms=$(time_it with_baton "$n" "$J")
   per_task=$(awk -v b="$baton_ms" -v n="$n" 'BEGIN { printf "%.1f", b / n }')
   plain_per_task=$(awk -v p="$plain_ms" -v n="$n" 'BEGIN { printf "%.1f", p / n }')
   echo "$n tasks: plain script ${plain_ms} ms (${plain_per_task} ms/task), baton ${baton_ms} ms (${per_task} ms/task)"

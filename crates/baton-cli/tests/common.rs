@@ -22,6 +22,11 @@ pub fn plan_header() -> String {
     )
 }
 
+/// A plan whose default agent is bash itself: each prompt is a script.
+pub fn bash_plan(body: &str) -> String {
+    format!("[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[defaults]\nagent = \"sh\"\n{body}")
+}
+
 pub fn write_plan(env: &TestEnv, body: &str) {
     env.write("baton.toml", &format!("{}{body}", plan_header()));
 }

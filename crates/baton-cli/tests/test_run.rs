@@ -551,14 +551,8 @@ fn a_done_tasks_worktree_becomes_the_next_tasks_desk_with_nothing_left_over() {
     env.commit_all("ignore build");
     env.write(
         "baton.toml",
-        r#"
-[agent.sh]
-adapter = "exec"
-command = ["bash", "-ec"]
-
-[defaults]
-agent = "sh"
-
+        &bash_plan(
+            r#"
 [run]
 max_parallel = 1
 
@@ -572,6 +566,7 @@ needs = ["a"]
 prompt = "echo $PWD > b-here.txt"
 gates = ["test -f a.txt", "test ! -e build/out.o"]
 "#,
+        ),
     );
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -10,14 +10,10 @@ fn an_agent_that_resets_its_branch_cannot_lose_an_earlier_attempt() {
     let env = TestEnv::new();
     env.write(
         "baton.toml",
-        r#"
-[agent.sh]
-adapter = "exec"
-command = ["bash", "-ec"]
-
+        &bash_plan(
+            r#"
 [[task]]
 id = "t"
-agent = "sh"
 retries = 1
 prompt = """
 if [ "$BATON_ATTEMPT" = 1 ]; then
@@ -29,6 +25,7 @@ git reset -q --hard "$(git rev-parse "baton/$BATON_RUN/integration")"
 echo C > c.txt
 """
 "#,
+        ),
     );
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -66,15 +63,10 @@ fn an_exec_prompt_is_not_appended_to_on_a_retry() {
     let fb = env.scratch("feedback.txt");
     env.write(
         "baton.toml",
-        &format!(
+        &bash_plan(&format!(
             r#"
-[agent.sh]
-adapter = "exec"
-command = ["bash", "-ec"]
-
 [[task]]
 id = "script"
-agent = "sh"
 retries = 1
 gates = ["grep -q two n.txt"]
 prompt = """
@@ -83,7 +75,7 @@ printf '%s' "$BATON_FEEDBACK" > {fb}
 """
 "#,
             fb = fb.display()
-        ),
+        )),
     );
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -30,13 +30,20 @@ async fn find_task(
         .ok_or_else(|| ApiError::not_found(format!("run {run} has no task {task:?}")))
 }
 
-async fn attempts_json(st: &AppState, run: &str, task: &str) -> Result<Value, ApiError> {
+async fn read_attempts(
+    st: &AppState,
+    run: &str,
+    task: &str,
+) -> Result<Vec<baton_core::store::AttemptRecord>, ApiError> {
     let (r, t) = (run.to_string(), task.to_string());
-    let atts = st
-        .store
+    st.store
         .call(move |s| s.attempts(&r, &t))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal)
+}
+
+async fn attempts_json(st: &AppState, run: &str, task: &str) -> Result<Value, ApiError> {
+    let atts = read_attempts(st, run, task).await?;
     Ok(json!(atts
         .iter()
         .map(|a| json!({
@@ -139,12 +146,7 @@ pub async fn log(
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     find_task(&st, &run, &task).await?;
-    let (r, t) = (run.clone(), task.clone());
-    let atts = st
-        .store
-        .call(move |s| s.attempts(&r, &t))
-        .await
-        .map_err(ApiError::internal)?;
+    let atts = read_attempts(&st, &run, &task).await?;
     let a = match q.attempt {
         Some(n) => atts
             .iter()
