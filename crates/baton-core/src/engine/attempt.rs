@@ -118,19 +118,43 @@ pub(crate) async fn run(
             });
         }
     };
+    let verdict = judge(&ran, &finish, n, st.spec.timeout);
+    if let Some(step) = settle(&ledger, st, verdict, commit.clone(), &result).await {
+        return step;
+    }
+    ledger.result(&result).await;
+    // The gates see what the agent saw, except a prompt that could be huge.
+    let gate_env: Vec<_> = prepared
+        .env
+        .into_iter()
+        .filter(|(k, _)| k != "BATON_PROMPT")
+        .collect();
+    check(&ledger, st, &gate_env, commit, result, cmds).await
+}
 
-    match judge(&ran, &finish, n, st.spec.timeout) {
+/// The attempt ends here unless the agent passed and `fail_if` does not match.
+async fn settle(
+    ledger: &Ledger<'_>,
+    st: &Start,
+    verdict: Verdict,
+    commit: Option<String>,
+    result: &str,
+) -> Option<Step> {
+    let result = result.to_string();
+    match verdict {
         Verdict::Passed => {}
-        Verdict::Interrupted(cmd) => return interrupted(&ledger, cmd, None, commit, result).await,
+        Verdict::Interrupted(cmd) => {
+            return Some(interrupted(ledger, cmd, None, commit, result).await)
+        }
         Verdict::NotStarted(reason) => {
             ledger
                 .finish(AttemptStatus::Failed, None, Some(&reason))
                 .await;
-            return Step::End(Outcome::Failed {
+            return Some(Step::End(Outcome::Failed {
                 commit,
                 reason,
                 result: String::new(),
-            });
+            }));
         }
         Verdict::Failed {
             reason,
@@ -142,42 +166,44 @@ pub(crate) async fn run(
                 None => AttemptStatus::TimedOut,
             };
             ledger.finish(status, code, Some(&reason)).await;
-            return Step::Failed {
+            return Some(Step::Failed {
                 reason,
                 feedback,
                 commit,
                 result,
-            };
+            });
         }
     }
-    if let Some(reason) = fail_if(st, &result) {
-        ledger
-            .finish(AttemptStatus::Failed, Some(0), Some(&reason))
-            .await;
-        ledger.result(&result).await;
-        return Step::End(Outcome::Failed {
-            commit,
-            reason,
-            result,
-        });
-    }
+    let reason = fail_if(st, &result)?;
+    ledger
+        .finish(AttemptStatus::Failed, Some(0), Some(&reason))
+        .await;
     ledger.result(&result).await;
+    Some(Step::End(Outcome::Failed {
+        commit,
+        reason,
+        result,
+    }))
+}
 
-    // The gates see what the agent saw, except a prompt that could be huge.
-    let gate_env: Vec<_> = prepared
-        .env
-        .into_iter()
-        .filter(|(k, _)| k != "BATON_PROMPT")
-        .collect();
+/// The gates, once the agent is done and passed.
+async fn check(
+    ledger: &Ledger<'_>,
+    st: &Start,
+    env: &[(OsString, OsString)],
+    commit: Option<String>,
+    result: String,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Step {
     let gates = gates::GateRun {
-        task: &task,
-        attempt: n,
+        task: ledger.task,
+        attempt: ledger.n,
         gates: &st.spec.gates,
         worktree: &st.worktree,
         timeout: st.spec.timeout,
-        env: &gate_env,
+        env,
     };
-    match gates::run_all(sh, gates, cmds).await {
+    match gates::run_all(ledger.sh, gates, cmds).await {
         GateResult::Passed => {
             ledger.finish(AttemptStatus::Succeeded, Some(0), None).await;
             Step::End(Outcome::Done {
@@ -185,7 +211,7 @@ pub(crate) async fn run(
                 result,
             })
         }
-        GateResult::Interrupted(cmd) => interrupted(&ledger, cmd, Some(0), commit, result).await,
+        GateResult::Interrupted(cmd) => interrupted(ledger, cmd, Some(0), commit, result).await,
         GateResult::Failed { reason, feedback } => {
             ledger
                 .finish(AttemptStatus::Failed, Some(0), Some(&reason))

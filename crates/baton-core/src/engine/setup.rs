@@ -231,21 +231,7 @@ impl Engine {
             });
         }
         opts.service = record.kind == RunKind::Service;
-        let mut plan = plan_for_resume(&repo, &record)?;
-        if opts.service {
-            plan.tasks.clear();
-        }
-        let id = run_id.clone();
-        let snippets: Vec<String> = store
-            .call(move |s| s.added_tasks(&id))
-            .await?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
-        if !snippets.is_empty() {
-            let added = plan.parse_added(&snippets)?;
-            plan.tasks.extend(added);
-        }
+        let plan = plan_with_queued(&repo, &store, &record).await?;
         reap_orphans(&run_id).await;
         let integration_ref = format!("refs/heads/{}", record.integration_branch);
         let head = repo.ref_commit(&integration_ref).await?.ok_or_else(|| {
@@ -270,37 +256,10 @@ impl Engine {
             let Some(rec) = records.iter().find(|r| r.id == spec.id) else {
                 continue;
             };
-            let status = match rec.status {
-                TaskStatus::Running => {
-                    // Its attempt died with the old process: keep its work, run it again.
-                    take_back(&repo, &store, &run_id, rec).await?;
-                    TaskStatus::Pending
-                }
-                TaskStatus::Merging if merged_already(&repo, rec, &head).await => {
-                    // A crash between moving the integration branch and
-                    // recording the merge: it is merged, do not merge it twice.
-                    let upd = TaskUpdate {
-                        status: Some(TaskStatus::Succeeded),
-                        merged: Some(true),
-                        finished_at: Some(now_ms()),
-                        ..Default::default()
-                    };
-                    let data =
-                        json!({ "changes": true, "integration": head, "found_on_resume": true });
-                    let (run, task) = (run_id.clone(), spec.id.clone());
-                    store
-                        .call(move |s| {
-                            s.update_task(&run, &task, &upd, Some((EventKind::Merged, &data)))
-                        })
-                        .await?;
-                    TaskStatus::Succeeded
-                }
-                TaskStatus::Merging => {
-                    to_merge.push(i);
-                    TaskStatus::Merging
-                }
-                other => other,
-            };
+            let status = take_up(&repo, &store, &run_id, rec, &head).await?;
+            if status == TaskStatus::Merging {
+                to_merge.push(i);
+            }
             statuses.insert(spec.id.clone(), status);
         }
         let forced: Vec<String> = records
@@ -350,6 +309,65 @@ async fn reap_orphans(run: &str) {
         process::signal_group(pgid, libc::SIGTERM);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         process::signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// The plan a resumed run goes on with: its plan, and the tasks queued
+/// while it ran.
+async fn plan_with_queued(
+    repo: &Repo,
+    store: &Arc<Store>,
+    record: &RunRecord,
+) -> Result<Plan, EngineError> {
+    let mut plan = plan_for_resume(repo, record)?;
+    if record.kind == RunKind::Service {
+        plan.tasks.clear();
+    }
+    let id = record.id.clone();
+    let snippets: Vec<String> = store
+        .call(move |s| s.added_tasks(&id))
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    if !snippets.is_empty() {
+        let added = plan.parse_added(&snippets)?;
+        plan.tasks.extend(added);
+    }
+    Ok(plan)
+}
+
+/// Where a task of a resumed run stands now.
+async fn take_up(
+    repo: &Repo,
+    store: &Arc<Store>,
+    run: &str,
+    rec: &crate::store::TaskRecord,
+    head: &str,
+) -> Result<TaskStatus, EngineError> {
+    match rec.status {
+        TaskStatus::Running => {
+            // Its attempt died with the old process: keep its work, run it again.
+            take_back(repo, store, run, rec).await?;
+            Ok(TaskStatus::Pending)
+        }
+        TaskStatus::Merging if merged_already(repo, rec, head).await => {
+            // A crash between moving the integration branch and recording
+            // the merge: it is merged, do not merge it twice.
+            let upd = TaskUpdate {
+                status: Some(TaskStatus::Succeeded),
+                merged: Some(true),
+                finished_at: Some(now_ms()),
+                ..Default::default()
+            };
+            let data = json!({ "changes": true, "integration": head, "found_on_resume": true });
+            let (run, task) = (run.to_string(), rec.id.clone());
+            store
+                .call(move |s| s.update_task(&run, &task, &upd, Some((EventKind::Merged, &data))))
+                .await?;
+            Ok(TaskStatus::Succeeded)
+        }
+        other => Ok(other),
     }
 }
 

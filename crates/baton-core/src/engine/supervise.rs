@@ -257,20 +257,7 @@ pub(crate) async fn spawn<'a>(
             .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))
     };
     let (log_out, log_err) = (open_log().await?, open_log().await?);
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .current_dir(spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin_lines.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = command(&spec, stdin_lines.is_some()).spawn().map_err(|e| {
         let prog = spec.program.to_string_lossy();
         if e.kind() == std::io::ErrorKind::NotFound {
             format!("cannot start {prog:?}: not found (is it installed and on PATH, or set the profile's `command`?)")
@@ -331,6 +318,25 @@ pub(crate) async fn spawn<'a>(
         err_task,
         watchdog,
     })
+}
+
+/// The process in a group of its own (so that stop, timeout and baton's
+/// death end all of it), its output piped.
+fn command(spec: &Spec<'_>, stdin_pipe: bool) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if stdin_pipe {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd
 }
 
 /// Stdin is written by a task of its own, so that an agent that does not
