@@ -122,7 +122,7 @@ fn main() -> ExitCode {
             Command::Stop(a) => commands::stop::run(&cwd, a).await,
             Command::Steer(a) => commands::steer::run(&cwd, a).await,
             Command::Approve(a) => commands::approve::run(&cwd, a).await,
-            Command::Check(a) => commands::check::run(&cwd, a),
+            Command::Check(a) => commands::check::run(&cwd, a).await,
             Command::Doctor(a) => commands::doctor::run(&cwd, a).await,
             Command::Serve(a) => commands::serve::run(&cwd, a).await,
             Command::Add(a) => commands::add::run(&cwd, a).await,

@@ -234,3 +234,67 @@ fn doctor_says_which_profiles_can_start() {
         "{text}"
     );
 }
+
+#[test]
+fn plans_that_would_fail_at_run_fail_at_check() {
+    let long_id = "t".repeat(251);
+    assert_rejected(
+        &format!(
+            r#"[[task]]
+id = "{long_id}"
+prompt = "say long"
+
+[[task]]
+id = "nul"
+prompt = "say a\u0000b"
+
+[[task]]
+id = "matches-all"
+prompt = "say x"
+fail_if = ""
+
+[[task]]
+id = "creds"
+prompt = "say x"
+context = [".git/config"]
+
+[[task]]
+id = "forever"
+prompt = "say x"
+timeout = "100000h"
+"#
+        ),
+        &[
+            "baton.toml:9:6: task id of 251 characters: at most 128",
+            "baton.toml:14:10: task \"nul\": `prompt` contains a NUL byte",
+            "baton.toml:19:11: task \"matches-all\": fail_if is empty",
+            "baton.toml:24:12: task \"creds\": context file \".git/config\" is inside .git",
+            "baton.toml:29:11: task \"forever\": timeout \"100000h\" is longer than 7 days",
+        ],
+    );
+}
+
+#[test]
+fn worktrees_in_the_working_tree_or_nowhere_are_refused_at_check() {
+    for (dir, expect) in [
+        (".", "is inside the working tree"),
+        ("", "empty: name a directory"),
+        ("src/wt", "is inside the working tree"),
+        ("/", "the filesystem root"),
+        ("/proc/baton", "no directory can be made in /proc"),
+        ("/dev/null/wt", "/dev/null is a file, not a directory"),
+    ] {
+        assert_rejected(
+            &format!("[run]\nworktrees = {dir:?}\n\n[[task]]\nid = \"t\"\nprompt = \"say x\"\n"),
+            &["baton.toml:9:13: run.worktrees: ", expect],
+        );
+    }
+}
+
+#[test]
+fn a_base_that_names_no_commit_is_a_plan_error_and_creates_nothing() {
+    assert_rejected(
+        "[run]\nbase = \"no-such-branch\"\n\n[[task]]\nid = \"t\"\nprompt = \"say x\"\n",
+        &["baton.toml:9:8: run.base \"no-such-branch\" names no commit"],
+    );
+}

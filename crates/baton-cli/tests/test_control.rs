@@ -206,3 +206,31 @@ fn auto_approve_merges_without_waiting() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(task(&r.report, "risky")["merged"], true);
 }
+
+#[test]
+fn logs_streams_a_big_log_instead_of_reading_it_whole() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            "[[task]]\nid = \"loud\"\nprompt = \"head -c 64000000 /dev/zero | tr '\\\\\\\\0' x; echo\"\n",
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let status = baton(&env)
+        .args(["logs", "loud"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The largest child this test waited for: `baton logs` (and `baton run`).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    let max_rss_mib = usage.ru_maxrss / 1024;
+    assert!(max_rss_mib < 40, "a 64 MB log took {max_rss_mib} MiB");
+}

@@ -153,3 +153,100 @@ fn a_run_cannot_be_resumed_while_it_is_going_on() {
     assert!(out.status.success());
     assert_eq!(child.wait().unwrap().code(), Some(1));
 }
+
+/// Eight tasks with needs: a and b feed c, which feeds d and e, which feed
+/// f; g and h stand alone. Every task has a gate.
+fn eight_tasks() -> String {
+    let mut plan = String::from("[run]\nmax_parallel = 2\n");
+    for (id, needs) in [
+        ("a", ""),
+        ("b", ""),
+        ("c", "\"a\", \"b\""),
+        ("d", "\"c\""),
+        ("e", "\"c\""),
+        ("f", "\"d\", \"e\""),
+        ("g", ""),
+        ("h", ""),
+    ] {
+        plan.push_str(&format!(
+            "\n[[task]]\nid = \"{id}\"\nneeds = [{needs}]\nprompt = \"write {id}.txt {id}; say {id} done\"\ngates = [\"test -f {id}.txt\"]\n"
+        ));
+    }
+    plan
+}
+
+/// Processes still running with this run in their environment.
+fn processes_of(run: &str) -> Vec<String> {
+    let want = format!("BATON_RUN={run}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let environ = entry.path().join("environ");
+        if let Ok(bytes) = std::fs::read(&environ) {
+            if bytes.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+                found.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn resume_after_a_crash_at_any_moment_finishes_the_run() {
+    use std::os::unix::process::ExitStatusExt;
+    let points = [
+        "desk-made",
+        "desk-made@5",
+        "desk-moved",
+        "attempt-started@2",
+        "agent-ended@3",
+        "gates@4",
+        "merged",
+        "merged@5",
+    ];
+    for point in points {
+        let env = TestEnv::new();
+        write_plan(&env, &eight_tasks());
+        let crashed = output(
+            baton(&env)
+                .args(["run", "--json"])
+                .env("BATON_FAILPOINT", point),
+        );
+        assert_eq!(
+            crashed.status.signal(),
+            Some(libc::SIGKILL),
+            "{point}: baton did not die there: {}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        let before = latest_run_opt(&env).expect("the run is in the store");
+        let run = before["run"].as_str().unwrap().to_string();
+        let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+        let integration = r.report["integration_branch"].as_str().unwrap();
+        for id in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            let t = task(&r.report, id);
+            assert_eq!(
+                (t["status"].as_str(), t["merged"].as_bool()),
+                (Some("succeeded"), Some(true)),
+                "{point}: {t}"
+            );
+            assert_eq!(
+                show(&env, integration, &format!("{id}.txt")).as_deref(),
+                Some(format!("{id}\n").as_str()),
+                "{point}: {id}'s work is merged"
+            );
+            let was = task(&before, id);
+            if was["merged"] == true {
+                assert_eq!(t["attempts"], was["attempts"], "{point}: {id} was redone");
+            }
+        }
+        let fsck = env.git_output(&["fsck", "--no-progress"]);
+        assert!(
+            fsck.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&fsck.stderr)
+        );
+        let list = env.git(&["worktree", "list"]);
+        assert_eq!(list.lines().count(), 1, "{point}: {list}\n{:#}", r.report);
+        assert!(processes_of(&run).is_empty(), "{point}: orphans");
+    }
+}

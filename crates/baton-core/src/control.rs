@@ -38,16 +38,8 @@ pub enum ControlError {
     Store(#[from] StoreError),
 }
 
-/// Checks that `run` has `task` (not needed for `add`, whose task is new).
-pub async fn check_task(
-    store: &Arc<Store>,
-    run: &str,
-    task: &str,
-    kind: ControlKind,
-) -> Result<(), ControlError> {
-    if kind == ControlKind::Add {
-        return Ok(());
-    }
+/// Checks that `run` has `task`.
+pub async fn check_task(store: &Arc<Store>, run: &str, task: &str) -> Result<(), ControlError> {
     let (r, t) = (run.to_string(), task.to_string());
     let known = store
         .call(move |s| -> Result<Option<Vec<String>>, StoreError> {
@@ -81,7 +73,10 @@ pub async fn request(
     kind: ControlKind,
     message: Option<&str>,
 ) -> Result<Answer, ControlError> {
-    check_task(store, &run.id, task, kind).await?;
+    // An added task is new: only the others must exist.
+    if kind != ControlKind::Add {
+        check_task(store, &run.id, task).await?;
+    }
     if !is_live(paths, &run.id) {
         return Err(ControlError::NotLive {
             run: run.id.clone(),

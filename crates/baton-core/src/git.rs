@@ -287,8 +287,8 @@ impl Repo {
             ];
             git_ok(&self.root, args).await?;
         }
-        git_ok(to, ["checkout", "-q", "-f", "-b", branch, start]).await?;
-        git_ok(to, ["clean", "-ffdxq"]).await.map(drop)
+        crate::failpoint::hit("desk-moved");
+        self.switch_worktree(to, branch, start).await
     }
 
     /// Re-attaches a worktree to an existing branch (resume after the directory was lost).
@@ -367,6 +367,26 @@ impl Repo {
 
     pub async fn head(&self, worktree: &Path) -> Result<String, GitError> {
         git_ok(worktree, ["rev-parse", "HEAD"]).await
+    }
+
+    /// The branch checked out in a worktree (None: a detached HEAD, or not a worktree).
+    pub async fn current_branch(&self, worktree: &Path) -> Option<String> {
+        let out = git(worktree, ["symbolic-ref", "-q", "--short", "HEAD"])
+            .await
+            .ok()?;
+        (out.code == 0).then(|| out.stdout.trim().to_string())
+    }
+
+    /// Checks out a new `branch` from `start` in an existing worktree and
+    /// removes everything else there (untracked and ignored files too).
+    pub async fn switch_worktree(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        start: &str,
+    ) -> Result<(), GitError> {
+        git_ok(worktree, ["checkout", "-q", "-f", "-b", branch, start]).await?;
+        git_ok(worktree, ["clean", "-ffdxq"]).await.map(drop)
     }
 
     pub async fn changed_files(&self, from: &str, to: &str) -> Result<Vec<String>, GitError> {

@@ -7,6 +7,7 @@ pub mod control;
 pub mod dag;
 pub mod duration;
 pub mod engine;
+mod failpoint;
 pub mod git;
 pub mod lock;
 pub mod model;

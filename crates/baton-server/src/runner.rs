@@ -194,7 +194,9 @@ pub async fn control(
         .call(move |s| s.run(&id))
         .await
         .map_err(|e| RunnerError::NoRun(e.to_string()))?;
-    control::check_task(store, run, task, kind).await?;
+    if kind != ControlKind::Add {
+        control::check_task(store, run, task).await?;
+    }
     if let Some(h) = state.handle(run) {
         if let Some(answer) = h.request(task, kind, message.map(str::to_string)).await {
             return Ok(answer);

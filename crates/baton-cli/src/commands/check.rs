@@ -1,7 +1,6 @@
 //! `baton check`: validate a plan and print its DAG as phases.
 
-use super::{open_repo, usage};
-use baton_core::Plan;
+use super::{load_plan, which};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -13,32 +12,9 @@ pub struct CheckArgs {
     pub plan: PathBuf,
 }
 
-pub fn load_plan(cwd: &Path, plan: &Path) -> anyhow::Result<(baton_core::Repo, Plan)> {
-    let repo = open_repo(cwd)?;
-    let path = if plan.is_absolute() {
-        plan.to_path_buf()
-    } else {
-        cwd.join(plan)
-    };
-    if !path.exists() {
-        return Err(usage(format!(
-            "no plan at {}; write one (see docs/plan-reference.md) or name it: baton run PATH",
-            plan.display()
-        )));
-    }
-    let shown = if plan.is_absolute() {
-        path.clone()
-    } else {
-        plan.to_path_buf()
-    };
-    let source = std::fs::read_to_string(&path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    let plan = Plan::parse(&shown, &source, Some(&repo.root))?;
-    Ok((repo, plan))
-}
-
-pub fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
-    let (_repo, plan) = load_plan(cwd, &args.plan)?;
+pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
+    let (repo, plan) = load_plan(cwd, &args.plan)?;
+    plan.resolve_base(&repo).await?;
     let phases = plan.phases();
     println!(
         "{}: {} task{}, {} phase{}, max_parallel {}",
@@ -81,7 +57,7 @@ pub fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
     }
     for (name, a) in &plan.agents {
         let program = baton_core::adapter::program_name(a);
-        if super::doctor::which(&program).is_none() {
+        if which(&program).is_none() {
             eprintln!(
                 "warning: agent {name:?}: {program:?} is not on PATH; `baton doctor` says more"
             );

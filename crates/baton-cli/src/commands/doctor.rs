@@ -1,7 +1,7 @@
 //! `baton doctor`: which agent CLIs are here, their versions, and whether
 //! each profile of a plan can start.
 
-use super::check::load_plan;
+use super::{load_plan, which};
 use baton_core::adapter::program_name;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -15,27 +15,6 @@ pub struct DoctorArgs {
     /// The plan whose profiles to check (skipped if it does not exist).
     #[arg(default_value = "baton.toml")]
     pub plan: PathBuf,
-}
-
-/// Finds a program the way the shell would.
-pub fn which(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        return is_exec(&p).then_some(p);
-    }
-    std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(program))
-                .find(|p| is_exec(p))
-        })
-        .unwrap_or(None)
 }
 
 async fn version(bin: &Path) -> Result<String, String> {

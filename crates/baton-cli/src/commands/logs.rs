@@ -4,7 +4,7 @@ use super::{find_run, open_repo, open_store, usage};
 use baton_core::model::RunStatus;
 use baton_core::store::Store;
 use clap::Args;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,16 +43,9 @@ pub async fn run(cwd: &Path, args: LogsArgs) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let (store, _) = open_store(&repo)?;
     let rec = find_run(&store, args.run.as_deref())?;
-    let tasks = store.tasks(&rec.id)?;
-    if !tasks.iter().any(|t| t.id == args.task) {
-        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        return Err(usage(format!(
-            "run {} has no task {:?} (its tasks: {})",
-            rec.id,
-            args.task,
-            ids.join(", ")
-        )));
-    }
+    baton_core::control::check_task(&store, &rec.id, &args.task)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let mut printed_upto = 0u32;
     loop {
@@ -84,10 +77,8 @@ pub async fn run(cwd: &Path, args: LogsArgs) -> anyhow::Result<i32> {
                         .any(|x| x.n == a.n && x.finished_at.is_none());
                 if let Ok(mut f) = std::fs::File::open(&a.log_path) {
                     f.seek(SeekFrom::Start(pos))?;
-                    let mut buf = Vec::new();
-                    f.read_to_end(&mut buf)?;
-                    pos += buf.len() as u64;
-                    out.write_all(&buf)?;
+                    // Streamed: a log of any size goes through a small buffer.
+                    pos += std::io::copy(&mut f, &mut out)?;
                     out.flush()?;
                 }
                 if !going {

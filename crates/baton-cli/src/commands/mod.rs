@@ -19,9 +19,9 @@ use baton_core::engine::Answer;
 use baton_core::model::ControlKind;
 use baton_core::paths::StatePaths;
 use baton_core::store::{RunRecord, Store};
-use baton_core::{EngineError, PlanError, Repo};
+use baton_core::{EngineError, Plan, PlanError, Repo};
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A usage or plan problem: exit 2, nothing was started.
@@ -71,6 +71,53 @@ pub fn open_store(repo: &Repo) -> anyhow::Result<(Arc<Store>, StatePaths)> {
 
 pub fn find_run(store: &Store, run: Option<&str>) -> anyhow::Result<RunRecord> {
     store.find_run(run).map_err(|e| usage(e.to_string()))
+}
+
+/// Reads and validates the plan at `plan` (relative to `cwd`) in the
+/// repository around `cwd`.
+pub fn load_plan(cwd: &Path, plan: &Path) -> anyhow::Result<(baton_core::Repo, Plan)> {
+    let repo = open_repo(cwd)?;
+    let path = if plan.is_absolute() {
+        plan.to_path_buf()
+    } else {
+        cwd.join(plan)
+    };
+    if !path.exists() {
+        return Err(usage(format!(
+            "no plan at {}; write one (see docs/plan-reference.md) or name it: baton run PATH",
+            plan.display()
+        )));
+    }
+    let shown = if plan.is_absolute() {
+        path.clone()
+    } else {
+        plan.to_path_buf()
+    };
+    let source = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let plan = Plan::parse(&shown, &source, Some(&repo.root))?;
+    Ok((repo, plan))
+}
+
+/// Finds a program the way the shell would.
+pub fn which(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| is_exec(p))
+        })
+        .unwrap_or(None)
 }
 
 /// The command that starts this binary's watchdog.

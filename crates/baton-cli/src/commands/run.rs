@@ -1,7 +1,6 @@
 //! `baton run`: run a plan to the end.
 
-use super::check::load_plan;
-use super::{usage, watchdog_command};
+use super::{load_plan, usage, watchdog_command};
 use crate::progress;
 use baton_core::{Engine, RunOptions};
 use clap::Args;
@@ -53,10 +52,15 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         }
         plan.run.max_parallel = n;
     }
+    let worktrees = args
+        .worktrees
+        .map(|w| if w.is_absolute() { w } else { cwd.join(w) });
+    if let Some(w) = &worktrees {
+        baton_core::plan::check_worktrees(&repo.root, w)
+            .map_err(|e| usage(format!("--worktrees: {e}")))?;
+    }
     let opts = RunOptions {
-        worktrees: args
-            .worktrees
-            .map(|w| if w.is_absolute() { w } else { cwd.join(w) }),
+        worktrees,
         watchdog: watchdog_command(),
         keep_worktrees: args.keep_worktrees,
         auto_approve: args.auto_approve,

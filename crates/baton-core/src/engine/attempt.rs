@@ -101,6 +101,7 @@ pub(crate) async fn run(
     let finish = ran.out.finish.clone().unwrap_or_default();
     let result = finish.final_message.clone();
 
+    crate::failpoint::hit("agent-ended");
     // Whatever happened, the work is kept.
     let commit = match keep_work(sh, &task, n, &st.worktree, label(&ran.out.ended)).await {
         Ok(c) => c,
@@ -203,6 +204,7 @@ async fn check(
         timeout: st.spec.timeout,
         env,
     };
+    crate::failpoint::hit("gates");
     match gates::run_all(ledger.sh, gates, cmds).await {
         GateResult::Passed => {
             ledger.finish(AttemptStatus::Succeeded, Some(0), None).await;

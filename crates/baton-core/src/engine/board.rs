@@ -344,6 +344,14 @@ impl Board {
                 let kind = EventKind::Interrupted;
                 vec![self.to(i, TaskStatus::Pending, update, kind, json!({}))]
             }
+            Outcome::Broken { reason } => {
+                let kind = EventKind::Interrupted;
+                let data = json!({ "reason": reason });
+                let mut out =
+                    vec![self.to(i, TaskStatus::Pending, TaskUpdate::default(), kind, data)];
+                out.extend(self.halt(reason));
+                out
+            }
         }
     }
 
@@ -667,11 +675,21 @@ impl Board {
     /// baton is asked to stop: running agents are stopped with their work
     /// committed, and the run is left for `resume`.
     pub fn shutdown(&mut self) -> Vec<Action> {
+        self.stop_run(json!({}))
+    }
+
+    /// baton cannot go on with the run (not a task's fault): it stops as for
+    /// a shutdown, saying why, and `resume` continues it once that is fixed.
+    fn halt(&mut self, reason: String) -> Vec<Action> {
+        self.stop_run(json!({ "reason": reason }))
+    }
+
+    fn stop_run(&mut self, why: Value) -> Vec<Action> {
         if self.shutting_down {
             return Vec::new();
         }
         self.shutting_down = true;
-        let mut out = vec![Action::RunEvent(EventKind::Interrupt, json!({}))];
+        let mut out = vec![Action::RunEvent(EventKind::Interrupt, why)];
         out.extend(self.running_tasks().map(|i| Action::Send {
             task: i,
             cmd: WorkerCmd::Shutdown,

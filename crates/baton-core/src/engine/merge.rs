@@ -94,6 +94,7 @@ impl MergeQueue {
             };
             match repo.move_ref(&self.integration_ref, &new, &self.head).await {
                 Ok(()) => {
+                    crate::failpoint::hit("merged");
                     self.head = new.clone();
                     return MergeResult::Merged {
                         integration: Some(new),

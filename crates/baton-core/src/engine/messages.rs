@@ -32,6 +32,9 @@ pub(crate) enum Outcome {
     },
     /// baton is shutting down; the task goes back to pending.
     Interrupted { commit: Option<String> },
+    /// baton itself could not go on with the task (its desk could not be
+    /// made): not the task's failure. The run stops, resumable.
+    Broken { reason: String },
 }
 
 /// What a worker tells the engine.

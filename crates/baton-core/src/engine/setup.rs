@@ -152,6 +152,9 @@ impl Engine {
         mut plan: Plan,
         opts: RunOptions,
     ) -> Result<Engine, EngineError> {
+        // A base that names no commit is the plan's error: found before
+        // anything (a store, a branch) is created.
+        let base_commit = plan.resolve_base(&repo).await?;
         let paths = StatePaths::new(repo.state_dir());
         let store = open_store(&paths, &opts).await?;
         if opts.service {
@@ -159,11 +162,9 @@ impl Engine {
             plan.tasks.clear();
         }
         let run_id = new_run_id();
-        let base_commit = repo.resolve_commit(&plan.run.base).await?;
         let lock = lock_run(&paths, &run_id)?;
         let integration = integration_branch(&run_id);
         let integration_ref = format!("refs/heads/{integration}");
-        repo.create_ref(&integration_ref, &base_commit).await?;
         let worktrees = worktrees_root(&repo, &paths, &plan, &opts);
         let kind = if opts.service {
             RunKind::Service
@@ -188,11 +189,18 @@ impl Engine {
         };
         let tasks: Vec<NewTask> = plan.tasks.iter().map(|t| new_task(&run_id, t)).collect();
         let data = json!({ "plan": record.plan_path, "base": base_commit, "tasks": tasks.len() });
+        // The store takes the run first: a branch it does not know of is never left behind.
+        store.call(move |s| s.create_run(&record, &tasks)).await?;
+        if let Err(e) = repo.create_ref(&integration_ref, &base_commit).await {
+            let id = run_id.clone();
+            let _ = store
+                .call(move |s| s.set_run_status(&id, RunStatus::Failed, true, None))
+                .await;
+            return Err(e.into());
+        }
+        let id = run_id.clone();
         store
-            .call(move |s| {
-                s.create_run(&record, &tasks)?;
-                s.event(&record.id, None, None, EventKind::RunStarted, &data)
-            })
+            .call(move |s| s.event(&id, None, None, EventKind::RunStarted, &data))
             .await?;
         Parts {
             repo,
@@ -286,6 +294,13 @@ impl Engine {
         .assemble()
         .await?;
         engine.board.restore(&statuses, &forced);
+        // Desks of tasks that ended well before the crash serve later tasks
+        // (and are removed at the end), as if this process had released them.
+        for (id, status) in &statuses {
+            if *status == TaskStatus::Succeeded {
+                engine.desks.release(&engine.sh.run_id, id);
+            }
+        }
         for i in to_merge {
             engine.merges.push(i);
         }

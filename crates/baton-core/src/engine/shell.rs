@@ -204,7 +204,9 @@ impl Engine {
             feedback,
         )
         .await;
-        if !start.existing {
+        // A desk left at the task's own path (a crash before the store knew of
+        // it) is used as it is; only a task with none takes a spare.
+        if !start.existing && !start.worktree.exists() {
             start.spare = self.desks.spare();
         }
         let (tx, rx) = mpsc::unbounded_channel();

@@ -136,19 +136,25 @@ fn failed(reason: String) -> Outcome {
 }
 
 async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<(), String> {
-    if st.existing && st.worktree.join(".git").exists() {
-        return Ok(());
+    if st.worktree.join(".git").exists() {
+        match sh.repo.current_branch(&st.worktree).await {
+            // Ours, made before a crash that came before the store knew of it.
+            Some(b) if b == st.branch || st.existing => return Ok(()),
+            // A done task's desk moved here before a crash: finish making it ours.
+            Some(_) if !branch_exists(sh, &st.branch).await => {
+                return sh
+                    .repo
+                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit)
+                    .await
+                    .map_err(|e| format!("cannot make the task's worktree: {e}"));
+            }
+            _ if st.existing => return Ok(()),
+            _ => {}
+        }
     }
     // A crash between creating the branch and recording it leaves the branch:
     // attach to it rather than fail on "already exists" forever.
-    let branch_exists = sh
-        .repo
-        .ref_commit(&format!("refs/heads/{}", st.branch))
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    let res = if st.existing || branch_exists {
+    let res = if st.existing || branch_exists(sh, &st.branch).await {
         sh.repo.restore_worktree(&st.worktree, &st.branch).await
     } else if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
         match sh
@@ -180,11 +186,24 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<(), String> {
     res.map_err(|e| format!("cannot create the task's worktree: {e}"))
 }
 
+async fn branch_exists(sh: &Shared, branch: &str) -> bool {
+    let name = format!("refs/heads/{branch}");
+    matches!(sh.repo.ref_commit(&name).await, Ok(Some(_)))
+}
+
 /// The task's desk, then its attempts one after another.
 async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
     if let Err(reason) = ensure_worktree(sh, &st).await {
-        return failed(reason);
+        return Outcome::Broken { reason };
+    }
+    crate::failpoint::hit("desk-made");
+    if !st.existing {
+        // The branch may be older than this start (made before a crash): the
+        // task starts where its branch does.
+        if let Ok(tip) = sh.repo.head(&st.worktree).await {
+            st.start_commit = tip;
+        }
     }
     let upd = TaskUpdate {
         worktree: Some(st.worktree.display().to_string()),
@@ -206,6 +225,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         st.attempts += 1;
         let n = st.attempts;
         begin_attempt(sh, &st, n).await;
+        crate::failpoint::hit("attempt-started");
         let step = attempt::run(sh, &mut st, &*adapter, &profile, n, cmds).await;
         let (reason, feedback, commit, result) = match step {
             Step::End(o) => return o,

@@ -42,6 +42,8 @@ pub struct Route {
 pub struct RunSettings {
     pub max_parallel: usize,
     pub base: String,
+    /// Where `base` is written (line, column), for a message when it names no commit.
+    pub base_at: Option<(usize, usize)>,
     pub budget_usd: Option<f64>,
     /// Where task worktrees go (relative to the repository root), if not the default.
     pub worktrees: Option<String>,
@@ -92,7 +94,72 @@ pub struct TaskSpec {
     pub stall_after: Duration,
 }
 
+/// Where task worktrees may go: not the filesystem root, not inside the
+/// working tree (baton never touches it; under `.git` is fine), not a file,
+/// and somewhere a directory can be made. Checked without leaving anything.
+pub fn check_worktrees(root: &Path, dir: &Path) -> Result<(), String> {
+    if dir.as_os_str().is_empty() {
+        return Err("empty: name a directory outside the working tree".into());
+    }
+    let mut abs = PathBuf::new();
+    for part in root.join(dir).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                abs.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => abs.push(other),
+        }
+    }
+    if abs.parent().is_none() {
+        return Err("the filesystem root: name a directory of its own".into());
+    }
+    if abs.starts_with(root) && !abs.starts_with(root.join(".git")) {
+        return Err(format!(
+            "{} is inside the working tree {}, which baton never touches; choose a directory outside it (or under .git)",
+            abs.display(),
+            root.display()
+        ));
+    }
+    if abs.exists() && !abs.is_dir() {
+        return Err(format!("{} is a file, not a directory", abs.display()));
+    }
+    let mut existing = abs.as_path();
+    while !existing.exists() {
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is a file, not a directory", existing.display()));
+    }
+    // Whether a directory can be made there, found by making one and removing it.
+    let probe = existing.join(format!(".baton-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe)
+        .and_then(|()| std::fs::remove_dir(&probe))
+        .map_err(|e| format!("no directory can be made in {}: {e}", existing.display()))
+}
+
 impl Plan {
+    /// Resolves `run.base` to a commit of `repo`; a name that is no commit is
+    /// a plan error at the place it is written.
+    pub async fn resolve_base(&self, repo: &crate::git::Repo) -> Result<String, PlanError> {
+        repo.resolve_commit(&self.run.base).await.map_err(|_| {
+            let (line, column) = self.run.base_at.unzip();
+            PlanError::Invalid {
+                path: self.path.clone(),
+                diagnostics: vec![Diagnostic {
+                    line,
+                    column,
+                    subject: None,
+                    message: format!(
+                        "run.base {:?} names no commit in {}",
+                        self.run.base,
+                        repo.root.display()
+                    ),
+                }],
+            }
+        })
+    }
+
     /// Reads and validates a plan file. `repo_root` is where context and
     /// instruction files are looked up; without it those checks are skipped.
     pub fn load(path: &Path, repo_root: Option<&Path>) -> Result<Plan, PlanError> {

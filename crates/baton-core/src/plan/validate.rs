@@ -36,6 +36,11 @@ impl Checker<'_> {
     }
 }
 
+/// Task ids name a branch and a directory: `<id>.lock` must fit in a file name.
+const MAX_ID_LEN: usize = 128;
+/// Longer than this is a typo, not a plan (an hour is the default).
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
@@ -62,7 +67,7 @@ pub(super) fn parse(
         }
     };
 
-    let run = check_run(&mut ck, &raw);
+    let run = check_run(&mut ck, &raw, repo_root);
     let agents = check_agents(&mut ck, &raw, repo_root);
     let prices = check_prices(&mut ck, &raw);
 
@@ -137,10 +142,11 @@ pub(super) fn parse(
     })
 }
 
-fn check_run(ck: &mut Checker, raw: &RawPlan) -> RunSettings {
+fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSettings {
     let mut run = RunSettings {
         max_parallel: DEFAULT_MAX_PARALLEL,
         base: "HEAD".into(),
+        base_at: None,
         budget_usd: None,
         worktrees: None,
         stall_after: DEFAULT_STALL_AFTER,
@@ -165,20 +171,49 @@ fn check_run(ck: &mut Checker, raw: &RawPlan) -> RunSettings {
             );
         }
         run.base = b.get_ref().clone();
+        run.base_at = Some(line_col(ck.source, b.span().start));
     }
     if let Some(b) = &raw.run.budget_usd {
         run.budget_usd = check_budget(ck, b, None, "run.budget_usd");
     }
     if let Some(w) = &raw.run.worktrees {
+        if let Some(root) = repo_root {
+            if let Err(e) = super::check_worktrees(root, Path::new(w.get_ref())) {
+                ck.at(Some(w.span()), None, format!("run.worktrees: {e}"));
+            }
+        }
         run.worktrees = Some(w.get_ref().clone());
     }
     if let Some(s) = &raw.run.stall_after {
-        match parse_duration(s.get_ref()) {
-            Ok(d) => run.stall_after = d,
-            Err(e) => ck.at(Some(s.span()), None, format!("run.stall_after: {e}")),
+        if let Some(d) = check_duration(ck, s, None, "run.stall_after") {
+            run.stall_after = d;
         }
     }
     run
+}
+
+/// A duration from the plan, within sensible bounds.
+fn check_duration(
+    ck: &mut Checker,
+    s: &Spanned<String>,
+    subject: Option<String>,
+    name: &str,
+) -> Option<std::time::Duration> {
+    match parse_duration(s.get_ref()) {
+        Ok(d) if d > MAX_DURATION => {
+            ck.at(
+                Some(s.span()),
+                subject,
+                format!("{name} {:?} is longer than 7 days", s.get_ref()),
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            ck.at(Some(s.span()), subject, format!("{name}: {e}"));
+            None
+        }
+    }
 }
 
 fn check_budget(
@@ -288,6 +323,14 @@ fn check_file(
         );
         return;
     }
+    if p.split('/').any(|c| c == ".git") {
+        ck.at(
+            Some(rel.span()),
+            subject,
+            format!("{what} {p:?} is inside .git, which may hold credentials; name a file of the work tree"),
+        );
+        return;
+    }
     if !root.join(p).is_file() {
         ck.at(
             Some(rel.span()),
@@ -339,6 +382,15 @@ fn check_task(
             subject.clone(),
             "task ids may use only letters, digits, '_' and '-'".into(),
         );
+    } else if id.len() > MAX_ID_LEN {
+        ck.at(
+            Some(id_s.span()),
+            None,
+            format!(
+                "task id of {} characters: at most {MAX_ID_LEN} (it names a git branch and a directory)",
+                id.len()
+            ),
+        );
     }
     if let Some(&prev) = first_seen.get(&id) {
         let (line, _) = line_col(ck.source, prev);
@@ -352,6 +404,14 @@ fn check_task(
     }
 
     let prompt = match &t.prompt {
+        Some(p) if p.get_ref().contains('\0') => {
+            ck.at(
+                Some(p.span()),
+                subject.clone(),
+                "`prompt` contains a NUL byte, which no program can be given".into(),
+            );
+            String::new()
+        }
         Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().clone(),
         Some(p) => {
             ck.at(Some(p.span()), subject.clone(), "`prompt` is empty".into());
@@ -429,16 +489,11 @@ fn check_task(
         None => 0,
     };
 
-    let timeout = match &t.timeout {
-        Some(s) => match parse_duration(s.get_ref()) {
-            Ok(d) => d,
-            Err(e) => {
-                ck.at(Some(s.span()), subject.clone(), format!("timeout: {e}"));
-                DEFAULT_TIMEOUT
-            }
-        },
-        None => DEFAULT_TIMEOUT,
-    };
+    let timeout = t
+        .timeout
+        .as_ref()
+        .and_then(|s| check_duration(ck, s, subject.clone(), "timeout"))
+        .unwrap_or(DEFAULT_TIMEOUT);
 
     let budget_usd = t
         .budget_usd
@@ -446,6 +501,14 @@ fn check_task(
         .and_then(|b| check_budget(ck, b, subject.clone(), "budget_usd"));
 
     let fail_if = match &t.fail_if {
+        Some(s) if s.get_ref().is_empty() => {
+            ck.at(
+                Some(s.span()),
+                subject.clone(),
+                "fail_if is empty: it would match every final message".into(),
+            );
+            None
+        }
         Some(s) => match Regex::new(s.get_ref()) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -484,16 +547,11 @@ fn check_task(
         }
     };
 
-    let stall_after = match &t.stall_after {
-        Some(s) => match parse_duration(s.get_ref()) {
-            Ok(d) => d,
-            Err(e) => {
-                ck.at(Some(s.span()), subject.clone(), format!("stall_after: {e}"));
-                DEFAULT_STALL_AFTER
-            }
-        },
-        None => DEFAULT_STALL_AFTER,
-    };
+    let stall_after = t
+        .stall_after
+        .as_ref()
+        .and_then(|s| check_duration(ck, s, subject.clone(), "stall_after"))
+        .unwrap_or(DEFAULT_STALL_AFTER);
 
     if !prompt.is_empty() {
         if let Err(e) = crate::template::check(&prompt, &needs) {
