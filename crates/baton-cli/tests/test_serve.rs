@@ -165,3 +165,33 @@ fn another_process_stops_a_task_the_server_drives_through_the_store() {
     let branch = t["branch"].as_str().unwrap();
     assert_eq!(show(&env, branch, "wip.txt").as_deref(), Some("halfway\n"));
 }
+
+#[test]
+fn a_diff_read_later_by_a_server_masks_the_secrets_the_run_saw() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\nenv = { DEPLOY_KEY = \"from-the-profile-456\" }\n\n[[task]]\nid = \"leaky\"\nagent = \"sh\"\nprompt = \"echo \\\"$MY_API_TOKEN $DEPLOY_KEY\\\" > creds.txt\"\n",
+    );
+    // The secret in baton's own environment is not in the server's.
+    let out = output(
+        baton(&env)
+            .args(["run", "--json", "--here"])
+            .env("MY_API_TOKEN", "from-batons-env-123"),
+    );
+    let r = parse_run(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = r.report["run"].as_str().unwrap().to_string();
+    let branch = task(&r.report, "leaky")["branch"].as_str().unwrap().to_string();
+    assert_eq!(
+        show(&env, &branch, "creds.txt").as_deref(),
+        Some("from-batons-env-123 from-the-profile-456\n"),
+        "the agent wrote both into its work"
+    );
+    let srv = serve(&env, "127.0.0.1:0");
+    let (status, text) = http_get(&srv.url, &format!("/api/runs/{run}/tasks/leaky/diff"), None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("+[REDACTED] [REDACTED]"), "{text}");
+    assert!(!text.contains("from-batons-env-123"), "{text}");
+    assert!(!text.contains("from-the-profile-456"), "{text}");
+}

@@ -108,7 +108,16 @@ impl Parts {
         let wiring = Wiring::new();
         let desks = Desks::new(self.worktrees, self.opts.keep_worktrees);
         let run = self.run_id.clone();
-        let spent_before = self.store.call(move |s| s.run_cost(&run)).await?;
+        // What this process's agents can see, fingerprinted for views that
+        // read the run later (in another process, with another environment).
+        let prints = super::redactor_for(&self.plan).fingerprints(&run);
+        let spent_before = self
+            .store
+            .call(move |s| {
+                s.add_secret_prints(&run, &prints)?;
+                s.run_cost(&run)
+            })
+            .await?;
         let spent_before = spent_before.unwrap_or(0.0);
         let rules = Rules {
             run: self.run_id.clone(),

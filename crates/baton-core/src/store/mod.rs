@@ -95,6 +95,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tasks ADD COLUMN agent TEXT",
     "ALTER TABLE tasks ADD COLUMN needs TEXT",
     "ALTER TABLE attempts ADD COLUMN commit_ref TEXT",
+    "ALTER TABLE runs ADD COLUMN secret_prints TEXT NOT NULL DEFAULT '[]'",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -265,6 +266,42 @@ impl Store {
         if let Ok(mut g) = self.redactors.write() {
             g.push(r);
         }
+    }
+
+    /// Adds fingerprints of the secrets a run's agents can see (see
+    /// [`crate::secrets::Fingerprint`]): any process can then mask them in
+    /// what it reads later for that run, such as a diff.
+    pub fn add_secret_prints(&self, run: &str, prints: &[crate::secrets::Fingerprint]) -> Result<()> {
+        let mut all = self.secret_prints(run)?;
+        for p in prints {
+            if !all.contains(p) {
+                all.push(p.clone());
+            }
+        }
+        let json = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
+        self.conn().execute(
+            "UPDATE runs SET secret_prints = ?2 WHERE id = ?1",
+            params![run, json],
+        )?;
+        Ok(())
+    }
+
+    pub fn secret_prints(&self, run: &str) -> Result<Vec<crate::secrets::Fingerprint>> {
+        let json: Option<String> = self
+            .reader()
+            .query_row("SELECT secret_prints FROM runs WHERE id = ?1", [run], |r| r.get(0))
+            .optional()?;
+        Ok(json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default())
+    }
+
+    /// Masks in `text`, read for `run`, every secret this process knows and
+    /// every secret the run's processes recorded a fingerprint of.
+    pub fn mask_for_run(&self, run: &str, text: &str) -> Result<String> {
+        let known = self.redact(text);
+        let prints = self.secret_prints(run)?;
+        Ok(crate::secrets::mask_fingerprints(&known, run, &prints))
     }
 
     /// Masks every secret this store knows of in `text`.

@@ -128,7 +128,12 @@ pub async fn diff(
         .diff_capped(&start, &tip, MAX_TEXT as usize)
         .await
         .map_err(ApiError::internal)?;
-    let mut body = st.store.redact(&String::from_utf8_lossy(&bytes));
+    let diff = String::from_utf8_lossy(&bytes).into_owned();
+    let mut body = st
+        .store
+        .call(move |s| s.mask_for_run(&run, &diff))
+        .await
+        .map_err(ApiError::internal)?;
     if cut {
         body.push_str("\n[diff cut at 4 MiB]\n");
     }
@@ -166,7 +171,13 @@ pub async fn log(
         }
         let _ = f.take(MAX_TEXT).read_to_end(&mut body).await;
     }
-    Ok(text(String::from_utf8_lossy(&body).into_owned()))
+    let log = String::from_utf8_lossy(&body).into_owned();
+    let masked = st
+        .store
+        .call(move |s| s.mask_for_run(&run, &log))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(text(masked))
 }
 
 #[derive(Deserialize, Default)]
