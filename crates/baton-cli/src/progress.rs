@@ -161,6 +161,15 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
         EventKind::Interrupt => {
             "interrupted: stopping agents and committing their work".to_string()
         }
+        EventKind::BranchRewritten => {
+            let said = d.get("warnings").and_then(|w| w.as_array());
+            let said: Vec<&str> = said
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w.as_str())
+                .collect();
+            format!("warning: {}", said.join("; "))
+        }
         _ => return None,
     };
     let at = human(Duration::from_millis((e.ts - started).max(0) as u64));
@@ -366,6 +375,9 @@ pub fn print_summary(r: &Report) {
             line.push_str(&format!(": {reason}"));
         }
         let _ = writeln!(err, "{line}");
+        for w in &t.warnings {
+            let _ = writeln!(err, "      warning: {w}");
+        }
     }
     let usage = usage_label(
         r.usage.input_tokens,

@@ -182,7 +182,10 @@ fn a_diff_read_later_by_a_server_masks_the_secrets_the_run_saw() {
     let r = parse_run(out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run = r.report["run"].as_str().unwrap().to_string();
-    let branch = task(&r.report, "leaky")["branch"].as_str().unwrap().to_string();
+    let branch = task(&r.report, "leaky")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         show(&env, &branch, "creds.txt").as_deref(),
         Some("from-batons-env-123 from-the-profile-456\n"),

@@ -90,3 +90,75 @@ printf '%s' "$BATON_FEEDBACK" > {fb}
         "the second attempt gets the feedback in BATON_FEEDBACK: {feedback:?}"
     );
 }
+
+#[test]
+fn an_agent_that_rewinds_below_its_start_loses_nothing_and_the_report_says_so() {
+    let env = TestEnv::new();
+    for n in 1..=2 {
+        env.write(&format!("base{n}.txt"), "base\n");
+        env.commit_all(&format!("base {n}"));
+    }
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            r#"
+[[task]]
+id = "t"
+prompt = """
+echo A > a.txt; git add a.txt; git commit -qm A
+echo B > b.txt; git add b.txt; git commit -qm B
+git reset -q --hard HEAD~3
+"""
+"#,
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = r.report["run"].as_str().unwrap().to_string();
+    let t = task(&r.report, "t");
+    let warnings = t["warnings"].to_string();
+    assert!(
+        warnings.contains("moved its branch backwards"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("below where the task started"),
+        "{warnings}"
+    );
+    let lost = format!("refs/baton/{run}/t/1-lost-1");
+    assert!(warnings.contains(&lost), "{warnings}");
+    assert_eq!(show(&env, &lost, "a.txt").as_deref(), Some("A\n"));
+    assert_eq!(show(&env, &lost, "b.txt").as_deref(), Some("B\n"));
+    // Nothing of it reached the integration branch, not even an empty merge.
+    assert_eq!(r.report["integration_commit"], r.report["base_commit"]);
+}
+
+#[test]
+fn an_agent_that_switches_branch_has_its_work_brought_back_to_the_task_branch() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            "[[task]]\nid = \"t\"\nprompt = \"git checkout -q -b elsewhere; echo X > x.txt\"\n",
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert!(
+        t["warnings"]
+            .to_string()
+            .contains("switched its worktree to branch elsewhere"),
+        "{t}"
+    );
+    let branch = t["branch"].as_str().unwrap();
+    let commit = t["commit"].as_str().unwrap();
+    assert_eq!(
+        env.git(&["rev-parse", branch]).trim(),
+        commit,
+        "the branch holds the reported commit"
+    );
+    assert_eq!(show(&env, branch, "x.txt").as_deref(), Some("X\n"));
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "x.txt").as_deref(), Some("X\n"));
+}

@@ -369,6 +369,40 @@ impl Repo {
         git_ok(worktree, ["rev-parse", "HEAD"]).await
     }
 
+    /// Which of `commits` no ref reaches (work that git would garbage-collect).
+    pub async fn unreachable(&self, commits: &[String]) -> Vec<String> {
+        if commits.is_empty() {
+            return Vec::new();
+        }
+        let mut args: Vec<&str> = vec!["rev-list"];
+        args.extend(commits.iter().map(String::as_str));
+        args.extend(["--not", "--all"]);
+        let Ok(out) = git(&self.root, args).await else {
+            return Vec::new();
+        };
+        let lost: std::collections::HashSet<&str> = out.stdout.lines().collect();
+        commits
+            .iter()
+            .filter(|c| lost.contains(c.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Points `branch` at `commit` and makes it the worktree's branch again
+    /// (after an agent switched away); the files stay as they are.
+    pub async fn reattach(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        commit: &str,
+    ) -> Result<(), GitError> {
+        let name = format!("refs/heads/{branch}");
+        git_ok(&self.root, ["update-ref", name.as_str(), commit]).await?;
+        git_ok(worktree, ["symbolic-ref", "HEAD", name.as_str()])
+            .await
+            .map(drop)
+    }
+
     /// The branch checked out in a worktree (None: a detached HEAD, or not a worktree).
     pub async fn current_branch(&self, worktree: &Path) -> Option<String> {
         let out = git(worktree, ["symbolic-ref", "-q", "--short", "HEAD"])

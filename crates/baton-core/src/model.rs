@@ -260,6 +260,8 @@ names! {
         /// The task's attempt was cut short by baton stopping; it runs again on resume.
         Interrupted = "interrupted",
         RetryRequested = "retry_requested",
+        /// The agent switched its worktree away, or rewound or rewrote its branch.
+        BranchRewritten = "branch_rewritten",
         AgentSession = "agent_session",
         AgentMessage = "agent_message",
         ToolCall = "tool_call",

@@ -36,6 +36,9 @@ pub struct TaskReport {
     pub attention: Option<&'static str>,
     /// What a person may ask of it now.
     pub actions: Vec<ControlKind>,
+    /// What a person should know that did not stop it (its agent rewound
+    /// its branch, switched it away, ...).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +91,7 @@ impl TaskReport {
             started_at_ms: r.started_at,
             attention: r.status.attention(r.activity),
             actions: r.status.actions(),
+            warnings: r.warnings.clone(),
         }
     }
 }

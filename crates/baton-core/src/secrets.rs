@@ -156,7 +156,10 @@ mod tests {
 
     #[test]
     fn fingerprints_find_secrets_without_knowing_them() {
-        let r = Redactor::from_vars([("API_TOKEN", "tok-123456789"), ("DB_PASSWORD", "hunter2hunter2")]);
+        let r = Redactor::from_vars([
+            ("API_TOKEN", "tok-123456789"),
+            ("DB_PASSWORD", "hunter2hunter2"),
+        ]);
         let prints = r.fingerprints("run-1");
         let json = serde_json::to_string(&prints).unwrap();
         assert!(!json.contains("tok-123456789") && !json.contains("hunter2"));
@@ -165,8 +168,15 @@ mod tests {
             mask_fingerprints(text, "run-1", &prints),
             "+export TOKEN=[REDACTED]\n+pw: [REDACTED] é [REDACTED]"
         );
-        assert_eq!(mask_fingerprints(text, "run-2", &prints), text, "the salt matters");
-        assert_eq!(mask_fingerprints("tok-12345678", "run-1", &prints), "tok-12345678");
+        assert_eq!(
+            mask_fingerprints(text, "run-2", &prints),
+            text,
+            "the salt matters"
+        );
+        assert_eq!(
+            mask_fingerprints("tok-12345678", "run-1", &prints),
+            "tok-12345678"
+        );
         assert_eq!(mask_fingerprints("", "run-1", &prints), "");
     }
 

@@ -5,6 +5,7 @@
 //! outcome in one place, whichever phase it came in.
 
 use super::gates::{self, GateResult};
+use super::history;
 use super::messages::{Outcome, WorkerCmd};
 use super::meter::Meter;
 use super::output::last_lines;
@@ -22,7 +23,6 @@ use crate::store::{AttemptRecord, Store, TaskUpdate};
 use crate::template::PromptContext;
 use serde_json::json;
 use std::ffi::OsString;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -94,6 +94,7 @@ pub(crate) async fn run(
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
     };
+    let before = history::before(sh, &st.worktree).await;
     let ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
     if let Some(s) = ran.session.clone() {
         st.session = Some(s);
@@ -103,7 +104,7 @@ pub(crate) async fn run(
 
     crate::failpoint::hit("agent-ended");
     // Whatever happened, the work is kept.
-    let commit = match keep_work(sh, &task, n, &st.worktree, label(&ran.out.ended)).await {
+    let commit = match keep_work(sh, st, n, label(&ran.out.ended), &before).await {
         Ok(c) => c,
         Err(reason) => {
             ledger
@@ -564,15 +565,17 @@ fn fail_if(st: &Start, result: &str) -> Option<String> {
 /// could not be committed; it stays in the worktree, which is kept.
 async fn keep_work(
     sh: &Shared,
-    task: &str,
+    st: &Start,
     n: u32,
-    worktree: &Path,
     label: String,
+    before: &history::Before,
 ) -> Result<Option<String>, String> {
+    let (task, worktree) = (st.spec.id.as_str(), st.worktree.as_path());
     let msg = format!("baton: {task} attempt {n} ({label})");
     match sh.repo.commit_all(worktree, &msg).await {
         Ok(committed) => {
-            let head = sh.repo.head(worktree).await.ok();
+            let (branch, start) = (&st.branch, &st.start_commit);
+            let head = history::settle(sh, task, n, branch, start, worktree, before).await;
             if committed {
                 let data = json!({ "commit": head });
                 sh.event(Some(task), Some(n), EventKind::Committed, data)

@@ -72,6 +72,12 @@ impl MergeQueue {
         if commit.is_empty() || c.start_commit == Some(commit) {
             return MergeResult::Merged { integration: None };
         }
+        // A branch that ends below where the task started holds none of its work.
+        if let Some(start) = c.start_commit {
+            if repo.is_ancestor(commit, start).await.unwrap_or(false) {
+                return MergeResult::Merged { integration: None };
+            }
+        }
         let message = format!(
             "baton: merge task {}\n\nRun: {}\nBranch: {}",
             c.id, self.run, c.branch

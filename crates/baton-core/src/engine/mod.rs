@@ -16,6 +16,7 @@ mod board;
 mod desks;
 mod gates;
 mod handle;
+mod history;
 mod merge;
 mod messages;
 mod meter;

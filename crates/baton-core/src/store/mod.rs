@@ -96,6 +96,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tasks ADD COLUMN needs TEXT",
     "ALTER TABLE attempts ADD COLUMN commit_ref TEXT",
     "ALTER TABLE runs ADD COLUMN secret_prints TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE tasks ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -271,7 +272,11 @@ impl Store {
     /// Adds fingerprints of the secrets a run's agents can see (see
     /// [`crate::secrets::Fingerprint`]): any process can then mask them in
     /// what it reads later for that run, such as a diff.
-    pub fn add_secret_prints(&self, run: &str, prints: &[crate::secrets::Fingerprint]) -> Result<()> {
+    pub fn add_secret_prints(
+        &self,
+        run: &str,
+        prints: &[crate::secrets::Fingerprint],
+    ) -> Result<()> {
         let mut all = self.secret_prints(run)?;
         for p in prints {
             if !all.contains(p) {
@@ -289,7 +294,9 @@ impl Store {
     pub fn secret_prints(&self, run: &str) -> Result<Vec<crate::secrets::Fingerprint>> {
         let json: Option<String> = self
             .reader()
-            .query_row("SELECT secret_prints FROM runs WHERE id = ?1", [run], |r| r.get(0))
+            .query_row("SELECT secret_prints FROM runs WHERE id = ?1", [run], |r| {
+                r.get(0)
+            })
             .optional()?;
         Ok(json
             .and_then(|j| serde_json::from_str(&j).ok())
@@ -525,6 +532,26 @@ impl Store {
             "INSERT OR REPLACE INTO attempts (run_id, task_id, n, status, pgid, log_path, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![a.run_id, a.task_id, a.n, a.status, a.pgid, a.log_path, a.started_at],
         )?;
+        Ok(())
+    }
+
+    /// Adds what a person should know about a task that did not stop it
+    /// (its agent rewound its branch, say).
+    pub fn add_task_warnings(&self, run: &str, task: &str, warnings: &[String]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let json: String = tx.query_row(
+            "SELECT warnings FROM tasks WHERE run_id = ?1 AND id = ?2",
+            [run, task],
+            |r| r.get(0),
+        )?;
+        let mut all: Vec<String> = serde_json::from_str(&json).unwrap_or_default();
+        all.extend(warnings.iter().map(|w| self.clean(w)));
+        tx.execute(
+            "UPDATE tasks SET warnings = ?3 WHERE run_id = ?1 AND id = ?2",
+            params![run, task, serde_json::Value::from(all).to_string()],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 

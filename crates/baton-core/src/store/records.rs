@@ -74,6 +74,8 @@ pub struct TaskRecord {
     pub agent: Option<String>,
     /// The tasks it waits for.
     pub needs: Vec<String>,
+    /// What a person should know that did not stop the task.
+    pub warnings: Vec<String>,
 }
 
 impl TaskRecord {
@@ -108,6 +110,7 @@ impl TaskRecord {
             needs: needs
                 .and_then(|n| serde_json::from_str(&n).ok())
                 .unwrap_or_default(),
+            warnings: serde_json::from_str(&r.get::<_, String>("warnings")?).unwrap_or_default(),
         })
     }
 }

@@ -1,0 +1,201 @@
+//! What an agent did to its branch during an attempt, set right where it can
+//! be: an agent that switched its worktree to another branch (or detached
+//! HEAD) gets the task's branch moved to where it ended; every commit it
+//! made or had that no ref reaches any more (a reset, a rebase) is kept under
+//! `refs/baton/<run>/<task>/<n>-lost-<k>`; and the task says so in words.
+
+use super::shared::Shared;
+use crate::model::EventKind;
+use serde_json::json;
+use std::path::Path;
+
+/// The task's branch when an attempt begins.
+pub(crate) struct Before {
+    tip: Option<String>,
+    /// How long the worktree's HEAD reflog was: what the attempt adds comes first.
+    logged: usize,
+}
+
+pub(crate) async fn before(sh: &Shared, worktree: &Path) -> Before {
+    let log = reflog(worktree);
+    let tip = match log.first() {
+        Some((sha, _)) => Some(sha.clone()),
+        None => sh.repo.head(worktree).await.ok(),
+    };
+    Before {
+        tip,
+        logged: log.len(),
+    }
+}
+
+/// Once the attempt's work is committed: puts the branch back, keeps what
+/// would be lost, records what happened; returns the branch's head.
+pub(crate) async fn settle(
+    sh: &Shared,
+    task: &str,
+    n: u32,
+    branch: &str,
+    start_commit: &str,
+    worktree: &Path,
+    before: &Before,
+) -> Option<String> {
+    let mut log = reflog(worktree);
+    let head = match log.first() {
+        Some((sha, _)) => sha.clone(),
+        None => sh.repo.head(worktree).await.ok()?,
+    };
+    let seen = log.len();
+    log.truncate(seen.saturating_sub(before.logged));
+    let on_branch = checked_out(worktree).as_deref() == Some(branch);
+    // Commits one after another on the task's branch lose nothing: the usual
+    // case costs no more git.
+    let only_commits = seen > 0
+        && log
+            .iter()
+            .all(|(_, why)| why.starts_with("commit:") || why.starts_with("commit (merge)"));
+    if on_branch && only_commits {
+        return Some(head);
+    }
+    let mut candidates: Vec<String> = log.into_iter().map(|(sha, _)| sha).collect();
+    candidates.extend(before.tip.clone());
+    let said = look(
+        sh,
+        branch,
+        start_commit,
+        worktree,
+        before,
+        &head,
+        &mut candidates,
+    )
+    .await;
+    let kept = keep_lost(sh, task, n, &candidates).await;
+    let mut said = said;
+    if !kept.is_empty() {
+        said.push(format!(
+            "commits no branch reaches any more are kept under {}",
+            kept.join(", ")
+        ));
+    }
+    if !said.is_empty() {
+        let data = json!({ "warnings": said, "kept": kept });
+        sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
+            .await;
+        let id = task.to_string();
+        let _ = sh
+            .db(move |s, run| s.add_task_warnings(run, &id, &said))
+            .await;
+    }
+    Some(head)
+}
+
+/// What the agent did to the branch, in words; the branch is put back on
+/// the worktree if it switched away.
+async fn look(
+    sh: &Shared,
+    branch: &str,
+    start_commit: &str,
+    worktree: &Path,
+    before: &Before,
+    head: &str,
+    candidates: &mut Vec<String>,
+) -> Vec<String> {
+    let repo = &sh.repo;
+    let mut said = Vec::new();
+    let current = checked_out(worktree);
+    if current.as_deref() != Some(branch) {
+        let tip = repo.ref_commit(&format!("refs/heads/{branch}")).await;
+        candidates.extend(tip.ok().flatten());
+        let place = match &current {
+            Some(b) => format!("branch {b}"),
+            None => "a detached HEAD".to_string(),
+        };
+        match repo.reattach(worktree, branch, head).await {
+            Ok(()) => said.push(format!(
+                "the agent switched its worktree to {place}; the task's branch now points where it ended ({})",
+                short(head)
+            )),
+            Err(e) => said.push(format!(
+                "the agent switched its worktree to {place}, and baton could not move the task's branch there: {e}"
+            )),
+        }
+    }
+    if let Some(tip) = &before.tip {
+        if !repo.is_ancestor(tip, head).await.unwrap_or(true) {
+            said.push(format!(
+                "the agent moved its branch backwards or rewrote it (from {} to {})",
+                short(tip),
+                short(head)
+            ));
+        }
+    }
+    if head != start_commit && repo.is_ancestor(head, start_commit).await.unwrap_or(false) {
+        said.push(format!(
+            "the branch ends at {}, below where the task started ({}): it holds none of the task's work",
+            short(head),
+            short(start_commit)
+        ));
+    }
+    said
+}
+
+/// The worktree's own git directory (`.git/worktrees/<name>`).
+fn git_dir(worktree: &Path) -> Option<std::path::PathBuf> {
+    let dotgit = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    // The path may be relative to the worktree (worktree.useRelativePaths).
+    Some(worktree.join(dotgit.strip_prefix("gitdir:")?.trim()))
+}
+
+/// The branch a worktree has checked out, read from its HEAD file (a
+/// read-only look, cheaper than running git).
+fn checked_out(worktree: &Path) -> Option<String> {
+    let head = std::fs::read_to_string(git_dir(worktree)?.join("HEAD")).ok()?;
+    head.strip_prefix("ref: refs/heads/")
+        .map(|b| b.trim().to_string())
+}
+
+/// Every commit the worktree's HEAD pointed at, newest first, with what
+/// moved it there ("commit: ...", "reset: moving to ..."), read from its
+/// reflog file. Empty when git keeps no reflog.
+fn reflog(worktree: &Path) -> Vec<(String, String)> {
+    let Some(text) =
+        git_dir(worktree).and_then(|d| std::fs::read_to_string(d.join("logs/HEAD")).ok())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let (entry, why) = l.split_once('\t').unwrap_or((l, ""));
+            let new = entry.split(' ').nth(1)?;
+            Some((new.to_string(), why.to_string()))
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// Keeps each of `candidates` that no ref reaches under a ref of its own.
+async fn keep_lost(sh: &Shared, task: &str, n: u32, candidates: &[String]) -> Vec<String> {
+    let mut unique: Vec<String> = Vec::new();
+    for c in candidates {
+        if !unique.contains(c) {
+            unique.push(c.clone());
+        }
+    }
+    let mut kept = Vec::new();
+    for (k, commit) in sh.repo.unreachable(&unique).await.iter().enumerate() {
+        let name = format!(
+            "{}-lost-{}",
+            crate::paths::attempt_ref(&sh.run_id, task, n),
+            k + 1
+        );
+        if sh.repo.set_ref(&name, commit).await.is_ok() {
+            kept.push(name);
+        }
+    }
+    kept
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
