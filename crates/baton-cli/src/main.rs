@@ -76,7 +76,12 @@ fn init_logging(verbose: u8, file: Option<&PathBuf>) -> anyhow::Result<()> {
                 .with_writer(std::sync::Mutex::new(f))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        // Colours only for a person at a terminal, not in a file or a pipe.
+        None => {
+            use std::io::IsTerminal;
+            let tty = std::io::stderr().is_terminal();
+            builder.with_ansi(tty).with_writer(std::io::stderr).init()
+        }
     }
     Ok(())
 }

@@ -250,3 +250,17 @@ fn resume_after_a_crash_at_any_moment_finishes_the_run() {
         assert!(processes_of(&run).is_empty(), "{point}: orphans");
     }
 }
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"a\"\nprompt = \"say a\"\n");
+    let out = output(
+        baton(&env)
+            .args(["run"])
+            .env("BATON_FAILPOINT", "desk-made"),
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("failpoint desk-made"), "{said}");
+    assert!(!said.contains('\u{1b}'), "{said:?}");
+}

@@ -198,3 +198,17 @@ fn a_diff_read_later_by_a_server_masks_the_secrets_the_run_saw() {
     assert!(!text.contains("from-batons-env-123"), "{text}");
     assert!(!text.contains("from-the-profile-456"), "{text}");
 }
+
+#[test]
+fn a_second_server_on_one_repository_is_refused_with_the_first_ones_address() {
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"a\"\nprompt = \"say a\"\n");
+    let first = serve(&env, "127.0.0.1:0");
+    let out = output(baton(&env).args(["serve", "--addr", "127.0.0.1:0"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("already serves this repository") && said.contains(&first.url),
+        "{said}"
+    );
+}

@@ -30,6 +30,11 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Setup(String),
+    #[error("a baton serve{} already serves this repository{}; use it, or stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), url.as_ref().map(|u| format!(" at {u}")).unwrap_or_default())]
+    AlreadyServing {
+        pid: Option<u32>,
+        url: Option<String>,
+    },
 }
 
 /// The whole HTTP surface, for `serve` and for tests that call it in process.
@@ -53,6 +58,23 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
+    // One server per repository: two would both resume and drive the same runs.
+    let paths = baton_core::paths::StatePaths::new(opts.repo.state_dir());
+    let _one = match baton_core::lock::RunLock::acquire(&paths.root.join("serve.lock")) {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(pid)) => {
+            let url = std::fs::read_to_string(paths.root.join("serve.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["url"].as_str().map(str::to_string));
+            return Err(ServeError::AlreadyServing { pid, url });
+        }
+        Err(e) => {
+            return Err(ServeError::Setup(format!(
+                "cannot lock the repository for serve: {e}"
+            )))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&opts.addr)
         .await
         .map_err(|source| ServeError::Bind {

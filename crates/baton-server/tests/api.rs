@@ -613,3 +613,11 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
     );
     a.state.wait_for_runs().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_413_not_400() {
+    let a = api();
+    let prompt = "x".repeat(3 * 1024 * 1024);
+    let (s, v) = a.post("/api/tasks", json!({ "prompt": prompt })).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+}

@@ -65,7 +65,9 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
     })
     .await
     .map_err(|e| match e {
-        baton_server::ServeError::Bind { .. } => usage(e.to_string()),
+        baton_server::ServeError::Bind { .. } | baton_server::ServeError::AlreadyServing { .. } => {
+            usage(e.to_string())
+        }
         other => anyhow::Error::new(other),
     })?;
     Ok(0)

@@ -98,6 +98,8 @@ pub(crate) struct Board {
     /// Tasks retried by request (and what waits on them): on_failure = "stop"
     /// does not hold them back.
     forced: HashSet<usize>,
+    /// Running tasks asked to stop: their workers are on it.
+    stopping: HashSet<usize>,
     shutting_down: bool,
 }
 
@@ -111,6 +113,7 @@ impl Board {
             stop_new: None,
             over_budget: false,
             forced: HashSet::new(),
+            stopping: HashSet::new(),
             shutting_down: false,
         };
         for spec in specs {
@@ -183,6 +186,7 @@ impl Board {
         let was = self.tasks[i].status;
         if was == TaskStatus::Running {
             self.running -= 1;
+            self.stopping.remove(&i);
         }
         if status == TaskStatus::Running {
             self.running += 1;
@@ -460,16 +464,22 @@ impl Board {
     fn stop(&mut self, i: usize) -> Reply {
         let task = self.tasks[i].spec.id.clone();
         match self.tasks[i].status {
-            TaskStatus::Running => Reply::yes(
-                format!(
-                    "stopping task {task:?}; its work will be committed on {}",
-                    crate::paths::task_branch(&self.rules.run, &task)
-                ),
-                vec![Action::Send {
-                    task: i,
-                    cmd: WorkerCmd::Stop,
-                }],
-            ),
+            TaskStatus::Running if self.stopping.contains(&i) => {
+                Reply::no(format!("task {task:?} is being stopped already"))
+            }
+            TaskStatus::Running => {
+                self.stopping.insert(i);
+                Reply::yes(
+                    format!(
+                        "stopping task {task:?}; its work will be committed on {}",
+                        crate::paths::task_branch(&self.rules.run, &task)
+                    ),
+                    vec![Action::Send {
+                        task: i,
+                        cmd: WorkerCmd::Stop,
+                    }],
+                )
+            }
             TaskStatus::Merging => Reply::no(format!(
                 "task {task:?} is being merged; it cannot be stopped now"
             )),
@@ -491,6 +501,11 @@ impl Board {
             event: Some((EventKind::Steered, json!({ "message": message }))),
         };
         let (ok, text, then) = match self.tasks[i].status {
+            TaskStatus::Running if self.stopping.contains(&i) => (
+                false,
+                format!("task {task:?} is being stopped; a message would not reach it"),
+                None,
+            ),
             TaskStatus::Running => (
                 true,
                 restarts,

@@ -440,3 +440,36 @@ fn wind_up_skips_what_never_could_start() {
     assert_eq!(moves(&b, &acts), [("b".into(), TaskStatus::Skipped)]);
     assert_eq!(status, RunStatus::Failed);
 }
+
+#[test]
+fn answers_say_what_will_happen_when_requests_pile_up() {
+    let mut b = board(1, vec![spec("a", &[])]);
+    b.next();
+    assert!(b.request(0, ControlKind::Stop, None).ok);
+    let again = b.request(0, ControlKind::Stop, None);
+    assert!(
+        !again.ok && again.message.contains("being stopped already"),
+        "{}",
+        again.message
+    );
+    assert!(again.actions.is_empty());
+    let steer = b.request(0, ControlKind::Steer, Some("wait".into()));
+    assert!(
+        !steer.ok && steer.message.contains("being stopped"),
+        "{}",
+        steer.message
+    );
+    assert!(!steer
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Send { .. })));
+    b.finished(
+        0,
+        Outcome::Stopped {
+            commit: None,
+            reason: "stopped".into(),
+        },
+    );
+    let after = b.request(0, ControlKind::Steer, Some("late".into()));
+    assert!(!after.ok && after.message.contains("already ended (stopped)"));
+}

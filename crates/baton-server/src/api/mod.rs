@@ -26,6 +26,11 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
+            // A body over the limit is 413, not a bad body.
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large: {}", e.body_text()),
+            )),
             Err(e) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("bad request body: {}", e.body_text()),
