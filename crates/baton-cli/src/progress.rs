@@ -161,6 +161,10 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
         EventKind::Interrupt => {
             "interrupted: stopping agents and committing their work".to_string()
         }
+        EventKind::IntegrationRestored => format!(
+            "warning: someone else moved the integration branch; baton put it back (what was there is kept at {})",
+            s("kept")
+        ),
         EventKind::BranchRewritten => {
             let said = d.get("warnings").and_then(|w| w.as_array());
             let said: Vec<&str> = said

@@ -162,3 +162,82 @@ fn an_agent_that_switches_branch_has_its_work_brought_back_to_the_task_branch() 
     let integration = r.report["integration_branch"].as_str().unwrap();
     assert_eq!(show(&env, integration, "x.txt").as_deref(), Some("X\n"));
 }
+
+#[test]
+fn a_commit_pushed_to_the_integration_branch_by_an_agent_is_undone_and_kept() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            r#"
+[run]
+max_parallel = 1
+
+[[task]]
+id = "rogue"
+on_failure = "continue"
+prompt = """
+echo ungated > rogue.txt; git add rogue.txt; git commit -qm rogue
+git update-ref "refs/heads/baton/$BATON_RUN/integration" HEAD
+exit 1
+"""
+
+[[task]]
+id = "b"
+prompt = "echo b > b.txt"
+"#,
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "rogue failed: {}", r.stderr);
+    let run = r.report["run"].as_str().unwrap().to_string();
+    assert_eq!(task(&r.report, "b")["merged"], true);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "b.txt").as_deref(), Some("b\n"));
+    assert_eq!(
+        show(&env, integration, "rogue.txt"),
+        None,
+        "ungated work does not land"
+    );
+    let kept = format!("refs/baton/{run}/foreign-1");
+    assert_eq!(show(&env, &kept, "rogue.txt").as_deref(), Some("ungated\n"));
+    assert!(
+        r.stderr
+            .contains("someone else moved the integration branch"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn changes_an_agent_makes_to_the_repositorys_config_and_hooks_are_reported() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            r#"
+[[task]]
+id = "meddler"
+prompt = """
+git config --local baton.test.touched yes
+hooks="$(git rev-parse --git-common-dir)/hooks"
+mkdir -p "$hooks"; printf '#!/bin/sh\\nexit 0\\n' > "$hooks/post-commit"; chmod +x "$hooks/post-commit"
+echo done > done.txt
+"""
+"#,
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let warnings = task(&r.report, "meddler")["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            ".git/config changed during the run (added: [baton \\\"test\\\"], touched = yes"
+        ),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("git hook post-commit was added"),
+        "{warnings}"
+    );
+}

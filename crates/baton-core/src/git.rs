@@ -40,6 +40,10 @@ pub struct Repo {
 const FALLBACK_IDENTITY: [&str; 4] = ["-c", "user.name=baton", "-c", "user.email=baton@localhost"];
 
 fn is_lock_error(stderr: &str) -> bool {
+    // A compare-and-swap that lost ("is at X but expected Y") is an answer, not contention.
+    if stderr.contains("but expected") {
+        return false;
+    }
     // Two `git worktree add` at once can see each other's half-made metadata.
     stderr.contains("failed to read .git/worktrees/")
         || stderr.contains("failed to read") && stderr.contains("/worktrees/")

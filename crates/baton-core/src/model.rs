@@ -262,6 +262,10 @@ names! {
         RetryRequested = "retry_requested",
         /// The agent switched its worktree away, or rewound or rewrote its branch.
         BranchRewritten = "branch_rewritten",
+        /// Someone else moved the integration branch; baton put it back.
+        IntegrationRestored = "integration_restored",
+        /// The repository's config or hooks changed during the run.
+        RepoChanged = "repo_changed",
         AgentSession = "agent_session",
         AgentMessage = "agent_message",
         ToolCall = "tool_call",

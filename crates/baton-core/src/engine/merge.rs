@@ -37,6 +37,9 @@ pub(crate) struct MergeQueue {
     head: String,
     /// Board indices of the tasks waiting, oldest first.
     waiting: VecDeque<usize>,
+    /// Moves of the integration branch by someone else, undone: (what was
+    /// there, the ref it is kept under).
+    undone: Vec<(String, String)>,
 }
 
 impl MergeQueue {
@@ -46,6 +49,7 @@ impl MergeQueue {
             integration_ref,
             head,
             waiting: VecDeque::new(),
+            undone: Vec::new(),
         }
     }
 
@@ -64,6 +68,40 @@ impl MergeQueue {
 
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
+    }
+
+    /// The foreign moves undone since last asked.
+    pub fn take_undone(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.undone)
+    }
+
+    /// The integration branch belongs to the queue: a commit someone else put
+    /// there (an agent pushing to it, a person) has not been checked, so the
+    /// branch goes back to the queue's head and that commit is kept under
+    /// `refs/baton/<run>/foreign-<k>`. A deleted branch is made again.
+    pub async fn guard(&mut self, repo: &Repo) -> Result<(), String> {
+        let now = repo
+            .ref_commit(&self.integration_ref)
+            .await
+            .map_err(|e| e.to_string())?;
+        match now {
+            Some(c) if c == self.head => Ok(()),
+            Some(foreign) => {
+                let kept = format!("refs/baton/{}/foreign-{}", self.run, self.undone.len() + 1);
+                repo.set_ref(&kept, &foreign)
+                    .await
+                    .map_err(|e| format!("cannot keep {foreign} under {kept}: {e}"))?;
+                repo.move_ref(&self.integration_ref, &self.head, &foreign)
+                    .await
+                    .map_err(|e| format!("cannot put the integration branch back: {e}"))?;
+                self.undone.push((foreign, kept));
+                Ok(())
+            }
+            None => repo
+                .create_ref(&self.integration_ref, &self.head)
+                .await
+                .map_err(|e| format!("cannot make the deleted integration branch again: {e}")),
+        }
     }
 
     /// Merges one task's work onto the integration branch.
@@ -107,17 +145,10 @@ impl MergeQueue {
                     };
                 }
                 Err(e) if round == 0 => {
-                    // Someone moved the integration branch: merge onto what is there now.
+                    // Someone moved the integration branch: undo it, then merge.
                     tracing::warn!("integration branch moved under baton: {e}");
-                    match repo.ref_commit(&self.integration_ref).await {
-                        Ok(Some(h)) => self.head = h,
-                        Ok(None) => {
-                            return MergeResult::Failed(format!(
-                                "the integration branch {} was deleted",
-                                self.integration_ref
-                            ))
-                        }
-                        Err(e) => return MergeResult::Failed(e.to_string()),
+                    if let Err(reason) = self.guard(repo).await {
+                        return MergeResult::Failed(reason);
                     }
                 }
                 Err(e) => {

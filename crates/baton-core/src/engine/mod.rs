@@ -22,6 +22,7 @@ mod messages;
 mod meter;
 mod output;
 mod prompt;
+mod repo_watch;
 mod setup;
 mod shared;
 mod shell;

@@ -4,6 +4,7 @@ use super::board::{Board, Rules};
 use super::desks::Desks;
 use super::handle::EngineHandle;
 use super::merge::MergeQueue;
+use super::repo_watch::RepoWatch;
 use super::shared::Shared;
 use super::shell::{Spending, Wiring};
 use super::{Engine, EngineError};
@@ -107,6 +108,7 @@ impl Parts {
     async fn assemble(self) -> Result<Engine, EngineError> {
         let wiring = Wiring::new();
         let desks = Desks::new(self.worktrees, self.opts.keep_worktrees);
+        let repo_watch = RepoWatch::new(&self.repo.common_dir);
         let run = self.run_id.clone();
         // What this process's agents can see, fingerprinted for views that
         // read the run later (in another process, with another environment).
@@ -149,6 +151,7 @@ impl Parts {
             requests: wiring.requests,
             handle,
             spending: Spending::new(spent_before),
+            repo_watch,
         })
     }
 }

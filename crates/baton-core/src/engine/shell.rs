@@ -9,6 +9,7 @@ use super::desks::Desks;
 use super::handle::EngineHandle;
 use super::merge::{Candidate, MergeQueue, MergeResult};
 use super::messages::{Answer, Request, WorkerCmd, WorkerNote};
+use super::repo_watch::RepoWatch;
 use super::shared::Shared;
 use super::{worker, EngineError};
 use crate::clock::now_ms;
@@ -37,6 +38,7 @@ pub struct Engine {
     pub(super) requests: UnboundedReceiver<Request>,
     pub(super) handle: EngineHandle,
     pub(super) spending: Spending,
+    pub(super) repo_watch: RepoWatch,
 }
 
 /// What the run has spent: before this process took it, and by each attempt since.
@@ -135,6 +137,11 @@ impl Engine {
     async fn finish(mut self) -> Result<Report, EngineError> {
         let (skipped, status) = self.board.wind_up();
         self.apply(skipped).await;
+        // What someone else put on the integration branch after the last merge.
+        if let Err(e) = self.merges.guard(&self.sh.repo).await {
+            tracing::error!("run {}: {e}", self.sh.run_id);
+        }
+        self.report_undone().await;
         self.desks.clear(&self.sh.repo).await;
         let finished = status != RunStatus::Interrupted;
         self.sh
@@ -232,6 +239,7 @@ impl Engine {
                     return;
                 };
                 self.workers.remove(&i);
+                self.notice_repo_changes(&task).await;
                 let acts = self.board.finished(i, outcome);
                 self.apply(acts).await;
             }
@@ -257,6 +265,35 @@ impl Engine {
             };
             let acts = self.board.merged(i, result);
             self.apply(acts).await;
+            self.report_undone().await;
+        }
+    }
+
+    /// Says what changed in the repository's config and hooks, noticed as
+    /// `task` ended (it, or a task running beside it, did it).
+    async fn notice_repo_changes(&mut self, task: &str) {
+        let said = self.repo_watch.changes();
+        if said.is_empty() {
+            return;
+        }
+        let data = json!({ "changes": said, "noticed_when": task });
+        self.sh
+            .event(Some(task), None, EventKind::RepoChanged, data)
+            .await;
+        let id = task.to_string();
+        let _ = self
+            .sh
+            .db(move |s, run| s.add_task_warnings(run, &id, &said))
+            .await;
+    }
+
+    /// Says which foreign moves of the integration branch were undone.
+    async fn report_undone(&mut self) {
+        for (foreign, kept) in self.merges.take_undone() {
+            let data = json!({ "foreign": foreign, "kept": kept });
+            self.sh
+                .event(None, None, EventKind::IntegrationRestored, data)
+                .await;
         }
     }
 
