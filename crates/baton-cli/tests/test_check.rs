@@ -298,3 +298,23 @@ fn a_base_that_names_no_commit_is_a_plan_error_and_creates_nothing() {
         &["baton.toml:9:8: run.base \"no-such-branch\" names no commit"],
     );
 }
+
+#[test]
+fn an_exec_prompt_too_long_for_one_argument_is_refused_at_check() {
+    let env = TestEnv::new();
+    env.write("big.md", &"x".repeat(200 * 1024));
+    env.commit_all("big context");
+    write_plan(
+        &env,
+        "[[task]]\nid = \"t\"\nprompt = \"say hi\"\ncontext = [\"big.md\"]\n",
+    );
+    let out = output(baton(&env).arg("check"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "baton.toml:10:10: task \"t\": the prompt (with its context files) is 200 KiB"
+        ),
+        "{said}"
+    );
+}

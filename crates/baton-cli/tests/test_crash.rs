@@ -264,3 +264,71 @@ fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(said.contains("failpoint desk-made"), "{said}");
     assert!(!said.contains('\u{1b}'), "{said:?}");
 }
+
+#[test]
+fn a_store_removed_under_a_live_run_stops_it_and_says_so() {
+    let env = TestEnv::new();
+    let me = env.scratch("agent.pid");
+    write_plan(
+        &env,
+        &format!(
+            "[[task]]\nid = \"t\"\nprompt = \"write wip.txt kept; pid {me}; hang\"\n",
+            me = me.display()
+        ),
+    );
+    let child = spawn_baton(&env, &["run"]);
+    wait_for("the agent to start", 20, || me.exists());
+    let agent = read_pid(&me);
+    let db = env.repo.join(".git/baton/baton.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("was removed or replaced while run"), "{said}");
+    assert!(!pid_alive(agent), "its agent is stopped");
+    let branch = env.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/heads/baton/*/task/t",
+    ]);
+    assert_eq!(
+        show(&env, branch.trim(), "wip.txt").as_deref(),
+        Some("kept\n")
+    );
+}
+
+#[test]
+fn a_store_that_refuses_the_run_leaves_no_branch_behind() {
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"t\"\nprompt = \"say hi\"\n");
+    let first = run_json(&env, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // The store now refuses every new run (as a read-only one would).
+    let db = env.repo.join(".git/baton/baton.db");
+    let sql = "CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(FAIL, 'store is read-only'); END;";
+    let py = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute({sql:?}); c.commit()",
+        db.display().to_string()
+    );
+    let made = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = output(baton(&env).arg("run"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("store is read-only"), "{said}");
+    let branches = env.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/heads/baton/*/integration",
+    ]);
+    assert_eq!(
+        branches.lines().count(),
+        1,
+        "only the first run's: {branches}"
+    );
+}

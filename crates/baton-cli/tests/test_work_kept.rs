@@ -241,3 +241,33 @@ echo done > done.txt
         "{warnings}"
     );
 }
+
+#[test]
+fn an_exec_prompt_that_grows_too_long_at_run_fails_with_a_reason() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            r#"
+[[task]]
+id = "loud"
+prompt = "head -c 200000 /dev/zero | tr '\\0' y"
+
+[[task]]
+id = "reader"
+needs = ["loud"]
+prompt = "echo '{{ tasks.loud.result }}' > got.txt"
+"#,
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "reader");
+    assert_eq!(t["status"], "failed");
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("more than one argument can carry"),
+        "{reason}"
+    );
+    assert!(reason.contains("BATON_PROMPT_FILE"), "{reason}");
+}

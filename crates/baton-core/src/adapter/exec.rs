@@ -11,6 +11,9 @@ pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
 
 pub struct ExecAdapter;
 
+/// The kernel's limit on one argument (MAX_ARG_STRLEN), its final NUL included.
+pub const MAX_ARG: usize = 128 * 1024;
+
 impl Adapter for ExecAdapter {
     fn launch(&self, req: &LaunchRequest) -> Result<Launch, String> {
         let command = req
@@ -19,6 +22,13 @@ impl Adapter for ExecAdapter {
             .as_ref()
             .filter(|c| !c.is_empty())
             .ok_or_else(|| format!("profile {:?} has no command", req.profile.name))?;
+        if req.prompt.len() >= MAX_ARG {
+            return Err(format!(
+                "the prompt is {} KiB, more than one argument can carry ({} KiB); an exec command can read it from the file named by $BATON_PROMPT_FILE instead",
+                req.prompt.len() / 1024,
+                MAX_ARG / 1024
+            ));
+        }
         let mut args: Vec<_> = command[1..].iter().map(Into::into).collect();
         args.extend(req.profile.args.iter().map(Into::into));
         args.push(req.prompt.into());

@@ -7,7 +7,7 @@ mod aider;
 mod claude;
 mod codex;
 mod events;
-mod exec;
+pub mod exec;
 mod gemini;
 mod opencode;
 mod prices;

@@ -695,7 +695,7 @@ impl Board {
 
     /// baton cannot go on with the run (not a task's fault): it stops as for
     /// a shutdown, saying why, and `resume` continues it once that is fixed.
-    fn halt(&mut self, reason: String) -> Vec<Action> {
+    pub fn halt(&mut self, reason: String) -> Vec<Action> {
         self.stop_run(json!({ "reason": reason }))
     }
 

@@ -108,6 +108,7 @@ impl Engine {
         let mut tick = tokio::time::interval(CONTROL_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let mut store_lost: Option<String> = None;
         // Requests sent before this process took the run (a retry that reopened it).
         self.poll_controls().await;
         loop {
@@ -124,14 +125,32 @@ impl Engine {
             tokio::select! {
                 Some(note) = self.notes.recv() => self.on_note(note).await,
                 Some(req) = self.requests.recv() => self.take(req).await,
-                _ = tick.tick() => self.poll_controls().await,
+                _ = tick.tick() => {
+                    if store_lost.is_none() && self.sh.store.replaced() {
+                        let why = format!(
+                            "the store {} was removed or replaced while run {} went on: nothing the run does can be recorded any more, so baton stopped it; its work is on its branches ({})",
+                            self.sh.store.path().display(),
+                            self.sh.run_id,
+                            crate::paths::task_branch(&self.sh.run_id, "*")
+                        );
+                        tracing::error!("{why}");
+                        let acts = self.board.halt(why.clone());
+                        self.apply(acts).await;
+                        store_lost = Some(why);
+                    }
+                    self.poll_controls().await
+                }
                 _ = &mut shutdown, if !self.board.is_shutting_down() => {
                     let acts = self.board.shutdown();
                     self.apply(acts).await;
                 }
             }
         }
-        self.finish().await
+        let report = self.finish().await;
+        match store_lost {
+            Some(why) => Err(EngineError::Io(why)),
+            None => report,
+        }
     }
 
     async fn finish(mut self) -> Result<Report, EngineError> {

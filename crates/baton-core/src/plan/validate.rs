@@ -476,6 +476,27 @@ fn check_task(
         })
         .unwrap_or_default();
 
+    // An exec prompt is one argument: what is known of it now must fit.
+    if agents.get(&agent).is_some_and(|a| a.adapter == "exec") {
+        let known = prompt.len()
+            + context
+                .iter()
+                .filter_map(|f| std::fs::metadata(repo_root?.join(f)).ok())
+                .map(|m| m.len() as usize)
+                .sum::<usize>();
+        if known >= crate::adapter::exec::MAX_ARG {
+            let at = t.prompt.as_ref().map(|p| p.span());
+            ck.at(
+                at,
+                subject.clone(),
+                format!(
+                    "the prompt (with its context files) is {} KiB, more than one argument can carry (128 KiB); an exec command can read a long prompt from $BATON_PROMPT_FILE",
+                    known / 1024
+                ),
+            );
+        }
+    }
+
     let retries = match &t.retries {
         Some(r) if *r.get_ref() < 0 || *r.get_ref() > 100 => {
             ck.at(

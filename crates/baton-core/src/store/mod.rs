@@ -46,6 +46,9 @@ pub struct Store {
     /// writer, so views stay quick while a run writes.
     reader: Mutex<Connection>,
     path: PathBuf,
+    /// The database file this store opened (device, inode), to notice it
+    /// removed or replaced under a live run.
+    file: Option<(u64, u64)>,
     /// Every run sharing this store adds its secrets: all of them are masked.
     redactors: std::sync::RwLock<Vec<std::sync::Arc<crate::secrets::Redactor>>>,
 }
@@ -149,6 +152,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
         Ok(Store {
+            file: file_id(path),
             events_tx: tokio::sync::broadcast::channel(1024).0,
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
@@ -159,6 +163,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the database file this store writes is gone from its path or
+    /// is another file now: what is written here would reach no view.
+    pub fn replaced(&self) -> bool {
+        self.file.is_some() && file_id(&self.path) != self.file
     }
 
     /// Sequence numbers of events as this process appends them.
@@ -734,4 +744,9 @@ fn insert_task(tx: &rusqlite::Transaction, run: &str, pos: i64, t: &NewTask) -> 
         ],
     )?;
     Ok(())
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
