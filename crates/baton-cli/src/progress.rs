@@ -158,6 +158,9 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
         EventKind::AgentError => format!("agent error: {}", s("message")),
         EventKind::BudgetExceeded => "run budget exceeded: stopping every agent".to_string(),
         EventKind::ToolCall => format!("{} {}", s("name"), s("detail")),
+        EventKind::Interrupt if !s("reason").is_empty() => {
+            format!("baton cannot go on: {}; stopping agents and committing their work", s("reason"))
+        }
         EventKind::Interrupt => {
             "interrupted: stopping agents and committing their work".to_string()
         }

@@ -332,3 +332,39 @@ fn a_store_that_refuses_the_run_leaves_no_branch_behind() {
         "only the first run's: {branches}"
     );
 }
+
+#[test]
+fn a_desk_baton_cannot_make_stops_the_run_resumable_instead_of_failing_the_task() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[[task]]\nid = \"t\"\nprompt = \"write t.txt done\"\n",
+    );
+    // Where worktrees go is a file: no desk can be made there.
+    std::fs::create_dir_all(env.repo.join(".git/baton")).unwrap();
+    std::fs::write(env.repo.join(".git/baton/worktrees"), "in the way\n").unwrap();
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert_eq!(r.report["status"], "interrupted");
+    assert_eq!(
+        task(&r.report, "t")["status"],
+        "pending",
+        "not the task's failure"
+    );
+    assert!(
+        r.stderr.contains("continue with: baton resume"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("baton cannot go on: cannot create the task's worktree"),
+        "{}",
+        r.stderr
+    );
+
+    std::fs::remove_file(env.repo.join(".git/baton/worktrees")).unwrap();
+    let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(task(&r.report, "t")["merged"], true);
+}
