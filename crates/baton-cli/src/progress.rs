@@ -164,6 +164,7 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
         EventKind::Interrupt => {
             "interrupted: stopping agents and committing their work".to_string()
         }
+        EventKind::VerifyFailed => format!("{}; it runs again", s("reason")),
         EventKind::IntegrationRestored => format!(
             "warning: someone else moved the integration branch; baton put it back (what was there is kept at {})",
             s("kept")

@@ -10,4 +10,5 @@ mod test_real_agents;
 mod test_run;
 mod test_serve;
 mod test_usage;
+mod test_verify;
 mod test_work_kept;

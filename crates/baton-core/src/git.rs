@@ -295,6 +295,31 @@ impl Repo {
         self.switch_worktree(to, branch, start).await
     }
 
+    /// Adds a worktree at `path` with `commit` checked out, on no branch.
+    pub async fn add_detached_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
+        let _serial = WORKTREE_LOCK.lock().await;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| GitError::Other(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let args = [
+            OsStr::new("worktree"),
+            OsStr::new("add"),
+            OsStr::new("-q"),
+            OsStr::new("--detach"),
+            path.as_os_str(),
+            OsStr::new(commit),
+        ];
+        git_ok(&self.root, args).await.map(drop)
+    }
+
+    /// Checks out `commit` (on no branch) in an existing worktree; untracked
+    /// files go, ignored ones (build caches) stay.
+    pub async fn checkout_detached(&self, worktree: &Path, commit: &str) -> Result<(), GitError> {
+        git_ok(worktree, ["checkout", "-q", "-f", "--detach", commit]).await?;
+        git_ok(worktree, ["clean", "-ffdq"]).await.map(drop)
+    }
+
     /// Re-attaches a worktree to an existing branch (resume after the directory was lost).
     pub async fn restore_worktree(&self, path: &Path, branch: &str) -> Result<(), GitError> {
         let _serial = WORKTREE_LOCK.lock().await;

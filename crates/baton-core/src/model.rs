@@ -244,6 +244,11 @@ names! {
         CommitFailed = "commit_failed",
         GateStarted = "gate_started",
         GateFinished = "gate_finished",
+        /// A `verify` check on a task's merge, before the integration branch moves.
+        VerifyStarted = "verify_started",
+        VerifyFinished = "verify_finished",
+        /// A `verify` check failed: the task's work stays off the integration branch.
+        VerifyFailed = "verify_failed",
         Stalled = "stalled",
         Steered = "steered",
         ApprovalNeeded = "approval_needed",

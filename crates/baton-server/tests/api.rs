@@ -92,6 +92,16 @@ impl Api {
         self.send(req).await
     }
 
+    /// The run ends a moment after its last task (worktrees removed, the
+    /// integration branch checked).
+    async fn wait_run_end(&self, run: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.get(&format!("/api/runs/{run}")).await.1["status"] == "running" {
+            assert!(Instant::now() < deadline, "run {run} never ended");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
     async fn wait_task(&self, run: &str, task: &str, want: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -125,6 +135,7 @@ async fn a_run_started_from_the_api_is_visible_in_every_view() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let run = v["run"].as_str().unwrap().to_string();
     a.wait_task(&run, "two", "succeeded").await;
+    a.wait_run_end(&run).await;
 
     let (_, list) = a.get("/api/runs").await;
     assert_eq!(list["runs"][0]["id"], run.as_str());
@@ -234,6 +245,7 @@ async fn errors_say_what_is_wrong() {
     let (_, v) = a.post("/api/runs", json!({})).await;
     let run = v["run"].as_str().unwrap().to_string();
     a.wait_task(&run, "two", "succeeded").await;
+    a.wait_run_end(&run).await;
     let (s, _) = a.get(&format!("/api/runs/{run}/tasks/ghost")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = a

@@ -197,11 +197,14 @@ async fn check(
     result: String,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Step {
+    let sh = ledger.sh;
     let gates = gates::GateRun {
+        kind: gates::Kind::Gate,
         task: ledger.task,
-        attempt: ledger.n,
+        attempt: Some(ledger.n),
         gates: &st.spec.gates,
         worktree: &st.worktree,
+        log: sh.paths.attempt_log(&sh.run_id, ledger.task, ledger.n),
         timeout: st.spec.timeout,
         env,
     };

@@ -390,6 +390,31 @@ impl Board {
             MergeResult::Failed(reason) => {
                 self.end_badly(i, TaskStatus::Failed, reason, TaskUpdate::default())
             }
+            MergeResult::VerifyFailed {
+                reason,
+                feedback,
+                retry: true,
+            } => {
+                let update = TaskUpdate {
+                    feedback: Some(Some(feedback)),
+                    reason: Some(None),
+                    ..Default::default()
+                };
+                let data = json!({ "reason": reason, "retry": true });
+                // It goes on as the same task's next attempt, whatever held new work back.
+                self.forced.insert(i);
+                let kind = EventKind::VerifyFailed;
+                vec![self.to(i, TaskStatus::Pending, update, kind, data)]
+            }
+            MergeResult::VerifyFailed {
+                reason, feedback, ..
+            } => {
+                let update = TaskUpdate {
+                    feedback: Some(Some(feedback)),
+                    ..Default::default()
+                };
+                self.end_badly(i, TaskStatus::Failed, reason, update)
+            }
         }
     }
 

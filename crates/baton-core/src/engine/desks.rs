@@ -37,15 +37,26 @@ impl Desks {
         }
     }
 
+    /// Where the run's `verify` checks run (beside the tasks' worktrees, so
+    /// no task id can take its place).
+    pub fn verify_dir(&self, run: &str) -> PathBuf {
+        self.root.join(format!("{run}-verify"))
+    }
+
     /// A done task's worktree for a new task, if there is one.
     pub fn spare(&mut self) -> Option<PathBuf> {
         self.spares.pop()
     }
 
     /// Removes the worktrees nobody needs any more, git's metadata with them.
-    pub async fn clear(&mut self, repo: &Repo) {
+    pub async fn clear(&mut self, repo: &Repo, run: &str) {
         let mut prune = false;
-        for path in std::mem::take(&mut self.spares) {
+        let mut gone = std::mem::take(&mut self.spares);
+        let verify = self.verify_dir(run);
+        if verify.exists() && !self.keep {
+            gone.push(verify);
+        }
+        for path in gone {
             if let Err(e) = repo.remove_worktree(&path).await {
                 // Not a worktree git knows (any more): the directory goes, and
                 // git's metadata is pruned below.

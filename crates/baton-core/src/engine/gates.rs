@@ -1,5 +1,7 @@
-//! Gates: shell commands run in the task's worktree after an attempt. The
-//! first failing one becomes the feedback for the next attempt.
+//! Checks: shell commands that judge work. Gates run in the task's worktree
+//! after an attempt; `verify` runs on the merged whole before the
+//! integration branch moves. The first failing one becomes the feedback for
+//! the task's next attempt.
 
 use super::messages::WorkerCmd;
 use super::output::last_lines;
@@ -14,18 +16,45 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 const FEEDBACK_LINES: usize = 40;
 
+#[derive(Debug)]
 pub(crate) enum GateResult {
     Passed,
     Failed { reason: String, feedback: String },
     Interrupted(WorkerCmd),
 }
 
-/// The attempt whose work the gates check.
+/// Which kind of check: gates of an attempt, or the run's verify.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Gate,
+    Verify,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Gate => "gate",
+            Kind::Verify => "verify",
+        }
+    }
+
+    fn events(self) -> (EventKind, EventKind) {
+        match self {
+            Kind::Gate => (EventKind::GateStarted, EventKind::GateFinished),
+            Kind::Verify => (EventKind::VerifyStarted, EventKind::VerifyFinished),
+        }
+    }
+}
+
+/// The work the checks judge.
 pub(crate) struct GateRun<'a> {
+    pub kind: Kind,
     pub task: &'a str,
-    pub attempt: u32,
+    /// The attempt whose work it is (None for verify, which checks a merge).
+    pub attempt: Option<u32>,
     pub gates: &'a [String],
     pub worktree: &'a Path,
+    pub log: std::path::PathBuf,
     pub timeout: Duration,
     pub env: &'a [(OsString, OsString)],
 }
@@ -36,19 +65,21 @@ pub(crate) async fn run_all(
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> GateResult {
     let GateRun {
+        kind,
         task,
         attempt,
         gates,
         worktree,
+        log,
         timeout,
         env,
     } = g;
-    let log = sh.paths.attempt_log(&sh.run_id, task, attempt);
+    let (started, finished) = kind.events();
+    let word = kind.word();
     for gate in gates {
         let data = serde_json::json!({ "gate": gate });
-        sh.event(Some(task), Some(attempt), EventKind::GateStarted, data)
-            .await;
-        let heading = format!("\n==> baton: gate `{gate}`\n");
+        sh.event(Some(task), attempt, started, data).await;
+        let heading = format!("\n==> baton: {word} `{gate}`\n");
         if let Ok(mut f) = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -76,21 +107,20 @@ pub(crate) async fn run_all(
             Ended::Exited(0) => (true, String::new()),
             Ended::Exited(code) => (
                 false,
-                format!("gate `{gate}` failed with exit status {code}"),
+                format!("{word} `{gate}` failed with exit status {code}"),
             ),
             Ended::TimedOut => (
                 false,
                 format!(
-                    "gate `{gate}` timed out after {}",
+                    "{word} `{gate}` timed out after {}",
                     crate::duration::human(timeout)
                 ),
             ),
-            Ended::SpawnFailed(e) => (false, format!("gate `{gate}` could not run: {e}")),
+            Ended::SpawnFailed(e) => (false, format!("{word} `{gate}` could not run: {e}")),
             Ended::Cmd(_) => (false, String::new()),
         };
         let data = serde_json::json!({ "gate": gate, "passed": passed, "duration_ms": ms, "reason": reason });
-        sh.event(Some(task), Some(attempt), EventKind::GateFinished, data)
-            .await;
+        sh.event(Some(task), attempt, finished, data).await;
         if let Ended::Cmd(c) = out.ended {
             return GateResult::Interrupted(c);
         }

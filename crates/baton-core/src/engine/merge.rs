@@ -20,6 +20,20 @@ pub(crate) enum MergeResult {
     },
     /// git itself failed, or the branch kept moving: the reason in words.
     Failed(String),
+    /// A `verify` check failed on the merged whole: the branch did not move.
+    /// `retry`: the task has retries left and runs again on the current head.
+    VerifyFailed {
+        reason: String,
+        feedback: String,
+        retry: bool,
+    },
+}
+
+/// A merge made and not yet published, or the end of it.
+#[derive(Debug)]
+pub(crate) enum Prepared {
+    Commit(String),
+    Done(MergeResult),
 }
 
 /// What the queue needs to know of a task it merges.
@@ -104,48 +118,52 @@ impl MergeQueue {
         }
     }
 
-    /// Merges one task's work onto the integration branch.
-    pub async fn merge(&mut self, repo: &Repo, c: Candidate<'_>) -> MergeResult {
+    /// Makes the merge commit of a task's work onto the queue's head,
+    /// without moving the integration branch; or says why there is none.
+    pub async fn prepare(&mut self, repo: &Repo, c: Candidate<'_>) -> Prepared {
         let commit = c.commit.unwrap_or_default();
+        let nothing = Prepared::Done(MergeResult::Merged { integration: None });
         if commit.is_empty() || c.start_commit == Some(commit) {
-            return MergeResult::Merged { integration: None };
+            return nothing;
         }
         // A branch that ends below where the task started holds none of its work.
         if let Some(start) = c.start_commit {
             if repo.is_ancestor(commit, start).await.unwrap_or(false) {
-                return MergeResult::Merged { integration: None };
+                return nothing;
             }
         }
         let message = format!(
             "baton: merge task {}\n\nRun: {}\nBranch: {}",
             c.id, self.run, c.branch
         );
+        match repo.merge_commits(&self.head, commit, &message).await {
+            Ok(MergeOutcome::Merged(new)) => Prepared::Commit(new),
+            Ok(MergeOutcome::Conflict(paths)) => {
+                let reason = format!(
+                    "merge conflict with the integration branch in {}; the task's work is kept on branch {}",
+                    paths.join(", "),
+                    c.branch
+                );
+                Prepared::Done(MergeResult::Conflict { paths, reason })
+            }
+            Err(e) => Prepared::Done(MergeResult::Failed(format!("merge failed: {e}"))),
+        }
+    }
+
+    /// Moves the integration branch from the queue's head to `new` (a merge
+    /// commit `prepare` made on it), by compare-and-swap.
+    pub async fn publish(&mut self, repo: &Repo, new: &str) -> MergeResult {
         for round in 0..2 {
-            let outcome = match repo.merge_commits(&self.head, commit, &message).await {
-                Ok(o) => o,
-                Err(e) => return MergeResult::Failed(format!("merge failed: {e}")),
-            };
-            let new = match outcome {
-                MergeOutcome::Merged(new) => new,
-                MergeOutcome::Conflict(paths) => {
-                    let reason = format!(
-                        "merge conflict with the integration branch in {}; the task's work is kept on branch {}",
-                        paths.join(", "),
-                        c.branch
-                    );
-                    return MergeResult::Conflict { paths, reason };
-                }
-            };
-            match repo.move_ref(&self.integration_ref, &new, &self.head).await {
+            match repo.move_ref(&self.integration_ref, new, &self.head).await {
                 Ok(()) => {
                     crate::failpoint::hit("merged");
-                    self.head = new.clone();
+                    self.head = new.to_string();
                     return MergeResult::Merged {
-                        integration: Some(new),
+                        integration: Some(new.to_string()),
                     };
                 }
                 Err(e) if round == 0 => {
-                    // Someone moved the integration branch: undo it, then merge.
+                    // Someone moved the integration branch: undo it, then move it.
                     tracing::warn!("integration branch moved under baton: {e}");
                     if let Err(reason) = self.guard(repo).await {
                         return MergeResult::Failed(reason);

@@ -50,6 +50,11 @@ pub(crate) enum WorkerNote {
         task: String,
         outcome: Outcome,
     },
+    /// The run's `verify` checks on a task's merge commit are done.
+    Verified {
+        commit: String,
+        result: super::gates::GateResult,
+    },
 }
 
 /// The engine's answer to a request: whether it was taken, and what happens

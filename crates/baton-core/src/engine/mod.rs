@@ -27,6 +27,7 @@ mod setup;
 mod shared;
 mod shell;
 mod supervise;
+mod verify;
 mod watch;
 mod worker;
 

@@ -152,6 +152,7 @@ impl Parts {
             handle,
             spending: Spending::new(spent_before),
             repo_watch,
+            verifying: None,
         })
     }
 }

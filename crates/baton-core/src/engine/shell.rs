@@ -6,12 +6,13 @@
 
 use super::board::{Action, Board, Reply};
 use super::desks::Desks;
+use super::gates::GateResult;
 use super::handle::EngineHandle;
-use super::merge::{Candidate, MergeQueue, MergeResult};
+use super::merge::{Candidate, MergeQueue, MergeResult, Prepared};
 use super::messages::{Answer, Request, WorkerCmd, WorkerNote};
 use super::repo_watch::RepoWatch;
 use super::shared::Shared;
-use super::{worker, EngineError};
+use super::{verify, worker, EngineError};
 use crate::clock::now_ms;
 use crate::lock::RunLock;
 use crate::model::{ControlKind, EventKind, RunStatus, TaskStatus};
@@ -39,6 +40,14 @@ pub struct Engine {
     pub(super) handle: EngineHandle,
     pub(super) spending: Spending,
     pub(super) repo_watch: RepoWatch,
+    /// The merge being checked by the run's `verify`, if one is.
+    pub(super) verifying: Option<Verifying>,
+}
+
+/// A task's merge commit under the run's `verify` checks.
+pub(super) struct Verifying {
+    task: usize,
+    stop: UnboundedSender<WorkerCmd>,
 }
 
 /// What the run has spent: before this process took it, and by each attempt since.
@@ -119,7 +128,10 @@ impl Engine {
             self.process_merges().await;
             let next = self.board.next();
             self.apply(next).await;
-            if self.board.is_done(!self.merges.is_empty()) {
+            if self
+                .board
+                .is_done(!self.merges.is_empty() || self.verifying.is_some())
+            {
                 break;
             }
             tokio::select! {
@@ -143,6 +155,10 @@ impl Engine {
                 _ = &mut shutdown, if !self.board.is_shutting_down() => {
                     let acts = self.board.shutdown();
                     self.apply(acts).await;
+                    // A merge being verified stays queued: resume merges it again.
+                    if let Some(v) = &self.verifying {
+                        let _ = v.stop.send(WorkerCmd::Shutdown);
+                    }
                 }
             }
         }
@@ -161,7 +177,7 @@ impl Engine {
             tracing::error!("run {}: {e}", self.sh.run_id);
         }
         self.report_undone().await;
-        self.desks.clear(&self.sh.repo).await;
+        self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
         let finished = status != RunStatus::Interrupted;
         self.sh
             .db(move |s, run| {
@@ -253,6 +269,22 @@ impl Engine {
                     self.apply(acts).await;
                 }
             }
+            WorkerNote::Verified { commit, result } => {
+                let Some(v) = self.verifying.take() else {
+                    return;
+                };
+                let result = match result {
+                    GateResult::Passed => self.merges.publish(&self.sh.repo, &commit).await,
+                    // Stopped by a shutdown: the task stays queued for resume.
+                    GateResult::Interrupted(_) => return,
+                    GateResult::Failed { reason, feedback } => {
+                        self.verify_failed(v.task, reason, feedback).await
+                    }
+                };
+                let acts = self.board.merged(v.task, result);
+                self.apply(acts).await;
+                self.report_undone().await;
+            }
             WorkerNote::Finished { task, outcome } => {
                 let Some(i) = self.board.idx(&task) else {
                     return;
@@ -265,11 +297,16 @@ impl Engine {
         }
     }
 
+    /// Merges what is queued, one at a time; a merge the run verifies
+    /// waits for its checks (the loop goes on meanwhile).
     async fn process_merges(&mut self) {
-        while let Some(i) = self.merges.pop() {
+        while self.verifying.is_none() {
+            let Some(i) = self.merges.pop() else {
+                return;
+            };
             let id = self.board.id(i).to_string();
             let task = id.clone();
-            let result = match self.sh.db(move |s, run| s.task(run, &task)).await {
+            let prepared = match self.sh.db(move |s, run| s.task(run, &task)).await {
                 Ok(Some(rec)) => {
                     let c = Candidate {
                         id: &id,
@@ -277,14 +314,74 @@ impl Engine {
                         commit: rec.commit_id.as_deref(),
                         start_commit: rec.start_commit.as_deref(),
                     };
-                    self.merges.merge(&self.sh.repo, c).await
+                    self.merges.prepare(&self.sh.repo, c).await
                 }
-                Ok(None) => MergeResult::Failed(format!("task {id} vanished from the store")),
-                Err(e) => MergeResult::Failed(e.to_string()),
+                Ok(None) => Prepared::Done(MergeResult::Failed(format!(
+                    "task {id} vanished from the store"
+                ))),
+                Err(e) => Prepared::Done(MergeResult::Failed(e.to_string())),
+            };
+            let result = match prepared {
+                Prepared::Commit(new) if !self.sh.plan.run.verify.is_empty() => {
+                    let dir = self.desks.verify_dir(&self.sh.run_id);
+                    let stop = verify::spawn(self.sh.clone(), id, new, dir);
+                    self.verifying = Some(Verifying { task: i, stop });
+                    return;
+                }
+                Prepared::Commit(new) => self.merges.publish(&self.sh.repo, &new).await,
+                Prepared::Done(result) => result,
             };
             let acts = self.board.merged(i, result);
             self.apply(acts).await;
             self.report_undone().await;
+        }
+    }
+
+    /// The run's checks failed on task `i`'s merge: the attempt that passed
+    /// its gates counts as failed, and if retries are left the integration
+    /// head is merged into its worktree for the next attempt to fix.
+    async fn verify_failed(&mut self, i: usize, reason: String, feedback: String) -> MergeResult {
+        let id = self.board.id(i).to_string();
+        let retries = self.board.spec(i).retries;
+        let (task, why) = (id.clone(), reason.clone());
+        let rec = self
+            .sh
+            .db(move |s, run| -> Result<_, crate::store::StoreError> {
+                let rec = s.task(run, &task)?;
+                if let Some(r) = &rec {
+                    s.fail_attempt(run, &task, r.attempts, &why)?;
+                }
+                let failed = s
+                    .attempts(run, &task)?
+                    .iter()
+                    .filter(|a| a.status.is_failure())
+                    .filter(|a| rec.as_ref().is_some_and(|r| a.n > r.retry_from))
+                    .count() as u32;
+                Ok((rec, failed))
+            })
+            .await;
+        let (rec, failed) = match rec {
+            Ok((rec, failed)) => (rec, failed),
+            Err(e) => return MergeResult::Failed(format!("{reason} (and: {e})")),
+        };
+        let worktree = rec
+            .and_then(|r| r.worktree)
+            .filter(|w| std::path::Path::new(w).exists());
+        let retry = failed <= retries && worktree.is_some();
+        if let (true, Some(wt)) = (retry, worktree) {
+            let head = self.merges.head();
+            let wt = std::path::Path::new(&wt);
+            let _ = crate::git::git(wt, ["merge", "--no-edit", "--no-ff", head]).await;
+        }
+        let reason =
+            format!("{reason}, on the merge of the task's work with the integration branch");
+        let feedback = format!(
+            "Your work passed its gates, but the run's checks failed once it was merged with the integration branch (which baton has now merged into your worktree). {feedback}"
+        );
+        MergeResult::VerifyFailed {
+            reason,
+            feedback,
+            retry,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct RunSettings {
     /// Where task worktrees go (relative to the repository root), if not the default.
     pub worktrees: Option<String>,
     pub stall_after: Duration,
+    /// Checks run on the integration branch after each merge (before the
+    /// branch moves); a failing one keeps the task's work off it.
+    pub verify: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -38,6 +38,7 @@ pub(crate) struct RawRun {
     pub budget_usd: Option<Spanned<f64>>,
     pub worktrees: Option<Spanned<String>>,
     pub stall_after: Option<Spanned<String>>,
+    pub verify: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -150,6 +150,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         budget_usd: None,
         worktrees: None,
         stall_after: DEFAULT_STALL_AFTER,
+        verify: Vec::new(),
     };
     if let Some(mp) = &raw.run.max_parallel {
         if *mp.get_ref() < 1 {
@@ -183,6 +184,16 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
             }
         }
         run.worktrees = Some(w.get_ref().clone());
+    }
+    if let Some(v) = &raw.run.verify {
+        if v.get_ref().iter().any(|c| c.trim().is_empty()) {
+            ck.at(
+                Some(v.span()),
+                None,
+                "run.verify has an empty command".into(),
+            );
+        }
+        run.verify = v.get_ref().clone();
     }
     if let Some(s) = &raw.run.stall_after {
         if let Some(d) = check_duration(ck, s, None, "run.stall_after") {

@@ -565,6 +565,16 @@ impl Store {
         Ok(())
     }
 
+    /// Marks an attempt that passed as failed after all (the run's `verify`
+    /// failed on its merge), so that it counts against the task's retries.
+    pub fn fail_attempt(&self, run: &str, task: &str, n: u32, reason: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE attempts SET status = ?4, reason = ?5 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            params![run, task, n, AttemptStatus::Failed, self.clean(reason)],
+        )?;
+        Ok(())
+    }
+
     /// Where the attempt's end commit is kept.
     pub fn set_attempt_ref(&self, run: &str, task: &str, n: u32, refname: &str) -> Result<()> {
         self.conn().execute(

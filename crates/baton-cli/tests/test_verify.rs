@@ -1,0 +1,126 @@
+//! `[run] verify`: checks on the merged whole before the integration branch
+//! moves; a failure keeps the task's work off it and feeds the task back.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+
+fn plan(retries: u32, fb: &std::path::Path) -> String {
+    bash_plan(&format!(
+        r#"
+[run]
+verify = ["test ! -e bad.txt || (echo 'bad.txt must not land' >&2; exit 3)"]
+
+[[task]]
+id = "t"
+retries = {retries}
+prompt = """
+printf '%s' "$BATON_FEEDBACK" > {fb}
+if [ "$BATON_ATTEMPT" = 1 ]; then echo bad > bad.txt; else rm -f bad.txt; echo good > good.txt; fi
+"""
+"#,
+        fb = fb.display()
+    ))
+}
+
+#[test]
+fn a_failing_verify_keeps_the_work_off_and_retries_the_task_with_its_output() {
+    let env = TestEnv::new();
+    let fb = env.scratch("feedback.txt");
+    env.write("baton.toml", &plan(1, &fb));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        (t["attempts"].as_u64(), t["merged"].as_bool()),
+        (Some(2), Some(true)),
+        "{t}"
+    );
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "good.txt").as_deref(),
+        Some("good\n")
+    );
+    assert_eq!(show(&env, integration, "bad.txt"), None);
+    let feedback = std::fs::read_to_string(&fb).unwrap();
+    assert!(feedback.contains("verify `test ! -e bad.txt"), "{feedback}");
+    assert!(feedback.contains("bad.txt must not land"), "{feedback}");
+    // The branch moved once: the failed merge never reached it.
+    let moves = env.git(&["rev-list", "--first-parent", "--count", integration]);
+    let base = env.git(&["rev-list", "--first-parent", "--count", "HEAD"]);
+    assert_eq!(
+        moves.trim().parse::<u32>().unwrap(),
+        base.trim().parse::<u32>().unwrap() + 1
+    );
+    assert!(r.stderr.contains("verify"), "{}", r.stderr);
+}
+
+#[test]
+fn a_failing_verify_with_no_retries_left_fails_the_task_and_nothing_moves() {
+    let env = TestEnv::new();
+    let fb = env.scratch("feedback.txt");
+    env.write("baton.toml", &plan(0, &fb));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(t["status"], "failed");
+    let reason = t["reason"].as_str().unwrap();
+    assert!(reason.contains("verify `test ! -e bad.txt"), "{reason}");
+    assert!(reason.contains("failed with exit status 3"), "{reason}");
+    assert_eq!(r.report["integration_commit"], r.report["base_commit"]);
+    // Its work is still on its branch.
+    let branch = t["branch"].as_str().unwrap();
+    assert_eq!(show(&env, branch, "bad.txt").as_deref(), Some("bad\n"));
+    let list = env.git(&["worktree", "list"]);
+    assert_eq!(
+        list.lines().filter(|l| l.contains("-verify")).count(),
+        0,
+        "{list}"
+    );
+}
+
+#[test]
+fn the_engine_answers_during_a_long_verify_and_ctrl_c_leaves_the_merge_for_resume() {
+    let env = TestEnv::new();
+    let once = env.scratch("verified-once");
+    let started = env.scratch("verify-started");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            r#"
+[run]
+verify = ["test -e {once} || (touch {once} {started}; sleep 60)"]
+
+[[task]]
+id = "t"
+prompt = "echo t > t.txt"
+"#,
+            once = once.display(),
+            started = started.display()
+        )),
+    );
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the verify to start", 20, || started.exists());
+    let out = output(baton(&env).args(["stop", "t"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("is being merged; it cannot be stopped now"),
+        "{said}"
+    );
+    let t0 = std::time::Instant::now();
+    // SAFETY: signalling a child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert_eq!(task(&r.report, "t")["status"], "merging");
+
+    let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(task(&r.report, "t")["merged"], true);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "t.txt").as_deref(), Some("t\n"));
+}
