@@ -5,6 +5,7 @@ mod common;
 mod test_check;
 mod test_control;
 mod test_crash;
+mod test_land;
 mod test_patterns;
 mod test_real_agents;
 mod test_run;

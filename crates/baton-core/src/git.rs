@@ -206,6 +206,16 @@ impl Repo {
         })
     }
 
+    /// The local branch `rev` names (`HEAD`: the branch checked out in the
+    /// main worktree), if it names one.
+    pub async fn branch_of(&self, rev: &str) -> Option<String> {
+        let out = git(&self.root, ["rev-parse", "--symbolic-full-name", rev])
+            .await
+            .ok()?;
+        let full = out.stdout.trim();
+        (out.code == 0).then(|| full.strip_prefix("refs/heads/").map(str::to_string))?
+    }
+
     /// The commit a ref points to, or None if it does not exist.
     pub async fn ref_commit(&self, refname: &str) -> Result<Option<String>, GitError> {
         let out = git(&self.root, ["rev-parse", "--verify", "--quiet", refname]).await?;
@@ -470,6 +480,28 @@ impl Repo {
         theirs: &str,
         message: &str,
     ) -> Result<MergeOutcome, GitError> {
+        self.merged_commit(ours, theirs, message, &[ours, theirs])
+            .await
+    }
+
+    /// Like [`Repo::merge_commits`], but the commit has `ours` as its only
+    /// parent: `theirs`'s changes as one commit.
+    pub async fn squash_commits(
+        &self,
+        ours: &str,
+        theirs: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, GitError> {
+        self.merged_commit(ours, theirs, message, &[ours]).await
+    }
+
+    async fn merged_commit(
+        &self,
+        ours: &str,
+        theirs: &str,
+        message: &str,
+        parents: &[&str],
+    ) -> Result<MergeOutcome, GitError> {
         let out = git(
             &self.root,
             [
@@ -508,16 +540,11 @@ impl Repo {
             if identity {
                 args.extend(FALLBACK_IDENTITY);
             }
-            args.extend([
-                "commit-tree",
-                tree.as_str(),
-                "-p",
-                ours,
-                "-p",
-                theirs,
-                "-m",
-                message,
-            ]);
+            args.extend(["commit-tree", tree.as_str()]);
+            for p in parents {
+                args.extend(["-p", p]);
+            }
+            args.extend(["-m", message]);
             let out = git(&self.root, &args).await?;
             if out.code == 0 {
                 return Ok(MergeOutcome::Merged(out.stdout.trim().to_string()));

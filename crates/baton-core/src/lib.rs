@@ -9,6 +9,7 @@ pub mod duration;
 pub mod engine;
 mod failpoint;
 pub mod git;
+pub mod land;
 pub mod lock;
 pub mod model;
 pub mod paths;

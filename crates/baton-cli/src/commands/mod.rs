@@ -4,6 +4,7 @@ pub mod add;
 pub mod approve;
 pub mod check;
 pub mod doctor;
+pub mod land;
 pub mod logs;
 pub mod resume;
 pub mod run;

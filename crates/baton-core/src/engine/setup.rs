@@ -199,6 +199,7 @@ impl Engine {
             finished_at: None,
             pid: Some(std::process::id()),
             kind,
+            base_branch: repo.branch_of(&plan.run.base).await,
         };
         let tasks: Vec<NewTask> = plan.tasks.iter().map(|t| new_task(&run_id, t)).collect();
         let data = json!({ "plan": record.plan_path, "base": base_commit, "tasks": tasks.len() });

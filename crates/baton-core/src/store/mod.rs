@@ -100,6 +100,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE attempts ADD COLUMN commit_ref TEXT",
     "ALTER TABLE runs ADD COLUMN secret_prints TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE tasks ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE runs ADD COLUMN base_branch TEXT",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -426,9 +427,9 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (id, repo, plan_path, plan_source, base, base_commit, integration_branch, worktrees_dir, status, created_at, pid, kind)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![run.id, run.repo, run.plan_path, run.plan_source, run.base, run.base_commit, run.integration_branch, run.worktrees_dir, run.status, run.created_at, run.pid, run.kind],
+            "INSERT INTO runs (id, repo, plan_path, plan_source, base, base_commit, integration_branch, worktrees_dir, status, created_at, pid, kind, base_branch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![run.id, run.repo, run.plan_path, run.plan_source, run.base, run.base_commit, run.integration_branch, run.worktrees_dir, run.status, run.created_at, run.pid, run.kind, run.base_branch],
         )?;
         for (pos, task) in tasks.iter().enumerate() {
             insert_task(&tx, &run.id, pos as i64, task)?;

@@ -22,6 +22,8 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
     pub pid: Option<u32>,
     pub kind: RunKind,
+    /// The branch `base` named when the run started (`baton land` lands there).
+    pub base_branch: Option<String>,
 }
 
 impl RunRecord {
@@ -40,6 +42,7 @@ impl RunRecord {
             finished_at: r.get("finished_at")?,
             pid: r.get("pid")?,
             kind: r.get("kind")?,
+            base_branch: r.get("base_branch")?,
         })
     }
 }

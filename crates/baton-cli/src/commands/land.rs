@@ -1,0 +1,70 @@
+//! `baton land`: bring a finished run's work into a branch.
+
+use super::{find_run, open_repo, open_store, usage};
+use baton_core::land::{land, LandError, LandOptions, Landed};
+use clap::Args;
+use std::path::Path;
+
+/// Land a finished run: its integration branch goes into the branch the run
+/// started from (or --into), by fast-forward when it can, else by a merge
+/// commit. A checkout of that branch with changes of its own is never
+/// touched. --push pushes the branch afterwards; --pr pushes the run's
+/// integration branch and opens a pull request with `gh` instead.
+#[derive(Args)]
+pub struct LandArgs {
+    /// The run (default: the latest).
+    pub run: Option<String>,
+    /// The branch to land into (default: the one the run started from).
+    #[arg(long, value_name = "BRANCH")]
+    pub into: Option<String>,
+    /// One commit with all of the run's changes, instead of a merge.
+    #[arg(long)]
+    pub squash: bool,
+    /// Push the landed branch to this remote (with --pr: where to push the
+    /// integration branch; default origin).
+    #[arg(long, value_name = "REMOTE")]
+    pub push: Option<String>,
+    /// Open a pull request (GitHub CLI `gh`) instead of landing locally.
+    #[arg(long, conflicts_with = "squash")]
+    pub pr: bool,
+}
+
+pub async fn run(cwd: &Path, args: LandArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(cwd)?;
+    let (store, paths) = open_store(&repo)?;
+    let rec = find_run(&store, args.run.as_deref())?;
+    let id = rec.id.clone();
+    let tasks = store.call(move |s| s.tasks(&id)).await?;
+    let live = baton_core::control::is_live(&paths, &rec.id);
+    let opts = LandOptions {
+        into: args.into,
+        squash: args.squash,
+        push: args.push,
+        pr: args.pr,
+    };
+    let landed = land(&repo, &rec, &tasks, live, &opts)
+        .await
+        .map_err(|e| match e {
+            LandError::Live(_)
+            | LandError::NoBranch(_)
+            | LandError::NoSuchBranch(_)
+            | LandError::Dirty { .. } => usage(e.to_string()),
+            other => anyhow::Error::new(other),
+        })?;
+    let short = |c: &str| c[..c.len().min(12)].to_string();
+    match landed {
+        Landed::Already { branch } => eprintln!("{branch} already holds all of run {}", rec.id),
+        Landed::FastForward { branch, commit } => {
+            eprintln!(
+                "landed run {} on {branch}: fast-forward to {}",
+                rec.id,
+                short(&commit)
+            )
+        }
+        Landed::Merged { branch, commit } => {
+            eprintln!("landed run {} on {branch}: {}", rec.id, short(&commit))
+        }
+        Landed::PullRequest { said } => println!("{said}"),
+    }
+    Ok(0)
+}

@@ -1,0 +1,252 @@
+//! Landing a finished run: its integration branch brought into the branch
+//! it started from (or another), by fast-forward when it can, else by a
+//! merge commit (or one squashed commit); optionally pushed, or offered as a
+//! pull request instead. The landing commit is made without touching any
+//! work tree; a branch checked out somewhere moves only through git in that
+//! worktree, and never when that checkout has changes of its own.
+
+use crate::git::{GitError, MergeOutcome, Repo};
+use crate::model::TaskStatus;
+use crate::store::{RunRecord, TaskRecord};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default)]
+pub struct LandOptions {
+    /// The branch to land into (default: the branch the run started from).
+    pub into: Option<String>,
+    /// One commit with all of the run's changes instead of a merge.
+    pub squash: bool,
+    /// Push the branch to this remote afterwards.
+    pub push: Option<String>,
+    /// Push the integration branch to `push` (default `origin`) and open a
+    /// pull request with `gh` instead of landing locally.
+    pub pr: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landed {
+    /// The branch already held all of the run's work.
+    Already {
+        branch: String,
+    },
+    FastForward {
+        branch: String,
+        commit: String,
+    },
+    Merged {
+        branch: String,
+        commit: String,
+    },
+    /// A pull request was opened; what `gh` said (its URL).
+    PullRequest {
+        said: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LandError {
+    #[error("run {0} is still going on; land it once it has finished")]
+    Live(String),
+    #[error("run {0} does not say which branch it started from (it started on a detached HEAD, or before baton recorded it); name one with --into")]
+    NoBranch(String),
+    #[error("branch {0} does not exist")]
+    NoSuchBranch(String),
+    #[error("{branch} is checked out in {} with changes of its own ({}); commit or stash them first: nothing was changed", path.display(), files.join(", "))]
+    Dirty {
+        branch: String,
+        path: PathBuf,
+        files: Vec<String>,
+    },
+    #[error("the run's work conflicts with {branch} in {}; nothing was changed (merge baton/… by hand, or land into another branch)", paths.join(", "))]
+    Conflict { branch: String, paths: Vec<String> },
+    #[error("{0}")]
+    Git(#[from] GitError),
+    #[error("gh pr create failed: {0}")]
+    Gh(String),
+}
+
+/// Lands `run` (finished: `live` says whether a process drives it).
+pub async fn land(
+    repo: &Repo,
+    run: &RunRecord,
+    tasks: &[TaskRecord],
+    live: bool,
+    opts: &LandOptions,
+) -> Result<Landed, LandError> {
+    if live || run.finished_at.is_none() {
+        return Err(LandError::Live(run.id.clone()));
+    }
+    let branch = match opts.into.clone().or_else(|| run.base_branch.clone()) {
+        Some(b) => b,
+        None => return Err(LandError::NoBranch(run.id.clone())),
+    };
+    if opts.pr {
+        return open_pr(repo, run, tasks, &branch, opts).await;
+    }
+    let target = format!("refs/heads/{branch}");
+    let Some(old) = repo.ref_commit(&target).await? else {
+        return Err(LandError::NoSuchBranch(branch));
+    };
+    let integration = format!("refs/heads/{}", run.integration_branch);
+    let Some(work) = repo.ref_commit(&integration).await? else {
+        return Err(LandError::NoSuchBranch(run.integration_branch.clone()));
+    };
+    let checkout = checked_out_at(repo, &target).await?;
+    if let Some(path) = &checkout {
+        let files = dirty(path).await?;
+        if !files.is_empty() {
+            return Err(LandError::Dirty {
+                branch,
+                path: path.clone(),
+                files,
+            });
+        }
+    }
+    let landed = if repo.is_ancestor(&work, &old).await? {
+        return Ok(Landed::Already { branch });
+    } else if !opts.squash && repo.is_ancestor(&old, &work).await? {
+        Landed::FastForward {
+            branch: branch.clone(),
+            commit: work.clone(),
+        }
+    } else {
+        let message = message(run, tasks);
+        let made = if opts.squash {
+            repo.squash_commits(&old, &work, &message).await?
+        } else {
+            repo.merge_commits(&old, &work, &message).await?
+        };
+        match made {
+            MergeOutcome::Merged(commit) => Landed::Merged {
+                branch: branch.clone(),
+                commit,
+            },
+            MergeOutcome::Conflict(paths) => return Err(LandError::Conflict { branch, paths }),
+        }
+    };
+    let commit = match &landed {
+        Landed::FastForward { commit, .. } | Landed::Merged { commit, .. } => commit.clone(),
+        _ => old.clone(),
+    };
+    match &checkout {
+        // Through git in that worktree: its files follow the branch.
+        Some(path) => {
+            crate::git::git_ok(path, ["merge", "-q", "--ff-only", commit.as_str()]).await?;
+        }
+        None => repo.move_ref(&target, &commit, &old).await?,
+    }
+    if let Some(remote) = &opts.push {
+        crate::git::git_ok(&repo.root, ["push", "-q", remote.as_str(), branch.as_str()]).await?;
+    }
+    Ok(landed)
+}
+
+/// The worktree where `target` is checked out, if any.
+async fn checked_out_at(repo: &Repo, target: &str) -> Result<Option<PathBuf>, GitError> {
+    let list = crate::git::git_ok(&repo.root, ["worktree", "list", "--porcelain"]).await?;
+    let mut path: Option<PathBuf> = None;
+    for line in list.lines() {
+        if let Some(p) = line.strip_prefix("worktree ") {
+            path = Some(PathBuf::from(p));
+        } else if line.strip_prefix("branch ") == Some(target) {
+            return Ok(path);
+        }
+    }
+    Ok(None)
+}
+
+/// Files with changes of their own in a checkout (untracked ones aside: git
+/// refuses to overwrite those by itself).
+async fn dirty(path: &Path) -> Result<Vec<String>, GitError> {
+    // Not trimmed: each line starts with its two status columns.
+    let out = crate::git::git(path, ["status", "--porcelain", "--untracked-files=no"]).await?;
+    if out.code != 0 {
+        return Err(GitError::Other(format!(
+            "git status in {}: {}",
+            path.display(),
+            out.stderr.trim()
+        )));
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .map(|l| l.get(3..).unwrap_or(l).to_string())
+        .collect())
+}
+
+/// The landing commit's message: the run and what each task did.
+fn message(run: &RunRecord, tasks: &[TaskRecord]) -> String {
+    let merged = tasks.iter().filter(|t| t.merged).count();
+    let mut m = format!(
+        "baton: land run {} ({merged} of {} tasks merged)\n\n",
+        run.id,
+        tasks.len()
+    );
+    for t in tasks {
+        m.push_str(&format!("- {} ({})", t.id, t.status));
+        if let Some(r) = t.result.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+            m.push_str(&format!(
+                ": {}",
+                crate::adapter::clip(r.lines().next().unwrap_or(r), 100)
+            ));
+        }
+        m.push('\n');
+    }
+    m
+}
+
+/// The pull request's body: each task, its status, result and usage.
+fn pr_body(run: &RunRecord, tasks: &[TaskRecord]) -> String {
+    let mut b = format!(
+        "Work of baton run `{}` (plan `{}`), from `{}`.\n\n| task | status | result | cost |\n|---|---|---|---|\n",
+        run.id, run.plan_path, run.integration_branch
+    );
+    for t in tasks {
+        let result = t
+            .result
+            .as_deref()
+            .map(|r| crate::adapter::clip(r.lines().next().unwrap_or(r), 80))
+            .unwrap_or_default()
+            .replace('|', "\\|");
+        let cost = t.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_default();
+        b.push_str(&format!(
+            "| {} | {} | {result} | {cost} |\n",
+            t.id, t.status
+        ));
+    }
+    b
+}
+
+async fn open_pr(
+    repo: &Repo,
+    run: &RunRecord,
+    tasks: &[TaskRecord],
+    branch: &str,
+    opts: &LandOptions,
+) -> Result<Landed, LandError> {
+    let remote = opts.push.clone().unwrap_or_else(|| "origin".into());
+    let head = run.integration_branch.as_str();
+    crate::git::git_ok(&repo.root, ["push", "-q", remote.as_str(), head]).await?;
+    let good = tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Succeeded)
+        .count();
+    let title = format!("baton: run {} ({good} of {} tasks)", run.id, tasks.len());
+    let body = pr_body(run, tasks);
+    let out = tokio::process::Command::new("gh")
+        .args(["pr", "create", "--base", branch, "--head", head])
+        .args(["--title", title.as_str(), "--body", body.as_str()])
+        .current_dir(&repo.root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| LandError::Gh(format!("cannot run gh: {e} (is the GitHub CLI installed?)")))?;
+    if !out.status.success() {
+        return Err(LandError::Gh(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(Landed::PullRequest {
+        said: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    })
+}
