@@ -584,3 +584,48 @@ gates = ["test -f a.txt", "test ! -e build/out.o"]
     assert!(!std::path::Path::new(a_dir.trim()).exists());
     assert!(!std::path::Path::new(b_dir.trim()).exists());
 }
+
+#[test]
+fn declared_files_keep_overlapping_tasks_apart_and_say_what_was_changed_outside() {
+    let env = TestEnv::new();
+    let log = env.scratch("order.log");
+    write_plan(
+        &env,
+        &format!(
+            r#"
+[run]
+max_parallel = 3
+
+[[task]]
+id = "api"
+files = ["src/api/**"]
+prompt = "append {log} api-start; sleep 0.3; write src/api/a.rs a; write notes.txt stray; append {log} api-end"
+
+[[task]]
+id = "handler"
+files = ["src/api/handler.rs"]
+prompt = "append {log} handler-start; write src/api/handler.rs h; append {log} handler-end"
+"#,
+            log = log.display()
+        ),
+    );
+    let check = output(baton(&env).arg("check"));
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        said.contains("tasks \"api\" and \"handler\" declare overlapping files; they will not run at the same time"),
+        "{said}"
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let order = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(order, "api-start\napi-end\nhandler-start\nhandler-end\n");
+    let warnings = task(&r.report, "api")["warnings"].to_string();
+    assert!(
+        warnings.contains("changed files outside its declared files (src/api/**): notes.txt"),
+        "{warnings}"
+    );
+    assert_eq!(
+        task(&r.report, "handler")["warnings"],
+        serde_json::json!([])
+    );
+}

@@ -55,6 +55,14 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
             println!("{line}");
         }
     }
+    for (a, b) in plan.overlapping_pairs() {
+        let how = if plan.run.overlap_allowed {
+            "they may run at the same time (run.overlap = \"allow\") and conflict"
+        } else {
+            "they will not run at the same time"
+        };
+        eprintln!("warning: tasks {a:?} and {b:?} declare overlapping files; {how}");
+    }
     for (name, a) in &plan.agents {
         let program = baton_core::adapter::program_name(a);
         if which(&program).is_none() {

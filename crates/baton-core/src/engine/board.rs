@@ -77,6 +77,8 @@ pub(crate) struct Rules {
     /// goes on until shut down.
     pub service: bool,
     pub auto_approve: bool,
+    /// Tasks whose declared `files` overlap may run at the same time.
+    pub overlap_allowed: bool,
 }
 
 #[derive(Debug)]
@@ -243,7 +245,7 @@ impl Board {
                 self.idx(n)
                     .is_some_and(|j| self.tasks[j].status == TaskStatus::Succeeded)
             });
-            if ready {
+            if ready && !self.overlaps_running(i) {
                 self.put(i, TaskStatus::Running);
                 out.push(Action::Start {
                     task: i,
@@ -252,6 +254,17 @@ impl Board {
             }
         }
         out
+    }
+
+    /// Whether task `i` declares files that a running task declares too:
+    /// they would edit the same paths at once (plan order decides who waits).
+    fn overlaps_running(&self, i: usize) -> bool {
+        let files = &self.tasks[i].spec.files;
+        if self.rules.overlap_allowed || files.is_empty() {
+            return false;
+        }
+        self.running_tasks()
+            .any(|j| files.overlaps(&self.tasks[j].spec.files))
     }
 
     /// Skips propagate down chains whatever the file order, so repeat until settled.

@@ -19,7 +19,14 @@ fn spec(id: &str, needs: &[&str]) -> TaskSpec {
         fail_if: None,
         on_failure: OnFailure::Stop,
         stall_after: Duration::from_secs(60),
+        files: Default::default(),
     }
+}
+
+fn with_files(mut s: TaskSpec, globs: &[&str]) -> TaskSpec {
+    let globs: Vec<String> = globs.iter().map(|g| g.to_string()).collect();
+    s.files = crate::plan::FileSet::new(&globs).unwrap();
+    s
 }
 
 fn rules(max_parallel: usize) -> Rules {
@@ -28,6 +35,7 @@ fn rules(max_parallel: usize) -> Rules {
         max_parallel,
         service: false,
         auto_approve: false,
+        overlap_allowed: false,
     }
 }
 
@@ -472,4 +480,22 @@ fn answers_say_what_will_happen_when_requests_pile_up() {
     );
     let after = b.request(0, ControlKind::Steer, Some("late".into()));
     assert!(!after.ok && after.message.contains("already ended (stopped)"));
+}
+
+#[test]
+fn tasks_that_declare_overlapping_files_never_run_at_once() {
+    let specs = vec![
+        with_files(spec("api", &[]), &["src/api/**"]),
+        with_files(spec("handler", &[]), &["src/api/handlers.rs"]),
+        with_files(spec("ui", &[]), &["src/ui/**"]),
+    ];
+    let mut b = board(3, specs.clone());
+    assert_eq!(next_started(&mut b), ["api", "ui"], "handler waits for api");
+    done(&mut b, "api");
+    assert_eq!(next_started(&mut b), ["handler"]);
+
+    let mut r = rules(3);
+    r.overlap_allowed = true;
+    let mut b = Board::new(r, specs);
+    assert_eq!(next_started(&mut b), ["api", "handler", "ui"]);
 }

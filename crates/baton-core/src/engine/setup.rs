@@ -126,6 +126,7 @@ impl Parts {
             max_parallel: self.plan.run.max_parallel,
             service: self.opts.service,
             auto_approve: self.opts.auto_approve,
+            overlap_allowed: self.plan.run.overlap_allowed,
         };
         let board = Board::new(rules, self.plan.tasks.iter().cloned());
         let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head);

@@ -281,6 +281,7 @@ impl Engine {
                         self.verify_failed(v.task, reason, feedback).await
                     }
                 };
+                self.note_undeclared(v.task, &result).await;
                 let acts = self.board.merged(v.task, result);
                 self.apply(acts).await;
                 self.report_undone().await;
@@ -331,10 +332,53 @@ impl Engine {
                 Prepared::Commit(new) => self.merges.publish(&self.sh.repo, &new).await,
                 Prepared::Done(result) => result,
             };
+            self.note_undeclared(i, &result).await;
             let acts = self.board.merged(i, result);
             self.apply(acts).await;
             self.report_undone().await;
         }
+    }
+
+    /// A merged task that declared `files` and changed others says which.
+    async fn note_undeclared(&self, i: usize, result: &MergeResult) {
+        let files = &self.board.spec(i).files;
+        if files.is_empty()
+            || !matches!(
+                result,
+                MergeResult::Merged {
+                    integration: Some(_)
+                }
+            )
+        {
+            return;
+        }
+        let id = self.board.id(i).to_string();
+        let task = id.clone();
+        let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
+            return;
+        };
+        let (Some(from), Some(to)) = (rec.start_commit, rec.commit_id) else {
+            return;
+        };
+        let changed = self
+            .sh
+            .repo
+            .changed_files(&from, &to)
+            .await
+            .unwrap_or_default();
+        let outside: Vec<String> = changed.into_iter().filter(|f| !files.matches(f)).collect();
+        if outside.is_empty() {
+            return;
+        }
+        let said = vec![format!(
+            "changed files outside its declared files ({}): {}",
+            files.globs().join(", "),
+            outside.join(", ")
+        )];
+        let _ = self
+            .sh
+            .db(move |s, run| s.add_task_warnings(run, &id, &said))
+            .await;
     }
 
     /// The run's checks failed on task `i`'s merge: the attempt that passed

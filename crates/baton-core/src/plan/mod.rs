@@ -1,10 +1,12 @@
 //! The plan file: parsing and validation into a [`Plan`] the engine can trust.
 
 mod error;
+mod files;
 mod raw;
 mod validate;
 
 pub use error::{Diagnostic, PlanError};
+pub use files::FileSet;
 
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -51,6 +53,8 @@ pub struct RunSettings {
     /// Checks run on the integration branch after each merge (before the
     /// branch moves); a failing one keeps the task's work off it.
     pub verify: Vec<String>,
+    /// Whether tasks whose declared `files` overlap may run at the same time.
+    pub overlap_allowed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +99,8 @@ pub struct TaskSpec {
     pub fail_if: Option<Regex>,
     pub on_failure: OnFailure,
     pub stall_after: Duration,
+    /// The paths it expects to change (globs); empty: not declared.
+    pub files: FileSet,
 }
 
 /// Where task worktrees may go: not the filesystem root, not inside the
@@ -161,6 +167,35 @@ impl Plan {
                 }],
             }
         })
+    }
+
+    /// Pairs of tasks that may run at the same time (neither waits for the
+    /// other, however far down) and declare overlapping `files`.
+    pub fn overlapping_pairs(&self) -> Vec<(&str, &str)> {
+        let upstream = |t: &'_ TaskSpec| -> std::collections::HashSet<String> {
+            let mut seen = std::collections::HashSet::new();
+            let mut todo: Vec<String> = t.needs.clone();
+            while let Some(n) = todo.pop() {
+                if !seen.insert(n.clone()) {
+                    continue;
+                }
+                if let Some(u) = self.tasks.iter().find(|u| u.id == n) {
+                    todo.extend(u.needs.iter().cloned());
+                }
+            }
+            seen
+        };
+        let ups: Vec<_> = self.tasks.iter().map(upstream).collect();
+        let mut out = Vec::new();
+        for (i, a) in self.tasks.iter().enumerate() {
+            for (j, b) in self.tasks.iter().enumerate().skip(i + 1) {
+                let ordered = ups[i].contains(&b.id) || ups[j].contains(&a.id);
+                if !ordered && !a.files.is_empty() && a.files.overlaps(&b.files) {
+                    out.push((a.id.as_str(), b.id.as_str()));
+                }
+            }
+        }
+        out
     }
 
     /// Reads and validates a plan file. `repo_root` is where context and

@@ -39,6 +39,7 @@ pub(crate) struct RawRun {
     pub worktrees: Option<Spanned<String>>,
     pub stall_after: Option<Spanned<String>>,
     pub verify: Option<Spanned<Vec<String>>>,
+    pub overlap: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +80,7 @@ pub(crate) struct RawTask {
     pub fail_if: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<String>>,
     pub stall_after: Option<Spanned<String>>,
+    pub files: Option<Spanned<Vec<String>>>,
 }
 
 impl RawTask {
@@ -89,7 +91,7 @@ impl RawTask {
         }
         fill!(
             prompt, agent, needs, context, gates, retries, timeout, budget_usd, approve, merge,
-            fail_if, on_failure
+            fail_if, on_failure, files
         );
         self
     }

@@ -3,7 +3,7 @@
 use super::error::{line_col, Diagnostic};
 use super::raw::{RawPlan, RawTask};
 use super::{
-    AgentProfile, OnFailure, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL,
+    AgentProfile, FileSet, OnFailure, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL,
     DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT,
 };
 use crate::duration::parse_duration;
@@ -151,6 +151,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         worktrees: None,
         stall_after: DEFAULT_STALL_AFTER,
         verify: Vec::new(),
+        overlap_allowed: false,
     };
     if let Some(mp) = &raw.run.max_parallel {
         if *mp.get_ref() < 1 {
@@ -194,6 +195,17 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
             );
         }
         run.verify = v.get_ref().clone();
+    }
+    if let Some(o) = &raw.run.overlap {
+        match o.get_ref().as_str() {
+            "wait" => {}
+            "allow" => run.overlap_allowed = true,
+            other => ck.at(
+                Some(o.span()),
+                None,
+                format!("run.overlap must be \"wait\" (the default) or \"allow\", not {other:?}"),
+            ),
+        }
     }
     if let Some(s) = &raw.run.stall_after {
         if let Some(d) = check_duration(ck, s, None, "run.stall_after") {
@@ -592,6 +604,29 @@ fn check_task(
         }
     }
 
+    let files = match &t.files {
+        Some(f)
+            if f.get_ref()
+                .iter()
+                .any(|g| g.trim().is_empty() || g.starts_with('/')) =>
+        {
+            ck.at(
+                Some(f.span()),
+                subject.clone(),
+                "files are globs relative to the repository root (`src/api/**`), not empty or absolute".into(),
+            );
+            FileSet::default()
+        }
+        Some(f) => match FileSet::new(f.get_ref()) {
+            Ok(set) => set,
+            Err(e) => {
+                ck.at(Some(f.span()), subject.clone(), format!("files: {e}"));
+                FileSet::default()
+            }
+        },
+        None => FileSet::default(),
+    };
+
     let gates = t.gates.clone().unwrap_or_default();
     for g in &gates {
         if g.trim().is_empty() {
@@ -618,6 +653,7 @@ fn check_task(
         fail_if,
         on_failure,
         stall_after,
+        files,
     })
 }
 
