@@ -165,6 +165,10 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             "interrupted: stopping agents and committing their work".to_string()
         }
         EventKind::VerifyFailed => format!("{}; it runs again", s("reason")),
+        EventKind::ConflictAhead => format!(
+            "its work so far conflicts with the integration branch in {}",
+            d.get("paths").map(|p| p.to_string()).unwrap_or_default()
+        ),
         EventKind::IntegrationRestored => format!(
             "warning: someone else moved the integration branch; baton put it back (what was there is kept at {})",
             s("kept")

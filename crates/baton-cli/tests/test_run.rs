@@ -629,3 +629,45 @@ prompt = "append {log} handler-start; write src/api/handler.rs h; append {log} h
         serde_json::json!([])
     );
 }
+
+#[test]
+fn a_conflict_is_seen_coming_while_the_task_still_runs() {
+    let env = TestEnv::new();
+    let go = env.scratch("go");
+    write_plan(
+        &env,
+        &format!(
+            r#"
+[run]
+max_parallel = 2
+
+[[task]]
+id = "slow"
+prompt = "write shared.txt from slow; commit early; wait-file {go}"
+
+[[task]]
+id = "quick"
+prompt = "sleep 0.2; write shared.txt from quick"
+"#,
+            go = go.display()
+        ),
+    );
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("quick to merge and the conflict to be seen", 20, || {
+        latest_run_opt(&env).is_some_and(|r| {
+            task(&r, "quick")["merged"] == true
+                && task(&r, "slow")["conflict_ahead"] == serde_json::json!(["shared.txt"])
+        })
+    });
+    let status = String::from_utf8_lossy(&output(baton(&env).arg("status")).stdout).into_owned();
+    assert!(status.contains("conflict ahead in shared.txt"), "{status}");
+    std::fs::write(&go, "").unwrap();
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(task(&r.report, "slow")["status"], "conflicted");
+    assert!(
+        r.stderr
+            .contains("conflicts with the integration branch in [\"shared.txt\"]"),
+        "{}",
+        r.stderr
+    );
+}

@@ -484,6 +484,39 @@ impl Repo {
             .await
     }
 
+    /// The paths where merging `theirs` into `ours` would conflict (empty:
+    /// it would merge cleanly); nothing is written.
+    pub async fn dry_merge(&self, ours: &str, theirs: &str) -> Result<Vec<String>, GitError> {
+        let args = [
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            ours,
+            theirs,
+        ];
+        let out = git(&self.root, args).await?;
+        match out.code {
+            0 => Ok(Vec::new()),
+            1 => {
+                let mut paths: Vec<String> = out
+                    .stdout
+                    .lines()
+                    .skip(1)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                paths.dedup();
+                Ok(paths)
+            }
+            code => Err(GitError::Failed {
+                args: "merge-tree".into(),
+                status: format!("exit {code}"),
+                stderr: out.stderr.trim().to_string(),
+            }),
+        }
+    }
+
     /// Like [`Repo::merge_commits`], but the commit has `ours` as its only
     /// parent: `theirs`'s changes as one commit.
     pub async fn squash_commits(

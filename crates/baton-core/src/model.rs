@@ -271,6 +271,8 @@ names! {
         IntegrationRestored = "integration_restored",
         /// The repository's config or hooks changed during the run.
         RepoChanged = "repo_changed",
+        /// A running task's work would conflict with the integration branch as it is now.
+        ConflictAhead = "conflict_ahead",
         AgentSession = "agent_session",
         AgentMessage = "agent_message",
         ToolCall = "tool_call",

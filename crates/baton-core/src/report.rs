@@ -39,6 +39,9 @@ pub struct TaskReport {
     /// What a person should know that did not stop it (its agent rewound
     /// its branch, switched it away, ...).
     pub warnings: Vec<String>,
+    /// While it runs: where its work so far would conflict with the
+    /// integration branch as it is now.
+    pub conflict_ahead: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +95,7 @@ impl TaskReport {
             attention: r.status.attention(r.activity),
             actions: r.status.actions(),
             warnings: r.warnings.clone(),
+            conflict_ahead: r.conflict_ahead.clone(),
         }
     }
 }

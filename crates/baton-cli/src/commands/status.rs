@@ -64,6 +64,12 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         if let Some(r) = &t.reason {
             line.push_str(&format!("  {r}"));
         }
+        if !t.conflict_ahead.is_empty() {
+            line.push_str(&format!(
+                "  conflict ahead in {}",
+                t.conflict_ahead.join(", ")
+            ));
+        }
         println!("{line}");
     }
     Ok(0)

@@ -721,7 +721,7 @@ impl Board {
         out
     }
 
-    fn running_tasks(&self) -> impl Iterator<Item = usize> + '_ {
+    pub fn running_tasks(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.tasks.len()).filter(|i| self.tasks[*i].status == TaskStatus::Running)
     }
 

@@ -282,6 +282,7 @@ impl Engine {
                     }
                 };
                 self.note_undeclared(v.task, &result).await;
+                self.look_ahead(&result).await;
                 let acts = self.board.merged(v.task, result);
                 self.apply(acts).await;
                 self.report_undone().await;
@@ -292,6 +293,12 @@ impl Engine {
                 };
                 self.workers.remove(&i);
                 self.notice_repo_changes(&task).await;
+                // What lies ahead is known once it is merged (or not).
+                let id = task.clone();
+                let _ = self
+                    .sh
+                    .db(move |s, run| s.set_conflict_ahead(run, &id, &[]))
+                    .await;
                 let acts = self.board.finished(i, outcome);
                 self.apply(acts).await;
             }
@@ -333,9 +340,51 @@ impl Engine {
                 Prepared::Done(result) => result,
             };
             self.note_undeclared(i, &result).await;
+            self.look_ahead(&result).await;
             let acts = self.board.merged(i, result);
             self.apply(acts).await;
             self.report_undone().await;
+        }
+    }
+
+    /// After a merge, each running task's work so far is merged (dry run)
+    /// with the new head: where it would conflict is said now, before the
+    /// task finishes, so a person (or the task's agent) can act.
+    async fn look_ahead(&self, result: &MergeResult) {
+        let MergeResult::Merged {
+            integration: Some(head),
+        } = result
+        else {
+            return;
+        };
+        let running: Vec<usize> = self.board.running_tasks().collect();
+        for i in running {
+            let id = self.board.id(i).to_string();
+            let task = id.clone();
+            let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
+                continue;
+            };
+            let branch = format!("refs/heads/{}", rec.branch);
+            let Ok(Some(tip)) = self.sh.repo.ref_commit(&branch).await else {
+                continue;
+            };
+            if rec.start_commit.as_deref() == Some(tip.as_str()) {
+                continue;
+            }
+            let paths = self.sh.repo.dry_merge(head, &tip).await.unwrap_or_default();
+            if paths == rec.conflict_ahead {
+                continue;
+            }
+            if !paths.is_empty() {
+                let data = json!({ "paths": paths, "integration": head });
+                self.sh
+                    .event(Some(&id), None, EventKind::ConflictAhead, data)
+                    .await;
+            }
+            let _ = self
+                .sh
+                .db(move |s, run| s.set_conflict_ahead(run, &id, &paths))
+                .await;
         }
     }
 

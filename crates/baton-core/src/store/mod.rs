@@ -101,6 +101,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN secret_prints TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE tasks ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE runs ADD COLUMN base_branch TEXT",
+    "ALTER TABLE tasks ADD COLUMN conflict_ahead TEXT NOT NULL DEFAULT '[]'",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -563,6 +564,20 @@ impl Store {
             params![run, task, serde_json::Value::from(all).to_string()],
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The paths where a running task's work would conflict with the
+    /// integration branch as it is now (empty: none).
+    pub fn set_conflict_ahead(&self, run: &str, task: &str, paths: &[String]) -> Result<()> {
+        self.conn().execute(
+            "UPDATE tasks SET conflict_ahead = ?3 WHERE run_id = ?1 AND id = ?2",
+            params![
+                run,
+                task,
+                serde_json::Value::from(paths.to_vec()).to_string()
+            ],
+        )?;
         Ok(())
     }
 

@@ -79,6 +79,8 @@ pub struct TaskRecord {
     pub needs: Vec<String>,
     /// What a person should know that did not stop the task.
     pub warnings: Vec<String>,
+    /// Where its work would conflict with the integration branch now.
+    pub conflict_ahead: Vec<String>,
 }
 
 impl TaskRecord {
@@ -114,6 +116,8 @@ impl TaskRecord {
                 .and_then(|n| serde_json::from_str(&n).ok())
                 .unwrap_or_default(),
             warnings: serde_json::from_str(&r.get::<_, String>("warnings")?).unwrap_or_default(),
+            conflict_ahead: serde_json::from_str(&r.get::<_, String>("conflict_ahead")?)
+                .unwrap_or_default(),
         })
     }
 }
