@@ -45,6 +45,8 @@ enum Command {
     Steer(commands::steer::SteerArgs),
     Approve(commands::approve::ApproveArgs),
     Land(commands::land::LandArgs),
+    Runs(commands::runs::RunsArgs),
+    Clean(commands::clean::CleanArgs),
     Check(commands::check::CheckArgs),
     Doctor(commands::doctor::DoctorArgs),
     Serve(commands::serve::ServeArgs),
@@ -99,7 +101,11 @@ fn main() -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::Status(_) | Command::Logs(_) | Command::Check(_) | Command::Doctor(_)
+        Command::Status(_)
+            | Command::Logs(_)
+            | Command::Check(_)
+            | Command::Doctor(_)
+            | Command::Runs(_)
     ) {
         // Read-only commands end quietly when their output pipe closes (`| head`).
         // SAFETY: restoring the default disposition of SIGPIPE is always sound.
@@ -129,6 +135,8 @@ fn main() -> ExitCode {
             Command::Steer(a) => commands::steer::run(&cwd, a).await,
             Command::Approve(a) => commands::approve::run(&cwd, a).await,
             Command::Land(a) => commands::land::run(&cwd, a).await,
+            Command::Runs(a) => commands::runs::run(&cwd, a).await,
+            Command::Clean(a) => commands::clean::run(&cwd, a).await,
             Command::Check(a) => commands::check::run(&cwd, a).await,
             Command::Doctor(a) => commands::doctor::run(&cwd, a).await,
             Command::Serve(a) => commands::serve::run(&cwd, a).await,

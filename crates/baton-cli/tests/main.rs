@@ -3,6 +3,7 @@
 
 mod common;
 mod test_check;
+mod test_clean;
 mod test_control;
 mod test_crash;
 mod test_land;

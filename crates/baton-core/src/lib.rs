@@ -2,6 +2,7 @@
 //! never reads the user's home on its own; the CLI and server decide that.
 
 pub mod adapter;
+pub mod clean;
 pub mod clock;
 pub mod control;
 pub mod dag;

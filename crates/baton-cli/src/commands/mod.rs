@@ -3,11 +3,13 @@
 pub mod add;
 pub mod approve;
 pub mod check;
+pub mod clean;
 pub mod doctor;
 pub mod land;
 pub mod logs;
 pub mod resume;
 pub mod run;
+pub mod runs;
 pub mod serve;
 pub mod status;
 pub mod steer;
