@@ -165,6 +165,10 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             "interrupted: stopping agents and committing their work".to_string()
         }
         EventKind::VerifyFailed => format!("{}; it runs again", s("reason")),
+        EventKind::Resolving => format!(
+            "merge conflict in {}: a resolver attempt starts",
+            d.get("paths").map(|p| p.to_string()).unwrap_or_default()
+        ),
         EventKind::ConflictAhead => format!(
             "its work so far conflicts with the integration branch in {}",
             d.get("paths").map(|p| p.to_string()).unwrap_or_default()

@@ -9,6 +9,7 @@ mod test_crash;
 mod test_land;
 mod test_patterns;
 mod test_real_agents;
+mod test_resolve;
 mod test_run;
 mod test_serve;
 mod test_usage;

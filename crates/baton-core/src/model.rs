@@ -273,6 +273,8 @@ names! {
         RepoChanged = "repo_changed",
         /// A running task's work would conflict with the integration branch as it is now.
         ConflictAhead = "conflict_ahead",
+        /// A task's merge conflicted and a resolver attempt works on it.
+        Resolving = "resolving",
         AgentSession = "agent_session",
         AgentMessage = "agent_message",
         ToolCall = "tool_call",

@@ -102,6 +102,8 @@ pub(crate) struct Board {
     forced: HashSet<usize>,
     /// Running tasks asked to stop: their workers are on it.
     stopping: HashSet<usize>,
+    /// Tasks whose worker is resolving a merge conflict.
+    resolving: HashSet<usize>,
     shutting_down: bool,
 }
 
@@ -116,6 +118,7 @@ impl Board {
             over_budget: false,
             forced: HashSet::new(),
             stopping: HashSet::new(),
+            resolving: HashSet::new(),
             shutting_down: false,
         };
         for spec in specs {
@@ -305,8 +308,45 @@ impl Board {
         self.to(i, TaskStatus::Skipped, update, EventKind::Skipped, data)
     }
 
+    /// Whether a conflict of task `i` goes to a resolver (it asks for one,
+    /// and baton is not shutting down).
+    pub fn wants_resolver(&self, i: usize) -> bool {
+        self.tasks[i].spec.resolve_conflicts && !self.shutting_down
+    }
+
+    /// Task `i` conflicted and a resolver attempt starts on it (the shell
+    /// has merged the integration head into its worktree).
+    pub fn resolve(&mut self, i: usize, paths: &[String]) -> Vec<Action> {
+        self.put(i, TaskStatus::Running);
+        self.resolving.insert(i);
+        vec![
+            Action::Record {
+                task: i,
+                status: None,
+                update: Box::default(),
+                event: Some((EventKind::Resolving, json!({ "paths": paths }))),
+            },
+            Action::Start {
+                task: i,
+                feedback: None,
+            },
+        ]
+    }
+
     /// A worker is done with task `i`.
     pub fn finished(&mut self, i: usize, outcome: Outcome) -> Vec<Action> {
+        // A resolver that could not resolve leaves the task conflicted, as
+        // without one; its work is on its branch.
+        if self.resolving.remove(&i) {
+            if let Outcome::Failed { commit, reason, .. } = outcome {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    ..Default::default()
+                };
+                let why = format!("the resolver could not resolve the merge conflict: {reason}");
+                return self.end_badly(i, TaskStatus::Conflicted, why, update);
+            }
+        }
         match outcome {
             Outcome::Done { commit, result } => {
                 let update = TaskUpdate {

@@ -20,6 +20,7 @@ fn spec(id: &str, needs: &[&str]) -> TaskSpec {
         on_failure: OnFailure::Stop,
         stall_after: Duration::from_secs(60),
         files: Default::default(),
+        resolve_conflicts: false,
     }
 }
 

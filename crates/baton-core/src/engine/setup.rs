@@ -154,6 +154,7 @@ impl Parts {
             spending: Spending::new(spent_before),
             repo_watch,
             verifying: None,
+            resolutions: HashMap::new(),
         })
     }
 }

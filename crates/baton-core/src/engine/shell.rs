@@ -42,6 +42,8 @@ pub struct Engine {
     pub(super) repo_watch: RepoWatch,
     /// The merge being checked by the run's `verify`, if one is.
     pub(super) verifying: Option<Verifying>,
+    /// Resolver attempts about to start, by task: (profile, prompt).
+    pub(super) resolutions: HashMap<usize, (String, String)>,
 }
 
 /// A task's merge commit under the run's `verify` checks.
@@ -237,7 +239,15 @@ impl Engine {
 
     /// Starts (or restarts, with a person's `feedback`) the worker of task `i`.
     async fn start_worker(&mut self, i: usize, feedback: Option<String>) {
-        let spec = self.board.spec(i).clone();
+        let mut spec = self.board.spec(i).clone();
+        let resolution = self.resolutions.remove(&i);
+        let original_agent = spec.agent.clone();
+        if let Some((profile, prompt)) = &resolution {
+            // The prompt is baton's text, not a template.
+            spec.prompt = format!("{{% raw %}}{prompt}{{% endraw %}}");
+            spec.agent = profile.clone();
+            spec.context.clear();
+        }
         let mut start = worker::Start::prepare(
             &self.sh,
             spec,
@@ -250,6 +260,13 @@ impl Engine {
         // it) is used as it is; only a task with none takes a spare.
         if !start.existing && !start.worktree.exists() {
             start.spare = self.desks.spare();
+        }
+        if resolution.is_some() {
+            start.feedback = None;
+            // Another agent's session cannot be continued.
+            if start.spec.agent != original_agent {
+                start.session = None;
+            }
         }
         let (tx, rx) = mpsc::unbounded_channel();
         self.workers.insert(i, tx);
@@ -339,6 +356,13 @@ impl Engine {
                 Prepared::Commit(new) => self.merges.publish(&self.sh.repo, &new).await,
                 Prepared::Done(result) => result,
             };
+            if let MergeResult::Conflict { paths, .. } = &result {
+                if self.board.wants_resolver(i) && self.prepare_resolution(i, paths).await {
+                    let acts = self.board.resolve(i, paths);
+                    self.apply(acts).await;
+                    continue;
+                }
+            }
             self.note_undeclared(i, &result).await;
             self.look_ahead(&result).await;
             let acts = self.board.merged(i, result);
@@ -386,6 +410,75 @@ impl Engine {
                 .db(move |s, run| s.set_conflict_ahead(run, &id, &paths))
                 .await;
         }
+    }
+
+    /// A conflicted task's worktree gets the integration head merged in,
+    /// conflict markers and all, and a resolver attempt is readied: its
+    /// prompt names the conflicting paths and what each side meant (this
+    /// task, and the tasks merged since it started). False: it cannot be.
+    async fn prepare_resolution(&mut self, i: usize, paths: &[String]) -> bool {
+        let id = self.board.id(i).to_string();
+        let task = id.clone();
+        let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
+            return false;
+        };
+        let Some(wt) = rec
+            .worktree
+            .clone()
+            .filter(|w| std::path::Path::new(w).exists())
+        else {
+            return false;
+        };
+        let head = self.merges.head().to_string();
+        let wt = std::path::Path::new(&wt);
+        if crate::git::git(wt, ["merge", "--no-edit", "--no-ff", head.as_str()])
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let since = rec.started_at.unwrap_or(0);
+        let others = self
+            .sh
+            .db(|s, run| s.tasks(run))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.id != id && t.merged && t.finished_at.is_some_and(|f| f >= since));
+        let spec = self.board.spec(i);
+        let mut prompt = format!(
+            "Your work on task {id:?} conflicts with work merged into the integration branch since you started. baton has merged the integration branch into your worktree; these files hold conflict markers: {}.\n\nResolve every conflict so that the intent of both sides is kept, remove every marker, make sure the result works, and finish.\n\nYour task was:\n{}\n",
+            paths.join(", "),
+            spec.prompt.trim()
+        );
+        if let Some(r) = rec.result.as_deref().filter(|r| !r.trim().is_empty()) {
+            prompt.push_str(&format!("When you finished it you said:\n{}\n", r.trim()));
+        }
+        let mut merged = String::new();
+        for t in others {
+            let asked = self
+                .board
+                .idx(&t.id)
+                .map(|j| self.board.spec(j).prompt.trim().to_string())
+                .unwrap_or_default();
+            merged.push_str(&format!("- task {:?}: {asked}", t.id));
+            if let Some(r) = t.result.as_deref().filter(|r| !r.trim().is_empty()) {
+                merged.push_str(&format!("\n  it said: {}", r.trim()));
+            }
+            merged.push('\n');
+        }
+        if !merged.is_empty() {
+            prompt.push_str(&format!("\nMerged since you started:\n{merged}"));
+        }
+        let profile = self
+            .sh
+            .plan
+            .run
+            .resolver
+            .clone()
+            .unwrap_or_else(|| spec.agent.clone());
+        self.resolutions.insert(i, (profile, prompt));
+        true
     }
 
     /// A merged task that declared `files` and changed others says which.

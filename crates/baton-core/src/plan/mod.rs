@@ -55,6 +55,8 @@ pub struct RunSettings {
     pub verify: Vec<String>,
     /// Whether tasks whose declared `files` overlap may run at the same time.
     pub overlap_allowed: bool,
+    /// The profile that resolves merge conflicts (default: the task's own).
+    pub resolver: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +103,9 @@ pub struct TaskSpec {
     pub stall_after: Duration,
     /// The paths it expects to change (globs); empty: not declared.
     pub files: FileSet,
+    /// Whether a merge conflict goes to a resolver attempt (else the task
+    /// ends `conflicted`).
+    pub resolve_conflicts: bool,
 }
 
 /// Where task worktrees may go: not the filesystem root, not inside the

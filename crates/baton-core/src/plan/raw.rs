@@ -40,6 +40,7 @@ pub(crate) struct RawRun {
     pub stall_after: Option<Spanned<String>>,
     pub verify: Option<Spanned<Vec<String>>>,
     pub overlap: Option<Spanned<String>>,
+    pub resolver: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,7 @@ pub(crate) struct RawTask {
     pub on_failure: Option<Spanned<String>>,
     pub stall_after: Option<Spanned<String>>,
     pub files: Option<Spanned<Vec<String>>>,
+    pub on_conflict: Option<Spanned<String>>,
 }
 
 impl RawTask {
@@ -90,8 +92,20 @@ impl RawTask {
             ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = d.$f.clone(); } )* };
         }
         fill!(
-            prompt, agent, needs, context, gates, retries, timeout, budget_usd, approve, merge,
-            fail_if, on_failure, files
+            prompt,
+            agent,
+            needs,
+            context,
+            gates,
+            retries,
+            timeout,
+            budget_usd,
+            approve,
+            merge,
+            fail_if,
+            on_failure,
+            files,
+            on_conflict
         );
         self
     }

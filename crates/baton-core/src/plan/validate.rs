@@ -110,6 +110,17 @@ pub(super) fn parse(
     }
 
     check_needs(&mut ck, &raw, &tasks);
+    let mut run = run;
+    if let Some(r) = &raw.run.resolver {
+        if !agents.contains_key(r.get_ref()) {
+            ck.at(
+                Some(r.span()),
+                None,
+                format!("run.resolver names no agent profile: {:?}", r.get_ref()),
+            );
+        }
+        run.resolver = Some(r.get_ref().clone());
+    }
     let mut routes = Vec::new();
     for r in &raw.route {
         let r = r.get_ref();
@@ -152,6 +163,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         stall_after: DEFAULT_STALL_AFTER,
         verify: Vec::new(),
         overlap_allowed: false,
+        resolver: None,
     };
     if let Some(mp) = &raw.run.max_parallel {
         if *mp.get_ref() < 1 {
@@ -627,6 +639,23 @@ fn check_task(
         None => FileSet::default(),
     };
 
+    let resolve_conflicts = match t
+        .on_conflict
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
+        None | Some(("fail", _)) => false,
+        Some(("resolve", _)) => true,
+        Some((other, span)) => {
+            ck.at(
+                Some(span),
+                subject.clone(),
+                format!("on_conflict must be \"fail\" (the default) or \"resolve\", not {other:?}"),
+            );
+            false
+        }
+    };
+
     let gates = t.gates.clone().unwrap_or_default();
     for g in &gates {
         if g.trim().is_empty() {
@@ -654,6 +683,7 @@ fn check_task(
         on_failure,
         stall_after,
         files,
+        resolve_conflicts,
     })
 }
 

@@ -1,0 +1,97 @@
+//! `on_conflict = "resolve"`: a conflict goes to a resolver attempt, then
+//! gates and the merge queue again; a resolver that gives up leaves the task
+//! conflicted, nothing lost.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+
+/// A resolver that keeps both sides: it drops the marker lines.
+const KEEP_BOTH: &str = r#"for f in $(git diff --name-only --diff-filter=U); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done; printf '%s' "$0" > PROMPT_SEEN"#;
+
+fn plan(resolver: &str, log: &std::path::Path) -> String {
+    format!(
+        r#"
+[agent.fixer]
+adapter = "exec"
+command = ["bash", "-ec", {resolver:?}]
+
+[run]
+max_parallel = 2
+resolver = "fixer"
+
+[[task]]
+id = "a"
+prompt = "write shared.txt from a; say a wrote it"
+
+[[task]]
+id = "b"
+on_conflict = "resolve"
+gates = ["! grep -q '<<<<<<<' shared.txt"]
+prompt = "append {log} b; sleep 0.3; write shared.txt from b; say b wrote it"
+"#,
+        log = log.display()
+    )
+}
+
+#[test]
+fn two_tasks_editing_the_same_lines_both_land_through_the_resolver() {
+    let env = TestEnv::new();
+    let log = env.scratch("b-runs");
+    write_plan(&env, &plan(KEEP_BOTH, &log));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for id in ["a", "b"] {
+        assert_eq!(task(&r.report, id)["merged"], true, "{id}");
+    }
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    let shared = show(&env, integration, "shared.txt").unwrap();
+    assert!(
+        shared.contains("from a") && shared.contains("from b"),
+        "{shared}"
+    );
+    // The resolver was told what each side meant.
+    let seen = show(&env, integration, "PROMPT_SEEN").unwrap();
+    assert!(
+        seen.contains("shared.txt") && seen.contains("b wrote it"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("task \"a\": write shared.txt from a") && seen.contains("a wrote it"),
+        "{seen}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "b\n",
+        "b's own work is not redone"
+    );
+    assert_eq!(task(&r.report, "b")["attempts"], 2);
+}
+
+#[test]
+fn a_resolver_that_gives_up_leaves_the_task_conflicted_with_both_branches() {
+    let env = TestEnv::new();
+    let log = env.scratch("b-runs");
+    write_plan(&env, &plan("echo cannot >&2; exit 1", &log));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let b = task(&r.report, "b");
+    assert_eq!(b["status"], "conflicted");
+    assert!(
+        b["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the resolver could not resolve the merge conflict"),
+        "{b}"
+    );
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "shared.txt").as_deref(),
+        Some("from a\n")
+    );
+    let run = r.report["run"].as_str().unwrap();
+    assert_eq!(
+        show(&env, &format!("refs/baton/{run}/b/1"), "shared.txt").as_deref(),
+        Some("from b\n"),
+        "b's own work is kept"
+    );
+}
