@@ -206,3 +206,25 @@ fn land_squash_makes_one_commit_of_the_run() {
     );
     assert!(env.repo.join("a.txt").exists());
 }
+
+#[test]
+fn run_land_merge_lands_an_unattended_run_that_succeeded() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[run]\nland = \"merge\"\n\n[[task]]\nid = \"a\"\nprompt = \"write a.txt landed\"\n",
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("landed run"), "{}", r.stderr);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        env.git(&["rev-parse", "main"]),
+        env.git(&["rev-parse", integration])
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.repo.join("a.txt")).unwrap(),
+        "landed\n"
+    );
+}

@@ -30,6 +30,12 @@ pub struct LandArgs {
 }
 
 pub async fn run(cwd: &Path, args: LandArgs) -> anyhow::Result<i32> {
+    perform(cwd, args, true).await
+}
+
+/// Lands as `baton land` does; a pull request's URL goes to stdout only when
+/// `url_on_stdout` (after `run --json` stdout holds the report alone).
+pub async fn perform(cwd: &Path, args: LandArgs, url_on_stdout: bool) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let (store, paths) = open_store(&repo)?;
     let rec = find_run(&store, args.run.as_deref())?;
@@ -64,7 +70,8 @@ pub async fn run(cwd: &Path, args: LandArgs) -> anyhow::Result<i32> {
         Landed::Merged { branch, commit } => {
             eprintln!("landed run {} on {branch}: {}", rec.id, short(&commit))
         }
-        Landed::PullRequest { said } => println!("{said}"),
+        Landed::PullRequest { said } if url_on_stdout => println!("{said}"),
+        Landed::PullRequest { said } => eprintln!("pull request: {said}"),
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 
 use super::{load_plan, usage, watchdog_command};
 use crate::progress;
+use baton_core::plan::Land;
 use baton_core::{Engine, RunOptions};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -66,11 +67,28 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         auto_approve: args.auto_approve,
         ..Default::default()
     };
-    let engine = Engine::start(repo, plan, opts).await.map_err(|e| match e {
-        baton_core::EngineError::Git(g) => usage(g.to_string()),
-        other => anyhow::Error::new(other),
-    })?;
-    progress::drive(engine, args.json).await
+    let land = plan.run.land;
+    let engine = Engine::start(repo.clone(), plan, opts)
+        .await
+        .map_err(|e| match e {
+            baton_core::EngineError::Git(g) => usage(g.to_string()),
+            other => anyhow::Error::new(other),
+        })?;
+    let run = engine.run_id().to_string();
+    let json = args.json;
+    let code = progress::drive(engine, json).await?;
+    if code != 0 || land == Land::None {
+        return Ok(code);
+    }
+    // run.land: an unattended run that succeeded lands itself.
+    let args = super::land::LandArgs {
+        run: Some(run),
+        into: None,
+        squash: false,
+        push: None,
+        pr: land == Land::Pr,
+    };
+    super::land::perform(cwd, args, !json).await
 }
 
 /// Hands the run to the repository's `baton serve`, if one is up and the plan

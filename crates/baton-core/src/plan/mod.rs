@@ -57,6 +57,17 @@ pub struct RunSettings {
     pub overlap_allowed: bool,
     /// The profile that resolves merge conflicts (default: the task's own).
     pub resolver: Option<String>,
+    /// What `baton run` does with a run that succeeded: nothing, land it
+    /// (`baton land`), or open a pull request (`baton land --pr`).
+    pub land: Land,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Land {
+    #[default]
+    None,
+    Merge,
+    Pr,
 }
 
 #[derive(Debug, Clone)]

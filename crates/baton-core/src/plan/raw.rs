@@ -41,6 +41,7 @@ pub(crate) struct RawRun {
     pub verify: Option<Spanned<Vec<String>>>,
     pub overlap: Option<Spanned<String>>,
     pub resolver: Option<Spanned<String>>,
+    pub land: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

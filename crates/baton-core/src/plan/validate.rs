@@ -164,6 +164,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         verify: Vec::new(),
         overlap_allowed: false,
         resolver: None,
+        land: super::Land::None,
     };
     if let Some(mp) = &raw.run.max_parallel {
         if *mp.get_ref() < 1 {
@@ -207,6 +208,18 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
             );
         }
         run.verify = v.get_ref().clone();
+    }
+    if let Some(l) = &raw.run.land {
+        run.land = match l.get_ref().as_str() {
+            "none" => super::Land::None,
+            "merge" => super::Land::Merge,
+            "pr" => super::Land::Pr,
+            other => {
+                let msg = format!("run.land must be \"none\", \"merge\" or \"pr\", not {other:?}");
+                ck.at(Some(l.span()), None, msg);
+                super::Land::None
+            }
+        };
     }
     if let Some(o) = &raw.run.overlap {
         match o.get_ref().as_str() {
