@@ -155,6 +155,8 @@ impl Parts {
             repo_watch,
             verifying: None,
             resolutions: HashMap::new(),
+            starts: HashMap::new(),
+            last_look: None,
         })
     }
 }

@@ -27,6 +27,8 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 /// How often requests from other processes are looked for in the store.
 const CONTROL_POLL: Duration = Duration::from_millis(150);
+/// How often at most running tasks are dry-run against a new integration head.
+const LOOK_AHEAD_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Engine {
     pub(super) sh: Arc<Shared>,
@@ -44,6 +46,11 @@ pub struct Engine {
     pub(super) verifying: Option<Verifying>,
     /// Resolver attempts about to start, by task: (profile, prompt).
     pub(super) resolutions: HashMap<usize, (String, String)>,
+    /// Where each started task's branch began, to skip the ones with no
+    /// commits when looking for conflicts ahead.
+    pub(super) starts: HashMap<usize, String>,
+    /// When conflicts ahead were last looked for.
+    pub(super) last_look: Option<std::time::Instant>,
 }
 
 /// A task's merge commit under the run's `verify` checks.
@@ -270,6 +277,7 @@ impl Engine {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         self.workers.insert(i, tx);
+        self.starts.insert(i, start.start_commit.clone());
         let data = json!({ "attempts_before": start.attempts });
         let started = Some((EventKind::TaskStarted, data));
         self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started)
@@ -374,16 +382,36 @@ impl Engine {
     /// After a merge, each running task's work so far is merged (dry run)
     /// with the new head: where it would conflict is said now, before the
     /// task finishes, so a person (or the task's agent) can act.
-    async fn look_ahead(&self, result: &MergeResult) {
+    async fn look_ahead(&mut self, result: &MergeResult) {
         let MergeResult::Merged {
             integration: Some(head),
         } = result
         else {
             return;
         };
+        // A dry run per running task per merge would cost more than the
+        // merges when many short tasks land at once: at most one look per
+        // LOOK_AHEAD_EVERY.
+        if self
+            .last_look
+            .is_some_and(|t| t.elapsed() < LOOK_AHEAD_EVERY)
+        {
+            return;
+        }
+        self.last_look = Some(std::time::Instant::now());
         let running: Vec<usize> = self.board.running_tasks().collect();
         for i in running {
             let id = self.board.id(i).to_string();
+            // A task that has committed nothing yet has nothing to conflict:
+            // its branch file says so without running git.
+            let branch = crate::paths::task_branch(&self.sh.run_id, &id);
+            let tip =
+                std::fs::read_to_string(self.sh.repo.common_dir.join("refs/heads").join(&branch))
+                    .map(|t| t.trim().to_string())
+                    .ok();
+            if tip.is_some() && tip.as_ref() == self.starts.get(&i) {
+                continue;
+            }
             let task = id.clone();
             let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
                 continue;
