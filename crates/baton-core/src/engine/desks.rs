@@ -50,23 +50,22 @@ impl Desks {
 
     /// Removes the worktrees nobody needs any more, git's metadata with them.
     pub async fn clear(&mut self, repo: &Repo, run: &str) {
-        let mut prune = false;
         let mut gone = std::mem::take(&mut self.spares);
         let verify = self.verify_dir(run);
         if verify.exists() && !self.keep {
             gone.push(verify);
         }
-        for path in gone {
-            if let Err(e) = repo.remove_worktree(&path).await {
-                // Not a worktree git knows (any more): the directory goes, and
-                // git's metadata is pruned below.
-                tracing::debug!("git worktree remove {}: {e}", path.display());
-                let _ = tokio::fs::remove_dir_all(&path).await;
-                prune = true;
+        if gone.is_empty() {
+            return;
+        }
+        // Their work is on their branches: the directories go, and one prune
+        // drops git's metadata of all of them (cheaper than one `git worktree
+        // remove` each when many tasks end at once).
+        for path in &gone {
+            if let Err(e) = tokio::fs::remove_dir_all(path).await {
+                tracing::warn!("cannot remove {}: {e}", path.display());
             }
         }
-        if prune {
-            let _ = crate::git::git(&repo.root, ["worktree", "prune"]).await;
-        }
+        let _ = crate::git::git(&repo.root, ["worktree", "prune"]).await;
     }
 }
