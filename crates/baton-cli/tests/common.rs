@@ -144,3 +144,19 @@ pub fn redact(env: &TestEnv, text: &str, run: Option<&str>) -> String {
     let durations = regex::Regex::new(r"\b\d+(\.\d+)?(ms|s)\b|\b\d+m\d\ds\b").unwrap();
     durations.replace_all(&t, "[T]").into_owned()
 }
+
+/// A run going on in another process: one task whose agent hangs. Stop it
+/// with `baton stop t` and wait for the child.
+pub fn hanging_run(env: &TestEnv) -> Child {
+    let started = env.scratch("started");
+    write_plan(
+        env,
+        &format!(
+            "[[task]]\nid = \"t\"\nprompt = \"touch {}; hang\"\n",
+            started.display()
+        ),
+    );
+    let child = spawn_baton(env, &["run"]);
+    wait_for("the agent", 20, || started.exists());
+    child
+}

@@ -89,16 +89,7 @@ fn clean_removes_worktrees_and_branches_and_keeps_every_commit() {
 #[test]
 fn clean_refuses_a_run_that_is_going_on() {
     let env = TestEnv::new();
-    let started = env.scratch("started");
-    write_plan(
-        &env,
-        &format!(
-            "[[task]]\nid = \"t\"\nprompt = \"touch {}; hang\"\n",
-            started.display()
-        ),
-    );
-    let mut child = spawn_baton(&env, &["run"]);
-    wait_for("the agent", 20, || started.exists());
+    let mut child = hanging_run(&env);
     let run = latest_run_opt(&env).unwrap()["run"]
         .as_str()
         .unwrap()

@@ -170,16 +170,7 @@ fn land_pr_pushes_the_integration_branch_and_asks_gh() {
 #[test]
 fn land_refuses_a_run_that_is_going_on() {
     let env = TestEnv::new();
-    let started = env.scratch("started");
-    write_plan(
-        &env,
-        &format!(
-            "[[task]]\nid = \"t\"\nprompt = \"touch {}; hang\"\n",
-            started.display()
-        ),
-    );
-    let mut child = spawn_baton(&env, &["run"]);
-    wait_for("the agent", 20, || started.exists());
+    let mut child = hanging_run(&env);
     let out = output(baton(&env).arg("land"));
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{said}");

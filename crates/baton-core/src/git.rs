@@ -59,6 +59,15 @@ fn is_identity_error(stderr: &str) -> bool {
         || stderr.contains("empty ident name")
 }
 
+/// Makes the directory a new worktree goes in.
+fn make_parent(path: &Path) -> Result<(), GitError> {
+    match path.parent() {
+        Some(parent) => std::fs::create_dir_all(parent)
+            .map_err(|e| GitError::Other(format!("cannot create {}: {e}", parent.display()))),
+        None => Ok(()),
+    }
+}
+
 /// Long enough for a commit hook that runs a test suite.
 const GIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -253,10 +262,7 @@ impl Repo {
         start: &str,
     ) -> Result<(), GitError> {
         let _serial = WORKTREE_LOCK.lock().await;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| GitError::Other(format!("cannot create {}: {e}", parent.display())))?;
-        }
+        make_parent(path)?;
         let p = path.as_os_str();
         git_ok(
             &self.root,
@@ -288,11 +294,7 @@ impl Repo {
     ) -> Result<(), GitError> {
         {
             let _serial = WORKTREE_LOCK.lock().await;
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    GitError::Other(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
+            make_parent(to)?;
             let args = [
                 OsStr::new("worktree"),
                 OsStr::new("move"),
@@ -308,10 +310,7 @@ impl Repo {
     /// Adds a worktree at `path` with `commit` checked out, on no branch.
     pub async fn add_detached_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
         let _serial = WORKTREE_LOCK.lock().await;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| GitError::Other(format!("cannot create {}: {e}", parent.display())))?;
-        }
+        make_parent(path)?;
         let args = [
             OsStr::new("worktree"),
             OsStr::new("add"),
