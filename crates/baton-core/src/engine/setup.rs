@@ -157,6 +157,7 @@ impl Parts {
             resolutions: HashMap::new(),
             starts: HashMap::new(),
             last_look: None,
+            ahead: Default::default(),
         })
     }
 }

@@ -49,8 +49,9 @@ pub struct Engine {
     /// Where each started task's branch began, to skip the ones with no
     /// commits when looking for conflicts ahead.
     pub(super) starts: HashMap<usize, String>,
-    /// When conflicts ahead were last looked for.
+    /// When conflicts ahead were last looked for, and the tasks found with some.
     pub(super) last_look: Option<std::time::Instant>,
+    pub(super) ahead: std::collections::HashSet<usize>,
 }
 
 /// A task's merge commit under the run's `verify` checks.
@@ -319,11 +320,13 @@ impl Engine {
                 self.workers.remove(&i);
                 self.notice_repo_changes(&task).await;
                 // What lies ahead is known once it is merged (or not).
-                let id = task.clone();
-                let _ = self
-                    .sh
-                    .db(move |s, run| s.set_conflict_ahead(run, &id, &[]))
-                    .await;
+                if self.ahead.remove(&i) {
+                    let id = task.clone();
+                    let _ = self
+                        .sh
+                        .db(move |s, run| s.set_conflict_ahead(run, &id, &[]))
+                        .await;
+                }
                 let acts = self.board.finished(i, outcome);
                 self.apply(acts).await;
             }
@@ -398,6 +401,10 @@ impl Engine {
         {
             return;
         }
+        // Workers that just ended are not worth a dry run: their notes come first.
+        if !self.notes.is_empty() {
+            return;
+        }
         self.last_look = Some(std::time::Instant::now());
         let running: Vec<usize> = self.board.running_tasks().collect();
         for i in running {
@@ -432,6 +439,11 @@ impl Engine {
                 self.sh
                     .event(Some(&id), None, EventKind::ConflictAhead, data)
                     .await;
+            }
+            if paths.is_empty() {
+                self.ahead.remove(&i);
+            } else {
+                self.ahead.insert(i);
             }
             let _ = self
                 .sh
