@@ -2,9 +2,9 @@
 //! run is kept under `refs/baton/archive/<run>/...` before the branch goes,
 //! and a worktree goes only when it holds nothing uncommitted.
 
-use crate::git::{git, git_ok, GitError, Repo};
+use crate::git::{git_ok, GitError, Repo};
 use crate::store::RunRecord;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What cleaning a run does (or would do).
 #[derive(Debug, Clone, Default)]
@@ -14,6 +14,8 @@ pub struct Cleanup {
     pub worktrees: Vec<PathBuf>,
     /// Worktrees kept because they hold uncommitted changes, and which.
     pub kept: Vec<(PathBuf, Vec<String>)>,
+    /// Branches checked out in kept worktrees: they stay too.
+    pub kept_branches: Vec<String>,
     /// Branches to delete: (ref, its tip, where the tip is kept).
     pub branches: Vec<(String, String, String)>,
 }
@@ -43,34 +45,23 @@ pub async fn survey(repo: &Repo, run: &RunRecord) -> Result<Cleanup, GitError> {
         c.branches
             .push((name.to_string(), tip.to_string(), archive));
     }
-    let list = git_ok(&repo.root, ["worktree", "list", "--porcelain"]).await?;
     let root = PathBuf::from(&run.worktrees_dir);
-    for path in list.lines().filter_map(|l| l.strip_prefix("worktree ")) {
-        let path = PathBuf::from(path);
+    for (path, branch) in repo.worktrees().await? {
         // The run's own: its tasks' desks and its verify worktree.
         let own = path.parent() == Some(root.join(&run.id).as_path())
             || path == root.join(format!("{}-verify", run.id));
         if !own {
             continue;
         }
-        let changes = uncommitted(&path).await?;
+        let changes = repo.changes(&path, true).await?;
         if changes.is_empty() {
             c.worktrees.push(path);
         } else {
+            c.kept_branches.extend(branch);
             c.kept.push((path, changes));
         }
     }
     Ok(c)
-}
-
-/// Files with changes of their own (untracked ones too) in a worktree.
-async fn uncommitted(path: &Path) -> Result<Vec<String>, GitError> {
-    let out = git(path, ["status", "--porcelain"]).await?;
-    Ok(out
-        .stdout
-        .lines()
-        .map(|l| l.get(3..).unwrap_or(l).to_string())
-        .collect())
 }
 
 /// Does it: worktrees first (a branch checked out cannot go), then each
@@ -80,7 +71,7 @@ pub async fn apply(repo: &Repo, c: &Cleanup) -> Result<(), GitError> {
         repo.remove_worktree(path).await?;
     }
     for (name, tip, archive) in &c.branches {
-        if checked_out_in_kept(c, name).await {
+        if c.kept_branches.contains(name) {
             continue;
         }
         repo.set_ref(archive, tip).await?;
@@ -91,14 +82,4 @@ pub async fn apply(repo: &Repo, c: &Cleanup) -> Result<(), GitError> {
         .await?;
     }
     Ok(())
-}
-
-async fn checked_out_in_kept(c: &Cleanup, branch: &str) -> bool {
-    for (path, _) in &c.kept {
-        let head = git(path, ["symbolic-ref", "-q", "HEAD"]).await;
-        if head.is_ok_and(|o| o.stdout.trim() == branch) {
-            return true;
-        }
-    }
-    false
 }

@@ -215,6 +215,45 @@ impl Repo {
         })
     }
 
+    /// Every worktree of the repository: its path, and the branch (a full
+    /// ref) it has checked out, None for a detached HEAD.
+    pub async fn worktrees(&self) -> Result<Vec<(PathBuf, Option<String>)>, GitError> {
+        let list = git_ok(&self.root, ["worktree", "list", "--porcelain"]).await?;
+        let mut out: Vec<(PathBuf, Option<String>)> = Vec::new();
+        for line in list.lines() {
+            if let Some(p) = line.strip_prefix("worktree ") {
+                out.push((PathBuf::from(p), None));
+            } else if let (Some(b), Some(last)) = (line.strip_prefix("branch "), out.last_mut()) {
+                last.1 = Some(b.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The files with changes of their own in a worktree; untracked ones
+    /// only when `untracked`.
+    pub async fn changes(&self, worktree: &Path, untracked: bool) -> Result<Vec<String>, GitError> {
+        let which = if untracked {
+            "--untracked-files=all"
+        } else {
+            "--untracked-files=no"
+        };
+        // Not trimmed: each line starts with its two status columns.
+        let out = git(worktree, ["status", "--porcelain", which]).await?;
+        if out.code != 0 {
+            return Err(GitError::Other(format!(
+                "git status in {}: {}",
+                worktree.display(),
+                out.stderr.trim()
+            )));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .map(|l| l.get(3..).unwrap_or(l).to_string())
+            .collect())
+    }
+
     /// The local branch `rev` names (`HEAD`: the branch checked out in the
     /// main worktree), if it names one.
     pub async fn branch_of(&self, rev: &str) -> Option<String> {

@@ -8,7 +8,7 @@
 use crate::git::{GitError, MergeOutcome, Repo};
 use crate::model::TaskStatus;
 use crate::store::{RunRecord, TaskRecord};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]
 pub struct LandOptions {
@@ -93,7 +93,8 @@ pub async fn land(
     };
     let checkout = checked_out_at(repo, &target).await?;
     if let Some(path) = &checkout {
-        let files = dirty(path).await?;
+        // Untracked files aside: git refuses to overwrite those by itself.
+        let files = repo.changes(path, false).await?;
         if !files.is_empty() {
             return Err(LandError::Dirty {
                 branch,
@@ -143,35 +144,11 @@ pub async fn land(
 
 /// The worktree where `target` is checked out, if any.
 async fn checked_out_at(repo: &Repo, target: &str) -> Result<Option<PathBuf>, GitError> {
-    let list = crate::git::git_ok(&repo.root, ["worktree", "list", "--porcelain"]).await?;
-    let mut path: Option<PathBuf> = None;
-    for line in list.lines() {
-        if let Some(p) = line.strip_prefix("worktree ") {
-            path = Some(PathBuf::from(p));
-        } else if line.strip_prefix("branch ") == Some(target) {
-            return Ok(path);
-        }
-    }
-    Ok(None)
-}
-
-/// Files with changes of their own in a checkout (untracked ones aside: git
-/// refuses to overwrite those by itself).
-async fn dirty(path: &Path) -> Result<Vec<String>, GitError> {
-    // Not trimmed: each line starts with its two status columns.
-    let out = crate::git::git(path, ["status", "--porcelain", "--untracked-files=no"]).await?;
-    if out.code != 0 {
-        return Err(GitError::Other(format!(
-            "git status in {}: {}",
-            path.display(),
-            out.stderr.trim()
-        )));
-    }
-    Ok(out
-        .stdout
-        .lines()
-        .map(|l| l.get(3..).unwrap_or(l).to_string())
-        .collect())
+    let all = repo.worktrees().await?;
+    Ok(all
+        .into_iter()
+        .find(|(_, b)| b.as_deref() == Some(target))
+        .map(|(p, _)| p))
 }
 
 /// The landing commit's message: the run and what each task did.

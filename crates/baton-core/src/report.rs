@@ -80,10 +80,7 @@ impl TaskReport {
                 output_tokens: r.output_tokens,
                 cost_usd: r.cost_usd,
             },
-            worktree: r
-                .worktree
-                .clone()
-                .filter(|w| std::path::Path::new(w).exists()),
+            worktree: r.existing_worktree().map(|w| w.display().to_string()),
             duration_ms: match (r.started_at, r.finished_at) {
                 (Some(s), Some(f)) => Some(f - s),
                 _ => None,

@@ -84,6 +84,16 @@ impl MergeQueue {
         self.waiting.is_empty()
     }
 
+    /// Merges the queue's head into a task's worktree, conflict markers and
+    /// all, for its agent to finish; returns whether it conflicted.
+    pub async fn merge_into(
+        &self,
+        worktree: &std::path::Path,
+    ) -> Result<bool, crate::git::GitError> {
+        let args = ["merge", "--no-edit", "--no-ff", self.head.as_str()];
+        Ok(crate::git::git(worktree, args).await?.code != 0)
+    }
+
     /// The foreign moves undone since last asked.
     pub fn take_undone(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.undone)

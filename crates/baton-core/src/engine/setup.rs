@@ -414,12 +414,7 @@ async fn take_back(
     run: &str,
     rec: &crate::store::TaskRecord,
 ) -> Result<(), EngineError> {
-    if let Some(wt) = rec
-        .worktree
-        .as_deref()
-        .map(std::path::Path::new)
-        .filter(|w| w.exists())
-    {
+    if let Some(wt) = rec.existing_worktree() {
         let msg = format!("baton: {} attempt {} (interrupted)", rec.id, rec.attempts);
         if let Err(e) = repo.commit_all(wt, &msg).await {
             tracing::warn!("cannot commit what task {} left: {e}", rec.id);

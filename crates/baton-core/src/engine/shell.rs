@@ -462,19 +462,10 @@ impl Engine {
         let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
             return false;
         };
-        let Some(wt) = rec
-            .worktree
-            .clone()
-            .filter(|w| std::path::Path::new(w).exists())
-        else {
+        let Some(wt) = rec.existing_worktree() else {
             return false;
         };
-        let head = self.merges.head().to_string();
-        let wt = std::path::Path::new(&wt);
-        if crate::git::git(wt, ["merge", "--no-edit", "--no-ff", head.as_str()])
-            .await
-            .is_err()
-        {
+        if self.merges.merge_into(wt).await.is_err() {
             return false;
         }
         let since = rec.started_at.unwrap_or(0);
@@ -590,14 +581,10 @@ impl Engine {
             Ok((rec, failed)) => (rec, failed),
             Err(e) => return MergeResult::Failed(format!("{reason} (and: {e})")),
         };
-        let worktree = rec
-            .and_then(|r| r.worktree)
-            .filter(|w| std::path::Path::new(w).exists());
+        let worktree = rec.as_ref().and_then(|r| r.existing_worktree());
         let retry = failed <= retries && worktree.is_some();
         if let (true, Some(wt)) = (retry, worktree) {
-            let head = self.merges.head();
-            let wt = std::path::Path::new(&wt);
-            let _ = crate::git::git(wt, ["merge", "--no-edit", "--no-ff", head]).await;
+            let _ = self.merges.merge_into(wt).await;
         }
         let reason =
             format!("{reason}, on the merge of the task's work with the integration branch");
@@ -687,18 +674,9 @@ impl Engine {
                 .and_then(|r| r.feedback.clone())
                 .unwrap_or_default()
         });
-        let worktree = rec
-            .as_ref()
-            .and_then(|r| r.worktree.clone())
-            .filter(|w| std::path::Path::new(w).exists());
+        let worktree = rec.as_ref().and_then(|r| r.existing_worktree());
         if let (TaskStatus::Conflicted, Some(wt)) = (self.board.status(i), worktree) {
-            let head = self.merges.head();
-            let out = crate::git::git(
-                std::path::Path::new(&wt),
-                ["merge", "--no-edit", "--no-ff", head],
-            )
-            .await;
-            let conflicted = out.map(|o| o.code != 0).unwrap_or(true);
+            let conflicted = self.merges.merge_into(wt).await.unwrap_or(true);
             feedback = format!(
                 "Your work conflicted with the integration branch, which baton has now merged into your worktree{}. Resolve every conflict (keep both sides' intent), then finish.\n{feedback}",
                 if conflicted { " with conflict markers left in the files" } else { "" }

@@ -84,6 +84,14 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// Its worktree, while it exists.
+    pub fn existing_worktree(&self) -> Option<&std::path::Path> {
+        self.worktree
+            .as_deref()
+            .map(std::path::Path::new)
+            .filter(|w| w.exists())
+    }
+
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
         let files: Option<String> = r.get("files")?;
         let needs: Option<String> = r.get("needs")?;
