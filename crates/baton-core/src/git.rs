@@ -166,6 +166,14 @@ pub enum MergeOutcome {
     Conflict(Vec<String>),
 }
 
+/// What `git merge-tree` made of two commits.
+pub enum TreeMerge {
+    /// The merged tree's id.
+    Clean(String),
+    /// The paths that conflict.
+    Conflict(Vec<String>),
+}
+
 impl Repo {
     /// Finds the repository that holds `dir`.
     pub fn discover(dir: &Path) -> Result<Repo, GitError> {
@@ -403,6 +411,9 @@ impl Repo {
             if !with_hooks {
                 args.extend(["-c", "commit.gpgsign=false"]);
             }
+            // Many of these commits end at once in parallel worktrees; the
+            // maintenance git would start after each runs once, at the run's end.
+            args.extend(["-c", "maintenance.auto=false"]);
             args.extend(["commit", "-q", "-m", message]);
             if !with_hooks {
                 args.push("--no-verify");
@@ -429,6 +440,18 @@ impl Repo {
                 status: format!("exit {}", out.code),
                 stderr: text.trim().to_string(),
             });
+        }
+    }
+
+    /// The housekeeping `git commit` would have started after each of
+    /// baton's commits (`git maintenance run --auto`), once; not when the
+    /// user turned it off.
+    pub async fn maintain(&self) {
+        let off = git(&self.root, ["config", "--type=bool", "maintenance.auto"])
+            .await
+            .is_ok_and(|o| o.stdout.trim() == "false");
+        if !off {
+            let _ = git(&self.root, ["maintenance", "run", "--auto", "--quiet"]).await;
         }
     }
 
@@ -525,34 +548,10 @@ impl Repo {
     /// The paths where merging `theirs` into `ours` would conflict (empty:
     /// it would merge cleanly); nothing is written.
     pub async fn dry_merge(&self, ours: &str, theirs: &str) -> Result<Vec<String>, GitError> {
-        let args = [
-            "merge-tree",
-            "--write-tree",
-            "--name-only",
-            "--no-messages",
-            ours,
-            theirs,
-        ];
-        let out = git(&self.root, args).await?;
-        match out.code {
-            0 => Ok(Vec::new()),
-            1 => {
-                let mut paths: Vec<String> = out
-                    .stdout
-                    .lines()
-                    .skip(1)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                paths.dedup();
-                Ok(paths)
-            }
-            code => Err(GitError::Failed {
-                args: "merge-tree".into(),
-                status: format!("exit {code}"),
-                stderr: out.stderr.trim().to_string(),
-            }),
-        }
+        Ok(match self.merge_tree(ours, theirs).await? {
+            TreeMerge::Clean(_) => Vec::new(),
+            TreeMerge::Conflict(paths) => paths,
+        })
     }
 
     /// Like [`Repo::merge_commits`], but the commit has `ours` as its only
@@ -573,52 +572,69 @@ impl Repo {
         message: &str,
         parents: &[&str],
     ) -> Result<MergeOutcome, GitError> {
-        let out = git(
-            &self.root,
-            [
-                "merge-tree",
-                "--write-tree",
-                "--name-only",
-                "--no-messages",
-                ours,
-                theirs,
-            ],
-        )
-        .await?;
+        match self.merge_tree(ours, theirs).await? {
+            TreeMerge::Clean(tree) => self
+                .commit_tree(&tree, parents, message)
+                .await
+                .map(MergeOutcome::Merged),
+            TreeMerge::Conflict(paths) => Ok(MergeOutcome::Conflict(paths)),
+        }
+    }
+
+    /// The tree of `theirs` merged into `ours`, written to the object store
+    /// but not committed; or the paths that conflict.
+    pub async fn merge_tree(&self, ours: &str, theirs: &str) -> Result<TreeMerge, GitError> {
+        let args = [
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            ours,
+            theirs,
+        ];
+        let out = git(&self.root, args).await?;
         let mut lines = out.stdout.lines();
         let tree = lines.next().unwrap_or_default().trim().to_string();
         match out.code {
-            0 => {}
+            0 => Ok(TreeMerge::Clean(tree)),
             1 => {
                 let mut paths: Vec<String> = lines
                     .map(str::to_string)
                     .filter(|l| !l.is_empty())
                     .collect();
                 paths.dedup();
-                return Ok(MergeOutcome::Conflict(paths));
+                Ok(TreeMerge::Conflict(paths))
             }
-            code => {
-                return Err(GitError::Failed {
-                    args: "merge-tree".into(),
-                    status: format!("exit {code}"),
-                    stderr: out.stderr.trim().to_string(),
-                })
-            }
+            code => Err(GitError::Failed {
+                args: "merge-tree".into(),
+                status: format!("exit {code}"),
+                stderr: out.stderr.trim().to_string(),
+            }),
         }
+    }
+
+    /// A commit of `tree` with these parents; a repository without a
+    /// committer identity gets baton's.
+    pub async fn commit_tree(
+        &self,
+        tree: &str,
+        parents: &[&str],
+        message: &str,
+    ) -> Result<String, GitError> {
         let mut identity = false;
         loop {
             let mut args: Vec<&str> = Vec::new();
             if identity {
                 args.extend(FALLBACK_IDENTITY);
             }
-            args.extend(["commit-tree", tree.as_str()]);
+            args.extend(["commit-tree", tree]);
             for p in parents {
                 args.extend(["-p", p]);
             }
             args.extend(["-m", message]);
             let out = git(&self.root, &args).await?;
             if out.code == 0 {
-                return Ok(MergeOutcome::Merged(out.stdout.trim().to_string()));
+                return Ok(out.stdout.trim().to_string());
             }
             if is_identity_error(&out.stderr) && !identity {
                 identity = true;

@@ -4,7 +4,7 @@
 //! compare-and-swap, so nothing else is ever overwritten. It does git and
 //! nothing else; what a merge means for the task is the board's to say.
 
-use crate::git::{MergeOutcome, Repo};
+use crate::git::{Repo, TreeMerge};
 use std::collections::VecDeque;
 
 /// How a task's merge went.
@@ -54,6 +54,11 @@ pub(crate) struct MergeQueue {
     /// Moves of the integration branch by someone else, undone: (what was
     /// there, the ref it is kept under).
     undone: Vec<(String, String)>,
+    /// (head, its tree) as last known: a merge whose tree is the head's
+    /// brought nothing, and only then is it worth asking git why.
+    head_tree: Option<(String, String)>,
+    /// (commit, tree) of the last merge `prepare` made.
+    last_made: Option<(String, String)>,
 }
 
 impl MergeQueue {
@@ -64,6 +69,8 @@ impl MergeQueue {
             head,
             waiting: VecDeque::new(),
             undone: Vec::new(),
+            head_tree: None,
+            last_made: None,
         }
     }
 
@@ -136,27 +143,56 @@ impl MergeQueue {
         if commit.is_empty() || c.start_commit == Some(commit) {
             return nothing;
         }
-        // A branch that ends below where the task started holds none of its work.
-        if let Some(start) = c.start_commit {
-            if repo.is_ancestor(commit, start).await.unwrap_or(false) {
-                return nothing;
-            }
-        }
         let message = format!(
             "baton: merge task {}\n\nRun: {}\nBranch: {}",
             c.id, self.run, c.branch
         );
-        match repo.merge_commits(&self.head, commit, &message).await {
-            Ok(MergeOutcome::Merged(new)) => Prepared::Commit(new),
-            Ok(MergeOutcome::Conflict(paths)) => {
+        let tree = match repo.merge_tree(&self.head, commit).await {
+            Ok(TreeMerge::Clean(tree)) => tree,
+            Ok(TreeMerge::Conflict(paths)) => {
                 let reason = format!(
                     "merge conflict with the integration branch in {}; the task's work is kept on branch {}",
                     paths.join(", "),
                     c.branch
                 );
-                Prepared::Done(MergeResult::Conflict { paths, reason })
+                return Prepared::Done(MergeResult::Conflict { paths, reason });
+            }
+            Err(e) => return Prepared::Done(MergeResult::Failed(format!("merge failed: {e}"))),
+        };
+        // A branch that ends below where the task started holds none of its
+        // work; its merge changes nothing, which is the cheap thing to see.
+        if let Some(start) = c.start_commit {
+            if self.is_head_tree(repo, &tree).await
+                && repo.is_ancestor(commit, start).await.unwrap_or(false)
+            {
+                return nothing;
+            }
+        }
+        match repo
+            .commit_tree(&tree, &[self.head.as_str(), commit], &message)
+            .await
+        {
+            Ok(new) => {
+                self.last_made = Some((new.clone(), tree));
+                Prepared::Commit(new)
             }
             Err(e) => Prepared::Done(MergeResult::Failed(format!("merge failed: {e}"))),
+        }
+    }
+
+    async fn is_head_tree(&mut self, repo: &Repo, tree: &str) -> bool {
+        let known = self.head_tree.as_ref().filter(|(h, _)| *h == self.head);
+        if let Some((_, t)) = known {
+            return t == tree;
+        }
+        let spec = format!("{}^{{tree}}", self.head);
+        match repo.ref_commit(&spec).await {
+            Ok(Some(t)) => {
+                let same = t == tree;
+                self.head_tree = Some((self.head.clone(), t));
+                same
+            }
+            _ => false,
         }
     }
 
@@ -168,6 +204,9 @@ impl MergeQueue {
                 Ok(()) => {
                     crate::failpoint::hit("merged");
                     self.head = new.to_string();
+                    if let Some(made) = self.last_made.take().filter(|(c, _)| c == new) {
+                        self.head_tree = Some(made);
+                    }
                     return MergeResult::Merged {
                         integration: Some(new.to_string()),
                     };

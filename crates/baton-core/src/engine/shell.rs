@@ -188,6 +188,7 @@ impl Engine {
         }
         self.report_undone().await;
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
+        self.sh.repo.maintain().await;
         let finished = status != RunStatus::Interrupted;
         self.sh
             .db(move |s, run| {
@@ -410,13 +411,16 @@ impl Engine {
         for i in running {
             let id = self.board.id(i).to_string();
             // A task that has committed nothing yet has nothing to conflict:
-            // its branch file says so without running git.
+            // its branch file says so without running git. No file: its desk
+            // is not made yet (or git packed the ref, and the look waits for
+            // the merge itself).
             let branch = crate::paths::task_branch(&self.sh.run_id, &id);
-            let tip =
+            let Ok(tip) =
                 std::fs::read_to_string(self.sh.repo.common_dir.join("refs/heads").join(&branch))
-                    .map(|t| t.trim().to_string())
-                    .ok();
-            if tip.is_some() && tip.as_ref() == self.starts.get(&i) {
+            else {
+                continue;
+            };
+            if Some(tip.trim()) == self.starts.get(&i).map(String::as_str) {
                 continue;
             }
             let task = id.clone();

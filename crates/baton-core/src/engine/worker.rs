@@ -135,28 +135,42 @@ fn failed(reason: String) -> Outcome {
     }
 }
 
-async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<(), String> {
+/// What the task's desk was made from.
+#[derive(PartialEq)]
+enum Desk {
+    /// A new branch at the task's start commit.
+    New,
+    /// A branch that already existed: it may have moved past the start.
+    Existing,
+}
+
+async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
     if st.worktree.join(".git").exists() {
         match sh.repo.current_branch(&st.worktree).await {
             // Ours, made before a crash that came before the store knew of it.
-            Some(b) if b == st.branch || st.existing => return Ok(()),
+            Some(b) if b == st.branch || st.existing => return Ok(Desk::Existing),
             // A done task's desk moved here before a crash: finish making it ours.
             Some(_) if !branch_exists(sh, &st.branch).await => {
                 return sh
                     .repo
                     .switch_worktree(&st.worktree, &st.branch, &st.start_commit)
                     .await
+                    .map(|()| Desk::New)
                     .map_err(|e| format!("cannot make the task's worktree: {e}"));
             }
-            _ if st.existing => return Ok(()),
+            _ if st.existing => return Ok(Desk::Existing),
             _ => {}
         }
     }
-    // A crash between creating the branch and recording it leaves the branch:
-    // attach to it rather than fail on "already exists" forever.
-    let res = if st.existing || branch_exists(sh, &st.branch).await {
-        sh.repo.restore_worktree(&st.worktree, &st.branch).await
-    } else if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
+    if st.existing {
+        return sh
+            .repo
+            .restore_worktree(&st.worktree, &st.branch)
+            .await
+            .map(|()| Desk::Existing)
+            .map_err(|e| format!("cannot create the task's worktree: {e}"));
+    }
+    let res = if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
         match sh
             .repo
             .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit)
@@ -183,6 +197,18 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<(), String> {
             .add_worktree(&st.worktree, &st.branch, &st.start_commit)
             .await
     };
+    // A crash between creating the branch and recording it leaves the branch:
+    // attach to it rather than fail on "already exists" forever. Asked only
+    // on a failure, so a new desk costs one git process.
+    let res = match res {
+        Ok(()) => Ok(Desk::New),
+        Err(_) if branch_exists(sh, &st.branch).await => sh
+            .repo
+            .restore_worktree(&st.worktree, &st.branch)
+            .await
+            .map(|()| Desk::Existing),
+        Err(e) => Err(e),
+    };
     res.map_err(|e| format!("cannot create the task's worktree: {e}"))
 }
 
@@ -194,12 +220,13 @@ async fn branch_exists(sh: &Shared, branch: &str) -> bool {
 /// The task's desk, then its attempts one after another.
 async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
-    if let Err(reason) = ensure_worktree(sh, &st).await {
-        return Outcome::Broken { reason };
-    }
+    let desk = match ensure_worktree(sh, &st).await {
+        Ok(desk) => desk,
+        Err(reason) => return Outcome::Broken { reason },
+    };
     crate::failpoint::hit("desk-made");
-    if !st.existing {
-        // The branch may be older than this start (made before a crash): the
+    if !st.existing && desk == Desk::Existing {
+        // The branch is older than this start (made before a crash): the
         // task starts where its branch does.
         if let Ok(tip) = sh.repo.head(&st.worktree).await {
             st.start_commit = tip;
