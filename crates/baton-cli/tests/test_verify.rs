@@ -124,3 +124,71 @@ prompt = "echo t > t.txt"
     let integration = r.report["integration_branch"].as_str().unwrap();
     assert_eq!(show(&env, integration, "t.txt").as_deref(), Some("t\n"));
 }
+
+#[test]
+fn a_batch_of_four_with_one_bad_task_lands_the_other_three() {
+    let env = TestEnv::new();
+    let log = env.scratch("verify.log");
+    let mut body = format!(
+        r#"
+[run]
+max_parallel = 5
+verify_batch = 4
+# t0's check is slow, so the four others finish meanwhile and wait together.
+verify = ["""
+echo "$BATON_TASK: $(ls *.txt | tr '\n' ' ')" >> {log}
+if [ "$BATON_TASK" = t0 ]; then sleep 2; fi
+test ! -e bad.txt || (echo 'bad.txt must not land' >&2; exit 3)
+"""]
+
+[[task]]
+id = "t0"
+prompt = "echo t0 > t0.txt"
+"#,
+        log = log.display()
+    );
+    for (id, file) in [("a", "a"), ("b", "bad"), ("c", "c"), ("d", "d")] {
+        body.push_str(&format!(
+            "\n[[task]]\nid = \"{id}\"\nprompt = \"sleep 0.5; echo {id} > {file}.txt\"\n"
+        ));
+    }
+    env.write("baton.toml", &bash_plan(&body));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let checks = std::fs::read_to_string(&log).unwrap();
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    for id in ["t0", "a", "c", "d"] {
+        let t = task(&r.report, id);
+        assert_eq!(t["merged"], true, "{id}: {t}\nchecks:\n{checks}");
+        let file = format!("{id}.txt");
+        assert_eq!(show(&env, integration, &file), Some(format!("{id}\n")));
+    }
+    let b = task(&r.report, "b");
+    assert_eq!(b["status"], "failed", "{b}");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(reason.contains("bad.txt must not land"), "{reason}");
+    assert_eq!(show(&env, integration, "bad.txt"), None);
+    // The second check held all four merges: they were checked as one batch.
+    let second = checks.lines().nth(1).unwrap_or_default();
+    for file in ["a.txt", "bad.txt", "c.txt", "d.txt"] {
+        assert!(second.contains(file), "{second}\nchecks:\n{checks}");
+    }
+    // Bisection: fewer checks than a check per task after the first failure.
+    assert!(checks.lines().count() <= 6, "checks:\n{checks}");
+}
+
+#[test]
+fn verify_batch_without_verify_is_a_plan_error() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan("[run]\nverify_batch = 4\n\n[[task]]\nid = \"t\"\nprompt = \"true\"\n"),
+    );
+    let out = output(baton(&env).args(["check"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("run.verify_batch is set but run.verify is not"),
+        "{err}"
+    );
+}

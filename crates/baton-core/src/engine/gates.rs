@@ -103,6 +103,8 @@ pub(crate) async fn run_all(
         };
         let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut Unheard).await;
         let ms = started.elapsed().as_millis() as u64;
+        let gate_cmd = gate;
+        let gate = &short_command(gate);
         let (passed, reason) = match &out.ended {
             Ended::Exited(0) => (true, String::new()),
             Ended::Exited(code) => (
@@ -119,16 +121,45 @@ pub(crate) async fn run_all(
             Ended::SpawnFailed(e) => (false, format!("{word} `{gate}` could not run: {e}")),
             Ended::Cmd(_) => (false, String::new()),
         };
-        let data = serde_json::json!({ "gate": gate, "passed": passed, "duration_ms": ms, "reason": reason });
+        let data = serde_json::json!({ "gate": gate_cmd, "passed": passed, "duration_ms": ms, "reason": reason });
         sh.event(Some(task), attempt, finished, data).await;
         if let Ended::Cmd(c) = out.ended {
             return GateResult::Interrupted(c);
         }
         if !passed {
             let tail = last_lines(&out.combined_tail, FEEDBACK_LINES);
-            let feedback = format!("{reason}. The end of its output:\n{tail}");
+            let whole = if gate_cmd.trim() == gate.as_str() {
+                String::new()
+            } else {
+                format!(" The whole command:\n{}\n", gate_cmd.trim())
+            };
+            let feedback = format!("{reason}.{whole} The end of its output:\n{tail}");
             return GateResult::Failed { reason, feedback };
         }
     }
     GateResult::Passed
+}
+
+/// A check's command as a reason names it: its first line, cut at 80
+/// characters (a multi-line script would not read as a reason).
+fn short_command(cmd: &str) -> String {
+    let cmd = cmd.trim();
+    let first = cmd.lines().next().unwrap_or_default();
+    let cut: String = first.chars().take(80).collect();
+    if cut.len() < cmd.len() {
+        format!("{cut} …")
+    } else {
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_command_is_named_by_its_first_line() {
+        assert_eq!(super::short_command("cargo test"), "cargo test");
+        assert_eq!(super::short_command("\n set -e\nmake\n"), "set -e …");
+        let long = "x".repeat(100);
+        assert_eq!(super::short_command(&long), format!("{} …", "x".repeat(80)));
+    }
 }

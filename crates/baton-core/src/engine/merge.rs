@@ -54,11 +54,13 @@ pub(crate) struct MergeQueue {
     /// Moves of the integration branch by someone else, undone: (what was
     /// there, the ref it is kept under).
     undone: Vec<(String, String)>,
-    /// (head, its tree) as last known: a merge whose tree is the head's
-    /// brought nothing, and only then is it worth asking git why.
-    head_tree: Option<(String, String)>,
-    /// (commit, tree) of the last merge `prepare` made.
-    last_made: Option<(String, String)>,
+    /// Merges made on the head, each on the one before, not published yet
+    /// (a batch under the run's checks); the next merge goes on the last.
+    pending: Vec<String>,
+    /// (commit, tree) of the last merge made or the tip as last asked: a
+    /// merge whose tree is the tip's brought nothing, and only then is it
+    /// worth asking git why.
+    known_tree: Option<(String, String)>,
 }
 
 impl MergeQueue {
@@ -69,8 +71,8 @@ impl MergeQueue {
             head,
             waiting: VecDeque::new(),
             undone: Vec::new(),
-            head_tree: None,
-            last_made: None,
+            pending: Vec::new(),
+            known_tree: None,
         }
     }
 
@@ -79,8 +81,30 @@ impl MergeQueue {
         &self.head
     }
 
+    /// Where the next merge goes: on the last one not yet published.
+    fn tip(&self) -> &str {
+        self.pending.last().unwrap_or(&self.head)
+    }
+
+    /// Whether merges are made and not published.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Forgets the merges not published: the next one goes on the head.
+    pub fn discard(&mut self) {
+        self.pending.clear();
+    }
+
     pub fn push(&mut self, task: usize) {
         self.waiting.push_back(task);
+    }
+
+    /// Puts tasks back at the front of the queue, in this order.
+    pub fn push_front(&mut self, tasks: &[usize]) {
+        for &t in tasks.iter().rev() {
+            self.waiting.push_front(t);
+        }
     }
 
     pub fn pop(&mut self) -> Option<usize> {
@@ -135,8 +159,9 @@ impl MergeQueue {
         }
     }
 
-    /// Makes the merge commit of a task's work onto the queue's head,
-    /// without moving the integration branch; or says why there is none.
+    /// Makes the merge commit of a task's work onto the queue's tip (the
+    /// head, or the last merge not published), without moving the
+    /// integration branch; or says why there is none.
     pub async fn prepare(&mut self, repo: &Repo, c: Candidate<'_>) -> Prepared {
         let commit = c.commit.unwrap_or_default();
         let nothing = Prepared::Done(MergeResult::Merged { integration: None });
@@ -147,7 +172,8 @@ impl MergeQueue {
             "baton: merge task {}\n\nRun: {}\nBranch: {}",
             c.id, self.run, c.branch
         );
-        let tree = match repo.merge_tree(&self.head, commit).await {
+        let tip = self.tip().to_string();
+        let tree = match repo.merge_tree(&tip, commit).await {
             Ok(TreeMerge::Clean(tree)) => tree,
             Ok(TreeMerge::Conflict(paths)) => {
                 let reason = format!(
@@ -162,34 +188,36 @@ impl MergeQueue {
         // A branch that ends below where the task started holds none of its
         // work; its merge changes nothing, which is the cheap thing to see.
         if let Some(start) = c.start_commit {
-            if self.is_head_tree(repo, &tree).await
+            if self.is_tip_tree(repo, &tree).await
                 && repo.is_ancestor(commit, start).await.unwrap_or(false)
             {
                 return nothing;
             }
         }
         match repo
-            .commit_tree(&tree, &[self.head.as_str(), commit], &message)
+            .commit_tree(&tree, &[tip.as_str(), commit], &message)
             .await
         {
             Ok(new) => {
-                self.last_made = Some((new.clone(), tree));
+                self.known_tree = Some((new.clone(), tree));
+                self.pending.push(new.clone());
                 Prepared::Commit(new)
             }
             Err(e) => Prepared::Done(MergeResult::Failed(format!("merge failed: {e}"))),
         }
     }
 
-    async fn is_head_tree(&mut self, repo: &Repo, tree: &str) -> bool {
-        let known = self.head_tree.as_ref().filter(|(h, _)| *h == self.head);
+    async fn is_tip_tree(&mut self, repo: &Repo, tree: &str) -> bool {
+        let tip = self.tip().to_string();
+        let known = self.known_tree.as_ref().filter(|(c, _)| *c == tip);
         if let Some((_, t)) = known {
             return t == tree;
         }
-        let spec = format!("{}^{{tree}}", self.head);
+        let spec = format!("{tip}^{{tree}}");
         match repo.ref_commit(&spec).await {
             Ok(Some(t)) => {
                 let same = t == tree;
-                self.head_tree = Some((self.head.clone(), t));
+                self.known_tree = Some((tip, t));
                 same
             }
             _ => false,
@@ -197,15 +225,16 @@ impl MergeQueue {
     }
 
     /// Moves the integration branch from the queue's head to `new` (a merge
-    /// commit `prepare` made on it), by compare-and-swap.
+    /// commit `prepare` made on it, or on merges before it), by
+    /// compare-and-swap; the merges up to `new` are published then.
     pub async fn publish(&mut self, repo: &Repo, new: &str) -> MergeResult {
         for round in 0..2 {
             match repo.move_ref(&self.integration_ref, new, &self.head).await {
                 Ok(()) => {
                     crate::failpoint::hit("merged");
                     self.head = new.to_string();
-                    if let Some(made) = self.last_made.take().filter(|(c, _)| c == new) {
-                        self.head_tree = Some(made);
+                    if let Some(at) = self.pending.iter().position(|c| c == new) {
+                        self.pending.drain(..=at);
                     }
                     return MergeResult::Merged {
                         integration: Some(new.to_string()),

@@ -52,7 +52,6 @@ pub(crate) enum WorkerNote {
     },
     /// The run's `verify` checks on a task's merge commit are done.
     Verified {
-        commit: String,
         result: super::gates::GateResult,
     },
 }

@@ -12,6 +12,7 @@
 //!   means; [`supervise`] one process group; [`gates`] the checks after it.
 
 mod attempt;
+mod batch;
 mod board;
 mod desks;
 mod gates;

@@ -4,6 +4,7 @@
 //! or, for other processes, from the store's control table; both take the
 //! same path. What workers spend reaches the run budget as they report it.
 
+use super::batch::{Batch, Next};
 use super::board::{Action, Board, Reply};
 use super::desks::Desks;
 use super::gates::GateResult;
@@ -54,9 +55,9 @@ pub struct Engine {
     pub(super) ahead: std::collections::HashSet<usize>,
 }
 
-/// A task's merge commit under the run's `verify` checks.
+/// A batch of merges under the run's `verify` checks.
 pub(super) struct Verifying {
-    task: usize,
+    batch: Batch,
     stop: UnboundedSender<WorkerCmd>,
 }
 
@@ -296,23 +297,20 @@ impl Engine {
                     self.apply(acts).await;
                 }
             }
-            WorkerNote::Verified { commit, result } => {
-                let Some(v) = self.verifying.take() else {
+            WorkerNote::Verified { result } => {
+                let Some(mut v) = self.verifying.take() else {
                     return;
                 };
-                let result = match result {
-                    GateResult::Passed => self.merges.publish(&self.sh.repo, &commit).await,
-                    // Stopped by a shutdown: the task stays queued for resume.
-                    GateResult::Interrupted(_) => return,
-                    GateResult::Failed { reason, feedback } => {
-                        self.verify_failed(v.task, reason, feedback).await
+                let next = match result {
+                    GateResult::Passed => v.batch.passed(),
+                    // Stopped by a shutdown: the tasks stay queued for resume.
+                    GateResult::Interrupted(_) => {
+                        self.merges.discard();
+                        return;
                     }
+                    GateResult::Failed { reason, feedback } => v.batch.failed(reason, feedback),
                 };
-                self.note_undeclared(v.task, &result).await;
-                self.look_ahead(&result).await;
-                let acts = self.board.merged(v.task, result);
-                self.apply(acts).await;
-                self.report_undone().await;
+                self.verdict(v, next).await;
             }
             WorkerNote::Finished { task, outcome } => {
                 let Some(i) = self.board.idx(&task) else {
@@ -334,53 +332,114 @@ impl Engine {
         }
     }
 
-    /// Merges what is queued, one at a time; a merge the run verifies
-    /// waits for its checks (the loop goes on meanwhile).
+    /// Merges what is queued, one at a time. With `verify`, up to
+    /// `verify_batch` merges are made one on another and checked together
+    /// (the loop goes on meanwhile); the branch moves once they pass.
     async fn process_merges(&mut self) {
-        while self.verifying.is_none() {
+        let verify = !self.sh.plan.run.verify.is_empty();
+        let mut batch = Vec::new();
+        while self.verifying.is_none() && batch.len() < self.sh.plan.run.verify_batch {
             let Some(i) = self.merges.pop() else {
-                return;
+                break;
             };
-            let id = self.board.id(i).to_string();
-            let task = id.clone();
-            let prepared = match self.sh.db(move |s, run| s.task(run, &task)).await {
-                Ok(Some(rec)) => {
-                    let c = Candidate {
-                        id: &id,
-                        branch: &rec.branch,
-                        commit: rec.commit_id.as_deref(),
-                        start_commit: rec.start_commit.as_deref(),
-                    };
-                    self.merges.prepare(&self.sh.repo, c).await
-                }
-                Ok(None) => Prepared::Done(MergeResult::Failed(format!(
-                    "task {id} vanished from the store"
-                ))),
-                Err(e) => Prepared::Done(MergeResult::Failed(e.to_string())),
-            };
-            let result = match prepared {
-                Prepared::Commit(new) if !self.sh.plan.run.verify.is_empty() => {
-                    let dir = self.desks.verify_dir(&self.sh.run_id);
-                    let stop = verify::spawn(self.sh.clone(), id, new, dir);
-                    self.verifying = Some(Verifying { task: i, stop });
-                    return;
-                }
-                Prepared::Commit(new) => self.merges.publish(&self.sh.repo, &new).await,
-                Prepared::Done(result) => result,
-            };
-            if let MergeResult::Conflict { paths, .. } = &result {
-                if self.board.wants_resolver(i) && self.prepare_resolution(i, paths).await {
-                    let acts = self.board.resolve(i, paths);
-                    self.apply(acts).await;
+            let result = match self.prepare_merge(i).await {
+                Prepared::Commit(new) if verify => {
+                    batch.push((i, new));
                     continue;
                 }
-            }
-            self.note_undeclared(i, &result).await;
-            self.look_ahead(&result).await;
-            let acts = self.board.merged(i, result);
-            self.apply(acts).await;
-            self.report_undone().await;
+                Prepared::Commit(new) => self.merges.publish(&self.sh.repo, &new).await,
+                // A conflict with merges not checked yet waits for them: it
+                // is merged again on what lands.
+                Prepared::Done(MergeResult::Conflict { .. }) if self.merges.has_pending() => {
+                    self.merges.push_front(&[i]);
+                    break;
+                }
+                Prepared::Done(result) => result,
+            };
+            self.settle_merge(i, result).await;
         }
+        if let Some((batch, commit)) = Batch::new(batch) {
+            self.check(batch, commit);
+        }
+    }
+
+    /// Starts the run's checks on a commit of the batch.
+    fn check(&mut self, batch: Batch, commit: String) {
+        let dir = self.desks.verify_dir(&self.sh.run_id);
+        let id = self.board.id(batch.probed_task()).to_string();
+        let stop = verify::spawn(self.sh.clone(), id, commit, dir);
+        self.verifying = Some(Verifying { batch, stop });
+    }
+
+    /// The merge commit of task `i` on the queue's tip, or why there is none.
+    async fn prepare_merge(&mut self, i: usize) -> Prepared {
+        let id = self.board.id(i).to_string();
+        let task = id.clone();
+        match self.sh.db(move |s, run| s.task(run, &task)).await {
+            Ok(Some(rec)) => {
+                let c = Candidate {
+                    id: &id,
+                    branch: &rec.branch,
+                    commit: rec.commit_id.as_deref(),
+                    start_commit: rec.start_commit.as_deref(),
+                };
+                self.merges.prepare(&self.sh.repo, c).await
+            }
+            Ok(None) => Prepared::Done(MergeResult::Failed(format!(
+                "task {id} vanished from the store"
+            ))),
+            Err(e) => Prepared::Done(MergeResult::Failed(e.to_string())),
+        }
+    }
+
+    /// Acts on the checks' verdict on a batch: publishes what passed, fails
+    /// the culprit, requeues what sat on it, or checks the next commit.
+    async fn verdict(&mut self, v: Verifying, next: Next) {
+        if let Some((_, last)) = next.land.last() {
+            let published = self.merges.publish(&self.sh.repo, last).await;
+            if !matches!(published, MergeResult::Merged { .. }) {
+                // The branch would not move: these did not land, the rest merge again.
+                let rest: Vec<usize> = v.batch.unsettled().collect();
+                self.merges.discard();
+                for (t, _) in &next.land {
+                    self.settle_merge(*t, published.clone()).await;
+                }
+                self.merges.push_front(&rest);
+                return;
+            }
+            for (t, commit) in next.land {
+                let landed = MergeResult::Merged {
+                    integration: Some(commit),
+                };
+                self.settle_merge(t, landed).await;
+            }
+        }
+        if let Some((t, reason, feedback)) = next.culprit {
+            self.merges.discard();
+            let result = self.verify_failed(t, reason, feedback).await;
+            self.settle_merge(t, result).await;
+            self.merges.push_front(&next.requeue);
+        }
+        if let Some(commit) = next.check {
+            self.check(v.batch, commit);
+        }
+    }
+
+    /// What a merge (or its failure) means for task `i`: a conflict may go
+    /// to the resolver; otherwise the board hears of it.
+    async fn settle_merge(&mut self, i: usize, result: MergeResult) {
+        if let MergeResult::Conflict { paths, .. } = &result {
+            if self.board.wants_resolver(i) && self.prepare_resolution(i, paths).await {
+                let acts = self.board.resolve(i, paths);
+                self.apply(acts).await;
+                return;
+            }
+        }
+        self.note_undeclared(i, &result).await;
+        self.look_ahead(&result).await;
+        let acts = self.board.merged(i, result);
+        self.apply(acts).await;
+        self.report_undone().await;
     }
 
     /// After a merge, each running task's work so far is merged (dry run)

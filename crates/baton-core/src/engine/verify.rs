@@ -52,7 +52,7 @@ pub(crate) fn spawn(
                 reason,
             },
         };
-        let _ = sh.notes.send(WorkerNote::Verified { commit, result });
+        let _ = sh.notes.send(WorkerNote::Verified { result });
     });
     tx
 }

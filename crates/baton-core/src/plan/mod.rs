@@ -53,6 +53,9 @@ pub struct RunSettings {
     /// Checks run on the integration branch after each merge (before the
     /// branch moves); a failing one keeps the task's work off it.
     pub verify: Vec<String>,
+    /// How many queued merges `verify` checks at once (a failure is
+    /// bisected to the task that caused it).
+    pub verify_batch: usize,
     /// Whether tasks whose declared `files` overlap may run at the same time.
     pub overlap_allowed: bool,
     /// The profile that resolves merge conflicts (default: the task's own).

@@ -39,6 +39,7 @@ pub(crate) struct RawRun {
     pub worktrees: Option<Spanned<String>>,
     pub stall_after: Option<Spanned<String>>,
     pub verify: Option<Spanned<Vec<String>>>,
+    pub verify_batch: Option<Spanned<i64>>,
     pub overlap: Option<Spanned<String>>,
     pub resolver: Option<Spanned<String>>,
     pub land: Option<Spanned<String>>,

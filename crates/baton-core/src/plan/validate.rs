@@ -153,6 +153,9 @@ pub(super) fn parse(
     })
 }
 
+/// A batch bigger than this would make a bisection longer than the checks saved.
+const MAX_VERIFY_BATCH: usize = 64;
+
 fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSettings {
     let mut run = RunSettings {
         max_parallel: DEFAULT_MAX_PARALLEL,
@@ -162,6 +165,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         worktrees: None,
         stall_after: DEFAULT_STALL_AFTER,
         verify: Vec::new(),
+        verify_batch: 1,
         overlap_allowed: false,
         resolver: None,
         land: super::Land::None,
@@ -208,6 +212,26 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
             );
         }
         run.verify = v.get_ref().clone();
+    }
+    if let Some(b) = &raw.run.verify_batch {
+        match usize::try_from(*b.get_ref()) {
+            Ok(n) if (1..=MAX_VERIFY_BATCH).contains(&n) => run.verify_batch = n,
+            _ => ck.at(
+                Some(b.span()),
+                None,
+                format!(
+                    "run.verify_batch must be from 1 to {MAX_VERIFY_BATCH}, not {}",
+                    b.get_ref()
+                ),
+            ),
+        }
+        if raw.run.verify.is_none() {
+            ck.at(
+                Some(b.span()),
+                None,
+                "run.verify_batch is set but run.verify is not: there is nothing to check in batches".into(),
+            );
+        }
     }
     if let Some(l) = &raw.run.land {
         run.land = match l.get_ref().as_str() {
