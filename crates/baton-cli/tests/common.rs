@@ -124,6 +124,29 @@ pub fn task_status(env: &TestEnv, id: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until task `id` of the latest run has `status`; on a timeout the
+/// panic shows what `baton status` said last.
+pub fn wait_for_task(env: &TestEnv, id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = output(baton(env).args(["status", "--json"]));
+        let seen = serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .map(|r| task(&r, id)["status"].as_str().unwrap_or("").to_string());
+        if seen.as_deref() == Some(status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 20s waiting for {id} to be {status}; `baton status --json` last said (exit {:?}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// Contents of `path` at `rev` in the test repository.
 pub fn show(env: &TestEnv, rev: &str, path: &str) -> Option<String> {
     let out = env.git_output(&["show", &format!("{rev}:{path}")]);

@@ -96,9 +96,7 @@ fn approve_merges_a_waiting_task() {
         "[[task]]\nid = \"risky\"\nprompt = \"write risky.txt change\"\napprove = true\n\n[[task]]\nid = \"after\"\nneeds = [\"risky\"]\nprompt = \"append risky.txt more\"\n",
     );
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("risky to wait for approval", 20, || {
-        task_status(&env, "risky") == "awaiting_approval"
-    });
+    wait_for_task(&env, "risky", "awaiting_approval");
     assert_eq!(
         task_status(&env, "after"),
         "pending",
@@ -139,9 +137,7 @@ fn status_and_logs_follow_a_run_from_another_process() {
         &format!("[[task]]\nid = \"chatty\"\nprompt = \"say line one; wait-file {go}; say line two\"\ngates = [\"echo gate-output\"]\n", go = go.display()),
     );
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("chatty to run", 20, || {
-        task_status(&env, "chatty") == "running"
-    });
+    wait_for_task(&env, "chatty", "running");
     let out = output(baton(&env).arg("status"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("going on (pid"), "{text}");

@@ -48,9 +48,7 @@ fn killed_baton_leaves_no_agents_and_resume_finishes_the_run() {
     let mut child = spawn_baton(&env, &["run", "--json"]);
     let me = env.scratch("agent.pid");
     wait_for("the long agent to start", 20, || me.exists());
-    wait_for("quick to be merged", 20, || {
-        task_status(&env, "quick") == "succeeded"
-    });
+    wait_for_task(&env, "quick", "succeeded");
     let (agent, grandchild) = (read_pid(&me), read_pid(&env.scratch("gc.pid")));
 
     child.kill().unwrap(); // SIGKILL: no cleanup code of baton's runs
@@ -98,9 +96,7 @@ fn ctrl_c_stops_agents_commits_work_and_resume_continues() {
     let child = spawn_baton(&env, &["run", "--json"]);
     let me = env.scratch("agent.pid");
     wait_for("the long agent to start", 20, || me.exists());
-    wait_for("quick to be merged", 20, || {
-        task_status(&env, "quick") == "succeeded"
-    });
+    wait_for_task(&env, "quick", "succeeded");
     let (agent, grandchild) = (read_pid(&me), read_pid(&env.scratch("gc.pid")));
     // SAFETY: signalling a child we started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

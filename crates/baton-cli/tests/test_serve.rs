@@ -151,9 +151,7 @@ fn another_process_stops_a_task_the_server_drives_through_the_store() {
     );
     let _srv = serve(&env, "127.0.0.1:0");
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("the task to run in the server", 20, || {
-        task_status(&env, "long") == "running"
-    });
+    wait_for_task(&env, "long", "running");
     let out = output(baton(&env).args(["stop", "long"]));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
