@@ -203,3 +203,42 @@ test('the board is usable on a phone-sized screen', async () => {
   await waitState(page, 'ui-work', 'stopped');
   await context.close();
 });
+
+test('a conflict is shown coming, then resolved by a resolution attempt', async () => {
+  const s = await serve('');
+  const go = path.join(s.dir, 'go');
+  // The resolver keeps both sides: it drops the conflict markers.
+  const keepBoth = "for f in $(git diff --name-only --diff-filter=U); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' \"$f\"; done";
+  writeFileSync(path.join(s.repo, 'baton.toml'),
+    `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n` +
+    `[agent.fixer]\nadapter = "exec"\ncommand = ["bash", "-ec", ${JSON.stringify(keepBoth)}]\n\n` +
+    '[defaults]\nagent = "fake"\n\n[run]\nmax_parallel = 2\nresolver = "fixer"\n\n' +
+    `[[task]]\nid = "slow"\non_conflict = "resolve"\nprompt = "write shared.txt from slow; commit early; wait-file ${go}"\n\n` +
+    '[[task]]\nid = "quick"\nprompt = "sleep 0.2; write shared.txt from quick"\n');
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.url);
+  const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await waitState(page, 'quick', 'succeeded');
+  const warn = card(page, 'slow').locator('.card-warn');
+  await warn.waitFor({ timeout: 15000 });
+  assert.match(await warn.innerText(), /conflict ahead: shared\.txt/);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'conflict-ahead.png'), fullPage: true });
+  writeFileSync(go, '');
+  await waitState(page, 'slow', 'succeeded');
+  await card(page, 'slow').click();
+  const transcript = page.getByTestId('transcript');
+  await transcript.getByText('a resolution attempt starts').waitFor({ timeout: 10000 });
+  await transcript.locator('.tag-resolve').first().waitFor({ timeout: 10000 });
+  await page.getByRole('tab', { name: 'Attempts' }).click();
+  const rows = page.locator('#attempts tbody tr:not(.reason)');
+  await rows.nth(1).waitFor({ timeout: 10000 });
+  assert.match(await rows.nth(1).innerText(), /resolution/);
+  assert.doesNotMatch(await rows.nth(0).innerText(), /resolution/);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'resolution-attempt.png'), fullPage: true });
+  const report = await s.api('GET', `/api/runs/${json.run}`);
+  const slow = report.json.tasks.find((t) => t.id === 'slow');
+  assert.equal(slow.merged, true);
+  const attempts = await s.api('GET', `/api/runs/${json.run}/tasks/slow/attempts`);
+  assert.deepEqual(attempts.json.attempts.map((a) => a.kind), ['work', 'resolve']);
+  await page.close();
+});

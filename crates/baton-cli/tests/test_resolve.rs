@@ -65,6 +65,14 @@ fn two_tasks_editing_the_same_lines_both_land_through_the_resolver() {
         "b's own work is not redone"
     );
     assert_eq!(task(&r.report, "b")["attempts"], 2);
+    // The transcript shows the resolution as its own kind of attempt.
+    let out = output(baton(&env).args(["logs", "b"]));
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("==> attempt 1 (succeeded)"), "{logs}");
+    assert!(
+        logs.contains("==> resolution attempt 2 (succeeded)"),
+        "{logs}"
+    );
 }
 
 #[test]

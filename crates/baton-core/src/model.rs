@@ -184,6 +184,16 @@ impl AttemptStatus {
 }
 
 names! {
+    /// What an attempt was for.
+    AttemptKind, "attempt kind" {
+        /// The task's own work (or its retry).
+        Work = "work",
+        /// Resolving a merge conflict with the integration branch.
+        Resolve = "resolve",
+    }
+}
+
+names! {
     /// Where a run stands.
     RunStatus, "run status" {
         Running = "running",

@@ -569,6 +569,8 @@ function card(t) {
     h('span', { class: `pill st-${t.status}` }, t.status.replace('_', ' ')),
     t.agent ? h('span', {}, t.agent) : null,
     running && t.activity ? h('span', { class: `activity act-${t.activity}` }, t.activity.replace('_', ' ')) : null),
+  t.conflict_ahead && t.conflict_ahead.length
+    ? h('div', { class: 'card-warn', title: t.conflict_ahead.join(', ') }, `conflict ahead: ${t.conflict_ahead.join(', ')}`) : null,
   h('div', { class: 'card-foot' },
     h('span', {}, `attempt ${t.attempts || 0}`),
     h('span', { class: 'elapsed', 'data-start': running ? toMs(t.started_at_ms) : null }, fmtDur(elapsedOf(t))),
@@ -672,6 +674,8 @@ function renderDetail() {
     ['merged', t.merged == null ? null : t.merged ? 'yes' : 'no'],
     ['needs', t.needs && t.needs.length ? t.needs.join(', ') : null],
     ['reason', t.reason],
+    ['conflict ahead', t.conflict_ahead && t.conflict_ahead.length ? h('span', { class: 'warn' }, paths(t.conflict_ahead)) : null],
+    ['warnings', t.warnings && t.warnings.length ? h('ul', { class: 'warnings' }, t.warnings.map((w) => h('li', {}, w))) : null],
     ['result', t.result && h('span', { class: 'result' }, t.result)],
   ].filter(([, v]) => v != null && v !== '');
   $('detail-meta').replaceChildren(h('dl', {}, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
@@ -684,12 +688,17 @@ function renderDetail() {
   $('steer-input').disabled = !can.has('steer');
 }
 
+/** File paths as code, comma-separated. */
+function paths(list) {
+  return (list || []).map((p) => h('code', {}, p)).flatMap((x, i) => (i ? [', ', x] : [x]));
+}
+
 function describe(ev) {
   const d = ev.data || {};
   const code = (x) => h('code', {}, x);
   switch (ev.kind) {
     case 'task_started': return ['task started'];
-    case 'attempt_started': return [`attempt ${d.attempt ?? ev.attempt ?? ''} started`, d.feedback ? ' (with feedback)' : ''];
+    case 'attempt_started': return [d.kind === 'resolve' ? h('span', { class: 'tag tag-resolve' }, 'resolution') : '', `attempt ${d.attempt ?? ev.attempt ?? ''} started`, d.feedback ? ' (with feedback)' : ''];
     case 'agent_session': return ['session ', code(short(d.id, 12)), d.model ? ` · model ${d.model}` : ''];
     case 'agent_message': return [h('div', { class: 'text' }, d.text)];
     case 'tool_call': return [h('span', { class: `tool tool-${d.kind || 'other'}` }, d.kind || 'tool'), ' ', h('b', {}, d.name), d.detail ? [' ', code(d.detail)] : ''];
@@ -707,7 +716,14 @@ function describe(ev) {
     case 'succeeded': return ['succeeded'];
     case 'failed': return ['failed: ', d.reason];
     case 'stopped': return ['stopped', d.reason ? `: ${d.reason}` : ''];
-    case 'conflicted': return ['merge conflict in ', (d.paths || []).map((p) => code(p)).flatMap((x, i) => (i ? [', ', x] : [x]))];
+    case 'conflicted': return ['merge conflict in ', paths(d.paths)];
+    case 'resolving': return ['merge conflict in ', paths(d.paths), ': a resolution attempt starts'];
+    case 'conflict_ahead': return ['will conflict with the integration branch in ', paths(d.paths)];
+    case 'verify_started': return ['run check ', code(d.gate), ' running'];
+    case 'verify_finished': return ['run check ', code(d.gate), d.passed ? ' passed' : ' failed', d.duration_ms != null ? ` in ${fmtDur(d.duration_ms)}` : ''];
+    case 'verify_failed': return ['the merged whole failed the run\'s checks: ', d.reason];
+    case 'branch_rewritten': return [(d.warnings || ['the agent rewrote its branch']).join('; ')];
+    case 'repo_changed': return ['repository changed: ', (d.changes || []).join('; ')];
     case 'skipped': return ['skipped: ', d.reason];
     case 'approval_needed': return ['waiting for approval', d.commit ? [' of ', code(short(d.commit))] : ''];
     case 'approved': return ['approved'];
@@ -762,7 +778,7 @@ function renderAttempts() {
     h('tbody', {}, S.attempts.map((a) => {
       const took = toMs(a.finished_at) && toMs(a.started_at) ? toMs(a.finished_at) - toMs(a.started_at) : null;
       return [h('tr', {},
-        h('td', {}, a.n), h('td', {}, a.status), h('td', {}, a.exit_code ?? ''),
+        h('td', {}, a.n, a.kind === 'resolve' ? [' ', h('span', { class: 'tag tag-resolve' }, 'resolution')] : ''), h('td', {}, a.status), h('td', {}, a.exit_code ?? ''),
         h('td', {}, a.input_tokens != null ? `${fmtNum(a.input_tokens)}/${fmtNum(a.output_tokens)}` : ''),
         h('td', {}, fmtCost(a.cost_usd)), h('td', {}, fmtDur(took)),
         h('td', {}, h('a', { href: `${taskPath()}/log?attempt=${a.n}`, target: '_blank', rel: 'noopener' }, 'log'))),

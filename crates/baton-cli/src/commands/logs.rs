@@ -1,7 +1,7 @@
 //! `baton logs`: what a task's agent and gates printed, attempt by attempt.
 
 use super::{find_run, open_repo, open_store, usage};
-use baton_core::model::RunStatus;
+use baton_core::model::{AttemptKind, RunStatus};
 use baton_core::store::Store;
 use clap::Args;
 use std::io::{Seek, SeekFrom, Write};
@@ -61,9 +61,13 @@ pub async fn run(cwd: &Path, args: LogsArgs) -> anyhow::Result<i32> {
                 .as_deref()
                 .map(|r| format!("; its work is kept at {r}"))
                 .unwrap_or_default();
+            let what = match a.kind {
+                AttemptKind::Work => "attempt",
+                AttemptKind::Resolve => "resolution attempt",
+            };
             writeln!(
                 out,
-                "==> attempt {} ({}) {}{kept}",
+                "==> {what} {} ({}) {}{kept}",
                 a.n, a.status, a.log_path
             )?;
             let mut pos = 0u64;

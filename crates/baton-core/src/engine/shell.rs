@@ -16,7 +16,7 @@ use super::shared::Shared;
 use super::{verify, worker, EngineError};
 use crate::clock::now_ms;
 use crate::lock::RunLock;
-use crate::model::{ControlKind, EventKind, RunStatus, TaskStatus};
+use crate::model::{AttemptKind, ControlKind, EventKind, RunStatus, TaskStatus};
 use crate::report::Report;
 use crate::store::TaskUpdate;
 use serde_json::json;
@@ -272,6 +272,7 @@ impl Engine {
             start.spare = self.desks.spare();
         }
         if resolution.is_some() {
+            start.kind = AttemptKind::Resolve;
             start.feedback = None;
             // Another agent's session cannot be continued.
             if start.spec.agent != original_agent {

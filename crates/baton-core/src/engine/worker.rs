@@ -7,7 +7,7 @@ use super::messages::{Outcome, WorkerCmd, WorkerNote};
 use super::shared::Shared;
 use crate::adapter;
 use crate::clock::now_ms;
-use crate::model::{AttemptStatus, EventKind};
+use crate::model::{AttemptKind, AttemptStatus, EventKind};
 use crate::plan::TaskSpec;
 use crate::store::{AttemptRecord, TaskUpdate};
 use crate::template::TaskView;
@@ -35,6 +35,8 @@ pub(crate) struct Start {
     /// The agent's session from an earlier attempt, to continue it.
     pub session: Option<String>,
     pub upstream: BTreeMap<String, TaskView>,
+    /// What this start's attempts are for.
+    pub kind: AttemptKind,
 }
 
 impl Start {
@@ -68,6 +70,7 @@ impl Start {
             retry_from: rec.as_ref().map(|r| r.retry_from).unwrap_or(0),
             feedback: feedback.or_else(|| rec.and_then(|r| r.feedback)),
             spec,
+            kind: AttemptKind::Work,
         }
     }
 }
@@ -306,6 +309,7 @@ async fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
         run_id: sh.run_id.clone(),
         task_id: task.clone(),
         n,
+        kind: st.kind,
         status: AttemptStatus::Running,
         pgid: None,
         exit_code: None,
@@ -327,8 +331,12 @@ async fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
         ..Default::default()
     };
     let feedback = st.feedback.as_deref().is_some_and(|f| !f.is_empty());
-    let data =
-        json!({ "attempt": n, "feedback": feedback, "resumes_session": st.session.is_some() });
+    let data = json!({
+        "attempt": n,
+        "kind": st.kind,
+        "feedback": feedback,
+        "resumes_session": st.session.is_some(),
+    });
     sh.update_task(task, upd, Some((EventKind::AttemptStarted, data)))
         .await;
 }

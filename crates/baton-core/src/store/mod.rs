@@ -102,6 +102,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tasks ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE runs ADD COLUMN base_branch TEXT",
     "ALTER TABLE tasks ADD COLUMN conflict_ahead TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE attempts ADD COLUMN kind TEXT NOT NULL DEFAULT 'work'",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -541,8 +542,8 @@ impl Store {
 
     pub fn start_attempt(&self, a: &AttemptRecord) -> Result<()> {
         self.conn().execute(
-            "INSERT OR REPLACE INTO attempts (run_id, task_id, n, status, pgid, log_path, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![a.run_id, a.task_id, a.n, a.status, a.pgid, a.log_path, a.started_at],
+            "INSERT OR REPLACE INTO attempts (run_id, task_id, n, status, pgid, log_path, started_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![a.run_id, a.task_id, a.n, a.status, a.pgid, a.log_path, a.started_at, a.kind],
         )?;
         Ok(())
     }

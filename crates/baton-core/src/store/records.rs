@@ -1,7 +1,7 @@
 //! Rows of the store as Rust values.
 
 use crate::model::{
-    Activity, AttemptStatus, ControlKind, EventKind, RunKind, RunStatus, TaskStatus,
+    Activity, AttemptKind, AttemptStatus, ControlKind, EventKind, RunKind, RunStatus, TaskStatus,
 };
 use rusqlite::Row;
 use serde::Serialize;
@@ -135,6 +135,7 @@ pub struct AttemptRecord {
     pub run_id: String,
     pub task_id: String,
     pub n: u32,
+    pub kind: AttemptKind,
     pub status: AttemptStatus,
     pub pgid: Option<i32>,
     pub exit_code: Option<i32>,
@@ -157,6 +158,7 @@ impl AttemptRecord {
             run_id: r.get("run_id")?,
             task_id: r.get("task_id")?,
             n: r.get("n")?,
+            kind: r.get("kind")?,
             status: r.get("status")?,
             pgid: r.get("pgid")?,
             exit_code: r.get("exit_code")?,

@@ -47,7 +47,7 @@ async fn attempts_json(st: &AppState, run: &str, task: &str) -> Result<Value, Ap
     Ok(json!(atts
         .iter()
         .map(|a| json!({
-            "n": a.n, "status": a.status, "exit_code": a.exit_code, "reason": a.reason,
+            "n": a.n, "kind": a.kind, "status": a.status, "exit_code": a.exit_code, "reason": a.reason,
             "started_at": a.started_at, "finished_at": a.finished_at,
             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "cost_usd": a.cost_usd,
             "model": a.model, "session_id": a.session_id, "log_path": a.log_path,
