@@ -70,7 +70,8 @@ fn attempts_sessions(env: &TestEnv, task: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let re = regex::Regex::new(r#""(?:session_id|thread_id|sessionID)":"([^"]+)""#).unwrap();
     let mut ids: Vec<String> = Vec::new();
-    for block in text.split("==> attempt ").skip(1) {
+    let heads = regex::Regex::new(r"==> (?:resolution )?attempt ").unwrap();
+    for block in heads.split(&text).skip(1) {
         if let Some(c) = re.captures(block) {
             ids.push(c[1].to_string());
         }
@@ -337,5 +338,80 @@ fn a_cli_that_retries_forever_ends_at_the_timeout_with_its_last_error() {
     assert!(
         reason.starts_with("attempt 1 timed out after 8.0s"),
         "{reason}"
+    );
+}
+
+#[test]
+fn claude_code_resolves_a_conflict_in_its_own_session_and_the_task_lands() {
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    // Claude's second turn after the task's prompt is the resolution: the
+    // resolver continues the task's session, so the script goes on.
+    let server = ModelServer::start(Scripts::new().script(
+        "b",
+        vec![
+            Step::run("sleep 1; printf 'from b\\n' > shared.txt"),
+            Step::say("b wrote it"),
+            Step::run("printf 'from a\\nfrom b\\n' > shared.txt"),
+            Step::say("kept both sides"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let plan = format!(
+        r#"{}[agent.sh]
+adapter = "exec"
+command = ["bash", "-ec"]
+
+[run]
+max_parallel = 2
+
+[[task]]
+id = "a"
+agent = "sh"
+prompt = "printf 'from a\n' > shared.txt"
+
+[[task]]
+id = "b"
+agent = "claude"
+on_conflict = "resolve"
+prompt = "Write shared.txt. [[script:b]]"
+gates = ["! grep -q '<<<<<<<' shared.txt"]
+timeout = "4m"
+"#,
+        profile(&env, "claude", &bins[0], &server)
+    );
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let b = task(&r.report, "b");
+    assert_eq!(
+        (b["merged"].as_bool(), b["attempts"].as_u64()),
+        (Some(true), Some(2)),
+        "{b}"
+    );
+    assert_eq!(b["result"], "kept both sides");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "shared.txt").as_deref(),
+        Some("from a\nfrom b\n")
+    );
+    // The resolution prompt reached the model in the task's own session.
+    let told = server.requests().iter().any(|q| {
+        let body = q.body.to_string();
+        body.contains("[[script:b]]") && body.contains("shared.txt") && body.contains("from a")
+    });
+    assert!(told, "the model was told of the conflict");
+    let sessions = attempts_sessions(&env, "b");
+    let logs =
+        String::from_utf8_lossy(&output(baton(&env).args(["logs", "b"])).stdout).into_owned();
+    assert!(
+        logs.contains("==> resolution attempt 2 (succeeded)"),
+        "{logs}"
+    );
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(
+        sessions[0], sessions[1],
+        "the resolver continued the task's session"
     );
 }
