@@ -102,3 +102,31 @@ fn clean_refuses_a_run_that_is_going_on() {
     let _ = output(baton(&env).args(["stop", "t"]));
     child.wait().unwrap();
 }
+
+#[test]
+fn clean_older_than_leaves_newer_runs_alone() {
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"t\"\nprompt = \"write t.txt yes\"\n");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let branches = || env.git(&["branch", "--list", "baton/*"]).lines().count();
+    let before = branches();
+    let out = output(baton(&env).args(["clean", "--older-than", "7d"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(branches(), before, "a run that ended just now is kept");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = output(baton(&env).args(["clean", "--older-than", "10ms"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(branches(), 0);
+    let bad = output(baton(&env).args(["clean", "--older-than", "7 days"]));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--older-than"));
+}

@@ -29,14 +29,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
             "" => {
                 return Err(format!(
-                    "bad duration {text:?}: missing unit (ms, s, m or h)"
+                    "bad duration {text:?}: missing unit (ms, s, m, h or d)"
                 ))
             }
             other => {
                 return Err(format!(
-                    "bad duration {text:?}: unknown unit {other:?} (use ms, s, m or h)"
+                    "bad duration {text:?}: unknown unit {other:?} (use ms, s, m, h or d)"
                 ))
             }
         };
@@ -74,6 +75,10 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
     }
 
     #[test]

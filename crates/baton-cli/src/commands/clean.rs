@@ -16,7 +16,7 @@ use std::path::Path;
 pub struct CleanArgs {
     /// One run (default: every finished run, or those --older-than).
     pub run: Option<String>,
-    /// Only runs that finished longer ago than this ("7d" is 168h: "168h").
+    /// Only runs that finished longer ago than this: "7d", "12h", "90m"
     #[arg(long, value_name = "DURATION")]
     pub older_than: Option<String>,
     /// Say what would be done, and do nothing.
