@@ -4,7 +4,7 @@
 
 use baton_core::clock::now_ms;
 use baton_core::duration::human;
-use baton_core::model::{EventKind, RunStatus, TaskStatus};
+use baton_core::model::{Activity, EventKind, RunStatus, TaskStatus};
 use baton_core::store::{Event, Store, TaskRecord};
 use baton_core::{Engine, Report};
 use std::io::{IsTerminal, Write};
@@ -48,11 +48,16 @@ pub fn elapsed(t: &TaskRecord) -> String {
 /// A task's state in words, with what its agent is doing while it runs.
 pub fn state_label(t: &TaskRecord) -> String {
     match (t.status, t.activity) {
+        (TaskStatus::Pending, Some(Activity::WaitingMemory)) => "pending (waiting: memory)".into(),
         (TaskStatus::Running, Some(a)) => format!(
             "running: {}",
-            a.as_str()
-                .replace("waiting_model", "waiting on model")
-                .replace('_', " ")
+            match a {
+                Activity::WaitingModel => "waiting on model",
+                Activity::Preparing => "preparing worktree",
+                Activity::Starting => "starting agent",
+                other => other.as_str(),
+            }
+            .replace('_', " ")
         ),
         (s, _) => s.to_string(),
     }
@@ -169,6 +174,14 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             "merge conflict in {}: a resolver attempt starts",
             d.get("paths").map(|p| p.to_string()).unwrap_or_default()
         ),
+        EventKind::Waiting => s("reason"),
+        EventKind::SetupFinished if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => {
+            s("reason")
+        }
+        EventKind::SetupFinished => format!("setup `{}` done", s("gate")),
+        EventKind::TeardownFinished if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => {
+            format!("warning: {}", s("reason"))
+        }
         EventKind::ConflictAhead => format!(
             "its work so far conflicts with the integration branch in {}",
             d.get("paths").map(|p| p.to_string()).unwrap_or_default()

@@ -15,3 +15,4 @@ mod test_serve;
 mod test_usage;
 mod test_verify;
 mod test_work_kept;
+mod test_workspace;

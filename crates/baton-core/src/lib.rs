@@ -12,6 +12,7 @@ mod failpoint;
 pub mod git;
 pub mod land;
 pub mod lock;
+pub mod memory;
 pub mod model;
 pub mod paths;
 pub mod plan;

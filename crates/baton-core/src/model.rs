@@ -229,6 +229,13 @@ names! {
 names! {
     /// What a running agent is doing, from its own stream.
     Activity, "activity" {
+        /// A pending task held back: the machine is short of memory.
+        WaitingMemory = "waiting_memory",
+        /// Its worktree is being made.
+        Preparing = "preparing",
+        /// `[workspace] setup` runs in its new worktree.
+        Setup = "setup",
+        /// The agent's process is starting.
         Starting = "starting",
         Working = "working",
         WaitingModel = "waiting_model",
@@ -285,6 +292,12 @@ names! {
         ConflictAhead = "conflict_ahead",
         /// A task's merge conflicted and a resolver attempt works on it.
         Resolving = "resolving",
+        /// A ready task is held back (by `min_free_memory`).
+        Waiting = "waiting",
+        SetupStarted = "setup_started",
+        SetupFinished = "setup_finished",
+        TeardownStarted = "teardown_started",
+        TeardownFinished = "teardown_finished",
         AgentSession = "agent_session",
         AgentMessage = "agent_message",
         ToolCall = "tool_call",

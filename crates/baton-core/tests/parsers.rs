@@ -14,6 +14,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         instructions: None,
         command: Some(vec!["true".into()]),
         hermetic_home: false,
+        max_parallel: None,
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -247,6 +248,7 @@ fn garbage_is_ignored_not_fatal() {
             instructions: None,
             command: None,
             hermetic_home: false,
+            max_parallel: None,
         };
         let mut p = for_profile(&profile).unwrap().parser();
         for line in [

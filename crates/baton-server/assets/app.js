@@ -568,7 +568,7 @@ function card(t) {
   h('div', { class: 'card-sub' },
     h('span', { class: `pill st-${t.status}` }, t.status.replace('_', ' ')),
     t.agent ? h('span', {}, t.agent) : null,
-    running && t.activity ? h('span', { class: `activity act-${t.activity}` }, t.activity.replace('_', ' ')) : null),
+    (running || t.activity === 'waiting_memory') && t.activity ? h('span', { class: `activity act-${t.activity}` }, t.activity.replace(/_/g, ' ')) : null),
   t.conflict_ahead && t.conflict_ahead.length
     ? h('div', { class: 'card-warn', title: t.conflict_ahead.join(', ') }, `conflict ahead: ${t.conflict_ahead.join(', ')}`) : null,
   h('div', { class: 'card-foot' },
@@ -664,7 +664,7 @@ function renderDetail() {
   const u = t.usage || {};
   const rows = [
     ['agent', t.agent],
-    ['activity', t.status === 'running' ? t.activity : null],
+    ['activity', t.status === 'running' || t.activity === 'waiting_memory' ? t.activity : null],
     ['attempts', t.attempts],
     ['elapsed', h('span', { class: 'elapsed', 'data-start': t.status === 'running' ? toMs(t.started_at_ms) : null }, fmtDur(elapsedOf(t)))],
     ['tokens', u.input_tokens != null || u.output_tokens != null ? `${fmtNum(u.input_tokens)} in / ${fmtNum(u.output_tokens)} out` : null],
@@ -718,6 +718,9 @@ function describe(ev) {
     case 'stopped': return ['stopped', d.reason ? `: ${d.reason}` : ''];
     case 'conflicted': return ['merge conflict in ', paths(d.paths)];
     case 'resolving': return ['merge conflict in ', paths(d.paths), ': a resolution attempt starts'];
+    case 'waiting': return [d.reason || 'waiting'];
+    case 'setup_finished': return ['setup ', code(d.gate), d.passed ? ' done' : ' failed', d.duration_ms != null ? ` in ${fmtDur(d.duration_ms)}` : ''];
+    case 'teardown_finished': return ['teardown ', code(d.gate), d.passed ? ' done' : ' failed'];
     case 'conflict_ahead': return ['will conflict with the integration branch in ', paths(d.paths)];
     case 'verify_started': return ['run check ', code(d.gate), ' running'];
     case 'verify_finished': return ['run check ', code(d.gate), d.passed ? ' passed' : ' failed', d.duration_ms != null ? ` in ${fmtDur(d.duration_ms)}` : ''];

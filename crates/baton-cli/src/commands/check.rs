@@ -15,6 +15,7 @@ pub struct CheckArgs {
 pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
     let (repo, plan) = load_plan(cwd, &args.plan)?;
     plan.resolve_base(&repo).await?;
+    plan.check_copies(&repo).await?;
     let phases = plan.phases();
     println!(
         "{}: {} task{}, {} phase{}, max_parallel {}",

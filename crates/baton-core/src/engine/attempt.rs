@@ -14,10 +14,12 @@ use super::shared::Shared;
 use super::supervise::{self, Ended, Io, Spec};
 use super::watch::Watch;
 use super::worker::Start;
+use super::workspace;
 use crate::adapter::{self, Adapter, Finish, LaunchRequest};
+use crate::clock::now_ms;
 use crate::duration::human;
 use crate::git::Repo;
-use crate::model::{AttemptStatus, EventKind};
+use crate::model::{Activity, AttemptStatus, EventKind};
 use crate::plan::AgentProfile;
 use crate::store::{AttemptRecord, Store, TaskUpdate};
 use crate::template::PromptContext;
@@ -90,6 +92,11 @@ pub(crate) async fn run(
 ) -> Step {
     let task = st.spec.id.clone();
     let ledger = Ledger { sh, task: &task, n };
+    if st.needs_setup {
+        if let Some(step) = setup(&ledger, st, cmds).await {
+            return step;
+        }
+    }
     let prepared = match prepare(sh, st, adapter, profile, n).await {
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
@@ -132,6 +139,41 @@ pub(crate) async fn run(
         .filter(|(k, _)| k != "BATON_PROMPT")
         .collect();
     check(&ledger, st, &gate_env, commit, result, cmds).await
+}
+
+/// `[workspace] setup` in the task's new worktree, once: a failure fails
+/// the task (no retry would fix it) with the command and its output.
+async fn setup(
+    ledger: &Ledger<'_>,
+    st: &mut Start,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Option<Step> {
+    let (sh, task) = (ledger.sh, ledger.task);
+    let t = task.to_string();
+    let _ = sh
+        .db(move |s, run| s.set_activity(run, &t, Some(Activity::Setup), Some(now_ms())))
+        .await;
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("PWD".into(), st.worktree.clone().into()),
+        ("BATON_RUN".into(), sh.run_id.clone().into()),
+        ("BATON_TASK".into(), task.into()),
+    ];
+    env.extend(st.desk_env.iter().cloned());
+    match workspace::setup(sh, task, ledger.n, &st.worktree, &env, cmds).await {
+        GateResult::Passed => {
+            st.needs_setup = false;
+            let upd = TaskUpdate {
+                setup_done: Some(true),
+                ..Default::default()
+            };
+            sh.update_task(task, upd, None).await;
+            None
+        }
+        GateResult::Failed { feedback, .. } => Some(ledger.fail(feedback).await),
+        GateResult::Interrupted(cmd) => {
+            Some(interrupted(ledger, cmd, None, None, String::new()).await)
+        }
+    }
 }
 
 /// The attempt ends here unless the agent passed and `fail_if` does not match.
@@ -372,6 +414,7 @@ async fn attempt_env(
         ("BATON_FEEDBACK".into(), feedback.into()),
         ("BATON_PROMPT_FILE".into(), prompt_file.into()),
     ];
+    env.extend(st.desk_env.iter().cloned());
     if profile.hermetic_home {
         let home = sh.paths.run_dir(&sh.run_id).join("homes").join(task);
         for sub in ["", ".config", ".local/share", ".cache", ".local/state"] {

@@ -8,7 +8,7 @@
 
 use super::merge::MergeResult;
 use super::messages::{Outcome, WorkerCmd};
-use crate::model::{ControlKind, EventKind, RunStatus, TaskStatus};
+use crate::model::{Activity, ControlKind, EventKind, RunStatus, TaskStatus};
 use crate::plan::{OnFailure, TaskSpec};
 use crate::store::TaskUpdate;
 use serde_json::{json, Value};
@@ -79,6 +79,8 @@ pub(crate) struct Rules {
     pub auto_approve: bool,
     /// Tasks whose declared `files` overlap may run at the same time.
     pub overlap_allowed: bool,
+    /// At most this many tasks of a profile run at once.
+    pub profile_limits: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -105,6 +107,10 @@ pub(crate) struct Board {
     /// Tasks whose worker is resolving a merge conflict.
     resolving: HashSet<usize>,
     shutting_down: bool,
+    /// Why no new agent may start now (the machine is short of memory).
+    held: Option<String>,
+    /// Ready tasks told they wait for memory, so they are told once.
+    waiting: HashSet<usize>,
 }
 
 impl Board {
@@ -120,6 +126,8 @@ impl Board {
             stopping: HashSet::new(),
             resolving: HashSet::new(),
             shutting_down: false,
+            held: None,
+            waiting: HashSet::new(),
         };
         for spec in specs {
             b.push(spec, TaskStatus::Pending);
@@ -225,7 +233,10 @@ impl Board {
             .tasks
             .iter()
             .any(|t| t.status == TaskStatus::AwaitingApproval);
-        let idle = self.running == 0 && !merges_pending && (!awaiting || self.shutting_down);
+        // Tasks held back for memory start once there is room again.
+        let held = !self.waiting.is_empty() && self.held.is_some();
+        let idle =
+            self.running == 0 && !merges_pending && ((!awaiting && !held) || self.shutting_down);
         idle && (!self.rules.service || self.shutting_down)
     }
 
@@ -248,15 +259,69 @@ impl Board {
                 self.idx(n)
                     .is_some_and(|j| self.tasks[j].status == TaskStatus::Succeeded)
             });
-            if ready && !self.overlaps_running(i) {
-                self.put(i, TaskStatus::Running);
-                out.push(Action::Start {
-                    task: i,
-                    feedback: None,
-                });
+            if !ready || self.overlaps_running(i) || self.profile_full(i) {
+                continue;
             }
+            if let Some(why) = &self.held {
+                if self.waiting.insert(i) {
+                    out.push(Action::Record {
+                        task: i,
+                        status: None,
+                        update: Box::new(TaskUpdate {
+                            activity: Some(Some(Activity::WaitingMemory)),
+                            ..Default::default()
+                        }),
+                        event: Some((
+                            EventKind::Waiting,
+                            json!({ "for": "memory", "reason": why }),
+                        )),
+                    });
+                }
+                continue;
+            }
+            self.put(i, TaskStatus::Running);
+            out.push(Action::Start {
+                task: i,
+                feedback: None,
+            });
         }
         out
+    }
+
+    /// No new agent starts while `why` is Some (the machine is short of
+    /// memory); ready tasks say they wait.
+    pub fn hold(&mut self, why: Option<String>) -> Vec<Action> {
+        let released = self.held.is_some() && why.is_none();
+        self.held = why;
+        if !released {
+            return Vec::new();
+        }
+        let mut waiting: Vec<usize> = self.waiting.drain().collect();
+        waiting.sort_unstable();
+        waiting
+            .into_iter()
+            .map(|i| Action::Record {
+                task: i,
+                status: None,
+                update: Box::new(TaskUpdate {
+                    activity: Some(None),
+                    ..Default::default()
+                }),
+                event: None,
+            })
+            .collect()
+    }
+
+    /// Whether task `i`'s profile already runs as many tasks as it may.
+    fn profile_full(&self, i: usize) -> bool {
+        let agent = &self.tasks[i].spec.agent;
+        let Some(&limit) = self.rules.profile_limits.get(agent) else {
+            return false;
+        };
+        self.running_tasks()
+            .filter(|j| self.tasks[*j].spec.agent == *agent)
+            .count()
+            >= limit
     }
 
     /// Whether task `i` declares files that a running task declares too:

@@ -37,6 +37,7 @@ fn rules(max_parallel: usize) -> Rules {
         service: false,
         auto_approve: false,
         overlap_allowed: false,
+        profile_limits: HashMap::new(),
     }
 }
 
@@ -499,4 +500,56 @@ fn tasks_that_declare_overlapping_files_never_run_at_once() {
     r.overlap_allowed = true;
     let mut b = Board::new(r, specs);
     assert_eq!(next_started(&mut b), ["api", "handler", "ui"]);
+}
+
+#[test]
+fn a_profile_runs_no_more_tasks_than_its_max_parallel() {
+    let mut r = rules(4);
+    r.profile_limits.insert("slow".into(), 1);
+    let mut s = vec![spec("a", &[]), spec("b", &[]), spec("c", &[])];
+    s[0].agent = "slow".into();
+    s[1].agent = "slow".into();
+    let mut b = Board::new(r, s);
+    assert_eq!(next_started(&mut b), vec!["a", "c"]);
+    assert!(next_started(&mut b).is_empty());
+    merge(&mut b, "a");
+    assert_eq!(next_started(&mut b), vec!["b"]);
+}
+
+#[test]
+fn a_hold_keeps_ready_tasks_waiting_and_says_so_once() {
+    let mut b = board(2, vec![spec("a", &[]), spec("b", &["a"])]);
+    assert!(b.hold(Some("512 MiB free, 2 GiB needed".into())).is_empty());
+    let acts = b.next();
+    assert!(started(&b, &acts).is_empty());
+    let waits: Vec<_> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record {
+                task,
+                update,
+                event: Some((EventKind::Waiting, data)),
+                ..
+            } => Some((
+                b.id(*task).to_string(),
+                update.activity,
+                data["for"].clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        vec![(
+            "a".to_string(),
+            Some(Some(Activity::WaitingMemory)),
+            json!("memory")
+        )]
+    );
+    assert!(b.next().is_empty(), "told once");
+    assert!(!b.is_done(false), "the run waits for room");
+    assert_eq!(status(&b, "a"), TaskStatus::Pending);
+    let released = b.hold(None);
+    assert_eq!(released.len(), 1, "its waiting is cleared");
+    assert_eq!(next_started(&mut b), vec!["a"]);
 }

@@ -43,6 +43,11 @@ impl Desks {
         self.root.join(format!("{run}-verify"))
     }
 
+    /// The worktrees of done tasks, waiting for a new task or removal.
+    pub fn spares(&self) -> &[PathBuf] {
+        &self.spares
+    }
+
     /// A done task's worktree for a new task, if there is one.
     pub fn spare(&mut self) -> Option<PathBuf> {
         self.spares.pop()

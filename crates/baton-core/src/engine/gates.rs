@@ -23,11 +23,14 @@ pub(crate) enum GateResult {
     Interrupted(WorkerCmd),
 }
 
-/// Which kind of check: gates of an attempt, or the run's verify.
+/// Which commands: gates of an attempt, the run's verify, or a worktree's
+/// `[workspace]` setup or teardown (run the same way, with stop and timeout).
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
     Gate,
     Verify,
+    Setup,
+    Teardown,
 }
 
 impl Kind {
@@ -35,6 +38,8 @@ impl Kind {
         match self {
             Kind::Gate => "gate",
             Kind::Verify => "verify",
+            Kind::Setup => "setup",
+            Kind::Teardown => "teardown",
         }
     }
 
@@ -42,6 +47,8 @@ impl Kind {
         match self {
             Kind::Gate => (EventKind::GateStarted, EventKind::GateFinished),
             Kind::Verify => (EventKind::VerifyStarted, EventKind::VerifyFinished),
+            Kind::Setup => (EventKind::SetupStarted, EventKind::SetupFinished),
+            Kind::Teardown => (EventKind::TeardownStarted, EventKind::TeardownFinished),
         }
     }
 }

@@ -31,6 +31,7 @@ mod supervise;
 mod verify;
 mod watch;
 mod worker;
+mod workspace;
 
 pub use handle::EngineHandle;
 pub use messages::{Answer, WorkerCmd};

@@ -127,6 +127,12 @@ impl Parts {
             service: self.opts.service,
             auto_approve: self.opts.auto_approve,
             overlap_allowed: self.plan.run.overlap_allowed,
+            profile_limits: self
+                .plan
+                .agents
+                .values()
+                .filter_map(|a| Some((a.name.clone(), a.max_parallel?)))
+                .collect(),
         };
         let board = Board::new(rules, self.plan.tasks.iter().cloned());
         let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head);
@@ -173,6 +179,7 @@ impl Engine {
         // A base that names no commit is the plan's error: found before
         // anything (a store, a branch) is created.
         let base_commit = plan.resolve_base(&repo).await?;
+        plan.check_copies(&repo).await?;
         let paths = StatePaths::new(repo.state_dir());
         let store = open_store(&paths, &opts).await?;
         if opts.service {

@@ -137,6 +137,10 @@ impl Engine {
                 self.take(req).await;
             }
             self.process_merges().await;
+            if let Some(min) = self.sh.plan.run.min_free_memory {
+                let acts = self.board.hold(crate::memory::shortage(min));
+                self.apply(acts).await;
+            }
             let next = self.board.next();
             self.apply(next).await;
             if self
@@ -188,7 +192,12 @@ impl Engine {
             tracing::error!("run {}: {e}", self.sh.run_id);
         }
         self.report_undone().await;
+        for spare in self.desks.spares() {
+            let task = spare.file_name().unwrap_or_default().to_string_lossy();
+            super::workspace::teardown(&self.sh, &task, spare).await;
+        }
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
+        let _ = self.sh.db(|s, run| s.release_run_ports(run)).await;
         self.sh.repo.maintain().await;
         let finished = status != RunStatus::Interrupted;
         self.sh

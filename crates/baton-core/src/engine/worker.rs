@@ -5,14 +5,16 @@
 use super::attempt::{self, Step};
 use super::messages::{Outcome, WorkerCmd, WorkerNote};
 use super::shared::Shared;
+use super::workspace;
 use crate::adapter;
 use crate::clock::now_ms;
-use crate::model::{AttemptKind, AttemptStatus, EventKind};
+use crate::model::{Activity, AttemptKind, AttemptStatus, EventKind};
 use crate::plan::TaskSpec;
 use crate::store::{AttemptRecord, TaskUpdate};
 use crate::template::TaskView;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -37,6 +39,10 @@ pub(crate) struct Start {
     pub upstream: BTreeMap<String, TaskView>,
     /// What this start's attempts are for.
     pub kind: AttemptKind,
+    /// Whether `[workspace] setup` has yet to run in the worktree.
+    pub needs_setup: bool,
+    /// `BATON_WORKSPACE` and the task's ports, for setup, agent and gates.
+    pub desk_env: Vec<(OsString, OsString)>,
 }
 
 impl Start {
@@ -68,7 +74,10 @@ impl Start {
             session: rec.as_ref().and_then(|r| r.session_id.clone()),
             attempts: rec.as_ref().map(|r| r.attempts).unwrap_or(0),
             retry_from: rec.as_ref().map(|r| r.retry_from).unwrap_or(0),
-            feedback: feedback.or_else(|| rec.and_then(|r| r.feedback)),
+            feedback: feedback.or_else(|| rec.as_ref().and_then(|r| r.feedback.clone())),
+            needs_setup: !sh.plan.workspace.setup.is_empty()
+                && !rec.as_ref().is_some_and(|r| r.setup_done),
+            desk_env: Vec::new(),
             spec,
             kind: AttemptKind::Work,
         }
@@ -125,7 +134,10 @@ async fn run(sh: Arc<Shared>, st: Start, mut cmds: UnboundedReceiver<WorkerCmd>)
     let task = st.spec.id.clone();
     let outcome = attempts(&sh, st, &mut cmds).await;
     let _ = sh
-        .db(move |s, run| s.set_activity(run, &task, None, None))
+        .db(move |s, run| {
+            s.release_ports(run, &task)?;
+            s.set_activity(run, &task, None, None)
+        })
         .await;
     outcome
 }
@@ -174,6 +186,9 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
             .map_err(|e| format!("cannot create the task's worktree: {e}"));
     }
     let res = if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
+        // The desk was another task's: its teardown goes first.
+        let before = spare.file_name().unwrap_or_default().to_string_lossy();
+        workspace::teardown(sh, &before, spare).await;
         match sh
             .repo
             .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit)
@@ -223,11 +238,33 @@ async fn branch_exists(sh: &Shared, branch: &str) -> bool {
 /// The task's desk, then its attempts one after another.
 async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
+    let t = task.clone();
+    let _ = sh
+        .db(move |s, run| s.set_activity(run, &t, Some(Activity::Preparing), Some(now_ms())))
+        .await;
     let desk = match ensure_worktree(sh, &st).await {
         Ok(desk) => desk,
         Err(reason) => return Outcome::Broken { reason },
     };
     crate::failpoint::hit("desk-made");
+    if desk == Desk::New {
+        let notes = workspace::copy_files(sh, &st.worktree).await;
+        if !notes.is_empty() {
+            let t = task.clone();
+            let _ = sh
+                .db(move |s, run| s.add_task_warnings(run, &t, &notes))
+                .await;
+        }
+        st.needs_setup = !sh.plan.workspace.setup.is_empty();
+    }
+    let ports = match sh.plan.workspace.ports {
+        0 => Vec::new(),
+        n => match workspace::take_ports(sh, &task, n).await {
+            Ok(p) => p,
+            Err(reason) => return failed(reason),
+        },
+    };
+    st.desk_env = workspace::env(&sh.run_id, &task, &ports);
     if !st.existing && desk == Desk::Existing {
         // The branch is older than this start (made before a crash): the
         // task starts where its branch does.
@@ -239,6 +276,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         worktree: Some(st.worktree.display().to_string()),
         start_commit: (!st.existing).then(|| st.start_commit.clone()),
         started_at: (!st.existing).then(now_ms),
+        setup_done: st.needs_setup.then_some(false),
         ..Default::default()
     };
     sh.update_task(&task, upd, None).await;

@@ -4,9 +4,11 @@ mod error;
 mod files;
 mod raw;
 mod validate;
+mod workspace;
 
 pub use error::{Diagnostic, PlanError};
 pub use files::FileSet;
+pub use workspace::{matching_files, parse_size, Workspace, MAX_PORTS};
 
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -32,6 +34,8 @@ pub struct Plan {
     pub tasks: Vec<TaskSpec>,
     /// Where tasks queued with tags go (`baton add --tag`).
     pub routes: Vec<Route>,
+    /// How each task's worktree is made ready.
+    pub workspace: Workspace,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +67,9 @@ pub struct RunSettings {
     /// What `baton run` does with a run that succeeded: nothing, land it
     /// (`baton land`), or open a pull request (`baton land --pr`).
     pub land: Land,
+    /// No new agent starts while the machine's available memory is below
+    /// this many bytes.
+    pub min_free_memory: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,6 +92,8 @@ pub struct AgentProfile {
     pub command: Option<Vec<String>>,
     /// Give the agent a home of its own under baton's state dir instead of the user's.
     pub hermetic_home: bool,
+    /// At most this many tasks of this profile run at once.
+    pub max_parallel: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -20,6 +20,19 @@ pub(crate) struct RawPlan {
     pub task: Vec<Spanned<RawTask>>,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub workspace: RawWorkspace,
+}
+
+/// `[workspace]`: how each task's worktree is made ready.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkspace {
+    pub setup: Option<Spanned<Vec<String>>>,
+    pub teardown: Option<Spanned<Vec<String>>>,
+    pub copy: Option<Spanned<Vec<String>>>,
+    pub ports: Option<Spanned<i64>>,
+    pub setup_timeout: Option<Spanned<String>>,
 }
 
 /// `[[route]]`: tasks queued with one of these tags go to this profile.
@@ -43,6 +56,7 @@ pub(crate) struct RawRun {
     pub overlap: Option<Spanned<String>>,
     pub resolver: Option<Spanned<String>>,
     pub land: Option<Spanned<String>>,
+    pub min_free_memory: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +71,7 @@ pub(crate) struct RawAgent {
     pub instructions: Option<Spanned<String>>,
     pub command: Option<Spanned<Vec<String>>>,
     pub home: Option<Spanned<String>>,
+    pub max_parallel: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,13 +13,18 @@ use std::ops::Range;
 use std::path::Path;
 use toml::Spanned;
 
-struct Checker<'s> {
+pub(super) struct Checker<'s> {
     source: &'s str,
     diags: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn at(&mut self, span: Option<Range<usize>>, subject: Option<String>, message: String) {
+    pub(super) fn at(
+        &mut self,
+        span: Option<Range<usize>>,
+        subject: Option<String>,
+        message: String,
+    ) {
         let (line, column) = match span {
             Some(s) => {
                 let (l, c) = line_col(self.source, s.start);
@@ -70,6 +75,7 @@ pub(super) fn parse(
     let run = check_run(&mut ck, &raw, repo_root);
     let agents = check_agents(&mut ck, &raw, repo_root);
     let prices = check_prices(&mut ck, &raw);
+    let workspace = super::workspace::check_workspace(&mut ck, &raw.workspace);
 
     let defaults = match &raw.defaults {
         Some(d) => {
@@ -148,6 +154,7 @@ pub(super) fn parse(
         run,
         agents,
         prices,
+        workspace,
         tasks,
         routes,
     })
@@ -169,6 +176,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         overlap_allowed: false,
         resolver: None,
         land: super::Land::None,
+        min_free_memory: None,
     };
     if let Some(mp) = &raw.run.max_parallel {
         if *mp.get_ref() < 1 {
@@ -244,6 +252,12 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
                 super::Land::None
             }
         };
+    }
+    if let Some(m) = &raw.run.min_free_memory {
+        match super::parse_size(m.get_ref()) {
+            Ok(b) => run.min_free_memory = Some(b),
+            Err(e) => ck.at(Some(m.span()), None, format!("run.min_free_memory: {e}")),
+        }
     }
     if let Some(o) = &raw.run.overlap {
         match o.get_ref().as_str() {
@@ -361,6 +375,14 @@ fn check_agents(
         if let Some(instr) = &a.instructions {
             check_file(ck, repo_root, instr, subject.clone(), "instructions file");
         }
+        let max_parallel = a.max_parallel.as_ref().and_then(|m| {
+            let n = usize::try_from(*m.get_ref()).ok().filter(|n| *n >= 1);
+            if n.is_none() {
+                let msg = format!("max_parallel must be at least 1, not {}", m.get_ref());
+                ck.at(Some(m.span()), subject.clone(), msg);
+            }
+            n
+        });
         out.insert(
             name.clone(),
             AgentProfile {
@@ -372,6 +394,7 @@ fn check_agents(
                 instructions: a.instructions.as_ref().map(|s| s.get_ref().clone()),
                 command: a.command.as_ref().map(|c| c.get_ref().clone()),
                 hermetic_home,
+                max_parallel,
             },
         );
     }

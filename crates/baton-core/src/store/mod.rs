@@ -2,8 +2,10 @@
 //! attempts, an append-only event log and the control requests that other
 //! processes send to a running engine. Every view is read from here.
 
+mod ports;
 mod records;
 
+pub use ports::PORT_RANGE;
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
 
 use crate::clock::now_ms;
@@ -80,6 +82,10 @@ pub struct TaskUpdate {
     pub finished_at: Option<i64>,
     /// A person asked for a retry: failures count from this attempt on.
     pub retry_from: Option<u32>,
+    /// What the task is doing now (Some(None): nothing to say).
+    pub activity: Option<Option<Activity>>,
+    /// Whether `[workspace] setup` has run in its worktree.
+    pub setup_done: Option<bool>,
 }
 
 /// Columns added after the first schema, in order; `PRAGMA user_version`
@@ -103,6 +109,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN base_branch TEXT",
     "ALTER TABLE tasks ADD COLUMN conflict_ahead TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE attempts ADD COLUMN kind TEXT NOT NULL DEFAULT 'work'",
+    "ALTER TABLE tasks ADD COLUMN setup_done INTEGER NOT NULL DEFAULT 0",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -503,7 +510,9 @@ impl Store {
                 files = COALESCE(?15, files),
                 started_at = COALESCE(?16, started_at),
                 finished_at = COALESCE(?17, finished_at),
-                retry_from = COALESCE(?18, retry_from)
+                retry_from = COALESCE(?18, retry_from),
+                activity = CASE WHEN ?19 THEN ?20 ELSE activity END,
+                setup_done = COALESCE(?21, setup_done)
              WHERE run_id = ?1 AND id = ?2",
             params![
                 run,
@@ -523,7 +532,10 @@ impl Store {
                 files,
                 u.started_at,
                 u.finished_at,
-                u.retry_from
+                u.retry_from,
+                u.activity.is_some(),
+                u.activity.flatten(),
+                u.setup_done
             ],
         )?;
         if let Some((kind, data)) = event {

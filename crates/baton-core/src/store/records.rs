@@ -51,6 +51,8 @@ impl RunRecord {
 pub struct TaskRecord {
     pub run_id: String,
     pub id: String,
+    /// Whether `[workspace] setup` has run in its worktree.
+    pub setup_done: bool,
     pub status: TaskStatus,
     pub attempts: u32,
     pub failures: u32,
@@ -98,6 +100,7 @@ impl TaskRecord {
         Ok(TaskRecord {
             run_id: r.get("run_id")?,
             id: r.get("id")?,
+            setup_done: r.get("setup_done")?,
             status: r.get("status")?,
             attempts: r.get("attempts")?,
             failures: r.get("failures")?,

@@ -83,3 +83,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     label TEXT,
     created_at INTEGER NOT NULL
 );
+
+-- Port blocks held by running tasks of any run in this repository
+-- (`[workspace] ports`); `pid` is the baton process that holds them.
+CREATE TABLE IF NOT EXISTS ports (
+    port INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    pid INTEGER NOT NULL
+);

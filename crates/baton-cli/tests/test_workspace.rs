@@ -1,0 +1,223 @@
+//! `[workspace]`: setup and teardown, files copied from the checkout, a
+//! port block and workspace id per task, and admission by free memory.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+
+#[test]
+fn setup_runs_once_per_new_worktree_and_its_output_is_in_the_log() {
+    let env = TestEnv::new();
+    let count = env.scratch("setups");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            r#"
+[workspace]
+setup = ["echo setting-up-$BATON_TASK; echo x >> {count}; mkdir -p node_modules; touch node_modules/ready"]
+
+[[task]]
+id = "t"
+retries = 1
+gates = ["test -e done2"]
+prompt = "test -e node_modules/ready; if [ -e done1 ]; then touch done2; else touch done1; fi"
+"#,
+            count = count.display()
+        )),
+    );
+    env.write(".gitignore", "node_modules/\n");
+    env.commit_all("ignore node_modules");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(task(&r.report, "t")["attempts"], 2);
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        "x\n",
+        "not run again for the retry"
+    );
+    let logs =
+        String::from_utf8_lossy(&output(baton(&env).args(["logs", "t"])).stdout).into_owned();
+    assert!(logs.contains("setting-up-t"), "{logs}");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "node_modules/ready"), None);
+}
+
+#[test]
+fn a_failing_setup_fails_the_task_with_the_command_and_its_output() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            "[workspace]\nsetup = [\"echo cannot reach the registry >&2; exit 7\"]\n\n[[task]]\nid = \"t\"\nretries = 2\nprompt = \"touch never\"\n",
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        (t["status"].as_str(), t["attempts"].as_u64()),
+        (Some("failed"), Some(1)),
+        "{t}"
+    );
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("setup `echo cannot reach the registry"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("exit status 7") && reason.contains("cannot reach the registry"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn teardown_runs_before_a_worktree_goes() {
+    let env = TestEnv::new();
+    let log = env.scratch("teardowns");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "[workspace]\nteardown = [\"echo $BATON_TASK $BATON_WORKSPACE >> {log}\"]\n\n[run]\nmax_parallel = 1\n\n[[task]]\nid = \"a\"\nprompt = \"touch a\"\n\n[[task]]\nid = \"b\"\nprompt = \"touch b\"\n",
+            log = log.display()
+        )),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let said = std::fs::read_to_string(&log).unwrap();
+    let tasks: Vec<&str> = said.lines().filter_map(|l| l.split(' ').next()).collect();
+    // a's desk went to b (teardown first), and b's went at the end.
+    assert_eq!(tasks, vec!["a", "b"], "{said}");
+    assert!(
+        said.lines()
+            .all(|l| l.split(' ').nth(1).is_some_and(|w| w.starts_with('b'))),
+        "{said}"
+    );
+}
+
+#[test]
+fn copied_files_reach_the_worktree_and_are_never_committed() {
+    let env = TestEnv::new();
+    let seen = env.scratch("seen-env");
+    env.write(".gitignore", ".env\nconfig/*.local.toml\n");
+    env.commit_all("ignore local files");
+    env.write(".env", "SECRET=1\n");
+    env.write("config/db.local.toml", "port = 5432\n");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "[workspace]\ncopy = [\".env\", \"config/*.local.toml\", \".env.missing\"]\n\n[[task]]\nid = \"t\"\nprompt = \"cat .env config/db.local.toml > {seen}; echo work > work.txt\"\n",
+            seen = seen.display()
+        )),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "SECRET=1\nport = 5432\n"
+    );
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "work.txt").as_deref(),
+        Some("work\n")
+    );
+    assert_eq!(show(&env, integration, ".env"), None);
+    assert_eq!(show(&env, integration, "config/db.local.toml"), None);
+    let warnings = task(&r.report, "t")["warnings"].to_string();
+    assert!(
+        warnings.contains(".env.missing") && warnings.contains("skipped"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn a_copied_file_git_does_not_ignore_is_a_plan_error() {
+    let env = TestEnv::new();
+    env.write("notes.local", "x\n");
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            "[workspace]\ncopy = [\"notes.local\"]\n\n[[task]]\nid = \"t\"\nprompt = \"true\"\n",
+        ),
+    );
+    for cmd in [&["check"][..], &["run"][..]] {
+        let out = output(baton(&env).args(cmd));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(
+            err.contains("\"notes.local\", which git does not ignore"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        env.git(&["branch", "--list", "baton/*"]),
+        "",
+        "nothing started"
+    );
+}
+
+#[test]
+fn running_tasks_hold_ports_of_their_own_that_were_free() {
+    let env = TestEnv::new();
+    // Something already listens on the first port of the range.
+    let busy = std::net::TcpListener::bind(("127.0.0.1", 20000)).ok();
+    let dir = env.scratch("ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut plan = String::from("[workspace]\nports = 2\n\n[run]\nmax_parallel = 3\n");
+    for t in ["a", "b", "c"] {
+        plan.push_str(&format!(
+            "\n[[task]]\nid = \"{t}\"\nprompt = \"echo $BATON_PORT $BATON_PORT_1 $BATON_PORT_2 $BATON_WORKSPACE > {d}/{t}; sleep 0.5\"\n",
+            d = dir.display()
+        ));
+    }
+    env.write("baton.toml", &bash_plan(&plan));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut all = std::collections::HashSet::new();
+    for t in ["a", "b", "c"] {
+        let line = std::fs::read_to_string(dir.join(t)).unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.len(), 4, "{line}");
+        assert_eq!(words[0], words[1], "BATON_PORT is BATON_PORT_1");
+        for p in &words[1..3] {
+            let p: u16 = p.parse().unwrap();
+            assert!((20000..30000).contains(&p));
+            if busy.is_some() {
+                assert_ne!(p, 20000, "a port something listens on is not handed out");
+            }
+            assert!(all.insert(p), "port {p} handed out twice");
+        }
+    }
+    drop(busy);
+}
+
+#[test]
+fn no_agent_starts_while_memory_is_short_and_the_task_says_so() {
+    let env = TestEnv::new();
+    let mem = env.scratch("memavailable");
+    std::fs::write(&mem, "1048576").unwrap();
+    env.write(
+        "baton.toml",
+        &bash_plan("[run]\nmin_free_memory = \"2G\"\n\n[[task]]\nid = \"t\"\nprompt = \"echo ran > ran.txt\"\n"),
+    );
+    let child = baton(&env)
+        .env("BATON_MEMAVAILABLE_FILE", &mem)
+        .args(["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the task to say it waits for memory", 20, || {
+        String::from_utf8_lossy(&output(baton(&env).arg("status")).stdout)
+            .contains("pending (waiting: memory)")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(task_status(&env, "t"), "pending", "held back");
+    std::fs::write(&mem, (8u64 << 30).to_string()).unwrap();
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("waiting: memory (1 MiB available"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(task(&r.report, "t")["merged"], true);
+}
