@@ -151,10 +151,10 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
         EventKind::ApprovalNeeded => format!("waiting for approval: baton approve {task}"),
         EventKind::Merged => "merged".to_string(),
         EventKind::Succeeded => "succeeded (not merged: merge = false)".to_string(),
-        EventKind::Conflicted => format!(
-            "conflicted in {}",
-            d.get("paths").map(|p| p.to_string()).unwrap_or_default()
-        ),
+        EventKind::Conflicted => match d.get("paths") {
+            Some(p) => format!("conflicted in {p}"),
+            None => format!("conflicted: {}", s("reason")),
+        },
         EventKind::Failed | EventKind::Stopped | EventKind::Skipped => {
             format!("{}: {}", e.kind, s("reason"))
         }

@@ -324,15 +324,21 @@ impl Board {
             >= limit
     }
 
-    /// Whether task `i` declares files that a running task declares too:
-    /// they would edit the same paths at once (plan order decides who waits).
+    /// Whether task `i` declares files that a task whose work is not merged
+    /// yet (running, waiting for approval or in the merge queue) declares
+    /// too: started now, it would edit the same paths without that work
+    /// (plan order decides who waits).
     fn overlaps_running(&self, i: usize) -> bool {
         let files = &self.tasks[i].spec.files;
         if self.rules.overlap_allowed || files.is_empty() {
             return false;
         }
-        self.running_tasks()
-            .any(|j| files.overlaps(&self.tasks[j].spec.files))
+        self.tasks.iter().any(|t| {
+            matches!(
+                t.status,
+                TaskStatus::Running | TaskStatus::Merging | TaskStatus::AwaitingApproval
+            ) && files.overlaps(&t.spec.files)
+        })
     }
 
     /// Skips propagate down chains whatever the file order, so repeat until settled.

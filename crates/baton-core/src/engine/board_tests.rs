@@ -494,6 +494,11 @@ fn tasks_that_declare_overlapping_files_never_run_at_once() {
     let mut b = board(3, specs.clone());
     assert_eq!(next_started(&mut b), ["api", "ui"], "handler waits for api");
     done(&mut b, "api");
+    assert!(
+        next_started(&mut b).is_empty(),
+        "api's work is not merged yet: handler would start without it"
+    );
+    merge(&mut b, "api");
     assert_eq!(next_started(&mut b), ["handler"]);
 
     let mut r = rules(3);
