@@ -221,3 +221,139 @@ fn no_agent_starts_while_memory_is_short_and_the_task_says_so() {
     );
     assert_eq!(task(&r.report, "t")["merged"], true);
 }
+
+#[test]
+fn a_pooled_worktree_comes_back_clean_with_its_caches_and_setup_reruns_only_on_new_inputs() {
+    let env = TestEnv::new();
+    let setups = env.scratch("setups");
+    let seen = env.scratch("seen");
+    env.write(".gitignore", "cache/\n");
+    env.write("lock.txt", "v1\n");
+    env.commit_all("a lock file");
+    let plan = |tasks: &str| {
+        bash_plan(&format!(
+            r#"
+[workspace]
+pool = 1
+setup_inputs = ["lock.txt"]
+setup = ["mkdir -p cache; cat lock.txt > cache/deps; echo ${{BATON_TASK:-pool}} >> {setups}"]
+{tasks}"#,
+            setups = setups.display()
+        ))
+    };
+    // Run 1 leaves a prepared worktree in the pool (a done task's, or the refill's).
+    env.write(
+        "baton.toml",
+        &plan("[[task]]\nid = \"one\"\nprompt = \"echo one > one.txt\"\n"),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Run 2: "two" starts in it with setup done; its desk then goes to
+    // "three": none of two's work (not merged), but the caches it left.
+    let check = format!(
+        "{{ test -e cache/deps && echo deps; test -e cache/scratch && echo scratch; test -e two.txt && echo two; test -e one.txt && echo one; git status --porcelain; }} > {seen}",
+        seen = seen.display()
+    );
+    env.write(
+        "baton.toml",
+        &plan(&format!(
+            "[[task]]\nid = \"two\"\nmerge = false\nprompt = \"echo two > two.txt; echo s > cache/scratch\"\n\n[[task]]\nid = \"three\"\nneeds = [\"two\"]\nprompt = \"{}\"\n",
+            check.replace('"', "\\\"")
+        )),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let said = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(
+        said, "deps\nscratch\n",
+        "caches stay; no tracked or untracked trace of other tasks"
+    );
+    let ran = std::fs::read_to_string(&setups).unwrap();
+    assert!(ran.lines().any(|l| l == "one"), "{ran}");
+    assert!(
+        !ran.contains("two") && !ran.contains("three"),
+        "setup is not run again for the same inputs: {ran}"
+    );
+    // New inputs: setup runs again.
+    env.write("lock.txt", "v2\n");
+    env.commit_all("new deps");
+    env.write(
+        "baton.toml",
+        &plan("[[task]]\nid = \"four\"\nprompt = \"cat cache/deps > four.txt\"\n"),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ran = std::fs::read_to_string(&setups).unwrap();
+    assert!(ran.contains("four\n"), "{ran}");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "four.txt").as_deref(), Some("v2\n"));
+}
+
+#[test]
+fn a_sparse_worktree_holds_only_the_named_directories() {
+    let env = TestEnv::new();
+    env.write("services/api/a.txt", "a\n");
+    env.write("libs/b.txt", "b\n");
+    env.write("other/c.txt", "c\n");
+    env.commit_all("a monorepo");
+    let seen = env.scratch("seen");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "[workspace]\nsparse = [\"services/api\", \"libs/\"]\n\n[[task]]\nid = \"t\"\nprompt = \"ls services/api libs other > {seen} 2>&1 || true; echo new > services/api/new.txt\"\n",
+            seen = seen.display()
+        )),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let said = std::fs::read_to_string(&seen).unwrap();
+    assert!(said.contains("a.txt") && said.contains("b.txt"), "{said}");
+    assert!(said.contains("other") && !said.contains("c.txt"), "{said}");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "services/api/new.txt").as_deref(),
+        Some("new\n")
+    );
+    assert_eq!(
+        show(&env, integration, "other/c.txt").as_deref(),
+        Some("c\n"),
+        "the rest is untouched"
+    );
+    assert!(
+        task(&r.report, "t")["warnings"]
+            .as_array()
+            .is_none_or(|w| w.is_empty()),
+        "no repo change reported"
+    );
+}
+
+#[test]
+fn a_task_that_did_not_finish_well_gives_nothing_back_to_the_pool() {
+    let env = TestEnv::new();
+    let seen = env.scratch("seen");
+    env.write(
+        "baton.toml",
+        &bash_plan("[workspace]\npool = 1\n\n[[task]]\nid = \"bad\"\nprompt = \"echo half > dirty.txt; exit 3\"\n"),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let bad_wt = task(&r.report, "bad")["worktree"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        std::path::Path::new(&bad_wt).join("dirty.txt").exists(),
+        "its desk is kept as it was"
+    );
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "[workspace]\npool = 1\n\n[[task]]\nid = \"next\"\nprompt = \"ls > {seen}; git status --porcelain >> {seen}\"\n",
+            seen = seen.display()
+        )),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let said = std::fs::read_to_string(&seen).unwrap();
+    assert!(!said.contains("dirty.txt"), "{said}");
+}

@@ -307,66 +307,92 @@ impl Repo {
         path: &Path,
         branch: &str,
         start: &str,
+        sparse: &[String],
     ) -> Result<(), GitError> {
+        self.add_worktree_at(path, Some(branch), start, sparse)
+            .await
+    }
+
+    /// A new worktree at `path` on a new `branch` (or detached) at `start`;
+    /// with `sparse` directories, only those (and the top level) are
+    /// checked out (cone mode).
+    async fn add_worktree_at(
+        &self,
+        path: &Path,
+        branch: Option<&str>,
+        start: &str,
+        sparse: &[String],
+    ) -> Result<(), GitError> {
+        {
+            let _serial = WORKTREE_LOCK.lock().await;
+            make_parent(path)?;
+            let mut args: Vec<&OsStr> = vec!["worktree".as_ref(), "add".as_ref(), "-q".as_ref()];
+            match branch {
+                Some(b) => args.extend(["-b".as_ref(), OsStr::new(b)]),
+                None => args.push("--detach".as_ref()),
+            }
+            if !sparse.is_empty() {
+                args.push("--no-checkout".as_ref());
+            }
+            args.extend([path.as_os_str(), OsStr::new(start)]);
+            git_ok(&self.root, &args).await?;
+        }
+        if !sparse.is_empty() {
+            let mut args = vec!["sparse-checkout", "set", "--cone", "--"];
+            args.extend(sparse.iter().map(String::as_str));
+            git_ok(path, &args).await?;
+            git_ok(path, ["reset", "-q", "--hard"]).await?;
+        }
+        Ok(())
+    }
+
+    /// Lets each worktree have config of its own (`git sparse-checkout`
+    /// needs it), so that doing it later is not a change under a run.
+    pub async fn enable_worktree_config(&self) -> Result<(), GitError> {
+        git_ok(&self.root, ["config", "extensions.worktreeConfig", "true"])
+            .await
+            .map(drop)
+    }
+
+    /// Moves a worktree (a rename: nothing is checked out again).
+    pub async fn move_worktree(&self, from: &Path, to: &Path) -> Result<(), GitError> {
         let _serial = WORKTREE_LOCK.lock().await;
-        make_parent(path)?;
-        let p = path.as_os_str();
-        git_ok(
-            &self.root,
-            [
-                OsStr::new("worktree"),
-                OsStr::new("add"),
-                OsStr::new("-q"),
-                OsStr::new("-b"),
-                OsStr::new(branch),
-                p,
-                OsStr::new(start),
-            ],
-        )
-        .await
-        .map(drop)
+        make_parent(to)?;
+        let args = [
+            OsStr::new("worktree"),
+            OsStr::new("move"),
+            from.as_os_str(),
+            to.as_os_str(),
+        ];
+        git_ok(&self.root, args).await.map(drop)
     }
 
     /// Makes the worktree at `from` (whose work is kept on its own branch)
     /// the worktree of a new task: moved to `to`, on a new `branch` from
-    /// `start`, with nothing left of the earlier task (untracked and ignored
-    /// files too). Cheaper than a new worktree on a big tree: only what
-    /// differs is written.
+    /// `start`, with nothing left of the earlier task (untracked files, and
+    /// ignored ones unless `keep_ignored`). Cheaper than a new worktree on a
+    /// big tree: only what differs is written.
     pub async fn reuse_worktree(
         &self,
         from: &Path,
         to: &Path,
         branch: &str,
         start: &str,
+        keep_ignored: bool,
     ) -> Result<(), GitError> {
-        {
-            let _serial = WORKTREE_LOCK.lock().await;
-            make_parent(to)?;
-            let args = [
-                OsStr::new("worktree"),
-                OsStr::new("move"),
-                from.as_os_str(),
-                to.as_os_str(),
-            ];
-            git_ok(&self.root, args).await?;
-        }
+        self.move_worktree(from, to).await?;
         crate::failpoint::hit("desk-moved");
-        self.switch_worktree(to, branch, start).await
+        self.switch_worktree(to, branch, start, keep_ignored).await
     }
 
     /// Adds a worktree at `path` with `commit` checked out, on no branch.
-    pub async fn add_detached_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
-        let _serial = WORKTREE_LOCK.lock().await;
-        make_parent(path)?;
-        let args = [
-            OsStr::new("worktree"),
-            OsStr::new("add"),
-            OsStr::new("-q"),
-            OsStr::new("--detach"),
-            path.as_os_str(),
-            OsStr::new(commit),
-        ];
-        git_ok(&self.root, args).await.map(drop)
+    pub async fn add_detached_worktree(
+        &self,
+        path: &Path,
+        commit: &str,
+        sparse: &[String],
+    ) -> Result<(), GitError> {
+        self.add_worktree_at(path, None, commit, sparse).await
     }
 
     /// Checks out `commit` (on no branch) in an existing worktree; untracked
@@ -512,15 +538,18 @@ impl Repo {
     }
 
     /// Checks out a new `branch` from `start` in an existing worktree and
-    /// removes everything else there (untracked and ignored files too).
+    /// removes everything else there: untracked files, and ignored ones too
+    /// unless `keep_ignored` (a pooled worktree's caches).
     pub async fn switch_worktree(
         &self,
         worktree: &Path,
         branch: &str,
         start: &str,
+        keep_ignored: bool,
     ) -> Result<(), GitError> {
         git_ok(worktree, ["checkout", "-q", "-f", "-b", branch, start]).await?;
-        git_ok(worktree, ["clean", "-ffdxq"]).await.map(drop)
+        let clean = if keep_ignored { "-ffdq" } else { "-ffdxq" };
+        git_ok(worktree, ["clean", clean]).await.map(drop)
     }
 
     pub async fn changed_files(&self, from: &str, to: &str) -> Result<Vec<String>, GitError> {

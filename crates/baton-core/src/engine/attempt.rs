@@ -162,6 +162,10 @@ async fn setup(
     match workspace::setup(sh, task, ledger.n, &st.worktree, &env, cmds).await {
         GateResult::Passed => {
             st.needs_setup = false;
+            if st.keep_ignored {
+                let key = super::pool::setup_key(sh, &st.start_commit).await;
+                super::pool::write_key(&st.worktree, &key);
+            }
             let upd = TaskUpdate {
                 setup_done: Some(true),
                 ..Default::default()
@@ -242,7 +246,7 @@ async fn check(
     let sh = ledger.sh;
     let gates = gates::GateRun {
         kind: gates::Kind::Gate,
-        task: ledger.task,
+        task: Some(ledger.task),
         attempt: Some(ledger.n),
         gates: &st.spec.gates,
         worktree: &st.worktree,

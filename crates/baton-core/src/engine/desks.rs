@@ -44,8 +44,12 @@ impl Desks {
     }
 
     /// The worktrees of done tasks, waiting for a new task or removal.
-    pub fn spares(&self) -> &[PathBuf] {
-        &self.spares
+    pub fn take_spares(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.spares)
+    }
+
+    pub fn set_spares(&mut self, spares: Vec<PathBuf>) {
+        self.spares = spares;
     }
 
     /// A done task's worktree for a new task, if there is one.

@@ -56,7 +56,8 @@ impl Kind {
 /// The work the checks judge.
 pub(crate) struct GateRun<'a> {
     pub kind: Kind,
-    pub task: &'a str,
+    /// Whose commands they are (None: the run's, e.g. a pool worktree's setup).
+    pub task: Option<&'a str>,
     /// The attempt whose work it is (None for verify, which checks a merge).
     pub attempt: Option<u32>,
     pub gates: &'a [String],
@@ -85,7 +86,7 @@ pub(crate) async fn run_all(
     let word = kind.word();
     for gate in gates {
         let data = serde_json::json!({ "gate": gate });
-        sh.event(Some(task), attempt, started, data).await;
+        sh.event(task, attempt, started, data).await;
         let heading = format!("\n==> baton: {word} `{gate}`\n");
         if let Ok(mut f) = tokio::fs::OpenOptions::new()
             .create(true)
@@ -129,7 +130,7 @@ pub(crate) async fn run_all(
             Ended::Cmd(_) => (false, String::new()),
         };
         let data = serde_json::json!({ "gate": gate_cmd, "passed": passed, "duration_ms": ms, "reason": reason });
-        sh.event(Some(task), attempt, finished, data).await;
+        sh.event(task, attempt, finished, data).await;
         if let Ended::Cmd(c) = out.ended {
             return GateResult::Interrupted(c);
         }

@@ -22,6 +22,7 @@ mod merge;
 mod messages;
 mod meter;
 mod output;
+mod pool;
 mod prompt;
 mod repo_watch;
 mod setup;

@@ -107,6 +107,18 @@ impl Parts {
     /// The engine, its board holding every task of the plan as pending.
     async fn assemble(self) -> Result<Engine, EngineError> {
         let wiring = Wiring::new();
+        let ws = &self.plan.workspace;
+        if !ws.sparse.is_empty() {
+            // Before the repository is watched: it is baton's change, not an agent's.
+            self.repo.enable_worktree_config().await?;
+        }
+        let pool = match ws.pool {
+            _ if self.opts.keep_worktrees => None,
+            crate::plan::Pool::Off => None,
+            crate::plan::Pool::Size(n) => Some(n),
+            crate::plan::Pool::Auto => Some(self.plan.run.max_parallel),
+        }
+        .map(|n| Arc::new(super::pool::Pool::new(&self.worktrees, n)));
         let desks = Desks::new(self.worktrees, self.opts.keep_worktrees);
         let repo_watch = RepoWatch::new(&self.repo.common_dir);
         let run = self.run_id.clone();
@@ -135,7 +147,7 @@ impl Parts {
                 .collect(),
         };
         let board = Board::new(rules, self.plan.tasks.iter().cloned());
-        let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head);
+        let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head.clone());
         let handle = EngineHandle::new(&self.run_id, wiring.requests_tx);
         let watchdog = watchdog(&self.opts);
         let sh = Shared::new(
@@ -147,8 +159,16 @@ impl Parts {
             watchdog,
             wiring.notes_tx,
         );
+        let sh = Arc::new(sh);
+        let refill = pool.as_ref().map(|pool| {
+            tokio::spawn(super::pool::refill(
+                sh.clone(),
+                pool.clone(),
+                self.head.clone(),
+            ))
+        });
         Ok(Engine {
-            sh: Arc::new(sh),
+            sh,
             _lock: self.lock,
             desks,
             board,
@@ -164,6 +184,8 @@ impl Parts {
             starts: HashMap::new(),
             last_look: None,
             ahead: Default::default(),
+            pool,
+            refill,
         })
     }
 }

@@ -53,6 +53,10 @@ pub struct Engine {
     /// When conflicts ahead were last looked for, and the tasks found with some.
     pub(super) last_look: Option<std::time::Instant>,
     pub(super) ahead: std::collections::HashSet<usize>,
+    /// The repository's warm pool of prepared worktrees, if the plan keeps one.
+    pub(super) pool: Option<Arc<super::pool::Pool>>,
+    /// The pool's refill going on in the background.
+    pub(super) refill: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A batch of merges under the run's `verify` checks.
@@ -192,10 +196,7 @@ impl Engine {
             tracing::error!("run {}: {e}", self.sh.run_id);
         }
         self.report_undone().await;
-        for spare in self.desks.spares() {
-            let task = spare.file_name().unwrap_or_default().to_string_lossy();
-            super::workspace::teardown(&self.sh, &task, spare).await;
-        }
+        self.pool_or_teardown().await;
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
         let _ = self.sh.db(|s, run| s.release_run_ports(run)).await;
         self.sh.repo.maintain().await;
@@ -211,6 +212,30 @@ impl Engine {
             w.finish();
         }
         Ok(Report::load(&self.sh.store, &self.sh.run_id).await?)
+    }
+
+    /// Done tasks' worktrees go back to the pool while it has room (their
+    /// work is merged; their caches stay); the others are torn down for
+    /// removal.
+    async fn pool_or_teardown(&mut self) {
+        if let (Some(pool), Some(refill)) = (&self.pool, self.refill.take()) {
+            pool.stop_refill();
+            let _ = refill.await;
+        }
+        let mut gone = Vec::new();
+        for spare in self.desks.take_spares() {
+            if let Some(pool) = self.pool.as_ref().filter(|p| p.has_room()) {
+                let head = self.merges.head().to_string();
+                match pool.put_back(&self.sh.repo, &spare, &head).await {
+                    Ok(()) => continue,
+                    Err(e) => tracing::warn!("cannot put {} in the pool: {e}", spare.display()),
+                }
+            }
+            let task = spare.file_name().unwrap_or_default().to_string_lossy();
+            super::workspace::teardown(&self.sh, &task, &spare).await;
+            gone.push(spare);
+        }
+        self.desks.set_spares(gone);
     }
 
     /// Carries out what the board decided, in order.
@@ -279,6 +304,12 @@ impl Engine {
         // it) is used as it is; only a task with none takes a spare.
         if !start.existing && !start.worktree.exists() {
             start.spare = self.desks.spare();
+            if let Some(pool) = &self.pool {
+                start.keep_ignored = true;
+                if start.spare.is_none() {
+                    start.spare = pool.take();
+                }
+            }
         }
         if resolution.is_some() {
             start.kind = AttemptKind::Resolve;

@@ -33,7 +33,7 @@ pub(crate) fn spawn(
                 ];
                 let run = gates::GateRun {
                     kind: Kind::Verify,
-                    task: &task,
+                    task: Some(&task),
                     attempt: None,
                     gates: &sh.plan.run.verify,
                     worktree: &dir,
@@ -63,7 +63,7 @@ async fn checkout(sh: &Shared, dir: &std::path::Path, commit: &str) -> Result<()
     let res = if dir.join(".git").exists() {
         sh.repo.checkout_detached(dir, commit).await
     } else {
-        sh.repo.add_detached_worktree(dir, commit).await
+        sh.repo.add_detached_worktree(dir, commit, &[]).await
     };
     res.map_err(|e| format!("cannot check out the merge to verify it: {e}"))
 }

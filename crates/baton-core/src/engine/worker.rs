@@ -4,6 +4,7 @@
 
 use super::attempt::{self, Step};
 use super::messages::{Outcome, WorkerCmd, WorkerNote};
+use super::pool;
 use super::shared::Shared;
 use super::workspace;
 use crate::adapter;
@@ -43,6 +44,9 @@ pub(crate) struct Start {
     pub needs_setup: bool,
     /// `BATON_WORKSPACE` and the task's ports, for setup, agent and gates.
     pub desk_env: Vec<(OsString, OsString)>,
+    /// The spare (a done task's or the pool's) keeps its ignored files: its
+    /// setup is done again only if its key changed.
+    pub keep_ignored: bool,
 }
 
 impl Start {
@@ -78,6 +82,7 @@ impl Start {
             needs_setup: !sh.plan.workspace.setup.is_empty()
                 && !rec.as_ref().is_some_and(|r| r.setup_done),
             desk_env: Vec::new(),
+            keep_ignored: false,
             spec,
             kind: AttemptKind::Work,
         }
@@ -157,6 +162,9 @@ enum Desk {
     New,
     /// A branch that already existed: it may have moved past the start.
     Existing,
+    /// A new branch at the start commit, in a worktree that kept its
+    /// ignored files (caches) from an earlier task or the pool.
+    Warm,
 }
 
 async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
@@ -168,7 +176,7 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
             Some(_) if !branch_exists(sh, &st.branch).await => {
                 return sh
                     .repo
-                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit)
+                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit, false)
                     .await
                     .map(|()| Desk::New)
                     .map_err(|e| format!("cannot make the task's worktree: {e}"));
@@ -191,10 +199,17 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
         workspace::teardown(sh, &before, spare).await;
         match sh
             .repo
-            .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit)
+            .reuse_worktree(
+                spare,
+                &st.worktree,
+                &st.branch,
+                &st.start_commit,
+                st.keep_ignored,
+            )
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) if st.keep_ignored => Ok(Desk::Warm),
+            Ok(()) => Ok(Desk::New),
             Err(e) => {
                 tracing::debug!(
                     "cannot reuse {} ({e}); making a new worktree",
@@ -205,21 +220,17 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
                         let _ = sh.repo.remove_worktree(left).await;
                     }
                 }
-                sh.repo
-                    .add_worktree(&st.worktree, &st.branch, &st.start_commit)
-                    .await
+                add_new(sh, st).await
             }
         }
     } else {
-        sh.repo
-            .add_worktree(&st.worktree, &st.branch, &st.start_commit)
-            .await
+        add_new(sh, st).await
     };
     // A crash between creating the branch and recording it leaves the branch:
     // attach to it rather than fail on "already exists" forever. Asked only
     // on a failure, so a new desk costs one git process.
     let res = match res {
-        Ok(()) => Ok(Desk::New),
+        Ok(desk) => Ok(desk),
         Err(_) if branch_exists(sh, &st.branch).await => sh
             .repo
             .restore_worktree(&st.worktree, &st.branch)
@@ -228,6 +239,14 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
         Err(e) => Err(e),
     };
     res.map_err(|e| format!("cannot create the task's worktree: {e}"))
+}
+
+async fn add_new(sh: &Shared, st: &Start) -> Result<Desk, crate::git::GitError> {
+    let sparse = &sh.plan.workspace.sparse;
+    sh.repo
+        .add_worktree(&st.worktree, &st.branch, &st.start_commit, sparse)
+        .await
+        .map(|()| Desk::New)
 }
 
 async fn branch_exists(sh: &Shared, branch: &str) -> bool {
@@ -247,7 +266,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         Err(reason) => return Outcome::Broken { reason },
     };
     crate::failpoint::hit("desk-made");
-    if desk == Desk::New {
+    if desk != Desk::Existing {
         let notes = workspace::copy_files(sh, &st.worktree).await;
         if !notes.is_empty() {
             let t = task.clone();
@@ -256,6 +275,10 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
                 .await;
         }
         st.needs_setup = !sh.plan.workspace.setup.is_empty();
+        if desk == Desk::Warm && st.needs_setup {
+            let key = pool::setup_key(sh, &st.start_commit).await;
+            st.needs_setup = pool::read_key(&st.worktree).as_deref() != Some(key.as_str());
+        }
     }
     let ports = match sh.plan.workspace.ports {
         0 => Vec::new(),

@@ -62,7 +62,7 @@ pub(crate) async fn take_ports(sh: &Shared, task: &str, n: u16) -> Result<Vec<u1
     })
 }
 
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks the process exists.
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
@@ -123,7 +123,7 @@ pub(crate) async fn setup(
 ) -> GateResult {
     let run = gates::GateRun {
         kind: Kind::Setup,
-        task,
+        task: Some(task),
         attempt: Some(attempt),
         gates: &sh.plan.workspace.setup,
         worktree,
@@ -151,7 +151,7 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
         .join(format!("teardown-{task}.log"));
     let run = gates::GateRun {
         kind: Kind::Teardown,
-        task,
+        task: Some(task),
         attempt: None,
         gates: &sh.plan.workspace.teardown,
         worktree,

@@ -8,7 +8,7 @@ mod workspace;
 
 pub use error::{Diagnostic, PlanError};
 pub use files::FileSet;
-pub use workspace::{matching_files, parse_size, Workspace, MAX_PORTS};
+pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;
 use std::collections::BTreeMap;

@@ -33,6 +33,9 @@ pub(crate) struct RawWorkspace {
     pub copy: Option<Spanned<Vec<String>>>,
     pub ports: Option<Spanned<i64>>,
     pub setup_timeout: Option<Spanned<String>>,
+    pub setup_inputs: Option<Spanned<Vec<String>>>,
+    pub pool: Option<Spanned<toml::Value>>,
+    pub sparse: Option<Spanned<Vec<String>>>,
 }
 
 /// `[[route]]`: tasks queued with one of these tags go to this profile.

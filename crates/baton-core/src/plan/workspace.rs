@@ -26,7 +26,27 @@ pub struct Workspace {
     pub ports: u16,
     /// How long setup (each command) and teardown may take.
     pub setup_timeout: Duration,
+    /// Files whose contents decide whether a pooled worktree's setup is
+    /// still good (e.g. `package-lock.json`).
+    pub setup_inputs: Vec<String>,
+    /// Prepared worktrees kept for the repository across runs.
+    pub pool: Pool,
+    /// Directories checked out (cone mode); empty: the whole tree.
+    pub sparse: Vec<String>,
 }
+
+/// How many prepared worktrees the pool keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pool {
+    #[default]
+    Off,
+    Size(usize),
+    /// As many as the run's `max_parallel`.
+    Auto,
+}
+
+/// A pool bigger than this holds more disk than it saves time.
+pub const MAX_POOL: usize = 64;
 
 impl Default for Workspace {
     fn default() -> Workspace {
@@ -36,6 +56,9 @@ impl Default for Workspace {
             copy: Vec::new(),
             ports: 0,
             setup_timeout: DEFAULT_SETUP_TIMEOUT,
+            setup_inputs: Vec::new(),
+            pool: Pool::Off,
+            sparse: Vec::new(),
         }
     }
 }
@@ -73,6 +96,41 @@ pub(super) fn check_workspace(ck: &mut Checker, raw: &RawWorkspace) -> Workspace
                     p.get_ref()
                 ),
             ),
+        }
+    }
+    if let Some(p) = &raw.pool {
+        ws.pool = match p.get_ref() {
+            toml::Value::Integer(0) => Pool::Off,
+            toml::Value::Integer(n) if (1..=MAX_POOL as i64).contains(n) => Pool::Size(*n as usize),
+            toml::Value::String(s) if s == "auto" => Pool::Auto,
+            other => {
+                let msg = format!(
+                    "workspace.pool must be a number from 0 to {MAX_POOL} or \"auto\", not {other}"
+                );
+                ck.at(Some(p.span()), None, msg);
+                Pool::Off
+            }
+        };
+    }
+    for (field, list, out) in [
+        ("setup_inputs", &raw.setup_inputs, &mut ws.setup_inputs),
+        ("sparse", &raw.sparse, &mut ws.sparse),
+    ] {
+        if let Some(l) = list {
+            for item in l.get_ref() {
+                if let Err(why) = copy_glob_problem(item) {
+                    ck.at(
+                        Some(l.span()),
+                        None,
+                        format!("workspace.{field} {item:?}: {why}"),
+                    );
+                }
+            }
+            *out = l
+                .get_ref()
+                .iter()
+                .map(|p| p.trim_end_matches('/').to_string())
+                .collect();
         }
     }
     if let Some(t) = &raw.setup_timeout {

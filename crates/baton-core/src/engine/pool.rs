@@ -1,0 +1,335 @@
+//! The warm pool (`[workspace] pool`): prepared worktrees kept for the
+//! repository across runs: checked out, setup done, ignored files (such as
+//! `node_modules` or `target/`) kept. A starting task takes one and switches
+//! it to its own branch (git writes only what differs), and runs setup
+//! again only when the setup's key changed: its commands, `sparse`, or the
+//! contents of `setup_inputs`.
+//!
+//! Several baton processes share one pool, so it lives in the filesystem:
+//! a slot is a directory `<pool>/<name>` beside a marker file:
+//! `<name>.ready` (free; holds the setup key it was prepared with) or
+//! `<name>.building-<pid>` (being made). Taking a slot renames its marker
+//! away, and a rename has one winner. A slot only ever enters the pool
+//! from a task whose work is committed and merged (or from a fresh
+//! checkout), and is reset before it is handed out.
+
+use super::gates::{self, GateResult, Kind};
+use super::messages::WorkerCmd;
+use super::shared::Shared;
+use super::workspace::pid_alive;
+use crate::git::{git, GitError, Repo};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub(crate) struct Pool {
+    dir: PathBuf,
+    size: usize,
+    /// Set when the run ends: the refill stops (a done task's worktree is
+    /// a better slot than one half made), its setup with it.
+    stopping: std::sync::atomic::AtomicBool,
+    setup_stop: std::sync::Mutex<Option<UnboundedSender<WorkerCmd>>>,
+}
+
+const READY: &str = ".ready";
+
+impl Pool {
+    pub fn new(worktrees: &Path, size: usize) -> Pool {
+        Pool {
+            dir: worktrees.join(".pool"),
+            size,
+            stopping: Default::default(),
+            setup_stop: Default::default(),
+        }
+    }
+
+    /// Stops the refill: no new slot is started, and the setup going on is
+    /// stopped (its slot is removed).
+    pub fn stop_refill(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut tx) = self.setup_stop.lock() {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(WorkerCmd::Shutdown);
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A free slot's worktree, taken; None when the pool is empty.
+    pub fn take(&self) -> Option<PathBuf> {
+        let pid = std::process::id();
+        for name in self.marked(READY) {
+            let ready = self.dir.join(format!("{name}{READY}"));
+            let taken = self.dir.join(format!("{name}.taken-{pid}"));
+            if std::fs::rename(&ready, &taken).is_err() {
+                continue; // another process won it
+            }
+            let _ = std::fs::remove_file(&taken);
+            let path = self.dir.join(&name);
+            if path.join(".git").exists() {
+                return Some(path);
+            }
+        }
+        None
+    }
+
+    /// Slot names with a marker ending in `suffix`.
+    fn marked(&self, suffix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_suffix(suffix).map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// How many more slots the pool wants (ready and being made count).
+    fn wanted(&self) -> usize {
+        let building = self
+            .marked_any(".building-")
+            .into_iter()
+            .filter(|(_, pid)| pid_alive(*pid))
+            .count();
+        self.size
+            .saturating_sub(self.marked(READY).len() + building)
+    }
+
+    /// (slot name, pid) of markers `<name><infix><pid>`.
+    fn marked_any(&self, infix: &str) -> Vec<(String, u32)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let (name, pid) = n.split_once(infix)?;
+                Some((name.to_string(), pid.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Whether the pool has room for one more slot.
+    pub fn has_room(&self) -> bool {
+        self.wanted() > 0
+    }
+
+    /// Puts a done task's worktree (its work merged, on its branch) into
+    /// the pool: detached at `head`, tracked changes reset and untracked
+    /// files removed, ignored ones kept (its setup key goes with it).
+    pub async fn put_back(&self, repo: &Repo, worktree: &Path, head: &str) -> Result<(), GitError> {
+        let name = new_name();
+        let path = self.dir.join(&name);
+        let building = self.marker(&name, "building");
+        let marked =
+            std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&building, ""));
+        if let Err(e) = marked {
+            let msg = format!("cannot write to the pool {}: {e}", self.dir.display());
+            return Err(GitError::Other(msg));
+        }
+        let res = async {
+            repo.move_worktree(worktree, &path).await?;
+            repo.checkout_detached(&path, head).await
+        }
+        .await;
+        self.finish_building(&name, &building, res.is_ok());
+        res
+    }
+
+    fn marker(&self, name: &str, what: &str) -> PathBuf {
+        self.dir
+            .join(format!("{name}.{what}-{}", std::process::id()))
+    }
+
+    /// Ends making slot `name`: ready, or its marker gone (the next
+    /// refill removes what is left of it).
+    fn finish_building(&self, name: &str, building: &Path, ok: bool) {
+        let ready = self.dir.join(format!("{name}{READY}"));
+        if !(ok && std::fs::rename(building, ready).is_ok()) {
+            let _ = std::fs::remove_file(building);
+        }
+    }
+
+    /// Slots left half-made by a process that died, or not ours any more:
+    /// their directories go (git's metadata with the next prune).
+    async fn sweep(&self, repo: &Repo) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let live: Vec<String> = self
+            .marked(READY)
+            .into_iter()
+            .chain(
+                self.marked_any(".building-")
+                    .into_iter()
+                    .filter(|(_, pid)| pid_alive(*pid))
+                    .map(|(n, _)| n),
+            )
+            .collect();
+        let mut swept = false;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if !live.contains(&name) {
+                    let _ = tokio::fs::remove_dir_all(e.path()).await;
+                    swept = true;
+                }
+            } else if let Some((_, pid)) = name.split_once(".building-") {
+                if pid.parse().is_ok_and(|p| !pid_alive(p)) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if swept {
+            let _ = git(&repo.root, ["worktree", "prune"]).await;
+        }
+    }
+}
+
+/// Fills the pool up to its size in the background: a new worktree at
+/// `commit` (sparse as configured), setup done in it.
+pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>, commit: String) {
+    pool.sweep(&sh.repo).await;
+    while pool.has_room() && !pool.stopping() {
+        let name = new_name();
+        let path = pool.dir.join(&name);
+        let building = pool.marker(&name, "building");
+        if std::fs::create_dir_all(&pool.dir).is_err() || std::fs::write(&building, "").is_err() {
+            return;
+        }
+        let ws = &sh.plan.workspace;
+        let made = sh
+            .repo
+            .add_detached_worktree(&path, &commit, &ws.sparse)
+            .await;
+        let ok = match made {
+            Ok(()) => prepare(&sh, &pool, &path, &commit).await,
+            Err(e) => {
+                tracing::warn!("cannot add a worktree to the pool: {e}");
+                false
+            }
+        };
+        if !ok && path.exists() {
+            let _ = sh.repo.remove_worktree(&path).await;
+        }
+        pool.finish_building(&name, &building, ok);
+        if !ok {
+            return;
+        }
+    }
+}
+
+/// Setup in a new pool worktree at `commit` (its output in the run's pool
+/// log), and the key it was done for.
+async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
+    let ws = &sh.plan.workspace;
+    if pool.stopping() {
+        return false;
+    }
+    if ws.setup.is_empty() {
+        return true;
+    }
+    let (tx, mut cmds) = tokio::sync::mpsc::unbounded_channel();
+    if let Ok(mut stop) = pool.setup_stop.lock() {
+        *stop = Some(tx);
+    }
+    let env = vec![("PWD".into(), path.as_os_str().to_os_string())];
+    let run = gates::GateRun {
+        kind: Kind::Setup,
+        task: None,
+        attempt: None,
+        gates: &ws.setup,
+        worktree: path,
+        log: sh.paths.run_dir(&sh.run_id).join("logs").join("pool.log"),
+        timeout: ws.setup_timeout,
+        env: &env,
+    };
+    let passed = matches!(gates::run_all(sh, run, &mut cmds).await, GateResult::Passed);
+    if !passed || pool.stopping() {
+        return false;
+    }
+    write_key(path, &setup_key(sh, commit).await);
+    true
+}
+
+/// Records the setup key a worktree's setup was done for.
+pub(crate) fn write_key(worktree: &Path, key: &str) {
+    if let Some(f) = key_file(worktree) {
+        let _ = std::fs::write(f, key);
+    }
+}
+
+/// The setup key a worktree's setup was done for, if any.
+pub(crate) fn read_key(worktree: &Path) -> Option<String> {
+    std::fs::read_to_string(key_file(worktree)?).ok()
+}
+
+/// What a worktree's setup depends on at `commit`: the setup commands, the
+/// sparse directories, and the blobs of `setup_inputs` there. Two commits
+/// with the same key need no new setup.
+pub(crate) async fn setup_key(sh: &Shared, commit: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let ws = &sh.plan.workspace;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&ws.setup, &ws.sparse).hash(&mut h);
+    if !ws.setup_inputs.is_empty() {
+        let mut args = vec!["ls-tree", "-r", commit, "--"];
+        args.extend(ws.setup_inputs.iter().map(String::as_str));
+        match git(&sh.repo.root, &args).await {
+            Ok(out) => out.stdout.hash(&mut h),
+            Err(_) => commit.hash(&mut h),
+        }
+    }
+    format!("{:016x}", h.finish())
+}
+
+/// Where a worktree's setup key is kept: its own git directory, which
+/// moves with it.
+fn key_file(worktree: &Path) -> Option<PathBuf> {
+    let dot_git = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let dir = dot_git.trim().strip_prefix("gitdir:")?.trim();
+    Some(PathBuf::from(dir).join("baton-setup-key"))
+}
+
+fn new_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "w{}-{}-{}",
+        std::process::id(),
+        crate::clock::now_ms(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_taker_wins_a_slot_and_an_empty_pool_gives_none() {
+        let root = std::env::temp_dir().join(format!("baton-pool-{}", std::process::id()));
+        let pool = Pool::new(&root, 2);
+        assert!(pool.take().is_none());
+        assert_eq!(pool.wanted(), 2);
+        std::fs::create_dir_all(pool.dir.join("a/.git")).unwrap();
+        std::fs::write(pool.dir.join("a.ready"), "").unwrap();
+        assert_eq!(pool.wanted(), 1);
+        assert_eq!(pool.take(), Some(pool.dir.join("a")));
+        assert!(pool.take().is_none(), "taken once");
+        // A marker of a process that is gone does not count as being made.
+        std::fs::write(pool.dir.join("b.building-999999999"), "").unwrap();
+        assert_eq!(pool.wanted(), 2);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
