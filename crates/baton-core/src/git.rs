@@ -166,6 +166,18 @@ pub enum MergeOutcome {
     Conflict(Vec<String>),
 }
 
+/// What is left of an earlier task in a worktree given to a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Nothing: untracked and ignored files go.
+    Scrub,
+    /// Its ignored files (caches such as node_modules); untracked ones go.
+    KeepIgnored,
+    /// It was reset and cleaned already (a pooled worktree): only the
+    /// branch changes.
+    Clean,
+}
+
 /// What `git merge-tree` made of two commits.
 pub enum TreeMerge {
     /// The merged tree's id.
@@ -369,20 +381,19 @@ impl Repo {
 
     /// Makes the worktree at `from` (whose work is kept on its own branch)
     /// the worktree of a new task: moved to `to`, on a new `branch` from
-    /// `start`, with nothing left of the earlier task (untracked files, and
-    /// ignored ones unless `keep_ignored`). Cheaper than a new worktree on a
-    /// big tree: only what differs is written.
+    /// `start`, with what `reuse` says is left of the earlier task. Cheaper
+    /// than a new worktree on a big tree: only what differs is written.
     pub async fn reuse_worktree(
         &self,
         from: &Path,
         to: &Path,
         branch: &str,
         start: &str,
-        keep_ignored: bool,
+        reuse: Reuse,
     ) -> Result<(), GitError> {
         self.move_worktree(from, to).await?;
         crate::failpoint::hit("desk-moved");
-        self.switch_worktree(to, branch, start, keep_ignored).await
+        self.switch_worktree(to, branch, start, reuse).await
     }
 
     /// Adds a worktree at `path` with `commit` checked out, on no branch.
@@ -537,18 +548,30 @@ impl Repo {
         (out.code == 0).then(|| out.stdout.trim().to_string())
     }
 
-    /// Checks out a new `branch` from `start` in an existing worktree and
-    /// removes everything else there: untracked files, and ignored ones too
-    /// unless `keep_ignored` (a pooled worktree's caches).
+    /// Checks out a new `branch` from `start` in an existing worktree; what
+    /// is left of its earlier use goes as `reuse` says.
     pub async fn switch_worktree(
         &self,
         worktree: &Path,
         branch: &str,
         start: &str,
-        keep_ignored: bool,
+        reuse: Reuse,
     ) -> Result<(), GitError> {
+        if reuse == Reuse::Clean && self.head(worktree).await.is_ok_and(|h| h == start) {
+            // Nothing to check out: the branch is made where HEAD is, and
+            // HEAD points at it (no look at every file of a big tree).
+            let full = format!("refs/heads/{branch}");
+            git_ok(worktree, ["update-ref", full.as_str(), start, ""]).await?;
+            return git_ok(worktree, ["symbolic-ref", "HEAD", full.as_str()])
+                .await
+                .map(drop);
+        }
         git_ok(worktree, ["checkout", "-q", "-f", "-b", branch, start]).await?;
-        let clean = if keep_ignored { "-ffdq" } else { "-ffdxq" };
+        let clean = match reuse {
+            Reuse::Clean => return Ok(()),
+            Reuse::KeepIgnored => "-ffdq",
+            Reuse::Scrub => "-ffdxq",
+        };
         git_ok(worktree, ["clean", clean]).await.map(drop)
     }
 

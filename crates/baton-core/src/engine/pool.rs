@@ -25,6 +25,10 @@ use tokio::sync::mpsc::UnboundedSender;
 pub(crate) struct Pool {
     dir: PathBuf,
     size: usize,
+    /// Where this run's slots are checked out: the commit the run started
+    /// from, which the next run most likely starts from too (then a task
+    /// takes a slot without checking anything out).
+    commit: String,
     /// Set when the run ends: the refill stops (a done task's worktree is
     /// a better slot than one half made), its setup with it.
     stopping: std::sync::atomic::AtomicBool,
@@ -34,10 +38,11 @@ pub(crate) struct Pool {
 const READY: &str = ".ready";
 
 impl Pool {
-    pub fn new(worktrees: &Path, size: usize) -> Pool {
+    pub fn new(worktrees: &Path, size: usize, commit: &str) -> Pool {
         Pool {
             dir: worktrees.join(".pool"),
             size,
+            commit: commit.to_string(),
             stopping: Default::default(),
             setup_stop: Default::default(),
         }
@@ -68,11 +73,13 @@ impl Pool {
             if std::fs::rename(&ready, &taken).is_err() {
                 continue; // another process won it
             }
-            let _ = std::fs::remove_file(&taken);
             let path = self.dir.join(&name);
             if path.join(".git").exists() {
+                // The marker stays until the worktree has moved out
+                // ([`taken`]), so a sweep meanwhile leaves it alone.
                 return Some(path);
             }
+            let _ = std::fs::remove_file(&taken);
         }
         None
     }
@@ -125,9 +132,10 @@ impl Pool {
     }
 
     /// Puts a done task's worktree (its work merged, on its branch) into
-    /// the pool: detached at `head`, tracked changes reset and untracked
-    /// files removed, ignored ones kept (its setup key goes with it).
-    pub async fn put_back(&self, repo: &Repo, worktree: &Path, head: &str) -> Result<(), GitError> {
+    /// the pool: detached at the pool's commit, tracked changes reset and
+    /// untracked files removed, ignored ones kept (its setup key goes with
+    /// it).
+    pub async fn put_back(&self, repo: &Repo, worktree: &Path) -> Result<(), GitError> {
         let name = new_name();
         let path = self.dir.join(&name);
         let building = self.marker(&name, "building");
@@ -139,7 +147,7 @@ impl Pool {
         }
         let res = async {
             repo.move_worktree(worktree, &path).await?;
-            repo.checkout_detached(&path, head).await
+            repo.checkout_detached(&path, &self.commit).await
         }
         .await;
         self.finish_building(&name, &building, res.is_ok());
@@ -166,15 +174,17 @@ impl Pool {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        let held = |infix| {
+            self.marked_any(infix)
+                .into_iter()
+                .filter(|(_, pid)| pid_alive(*pid))
+                .map(|(n, _)| n)
+        };
         let live: Vec<String> = self
             .marked(READY)
             .into_iter()
-            .chain(
-                self.marked_any(".building-")
-                    .into_iter()
-                    .filter(|(_, pid)| pid_alive(*pid))
-                    .map(|(n, _)| n),
-            )
+            .chain(held(".building-"))
+            .chain(held(".taken-"))
             .collect();
         let mut swept = false;
         for e in entries.flatten() {
@@ -184,7 +194,10 @@ impl Pool {
                     let _ = tokio::fs::remove_dir_all(e.path()).await;
                     swept = true;
                 }
-            } else if let Some((_, pid)) = name.split_once(".building-") {
+            } else if let Some((_, pid)) = name
+                .split_once(".building-")
+                .or_else(|| name.split_once(".taken-"))
+            {
                 if pid.parse().is_ok_and(|p| !pid_alive(p)) {
                     let _ = std::fs::remove_file(e.path());
                 }
@@ -196,11 +209,25 @@ impl Pool {
     }
 }
 
+/// A slot taken by this process has moved out of the pool: its marker goes.
+pub(crate) fn taken(slot: &Path) {
+    let marker = format!("{}.taken-{}", slot.display(), std::process::id());
+    let _ = std::fs::remove_file(marker);
+}
+
 /// Fills the pool up to its size in the background: a new worktree at
 /// `commit` (sparse as configured), setup done in it.
-pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>, commit: String) {
+pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>) {
+    let commit = pool.commit.clone();
     pool.sweep(&sh.repo).await;
-    while pool.has_room() && !pool.stopping() {
+    loop {
+        // Tasks that are making their worktrees go first.
+        while sh.starting_tasks.load(std::sync::atomic::Ordering::SeqCst) > 0 && !pool.stopping() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if !pool.has_room() || pool.stopping() {
+            return;
+        }
         let name = new_name();
         let path = pool.dir.join(&name);
         let building = pool.marker(&name, "building");
@@ -319,7 +346,7 @@ mod tests {
     #[test]
     fn one_taker_wins_a_slot_and_an_empty_pool_gives_none() {
         let root = std::env::temp_dir().join(format!("baton-pool-{}", std::process::id()));
-        let pool = Pool::new(&root, 2);
+        let pool = Pool::new(&root, 2, "c0");
         assert!(pool.take().is_none());
         assert_eq!(pool.wanted(), 2);
         std::fs::create_dir_all(pool.dir.join("a/.git")).unwrap();

@@ -118,7 +118,7 @@ impl Parts {
             crate::plan::Pool::Size(n) => Some(n),
             crate::plan::Pool::Auto => Some(self.plan.run.max_parallel),
         }
-        .map(|n| Arc::new(super::pool::Pool::new(&self.worktrees, n)));
+        .map(|n| Arc::new(super::pool::Pool::new(&self.worktrees, n, &self.head)));
         let desks = Desks::new(self.worktrees, self.opts.keep_worktrees);
         let repo_watch = RepoWatch::new(&self.repo.common_dir);
         let run = self.run_id.clone();
@@ -160,13 +160,6 @@ impl Parts {
             wiring.notes_tx,
         );
         let sh = Arc::new(sh);
-        let refill = pool.as_ref().map(|pool| {
-            tokio::spawn(super::pool::refill(
-                sh.clone(),
-                pool.clone(),
-                self.head.clone(),
-            ))
-        });
         Ok(Engine {
             sh,
             _lock: self.lock,
@@ -185,7 +178,7 @@ impl Parts {
             last_look: None,
             ahead: Default::default(),
             pool,
-            refill,
+            refill: None,
         })
     }
 }

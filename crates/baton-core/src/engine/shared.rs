@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     pub redactor: Arc<Redactor>,
     /// Where workers report what they spend and how they ended.
     pub notes: UnboundedSender<WorkerNote>,
+    /// Tasks making their worktrees now: the pool's refill waits for them
+    /// (both take git's worktree lock and the disk, and a task comes first).
+    pub starting_tasks: std::sync::atomic::AtomicUsize,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -109,6 +112,7 @@ impl Shared {
             prices,
             redactor,
             notes,
+            starting_tasks: Default::default(),
         }
     }
 }

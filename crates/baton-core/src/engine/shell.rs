@@ -147,6 +147,11 @@ impl Engine {
             }
             let next = self.board.next();
             self.apply(next).await;
+            // Once the first tasks are making their desks, so it waits for them.
+            if let (Some(pool), None) = (&self.pool, &self.refill) {
+                let refill = super::pool::refill(self.sh.clone(), pool.clone());
+                self.refill = Some(tokio::spawn(refill));
+            }
             if self
                 .board
                 .is_done(!self.merges.is_empty() || self.verifying.is_some())
@@ -214,9 +219,8 @@ impl Engine {
         Ok(Report::load(&self.sh.store, &self.sh.run_id).await?)
     }
 
-    /// Done tasks' worktrees go back to the pool while it has room (their
-    /// work is merged; their caches stay); the others are torn down for
-    /// removal.
+    /// Done tasks' worktrees are torn down, then go back to the pool while
+    /// it has room (their work is merged; their caches stay) or are removed.
     async fn pool_or_teardown(&mut self) {
         if let (Some(pool), Some(refill)) = (&self.pool, self.refill.take()) {
             pool.stop_refill();
@@ -224,15 +228,14 @@ impl Engine {
         }
         let mut gone = Vec::new();
         for spare in self.desks.take_spares() {
+            let task = spare.file_name().unwrap_or_default().to_string_lossy();
+            super::workspace::teardown(&self.sh, &task, &spare).await;
             if let Some(pool) = self.pool.as_ref().filter(|p| p.has_room()) {
-                let head = self.merges.head().to_string();
-                match pool.put_back(&self.sh.repo, &spare, &head).await {
+                match pool.put_back(&self.sh.repo, &spare).await {
                     Ok(()) => continue,
                     Err(e) => tracing::warn!("cannot put {} in the pool: {e}", spare.display()),
                 }
             }
-            let task = spare.file_name().unwrap_or_default().to_string_lossy();
-            super::workspace::teardown(&self.sh, &task, &spare).await;
             gone.push(spare);
         }
         self.desks.set_spares(gone);
@@ -308,6 +311,7 @@ impl Engine {
                 start.keep_ignored = true;
                 if start.spare.is_none() {
                     start.spare = pool.take();
+                    start.pooled = start.spare.is_some();
                 }
             }
         }
@@ -326,6 +330,11 @@ impl Engine {
         let started = Some((EventKind::TaskStarted, data));
         self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started)
             .await;
+        // Counted before the worker runs, so that the pool's refill, started
+        // right after, already waits for it.
+        self.sh
+            .starting_tasks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         worker::spawn(self.sh.clone(), start, rx);
     }
 

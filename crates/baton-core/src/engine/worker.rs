@@ -9,6 +9,7 @@ use super::shared::Shared;
 use super::workspace;
 use crate::adapter;
 use crate::clock::now_ms;
+use crate::git::Reuse;
 use crate::model::{Activity, AttemptKind, AttemptStatus, EventKind};
 use crate::plan::TaskSpec;
 use crate::store::{AttemptRecord, TaskUpdate};
@@ -47,6 +48,8 @@ pub(crate) struct Start {
     /// The spare (a done task's or the pool's) keeps its ignored files: its
     /// setup is done again only if its key changed.
     pub keep_ignored: bool,
+    /// The spare comes from the pool: reset and cleaned already, torn down.
+    pub pooled: bool,
 }
 
 impl Start {
@@ -83,6 +86,7 @@ impl Start {
                 && !rec.as_ref().is_some_and(|r| r.setup_done),
             desk_env: Vec::new(),
             keep_ignored: false,
+            pooled: false,
             spec,
             kind: AttemptKind::Work,
         }
@@ -176,7 +180,7 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
             Some(_) if !branch_exists(sh, &st.branch).await => {
                 return sh
                     .repo
-                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit, false)
+                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit, Reuse::Scrub)
                     .await
                     .map(|()| Desk::New)
                     .map_err(|e| format!("cannot make the task's worktree: {e}"));
@@ -194,20 +198,24 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
             .map_err(|e| format!("cannot create the task's worktree: {e}"));
     }
     let res = if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
-        // The desk was another task's: its teardown goes first.
-        let before = spare.file_name().unwrap_or_default().to_string_lossy();
-        workspace::teardown(sh, &before, spare).await;
-        match sh
+        let reuse = match (st.pooled, st.keep_ignored) {
+            (true, _) => Reuse::Clean,
+            (false, true) => Reuse::KeepIgnored,
+            (false, false) => Reuse::Scrub,
+        };
+        if !st.pooled {
+            // The desk was another task's: its teardown goes first.
+            let before = spare.file_name().unwrap_or_default().to_string_lossy();
+            workspace::teardown(sh, &before, spare).await;
+        }
+        let reused = sh
             .repo
-            .reuse_worktree(
-                spare,
-                &st.worktree,
-                &st.branch,
-                &st.start_commit,
-                st.keep_ignored,
-            )
-            .await
-        {
+            .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit, reuse)
+            .await;
+        if st.pooled {
+            pool::taken(spare);
+        }
+        match reused {
             Ok(()) if st.keep_ignored => Ok(Desk::Warm),
             Ok(()) => Ok(Desk::New),
             Err(e) => {
@@ -261,6 +269,8 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
     let _ = sh
         .db(move |s, run| s.set_activity(run, &t, Some(Activity::Preparing), Some(now_ms())))
         .await;
+    // Counted in by the engine as it started this worker.
+    let starting = Starting(&sh.starting_tasks);
     let desk = match ensure_worktree(sh, &st).await {
         Ok(desk) => desk,
         Err(reason) => return Outcome::Broken { reason },
@@ -311,6 +321,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         Ok(a) => a,
         Err(reason) => return failed(reason),
     };
+    drop(starting);
     let mut failures: Option<u32> = None;
     loop {
         st.attempts += 1;
@@ -359,6 +370,15 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
             };
         }
         st.feedback = Some(feedback);
+    }
+}
+
+/// A task counted among those starting (making their desks) until dropped.
+struct Starting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
