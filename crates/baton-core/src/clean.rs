@@ -61,6 +61,9 @@ pub async fn survey(repo: &Repo, run: &RunRecord) -> Result<Cleanup, GitError> {
             c.kept.push((path, changes));
         }
     }
+    // What is said and what is done are the same list.
+    let kept = c.kept_branches.clone();
+    c.branches.retain(|(name, _, _)| !kept.contains(name));
     Ok(c)
 }
 
@@ -71,9 +74,6 @@ pub async fn apply(repo: &Repo, c: &Cleanup) -> Result<(), GitError> {
         repo.remove_worktree(path).await?;
     }
     for (name, tip, archive) in &c.branches {
-        if c.kept_branches.contains(name) {
-            continue;
-        }
         repo.set_ref(archive, tip).await?;
         git_ok(
             &repo.root,
