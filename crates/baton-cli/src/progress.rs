@@ -175,6 +175,10 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             d.get("paths").map(|p| p.to_string()).unwrap_or_default()
         ),
         EventKind::Waiting => s("reason"),
+        // A setup stopped (the run ended during the pool's refill) says nothing.
+        EventKind::SetupFinished if s("reason").is_empty() && d.get("passed") == Some(&false.into()) => {
+            return None
+        }
         EventKind::SetupFinished if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => {
             s("reason")
         }

@@ -357,3 +357,25 @@ fn a_task_that_did_not_finish_well_gives_nothing_back_to_the_pool() {
     let said = std::fs::read_to_string(&seen).unwrap();
     assert!(!said.contains("dirty.txt"), "{said}");
 }
+
+#[test]
+fn a_pooled_worktree_follows_the_plan_s_sparse_directories() {
+    let env = TestEnv::new();
+    env.write("a/x.txt", "x\n");
+    env.write("b/y.txt", "y\n");
+    env.commit_all("two directories");
+    let seen = env.scratch("seen");
+    let plan = |sparse: &str, id: &str| {
+        bash_plan(&format!(
+            "[workspace]\npool = 1\n{sparse}\n\n[[task]]\nid = \"{id}\"\nprompt = \"ls a b > {seen} 2>&1 || true\"\n",
+            seen = seen.display()
+        ))
+    };
+    env.write("baton.toml", &plan("sparse = [\"a\"]", "one"));
+    assert_eq!(run_json(&env, &[]).code, 0);
+    assert!(!std::fs::read_to_string(&seen).unwrap().contains("y.txt"));
+    env.write("baton.toml", &plan("", "two"));
+    assert_eq!(run_json(&env, &[]).code, 0);
+    let said = std::fs::read_to_string(&seen).unwrap();
+    assert!(said.contains("x.txt") && said.contains("y.txt"), "{said}");
+}

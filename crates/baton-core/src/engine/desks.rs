@@ -64,9 +64,6 @@ impl Desks {
         if verify.exists() && !self.keep {
             gone.push(verify);
         }
-        if gone.is_empty() {
-            return;
-        }
         // Their work is on their branches: the directories go, and one prune
         // drops git's metadata of all of them (cheaper than one `git worktree
         // remove` each when many tasks end at once).
@@ -75,6 +72,10 @@ impl Desks {
                 tracing::warn!("cannot remove {}: {e}", path.display());
             }
         }
-        let _ = crate::git::git(&repo.root, ["worktree", "prune"]).await;
+        if !gone.is_empty() {
+            let _ = crate::git::git(&repo.root, ["worktree", "prune"]).await;
+        }
+        // The run's directory, once nothing of it is left there.
+        let _ = std::fs::remove_dir(self.root.join(run));
     }
 }

@@ -240,7 +240,10 @@ pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>) {
             .add_detached_worktree(&path, &commit, &ws.sparse)
             .await;
         let ok = match made {
-            Ok(()) => prepare(&sh, &pool, &path, &commit).await,
+            Ok(()) => {
+                note_sparse(&path, &ws.sparse);
+                prepare(&sh, &pool, &path, &commit).await
+            }
             Err(e) => {
                 tracing::warn!("cannot add a worktree to the pool: {e}");
                 false
@@ -294,6 +297,43 @@ pub(crate) fn write_key(worktree: &Path, key: &str) {
     if let Some(f) = key_file(worktree) {
         let _ = std::fs::write(f, key);
     }
+}
+
+/// Where a worktree's sparse directories are noted (none: all of the tree).
+fn sparse_file(worktree: &Path) -> Option<PathBuf> {
+    Some(key_file(worktree)?.with_file_name("baton-sparse"))
+}
+
+/// Notes the sparse directories a worktree was made with.
+pub(crate) fn note_sparse(worktree: &Path, dirs: &[String]) {
+    if let Some(f) = sparse_file(worktree) {
+        let _ = std::fs::write(f, dirs.join("\n"));
+    }
+}
+
+/// A warm worktree made with other sparse directories than the plan's
+/// now gets the plan's (or all of the tree).
+pub(crate) async fn match_sparse(repo_worktree: &Path, dirs: &[String]) -> Result<(), GitError> {
+    let had = sparse_file(repo_worktree)
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .unwrap_or_default();
+    let had: Vec<String> = had
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if had == dirs {
+        return Ok(());
+    }
+    if dirs.is_empty() {
+        crate::git::git_ok(repo_worktree, ["sparse-checkout", "disable"]).await?;
+    } else {
+        let mut args = vec!["sparse-checkout", "set", "--cone", "--"];
+        args.extend(dirs.iter().map(String::as_str));
+        crate::git::git_ok(repo_worktree, &args).await?;
+    }
+    note_sparse(repo_worktree, dirs);
+    Ok(())
 }
 
 /// The setup key a worktree's setup was done for, if any.

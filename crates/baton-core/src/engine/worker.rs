@@ -253,8 +253,9 @@ async fn add_new(sh: &Shared, st: &Start) -> Result<Desk, crate::git::GitError> 
     let sparse = &sh.plan.workspace.sparse;
     sh.repo
         .add_worktree(&st.worktree, &st.branch, &st.start_commit, sparse)
-        .await
-        .map(|()| Desk::New)
+        .await?;
+    pool::note_sparse(&st.worktree, sparse);
+    Ok(Desk::New)
 }
 
 async fn branch_exists(sh: &Shared, branch: &str) -> bool {
@@ -285,6 +286,12 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
                 .await;
         }
         st.needs_setup = !sh.plan.workspace.setup.is_empty();
+        if desk == Desk::Warm {
+            let sparse = &sh.plan.workspace.sparse;
+            if let Err(e) = pool::match_sparse(&st.worktree, sparse).await {
+                return failed(format!("cannot set the worktree's sparse directories: {e}"));
+            }
+        }
         if desk == Desk::Warm && st.needs_setup {
             let key = pool::setup_key(sh, &st.start_commit).await;
             st.needs_setup = pool::read_key(&st.worktree).as_deref() != Some(key.as_str());
