@@ -37,6 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Init(commands::init::InitArgs),
     Run(commands::run::RunArgs),
     Resume(commands::resume::ResumeArgs),
     Status(commands::status::StatusArgs),
@@ -127,6 +128,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
+            Command::Init(a) => commands::init::run(&cwd, a).await,
             Command::Run(a) => commands::run::run(&cwd, a).await,
             Command::Resume(a) => commands::resume::run(&cwd, a).await,
             Command::Status(a) => commands::status::run(&cwd, a).await,

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod engine;
 mod failpoint;
 pub mod git;
+pub mod init;
 pub mod land;
 pub mod lock;
 pub mod memory;

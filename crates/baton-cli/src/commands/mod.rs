@@ -5,6 +5,7 @@ pub mod approve;
 pub mod check;
 pub mod clean;
 pub mod doctor;
+pub mod init;
 pub mod land;
 pub mod logs;
 pub mod resume;
