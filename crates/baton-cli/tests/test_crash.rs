@@ -188,7 +188,6 @@ fn processes_of(run: &str) -> Vec<String> {
 
 #[test]
 fn resume_after_a_crash_at_any_moment_finishes_the_run() {
-    use std::os::unix::process::ExitStatusExt;
     let points = [
         "desk-made",
         "desk-made@5",
@@ -199,9 +198,30 @@ fn resume_after_a_crash_at_any_moment_finishes_the_run() {
         "merged",
         "merged@5",
     ];
-    for point in points {
+    crash_and_resume(&eight_tasks(), &points, false);
+}
+
+#[test]
+fn resume_after_a_crash_finishes_a_run_whose_desks_come_from_the_pool() {
+    let points = [
+        "desk-made",
+        "desk-made@4",
+        "desk-moved",
+        "desk-moved@3",
+        "merged@3",
+    ];
+    let plan = format!("[workspace]\npool = 2\n\n{}", eight_tasks());
+    crash_and_resume(&plan, &points, true);
+}
+
+/// Kills baton at each of `points` in a run of `plan`, resumes it, and
+/// checks every task merged once, git sound, no worktree of the run and no
+/// process left (with a pool, only the pool's worktrees stay).
+fn crash_and_resume(plan: &str, points: &[&str], pooled: bool) {
+    use std::os::unix::process::ExitStatusExt;
+    for &point in points {
         let env = TestEnv::new();
-        write_plan(&env, &eight_tasks());
+        write_plan(&env, plan);
         let crashed = output(
             baton(&env)
                 .args(["run", "--json"])
@@ -242,7 +262,12 @@ fn resume_after_a_crash_at_any_moment_finishes_the_run() {
             String::from_utf8_lossy(&fsck.stderr)
         );
         let list = env.git(&["worktree", "list"]);
-        assert_eq!(list.lines().count(), 1, "{point}: {list}\n{:#}", r.report);
+        let left: Vec<&str> = list
+            .lines()
+            .skip(1)
+            .filter(|l| !(pooled && l.contains("/.pool/") && l.contains("(detached HEAD)")))
+            .collect();
+        assert!(left.is_empty(), "{point}: {list}\n{:#}", r.report);
         assert!(processes_of(&run).is_empty(), "{point}: orphans");
     }
 }

@@ -236,7 +236,7 @@ fn a_pooled_worktree_comes_back_clean_with_its_caches_and_setup_reruns_only_on_n
 [workspace]
 pool = 1
 setup_inputs = ["lock.txt"]
-setup = ["mkdir -p cache; cat lock.txt > cache/deps; echo ${{BATON_TASK:-pool}} >> {setups}"]
+setup = ["mkdir -p cache; cat lock.txt > cache/deps; pwd > cache/where; echo ${{BATON_TASK:-pool}} >> {setups}"]
 {tasks}"#,
             setups = setups.display()
         ))
@@ -251,7 +251,7 @@ setup = ["mkdir -p cache; cat lock.txt > cache/deps; echo ${{BATON_TASK:-pool}} 
     // Run 2: "two" starts in it with setup done; its desk then goes to
     // "three": none of two's work (not merged), but the caches it left.
     let check = format!(
-        "{{ test -e cache/deps && echo deps; test -e cache/scratch && echo scratch; test -e two.txt && echo two; test -e one.txt && echo one; git status --porcelain; }} > {seen}",
+        "{{ test -e cache/deps && echo deps; test -e cache/scratch && echo scratch; test $(cat cache/where) = $(pwd) && echo same-place; test -e two.txt && echo two; test -e one.txt && echo one; git status --porcelain; }} > {seen}",
         seen = seen.display()
     );
     env.write(
@@ -265,8 +265,8 @@ setup = ["mkdir -p cache; cat lock.txt > cache/deps; echo ${{BATON_TASK:-pool}} 
     assert_eq!(r.code, 0, "{}", r.stderr);
     let said = std::fs::read_to_string(&seen).unwrap();
     assert_eq!(
-        said, "deps\nscratch\n",
-        "caches stay; no tracked or untracked trace of other tasks"
+        said, "deps\nscratch\nsame-place\n",
+        "caches stay where setup made them (a virtualenv holds its path); no trace of other tasks"
     );
     let ran = std::fs::read_to_string(&setups).unwrap();
     assert!(ran.lines().any(|l| l == "one"), "{ran}");

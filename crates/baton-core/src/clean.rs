@@ -47,9 +47,11 @@ pub async fn survey(repo: &Repo, run: &RunRecord) -> Result<Cleanup, GitError> {
     }
     let root = PathBuf::from(&run.worktrees_dir);
     for (path, branch) in repo.worktrees().await? {
-        // The run's own: its tasks' desks and its verify worktree.
+        // The run's own: its tasks' desks (where the run put them, or in
+        // the warm pool's place: on one of its branches) and its verify worktree.
         let own = path.parent() == Some(root.join(&run.id).as_path())
-            || path == root.join(format!("{}-verify", run.id));
+            || path == root.join(format!("{}-verify", run.id))
+            || branch.as_deref().is_some_and(|b| b.starts_with(&prefix));
         if !own {
             continue;
         }
@@ -72,6 +74,8 @@ pub async fn survey(repo: &Repo, run: &RunRecord) -> Result<Cleanup, GitError> {
 pub async fn apply(repo: &Repo, c: &Cleanup) -> Result<(), GitError> {
     for path in &c.worktrees {
         repo.remove_worktree(path).await?;
+        // A desk in the warm pool's place has a marker beside it.
+        let _ = std::fs::remove_file(format!("{}.task", path.display()));
     }
     for (name, tip, archive) in &c.branches {
         repo.set_ref(archive, tip).await?;

@@ -3,13 +3,20 @@
 //! end of the run.
 
 use crate::git::Repo;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// A done task's worktree, and the task that held it last.
+pub(crate) type Spare = (PathBuf, String);
 
 pub(crate) struct Desks {
     root: PathBuf,
     /// Keep every worktree as it is (`--keep-worktrees`): none is reused or removed.
     keep: bool,
-    spares: Vec<PathBuf>,
+    spares: Vec<Spare>,
+    /// Where each started task's worktree is (a desk may live anywhere:
+    /// the pool's desks never move).
+    assigned: HashMap<String, PathBuf>,
 }
 
 impl Desks {
@@ -18,7 +25,13 @@ impl Desks {
             root,
             keep,
             spares: Vec::new(),
+            assigned: HashMap::new(),
         }
+    }
+
+    /// Task `task` works in `path`.
+    pub fn assign(&mut self, task: &str, path: PathBuf) {
+        self.assigned.insert(task.to_string(), path);
     }
 
     pub fn root(&self) -> &Path {
@@ -31,9 +44,12 @@ impl Desks {
         if self.keep {
             return;
         }
-        let path = crate::paths::task_worktree(&self.root, run, task);
+        let path = self
+            .assigned
+            .remove(task)
+            .unwrap_or_else(|| crate::paths::task_worktree(&self.root, run, task));
         if path.exists() {
-            self.spares.push(path);
+            self.spares.push((path, task.to_string()));
         }
     }
 
@@ -44,22 +60,22 @@ impl Desks {
     }
 
     /// The worktrees of done tasks, waiting for a new task or removal.
-    pub fn take_spares(&mut self) -> Vec<PathBuf> {
+    pub fn take_spares(&mut self) -> Vec<Spare> {
         std::mem::take(&mut self.spares)
     }
 
-    pub fn set_spares(&mut self, spares: Vec<PathBuf>) {
+    pub fn set_spares(&mut self, spares: Vec<Spare>) {
         self.spares = spares;
     }
 
     /// A done task's worktree for a new task, if there is one.
-    pub fn spare(&mut self) -> Option<PathBuf> {
+    pub fn spare(&mut self) -> Option<Spare> {
         self.spares.pop()
     }
 
     /// Removes the worktrees nobody needs any more, git's metadata with them.
     pub async fn clear(&mut self, repo: &Repo, run: &str) {
-        let mut gone = std::mem::take(&mut self.spares);
+        let mut gone: Vec<PathBuf> = self.spares.drain(..).map(|(p, _)| p).collect();
         let verify = self.verify_dir(run);
         if verify.exists() && !self.keep {
             gone.push(verify);

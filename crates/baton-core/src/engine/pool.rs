@@ -36,6 +36,7 @@ pub(crate) struct Pool {
 }
 
 const READY: &str = ".ready";
+const TASK: &str = ".task";
 
 impl Pool {
     pub fn new(worktrees: &Path, size: usize, commit: &str) -> Pool {
@@ -126,6 +127,15 @@ impl Pool {
             .collect()
     }
 
+    /// Where a task's new desk goes when the pool is on: beside the pool's
+    /// worktrees, so that it can join them later without moving.
+    pub fn new_desk(&self) -> PathBuf {
+        let name = new_name();
+        let _ = std::fs::create_dir_all(&self.dir);
+        let _ = std::fs::write(self.dir.join(format!("{name}{TASK}")), "");
+        self.dir.join(name)
+    }
+
     /// Whether the pool has room for one more slot.
     pub fn has_room(&self) -> bool {
         self.wanted() > 0
@@ -136,7 +146,12 @@ impl Pool {
     /// untracked files removed, ignored ones kept (its setup key goes with
     /// it).
     pub async fn put_back(&self, repo: &Repo, worktree: &Path) -> Result<(), GitError> {
-        let name = new_name();
+        // A desk made in the pool stays where it is; another one moves in.
+        let here = worktree.parent() == Some(self.dir.as_path());
+        let name = match (here, worktree.file_name()) {
+            (true, Some(n)) => n.to_string_lossy().into_owned(),
+            _ => new_name(),
+        };
         let path = self.dir.join(&name);
         let building = self.marker(&name, "building");
         let marked =
@@ -145,8 +160,11 @@ impl Pool {
             let msg = format!("cannot write to the pool {}: {e}", self.dir.display());
             return Err(GitError::Other(msg));
         }
+        let _ = std::fs::remove_file(self.dir.join(format!("{name}{TASK}")));
         let res = async {
-            repo.move_worktree(worktree, &path).await?;
+            if !here {
+                repo.move_worktree(worktree, &path).await?;
+            }
             repo.checkout_detached(&path, &self.commit).await
         }
         .await;
@@ -183,6 +201,7 @@ impl Pool {
         let live: Vec<String> = self
             .marked(READY)
             .into_iter()
+            .chain(self.marked(TASK))
             .chain(held(".building-"))
             .chain(held(".taken-"))
             .collect();
@@ -209,10 +228,13 @@ impl Pool {
     }
 }
 
-/// A slot taken by this process has moved out of the pool: its marker goes.
-pub(crate) fn taken(slot: &Path) {
-    let marker = format!("{}.taken-{}", slot.display(), std::process::id());
-    let _ = std::fs::remove_file(marker);
+/// A slot taken by this process is a task's desk now (`<name>.task`),
+/// which no sweep touches, until it goes back to the pool or is removed
+/// (`baton clean` removes the marker with it; a desk may be marked before
+/// git has made it, so a sweep cannot tell a stale marker).
+pub(crate) fn claim(slot: &Path) {
+    let taken = format!("{}.taken-{}", slot.display(), std::process::id());
+    let _ = std::fs::rename(taken, format!("{}{TASK}", slot.display()));
 }
 
 /// Fills the pool up to its size in the background: a new worktree at

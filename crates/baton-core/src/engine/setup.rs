@@ -300,6 +300,11 @@ impl Engine {
             })
             .await?;
         let mut statuses = HashMap::new();
+        // Where each task's desk is (the pool's desks are not at the usual place).
+        let desk_of: HashMap<String, std::path::PathBuf> = records
+            .iter()
+            .filter_map(|r| Some((r.id.clone(), r.worktree.clone()?.into())))
+            .collect();
         let mut to_merge = Vec::new();
         for (i, spec) in plan.tasks.iter().enumerate() {
             let Some(rec) = records.iter().find(|r| r.id == spec.id) else {
@@ -337,8 +342,22 @@ impl Engine {
         engine.board.restore(&statuses, &forced);
         // Desks of tasks that ended well before the crash serve later tasks
         // (and are removed at the end), as if this process had released them.
+        // A desk another task took before the crash (recorded as its own)
+        // is that task's, not a spare.
+        let claimed: std::collections::HashSet<&std::path::PathBuf> = statuses
+            .iter()
+            .filter(|(_, s)| **s != TaskStatus::Succeeded)
+            .filter_map(|(id, _)| desk_of.get(id))
+            .collect();
         for (id, status) in &statuses {
-            if *status == TaskStatus::Succeeded {
+            let done = *status == TaskStatus::Succeeded;
+            match desk_of.get(id) {
+                Some(wt) if done && claimed.contains(wt) => continue,
+                // Where a task waiting to merge gives its desk back later.
+                Some(wt) => engine.desks.assign(id, wt.clone()),
+                None => {}
+            }
+            if done {
                 engine.desks.release(&engine.sh.run_id, id);
             }
         }

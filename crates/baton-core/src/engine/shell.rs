@@ -227,8 +227,7 @@ impl Engine {
             let _ = refill.await;
         }
         let mut gone = Vec::new();
-        for spare in self.desks.take_spares() {
-            let task = spare.file_name().unwrap_or_default().to_string_lossy();
+        for (spare, task) in self.desks.take_spares() {
             super::workspace::teardown(&self.sh, &task, &spare).await;
             if let Some(pool) = self.pool.as_ref().filter(|p| p.has_room()) {
                 match pool.put_back(&self.sh.repo, &spare).await {
@@ -236,7 +235,7 @@ impl Engine {
                     Err(e) => tracing::warn!("cannot put {} in the pool: {e}", spare.display()),
                 }
             }
-            gone.push(spare);
+            gone.push((spare, task));
         }
         self.desks.set_spares(gone);
     }
@@ -306,15 +305,30 @@ impl Engine {
         // A desk left at the task's own path (a crash before the store knew of
         // it) is used as it is; only a task with none takes a spare.
         if !start.existing && !start.worktree.exists() {
-            start.spare = self.desks.spare();
-            if let Some(pool) = &self.pool {
-                start.keep_ignored = true;
-                if start.spare.is_none() {
-                    start.spare = pool.take();
-                    start.pooled = start.spare.is_some();
+            match &self.pool {
+                // The pool's desks never move (what setup made there, a
+                // virtualenv say, may hold their path): a task works where
+                // its desk is.
+                Some(pool) => {
+                    start.keep_ignored = true;
+                    let (desk, held_by) = match self.desks.spare() {
+                        Some((desk, task)) => (desk, Some(task)),
+                        None => match pool.take() {
+                            Some(desk) => {
+                                start.pooled = true;
+                                (desk, None)
+                            }
+                            None => (pool.new_desk(), None),
+                        },
+                    };
+                    start.in_place = desk.exists();
+                    start.worktree = desk;
+                    start.spare_of = held_by;
                 }
+                None => start.spare = self.desks.spare().map(|(desk, _)| desk),
             }
         }
+        self.desks.assign(self.board.id(i), start.worktree.clone());
         if resolution.is_some() {
             start.kind = AttemptKind::Resolve;
             start.feedback = None;

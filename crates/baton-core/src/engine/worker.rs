@@ -50,6 +50,10 @@ pub(crate) struct Start {
     pub keep_ignored: bool,
     /// The spare comes from the pool: reset and cleaned already, torn down.
     pub pooled: bool,
+    /// `worktree` is a desk that exists already and is used where it is.
+    pub in_place: bool,
+    /// The task that held the desk last, whose teardown comes first.
+    pub spare_of: Option<String>,
 }
 
 impl Start {
@@ -87,6 +91,8 @@ impl Start {
             desk_env: Vec::new(),
             keep_ignored: false,
             pooled: false,
+            in_place: false,
+            spare_of: None,
             spec,
             kind: AttemptKind::Work,
         }
@@ -172,17 +178,25 @@ enum Desk {
 }
 
 async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
+    if st.in_place {
+        return reuse_in_place(sh, st).await;
+    }
     if st.worktree.join(".git").exists() {
         match sh.repo.current_branch(&st.worktree).await {
             // Ours, made before a crash that came before the store knew of it.
-            Some(b) if b == st.branch || st.existing => return Ok(Desk::Existing),
-            // A done task's desk moved here before a crash: finish making it ours.
-            Some(_) if !branch_exists(sh, &st.branch).await => {
+            Some(b) if b == st.branch => return Ok(Desk::Existing),
+            // Another task's desk, moved here (or taken where it is) before
+            // a crash: finish making it ours.
+            _ if !branch_exists(sh, &st.branch).await => {
+                let (reuse, desk) = match st.keep_ignored {
+                    true => (Reuse::KeepIgnored, Desk::Warm),
+                    false => (Reuse::Scrub, Desk::New),
+                };
                 return sh
                     .repo
-                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit, Reuse::Scrub)
+                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit, reuse)
                     .await
-                    .map(|()| Desk::New)
+                    .map(|()| desk)
                     .map_err(|e| format!("cannot make the task's worktree: {e}"));
             }
             _ if st.existing => return Ok(Desk::Existing),
@@ -190,12 +204,14 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
         }
     }
     if st.existing {
-        return sh
-            .repo
-            .restore_worktree(&st.worktree, &st.branch)
-            .await
-            .map(|()| Desk::Existing)
-            .map_err(|e| format!("cannot create the task's worktree: {e}"));
+        return match sh.repo.restore_worktree(&st.worktree, &st.branch).await {
+            Ok(()) => Ok(Desk::Existing),
+            // The desk was recorded before it was made, and never made.
+            Err(_) if !branch_exists(sh, &st.branch).await => add_new(sh, st)
+                .await
+                .map_err(|e| format!("cannot create the task's worktree: {e}")),
+            Err(e) => Err(format!("cannot create the task's worktree: {e}")),
+        };
     }
     let res = if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
         let reuse = match (st.pooled, st.keep_ignored) {
@@ -206,15 +222,13 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
         if !st.pooled {
             // The desk was another task's: its teardown goes first.
             let before = spare.file_name().unwrap_or_default().to_string_lossy();
-            workspace::teardown(sh, &before, spare).await;
+            let before = st.spare_of.as_deref().unwrap_or(&before);
+            workspace::teardown(sh, before, spare).await;
         }
         let reused = sh
             .repo
             .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit, reuse)
             .await;
-        if st.pooled {
-            pool::taken(spare);
-        }
         match reused {
             Ok(()) if st.keep_ignored => Ok(Desk::Warm),
             Ok(()) => Ok(Desk::New),
@@ -249,6 +263,38 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
     res.map_err(|e| format!("cannot create the task's worktree: {e}"))
 }
 
+/// A desk that exists (a done task's, or the pool's) becomes this task's
+/// where it is. Its place is recorded first, so that a crash from here on
+/// finds the task there.
+async fn reuse_in_place(sh: &Shared, st: &Start) -> Result<Desk, String> {
+    let upd = TaskUpdate {
+        worktree: Some(st.worktree.display().to_string()),
+        start_commit: Some(st.start_commit.clone()),
+        ..Default::default()
+    };
+    sh.update_task(&st.spec.id, upd, None).await;
+    let reuse = if st.pooled {
+        pool::claim(&st.worktree);
+        Reuse::Clean
+    } else {
+        if let Some(before) = &st.spare_of {
+            workspace::teardown(sh, before, &st.worktree).await;
+        }
+        Reuse::KeepIgnored
+    };
+    crate::failpoint::hit("desk-moved");
+    sh.repo
+        .switch_worktree(&st.worktree, &st.branch, &st.start_commit, reuse)
+        .await
+        .map(|()| Desk::Warm)
+        .map_err(|e| {
+            format!(
+                "cannot make {} the task's worktree: {e}",
+                st.worktree.display()
+            )
+        })
+}
+
 async fn add_new(sh: &Shared, st: &Start) -> Result<Desk, crate::git::GitError> {
     let sparse = &sh.plan.workspace.sparse;
     sh.repo
@@ -272,6 +318,16 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         .await;
     // Counted in by the engine as it started this worker.
     let starting = Starting(&sh.starting_tasks);
+    if st.keep_ignored && !st.existing && !st.in_place {
+        // A desk in the pool's place: recorded before it is made, so that
+        // a crash from here on finds the task there.
+        let upd = TaskUpdate {
+            worktree: Some(st.worktree.display().to_string()),
+            start_commit: Some(st.start_commit.clone()),
+            ..Default::default()
+        };
+        sh.update_task(&task, upd, None).await;
+    }
     let desk = match ensure_worktree(sh, &st).await {
         Ok(desk) => desk,
         Err(reason) => return Outcome::Broken { reason },
