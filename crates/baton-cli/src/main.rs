@@ -4,7 +4,7 @@ mod client;
 mod commands;
 mod progress;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +18,7 @@ use std::process::ExitCode;
         gates (commands) that check it. baton runs every ready task in its own git worktree and \
         branch, checks it, retries with feedback, and merges passing work into \
         baton/<run>/integration. Your checked-out branch and working tree are never touched.",
-    after_help = "Start with `baton check` to see a plan's phases, then `baton run`.\n\
+    after_help = "Start with `baton init` to write a plan, `baton check` to see its phases, then `baton run`.\n\
         Exit status of run and resume: 0 every task succeeded, 1 a task did not, 2 invalid plan or arguments, 130 interrupted (resume it)."
 )]
 struct Cli {
@@ -42,6 +42,7 @@ enum Command {
     Resume(commands::resume::ResumeArgs),
     Status(commands::status::StatusArgs),
     Logs(commands::logs::LogsArgs),
+    Diff(commands::diff::DiffArgs),
     Stop(commands::stop::StopArgs),
     Steer(commands::steer::SteerArgs),
     Approve(commands::approve::ApproveArgs),
@@ -53,6 +54,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     Add(commands::add::AddArgs),
     Token(commands::token::TokenArgs),
+    Completions(commands::completions::CompletionsArgs),
+    Man(commands::completions::ManArgs),
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
 }
@@ -104,6 +107,9 @@ fn main() -> ExitCode {
         cli.command,
         Command::Status(_)
             | Command::Logs(_)
+            | Command::Diff(_)
+            | Command::Completions(_)
+            | Command::Man(_)
             | Command::Check(_)
             | Command::Doctor(_)
             | Command::Runs(_)
@@ -133,6 +139,9 @@ fn main() -> ExitCode {
             Command::Resume(a) => commands::resume::run(&cwd, a).await,
             Command::Status(a) => commands::status::run(&cwd, a).await,
             Command::Logs(a) => commands::logs::run(&cwd, a).await,
+            Command::Diff(a) => commands::diff::run(&cwd, a).await,
+            Command::Completions(a) => commands::completions::run(a, Cli::command()),
+            Command::Man(_) => commands::completions::man(Cli::command()),
             Command::Stop(a) => commands::stop::run(&cwd, a).await,
             Command::Steer(a) => commands::steer::run(&cwd, a).await,
             Command::Approve(a) => commands::approve::run(&cwd, a).await,

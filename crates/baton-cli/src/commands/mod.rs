@@ -4,6 +4,8 @@ pub mod add;
 pub mod approve;
 pub mod check;
 pub mod clean;
+pub mod completions;
+pub mod diff;
 pub mod doctor;
 pub mod init;
 pub mod land;

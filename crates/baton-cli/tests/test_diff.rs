@@ -1,0 +1,64 @@
+//! `baton diff`, `baton completions` and `baton man`.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+
+#[test]
+fn diff_shows_what_a_task_changed_like_git_diff() {
+    let env = TestEnv::new();
+    env.write("notes.txt", "one\n");
+    env.commit_all("notes");
+    write_plan(
+        &env,
+        "[[task]]\nid = \"edit\"\nprompt = \"write notes.txt two; write new.txt fresh\"\n\n[[task]]\nid = \"later\"\nneeds = [\"edit\"]\nprompt = \"say nothing to do\"\n",
+    );
+    assert_eq!(run_json(&env, &[]).code, 0);
+    let out = output(baton(&env).args(["diff", "edit"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let index = regex::Regex::new(r"index [0-9a-f]+\.\.[0-9a-f]+").unwrap();
+    insta::assert_snapshot!("diff_edit", index.replace_all(&text, "index <a>..<b>"));
+    let names = output(baton(&env).args(["diff", "edit", "--name-only"]));
+    assert_eq!(
+        String::from_utf8_lossy(&names.stdout),
+        "new.txt\nnotes.txt\n"
+    );
+    // A task that changed nothing has an empty diff.
+    let out = output(baton(&env).args(["diff", "later"]));
+    assert!(out.status.success() && out.stdout.is_empty());
+    let out = output(baton(&env).args(["diff", "nope"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no task \"nope\""));
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    let env = TestEnv::new();
+    let out = output(baton(&env).args(["completions", "bash"]));
+    assert!(out.status.success());
+    let bash = String::from_utf8_lossy(&out.stdout);
+    assert!(bash.contains("_baton()"), "{bash}");
+    for sub in ["init", "run", "resume", "diff", "land", "clean", "serve"] {
+        assert!(bash.contains(&format!("baton,{sub})")), "{sub} completes");
+    }
+    assert!(
+        !bash.contains("__watchdog"),
+        "the hidden watchdog is not offered"
+    );
+    for shell in ["zsh", "fish"] {
+        let out = output(baton(&env).args(["completions", shell]));
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let bad = output(baton(&env).args(["completions", "tcsh"]));
+    assert_eq!(bad.status.code(), Some(2));
+    let man = output(baton(&env).arg("man"));
+    let roff = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        roff.contains(".TH baton 1") && roff.contains("coding agents"),
+        "{roff}"
+    );
+}
