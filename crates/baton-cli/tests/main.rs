@@ -6,7 +6,7 @@ mod test_check;
 mod test_clean;
 mod test_control;
 mod test_crash;
-mod test_diff;
+mod test_everyday;
 mod test_init;
 mod test_land;
 mod test_patterns;

@@ -11,6 +11,7 @@ pub mod init;
 pub mod land;
 pub mod logs;
 pub mod resume;
+pub mod retry;
 pub mod run;
 pub mod runs;
 pub mod serve;

@@ -1,4 +1,4 @@
-//! `baton diff`, `baton completions` and `baton man`.
+//! Everyday commands: `baton diff`, `baton retry`, `baton completions` and `baton man`.
 
 use crate::common::*;
 use baton_testutils::TestEnv;
@@ -61,4 +61,36 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
         roff.contains(".TH baton 1") && roff.contains("coding agents"),
         "{roff}"
     );
+}
+
+#[test]
+fn retry_reopens_a_finished_run_runs_the_task_again_and_merges_it() {
+    let env = TestEnv::new();
+    let marker = env.scratch("tried-once");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "[[task]]\nid = \"flaky\"\nprompt = \"test -e {m} || {{ touch {m}; exit 1; }}; echo ok > flaky.txt\"\n\n[[task]]\nid = \"after\"\nneeds = [\"flaky\"]\nprompt = \"echo after > after.txt\"\n",
+            m = marker.display()
+        )),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(task(&r.report, "after")["status"], "skipped");
+    let none = output(baton(&env).args(["retry", "nope"]));
+    assert_eq!(none.status.code(), Some(2));
+    let out = output(baton(&env).args(["retry", "flaky", "--json"]));
+    let r = parse_run(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for id in ["flaky", "after"] {
+        assert_eq!(task(&r.report, id)["merged"], true, "{id}: {:#}", r.report);
+    }
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "after.txt").as_deref(),
+        Some("after\n")
+    );
+    let again = output(baton(&env).args(["retry", "flaky"]));
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("only a task that failed"));
 }

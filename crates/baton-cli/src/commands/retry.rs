@@ -1,0 +1,65 @@
+//! `baton retry`: run a task that did not succeed again, and merge it.
+
+use super::{find_run, open_repo, open_store, usage, watchdog_command};
+use crate::progress;
+use baton_core::model::ControlKind;
+use baton_core::{Engine, RunOptions};
+use clap::Args;
+use std::path::Path;
+
+/// Run a failed, stopped, conflicted or skipped task again (with what
+/// depends on it), as the API's retry does. A run going on in another
+/// process (or `serve`) is asked to; a finished one is reopened and driven
+/// here until it ends, with the exit status of `baton run`.
+#[derive(Args)]
+pub struct RetryArgs {
+    pub task: String,
+    /// The run (default: the latest).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Print the final report as JSON on stdout (when driven here).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cwd: &Path, args: RetryArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(cwd)?;
+    let (store, paths) = open_store(&repo)?;
+    let rec = find_run(&store, args.run.as_deref())?;
+    baton_core::control::check_task(&store, &rec.id, &args.task)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    if baton_core::control::is_live(&paths, &rec.id) {
+        return super::send_control(cwd, Some(&rec.id), &args.task, ControlKind::Retry, None).await;
+    }
+    let (id, task) = (rec.id.clone(), args.task.clone());
+    let t = store.call(move |s| s.task(&id, &task)).await?;
+    if let Some(t) = t.filter(|t| !t.status.allows(ControlKind::Retry)) {
+        return Err(usage(format!(
+            "task {:?} is {}: only a task that failed, was stopped, conflicted or was skipped can be retried",
+            args.task, t.status
+        )));
+    }
+    if rec.finished_at.is_some() {
+        let id = rec.id.clone();
+        store.call(move |s| s.reopen_run(&id)).await?;
+    }
+    let opts = RunOptions {
+        watchdog: watchdog_command(),
+        ..Default::default()
+    };
+    let engine = Engine::resume(repo, Some(&rec.id), opts)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    // Asked before the run is driven, so that it cannot end first.
+    let answer = engine
+        .handle()
+        .request(&args.task, ControlKind::Retry, None);
+    let drive = tokio::spawn(progress::drive(engine, args.json));
+    match answer.await {
+        Some(a) if a.ok => eprintln!("{}", a.message),
+        Some(a) => eprintln!("error: {}", a.message),
+        None => eprintln!("error: the run ended before it could answer"),
+    }
+    drive.await?
+}
