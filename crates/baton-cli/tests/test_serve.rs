@@ -210,3 +210,29 @@ fn a_second_server_on_one_repository_is_refused_with_the_first_ones_address() {
         "{said}"
     );
 }
+
+#[test]
+fn a_run_the_server_drives_lands_itself_when_the_plan_says_so() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[run]\nland = \"merge\"\n\n[[task]]\nid = \"a\"\nprompt = \"write a.txt landed by serve\"\n",
+    );
+    env.commit_all("plan");
+    let _srv = serve(&env, "127.0.0.1:0");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("goes on in `baton serve`"),
+        "{}",
+        r.stderr
+    );
+    let integration = r.report["integration_branch"].as_str().unwrap().to_string();
+    wait_for("the server to land the run on main", 20, || {
+        env.git(&["rev-parse", "main"]) == env.git(&["rev-parse", &integration])
+    });
+    assert_eq!(
+        std::fs::read_to_string(env.repo.join("a.txt")).unwrap(),
+        "landed by serve\n"
+    );
+}

@@ -6,6 +6,7 @@ use crate::state::{AppState, Driven};
 use baton_core::control::{self, ControlError};
 use baton_core::engine::Answer;
 use baton_core::model::{ControlKind, RunKind};
+use baton_core::plan::Land;
 use baton_core::store::NewTask;
 use baton_core::{Engine, EngineHandle, Plan, RunOptions};
 use std::path::Path;
@@ -53,6 +54,7 @@ fn spawn(state: &Arc<AppState>, engine: Engine) -> EngineHandle {
     let mut rx = state.shutdown_rx();
     let st = state.clone();
     let id = run.clone();
+    let land = engine.land_setting();
     let task = tokio::spawn(async move {
         let stop = async move {
             while !*rx.borrow() {
@@ -61,8 +63,12 @@ fn spawn(state: &Arc<AppState>, engine: Engine) -> EngineHandle {
                 }
             }
         };
-        if let Err(e) = engine.drive(stop).await {
-            tracing::error!("run {id}: {e}");
+        match engine.drive(stop).await {
+            Ok(report) if report.exit_code() == 0 && land != Land::None => {
+                land_run(&st, &id, land).await
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("run {id}: {e}"),
         }
         if let Ok(mut g) = st.engines.lock() {
             g.remove(&id);
@@ -226,6 +232,29 @@ pub async fn control(
     answer
         .await
         .ok_or_else(|| RunnerError::Busy(format!("run {run} ended before it could answer")))
+}
+
+/// `[run] land` for a run this server drove to success, as `baton run`
+/// does for its own: merged into the branch it started from, or a pull
+/// request. What happened goes to the log.
+async fn land_run(state: &Arc<AppState>, run: &str, land: Land) {
+    let id = run.to_string();
+    let found = state
+        .store
+        .call(move |s| Ok::<_, baton_core::store::StoreError>((s.run(&id)?, s.tasks(&id)?)))
+        .await;
+    let (rec, tasks) = match found {
+        Ok(v) => v,
+        Err(e) => return tracing::error!("run {run}: cannot land it: {e}"),
+    };
+    let opts = baton_core::land::LandOptions {
+        pr: land == Land::Pr,
+        ..Default::default()
+    };
+    match baton_core::land::land(&state.opts.repo, &rec, &tasks, false, &opts).await {
+        Ok(landed) => tracing::info!("run {run} landed: {landed:?}"),
+        Err(e) => tracing::warn!("run {run}: run.land could not land it: {e}"),
+    }
 }
 
 fn slug(prompt: &str) -> String {

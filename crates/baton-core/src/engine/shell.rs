@@ -112,6 +112,11 @@ impl Engine {
         &self.sh.run_id
     }
 
+    /// What the run does with itself once it succeeded (`[run] land`).
+    pub fn land_setting(&self) -> crate::plan::Land {
+        self.sh.plan.run.land
+    }
+
     pub fn store(&self) -> &Arc<crate::store::Store> {
         &self.sh.store
     }
