@@ -1,5 +1,6 @@
 //! `baton`: run a team of coding agents on one repository.
 
+mod ci;
 mod client;
 mod commands;
 mod progress;

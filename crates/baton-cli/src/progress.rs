@@ -2,6 +2,7 @@
 //! redrawn in place on a terminal; plain event lines otherwise (CI, pipes).
 //! It reads the store like every other view.
 
+use crate::ci::CiOutput;
 use baton_core::clock::now_ms;
 use baton_core::duration::human;
 use baton_core::model::{Activity, EventKind, RunStatus, TaskStatus};
@@ -299,7 +300,12 @@ impl View {
 
 /// Follows a run that another process (`baton serve`) drives, with the same
 /// view, until it ends; Ctrl-C only stops following.
-pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Result<i32> {
+pub async fn follow(
+    store: Arc<Store>,
+    run: String,
+    json: bool,
+    ci: &CiOutput,
+) -> anyhow::Result<i32> {
     let mut view = View::new(store.clone(), &run, " goes on in `baton serve`");
     let mut tick = tokio::time::interval(view.period());
     let stop = shutdown_signal();
@@ -326,18 +332,86 @@ pub async fn follow(store: Arc<Store>, run: String, json: bool) -> anyhow::Resul
         }
     }
     let report = Report::load(&store, &run).await?;
-    print_summary(&report);
+    finish(&store, &report, json, ci).await
+}
+
+/// The end of a run, said: the summary on stderr, then what CI wants, then
+/// the JSON report on stdout with `json`; returns the exit status.
+async fn finish(
+    store: &Arc<Store>,
+    report: &Report,
+    json: bool,
+    ci: &CiOutput,
+) -> anyhow::Result<i32> {
+    print_summary(report);
+    if ci.github {
+        let tails = tails(store, report).await;
+        let id = report.run.clone();
+        let root = store
+            .call(move |s| s.run(&id))
+            .await
+            .map(|r| std::path::PathBuf::from(r.repo))
+            .unwrap_or_default();
+        let notes = crate::ci::annotations(report, &root, &tails);
+        // Workflow commands are read from stdout, which --json keeps for JSON.
+        if json {
+            eprint!("{notes}");
+        } else {
+            print!("{notes}");
+        }
+        if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+            use std::io::Write;
+            let text = crate::ci::summary(report);
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()));
+            if let Err(e) = written {
+                eprintln!("warning: cannot write the job summary to {path:?}: {e}");
+            }
+        }
+    }
+    if let Some(path) = &ci.junit {
+        std::fs::write(path, crate::ci::junit(report)).map_err(|e| {
+            anyhow::anyhow!("cannot write the JUnit report {}: {e}", path.display())
+        })?;
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     }
     Ok(report.exit_code())
 }
 
+/// The end of each bad task's last attempt log, for annotations.
+async fn tails(store: &Arc<Store>, report: &Report) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in report.tasks.iter().filter(|t| t.status.is_bad_end()) {
+        let (run, id) = (report.run.clone(), t.id.clone());
+        let Ok(atts) = store.call(move |s| s.attempts(&run, &id)).await else {
+            continue;
+        };
+        let Some(last) = atts.last() else { continue };
+        if let Ok(bytes) = tokio::fs::read(&last.log_path).await {
+            let from = bytes.len().saturating_sub(16 * 1024);
+            out.push((
+                t.id.clone(),
+                String::from_utf8_lossy(&bytes[from..]).into_owned(),
+            ));
+        }
+    }
+    out
+}
+
 /// Runs the engine to the end with the live view, prints the summary (and
 /// the JSON report with `json`) and returns the exit status.
-pub async fn drive(engine: Engine, json: bool) -> anyhow::Result<i32> {
+pub async fn drive(engine: Engine, json: bool, ci: &CiOutput) -> anyhow::Result<i32> {
     let store = engine.store().clone();
     let run = engine.run_id().to_string();
+    let grouped = ci.github && !json;
+    if grouped {
+        println!("::group::baton run {run}");
+    }
     let mut view = View::new(store.clone(), &run, "");
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let painter = tokio::spawn(async move {
@@ -352,12 +426,11 @@ pub async fn drive(engine: Engine, json: bool) -> anyhow::Result<i32> {
     let result = engine.drive(shutdown_signal()).await;
     let _ = stop_tx.send(());
     let _ = painter.await;
-    let report = result?;
-    print_summary(&report);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if grouped {
+        println!("::endgroup::");
     }
-    Ok(report.exit_code())
+    let report = result?;
+    finish(&store, &report, json, ci).await
 }
 
 pub fn print_summary(r: &Report) {

@@ -94,3 +94,89 @@ fn retry_reopens_a_finished_run_runs_the_task_again_and_merges_it() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("only a task that failed"));
 }
+
+fn ci_plan(env: &TestEnv) {
+    env.write("src/lib.rs", "fn a() {}\n\nfn broken() {}\n");
+    env.commit_all("a source file");
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            "[run]\nmax_parallel = 1\n\n[[task]]\nid = \"good\"\non_failure = \"continue\"\nprompt = \"echo ok > ok.txt\"\n\n[[task]]\nid = \"bad\"\non_failure = \"continue\"\nprompt = \"echo broken > b.txt\"\ngates = [\"echo 'error: src/lib.rs:3:4: broken here'; exit 1\"]\n\n[[task]]\nid = \"after\"\nneeds = [\"bad\"]\nprompt = \"true\"\n",
+        ),
+    );
+}
+
+#[test]
+fn on_github_a_run_annotates_failures_groups_its_progress_and_writes_a_summary() {
+    let env = TestEnv::new();
+    ci_plan(&env);
+    let summary = env.scratch("summary.md");
+    let out = output(
+        baton(&env)
+            .args(["run", "--format", "github"])
+            .env("GITHUB_STEP_SUMMARY", &summary),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("::group::baton run "), "{stdout}");
+    assert!(stdout.contains("::endgroup::"), "{stdout}");
+    let error = stdout
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "::error file=src/lib.rs,line=3,title=baton%3A task bad failed::gate `echo 'error"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("::error ").count(),
+        2,
+        "bad and the task it held back: {stdout}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("| `good` | ✅ succeeded | 1 |"), "{md}");
+    assert!(md.contains("| `bad` | ❌ failed | 1 |"), "{md}");
+    assert!(md.contains("| `after` | ❌ skipped |"), "{md}");
+    // Without it (and not on GitHub), stdout has none of it.
+    let plain = output(baton(&env).args(["run"]));
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("::"));
+}
+
+#[test]
+fn a_junit_report_lists_every_task_as_a_test_case() {
+    let env = TestEnv::new();
+    ci_plan(&env);
+    let xml = env.scratch("report.xml");
+    let out = output(baton(&env).args(["run", "--junit"]).arg(&xml));
+    assert_eq!(out.status.code(), Some(1));
+    // Checked by a real XML parser, against the shape JUnit consumers read.
+    let check = r#"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites", root.tag
+suite = root.find("testsuite")
+assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == ("3", "1", "1", "0"), suite.attrib
+cases = {c.get("name"): c for c in suite.findall("testcase")}
+assert sorted(cases) == ["after", "bad", "good"], sorted(cases)
+assert cases["good"].find("failure") is None and cases["good"].find("skipped") is None
+assert "src/lib.rs" in cases["bad"].find("failure").get("message") or "gate" in cases["bad"].find("failure").get("message")
+assert cases["after"].find("skipped") is not None
+for c in cases.values():
+    float(c.get("time")); assert c.get("classname").startswith("baton.")
+print("ok")
+"#;
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(check)
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&py.stderr),
+        std::fs::read_to_string(&xml).unwrap_or_default()
+    );
+}

@@ -76,6 +76,9 @@ impl TestEnv {
             c.env(k, v);
         }
         c.env("HOME", self.dir.path());
+        // A test run on GitHub Actions must not turn on baton's CI output.
+        c.env_remove("GITHUB_ACTIONS");
+        c.env_remove("GITHUB_STEP_SUMMARY");
         c
     }
 

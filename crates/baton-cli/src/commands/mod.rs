@@ -55,6 +55,27 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
     1
 }
 
+/// How a run reports to CI (shared by `run`, `resume` and `retry`).
+#[derive(clap::Args, Clone, Default)]
+pub struct CiArgs {
+    /// `github`: `::error` annotations for failed tasks (file and line where
+    /// a gate's output names them), `::group::` around the progress, and a
+    /// Markdown summary appended to $GITHUB_STEP_SUMMARY; the default when
+    /// GITHUB_ACTIONS=true. `text`: none of it.
+    #[arg(long, value_parser = ["text", "github"])]
+    pub format: Option<String>,
+    /// Write a JUnit XML report of the run's tasks to FILE (GitLab and most
+    /// CI systems show it).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+impl CiArgs {
+    pub fn output(&self) -> crate::ci::CiOutput {
+        crate::ci::CiOutput::new(self.format.as_deref(), self.junit.clone())
+    }
+}
+
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }

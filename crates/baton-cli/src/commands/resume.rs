@@ -21,6 +21,8 @@ pub struct ResumeArgs {
     /// Merge tasks marked `approve = true` without waiting.
     #[arg(long)]
     pub auto_approve: bool,
+    #[command(flatten)]
+    pub ci: super::CiArgs,
 }
 
 pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
@@ -39,5 +41,5 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
             e @ (EngineError::Finished { .. } | EngineError::Busy { .. }) => usage(e.to_string()),
             other => anyhow::Error::new(other),
         })?;
-    progress::drive(engine, args.json).await
+    progress::drive(engine, args.json, &args.ci.output()).await
 }

@@ -20,6 +20,8 @@ pub struct RetryArgs {
     /// Print the final report as JSON on stdout (when driven here).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub ci: super::CiArgs,
 }
 
 pub async fn run(cwd: &Path, args: RetryArgs) -> anyhow::Result<i32> {
@@ -55,7 +57,9 @@ pub async fn run(cwd: &Path, args: RetryArgs) -> anyhow::Result<i32> {
     let answer = engine
         .handle()
         .request(&args.task, ControlKind::Retry, None);
-    let drive = tokio::spawn(progress::drive(engine, args.json));
+    let ci = args.ci.output();
+    let json = args.json;
+    let drive = tokio::spawn(async move { progress::drive(engine, json, &ci).await });
     match answer.await {
         Some(a) if a.ok => eprintln!("{}", a.message),
         Some(a) => eprintln!("error: {}", a.message),

@@ -32,6 +32,8 @@ pub struct RunArgs {
     /// Override the plan's run.max_parallel.
     #[arg(long, short = 'j', value_name = "N")]
     pub max_parallel: Option<usize>,
+    #[command(flatten)]
+    pub ci: super::CiArgs,
 }
 
 pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
@@ -76,7 +78,7 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         })?;
     let run = engine.run_id().to_string();
     let json = args.json;
-    let code = progress::drive(engine, json).await?;
+    let code = progress::drive(engine, json, &args.ci.output()).await?;
     if code != 0 || land == Land::None {
         return Ok(code);
     }
@@ -117,5 +119,7 @@ async fn via_server(
     let store = std::sync::Arc::new(baton_core::store::Store::open(
         &baton_core::paths::StatePaths::new(repo.state_dir()).db(),
     )?);
-    Ok(Some(progress::follow(store, run, args.json).await?))
+    Ok(Some(
+        progress::follow(store, run, args.json, &args.ci.output()).await?,
+    ))
 }
