@@ -1,7 +1,7 @@
 //! `baton diff`: what a task changed, shown by git (colour and pager as
 //! `git diff` gives them on a terminal).
 
-use super::{find_run, open_repo, open_store, usage};
+use super::usage;
 use clap::Args;
 use std::path::Path;
 
@@ -20,12 +20,8 @@ pub struct DiffArgs {
 }
 
 pub async fn run(cwd: &Path, args: DiffArgs) -> anyhow::Result<i32> {
-    let repo = open_repo(cwd)?;
-    let (store, _) = open_store(&repo)?;
-    let rec = find_run(&store, args.run.as_deref())?;
-    baton_core::control::check_task(&store, &rec.id, &args.task)
-        .await
-        .map_err(|e| usage(e.to_string()))?;
+    let found = super::task_of_run(cwd, args.run.as_deref(), &args.task).await?;
+    let (repo, store, rec) = (found.repo, found.store, found.run);
     let (run, task) = (rec.id.clone(), args.task.clone());
     let t = store
         .call(move |s| s.task(&run, &task))

@@ -1,6 +1,5 @@
 //! `baton logs`: what a task's agent and gates printed, attempt by attempt.
 
-use super::{find_run, open_repo, open_store, usage};
 use baton_core::model::{AttemptKind, RunStatus};
 use baton_core::store::Store;
 use clap::Args;
@@ -40,12 +39,8 @@ fn run_ended(store: &Store, run: &str) -> bool {
 }
 
 pub async fn run(cwd: &Path, args: LogsArgs) -> anyhow::Result<i32> {
-    let repo = open_repo(cwd)?;
-    let (store, _) = open_store(&repo)?;
-    let rec = find_run(&store, args.run.as_deref())?;
-    baton_core::control::check_task(&store, &rec.id, &args.task)
-        .await
-        .map_err(|e| usage(e.to_string()))?;
+    let found = super::task_of_run(cwd, args.run.as_deref(), &args.task).await?;
+    let (store, rec) = (found.store, found.run);
     let mut out = std::io::stdout().lock();
     let mut printed_upto = 0u32;
     loop {

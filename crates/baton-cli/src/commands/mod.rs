@@ -101,6 +101,30 @@ pub fn find_run(store: &Store, run: Option<&str>) -> anyhow::Result<RunRecord> {
     store.find_run(run).map_err(|e| usage(e.to_string()))
 }
 
+/// What a command about one task of a run starts from: the repository, its
+/// store, the run (default: the latest), the task checked to be in it.
+pub struct TaskOfRun {
+    pub repo: Repo,
+    pub store: Arc<Store>,
+    pub paths: StatePaths,
+    pub run: RunRecord,
+}
+
+pub async fn task_of_run(cwd: &Path, run: Option<&str>, task: &str) -> anyhow::Result<TaskOfRun> {
+    let repo = open_repo(cwd)?;
+    let (store, paths) = open_store(&repo)?;
+    let run = find_run(&store, run)?;
+    control::check_task(&store, &run.id, task)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    Ok(TaskOfRun {
+        repo,
+        store,
+        paths,
+        run,
+    })
+}
+
 /// Reads and validates the plan at `plan` (relative to `cwd`) in the
 /// repository around `cwd`.
 pub fn load_plan(cwd: &Path, plan: &Path) -> anyhow::Result<(baton_core::Repo, Plan)> {

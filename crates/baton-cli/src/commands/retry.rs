@@ -1,6 +1,6 @@
 //! `baton retry`: run a task that did not succeed again, and merge it.
 
-use super::{find_run, open_repo, open_store, usage, watchdog_command};
+use super::{usage, watchdog_command};
 use crate::progress;
 use baton_core::model::ControlKind;
 use baton_core::{Engine, RunOptions};
@@ -25,12 +25,8 @@ pub struct RetryArgs {
 }
 
 pub async fn run(cwd: &Path, args: RetryArgs) -> anyhow::Result<i32> {
-    let repo = open_repo(cwd)?;
-    let (store, paths) = open_store(&repo)?;
-    let rec = find_run(&store, args.run.as_deref())?;
-    baton_core::control::check_task(&store, &rec.id, &args.task)
-        .await
-        .map_err(|e| usage(e.to_string()))?;
+    let found = super::task_of_run(cwd, args.run.as_deref(), &args.task).await?;
+    let (repo, store, paths, rec) = (found.repo, found.store, found.paths, found.run);
     if baton_core::control::is_live(&paths, &rec.id) {
         return super::send_control(cwd, Some(&rec.id), &args.task, ControlKind::Retry, None).await;
     }
