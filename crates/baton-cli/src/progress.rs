@@ -9,6 +9,7 @@ use baton_core::model::{Activity, EventKind, RunStatus, TaskStatus};
 use baton_core::store::{Event, Store, TaskRecord};
 use baton_core::{Engine, Report};
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -392,13 +393,8 @@ async fn tails(store: &Arc<Store>, report: &Report) -> Vec<(String, String)> {
             continue;
         };
         let Some(last) = atts.last() else { continue };
-        if let Ok(bytes) = tokio::fs::read(&last.log_path).await {
-            let from = bytes.len().saturating_sub(16 * 1024);
-            out.push((
-                t.id.clone(),
-                String::from_utf8_lossy(&bytes[from..]).into_owned(),
-            ));
-        }
+        let tail = baton_core::logs::read_tail(Path::new(&last.log_path), 16 * 1024).await;
+        out.push((t.id.clone(), String::from_utf8_lossy(&tail).into_owned()));
     }
     out
 }

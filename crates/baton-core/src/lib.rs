@@ -13,6 +13,7 @@ pub mod git;
 pub mod init;
 pub mod land;
 pub mod lock;
+pub mod logs;
 pub mod memory;
 pub mod model;
 pub mod paths;

@@ -161,16 +161,8 @@ pub async fn log(
             ApiError::not_found(format!("task {task:?} has not started an attempt"))
         })?,
     };
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut body = Vec::new();
-    if let Ok(mut f) = tokio::fs::File::open(&a.log_path).await {
-        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-        // Only the end of a huge log: memory stays bounded whatever the agent printed.
-        if len > MAX_TEXT {
-            let _ = f.seek(std::io::SeekFrom::Start(len - MAX_TEXT)).await;
-        }
-        let _ = f.take(MAX_TEXT).read_to_end(&mut body).await;
-    }
+    // Only the end of a huge log: memory stays bounded whatever the agent printed.
+    let body = baton_core::logs::read_tail(std::path::Path::new(&a.log_path), MAX_TEXT).await;
     let log = String::from_utf8_lossy(&body).into_owned();
     let masked = st
         .store
