@@ -381,19 +381,19 @@ impl Repo {
 
     /// Makes the worktree at `from` (whose work is kept on its own branch)
     /// the worktree of a new task: moved to `to`, on a new `branch` from
-    /// `start`, with what `reuse` says is left of the earlier task. Cheaper
-    /// than a new worktree on a big tree: only what differs is written.
+    /// `start`, with nothing left of the earlier task (untracked and ignored
+    /// files too). Cheaper than a new worktree on a big tree: only what
+    /// differs is written.
     pub async fn reuse_worktree(
         &self,
         from: &Path,
         to: &Path,
         branch: &str,
         start: &str,
-        reuse: Reuse,
     ) -> Result<(), GitError> {
         self.move_worktree(from, to).await?;
         crate::failpoint::hit("desk-moved");
-        self.switch_worktree(to, branch, start, reuse).await
+        self.switch_worktree(to, branch, start, Reuse::Scrub).await
     }
 
     /// Adds a worktree at `path` with `commit` checked out, on no branch.

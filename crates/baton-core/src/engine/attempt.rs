@@ -163,7 +163,10 @@ async fn setup(
         GateResult::Passed => {
             st.needs_setup = false;
             if st.keep_ignored {
-                let key = super::pool::setup_key(sh, &st.start_commit).await;
+                let key = match st.setup_key.take() {
+                    Some(k) => k,
+                    None => super::pool::setup_key(sh, &st.start_commit).await,
+                };
                 super::pool::write_key(&st.worktree, &key);
             }
             let upd = TaskUpdate {

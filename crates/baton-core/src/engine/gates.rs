@@ -84,14 +84,14 @@ pub(crate) async fn run_all(
     } = g;
     let (started, finished) = kind.events();
     let word = kind.word();
+    if let Some(dir) = log.parent() {
+        // Setup runs before anything else of the attempt wrote its log.
+        let _ = tokio::fs::create_dir_all(dir).await;
+    }
     for gate in gates {
         let data = serde_json::json!({ "gate": gate });
         sh.event(task, attempt, started, data).await;
         let heading = format!("\n==> baton: {word} `{gate}`\n");
-        if let Some(dir) = log.parent() {
-            // Setup runs before anything else of the attempt wrote its log.
-            let _ = tokio::fs::create_dir_all(dir).await;
-        }
         if let Ok(mut f) = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -330,7 +330,12 @@ impl Engine {
                     start.worktree = desk;
                     start.spare_of = held_by;
                 }
-                None => start.spare = self.desks.spare().map(|(desk, _)| desk),
+                None => {
+                    if let Some((desk, task)) = self.desks.spare() {
+                        start.spare = Some(desk);
+                        start.spare_of = Some(task);
+                    }
+                }
             }
         }
         self.desks.assign(self.board.id(i), start.worktree.clone());

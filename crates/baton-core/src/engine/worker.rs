@@ -54,6 +54,8 @@ pub(crate) struct Start {
     pub in_place: bool,
     /// The task that held the desk last, whose teardown comes first.
     pub spare_of: Option<String>,
+    /// The setup key at the start commit, once worked out.
+    pub setup_key: Option<String>,
 }
 
 impl Start {
@@ -93,6 +95,7 @@ impl Start {
             pooled: false,
             in_place: false,
             spare_of: None,
+            setup_key: None,
             spec,
             kind: AttemptKind::Work,
         }
@@ -213,24 +216,17 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
             Err(e) => Err(format!("cannot create the task's worktree: {e}")),
         };
     }
+    // Without the pool a done task's desk moves here, nothing of it kept.
     let res = if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
-        let reuse = match (st.pooled, st.keep_ignored) {
-            (true, _) => Reuse::Clean,
-            (false, true) => Reuse::KeepIgnored,
-            (false, false) => Reuse::Scrub,
-        };
-        if !st.pooled {
+        if let Some(before) = &st.spare_of {
             // The desk was another task's: its teardown goes first.
-            let before = spare.file_name().unwrap_or_default().to_string_lossy();
-            let before = st.spare_of.as_deref().unwrap_or(&before);
             workspace::teardown(sh, before, spare).await;
         }
         let reused = sh
             .repo
-            .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit, reuse)
+            .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit)
             .await;
         match reused {
-            Ok(()) if st.keep_ignored => Ok(Desk::Warm),
             Ok(()) => Ok(Desk::New),
             Err(e) => {
                 tracing::debug!(
@@ -264,15 +260,8 @@ async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
 }
 
 /// A desk that exists (a done task's, or the pool's) becomes this task's
-/// where it is. Its place is recorded first, so that a crash from here on
-/// finds the task there.
+/// where it is (its place is recorded already: see [`attempts`]).
 async fn reuse_in_place(sh: &Shared, st: &Start) -> Result<Desk, String> {
-    let upd = TaskUpdate {
-        worktree: Some(st.worktree.display().to_string()),
-        start_commit: Some(st.start_commit.clone()),
-        ..Default::default()
-    };
-    sh.update_task(&st.spec.id, upd, None).await;
     let reuse = if st.pooled {
         pool::claim(&st.worktree);
         Reuse::Clean
@@ -318,9 +307,9 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         .await;
     // Counted in by the engine as it started this worker.
     let starting = Starting(&sh.starting_tasks);
-    if st.keep_ignored && !st.existing && !st.in_place {
-        // A desk in the pool's place: recorded before it is made, so that
-        // a crash from here on finds the task there.
+    if st.keep_ignored && !st.existing {
+        // A desk in the pool's place: recorded before it is made or taken,
+        // so that a crash from here on finds the task there.
         let upd = TaskUpdate {
             worktree: Some(st.worktree.display().to_string()),
             start_commit: Some(st.start_commit.clone()),
@@ -351,6 +340,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         if desk == Desk::Warm && st.needs_setup {
             let key = pool::setup_key(sh, &st.start_commit).await;
             st.needs_setup = pool::read_key(&st.worktree).as_deref() != Some(key.as_str());
+            st.setup_key = Some(key);
         }
     }
     let ports = match sh.plan.workspace.ports {
