@@ -227,7 +227,12 @@ fn max_parallel_bounds_concurrency() {
         done = child.try_wait().unwrap().is_some();
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(child.wait().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(max_seen <= 2, "at most 2 at once, saw {max_seen}");
     assert!(max_seen == 2, "two should run together, saw {max_seen}");
 }

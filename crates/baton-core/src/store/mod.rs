@@ -121,16 +121,46 @@ pub struct NewTask {
     pub needs: Vec<String>,
 }
 
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        conn.execute_batch(&format!(
-            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
+/// Brings a database to the current schema. The tables and every missing
+/// column are made in one write transaction that reads the version inside
+/// it: a run and a `baton status` beside it may open a new store at the same
+/// moment, and only one of them may add each column.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current = MIGRATIONS.len() as i64;
+    let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    if version(conn)? == current {
+        return Ok(());
     }
-    Ok(())
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(include_str!("schema.sql"))?;
+    let found = version(&tx)?;
+    for sql in MIGRATIONS.iter().skip(found.max(0) as usize) {
+        tx.execute_batch(sql)?;
+    }
+    if found < current {
+        tx.pragma_update(None, "user_version", current)?;
+    }
+    tx.commit()
 }
+
+/// Runs `f` again while SQLite says the database is busy, for up to the
+/// store's busy timeout.
+fn while_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
@@ -144,23 +174,19 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // Turning a new file to WAL needs it alone, and SQLite answers "busy"
+        // at once rather than wait (waiting could deadlock); so wait here.
+        while_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
-        conn.execute_batch(include_str!("schema.sql"))
-            .map_err(open_err)?;
-        migrate(&conn).map_err(open_err)?;
+        while_busy(|| migrate(&mut conn)).map_err(open_err)?;
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
             | rusqlite::OpenFlags::SQLITE_OPEN_URI;
         let reader = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        reader
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         Ok(Store {
             file: file_id(path),
             events_tx: tokio::sync::broadcast::channel(1024).0,
@@ -788,4 +814,38 @@ fn insert_task(tx: &rusqlite::Transaction, run: &str, pos: i64, t: &NewTask) -> 
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run and a `baton status` beside it both open a store that does not
+    /// exist yet; neither may fail on the other's half-made schema.
+    #[test]
+    fn many_processes_opening_a_new_store_at_once_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(".baton/state.db");
+            let barrier = Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().unwrap();
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+            let conn = Connection::open(&path).unwrap();
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, MIGRATIONS.len() as i64);
+        }
+    }
 }
