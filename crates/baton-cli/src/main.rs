@@ -4,6 +4,7 @@ mod ci;
 mod client;
 mod commands;
 mod progress;
+mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ enum Command {
     Resume(commands::resume::ResumeArgs),
     Retry(commands::retry::RetryArgs),
     Status(commands::status::StatusArgs),
+    Watch(commands::watch::WatchArgs),
     Logs(commands::logs::LogsArgs),
     Diff(commands::diff::DiffArgs),
     Stop(commands::stop::StopArgs),
@@ -62,8 +64,13 @@ enum Command {
     Watchdog,
 }
 
-fn init_logging(verbose: u8, file: Option<&PathBuf>) -> anyhow::Result<()> {
+/// `screen`: the command draws on the terminal (`watch`), so without a log
+/// file nothing is logged (a line on stderr would tear the picture).
+fn init_logging(verbose: u8, file: Option<&PathBuf>, screen: bool) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
+    if screen && file.is_none() {
+        return Ok(());
+    }
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -101,7 +108,8 @@ fn main() -> ExitCode {
         baton_core::process::watchdog_main();
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = init_logging(cli.verbose, cli.log_file.as_ref()) {
+    let screen = matches!(cli.command, Command::Watch(_));
+    if let Err(e) = init_logging(cli.verbose, cli.log_file.as_ref(), screen) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
@@ -141,6 +149,7 @@ fn main() -> ExitCode {
             Command::Resume(a) => commands::resume::run(&cwd, a).await,
             Command::Retry(a) => commands::retry::run(&cwd, a).await,
             Command::Status(a) => commands::status::run(&cwd, a).await,
+            Command::Watch(a) => commands::watch::run(&cwd, a).await,
             Command::Logs(a) => commands::logs::run(&cwd, a).await,
             Command::Diff(a) => commands::diff::run(&cwd, a).await,
             Command::Completions(a) => commands::completions::run(a, Cli::command()),

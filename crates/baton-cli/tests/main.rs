@@ -16,5 +16,6 @@ mod test_run;
 mod test_serve;
 mod test_usage;
 mod test_verify;
+mod test_watch;
 mod test_work_kept;
 mod test_workspace;

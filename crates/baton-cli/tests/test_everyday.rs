@@ -1,7 +1,39 @@
-//! Everyday commands: `baton diff`, `baton retry`, `baton completions` and `baton man`.
+//! Everyday commands: `baton runs`, `baton diff`, `baton retry`,
+//! `baton completions` and `baton man`.
 
 use crate::common::*;
 use baton_testutils::TestEnv;
+
+#[test]
+fn runs_lists_every_run_newest_first_with_its_tasks_by_state() {
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"one\"\nprompt = \"write one.txt 1\"\n");
+    assert_eq!(run_json(&env, &[]).code, 0);
+    write_plan(
+        &env,
+        "[[task]]\nid = \"good\"\nprompt = \"write good.txt 1\"\n\n[[task]]\nid = \"bad\"\nprompt = \"exit 3\"\non_failure = \"continue\"\n\n[[task]]\nid = \"after\"\nneeds = [\"bad\"]\nprompt = \"say x\"\n",
+    );
+    assert_eq!(run_json(&env, &["--keep-worktrees"]).code, 1);
+    let redact = |text: &str| {
+        let id = regex::Regex::new(r"\d{8}-\d{6}-[0-9a-f]{4}").unwrap();
+        let age = regex::Regex::new(r"\d+(\.\d+)?(ms|s|m\d*s?) ago").unwrap();
+        let size = regex::Regex::new(r"worktrees \d+\.\d MiB").unwrap();
+        let time = regex::Regex::new(r#""\d{4}-\d\d-\d\dT[^"]+""#).unwrap();
+        let bytes = regex::Regex::new(r#""worktrees_bytes": [1-9]\d*"#).unwrap();
+        let text = id.replace_all(text, "<run>");
+        let text = age.replace_all(&text, "<age> ago");
+        let text = size.replace_all(&text, "worktrees <size> MiB");
+        let text = time.replace_all(&text, "\"<time>\"");
+        bytes.replace_all(&text, "\"worktrees_bytes\": <bytes>").into_owned()
+    };
+    let out = output(baton(&env).arg("runs"));
+    assert!(out.status.success());
+    insta::assert_snapshot!("runs", redact(&String::from_utf8_lossy(&out.stdout)));
+    let out = output(baton(&env).args(["runs", "--json", "-n", "1"]));
+    insta::assert_snapshot!("runs_json", redact(&String::from_utf8_lossy(&out.stdout)));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "-n 1 lists one run");
+}
 
 #[test]
 fn diff_shows_what_a_task_changed_like_git_diff() {

@@ -19,6 +19,7 @@ pub mod status;
 pub mod steer;
 pub mod stop;
 pub mod token;
+pub mod watch;
 
 use anyhow::Context;
 use baton_core::control::{self, ControlError};

@@ -2,68 +2,110 @@
 
 use super::{open_repo, open_store};
 use crate::progress::usage_label;
-use baton_core::clock::now_ms;
+use baton_core::clock::{now_ms, rfc3339};
 use baton_core::duration::human;
+use baton_core::store::StoreError;
 use clap::Args;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// List this repository's runs, newest first: status, age, tasks by state,
-/// cost, and the disk their worktrees use.
+/// List this repository's runs, newest first: status, age, plan, tasks by
+/// state, cost, and the disk their worktrees use.
 #[derive(Args)]
 pub struct RunsArgs {
     /// How many (default 20).
     #[arg(long, short = 'n', default_value_t = 20)]
     pub limit: usize,
+    /// Print them as a JSON array (the fields of the text, unabbreviated).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One run as `runs` lists it.
+#[derive(Serialize)]
+struct RunRow {
+    run: String,
+    status: String,
+    /// A process drives it now.
+    live: bool,
+    plan: String,
+    started_at: String,
+    #[serde(skip)]
+    age_ms: i64,
+    finished_at: Option<String>,
+    /// Tasks by status.
+    tasks: BTreeMap<String, u32>,
+    cost_usd: Option<f64>,
+    worktrees_bytes: u64,
 }
 
 pub async fn run(cwd: &Path, args: RunsArgs) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let (store, paths) = open_store(&repo)?;
     let limit = args.limit;
-    let (runs, counts) = store
-        .call(move |s| Ok::<_, baton_core::store::StoreError>((s.runs(limit)?, s.status_counts()?)))
-        .await?;
-    for r in &runs {
-        let mut by: BTreeMap<String, u32> = BTreeMap::new();
-        for (run, status, n) in &counts {
-            if *run == r.id {
-                by.insert(status.to_string(), *n);
+    let rows = store
+        .call(move |s| {
+            let counts = s.status_counts()?;
+            let mut rows = Vec::new();
+            for r in s.runs(limit)? {
+                let tasks = counts
+                    .iter()
+                    .filter(|(run, _, _)| *run == r.id)
+                    .map(|(_, status, n)| (status.to_string(), *n))
+                    .collect();
+                rows.push(RunRow {
+                    live: baton_core::control::is_live(&paths, &r.id),
+                    status: r.status.to_string(),
+                    plan: r.plan_path.clone(),
+                    started_at: rfc3339(r.created_at),
+                    age_ms: (now_ms() - r.created_at).max(0),
+                    finished_at: r.finished_at.map(rfc3339),
+                    tasks,
+                    cost_usd: s.run_cost(&r.id)?,
+                    worktrees_bytes: disk_use(&Path::new(&r.worktrees_dir).join(&r.id)),
+                    run: r.id,
+                });
             }
-        }
-        let tasks: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let id = r.id.clone();
-        let cost = store.call(move |s| s.run_cost(&id)).await?;
-        let live = if baton_core::control::is_live(&paths, &r.id) {
-            " (going on)"
-        } else {
-            ""
-        };
-        let age = human(Duration::from_millis(
-            (now_ms() - r.created_at).max(0) as u64
-        ));
-        let disk = disk_use(&Path::new(&r.worktrees_dir).join(&r.id));
-        let mut line = format!(
-            "{}  {:<11}{live}  {age} ago  {}  {}",
-            r.id,
-            r.status,
-            r.plan_path,
-            tasks.join(", ")
-        );
-        let usage = usage_label(None, None, cost);
-        if !usage.is_empty() {
-            line.push_str(&format!("  {usage}"));
-        }
-        if disk > 0 {
-            line.push_str(&format!("  worktrees {:.1} MiB", disk as f64 / 1048576.0));
-        }
-        println!("{line}");
+            Ok::<_, StoreError>(rows)
+        })
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
     }
-    if runs.is_empty() {
+    for r in &rows {
+        println!("{}", line(r));
+    }
+    if rows.is_empty() {
         eprintln!("no runs in this repository yet; start one with `baton run`");
     }
     Ok(0)
+}
+
+fn line(r: &RunRow) -> String {
+    let live = if r.live { " (going on)" } else { "" };
+    let age = human(Duration::from_millis(r.age_ms as u64));
+    let tasks: Vec<String> = r.tasks.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let mut line = format!(
+        "{}  {:<11}{live}  {age} ago  {}  {}",
+        r.run,
+        r.status,
+        r.plan,
+        tasks.join(", ")
+    );
+    let usage = usage_label(None, None, r.cost_usd);
+    if !usage.is_empty() {
+        line.push_str(&format!("  {usage}"));
+    }
+    if r.worktrees_bytes > 0 {
+        line.push_str(&format!(
+            "  worktrees {:.1} MiB",
+            r.worktrees_bytes as f64 / 1048576.0
+        ));
+    }
+    line
 }
 
 /// Bytes of the files under `dir` (0 when it is gone).

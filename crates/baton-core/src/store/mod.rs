@@ -110,6 +110,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tasks ADD COLUMN conflict_ahead TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE attempts ADD COLUMN kind TEXT NOT NULL DEFAULT 'work'",
     "ALTER TABLE tasks ADD COLUMN setup_done INTEGER NOT NULL DEFAULT 0",
+    // A task's transcript read from its end (`baton watch`, the dashboard).
+    "CREATE INDEX IF NOT EXISTS events_task ON events (run_id, task_id, seq)",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -235,6 +237,17 @@ impl Store {
             "SELECT * FROM events WHERE run_id = ?1 AND task_id = ?2 ORDER BY seq LIMIT ?3",
         )?;
         let rows = st.query_map(params![run, task, limit as i64], Event::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The last `n` events of one task, oldest first: a long transcript is
+    /// read from its end.
+    pub fn task_events_tail(&self, run: &str, task: &str, n: usize) -> Result<Vec<Event>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(
+            "SELECT * FROM (SELECT * FROM events WHERE run_id = ?1 AND task_id = ?2 ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![run, task, n as i64], Event::from_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 

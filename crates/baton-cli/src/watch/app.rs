@@ -1,0 +1,273 @@
+//! What `baton watch` shows and what a key does: plain state, no terminal
+//! and no store, so every key is unit-tested.
+
+use baton_core::model::ControlKind;
+use baton_core::store::{RunRecord, TaskRecord};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// The right-hand pane: what the selected task did (its events), what it
+/// changed, or what its agent printed last (an exec agent has no events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pane {
+    #[default]
+    Transcript,
+    Diff,
+    Log,
+}
+
+/// What the keyboard is doing: moving around, typing a steer message, or
+/// answering "stop this task?".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Normal,
+    Steer(String),
+    ConfirmStop(String),
+    Help,
+}
+
+/// What the view asks of the world after a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Quit,
+    /// A control for a task of the run shown.
+    Control {
+        task: String,
+        kind: ControlKind,
+        message: Option<String>,
+    },
+    /// Show another run.
+    ShowRun(String),
+}
+
+#[derive(Default)]
+pub struct App {
+    /// This repository's runs, newest first.
+    pub runs: Vec<RunRecord>,
+    /// The run shown (its record is in `runs`).
+    pub run: Option<String>,
+    /// Whether a process drives the run shown now.
+    pub live: bool,
+    pub tasks: Vec<TaskRecord>,
+    pub selected: usize,
+    pub pane: Pane,
+    pub mode: Mode,
+    /// The selected task's transcript, a line each.
+    pub transcript: Vec<Line>,
+    /// The diff or log pane's text, a line each.
+    pub text: Vec<String>,
+    /// Lines scrolled up from the end of the pane (0: follow the end).
+    pub scroll: usize,
+    /// The last answer to a control, or what went wrong.
+    pub note: Option<String>,
+}
+
+/// A transcript line and how it should look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub tone: Tone,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Plain,
+    /// What the agent said.
+    Said,
+    Tool,
+    Good,
+    Bad,
+    Dim,
+}
+
+impl App {
+    pub fn selected_task(&self) -> Option<&TaskRecord> {
+        self.tasks.get(self.selected)
+    }
+
+    pub fn run_record(&self) -> Option<&RunRecord> {
+        let id = self.run.as_deref()?;
+        self.runs.iter().find(|r| r.id == id)
+    }
+
+    /// New task rows from the store; the same task stays selected.
+    pub fn set_tasks(&mut self, tasks: Vec<TaskRecord>) {
+        let keep = self.selected_task().map(|t| t.id.clone());
+        self.tasks = tasks;
+        self.selected = keep
+            .and_then(|id| self.tasks.iter().position(|t| t.id == id))
+            .unwrap_or(self.selected)
+            .min(self.tasks.len().saturating_sub(1));
+    }
+
+    /// What `key` does now.
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Some(Command::Quit);
+        }
+        match std::mem::take(&mut self.mode) {
+            Mode::Steer(text) => self.steer_key(key, text),
+            Mode::ConfirmStop(task) => {
+                if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                    return Some(self.control(&task, ControlKind::Stop, None));
+                }
+                self.note = Some(format!("{task} keeps running"));
+                None
+            }
+            Mode::Help => None,
+            Mode::Normal => self.normal_key(key),
+        }
+    }
+
+    fn normal_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let page = 10;
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => return Some(Command::Quit),
+            KeyCode::Down | KeyCode::Char('j') => self.select(self.selected + 1),
+            KeyCode::Up | KeyCode::Char('k') => self.select(self.selected.saturating_sub(1)),
+            KeyCode::Home | KeyCode::Char('g') => self.select(0),
+            KeyCode::End | KeyCode::Char('G') => self.select(usize::MAX),
+            KeyCode::PageUp => self.scroll += page,
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(page),
+            KeyCode::Tab | KeyCode::Char('d') => {
+                self.pane = match self.pane {
+                    Pane::Transcript => Pane::Diff,
+                    Pane::Diff => Pane::Log,
+                    Pane::Log => Pane::Transcript,
+                };
+                self.scroll = 0;
+                self.text.clear();
+            }
+            KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Char('[') => return self.other_run(1),
+            KeyCode::Char(']') => return self.other_run(-1),
+            KeyCode::Char('s') => {
+                let task = self.actionable(ControlKind::Stop)?;
+                self.mode = Mode::ConfirmStop(task);
+            }
+            KeyCode::Char('m') => {
+                self.actionable(ControlKind::Steer)?;
+                self.mode = Mode::Steer(String::new());
+            }
+            KeyCode::Char('a') => {
+                let task = self.actionable(ControlKind::Approve)?;
+                return Some(self.control(&task, ControlKind::Approve, None));
+            }
+            KeyCode::Char('r') => {
+                let task = self.actionable(ControlKind::Retry)?;
+                return Some(self.control(&task, ControlKind::Retry, None));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn steer_key(&mut self, key: KeyEvent, mut text: String) -> Option<Command> {
+        match key.code {
+            KeyCode::Esc => {
+                self.note = Some("steer cancelled".into());
+            }
+            KeyCode::Enter => {
+                let task = self.selected_task()?.id.clone();
+                if text.trim().is_empty() {
+                    self.note = Some("nothing sent: the message is empty".into());
+                    return None;
+                }
+                return Some(self.control(&task, ControlKind::Steer, Some(text)));
+            }
+            KeyCode::Backspace => {
+                text.pop();
+                self.mode = Mode::Steer(text);
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                self.mode = Mode::Steer(text);
+            }
+            _ => self.mode = Mode::Steer(text),
+        }
+        None
+    }
+
+    fn select(&mut self, i: usize) {
+        let last = self.tasks.len().saturating_sub(1);
+        if i.min(last) != self.selected {
+            self.selected = i.min(last);
+            self.scroll = 0;
+            self.transcript.clear();
+            self.text.clear();
+        }
+    }
+
+    /// The selected task when `kind` may be asked of it now; otherwise a
+    /// note that says why not.
+    fn actionable(&mut self, kind: ControlKind) -> Option<String> {
+        let Some(t) = self.selected_task() else {
+            self.note = Some("no task selected".into());
+            return None;
+        };
+        if !t.status.actions().contains(&kind) {
+            self.note = Some(format!(
+                "{} is {}: it cannot be {}",
+                t.id,
+                t.status,
+                done(kind)
+            ));
+            return None;
+        }
+        Some(t.id.clone())
+    }
+
+    fn control(&mut self, task: &str, kind: ControlKind, message: Option<String>) -> Command {
+        self.note = Some(format!("asking {task} to {kind}…"));
+        Command::Control {
+            task: task.to_string(),
+            kind,
+            message,
+        }
+    }
+
+    /// The run `step` places older (positive) or newer (negative) than the
+    /// one shown.
+    fn other_run(&mut self, step: isize) -> Option<Command> {
+        let at = self
+            .run
+            .as_deref()
+            .and_then(|id| self.runs.iter().position(|r| r.id == id))
+            .unwrap_or(0) as isize;
+        let to = at + step;
+        if to < 0 || to as usize >= self.runs.len() {
+            self.note = Some(
+                if step > 0 {
+                    "no older run"
+                } else {
+                    "no newer run"
+                }
+                .into(),
+            );
+            return None;
+        }
+        Some(Command::ShowRun(self.runs[to as usize].id.clone()))
+    }
+
+    /// Shows `run` from now on: its tasks come with the next refresh.
+    pub fn show_run(&mut self, run: String) {
+        if self.run.as_deref() != Some(run.as_str()) {
+            self.run = Some(run);
+            self.tasks.clear();
+            self.selected = 0;
+            self.scroll = 0;
+            self.transcript.clear();
+            self.text.clear();
+        }
+    }
+}
+
+fn done(kind: ControlKind) -> &'static str {
+    match kind {
+        ControlKind::Stop => "stopped",
+        ControlKind::Steer => "steered",
+        ControlKind::Approve => "approved",
+        ControlKind::Retry => "retried",
+        ControlKind::Add => "added",
+    }
+}

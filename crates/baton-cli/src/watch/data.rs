@@ -1,0 +1,175 @@
+//! Where `baton watch` reads and acts: the store, as every view reads it,
+//! git for diffs, and the control path the CLI and the server use.
+
+use super::app::{App, Command, Line, Pane};
+use baton_core::control::{self, ControlError};
+use baton_core::model::ControlKind;
+use baton_core::paths::StatePaths;
+use baton_core::store::{RunRecord, Store, StoreError};
+use baton_core::Repo;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How much of a transcript is read: its end, so a long one costs no more.
+const TRANSCRIPT_EVENTS: usize = 400;
+/// How much of a diff is shown.
+const DIFF_BYTES: usize = 512 * 1024;
+/// How much of the end of a log is shown.
+const LOG_BYTES: u64 = 64 * 1024;
+
+pub struct Source {
+    pub repo: Repo,
+    pub store: Arc<Store>,
+    pub paths: StatePaths,
+}
+
+impl Source {
+    /// Reads what the view shows now: the runs, the run's tasks and the
+    /// selected task's transcript (and its diff when `diff` says so).
+    pub async fn refresh(&self, app: &mut App, diff: bool) -> Result<(), StoreError> {
+        let runs = self.store.call(|s| s.runs(50)).await?;
+        if app.run.is_none() {
+            if let Some(newest) = runs.first() {
+                app.show_run(newest.id.clone());
+            }
+        }
+        app.runs = runs;
+        let Some(run) = app.run.clone() else {
+            return Ok(());
+        };
+        app.live = control::is_live(&self.paths, &run);
+        let id = run.clone();
+        let tasks = self.store.call(move |s| s.tasks(&id)).await?;
+        app.set_tasks(tasks);
+        let Some(task) = app.selected_task().map(|t| t.id.clone()) else {
+            return Ok(());
+        };
+        let started = app.run_record().map(|r| r.created_at).unwrap_or(0);
+        let (id, t) = (run.clone(), task.clone());
+        let events = self
+            .store
+            .call(move |s| s.task_events_tail(&id, &t, TRANSCRIPT_EVENTS))
+            .await?;
+        let lines: Vec<Line> = super::transcript::lines(&events, started);
+        app.transcript = lines;
+        match app.pane {
+            Pane::Diff if diff => app.text = self.diff(&run, &task).await,
+            Pane::Log => app.text = self.log(&run, &task).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The end of the task's last attempt log, with the run's secrets masked.
+    async fn log(&self, run: &str, task: &str) -> Result<Vec<String>, StoreError> {
+        let (id, t) = (run.to_string(), task.to_string());
+        let attempts = self.store.call(move |s| s.attempts(&id, &t)).await?;
+        let Some(last) = attempts.last() else {
+            return Ok(vec!["(no attempt yet)".into()]);
+        };
+        let tail = baton_core::logs::read_tail(Path::new(&last.log_path), LOG_BYTES).await;
+        let text = String::from_utf8_lossy(&tail).into_owned();
+        let id = run.to_string();
+        let masked = self.store.call(move |s| s.mask_for_run(&id, &text)).await?;
+        let mut lines = vec![format!(
+            "==> attempt {} ({}) {}",
+            last.n, last.status, last.log_path
+        )];
+        lines.extend(masked.lines().map(str::to_string));
+        Ok(lines)
+    }
+
+    /// What the task changed, from where it started to its branch's tip,
+    /// with the run's secrets masked.
+    async fn diff(&self, run: &str, task: &str) -> Vec<String> {
+        let (id, t) = (run.to_string(), task.to_string());
+        let Ok(Some(rec)) = self.store.call(move |s| s.task(&id, &t)).await else {
+            return vec![];
+        };
+        let Some(start) = rec.start_commit else {
+            return vec!["(it has not started: nothing changed yet)".into()];
+        };
+        let tip = format!("refs/heads/{}", rec.branch);
+        let text = match self.repo.diff_capped(&start, &tip, DIFF_BYTES).await {
+            Ok((bytes, cut)) => {
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                if cut {
+                    text.push_str("\n[cut: `baton diff` shows all of it]");
+                }
+                if text.is_empty() {
+                    text = "(no changes)".into();
+                }
+                text
+            }
+            Err(e) => format!("cannot read the diff: {e}"),
+        };
+        let id = run.to_string();
+        let masked = self
+            .store
+            .call(move |s| s.mask_for_run(&id, &text))
+            .await
+            .unwrap_or_default();
+        masked.lines().map(str::to_string).collect()
+    }
+
+    /// Carries out a control and says how it went, in one line.
+    pub async fn act(&self, rec: Option<RunRecord>, cmd: Command) -> String {
+        let Command::Control {
+            task,
+            kind,
+            message,
+        } = cmd
+        else {
+            return String::new();
+        };
+        let Some(rec) = rec else {
+            return "no run shown".into();
+        };
+        let request = control::request(
+            &self.store,
+            &self.paths,
+            &rec,
+            &task,
+            kind,
+            message.as_deref(),
+        );
+        match request.await {
+            Ok(a) if a.ok => a.message,
+            Ok(a) => format!("error: {}", a.message),
+            Err(ControlError::NotLive { .. }) if kind == ControlKind::Retry => {
+                self.retry_in_background(&rec, &task)
+            }
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// A finished run's task is retried by `baton retry` in a process of its
+    /// own, which this view then watches like any other.
+    fn retry_in_background(&self, rec: &RunRecord, task: &str) -> String {
+        let log = self
+            .paths
+            .run_dir(&rec.id)
+            .join(format!("retry-{task}.log"));
+        let spawned = (|| {
+            let out = std::fs::File::create(&log)?;
+            let exe = std::env::current_exe()?;
+            let mut cmd = std::process::Command::new(exe);
+            cmd.current_dir(&self.repo.root)
+                .args(["retry", task, "--run", &rec.id])
+                .stdin(std::process::Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out);
+            // Its own process group: quitting the view does not stop it.
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            cmd.spawn()
+        })();
+        match spawned {
+            Ok(child) => format!(
+                "retrying {task}: `baton retry` drives the run (pid {}, output in {})",
+                child.id(),
+                log.display()
+            ),
+            Err(e) => format!("error: cannot start `baton retry {task}`: {e}"),
+        }
+    }
+}

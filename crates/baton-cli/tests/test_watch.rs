@@ -1,0 +1,345 @@
+//! `baton watch` in a real terminal: tmux runs it, send-keys types, and
+//! capture-pane reads the screen.
+
+use crate::common::*;
+use baton_testutils::{hermetic_env, TestEnv};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmux server of the test's own with one pane running `baton watch`;
+/// after it exits the pane's shell prints its exit status and the
+/// terminal's modes, so a test can see what it left behind.
+struct Term {
+    socket: String,
+}
+
+impl Term {
+    fn start(env: &TestEnv, args: &str, extra_env: &[(&str, &str)]) -> Term {
+        let socket = format!(
+            "baton-test-{}-{}",
+            std::process::id(),
+            env.root().file_name().unwrap().to_string_lossy()
+        );
+        let mut vars: Vec<(String, String)> = hermetic_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        vars.push(("HOME".into(), env.root().display().to_string()));
+        // A panic's message must fit on the screen.
+        vars.push(("RUST_BACKTRACE".into(), "0".into()));
+        vars.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let exports: String = vars
+            .iter()
+            .map(|(k, v)| format!("export {k}={}; ", quote(v)))
+            .collect();
+        let script = format!(
+            "{exports}cd {repo}; {baton} watch {args}; echo \"EXIT=$?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 600",
+            repo = quote(&env.repo.display().to_string()),
+            baton = quote(baton_bin()),
+        );
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "40",
+            ])
+            .args(["sh", "-c", &script])
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux (Debian package tmux) must be installed for the terminal tests");
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Term { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p"])
+    }
+
+    /// Types keys (tmux key names: Enter, Down, Tab, ...).
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.tmux(&["send-keys", k]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn text(&self, text: &str) {
+        self.tmux(&["send-keys", "-l", text]);
+    }
+
+    /// Waits until the screen shows `want`; fails with the screen.
+    fn wait(&self, want: &str) -> String {
+        self.wait_until(want, |s| s.contains(want))
+    }
+
+    fn wait_until(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if cond(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} on the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The pid of `baton watch` (the pane's shell's child).
+    fn watch_pid(&self) -> i32 {
+        let shell = self.tmux(&["display", "-p", "#{pane_pid}"]);
+        let shell = shell.trim();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no child of the pane's shell {shell}"))
+    }
+
+    /// After `baton watch` ended: its exit status and whether the terminal
+    /// is back in line mode (`icanon`, which raw mode turns off).
+    fn after_exit(&self) -> (String, String) {
+        let screen = self.wait("icanon");
+        let exit = screen
+            .lines()
+            .find_map(|l| l.strip_prefix("EXIT="))
+            .unwrap_or("")
+            .to_string();
+        let mode = screen
+            .lines()
+            .find(|l| l.trim().ends_with("icanon"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        (exit, mode)
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
+fn watch_shows_a_live_run_stops_a_task_and_steers_another() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            r#"
+[[task]]
+id = "slow"
+prompt = "echo working; sleep 30; echo never > slow.txt"
+
+[[task]]
+id = "talk"
+prompt = "if [ -n \"$BATON_FEEDBACK\" ]; then echo \"$BATON_FEEDBACK\" > steer.txt; exit 0; fi; sleep 30"
+"#,
+        ),
+    );
+    env.commit_all("plan");
+    let run = spawn_baton(&env, &["run", "--json"]);
+    wait_for_task(&env, "slow", "running");
+    wait_for_task(&env, "talk", "running");
+
+    let term = Term::start(&env, "", &[]);
+    let screen = term.wait("transcript of slow");
+    assert!(screen.contains("(live)"), "{screen}");
+    assert!(screen.contains("talk"), "{screen}");
+
+    // Stop the selected task: asked first, then done.
+    term.keys(&["s"]);
+    term.wait("stop slow?");
+    term.keys(&["y"]);
+    wait_for_task(&env, "slow", "stopped");
+    term.wait_until("slow shown stopped", |s| {
+        s.lines()
+            .any(|l| l.contains("slow") && l.contains("stopped"))
+    });
+
+    // Steer the other one through the input line.
+    term.keys(&["Down", "m"]);
+    term.wait("steer talk>");
+    term.text("use tabs");
+    term.keys(&["Enter"]);
+    term.wait("restarts with your message");
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "slow was stopped: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task(&report, "talk")["status"], "succeeded");
+    let branch = task(&report, "talk")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        show(&env, &branch, "steer.txt").as_deref(),
+        Some("use tabs\n")
+    );
+    term.wait_until("talk shown succeeded", |s| {
+        s.lines()
+            .any(|l| l.contains("talk") && l.contains("succeeded"))
+    });
+
+    term.keys(&["q"]);
+    let (exit, mode) = term.after_exit();
+    assert_eq!(exit, "0");
+    assert_eq!(mode, "icanon", "raw mode left on");
+    assert!(
+        !term.screen().contains("baton watch ·"),
+        "the alternate screen is left"
+    );
+}
+
+fn one_finished_run(env: &TestEnv) {
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"hello\"\nprompt = \"echo hi > hello.txt\"\n"),
+    );
+    env.commit_all("plan");
+    assert_eq!(run_json(env, &[]).code, 0);
+}
+
+#[test]
+fn the_terminal_is_restored_when_watch_is_killed_or_panics() {
+    let env = TestEnv::new();
+    one_finished_run(&env);
+
+    let term = Term::start(&env, "", &[]);
+    term.wait("transcript of hello");
+    // SAFETY: signalling a process of this test.
+    unsafe { libc::kill(term.watch_pid(), libc::SIGTERM) };
+    let (exit, mode) = term.after_exit();
+    assert_eq!((exit.as_str(), mode.as_str()), ("0", "icanon"));
+    drop(term);
+
+    let term = Term::start(&env, "", &[("BATON_FAILPOINT", "watch_panic")]);
+    let (exit, mode) = term.after_exit();
+    assert_eq!((exit.as_str(), mode.as_str()), ("101", "icanon"));
+    assert!(
+        term.screen().contains("failpoint watch_panic"),
+        "{}",
+        term.screen()
+    );
+}
+
+#[test]
+fn watch_goes_on_when_the_run_process_is_killed_and_switches_runs() {
+    let env = TestEnv::new();
+    one_finished_run(&env);
+    let first = latest_run_opt(&env).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"long\"\nprompt = \"sleep 60\"\n"),
+    );
+    env.commit_all("plan 2");
+    let mut run = spawn_baton(&env, &["run"]);
+    wait_for("the second run's task to run", 20, || {
+        latest_run_opt(&env).is_some_and(|r| {
+            r["tasks"][0]["id"] == "long" && r["tasks"][0]["status"] == "running"
+        })
+    });
+
+    let term = Term::start(&env, "", &[]);
+    term.wait("transcript of long");
+    term.wait("(live)");
+    run.kill().unwrap(); // SIGKILL: the view is left with a run nobody drives
+    run.wait().unwrap();
+    term.wait("not driven by any process");
+
+    // The older run, and back.
+    term.keys(&["["]);
+    term.wait(&format!("run {first}"));
+    term.wait("transcript of hello");
+    term.keys(&["["]);
+    term.wait("no older run");
+    term.keys(&["]"]);
+    term.wait("transcript of long");
+    term.keys(&["q"]);
+    assert_eq!(term.after_exit(), ("0".to_string(), "icanon".to_string()));
+}
+
+#[test]
+fn watch_stays_responsive_with_fifty_tasks_and_a_long_transcript() {
+    let env = TestEnv::new();
+    // A Claude Code stand-in that says 3,000 things: the transcript is long.
+    let talker = env.scratch("talker.py");
+    std::fs::write(
+        &talker,
+        r#"import json
+for i in range(3000):
+    print(json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": f"step {i}"}]}}))
+print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "all 3000 steps done", "session_id": "s1"}))
+"#,
+    )
+    .unwrap();
+    let mut body = format!(
+        "[agent.talker]\nadapter = \"claude\"\ncommand = [\"python3\", {:?}]\n\n[run]\nmax_parallel = 8\n",
+        talker.display().to_string()
+    );
+    body.push_str("\n[[task]]\nid = \"chatty\"\nagent = \"talker\"\nprompt = \"talk\"\n");
+    for i in 0..49 {
+        body.push_str(&format!(
+            "\n[[task]]\nid = \"t{i:02}\"\nprompt = \"echo {i} > f{i}.txt\"\n"
+        ));
+    }
+    env.write("baton.toml", &bash_plan(&body));
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let term = Term::start(&env, "", &[]);
+    let screen = term.wait("all 3000 steps done");
+    assert!(screen.contains("50/50 done"), "{screen}");
+    // Scrolled back into the transcript, then to the last task and back.
+    term.keys(&["PageUp", "PageUp"]);
+    term.wait_until("the transcript scrolled back", |s| {
+        s.contains("step 29") && !s.contains("all 3000 steps done")
+    });
+    term.keys(&["G"]);
+    term.wait("transcript of t48");
+    term.keys(&["g"]);
+    term.wait("all 3000 steps done");
+    term.keys(&["q"]);
+    assert_eq!(term.after_exit().1, "icanon");
+}
