@@ -7,7 +7,10 @@ use baton_testutils::TestEnv;
 #[test]
 fn runs_lists_every_run_newest_first_with_its_tasks_by_state() {
     let env = TestEnv::new();
-    write_plan(&env, "[[task]]\nid = \"one\"\nprompt = \"write one.txt 1\"\n");
+    write_plan(
+        &env,
+        "[[task]]\nid = \"one\"\nprompt = \"write one.txt 1\"\n",
+    );
     assert_eq!(run_json(&env, &[]).code, 0);
     write_plan(
         &env,
@@ -24,7 +27,9 @@ fn runs_lists_every_run_newest_first_with_its_tasks_by_state() {
         let text = age.replace_all(&text, "<age> ago");
         let text = size.replace_all(&text, "worktrees <size> MiB");
         let text = time.replace_all(&text, "\"<time>\"");
-        bytes.replace_all(&text, "\"worktrees_bytes\": <bytes>").into_owned()
+        bytes
+            .replace_all(&text, "\"worktrees_bytes\": <bytes>")
+            .into_owned()
     };
     let out = output(baton(&env).arg("runs"));
     assert!(out.status.success());

@@ -275,9 +275,8 @@ fn watch_goes_on_when_the_run_process_is_killed_and_switches_runs() {
     env.commit_all("plan 2");
     let mut run = spawn_baton(&env, &["run"]);
     wait_for("the second run's task to run", 20, || {
-        latest_run_opt(&env).is_some_and(|r| {
-            r["tasks"][0]["id"] == "long" && r["tasks"][0]["status"] == "running"
-        })
+        latest_run_opt(&env)
+            .is_some_and(|r| r["tasks"][0]["id"] == "long" && r["tasks"][0]["status"] == "running")
     });
 
     let term = Term::start(&env, "", &[]);
@@ -342,4 +341,38 @@ print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "re
     term.wait("all 3000 steps done");
     term.keys(&["q"]);
     assert_eq!(term.after_exit().1, "icanon");
+}
+
+#[test]
+fn retry_from_watch_reopens_a_finished_run_and_the_view_follows_it() {
+    let env = TestEnv::new();
+    let marker = env.scratch("second-time");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"flaky\"\nprompt = \"if [ -e {m} ]; then echo ok > flaky.txt; else touch {m}; exit 3; fi\"\n",
+            m = marker.display()
+        )),
+    );
+    env.commit_all("plan");
+    assert_eq!(run_json(&env, &[]).code, 1);
+
+    let term = Term::start(&env, "", &[]);
+    term.wait_until("flaky shown failed", |s| {
+        s.lines()
+            .any(|l| l.contains("flaky") && l.contains("failed"))
+    });
+    term.keys(&["r"]);
+    term.wait("retrying flaky");
+    term.wait_until("flaky shown succeeded", |s| {
+        s.lines()
+            .any(|l| l.contains("flaky") && l.contains("succeeded"))
+    });
+    wait_for("the retry's run to end", 20, || {
+        latest_run_opt(&env).is_some_and(|r| r["status"] == "succeeded")
+    });
+    let report = latest_run_opt(&env).unwrap();
+    assert_eq!(task(&report, "flaky")["merged"], true, "{report:#}");
+    term.keys(&["q"]);
+    assert_eq!(term.after_exit().0, "0");
 }
