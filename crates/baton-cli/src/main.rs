@@ -40,6 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Init(commands::init::InitArgs),
+    Plan(commands::plan::PlanArgs),
     Run(commands::run::RunArgs),
     Resume(commands::resume::ResumeArgs),
     Retry(commands::retry::RetryArgs),
@@ -145,6 +146,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Init(a) => commands::init::run(&cwd, a).await,
+            Command::Plan(a) => commands::plan::run(&cwd, a).await,
             Command::Run(a) => commands::run::run(&cwd, a).await,
             Command::Resume(a) => commands::resume::run(&cwd, a).await,
             Command::Retry(a) => commands::retry::run(&cwd, a).await,

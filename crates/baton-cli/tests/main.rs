@@ -10,6 +10,7 @@ mod test_everyday;
 mod test_init;
 mod test_land;
 mod test_patterns;
+mod test_plan;
 mod test_real_agents;
 mod test_resolve;
 mod test_run;

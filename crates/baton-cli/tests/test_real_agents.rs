@@ -415,3 +415,55 @@ timeout = "4m"
         "the resolver continued the task's session"
     );
 }
+
+#[test]
+fn claude_code_plans_with_baton_plan_and_the_plan_runs() {
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    let plan = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[defaults]\nagent = \"sh\"\n\n[[task]]\nid = \"api\"\nprompt = \"echo 'fn search() {}' > search.rs\"\ngates = [\"test -s search.rs\"]\n\n[[task]]\nid = \"docs\"\nneeds = [\"api\"]\nprompt = \"echo 'search is in search.rs' > SEARCH.md\"\n";
+    let server = ModelServer::start(Scripts::new().script(
+        "plan",
+        vec![
+            Step::run(&format!("cat > \"$BATON_PLAN_OUT\" <<'PLAN'\n{plan}PLAN")),
+            Step::say("Two tasks: the API first, then its docs."),
+        ],
+    ));
+    let env = TestEnv::new();
+    env.write("baton.toml", &profile(&env, "claude", &bins[0], &server));
+    env.commit_all("profiles");
+    let out = output(baton(&env).args([
+        "plan",
+        "Add a search function and document it. [[script:plan]]",
+        "-o",
+        "search.toml",
+        "--run",
+        "--yes",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("planner: Two tasks: the API first, then its docs."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("phase 2:\n  docs [sh] needs api"),
+        "{stdout}"
+    );
+    // The model was given the goal, the rules and the format.
+    let asked = server.requests().iter().any(|q| {
+        let body = q.body.to_string();
+        body.contains("Add a search function")
+            && body.contains("Contracts first")
+            && body.contains("[[task]]")
+    });
+    assert!(asked, "the planner's prompt reached the model");
+    let report = latest_run_opt(&env).unwrap();
+    assert_eq!(report["plan"], "search.toml");
+    let integration = report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "SEARCH.md").as_deref(),
+        Some("search is in search.rs\n")
+    );
+}

@@ -18,6 +18,7 @@ pub mod memory;
 pub mod model;
 pub mod paths;
 pub mod plan;
+pub mod planner;
 pub mod process;
 pub mod report;
 pub mod secrets;

@@ -44,11 +44,53 @@ fn task_refs() -> &'static Regex {
     })
 }
 
+/// The code of a template: what is inside its `{{ }}` and `{% %}` tags,
+/// outside `{% raw %}` blocks. Prose that says "tasks.x" is not a reference.
+fn template_code(src: &str) -> String {
+    static RAW: OnceLock<(Regex, Regex)> = OnceLock::new();
+    let (raw_open, raw_close) = RAW.get_or_init(|| {
+        (
+            Regex::new(r"^\{%-?\s*raw\s*-?%\}").expect("static regex"),
+            Regex::new(r"\{%-?\s*endraw\s*-?%\}").expect("static regex"),
+        )
+    });
+    let mut code = String::new();
+    let mut rest = src;
+    while let Some(at) = rest.find('{') {
+        rest = &rest[at..];
+        if let Some(m) = raw_open.find(rest) {
+            rest = &rest[m.end()..];
+            match raw_close.find(rest) {
+                Some(end) => rest = &rest[end.end()..],
+                None => break,
+            }
+            continue;
+        }
+        let close = match rest.get(..2) {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            _ => {
+                rest = &rest[1..];
+                continue;
+            }
+        };
+        match rest[2..].find(close) {
+            Some(end) => {
+                code.push_str(&rest[2..2 + end]);
+                code.push('\n');
+                rest = &rest[2 + end + 2..];
+            }
+            None => break,
+        }
+    }
+    code
+}
+
 /// The upstream task ids a template mentions, in order of first mention.
 pub fn referenced_tasks(src: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for c in task_refs().captures_iter(src) {
+    for c in task_refs().captures_iter(&template_code(src)) {
         let id = c
             .get(1)
             .or_else(|| c.get(2))
@@ -127,6 +169,12 @@ fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prose_and_raw_blocks_are_not_references() {
+        let src = "see tasks.a in the docs {{ tasks.b.result }} {% raw %}{{ tasks.c }}{% endraw %} {% if tasks.d %}x{% endif %}";
+        assert_eq!(referenced_tasks(src), vec!["b", "d"]);
+    }
 
     #[test]
     fn finds_references_in_both_spellings() {

@@ -16,6 +16,28 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
     let (repo, plan) = load_plan(cwd, &args.plan)?;
     plan.resolve_base(&repo).await?;
     plan.check_copies(&repo).await?;
+    print_phases(&plan);
+    for (a, b) in plan.overlapping_pairs() {
+        let how = if plan.run.overlap_allowed {
+            "they may run at the same time (run.overlap = \"allow\") and conflict"
+        } else {
+            "they will not run at the same time"
+        };
+        eprintln!("warning: tasks {a:?} and {b:?} declare overlapping files; {how}");
+    }
+    for (name, a) in &plan.agents {
+        let program = baton_core::adapter::program_name(a);
+        if which(&program).is_none() {
+            eprintln!(
+                "warning: agent {name:?}: {program:?} is not on PATH; `baton doctor` says more"
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// The plan's tasks as phases, on stdout (`check` and `plan`).
+pub fn print_phases(plan: &baton_core::Plan) {
     let phases = plan.phases();
     println!(
         "{}: {} task{}, {} phase{}, max_parallel {}",
@@ -56,21 +78,4 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
             println!("{line}");
         }
     }
-    for (a, b) in plan.overlapping_pairs() {
-        let how = if plan.run.overlap_allowed {
-            "they may run at the same time (run.overlap = \"allow\") and conflict"
-        } else {
-            "they will not run at the same time"
-        };
-        eprintln!("warning: tasks {a:?} and {b:?} declare overlapping files; {how}");
-    }
-    for (name, a) in &plan.agents {
-        let program = baton_core::adapter::program_name(a);
-        if which(&program).is_none() {
-            eprintln!(
-                "warning: agent {name:?}: {program:?} is not on PATH; `baton doctor` says more"
-            );
-        }
-    }
-    Ok(0)
 }

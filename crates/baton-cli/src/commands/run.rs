@@ -36,6 +36,22 @@ pub struct RunArgs {
     pub ci: super::CiArgs,
 }
 
+impl RunArgs {
+    /// `baton run PLAN` with every option at its default.
+    pub fn for_plan(plan: PathBuf) -> RunArgs {
+        RunArgs {
+            plan,
+            json: false,
+            worktrees: None,
+            keep_worktrees: false,
+            auto_approve: false,
+            here: false,
+            max_parallel: None,
+            ci: Default::default(),
+        }
+    }
+}
+
 pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let (repo, mut plan) = load_plan(cwd, &args.plan)?;
     let local_only = args.here

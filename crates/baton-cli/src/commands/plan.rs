@@ -1,0 +1,171 @@
+//! `baton plan`: an agent writes the plan for a goal; baton checks it, shows
+//! it and, if asked, runs it.
+
+use super::{open_repo, usage, watchdog_command, which};
+use crate::ci::CiOutput;
+use crate::progress;
+use baton_core::init::{plan_text, Project};
+use baton_core::planner::{self, Profiles, Request};
+use baton_core::{Engine, Plan, RunOptions};
+use clap::Args;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Have an agent write the plan for a goal. The planner works in a scratch
+/// worktree of the base commit with the goal, the repository, your agent
+/// profiles, the plan reference and the rules for parallel work (.baton/planner.md
+/// replaces them); baton checks what it writes like `baton check` and gives
+/// the errors back to it until the plan is valid (--retries), then prints
+/// its phases and writes it.
+#[derive(Args)]
+pub struct PlanArgs {
+    /// What the plan should achieve, in your words.
+    pub goal: String,
+    /// The profile that plans (default: defaults.agent of the profiles'
+    /// plan, else the first agent CLI installed).
+    #[arg(long, value_name = "PROFILE")]
+    pub agent: Option<String>,
+    /// Where to write the plan (default: baton.toml); never overwritten.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Take the agent profiles from this plan (default: baton.toml when it
+    /// exists, else one profile for each agent CLI installed).
+    #[arg(long, value_name = "PLAN")]
+    pub from: Option<PathBuf>,
+    /// The planner's standing instructions (default: .baton/planner.md when
+    /// the repository has it, else baton's own).
+    #[arg(long, value_name = "FILE")]
+    pub instructions: Option<PathBuf>,
+    /// How many times the planner may try again after a plan that does not
+    /// validate.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
+    /// Run the plan once it is written (asks first).
+    #[arg(long)]
+    pub run: bool,
+    /// With --run: do not ask.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
+    if args.goal.trim().is_empty() {
+        return Err(usage("the goal is empty: say what the plan should achieve"));
+    }
+    let repo = open_repo(cwd)?;
+    let output = cwd.join(args.output.as_deref().unwrap_or(Path::new("baton.toml")));
+    if output.exists() {
+        return Err(usage(format!(
+            "{} exists; baton plan never overwrites a file (name another with -o FILE)",
+            output.display()
+        )));
+    }
+    let profiles = profiles(cwd, &repo, args.from.as_deref())?;
+    let profile = profiles
+        .choose(args.agent.as_deref())
+        .map_err(|e| usage(e.to_string()))?;
+    let instructions = instructions(cwd, &repo.root, args.instructions.as_deref())?;
+    let stamp = baton_core::clock::rfc3339(baton_core::clock::now_ms()).replace([':', '.'], "-");
+    let (out, planner_path) = planner::paths(&repo.state_dir(), &stamp);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let exe = std::env::current_exe()?;
+    let source = planner::planner_plan(&Request {
+        goal: &args.goal,
+        profiles: &profiles,
+        profile: &profile,
+        instructions: &instructions,
+        out: &out,
+        check: vec![exe.display().to_string(), "check".into()],
+        retries: args.retries,
+    });
+    std::fs::write(&planner_path, &source)?;
+    let plan = Plan::parse(&planner_path, &source, Some(&repo.root))?;
+    eprintln!(
+        "planning with {profile} (its plan goes to {})",
+        out.display()
+    );
+    let opts = RunOptions {
+        watchdog: watchdog_command(),
+        ..Default::default()
+    };
+    let engine = Engine::start(repo.clone(), plan, opts).await?;
+    let run = engine.run_id().to_string();
+    let store = engine.store().clone();
+    let code = progress::drive(engine, false, &CiOutput::new(Some("text"), None)).await?;
+    if code != 0 {
+        eprintln!(
+            "error: the planner did not write a valid plan (`baton logs plan --run {run}` says what it did{})",
+            if out.exists() { format!("; its last draft is {}", out.display()) } else { String::new() }
+        );
+        return Ok(code);
+    }
+    let shown = output.strip_prefix(cwd).unwrap_or(&output).to_path_buf();
+    let (text, plan) = planner::read_plan(&out, &shown, &repo.root).map_err(anyhow::Error::msg)?;
+    std::fs::write(&output, &text)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
+    let id = run.clone();
+    let said = store
+        .call(move |s| s.task(&id, "plan"))
+        .await?
+        .and_then(|t| t.result);
+    if let Some(said) = said.filter(|s| !s.trim().is_empty()) {
+        println!("planner: {}", said.trim());
+    }
+    println!("wrote {}", shown.display());
+    super::check::print_phases(&plan);
+    if !args.run {
+        println!("next: `baton run {}`", shown.display());
+        return Ok(0);
+    }
+    if !args.yes && !confirm(&format!("run {} now?", shown.display()))? {
+        println!("not run; `baton run {}` runs it", shown.display());
+        return Ok(0);
+    }
+    super::run::run(cwd, super::run::RunArgs::for_plan(shown)).await
+}
+
+/// The profiles the planner may use and give to tasks.
+fn profiles(cwd: &Path, repo: &baton_core::Repo, from: Option<&Path>) -> anyhow::Result<Profiles> {
+    let path = cwd.join(from.unwrap_or(Path::new("baton.toml")));
+    if path.exists() || from.is_some() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        return Profiles::from_plan_text(&path.display().to_string(), &text)
+            .map_err(|e| usage(e.to_string()));
+    }
+    let found: Vec<&str> = baton_core::adapter::ADAPTERS
+        .iter()
+        .filter(|a| a.cli.is_some_and(|cli| which(cli).is_some()))
+        .map(|a| a.name)
+        .collect();
+    let text = plan_text(&found, Project::detect(&repo.root));
+    Profiles::from_plan_text("(installed agents)", &text).map_err(|e| usage(e.to_string()))
+}
+
+fn instructions(cwd: &Path, root: &Path, given: Option<&Path>) -> anyhow::Result<String> {
+    let project = root.join(planner::PROJECT_INSTRUCTIONS);
+    let path: Option<PathBuf> = match given {
+        Some(p) => Some(cwd.join(p)),
+        None => project.exists().then_some(project),
+    };
+    match path {
+        Some(p) => std::fs::read_to_string(&p)
+            .map_err(|e| usage(format!("cannot read instructions {}: {e}", p.display()))),
+        None => Ok(planner::INSTRUCTIONS.to_string()),
+    }
+}
+
+/// Asks yes/no on the terminal; without one, the answer is no.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!("{question} no terminal to ask on (pass --yes to run unattended)");
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}

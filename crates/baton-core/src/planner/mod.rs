@@ -1,0 +1,202 @@
+//! `baton plan`: a planner agent writes a plan for a goal. The planner is
+//! itself a one-task run of baton (its own worktree of the base commit,
+//! its adapter, logs, retries with feedback, stop and resume), whose gate
+//! is `baton check` on the plan it wrote: a plan that does not validate goes
+//! back to it with the errors.
+
+use crate::plan::Plan;
+use std::path::{Path, PathBuf};
+
+/// The rules that make parallel work succeed, given to every planner; a
+/// project's `.baton/planner.md` (or `--instructions`) replaces them.
+pub const INSTRUCTIONS: &str = include_str!("instructions.md");
+
+/// The plan format, as users read it.
+pub const REFERENCE: &str = include_str!("../../../../docs/plan-reference.md");
+
+/// Where a project keeps its own planner instructions.
+pub const PROJECT_INSTRUCTIONS: &str = ".baton/planner.md";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlannerError {
+    #[error("{path}: {message}")]
+    Profiles { path: String, message: String },
+    #[error("no agent profile {name:?} to plan with (profiles: {known}); name one with --agent")]
+    NoProfile { name: String, known: String },
+    #[error("no agent to plan with: no plan names a default agent and no agent CLI (claude, codex, gemini, opencode, aider) is on PATH; name one with --agent")]
+    NoAgent,
+}
+
+/// The agent profiles (and prices) a planner may use, and the default one.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    /// `[agent.*]` and `[prices]`, as TOML tables.
+    pub tables: toml::Table,
+    pub default: Option<String>,
+}
+
+impl Profiles {
+    /// The profiles of a plan's text (only `[agent.*]`, `[prices]` and
+    /// `defaults.agent` are read; the rest may be anything).
+    pub fn from_plan_text(path: &str, text: &str) -> Result<Profiles, PlannerError> {
+        let err = |message: String| PlannerError::Profiles {
+            path: path.to_string(),
+            message,
+        };
+        let doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let mut tables = toml::Table::new();
+        for key in ["agent", "prices"] {
+            if let Some(v) = doc.get(key) {
+                tables.insert(key.into(), v.clone());
+            }
+        }
+        let default = doc
+            .get("defaults")
+            .and_then(|d| d.get("agent"))
+            .and_then(|a| a.as_str())
+            .map(str::to_string);
+        Ok(Profiles { tables, default })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.tables
+            .get("agent")
+            .and_then(|a| a.as_table())
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The profile to plan with: `wanted`, else the default, else the first.
+    pub fn choose(&self, wanted: Option<&str>) -> Result<String, PlannerError> {
+        let names = self.names();
+        let pick = wanted
+            .map(str::to_string)
+            .or_else(|| self.default.clone())
+            .or_else(|| names.iter().find(|n| *n != "sh").cloned());
+        match pick {
+            Some(p) if names.contains(&p) => Ok(p),
+            Some(p) => Err(PlannerError::NoProfile {
+                name: p,
+                known: names.join(", "),
+            }),
+            None => Err(PlannerError::NoAgent),
+        }
+    }
+
+    /// The profile tables as TOML text, for the planner to copy.
+    pub fn text(&self) -> String {
+        toml::to_string(&self.tables).unwrap_or_default()
+    }
+}
+
+/// What a planning run needs.
+pub struct Request<'a> {
+    pub goal: &'a str,
+    pub profiles: &'a Profiles,
+    pub profile: &'a str,
+    pub instructions: &'a str,
+    /// Where the planner writes the plan (`BATON_PLAN_OUT`).
+    pub out: &'a Path,
+    /// The command that validates a plan file (`baton check`), as argv.
+    pub check: Vec<String>,
+    pub retries: u32,
+}
+
+/// The one-task plan that runs the planner.
+pub fn planner_plan(req: &Request) -> String {
+    let mut doc = req.profiles.tables.clone();
+    // The planner's profile also gets the output path in its environment.
+    if let Some(profile) = doc
+        .get_mut("agent")
+        .and_then(|a| a.get_mut(req.profile))
+        .and_then(|p| p.as_table_mut())
+    {
+        let env = profile
+            .entry("env")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(env) = env.as_table_mut() {
+            env.insert(
+                "BATON_PLAN_OUT".into(),
+                req.out.display().to_string().into(),
+            );
+        }
+    }
+    let check: Vec<String> = req
+        .check
+        .iter()
+        .chain([&req.out.display().to_string()])
+        .map(|a| sh_quote(a))
+        .collect();
+    let mut task = toml::Table::new();
+    task.insert("id".into(), "plan".into());
+    task.insert("agent".into(), req.profile.into());
+    task.insert("merge".into(), false.into());
+    task.insert("retries".into(), i64::from(req.retries).into());
+    task.insert("prompt".into(), prompt(req).into());
+    task.insert(
+        "gates".into(),
+        vec![toml::Value::from(check.join(" "))].into(),
+    );
+    doc.insert("task".into(), vec![toml::Value::Table(task)].into());
+    toml::to_string(&doc).unwrap_or_default()
+}
+
+/// What the planner is told. Raw for the template engine: a goal or a
+/// reference with `{{` in it is text, not a template.
+fn prompt(req: &Request) -> String {
+    let body = format!(
+        "You are the planner for baton. Write a plan (a TOML file) that reaches this goal with a team of coding agents working in parallel.\n\n\
+         ## The goal\n\n{goal}\n\n\
+         ## Where to write it\n\n\
+         Write the plan to this file (its path is also in the environment variable BATON_PLAN_OUT):\n\n    {out}\n\n\
+         Then say in one or two sentences how the plan splits the work. baton checks the file with `baton check`; if it is not valid you get the errors and write it again.\n\n\
+         ## Agent profiles\n\n\
+         The plan must start with these tables exactly as they are; give each task an `agent` from them (default: `{profile}`):\n\n```toml\n{profiles}```\n\n\
+         ## How to plan\n\n{rules}\n\n\
+         ## The plan format\n\n{reference}\n",
+        goal = req.goal.trim(),
+        out = req.out.display(),
+        profile = req.profile,
+        profiles = req.profiles.text(),
+        rules = req.instructions.trim(),
+        reference = REFERENCE,
+    );
+    format!(
+        "{{% raw %}}{}{{% endraw %}}",
+        body.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}")
+    )
+}
+
+/// Reads the plan the planner wrote and validates it against the user's
+/// repository (paths relative to `root`); the plan is shown as `shown`.
+pub fn read_plan(out: &Path, shown: &Path, root: &Path) -> Result<(String, Plan), String> {
+    let text = std::fs::read_to_string(out)
+        .map_err(|e| format!("the planner wrote no plan at {}: {e}", out.display()))?;
+    let plan = Plan::parse(shown, &text, Some(root)).map_err(|e| e.to_string())?;
+    Ok((text, plan))
+}
+
+/// Where a planning run writes: `<state>/plans/<stamp>.toml`, and the
+/// planner's own one-task plan beside it.
+pub fn paths(state_dir: &Path, stamp: &str) -> (PathBuf, PathBuf) {
+    let dir = state_dir.join("plans");
+    (
+        dir.join(format!("{stamp}.toml")),
+        dir.join(format!("{stamp}-planner.toml")),
+    )
+}
+
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:+,@".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests;
