@@ -58,6 +58,7 @@ enum Command {
     Doctor(commands::doctor::DoctorArgs),
     Serve(commands::serve::ServeArgs),
     Add(commands::add::AddArgs),
+    Mcp(commands::mcp::McpArgs),
     Token(commands::token::TokenArgs),
     Completions(commands::completions::CompletionsArgs),
     Man(commands::completions::ManArgs),
@@ -166,6 +167,7 @@ fn main() -> ExitCode {
             Command::Doctor(a) => commands::doctor::run(&cwd, a).await,
             Command::Serve(a) => commands::serve::run(&cwd, a).await,
             Command::Add(a) => commands::add::run(&cwd, a).await,
+            Command::Mcp(a) => commands::mcp::run(&cwd, a).await,
             Command::Token(a) => commands::token::run(&cwd, a),
             Command::Watchdog => Ok(0),
         }

@@ -6,9 +6,9 @@ use baton_testutils::TestEnv;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Server {
@@ -19,7 +19,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(env: &TestEnv, addr: &str) -> Server {
+pub(crate) fn serve(env: &TestEnv, addr: &str) -> Server {
     let mut child = baton(env)
         .args(["serve", "--addr", addr])
         .stderr(Stdio::piped())

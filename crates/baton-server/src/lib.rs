@@ -7,6 +7,7 @@ mod api;
 mod assets;
 mod auth;
 mod error;
+pub mod mcp;
 mod notify;
 mod runner;
 mod state;
@@ -39,10 +40,18 @@ pub enum ServeError {
 
 /// The whole HTTP surface, for `serve` and for tests that call it in process.
 pub fn router(state: Arc<AppState>) -> Router {
+    // MCP over streamable HTTP, behind the same access rules as the API.
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp::http_service(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ));
     Router::new()
         .merge(assets::routes())
         .nest("/api", api::routes(state.clone()))
         .with_state(state)
+        .merge(mcp)
 }
 
 /// Whether an address only this machine can reach.

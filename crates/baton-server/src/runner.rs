@@ -104,11 +104,82 @@ pub async fn start_plan(state: &Arc<AppState>, plan: &str) -> Result<String, Run
     let source = tokio::fs::read_to_string(root.join(rel))
         .await
         .map_err(|e| invalid(format!("cannot read plan {plan}: {e}")))?;
-    let plan = Plan::parse(rel, &source, Some(root)).map_err(invalid)?;
+    start_source(state, rel, &source).await
+}
+
+/// Starts a run of a plan given as text (`path` names it in reports).
+pub async fn start_source(
+    state: &Arc<AppState>,
+    path: &Path,
+    source: &str,
+) -> Result<String, RunnerError> {
+    let root = &state.opts.repo.root;
+    let plan = Plan::parse(path, source, Some(root)).map_err(invalid)?;
     let engine = Engine::start(state.opts.repo.clone(), plan, options(state, false))
         .await
         .map_err(invalid)?;
     Ok(spawn(state, engine).run_id().to_string())
+}
+
+/// Adds a task (a `[[task]]` TOML snippet) to a run going on: checked
+/// against the run's own profiles and tasks first, so a task that cannot
+/// run is refused and nothing is stored.
+pub async fn add_to_run(
+    state: &Arc<AppState>,
+    run: &str,
+    id: &str,
+    snippet: &str,
+) -> Result<(), RunnerError> {
+    let r = run.to_string();
+    let (rec, tasks) = state
+        .store
+        .call(move |s| Ok::<_, baton_core::store::StoreError>((s.run(&r)?, s.tasks(&r)?)))
+        .await
+        .map_err(|e| RunnerError::NoRun(e.to_string()))?;
+    if !is_live(state, run) {
+        return Err(RunnerError::Busy(format!(
+            "run {run} is not going on (status: {}); tasks can be added only to a run going on",
+            rec.status
+        )));
+    }
+    if tasks.iter().any(|t| t.id == id) {
+        return Err(invalid(format!("run {run} has a task {id:?} already")));
+    }
+    let plan = Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None)
+        .map_err(invalid)?;
+    // Tasks added before it come along: it may need them.
+    let r = run.to_string();
+    let mut snippets: Vec<String> = state
+        .store
+        .call(move |s| s.added_tasks(&r))
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    snippets.push(snippet.to_string());
+    let added = plan
+        .parse_added(&snippets)
+        .map_err(invalid)?
+        .pop()
+        .ok_or_else(|| invalid("the task did not parse as a task"))?;
+    let task = NewTask {
+        branch: baton_core::paths::task_branch(run, id),
+        id: id.to_string(),
+        agent: added.agent,
+        needs: added.needs,
+    };
+    let (r, snip) = (run.to_string(), snippet.to_string());
+    state
+        .store
+        .call(move |s| s.add_task(&r, &task, &snip, &[]))
+        .await
+        .map_err(internal)?;
+    let answer = control(state, run, id, ControlKind::Add, None).await?;
+    if !answer.ok {
+        return Err(invalid(answer.message));
+    }
+    Ok(())
 }
 
 /// The configuration plan: profiles, defaults and routes for queued tasks.

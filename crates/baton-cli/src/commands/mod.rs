@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod init;
 pub mod land;
 pub mod logs;
+pub mod mcp;
 pub mod plan;
 pub mod resume;
 pub mod retry;

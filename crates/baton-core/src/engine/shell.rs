@@ -827,15 +827,17 @@ impl Engine {
         if self.board.idx(task).is_some() {
             return Answer::no(format!("task {task:?} exists already"));
         }
-        let snippet = match self.sh.db(|s, run| s.added_tasks(run)).await {
-            Ok(all) => all.into_iter().find(|(id, _)| id == task).map(|(_, s)| s),
+        let added = match self.sh.db(|s, run| s.added_tasks(run)).await {
+            Ok(all) => all,
             Err(e) => return Answer::no(e.to_string()),
         };
-        let Some(snippet) = snippet else {
+        // Tasks added before it come along: it may need them.
+        let Some(at) = added.iter().position(|(id, _)| id == task) else {
             return Answer::no(format!("no queued task {task:?} in the store"));
         };
-        let spec = match self.sh.plan.parse_added(&[snippet]) {
-            Ok(mut specs) if specs.len() == 1 => specs.remove(0),
+        let snippets: Vec<String> = added[..=at].iter().map(|(_, s)| s.clone()).collect();
+        let spec = match self.sh.plan.parse_added(&snippets) {
+            Ok(mut specs) if specs.len() == snippets.len() => specs.remove(at),
             Ok(_) => return Answer::no("the queued task did not parse as one task"),
             Err(e) => return Answer::no(e.to_string()),
         };

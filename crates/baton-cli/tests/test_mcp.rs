@@ -1,0 +1,202 @@
+//! baton as an MCP server, driven by the official Rust SDK's client: over
+//! stdio (`baton mcp`) and over streamable HTTP (`baton serve` at /mcp).
+
+use crate::common::*;
+use crate::test_serve::serve;
+use baton_testutils::TestEnv;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+
+type Client = RunningService<RoleClient, ()>;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn stdio_client(env: &TestEnv, args: &[&str]) -> Client {
+    let mut cmd = baton(env);
+    cmd.arg("mcp").args(args);
+    let transport = rmcp::transport::TokioChildProcess::new(tokio::process::Command::from(cmd))
+        .expect("start baton mcp");
+    ().serve(transport).await.expect("MCP handshake with baton mcp")
+}
+
+/// Calls a tool; Ok(its JSON answer) or Err(its tool error's text).
+async fn call(client: &Client, tool: &str, args: Value) -> Result<Value, String> {
+    let Value::Object(args) = args else { panic!("arguments must be an object") };
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
+    let res: CallToolResult = client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: the connection failed instead of a tool error: {e}"));
+    let text: String = res
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    if res.is_error == Some(true) {
+        return Err(text);
+    }
+    Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{tool}: not JSON ({e}): {text}")))
+}
+
+fn sh_env() -> TestEnv {
+    let env = TestEnv::new();
+    env.write("baton.toml", &bash_plan("\n[[task]]\nid = \"unused\"\nprompt = \"true\"\n"));
+    env.commit_all("profiles");
+    env
+}
+
+const TOOLS: [&str; 11] = [
+    "plan_check",
+    "run_start",
+    "run_status",
+    "task_add",
+    "task_approve",
+    "task_diff",
+    "task_logs",
+    "task_retry",
+    "task_steer",
+    "task_stop",
+    "wait",
+];
+
+#[test]
+fn over_stdio_a_client_checks_starts_follows_and_retries_a_run() {
+    let env = sh_env();
+    let marker = env.scratch("second-time");
+    runtime().block_on(async {
+        let client = stdio_client(&env, &[]).await;
+        let mut names: Vec<String> = client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, TOOLS);
+
+        // plan_check: phases, or errors with where they are.
+        let ok = call(&client, "plan_check", json!({"plan": bash_plan("\n[[task]]\nid = \"a\"\nprompt = \"x\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"y\"\n")})).await;
+        assert_eq!(ok.unwrap()["phases"], json!([["a"], ["b"]]));
+        let bad = call(&client, "plan_check", json!({"plan": "[[task]]\nid = \"a\"\nneeds = [\"zz\"]\nprompt = \"x\"\n"})).await;
+        let bad = bad.unwrap_err();
+        assert!(bad.contains("zz") && bad.contains("plan.toml:"), "{bad}");
+
+        // run_start with tasks (the repository's profiles), then wait.
+        let flaky = format!("if [ -e {m} ]; then echo ok > flaky.txt; else touch {m}; exit 3; fi", m = marker.display());
+        let started = call(&client, "run_start", json!({"tasks": [
+            {"id": "a", "prompt": "echo a > a.txt", "gates": ["test -s a.txt"]},
+            {"id": "flaky", "prompt": flaky},
+            {"id": "b", "needs": ["a"], "prompt": "echo b > b.txt"},
+        ]})).await.unwrap();
+        let run = started["run"].as_str().unwrap().to_string();
+        let waited = call(&client, "wait", json!({"run": run, "timeout_s": 60})).await.unwrap();
+        assert_eq!(waited["done"], true);
+        assert_eq!(waited["run"], run.as_str());
+        let report = &waited["report"];
+        assert_eq!(task(report, "b")["status"], "succeeded", "{report:#}");
+        assert_eq!(task(report, "flaky")["status"], "failed");
+
+        let diff = call(&client, "task_diff", json!({"task": "b"})).await.unwrap();
+        assert!(diff["diff"].as_str().unwrap().contains("+b"), "{diff}");
+        assert_eq!(diff["run"], run.as_str());
+        let logs = call(&client, "task_logs", json!({"task": "flaky"})).await.unwrap();
+        assert_eq!(logs["attempt"], 1);
+
+        // Errors are tool errors that say what is wrong; the session goes on.
+        let e = call(&client, "task_logs", json!({"task": "nope"})).await.unwrap_err();
+        assert!(e.contains("has no task \"nope\""), "{e}");
+        let e = call(&client, "task_stop", json!({"task": "b"})).await.unwrap_err();
+        assert!(e.contains("not going on") || e.contains("succeeded"), "{e}");
+        let e = call(&client, "task_steer", json!({"task": "b", "message": " "})).await.unwrap_err();
+        assert!(e.contains("non-empty"), "{e}");
+        let e = call(&client, "task_add", json!({"prompt": "more"})).await.unwrap_err();
+        assert!(e.contains("not going on"), "{e}");
+        let e = call(&client, "run_start", json!({"plan": "x", "path": "y"})).await.unwrap_err();
+        assert!(e.contains("exactly one"), "{e}");
+        let e = call(&client, "run_status", json!({"run": "no-such-run"})).await.unwrap_err();
+        assert!(e.contains("no-such-run"), "{e}");
+
+        // A retry reopens the finished run and drives it in the server.
+        let r = call(&client, "task_retry", json!({"task": "flaky"})).await.unwrap();
+        assert_eq!(r["ok"], true, "{r}");
+        let waited = call(&client, "wait", json!({"task": "flaky", "timeout_s": 60})).await.unwrap();
+        assert_eq!(task(&waited["report"], "flaky")["status"], "succeeded");
+        let status = call(&client, "run_status", json!({})).await.unwrap();
+        assert_eq!(status["run"], run.as_str());
+        client.cancel().await.unwrap();
+    });
+}
+
+#[test]
+fn task_add_grows_a_run_going_on_and_a_scoped_server_caps_it() {
+    let env = sh_env();
+    let gate = env.scratch("open");
+    // A run whose first task waits until the test opens the gate.
+    env.write(
+        "long.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"lead\"\nprompt = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            gate.display()
+        )),
+    );
+    env.commit_all("long");
+    let child = spawn_baton(&env, &["run", "long.toml", "--json"]);
+    wait_for_task(&env, "lead", "running");
+    let run = latest_run_opt(&env).unwrap()["run"].as_str().unwrap().to_string();
+    runtime().block_on(async {
+        let client = stdio_client(&env, &["--run", &run, "--max-tasks", "2"]).await;
+        let a = call(&client, "task_add", json!({"id": "one", "prompt": "echo 1 > one.txt"})).await.unwrap();
+        assert_eq!((a["run"].as_str(), a["task"].as_str()), (Some(run.as_str()), Some("one")));
+        // A task may need one added before it.
+        call(&client, "task_add", json!({"id": "two", "needs": ["one"], "prompt": "cat one.txt > two.txt"})).await.unwrap();
+        let e = call(&client, "task_add", json!({"id": "three", "prompt": "true"})).await.unwrap_err();
+        assert!(e.contains("max_tasks reached") && e.contains('2'), "{e}");
+        let e = call(&client, "run_start", json!({"plan": "x"})).await.unwrap_err();
+        assert!(e.contains("cannot start runs"), "{e}");
+        let e = call(&client, "run_status", json!({"run": "other"})).await.unwrap_err();
+        assert!(e.contains(&format!("run {run} only")), "{e}");
+        let w = call(&client, "wait", json!({"task": "two", "timeout_s": 60})).await.unwrap();
+        assert_eq!(task(&w["report"], "two")["status"], "succeeded", "{w:#}");
+        client.cancel().await.unwrap();
+    });
+    std::fs::write(&gate, "").unwrap();
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "two.txt").as_deref(), Some("1\n"));
+}
+
+#[test]
+fn over_http_under_serve_with_the_api_token_rules() {
+    let env = sh_env();
+    let srv = serve(&env, "0.0.0.0:0");
+    let url = format!("{}/mcp", srv.url.replace("0.0.0.0", "127.0.0.1"));
+    runtime().block_on(async {
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        use rmcp::transport::StreamableHttpClientTransport;
+        // Off loopback, no token: no session.
+        let refused = ().serve(StreamableHttpClientTransport::from_uri(url.as_str())).await;
+        assert!(refused.is_err(), "a client without a token got in");
+        let out = output(baton(&env).args(["token", "new"]));
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(token);
+        let transport = StreamableHttpClientTransport::from_config(config);
+        let client = ().serve(transport).await.expect("MCP over HTTP with the token");
+        assert_eq!(client.list_all_tools().await.unwrap().len(), TOOLS.len());
+        let started = call(&client, "run_start", json!({"tasks": [{"id": "h", "prompt": "echo h > h.txt"}]})).await.unwrap();
+        let run = started["run"].as_str().unwrap().to_string();
+        let w = call(&client, "wait", json!({"run": run, "timeout_s": 60})).await.unwrap();
+        assert_eq!(task(&w["report"], "h")["status"], "succeeded");
+        let e = call(&client, "task_diff", json!({"task": "zz"})).await.unwrap_err();
+        assert!(e.contains("no task \"zz\""), "{e}");
+        client.cancel().await.unwrap();
+    });
+}

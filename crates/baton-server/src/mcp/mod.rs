@@ -1,0 +1,148 @@
+//! baton as an MCP server: `baton mcp` (stdio) and `/mcp` under `baton
+//! serve` (streamable HTTP, behind the API's access rules). Any MCP client
+//! (Claude Code, Codex, ...) can check and start plans, add tasks, watch,
+//! steer and wait for them. A failure is a tool error with a message, never
+//! a dropped connection.
+
+mod args;
+mod ops;
+
+use crate::state::AppState;
+use args::*;
+use baton_core::model::ControlKind;
+use ops::{Answer, Ops};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use std::sync::Arc;
+
+/// Which runs the tools reach: all of the repository's, or (for a lead
+/// task) its own run only, with a cap on the tasks it may add.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub run: Option<String>,
+    pub max_tasks: Option<u32>,
+}
+
+#[derive(Clone)]
+pub struct BatonMcp {
+    ops: Arc<Ops>,
+    tool_router: ToolRouter<BatonMcp>,
+}
+
+/// A tool's answer as the client sees it: JSON text, or a tool error.
+fn reply(a: Answer) -> Result<String, String> {
+    a.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+}
+
+#[tool_router]
+impl BatonMcp {
+    pub fn new(state: Arc<AppState>, scope: Scope) -> BatonMcp {
+        BatonMcp {
+            ops: Arc::new(Ops { state, scope }),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Validate a plan (baton.toml text) as `baton check` does; answers its phases, or the errors with line numbers.")]
+    async fn plan_check(&self, Parameters(a): Parameters<PlanArg>) -> Result<String, String> {
+        reply(self.ops.plan_check(a).await)
+    }
+
+    #[tool(description = "Start a run: give `plan` (plan text), `path` (a plan file in the repository) or `tasks` (run with the repository's profiles). Every task gets its own git worktree and branch; independent tasks run in parallel. Answers the run id; `wait` follows it.")]
+    async fn run_start(&self, Parameters(a): Parameters<RunStartArg>) -> Result<String, String> {
+        reply(self.ops.run_start(a).await)
+    }
+
+    #[tool(description = "Add a task to a run going on (default: the latest run): its prompt, and optionally id, agent, needs, gates, retries, merge, context. It runs when what it needs has merged.")]
+    async fn task_add(&self, Parameters(a): Parameters<TaskAddArg>) -> Result<String, String> {
+        reply(self.ops.task_add(a).await)
+    }
+
+    #[tool(description = "A run's report: its status and each task's status, attempts, result, reason, usage and branch.")]
+    async fn run_status(&self, Parameters(a): Parameters<RunArg>) -> Result<String, String> {
+        reply(self.ops.run_status(a).await)
+    }
+
+    #[tool(description = "The end of what a task's agent and gates printed in its last attempt (`bytes`, default 16384).")]
+    async fn task_logs(&self, Parameters(a): Parameters<LogsArg>) -> Result<String, String> {
+        reply(self.ops.task_logs(a).await)
+    }
+
+    #[tool(description = "What a task changed: the git diff from where it started to its branch.")]
+    async fn task_diff(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
+        reply(self.ops.task_diff(a).await)
+    }
+
+    #[tool(description = "Stop a running task: its agent is killed and its work committed on its branch.")]
+    async fn task_stop(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
+        reply(self.ops.control(a, ControlKind::Stop, None).await)
+    }
+
+    #[tool(description = "Tell a running task's agent something (`message`): Claude Code gets it at once as a new user turn; other agents in a new attempt with it as feedback.")]
+    async fn task_steer(&self, Parameters(a): Parameters<SteerArg>) -> Result<String, String> {
+        let task = TaskRef { run: a.run, task: a.task };
+        reply(self.ops.control(task, ControlKind::Steer, Some(a.message)).await)
+    }
+
+    #[tool(description = "Approve a task that waits for approval (approve = true): it is merged.")]
+    async fn task_approve(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
+        reply(self.ops.control(a, ControlKind::Approve, None).await)
+    }
+
+    #[tool(description = "Run a task that failed, was stopped, conflicted or was skipped again (and what waits on it).")]
+    async fn task_retry(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
+        reply(self.ops.control(a, ControlKind::Retry, None).await)
+    }
+
+    #[tool(description = "Wait until a task (`task`) or the whole run has finished, or `timeout_s` (default 600) passes; answers `done` and the run's report.")]
+    async fn wait(&self, Parameters(a): Parameters<WaitArg>) -> Result<String, String> {
+        reply(self.ops.wait(a).await)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for BatonMcp {
+    fn get_info(&self) -> ServerConfig {
+        let mut about = String::from(
+            "baton runs a team of coding agents on one git repository: each task in its own worktree and branch, independent tasks in parallel, each checked by its gates and merged through a queue into baton/<run>/integration. Start with run_start (or task_add to a run going on), follow with wait and run_status.",
+        );
+        if let Some(run) = &self.ops.scope.run {
+            about.push_str(&format!(" These tools act on run {run} only: add tasks to it with task_add, then wait for them and read their results with run_status."));
+        }
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("baton", env!("CARGO_PKG_VERSION")))
+            .with_instructions(about)
+    }
+}
+
+/// Serves the tools on stdin/stdout until the client goes away.
+pub async fn serve_stdio(state: Arc<AppState>, scope: Scope) -> Result<(), String> {
+    let service = BatonMcp::new(state, scope)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| format!("MCP session did not start: {e}"))?;
+    service
+        .waiting()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("MCP session ended with an error: {e}"))
+}
+
+/// The tools over streamable HTTP, for `/mcp` under `baton serve`.
+pub fn http_service(
+    state: Arc<AppState>,
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<
+    BatonMcp,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+    // The API's guard checks Host, Origin and the token before a request gets here.
+    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    StreamableHttpService::new(
+        move || Ok(BatonMcp::new(state.clone(), Scope::default())),
+        Default::default(),
+        config,
+    )
+}
