@@ -200,3 +200,30 @@ fn over_http_under_serve_with_the_api_token_rules() {
         client.cancel().await.unwrap();
     });
 }
+
+#[test]
+fn a_lead_task_adds_tasks_to_its_run_waits_for_them_and_synthesizes() {
+    let env = TestEnv::new();
+    let lead = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lead.py");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[agent.lead]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[[task]]\nid = \"lead\"\nagent = \"lead\"\nlead = true\nmax_tasks = 3\nprompt = \"split the work\"\n",
+            lead.display().to_string()
+        )),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let ids: Vec<&str> = r.report["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["lead", "part1", "part2", "part3"]);
+    let said = task(&r.report, "lead")["result"].as_str().unwrap().to_string();
+    assert!(said.contains("fourth refused: True") && said.contains("max_tasks reached"), "{said}");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    let summary = show(&env, integration, "SUMMARY.md").unwrap();
+    assert_eq!(
+        summary,
+        "part1: succeeded: done-1\npart2: succeeded: done-2\npart3: succeeded: done-3\n"
+    );
+    assert_eq!(show(&env, integration, "part3.txt").as_deref(), Some("part 3\n"));
+}

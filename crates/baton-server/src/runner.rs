@@ -40,6 +40,7 @@ fn internal(e: impl std::fmt::Display) -> RunnerError {
 fn options(state: &AppState, service: bool) -> RunOptions {
     RunOptions {
         watchdog: state.opts.watchdog.clone(),
+        baton: state.opts.baton.clone(),
         store: Some(state.store.clone()),
         service,
         ..Default::default()

@@ -22,6 +22,8 @@ pub struct ServeOptions {
     pub watchdog: Option<Vec<OsString>>,
     /// A URL that gets a JSON POST when a task needs a person.
     pub webhook: Option<String>,
+    /// baton's own binary, for lead tasks' tools (`baton mcp`).
+    pub baton: Option<PathBuf>,
 }
 
 /// A run this process drives: the task driving it, and its handle.

@@ -55,6 +55,7 @@ fn api_with(require_token: bool, plan: &str) -> Api {
     );
     let repo = baton_core::Repo::discover(&env.repo).unwrap();
     let opts = ServeOptions {
+        baton: None,
         addr: "127.0.0.1:0".into(),
         repo,
         plan: "baton.toml".into(),
@@ -585,6 +586,7 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
     );
     let repo = baton_core::Repo::discover(&env.repo).unwrap();
     let opts = ServeOptions {
+        baton: None,
         addr: "127.0.0.1:0".into(),
         repo,
         plan: "baton.toml".into(),

@@ -34,6 +34,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         args.plan.clone()
     };
     let opts = ServeOptions {
+        baton: std::env::current_exe().ok(),
         addr: String::new(),
         repo,
         plan,

@@ -175,6 +175,16 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .unwrap_or(None)
 }
 
+/// Engine options every command that drives a run starts from: this
+/// binary's watchdog, and the binary itself for lead tasks' tools.
+pub fn engine_options() -> baton_core::RunOptions {
+    baton_core::RunOptions {
+        watchdog: watchdog_command(),
+        baton: std::env::current_exe().ok(),
+        ..Default::default()
+    }
+}
+
 /// The command that starts this binary's watchdog.
 pub fn watchdog_command() -> Option<Vec<OsString>> {
     let exe = std::env::current_exe().ok()?;

@@ -1,12 +1,12 @@
 //! `baton plan`: an agent writes the plan for a goal; baton checks it, shows
 //! it and, if asked, runs it.
 
-use super::{open_repo, usage, watchdog_command, which};
+use super::{open_repo, usage, which};
 use crate::ci::CiOutput;
 use crate::progress;
 use baton_core::init::{plan_text, Project};
 use baton_core::planner::{self, Profiles, Request};
-use baton_core::{Engine, Plan, RunOptions};
+use baton_core::{Engine, Plan};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -86,10 +86,7 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         "planning with {profile} (its plan goes to {})",
         out.display()
     );
-    let opts = RunOptions {
-        watchdog: watchdog_command(),
-        ..Default::default()
-    };
+    let opts = super::engine_options();
     let engine = Engine::start(repo.clone(), plan, opts).await?;
     let run = engine.run_id().to_string();
     let store = engine.store().clone();

@@ -1,6 +1,6 @@
 //! `baton resume`: continue an interrupted run.
 
-use super::{open_repo, usage, watchdog_command};
+use super::{open_repo, usage};
 use crate::progress;
 use baton_core::{Engine, EngineError, RunOptions};
 use clap::Args;
@@ -29,10 +29,9 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let opts = RunOptions {
         worktrees: None,
-        watchdog: watchdog_command(),
         keep_worktrees: args.keep_worktrees,
         auto_approve: args.auto_approve,
-        ..Default::default()
+        ..super::engine_options()
     };
     let engine = Engine::resume(repo, args.run.as_deref(), opts)
         .await

@@ -1,9 +1,9 @@
 //! `baton retry`: run a task that did not succeed again, and merge it.
 
-use super::{usage, watchdog_command};
+use super::usage;
 use crate::progress;
 use baton_core::model::ControlKind;
-use baton_core::{Engine, RunOptions};
+use baton_core::Engine;
 use clap::Args;
 use std::path::Path;
 
@@ -42,10 +42,7 @@ pub async fn run(cwd: &Path, args: RetryArgs) -> anyhow::Result<i32> {
         let id = rec.id.clone();
         store.call(move |s| s.reopen_run(&id)).await?;
     }
-    let opts = RunOptions {
-        watchdog: watchdog_command(),
-        ..Default::default()
-    };
+    let opts = super::engine_options();
     let engine = Engine::resume(repo, Some(&rec.id), opts)
         .await
         .map_err(|e| usage(e.to_string()))?;

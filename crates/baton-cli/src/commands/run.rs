@@ -1,6 +1,6 @@
 //! `baton run`: run a plan to the end.
 
-use super::{load_plan, usage, watchdog_command};
+use super::{load_plan, usage};
 use crate::progress;
 use baton_core::plan::Land;
 use baton_core::{Engine, RunOptions};
@@ -80,10 +80,9 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
     }
     let opts = RunOptions {
         worktrees,
-        watchdog: watchdog_command(),
         keep_worktrees: args.keep_worktrees,
         auto_approve: args.auto_approve,
-        ..Default::default()
+        ..super::engine_options()
     };
     let land = plan.run.land;
     let engine = Engine::start(repo.clone(), plan, opts)

@@ -51,6 +51,7 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         }
     }
     let opts = ServeOptions {
+        baton: std::env::current_exe().ok(),
         addr: args.addr.clone(),
         repo,
         plan: args.plan.clone(),

@@ -40,6 +40,7 @@ impl Adapter for AiderAdapter {
             args,
             env: Vec::new(),
             stdin_lines: None,
+            files: Vec::new(),
         })
     }
 

@@ -42,6 +42,12 @@ impl Adapter for ClaudeAdapter {
             args.extend(["--resume".into(), s.into()]);
         }
         args.extend(req.profile.args.iter().map(Into::into));
+        let mut files = Vec::new();
+        if let Some(mcp) = req.mcp {
+            let (path, text) = mcp.claude_config();
+            args.extend(["--mcp-config".into(), path.clone().into()]);
+            files.push((path, text));
+        }
         let mut env = Vec::new();
         // bypassPermissions refuses to run as root unless told it is sandboxed;
         // a baton worktree is the agent's own desk.
@@ -54,6 +60,7 @@ impl Adapter for ClaudeAdapter {
             args,
             env,
             stdin_lines: Some(vec![user_line(req.prompt)]),
+            files,
         })
     }
 

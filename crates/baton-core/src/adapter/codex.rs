@@ -21,6 +21,9 @@ impl Adapter for CodexAdapter {
             args.extend(["--model".into(), m.into()]);
         }
         args.extend(req.profile.args.iter().map(Into::into));
+        for o in req.mcp.map(|m| m.codex_overrides()).unwrap_or_default() {
+            args.extend(["-c".into(), o.into()]);
+        }
         if let Some(s) = req.session {
             args.extend(["resume".into(), s.into()]);
         }
@@ -30,6 +33,7 @@ impl Adapter for CodexAdapter {
             args,
             env: Vec::new(),
             stdin_lines: None,
+            files: Vec::new(),
         })
     }
 

@@ -41,11 +41,15 @@ impl Adapter for ExecAdapter {
         if let Some(model) = &req.profile.model {
             env.push(("BATON_MODEL".into(), model.into()));
         }
+        if let Some(mcp) = req.mcp {
+            env.push(("BATON_MCP_COMMAND".into(), mcp.command_json().into()));
+        }
         Ok(Launch {
             program: command[0].clone().into(),
             args,
             env,
             stdin_lines: None,
+            files: Vec::new(),
         })
     }
 

@@ -32,15 +32,22 @@ impl Adapter for GeminiAdapter {
         args.extend(req.profile.args.iter().map(Into::into));
         // Without NO_RELAUNCH the CLI re-executes itself as a child that does not
         // get our signals; the worktree is baton's, so it is trusted.
-        let env = vec![
+        let mut env = vec![
             ("GEMINI_CLI_NO_RELAUNCH".into(), "true".into()),
             ("GEMINI_CLI_TRUST_WORKSPACE".into(), "true".into()),
         ];
+        let mut files = Vec::new();
+        if let Some(mcp) = req.mcp {
+            let (path, text) = mcp.gemini_settings();
+            env.push(("GEMINI_CLI_SYSTEM_SETTINGS_PATH".into(), path.clone().into()));
+            files.push((path, text));
+        }
         Ok(Launch {
             program: prog,
             args,
             env,
             stdin_lines: None,
+            files,
         })
     }
 

@@ -9,11 +9,13 @@ mod codex;
 mod events;
 pub mod exec;
 mod gemini;
+mod mcp;
 mod opencode;
 mod prices;
 
 pub use events::{clip, AgentEvent, ToolKind, UsageMode, UsageReport};
 pub use exec::ExecAdapter;
+pub use mcp::McpServer;
 pub use prices::Prices;
 
 use crate::plan::AgentProfile;
@@ -31,6 +33,8 @@ pub struct LaunchRequest<'a> {
     pub session: Option<&'a str>,
     /// The task's context files (relative to the worktree).
     pub files: &'a [String],
+    /// An MCP server the agent gets (a lead task's tools).
+    pub mcp: Option<&'a McpServer>,
 }
 
 /// A program to start; the engine adds cwd, group and BATON_* variables.
@@ -41,6 +45,8 @@ pub struct Launch {
     pub env: Vec<(OsString, OsString)>,
     /// Lines to write on a stdin pipe kept open for live steering; None: /dev/null.
     pub stdin_lines: Option<Vec<String>>,
+    /// Files the engine writes before starting it (its MCP config).
+    pub files: Vec<(std::path::PathBuf, String)>,
 }
 
 /// How an attempt's output ended, as the adapter reads it.

@@ -26,11 +26,18 @@ impl Adapter for OpencodeAdapter {
         }
         args.extend(req.profile.args.iter().map(Into::into));
         args.push(req.prompt.into());
+        let (mut env, mut files) = (Vec::new(), Vec::new());
+        if let Some(mcp) = req.mcp {
+            let (path, text) = mcp.opencode_config();
+            env.push(("OPENCODE_CONFIG".into(), path.clone().into()));
+            files.push((path, text));
+        }
         Ok(Launch {
             program: prog,
             args,
-            env: Vec::new(),
+            env,
             stdin_lines: None,
+            files,
         })
     }
 

@@ -361,6 +361,7 @@ async fn prepare(
         (Some(_), false) => format!("Feedback on your previous attempt:\n{feedback}"),
         _ => full_prompt.clone(),
     };
+    let mcp = lead_tools(sh, st)?;
     let mut launch = adapter.launch(&LaunchRequest {
         profile,
         prompt: &agent_prompt,
@@ -368,10 +369,40 @@ async fn prepare(
         attempt: n,
         session: st.session.as_deref(),
         files: &st.spec.context,
+        mcp: mcp.as_ref(),
     })?;
+    for (path, text) in &launch.files {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        tokio::fs::write(path, text)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let adapter_env = std::mem::take(&mut launch.env);
     let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
     Ok(Prepared { launch, env })
+}
+
+/// A lead task's tools: `baton mcp` scoped to its own run, with its cap on
+/// the tasks it may add.
+fn lead_tools(sh: &Shared, st: &Start) -> Result<Option<adapter::McpServer>, String> {
+    let Some(max_tasks) = st.spec.lead else {
+        return Ok(None);
+    };
+    let Some(baton) = &sh.baton else {
+        return Err("a lead task needs baton's own binary to serve its tools, and this engine was started without it".into());
+    };
+    let root = sh.repo.root.display().to_string();
+    let args = ["-C", &root, "mcp", "--run", &sh.run_id, "--max-tasks", &max_tasks.to_string()];
+    Ok(Some(adapter::McpServer {
+        name: "baton".into(),
+        command: baton.clone(),
+        args: args.map(str::to_string).to_vec(),
+        config_dir: sh.paths.run_dir(&sh.run_id).join("mcp").join(&st.spec.id),
+    }))
 }
 
 const MAX_ENV_PROMPT: usize = 64 * 1024;

@@ -21,6 +21,7 @@ fn spec(id: &str, needs: &[&str]) -> TaskSpec {
         stall_after: Duration::from_secs(60),
         files: Default::default(),
         resolve_conflicts: false,
+        lead: None,
     }
 }
 

@@ -40,6 +40,9 @@ pub struct RunOptions {
     /// The standing run of `baton serve`: it starts with no tasks, takes
     /// queued ones, and goes on until shut down.
     pub service: bool,
+    /// baton's own binary (the CLI passes its executable): a lead task's
+    /// agent gets its tools from `baton mcp`.
+    pub baton: Option<PathBuf>,
 }
 
 async fn open_store(paths: &StatePaths, opts: &RunOptions) -> Result<Arc<Store>, EngineError> {
@@ -150,7 +153,7 @@ impl Parts {
         let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head.clone());
         let handle = EngineHandle::new(&self.run_id, wiring.requests_tx);
         let watchdog = watchdog(&self.opts);
-        let sh = Shared::new(
+        let mut sh = Shared::new(
             self.repo,
             self.store,
             self.paths,
@@ -159,6 +162,7 @@ impl Parts {
             watchdog,
             wiring.notes_tx,
         );
+        sh.baton = self.opts.baton.as_ref().map(|b| b.display().to_string());
         let sh = Arc::new(sh);
         Ok(Engine {
             sh,

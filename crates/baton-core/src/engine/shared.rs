@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     /// Tasks making their worktrees now: the pool's refill waits for them
     /// (both take git's worktree lock and the disk, and a task comes first).
     pub starting_tasks: std::sync::atomic::AtomicUsize,
+    /// baton's own binary: a lead task's agent gets `baton mcp` from it.
+    pub baton: Option<String>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -113,6 +115,7 @@ impl Shared {
             redactor,
             notes,
             starting_tasks: Default::default(),
+            baton: None,
         }
     }
 }

@@ -129,6 +129,9 @@ pub struct TaskSpec {
     /// Whether a merge conflict goes to a resolver attempt (else the task
     /// ends `conflicted`).
     pub resolve_conflicts: bool,
+    /// A lead task: its agent gets baton's MCP tools for its own run and may
+    /// add at most this many tasks to it.
+    pub lead: Option<u32>,
 }
 
 /// Where task worktrees may go: not the filesystem root, not inside the

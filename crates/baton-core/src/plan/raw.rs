@@ -103,6 +103,8 @@ pub(crate) struct RawTask {
     pub stall_after: Option<Spanned<String>>,
     pub files: Option<Spanned<Vec<String>>>,
     pub on_conflict: Option<Spanned<String>>,
+    pub lead: Option<Spanned<bool>>,
+    pub max_tasks: Option<Spanned<i64>>,
 }
 
 impl RawTask {

@@ -716,6 +716,8 @@ fn check_task(
         }
     };
 
+    let lead = check_lead(ck, &t, agents.get(&agent).map(|a| a.adapter.as_str()), &subject);
+
     let gates = t.gates.clone().unwrap_or_default();
     for g in &gates {
         if g.trim().is_empty() {
@@ -744,7 +746,38 @@ fn check_task(
         stall_after,
         files,
         resolve_conflicts,
+        lead,
     })
+}
+
+/// Tasks a lead may add when it says nothing.
+const DEFAULT_MAX_TASKS: u32 = 10;
+
+/// `lead = true` (with `max_tasks`): only for agents that can speak MCP.
+fn check_lead(ck: &mut Checker, t: &RawTask, adapter: Option<&str>, subject: &Option<String>) -> Option<u32> {
+    let max = t.max_tasks.as_ref().map(|m| (*m.get_ref(), m.span()));
+    let lead = t.lead.as_ref().filter(|l| *l.get_ref());
+    let Some(lead) = lead else {
+        if let Some((_, span)) = max {
+            ck.at(Some(span), subject.clone(), "max_tasks is for a lead task (lead = true)".into());
+        }
+        return None;
+    };
+    if adapter == Some("aider") {
+        ck.at(
+            Some(lead.span()),
+            subject.clone(),
+            "a lead task's agent must speak MCP (claude, codex, gemini, opencode, or exec); aider does not".into(),
+        );
+    }
+    match max {
+        Some((n, span)) if !(1..=1000).contains(&n) => {
+            ck.at(Some(span), subject.clone(), format!("max_tasks must be between 1 and 1000, not {n}"));
+            None
+        }
+        Some((n, _)) => Some(n as u32),
+        None => Some(DEFAULT_MAX_TASKS),
+    }
 }
 
 fn check_needs(ck: &mut Checker, raw: &RawPlan, tasks: &[TaskSpec]) {
