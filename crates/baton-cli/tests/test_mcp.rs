@@ -23,12 +23,16 @@ async fn stdio_client(env: &TestEnv, args: &[&str]) -> Client {
     cmd.arg("mcp").args(args);
     let transport = rmcp::transport::TokioChildProcess::new(tokio::process::Command::from(cmd))
         .expect("start baton mcp");
-    ().serve(transport).await.expect("MCP handshake with baton mcp")
+    ().serve(transport)
+        .await
+        .expect("MCP handshake with baton mcp")
 }
 
 /// Calls a tool; Ok(its JSON answer) or Err(its tool error's text).
 async fn call(client: &Client, tool: &str, args: Value) -> Result<Value, String> {
-    let Value::Object(args) = args else { panic!("arguments must be an object") };
+    let Value::Object(args) = args else {
+        panic!("arguments must be an object")
+    };
     let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
     let res: CallToolResult = client
         .call_tool(params)
@@ -47,7 +51,10 @@ async fn call(client: &Client, tool: &str, args: Value) -> Result<Value, String>
 
 fn sh_env() -> TestEnv {
     let env = TestEnv::new();
-    env.write("baton.toml", &bash_plan("\n[[task]]\nid = \"unused\"\nprompt = \"true\"\n"));
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"unused\"\nprompt = \"true\"\n"),
+    );
     env.commit_all("profiles");
     env
 }
@@ -150,20 +157,50 @@ fn task_add_grows_a_run_going_on_and_a_scoped_server_caps_it() {
     env.commit_all("long");
     let child = spawn_baton(&env, &["run", "long.toml", "--json"]);
     wait_for_task(&env, "lead", "running");
-    let run = latest_run_opt(&env).unwrap()["run"].as_str().unwrap().to_string();
+    let run = latest_run_opt(&env).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
     runtime().block_on(async {
         let client = stdio_client(&env, &["--run", &run, "--max-tasks", "2"]).await;
-        let a = call(&client, "task_add", json!({"id": "one", "prompt": "echo 1 > one.txt"})).await.unwrap();
-        assert_eq!((a["run"].as_str(), a["task"].as_str()), (Some(run.as_str()), Some("one")));
+        let a = call(
+            &client,
+            "task_add",
+            json!({"id": "one", "prompt": "echo 1 > one.txt"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (a["run"].as_str(), a["task"].as_str()),
+            (Some(run.as_str()), Some("one"))
+        );
         // A task may need one added before it.
-        call(&client, "task_add", json!({"id": "two", "needs": ["one"], "prompt": "cat one.txt > two.txt"})).await.unwrap();
-        let e = call(&client, "task_add", json!({"id": "three", "prompt": "true"})).await.unwrap_err();
+        call(
+            &client,
+            "task_add",
+            json!({"id": "two", "needs": ["one"], "prompt": "cat one.txt > two.txt"}),
+        )
+        .await
+        .unwrap();
+        let e = call(
+            &client,
+            "task_add",
+            json!({"id": "three", "prompt": "true"}),
+        )
+        .await
+        .unwrap_err();
         assert!(e.contains("max_tasks reached") && e.contains('2'), "{e}");
-        let e = call(&client, "run_start", json!({"plan": "x"})).await.unwrap_err();
+        let e = call(&client, "run_start", json!({"plan": "x"}))
+            .await
+            .unwrap_err();
         assert!(e.contains("cannot start runs"), "{e}");
-        let e = call(&client, "run_status", json!({"run": "other"})).await.unwrap_err();
+        let e = call(&client, "run_status", json!({"run": "other"}))
+            .await
+            .unwrap_err();
         assert!(e.contains(&format!("run {run} only")), "{e}");
-        let w = call(&client, "wait", json!({"task": "two", "timeout_s": 60})).await.unwrap();
+        let w = call(&client, "wait", json!({"task": "two", "timeout_s": 60}))
+            .await
+            .unwrap();
         assert_eq!(task(&w["report"], "two")["status"], "succeeded", "{w:#}");
         client.cancel().await.unwrap();
     });
@@ -191,11 +228,21 @@ fn over_http_under_serve_with_the_api_token_rules() {
         let transport = StreamableHttpClientTransport::from_config(config);
         let client = ().serve(transport).await.expect("MCP over HTTP with the token");
         assert_eq!(client.list_all_tools().await.unwrap().len(), TOOLS.len());
-        let started = call(&client, "run_start", json!({"tasks": [{"id": "h", "prompt": "echo h > h.txt"}]})).await.unwrap();
+        let started = call(
+            &client,
+            "run_start",
+            json!({"tasks": [{"id": "h", "prompt": "echo h > h.txt"}]}),
+        )
+        .await
+        .unwrap();
         let run = started["run"].as_str().unwrap().to_string();
-        let w = call(&client, "wait", json!({"run": run, "timeout_s": 60})).await.unwrap();
+        let w = call(&client, "wait", json!({"run": run, "timeout_s": 60}))
+            .await
+            .unwrap();
         assert_eq!(task(&w["report"], "h")["status"], "succeeded");
-        let e = call(&client, "task_diff", json!({"task": "zz"})).await.unwrap_err();
+        let e = call(&client, "task_diff", json!({"task": "zz"}))
+            .await
+            .unwrap_err();
         assert!(e.contains("no task \"zz\""), "{e}");
         client.cancel().await.unwrap();
     });
@@ -215,15 +262,29 @@ fn a_lead_task_adds_tasks_to_its_run_waits_for_them_and_synthesizes() {
     env.commit_all("plan");
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
-    let ids: Vec<&str> = r.report["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = r.report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["lead", "part1", "part2", "part3"]);
-    let said = task(&r.report, "lead")["result"].as_str().unwrap().to_string();
-    assert!(said.contains("fourth refused: True") && said.contains("max_tasks reached"), "{said}");
+    let said = task(&r.report, "lead")["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        said.contains("fourth refused: True") && said.contains("max_tasks reached"),
+        "{said}"
+    );
     let integration = r.report["integration_branch"].as_str().unwrap();
     let summary = show(&env, integration, "SUMMARY.md").unwrap();
     assert_eq!(
         summary,
         "part1: succeeded: done-1\npart2: succeeded: done-2\npart3: succeeded: done-3\n"
     );
-    assert_eq!(show(&env, integration, "part3.txt").as_deref(), Some("part 3\n"));
+    assert_eq!(
+        show(&env, integration, "part3.txt").as_deref(),
+        Some("part 3\n")
+    );
 }

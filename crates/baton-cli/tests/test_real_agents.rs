@@ -467,3 +467,154 @@ fn claude_code_plans_with_baton_plan_and_the_plan_runs() {
         Some("search is in search.rs\n")
     );
 }
+
+/// The text of a Claude Code stream's tool results, in order.
+fn tool_results(stream: &str) -> Vec<String> {
+    stream
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "user")
+        .flat_map(|v| {
+            v["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|c| c["type"] == "tool_result")
+        .map(|c| c["content"].to_string())
+        .collect()
+}
+
+#[test]
+fn claude_code_conducts_a_run_through_baton_mcp() {
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    let server = ModelServer::start(Scripts::new().script(
+        "conduct",
+        vec![
+            Step::call(
+                "mcp__baton__run_start",
+                serde_json::json!({"tasks": [
+                    {"id": "api", "prompt": "echo 'fn search() {}' > search.rs", "gates": ["test -s search.rs"]},
+                    {"id": "docs", "needs": ["api"], "prompt": "echo 'search is in search.rs' > SEARCH.md"},
+                ]}),
+            ),
+            Step::call("mcp__baton__wait", serde_json::json!({"timeout_s": 120})),
+            Step::say("The run finished: api and docs are merged."),
+        ],
+    ));
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"unused\"\nprompt = \"true\"\n"),
+    );
+    env.commit_all("profiles");
+    let config = env.scratch("mcp.json");
+    let mcp = serde_json::json!({"mcpServers": {"baton": {"type": "stdio", "command": baton_bin(),
+        "args": ["-C", env.repo.display().to_string(), "mcp"]}}});
+    std::fs::write(&config, mcp.to_string()).unwrap();
+    let home = env.scratch("home-claude");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = env.command(&bins[0]);
+    cmd.envs(agent_env("claude", &server.url(), &home))
+        .args([
+            "-p",
+            "Build search with baton and report. [[script:conduct]]",
+        ])
+        .args([
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "bypassPermissions",
+        ])
+        // Last: --mcp-config takes every argument after it.
+        .arg("--mcp-config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null());
+    let out = output(&mut cmd);
+    let stream = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stream}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run happened and merged.
+    let report = latest_run_opt(&env).unwrap();
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    let integration = report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "SEARCH.md").as_deref(),
+        Some("search is in search.rs\n")
+    );
+    // And its results came back to the agent, in its transcript.
+    let results = tool_results(&stream);
+    assert_eq!(results.len(), 2, "{stream}");
+    assert!(
+        results[0].contains(report["run"].as_str().unwrap()),
+        "{}",
+        results[0]
+    );
+    assert!(
+        results[1].contains("\\\"done\\\": true") && results[1].contains("succeeded"),
+        "{}",
+        results[1]
+    );
+    assert!(stream.contains("The run finished: api and docs are merged."));
+}
+
+#[test]
+fn claude_code_as_a_lead_task_grows_its_run_and_reports() {
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    let add = |id: &str| {
+        Step::call(
+            "mcp__baton__task_add",
+            serde_json::json!({"id": id, "prompt": format!("echo {id} > {id}.txt; echo wrote {id}")}),
+        )
+    };
+    let server = ModelServer::start(Scripts::new().script(
+        "lead",
+        vec![
+            add("one"),
+            add("two"),
+            add("three"),
+            Step::call(
+                "mcp__baton__wait",
+                serde_json::json!({"task": "one", "timeout_s": 120}),
+            ),
+            Step::call(
+                "mcp__baton__wait",
+                serde_json::json!({"task": "two", "timeout_s": 120}),
+            ),
+            Step::say("one and two are merged."),
+        ],
+    ));
+    let env = TestEnv::new();
+    let plan = bash_plan(&format!(
+        "\n{}[[task]]\nid = \"lead\"\nagent = \"claude\"\nlead = true\nmax_tasks = 2\nprompt = \"Split the work. [[script:lead]]\"\ntimeout = \"4m\"\n",
+        profile(&env, "claude", &bins[0], &server)
+    ));
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    for id in ["one", "two"] {
+        assert_eq!(task(&r.report, id)["status"], "succeeded", "{:#}", r.report);
+    }
+    assert_eq!(
+        r.report["tasks"].as_array().unwrap().len(),
+        3,
+        "the third was refused"
+    );
+    assert_eq!(task(&r.report, "lead")["result"], "one and two are merged.");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, integration, "two.txt").as_deref(), Some("two\n"));
+    // The refusal reached the model as a tool error it can read.
+    let told = server
+        .requests()
+        .iter()
+        .any(|q| q.body.to_string().contains("max_tasks reached"));
+    assert!(told, "the model saw why the third task was refused");
+}

@@ -146,8 +146,8 @@ pub async fn add_to_run(
     if tasks.iter().any(|t| t.id == id) {
         return Err(invalid(format!("run {run} has a task {id:?} already")));
     }
-    let plan = Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None)
-        .map_err(invalid)?;
+    let plan =
+        Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None).map_err(invalid)?;
     // Tasks added before it come along: it may need them.
     let r = run.to_string();
     let mut snippets: Vec<String> = state

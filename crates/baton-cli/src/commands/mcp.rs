@@ -29,7 +29,10 @@ pub struct McpArgs {
 pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let plan = if args.plan.is_absolute() {
-        args.plan.strip_prefix(&repo.root).unwrap_or(&args.plan).to_path_buf()
+        args.plan
+            .strip_prefix(&repo.root)
+            .unwrap_or(&args.plan)
+            .to_path_buf()
     } else {
         args.plan.clone()
     };

@@ -39,7 +39,10 @@ impl Adapter for GeminiAdapter {
         let mut files = Vec::new();
         if let Some(mcp) = req.mcp {
             let (path, text) = mcp.gemini_settings();
-            env.push(("GEMINI_CLI_SYSTEM_SETTINGS_PATH".into(), path.clone().into()));
+            env.push((
+                "GEMINI_CLI_SYSTEM_SETTINGS_PATH".into(),
+                path.clone().into(),
+            ));
             files.push((path, text));
         }
         Ok(Launch {

@@ -49,7 +49,10 @@ impl McpServer {
         let doc = json!({ "mcpServers": { &self.name: {
             "command": self.command, "args": self.args,
         }}});
-        (self.config_dir.join("gemini-settings.json"), doc.to_string())
+        (
+            self.config_dir.join("gemini-settings.json"),
+            doc.to_string(),
+        )
     }
 
     /// opencode's config, read from `OPENCODE_CONFIG`.

@@ -396,7 +396,15 @@ fn lead_tools(sh: &Shared, st: &Start) -> Result<Option<adapter::McpServer>, Str
         return Err("a lead task needs baton's own binary to serve its tools, and this engine was started without it".into());
     };
     let root = sh.repo.root.display().to_string();
-    let args = ["-C", &root, "mcp", "--run", &sh.run_id, "--max-tasks", &max_tasks.to_string()];
+    let args = [
+        "-C",
+        &root,
+        "mcp",
+        "--run",
+        &sh.run_id,
+        "--max-tasks",
+        &max_tasks.to_string(),
+    ];
     Ok(Some(adapter::McpServer {
         name: "baton".into(),
         command: baton.clone(),

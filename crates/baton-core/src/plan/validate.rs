@@ -716,7 +716,12 @@ fn check_task(
         }
     };
 
-    let lead = check_lead(ck, &t, agents.get(&agent).map(|a| a.adapter.as_str()), &subject);
+    let lead = check_lead(
+        ck,
+        &t,
+        agents.get(&agent).map(|a| a.adapter.as_str()),
+        &subject,
+    );
 
     let gates = t.gates.clone().unwrap_or_default();
     for g in &gates {
@@ -754,12 +759,21 @@ fn check_task(
 const DEFAULT_MAX_TASKS: u32 = 10;
 
 /// `lead = true` (with `max_tasks`): only for agents that can speak MCP.
-fn check_lead(ck: &mut Checker, t: &RawTask, adapter: Option<&str>, subject: &Option<String>) -> Option<u32> {
+fn check_lead(
+    ck: &mut Checker,
+    t: &RawTask,
+    adapter: Option<&str>,
+    subject: &Option<String>,
+) -> Option<u32> {
     let max = t.max_tasks.as_ref().map(|m| (*m.get_ref(), m.span()));
     let lead = t.lead.as_ref().filter(|l| *l.get_ref());
     let Some(lead) = lead else {
         if let Some((_, span)) = max {
-            ck.at(Some(span), subject.clone(), "max_tasks is for a lead task (lead = true)".into());
+            ck.at(
+                Some(span),
+                subject.clone(),
+                "max_tasks is for a lead task (lead = true)".into(),
+            );
         }
         return None;
     };
@@ -772,7 +786,11 @@ fn check_lead(ck: &mut Checker, t: &RawTask, adapter: Option<&str>, subject: &Op
     }
     match max {
         Some((n, span)) if !(1..=1000).contains(&n) => {
-            ck.at(Some(span), subject.clone(), format!("max_tasks must be between 1 and 1000, not {n}"));
+            ck.at(
+                Some(span),
+                subject.clone(),
+                format!("max_tasks must be between 1 and 1000, not {n}"),
+            );
             None
         }
         Some((n, _)) => Some(n as u32),

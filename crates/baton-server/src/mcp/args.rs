@@ -51,7 +51,11 @@ impl TaskArg {
             t.insert("agent".into(), a.as_str().into());
         }
         let list = |v: &[String]| toml::Value::Array(v.iter().map(|s| s.as_str().into()).collect());
-        for (key, v) in [("needs", &self.needs), ("gates", &self.gates), ("context", &self.context)] {
+        for (key, v) in [
+            ("needs", &self.needs),
+            ("gates", &self.gates),
+            ("context", &self.context),
+        ] {
             if !v.is_empty() {
                 t.insert(key.into(), list(v));
             }

@@ -45,27 +45,37 @@ impl BatonMcp {
         }
     }
 
-    #[tool(description = "Validate a plan (baton.toml text) as `baton check` does; answers its phases, or the errors with line numbers.")]
+    #[tool(
+        description = "Validate a plan (baton.toml text) as `baton check` does; answers its phases, or the errors with line numbers."
+    )]
     async fn plan_check(&self, Parameters(a): Parameters<PlanArg>) -> Result<String, String> {
         reply(self.ops.plan_check(a).await)
     }
 
-    #[tool(description = "Start a run: give `plan` (plan text), `path` (a plan file in the repository) or `tasks` (run with the repository's profiles). Every task gets its own git worktree and branch; independent tasks run in parallel. Answers the run id; `wait` follows it.")]
+    #[tool(
+        description = "Start a run: give `plan` (plan text), `path` (a plan file in the repository) or `tasks` (run with the repository's profiles). Every task gets its own git worktree and branch; independent tasks run in parallel. Answers the run id; `wait` follows it."
+    )]
     async fn run_start(&self, Parameters(a): Parameters<RunStartArg>) -> Result<String, String> {
         reply(self.ops.run_start(a).await)
     }
 
-    #[tool(description = "Add a task to a run going on (default: the latest run): its prompt, and optionally id, agent, needs, gates, retries, merge, context. It runs when what it needs has merged.")]
+    #[tool(
+        description = "Add a task to a run going on (default: the latest run): its prompt, and optionally id, agent, needs, gates, retries, merge, context. It runs when what it needs has merged."
+    )]
     async fn task_add(&self, Parameters(a): Parameters<TaskAddArg>) -> Result<String, String> {
         reply(self.ops.task_add(a).await)
     }
 
-    #[tool(description = "A run's report: its status and each task's status, attempts, result, reason, usage and branch.")]
+    #[tool(
+        description = "A run's report: its status and each task's status, attempts, result, reason, usage and branch."
+    )]
     async fn run_status(&self, Parameters(a): Parameters<RunArg>) -> Result<String, String> {
         reply(self.ops.run_status(a).await)
     }
 
-    #[tool(description = "The end of what a task's agent and gates printed in its last attempt (`bytes`, default 16384).")]
+    #[tool(
+        description = "The end of what a task's agent and gates printed in its last attempt (`bytes`, default 16384)."
+    )]
     async fn task_logs(&self, Parameters(a): Parameters<LogsArg>) -> Result<String, String> {
         reply(self.ops.task_logs(a).await)
     }
@@ -75,15 +85,26 @@ impl BatonMcp {
         reply(self.ops.task_diff(a).await)
     }
 
-    #[tool(description = "Stop a running task: its agent is killed and its work committed on its branch.")]
+    #[tool(
+        description = "Stop a running task: its agent is killed and its work committed on its branch."
+    )]
     async fn task_stop(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
         reply(self.ops.control(a, ControlKind::Stop, None).await)
     }
 
-    #[tool(description = "Tell a running task's agent something (`message`): Claude Code gets it at once as a new user turn; other agents in a new attempt with it as feedback.")]
+    #[tool(
+        description = "Tell a running task's agent something (`message`): Claude Code gets it at once as a new user turn; other agents in a new attempt with it as feedback."
+    )]
     async fn task_steer(&self, Parameters(a): Parameters<SteerArg>) -> Result<String, String> {
-        let task = TaskRef { run: a.run, task: a.task };
-        reply(self.ops.control(task, ControlKind::Steer, Some(a.message)).await)
+        let task = TaskRef {
+            run: a.run,
+            task: a.task,
+        };
+        reply(
+            self.ops
+                .control(task, ControlKind::Steer, Some(a.message))
+                .await,
+        )
     }
 
     #[tool(description = "Approve a task that waits for approval (approve = true): it is merged.")]
@@ -91,12 +112,16 @@ impl BatonMcp {
         reply(self.ops.control(a, ControlKind::Approve, None).await)
     }
 
-    #[tool(description = "Run a task that failed, was stopped, conflicted or was skipped again (and what waits on it).")]
+    #[tool(
+        description = "Run a task that failed, was stopped, conflicted or was skipped again (and what waits on it)."
+    )]
     async fn task_retry(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
         reply(self.ops.control(a, ControlKind::Retry, None).await)
     }
 
-    #[tool(description = "Wait until a task (`task`) or the whole run has finished, or `timeout_s` (default 600) passes; answers `done` and the run's report.")]
+    #[tool(
+        description = "Wait until a task (`task`) or the whole run has finished, or `timeout_s` (default 600) passes; answers `done` and the run's report."
+    )]
     async fn wait(&self, Parameters(a): Parameters<WaitArg>) -> Result<String, String> {
         reply(self.ops.wait(a).await)
     }
@@ -137,7 +162,9 @@ pub fn http_service(
     BatonMcp,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
 > {
-    use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
     // The API's guard checks Host, Origin and the token before a request gets here.
     let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     StreamableHttpService::new(

@@ -50,7 +50,8 @@ impl Ops {
 
     pub async fn plan_check(&self, a: PlanArg) -> Answer {
         let root = &self.state.opts.repo.root;
-        let plan = Plan::parse(Path::new("plan.toml"), &a.plan, Some(root)).map_err(|e| e.to_string())?;
+        let plan =
+            Plan::parse(Path::new("plan.toml"), &a.plan, Some(root)).map_err(|e| e.to_string())?;
         plan.resolve_base(&self.state.opts.repo)
             .await
             .map_err(|e| e.to_string())?;
@@ -64,7 +65,9 @@ impl Ops {
 
     pub async fn run_start(&self, a: RunStartArg) -> Answer {
         if self.scope.run.is_some() {
-            return Err("a lead task adds tasks to its own run (task_add); it cannot start runs".into());
+            return Err(
+                "a lead task adds tasks to its own run (task_add); it cannot start runs".into(),
+            );
         }
         let run = match (a.plan, a.path, a.tasks) {
             (Some(text), None, None) => {
@@ -94,10 +97,9 @@ impl Ops {
         doc.remove("task");
         let mut source = toml::to_string(&doc).map_err(|e| e.to_string())?;
         for (n, t) in tasks.iter().enumerate() {
-            let id = t
-                .id
-                .as_deref()
-                .ok_or_else(|| format!("tasks[{n}] has no `id` (run_start's tasks need one each)"))?;
+            let id = t.id.as_deref().ok_or_else(|| {
+                format!("tasks[{n}] has no `id` (run_start's tasks need one each)")
+            })?;
             source.push_str(&t.snippet(id)?);
         }
         Ok(source)
@@ -161,14 +163,18 @@ impl Ops {
         let tail = baton_core::logs::read_tail(Path::new(&last.log_path), cap).await;
         let text = String::from_utf8_lossy(&tail).into_owned();
         let log = self.masked(&rec.id, text).await?;
-        Ok(json!({ "run": rec.id, "task": a.task, "attempt": last.n, "status": last.status, "log": log }))
+        Ok(
+            json!({ "run": rec.id, "task": a.task, "attempt": last.n, "status": last.status, "log": log }),
+        )
     }
 
     pub async fn task_diff(&self, a: TaskRef) -> Answer {
         let rec = self.run(a.run.as_deref()).await?;
         let t = self.known_task(&rec, &a.task).await?;
         let Some(start) = t.start_commit else {
-            return Ok(json!({ "run": rec.id, "task": a.task, "diff": "", "note": "it has not started" }));
+            return Ok(
+                json!({ "run": rec.id, "task": a.task, "diff": "", "note": "it has not started" }),
+            );
         };
         let tip = format!("refs/heads/{}", t.branch);
         let (bytes, cut) = self
@@ -178,7 +184,9 @@ impl Ops {
             .diff_capped(&start, &tip, MAX_TEXT as usize)
             .await
             .map_err(|e| e.to_string())?;
-        let diff = self.masked(&rec.id, String::from_utf8_lossy(&bytes).into_owned()).await?;
+        let diff = self
+            .masked(&rec.id, String::from_utf8_lossy(&bytes).into_owned())
+            .await?;
         Ok(json!({ "run": rec.id, "task": a.task, "diff": diff, "cut": cut }))
     }
 
@@ -220,13 +228,19 @@ impl Ops {
                 None => report["status"] != "running",
             };
             if done || Instant::now() >= deadline {
-                return Ok(json!({ "run": rec.id, "task": a.task, "done": done, "report": report }));
+                return Ok(
+                    json!({ "run": rec.id, "task": a.task, "done": done, "report": report }),
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    async fn known_task(&self, rec: &RunRecord, task: &str) -> Result<baton_core::store::TaskRecord, String> {
+    async fn known_task(
+        &self,
+        rec: &RunRecord,
+        task: &str,
+    ) -> Result<baton_core::store::TaskRecord, String> {
         let (run, t) = (rec.id.clone(), task.to_string());
         let found = self
             .state

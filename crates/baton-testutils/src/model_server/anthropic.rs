@@ -3,8 +3,8 @@
 
 use super::http::Response;
 use super::turn::{
-    collect_text, fill_schema, new_id, run_call, sse_event, write_by_shell, write_call, Action,
-    Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
+    collect_text, fill_schema, named_call, new_id, run_call, sse_event, write_by_shell, write_call,
+    Action, Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
 use serde_json::{json, Value};
 
@@ -53,6 +53,10 @@ pub(crate) fn render(action: &Action, turn: &Turn) -> Response {
                 "(no shell tool declared to run {command})"
             ))],
         },
+        Action::Call { tool, args } => match named_call(turn, tool, args) {
+            Some(call) => vec![Block::Tool(call)],
+            None => vec![Block::Text(format!("(no tool {tool} declared)"))],
+        },
     };
     message(&blocks, turn)
 }
@@ -73,7 +77,7 @@ fn write_blocks(turn: &Turn, path: &str, content: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     if call.name == "Write" && turn.has_tool("Read") && std::path::Path::new(&absolute).is_file() {
         blocks.push(Block::Tool(ToolCall {
-            name: "Read",
+            name: "Read".to_string(),
             args: json!({"file_path": absolute}),
         }));
     }

@@ -4,8 +4,8 @@
 
 use super::http::Response;
 use super::turn::{
-    collect_text, new_id, now_secs, run_call, sse_event, write_by_shell, write_call, Action, Entry,
-    ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
+    collect_text, named_call, new_id, now_secs, run_call, sse_event, write_by_shell, write_call,
+    Action, Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
 use serde_json::{json, Value};
 
@@ -71,6 +71,7 @@ pub(crate) fn render(action: &Action, turn: &Turn) -> Response {
         Action::Write { path, content } => write_call(turn, path, content)
             .or_else(|| run_call(turn, &write_by_shell(&turn.absolute(path), content))),
         Action::Run { command } => run_call(turn, command),
+        Action::Call { tool, args } => named_call(turn, tool, args),
     };
     match call {
         Some(call) => reply(Reply::Tool(call), turn),
@@ -119,6 +120,7 @@ fn as_text(action: &Action) -> String {
         // Plain text, no fence: aider's whole-file format would take a
         // fenced command for the new content of the file in the chat.
         Action::Run { command } => format!("Run this command: {command}"),
+        Action::Call { tool, args } => format!("Call {tool} with {args}"),
     }
 }
 

@@ -6,8 +6,8 @@
 
 use super::http::Response;
 use super::turn::{
-    collect_text, fill_schema, new_id, run_call, sse_event, write_by_shell, write_call, Action,
-    Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
+    collect_text, fill_schema, named_call, new_id, run_call, sse_event, write_by_shell, write_call,
+    Action, Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
 use serde_json::{json, Value};
 
@@ -57,6 +57,10 @@ pub(crate) fn render(action: &Action, turn: &Turn, sse: bool) -> Response {
         Action::Run { command } => call_part(
             run_call(turn, command),
             &format!("(no shell tool declared to run {command})"),
+        ),
+        Action::Call { tool, args } => call_part(
+            named_call(turn, tool, args),
+            &format!("(no tool {tool} declared)"),
         ),
     };
     respond(part, turn, sse)

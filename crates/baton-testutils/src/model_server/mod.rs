@@ -307,6 +307,7 @@ async fn play(dialect: Dialect, turn: &Turn, mut step: Step) -> Outcome {
             }
             Step::WriteFile { path, content } => Action::Write { path, content },
             Step::Run { command } => Action::Run { command },
+            Step::Call { tool, args } => Action::Call { tool, args },
             Step::Say(text) => Action::Say(text),
         };
         return Outcome::Respond(match dialect {

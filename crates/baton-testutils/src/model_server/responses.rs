@@ -4,8 +4,8 @@
 
 use super::http::Response;
 use super::turn::{
-    collect_text, new_id, now_secs, run_call, sse_event, write_by_shell, Action, Entry, Turn,
-    INPUT_TOKENS, OUTPUT_TOKENS,
+    collect_text, named_call, new_id, now_secs, run_call, sse_event, write_by_shell, Action, Entry,
+    Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
 use serde_json::{json, Value};
 
@@ -87,14 +87,18 @@ pub(crate) fn render(action: &Action, turn: &Turn) -> Response {
                 }
             } else {
                 match run_call(turn, &write_by_shell(&path, content)) {
-                    Some(call) => function_item(call.name, &call.args),
+                    Some(call) => function_item(&call.name, &call.args),
                     None => message_item(&format!("(no write tool declared to write {path})")),
                 }
             }
         }
         Action::Run { command } => match run_call(turn, command) {
-            Some(call) => function_item(call.name, &call.args),
+            Some(call) => function_item(&call.name, &call.args),
             None => message_item(&format!("(no shell tool declared to run {command})")),
+        },
+        Action::Call { tool, args } => match named_call(turn, tool, args) {
+            Some(call) => function_item(&call.name, &call.args),
+            None => message_item(&format!("(no tool {tool} declared)")),
         },
     };
     respond(item, turn)

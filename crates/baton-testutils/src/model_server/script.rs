@@ -11,6 +11,12 @@ pub enum Step {
     WriteFile { path: String, content: String },
     /// A shell tool call.
     Run { command: String },
+    /// A call of a tool the agent declares by that name (an MCP tool:
+    /// `mcp__baton__wait` for Claude Code), with these arguments.
+    Call {
+        tool: String,
+        args: serde_json::Value,
+    },
     /// Final assistant text; ends the turn.
     Say(String),
     /// Answer with this HTTP status and the dialect's JSON error body.
@@ -34,6 +40,14 @@ impl Step {
     pub fn run(command: &str) -> Step {
         Step::Run {
             command: command.into(),
+        }
+    }
+
+    /// Shorthand for `Step::Call`.
+    pub fn call(tool: &str, args: serde_json::Value) -> Step {
+        Step::Call {
+            tool: tool.into(),
+            args,
         }
     }
 

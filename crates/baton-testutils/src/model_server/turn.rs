@@ -84,14 +84,24 @@ impl Turn {
 /// A step that produces a model message.
 #[derive(Clone, Debug)]
 pub(crate) enum Action {
-    Write { path: String, content: String },
-    Run { command: String },
+    Write {
+        path: String,
+        content: String,
+    },
+    Run {
+        command: String,
+    },
+    /// A call of any tool the request declares (an MCP tool, say).
+    Call {
+        tool: String,
+        args: Value,
+    },
     Say(String),
 }
 
 /// A tool call in a dialect-neutral form.
 pub(crate) struct ToolCall {
-    pub name: &'static str,
+    pub name: String,
     pub args: Value,
 }
 
@@ -114,7 +124,18 @@ pub(crate) fn write_call(turn: &Turn, path: &str, content: &str) -> Option<ToolC
         "write" => json!({"filePath": path, "content": content}),
         _ => json!({"file_path": path, "content": content}),
     };
-    Some(ToolCall { name, args })
+    Some(ToolCall {
+        name: name.to_string(),
+        args,
+    })
+}
+
+/// The call of `tool` with `args`, if the request declares that tool.
+pub(crate) fn named_call(turn: &Turn, tool: &str, args: &Value) -> Option<ToolCall> {
+    turn.has_tool(tool).then(|| ToolCall {
+        name: tool.to_string(),
+        args: args.clone(),
+    })
 }
 
 /// The tool call for a shell command, if the request declares a shell tool.
@@ -127,7 +148,10 @@ pub(crate) fn run_call(turn: &Turn, command: &str) -> Option<ToolCall> {
         "shell" => json!({"command": ["bash", "-lc", command]}),
         _ => json!({"command": command}),
     };
-    Some(ToolCall { name, args })
+    Some(ToolCall {
+        name: name.to_string(),
+        args,
+    })
 }
 
 /// A shell command that writes a file, for CLIs that only offer a shell.
