@@ -161,6 +161,11 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             format!("{}: {}", e.kind, s("reason"))
         }
         EventKind::Steered => format!("steered: {}", s("message")),
+        EventKind::MessageReceived => format!(
+            "message from {}: {}",
+            d.get("from").and_then(|v| v.as_str()).unwrap_or("a person"),
+            s("text")
+        ),
         EventKind::Stalled => "stalled: no output for a while (it keeps running)".to_string(),
         EventKind::AgentError => format!("agent error: {}", s("message")),
         EventKind::BudgetExceeded => "run budget exceeded: stopping every agent".to_string(),

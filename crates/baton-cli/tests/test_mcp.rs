@@ -59,7 +59,9 @@ fn sh_env() -> TestEnv {
     env
 }
 
-const TOOLS: [&str; 11] = [
+const TOOLS: [&str; 13] = [
+    "message_read",
+    "message_send",
     "plan_check",
     "run_start",
     "run_status",
@@ -287,4 +289,85 @@ fn a_lead_task_adds_tasks_to_its_run_waits_for_them_and_synthesizes() {
         show(&env, integration, "part3.txt").as_deref(),
         Some("part 3\n")
     );
+}
+
+#[test]
+fn messages_between_tasks_wait_for_the_next_attempt_and_a_flood_is_cut_off() {
+    let env = TestEnv::new();
+    let messenger =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/messenger.py");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[agent.py]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[[task]]\nid = \"lead\"\nagent = \"py\"\nlead = true\nprompt = \"talk\"\n\n[[task]]\nid = \"worker\"\nneeds = [\"lead\"]\nprompt = 'printf \"%s\\n\" \"$BATON_MESSAGES\" > got.txt'\n",
+            messenger.display().to_string()
+        )),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let said = task(&r.report, "lead")["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        said.contains("first: task \"worker\" gets the message with its next attempt"),
+        "{said}"
+    );
+    assert!(
+        said.contains("sent 20 then refused") && said.contains("in the last minute"),
+        "{said}"
+    );
+    assert!(said.contains("worker has 20 messages"), "{said}");
+    // The waiting task got them all with its first attempt.
+    let branch = task(&r.report, "worker")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = show(&env, &branch, "got.txt").unwrap();
+    assert!(
+        got.starts_with("Message from task \"lead\": the contract is in api.md\n"),
+        "{got}"
+    );
+    assert_eq!(got.lines().count(), 20, "{got}");
+    // Each message is an event in both transcripts.
+    let db = env.repo.join(".git/baton/baton.db");
+    let count = |kind: &str, task: &str| {
+        let q = format!("SELECT COUNT(*) FROM events WHERE kind = '{kind}' AND task_id = '{task}'");
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])"])
+            .arg(&db)
+            .arg(q)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(count("message_sent", "lead"), "20");
+    assert_eq!(count("message_received", "worker"), "20");
+}
+
+#[test]
+fn baton_msg_says_what_is_wrong_and_sends_nothing() {
+    let env = sh_env();
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0);
+    let msg = |args: &[&str]| output(baton(&env).arg("msg").args(args));
+    let out = msg(&["unused", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not going on"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = msg(&["nobody", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no task \"nobody\""));
+    let out = msg(&["unused", "  "]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the message is empty"));
 }

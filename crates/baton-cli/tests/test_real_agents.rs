@@ -618,3 +618,42 @@ fn claude_code_as_a_lead_task_grows_its_run_and_reports() {
         .any(|q| q.body.to_string().contains("max_tasks reached"));
     assert!(told, "the model saw why the third task was refused");
 }
+
+#[test]
+fn a_message_reaches_a_running_claude_code_as_a_new_turn() {
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    let server = ModelServer::start(Scripts::new().script(
+        "listen",
+        vec![
+            Step::write("first.txt", "1\n"),
+            Step::slow(3.0, Step::say("first turn done")),
+            Step::say("thanks for the note"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let plan = format!(
+        "{}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Begin. [[script:listen]]\"\ntimeout = \"4m\"\n",
+        profile(&env, "claude", &bins[0], &server)
+    );
+    env.write("baton.toml", &plan);
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("claude's second model call", 120, || {
+        latest_run_opt(&env).is_some_and(|r| task(&r, "t")["status"] == "running")
+            && server.requests().iter().any(|q| q.step == Some(1))
+    });
+    let out = output(baton(&env).args(["msg", "t", "the API moved to v2"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("delivered to task \"t\" now"), "{said}");
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(t["attempts"], 1, "a message does not restart the agent");
+    assert_eq!(t["result"], "thanks for the note");
+    assert!(server.requests().iter().any(|q| q
+        .body
+        .to_string()
+        .contains("Message from a person: the API moved to v2")));
+}

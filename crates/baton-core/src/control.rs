@@ -34,8 +34,92 @@ pub enum ControlError {
     },
     #[error("run {run} did not answer within {} s; is its baton process stuck?", ANSWER_TIMEOUT.as_secs())]
     Timeout { run: String },
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What one sender (a task, or people) may send in a run: a loop of agents
+/// cannot flood it.
+pub const MESSAGES_PER_MINUTE: u32 = 20;
+pub const MESSAGES_PER_RUN: u32 = 200;
+/// The longest message.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+
+/// Posts a message from `from` (a task of the run; None: a person) to task
+/// `to` of a run going on; returns its id. Delivery is then asked of the
+/// engine with a [`ControlKind::Message`] request naming the id.
+pub async fn post_message(
+    store: &Arc<Store>,
+    paths: &StatePaths,
+    run: &RunRecord,
+    from: Option<&str>,
+    to: &str,
+    text: &str,
+) -> Result<i64, ControlError> {
+    let refuse = |m: String| Err(ControlError::Refused(m));
+    if text.trim().is_empty() {
+        return refuse("the message is empty".into());
+    }
+    if text.len() > MAX_MESSAGE {
+        return refuse(format!(
+            "the message is {} KiB; at most {} KiB (put more in a file the task can read)",
+            text.len() / 1024,
+            MAX_MESSAGE / 1024
+        ));
+    }
+    if from == Some(to) {
+        return refuse(format!("task {to:?} cannot send a message to itself"));
+    }
+    check_task(store, &run.id, to).await?;
+    if let Some(f) = from {
+        check_task(store, &run.id, f).await?;
+    }
+    if !is_live(paths, &run.id) {
+        return Err(ControlError::NotLive {
+            run: run.id.clone(),
+            status: run.status,
+            kind: ControlKind::Message,
+            resumable: run.finished_at.is_none(),
+        });
+    }
+    let (r, t) = (run.id.clone(), to.to_string());
+    let target = store.call(move |s| s.task(&r, &t)).await?;
+    if let Some(t) = target.filter(|t| t.status.is_finished()) {
+        return refuse(format!(
+            "task {to:?} has already ended ({}); nobody would read a message",
+            t.status
+        ));
+    }
+    let (r, f) = (run.id.clone(), from.map(str::to_string));
+    let since = crate::clock::now_ms() - 60_000;
+    let (last_minute, all) = store
+        .call(move |s| s.sent_counts(&r, f.as_deref(), since))
+        .await?;
+    let who = from
+        .map(|f| format!("task {f:?}"))
+        .unwrap_or_else(|| "people".into());
+    if all >= MESSAGES_PER_RUN {
+        return refuse(format!(
+            "{who} sent {all} messages in run {}, the most one sender may",
+            run.id
+        ));
+    }
+    if last_minute >= MESSAGES_PER_MINUTE {
+        return refuse(format!(
+            "{who} sent {last_minute} messages in the last minute, the most one sender may; wait a little"
+        ));
+    }
+    let (r, f, t, x) = (
+        run.id.clone(),
+        from.map(str::to_string),
+        to.to_string(),
+        text.to_string(),
+    );
+    Ok(store
+        .call(move |s| s.post_message(&r, f.as_deref(), &t, &x))
+        .await?)
 }
 
 /// Checks that `run` has `task`.

@@ -127,7 +127,9 @@ impl TaskStatus {
             }
             ControlKind::Approve => self == AwaitingApproval,
             ControlKind::Retry => self.is_bad_end(),
-            ControlKind::Add => false,
+            // Not actions on a task's state: a queued task is added, and any
+            // task that has not ended takes a message.
+            ControlKind::Add | ControlKind::Message => false,
         }
     }
 
@@ -223,6 +225,8 @@ names! {
         Retry = "retry",
         /// Take a task queued at run time (its plan text is in the store).
         Add = "add",
+        /// Hand a task a message (its text is in the store's messages).
+        Message = "message",
     }
 }
 
@@ -298,6 +302,10 @@ names! {
         SetupFinished = "setup_finished",
         TeardownStarted = "teardown_started",
         TeardownFinished = "teardown_finished",
+        /// A task (or a person) sent a message; on the sender's transcript.
+        MessageSent = "message_sent",
+        /// A task got a message; on its transcript.
+        MessageReceived = "message_received",
         AgentSession = "agent_session",
         AgentMessage = "agent_message",
         ToolCall = "tool_call",

@@ -731,6 +731,8 @@ function describe(ev) {
     case 'approval_needed': return ['waiting for approval', d.commit ? [' of ', code(short(d.commit))] : ''];
     case 'approved': return ['approved'];
     case 'steered': return ['steered: ', h('q', {}, d.message)];
+    case 'message_sent': return ['→ message to ', code(d.to), ': ', h('q', {}, d.text)];
+    case 'message_received': return ['← message from ', d.from ? code(d.from) : 'a person', ': ', h('q', {}, d.text)];
     case 'stalled': return ['no output for a while: stalled?'];
     case 'interrupted': return ['interrupted'];
     default: return [Object.keys(d).length ? code(JSON.stringify(d)) : ''];

@@ -46,6 +46,7 @@ impl From<ControlError> for ApiError {
             ControlError::NoTask { .. } => StatusCode::NOT_FOUND,
             ControlError::NotLive { .. } => StatusCode::CONFLICT,
             ControlError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ControlError::Refused(_) => StatusCode::BAD_REQUEST,
             ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

@@ -306,6 +306,38 @@ pub async fn control(
         .ok_or_else(|| RunnerError::Busy(format!("run {run} ended before it could answer")))
 }
 
+/// Posts a message from `from` (None: a person) to task `to` and has the
+/// engine hand it over; answers the message id and what became of it.
+pub async fn send_message(
+    state: &Arc<AppState>,
+    run: &str,
+    from: Option<&str>,
+    to: &str,
+    text: &str,
+) -> Result<(i64, Answer), RunnerError> {
+    let id = run.to_string();
+    let rec = state
+        .store
+        .call(move |s| s.run(&id))
+        .await
+        .map_err(|e| RunnerError::NoRun(e.to_string()))?;
+    let posted = control::post_message(&state.store, &state.paths, &rec, from, to, text).await;
+    let message = match posted {
+        Ok(id) => id,
+        Err(ControlError::Refused(m)) => return Err(invalid(m)),
+        Err(e) => return Err(e.into()),
+    };
+    let answer = control(
+        state,
+        run,
+        to,
+        ControlKind::Message,
+        Some(&message.to_string()),
+    )
+    .await?;
+    Ok((message, answer))
+}
+
 /// `[run] land` for a run this server drove to success, as `baton run`
 /// does for its own: merged into the branch it started from, or a pull
 /// request. What happened goes to the log.

@@ -24,6 +24,9 @@ pub struct McpArgs {
     /// With --run: how many tasks the client may add to it.
     #[arg(long, value_name = "N", requires = "run")]
     pub max_tasks: Option<u32>,
+    /// With --run: the task these tools belong to (its messages are from it).
+    #[arg(long = "as", value_name = "TASK", requires = "run")]
+    pub as_task: Option<String>,
 }
 
 pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
@@ -54,6 +57,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
     let scope = Scope {
         run: args.run,
         max_tasks: args.max_tasks,
+        task: args.as_task,
     };
     let served = mcp::serve_stdio(state.clone(), scope).await;
     // The client is gone: runs driven here stop their agents and keep their work.

@@ -11,6 +11,7 @@ pub mod init;
 pub mod land;
 pub mod logs;
 pub mod mcp;
+pub mod msg;
 pub mod plan;
 pub mod resume;
 pub mod retry;

@@ -269,5 +269,6 @@ fn done(kind: ControlKind) -> &'static str {
         ControlKind::Approve => "approved",
         ControlKind::Retry => "retried",
         ControlKind::Add => "added",
+        ControlKind::Message => "messaged",
     }
 }

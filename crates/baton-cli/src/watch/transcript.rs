@@ -146,6 +146,14 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
         EventKind::ApprovalNeeded => (Tone::Plain, "waiting for approval (a: approve)".into()),
         EventKind::Approved => (Tone::Good, "approved".into()),
         EventKind::Steered => (Tone::Plain, format!("steered: “{}”", s("message"))),
+        EventKind::MessageSent => (
+            Tone::Plain,
+            format!("→ message to {}: {}", s("to"), s("text")),
+        ),
+        EventKind::MessageReceived => {
+            let from = d.get("from").and_then(Value::as_str).unwrap_or("a person");
+            (Tone::Plain, format!("← message from {from}: {}", s("text")))
+        }
         EventKind::Stalled => (Tone::Bad, "no output for a while: stalled?".into()),
         EventKind::Interrupted => (Tone::Dim, "interrupted".into()),
         EventKind::Waiting => (Tone::Dim, s("reason")),

@@ -322,7 +322,9 @@ async fn interrupted(
                 result,
             }),
         ),
-        WorkerCmd::Steer(message) => (
+        // A message never ends an attempt (supervise hands it over or
+        // leaves it); were it to, it would be a steer.
+        WorkerCmd::Steer(message) | WorkerCmd::Message { said: message, .. } => (
             AttemptStatus::Steered,
             "restarted with a message".to_string(),
             Step::Steered(message),
@@ -357,10 +359,22 @@ async fn prepare(
     let text_prompt = adapter.prompt_is_text();
     let full_prompt = prompt::build(&st.spec, profile, &ctx, &st.worktree, root, text_prompt)?;
     // A resumed session has the task already: it gets only what is new.
-    let agent_prompt = match (&st.session, feedback.is_empty()) {
+    let mut agent_prompt = match (&st.session, feedback.is_empty()) {
         (Some(_), false) => format!("Feedback on your previous attempt:\n{feedback}"),
         _ => full_prompt.clone(),
     };
+    // Messages that could not reach it while it ran come with this attempt.
+    let task = st.spec.id.clone();
+    let inbox: Vec<String> = sh
+        .db(move |s, run| s.take_undelivered(run, &task))
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.said())
+        .collect();
+    if !inbox.is_empty() && text_prompt {
+        agent_prompt.push_str(&format!("\n\n{}", inbox.join("\n")));
+    }
     let mcp = lead_tools(sh, st)?;
     let mut launch = adapter.launch(&LaunchRequest {
         profile,
@@ -381,7 +395,10 @@ async fn prepare(
             .await
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let adapter_env = std::mem::take(&mut launch.env);
+    let mut adapter_env = std::mem::take(&mut launch.env);
+    if !inbox.is_empty() {
+        adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
+    }
     let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
     Ok(Prepared { launch, env })
 }
@@ -396,14 +413,17 @@ fn lead_tools(sh: &Shared, st: &Start) -> Result<Option<adapter::McpServer>, Str
         return Err("a lead task needs baton's own binary to serve its tools, and this engine was started without it".into());
     };
     let root = sh.repo.root.display().to_string();
+    let max = max_tasks.to_string();
     let args = [
         "-C",
         &root,
         "mcp",
         "--run",
         &sh.run_id,
+        "--as",
+        &st.spec.id,
         "--max-tasks",
-        &max_tasks.to_string(),
+        &max,
     ];
     Ok(Some(adapter::McpServer {
         name: "baton".into(),
@@ -567,6 +587,7 @@ fn label(ended: &Ended) -> String {
         Ended::TimedOut => "timed out".into(),
         Ended::Cmd(WorkerCmd::Stop) => "stopped".into(),
         Ended::Cmd(WorkerCmd::Steer(_)) => "steered".into(),
+        Ended::Cmd(WorkerCmd::Message { .. }) => "done".into(),
         Ended::Cmd(WorkerCmd::Shutdown) => "interrupted".into(),
         Ended::Cmd(WorkerCmd::OverBudget(_)) => "over budget".into(),
         Ended::SpawnFailed(_) => "could not start".into(),

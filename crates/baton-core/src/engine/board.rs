@@ -604,7 +604,7 @@ impl Board {
             ControlKind::Stop => self.stop(i),
             ControlKind::Steer => self.steer(i, message.unwrap_or_default()),
             ControlKind::Approve => self.approve(i),
-            ControlKind::Retry | ControlKind::Add => {
+            ControlKind::Retry | ControlKind::Add | ControlKind::Message => {
                 Reply::no(format!("{kind} is not a request for a task that runs"))
             }
         }
@@ -834,6 +834,29 @@ impl Board {
 
     pub fn running_tasks(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.tasks.len()).filter(|i| self.tasks[*i].status == TaskStatus::Running)
+    }
+
+    /// A message for task `i` (`said` as the agent reads it): a running agent
+    /// that takes input while it runs (`live`) gets it now; any other task
+    /// that has not ended, with its next attempt.
+    pub fn message(&self, i: usize, id: i64, said: String, live: bool) -> Reply {
+        let task = self.tasks[i].spec.id.clone();
+        match self.tasks[i].status {
+            s if s.is_finished() => Reply::no(format!(
+                "task {task:?} has already ended ({s}); nobody would read a message"
+            )),
+            TaskStatus::Running if live && !self.stopping.contains(&i) => Reply::yes(
+                format!("delivered to task {task:?} now, as a new turn"),
+                vec![Action::Send {
+                    task: i,
+                    cmd: WorkerCmd::Message { id, said },
+                }],
+            ),
+            _ => Reply::yes(
+                format!("task {task:?} gets the message with its next attempt"),
+                vec![],
+            ),
+        }
     }
 
     /// baton is asked to stop: running agents are stopped with their work

@@ -11,6 +11,13 @@ use tokio::sync::oneshot;
 pub enum WorkerCmd {
     Stop,
     Steer(String),
+    /// A message (the store's id, and its text as the agent reads it) for an
+    /// agent that takes input while it runs; the attempt goes on. One that
+    /// cannot be handed over stays for the next attempt.
+    Message {
+        id: i64,
+        said: String,
+    },
     Shutdown,
     /// A budget was crossed: stop the agent, keep its work, fail the task.
     OverBudget(String),

@@ -779,16 +779,35 @@ impl Engine {
         let Some(i) = self.board.idx(task) else {
             return Answer::no(format!("run {} has no task {task:?}", self.sh.run_id));
         };
-        let reply = if kind == ControlKind::Retry {
-            self.retry(i, message).await
-        } else {
-            self.board.request(i, kind, message)
+        let reply = match kind {
+            ControlKind::Retry => self.retry(i, message).await,
+            ControlKind::Message => self.deliver(i, message).await,
+            _ => self.board.request(i, kind, message),
         };
         self.apply(reply.actions).await;
         Answer {
             ok: reply.ok,
             message: reply.message,
         }
+    }
+
+    /// A message posted in the store (`message` holds its id) for task `i`.
+    async fn deliver(&mut self, i: usize, message: Option<String>) -> Reply {
+        let Some(id) = message.and_then(|m| m.parse::<i64>().ok()) else {
+            return Reply::no("a message request names no message".into());
+        };
+        let found = self.sh.db(move |s, _| s.message(id)).await;
+        let Ok(Some(msg)) = found else {
+            return Reply::no(format!("no message {id} in the store"));
+        };
+        let live = self
+            .sh
+            .plan
+            .agents
+            .get(&self.board.spec(i).agent)
+            .and_then(|p| crate::adapter::for_profile(p).ok())
+            .is_some_and(|a| a.steer_line("").is_some());
+        self.board.message(i, id, msg.said(), live)
     }
 
     /// A task that ended badly runs again. A conflicted task first gets the

@@ -61,6 +61,8 @@ pub(crate) trait AttemptSink: Send {
     async fn stalled(&mut self) -> Option<WorkerCmd> {
         None
     }
+    /// Message `id` went to the agent's stdin.
+    async fn delivered(&mut self, _id: i64) {}
 }
 
 /// For processes nobody listens to beyond their exit (gates).
@@ -463,6 +465,17 @@ impl Running<'_> {
                     }
                 }
                 cmd = cmds.recv() => match cmd {
+                    // A message never ends the attempt; one that cannot be
+                    // handed over now waits for the next attempt.
+                    Some(WorkerCmd::Message { id, said }) => {
+                        if self.steers_live(&said) {
+                            let line = self.steer.and_then(|f| f(&said)).unwrap_or_default();
+                            if self.stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok()) {
+                                turns_expected += 1;
+                                sink.delivered(id).await;
+                            }
+                        }
+                    }
                     Some(WorkerCmd::Steer(m)) if self.steers_live(&m) => {
                         let line = self.steer.and_then(|f| f(&m)).unwrap_or_default();
                         let sent = self.stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok());

@@ -111,6 +111,10 @@ impl Watch<'_> {
 }
 
 impl AttemptSink for Watch<'_> {
+    async fn delivered(&mut self, id: i64) {
+        let _ = self.sh.db(move |s, _| s.mark_delivered(id)).await;
+    }
+
     async fn started(&mut self, pgid: i32) {
         let (task, n) = (self.task.to_string(), self.n);
         let _ = self

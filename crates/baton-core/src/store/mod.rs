@@ -2,9 +2,11 @@
 //! attempts, an append-only event log and the control requests that other
 //! processes send to a running engine. Every view is read from here.
 
+mod inbox;
 mod ports;
 mod records;
 
+pub use inbox::Message;
 pub use ports::PORT_RANGE;
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
 
@@ -112,6 +114,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tasks ADD COLUMN setup_done INTEGER NOT NULL DEFAULT 0",
     // A task's transcript read from its end (`baton watch`, the dashboard).
     "CREATE INDEX IF NOT EXISTS events_task ON events (run_id, task_id, seq)",
+    "CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        from_task TEXT,
+        to_task TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        delivered_at INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS messages_to ON messages (run_id, to_task, id);
+    CREATE INDEX IF NOT EXISTS messages_from ON messages (run_id, from_task, ts)",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.

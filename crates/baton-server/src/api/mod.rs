@@ -61,6 +61,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/runs/{run}/tasks/{task}/diff", get(tasks::diff))
         .route("/runs/{run}/tasks/{task}/log", get(tasks::log))
+        .route(
+            "/runs/{run}/tasks/{task}/messages",
+            get(tasks::messages).post(tasks::send_message),
+        )
         .route("/runs/{run}/tasks/{task}/{action}", post(tasks::act))
         .route("/tasks", post(tasks::add))
         .route("/events", get(events::stream))

@@ -67,7 +67,11 @@ pub async fn document() -> Json<Value> {
             "/api/runs/{run}/tasks/{task}/diff": { "get": text_op("The task's changes against where it started", rt) },
             "/api/runs/{run}/tasks/{task}/log": { "get": text_op("Raw output of an attempt (?attempt=N, default the last)", rt) },
             "/api/runs/{run}/tasks/{task}/stop": { "post": op("Stop a running or waiting task", rt, Some(obj.clone()), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
-            "/api/runs/{run}/tasks/{task}/steer": { "post": op("Give a task a message", rt, Some(json!({ "type": "object", "required": ["message"], "properties": { "message": { "type": "string" } } })), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
+            "/api/runs/{run}/tasks/{task}/steer": { "post": op("Steer a task: a new attempt with the message as feedback (Claude Code: a new turn)", rt, Some(json!({ "type": "object", "required": ["message"], "properties": { "message": { "type": "string" } } })), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
+            "/api/runs/{run}/tasks/{task}/messages": {
+                "get": op("The messages sent to a task", rt, None, 200, obj.clone()),
+                "post": op("Send a task a message: a running Claude Code gets it at once, other agents with their next attempt", rt, Some(json!({ "type": "object", "required": ["text"], "properties": { "text": { "type": "string" } } })), 200, obj.clone())
+            },
             "/api/runs/{run}/tasks/{task}/approve": { "post": op("Approve a task that waits for a person", rt, Some(obj.clone()), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
             "/api/runs/{run}/tasks/{task}/retry": { "post": op("Run a failed, stopped, conflicted or skipped task again", rt, Some(obj.clone()), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
             "/api/tasks": { "post": op("Queue a task (routed to a profile by agent or tags)", &[], Some(json!({ "type": "object", "required": ["prompt"], "properties": { "prompt": { "type": "string" }, "agent": { "type": ["string", "null"] }, "tags": { "type": "array", "items": { "type": "string" } } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" }, "task": { "type": "string" } } })) },

@@ -184,7 +184,7 @@ pub async fn act(
     JsonBody(body): JsonBody<Action>,
 ) -> Result<Response, ApiError> {
     let kind = match action.parse::<ControlKind>() {
-        Ok(k) if k != ControlKind::Add => k,
+        Ok(k) if !matches!(k, ControlKind::Add | ControlKind::Message) => k,
         _ => {
             return Err(ApiError::not_found(format!(
                 "unknown action {action:?} (stop, steer, approve, retry)"
@@ -205,6 +205,46 @@ pub async fn act(
         StatusCode::CONFLICT
     };
     Ok((status, Json(json!(answer))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBody {
+    text: String,
+}
+
+/// A person's message to a task: a running Claude Code gets it at once,
+/// other agents with their next attempt.
+pub async fn send_message(
+    State(st): State<Arc<AppState>>,
+    Path((run, task)): Path<(String, String)>,
+    JsonBody(body): JsonBody<MessageBody>,
+) -> Result<Response, ApiError> {
+    let (id, answer) = runner::send_message(&st, &run, None, &task, &body.text).await?;
+    let status = if answer.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((
+        status,
+        Json(json!({ "id": id, "ok": answer.ok, "message": answer.message })),
+    )
+        .into_response())
+}
+
+/// The messages sent to a task, oldest first.
+pub async fn messages(
+    State(st): State<Arc<AppState>>,
+    Path((run, task)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    find_task(&st, &run, &task).await?;
+    let list = st
+        .store
+        .call(move |s| s.messages_to(&run, &task, 0))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "messages": list })))
 }
 
 #[derive(Deserialize)]

@@ -141,3 +141,26 @@ pub struct WaitArg {
     #[serde(default)]
     pub timeout_s: Option<u64>,
 }
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MessageSendArg {
+    /// The run (default: the latest; a task's own tools: its run).
+    #[serde(default)]
+    pub run: Option<String>,
+    /// The task the message is for.
+    pub to: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MessageReadArg {
+    /// The run (default: the latest; a task's own tools: its run).
+    #[serde(default)]
+    pub run: Option<String>,
+    /// Whose messages (default: the task these tools belong to).
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Only messages with a larger id (the last one read).
+    #[serde(default)]
+    pub after: Option<i64>,
+}

@@ -23,6 +23,8 @@ use std::sync::Arc;
 pub struct Scope {
     pub run: Option<String>,
     pub max_tasks: Option<u32>,
+    /// The task these tools belong to: its messages are from it.
+    pub task: Option<String>,
 }
 
 #[derive(Clone)]
@@ -117,6 +119,26 @@ impl BatonMcp {
     )]
     async fn task_retry(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
         reply(self.ops.control(a, ControlKind::Retry, None).await)
+    }
+
+    #[tool(
+        description = "Send a message to a task of the run (`to`, `text`): a running Claude Code gets it at once as a new user turn; other agents with their next attempt. It is in both tasks' transcripts. Senders are limited per minute and per run."
+    )]
+    async fn message_send(
+        &self,
+        Parameters(a): Parameters<MessageSendArg>,
+    ) -> Result<String, String> {
+        reply(self.ops.message_send(a).await)
+    }
+
+    #[tool(
+        description = "The messages sent to a task (default: the task these tools belong to), oldest first; `after` (a message id) reads only newer ones."
+    )]
+    async fn message_read(
+        &self,
+        Parameters(a): Parameters<MessageReadArg>,
+    ) -> Result<String, String> {
+        reply(self.ops.message_read(a).await)
     }
 
     #[tool(

@@ -236,6 +236,38 @@ impl Ops {
         }
     }
 
+    pub async fn message_send(&self, a: MessageSendArg) -> Answer {
+        let rec = self.run(a.run.as_deref()).await?;
+        let from = self.scope.task.as_deref();
+        let (id, answer) = runner::send_message(&self.state, &rec.id, from, &a.to, &a.text)
+            .await
+            .map_err(runner_err)?;
+        if !answer.ok {
+            return Err(answer.message);
+        }
+        Ok(json!({ "run": rec.id, "to": a.to, "id": id, "delivery": answer.message }))
+    }
+
+    pub async fn message_read(&self, a: MessageReadArg) -> Answer {
+        let rec = self.run(a.run.as_deref()).await?;
+        let Some(task) = a.task.or_else(|| self.scope.task.clone()) else {
+            return Err("name the task whose messages to read (`task`)".into());
+        };
+        self.known_task(&rec, &task).await?;
+        let (run, t, after) = (rec.id.clone(), task.clone(), a.after.unwrap_or(0));
+        let messages = self
+            .state
+            .store
+            .call(move |s| s.messages_to(&run, &t, after))
+            .await
+            .map_err(|e| e.to_string())?;
+        let list: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({ "id": m.id, "from": m.from, "text": m.text, "at": baton_core::clock::rfc3339(m.ts) }))
+            .collect();
+        Ok(json!({ "run": rec.id, "task": task, "messages": list }))
+    }
+
     async fn known_task(
         &self,
         rec: &RunRecord,
