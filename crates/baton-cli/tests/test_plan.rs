@@ -130,3 +130,26 @@ fn plan_refuses_to_overwrite_and_says_when_the_planner_never_gets_it_right() {
     );
     assert!(!env.repo.join("p.toml").exists());
 }
+
+#[test]
+fn the_planner_example_plans_and_runs() {
+    let env = TestEnv::new();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plan.sh");
+    let out = output(
+        env.command("bash")
+            .arg(&script)
+            .env("BATON", baton_bin())
+            .env("TMPDIR", env.root()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("planner: Two tasks") && stdout.contains("wrote greet.toml"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("run ") && stderr.contains("succeeded in"),
+        "{stderr}"
+    );
+}
