@@ -242,3 +242,59 @@ test('a conflict is shown coming, then resolved by a resolution attempt', async 
   assert.deepEqual(attempts.json.attempts.map((a) => a.kind), ['work', 'resolve']);
   await page.close();
 });
+
+test('a goal becomes a proposed plan, shown as a graph and editable TOML, then runs as edited', async () => {
+  // The planner is a stand-in (exec): it writes a two-task plan to $BATON_PLAN_OUT.
+  const planner = `cat > "$BATON_PLAN_OUT" <<'PLAN'
+[agent.fake]
+adapter = "exec"
+command = [${JSON.stringify(FAKE)}]
+
+[defaults]
+agent = "fake"
+
+[[task]]
+id = "api"
+prompt = "write api.txt first"
+
+[[task]]
+id = "docs"
+needs = ["api"]
+prompt = "write docs.txt from the planner"
+PLAN
+echo "api first, then its docs"`;
+  const s = await serve(`[agent.planner]\nadapter = "exec"\ncommand = ["bash", "-ec", ${JSON.stringify(planner)}]\n`);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(s.url);
+  await page.getByTestId('goal-text').fill('An API and its docs');
+  await page.getByTestId('goal-agent').fill('planner');
+  await page.getByTestId('goal-submit').click();
+  const proposal = page.getByTestId('proposal');
+  await proposal.waitFor({ state: 'visible', timeout: 30000 });
+  assert.match(await proposal.innerText(), /api first, then its docs/);
+  // The graph: both tasks, joined by an edge.
+  await page.waitForSelector('[data-testid="proposal-dag"] g[data-task="docs"]');
+  assert.equal(await page.locator('[data-testid="proposal-dag"] path.edge').count(), 1);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'proposal.png'), fullPage: true });
+  // Edit it, then run it.
+  const toml = page.getByTestId('proposal-toml');
+  const text = await toml.inputValue();
+  assert.match(text, /id = "docs"/);
+  await toml.fill(text.replace('from the planner', 'edited by a person'));
+  await page.getByTestId('proposal-run').click();
+  await waitState(page, 'docs', 'succeeded');
+  const runs = await s.api('GET', '/api/runs');
+  const run = runs.json.runs.find((r) => r.plan === 'dashboard-plan.toml');
+  assert.ok(run, 'the edited plan ran');
+  const report = await s.api('GET', `/api/runs/${run.id}`);
+  const branch = report.json.integration_branch;
+  const docs = execFileSync('git', ['-C', s.repo, 'show', `${branch}:docs.txt`]).toString();
+  assert.equal(docs, 'edited by a person\n');
+  // A broken edit is refused with the plan's error, and nothing starts.
+  await page.getByTestId('goal-submit').click();
+  await proposal.waitFor({ state: 'visible', timeout: 30000 });
+  await toml.fill('[[task]]\nid = "x"\nneeds = ["nowhere"]\nprompt = "y"\n');
+  await page.getByTestId('proposal-run').click();
+  await page.getByTestId('proposal-status').getByText(/nowhere/).waitFor({ timeout: 10000 });
+  await page.close();
+});

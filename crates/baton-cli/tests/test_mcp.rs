@@ -132,6 +132,16 @@ fn over_stdio_a_client_checks_starts_follows_and_retries_a_run() {
         assert!(e.contains("exactly one"), "{e}");
         let e = call(&client, "run_status", json!({"run": "no-such-run"})).await.unwrap_err();
         assert!(e.contains("no-such-run"), "{e}");
+        let e = call(&client, "task_approve", json!({"task": "a"})).await.unwrap_err();
+        assert!(e.contains("not going on") || e.contains("ended"), "{e}");
+        let e = call(&client, "message_send", json!({"to": "a", "text": "hi"})).await.unwrap_err();
+        assert!(e.contains("not going on"), "{e}");
+        let e = call(&client, "message_read", json!({})).await.unwrap_err();
+        assert!(e.contains("name the task"), "{e}");
+        let read = call(&client, "message_read", json!({"task": "a"})).await.unwrap();
+        assert_eq!(read["messages"], json!([]));
+        let e = call(&client, "wait", json!({"task": "zz"})).await.unwrap_err();
+        assert!(e.contains("no task \"zz\""), "{e}");
 
         // A retry reopens the finished run and drives it in the server.
         let r = call(&client, "task_retry", json!({"task": "flaky"})).await.unwrap();

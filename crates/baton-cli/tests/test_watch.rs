@@ -15,10 +15,13 @@ struct Term {
 
 impl Term {
     fn start(env: &TestEnv, args: &str, extra_env: &[(&str, &str)]) -> Term {
+        // A server of its own each time: one being killed cannot take the next.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let socket = format!(
-            "baton-test-{}-{}",
+            "baton-test-{}-{}-{}",
             std::process::id(),
-            env.root().file_name().unwrap().to_string_lossy()
+            env.root().file_name().unwrap().to_string_lossy(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         );
         let mut vars: Vec<(String, String)> = hermetic_env()
             .into_iter()

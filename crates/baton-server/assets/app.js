@@ -601,8 +601,12 @@ function phases(tasks) {
 }
 
 function renderDag() {
-  const box = $('dag');
-  const tasks = (S.report && S.report.tasks) || [];
+  drawDag($('dag'), (S.report && S.report.tasks) || [], selectTask);
+  renderBoardSelection();
+}
+
+/** Draws `tasks` (id, status, needs, activity) as phases joined by their needs. */
+function drawDag(box, tasks, onSelect) {
   if (!tasks.length) { box.replaceChildren(h('p', { class: 'empty' }, 'No tasks.')); return; }
   const phase = phases(tasks);
   const cols = [];
@@ -644,15 +648,16 @@ function renderDag() {
       svg('rect', { width: W, height: H, rx: 6 }),
       svg('text', { x: 10, y: 19, class: 'node-id' }, clip(t.id, chars)),
       svg('text', { x: 10, y: 36, class: 'node-st' }, clip(t.status.replace('_', ' ') + (t.status === 'running' && t.activity ? ` · ${t.activity.replace('_', ' ')}` : ''), Math.floor((W - 16) / 6))));
-    g.addEventListener('click', () => selectTask(t.id));
-    g.addEventListener('keydown', (e) => { if (e.key === 'Enter') selectTask(t.id); });
+    if (onSelect) {
+      g.addEventListener('click', () => onSelect(t.id));
+      g.addEventListener('keydown', (e) => { if (e.key === 'Enter') onSelect(t.id); });
+    }
     return g;
   });
   box.replaceChildren(svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'task graph' },
     svg('defs', {}, svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
       svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))),
     edges, nodes));
-  renderBoardSelection();
 }
 
 // ---------- rendering: task detail ----------
@@ -856,6 +861,69 @@ $('add').addEventListener('submit', async (e) => {
     $('add-submit').disabled = false;
   }
 });
+
+// ---------- a plan from a goal ----------
+
+/** Follows a planner's run until its plan is ready (or it failed). */
+async function followProposal(run) {
+  const out = $('goal-status');
+  for (;;) {
+    const p = await api(`/api/plans/${encodeURIComponent(run)}`);
+    if (p.status === 'ready') return p;
+    if (p.status === 'failed') throw new Error(`the planner did not write a valid plan: ${p.error}`);
+    out.textContent = `planning (run ${run}${p.activity ? `, ${p.activity.replace('_', ' ')}` : ''})…`;
+    await new Promise((r) => setTimeout(r, 700));
+  }
+}
+
+function showProposal(p) {
+  $('proposal').hidden = false;
+  $('proposal-said').textContent = p.said ? `The planner: ${p.said}` : '';
+  $('proposal-toml').value = p.plan;
+  $('proposal-status').textContent = '';
+  drawDag($('proposal-dag'), p.tasks, null);
+}
+
+$('goal').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const out = $('goal-status');
+  const goal = $('goal-text').value;
+  if (!goal.trim()) return;
+  const agent = $('goal-agent').value.trim() || null;
+  $('goal-submit').disabled = true;
+  out.className = 'note';
+  out.textContent = 'starting the planner…';
+  try {
+    const { run } = await api('/api/plans', { body: { goal, agent } });
+    const p = await followProposal(run);
+    out.textContent = `proposed by run ${run}: edit it if you like, then Run`;
+    out.className = 'note ok';
+    showProposal(p);
+  } catch (err) {
+    out.textContent = (err.body && err.body.message) || err.message;
+    out.className = 'note error';
+  } finally {
+    $('goal-submit').disabled = false;
+  }
+});
+
+$('proposal-run').addEventListener('click', async () => {
+  const out = $('proposal-status');
+  out.className = 'note';
+  out.textContent = 'starting…';
+  try {
+    const r = await api('/api/runs', { body: { source: $('proposal-toml').value } });
+    out.textContent = `run ${r.run} started`;
+    out.className = 'note ok';
+    $('proposal').hidden = true;
+    await refreshRuns(true);
+    await selectRun(r.run);
+  } catch (err) {
+    out.textContent = (err.body && err.body.message) || err.message;
+    out.className = 'note error';
+  }
+});
+$('proposal-discard').addEventListener('click', () => { $('proposal').hidden = true; });
 
 // ---------- start ----------
 

@@ -183,6 +183,49 @@ pub async fn add_to_run(
     Ok(())
 }
 
+/// Starts a planner for `goal` with the profiles of the server's plan;
+/// answers its run (`GET /api/plans/<run>` reads the plan when it is ready).
+pub async fn propose(
+    state: &Arc<AppState>,
+    goal: &str,
+    agent: Option<&str>,
+) -> Result<String, RunnerError> {
+    let root = &state.opts.repo.root;
+    let path = root.join(&state.opts.plan);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        invalid(format!(
+            "no agent profiles to plan with: cannot read {} ({e}); `baton init` writes one",
+            path.display()
+        ))
+    })?;
+    let profiles = baton_core::planner::Profiles::from_plan_text(
+        &state.opts.plan.display().to_string(),
+        &text,
+    )
+    .map_err(invalid)?;
+    let baton = state.opts.baton.as_ref().ok_or_else(|| {
+        internal("this server was started without baton's own binary, which checks the plans")
+    })?;
+    let setup = baton_core::planner::Setup {
+        goal,
+        profiles: &profiles,
+        agent,
+        instructions: None,
+        check: vec![baton.display().to_string(), "check".into()],
+        retries: 2,
+    };
+    let prepared =
+        baton_core::planner::prepare(root, &state.opts.repo.state_dir(), setup).map_err(invalid)?;
+    let engine = Engine::start(
+        state.opts.repo.clone(),
+        prepared.plan,
+        options(state, false),
+    )
+    .await
+    .map_err(invalid)?;
+    Ok(spawn(state, engine).run_id().to_string())
+}
+
 /// The configuration plan: profiles, defaults and routes for queued tasks.
 pub fn config_plan(state: &AppState) -> Result<Plan, RunnerError> {
     let root = &state.opts.repo.root;

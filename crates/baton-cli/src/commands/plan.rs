@@ -5,8 +5,8 @@ use super::{open_repo, usage, which};
 use crate::ci::CiOutput;
 use crate::progress;
 use baton_core::init::{plan_text, Project};
-use baton_core::planner::{self, Profiles, Request};
-use baton_core::{Engine, Plan};
+use baton_core::planner::{self, Profiles};
+use baton_core::Engine;
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -49,9 +49,6 @@ pub struct PlanArgs {
 }
 
 pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
-    if args.goal.trim().is_empty() {
-        return Err(usage("the goal is empty: say what the plan should achieve"));
-    }
     let repo = open_repo(cwd)?;
     let output = cwd.join(args.output.as_deref().unwrap_or(Path::new("baton.toml")));
     if output.exists() {
@@ -61,27 +58,27 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         )));
     }
     let profiles = profiles(cwd, &repo, args.from.as_deref())?;
-    let profile = profiles
-        .choose(args.agent.as_deref())
-        .map_err(|e| usage(e.to_string()))?;
-    let instructions = instructions(cwd, &repo.root, args.instructions.as_deref())?;
-    let stamp = baton_core::clock::rfc3339(baton_core::clock::now_ms()).replace([':', '.'], "-");
-    let (out, planner_path) = planner::paths(&repo.state_dir(), &stamp);
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    let instructions = match &args.instructions {
+        Some(p) => Some(
+            std::fs::read_to_string(cwd.join(p))
+                .map_err(|e| usage(format!("cannot read instructions {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let exe = std::env::current_exe()?;
-    let source = planner::planner_plan(&Request {
+    let setup = planner::Setup {
         goal: &args.goal,
         profiles: &profiles,
-        profile: &profile,
-        instructions: &instructions,
-        out: &out,
+        agent: args.agent.as_deref(),
+        instructions,
         check: vec![exe.display().to_string(), "check".into()],
         retries: args.retries,
-    });
-    std::fs::write(&planner_path, &source)?;
-    let plan = Plan::parse(&planner_path, &source, Some(&repo.root))?;
+    };
+    let prepared = planner::prepare(&repo.root, &repo.state_dir(), setup).map_err(|e| match e {
+        planner::PrepareError::Io(m) => anyhow::anyhow!(m),
+        other => usage(other.to_string()),
+    })?;
+    let (profile, out, plan) = (prepared.profile, prepared.out, prepared.plan);
     eprintln!(
         "planning with {profile} (its plan goes to {})",
         out.display()
@@ -139,19 +136,6 @@ fn profiles(cwd: &Path, repo: &baton_core::Repo, from: Option<&Path>) -> anyhow:
         .collect();
     let text = plan_text(&found, Project::detect(&repo.root));
     Profiles::from_plan_text("(installed agents)", &text).map_err(|e| usage(e.to_string()))
-}
-
-fn instructions(cwd: &Path, root: &Path, given: Option<&Path>) -> anyhow::Result<String> {
-    let project = root.join(planner::PROJECT_INSTRUCTIONS);
-    let path: Option<PathBuf> = match given {
-        Some(p) => Some(cwd.join(p)),
-        None => project.exists().then_some(project),
-    };
-    match path {
-        Some(p) => std::fs::read_to_string(&p)
-            .map_err(|e| usage(format!("cannot read instructions {}: {e}", p.display()))),
-        None => Ok(planner::INSTRUCTIONS.to_string()),
-    }
 }
 
 /// Asks yes/no on the terminal; without one, the answer is no.

@@ -188,6 +188,88 @@ pub fn paths(state_dir: &Path, stamp: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// A planning run ready to start: its one-task plan (also written to
+/// `planner_path`), and where the planner writes (`out`).
+pub struct Prepared {
+    pub profile: String,
+    pub out: PathBuf,
+    pub planner_path: PathBuf,
+    pub plan: Plan,
+}
+
+/// Everything before a planning run starts, for the CLI and the server.
+pub struct Setup<'a> {
+    pub goal: &'a str,
+    pub profiles: &'a Profiles,
+    pub agent: Option<&'a str>,
+    /// `None`: the project's `.baton/planner.md`, else [`INSTRUCTIONS`].
+    pub instructions: Option<String>,
+    pub check: Vec<String>,
+    pub retries: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Planner(#[from] PlannerError),
+    #[error("the goal is empty: say what the plan should achieve")]
+    EmptyGoal,
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Plan(#[from] crate::PlanError),
+}
+
+/// Chooses the planner's profile and writes its one-task plan under the
+/// repository's state directory.
+pub fn prepare(root: &Path, state_dir: &Path, s: Setup) -> Result<Prepared, PrepareError> {
+    if s.goal.trim().is_empty() {
+        return Err(PrepareError::EmptyGoal);
+    }
+    let profile = s.profiles.choose(s.agent)?;
+    let instructions = match s.instructions {
+        Some(text) => text,
+        None => std::fs::read_to_string(root.join(PROJECT_INSTRUCTIONS))
+            .unwrap_or_else(|_| INSTRUCTIONS.to_string()),
+    };
+    let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "-");
+    let (out, planner_path) = paths(state_dir, &stamp);
+    let io = |e: std::io::Error| PrepareError::Io(format!("{}: {e}", planner_path.display()));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let source = planner_plan(&Request {
+        goal: s.goal,
+        profiles: s.profiles,
+        profile: &profile,
+        instructions: &instructions,
+        out: &out,
+        check: s.check,
+        retries: s.retries,
+    });
+    std::fs::write(&planner_path, &source).map_err(io)?;
+    let plan = Plan::parse(&planner_path, &source, Some(root))?;
+    Ok(Prepared {
+        profile,
+        out,
+        planner_path,
+        plan,
+    })
+}
+
+/// Where a planning run's planner writes, read back from its plan.
+pub fn out_of(plan_source: &str) -> Option<PathBuf> {
+    let doc: toml::Table = plan_source.parse().ok()?;
+    let task = doc.get("task")?.as_array()?.first()?;
+    let agent = task.get("agent")?.as_str()?;
+    let out = doc
+        .get("agent")?
+        .get(agent)?
+        .get("env")?
+        .get("BATON_PLAN_OUT")?;
+    out.as_str().map(PathBuf::from)
+}
+
 fn sh_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()

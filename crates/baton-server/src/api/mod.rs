@@ -2,6 +2,7 @@
 
 mod events;
 mod openapi;
+mod plans;
 mod runs;
 mod tasks;
 
@@ -50,6 +51,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/session", post(tasks::session))
         .route("/runs", get(runs::list).post(runs::start))
+        .route("/plans", post(plans::propose))
+        .route("/plans/{run}", get(plans::proposal))
         .route("/runs/{run}", get(runs::report))
         .route("/runs/{run}/usage", get(runs::usage))
         .route("/runs/{run}/events", get(runs::events))

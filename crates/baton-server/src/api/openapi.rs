@@ -56,7 +56,13 @@ pub async fn document() -> Json<Value> {
             "/api/health": { "get": op("Liveness and version", &[], None, 200, obj.clone()) },
             "/api/runs": {
                 "get": op("Runs, newest first", &[], None, 200, obj.clone()),
-                "post": op("Start a run of a plan file in the repository", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
+                "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`)", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
+            },
+            "/api/plans": {
+                "post": op("Have a planner agent propose a plan for a goal; answers the planner's run", &[], Some(json!({ "type": "object", "required": ["goal"], "properties": { "goal": { "type": "string" }, "agent": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
+            },
+            "/api/plans/{run}": {
+                "get": op("A proposed plan: planning, ready (its TOML, tasks and the planner's words) or failed (why, and its draft)", &["run"], None, 200, obj.clone())
             },
             "/api/runs/{run}": { "get": op("A run's report", &["run"], None, 200, json!({ "$ref": "#/components/schemas/Report" })) },
             "/api/runs/{run}/usage": { "get": op("Tokens and cost per task and in all", &["run"], None, 200, obj.clone()) },

@@ -43,17 +43,31 @@ pub async fn list(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
+    /// A plan file in the repository (default: the server's plan).
     plan: Option<String>,
+    /// Or the plan itself, as TOML text (the dashboard's edited proposal).
+    source: Option<String>,
 }
 
 pub async fn start(
     State(st): State<Arc<AppState>>,
     JsonBody(body): JsonBody<StartRun>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let plan = body
-        .plan
-        .unwrap_or_else(|| st.opts.plan.display().to_string());
-    let run = runner::start_plan(&st, &plan).await?;
+    let run = match (body.plan, body.source) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "give \"plan\" (a file) or \"source\" (its text), not both",
+            ))
+        }
+        (None, Some(source)) => {
+            runner::start_source(&st, std::path::Path::new("dashboard-plan.toml"), &source).await?
+        }
+        (plan, None) => {
+            let plan = plan.unwrap_or_else(|| st.opts.plan.display().to_string());
+            runner::start_plan(&st, &plan).await?
+        }
+    };
     Ok((StatusCode::CREATED, Json(json!({ "run": run }))))
 }
 
