@@ -4,6 +4,7 @@
 # with the real agent CLIs against a scripted model server; the API in
 # process), then the dashboard's end-to-end tests in headless Chromium.
 # It installs what those need: tmux for the terminal dashboard's tests,
+# bubblewrap for the sandbox's,
 # the agent CLIs at pinned versions into a
 # cache outside the clone (scripts/install-agents.sh), Debian's chromium and
 # playwright-core (scripts/install-browser.sh). A missing CLI or browser
@@ -18,13 +19,18 @@ fi
 for tool in git node npm python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "the tests need $tool" >&2; exit 1; }
 done
-# `baton watch` is tested in a real terminal: tmux (Debian package).
-if ! command -v tmux >/dev/null 2>&1; then
-  echo "installing tmux (Debian package)" >&2
+# `baton watch` is tested in a real terminal (tmux), the sandbox with real
+# bubblewrap: Debian packages.
+missing=""
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+if [ -n "$missing" ]; then
+  echo "installing$missing (Debian packages)" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq tmux >&2
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >&2
 fi
 
 agents_bin=$(scripts/install-agents.sh)

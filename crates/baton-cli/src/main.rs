@@ -65,6 +65,16 @@ enum Command {
     Man(commands::completions::ManArgs),
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
+    /// Inside a sandbox whose network is an allow-list: the agent's parent.
+    #[command(name = "__sandbox-bridge", hide = true)]
+    SandboxBridge {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        forward: Vec<u16>,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 /// `screen`: the command draws on the terminal (`watch`), so without a log
@@ -105,11 +115,43 @@ fn init_logging(verbose: u8, file: Option<&PathBuf>, screen: bool) -> anyhow::Re
     Ok(())
 }
 
+/// Runs the agent under the sandbox's network bridge; prints nothing (its
+/// output is the agent's).
+fn sandbox_bridge(
+    socket: PathBuf,
+    forwards: Vec<u16>,
+    mut command: Vec<std::ffi::OsString>,
+) -> ExitCode {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::from(125);
+    };
+    let program = command.remove(0);
+    let plan = baton_core::sandbox::bridge::Plan { socket, forwards };
+    match rt.block_on(baton_core::sandbox::bridge::run(plan, program, command)) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("baton sandbox bridge: {e}");
+            ExitCode::from(125)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Watchdog = cli.command {
         baton_core::process::watchdog_main();
         return ExitCode::SUCCESS;
+    }
+    if let Command::SandboxBridge {
+        socket,
+        forward,
+        command,
+    } = cli.command
+    {
+        return sandbox_bridge(socket, forward, command);
     }
     let screen = matches!(cli.command, Command::Watch(_));
     if let Err(e) = init_logging(cli.verbose, cli.log_file.as_ref(), screen) {
@@ -171,7 +213,7 @@ fn main() -> ExitCode {
             Command::Add(a) => commands::add::run(&cwd, a).await,
             Command::Mcp(a) => commands::mcp::run(&cwd, a).await,
             Command::Token(a) => commands::token::run(&cwd, a),
-            Command::Watchdog => Ok(0),
+            Command::Watchdog | Command::SandboxBridge { .. } => Ok(0),
         }
     });
     match result {

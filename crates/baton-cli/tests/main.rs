@@ -15,6 +15,7 @@ mod test_plan;
 mod test_real_agents;
 mod test_resolve;
 mod test_run;
+mod test_sandbox;
 mod test_serve;
 mod test_usage;
 mod test_verify;

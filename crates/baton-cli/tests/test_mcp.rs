@@ -102,7 +102,8 @@ fn over_stdio_a_client_checks_starts_follows_and_retries_a_run() {
         let flaky = format!("if [ -e {m} ]; then echo ok > flaky.txt; else touch {m}; exit 3; fi", m = marker.display());
         let started = call(&client, "run_start", json!({"tasks": [
             {"id": "a", "prompt": "echo a > a.txt", "gates": ["test -s a.txt"]},
-            {"id": "flaky", "prompt": flaky},
+            // After b: a failure stops new work (on_failure = "stop").
+            {"id": "flaky", "needs": ["b"], "prompt": flaky},
             {"id": "b", "needs": ["a"], "prompt": "echo b > b.txt"},
         ]})).await.unwrap();
         let run = started["run"].as_str().unwrap().to_string();

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod planner;
 pub mod process;
 pub mod report;
+pub mod sandbox;
 pub mod secrets;
 pub mod store;
 pub mod template;

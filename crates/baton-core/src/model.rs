@@ -306,6 +306,10 @@ names! {
         MessageSent = "message_sent",
         /// A task got a message; on its transcript.
         MessageReceived = "message_received",
+        /// The sandbox could not apply part of what the profile asked (limits).
+        SandboxNotice = "sandbox_notice",
+        /// A sandboxed agent's connection through baton's proxy, allowed or not.
+        SandboxConnection = "sandbox_connection",
         AgentSession = "agent_session",
         AgentMessage = "agent_message",
         ToolCall = "tool_call",

@@ -15,6 +15,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         command: Some(vec!["true".into()]),
         hermetic_home: false,
         max_parallel: None,
+        sandbox: None,
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -249,6 +250,7 @@ fn garbage_is_ignored_not_fatal() {
             command: None,
             hermetic_home: false,
             max_parallel: None,
+            sandbox: None,
         };
         let mut p = for_profile(&profile).unwrap().parser();
         for line in [

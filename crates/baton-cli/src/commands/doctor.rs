@@ -57,6 +57,11 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
             None => println!("  {cli:<9} not found on PATH"),
         }
     }
+    let sandbox = tokio::task::spawn_blocking(baton_core::sandbox::probe).await?;
+    match &sandbox {
+        Ok(v) => println!("sandbox: {v} works here (sandbox = \"bwrap\")"),
+        Err(e) => println!("sandbox: {e}"),
+    }
     let plan_path = if args.plan.is_absolute() {
         args.plan.clone()
     } else {
@@ -80,6 +85,10 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
             Some(p) if profile.adapter == "exec" => Ok(format!("runs {}", p.display())),
             Some(p) => version(&p).await.map(|v| format!("{v} ({})", p.display())).map_err(|e| format!("cannot start: {e}")),
         };
+        let verdict = match (&profile.sandbox, &sandbox) {
+            (Some(_), Err(e)) => verdict.and(Err(format!("its sandbox cannot start: {e}"))),
+            _ => verdict,
+        };
         match verdict {
             Ok(v) => println!("  {name} [{}]: ok, {v}; {used} task(s)", profile.adapter),
             Err(e) => {
@@ -87,6 +96,44 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
                 println!("  {name} [{}]: {e}; {used} task(s)", profile.adapter);
             }
         }
+        if let Some(spec) = &profile.sandbox {
+            for rule in sandbox_rules(spec, profile) {
+                println!("      {rule}");
+            }
+        }
     }
     Ok(if bad > 0 { 1 } else { 0 })
+}
+
+/// A profile's sandbox in words: what its agents may and may not do.
+fn sandbox_rules(
+    spec: &baton_core::plan::sandbox::Sandbox,
+    profile: &baton_core::plan::AgentProfile,
+) -> Vec<String> {
+    use baton_core::plan::sandbox::Network;
+    let mut rules = vec![
+        "sandbox: bwrap; writes: its worktree, the commits it makes, a private /tmp".to_string(),
+        if profile.hermetic_home {
+            "home: its own (hermetic), writable".to_string()
+        } else {
+            format!(
+                "home: yours, read-only but for {}'s own state",
+                profile.adapter
+            )
+        },
+        format!("hidden: {}", spec.hide.join(", ")),
+        "processes: its own PID namespace; nothing outlives it".to_string(),
+        match &spec.network {
+            Network::On => "network: on".to_string(),
+            Network::Off => "network: off".to_string(),
+            Network::Allow(list) => format!(
+                "network: only {} (through baton's proxy; every connection is an event)",
+                list.join(", ")
+            ),
+        },
+    ];
+    if spec.memory.is_some() || spec.pids.is_some() {
+        rules.push(format!("limits: {}", baton_core::sandbox::limits_notice()));
+    }
+    rules
 }

@@ -138,7 +138,16 @@ pub(crate) async fn run(
         .into_iter()
         .filter(|(k, _)| k != "BATON_PROMPT")
         .collect();
-    check(&ledger, st, &gate_env, commit, result, cmds).await
+    check(
+        &ledger,
+        st,
+        &gate_env,
+        prepared.jail.as_deref(),
+        commit,
+        result,
+        cmds,
+    )
+    .await
 }
 
 /// `[workspace] setup` in the task's new worktree, once: a failure fails
@@ -242,6 +251,7 @@ async fn check(
     ledger: &Ledger<'_>,
     st: &Start,
     env: &[(OsString, OsString)],
+    jail: Option<&[OsString]>,
     commit: Option<String>,
     result: String,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
@@ -256,6 +266,7 @@ async fn check(
         log: sh.paths.attempt_log(&sh.run_id, ledger.task, ledger.n),
         timeout: st.spec.timeout,
         env,
+        jail,
     };
     crate::failpoint::hit("gates");
     match gates::run_all(ledger.sh, gates, cmds).await {
@@ -338,6 +349,11 @@ async fn interrupted(
 struct Prepared {
     launch: adapter::Launch,
     env: Vec<(OsString, OsString)>,
+    /// The sandbox the agent runs in (and its gates), as `bwrap` arguments.
+    jail: Option<Vec<OsString>>,
+    /// The proxy of a sandbox whose network is an allow-list, for as long
+    /// as the attempt lasts.
+    _proxy: Option<crate::sandbox::proxy::Proxy>,
 }
 
 async fn prepare(
@@ -400,7 +416,137 @@ async fn prepare(
         adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
     }
     let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
-    Ok(Prepared { launch, env })
+    let (jail, proxy) = match &profile.sandbox {
+        Some(spec) => {
+            let (j, p) = jail(sh, st, profile, spec, &env, n).await?;
+            (Some(j), p)
+        }
+        None => (None, None),
+    };
+    if let Some(j) = &jail {
+        let args = std::mem::take(&mut launch.args);
+        (launch.program, launch.args) = crate::sandbox::wrap(j, launch.program.clone(), args);
+    }
+    Ok(Prepared {
+        launch,
+        env,
+        jail,
+        _proxy: proxy,
+    })
+}
+
+/// The sandbox of an attempt: its worktree, the agent's home or its CLI's
+/// own state in an inherited one, and (for a lead, whose tools write the
+/// store) baton's state directory.
+async fn jail(
+    sh: &Shared,
+    st: &Start,
+    profile: &AgentProfile,
+    spec: &crate::plan::sandbox::Sandbox,
+    env: &[(OsString, OsString)],
+    n: u32,
+) -> Result<(Vec<OsString>, Option<crate::sandbox::proxy::Proxy>), String> {
+    let home = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| std::path::PathBuf::from(v))
+        .or_else(|| std::env::var_os("HOME").map(std::path::PathBuf::from));
+    let mut writable = Vec::new();
+    match (&home, profile.hermetic_home) {
+        (Some(h), true) => writable.push(h.clone()),
+        (Some(h), false) => {
+            for p in crate::sandbox::cli_state(&profile.adapter, h, env) {
+                // A directory the CLI would make: made now, so it can be bound.
+                if p.extension().is_none() {
+                    let _ = tokio::fs::create_dir_all(&p).await;
+                }
+                writable.push(p);
+            }
+        }
+        (None, _) => {}
+    }
+    if st.spec.lead.is_some() {
+        writable.push(sh.paths.root.clone());
+    }
+    if spec.memory.is_some() || spec.pids.is_some() {
+        let data = serde_json::json!({ "notice": crate::sandbox::limits_notice() });
+        sh.event(Some(&st.spec.id), Some(n), EventKind::SandboxNotice, data)
+            .await;
+    }
+    let allow = match &spec.network {
+        crate::plan::sandbox::Network::Allow(list) => Some(list.clone()),
+        _ => None,
+    };
+    let proxy = match &allow {
+        Some(list) => Some(start_proxy(sh, &st.spec.id, n, list)?),
+        None => None,
+    };
+    let desk = crate::sandbox::Desk {
+        worktree: &st.worktree,
+        repo_root: &sh.repo.root,
+        git_common: &sh.repo.common_dir,
+        home: home.as_deref(),
+        writable,
+        visible: proxy
+            .iter()
+            .filter_map(|p| p.socket.parent().map(|d| d.to_path_buf()))
+            .collect(),
+    };
+    let mut args = crate::sandbox::bwrap_args(spec, &desk);
+    if let (Some(p), Some(list)) = (&proxy, &allow) {
+        // The agent runs under the bridge, which reaches the proxy.
+        let baton = sh.baton.clone().ok_or("a network allow-list needs baton's own binary inside the sandbox, and this engine was started without it")?;
+        let plan = crate::sandbox::bridge::Plan {
+            socket: p.socket.clone(),
+            forwards: crate::sandbox::bridge::loopback_ports(list),
+        };
+        args.extend(["--".into(), baton.into(), "__sandbox-bridge".into()]);
+        args.extend(crate::sandbox::bridge::args(&plan));
+    }
+    Ok((args, proxy))
+}
+
+/// The proxy of an attempt whose network is an allow-list; every
+/// connection it is asked for becomes an event of the task.
+fn start_proxy(
+    sh: &Shared,
+    task: &str,
+    n: u32,
+    list: &[String],
+) -> Result<crate::sandbox::proxy::Proxy, String> {
+    static PROXIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Short: a Unix socket's path has at most 107 bytes.
+    let dir = std::env::temp_dir().join(format!("baton-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let k = PROXIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let socket = dir.join(format!("proxy-{k}.sock"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = crate::sandbox::proxy::Proxy::start(&socket, list.to_vec(), tx).map_err(|e| {
+        format!(
+            "cannot start the sandbox's proxy at {}: {e}",
+            socket.display()
+        )
+    })?;
+    let (store, run, task) = (sh.store.clone(), sh.run_id.clone(), task.to_string());
+    tokio::spawn(async move {
+        while let Some(asked) = rx.recv().await {
+            let data = serde_json::json!({ "host": asked.host, "allowed": asked.allowed });
+            let (run, task) = (run.clone(), task.clone());
+            let _ = store
+                .call(move |s| {
+                    s.event(
+                        &run,
+                        Some(&task),
+                        Some(n),
+                        EventKind::SandboxConnection,
+                        &data,
+                    )
+                })
+                .await;
+        }
+    });
+    Ok(proxy)
 }
 
 /// A lead task's tools: `baton mcp` scoped to its own run, with its cap on

@@ -65,6 +65,8 @@ pub(crate) struct GateRun<'a> {
     pub log: std::path::PathBuf,
     pub timeout: Duration,
     pub env: &'a [(OsString, OsString)],
+    /// The agent's sandbox (`bwrap` arguments): its gates run in it too.
+    pub jail: Option<&'a [OsString]>,
 }
 
 pub(crate) async fn run_all(
@@ -81,6 +83,7 @@ pub(crate) async fn run_all(
         log,
         timeout,
         env,
+        jail,
     } = g;
     let (started, finished) = kind.events();
     let word = kind.word();
@@ -100,9 +103,13 @@ pub(crate) async fn run_all(
         {
             let _ = f.write_all(heading.as_bytes()).await;
         }
+        let (program, args) = match jail {
+            Some(j) => crate::sandbox::wrap(j, "sh".into(), vec!["-c".into(), gate.into()]),
+            None => ("sh".into(), vec!["-c".into(), gate.into()]),
+        };
         let spec = Spec {
-            program: "sh".into(),
-            args: vec!["-c".into(), gate.into()],
+            program,
+            args,
             env: env.to_vec(),
             cwd: worktree,
             log: log.clone(),

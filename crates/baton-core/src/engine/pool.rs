@@ -305,6 +305,7 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
         log: sh.paths.run_dir(&sh.run_id).join("logs").join("pool.log"),
         timeout: ws.setup_timeout,
         env: &env,
+        jail: None,
     };
     let passed = matches!(gates::run_all(sh, run, &mut cmds).await, GateResult::Passed);
     if !passed || pool.stopping() {

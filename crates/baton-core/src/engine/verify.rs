@@ -44,6 +44,7 @@ pub(crate) fn spawn(
                         .join(format!("verify-{task}.log")),
                     timeout: DEFAULT_TIMEOUT,
                     env: &env,
+                    jail: None,
                 };
                 gates::run_all(&sh, run, &mut cmds).await
             }

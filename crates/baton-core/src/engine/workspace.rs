@@ -130,6 +130,7 @@ pub(crate) async fn setup(
         log: sh.paths.attempt_log(&sh.run_id, task, attempt),
         timeout: sh.plan.workspace.setup_timeout,
         env,
+        jail: None,
     };
     gates::run_all(sh, run, cmds).await
 }
@@ -158,6 +159,7 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
         log,
         timeout: sh.plan.workspace.setup_timeout,
         env: &env,
+        jail: None,
     };
     if let GateResult::Failed { reason, .. } = gates::run_all(sh, run, &mut cmds).await {
         tracing::warn!("task {task}: {reason}");

@@ -3,6 +3,7 @@
 mod error;
 mod files;
 mod raw;
+pub mod sandbox;
 mod validate;
 mod workspace;
 
@@ -94,6 +95,8 @@ pub struct AgentProfile {
     pub hermetic_home: bool,
     /// At most this many tasks of this profile run at once.
     pub max_parallel: Option<usize>,
+    /// Its agents and their gates run under bubblewrap (None: `sandbox = "off"`).
+    pub sandbox: Option<sandbox::Sandbox>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -75,6 +75,11 @@ pub(crate) struct RawAgent {
     pub command: Option<Spanned<Vec<String>>>,
     pub home: Option<Spanned<String>>,
     pub max_parallel: Option<Spanned<i64>>,
+    pub sandbox: Option<Spanned<String>>,
+    pub network: Option<Spanned<toml::Value>>,
+    pub hide: Option<Vec<String>>,
+    pub memory: Option<Spanned<String>>,
+    pub pids: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +110,9 @@ pub(crate) struct RawTask {
     pub on_conflict: Option<Spanned<String>>,
     pub lead: Option<Spanned<bool>>,
     pub max_tasks: Option<Spanned<i64>>,
+    /// In `[defaults]` only: the sandbox of profiles that do not say.
+    pub sandbox: Option<Spanned<String>>,
+    pub network: Option<Spanned<toml::Value>>,
 }
 
 impl RawTask {

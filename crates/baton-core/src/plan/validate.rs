@@ -1,7 +1,7 @@
 //! From TOML text to a [`Plan`], collecting every problem with its place.
 
 use super::error::{line_col, Diagnostic};
-use super::raw::{RawPlan, RawTask};
+use super::raw::{RawAgent, RawPlan, RawTask};
 use super::{
     AgentProfile, FileSet, OnFailure, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL,
     DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT,
@@ -383,6 +383,13 @@ fn check_agents(
             }
             n
         });
+        let sandbox = profile_sandbox(
+            ck,
+            a,
+            raw.defaults.as_ref().map(|d| d.get_ref()),
+            a_span.clone(),
+            &subject,
+        );
         out.insert(
             name.clone(),
             AgentProfile {
@@ -395,10 +402,48 @@ fn check_agents(
                 command: a.command.as_ref().map(|c| c.get_ref().clone()),
                 hermetic_home,
                 max_parallel,
+                sandbox,
             },
         );
     }
     out
+}
+
+/// A profile's sandbox: its own fields, else `[defaults]`' `sandbox` and
+/// `network`.
+fn profile_sandbox(
+    ck: &mut Checker,
+    a: &RawAgent,
+    defaults: Option<&RawTask>,
+    span: std::ops::Range<usize>,
+    subject: &Option<String>,
+) -> Option<super::sandbox::Sandbox> {
+    let mode = a
+        .sandbox
+        .as_ref()
+        .or(defaults.and_then(|d| d.sandbox.as_ref()));
+    let network = a
+        .network
+        .as_ref()
+        .or(defaults.and_then(|d| d.network.as_ref()));
+    let at = mode
+        .map(|m| m.span())
+        .or(network.map(|n| n.span()))
+        .unwrap_or(span);
+    let parsed = super::sandbox::parse(
+        mode.map(|m| m.get_ref().as_str()),
+        network.map(|n| n.get_ref()),
+        a.hide.as_deref(),
+        a.memory.as_ref().map(|m| m.get_ref().as_str()),
+        a.pids.as_ref().map(|p| *p.get_ref()),
+    );
+    match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            ck.at(Some(at), subject.clone(), e);
+            None
+        }
+    }
 }
 
 fn check_file(
@@ -722,6 +767,14 @@ fn check_task(
         agents.get(&agent).map(|a| a.adapter.as_str()),
         &subject,
     );
+    let misplaced = t.sandbox.as_ref().map(|s| s.span());
+    if let Some(at) = misplaced.or(t.network.as_ref().map(|n| n.span())) {
+        ck.at(
+            Some(at),
+            subject.clone(),
+            "sandbox and network belong to an agent profile (or [defaults]), not to a task".into(),
+        );
+    }
 
     let gates = t.gates.clone().unwrap_or_default();
     for g in &gates {

@@ -1,0 +1,152 @@
+//! A profile's sandbox (`sandbox = "bwrap"`, `network`, `hide`, `memory`,
+//! `pids`), as the plan says it; `crate::sandbox` builds it.
+
+use super::parse_size;
+
+/// What an agent may reach over the network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Network {
+    #[default]
+    On,
+    Off,
+    /// Only these `host:port`s, through baton's proxy.
+    Allow(Vec<String>),
+}
+
+/// Paths hidden from every sandboxed agent unless the profile says
+/// otherwise (`~` is the agent's home).
+pub const DEFAULT_HIDE: &[&str] = &["~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gh"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    pub network: Network,
+    pub hide: Vec<String>,
+    /// Bytes of memory the agent (its whole process tree) may use.
+    pub memory: Option<u64>,
+    /// Processes it may have at once.
+    pub pids: Option<u32>,
+}
+
+/// Reads `network`: "on", "off" or a list of "host:port".
+pub fn parse_network(v: &toml::Value) -> Result<Network, String> {
+    match v {
+        toml::Value::String(s) if s == "on" => Ok(Network::On),
+        toml::Value::String(s) if s == "off" => Ok(Network::Off),
+        toml::Value::Array(items) => {
+            let mut hosts = Vec::new();
+            for item in items {
+                let Some(h) = item.as_str() else {
+                    return Err(format!("network: {item} is not a \"host:port\" string"));
+                };
+                let ok = h.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                });
+                if !ok {
+                    return Err(format!(
+                        "network: {h:?} is not \"host:port\" (e.g. \"api.anthropic.com:443\")"
+                    ));
+                }
+                hosts.push(h.to_ascii_lowercase());
+            }
+            Ok(Network::Allow(hosts))
+        }
+        other => Err(format!(
+            "network must be \"on\", \"off\" or a list of \"host:port\", not {other}"
+        )),
+    }
+}
+
+/// The sandbox of a profile from its fields (`mode`: "bwrap" or "off").
+pub fn parse(
+    mode: Option<&str>,
+    network: Option<&toml::Value>,
+    hide: Option<&[String]>,
+    memory: Option<&str>,
+    pids: Option<i64>,
+) -> Result<Option<Sandbox>, String> {
+    let on = match mode {
+        None | Some("off") => false,
+        Some("bwrap") => true,
+        Some(other) => {
+            return Err(format!(
+                "sandbox must be \"bwrap\" or \"off\", not {other:?}"
+            ))
+        }
+    };
+    if !on {
+        let set: Vec<&str> = [
+            network.map(|_| "network"),
+            hide.map(|_| "hide"),
+            memory.map(|_| "memory"),
+            pids.map(|_| "pids"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let Some(first) = set.first() {
+            return Err(format!("{first} needs sandbox = \"bwrap\""));
+        }
+        return Ok(None);
+    }
+    let network = network.map(parse_network).transpose()?.unwrap_or_default();
+    let hide = match hide {
+        Some(h) => h.to_vec(),
+        None => DEFAULT_HIDE.iter().map(|s| s.to_string()).collect(),
+    };
+    let memory = memory
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| format!("memory: {e}"))?;
+    let pids = match pids {
+        Some(n) if !(1..=1_000_000).contains(&n) => {
+            return Err(format!("pids must be at least 1, not {n}"))
+        }
+        Some(n) => Some(n as u32),
+        None => None,
+    };
+    Ok(Some(Sandbox {
+        network,
+        hide,
+        memory,
+        pids,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> toml::Value {
+        toml::from_str::<toml::Table>(&format!("x = {s}")).unwrap()["x"].clone()
+    }
+
+    #[test]
+    fn network_is_on_off_or_host_ports() {
+        assert_eq!(parse_network(&v("\"off\"")).unwrap(), Network::Off);
+        assert_eq!(
+            parse_network(&v("[\"API.example.com:443\", \"127.0.0.1:8080\"]")).unwrap(),
+            Network::Allow(vec!["api.example.com:443".into(), "127.0.0.1:8080".into()])
+        );
+        assert!(parse_network(&v("[\"example.com\"]"))
+            .unwrap_err()
+            .contains("host:port"));
+        assert!(parse_network(&v("[\"example.com:0\"]")).is_err());
+        assert!(parse_network(&v("\"sometimes\"")).is_err());
+    }
+
+    #[test]
+    fn a_sandbox_is_off_unless_asked_and_its_options_need_it() {
+        assert_eq!(parse(None, None, None, None, None).unwrap(), None);
+        assert_eq!(parse(Some("off"), None, None, None, None).unwrap(), None);
+        let e = parse(None, Some(&v("\"off\"")), None, None, None).unwrap_err();
+        assert_eq!(e, "network needs sandbox = \"bwrap\"");
+        let s = parse(Some("bwrap"), None, None, Some("2G"), Some(64))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.network, Network::On);
+        assert_eq!(s.hide.len(), DEFAULT_HIDE.len());
+        assert_eq!((s.memory, s.pids), (Some(2 << 30), Some(64)));
+        assert!(parse(Some("docker"), None, None, None, None).is_err());
+        assert!(parse(Some("bwrap"), None, None, None, Some(0)).is_err());
+    }
+}

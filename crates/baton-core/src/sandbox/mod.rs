@@ -1,0 +1,295 @@
+//! Agents (and their gates) under bubblewrap: the filesystem read-only but
+//! for the task's worktree, the parts of `.git` a commit there writes, a
+//! private /tmp and the agent's own CLI state; secrets' directories hidden;
+//! a PID namespace of its own (it cannot signal baton or another agent);
+//! and nothing outliving it. The network is unshared when the profile says
+//! `network = "off"` (or names the only hosts it may reach).
+
+pub mod bridge;
+pub mod proxy;
+
+use crate::plan::sandbox::{Network, Sandbox};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Where one attempt's sandbox is drawn.
+pub struct Desk<'a> {
+    pub worktree: &'a Path,
+    /// The repository's checkout (read-only inside) and its `.git`.
+    pub repo_root: &'a Path,
+    pub git_common: &'a Path,
+    /// The agent's home (`HOME` of its environment).
+    pub home: Option<&'a Path>,
+    /// What else the agent may write: a hermetic home, its CLI's own state.
+    pub writable: Vec<PathBuf>,
+    /// What else it must see under a private /tmp (the proxy's socket).
+    pub visible: Vec<PathBuf>,
+}
+
+/// The arguments of `bwrap` up to the program it runs.
+pub fn bwrap_args(spec: &Sandbox, d: &Desk) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |args: &[&OsString]| a.extend(args.iter().map(|s| (*s).clone()));
+    let os = |s: &str| OsString::from(s);
+    let p = |p: &Path| p.as_os_str().to_os_string();
+    push(&[
+        &os("--die-with-parent"),
+        &os("--unshare-pid"),
+        &os("--new-session"),
+    ]);
+    push(&[&os("--ro-bind"), &os("/"), &os("/")]);
+    push(&[&os("--dev"), &os("/dev"), &os("--proc"), &os("/proc")]);
+    push(&[&os("--tmpfs"), &os("/tmp")]);
+    // What lives under /tmp (a repository there, its worktrees, a home) stays
+    // visible, read-only, above the private /tmp.
+    let mut keep: Vec<&Path> = vec![d.repo_root];
+    keep.extend(d.worktree.parent());
+    keep.extend(d.home);
+    keep.extend(d.visible.iter().map(PathBuf::as_path));
+    let mut kept: Vec<&Path> = Vec::new();
+    for k in keep {
+        if k.starts_with("/tmp") && k != Path::new("/tmp") && !kept.iter().any(|o| k.starts_with(o))
+        {
+            kept.push(k);
+            push(&[&os("--ro-bind"), &p(k), &p(k)]);
+        }
+    }
+    for h in hidden(spec, d.home) {
+        match std::fs::metadata(&h) {
+            // Empty and read-only: nothing to read, nothing to plant.
+            Ok(m) if m.is_dir() => push(&[&os("--tmpfs"), &p(&h), &os("--remount-ro"), &p(&h)]),
+            Ok(_) => push(&[&os("--ro-bind"), &os("/dev/null"), &p(&h)]),
+            Err(_) => {}
+        }
+    }
+    let mut writable = vec![d.worktree.to_path_buf()];
+    writable.extend(git_writable(d.git_common, d.worktree));
+    writable.extend(d.writable.iter().cloned());
+    for w in writable.iter().filter(|w| w.exists()) {
+        push(&[&os("--bind"), &p(w), &p(w)]);
+    }
+    if spec.network != Network::On {
+        push(&[&os("--unshare-net")]);
+    }
+    push(&[&os("--setenv"), &os("TMPDIR"), &os("/tmp")]);
+    push(&[&os("--chdir"), &p(d.worktree)]);
+    a
+}
+
+/// `program args` run inside the sandbox.
+pub fn wrap(
+    jail: &[OsString],
+    program: OsString,
+    args: Vec<OsString>,
+) -> (OsString, Vec<OsString>) {
+    let mut all = jail.to_vec();
+    all.push("--".into());
+    all.push(program);
+    all.extend(args);
+    ("bwrap".into(), all)
+}
+
+/// The hidden paths, `~` made the agent's home.
+pub fn hidden(spec: &Sandbox, home: Option<&Path>) -> Vec<PathBuf> {
+    spec.hide
+        .iter()
+        .filter_map(|h| match (h.strip_prefix("~/"), home) {
+            (Some(rest), Some(home)) => Some(home.join(rest)),
+            (Some(_), None) => None,
+            (None, _) => Some(PathBuf::from(h)),
+        })
+        .collect()
+}
+
+/// What a commit in `worktree` writes in the repository's `.git`: objects,
+/// refs and their logs, and the worktree's own git dir (HEAD, index).
+fn git_writable(common: &Path, worktree: &Path) -> Vec<PathBuf> {
+    let mut out = vec![
+        common.join("objects"),
+        common.join("refs"),
+        common.join("logs"),
+    ];
+    out.extend(worktree_git_dir(worktree));
+    out
+}
+
+/// A linked worktree's git dir, from its `.git` file.
+pub fn worktree_git_dir(worktree: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let dir = text.trim().strip_prefix("gitdir:")?.trim();
+    let dir = Path::new(dir);
+    Some(if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        worktree.join(dir)
+    })
+}
+
+/// Where each agent CLI keeps its own state under a home (and where its
+/// environment moves it): the only parts of an inherited home it may write.
+pub fn cli_state(adapter: &str, home: &Path, env: &[(OsString, OsString)]) -> Vec<PathBuf> {
+    let var = |k: &str| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| PathBuf::from(v))
+    };
+    let xdg = |k: &str, default: &str| var(k).unwrap_or_else(|| home.join(default));
+    match adapter {
+        "claude" => vec![
+            var("CLAUDE_CONFIG_DIR").unwrap_or_else(|| home.join(".claude")),
+            home.join(".claude.json"),
+        ],
+        "codex" => vec![var("CODEX_HOME").unwrap_or_else(|| home.join(".codex"))],
+        "gemini" => vec![home.join(".gemini")],
+        "opencode" => vec![
+            xdg("XDG_CONFIG_HOME", ".config").join("opencode"),
+            xdg("XDG_DATA_HOME", ".local/share").join("opencode"),
+            xdg("XDG_STATE_HOME", ".local/state").join("opencode"),
+            xdg("XDG_CACHE_HOME", ".cache").join("opencode"),
+        ],
+        "aider" => vec![home.join(".aider"), xdg("XDG_CACHE_HOME", ".cache")],
+        _ => vec![],
+    }
+}
+
+/// Whether bubblewrap works on this machine: its version, or why not.
+pub fn probe() -> Result<String, String> {
+    let version = std::process::Command::new("bwrap")
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            format!("bwrap is not installed ({e}); Debian and Ubuntu: apt install bubblewrap")
+        })?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let tried = std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"])
+        .args([
+            "--unshare-pid",
+            "--unshare-net",
+            "--die-with-parent",
+            "true",
+        ])
+        .output()
+        .map_err(|e| format!("{version} could not start: {e}"))?;
+    if tried.status.success() {
+        Ok(version)
+    } else {
+        Err(format!(
+            "{version} cannot make a sandbox here: {} (user namespaces may be off: sysctl kernel.unprivileged_userns_clone=1)",
+            String::from_utf8_lossy(&tried.stderr).trim()
+        ))
+    }
+}
+
+/// Why the memory and pids limits of a profile are not applied here.
+/// baton applies them only through a cgroup v2 subtree delegated to it,
+/// which it does not set up yet: the notice says so rather than let a
+/// limit pass silently.
+pub fn limits_notice() -> String {
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if v2 {
+        "memory and pids limits need a cgroup v2 subtree delegated to baton, which this version does not set up: not applied".into()
+    } else {
+        "memory and pids limits need cgroup v2 (this machine has cgroup v1): not applied".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::sandbox::DEFAULT_HIDE;
+
+    fn spec(network: Network) -> Sandbox {
+        Sandbox {
+            network,
+            hide: DEFAULT_HIDE.iter().map(|s| s.to_string()).collect(),
+            memory: None,
+            pids: None,
+        }
+    }
+
+    fn args_of(a: &[OsString]) -> String {
+        a.iter()
+            .map(|s| s.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn the_worktree_and_the_git_it_commits_to_are_the_writable_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let wt = dir.path().join("wts/run/t1");
+        let gitdir = repo.join(".git/worktrees/t1");
+        for d in [
+            &wt,
+            &gitdir,
+            &repo.join(".git/objects"),
+            &repo.join(".git/refs"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(wt.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let desk = Desk {
+            worktree: &wt,
+            repo_root: &repo,
+            git_common: &repo.join(".git"),
+            home: Some(&home),
+            writable: vec![],
+            visible: vec![],
+        };
+        let a = args_of(&bwrap_args(&spec(Network::Off), &desk));
+        let w = |p: &Path| format!("--bind {0} {0}", p.display());
+        assert!(
+            a.starts_with("--die-with-parent --unshare-pid --new-session --ro-bind / /"),
+            "{a}"
+        );
+        assert!(a.contains(&w(&wt)) && a.contains(&w(&gitdir)), "{a}");
+        assert!(a.contains(&w(&repo.join(".git/objects"))), "{a}");
+        assert!(
+            !a.contains(&w(&repo.join(".git/logs"))),
+            "a missing path is not bound: {a}"
+        );
+        assert!(
+            a.contains(&format!("--tmpfs {}", home.join(".ssh").display())),
+            "{a}"
+        );
+        assert!(
+            !a.contains(".aws"),
+            "a hidden path that is not there is left alone: {a}"
+        );
+        assert!(a.contains("--unshare-net"));
+        assert!(!args_of(&bwrap_args(&spec(Network::On), &desk)).contains("--unshare-net"));
+        // The checkout under /tmp stays visible, read-only, over the private /tmp.
+        let ro = format!("--ro-bind {0} {0}", repo.display());
+        assert!(
+            a.find("--tmpfs /tmp").unwrap() < a.find(&ro).unwrap(),
+            "{a}"
+        );
+        let (prog, all) = wrap(
+            &bwrap_args(&spec(Network::On), &desk),
+            "claude".into(),
+            vec!["-p".into()],
+        );
+        assert_eq!(prog, "bwrap");
+        assert!(args_of(&all).ends_with(&format!("--chdir {} -- claude -p", wt.display())));
+    }
+
+    #[test]
+    fn each_cli_writes_only_its_own_state() {
+        let home = Path::new("/home/u");
+        let env = vec![(
+            OsString::from("CLAUDE_CONFIG_DIR"),
+            OsString::from("/cfg/claude"),
+        )];
+        assert_eq!(
+            cli_state("claude", home, &env),
+            [PathBuf::from("/cfg/claude"), home.join(".claude.json")]
+        );
+        assert_eq!(cli_state("codex", home, &[]), [home.join(".codex")]);
+        assert!(cli_state("exec", home, &[]).is_empty());
+    }
+}
