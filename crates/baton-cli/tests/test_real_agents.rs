@@ -49,7 +49,19 @@ fn toml_str(s: &str) -> String {
 fn profile(env: &TestEnv, agent: &str, bin: &std::path::Path, server: &ModelServer) -> String {
     let home = env.scratch(&format!("home-{agent}"));
     std::fs::create_dir_all(&home).unwrap();
-    let vars: Vec<String> = agent_env(agent, &server.url(), &home)
+    // A developer's git identity: aider writes one into the repository's
+    // config when it finds none, which a sandbox (rightly) refuses.
+    std::fs::write(
+        home.join(".gitconfig"),
+        "[user]\n\tname = Test Author\n\temail = author@example.com\n",
+    )
+    .unwrap();
+    let mut env_vars = agent_env(agent, &server.url(), &home);
+    env_vars.push((
+        "GIT_CONFIG_GLOBAL".into(),
+        home.join(".gitconfig").display().to_string(),
+    ));
+    let vars: Vec<String> = env_vars
         .into_iter()
         .map(|(k, v)| format!("{k} = {}", toml_str(&v)))
         .collect();
@@ -81,6 +93,17 @@ fn attempts_sessions(env: &TestEnv, task: &str) -> Vec<String> {
 
 #[test]
 fn every_agent_writes_its_file_in_parallel_and_everything_merges() {
+    five_agents_write_and_merge(false);
+}
+
+/// The five CLIs under `sandbox = "bwrap"`, the model server the only host
+/// they may reach.
+#[test]
+fn every_agent_does_its_task_inside_the_sandbox_with_only_the_model_server_reachable() {
+    five_agents_write_and_merge(true);
+}
+
+fn five_agents_write_and_merge(sandboxed: bool) {
     let agents = ["claude", "codex", "gemini", "opencode", "aider"];
     let Some(bins) = bins(&agents) else { return };
     let mut scripts = Scripts::new();
@@ -96,8 +119,18 @@ fn every_agent_writes_its_file_in_parallel_and_everything_merges() {
     let server = ModelServer::start(scripts);
     let env = TestEnv::new();
     let mut plan = String::from("[run]\nmax_parallel = 5\n\n");
+    let host = server
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     for (a, bin) in agents.iter().zip(&bins) {
-        plan.push_str(&profile(&env, a, bin, &server));
+        let mut p = profile(&env, a, bin, &server);
+        if sandboxed {
+            let rules = format!("\nsandbox = \"bwrap\"\nnetwork = [\"{host}\"]\n");
+            p = p.replacen('\n', &rules, 1);
+        }
+        plan.push_str(&p);
     }
     for a in agents {
         // aider edits the files in its chat: the task names it as context.
@@ -112,6 +145,15 @@ fn every_agent_writes_its_file_in_parallel_and_everything_merges() {
     env.commit_all("an empty file for aider to edit");
     env.write("baton.toml", &plan);
     let r = run_json(&env, &[]);
+    if r.code != 0 {
+        for a in agents
+            .iter()
+            .filter(|a| task(&r.report, a)["status"] != "succeeded")
+        {
+            let out = output(baton(&env).args(["logs", a]));
+            eprintln!("--- {a}'s log:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
     let integ = r.report["integration_branch"].as_str().unwrap();
     for a in agents {
@@ -142,6 +184,24 @@ fn every_agent_writes_its_file_in_parallel_and_everything_merges() {
         !String::from_utf8_lossy(&out.stdout).contains("mock-key"),
         "the API key is masked in logs"
     );
+    if sandboxed {
+        let db = env.repo.join(".git/baton/baton.db");
+        let q = "SELECT COUNT(*) FROM events WHERE kind = 'sandbox_connection' AND data LIKE '%\"allowed\":true%'";
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])"])
+            .arg(&db)
+            .arg(q)
+            .output()
+            .unwrap();
+        let n: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            n >= 5,
+            "every agent reached the model server through the proxy ({n} connections)"
+        );
+    }
 }
 
 fn retry_resumes(agent: &str) {
@@ -493,6 +553,8 @@ fn claude_code_conducts_a_run_through_baton_mcp() {
     let server = ModelServer::start(Scripts::new().script(
         "conduct",
         vec![
+            // As above: the MCP tools may join after the first request.
+            Step::run("sleep 1"),
             Step::call(
                 "mcp__baton__run_start",
                 serde_json::json!({"tasks": [
@@ -549,17 +611,18 @@ fn claude_code_conducts_a_run_through_baton_mcp() {
         Some("search is in search.rs\n")
     );
     // And its results came back to the agent, in its transcript.
+    // (the first is the shell step's)
     let results = tool_results(&stream);
-    assert_eq!(results.len(), 2, "{stream}");
+    assert_eq!(results.len(), 3, "{stream}");
     assert!(
-        results[0].contains(report["run"].as_str().unwrap()),
-        "{}",
-        results[0]
-    );
-    assert!(
-        results[1].contains("\\\"done\\\": true") && results[1].contains("succeeded"),
+        results[1].contains(report["run"].as_str().unwrap()),
         "{}",
         results[1]
+    );
+    assert!(
+        results[2].contains("\\\"done\\\": true") && results[2].contains("succeeded"),
+        "{}",
+        results[2]
     );
     assert!(stream.contains("The run finished: api and docs are merged."));
 }
@@ -578,6 +641,9 @@ fn claude_code_as_a_lead_task_grows_its_run_and_reports() {
     let server = ModelServer::start(Scripts::new().script(
         "lead",
         vec![
+            // Claude Code connects its MCP servers while it starts; on a busy
+            // machine the tools may join the second request, not the first.
+            Step::run("sleep 1"),
             add("one"),
             add("two"),
             add("three"),

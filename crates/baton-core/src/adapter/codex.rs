@@ -17,6 +17,9 @@ impl Adapter for CodexAdapter {
     fn launch(&self, req: &LaunchRequest) -> Result<Launch, String> {
         let (prog, mut args) = program(req.profile, "codex");
         args.extend(["exec".into(), "--json".into()]);
+        if req.sandboxed {
+            args.extend(["--sandbox".into(), "danger-full-access".into()]);
+        }
         if let Some(m) = &req.profile.model {
             args.extend(["--model".into(), m.into()]);
         }

@@ -35,6 +35,9 @@ pub struct LaunchRequest<'a> {
     pub files: &'a [String],
     /// An MCP server the agent gets (a lead task's tools).
     pub mcp: Option<&'a McpServer>,
+    /// baton runs it in its own sandbox: a CLI's own sandbox would only
+    /// stand in the way (Codex nests bubblewrap and hides /tmp).
+    pub sandboxed: bool,
 }
 
 /// A program to start; the engine adds cwd, group and BATON_* variables.

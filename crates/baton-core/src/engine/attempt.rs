@@ -400,6 +400,7 @@ async fn prepare(
         session: st.session.as_deref(),
         files: &st.spec.context,
         mcp: mcp.as_ref(),
+        sandboxed: profile.sandbox.is_some(),
     })?;
     for (path, text) in &launch.files {
         if let Some(dir) = path.parent() {
