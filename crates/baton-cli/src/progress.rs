@@ -161,6 +161,10 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             format!("{}: {}", e.kind, s("reason"))
         }
         EventKind::Steered => format!("steered: {}", s("message")),
+        EventKind::SandboxConnection if d.get("allowed") == Some(&false.into()) => {
+            format!("network: refused {} (not in the allow-list)", s("host"))
+        }
+        EventKind::SandboxNotice => format!("sandbox: {}", s("notice")),
         EventKind::MessageReceived => format!(
             "message from {}: {}",
             d.get("from").and_then(|v| v.as_str()).unwrap_or("a person"),

@@ -183,3 +183,28 @@ pub fn hanging_run(env: &TestEnv) -> Child {
     wait_for("the agent", 20, || started.exists());
     child
 }
+
+/// The rows `sql` selects from the repository's store, a line each (the
+/// first column): for what no command prints, such as event rows. Read with
+/// Python's sqlite3, as any outside tool would.
+pub fn store_rows(env: &TestEnv, sql: &str) -> Vec<String> {
+    let db = env.repo.join(".git/baton/baton.db");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\nfor row in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(row[0])",
+        ])
+        .arg(&db)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

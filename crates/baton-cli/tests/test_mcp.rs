@@ -342,21 +342,9 @@ fn messages_between_tasks_wait_for_the_next_attempt_and_a_flood_is_cut_off() {
     );
     assert_eq!(got.lines().count(), 20, "{got}");
     // Each message is an event in both transcripts.
-    let db = env.repo.join(".git/baton/baton.db");
     let count = |kind: &str, task: &str| {
         let q = format!("SELECT COUNT(*) FROM events WHERE kind = '{kind}' AND task_id = '{task}'");
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])"])
-            .arg(&db)
-            .arg(q)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        store_rows(&env, &q).concat()
     };
     assert_eq!(count("message_sent", "lead"), "20");
     assert_eq!(count("message_received", "worker"), "20");

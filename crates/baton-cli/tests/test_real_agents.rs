@@ -185,18 +185,8 @@ fn five_agents_write_and_merge(sandboxed: bool) {
         "the API key is masked in logs"
     );
     if sandboxed {
-        let db = env.repo.join(".git/baton/baton.db");
         let q = "SELECT COUNT(*) FROM events WHERE kind = 'sandbox_connection' AND data LIKE '%\"allowed\":true%'";
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])"])
-            .arg(&db)
-            .arg(q)
-            .output()
-            .unwrap();
-        let n: u32 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0);
+        let n: u32 = store_rows(&env, q).concat().parse().unwrap_or(0);
         assert!(
             n >= 5,
             "every agent reached the model server through the proxy ({n} connections)"

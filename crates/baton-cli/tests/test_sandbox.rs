@@ -26,25 +26,12 @@ fn sandboxed(env: &TestEnv, extra: &str, body: &str) {
 
 /// Events of `kind` for `task`, their data as JSON text, from the store.
 fn events(env: &TestEnv, task: &str, kind: &str) -> Vec<String> {
-    let db = env.repo.join(".git/baton/baton.db");
-    let q = format!(
-        "SELECT data FROM events WHERE kind = '{kind}' AND task_id = '{task}' ORDER BY seq"
-    );
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys\nfor (d,) in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(d)"])
-        .arg(&db)
-        .arg(q)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    store_rows(
+        env,
+        &format!(
+            "SELECT data FROM events WHERE kind = '{kind}' AND task_id = '{task}' ORDER BY seq"
+        ),
+    )
 }
 
 #[test]

@@ -736,6 +736,8 @@ function describe(ev) {
     case 'approval_needed': return ['waiting for approval', d.commit ? [' of ', code(short(d.commit))] : ''];
     case 'approved': return ['approved'];
     case 'steered': return ['steered: ', h('q', {}, d.message)];
+    case 'sandbox_connection': return [d.allowed ? 'network: connected to ' : 'network: refused ', code(d.host), d.allowed ? '' : ' (not in the allow-list)'];
+    case 'sandbox_notice': return ['sandbox: ', d.notice];
     case 'message_sent': return ['→ message to ', code(d.to), ': ', h('q', {}, d.text)];
     case 'message_received': return ['← message from ', d.from ? code(d.from) : 'a person', ': ', h('q', {}, d.text)];
     case 'stalled': return ['no output for a while: stalled?'];
@@ -747,6 +749,7 @@ function describe(ev) {
 function eventClass(ev) {
   const d = ev.data || {};
   if (ev.kind === 'gate_finished') return d.passed ? 'good' : 'bad';
+  if (ev.kind === 'sandbox_connection') return d.allowed ? '' : 'bad';
   if (ev.kind === 'tool_result') return d.ok === false ? 'bad' : '';
   if (ev.kind === 'agent_result') return d.is_error ? 'bad' : '';
   if (['failed', 'attempt_failed', 'agent_error', 'conflicted', 'stalled'].includes(ev.kind)) return 'bad';

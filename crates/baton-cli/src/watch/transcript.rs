@@ -146,6 +146,14 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
         EventKind::ApprovalNeeded => (Tone::Plain, "waiting for approval (a: approve)".into()),
         EventKind::Approved => (Tone::Good, "approved".into()),
         EventKind::Steered => (Tone::Plain, format!("steered: “{}”", s("message"))),
+        EventKind::SandboxConnection if d.get("allowed") == Some(&Value::Bool(true)) => {
+            (Tone::Dim, format!("network: connected to {}", s("host")))
+        }
+        EventKind::SandboxConnection => (
+            Tone::Bad,
+            format!("network: refused {} (not in the allow-list)", s("host")),
+        ),
+        EventKind::SandboxNotice => (Tone::Bad, format!("sandbox: {}", s("notice"))),
         EventKind::MessageSent => (
             Tone::Plain,
             format!("→ message to {}: {}", s("to"), s("text")),

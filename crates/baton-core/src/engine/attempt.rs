@@ -483,16 +483,39 @@ async fn jail(
         Some(list) => Some(start_proxy(sh, &st.spec.id, n, list)?),
         None => None,
     };
+    // What the sandbox must still see under its private /tmp: the proxy's
+    // socket, baton itself (the bridge), the agent's programs and scripts,
+    // and its PATH.
+    let mut visible: Vec<std::path::PathBuf> = proxy
+        .iter()
+        .filter_map(|p| p.socket.parent().map(|d| d.to_path_buf()))
+        .collect();
+    visible.extend(
+        sh.baton
+            .as_ref()
+            .and_then(|b| std::path::Path::new(b).parent().map(|d| d.to_path_buf())),
+    );
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    visible.extend(std::env::split_paths(&path));
+    for word in profile.command.iter().flatten() {
+        let p = std::path::Path::new(word);
+        if p.is_absolute() && p.exists() {
+            visible.extend(p.parent().map(|d| d.to_path_buf()));
+        }
+    }
     let desk = crate::sandbox::Desk {
         worktree: &st.worktree,
         repo_root: &sh.repo.root,
         git_common: &sh.repo.common_dir,
         home: home.as_deref(),
         writable,
-        visible: proxy
-            .iter()
-            .filter_map(|p| p.socket.parent().map(|d| d.to_path_buf()))
-            .collect(),
+        visible,
     };
     let mut args = crate::sandbox::bwrap_args(spec, &desk);
     if let (Some(p), Some(list)) = (&proxy, &allow) {

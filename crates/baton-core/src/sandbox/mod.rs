@@ -46,10 +46,12 @@ pub fn bwrap_args(spec: &Sandbox, d: &Desk) -> Vec<OsString> {
     keep.extend(d.worktree.parent());
     keep.extend(d.home);
     keep.extend(d.visible.iter().map(PathBuf::as_path));
+    // Outer paths first, so that one already kept covers those inside it.
+    keep.retain(|k| k.starts_with("/tmp") && *k != Path::new("/tmp") && k.exists());
+    keep.sort_by_key(|k| k.components().count());
     let mut kept: Vec<&Path> = Vec::new();
     for k in keep {
-        if k.starts_with("/tmp") && k != Path::new("/tmp") && !kept.iter().any(|o| k.starts_with(o))
-        {
+        if !kept.iter().any(|o| k.starts_with(o)) {
             kept.push(k);
             push(&[&os("--ro-bind"), &p(k), &p(k)]);
         }
