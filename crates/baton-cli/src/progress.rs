@@ -165,6 +165,11 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             format!("network: refused {} (not in the allow-list)", s("host"))
         }
         EventKind::SandboxNotice => format!("sandbox: {}", s("notice")),
+        EventKind::RateLimited => format!(
+            "limited by the provider ({}): {}",
+            s("kind").replace('_', " "),
+            s("detail")
+        ),
         EventKind::MessageReceived => format!(
             "message from {}: {}",
             d.get("from").and_then(|v| v.as_str()).unwrap_or("a person"),

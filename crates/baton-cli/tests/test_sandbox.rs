@@ -94,7 +94,7 @@ fn greeter(name: &'static str) -> u16 {
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for mut c in l.incoming().flatten() {
-            let _ = writeln!(c, "hello from {name}");
+            let _ = c.write_all(format!("hello from {name}\n").as_bytes());
         }
     });
     port
@@ -104,7 +104,9 @@ fn greeter(name: &'static str) -> u16 {
 fn network_off_reaches_nothing_and_an_allow_list_only_its_hosts_each_try_an_event() {
     let env = TestEnv::new();
     let (a, b) = (greeter("a"), greeter("b"));
-    let probe = fixture("net_probe.py");
+    // In the repository: a sandbox hides what lies elsewhere under /tmp.
+    std::fs::copy(fixture("net_probe.py"), env.repo.join("net_probe.py")).unwrap();
+    let probe = "net_probe.py";
     env.write(
         "baton.toml",
         &format!(

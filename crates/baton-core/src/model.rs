@@ -316,6 +316,8 @@ names! {
         ToolResult = "tool_result",
         Usage = "usage",
         AgentRetry = "agent_retry",
+        /// The provider limits the agent (rate limit, overload, quota).
+        RateLimited = "rate_limited",
         AgentError = "agent_error",
         AgentResult = "agent_result",
     }

@@ -1,6 +1,7 @@
 //! The adapters' stream parsers on real output captured from the agent CLIs
 //! (fixtures/agent-streams, copied from ../shared/agent-streams).
 
+use baton_core::adapter::limits::LimitKind;
 use baton_core::adapter::{for_profile, AgentEvent, Finish, ToolKind, UsageMode};
 use baton_core::plan::AgentProfile;
 
@@ -265,5 +266,66 @@ fn garbage_is_ignored_not_fatal() {
         }
         let fin = p.finish("");
         assert!(!fin.complete, "{adapter}: garbage is not a result");
+    }
+}
+
+fn limits(events: &[AgentEvent]) -> Vec<(LimitKind, Option<u64>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::RateLimited(l) => Some((l.kind, l.retry_after_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rate_limit_the_cli_rides_out_is_an_event_not_a_failure() {
+    let (ev, fin) = parse("claude", "claude_429.jsonl");
+    let seen = limits(&ev);
+    assert!(!seen.is_empty(), "claude's api_retry on 429");
+    assert_eq!(
+        seen[0],
+        (LimitKind::RateLimit, Some(3000)),
+        "the wait it chose"
+    );
+    assert!(fin.limit.is_none() && fin.error.is_none());
+    for (adapter, fixture) in [("codex", "codex_429.jsonl"), ("aider", "aider_429.out")] {
+        let (ev, fin) = parse(adapter, fixture);
+        assert!(
+            limits(&ev).iter().all(|(k, _)| *k == LimitKind::RateLimit) && !limits(&ev).is_empty(),
+            "{adapter}: {ev:?}"
+        );
+        assert!(fin.limit.is_none(), "{adapter} recovered: {fin:?}");
+    }
+    // Gemini CLI and opencode retry a 429 without a word.
+    for (adapter, fixture) in [
+        ("gemini", "gemini_429.jsonl"),
+        ("opencode", "opencode_429.jsonl"),
+    ] {
+        let (ev, fin) = parse(adapter, fixture);
+        assert!(limits(&ev).is_empty() && fin.limit.is_none(), "{adapter}");
+    }
+}
+
+#[test]
+fn a_used_up_quota_or_lasting_overload_ends_the_attempt_as_a_limit() {
+    for (adapter, fixture, kind) in [
+        ("claude", "claude_quota.jsonl", LimitKind::Quota),
+        ("claude", "claude_529.jsonl", LimitKind::Overloaded),
+        ("codex", "codex_quota.jsonl", LimitKind::Quota),
+        ("gemini", "gemini_quota.jsonl", LimitKind::Quota),
+        ("opencode", "opencode_quota.jsonl", LimitKind::Quota),
+        // aider says the same words for a quota as for a rate limit.
+        ("aider", "aider_quota.out", LimitKind::RateLimit),
+    ] {
+        let (ev, fin) = parse(adapter, fixture);
+        let limit = fin
+            .limit
+            .clone()
+            .unwrap_or_else(|| panic!("{fixture}: no limit in {fin:?}"));
+        assert_eq!(limit.kind, kind, "{fixture}: {limit:?}");
+        assert!(!limits(&ev).is_empty(), "{fixture}: a rate_limited event");
+        assert!(fin.error.is_some(), "{fixture} failed");
     }
 }

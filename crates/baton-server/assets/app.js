@@ -736,6 +736,7 @@ function describe(ev) {
     case 'approval_needed': return ['waiting for approval', d.commit ? [' of ', code(short(d.commit))] : ''];
     case 'approved': return ['approved'];
     case 'steered': return ['steered: ', h('q', {}, d.message)];
+    case 'rate_limited': return ['limited by the provider: ', (d.kind || '').replace('_', ' '), d.retry_after_ms != null ? ` (it waits ${fmtDur(d.retry_after_ms)})` : '', d.resets_at ? ` (resets at ${d.resets_at})` : '', d.detail ? h('div', { class: 'out' }, d.detail) : ''];
     case 'sandbox_connection': return [d.allowed ? 'network: connected to ' : 'network: refused ', code(d.host), d.allowed ? '' : ' (not in the allow-list)'];
     case 'sandbox_notice': return ['sandbox: ', d.notice];
     case 'message_sent': return ['→ message to ', code(d.to), ': ', h('q', {}, d.text)];
@@ -750,6 +751,7 @@ function eventClass(ev) {
   const d = ev.data || {};
   if (ev.kind === 'gate_finished') return d.passed ? 'good' : 'bad';
   if (ev.kind === 'sandbox_connection') return d.allowed ? '' : 'bad';
+  if (ev.kind === 'rate_limited') return 'bad';
   if (ev.kind === 'tool_result') return d.ok === false ? 'bad' : '';
   if (ev.kind === 'agent_result') return d.is_error ? 'bad' : '';
   if (['failed', 'attempt_failed', 'agent_error', 'conflicted', 'stalled'].includes(ev.kind)) return 'bad';

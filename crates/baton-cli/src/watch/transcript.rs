@@ -153,6 +153,21 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
             Tone::Bad,
             format!("network: refused {} (not in the allow-list)", s("host")),
         ),
+        EventKind::RateLimited => {
+            let wait = d
+                .get("retry_after_ms")
+                .and_then(Value::as_u64)
+                .map(|ms| format!(", it waits {}", human(Duration::from_millis(ms))))
+                .unwrap_or_default();
+            (
+                Tone::Bad,
+                format!(
+                    "limited by the provider ({}{wait}): {}",
+                    s("kind").replace('_', " "),
+                    s("detail")
+                ),
+            )
+        }
         EventKind::SandboxNotice => (Tone::Bad, format!("sandbox: {}", s("notice"))),
         EventKind::MessageSent => (
             Tone::Plain,

@@ -44,7 +44,7 @@ impl Adapter for AiderAdapter {
         })
     }
 
-    fn parser(&self) -> Box<dyn StreamParser> {
+    fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::<AiderParser>::default()
     }
 }
@@ -53,6 +53,8 @@ impl Adapter for AiderAdapter {
 struct AiderParser {
     edits: usize,
     error: Option<String>,
+    /// The last thing it said was that the provider limits it.
+    limited: bool,
 }
 
 /// "1.2k" -> 1200, "345" -> 345.
@@ -91,6 +93,9 @@ impl StreamParser for AiderParser {
                 detail: String::new(),
             });
         } else if let Some(rest) = line.strip_prefix("Tokens: ") {
+            // A model reply after an error: aider got past it (it retries).
+            self.limited = false;
+            self.error = None;
             // "Tokens: 100 sent, 20 received. Cost: $0.01 message, $0.02 session."
             let words: Vec<&str> = rest.split_whitespace().collect();
             let sent = words
@@ -115,6 +120,12 @@ impl StreamParser for AiderParser {
                 model: None,
                 mode: UsageMode::Add,
             }));
+        } else if line.contains("has rate limited you") {
+            // aider retries by itself; when it gives up, this was its last word.
+            self.limited = true;
+            out.push(AgentEvent::Retrying {
+                detail: line.to_string(),
+            });
         } else if line.contains("litellm.") && (line.contains("Error") || line.contains("error")) {
             self.error = Some(line.to_string());
             out.push(AgentEvent::Error {
@@ -125,10 +136,15 @@ impl StreamParser for AiderParser {
     }
 
     fn finish(&mut self, stdout_tail: &str) -> Finish {
+        // aider exits 0 when it gives up on a rate limit; that is a failure.
+        let gave_up = self
+            .limited
+            .then(|| "the API provider rate limited aider until it gave up".to_string());
         Finish {
             final_message: stdout_tail.trim().to_string(),
-            error: self.error.clone(),
+            error: self.error.clone().or(gave_up),
             complete: true,
+            limit: None,
         }
     }
 }

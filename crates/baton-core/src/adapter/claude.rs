@@ -64,7 +64,7 @@ impl Adapter for ClaudeAdapter {
         })
     }
 
-    fn parser(&self) -> Box<dyn StreamParser> {
+    fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::<ClaudeParser>::default()
     }
 
@@ -122,16 +122,26 @@ impl StreamParser for ClaudeParser {
                     model: self.model.clone(),
                 });
             }
-            ("system", "api_retry") => out.push(AgentEvent::Retrying {
-                detail: format!(
-                    "model API error {}, retry {} of {}",
-                    v.get("error_status")
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
-                    u64_of(&v, "attempt"),
-                    u64_of(&v, "max_retries")
-                ),
-            }),
+            ("system", "api_retry") => {
+                let status = v.get("error_status").and_then(Value::as_u64);
+                out.push(AgentEvent::Retrying {
+                    detail: format!(
+                        "model API error {}, retry {} of {}",
+                        status.map(|s| s.to_string()).unwrap_or_default(),
+                        u64_of(&v, "attempt"),
+                        u64_of(&v, "max_retries")
+                    ),
+                });
+                // Claude Code waits by itself; the wait it chose is the provider's word.
+                let said = str_of(&v, "error");
+                if let Some(mut limit) = status.and_then(|s| super::limits::from_status(s, said)) {
+                    limit.retry_after_ms = v
+                        .get("retry_delay_ms")
+                        .and_then(Value::as_f64)
+                        .map(|ms| ms as u64);
+                    out.push(AgentEvent::RateLimited(limit));
+                }
+            }
             ("assistant", _) => {
                 let msg = &v["message"];
                 for c in msg["content"].as_array().into_iter().flatten() {
@@ -204,6 +214,12 @@ impl StreamParser for ClaudeParser {
                     out.push(AgentEvent::Error {
                         message: text.clone(),
                     });
+                    let status = v.get("api_error_status").and_then(Value::as_u64);
+                    out.extend(
+                        status
+                            .and_then(|s| super::limits::from_status(s, &text))
+                            .map(AgentEvent::RateLimited),
+                    );
                 } else {
                     self.error = None;
                 }
@@ -226,6 +242,7 @@ impl StreamParser for ClaudeParser {
                 .unwrap_or_else(|| self.last_text.clone()),
             error: self.error.clone(),
             complete: self.result.is_some(),
+            limit: None,
         }
     }
 }

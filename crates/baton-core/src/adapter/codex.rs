@@ -40,7 +40,7 @@ impl Adapter for CodexAdapter {
         })
     }
 
-    fn parser(&self) -> Box<dyn StreamParser> {
+    fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::<CodexParser>::default()
     }
 }
@@ -185,6 +185,7 @@ impl StreamParser for CodexParser {
             final_message: self.last_message.clone(),
             error: if self.done { self.error.clone() } else { None },
             complete: self.done,
+            limit: None,
         }
     }
 }

@@ -59,6 +59,9 @@ pub enum AgentEvent {
         detail: String,
     },
     Usage(UsageReport),
+    /// The provider limits the agent: too many requests, overloaded, or a
+    /// quota used up.
+    RateLimited(super::limits::Limit),
     /// The agent is retrying a failed model call (it waits on the model).
     Retrying {
         detail: String,
@@ -83,6 +86,7 @@ impl AgentEvent {
             AgentEvent::ToolResult { .. } => EventKind::ToolResult,
             AgentEvent::Usage(_) => EventKind::Usage,
             AgentEvent::Retrying { .. } => EventKind::AgentRetry,
+            AgentEvent::RateLimited(_) => EventKind::RateLimited,
             AgentEvent::Error { .. } => EventKind::AgentError,
             AgentEvent::TurnEnd { .. } => EventKind::AgentResult,
         }

@@ -53,7 +53,7 @@ impl Adapter for ExecAdapter {
         })
     }
 
-    fn parser(&self) -> Box<dyn StreamParser> {
+    fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::new(ExecParser)
     }
 
@@ -74,6 +74,7 @@ impl StreamParser for ExecParser {
             final_message: stdout_tail.trim().to_string(),
             error: None,
             complete: true,
+            limit: None,
         }
     }
 }

@@ -54,7 +54,7 @@ impl Adapter for GeminiAdapter {
         })
     }
 
-    fn parser(&self) -> Box<dyn StreamParser> {
+    fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::<GeminiParser>::default()
     }
 }
@@ -185,6 +185,7 @@ impl StreamParser for GeminiParser {
             final_message: self.result.clone().unwrap_or_else(|| self.text.clone()),
             error: self.error.clone(),
             complete: self.result.is_some(),
+            limit: None,
         }
     }
 }

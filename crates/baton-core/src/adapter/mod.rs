@@ -9,6 +9,7 @@ mod codex;
 mod events;
 pub mod exec;
 mod gemini;
+pub mod limits;
 mod mcp;
 mod opencode;
 mod prices;
@@ -61,6 +62,9 @@ pub struct Finish {
     /// Whether the stream reached its final event; a stream cut short means
     /// the agent was interrupted, whatever its exit status.
     pub complete: bool,
+    /// The rate limit, overload or quota its failure was (set by
+    /// [`Adapter::parser`], not by the CLI's own parser).
+    pub limit: Option<limits::Limit>,
 }
 
 pub trait StreamParser: Send {
@@ -73,7 +77,13 @@ pub trait StreamParser: Send {
 
 pub trait Adapter: Send + Sync {
     fn launch(&self, req: &LaunchRequest) -> Result<Launch, String>;
-    fn parser(&self) -> Box<dyn StreamParser>;
+    /// What reads the CLI's own output.
+    fn stream_parser(&self) -> Box<dyn StreamParser>;
+    /// The parser the engine uses: the CLI's, with rate limits, overload
+    /// and used-up quotas recognised in whatever it says.
+    fn parser(&self) -> Box<dyn StreamParser> {
+        Box::new(limits::Recognise::new(self.stream_parser()))
+    }
     /// The stdin line that hands a running agent a message, for agents that
     /// take input while they run; None: steering stops it and resumes its session.
     fn steer_line(&self, _message: &str) -> Option<String> {

@@ -41,7 +41,7 @@ impl Adapter for OpencodeAdapter {
         })
     }
 
-    fn parser(&self) -> Box<dyn StreamParser> {
+    fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::<OpencodeParser>::default()
     }
 }
@@ -156,6 +156,7 @@ impl StreamParser for OpencodeParser {
             final_message: self.text.clone(),
             error: if self.done { None } else { self.error.clone() },
             complete: self.done,
+            limit: None,
         }
     }
 }

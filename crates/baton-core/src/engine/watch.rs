@@ -63,9 +63,9 @@ impl Watch<'_> {
                 self.set_activity(Activity::Working).await
             }
             AgentEvent::ToolCall { .. } => self.set_activity(Activity::RunningTool).await,
-            AgentEvent::ToolResult { .. } | AgentEvent::Retrying { .. } => {
-                self.set_activity(Activity::WaitingModel).await
-            }
+            AgentEvent::ToolResult { .. }
+            | AgentEvent::Retrying { .. }
+            | AgentEvent::RateLimited(_) => self.set_activity(Activity::WaitingModel).await,
             AgentEvent::Error { message } => self.last_error = Some(message.clone()),
             AgentEvent::Usage(u) => {
                 self.meter.apply(u);
