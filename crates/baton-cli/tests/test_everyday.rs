@@ -83,9 +83,14 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
         assert!(bash.contains(&format!("baton,{sub})")), "{sub} completes");
     }
     assert!(
-        !bash.contains("__watchdog"),
-        "the hidden watchdog is not offered"
+        !bash.contains("__watchdog") && !bash.contains("__sandbox-bridge"),
+        "hidden subcommands are not offered"
     );
+    let commands: Vec<&str> = bash
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("baton,")?.strip_suffix(')'))
+        .collect();
+    insta::assert_snapshot!("completions_bash_commands", commands.join("\n"));
     for shell in ["zsh", "fish"] {
         let out = output(baton(&env).args(["completions", shell]));
         assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
@@ -117,7 +122,18 @@ fn retry_reopens_a_finished_run_runs_the_task_again_and_merges_it() {
     let none = output(baton(&env).args(["retry", "nope"]));
     assert_eq!(none.status.code(), Some(2));
     let out = output(baton(&env).args(["retry", "flaky", "--json"]));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
     let r = parse_run(out);
+    let redact = |text: &str| {
+        let id = regex::Regex::new(r"\d{8}-\d{6}-[0-9a-f]{4}").unwrap();
+        let at = regex::Regex::new(r"\[ *[0-9.]+m?s\]|in [0-9.]+m?s|at [0-9a-f]{12}").unwrap();
+        let text = id.replace_all(text, "<run>");
+        at.replace_all(&text, "<t>").into_owned()
+    };
+    // The live lines interleave with the answer; the summary is fixed.
+    assert!(said.contains("task \"flaky\" will run again"), "{said}");
+    let summary = said.split("\n\n").last().unwrap_or_default();
+    insta::assert_snapshot!("retry_summary", redact(summary));
     assert_eq!(r.code, 0, "{}", r.stderr);
     for id in ["flaky", "after"] {
         assert_eq!(task(&r.report, id)["merged"], true, "{id}: {:#}", r.report);
