@@ -9,6 +9,7 @@ mod test_crash;
 mod test_everyday;
 mod test_init;
 mod test_land;
+mod test_limits;
 mod test_mcp;
 mod test_patterns;
 mod test_plan;

@@ -235,6 +235,8 @@ names! {
     Activity, "activity" {
         /// A pending task held back: the machine is short of memory.
         WaitingMemory = "waiting_memory",
+        /// The provider limits its agent: it waits for the limit to pass.
+        WaitingRateLimit = "waiting_rate_limit",
         /// Its worktree is being made.
         Preparing = "preparing",
         /// `[workspace] setup` runs in its new worktree.

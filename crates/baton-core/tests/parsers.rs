@@ -17,6 +17,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         hermetic_home: false,
         max_parallel: None,
         sandbox: None,
+        max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -252,6 +253,7 @@ fn garbage_is_ignored_not_fatal() {
             hermetic_home: false,
             max_parallel: None,
             sandbox: None,
+            max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
         };
         let mut p = for_profile(&profile).unwrap().parser();
         for line in [
@@ -328,4 +330,15 @@ fn a_used_up_quota_or_lasting_overload_ends_the_attempt_as_a_limit() {
         assert!(!limits(&ev).is_empty(), "{fixture}: a rate_limited event");
         assert!(fin.error.is_some(), "{fixture} failed");
     }
+}
+
+#[test]
+fn a_limit_that_ends_the_attempt_keeps_the_wait_the_provider_asked() {
+    // Claude Code's retries used up on a 429 (its stream as it ends then).
+    let (_, fin) = parse("claude", "claude_429_gave_up.jsonl");
+    let limit = fin.limit.expect("the attempt ended on a limit");
+    assert_eq!(
+        (limit.kind, limit.retry_after_ms),
+        (LimitKind::RateLimit, Some(1200))
+    );
 }

@@ -105,12 +105,45 @@ fn resets_at(text: &str) -> Option<String> {
 /// `rate_limited` event, and a failure that was one says so in its finish.
 pub struct Recognise {
     inner: Box<dyn super::StreamParser>,
+    /// The last limit the stream named, for the wait it asked.
+    last: Option<Limit>,
 }
 
 impl Recognise {
     pub fn new(inner: Box<dyn super::StreamParser>) -> Recognise {
-        Recognise { inner }
+        Recognise { inner, last: None }
     }
+}
+
+/// How long to wait out `limit` before the next attempt: what the provider
+/// asked, else a backoff that doubles with each limit in a row (30 s up to
+/// 10 min). A used-up quota, or a wait beyond `max_wait`, is not waited out.
+pub fn wait_for(
+    limit: &Limit,
+    in_a_row: u32,
+    max_wait: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    if limit.kind == LimitKind::Quota {
+        let when = limit
+            .resets_at
+            .as_ref()
+            .map(|r| format!(" (it resets at {r})"))
+            .unwrap_or_default();
+        return Err(format!("the quota is used up{when}"));
+    }
+    let wait = match limit.retry_after_ms {
+        Some(ms) => Duration::from_millis(ms.max(1000)),
+        None => Duration::from_secs(30u64.saturating_mul(1 << in_a_row.min(5)).min(600)),
+    };
+    if wait > max_wait {
+        return Err(format!(
+            "the provider asks to wait {}, longer than the profile's max_wait {}",
+            crate::duration::human(wait),
+            crate::duration::human(max_wait)
+        ));
+    }
+    Ok(wait)
 }
 
 impl super::StreamParser for Recognise {
@@ -121,6 +154,15 @@ impl super::StreamParser for Recognise {
             .iter()
             .any(|e| matches!(e, AgentEvent::RateLimited(_)))
         {
+            for e in events.iter_mut() {
+                if let AgentEvent::RateLimited(l) = e {
+                    // A later word without the wait keeps the one asked before.
+                    if l.retry_after_ms.is_none() {
+                        l.retry_after_ms = self.last.as_ref().and_then(|p| p.retry_after_ms);
+                    }
+                    self.last = Some(l.clone());
+                }
+            }
             return events;
         }
         let named = events.iter().find_map(|e| match e {
@@ -128,6 +170,9 @@ impl super::StreamParser for Recognise {
             AgentEvent::Retrying { detail } => from_text(detail),
             _ => None,
         });
+        if let Some(l) = &named {
+            self.last = Some(l.clone());
+        }
         events.extend(named.map(AgentEvent::RateLimited));
         events
     }
@@ -135,7 +180,10 @@ impl super::StreamParser for Recognise {
     fn finish(&mut self, stdout_tail: &str) -> super::Finish {
         let mut finish = self.inner.finish(stdout_tail);
         if finish.limit.is_none() {
-            finish.limit = finish.error.as_deref().and_then(from_text);
+            finish.limit = finish.error.as_deref().and_then(from_text).map(|mut l| {
+                l.retry_after_ms = self.last.as_ref().and_then(|p| p.retry_after_ms);
+                l
+            });
         }
         finish
     }
@@ -179,6 +227,25 @@ mod tests {
             Some(LimitKind::Quota)
         );
         assert_eq!(from_status(500, "boom"), None);
+    }
+
+    #[test]
+    fn a_limit_is_waited_out_as_asked_or_with_a_backoff_but_a_quota_is_not() {
+        use std::time::Duration;
+        let max = Duration::from_secs(1800);
+        let mut l = from_text("429 Too Many Requests").unwrap();
+        assert_eq!(wait_for(&l, 0, max), Ok(Duration::from_secs(30)));
+        assert_eq!(wait_for(&l, 2, max), Ok(Duration::from_secs(120)));
+        assert_eq!(wait_for(&l, 9, max), Ok(Duration::from_secs(600)));
+        l.retry_after_ms = Some(3000);
+        assert_eq!(wait_for(&l, 5, max), Ok(Duration::from_secs(3)));
+        let e = wait_for(&l, 0, Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains("longer than the profile's max_wait"), "{e}");
+        let q = from_text("usage limit reached; resets at 3pm").unwrap();
+        assert_eq!(
+            wait_for(&q, 0, max).unwrap_err(),
+            "the quota is used up (it resets at 3pm)"
+        );
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub(crate) enum Step {
         commit: Option<String>,
         result: String,
     },
+    /// The provider limited the agent (rate limit, overload, quota): not the
+    /// task's failure; it may wait and go on.
+    Limited {
+        limit: adapter::limits::Limit,
+        reason: String,
+        commit: Option<String>,
+        result: String,
+    },
 }
 
 /// Records how attempt `n` of a task ended.
@@ -128,6 +136,17 @@ pub(crate) async fn run(
         }
     };
     let verdict = judge(&ran, &finish, n, st.spec.timeout);
+    if let (Verdict::Failed { reason, code, .. }, Some(limit)) = (&verdict, &finish.limit) {
+        ledger
+            .finish(AttemptStatus::Failed, *code, Some(reason))
+            .await;
+        return Step::Limited {
+            limit: limit.clone(),
+            reason: reason.clone(),
+            commit,
+            result,
+        };
+    }
     if let Some(step) = settle(&ledger, st, verdict, commit.clone(), &result).await {
         return step;
     }

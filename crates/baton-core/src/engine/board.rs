@@ -12,7 +12,7 @@ use crate::model::{Activity, ControlKind, EventKind, RunStatus, TaskStatus};
 use crate::plan::{OnFailure, TaskSpec};
 use crate::store::TaskUpdate;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What the shell must do, in the order given.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +111,10 @@ pub(crate) struct Board {
     held: Option<String>,
     /// Ready tasks told they wait for memory, so they are told once.
     waiting: HashSet<usize>,
+    /// Profiles the provider limits now, and why: their tasks wait.
+    limited: BTreeMap<String, String>,
+    /// Ready tasks told they wait for their profile's limit.
+    waiting_limit: HashSet<usize>,
 }
 
 impl Board {
@@ -128,6 +132,8 @@ impl Board {
             shutting_down: false,
             held: None,
             waiting: HashSet::new(),
+            limited: BTreeMap::new(),
+            waiting_limit: HashSet::new(),
         };
         for spec in specs {
             b.push(spec, TaskStatus::Pending);
@@ -233,8 +239,12 @@ impl Board {
             .tasks
             .iter()
             .any(|t| t.status == TaskStatus::AwaitingApproval);
-        // Tasks held back for memory start once there is room again.
-        let held = !self.waiting.is_empty() && self.held.is_some();
+        // Tasks held back for memory start once there is room again, and
+        // those of a limited profile once the limit has passed.
+        let held = (!self.waiting.is_empty() && self.held.is_some())
+            || self.tasks.iter().any(|t| {
+                t.status == TaskStatus::Pending && self.limited.contains_key(&t.spec.agent)
+            });
         let idle =
             self.running == 0 && !merges_pending && ((!awaiting && !held) || self.shutting_down);
         idle && (!self.rules.service || self.shutting_down)
@@ -262,6 +272,23 @@ impl Board {
             if !ready || self.overlaps_running(i) || self.profile_full(i) {
                 continue;
             }
+            if let Some(why) = self.limited.get(&self.tasks[i].spec.agent) {
+                if self.waiting_limit.insert(i) {
+                    out.push(Action::Record {
+                        task: i,
+                        status: None,
+                        update: Box::new(TaskUpdate {
+                            activity: Some(Some(Activity::WaitingRateLimit)),
+                            ..Default::default()
+                        }),
+                        event: Some((
+                            EventKind::Waiting,
+                            json!({ "for": "rate_limit", "reason": why }),
+                        )),
+                    });
+                }
+                continue;
+            }
             if let Some(why) = &self.held {
                 if self.waiting.insert(i) {
                     out.push(Action::Record {
@@ -286,6 +313,42 @@ impl Board {
             });
         }
         out
+    }
+
+    /// No task of `profile` starts while `why` is Some (the provider limits
+    /// it); once it is None its waiting tasks may start.
+    pub fn limit_profile(&mut self, profile: &str, why: Option<String>) -> Vec<Action> {
+        match why {
+            Some(why) => {
+                self.limited.insert(profile.to_string(), why);
+                Vec::new()
+            }
+            None => {
+                self.limited.remove(profile);
+                let mut freed: Vec<usize> = self
+                    .waiting_limit
+                    .iter()
+                    .copied()
+                    .filter(|i| self.tasks[*i].spec.agent == profile)
+                    .collect();
+                freed.sort_unstable();
+                for i in &freed {
+                    self.waiting_limit.remove(i);
+                }
+                freed
+                    .into_iter()
+                    .map(|i| Action::Record {
+                        task: i,
+                        status: None,
+                        update: Box::new(TaskUpdate {
+                            activity: Some(None),
+                            ..Default::default()
+                        }),
+                        event: None,
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// No new agent starts while `why` is Some (the machine is short of

@@ -559,3 +559,42 @@ fn a_hold_keeps_ready_tasks_waiting_and_says_so_once() {
     assert_eq!(released.len(), 1, "its waiting is cleared");
     assert_eq!(next_started(&mut b), vec!["a"]);
 }
+
+#[test]
+fn a_limited_profile_starts_no_task_until_its_limit_passes_and_the_run_waits_for_it() {
+    let mut other = spec("b", &[]);
+    other.agent = "other".into();
+    let mut b = board(4, vec![spec("a", &[]), other]);
+    assert!(b
+        .limit_profile("fake", Some("waiting: rate limit on fake".into()))
+        .is_empty());
+    let acts = b.next();
+    assert_eq!(started(&b, &acts), ["b"], "another profile keeps working");
+    let told: Vec<_> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record {
+                task,
+                event: Some((EventKind::Waiting, data)),
+                ..
+            } => Some((b.id(*task).to_string(), data["reason"].clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [("a".to_string(), json!("waiting: rate limit on fake"))]
+    );
+    assert!(next_started(&mut b).is_empty(), "told once, still held");
+    b.finished(
+        1,
+        Outcome::Done {
+            commit: "c".into(),
+            result: String::new(),
+        },
+    );
+    assert!(!b.is_done(false), "a held task is still to run");
+    let freed = b.limit_profile("fake", None);
+    assert_eq!(freed.len(), 1, "its waiting is over");
+    assert_eq!(next_started(&mut b), ["a"]);
+}

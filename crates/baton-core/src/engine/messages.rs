@@ -61,6 +61,12 @@ pub(crate) enum WorkerNote {
     Verified {
         result: super::gates::GateResult,
     },
+    /// The provider limits `profile` until then: start no task on it.
+    Limited {
+        profile: String,
+        until_ms: i64,
+        reason: String,
+    },
 }
 
 /// The engine's answer to a request: whether it was taken, and what happens

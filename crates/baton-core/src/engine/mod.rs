@@ -18,6 +18,7 @@ mod desks;
 mod gates;
 mod handle;
 mod history;
+mod hold;
 mod merge;
 mod messages;
 mod meter;

@@ -183,6 +183,7 @@ impl Parts {
             ahead: Default::default(),
             pool,
             refill: None,
+            limits: HashMap::new(),
         })
     }
 }

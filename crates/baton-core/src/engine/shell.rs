@@ -57,6 +57,8 @@ pub struct Engine {
     pub(super) pool: Option<Arc<super::pool::Pool>>,
     /// The pool's refill going on in the background.
     pub(super) refill: Option<tokio::task::JoinHandle<()>>,
+    /// Profiles the provider limits, until when (ms).
+    pub(super) limits: HashMap<String, i64>,
 }
 
 /// A batch of merges under the run's `verify` checks.
@@ -150,6 +152,7 @@ impl Engine {
                 let acts = self.board.hold(crate::memory::shortage(min));
                 self.apply(acts).await;
             }
+            self.release_limits().await;
             let next = self.board.next();
             self.apply(next).await;
             // Once the first tasks are making their desks, so it waits for them.
@@ -362,8 +365,34 @@ impl Engine {
         worker::spawn(self.sh.clone(), start, rx);
     }
 
+    /// Profiles whose limit has passed take tasks again.
+    async fn release_limits(&mut self) {
+        let now = crate::clock::now_ms();
+        let over: Vec<String> = self
+            .limits
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for profile in over {
+            self.limits.remove(&profile);
+            let acts = self.board.limit_profile(&profile, None);
+            self.apply(acts).await;
+        }
+    }
+
     async fn on_note(&mut self, note: WorkerNote) {
         match note {
+            WorkerNote::Limited {
+                profile,
+                until_ms,
+                reason,
+            } => {
+                let until = self.limits.entry(profile.clone()).or_insert(until_ms);
+                *until = (*until).max(until_ms);
+                let acts = self.board.limit_profile(&profile, Some(reason));
+                self.apply(acts).await;
+            }
             WorkerNote::Spent { task, attempt, usd } => {
                 let total = self.spending.attempt(task, attempt, usd);
                 if let Some(budget) = self.sh.plan.run.budget_usd {

@@ -376,17 +376,71 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
     };
     drop(starting);
     let mut failures: Option<u32> = None;
+    let mut limited_in_a_row = 0;
     loop {
         st.attempts += 1;
         let n = st.attempts;
         begin_attempt(sh, &st, n).await;
         crate::failpoint::hit("attempt-started");
         let step = attempt::run(sh, &mut st, &*adapter, &profile, n, cmds).await;
+        if !matches!(step, Step::Limited { .. }) {
+            limited_in_a_row = 0;
+        }
         let (reason, feedback, commit, result) = match step {
             Step::End(o) => return o,
             Step::Steered(message) => {
                 st.feedback = Some(message);
                 continue;
+            }
+            Step::Limited {
+                limit,
+                reason,
+                commit,
+                result,
+            } => {
+                let wait = adapter::limits::wait_for(&limit, limited_in_a_row, profile.max_wait);
+                let wait = match wait {
+                    Ok(w) => w,
+                    Err(why) => {
+                        return Outcome::Failed {
+                            commit,
+                            reason: format!("{reason}; {why}"),
+                            result,
+                        }
+                    }
+                };
+                limited_in_a_row += 1;
+                match super::hold::wait_out(sh, &task, &profile.name, &limit, wait, cmds).await {
+                    super::hold::Held::Over => {
+                        st.feedback = Some(format!(
+                            "The model provider limited your previous attempt ({}); it has passed. Go on where you left off.",
+                            limit.detail
+                        ));
+                        continue;
+                    }
+                    super::hold::Held::Cmd(WorkerCmd::Steer(message)) => {
+                        st.feedback = Some(message);
+                        continue;
+                    }
+                    super::hold::Held::Cmd(WorkerCmd::Shutdown) => {
+                        return Outcome::Interrupted { commit }
+                    }
+                    super::hold::Held::Cmd(WorkerCmd::OverBudget(reason)) => {
+                        return Outcome::Failed {
+                            commit,
+                            reason,
+                            result,
+                        }
+                    }
+                    super::hold::Held::Cmd(_) => {
+                        return Outcome::Stopped {
+                            commit,
+                            reason:
+                                "stopped by request (baton stop) while it waited out a rate limit"
+                                    .into(),
+                        }
+                    }
+                }
             }
             Step::Failed {
                 reason,

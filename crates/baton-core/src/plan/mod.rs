@@ -97,7 +97,12 @@ pub struct AgentProfile {
     pub max_parallel: Option<usize>,
     /// Its agents and their gates run under bubblewrap (None: `sandbox = "off"`).
     pub sandbox: Option<sandbox::Sandbox>,
+    /// The longest a task waits out a rate limit on this profile before it fails.
+    pub max_wait: Duration,
 }
+
+/// How long a task waits out a provider's rate limit unless its profile says.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Price {

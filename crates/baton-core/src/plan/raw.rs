@@ -80,6 +80,7 @@ pub(crate) struct RawAgent {
     pub hide: Option<Vec<String>>,
     pub memory: Option<Spanned<String>>,
     pub pids: Option<Spanned<i64>>,
+    pub max_wait: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

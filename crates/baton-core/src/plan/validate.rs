@@ -383,6 +383,16 @@ fn check_agents(
             }
             n
         });
+        let max_wait = match &a.max_wait {
+            Some(w) => match parse_duration(w.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    ck.at(Some(w.span()), subject.clone(), format!("max_wait: {e}"));
+                    super::DEFAULT_MAX_WAIT
+                }
+            },
+            None => super::DEFAULT_MAX_WAIT,
+        };
         let sandbox = profile_sandbox(
             ck,
             a,
@@ -403,6 +413,7 @@ fn check_agents(
                 hermetic_home,
                 max_parallel,
                 sandbox,
+                max_wait,
             },
         );
     }

@@ -1,0 +1,68 @@
+//! A task whose agent the provider limits waits the limit out instead of
+//! failing: no retry is used, its profile takes no new task meanwhile, and
+//! its next attempt goes on where the agent was (its session resumed).
+
+use super::messages::{WorkerCmd, WorkerNote};
+use super::shared::Shared;
+use crate::adapter::limits::Limit;
+use crate::clock::now_ms;
+use crate::model::{Activity, EventKind};
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How a wait ended.
+pub(crate) enum Held {
+    /// The time is up: the next attempt may start.
+    Over,
+    /// A request came meanwhile (stop, shutdown, steer, budget).
+    Cmd(WorkerCmd),
+}
+
+/// Waits `wait` for task `task` whose `profile` the provider limits, saying
+/// so in its status and transcript; requests are answered meanwhile.
+pub(crate) async fn wait_out(
+    sh: &Shared,
+    task: &str,
+    profile: &str,
+    limit: &Limit,
+    wait: Duration,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Held {
+    let until = now_ms() + wait.as_millis() as i64;
+    let what = match limit.kind {
+        crate::adapter::limits::LimitKind::Overloaded => "the provider is overloaded",
+        _ => "rate limit",
+    };
+    let reason = format!(
+        "waiting: {what} on {profile} until {} ({})",
+        crate::clock::rfc3339(until),
+        crate::duration::human(wait)
+    );
+    let data =
+        json!({ "for": "rate_limit", "profile": profile, "until_ms": until, "reason": reason });
+    let t = task.to_string();
+    let _ = sh
+        .db(move |s, run| s.set_activity(run, &t, Some(Activity::WaitingRateLimit), Some(now_ms())))
+        .await;
+    sh.event(Some(task), None, EventKind::Waiting, data).await;
+    let _ = sh.notes.send(WorkerNote::Limited {
+        profile: profile.to_string(),
+        until_ms: until,
+        reason,
+    });
+    let sleep = tokio::time::sleep(wait);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return Held::Over,
+            cmd = cmds.recv() => match cmd {
+                // A message waits for the attempt to come.
+                Some(WorkerCmd::Message { .. }) => {}
+                Some(c) => return Held::Cmd(c),
+                // The engine is gone: nothing will start the next attempt.
+                None => return Held::Cmd(WorkerCmd::Shutdown),
+            },
+        }
+    }
+}
