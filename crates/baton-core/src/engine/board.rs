@@ -274,35 +274,13 @@ impl Board {
             }
             if let Some(why) = self.limited.get(&self.tasks[i].spec.agent) {
                 if self.waiting_limit.insert(i) {
-                    out.push(Action::Record {
-                        task: i,
-                        status: None,
-                        update: Box::new(TaskUpdate {
-                            activity: Some(Some(Activity::WaitingRateLimit)),
-                            ..Default::default()
-                        }),
-                        event: Some((
-                            EventKind::Waiting,
-                            json!({ "for": "rate_limit", "reason": why }),
-                        )),
-                    });
+                    out.push(waits(i, Activity::WaitingRateLimit, "rate_limit", why));
                 }
                 continue;
             }
             if let Some(why) = &self.held {
                 if self.waiting.insert(i) {
-                    out.push(Action::Record {
-                        task: i,
-                        status: None,
-                        update: Box::new(TaskUpdate {
-                            activity: Some(Some(Activity::WaitingMemory)),
-                            ..Default::default()
-                        }),
-                        event: Some((
-                            EventKind::Waiting,
-                            json!({ "for": "memory", "reason": why }),
-                        )),
-                    });
+                    out.push(waits(i, Activity::WaitingMemory, "memory", why));
                 }
                 continue;
             }
@@ -335,18 +313,7 @@ impl Board {
                 for i in &freed {
                     self.waiting_limit.remove(i);
                 }
-                freed
-                    .into_iter()
-                    .map(|i| Action::Record {
-                        task: i,
-                        status: None,
-                        update: Box::new(TaskUpdate {
-                            activity: Some(None),
-                            ..Default::default()
-                        }),
-                        event: None,
-                    })
-                    .collect()
+                freed.into_iter().map(waits_no_more).collect()
             }
         }
     }
@@ -361,18 +328,7 @@ impl Board {
         }
         let mut waiting: Vec<usize> = self.waiting.drain().collect();
         waiting.sort_unstable();
-        waiting
-            .into_iter()
-            .map(|i| Action::Record {
-                task: i,
-                status: None,
-                update: Box::new(TaskUpdate {
-                    activity: Some(None),
-                    ..Default::default()
-                }),
-                event: None,
-            })
-            .collect()
+        waiting.into_iter().map(waits_no_more).collect()
     }
 
     /// Whether task `i`'s profile already runs as many tasks as it may.
@@ -969,6 +925,32 @@ impl Board {
             RunStatus::Failed
         };
         (out, status)
+    }
+}
+
+/// Task `i` is told it waits (`for_`: what for, `why`: in words).
+fn waits(i: usize, activity: Activity, for_: &str, why: &str) -> Action {
+    Action::Record {
+        task: i,
+        status: None,
+        update: Box::new(TaskUpdate {
+            activity: Some(Some(activity)),
+            ..Default::default()
+        }),
+        event: Some((EventKind::Waiting, json!({ "for": for_, "reason": why }))),
+    }
+}
+
+/// Task `i` waits no more: its activity is cleared.
+fn waits_no_more(i: usize) -> Action {
+    Action::Record {
+        task: i,
+        status: None,
+        update: Box::new(TaskUpdate {
+            activity: Some(None),
+            ..Default::default()
+        }),
+        event: None,
     }
 }
 
