@@ -165,6 +165,12 @@ fn event_line(e: &Event, started: i64) -> Option<String> {
             format!("network: refused {} (not in the allow-list)", s("host"))
         }
         EventKind::SandboxNotice => format!("sandbox: {}", s("notice")),
+        EventKind::Fallback => format!(
+            "handed over from {} to {}: {}",
+            s("from"),
+            s("to"),
+            s("reason")
+        ),
         EventKind::RateLimited => format!(
             "limited by the provider ({}): {}",
             s("kind").replace('_', " "),

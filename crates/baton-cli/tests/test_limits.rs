@@ -80,3 +80,66 @@ fn a_used_up_quota_or_a_wait_beyond_max_wait_fails_the_task_with_the_reason() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_used_up_quota_hands_the_task_to_the_fallback_profile_with_the_work_so_far() {
+    let env = TestEnv::new();
+    let fake =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/limited_claude.py");
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.claude]\nadapter = \"claude\"\ncommand = [\"python3\", {:?}]\nenv = {{ FAKE_LIMIT = \"quota\" }}\nfallback = [\"sh\"]\n\n\
+             [agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n\
+             [[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = 'printf \"%s\\n\" \"$BATON_FEEDBACK\" > handoff.txt; cat partial.txt > finished.txt'\n",
+            fake.display().to_string()
+        ),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        (t["agent"].as_str(), t["attempts"].as_u64()),
+        (Some("sh"), Some(2)),
+        "{t}"
+    );
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "finished.txt").as_deref(),
+        Some("half done\n")
+    );
+    let handoff = show(&env, integration, "handoff.txt").unwrap();
+    for said in [
+        "take this task over from another agent (claude)",
+        "Credit balance is too low",
+        "I wrote half of it",
+        "+half done",
+        "cat partial.txt",
+    ] {
+        assert!(
+            handoff.contains(said),
+            "{said:?} not in the handoff:\n{handoff}"
+        );
+    }
+    let moved = store_rows(
+        &env,
+        "SELECT data FROM events WHERE kind = 'fallback' AND task_id = 't'",
+    );
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(
+        moved[0].contains("\"from\":\"claude\"") && moved[0].contains("\"to\":\"sh\""),
+        "{moved:?}"
+    );
+
+    // A fallback that names no profile is a plan error.
+    env.write("baton.toml", "[agent.a]\nadapter = \"exec\"\ncommand = [\"true\"]\nfallback = [\"a\", \"nobody\"]\n\n[[task]]\nid = \"t\"\nagent = \"a\"\nprompt = \"x\"\n");
+    let out = output(baton(&env).arg("check"));
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("fallback \"a\" is the profile itself")
+            && said.contains("fallback \"nobody\" is no profile of the plan"),
+        "{said}"
+    );
+}

@@ -320,6 +320,8 @@ names! {
         AgentRetry = "agent_retry",
         /// The provider limits the agent (rate limit, overload, quota).
         RateLimited = "rate_limited",
+        /// Another profile took the task over (its agent's quota was used up).
+        Fallback = "fallback",
         AgentError = "agent_error",
         AgentResult = "agent_result",
     }

@@ -18,6 +18,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         max_parallel: None,
         sandbox: None,
         max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
+        fallback: vec![],
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -254,6 +255,7 @@ fn garbage_is_ignored_not_fatal() {
             max_parallel: None,
             sandbox: None,
             max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
+            fallback: vec![],
         };
         let mut p = for_profile(&profile).unwrap().parser();
         for line in [

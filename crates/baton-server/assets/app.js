@@ -736,6 +736,7 @@ function describe(ev) {
     case 'approval_needed': return ['waiting for approval', d.commit ? [' of ', code(short(d.commit))] : ''];
     case 'approved': return ['approved'];
     case 'steered': return ['steered: ', h('q', {}, d.message)];
+    case 'fallback': return ['handed over from ', code(d.from), ' to ', code(d.to), ': ', d.reason];
     case 'rate_limited': return ['limited by the provider: ', (d.kind || '').replace('_', ' '), d.retry_after_ms != null ? ` (it waits ${fmtDur(d.retry_after_ms)})` : '', d.resets_at ? ` (resets at ${d.resets_at})` : '', d.detail ? h('div', { class: 'out' }, d.detail) : ''];
     case 'sandbox_connection': return [d.allowed ? 'network: connected to ' : 'network: refused ', code(d.host), d.allowed ? '' : ' (not in the allow-list)'];
     case 'sandbox_notice': return ['sandbox: ', d.notice];

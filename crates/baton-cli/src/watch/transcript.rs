@@ -153,6 +153,15 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
             Tone::Bad,
             format!("network: refused {} (not in the allow-list)", s("host")),
         ),
+        EventKind::Fallback => (
+            Tone::Plain,
+            format!(
+                "handed over from {} to {}: {}",
+                s("from"),
+                s("to"),
+                s("reason")
+            ),
+        ),
         EventKind::RateLimited => {
             let wait = d
                 .get("retry_after_ms")

@@ -66,3 +66,59 @@ pub(crate) async fn wait_out(
         }
     }
 }
+
+/// What a fallback agent is told when it takes a task over: why the other
+/// stopped, the task's prompt, what it said last, and the diff of its work
+/// so far (the work itself is in the worktree and on the branch).
+pub(crate) async fn handoff(
+    sh: &Shared,
+    st: &super::worker::Start,
+    from: &str,
+    why: &str,
+    last_said: &str,
+) -> String {
+    let tip = format!("refs/heads/{}", st.branch);
+    let diff = match sh.repo.diff_capped(&st.start_commit, &tip, 64 * 1024).await {
+        Ok((bytes, cut)) => {
+            let mut d = String::from_utf8_lossy(&bytes).into_owned();
+            if cut {
+                d.push_str("\n[cut at 64 KiB: `git diff` in your worktree shows all of it]");
+            }
+            if d.trim().is_empty() {
+                "(none yet)".to_string()
+            } else {
+                d
+            }
+        }
+        Err(e) => format!("(cannot read it: {e})"),
+    };
+    // Its last message, rather than the error its attempt ended with.
+    let task = st.spec.id.clone();
+    let message = sh
+        .db(move |s, run| s.task_events_tail(run, &task, 200))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .find(|e| e.kind == EventKind::AgentMessage)
+        .and_then(|e| {
+            e.data
+                .get("text")
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+        });
+    let said = message.unwrap_or_else(|| last_said.to_string());
+    let said = if said.trim().is_empty() {
+        "(nothing)"
+    } else {
+        said.trim()
+    };
+    format!(
+        "You take this task over from another agent ({from}), which had to stop: {why}\n\n\
+         The task, as it was given:\n{prompt}\n\n\
+         What that agent said last:\n{said}\n\n\
+         Its work so far, already in your worktree and on the branch (from where the task started):\n{diff}\n\n\
+         Go on from there.",
+        prompt = st.spec.prompt.trim(),
+    )
+}

@@ -367,13 +367,15 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
     };
     sh.update_task(&task, upd, None).await;
 
-    let Some(profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
+    let Some(mut profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
         return failed(format!("unknown agent profile {:?}", st.spec.agent));
     };
-    let adapter = match adapter::for_profile(&profile) {
+    let mut adapter = match adapter::for_profile(&profile) {
         Ok(a) => a,
         Err(reason) => return failed(reason),
     };
+    // Profiles that worked on it: a fallback is never handed back.
+    let mut worked = vec![profile.name.clone()];
     drop(starting);
     let mut failures: Option<u32> = None;
     let mut limited_in_a_row = 0;
@@ -402,11 +404,43 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
                 let wait = match wait {
                     Ok(w) => w,
                     Err(why) => {
-                        return Outcome::Failed {
-                            commit,
-                            reason: format!("{reason}; {why}"),
-                            result,
-                        }
+                        let next = profile
+                            .fallback
+                            .iter()
+                            .find(|f| !worked.contains(f))
+                            .and_then(|f| sh.plan.agents.get(f).cloned());
+                        let Some(next) = next else {
+                            return Outcome::Failed {
+                                commit,
+                                reason: format!("{reason}; {why}"),
+                                result,
+                            };
+                        };
+                        let Ok(next_adapter) = adapter::for_profile(&next) else {
+                            return Outcome::Failed {
+                                commit,
+                                reason: format!(
+                                    "{reason}; {why}; its fallback {:?} cannot start",
+                                    next.name
+                                ),
+                                result,
+                            };
+                        };
+                        let why = format!("{reason}; {why}");
+                        st.feedback =
+                            Some(super::hold::handoff(sh, &st, &profile.name, &why, &result).await);
+                        st.session = None;
+                        let data = json!({ "from": profile.name, "to": next.name, "reason": why });
+                        let upd = TaskUpdate {
+                            agent: Some(next.name.clone()),
+                            ..Default::default()
+                        };
+                        sh.update_task(&task, upd, Some((EventKind::Fallback, data)))
+                            .await;
+                        worked.push(next.name.clone());
+                        (profile, adapter) = (next, next_adapter);
+                        limited_in_a_row = 0;
+                        continue;
                     }
                 };
                 limited_in_a_row += 1;

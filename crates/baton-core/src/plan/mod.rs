@@ -99,6 +99,9 @@ pub struct AgentProfile {
     pub sandbox: Option<sandbox::Sandbox>,
     /// The longest a task waits out a rate limit on this profile before it fails.
     pub max_wait: Duration,
+    /// Profiles that take a task over when this one's quota is used up (or
+    /// its limit lasts beyond `max_wait`), in order.
+    pub fallback: Vec<String>,
 }
 
 /// How long a task waits out a provider's rate limit unless its profile says.

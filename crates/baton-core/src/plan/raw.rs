@@ -81,6 +81,7 @@ pub(crate) struct RawAgent {
     pub memory: Option<Spanned<String>>,
     pub pids: Option<Spanned<i64>>,
     pub max_wait: Option<Spanned<String>>,
+    pub fallback: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

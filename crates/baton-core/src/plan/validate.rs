@@ -414,8 +414,31 @@ fn check_agents(
                 max_parallel,
                 sandbox,
                 max_wait,
+                fallback: a
+                    .fallback
+                    .as_ref()
+                    .map(|f| f.get_ref().clone())
+                    .unwrap_or_default(),
             },
         );
+    }
+    for (name, a) in &raw.agent {
+        for f in a.get_ref().fallback.iter() {
+            for fb in f.get_ref() {
+                if fb == name || !out.contains_key(fb) {
+                    let why = if fb == name {
+                        "the profile itself"
+                    } else {
+                        "no profile of the plan"
+                    };
+                    ck.at(
+                        Some(f.span()),
+                        Some(format!("agent {name:?}")),
+                        format!("fallback {fb:?} is {why}; name other profiles"),
+                    );
+                }
+            }
+        }
     }
     out
 }

@@ -88,6 +88,8 @@ pub struct TaskUpdate {
     pub activity: Option<Option<Activity>>,
     /// Whether `[workspace] setup` has run in its worktree.
     pub setup_done: Option<bool>,
+    /// The profile that runs it now (a fallback took over).
+    pub agent: Option<String>,
 }
 
 /// Columns added after the first schema, in order; `PRAGMA user_version`
@@ -564,7 +566,8 @@ impl Store {
                 finished_at = COALESCE(?17, finished_at),
                 retry_from = COALESCE(?18, retry_from),
                 activity = CASE WHEN ?19 THEN ?20 ELSE activity END,
-                setup_done = COALESCE(?21, setup_done)
+                setup_done = COALESCE(?21, setup_done),
+                agent = COALESCE(?22, agent)
              WHERE run_id = ?1 AND id = ?2",
             params![
                 run,
@@ -587,7 +590,8 @@ impl Store {
                 u.retry_from,
                 u.activity.is_some(),
                 u.activity.flatten(),
-                u.setup_done
+                u.setup_done,
+                u.agent
             ],
         )?;
         if let Some((kind, data)) = event {
