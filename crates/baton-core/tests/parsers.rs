@@ -19,6 +19,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         sandbox: None,
         max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
         fallback: vec![],
+        account: None,
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -256,6 +257,7 @@ fn garbage_is_ignored_not_fatal() {
             sandbox: None,
             max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
             fallback: vec![],
+            account: None,
         };
         let mut p = for_profile(&profile).unwrap().parser();
         for line in [

@@ -81,6 +81,8 @@ pub(crate) struct Rules {
     pub overlap_allowed: bool,
     /// At most this many tasks of a profile run at once.
     pub profile_limits: HashMap<String, usize>,
+    /// The account of a profile that names one: its limits are the account's.
+    pub accounts: HashMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -111,7 +113,7 @@ pub(crate) struct Board {
     held: Option<String>,
     /// Ready tasks told they wait for memory, so they are told once.
     waiting: HashSet<usize>,
-    /// Profiles the provider limits now, and why: their tasks wait.
+    /// Profiles (or accounts) the provider limits now, and why: their tasks wait.
     limited: BTreeMap<String, String>,
     /// Ready tasks told they wait for their profile's limit.
     waiting_limit: HashSet<usize>,
@@ -243,7 +245,8 @@ impl Board {
         // those of a limited profile once the limit has passed.
         let held = (!self.waiting.is_empty() && self.held.is_some())
             || self.tasks.iter().any(|t| {
-                t.status == TaskStatus::Pending && self.limited.contains_key(&t.spec.agent)
+                t.status == TaskStatus::Pending
+                    && self.limited.contains_key(self.limit_key(&t.spec.agent))
             });
         let idle =
             self.running == 0 && !merges_pending && ((!awaiting && !held) || self.shutting_down);
@@ -272,7 +275,7 @@ impl Board {
             if !ready || self.overlaps_running(i) || self.profile_full(i) {
                 continue;
             }
-            if let Some(why) = self.limited.get(&self.tasks[i].spec.agent) {
+            if let Some(why) = self.limited.get(self.limit_key(&self.tasks[i].spec.agent)) {
                 if self.waiting_limit.insert(i) {
                     out.push(waits(i, Activity::WaitingRateLimit, "rate_limit", why));
                 }
@@ -293,21 +296,30 @@ impl Board {
         out
     }
 
-    /// No task of `profile` starts while `why` is Some (the provider limits
-    /// it); once it is None its waiting tasks may start.
-    pub fn limit_profile(&mut self, profile: &str, why: Option<String>) -> Vec<Action> {
+    /// What a profile's limits are held under: its account, else itself.
+    pub fn limit_key<'a>(&'a self, profile: &'a str) -> &'a str {
+        self.rules
+            .accounts
+            .get(profile)
+            .map_or(profile, String::as_str)
+    }
+
+    /// No task of a profile held under `key` (see [`Board::limit_key`])
+    /// starts while `why` is Some (the provider limits it); once it is None
+    /// its waiting tasks may start.
+    pub fn limit_profile(&mut self, key: &str, why: Option<String>) -> Vec<Action> {
         match why {
             Some(why) => {
-                self.limited.insert(profile.to_string(), why);
+                self.limited.insert(key.to_string(), why);
                 Vec::new()
             }
             None => {
-                self.limited.remove(profile);
+                self.limited.remove(key);
                 let mut freed: Vec<usize> = self
                     .waiting_limit
                     .iter()
                     .copied()
-                    .filter(|i| self.tasks[*i].spec.agent == profile)
+                    .filter(|i| self.limit_key(&self.tasks[*i].spec.agent) == key)
                     .collect();
                 freed.sort_unstable();
                 for i in &freed {

@@ -39,6 +39,7 @@ fn rules(max_parallel: usize) -> Rules {
         auto_approve: false,
         overlap_allowed: false,
         profile_limits: HashMap::new(),
+        accounts: HashMap::new(),
     }
 }
 
@@ -597,4 +598,30 @@ fn a_limited_profile_starts_no_task_until_its_limit_passes_and_the_run_waits_for
     let freed = b.limit_profile("fake", None);
     assert_eq!(freed.len(), 1, "its waiting is over");
     assert_eq!(next_started(&mut b), ["a"]);
+}
+
+#[test]
+fn profiles_of_one_account_share_its_limit() {
+    let mut r = rules(4);
+    r.accounts = HashMap::from([
+        ("fake".to_string(), "team".to_string()),
+        ("other".to_string(), "team".to_string()),
+    ]);
+    let mut other = spec("b", &[]);
+    other.agent = "other".into();
+    let mut third = spec("c", &[]);
+    third.agent = "solo".into();
+    let mut b = Board::new(r, vec![spec("a", &[]), other, third]);
+    assert_eq!(b.limit_key("other"), "team");
+    b.limit_profile(
+        "team",
+        Some("waiting: rate limit on fake (account team)".into()),
+    );
+    assert_eq!(
+        next_started(&mut b),
+        ["c"],
+        "only the profile of another account starts"
+    );
+    b.limit_profile("team", None);
+    assert_eq!(next_started(&mut b), ["a", "b"]);
 }

@@ -24,7 +24,7 @@ pub(crate) enum Held {
 pub(crate) async fn wait_out(
     sh: &Shared,
     task: &str,
-    profile: &str,
+    profile: &crate::plan::AgentProfile,
     limit: &Limit,
     wait: Duration,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
@@ -34,20 +34,27 @@ pub(crate) async fn wait_out(
         crate::adapter::limits::LimitKind::Overloaded => "the provider is overloaded",
         _ => "rate limit",
     };
+    let on = match &profile.account {
+        Some(a) => format!("{} (account {a})", profile.name),
+        None => profile.name.clone(),
+    };
     let reason = format!(
-        "waiting: {what} on {profile} until {} ({})",
+        "waiting: {what} on {on} until {} ({})",
         crate::clock::rfc3339(until),
         crate::duration::human(wait)
     );
-    let data =
-        json!({ "for": "rate_limit", "profile": profile, "until_ms": until, "reason": reason });
+    let data = json!({ "for": "rate_limit", "profile": profile.name, "account": profile.account, "until_ms": until, "reason": reason });
     let t = task.to_string();
     let _ = sh
         .db(move |s, run| s.set_activity(run, &t, Some(Activity::WaitingRateLimit), Some(now_ms())))
         .await;
     sh.event(Some(task), None, EventKind::Waiting, data).await;
     let _ = sh.notes.send(WorkerNote::Limited {
-        profile: profile.to_string(),
+        // Profiles of one account share its limits.
+        profile: profile
+            .account
+            .clone()
+            .unwrap_or_else(|| profile.name.clone()),
         until_ms: until,
         reason,
     });

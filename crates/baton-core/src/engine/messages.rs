@@ -61,7 +61,8 @@ pub(crate) enum WorkerNote {
     Verified {
         result: super::gates::GateResult,
     },
-    /// The provider limits `profile` until then: start no task on it.
+    /// The provider limits `profile` (or the account it names) until then:
+    /// start no task on it.
     Limited {
         profile: String,
         until_ms: i64,

@@ -148,6 +148,12 @@ impl Parts {
                 .values()
                 .filter_map(|a| Some((a.name.clone(), a.max_parallel?)))
                 .collect(),
+            accounts: self
+                .plan
+                .agents
+                .values()
+                .filter_map(|a| Some((a.name.clone(), a.account.clone()?)))
+                .collect(),
         };
         let board = Board::new(rules, self.plan.tasks.iter().cloned());
         let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head.clone());

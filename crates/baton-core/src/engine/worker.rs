@@ -444,7 +444,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
                     }
                 };
                 limited_in_a_row += 1;
-                match super::hold::wait_out(sh, &task, &profile.name, &limit, wait, cmds).await {
+                match super::hold::wait_out(sh, &task, &profile, &limit, wait, cmds).await {
                     super::hold::Held::Over => {
                         st.feedback = Some(format!(
                             "The model provider limited your previous attempt ({}); it has passed. Go on where you left off.",

@@ -102,6 +102,9 @@ pub struct AgentProfile {
     /// Profiles that take a task over when this one's quota is used up (or
     /// its limit lasts beyond `max_wait`), in order.
     pub fallback: Vec<String>,
+    /// Profiles with the same account share a provider's limits: one limited
+    /// holds them all.
+    pub account: Option<String>,
 }
 
 /// How long a task waits out a provider's rate limit unless its profile says.

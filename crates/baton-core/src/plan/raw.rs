@@ -82,6 +82,7 @@ pub(crate) struct RawAgent {
     pub pids: Option<Spanned<i64>>,
     pub max_wait: Option<Spanned<String>>,
     pub fallback: Option<Spanned<Vec<String>>>,
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

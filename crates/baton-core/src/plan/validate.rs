@@ -419,6 +419,7 @@ fn check_agents(
                     .as_ref()
                     .map(|f| f.get_ref().clone())
                     .unwrap_or_default(),
+                account: a.account.clone().filter(|a| !a.trim().is_empty()),
             },
         );
     }
