@@ -89,6 +89,17 @@ pub fn is_live(state: &AppState, run: &str) -> bool {
     control::is_live(&state.paths, run)
 }
 
+/// A run's report as JSON (each task with its agent, needs, attention and
+/// allowed actions), and whether it is going on: the API's and the MCP tools'.
+pub async fn report(state: &AppState, run: &str) -> Result<serde_json::Value, String> {
+    let report = baton_core::Report::load(&state.store, run)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+    v["live"] = serde_json::json!(is_live(state, run));
+    Ok(v)
+}
+
 /// Starts a run of a plan file (a path inside the repository).
 pub async fn start_plan(state: &Arc<AppState>, plan: &str) -> Result<String, RunnerError> {
     let rel = Path::new(plan);

@@ -1,6 +1,6 @@
 //! `baton init`: writes a first, commented `baton.toml` for this repository.
 
-use super::{open_repo, usage, which};
+use super::{open_repo, usage};
 use baton_core::init::{plan_text, Project};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -29,11 +29,7 @@ pub async fn run(cwd: &Path, args: InitArgs) -> anyhow::Result<i32> {
             path.display()
         )));
     }
-    let found: Vec<&str> = baton_core::adapter::ADAPTERS
-        .iter()
-        .filter(|a| a.cli.is_some_and(|cli| which(cli).is_some()))
-        .map(|a| a.name)
-        .collect();
+    let found = super::installed_agents();
     let project = Project::detect(&repo.root);
     let text = plan_text(&found, project);
     std::fs::write(&path, &text)

@@ -155,6 +155,16 @@ pub fn load_plan(cwd: &Path, plan: &Path) -> anyhow::Result<(baton_core::Repo, P
     Ok((repo, plan))
 }
 
+/// The adapters whose agent CLI is on PATH, in the registry's order (as
+/// `doctor` finds them): what `init` and `plan` offer as profiles.
+pub fn installed_agents() -> Vec<&'static str> {
+    baton_core::adapter::ADAPTERS
+        .iter()
+        .filter(|a| a.cli.is_some_and(|cli| which(cli).is_some()))
+        .map(|a| a.name)
+        .collect()
+}
+
 /// Finds a program the way the shell would.
 pub fn which(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;

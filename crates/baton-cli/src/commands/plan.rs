@@ -1,7 +1,7 @@
 //! `baton plan`: an agent writes the plan for a goal; baton checks it, shows
 //! it and, if asked, runs it.
 
-use super::{open_repo, usage, which};
+use super::{open_repo, usage};
 use crate::ci::CiOutput;
 use crate::progress;
 use baton_core::init::{plan_text, Project};
@@ -129,11 +129,7 @@ fn profiles(cwd: &Path, repo: &baton_core::Repo, from: Option<&Path>) -> anyhow:
         return Profiles::from_plan_text(&path.display().to_string(), &text)
             .map_err(|e| usage(e.to_string()));
     }
-    let found: Vec<&str> = baton_core::adapter::ADAPTERS
-        .iter()
-        .filter(|a| a.cli.is_some_and(|cli| which(cli).is_some()))
-        .map(|a| a.name)
-        .collect();
+    let found = super::installed_agents();
     let text = plan_text(&found, Project::detect(&repo.root));
     Profiles::from_plan_text("(installed agents)", &text).map_err(|e| usage(e.to_string()))
 }

@@ -5,7 +5,7 @@ use super::app::{App, Command, Line, Pane};
 use baton_core::control::{self, ControlError};
 use baton_core::model::ControlKind;
 use baton_core::paths::StatePaths;
-use baton_core::store::{RunRecord, Store, StoreError};
+use baton_core::store::{RunRecord, Store, StoreError, TaskRecord};
 use baton_core::Repo;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,9 +41,10 @@ impl Source {
         let id = run.clone();
         let tasks = self.store.call(move |s| s.tasks(&id)).await?;
         app.set_tasks(tasks);
-        let Some(task) = app.selected_task().map(|t| t.id.clone()) else {
+        let Some(selected) = app.selected_task().cloned() else {
             return Ok(());
         };
+        let task = selected.id.clone();
         let started = app.run_record().map(|r| r.created_at).unwrap_or(0);
         let (id, t) = (run.clone(), task.clone());
         let events = self
@@ -53,7 +54,7 @@ impl Source {
         let lines: Vec<Line> = super::transcript::lines(&events, started);
         app.transcript = lines;
         match app.pane {
-            Pane::Diff if diff => app.text = self.diff(&run, &task).await,
+            Pane::Diff if diff => app.text = self.diff(&selected).await,
             Pane::Log => app.text = self.log(&run, &task).await?,
             _ => {}
         }
@@ -67,10 +68,8 @@ impl Source {
         let Some(last) = attempts.last() else {
             return Ok(vec!["(no attempt yet)".into()]);
         };
-        let tail = baton_core::logs::read_tail(Path::new(&last.log_path), LOG_BYTES).await;
-        let text = String::from_utf8_lossy(&tail).into_owned();
-        let id = run.to_string();
-        let masked = self.store.call(move |s| s.mask_for_run(&id, &text)).await?;
+        let path = Path::new(&last.log_path);
+        let masked = baton_core::logs::masked_tail(&self.store, run, path, LOG_BYTES).await?;
         let mut lines = vec![format!(
             "==> attempt {} ({}) {}",
             last.n, last.status, last.log_path
@@ -81,35 +80,19 @@ impl Source {
 
     /// What the task changed, from where it started to its branch's tip,
     /// with the run's secrets masked.
-    async fn diff(&self, run: &str, task: &str) -> Vec<String> {
-        let (id, t) = (run.to_string(), task.to_string());
-        let Ok(Some(rec)) = self.store.call(move |s| s.task(&id, &t)).await else {
-            return vec![];
-        };
-        let Some(start) = rec.start_commit else {
-            return vec!["(it has not started: nothing changed yet)".into()];
-        };
-        let tip = format!("refs/heads/{}", rec.branch);
-        let text = match self.repo.diff_capped(&start, &tip, DIFF_BYTES).await {
-            Ok((bytes, cut)) => {
-                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    async fn diff(&self, t: &TaskRecord) -> Vec<String> {
+        let text = match baton_core::logs::task_diff(&self.repo, &self.store, t, DIFF_BYTES).await {
+            Ok(None) => "(it has not started: nothing changed yet)".into(),
+            Ok(Some((text, _))) if text.is_empty() => "(no changes)".into(),
+            Ok(Some((mut text, cut))) => {
                 if cut {
                     text.push_str("\n[cut: `baton diff` shows all of it]");
-                }
-                if text.is_empty() {
-                    text = "(no changes)".into();
                 }
                 text
             }
             Err(e) => format!("cannot read the diff: {e}"),
         };
-        let id = run.to_string();
-        let masked = self
-            .store
-            .call(move |s| s.mask_for_run(&id, &text))
-            .await
-            .unwrap_or_default();
-        masked.lines().map(str::to_string).collect()
+        text.lines().map(str::to_string).collect()
     }
 
     /// Carries out a control and says how it went, in one line.

@@ -466,12 +466,9 @@ async fn jail(
     env: &[(OsString, OsString)],
     n: u32,
 ) -> Result<(Vec<OsString>, Option<crate::sandbox::proxy::Proxy>), String> {
-    let home = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "HOME")
-        .map(|(_, v)| std::path::PathBuf::from(v))
-        .or_else(|| std::env::var_os("HOME").map(std::path::PathBuf::from));
+    let home = crate::sandbox::env_var(env, "HOME")
+        .or_else(|| std::env::var_os("HOME"))
+        .map(std::path::PathBuf::from);
     let mut writable = Vec::new();
     match (&home, profile.hermetic_home) {
         (Some(h), true) => writable.push(h.clone()),
@@ -514,11 +511,7 @@ async fn jail(
             .as_ref()
             .and_then(|b| std::path::Path::new(b).parent().map(|d| d.to_path_buf())),
     );
-    let path = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
+    let path = crate::sandbox::env_var(env, "PATH")
         .or_else(|| std::env::var_os("PATH"))
         .unwrap_or_default();
     visible.extend(std::env::split_paths(&path));

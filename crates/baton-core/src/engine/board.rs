@@ -244,10 +244,11 @@ impl Board {
         // Tasks held back for memory start once there is room again, and
         // those of a limited profile once the limit has passed.
         let held = (!self.waiting.is_empty() && self.held.is_some())
-            || self.tasks.iter().any(|t| {
-                t.status == TaskStatus::Pending
-                    && self.limited.contains_key(self.limit_key(&t.spec.agent))
-            });
+            || !self.limited.is_empty()
+                && self.tasks.iter().any(|t| {
+                    t.status == TaskStatus::Pending
+                        && self.limited.contains_key(self.limit_key(&t.spec.agent))
+                });
         let idle =
             self.running == 0 && !merges_pending && ((!awaiting && !held) || self.shutting_down);
         idle && (!self.rules.service || self.shutting_down)

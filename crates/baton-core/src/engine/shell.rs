@@ -367,6 +367,9 @@ impl Engine {
 
     /// Profiles whose limit has passed take tasks again.
     async fn release_limits(&mut self) {
+        if self.limits.is_empty() {
+            return;
+        }
         let now = crate::clock::now_ms();
         let over: Vec<String> = self
             .limits

@@ -127,15 +127,18 @@ pub fn worktree_git_dir(worktree: &Path) -> Option<PathBuf> {
     })
 }
 
+/// `key` in an attempt's environment (the last setting wins).
+pub fn env_var(env: &[(OsString, OsString)], key: &str) -> Option<OsString> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
 /// Where each agent CLI keeps its own state under a home (and where its
 /// environment moves it): the only parts of an inherited home it may write.
 pub fn cli_state(adapter: &str, home: &Path, env: &[(OsString, OsString)]) -> Vec<PathBuf> {
-    let var = |k: &str| {
-        env.iter()
-            .rev()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| PathBuf::from(v))
-    };
+    let var = |k: &str| env_var(env, k).map(PathBuf::from);
     let xdg = |k: &str, default: &str| var(k).unwrap_or_else(|| home.join(default));
     match adapter {
         "claude" => vec![

@@ -74,12 +74,7 @@ pub async fn start(
 /// The JSON report of a run (each task with its agent, needs, attention
 /// and allowed actions), and whether it is going on.
 pub(crate) async fn report_json(st: &AppState, run: &str) -> Result<Value, ApiError> {
-    let report = Report::load(&st.store, run)
-        .await
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
-    v["live"] = json!(runner::is_live(st, run));
-    Ok(v)
+    runner::report(st, run).await.map_err(ApiError::not_found)
 }
 
 pub async fn report(

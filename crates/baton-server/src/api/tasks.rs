@@ -104,36 +104,13 @@ pub async fn diff(
     Path((run, task)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let t = find_task(&st, &run, &task).await?;
-    let Some(start) = t.start_commit.clone() else {
+    // Read no more than the cap, whatever the task generated; mask secrets.
+    let diff = baton_core::logs::task_diff(&st.opts.repo, &st.store, &t, MAX_TEXT as usize)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some((mut body, cut)) = diff else {
         return Ok(text(String::new()));
     };
-    let tip = match baton_core::git::git_ok(
-        &st.opts.repo.root,
-        [
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("refs/heads/{}", t.branch),
-        ],
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(_) => t.commit_id.clone().unwrap_or_else(|| start.clone()),
-    };
-    // Read no more than the cap, whatever the task generated; mask secrets.
-    let (bytes, cut) = st
-        .opts
-        .repo
-        .diff_capped(&start, &tip, MAX_TEXT as usize)
-        .await
-        .map_err(ApiError::internal)?;
-    let diff = String::from_utf8_lossy(&bytes).into_owned();
-    let mut body = st
-        .store
-        .call(move |s| s.mask_for_run(&run, &diff))
-        .await
-        .map_err(ApiError::internal)?;
     if cut {
         body.push_str("\n[diff cut at 4 MiB]\n");
     }
@@ -162,11 +139,8 @@ pub async fn log(
         })?,
     };
     // Only the end of a huge log: memory stays bounded whatever the agent printed.
-    let body = baton_core::logs::read_tail(std::path::Path::new(&a.log_path), MAX_TEXT).await;
-    let log = String::from_utf8_lossy(&body).into_owned();
-    let masked = st
-        .store
-        .call(move |s| s.mask_for_run(&run, &log))
+    let path = std::path::Path::new(&a.log_path);
+    let masked = baton_core::logs::masked_tail(&st.store, &run, path, MAX_TEXT)
         .await
         .map_err(ApiError::internal)?;
     Ok(text(masked))

@@ -7,7 +7,7 @@ use crate::runner;
 use crate::state::AppState;
 use baton_core::model::ControlKind;
 use baton_core::store::RunRecord;
-use baton_core::{Plan, Report};
+use baton_core::Plan;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -138,12 +138,7 @@ impl Ops {
     }
 
     async fn report(&self, run: &str) -> Answer {
-        let report = Report::load(&self.state.store, run)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-        v["live"] = json!(runner::is_live(&self.state, run));
-        Ok(v)
+        runner::report(&self.state, run).await
     }
 
     pub async fn task_logs(&self, a: LogsArg) -> Answer {
@@ -160,9 +155,14 @@ impl Ops {
             return Ok(json!({ "run": rec.id, "task": a.task, "attempt": null, "log": "" }));
         };
         let cap = a.bytes.unwrap_or(DEFAULT_TAIL).clamp(1, MAX_TEXT);
-        let tail = baton_core::logs::read_tail(Path::new(&last.log_path), cap).await;
-        let text = String::from_utf8_lossy(&tail).into_owned();
-        let log = self.masked(&rec.id, text).await?;
+        let log = baton_core::logs::masked_tail(
+            &self.state.store,
+            &rec.id,
+            Path::new(&last.log_path),
+            cap,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(
             json!({ "run": rec.id, "task": a.task, "attempt": last.n, "status": last.status, "log": log }),
         )
@@ -171,22 +171,14 @@ impl Ops {
     pub async fn task_diff(&self, a: TaskRef) -> Answer {
         let rec = self.run(a.run.as_deref()).await?;
         let t = self.known_task(&rec, &a.task).await?;
-        let Some(start) = t.start_commit else {
+        let repo = &self.state.opts.repo;
+        let diff =
+            baton_core::logs::task_diff(repo, &self.state.store, &t, MAX_TEXT as usize).await?;
+        let Some((diff, cut)) = diff else {
             return Ok(
                 json!({ "run": rec.id, "task": a.task, "diff": "", "note": "it has not started" }),
             );
         };
-        let tip = format!("refs/heads/{}", t.branch);
-        let (bytes, cut) = self
-            .state
-            .opts
-            .repo
-            .diff_capped(&start, &tip, MAX_TEXT as usize)
-            .await
-            .map_err(|e| e.to_string())?;
-        let diff = self
-            .masked(&rec.id, String::from_utf8_lossy(&bytes).into_owned())
-            .await?;
         Ok(json!({ "run": rec.id, "task": a.task, "diff": diff, "cut": cut }))
     }
 
@@ -281,15 +273,6 @@ impl Ops {
             .await
             .map_err(|e| e.to_string())?;
         found.ok_or_else(|| format!("run {} has no task {task:?}", rec.id))
-    }
-
-    async fn masked(&self, run: &str, text: String) -> Result<String, String> {
-        let run = run.to_string();
-        self.state
-            .store
-            .call(move |s| s.mask_for_run(&run, &text))
-            .await
-            .map_err(|e| e.to_string())
     }
 }
 
