@@ -47,6 +47,23 @@ impl RunLock {
     }
 }
 
+/// An exclusive flock held until dropped, for a few quick steps that
+/// several processes must not interleave (the warm pool's markers).
+pub(crate) struct Held {
+    _file: File,
+}
+
+/// Waits for the exclusive lock on `path` (made if missing).
+pub(crate) fn hold(path: &Path) -> std::io::Result<Held> {
+    let f = open(path)?;
+    // SAFETY: flock on a valid, owned file descriptor; the kernel drops
+    // the lock with the descriptor.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Held { _file: f })
+}
+
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

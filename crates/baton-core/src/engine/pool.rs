@@ -11,7 +11,11 @@
 //! `<name>.building-<pid>` (being made). Taking a slot renames its marker
 //! away, and a rename has one winner. A slot only ever enters the pool
 //! from a task whose work is committed and merged (or from a fresh
-//! checkout), and is reset before it is handed out.
+//! checkout), and is reset before it is handed out. Every change of a
+//! marker, and the sweep's reading of them all, holds `<pool>/.lock`: a
+//! sweep reading the markers one kind after another would otherwise miss
+//! a slot that moved from one kind to the next meanwhile, and remove a
+//! task's desk under it.
 
 use super::gates::{self, GateResult, Kind};
 use super::messages::WorkerCmd;
@@ -61,6 +65,13 @@ impl Pool {
         }
     }
 
+    /// The pool's lock, held while markers change or are read as a whole;
+    /// None only when the pool's directory cannot be written (then nothing
+    /// else works either, and says so).
+    fn lock(&self) -> Option<crate::lock::Held> {
+        lock_dir(&self.dir)
+    }
+
     fn stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -68,6 +79,7 @@ impl Pool {
     /// A free slot's worktree, taken; None when the pool is empty.
     pub fn take(&self) -> Option<PathBuf> {
         let pid = std::process::id();
+        let _held = self.lock();
         for name in self.marked(READY) {
             let ready = self.dir.join(format!("{name}{READY}"));
             let taken = self.dir.join(format!("{name}.taken-{pid}"));
@@ -103,6 +115,7 @@ impl Pool {
 
     /// How many more slots the pool wants (ready and being made count).
     fn wanted(&self) -> usize {
+        let _held = self.lock();
         let building = self
             .marked_any(".building-")
             .into_iter()
@@ -132,6 +145,7 @@ impl Pool {
     pub fn new_desk(&self) -> PathBuf {
         let name = new_name();
         let _ = std::fs::create_dir_all(&self.dir);
+        let _held = self.lock();
         let _ = std::fs::write(self.dir.join(format!("{name}{TASK}")), "");
         self.dir.join(name)
     }
@@ -154,13 +168,16 @@ impl Pool {
         };
         let path = self.dir.join(&name);
         let building = self.marker(&name, "building");
-        let marked =
-            std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&building, ""));
+        let marked = std::fs::create_dir_all(&self.dir).and_then(|()| {
+            let _held = self.lock();
+            std::fs::write(&building, "")?;
+            let _ = std::fs::remove_file(self.dir.join(format!("{name}{TASK}")));
+            Ok(())
+        });
         if let Err(e) = marked {
             let msg = format!("cannot write to the pool {}: {e}", self.dir.display());
             return Err(GitError::Other(msg));
         }
-        let _ = std::fs::remove_file(self.dir.join(format!("{name}{TASK}")));
         let res = async {
             if !here {
                 repo.move_worktree(worktree, &path).await?;
@@ -181,6 +198,7 @@ impl Pool {
     /// refill removes what is left of it).
     fn finish_building(&self, name: &str, building: &Path, ok: bool) {
         let ready = self.dir.join(format!("{name}{READY}"));
+        let _held = self.lock();
         if !(ok && std::fs::rename(building, ready).is_ok()) {
             let _ = std::fs::remove_file(building);
         }
@@ -189,8 +207,22 @@ impl Pool {
     /// Slots left half-made by a process that died, or not ours any more:
     /// their directories go (git's metadata with the next prune).
     async fn sweep(&self, repo: &Repo) {
+        let gone = self.unheld();
+        for dir in &gone {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
+        if !gone.is_empty() {
+            let _ = git(&repo.root, ["worktree", "prune"]).await;
+        }
+    }
+
+    /// The slot directories no marker holds (markers of dead processes are
+    /// removed on the way), read under the lock: a directory found here is
+    /// nobody's, and nobody can take it any more (taking needs a marker).
+    fn unheld(&self) -> Vec<PathBuf> {
+        let _held = self.lock();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
+            return Vec::new();
         };
         let held = |infix| {
             self.marked_any(infix)
@@ -205,13 +237,12 @@ impl Pool {
             .chain(held(".building-"))
             .chain(held(".taken-"))
             .collect();
-        let mut swept = false;
+        let mut gone = Vec::new();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 if !live.contains(&name) {
-                    let _ = tokio::fs::remove_dir_all(e.path()).await;
-                    swept = true;
+                    gone.push(e.path());
                 }
             } else if let Some((_, pid)) = name
                 .split_once(".building-")
@@ -222,8 +253,17 @@ impl Pool {
                 }
             }
         }
-        if swept {
-            let _ = git(&repo.root, ["worktree", "prune"]).await;
+        gone
+    }
+}
+
+/// The lock of the pool in `dir`.
+fn lock_dir(dir: &Path) -> Option<crate::lock::Held> {
+    match crate::lock::hold(&dir.join(".lock")) {
+        Ok(held) => Some(held),
+        Err(e) => {
+            tracing::warn!("cannot lock the pool {}: {e}", dir.display());
+            None
         }
     }
 }
@@ -234,6 +274,7 @@ impl Pool {
 /// git has made it, so a sweep cannot tell a stale marker).
 pub(crate) fn claim(slot: &Path) {
     let taken = format!("{}.taken-{}", slot.display(), std::process::id());
+    let _held = slot.parent().and_then(lock_dir);
     let _ = std::fs::rename(taken, format!("{}{TASK}", slot.display()));
 }
 
@@ -253,7 +294,11 @@ pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>) {
         let name = new_name();
         let path = pool.dir.join(&name);
         let building = pool.marker(&name, "building");
-        if std::fs::create_dir_all(&pool.dir).is_err() || std::fs::write(&building, "").is_err() {
+        let marked = std::fs::create_dir_all(&pool.dir).and_then(|()| {
+            let _held = pool.lock();
+            std::fs::write(&building, "")
+        });
+        if marked.is_err() {
             return;
         }
         let ws = &sh.plan.workspace;
@@ -420,6 +465,42 @@ mod tests {
         // A marker of a process that is gone does not count as being made.
         std::fs::write(pool.dir.join("b.building-999999999"), "").unwrap();
         assert_eq!(pool.wanted(), 2);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_sweep_never_takes_a_slot_that_moves_from_one_marker_to_the_next() {
+        let root = std::env::temp_dir().join(format!("baton-pool-sweep-{}", std::process::id()));
+        let pool = std::sync::Arc::new(Pool::new(&root, 1, "c0"));
+        std::fs::create_dir_all(pool.dir.join("a/.git")).unwrap();
+        std::fs::write(pool.dir.join("a.ready"), "").unwrap();
+        let mover = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                // ready -> taken -> task -> building -> ready, as tasks do.
+                for _ in 0..3000 {
+                    let slot = pool.take().expect("the slot is free");
+                    claim(&slot);
+                    let building = pool.marker("a", "building");
+                    {
+                        let _held = pool.lock();
+                        std::fs::write(&building, "").unwrap();
+                        std::fs::remove_file(pool.dir.join("a.task")).unwrap();
+                    }
+                    pool.finish_building("a", &building, true);
+                }
+            })
+        };
+        let mut sweeps = 0;
+        while !mover.is_finished() {
+            let gone = pool.unheld();
+            assert!(
+                gone.is_empty(),
+                "swept a held slot after {sweeps} sweeps: {gone:?}"
+            );
+            sweeps += 1;
+        }
+        mover.join().unwrap();
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
