@@ -133,7 +133,12 @@ fn sandbox_rules(
         },
     ];
     if spec.memory.is_some() || spec.pids.is_some() {
-        rules.push(format!("limits: {}", baton_core::sandbox::limits_notice()));
+        rules.push(baton_core::sandbox::cgroup::describe(
+            baton_core::sandbox::cgroup::Limits {
+                memory: spec.memory,
+                pids: spec.pids,
+            },
+        ));
     }
     rules
 }

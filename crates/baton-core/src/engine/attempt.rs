@@ -105,12 +105,15 @@ pub(crate) async fn run(
             return step;
         }
     }
-    let prepared = match prepare(sh, st, adapter, profile, n).await {
+    let mut prepared = match prepare(sh, st, adapter, profile, n).await {
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
     };
     let before = history::before(sh, &st.worktree).await;
     let ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
+    if let Some(cg) = prepared.cgroup.take() {
+        cg.remove().await;
+    }
     if let Some(s) = ran.session.clone() {
         st.session = Some(s);
     }
@@ -373,6 +376,8 @@ struct Prepared {
     /// The proxy of a sandbox whose network is an allow-list, for as long
     /// as the attempt lasts.
     _proxy: Option<crate::sandbox::proxy::Proxy>,
+    /// The cgroup that holds the agent to its `memory` and `pids`.
+    cgroup: Option<crate::sandbox::cgroup::Cgroup>,
 }
 
 async fn prepare(
@@ -436,12 +441,12 @@ async fn prepare(
         adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
     }
     let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
-    let (jail, proxy) = match &profile.sandbox {
+    let (jail, proxy, cgroup) = match &profile.sandbox {
         Some(spec) => {
             let (j, p) = jail(sh, st, profile, spec, &env, n).await?;
-            (Some(j), p)
+            (Some(j), p, limits(sh, st, spec, n).await)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     if let Some(j) = &jail {
         let args = std::mem::take(&mut launch.args);
@@ -452,7 +457,36 @@ async fn prepare(
         env,
         jail,
         _proxy: proxy,
+        cgroup,
     })
+}
+
+/// The cgroup of an attempt whose profile limits memory or processes; a
+/// machine where they cannot be applied gets a notice saying why.
+async fn limits(
+    sh: &Shared,
+    st: &Start,
+    spec: &crate::plan::sandbox::Sandbox,
+    n: u32,
+) -> Option<crate::sandbox::cgroup::Cgroup> {
+    use crate::sandbox::cgroup::{Cgroup, Limits};
+    let limits = Limits {
+        memory: spec.memory,
+        pids: spec.pids,
+    };
+    if limits == Limits::default() {
+        return None;
+    }
+    let name = format!("baton-{}-{}-{n}", std::process::id(), st.spec.id);
+    match Cgroup::make(&name, limits) {
+        Ok(cg) => Some(cg),
+        Err(notice) => {
+            let data = serde_json::json!({ "notice": notice });
+            sh.event(Some(&st.spec.id), Some(n), EventKind::SandboxNotice, data)
+                .await;
+            None
+        }
+    }
 }
 
 /// The sandbox of an attempt: its worktree, the agent's home or its CLI's
@@ -485,11 +519,6 @@ async fn jail(
     }
     if st.spec.lead.is_some() {
         writable.push(sh.paths.root.clone());
-    }
-    if spec.memory.is_some() || spec.pids.is_some() {
-        let data = serde_json::json!({ "notice": crate::sandbox::limits_notice() });
-        sh.event(Some(&st.spec.id), Some(n), EventKind::SandboxNotice, data)
-            .await;
     }
     let allow = match &spec.network {
         crate::plan::sandbox::Network::Allow(list) => Some(list.clone()),
@@ -687,6 +716,8 @@ struct AgentRun {
     out: supervise::Outcome,
     session: Option<String>,
     last_error: Option<String>,
+    /// The sandbox limit the agent hit (its memory, its processes).
+    limit_hit: Option<String>,
 }
 
 async fn run_agent(
@@ -706,6 +737,11 @@ async fn run_agent(
         cwd: &st.worktree,
         log: sh.paths.attempt_log(&sh.run_id, task, n),
         timeout: st.spec.timeout,
+        cgroup: p
+            .cgroup
+            .as_ref()
+            .map(|c| c.procs().to_vec())
+            .unwrap_or_default(),
     };
     let id = task.to_string();
     let earlier: Vec<AttemptRecord> = sh
@@ -741,6 +777,7 @@ async fn run_agent(
         out,
         session: watch.session,
         last_error: watch.last_error,
+        limit_hit: p.cgroup.as_ref().and_then(|c| c.hit()),
     }
 }
 
@@ -807,7 +844,9 @@ fn judge(ran: &AgentRun, finish: &Finish, n: u32, timeout: std::time::Duration) 
         }
         Ended::Exited(code) if *code != 0 => {
             let mut r = format!("agent exited with status {code}");
-            if let Some(e) = finish.error.as_ref().or(ran.last_error.as_ref()) {
+            if let Some(hit) = &ran.limit_hit {
+                r = format!("{r}: {hit}");
+            } else if let Some(e) = finish.error.as_ref().or(ran.last_error.as_ref()) {
                 r = format!("{r}: {}", adapter::clip(e, 300));
             }
             let tail = ran.out.stderr_tail.trim();

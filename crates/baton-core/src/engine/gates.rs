@@ -114,6 +114,7 @@ pub(crate) async fn run_all(
             cwd: worktree,
             log: log.clone(),
             timeout,
+            cgroup: Vec::new(),
         };
         let started = std::time::Instant::now();
         let io = supervise::Io {

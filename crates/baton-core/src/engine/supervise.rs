@@ -29,6 +29,8 @@ pub(crate) struct Spec<'a> {
     pub cwd: &'a Path,
     pub log: PathBuf,
     pub timeout: Duration,
+    /// The `cgroup.procs` files of the cgroups it runs in (its limits).
+    pub cgroup: Vec<std::ffi::CString>,
 }
 
 /// Turns a steer message into a stdin line, for agents that take one live.
@@ -338,6 +340,13 @@ fn command(spec: &Spec<'_>, stdin_pipe: bool) -> tokio::process::Command {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    if !spec.cgroup.is_empty() {
+        let procs = spec.cgroup.clone();
+        // SAFETY: join_self makes only async-signal-safe calls.
+        unsafe {
+            cmd.pre_exec(move || crate::sandbox::cgroup::join_self(&procs));
+        }
+    }
     cmd
 }
 

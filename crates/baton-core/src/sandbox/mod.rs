@@ -6,6 +6,7 @@
 //! `network = "off"` (or names the only hosts it may reach).
 
 pub mod bridge;
+pub mod cgroup;
 pub mod proxy;
 
 use crate::plan::sandbox::{Network, Sandbox};
@@ -184,19 +185,6 @@ pub fn probe() -> Result<String, String> {
             "{version} cannot make a sandbox here: {} (user namespaces may be off: sysctl kernel.unprivileged_userns_clone=1)",
             String::from_utf8_lossy(&tried.stderr).trim()
         ))
-    }
-}
-
-/// Why the memory and pids limits of a profile are not applied here.
-/// baton applies them only through a cgroup v2 subtree delegated to it,
-/// which it does not set up yet: the notice says so rather than let a
-/// limit pass silently.
-pub fn limits_notice() -> String {
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    if v2 {
-        "memory and pids limits need a cgroup v2 subtree delegated to baton, which this version does not set up: not applied".into()
-    } else {
-        "memory and pids limits need cgroup v2 (this machine has cgroup v1): not applied".into()
     }
 }
 
