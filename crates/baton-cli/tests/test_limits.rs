@@ -54,6 +54,10 @@ fn a_rate_limited_task_waits_it_out_without_using_a_retry_and_goes_on_in_its_ses
         "{}",
         r.stderr
     );
+    assert_eq!(t["rate_limit_waits"], 1, "{t}");
+    let waited = t["rate_limit_wait_ms"].as_i64().unwrap();
+    assert!((1100..=1300).contains(&waited), "{t}");
+    assert_eq!(t["agents"], serde_json::json!(["claude"]));
 }
 
 #[test]
@@ -122,6 +126,15 @@ fn a_used_up_quota_hands_the_task_to_the_fallback_profile_with_the_work_so_far()
             "{said:?} not in the handoff:\n{handoff}"
         );
     }
+    assert_eq!(t["agents"], serde_json::json!(["claude", "sh"]), "{t}");
+    assert_eq!(t["fallbacks"][0]["to"], "sh", "{t}");
+    assert!(
+        t["fallbacks"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the quota is used up"),
+        "{t}"
+    );
     let moved = store_rows(
         &env,
         "SELECT data FROM events WHERE kind = 'fallback' AND task_id = 't'",
@@ -142,4 +155,32 @@ fn a_used_up_quota_hands_the_task_to_the_fallback_profile_with_the_work_so_far()
             && said.contains("fallback \"nobody\" is no profile of the plan"),
         "{said}"
     );
+}
+
+#[test]
+fn a_fallback_whose_provider_limits_it_now_is_passed_over() {
+    let env = TestEnv::new();
+    let fake =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/limited_claude.py");
+    let fake = fake.display().to_string();
+    // "busy" runs into a rate limit on `slow` at once and waits it out;
+    // a moment later "t" finds its quota used up on `claude`, whose first
+    // fallback is `slow`.
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.claude]\nadapter = \"claude\"\ncommand = [\"python3\", {fake:?}]\nenv = {{ FAKE_LIMIT = \"quota\", FAKE_SLEEP = \"1\" }}\nfallback = [\"slow\", \"sh\"]\n\n\
+             [agent.slow]\nadapter = \"claude\"\ncommand = [\"python3\", {fake:?}]\nenv = {{ FAKE_RETRY_MS = \"4000\" }}\n\n\
+             [agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n\
+             [[task]]\nid = \"busy\"\nagent = \"slow\"\nprompt = \"go\"\n\n\
+             [[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"cat partial.txt > finished.txt\"\n"
+        ),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "t");
+    assert_eq!(t["agents"], serde_json::json!(["claude", "sh"]), "{t}");
+    let busy = task(&r.report, "busy");
+    assert_eq!(busy["rate_limit_waits"], 1, "{busy}");
 }

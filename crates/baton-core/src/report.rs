@@ -1,7 +1,7 @@
 //! The run report (PLAN-FORMAT.md, "The JSON report"), read from the store.
 
-use crate::model::{Activity, ControlKind, RunStatus, TaskStatus};
-use crate::store::{Store, StoreError, TaskRecord};
+use crate::model::{Activity, ControlKind, EventKind, RunStatus, TaskStatus};
+use crate::store::{Event, Store, StoreError, TaskRecord};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -42,6 +42,22 @@ pub struct TaskReport {
     /// While it runs: where its work so far would conflict with the
     /// integration branch as it is now.
     pub conflict_ahead: Vec<String>,
+    /// The profiles that worked on it, in order (more than one when it fell
+    /// back to another), and why each took over.
+    pub agents: Vec<String>,
+    pub fallbacks: Vec<Fallback>,
+    /// How often it waited out a provider's rate limit, and for how long in
+    /// all (as the provider asked).
+    pub rate_limit_waits: u32,
+    pub rate_limit_wait_ms: i64,
+}
+
+/// A task handed from one profile to another.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fallback {
+    pub from: String,
+    pub to: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,17 +109,59 @@ impl TaskReport {
             actions: r.status.actions(),
             warnings: r.warnings.clone(),
             conflict_ahead: r.conflict_ahead.clone(),
+            agents: r.agent.iter().cloned().collect(),
+            fallbacks: Vec::new(),
+            rate_limit_waits: 0,
+            rate_limit_wait_ms: 0,
         }
+    }
+
+    /// Adds what the run's fallback and waiting events say of this task.
+    fn with_moves(mut self, moves: &[Event]) -> TaskReport {
+        let mine = moves
+            .iter()
+            .filter(|e| e.task_id.as_deref() == Some(self.id.as_str()));
+        let text = |e: &Event, k: &str| {
+            e.data
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        for e in mine {
+            match e.kind {
+                EventKind::Fallback => self.fallbacks.push(Fallback {
+                    from: text(e, "from"),
+                    to: text(e, "to"),
+                    reason: text(e, "reason"),
+                }),
+                EventKind::Waiting if text(e, "for") == "rate_limit" => {
+                    self.rate_limit_waits += 1;
+                    let until = e.data.get("until_ms").and_then(|v| v.as_i64());
+                    self.rate_limit_wait_ms += until.map_or(0, |u| (u - e.ts).max(0));
+                }
+                _ => {}
+            }
+        }
+        if let Some(first) = self.fallbacks.first() {
+            self.agents = std::iter::once(first.from.clone())
+                .chain(self.fallbacks.iter().map(|f| f.to.clone()))
+                .collect();
+        }
+        self
     }
 }
 
 impl Report {
     pub async fn load(store: &Arc<Store>, run: &str) -> Result<Report, StoreError> {
         let id = run.to_string();
-        let (rec, records) = store
-            .call(move |s| Ok::<_, StoreError>((s.run(&id)?, s.tasks(&id)?)))
+        let (rec, records, moves) = store
+            .call(move |s| Ok::<_, StoreError>((s.run(&id)?, s.tasks(&id)?, s.moves(&id)?)))
             .await?;
-        let tasks: Vec<TaskReport> = records.iter().map(TaskReport::from_record).collect();
+        let tasks: Vec<TaskReport> = records
+            .iter()
+            .map(|r| TaskReport::from_record(r).with_moves(&moves))
+            .collect();
         let branch = format!("refs/heads/{}", rec.integration_branch);
         let args = ["rev-parse", "--verify", "--quiet", branch.as_str()];
         let integration_commit = crate::git::git(std::path::Path::new(&rec.repo), args)

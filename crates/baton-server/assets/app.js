@@ -669,6 +669,9 @@ function renderDetail() {
   const u = t.usage || {};
   const rows = [
     ['agent', t.agent],
+    ['agents', t.agents && t.agents.length > 1 ? t.agents.join(' → ') : null],
+    ['handed over', t.fallbacks && t.fallbacks.length ? h('ul', {}, t.fallbacks.map((f) => h('li', {}, h('code', {}, f.from), ' → ', h('code', {}, f.to), ': ', f.reason))) : null],
+    ['rate limits', t.rate_limit_waits ? `waited ${t.rate_limit_waits}×, ${fmtDur(t.rate_limit_wait_ms)}` : null],
     ['activity', t.status === 'running' || t.activity === 'waiting_memory' ? t.activity : null],
     ['attempts', t.attempts],
     ['elapsed', h('span', { class: 'elapsed', 'data-start': t.status === 'running' ? toMs(t.started_at_ms) : null }, fmtDur(elapsedOf(t)))],

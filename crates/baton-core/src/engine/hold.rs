@@ -49,12 +49,10 @@ pub(crate) async fn wait_out(
         .db(move |s, run| s.set_activity(run, &t, Some(Activity::WaitingRateLimit), Some(now_ms())))
         .await;
     sh.event(Some(task), None, EventKind::Waiting, data).await;
+    sh.hold_limit(profile, until);
     let _ = sh.notes.send(WorkerNote::Limited {
         // Profiles of one account share its limits.
-        profile: profile
-            .account
-            .clone()
-            .unwrap_or_else(|| profile.name.clone()),
+        profile: super::shared::limit_key(profile),
         until_ms: until,
         reason,
     });

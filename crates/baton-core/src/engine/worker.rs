@@ -404,11 +404,25 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
                 let wait = match wait {
                     Ok(w) => w,
                     Err(why) => {
-                        let next = profile
+                        if limit.kind == adapter::limits::LimitKind::Quota {
+                            // No other task should fall back to it meanwhile.
+                            let until =
+                                crate::clock::now_ms() + profile.max_wait.as_millis() as i64;
+                            sh.hold_limit(&profile, until);
+                        }
+                        // One that has not worked on it; of those, one its
+                        // provider does not limit now if there is one.
+                        let fresh: Vec<&crate::plan::AgentProfile> = profile
                             .fallback
                             .iter()
-                            .find(|f| !worked.contains(f))
-                            .and_then(|f| sh.plan.agents.get(f).cloned());
+                            .filter(|f| !worked.contains(f))
+                            .filter_map(|f| sh.plan.agents.get(f))
+                            .collect();
+                        let next = fresh
+                            .iter()
+                            .find(|f| !sh.is_limited(f))
+                            .or(fresh.first())
+                            .map(|f| (*f).clone());
                         let Some(next) = next else {
                             return Outcome::Failed {
                                 commit,

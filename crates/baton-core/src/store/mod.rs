@@ -127,6 +127,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS messages_to ON messages (run_id, to_task, id);
     CREATE INDEX IF NOT EXISTS messages_from ON messages (run_id, from_task, ts)",
+    // The few events a report lists per task (waits, fallbacks): a partial
+    // index, so that the many others cost nothing more to write.
+    "CREATE INDEX IF NOT EXISTS events_moves ON events (run_id, seq) WHERE kind IN ('fallback', 'waiting')",
 ];
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
@@ -242,6 +245,16 @@ impl Store {
         let mut st =
             conn.prepare_cached("SELECT * FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let rows = st.query_map(params![after, limit as i64], Event::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// A run's fallbacks and waits, oldest first.
+    pub fn moves(&self, run: &str) -> Result<Vec<Event>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(
+            "SELECT * FROM events WHERE run_id = ?1 AND kind IN ('fallback', 'waiting') ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![run], Event::from_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 

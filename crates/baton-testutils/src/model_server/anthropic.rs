@@ -43,8 +43,12 @@ pub(crate) fn inspect(body: &Value) -> Result<Turn, String> {
     Ok(turn)
 }
 
-pub(crate) fn render(action: &Action, turn: &Turn) -> Response {
-    let blocks = match action {
+pub(crate) fn render(action: &Action, turn: &Turn, note: Option<&str>) -> Response {
+    let mut blocks: Vec<Block> = note
+        .map(|n| Block::Text(n.to_string()))
+        .into_iter()
+        .collect();
+    blocks.extend(match action {
         Action::Say(text) => vec![Block::Text(text.clone())],
         Action::Write { path, content } => write_blocks(turn, path, content),
         Action::Run { command } => match run_call(turn, command) {
@@ -57,7 +61,7 @@ pub(crate) fn render(action: &Action, turn: &Turn) -> Response {
             Some(call) => vec![Block::Tool(call)],
             None => vec![Block::Text(format!("(no tool {tool} declared)"))],
         },
-    };
+    });
     message(&blocks, turn)
 }
 
@@ -95,7 +99,7 @@ pub(crate) fn side(body: &Value, turn: &Turn) -> Response {
     message(&[Block::Text(text)], turn)
 }
 
-pub(crate) fn error(status: u16) -> Value {
+pub(crate) fn error(status: u16, message: &str) -> Value {
     let kind = match status {
         401 => "authentication_error",
         403 => "permission_error",
@@ -106,7 +110,7 @@ pub(crate) fn error(status: u16) -> Value {
         s if s >= 500 => "api_error",
         _ => "invalid_request_error",
     };
-    json!({"type": "error", "error": {"type": kind, "message": format!("mock http_error {status}")}})
+    json!({"type": "error", "error": {"type": kind, "message": message}})
 }
 
 enum Block {

@@ -84,8 +84,8 @@ pub(crate) fn side(turn: &Turn) -> Response {
 }
 
 /// The OpenAI error body, shared with the Responses API.
-pub(crate) fn openai_error(status: u16) -> Value {
-    let kind = match status {
+pub(crate) fn openai_error(status: u16, message: &str, kind: Option<&str>) -> Value {
+    let kind_of_status = match status {
         401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
@@ -93,8 +93,9 @@ pub(crate) fn openai_error(status: u16) -> Value {
         s if s >= 500 => "server_error",
         _ => "invalid_request_error",
     };
-    json!({"error": {"message": format!("mock http_error {status}"), "type": kind,
-                     "param": null, "code": "mock_error"}})
+    let kind = kind.unwrap_or(kind_of_status);
+    json!({"error": {"message": message, "type": kind,
+                     "param": null, "code": kind}})
 }
 
 /// An action as plain text for a tool-less client. A write uses aider's

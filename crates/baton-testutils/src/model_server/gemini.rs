@@ -75,7 +75,7 @@ pub(crate) fn side(body: &Value, turn: &Turn, sse: bool) -> Response {
     respond(json!({"text": text}), turn, sse)
 }
 
-pub(crate) fn error(status: u16) -> Value {
+pub(crate) fn error(status: u16, message: &str) -> Value {
     let kind = match status {
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
@@ -85,7 +85,7 @@ pub(crate) fn error(status: u16) -> Value {
         s if s >= 500 => "INTERNAL",
         _ => "INVALID_ARGUMENT",
     };
-    json!({"error": {"code": status, "message": format!("mock http_error {status}"), "status": kind}})
+    json!({"error": {"code": status, "message": message, "status": kind}})
 }
 
 fn call_part(call: Option<ToolCall>, fallback: &str) -> Value {

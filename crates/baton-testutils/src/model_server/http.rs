@@ -37,6 +37,8 @@ pub(crate) struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// A `retry-after` header, in seconds.
+    pub retry_after: Option<u32>,
 }
 
 impl Response {
@@ -45,6 +47,7 @@ impl Response {
             status,
             content_type: "application/json",
             body: value.to_string().into_bytes(),
+            retry_after: None,
         }
     }
 
@@ -53,6 +56,7 @@ impl Response {
             status: 200,
             content_type: "text/event-stream",
             body: body.into_bytes(),
+            retry_after: None,
         }
     }
 }
@@ -245,8 +249,12 @@ async fn write_response<W: AsyncWrite + Unpin>(
     resp: &Response,
     close: bool,
 ) -> std::io::Result<()> {
+    let retry = resp
+        .retry_after
+        .map(|s| format!("retry-after: {s}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache\r\nconnection: {}\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache\r\n{retry}connection: {}\r\n\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type,

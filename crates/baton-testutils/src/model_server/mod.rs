@@ -27,11 +27,13 @@ mod anthropic;
 mod chat;
 mod gemini;
 mod http;
+mod outage;
 mod responses;
 mod script;
 mod turn;
 
 pub use agents::{agent_args, agent_bin, agent_env, AGENTS};
+pub use outage::{Api, Outage};
 pub use script::{Scripts, Step};
 
 use http::{Outcome, Request, Response};
@@ -59,6 +61,8 @@ pub struct Recorded {
     pub step: Option<usize>,
     /// True for a model request answered on the side (no step played).
     pub side: bool,
+    /// The status an outage answered it with instead of its step.
+    pub refused: Option<u16>,
 }
 
 impl Recorded {
@@ -83,6 +87,7 @@ pub struct ModelServer {
 struct Shared {
     scripts: Scripts,
     recorded: Mutex<Vec<Recorded>>,
+    outages: Mutex<Vec<outage::State>>,
 }
 
 impl ModelServer {
@@ -93,7 +98,9 @@ impl ModelServer {
             .set_nonblocking(true)
             .expect("nonblocking listener");
         let port = listener.local_addr().expect("local addr").port();
+        let outages = scripts.outages().iter().cloned().map(outage::State::new);
         let shared = Arc::new(Shared {
+            outages: Mutex::new(outages.collect()),
             scripts,
             recorded: Mutex::new(Vec::new()),
         });
@@ -205,8 +212,23 @@ async fn handle(shared: Arc<Shared>, req: Request) -> Outcome {
         script: None,
         step: None,
         side: false,
+        refused: None,
     };
-    let plan = plan(&shared.scripts, &req, &mut record);
+    let mut plan = plan(&shared.scripts, &req, &mut record);
+    if let Plan::Play(dialect, ..) = &plan {
+        let now = std::time::Instant::now();
+        let mut outages = lock(&shared.outages);
+        if let Some(o) = outages
+            .iter_mut()
+            .find_map(|o| o.refuses(dialect.api(), now).then(|| o.outage.clone()))
+        {
+            record.refused = Some(o.status);
+            let body = error_body(*dialect, o.status, &o.message, o.kind.as_deref());
+            let mut resp = Response::json(o.status, &body);
+            resp.retry_after = o.retry_after;
+            plan = Plan::Respond(resp);
+        }
+    }
     let body = record.body.clone();
     lock(&shared.recorded).push(record);
     match plan {
@@ -282,6 +304,7 @@ fn gemini_target(path: &str) -> Option<(&str, &str)> {
 }
 
 async fn play(dialect: Dialect, turn: &Turn, mut step: Step) -> Outcome {
+    let mut note = None;
     loop {
         let action = match step {
             Step::Slow { secs, then } => {
@@ -295,6 +318,11 @@ async fn play(dialect: Dialect, turn: &Turn, mut step: Step) -> Outcome {
                 step = *then;
                 continue;
             }
+            Step::Note { text, then } => {
+                note = Some(text);
+                step = *then;
+                continue;
+            }
             Step::Hang => return Outcome::Hang,
             Step::HttpError(status) => {
                 // A 1xx status cannot carry a body; out-of-range ones are not HTTP.
@@ -303,7 +331,8 @@ async fn play(dialect: Dialect, turn: &Turn, mut step: Step) -> Outcome {
                 } else {
                     500
                 };
-                return Outcome::Respond(Response::json(status, &error_body(dialect, status)));
+                let body = error_body(dialect, status, &format!("mock http_error {status}"), None);
+                return Outcome::Respond(Response::json(status, &body));
             }
             Step::WriteFile { path, content } => Action::Write { path, content },
             Step::Run { command } => Action::Run { command },
@@ -311,7 +340,7 @@ async fn play(dialect: Dialect, turn: &Turn, mut step: Step) -> Outcome {
             Step::Say(text) => Action::Say(text),
         };
         return Outcome::Respond(match dialect {
-            Dialect::Anthropic => anthropic::render(&action, turn),
+            Dialect::Anthropic => anthropic::render(&action, turn, note.as_deref()),
             Dialect::Responses => responses::render(&action, turn),
             Dialect::Chat => chat::render(&action, turn),
             Dialect::Gemini { sse } => gemini::render(&action, turn, sse),
@@ -328,10 +357,20 @@ fn side(dialect: Dialect, turn: &Turn, body: &Value) -> Response {
     }
 }
 
-fn error_body(dialect: Dialect, status: u16) -> Value {
+fn error_body(dialect: Dialect, status: u16, message: &str, kind: Option<&str>) -> Value {
     match dialect {
-        Dialect::Anthropic => anthropic::error(status),
-        Dialect::Responses | Dialect::Chat => chat::openai_error(status),
-        Dialect::Gemini { .. } => gemini::error(status),
+        Dialect::Anthropic => anthropic::error(status, message),
+        Dialect::Responses | Dialect::Chat => chat::openai_error(status, message, kind),
+        Dialect::Gemini { .. } => gemini::error(status, message),
+    }
+}
+
+impl Dialect {
+    fn api(self) -> Api {
+        match self {
+            Dialect::Anthropic => Api::Anthropic,
+            Dialect::Responses | Dialect::Chat => Api::OpenAi,
+            Dialect::Gemini { .. } => Api::Gemini,
+        }
     }
 }

@@ -25,6 +25,9 @@ pub enum Step {
     Hang,
     /// Wait, then do `then`.
     Slow { secs: f64, then: Box<Step> },
+    /// Say `text` in the same message as `then`'s tool call (Claude Code:
+    /// a text block before the call; the other dialects play `then` alone).
+    Note { text: String, then: Box<Step> },
 }
 
 impl Step {
@@ -56,6 +59,14 @@ impl Step {
         Step::Say(text.into())
     }
 
+    /// Shorthand for `Step::Note`.
+    pub fn noted(text: &str, then: Step) -> Step {
+        Step::Note {
+            text: text.into(),
+            then: Box::new(then),
+        }
+    }
+
     /// Shorthand for `Step::Slow`.
     pub fn slow(secs: f64, then: Step) -> Step {
         Step::Slow {
@@ -74,6 +85,7 @@ impl Step {
 pub struct Scripts {
     named: BTreeMap<String, Vec<Step>>,
     default: Vec<Step>,
+    outages: Vec<super::Outage>,
 }
 
 impl Scripts {
@@ -89,6 +101,17 @@ impl Scripts {
     pub fn default_script(mut self, steps: Vec<Step>) -> Self {
         self.default = steps;
         self
+    }
+
+    /// A provider's outage: see [`super::Outage`]. The first one that
+    /// refuses a request answers it.
+    pub fn outage(mut self, outage: super::Outage) -> Self {
+        self.outages.push(outage);
+        self
+    }
+
+    pub(crate) fn outages(&self) -> &[super::Outage] {
+        &self.outages
     }
 
     /// The script a conversation selects: its name (None for the default)
