@@ -14,6 +14,7 @@ mod test_mcp;
 mod test_patterns;
 mod test_plan;
 mod test_real_agents;
+mod test_real_limits;
 mod test_resolve;
 mod test_run;
 mod test_sandbox;

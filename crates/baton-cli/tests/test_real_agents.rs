@@ -10,7 +10,7 @@ use baton_testutils::TestEnv;
 use std::path::PathBuf;
 
 /// The CLIs' binaries, or None (after saying why) when they are not installed.
-fn bins(agents: &[&str]) -> Option<Vec<PathBuf>> {
+pub(crate) fn bins(agents: &[&str]) -> Option<Vec<PathBuf>> {
     let found: Vec<Option<PathBuf>> = agents.iter().map(|a| agent_bin(a)).collect();
     if found.iter().all(Option::is_some) {
         return Some(found.into_iter().flatten().collect());
@@ -47,6 +47,18 @@ fn toml_str(s: &str) -> String {
 
 /// A profile that runs `agent`'s real CLI against `server`, hermetically.
 fn profile(env: &TestEnv, agent: &str, bin: &std::path::Path, server: &ModelServer) -> String {
+    profile_with(env, agent, bin, server, &[], "")
+}
+
+/// [`profile`] with more environment variables and more profile settings.
+pub(crate) fn profile_with(
+    env: &TestEnv,
+    agent: &str,
+    bin: &std::path::Path,
+    server: &ModelServer,
+    more_env: &[(&str, &str)],
+    more: &str,
+) -> String {
     let home = env.scratch(&format!("home-{agent}"));
     std::fs::create_dir_all(&home).unwrap();
     // A developer's git identity: aider writes one into the repository's
@@ -61,6 +73,8 @@ fn profile(env: &TestEnv, agent: &str, bin: &std::path::Path, server: &ModelServ
         "GIT_CONFIG_GLOBAL".into(),
         home.join(".gitconfig").display().to_string(),
     ));
+    env_vars.retain(|(k, _)| !more_env.iter().any(|(m, _)| m == k));
+    env_vars.extend(more_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let vars: Vec<String> = env_vars
         .into_iter()
         .map(|(k, v)| format!("{k} = {}", toml_str(&v)))
@@ -71,7 +85,7 @@ fn profile(env: &TestEnv, agent: &str, bin: &std::path::Path, server: &ModelServ
         _ => "",
     };
     format!(
-        "[agent.{agent}]\nadapter = \"{agent}\"\ncommand = [{}]\n{model}env = {{ {} }}\n\n",
+        "[agent.{agent}]\nadapter = \"{agent}\"\ncommand = [{}]\n{model}{more}env = {{ {} }}\n\n",
         toml_str(&bin.display().to_string()),
         vars.join(", ")
     )

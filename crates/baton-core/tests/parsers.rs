@@ -337,6 +337,21 @@ fn a_used_up_quota_or_lasting_overload_ends_the_attempt_as_a_limit() {
 }
 
 #[test]
+fn claude_code_s_own_words_for_an_api_error_are_an_error_not_the_agent_speaking() {
+    let (ev, _) = parse("claude", "claude_quota.jsonl");
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, AgentEvent::Error { message } if message == "Credit balance is too low")
+        ),
+        "{ev:?}"
+    );
+    assert!(
+        !ev.iter().any(|e| matches!(e, AgentEvent::Message { .. })),
+        "a fallback is told what the agent said, not the error again: {ev:?}"
+    );
+}
+
+#[test]
 fn a_limit_that_ends_the_attempt_keeps_the_wait_the_provider_asked() {
     // Claude Code's retries used up on a 429 (its stream as it ends then).
     let (_, fin) = parse("claude", "claude_429_gave_up.jsonl");

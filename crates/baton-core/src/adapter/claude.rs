@@ -144,8 +144,14 @@ impl StreamParser for ClaudeParser {
             }
             ("assistant", _) => {
                 let msg = &v["message"];
+                // Claude Code words an API error as a message of its own
+                // ("<synthetic>", with an `error`): not the agent speaking.
+                let synthetic = str_of(msg, "model") == "<synthetic>" && v.get("error").is_some();
                 for c in msg["content"].as_array().into_iter().flatten() {
                     match str_of(c, "type") {
+                        "text" if synthetic => out.push(AgentEvent::Error {
+                            message: str_of(c, "text").to_string(),
+                        }),
                         "text" => {
                             self.last_text = str_of(c, "text").to_string();
                             out.push(AgentEvent::Message {

@@ -165,12 +165,16 @@ impl super::StreamParser for Recognise {
             }
             return events;
         }
-        let named = events.iter().find_map(|e| match e {
+        let mut named = events.iter().find_map(|e| match e {
             AgentEvent::Error { message } => from_text(message),
             AgentEvent::Retrying { detail } => from_text(detail),
             _ => None,
         });
-        if let Some(l) = &named {
+        if let Some(l) = &mut named {
+            // An error that names the limit keeps the wait asked before.
+            if l.retry_after_ms.is_none() {
+                l.retry_after_ms = self.last.as_ref().and_then(|p| p.retry_after_ms);
+            }
             self.last = Some(l.clone());
         }
         events.extend(named.map(AgentEvent::RateLimited));
