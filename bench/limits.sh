@@ -3,8 +3,8 @@
 # vendors, real Claude Code and Codex against the scripted model server
 # (crates/baton-testutils, `model-server`), J at a time. Run twice: once
 # with no limits, once with the Anthropic API answering 429 (retry-after 4)
-# for 10 s mid-run. A quarter of the tasks run on `claude` (waits limits
-# out), a quarter on `claude-tight` (max_wait 2s, falls back to codex), the
+# for 10 s mid-run. Every fourth task runs on `claude` (waits limits out),
+# every fourth on `claude-tight` (max_wait 2s, falls back to codex), the
 # rest on `codex`. Prints each run's wall time, whether every task
 # succeeded, and the waits and fallbacks the report shows.
 #
@@ -41,9 +41,11 @@ plan() {
   printf 'max_wait = "2s"\nfallback = ["codex"]\n\n'
   "$MODEL_SERVER" profile codex --url "$url" --home "$work/home-codex"
   for i in $(seq 1 "$N"); do
-    if [ "$i" -le $((N / 4)) ]; then agent=claude
-    elif [ "$i" -le $((N / 2)) ]; then agent=claude-tight
-    else agent=codex; fi
+    case $((i % 4)) in
+      1) agent=claude ;;
+      2) agent=claude-tight ;;
+      *) agent=codex ;;
+    esac
     printf '\n[[task]]\nid = "t%s"\nagent = "%s"\nprompt = "Write t%s.txt. [[script:t%s]]"\ntimeout = "5m"\non_failure = "continue"\n' \
       "$i" "$agent" "$i" "$i"
   done

@@ -37,6 +37,34 @@ fn land_fast_forwards_the_branch_and_its_checkout() {
 }
 
 #[test]
+fn land_into_another_branch_leaves_the_one_it_started_from() {
+    let env = TestEnv::new();
+    let before = env.git(&["rev-parse", "HEAD"]);
+    env.git(&["branch", "release", &before]);
+    let r = finished_run(&env);
+    let main = env.git(&["rev-parse", "main"]);
+    let out = output(baton(&env).args(["land", "--into", "release"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        env.git(&["show", "release:a.txt"]),
+        env.git(&["show", &format!("{integration}:a.txt")])
+    );
+    assert_eq!(env.git(&["rev-parse", "main"]), main, "main is left alone");
+    let out = output(baton(&env).args(["land", "--into", "nowhere"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nowhere"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn land_merges_when_the_branch_moved_on() {
     let env = TestEnv::new();
     finished_run(&env);
@@ -103,7 +131,13 @@ fn land_pushes_to_a_remote() {
 #[test]
 fn land_pr_pushes_the_integration_branch_and_asks_gh() {
     let env = TestEnv::new();
-    let r = finished_run(&env);
+    write_plan(
+        &env,
+        "[[task]]\nid = \"a\"\nprompt = \"write a.txt from the run\"\ngates = [\"test -e a.txt\"]\n",
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let run = r.report["run"].as_str().unwrap().to_string();
     let remote = env.scratch("remote.git");
     env.git(&["init", "-q", "--bare", remote.to_str().unwrap()]);
@@ -149,8 +183,10 @@ fn land_pr_pushes_the_integration_branch_and_asks_gh() {
         ]
     );
     assert!(args.contains(&"--title") && args.iter().any(|a| a.starts_with("baton: run")));
+    // The description: each task's status, result, gates and usage.
     assert!(
-        args.iter().any(|a| a.contains("| a | succeeded |")),
+        args.iter()
+            .any(|a| a.contains("| a | succeeded |") && a.contains("`test -e a.txt` passed")),
         "{args:?}"
     );
     let pushed = env.git(&[

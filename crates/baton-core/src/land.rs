@@ -7,7 +7,7 @@
 
 use crate::git::{GitError, MergeOutcome, Repo};
 use crate::model::TaskStatus;
-use crate::store::{RunRecord, TaskRecord};
+use crate::store::{Event, RunRecord, TaskRecord};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +70,7 @@ pub async fn land(
     repo: &Repo,
     run: &RunRecord,
     tasks: &[TaskRecord],
+    gates: &[Event],
     live: bool,
     opts: &LandOptions,
 ) -> Result<Landed, LandError> {
@@ -81,7 +82,7 @@ pub async fn land(
         None => return Err(LandError::NoBranch(run.id.clone())),
     };
     if opts.pr {
-        return open_pr(repo, run, tasks, &branch, opts).await;
+        return open_pr(repo, run, tasks, gates, &branch, opts).await;
     }
     let target = format!("refs/heads/{branch}");
     let Some(old) = repo.ref_commit(&target).await? else {
@@ -173,12 +174,45 @@ fn message(run: &RunRecord, tasks: &[TaskRecord]) -> String {
 }
 
 /// The pull request's body: each task, its status, result and usage.
-fn pr_body(run: &RunRecord, tasks: &[TaskRecord]) -> String {
+/// The pull request's description: each task's status, result, gates (as
+/// they last ran) and usage.
+fn pr_body(run: &RunRecord, tasks: &[TaskRecord], gates: &[Event]) -> String {
     let mut b = format!(
-        "Work of baton run `{}` (plan `{}`), from `{}`.\n\n| task | status | result | cost |\n|---|---|---|---|\n",
+        "Work of baton run `{}` (plan `{}`), from `{}`.\n\n| task | status | result | gates | tokens in / out | cost |\n|---|---|---|---|---|---|\n",
         run.id, run.plan_path, run.integration_branch
     );
     for t in tasks {
+        let mut last: Vec<(&str, bool)> = Vec::new();
+        for e in gates
+            .iter()
+            .filter(|e| e.task_id.as_deref() == Some(t.id.as_str()))
+        {
+            let gate = e.data.get("gate").and_then(|g| g.as_str()).unwrap_or("?");
+            let passed = e
+                .data
+                .get("passed")
+                .and_then(|p| p.as_bool())
+                .unwrap_or(false);
+            match last.iter_mut().find(|(g, _)| *g == gate) {
+                Some(seen) => seen.1 = passed,
+                None => last.push((gate, passed)),
+            }
+        }
+        let gates = last
+            .iter()
+            .map(|(g, ok)| {
+                format!(
+                    "`{}` {}",
+                    g.replace('|', "\\|"),
+                    if *ok { "passed" } else { "failed" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let tokens = match (t.input_tokens, t.output_tokens) {
+            (None, None) => String::new(),
+            (i, o) => format!("{} / {}", i.unwrap_or(0), o.unwrap_or(0)),
+        };
         let result = t
             .result
             .as_deref()
@@ -187,7 +221,7 @@ fn pr_body(run: &RunRecord, tasks: &[TaskRecord]) -> String {
             .replace('|', "\\|");
         let cost = t.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_default();
         b.push_str(&format!(
-            "| {} | {} | {result} | {cost} |\n",
+            "| {} | {} | {result} | {gates} | {tokens} | {cost} |\n",
             t.id, t.status
         ));
     }
@@ -198,6 +232,7 @@ async fn open_pr(
     repo: &Repo,
     run: &RunRecord,
     tasks: &[TaskRecord],
+    gates: &[Event],
     branch: &str,
     opts: &LandOptions,
 ) -> Result<Landed, LandError> {
@@ -209,7 +244,7 @@ async fn open_pr(
         .filter(|t| t.status == TaskStatus::Succeeded)
         .count();
     let title = format!("baton: run {} ({good} of {} tasks)", run.id, tasks.len());
-    let body = pr_body(run, tasks);
+    let body = pr_body(run, tasks, gates);
     let out = tokio::process::Command::new("gh")
         .args(["pr", "create", "--base", branch, "--head", head])
         .args(["--title", title.as_str(), "--body", body.as_str()])

@@ -399,9 +399,15 @@ async fn land_run(state: &Arc<AppState>, run: &str, land: Land) {
     let id = run.to_string();
     let found = state
         .store
-        .call(move |s| Ok::<_, baton_core::store::StoreError>((s.run(&id)?, s.tasks(&id)?)))
+        .call(move |s| {
+            Ok::<_, baton_core::store::StoreError>((
+                s.run(&id)?,
+                s.tasks(&id)?,
+                s.gate_results(&id)?,
+            ))
+        })
         .await;
-    let (rec, tasks) = match found {
+    let (rec, tasks, gates) = match found {
         Ok(v) => v,
         Err(e) => return tracing::error!("run {run}: cannot land it: {e}"),
     };
@@ -409,7 +415,7 @@ async fn land_run(state: &Arc<AppState>, run: &str, land: Land) {
         pr: land == Land::Pr,
         ..Default::default()
     };
-    match baton_core::land::land(&state.opts.repo, &rec, &tasks, false, &opts).await {
+    match baton_core::land::land(&state.opts.repo, &rec, &tasks, &gates, false, &opts).await {
         Ok(landed) => tracing::info!("run {run} landed: {landed:?}"),
         Err(e) => tracing::warn!("run {run}: run.land could not land it: {e}"),
     }

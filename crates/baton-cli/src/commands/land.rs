@@ -40,7 +40,11 @@ pub async fn perform(cwd: &Path, args: LandArgs, url_on_stdout: bool) -> anyhow:
     let (store, paths) = open_store(&repo)?;
     let rec = find_run(&store, args.run.as_deref())?;
     let id = rec.id.clone();
-    let tasks = store.call(move |s| s.tasks(&id)).await?;
+    let (tasks, gates) = store
+        .call(move |s| {
+            Ok::<_, baton_core::store::StoreError>((s.tasks(&id)?, s.gate_results(&id)?))
+        })
+        .await?;
     let live = baton_core::control::is_live(&paths, &rec.id);
     let opts = LandOptions {
         into: args.into,
@@ -48,7 +52,7 @@ pub async fn perform(cwd: &Path, args: LandArgs, url_on_stdout: bool) -> anyhow:
         push: args.push,
         pr: args.pr,
     };
-    let landed = land(&repo, &rec, &tasks, live, &opts)
+    let landed = land(&repo, &rec, &tasks, &gates, live, &opts)
         .await
         .map_err(|e| match e {
             LandError::Live(_)

@@ -248,6 +248,16 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// How a run's gates ended, oldest first.
+    pub fn gate_results(&self, run: &str) -> Result<Vec<Event>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(
+            "SELECT * FROM events WHERE run_id = ?1 AND kind = 'gate_finished' ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![run], Event::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// A run's fallbacks and waits, oldest first.
     pub fn moves(&self, run: &str) -> Result<Vec<Event>> {
         let conn = self.reader();

@@ -10,7 +10,9 @@
 //!       Prints a baton profile (`[agent.NAME]`) that runs AGENT's installed
 //!       CLI against the server, hermetically (its home in DIR).
 
-use baton_testutils::model_server::{agent_bin, agent_env, Api, ModelServer, Outage, Scripts, Step};
+use baton_testutils::model_server::{
+    agent_bin, agent_env, Api, ModelServer, Outage, Scripts, Step,
+};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -47,7 +49,9 @@ fn one<'a>(args: &'a [String], name: &str) -> Result<&'a str, String> {
 fn serve(args: &[String]) -> Result<(), String> {
     let url_file = one(args, "--url-file")?;
     let tasks: u32 = match flag(args, "--tasks").first() {
-        Some(n) => n.parse().map_err(|_| format!("--tasks {n}: not a number"))?,
+        Some(n) => n
+            .parse()
+            .map_err(|_| format!("--tasks {n}: not a number"))?,
         None => 0,
     };
     let mut scripts = Scripts::new();
@@ -85,19 +89,30 @@ fn outage(spec: &str) -> Result<Outage, String> {
     }
     let num = |k: &str| -> Result<Option<u32>, String> {
         kv.get(k)
-            .map(|v| v.parse().map_err(|_| format!("--outage {spec}: {k}={v} is not a number")))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("--outage {spec}: {k}={v} is not a number"))
+            })
             .transpose()
     };
     let api = match kv.get("api").copied() {
         Some("anthropic") => Api::Anthropic,
         Some("openai") => Api::OpenAi,
         Some("gemini") => Api::Gemini,
-        other => return Err(format!("--outage {spec}: api must be anthropic, openai or gemini, not {other:?}")),
+        other => {
+            return Err(format!(
+                "--outage {spec}: api must be anthropic, openai or gemini, not {other:?}"
+            ))
+        }
     };
     let mut o = match kv.get("kind").copied().unwrap_or("rate_limit") {
         "rate_limit" => Outage::rate_limit(api, num("retry_after")?.unwrap_or(3)),
         "quota" => Outage::quota(api),
-        k => return Err(format!("--outage {spec}: kind must be rate_limit or quota, not {k:?}")),
+        k => {
+            return Err(format!(
+                "--outage {spec}: kind must be rate_limit or quota, not {k:?}"
+            ))
+        }
     };
     if let Some(n) = num("after")? {
         o = o.after(n);
@@ -121,7 +136,9 @@ fn profile(args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&home).map_err(|e| format!("cannot make {}: {e}", home.display()))?;
     let mut env = agent_env(agent, url, &home);
     for kv in flag(args, "--env") {
-        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--env {kv}: not K=V"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--env {kv}: not K=V"))?;
         env.retain(|(have, _)| have != k);
         env.push((k.to_string(), v.to_string()));
     }
