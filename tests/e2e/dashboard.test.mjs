@@ -140,6 +140,27 @@ test('Stop on a running task stops it', async () => {
   await page.close();
 });
 
+test('a message typed in the task pane reaches the task and shows in its transcript', async () => {
+  const s = await serve('');
+  const go = path.join(s.dir, 'go');
+  writeFileSync(path.join(s.repo, 'baton.toml'),
+    `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[[task]]\nid = "listener"\nagent = "fake"\nprompt = "say started; wait-file ${go}; write done.txt done"\n`);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.url);
+  const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await waitState(page, 'listener', 'running');
+  await card(page, 'listener').click();
+  await page.getByTestId('steer-input').fill('the API moved to v2');
+  await page.getByTestId('btn-message').click();
+  await page.getByTestId('transcript').getByText('the API moved to v2').waitFor({ timeout: 10000 });
+  const sent = await s.api('GET', `/api/runs/${json.run}/tasks/listener/messages`);
+  assert.deepEqual(sent.json.messages.map((m) => m.text), ['the API moved to v2']);
+  assert.equal(await page.getByTestId('steer-input').inputValue(), '', 'the input is cleared once sent');
+  writeFileSync(go, '');
+  await waitState(page, 'listener', 'succeeded');
+  await page.close();
+});
+
 test('Approve on a task waiting for approval merges it', async () => {
   const s = await serve('[[task]]\nid = "gated"\nprompt = "write gated.txt change"\napprove = true\n');
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

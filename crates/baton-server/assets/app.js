@@ -693,7 +693,10 @@ function renderDetail() {
   $('btn-approve').disabled = !can.has('approve');
   $('btn-retry').disabled = !can.has('retry');
   $('btn-steer').disabled = !can.has('steer');
-  $('steer-input').disabled = !can.has('steer');
+  // A message waits for the task's next turn or attempt: any task not done yet.
+  const open = can.has('steer') || t.status === 'pending';
+  $('btn-message').disabled = !open;
+  $('steer-input').disabled = !open;
 }
 
 /** File paths as code, comma-separated. */
@@ -839,6 +842,23 @@ $('steer').addEventListener('submit', async (e) => {
   if (!message) { input.focus(); return; }
   await act('steer', { message });
   input.value = '';
+});
+$('btn-message').addEventListener('click', async () => {
+  const input = $('steer-input');
+  const text = input.value.trim();
+  if (!text) { input.focus(); return; }
+  const out = $('action-status');
+  out.textContent = 'message…';
+  try {
+    const r = await api(`${taskPath(S.taskId)}/messages`, { body: { text } });
+    out.textContent = r.message || 'sent';
+    out.className = r.ok === false ? 'note error' : 'note ok';
+    if (r.ok !== false) input.value = '';
+  } catch (e) {
+    out.textContent = (e.body && e.body.message) || e.message;
+    out.className = 'note error';
+  }
+  refreshTask();
 });
 $('detail-close').addEventListener('click', closeTask);
 for (const b of document.querySelectorAll('.tabs [data-tab]')) b.addEventListener('click', () => showTab(b.dataset.tab));
