@@ -318,3 +318,44 @@ fn an_exec_prompt_too_long_for_one_argument_is_refused_at_check() {
         "{said}"
     );
 }
+
+/// Every whole plan in docs/ (a ```toml block with its profiles and
+/// tasks; the others are excerpts) passes `baton check`: the workflows the
+/// docs teach, such as the review workflow of docs/ci.md, are ones baton
+/// takes.
+#[test]
+fn the_plans_in_the_docs_are_valid() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    let mut pages: Vec<_> = std::fs::read_dir(&docs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        for (i, block) in text.split("```toml\n").skip(1).enumerate() {
+            let plan = block.split("```").next().unwrap();
+            if !(plan.contains("[[task]]") && plan.contains("[agent.")) {
+                continue;
+            }
+            let env = TestEnv::new();
+            env.write("baton.toml", plan);
+            let out = output(baton(&env).arg("check"));
+            checked += 1;
+            if !out.status.success() {
+                bad.push(format!(
+                    "{} block {}: {}",
+                    page.file_name().unwrap().to_string_lossy(),
+                    i + 1,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+    }
+    assert!(checked >= 3, "only {checked} plans found in docs/");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
