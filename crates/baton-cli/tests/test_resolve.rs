@@ -103,3 +103,36 @@ fn a_resolver_that_gives_up_leaves_the_task_conflicted_with_both_branches() {
         "b's own work is kept"
     );
 }
+
+#[test]
+fn the_resolver_prompt_is_the_plan_s_own_template_when_it_gives_one() {
+    let env = TestEnv::new();
+    let log = env.scratch("b-runs");
+    let own = "[run]\nresolver_prompt = \"Fix {{ paths | join(' ') }} of {{ task }} ({{ result }}); merged since: {% for m in merged %}{{ m.id }}={{ m.result }} {% endfor %}\"\n";
+    write_plan(&env, &plan(KEEP_BOTH, &log).replacen("[run]\n", own, 1));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    let seen = show(&env, integration, "PROMPT_SEEN").unwrap();
+    assert_eq!(
+        seen,
+        "Fix shared.txt of b (b wrote it); merged since: a=a wrote it"
+    );
+
+    // A template that reads what a resolver prompt does not have is a plan error.
+    write_plan(
+        &env,
+        &plan(KEEP_BOTH, &log).replacen(
+            "[run]\n",
+            "[run]\nresolver_prompt = \"{{ tasks.a.result }}\"\n",
+            1,
+        ),
+    );
+    let out = output(baton(&env).arg("check"));
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("resolver_prompt:") && said.contains("baton.toml:"),
+        "{said}"
+    );
+}

@@ -151,6 +151,64 @@ pub fn uses_feedback(src: &str) -> bool {
     }
 }
 
+/// What a resolver's prompt (`[run] resolver_prompt`) can see.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ResolveContext {
+    /// The conflicted task's id, prompt and final message.
+    pub task: String,
+    pub prompt: String,
+    pub result: String,
+    /// The files that hold conflict markers.
+    pub paths: Vec<String>,
+    /// The tasks merged since it started, oldest first.
+    pub merged: Vec<MergedView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MergedView {
+    pub id: String,
+    pub prompt: String,
+    pub result: String,
+}
+
+/// The resolver's prompt unless the plan gives its own.
+pub const RESOLVER_PROMPT: &str = "Your work on task \"{{ task }}\" conflicts with work merged into the integration branch since you started. baton has merged the integration branch into your worktree; these files hold conflict markers: {{ paths | join(\", \") }}.
+
+Resolve every conflict so that the intent of both sides is kept, remove every marker, make sure the result works, and finish.
+
+Your task was:
+{{ prompt }}
+{% if result %}When you finished it you said:
+{{ result }}
+{% endif %}{% if merged %}
+Merged since you started:
+{% for m in merged %}- task \"{{ m.id }}\": {{ m.prompt }}{% if m.result %}
+  it said: {{ m.result }}{% endif %}
+{% endfor %}{% endif %}";
+
+/// A resolver prompt for `ctx` from template `src`.
+pub fn render_resolver(src: &str, ctx: &ResolveContext) -> Result<String, String> {
+    env().render_str(src, ctx).map_err(|e| describe(&e))
+}
+
+/// Whether `src` renders as a resolver prompt (its variables are known).
+pub fn check_resolver(src: &str) -> Result<(), String> {
+    let sample = ResolveContext {
+        task: "t".into(),
+        prompt: "p".into(),
+        result: "r".into(),
+        paths: vec!["a.txt".into()],
+        merged: vec![MergedView {
+            id: "m".into(),
+            prompt: "p".into(),
+            result: "r".into(),
+        }],
+    };
+    render_resolver(src, &sample).map(drop).map_err(|e| {
+        format!("resolver_prompt: {e} (it can use task, prompt, result, paths and merged)")
+    })
+}
+
 pub fn render(src: &str, ctx: &PromptContext) -> Result<String, String> {
     let env = env();
     env.render_str(src, ctx).map_err(|e| describe(&e))
@@ -169,6 +227,35 @@ fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resolver_prompt_names_the_paths_and_both_sides() {
+        assert!(check_resolver(RESOLVER_PROMPT).is_ok());
+        let ctx = ResolveContext {
+            task: "b".into(),
+            prompt: "write b".into(),
+            result: "b wrote it".into(),
+            paths: vec!["x.txt".into(), "y.txt".into()],
+            merged: vec![MergedView {
+                id: "a".into(),
+                prompt: "write a".into(),
+                result: String::new(),
+            }],
+        };
+        let p = render_resolver(RESOLVER_PROMPT, &ctx).unwrap();
+        assert!(p.starts_with("Your work on task \"b\" conflicts"), "{p}");
+        assert!(p.contains("conflict markers: x.txt, y.txt."), "{p}");
+        assert!(
+            p.contains("When you finished it you said:\nb wrote it\n"),
+            "{p}"
+        );
+        assert!(
+            p.contains("- task \"a\": write a\n") && !p.contains("it said"),
+            "{p}"
+        );
+        let e = check_resolver("{{ nope }}").unwrap_err();
+        assert!(e.contains("resolver_prompt") && e.contains("paths"), "{e}");
+    }
 
     #[test]
     fn prose_and_raw_blocks_are_not_references() {

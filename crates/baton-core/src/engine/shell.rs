@@ -646,30 +646,32 @@ impl Engine {
             .into_iter()
             .filter(|t| t.id != id && t.merged && t.finished_at.is_some_and(|f| f >= since));
         let spec = self.board.spec(i);
-        let mut prompt = format!(
-            "Your work on task {id:?} conflicts with work merged into the integration branch since you started. baton has merged the integration branch into your worktree; these files hold conflict markers: {}.\n\nResolve every conflict so that the intent of both sides is kept, remove every marker, make sure the result works, and finish.\n\nYour task was:\n{}\n",
-            paths.join(", "),
-            spec.prompt.trim()
-        );
-        if let Some(r) = rec.result.as_deref().filter(|r| !r.trim().is_empty()) {
-            prompt.push_str(&format!("When you finished it you said:\n{}\n", r.trim()));
-        }
-        let mut merged = String::new();
-        for t in others {
-            let asked = self
-                .board
-                .idx(&t.id)
-                .map(|j| self.board.spec(j).prompt.trim().to_string())
-                .unwrap_or_default();
-            merged.push_str(&format!("- task {:?}: {asked}", t.id));
-            if let Some(r) = t.result.as_deref().filter(|r| !r.trim().is_empty()) {
-                merged.push_str(&format!("\n  it said: {}", r.trim()));
-            }
-            merged.push('\n');
-        }
-        if !merged.is_empty() {
-            prompt.push_str(&format!("\nMerged since you started:\n{merged}"));
-        }
+        let said = |r: Option<&str>| r.map(|r| r.trim().to_string()).unwrap_or_default();
+        let ctx = crate::template::ResolveContext {
+            task: id.clone(),
+            prompt: spec.prompt.trim().to_string(),
+            result: said(rec.result.as_deref()),
+            paths: paths.to_vec(),
+            merged: others
+                .map(|t| crate::template::MergedView {
+                    prompt: self
+                        .board
+                        .idx(&t.id)
+                        .map(|j| self.board.spec(j).prompt.trim().to_string())
+                        .unwrap_or_default(),
+                    result: said(t.result.as_deref()),
+                    id: t.id,
+                })
+                .collect(),
+        };
+        // The plan's template was checked when the plan was read.
+        let template = self.sh.plan.run.resolver_prompt.as_deref();
+        let prompt = template
+            .and_then(|t| crate::template::render_resolver(t, &ctx).ok())
+            .or_else(|| {
+                crate::template::render_resolver(crate::template::RESOLVER_PROMPT, &ctx).ok()
+            })
+            .unwrap_or_default();
         let profile = self
             .sh
             .plan

@@ -65,6 +65,8 @@ pub struct RunSettings {
     pub overlap_allowed: bool,
     /// The profile that resolves merge conflicts (default: the task's own).
     pub resolver: Option<String>,
+    /// The resolver's prompt, a template (default: `template::RESOLVER_PROMPT`).
+    pub resolver_prompt: Option<String>,
     /// What `baton run` does with a run that succeeded: nothing, land it
     /// (`baton land`), or open a pull request (`baton land --pr`).
     pub land: Land,

@@ -58,6 +58,7 @@ pub(crate) struct RawRun {
     pub verify_batch: Option<Spanned<i64>>,
     pub overlap: Option<Spanned<String>>,
     pub resolver: Option<Spanned<String>>,
+    pub resolver_prompt: Option<Spanned<String>>,
     pub land: Option<Spanned<String>>,
     pub min_free_memory: Option<Spanned<String>>,
 }

@@ -127,6 +127,12 @@ pub(super) fn parse(
         }
         run.resolver = Some(r.get_ref().clone());
     }
+    if let Some(p) = &raw.run.resolver_prompt {
+        if let Err(e) = crate::template::check_resolver(p.get_ref()) {
+            ck.at(Some(p.span()), None, e);
+        }
+        run.resolver_prompt = Some(p.get_ref().clone());
+    }
     let mut routes = Vec::new();
     for r in &raw.route {
         let r = r.get_ref();
@@ -175,6 +181,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         verify_batch: 1,
         overlap_allowed: false,
         resolver: None,
+        resolver_prompt: None,
         land: super::Land::None,
         min_free_memory: None,
     };
