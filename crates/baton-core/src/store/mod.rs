@@ -250,20 +250,24 @@ impl Store {
 
     /// How a run's gates ended, oldest first.
     pub fn gate_results(&self, run: &str) -> Result<Vec<Event>> {
-        let conn = self.reader();
-        let mut st = conn.prepare_cached(
+        self.run_events(
             "SELECT * FROM events WHERE run_id = ?1 AND kind = 'gate_finished' ORDER BY seq",
-        )?;
-        let rows = st.query_map(params![run], Event::from_row)?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+            run,
+        )
     }
 
-    /// A run's fallbacks and waits, oldest first.
+    /// A run's fallbacks and waits, oldest first (the condition is the
+    /// `events_moves` index's, word for word, so that SQLite uses it).
     pub fn moves(&self, run: &str) -> Result<Vec<Event>> {
-        let conn = self.reader();
-        let mut st = conn.prepare_cached(
+        self.run_events(
             "SELECT * FROM events WHERE run_id = ?1 AND kind IN ('fallback', 'waiting') ORDER BY seq",
-        )?;
+            run,
+        )
+    }
+
+    fn run_events(&self, sql: &str, run: &str) -> Result<Vec<Event>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(sql)?;
         let rows = st.query_map(params![run], Event::from_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
