@@ -186,6 +186,47 @@ fn running_tasks_hold_ports_of_their_own_that_were_free() {
             assert!(all.insert(p), "port {p} handed out twice");
         }
     }
+    assert_eq!(
+        store_rows(&env, "SELECT COUNT(*) FROM ports"),
+        ["0"],
+        "a run that ended holds no port"
+    );
+    // Two runs at once (two plans) never share a port either.
+    for (name, t) in [("one.toml", "x"), ("two.toml", "y")] {
+        env.write(
+            name,
+            &bash_plan(&format!(
+                "[workspace]\nports = 3\n\n[[task]]\nid = \"{t}\"\nprompt = \"echo $BATON_PORT_1 $BATON_PORT_2 $BATON_PORT_3 > {d}/{t}; sleep 1\"\n",
+                d = dir.display()
+            )),
+        );
+    }
+    let runs: Vec<_> = ["one.toml", "two.toml"]
+        .iter()
+        .map(|plan| {
+            baton(&env)
+                .args(["run", "--here", plan])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ports = |t: &str| -> Vec<String> {
+        let line = std::fs::read_to_string(dir.join(t)).unwrap();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    let (x, y) = (ports("x"), ports("y"));
+    assert_eq!((x.len(), y.len()), (3, 3));
+    assert!(x.iter().all(|p| !y.contains(p)), "{x:?} {y:?}");
     drop(busy);
 }
 
@@ -378,4 +419,49 @@ fn a_pooled_worktree_follows_the_plan_s_sparse_directories() {
     assert_eq!(run_json(&env, &[]).code, 0);
     let said = std::fs::read_to_string(&seen).unwrap();
     assert!(said.contains("x.txt") && said.contains("y.txt"), "{said}");
+}
+
+#[test]
+fn a_task_in_setup_says_so_and_a_stop_during_setup_ends_it_and_its_setup() {
+    let env = TestEnv::new();
+    let go = env.scratch("go");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "[workspace]\nsetup = [\"while [ ! -e {go} ]; do sleep 0.05; done\"]\n\n[[task]]\nid = \"t\"\non_failure = \"continue\"\nprompt = \"echo t > t.txt\"\n\n[[task]]\nid = \"u\"\nprompt = \"echo u > u.txt\"\n",
+            go = go.display()
+        )),
+    );
+    let child = baton(&env)
+        .args(["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = || String::from_utf8_lossy(&output(baton(&env).arg("status")).stdout).into_owned();
+    wait_for("both tasks to show their setup", 20, || {
+        status().matches("running: setup").count() == 2
+    });
+    let out = output(baton(&env).args(["stop", "t"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_task(&env, "t", "stopped");
+    // Its setup is gone with it; the other's goes on until it may finish.
+    let loops = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("while \\[ ! -e {}", go.display())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    wait_for("one setup left", 10, || loops() == 1);
+    std::fs::write(&go, "").unwrap();
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(task(&r.report, "t")["status"], "stopped", "{}", r.report);
+    assert_eq!(task(&r.report, "u")["merged"], true, "{}", r.report);
+    assert_eq!(loops(), 0);
 }

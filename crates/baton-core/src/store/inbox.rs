@@ -49,7 +49,7 @@ impl Store {
     pub fn post_message(&self, run: &str, from: Option<&str>, to: &str, text: &str) -> Result<i64> {
         let text = self.clean(text);
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let ts = now_ms();
         tx.execute(
             "INSERT INTO messages (run_id, from_task, to_task, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -103,7 +103,7 @@ impl Store {
     /// delivered now (its next attempt's prompt carries them).
     pub fn take_undelivered(&self, run: &str, task: &str) -> Result<Vec<Message>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let taken: Vec<Message> = {
             let mut st = tx.prepare(
                 "SELECT * FROM messages WHERE run_id = ?1 AND to_task = ?2 AND delivered_at IS NULL ORDER BY id",

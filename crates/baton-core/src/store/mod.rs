@@ -302,7 +302,7 @@ impl Store {
         tags: &[String],
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let pos: i64 = tx.query_row(
             "SELECT COALESCE(MAX(position), -1) + 1 FROM tasks WHERE run_id = ?1",
             [run],
@@ -434,7 +434,7 @@ impl Store {
     /// Records what an attempt used so far and rolls it up into its task.
     pub fn set_attempt_usage(&self, run: &str, task: &str, n: u32, u: &AttemptUsage) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE attempts SET input_tokens = ?4, output_tokens = ?5, cost_usd = ?6, model = COALESCE(?7, model) WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
             params![run, task, n, u.input_tokens.map(|v| v as i64), u.output_tokens.map(|v| v as i64), u.cost_usd, u.model],
@@ -515,7 +515,7 @@ impl Store {
 
     pub fn create_run(&self, run: &RunRecord, tasks: &[NewTask]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO runs (id, repo, plan_path, plan_source, base, base_commit, integration_branch, worktrees_dir, status, created_at, pid, kind, base_branch)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -571,7 +571,7 @@ impl Store {
         event: Option<(EventKind, &serde_json::Value)>,
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let files = u
             .files
             .as_ref()
@@ -647,7 +647,7 @@ impl Store {
     /// (its agent rewound its branch, say).
     pub fn add_task_warnings(&self, run: &str, task: &str, warnings: &[String]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let json: String = tx.query_row(
             "SELECT warnings FROM tasks WHERE run_id = ?1 AND id = ?2",
             [run, task],

@@ -23,7 +23,10 @@ impl Store {
         is_free: impl Fn(u16) -> bool,
     ) -> Result<Option<Vec<u16>>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: it reads, then writes; a deferred transaction would be
+        // refused at once (not waited for) when another baton process wrote
+        // in between.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Blocks of processes that are gone, and this task's own (a retry).
         let holders: Vec<u32> = {
             let mut q = tx.prepare("SELECT DISTINCT pid FROM ports")?;
