@@ -5,7 +5,9 @@
 //! otherwise such a test says so and passes without running.
 
 use crate::common::*;
-use baton_testutils::model_server::{agent_bin, agent_env, ModelServer, Scripts, Step};
+use baton_testutils::model_server::{
+    agent_bin, agent_env, baton_profile, ModelServer, Scripts, Step,
+};
 use baton_testutils::TestEnv;
 use std::path::PathBuf;
 
@@ -29,22 +31,6 @@ pub(crate) fn bins(agents: &[&str]) -> Option<Vec<PathBuf>> {
     None
 }
 
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A profile that runs `agent`'s real CLI against `server`, hermetically.
 fn profile(env: &TestEnv, agent: &str, bin: &std::path::Path, server: &ModelServer) -> String {
     profile_with(env, agent, bin, server, &[], "")
@@ -60,35 +46,7 @@ pub(crate) fn profile_with(
     more: &str,
 ) -> String {
     let home = env.scratch(&format!("home-{agent}"));
-    std::fs::create_dir_all(&home).unwrap();
-    // A developer's git identity: aider writes one into the repository's
-    // config when it finds none, which a sandbox (rightly) refuses.
-    std::fs::write(
-        home.join(".gitconfig"),
-        "[user]\n\tname = Test Author\n\temail = author@example.com\n",
-    )
-    .unwrap();
-    let mut env_vars = agent_env(agent, &server.url(), &home);
-    env_vars.push((
-        "GIT_CONFIG_GLOBAL".into(),
-        home.join(".gitconfig").display().to_string(),
-    ));
-    env_vars.retain(|(k, _)| !more_env.iter().any(|(m, _)| m == k));
-    env_vars.extend(more_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let vars: Vec<String> = env_vars
-        .into_iter()
-        .map(|(k, v)| format!("{k} = {}", toml_str(&v)))
-        .collect();
-    let model = match agent {
-        "aider" => "model = \"openai/mock-model\"\n",
-        "gemini" => "model = \"gemini-2.5-flash\"\n",
-        _ => "",
-    };
-    format!(
-        "[agent.{agent}]\nadapter = \"{agent}\"\ncommand = [{}]\n{model}{more}env = {{ {} }}\n\n",
-        toml_str(&bin.display().to_string()),
-        vars.join(", ")
-    )
+    baton_profile(agent, agent, bin, &server.url(), &home, more_env, more)
 }
 
 fn attempts_sessions(env: &TestEnv, task: &str) -> Vec<String> {

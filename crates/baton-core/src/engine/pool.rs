@@ -167,17 +167,12 @@ impl Pool {
             _ => new_name(),
         };
         let path = self.dir.join(&name);
-        let building = self.marker(&name, "building");
-        let marked = std::fs::create_dir_all(&self.dir).and_then(|()| {
-            let _held = self.lock();
-            std::fs::write(&building, "")?;
-            let _ = std::fs::remove_file(self.dir.join(format!("{name}{TASK}")));
-            Ok(())
-        });
-        if let Err(e) = marked {
-            let msg = format!("cannot write to the pool {}: {e}", self.dir.display());
-            return Err(GitError::Other(msg));
-        }
+        let building = self.start_building(&name).map_err(|e| {
+            GitError::Other(format!(
+                "cannot write to the pool {}: {e}",
+                self.dir.display()
+            ))
+        })?;
         let res = async {
             if !here {
                 repo.move_worktree(worktree, &path).await?;
@@ -187,6 +182,17 @@ impl Pool {
         .await;
         self.finish_building(&name, &building, res.is_ok());
         res
+    }
+
+    /// Marks slot `name` as being made by this process (a task's marker
+    /// it had goes): the `building` marker, to hand to [`Self::finish_building`].
+    fn start_building(&self, name: &str) -> std::io::Result<PathBuf> {
+        let building = self.marker(name, "building");
+        std::fs::create_dir_all(&self.dir)?;
+        let _held = self.lock();
+        std::fs::write(&building, "")?;
+        let _ = std::fs::remove_file(self.dir.join(format!("{name}{TASK}")));
+        Ok(building)
     }
 
     fn marker(&self, name: &str, what: &str) -> PathBuf {
@@ -293,14 +299,9 @@ pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>) {
         }
         let name = new_name();
         let path = pool.dir.join(&name);
-        let building = pool.marker(&name, "building");
-        let marked = std::fs::create_dir_all(&pool.dir).and_then(|()| {
-            let _held = pool.lock();
-            std::fs::write(&building, "")
-        });
-        if marked.is_err() {
+        let Ok(building) = pool.start_building(&name) else {
             return;
-        }
+        };
         let ws = &sh.plan.workspace;
         let made = sh
             .repo
@@ -481,12 +482,8 @@ mod tests {
                 for _ in 0..3000 {
                     let slot = pool.take().expect("the slot is free");
                     claim(&slot);
-                    let building = pool.marker("a", "building");
-                    {
-                        let _held = pool.lock();
-                        std::fs::write(&building, "").unwrap();
-                        std::fs::remove_file(pool.dir.join("a.task")).unwrap();
-                    }
+                    assert!(pool.dir.join("a.task").exists(), "claimed");
+                    let building = pool.start_building("a").unwrap();
                     pool.finish_building("a", &building, true);
                 }
             })

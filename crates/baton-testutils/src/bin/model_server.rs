@@ -11,7 +11,7 @@
 //!       CLI against the server, hermetically (its home in DIR).
 
 use baton_testutils::model_server::{
-    agent_bin, agent_env, Api, ModelServer, Outage, Scripts, Step,
+    agent_bin, baton_profile, Api, ModelServer, Outage, Scripts, Step,
 };
 use std::process::ExitCode;
 
@@ -134,25 +134,16 @@ fn profile(args: &[String]) -> Result<(), String> {
     let bin = agent_bin(agent)
         .ok_or_else(|| format!("{agent} is not installed: run scripts/install-agents.sh"))?;
     std::fs::create_dir_all(&home).map_err(|e| format!("cannot make {}: {e}", home.display()))?;
-    let mut env = agent_env(agent, url, &home);
+    let mut more_env = Vec::new();
     for kv in flag(args, "--env") {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("--env {kv}: not K=V"))?;
-        env.retain(|(have, _)| have != k);
-        env.push((k.to_string(), v.to_string()));
+        more_env.push(
+            kv.split_once('=')
+                .ok_or_else(|| format!("--env {kv}: not K=V"))?,
+        );
     }
-    let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k} = {}", q(v))).collect();
-    let model = match agent.as_str() {
-        "aider" => "model = \"openai/mock-model\"\n",
-        "gemini" => "model = \"gemini-2.5-flash\"\n",
-        _ => "",
-    };
-    println!(
-        "[agent.{name}]\nadapter = \"{agent}\"\ncommand = [{}]\n{model}env = {{ {} }}",
-        q(&bin.display().to_string()),
-        vars.join(", ")
+    print!(
+        "{}",
+        baton_profile(name, agent, &bin, url, &home, &more_env, "")
     );
     Ok(())
 }

@@ -47,6 +47,47 @@ pub fn agent_bin(agent: &str) -> Option<PathBuf> {
     Some(dir.join("bin").join(agent)).filter(|p| p.exists())
 }
 
+/// A baton profile (`[agent.NAME]`, then a blank line) that runs `agent`'s
+/// CLI `bin` against the server at `url` hermetically: [`agent_env`] with
+/// `home` as its home (given a git identity: aider writes one into the
+/// repository's config when it finds none, which a sandbox refuses) and
+/// `more_env` on top; `more` (TOML lines) before its `env`. Panics when
+/// `home` cannot be written (test setup).
+pub fn baton_profile(
+    name: &str,
+    agent: &str,
+    bin: &Path,
+    url: &str,
+    home: &Path,
+    more_env: &[(&str, &str)],
+    more: &str,
+) -> String {
+    std::fs::create_dir_all(home).expect("create the agent's home");
+    let gitconfig = home.join(".gitconfig");
+    std::fs::write(
+        &gitconfig,
+        "[user]\n\tname = Test Author\n\temail = author@example.com\n",
+    )
+    .expect("write the agent's git identity");
+    let mut env = agent_env(agent, url, home);
+    env.push(("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()));
+    env.retain(|(k, _)| !more_env.iter().any(|(m, _)| m == k));
+    env.extend(more_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    // A JSON string is a TOML basic string too (the same escapes).
+    let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k} = {}", q(v))).collect();
+    let model = match agent {
+        "aider" => "model = \"openai/mock-model\"\n",
+        "gemini" => "model = \"gemini-2.5-flash\"\n",
+        _ => "",
+    };
+    format!(
+        "[agent.{name}]\nadapter = \"{agent}\"\ncommand = [{}]\n{model}{more}env = {{ {} }}\n\n",
+        q(&bin.display().to_string()),
+        vars.join(", ")
+    )
+}
+
 /// Environment for `agent` talking only to the server at `url`, with `home`
 /// as its private home (config files it needs are written there). Panics
 /// on an unknown agent or when `home` cannot be written (test setup).

@@ -32,7 +32,7 @@ mod responses;
 mod script;
 mod turn;
 
-pub use agents::{agent_args, agent_bin, agent_env, AGENTS};
+pub use agents::{agent_args, agent_bin, agent_env, baton_profile, AGENTS};
 pub use outage::{Api, Outage};
 pub use script::{Scripts, Step};
 
