@@ -7,8 +7,10 @@
 # bubblewrap for the sandbox's,
 # the agent CLIs at pinned versions into a
 # cache outside the clone (scripts/install-agents.sh), Debian's chromium and
-# playwright-core (scripts/install-browser.sh). A missing CLI or browser
-# fails the suite here; it is not skipped.
+# playwright-core (scripts/install-browser.sh), and a one-node Kubernetes
+# for the Kubernetes executor's tests (scripts/k8s-cluster.sh: built from
+# Debian's sources the first time, about 13 minutes, then cached). A missing
+# CLI, browser or cluster fails the suite here; it is not skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,13 @@ fi
 agents_bin=$(scripts/install-agents.sh)
 export BATON_REQUIRE_AGENTS=1
 export PATH="$agents_bin:$PATH"
+
+# The cluster needs root (containerd, the kubelet); elsewhere its tests say
+# "skipped".
+if [ "$(id -u)" -eq 0 ]; then
+  BATON_TEST_KUBECONFIG=$(scripts/k8s-cluster.sh up)
+  export BATON_TEST_KUBECONFIG BATON_REQUIRE_K8S=1
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings

@@ -3,6 +3,8 @@
 mod ci;
 mod client;
 mod commands;
+#[cfg(feature = "kubernetes")]
+mod kube;
 mod progress;
 mod watch;
 
@@ -65,6 +67,12 @@ enum Command {
     Man(commands::completions::ManArgs),
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
+    /// An attempt on Kubernetes, on this machine: makes and follows its Job.
+    #[command(name = "__kube-attempt", hide = true)]
+    KubeAttempt { request: PathBuf },
+    /// An attempt inside its pod (the request is in BATON_POD_ATTEMPT).
+    #[command(name = "__pod-attempt", hide = true)]
+    PodAttempt,
     /// Inside a sandbox whose network is an allow-list: the agent's parent.
     #[command(name = "__sandbox-bridge", hide = true)]
     SandboxBridge {
@@ -139,11 +147,60 @@ fn sandbox_bridge(
     }
 }
 
+/// The hidden commands of the Kubernetes executor: their output is an
+/// attempt's stream, their status the attempt's.
+fn executor_command(cmd: &Command) -> Option<ExitCode> {
+    let exit = |code: i32| ExitCode::from(code.clamp(0, 255) as u8);
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .ok()
+    };
+    match cmd {
+        Command::PodAttempt => {
+            let Some(rt) = rt() else {
+                return Some(ExitCode::from(125));
+            };
+            let spec = std::env::var(baton_core::executor::SPEC_ENV).unwrap_or_default();
+            match serde_json::from_str(&spec) {
+                Ok(spec) => Some(exit(rt.block_on(baton_core::executor::pod::run(spec)))),
+                Err(e) => {
+                    eprintln!("baton: {} holds no attempt: {e}", baton_core::executor::SPEC_ENV);
+                    Some(ExitCode::from(125))
+                }
+            }
+        }
+        #[cfg(feature = "kubernetes")]
+        Command::KubeAttempt { request } => {
+            let Some(rt) = rt() else {
+                return Some(ExitCode::from(125));
+            };
+            match rt.block_on(kube::attempt(request)) {
+                Ok(code) => Some(exit(code)),
+                Err(e) => {
+                    eprintln!("baton: {e:#}");
+                    Some(ExitCode::from(1))
+                }
+            }
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        Command::KubeAttempt { .. } => {
+            eprintln!("baton: this baton was built without the Kubernetes executor (cargo feature `kubernetes`)");
+            Some(ExitCode::from(1))
+        }
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Watchdog = cli.command {
         baton_core::process::watchdog_main();
         return ExitCode::SUCCESS;
+    }
+    if let Some(code) = executor_command(&cli.command) {
+        return code;
     }
     if let Command::SandboxBridge {
         socket,
@@ -213,7 +270,10 @@ fn main() -> ExitCode {
             Command::Add(a) => commands::add::run(&cwd, a).await,
             Command::Mcp(a) => commands::mcp::run(&cwd, a).await,
             Command::Token(a) => commands::token::run(&cwd, a),
-            Command::Watchdog | Command::SandboxBridge { .. } => Ok(0),
+            Command::Watchdog
+            | Command::SandboxBridge { .. }
+            | Command::KubeAttempt { .. }
+            | Command::PodAttempt => Ok(0),
         }
     });
     match result {

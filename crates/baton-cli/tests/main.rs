@@ -8,6 +8,8 @@ mod test_control;
 mod test_crash;
 mod test_everyday;
 mod test_init;
+#[cfg(feature = "kubernetes")]
+mod test_kube;
 mod test_land;
 mod test_limits;
 mod test_mcp;

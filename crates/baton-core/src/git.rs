@@ -436,48 +436,7 @@ impl Repo {
     /// cost the work: it is committed again without them. Call it only once
     /// the agent's processes are gone: a lock they left is removed.
     pub async fn commit_all(&self, worktree: &Path, message: &str) -> Result<bool, GitError> {
-        remove_stale_index_lock(worktree);
-        git_ok(worktree, ["add", "-A"]).await?;
-        let mut with_hooks = true;
-        let mut identity = false;
-        loop {
-            let mut args: Vec<&str> = Vec::new();
-            if identity {
-                args.extend(FALLBACK_IDENTITY);
-            }
-            if !with_hooks {
-                args.extend(["-c", "commit.gpgsign=false"]);
-            }
-            // Many of these commits end at once in parallel worktrees; the
-            // maintenance git would start after each runs once, at the run's end.
-            args.extend(["-c", "maintenance.auto=false"]);
-            args.extend(["commit", "-q", "-m", message]);
-            if !with_hooks {
-                args.push("--no-verify");
-            }
-            let out = git(worktree, &args).await?;
-            if out.code == 0 {
-                return Ok(true);
-            }
-            let text = format!("{}{}", out.stdout, out.stderr);
-            if text.contains("nothing to commit") || text.contains("nothing added to commit") {
-                return Ok(false);
-            }
-            if is_identity_error(&text) && !identity {
-                identity = true;
-                continue;
-            }
-            if with_hooks {
-                tracing::warn!(worktree = %worktree.display(), "commit failed with hooks, retrying without: {}", text.trim());
-                with_hooks = false;
-                continue;
-            }
-            return Err(GitError::Failed {
-                args: args.join(" "),
-                status: format!("exit {}", out.code),
-                stderr: text.trim().to_string(),
-            });
-        }
+        commit_all(worktree, message).await
     }
 
     /// The housekeeping `git commit` would have started after each of
@@ -744,5 +703,51 @@ impl Repo {
         )
         .await
         .map(drop)
+    }
+}
+
+/// [`Repo::commit_all`] for a worktree of any repository (a pod's clone).
+pub async fn commit_all(worktree: &Path, message: &str) -> Result<bool, GitError> {
+    remove_stale_index_lock(worktree);
+    git_ok(worktree, ["add", "-A"]).await?;
+    let mut with_hooks = true;
+    let mut identity = false;
+    loop {
+        let mut args: Vec<&str> = Vec::new();
+        if identity {
+            args.extend(FALLBACK_IDENTITY);
+        }
+        if !with_hooks {
+            args.extend(["-c", "commit.gpgsign=false"]);
+        }
+        // Many of these commits end at once in parallel worktrees; the
+        // maintenance git would start after each runs once, at the run's end.
+        args.extend(["-c", "maintenance.auto=false"]);
+        args.extend(["commit", "-q", "-m", message]);
+        if !with_hooks {
+            args.push("--no-verify");
+        }
+        let out = git(worktree, &args).await?;
+        if out.code == 0 {
+            return Ok(true);
+        }
+        let text = format!("{}{}", out.stdout, out.stderr);
+        if text.contains("nothing to commit") || text.contains("nothing added to commit") {
+            return Ok(false);
+        }
+        if is_identity_error(&text) && !identity {
+            identity = true;
+            continue;
+        }
+        if with_hooks {
+            tracing::warn!(worktree = %worktree.display(), "commit failed with hooks, retrying without: {}", text.trim());
+            with_hooks = false;
+            continue;
+        }
+        return Err(GitError::Failed {
+            args: args.join(" "),
+            status: format!("exit {}", out.code),
+            stderr: text.trim().to_string(),
+        });
     }
 }

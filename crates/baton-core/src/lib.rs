@@ -8,6 +8,7 @@ pub mod control;
 pub mod dag;
 pub mod duration;
 pub mod engine;
+pub mod executor;
 mod failpoint;
 pub mod git;
 pub mod init;

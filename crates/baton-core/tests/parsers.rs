@@ -20,6 +20,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
         fallback: vec![],
         account: None,
+        executor: Default::default(),
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -258,6 +259,7 @@ fn garbage_is_ignored_not_fatal() {
             max_wait: baton_core::plan::DEFAULT_MAX_WAIT,
             fallback: vec![],
             account: None,
+            executor: Default::default(),
         };
         let mut p = for_profile(&profile).unwrap().parser();
         for line in [

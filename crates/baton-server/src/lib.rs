@@ -7,6 +7,7 @@ mod api;
 mod assets;
 mod auth;
 mod error;
+pub mod git_door;
 pub mod mcp;
 mod notify;
 mod runner;

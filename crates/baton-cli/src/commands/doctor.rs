@@ -80,6 +80,10 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
     for (name, profile) in &plan.agents {
         let used = plan.tasks.iter().filter(|t| &t.agent == name).count();
         let program = program_name(profile);
+        if let baton_core::plan::Executor::Kubernetes(_) = profile.executor {
+            println!("  {name} [{}]: runs {program:?} in the cluster's image; {used} task(s)", profile.adapter);
+            continue;
+        }
         let verdict = match which(&program) {
             None => Err(format!("cannot start: {program:?} not found on PATH (install it, or set the profile's `command`)")),
             Some(p) if profile.adapter == "exec" => Ok(format!("runs {}", p.display())),
@@ -102,7 +106,30 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    if let Some(cluster) = &plan.executor.kubernetes {
+        println!("cluster (executor \"kubernetes\", namespace {}):", cluster.namespace);
+        bad += cluster_checks(cluster).await;
+    }
     Ok(if bad > 0 { 1 } else { 0 })
+}
+
+/// Prints the cluster's checks; how many failed.
+#[cfg(feature = "kubernetes")]
+async fn cluster_checks(cluster: &baton_core::plan::Kubernetes) -> usize {
+    let mut bad = 0;
+    for (ok, line) in crate::kube::doctor::check(cluster).await {
+        if !ok {
+            bad += 1;
+        }
+        println!("  {} {line}", if ok { "ok " } else { "NO " });
+    }
+    bad
+}
+
+#[cfg(not(feature = "kubernetes"))]
+async fn cluster_checks(_: &baton_core::plan::Kubernetes) -> usize {
+    println!("  this baton was built without the Kubernetes executor (cargo feature `kubernetes`)");
+    1
 }
 
 /// A profile's sandbox in words: what its agents may and may not do.

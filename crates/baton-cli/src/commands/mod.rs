@@ -196,6 +196,25 @@ pub fn engine_options() -> baton_core::RunOptions {
     }
 }
 
+/// At a run's end (or its interruption), no Job of it is left on the
+/// cluster: what a stop or a crash left is deleted.
+pub async fn sweep_jobs(
+    cluster: Option<std::sync::Arc<baton_core::plan::Kubernetes>>,
+    run: &str,
+) {
+    let Some(cluster) = cluster else {
+        return;
+    };
+    #[cfg(feature = "kubernetes")]
+    match crate::kube::sweep(&cluster, run).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("deleted {n} Job(s) of run {run} left on the cluster"),
+        Err(e) => eprintln!("warning: cannot remove the Jobs of run {run} from the cluster: {e:#}"),
+    }
+    #[cfg(not(feature = "kubernetes"))]
+    let _ = (cluster, run);
+}
+
 /// The command that starts this binary's watchdog.
 pub fn watchdog_command() -> Option<Vec<OsString>> {
     let exe = std::env::current_exe().ok()?;

@@ -40,5 +40,8 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
             e @ (EngineError::Finished { .. } | EngineError::Busy { .. }) => usage(e.to_string()),
             other => anyhow::Error::new(other),
         })?;
-    progress::drive(engine, args.json, &args.ci.output()).await
+    let (run, cluster) = (engine.run_id().to_string(), engine.cluster());
+    let code = progress::drive(engine, args.json, &args.ci.output()).await?;
+    super::sweep_jobs(cluster, &run).await;
+    Ok(code)
 }

@@ -10,6 +10,7 @@ use super::messages::{Outcome, WorkerCmd};
 use super::meter::Meter;
 use super::output::last_lines;
 use super::prompt;
+use super::remote;
 use super::shared::Shared;
 use super::supervise::{self, Ended, Io, Spec};
 use super::watch::Watch;
@@ -20,7 +21,7 @@ use crate::clock::now_ms;
 use crate::duration::human;
 use crate::git::Repo;
 use crate::model::{Activity, AttemptStatus, EventKind};
-use crate::plan::AgentProfile;
+use crate::plan::{AgentProfile, Executor};
 use crate::store::{AttemptRecord, Store, TaskUpdate};
 use crate::template::PromptContext;
 use serde_json::json;
@@ -109,8 +110,35 @@ pub(crate) async fn run(
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
     };
+    let remote = match &profile.executor {
+        Executor::Local => None,
+        Executor::Kubernetes(cluster) => {
+            let gate_env = gate_env(&prepared.env);
+            let launched = remote::Launched {
+                program: &prepared.launch.program,
+                args: &prepared.launch.args,
+                env: &prepared.env,
+                stdin_lines: prepared.launch.stdin_lines.as_deref().unwrap_or_default(),
+                files: &prepared.launch.files,
+                gate_env: &gate_env,
+            };
+            match remote::launch(sh, st, cluster, n, launched).await {
+                Ok(r) => Some(r),
+                Err(reason) => return ledger.fail(reason).await,
+            }
+        }
+    };
     let before = history::before(sh, &st.worktree).await;
-    let ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
+    let mut ran = run_agent(sh, st, adapter, profile, n, &prepared, remote.as_ref(), cmds).await;
+    let pod = match &remote {
+        Some(r) => remote::land(sh, st, n, r).await,
+        None => None,
+    };
+    if let (Some(_), None) = (&remote, &pod) {
+        // No pod said how it went: the reason is what its follower said.
+        let said = ran.out.stderr_tail.trim().lines().last().map(str::to_string);
+        ran.last_error = said.or(ran.last_error.take());
+    }
     if let Some(cg) = prepared.cgroup.take() {
         cg.remove().await;
     }
@@ -154,12 +182,12 @@ pub(crate) async fn run(
         return step;
     }
     ledger.result(&result).await;
-    // The gates see what the agent saw, except a prompt that could be huge.
-    let gate_env: Vec<_> = prepared
-        .env
-        .into_iter()
-        .filter(|(k, _)| k != "BATON_PROMPT")
-        .collect();
+    if remote.is_some() {
+        let end = pod.unwrap_or_default();
+        let gated = remote::gates(sh, &task, n, &end, st.spec.gates.len()).await;
+        return checked(&ledger, st, gated, commit, result).await;
+    }
+    let gate_env = gate_env(&prepared.env);
     check(
         &ledger,
         st,
@@ -170,6 +198,14 @@ pub(crate) async fn run(
         cmds,
     )
     .await
+}
+
+/// The gates see what the agent saw, except a prompt that could be huge.
+fn gate_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(k, _)| k != "BATON_PROMPT")
+        .cloned()
+        .collect()
 }
 
 /// `[workspace] setup` in the task's new worktree, once: a failure fails
@@ -291,7 +327,19 @@ async fn check(
         jail,
     };
     crate::failpoint::hit("gates");
-    match gates::run_all(ledger.sh, gates, cmds).await {
+    let gated = gates::run_all(ledger.sh, gates, cmds).await;
+    checked(ledger, st, gated, commit, result).await
+}
+
+/// The attempt's end, from how its gates went.
+async fn checked(
+    ledger: &Ledger<'_>,
+    st: &Start,
+    gated: GateResult,
+    commit: Option<String>,
+    result: String,
+) -> Step {
+    match gated {
         GateResult::Passed => {
             ledger.finish(AttemptStatus::Succeeded, Some(0), None).await;
             Step::End(Outcome::Done {
@@ -727,10 +775,11 @@ async fn run_agent(
     profile: &AgentProfile,
     n: u32,
     p: &Prepared,
+    remote: Option<&remote::Remote>,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> AgentRun {
     let task = st.spec.id.as_str();
-    let spec = Spec {
+    let mut spec = Spec {
         program: p.launch.program.clone(),
         args: p.launch.args.clone(),
         env: p.env.clone(),
@@ -742,7 +791,17 @@ async fn run_agent(
             .as_ref()
             .map(|c| c.procs().to_vec())
             .unwrap_or_default(),
+        grace: crate::process::KILL_GRACE,
     };
+    // On a cluster the process here follows the Job: the agent's
+    // environment and stdin travel in its request, not to it.
+    if let Some(r) = remote {
+        spec.program = r.program.clone();
+        spec.args = r.args.clone();
+        spec.env = Vec::new();
+        spec.timeout = r.timeout;
+        spec.grace = r.grace;
+    }
     let id = task.to_string();
     let earlier: Vec<AttemptRecord> = sh
         .db(move |s, run| s.attempts(run, &id))
@@ -765,10 +824,12 @@ async fn run_agent(
         last_error: None,
     };
     let steer = |m: &str| adapter.steer_line(m);
+    let local = remote.is_none();
     let io = Io {
         parser: Some(adapter.parser()),
-        stdin_lines: p.launch.stdin_lines.clone(),
-        steer: Some(&steer),
+        stdin_lines: p.launch.stdin_lines.clone().filter(|_| local),
+        // A pod's stdin is not reachable: a steer restarts its attempt.
+        steer: if local { Some(&steer) } else { None },
         stall_after: Some(st.spec.stall_after),
         redactor: Some(sh.redactor.clone()),
     };

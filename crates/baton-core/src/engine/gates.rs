@@ -115,6 +115,7 @@ pub(crate) async fn run_all(
             log: log.clone(),
             timeout,
             cgroup: Vec::new(),
+            grace: crate::process::KILL_GRACE,
         };
         let started = std::time::Instant::now();
         let io = supervise::Io {

@@ -25,6 +25,7 @@ mod meter;
 mod output;
 mod pool;
 mod prompt;
+mod remote;
 mod repo_watch;
 mod setup;
 mod shared;

@@ -114,6 +114,16 @@ impl Engine {
         &self.sh.run_id
     }
 
+    /// The cluster some of the run's profiles send attempts to, if any.
+    pub fn cluster(&self) -> Option<Arc<crate::plan::Kubernetes>> {
+        let plan = &self.sh.plan;
+        let used = plan
+            .agents
+            .values()
+            .any(|a| matches!(a.executor, crate::plan::Executor::Kubernetes(_)));
+        plan.executor.kubernetes.clone().filter(|_| used)
+    }
+
     /// What the run does with itself once it succeeded (`[run] land`).
     pub fn land_setting(&self) -> crate::plan::Land {
         self.sh.plan.run.land

@@ -8,7 +8,7 @@
 use super::messages::WorkerCmd;
 use super::output::{Lines, Tail};
 use crate::adapter::{AgentEvent, Finish, StreamParser};
-use crate::process::{kill_tree, reap_leftovers, Watchdog, KILL_GRACE};
+use crate::process::{kill_tree, reap_leftovers, Watchdog};
 use crate::secrets::Redactor;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,9 @@ pub(crate) struct Spec<'a> {
     pub timeout: Duration,
     /// The `cgroup.procs` files of the cgroups it runs in (its limits).
     pub cgroup: Vec<std::ffi::CString>,
+    /// Between SIGTERM and SIGKILL when it is ended (a pod's follower
+    /// needs the pod's own grace to see its work pushed).
+    pub grace: Duration,
 }
 
 /// Turns a steer message into a stdin line, for agents that take one live.
@@ -221,6 +224,7 @@ pub(crate) struct Running<'a> {
     child: tokio::process::Child,
     pgid: i32,
     timeout: Duration,
+    grace: Duration,
     /// Feeds a stdin pipe kept open for steering; dropping it closes the pipe.
     stdin: Option<mpsc::UnboundedSender<String>>,
     steer: Option<SteerLine<'a>>,
@@ -312,6 +316,7 @@ pub(crate) async fn spawn<'a>(
         child,
         pgid,
         timeout: spec.timeout,
+        grace: spec.grace,
         stdin,
         steer,
         stall_after,
@@ -411,7 +416,7 @@ impl Running<'_> {
     }
 
     async fn kill(&mut self) {
-        kill_tree(&mut self.child, self.pgid, KILL_GRACE).await;
+        kill_tree(&mut self.child, self.pgid, self.grace).await;
     }
 
     async fn until_end<S: AttemptSink>(

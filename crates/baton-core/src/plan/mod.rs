@@ -6,9 +6,11 @@ mod raw;
 pub mod sandbox;
 mod validate;
 mod workspace;
+mod executor;
 
 pub use error::{Diagnostic, PlanError};
 pub use files::FileSet;
+pub use executor::{Executor, ExecutorSettings, Kubernetes};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;
@@ -37,6 +39,8 @@ pub struct Plan {
     pub routes: Vec<Route>,
     /// How each task's worktree is made ready.
     pub workspace: Workspace,
+    /// Where attempts run by default, and the cluster, if any.
+    pub executor: ExecutorSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +111,8 @@ pub struct AgentProfile {
     /// Profiles with the same account share a provider's limits: one limited
     /// holds them all.
     pub account: Option<String>,
+    /// Where its attempts run: here, or as Jobs on a cluster.
+    pub executor: Executor,
 }
 
 /// How long a task waits out a provider's rate limit unless its profile says.

@@ -22,6 +22,31 @@ pub(crate) struct RawPlan {
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub workspace: RawWorkspace,
+    #[serde(default)]
+    pub executor: RawExecutor,
+}
+
+/// `[executor]`: where attempts run (`kind`), and the cluster's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExecutor {
+    pub kind: Option<Spanned<String>>,
+    pub namespace: Option<String>,
+    pub image: Option<Spanned<String>>,
+    pub baton: Option<String>,
+    pub cpu: Option<Spanned<String>>,
+    pub memory: Option<Spanned<String>>,
+    pub service_account: Option<String>,
+    pub node_selector: Option<BTreeMap<String, String>>,
+    pub env_from: Option<Vec<String>>,
+    pub mounts: Option<Spanned<Vec<String>>>,
+    pub host_network: Option<bool>,
+    pub grace: Option<Spanned<String>>,
+    pub git_listen: Option<Spanned<String>>,
+    pub git_host: Option<String>,
+    pub remote: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
 }
 
 /// `[workspace]`: how each task's worktree is made ready.
@@ -84,6 +109,7 @@ pub(crate) struct RawAgent {
     pub max_wait: Option<Spanned<String>>,
     pub fallback: Option<Spanned<Vec<String>>>,
     pub account: Option<String>,
+    pub executor: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -73,7 +73,8 @@ pub(super) fn parse(
     };
 
     let run = check_run(&mut ck, &raw, repo_root);
-    let agents = check_agents(&mut ck, &raw, repo_root);
+    let executor = super::executor::check_executor(&mut ck, &raw.executor);
+    let agents = check_agents(&mut ck, &raw, repo_root, &executor);
     let prices = check_prices(&mut ck, &raw);
     let workspace = super::workspace::check_workspace(&mut ck, &raw.workspace);
 
@@ -161,6 +162,7 @@ pub(super) fn parse(
         agents,
         prices,
         workspace,
+        executor,
         tasks,
         routes,
     })
@@ -332,6 +334,7 @@ fn check_agents(
     ck: &mut Checker,
     raw: &RawPlan,
     repo_root: Option<&Path>,
+    executor: &super::ExecutorSettings,
 ) -> BTreeMap<String, AgentProfile> {
     let mut out = BTreeMap::new();
     for (name, a) in &raw.agent {
@@ -400,13 +403,19 @@ fn check_agents(
             },
             None => super::DEFAULT_MAX_WAIT,
         };
-        let sandbox = profile_sandbox(
-            ck,
-            a,
-            raw.defaults.as_ref().map(|d| d.get_ref()),
-            a_span.clone(),
-            &subject,
-        );
+        let executor =
+            super::executor::profile_executor(ck, executor, a.executor.as_ref(), &subject);
+        // On a cluster the pod is the agent's sandbox.
+        let sandbox = match executor {
+            super::Executor::Local => profile_sandbox(
+                ck,
+                a,
+                raw.defaults.as_ref().map(|d| d.get_ref()),
+                a_span.clone(),
+                &subject,
+            ),
+            super::Executor::Kubernetes(_) => None,
+        };
         out.insert(
             name.clone(),
             AgentProfile {
@@ -427,6 +436,7 @@ fn check_agents(
                     .map(|f| f.get_ref().clone())
                     .unwrap_or_default(),
                 account: a.account.clone().filter(|a| !a.trim().is_empty()),
+                executor,
             },
         );
     }
@@ -809,6 +819,16 @@ fn check_task(
         agents.get(&agent).map(|a| a.adapter.as_str()),
         &subject,
     );
+    let on_cluster = agents
+        .get(&agent)
+        .is_some_and(|a| matches!(a.executor, super::Executor::Kubernetes(_)));
+    if let (Some(l), true) = (t.lead.as_ref().filter(|l| *l.get_ref()), on_cluster) {
+        ck.at(
+            Some(l.span()),
+            subject.clone(),
+            "a lead task runs on this machine (its tools change the run); give it a profile with executor = \"local\"".into(),
+        );
+    }
     let misplaced = t.sandbox.as_ref().map(|s| s.span());
     if let Some(at) = misplaced.or(t.network.as_ref().map(|n| n.span())) {
         ck.at(

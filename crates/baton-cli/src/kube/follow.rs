@@ -1,0 +1,191 @@
+//! Following an attempt's pod: wait for it to start (or say why it cannot),
+//! then copy its log: the agent's stream to stdout for the engine's parser,
+//! the agent's stderr and baton's notes to stderr, and keep the attempt's
+//! end. SIGTERM deletes the Job and goes on following the pod, which
+//! commits and pushes in its grace period.
+
+use anyhow::anyhow;
+use baton_core::executor::{PodEnd, PodLine};
+use baton_core::plan::Kubernetes;
+use futures_util::{AsyncBufReadExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::Client;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How long a pod may take to start before the attempt fails.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Reasons a container waits for that no waiting fixes.
+const HOPELESS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImageNeverPull",
+];
+
+pub struct Followed {
+    pub end: Option<PodEnd>,
+    /// Why there is no end, when there is none.
+    pub why: String,
+    /// A stop or timeout asked it to end (the Job was deleted).
+    pub terminated: bool,
+    /// baton, whose child this is, died: nothing was deleted.
+    pub parent_died: bool,
+}
+
+pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow::Result<Followed> {
+    let parent = unsafe { libc::getppid() };
+    let mut term = signal(SignalKind::terminate())?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &cluster.namespace);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &cluster.namespace);
+    let mut out = Followed {
+        end: None,
+        why: String::new(),
+        terminated: false,
+        parent_died: false,
+    };
+    let on_term = |out: &mut Followed| {
+        if unsafe { libc::getppid() } != parent {
+            out.parent_died = true;
+        } else {
+            out.terminated = true;
+        }
+    };
+    let pod = tokio::select! {
+        p = started(&pods, job, parent) => p?,
+        _ = term.recv() => {
+            on_term(&mut out);
+            if !out.parent_died {
+                let _ = jobs.delete(job, &DeleteParams::background()).await;
+            }
+            out.why = "ended before its pod started".into();
+            return Ok(out);
+        }
+    };
+    let params = LogParams {
+        follow: true,
+        container: Some("agent".into()),
+        ..Default::default()
+    };
+    let stream = pods
+        .log_stream(&pod, &params)
+        .await
+        .map_err(|e| anyhow!("cannot read the log of pod {pod}: {e}"))?;
+    let mut lines = stream.lines();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            // baton gone without a word (SIGKILL): the Job is left for resume.
+            _ = tick.tick() => if unsafe { libc::getppid() } != parent {
+                out.parent_died = true;
+                return Ok(out);
+            },
+            line = lines.next() => match line {
+                Some(Ok(line)) => relay(&line, &mut out),
+                Some(Err(e)) => { out.why = format!("the pod's log broke off: {e}"); break; }
+                None => break,
+            },
+            _ = term.recv(), if !out.terminated && !out.parent_died => {
+                on_term(&mut out);
+                if out.parent_died {
+                    return Ok(out);
+                }
+                // The pod gets SIGTERM and its grace to commit and push.
+                let _ = jobs.delete(job, &DeleteParams::background()).await;
+            }
+        }
+    }
+    if out.end.is_none() && out.why.is_empty() {
+        out.why = match pods.get_opt(&pod).await {
+            Ok(Some(p)) => describe_end(&p),
+            _ => "its pod is gone".into(),
+        };
+    }
+    Ok(out)
+}
+
+/// One write per line: the engine reads stdout and stderr side by side.
+fn relay(line: &str, out: &mut Followed) {
+    let (text, to_stdout) = match PodLine::parse(line) {
+        Some(PodLine::End(end)) => {
+            out.end = Some(end);
+            return;
+        }
+        Some(PodLine::Stderr(s)) => (format!("{s}\n"), false),
+        Some(PodLine::Note(s)) => (format!("baton (pod): {s}\n"), false),
+        None => (format!("{line}\n"), true),
+    };
+    let _ = if to_stdout {
+        let mut o = std::io::stdout().lock();
+        o.write_all(text.as_bytes()).and_then(|_| o.flush())
+    } else {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    };
+}
+
+/// The name of the Job's pod once its container runs (or has run).
+async fn started(pods: &Api<Pod>, job: &str, parent: i32) -> anyhow::Result<String> {
+    let since = Instant::now();
+    let mut said = false;
+    loop {
+        if unsafe { libc::getppid() } != parent {
+            return Err(anyhow!("baton is gone; the Job {job} is left for `baton resume`"));
+        }
+        let list = pods
+            .list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .map_err(|e| anyhow!("cannot list the pods of Job {job}: {e}"))?;
+        if let Some(p) = list.items.into_iter().next() {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            if matches!(phase.as_str(), "Running" | "Succeeded" | "Failed") {
+                return Ok(name);
+            }
+            if let Some(why) = waiting(&p) {
+                if HOPELESS.contains(&why.0.as_str()) {
+                    return Err(anyhow!("pod {name} cannot start: {}: {}", why.0, why.1));
+                }
+            }
+            if !said {
+                eprintln!("baton: waiting for pod {name} to start");
+                said = true;
+            }
+        }
+        if since.elapsed() > START_TIMEOUT {
+            return Err(anyhow!(
+                "the Job {job} had no running pod after {}s (is the node ready, the image there?)",
+                START_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn waiting(p: &Pod) -> Option<(String, String)> {
+    let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
+    let w = statuses.first()?.state.as_ref()?.waiting.as_ref()?;
+    Some((w.reason.clone()?, w.message.clone().unwrap_or_default()))
+}
+
+fn describe_end(p: &Pod) -> String {
+    let term = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    match term {
+        Some(t) => format!(
+            "its container ended with status {}{}",
+            t.exit_code,
+            t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        ),
+        None => "its log ended while it ran".into(),
+    }
+}

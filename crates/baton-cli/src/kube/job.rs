@@ -1,0 +1,221 @@
+//! The Job of one attempt: labelled with run, task and attempt, one pod
+//! that never restarts, the attempt's request in its environment and API
+//! keys only through `env_from` Secrets.
+
+use baton_core::executor::{job_name, label_value, PodAttempt, SPEC_ENV};
+use baton_core::plan::Kubernetes;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvFromSource, EnvVar, HostPathVolumeSource, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SecretEnvSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
+use std::collections::BTreeMap;
+
+pub const RUN_LABEL: &str = "baton.dev/run";
+pub const TASK_LABEL: &str = "baton.dev/task";
+pub const ATTEMPT_LABEL: &str = "baton.dev/attempt";
+/// How long the cluster keeps a finished Job that baton did not remove.
+const TTL_AFTER_FINISHED: i32 = 600;
+
+/// Words in a variable's name that mark it as a secret: such a variable is
+/// never written into a Job (give it with `env_from`).
+const SECRET_WORDS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"];
+
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    SECRET_WORDS.iter().any(|w| upper.contains(w))
+}
+
+pub fn labels(run: &str, task: &str, n: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (RUN_LABEL.to_string(), label_value(run)),
+        (TASK_LABEL.to_string(), label_value(task)),
+        (ATTEMPT_LABEL.to_string(), n.to_string()),
+    ])
+}
+
+/// The Job for `pod` on `cluster`; its deadline is the attempt's timeout
+/// and the pod's grace.
+pub fn job(pod: &PodAttempt, cluster: &Kubernetes) -> Job {
+    let labels = labels(&pod.run, &pod.task, pod.attempt);
+    let spec = serde_json::to_string(pod).unwrap_or_default();
+    let resources = (!cluster.resources.is_empty()).then(|| {
+        let q: BTreeMap<String, Quantity> = cluster
+            .resources
+            .iter()
+            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+            .collect();
+        ResourceRequirements {
+            requests: Some(q.clone()),
+            limits: Some(q),
+            ..Default::default()
+        }
+    });
+    let volumes: Vec<Volume> = cluster
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, (host, _))| Volume {
+            name: format!("mount-{i}"),
+            host_path: Some(HostPathVolumeSource {
+                path: host.clone(),
+                type_: None,
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let mounts: Vec<VolumeMount> = cluster
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, (_, in_pod))| VolumeMount {
+            name: format!("mount-{i}"),
+            mount_path: in_pod.clone(),
+            read_only: Some(true),
+            ..Default::default()
+        })
+        .collect();
+    let container = Container {
+        name: "agent".into(),
+        image: Some(cluster.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec![cluster.baton.clone(), "__pod-attempt".into()]),
+        env: Some(vec![EnvVar {
+            name: SPEC_ENV.into(),
+            value: Some(spec),
+            ..Default::default()
+        }]),
+        env_from: Some(
+            cluster
+                .env_from
+                .iter()
+                .map(|s| EnvFromSource {
+                    secret_ref: Some(SecretEnvSource {
+                        name: s.clone(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        resources,
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    let deadline = pod.timeout_secs + cluster.grace.as_secs() + 60;
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&pod.run, &pod.task, pod.attempt)),
+            namespace: Some(cluster.namespace.clone()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(deadline as i64),
+            ttl_seconds_after_finished: Some(TTL_AFTER_FINISHED),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    restart_policy: Some("Never".into()),
+                    termination_grace_period_seconds: Some(cluster.grace.as_secs() as i64),
+                    service_account_name: cluster.service_account.clone(),
+                    automount_service_account_token: Some(false),
+                    node_selector: (!cluster.node_selector.is_empty())
+                        .then(|| cluster.node_selector.clone()),
+                    host_network: cluster.host_network.then_some(true),
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cluster() -> Kubernetes {
+        Kubernetes {
+            namespace: "agents".into(),
+            image: "example/baton:1".into(),
+            baton: "/usr/local/bin/baton".into(),
+            resources: BTreeMap::from([("memory".into(), "2Gi".into())]),
+            service_account: Some("baton".into()),
+            node_selector: BTreeMap::new(),
+            env_from: vec!["api-keys".into()],
+            mounts: vec![("/opt/tools".into(), "/tools".into())],
+            host_network: false,
+            grace: Duration::from_secs(30),
+            git_listen: "127.0.0.1:0".into(),
+            git_host: None,
+            remote: None,
+            kubeconfig: None,
+            context: None,
+        }
+    }
+
+    fn pod() -> PodAttempt {
+        PodAttempt {
+            run: "run-1".into(),
+            task: "api".into(),
+            attempt: 2,
+            git_url: "http://127.0.0.1:1/git/t".into(),
+            branch: "baton/run-1/api".into(),
+            start: "abc".into(),
+            keep_ref: "refs/baton/run-1/api/2".into(),
+            worktree: "/w/api".into(),
+            program: "claude".into(),
+            args: vec![],
+            env: vec![("BATON_TASK".into(), "api".into())],
+            stdin_lines: vec![],
+            files: vec![],
+            dirs: vec![],
+            gates: vec![],
+            gate_env: vec![],
+            timeout_secs: 600,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_job_is_labelled_runs_once_and_takes_keys_only_from_secrets() {
+        let j = job(&pod(), &cluster());
+        let meta = &j.metadata;
+        assert_eq!(meta.labels.as_ref().unwrap()[ATTEMPT_LABEL], "2");
+        assert_eq!(meta.labels.as_ref().unwrap()[TASK_LABEL], "api");
+        let spec = j.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(600 + 30 + 60));
+        let ps = spec.template.spec.as_ref().unwrap();
+        assert_eq!(ps.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(ps.termination_grace_period_seconds, Some(30));
+        let c = &ps.containers[0];
+        let env = c.env.as_ref().unwrap();
+        assert_eq!(env.len(), 1, "only the attempt's request: {env:?}");
+        let from = c.env_from.as_ref().unwrap();
+        assert_eq!(from[0].secret_ref.as_ref().unwrap().name, "api-keys");
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/tools");
+        assert_eq!(c.command.as_ref().unwrap()[1], "__pod-attempt");
+    }
+
+    #[test]
+    fn secret_looking_names_are_caught() {
+        for s in ["ANTHROPIC_API_KEY", "GH_TOKEN", "db_password", "AWS_SECRET_ACCESS_KEY"] {
+            assert!(is_secret_name(s), "{s}");
+        }
+        for s in ["BATON_TASK", "HOME", "PATH", "ANTHROPIC_BASE_URL"] {
+            assert!(!is_secret_name(s), "{s}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The Kubernetes executor's side on this machine. `baton __kube-attempt
+//! <request>` is the process the engine supervises for an attempt on a
+//! cluster: it offers the repository to the pod (a git door of its own),
+//! makes the attempt's Job (or adopts the one an earlier baton left
+//! running), prints the pod's log as the agent's stream, and on SIGTERM (a
+//! stop, a timeout) deletes the Job and follows the pod until it has pushed
+//! its work. When baton itself died (its parent is gone) it leaves the Job
+//! running for `baton resume`. [`sweep`] removes a run's Jobs at its end.
+
+pub mod doctor;
+mod follow;
+mod job;
+
+use anyhow::{anyhow, bail, Context};
+use baton_core::executor::{Door, JobRequest, PodEnd};
+use baton_core::plan::Kubernetes;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use std::path::{Path, PathBuf};
+
+pub use job::is_secret_name;
+
+/// A client for the plan's cluster: its kubeconfig and context, else
+/// `$KUBECONFIG`, `~/.kube/config` or the pod's service account.
+pub async fn client(cluster: &Kubernetes) -> anyhow::Result<Client> {
+    let opts = KubeConfigOptions {
+        context: cluster.context.clone(),
+        ..Default::default()
+    };
+    let config = match &cluster.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read the kubeconfig {path}"))?;
+            Config::from_custom_kubeconfig(kc, &opts).await?
+        }
+        None if cluster.context.is_some() => Config::from_kubeconfig(&opts).await?,
+        None => Config::infer()
+            .await
+            .context("no cluster configured (set KUBECONFIG, or executor.kubeconfig in the plan)")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// `baton __kube-attempt`: the attempt's exit status.
+pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string(request)
+        .with_context(|| format!("cannot read {}", request.display()))?;
+    let mut req: JobRequest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an attempt's request", request.display()))?;
+    let dropped = drop_secrets(&mut req);
+    if !dropped.is_empty() {
+        eprintln!(
+            "baton: not put in the Job (secrets go through executor.env_from): {}",
+            dropped.join(", ")
+        );
+    }
+    let client = client(&req.cluster).await?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &req.cluster.namespace);
+    let mut adopted = earlier_job(&jobs, &req).await?;
+    if let Some((name, n)) = &adopted {
+        // An earlier follower collected that one already: it is only left over.
+        if request.with_file_name(format!("attempt-{n}.end.json")).exists() {
+            let _ = jobs.delete(name, &DeleteParams::background()).await;
+            adopted = None;
+        }
+    }
+    let door = match &adopted {
+        Some((_, n)) => earlier_door(request, *n),
+        None => None,
+    };
+    let _door_task = open_door(&mut req, door).await?;
+    let name = match adopted {
+        Some((name, n)) => {
+            eprintln!("baton: following the Job {name} of attempt {n}, left running by an earlier baton");
+            name
+        }
+        None => {
+            let j = job::job(&req.pod, &req.cluster);
+            let made = jobs.create(&PostParams::default(), &j).await.map_err(|e| {
+                anyhow!(
+                    "cannot create the attempt's Job in namespace {}: {e}",
+                    req.cluster.namespace
+                )
+            })?;
+            made.metadata.name.unwrap_or_default()
+        }
+    };
+    // Written back with the door, so a later baton serves the same one.
+    std::fs::write(request, serde_json::to_string_pretty(&req)?)
+        .with_context(|| format!("cannot write {}", request.display()))?;
+    let outcome = follow::follow(&client, &req.cluster, &name).await?;
+    if outcome.parent_died {
+        // baton died: the Job goes on, and `baton resume` follows it.
+        return Ok(143);
+    }
+    let _ = jobs.delete(&name, &DeleteParams::background()).await;
+    let end = match outcome.end {
+        Some(end) => end,
+        None => {
+            eprintln!("baton: the pod ended without saying how its attempt went ({})", outcome.why);
+            PodEnd {
+                error: Some(outcome.why.clone()),
+                ..Default::default()
+            }
+        }
+    };
+    if let Some(e) = &end.error {
+        eprintln!("baton: in the pod: {e}");
+    }
+    std::fs::write(&req.end_file, serde_json::to_string(&end)?)
+        .with_context(|| format!("cannot write {}", req.end_file.display()))?;
+    Ok(match (end.code, outcome.terminated) {
+        (Some(c), _) => c,
+        (None, true) => 143,
+        (None, false) => 1,
+    })
+}
+
+fn drop_secrets(req: &mut JobRequest) -> Vec<String> {
+    let mut dropped = Vec::new();
+    for env in [&mut req.pod.env, &mut req.pod.gate_env] {
+        env.retain(|(k, _)| {
+            let secret = is_secret_name(k);
+            if secret && !dropped.contains(k) {
+                dropped.push(k.clone());
+            }
+            !secret
+        });
+    }
+    dropped
+}
+
+/// A Job of the same task that an earlier attempt made and whose baton
+/// died: it is followed, not made again.
+async fn earlier_job(jobs: &Api<Job>, req: &JobRequest) -> anyhow::Result<Option<(String, u32)>> {
+    let labels = job::labels(&req.pod.run, &req.pod.task, req.pod.attempt);
+    let selector = format!(
+        "{}={},{}={}",
+        job::RUN_LABEL,
+        labels[job::RUN_LABEL],
+        job::TASK_LABEL,
+        labels[job::TASK_LABEL]
+    );
+    let list = jobs
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| anyhow!("cannot list the run's Jobs: {e}"))?;
+    let found = list
+        .items
+        .into_iter()
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .filter_map(|j| {
+            let n = j.metadata.labels.as_ref()?.get(job::ATTEMPT_LABEL)?.parse().ok()?;
+            Some((j.metadata.name?, n))
+        })
+        .max_by_key(|(_, n)| *n);
+    Ok(found)
+}
+
+/// The door an earlier attempt's follower opened for its pod.
+fn earlier_door(request: &Path, n: u32) -> Option<Door> {
+    let file: PathBuf = request.with_file_name(format!("attempt-{n}.job.json"));
+    let text = std::fs::read_to_string(file).ok()?;
+    let req: JobRequest = serde_json::from_str(&text).ok()?;
+    req.door
+}
+
+/// Opens the git door the pod fetches from and pushes to (unless the plan
+/// names a remote both reach), and sets the pod's URL.
+async fn open_door(
+    req: &mut JobRequest,
+    earlier: Option<Door>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if req.cluster.remote.is_some() {
+        return Ok(None);
+    }
+    let (addr, token) = match earlier.or(req.door.clone()) {
+        Some(d) => (d.addr, d.token),
+        None => (req.cluster.git_listen.clone(), baton_server::new_token()),
+    };
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot offer the repository to the pod on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let host = match &req.cluster.git_host {
+        Some(h) => h.clone(),
+        None if bound.ip().is_unspecified() => {
+            bail!("executor.git_listen {addr} listens everywhere: set executor.git_host to the name pods reach this machine by")
+        }
+        None => bound.ip().to_string(),
+    };
+    let door = baton_server::git_door::GitDoor {
+        git_dir: req.git_dir.clone(),
+        token: token.clone(),
+        fetch: req.pod.branch.clone(),
+        push_prefix: format!("refs/baton/{}/{}/", req.pod.run, req.pod.task),
+    };
+    req.pod.git_url = format!("http://{host}:{}/git/{token}", bound.port());
+    req.door = Some(Door {
+        addr: bound.to_string(),
+        token,
+    });
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = baton_server::git_door::serve(listener, door).await {
+            eprintln!("baton: the git door closed: {e}");
+        }
+    })))
+}
+
+/// Deletes every Job of `run` (the end of a run: none outlives it).
+/// Returns how many there were.
+pub async fn sweep(cluster: &Kubernetes, run: &str) -> anyhow::Result<usize> {
+    let client = client(cluster).await?;
+    let jobs: Api<Job> = Api::namespaced(client, &cluster.namespace);
+    let selector = format!("{}={}", job::RUN_LABEL, baton_core::executor::label_value(run));
+    let list = jobs.list(&ListParams::default().labels(&selector)).await?;
+    let mut n = 0;
+    for j in list.items {
+        if let Some(name) = j.metadata.name {
+            if jobs.delete(&name, &DeleteParams::background()).await.is_ok() {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,256 @@
+//! The Kubernetes executor on a real one-node cluster (scripts/k8s-cluster.sh,
+//! which scripts/test.sh starts and names in BATON_TEST_KUBECONFIG): attempts
+//! run as Jobs whose pods fetch from baton's git door and push their work
+//! back; stop deletes the Job without losing work; a baton killed mid-run
+//! is resumed by following its Jobs, and no Job outlives its run.
+
+use crate::common::*;
+use baton_testutils::{fake_agent, TestEnv};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+use std::path::Path;
+use std::time::Duration;
+
+/// The cluster's kubeconfig, or None (the test is skipped) where no cluster
+/// runs; BATON_REQUIRE_K8S=1 (the README's test command) makes that a failure.
+fn kubeconfig() -> Option<String> {
+    match std::env::var("BATON_TEST_KUBECONFIG") {
+        Ok(k) if Path::new(&k).exists() => Some(k),
+        _ if std::env::var("BATON_REQUIRE_K8S").is_ok_and(|v| v == "1") => {
+            panic!("BATON_REQUIRE_K8S=1 but BATON_TEST_KUBECONFIG names no kubeconfig (start one with scripts/k8s-cluster.sh up)")
+        }
+        _ => {
+            eprintln!("skipped: no cluster (BATON_TEST_KUBECONFIG; scripts/k8s-cluster.sh up)");
+            None
+        }
+    }
+}
+
+/// A plan header: profile `pod` runs on the cluster (baton and the fake
+/// agent mounted from this build), profile `here` stays local.
+fn header(kubeconfig: &str) -> String {
+    let baton = Path::new(baton_bin());
+    let bin_dir = baton.parent().unwrap().display().to_string();
+    let fake = fake_agent().display().to_string();
+    let fake_dir = Path::new(&fake).parent().unwrap().display().to_string();
+    let mut mounts = vec![format!("{bin_dir:?}")];
+    if fake_dir != bin_dir {
+        mounts.push(format!("{fake_dir:?}"));
+    }
+    format!(
+        r#"[executor]
+kind = "kubernetes"
+image = "baton.local/debian:bookworm"
+baton = {baton:?}
+host_network = true
+mounts = [{mounts}]
+kubeconfig = {kubeconfig:?}
+grace = "10s"
+
+[agent.pod]
+adapter = "exec"
+command = [{fake:?}]
+
+[agent.here]
+adapter = "exec"
+command = [{fake:?}]
+executor = "local"
+
+[defaults]
+agent = "pod"
+
+"#,
+        mounts = mounts.join(", ")
+    )
+}
+
+fn jobs_of(kubeconfig: &str, run: &str) -> Vec<Job> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let jobs: Api<Job> = Api::namespaced(client, "default");
+        let lp = ListParams::default().labels(&format!("baton.dev/run={run}"));
+        jobs.list(&lp).await.unwrap().items
+    })
+}
+
+fn succeeded(j: &Job) -> bool {
+    j.status
+        .as_ref()
+        .and_then(|s| s.succeeded)
+        .unwrap_or(0)
+        > 0
+}
+
+fn run_id(env: &TestEnv) -> String {
+    latest_run_opt(env).expect("a run")["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn four_tasks_run_as_jobs_stream_live_gate_in_their_pods_and_merge() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let plan = format!(
+        r#"{}[[task]]
+id = "a"
+prompt = "say started a\nsleep 3\nwrite a.txt from a pod"
+gates = ["test -f a.txt", "grep -q pod a.txt"]
+
+[[task]]
+id = "b"
+prompt = "write b.txt from b\ncommit b by itself\nwrite b2.txt left uncommitted"
+
+[[task]]
+id = "c"
+needs = ["a", "b"]
+prompt = "write c.txt saw a and b"
+gates = ["test -f a.txt && test -f b.txt"]
+
+[[task]]
+id = "d"
+agent = "here"
+prompt = "write d.txt from here"
+"#,
+        header(&kc)
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run", "--json"]);
+    // Live: the pod's first line is in the task's log while it still runs.
+    wait_for("task a's pod to speak", 120, || {
+        let out = baton(&env).args(["logs", "a"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("started a")
+    });
+    assert_eq!(task_status(&env, "a"), "running");
+    let out = child.wait_with_output_timeout(Duration::from_secs(300));
+    let run = parse_run(out);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for id in ["a", "b", "c", "d"] {
+        assert_eq!(task(&run.report, id)["status"], "merged", "{id}: {:#}", run.report);
+    }
+    let id = run.report["run"].as_str().unwrap().to_string();
+    let integration = format!("baton/{id}/integration");
+    assert_eq!(show(&env, &integration, "a.txt").as_deref(), Some("from a pod\n"));
+    assert_eq!(show(&env, &integration, "b2.txt").as_deref(), Some("left uncommitted\n"));
+    assert_eq!(show(&env, &integration, "c.txt").as_deref(), Some("saw a and b\n"));
+    assert_eq!(show(&env, &integration, "d.txt").as_deref(), Some("from here\n"));
+    // The gates ran in the pod and are recorded as the task's.
+    let gates = store_rows(
+        &env,
+        &format!("SELECT count(*) FROM events WHERE run_id = '{id}' AND task_id = 'a' AND kind = 'gate_finished'"),
+    );
+    assert_eq!(gates, vec!["2"]);
+    // The attempt's work is kept under its ref, pushed by the pod.
+    let kept = env.git(&["rev-parse", &format!("refs/baton/{id}/a/1")]);
+    assert_eq!(kept.trim(), env.git(&["rev-parse", &format!("baton/{id}/a")]).trim());
+    assert!(jobs_of(&kc, &id).is_empty(), "no Job outlives its run");
+}
+
+#[test]
+fn stop_deletes_the_job_and_the_work_so_far_is_on_the_branch() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let plan = format!(
+        "{}[[task]]\nid = \"long\"\nprompt = \"write half.txt first half\\nsay half written\\nsleep 300\"\n",
+        header(&kc)
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the pod to write half", 120, || {
+        let out = baton(&env).args(["logs", "long"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("half written")
+    });
+    let id = run_id(&env);
+    assert_eq!(jobs_of(&kc, &id).len(), 1);
+    let out = output(baton(&env).args(["stop", "long"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = child.wait_with_output_timeout(Duration::from_secs(120));
+    let run = parse_run(out);
+    assert_eq!(task(&run.report, "long")["status"], "stopped", "{:#}", run.report);
+    let branch = format!("baton/{id}/long");
+    assert_eq!(show(&env, &branch, "half.txt").as_deref(), Some("first half\n"));
+    assert!(jobs_of(&kc, &id).is_empty());
+}
+
+#[test]
+fn a_baton_killed_mid_run_is_resumed_by_following_its_jobs_and_no_work_is_lost() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let plan = format!(
+        r#"{}[[task]]
+id = "quick"
+prompt = "say quick started\nsleep 4\nwrite quick.txt done\nsay quick done"
+
+[[task]]
+id = "slow"
+prompt = "say slow started\nsleep 25\nwrite slow.txt done"
+"#,
+        header(&kc)
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("both pods to run", 120, || {
+        let out = baton(&env).args(["logs", "slow"]).output().unwrap();
+        let quick = baton(&env).args(["logs", "quick"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("slow started")
+            && String::from_utf8_lossy(&quick.stdout).contains("quick started")
+    });
+    let id = run_id(&env);
+    child.kill().unwrap(); // SIGKILL: no cleanup at all
+    let _ = child.wait();
+    // The Jobs go on without baton; quick's agent ends and its pod waits
+    // to push its work.
+    std::thread::sleep(Duration::from_secs(8));
+    let jobs = jobs_of(&kc, &id);
+    assert_eq!(jobs.len(), 2, "baton's death deleted no Job");
+    assert!(!jobs.iter().any(succeeded), "no pod ended without pushing");
+    let out = baton(&env)
+        .args(["resume", "--json"])
+        .output()
+        .expect("resume");
+    let run = parse_run(out);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for t in ["quick", "slow"] {
+        assert_eq!(task(&run.report, t)["status"], "merged", "{t}: {:#}", run.report);
+    }
+    let integration = format!("baton/{id}/integration");
+    assert_eq!(show(&env, &integration, "quick.txt").as_deref(), Some("done\n"));
+    assert_eq!(show(&env, &integration, "slow.txt").as_deref(), Some("done\n"));
+    // Neither task ran again: the resumed attempts followed the first Jobs.
+    for t in ["quick", "slow"] {
+        let out = baton(&env).args(["logs", t]).output().unwrap();
+        let logs = String::from_utf8_lossy(&out.stdout);
+        assert!(logs.contains("of attempt 1, left running by an earlier baton"), "{t}: {logs}");
+    }
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}
+
+trait WaitTimeout {
+    fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output;
+}
+
+impl WaitTimeout for std::process::Child {
+    fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output {
+        let pid = self.id() as i32;
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let guard = std::thread::spawn(move || {
+            if wait.recv_timeout(limit).is_err() {
+                // SAFETY: kill(2) on our child, which has not been reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        let out = self.wait_with_output().expect("wait for baton");
+        let _ = done.send(());
+        let _ = guard.join();
+        out
+    }
+}

@@ -1,0 +1,225 @@
+//! `[executor]`: where attempts run. `local` is baton's own process groups
+//! on this machine; `kubernetes` makes each attempt a Job on a cluster. A
+//! profile may say `executor = "local"` or `"kubernetes"` (`"k8s"`) to
+//! override the plan's choice, so quick tasks stay local and heavy ones go
+//! to the cluster.
+
+use super::raw::RawExecutor;
+use super::validate::Checker;
+use crate::duration::parse_duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where one profile's attempts run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Executor {
+    #[default]
+    Local,
+    Kubernetes(Arc<Kubernetes>),
+}
+
+impl Executor {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Executor::Local => "local",
+            Executor::Kubernetes(_) => "kubernetes",
+        }
+    }
+}
+
+/// A cluster and how attempts' Jobs are made on it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Kubernetes {
+    pub namespace: String,
+    /// Holds git, the agent's CLI and baton.
+    pub image: String,
+    /// baton inside the image.
+    pub baton: String,
+    /// Requests and limits of the agent's container (`cpu`, `memory`).
+    pub resources: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    pub node_selector: BTreeMap<String, String>,
+    /// Secrets whose keys become the container's environment (API keys):
+    /// the Job spec never holds a key.
+    pub env_from: Vec<String>,
+    /// Host directories mounted read-only (`"/host"` or `"/host:/in/pod"`).
+    pub mounts: Vec<(String, String)>,
+    /// Pods share the node's network (a one-node cluster on loopback).
+    pub host_network: bool,
+    /// How long a pod has to commit and push after SIGTERM.
+    #[serde(with = "secs")]
+    pub grace: Duration,
+    /// Where baton offers the repository to pods (`host:port`, port 0:
+    /// any free one), and the host pods use to reach it.
+    pub git_listen: String,
+    pub git_host: Option<String>,
+    /// A remote both baton and the pods reach, used instead of baton's own
+    /// git endpoint.
+    pub remote: Option<String>,
+    /// The kubeconfig and context (default: `$KUBECONFIG`, `~/.kube/config`).
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+}
+
+/// The default executor of the plan's profiles and the cluster, if any.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutorSettings {
+    pub default: Executor,
+    pub kubernetes: Option<Arc<Kubernetes>>,
+}
+
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+pub(super) fn check_executor(ck: &mut Checker, raw: &RawExecutor) -> ExecutorSettings {
+    let kind = raw.kind.as_ref().map(|k| k.get_ref().as_str());
+    let wants_cluster = raw.image.is_some() || matches!(kind, Some("kubernetes" | "k8s"));
+    let kubernetes = wants_cluster.then(|| Arc::new(check_kubernetes(ck, raw)));
+    let default = match (kind, &kubernetes) {
+        (None | Some("local"), _) => Executor::Local,
+        (Some("kubernetes" | "k8s"), Some(k)) => Executor::Kubernetes(k.clone()),
+        (Some(other), _) => {
+            let at = raw.kind.as_ref().map(|k| k.span());
+            let msg = format!("executor.kind must be \"local\" or \"kubernetes\", not {other:?}");
+            ck.at(at, None, msg);
+            Executor::Local
+        }
+    };
+    ExecutorSettings {
+        default,
+        kubernetes,
+    }
+}
+
+fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
+    let image = match &raw.image {
+        Some(i) if !i.get_ref().trim().is_empty() => i.get_ref().clone(),
+        _ => {
+            let at = raw.kind.as_ref().map(|k| k.span());
+            let msg = "executor \"kubernetes\" needs `image`: one that holds git, the agent's CLI and baton (see docs/kubernetes.md)".to_string();
+            ck.at(at, None, msg);
+            String::new()
+        }
+    };
+    let mut resources = BTreeMap::new();
+    for (key, val) in [("cpu", &raw.cpu), ("memory", &raw.memory)] {
+        if let Some(v) = val {
+            if !is_quantity(v.get_ref()) {
+                let msg = format!(
+                    "executor.{key} {:?} is not a Kubernetes quantity (e.g. \"2\", \"500m\", \"4Gi\")",
+                    v.get_ref()
+                );
+                ck.at(Some(v.span()), None, msg);
+            }
+            resources.insert(key.to_string(), v.get_ref().clone());
+        }
+    }
+    let mut mounts = Vec::new();
+    for m in raw.mounts.iter().flat_map(|m| m.get_ref().iter()) {
+        let (host, pod) = m.split_once(':').unwrap_or((m, m));
+        if !host.starts_with('/') || !pod.starts_with('/') {
+            let at = raw.mounts.as_ref().map(|m| m.span());
+            let msg = format!("executor.mounts {m:?}: name absolute paths, \"/host\" or \"/host:/in/pod\"");
+            ck.at(at, None, msg);
+        }
+        mounts.push((host.to_string(), pod.to_string()));
+    }
+    let grace = match &raw.grace {
+        Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
+            ck.at(Some(g.span()), None, format!("executor.grace: {e}"));
+            DEFAULT_GRACE
+        }),
+        None => DEFAULT_GRACE,
+    };
+    let git_listen = raw
+        .git_listen
+        .as_ref()
+        .map(|l| l.get_ref().clone())
+        .unwrap_or_else(|| "127.0.0.1:0".into());
+    if git_listen.parse::<std::net::SocketAddr>().is_err() {
+        let at = raw.git_listen.as_ref().map(|l| l.span());
+        let msg = format!("executor.git_listen {git_listen:?} is not an address like \"0.0.0.0:7430\"");
+        ck.at(at, None, msg);
+    }
+    Kubernetes {
+        namespace: raw.namespace.clone().unwrap_or_else(|| "default".into()),
+        image,
+        baton: raw.baton.clone().unwrap_or_else(|| "baton".into()),
+        resources,
+        service_account: raw.service_account.clone(),
+        node_selector: raw.node_selector.clone().unwrap_or_default(),
+        env_from: raw.env_from.clone().unwrap_or_default(),
+        mounts,
+        host_network: raw.host_network.unwrap_or(false),
+        grace,
+        git_listen,
+        git_host: raw.git_host.clone(),
+        remote: raw.remote.clone(),
+        kubeconfig: raw.kubeconfig.clone(),
+        context: raw.context.clone(),
+    }
+}
+
+/// A profile's `executor`, given the plan's settings.
+pub(super) fn profile_executor(
+    ck: &mut Checker,
+    settings: &ExecutorSettings,
+    field: Option<&toml::Spanned<String>>,
+    subject: &Option<String>,
+) -> Executor {
+    let Some(f) = field else {
+        return settings.default.clone();
+    };
+    match (f.get_ref().as_str(), &settings.kubernetes) {
+        ("local", _) => Executor::Local,
+        ("kubernetes" | "k8s", Some(k)) => Executor::Kubernetes(k.clone()),
+        ("kubernetes" | "k8s", None) => {
+            let msg = "executor \"kubernetes\" needs the cluster described in [executor] (at least `image`)".to_string();
+            ck.at(Some(f.span()), subject.clone(), msg);
+            Executor::Local
+        }
+        (other, _) => {
+            let msg = format!("executor must be \"local\" or \"kubernetes\", not {other:?}");
+            ck.at(Some(f.span()), subject.clone(), msg);
+            Executor::Local
+        }
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// `2`, `0.5`, `500m`, `4Gi`, `1e3`: what Kubernetes takes for cpu and memory.
+fn is_quantity(s: &str) -> bool {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &s[digits.len()..];
+    let known = [
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    !digits.is_empty() && digits.parse::<f64>().is_ok_and(|n| n >= 0.0) && known.contains(&suffix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_quantity;
+
+    #[test]
+    fn quantities_kubernetes_takes_and_some_it_does_not() {
+        for ok in ["2", "0.5", "500m", "4Gi", "128Mi", "1G"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "two", "4GB", "-1", "m"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+}

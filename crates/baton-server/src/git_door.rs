@@ -1,0 +1,199 @@
+//! The repository offered to one pod over git's smart HTTP: `git
+//! http-backend` does the protocol (baton does not reimplement git); this
+//! door checks the attempt's token and hides every ref but the ones the
+//! attempt may use (`transfer.hideRefs`: a hidden ref can be neither
+//! fetched nor pushed).
+//!
+//!   GET  /git/<token>/info/refs?service=git-upload-pack
+//!   POST /git/<token>/git-upload-pack | git-receive-pack
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, Response, StatusCode};
+use axum::routing::any;
+use axum::Router;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// What one attempt may do with the repository.
+#[derive(Debug, Clone)]
+pub struct GitDoor {
+    /// The repository's git directory.
+    pub git_dir: PathBuf,
+    pub token: String,
+    /// The one branch it may fetch (its task's).
+    pub fetch: String,
+    /// The refs it may push: everything under this prefix (its task's
+    /// attempt refs).
+    pub push_prefix: String,
+}
+
+/// Serves the door until the listener's task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, door: GitDoor) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/git/{token}/{*rest}", any(handle))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(Arc::new(door));
+    axum::serve(listener, app).await
+}
+
+fn status(code: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(format!("{text}\n")));
+    *r.status_mut() = code;
+    r
+}
+
+async fn handle(
+    State(door): State<Arc<GitDoor>>,
+    Path((token, rest)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    if !same(token.as_bytes(), door.token.as_bytes()) {
+        return status(StatusCode::NOT_FOUND, "no such repository");
+    }
+    let allowed = matches!(
+        rest.as_str(),
+        "info/refs" | "git-upload-pack" | "git-receive-pack"
+    );
+    if !allowed {
+        return status(StatusCode::NOT_FOUND, "not a git smart HTTP path");
+    }
+    let body = match to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => return status(StatusCode::BAD_REQUEST, &format!("cannot read the request: {e}")),
+    };
+    match backend(&door, &rest, query.as_deref(), &method, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("git http-backend: {e}");
+            status(StatusCode::INTERNAL_SERVER_ERROR, &e)
+        }
+    }
+}
+
+/// Constant time: a token is not guessed a byte at a time.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The git configuration of the door: receive-pack on, every ref hidden
+/// but the attempt's own (the last matching rule wins).
+fn config(door: &GitDoor) -> Vec<(String, String)> {
+    vec![
+        ("http.receivepack".into(), "true".into()),
+        ("uploadpack.hideRefs".into(), "refs/".into()),
+        ("uploadpack.hideRefs".into(), format!("!refs/heads/{}", door.fetch)),
+        ("receive.hideRefs".into(), "refs/".into()),
+        ("receive.hideRefs".into(), format!("!{}", door.push_prefix)),
+        // HEAD names the user's branch: nothing for a pod.
+        ("uploadpack.hideRefs".into(), "HEAD".into()),
+    ]
+}
+
+async fn backend(
+    door: &GitDoor,
+    rest: &str,
+    query: Option<&str>,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response<Body>, String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", &door.git_dir)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", format!("/{rest}"))
+        .env("REQUEST_METHOD", method.as_str())
+        .env("QUERY_STRING", query.unwrap_or_default())
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", "baton-pod")
+        .env("REMOTE_ADDR", "pod");
+    let cfg = config(door);
+    cmd.env("GIT_CONFIG_COUNT", cfg.len().to_string());
+    for (i, (k, v)) in cfg.iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), v);
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run git http-backend: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = body.to_vec();
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("git http-backend: {e}"))?;
+    if !out.stderr.is_empty() {
+        tracing::debug!("git http-backend: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    cgi_response(&out.stdout)
+}
+
+/// A CGI program's output (headers, a blank line, the body) as a response.
+fn cgi_response(out: &[u8]) -> Result<Response<Body>, String> {
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, i + 4))
+        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2)))
+        .ok_or("git http-backend wrote no headers")?;
+    let head = String::from_utf8_lossy(&out[..split.0]);
+    let mut resp = Response::new(Body::from(out[split.1..].to_vec()));
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.split(' ').next().and_then(|c| c.parse::<u16>().ok());
+            if let Some(s) = code.and_then(|c| StatusCode::from_u16(c).ok()) {
+                *resp.status_mut() = s;
+            }
+        } else if let (Ok(n), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(name.trim().as_bytes()),
+            axum::http::HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgi_answer_keeps_its_status_headers_and_body() {
+        let r = cgi_response(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nno").unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.headers()["content-type"], "text/plain");
+        assert!(cgi_response(b"no headers at all").is_err());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}
