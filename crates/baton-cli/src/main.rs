@@ -69,7 +69,9 @@ enum Command {
     Watchdog,
     /// An attempt on Kubernetes, on this machine: makes and follows its Job.
     #[command(name = "__kube-attempt", hide = true)]
-    KubeAttempt { request: PathBuf },
+    KubeAttempt {
+        request: PathBuf,
+    },
     /// An attempt inside its pod (the request is in BATON_POD_ATTEMPT).
     #[command(name = "__pod-attempt", hide = true)]
     PodAttempt,
@@ -166,7 +168,10 @@ fn executor_command(cmd: &Command) -> Option<ExitCode> {
             match serde_json::from_str(&spec) {
                 Ok(spec) => Some(exit(rt.block_on(baton_core::executor::pod::run(spec)))),
                 Err(e) => {
-                    eprintln!("baton: {} holds no attempt: {e}", baton_core::executor::SPEC_ENV);
+                    eprintln!(
+                        "baton: {} holds no attempt: {e}",
+                        baton_core::executor::SPEC_ENV
+                    );
                     Some(ExitCode::from(125))
                 }
             }

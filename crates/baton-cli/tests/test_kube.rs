@@ -79,15 +79,11 @@ fn jobs_of(kubeconfig: &str, run: &str) -> Vec<Job> {
 }
 
 fn succeeded(j: &Job) -> bool {
-    j.status
-        .as_ref()
-        .and_then(|s| s.succeeded)
-        .unwrap_or(0)
-        > 0
+    j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0
 }
 
 fn run_id(env: &TestEnv) -> String {
-    latest_run_opt(env).expect("a run")["id"]
+    latest_run_opt(env).expect("a run")["run"]
         .as_str()
         .unwrap()
         .to_string()
@@ -122,7 +118,7 @@ prompt = "write d.txt from here"
     );
     env.write("baton.toml", &plan);
     env.commit_all("plan");
-    let mut child = spawn_baton(&env, &["run", "--json"]);
+    let child = spawn_baton(&env, &["run", "--json"]);
     // Live: the pod's first line is in the task's log while it still runs.
     wait_for("task a's pod to speak", 120, || {
         let out = baton(&env).args(["logs", "a"]).output().unwrap();
@@ -133,14 +129,31 @@ prompt = "write d.txt from here"
     let run = parse_run(out);
     assert_eq!(run.code, 0, "{}", run.stderr);
     for id in ["a", "b", "c", "d"] {
-        assert_eq!(task(&run.report, id)["status"], "merged", "{id}: {:#}", run.report);
+        assert_eq!(
+            task(&run.report, id)["status"],
+            "succeeded",
+            "{id}: {:#}",
+            run.report
+        );
     }
     let id = run.report["run"].as_str().unwrap().to_string();
     let integration = format!("baton/{id}/integration");
-    assert_eq!(show(&env, &integration, "a.txt").as_deref(), Some("from a pod\n"));
-    assert_eq!(show(&env, &integration, "b2.txt").as_deref(), Some("left uncommitted\n"));
-    assert_eq!(show(&env, &integration, "c.txt").as_deref(), Some("saw a and b\n"));
-    assert_eq!(show(&env, &integration, "d.txt").as_deref(), Some("from here\n"));
+    assert_eq!(
+        show(&env, &integration, "a.txt").as_deref(),
+        Some("from a pod\n")
+    );
+    assert_eq!(
+        show(&env, &integration, "b2.txt").as_deref(),
+        Some("left uncommitted\n")
+    );
+    assert_eq!(
+        show(&env, &integration, "c.txt").as_deref(),
+        Some("saw a and b\n")
+    );
+    assert_eq!(
+        show(&env, &integration, "d.txt").as_deref(),
+        Some("from here\n")
+    );
     // The gates ran in the pod and are recorded as the task's.
     let gates = store_rows(
         &env,
@@ -149,7 +162,11 @@ prompt = "write d.txt from here"
     assert_eq!(gates, vec!["2"]);
     // The attempt's work is kept under its ref, pushed by the pod.
     let kept = env.git(&["rev-parse", &format!("refs/baton/{id}/a/1")]);
-    assert_eq!(kept.trim(), env.git(&["rev-parse", &format!("baton/{id}/a")]).trim());
+    assert_eq!(
+        kept.trim(),
+        env.git(&["rev-parse", &format!("baton/{id}/task/a")])
+            .trim()
+    );
     assert!(jobs_of(&kc, &id).is_empty(), "no Job outlives its run");
 }
 
@@ -171,12 +188,24 @@ fn stop_deletes_the_job_and_the_work_so_far_is_on_the_branch() {
     let id = run_id(&env);
     assert_eq!(jobs_of(&kc, &id).len(), 1);
     let out = output(baton(&env).args(["stop", "long"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = child.wait_with_output_timeout(Duration::from_secs(120));
     let run = parse_run(out);
-    assert_eq!(task(&run.report, "long")["status"], "stopped", "{:#}", run.report);
-    let branch = format!("baton/{id}/long");
-    assert_eq!(show(&env, &branch, "half.txt").as_deref(), Some("first half\n"));
+    assert_eq!(
+        task(&run.report, "long")["status"],
+        "stopped",
+        "{:#}",
+        run.report
+    );
+    let branch = format!("baton/{id}/task/long");
+    assert_eq!(
+        show(&env, &branch, "half.txt").as_deref(),
+        Some("first half\n")
+    );
     assert!(jobs_of(&kc, &id).is_empty());
 }
 
@@ -220,16 +249,30 @@ prompt = "say slow started\nsleep 25\nwrite slow.txt done"
     let run = parse_run(out);
     assert_eq!(run.code, 0, "{}", run.stderr);
     for t in ["quick", "slow"] {
-        assert_eq!(task(&run.report, t)["status"], "merged", "{t}: {:#}", run.report);
+        assert_eq!(
+            task(&run.report, t)["status"],
+            "succeeded",
+            "{t}: {:#}",
+            run.report
+        );
     }
     let integration = format!("baton/{id}/integration");
-    assert_eq!(show(&env, &integration, "quick.txt").as_deref(), Some("done\n"));
-    assert_eq!(show(&env, &integration, "slow.txt").as_deref(), Some("done\n"));
+    assert_eq!(
+        show(&env, &integration, "quick.txt").as_deref(),
+        Some("done\n")
+    );
+    assert_eq!(
+        show(&env, &integration, "slow.txt").as_deref(),
+        Some("done\n")
+    );
     // Neither task ran again: the resumed attempts followed the first Jobs.
     for t in ["quick", "slow"] {
         let out = baton(&env).args(["logs", t]).output().unwrap();
         let logs = String::from_utf8_lossy(&out.stdout);
-        assert!(logs.contains("of attempt 1, left running by an earlier baton"), "{t}: {logs}");
+        assert!(
+            logs.contains("of attempt 1, left running by an earlier baton"),
+            "{t}: {logs}"
+        );
     }
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }

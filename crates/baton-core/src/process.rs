@@ -59,11 +59,18 @@ pub fn orphan_groups(run: &str) -> Vec<i32> {
         return Vec::new();
     };
     let me = std::process::id() as i32;
+    let my_ns = std::fs::read_link("/proc/self/ns/pid").ok();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
         if pid == me {
+            continue;
+        }
+        // A process in another PID namespace is a container's (an attempt's
+        // pod on a one-node cluster): the cluster's to end, not ours.
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        if my_ns.is_some() && ns != my_ns {
             continue;
         }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {

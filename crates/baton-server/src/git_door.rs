@@ -64,7 +64,12 @@ async fn handle(
     }
     let body = match to_bytes(body, usize::MAX).await {
         Ok(b) => b,
-        Err(e) => return status(StatusCode::BAD_REQUEST, &format!("cannot read the request: {e}")),
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the request: {e}"),
+            )
+        }
     };
     match backend(&door, &rest, query.as_deref(), &method, &headers, &body).await {
         Ok(r) => r,
@@ -86,7 +91,10 @@ fn config(door: &GitDoor) -> Vec<(String, String)> {
     vec![
         ("http.receivepack".into(), "true".into()),
         ("uploadpack.hideRefs".into(), "refs/".into()),
-        ("uploadpack.hideRefs".into(), format!("!refs/heads/{}", door.fetch)),
+        (
+            "uploadpack.hideRefs".into(),
+            format!("!refs/heads/{}", door.fetch),
+        ),
         ("receive.hideRefs".into(), "refs/".into()),
         ("receive.hideRefs".into(), format!("!{}", door.push_prefix)),
         // HEAD names the user's branch: nothing for a pod.
@@ -131,7 +139,9 @@ async fn backend(
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run git http-backend: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run git http-backend: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         let input = body.to_vec();
         tokio::spawn(async move {
@@ -154,7 +164,11 @@ fn cgi_response(out: &[u8]) -> Result<Response<Body>, String> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (i, i + 4))
-        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2)))
+        .or_else(|| {
+            out.windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, i + 2))
+        })
         .ok_or("git http-backend wrote no headers")?;
     let head = String::from_utf8_lossy(&out[..split.0]);
     let mut resp = Response::new(Body::from(out[split.1..].to_vec()));
@@ -184,7 +198,8 @@ mod tests {
 
     #[test]
     fn a_cgi_answer_keeps_its_status_headers_and_body() {
-        let r = cgi_response(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nno").unwrap();
+        let r =
+            cgi_response(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nno").unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(r.headers()["content-type"], "text/plain");
         assert!(cgi_response(b"no headers at all").is_err());

@@ -81,7 +81,10 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
         let used = plan.tasks.iter().filter(|t| &t.agent == name).count();
         let program = program_name(profile);
         if let baton_core::plan::Executor::Kubernetes(_) = profile.executor {
-            println!("  {name} [{}]: runs {program:?} in the cluster's image; {used} task(s)", profile.adapter);
+            println!(
+                "  {name} [{}]: runs {program:?} in the cluster's image; {used} task(s)",
+                profile.adapter
+            );
             continue;
         }
         let verdict = match which(&program) {
@@ -107,7 +110,10 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
         }
     }
     if let Some(cluster) = &plan.executor.kubernetes {
-        println!("cluster (executor \"kubernetes\", namespace {}):", cluster.namespace);
+        println!(
+            "cluster (executor \"kubernetes\", namespace {}):",
+            cluster.namespace
+        );
         bad += cluster_checks(cluster).await;
     }
     Ok(if bad > 0 { 1 } else { 0 })

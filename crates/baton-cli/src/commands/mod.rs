@@ -198,10 +198,7 @@ pub fn engine_options() -> baton_core::RunOptions {
 
 /// At a run's end (or its interruption), no Job of it is left on the
 /// cluster: what a stop or a crash left is deleted.
-pub async fn sweep_jobs(
-    cluster: Option<std::sync::Arc<baton_core::plan::Kubernetes>>,
-    run: &str,
-) {
+pub async fn sweep_jobs(cluster: Option<std::sync::Arc<baton_core::plan::Kubernetes>>, run: &str) {
     let Some(cluster) = cluster else {
         return;
     };

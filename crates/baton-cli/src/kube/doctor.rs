@@ -28,7 +28,10 @@ pub async fn check(cluster: &Kubernetes) -> Vec<(bool, String)> {
         Err(e) => return vec![(false, format!("cannot reach the cluster: {e:#}"))],
     };
     match client.apiserver_version().await {
-        Ok(v) => lines.push((true, format!("reachable: Kubernetes {}.{}", v.major, v.minor))),
+        Ok(v) => lines.push((
+            true,
+            format!("reachable: Kubernetes {}.{}", v.major, v.minor),
+        )),
         Err(e) => {
             lines.push((false, format!("cannot reach the cluster: {e}")));
             return lines;
@@ -37,7 +40,10 @@ pub async fn check(cluster: &Kubernetes) -> Vec<(bool, String)> {
     let ns = &cluster.namespace;
     match Api::<Namespace>::all(client.clone()).get_opt(ns).await {
         Ok(Some(_)) => lines.push((true, format!("namespace {ns}: there"))),
-        Ok(None) => lines.push((false, format!("namespace {ns}: missing (kubectl create namespace {ns})"))),
+        Ok(None) => lines.push((
+            false,
+            format!("namespace {ns}: missing (kubectl create namespace {ns})"),
+        )),
         Err(e) => lines.push((false, format!("namespace {ns}: cannot read it: {e}"))),
     }
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
@@ -62,14 +68,24 @@ pub async fn check(cluster: &Kubernetes) -> Vec<(bool, String)> {
             Err(_) => false,
         };
         if !allowed {
-            let what = if sub.is_empty() { resource.to_string() } else { format!("{resource}/{sub}") };
+            let what = if sub.is_empty() {
+                resource.to_string()
+            } else {
+                format!("{resource}/{sub}")
+            };
             missing.push(format!("{verb} {what}"));
         }
     }
     if missing.is_empty() {
-        lines.push((true, "permissions: create, list and delete Jobs; read pods and their logs".into()));
+        lines.push((
+            true,
+            "permissions: create, list and delete Jobs; read pods and their logs".into(),
+        ));
     } else {
-        lines.push((false, format!("permissions: may not {} in {ns}", missing.join(", "))));
+        lines.push((
+            false,
+            format!("permissions: may not {} in {ns}", missing.join(", ")),
+        ));
     }
     lines.push(image(&client, cluster).await);
     lines
@@ -89,7 +105,10 @@ async fn image(client: &kube::Client, cluster: &Kubernetes) -> (bool, String) {
         image: Some(cluster.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(vec!["sh".into(), "-c".into(), script]),
-        volume_mounts: probe.containers.first().and_then(|c| c.volume_mounts.clone()),
+        volume_mounts: probe
+            .containers
+            .first()
+            .and_then(|c| c.volume_mounts.clone()),
         ..Default::default()
     }];
     let pod = Pod {
@@ -104,13 +123,19 @@ async fn image(client: &kube::Client, cluster: &Kubernetes) -> (bool, String) {
         ..Default::default()
     };
     if let Err(e) = pods.create(&PostParams::default(), &pod).await {
-        return (false, format!("image {}: cannot start a pod: {e}", cluster.image));
+        return (
+            false,
+            format!("image {}: cannot start a pod: {e}", cluster.image),
+        );
     }
     let since = Instant::now();
     let verdict = loop {
         let p = pods.get_opt(&name).await.ok().flatten();
         let status = p.as_ref().and_then(|p| p.status.clone());
-        let phase = status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         let waiting = status
             .as_ref()
             .and_then(|s| s.container_statuses.as_ref())
@@ -119,15 +144,27 @@ async fn image(client: &kube::Client, cluster: &Kubernetes) -> (bool, String) {
             .and_then(|s| s.waiting.as_ref())
             .and_then(|w| w.reason.clone());
         if phase == "Succeeded" || phase == "Failed" {
-            let log = pods.logs(&name, &LogParams::default()).await.unwrap_or_default();
+            let log = pods
+                .logs(&name, &LogParams::default())
+                .await
+                .unwrap_or_default();
             let said = log.lines().collect::<Vec<_>>().join("; ");
-            break (phase == "Succeeded", format!("image {}: {said}", cluster.image));
+            break (
+                phase == "Succeeded",
+                format!("image {}: {said}", cluster.image),
+            );
         }
         if let Some(w) = waiting.filter(|w| w.contains("Image") || w.contains("Err")) {
-            break (false, format!("image {}: cannot start it: {w}", cluster.image));
+            break (
+                false,
+                format!("image {}: cannot start it: {w}", cluster.image),
+            );
         }
         if since.elapsed() > Duration::from_secs(90) {
-            break (false, format!("image {}: its pod did not run within 90 s", cluster.image));
+            break (
+                false,
+                format!("image {}: its pod did not run within 90 s", cluster.image),
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

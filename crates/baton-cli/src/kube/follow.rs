@@ -38,7 +38,30 @@ pub struct Followed {
     pub parent_died: bool,
 }
 
+/// Whether baton, the process that started this one, is gone.
+fn parent_gone(parent: i32) -> bool {
+    // SAFETY: getppid(2) cannot fail.
+    let now = unsafe { libc::getppid() };
+    now != parent
+}
+
+/// SIGTERM: a stop (or timeout) when baton sent it, its death when baton's
+/// watchdog did. The watchdog hears of the death when baton's files close,
+/// a moment before the kernel gives this process another parent: so the
+/// parent is watched for a moment before a stop is believed.
+async fn on_term(out: &mut Followed, parent: i32) {
+    for _ in 0..10 {
+        if parent_gone(parent) {
+            out.parent_died = true;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    out.terminated = true;
+}
+
 pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow::Result<Followed> {
+    // SAFETY: getppid(2) cannot fail.
     let parent = unsafe { libc::getppid() };
     let mut term = signal(SignalKind::terminate())?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &cluster.namespace);
@@ -49,17 +72,10 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
         terminated: false,
         parent_died: false,
     };
-    let on_term = |out: &mut Followed| {
-        if unsafe { libc::getppid() } != parent {
-            out.parent_died = true;
-        } else {
-            out.terminated = true;
-        }
-    };
     let pod = tokio::select! {
         p = started(&pods, job, parent) => p?,
         _ = term.recv() => {
-            on_term(&mut out);
+            on_term(&mut out, parent).await;
             if !out.parent_died {
                 let _ = jobs.delete(job, &DeleteParams::background()).await;
             }
@@ -81,7 +97,7 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
     loop {
         tokio::select! {
             // baton gone without a word (SIGKILL): the Job is left for resume.
-            _ = tick.tick() => if unsafe { libc::getppid() } != parent {
+            _ = tick.tick() => if parent_gone(parent) {
                 out.parent_died = true;
                 return Ok(out);
             },
@@ -91,7 +107,7 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
                 None => break,
             },
             _ = term.recv(), if !out.terminated && !out.parent_died => {
-                on_term(&mut out);
+                on_term(&mut out, parent).await;
                 if out.parent_died {
                     return Ok(out);
                 }
@@ -133,8 +149,10 @@ async fn started(pods: &Api<Pod>, job: &str, parent: i32) -> anyhow::Result<Stri
     let since = Instant::now();
     let mut said = false;
     loop {
-        if unsafe { libc::getppid() } != parent {
-            return Err(anyhow!("baton is gone; the Job {job} is left for `baton resume`"));
+        if parent_gone(parent) {
+            return Err(anyhow!(
+                "baton is gone; the Job {job} is left for `baton resume`"
+            ));
         }
         let list = pods
             .list(&ListParams::default().labels(&format!("job-name={job}")))
@@ -142,7 +160,11 @@ async fn started(pods: &Api<Pod>, job: &str, parent: i32) -> anyhow::Result<Stri
             .map_err(|e| anyhow!("cannot list the pods of Job {job}: {e}"))?;
         if let Some(p) = list.items.into_iter().next() {
             let name = p.metadata.name.clone().unwrap_or_default();
-            let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
             if matches!(phase.as_str(), "Running" | "Succeeded" | "Failed") {
                 return Ok(name);
             }
@@ -184,7 +206,10 @@ fn describe_end(p: &Pod) -> String {
         Some(t) => format!(
             "its container ended with status {}{}",
             t.exit_code,
-            t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+            t.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ),
         None => "its log ended while it ran".into(),
     }

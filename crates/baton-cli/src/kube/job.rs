@@ -211,7 +211,12 @@ mod tests {
 
     #[test]
     fn secret_looking_names_are_caught() {
-        for s in ["ANTHROPIC_API_KEY", "GH_TOKEN", "db_password", "AWS_SECRET_ACCESS_KEY"] {
+        for s in [
+            "ANTHROPIC_API_KEY",
+            "GH_TOKEN",
+            "db_password",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
             assert!(is_secret_name(s), "{s}");
         }
         for s in ["BATON_TASK", "HOME", "PATH", "ANTHROPIC_BASE_URL"] {

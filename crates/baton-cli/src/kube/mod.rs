@@ -36,9 +36,9 @@ pub async fn client(cluster: &Kubernetes) -> anyhow::Result<Client> {
             Config::from_custom_kubeconfig(kc, &opts).await?
         }
         None if cluster.context.is_some() => Config::from_kubeconfig(&opts).await?,
-        None => Config::infer()
-            .await
-            .context("no cluster configured (set KUBECONFIG, or executor.kubeconfig in the plan)")?,
+        None => Config::infer().await.context(
+            "no cluster configured (set KUBECONFIG, or executor.kubeconfig in the plan)",
+        )?,
     };
     Ok(Client::try_from(config)?)
 }
@@ -61,7 +61,10 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
     let mut adopted = earlier_job(&jobs, &req).await?;
     if let Some((name, n)) = &adopted {
         // An earlier follower collected that one already: it is only left over.
-        if request.with_file_name(format!("attempt-{n}.end.json")).exists() {
+        if request
+            .with_file_name(format!("attempt-{n}.end.json"))
+            .exists()
+        {
             let _ = jobs.delete(name, &DeleteParams::background()).await;
             adopted = None;
         }
@@ -73,7 +76,9 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
     let _door_task = open_door(&mut req, door).await?;
     let name = match adopted {
         Some((name, n)) => {
-            eprintln!("baton: following the Job {name} of attempt {n}, left running by an earlier baton");
+            eprintln!(
+                "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
+            );
             name
         }
         None => {
@@ -99,7 +104,10 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
     let end = match outcome.end {
         Some(end) => end,
         None => {
-            eprintln!("baton: the pod ended without saying how its attempt went ({})", outcome.why);
+            eprintln!(
+                "baton: the pod ended without saying how its attempt went ({})",
+                outcome.why
+            );
             PodEnd {
                 error: Some(outcome.why.clone()),
                 ..Default::default()
@@ -152,7 +160,13 @@ async fn earlier_job(jobs: &Api<Job>, req: &JobRequest) -> anyhow::Result<Option
         .into_iter()
         .filter(|j| j.metadata.deletion_timestamp.is_none())
         .filter_map(|j| {
-            let n = j.metadata.labels.as_ref()?.get(job::ATTEMPT_LABEL)?.parse().ok()?;
+            let n = j
+                .metadata
+                .labels
+                .as_ref()?
+                .get(job::ATTEMPT_LABEL)?
+                .parse()
+                .ok()?;
             Some((j.metadata.name?, n))
         })
         .max_by_key(|(_, n)| *n);
@@ -214,12 +228,20 @@ async fn open_door(
 pub async fn sweep(cluster: &Kubernetes, run: &str) -> anyhow::Result<usize> {
     let client = client(cluster).await?;
     let jobs: Api<Job> = Api::namespaced(client, &cluster.namespace);
-    let selector = format!("{}={}", job::RUN_LABEL, baton_core::executor::label_value(run));
+    let selector = format!(
+        "{}={}",
+        job::RUN_LABEL,
+        baton_core::executor::label_value(run)
+    );
     let list = jobs.list(&ListParams::default().labels(&selector)).await?;
     let mut n = 0;
     for j in list.items {
         if let Some(name) = j.metadata.name {
-            if jobs.delete(&name, &DeleteParams::background()).await.is_ok() {
+            if jobs
+                .delete(&name, &DeleteParams::background())
+                .await
+                .is_ok()
+            {
                 n += 1;
             }
         }

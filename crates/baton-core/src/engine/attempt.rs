@@ -129,14 +129,30 @@ pub(crate) async fn run(
         }
     };
     let before = history::before(sh, &st.worktree).await;
-    let mut ran = run_agent(sh, st, adapter, profile, n, &prepared, remote.as_ref(), cmds).await;
+    let mut ran = run_agent(
+        sh,
+        st,
+        adapter,
+        profile,
+        n,
+        &prepared,
+        remote.as_ref(),
+        cmds,
+    )
+    .await;
     let pod = match &remote {
         Some(r) => remote::land(sh, st, n, r).await,
         None => None,
     };
     if let (Some(_), None) = (&remote, &pod) {
         // No pod said how it went: the reason is what its follower said.
-        let said = ran.out.stderr_tail.trim().lines().last().map(str::to_string);
+        let said = ran
+            .out
+            .stderr_tail
+            .trim()
+            .lines()
+            .last()
+            .map(str::to_string);
         ran.last_error = said.or(ran.last_error.take());
     }
     if let Some(cg) = prepared.cgroup.take() {

@@ -73,13 +73,22 @@ pub(crate) async fn launch(
             files.push((path, t));
         }
     }
-    let homes = ["HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "CODEX_HOME"];
+    let homes = [
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "CODEX_HOME",
+    ];
     let dirs = l
         .env
         .iter()
         .filter(|(k, v)| homes.iter().any(|h| k == h) && std::path::Path::new(v).is_absolute())
         .map(|(_, v)| PathBuf::from(v))
         .collect();
+    let mut env = pairs(l.env);
+    env.extend(identity(&sh.repo.root).await);
     let log = sh.paths.attempt_log(&sh.run_id, task, n);
     let req = JobRequest {
         pod: PodAttempt {
@@ -93,7 +102,7 @@ pub(crate) async fn launch(
             worktree: st.worktree.clone(),
             program: text(l.program),
             args: l.args.iter().map(|a| text(a)).collect(),
-            env: pairs(l.env),
+            env,
             stdin_lines: l.stdin_lines.to_vec(),
             files,
             dirs,
@@ -125,6 +134,33 @@ pub(crate) async fn launch(
     })
 }
 
+/// Who commits in the pod: the identity commits here have (baton's
+/// environment, else the repository's `user.name` and `user.email`), which
+/// a local agent inherits and a pod does not.
+async fn identity(root: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (who, key) in [
+        ("AUTHOR", "name"),
+        ("AUTHOR", "email"),
+        ("COMMITTER", "name"),
+        ("COMMITTER", "email"),
+    ] {
+        let var = format!("GIT_{who}_{}", key.to_uppercase());
+        let value = match std::env::var(&var) {
+            Ok(v) => Some(v),
+            Err(_) => crate::git::git_ok(root, ["config", &format!("user.{key}")])
+                .await
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+        };
+        if let Some(v) = value {
+            out.push((var, v));
+        }
+    }
+    out
+}
+
 /// The pod's end, once its follower is gone; the task's worktree (and so
 /// its branch) is moved to the commit the pod pushed, so the rest of the
 /// attempt (keeping the work, the merge) goes as for a local one.
@@ -134,7 +170,8 @@ pub(crate) async fn land(sh: &Shared, st: &Start, n: u32, remote: &Remote) -> Op
     if let (Some(c), true) = (&end.commit, end.pushed) {
         let moved = crate::git::git_ok(&st.worktree, ["reset", "-q", "--hard", c.as_str()]).await;
         if let Err(e) = moved {
-            let data = serde_json::json!({ "error": format!("cannot take the pod's work {c}: {e}") });
+            let data =
+                serde_json::json!({ "error": format!("cannot take the pod's work {c}: {e}") });
             sh.event(Some(&st.spec.id), Some(n), EventKind::CommitFailed, data)
                 .await;
         }
@@ -170,7 +207,10 @@ pub(crate) async fn gates(
         let reason = format!(
             "the pod ran {} of the task's {expected} gates{}",
             end.gates.len(),
-            end.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            end.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
         return GateResult::Failed {
             feedback: reason.clone(),

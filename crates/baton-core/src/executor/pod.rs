@@ -170,7 +170,13 @@ async fn push(spec: &PodAttempt, terminated: bool) -> Result<(), String> {
     }
 }
 
-fn spawn(program: &str, args: &[String], env: &[(String, String)], dir: &Path, stdin: bool) -> std::io::Result<Child> {
+fn spawn(
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    dir: &Path,
+    stdin: bool,
+) -> std::io::Result<Child> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -222,7 +228,10 @@ async fn wait(
     };
     if let Some(pid) = child.id() {
         crate::process::signal_group(pid as i32, libc::SIGTERM);
-        if tokio::time::timeout(AGENT_GRACE, child.wait()).await.is_err() {
+        if tokio::time::timeout(AGENT_GRACE, child.wait())
+            .await
+            .is_err()
+        {
             crate::process::signal_group(pid as i32, libc::SIGKILL);
         }
     }
@@ -230,12 +239,18 @@ async fn wait(
     (None, ended)
 }
 
-async fn run_agent(spec: &PodAttempt, term: &mut tokio::signal::unix::Signal) -> (Option<i32>, Ended) {
+async fn run_agent(
+    spec: &PodAttempt,
+    term: &mut tokio::signal::unix::Signal,
+) -> (Option<i32>, Ended) {
     let stdin = !spec.stdin_lines.is_empty();
     let mut child = match spawn(&spec.program, &spec.args, &spec.env, &spec.worktree, stdin) {
         Ok(c) => c,
         Err(e) => {
-            emit(PodLine::Stderr(format!("cannot start {}: {e}", spec.program)));
+            emit(PodLine::Stderr(format!(
+                "cannot start {}: {e}",
+                spec.program
+            )));
             return (Some(127), Ended::Exited);
         }
     };
@@ -274,8 +289,14 @@ async fn gates(spec: &PodAttempt, term: &mut tokio::signal::unix::Signal) -> (Ve
             }
         };
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let out = child.stdout.take().map(|o| relay(o, false, Some(seen.clone())));
-        let err = child.stderr.take().map(|e| relay(e, false, Some(seen.clone())));
+        let out = child
+            .stdout
+            .take()
+            .map(|o| relay(o, false, Some(seen.clone())));
+        let err = child
+            .stderr
+            .take()
+            .map(|e| relay(e, false, Some(seen.clone())));
         let (code, ended) = wait(&mut child, Duration::from_secs(spec.timeout_secs), term).await;
         for h in [out, err].into_iter().flatten() {
             let _ = h.await;

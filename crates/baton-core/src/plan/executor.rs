@@ -119,7 +119,9 @@ fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
         let (host, pod) = m.split_once(':').unwrap_or((m, m));
         if !host.starts_with('/') || !pod.starts_with('/') {
             let at = raw.mounts.as_ref().map(|m| m.span());
-            let msg = format!("executor.mounts {m:?}: name absolute paths, \"/host\" or \"/host:/in/pod\"");
+            let msg = format!(
+                "executor.mounts {m:?}: name absolute paths, \"/host\" or \"/host:/in/pod\""
+            );
             ck.at(at, None, msg);
         }
         mounts.push((host.to_string(), pod.to_string()));
@@ -138,7 +140,8 @@ fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
         .unwrap_or_else(|| "127.0.0.1:0".into());
     if git_listen.parse::<std::net::SocketAddr>().is_err() {
         let at = raw.git_listen.as_ref().map(|l| l.span());
-        let msg = format!("executor.git_listen {git_listen:?} is not an address like \"0.0.0.0:7430\"");
+        let msg =
+            format!("executor.git_listen {git_listen:?} is not an address like \"0.0.0.0:7430\"");
         ck.at(at, None, msg);
     }
     Kubernetes {

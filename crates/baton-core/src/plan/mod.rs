@@ -1,16 +1,16 @@
 //! The plan file: parsing and validation into a [`Plan`] the engine can trust.
 
 mod error;
+mod executor;
 mod files;
 mod raw;
 pub mod sandbox;
 mod validate;
 mod workspace;
-mod executor;
 
 pub use error::{Diagnostic, PlanError};
-pub use files::FileSet;
 pub use executor::{Executor, ExecutorSettings, Kubernetes};
+pub use files::FileSet;
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;
