@@ -277,6 +277,78 @@ prompt = "say slow started\nsleep 25\nwrite slow.txt done"
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }
 
+/// A Secret in the default namespace (made again if there).
+fn secret(kubeconfig: &str, name: &str, data: &[(&str, &str)]) {
+    use k8s_openapi::api::core::v1::Secret;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let secrets: Api<Secret> = Api::namespaced(client, "default");
+        let _ = secrets.delete(name, &Default::default()).await;
+        let s = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            string_data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        };
+        secrets.create(&Default::default(), &s).await.unwrap();
+    });
+}
+
+/// Claude Code itself in a pod: node and the CLI mounted from this machine,
+/// the model server on 127.0.0.1 (the pod shares the host's network), its
+/// API key from a Secret (never in the Job).
+#[test]
+fn claude_code_does_its_task_in_a_pod_with_its_key_from_a_secret() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
+        return;
+    };
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    let server = ModelServer::start(Scripts::new().script(
+        "hello",
+        vec![Step::write("hello.txt", "hi from a pod\n"), Step::say("wrote it")],
+    ));
+    secret(&kc, "baton-test-anthropic", &[("ANTHROPIC_API_KEY", "mock-key")]);
+    let env = TestEnv::new();
+    let agents = bins[0].parent().unwrap().parent().unwrap().display().to_string();
+    let node = "/usr/bin/node:/opt/node/bin/node";
+    let path = "/opt/node/bin:/usr/local/bin:/usr/bin:/bin";
+    let head = header(&kc).replacen(
+        "mounts = [",
+        &format!("env_from = [\"baton-test-anthropic\"]\nmounts = [{agents:?}, {node:?}, "),
+        1,
+    );
+    let profile = crate::test_real_agents::profile_with(&env, "claude", &bins[0], &server, &[("PATH", path)], "");
+    let plan = format!(
+        "{head}{profile}[[task]]\nid = \"hello\"\nagent = \"claude\"\nprompt = \"Say hello. [[script:hello]]\"\ntimeout = \"4m\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "hello");
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "wrote it");
+    assert!(t["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0, "usage came through the pod's log: {t:#}");
+    let id = r.report["run"].as_str().unwrap().to_string();
+    assert_eq!(
+        show(&env, &format!("baton/{id}/integration"), "hello.txt").as_deref(),
+        Some("hi from a pod\n")
+    );
+    let logs = output(baton(&env).args(["logs", "hello"]));
+    let logs = String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("not put in the Job") && logs.contains("ANTHROPIC_API_KEY"), "{logs}");
+    assert!(!logs.contains("mock-key"), "the key is in no log");
+    assert!(jobs_of(&kc, &id).is_empty());
+}
+
 trait WaitTimeout {
     fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output;
 }
