@@ -359,3 +359,46 @@ fn the_plans_in_the_docs_are_valid() {
     assert!(checked >= 3, "only {checked} plans found in docs/");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+#[test]
+fn executor_mistakes_are_plan_errors() {
+    // A cluster without its image.
+    assert_rejected(
+        "[executor]\nkind = \"kubernetes\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &["executor \"kubernetes\" needs `image`"],
+    );
+    // A profile sent to a cluster the plan does not describe, an unknown
+    // executor, a bad quantity, a relative mount.
+    assert_rejected(
+        "[agent.far]\nadapter = \"exec\"\ncommand = [\"true\"]\nexecutor = \"k8s\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &["needs the cluster described in [executor]"],
+    );
+    assert_rejected(
+        "[executor]\nkind = \"nomad\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &["executor.kind must be \"local\" or \"kubernetes\", not \"nomad\""],
+    );
+    assert_rejected(
+        "[executor]\nkind = \"kubernetes\"\nimage = \"i\"\ncpu = \"two\"\nmounts = [\"opt\"]\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &["executor.cpu \"two\" is not a Kubernetes quantity", "executor.mounts \"opt\": name absolute paths"],
+    );
+    // A lead task changes the run through its tools: it stays here.
+    assert_rejected(
+        "[executor]\nkind = \"kubernetes\"\nimage = \"i\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\nlead = true\n",
+        &["a lead task runs on this machine"],
+    );
+}
+
+#[test]
+fn a_plan_can_keep_some_profiles_local_and_send_others_to_a_cluster() {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        "[executor]\nimage = \"baton.local/debian:bookworm\"\n\n[agent.far]\nadapter = \"exec\"\ncommand = [\"true\"]\nexecutor = \"kubernetes\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n\n[[task]]\nid = \"b\"\nagent = \"far\"\nprompt = \"x\"\n",
+    );
+    let out = output(baton(&env).arg("check"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -294,7 +294,11 @@ fn secret(kubeconfig: &str, name: &str, data: &[(&str, &str)]) {
                 name: Some(name.into()),
                 ..Default::default()
             },
-            string_data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            string_data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         };
         secrets.create(&Default::default(), &s).await.unwrap();
@@ -313,11 +317,24 @@ fn claude_code_does_its_task_in_a_pod_with_its_key_from_a_secret() {
     use baton_testutils::model_server::{ModelServer, Scripts, Step};
     let server = ModelServer::start(Scripts::new().script(
         "hello",
-        vec![Step::write("hello.txt", "hi from a pod\n"), Step::say("wrote it")],
+        vec![
+            Step::write("hello.txt", "hi from a pod\n"),
+            Step::say("wrote it"),
+        ],
     ));
-    secret(&kc, "baton-test-anthropic", &[("ANTHROPIC_API_KEY", "mock-key")]);
+    secret(
+        &kc,
+        "baton-test-anthropic",
+        &[("ANTHROPIC_API_KEY", "mock-key")],
+    );
     let env = TestEnv::new();
-    let agents = bins[0].parent().unwrap().parent().unwrap().display().to_string();
+    let agents = bins[0]
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
     let node = "/usr/bin/node:/opt/node/bin/node";
     let path = "/opt/node/bin:/usr/local/bin:/usr/bin:/bin";
     let head = header(&kc).replacen(
@@ -325,7 +342,14 @@ fn claude_code_does_its_task_in_a_pod_with_its_key_from_a_secret() {
         &format!("env_from = [\"baton-test-anthropic\"]\nmounts = [{agents:?}, {node:?}, "),
         1,
     );
-    let profile = crate::test_real_agents::profile_with(&env, "claude", &bins[0], &server, &[("PATH", path)], "");
+    let profile = crate::test_real_agents::profile_with(
+        &env,
+        "claude",
+        &bins[0],
+        &server,
+        &[("PATH", path)],
+        "",
+    );
     let plan = format!(
         "{head}{profile}[[task]]\nid = \"hello\"\nagent = \"claude\"\nprompt = \"Say hello. [[script:hello]]\"\ntimeout = \"4m\"\n"
     );
@@ -336,15 +360,22 @@ fn claude_code_does_its_task_in_a_pod_with_its_key_from_a_secret() {
     let t = task(&r.report, "hello");
     assert_eq!(t["status"], "succeeded", "{t:#}");
     assert_eq!(t["result"], "wrote it");
-    assert!(t["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0, "usage came through the pod's log: {t:#}");
+    assert!(
+        t["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0,
+        "usage came through the pod's log: {t:#}"
+    );
     let id = r.report["run"].as_str().unwrap().to_string();
     assert_eq!(
         show(&env, &format!("baton/{id}/integration"), "hello.txt").as_deref(),
         Some("hi from a pod\n")
     );
     let logs = output(baton(&env).args(["logs", "hello"]));
-    let logs = String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
-    assert!(logs.contains("not put in the Job") && logs.contains("ANTHROPIC_API_KEY"), "{logs}");
+    let logs =
+        String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("not put in the Job") && logs.contains("ANTHROPIC_API_KEY"),
+        "{logs}"
+    );
     assert!(!logs.contains("mock-key"), "the key is in no log");
     assert!(jobs_of(&kc, &id).is_empty());
 }
@@ -368,4 +399,41 @@ impl WaitTimeout for std::process::Child {
         let _ = guard.join();
         out
     }
+}
+
+#[test]
+fn doctor_checks_the_cluster_and_its_image() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &format!("{}[[task]]\nid = \"a\"\nprompt = \"x\"\n", header(&kc)),
+    );
+    let out = output(baton(&env).arg("doctor"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for want in [
+        "pod [exec]: runs",
+        "ok  reachable: Kubernetes 1.20",
+        "ok  namespace default: there",
+        "ok  permissions: create, list and delete Jobs",
+        "ok  image baton.local/debian:bookworm: baton ",
+        "git version",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+    // A namespace that is not there, an image that is not there.
+    let bad = header(&kc).replace(
+        "image = \"baton.local/debian:bookworm\"",
+        "image = \"baton.local/nothing:1\"\nnamespace = \"nowhere\"",
+    );
+    env.write(
+        "baton.toml",
+        &format!("{bad}[[task]]\nid = \"a\"\nprompt = \"x\"\n"),
+    );
+    let out = output(baton(&env).arg("doctor"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("NO  namespace nowhere: missing"), "{text}");
+    assert!(text.contains("NO  image baton.local/nothing:1"), "{text}");
 }

@@ -110,7 +110,7 @@ pub(crate) async fn run(
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
     };
-    let remote = match &profile.executor {
+    prepared.remote = match &profile.executor {
         Executor::Local => None,
         Executor::Kubernetes(cluster) => {
             let gate_env = gate_env(&prepared.env);
@@ -129,17 +129,8 @@ pub(crate) async fn run(
         }
     };
     let before = history::before(sh, &st.worktree).await;
-    let mut ran = run_agent(
-        sh,
-        st,
-        adapter,
-        profile,
-        n,
-        &prepared,
-        remote.as_ref(),
-        cmds,
-    )
-    .await;
+    let mut ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
+    let remote = prepared.remote.take();
     let pod = match &remote {
         Some(r) => remote::land(sh, st, n, r).await,
         None => None,
@@ -442,6 +433,8 @@ struct Prepared {
     _proxy: Option<crate::sandbox::proxy::Proxy>,
     /// The cgroup that holds the agent to its `memory` and `pids`.
     cgroup: Option<crate::sandbox::cgroup::Cgroup>,
+    /// On a cluster: the process here that makes and follows its Job.
+    remote: Option<remote::Remote>,
 }
 
 async fn prepare(
@@ -522,6 +515,7 @@ async fn prepare(
         jail,
         _proxy: proxy,
         cgroup,
+        remote: None,
     })
 }
 
@@ -791,9 +785,9 @@ async fn run_agent(
     profile: &AgentProfile,
     n: u32,
     p: &Prepared,
-    remote: Option<&remote::Remote>,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> AgentRun {
+    let remote = p.remote.as_ref();
     let task = st.spec.id.as_str();
     let mut spec = Spec {
         program: p.launch.program.clone(),
