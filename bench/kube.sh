@@ -14,9 +14,10 @@ set -euo pipefail
 N=${N:-50}
 J=${J:-8}
 . "$(dirname "$0")/lib.sh"
-: "${KUBECONFIG:?set KUBECONFIG to the cluster's kubeconfig (scripts/k8s-cluster.sh up prints it)}"
+: "${KUBECONFIG:?set KUBECONFIG to the kubeconfig of the cluster, which scripts/k8s-cluster.sh up prints}"
 IMAGE=${IMAGE:-baton.local/debian:bookworm}
-MOUNTS=${MOUNTS:-"\"$(dirname "$BATON")\""}
+default_mounts="\"$(dirname "$BATON")\""
+MOUNTS=${MOUNTS:-$default_mounts}
 
 cluster_plan() {
   printf '[executor]\nkind = "kubernetes"\nimage = "%s"\nbaton = "%s"\nhost_network = true\nmounts = [%s]\nkubeconfig = "%s"\ngrace = "10s"\n\n' \
