@@ -64,14 +64,32 @@ agent = "pod"
     )
 }
 
-fn jobs_of(kubeconfig: &str, run: &str) -> Vec<Job> {
+/// Runs `f` with a client of the test cluster.
+fn with_client<T>(kubeconfig: &str, f: impl AsyncFnOnce(kube::Client) -> T) -> T {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        f(kube::Client::try_from(config).unwrap()).await
+    })
+}
+
+/// Each file has this text on the run's integration branch.
+fn assert_integrated(env: &TestEnv, run: &str, files: &[(&str, &str)]) {
+    let integration = format!("baton/{run}/integration");
+    for (path, text) in files {
+        assert_eq!(
+            show(env, &integration, path).as_deref(),
+            Some(*text),
+            "{path}"
+        );
+    }
+}
+
+fn jobs_of(kubeconfig: &str, run: &str) -> Vec<Job> {
+    with_client(kubeconfig, async |client| {
         let jobs: Api<Job> = Api::namespaced(client, "default");
         let lp = ListParams::default().labels(&format!("baton.dev/run={run}"));
         jobs.list(&lp).await.unwrap().items
@@ -137,22 +155,15 @@ prompt = "write d.txt from here"
         );
     }
     let id = run.report["run"].as_str().unwrap().to_string();
-    let integration = format!("baton/{id}/integration");
-    assert_eq!(
-        show(&env, &integration, "a.txt").as_deref(),
-        Some("from a pod\n")
-    );
-    assert_eq!(
-        show(&env, &integration, "b2.txt").as_deref(),
-        Some("left uncommitted\n")
-    );
-    assert_eq!(
-        show(&env, &integration, "c.txt").as_deref(),
-        Some("saw a and b\n")
-    );
-    assert_eq!(
-        show(&env, &integration, "d.txt").as_deref(),
-        Some("from here\n")
+    assert_integrated(
+        &env,
+        &id,
+        &[
+            ("a.txt", "from a pod\n"),
+            ("b2.txt", "left uncommitted\n"),
+            ("c.txt", "saw a and b\n"),
+            ("d.txt", "from here\n"),
+        ],
     );
     // The gates ran in the pod and are recorded as the task's.
     let gates = store_rows(
@@ -256,14 +267,10 @@ prompt = "say slow started\nsleep 25\nwrite slow.txt done"
             run.report
         );
     }
-    let integration = format!("baton/{id}/integration");
-    assert_eq!(
-        show(&env, &integration, "quick.txt").as_deref(),
-        Some("done\n")
-    );
-    assert_eq!(
-        show(&env, &integration, "slow.txt").as_deref(),
-        Some("done\n")
+    assert_integrated(
+        &env,
+        &id,
+        &[("quick.txt", "done\n"), ("slow.txt", "done\n")],
     );
     // Neither task ran again: the resumed attempts followed the first Jobs.
     for t in ["quick", "slow"] {
@@ -280,13 +287,7 @@ prompt = "say slow started\nsleep 25\nwrite slow.txt done"
 /// A Secret in the default namespace (made again if there).
 fn secret(kubeconfig: &str, name: &str, data: &[(&str, &str)]) {
     use k8s_openapi::api::core::v1::Secret;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+    with_client(kubeconfig, async |client| {
         let secrets: Api<Secret> = Api::namespaced(client, "default");
         let _ = secrets.delete(name, &Default::default()).await;
         let s = Secret {
@@ -365,10 +366,7 @@ fn claude_code_does_its_task_in_a_pod_with_its_key_from_a_secret() {
         "usage came through the pod's log: {t:#}"
     );
     let id = r.report["run"].as_str().unwrap().to_string();
-    assert_eq!(
-        show(&env, &format!("baton/{id}/integration"), "hello.txt").as_deref(),
-        Some("hi from a pod\n")
-    );
+    assert_integrated(&env, &id, &[("hello.txt", "hi from a pod\n")]);
     let logs = output(baton(&env).args(["logs", "hello"]));
     let logs =
         String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
