@@ -435,3 +435,47 @@ fn doctor_checks_the_cluster_and_its_image() {
     assert!(text.contains("NO  namespace nowhere: missing"), "{text}");
     assert!(text.contains("NO  image baton.local/nothing:1"), "{text}");
 }
+
+/// `remote`: the pods fetch from and push to a repository both sides reach
+/// (here a bare repository mounted read-write), not baton's own door.
+#[test]
+fn pods_can_work_through_a_remote_both_sides_reach() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let bare = env.scratch("shared.git");
+    let out = std::process::Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let bare = bare.display().to_string();
+    let head = header(&kc).replacen(
+        "mounts = [",
+        &format!("remote = {bare:?}\nmounts = [\"{bare}:{bare}:rw\", "),
+        1,
+    );
+    env.write(
+        "baton.toml",
+        &format!("{head}[[task]]\nid = \"a\"\nprompt = \"write a.txt through the remote\"\n"),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.report["run"].as_str().unwrap().to_string();
+    assert_integrated(&env, &id, &[("a.txt", "through the remote\n")]);
+    // The work went through the shared repository.
+    let there = std::process::Command::new("git")
+        .args([
+            "--git-dir",
+            &bare,
+            "rev-parse",
+            &format!("refs/baton/{id}/a/1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(there.status.success(), "the pod pushed to the remote");
+    let logs = output(baton(&env).args(["logs", "a"]));
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(!logs.contains("/git/"), "no door was used: {logs}");
+}

@@ -57,10 +57,10 @@ pub fn job(pod: &PodAttempt, cluster: &Kubernetes) -> Job {
         .mounts
         .iter()
         .enumerate()
-        .map(|(i, (host, _))| Volume {
+        .map(|(i, m)| Volume {
             name: format!("mount-{i}"),
             host_path: Some(HostPathVolumeSource {
-                path: host.clone(),
+                path: m.host.clone(),
                 type_: None,
             }),
             ..Default::default()
@@ -70,10 +70,10 @@ pub fn job(pod: &PodAttempt, cluster: &Kubernetes) -> Job {
         .mounts
         .iter()
         .enumerate()
-        .map(|(i, (_, in_pod))| VolumeMount {
+        .map(|(i, m)| VolumeMount {
             name: format!("mount-{i}"),
-            mount_path: in_pod.clone(),
-            read_only: Some(true),
+            mount_path: m.pod.clone(),
+            read_only: Some(!m.writable),
             ..Default::default()
         })
         .collect();
@@ -154,7 +154,7 @@ mod tests {
             service_account: Some("baton".into()),
             node_selector: BTreeMap::new(),
             env_from: vec!["api-keys".into()],
-            mounts: vec![("/opt/tools".into(), "/tools".into())],
+            mounts: vec![baton_core::plan::Mount::parse("/opt/tools:/tools").unwrap()],
             host_network: false,
             grace: Duration::from_secs(30),
             git_listen: "127.0.0.1:0".into(),

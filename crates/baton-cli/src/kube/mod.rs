@@ -13,6 +13,7 @@ mod job;
 
 use anyhow::{anyhow, bail, Context};
 use baton_core::executor::{Door, JobRequest, PodEnd};
+use baton_core::git::git_ok;
 use baton_core::plan::Kubernetes;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -74,6 +75,9 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
         None => None,
     };
     let _door_task = open_door(&mut req, door).await?;
+    if adopted.is_none() {
+        share_branch(&req).await?;
+    }
     let name = match adopted {
         Some((name, n)) => {
             eprintln!(
@@ -117,6 +121,17 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
     if let Some(e) = &end.error {
         eprintln!("baton: in the pod: {e}");
     }
+    if let (true, Some(remote)) = (end.pushed, &req.cluster.remote) {
+        let refspec = format!("+{0}:{0}", req.pod.keep_ref);
+        if let Err(e) = git_ok(
+            &req.git_dir,
+            ["fetch", "-q", remote.as_str(), refspec.as_str()],
+        )
+        .await
+        {
+            eprintln!("baton: cannot fetch the pod's work from {remote}: {e}");
+        }
+    }
     std::fs::write(&req.end_file, serde_json::to_string(&end)?)
         .with_context(|| format!("cannot write {}", req.end_file.display()))?;
     Ok(match (end.code, outcome.terminated) {
@@ -124,6 +139,22 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
         (None, true) => 143,
         (None, false) => 1,
     })
+}
+
+/// With a remote both sides reach, the pod fetches the task's branch there:
+/// it is pushed first (the pod's work is fetched back from there at its end).
+async fn share_branch(req: &JobRequest) -> anyhow::Result<()> {
+    let Some(remote) = &req.cluster.remote else {
+        return Ok(());
+    };
+    let refspec = format!("+refs/heads/{0}:refs/heads/{0}", req.pod.branch);
+    git_ok(
+        &req.git_dir,
+        ["push", "-q", remote.as_str(), refspec.as_str()],
+    )
+    .await
+    .map_err(|e| anyhow!("cannot push the task's branch to {remote}: {e}"))?;
+    Ok(())
 }
 
 fn drop_secrets(req: &mut JobRequest) -> Vec<String> {
@@ -187,7 +218,8 @@ async fn open_door(
     req: &mut JobRequest,
     earlier: Option<Door>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    if req.cluster.remote.is_some() {
+    if let Some(remote) = &req.cluster.remote {
+        req.pod.git_url = remote.clone();
         return Ok(None);
     }
     let (addr, token) = match earlier.or(req.door.clone()) {

@@ -105,7 +105,7 @@ async fn fetch(spec: &PodAttempt) -> Result<(), String> {
     tokio::fs::create_dir_all(w)
         .await
         .map_err(|e| format!("cannot make {}: {e}", w.display()))?;
-    note(format!("fetching {} from baton", spec.branch));
+    note(format!("fetching {}", spec.branch));
     git_in(w, &["init", "-q"]).await?;
     let refspec = format!("+refs/heads/{0}:refs/heads/{0}", spec.branch);
     git_in(w, &["fetch", "-q", &spec.git_url, &refspec]).await?;

@@ -43,8 +43,9 @@ pub struct Kubernetes {
     /// Secrets whose keys become the container's environment (API keys):
     /// the Job spec never holds a key.
     pub env_from: Vec<String>,
-    /// Host directories mounted read-only (`"/host"` or `"/host:/in/pod"`).
-    pub mounts: Vec<(String, String)>,
+    /// Host paths mounted into the pod (`"/host"`, `"/host:/in/pod"`,
+    /// `"/host:/in/pod:rw"`; read-only unless `rw`).
+    pub mounts: Vec<Mount>,
     /// Pods share the node's network (a one-node cluster on loopback).
     pub host_network: bool,
     /// How long a pod has to commit and push after SIGTERM.
@@ -60,6 +61,39 @@ pub struct Kubernetes {
     /// The kubeconfig and context (default: `$KUBECONFIG`, `~/.kube/config`).
     pub kubeconfig: Option<String>,
     pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    pub host: String,
+    pub pod: String,
+    pub writable: bool,
+}
+
+impl Mount {
+    /// `"/host"`, `"/host:/in/pod"` or `"/host:/in/pod:rw"` (or `:ro`).
+    pub fn parse(s: &str) -> Result<Mount, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, pod, mode) = match parts.as_slice() {
+            [h] => (*h, *h, "ro"),
+            [h, p] => (*h, *p, "ro"),
+            [h, p, m] => (*h, *p, *m),
+            _ => return Err("too many `:`".into()),
+        };
+        if !host.starts_with('/') || !pod.starts_with('/') {
+            return Err("name absolute paths, \"/host\" or \"/host:/in/pod\"".into());
+        }
+        let writable = match mode {
+            "ro" => false,
+            "rw" => true,
+            other => return Err(format!("the mode is \"ro\" or \"rw\", not {other:?}")),
+        };
+        Ok(Mount {
+            host: host.into(),
+            pod: pod.into(),
+            writable,
+        })
+    }
 }
 
 /// The default executor of the plan's profiles and the cluster, if any.
@@ -116,15 +150,13 @@ fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
     }
     let mut mounts = Vec::new();
     for m in raw.mounts.iter().flat_map(|m| m.get_ref().iter()) {
-        let (host, pod) = m.split_once(':').unwrap_or((m, m));
-        if !host.starts_with('/') || !pod.starts_with('/') {
-            let at = raw.mounts.as_ref().map(|m| m.span());
-            let msg = format!(
-                "executor.mounts {m:?}: name absolute paths, \"/host\" or \"/host:/in/pod\""
-            );
-            ck.at(at, None, msg);
+        match Mount::parse(m) {
+            Ok(mount) => mounts.push(mount),
+            Err(why) => {
+                let at = raw.mounts.as_ref().map(|m| m.span());
+                ck.at(at, None, format!("executor.mounts {m:?}: {why}"));
+            }
         }
-        mounts.push((host.to_string(), pod.to_string()));
     }
     let grace = match &raw.grace {
         Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
@@ -215,6 +247,24 @@ fn is_quantity(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_quantity;
+
+    #[test]
+    fn mounts_are_read_only_unless_they_say_rw() {
+        use super::Mount;
+        let m = Mount::parse("/opt/tools").unwrap();
+        assert_eq!(
+            (m.host.as_str(), m.pod.as_str(), m.writable),
+            ("/opt/tools", "/opt/tools", false)
+        );
+        let m = Mount::parse("/srv/git:/git:rw").unwrap();
+        assert_eq!(
+            (m.host.as_str(), m.pod.as_str(), m.writable),
+            ("/srv/git", "/git", true)
+        );
+        assert!(Mount::parse("opt").is_err());
+        assert!(Mount::parse("/a:/b:rx").is_err());
+        assert!(Mount::parse("/a:/b:rw:x").is_err());
+    }
 
     #[test]
     fn quantities_kubernetes_takes_and_some_it_does_not() {

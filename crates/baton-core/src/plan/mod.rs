@@ -9,7 +9,7 @@ mod validate;
 mod workspace;
 
 pub use error::{Diagnostic, PlanError};
-pub use executor::{Executor, ExecutorSettings, Kubernetes};
+pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount};
 pub use files::FileSet;
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
