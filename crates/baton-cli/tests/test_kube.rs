@@ -479,3 +479,91 @@ fn pods_can_work_through_a_remote_both_sides_reach() {
     let logs = String::from_utf8_lossy(&logs.stdout);
     assert!(!logs.contains("/git/"), "no door was used: {logs}");
 }
+
+/// The pod's own timeout ends its agent; the task fails as a timeout with
+/// the work so far on its branch, and its Job is gone.
+#[test]
+fn a_timeout_in_the_pod_fails_the_task_as_a_timeout_and_keeps_its_work() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &format!(
+            "{}[[task]]\nid = \"t\"\nprompt = \"write part.txt so far\\nsleep 120\"\ntimeout = \"4s\"\nretries = 0\n",
+            header(&kc)
+        ),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(t["status"], "failed", "{t:#}");
+    assert!(
+        t["reason"].as_str().unwrap().contains("timed out after 4"),
+        "{t:#}"
+    );
+    let id = r.report["run"].as_str().unwrap().to_string();
+    let branch = format!("baton/{id}/task/t");
+    assert_eq!(show(&env, &branch, "part.txt").as_deref(), Some("so far\n"));
+    assert!(jobs_of(&kc, &id).is_empty());
+}
+
+/// With a remote, a pod finishes (and pushes) while baton is dead: the
+/// resumed run collects that finished Job without running the task again.
+#[test]
+fn a_job_that_finished_while_baton_was_dead_is_collected_not_run_again() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let bare = env.scratch("shared.git");
+    let out = std::process::Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let bare = bare.display().to_string();
+    let head = header(&kc).replacen(
+        "mounts = [",
+        &format!("remote = {bare:?}\nmounts = [\"{bare}:{bare}:rw\", "),
+        1,
+    );
+    env.write(
+        "baton.toml",
+        &format!(
+            "{head}[[task]]\nid = \"t\"\nprompt = \"say begun\\nsleep 3\\nwrite t.txt once\"\n"
+        ),
+    );
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the pod to begin", 120, || {
+        let out = baton(&env).args(["logs", "t"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("begun")
+    });
+    let id = run_id(&env);
+    child.kill().unwrap();
+    let _ = child.wait();
+    wait_for("the Job to finish without baton", 120, || {
+        jobs_of(&kc, &id).iter().any(succeeded)
+    });
+    let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        task(&r.report, "t")["status"],
+        "succeeded",
+        "{:#}",
+        r.report
+    );
+    assert_integrated(&env, &id, &[("t.txt", "once\n")]);
+    let logs = output(baton(&env).args(["logs", "t"]));
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("of attempt 1, left running by an earlier baton"),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("begun").count(),
+        2,
+        "attempt 1's and the collected log, no new run: {logs}"
+    );
+    assert!(jobs_of(&kc, &id).is_empty());
+}

@@ -80,6 +80,8 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
     }
     let name = match adopted {
         Some((name, n)) => {
+            // Its pod pushes (and so is collected) under its own attempt's ref.
+            req.pod.keep_ref = baton_core::paths::attempt_ref(&req.pod.run, &req.pod.task, n);
             eprintln!(
                 "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
             );

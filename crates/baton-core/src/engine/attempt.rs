@@ -135,6 +135,10 @@ pub(crate) async fn run(
         Some(r) => remote::land(sh, st, n, r).await,
         None => None,
     };
+    // The pod's own timeout ended its agent: a timeout, as it would be here.
+    if pod.as_ref().is_some_and(|p| p.timed_out) && matches!(ran.out.ended, Ended::Exited(_)) {
+        ran.out.ended = Ended::TimedOut;
+    }
     if let (Some(_), None) = (&remote, &pod) {
         // No pod said how it went: the reason is what its follower said.
         let said = ran

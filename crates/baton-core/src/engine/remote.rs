@@ -166,14 +166,16 @@ async fn identity(root: &std::path::Path) -> Vec<(String, String)> {
 /// attempt (keeping the work, the merge) goes as for a local one.
 pub(crate) async fn land(sh: &Shared, st: &Start, n: u32, remote: &Remote) -> Option<PodEnd> {
     let text = tokio::fs::read_to_string(&remote.end_file).await.ok()?;
-    let end: PodEnd = serde_json::from_str(&text).ok()?;
-    if let (Some(c), true) = (&end.commit, end.pushed) {
+    let mut end: PodEnd = serde_json::from_str(&text).ok()?;
+    if let (Some(c), true) = (end.commit.clone(), end.pushed) {
         let moved = crate::git::git_ok(&st.worktree, ["reset", "-q", "--hard", c.as_str()]).await;
         if let Err(e) = moved {
-            let data =
-                serde_json::json!({ "error": format!("cannot take the pod's work {c}: {e}") });
+            let why = format!("cannot take the pod's work {c}: {e}");
+            let data = serde_json::json!({ "error": why });
             sh.event(Some(&st.spec.id), Some(n), EventKind::CommitFailed, data)
                 .await;
+            end.pushed = false;
+            end.error = Some(why);
         }
     }
     Some(end)
@@ -187,6 +189,19 @@ pub(crate) async fn gates(
     end: &PodEnd,
     expected: usize,
 ) -> GateResult {
+    if !end.pushed {
+        let reason = format!(
+            "the pod's work did not reach baton{}",
+            end.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        return GateResult::Failed {
+            feedback: reason.clone(),
+            reason,
+        };
+    }
     for g in &end.gates {
         let started = serde_json::json!({ "gate": g.gate });
         sh.event(Some(task), Some(n), EventKind::GateStarted, started)
