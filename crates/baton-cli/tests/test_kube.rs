@@ -567,3 +567,47 @@ fn a_job_that_finished_while_baton_was_dead_is_collected_not_run_again() {
     );
     assert!(jobs_of(&kc, &id).is_empty());
 }
+
+/// `baton serve` drives a run on the cluster and crashes; started again,
+/// it resumes the run and follows the Job its first life made.
+#[test]
+fn a_restarted_server_follows_the_jobs_of_the_run_it_was_driving() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &format!(
+            "{}[[task]]\nid = \"t\"\nprompt = \"say begun\\nsleep 8\\nwrite t.txt served\"\n",
+            header(&kc)
+        ),
+    );
+    env.commit_all("plan");
+    let srv = crate::test_serve::serve(&env, "127.0.0.1:0");
+    let mut follower = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the pod to begin", 120, || {
+        let out = baton(&env).args(["logs", "t"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("begun")
+    });
+    let id = run_id(&env);
+    srv.crash();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(jobs_of(&kc, &id).len(), 1, "the crash deleted no Job");
+    let _srv = crate::test_serve::serve(&env, "127.0.0.1:0");
+    wait_for("the resumed task to succeed", 120, || {
+        latest_run_opt(&env)
+            .map(|r| r["run"] == id.as_str() && task(&r, "t")["status"] == "succeeded")
+            .unwrap_or(false)
+    });
+    assert_integrated(&env, &id, &[("t.txt", "served\n")]);
+    let logs = output(baton(&env).args(["logs", "t"]));
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("of attempt 1, left running by an earlier baton"),
+        "{logs}"
+    );
+    wait_for("no Job of the run left", 30, || {
+        jobs_of(&kc, &id).is_empty()
+    });
+}

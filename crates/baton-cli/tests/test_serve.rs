@@ -19,6 +19,14 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// SIGKILL: the server dies without a word (a crash).
+    pub(crate) fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub(crate) fn serve(env: &TestEnv, addr: &str) -> Server {
     let mut child = baton(env)
         .args(["serve", "--addr", addr])
