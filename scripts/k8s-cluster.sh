@@ -163,6 +163,12 @@ up() {
     echo "$run/kubeconfig"
     return 0
   fi
+  # Something of a cluster runs here but does not answer us (another cache's
+  # certificates, a half start): it goes first, it holds the ports.
+  if pgrep -f -- "$run/" >/dev/null 2>&1; then
+    log "a cluster in $run runs but is not ready for these certificates; stopping it first"
+    down
+  fi
   need_packages
   bin=$("$here/k8s-build.sh")
   certs
@@ -203,7 +209,7 @@ EOF
     --service-cluster-ip-range=10.96.0.0/24 \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$c/sa.pub" --service-account-signing-key-file="$c/sa.key" \
-    --disable-admission-plugins=ServiceAccount --feature-gates=TTLAfterFinished=true \
+    --cert-dir="$run/apiserver" --disable-admission-plugins=ServiceAccount --feature-gates=TTLAfterFinished=true \
     --kubelet-preferred-address-types=Hostname,InternalIP
   wait_for kube-apiserver 90 api_ready
   start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$run/kubeconfig" \
@@ -247,6 +253,9 @@ down() {
     [ -f "$run/$name.pid" ] && kill "$(cat "$run/$name.pid")" 2>/dev/null || true
   done
   sleep 1
+  # What a lost pid file would leave: every part names the run directory.
+  pkill -9 -f -- "$run/" 2>/dev/null || true
+  sleep 0.5
   # What the kubelet and containerd mounted under the run directory.
   grep -o " $run[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$run"
