@@ -436,12 +436,9 @@ fn doctor_checks_the_cluster_and_its_image() {
     assert!(text.contains("NO  image baton.local/nothing:1"), "{text}");
 }
 
-/// `remote`: the pods fetch from and push to a repository both sides reach
-/// (here a bare repository mounted read-write), not baton's own door.
-#[test]
-fn pods_can_work_through_a_remote_both_sides_reach() {
-    let Some(kc) = kubeconfig() else { return };
-    let env = TestEnv::new();
+/// The plan header with a `remote`: a bare repository both baton and the
+/// pods reach (mounted read-write at its own path); and that path.
+fn remote_header(env: &TestEnv, kc: &str) -> (String, String) {
     let bare = env.scratch("shared.git");
     let out = std::process::Command::new("git")
         .args(["init", "-q", "--bare"])
@@ -450,11 +447,21 @@ fn pods_can_work_through_a_remote_both_sides_reach() {
         .unwrap();
     assert!(out.status.success());
     let bare = bare.display().to_string();
-    let head = header(&kc).replacen(
+    let head = header(kc).replacen(
         "mounts = [",
         &format!("remote = {bare:?}\nmounts = [\"{bare}:{bare}:rw\", "),
         1,
     );
+    (head, bare)
+}
+
+/// `remote`: the pods fetch from and push to a repository both sides reach
+/// (here a bare repository mounted read-write), not baton's own door.
+#[test]
+fn pods_can_work_through_a_remote_both_sides_reach() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let (head, bare) = remote_header(&env, &kc);
     env.write(
         "baton.toml",
         &format!("{head}[[task]]\nid = \"a\"\nprompt = \"write a.txt through the remote\"\n"),
@@ -514,19 +521,7 @@ fn a_timeout_in_the_pod_fails_the_task_as_a_timeout_and_keeps_its_work() {
 fn a_job_that_finished_while_baton_was_dead_is_collected_not_run_again() {
     let Some(kc) = kubeconfig() else { return };
     let env = TestEnv::new();
-    let bare = env.scratch("shared.git");
-    let out = std::process::Command::new("git")
-        .args(["init", "-q", "--bare"])
-        .arg(&bare)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let bare = bare.display().to_string();
-    let head = header(&kc).replacen(
-        "mounts = [",
-        &format!("remote = {bare:?}\nmounts = [\"{bare}:{bare}:rw\", "),
-        1,
-    );
+    let (head, _) = remote_header(&env, &kc);
     env.write(
         "baton.toml",
         &format!(

@@ -189,18 +189,17 @@ pub(crate) async fn gates(
     end: &PodEnd,
     expected: usize,
 ) -> GateResult {
-    if !end.pushed {
-        let reason = format!(
-            "the pod's work did not reach baton{}",
-            end.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-        return GateResult::Failed {
+    // A failure of the pod's own, with what went wrong in it.
+    let pod_failed = |what: String| {
+        let why = end.error.as_deref().map(|e| format!(": {e}"));
+        let reason = format!("{what}{}", why.unwrap_or_default());
+        GateResult::Failed {
             feedback: reason.clone(),
             reason,
-        };
+        }
+    };
+    if !end.pushed {
+        return pod_failed("the pod's work did not reach baton".into());
     }
     for g in &end.gates {
         let started = serde_json::json!({ "gate": g.gate });
@@ -219,18 +218,8 @@ pub(crate) async fn gates(
         }
     }
     if end.gates.len() < expected {
-        let reason = format!(
-            "the pod ran {} of the task's {expected} gates{}",
-            end.gates.len(),
-            end.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-        return GateResult::Failed {
-            feedback: reason.clone(),
-            reason,
-        };
+        let ran = end.gates.len();
+        return pod_failed(format!("the pod ran {ran} of the task's {expected} gates"));
     }
     GateResult::Passed
 }
