@@ -195,7 +195,7 @@ pub(crate) async fn run(
     ledger.result(&result).await;
     if remote.is_some() {
         let end = pod.unwrap_or_default();
-        let gated = remote::gates(sh, &task, n, &end, st.spec.gates.len()).await;
+        let gated = remote::gates(sh, &task, n, &end, st.spec.gates.len(), st.spec.timeout).await;
         return checked(&ledger, st, gated, commit, result).await;
     }
     let gate_env = gate_env(&prepared.env);

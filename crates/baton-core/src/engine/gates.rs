@@ -124,41 +124,56 @@ pub(crate) async fn run_all(
         };
         let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut Unheard).await;
         let ms = started.elapsed().as_millis() as u64;
-        let gate_cmd = gate;
-        let gate = &short_command(gate);
-        let (passed, reason) = match &out.ended {
-            Ended::Exited(0) => (true, String::new()),
-            Ended::Exited(code) => (
-                false,
-                format!("{word} `{gate}` failed with exit status {code}"),
-            ),
-            Ended::TimedOut => (
-                false,
-                format!(
-                    "{word} `{gate}` timed out after {}",
-                    crate::duration::human(timeout)
-                ),
-            ),
-            Ended::SpawnFailed(e) => (false, format!("{word} `{gate}` could not run: {e}")),
-            Ended::Cmd(_) => (false, String::new()),
-        };
-        let data = serde_json::json!({ "gate": gate_cmd, "passed": passed, "duration_ms": ms, "reason": reason });
+        let (passed, reason) = judge(word, gate, &out.ended, timeout);
+        let data = serde_json::json!({ "gate": gate, "passed": passed, "duration_ms": ms, "reason": reason });
         sh.event(task, attempt, finished, data).await;
         if let Ended::Cmd(c) = out.ended {
             return GateResult::Interrupted(c);
         }
         if !passed {
-            let tail = last_lines(&out.combined_tail, FEEDBACK_LINES);
-            let whole = if gate_cmd.trim() == gate.as_str() {
-                String::new()
-            } else {
-                format!(" The whole command:\n{}\n", gate_cmd.trim())
-            };
-            let feedback = format!("{reason}.{whole} The end of its output:\n{tail}");
-            return GateResult::Failed { reason, feedback };
+            return failed(gate, reason, &out.combined_tail);
         }
     }
     GateResult::Passed
+}
+
+/// Whether a check passed, and if not why, in the words of a reason.
+pub(crate) fn judge(
+    word: &str,
+    gate_cmd: &str,
+    ended: &Ended,
+    timeout: Duration,
+) -> (bool, String) {
+    let gate = short_command(gate_cmd);
+    match ended {
+        Ended::Exited(0) => (true, String::new()),
+        Ended::Exited(code) => (
+            false,
+            format!("{word} `{gate}` failed with exit status {code}"),
+        ),
+        Ended::TimedOut => (
+            false,
+            format!(
+                "{word} `{gate}` timed out after {}",
+                crate::duration::human(timeout)
+            ),
+        ),
+        Ended::SpawnFailed(e) => (false, format!("{word} `{gate}` could not run: {e}")),
+        Ended::Cmd(_) => (false, String::new()),
+    }
+}
+
+/// A failed check as the next attempt's feedback: the reason, the whole
+/// command when the reason shows only its first line, the end of its output.
+pub(crate) fn failed(gate_cmd: &str, reason: String, output: &str) -> GateResult {
+    let tail = last_lines(output, FEEDBACK_LINES);
+    let whole = if gate_cmd.trim() == short_command(gate_cmd) {
+        String::new()
+    } else {
+        format!(" The whole command:\n{}\n", gate_cmd.trim())
+    };
+    let feedback = format!("{reason}.{whole} The end of its output:\n{tail}");
+    GateResult::Failed { reason, feedback }
 }
 
 /// A check's command as a reason names it: its first line, cut at 80

@@ -8,6 +8,7 @@
 
 use super::gates::GateResult;
 use super::shared::Shared;
+use super::supervise::Ended;
 use super::worker::Start;
 use crate::executor::{JobRequest, PodAttempt, PodEnd};
 use crate::model::EventKind;
@@ -80,6 +81,7 @@ pub(crate) async fn launch(
         "XDG_CACHE_HOME",
         "XDG_STATE_HOME",
         "CODEX_HOME",
+        "TMPDIR",
     ];
     let dirs = l
         .env
@@ -139,23 +141,17 @@ pub(crate) async fn launch(
 /// a local agent inherits and a pod does not.
 async fn identity(root: &std::path::Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (who, key) in [
-        ("AUTHOR", "name"),
-        ("AUTHOR", "email"),
-        ("COMMITTER", "name"),
-        ("COMMITTER", "email"),
-    ] {
-        let var = format!("GIT_{who}_{}", key.to_uppercase());
-        let value = match std::env::var(&var) {
-            Ok(v) => Some(v),
-            Err(_) => crate::git::git_ok(root, ["config", &format!("user.{key}")])
-                .await
-                .ok()
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty()),
-        };
-        if let Some(v) = value {
-            out.push((var, v));
+    for key in ["name", "email"] {
+        let configured = crate::git::git_ok(root, ["config", &format!("user.{key}")])
+            .await
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        for who in ["AUTHOR", "COMMITTER"] {
+            let var = format!("GIT_{who}_{}", key.to_uppercase());
+            if let Some(v) = std::env::var(&var).ok().or_else(|| configured.clone()) {
+                out.push((var, v));
+            }
         }
     }
     out
@@ -188,6 +184,7 @@ pub(crate) async fn gates(
     n: u32,
     end: &PodEnd,
     expected: usize,
+    timeout: Duration,
 ) -> GateResult {
     // A failure of the pod's own, with what went wrong in it.
     let pod_failed = |what: String| {
@@ -205,16 +202,17 @@ pub(crate) async fn gates(
         let started = serde_json::json!({ "gate": g.gate });
         sh.event(Some(task), Some(n), EventKind::GateStarted, started)
             .await;
-        let passed = g.code == Some(0);
-        let data = serde_json::json!({ "gate": g.gate, "passed": passed, "duration_ms": g.duration_ms, "reason": g.reason });
+        let ended = match (g.code, g.timed_out, &g.error) {
+            (Some(c), _, _) => Ended::Exited(c),
+            (None, true, _) => Ended::TimedOut,
+            (None, false, e) => Ended::SpawnFailed(e.clone().unwrap_or_default()),
+        };
+        let (passed, reason) = super::gates::judge("gate", &g.gate, &ended, timeout);
+        let data = serde_json::json!({ "gate": g.gate, "passed": passed, "duration_ms": g.duration_ms, "reason": reason });
         sh.event(Some(task), Some(n), EventKind::GateFinished, data)
             .await;
         if !passed {
-            let feedback = format!("{}. The end of its output:\n{}", g.reason, g.tail);
-            return GateResult::Failed {
-                reason: g.reason.clone(),
-                feedback,
-            };
+            return super::gates::failed(&g.gate, reason, &g.tail);
         }
     }
     if end.gates.len() < expected {

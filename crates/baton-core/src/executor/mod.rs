@@ -47,15 +47,17 @@ pub struct PodAttempt {
     pub message: String,
 }
 
-/// One gate run in a pod.
+/// One gate run in a pod: how it ended, which the engine words as it
+/// words a local gate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PodGate {
     pub gate: String,
-    /// None: it timed out or could not run.
+    /// Its exit status; None: it timed out, could not run or was ended.
     pub code: Option<i32>,
+    pub timed_out: bool,
+    /// Why it could not run (or that a stop ended it).
+    pub error: Option<String>,
     pub duration_ms: u64,
-    /// Why it failed, in the words local gates use; empty when it passed.
-    pub reason: String,
     /// The end of its output (for the next attempt's feedback).
     pub tail: String,
 }

@@ -281,8 +281,9 @@ async fn gates(spec: &PodAttempt, term: &mut tokio::signal::unix::Signal) -> (Ve
                 results.push(PodGate {
                     gate: gate.clone(),
                     code: None,
+                    timed_out: false,
+                    error: Some(e.to_string()),
                     duration_ms: 0,
-                    reason: format!("gate `{gate}` could not run: {e}"),
                     tail: String::new(),
                 });
                 return (results, Ended::Exited);
@@ -303,21 +304,13 @@ async fn gates(spec: &PodAttempt, term: &mut tokio::signal::unix::Signal) -> (Ve
         }
         let lines = seen.lock().map(|v| v.clone()).unwrap_or_default();
         let tail = lines[lines.len().saturating_sub(GATE_TAIL_LINES)..].join("\n");
-        let reason = match (code, ended) {
-            (Some(0), _) => String::new(),
-            (Some(c), _) => format!("gate `{gate}` failed with exit status {c}"),
-            (None, Ended::TimedOut) => format!(
-                "gate `{gate}` timed out after {}",
-                crate::duration::human(Duration::from_secs(spec.timeout_secs))
-            ),
-            (None, _) => format!("gate `{gate}` was ended"),
-        };
         let passed = code == Some(0);
         results.push(PodGate {
             gate: gate.clone(),
             code,
+            timed_out: ended == Ended::TimedOut,
+            error: (ended == Ended::Terminated).then(|| "a stop ended it".to_string()),
             duration_ms: started.elapsed().as_millis() as u64,
-            reason,
             tail,
         });
         if ended == Ended::Terminated {
