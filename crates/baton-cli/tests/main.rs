@@ -23,6 +23,7 @@ mod test_sandbox;
 mod test_serve;
 mod test_usage;
 mod test_verify;
+mod test_walls;
 mod test_watch;
 mod test_work_kept;
 mod test_workspace;

@@ -1,5 +1,11 @@
 //! The git CLI, run as a child process. Every mutation of a repository goes
 //! through here; ref and index locks held by a concurrent git are waited out.
+//!
+//! A desk's files are an agent's, and an agent is assumed hostile: no git
+//! baton runs may start a program the desk chose. So every command runs with
+//! hooks, fsmonitor and submodule recursion off ([`HARDENED`]), and a
+//! command in a desk names the git dir baton made for it ([`At::Desk`])
+//! instead of following the desk's own `.git`, which its agent can rewrite.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -68,8 +74,39 @@ fn make_parent(path: &Path) -> Result<(), GitError> {
     }
 }
 
-/// Long enough for a commit hook that runs a test suite.
+/// Long enough for a large checkout or merge on a slow disk.
 const GIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Settings before every command baton runs, over any config: nothing a
+/// repository's or a desk's config names is started. No hook (a project's
+/// `core.hooksPath` points into its work tree: husky's `.husky`), no
+/// fsmonitor, no look into a nested repository (`git status` would run git
+/// there, under that repository's own config, which an agent wrote).
+pub const HARDENED: [&str; 10] = [
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "diff.ignoreSubmodules=all",
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "status.submoduleSummary=false",
+];
+
+/// Where a git command runs.
+#[derive(Debug, Clone, Copy)]
+pub enum At<'a> {
+    /// In this directory, on the repository git finds from it (baton's
+    /// repository, the user's checkout, a pod's own clone).
+    Dir(&'a Path),
+    /// In a desk's work tree, with the git dir baton made for it.
+    Desk {
+        worktree: &'a Path,
+        git_dir: &'a Path,
+    },
+}
 
 /// Runs git in `dir`, waiting out lock contention for up to a few seconds.
 pub async fn git<I, S>(dir: &Path, args: I) -> Result<GitOutput, GitError>
@@ -77,16 +114,39 @@ where
     I: IntoIterator<Item = S> + Clone,
     S: AsRef<OsStr>,
 {
+    git_at(At::Dir(dir), args).await
+}
+
+/// Runs git where `at` says, waiting out lock contention for up to a few
+/// seconds.
+pub async fn git_at<I, S>(at: At<'_>, args: I) -> Result<GitOutput, GitError>
+where
+    I: IntoIterator<Item = S> + Clone,
+    S: AsRef<OsStr>,
+{
     let mut delay = Duration::from_millis(5);
     let mut waited = Duration::ZERO;
     loop {
-        let run = Command::new("git")
+        let mut cmd = Command::new("git");
+        cmd.args(HARDENED)
             .args(args.clone())
-            .current_dir(dir)
             .stdin(Stdio::null())
             .env("GIT_TERMINAL_PROMPT", "0")
-            .kill_on_drop(true)
-            .output();
+            .kill_on_drop(true);
+        match at {
+            At::Dir(dir) => {
+                cmd.current_dir(dir);
+            }
+            At::Desk { worktree, git_dir } => {
+                cmd.current_dir(worktree)
+                    .env("GIT_DIR", git_dir)
+                    .env("GIT_WORK_TREE", worktree)
+                    .env_remove("GIT_COMMON_DIR")
+                    .env_remove("GIT_INDEX_FILE")
+                    .env_remove("GIT_OBJECT_DIRECTORY");
+            }
+        }
+        let run = cmd.output();
         // A hook that hangs must not hold a worker (and shutdown) forever.
         let out = match tokio::time::timeout(GIT_TIMEOUT, run).await {
             Ok(out) => out.map_err(GitError::Spawn)?,
@@ -122,7 +182,16 @@ where
     I: IntoIterator<Item = S> + Clone,
     S: AsRef<OsStr>,
 {
-    let out = git(dir, args.clone()).await?;
+    git_ok_at(At::Dir(dir), args).await
+}
+
+/// Like [`git_at`], but a non-zero exit is an error; returns trimmed stdout.
+pub async fn git_ok_at<I, S>(at: At<'_>, args: I) -> Result<String, GitError>
+where
+    I: IntoIterator<Item = S> + Clone,
+    S: AsRef<OsStr>,
+{
+    let out = git_at(at, args.clone()).await?;
     if out.code != 0 {
         return Err(GitError::Failed {
             args: args
@@ -141,24 +210,31 @@ static WORKTREE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// An agent killed in the middle of a git command leaves the worktree's
 /// index.lock behind, and every later commit would fail on it.
-fn remove_stale_index_lock(worktree: &Path) {
-    let Ok(dotgit) = std::fs::read_to_string(worktree.join(".git")) else {
-        return;
-    };
-    let Some(gitdir) = dotgit.trim().strip_prefix("gitdir: ") else {
-        return;
-    };
-    let gitdir = Path::new(gitdir);
-    let gitdir = if gitdir.is_absolute() {
-        gitdir.to_path_buf()
-    } else {
-        worktree.join(gitdir)
+fn remove_stale_index_lock(at: At<'_>) {
+    let gitdir = match at {
+        At::Desk { git_dir, .. } => git_dir.to_path_buf(),
+        At::Dir(worktree) => match dot_git_target(worktree) {
+            Some(d) => d,
+            None => return,
+        },
     };
     let lock = gitdir.join("index.lock");
     if lock.exists() {
         tracing::warn!("removing {} left by a stopped agent", lock.display());
         let _ = std::fs::remove_file(lock);
     }
+}
+
+/// The git dir a worktree's `.git` file names (a pod's clone, where the
+/// whole machine is the desk's).
+fn dot_git_target(worktree: &Path) -> Option<PathBuf> {
+    let dotgit = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let gitdir = Path::new(dotgit.trim().strip_prefix("gitdir:")?.trim());
+    Some(if gitdir.is_absolute() {
+        gitdir.to_path_buf()
+    } else {
+        worktree.join(gitdir)
+    })
 }
 
 pub enum MergeOutcome {
@@ -215,6 +291,101 @@ impl Repo {
         Ok(Repo { root, common_dir })
     }
 
+    /// The git dir git made for a linked worktree (`<common>/worktrees/<name>`,
+    /// whose `gitdir` file points back at the worktree's `.git`), found from
+    /// the common dir: never from the worktree's own `.git` file, which its
+    /// agent can rewrite to point anywhere.
+    pub fn desk_git_dir(&self, worktree: &Path) -> Option<PathBuf> {
+        let want = worktree.join(".git");
+        let want_real = worktree.canonicalize().ok().map(|w| w.join(".git"));
+        let points_here = |dir: &Path| {
+            let Ok(text) = std::fs::read_to_string(dir.join("gitdir")) else {
+                return false;
+            };
+            let named = Path::new(text.trim());
+            // Relative with worktree.useRelativePaths: from the git dir.
+            let named = dir.join(named);
+            named == want
+                || want_real
+                    .as_ref()
+                    .is_some_and(|r| named.canonicalize().ok().as_ref() == Some(r))
+        };
+        let all = self.common_dir.join("worktrees");
+        // git names a worktree's dir after its directory, unless taken.
+        if let Some(name) = worktree.file_name() {
+            let dir = all.join(name);
+            if points_here(&dir) {
+                return Some(dir);
+            }
+        }
+        std::fs::read_dir(&all)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|d| points_here(d))
+    }
+
+    /// Where git runs for `worktree`: the repository's own checkout as git
+    /// finds it; any other worktree with the git dir baton made for it.
+    fn place(&self, worktree: &Path) -> Result<Option<PathBuf>, GitError> {
+        if let Some(dir) = self.desk_git_dir(worktree) {
+            return Ok(Some(dir));
+        }
+        let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok() == b.canonicalize().ok();
+        if same(worktree, &self.root) {
+            return Ok(None);
+        }
+        Err(GitError::Other(format!(
+            "{} is not a worktree of the repository at {} (no git dir under {} names it)",
+            worktree.display(),
+            self.root.display(),
+            self.common_dir.join("worktrees").display()
+        )))
+    }
+
+    /// Runs git in a worktree of this repository (see [`Repo::place`]).
+    pub async fn in_desk<I, S>(&self, worktree: &Path, args: I) -> Result<GitOutput, GitError>
+    where
+        I: IntoIterator<Item = S> + Clone,
+        S: AsRef<OsStr>,
+    {
+        match self.place(worktree)? {
+            Some(git_dir) => {
+                git_at(
+                    At::Desk {
+                        worktree,
+                        git_dir: &git_dir,
+                    },
+                    args,
+                )
+                .await
+            }
+            None => git(worktree, args).await,
+        }
+    }
+
+    /// Like [`Repo::in_desk`], but a non-zero exit is an error; returns
+    /// trimmed stdout.
+    pub async fn in_desk_ok<I, S>(&self, worktree: &Path, args: I) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S> + Clone,
+        S: AsRef<OsStr>,
+    {
+        match self.place(worktree)? {
+            Some(git_dir) => {
+                git_ok_at(
+                    At::Desk {
+                        worktree,
+                        git_dir: &git_dir,
+                    },
+                    args,
+                )
+                .await
+            }
+            None => git_ok(worktree, args).await,
+        }
+    }
+
     /// Where baton keeps its store, logs and (by default) worktrees.
     pub fn state_dir(&self) -> PathBuf {
         self.common_dir.join("baton")
@@ -259,7 +430,8 @@ impl Repo {
             "--untracked-files=no"
         };
         // Not trimmed: each line starts with its two status columns.
-        let out = git(worktree, ["status", "--porcelain", which]).await?;
+        let args = ["status", "--porcelain", "--ignore-submodules=all", which];
+        let out = self.in_desk(worktree, args).await?;
         if out.code != 0 {
             return Err(GitError::Other(format!(
                 "git status in {}: {}",
@@ -300,6 +472,13 @@ impl Repo {
     /// Moves a ref, but only if it still points at `old` (compare and swap).
     pub async fn move_ref(&self, refname: &str, new: &str, old: &str) -> Result<(), GitError> {
         git_ok(&self.root, ["update-ref", refname, new, old])
+            .await
+            .map(drop)
+    }
+
+    /// Removes a ref.
+    pub async fn delete_ref(&self, refname: &str) -> Result<(), GitError> {
+        git_ok(&self.root, ["update-ref", "-d", refname])
             .await
             .map(drop)
     }
@@ -352,8 +531,8 @@ impl Repo {
         if !sparse.is_empty() {
             let mut args = vec!["sparse-checkout", "set", "--cone", "--"];
             args.extend(sparse.iter().map(String::as_str));
-            git_ok(path, &args).await?;
-            git_ok(path, ["reset", "-q", "--hard"]).await?;
+            self.in_desk_ok(path, &args).await?;
+            self.in_desk_ok(path, ["reset", "-q", "--hard"]).await?;
         }
         Ok(())
     }
@@ -409,8 +588,11 @@ impl Repo {
     /// Checks out `commit` (on no branch) in an existing worktree; untracked
     /// files go, ignored ones (build caches) stay.
     pub async fn checkout_detached(&self, worktree: &Path, commit: &str) -> Result<(), GitError> {
-        git_ok(worktree, ["checkout", "-q", "-f", "--detach", commit]).await?;
-        git_ok(worktree, ["clean", "-ffdq"]).await.map(drop)
+        let args = ["checkout", "-q", "-f", "--detach", commit];
+        self.in_desk_ok(worktree, args).await?;
+        self.in_desk_ok(worktree, ["clean", "-ffdq"])
+            .await
+            .map(drop)
     }
 
     /// Re-attaches a worktree to an existing branch (resume after the directory was lost).
@@ -432,11 +614,23 @@ impl Repo {
     }
 
     /// Commits everything left in a worktree. Returns whether a commit was made.
-    /// A failing commit hook, or signing that cannot work headless, does not
-    /// cost the work: it is committed again without them. Call it only once
-    /// the agent's processes are gone: a lock they left is removed.
+    /// Signing that cannot work headless does not cost the work: it is
+    /// committed again without it. Call it only once the agent's processes
+    /// are gone: a lock they left is removed.
     pub async fn commit_all(&self, worktree: &Path, message: &str) -> Result<bool, GitError> {
-        commit_all(worktree, message).await
+        match self.place(worktree)? {
+            Some(git_dir) => {
+                commit_at(
+                    At::Desk {
+                        worktree,
+                        git_dir: &git_dir,
+                    },
+                    message,
+                )
+                .await
+            }
+            None => commit_at(At::Dir(worktree), message).await,
+        }
     }
 
     /// The housekeeping `git commit` would have started after each of
@@ -462,7 +656,7 @@ impl Repo {
     }
 
     pub async fn head(&self, worktree: &Path) -> Result<String, GitError> {
-        git_ok(worktree, ["rev-parse", "HEAD"]).await
+        self.in_desk_ok(worktree, ["rev-parse", "HEAD"]).await
     }
 
     /// Which of `commits` no ref reaches (work that git would garbage-collect).
@@ -494,14 +688,15 @@ impl Repo {
     ) -> Result<(), GitError> {
         let name = format!("refs/heads/{branch}");
         git_ok(&self.root, ["update-ref", name.as_str(), commit]).await?;
-        git_ok(worktree, ["symbolic-ref", "HEAD", name.as_str()])
+        self.in_desk_ok(worktree, ["symbolic-ref", "HEAD", name.as_str()])
             .await
             .map(drop)
     }
 
     /// The branch checked out in a worktree (None: a detached HEAD, or not a worktree).
     pub async fn current_branch(&self, worktree: &Path) -> Option<String> {
-        let out = git(worktree, ["symbolic-ref", "-q", "--short", "HEAD"])
+        let out = self
+            .in_desk(worktree, ["symbolic-ref", "-q", "--short", "HEAD"])
             .await
             .ok()?;
         (out.code == 0).then(|| out.stdout.trim().to_string())
@@ -520,18 +715,20 @@ impl Repo {
             // Nothing to check out: the branch is made where HEAD is, and
             // HEAD points at it (no look at every file of a big tree).
             let full = format!("refs/heads/{branch}");
-            git_ok(worktree, ["update-ref", full.as_str(), start, ""]).await?;
-            return git_ok(worktree, ["symbolic-ref", "HEAD", full.as_str()])
+            git_ok(&self.root, ["update-ref", full.as_str(), start, ""]).await?;
+            return self
+                .in_desk_ok(worktree, ["symbolic-ref", "HEAD", full.as_str()])
                 .await
                 .map(drop);
         }
-        git_ok(worktree, ["checkout", "-q", "-f", "-b", branch, start]).await?;
+        let args = ["checkout", "-q", "-f", "-b", branch, start];
+        self.in_desk_ok(worktree, args).await?;
         let clean = match reuse {
             Reuse::Clean => return Ok(()),
             Reuse::KeepIgnored => "-ffdq",
             Reuse::Scrub => "-ffdxq",
         };
-        git_ok(worktree, ["clean", clean]).await.map(drop)
+        self.in_desk_ok(worktree, ["clean", clean]).await.map(drop)
     }
 
     pub async fn changed_files(&self, from: &str, to: &str) -> Result<Vec<String>, GitError> {
@@ -669,7 +866,15 @@ impl Repo {
     ) -> Result<(Vec<u8>, bool), GitError> {
         use tokio::io::AsyncReadExt;
         let mut child = Command::new("git")
-            .args(["diff", "--no-color", "--no-ext-diff", from, to])
+            .args(HARDENED)
+            .args([
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                from,
+                to,
+            ])
             .current_dir(&self.root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -708,26 +913,33 @@ impl Repo {
 
 /// [`Repo::commit_all`] for a worktree of any repository (a pod's clone).
 pub async fn commit_all(worktree: &Path, message: &str) -> Result<bool, GitError> {
-    remove_stale_index_lock(worktree);
-    git_ok(worktree, ["add", "-A"]).await?;
-    let mut with_hooks = true;
+    commit_at(At::Dir(worktree), message).await
+}
+
+/// Commits everything in a work tree, with no hook (its commands would be
+/// the desk's).
+async fn commit_at(at: At<'_>, message: &str) -> Result<bool, GitError> {
+    remove_stale_index_lock(at);
+    git_ok_at(at, ["add", "-A"]).await?;
+    let mut signed = true;
     let mut identity = false;
+    let worktree = match at {
+        At::Dir(d) => d,
+        At::Desk { worktree, .. } => worktree,
+    };
     loop {
         let mut args: Vec<&str> = Vec::new();
         if identity {
             args.extend(FALLBACK_IDENTITY);
         }
-        if !with_hooks {
+        if !signed {
             args.extend(["-c", "commit.gpgsign=false"]);
         }
         // Many of these commits end at once in parallel worktrees; the
         // maintenance git would start after each runs once, at the run's end.
         args.extend(["-c", "maintenance.auto=false"]);
-        args.extend(["commit", "-q", "-m", message]);
-        if !with_hooks {
-            args.push("--no-verify");
-        }
-        let out = git(worktree, &args).await?;
+        args.extend(["commit", "-q", "--no-verify", "-m", message]);
+        let out = git_at(at, &args).await?;
         if out.code == 0 {
             return Ok(true);
         }
@@ -739,9 +951,9 @@ pub async fn commit_all(worktree: &Path, message: &str) -> Result<bool, GitError
             identity = true;
             continue;
         }
-        if with_hooks {
-            tracing::warn!(worktree = %worktree.display(), "commit failed with hooks, retrying without: {}", text.trim());
-            with_hooks = false;
+        if signed {
+            tracing::warn!(worktree = %worktree.display(), "commit failed, retrying unsigned: {}", text.trim());
+            signed = false;
             continue;
         }
         return Err(GitError::Failed {

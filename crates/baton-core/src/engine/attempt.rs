@@ -6,6 +6,7 @@
 
 use super::gates::{self, GateResult};
 use super::history;
+use super::jail;
 use super::messages::{Outcome, WorkerCmd};
 use super::meter::Meter;
 use super::output::last_lines;
@@ -102,7 +103,7 @@ pub(crate) async fn run(
     let task = st.spec.id.clone();
     let ledger = Ledger { sh, task: &task, n };
     if st.needs_setup {
-        if let Some(step) = setup(&ledger, st, cmds).await {
+        if let Some(step) = setup(&ledger, st, profile, cmds).await {
             return step;
         }
     }
@@ -128,7 +129,11 @@ pub(crate) async fn run(
             }
         }
     };
-    let before = history::before(sh, &st.worktree).await;
+    let seen = match &prepared.own_git {
+        Some(own) => history::Seen::Own(own.dir.clone()),
+        None => history::Seen::Worktree(sh.repo.desk_git_dir(&st.worktree)),
+    };
+    let before = history::before(sh, &st.worktree, seen).await;
     let mut ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
     let remote = prepared.remote.take();
     let pod = match &remote {
@@ -161,7 +166,12 @@ pub(crate) async fn run(
 
     crate::failpoint::hit("agent-ended");
     // Whatever happened, the work is kept.
-    let commit = match keep_work(sh, st, n, label(&ran.out.ended), &before).await {
+    let kept = Kept {
+        label: label(&ran.out.ended),
+        before: &before,
+        own_git: prepared.own_git.as_ref(),
+    };
+    let commit = match keep_work(sh, st, n, kept).await {
         Ok(c) => c,
         Err(reason) => {
             ledger
@@ -199,16 +209,8 @@ pub(crate) async fn run(
         return checked(&ledger, st, gated, commit, result).await;
     }
     let gate_env = gate_env(&prepared.env);
-    check(
-        &ledger,
-        st,
-        &gate_env,
-        prepared.jail.as_deref(),
-        commit,
-        result,
-        cmds,
-    )
-    .await
+    let jail = prepared.jail.as_ref().map(|j| j.args.as_slice());
+    check(&ledger, st, &gate_env, jail, commit, result, cmds).await
 }
 
 /// The gates see what the agent saw, except a prompt that could be huge.
@@ -224,6 +226,7 @@ fn gate_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
 async fn setup(
     ledger: &Ledger<'_>,
     st: &mut Start,
+    profile: &AgentProfile,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Option<Step> {
     let (sh, task) = (ledger.sh, ledger.task);
@@ -237,7 +240,16 @@ async fn setup(
         ("BATON_TASK".into(), task.into()),
     ];
     env.extend(st.desk_env.iter().cloned());
-    match workspace::setup(sh, task, ledger.n, &st.worktree, &env, cmds).await {
+    // The project's setup runs code the agents wrote: in their sandbox.
+    let jail = match &profile.sandbox {
+        Some(spec) => match check_jail(sh, spec, task, ledger.n, &st.worktree, &env).await {
+            Ok(j) => Some(j),
+            Err(reason) => return Some(ledger.fail(reason).await),
+        },
+        None => None,
+    };
+    let args = jail.as_ref().map(|j| j.args.as_slice());
+    match workspace::setup(sh, task, ledger.n, &st.worktree, &env, args, cmds).await {
         GateResult::Passed => {
             st.needs_setup = false;
             if st.keep_ignored {
@@ -245,7 +257,7 @@ async fn setup(
                     Some(k) => k,
                     None => super::pool::setup_key(sh, &st.start_commit).await,
                 };
-                super::pool::write_key(&st.worktree, &key);
+                super::pool::write_key(&sh.repo, &st.worktree, &key);
             }
             let upd = TaskUpdate {
                 setup_done: Some(true),
@@ -259,6 +271,30 @@ async fn setup(
             Some(interrupted(ledger, cmd, None, None, String::new()).await)
         }
     }
+}
+
+/// The sandbox of a command that checks or prepares a task's desk (setup,
+/// teardown): the profile's, writing only the desk.
+pub(crate) async fn check_jail(
+    sh: &Shared,
+    spec: &crate::plan::sandbox::Sandbox,
+    task: &str,
+    n: u32,
+    worktree: &std::path::Path,
+    env: &[(OsString, OsString)],
+) -> Result<jail::Jail, String> {
+    let own = jail::make_own_git(sh, &desk_name(task), worktree).await?;
+    let room = jail::Room {
+        spec,
+        worktree,
+        own_git: &own,
+        env,
+        agent: None,
+        lead: false,
+        task: Some(task),
+        attempt: Some(n),
+    };
+    jail::draw(sh, room).await
 }
 
 /// The attempt ends here unless the agent passed and `fail_if` does not match.
@@ -430,11 +466,11 @@ async fn interrupted(
 struct Prepared {
     launch: adapter::Launch,
     env: Vec<(OsString, OsString)>,
-    /// The sandbox the agent runs in (and its gates), as `bwrap` arguments.
-    jail: Option<Vec<OsString>>,
-    /// The proxy of a sandbox whose network is an allow-list, for as long
-    /// as the attempt lasts.
-    _proxy: Option<crate::sandbox::proxy::Proxy>,
+    /// The sandbox the agent runs in (and its gates), and the proxy of an
+    /// allow-list, for as long as the attempt lasts.
+    jail: Option<jail::Jail>,
+    /// The desk's own git directory, which the agent commits to inside.
+    own_git: Option<crate::sandbox::OwnGit>,
     /// The cgroup that holds the agent to its `memory` and `pids`.
     cgroup: Option<crate::sandbox::cgroup::Cgroup>,
     /// On a cluster: the process here that makes and follows its Job.
@@ -502,22 +538,33 @@ async fn prepare(
         adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
     }
     let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
-    let (jail, proxy, cgroup) = match &profile.sandbox {
+    let (jail, own_git, cgroup) = match &profile.sandbox {
         Some(spec) => {
-            let (j, p) = jail(sh, st, profile, spec, &env, n).await?;
-            (Some(j), p, limits(sh, st, spec, n).await)
+            let own = jail::make_own_git(sh, &desk_name(&st.spec.id), &st.worktree).await?;
+            let room = jail::Room {
+                spec,
+                worktree: &st.worktree,
+                own_git: &own,
+                env: &env,
+                agent: Some(profile),
+                lead: st.spec.lead.is_some(),
+                task: Some(&st.spec.id),
+                attempt: Some(n),
+            };
+            let j = jail::draw(sh, room).await?;
+            (Some(j), Some(own), limits(sh, st, spec, n).await)
         }
         None => (None, None, None),
     };
     if let Some(j) = &jail {
         let args = std::mem::take(&mut launch.args);
-        (launch.program, launch.args) = crate::sandbox::wrap(j, launch.program.clone(), args);
+        (launch.program, launch.args) = crate::sandbox::wrap(&j.args, launch.program.clone(), args);
     }
     Ok(Prepared {
         launch,
         env,
         jail,
-        _proxy: proxy,
+        own_git,
         cgroup,
         remote: None,
     })
@@ -549,131 +596,6 @@ async fn limits(
             None
         }
     }
-}
-
-/// The sandbox of an attempt: its worktree, the agent's home or its CLI's
-/// own state in an inherited one, and (for a lead, whose tools write the
-/// store) baton's state directory.
-async fn jail(
-    sh: &Shared,
-    st: &Start,
-    profile: &AgentProfile,
-    spec: &crate::plan::sandbox::Sandbox,
-    env: &[(OsString, OsString)],
-    n: u32,
-) -> Result<(Vec<OsString>, Option<crate::sandbox::proxy::Proxy>), String> {
-    let home = crate::sandbox::env_var(env, "HOME")
-        .or_else(|| std::env::var_os("HOME"))
-        .map(std::path::PathBuf::from);
-    let mut writable = Vec::new();
-    match (&home, profile.hermetic_home) {
-        (Some(h), true) => writable.push(h.clone()),
-        (Some(h), false) => {
-            for p in crate::sandbox::cli_state(&profile.adapter, h, env) {
-                // A directory the CLI would make: made now, so it can be bound.
-                if p.extension().is_none() {
-                    let _ = tokio::fs::create_dir_all(&p).await;
-                }
-                writable.push(p);
-            }
-        }
-        (None, _) => {}
-    }
-    if st.spec.lead.is_some() {
-        writable.push(sh.paths.root.clone());
-    }
-    let allow = match &spec.network {
-        crate::plan::sandbox::Network::Allow(list) => Some(list.clone()),
-        _ => None,
-    };
-    let proxy = match &allow {
-        Some(list) => Some(start_proxy(sh, &st.spec.id, n, list)?),
-        None => None,
-    };
-    // What the sandbox must still see under its private /tmp: the proxy's
-    // socket, baton itself (the bridge), the agent's programs and scripts,
-    // and its PATH.
-    let mut visible: Vec<std::path::PathBuf> = proxy
-        .iter()
-        .filter_map(|p| p.socket.parent().map(|d| d.to_path_buf()))
-        .collect();
-    visible.extend(
-        sh.baton
-            .as_ref()
-            .and_then(|b| std::path::Path::new(b).parent().map(|d| d.to_path_buf())),
-    );
-    let path = crate::sandbox::env_var(env, "PATH")
-        .or_else(|| std::env::var_os("PATH"))
-        .unwrap_or_default();
-    visible.extend(std::env::split_paths(&path));
-    for word in profile.command.iter().flatten() {
-        let p = std::path::Path::new(word);
-        if p.is_absolute() && p.exists() {
-            visible.extend(p.parent().map(|d| d.to_path_buf()));
-        }
-    }
-    let desk = crate::sandbox::Desk {
-        worktree: &st.worktree,
-        repo_root: &sh.repo.root,
-        git_common: &sh.repo.common_dir,
-        home: home.as_deref(),
-        writable,
-        visible,
-    };
-    let mut args = crate::sandbox::bwrap_args(spec, &desk);
-    if let (Some(p), Some(list)) = (&proxy, &allow) {
-        // The agent runs under the bridge, which reaches the proxy.
-        let baton = sh.baton.clone().ok_or("a network allow-list needs baton's own binary inside the sandbox, and this engine was started without it")?;
-        let plan = crate::sandbox::bridge::Plan {
-            socket: p.socket.clone(),
-            forwards: crate::sandbox::bridge::loopback_ports(list),
-        };
-        args.extend(["--".into(), baton.into(), "__sandbox-bridge".into()]);
-        args.extend(crate::sandbox::bridge::args(&plan));
-    }
-    Ok((args, proxy))
-}
-
-/// The proxy of an attempt whose network is an allow-list; every
-/// connection it is asked for becomes an event of the task.
-fn start_proxy(
-    sh: &Shared,
-    task: &str,
-    n: u32,
-    list: &[String],
-) -> Result<crate::sandbox::proxy::Proxy, String> {
-    static PROXIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    // Short: a Unix socket's path has at most 107 bytes.
-    let dir = std::env::temp_dir().join(format!("baton-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-    let k = PROXIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let socket = dir.join(format!("proxy-{k}.sock"));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let proxy = crate::sandbox::proxy::Proxy::start(&socket, list.to_vec(), tx).map_err(|e| {
-        format!(
-            "cannot start the sandbox's proxy at {}: {e}",
-            socket.display()
-        )
-    })?;
-    let (store, run, task) = (sh.store.clone(), sh.run_id.clone(), task.to_string());
-    tokio::spawn(async move {
-        while let Some(asked) = rx.recv().await {
-            let data = serde_json::json!({ "host": asked.host, "allowed": asked.allowed });
-            let (run, task) = (run.clone(), task.clone());
-            let _ = store
-                .call(move |s| {
-                    s.event(
-                        &run,
-                        Some(&task),
-                        Some(n),
-                        EventKind::SandboxConnection,
-                        &data,
-                    )
-                })
-                .await;
-        }
-    });
-    Ok(proxy)
 }
 
 /// A lead task's tools: `baton mcp` scoped to its own run, with its cap on
@@ -969,22 +891,41 @@ fn fail_if(st: &Start, result: &str) -> Option<String> {
     ))
 }
 
+/// What keeping an attempt's work needs to know.
+struct Kept<'a> {
+    /// How the agent ended, in the commit message's words.
+    label: String,
+    before: &'a history::Before,
+    /// A sandboxed desk's own git directory, whose commits come home first.
+    own_git: Option<&'a crate::sandbox::OwnGit>,
+}
+
+/// The name of a task's desk among the run's desks (its own git directory).
+pub(crate) fn desk_name(task: &str) -> String {
+    format!("task-{task}")
+}
+
 /// Commits what the attempt left and keeps the branch head (the agent may
 /// have committed on its own too) under the attempt's ref. Err: the work
 /// could not be committed; it stays in the worktree, which is kept.
-async fn keep_work(
-    sh: &Shared,
-    st: &Start,
-    n: u32,
-    label: String,
-    before: &history::Before,
-) -> Result<Option<String>, String> {
+async fn keep_work(sh: &Shared, st: &Start, n: u32, k: Kept<'_>) -> Result<Option<String>, String> {
     let (task, worktree) = (st.spec.id.as_str(), st.worktree.as_path());
-    let msg = format!("baton: {task} attempt {n} ({label})");
-    match sh.repo.commit_all(worktree, &msg).await {
+    let msg = format!("baton: {task} attempt {n} ({})", k.label);
+    if let Some(own) = k.own_git {
+        take_home(sh, task, n, worktree, own).await;
+    }
+    let committed = sh.repo.commit_all(worktree, &msg).await;
+    if let Some(own) = k.own_git {
+        // In step with the branch again, for the gates and for a resume
+        // (which brings home only what is new).
+        if let Err(e) = own.make(&sh.repo, worktree).await {
+            tracing::warn!("task {task}: cannot renew the desk's own git directory: {e}");
+        }
+    }
+    match committed {
         Ok(committed) => {
             let (branch, start) = (&st.branch, &st.start_commit);
-            let head = history::settle(sh, task, n, branch, start, worktree, before).await;
+            let head = history::settle(sh, task, n, branch, start, worktree, k.before).await;
             if committed {
                 let data = json!({ "commit": head });
                 sh.event(Some(task), Some(n), EventKind::Committed, data)
@@ -1005,6 +946,54 @@ async fn keep_work(
             ))
         }
     }
+}
+
+/// A sandboxed agent's commits, from its desk's own git directory: fetched
+/// into the repository and made the head of the task's branch (the index
+/// with it; the files stay as the agent left them, for the leftover
+/// commit). If they cannot be had (the agent broke its git directory), the
+/// task says so and its files are committed as they are.
+pub(crate) async fn take_home(
+    sh: &Shared,
+    task: &str,
+    n: u32,
+    worktree: &std::path::Path,
+    own: &crate::sandbox::OwnGit,
+) {
+    if let Err(e) = fetch_home(&sh.repo, &sh.run_id, task, n, worktree, own).await {
+        let said = vec![format!(
+            "the agent's commits could not be fetched from its desk's git directory ({e}); what its files hold is committed as it is"
+        )];
+        let data = json!({ "warnings": said, "kept": [] });
+        sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
+            .await;
+        let id = task.to_string();
+        if let Err(e) = sh
+            .db(move |s, run| s.add_task_warnings(run, &id, &said))
+            .await
+        {
+            tracing::warn!("task {task}: cannot record a warning: {e}");
+        }
+    }
+}
+
+/// [`take_home`]'s git: fetch, then the branch and index moved there.
+pub(crate) async fn fetch_home(
+    repo: &Repo,
+    run: &str,
+    task: &str,
+    n: u32,
+    worktree: &std::path::Path,
+    own: &crate::sandbox::OwnGit,
+) -> Result<(), crate::git::GitError> {
+    let keep = format!("{}-desk", crate::paths::attempt_ref(run, task, n));
+    let home = own.bring_home(repo, &keep).await?;
+    let moved = repo
+        .in_desk_ok(worktree, ["reset", "-q", home.head.as_str(), "--"])
+        .await;
+    let removed = repo.delete_ref(&keep).await;
+    moved?;
+    removed
 }
 
 /// Keeps `commit` under attempt `n`'s ref and records where.

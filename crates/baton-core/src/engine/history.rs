@@ -3,21 +3,55 @@
 //! HEAD) gets the task's branch moved to where it ended; every commit it
 //! made or had that no ref reaches any more (a reset, a rebase) is kept under
 //! `refs/baton/<run>/<task>/<n>-lost-<k>`; and the task says so in words.
+//!
+//! What the agent did is read from the git dir it worked in: the one baton
+//! made for its worktree, or a sandboxed desk's own. Both are read as plain
+//! files (HEAD, the HEAD reflog), never by running git there.
 
 use super::shared::Shared;
 use crate::model::EventKind;
+use crate::sandbox::own_git::reflog;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where the agent's HEAD and its reflog are.
+pub(crate) enum Seen {
+    /// Its worktree's own git dir (an agent without a sandbox).
+    Worktree(Option<PathBuf>),
+    /// A sandboxed desk's own git directory; the branch's head is read
+    /// from the repository (baton's leftover commit is made there).
+    Own(PathBuf),
+}
+
+impl Seen {
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            Seen::Worktree(d) => d.as_deref(),
+            Seen::Own(d) => Some(d),
+        }
+    }
+
+    fn reflog(&self) -> Vec<(String, String)> {
+        self.dir().map(reflog).unwrap_or_default()
+    }
+
+    fn checked_out(&self) -> Option<String> {
+        let head = std::fs::read_to_string(self.dir()?.join("HEAD")).ok()?;
+        head.strip_prefix("ref: refs/heads/")
+            .map(|b| b.trim().to_string())
+    }
+}
 
 /// The task's branch when an attempt begins.
 pub(crate) struct Before {
+    seen: Seen,
     tip: Option<String>,
     /// How long the worktree's HEAD reflog was: what the attempt adds comes first.
     logged: usize,
 }
 
-pub(crate) async fn before(sh: &Shared, worktree: &Path) -> Before {
-    let log = reflog(worktree);
+pub(crate) async fn before(sh: &Shared, worktree: &Path, seen: Seen) -> Before {
+    let log = seen.reflog();
     let tip = match log.first() {
         Some((sha, _)) => Some(sha.clone()),
         None => sh.repo.head(worktree).await.ok(),
@@ -25,6 +59,7 @@ pub(crate) async fn before(sh: &Shared, worktree: &Path) -> Before {
     Before {
         tip,
         logged: log.len(),
+        seen,
     }
 }
 
@@ -39,14 +74,15 @@ pub(crate) async fn settle(
     worktree: &Path,
     before: &Before,
 ) -> Option<String> {
-    let mut log = reflog(worktree);
-    let head = match log.first() {
-        Some((sha, _)) => sha.clone(),
-        None => sh.repo.head(worktree).await.ok()?,
+    let seen_in = &before.seen;
+    let mut log = seen_in.reflog();
+    let head = match (seen_in, log.first()) {
+        (Seen::Worktree(_), Some((sha, _))) => sha.clone(),
+        _ => sh.repo.head(worktree).await.ok()?,
     };
     let seen = log.len();
     log.truncate(seen.saturating_sub(before.logged));
-    let on_branch = checked_out(worktree).as_deref() == Some(branch);
+    let on_branch = seen_in.checked_out().as_deref() == Some(branch);
     // Commits one after another on the task's branch lose nothing: the usual
     // case costs no more git.
     let only_commits = seen > 0
@@ -101,7 +137,7 @@ async fn look(
 ) -> Vec<String> {
     let repo = &sh.repo;
     let mut said = Vec::new();
-    let current = checked_out(worktree);
+    let current = before.seen.checked_out();
     if current.as_deref() != Some(branch) {
         let tip = repo.ref_commit(&format!("refs/heads/{branch}")).await;
         candidates.extend(tip.ok().flatten());
@@ -136,42 +172,6 @@ async fn look(
         ));
     }
     said
-}
-
-/// The worktree's own git directory (`.git/worktrees/<name>`).
-fn git_dir(worktree: &Path) -> Option<std::path::PathBuf> {
-    let dotgit = std::fs::read_to_string(worktree.join(".git")).ok()?;
-    // The path may be relative to the worktree (worktree.useRelativePaths).
-    Some(worktree.join(dotgit.strip_prefix("gitdir:")?.trim()))
-}
-
-/// The branch a worktree has checked out, read from its HEAD file (a
-/// read-only look, cheaper than running git).
-fn checked_out(worktree: &Path) -> Option<String> {
-    let head = std::fs::read_to_string(git_dir(worktree)?.join("HEAD")).ok()?;
-    head.strip_prefix("ref: refs/heads/")
-        .map(|b| b.trim().to_string())
-}
-
-/// Every commit the worktree's HEAD pointed at, newest first, with what
-/// moved it there ("commit: ...", "reset: moving to ..."), read from its
-/// reflog file. Empty when git keeps no reflog.
-fn reflog(worktree: &Path) -> Vec<(String, String)> {
-    let Some(text) =
-        git_dir(worktree).and_then(|d| std::fs::read_to_string(d.join("logs/HEAD")).ok())
-    else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let (entry, why) = l.split_once('\t').unwrap_or((l, ""));
-            let new = entry.split(' ').nth(1)?;
-            Some((new.to_string(), why.to_string()))
-        })
-        .collect();
-    out.reverse();
-    out
 }
 
 /// Keeps each of `candidates` that no ref reaches under a ref of its own.

@@ -119,10 +119,11 @@ impl MergeQueue {
     /// all, for its agent to finish; returns whether it conflicted.
     pub async fn merge_into(
         &self,
+        repo: &crate::git::Repo,
         worktree: &std::path::Path,
     ) -> Result<bool, crate::git::GitError> {
         let args = ["merge", "--no-edit", "--no-ff", self.head.as_str()];
-        Ok(crate::git::git(worktree, args).await?.code != 0)
+        Ok(repo.in_desk(worktree, args).await?.code != 0)
     }
 
     /// The foreign moves undone since last asked.

@@ -19,6 +19,7 @@ mod gates;
 mod handle;
 mod history;
 mod hold;
+mod jail;
 mod merge;
 mod messages;
 mod meter;

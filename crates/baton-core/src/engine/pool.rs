@@ -309,7 +309,7 @@ pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>) {
             .await;
         let ok = match made {
             Ok(()) => {
-                note_sparse(&path, &ws.sparse);
+                note_sparse(&sh.repo, &path, &ws.sparse);
                 prepare(&sh, &pool, &path, &commit).await
             }
             Err(e) => {
@@ -342,6 +342,39 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
         *stop = Some(tx);
     }
     let env = vec![("PWD".into(), path.as_os_str().to_os_string())];
+    let jail = match super::jail::for_checks(sh) {
+        Some(spec) => {
+            let name = format!(
+                "pool-{}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            let own = match super::jail::make_own_git(sh, &name, path).await {
+                Ok(own) => own,
+                Err(e) => {
+                    tracing::warn!("pool: {e}");
+                    return false;
+                }
+            };
+            let room = super::jail::Room {
+                spec: &spec,
+                worktree: path,
+                own_git: &own,
+                env: &env,
+                agent: None,
+                lead: false,
+                task: None,
+                attempt: None,
+            };
+            match super::jail::draw(sh, room).await {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    tracing::warn!("pool: {e}");
+                    return false;
+                }
+            }
+        }
+        None => None,
+    };
     let run = gates::GateRun {
         kind: Kind::Setup,
         task: None,
@@ -351,39 +384,43 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
         log: sh.paths.run_dir(&sh.run_id).join("logs").join("pool.log"),
         timeout: ws.setup_timeout,
         env: &env,
-        jail: None,
+        jail: jail.as_ref().map(|j| j.args.as_slice()),
     };
     let passed = matches!(gates::run_all(sh, run, &mut cmds).await, GateResult::Passed);
     if !passed || pool.stopping() {
         return false;
     }
-    write_key(path, &setup_key(sh, commit).await);
+    write_key(&sh.repo, path, &setup_key(sh, commit).await);
     true
 }
 
 /// Records the setup key a worktree's setup was done for.
-pub(crate) fn write_key(worktree: &Path, key: &str) {
-    if let Some(f) = key_file(worktree) {
+pub(crate) fn write_key(repo: &Repo, worktree: &Path, key: &str) {
+    if let Some(f) = key_file(repo, worktree) {
         let _ = std::fs::write(f, key);
     }
 }
 
 /// Where a worktree's sparse directories are noted (none: all of the tree).
-fn sparse_file(worktree: &Path) -> Option<PathBuf> {
-    Some(key_file(worktree)?.with_file_name("baton-sparse"))
+fn sparse_file(repo: &Repo, worktree: &Path) -> Option<PathBuf> {
+    Some(key_file(repo, worktree)?.with_file_name("baton-sparse"))
 }
 
 /// Notes the sparse directories a worktree was made with.
-pub(crate) fn note_sparse(worktree: &Path, dirs: &[String]) {
-    if let Some(f) = sparse_file(worktree) {
+pub(crate) fn note_sparse(repo: &Repo, worktree: &Path, dirs: &[String]) {
+    if let Some(f) = sparse_file(repo, worktree) {
         let _ = std::fs::write(f, dirs.join("\n"));
     }
 }
 
 /// A warm worktree made with other sparse directories than the plan's
 /// now gets the plan's (or all of the tree).
-pub(crate) async fn match_sparse(repo_worktree: &Path, dirs: &[String]) -> Result<(), GitError> {
-    let had = sparse_file(repo_worktree)
+pub(crate) async fn match_sparse(
+    repo: &Repo,
+    repo_worktree: &Path,
+    dirs: &[String],
+) -> Result<(), GitError> {
+    let had = sparse_file(repo, repo_worktree)
         .and_then(|f| std::fs::read_to_string(f).ok())
         .unwrap_or_default();
     let had: Vec<String> = had
@@ -395,19 +432,20 @@ pub(crate) async fn match_sparse(repo_worktree: &Path, dirs: &[String]) -> Resul
         return Ok(());
     }
     if dirs.is_empty() {
-        crate::git::git_ok(repo_worktree, ["sparse-checkout", "disable"]).await?;
+        repo.in_desk_ok(repo_worktree, ["sparse-checkout", "disable"])
+            .await?;
     } else {
         let mut args = vec!["sparse-checkout", "set", "--cone", "--"];
         args.extend(dirs.iter().map(String::as_str));
-        crate::git::git_ok(repo_worktree, &args).await?;
+        repo.in_desk_ok(repo_worktree, &args).await?;
     }
-    note_sparse(repo_worktree, dirs);
+    note_sparse(repo, repo_worktree, dirs);
     Ok(())
 }
 
 /// The setup key a worktree's setup was done for, if any.
-pub(crate) fn read_key(worktree: &Path) -> Option<String> {
-    std::fs::read_to_string(key_file(worktree)?).ok()
+pub(crate) fn read_key(repo: &Repo, worktree: &Path) -> Option<String> {
+    std::fs::read_to_string(key_file(repo, worktree)?).ok()
 }
 
 /// What a worktree's setup depends on at `commit`: the setup commands, the
@@ -431,10 +469,10 @@ pub(crate) async fn setup_key(sh: &Shared, commit: &str) -> String {
 
 /// Where a worktree's setup key is kept: its own git directory, which
 /// moves with it.
-fn key_file(worktree: &Path) -> Option<PathBuf> {
-    let dot_git = std::fs::read_to_string(worktree.join(".git")).ok()?;
-    let dir = dot_git.trim().strip_prefix("gitdir:")?.trim();
-    Some(PathBuf::from(dir).join("baton-setup-key"))
+/// Beside the worktree's git dir, found from the repository (the
+/// worktree's own `.git` is its agent's to rewrite).
+fn key_file(repo: &Repo, worktree: &Path) -> Option<PathBuf> {
+    Some(repo.desk_git_dir(worktree)?.join("baton-setup-key"))
 }
 
 fn new_name() -> String {

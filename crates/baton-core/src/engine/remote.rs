@@ -164,7 +164,8 @@ pub(crate) async fn land(sh: &Shared, st: &Start, n: u32, remote: &Remote) -> Op
     let text = tokio::fs::read_to_string(&remote.end_file).await.ok()?;
     let mut end: PodEnd = serde_json::from_str(&text).ok()?;
     if let (Some(c), true) = (end.commit.clone(), end.pushed) {
-        let moved = crate::git::git_ok(&st.worktree, ["reset", "-q", "--hard", c.as_str()]).await;
+        let reset = ["reset", "-q", "--hard", c.as_str()];
+        let moved = sh.repo.in_desk_ok(&st.worktree, reset).await;
         if let Err(e) = moved {
             let why = format!("cannot take the pod's work {c}: {e}");
             let data = serde_json::json!({ "error": why });

@@ -467,6 +467,18 @@ async fn take_back(
     rec: &crate::store::TaskRecord,
 ) -> Result<(), EngineError> {
     if let Some(wt) = rec.existing_worktree() {
+        // A sandboxed agent's commits are in its desk's own git directory.
+        let desks = StatePaths::new(repo.state_dir()).run_dir(run).join("desks");
+        let own = crate::sandbox::OwnGit::at(&desks.join(super::attempt::desk_name(&rec.id)));
+        if own.dir.exists() {
+            let n = rec.attempts;
+            if let Err(e) = super::attempt::fetch_home(repo, run, &rec.id, n, wt, &own).await {
+                tracing::warn!(
+                    "cannot take home what task {}'s agent committed: {e}",
+                    rec.id
+                );
+            }
+        }
         let msg = format!("baton: {} attempt {} (interrupted)", rec.id, rec.attempts);
         if let Err(e) = repo.commit_all(wt, &msg).await {
             tracing::warn!("cannot commit what task {} left: {e}", rec.id);

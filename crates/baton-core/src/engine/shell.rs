@@ -644,7 +644,7 @@ impl Engine {
         let Some(wt) = rec.existing_worktree() else {
             return false;
         };
-        if self.merges.merge_into(wt).await.is_err() {
+        if self.merges.merge_into(&self.sh.repo, wt).await.is_err() {
             return false;
         }
         let since = rec.started_at.unwrap_or(0);
@@ -765,7 +765,7 @@ impl Engine {
         let worktree = rec.as_ref().and_then(|r| r.existing_worktree());
         let retry = failed <= retries && worktree.is_some();
         if let (true, Some(wt)) = (retry, worktree) {
-            let _ = self.merges.merge_into(wt).await;
+            let _ = self.merges.merge_into(&self.sh.repo, wt).await;
         }
         let reason =
             format!("{reason}, on the merge of the task's work with the integration branch");
@@ -876,7 +876,11 @@ impl Engine {
         });
         let worktree = rec.as_ref().and_then(|r| r.existing_worktree());
         if let (TaskStatus::Conflicted, Some(wt)) = (self.board.status(i), worktree) {
-            let conflicted = self.merges.merge_into(wt).await.unwrap_or(true);
+            let conflicted = self
+                .merges
+                .merge_into(&self.sh.repo, wt)
+                .await
+                .unwrap_or(true);
             feedback = format!(
                 "Your work conflicted with the integration branch, which baton has now merged into your worktree{}. Resolve every conflict (keep both sides' intent), then finish.\n{feedback}",
                 if conflicted { " with conflict markers left in the files" } else { "" }

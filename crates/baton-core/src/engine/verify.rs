@@ -31,6 +31,22 @@ pub(crate) fn spawn(
                     ("BATON_RUN".into(), sh.run_id.clone().into()),
                     ("BATON_TASK".into(), task.clone().into()),
                 ];
+                // The merged whole is the agents' code: verify runs it in
+                // the sandbox of the run's checks when they have one.
+                let jail = match super::jail::for_checks(&sh) {
+                    Some(spec) => match verify_jail(&sh, &spec, &task, &dir, &env).await {
+                        Ok(j) => Some(j),
+                        Err(reason) => {
+                            let result = GateResult::Failed {
+                                feedback: reason.clone(),
+                                reason,
+                            };
+                            let _ = sh.notes.send(WorkerNote::Verified { result });
+                            return;
+                        }
+                    },
+                    None => None,
+                };
                 let run = gates::GateRun {
                     kind: Kind::Verify,
                     task: Some(&task),
@@ -44,7 +60,7 @@ pub(crate) fn spawn(
                         .join(format!("verify-{task}.log")),
                     timeout: DEFAULT_TIMEOUT,
                     env: &env,
-                    jail: None,
+                    jail: jail.as_ref().map(|j| j.args.as_slice()),
                 };
                 gates::run_all(&sh, run, &mut cmds).await
             }
@@ -56,6 +72,28 @@ pub(crate) fn spawn(
         let _ = sh.notes.send(WorkerNote::Verified { result });
     });
     tx
+}
+
+/// The sandbox verify runs in, with the verify desk's own git directory.
+async fn verify_jail(
+    sh: &Shared,
+    spec: &crate::plan::sandbox::Sandbox,
+    task: &str,
+    dir: &std::path::Path,
+    env: &[(OsString, OsString)],
+) -> Result<super::jail::Jail, String> {
+    let own = super::jail::make_own_git(sh, "verify", dir).await?;
+    let room = super::jail::Room {
+        spec,
+        worktree: dir,
+        own_git: &own,
+        env,
+        agent: None,
+        lead: false,
+        task: Some(task),
+        attempt: None,
+    };
+    super::jail::draw(sh, room).await
 }
 
 /// The verify worktree at `commit`, with nothing of the last check but

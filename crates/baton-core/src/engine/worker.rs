@@ -289,7 +289,7 @@ async fn add_new(sh: &Shared, st: &Start) -> Result<Desk, crate::git::GitError> 
     sh.repo
         .add_worktree(&st.worktree, &st.branch, &st.start_commit, sparse)
         .await?;
-    pool::note_sparse(&st.worktree, sparse);
+    pool::note_sparse(&sh.repo, &st.worktree, sparse);
     Ok(Desk::New)
 }
 
@@ -333,13 +333,14 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         st.needs_setup = !sh.plan.workspace.setup.is_empty();
         if desk == Desk::Warm {
             let sparse = &sh.plan.workspace.sparse;
-            if let Err(e) = pool::match_sparse(&st.worktree, sparse).await {
+            if let Err(e) = pool::match_sparse(&sh.repo, &st.worktree, sparse).await {
                 return failed(format!("cannot set the worktree's sparse directories: {e}"));
             }
         }
         if desk == Desk::Warm && st.needs_setup {
             let key = pool::setup_key(sh, &st.start_commit).await;
-            st.needs_setup = pool::read_key(&st.worktree).as_deref() != Some(key.as_str());
+            st.needs_setup =
+                pool::read_key(&sh.repo, &st.worktree).as_deref() != Some(key.as_str());
             st.setup_key = Some(key);
         }
     }

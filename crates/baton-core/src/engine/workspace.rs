@@ -95,12 +95,7 @@ fn copy_blocking(root: &Path, to: &Path, globs: &[String]) -> Vec<String> {
             ));
         }
         for rel in files {
-            let dest = to.join(&rel);
-            let res = dest
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::copy(root.join(&rel), &dest).map(drop));
-            if let Err(e) = res {
+            if let Err(e) = copy_into(root, to, &rel) {
                 notes.push(format!(
                     "workspace.copy: cannot copy {}: {e}",
                     rel.display()
@@ -111,6 +106,41 @@ fn copy_blocking(root: &Path, to: &Path, globs: &[String]) -> Vec<String> {
     notes
 }
 
+/// Copies one file into the worktree, never through a link: a worktree's
+/// files are what agents committed, and a link there (`.env` -> a path of
+/// the agent's choosing) would have baton write the user's file wherever it
+/// points.
+fn copy_into(root: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
+    let refuse = |what: &Path| {
+        std::io::Error::other(format!(
+            "{} in the worktree is a link (committed by an agent?); baton copies nothing through a link",
+            what.strip_prefix(to).unwrap_or(what).display()
+        ))
+    };
+    if !rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(std::io::Error::other("not a path inside the checkout"));
+    }
+    let dest = to.join(rel);
+    // Every directory on the way is made here or is a real one.
+    let mut at = to.to_path_buf();
+    for part in rel.parent().into_iter().flat_map(Path::components) {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Err(refuse(&at)),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(std::io::Error::other(format!("{} is a file", at.display()))),
+            Err(_) => std::fs::create_dir(&at)?,
+        }
+    }
+    if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(refuse(&dest));
+    }
+    std::fs::copy(root.join(rel), &dest).map(drop)
+}
+
 /// Runs `[workspace] setup` in a task's new worktree, its output in the
 /// attempt's log.
 pub(crate) async fn setup(
@@ -119,6 +149,7 @@ pub(crate) async fn setup(
     attempt: u32,
     worktree: &Path,
     env: &[(OsString, OsString)],
+    jail: Option<&[OsString]>,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> GateResult {
     let run = gates::GateRun {
@@ -130,13 +161,14 @@ pub(crate) async fn setup(
         log: sh.paths.attempt_log(&sh.run_id, task, attempt),
         timeout: sh.plan.workspace.setup_timeout,
         env,
-        jail: None,
+        jail,
     };
     gates::run_all(sh, run, cmds).await
 }
 
-/// Runs `[workspace] teardown` in a task's worktree before it goes. A
-/// failure is said (event, log) and changes nothing else.
+/// Runs `[workspace] teardown` in a task's worktree before it goes, in
+/// the sandbox of the run's checks if its agents have one. A failure is
+/// said (event, log) and changes nothing else.
 pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
     if sh.plan.workspace.teardown.is_empty() || !worktree.exists() {
         return;
@@ -144,6 +176,16 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
     let mut env = env(&sh.run_id, task, &[]);
     env.push(("BATON_RUN".into(), sh.run_id.clone().into()));
     env.push(("BATON_TASK".into(), task.into()));
+    let jail = match super::jail::for_checks(sh) {
+        Some(spec) => match super::attempt::check_jail(sh, &spec, task, 0, worktree, &env).await {
+            Ok(j) => Some(j),
+            Err(reason) => {
+                tracing::warn!("task {task}: teardown not run: {reason}");
+                return;
+            }
+        },
+        None => None,
+    };
     let (_tx, mut cmds) = tokio::sync::mpsc::unbounded_channel();
     let log = sh
         .paths
@@ -159,7 +201,7 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
         log,
         timeout: sh.plan.workspace.setup_timeout,
         env: &env,
-        jail: None,
+        jail: jail.as_ref().map(|j| j.args.as_slice()),
     };
     if let GateResult::Failed { reason, .. } = gates::run_all(sh, run, &mut cmds).await {
         tracing::warn!("task {task}: {reason}");

@@ -1,13 +1,19 @@
-//! Agents (and their gates) under bubblewrap: the filesystem read-only but
-//! for the task's worktree, the parts of `.git` a commit there writes, a
-//! private /tmp and the agent's own CLI state; secrets' directories hidden;
-//! a PID namespace of its own (it cannot signal baton or another agent);
-//! and nothing outliving it. The network is unshared when the profile says
-//! `network = "off"` (or names the only hosts it may reach).
+//! Agents (and their gates, setup, teardown and the run's verify) under
+//! bubblewrap: the filesystem read-only but for the desk's work tree, its
+//! own git directory ([`own_git`]), a private /tmp and the agent's own CLI
+//! state; the shared repository read-only; secrets' directories hidden; a
+//! PID namespace of its own (it cannot signal baton or another agent); no
+//! capabilities, even as root; and nothing outliving it. The network is
+//! unshared when the profile says `network = "off"` (or names the only
+//! hosts it may reach), and then the host's sockets under /run are out of
+//! sight too.
 
 pub mod bridge;
 pub mod cgroup;
+pub mod own_git;
 pub mod proxy;
+
+pub use own_git::OwnGit;
 
 use crate::plan::sandbox::{Network, Sandbox};
 use std::ffi::OsString;
@@ -16,9 +22,11 @@ use std::path::{Path, PathBuf};
 /// Where one attempt's sandbox is drawn.
 pub struct Desk<'a> {
     pub worktree: &'a Path,
-    /// The repository's checkout (read-only inside) and its `.git`.
+    /// The repository's checkout (read-only inside, with its `.git`).
     pub repo_root: &'a Path,
-    pub git_common: &'a Path,
+    /// The desk's own git directory, which its `.git` names inside. None:
+    /// its `.git` stays as it is, read-only (git there can read, not write).
+    pub own_git: Option<&'a OwnGit>,
     /// The agent's home (`HOME` of its environment).
     pub home: Option<&'a Path>,
     /// What else the agent may write: a hermetic home, its CLI's own state.
@@ -36,19 +44,34 @@ pub fn bwrap_args(spec: &Sandbox, d: &Desk) -> Vec<OsString> {
     push(&[
         &os("--die-with-parent"),
         &os("--unshare-pid"),
+        &os("--unshare-ipc"),
         &os("--new-session"),
     ]);
+    if is_root() {
+        // Root keeps every capability in a sandbox unless told: it could
+        // remount / writable, or unmount what hides a secret.
+        push(&[&os("--cap-drop"), &os("ALL")]);
+    }
     push(&[&os("--ro-bind"), &os("/"), &os("/")]);
     push(&[&os("--dev"), &os("/dev"), &os("--proc"), &os("/proc")]);
-    push(&[&os("--tmpfs"), &os("/tmp")]);
-    // What lives under /tmp (a repository there, its worktrees, a home) stays
-    // visible, read-only, above the private /tmp.
+    // Private: /tmp always; /run (the host's sockets: a container engine's,
+    // the session bus) when the network is not the agent's.
+    let mut private = vec![Path::new("/tmp")];
+    if spec.network != Network::On && Path::new("/run").is_dir() {
+        private.push(Path::new("/run"));
+    }
+    for dir in &private {
+        push(&[&os("--tmpfs"), &p(dir)]);
+    }
+    // What lives under them (a repository in /tmp, its worktrees, a home)
+    // stays visible, read-only, above the private directory.
     let mut keep: Vec<&Path> = vec![d.repo_root];
     keep.extend(d.worktree.parent());
     keep.extend(d.home);
+    keep.extend(d.own_git.map(|g| g.dir.as_path()));
     keep.extend(d.visible.iter().map(PathBuf::as_path));
     // Outer paths first, so that one already kept covers those inside it.
-    keep.retain(|k| k.starts_with("/tmp") && *k != Path::new("/tmp") && k.exists());
+    keep.retain(|k| private.iter().any(|t| k.starts_with(t) && k != t) && k.exists());
     keep.sort_by_key(|k| k.components().count());
     let mut kept: Vec<&Path> = Vec::new();
     for k in keep {
@@ -66,10 +89,17 @@ pub fn bwrap_args(spec: &Sandbox, d: &Desk) -> Vec<OsString> {
         }
     }
     let mut writable = vec![d.worktree.to_path_buf()];
-    writable.extend(git_writable(d.git_common, d.worktree));
+    writable.extend(d.own_git.map(|g| g.dir.clone()));
     writable.extend(d.writable.iter().cloned());
     for w in writable.iter().filter(|w| w.exists()) {
         push(&[&os("--bind"), &p(w), &p(w)]);
+    }
+    // The desk's `.git` cannot be replaced or rewritten inside: it names
+    // the desk's own git directory, or the one baton made, read-only.
+    let dotgit = d.worktree.join(".git");
+    if dotgit.exists() {
+        let source = d.own_git.map_or(dotgit.clone(), |g| g.dotgit.clone());
+        push(&[&os("--ro-bind"), &p(&source), &p(&dotgit)]);
     }
     if spec.network != Network::On {
         push(&[&os("--unshare-net")]);
@@ -104,28 +134,19 @@ pub fn hidden(spec: &Sandbox, home: Option<&Path>) -> Vec<PathBuf> {
         .collect()
 }
 
-/// What a commit in `worktree` writes in the repository's `.git`: objects,
-/// refs and their logs, and the worktree's own git dir (HEAD, index).
-fn git_writable(common: &Path, worktree: &Path) -> Vec<PathBuf> {
-    let mut out = vec![
-        common.join("objects"),
-        common.join("refs"),
-        common.join("logs"),
-    ];
-    out.extend(worktree_git_dir(worktree));
-    out
+/// Whether baton runs as root (and so its sandboxes must drop capabilities).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
-/// A linked worktree's git dir, from its `.git` file.
-pub fn worktree_git_dir(worktree: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
-    let dir = text.trim().strip_prefix("gitdir:")?.trim();
-    let dir = Path::new(dir);
-    Some(if dir.is_absolute() {
-        dir.to_path_buf()
+/// How the sandbox holds root, in words for `baton doctor`.
+pub fn privilege_note() -> &'static str {
+    if is_root() {
+        "as root: every capability dropped (--cap-drop ALL), so no remount, unmount or raw device"
     } else {
-        worktree.join(dir)
-    })
+        "as an unprivileged user: in a user namespace with no capabilities"
+    }
 }
 
 /// `key` in an attempt's environment (the last setting wins).
@@ -229,7 +250,7 @@ mod tests {
         let desk = Desk {
             worktree: &wt,
             repo_root: &repo,
-            git_common: &repo.join(".git"),
+            own_git: None,
             home: Some(&home),
             writable: vec![],
             visible: vec![],
@@ -237,14 +258,25 @@ mod tests {
         let a = args_of(&bwrap_args(&spec(Network::Off), &desk));
         let w = |p: &Path| format!("--bind {0} {0}", p.display());
         assert!(
-            a.starts_with("--die-with-parent --unshare-pid --new-session --ro-bind / /"),
+            a.starts_with("--die-with-parent --unshare-pid --unshare-ipc --new-session"),
             "{a}"
         );
-        assert!(a.contains(&w(&wt)) && a.contains(&w(&gitdir)), "{a}");
-        assert!(a.contains(&w(&repo.join(".git/objects"))), "{a}");
+        assert_eq!(a.contains("--cap-drop ALL"), is_root(), "{a}");
+        // No network: the host's sockets under /run are out of sight.
+        assert!(a.contains("--tmpfs /run"), "{a}");
+        assert!(!args_of(&bwrap_args(&spec(Network::On), &desk)).contains("--tmpfs /run"));
+        assert!(a.contains(&w(&wt)), "{a}");
+        // Nothing of the shared repository is writable; the desk's `.git`
+        // is laid read-only over itself.
+        for shared in [&gitdir, &repo.join(".git/objects"), &repo.join(".git/refs")] {
+            assert!(!a.contains(&w(shared)), "{a}");
+        }
+        let dotgit = wt.join(".git");
         assert!(
-            !a.contains(&w(&repo.join(".git/logs"))),
-            "a missing path is not bound: {a}"
+            a.find(&w(&wt)).unwrap()
+                < a.find(&format!("--ro-bind {0} {0}", dotgit.display()))
+                    .unwrap(),
+            "{a}"
         );
         assert!(
             a.contains(&format!("--tmpfs {}", home.join(".ssh").display())),

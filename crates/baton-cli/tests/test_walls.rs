@@ -1,0 +1,374 @@
+//! The walls, tried as an attacker would: sandboxed exec agents (bash
+//! scripts) attack baton's own git, the shared repository, the checks that
+//! run their code and the files baton copies; every result is checked from
+//! outside the sandbox.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+use std::process::Command;
+
+/// A plan whose agent is bash under bubblewrap; `REPO` and `MARK` (a path
+/// on the host where code that escaped would leave a mark) in its env.
+fn sandboxed(env: &TestEnv, extra: &str, body: &str) {
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-c\"]\nsandbox = \"bwrap\"\n{extra}env = {{ REPO = {:?}, MARK = {:?} }}\n\n[defaults]\nagent = \"sh\"\n{body}",
+            env.repo.display().to_string(),
+            env.scratch("mark").display().to_string(),
+        ),
+    );
+    env.commit_all("plan");
+}
+
+/// Marks left on the host by code that ran outside a sandbox.
+fn marks(env: &TestEnv) -> Vec<String> {
+    std::fs::read_dir(env.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mark"))
+        .collect()
+}
+
+/// `try 'command' name`: records in probe.txt whether the command worked.
+const TRY: &str = r#"try() { if ( eval "$1" ) >/dev/null 2>&1; then echo "$2: wrote" >> probe.txt; else echo "$2: refused" >> probe.txt; fi; }
+"#;
+
+#[test]
+fn an_agents_git_config_hooks_and_dot_git_never_run_outside_its_sandbox() {
+    let env = TestEnv::new();
+    let attack = format!(
+        r##"{TRY}
+mkdir -p .hooks
+printf '#!/bin/sh\necho "$0" >> "$MARK-hook" 2>/dev/null\nexit 0\n' > .hooks/pre-commit
+cp .hooks/pre-commit .hooks/post-commit
+printf '#!/bin/sh\necho fsmonitor >> "$MARK-fsmonitor" 2>/dev/null\nexit 0\n' > .hooks/fsmon
+chmod +x .hooks/*
+git config core.hooksPath "$PWD/.hooks"
+git config core.fsmonitor "$PWD/.hooks/fsmon"
+git config --worktree core.hooksPath "$PWD/.hooks" || true
+# A nested repository whose own config names a command.
+mkdir sub && (cd sub && git init -q && git config core.fsmonitor "$PWD/../.hooks/fsmon" && echo x > f && git add f && git -c core.hooksPath=/dev/null commit -qm sub)
+git add -A && git commit -qm "agent's own commit"
+try 'rm -f .git' dotgit-remove
+try 'printf "gitdir: %s\n" "$REPO/.git" > .git' dotgit-rewrite
+try 'for f in "$REPO"/.git/worktrees/*/commondir; do echo /tmp > "$f"; done' commondir
+try 'for f in "$REPO"/.git/worktrees/*; do echo "[core]" > "$f/config.worktree"; done' config-worktree
+try 'echo "#!/bin/sh" > "$REPO/.git/hooks/pre-commit"' repo-hook
+try 'git config --file "$REPO/.git/config" core.hooksPath /x' repo-config
+echo left > left.txt
+"##
+    );
+    sandboxed(
+        &env,
+        "",
+        &format!(
+            "\n[[task]]\nid = \"a\"\nprompt = '''{attack}'''\ngates = [\"test -s left.txt\"]\n"
+        ),
+    );
+    let main_before = env.git(&["rev-parse", "main"]);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    assert!(
+        marks(&env).is_empty(),
+        "ran outside the sandbox: {:?}",
+        marks(&env)
+    );
+    let branch = task(&r.report, "a")["branch"].as_str().unwrap().to_string();
+    let probe = show(&env, &branch, "probe.txt").unwrap();
+    for what in [
+        "dotgit-remove",
+        "dotgit-rewrite",
+        "commondir",
+        "config-worktree",
+        "repo-hook",
+        "repo-config",
+    ] {
+        assert!(
+            probe.contains(&format!("{what}: refused")),
+            "{what}: {probe}"
+        );
+    }
+    // Its commit and what it left both came home; the user's branch and
+    // config are as they were.
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "left.txt").as_deref(),
+        Some("left\n")
+    );
+    let log = env.git(&["log", "--format=%s", integration]);
+    assert!(log.contains("agent's own commit"), "{log}");
+    assert_eq!(env.git(&["rev-parse", "main"]), main_before);
+    assert!(env
+        .git_output(&["config", "--get", "core.hooksPath"])
+        .stdout
+        .is_empty());
+    assert!(env.git_output(&["fsck", "--no-progress"]).status.success());
+}
+
+#[test]
+fn without_a_sandbox_a_rewritten_dot_git_keeps_batons_commit_off_the_users_branch() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan(
+            "\n[[task]]\nid = \"a\"\nprompt = '''echo mine > mine.txt; printf 'gitdir: %s\\n' \"$(git rev-parse --git-common-dir)\" > .git'''\n",
+        ),
+    );
+    env.commit_all("plan");
+    let main_before = env.git(&["rev-parse", "main"]);
+    let r = run_json(&env, &[]);
+    assert_eq!(
+        env.git(&["rev-parse", "main"]),
+        main_before,
+        "{:#}",
+        r.report
+    );
+    assert_eq!(
+        env.git(&["status", "--porcelain"]),
+        "",
+        "the user's index is untouched"
+    );
+    let branch = task(&r.report, "a")["branch"].as_str().unwrap().to_string();
+    assert_eq!(show(&env, &branch, "mine.txt").as_deref(), Some("mine\n"));
+}
+
+#[test]
+fn a_sandboxed_agent_cannot_touch_the_shared_repository_or_another_tasks_refs() {
+    let env = TestEnv::new();
+    let attack = format!(
+        r#"{TRY}
+try 'git -C "$REPO" update-ref refs/heads/main HEAD~0' main-ref
+try 'echo 0000000000000000000000000000000000000000 > "$REPO/.git/refs/heads/main"' main-file
+try 'rm -rf "$REPO"/.git/objects/*' objects
+try 'rm -f "$REPO"/.git/refs/heads/baton/*/task/other' other-branch
+try 'rm -rf "$REPO"/.git/refs/baton' attempt-refs
+try 'echo x > "$REPO/.git/packed-refs"' packed-refs
+try 'git -C "$REPO/.git" config core.bare true' bare
+# Its own refs are its own to change.
+git update-ref -d refs/heads/main
+echo done > done.txt
+"#
+    );
+    sandboxed(
+        &env,
+        "",
+        &format!(
+            "\n[[task]]\nid = \"other\"\nprompt = \"echo theirs > theirs.txt\"\n\n[[task]]\nid = \"attack\"\nneeds = [\"other\"]\nprompt = '''{attack}'''\n"
+        ),
+    );
+    let main_before = env.git(&["rev-parse", "main"]);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let branch = task(&r.report, "attack")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let probe = show(&env, &branch, "probe.txt").unwrap();
+    for what in [
+        "main-ref",
+        "main-file",
+        "objects",
+        "other-branch",
+        "attempt-refs",
+        "packed-refs",
+        "bare",
+    ] {
+        assert!(
+            probe.contains(&format!("{what}: refused")),
+            "{what}: {probe}"
+        );
+    }
+    assert_eq!(env.git(&["rev-parse", "main"]), main_before);
+    assert!(env.git_output(&["fsck", "--no-progress"]).status.success());
+    assert_eq!(env.git(&["config", "--get", "core.bare"]), "false");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "theirs.txt").as_deref(),
+        Some("theirs\n")
+    );
+    assert_eq!(
+        show(&env, integration, "done.txt").as_deref(),
+        Some("done\n")
+    );
+}
+
+#[test]
+fn setup_verify_and_teardown_run_an_agents_code_in_the_sandbox() {
+    let env = TestEnv::new();
+    // The first task writes the scripts the run's checks call; the second's
+    // desk has them when its setup runs.
+    let evil = |what: &str| {
+        format!(
+            "printf 'echo {what} > \"$MARK-{what}\" 2>/dev/null; echo {what} > \"$REPO/{what}-evil\" 2>/dev/null; exit 0\\n' > {what}.sh"
+        )
+    };
+    let write = [evil("setup"), evil("verify"), evil("teardown")].join("; ");
+    sandboxed(
+        &env,
+        "",
+        &format!(
+            "\n[workspace]\nsetup = [\"test ! -f setup.sh || sh setup.sh\"]\nteardown = [\"test ! -f teardown.sh || sh teardown.sh\"]\n\n[run]\nverify = [\"test ! -f verify.sh || sh verify.sh\"]\n\n[[task]]\nid = \"a\"\nprompt = '''{write}'''\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"echo b > b.txt\"\n"
+        ),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    // Each ran (its log says so), and none of them reached the host.
+    let logs = env.repo.join(".git/baton/runs");
+    let all = Command::new("grep")
+        .args(["-rl", "==> baton: verify"])
+        .arg(&logs)
+        .output()
+        .unwrap();
+    assert!(!all.stdout.is_empty(), "verify ran");
+    assert!(
+        marks(&env).is_empty(),
+        "ran outside the sandbox: {:?}",
+        marks(&env)
+    );
+    for what in ["setup", "verify", "teardown"] {
+        assert!(!env.repo.join(format!("{what}-evil")).exists(), "{what}");
+    }
+}
+
+#[test]
+fn workspace_copy_never_writes_through_a_link_an_agent_committed() {
+    let env = TestEnv::new();
+    env.write(".gitignore", ".env\n");
+    env.write(".env", "API_KEY=the-users-secret\n");
+    let stolen = env.scratch("stolen");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[workspace]\ncopy = [\".env\"]\n\n[[task]]\nid = \"a\"\nprompt = '''rm -f .env; ln -s {0:?} .env; git add -f .env; git commit -qm link'''\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"echo b > b.txt\"\n",
+            stolen.display().to_string()
+        )),
+    );
+    env.git(&["add", "baton.toml", ".gitignore"]);
+    env.git(&["commit", "-qm", "plan"]);
+    let r = run_json(&env, &[]);
+    assert!(
+        !stolen.exists(),
+        "the user's .env was written through the link"
+    );
+    let warnings = task(&r.report, "b")["warnings"].to_string();
+    assert!(warnings.contains("is a link"), "{:#}", r.report);
+}
+
+/// What a root agent tries with its capabilities, and whether each worked.
+const ROOT_PROBE: &str = r#"try 'mount -o remount,rw /' remount
+try 'umount "$HOME/.ssh"' umount
+try 'test -s "$HOME/.ssh/id_ed25519"' read-key
+try 'echo x > "$REPO/evil.txt"' checkout
+try 'echo x > /etc/evil' etc
+echo "uid $(id -u)" >> probe.txt
+"#;
+
+/// The probe's lines, from the task's branch.
+fn probed(env: &TestEnv, r: &RunOutput) -> String {
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let branch = task(&r.report, "probe")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    show(env, &branch, "probe.txt").unwrap()
+}
+
+fn secret_home(env: &TestEnv) {
+    let ssh = env.root().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(ssh.join("id_ed25519"), "SECRET KEY\n").unwrap();
+}
+
+#[test]
+fn a_sandboxed_agent_has_no_capabilities_whoever_runs_baton() {
+    let env = TestEnv::new();
+    secret_home(&env);
+    sandboxed(
+        &env,
+        "",
+        &format!("\n[[task]]\nid = \"probe\"\nprompt = '''{TRY}{ROOT_PROBE}'''\n"),
+    );
+    let said = probed(&env, &run_json(&env, &[]));
+    for what in ["remount", "umount", "read-key", "checkout", "etc"] {
+        assert!(said.contains(&format!("{what}: refused")), "{what}: {said}");
+    }
+    assert!(!env.repo.join("evil.txt").exists());
+}
+
+/// The same walls for a user without privileges (root here runs baton as
+/// `nobody` through setpriv; elsewhere the test user is one already).
+#[test]
+fn the_walls_hold_for_an_unprivileged_user_too() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return a_sandboxed_agent_has_no_capabilities_whoever_runs_baton();
+    }
+    let env = TestEnv::new();
+    secret_home(&env);
+    let attack = format!(
+        "{TRY}{ROOT_PROBE}try 'git -C \"$REPO\" update-ref refs/heads/main HEAD' main-ref\n"
+    );
+    sandboxed(
+        &env,
+        "",
+        &format!("\n[[task]]\nid = \"probe\"\nprompt = '''{attack}'''\n"),
+    );
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(env.root())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut cmd = baton(&env);
+    let out = cmd
+        .args(["run", "--json"])
+        .env("HOME", env.root())
+        .output_as_nobody();
+    // Back to root, whose git would not read a repository of nobody's.
+    let back = Command::new("chown")
+        .args(["-R", "0:0"])
+        .arg(env.root())
+        .status()
+        .unwrap();
+    assert!(back.success());
+    let said = probed(&env, &parse_run(out));
+    assert!(said.contains("uid 65534"), "{said}");
+    for what in [
+        "remount", "umount", "read-key", "checkout", "etc", "main-ref",
+    ] {
+        assert!(said.contains(&format!("{what}: refused")), "{what}: {said}");
+    }
+}
+
+/// Runs a command as `nobody` (uid and gid 65534, no groups).
+trait AsNobody {
+    fn output_as_nobody(&mut self) -> std::process::Output;
+}
+
+impl AsNobody for Command {
+    fn output_as_nobody(&mut self) -> std::process::Output {
+        let mut wrapped = Command::new("setpriv");
+        wrapped.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ]);
+        wrapped.arg(self.get_program()).args(self.get_args());
+        if let Some(dir) = self.get_current_dir() {
+            wrapped.current_dir(dir);
+        }
+        for (k, v) in self.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        wrapped.stdin(std::process::Stdio::null());
+        wrapped.output().expect("setpriv")
+    }
+}

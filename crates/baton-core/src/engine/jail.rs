@@ -1,0 +1,230 @@
+//! The sandbox a desk's commands run in, drawn for one use: an agent's
+//! attempt (its CLI's state writable, a lead's store), or a check that runs
+//! the project's code over an agent's work (setup, gates, teardown,
+//! verify), which writes only the desk. Each gets the desk's own git
+//! directory, so nothing it runs can touch the shared repository.
+
+use super::shared::Shared;
+use crate::model::EventKind;
+use crate::plan::sandbox::{Network, Sandbox};
+use crate::plan::AgentProfile;
+use crate::sandbox::{proxy::Proxy, OwnGit};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// What one sandbox is drawn for.
+pub(crate) struct Room<'a> {
+    pub spec: &'a Sandbox,
+    pub worktree: &'a Path,
+    pub own_git: &'a OwnGit,
+    /// The environment the command gets (its HOME and PATH are read).
+    pub env: &'a [(OsString, OsString)],
+    /// The agent that works here: its CLI's own state is writable. None: a
+    /// check, which writes only the desk.
+    pub agent: Option<&'a AgentProfile>,
+    /// A lead's tools write baton's store.
+    pub lead: bool,
+    /// Whose connections the proxy reports.
+    pub task: Option<&'a str>,
+    pub attempt: Option<u32>,
+}
+
+/// A drawn sandbox: `bwrap` arguments, and the proxy of an allow-list,
+/// which lives as long as this does.
+pub(crate) struct Jail {
+    pub args: Vec<OsString>,
+    pub _proxy: Option<Proxy>,
+}
+
+/// Where the desk `name` of this run keeps its own git directory.
+pub(crate) fn own_git(sh: &Shared, name: &str) -> OwnGit {
+    OwnGit::at(&sh.paths.run_dir(&sh.run_id).join("desks").join(name))
+}
+
+/// The desk's own git directory, made as its work tree stands now.
+pub(crate) async fn make_own_git(
+    sh: &Shared,
+    name: &str,
+    worktree: &Path,
+) -> Result<OwnGit, String> {
+    let own = own_git(sh, name);
+    own.make(&sh.repo, worktree)
+        .await
+        .map_err(|e| format!("cannot make the desk's own git directory: {e}"))?;
+    Ok(own)
+}
+
+/// The sandbox the run's own checks (verify, a spare desk's teardown, the
+/// pool's setup) run in: none if no agent of the plan is sandboxed, else
+/// the least any of them may do (no network if one has none, else only the
+/// hosts any lists), every hidden path of any.
+pub(crate) fn for_checks(sh: &Shared) -> Option<Sandbox> {
+    let boxes: Vec<&Sandbox> = sh
+        .plan
+        .agents
+        .values()
+        .filter_map(|a| a.sandbox.as_ref())
+        .collect();
+    let first = boxes.first()?;
+    let mut hide: Vec<String> = Vec::new();
+    for h in boxes.iter().flat_map(|b| b.hide.iter()) {
+        if !hide.contains(h) {
+            hide.push(h.clone());
+        }
+    }
+    let network = if boxes.iter().any(|b| b.network == Network::Off) {
+        Network::Off
+    } else if boxes.iter().any(|b| matches!(b.network, Network::Allow(_))) {
+        let mut hosts: Vec<String> = Vec::new();
+        for b in &boxes {
+            if let Network::Allow(list) = &b.network {
+                hosts.extend(
+                    list.iter()
+                        .filter(|h| !hosts.contains(h))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        Network::Allow(hosts)
+    } else {
+        first.network.clone()
+    };
+    Some(Sandbox {
+        network,
+        hide,
+        memory: None,
+        pids: None,
+    })
+}
+
+pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
+    let home = crate::sandbox::env_var(room.env, "HOME")
+        .or_else(|| std::env::var_os("HOME"))
+        .map(PathBuf::from);
+    let mut writable = Vec::new();
+    match (&home, room.agent) {
+        (Some(h), Some(a)) if a.hermetic_home => writable.push(h.clone()),
+        (Some(h), Some(a)) => {
+            for p in crate::sandbox::cli_state(&a.adapter, h, room.env) {
+                // A directory the CLI would make: made now, so it can be bound.
+                if p.extension().is_none() {
+                    let _ = tokio::fs::create_dir_all(&p).await;
+                }
+                writable.push(p);
+            }
+        }
+        _ => {}
+    }
+    if room.lead {
+        writable.push(sh.paths.root.clone());
+    }
+    let allow = match &room.spec.network {
+        Network::Allow(list) => Some(list.clone()),
+        _ => None,
+    };
+    let proxy = match &allow {
+        Some(list) => Some(start_proxy(sh, room.task, room.attempt, list)?),
+        None => None,
+    };
+    let visible = visible(sh, room.env, room.agent, proxy.as_ref());
+    let desk = crate::sandbox::Desk {
+        worktree: room.worktree,
+        repo_root: &sh.repo.root,
+        own_git: Some(room.own_git),
+        home: home.as_deref(),
+        writable,
+        visible,
+    };
+    let mut args = crate::sandbox::bwrap_args(room.spec, &desk);
+    if let (Some(p), Some(list)) = (&proxy, &allow) {
+        // The command runs under the bridge, which reaches the proxy.
+        let baton = sh.baton.clone().ok_or("a network allow-list needs baton's own binary inside the sandbox, and this engine was started without it")?;
+        let plan = crate::sandbox::bridge::Plan {
+            socket: p.socket.clone(),
+            forwards: crate::sandbox::bridge::loopback_ports(list),
+        };
+        args.extend(["--".into(), baton.into(), "__sandbox-bridge".into()]);
+        args.extend(crate::sandbox::bridge::args(&plan));
+    }
+    Ok(Jail {
+        args,
+        _proxy: proxy,
+    })
+}
+
+/// What the sandbox must still see under its private /tmp: the proxy's
+/// socket, baton itself (the bridge), the programs and scripts, and PATH.
+fn visible(
+    sh: &Shared,
+    env: &[(OsString, OsString)],
+    agent: Option<&AgentProfile>,
+    proxy: Option<&Proxy>,
+) -> Vec<PathBuf> {
+    let mut visible: Vec<PathBuf> = proxy
+        .iter()
+        .filter_map(|p| p.socket.parent().map(Path::to_path_buf))
+        .collect();
+    visible.extend(
+        sh.baton
+            .as_ref()
+            .and_then(|b| Path::new(b).parent().map(Path::to_path_buf)),
+    );
+    let path = crate::sandbox::env_var(env, "PATH")
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    visible.extend(std::env::split_paths(&path));
+    for word in agent.and_then(|a| a.command.as_ref()).into_iter().flatten() {
+        let p = Path::new(word);
+        if p.is_absolute() && p.exists() {
+            visible.extend(p.parent().map(Path::to_path_buf));
+        }
+    }
+    visible
+}
+
+/// The proxy of a sandbox whose network is an allow-list; every
+/// connection it is asked for becomes an event.
+fn start_proxy(
+    sh: &Shared,
+    task: Option<&str>,
+    n: Option<u32>,
+    list: &[String],
+) -> Result<Proxy, String> {
+    static PROXIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Short: a Unix socket's path has at most 107 bytes.
+    let dir = std::env::temp_dir().join(format!("baton-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let k = PROXIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let socket = dir.join(format!("proxy-{k}.sock"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = Proxy::start(&socket, list.to_vec(), tx).map_err(|e| {
+        format!(
+            "cannot start the sandbox's proxy at {}: {e}",
+            socket.display()
+        )
+    })?;
+    let (store, run) = (sh.store.clone(), sh.run_id.clone());
+    let task = task.map(str::to_string);
+    tokio::spawn(async move {
+        while let Some(asked) = rx.recv().await {
+            let data = serde_json::json!({ "host": asked.host, "allowed": asked.allowed });
+            let (run, task) = (run.clone(), task.clone());
+            let res = store
+                .call(move |s| {
+                    s.event(
+                        &run,
+                        task.as_deref(),
+                        n,
+                        EventKind::SandboxConnection,
+                        &data,
+                    )
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::warn!("cannot record a sandbox connection: {e}");
+            }
+        }
+    });
+    Ok(proxy)
+}

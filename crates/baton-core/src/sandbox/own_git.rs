@@ -1,0 +1,260 @@
+//! A sandboxed desk's own git directory. Inside its sandbox a desk's work
+//! tree is a repository of its own: HEAD, index, refs and new objects in a
+//! directory baton makes for it, the shared repository's objects read
+//! through alternates, read-only. An agent can commit, branch, reset and
+//! rewrite there as it likes; nothing of the shared repository (the user's
+//! branches, other tasks' refs, its objects) can change. When the agent is
+//! done, baton fetches what it ended on into the repository, its objects
+//! checked by fsck on the way: the work comes home through git's own
+//! transfer, never by trusting the agent's refs, files or config.
+
+use crate::git::{git, git_ok, GitError, Repo};
+use std::path::{Path, PathBuf};
+
+/// A desk's own git directory and the `.git` file that points at it, which
+/// the sandbox lays read-only over the work tree's `.git`.
+#[derive(Debug, Clone)]
+pub struct OwnGit {
+    /// The git directory: writable inside the sandbox.
+    pub dir: PathBuf,
+    /// A file holding `gitdir: <dir>`, outside `dir` (so that nothing in
+    /// the sandbox can change it).
+    pub dotgit: PathBuf,
+}
+
+/// What came home from a desk's own git directory.
+#[derive(Debug)]
+pub struct Home {
+    /// The commit its HEAD ended on, now in the repository.
+    pub head: String,
+    /// The branch its HEAD named, if any (None: a detached HEAD).
+    pub branch: Option<String>,
+    /// Every commit its HEAD pointed at since it was made, newest first,
+    /// with what moved it ("commit: ...", "reset: ..."): its reflog.
+    pub log: Vec<(String, String)>,
+}
+
+impl OwnGit {
+    /// Where the desk `name` of a run keeps its own git directory.
+    pub fn at(base: &Path) -> OwnGit {
+        OwnGit {
+            dir: base.join("git"),
+            dotgit: base.join("dotgit"),
+        }
+    }
+
+    /// Makes (or makes anew) the directory as the desk's work tree stands
+    /// in the repository: its HEAD, index and sparse patterns, the
+    /// repository's branches and tags as they are now, its identity.
+    pub async fn make(&self, repo: &Repo, worktree: &Path) -> Result<(), GitError> {
+        let trusted = repo.desk_git_dir(worktree).ok_or_else(|| {
+            GitError::Other(format!(
+                "{} is not a worktree of {}",
+                worktree.display(),
+                repo.root.display()
+            ))
+        })?;
+        let refs = git_ok(
+            &repo.root,
+            [
+                "for-each-ref",
+                "--format=%(objectname) %(refname)",
+                "refs/heads",
+                "refs/tags",
+                "refs/remotes",
+            ],
+        )
+        .await?;
+        let config = own_config(repo, &trusted).await;
+        let io = |e: std::io::Error| GitError::Other(format!("{}: {e}", self.dir.display()));
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).map_err(io)?;
+        }
+        for sub in ["objects/info", "refs/heads", "refs/tags", "info"] {
+            std::fs::create_dir_all(self.dir.join(sub)).map_err(io)?;
+        }
+        let copy = |from: &Path, to: &str| match std::fs::copy(from, self.dir.join(to)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(e)),
+        };
+        copy(&trusted.join("HEAD"), "HEAD")?;
+        copy(&trusted.join("index"), "index")?;
+        copy(
+            &trusted.join("info/sparse-checkout"),
+            "info/sparse-checkout",
+        )?;
+        copy(&repo.common_dir.join("info/exclude"), "info/exclude")?;
+        let objects = repo.common_dir.join("objects");
+        let write = |to: &str, text: String| std::fs::write(self.dir.join(to), text).map_err(io);
+        write(
+            "objects/info/alternates",
+            format!("{}\n", objects.display()),
+        )?;
+        write("packed-refs", format!("# pack-refs with: sorted\n{refs}\n"))?;
+        write("config", config)?;
+        let pointer = format!("gitdir: {}\n", self.dir.display());
+        std::fs::write(&self.dotgit, pointer).map_err(io)
+    }
+
+    /// Fetches what the desk's HEAD ended on into the repository (kept
+    /// under `keep`), and the other commits its reflog names as far as they
+    /// can be had. Run only once nothing runs in the sandbox any more.
+    pub async fn bring_home(&self, repo: &Repo, keep: &str) -> Result<Home, GitError> {
+        let head_file = std::fs::read_to_string(self.dir.join("HEAD")).unwrap_or_default();
+        let branch = head_file
+            .trim()
+            .strip_prefix("ref: refs/heads/")
+            .map(str::to_string);
+        let log = reflog(&self.dir);
+        let spec = format!("+HEAD:{keep}");
+        fetch(repo, &self.dir, &[spec.as_str()]).await?;
+        let head = git_ok(&repo.root, ["rev-parse", "--verify", keep]).await?;
+        // Commits it made and then left (a reset, a rebase): kept in the
+        // repository too, for the task's history to keep under refs.
+        let mut others: Vec<&str> = Vec::new();
+        for (sha, _) in &log {
+            let known = git(&repo.root, ["cat-file", "-e", &format!("{sha}^{{commit}}")]).await;
+            if *sha != head && !others.contains(&sha.as_str()) && !known.is_ok_and(|o| o.code == 0)
+            {
+                others.push(sha);
+            }
+        }
+        if !others.is_empty() {
+            if let Err(e) = fetch(repo, &self.dir, &others).await {
+                tracing::warn!("commits the agent left behind could not be fetched: {e}");
+            }
+        }
+        Ok(Home { head, branch, log })
+    }
+}
+
+/// `git fetch` from a desk's own directory into the repository: no tags,
+/// no FETCH_HEAD, every object checked by fsck. `upload-pack` reads that
+/// directory's config, but none of its settings there starts a program
+/// (`uploadpack.packObjectsHook` counts only from the user's own config).
+async fn fetch(repo: &Repo, from: &Path, refspecs: &[&str]) -> Result<(), GitError> {
+    let upload = "git -c uploadpack.allowAnySHA1InWant=true upload-pack";
+    let from = from.display().to_string();
+    let mut args: Vec<&str> = vec![
+        "-c",
+        "fetch.fsckObjects=true",
+        "-c",
+        "transfer.fsckObjects=true",
+        "-c",
+        "protocol.file.allow=always",
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--no-recurse-submodules",
+        "--no-auto-gc",
+        "--upload-pack",
+        upload,
+        &from,
+    ];
+    args.extend(refspecs);
+    git_ok(&repo.root, &args).await.map(drop)
+}
+
+/// The config of a desk's own directory: a plain repository (of the
+/// repository's object format), the sparse checkout its work tree has, and
+/// the identity commits in the repository get.
+async fn own_config(repo: &Repo, trusted: &Path) -> String {
+    let get = |key: &'static str| async move {
+        let out = git(&repo.root, ["config", "--get", key]).await.ok()?;
+        let v = out.stdout.trim().to_string();
+        (out.code == 0 && !v.is_empty()).then_some(v)
+    };
+    let mut text = String::from("[core]\n\tbare = false\n\tlogallrefupdates = true\n");
+    match get("extensions.objectformat").await {
+        Some(format) => text.push_str(&format!(
+            "\trepositoryformatversion = 1\n[extensions]\n\tobjectformat = {format}\n"
+        )),
+        None => text.push_str("\trepositoryformatversion = 0\n"),
+    }
+    if trusted.join("info/sparse-checkout").exists() {
+        let cone = git(&repo.root, ["config", "--get", "core.sparsecheckoutcone"])
+            .await
+            .is_ok_and(|o| o.stdout.trim() != "false");
+        text.push_str(&format!(
+            "[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = {cone}\n"
+        ));
+    }
+    let name = get("user.name").await;
+    let email = get("user.email").await;
+    if name.is_some() || email.is_some() {
+        text.push_str("[user]\n");
+        for (k, v) in [("name", name), ("email", email)] {
+            if let Some(v) = v {
+                text.push_str(&format!("\t{k} = {}\n", quote(&v)));
+            }
+        }
+    }
+    text
+}
+
+/// A config value in double quotes, as git reads it back.
+fn quote(v: &str) -> String {
+    let escaped: String = v
+        .chars()
+        .filter(|c| *c != '\n')
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect();
+    format!("\"{escaped}\"")
+}
+
+/// A git dir's HEAD reflog, newest first: each commit and what moved HEAD
+/// there. Lines that are not a reflog's are skipped (the file is the
+/// agent's).
+pub fn reflog(dir: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(dir.join("logs/HEAD")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let (entry, why) = l.split_once('\t').unwrap_or((l, ""));
+            let new = entry.split(' ').nth(1)?;
+            let hex = new.len() >= 40 && new.bytes().all(|b| b.is_ascii_hexdigit());
+            hex.then(|| (new.to_string(), why.to_string()))
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reflog_skips_what_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let text = format!(
+            "{z} {a} x <x> 1 +0000\tcommit (initial): one\nnonsense\n{a} $(rm -rf /) x\n{a} {b} x <x> 2 +0000\treset: moving to HEAD~\n",
+            z = "0".repeat(40)
+        );
+        std::fs::write(dir.path().join("logs/HEAD"), text).unwrap();
+        let log = reflog(dir.path());
+        assert_eq!(
+            log,
+            [
+                (b.clone(), "reset: moving to HEAD~".to_string()),
+                (a.clone(), "commit (initial): one".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn config_values_are_quoted() {
+        assert_eq!(quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+        assert_eq!(quote("x\ny"), "\"xy\"");
+    }
+}
