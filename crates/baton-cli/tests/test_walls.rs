@@ -372,3 +372,109 @@ impl AsNobody for Command {
         wrapped.output().expect("setpriv")
     }
 }
+
+#[test]
+fn plans_that_would_fail_every_task_or_wait_forever_are_refused_by_check() {
+    let env = TestEnv::new();
+    let check = |body: &str, want: &str| {
+        env.write(
+            "baton.toml",
+            &format!("[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\"]\n{body}\n\n[[task]]\nid = \"t\"\nagent = \"sh\"\nprompt = \"x\"\n"),
+        );
+        let out = output(baton(&env).arg("check"));
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{body}: {said}");
+        assert!(said.contains(want), "{body}: {said}");
+        assert!(said.contains("baton.toml:"), "where: {said}");
+    };
+    check(
+        "sandbox = \"bwrap\"\nhide = [\"/\"]",
+        "would hide what every program needs",
+    );
+    check(
+        "sandbox = \"bwrap\"\nhide = [\"relative\"]",
+        "must be an absolute path",
+    );
+    check("sandbox = \"bwrap\"\nnetwork = [\"*:443\"]", "no wildcards");
+    check(
+        "sandbox = \"bwrap\"\nnetwork = [\"a.io:443\", \"a.io:443\"]",
+        "listed twice",
+    );
+    check("sandbox = \"bwrap\"\nmemory = \"1K\"", "too little");
+    check("account = \"\"", "account is empty");
+    check("\n[workspace]\nsparse = [\"*\"]", "not a pattern");
+    check(
+        "\n[run]\nmin_free_memory = \"999999T\"",
+        "more than this machine has",
+    );
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"t\"\nprompt = \"x\"\ngates = [\"echo a\\u0000b\"]\n"),
+    );
+    let out = output(baton(&env).arg("check"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("NUL"), "{said}");
+}
+
+#[test]
+fn a_repeated_squash_landing_adds_nothing() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n"),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{:#}", r.report);
+    let first = output(baton(&env).args(["land", "--squash"]));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let landed = env.git(&["rev-parse", "main"]);
+    let again = output(baton(&env).args(["land", "--squash"]));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(env.git(&["rev-parse", "main"]), landed, "no empty commit");
+    assert_eq!(show(&env, "main", "a.txt").as_deref(), Some("a\n"));
+}
+
+#[test]
+fn messages_are_masked_where_they_are_stored_and_fail_if_sees_the_real_text() {
+    let env = TestEnv::new();
+    let secret = "sk-live-0123456789abcdef0123";
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\nenv = {{ API_TOKEN = \"{secret}\" }}\n\n[defaults]\nagent = \"sh\"\n\n[[task]]\nid = \"leak\"\nprompt = 'echo \"the key is $API_TOKEN\"'\nfail_if = \"sk-live-[0-9a-f]+\"\n\n[[task]]\nid = \"wait\"\nprompt = \"sleep 3\"\n"
+        ),
+    );
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run"]);
+    wait_for_task(&env, "wait", "running");
+    let sent = output(baton(&env).args(["msg", "wait", &format!("use {secret} please")]));
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    child.wait().unwrap();
+    let rows = store_rows(&env, "SELECT text FROM messages").join("\n");
+    assert!(!rows.is_empty() && !rows.contains(secret), "{rows}");
+    let events = store_rows(&env, "SELECT data FROM events").join("\n");
+    assert!(!events.contains(secret), "{events}");
+    let status = output(baton(&env).args(["status", "--json"]));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let leak = task(&report, "leak");
+    assert_eq!(leak["status"], "failed", "{leak:#}");
+    assert!(
+        leak["reason"].as_str().unwrap().contains("fail_if"),
+        "{leak:#}"
+    );
+    assert!(!report.to_string().contains(secret));
+}

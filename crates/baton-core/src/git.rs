@@ -476,6 +476,12 @@ impl Repo {
             .map(drop)
     }
 
+    /// The tree a commit holds.
+    pub async fn tree_of(&self, commit: &str) -> Result<String, GitError> {
+        let spec = format!("{commit}^{{tree}}");
+        git_ok(&self.root, ["rev-parse", "--verify", spec.as_str()]).await
+    }
+
     /// Removes a ref.
     pub async fn delete_ref(&self, refname: &str) -> Result<(), GitError> {
         git_ok(&self.root, ["update-ref", "-d", refname])

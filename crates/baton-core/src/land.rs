@@ -104,7 +104,9 @@ pub async fn land(
             });
         }
     }
-    let landed = if repo.is_ancestor(&work, &old).await? {
+    let landed = if repo.is_ancestor(&work, &old).await?
+        || squashed_already(repo, opts, &old, &work).await?
+    {
         return Ok(Landed::Already { branch });
     } else if !opts.squash && repo.is_ancestor(&old, &work).await? {
         Landed::FastForward {
@@ -133,7 +135,8 @@ pub async fn land(
     match &checkout {
         // Through git in that worktree: its files follow the branch.
         Some(path) => {
-            crate::git::git_ok(path, ["merge", "-q", "--ff-only", commit.as_str()]).await?;
+            let ff = ["merge", "-q", "--ff-only", commit.as_str()];
+            repo.in_desk_ok(path, ff).await?;
         }
         None => repo.move_ref(&target, &commit, &old).await?,
     }
@@ -141,6 +144,23 @@ pub async fn land(
         crate::git::git_ok(&repo.root, ["push", "-q", remote.as_str(), branch.as_str()]).await?;
     }
     Ok(landed)
+}
+
+/// Whether a squash would change nothing: the run's work is in `old`
+/// already (a repeated `land --squash`), and an empty commit is no landing.
+async fn squashed_already(
+    repo: &Repo,
+    opts: &LandOptions,
+    old: &str,
+    work: &str,
+) -> Result<bool, GitError> {
+    if !opts.squash {
+        return Ok(false);
+    }
+    Ok(match repo.merge_tree(old, work).await? {
+        crate::git::TreeMerge::Clean(tree) => tree == repo.tree_of(old).await?,
+        crate::git::TreeMerge::Conflict(_) => false,
+    })
 }
 
 /// The worktree where `target` is checked out, if any.

@@ -11,6 +11,14 @@ pub fn available() -> Option<u64> {
     parse_meminfo(&info)
 }
 
+/// The machine's memory in bytes (`MemTotal`), or None where unknown.
+pub fn total() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn parse_meminfo(info: &str) -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -39,14 +39,18 @@ pub fn parse_network(v: &toml::Value) -> Result<Network, String> {
                     return Err(format!("network: {item} is not a \"host:port\" string"));
                 };
                 let ok = h.rsplit_once(':').is_some_and(|(host, port)| {
-                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    host_name_ok(host) && port.parse::<u16>().is_ok_and(|p| p > 0)
                 });
                 if !ok {
                     return Err(format!(
-                        "network: {h:?} is not \"host:port\" (e.g. \"api.anthropic.com:443\")"
+                        "network: {h:?} is not \"host:port\" with a host name or address (e.g. \"api.anthropic.com:443\"; no wildcards)"
                     ));
                 }
-                hosts.push(h.to_ascii_lowercase());
+                let h = h.to_ascii_lowercase();
+                if hosts.contains(&h) {
+                    return Err(format!("network: {h:?} is listed twice"));
+                }
+                hosts.push(h);
             }
             Ok(Network::Allow(hosts))
         }
@@ -54,6 +58,42 @@ pub fn parse_network(v: &toml::Value) -> Result<Network, String> {
             "network must be \"on\", \"off\" or a list of \"host:port\", not {other}"
         )),
     }
+}
+
+/// A host as the proxy matches it: a name or an address, nothing else.
+fn host_name_ok(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+}
+
+/// Less than this is no memory for an agent CLI: a typo, not a limit.
+pub const MIN_MEMORY: u64 = 16 << 20;
+
+/// A hidden path is absolute (or under `~/`) and not a whole tree the
+/// sandbox needs (`/`, `/usr`...).
+fn hide_problem(h: &str) -> Option<String> {
+    let path = h.strip_prefix("~/").unwrap_or(h);
+    if h.contains('\0') {
+        return Some(format!("hide: {h:?} holds a NUL"));
+    }
+    if !(h.starts_with('/') || h.starts_with("~/")) || path.is_empty() {
+        return Some(format!(
+            "hide: {h:?} must be an absolute path or one under ~/ (e.g. \"~/.ssh\")"
+        ));
+    }
+    let norm = h.trim_end_matches('/');
+    let vital = [
+        "", "/usr", "/bin", "/lib", "/lib64", "/etc", "/proc", "/dev", "/tmp", "~",
+    ];
+    if vital.contains(&norm) || norm.split('/').any(|p| p == "..") {
+        return Some(format!(
+            "hide: {h:?} would hide what every program needs; name the secrets' own directories"
+        ));
+    }
+    None
 }
 
 /// The sandbox of a profile from its fields (`mode`: "bwrap" or "off").
@@ -93,10 +133,18 @@ pub fn parse(
         Some(h) => h.to_vec(),
         None => DEFAULT_HIDE.iter().map(|s| s.to_string()).collect(),
     };
+    if let Some(problem) = hide.iter().find_map(|h| hide_problem(h)) {
+        return Err(problem);
+    }
     let memory = memory
         .map(parse_size)
         .transpose()
         .map_err(|e| format!("memory: {e}"))?;
+    if let Some(m) = memory.filter(|m| *m < MIN_MEMORY) {
+        return Err(format!(
+            "memory: {m} bytes is too little for an agent (at least 16M; write it like \"4G\")"
+        ));
+    }
     let pids = match pids {
         Some(n) if !(1..=1_000_000).contains(&n) => {
             return Err(format!("pids must be at least 1, not {n}"))
@@ -131,6 +179,10 @@ mod tests {
             .unwrap_err()
             .contains("host:port"));
         assert!(parse_network(&v("[\"example.com:0\"]")).is_err());
+        assert!(parse_network(&v("[\"*:443\"]")).is_err());
+        assert!(parse_network(&v("[\"a.io:443\", \"A.io:443\"]"))
+            .unwrap_err()
+            .contains("twice"));
         assert!(parse_network(&v("\"sometimes\"")).is_err());
     }
 
@@ -148,5 +200,15 @@ mod tests {
         assert_eq!((s.memory, s.pids), (Some(2 << 30), Some(64)));
         assert!(parse(Some("docker"), None, None, None, None).is_err());
         assert!(parse(Some("bwrap"), None, None, None, Some(0)).is_err());
+        assert!(parse(Some("bwrap"), None, None, Some("1K"), None).is_err());
+        for bad in ["/", "relative", "~", "/usr/", "~/../x"] {
+            let hide = [bad.to_string()];
+            assert!(
+                parse(Some("bwrap"), None, Some(&hide), None, None).is_err(),
+                "{bad}"
+            );
+        }
+        let fine = ["~/.ssh".to_string(), "/srv/keys".to_string()];
+        assert!(parse(Some("bwrap"), None, Some(&fine), None, None).is_ok());
     }
 }

@@ -264,6 +264,15 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
     }
     if let Some(m) = &raw.run.min_free_memory {
         match super::parse_size(m.get_ref()) {
+            Ok(b) if crate::memory::total().is_some_and(|t| b >= t) => ck.at(
+                Some(m.span()),
+                None,
+                format!(
+                    "run.min_free_memory: {} is more than this machine has ({}): no agent would ever start",
+                    crate::memory::human(b),
+                    crate::memory::human(crate::memory::total().unwrap_or(0))
+                ),
+            ),
             Ok(b) => run.min_free_memory = Some(b),
             Err(e) => ck.at(Some(m.span()), None, format!("run.min_free_memory: {e}")),
         }
@@ -403,6 +412,10 @@ fn check_agents(
             },
             None => super::DEFAULT_MAX_WAIT,
         };
+        if a.account.as_ref().is_some_and(|acc| acc.trim().is_empty()) {
+            let msg = "account is empty: name the provider account the profile's limits are shared under, or leave it out".to_string();
+            ck.at(Some(a_span.clone()), subject.clone(), msg);
+        }
         let executor =
             super::executor::profile_executor(ck, executor, a.executor.as_ref(), &subject);
         // On a cluster the pod is the agent's sandbox.
@@ -845,6 +858,15 @@ fn check_task(
                 Some(id_s.span()),
                 subject.clone(),
                 "a gate is an empty command".into(),
+            );
+        } else if g.contains('\0') {
+            ck.at(
+                Some(id_s.span()),
+                subject.clone(),
+                format!(
+                    "the gate {:?} holds a NUL character, which no command can carry",
+                    g.replace('\0', "\\0")
+                ),
             );
         }
     }

@@ -118,7 +118,11 @@ pub(super) fn check_workspace(ck: &mut Checker, raw: &RawWorkspace) -> Workspace
     ] {
         if let Some(l) = list {
             for item in l.get_ref() {
-                if let Err(why) = copy_glob_problem(item) {
+                let problem = copy_glob_problem(item).and_then(|()| match field {
+                    "sparse" => sparse_dir_problem(item),
+                    _ => Ok(()),
+                });
+                if let Err(why) = problem {
                     ck.at(
                         Some(l.span()),
                         None,
@@ -160,6 +164,19 @@ fn copy_glob_problem(g: &str) -> Result<(), &'static str> {
     }
     if g.split('/').next() == Some(".git") {
         return Err("cannot copy git's own files");
+    }
+    Ok(())
+}
+
+/// A sparse entry is a directory of the tree, as cone mode takes it: no
+/// patterns (`*` would check out nothing, and the task's commit would
+/// delete every file of the project).
+fn sparse_dir_problem(d: &str) -> Result<(), &'static str> {
+    if d.contains(['*', '?', '[', ']', '{', '}', '!', '\\']) {
+        return Err("must name a directory, not a pattern (cone mode)");
+    }
+    if d.trim_matches('/').is_empty() || d.split('/').any(|p| p == ".") {
+        return Err("must name a directory below the root");
     }
     Ok(())
 }
@@ -315,5 +332,9 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../b", ".git/config"] {
             assert!(copy_glob_problem(bad).is_err(), "{bad}");
         }
+        for bad in ["*", "src/*", "!src", ".", "./a"] {
+            assert!(sparse_dir_problem(bad).is_err(), "{bad}");
+        }
+        assert!(sparse_dir_problem("crates/core").is_ok());
     }
 }

@@ -47,7 +47,9 @@ impl Message {
 impl Store {
     /// Records a message and its two events, atomically; returns its id.
     pub fn post_message(&self, run: &str, from: Option<&str>, to: &str, text: &str) -> Result<i64> {
-        let text = self.clean(text);
+        // Masked at the one write point, with the run's own secrets too
+        // (`baton msg` runs in a process that does not know them).
+        let text = self.mask_for_run(run, text)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let ts = now_ms();
