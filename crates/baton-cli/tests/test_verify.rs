@@ -192,3 +192,48 @@ fn verify_batch_without_verify_is_a_plan_error() {
         "{err}"
     );
 }
+
+/// Tried on a real Python project, every merge failed verify with
+/// `.venv/bin/python: not found`: verify's worktree had no setup. It is a
+/// desk like a task's now: its setup (once per setup key), the copied
+/// files, the run's ports.
+#[test]
+fn verify_runs_in_a_desk_made_ready_like_a_tasks() {
+    let env = TestEnv::new();
+    env.write(".gitignore", ".venv/\n.env\n");
+    env.write(".env", "MODE=test\n");
+    let setups = env.scratch("setups");
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            r#"
+[workspace]
+setup = ["mkdir -p .venv/bin && printf '#!/bin/sh\necho tool ran\n' > .venv/bin/tool && chmod +x .venv/bin/tool && echo x >> {setups}"]
+copy = [".env"]
+ports = 2
+
+[run]
+verify = [".venv/bin/tool", "grep -q MODE=test .env", "test -n \"$BATON_PORT_2\""]
+
+[[task]]
+id = "a"
+prompt = "echo a > a.txt"
+
+[[task]]
+id = "b"
+prompt = "echo b > b.txt"
+"#,
+            setups = setups.display()
+        )),
+    );
+    env.git(&["add", "baton.toml", ".gitignore"]);
+    env.git(&["commit", "-qm", "plan"]);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    for t in ["a", "b"] {
+        assert_eq!(task(&r.report, t)["merged"], true, "{:#}", r.report);
+    }
+    // Two tasks' desks and the verify desk once, not once per merge.
+    let ran = std::fs::read_to_string(&setups).unwrap().lines().count();
+    assert_eq!(ran, 3, "setup ran {ran} times");
+}

@@ -141,6 +141,7 @@ pub async fn add_to_run(
     run: &str,
     id: &str,
     snippet: &str,
+    cap: Option<u32>,
 ) -> Result<(), RunnerError> {
     let r = run.to_string();
     let (rec, tasks) = state
@@ -171,7 +172,7 @@ pub async fn add_to_run(
         .collect();
     snippets.push(snippet.to_string());
     let added = plan
-        .parse_added(&snippets)
+        .parse_added(&snippets, Some(&state.opts.repo.root))
         .map_err(invalid)?
         .pop()
         .ok_or_else(|| invalid("the task did not parse as a task"))?;
@@ -184,9 +185,12 @@ pub async fn add_to_run(
     let (r, snip) = (run.to_string(), snippet.to_string());
     state
         .store
-        .call(move |s| s.add_task(&r, &task, &snip, &[]))
+        .call(move |s| s.add_task_capped(&r, &task, &snip, &[], cap))
         .await
-        .map_err(internal)?;
+        .map_err(|e| match e {
+            baton_core::store::StoreError::Capped { .. } => RunnerError::Busy(e.to_string()),
+            e => internal(e),
+        })?;
     let answer = control(state, run, id, ControlKind::Add, None).await?;
     if !answer.ok {
         return Err(invalid(answer.message));
@@ -475,7 +479,7 @@ pub async fn add_task(
     let snippet = Plan::task_snippet(&id, prompt, agent.as_deref());
     // Validate against the profiles and defaults before anything is stored.
     let spec = config
-        .parse_added(std::slice::from_ref(&snippet))
+        .parse_added(std::slice::from_ref(&snippet), Some(&state.opts.repo.root))
         .map_err(invalid)?
         .into_iter()
         .next()

@@ -59,7 +59,10 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
     }
     let sandbox = tokio::task::spawn_blocking(baton_core::sandbox::probe).await?;
     match &sandbox {
-        Ok(v) => println!("sandbox: {v} works here (sandbox = \"bwrap\")"),
+        Ok(v) => println!(
+            "sandbox: {v} works here (sandbox = \"bwrap\"); {}",
+            baton_core::sandbox::privilege_note()
+        ),
         Err(e) => println!("sandbox: {e}"),
     }
     let plan_path = if args.plan.is_absolute() {
@@ -145,7 +148,8 @@ fn sandbox_rules(
 ) -> Vec<String> {
     use baton_core::plan::sandbox::Network;
     let mut rules = vec![
-        "sandbox: bwrap; writes: its worktree, the commits it makes, a private /tmp".to_string(),
+        "sandbox: bwrap; writes: its worktree, its desk's own git directory (the commits it makes; the repository's refs and objects read-only), a private /tmp".to_string(),
+        format!("privileges: {}", baton_core::sandbox::privilege_note()),
         if profile.hermetic_home {
             "home: its own (hermetic), writable".to_string()
         } else {

@@ -468,9 +468,8 @@ pub(crate) async fn setup_key(sh: &Shared, commit: &str) -> String {
 }
 
 /// Where a worktree's setup key is kept: its own git directory, which
-/// moves with it.
-/// Beside the worktree's git dir, found from the repository (the
-/// worktree's own `.git` is its agent's to rewrite).
+/// moves with it, found from the repository (the worktree's own `.git` is
+/// its agent's to rewrite).
 fn key_file(repo: &Repo, worktree: &Path) -> Option<PathBuf> {
     Some(repo.desk_git_dir(worktree)?.join("baton-setup-key"))
 }

@@ -417,7 +417,7 @@ async fn plan_with_queued(
         .map(|(_, s)| s)
         .collect();
     if !snippets.is_empty() {
-        let added = plan.parse_added(&snippets)?;
+        let added = plan.parse_added(&snippets, None)?;
         plan.tasks.extend(added);
     }
     Ok(plan)

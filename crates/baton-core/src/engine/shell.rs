@@ -903,7 +903,7 @@ impl Engine {
             return Answer::no(format!("no queued task {task:?} in the store"));
         };
         let snippets: Vec<String> = added[..=at].iter().map(|(_, s)| s.clone()).collect();
-        let spec = match self.sh.plan.parse_added(&snippets) {
+        let spec = match self.sh.plan.parse_added(&snippets, None) {
             Ok(mut specs) if specs.len() == snippets.len() => specs.remove(at),
             Ok(_) => return Answer::no("the queued task did not parse as one task"),
             Err(e) => return Answer::no(e.to_string()),

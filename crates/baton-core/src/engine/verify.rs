@@ -2,17 +2,20 @@
 //! commit is checked out (detached) in a worktree kept for the run, whose
 //! ignored files (build caches) stay between merges, and the checks run
 //! there before the integration branch moves: a failing check keeps the
-//! task's work off it. It runs in a task of its own, so the engine goes on
+//! task's work off it. The worktree is a desk like a task's: the files
+//! `copy` names, the run's ports, `[workspace] setup` (again only when its
+//! inputs changed). It runs in a task of its own, so the engine goes on
 //! answering while it does.
 
 use super::gates::{self, GateResult, Kind};
 use super::messages::{WorkerCmd, WorkerNote};
 use super::shared::Shared;
+use super::workspace;
 use crate::plan::DEFAULT_TIMEOUT;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 /// Starts checking `commit` (the merge of `task`); the verdict comes back as
 /// a note. Returns where to send a shutdown.
@@ -24,62 +27,116 @@ pub(crate) fn spawn(
 ) -> UnboundedSender<WorkerCmd> {
     let (tx, mut cmds) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let result = match checkout(&sh, &dir, &commit).await {
-            Ok(()) => {
-                let env: Vec<(OsString, OsString)> = vec![
-                    ("PWD".into(), dir.clone().into()),
-                    ("BATON_RUN".into(), sh.run_id.clone().into()),
-                    ("BATON_TASK".into(), task.clone().into()),
-                ];
-                // The merged whole is the agents' code: verify runs it in
-                // the sandbox of the run's checks when they have one.
-                let jail = match super::jail::for_checks(&sh) {
-                    Some(spec) => match verify_jail(&sh, &spec, &task, &dir, &env).await {
-                        Ok(j) => Some(j),
-                        Err(reason) => {
-                            let result = GateResult::Failed {
-                                feedback: reason.clone(),
-                                reason,
-                            };
-                            let _ = sh.notes.send(WorkerNote::Verified { result });
-                            return;
-                        }
-                    },
-                    None => None,
-                };
-                let run = gates::GateRun {
-                    kind: Kind::Verify,
-                    task: Some(&task),
-                    attempt: None,
-                    gates: &sh.plan.run.verify,
-                    worktree: &dir,
-                    log: sh
-                        .paths
-                        .run_dir(&sh.run_id)
-                        .join("logs")
-                        .join(format!("verify-{task}.log")),
-                    timeout: DEFAULT_TIMEOUT,
-                    env: &env,
-                    jail: jail.as_ref().map(|j| j.args.as_slice()),
-                };
-                gates::run_all(&sh, run, &mut cmds).await
-            }
-            Err(reason) => GateResult::Failed {
-                feedback: reason.clone(),
-                reason,
-            },
-        };
+        let result = check(&sh, &task, &commit, &dir, &mut cmds).await;
         let _ = sh.notes.send(WorkerNote::Verified { result });
     });
     tx
 }
+
+fn failed(reason: String) -> GateResult {
+    GateResult::Failed {
+        feedback: reason.clone(),
+        reason,
+    }
+}
+
+/// The verify desk made ready like a task's (checkout; `copy` when it is
+/// new; the run's ports; `[workspace] setup` when its inputs changed), then
+/// the checks. The merged whole is the agents' code: all of it runs in the
+/// sandbox of the run's checks when its agents have one.
+async fn check(
+    sh: &Shared,
+    task: &str,
+    commit: &str,
+    dir: &Path,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> GateResult {
+    let new = match checkout(sh, dir, commit).await {
+        Ok(new) => new,
+        Err(reason) => return failed(reason),
+    };
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("PWD".into(), dir.to_path_buf().into()),
+        ("BATON_RUN".into(), sh.run_id.clone().into()),
+        ("BATON_TASK".into(), task.into()),
+    ];
+    let ports = match sh.plan.workspace.ports {
+        0 => Vec::new(),
+        n => match workspace::take_ports(sh, VERIFY_DESK, n).await {
+            Ok(p) => p,
+            Err(reason) => return failed(reason),
+        },
+    };
+    env.extend(workspace::env(&sh.run_id, VERIFY_DESK, &ports));
+    let jail = match super::jail::for_checks(sh) {
+        Some(spec) => match verify_jail(sh, &spec, task, dir, &env).await {
+            Ok(j) => Some(j),
+            Err(reason) => return failed(reason),
+        },
+        None => None,
+    };
+    let jail = jail.as_ref().map(|j| j.args.as_slice());
+    let log = sh
+        .paths
+        .run_dir(&sh.run_id)
+        .join("logs")
+        .join(format!("verify-{task}.log"));
+    if new {
+        for note in workspace::copy_files(sh, dir).await {
+            tracing::warn!("verify: {note}");
+        }
+    }
+    let ws = &sh.plan.workspace;
+    if !ws.setup.is_empty() {
+        let key = super::pool::setup_key(sh, commit).await;
+        if super::pool::read_key(&sh.repo, dir).as_deref() != Some(key.as_str()) {
+            let run = gates::GateRun {
+                kind: Kind::Setup,
+                task: Some(task),
+                attempt: None,
+                gates: &ws.setup,
+                worktree: dir,
+                log: log.clone(),
+                timeout: ws.setup_timeout,
+                env: &env,
+                jail,
+            };
+            match gates::run_all(sh, run, cmds).await {
+                GateResult::Passed => super::pool::write_key(&sh.repo, dir, &key),
+                GateResult::Failed { reason, feedback } => {
+                    return GateResult::Failed {
+                        reason: format!("verify's setup: {reason}"),
+                        feedback,
+                    }
+                }
+                interrupted => return interrupted,
+            }
+        }
+    }
+    let run = gates::GateRun {
+        kind: Kind::Verify,
+        task: Some(task),
+        attempt: None,
+        gates: &sh.plan.run.verify,
+        worktree: dir,
+        log,
+        timeout: DEFAULT_TIMEOUT,
+        env: &env,
+        jail,
+    };
+    gates::run_all(sh, run, cmds).await
+}
+
+/// The verify desk's name among the run's desks (ports, workspace id): not
+/// a task id, which cannot start with a dot.
+const VERIFY_DESK: &str = ".verify";
 
 /// The sandbox verify runs in, with the verify desk's own git directory.
 async fn verify_jail(
     sh: &Shared,
     spec: &crate::plan::sandbox::Sandbox,
     task: &str,
-    dir: &std::path::Path,
+    dir: &Path,
     env: &[(OsString, OsString)],
 ) -> Result<super::jail::Jail, String> {
     let own = super::jail::make_own_git(sh, "verify", dir).await?;
@@ -97,12 +154,14 @@ async fn verify_jail(
 }
 
 /// The verify worktree at `commit`, with nothing of the last check but
-/// ignored files.
-async fn checkout(sh: &Shared, dir: &std::path::Path, commit: &str) -> Result<(), String> {
-    let res = if dir.join(".git").exists() {
-        sh.repo.checkout_detached(dir, commit).await
-    } else {
+/// ignored files (a setup's, a build's caches); whether it is new.
+async fn checkout(sh: &Shared, dir: &Path, commit: &str) -> Result<bool, String> {
+    let new = sh.repo.desk_git_dir(dir).is_none();
+    let res = if new {
         sh.repo.add_detached_worktree(dir, commit, &[]).await
+    } else {
+        sh.repo.checkout_detached(dir, commit).await
     };
-    res.map_err(|e| format!("cannot check out the merge to verify it: {e}"))
+    res.map(|()| new)
+        .map_err(|e| format!("cannot check out the merge to verify it: {e}"))
 }

@@ -295,13 +295,19 @@ impl Plan {
 
     /// Validates tasks queued at run time (TOML snippets from
     /// [`Plan::task_snippet`]) against this plan's profiles and defaults;
-    /// returns their specs, in order.
-    pub fn parse_added(&self, snippets: &[String]) -> Result<Vec<TaskSpec>, PlanError> {
+    /// returns their specs, in order. With `repo_root` (a task coming in),
+    /// its `context` files get every check a plan's do: inside the
+    /// repository, not git's own files, there.
+    pub fn parse_added(
+        &self,
+        snippets: &[String],
+        repo_root: Option<&Path>,
+    ) -> Result<Vec<TaskSpec>, PlanError> {
         let mut source = self.source.clone();
         for s in snippets {
             source.push_str(s);
         }
-        let plan = Plan::parse_config(&self.path, &source, None)?;
+        let plan = Plan::parse_config(&self.path, &source, repo_root)?;
         // The plan file's own tasks come first; queued ones follow them.
         let file_tasks = plan.tasks.len() - snippets.len().min(plan.tasks.len());
         Ok(plan.tasks.into_iter().skip(file_tasks).collect())

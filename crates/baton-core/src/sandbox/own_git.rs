@@ -58,7 +58,7 @@ impl OwnGit {
             &repo.root,
             [
                 "for-each-ref",
-                "--format=%(objectname) %(refname)",
+                "--format=%(objectname) %(refname) %(*objectname)",
                 "refs/heads",
                 "refs/tags",
                 "refs/remotes",
@@ -91,7 +91,7 @@ impl OwnGit {
             "objects/info/alternates",
             format!("{}\n", objects.display()),
         )?;
-        write("packed-refs", format!("# pack-refs with: sorted\n{refs}\n"))?;
+        write("packed-refs", packed_refs(&refs))?;
         write("config", config)?;
         let pointer = format!("gitdir: {}\n", self.dir.display());
         std::fs::write(&self.dotgit, pointer).map_err(io)
@@ -127,6 +127,24 @@ impl OwnGit {
         }
         Ok(Home { head, branch, log })
     }
+}
+
+/// A packed-refs file as git writes it (other readers, such as aider's
+/// GitPython, take only git's own header): each ref, and under an
+/// annotated tag the commit it peels to.
+fn packed_refs(listed: &str) -> String {
+    let mut out = String::from("# pack-refs with: peeled fully-peeled sorted \n");
+    for line in listed.lines() {
+        let mut words = line.split(' ');
+        let (Some(oid), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        out.push_str(&format!("{oid} {name}\n"));
+        if let Some(peeled) = words.next().filter(|p| !p.is_empty()) {
+            out.push_str(&format!("^{peeled}\n"));
+        }
+    }
+    out
 }
 
 /// `git fetch` from a desk's own directory into the repository: no tags,
@@ -249,6 +267,17 @@ mod tests {
                 (b.clone(), "reset: moving to HEAD~".to_string()),
                 (a.clone(), "commit (initial): one".to_string())
             ]
+        );
+    }
+
+    #[test]
+    fn packed_refs_peel_annotated_tags() {
+        let a = "a".repeat(40);
+        let t = "t".repeat(40);
+        let listed = format!("{a} refs/heads/main \n{t} refs/tags/v1 {a}\n");
+        assert_eq!(
+            packed_refs(&listed),
+            format!("# pack-refs with: peeled fully-peeled sorted \n{a} refs/heads/main\n{t} refs/tags/v1\n^{a}\n")
         );
     }
 

@@ -37,6 +37,9 @@ pub enum StoreError {
     NoSuchRun(String),
     #[error("no runs in this repository yet; start one with `baton run`")]
     NoRuns,
+    /// A lead's cap on the tasks it may add, counted where they are added.
+    #[error("max_tasks reached: {limit} task{} may be added to run {run}, and {added} {} been", if *limit == 1 { "" } else { "s" }, if *added == 1 { "has" } else { "have" })]
+    Capped { run: String, limit: u32, added: u32 },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -301,8 +304,36 @@ impl Store {
         snippet: &str,
         tags: &[String],
     ) -> Result<()> {
+        self.add_task_capped(run, task, snippet, tags, None)
+    }
+
+    /// [`Store::add_task`], refused when the run has `cap` added tasks
+    /// already: counted and added in one write transaction, so that callers
+    /// at once cannot pass the cap together.
+    pub fn add_task_capped(
+        &self,
+        run: &str,
+        task: &NewTask,
+        snippet: &str,
+        tags: &[String],
+        cap: Option<u32>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if let Some(limit) = cap {
+            let added: u32 = tx.query_row(
+                "SELECT COUNT(*) FROM added_tasks WHERE run_id = ?1",
+                [run],
+                |r| r.get(0),
+            )?;
+            if added >= limit {
+                return Err(StoreError::Capped {
+                    run: run.to_string(),
+                    limit,
+                    added,
+                });
+            }
+        }
         let pos: i64 = tx.query_row(
             "SELECT COALESCE(MAX(position), -1) + 1 FROM tasks WHERE run_id = ?1",
             [run],

@@ -107,26 +107,10 @@ impl Ops {
 
     pub async fn task_add(&self, a: TaskAddArg) -> Answer {
         let rec = self.run(a.run.as_deref()).await?;
-        if let Some(limit) = self.scope.max_tasks {
-            let id = rec.id.clone();
-            let added = self
-                .state
-                .store
-                .call(move |s| s.added_tasks(&id))
-                .await
-                .map_err(|e| e.to_string())?
-                .len() as u32;
-            if added >= limit {
-                return Err(format!(
-                    "max_tasks reached: this lead may add {limit} task{} to run {} and has added {added}",
-                    if limit == 1 { "" } else { "s" },
-                    rec.id
-                ));
-            }
-        }
         let id = a.task.id.clone().unwrap_or_else(|| next_id(&a.task.prompt));
         let snippet = a.task.snippet(&id)?;
-        runner::add_to_run(&self.state, &rec.id, &id, &snippet)
+        // The cap is counted in the same write that adds the task.
+        runner::add_to_run(&self.state, &rec.id, &id, &snippet, self.scope.max_tasks)
             .await
             .map_err(runner_err)?;
         Ok(json!({ "run": rec.id, "task": id, "queued": true }))
