@@ -62,8 +62,12 @@ async function serve(tasks) {
     });
     proc.on('exit', (code) => reject(new Error(`baton serve exited ${code}: ${seen}`)));
   });
+  // Every request needs a token, on loopback too: the page signs in with
+  // the link `baton token url` prints, the helpers send the same token.
+  const link = execFileSync(BATON, ['token', 'url'], { cwd: repo, env }).toString().trim();
+  const token = link.split('#token=')[1];
   const server = {
-    url, dir, repo,
+    url, dir, repo, link,
     /** Ends baton serve and everything it started (its process group). */
     async stop() {
       const kill = (sig) => { try { process.kill(-proc.pid, sig); } catch { /* gone */ } };
@@ -73,7 +77,9 @@ async function serve(tasks) {
       clearTimeout(timer);
     },
     async api(method, p, body) {
-      const res = await fetch(url + p, { method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+      const headers = { Authorization: `Bearer ${token}` };
+      if (body) headers['Content-Type'] = 'application/json';
+      const res = await fetch(url + p, { method, headers, body: body ? JSON.stringify(body) : undefined });
       const text = await res.text();
       try {
         return { status: res.status, json: JSON.parse(text) };
@@ -107,7 +113,7 @@ test('a running task moves to succeeded on the page without a reload', async () 
   writeFileSync(path.join(s.repo, 'baton.toml'),
     `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[[task]]\nid = "slow"\nagent = "fake"\nprompt = "say started; wait-file ${go}; write slow.txt done"\n`);
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  await page.goto(s.url);
+  await page.goto(s.link);
   const started = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
   assert.equal(started.status, 201);
   await waitState(page, 'slow', 'running');
@@ -127,7 +133,7 @@ test('a running task moves to succeeded on the page without a reload', async () 
 test('Stop on a running task stops it', async () => {
   const s = await serve('[[task]]\nid = "forever"\nprompt = "write wip.txt halfway; hang"\n');
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  await page.goto(s.url);
+  await page.goto(s.link);
   await s.api('POST', '/api/runs', { plan: 'baton.toml' });
   await waitState(page, 'forever', 'running');
   await card(page, 'forever').click();
@@ -146,7 +152,7 @@ test('a message typed in the task pane reaches the task and shows in its transcr
   writeFileSync(path.join(s.repo, 'baton.toml'),
     `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[[task]]\nid = "listener"\nagent = "fake"\nprompt = "say started; wait-file ${go}; write done.txt done"\n`);
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  await page.goto(s.url);
+  await page.goto(s.link);
   const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
   await waitState(page, 'listener', 'running');
   await card(page, 'listener').click();
@@ -164,7 +170,7 @@ test('a message typed in the task pane reaches the task and shows in its transcr
 test('Approve on a task waiting for approval merges it', async () => {
   const s = await serve('[[task]]\nid = "gated"\nprompt = "write gated.txt change"\napprove = true\n');
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  await page.goto(s.url);
+  await page.goto(s.link);
   const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
   await waitState(page, 'gated', 'awaiting_approval');
   const banner = page.getByTestId('attention-banner');
@@ -181,7 +187,7 @@ test('Approve on a task waiting for approval merges it', async () => {
 test('a task added from the form runs', async () => {
   const s = await serve('');
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  await page.goto(s.url);
+  await page.goto(s.link);
   await page.getByTestId('add-prompt').fill('say hi from the form');
   await page.getByTestId('add-submit').click();
   await page.waitForSelector('[data-testid^="task-card-t1-say-hi"][data-state="succeeded"]', { timeout: 30000 });
@@ -199,7 +205,7 @@ test('the board is usable on a phone-sized screen', async () => {
     '[[task]]\nid = "docs"\nneeds = ["review"]\nprompt = "say docs"\n');
   const context = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
   const page = await context.newPage();
-  await page.goto(s.url);
+  await page.goto(s.link);
   await s.api('POST', '/api/runs', { plan: 'baton.toml' });
   await waitState(page, 'review', 'awaiting_approval');
   await waitState(page, 'ui-work', 'running');
@@ -237,7 +243,7 @@ test('a conflict is shown coming, then resolved by a resolution attempt', async 
     `[[task]]\nid = "slow"\non_conflict = "resolve"\nprompt = "write shared.txt from slow; commit early; wait-file ${go}"\n\n` +
     '[[task]]\nid = "quick"\nprompt = "sleep 0.2; write shared.txt from quick"\n');
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  await page.goto(s.url);
+  await page.goto(s.link);
   const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
   await waitState(page, 'quick', 'succeeded');
   const warn = card(page, 'slow').locator('.card-warn');
@@ -286,7 +292,7 @@ PLAN
 echo "api first, then its docs"`;
   const s = await serve(`[agent.planner]\nadapter = "exec"\ncommand = ["bash", "-ec", ${JSON.stringify(planner)}]\n`);
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  await page.goto(s.url);
+  await page.goto(s.link);
   await page.getByTestId('goal-text').fill('An API and its docs');
   await page.getByTestId('goal-agent').fill('planner');
   await page.getByTestId('goal-submit').click();

@@ -46,6 +46,27 @@ pub(crate) fn serve(env: &TestEnv, addr: &str) -> Server {
     Server { child, url }
 }
 
+/// A JSON POST to a server; its status and the whole answer.
+pub(crate) fn http_post(url: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let host = url
+        .trim_start_matches("http://")
+        .replace("0.0.0.0", "127.0.0.1");
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
 fn http_get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let host = url
         .trim_start_matches("http://")
@@ -134,6 +155,29 @@ fn a_restarted_server_resumes_what_was_going_on() {
 }
 
 #[test]
+fn on_loopback_too_every_request_needs_a_token_and_token_url_signs_the_browser_in() {
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"a\"\nprompt = \"say x\"\n");
+    let srv = serve(&env, "127.0.0.1:0");
+    assert_eq!(http_get(&srv.url, "/api/runs", None).0, 401);
+    assert_eq!(http_get(&srv.url, "/api/health", None).0, 200);
+    let out = output(baton(&env).args(["token", "url"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (base, token) = link.split_once("/#token=").expect("a sign-in link");
+    assert_eq!(base, srv.url);
+    assert_eq!(http_get(&srv.url, "/api/runs", Some(token)).0, 200);
+    // The discovery file in the repository (which agents can read) holds
+    // no token.
+    let found = std::fs::read_to_string(env.repo.join(".git/baton/serve.json")).unwrap();
+    assert!(!found.contains(token), "{found}");
+}
+
+#[test]
 fn beyond_loopback_the_api_needs_a_token() {
     let env = TestEnv::new();
     write_plan(&env, "[[task]]\nid = \"a\"\nprompt = \"say x\"\n");
@@ -198,7 +242,9 @@ fn a_diff_read_later_by_a_server_masks_the_secrets_the_run_saw() {
         "the agent wrote both into its work"
     );
     let srv = serve(&env, "127.0.0.1:0");
-    let (status, text) = http_get(&srv.url, &format!("/api/runs/{run}/tasks/leaky/diff"), None);
+    let token = baton_core::access::local_token().unwrap();
+    let diff = format!("/api/runs/{run}/tasks/leaky/diff");
+    let (status, text) = http_get(&srv.url, &diff, Some(&token));
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("+[REDACTED] [REDACTED]"), "{text}");
     assert!(!text.contains("from-batons-env-123"), "{text}");

@@ -478,3 +478,77 @@ fn messages_are_masked_where_they_are_stored_and_fail_if_sees_the_real_text() {
     );
     assert!(!report.to_string().contains(secret));
 }
+
+/// A sandboxed agent with the network on reaches the loopback address of a
+/// `baton serve`, but has no token: not the local user's (hidden), not the
+/// repository's discovery file's (it holds none).
+#[test]
+fn a_sandboxed_agent_cannot_act_through_a_local_server() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"gate\"\nprompt = \"true\"\napprove = true\n"),
+    );
+    env.commit_all("plan");
+    let srv = crate::test_serve::serve(&env, "127.0.0.1:0");
+    let token = baton_core::access::local_token().unwrap();
+    let dir = baton_core::access::local_token_dir();
+    // The run the server drives: a task waiting for a person.
+    let started = crate::test_serve::http_post(&srv.url, "/api/runs", "{}", Some(&token));
+    assert_eq!(started.0, 201, "{}", started.1);
+    wait_for_task(&env, "gate", "awaiting_approval");
+    let run = latest_run_opt(&env).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let attack = format!(
+        r#"{TRY}
+python3 - > http.txt <<'PY'
+import json, urllib.request, glob
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request("{url}" + path, method=method, data=None if body is None else json.dumps(body).encode())
+    req.add_header("Content-Type", "application/json")
+    if token: req.add_header("Authorization", "Bearer " + token)
+    try:
+        return urllib.request.urlopen(req, timeout=5).status
+    except urllib.error.HTTPError as e:
+        return e.code
+found = None
+for f in glob.glob("{repo}/.git/baton/serve.json") + glob.glob("{dir}/*"):
+    try:
+        found = json.load(open(f)).get("token") if f.endswith(".json") else open(f).read().strip()
+    except Exception:
+        pass
+print("approve", call("POST", "/api/runs/{run}/tasks/gate/approve", {{}}, found))
+print("start", call("POST", "/api/runs", {{}}, found))
+print("mcp", call("POST", "/mcp", {{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}, found))
+PY
+try 'test -s "{dir}/local-token"' token-file
+"#,
+        url = srv.url,
+        repo = env.repo.display(),
+        dir = dir.display(),
+    );
+    let probe = TestEnv::new();
+    sandboxed(
+        &probe,
+        "",
+        &format!("\n[[task]]\nid = \"probe\"\nprompt = '''{attack}'''\n"),
+    );
+    let r = run_json(&probe, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let branch = task(&r.report, "probe")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let said = show(&probe, &branch, "http.txt").unwrap();
+    for line in ["approve 401", "start 401", "mcp 401"] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    let probed = show(&probe, &branch, "probe.txt").unwrap();
+    assert!(probed.contains("token-file: refused"), "{probed}");
+    // Nothing moved: the task still waits for a person, and one run only.
+    assert_eq!(task_status(&env, "gate"), "awaiting_approval");
+    assert_eq!(store_rows(&env, "SELECT COUNT(*) FROM runs"), ["1"]);
+    drop(srv);
+}

@@ -1,6 +1,7 @@
 //! baton-core: the library behind the `baton` command. It never prints and
 //! never reads the user's home on its own; the CLI and server decide that.
 
+pub mod access;
 pub mod adapter;
 pub mod clean;
 pub mod clock;

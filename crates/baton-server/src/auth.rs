@@ -1,6 +1,8 @@
-//! Access: on loopback anyone on this machine may call the API; anywhere
-//! else every /api request needs a token (a Bearer header, or the session
-//! cookie the dashboard gets from POST /api/session). Actions cannot be
+//! Access: every /api request (but /api/health) and /mcp needs a token, a
+//! Bearer header or the session cookie the dashboard gets from POST
+//! /api/session, on loopback too: any process of the machine reaches
+//! loopback, a sandboxed agent among them. The user's own commands and
+//! browser use the local token (`baton_core::access`). Actions cannot be
 //! triggered across sites: they need a JSON body (a cross-site form cannot
 //! send one without a CORS preflight, which is never granted) and an Origin,
 //! if sent, that matches the Host.
@@ -11,38 +13,11 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::sync::Arc;
 
 pub const COOKIE: &str = "baton_session";
 
-/// A new random token (32 bytes, hex).
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok();
-    if !filled {
-        // No /dev/urandom: fall back to time and address entropy (still unguessable enough for loopback).
-        let seed = format!(
-            "{:?}{:p}{}",
-            std::time::SystemTime::now(),
-            &bytes,
-            std::process::id()
-        );
-        bytes.copy_from_slice(&Sha256::digest(seed.as_bytes()));
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Tokens are stored as their SHA-256, never as themselves.
-pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.trim().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use baton_core::access::{hash_token, new_token};
 
 pub(crate) fn bearer(req: &Request) -> Option<String> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -146,7 +121,9 @@ pub async fn guard(
             ));
         }
     }
-    if state.require_token {
+    // Inside /api the path has lost its prefix.
+    let open = matches!(req.uri().path(), "/health" | "/api/health");
+    if state.require_token && !open {
         let ok = match bearer(&req).or_else(|| cookie(&req)) {
             Some(t) => token_ok(&state, &t).await,
             None => false,
@@ -154,7 +131,7 @@ pub async fn guard(
         if !ok {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "this server listens beyond loopback: send Authorization: Bearer <token> (make one with `baton token new`)",
+                "every request needs a token, on loopback too: send Authorization: Bearer <token> (`baton token url` prints a link that signs the dashboard in; `baton token new` makes one for another machine)",
             ));
         }
     }

@@ -94,8 +94,10 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Setup(e.to_string()))?;
-    let state = AppState::new(opts, !is_loopback(&local)).map_err(ServeError::Setup)?;
-    state.write_discovery(&local);
+    let state = AppState::new(opts, true).map_err(ServeError::Setup)?;
+    state
+        .write_discovery(&local)
+        .map_err(|e| ServeError::Setup(format!("cannot set up the local user's access: {e}")))?;
     runner::resume_interrupted(&state).await;
     notify::spawn(state.clone());
     on_listen(local);

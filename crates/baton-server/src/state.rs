@@ -36,7 +36,8 @@ pub struct AppState {
     pub opts: ServeOptions,
     pub store: Arc<Store>,
     pub paths: StatePaths,
-    /// Listening beyond loopback: every API call needs a token.
+    /// Every API call needs a token: always so under `serve`; only a test
+    /// or an embedding that calls the router in process leaves it off.
     pub require_token: bool,
     /// Runs this process drives, by id.
     pub engines: Mutex<HashMap<String, Driven>>,
@@ -90,23 +91,24 @@ impl AppState {
         self.paths.root.join("serve.json")
     }
 
-    /// Tells other baton commands of this repository where the server is,
-    /// with a token of their own (the file is readable by this user only).
-    pub fn write_discovery(&self, addr: &SocketAddr) {
-        let token = crate::auth::new_token();
-        if self
-            .store
-            .add_token(&crate::auth::hash_token(&token), "local cli")
-            .is_err()
-        {
-            return;
+    /// Lets the local user's token in, and tells other baton commands of
+    /// this repository where the server is (the token is not in that file:
+    /// a sandboxed agent can read the repository).
+    pub fn write_discovery(&self, addr: &SocketAddr) -> Result<(), String> {
+        let token = baton_core::access::local_token()?;
+        let hash = crate::auth::hash_token(&token);
+        let known = self.store.has_token(&hash).map_err(|e| e.to_string())?;
+        if !known {
+            self.store
+                .add_token(&hash, "local user")
+                .map_err(|e| e.to_string())?;
         }
         let host = if addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {
             addr.ip().to_string()
         };
-        let info = serde_json::json!({ "url": format!("http://{host}:{}", addr.port()), "pid": std::process::id(), "token": token });
+        let info = serde_json::json!({ "url": format!("http://{host}:{}", addr.port()), "pid": std::process::id() });
         let path = self.discovery_path();
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -119,6 +121,7 @@ impl AppState {
         {
             let _ = f.write_all(info.to_string().as_bytes());
         }
+        Ok(())
     }
 
     pub fn remove_discovery(&self) {

@@ -3,11 +3,13 @@
 use super::{open_repo, usage, watchdog_command};
 use baton_server::ServeOptions;
 use clap::Args;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// Serve the web dashboard and the API for this repository, run plans and
 /// queued tasks (`baton add`), and resume what was going on when it stopped.
-/// Beyond 127.0.0.1 every API call needs a token (`baton token new`).
+/// Every request needs a token, on loopback too: `baton token url` prints a
+/// link that signs the dashboard in; `baton token new` makes one to share.
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
@@ -60,8 +62,20 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
     };
     baton_server::serve(opts, shutdown(), |addr| {
         eprintln!("baton serve: listening on http://{addr}");
+        let shown = if addr.ip().is_unspecified() {
+            format!("127.0.0.1:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
+        // The sign-in link is shown on a terminal only, not in a log.
+        match baton_core::access::local_token() {
+            Ok(t) if std::io::stderr().is_terminal() => {
+                eprintln!("baton serve: dashboard (signs you in): http://{shown}/#token={t}")
+            }
+            _ => eprintln!("baton serve: every request needs a token, on loopback too; `baton token url` prints a link that signs the dashboard in"),
+        }
         if !baton_server::is_loopback(&addr) {
-            eprintln!("baton serve: not loopback: every API call needs a token; create one with `baton token new`");
+            eprintln!("baton serve: not loopback: from another machine, use a token of its own (`baton token new`)");
         }
     })
     .await

@@ -1,5 +1,7 @@
-//! `baton token new`: a token for the API of a `baton serve` that listens
-//! beyond loopback. Shown once; only its hash is stored.
+//! `baton token new`: a token for the API of a `baton serve` (for another
+//! machine, a script, a CI job). Shown once; only its hash is stored.
+//! `baton token url`: the link that signs this user's browser in to the
+//! repository's `baton serve`.
 
 use super::open_repo;
 use baton_core::paths::StatePaths;
@@ -22,12 +24,24 @@ pub enum TokenCmd {
         #[arg(long, default_value = "api")]
         label: String,
     },
+    /// Print the dashboard's address for the running `baton serve`, with
+    /// this user's token in a fragment that signs the browser in.
+    Url,
 }
 
 pub fn run(cwd: &Path, args: TokenArgs) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let store = Store::open(&StatePaths::new(repo.state_dir()).db())?;
     match args.cmd {
+        TokenCmd::Url => {
+            let Some(server) = crate::client::find(&repo.state_dir()) else {
+                anyhow::bail!(
+                    "no baton serve answers for this repository; start one with `baton serve`"
+                );
+            };
+            let token = baton_core::access::local_token().map_err(anyhow::Error::msg)?;
+            println!("{}/#token={token}", server.url);
+        }
         TokenCmd::New { label } => {
             let token = baton_server::new_token();
             store.add_token(&baton_server::hash_token(&token), &label)?;

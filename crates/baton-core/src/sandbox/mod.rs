@@ -88,6 +88,16 @@ pub fn bwrap_args(spec: &Sandbox, d: &Desk) -> Vec<OsString> {
             Err(_) => {}
         }
     }
+    // The local user's token for `baton serve`: never an agent's.
+    let token_dir = crate::access::local_token_dir();
+    if token_dir.is_dir() {
+        push(&[
+            &os("--tmpfs"),
+            &p(&token_dir),
+            &os("--remount-ro"),
+            &p(&token_dir),
+        ]);
+    }
     let mut writable = vec![d.worktree.to_path_buf()];
     writable.extend(d.own_git.map(|g| g.dir.clone()));
     writable.extend(d.writable.iter().cloned());

@@ -1,0 +1,119 @@
+//! Tokens, and the local user's own. Every request to `baton serve` (its
+//! API, its MCP endpoint) needs a token, on loopback too: any process of
+//! the machine can reach loopback, a sandboxed agent with the network on
+//! among them. The user's own commands and browser use the local token, a
+//! file only the user can read, in a directory every sandbox hides
+//! ([`local_token_dir`]). Tokens are stored as their SHA-256, never as
+//! themselves.
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+
+/// A new random token (32 bytes, hex).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    if !filled {
+        // No /dev/urandom: time and address entropy, hashed.
+        let seed = format!(
+            "{:?}{:p}{}",
+            std::time::SystemTime::now(),
+            &bytes,
+            std::process::id()
+        );
+        bytes.copy_from_slice(&Sha256::digest(seed.as_bytes()));
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the store keeps of a token.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Where the local token lives: `$XDG_RUNTIME_DIR/baton` (the user's own
+/// runtime directory), else `baton-user-<uid>` in the temporary directory.
+/// Every sandbox lays an empty directory over it (and its /tmp is private).
+pub fn local_token_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() && dir.is_dir() => dir.join("baton"),
+        _ => std::env::temp_dir().join(format!("baton-user-{}", uid())),
+    }
+}
+
+fn uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The local user's token, made the first time it is asked for.
+pub fn local_token() -> Result<String, String> {
+    let dir = local_token_dir();
+    let say = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) => {
+            // In a shared /tmp someone else could have made it first.
+            if m.file_type().is_symlink() || !m.is_dir() || m.uid() != uid() {
+                return Err(format!(
+                    "{} is not a directory of this user's; remove it, and baton makes its own",
+                    dir.display()
+                ));
+            }
+            if m.permissions().mode() & 0o077 != 0 {
+                let private = std::fs::Permissions::from_mode(0o700);
+                std::fs::set_permissions(&dir, private)
+                    .map_err(|e| say("cannot make private", e))?;
+            }
+        }
+        Err(_) => {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| say("cannot make", e))?;
+        }
+    }
+    let file = dir.join("local-token");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let token = text.trim();
+        if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(token.to_string());
+        }
+    }
+    let token = new_token();
+    // Written beside, then renamed: a reader never sees half a token.
+    let part = dir.join(format!("local-token.{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&part)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .and_then(|()| std::fs::rename(&part, &file))
+        .map_err(|e| say("cannot write the local token in", e))?;
+    // Two made at once: the one that stayed is everyone's.
+    std::fs::read_to_string(&file)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| say("cannot read the local token in", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_hex_and_stored_hashed() {
+        let (a, b) = (new_token(), new_token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(hash_token(&a), hash_token(&format!(" {a}\n")));
+        assert_ne!(hash_token(&a), a);
+    }
+}
