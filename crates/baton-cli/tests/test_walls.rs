@@ -552,3 +552,34 @@ try 'test -s "{dir}/local-token"' token-file
     assert_eq!(store_rows(&env, "SELECT COUNT(*) FROM runs"), ["1"]);
     drop(srv);
 }
+
+/// A lead's scope is baton's, not its own: its tools run outside its
+/// sandbox with the scope baton gave them, and the cap is counted where a
+/// task is added.
+#[test]
+fn a_sandboxed_lead_cannot_widen_its_scope_or_write_the_store() {
+    let env = TestEnv::new();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile_lead.py");
+    sandboxed(
+        &env,
+        "",
+        &format!(
+            "\n[agent.lead]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\nsandbox = \"bwrap\"\nenv = {{ REPO = {:?} }}\n\n[[task]]\nid = \"lead\"\nagent = \"lead\"\nlead = true\nmax_tasks = 2\nprompt = \"grow\"\n",
+            fixture.display().to_string(),
+            env.repo.display().to_string(),
+        ),
+    );
+    let r = run_json(&env, &[]);
+    let branch = task(&r.report, "lead")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let said = show(&env, &branch, "hostile.txt").unwrap_or_else(|| panic!("{:#}", r.report));
+    assert!(said.contains("door adds accepted: 2\n"), "{said}");
+    assert!(said.contains("own server add accepted: False"), "{said}");
+    assert!(said.contains("store write: refused"), "{said}");
+    let ids: Vec<String> = store_rows(&env, "SELECT id FROM tasks ORDER BY id");
+    assert_eq!(ids.len(), 3, "the lead and two tasks: {ids:?}");
+    assert!(!ids.contains(&"widened".to_string()), "{ids:?}");
+}

@@ -27,9 +27,58 @@ pub struct McpArgs {
     /// With --run: the task these tools belong to (its messages are from it).
     #[arg(long = "as", value_name = "TASK", requires = "run")]
     pub as_task: Option<String>,
+    /// Serve on this Unix socket instead of stdin/stdout, a session per
+    /// connection (a lead task's door: baton starts it outside the lead's
+    /// sandbox, with --run, --as and --max-tasks).
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        requires = "run",
+        conflicts_with = "connect"
+    )]
+    pub listen: Option<PathBuf>,
+    /// Relay stdin/stdout to a `baton mcp --listen` on this socket: what a
+    /// lead's agent starts inside its sandbox, with no access of its own.
+    #[arg(long, value_name = "SOCKET")]
+    pub connect: Option<PathBuf>,
+}
+
+/// SIGTERM or Ctrl-C: baton ends a lead's door when its attempt ends.
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Copies stdin to the socket and the socket to stdout until either ends.
+async fn relay(socket: &Path) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot reach baton's tools at {}", socket.display()))?;
+    let (mut from, mut to) = stream.into_split();
+    let up = async {
+        let copied = tokio::io::copy(&mut tokio::io::stdin(), &mut to).await;
+        // The client is done: the server sees the end of its input.
+        drop(to);
+        copied
+    };
+    let mut stdout = tokio::io::stdout();
+    let down = tokio::io::copy(&mut from, &mut stdout);
+    tokio::select! {
+        r = up => { r?; }
+        r = down => { r?; }
+    }
+    Ok(0)
 }
 
 pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
+    if let Some(socket) = &args.connect {
+        return relay(socket).await;
+    }
     let repo = open_repo(cwd)?;
     let plan = if args.plan.is_absolute() {
         args.plan
@@ -59,7 +108,10 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         max_tasks: args.max_tasks,
         task: args.as_task,
     };
-    let served = mcp::serve_stdio(state.clone(), scope).await;
+    let served = match &args.listen {
+        Some(path) => mcp::serve_socket(state.clone(), scope, path, terminated()).await,
+        None => mcp::serve_stdio(state.clone(), scope).await,
+    };
     // The client is gone: runs driven here stop their agents and keep their work.
     state.wait_for_runs().await;
     served.map_err(anyhow::Error::msg)?;

@@ -7,6 +7,7 @@
 use super::gates::{self, GateResult};
 use super::history;
 use super::jail;
+use super::lead;
 use super::messages::{Outcome, WorkerCmd};
 use super::meter::Meter;
 use super::output::last_lines;
@@ -290,7 +291,7 @@ pub(crate) async fn check_jail(
         own_git: &own,
         env,
         agent: None,
-        lead: false,
+        door: None,
         task: Some(task),
         attempt: Some(n),
     };
@@ -469,6 +470,8 @@ struct Prepared {
     /// The sandbox the agent runs in (and its gates), and the proxy of an
     /// allow-list, for as long as the attempt lasts.
     jail: Option<jail::Jail>,
+    /// A lead's tools, served outside its sandbox for as long as it runs.
+    _door: Option<lead::Door>,
     /// The desk's own git directory, which the agent commits to inside.
     own_git: Option<crate::sandbox::OwnGit>,
     /// The cgroup that holds the agent to its `memory` and `pids`.
@@ -512,7 +515,10 @@ async fn prepare(
     if !inbox.is_empty() && text_prompt {
         agent_prompt.push_str(&format!("\n\n{}", inbox.join("\n")));
     }
-    let mcp = lead_tools(sh, st)?;
+    let (mcp, door) = match lead::open(sh, st, n).await? {
+        Some((tools, door)) => (Some(tools), Some(door)),
+        None => (None, None),
+    };
     let mut launch = adapter.launch(&LaunchRequest {
         profile,
         prompt: &agent_prompt,
@@ -547,7 +553,7 @@ async fn prepare(
                 own_git: &own,
                 env: &env,
                 agent: Some(profile),
-                lead: st.spec.lead.is_some(),
+                door: door.as_ref().map(|d| d.dir.as_path()),
                 task: Some(&st.spec.id),
                 attempt: Some(n),
             };
@@ -564,6 +570,7 @@ async fn prepare(
         launch,
         env,
         jail,
+        _door: door,
         own_git,
         cgroup,
         remote: None,
@@ -596,36 +603,6 @@ async fn limits(
             None
         }
     }
-}
-
-/// A lead task's tools: `baton mcp` scoped to its own run, with its cap on
-/// the tasks it may add.
-fn lead_tools(sh: &Shared, st: &Start) -> Result<Option<adapter::McpServer>, String> {
-    let Some(max_tasks) = st.spec.lead else {
-        return Ok(None);
-    };
-    let Some(baton) = &sh.baton else {
-        return Err("a lead task needs baton's own binary to serve its tools, and this engine was started without it".into());
-    };
-    let root = sh.repo.root.display().to_string();
-    let max = max_tasks.to_string();
-    let args = [
-        "-C",
-        &root,
-        "mcp",
-        "--run",
-        &sh.run_id,
-        "--as",
-        &st.spec.id,
-        "--max-tasks",
-        &max,
-    ];
-    Ok(Some(adapter::McpServer {
-        name: "baton".into(),
-        command: baton.clone(),
-        args: args.map(str::to_string).to_vec(),
-        config_dir: sh.paths.run_dir(&sh.run_id).join("mcp").join(&st.spec.id),
-    }))
 }
 
 const MAX_ENV_PROMPT: usize = 64 * 1024;

@@ -1,5 +1,5 @@
 //! The sandbox a desk's commands run in, drawn for one use: an agent's
-//! attempt (its CLI's state writable, a lead's store), or a check that runs
+//! attempt (its CLI's state writable, a lead's door to its tools), or a check that runs
 //! the project's code over an agent's work (setup, gates, teardown,
 //! verify), which writes only the desk. Each gets the desk's own git
 //! directory, so nothing it runs can touch the shared repository.
@@ -22,8 +22,8 @@ pub(crate) struct Room<'a> {
     /// The agent that works here: its CLI's own state is writable. None: a
     /// check, which writes only the desk.
     pub agent: Option<&'a AgentProfile>,
-    /// A lead's tools write baton's store.
-    pub lead: bool,
+    /// A lead's door to its tools (a directory with their socket).
+    pub door: Option<&'a Path>,
     /// Whose connections the proxy reports.
     pub task: Option<&'a str>,
     pub attempt: Option<u32>,
@@ -116,9 +116,7 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
         }
         _ => {}
     }
-    if room.lead {
-        writable.push(sh.paths.root.clone());
-    }
+    writable.extend(room.door.map(Path::to_path_buf));
     let allow = match &room.spec.network {
         Network::Allow(list) => Some(list.clone()),
         _ => None,

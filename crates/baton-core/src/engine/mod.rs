@@ -20,6 +20,7 @@ mod handle;
 mod history;
 mod hold;
 mod jail;
+mod lead;
 mod merge;
 mod messages;
 mod meter;

@@ -361,7 +361,7 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
                 own_git: &own,
                 env: &env,
                 agent: None,
-                lead: false,
+                door: None,
                 task: None,
                 attempt: None,
             };

@@ -146,7 +146,7 @@ async fn verify_jail(
         own_git: &own,
         env,
         agent: None,
-        lead: false,
+        door: None,
         task: Some(task),
         attempt: None,
     };

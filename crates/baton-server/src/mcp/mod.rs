@@ -177,6 +177,39 @@ pub async fn serve_stdio(state: Arc<AppState>, scope: Scope) -> Result<(), Strin
         .map_err(|e| format!("MCP session ended with an error: {e}"))
 }
 
+/// Serves the tools on a Unix socket, one session per connection, until
+/// `stop` resolves: a lead task's door. The scope is this process's (given
+/// by baton when it started it), never the client's to change; the socket
+/// is reached only from the lead's own sandbox.
+pub async fn serve_socket(
+    state: Arc<AppState>,
+    scope: Scope,
+    path: &std::path::Path,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    tokio::pin!(stop);
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            () = &mut stop => return Ok(()),
+        };
+        let (stream, _) = conn.map_err(|e| format!("{}: {e}", path.display()))?;
+        let (state, scope) = (state.clone(), scope.clone());
+        tokio::spawn(async move {
+            match BatonMcp::new(state, scope).serve(stream).await {
+                Ok(service) => {
+                    if let Err(e) = service.waiting().await {
+                        tracing::warn!("an MCP session on the lead's door ended: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("an MCP session on the lead's door did not start: {e}"),
+            }
+        });
+    }
+}
+
 /// The tools over streamable HTTP, for `/mcp` under `baton serve`.
 pub fn http_service(
     state: Arc<AppState>,
