@@ -583,3 +583,35 @@ fn a_sandboxed_lead_cannot_widen_its_scope_or_write_the_store() {
     assert_eq!(ids.len(), 3, "the lead and two tasks: {ids:?}");
     assert!(!ids.contains(&"widened".to_string()), "{ids:?}");
 }
+
+/// `baton clean` removes only what baton made: a worktree a person added
+/// on a run's branch (with its ignored files) and the main checkout on one
+/// stay, with their branches.
+#[test]
+fn clean_leaves_a_persons_worktrees_on_run_branches_alone() {
+    let env = TestEnv::new();
+    env.write(".gitignore", ".env\nnode_modules/\n");
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n\n[[task]]\nid = \"b\"\nprompt = \"echo b > b.txt\"\n"),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{:#}", r.report);
+    let branch_a = task(&r.report, "a")["branch"].as_str().unwrap().to_string();
+    let branch_b = task(&r.report, "b")["branch"].as_str().unwrap().to_string();
+    let review = env.scratch("review");
+    env.git(&["worktree", "add", "-q", review.to_str().unwrap(), &branch_a]);
+    std::fs::write(review.join(".env"), "KEY=mine\n").unwrap();
+    std::fs::create_dir_all(review.join("node_modules/x")).unwrap();
+    env.git(&["checkout", "-q", &branch_b]);
+    let out = output(baton(&env).arg("clean"));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(review.join(".env").exists() && review.join("node_modules/x").exists(), "{said}");
+    assert!(said.contains("a worktree baton did not make"), "{said}");
+    for b in [&branch_a, &branch_b] {
+        assert!(env.git_output(&["rev-parse", "--verify", b]).status.success(), "{b} stays");
+    }
+    assert_eq!(env.git(&["rev-parse", "--abbrev-ref", "HEAD"]), branch_b);
+}

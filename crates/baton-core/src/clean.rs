@@ -14,6 +14,10 @@ pub struct Cleanup {
     pub worktrees: Vec<PathBuf>,
     /// Worktrees kept because they hold uncommitted changes, and which.
     pub kept: Vec<(PathBuf, Vec<String>)>,
+    /// Worktrees on a run's branch that baton did not make (one a person
+    /// added to look at a task's work, the main checkout): never touched,
+    /// and their branches stay.
+    pub foreign: Vec<(PathBuf, String)>,
     /// Branches checked out in kept worktrees: they stay too.
     pub kept_branches: Vec<String>,
     /// Branches to delete: (ref, its tip, where the tip is kept).
@@ -46,13 +50,21 @@ pub async fn survey(repo: &Repo, run: &RunRecord) -> Result<Cleanup, GitError> {
             .push((name.to_string(), tip.to_string(), archive));
     }
     let root = PathBuf::from(&run.worktrees_dir);
+    let main = repo.root.canonicalize().unwrap_or_else(|_| repo.root.clone());
     for (path, branch) in repo.worktrees().await? {
+        let on_run_branch = branch.as_deref().is_some_and(|b| b.starts_with(&prefix));
         // The run's own: its tasks' desks (where the run put them, or in
-        // the warm pool's place: on one of its branches) and its verify worktree.
-        let own = path.parent() == Some(root.join(&run.id).as_path())
-            || path == root.join(format!("{}-verify", run.id))
-            || branch.as_deref().is_some_and(|b| b.starts_with(&prefix));
+        // the warm pool's place, marked so) and its verify worktree.
+        let is_main = path.canonicalize().unwrap_or_else(|_| path.clone()) == main;
+        let own = !is_main
+            && (path.parent() == Some(root.join(&run.id).as_path())
+                || path == root.join(format!("{}-verify", run.id))
+                || on_run_branch && PathBuf::from(format!("{}.task", path.display())).exists());
         if !own {
+            if let (true, Some(b)) = (on_run_branch, branch) {
+                c.kept_branches.push(b.clone());
+                c.foreign.push((path, b));
+            }
             continue;
         }
         let changes = repo.changes(&path, true).await?;

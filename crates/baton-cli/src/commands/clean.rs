@@ -79,6 +79,13 @@ pub async fn run(cwd: &Path, args: CleanArgs) -> anyhow::Result<i32> {
                 files.join(", ")
             );
         }
+        for (path, branch) in &c.foreign {
+            println!(
+                "  kept {} and its branch {}: a worktree baton did not make",
+                path.display(),
+                branch.trim_start_matches("refs/heads/")
+            );
+        }
     }
     if runs.is_empty() {
         eprintln!("no finished run to clean");
