@@ -136,3 +136,34 @@ fn the_resolver_prompt_is_the_plan_s_own_template_when_it_gives_one() {
         "{said}"
     );
 }
+
+/// kill -9 while the resolver works: resume keeps what it did (under its
+/// attempt's ref), merges the task's own work again and the conflict goes
+/// to the resolver again: the task's own agent never runs on conflict
+/// markers.
+#[test]
+fn a_crash_during_a_resolution_resumes_with_the_resolver() {
+    let env = TestEnv::new();
+    let log = env.scratch("b-runs");
+    let started = env.scratch("resolver-started");
+    let slow = format!(
+        "if [ ! -e {0} ]; then touch {0}; sleep 60; fi; {KEEP_BOTH}",
+        started.display()
+    );
+    write_plan(&env, &plan(&slow, &log));
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run"]);
+    wait_for("the resolver", 30, || started.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = output(baton(&env).args(["resume", "--json"]));
+    let r = parse_run(out);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    for id in ["a", "b"] {
+        assert_eq!(task(&r.report, id)["merged"], true, "{id}: {:#}", r.report);
+    }
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    let shared = show(&env, integration, "shared.txt").unwrap();
+    assert!(shared.contains("from a") && shared.contains("from b") && !shared.contains("<<<<<<<"), "{shared}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "b\n", "b's own agent ran once");
+}

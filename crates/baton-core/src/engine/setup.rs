@@ -432,6 +432,30 @@ async fn take_up(
     head: &str,
 ) -> Result<TaskStatus, EngineError> {
     match rec.status {
+        TaskStatus::Running if resolving(store, run, rec).await => {
+            // A resolver died mid-merge: what it did is kept under its
+            // attempt's ref; the task's own work goes back to the merge
+            // queue, whose conflict brings the resolver again.
+            let before = rec.commit_id.clone();
+            take_back(repo, store, run, rec).await?;
+            if let (Some(before), Some(wt)) = (before, rec.existing_worktree()) {
+                if let Err(e) = repo.in_desk_ok(wt, ["reset", "-q", "--hard", before.as_str()]).await {
+                    tracing::warn!("task {}: cannot take back the merge it was resolving: {e}", rec.id);
+                    return Ok(TaskStatus::Pending);
+                }
+                let upd = TaskUpdate {
+                    status: Some(TaskStatus::Merging),
+                    commit_id: Some(before),
+                    ..Default::default()
+                };
+                let (r, task) = (run.to_string(), rec.id.clone());
+                store
+                    .call(move |s| s.update_task(&r, &task, &upd, None))
+                    .await?;
+                return Ok(TaskStatus::Merging);
+            }
+            Ok(TaskStatus::Pending)
+        }
         TaskStatus::Running => {
             // Its attempt died with the old process: keep its work, run it again.
             take_back(repo, store, run, rec).await?;
@@ -455,6 +479,16 @@ async fn take_up(
         }
         other => Ok(other),
     }
+}
+
+/// Whether the attempt that died was a resolver's, on a merge in its worktree.
+async fn resolving(store: &Arc<Store>, run: &str, rec: &crate::store::TaskRecord) -> bool {
+    let (r, task) = (run.to_string(), rec.id.clone());
+    let attempts = store.call(move |s| s.attempts(&r, &task)).await;
+    attempts
+        .ok()
+        .and_then(|a| a.last().map(|a| a.kind == crate::model::AttemptKind::Resolve))
+        .unwrap_or(false)
 }
 
 /// A task whose attempt died with the old process: what it left is
