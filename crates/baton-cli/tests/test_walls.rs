@@ -615,3 +615,60 @@ fn clean_leaves_a_persons_worktrees_on_run_branches_alone() {
     }
     assert_eq!(env.git(&["rev-parse", "--abbrev-ref", "HEAD"]), branch_b);
 }
+
+/// Callers waiting on a run whose process goes away are told so at once,
+/// not after the answer's timeout with "is its baton process stuck?".
+#[test]
+fn requests_to_a_run_that_ends_meanwhile_are_answered_that_it_ended() {
+    let env = TestEnv::new();
+    let mut child = hanging_run(&env);
+    // The engine stops answering (as if busy), then dies.
+    let pid = child.id() as i32;
+    // SAFETY: signalling a child of this test.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let callers: Vec<_> = (0..10)
+        .map(|_| {
+            baton(&env)
+                .args(["stop", "t"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    child.wait().unwrap();
+    for c in callers {
+        let out = c.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("is not going on"), "{said}");
+        assert!(!said.contains("stuck"), "{said}");
+    }
+    // The agent the dead baton left: ended here (a resume would reap it).
+    for pgid in store_rows(&env, "SELECT pgid FROM attempts WHERE pgid IS NOT NULL") {
+        if let Ok(g) = pgid.parse::<i32>() {
+            // SAFETY: signalling the test's own agent's group.
+            unsafe { libc::kill(-g, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Without a sandbox an agent can write the shared config; `core.bare =
+/// true` would leave the user's checkout unusable: baton turns it back.
+#[test]
+fn an_agent_that_makes_the_repository_bare_is_undone_and_reported() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"a\"\nprompt = '''git config --file \"$(git rev-parse --git-common-dir)/config\" core.bare true; echo a > a.txt'''\n"),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(env.git(&["config", "--get", "core.bare"]), "false", "{:#}", r.report);
+    assert!(env.git_output(&["status", "--porcelain"]).status.success());
+    let warnings = task(&r.report, "a")["warnings"].to_string();
+    assert!(warnings.contains("core.bare"), "{:#}", r.report);
+}

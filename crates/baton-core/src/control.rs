@@ -177,32 +177,59 @@ pub async fn request(
     let id = store
         .call(move |s| s.send_control(&r, &t, kind, m.as_deref()))
         .await?;
-    wait_answer(store, id, ANSWER_TIMEOUT)
-        .await?
-        .ok_or_else(|| ControlError::Timeout {
+    match wait_answer(store, paths, &run.id, id, ANSWER_TIMEOUT).await? {
+        Waited::Answered(a) => Ok(a),
+        Waited::TimedOut => Err(ControlError::Timeout {
             run: run.id.clone(),
-        })
+        }),
+        // It ended between the look above and the request: said at once.
+        Waited::Ended => {
+            let r = run.id.clone();
+            let now = store.call(move |s| s.run(&r)).await?;
+            Err(ControlError::NotLive {
+                run: run.id.clone(),
+                status: now.status,
+                kind,
+                resumable: now.finished_at.is_none(),
+            })
+        }
+    }
 }
 
-/// Waits for the process driving a run to answer control request `id`;
-/// None if it did not answer within `timeout`.
+/// How waiting for an answer ended.
+enum Waited {
+    Answered(Answer),
+    TimedOut,
+    /// No process drives the run any more, and none answered.
+    Ended,
+}
+
+/// Waits for the process driving `run` to answer control request `id`.
 async fn wait_answer(
     store: &Arc<Store>,
+    paths: &StatePaths,
+    run: &str,
     id: i64,
     timeout: Duration,
-) -> Result<Option<Answer>, StoreError> {
+) -> Result<Waited, StoreError> {
     let deadline = Instant::now() + timeout;
     loop {
+        // Looked at before the answer: an answer written just before the
+        // engine let go of the run is still read below.
+        let live = is_live(paths, run);
         if let Some(c) = store.call(move |s| s.control(id)).await? {
             if c.handled_at.is_some() {
-                return Ok(Some(Answer {
+                return Ok(Waited::Answered(Answer {
                     ok: c.ok == Some(true),
                     message: c.response.unwrap_or_default(),
                 }));
             }
         }
+        if !live {
+            return Ok(Waited::Ended);
+        }
         if Instant::now() > deadline {
-            return Ok(None);
+            return Ok(Waited::TimedOut);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

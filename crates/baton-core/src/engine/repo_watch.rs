@@ -1,7 +1,9 @@
 //! Changes to the repository itself during a run: an agent can write the
 //! shared `.git/config` (`core.bare = true` breaks the user's checkout) or
 //! its hooks, which every worktree shares. baton cannot stop that without a
-//! sandbox, but it notices and says so. A read-only look at two small places.
+//! sandbox, but it notices and says so (a read-only look at two small
+//! places), and puts `core.bare` back: a checkout git no longer sees as one
+//! is a broken repository for its user.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub(crate) struct RepoWatch {
     git_dir: PathBuf,
     config: Vec<String>,
+    /// The config as the run found it.
+    start_config: Vec<String>,
     hooks: BTreeMap<String, (u64, Option<std::time::SystemTime>)>,
 }
 
@@ -17,8 +21,15 @@ impl RepoWatch {
         RepoWatch {
             git_dir: git_dir.to_path_buf(),
             config: read_config(git_dir),
+            start_config: read_config(git_dir),
             hooks: read_hooks(git_dir),
         }
+    }
+
+    /// Whether `core.bare` was turned on since the run began (it was off).
+    pub fn made_bare(&self) -> bool {
+        let bare = |c: &[String]| c.iter().any(|l| l.replace(' ', "") == "bare=true");
+        !bare(&self.start_config) && bare(&read_config(&self.git_dir))
     }
 
     /// What changed since the last look, in words.

@@ -782,7 +782,15 @@ impl Engine {
     /// Says what changed in the repository's config and hooks, noticed as
     /// `task` ended (it, or a task running beside it, did it).
     async fn notice_repo_changes(&mut self, task: &str) {
-        let said = self.repo_watch.changes();
+        let mut said = Vec::new();
+        if self.repo_watch.made_bare() {
+            let root = &self.sh.repo.root;
+            match crate::git::git_ok(root, ["config", "core.bare", "false"]).await {
+                Ok(_) => said.push("core.bare was turned on in the repository's config during the run; baton turned it off again".to_string()),
+                Err(e) => said.push(format!("core.bare was turned on in the repository's config during the run, which breaks your checkout, and baton could not turn it off ({e}): run `git config core.bare false`")),
+            }
+        }
+        said.extend(self.repo_watch.changes());
         if said.is_empty() {
             return;
         }
