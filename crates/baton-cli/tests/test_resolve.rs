@@ -164,6 +164,13 @@ fn a_crash_during_a_resolution_resumes_with_the_resolver() {
     }
     let integration = r.report["integration_branch"].as_str().unwrap();
     let shared = show(&env, integration, "shared.txt").unwrap();
-    assert!(shared.contains("from a") && shared.contains("from b") && !shared.contains("<<<<<<<"), "{shared}");
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "b\n", "b's own agent ran once");
+    assert!(
+        shared.contains("from a") && shared.contains("from b") && !shared.contains("<<<<<<<"),
+        "{shared}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "b\n",
+        "b's own agent ran once"
+    );
 }

@@ -607,11 +607,23 @@ fn clean_leaves_a_persons_worktrees_on_run_branches_alone() {
     env.git(&["checkout", "-q", &branch_b]);
     let out = output(baton(&env).arg("clean"));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(review.join(".env").exists() && review.join("node_modules/x").exists(), "{said}");
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        review.join(".env").exists() && review.join("node_modules/x").exists(),
+        "{said}"
+    );
     assert!(said.contains("a worktree baton did not make"), "{said}");
     for b in [&branch_a, &branch_b] {
-        assert!(env.git_output(&["rev-parse", "--verify", b]).status.success(), "{b} stays");
+        assert!(
+            env.git_output(&["rev-parse", "--verify", b])
+                .status
+                .success(),
+            "{b} stays"
+        );
     }
     assert_eq!(env.git(&["rev-parse", "--abbrev-ref", "HEAD"]), branch_b);
 }
@@ -667,7 +679,12 @@ fn an_agent_that_makes_the_repository_bare_is_undone_and_reported() {
     );
     env.commit_all("plan");
     let r = run_json(&env, &[]);
-    assert_eq!(env.git(&["config", "--get", "core.bare"]), "false", "{:#}", r.report);
+    assert_eq!(
+        env.git(&["config", "--get", "core.bare"]),
+        "false",
+        "{:#}",
+        r.report
+    );
     assert!(env.git_output(&["status", "--porcelain"]).status.success());
     let warnings = task(&r.report, "a")["warnings"].to_string();
     assert!(warnings.contains("core.bare"), "{:#}", r.report);

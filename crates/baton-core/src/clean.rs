@@ -50,7 +50,10 @@ pub async fn survey(repo: &Repo, run: &RunRecord) -> Result<Cleanup, GitError> {
             .push((name.to_string(), tip.to_string(), archive));
     }
     let root = PathBuf::from(&run.worktrees_dir);
-    let main = repo.root.canonicalize().unwrap_or_else(|_| repo.root.clone());
+    let main = repo
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| repo.root.clone());
     for (path, branch) in repo.worktrees().await? {
         let on_run_branch = branch.as_deref().is_some_and(|b| b.starts_with(&prefix));
         // The run's own: its tasks' desks (where the run put them, or in

@@ -439,8 +439,14 @@ async fn take_up(
             let before = rec.commit_id.clone();
             take_back(repo, store, run, rec).await?;
             if let (Some(before), Some(wt)) = (before, rec.existing_worktree()) {
-                if let Err(e) = repo.in_desk_ok(wt, ["reset", "-q", "--hard", before.as_str()]).await {
-                    tracing::warn!("task {}: cannot take back the merge it was resolving: {e}", rec.id);
+                if let Err(e) = repo
+                    .in_desk_ok(wt, ["reset", "-q", "--hard", before.as_str()])
+                    .await
+                {
+                    tracing::warn!(
+                        "task {}: cannot take back the merge it was resolving: {e}",
+                        rec.id
+                    );
                     return Ok(TaskStatus::Pending);
                 }
                 let upd = TaskUpdate {
@@ -487,7 +493,10 @@ async fn resolving(store: &Arc<Store>, run: &str, rec: &crate::store::TaskRecord
     let attempts = store.call(move |s| s.attempts(&r, &task)).await;
     attempts
         .ok()
-        .and_then(|a| a.last().map(|a| a.kind == crate::model::AttemptKind::Resolve))
+        .and_then(|a| {
+            a.last()
+                .map(|a| a.kind == crate::model::AttemptKind::Resolve)
+        })
         .unwrap_or(false)
 }
 
