@@ -38,13 +38,17 @@ for line in server.stderr:
         host, port = m.group(1), int(m.group(2))
         break
 threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
+# Every request needs a token, on loopback too: this user's own.
+link = subprocess.run([baton, "token", "url"], cwd=work, env=env, check=True,
+                      capture_output=True, text=True).stdout.strip()
+auth = {"Authorization": "Bearer " + link.split("#token=")[1]}
 
 latencies = []
 done = threading.Event()
 
 def listen():
     c = http.client.HTTPConnection(host, port, timeout=60)
-    c.request("GET", "/api/events", headers={"Accept": "text/event-stream"})
+    c.request("GET", "/api/events", headers={"Accept": "text/event-stream", **auth})
     r = c.getresponse()
     ready.set()
     while len(latencies) < AGENTS * LINES:
@@ -67,7 +71,7 @@ ready.wait(10)
 
 def post(path, body):
     c = http.client.HTTPConnection(host, port, timeout=30)
-    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **auth})
     r = c.getresponse()
     return r.status, r.read()
 

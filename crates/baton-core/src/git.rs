@@ -476,6 +476,46 @@ impl Repo {
             .map(drop)
     }
 
+    /// Which of `oids` the repository does not have (each once), asked of
+    /// one `git cat-file --batch-check`.
+    pub async fn missing_objects(&self, oids: &[&str]) -> Vec<String> {
+        use tokio::io::AsyncWriteExt;
+        let mut unique: Vec<&str> = Vec::new();
+        for o in oids {
+            if !unique.contains(o) {
+                unique.push(o);
+            }
+        }
+        if unique.is_empty() {
+            return Vec::new();
+        }
+        let child = Command::new("git")
+            .args(HARDENED)
+            .args(["cat-file", "--batch-check=%(objectname)"])
+            .current_dir(&self.root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let Ok(mut child) = child else {
+            return Vec::new();
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let asked: String = unique.iter().map(|o| format!("{o}\n")).collect();
+            let _ = stdin.write_all(asked.as_bytes()).await;
+        }
+        let Ok(out) = child.wait_with_output().await else {
+            return Vec::new();
+        };
+        // Each line is the object's name, or "<name> missing".
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(" missing"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The tree a commit holds.
     pub async fn tree_of(&self, commit: &str) -> Result<String, GitError> {
         let spec = format!("{commit}^{{tree}}");

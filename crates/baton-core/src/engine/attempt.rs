@@ -893,9 +893,14 @@ async fn keep_work(sh: &Shared, st: &Start, n: u32, k: Kept<'_>) -> Result<Optio
     }
     let committed = sh.repo.commit_all(worktree, &msg).await;
     if let Some(own) = k.own_git {
-        // In step with the branch again, for the gates and for a resume
-        // (which brings home only what is new).
-        if let Err(e) = own.make(&sh.repo, worktree).await {
+        // Home now: in step with the branch again for the gates, else gone
+        // (a resume brings home only what an agent left since).
+        let renewed = if st.spec.gates.is_empty() {
+            own.remove()
+        } else {
+            own.make(&sh.repo, worktree).await
+        };
+        if let Err(e) = renewed {
             tracing::warn!("task {task}: cannot renew the desk's own git directory: {e}");
         }
     }

@@ -23,11 +23,17 @@ impl Tail {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() > self.cap * 2 {
-            let cut = self.buf.len() - self.cap;
+        // Only the end of a big chunk can stay.
+        let bytes = &bytes[bytes.len().saturating_sub(self.cap)..];
+        // Room is made before it grows: the buffer never holds more than
+        // its cap and a little slack, whatever the agent prints.
+        let slack = self.cap / 4;
+        if self.buf.len() + bytes.len() > self.cap + slack {
+            let keep = self.cap.saturating_sub(bytes.len());
+            let cut = self.buf.len().saturating_sub(keep);
             self.buf.drain(..cut);
         }
+        self.buf.extend_from_slice(bytes);
     }
 
     pub fn text(&self) -> String {

@@ -16,10 +16,15 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
 
-const STDOUT_TAIL: usize = 256 * 1024;
+const STDOUT_TAIL: usize = 64 * 1024;
 const STDERR_TAIL: usize = 16 * 1024;
+/// What one read of an agent's pipe takes at most.
+const READ_BUF: usize = 16 * 1024;
+/// Messages from an agent's pumps not yet taken by the attempt: a full
+/// queue holds the pumps (and so the agent), not baton's memory.
+const QUEUE: usize = 64;
 const MAX_LINE: usize = 1024 * 1024;
 
 pub(crate) struct Spec<'a> {
@@ -166,11 +171,11 @@ async fn pump<R: AsyncRead + Unpin>(
     tail_cap: usize,
     combined: Arc<Mutex<Tail>>,
     mut parser: Option<Box<dyn StreamParser>>,
-    tx: UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
 ) -> (String, Option<Finish>) {
     let mut tail = Tail::new(tail_cap);
     let mut lines = Lines::new(MAX_LINE);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; READ_BUF];
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -182,12 +187,15 @@ async fn pump<R: AsyncRead + Unpin>(
         if let Ok(mut c) = combined.lock() {
             c.push(chunk);
         }
-        let _ = tx.send(Msg::Output);
+        // A sign of life: one waiting is enough.
+        let _ = tx.try_send(Msg::Output);
         if let Some(p) = parser.as_mut() {
             let mut events = Vec::new();
             lines.feed(chunk, |l| events.extend(p.line(l)));
             if !events.is_empty() {
-                let _ = tx.send(Msg::Events(events));
+                // Waits while the queue is full: the agent's pipe fills and
+                // it waits too, instead of baton's memory growing.
+                let _ = tx.send(Msg::Events(events)).await;
             }
         }
     }
@@ -196,7 +204,7 @@ async fn pump<R: AsyncRead + Unpin>(
         let mut events = Vec::new();
         lines.finish(|l| events.extend(p.line(l)));
         if !events.is_empty() {
-            let _ = tx.send(Msg::Events(events));
+            let _ = tx.send(Msg::Events(events)).await;
         }
     }
     let raw = tail.text();
@@ -232,7 +240,7 @@ pub(crate) struct Running<'a> {
     steer: Option<SteerLine<'a>>,
     stall_after: Option<Duration>,
     redactor: Option<Arc<Redactor>>,
-    msgs: UnboundedReceiver<Msg>,
+    msgs: mpsc::Receiver<Msg>,
     combined: Arc<Mutex<Tail>>,
     out_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
     err_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
@@ -285,7 +293,7 @@ pub(crate) async fn spawn<'a>(
             let _ = tx.send(l.clone());
         }
     }
-    let (tx, msgs) = mpsc::unbounded_channel::<Msg>();
+    let (tx, msgs) = mpsc::channel::<Msg>(QUEUE);
     let combined = Arc::new(Mutex::new(Tail::new(STDERR_TAIL)));
     let writer = |file| LogWriter {
         file: Some(file),
@@ -396,8 +404,22 @@ impl Running<'_> {
                 .ok()?
                 .ok()
         }
-        let (_, finish) = join(self.out_task.take()).await.unwrap_or_default();
-        let (stderr_tail, _) = join(self.err_task.take()).await.unwrap_or_default();
+        // The pumps may wait on a full queue: it is read while they end.
+        let (out, err) = (self.out_task.take(), self.err_task.take());
+        let joined = async { (join(out).await, join(err).await) };
+        tokio::pin!(joined);
+        let (out, err) = loop {
+            tokio::select! {
+                both = &mut joined => break both,
+                Some(msg) = self.msgs.recv() => {
+                    if let Msg::Events(evs) = &msg {
+                        let _ = sink.events(evs).await;
+                    }
+                }
+            }
+        };
+        let (_, finish) = out.unwrap_or_default();
+        let (stderr_tail, _) = err.unwrap_or_default();
         // What the pumps read after the exit still counts (usage, the final result).
         while let Ok(msg) = self.msgs.try_recv() {
             if let Msg::Events(evs) = &msg {

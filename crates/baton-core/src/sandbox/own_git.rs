@@ -97,6 +97,15 @@ impl OwnGit {
         std::fs::write(&self.dotgit, pointer).map_err(io)
     }
 
+    /// Removes the directory (its work is home).
+    pub fn remove(&self) -> Result<(), GitError> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(GitError::Other(format!("{}: {e}", self.dir.display()))),
+        }
+    }
+
     /// Fetches what the desk's HEAD ended on into the repository (kept
     /// under `keep`), and the other commits its reflog names as far as they
     /// can be had. Run only once nothing runs in the sandbox any more.
@@ -112,15 +121,10 @@ impl OwnGit {
         let head = git_ok(&repo.root, ["rev-parse", "--verify", keep]).await?;
         // Commits it made and then left (a reset, a rebase): kept in the
         // repository too, for the task's history to keep under refs.
-        let mut others: Vec<&str> = Vec::new();
-        for (sha, _) in &log {
-            let known = git(&repo.root, ["cat-file", "-e", &format!("{sha}^{{commit}}")]).await;
-            if *sha != head && !others.contains(&sha.as_str()) && !known.is_ok_and(|o| o.code == 0)
-            {
-                others.push(sha);
-            }
-        }
+        let named: Vec<&str> = log.iter().map(|(sha, _)| sha.as_str()).collect();
+        let others = repo.missing_objects(&named).await;
         if !others.is_empty() {
+            let others: Vec<&str> = others.iter().map(String::as_str).collect();
             if let Err(e) = fetch(repo, &self.dir, &others).await {
                 tracing::warn!("commits the agent left behind could not be fetched: {e}");
             }
@@ -179,28 +183,35 @@ async fn fetch(repo: &Repo, from: &Path, refspecs: &[&str]) -> Result<(), GitErr
 /// repository's object format), the sparse checkout its work tree has, and
 /// the identity commits in the repository get.
 async fn own_config(repo: &Repo, trusted: &Path) -> String {
-    let get = |key: &'static str| async move {
-        let out = git(&repo.root, ["config", "--get", key]).await.ok()?;
-        let v = out.stdout.trim().to_string();
-        (out.code == 0 && !v.is_empty()).then_some(v)
+    // One git for every setting wanted (a process costs more than a look).
+    let wanted = r"^(user\.(name|email)|extensions\.objectformat|core\.sparsecheckoutcone)$";
+    let listed = git(&repo.root, ["config", "--get-regexp", wanted])
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let get = |key: &str| {
+        listed
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .last()
     };
     let mut text = String::from("[core]\n\tbare = false\n\tlogallrefupdates = true\n");
-    match get("extensions.objectformat").await {
+    match get("extensions.objectformat") {
         Some(format) => text.push_str(&format!(
             "\trepositoryformatversion = 1\n[extensions]\n\tobjectformat = {format}\n"
         )),
         None => text.push_str("\trepositoryformatversion = 0\n"),
     }
     if trusted.join("info/sparse-checkout").exists() {
-        let cone = git(&repo.root, ["config", "--get", "core.sparsecheckoutcone"])
-            .await
-            .is_ok_and(|o| o.stdout.trim() != "false");
+        let cone = get("core.sparsecheckoutcone").is_none_or(|v| v != "false");
         text.push_str(&format!(
             "[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = {cone}\n"
         ));
     }
-    let name = get("user.name").await;
-    let email = get("user.email").await;
+    let (name, email) = (get("user.name"), get("user.email"));
     if name.is_some() || email.is_some() {
         text.push_str("[user]\n");
         for (k, v) in [("name", name), ("email", email)] {
