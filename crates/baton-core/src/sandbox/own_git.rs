@@ -195,8 +195,7 @@ async fn own_config(repo: &Repo, trusted: &Path) -> String {
             .filter_map(|l| l.split_once(' '))
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .next_back()
+            .rfind(|v| !v.is_empty())
     };
     let mut text = String::from("[core]\n\tbare = false\n\tlogallrefupdates = true\n");
     match get("extensions.objectformat") {
