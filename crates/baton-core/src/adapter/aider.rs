@@ -135,6 +135,11 @@ impl StreamParser for AiderParser {
         out
     }
 
+    /// Its result is its plain output.
+    fn tail_wanted(&self) -> usize {
+        super::TEXT_TAIL
+    }
+
     fn finish(&mut self, stdout_tail: &str) -> Finish {
         // aider exits 0 when it gives up on a rate limit; that is a failure.
         let gave_up = self

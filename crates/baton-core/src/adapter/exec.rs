@@ -69,6 +69,11 @@ impl StreamParser for ExecParser {
         Vec::new()
     }
 
+    /// Its result is its plain output.
+    fn tail_wanted(&self) -> usize {
+        super::TEXT_TAIL
+    }
+
     fn finish(&mut self, stdout_tail: &str) -> Finish {
         Finish {
             final_message: stdout_tail.trim().to_string(),

@@ -181,6 +181,10 @@ impl super::StreamParser for Recognise {
         events
     }
 
+    fn tail_wanted(&self) -> usize {
+        self.inner.tail_wanted()
+    }
+
     fn finish(&mut self, stdout_tail: &str) -> super::Finish {
         let mut finish = self.inner.finish(stdout_tail);
         if finish.limit.is_none() {

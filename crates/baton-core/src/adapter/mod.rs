@@ -73,7 +73,17 @@ pub trait StreamParser: Send {
     /// Called once the process has exited; `stdout_tail` is the end of its
     /// standard output (bounded), for adapters whose result is plain text.
     fn finish(&mut self, stdout_tail: &str) -> Finish;
+    /// How much of the end of stdout `finish` needs: a CLI whose result is
+    /// in its stream needs little, and each running agent holds this much.
+    fn tail_wanted(&self) -> usize {
+        SMALL_TAIL
+    }
 }
+
+/// The end of stdout kept for a CLI whose result is in its stream.
+pub const SMALL_TAIL: usize = 16 * 1024;
+/// The end of stdout kept for one whose result is its plain output.
+pub const TEXT_TAIL: usize = 256 * 1024;
 
 pub trait Adapter: Send + Sync {
     fn launch(&self, req: &LaunchRequest) -> Result<Launch, String>;

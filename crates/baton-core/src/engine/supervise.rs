@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
-const STDOUT_TAIL: usize = 64 * 1024;
+const STDOUT_TAIL: usize = crate::adapter::TEXT_TAIL;
 const STDERR_TAIL: usize = 16 * 1024;
 /// What one read of an agent's pipe takes at most.
 const READ_BUF: usize = 16 * 1024;
@@ -300,12 +300,14 @@ pub(crate) async fn spawn<'a>(
         redactor: redactor.clone(),
         pending: Vec::new(),
     };
+    // Only what the parser's finish reads is kept of the end of stdout.
+    let tail = parser.as_ref().map_or(STDOUT_TAIL, |p| p.tail_wanted());
     let out_task = child.stdout.take().map(|s| {
         let log = writer(log_out);
         tokio::spawn(pump(
             s,
             log,
-            STDOUT_TAIL,
+            tail,
             combined.clone(),
             parser,
             tx.clone(),
