@@ -33,10 +33,15 @@ env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_AUTHOR_NAME="bench", G
            GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="b@localhost")
 
 
+# Claude Code's last line: the run's tasks succeed.
+RESULT = '{"type":"result","subtype":"success","is_error":false,"result":"streamed"}'
+
+
 def plan():
     text = (f'[run]\nmax_parallel = {AGENTS}\n\n'
             f'[agent.stream]\nadapter = "claude"\ncommand = ["{fake}"]\n'
-            f'env = {{ FAKE_AGENT_SCRIPT = "stream {LINES} {PAUSE_MS}" }}\n\n[defaults]\nagent = "stream"\n')
+            f"env = {{ FAKE_AGENT_SCRIPT = '''stream {LINES} {PAUSE_MS}; say {RESULT}''' }}\n\n"
+            '[defaults]\nagent = "stream"\n')
     for i in range(AGENTS):
         text += f'\n[[task]]\nid = "s{i}"\nprompt = "stream {i}"\n'
     return text

@@ -125,6 +125,23 @@ fn init_logging(verbose: u8, file: Option<&PathBuf>, screen: bool) -> anyhow::Re
     Ok(())
 }
 
+/// Threads for blocking work (the store, file copies): enough for the
+/// store's one writer and readers, and git's waits, at once.
+const BLOCKING_THREADS: usize = 16;
+
+/// Memory that does not grow with the number of threads: glibc gives each
+/// thread that allocates an arena of its own (up to 8 per core), and their
+/// free space is not shared, so a burst of store writes on many threads
+/// leaves the process far bigger than what it holds.
+fn bounded_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // thread of ours starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Runs the agent under the sandbox's network bridge; prints nothing (its
 /// output is the agent's).
 fn sandbox_bridge(
@@ -239,8 +256,13 @@ fn main() -> ExitCode {
         Some(d) => d.clone(),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
+    bounded_malloc();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Store calls run on blocking threads: with many agents writing at
+        // once an unbounded pool grows a thread (and a malloc arena) per
+        // writer, which all wait on one database anyway.
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,

@@ -21,10 +21,10 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 const STDOUT_TAIL: usize = crate::adapter::TEXT_TAIL;
 const STDERR_TAIL: usize = 16 * 1024;
 /// What one read of an agent's pipe takes at most.
-const READ_BUF: usize = 16 * 1024;
+const READ_BUF: usize = 8 * 1024;
 /// Messages from an agent's pumps not yet taken by the attempt: a full
 /// queue holds the pumps (and so the agent), not baton's memory.
-const QUEUE: usize = 64;
+const QUEUE: usize = 2;
 const MAX_LINE: usize = 1024 * 1024;
 
 pub(crate) struct Spec<'a> {
@@ -304,14 +304,7 @@ pub(crate) async fn spawn<'a>(
     let tail = parser.as_ref().map_or(STDOUT_TAIL, |p| p.tail_wanted());
     let out_task = child.stdout.take().map(|s| {
         let log = writer(log_out);
-        tokio::spawn(pump(
-            s,
-            log,
-            tail,
-            combined.clone(),
-            parser,
-            tx.clone(),
-        ))
+        tokio::spawn(pump(s, log, tail, combined.clone(), parser, tx.clone()))
     });
     let err_task = child.stderr.take().map(|s| {
         let log = writer(log_err);
@@ -398,26 +391,33 @@ impl Running<'_> {
         if let Some(w) = self.watchdog {
             w.forget(self.pgid);
         }
-        // Output pipes close once the group is gone; a process that escaped the
-        // group may hold them open, so do not wait forever.
+        // Output pipes close once the group is gone; a process that escaped
+        // the group may hold them open, so do not wait forever: the pumps
+        // may go on while they make progress (they wait on a full queue,
+        // which is read here), and are given up after IDLE without any.
         async fn join<T>(t: Option<tokio::task::JoinHandle<T>>) -> Option<T> {
-            tokio::time::timeout(Duration::from_secs(2), t?)
-                .await
-                .ok()?
-                .ok()
+            t?.await.ok()
         }
-        // The pumps may wait on a full queue: it is read while they end.
+        const IDLE: Duration = Duration::from_secs(2);
+        // And not forever even then (one that escaped and prints on).
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
         let (out, err) = (self.out_task.take(), self.err_task.take());
         let joined = async { (join(out).await, join(err).await) };
         tokio::pin!(joined);
+        let mut deadline = tokio::time::Instant::now() + IDLE;
+        let mut open = true;
         let (out, err) = loop {
             tokio::select! {
                 both = &mut joined => break both,
-                Some(msg) = self.msgs.recv() => {
-                    if let Msg::Events(evs) = &msg {
-                        let _ = sink.events(evs).await;
+                msg = self.msgs.recv(), if open => match msg {
+                    Some(Msg::Events(evs)) => {
+                        let _ = sink.events(&evs).await;
+                        deadline = tokio::time::Instant::now() + IDLE;
                     }
-                }
+                    Some(Msg::Output) => deadline = tokio::time::Instant::now() + IDLE,
+                    None => open = false,
+                },
+                () = tokio::time::sleep_until(deadline.min(give_up)) => break (None, None),
             }
         };
         let (_, finish) = out.unwrap_or_default();

@@ -95,6 +95,9 @@ pub struct TaskUpdate {
     pub agent: Option<String>,
 }
 
+/// Each connection's page cache: negative is KiB, in SQLite's words.
+const CACHE_KIB: i64 = -512;
+
 /// Columns added after the first schema, in order; `PRAGMA user_version`
 /// counts how many a database has.
 const MIGRATIONS: &[&str] = &[
@@ -204,12 +207,19 @@ impl Store {
         while_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
+        // Rows are written once and read by recent ones: a small page cache
+        // does (SQLite's default is 2 MiB a connection).
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(open_err)?;
         while_busy(|| migrate(&mut conn)).map_err(open_err)?;
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
             | rusqlite::OpenFlags::SQLITE_OPEN_URI;
         let reader = Connection::open_with_flags(path, flags).map_err(open_err)?;
         reader.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        reader
+            .pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(open_err)?;
         Ok(Store {
             file: file_id(path),
             events_tx: tokio::sync::broadcast::channel(1024).0,
