@@ -891,20 +891,7 @@ async fn keep_work(sh: &Shared, st: &Start, n: u32, k: Kept<'_>) -> Result<Optio
     if let Some(own) = k.own_git {
         take_home(sh, task, n, worktree, own).await;
     }
-    let committed = sh.repo.commit_all(worktree, &msg).await;
-    if let Some(own) = k.own_git {
-        // Home now: in step with the branch again for the gates, else gone
-        // (a resume brings home only what an agent left since).
-        let renewed = if st.spec.gates.is_empty() {
-            own.remove()
-        } else {
-            own.make(&sh.repo, worktree).await
-        };
-        if let Err(e) = renewed {
-            tracing::warn!("task {task}: cannot renew the desk's own git directory: {e}");
-        }
-    }
-    match committed {
+    let kept = match sh.repo.commit_all(worktree, &msg).await {
         Ok(committed) => {
             let (branch, start) = (&st.branch, &st.start_commit);
             let head = history::settle(sh, task, n, branch, start, worktree, k.before).await;
@@ -927,7 +914,21 @@ async fn keep_work(sh: &Shared, st: &Start, n: u32, k: Kept<'_>) -> Result<Optio
                 worktree.display()
             ))
         }
+    };
+    if let Some(own) = k.own_git {
+        // Home now (and read by the history above): in step with the branch
+        // again for the gates, else gone (a resume brings home only what an
+        // agent left since).
+        let renewed = if st.spec.gates.is_empty() {
+            own.remove()
+        } else {
+            own.make(&sh.repo, worktree).await
+        };
+        if let Err(e) = renewed {
+            tracing::warn!("task {task}: cannot renew the desk's own git directory: {e}");
+        }
     }
+    kept
 }
 
 /// A sandboxed agent's commits, from its desk's own git directory: fetched
@@ -969,7 +970,10 @@ pub(crate) async fn fetch_home(
     own: &crate::sandbox::OwnGit,
 ) -> Result<(), crate::git::GitError> {
     let keep = format!("{}-desk", crate::paths::attempt_ref(run, task, n));
-    let home = own.bring_home(repo, &keep).await?;
+    let Some(home) = own.bring_home(repo, &keep).await? else {
+        // Its HEAD never moved: what it did is in its files.
+        return Ok(());
+    };
     let moved = repo
         .in_desk_ok(worktree, ["reset", "-q", home.head.as_str(), "--"])
         .await;

@@ -84,8 +84,10 @@ pub(crate) async fn settle(
     log.truncate(seen.saturating_sub(before.logged));
     let on_branch = seen_in.checked_out().as_deref() == Some(branch);
     // Commits one after another on the task's branch lose nothing: the usual
-    // case costs no more git.
-    let only_commits = seen > 0
+    // case costs no more git. A desk's own directory records only the
+    // agent's moves (baton's leftover commit is made at home): none is one.
+    let nothing_else = seen > 0 || matches!(seen_in, Seen::Own(_));
+    let only_commits = nothing_else
         && log
             .iter()
             .all(|(_, why)| why.starts_with("commit:") || why.starts_with("commit (merge)"));

@@ -20,6 +20,9 @@ pub struct OwnGit {
     /// A file holding `gitdir: <dir>`, outside `dir` (so that nothing in
     /// the sandbox can change it).
     pub dotgit: PathBuf,
+    /// What `dir` held when it was made (its HEAD, its refs), outside it:
+    /// a desk whose HEAD never moved has nothing to bring home.
+    made: PathBuf,
 }
 
 /// What came home from a desk's own git directory.
@@ -40,6 +43,7 @@ impl OwnGit {
         OwnGit {
             dir: base.join("git"),
             dotgit: base.join("dotgit"),
+            made: base.join("made"),
         }
     }
 
@@ -91,8 +95,11 @@ impl OwnGit {
             "objects/info/alternates",
             format!("{}\n", objects.display()),
         )?;
-        write("packed-refs", packed_refs(&refs))?;
+        let packed = packed_refs(&refs);
+        write("packed-refs", packed.clone())?;
         write("config", config)?;
+        let head = std::fs::read_to_string(self.dir.join("HEAD")).unwrap_or_default();
+        std::fs::write(&self.made, fingerprint(&head, &packed)).map_err(io)?;
         let pointer = format!("gitdir: {}\n", self.dir.display());
         std::fs::write(&self.dotgit, pointer).map_err(io)
     }
@@ -109,7 +116,10 @@ impl OwnGit {
     /// Fetches what the desk's HEAD ended on into the repository (kept
     /// under `keep`), and the other commits its reflog names as far as they
     /// can be had. Run only once nothing runs in the sandbox any more.
-    pub async fn bring_home(&self, repo: &Repo, keep: &str) -> Result<Home, GitError> {
+    pub async fn bring_home(&self, repo: &Repo, keep: &str) -> Result<Option<Home>, GitError> {
+        if self.untouched() {
+            return Ok(None);
+        }
         let head_file = std::fs::read_to_string(self.dir.join("HEAD")).unwrap_or_default();
         let branch = head_file
             .trim()
@@ -129,8 +139,37 @@ impl OwnGit {
                 tracing::warn!("commits the agent left behind could not be fetched: {e}");
             }
         }
-        Ok(Home { head, branch, log })
+        Ok(Some(Home { head, branch, log }))
     }
+
+    /// Whether HEAD is where it was made, read from the files alone (the
+    /// usual end of an agent that leaves its changes uncommitted): the same
+    /// HEAD and packed refs, no ref of its own written, no reflog, no
+    /// pointer elsewhere. Anything else is fetched.
+    fn untouched(&self) -> bool {
+        let read = |p: &str| std::fs::read_to_string(self.dir.join(p)).unwrap_or_default();
+        let head = read("HEAD");
+        let loose = head
+            .trim()
+            .strip_prefix("ref: ")
+            .is_some_and(|r| self.dir.join(r).exists());
+        let moved = loose
+            || self.dir.join("logs").exists()
+            || self.dir.join("commondir").exists()
+            || self.dir.join("reftable").exists();
+        let was = std::fs::read_to_string(&self.made).ok();
+        !moved && was.is_some_and(|w| w == fingerprint(&head, &read("packed-refs")))
+    }
+}
+
+/// A digest of a git directory's HEAD and packed refs.
+fn fingerprint(head: &str, packed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(head.as_bytes());
+    h.update([0]);
+    h.update(packed.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A packed-refs file as git writes it (other readers, such as aider's
@@ -183,12 +222,7 @@ async fn fetch(repo: &Repo, from: &Path, refspecs: &[&str]) -> Result<(), GitErr
 /// repository's object format), the sparse checkout its work tree has, and
 /// the identity commits in the repository get.
 async fn own_config(repo: &Repo, trusted: &Path) -> String {
-    // One git for every setting wanted (a process costs more than a look).
-    let wanted = r"^(user\.(name|email)|extensions\.objectformat|core\.sparsecheckoutcone)$";
-    let listed = git(&repo.root, ["config", "--get-regexp", wanted])
-        .await
-        .map(|o| o.stdout)
-        .unwrap_or_default();
+    let listed = settings(repo).await;
     let get = |key: &str| {
         listed
             .lines()
@@ -220,6 +254,32 @@ async fn own_config(repo: &Repo, trusted: &Path) -> String {
         }
     }
     text
+}
+
+/// The repository's settings a desk's own directory takes, asked of git
+/// once per repository in a process (one git for all of them: a process
+/// costs more than a look, and a run makes many desks).
+async fn settings(repo: &Repo) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(known) = seen
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&repo.common_dir).cloned())
+    {
+        return known;
+    }
+    let wanted = r"^(user\.(name|email)|extensions\.objectformat|core\.sparsecheckoutcone)$";
+    let listed = git(&repo.root, ["config", "--get-regexp", wanted])
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    if let Ok(mut m) = seen.lock() {
+        m.insert(repo.common_dir.clone(), listed.clone());
+    }
+    listed
 }
 
 /// A config value in double quotes, as git reads it back.
