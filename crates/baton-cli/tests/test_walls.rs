@@ -132,6 +132,12 @@ fn without_a_sandbox_a_rewritten_dot_git_keeps_batons_commit_off_the_users_branc
     );
     let branch = task(&r.report, "a")["branch"].as_str().unwrap().to_string();
     assert_eq!(show(&env, &branch, "mine.txt").as_deref(), Some("mine\n"));
+    // Said, and the worktree's pointer put back.
+    let warnings = task(&r.report, "a")["warnings"].to_string();
+    assert!(
+        warnings.contains("rewrote its worktree's .git"),
+        "{warnings}"
+    );
 }
 
 #[test]

@@ -888,8 +888,9 @@ pub(crate) fn desk_name(task: &str) -> String {
 async fn keep_work(sh: &Shared, st: &Start, n: u32, k: Kept<'_>) -> Result<Option<String>, String> {
     let (task, worktree) = (st.spec.id.as_str(), st.worktree.as_path());
     let msg = format!("baton: {task} attempt {n} ({})", k.label);
-    if let Some(own) = k.own_git {
-        take_home(sh, task, n, worktree, own).await;
+    match k.own_git {
+        Some(own) => take_home(sh, task, n, worktree, own).await,
+        None => restore_dot_git(sh, task, n, worktree).await,
     }
     let kept = match sh.repo.commit_all(worktree, &msg).await {
         Ok(committed) => {
@@ -929,6 +930,57 @@ async fn keep_work(sh: &Shared, st: &Start, n: u32, k: Kept<'_>) -> Result<Optio
         }
     }
     kept
+}
+
+/// An agent without a sandbox can rewrite or replace its worktree's `.git`
+/// (baton's own git never follows it): what it put there is moved aside,
+/// kept, baton's pointer goes back, and the task says so.
+async fn restore_dot_git(sh: &Shared, task: &str, n: u32, worktree: &std::path::Path) {
+    let Some(trusted) = sh.repo.desk_git_dir(worktree) else {
+        return;
+    };
+    let dotgit = worktree.join(".git");
+    let named = std::fs::read_to_string(&dotgit).ok().and_then(|t| {
+        let p = std::path::PathBuf::from(t.trim().strip_prefix("gitdir:")?.trim());
+        Some(worktree.join(p))
+    });
+    let same = |p: &std::path::Path| p.canonicalize().ok() == trusted.canonicalize().ok();
+    if named.as_deref().is_some_and(same) {
+        return;
+    }
+    let aside = sh
+        .paths
+        .run_dir(&sh.run_id)
+        .join("desks")
+        .join(desk_name(task))
+        .join(format!("dot-git-{n}"));
+    let moved = aside
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::rename(&dotgit, &aside).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+        })
+        .and_then(|()| std::fs::write(&dotgit, format!("gitdir: {}\n", trusted.display())));
+    let said = match moved {
+        Ok(()) => format!(
+            "the agent rewrote its worktree's .git; baton's git did not follow it, what it wrote is kept at {}, and the worktree points at its git directory again",
+            aside.display()
+        ),
+        Err(e) => format!("the agent rewrote its worktree's .git, and baton could not put it back: {e}"),
+    };
+    let data = json!({ "warnings": [said.clone()], "kept": [] });
+    sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
+        .await;
+    let id = task.to_string();
+    if let Err(e) = sh
+        .db(move |s, run| s.add_task_warnings(run, &id, &[said]))
+        .await
+    {
+        tracing::warn!("task {task}: cannot record a warning: {e}");
+    }
 }
 
 /// A sandboxed agent's commits, from its desk's own git directory: fetched
