@@ -46,8 +46,15 @@ pub(crate) fn serve(env: &TestEnv, addr: &str) -> Server {
     Server { child, url }
 }
 
-/// A JSON POST to a server; its status and the whole answer.
-pub(crate) fn http_post(url: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+/// One request to a server (a JSON body when given); its status and the
+/// whole answer.
+fn http(
+    method: &str,
+    url: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, String) {
     let host = url
         .trim_start_matches("http://")
         .replace("0.0.0.0", "127.0.0.1");
@@ -55,10 +62,18 @@ pub(crate) fn http_post(url: &str, path: &str, body: &str, token: Option<&str>) 
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let content = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or_default()
     )
     .unwrap();
     let mut text = String::new();
@@ -67,23 +82,13 @@ pub(crate) fn http_post(url: &str, path: &str, body: &str, token: Option<&str>) 
     (status, text)
 }
 
+/// A JSON POST to a server; its status and the whole answer.
+pub(crate) fn http_post(url: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    http("POST", url, path, Some(body), token)
+}
+
 fn http_get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let host = url
-        .trim_start_matches("http://")
-        .replace("0.0.0.0", "127.0.0.1");
-    let mut s = std::net::TcpStream::connect(&host).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, text)
+    http("GET", url, path, None, token)
 }
 
 #[test]

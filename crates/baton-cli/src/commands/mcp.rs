@@ -43,16 +43,6 @@ pub struct McpArgs {
     pub connect: Option<PathBuf>,
 }
 
-/// SIGTERM or Ctrl-C: baton ends a lead's door when its attempt ends.
-async fn terminated() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-    }
-}
-
 /// Copies stdin to the socket and the socket to stdout until either ends.
 async fn relay(socket: &Path) -> anyhow::Result<i32> {
     use anyhow::Context;
@@ -109,7 +99,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         task: args.as_task,
     };
     let served = match &args.listen {
-        Some(path) => mcp::serve_socket(state.clone(), scope, path, terminated()).await,
+        Some(path) => mcp::serve_socket(state.clone(), scope, path, super::terminated()).await,
         None => mcp::serve_stdio(state.clone(), scope).await,
     };
     // The client is gone: runs driven here stop their agents and keep their work.

@@ -244,3 +244,14 @@ pub async fn send_control(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Until SIGTERM or Ctrl-C: how a long-running command (`serve`, a lead's
+/// `mcp --listen`) is told to stop.
+pub async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -24,12 +24,7 @@ pub struct ServeArgs {
 }
 
 async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-    }
+    super::terminated().await;
     eprintln!("baton serve: stopping; running agents are stopped and their work committed, `baton serve` resumes them");
 }
 
