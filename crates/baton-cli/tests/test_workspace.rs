@@ -328,6 +328,14 @@ setup = ["mkdir -p cache; cat lock.txt > cache/deps; pwd > cache/where; echo ${{
     assert!(ran.contains("four\n"), "{ran}");
     let integration = r.report["integration_branch"].as_str().unwrap();
     assert_eq!(show(&env, integration, "four.txt").as_deref(), Some("v2\n"));
+    // A task's marker in the pool stands for a desk that is there.
+    let pool = env.repo.join(".git/baton/worktrees/.pool");
+    for e in std::fs::read_dir(&pool).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(slot) = name.strip_suffix(".task") {
+            assert!(pool.join(slot).is_dir(), "{name} marks a desk that is gone");
+        }
+    }
 }
 
 #[test]

@@ -84,8 +84,9 @@ impl Desks {
         // drops git's metadata of all of them (cheaper than one `git worktree
         // remove` each when many tasks end at once).
         for path in &gone {
-            if let Err(e) = tokio::fs::remove_dir_all(path).await {
-                tracing::warn!("cannot remove {}: {e}", path.display());
+            match tokio::fs::remove_dir_all(path).await {
+                Ok(()) => super::pool::forget(path),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
             }
         }
         if !gone.is_empty() {

@@ -16,7 +16,8 @@ use std::time::Duration;
 pub(crate) struct Door {
     /// The directory holding the socket, bound into the lead's sandbox.
     pub dir: PathBuf,
-    _server: tokio::process::Child,
+    /// Killed with its handle (`kill_on_drop`), or with baton.
+    server: tokio::process::Child,
 }
 
 impl Drop for Door {
@@ -44,18 +45,18 @@ pub(crate) async fn open(
     // Under the temporary directory, which every sandbox has a private one
     // of: no other agent sees it. Short: a socket path has at most 107 bytes.
     let dir = std::env::temp_dir().join(format!("baton-{}-lead-{k}", std::process::id()));
-    make_private_dir(&dir)?;
     let socket = dir.join("door.sock");
-    let log = sh
+    let log_path = sh
         .paths
         .attempt_log(&sh.run_id, &st.spec.id, n)
         .with_extension("tools.log");
-    if let Some(parent) = log.parent() {
+    if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot make {}: {e}", parent.display()))?;
     }
-    let log =
-        std::fs::File::create(&log).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    make_private_dir(&dir)?;
     let mut cmd = tokio::process::Command::new(baton);
     cmd.arg("-C")
         .arg(&sh.repo.root)
@@ -75,15 +76,21 @@ pub(crate) async fn open(
             Ok(())
         });
     }
-    let mut server = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the lead's tools ({baton}): {e}"))?;
+    let server = match cmd.spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("cannot start the lead's tools ({baton}): {e}"));
+        }
+    };
+    // From here the door owns the directory (and removes it when it goes).
+    let mut door = Door { dir, server };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !socket.exists() {
-        if let Ok(Some(status)) = server.try_wait() {
+        if let Ok(Some(status)) = door.server.try_wait() {
             return Err(format!(
                 "the lead's tools ended at once ({status}); see {}",
-                dir.display()
+                log_path.display()
             ));
         }
         if tokio::time::Instant::now() > deadline {
@@ -101,13 +108,7 @@ pub(crate) async fn open(
         ],
         config_dir: sh.paths.run_dir(&sh.run_id).join("mcp").join(&st.spec.id),
     };
-    Ok(Some((
-        tools,
-        Door {
-            dir,
-            _server: server,
-        },
-    )))
+    Ok(Some((tools, door)))
 }
 
 fn make_private_dir(dir: &std::path::Path) -> Result<(), String> {

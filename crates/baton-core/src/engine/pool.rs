@@ -284,6 +284,17 @@ pub(crate) fn claim(slot: &Path) {
     let _ = std::fs::rename(taken, format!("{}{TASK}", slot.display()));
 }
 
+/// A task's desk in the pool's place is gone: its marker goes too, or it
+/// would stand for a slot that no longer exists. Nothing for a desk
+/// elsewhere (it has no marker).
+pub(crate) fn forget(desk: &Path) {
+    let marker = PathBuf::from(format!("{}{TASK}", desk.display()));
+    if marker.exists() {
+        let _held = desk.parent().and_then(lock_dir);
+        let _ = std::fs::remove_file(marker);
+    }
+}
+
 /// Fills the pool up to its size in the background: a new worktree at
 /// `commit` (sparse as configured), setup done in it.
 pub(crate) async fn refill(sh: Arc<Shared>, pool: Arc<Pool>) {
@@ -503,6 +514,18 @@ mod tests {
         // A marker of a process that is gone does not count as being made.
         std::fs::write(pool.dir.join("b.building-999999999"), "").unwrap();
         assert_eq!(pool.wanted(), 2);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_desk_that_goes_takes_its_marker_with_it() {
+        let root = std::env::temp_dir().join(format!("baton-pool-forget-{}", std::process::id()));
+        let pool = Pool::new(&root, 1, "c0");
+        let desk = pool.new_desk();
+        let marker = PathBuf::from(format!("{}.task", desk.display()));
+        assert!(marker.exists(), "a new desk is marked");
+        forget(&desk);
+        assert!(!marker.exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 
