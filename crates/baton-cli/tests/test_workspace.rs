@@ -146,6 +146,8 @@ fn a_copied_file_git_does_not_ignore_is_a_plan_error() {
             err.contains("\"notes.local\", which git does not ignore"),
             "{err}"
         );
+        // Where it is written, as every plan error says.
+        assert!(err.contains("baton.toml:8:9:"), "{err}");
     }
     assert_eq!(
         env.git(&["branch", "--list", "baton/*"]),

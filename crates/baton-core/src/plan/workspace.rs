@@ -240,8 +240,8 @@ impl super::Plan {
             .iter()
             .filter(|f| !ignored.contains(*f))
             .map(|f| super::Diagnostic {
-                line: None,
-                column: None,
+                line: self.copy_line(f).map(|(l, _)| l),
+                column: self.copy_line(f).map(|(_, c)| c),
                 subject: None,
                 message: format!(
                     "workspace.copy names {f:?}, which git does not ignore: baton would commit it with the task's work; add it to .gitignore or drop it from copy"
@@ -255,6 +255,29 @@ impl super::Plan {
             path: self.path.clone(),
             diagnostics: bad,
         })
+    }
+}
+
+impl super::Plan {
+    /// Where in the plan's text the `copy` glob that names `file` is written
+    /// (line and column, from 1), for a message that says where.
+    fn copy_line(&self, file: &str) -> Option<(usize, usize)> {
+        let from = self
+            .source
+            .lines()
+            .position(|l| l.trim_start().starts_with("copy") && l.contains('='))?;
+        let names = |g: &String| {
+            g == file || FileSet::new(std::slice::from_ref(g)).is_ok_and(|s| s.matches(file))
+        };
+        let glob = self.workspace.copy.iter().find(|g| names(g))?;
+        for (i, line) in self.source.lines().enumerate().skip(from) {
+            for quote in ['"', '\''] {
+                if let Some(col) = line.find(&format!("{quote}{glob}{quote}")) {
+                    return Some((i + 1, col + 1));
+                }
+            }
+        }
+        Some((from + 1, 1))
     }
 }
 
