@@ -307,7 +307,10 @@ fn a_store_removed_under_a_live_run_stops_it_and_says_so() {
     let out = child.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("was removed or replaced while run"), "{said}");
+    assert!(
+        said.contains("was removed, replaced or cut short while run"),
+        "{said}"
+    );
     assert!(!pid_alive(agent), "its agent is stopped");
     let branch = env.git(&[
         "for-each-ref",
@@ -388,4 +391,35 @@ fn a_desk_baton_cannot_make_stops_the_run_resumable_instead_of_failing_the_task(
     let r = parse_run(output(baton(&env).args(["resume", "--json"])));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(task(&r.report, "t")["merged"], true);
+}
+
+/// A store cut short in place (same file, fewer bytes) is noticed like one
+/// removed: the run stops and says so, its agent's work kept.
+#[test]
+fn a_store_truncated_under_a_live_run_stops_it_and_says_so() {
+    let env = TestEnv::new();
+    let me = env.scratch("agent.pid");
+    write_plan(
+        &env,
+        &format!(
+            "[[task]]\nid = \"t\"\nprompt = \"write wip.txt kept; pid {me}; hang\"\n",
+            me = me.display()
+        ),
+    );
+    let child = spawn_baton(&env, &["run"]);
+    wait_for("the agent to start", 20, || me.exists());
+    let agent = read_pid(&me);
+    let db = env.repo.join(".git/baton/baton.db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("cut short while run"), "{said}");
+    assert!(!pid_alive(agent), "its agent is stopped");
 }

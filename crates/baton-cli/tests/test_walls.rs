@@ -695,3 +695,59 @@ fn an_agent_that_makes_the_repository_bare_is_undone_and_reported() {
     let warnings = task(&r.report, "a")["warnings"].to_string();
     assert!(warnings.contains("core.bare"), "{:#}", r.report);
 }
+
+/// A request line too long to take is answered with an error for its id
+/// (the MCP library alone drops it without a word and the client waits
+/// forever); the session goes on.
+#[test]
+fn a_60_mb_mcp_request_is_answered_with_an_error_and_the_session_goes_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let env = TestEnv::new();
+    write_plan(&env, "[[task]]\nid = \"a\"\nprompt = \"say x\"\n");
+    let mut child = baton(&env)
+        .arg("mcp")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut answer = |want: i64| -> serde_json::Value {
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the server ended");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == want {
+                return v;
+            }
+        }
+    };
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#).unwrap();
+    answer(1);
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+    )
+    .unwrap();
+    let huge = "x".repeat(60 * 1024 * 1024);
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"plan_check","arguments":{{"plan":"{huge}"}}}}}}"#).unwrap();
+    let refused = answer(2);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{refused}"
+    );
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":3,"method":"tools/list"}}"#).unwrap();
+    let listed = answer(3);
+    assert!(
+        listed["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{listed}"
+    );
+    drop(stdin);
+    child.wait().unwrap();
+}

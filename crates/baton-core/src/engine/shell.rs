@@ -182,7 +182,7 @@ impl Engine {
                 _ = tick.tick() => {
                     if store_lost.is_none() && self.sh.store.replaced() {
                         let why = format!(
-                            "the store {} was removed or replaced while run {} went on: nothing the run does can be recorded any more, so baton stopped it; its work is on its branches ({})",
+                            "the store {} was removed, replaced or cut short while run {} went on: nothing the run does can be recorded any more, so baton stopped it; its work is on its branches ({})",
                             self.sh.store.path().display(),
                             self.sh.run_id,
                             crate::paths::task_branch(&self.sh.run_id, "*")

@@ -56,6 +56,8 @@ pub struct Store {
     /// The database file this store opened (device, inode), to notice it
     /// removed or replaced under a live run.
     file: Option<(u64, u64)>,
+    /// The longest the file was seen: shorter now means it was cut.
+    longest: std::sync::atomic::AtomicU64,
     /// Every run sharing this store adds its secrets: all of them are masked.
     redactors: std::sync::RwLock<Vec<std::sync::Arc<crate::secrets::Redactor>>>,
 }
@@ -223,6 +225,9 @@ impl Store {
         Ok(Store {
             file: file_id(path),
             events_tx: tokio::sync::broadcast::channel(1024).0,
+            longest: std::sync::atomic::AtomicU64::new(
+                std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            ),
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
@@ -235,9 +240,18 @@ impl Store {
     }
 
     /// Whether the database file this store writes is gone from its path or
-    /// is another file now: what is written here would reach no view.
+    /// is another file now, or was cut short in place (SQLite never shrinks
+    /// it here: no auto-vacuum, and WAL checkpoints only grow it): what is
+    /// written here would reach no view, or a damaged one.
     pub fn replaced(&self) -> bool {
-        self.file.is_some() && file_id(&self.path) != self.file
+        if self.file.is_some() && file_id(&self.path) != self.file {
+            return true;
+        }
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let seen = self
+            .longest
+            .fetch_max(len, std::sync::atomic::Ordering::Relaxed);
+        len < seen
     }
 
     /// Sequence numbers of events as this process appends them.

@@ -6,6 +6,7 @@
 
 mod args;
 mod ops;
+mod stdio;
 
 use crate::state::AppState;
 use args::*;
@@ -166,8 +167,9 @@ impl ServerHandler for BatonMcp {
 
 /// Serves the tools on stdin/stdout until the client goes away.
 pub async fn serve_stdio(state: Arc<AppState>, scope: Scope) -> Result<(), String> {
+    let transport = stdio::bounded(tokio::io::stdin(), tokio::io::stdout());
     let service = BatonMcp::new(state, scope)
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .map_err(|e| format!("MCP session did not start: {e}"))?;
     service
