@@ -370,3 +370,67 @@ fn baton_msg_says_what_is_wrong_and_sends_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the message is empty"));
 }
+
+/// `task_add` gets every check a plan's task gets: a context file outside
+/// the repository or in `.git` is refused before anything is stored, and a
+/// context that is a link (committed by an agent) is never read through.
+#[test]
+fn task_add_refuses_context_a_plan_could_not_have_and_no_link_is_read() {
+    let env = sh_env();
+    let gate = env.scratch("open");
+    env.write(
+        "long.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"lead\"\nprompt = \"ln -s /etc/passwd notes.md; git add notes.md; git commit -qm link; while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            gate.display()
+        )),
+    );
+    env.commit_all("long");
+    let child = spawn_baton(&env, &["run", "long.toml", "--json"]);
+    wait_for_task(&env, "lead", "running");
+    let run = latest_run_opt(&env).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    runtime().block_on(async {
+        let client = stdio_client(&env, &["--run", &run]).await;
+        for (context, said) in [
+            ("/etc/passwd", "must be a path inside the repository"),
+            (".git/config", "inside .git"),
+            ("../outside.txt", "must be a path inside the repository"),
+        ] {
+            let e = call(
+                &client,
+                "task_add",
+                json!({"id": "peek", "prompt": "true", "context": [context]}),
+            )
+            .await
+            .unwrap_err();
+            assert!(e.contains(said), "{context}: {e}");
+        }
+        // A file of the checkout passes the checks; in the task's desk it is
+        // the link the lead committed, which baton does not follow.
+        env.write("notes.md", "the user's notes\n");
+        call(
+            &client,
+            "task_add",
+            json!({"id": "reader", "needs": ["lead"], "prompt": "true", "context": ["notes.md"]}),
+        )
+        .await
+        .unwrap();
+        client.cancel().await.unwrap();
+    });
+    std::fs::write(&gate, "").unwrap();
+    let r = parse_run(child.wait_with_output().unwrap());
+    let reader = task(&r.report, "reader");
+    assert_eq!(reader["status"], "failed", "{reader:#}");
+    let reason = reader["reason"].as_str().unwrap();
+    assert!(reason.contains("is a link"), "{reason}");
+    assert_eq!(
+        store_rows(
+            &env,
+            "SELECT COUNT(*) FROM added_tasks WHERE task_id = 'peek'"
+        ),
+        ["0"]
+    );
+}
