@@ -286,20 +286,26 @@ fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(!said.contains('\u{1b}'), "{said:?}");
 }
 
-#[test]
-fn a_store_removed_under_a_live_run_stops_it_and_says_so() {
-    let env = TestEnv::new();
+/// A run whose agent wrote some work and hangs; the run's process and the
+/// agent's pid.
+fn run_with_a_hanging_agent(env: &TestEnv) -> (std::process::Child, i32) {
     let me = env.scratch("agent.pid");
     write_plan(
-        &env,
+        env,
         &format!(
             "[[task]]\nid = \"t\"\nprompt = \"write wip.txt kept; pid {me}; hang\"\n",
             me = me.display()
         ),
     );
-    let child = spawn_baton(&env, &["run"]);
+    let child = spawn_baton(env, &["run"]);
     wait_for("the agent to start", 20, || me.exists());
-    let agent = read_pid(&me);
+    (child, read_pid(&me))
+}
+
+#[test]
+fn a_store_removed_under_a_live_run_stops_it_and_says_so() {
+    let env = TestEnv::new();
+    let (child, agent) = run_with_a_hanging_agent(&env);
     let db = env.repo.join(".git/baton/baton.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -398,17 +404,7 @@ fn a_desk_baton_cannot_make_stops_the_run_resumable_instead_of_failing_the_task(
 #[test]
 fn a_store_truncated_under_a_live_run_stops_it_and_says_so() {
     let env = TestEnv::new();
-    let me = env.scratch("agent.pid");
-    write_plan(
-        &env,
-        &format!(
-            "[[task]]\nid = \"t\"\nprompt = \"write wip.txt kept; pid {me}; hang\"\n",
-            me = me.display()
-        ),
-    );
-    let child = spawn_baton(&env, &["run"]);
-    wait_for("the agent to start", 20, || me.exists());
-    let agent = read_pid(&me);
+    let (child, agent) = run_with_a_hanging_agent(&env);
     let db = env.repo.join(".git/baton/baton.db");
     let len = std::fs::metadata(&db).unwrap().len();
     std::fs::OpenOptions::new()

@@ -155,25 +155,31 @@ fn over_stdio_a_client_checks_starts_follows_and_retries_a_run() {
     });
 }
 
-#[test]
-fn task_add_grows_a_run_going_on_and_a_scoped_server_caps_it() {
-    let env = sh_env();
+/// A run whose task "lead" does `first`, then waits until the test opens
+/// the gate; the run's process, its id and the gate.
+fn gated_run(env: &TestEnv, first: &str) -> (std::process::Child, String, std::path::PathBuf) {
     let gate = env.scratch("open");
-    // A run whose first task waits until the test opens the gate.
     env.write(
         "long.toml",
         &bash_plan(&format!(
-            "\n[[task]]\nid = \"lead\"\nprompt = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            "\n[[task]]\nid = \"lead\"\nprompt = \"{first}while [ ! -e {} ]; do sleep 0.05; done\"\n",
             gate.display()
         )),
     );
     env.commit_all("long");
-    let child = spawn_baton(&env, &["run", "long.toml", "--json"]);
-    wait_for_task(&env, "lead", "running");
-    let run = latest_run_opt(&env).unwrap()["run"]
+    let child = spawn_baton(env, &["run", "long.toml", "--json"]);
+    wait_for_task(env, "lead", "running");
+    let run = latest_run_opt(env).unwrap()["run"]
         .as_str()
         .unwrap()
         .to_string();
+    (child, run, gate)
+}
+
+#[test]
+fn task_add_grows_a_run_going_on_and_a_scoped_server_caps_it() {
+    let env = sh_env();
+    let (child, run, gate) = gated_run(&env, "");
     runtime().block_on(async {
         let client = stdio_client(&env, &["--run", &run, "--max-tasks", "2"]).await;
         let a = call(
@@ -377,21 +383,8 @@ fn baton_msg_says_what_is_wrong_and_sends_nothing() {
 #[test]
 fn task_add_refuses_context_a_plan_could_not_have_and_no_link_is_read() {
     let env = sh_env();
-    let gate = env.scratch("open");
-    env.write(
-        "long.toml",
-        &bash_plan(&format!(
-            "\n[[task]]\nid = \"lead\"\nprompt = \"ln -s /etc/passwd notes.md; git add notes.md; git commit -qm link; while [ ! -e {} ]; do sleep 0.05; done\"\n",
-            gate.display()
-        )),
-    );
-    env.commit_all("long");
-    let child = spawn_baton(&env, &["run", "long.toml", "--json"]);
-    wait_for_task(&env, "lead", "running");
-    let run = latest_run_opt(&env).unwrap()["run"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let link = "ln -s /etc/passwd notes.md; git add notes.md; git commit -qm link; ";
+    let (child, run, gate) = gated_run(&env, link);
     runtime().block_on(async {
         let client = stdio_client(&env, &["--run", &run]).await;
         for (context, said) in [
