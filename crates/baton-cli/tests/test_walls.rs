@@ -321,13 +321,18 @@ fn the_walls_hold_for_an_unprivileged_user_too() {
         "",
         &format!("\n[[task]]\nid = \"probe\"\nprompt = '''{attack}'''\n"),
     );
+    // baton itself from a place nobody can reach (the build's own may be
+    // under a directory only root may enter).
+    let own = env.root().join("bin/baton");
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    std::fs::copy(baton_bin(), &own).unwrap();
     let chown = Command::new("chown")
         .args(["-R", "65534:65534"])
         .arg(env.root())
         .status()
         .unwrap();
     assert!(chown.success());
-    let mut cmd = baton(&env);
+    let mut cmd = env.command(&own);
     let out = cmd
         .args(["run", "--json"])
         .env("HOME", env.root())

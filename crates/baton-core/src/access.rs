@@ -72,12 +72,12 @@ pub fn local_token() -> Result<String, String> {
                     .map_err(|e| say("cannot make private", e))?;
             }
         }
-        Err(_) => {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| say("cannot make", e))?;
-        }
+        Err(_) => match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            // Another baton made it at the same moment: it is looked at again.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return local_token(),
+            Err(e) => return Err(say("cannot make", e)),
+        },
     }
     let file = dir.join("local-token");
     if let Ok(text) = std::fs::read_to_string(&file) {
