@@ -190,11 +190,13 @@ fn start_proxy(
     list: &[String],
 ) -> Result<Proxy, String> {
     static PROXIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    // Short: a Unix socket's path has at most 107 bytes.
-    let dir = std::env::temp_dir().join(format!("baton-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    // A directory of its own: the sandbox sees this proxy's socket only, not
+    // another profile's (with another list). Short: a Unix socket's path
+    // has at most 107 bytes.
     let k = PROXIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let socket = dir.join(format!("proxy-{k}.sock"));
+    let dir = std::env::temp_dir().join(format!("baton-{}-proxy-{k}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let socket = dir.join("proxy.sock");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let proxy = Proxy::start(&socket, list.to_vec(), tx).map_err(|e| {
         format!(

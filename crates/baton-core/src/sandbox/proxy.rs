@@ -53,6 +53,10 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
         let _ = std::fs::remove_file(&self.socket);
+        // Its directory too, when it was the socket's own (empty now).
+        if let Some(dir) = self.socket.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
