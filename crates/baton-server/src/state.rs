@@ -96,7 +96,7 @@ impl AppState {
     /// a sandboxed agent can read the repository).
     pub fn write_discovery(&self, addr: &SocketAddr) -> Result<(), String> {
         let token = baton_core::access::local_token()?;
-        let hash = crate::auth::hash_token(&token);
+        let hash = baton_core::access::hash_token(&token);
         let known = self.store.has_token(&hash).map_err(|e| e.to_string())?;
         if !known {
             self.store

@@ -14,9 +14,9 @@ use super::output::last_lines;
 use super::prompt;
 use super::remote;
 use super::shared::Shared;
+use super::start::Start;
 use super::supervise::{self, Ended, Io, Spec};
 use super::watch::Watch;
-use super::worker::Start;
 use super::workspace;
 use crate::adapter::{self, Adapter, Finish, LaunchRequest};
 use crate::clock::now_ms;
@@ -243,7 +243,7 @@ async fn setup(
     env.extend(st.desk_env.iter().cloned());
     // The project's setup runs code the agents wrote: in their sandbox.
     let jail = match &profile.sandbox {
-        Some(spec) => match check_jail(sh, spec, task, ledger.n, &st.worktree, &env).await {
+        Some(spec) => match jail::check_jail(sh, spec, task, ledger.n, &st.worktree, &env).await {
             Ok(j) => Some(j),
             Err(reason) => return Some(ledger.fail(reason).await),
         },
@@ -272,30 +272,6 @@ async fn setup(
             Some(interrupted(ledger, cmd, None, None, String::new()).await)
         }
     }
-}
-
-/// The sandbox of a command that checks or prepares a task's desk (setup,
-/// teardown): the profile's, writing only the desk.
-pub(crate) async fn check_jail(
-    sh: &Shared,
-    spec: &crate::plan::sandbox::Sandbox,
-    task: &str,
-    n: u32,
-    worktree: &std::path::Path,
-    env: &[(OsString, OsString)],
-) -> Result<jail::Jail, String> {
-    let own = jail::make_own_git(sh, &desk_name(task), worktree).await?;
-    let room = jail::Room {
-        spec,
-        worktree,
-        own_git: &own,
-        env,
-        agent: None,
-        door: None,
-        task: Some(task),
-        attempt: Some(n),
-    };
-    jail::draw(sh, room).await
 }
 
 /// The attempt ends here unless the agent passed and `fail_if` does not match.
@@ -546,7 +522,7 @@ async fn prepare(
     let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
     let (jail, own_git, cgroup) = match &profile.sandbox {
         Some(spec) => {
-            let own = jail::make_own_git(sh, &desk_name(&st.spec.id), &st.worktree).await?;
+            let own = jail::make_own_git(sh, &jail::desk_name(&st.spec.id), &st.worktree).await?;
             let room = jail::Room {
                 spec,
                 worktree: &st.worktree,
@@ -877,11 +853,6 @@ struct Kept<'a> {
     own_git: Option<&'a crate::sandbox::OwnGit>,
 }
 
-/// The name of a task's desk among the run's desks (its own git directory).
-pub(crate) fn desk_name(task: &str) -> String {
-    format!("task-{task}")
-}
-
 /// Commits what the attempt left and keeps the branch head (the agent may
 /// have committed on its own too) under the attempt's ref. Err: the work
 /// could not be committed; it stays in the worktree, which is kept.
@@ -952,7 +923,7 @@ async fn restore_dot_git(sh: &Shared, task: &str, n: u32, worktree: &std::path::
         .paths
         .run_dir(&sh.run_id)
         .join("desks")
-        .join(desk_name(task))
+        .join(jail::desk_name(task))
         .join(format!("dot-git-{n}"));
     let moved = aside
         .parent()

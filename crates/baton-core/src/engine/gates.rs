@@ -16,12 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 const FEEDBACK_LINES: usize = 40;
 
-#[derive(Debug)]
-pub(crate) enum GateResult {
-    Passed,
-    Failed { reason: String, feedback: String },
-    Interrupted(WorkerCmd),
-}
+pub(crate) use super::messages::GateResult;
 
 /// Which commands: gates of an attempt, the run's verify, or a worktree's
 /// `[workspace]` setup or teardown (run the same way, with stop and timeout).

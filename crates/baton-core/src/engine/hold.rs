@@ -77,7 +77,7 @@ pub(crate) async fn wait_out(
 /// so far (the work itself is in the worktree and on the branch).
 pub(crate) async fn handoff(
     sh: &Shared,
-    st: &super::worker::Start,
+    st: &super::start::Start,
     from: &str,
     why: &str,
     last_said: &str,

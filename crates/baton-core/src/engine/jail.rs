@@ -54,6 +54,35 @@ pub(crate) async fn make_own_git(
     Ok(own)
 }
 
+/// The name of a task's desk among the run's desks (its own git directory).
+pub(crate) fn desk_name(task: &str) -> String {
+    format!("task-{task}")
+}
+
+/// The sandbox of a command that checks or prepares a task's desk (setup,
+/// teardown): the profile's, writing only the desk.
+pub(crate) async fn check_jail(
+    sh: &Shared,
+    spec: &crate::plan::sandbox::Sandbox,
+    task: &str,
+    n: u32,
+    worktree: &std::path::Path,
+    env: &[(OsString, OsString)],
+) -> Result<Jail, String> {
+    let own = make_own_git(sh, &desk_name(task), worktree).await?;
+    let room = Room {
+        spec,
+        worktree,
+        own_git: &own,
+        env,
+        agent: None,
+        door: None,
+        task: Some(task),
+        attempt: Some(n),
+    };
+    draw(sh, room).await
+}
+
 /// The sandbox the run's own checks (verify, a spare desk's teardown, the
 /// pool's setup) run in: none if no agent of the plan is sandboxed, else
 /// the least any of them may do (no network if one has none, else only the

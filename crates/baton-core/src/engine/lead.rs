@@ -7,7 +7,7 @@
 //! another run, whatever it runs.
 
 use super::shared::Shared;
-use super::worker::Start;
+use super::start::Start;
 use crate::adapter;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -6,6 +6,14 @@ use crate::model::ControlKind;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+/// How a list of checks (gates, verify, setup, teardown) ended.
+#[derive(Debug)]
+pub(crate) enum GateResult {
+    Passed,
+    Failed { reason: String, feedback: String },
+    Interrupted(WorkerCmd),
+}
+
 /// A request to a task's worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerCmd {
@@ -59,7 +67,7 @@ pub(crate) enum WorkerNote {
     },
     /// The run's `verify` checks on a task's merge commit are done.
     Verified {
-        result: super::gates::GateResult,
+        result: GateResult,
     },
     /// The provider limits `profile` (or the account it names) until then:
     /// start no task on it.

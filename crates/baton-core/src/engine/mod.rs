@@ -32,6 +32,7 @@ mod repo_watch;
 mod setup;
 mod shared;
 mod shell;
+mod start;
 mod supervise;
 mod verify;
 mod watch;

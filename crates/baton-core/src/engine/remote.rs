@@ -8,8 +8,8 @@
 
 use super::gates::GateResult;
 use super::shared::Shared;
+use super::start::Start;
 use super::supervise::Ended;
-use super::worker::Start;
 use crate::executor::{JobRequest, PodAttempt, PodEnd};
 use crate::model::EventKind;
 use crate::plan::Kubernetes;

@@ -512,7 +512,7 @@ async fn take_back(
     if let Some(wt) = rec.existing_worktree() {
         // A sandboxed agent's commits are in its desk's own git directory.
         let desks = StatePaths::new(repo.state_dir()).run_dir(run).join("desks");
-        let own = crate::sandbox::OwnGit::at(&desks.join(super::attempt::desk_name(&rec.id)));
+        let own = crate::sandbox::OwnGit::at(&desks.join(super::jail::desk_name(&rec.id)));
         if own.dir.exists() {
             let n = rec.attempts;
             if let Err(e) = super::attempt::fetch_home(repo, run, &rec.id, n, wt, &own).await {

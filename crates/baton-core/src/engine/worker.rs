@@ -6,6 +6,7 @@ use super::attempt::{self, Step};
 use super::messages::{Outcome, WorkerCmd, WorkerNote};
 use super::pool;
 use super::shared::Shared;
+pub(crate) use super::start::Start;
 use super::workspace;
 use crate::adapter;
 use crate::clock::now_ms;
@@ -16,47 +17,9 @@ use crate::store::{AttemptRecord, TaskUpdate};
 use crate::template::TaskView;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
-
-/// What the engine hands a worker when it starts (or restarts) a task.
-pub(crate) struct Start {
-    pub spec: TaskSpec,
-    pub branch: String,
-    pub worktree: PathBuf,
-    /// Where a new worktree starts: the integration head when the task starts.
-    pub start_commit: String,
-    /// Whether the worktree exists already (resume, steer after approval wait).
-    pub existing: bool,
-    /// A worktree of a task that is done, to make this task's desk from.
-    pub spare: Option<PathBuf>,
-    pub attempts: u32,
-    /// Failed attempts count from this one on (a person's retry starts the count again).
-    pub retry_from: u32,
-    pub feedback: Option<String>,
-    /// The agent's session from an earlier attempt, to continue it.
-    pub session: Option<String>,
-    pub upstream: BTreeMap<String, TaskView>,
-    /// What this start's attempts are for.
-    pub kind: AttemptKind,
-    /// Whether `[workspace] setup` has yet to run in the worktree.
-    pub needs_setup: bool,
-    /// `BATON_WORKSPACE` and the task's ports, for setup, agent and gates.
-    pub desk_env: Vec<(OsString, OsString)>,
-    /// The spare (a done task's or the pool's) keeps its ignored files: its
-    /// setup is done again only if its key changed.
-    pub keep_ignored: bool,
-    /// The spare comes from the pool: reset and cleaned already, torn down.
-    pub pooled: bool,
-    /// `worktree` is a desk that exists already and is used where it is.
-    pub in_place: bool,
-    /// The task that held the desk last, whose teardown comes first.
-    pub spare_of: Option<String>,
-    /// The setup key at the start commit, once worked out.
-    pub setup_key: Option<String>,
-}
 
 impl Start {
     /// Gathers what the task needs to start: its record so far (a resumed or

@@ -177,7 +177,7 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
     env.push(("BATON_RUN".into(), sh.run_id.clone().into()));
     env.push(("BATON_TASK".into(), task.into()));
     let jail = match super::jail::for_checks(sh) {
-        Some(spec) => match super::attempt::check_jail(sh, &spec, task, 0, worktree, &env).await {
+        Some(spec) => match super::jail::check_jail(sh, &spec, task, 0, worktree, &env).await {
             Ok(j) => Some(j),
             Err(reason) => {
                 tracing::warn!("task {task}: teardown not run: {reason}");

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 
 /// One problem found in a plan, with where it is.
@@ -9,6 +10,35 @@ pub struct Diagnostic {
     /// The task or profile the problem belongs to, if any.
     pub subject: Option<String>,
     pub message: String,
+}
+
+/// Collects a plan's problems, each where it is, in file order.
+pub(super) struct Checker<'s> {
+    pub(super) source: &'s str,
+    pub(super) diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    pub(super) fn at(
+        &mut self,
+        span: Option<Range<usize>>,
+        subject: Option<String>,
+        message: String,
+    ) {
+        let (line, column) = match span {
+            Some(s) => {
+                let (l, c) = line_col(self.source, s.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        self.diags.push(Diagnostic {
+            line,
+            column,
+            subject,
+            message,
+        });
+    }
 }
 
 /// Why a plan could not be loaded. Nothing has been created when this is returned.

@@ -4,8 +4,8 @@
 //! override the plan's choice, so quick tasks stay local and heavy ones go
 //! to the cluster.
 
+use super::error::Checker;
 use super::raw::RawExecutor;
-use super::validate::Checker;
 use crate::duration::parse_duration;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! From TOML text to a [`Plan`], collecting every problem with its place.
 
-use super::error::{line_col, Diagnostic};
+use super::error::{line_col, Checker, Diagnostic};
 use super::raw::{RawAgent, RawPlan, RawTask};
 use super::{
     AgentProfile, FileSet, OnFailure, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL,
@@ -12,34 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
 use toml::Spanned;
-
-pub(super) struct Checker<'s> {
-    source: &'s str,
-    diags: Vec<Diagnostic>,
-}
-
-impl Checker<'_> {
-    pub(super) fn at(
-        &mut self,
-        span: Option<Range<usize>>,
-        subject: Option<String>,
-        message: String,
-    ) {
-        let (line, column) = match span {
-            Some(s) => {
-                let (l, c) = line_col(self.source, s.start);
-                (Some(l), Some(c))
-            }
-            None => (None, None),
-        };
-        self.diags.push(Diagnostic {
-            line,
-            column,
-            subject,
-            message,
-        });
-    }
-}
 
 /// Task ids name a branch and a directory: `<id>.lock` must fit in a file name.
 const MAX_ID_LEN: usize = 128;

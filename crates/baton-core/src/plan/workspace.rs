@@ -2,8 +2,8 @@
 //! project: setup and teardown commands, files a checkout lacks, and a
 //! block of ports of its own.
 
+use super::error::Checker;
 use super::raw::RawWorkspace;
-use super::validate::Checker;
 use crate::duration::parse_duration;
 use crate::plan::FileSet;
 use std::path::{Path, PathBuf};
