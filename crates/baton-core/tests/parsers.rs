@@ -27,7 +27,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut p = for_profile(&profile).unwrap().parser();
+    let mut p = for_profile(&profile.cli()).unwrap().parser();
     let mut events = Vec::new();
     for line in text.lines() {
         events.extend(p.line(line));
@@ -261,7 +261,7 @@ fn garbage_is_ignored_not_fatal() {
             account: None,
             executor: Default::default(),
         };
-        let mut p = for_profile(&profile).unwrap().parser();
+        let mut p = for_profile(&profile.cli()).unwrap().parser();
         for line in [
             "",
             "not json",

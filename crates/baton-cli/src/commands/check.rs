@@ -26,7 +26,7 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
         eprintln!("warning: tasks {a:?} and {b:?} declare overlapping files; {how}");
     }
     for (name, a) in &plan.agents {
-        let program = baton_core::adapter::program_name(a);
+        let program = baton_core::adapter::program_name(&a.cli());
         if which(&program).is_none() {
             eprintln!(
                 "warning: agent {name:?}: {program:?} is not on PATH; `baton doctor` says more"

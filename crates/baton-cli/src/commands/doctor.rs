@@ -82,7 +82,7 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
     let mut bad = 0;
     for (name, profile) in &plan.agents {
         let used = plan.tasks.iter().filter(|t| &t.agent == name).count();
-        let program = program_name(profile);
+        let program = program_name(&profile.cli());
         if let baton_core::plan::Executor::Kubernetes(_) = profile.executor {
             println!(
                 "  {name} [{}]: runs {program:?} in the cluster's image; {used} task(s)",

@@ -17,15 +17,28 @@ mod prices;
 pub use events::{clip, AgentEvent, ToolKind, UsageMode, UsageReport};
 pub use exec::ExecAdapter;
 pub use mcp::McpServer;
-pub use prices::Prices;
+pub use prices::{Price, Prices};
 
-use crate::plan::AgentProfile;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
+/// What an adapter reads of a profile: the CLI, how it is started, its
+/// model, arguments and environment. A plan's profile gives it
+/// (`AgentProfile::cli`); the rest of a profile is the engine's.
+#[derive(Debug, Clone, Default)]
+pub struct CliProfile {
+    pub name: String,
+    pub adapter: String,
+    pub model: Option<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub command: Option<Vec<String>>,
+}
+
 /// What the engine knows when it launches an attempt.
 pub struct LaunchRequest<'a> {
-    pub profile: &'a AgentProfile,
+    pub profile: &'a CliProfile,
     /// The full prompt: instructions, rendered template, context files, feedback.
     pub prompt: &'a str,
     pub worktree: &'a Path,
@@ -139,7 +152,7 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// The adapter named by a profile.
-pub fn for_profile(profile: &AgentProfile) -> Result<Box<dyn Adapter>, String> {
+pub fn for_profile(profile: &CliProfile) -> Result<Box<dyn Adapter>, String> {
     match find(&profile.adapter) {
         Some(a) => Ok((a.make)()),
         None => Err(format!(
@@ -151,7 +164,7 @@ pub fn for_profile(profile: &AgentProfile) -> Result<Box<dyn Adapter>, String> {
 
 /// The program a profile runs: its `command` (program and leading
 /// arguments) or the adapter's CLI found on PATH.
-pub fn program(profile: &AgentProfile, default: &str) -> (OsString, Vec<OsString>) {
+pub fn program(profile: &CliProfile, default: &str) -> (OsString, Vec<OsString>) {
     match profile.command.as_ref().filter(|c| !c.is_empty()) {
         Some(c) => (c[0].clone().into(), c[1..].iter().map(Into::into).collect()),
         None => (default.into(), Vec::new()),
@@ -159,7 +172,7 @@ pub fn program(profile: &AgentProfile, default: &str) -> (OsString, Vec<OsString
 }
 
 /// The CLI a profile would start, for `baton doctor`.
-pub fn program_name(profile: &AgentProfile) -> String {
+pub fn program_name(profile: &CliProfile) -> String {
     let default = find(&profile.adapter).and_then(|a| a.cli).unwrap_or("");
     program(profile, default).0.to_string_lossy().into_owned()
 }

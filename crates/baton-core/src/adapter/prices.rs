@@ -2,8 +2,14 @@
 //! Built in for common models; a plan's `[prices]` adds to and overrides it.
 //! A model with no known price costs null (unknown), never a guessed zero.
 
-use crate::plan::Price;
 use std::collections::BTreeMap;
+
+/// USD per million tokens, in and out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
 
 /// (model or prefix ending in '*', input, output), list prices at the time of writing.
 const BUILT_IN: &[(&str, f64, f64)] = &[

@@ -495,8 +495,9 @@ async fn prepare(
         Some((tools, door)) => (Some(tools), Some(door)),
         None => (None, None),
     };
+    let cli = profile.cli();
     let mut launch = adapter.launch(&LaunchRequest {
-        profile,
+        profile: &cli,
         prompt: &agent_prompt,
         worktree: &st.worktree,
         attempt: n,

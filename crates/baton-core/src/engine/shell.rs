@@ -857,7 +857,7 @@ impl Engine {
             .plan
             .agents
             .get(&self.board.spec(i).agent)
-            .and_then(|p| crate::adapter::for_profile(p).ok())
+            .and_then(|p| crate::adapter::for_profile(&p.cli()).ok())
             .is_some_and(|a| a.steer_line("").is_some());
         self.board.message(i, id, msg.said(), live)
     }

@@ -334,7 +334,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
     let Some(mut profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
         return failed(format!("unknown agent profile {:?}", st.spec.agent));
     };
-    let mut adapter = match adapter::for_profile(&profile) {
+    let mut adapter = match adapter::for_profile(&profile.cli()) {
         Ok(a) => a,
         Err(reason) => return failed(reason),
     };
@@ -394,7 +394,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
                                 result,
                             };
                         };
-                        let Ok(next_adapter) = adapter::for_profile(&next) else {
+                        let Ok(next_adapter) = adapter::for_profile(&next.cli()) else {
                             return Outcome::Failed {
                                 commit,
                                 reason: format!(

@@ -8,6 +8,7 @@ pub mod sandbox;
 mod validate;
 mod workspace;
 
+pub use crate::adapter::Price;
 pub use error::{Diagnostic, PlanError};
 pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount};
 pub use files::FileSet;
@@ -115,14 +116,22 @@ pub struct AgentProfile {
     pub executor: Executor,
 }
 
+impl AgentProfile {
+    /// What its agent CLI's adapter reads of it.
+    pub fn cli(&self) -> crate::adapter::CliProfile {
+        crate::adapter::CliProfile {
+            name: self.name.clone(),
+            adapter: self.adapter.clone(),
+            model: self.model.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            command: self.command.clone(),
+        }
+    }
+}
+
 /// How long a task waits out a provider's rate limit unless its profile says.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30 * 60);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
