@@ -232,9 +232,10 @@ async fn setup(
 ) -> Option<Step> {
     let (sh, task) = (ledger.sh, ledger.task);
     let t = task.to_string();
-    let _ = sh
-        .db(move |s, run| s.set_activity(run, &t, Some(Activity::Setup), Some(now_ms())))
-        .await;
+    sh.write("set activity", move |s, run| {
+        s.set_activity(run, &t, Some(Activity::Setup), Some(now_ms()))
+    })
+    .await;
     let mut env: Vec<(OsString, OsString)> = vec![
         ("PWD".into(), st.worktree.clone().into()),
         ("BATON_RUN".into(), sh.run_id.clone().into()),
@@ -1019,9 +1020,12 @@ pub(crate) async fn keep_ref(
     match repo.set_ref(&name, commit).await {
         Ok(()) => {
             let (run, task) = (run.to_string(), task.to_string());
-            let _ = store
+            let recorded = store
                 .call(move |s| s.set_attempt_ref(&run, &task, n, &name))
                 .await;
+            if let Err(e) = recorded {
+                tracing::warn!("cannot record where attempt {n}'s work is kept: {e}");
+            }
         }
         Err(e) => tracing::warn!("cannot keep attempt {n} of task {task} under {name}: {e}"),
     }

@@ -119,9 +119,10 @@ pub(crate) async fn settle(
         sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
             .await;
         let id = task.to_string();
-        let _ = sh
-            .db(move |s, run| s.add_task_warnings(run, &id, &said))
-            .await;
+        sh.write("add task warnings", move |s, run| {
+            s.add_task_warnings(run, &id, &said)
+        })
+        .await;
     }
     Some(head)
 }

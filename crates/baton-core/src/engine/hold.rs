@@ -45,9 +45,10 @@ pub(crate) async fn wait_out(
     );
     let data = json!({ "for": "rate_limit", "profile": profile.name, "account": profile.account, "until_ms": until, "reason": reason });
     let t = task.to_string();
-    let _ = sh
-        .db(move |s, run| s.set_activity(run, &t, Some(Activity::WaitingRateLimit), Some(now_ms())))
-        .await;
+    sh.write("set activity", move |s, run| {
+        s.set_activity(run, &t, Some(Activity::WaitingRateLimit), Some(now_ms()))
+    })
+    .await;
     sh.event(Some(task), None, EventKind::Waiting, data).await;
     sh.hold_limit(profile, until);
     let _ = sh.notes.send(WorkerNote::Limited {

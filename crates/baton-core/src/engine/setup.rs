@@ -245,9 +245,12 @@ impl Engine {
         store.call(move |s| s.create_run(&record, &tasks)).await?;
         if let Err(e) = repo.create_ref(&integration_ref, &base_commit).await {
             let id = run_id.clone();
-            let _ = store
+            let failed = store
                 .call(move |s| s.set_run_status(&id, RunStatus::Failed, true, None))
                 .await;
+            if let Err(f) = failed {
+                tracing::warn!("cannot record run {run_id} as failed: {f}");
+            }
             return Err(e.into());
         }
         let id = run_id.clone();

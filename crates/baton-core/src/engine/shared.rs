@@ -83,6 +83,19 @@ impl Shared {
         self.store.call(move |s| f(s, &run)).await
     }
 
+    /// A store write the run goes on without if it fails (an activity, a
+    /// warning, a pid): never dropped in silence, but said in the log with
+    /// what it was for.
+    pub async fn write<T, F>(&self, what: &str, f: F)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store, &str) -> Result<T, crate::store::StoreError> + Send + 'static,
+    {
+        if let Err(e) = self.db(f).await {
+            tracing::warn!("run {}: cannot record {what}: {e}", self.run_id);
+        }
+    }
+
     /// Appends an event of this run; a failure to record it is logged.
     pub async fn event(
         &self,

@@ -221,7 +221,9 @@ impl Engine {
         self.report_undone().await;
         self.pool_or_teardown().await;
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
-        let _ = self.sh.db(|s, run| s.release_run_ports(run)).await;
+        self.sh
+            .write("release run ports", |s, run| s.release_run_ports(run))
+            .await;
         self.sh.repo.maintain().await;
         let finished = status != RunStatus::Interrupted;
         self.sh
@@ -437,9 +439,10 @@ impl Engine {
                 // What lies ahead is known once it is merged (or not).
                 if self.ahead.remove(&i) {
                     let id = task.clone();
-                    let _ = self
-                        .sh
-                        .db(move |s, run| s.set_conflict_ahead(run, &id, &[]))
+                    self.sh
+                        .write("set conflict ahead", move |s, run| {
+                            s.set_conflict_ahead(run, &id, &[])
+                        })
                         .await;
                 }
                 let acts = self.board.finished(i, outcome);
@@ -624,9 +627,10 @@ impl Engine {
             } else {
                 self.ahead.insert(i);
             }
-            let _ = self
-                .sh
-                .db(move |s, run| s.set_conflict_ahead(run, &id, &paths))
+            self.sh
+                .write("set conflict ahead", move |s, run| {
+                    s.set_conflict_ahead(run, &id, &paths)
+                })
                 .await;
         }
     }
@@ -729,9 +733,10 @@ impl Engine {
             files.globs().join(", "),
             outside.join(", ")
         )];
-        let _ = self
-            .sh
-            .db(move |s, run| s.add_task_warnings(run, &id, &said))
+        self.sh
+            .write("add task warnings", move |s, run| {
+                s.add_task_warnings(run, &id, &said)
+            })
             .await;
     }
 
@@ -799,9 +804,10 @@ impl Engine {
             .event(Some(task), None, EventKind::RepoChanged, data)
             .await;
         let id = task.to_string();
-        let _ = self
-            .sh
-            .db(move |s, run| s.add_task_warnings(run, &id, &said))
+        self.sh
+            .write("add task warnings", move |s, run| {
+                s.add_task_warnings(run, &id, &said)
+            })
             .await;
     }
 

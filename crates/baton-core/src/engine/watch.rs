@@ -33,9 +33,10 @@ impl Watch<'_> {
         }
         self.activity = Some(a);
         let task = self.task.to_string();
-        let _ = self
-            .sh
-            .db(move |s, run| s.set_activity(run, &task, Some(a), Some(now_ms())))
+        self.sh
+            .write("activity", move |s, run| {
+                s.set_activity(run, &task, Some(a), Some(now_ms()))
+            })
             .await;
     }
 
@@ -49,9 +50,10 @@ impl Watch<'_> {
                 if !id.is_empty() {
                     self.session = Some(id.clone());
                     let (task, n, id) = (self.task.to_string(), self.n, id.clone());
-                    let _ = self
-                        .sh
-                        .db(move |s, run| s.set_attempt_session(run, &task, n, &id))
+                    self.sh
+                        .write("set attempt session", move |s, run| {
+                            s.set_attempt_session(run, &task, n, &id)
+                        })
                         .await;
                 }
                 if model.is_some() && self.meter.model.is_none() {
@@ -82,9 +84,8 @@ impl Watch<'_> {
         let (input, output) = (self.meter.input, self.meter.output);
         let model = self.meter.model.clone();
         let (task, n) = (self.task.to_string(), self.n);
-        let _ = self
-            .sh
-            .db(move |s, run| {
+        self.sh
+            .write("usage", move |s, run| {
                 let usage = AttemptUsage {
                     input_tokens: Some(input),
                     output_tokens: Some(output),
@@ -112,14 +113,17 @@ impl Watch<'_> {
 
 impl AttemptSink for Watch<'_> {
     async fn delivered(&mut self, id: i64) {
-        let _ = self.sh.db(move |s, _| s.mark_delivered(id)).await;
+        self.sh
+            .write("mark delivered", move |s, _| s.mark_delivered(id))
+            .await;
     }
 
     async fn started(&mut self, pgid: i32) {
         let (task, n) = (self.task.to_string(), self.n);
-        let _ = self
-            .sh
-            .db(move |s, run| s.set_attempt_pgid(run, &task, n, pgid))
+        self.sh
+            .write("set attempt pgid", move |s, run| {
+                s.set_attempt_pgid(run, &task, n, pgid)
+            })
             .await;
         self.set_activity(Activity::Starting).await;
     }

@@ -114,12 +114,11 @@ pub(crate) fn spawn(sh: Arc<Shared>, start: Start, cmds: UnboundedReceiver<Worke
 async fn run(sh: Arc<Shared>, st: Start, mut cmds: UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
     let outcome = attempts(&sh, st, &mut cmds).await;
-    let _ = sh
-        .db(move |s, run| {
-            s.release_ports(run, &task)?;
-            s.set_activity(run, &task, None, None)
-        })
-        .await;
+    sh.write("release ports", move |s, run| {
+        s.release_ports(run, &task)?;
+        s.set_activity(run, &task, None, None)
+    })
+    .await;
     outcome
 }
 
@@ -265,9 +264,10 @@ async fn branch_exists(sh: &Shared, branch: &str) -> bool {
 async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
     let t = task.clone();
-    let _ = sh
-        .db(move |s, run| s.set_activity(run, &t, Some(Activity::Preparing), Some(now_ms())))
-        .await;
+    sh.write("set activity", move |s, run| {
+        s.set_activity(run, &t, Some(Activity::Preparing), Some(now_ms()))
+    })
+    .await;
     // Counted in by the engine as it started this worker.
     let starting = Starting(&sh.starting_tasks);
     if st.keep_ignored && !st.existing {
@@ -289,9 +289,10 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         let notes = workspace::copy_files(sh, &st.worktree).await;
         if !notes.is_empty() {
             let t = task.clone();
-            let _ = sh
-                .db(move |s, run| s.add_task_warnings(run, &t, &notes))
-                .await;
+            sh.write("add task warnings", move |s, run| {
+                s.add_task_warnings(run, &t, &notes)
+            })
+            .await;
         }
         st.needs_setup = !sh.plan.workspace.setup.is_empty();
         if desk == Desk::Warm {
@@ -524,7 +525,8 @@ async fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
         model: None,
         commit_ref: None,
     };
-    let _ = sh.db(move |s, _| s.start_attempt(&attempt)).await;
+    sh.write("start attempt", move |s, _| s.start_attempt(&attempt))
+        .await;
     let upd = TaskUpdate {
         status: Some(crate::model::TaskStatus::Running),
         attempts: Some(n),
