@@ -225,9 +225,10 @@ fn remove_stale_index_lock(at: At<'_>) {
     }
 }
 
-/// The git dir a worktree's `.git` file names (a pod's clone, where the
-/// whole machine is the desk's).
-fn dot_git_target(worktree: &Path) -> Option<PathBuf> {
+/// The git dir a worktree's `.git` file names: what git would follow (in a
+/// pod's clone, where the whole machine is the desk's), or what an agent
+/// may have rewritten it to.
+pub fn dot_git_target(worktree: &Path) -> Option<PathBuf> {
     let dotgit = std::fs::read_to_string(worktree.join(".git")).ok()?;
     let gitdir = Path::new(dotgit.trim().strip_prefix("gitdir:")?.trim());
     Some(if gitdir.is_absolute() {

@@ -244,7 +244,17 @@ async fn setup(
     env.extend(st.desk_env.iter().cloned());
     // The project's setup runs code the agents wrote: in their sandbox.
     let jail = match &profile.sandbox {
-        Some(spec) => match jail::check_jail(sh, spec, task, ledger.n, &st.worktree, &env).await {
+        Some(spec) => match jail::check_jail(
+            sh,
+            spec,
+            &jail::desk_name(task),
+            Some(task),
+            Some(ledger.n),
+            &st.worktree,
+            &env,
+        )
+        .await
+        {
             Ok(j) => Some(j),
             Err(reason) => return Some(ledger.fail(reason).await),
         },
@@ -913,10 +923,7 @@ async fn restore_dot_git(sh: &Shared, task: &str, n: u32, worktree: &std::path::
         return;
     };
     let dotgit = worktree.join(".git");
-    let named = std::fs::read_to_string(&dotgit).ok().and_then(|t| {
-        let p = std::path::PathBuf::from(t.trim().strip_prefix("gitdir:")?.trim());
-        Some(worktree.join(p))
-    });
+    let named = crate::git::dot_git_target(worktree);
     let same = |p: &std::path::Path| p.canonicalize().ok() == trusted.canonicalize().ok();
     if named.as_deref().is_some_and(same) {
         return;
@@ -995,12 +1002,12 @@ pub(crate) async fn fetch_home(
     own: &crate::sandbox::OwnGit,
 ) -> Result<(), crate::git::GitError> {
     let keep = format!("{}-desk", crate::paths::attempt_ref(run, task, n));
-    let Some(home) = own.bring_home(repo, &keep).await? else {
+    let Some(head) = own.bring_home(repo, &keep).await? else {
         // Its HEAD never moved: what it did is in its files.
         return Ok(());
     };
     let moved = repo
-        .in_desk_ok(worktree, ["reset", "-q", home.head.as_str(), "--"])
+        .in_desk_ok(worktree, ["reset", "-q", head.as_str(), "--"])
         .await;
     let removed = repo.delete_ref(&keep).await;
     moved?;

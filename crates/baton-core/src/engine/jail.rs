@@ -59,17 +59,19 @@ pub(crate) fn desk_name(task: &str) -> String {
     format!("task-{task}")
 }
 
-/// The sandbox of a command that checks or prepares a task's desk (setup,
-/// teardown): the profile's, writing only the desk.
+/// The sandbox of a command that checks or prepares a desk (setup, teardown,
+/// verify, the pool's setup): it writes only the desk, whose own git
+/// directory `desk` names; `task` and `attempt` own the proxy's events.
 pub(crate) async fn check_jail(
     sh: &Shared,
     spec: &crate::plan::sandbox::Sandbox,
-    task: &str,
-    n: u32,
+    desk: &str,
+    task: Option<&str>,
+    attempt: Option<u32>,
     worktree: &std::path::Path,
     env: &[(OsString, OsString)],
 ) -> Result<Jail, String> {
-    let own = make_own_git(sh, &desk_name(task), worktree).await?;
+    let own = make_own_git(sh, desk, worktree).await?;
     let room = Room {
         spec,
         worktree,
@@ -77,8 +79,8 @@ pub(crate) async fn check_jail(
         env,
         agent: None,
         door: None,
-        task: Some(task),
-        attempt: Some(n),
+        task,
+        attempt,
     };
     draw(sh, room).await
 }

@@ -359,24 +359,7 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
                 "pool-{}",
                 path.file_name().unwrap_or_default().to_string_lossy()
             );
-            let own = match super::jail::make_own_git(sh, &name, path).await {
-                Ok(own) => own,
-                Err(e) => {
-                    tracing::warn!("pool: {e}");
-                    return false;
-                }
-            };
-            let room = super::jail::Room {
-                spec: &spec,
-                worktree: path,
-                own_git: &own,
-                env: &env,
-                agent: None,
-                door: None,
-                task: None,
-                attempt: None,
-            };
-            match super::jail::draw(sh, room).await {
+            match super::jail::check_jail(sh, &spec, &name, None, None, path, &env).await {
                 Ok(j) => Some(j),
                 Err(e) => {
                     tracing::warn!("pool: {e}");

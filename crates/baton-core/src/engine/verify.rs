@@ -69,10 +69,12 @@ async fn check(
     };
     env.extend(workspace::env(&sh.run_id, VERIFY_DESK, &ports));
     let jail = match super::jail::for_checks(sh) {
-        Some(spec) => match verify_jail(sh, &spec, task, dir, &env).await {
-            Ok(j) => Some(j),
-            Err(reason) => return failed(reason),
-        },
+        Some(spec) => {
+            match super::jail::check_jail(sh, &spec, "verify", Some(task), None, dir, &env).await {
+                Ok(j) => Some(j),
+                Err(reason) => return failed(reason),
+            }
+        }
         None => None,
     };
     let jail = jail.as_ref().map(|j| j.args.as_slice());
@@ -130,28 +132,6 @@ async fn check(
 /// The verify desk's name among the run's desks (ports, workspace id): not
 /// a task id, which cannot start with a dot.
 const VERIFY_DESK: &str = ".verify";
-
-/// The sandbox verify runs in, with the verify desk's own git directory.
-async fn verify_jail(
-    sh: &Shared,
-    spec: &crate::plan::sandbox::Sandbox,
-    task: &str,
-    dir: &Path,
-    env: &[(OsString, OsString)],
-) -> Result<super::jail::Jail, String> {
-    let own = super::jail::make_own_git(sh, "verify", dir).await?;
-    let room = super::jail::Room {
-        spec,
-        worktree: dir,
-        own_git: &own,
-        env,
-        agent: None,
-        door: None,
-        task: Some(task),
-        attempt: None,
-    };
-    super::jail::draw(sh, room).await
-}
 
 /// The verify worktree at `commit`, with nothing of the last check but
 /// ignored files (a setup's, a build's caches); whether it is new.

@@ -177,7 +177,17 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
     env.push(("BATON_RUN".into(), sh.run_id.clone().into()));
     env.push(("BATON_TASK".into(), task.into()));
     let jail = match super::jail::for_checks(sh) {
-        Some(spec) => match super::jail::check_jail(sh, &spec, task, 0, worktree, &env).await {
+        Some(spec) => match super::jail::check_jail(
+            sh,
+            &spec,
+            &super::jail::desk_name(task),
+            Some(task),
+            Some(0),
+            worktree,
+            &env,
+        )
+        .await
+        {
             Ok(j) => Some(j),
             Err(reason) => {
                 tracing::warn!("task {task}: teardown not run: {reason}");

@@ -25,18 +25,6 @@ pub struct OwnGit {
     made: PathBuf,
 }
 
-/// What came home from a desk's own git directory.
-#[derive(Debug)]
-pub struct Home {
-    /// The commit its HEAD ended on, now in the repository.
-    pub head: String,
-    /// The branch its HEAD named, if any (None: a detached HEAD).
-    pub branch: Option<String>,
-    /// Every commit its HEAD pointed at since it was made, newest first,
-    /// with what moved it ("commit: ...", "reset: ..."): its reflog.
-    pub log: Vec<(String, String)>,
-}
-
 impl OwnGit {
     /// Where the desk `name` of a run keeps its own git directory.
     pub fn at(base: &Path) -> OwnGit {
@@ -115,16 +103,14 @@ impl OwnGit {
 
     /// Fetches what the desk's HEAD ended on into the repository (kept
     /// under `keep`), and the other commits its reflog names as far as they
-    /// can be had. Run only once nothing runs in the sandbox any more.
-    pub async fn bring_home(&self, repo: &Repo, keep: &str) -> Result<Option<Home>, GitError> {
+    /// can be had; returns the commit HEAD ended on (None: it never moved).
+    /// Where it moved and what it left are read by the task's history from
+    /// the directory itself. Run only once nothing runs in the sandbox any
+    /// more.
+    pub async fn bring_home(&self, repo: &Repo, keep: &str) -> Result<Option<String>, GitError> {
         if self.untouched() {
             return Ok(None);
         }
-        let head_file = std::fs::read_to_string(self.dir.join("HEAD")).unwrap_or_default();
-        let branch = head_file
-            .trim()
-            .strip_prefix("ref: refs/heads/")
-            .map(str::to_string);
         let log = reflog(&self.dir);
         let spec = format!("+HEAD:{keep}");
         fetch(repo, &self.dir, &[spec.as_str()]).await?;
@@ -139,7 +125,7 @@ impl OwnGit {
                 tracing::warn!("commits the agent left behind could not be fetched: {e}");
             }
         }
-        Ok(Some(Home { head, branch, log }))
+        Ok(Some(head))
     }
 
     /// Whether HEAD is where it was made, read from the files alone (the
