@@ -89,8 +89,8 @@ pub fn plan_text(agents: &[&str], project: Project) -> String {
     );
     for a in agents {
         out.push_str(&format!("[agent.{a}]\nadapter = \"{a}\"\n"));
-        if *a == "aider" {
-            out.push_str("# model = \"openai/gpt-4o\"  # aider needs a model\n");
+        if let Some(model) = crate::adapter::find(a).and_then(|i| i.needs_model) {
+            out.push_str(&format!("# model = \"{model}\"  # {a} needs a model\n"));
         }
         out.push('\n');
     }

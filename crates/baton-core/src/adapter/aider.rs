@@ -9,6 +9,9 @@ pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
     name: "aider",
     cli: Some("aider"),
     make: || Box::new(AiderAdapter),
+    state: |h| vec![h.dir.join(".aider"), h.xdg("XDG_CACHE_HOME", ".cache")],
+    mcp: None,
+    needs_model: Some("openai/gpt-4o"),
 };
 
 pub struct AiderAdapter;

@@ -4,14 +4,32 @@
 //! closes it when a turn ends with no message waiting.
 
 use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, UsageReport};
-use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
+use super::{program, Adapter, Finish, Launch, LaunchRequest, McpServer, McpWiring, StreamParser};
 use serde_json::{json, Value};
 
 pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
     name: "claude",
     cli: Some("claude"),
     make: || Box::new(ClaudeAdapter),
+    state: |h| {
+        let config = h.var("CLAUDE_CONFIG_DIR");
+        vec![
+            config.unwrap_or_else(|| h.dir.join(".claude")),
+            h.dir.join(".claude.json"),
+        ]
+    },
+    mcp: Some(mcp),
+    needs_model: None,
 };
+
+/// Claude Code's `--mcp-config` file.
+fn mcp(server: &McpServer) -> McpWiring {
+    let doc = json!({ "mcpServers": { &server.name: {
+        "type": "stdio", "command": server.command, "args": server.args,
+    }}});
+    let path = server.config_dir.join("claude-mcp.json");
+    McpWiring::file(path, doc.to_string(), Some("--mcp-config"), None)
+}
 
 pub struct ClaudeAdapter;
 
@@ -42,12 +60,9 @@ impl Adapter for ClaudeAdapter {
             args.extend(["--resume".into(), s.into()]);
         }
         args.extend(req.profile.args.iter().map(Into::into));
-        let mut files = Vec::new();
-        if let Some(mcp) = req.mcp {
-            let (path, text) = mcp.claude_config();
-            args.extend(["--mcp-config".into(), path.clone().into()]);
-            files.push((path, text));
-        }
+        let wiring = req.mcp.map(mcp).unwrap_or_default();
+        args.extend(wiring.args);
+        let files = wiring.files;
         let mut env = Vec::new();
         // bypassPermissions refuses to run as root unless told it is sandboxed;
         // a baton worktree is the agent's own desk.

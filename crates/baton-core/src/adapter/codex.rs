@@ -2,14 +2,37 @@
 //! `codex exec --json resume THREAD_ID PROMPT`.
 
 use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, UsageReport};
-use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
+use super::{program, Adapter, Finish, Launch, LaunchRequest, McpServer, McpWiring, StreamParser};
 use serde_json::Value;
 
 pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
     name: "codex",
     cli: Some("codex"),
     make: || Box::new(CodexAdapter),
+    state: |h| vec![h.var("CODEX_HOME").unwrap_or_else(|| h.dir.join(".codex"))],
+    mcp: Some(mcp),
+    needs_model: None,
 };
+
+/// Codex `-c key=value` overrides (values in TOML).
+fn mcp(server: &McpServer) -> McpWiring {
+    let toml_str = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let args: Vec<String> = server.args.iter().map(|a| toml_str(a)).collect();
+    let key = format!("mcp_servers.{}", server.name);
+    let overrides = [
+        format!("{key}.command={}", toml_str(&server.command)),
+        format!("{key}.args=[{}]", args.join(",")),
+        // Without it a headless Codex refuses every MCP call.
+        format!("{key}.default_tools_approval_mode=\"approve\""),
+    ];
+    McpWiring {
+        args: overrides
+            .into_iter()
+            .flat_map(|o| ["-c".into(), o.into()])
+            .collect(),
+        ..McpWiring::default()
+    }
+}
 
 pub struct CodexAdapter;
 
@@ -24,9 +47,7 @@ impl Adapter for CodexAdapter {
             args.extend(["--model".into(), m.into()]);
         }
         args.extend(req.profile.args.iter().map(Into::into));
-        for o in req.mcp.map(|m| m.codex_overrides()).unwrap_or_default() {
-            args.extend(["-c".into(), o.into()]);
-        }
+        args.extend(req.mcp.map(mcp).unwrap_or_default().args);
         if let Some(s) = req.session {
             args.extend(["resume".into(), s.into()]);
         }

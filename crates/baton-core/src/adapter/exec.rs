@@ -1,13 +1,28 @@
 //! `exec`: any command. The rendered prompt is its last argument and its
 //! trimmed standard output is the final message.
 
-use super::{Adapter, AgentEvent, Finish, Launch, LaunchRequest, StreamParser};
+use super::{
+    Adapter, AgentEvent, Finish, Launch, LaunchRequest, McpServer, McpWiring, StreamParser,
+};
 
 pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
     name: "exec",
     cli: None,
     make: || Box::new(ExecAdapter),
+    // Its command's state is its own business: it gets no home of its own
+    // to write in.
+    state: |_| Vec::new(),
+    mcp: Some(mcp),
+    needs_model: None,
 };
+
+/// The server's command line as a JSON array, in `BATON_MCP_COMMAND`.
+fn mcp(server: &McpServer) -> McpWiring {
+    McpWiring {
+        env: vec![("BATON_MCP_COMMAND".into(), server.command_json().into())],
+        ..McpWiring::default()
+    }
+}
 
 pub struct ExecAdapter;
 
@@ -41,9 +56,7 @@ impl Adapter for ExecAdapter {
         if let Some(model) = &req.profile.model {
             env.push(("BATON_MODEL".into(), model.into()));
         }
-        if let Some(mcp) = req.mcp {
-            env.push(("BATON_MCP_COMMAND".into(), mcp.command_json().into()));
-        }
+        env.extend(req.mcp.map(mcp).unwrap_or_default().env);
         Ok(Launch {
             program: command[0].clone().into(),
             args,

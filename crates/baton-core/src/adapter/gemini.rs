@@ -2,14 +2,27 @@
 //! resumed with `--resume SESSION_ID`.
 
 use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, UsageReport};
-use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
-use serde_json::Value;
+use super::{program, Adapter, Finish, Launch, LaunchRequest, McpServer, McpWiring, StreamParser};
+use serde_json::{json, Value};
 
 pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
     name: "gemini",
     cli: Some("gemini"),
     make: || Box::new(GeminiAdapter),
+    state: |h| vec![h.dir.join(".gemini")],
+    mcp: Some(mcp),
+    needs_model: None,
 };
+
+/// Gemini CLI's settings, read from `GEMINI_CLI_SYSTEM_SETTINGS_PATH`.
+fn mcp(server: &McpServer) -> McpWiring {
+    let doc = json!({ "mcpServers": { &server.name: {
+        "command": server.command, "args": server.args,
+    }}});
+    let path = server.config_dir.join("gemini-settings.json");
+    let var = Some("GEMINI_CLI_SYSTEM_SETTINGS_PATH");
+    McpWiring::file(path, doc.to_string(), None, var)
+}
 
 pub struct GeminiAdapter;
 
@@ -36,15 +49,9 @@ impl Adapter for GeminiAdapter {
             ("GEMINI_CLI_NO_RELAUNCH".into(), "true".into()),
             ("GEMINI_CLI_TRUST_WORKSPACE".into(), "true".into()),
         ];
-        let mut files = Vec::new();
-        if let Some(mcp) = req.mcp {
-            let (path, text) = mcp.gemini_settings();
-            env.push((
-                "GEMINI_CLI_SYSTEM_SETTINGS_PATH".into(),
-                path.clone().into(),
-            ));
-            files.push((path, text));
-        }
+        let wiring = req.mcp.map(mcp).unwrap_or_default();
+        env.extend(wiring.env);
+        let files = wiring.files;
         Ok(Launch {
             program: prog,
             args,

@@ -16,12 +16,12 @@ mod prices;
 
 pub use events::{clip, AgentEvent, ToolKind, UsageMode, UsageReport};
 pub use exec::ExecAdapter;
-pub use mcp::McpServer;
+pub use mcp::{McpServer, McpWiring};
 pub use prices::{Price, Prices};
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What an adapter reads of a profile: the CLI, how it is started, its
 /// model, arguments and environment. A plan's profile gives it
@@ -120,13 +120,44 @@ pub trait Adapter: Send + Sync {
     }
 }
 
-/// One kind of agent baton can run: its name in a profile, the CLI it starts
-/// when the profile gives no `command`, and how to make it.
+/// One kind of agent baton can run, described whole: its name in a
+/// profile, the CLI it starts when the profile gives no `command`, how to
+/// make it, and what the rest of baton must know of it (every field is
+/// required, so an adapter cannot forget one).
 pub struct AdapterInfo {
     pub name: &'static str,
     /// The program on PATH (None: `exec` runs the profile's `command`).
     pub cli: Option<&'static str>,
     pub make: fn() -> Box<dyn Adapter>,
+    /// Where the CLI keeps its own state under a home (and where its
+    /// environment moves it): the only parts of an inherited home the
+    /// sandbox lets it write.
+    pub state: fn(&Home) -> Vec<PathBuf>,
+    /// How it is handed an MCP server (a lead's tools); None: it speaks no
+    /// MCP, and cannot lead.
+    pub mcp: Option<fn(&McpServer) -> McpWiring>,
+    /// A model it cannot run without, as an example for `baton init`'s
+    /// plan; None: the CLI picks one itself.
+    pub needs_model: Option<&'static str>,
+}
+
+/// A home directory and the environment an agent gets in it.
+pub struct Home<'a> {
+    pub dir: &'a Path,
+    pub env: &'a [(OsString, OsString)],
+}
+
+impl Home<'_> {
+    /// The agent's value of `key` (the last one set wins).
+    pub fn var(&self, key: &str) -> Option<PathBuf> {
+        let found = self.env.iter().rev().find(|(k, _)| k == key);
+        found.map(|(_, v)| PathBuf::from(v))
+    }
+
+    /// An XDG base directory: the agent's `key`, else `default` in the home.
+    pub fn xdg(&self, key: &str, default: &str) -> PathBuf {
+        self.var(key).unwrap_or_else(|| self.dir.join(default))
+    }
 }
 
 /// Every adapter, in the order `baton doctor` lists them. A new adapter is a
@@ -149,6 +180,15 @@ pub fn find(name: &str) -> Option<&'static AdapterInfo> {
 /// The names of every adapter, for messages.
 pub fn names() -> Vec<&'static str> {
     ADAPTERS.iter().map(|a| a.name).collect()
+}
+
+/// The names of the adapters that speak MCP, for messages.
+pub fn mcp_names() -> Vec<&'static str> {
+    ADAPTERS
+        .iter()
+        .filter(|a| a.mcp.is_some())
+        .map(|a| a.name)
+        .collect()
 }
 
 /// The adapter named by a profile.
@@ -175,4 +215,62 @@ pub fn program(profile: &CliProfile, default: &str) -> (OsString, Vec<OsString>)
 pub fn program_name(profile: &CliProfile) -> String {
     let default = find(&profile.adapter).and_then(|a| a.cli).unwrap_or("");
     program(profile, default).0.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter that says it speaks MCP hands its CLI the server: every
+    /// argument (in order), variable and file of its wiring is in its launch.
+    #[test]
+    fn every_adapter_that_speaks_mcp_wires_the_server_into_its_launch() {
+        let server = McpServer {
+            name: "baton".into(),
+            command: "/bin/baton".into(),
+            args: vec!["mcp".into(), "--connect".into()],
+            config_dir: "/tmp/attempt".into(),
+        };
+        let mut speaking = 0;
+        for info in ADAPTERS {
+            let Some(wire) = info.mcp else { continue };
+            speaking += 1;
+            let w = wire(&server);
+            let name = info.name;
+            assert!(
+                !(w.args.is_empty() && w.env.is_empty()),
+                "{name}: no wiring"
+            );
+            let profile = CliProfile {
+                name: "p".into(),
+                adapter: name.into(),
+                command: Some(vec!["agent".into()]),
+                ..CliProfile::default()
+            };
+            let req = LaunchRequest {
+                profile: &profile,
+                prompt: "do it",
+                worktree: Path::new("/w"),
+                attempt: 1,
+                session: None,
+                files: &[],
+                mcp: Some(&server),
+                sandboxed: true,
+            };
+            let launch = (info.make)().launch(&req).expect("launches");
+            let found = w.args.is_empty() || launch.args.windows(w.args.len()).any(|a| a == w.args);
+            assert!(found, "{name}: {:?} not in {:?}", w.args, launch.args);
+            for e in &w.env {
+                assert!(launch.env.contains(e), "{name}: {e:?} not set");
+            }
+            for f in &w.files {
+                assert!(launch.files.contains(f), "{name}: {:?} not written", f.0);
+            }
+        }
+        assert_eq!(speaking, mcp_names().len());
+        assert!(
+            speaking >= 5,
+            "claude, codex, gemini, opencode and exec speak MCP"
+        );
+    }
 }

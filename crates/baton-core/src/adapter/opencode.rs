@@ -3,14 +3,36 @@
 //! reason is `stop` ends the turn.
 
 use super::events::{clip, str_of, u64_of, AgentEvent, ToolKind, UsageMode, UsageReport};
-use super::{program, Adapter, Finish, Launch, LaunchRequest, StreamParser};
+use super::{program, Adapter, Finish, Launch, LaunchRequest, McpServer, McpWiring, StreamParser};
 use serde_json::Value;
 
 pub(super) const INFO: super::AdapterInfo = super::AdapterInfo {
     name: "opencode",
     cli: Some("opencode"),
     make: || Box::new(OpencodeAdapter),
+    state: |h| {
+        [
+            ("XDG_CONFIG_HOME", ".config"),
+            ("XDG_DATA_HOME", ".local/share"),
+            ("XDG_STATE_HOME", ".local/state"),
+            ("XDG_CACHE_HOME", ".cache"),
+        ]
+        .into_iter()
+        .map(|(k, default)| h.xdg(k, default).join("opencode"))
+        .collect()
+    },
+    mcp: Some(mcp),
+    needs_model: None,
 };
+
+/// opencode's config, read from `OPENCODE_CONFIG`.
+fn mcp(server: &McpServer) -> McpWiring {
+    let doc = serde_json::json!({ "mcp": { &server.name: {
+        "type": "local", "command": server.argv(), "enabled": true,
+    }}});
+    let path = server.config_dir.join("opencode.json");
+    McpWiring::file(path, doc.to_string(), None, Some("OPENCODE_CONFIG"))
+}
 
 pub struct OpencodeAdapter;
 
@@ -26,12 +48,8 @@ impl Adapter for OpencodeAdapter {
         }
         args.extend(req.profile.args.iter().map(Into::into));
         args.push(req.prompt.into());
-        let (mut env, mut files) = (Vec::new(), Vec::new());
-        if let Some(mcp) = req.mcp {
-            let (path, text) = mcp.opencode_config();
-            env.push(("OPENCODE_CONFIG".into(), path.clone().into()));
-            files.push((path, text));
-        }
+        let wiring = req.mcp.map(mcp).unwrap_or_default();
+        let (env, files) = (wiring.env, wiring.files);
         Ok(Launch {
             program: prog,
             args,

@@ -886,11 +886,18 @@ fn check_lead(
         }
         return None;
     };
-    if adapter == Some("aider") {
+    if let Some(a) = adapter
+        .and_then(crate::adapter::find)
+        .filter(|a| a.mcp.is_none())
+    {
         ck.at(
             Some(lead.span()),
             subject.clone(),
-            "a lead task's agent must speak MCP (claude, codex, gemini, opencode, or exec); aider does not".into(),
+            format!(
+                "a lead task's agent must speak MCP ({}); {} does not",
+                crate::adapter::mcp_names().join(", "),
+                a.name
+            ),
         );
     }
     match max {

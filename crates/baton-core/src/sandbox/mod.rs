@@ -167,27 +167,12 @@ pub fn env_var(env: &[(OsString, OsString)], key: &str) -> Option<OsString> {
         .map(|(_, v)| v.clone())
 }
 
-/// Where each agent CLI keeps its own state under a home (and where its
+/// Where an agent CLI keeps its own state under a home (and where its
 /// environment moves it): the only parts of an inherited home it may write.
+/// Each adapter says so itself ([`crate::adapter::AdapterInfo::state`]).
 pub fn cli_state(adapter: &str, home: &Path, env: &[(OsString, OsString)]) -> Vec<PathBuf> {
-    let var = |k: &str| env_var(env, k).map(PathBuf::from);
-    let xdg = |k: &str, default: &str| var(k).unwrap_or_else(|| home.join(default));
-    match adapter {
-        "claude" => vec![
-            var("CLAUDE_CONFIG_DIR").unwrap_or_else(|| home.join(".claude")),
-            home.join(".claude.json"),
-        ],
-        "codex" => vec![var("CODEX_HOME").unwrap_or_else(|| home.join(".codex"))],
-        "gemini" => vec![home.join(".gemini")],
-        "opencode" => vec![
-            xdg("XDG_CONFIG_HOME", ".config").join("opencode"),
-            xdg("XDG_DATA_HOME", ".local/share").join("opencode"),
-            xdg("XDG_STATE_HOME", ".local/state").join("opencode"),
-            xdg("XDG_CACHE_HOME", ".cache").join("opencode"),
-        ],
-        "aider" => vec![home.join(".aider"), xdg("XDG_CACHE_HOME", ".cache")],
-        _ => vec![],
-    }
+    let home = crate::adapter::Home { dir: home, env };
+    crate::adapter::find(adapter).map_or_else(Vec::new, |a| (a.state)(&home))
 }
 
 /// Whether bubblewrap works on this machine: its version, or why not.
