@@ -52,6 +52,19 @@ pub(crate) enum Outcome {
     Broken { reason: String },
 }
 
+impl Outcome {
+    /// The task's last commit, if the go left one.
+    pub fn commit(&self) -> Option<String> {
+        match self {
+            Outcome::Done { commit, .. } => Some(commit.clone()),
+            Outcome::Failed { commit, .. }
+            | Outcome::Stopped { commit, .. }
+            | Outcome::Interrupted { commit } => commit.clone(),
+            Outcome::Broken { .. } => None,
+        }
+    }
+}
+
 /// What a worker tells the engine.
 #[derive(Debug)]
 pub(crate) enum WorkerNote {
@@ -64,17 +77,27 @@ pub(crate) enum WorkerNote {
     Finished {
         task: String,
         outcome: Outcome,
+        /// The commit the task's work started from; None when the worker
+        /// died before it knew.
+        start: Option<String>,
     },
     /// The run's `verify` checks on a task's merge commit are done.
-    Verified {
-        result: GateResult,
-    },
-    /// The provider limits `profile` (or the account it names) until then:
+    Verified { result: GateResult },
+    /// The provider limits `profile` (and the account it names) until then:
     /// start no task on it.
     Limited {
         profile: String,
         until_ms: i64,
         reason: String,
+    },
+    /// `task`'s profile `from` cannot go on: which fallback takes it over
+    /// (none of `worked`)? With `quota_until`, `from`'s quota ran out: no
+    /// task falls back to it until then.
+    Fallback {
+        from: String,
+        worked: Vec<String>,
+        quota_until: Option<i64>,
+        answer: oneshot::Sender<Option<String>>,
     },
 }
 
@@ -109,4 +132,26 @@ pub(crate) struct Request {
     pub kind: ControlKind,
     pub message: Option<String>,
     pub answer: oneshot::Sender<Answer>,
+}
+
+/// How a task's merge went.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MergeResult {
+    /// Merged; `integration` is the new head, None when the task changed nothing.
+    Merged {
+        integration: Option<String>,
+    },
+    Conflict {
+        paths: Vec<String>,
+        reason: String,
+    },
+    /// git itself failed, or the branch kept moving: the reason in words.
+    Failed(String),
+    /// A `verify` check failed on the merged whole: the branch did not move.
+    /// `retry`: the task has retries left and runs again on the current head.
+    VerifyFailed {
+        reason: String,
+        feedback: String,
+        retry: bool,
+    },
 }

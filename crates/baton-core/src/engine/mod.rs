@@ -11,38 +11,19 @@
 //!   [`attempt`] one attempt in phases; [`watch`] what its agent's stream
 //!   means; [`supervise`] one process group; [`gates`] the checks after it.
 
-mod attempt;
-mod batch;
 mod board;
-mod desks;
-mod gates;
-mod handle;
-mod history;
-mod hold;
-mod jail;
-mod lead;
+mod desk;
 mod merge;
 mod messages;
-mod meter;
-mod output;
-mod pool;
-mod prompt;
-mod remote;
-mod repo_watch;
-mod setup;
+mod process;
+mod run;
 mod shared;
-mod shell;
-mod start;
-mod supervise;
-mod verify;
-mod watch;
-mod worker;
-mod workspace;
+mod task;
 
-pub use handle::EngineHandle;
 pub use messages::{Answer, WorkerCmd};
-pub use setup::RunOptions;
-pub use shell::Engine;
+pub use run::handle::EngineHandle;
+pub use run::setup::RunOptions;
+pub use run::Engine;
 
 pub(crate) use shared::redactor_for;
 

@@ -1,7 +1,7 @@
 //! What every worker of a run shares: the repository, the store, the plan,
 //! prices, the secrets to mask, and the way back to the engine.
 
-use super::messages::WorkerNote;
+use crate::engine::messages::WorkerNote;
 use crate::git::Repo;
 use crate::model::EventKind;
 use crate::paths::StatePaths;
@@ -29,9 +29,6 @@ pub(crate) struct Shared {
     pub starting_tasks: std::sync::atomic::AtomicUsize,
     /// baton's own binary: a lead task's agent gets `baton mcp` from it.
     pub baton: Option<String>,
-    /// Profiles (or accounts) a provider limits, until when (ms): a worker
-    /// looking for a fallback passes over them.
-    pub limited: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -47,32 +44,7 @@ pub(crate) fn redactor_for(plan: &Plan) -> Redactor {
     )
 }
 
-/// What a profile's limits are held under: its account, else itself.
-pub(crate) fn limit_key(profile: &crate::plan::AgentProfile) -> String {
-    profile
-        .account
-        .clone()
-        .unwrap_or_else(|| profile.name.clone())
-}
-
 impl Shared {
-    /// Notes that `profile`'s provider limits it until `until_ms`.
-    pub fn hold_limit(&self, profile: &crate::plan::AgentProfile, until_ms: i64) {
-        if let Ok(mut held) = self.limited.lock() {
-            let until = held.entry(limit_key(profile)).or_insert(until_ms);
-            *until = (*until).max(until_ms);
-        }
-    }
-
-    /// Whether `profile`'s provider limits it now.
-    pub fn is_limited(&self, profile: &crate::plan::AgentProfile) -> bool {
-        let now = crate::clock::now_ms();
-        self.limited
-            .lock()
-            .map(|held| held.get(&limit_key(profile)).is_some_and(|u| *u > now))
-            .unwrap_or(false)
-    }
-
     /// Runs `f` with the store and this run's id off the async threads.
     pub async fn db<T, F>(&self, f: F) -> T
     where
@@ -156,7 +128,6 @@ impl Shared {
             redactor,
             notes,
             starting_tasks: Default::default(),
-            limited: Default::default(),
             baton: None,
         }
     }

@@ -6,8 +6,9 @@
 //! engine shell carries out, in order. Its own state changes at once, so the
 //! next question it is asked sees them.
 
-use super::merge::MergeResult;
-use super::messages::{Outcome, WorkerCmd};
+mod limits;
+
+use crate::engine::messages::{MergeResult, Outcome, WorkerCmd};
 use crate::model::{Activity, ControlKind, EventKind, RunStatus, TaskStatus};
 use crate::plan::{OnFailure, TaskSpec};
 use crate::store::TaskUpdate;
@@ -83,6 +84,8 @@ pub(crate) struct Rules {
     pub profile_limits: HashMap<String, usize>,
     /// The account of a profile that names one: its limits are the account's.
     pub accounts: HashMap<String, String>,
+    /// Each profile's fallbacks, in the order they are tried.
+    pub fallbacks: HashMap<String, Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -113,8 +116,8 @@ pub(crate) struct Board {
     held: Option<String>,
     /// Ready tasks told they wait for memory, so they are told once.
     waiting: HashSet<usize>,
-    /// Profiles (or accounts) the provider limits now, and why: their tasks wait.
-    limited: BTreeMap<String, String>,
+    /// Profiles (or accounts) the provider limits now: see [`limits`].
+    limited: BTreeMap<String, limits::Limit>,
     /// Ready tasks told they wait for their profile's limit.
     waiting_limit: HashSet<usize>,
 }
@@ -246,8 +249,7 @@ impl Board {
         let held = (!self.waiting.is_empty() && self.held.is_some())
             || !self.limited.is_empty()
                 && self.tasks.iter().any(|t| {
-                    t.status == TaskStatus::Pending
-                        && self.limited.contains_key(self.limit_key(&t.spec.agent))
+                    t.status == TaskStatus::Pending && self.limited_why(&t.spec.agent).is_some()
                 });
         let idle =
             self.running == 0 && !merges_pending && ((!awaiting && !held) || self.shutting_down);
@@ -276,10 +278,7 @@ impl Board {
             if !ready || self.overlaps_running(i) || self.profile_full(i) {
                 continue;
             }
-            if let Some(why) = self.limited.get(self.limit_key(&self.tasks[i].spec.agent)) {
-                if self.waiting_limit.insert(i) {
-                    out.push(waits(i, Activity::WaitingRateLimit, "rate_limit", why));
-                }
+            if self.waits_for_limit(i, &mut out) {
                 continue;
             }
             if let Some(why) = &self.held {
@@ -295,40 +294,6 @@ impl Board {
             });
         }
         out
-    }
-
-    /// What a profile's limits are held under: its account, else itself.
-    pub fn limit_key<'a>(&'a self, profile: &'a str) -> &'a str {
-        self.rules
-            .accounts
-            .get(profile)
-            .map_or(profile, String::as_str)
-    }
-
-    /// No task of a profile held under `key` (see [`Board::limit_key`])
-    /// starts while `why` is Some (the provider limits it); once it is None
-    /// its waiting tasks may start.
-    pub fn limit_profile(&mut self, key: &str, why: Option<String>) -> Vec<Action> {
-        match why {
-            Some(why) => {
-                self.limited.insert(key.to_string(), why);
-                Vec::new()
-            }
-            None => {
-                self.limited.remove(key);
-                let mut freed: Vec<usize> = self
-                    .waiting_limit
-                    .iter()
-                    .copied()
-                    .filter(|i| self.limit_key(&self.tasks[*i].spec.agent) == key)
-                    .collect();
-                freed.sort_unstable();
-                for i in &freed {
-                    self.waiting_limit.remove(i);
-                }
-                freed.into_iter().map(waits_no_more).collect()
-            }
-        }
     }
 
     /// No new agent starts while `why` is Some (the machine is short of
@@ -968,5 +933,4 @@ fn waits_no_more(i: usize) -> Action {
 }
 
 #[cfg(test)]
-#[path = "board_tests.rs"]
 mod tests;

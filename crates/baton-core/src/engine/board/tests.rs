@@ -40,6 +40,7 @@ fn rules(max_parallel: usize) -> Rules {
         overlap_allowed: false,
         profile_limits: HashMap::new(),
         accounts: HashMap::new(),
+        fallbacks: HashMap::new(),
     }
 }
 
@@ -566,9 +567,7 @@ fn a_limited_profile_starts_no_task_until_its_limit_passes_and_the_run_waits_for
     let mut other = spec("b", &[]);
     other.agent = "other".into();
     let mut b = board(4, vec![spec("a", &[]), other]);
-    assert!(b
-        .limit_profile("fake", Some("waiting: rate limit on fake".into()))
-        .is_empty());
+    b.limit("fake", 1_000, Some("waiting: rate limit on fake".into()));
     let acts = b.next();
     assert_eq!(started(&b, &acts), ["b"], "another profile keeps working");
     let told: Vec<_> = acts
@@ -595,7 +594,8 @@ fn a_limited_profile_starts_no_task_until_its_limit_passes_and_the_run_waits_for
         },
     );
     assert!(!b.is_done(false), "a held task is still to run");
-    let freed = b.limit_profile("fake", None);
+    assert!(b.release_limits(999).is_empty(), "not over yet");
+    let freed = b.release_limits(1_000);
     assert_eq!(freed.len(), 1, "its waiting is over");
     assert_eq!(next_started(&mut b), ["a"]);
 }
@@ -613,15 +613,63 @@ fn profiles_of_one_account_share_its_limit() {
     third.agent = "solo".into();
     let mut b = Board::new(r, vec![spec("a", &[]), other, third]);
     assert_eq!(b.limit_key("other"), "team");
-    b.limit_profile(
-        "team",
-        Some("waiting: rate limit on fake (account team)".into()),
+    b.limit(
+        "other",
+        1_000,
+        Some("waiting: rate limit on other (account team)".into()),
     );
     assert_eq!(
         next_started(&mut b),
         ["c"],
         "only the profile of another account starts"
     );
-    b.limit_profile("team", None);
+    b.release_limits(2_000);
     assert_eq!(next_started(&mut b), ["a", "b"]);
+}
+
+#[test]
+fn a_fallback_is_one_that_has_not_worked_on_the_task_and_is_not_limited_if_one_can_be() {
+    let mut r = rules(4);
+    let to = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    r.fallbacks = HashMap::from([("fake".to_string(), to(&["x", "y", "z"]))]);
+    r.accounts = HashMap::from([("y".to_string(), "team".to_string())]);
+    let mut b = Board::new(r, vec![spec("a", &[])]);
+    let worked = to(&["fake"]);
+    assert_eq!(b.fallback("fake", &worked, 0).as_deref(), Some("x"));
+    assert_eq!(
+        b.fallback("fake", &to(&["fake", "x"]), 0).as_deref(),
+        Some("y")
+    );
+    // x's quota ran out (held for fallbacks only); y's account is limited.
+    b.limit("x", 500, None);
+    b.limit("team", 500, Some("waiting: rate limit".into()));
+    assert_eq!(b.fallback("fake", &worked, 100).as_deref(), Some("z"));
+    assert_eq!(
+        next_started(&mut b),
+        ["a"],
+        "a quota held for fallbacks keeps no task of fake waiting"
+    );
+    // Every fresh one limited: the first of them rather than none.
+    assert_eq!(
+        b.fallback("fake", &to(&["fake", "z"]), 100).as_deref(),
+        Some("x")
+    );
+    assert_eq!(
+        b.fallback("fake", &worked, 600).as_deref(),
+        Some("x"),
+        "the holds passed"
+    );
+    assert_eq!(b.fallback("fake", &to(&["fake", "x", "y", "z"]), 0), None);
+    assert_eq!(b.fallback("nobody", &worked, 0), None);
+}
+
+#[test]
+fn a_limit_only_grows_and_a_hold_for_fallbacks_becomes_a_wait_when_the_provider_says_so() {
+    let mut b = board(4, vec![spec("a", &[])]);
+    b.limit("fake", 1_000, None);
+    b.limit("fake", 500, Some("waiting: rate limit on fake".into()));
+    assert!(next_started(&mut b).is_empty(), "now its tasks wait");
+    assert!(b.release_limits(999).is_empty(), "the later time holds");
+    assert_eq!(b.release_limits(1_000).len(), 1);
+    assert_eq!(next_started(&mut b), ["a"]);
 }

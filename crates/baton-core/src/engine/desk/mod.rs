@@ -1,10 +1,18 @@
 //! The run's desks: where task worktrees live, the worktrees of tasks that
-//! are done (kept for the next tasks to start in), and their removal at the
-//! end of the run.
+//! are done (kept for the next tasks to start in), the repository's warm
+//! pool, which desk a starting task gets, and their removal or return to
+//! the pool at the end of the run.
 
+pub(crate) mod pool;
+pub(crate) mod workspace;
+
+use crate::engine::shared::Shared;
 use crate::git::Repo;
+use pool::Pool;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
 
 /// A done task's worktree, and the task that held it last.
 pub(crate) type Spare = (PathBuf, String);
@@ -17,16 +25,104 @@ pub(crate) struct Desks {
     /// Where each started task's worktree is (a desk may live anywhere:
     /// the pool's desks never move).
     assigned: HashMap<String, PathBuf>,
+    /// The repository's warm pool of prepared worktrees, if the plan keeps one.
+    pool: Option<Arc<Pool>>,
+    /// The pool's refill going on in the background.
+    refill: Option<JoinHandle<()>>,
+}
+
+/// Where a starting task works, when it is not the usual place.
+#[derive(Debug, Default)]
+pub(crate) struct Placement {
+    /// The desk: a pool's desk (used where it is), or None for the task's
+    /// own path.
+    pub worktree: Option<PathBuf>,
+    /// A done task's worktree, moved to the task's own path.
+    pub spare: Option<PathBuf>,
+    /// The task that held the desk last, whose teardown comes first.
+    pub spare_of: Option<String>,
+    /// The desk keeps its ignored files (caches).
+    pub keep_ignored: bool,
+    /// The desk comes from the pool: reset and cleaned already, torn down.
+    pub pooled: bool,
+    /// The desk exists already and is used where it is.
+    pub in_place: bool,
 }
 
 impl Desks {
-    pub fn new(root: PathBuf, keep: bool) -> Desks {
+    pub fn new(root: PathBuf, keep: bool, pool: Option<Arc<Pool>>) -> Desks {
         Desks {
             root,
             keep,
             spares: Vec::new(),
             assigned: HashMap::new(),
+            pool,
+            refill: None,
         }
+    }
+
+    /// Where a task with no desk of its own starts: in a done task's
+    /// worktree, or, with a pool, in one of its desks (the pool's desks never
+    /// move: what setup made there, a virtualenv say, may hold their path).
+    pub fn place(&mut self) -> Placement {
+        let Some(pool) = &self.pool else {
+            let (spare, spare_of) = self.spares.pop().unzip();
+            return Placement {
+                spare,
+                spare_of,
+                ..Placement::default()
+            };
+        };
+        let mut p = Placement {
+            keep_ignored: true,
+            ..Placement::default()
+        };
+        let desk = match self.spares.pop() {
+            Some((desk, task)) => {
+                p.spare_of = Some(task);
+                desk
+            }
+            None => match pool.take() {
+                Some(desk) => {
+                    p.pooled = true;
+                    desk
+                }
+                None => pool.new_desk(),
+            },
+        };
+        p.in_place = desk.exists();
+        p.worktree = Some(desk);
+        p
+    }
+
+    /// The pool's refill starts in the background (once the first tasks
+    /// are making their desks, so it waits for them).
+    pub fn start_refill(&mut self, sh: &Arc<Shared>) {
+        if let (Some(pool), None) = (&self.pool, &self.refill) {
+            self.refill = Some(tokio::spawn(pool::refill(sh.clone(), pool.clone())));
+        }
+    }
+
+    /// Done tasks' worktrees are torn down, then go back to the pool while
+    /// it has room (their work is merged; their caches stay) or are removed
+    /// by [`Desks::clear`].
+    pub async fn return_spares(&mut self, sh: &Shared) {
+        if let (Some(pool), Some(refill)) = (&self.pool, self.refill.take()) {
+            pool.stop_refill();
+            let _ = refill.await;
+        }
+        let mut gone = Vec::new();
+        for (spare, task) in std::mem::take(&mut self.spares) {
+            workspace::teardown(sh, &task, &spare).await;
+            if let Some(pool) = self.pool.as_ref().filter(|p| p.has_room()) {
+                match pool.put_back(&sh.repo, &spare).await {
+                    Ok(()) => continue,
+                    Err(e) => tracing::warn!("cannot put {} in the pool: {e}", spare.display()),
+                }
+            }
+            gone.push((spare, task));
+        }
+        self.spares = gone;
     }
 
     /// Task `task` works in `path`.
@@ -59,20 +155,6 @@ impl Desks {
         self.root.join(format!("{run}-verify"))
     }
 
-    /// The worktrees of done tasks, waiting for a new task or removal.
-    pub fn take_spares(&mut self) -> Vec<Spare> {
-        std::mem::take(&mut self.spares)
-    }
-
-    pub fn set_spares(&mut self, spares: Vec<Spare>) {
-        self.spares = spares;
-    }
-
-    /// A done task's worktree for a new task, if there is one.
-    pub fn spare(&mut self) -> Option<Spare> {
-        self.spares.pop()
-    }
-
     /// Removes the worktrees nobody needs any more, git's metadata with them.
     pub async fn clear(&mut self, repo: &Repo, run: &str) {
         let mut gone: Vec<PathBuf> = self.spares.drain(..).map(|(p, _)| p).collect();
@@ -85,7 +167,7 @@ impl Desks {
         // remove` each when many tasks end at once).
         for path in &gone {
             match tokio::fs::remove_dir_all(path).await {
-                Ok(()) => super::pool::forget(path),
+                Ok(()) => pool::forget(path),
                 Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
             }
         }

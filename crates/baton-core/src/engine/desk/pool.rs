@@ -17,10 +17,10 @@
 //! a slot that moved from one kind to the next meanwhile, and remove a
 //! task's desk under it.
 
-use super::gates::{self, GateResult, Kind};
-use super::messages::WorkerCmd;
-use super::shared::Shared;
 use super::workspace::pid_alive;
+use crate::engine::messages::WorkerCmd;
+use crate::engine::process::gates::{self, GateResult, Kind};
+use crate::engine::shared::Shared;
 use crate::git::{git, GitError, Repo};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -353,13 +353,15 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
         *stop = Some(tx);
     }
     let env = vec![("PWD".into(), path.as_os_str().to_os_string())];
-    let jail = match super::jail::for_checks(sh) {
+    let jail = match crate::engine::process::jail::for_checks(sh) {
         Some(spec) => {
             let name = format!(
                 "pool-{}",
                 path.file_name().unwrap_or_default().to_string_lossy()
             );
-            match super::jail::check_jail(sh, &spec, &name, None, None, path, &env).await {
+            match crate::engine::process::jail::check_jail(sh, &spec, &name, None, None, path, &env)
+                .await
+            {
                 Ok(j) => Some(j),
                 Err(e) => {
                     tracing::warn!("pool: {e}");

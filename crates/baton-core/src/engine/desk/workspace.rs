@@ -3,9 +3,9 @@
 //! first attempt and teardown before the worktree goes. Setup and teardown
 //! run like gates: in a process group of their own, with stop and timeout.
 
-use super::gates::{self, GateResult, Kind};
-use super::messages::WorkerCmd;
-use super::shared::Shared;
+use crate::engine::messages::WorkerCmd;
+use crate::engine::process::gates::{self, GateResult, Kind};
+use crate::engine::shared::Shared;
 use crate::plan::matching_files;
 use std::ffi::OsString;
 use std::path::Path;
@@ -176,11 +176,11 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
     let mut env = env(&sh.run_id, task, &[]);
     env.push(("BATON_RUN".into(), sh.run_id.clone().into()));
     env.push(("BATON_TASK".into(), task.into()));
-    let jail = match super::jail::for_checks(sh) {
-        Some(spec) => match super::jail::check_jail(
+    let jail = match crate::engine::process::jail::for_checks(sh) {
+        Some(spec) => match crate::engine::process::jail::check_jail(
             sh,
             &spec,
-            &super::jail::desk_name(task),
+            &crate::engine::process::jail::desk_name(task),
             Some(task),
             Some(0),
             worktree,

@@ -4,30 +4,9 @@
 //! compare-and-swap, so nothing else is ever overwritten. It does git and
 //! nothing else; what a merge means for the task is the board's to say.
 
+pub(crate) use crate::engine::messages::MergeResult;
 use crate::git::{Repo, TreeMerge};
 use std::collections::VecDeque;
-
-/// How a task's merge went.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum MergeResult {
-    /// Merged; `integration` is the new head, None when the task changed nothing.
-    Merged {
-        integration: Option<String>,
-    },
-    Conflict {
-        paths: Vec<String>,
-        reason: String,
-    },
-    /// git itself failed, or the branch kept moving: the reason in words.
-    Failed(String),
-    /// A `verify` check failed on the merged whole: the branch did not move.
-    /// `retry`: the task has retries left and runs again on the current head.
-    VerifyFailed {
-        reason: String,
-        feedback: String,
-        retry: bool,
-    },
-}
 
 /// A merge made and not yet published, or the end of it.
 #[derive(Debug)]

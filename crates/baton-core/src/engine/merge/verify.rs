@@ -7,10 +7,10 @@
 //! inputs changed). It runs in a task of its own, so the engine goes on
 //! answering while it does.
 
-use super::gates::{self, GateResult, Kind};
-use super::messages::{WorkerCmd, WorkerNote};
-use super::shared::Shared;
-use super::workspace;
+use crate::engine::desk::workspace;
+use crate::engine::messages::{WorkerCmd, WorkerNote};
+use crate::engine::process::gates::{self, GateResult, Kind};
+use crate::engine::shared::Shared;
 use crate::plan::DEFAULT_TIMEOUT;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -68,9 +68,19 @@ async fn check(
         },
     };
     env.extend(workspace::env(&sh.run_id, VERIFY_DESK, &ports));
-    let jail = match super::jail::for_checks(sh) {
+    let jail = match crate::engine::process::jail::for_checks(sh) {
         Some(spec) => {
-            match super::jail::check_jail(sh, &spec, "verify", Some(task), None, dir, &env).await {
+            match crate::engine::process::jail::check_jail(
+                sh,
+                &spec,
+                "verify",
+                Some(task),
+                None,
+                dir,
+                &env,
+            )
+            .await
+            {
                 Ok(j) => Some(j),
                 Err(reason) => return failed(reason),
             }
@@ -90,8 +100,8 @@ async fn check(
     }
     let ws = &sh.plan.workspace;
     if !ws.setup.is_empty() {
-        let key = super::pool::setup_key(sh, commit).await;
-        if super::pool::read_key(&sh.repo, dir).as_deref() != Some(key.as_str()) {
+        let key = crate::engine::desk::pool::setup_key(sh, commit).await;
+        if crate::engine::desk::pool::read_key(&sh.repo, dir).as_deref() != Some(key.as_str()) {
             let run = gates::GateRun {
                 kind: Kind::Setup,
                 task: Some(task),
@@ -104,7 +114,7 @@ async fn check(
                 jail,
             };
             match gates::run_all(sh, run, cmds).await {
-                GateResult::Passed => super::pool::write_key(&sh.repo, dir, &key),
+                GateResult::Passed => crate::engine::desk::pool::write_key(&sh.repo, dir, &key),
                 GateResult::Failed { reason, feedback } => {
                     return GateResult::Failed {
                         reason: format!("verify's setup: {reason}"),

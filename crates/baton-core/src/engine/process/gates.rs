@@ -3,10 +3,10 @@
 //! integration branch moves. The first failing one becomes the feedback for
 //! the task's next attempt.
 
-use super::messages::WorkerCmd;
 use super::output::last_lines;
-use super::shared::Shared;
 use super::supervise::{self, Ended, Spec, Unheard};
+use crate::engine::messages::WorkerCmd;
+use crate::engine::shared::Shared;
 use crate::model::EventKind;
 use std::ffi::OsString;
 use std::path::Path;
@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 const FEEDBACK_LINES: usize = 40;
 
-pub(crate) use super::messages::GateResult;
+pub(crate) use crate::engine::messages::GateResult;
 
 /// Which commands: gates of an attempt, the run's verify, or a worktree's
 /// `[workspace]` setup or teardown (run the same way, with stop and timeout).

@@ -4,7 +4,7 @@
 //! verify), which writes only the desk. Each gets the desk's own git
 //! directory, so nothing it runs can touch the shared repository.
 
-use super::shared::Shared;
+use crate::engine::shared::Shared;
 use crate::model::EventKind;
 use crate::plan::sandbox::{Network, Sandbox};
 use crate::plan::AgentProfile;

@@ -5,9 +5,9 @@
 //! whole group. [`spawn`] starts it; [`Running::wait`] follows it to its end,
 //! telling an [`AttemptSink`] what happens.
 
-use super::messages::WorkerCmd;
 use super::output::{Lines, Tail};
 use crate::adapter::{AgentEvent, Finish, StreamParser};
+use crate::engine::messages::WorkerCmd;
 use crate::process::{kill_tree, reap_leftovers, Watchdog};
 use crate::secrets::Redactor;
 use std::ffi::OsString;

@@ -4,7 +4,7 @@
 //! engine through the store instead ([`crate::control`]), and both end in the
 //! same place.
 
-use super::messages::{Answer, Request};
+use crate::engine::messages::{Answer, Request};
 use crate::model::ControlKind;
 use tokio::sync::{mpsc, oneshot};
 

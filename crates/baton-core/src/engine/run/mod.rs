@@ -4,21 +4,23 @@
 //! or, for other processes, from the store's control table; both take the
 //! same path. What workers spend reaches the run budget as they report it.
 
-use super::batch::{Batch, Next};
-use super::board::{Action, Board, Reply};
-use super::desks::Desks;
-use super::gates::GateResult;
-use super::handle::EngineHandle;
-use super::merge::{Candidate, MergeQueue, MergeResult, Prepared};
-use super::messages::{Answer, Request, WorkerCmd, WorkerNote};
-use super::repo_watch::RepoWatch;
-use super::shared::Shared;
-use super::{verify, worker, EngineError};
+pub(crate) mod handle;
+pub(crate) mod repo_watch;
+pub(crate) mod setup;
+
 use crate::clock::now_ms;
+use crate::engine::board::{Action, Board, Reply};
+use crate::engine::desk::Desks;
+use crate::engine::merge::lane::{Line, MergeLane, Settled};
+use crate::engine::messages::{Answer, MergeResult, Request, WorkerCmd, WorkerNote};
+use crate::engine::shared::Shared;
+use crate::engine::{task, EngineError};
 use crate::lock::RunLock;
 use crate::model::{AttemptKind, ControlKind, EventKind, RunStatus, TaskStatus};
 use crate::report::Report;
 use crate::store::TaskUpdate;
+use handle::EngineHandle;
+use repo_watch::RepoWatch;
 use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,43 +30,19 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 /// How often requests from other processes are looked for in the store.
 const CONTROL_POLL: Duration = Duration::from_millis(150);
-/// How often at most running tasks are dry-run against a new integration head.
-const LOOK_AHEAD_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Engine {
     pub(super) sh: Arc<Shared>,
     pub(super) _lock: RunLock,
     pub(super) desks: Desks,
     pub(super) board: Board,
-    pub(super) merges: MergeQueue,
+    pub(super) lane: MergeLane,
     pub(super) workers: HashMap<usize, UnboundedSender<WorkerCmd>>,
     pub(super) notes: UnboundedReceiver<WorkerNote>,
     pub(super) requests: UnboundedReceiver<Request>,
     pub(super) handle: EngineHandle,
     pub(super) spending: Spending,
     pub(super) repo_watch: RepoWatch,
-    /// The merge being checked by the run's `verify`, if one is.
-    pub(super) verifying: Option<Verifying>,
-    /// Resolver attempts about to start, by task: (profile, prompt).
-    pub(super) resolutions: HashMap<usize, (String, String)>,
-    /// Where each started task's branch began, to skip the ones with no
-    /// commits when looking for conflicts ahead.
-    pub(super) starts: HashMap<usize, String>,
-    /// When conflicts ahead were last looked for, and the tasks found with some.
-    pub(super) last_look: Option<std::time::Instant>,
-    pub(super) ahead: std::collections::HashSet<usize>,
-    /// The repository's warm pool of prepared worktrees, if the plan keeps one.
-    pub(super) pool: Option<Arc<super::pool::Pool>>,
-    /// The pool's refill going on in the background.
-    pub(super) refill: Option<tokio::task::JoinHandle<()>>,
-    /// Profiles the provider limits, until when (ms).
-    pub(super) limits: HashMap<String, i64>,
-}
-
-/// A batch of merges under the run's `verify` checks.
-pub(super) struct Verifying {
-    batch: Batch,
-    stop: UnboundedSender<WorkerCmd>,
 }
 
 /// What the run has spent: before this process took it, and by each attempt since.
@@ -157,23 +135,18 @@ impl Engine {
             while let Ok(req) = self.requests.try_recv() {
                 self.take(req).await;
             }
-            self.process_merges().await;
+            let settled = self.lane.step(&self.sh, &self.board, &self.desks).await;
+            self.settle(settled).await;
             if let Some(min) = self.sh.plan.run.min_free_memory {
                 let acts = self.board.hold(crate::memory::shortage(min));
                 self.apply(acts).await;
             }
-            self.release_limits().await;
+            let freed = self.board.release_limits(now_ms());
+            self.apply(freed).await;
             let next = self.board.next();
             self.apply(next).await;
-            // Once the first tasks are making their desks, so it waits for them.
-            if let (Some(pool), None) = (&self.pool, &self.refill) {
-                let refill = super::pool::refill(self.sh.clone(), pool.clone());
-                self.refill = Some(tokio::spawn(refill));
-            }
-            if self
-                .board
-                .is_done(!self.merges.is_empty() || self.verifying.is_some())
-            {
+            self.desks.start_refill(&self.sh);
+            if self.board.is_done(self.lane.is_busy()) {
                 break;
             }
             tokio::select! {
@@ -198,9 +171,7 @@ impl Engine {
                     let acts = self.board.shutdown();
                     self.apply(acts).await;
                     // A merge being verified stays queued: resume merges it again.
-                    if let Some(v) = &self.verifying {
-                        let _ = v.stop.send(WorkerCmd::Shutdown);
-                    }
+                    self.lane.shutdown();
                 }
             }
         }
@@ -214,12 +185,8 @@ impl Engine {
     async fn finish(mut self) -> Result<Report, EngineError> {
         let (skipped, status) = self.board.wind_up();
         self.apply(skipped).await;
-        // What someone else put on the integration branch after the last merge.
-        if let Err(e) = self.merges.guard(&self.sh.repo).await {
-            tracing::error!("run {}: {e}", self.sh.run_id);
-        }
-        self.report_undone().await;
-        self.pool_or_teardown().await;
+        self.lane.finish(&self.sh).await;
+        self.desks.return_spares(&self.sh).await;
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
         self.sh
             .write("release run ports", |s, run| s.release_run_ports(run))
@@ -239,27 +206,6 @@ impl Engine {
         Ok(Report::load(&self.sh.store, &self.sh.run_id).await?)
     }
 
-    /// Done tasks' worktrees are torn down, then go back to the pool while
-    /// it has room (their work is merged; their caches stay) or are removed.
-    async fn pool_or_teardown(&mut self) {
-        if let (Some(pool), Some(refill)) = (&self.pool, self.refill.take()) {
-            pool.stop_refill();
-            let _ = refill.await;
-        }
-        let mut gone = Vec::new();
-        for (spare, task) in self.desks.take_spares() {
-            super::workspace::teardown(&self.sh, &task, &spare).await;
-            if let Some(pool) = self.pool.as_ref().filter(|p| p.has_room()) {
-                match pool.put_back(&self.sh.repo, &spare).await {
-                    Ok(()) => continue,
-                    Err(e) => tracing::warn!("cannot put {} in the pool: {e}", spare.display()),
-                }
-            }
-            gone.push((spare, task));
-        }
-        self.desks.set_spares(gone);
-    }
-
     /// Carries out what the board decided, in order.
     async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
@@ -277,7 +223,7 @@ impl Engine {
                         let _ = tx.send(cmd);
                     }
                 }
-                Action::Merge(task) => self.merges.push(task),
+                Action::Merge(task) => self.lane.push(task),
                 Action::DropWorktree(task) => {
                     self.desks.release(&self.sh.run_id, self.board.id(task))
                 }
@@ -306,7 +252,7 @@ impl Engine {
     /// Starts (or restarts, with a person's `feedback`) the worker of task `i`.
     async fn start_worker(&mut self, i: usize, feedback: Option<String>) {
         let mut spec = self.board.spec(i).clone();
-        let resolution = self.resolutions.remove(&i);
+        let resolution = self.lane.take_resolution(i);
         let original_agent = spec.agent.clone();
         if let Some((profile, prompt)) = &resolution {
             // The prompt is baton's text, not a template.
@@ -314,10 +260,10 @@ impl Engine {
             spec.agent = profile.clone();
             spec.context.clear();
         }
-        let mut start = worker::Start::prepare(
+        let mut start = task::Start::prepare(
             &self.sh,
             spec,
-            self.merges.head(),
+            self.lane.head(),
             self.desks.root(),
             feedback,
         )
@@ -325,33 +271,15 @@ impl Engine {
         // A desk left at the task's own path (a crash before the store knew of
         // it) is used as it is; only a task with none takes a spare.
         if !start.existing && !start.worktree.exists() {
-            match &self.pool {
-                // The pool's desks never move (what setup made there, a
-                // virtualenv say, may hold their path): a task works where
-                // its desk is.
-                Some(pool) => {
-                    start.keep_ignored = true;
-                    let (desk, held_by) = match self.desks.spare() {
-                        Some((desk, task)) => (desk, Some(task)),
-                        None => match pool.take() {
-                            Some(desk) => {
-                                start.pooled = true;
-                                (desk, None)
-                            }
-                            None => (pool.new_desk(), None),
-                        },
-                    };
-                    start.in_place = desk.exists();
-                    start.worktree = desk;
-                    start.spare_of = held_by;
-                }
-                None => {
-                    if let Some((desk, task)) = self.desks.spare() {
-                        start.spare = Some(desk);
-                        start.spare_of = Some(task);
-                    }
-                }
+            let p = self.desks.place();
+            if let Some(desk) = p.worktree {
+                start.worktree = desk;
             }
+            start.spare = p.spare;
+            start.spare_of = p.spare_of;
+            start.keep_ignored = p.keep_ignored;
+            start.pooled = p.pooled;
+            start.in_place = p.in_place;
         }
         self.desks.assign(self.board.id(i), start.worktree.clone());
         if resolution.is_some() {
@@ -364,7 +292,13 @@ impl Engine {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         self.workers.insert(i, tx);
-        self.starts.insert(i, start.start_commit.clone());
+        let line = Line {
+            id: start.spec.id.clone(),
+            branch: start.branch.clone(),
+            start_commit: Some(start.start_commit.clone()),
+            ..Line::default()
+        };
+        self.lane.started(i, line);
         let data = json!({ "attempts_before": start.attempts });
         let started = Some((EventKind::TaskStarted, data));
         self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started)
@@ -374,26 +308,7 @@ impl Engine {
         self.sh
             .starting_tasks
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        worker::spawn(self.sh.clone(), start, rx);
-    }
-
-    /// Profiles whose limit has passed take tasks again.
-    async fn release_limits(&mut self) {
-        if self.limits.is_empty() {
-            return;
-        }
-        let now = crate::clock::now_ms();
-        let over: Vec<String> = self
-            .limits
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for profile in over {
-            self.limits.remove(&profile);
-            let acts = self.board.limit_profile(&profile, None);
-            self.apply(acts).await;
-        }
+        task::spawn(self.sh.clone(), start, rx);
     }
 
     async fn on_note(&mut self, note: WorkerNote) {
@@ -402,11 +317,17 @@ impl Engine {
                 profile,
                 until_ms,
                 reason,
+            } => self.board.limit(&profile, until_ms, Some(reason)),
+            WorkerNote::Fallback {
+                from,
+                worked,
+                quota_until,
+                answer,
             } => {
-                let until = self.limits.entry(profile.clone()).or_insert(until_ms);
-                *until = (*until).max(until_ms);
-                let acts = self.board.limit_profile(&profile, Some(reason));
-                self.apply(acts).await;
+                if let Some(until) = quota_until {
+                    self.board.limit(&from, until, None);
+                }
+                let _ = answer.send(self.board.fallback(&from, &worked, now_ms()));
             }
             WorkerNote::Spent { task, attempt, usd } => {
                 let total = self.spending.attempt(task, attempt, usd);
@@ -416,28 +337,24 @@ impl Engine {
                 }
             }
             WorkerNote::Verified { result } => {
-                let Some(mut v) = self.verifying.take() else {
-                    return;
-                };
-                let next = match result {
-                    GateResult::Passed => v.batch.passed(),
-                    // Stopped by a shutdown: the tasks stay queued for resume.
-                    GateResult::Interrupted(_) => {
-                        self.merges.discard();
-                        return;
-                    }
-                    GateResult::Failed { reason, feedback } => v.batch.failed(reason, feedback),
-                };
-                self.verdict(v, next).await;
+                let lane = &mut self.lane;
+                let settled = lane
+                    .verified(&self.sh, &self.board, &self.desks, result)
+                    .await;
+                self.settle(settled).await;
             }
-            WorkerNote::Finished { task, outcome } => {
+            WorkerNote::Finished {
+                task,
+                outcome,
+                start,
+            } => {
                 let Some(i) = self.board.idx(&task) else {
                     return;
                 };
                 self.workers.remove(&i);
                 self.notice_repo_changes(&task).await;
                 // What lies ahead is known once it is merged (or not).
-                if self.ahead.remove(&i) {
+                if self.lane.finished(i, outcome.commit(), start) {
                     let id = task.clone();
                     self.sh
                         .write("set conflict ahead", move |s, run| {
@@ -451,336 +368,27 @@ impl Engine {
         }
     }
 
-    /// Merges what is queued, one at a time. With `verify`, up to
-    /// `verify_batch` merges are made one on another and checked together
-    /// (the loop goes on meanwhile); the branch moves once they pass.
-    async fn process_merges(&mut self) {
-        let verify = !self.sh.plan.run.verify.is_empty();
-        let mut batch = Vec::new();
-        while self.verifying.is_none() && batch.len() < self.sh.plan.run.verify_batch {
-            let Some(i) = self.merges.pop() else {
-                break;
-            };
-            let result = match self.prepare_merge(i).await {
-                Prepared::Commit(new) if verify => {
-                    batch.push((i, new));
+    /// What merges (or their failures) mean for their tasks: a conflict may
+    /// go to the resolver; otherwise the board hears of it.
+    async fn settle(&mut self, settled: Vec<Settled>) {
+        for (i, result) in settled {
+            if let MergeResult::Conflict { paths, .. } = &result {
+                let lane = &mut self.lane;
+                if self.board.wants_resolver(i)
+                    && lane.ready_resolver(&self.sh, &self.board, i, paths).await
+                {
+                    let acts = self.board.resolve(i, paths);
+                    self.apply(acts).await;
                     continue;
                 }
-                Prepared::Commit(new) => self.merges.publish(&self.sh.repo, &new).await,
-                // A conflict with merges not checked yet waits for them: it
-                // is merged again on what lands.
-                Prepared::Done(MergeResult::Conflict { .. }) if self.merges.has_pending() => {
-                    self.merges.push_front(&[i]);
-                    break;
-                }
-                Prepared::Done(result) => result,
-            };
-            self.settle_merge(i, result).await;
-        }
-        if let Some((batch, commit)) = Batch::new(batch) {
-            self.check(batch, commit);
-        }
-    }
-
-    /// Starts the run's checks on a commit of the batch.
-    fn check(&mut self, batch: Batch, commit: String) {
-        let dir = self.desks.verify_dir(&self.sh.run_id);
-        let id = self.board.id(batch.probed_task()).to_string();
-        let stop = verify::spawn(self.sh.clone(), id, commit, dir);
-        self.verifying = Some(Verifying { batch, stop });
-    }
-
-    /// The merge commit of task `i` on the queue's tip, or why there is none.
-    async fn prepare_merge(&mut self, i: usize) -> Prepared {
-        let id = self.board.id(i).to_string();
-        let task = id.clone();
-        match self.sh.db(move |s, run| s.task(run, &task)).await {
-            Ok(Some(rec)) => {
-                let c = Candidate {
-                    id: &id,
-                    branch: &rec.branch,
-                    commit: rec.commit_id.as_deref(),
-                    start_commit: rec.start_commit.as_deref(),
-                };
-                self.merges.prepare(&self.sh.repo, c).await
             }
-            Ok(None) => Prepared::Done(MergeResult::Failed(format!(
-                "task {id} vanished from the store"
-            ))),
-            Err(e) => Prepared::Done(MergeResult::Failed(e.to_string())),
-        }
-    }
-
-    /// Acts on the checks' verdict on a batch: publishes what passed, fails
-    /// the culprit, requeues what sat on it, or checks the next commit.
-    async fn verdict(&mut self, v: Verifying, next: Next) {
-        if let Some((_, last)) = next.land.last() {
-            let published = self.merges.publish(&self.sh.repo, last).await;
-            if !matches!(published, MergeResult::Merged { .. }) {
-                // The branch would not move: these did not land, the rest merge again.
-                let rest: Vec<usize> = v.batch.unsettled().collect();
-                self.merges.discard();
-                for (t, _) in &next.land {
-                    self.settle_merge(*t, published.clone()).await;
-                }
-                self.merges.push_front(&rest);
-                return;
-            }
-            for (t, commit) in next.land {
-                let landed = MergeResult::Merged {
-                    integration: Some(commit),
-                };
-                self.settle_merge(t, landed).await;
-            }
-        }
-        if let Some((t, reason, feedback)) = next.culprit {
-            self.merges.discard();
-            let result = self.verify_failed(t, reason, feedback).await;
-            self.settle_merge(t, result).await;
-            self.merges.push_front(&next.requeue);
-        }
-        if let Some(commit) = next.check {
-            self.check(v.batch, commit);
-        }
-    }
-
-    /// What a merge (or its failure) means for task `i`: a conflict may go
-    /// to the resolver; otherwise the board hears of it.
-    async fn settle_merge(&mut self, i: usize, result: MergeResult) {
-        if let MergeResult::Conflict { paths, .. } = &result {
-            if self.board.wants_resolver(i) && self.prepare_resolution(i, paths).await {
-                let acts = self.board.resolve(i, paths);
-                self.apply(acts).await;
-                return;
-            }
-        }
-        self.note_undeclared(i, &result).await;
-        self.look_ahead(&result).await;
-        let acts = self.board.merged(i, result);
-        self.apply(acts).await;
-        self.report_undone().await;
-    }
-
-    /// After a merge, each running task's work so far is merged (dry run)
-    /// with the new head: where it would conflict is said now, before the
-    /// task finishes, so a person (or the task's agent) can act.
-    async fn look_ahead(&mut self, result: &MergeResult) {
-        let MergeResult::Merged {
-            integration: Some(head),
-        } = result
-        else {
-            return;
-        };
-        // A dry run per running task per merge would cost more than the
-        // merges when many short tasks land at once: at most one look per
-        // LOOK_AHEAD_EVERY.
-        if self
-            .last_look
-            .is_some_and(|t| t.elapsed() < LOOK_AHEAD_EVERY)
-        {
-            return;
-        }
-        // Workers that just ended are not worth a dry run: their notes come first.
-        if !self.notes.is_empty() {
-            return;
-        }
-        self.last_look = Some(std::time::Instant::now());
-        let running: Vec<usize> = self.board.running_tasks().collect();
-        for i in running {
-            let id = self.board.id(i).to_string();
-            // A task that has committed nothing yet has nothing to conflict:
-            // its branch file says so without running git. No file: its desk
-            // is not made yet (or git packed the ref, and the look waits for
-            // the merge itself).
-            let branch = crate::paths::task_branch(&self.sh.run_id, &id);
-            let Ok(tip) =
-                std::fs::read_to_string(self.sh.repo.common_dir.join("refs/heads").join(&branch))
-            else {
-                continue;
-            };
-            if Some(tip.trim()) == self.starts.get(&i).map(String::as_str) {
-                continue;
-            }
-            let task = id.clone();
-            let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
-                continue;
-            };
-            let branch = format!("refs/heads/{}", rec.branch);
-            let Ok(Some(tip)) = self.sh.repo.ref_commit(&branch).await else {
-                continue;
-            };
-            if rec.start_commit.as_deref() == Some(tip.as_str()) {
-                continue;
-            }
-            let paths = self.sh.repo.dry_merge(head, &tip).await.unwrap_or_default();
-            if paths == rec.conflict_ahead {
-                continue;
-            }
-            if !paths.is_empty() {
-                let data = json!({ "paths": paths, "integration": head });
-                self.sh
-                    .event(Some(&id), None, EventKind::ConflictAhead, data)
-                    .await;
-            }
-            if paths.is_empty() {
-                self.ahead.remove(&i);
-            } else {
-                self.ahead.insert(i);
-            }
-            self.sh
-                .write("set conflict ahead", move |s, run| {
-                    s.set_conflict_ahead(run, &id, &paths)
-                })
+            let notes_waiting = !self.notes.is_empty();
+            let lane = &mut self.lane;
+            lane.after(&self.sh, &self.board, i, &result, notes_waiting)
                 .await;
-        }
-    }
-
-    /// A conflicted task's worktree gets the integration head merged in,
-    /// conflict markers and all, and a resolver attempt is readied: its
-    /// prompt names the conflicting paths and what each side meant (this
-    /// task, and the tasks merged since it started). False: it cannot be.
-    async fn prepare_resolution(&mut self, i: usize, paths: &[String]) -> bool {
-        let id = self.board.id(i).to_string();
-        let task = id.clone();
-        let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
-            return false;
-        };
-        let Some(wt) = rec.existing_worktree() else {
-            return false;
-        };
-        if self.merges.merge_into(&self.sh.repo, wt).await.is_err() {
-            return false;
-        }
-        let since = rec.started_at.unwrap_or(0);
-        let others = self
-            .sh
-            .db(|s, run| s.tasks(run))
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| t.id != id && t.merged && t.finished_at.is_some_and(|f| f >= since));
-        let spec = self.board.spec(i);
-        let said = |r: Option<&str>| r.map(|r| r.trim().to_string()).unwrap_or_default();
-        let ctx = crate::template::ResolveContext {
-            task: id.clone(),
-            prompt: spec.prompt.trim().to_string(),
-            result: said(rec.result.as_deref()),
-            paths: paths.to_vec(),
-            merged: others
-                .map(|t| crate::template::MergedView {
-                    prompt: self
-                        .board
-                        .idx(&t.id)
-                        .map(|j| self.board.spec(j).prompt.trim().to_string())
-                        .unwrap_or_default(),
-                    result: said(t.result.as_deref()),
-                    id: t.id,
-                })
-                .collect(),
-        };
-        // The plan's template was checked when the plan was read.
-        let template = self.sh.plan.run.resolver_prompt.as_deref();
-        let prompt = template
-            .and_then(|t| crate::template::render_resolver(t, &ctx).ok())
-            .or_else(|| {
-                crate::template::render_resolver(crate::template::RESOLVER_PROMPT, &ctx).ok()
-            })
-            .unwrap_or_default();
-        let profile = self
-            .sh
-            .plan
-            .run
-            .resolver
-            .clone()
-            .unwrap_or_else(|| spec.agent.clone());
-        self.resolutions.insert(i, (profile, prompt));
-        true
-    }
-
-    /// A merged task that declared `files` and changed others says which.
-    async fn note_undeclared(&self, i: usize, result: &MergeResult) {
-        let files = &self.board.spec(i).files;
-        if files.is_empty()
-            || !matches!(
-                result,
-                MergeResult::Merged {
-                    integration: Some(_)
-                }
-            )
-        {
-            return;
-        }
-        let id = self.board.id(i).to_string();
-        let task = id.clone();
-        let Ok(Some(rec)) = self.sh.db(move |s, run| s.task(run, &task)).await else {
-            return;
-        };
-        let (Some(from), Some(to)) = (rec.start_commit, rec.commit_id) else {
-            return;
-        };
-        let changed = self
-            .sh
-            .repo
-            .changed_files(&from, &to)
-            .await
-            .unwrap_or_default();
-        let outside: Vec<String> = changed.into_iter().filter(|f| !files.matches(f)).collect();
-        if outside.is_empty() {
-            return;
-        }
-        let said = vec![format!(
-            "changed files outside its declared files ({}): {}",
-            files.globs().join(", "),
-            outside.join(", ")
-        )];
-        self.sh
-            .write("add task warnings", move |s, run| {
-                s.add_task_warnings(run, &id, &said)
-            })
-            .await;
-    }
-
-    /// The run's checks failed on task `i`'s merge: the attempt that passed
-    /// its gates counts as failed, and if retries are left the integration
-    /// head is merged into its worktree for the next attempt to fix.
-    async fn verify_failed(&mut self, i: usize, reason: String, feedback: String) -> MergeResult {
-        let id = self.board.id(i).to_string();
-        let retries = self.board.spec(i).retries;
-        let (task, why) = (id.clone(), reason.clone());
-        let rec = self
-            .sh
-            .db(move |s, run| -> Result<_, crate::store::StoreError> {
-                let rec = s.task(run, &task)?;
-                if let Some(r) = &rec {
-                    s.fail_attempt(run, &task, r.attempts, &why)?;
-                }
-                let failed = s
-                    .attempts(run, &task)?
-                    .iter()
-                    .filter(|a| a.status.is_failure())
-                    .filter(|a| rec.as_ref().is_some_and(|r| a.n > r.retry_from))
-                    .count() as u32;
-                Ok((rec, failed))
-            })
-            .await;
-        let (rec, failed) = match rec {
-            Ok((rec, failed)) => (rec, failed),
-            Err(e) => return MergeResult::Failed(format!("{reason} (and: {e})")),
-        };
-        let worktree = rec.as_ref().and_then(|r| r.existing_worktree());
-        let retry = failed <= retries && worktree.is_some();
-        if let (true, Some(wt)) = (retry, worktree) {
-            let _ = self.merges.merge_into(&self.sh.repo, wt).await;
-        }
-        let reason =
-            format!("{reason}, on the merge of the task's work with the integration branch");
-        let feedback = format!(
-            "Your work passed its gates, but the run's checks failed once it was merged with the integration branch (which baton has now merged into your worktree). {feedback}"
-        );
-        MergeResult::VerifyFailed {
-            reason,
-            feedback,
-            retry,
+            let acts = self.board.merged(i, result);
+            self.apply(acts).await;
+            self.lane.report_undone(&self.sh).await;
         }
     }
 
@@ -809,16 +417,6 @@ impl Engine {
                 s.add_task_warnings(run, &id, &said)
             })
             .await;
-    }
-
-    /// Says which foreign moves of the integration branch were undone.
-    async fn report_undone(&mut self) {
-        for (foreign, kept) in self.merges.take_undone() {
-            let data = json!({ "foreign": foreign, "kept": kept });
-            self.sh
-                .event(None, None, EventKind::IntegrationRestored, data)
-                .await;
-        }
     }
 
     async fn take(&mut self, req: Request) {
@@ -890,11 +488,7 @@ impl Engine {
         });
         let worktree = rec.as_ref().and_then(|r| r.existing_worktree());
         if let (TaskStatus::Conflicted, Some(wt)) = (self.board.status(i), worktree) {
-            let conflicted = self
-                .merges
-                .merge_into(&self.sh.repo, wt)
-                .await
-                .unwrap_or(true);
+            let conflicted = self.lane.merge_into(&self.sh, wt).await.unwrap_or(true);
             feedback = format!(
                 "Your work conflicted with the integration branch, which baton has now merged into your worktree{}. Resolve every conflict (keep both sides' intent), then finish.\n{feedback}",
                 if conflicted { " with conflict markers left in the files" } else { "" }

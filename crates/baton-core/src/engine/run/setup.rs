@@ -1,14 +1,16 @@
 //! Creating a run, and picking one up again after a crash or Ctrl-C.
 
-use super::board::{Board, Rules};
-use super::desks::Desks;
 use super::handle::EngineHandle;
-use super::merge::MergeQueue;
 use super::repo_watch::RepoWatch;
-use super::shared::Shared;
-use super::shell::{Spending, Wiring};
-use super::{Engine, EngineError};
+use super::Engine;
+use super::{Spending, Wiring};
 use crate::clock::{new_run_id, now_ms};
+use crate::engine::board::{Board, Rules};
+use crate::engine::desk::Desks;
+use crate::engine::merge::lane::{Line, MergeLane};
+use crate::engine::merge::queue::MergeQueue;
+use crate::engine::shared::Shared;
+use crate::engine::EngineError;
 use crate::git::Repo;
 use crate::lock::RunLock;
 use crate::model::{AttemptStatus, EventKind, RunKind, RunStatus, TaskStatus};
@@ -121,13 +123,19 @@ impl Parts {
             crate::plan::Pool::Size(n) => Some(n),
             crate::plan::Pool::Auto => Some(self.plan.run.max_parallel),
         }
-        .map(|n| Arc::new(super::pool::Pool::new(&self.worktrees, n, &self.head)));
-        let desks = Desks::new(self.worktrees, self.opts.keep_worktrees);
+        .map(|n| {
+            Arc::new(crate::engine::desk::pool::Pool::new(
+                &self.worktrees,
+                n,
+                &self.head,
+            ))
+        });
+        let desks = Desks::new(self.worktrees, self.opts.keep_worktrees, pool);
         let repo_watch = RepoWatch::new(&self.repo.common_dir);
         let run = self.run_id.clone();
         // What this process's agents can see, fingerprinted for views that
         // read the run later (in another process, with another environment).
-        let prints = super::redactor_for(&self.plan).fingerprints(&run);
+        let prints = crate::engine::redactor_for(&self.plan).fingerprints(&run);
         let spent_before = self
             .store
             .call(move |s| {
@@ -154,6 +162,7 @@ impl Parts {
                 .values()
                 .filter_map(|a| Some((a.name.clone(), a.account.clone()?)))
                 .collect(),
+            fallbacks: fallbacks(&self.plan),
         };
         let board = Board::new(rules, self.plan.tasks.iter().cloned());
         let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head.clone());
@@ -175,21 +184,13 @@ impl Parts {
             _lock: self.lock,
             desks,
             board,
-            merges,
+            lane: MergeLane::new(merges),
             workers: HashMap::new(),
             notes: wiring.notes,
             requests: wiring.requests,
             handle,
             spending: Spending::new(spent_before),
             repo_watch,
-            verifying: None,
-            resolutions: HashMap::new(),
-            starts: HashMap::new(),
-            last_look: None,
-            ahead: Default::default(),
-            pool,
-            refill: None,
-            limits: HashMap::new(),
         })
     }
 }
@@ -227,7 +228,7 @@ impl Engine {
             repo: repo.root.display().to_string(),
             plan_path: plan.path.display().to_string(),
             // The plan may hold secrets (a profile's env): the store keeps it masked.
-            plan_source: super::redactor_for(&plan).redact(&plan.source),
+            plan_source: crate::engine::redactor_for(&plan).redact(&plan.source),
             base: plan.run.base.clone(),
             base_commit: base_commit.clone(),
             integration_branch: integration.clone(),
@@ -320,10 +321,14 @@ impl Engine {
             .filter_map(|r| Some((r.id.clone(), r.worktree.clone()?.into())))
             .collect();
         let mut to_merge = Vec::new();
+        let mut lines = Vec::new();
         for (i, spec) in plan.tasks.iter().enumerate() {
             let Some(rec) = records.iter().find(|r| r.id == spec.id) else {
                 continue;
             };
+            // What the merge lane knows of the branch, as the record had it
+            // (taking a dead resolver up puts the task's own commit back).
+            lines.push((i, line_of(rec)));
             let status = take_up(&repo, &store, &run_id, rec, &head).await?;
             if status == TaskStatus::Merging {
                 to_merge.push(i);
@@ -375,10 +380,37 @@ impl Engine {
                 engine.desks.release(&engine.sh.run_id, id);
             }
         }
+        for (i, line) in lines {
+            engine.lane.started(i, line);
+        }
         for i in to_merge {
-            engine.merges.push(i);
+            engine.lane.push(i);
         }
         Ok(engine)
+    }
+}
+
+/// Each profile's fallbacks that are profiles of the plan, in order.
+fn fallbacks(plan: &Plan) -> HashMap<String, Vec<String>> {
+    let known = |f: &&String| plan.agents.contains_key(*f);
+    plan.agents
+        .values()
+        .map(|a| {
+            (
+                a.name.clone(),
+                a.fallback.iter().filter(known).cloned().collect(),
+            )
+        })
+        .collect()
+}
+
+fn line_of(rec: &crate::store::TaskRecord) -> Line {
+    Line {
+        id: rec.id.clone(),
+        branch: rec.branch.clone(),
+        start_commit: rec.start_commit.clone(),
+        commit: rec.commit_id.clone(),
+        conflict_ahead: rec.conflict_ahead.clone(),
     }
 }
 
@@ -515,10 +547,14 @@ async fn take_back(
     if let Some(wt) = rec.existing_worktree() {
         // A sandboxed agent's commits are in its desk's own git directory.
         let desks = StatePaths::new(repo.state_dir()).run_dir(run).join("desks");
-        let own = crate::sandbox::OwnGit::at(&desks.join(super::jail::desk_name(&rec.id)));
+        let own = crate::sandbox::OwnGit::at(
+            &desks.join(crate::engine::process::jail::desk_name(&rec.id)),
+        );
         if own.dir.exists() {
             let n = rec.attempts;
-            if let Err(e) = super::attempt::fetch_home(repo, run, &rec.id, n, wt, &own).await {
+            if let Err(e) =
+                crate::engine::task::attempt::fetch_home(repo, run, &rec.id, n, wt, &own).await
+            {
                 tracing::warn!(
                     "cannot take home what task {}'s agent committed: {e}",
                     rec.id
@@ -531,7 +567,8 @@ async fn take_back(
         }
         if let Ok(h) = repo.head(wt).await {
             if rec.attempts > 0 {
-                super::attempt::keep_ref(repo, store, run, &rec.id, rec.attempts, &h).await;
+                crate::engine::task::attempt::keep_ref(repo, store, run, &rec.id, rec.attempts, &h)
+                    .await;
             }
             let upd = TaskUpdate {
                 commit_id: Some(h),
@@ -597,7 +634,7 @@ fn plan_for_resume(repo: &Repo, record: &RunRecord) -> Result<Plan, EngineError>
         return Ok(stored()?);
     };
     match parse(&text) {
-        Ok(plan) if super::redactor_for(&plan).redact(&text) == record.plan_source => Ok(plan),
+        Ok(plan) if crate::engine::redactor_for(&plan).redact(&text) == record.plan_source => Ok(plan),
         _ if text == record.plan_source => Ok(stored()?),
         _ => Err(EngineError::Io(format!(
             "the plan {} has changed since run {} started; restore it, or start a new run with `baton run`",

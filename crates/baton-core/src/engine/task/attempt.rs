@@ -4,23 +4,23 @@
 //! request that cuts it short (stop, steer, shutdown, budget) maps to one
 //! outcome in one place, whichever phase it came in.
 
-use super::gates::{self, GateResult};
 use super::history;
-use super::jail;
 use super::lead;
-use super::messages::{Outcome, WorkerCmd};
 use super::meter::Meter;
-use super::output::last_lines;
 use super::prompt;
 use super::remote;
-use super::shared::Shared;
 use super::start::Start;
-use super::supervise::{self, Ended, Io, Spec};
 use super::watch::Watch;
-use super::workspace;
 use crate::adapter::{self, Adapter, Finish, LaunchRequest};
 use crate::clock::now_ms;
 use crate::duration::human;
+use crate::engine::desk::workspace;
+use crate::engine::messages::{Outcome, WorkerCmd};
+use crate::engine::process::gates::{self, GateResult};
+use crate::engine::process::jail;
+use crate::engine::process::output::last_lines;
+use crate::engine::process::supervise::{self, Ended, Io, Spec};
+use crate::engine::shared::Shared;
 use crate::git::Repo;
 use crate::model::{Activity, AttemptStatus, EventKind};
 use crate::plan::{AgentProfile, Executor};
@@ -46,12 +46,15 @@ pub(crate) enum Step {
     },
     /// The provider limited the agent (rate limit, overload, quota): not the
     /// task's failure; it may wait and go on.
-    Limited {
-        limit: adapter::limits::Limit,
-        reason: String,
-        commit: Option<String>,
-        result: String,
-    },
+    Limited(Limited),
+}
+
+/// What an attempt the provider limited left.
+pub(crate) struct Limited {
+    pub limit: adapter::limits::Limit,
+    pub reason: String,
+    pub commit: Option<String>,
+    pub result: String,
 }
 
 /// Records how attempt `n` of a task ended.
@@ -193,12 +196,12 @@ pub(crate) async fn run(
         ledger
             .finish(AttemptStatus::Failed, *code, Some(reason))
             .await;
-        return Step::Limited {
+        return Step::Limited(Limited {
             limit: limit.clone(),
             reason: reason.clone(),
             commit,
             result,
-        };
+        });
     }
     if let Some(step) = settle(&ledger, st, verdict, commit.clone(), &result).await {
         return step;
@@ -267,9 +270,9 @@ async fn setup(
             if st.keep_ignored {
                 let key = match st.setup_key.take() {
                     Some(k) => k,
-                    None => super::pool::setup_key(sh, &st.start_commit).await,
+                    None => crate::engine::desk::pool::setup_key(sh, &st.start_commit).await,
                 };
-                super::pool::write_key(&sh.repo, &st.worktree, &key);
+                crate::engine::desk::pool::write_key(&sh.repo, &st.worktree, &key);
             }
             let upd = TaskUpdate {
                 setup_done: Some(true),

@@ -8,7 +8,7 @@
 //! made for its worktree, or a sandboxed desk's own. Both are read as plain
 //! files (HEAD, the HEAD reflog), never by running git there.
 
-use super::shared::Shared;
+use crate::engine::shared::Shared;
 use crate::model::EventKind;
 use crate::sandbox::own_git::reflog;
 use serde_json::json;

@@ -2,17 +2,160 @@
 //! failing: no retry is used, its profile takes no new task meanwhile, and
 //! its next attempt goes on where the agent was (its session resumed).
 
-use super::messages::{WorkerCmd, WorkerNote};
-use super::shared::Shared;
-use crate::adapter::limits::Limit;
+//!
+//! When the limit lasts longer than the profile may wait, the task falls
+//! back: the board picks the profile that takes it over.
+
+use super::attempt::Limited;
+use super::start::Start;
+use crate::adapter::limits::{Limit, LimitKind};
+use crate::adapter::{self, Adapter};
 use crate::clock::now_ms;
+use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
+use crate::engine::shared::Shared;
 use crate::model::{Activity, EventKind};
+use crate::plan::AgentProfile;
+use crate::store::TaskUpdate;
 use serde_json::json;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
+
+/// The agent working on a task now, and the profiles that worked on it
+/// before (a fallback is never handed back).
+pub(crate) struct Agent {
+    pub profile: AgentProfile,
+    pub adapter: Box<dyn Adapter>,
+    worked: Vec<String>,
+    /// Attempts in a row the provider limited: each waits longer.
+    pub limited_in_a_row: u32,
+}
+
+impl Agent {
+    pub fn new(profile: AgentProfile) -> Result<Agent, String> {
+        Ok(Agent {
+            adapter: adapter::for_profile(&profile.cli())?,
+            worked: vec![profile.name.clone()],
+            profile,
+            limited_in_a_row: 0,
+        })
+    }
+}
+
+/// After an attempt the provider limited: waits the limit out (Ok: the next
+/// attempt may start), or falls back to another profile (Ok, with `agent`
+/// now that one), or ends the task.
+pub(crate) async fn after_limit(
+    sh: &Shared,
+    st: &mut Start,
+    agent: &mut Agent,
+    limited: Limited,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Result<(), Outcome> {
+    let p = &agent.profile;
+    let wait = match crate::adapter::limits::wait_for(
+        &limited.limit,
+        agent.limited_in_a_row,
+        p.max_wait,
+    ) {
+        Ok(w) => w,
+        Err(why) => return fall_back(sh, st, agent, limited, &why).await,
+    };
+    agent.limited_in_a_row += 1;
+    match wait_out(sh, &st.spec.id, p, &limited.limit, wait, cmds).await {
+        Held::Over => {
+            st.feedback = Some(format!(
+                "The model provider limited your previous attempt ({}); it has passed. Go on where you left off.",
+                limited.limit.detail
+            ));
+            Ok(())
+        }
+        Held::Cmd(WorkerCmd::Steer(message)) => {
+            st.feedback = Some(message);
+            Ok(())
+        }
+        Held::Cmd(cmd) => Err(ended_by(cmd, limited)),
+    }
+}
+
+/// How a request that came while the task waited out a limit ends it.
+fn ended_by(cmd: WorkerCmd, limited: Limited) -> Outcome {
+    let Limited { commit, result, .. } = limited;
+    match cmd {
+        WorkerCmd::Shutdown => Outcome::Interrupted { commit },
+        WorkerCmd::OverBudget(reason) => Outcome::Failed {
+            commit,
+            reason,
+            result,
+        },
+        _ => Outcome::Stopped {
+            commit,
+            reason: "stopped by request (baton stop) while it waited out a rate limit".into(),
+        },
+    }
+}
+
+/// The limit lasts longer than the profile may wait (`why`): the board
+/// picks a fallback, which takes the task over with a handoff; with none,
+/// the task fails.
+async fn fall_back(
+    sh: &Shared,
+    st: &mut Start,
+    agent: &mut Agent,
+    limited: Limited,
+    why: &str,
+) -> Result<(), Outcome> {
+    let from = agent.profile.name.clone();
+    // A quota that ran out: no other task should fall back to it meanwhile.
+    let quota_until = (limited.limit.kind == LimitKind::Quota)
+        .then(|| now_ms() + agent.profile.max_wait.as_millis() as i64);
+    let why = format!("{}; {why}", limited.reason);
+    let fail = |reason: String| Outcome::Failed {
+        commit: limited.commit.clone(),
+        reason,
+        result: limited.result.clone(),
+    };
+    let (answer, choice) = oneshot::channel();
+    let asked = WorkerNote::Fallback {
+        from: from.clone(),
+        worked: agent.worked.clone(),
+        quota_until,
+        answer,
+    };
+    // The engine answers every note; no answer means it is gone.
+    let next = match sh.notes.send(asked) {
+        Ok(()) => choice.await.ok().flatten(),
+        Err(_) => {
+            return Err(Outcome::Interrupted {
+                commit: limited.commit,
+            })
+        }
+    };
+    let Some(next) = next.and_then(|n| sh.plan.agents.get(&n).cloned()) else {
+        return Err(fail(why));
+    };
+    let Ok(next_adapter) = adapter::for_profile(&next.cli()) else {
+        let name = &next.name;
+        return Err(fail(format!("{why}; its fallback {name:?} cannot start")));
+    };
+    st.feedback = Some(handoff(sh, st, &from, &why, &limited.result).await);
+    st.session = None;
+    let data = json!({ "from": from, "to": next.name, "reason": why });
+    let upd = TaskUpdate {
+        agent: Some(next.name.clone()),
+        ..Default::default()
+    };
+    sh.update_task(&st.spec.id, upd, Some((EventKind::Fallback, data)))
+        .await;
+    agent.worked.push(next.name.clone());
+    agent.adapter = next_adapter;
+    agent.profile = next;
+    agent.limited_in_a_row = 0;
+    Ok(())
+}
 
 /// How a wait ended.
-pub(crate) enum Held {
+enum Held {
     /// The time is up: the next attempt may start.
     Over,
     /// A request came meanwhile (stop, shutdown, steer, budget).
@@ -21,17 +164,17 @@ pub(crate) enum Held {
 
 /// Waits `wait` for task `task` whose `profile` the provider limits, saying
 /// so in its status and transcript; requests are answered meanwhile.
-pub(crate) async fn wait_out(
+async fn wait_out(
     sh: &Shared,
     task: &str,
-    profile: &crate::plan::AgentProfile,
+    profile: &AgentProfile,
     limit: &Limit,
     wait: Duration,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Held {
     let until = now_ms() + wait.as_millis() as i64;
     let what = match limit.kind {
-        crate::adapter::limits::LimitKind::Overloaded => "the provider is overloaded",
+        LimitKind::Overloaded => "the provider is overloaded",
         _ => "rate limit",
     };
     let on = match &profile.account {
@@ -50,10 +193,9 @@ pub(crate) async fn wait_out(
     })
     .await;
     sh.event(Some(task), None, EventKind::Waiting, data).await;
-    sh.hold_limit(profile, until);
     let _ = sh.notes.send(WorkerNote::Limited {
-        // Profiles of one account share its limits.
-        profile: super::shared::limit_key(profile),
+        // Profiles of one account share its limits: the board knows which.
+        profile: profile.name.clone(),
         until_ms: until,
         reason,
     });
@@ -76,13 +218,7 @@ pub(crate) async fn wait_out(
 /// What a fallback agent is told when it takes a task over: why the other
 /// stopped, the task's prompt, what it said last, and the diff of its work
 /// so far (the work itself is in the worktree and on the branch).
-pub(crate) async fn handoff(
-    sh: &Shared,
-    st: &super::start::Start,
-    from: &str,
-    why: &str,
-    last_said: &str,
-) -> String {
+async fn handoff(sh: &Shared, st: &Start, from: &str, why: &str, last_said: &str) -> String {
     let tip = format!("refs/heads/{}", st.branch);
     let diff = match sh.repo.diff_capped(&st.start_commit, &tip, 64 * 1024).await {
         Ok((bytes, cut)) => {

@@ -6,9 +6,9 @@
 //! own: the lead cannot write baton's store, widen its scope or reach
 //! another run, whatever it runs.
 
-use super::shared::Shared;
 use super::start::Start;
 use crate::adapter;
+use crate::engine::shared::Shared;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -2,20 +2,29 @@
 //! attempt until one passes, the retries run out, or a request ends it.
 //! Merging is the engine's, not the worker's.
 
-use super::attempt::{self, Step};
-use super::messages::{Outcome, WorkerCmd, WorkerNote};
-use super::pool;
-use super::shared::Shared;
-pub(crate) use super::start::Start;
-use super::workspace;
-use crate::adapter;
+pub(crate) mod attempt;
+pub(crate) mod history;
+pub(crate) mod hold;
+pub(crate) mod lead;
+pub(crate) mod meter;
+pub(crate) mod prompt;
+pub(crate) mod remote;
+pub(crate) mod start;
+pub(crate) mod watch;
+
 use crate::clock::now_ms;
+use crate::engine::desk::pool;
+use crate::engine::desk::workspace;
+use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
+use crate::engine::shared::Shared;
 use crate::git::Reuse;
 use crate::model::{Activity, AttemptKind, AttemptStatus, EventKind};
 use crate::plan::TaskSpec;
 use crate::store::{AttemptRecord, TaskUpdate};
 use crate::template::TaskView;
+use attempt::Step;
 use serde_json::json;
+pub(crate) use start::Start;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,23 +112,32 @@ pub(crate) fn spawn(sh: Arc<Shared>, start: Start, cmds: UnboundedReceiver<Worke
     let task = start.spec.id.clone();
     tokio::spawn(async move {
         let notes = sh.notes.clone();
-        let outcome = match tokio::spawn(run(sh, start, cmds)).await {
-            Ok(o) => o,
-            Err(e) => failed(format!("internal error in baton: {e}")),
+        let (outcome, start) = match tokio::spawn(run(sh, start, cmds)).await {
+            Ok((o, start)) => (o, Some(start)),
+            Err(e) => (failed(format!("internal error in baton: {e}")), None),
         };
-        let _ = notes.send(WorkerNote::Finished { task, outcome });
+        let _ = notes.send(WorkerNote::Finished {
+            task,
+            outcome,
+            start,
+        });
     });
 }
 
-async fn run(sh: Arc<Shared>, st: Start, mut cmds: UnboundedReceiver<WorkerCmd>) -> Outcome {
+/// How the task's go ended, and the commit its work started from.
+async fn run(
+    sh: Arc<Shared>,
+    mut st: Start,
+    mut cmds: UnboundedReceiver<WorkerCmd>,
+) -> (Outcome, String) {
     let task = st.spec.id.clone();
-    let outcome = attempts(&sh, st, &mut cmds).await;
+    let outcome = attempts(&sh, &mut st, &mut cmds).await;
     sh.write("release ports", move |s, run| {
         s.release_ports(run, &task)?;
         s.set_activity(run, &task, None, None)
     })
     .await;
-    outcome
+    (outcome, st.start_commit)
 }
 
 fn failed(reason: String) -> Outcome {
@@ -261,7 +279,7 @@ async fn branch_exists(sh: &Shared, branch: &str) -> bool {
 }
 
 /// The task's desk, then its attempts one after another.
-async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<WorkerCmd>) -> Outcome {
+async fn attempts(sh: &Shared, st: &mut Start, cmds: &mut UnboundedReceiver<WorkerCmd>) -> Outcome {
     let task = st.spec.id.clone();
     let t = task.clone();
     sh.write("set activity", move |s, run| {
@@ -280,7 +298,7 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
         };
         sh.update_task(&task, upd, None).await;
     }
-    let desk = match ensure_worktree(sh, &st).await {
+    let desk = match ensure_worktree(sh, st).await {
         Ok(desk) => desk,
         Err(reason) => return Outcome::Broken { reason },
     };
@@ -332,26 +350,23 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
     };
     sh.update_task(&task, upd, None).await;
 
-    let Some(mut profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
+    let Some(profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
         return failed(format!("unknown agent profile {:?}", st.spec.agent));
     };
-    let mut adapter = match adapter::for_profile(&profile.cli()) {
+    let mut agent = match hold::Agent::new(profile) {
         Ok(a) => a,
         Err(reason) => return failed(reason),
     };
-    // Profiles that worked on it: a fallback is never handed back.
-    let mut worked = vec![profile.name.clone()];
     drop(starting);
     let mut failures: Option<u32> = None;
-    let mut limited_in_a_row = 0;
     loop {
         st.attempts += 1;
         let n = st.attempts;
-        begin_attempt(sh, &st, n).await;
+        begin_attempt(sh, st, n).await;
         crate::failpoint::hit("attempt-started");
-        let step = attempt::run(sh, &mut st, &*adapter, &profile, n, cmds).await;
-        if !matches!(step, Step::Limited { .. }) {
-            limited_in_a_row = 0;
+        let step = attempt::run(sh, st, &*agent.adapter, &agent.profile, n, cmds).await;
+        if !matches!(step, Step::Limited(_)) {
+            agent.limited_in_a_row = 0;
         }
         let (reason, feedback, commit, result) = match step {
             Step::End(o) => return o,
@@ -359,100 +374,10 @@ async fn attempts(sh: &Shared, mut st: Start, cmds: &mut UnboundedReceiver<Worke
                 st.feedback = Some(message);
                 continue;
             }
-            Step::Limited {
-                limit,
-                reason,
-                commit,
-                result,
-            } => {
-                let wait = adapter::limits::wait_for(&limit, limited_in_a_row, profile.max_wait);
-                let wait = match wait {
-                    Ok(w) => w,
-                    Err(why) => {
-                        if limit.kind == adapter::limits::LimitKind::Quota {
-                            // No other task should fall back to it meanwhile.
-                            let until =
-                                crate::clock::now_ms() + profile.max_wait.as_millis() as i64;
-                            sh.hold_limit(&profile, until);
-                        }
-                        // One that has not worked on it; of those, one its
-                        // provider does not limit now if there is one.
-                        let fresh: Vec<&crate::plan::AgentProfile> = profile
-                            .fallback
-                            .iter()
-                            .filter(|f| !worked.contains(f))
-                            .filter_map(|f| sh.plan.agents.get(f))
-                            .collect();
-                        let next = fresh
-                            .iter()
-                            .find(|f| !sh.is_limited(f))
-                            .or(fresh.first())
-                            .map(|f| (*f).clone());
-                        let Some(next) = next else {
-                            return Outcome::Failed {
-                                commit,
-                                reason: format!("{reason}; {why}"),
-                                result,
-                            };
-                        };
-                        let Ok(next_adapter) = adapter::for_profile(&next.cli()) else {
-                            return Outcome::Failed {
-                                commit,
-                                reason: format!(
-                                    "{reason}; {why}; its fallback {:?} cannot start",
-                                    next.name
-                                ),
-                                result,
-                            };
-                        };
-                        let why = format!("{reason}; {why}");
-                        st.feedback =
-                            Some(super::hold::handoff(sh, &st, &profile.name, &why, &result).await);
-                        st.session = None;
-                        let data = json!({ "from": profile.name, "to": next.name, "reason": why });
-                        let upd = TaskUpdate {
-                            agent: Some(next.name.clone()),
-                            ..Default::default()
-                        };
-                        sh.update_task(&task, upd, Some((EventKind::Fallback, data)))
-                            .await;
-                        worked.push(next.name.clone());
-                        (profile, adapter) = (next, next_adapter);
-                        limited_in_a_row = 0;
-                        continue;
-                    }
-                };
-                limited_in_a_row += 1;
-                match super::hold::wait_out(sh, &task, &profile, &limit, wait, cmds).await {
-                    super::hold::Held::Over => {
-                        st.feedback = Some(format!(
-                            "The model provider limited your previous attempt ({}); it has passed. Go on where you left off.",
-                            limit.detail
-                        ));
-                        continue;
-                    }
-                    super::hold::Held::Cmd(WorkerCmd::Steer(message)) => {
-                        st.feedback = Some(message);
-                        continue;
-                    }
-                    super::hold::Held::Cmd(WorkerCmd::Shutdown) => {
-                        return Outcome::Interrupted { commit }
-                    }
-                    super::hold::Held::Cmd(WorkerCmd::OverBudget(reason)) => {
-                        return Outcome::Failed {
-                            commit,
-                            reason,
-                            result,
-                        }
-                    }
-                    super::hold::Held::Cmd(_) => {
-                        return Outcome::Stopped {
-                            commit,
-                            reason:
-                                "stopped by request (baton stop) while it waited out a rate limit"
-                                    .into(),
-                        }
-                    }
+            Step::Limited(limited) => {
+                match hold::after_limit(sh, st, &mut agent, limited, cmds).await {
+                    Ok(()) => continue,
+                    Err(end) => return end,
                 }
             }
             Step::Failed {

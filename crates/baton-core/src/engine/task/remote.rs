@@ -6,10 +6,10 @@
 //! the Job). Its end says where the pod pushed the work and how the pod's
 //! gates went.
 
-use super::gates::GateResult;
-use super::shared::Shared;
 use super::start::Start;
-use super::supervise::Ended;
+use crate::engine::process::gates::GateResult;
+use crate::engine::process::supervise::Ended;
+use crate::engine::shared::Shared;
 use crate::executor::{JobRequest, PodAttempt, PodEnd};
 use crate::model::EventKind;
 use crate::plan::Kubernetes;
@@ -208,12 +208,13 @@ pub(crate) async fn gates(
             (None, true, _) => Ended::TimedOut,
             (None, false, e) => Ended::SpawnFailed(e.clone().unwrap_or_default()),
         };
-        let (passed, reason) = super::gates::judge("gate", &g.gate, &ended, timeout);
+        let (passed, reason) =
+            crate::engine::process::gates::judge("gate", &g.gate, &ended, timeout);
         let data = serde_json::json!({ "gate": g.gate, "passed": passed, "duration_ms": g.duration_ms, "reason": reason });
         sh.event(Some(task), Some(n), EventKind::GateFinished, data)
             .await;
         if !passed {
-            return super::gates::failed(&g.gate, reason, &g.tail);
+            return crate::engine::process::gates::failed(&g.gate, reason, &g.tail);
         }
     }
     if end.gates.len() < expected {

@@ -2,12 +2,12 @@
 //! what it is doing (activity), its usage and cost (reported to the engine
 //! for the run budget), and the task's own budget.
 
-use super::messages::{WorkerCmd, WorkerNote};
 use super::meter::Meter;
-use super::shared::Shared;
-use super::supervise::AttemptSink;
 use crate::adapter::AgentEvent;
 use crate::clock::now_ms;
+use crate::engine::messages::{WorkerCmd, WorkerNote};
+use crate::engine::process::supervise::AttemptSink;
+use crate::engine::shared::Shared;
 use crate::model::{Activity, EventKind};
 use crate::store::AttemptUsage;
 use serde_json::json;
