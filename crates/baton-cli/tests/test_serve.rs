@@ -159,6 +159,68 @@ fn a_restarted_server_resumes_what_was_going_on() {
     assert_eq!(task(&r, "long")["attempts"], 2);
 }
 
+/// A queued task is checked once and stored as it will be read (its spec),
+/// and read back so; one an older baton stored only as plan text still
+/// resumes, from its text.
+#[test]
+fn a_queued_task_is_stored_as_checked_and_an_older_one_resumes_from_its_text() {
+    let env = TestEnv::new();
+    let go = env.scratch("go");
+    let started = env.scratch("started");
+    write_plan(&env, "[[task]]\nid = \"a\"\nprompt = \"say x\"\n");
+    let srv = serve(&env, "127.0.0.1:0");
+    let prompt = format!(
+        "touch {s}\non-attempt 1 hang\non-attempt 2 hang\nwait-file {go}\nwrite queued.txt finished",
+        s = started.display(),
+        go = go.display()
+    );
+    let out = output(baton(&env).args(["add", &prompt]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the agent to start", 20, || started.exists());
+    let spec = store_rows(&env, "SELECT spec FROM added_tasks");
+    let spec: serde_json::Value = serde_json::from_str(&spec[0]).expect("a spec");
+    assert_eq!(spec["prompt"], prompt.as_str());
+    let id = spec["id"].as_str().unwrap().to_string();
+    let db = env.repo.join(".git/baton/baton.db");
+    let sql = |statement: &str| {
+        let py = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()";
+        let mut cmd = std::process::Command::new("python3");
+        let out = output(cmd.args(["-c", py]).arg(&db).arg(statement));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The spec is what a restart reads: the plan text is not parsed again.
+    drop(srv);
+    sql("UPDATE added_tasks SET snippet = '[[task]] not toml'");
+    std::fs::remove_file(&started).unwrap();
+    let srv = serve(&env, "127.0.0.1:0");
+    wait_for("the task to start again", 20, || started.exists());
+    // As an older baton left it: the plan text only.
+    drop(srv);
+    let snippet = format!("\n[[task]]\nid = '{id}'\nprompt = '''{prompt}'''\n");
+    let snippet = snippet.replace('\'', "''");
+    sql(&format!(
+        "UPDATE added_tasks SET spec = NULL, snippet = '{snippet}'"
+    ));
+    std::fs::write(&go, "").unwrap();
+    let _srv = serve(&env, "127.0.0.1:0");
+    wait_for("the resumed queued task to succeed", 30, || {
+        latest_run_opt(&env).is_some_and(|r| {
+            r["tasks"].as_array().is_some_and(|ts| {
+                ts.iter()
+                    .any(|t| t["id"] == id.as_str() && t["status"] == "succeeded")
+            })
+        })
+    });
+}
+
 #[test]
 fn on_loopback_too_every_request_needs_a_token_and_token_url_signs_the_browser_in() {
     let env = TestEnv::new();

@@ -7,7 +7,7 @@ use baton_core::control::{self, ControlError};
 use baton_core::engine::Answer;
 use baton_core::model::{ControlKind, RunKind};
 use baton_core::plan::Land;
-use baton_core::store::NewTask;
+use baton_core::store::{Added, NewTask};
 use baton_core::{Engine, EngineHandle, Plan, RunOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -160,7 +160,8 @@ pub async fn add_to_run(
     }
     let plan =
         Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None).map_err(invalid)?;
-    // Tasks added before it come along: it may need them.
+    // Tasks added before it come along: it may need them. It is checked
+    // here, once, and stored as checked.
     let r = run.to_string();
     let mut snippets: Vec<String> = state
         .store
@@ -168,7 +169,7 @@ pub async fn add_to_run(
         .await
         .map_err(internal)?
         .into_iter()
-        .map(|(_, s)| s)
+        .map(|(_, a)| a.snippet)
         .collect();
     snippets.push(snippet.to_string());
     let added = plan
@@ -176,16 +177,21 @@ pub async fn add_to_run(
         .map_err(invalid)?
         .pop()
         .ok_or_else(|| invalid("the task did not parse as a task"))?;
+    let kept = Added {
+        snippet: snippet.to_string(),
+        spec: serde_json::to_string(&added).map_err(internal)?,
+        tags: Vec::new(),
+    };
     let task = NewTask {
         branch: baton_core::paths::task_branch(run, id),
         id: id.to_string(),
         agent: added.agent,
         needs: added.needs,
     };
-    let (r, snip) = (run.to_string(), snippet.to_string());
+    let r = run.to_string();
     state
         .store
-        .call(move |s| s.add_task_capped(&r, &task, &snip, &[], cap))
+        .call(move |s| s.add_task_capped(&r, &task, &kept, cap))
         .await
         .map_err(|e| match e {
             baton_core::store::StoreError::Capped { .. } => RunnerError::Busy(e.to_string()),
@@ -484,16 +490,21 @@ pub async fn add_task(
         .into_iter()
         .next()
         .ok_or_else(|| invalid("the queued task did not parse as a task"))?;
+    let kept = Added {
+        spec: serde_json::to_string(&spec).map_err(internal)?,
+        snippet,
+        tags: tags.to_vec(),
+    };
     let task = NewTask {
         branch: baton_core::paths::task_branch(&run, &id),
         id: id.clone(),
         agent: spec.agent,
         needs: spec.needs,
     };
-    let (r, tags) = (run.clone(), tags.to_vec());
+    let r = run.clone();
     state
         .store
-        .call(move |s| s.add_task(&r, &task, &snippet, &tags))
+        .call(move |s| s.add_task(&r, &task, &kept))
         .await
         .map_err(internal)?;
     let answer = control(state, &run, &id, ControlKind::Add, None).await?;

@@ -4,11 +4,25 @@
 
 use regex::Regex;
 
-/// A task's declared files, compiled.
-#[derive(Debug, Clone, Default)]
+/// A task's declared files, compiled; stored as its globs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct FileSet {
     globs: Vec<String>,
     res: Vec<Regex>,
+}
+
+impl TryFrom<Vec<String>> for FileSet {
+    type Error = String;
+    fn try_from(globs: Vec<String>) -> Result<FileSet, String> {
+        FileSet::new(&globs)
+    }
+}
+
+impl From<FileSet> for Vec<String> {
+    fn from(f: FileSet) -> Vec<String> {
+        f.globs
+    }
 }
 
 impl FileSet {

@@ -133,13 +133,16 @@ impl AgentProfile {
 /// How long a task waits out a provider's rate limit unless its profile says.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30 * 60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     Stop,
     Continue,
 }
 
-#[derive(Debug, Clone)]
+/// One task, checked. A task queued at run time is stored like this once it
+/// is checked (JSON), and read back as it is.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskSpec {
     pub id: String,
     pub prompt: String,
@@ -152,6 +155,7 @@ pub struct TaskSpec {
     pub budget_usd: Option<f64>,
     pub approve: bool,
     pub merge: bool,
+    #[serde(with = "pattern")]
     pub fail_if: Option<Regex>,
     pub on_failure: OnFailure,
     pub stall_after: Duration,
@@ -163,6 +167,26 @@ pub struct TaskSpec {
     /// A lead task: its agent gets baton's MCP tools for its own run and may
     /// add at most this many tasks to it.
     pub lead: Option<u32>,
+}
+
+/// A regular expression stored as its pattern.
+mod pattern {
+    use regex::Regex;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(re: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {
+        match re {
+            Some(re) => s.serialize_some(re.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+        let Some(p) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        Regex::new(&p).map(Some).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Where task worktrees may go: not the filesystem root, not inside the
@@ -320,6 +344,31 @@ impl Plan {
         // The plan file's own tasks come first; queued ones follow them.
         let file_tasks = plan.tasks.len() - snippets.len().min(plan.tasks.len());
         Ok(plan.tasks.into_iter().skip(file_tasks).collect())
+    }
+
+    /// The specs of tasks queued at run time, from what the store kept of
+    /// each, in order: (plan text, spec as checked, JSON). Each is read as it
+    /// was checked; tasks an older baton queued (no spec kept) are checked
+    /// again from their plan text.
+    pub fn queued(&self, added: &[(&str, &str)]) -> Result<Vec<TaskSpec>, PlanError> {
+        if added.iter().any(|(_, spec)| spec.is_empty()) {
+            let snippets: Vec<String> = added.iter().map(|(s, _)| s.to_string()).collect();
+            return self.parse_added(&snippets, None);
+        }
+        added
+            .iter()
+            .map(|(_, spec)| {
+                serde_json::from_str(spec).map_err(|e| PlanError::Invalid {
+                    path: self.path.clone(),
+                    diagnostics: vec![Diagnostic {
+                        line: None,
+                        column: None,
+                        subject: Some("a task queued at run time".into()),
+                        message: format!("the store holds it damaged: {e}"),
+                    }],
+                })
+            })
+            .collect()
     }
 
     /// The profile a queued task goes to: the one it names, else the first

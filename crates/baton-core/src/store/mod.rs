@@ -138,7 +138,20 @@ const MIGRATIONS: &[&str] = &[
     // The few events a report lists per task (waits, fallbacks): a partial
     // index, so that the many others cost nothing more to write.
     "CREATE INDEX IF NOT EXISTS events_moves ON events (run_id, seq) WHERE kind IN ('fallback', 'waiting')",
+    // A queued task's checked spec, stored as it will be read.
+    "ALTER TABLE added_tasks ADD COLUMN spec TEXT",
 ];
+
+/// A task queued at run time, as the store keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct Added {
+    /// The plan text that defined it.
+    pub snippet: String,
+    /// Its checked spec, JSON of `plan::TaskSpec` (empty: an older baton
+    /// queued it, and only `snippet` says what it is).
+    pub spec: String,
+    pub tags: Vec<String>,
+}
 
 /// A task as a run creates it: its id, branch, profile and what it waits for.
 #[derive(Debug, Clone)]
@@ -320,15 +333,10 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Records a task queued at run time, with the plan text that defines it.
-    pub fn add_task(
-        &self,
-        run: &str,
-        task: &NewTask,
-        snippet: &str,
-        tags: &[String],
-    ) -> Result<()> {
-        self.add_task_capped(run, task, snippet, tags, None)
+    /// Records a task queued at run time: the plan text that defined it,
+    /// and its checked spec as it will be read (JSON of `plan::TaskSpec`).
+    pub fn add_task(&self, run: &str, task: &NewTask, added: &Added) -> Result<()> {
+        self.add_task_capped(run, task, added, None)
     }
 
     /// [`Store::add_task`], refused when the run has `cap` added tasks
@@ -338,8 +346,7 @@ impl Store {
         &self,
         run: &str,
         task: &NewTask,
-        snippet: &str,
-        tags: &[String],
+        added: &Added,
         cap: Option<u32>,
     ) -> Result<()> {
         let mut conn = self.conn();
@@ -365,20 +372,30 @@ impl Store {
         )?;
         insert_task(&tx, run, pos, task)?;
         tx.execute(
-            "INSERT INTO added_tasks (run_id, task_id, snippet, tags, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run, task.id, snippet, serde_json::Value::from(tags.to_vec()).to_string(), now_ms()],
+            "INSERT INTO added_tasks (run_id, task_id, snippet, tags, created_at, spec) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run, task.id, added.snippet, serde_json::Value::from(added.tags.clone()).to_string(), now_ms(), added.spec],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// The plan text of tasks queued at run time, in the order they came.
-    pub fn added_tasks(&self, run: &str) -> Result<Vec<(String, String)>> {
+    /// The tasks queued at run time, in the order they came (their ids, in
+    /// `ids`; their specs in `Added::spec`, empty when an older baton added
+    /// them: then only their plan text says what they are).
+    pub fn added_tasks(&self, run: &str) -> Result<Vec<(String, Added)>> {
         let conn = self.reader();
         let mut st = conn.prepare(
-            "SELECT task_id, snippet FROM added_tasks WHERE run_id = ?1 ORDER BY created_at, rowid",
+            "SELECT task_id, snippet, COALESCE(spec, ''), tags FROM added_tasks WHERE run_id = ?1 ORDER BY created_at, rowid",
         )?;
-        let rows = st.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = st.query_map([run], |r| {
+            let tags: String = r.get(3)?;
+            let added = Added {
+                snippet: r.get(1)?,
+                spec: r.get(2)?,
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
+            };
+            Ok((r.get(0)?, added))
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 

@@ -506,13 +506,20 @@ impl Engine {
             Ok(all) => all,
             Err(e) => return Answer::no(e.to_string()),
         };
-        // Tasks added before it come along: it may need them.
         let Some(at) = added.iter().position(|(id, _)| id == task) else {
             return Answer::no(format!("no queued task {task:?} in the store"));
         };
-        let snippets: Vec<String> = added[..=at].iter().map(|(_, s)| s.clone()).collect();
-        let spec = match self.sh.plan.parse_added(&snippets, None) {
-            Ok(mut specs) if specs.len() == snippets.len() => specs.remove(at),
+        // An older baton's task (no spec kept) is checked again, with the
+        // tasks added before it: it may need them.
+        let upto: Vec<(&str, &str)> = match added[at].1.spec.is_empty() {
+            true => added[..=at]
+                .iter()
+                .map(|(_, a)| (a.snippet.as_str(), ""))
+                .collect(),
+            false => vec![(added[at].1.snippet.as_str(), added[at].1.spec.as_str())],
+        };
+        let spec = match self.sh.plan.queued(&upto) {
+            Ok(mut specs) if specs.len() == upto.len() => specs.remove(upto.len() - 1),
             Ok(_) => return Answer::no("the queued task did not parse as one task"),
             Err(e) => return Answer::no(e.to_string()),
         };

@@ -445,15 +445,14 @@ async fn plan_with_queued(
         plan.tasks.clear();
     }
     let id = record.id.clone();
-    let snippets: Vec<String> = store
-        .call(move |s| s.added_tasks(&id))
-        .await?
-        .into_iter()
-        .map(|(_, s)| s)
+    let added = store.call(move |s| s.added_tasks(&id)).await?;
+    let kept: Vec<(&str, &str)> = added
+        .iter()
+        .map(|(_, a)| (a.snippet.as_str(), a.spec.as_str()))
         .collect();
-    if !snippets.is_empty() {
-        let added = plan.parse_added(&snippets, None)?;
-        plan.tasks.extend(added);
+    if !kept.is_empty() {
+        let queued = plan.queued(&kept)?;
+        plan.tasks.extend(queued);
     }
     Ok(plan)
 }
