@@ -3,7 +3,7 @@
 //! tasks wait for them, and which fallback profile takes a task over when
 //! its own cannot go on. Workers report limits; the board decides.
 
-use super::{waits, waits_no_more, Action, Board};
+use super::{waits, Action, Board, Standing, Wait};
 use crate::model::Activity;
 
 /// A limit on a profile (or account), until `until_ms`.
@@ -47,22 +47,12 @@ impl Board {
             .filter(|(_, l)| l.until_ms <= now_ms)
             .map(|(k, _)| k.clone())
             .collect();
-        let mut out = Vec::new();
-        for key in over {
-            self.limited.remove(&key);
-            let mut freed: Vec<usize> = self
-                .waiting_limit
-                .iter()
-                .copied()
-                .filter(|i| self.limit_key(&self.tasks[*i].spec.agent) == key)
-                .collect();
-            freed.sort_unstable();
-            for i in &freed {
-                self.waiting_limit.remove(i);
-            }
-            out.extend(freed.into_iter().map(waits_no_more));
+        for key in &over {
+            self.limited.remove(key);
         }
-        out
+        let accounts = self.rules.accounts.clone();
+        let key_of = move |agent: &str| accounts.get(agent).cloned().unwrap_or(agent.to_string());
+        self.stop_waiting(Wait::Limit, |t| over.contains(&key_of(&t.spec.agent)))
     }
 
     /// Why tasks of `profile` may not start now, if they may not.
@@ -77,9 +67,11 @@ impl Board {
         let Some(why) = self.limited_why(&self.tasks[i].spec.agent) else {
             return false;
         };
-        let why = why.to_string();
-        if self.waiting_limit.insert(i) {
-            out.push(waits(i, Activity::WaitingRateLimit, "rate_limit", &why));
+        if self.tasks[i].waits() != Some(Wait::Limit) {
+            out.push(waits(i, Activity::WaitingRateLimit, "rate_limit", why));
+            self.tasks[i].standing = Standing::Pending {
+                waits: Some(Wait::Limit),
+            };
         }
         true
     }

@@ -13,7 +13,7 @@ use crate::model::{Activity, ControlKind, EventKind, RunStatus, TaskStatus};
 use crate::plan::{OnFailure, TaskSpec};
 use crate::store::TaskUpdate;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// What the shell must do, in the order given.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,10 +88,72 @@ pub(crate) struct Rules {
     pub fallbacks: HashMap<String, Vec<String>>,
 }
 
+/// One task on the board: its spec and where it stands.
 #[derive(Debug)]
 struct Slot {
     spec: TaskSpec,
-    status: TaskStatus,
+    standing: Standing,
+    /// Retried by request (or waiting on a task that was): on_failure =
+    /// "stop" does not hold it back.
+    forced: bool,
+}
+
+/// Where a task stands, with what only that standing has: a pending task
+/// cannot be stopping, nor a running one waiting for memory.
+#[derive(Debug, Clone, PartialEq)]
+enum Standing {
+    /// Not started. `waits`: what it was told it waits for (told once).
+    Pending { waits: Option<Wait> },
+    /// Its worker runs. `stopping`: asked to stop, its worker is on it.
+    /// `resolving`: the attempt resolves a merge conflict.
+    Running { stopping: bool, resolving: bool },
+    /// Any other status: waiting for approval or the merge queue, or ended.
+    Other(TaskStatus),
+}
+
+/// What a ready task waits for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Wait {
+    Memory,
+    Limit,
+}
+
+impl Standing {
+    fn of(status: TaskStatus) -> Standing {
+        match status {
+            TaskStatus::Pending => Standing::Pending { waits: None },
+            TaskStatus::Running => Standing::Running {
+                stopping: false,
+                resolving: false,
+            },
+            other => Standing::Other(other),
+        }
+    }
+
+    fn status(&self) -> TaskStatus {
+        match self {
+            Standing::Pending { .. } => TaskStatus::Pending,
+            Standing::Running { .. } => TaskStatus::Running,
+            Standing::Other(s) => *s,
+        }
+    }
+}
+
+impl Slot {
+    fn status(&self) -> TaskStatus {
+        self.standing.status()
+    }
+
+    fn waits(&self) -> Option<Wait> {
+        match self.standing {
+            Standing::Pending { waits } => waits,
+            _ => None,
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        matches!(self.standing, Standing::Running { stopping: true, .. })
+    }
 }
 
 #[derive(Debug)]
@@ -104,22 +166,11 @@ pub(crate) struct Board {
     /// (or the run's budget is spent).
     stop_new: Option<String>,
     over_budget: bool,
-    /// Tasks retried by request (and what waits on them): on_failure = "stop"
-    /// does not hold them back.
-    forced: HashSet<usize>,
-    /// Running tasks asked to stop: their workers are on it.
-    stopping: HashSet<usize>,
-    /// Tasks whose worker is resolving a merge conflict.
-    resolving: HashSet<usize>,
     shutting_down: bool,
     /// Why no new agent may start now (the machine is short of memory).
     held: Option<String>,
-    /// Ready tasks told they wait for memory, so they are told once.
-    waiting: HashSet<usize>,
     /// Profiles (or accounts) the provider limits now: see [`limits`].
     limited: BTreeMap<String, limits::Limit>,
-    /// Ready tasks told they wait for their profile's limit.
-    waiting_limit: HashSet<usize>,
 }
 
 impl Board {
@@ -131,14 +182,9 @@ impl Board {
             running: 0,
             stop_new: None,
             over_budget: false,
-            forced: HashSet::new(),
-            stopping: HashSet::new(),
-            resolving: HashSet::new(),
             shutting_down: false,
             held: None,
-            waiting: HashSet::new(),
             limited: BTreeMap::new(),
-            waiting_limit: HashSet::new(),
         };
         for spec in specs {
             b.push(spec, TaskStatus::Pending);
@@ -149,7 +195,11 @@ impl Board {
     fn push(&mut self, spec: TaskSpec, status: TaskStatus) -> usize {
         let i = self.tasks.len();
         self.index.insert(spec.id.clone(), i);
-        self.tasks.push(Slot { spec, status });
+        self.tasks.push(Slot {
+            spec,
+            standing: Standing::of(status),
+            forced: false,
+        });
         if status == TaskStatus::Running {
             self.running += 1;
         }
@@ -175,7 +225,7 @@ impl Board {
         }
         for id in forced {
             if let Some(i) = self.idx(id) {
-                self.forced.insert(i);
+                self.tasks[i].forced = true;
             }
         }
         self.recheck_failures();
@@ -194,7 +244,7 @@ impl Board {
     }
 
     pub fn status(&self, i: usize) -> TaskStatus {
-        self.tasks[i].status
+        self.tasks[i].status()
     }
 
     #[cfg(test)]
@@ -206,16 +256,18 @@ impl Board {
         self.shutting_down
     }
 
-    fn put(&mut self, i: usize, status: TaskStatus) {
-        let was = self.tasks[i].status;
-        if was == TaskStatus::Running {
+    /// Task `i` stands at `status` now, with none of what it had before.
+    /// Returns what it was told it waited for, if it was.
+    fn put(&mut self, i: usize, status: TaskStatus) -> Option<Wait> {
+        let waited = self.tasks[i].waits();
+        if self.tasks[i].status() == TaskStatus::Running {
             self.running -= 1;
-            self.stopping.remove(&i);
         }
         if status == TaskStatus::Running {
             self.running += 1;
         }
-        self.tasks[i].status = status;
+        self.tasks[i].standing = Standing::of(status);
+        waited
     }
 
     /// Moves task `i` to `status`, recording why.
@@ -223,11 +275,14 @@ impl Board {
         &mut self,
         i: usize,
         status: TaskStatus,
-        update: TaskUpdate,
+        mut update: TaskUpdate,
         event: EventKind,
         data: Value,
     ) -> Action {
-        self.put(i, status);
+        // A task told it waits, and moved on: it waits no more.
+        if self.put(i, status).is_some() && update.activity.is_none() {
+            update.activity = Some(None);
+        }
         Action::Record {
             task: i,
             status: Some(status),
@@ -243,13 +298,14 @@ impl Board {
         let awaiting = self
             .tasks
             .iter()
-            .any(|t| t.status == TaskStatus::AwaitingApproval);
+            .any(|t| t.status() == TaskStatus::AwaitingApproval);
         // Tasks held back for memory start once there is room again, and
         // those of a limited profile once the limit has passed.
-        let held = (!self.waiting.is_empty() && self.held.is_some())
+        let held = (self.held.is_some()
+            && self.tasks.iter().any(|t| t.waits() == Some(Wait::Memory)))
             || !self.limited.is_empty()
                 && self.tasks.iter().any(|t| {
-                    t.status == TaskStatus::Pending && self.limited_why(&t.spec.agent).is_some()
+                    t.status() == TaskStatus::Pending && self.limited_why(&t.spec.agent).is_some()
                 });
         let idle =
             self.running == 0 && !merges_pending && ((!awaiting && !held) || self.shutting_down);
@@ -268,12 +324,12 @@ impl Board {
             if self.running >= self.rules.max_parallel {
                 break;
             }
-            if self.tasks[i].status != TaskStatus::Pending {
+            if self.tasks[i].status() != TaskStatus::Pending {
                 continue;
             }
             let ready = self.tasks[i].spec.needs.iter().all(|n| {
                 self.idx(n)
-                    .is_some_and(|j| self.tasks[j].status == TaskStatus::Succeeded)
+                    .is_some_and(|j| self.tasks[j].status() == TaskStatus::Succeeded)
             });
             if !ready || self.overlaps_running(i) || self.profile_full(i) {
                 continue;
@@ -282,8 +338,11 @@ impl Board {
                 continue;
             }
             if let Some(why) = &self.held {
-                if self.waiting.insert(i) {
+                if self.tasks[i].waits() != Some(Wait::Memory) {
                     out.push(waits(i, Activity::WaitingMemory, "memory", why));
+                    self.tasks[i].standing = Standing::Pending {
+                        waits: Some(Wait::Memory),
+                    };
                 }
                 continue;
             }
@@ -304,9 +363,7 @@ impl Board {
         if !released {
             return Vec::new();
         }
-        let mut waiting: Vec<usize> = self.waiting.drain().collect();
-        waiting.sort_unstable();
-        waiting.into_iter().map(waits_no_more).collect()
+        self.stop_waiting(Wait::Memory, |_| true)
     }
 
     /// Whether task `i`'s profile already runs as many tasks as it may.
@@ -332,7 +389,7 @@ impl Board {
         }
         self.tasks.iter().any(|t| {
             matches!(
-                t.status,
+                t.status(),
                 TaskStatus::Running | TaskStatus::Merging | TaskStatus::AwaitingApproval
             ) && files.overlaps(&t.spec.files)
         })
@@ -344,16 +401,16 @@ impl Board {
         loop {
             let mut changed = false;
             for i in 0..self.tasks.len() {
-                if self.tasks[i].status != TaskStatus::Pending {
+                if self.tasks[i].status() != TaskStatus::Pending {
                     continue;
                 }
                 let blocked = self.tasks[i].spec.needs.iter().find_map(|n| {
-                    let s = self.tasks[self.idx(n)?].status;
+                    let s = self.tasks[self.idx(n)?].status();
                     s.is_bad_end()
                         .then(|| format!("needs {n:?}, which {}", s.past()))
                 });
                 // A task a person asked to retry runs even after a failure stopped new work.
-                let held = (!self.forced.contains(&i))
+                let held = (!self.tasks[i].forced)
                     .then(|| self.stop_new.clone())
                     .flatten();
                 if let Some(reason) = blocked.or(held) {
@@ -386,7 +443,10 @@ impl Board {
     /// has merged the integration head into its worktree).
     pub fn resolve(&mut self, i: usize, paths: &[String]) -> Vec<Action> {
         self.put(i, TaskStatus::Running);
-        self.resolving.insert(i);
+        self.tasks[i].standing = Standing::Running {
+            stopping: false,
+            resolving: true,
+        };
         vec![
             Action::Record {
                 task: i,
@@ -405,7 +465,14 @@ impl Board {
     pub fn finished(&mut self, i: usize, outcome: Outcome) -> Vec<Action> {
         // A resolver that could not resolve leaves the task conflicted, as
         // without one; its work is on its branch.
-        if self.resolving.remove(&i) {
+        let resolving = matches!(
+            self.tasks[i].standing,
+            Standing::Running {
+                resolving: true,
+                ..
+            }
+        );
+        if resolving {
             if let Outcome::Failed { commit, reason, .. } = outcome {
                 let update = TaskUpdate {
                     commit_id: commit,
@@ -523,7 +590,7 @@ impl Board {
                 };
                 let data = json!({ "reason": reason, "retry": true });
                 // It goes on as the same task's next attempt, whatever held new work back.
-                self.forced.insert(i);
+                self.tasks[i].forced = true;
                 let kind = EventKind::VerifyFailed;
                 vec![self.to(i, TaskStatus::Pending, update, kind, data)]
             }
@@ -562,7 +629,7 @@ impl Board {
             self.stop_new = Some(format!(
                 "not started: task {:?} {} and its on_failure is \"stop\"",
                 spec.id,
-                self.tasks[i].status.past()
+                self.tasks[i].status().past()
             ));
         }
     }
@@ -570,7 +637,7 @@ impl Board {
     fn recheck_failures(&mut self) {
         for i in 0..self.tasks.len() {
             if matches!(
-                self.tasks[i].status,
+                self.tasks[i].status(),
                 TaskStatus::Failed | TaskStatus::Stopped | TaskStatus::Conflicted
             ) {
                 self.after_failure(i);
@@ -590,7 +657,7 @@ impl Board {
 
     /// A person asks to stop, steer or approve task `i`.
     pub fn request(&mut self, i: usize, kind: ControlKind, message: Option<String>) -> Reply {
-        let status = self.tasks[i].status;
+        let status = self.tasks[i].status();
         let task = self.tasks[i].spec.id.clone();
         if status.is_finished() {
             return Reply::no(format!(
@@ -609,12 +676,14 @@ impl Board {
 
     fn stop(&mut self, i: usize) -> Reply {
         let task = self.tasks[i].spec.id.clone();
-        match self.tasks[i].status {
-            TaskStatus::Running if self.stopping.contains(&i) => {
+        match self.tasks[i].status() {
+            TaskStatus::Running if self.tasks[i].is_stopping() => {
                 Reply::no(format!("task {task:?} is being stopped already"))
             }
             TaskStatus::Running => {
-                self.stopping.insert(i);
+                if let Standing::Running { stopping, .. } = &mut self.tasks[i].standing {
+                    *stopping = true;
+                }
                 Reply::yes(
                     format!(
                         "stopping task {task:?}; its work will be committed on {}",
@@ -646,8 +715,8 @@ impl Board {
             update: Box::default(),
             event: Some((EventKind::Steered, json!({ "message": message }))),
         };
-        let (ok, text, then) = match self.tasks[i].status {
-            TaskStatus::Running if self.stopping.contains(&i) => (
+        let (ok, text, then) = match self.tasks[i].status() {
+            TaskStatus::Running if self.tasks[i].is_stopping() => (
                 false,
                 format!("task {task:?} is being stopped; a message would not reach it"),
                 None,
@@ -697,7 +766,7 @@ impl Board {
 
     fn approve(&mut self, i: usize) -> Reply {
         let task = self.tasks[i].spec.id.clone();
-        let status = self.tasks[i].status;
+        let status = self.tasks[i].status();
         if status != TaskStatus::AwaitingApproval {
             return Reply::no(format!(
                 "task {task:?} is {status}, not waiting for approval"
@@ -731,7 +800,7 @@ impl Board {
                     .into(),
             );
         }
-        let status = self.tasks[i].status;
+        let status = self.tasks[i].status();
         (!status.allows(ControlKind::Retry)).then(|| {
             format!(
                 "task {:?} is {status}; only a failed, stopped, conflicted or skipped task can be retried",
@@ -756,21 +825,21 @@ impl Board {
         };
         let kind = EventKind::RetryRequested;
         let mut out = vec![self.to(i, TaskStatus::Pending, update, kind, json!({}))];
-        self.forced.insert(i);
+        self.tasks[i].forced = true;
 
         // Dependents skipped because of it (and their dependents) wait again.
         loop {
             let mut changed = false;
             for j in 0..self.tasks.len() {
-                if self.tasks[j].status != TaskStatus::Skipped {
+                if self.tasks[j].status() != TaskStatus::Skipped {
                     continue;
                 }
                 let waits = self.tasks[j].spec.needs.iter().any(|n| {
                     self.idx(n)
-                        .is_some_and(|k| self.tasks[k].status == TaskStatus::Pending)
+                        .is_some_and(|k| self.tasks[k].status() == TaskStatus::Pending)
                 });
                 if waits {
-                    self.forced.insert(j);
+                    self.tasks[j].forced = true;
                     out.push(self.unskip(j));
                     changed = true;
                 }
@@ -784,7 +853,7 @@ impl Board {
         self.recheck_failures();
         if self.stop_new.is_none() {
             for j in 0..self.tasks.len() {
-                if self.tasks[j].status == TaskStatus::Skipped {
+                if self.tasks[j].status() == TaskStatus::Skipped {
                     out.push(self.unskip(j));
                 }
             }
@@ -830,7 +899,7 @@ impl Board {
     }
 
     pub fn running_tasks(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.tasks.len()).filter(|i| self.tasks[*i].status == TaskStatus::Running)
+        (0..self.tasks.len()).filter(|i| self.tasks[*i].status() == TaskStatus::Running)
     }
 
     /// A message for task `i` (`said` as the agent reads it): a running agent
@@ -838,11 +907,11 @@ impl Board {
     /// that has not ended, with its next attempt.
     pub fn message(&self, i: usize, id: i64, said: String, live: bool) -> Reply {
         let task = self.tasks[i].spec.id.clone();
-        match self.tasks[i].status {
+        match self.tasks[i].status() {
             s if s.is_finished() => Reply::no(format!(
                 "task {task:?} has already ended ({s}); nobody would read a message"
             )),
-            TaskStatus::Running if live && !self.stopping.contains(&i) => Reply::yes(
+            TaskStatus::Running if live && !self.tasks[i].is_stopping() => Reply::yes(
                 format!("delivered to task {task:?} now, as a new turn"),
                 vec![Action::Send {
                     task: i,
@@ -889,20 +958,38 @@ impl Board {
             return (out, RunStatus::Interrupted);
         }
         for i in 0..self.tasks.len() {
-            if self.tasks[i].status == TaskStatus::Pending {
+            if self.tasks[i].status() == TaskStatus::Pending {
                 let reason = self.stop_new.clone().unwrap_or_else(|| {
                     "not started: its upstream tasks did not all succeed".into()
                 });
                 out.push(self.skip(i, reason));
             }
         }
-        let all_good = self.tasks.iter().all(|t| t.status == TaskStatus::Succeeded);
+        let all_good = self
+            .tasks
+            .iter()
+            .all(|t| t.status() == TaskStatus::Succeeded);
         let status = if all_good {
             RunStatus::Succeeded
         } else {
             RunStatus::Failed
         };
         (out, status)
+    }
+}
+
+impl Board {
+    /// Ready tasks told they wait for `what` (and picked by `which`) wait no
+    /// more: their activity is cleared.
+    fn stop_waiting(&mut self, what: Wait, which: impl Fn(&Slot) -> bool) -> Vec<Action> {
+        let mut out = Vec::new();
+        for (i, t) in self.tasks.iter_mut().enumerate() {
+            if t.waits() == Some(what) && which(t) {
+                t.standing = Standing::Pending { waits: None };
+                out.push(waits_no_more(i));
+            }
+        }
+        out
     }
 }
 

@@ -673,3 +673,45 @@ fn a_limit_only_grows_and_a_hold_for_fallbacks_becomes_a_wait_when_the_provider_
     assert_eq!(b.release_limits(1_000).len(), 1);
     assert_eq!(next_started(&mut b), ["a"]);
 }
+
+#[test]
+fn a_task_told_it_waits_that_moves_on_waits_no_more_and_a_release_passes_it_by() {
+    let mut a = spec("a", &[]);
+    a.on_failure = crate::plan::OnFailure::Continue;
+    let mut b = board(4, vec![a, spec("b", &[])]);
+    b.hold(Some("short of memory".into()));
+    assert_eq!(b.next().len(), 2, "both told they wait");
+    let r = b.request(0, ControlKind::Stop, None);
+    assert!(r.ok);
+    let cleared = r.actions.iter().any(|a| {
+        matches!(a, Action::Record { status: Some(TaskStatus::Stopped), update, .. }
+            if update.activity == Some(None))
+    });
+    assert!(cleared, "its stop clears its waiting: {:?}", r.actions);
+    let released = b.hold(None);
+    assert_eq!(released.len(), 1, "only b still waited: {released:?}");
+    assert_eq!(next_started(&mut b), ["b"]);
+}
+
+#[test]
+fn a_resolver_asked_to_stop_is_still_a_resolver_when_it_ends() {
+    let mut b = board(4, vec![spec("a", &[])]);
+    assert_eq!(next_started(&mut b), ["a"]);
+    done(&mut b, "a");
+    let paths = ["f.txt".to_string()];
+    b.resolve(0, &paths);
+    assert!(b.request(0, ControlKind::Stop, None).ok);
+    assert!(
+        !b.request(0, ControlKind::Stop, None).ok,
+        "stopping already"
+    );
+    b.finished(
+        0,
+        Outcome::Failed {
+            commit: None,
+            reason: "stopped".into(),
+            result: String::new(),
+        },
+    );
+    assert_eq!(status(&b, "a"), TaskStatus::Conflicted);
+}
