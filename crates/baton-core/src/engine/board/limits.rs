@@ -3,7 +3,8 @@
 //! tasks wait for them, and which fallback profile takes a task over when
 //! its own cannot go on. Workers report limits; the board decides.
 
-use super::{waits, Action, Board, Standing, Wait};
+use super::slot::{Standing, Wait};
+use super::{waits, Action, Board};
 use crate::model::Activity;
 
 /// A limit on a profile (or account), until `until_ms`.

@@ -1,6 +1,9 @@
 //! The board's rules, one by one: no git, no processes, no store.
 
 use super::*;
+use crate::engine::messages::{MergeResult, Outcome};
+use crate::model::ControlKind;
+use crate::plan::OnFailure;
 use std::time::Duration;
 
 fn spec(id: &str, needs: &[&str]) -> TaskSpec {

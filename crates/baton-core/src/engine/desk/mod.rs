@@ -3,6 +3,7 @@
 //! pool, which desk a starting task gets, and their removal or return to
 //! the pool at the end of the run.
 
+pub(crate) mod make;
 pub(crate) mod pool;
 pub(crate) mod workspace;
 
@@ -31,21 +32,26 @@ pub(crate) struct Desks {
     refill: Option<JoinHandle<()>>,
 }
 
-/// Where a starting task works, when it is not the usual place.
-#[derive(Debug, Default)]
-pub(crate) struct Placement {
-    /// The desk: a pool's desk (used where it is), or None for the task's
-    /// own path.
-    pub worktree: Option<PathBuf>,
-    /// A done task's worktree, moved to the task's own path.
+/// Where a task works: its branch, and the desk (worktree) it is made in
+/// or found at.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeskPlan {
+    pub branch: String,
+    pub worktree: PathBuf,
+    /// Where a new worktree starts: the integration head when the task starts.
+    pub start_commit: String,
+    /// Whether the worktree exists already (resume, steer after approval wait).
+    pub existing: bool,
+    /// A worktree of a task that is done, to make this task's desk from.
     pub spare: Option<PathBuf>,
     /// The task that held the desk last, whose teardown comes first.
     pub spare_of: Option<String>,
-    /// The desk keeps its ignored files (caches).
+    /// The desk keeps its ignored files (caches): its setup is done again
+    /// only if its key changed.
     pub keep_ignored: bool,
     /// The desk comes from the pool: reset and cleaned already, torn down.
     pub pooled: bool,
-    /// The desk exists already and is used where it is.
+    /// `worktree` is a desk that exists already and is used where it is.
     pub in_place: bool,
 }
 
@@ -64,35 +70,27 @@ impl Desks {
     /// Where a task with no desk of its own starts: in a done task's
     /// worktree, or, with a pool, in one of its desks (the pool's desks never
     /// move: what setup made there, a virtualenv say, may hold their path).
-    pub fn place(&mut self) -> Placement {
+    pub fn place(&mut self, plan: &mut DeskPlan) {
         let Some(pool) = &self.pool else {
-            let (spare, spare_of) = self.spares.pop().unzip();
-            return Placement {
-                spare,
-                spare_of,
-                ..Placement::default()
-            };
+            (plan.spare, plan.spare_of) = self.spares.pop().unzip();
+            return;
         };
-        let mut p = Placement {
-            keep_ignored: true,
-            ..Placement::default()
-        };
+        plan.keep_ignored = true;
         let desk = match self.spares.pop() {
             Some((desk, task)) => {
-                p.spare_of = Some(task);
+                plan.spare_of = Some(task);
                 desk
             }
             None => match pool.take() {
                 Some(desk) => {
-                    p.pooled = true;
+                    plan.pooled = true;
                     desk
                 }
                 None => pool.new_desk(),
             },
         };
-        p.in_place = desk.exists();
-        p.worktree = Some(desk);
-        p
+        plan.in_place = desk.exists();
+        plan.worktree = desk;
     }
 
     /// The pool's refill starts in the background (once the first tasks

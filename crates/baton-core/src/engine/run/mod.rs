@@ -270,18 +270,11 @@ impl Engine {
         .await;
         // A desk left at the task's own path (a crash before the store knew of
         // it) is used as it is; only a task with none takes a spare.
-        if !start.existing && !start.worktree.exists() {
-            let p = self.desks.place();
-            if let Some(desk) = p.worktree {
-                start.worktree = desk;
-            }
-            start.spare = p.spare;
-            start.spare_of = p.spare_of;
-            start.keep_ignored = p.keep_ignored;
-            start.pooled = p.pooled;
-            start.in_place = p.in_place;
+        if !start.desk.existing && !start.desk.worktree.exists() {
+            self.desks.place(&mut start.desk);
         }
-        self.desks.assign(self.board.id(i), start.worktree.clone());
+        self.desks
+            .assign(self.board.id(i), start.desk.worktree.clone());
         if resolution.is_some() {
             start.kind = AttemptKind::Resolve;
             start.feedback = None;
@@ -294,8 +287,8 @@ impl Engine {
         self.workers.insert(i, tx);
         let line = Line {
             id: start.spec.id.clone(),
-            branch: start.branch.clone(),
-            start_commit: Some(start.start_commit.clone()),
+            branch: start.desk.branch.clone(),
+            start_commit: Some(start.desk.start_commit.clone()),
             ..Line::default()
         };
         self.lane.started(i, line);

@@ -552,7 +552,7 @@ async fn take_back(
         if own.dir.exists() {
             let n = rec.attempts;
             if let Err(e) =
-                crate::engine::task::attempt::fetch_home(repo, run, &rec.id, n, wt, &own).await
+                crate::engine::task::keep::fetch_home(repo, run, &rec.id, n, wt, &own).await
             {
                 tracing::warn!(
                     "cannot take home what task {}'s agent committed: {e}",
@@ -566,7 +566,7 @@ async fn take_back(
         }
         if let Ok(h) = repo.head(wt).await {
             if rec.attempts > 0 {
-                crate::engine::task::attempt::keep_ref(repo, store, run, &rec.id, rec.attempts, &h)
+                crate::engine::task::keep::keep_ref(repo, store, run, &rec.id, rec.attempts, &h)
                     .await;
             }
             let upd = TaskUpdate {

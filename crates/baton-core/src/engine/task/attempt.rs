@@ -1,34 +1,28 @@
-//! One attempt, in phases: prepare (prompt, launch, environment), run the
-//! agent, keep its work (a commit, and its end kept under the attempt's
-//! ref whatever happened), judge how the agent ended, then the gates. A
+//! One attempt, in phases: prepare (prompt, launch, environment:
+//! [`super::launch`]), run the agent ([`super::agent`]), keep its work (a
+//! commit, and its end kept under the attempt's ref whatever happened:
+//! [`super::keep`]), judge how the agent ended, then the gates. A
 //! request that cuts it short (stop, steer, shutdown, budget) maps to one
 //! outcome in one place, whichever phase it came in.
 
+use super::agent::{fail_if, judge, label, run_agent, Verdict};
 use super::history;
-use super::lead;
-use super::meter::Meter;
-use super::prompt;
+use super::keep::{keep_work, Kept};
+use super::launch::{gate_env, prepare};
 use super::remote;
 use super::start::Start;
-use super::watch::Watch;
-use crate::adapter::{self, Adapter, Finish, LaunchRequest};
+use crate::adapter::{self, Adapter};
 use crate::clock::now_ms;
-use crate::duration::human;
 use crate::engine::desk::workspace;
 use crate::engine::messages::{Outcome, WorkerCmd};
 use crate::engine::process::gates::{self, GateResult};
 use crate::engine::process::jail;
-use crate::engine::process::output::last_lines;
-use crate::engine::process::supervise::{self, Ended, Io, Spec};
+use crate::engine::process::supervise::Ended;
 use crate::engine::shared::Shared;
-use crate::git::Repo;
-use crate::model::{Activity, AttemptStatus, EventKind};
+use crate::model::{Activity, AttemptStatus};
 use crate::plan::{AgentProfile, Executor};
-use crate::store::{AttemptRecord, Store, TaskUpdate};
-use crate::template::PromptContext;
-use serde_json::json;
+use crate::store::TaskUpdate;
 use std::ffi::OsString;
-use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How an attempt ended, for the worker.
@@ -135,9 +129,9 @@ pub(crate) async fn run(
     };
     let seen = match &prepared.own_git {
         Some(own) => history::Seen::Own(own.dir.clone()),
-        None => history::Seen::Worktree(sh.repo.desk_git_dir(&st.worktree)),
+        None => history::Seen::Worktree(sh.repo.desk_git_dir(&st.desk.worktree)),
     };
-    let before = history::before(sh, &st.worktree, seen).await;
+    let before = history::before(sh, &st.desk.worktree, seen).await;
     let mut ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
     let remote = prepared.remote.take();
     let pod = match &remote {
@@ -217,14 +211,6 @@ pub(crate) async fn run(
     check(&ledger, st, &gate_env, jail, commit, result, cmds).await
 }
 
-/// The gates see what the agent saw, except a prompt that could be huge.
-fn gate_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
-    env.iter()
-        .filter(|(k, _)| k != "BATON_PROMPT")
-        .cloned()
-        .collect()
-}
-
 /// `[workspace] setup` in the task's new worktree, once: a failure fails
 /// the task (no retry would fix it) with the command and its output.
 async fn setup(
@@ -240,7 +226,7 @@ async fn setup(
     })
     .await;
     let mut env: Vec<(OsString, OsString)> = vec![
-        ("PWD".into(), st.worktree.clone().into()),
+        ("PWD".into(), st.desk.worktree.clone().into()),
         ("BATON_RUN".into(), sh.run_id.clone().into()),
         ("BATON_TASK".into(), task.into()),
     ];
@@ -253,7 +239,7 @@ async fn setup(
             &jail::desk_name(task),
             Some(task),
             Some(ledger.n),
-            &st.worktree,
+            &st.desk.worktree,
             &env,
         )
         .await
@@ -264,15 +250,15 @@ async fn setup(
         None => None,
     };
     let args = jail.as_ref().map(|j| j.args.as_slice());
-    match workspace::setup(sh, task, ledger.n, &st.worktree, &env, args, cmds).await {
+    match workspace::setup(sh, task, ledger.n, &st.desk.worktree, &env, args, cmds).await {
         GateResult::Passed => {
             st.needs_setup = false;
-            if st.keep_ignored {
+            if st.desk.keep_ignored {
                 let key = match st.setup_key.take() {
                     Some(k) => k,
-                    None => crate::engine::desk::pool::setup_key(sh, &st.start_commit).await,
+                    None => crate::engine::desk::pool::setup_key(sh, &st.desk.start_commit).await,
                 };
-                crate::engine::desk::pool::write_key(&sh.repo, &st.worktree, &key);
+                crate::engine::desk::pool::write_key(&sh.repo, &st.desk.worktree, &key);
             }
             let upd = TaskUpdate {
                 setup_done: Some(true),
@@ -358,7 +344,7 @@ async fn check(
         task: Some(ledger.task),
         attempt: Some(ledger.n),
         gates: &st.spec.gates,
-        worktree: &st.worktree,
+        worktree: &st.desk.worktree,
         log: sh.paths.attempt_log(&sh.run_id, ledger.task, ledger.n),
         timeout: st.spec.timeout,
         env,
@@ -381,7 +367,7 @@ async fn checked(
         GateResult::Passed => {
             ledger.finish(AttemptStatus::Succeeded, Some(0), None).await;
             Step::End(Outcome::Done {
-                commit: commit.unwrap_or_else(|| st.start_commit.clone()),
+                commit: commit.unwrap_or_else(|| st.desk.start_commit.clone()),
                 result,
             })
         }
@@ -451,592 +437,4 @@ async fn interrupted(
     };
     ledger.finish(status, code, Some(&why)).await;
     step
-}
-
-/// What an attempt launches, and with which environment.
-struct Prepared {
-    launch: adapter::Launch,
-    env: Vec<(OsString, OsString)>,
-    /// The sandbox the agent runs in (and its gates), and the proxy of an
-    /// allow-list, for as long as the attempt lasts.
-    jail: Option<jail::Jail>,
-    /// A lead's tools, served outside its sandbox for as long as it runs.
-    _door: Option<lead::Door>,
-    /// The desk's own git directory, which the agent commits to inside.
-    own_git: Option<crate::sandbox::OwnGit>,
-    /// The cgroup that holds the agent to its `memory` and `pids`.
-    cgroup: Option<crate::sandbox::cgroup::Cgroup>,
-    /// On a cluster: the process here that makes and follows its Job.
-    remote: Option<remote::Remote>,
-}
-
-async fn prepare(
-    sh: &Shared,
-    st: &Start,
-    adapter: &dyn Adapter,
-    profile: &AgentProfile,
-    n: u32,
-) -> Result<Prepared, String> {
-    let feedback = st.feedback.clone().unwrap_or_default();
-    let ctx = PromptContext {
-        tasks: st.upstream.clone(),
-        feedback: feedback.clone(),
-        task: st.spec.id.clone(),
-        run: sh.run_id.clone(),
-        attempt: n,
-    };
-    let root = &sh.repo.root;
-    let text_prompt = adapter.prompt_is_text();
-    let full_prompt = prompt::build(&st.spec, profile, &ctx, &st.worktree, root, text_prompt)?;
-    // A resumed session has the task already: it gets only what is new.
-    let mut agent_prompt = match (&st.session, feedback.is_empty()) {
-        (Some(_), false) => format!("Feedback on your previous attempt:\n{feedback}"),
-        _ => full_prompt.clone(),
-    };
-    // Messages that could not reach it while it ran come with this attempt.
-    let task = st.spec.id.clone();
-    let inbox: Vec<String> = sh
-        .db(move |s, run| s.take_undelivered(run, &task))
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(|m| m.said())
-        .collect();
-    if !inbox.is_empty() && text_prompt {
-        agent_prompt.push_str(&format!("\n\n{}", inbox.join("\n")));
-    }
-    let (mcp, door) = match lead::open(sh, st, n).await? {
-        Some((tools, door)) => (Some(tools), Some(door)),
-        None => (None, None),
-    };
-    let cli = profile.cli();
-    let mut launch = adapter.launch(&LaunchRequest {
-        profile: &cli,
-        prompt: &agent_prompt,
-        worktree: &st.worktree,
-        attempt: n,
-        session: st.session.as_deref(),
-        files: &st.spec.context,
-        mcp: mcp.as_ref(),
-        sandboxed: profile.sandbox.is_some(),
-    })?;
-    for (path, text) in &launch.files {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        tokio::fs::write(path, text)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    let mut adapter_env = std::mem::take(&mut launch.env);
-    if !inbox.is_empty() {
-        adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
-    }
-    let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
-    let (jail, own_git, cgroup) = match &profile.sandbox {
-        Some(spec) => {
-            let own = jail::make_own_git(sh, &jail::desk_name(&st.spec.id), &st.worktree).await?;
-            let room = jail::Room {
-                spec,
-                worktree: &st.worktree,
-                own_git: &own,
-                env: &env,
-                agent: Some(profile),
-                door: door.as_ref().map(|d| d.dir.as_path()),
-                task: Some(&st.spec.id),
-                attempt: Some(n),
-            };
-            let j = jail::draw(sh, room).await?;
-            (Some(j), Some(own), limits(sh, st, spec, n).await)
-        }
-        None => (None, None, None),
-    };
-    if let Some(j) = &jail {
-        let args = std::mem::take(&mut launch.args);
-        (launch.program, launch.args) = crate::sandbox::wrap(&j.args, launch.program.clone(), args);
-    }
-    Ok(Prepared {
-        launch,
-        env,
-        jail,
-        _door: door,
-        own_git,
-        cgroup,
-        remote: None,
-    })
-}
-
-/// The cgroup of an attempt whose profile limits memory or processes; a
-/// machine where they cannot be applied gets a notice saying why.
-async fn limits(
-    sh: &Shared,
-    st: &Start,
-    spec: &crate::plan::sandbox::Sandbox,
-    n: u32,
-) -> Option<crate::sandbox::cgroup::Cgroup> {
-    use crate::sandbox::cgroup::{Cgroup, Limits};
-    let limits = Limits {
-        memory: spec.memory,
-        pids: spec.pids,
-    };
-    if limits == Limits::default() {
-        return None;
-    }
-    let name = format!("baton-{}-{}-{n}", std::process::id(), st.spec.id);
-    match Cgroup::make(&name, limits) {
-        Ok(cg) => Some(cg),
-        Err(notice) => {
-            let data = serde_json::json!({ "notice": notice });
-            sh.event(Some(&st.spec.id), Some(n), EventKind::SandboxNotice, data)
-                .await;
-            None
-        }
-    }
-}
-
-const MAX_ENV_PROMPT: usize = 64 * 1024;
-
-/// The environment of an attempt: baton's variables, a home of its own if
-/// the profile asks, the adapter's defaults, then the profile's `env`.
-async fn attempt_env(
-    sh: &Shared,
-    st: &Start,
-    profile: &AgentProfile,
-    n: u32,
-    prompt: &str,
-    feedback: &str,
-    adapter_env: Vec<(OsString, OsString)>,
-) -> Result<Vec<(OsString, OsString)>, String> {
-    let task = &st.spec.id;
-    let prompt_file = sh
-        .paths
-        .attempt_log(&sh.run_id, task, n)
-        .with_extension("prompt");
-    if let Some(dir) = prompt_file.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let masked = sh.redactor.redact(prompt);
-    tokio::fs::write(&prompt_file, masked.as_bytes())
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", prompt_file.display()))?;
-    let mut env: Vec<(OsString, OsString)> = vec![
-        // Some CLIs take their directory from $PWD, not getcwd(): without this
-        // they would work in baton's directory, the user's working tree.
-        ("PWD".into(), st.worktree.clone().into()),
-        ("BATON_RUN".into(), sh.run_id.clone().into()),
-        ("BATON_TASK".into(), task.into()),
-        ("BATON_ATTEMPT".into(), n.to_string().into()),
-        // An environment string over 128 KiB makes exec fail (E2BIG): a
-        // bigger prompt is passed as a file instead.
-        (
-            "BATON_PROMPT".into(),
-            if prompt.len() <= MAX_ENV_PROMPT {
-                prompt.into()
-            } else {
-                OsString::new()
-            },
-        ),
-        ("BATON_FEEDBACK".into(), feedback.into()),
-        ("BATON_PROMPT_FILE".into(), prompt_file.into()),
-    ];
-    env.extend(st.desk_env.iter().cloned());
-    if profile.hermetic_home {
-        let home = sh.paths.run_dir(&sh.run_id).join("homes").join(task);
-        for sub in ["", ".config", ".local/share", ".cache", ".local/state"] {
-            tokio::fs::create_dir_all(home.join(sub))
-                .await
-                .map_err(|e| format!("cannot create the agent's home {}: {e}", home.display()))?;
-        }
-        env.push(("HOME".into(), home.clone().into()));
-        env.push(("XDG_CONFIG_HOME".into(), home.join(".config").into()));
-        env.push(("XDG_DATA_HOME".into(), home.join(".local/share").into()));
-        env.push(("XDG_CACHE_HOME".into(), home.join(".cache").into()));
-        env.push(("XDG_STATE_HOME".into(), home.join(".local/state").into()));
-        env.push(("CODEX_HOME".into(), home.join(".codex").into()));
-    }
-    env.extend(adapter_env);
-    env.extend(profile.env.iter().map(|(k, v)| (k.into(), v.into())));
-    Ok(env)
-}
-
-/// The agent's process, from start to end, and what its stream said.
-struct AgentRun {
-    out: supervise::Outcome,
-    session: Option<String>,
-    last_error: Option<String>,
-    /// The sandbox limit the agent hit (its memory, its processes).
-    limit_hit: Option<String>,
-}
-
-async fn run_agent(
-    sh: &Shared,
-    st: &Start,
-    adapter: &dyn Adapter,
-    profile: &AgentProfile,
-    n: u32,
-    p: &Prepared,
-    cmds: &mut UnboundedReceiver<WorkerCmd>,
-) -> AgentRun {
-    let remote = p.remote.as_ref();
-    let task = st.spec.id.as_str();
-    let mut spec = Spec {
-        program: p.launch.program.clone(),
-        args: p.launch.args.clone(),
-        env: p.env.clone(),
-        cwd: &st.worktree,
-        log: sh.paths.attempt_log(&sh.run_id, task, n),
-        timeout: st.spec.timeout,
-        cgroup: p
-            .cgroup
-            .as_ref()
-            .map(|c| c.procs().to_vec())
-            .unwrap_or_default(),
-        grace: crate::process::KILL_GRACE,
-    };
-    // On a cluster the process here follows the Job: the agent's
-    // environment and stdin travel in its request, not to it.
-    if let Some(r) = remote {
-        spec.program = r.program.clone();
-        spec.args = r.args.clone();
-        spec.env = Vec::new();
-        spec.timeout = r.timeout;
-        spec.grace = r.grace;
-    }
-    let id = task.to_string();
-    let earlier: Vec<AttemptRecord> = sh
-        .db(move |s, run| s.attempts(run, &id))
-        .await
-        .map(|a| a.into_iter().filter(|a| a.n != n).collect())
-        .unwrap_or_default();
-    let mut watch = Watch {
-        sh,
-        task,
-        n,
-        activity: None,
-        meter: Meter::new(
-            sh.prices.clone(),
-            profile.model.clone(),
-            session_base(&earlier, st.session.as_deref()),
-        ),
-        prior_cost: earlier.iter().filter_map(|a| a.cost_usd).sum(),
-        budget: st.spec.budget_usd,
-        session: None,
-        last_error: None,
-    };
-    let steer = |m: &str| adapter.steer_line(m);
-    let local = remote.is_none();
-    let io = Io {
-        parser: Some(adapter.parser()),
-        stdin_lines: p.launch.stdin_lines.clone().filter(|_| local),
-        // A pod's stdin is not reachable: a steer restarts its attempt.
-        steer: if local { Some(&steer) } else { None },
-        stall_after: Some(st.spec.stall_after),
-        redactor: Some(sh.redactor.clone()),
-    };
-    let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut watch).await;
-    AgentRun {
-        out,
-        session: watch.session,
-        last_error: watch.last_error,
-        limit_hit: p.cgroup.as_ref().and_then(|c| c.hit()),
-    }
-}
-
-/// Tokens that earlier attempts already counted in the same agent session
-/// (agents like Codex report session totals).
-fn session_base(earlier: &[AttemptRecord], session: Option<&str>) -> (u64, u64) {
-    let Some(session) = session else {
-        return (0, 0);
-    };
-    earlier
-        .iter()
-        .filter(|a| a.session_id.as_deref() == Some(session))
-        .fold((0, 0), |acc, a| {
-            (
-                acc.0 + a.input_tokens.unwrap_or(0).max(0) as u64,
-                acc.1 + a.output_tokens.unwrap_or(0).max(0) as u64,
-            )
-        })
-}
-
-/// How the agent's process ended, in the commit message's words.
-fn label(ended: &Ended) -> String {
-    match ended {
-        Ended::Exited(0) => "done".to_string(),
-        Ended::Exited(c) => format!("exit {c}"),
-        Ended::TimedOut => "timed out".into(),
-        Ended::Cmd(WorkerCmd::Stop) => "stopped".into(),
-        Ended::Cmd(WorkerCmd::Steer(_)) => "steered".into(),
-        Ended::Cmd(WorkerCmd::Message { .. }) => "done".into(),
-        Ended::Cmd(WorkerCmd::Shutdown) => "interrupted".into(),
-        Ended::Cmd(WorkerCmd::OverBudget(_)) => "over budget".into(),
-        Ended::SpawnFailed(_) => "could not start".into(),
-    }
-}
-
-/// What the agent's end means, before any gate runs.
-enum Verdict {
-    Passed,
-    Interrupted(WorkerCmd),
-    NotStarted(String),
-    /// `code` is the exit status, None for a timeout.
-    Failed {
-        reason: String,
-        feedback: String,
-        code: Option<i32>,
-    },
-}
-
-fn judge(ran: &AgentRun, finish: &Finish, n: u32, timeout: std::time::Duration) -> Verdict {
-    let with_last_error = |r: String| match &ran.last_error {
-        Some(e) => format!("{r}; the agent's last error: {}", adapter::clip(e, 300)),
-        None => r,
-    };
-    match &ran.out.ended {
-        Ended::Cmd(cmd) => Verdict::Interrupted(cmd.clone()),
-        Ended::SpawnFailed(reason) => Verdict::NotStarted(reason.clone()),
-        Ended::TimedOut => {
-            let r = with_last_error(format!("attempt {n} timed out after {}", human(timeout)));
-            Verdict::Failed {
-                feedback: format!("{r}; the agent was stopped. Work in smaller steps."),
-                reason: r,
-                code: None,
-            }
-        }
-        Ended::Exited(code) if *code != 0 => {
-            let mut r = format!("agent exited with status {code}");
-            if let Some(hit) = &ran.limit_hit {
-                r = format!("{r}: {hit}");
-            } else if let Some(e) = finish.error.as_ref().or(ran.last_error.as_ref()) {
-                r = format!("{r}: {}", adapter::clip(e, 300));
-            }
-            let tail = ran.out.stderr_tail.trim();
-            let feedback = if tail.is_empty() {
-                r.clone()
-            } else {
-                format!(
-                    "{r}. The end of its error output:\n{}",
-                    last_lines(tail, 20)
-                )
-            };
-            Verdict::Failed {
-                reason: r,
-                feedback,
-                code: Some(*code),
-            }
-        }
-        Ended::Exited(code) => match (&finish.error, finish.complete) {
-            (Some(e), _) => Verdict::Failed {
-                reason: format!("agent reported an error: {e}"),
-                feedback: format!("The agent reported an error: {e}"),
-                code: Some(*code),
-            },
-            (None, false) => {
-                let r = with_last_error("the agent's output ended without its final result (interrupted, or not the output format baton expects)".to_string());
-                Verdict::Failed {
-                    feedback: r.clone(),
-                    reason: r,
-                    code: Some(*code),
-                }
-            }
-            (None, true) => Verdict::Passed,
-        },
-    }
-}
-
-/// The task's `fail_if`, if it matches the final message.
-fn fail_if(st: &Start, result: &str) -> Option<String> {
-    let re = st.spec.fail_if.as_ref()?;
-    let m = re.find(result)?;
-    Some(format!(
-        "fail_if /{}/ matched the final message: {:?}",
-        re.as_str(),
-        m.as_str()
-    ))
-}
-
-/// What keeping an attempt's work needs to know.
-struct Kept<'a> {
-    /// How the agent ended, in the commit message's words.
-    label: String,
-    before: &'a history::Before,
-    /// A sandboxed desk's own git directory, whose commits come home first.
-    own_git: Option<&'a crate::sandbox::OwnGit>,
-}
-
-/// Commits what the attempt left and keeps the branch head (the agent may
-/// have committed on its own too) under the attempt's ref. Err: the work
-/// could not be committed; it stays in the worktree, which is kept.
-async fn keep_work(sh: &Shared, st: &Start, n: u32, k: Kept<'_>) -> Result<Option<String>, String> {
-    let (task, worktree) = (st.spec.id.as_str(), st.worktree.as_path());
-    let msg = format!("baton: {task} attempt {n} ({})", k.label);
-    match k.own_git {
-        Some(own) => take_home(sh, task, n, worktree, own).await,
-        None => restore_dot_git(sh, task, n, worktree).await,
-    }
-    let kept = match sh.repo.commit_all(worktree, &msg).await {
-        Ok(committed) => {
-            let (branch, start) = (&st.branch, &st.start_commit);
-            let head = history::settle(sh, task, n, branch, start, worktree, k.before).await;
-            if committed {
-                let data = json!({ "commit": head });
-                sh.event(Some(task), Some(n), EventKind::Committed, data)
-                    .await;
-            }
-            if let Some(h) = &head {
-                keep_ref(&sh.repo, &sh.store, &sh.run_id, task, n, h).await;
-            }
-            Ok(head)
-        }
-        Err(e) => {
-            let data = json!({ "error": e.to_string() });
-            sh.event(Some(task), Some(n), EventKind::CommitFailed, data)
-                .await;
-            Err(format!(
-                "cannot commit the attempt's work (it is left uncommitted in {}): {e}",
-                worktree.display()
-            ))
-        }
-    };
-    if let Some(own) = k.own_git {
-        // Home now (and read by the history above): in step with the branch
-        // again for the gates, else gone (a resume brings home only what an
-        // agent left since).
-        let renewed = if st.spec.gates.is_empty() {
-            own.remove()
-        } else {
-            own.make(&sh.repo, worktree).await
-        };
-        if let Err(e) = renewed {
-            tracing::warn!("task {task}: cannot renew the desk's own git directory: {e}");
-        }
-    }
-    kept
-}
-
-/// An agent without a sandbox can rewrite or replace its worktree's `.git`
-/// (baton's own git never follows it): what it put there is moved aside,
-/// kept, baton's pointer goes back, and the task says so.
-async fn restore_dot_git(sh: &Shared, task: &str, n: u32, worktree: &std::path::Path) {
-    let Some(trusted) = sh.repo.desk_git_dir(worktree) else {
-        return;
-    };
-    let dotgit = worktree.join(".git");
-    let named = crate::git::dot_git_target(worktree);
-    let same = |p: &std::path::Path| p.canonicalize().ok() == trusted.canonicalize().ok();
-    if named.as_deref().is_some_and(same) {
-        return;
-    }
-    let aside = sh
-        .paths
-        .run_dir(&sh.run_id)
-        .join("desks")
-        .join(jail::desk_name(task))
-        .join(format!("dot-git-{n}"));
-    let moved = aside
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| {
-            std::fs::rename(&dotgit, &aside).or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })
-        })
-        .and_then(|()| std::fs::write(&dotgit, format!("gitdir: {}\n", trusted.display())));
-    let said = match moved {
-        Ok(()) => format!(
-            "the agent rewrote its worktree's .git; baton's git did not follow it, what it wrote is kept at {}, and the worktree points at its git directory again",
-            aside.display()
-        ),
-        Err(e) => format!("the agent rewrote its worktree's .git, and baton could not put it back: {e}"),
-    };
-    let data = json!({ "warnings": [said.clone()], "kept": [] });
-    sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
-        .await;
-    let id = task.to_string();
-    if let Err(e) = sh
-        .db(move |s, run| s.add_task_warnings(run, &id, &[said]))
-        .await
-    {
-        tracing::warn!("task {task}: cannot record a warning: {e}");
-    }
-}
-
-/// A sandboxed agent's commits, from its desk's own git directory: fetched
-/// into the repository and made the head of the task's branch (the index
-/// with it; the files stay as the agent left them, for the leftover
-/// commit). If they cannot be had (the agent broke its git directory), the
-/// task says so and its files are committed as they are.
-pub(crate) async fn take_home(
-    sh: &Shared,
-    task: &str,
-    n: u32,
-    worktree: &std::path::Path,
-    own: &crate::sandbox::OwnGit,
-) {
-    if let Err(e) = fetch_home(&sh.repo, &sh.run_id, task, n, worktree, own).await {
-        let said = vec![format!(
-            "the agent's commits could not be fetched from its desk's git directory ({e}); what its files hold is committed as it is"
-        )];
-        let data = json!({ "warnings": said, "kept": [] });
-        sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
-            .await;
-        let id = task.to_string();
-        if let Err(e) = sh
-            .db(move |s, run| s.add_task_warnings(run, &id, &said))
-            .await
-        {
-            tracing::warn!("task {task}: cannot record a warning: {e}");
-        }
-    }
-}
-
-/// [`take_home`]'s git: fetch, then the branch and index moved there.
-pub(crate) async fn fetch_home(
-    repo: &Repo,
-    run: &str,
-    task: &str,
-    n: u32,
-    worktree: &std::path::Path,
-    own: &crate::sandbox::OwnGit,
-) -> Result<(), crate::git::GitError> {
-    let keep = format!("{}-desk", crate::paths::attempt_ref(run, task, n));
-    let Some(head) = own.bring_home(repo, &keep).await? else {
-        // Its HEAD never moved: what it did is in its files.
-        return Ok(());
-    };
-    let moved = repo
-        .in_desk_ok(worktree, ["reset", "-q", head.as_str(), "--"])
-        .await;
-    let removed = repo.delete_ref(&keep).await;
-    moved?;
-    removed
-}
-
-/// Keeps `commit` under attempt `n`'s ref and records where.
-pub(crate) async fn keep_ref(
-    repo: &Repo,
-    store: &Arc<Store>,
-    run: &str,
-    task: &str,
-    n: u32,
-    commit: &str,
-) {
-    let name = crate::paths::attempt_ref(run, task, n);
-    match repo.set_ref(&name, commit).await {
-        Ok(()) => {
-            let (run, task) = (run.to_string(), task.to_string());
-            let recorded = store
-                .call(move |s| s.set_attempt_ref(&run, &task, n, &name))
-                .await;
-            if let Err(e) = recorded {
-                tracing::warn!("cannot record where attempt {n}'s work is kept: {e}");
-            }
-        }
-        Err(e) => tracing::warn!("cannot keep attempt {n} of task {task} under {name}: {e}"),
-    }
 }

@@ -219,8 +219,12 @@ async fn wait_out(
 /// stopped, the task's prompt, what it said last, and the diff of its work
 /// so far (the work itself is in the worktree and on the branch).
 async fn handoff(sh: &Shared, st: &Start, from: &str, why: &str, last_said: &str) -> String {
-    let tip = format!("refs/heads/{}", st.branch);
-    let diff = match sh.repo.diff_capped(&st.start_commit, &tip, 64 * 1024).await {
+    let tip = format!("refs/heads/{}", st.desk.branch);
+    let diff = match sh
+        .repo
+        .diff_capped(&st.desk.start_commit, &tip, 64 * 1024)
+        .await
+    {
         Ok((bytes, cut)) => {
             let mut d = String::from_utf8_lossy(&bytes).into_owned();
             if cut {

@@ -2,9 +2,12 @@
 //! attempt until one passes, the retries run out, or a request ends it.
 //! Merging is the engine's, not the worker's.
 
+pub(crate) mod agent;
 pub(crate) mod attempt;
 pub(crate) mod history;
 pub(crate) mod hold;
+pub(crate) mod keep;
+pub(crate) mod launch;
 pub(crate) mod lead;
 pub(crate) mod meter;
 pub(crate) mod prompt;
@@ -13,11 +16,10 @@ pub(crate) mod start;
 pub(crate) mod watch;
 
 use crate::clock::now_ms;
-use crate::engine::desk::pool;
-use crate::engine::desk::workspace;
+use crate::engine::desk::make::{make, Unmade};
+use crate::engine::desk::DeskPlan;
 use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
 use crate::engine::shared::Shared;
-use crate::git::Reuse;
 use crate::model::{Activity, AttemptKind, AttemptStatus, EventKind};
 use crate::plan::TaskSpec;
 use crate::store::{AttemptRecord, TaskUpdate};
@@ -43,8 +45,7 @@ impl Start {
         let id = spec.id.clone();
         let rec = sh.db(move |s, run| s.task(run, &id)).await.ok().flatten();
         let existing_wt = rec.as_ref().and_then(|r| r.worktree.clone());
-        Start {
-            upstream: upstream_views(sh, &spec).await,
+        let desk = DeskPlan {
             branch: crate::paths::task_branch(&sh.run_id, &spec.id),
             worktree: existing_wt
                 .clone()
@@ -55,7 +56,11 @@ impl Start {
                 .and_then(|r| r.start_commit.clone())
                 .unwrap_or_else(|| head.to_string()),
             existing: existing_wt.is_some(),
-            spare: None,
+            ..DeskPlan::default()
+        };
+        Start {
+            upstream: upstream_views(sh, &spec).await,
+            desk,
             session: rec.as_ref().and_then(|r| r.session_id.clone()),
             attempts: rec.as_ref().map(|r| r.attempts).unwrap_or(0),
             retry_from: rec.as_ref().map(|r| r.retry_from).unwrap_or(0),
@@ -63,10 +68,6 @@ impl Start {
             needs_setup: !sh.plan.workspace.setup.is_empty()
                 && !rec.as_ref().is_some_and(|r| r.setup_done),
             desk_env: Vec::new(),
-            keep_ignored: false,
-            pooled: false,
-            in_place: false,
-            spare_of: None,
             setup_key: None,
             spec,
             kind: AttemptKind::Work,
@@ -137,7 +138,7 @@ async fn run(
         s.set_activity(run, &task, None, None)
     })
     .await;
-    (outcome, st.start_commit)
+    (outcome, st.desk.start_commit)
 }
 
 fn failed(reason: String) -> Outcome {
@@ -146,136 +147,6 @@ fn failed(reason: String) -> Outcome {
         reason,
         result: String::new(),
     }
-}
-
-/// What the task's desk was made from.
-#[derive(PartialEq)]
-enum Desk {
-    /// A new branch at the task's start commit.
-    New,
-    /// A branch that already existed: it may have moved past the start.
-    Existing,
-    /// A new branch at the start commit, in a worktree that kept its
-    /// ignored files (caches) from an earlier task or the pool.
-    Warm,
-}
-
-async fn ensure_worktree(sh: &Shared, st: &Start) -> Result<Desk, String> {
-    if st.in_place {
-        return reuse_in_place(sh, st).await;
-    }
-    if st.worktree.join(".git").exists() {
-        match sh.repo.current_branch(&st.worktree).await {
-            // Ours, made before a crash that came before the store knew of it.
-            Some(b) if b == st.branch => return Ok(Desk::Existing),
-            // Another task's desk, moved here (or taken where it is) before
-            // a crash: finish making it ours.
-            _ if !branch_exists(sh, &st.branch).await => {
-                let (reuse, desk) = match st.keep_ignored {
-                    true => (Reuse::KeepIgnored, Desk::Warm),
-                    false => (Reuse::Scrub, Desk::New),
-                };
-                return sh
-                    .repo
-                    .switch_worktree(&st.worktree, &st.branch, &st.start_commit, reuse)
-                    .await
-                    .map(|()| desk)
-                    .map_err(|e| format!("cannot make the task's worktree: {e}"));
-            }
-            _ if st.existing => return Ok(Desk::Existing),
-            _ => {}
-        }
-    }
-    if st.existing {
-        return match sh.repo.restore_worktree(&st.worktree, &st.branch).await {
-            Ok(()) => Ok(Desk::Existing),
-            // The desk was recorded before it was made, and never made.
-            Err(_) if !branch_exists(sh, &st.branch).await => add_new(sh, st)
-                .await
-                .map_err(|e| format!("cannot create the task's worktree: {e}")),
-            Err(e) => Err(format!("cannot create the task's worktree: {e}")),
-        };
-    }
-    // Without the pool a done task's desk moves here, nothing of it kept.
-    let res = if let Some(spare) = st.spare.as_deref().filter(|s| s.exists()) {
-        if let Some(before) = &st.spare_of {
-            // The desk was another task's: its teardown goes first.
-            workspace::teardown(sh, before, spare).await;
-        }
-        let reused = sh
-            .repo
-            .reuse_worktree(spare, &st.worktree, &st.branch, &st.start_commit)
-            .await;
-        match reused {
-            Ok(()) => Ok(Desk::New),
-            Err(e) => {
-                tracing::debug!(
-                    "cannot reuse {} ({e}); making a new worktree",
-                    spare.display()
-                );
-                for left in [spare, st.worktree.as_path()] {
-                    if left.exists() {
-                        let _ = sh.repo.remove_worktree(left).await;
-                    }
-                }
-                add_new(sh, st).await
-            }
-        }
-    } else {
-        add_new(sh, st).await
-    };
-    // A crash between creating the branch and recording it leaves the branch:
-    // attach to it rather than fail on "already exists" forever. Asked only
-    // on a failure, so a new desk costs one git process.
-    let res = match res {
-        Ok(desk) => Ok(desk),
-        Err(_) if branch_exists(sh, &st.branch).await => sh
-            .repo
-            .restore_worktree(&st.worktree, &st.branch)
-            .await
-            .map(|()| Desk::Existing),
-        Err(e) => Err(e),
-    };
-    res.map_err(|e| format!("cannot create the task's worktree: {e}"))
-}
-
-/// A desk that exists (a done task's, or the pool's) becomes this task's
-/// where it is (its place is recorded already: see [`attempts`]).
-async fn reuse_in_place(sh: &Shared, st: &Start) -> Result<Desk, String> {
-    let reuse = if st.pooled {
-        pool::claim(&st.worktree);
-        Reuse::Clean
-    } else {
-        if let Some(before) = &st.spare_of {
-            workspace::teardown(sh, before, &st.worktree).await;
-        }
-        Reuse::KeepIgnored
-    };
-    crate::failpoint::hit("desk-moved");
-    sh.repo
-        .switch_worktree(&st.worktree, &st.branch, &st.start_commit, reuse)
-        .await
-        .map(|()| Desk::Warm)
-        .map_err(|e| {
-            format!(
-                "cannot make {} the task's worktree: {e}",
-                st.worktree.display()
-            )
-        })
-}
-
-async fn add_new(sh: &Shared, st: &Start) -> Result<Desk, crate::git::GitError> {
-    let sparse = &sh.plan.workspace.sparse;
-    sh.repo
-        .add_worktree(&st.worktree, &st.branch, &st.start_commit, sparse)
-        .await?;
-    pool::note_sparse(&sh.repo, &st.worktree, sparse);
-    Ok(Desk::New)
-}
-
-async fn branch_exists(sh: &Shared, branch: &str) -> bool {
-    let name = format!("refs/heads/{branch}");
-    matches!(sh.repo.ref_commit(&name).await, Ok(Some(_)))
 }
 
 /// The task's desk, then its attempts one after another.
@@ -288,68 +159,15 @@ async fn attempts(sh: &Shared, st: &mut Start, cmds: &mut UnboundedReceiver<Work
     .await;
     // Counted in by the engine as it started this worker.
     let starting = Starting(&sh.starting_tasks);
-    if st.keep_ignored && !st.existing {
-        // A desk in the pool's place: recorded before it is made or taken,
-        // so that a crash from here on finds the task there.
-        let upd = TaskUpdate {
-            worktree: Some(st.worktree.display().to_string()),
-            start_commit: Some(st.start_commit.clone()),
-            ..Default::default()
-        };
-        sh.update_task(&task, upd, None).await;
+    match make(sh, &task, &mut st.desk, st.needs_setup).await {
+        Ok(made) => {
+            st.needs_setup = made.needs_setup;
+            st.setup_key = made.setup_key;
+            st.desk_env = made.env;
+        }
+        Err(Unmade::Broken(reason)) => return Outcome::Broken { reason },
+        Err(Unmade::Failed(reason)) => return failed(reason),
     }
-    let desk = match ensure_worktree(sh, st).await {
-        Ok(desk) => desk,
-        Err(reason) => return Outcome::Broken { reason },
-    };
-    crate::failpoint::hit("desk-made");
-    if desk != Desk::Existing {
-        let notes = workspace::copy_files(sh, &st.worktree).await;
-        if !notes.is_empty() {
-            let t = task.clone();
-            sh.write("add task warnings", move |s, run| {
-                s.add_task_warnings(run, &t, &notes)
-            })
-            .await;
-        }
-        st.needs_setup = !sh.plan.workspace.setup.is_empty();
-        if desk == Desk::Warm {
-            let sparse = &sh.plan.workspace.sparse;
-            if let Err(e) = pool::match_sparse(&sh.repo, &st.worktree, sparse).await {
-                return failed(format!("cannot set the worktree's sparse directories: {e}"));
-            }
-        }
-        if desk == Desk::Warm && st.needs_setup {
-            let key = pool::setup_key(sh, &st.start_commit).await;
-            st.needs_setup =
-                pool::read_key(&sh.repo, &st.worktree).as_deref() != Some(key.as_str());
-            st.setup_key = Some(key);
-        }
-    }
-    let ports = match sh.plan.workspace.ports {
-        0 => Vec::new(),
-        n => match workspace::take_ports(sh, &task, n).await {
-            Ok(p) => p,
-            Err(reason) => return failed(reason),
-        },
-    };
-    st.desk_env = workspace::env(&sh.run_id, &task, &ports);
-    if !st.existing && desk == Desk::Existing {
-        // The branch is older than this start (made before a crash): the
-        // task starts where its branch does.
-        if let Ok(tip) = sh.repo.head(&st.worktree).await {
-            st.start_commit = tip;
-        }
-    }
-    let upd = TaskUpdate {
-        worktree: Some(st.worktree.display().to_string()),
-        start_commit: (!st.existing).then(|| st.start_commit.clone()),
-        started_at: (!st.existing).then(now_ms),
-        setup_done: st.needs_setup.then_some(false),
-        ..Default::default()
-    };
-    sh.update_task(&task, upd, None).await;
-
     let Some(profile) = sh.plan.agents.get(&st.spec.agent).cloned() else {
         return failed(format!("unknown agent profile {:?}", st.spec.agent));
     };

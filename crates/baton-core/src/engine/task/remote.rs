@@ -63,9 +63,9 @@ pub(crate) async fn launch(
     let task = &st.spec.id;
     let start = sh
         .repo
-        .resolve_commit(&st.branch)
+        .resolve_commit(&st.desk.branch)
         .await
-        .map_err(|e| format!("cannot read the task's branch {}: {e}", st.branch))?;
+        .map_err(|e| format!("cannot read the task's branch {}: {e}", st.desk.branch))?;
     let mut files: Vec<(PathBuf, String)> = l.files.to_vec();
     // The prompt file the environment names, for agents that read it.
     if let Some((_, p)) = l.env.iter().find(|(k, _)| k == "BATON_PROMPT_FILE") {
@@ -98,10 +98,10 @@ pub(crate) async fn launch(
             task: task.clone(),
             attempt: n,
             git_url: cluster.remote.clone().unwrap_or_default(),
-            branch: st.branch.clone(),
+            branch: st.desk.branch.clone(),
             start,
             keep_ref: crate::paths::attempt_ref(&sh.run_id, task, n),
-            worktree: st.worktree.clone(),
+            worktree: st.desk.worktree.clone(),
             program: text(l.program),
             args: l.args.iter().map(|a| text(a)).collect(),
             env,
@@ -165,7 +165,7 @@ pub(crate) async fn land(sh: &Shared, st: &Start, n: u32, remote: &Remote) -> Op
     let mut end: PodEnd = serde_json::from_str(&text).ok()?;
     if let (Some(c), true) = (end.commit.clone(), end.pushed) {
         let reset = ["reset", "-q", "--hard", c.as_str()];
-        let moved = sh.repo.in_desk_ok(&st.worktree, reset).await;
+        let moved = sh.repo.in_desk_ok(&st.desk.worktree, reset).await;
         if let Err(e) = moved {
             let why = format!("cannot take the pod's work {c}: {e}");
             let data = serde_json::json!({ "error": why });

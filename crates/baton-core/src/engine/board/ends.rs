@@ -1,0 +1,226 @@
+//! How a task's go ends on the board: its worker finished (done, failed,
+//! stopped, interrupted), its merge went one way or another, a conflict
+//! went to a resolver; and what a bad end means for the rest of the run
+//! (`on_failure`).
+
+use super::slot::Standing;
+use super::{Action, Board};
+use crate::engine::messages::{MergeResult, Outcome};
+use crate::model::{EventKind, TaskStatus};
+use crate::plan::OnFailure;
+use crate::store::TaskUpdate;
+use serde_json::json;
+
+impl Board {
+    /// Whether a conflict of task `i` goes to a resolver (it asks for one,
+    /// and baton is not shutting down).
+    pub fn wants_resolver(&self, i: usize) -> bool {
+        self.tasks[i].spec.resolve_conflicts && !self.shutting_down
+    }
+
+    /// Task `i` conflicted and a resolver attempt starts on it (the shell
+    /// has merged the integration head into its worktree).
+    pub fn resolve(&mut self, i: usize, paths: &[String]) -> Vec<Action> {
+        self.put(i, TaskStatus::Running);
+        self.tasks[i].standing = Standing::Running {
+            stopping: false,
+            resolving: true,
+        };
+        vec![
+            Action::Record {
+                task: i,
+                status: None,
+                update: Box::default(),
+                event: Some((EventKind::Resolving, json!({ "paths": paths }))),
+            },
+            Action::Start {
+                task: i,
+                feedback: None,
+            },
+        ]
+    }
+
+    /// A worker is done with task `i`.
+    pub fn finished(&mut self, i: usize, outcome: Outcome) -> Vec<Action> {
+        // A resolver that could not resolve leaves the task conflicted, as
+        // without one; its work is on its branch.
+        let resolving = matches!(
+            self.tasks[i].standing,
+            Standing::Running {
+                resolving: true,
+                ..
+            }
+        );
+        if resolving {
+            if let Outcome::Failed { commit, reason, .. } = outcome {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    ..Default::default()
+                };
+                let why = format!("the resolver could not resolve the merge conflict: {reason}");
+                return self.end_badly(i, TaskStatus::Conflicted, why, update);
+            }
+        }
+        match outcome {
+            Outcome::Done { commit, result } => {
+                let update = TaskUpdate {
+                    commit_id: Some(commit.clone()),
+                    result: Some(result),
+                    reason: Some(None),
+                    ..Default::default()
+                };
+                let data = json!({ "commit": commit });
+                let spec = &self.tasks[i].spec;
+                if spec.approve && !self.rules.auto_approve {
+                    let kind = EventKind::ApprovalNeeded;
+                    vec![self.to(i, TaskStatus::AwaitingApproval, update, kind, data)]
+                } else if spec.merge {
+                    let kind = EventKind::MergeQueued;
+                    vec![
+                        self.to(i, TaskStatus::Merging, update, kind, data),
+                        Action::Merge(i),
+                    ]
+                } else {
+                    let data = json!({ "commit": commit, "merged": false });
+                    vec![
+                        self.to(i, TaskStatus::Succeeded, update, EventKind::Succeeded, data),
+                        Action::DropWorktree(i),
+                    ]
+                }
+            }
+            Outcome::Failed {
+                commit,
+                reason,
+                result,
+            } => {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    result: Some(result),
+                    ..Default::default()
+                };
+                self.end_badly(i, TaskStatus::Failed, reason, update)
+            }
+            Outcome::Stopped { commit, reason } => {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    ..Default::default()
+                };
+                self.end_badly(i, TaskStatus::Stopped, reason, update)
+            }
+            Outcome::Interrupted { commit } => {
+                let update = TaskUpdate {
+                    commit_id: commit,
+                    ..Default::default()
+                };
+                let kind = EventKind::Interrupted;
+                vec![self.to(i, TaskStatus::Pending, update, kind, json!({}))]
+            }
+            Outcome::Broken { reason } => {
+                let kind = EventKind::Interrupted;
+                let data = json!({ "reason": reason });
+                let mut out =
+                    vec![self.to(i, TaskStatus::Pending, TaskUpdate::default(), kind, data)];
+                out.extend(self.halt(reason));
+                out
+            }
+        }
+    }
+
+    /// The merge queue is done with task `i`.
+    pub fn merged(&mut self, i: usize, result: MergeResult) -> Vec<Action> {
+        match result {
+            MergeResult::Merged { integration } => {
+                let update = TaskUpdate {
+                    merged: Some(true),
+                    ..Default::default()
+                };
+                let data = match integration {
+                    Some(head) => json!({ "changes": true, "integration": head }),
+                    None => json!({ "changes": false }),
+                };
+                vec![
+                    self.to(i, TaskStatus::Succeeded, update, EventKind::Merged, data),
+                    Action::DropWorktree(i),
+                ]
+            }
+            MergeResult::Conflict { paths, reason } => {
+                let update = TaskUpdate {
+                    reason: Some(Some(reason)),
+                    ..Default::default()
+                };
+                let data = json!({ "paths": paths });
+                let kind = EventKind::Conflicted;
+                let out = vec![self.to(i, TaskStatus::Conflicted, update, kind, data)];
+                self.after_failure(i);
+                out
+            }
+            MergeResult::Failed(reason) => {
+                self.end_badly(i, TaskStatus::Failed, reason, TaskUpdate::default())
+            }
+            MergeResult::VerifyFailed {
+                reason,
+                feedback,
+                retry: true,
+            } => {
+                let update = TaskUpdate {
+                    feedback: Some(Some(feedback)),
+                    reason: Some(None),
+                    ..Default::default()
+                };
+                let data = json!({ "reason": reason, "retry": true });
+                // It goes on as the same task's next attempt, whatever held new work back.
+                self.tasks[i].forced = true;
+                let kind = EventKind::VerifyFailed;
+                vec![self.to(i, TaskStatus::Pending, update, kind, data)]
+            }
+            MergeResult::VerifyFailed {
+                reason, feedback, ..
+            } => {
+                let update = TaskUpdate {
+                    feedback: Some(Some(feedback)),
+                    ..Default::default()
+                };
+                self.end_badly(i, TaskStatus::Failed, reason, update)
+            }
+        }
+    }
+
+    /// Ends a task as failed, stopped or conflicted, with why, and applies
+    /// its `on_failure`.
+    pub(super) fn end_badly(
+        &mut self,
+        i: usize,
+        status: TaskStatus,
+        reason: String,
+        mut update: TaskUpdate,
+    ) -> Vec<Action> {
+        update.reason = Some(Some(reason.clone()));
+        let data = json!({ "reason": reason });
+        let out = vec![self.to(i, status, update, EventKind::ended(status), data)];
+        self.after_failure(i);
+        out
+    }
+
+    pub(super) fn after_failure(&mut self, i: usize) {
+        let spec = &self.tasks[i].spec;
+        // Queued tasks of a service run are independent of each other.
+        if spec.on_failure == OnFailure::Stop && self.stop_new.is_none() && !self.rules.service {
+            self.stop_new = Some(format!(
+                "not started: task {:?} {} and its on_failure is \"stop\"",
+                spec.id,
+                self.tasks[i].status().past()
+            ));
+        }
+    }
+
+    pub(super) fn recheck_failures(&mut self) {
+        for i in 0..self.tasks.len() {
+            if matches!(
+                self.tasks[i].status(),
+                TaskStatus::Failed | TaskStatus::Stopped | TaskStatus::Conflicted
+            ) {
+                self.after_failure(i);
+            }
+        }
+    }
+}

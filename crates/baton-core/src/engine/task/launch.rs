@@ -1,0 +1,241 @@
+//! What an attempt's agent is started with: its prompt and launch (from the
+//! adapter), its sandbox and proxy, its cgroup, a lead's tools, its
+//! environment, and where it runs (here, or a cluster's pod).
+
+use super::lead;
+use super::prompt;
+use super::remote;
+use super::start::Start;
+use crate::adapter::{self, Adapter, LaunchRequest};
+use crate::engine::process::jail;
+use crate::engine::shared::Shared;
+use crate::model::EventKind;
+use crate::plan::AgentProfile;
+use crate::template::PromptContext;
+use std::ffi::OsString;
+
+/// The gates see what the agent saw, except a prompt that could be huge.
+pub(super) fn gate_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(k, _)| k != "BATON_PROMPT")
+        .cloned()
+        .collect()
+}
+
+/// What an attempt launches, and with which environment.
+pub(super) struct Prepared {
+    pub(super) launch: adapter::Launch,
+    pub(super) env: Vec<(OsString, OsString)>,
+    /// The sandbox the agent runs in (and its gates), and the proxy of an
+    /// allow-list, for as long as the attempt lasts.
+    pub(super) jail: Option<jail::Jail>,
+    /// A lead's tools, served outside its sandbox for as long as it runs.
+    pub(super) _door: Option<lead::Door>,
+    /// The desk's own git directory, which the agent commits to inside.
+    pub(super) own_git: Option<crate::sandbox::OwnGit>,
+    /// The cgroup that holds the agent to its `memory` and `pids`.
+    pub(super) cgroup: Option<crate::sandbox::cgroup::Cgroup>,
+    /// On a cluster: the process here that makes and follows its Job.
+    pub(super) remote: Option<remote::Remote>,
+}
+
+pub(super) async fn prepare(
+    sh: &Shared,
+    st: &Start,
+    adapter: &dyn Adapter,
+    profile: &AgentProfile,
+    n: u32,
+) -> Result<Prepared, String> {
+    let feedback = st.feedback.clone().unwrap_or_default();
+    let ctx = PromptContext {
+        tasks: st.upstream.clone(),
+        feedback: feedback.clone(),
+        task: st.spec.id.clone(),
+        run: sh.run_id.clone(),
+        attempt: n,
+    };
+    let root = &sh.repo.root;
+    let text_prompt = adapter.prompt_is_text();
+    let full_prompt = prompt::build(
+        &st.spec,
+        profile,
+        &ctx,
+        &st.desk.worktree,
+        root,
+        text_prompt,
+    )?;
+    // A resumed session has the task already: it gets only what is new.
+    let mut agent_prompt = match (&st.session, feedback.is_empty()) {
+        (Some(_), false) => format!("Feedback on your previous attempt:\n{feedback}"),
+        _ => full_prompt.clone(),
+    };
+    // Messages that could not reach it while it ran come with this attempt.
+    let task = st.spec.id.clone();
+    let inbox: Vec<String> = sh
+        .db(move |s, run| s.take_undelivered(run, &task))
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.said())
+        .collect();
+    if !inbox.is_empty() && text_prompt {
+        agent_prompt.push_str(&format!("\n\n{}", inbox.join("\n")));
+    }
+    let (mcp, door) = match lead::open(sh, st, n).await? {
+        Some((tools, door)) => (Some(tools), Some(door)),
+        None => (None, None),
+    };
+    let cli = profile.cli();
+    let mut launch = adapter.launch(&LaunchRequest {
+        profile: &cli,
+        prompt: &agent_prompt,
+        worktree: &st.desk.worktree,
+        attempt: n,
+        session: st.session.as_deref(),
+        files: &st.spec.context,
+        mcp: mcp.as_ref(),
+        sandboxed: profile.sandbox.is_some(),
+    })?;
+    for (path, text) in &launch.files {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        tokio::fs::write(path, text)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let mut adapter_env = std::mem::take(&mut launch.env);
+    if !inbox.is_empty() {
+        adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
+    }
+    let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
+    let (jail, own_git, cgroup) = match &profile.sandbox {
+        Some(spec) => {
+            let own =
+                jail::make_own_git(sh, &jail::desk_name(&st.spec.id), &st.desk.worktree).await?;
+            let room = jail::Room {
+                spec,
+                worktree: &st.desk.worktree,
+                own_git: &own,
+                env: &env,
+                agent: Some(profile),
+                door: door.as_ref().map(|d| d.dir.as_path()),
+                task: Some(&st.spec.id),
+                attempt: Some(n),
+            };
+            let j = jail::draw(sh, room).await?;
+            (Some(j), Some(own), limits(sh, st, spec, n).await)
+        }
+        None => (None, None, None),
+    };
+    if let Some(j) = &jail {
+        let args = std::mem::take(&mut launch.args);
+        (launch.program, launch.args) = crate::sandbox::wrap(&j.args, launch.program.clone(), args);
+    }
+    Ok(Prepared {
+        launch,
+        env,
+        jail,
+        _door: door,
+        own_git,
+        cgroup,
+        remote: None,
+    })
+}
+
+/// The cgroup of an attempt whose profile limits memory or processes; a
+/// machine where they cannot be applied gets a notice saying why.
+pub(super) async fn limits(
+    sh: &Shared,
+    st: &Start,
+    spec: &crate::plan::sandbox::Sandbox,
+    n: u32,
+) -> Option<crate::sandbox::cgroup::Cgroup> {
+    use crate::sandbox::cgroup::{Cgroup, Limits};
+    let limits = Limits {
+        memory: spec.memory,
+        pids: spec.pids,
+    };
+    if limits == Limits::default() {
+        return None;
+    }
+    let name = format!("baton-{}-{}-{n}", std::process::id(), st.spec.id);
+    match Cgroup::make(&name, limits) {
+        Ok(cg) => Some(cg),
+        Err(notice) => {
+            let data = serde_json::json!({ "notice": notice });
+            sh.event(Some(&st.spec.id), Some(n), EventKind::SandboxNotice, data)
+                .await;
+            None
+        }
+    }
+}
+
+pub(super) const MAX_ENV_PROMPT: usize = 64 * 1024;
+
+/// The environment of an attempt: baton's variables, a home of its own if
+/// the profile asks, the adapter's defaults, then the profile's `env`.
+pub(super) async fn attempt_env(
+    sh: &Shared,
+    st: &Start,
+    profile: &AgentProfile,
+    n: u32,
+    prompt: &str,
+    feedback: &str,
+    adapter_env: Vec<(OsString, OsString)>,
+) -> Result<Vec<(OsString, OsString)>, String> {
+    let task = &st.spec.id;
+    let prompt_file = sh
+        .paths
+        .attempt_log(&sh.run_id, task, n)
+        .with_extension("prompt");
+    if let Some(dir) = prompt_file.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let masked = sh.redactor.redact(prompt);
+    tokio::fs::write(&prompt_file, masked.as_bytes())
+        .await
+        .map_err(|e| format!("cannot write {}: {e}", prompt_file.display()))?;
+    let mut env: Vec<(OsString, OsString)> = vec![
+        // Some CLIs take their directory from $PWD, not getcwd(): without this
+        // they would work in baton's directory, the user's working tree.
+        ("PWD".into(), st.desk.worktree.clone().into()),
+        ("BATON_RUN".into(), sh.run_id.clone().into()),
+        ("BATON_TASK".into(), task.into()),
+        ("BATON_ATTEMPT".into(), n.to_string().into()),
+        // An environment string over 128 KiB makes exec fail (E2BIG): a
+        // bigger prompt is passed as a file instead.
+        (
+            "BATON_PROMPT".into(),
+            if prompt.len() <= MAX_ENV_PROMPT {
+                prompt.into()
+            } else {
+                OsString::new()
+            },
+        ),
+        ("BATON_FEEDBACK".into(), feedback.into()),
+        ("BATON_PROMPT_FILE".into(), prompt_file.into()),
+    ];
+    env.extend(st.desk_env.iter().cloned());
+    if profile.hermetic_home {
+        let home = sh.paths.run_dir(&sh.run_id).join("homes").join(task);
+        for sub in ["", ".config", ".local/share", ".cache", ".local/state"] {
+            tokio::fs::create_dir_all(home.join(sub))
+                .await
+                .map_err(|e| format!("cannot create the agent's home {}: {e}", home.display()))?;
+        }
+        env.push(("HOME".into(), home.clone().into()));
+        env.push(("XDG_CONFIG_HOME".into(), home.join(".config").into()));
+        env.push(("XDG_DATA_HOME".into(), home.join(".local/share").into()));
+        env.push(("XDG_CACHE_HOME".into(), home.join(".cache").into()));
+        env.push(("XDG_STATE_HOME".into(), home.join(".local/state").into()));
+        env.push(("CODEX_HOME".into(), home.join(".codex").into()));
+    }
+    env.extend(adapter_env);
+    env.extend(profile.env.iter().map(|(k, v)| (k.into(), v.into())));
+    Ok(env)
+}
