@@ -62,32 +62,7 @@ impl Board {
             }
         }
         match outcome {
-            Outcome::Done { commit, result } => {
-                let update = TaskUpdate {
-                    commit_id: Some(commit.clone()),
-                    result: Some(result),
-                    reason: Some(None),
-                    ..Default::default()
-                };
-                let data = json!({ "commit": commit });
-                let spec = &self.tasks[i].spec;
-                if spec.approve && !self.rules.auto_approve {
-                    let kind = EventKind::ApprovalNeeded;
-                    vec![self.to(i, TaskStatus::AwaitingApproval, update, kind, data)]
-                } else if spec.merge {
-                    let kind = EventKind::MergeQueued;
-                    vec![
-                        self.to(i, TaskStatus::Merging, update, kind, data),
-                        Action::Merge(i),
-                    ]
-                } else {
-                    let data = json!({ "commit": commit, "merged": false });
-                    vec![
-                        self.to(i, TaskStatus::Succeeded, update, EventKind::Succeeded, data),
-                        Action::DropWorktree(i),
-                    ]
-                }
-            }
+            Outcome::Done { commit, result } => self.done(i, commit, result),
             Outcome::Failed {
                 commit,
                 reason,
@@ -123,6 +98,35 @@ impl Board {
                 out.extend(self.halt(reason));
                 out
             }
+        }
+    }
+
+    /// Task `i` passed its gates at `commit`: approval, the merge queue, or
+    /// done without a merge (`merge = false`).
+    fn done(&mut self, i: usize, commit: String, result: String) -> Vec<Action> {
+        let update = TaskUpdate {
+            commit_id: Some(commit.clone()),
+            result: Some(result),
+            reason: Some(None),
+            ..Default::default()
+        };
+        let data = json!({ "commit": commit });
+        let spec = &self.tasks[i].spec;
+        if spec.approve && !self.rules.auto_approve {
+            let kind = EventKind::ApprovalNeeded;
+            vec![self.to(i, TaskStatus::AwaitingApproval, update, kind, data)]
+        } else if spec.merge {
+            let kind = EventKind::MergeQueued;
+            vec![
+                self.to(i, TaskStatus::Merging, update, kind, data),
+                Action::Merge(i),
+            ]
+        } else {
+            let data = json!({ "commit": commit, "merged": false });
+            vec![
+                self.to(i, TaskStatus::Succeeded, update, EventKind::Succeeded, data),
+                Action::DropWorktree(i),
+            ]
         }
     }
 

@@ -211,29 +211,53 @@ async fn attempts(sh: &Shared, st: &mut Start, cmds: &mut UnboundedReceiver<Work
             None => count_failures(sh, &task, st.retry_from).await.max(1),
         };
         let failures = *failures.insert(counted);
-        let retry = failures <= st.spec.retries;
-        let upd = TaskUpdate {
-            failures: Some(failures),
-            feedback: Some(Some(feedback.clone())),
-            ..Default::default()
+        let failed = Failed {
+            n,
+            reason,
+            feedback,
+            commit,
+            result,
         };
-        let data = json!({ "attempt": n, "reason": reason, "retry": retry });
-        sh.update_task(&task, upd, Some((EventKind::AttemptFailed, data)))
-            .await;
-        if !retry {
-            let reason = if st.spec.retries > 0 {
-                format!("{reason} (after {failures} attempts)")
-            } else {
-                reason
-            };
-            return Outcome::Failed {
-                commit,
-                reason,
-                result,
-            };
+        if let Some(end) = failed_attempt(sh, st, failures, failed).await {
+            return end;
         }
-        st.feedback = Some(feedback);
     }
+}
+
+/// What a failed attempt left.
+struct Failed {
+    n: u32,
+    reason: String,
+    feedback: String,
+    commit: Option<String>,
+    result: String,
+}
+
+/// Records failed attempt `f.n` (the task's `failures`th): the task ends
+/// when its retries are spent, else the next attempt gets the feedback.
+async fn failed_attempt(sh: &Shared, st: &mut Start, failures: u32, f: Failed) -> Option<Outcome> {
+    let retry = failures <= st.spec.retries;
+    let upd = TaskUpdate {
+        failures: Some(failures),
+        feedback: Some(Some(f.feedback.clone())),
+        ..Default::default()
+    };
+    let data = json!({ "attempt": f.n, "reason": f.reason, "retry": retry });
+    sh.update_task(&st.spec.id, upd, Some((EventKind::AttemptFailed, data)))
+        .await;
+    if retry {
+        st.feedback = Some(f.feedback);
+        return None;
+    }
+    let reason = match st.spec.retries {
+        0 => f.reason,
+        _ => format!("{} (after {failures} attempts)", f.reason),
+    };
+    Some(Outcome::Failed {
+        commit: f.commit,
+        reason,
+        result: f.result,
+    })
 }
 
 /// A task counted among those starting (making their desks) until dropped.
