@@ -3,9 +3,11 @@
 //! It reads the store like every other view.
 
 use crate::ci::CiOutput;
+use baton_core::adapter::AgentEvent;
 use baton_core::clock::now_ms;
 use baton_core::duration::human;
-use baton_core::model::{Activity, EventKind, RunStatus, TaskStatus};
+use baton_core::model::{Activity, RunStatus, TaskStatus};
+use baton_core::payload::Payload;
 use baton_core::store::{Event, Store, TaskRecord};
 use baton_core::{Engine, Report};
 use std::io::{IsTerminal, Write};
@@ -134,101 +136,86 @@ fn frame(run: &str, started: i64, tasks: &[TaskRecord]) -> Vec<String> {
 
 fn event_line(e: &Event, started: i64) -> Option<String> {
     let task = e.task_id.as_deref().unwrap_or("run");
-    let d = &e.data;
-    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let text = match e.kind {
-        EventKind::AttemptStarted => format!(
-            "attempt {} started",
-            d.get("attempt").and_then(|v| v.as_u64()).unwrap_or(0)
-        ),
-        EventKind::AttemptFailed => format!(
-            "attempt {} failed: {}",
-            d.get("attempt").and_then(|v| v.as_u64()).unwrap_or(0),
-            s("reason")
-        ),
-        EventKind::GateFinished if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => {
-            s("reason")
-        }
-        EventKind::GateFinished => format!("gate `{}` passed", s("gate")),
-        EventKind::ApprovalNeeded => format!("waiting for approval: baton approve {task}"),
-        EventKind::Merged => "merged".to_string(),
-        EventKind::Succeeded => "succeeded (not merged: merge = false)".to_string(),
-        EventKind::Conflicted => match d.get("paths") {
-            Some(p) => format!("conflicted in {p}"),
-            None => format!("conflicted: {}", s("reason")),
-        },
-        EventKind::Failed | EventKind::Stopped | EventKind::Skipped => {
-            format!("{}: {}", e.kind, s("reason"))
-        }
-        EventKind::Steered => format!("steered: {}", s("message")),
-        EventKind::SandboxConnection if d.get("allowed") == Some(&false.into()) => {
-            format!("network: refused {} (not in the allow-list)", s("host"))
-        }
-        EventKind::SandboxNotice => format!("sandbox: {}", s("notice")),
-        EventKind::Fallback => format!(
-            "handed over from {} to {}: {}",
-            s("from"),
-            s("to"),
-            s("reason")
-        ),
-        EventKind::RateLimited => format!(
-            "limited by the provider ({}): {}",
-            s("kind").replace('_', " "),
-            s("detail")
-        ),
-        EventKind::MessageReceived => format!(
-            "message from {}: {}",
-            d.get("from").and_then(|v| v.as_str()).unwrap_or("a person"),
-            s("text")
-        ),
-        EventKind::Stalled => "stalled: no output for a while (it keeps running)".to_string(),
-        EventKind::AgentError => format!("agent error: {}", s("message")),
-        EventKind::BudgetExceeded => "run budget exceeded: stopping every agent".to_string(),
-        EventKind::ToolCall => format!("{} {}", s("name"), s("detail")),
-        EventKind::Interrupt if !s("reason").is_empty() => {
-            format!("baton cannot go on: {}; stopping agents and committing their work", s("reason"))
-        }
-        EventKind::Interrupt => {
-            "interrupted: stopping agents and committing their work".to_string()
-        }
-        EventKind::VerifyFailed => format!("{}; it runs again", s("reason")),
-        EventKind::Resolving => format!(
-            "merge conflict in {}: a resolver attempt starts",
-            d.get("paths").map(|p| p.to_string()).unwrap_or_default()
-        ),
-        EventKind::Waiting => s("reason"),
-        // A setup stopped (the run ended during the pool's refill) says nothing.
-        EventKind::SetupFinished if s("reason").is_empty() && d.get("passed") == Some(&false.into()) => {
-            return None
-        }
-        EventKind::SetupFinished if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => {
-            s("reason")
-        }
-        EventKind::SetupFinished => format!("setup `{}` done", s("gate")),
-        EventKind::TeardownFinished if d.get("passed").and_then(|v| v.as_bool()) == Some(false) => {
-            format!("warning: {}", s("reason"))
-        }
-        EventKind::ConflictAhead => format!(
-            "its work so far conflicts with the integration branch in {}",
-            d.get("paths").map(|p| p.to_string()).unwrap_or_default()
-        ),
-        EventKind::IntegrationRestored => format!(
-            "warning: someone else moved the integration branch; baton put it back (what was there is kept at {})",
-            s("kept")
-        ),
-        EventKind::BranchRewritten => {
-            let said = d.get("warnings").and_then(|w| w.as_array());
-            let said: Vec<&str> = said
-                .into_iter()
-                .flatten()
-                .filter_map(|w| w.as_str())
-                .collect();
-            format!("warning: {}", said.join("; "))
-        }
-        _ => return None,
-    };
+    let text = event_text(e.payload()?, task)?;
     let at = human(Duration::from_millis((e.ts - started).max(0) as u64));
     Some(format!("[{at:>7}] {task}: {text}"))
+}
+
+/// What a progress line says of an event; None: nothing worth a line.
+fn event_text(p: Payload, task: &str) -> Option<String> {
+    use Payload as P;
+    Some(match p {
+        P::AttemptStarted { attempt, .. } => format!("attempt {attempt} started"),
+        P::AttemptFailed {
+            attempt, reason, ..
+        } => format!("attempt {attempt} failed: {reason}"),
+        P::GateFinished(end) if !end.passed => end.reason,
+        P::GateFinished(end) => format!("gate `{}` passed", end.gate),
+        P::ApprovalNeeded { .. } => format!("waiting for approval: baton approve {task}"),
+        P::Merged { .. } => "merged".to_string(),
+        P::Succeeded { .. } => "succeeded (not merged: merge = false)".to_string(),
+        P::Conflicted {
+            paths: Some(paths), ..
+        } => format!("conflicted in {}", json_list(&paths)),
+        P::Conflicted { reason, .. } => format!("conflicted: {}", reason.unwrap_or_default()),
+        P::Failed { reason } => format!("failed: {reason}"),
+        P::Stopped { reason } => format!("stopped: {reason}"),
+        P::Skipped { reason } => format!("skipped: {reason}"),
+        P::Steered { message } => format!("steered: {message}"),
+        P::SandboxConnection {
+            host,
+            allowed: false,
+        } => format!("network: refused {host} (not in the allow-list)"),
+        P::SandboxNotice { notice } => format!("sandbox: {notice}"),
+        P::Fallback { from, to, reason } => {
+            format!("handed over from {from} to {to}: {reason}")
+        }
+        P::Agent(AgentEvent::RateLimited(l)) => {
+            let kind = serde_json::to_value(l.kind).unwrap_or_default();
+            let kind = kind.as_str().unwrap_or("").replace('_', " ");
+            format!("limited by the provider ({kind}): {}", l.detail)
+        }
+        P::MessageReceived(m) => format!(
+            "message from {}: {}",
+            m.from.as_deref().unwrap_or("a person"),
+            m.text
+        ),
+        P::Stalled { .. } => "stalled: no output for a while (it keeps running)".to_string(),
+        P::Agent(AgentEvent::Error { message }) => format!("agent error: {message}"),
+        P::BudgetExceeded { .. } => "run budget exceeded: stopping every agent".to_string(),
+        P::Agent(AgentEvent::ToolCall { name, detail, .. }) => format!("{name} {detail}"),
+        P::Interrupt {
+            reason: Some(reason),
+        } if !reason.is_empty() => {
+            format!("baton cannot go on: {reason}; stopping agents and committing their work")
+        }
+        P::Interrupt { .. } => "interrupted: stopping agents and committing their work".to_string(),
+        P::VerifyFailed { reason, .. } => format!("{reason}; it runs again"),
+        P::Resolving { paths } => format!(
+            "merge conflict in {}: a resolver attempt starts",
+            json_list(&paths)
+        ),
+        P::Waiting { reason, .. } => reason,
+        // A setup stopped (the run ended during the pool's refill) says nothing.
+        P::SetupFinished(end) if end.reason.is_empty() && !end.passed => return None,
+        P::SetupFinished(end) if !end.passed => end.reason,
+        P::SetupFinished(end) => format!("setup `{}` done", end.gate),
+        P::TeardownFinished(end) if !end.passed => format!("warning: {}", end.reason),
+        P::ConflictAhead { paths, .. } => format!(
+            "its work so far conflicts with the integration branch in {}",
+            json_list(&paths)
+        ),
+        P::IntegrationRestored { kept, .. } => format!(
+            "warning: someone else moved the integration branch; baton put it back (what was there is kept at {kept})"
+        ),
+        P::BranchRewritten { warnings, .. } => format!("warning: {}", warnings.join("; ")),
+        _ => return None,
+    })
+}
+
+/// Paths as they always showed here: a JSON list.
+fn json_list(paths: &[String]) -> String {
+    serde_json::Value::from(paths.to_vec()).to_string()
 }
 
 struct View {

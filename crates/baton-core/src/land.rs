@@ -7,6 +7,7 @@
 
 use crate::git::{GitError, MergeOutcome, Repo};
 use crate::model::TaskStatus;
+use crate::payload::Payload;
 use crate::store::{Event, RunRecord, TaskRecord};
 use std::path::PathBuf;
 
@@ -202,20 +203,17 @@ fn pr_body(run: &RunRecord, tasks: &[TaskRecord], gates: &[Event]) -> String {
         run.id, run.plan_path, run.integration_branch
     );
     for t in tasks {
-        let mut last: Vec<(&str, bool)> = Vec::new();
+        let mut last: Vec<(String, bool)> = Vec::new();
         for e in gates
             .iter()
             .filter(|e| e.task_id.as_deref() == Some(t.id.as_str()))
         {
-            let gate = e.data.get("gate").and_then(|g| g.as_str()).unwrap_or("?");
-            let passed = e
-                .data
-                .get("passed")
-                .and_then(|p| p.as_bool())
-                .unwrap_or(false);
-            match last.iter_mut().find(|(g, _)| *g == gate) {
-                Some(seen) => seen.1 = passed,
-                None => last.push((gate, passed)),
+            let Some(Payload::GateFinished(end)) = e.payload() else {
+                continue;
+            };
+            match last.iter_mut().find(|(g, _)| *g == end.gate) {
+                Some(seen) => seen.1 = end.passed,
+                None => last.push((end.gate, end.passed)),
             }
         }
         let gates = last

@@ -19,6 +19,7 @@ pub mod logs;
 pub mod memory;
 pub mod model;
 pub mod paths;
+pub mod payload;
 pub mod plan;
 pub mod planner;
 pub mod process;

@@ -1,6 +1,7 @@
 //! The run report (PLAN-FORMAT.md, "The JSON report"), read from the store.
 
-use crate::model::{Activity, ControlKind, EventKind, RunStatus, TaskStatus};
+use crate::model::{Activity, ControlKind, RunStatus, TaskStatus};
+use crate::payload::Payload;
 use crate::store::{Event, Store, StoreError, TaskRecord};
 use serde::Serialize;
 use std::sync::Arc;
@@ -121,23 +122,14 @@ impl TaskReport {
         let mine = moves
             .iter()
             .filter(|e| e.task_id.as_deref() == Some(self.id.as_str()));
-        let text = |e: &Event, k: &str| {
-            e.data
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
         for e in mine {
-            match e.kind {
-                EventKind::Fallback => self.fallbacks.push(Fallback {
-                    from: text(e, "from"),
-                    to: text(e, "to"),
-                    reason: text(e, "reason"),
-                }),
-                EventKind::Waiting if text(e, "for") == "rate_limit" => {
+            match e.payload() {
+                Some(Payload::Fallback { from, to, reason }) => {
+                    self.fallbacks.push(Fallback { from, to, reason })
+                }
+                Some(Payload::Waiting { for_, limit, .. }) if for_ == "rate_limit" => {
                     self.rate_limit_waits += 1;
-                    let until = e.data.get("until_ms").and_then(|v| v.as_i64());
+                    let until = limit.map(|l| l.until_ms);
                     self.rate_limit_wait_ms += until.map_or(0, |u| (u - e.ts).max(0));
                 }
                 _ => {}

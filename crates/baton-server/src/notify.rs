@@ -38,10 +38,10 @@ pub fn spawn(state: Arc<AppState>) {
                     continue;
                 }
                 let task = e.task_id.clone().unwrap_or_default();
-                let why = e
-                    .data
-                    .get("reason")
-                    .and_then(|r| r.as_str())
+                let said = e.payload();
+                let why = said
+                    .as_ref()
+                    .and_then(|p| p.reason())
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default();
                 let what = match e.kind {

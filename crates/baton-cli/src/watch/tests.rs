@@ -1,10 +1,11 @@
 //! `baton watch` without a terminal: keys, what is drawn, transcripts.
 
 use super::app::{App, Command, Mode, Pane};
-use baton_core::model::{ControlKind, EventKind, TaskStatus};
+use baton_core::adapter::{AgentEvent, ToolKind, UsageMode, UsageReport};
+use baton_core::model::{AttemptKind, ControlKind, TaskStatus};
+use baton_core::payload::{CheckEnd, Payload};
 use baton_core::store::{Event, TaskRecord};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use serde_json::json;
 
 fn task(id: &str, status: TaskStatus) -> TaskRecord {
     TaskRecord {
@@ -168,7 +169,9 @@ fn tab_cycles_the_panes_and_q_ctrl_c_quit() {
     assert_eq!(app.on_key(ctrl_c), Some(Command::Quit), "even while typing");
 }
 
-fn event(kind: EventKind, data: serde_json::Value) -> Event {
+/// An event as the store keeps it.
+fn event(said: Payload) -> Event {
+    let (kind, data) = said.into_parts();
     Event {
         seq: 1,
         run_id: "r1".into(),
@@ -183,23 +186,34 @@ fn event(kind: EventKind, data: serde_json::Value) -> Event {
 #[test]
 fn a_transcript_says_what_the_agent_said_and_did() {
     let events = [
-        event(
-            EventKind::AttemptStarted,
-            json!({"attempt": 2, "kind": "work", "feedback": true}),
-        ),
-        event(
-            EventKind::AgentMessage,
-            json!({"text": "I will fix it.\nFirst the test."}),
-        ),
-        event(
-            EventKind::ToolCall,
-            json!({"name": "Bash", "detail": "cargo test"}),
-        ),
-        event(EventKind::Usage, json!({"input_tokens": 5})),
-        event(
-            EventKind::GateFinished,
-            json!({"gate": "cargo test", "passed": false, "duration_ms": 2000, "reason": "gate `cargo test` failed\nerror[E0308]"}),
-        ),
+        event(Payload::AttemptStarted {
+            attempt: 2,
+            kind: AttemptKind::Work,
+            feedback: true,
+            resumes_session: false,
+        }),
+        event(Payload::Agent(AgentEvent::Message {
+            text: "I will fix it.\nFirst the test.".into(),
+        })),
+        event(Payload::Agent(AgentEvent::ToolCall {
+            id: "t1".into(),
+            name: "Bash".into(),
+            kind: ToolKind::Command,
+            detail: "cargo test".into(),
+        })),
+        event(Payload::Agent(AgentEvent::Usage(UsageReport {
+            input_tokens: 5,
+            output_tokens: 0,
+            cost_usd: None,
+            model: None,
+            mode: UsageMode::Add,
+        }))),
+        event(Payload::GateFinished(CheckEnd {
+            gate: "cargo test".into(),
+            passed: false,
+            duration_ms: 2000,
+            reason: "gate `cargo test` failed\nerror[E0308]".into(),
+        })),
     ];
     let text: Vec<String> = super::transcript::lines(&events, 0)
         .into_iter()
@@ -227,10 +241,9 @@ fn the_screen_shows_the_tasks_and_the_selected_ones_transcript() {
     use ratatui::backend::TestBackend;
     let mut app = app();
     app.transcript = super::transcript::lines(
-        &[event(
-            EventKind::AgentMessage,
-            json!({"text": "working on the build"}),
-        )],
+        &[event(Payload::Agent(AgentEvent::Message {
+            text: "working on the build".into(),
+        }))],
         0,
     );
     let mut term = ratatui::Terminal::new(TestBackend::new(110, 12)).unwrap();

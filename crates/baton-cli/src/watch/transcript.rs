@@ -2,10 +2,11 @@
 //! tools it called, its gates, and what became of its work.
 
 use super::app::{Line, Tone};
+use baton_core::adapter::AgentEvent;
 use baton_core::duration::human;
-use baton_core::model::EventKind;
+use baton_core::model::AttemptKind;
+use baton_core::payload::{CheckEnd, Payload};
 use baton_core::store::Event;
-use serde_json::Value;
 use std::time::Duration;
 
 /// Longest a single event may take on screen; the log has the rest.
@@ -47,151 +48,135 @@ pub fn lines(events: &[Event], started: i64) -> Vec<Line> {
 }
 
 fn describe(e: &Event) -> Option<(Tone, String)> {
-    let d = &e.data;
-    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let passed = d.get("passed").and_then(Value::as_bool) == Some(true);
-    let list = |k: &str| {
-        d.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
-    let gate = |what: &str| {
-        let mut t = format!(
-            "{what} `{}` {}",
-            s("gate"),
-            if passed { "passed" } else { "failed" }
-        );
-        if let Some(ms) = d.get("duration_ms").and_then(Value::as_u64) {
-            t.push_str(&format!(" in {}", human(Duration::from_millis(ms))));
-        }
-        if !passed && !s("reason").is_empty() {
-            t = format!("{t}\n{}", s("reason"));
-        }
-        (if passed { Tone::Good } else { Tone::Bad }, t)
-    };
-    Some(match e.kind {
-        EventKind::TaskStarted => (Tone::Dim, "task started".into()),
-        EventKind::AttemptStarted => {
-            let n = d
-                .get("attempt")
-                .and_then(Value::as_u64)
-                .or(e.attempt.map(u64::from));
-            let what = if s("kind") == "resolve" {
-                "resolution attempt"
-            } else {
-                "attempt"
+    use Payload as P;
+    Some(match e.payload()? {
+        P::TaskStarted { .. } => (Tone::Dim, "task started".into()),
+        P::AttemptStarted {
+            attempt,
+            kind,
+            feedback,
+            ..
+        } => {
+            let what = match kind {
+                AttemptKind::Resolve => "resolution attempt",
+                _ => "attempt",
             };
-            let fed = if d.get("feedback") == Some(&Value::Bool(true)) {
-                " (with feedback)"
-            } else {
-                ""
-            };
-            (
-                Tone::Dim,
-                format!("── {what} {} started{fed}", n.unwrap_or(0)),
-            )
+            let fed = if feedback { " (with feedback)" } else { "" };
+            (Tone::Dim, format!("── {what} {attempt} started{fed}"))
         }
-        EventKind::AgentMessage => (Tone::Said, s("text")),
-        EventKind::AgentResult => (Tone::Said, s("result")),
-        EventKind::ToolCall => (Tone::Tool, format!("▸ {} {}", s("name"), s("detail"))),
-        EventKind::ToolResult if d.get("ok") == Some(&Value::Bool(false)) => {
-            (Tone::Bad, format!("  ✗ {}", s("detail")))
-        }
-        EventKind::ToolResult if s("detail").is_empty() => return None,
-        EventKind::ToolResult => (Tone::Dim, format!("  ✓ {}", s("detail"))),
-        EventKind::AgentRetry => (Tone::Dim, format!("agent retries: {}", s("detail"))),
-        EventKind::AgentError => (Tone::Bad, format!("agent error: {}", s("message"))),
-        EventKind::GateStarted => (Tone::Dim, format!("gate `{}` running", s("gate"))),
-        EventKind::GateFinished => gate("gate"),
-        EventKind::SetupFinished => gate("setup"),
-        EventKind::VerifyFinished => gate("run check"),
-        EventKind::Committed => (Tone::Dim, format!("committed {}", short(&s("commit")))),
-        EventKind::AttemptFailed => (
-            Tone::Bad,
-            format!(
-                "attempt {} failed: {}",
-                d.get("attempt").and_then(Value::as_u64).unwrap_or(0),
-                s("reason")
-            ),
+        P::Agent(a) => return agent_said(a),
+        P::GateStarted { gate } => (Tone::Dim, format!("gate `{gate}` running")),
+        P::GateFinished(end) => check("gate", end),
+        P::SetupFinished(end) => check("setup", end),
+        P::VerifyFinished(end) => check("run check", end),
+        P::Committed { commit } => (
+            Tone::Dim,
+            format!("committed {}", short(commit.as_deref().unwrap_or(""))),
         ),
-        EventKind::MergeQueued => (Tone::Dim, "queued for merging".into()),
-        EventKind::Merged => (Tone::Good, "merged into the integration branch".into()),
-        EventKind::Succeeded => (Tone::Good, "succeeded".into()),
-        EventKind::Failed => (Tone::Bad, format!("failed: {}", s("reason"))),
-        EventKind::Stopped if s("reason").is_empty() => (Tone::Bad, "stopped".into()),
-        EventKind::Stopped => (Tone::Bad, s("reason")),
-        EventKind::Skipped => (Tone::Dim, format!("skipped: {}", s("reason"))),
-        EventKind::Conflicted => (Tone::Bad, format!("merge conflict in {}", list("paths"))),
-        EventKind::Resolving => (
+        P::AttemptFailed {
+            attempt, reason, ..
+        } => (Tone::Bad, format!("attempt {attempt} failed: {reason}")),
+        P::MergeQueued { .. } => (Tone::Dim, "queued for merging".into()),
+        P::Merged { .. } => (Tone::Good, "merged into the integration branch".into()),
+        P::Succeeded { .. } => (Tone::Good, "succeeded".into()),
+        P::Failed { reason } => (Tone::Bad, format!("failed: {reason}")),
+        P::Stopped { reason } if reason.is_empty() => (Tone::Bad, "stopped".into()),
+        P::Stopped { reason } => (Tone::Bad, reason),
+        P::Skipped { reason } => (Tone::Dim, format!("skipped: {reason}")),
+        P::Conflicted {
+            paths: Some(paths), ..
+        } => (Tone::Bad, format!("merge conflict in {}", paths.join(", "))),
+        P::Conflicted { reason, .. } => (Tone::Bad, reason.unwrap_or_default()),
+        P::Resolving { paths } => (
             Tone::Plain,
             format!(
                 "merge conflict in {}: a resolution attempt starts",
-                list("paths")
+                paths.join(", ")
             ),
         ),
-        EventKind::ConflictAhead => (
+        P::ConflictAhead { paths, .. } => (
             Tone::Bad,
             format!(
                 "will conflict with the integration branch in {}",
-                list("paths")
+                paths.join(", ")
             ),
         ),
-        EventKind::VerifyFailed => (Tone::Bad, s("reason")),
-        EventKind::ApprovalNeeded => (Tone::Plain, "waiting for approval (a: approve)".into()),
-        EventKind::Approved => (Tone::Good, "approved".into()),
-        EventKind::Steered => (Tone::Plain, format!("steered: “{}”", s("message"))),
-        EventKind::SandboxConnection if d.get("allowed") == Some(&Value::Bool(true)) => {
-            (Tone::Dim, format!("network: connected to {}", s("host")))
-        }
-        EventKind::SandboxConnection => (
+        P::VerifyFailed { reason, .. } => (Tone::Bad, reason),
+        P::ApprovalNeeded { .. } => (Tone::Plain, "waiting for approval (a: approve)".into()),
+        P::Approved {} => (Tone::Good, "approved".into()),
+        P::Steered { message } => (Tone::Plain, format!("steered: “{message}”")),
+        P::SandboxConnection {
+            host,
+            allowed: true,
+        } => (Tone::Dim, format!("network: connected to {host}")),
+        P::SandboxConnection { host, .. } => (
             Tone::Bad,
-            format!("network: refused {} (not in the allow-list)", s("host")),
+            format!("network: refused {host} (not in the allow-list)"),
         ),
-        EventKind::Fallback => (
+        P::Fallback { from, to, reason } => (
             Tone::Plain,
-            format!(
-                "handed over from {} to {}: {}",
-                s("from"),
-                s("to"),
-                s("reason")
-            ),
+            format!("handed over from {from} to {to}: {reason}"),
         ),
-        EventKind::RateLimited => {
-            let wait = d
-                .get("retry_after_ms")
-                .and_then(Value::as_u64)
-                .map(|ms| format!(", it waits {}", human(Duration::from_millis(ms))))
-                .unwrap_or_default();
-            (
-                Tone::Bad,
-                format!(
-                    "limited by the provider ({}{wait}): {}",
-                    s("kind").replace('_', " "),
-                    s("detail")
-                ),
-            )
+        P::SandboxNotice { notice } => (Tone::Bad, format!("sandbox: {notice}")),
+        P::MessageSent(m) => (Tone::Plain, format!("→ message to {}: {}", m.to, m.text)),
+        P::MessageReceived(m) => {
+            let from = m.from.as_deref().unwrap_or("a person");
+            (Tone::Plain, format!("← message from {from}: {}", m.text))
         }
-        EventKind::SandboxNotice => (Tone::Bad, format!("sandbox: {}", s("notice"))),
-        EventKind::MessageSent => (
-            Tone::Plain,
-            format!("→ message to {}: {}", s("to"), s("text")),
-        ),
-        EventKind::MessageReceived => {
-            let from = d.get("from").and_then(Value::as_str).unwrap_or("a person");
-            (Tone::Plain, format!("← message from {from}: {}", s("text")))
+        P::Stalled { .. } => (Tone::Bad, "no output for a while: stalled?".into()),
+        P::Interrupted { .. } => (Tone::Dim, "interrupted".into()),
+        P::Waiting { reason, .. } => (Tone::Dim, reason),
+        P::BranchRewritten { warnings, .. } => {
+            (Tone::Bad, format!("warning: {}", warnings.join(", ")))
         }
-        EventKind::Stalled => (Tone::Bad, "no output for a while: stalled?".into()),
-        EventKind::Interrupted => (Tone::Dim, "interrupted".into()),
-        EventKind::Waiting => (Tone::Dim, s("reason")),
-        EventKind::BranchRewritten => (Tone::Bad, format!("warning: {}", list("warnings"))),
         _ => return None,
     })
+}
+
+/// What the agent's own stream said.
+fn agent_said(a: AgentEvent) -> Option<(Tone, String)> {
+    Some(match a {
+        AgentEvent::Message { text } => (Tone::Said, text),
+        AgentEvent::TurnEnd { result, .. } => (Tone::Said, result),
+        AgentEvent::ToolCall { name, detail, .. } => (Tone::Tool, format!("▸ {name} {detail}")),
+        AgentEvent::ToolResult {
+            ok: false, detail, ..
+        } => (Tone::Bad, format!("  ✗ {detail}")),
+        AgentEvent::ToolResult { detail, .. } if detail.is_empty() => return None,
+        AgentEvent::ToolResult { detail, .. } => (Tone::Dim, format!("  ✓ {detail}")),
+        AgentEvent::Retrying { detail } => (Tone::Dim, format!("agent retries: {detail}")),
+        AgentEvent::Error { message } => (Tone::Bad, format!("agent error: {message}")),
+        AgentEvent::RateLimited(l) => {
+            let wait = l
+                .retry_after_ms
+                .map(|ms| format!(", it waits {}", human(Duration::from_millis(ms))))
+                .unwrap_or_default();
+            let kind = serde_json::to_value(l.kind).unwrap_or_default();
+            let kind = kind.as_str().unwrap_or("").replace('_', " ");
+            (
+                Tone::Bad,
+                format!("limited by the provider ({kind}{wait}): {}", l.detail),
+            )
+        }
+        AgentEvent::Session { .. } | AgentEvent::Usage(_) => return None,
+    })
+}
+
+/// A check's end, in words.
+fn check(what: &str, end: CheckEnd) -> (Tone, String) {
+    let CheckEnd {
+        gate,
+        passed,
+        duration_ms,
+        reason,
+    } = end;
+    let verdict = if passed { "passed" } else { "failed" };
+    let took = human(Duration::from_millis(duration_ms));
+    let mut t = format!("{what} `{gate}` {verdict} in {took}");
+    if !passed && !reason.is_empty() {
+        t = format!("{t}\n{reason}");
+    }
+    (if passed { Tone::Good } else { Tone::Bad }, t)
 }
 
 fn short(commit: &str) -> &str {

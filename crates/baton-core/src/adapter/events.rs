@@ -1,10 +1,10 @@
 //! One vocabulary for what every agent does, whatever its CLI prints.
 
 use crate::model::EventKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a tool call does, for people scanning a transcript.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolKind {
     FileRead,
@@ -15,7 +15,7 @@ pub enum ToolKind {
 }
 
 /// How a usage report relates to the ones before it in the same attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageMode {
     /// Add to what the attempt used so far (one model call, one step).
@@ -26,7 +26,7 @@ pub enum UsageMode {
     Session,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageReport {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -36,7 +36,7 @@ pub struct UsageReport {
     pub mode: UsageMode,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// The agent's own session id, for resuming it.

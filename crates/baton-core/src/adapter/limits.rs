@@ -2,9 +2,9 @@
 //! them: one vocabulary (`rate_limited` events, and an attempt that ended
 //! on one), whatever the vendor's words.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     /// Too many requests for now (HTTP 429): it passes.
@@ -16,7 +16,7 @@ pub enum LimitKind {
     Quota,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limit {
     pub kind: LimitKind,
     /// How long the provider asked to wait, where it said so.

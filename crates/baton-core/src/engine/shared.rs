@@ -3,13 +3,13 @@
 
 use crate::engine::messages::WorkerNote;
 use crate::git::Repo;
-use crate::model::EventKind;
 use crate::paths::StatePaths;
+use crate::payload::Payload;
 use crate::plan::Plan;
 use crate::process::Watchdog;
 use crate::secrets::Redactor;
 use crate::store::{Store, TaskUpdate};
-use serde_json::Value;
+
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -69,16 +69,11 @@ impl Shared {
     }
 
     /// Appends an event of this run; a failure to record it is logged.
-    pub async fn event(
-        &self,
-        task: Option<&str>,
-        attempt: Option<u32>,
-        kind: EventKind,
-        data: Value,
-    ) {
+    pub async fn event(&self, task: Option<&str>, attempt: Option<u32>, payload: Payload) {
         let task = task.map(str::to_string);
+        let kind = payload.kind();
         let res = self
-            .db(move |s, run| s.event(run, task.as_deref(), attempt, kind, &data))
+            .db(move |s, run| s.event(run, task.as_deref(), attempt, payload))
             .await;
         if let Err(e) = res {
             tracing::error!("cannot record {kind} in run {}: {e}", self.run_id);
@@ -87,18 +82,10 @@ impl Shared {
 
     /// Updates a task's row and records why, in one transaction; a failure
     /// to record it is logged.
-    pub async fn update_task(
-        &self,
-        task: &str,
-        update: TaskUpdate,
-        event: Option<(EventKind, Value)>,
-    ) {
+    pub async fn update_task(&self, task: &str, update: TaskUpdate, event: Option<Payload>) {
         let id = task.to_string();
         let res = self
-            .db(move |s, run| {
-                let event = event.as_ref().map(|(k, d)| (*k, d));
-                s.update_task(run, &id, &update, event)
-            })
+            .db(move |s, run| s.update_task(run, &id, &update, event))
             .await;
         if let Err(e) = res {
             tracing::error!("cannot record task {task} of run {}: {e}", self.run_id);

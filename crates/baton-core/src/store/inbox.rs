@@ -5,10 +5,9 @@
 
 use super::{Result, Store};
 use crate::clock::now_ms;
-use crate::model::EventKind;
+use crate::payload::{Note, Payload};
 use rusqlite::{params, Row};
 use serde::Serialize;
-use serde_json::json;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
@@ -59,8 +58,14 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         let mut seqs = Vec::new();
-        let data = json!({ "id": id, "from": from, "to": to, "text": text });
-        let mut event = |task: Option<&str>, kind: EventKind| -> Result<()> {
+        let note = Note {
+            id,
+            from: from.map(str::to_string),
+            to: to.to_string(),
+            text: text.clone(),
+        };
+        let mut event = |task: Option<&str>, said: Payload| -> Result<()> {
+            let (kind, data) = said.into_parts();
             tx.execute(
                 "INSERT INTO events (run_id, ts, task_id, attempt, kind, data) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
                 params![run, ts, task, kind, data.to_string()],
@@ -69,9 +74,9 @@ impl Store {
             Ok(())
         };
         if from.is_some() {
-            event(from, EventKind::MessageSent)?;
+            event(from, Payload::MessageSent(note.clone()))?;
         }
-        event(Some(to), EventKind::MessageReceived)?;
+        event(Some(to), Payload::MessageReceived(note))?;
         tx.commit()?;
         for seq in seqs {
             let _ = self.events_tx.send(seq);

@@ -11,7 +11,8 @@ pub use ports::PORT_RANGE;
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
 
 use crate::clock::now_ms;
-use crate::model::{Activity, AttemptStatus, ControlKind, EventKind, RunStatus, TaskStatus};
+use crate::model::{Activity, AttemptStatus, ControlKind, RunStatus, TaskStatus};
+use crate::payload::Payload;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -621,9 +622,9 @@ impl Store {
         run: &str,
         task: Option<&str>,
         attempt: Option<u32>,
-        kind: EventKind,
-        data: &serde_json::Value,
+        payload: Payload,
     ) -> Result<i64> {
+        let (kind, data) = payload.into_parts();
         let conn = self.conn();
         conn.execute(
             "INSERT INTO events (run_id, ts, task_id, attempt, kind, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -640,7 +641,7 @@ impl Store {
         run: &str,
         task: &str,
         u: &TaskUpdate,
-        event: Option<(EventKind, &serde_json::Value)>,
+        event: Option<Payload>,
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -693,7 +694,8 @@ impl Store {
                 u.agent
             ],
         )?;
-        if let Some((kind, data)) = event {
+        let recorded = event.is_some();
+        if let Some((kind, data)) = event.map(Payload::into_parts) {
             tx.execute(
                 "INSERT INTO events (run_id, ts, task_id, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![run, now_ms(), task, kind, self.clean(&data.to_string())],
@@ -701,7 +703,7 @@ impl Store {
         }
         let seq = tx.last_insert_rowid();
         tx.commit()?;
-        if event.is_some() {
+        if recorded {
             let _ = self.events_tx.send(seq);
         }
         Ok(())

@@ -191,6 +191,12 @@ pub struct Event {
 }
 
 impl Event {
+    /// What the event says, typed; None when its data does not fit its
+    /// kind (written by another version of baton, say).
+    pub fn payload(&self) -> Option<crate::payload::Payload> {
+        crate::payload::Payload::read(self.kind, &self.data).ok()
+    }
+
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<Self> {
         let data: String = r.get("data")?;
         Ok(Event {

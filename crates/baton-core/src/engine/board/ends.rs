@@ -6,10 +6,10 @@
 use super::slot::Standing;
 use super::{Action, Board};
 use crate::engine::messages::{MergeResult, Outcome};
-use crate::model::{EventKind, TaskStatus};
+use crate::model::TaskStatus;
+use crate::payload::Payload;
 use crate::plan::OnFailure;
 use crate::store::TaskUpdate;
-use serde_json::json;
 
 impl Board {
     /// Whether a conflict of task `i` goes to a resolver (it asks for one,
@@ -31,7 +31,9 @@ impl Board {
                 task: i,
                 status: None,
                 update: Box::default(),
-                event: Some((EventKind::Resolving, json!({ "paths": paths }))),
+                event: Some(Payload::Resolving {
+                    paths: paths.to_vec(),
+                }),
             },
             Action::Start {
                 task: i,
@@ -87,14 +89,18 @@ impl Board {
                     commit_id: commit,
                     ..Default::default()
                 };
-                let kind = EventKind::Interrupted;
-                vec![self.to(i, TaskStatus::Pending, update, kind, json!({}))]
+                let none = Payload::Interrupted {
+                    reason: None,
+                    resumed: false,
+                };
+                vec![self.to(i, TaskStatus::Pending, update, none)]
             }
             Outcome::Broken { reason } => {
-                let kind = EventKind::Interrupted;
-                let data = json!({ "reason": reason });
-                let mut out =
-                    vec![self.to(i, TaskStatus::Pending, TaskUpdate::default(), kind, data)];
+                let data = Payload::Interrupted {
+                    reason: Some(reason.clone()),
+                    resumed: false,
+                };
+                let mut out = vec![self.to(i, TaskStatus::Pending, TaskUpdate::default(), data)];
                 out.extend(self.halt(reason));
                 out
             }
@@ -110,21 +116,25 @@ impl Board {
             reason: Some(None),
             ..Default::default()
         };
-        let data = json!({ "commit": commit });
         let spec = &self.tasks[i].spec;
         if spec.approve && !self.rules.auto_approve {
-            let kind = EventKind::ApprovalNeeded;
-            vec![self.to(i, TaskStatus::AwaitingApproval, update, kind, data)]
+            let data = Payload::ApprovalNeeded { commit };
+            vec![self.to(i, TaskStatus::AwaitingApproval, update, data)]
         } else if spec.merge {
-            let kind = EventKind::MergeQueued;
+            let data = Payload::MergeQueued {
+                commit: Some(commit),
+            };
             vec![
-                self.to(i, TaskStatus::Merging, update, kind, data),
+                self.to(i, TaskStatus::Merging, update, data),
                 Action::Merge(i),
             ]
         } else {
-            let data = json!({ "commit": commit, "merged": false });
+            let data = Payload::Succeeded {
+                commit: Some(commit),
+                merged: false,
+            };
             vec![
-                self.to(i, TaskStatus::Succeeded, update, EventKind::Succeeded, data),
+                self.to(i, TaskStatus::Succeeded, update, data),
                 Action::DropWorktree(i),
             ]
         }
@@ -139,11 +149,19 @@ impl Board {
                     ..Default::default()
                 };
                 let data = match integration {
-                    Some(head) => json!({ "changes": true, "integration": head }),
-                    None => json!({ "changes": false }),
+                    Some(head) => Payload::Merged {
+                        changes: true,
+                        integration: Some(head),
+                        found_on_resume: false,
+                    },
+                    None => Payload::Merged {
+                        changes: false,
+                        integration: None,
+                        found_on_resume: false,
+                    },
                 };
                 vec![
-                    self.to(i, TaskStatus::Succeeded, update, EventKind::Merged, data),
+                    self.to(i, TaskStatus::Succeeded, update, data),
                     Action::DropWorktree(i),
                 ]
             }
@@ -152,9 +170,11 @@ impl Board {
                     reason: Some(Some(reason)),
                     ..Default::default()
                 };
-                let data = json!({ "paths": paths });
-                let kind = EventKind::Conflicted;
-                let out = vec![self.to(i, TaskStatus::Conflicted, update, kind, data)];
+                let data = Payload::Conflicted {
+                    paths: Some(paths),
+                    reason: None,
+                };
+                let out = vec![self.to(i, TaskStatus::Conflicted, update, data)];
                 self.after_failure(i);
                 out
             }
@@ -171,11 +191,13 @@ impl Board {
                     reason: Some(None),
                     ..Default::default()
                 };
-                let data = json!({ "reason": reason, "retry": true });
+                let data = Payload::VerifyFailed {
+                    reason: reason.clone(),
+                    retry: true,
+                };
                 // It goes on as the same task's next attempt, whatever held new work back.
                 self.tasks[i].forced = true;
-                let kind = EventKind::VerifyFailed;
-                vec![self.to(i, TaskStatus::Pending, update, kind, data)]
+                vec![self.to(i, TaskStatus::Pending, update, data)]
             }
             MergeResult::VerifyFailed {
                 reason, feedback, ..
@@ -199,8 +221,7 @@ impl Board {
         mut update: TaskUpdate,
     ) -> Vec<Action> {
         update.reason = Some(Some(reason.clone()));
-        let data = json!({ "reason": reason });
-        let out = vec![self.to(i, status, update, EventKind::ended(status), data)];
+        let out = vec![self.to(i, status, update, Payload::ended(status, reason))];
         self.after_failure(i);
         out
     }

@@ -18,10 +18,10 @@ mod slot;
 use slot::{Slot, Standing, Wait};
 
 use crate::engine::messages::WorkerCmd;
-use crate::model::{Activity, EventKind, RunStatus, TaskStatus};
+use crate::model::{Activity, RunStatus, TaskStatus};
+use crate::payload::Payload;
 use crate::plan::TaskSpec;
 use crate::store::TaskUpdate;
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the shell must do, in the order given.
@@ -34,10 +34,10 @@ pub(crate) enum Action {
         task: usize,
         status: Option<TaskStatus>,
         update: Box<TaskUpdate>,
-        event: Option<(EventKind, Value)>,
+        event: Option<Payload>,
     },
     /// An event of the run itself.
-    RunEvent(EventKind, Value),
+    RunEvent(Payload),
     /// Start the task's worker (the board has marked it running); `feedback`
     /// is a person's message for its first attempt.
     Start {
@@ -217,8 +217,7 @@ impl Board {
         i: usize,
         status: TaskStatus,
         mut update: TaskUpdate,
-        event: EventKind,
-        data: Value,
+        payload: Payload,
     ) -> Action {
         // A task told it waits, and moved on: it waits no more.
         if self.put(i, status).is_some() && update.activity.is_none() {
@@ -228,7 +227,7 @@ impl Board {
             task: i,
             status: Some(status),
             update: Box::new(update),
-            event: Some((event, data)),
+            event: Some(payload),
         }
     }
 
@@ -370,8 +369,7 @@ impl Board {
             reason: Some(Some(reason.clone())),
             ..Default::default()
         };
-        let data = json!({ "reason": reason });
-        self.to(i, TaskStatus::Skipped, update, EventKind::Skipped, data)
+        self.to(i, TaskStatus::Skipped, update, Payload::Skipped { reason })
     }
 
     /// The run has spent `spent` of its `budget`: once over, every running
@@ -387,8 +385,7 @@ impl Board {
         self.stop_new.get_or_insert_with(|| {
             format!("not started: the run's budget_usd (${budget:.4}) was spent")
         });
-        let data = json!({ "spent": spent, "budget": budget });
-        let mut out = vec![Action::RunEvent(EventKind::BudgetExceeded, data)];
+        let mut out = vec![Action::RunEvent(Payload::BudgetExceeded { spent, budget })];
         out.extend(self.running_tasks().map(|i| Action::Send {
             task: i,
             cmd: WorkerCmd::OverBudget(reason.clone()),
@@ -403,21 +400,21 @@ impl Board {
     /// baton is asked to stop: running agents are stopped with their work
     /// committed, and the run is left for `resume`.
     pub fn shutdown(&mut self) -> Vec<Action> {
-        self.stop_run(json!({}))
+        self.stop_run(None)
     }
 
     /// baton cannot go on with the run (not a task's fault): it stops as for
     /// a shutdown, saying why, and `resume` continues it once that is fixed.
     pub fn halt(&mut self, reason: String) -> Vec<Action> {
-        self.stop_run(json!({ "reason": reason }))
+        self.stop_run(Some(reason))
     }
 
-    fn stop_run(&mut self, why: Value) -> Vec<Action> {
+    fn stop_run(&mut self, reason: Option<String>) -> Vec<Action> {
         if self.shutting_down {
             return Vec::new();
         }
         self.shutting_down = true;
-        let mut out = vec![Action::RunEvent(EventKind::Interrupt, why)];
+        let mut out = vec![Action::RunEvent(Payload::Interrupt { reason })];
         out.extend(self.running_tasks().map(|i| Action::Send {
             task: i,
             cmd: WorkerCmd::Shutdown,
@@ -477,7 +474,11 @@ fn waits(i: usize, activity: Activity, for_: &str, why: &str) -> Action {
             activity: Some(Some(activity)),
             ..Default::default()
         }),
-        event: Some((EventKind::Waiting, json!({ "for": for_, "reason": why }))),
+        event: Some(Payload::Waiting {
+            for_: for_.to_string(),
+            reason: why.to_string(),
+            limit: None,
+        }),
     }
 }
 

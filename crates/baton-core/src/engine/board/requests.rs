@@ -5,9 +5,9 @@
 use super::slot::Standing;
 use super::{Action, Board, Reply};
 use crate::engine::messages::WorkerCmd;
-use crate::model::{ControlKind, EventKind, TaskStatus};
+use crate::model::{ControlKind, TaskStatus};
+use crate::payload::Payload;
 use crate::store::TaskUpdate;
-use serde_json::json;
 
 impl Board {
     /// Whether a request can be taken at all now.
@@ -78,7 +78,9 @@ impl Board {
             task: i,
             status: None,
             update: Box::default(),
-            event: Some((EventKind::Steered, json!({ "message": message }))),
+            event: Some(Payload::Steered {
+                message: message.clone(),
+            }),
         };
         let (ok, text, then) = match self.tasks[i].status() {
             TaskStatus::Running if self.tasks[i].is_stopping() => (
@@ -141,17 +143,20 @@ impl Board {
             task: i,
             status: None,
             update: Box::default(),
-            event: Some((EventKind::Approved, json!({}))),
+            event: Some(Payload::Approved {}),
         }];
         if self.tasks[i].spec.merge {
-            let kind = EventKind::MergeQueued;
             let none = TaskUpdate::default();
-            actions.push(self.to(i, TaskStatus::Merging, none, kind, json!({})));
+            let queued = Payload::MergeQueued { commit: None };
+            actions.push(self.to(i, TaskStatus::Merging, none, queued));
             actions.push(Action::Merge(i));
         } else {
-            let data = json!({ "merged": false });
+            let data = Payload::Succeeded {
+                commit: None,
+                merged: false,
+            };
             let none = TaskUpdate::default();
-            actions.push(self.to(i, TaskStatus::Succeeded, none, EventKind::Succeeded, data));
+            actions.push(self.to(i, TaskStatus::Succeeded, none, data));
             actions.push(Action::DropWorktree(i));
         }
         Reply::yes(format!("task {task:?} approved"), actions)
@@ -188,8 +193,8 @@ impl Board {
             retry_from: Some(retry_from),
             ..Default::default()
         };
-        let kind = EventKind::RetryRequested;
-        let mut out = vec![self.to(i, TaskStatus::Pending, update, kind, json!({}))];
+        let asked = Payload::RetryRequested {};
+        let mut out = vec![self.to(i, TaskStatus::Pending, update, asked)];
         self.tasks[i].forced = true;
 
         // Dependents skipped because of it (and their dependents) wait again.
@@ -232,13 +237,7 @@ impl Board {
             reason: Some(None),
             ..Default::default()
         };
-        self.to(
-            j,
-            TaskStatus::Pending,
-            update,
-            EventKind::Unskipped,
-            json!({}),
-        )
+        self.to(j, TaskStatus::Pending, update, Payload::Unskipped {})
     }
 
     /// A message for task `i` (`said` as the agent reads it): a running agent

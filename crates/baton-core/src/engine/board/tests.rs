@@ -378,7 +378,7 @@ fn a_spent_budget_stops_running_agents_and_starts_nothing_new() {
     let acts = b.spent(1.5, 1.0);
     assert!(matches!(
         acts[0],
-        Action::RunEvent(EventKind::BudgetExceeded, _)
+        Action::RunEvent(Payload::BudgetExceeded { .. })
     ));
     assert!(matches!(
         &acts[1],
@@ -539,13 +539,9 @@ fn a_hold_keeps_ready_tasks_waiting_and_says_so_once() {
             Action::Record {
                 task,
                 update,
-                event: Some((EventKind::Waiting, data)),
+                event: Some(Payload::Waiting { for_, .. }),
                 ..
-            } => Some((
-                b.id(*task).to_string(),
-                update.activity,
-                data["for"].clone(),
-            )),
+            } => Some((b.id(*task).to_string(), update.activity, for_.clone())),
             _ => None,
         })
         .collect();
@@ -554,7 +550,7 @@ fn a_hold_keeps_ready_tasks_waiting_and_says_so_once() {
         vec![(
             "a".to_string(),
             Some(Some(Activity::WaitingMemory)),
-            json!("memory")
+            "memory".to_string()
         )]
     );
     assert!(b.next().is_empty(), "told once");
@@ -578,15 +574,15 @@ fn a_limited_profile_starts_no_task_until_its_limit_passes_and_the_run_waits_for
         .filter_map(|a| match a {
             Action::Record {
                 task,
-                event: Some((EventKind::Waiting, data)),
+                event: Some(Payload::Waiting { reason, .. }),
                 ..
-            } => Some((b.id(*task).to_string(), data["reason"].clone())),
+            } => Some((b.id(*task).to_string(), reason.clone())),
             _ => None,
         })
         .collect();
     assert_eq!(
         told,
-        [("a".to_string(), json!("waiting: rate limit on fake"))]
+        [("a".to_string(), "waiting: rate limit on fake".to_string())]
     );
     assert!(next_started(&mut b).is_empty(), "told once, still held");
     b.finished(

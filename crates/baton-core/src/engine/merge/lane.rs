@@ -12,8 +12,7 @@ use crate::engine::board::Board;
 use crate::engine::desk::Desks;
 use crate::engine::messages::{GateResult, WorkerCmd};
 use crate::engine::shared::Shared;
-use crate::model::EventKind;
-use serde_json::json;
+use crate::payload::Payload;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -377,9 +376,11 @@ impl MergeLane {
             }
             let id = line.id.clone();
             if !paths.is_empty() {
-                let data = json!({ "paths": paths, "integration": head });
-                sh.event(Some(&id), None, EventKind::ConflictAhead, data)
-                    .await;
+                let data = Payload::ConflictAhead {
+                    paths: paths.clone(),
+                    integration: head.to_string(),
+                };
+                sh.event(Some(&id), None, data).await;
             }
             line.conflict_ahead = paths.clone();
             sh.write("set conflict ahead", move |s, run| {
@@ -435,9 +436,8 @@ impl MergeLane {
     /// Says which foreign moves of the integration branch were undone.
     pub async fn report_undone(&mut self, sh: &Shared) {
         for (foreign, kept) in self.queue.take_undone() {
-            let data = json!({ "foreign": foreign, "kept": kept });
-            sh.event(None, None, EventKind::IntegrationRestored, data)
-                .await;
+            let data = Payload::IntegrationRestored { foreign, kept };
+            sh.event(None, None, data).await;
         }
     }
 }

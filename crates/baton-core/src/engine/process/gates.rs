@@ -7,7 +7,7 @@ use super::output::last_lines;
 use super::supervise::{self, Ended, Spec, Unheard};
 use crate::engine::messages::WorkerCmd;
 use crate::engine::shared::Shared;
-use crate::model::EventKind;
+use crate::payload::{CheckEnd, Payload};
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
@@ -38,12 +38,24 @@ impl Kind {
         }
     }
 
-    fn events(self) -> (EventKind, EventKind) {
+    /// What says that `gate` started.
+    fn started(self, gate: &str) -> Payload {
+        let gate = gate.to_string();
         match self {
-            Kind::Gate => (EventKind::GateStarted, EventKind::GateFinished),
-            Kind::Verify => (EventKind::VerifyStarted, EventKind::VerifyFinished),
-            Kind::Setup => (EventKind::SetupStarted, EventKind::SetupFinished),
-            Kind::Teardown => (EventKind::TeardownStarted, EventKind::TeardownFinished),
+            Kind::Gate => Payload::GateStarted { gate },
+            Kind::Verify => Payload::VerifyStarted { gate },
+            Kind::Setup => Payload::SetupStarted { gate },
+            Kind::Teardown => Payload::TeardownStarted { gate },
+        }
+    }
+
+    /// What says how a check ended.
+    fn finished(self, end: CheckEnd) -> Payload {
+        match self {
+            Kind::Gate => Payload::GateFinished(end),
+            Kind::Verify => Payload::VerifyFinished(end),
+            Kind::Setup => Payload::SetupFinished(end),
+            Kind::Teardown => Payload::TeardownFinished(end),
         }
     }
 }
@@ -80,15 +92,13 @@ pub(crate) async fn run_all(
         env,
         jail,
     } = g;
-    let (started, finished) = kind.events();
     let word = kind.word();
     if let Some(dir) = log.parent() {
         // Setup runs before anything else of the attempt wrote its log.
         let _ = tokio::fs::create_dir_all(dir).await;
     }
     for gate in gates {
-        let data = serde_json::json!({ "gate": gate });
-        sh.event(task, attempt, started, data).await;
+        sh.event(task, attempt, kind.started(gate)).await;
         let heading = format!("\n==> baton: {word} `{gate}`\n");
         if let Ok(mut f) = tokio::fs::OpenOptions::new()
             .create(true)
@@ -120,8 +130,13 @@ pub(crate) async fn run_all(
         let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut Unheard).await;
         let ms = started.elapsed().as_millis() as u64;
         let (passed, reason) = judge(word, gate, &out.ended, timeout);
-        let data = serde_json::json!({ "gate": gate, "passed": passed, "duration_ms": ms, "reason": reason });
-        sh.event(task, attempt, finished, data).await;
+        let end = CheckEnd {
+            gate: gate.to_string(),
+            passed,
+            duration_ms: ms,
+            reason: reason.clone(),
+        };
+        sh.event(task, attempt, kind.finished(end)).await;
         if let Ended::Cmd(c) = out.ended {
             return GateResult::Interrupted(c);
         }

@@ -5,7 +5,7 @@
 //! directory, so nothing it runs can touch the shared repository.
 
 use crate::engine::shared::Shared;
-use crate::model::EventKind;
+use crate::payload::Payload;
 use crate::plan::sandbox::{Network, Sandbox};
 use crate::plan::AgentProfile;
 use crate::sandbox::{proxy::Proxy, OwnGit};
@@ -239,18 +239,13 @@ fn start_proxy(
     let task = task.map(str::to_string);
     tokio::spawn(async move {
         while let Some(asked) = rx.recv().await {
-            let data = serde_json::json!({ "host": asked.host, "allowed": asked.allowed });
+            let said = Payload::SandboxConnection {
+                host: asked.host,
+                allowed: asked.allowed,
+            };
             let (run, task) = (run.clone(), task.clone());
             let res = store
-                .call(move |s| {
-                    s.event(
-                        &run,
-                        task.as_deref(),
-                        n,
-                        EventKind::SandboxConnection,
-                        &data,
-                    )
-                })
+                .call(move |s| s.event(&run, task.as_deref(), n, said))
                 .await;
             if let Err(e) = res {
                 tracing::warn!("cannot record a sandbox connection: {e}");

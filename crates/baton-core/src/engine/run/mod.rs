@@ -18,12 +18,12 @@ use crate::engine::messages::{MergeResult, Request, WorkerCmd, WorkerNote};
 use crate::engine::shared::Shared;
 use crate::engine::{task, EngineError};
 use crate::lock::RunLock;
-use crate::model::{AttemptKind, EventKind, RunStatus, TaskStatus};
+use crate::model::{AttemptKind, RunStatus, TaskStatus};
+use crate::payload::Payload;
 use crate::report::Report;
 use crate::store::TaskUpdate;
 use handle::EngineHandle;
 use repo_watch::RepoWatch;
-use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -198,8 +198,7 @@ impl Engine {
         self.sh
             .db(move |s, run| {
                 s.set_run_status(run, status, finished, None)?;
-                let data = json!({ "status": status });
-                s.event(run, None, None, EventKind::RunFinished, &data)
+                s.event(run, None, None, Payload::RunFinished { status })
             })
             .await?;
         if let Some(w) = &self.sh.watchdog {
@@ -218,7 +217,7 @@ impl Engine {
                     update,
                     event,
                 } => self.record(task, status, *update, event).await,
-                Action::RunEvent(kind, data) => self.sh.event(None, None, kind, data).await,
+                Action::RunEvent(payload) => self.sh.event(None, None, payload).await,
                 Action::Start { task, feedback } => self.start_worker(task, feedback).await,
                 Action::Send { task, cmd } => {
                     if let Some(tx) = self.workers.get(&task) {
@@ -238,7 +237,7 @@ impl Engine {
         task: usize,
         status: Option<TaskStatus>,
         mut update: TaskUpdate,
-        event: Option<(EventKind, serde_json::Value)>,
+        event: Option<Payload>,
     ) {
         if let Some(s) = status {
             update.status = Some(s);
@@ -294,8 +293,9 @@ impl Engine {
             ..Line::default()
         };
         self.lane.started(i, line);
-        let data = json!({ "attempts_before": start.attempts });
-        let started = Some((EventKind::TaskStarted, data));
+        let started = Some(Payload::TaskStarted {
+            attempts_before: start.attempts,
+        });
         self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started)
             .await;
         // Counted before the worker runs, so that the pool's refill, started
@@ -402,10 +402,11 @@ impl Engine {
         if said.is_empty() {
             return;
         }
-        let data = json!({ "changes": said, "noticed_when": task });
-        self.sh
-            .event(Some(task), None, EventKind::RepoChanged, data)
-            .await;
+        let data = Payload::RepoChanged {
+            changes: said.clone(),
+            noticed_when: task.to_string(),
+        };
+        self.sh.event(Some(task), None, data).await;
         let id = task.to_string();
         self.sh
             .write("add task warnings", move |s, run| {

@@ -5,8 +5,8 @@
 use super::Engine;
 use crate::engine::board::Reply;
 use crate::engine::messages::{Answer, Request};
-use crate::model::{ControlKind, EventKind, TaskStatus};
-use serde_json::json;
+use crate::model::{ControlKind, TaskStatus};
+use crate::payload::Payload;
 
 impl Engine {
     pub(super) async fn take(&mut self, req: Request) {
@@ -113,10 +113,10 @@ impl Engine {
             Ok(_) => return Answer::no("the queued task did not parse as one task"),
             Err(e) => return Answer::no(e.to_string()),
         };
-        let data = json!({ "agent": spec.agent });
-        self.sh
-            .event(Some(task), None, EventKind::TaskQueued, data)
-            .await;
+        let data = Payload::TaskQueued {
+            agent: spec.agent.clone(),
+        };
+        self.sh.event(Some(task), None, data).await;
         match self.board.add(spec) {
             Ok(_) => Answer::yes(format!("task {task:?} queued")),
             Err(e) => Answer::no(e),

@@ -9,12 +9,12 @@ use crate::clock::now_ms;
 use crate::engine::merge::lane::Line;
 use crate::engine::EngineError;
 use crate::git::Repo;
-use crate::model::{AttemptStatus, EventKind, RunKind, RunStatus, TaskStatus};
+use crate::model::{AttemptStatus, RunKind, RunStatus, TaskStatus};
 use crate::paths::StatePaths;
+use crate::payload::Payload;
 use crate::plan::Plan;
 use crate::process::{self};
 use crate::store::{RunRecord, Store, TaskUpdate};
-use serde_json::json;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -142,8 +142,7 @@ impl Taken {
             .call(move |s| {
                 let pid = std::process::id();
                 s.set_run_status(&id, RunStatus::Running, false, Some(pid))?;
-                let data = json!({ "pid": pid });
-                s.event(&id, None, None, EventKind::RunResumed, &data)?;
+                s.event(&id, None, None, Payload::RunResumed { pid })?;
                 s.tasks(&id)
             })
             .await?;
@@ -275,10 +274,14 @@ async fn take_up(
                 finished_at: Some(now_ms()),
                 ..Default::default()
             };
-            let data = json!({ "changes": true, "integration": head, "found_on_resume": true });
+            let data = Payload::Merged {
+                changes: true,
+                integration: Some(head.to_string()),
+                found_on_resume: true,
+            };
             let (run, task) = (run.to_string(), rec.id.clone());
             store
-                .call(move |s| s.update_task(&run, &task, &upd, Some((EventKind::Merged, &data))))
+                .call(move |s| s.update_task(&run, &task, &upd, Some(data)))
                 .await?;
             Ok(TaskStatus::Succeeded)
         }
@@ -355,8 +358,11 @@ async fn take_back(
                 status: Some(TaskStatus::Pending),
                 ..Default::default()
             };
-            let data = json!({ "resumed": true });
-            s.update_task(&r, &task, &upd, Some((EventKind::Interrupted, &data)))
+            let data = Payload::Interrupted {
+                reason: None,
+                resumed: true,
+            };
+            s.update_task(&r, &task, &upd, Some(data))
         })
         .await?;
     Ok(())

@@ -13,12 +13,12 @@ use crate::engine::shared::Shared;
 use crate::engine::EngineError;
 use crate::git::Repo;
 use crate::lock::RunLock;
-use crate::model::{EventKind, RunKind, RunStatus};
+use crate::model::{RunKind, RunStatus};
 use crate::paths::{integration_branch, task_branch, StatePaths};
+use crate::payload::Payload;
 use crate::plan::Plan;
 use crate::process::Watchdog;
 use crate::store::{NewTask, RunRecord, Store};
-use serde_json::json;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -225,7 +225,11 @@ impl Engine {
             base_branch: repo.branch_of(&plan.run.base).await,
         };
         let tasks: Vec<NewTask> = plan.tasks.iter().map(|t| new_task(&run_id, t)).collect();
-        let data = json!({ "plan": record.plan_path, "base": base_commit, "tasks": tasks.len() });
+        let data = Payload::RunStarted {
+            plan: record.plan_path.clone(),
+            base: base_commit.clone(),
+            tasks: tasks.len(),
+        };
         // The store takes the run first: a branch it does not know of is never left behind.
         store.call(move |s| s.create_run(&record, &tasks)).await?;
         if let Err(e) = repo.create_ref(&integration_ref, &base_commit).await {
@@ -239,9 +243,7 @@ impl Engine {
             return Err(e.into());
         }
         let id = run_id.clone();
-        store
-            .call(move |s| s.event(&id, None, None, EventKind::RunStarted, &data))
-            .await?;
+        store.call(move |s| s.event(&id, None, None, data)).await?;
         Parts {
             repo,
             store,

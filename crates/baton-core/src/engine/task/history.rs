@@ -9,9 +9,8 @@
 //! files (HEAD, the HEAD reflog), never by running git there.
 
 use crate::engine::shared::Shared;
-use crate::model::EventKind;
+use crate::payload::Payload;
 use crate::sandbox::own_git::reflog;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// Where the agent's HEAD and its reflog are.
@@ -115,9 +114,11 @@ pub(crate) async fn settle(
         ));
     }
     if !said.is_empty() {
-        let data = json!({ "warnings": said, "kept": kept });
-        sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
-            .await;
+        let data = Payload::BranchRewritten {
+            warnings: said.clone(),
+            kept,
+        };
+        sh.event(Some(task), Some(n), data).await;
         let id = task.to_string();
         sh.write("add task warnings", move |s, run| {
             s.add_task_warnings(run, &id, &said)

@@ -9,14 +9,14 @@
 use super::attempt::Limited;
 use super::start::Start;
 use crate::adapter::limits::{Limit, LimitKind};
-use crate::adapter::{self, Adapter};
+use crate::adapter::{self, Adapter, AgentEvent};
 use crate::clock::now_ms;
 use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
 use crate::engine::shared::Shared;
-use crate::model::{Activity, EventKind};
+use crate::model::Activity;
+use crate::payload::{LimitWait, Payload};
 use crate::plan::AgentProfile;
 use crate::store::TaskUpdate;
-use serde_json::json;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
@@ -140,13 +140,16 @@ async fn fall_back(
     };
     st.feedback = Some(handoff(sh, st, &from, &why, &limited.result).await);
     st.session = None;
-    let data = json!({ "from": from, "to": next.name, "reason": why });
+    let data = Payload::Fallback {
+        from: from.clone(),
+        to: next.name.clone(),
+        reason: why.clone(),
+    };
     let upd = TaskUpdate {
         agent: Some(next.name.clone()),
         ..Default::default()
     };
-    sh.update_task(&st.spec.id, upd, Some((EventKind::Fallback, data)))
-        .await;
+    sh.update_task(&st.spec.id, upd, Some(data)).await;
     agent.worked.push(next.name.clone());
     agent.adapter = next_adapter;
     agent.profile = next;
@@ -186,13 +189,21 @@ async fn wait_out(
         crate::clock::rfc3339(until),
         crate::duration::human(wait)
     );
-    let data = json!({ "for": "rate_limit", "profile": profile.name, "account": profile.account, "until_ms": until, "reason": reason });
+    let data = Payload::Waiting {
+        for_: "rate_limit".into(),
+        reason: reason.clone(),
+        limit: Some(LimitWait {
+            profile: profile.name.clone(),
+            account: profile.account.clone(),
+            until_ms: until,
+        }),
+    };
     let t = task.to_string();
     sh.write("set activity", move |s, run| {
         s.set_activity(run, &t, Some(Activity::WaitingRateLimit), Some(now_ms()))
     })
     .await;
-    sh.event(Some(task), None, EventKind::Waiting, data).await;
+    sh.event(Some(task), None, data).await;
     let _ = sh.notes.send(WorkerNote::Limited {
         // Profiles of one account share its limits: the board knows which.
         profile: profile.name.clone(),
@@ -246,12 +257,9 @@ async fn handoff(sh: &Shared, st: &Start, from: &str, why: &str, last_said: &str
         .unwrap_or_default()
         .into_iter()
         .rev()
-        .find(|e| e.kind == EventKind::AgentMessage)
-        .and_then(|e| {
-            e.data
-                .get("text")
-                .and_then(|t| t.as_str())
-                .map(str::to_string)
+        .find_map(|e| match e.payload()? {
+            Payload::Agent(AgentEvent::Message { text }) => Some(text),
+            _ => None,
         });
     let said = message.unwrap_or_else(|| last_said.to_string());
     let said = if said.trim().is_empty() {

@@ -7,9 +7,8 @@ use super::start::Start;
 use crate::engine::process::jail;
 use crate::engine::shared::Shared;
 use crate::git::Repo;
-use crate::model::EventKind;
+use crate::payload::Payload;
 use crate::store::Store;
-use serde_json::json;
 use std::sync::Arc;
 
 /// What keeping an attempt's work needs to know.
@@ -41,9 +40,10 @@ pub(super) async fn keep_work(
             let (branch, start) = (&st.desk.branch, &st.desk.start_commit);
             let head = history::settle(sh, task, n, branch, start, worktree, k.before).await;
             if committed {
-                let data = json!({ "commit": head });
-                sh.event(Some(task), Some(n), EventKind::Committed, data)
-                    .await;
+                let data = Payload::Committed {
+                    commit: head.clone(),
+                };
+                sh.event(Some(task), Some(n), data).await;
             }
             if let Some(h) = &head {
                 keep_ref(&sh.repo, &sh.store, &sh.run_id, task, n, h).await;
@@ -51,9 +51,10 @@ pub(super) async fn keep_work(
             Ok(head)
         }
         Err(e) => {
-            let data = json!({ "error": e.to_string() });
-            sh.event(Some(task), Some(n), EventKind::CommitFailed, data)
-                .await;
+            let data = Payload::CommitFailed {
+                error: e.to_string(),
+            };
+            sh.event(Some(task), Some(n), data).await;
             Err(format!(
                 "cannot commit the attempt's work (it is left uncommitted in {}): {e}",
                 worktree.display()
@@ -112,9 +113,11 @@ pub(super) async fn restore_dot_git(sh: &Shared, task: &str, n: u32, worktree: &
         ),
         Err(e) => format!("the agent rewrote its worktree's .git, and baton could not put it back: {e}"),
     };
-    let data = json!({ "warnings": [said.clone()], "kept": [] });
-    sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
-        .await;
+    let data = Payload::BranchRewritten {
+        warnings: vec![said.clone()],
+        kept: Vec::new(),
+    };
+    sh.event(Some(task), Some(n), data).await;
     let id = task.to_string();
     if let Err(e) = sh
         .db(move |s, run| s.add_task_warnings(run, &id, &[said]))
@@ -140,9 +143,11 @@ pub(crate) async fn take_home(
         let said = vec![format!(
             "the agent's commits could not be fetched from its desk's git directory ({e}); what its files hold is committed as it is"
         )];
-        let data = json!({ "warnings": said, "kept": [] });
-        sh.event(Some(task), Some(n), EventKind::BranchRewritten, data)
-            .await;
+        let data = Payload::BranchRewritten {
+            warnings: said.clone(),
+            kept: Vec::new(),
+        };
+        sh.event(Some(task), Some(n), data).await;
         let id = task.to_string();
         if let Err(e) = sh
             .db(move |s, run| s.add_task_warnings(run, &id, &said))

@@ -9,7 +9,7 @@ use super::start::Start;
 use crate::adapter::{self, Adapter, LaunchRequest};
 use crate::engine::process::jail;
 use crate::engine::shared::Shared;
-use crate::model::EventKind;
+use crate::payload::Payload;
 use crate::plan::AgentProfile;
 use crate::template::PromptContext;
 use std::ffi::OsString;
@@ -165,9 +165,8 @@ pub(super) async fn limits(
     match Cgroup::make(&name, limits) {
         Ok(cg) => Some(cg),
         Err(notice) => {
-            let data = serde_json::json!({ "notice": notice });
-            sh.event(Some(&st.spec.id), Some(n), EventKind::SandboxNotice, data)
-                .await;
+            let data = Payload::SandboxNotice { notice };
+            sh.event(Some(&st.spec.id), Some(n), data).await;
             None
         }
     }

@@ -20,12 +20,12 @@ use crate::engine::desk::make::{make, Unmade};
 use crate::engine::desk::DeskPlan;
 use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
 use crate::engine::shared::Shared;
-use crate::model::{Activity, AttemptKind, AttemptStatus, EventKind};
+use crate::model::{Activity, AttemptKind, AttemptStatus};
+use crate::payload::Payload;
 use crate::plan::TaskSpec;
 use crate::store::{AttemptRecord, TaskUpdate};
 use crate::template::TaskView;
 use attempt::Step;
-use serde_json::json;
 pub(crate) use start::Start;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -242,9 +242,12 @@ async fn failed_attempt(sh: &Shared, st: &mut Start, failures: u32, f: Failed) -
         feedback: Some(Some(f.feedback.clone())),
         ..Default::default()
     };
-    let data = json!({ "attempt": f.n, "reason": f.reason, "retry": retry });
-    sh.update_task(&st.spec.id, upd, Some((EventKind::AttemptFailed, data)))
-        .await;
+    let data = Payload::AttemptFailed {
+        attempt: f.n,
+        reason: f.reason.clone(),
+        retry,
+    };
+    sh.update_task(&st.spec.id, upd, Some(data)).await;
     if retry {
         st.feedback = Some(f.feedback);
         return None;
@@ -300,14 +303,13 @@ async fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
         ..Default::default()
     };
     let feedback = st.feedback.as_deref().is_some_and(|f| !f.is_empty());
-    let data = json!({
-        "attempt": n,
-        "kind": st.kind,
-        "feedback": feedback,
-        "resumes_session": st.session.is_some(),
-    });
-    sh.update_task(task, upd, Some((EventKind::AttemptStarted, data)))
-        .await;
+    let data = Payload::AttemptStarted {
+        attempt: n,
+        kind: st.kind,
+        feedback,
+        resumes_session: st.session.is_some(),
+    };
+    sh.update_task(task, upd, Some(data)).await;
 }
 
 /// Failed attempts of the task so far (across resumes), read back from the

@@ -11,7 +11,7 @@ use crate::engine::process::gates::GateResult;
 use crate::engine::process::supervise::Ended;
 use crate::engine::shared::Shared;
 use crate::executor::{JobRequest, PodAttempt, PodEnd};
-use crate::model::EventKind;
+use crate::payload::{CheckEnd, Payload};
 use crate::plan::Kubernetes;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -168,9 +168,8 @@ pub(crate) async fn land(sh: &Shared, st: &Start, n: u32, remote: &Remote) -> Op
         let moved = sh.repo.in_desk_ok(&st.desk.worktree, reset).await;
         if let Err(e) = moved {
             let why = format!("cannot take the pod's work {c}: {e}");
-            let data = serde_json::json!({ "error": why });
-            sh.event(Some(&st.spec.id), Some(n), EventKind::CommitFailed, data)
-                .await;
+            let data = Payload::CommitFailed { error: why.clone() };
+            sh.event(Some(&st.spec.id), Some(n), data).await;
             end.pushed = false;
             end.error = Some(why);
         }
@@ -200,9 +199,10 @@ pub(crate) async fn gates(
         return pod_failed("the pod's work did not reach baton".into());
     }
     for g in &end.gates {
-        let started = serde_json::json!({ "gate": g.gate });
-        sh.event(Some(task), Some(n), EventKind::GateStarted, started)
-            .await;
+        let started = Payload::GateStarted {
+            gate: g.gate.clone(),
+        };
+        sh.event(Some(task), Some(n), started).await;
         let ended = match (g.code, g.timed_out, &g.error) {
             (Some(c), _, _) => Ended::Exited(c),
             (None, true, _) => Ended::TimedOut,
@@ -210,9 +210,13 @@ pub(crate) async fn gates(
         };
         let (passed, reason) =
             crate::engine::process::gates::judge("gate", &g.gate, &ended, timeout);
-        let data = serde_json::json!({ "gate": g.gate, "passed": passed, "duration_ms": g.duration_ms, "reason": reason });
-        sh.event(Some(task), Some(n), EventKind::GateFinished, data)
-            .await;
+        let data = Payload::GateFinished(CheckEnd {
+            gate: g.gate.clone(),
+            passed,
+            duration_ms: g.duration_ms,
+            reason: reason.clone(),
+        });
+        sh.event(Some(task), Some(n), data).await;
         if !passed {
             return crate::engine::process::gates::failed(&g.gate, reason, &g.tail);
         }

@@ -8,9 +8,9 @@ use crate::clock::now_ms;
 use crate::engine::messages::{WorkerCmd, WorkerNote};
 use crate::engine::process::supervise::AttemptSink;
 use crate::engine::shared::Shared;
-use crate::model::{Activity, EventKind};
+use crate::model::Activity;
+use crate::payload::Payload;
 use crate::store::AttemptUsage;
-use serde_json::json;
 
 pub(crate) struct Watch<'a> {
     pub sh: &'a Shared,
@@ -41,10 +41,8 @@ impl Watch<'_> {
     }
 
     async fn event(&mut self, e: &AgentEvent) -> Option<WorkerCmd> {
-        let data = serde_json::to_value(e).unwrap_or_default();
-        self.sh
-            .event(Some(self.task), Some(self.n), e.kind(), data)
-            .await;
+        let said = Payload::Agent(e.clone());
+        self.sh.event(Some(self.task), Some(self.n), said).await;
         match e {
             AgentEvent::Session { id, model } => {
                 if !id.is_empty() {
@@ -145,10 +143,10 @@ impl AttemptSink for Watch<'_> {
 
     async fn stalled(&mut self) -> Option<WorkerCmd> {
         self.set_activity(Activity::Stalled).await;
-        let data = json!({ "activity": "stalled" });
-        self.sh
-            .event(Some(self.task), Some(self.n), EventKind::Stalled, data)
-            .await;
+        let data = Payload::Stalled {
+            activity: Activity::Stalled,
+        };
+        self.sh.event(Some(self.task), Some(self.n), data).await;
         None
     }
 }
