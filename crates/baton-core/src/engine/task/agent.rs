@@ -16,7 +16,7 @@ use crate::store::AttemptRecord;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The agent's process, from start to end, and what its stream said.
-pub(super) struct AgentRun {
+pub(crate) struct AgentRun {
     pub(super) out: supervise::Outcome,
     pub(super) session: Option<String>,
     pub(super) last_error: Option<String>,
@@ -33,7 +33,7 @@ pub(super) async fn run_agent(
     p: &Prepared,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> AgentRun {
-    let remote = p.remote.as_ref();
+    let placement = &p.placement;
     let task = st.spec.id.as_str();
     let mut spec = Spec {
         program: p.launch.program.clone(),
@@ -49,15 +49,7 @@ pub(super) async fn run_agent(
             .unwrap_or_default(),
         grace: crate::process::KILL_GRACE,
     };
-    // On a cluster the process here follows the Job: the agent's
-    // environment and stdin travel in its request, not to it.
-    if let Some(r) = remote {
-        spec.program = r.program.clone();
-        spec.args = r.args.clone();
-        spec.env = Vec::new();
-        spec.timeout = r.timeout;
-        spec.grace = r.grace;
-    }
+    placement.shape(&mut spec);
     let id = task.to_string();
     let earlier: Vec<AttemptRecord> = sh
         .db(move |s, run| s.attempts(run, &id))
@@ -80,11 +72,11 @@ pub(super) async fn run_agent(
         last_error: None,
     };
     let steer = |m: &str| adapter.steer_line(m);
-    let local = remote.is_none();
+    let local = placement.is_here();
     let io = Io {
         parser: Some(adapter.parser()),
         stdin_lines: p.launch.stdin_lines.clone().filter(|_| local),
-        // A pod's stdin is not reachable: a steer restarts its attempt.
+        // A remote agent's stdin is not reachable: a steer restarts its attempt.
         steer: if local { Some(&steer) } else { None },
         stall_after: Some(st.spec.stall_after),
         redactor: Some(sh.redactor.clone()),

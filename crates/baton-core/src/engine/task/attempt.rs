@@ -6,10 +6,10 @@
 //! outcome in one place, whichever phase it came in.
 
 use super::agent::{fail_if, judge, label, run_agent, Verdict};
+use super::executor::Placement;
 use super::history;
 use super::keep::{keep_work, Kept};
 use super::launch::{gate_env, prepare};
-use super::remote;
 use super::start::Start;
 use crate::adapter::{self, Adapter};
 use crate::clock::now_ms;
@@ -20,7 +20,7 @@ use crate::engine::process::jail;
 use crate::engine::process::supervise::Ended;
 use crate::engine::shared::Shared;
 use crate::model::{Activity, AttemptStatus};
-use crate::plan::{AgentProfile, Executor};
+use crate::plan::AgentProfile;
 use crate::store::TaskUpdate;
 use std::ffi::OsString;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -109,23 +109,9 @@ pub(crate) async fn run(
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
     };
-    prepared.remote = match &profile.executor {
-        Executor::Local => None,
-        Executor::Kubernetes(cluster) => {
-            let gate_env = gate_env(&prepared.env);
-            let launched = remote::Launched {
-                program: &prepared.launch.program,
-                args: &prepared.launch.args,
-                env: &prepared.env,
-                stdin_lines: prepared.launch.stdin_lines.as_deref().unwrap_or_default(),
-                files: &prepared.launch.files,
-                gate_env: &gate_env,
-            };
-            match remote::launch(sh, st, cluster, n, launched).await {
-                Ok(r) => Some(r),
-                Err(reason) => return ledger.fail(reason).await,
-            }
-        }
+    prepared.placement = match Placement::place(sh, st, profile, n, &prepared).await {
+        Ok(p) => p,
+        Err(reason) => return ledger.fail(reason).await,
     };
     let seen = match &prepared.own_git {
         Some(own) => history::Seen::Own(own.dir.clone()),
@@ -133,26 +119,8 @@ pub(crate) async fn run(
     };
     let before = history::before(sh, &st.desk.worktree, seen).await;
     let mut ran = run_agent(sh, st, adapter, profile, n, &prepared, cmds).await;
-    let remote = prepared.remote.take();
-    let pod = match &remote {
-        Some(r) => remote::land(sh, st, n, r).await,
-        None => None,
-    };
-    // The pod's own timeout ended its agent: a timeout, as it would be here.
-    if pod.as_ref().is_some_and(|p| p.timed_out) && matches!(ran.out.ended, Ended::Exited(_)) {
-        ran.out.ended = Ended::TimedOut;
-    }
-    if let (Some(_), None) = (&remote, &pod) {
-        // No pod said how it went: the reason is what its follower said.
-        let said = ran
-            .out
-            .stderr_tail
-            .trim()
-            .lines()
-            .last()
-            .map(str::to_string);
-        ran.last_error = said.or(ran.last_error.take());
-    }
+    let placement = std::mem::replace(&mut prepared.placement, Placement::Local);
+    let landed = placement.land(sh, st, n, &mut ran).await;
     if let Some(cg) = prepared.cgroup.take() {
         cg.remove().await;
     }
@@ -201,9 +169,7 @@ pub(crate) async fn run(
         return step;
     }
     ledger.result(&result).await;
-    if remote.is_some() {
-        let end = pod.unwrap_or_default();
-        let gated = remote::gates(sh, &task, n, &end, st.spec.gates.len(), st.spec.timeout).await;
+    if let Some(gated) = landed.gates(sh, st, n).await {
         return checked(&ledger, st, gated, commit, result).await;
     }
     let gate_env = gate_env(&prepared.env);

@@ -4,7 +4,6 @@
 
 use super::lead;
 use super::prompt;
-use super::remote;
 use super::start::Start;
 use crate::adapter::{self, Adapter, LaunchRequest};
 use crate::engine::process::jail;
@@ -23,7 +22,7 @@ pub(super) fn gate_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)
 }
 
 /// What an attempt launches, and with which environment.
-pub(super) struct Prepared {
+pub(crate) struct Prepared {
     pub(super) launch: adapter::Launch,
     pub(super) env: Vec<(OsString, OsString)>,
     /// The sandbox the agent runs in (and its gates), and the proxy of an
@@ -35,8 +34,8 @@ pub(super) struct Prepared {
     pub(super) own_git: Option<crate::sandbox::OwnGit>,
     /// The cgroup that holds the agent to its `memory` and `pids`.
     pub(super) cgroup: Option<crate::sandbox::cgroup::Cgroup>,
-    /// On a cluster: the process here that makes and follows its Job.
-    pub(super) remote: Option<remote::Remote>,
+    /// Where the agent runs (set once the launch is prepared).
+    pub(super) placement: super::executor::Placement,
 }
 
 pub(super) async fn prepare(
@@ -141,7 +140,7 @@ pub(super) async fn prepare(
         _door: door,
         own_git,
         cgroup,
-        remote: None,
+        placement: super::executor::Placement::Local,
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod attempt;
+pub(crate) mod executor;
 pub(crate) mod history;
 pub(crate) mod hold;
 pub(crate) mod keep;
@@ -11,7 +12,6 @@ pub(crate) mod launch;
 pub(crate) mod lead;
 pub(crate) mod meter;
 pub(crate) mod prompt;
-pub(crate) mod remote;
 pub(crate) mod start;
 pub(crate) mod watch;
 

@@ -1,24 +1,24 @@
-//! An attempt whose profile runs on a cluster: the agent's launch, prepared
-//! as for a local attempt, becomes a [`JobRequest`] that baton's own
-//! `__kube-attempt` process turns into a Job and follows. That process is
+//! The Kubernetes executor: the agent's launch, prepared as for a local
+//! attempt, becomes a [`JobRequest`] that baton's own `__kube-attempt`
+//! process turns into a Job and follows. That process is
 //! what the engine supervises (the pod's log is its output: events, usage,
 //! budgets and `stall_after` work as for a local agent; ending it deletes
 //! the Job). Its end says where the pod pushed the work and how the pod's
 //! gates went.
 
-use super::start::Start;
-use crate::engine::process::gates::GateResult;
-use crate::engine::process::supervise::Ended;
+use super::super::launch::Prepared;
+use super::super::start::Start;
+use crate::engine::process::supervise::Spec;
 use crate::engine::shared::Shared;
 use crate::executor::{JobRequest, PodAttempt, PodEnd};
-use crate::payload::{CheckEnd, Payload};
+use crate::payload::Payload;
 use crate::plan::Kubernetes;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A launched remote attempt: what to run here, and where its end goes.
-pub(crate) struct Remote {
+/// A placed attempt: the follower to run here, and where its end goes.
+pub(crate) struct Follower {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub end_file: PathBuf,
@@ -31,15 +31,6 @@ pub(crate) struct Remote {
 
 const START_MARGIN: Duration = Duration::from_secs(120);
 
-pub(crate) struct Launched<'a> {
-    pub program: &'a OsString,
-    pub args: &'a [OsString],
-    pub env: &'a [(OsString, OsString)],
-    pub stdin_lines: &'a [String],
-    pub files: &'a [(PathBuf, String)],
-    pub gate_env: &'a [(OsString, OsString)],
-}
-
 fn text(s: &std::ffi::OsStr) -> String {
     s.to_string_lossy().into_owned()
 }
@@ -50,13 +41,15 @@ fn pairs(env: &[(OsString, OsString)]) -> Vec<(String, String)> {
 
 /// Writes the attempt's [`JobRequest`] next to its log; the process that
 /// runs it is baton's `__kube-attempt`.
-pub(crate) async fn launch(
+pub(crate) async fn place(
     sh: &Shared,
     st: &Start,
     cluster: &Kubernetes,
     n: u32,
-    l: Launched<'_>,
-) -> Result<Remote, String> {
+    p: &Prepared,
+    gate_env: &[(OsString, OsString)],
+) -> Result<Follower, String> {
+    let stdin_lines = p.launch.stdin_lines.as_deref().unwrap_or_default();
     let baton = sh.baton.clone().ok_or(
         "an attempt on Kubernetes needs baton's own binary to follow its Job, and this engine was started without it",
     )?;
@@ -66,9 +59,9 @@ pub(crate) async fn launch(
         .resolve_commit(&st.desk.branch)
         .await
         .map_err(|e| format!("cannot read the task's branch {}: {e}", st.desk.branch))?;
-    let mut files: Vec<(PathBuf, String)> = l.files.to_vec();
+    let mut files: Vec<(PathBuf, String)> = p.launch.files.to_vec();
     // The prompt file the environment names, for agents that read it.
-    if let Some((_, p)) = l.env.iter().find(|(k, _)| k == "BATON_PROMPT_FILE") {
+    if let Some((_, p)) = p.env.iter().find(|(k, _)| k == "BATON_PROMPT_FILE") {
         let path = PathBuf::from(p);
         if let Ok(t) = tokio::fs::read_to_string(&path).await {
             files.push((path, t));
@@ -83,13 +76,13 @@ pub(crate) async fn launch(
         "CODEX_HOME",
         "TMPDIR",
     ];
-    let dirs = l
+    let dirs = p
         .env
         .iter()
         .filter(|(k, v)| homes.iter().any(|h| k == h) && std::path::Path::new(v).is_absolute())
         .map(|(_, v)| PathBuf::from(v))
         .collect();
-    let mut env = pairs(l.env);
+    let mut env = pairs(&p.env);
     env.extend(identity(&sh.repo.root).await);
     let log = sh.paths.attempt_log(&sh.run_id, task, n);
     let req = JobRequest {
@@ -102,14 +95,14 @@ pub(crate) async fn launch(
             start,
             keep_ref: crate::paths::attempt_ref(&sh.run_id, task, n),
             worktree: st.desk.worktree.clone(),
-            program: text(l.program),
-            args: l.args.iter().map(|a| text(a)).collect(),
+            program: text(&p.launch.program),
+            args: p.launch.args.iter().map(|a| text(a)).collect(),
             env,
-            stdin_lines: l.stdin_lines.to_vec(),
+            stdin_lines: stdin_lines.to_vec(),
             files,
             dirs,
             gates: st.spec.gates.clone(),
-            gate_env: pairs(l.gate_env),
+            gate_env: pairs(gate_env),
             timeout_secs: st.spec.timeout.as_secs().max(1),
             message: format!("baton: {task} attempt {n} (in its pod)"),
         },
@@ -127,7 +120,7 @@ pub(crate) async fn launch(
     tokio::fs::write(&spec_file, json)
         .await
         .map_err(|e| format!("cannot write {}: {e}", spec_file.display()))?;
-    Ok(Remote {
+    Ok(Follower {
         program: baton.into(),
         args: vec!["__kube-attempt".into(), spec_file.into()],
         end_file: req.end_file,
@@ -157,11 +150,28 @@ async fn identity(root: &std::path::Path) -> Vec<(String, String)> {
     out
 }
 
+impl Follower {
+    /// The follower is the process the engine supervises, with the pod's
+    /// time and grace.
+    pub fn shape(&self, spec: &mut Spec<'_>) {
+        spec.program = self.program.clone();
+        spec.args = self.args.clone();
+        spec.env = Vec::new();
+        spec.timeout = self.timeout;
+        spec.grace = self.grace;
+    }
+
+    /// The pod's end, once its follower is gone (see [`land`]).
+    pub async fn land(self, sh: &Shared, st: &Start, n: u32) -> Option<PodEnd> {
+        land(sh, st, n, &self.end_file).await
+    }
+}
+
 /// The pod's end, once its follower is gone; the task's worktree (and so
 /// its branch) is moved to the commit the pod pushed, so the rest of the
 /// attempt (keeping the work, the merge) goes as for a local one.
-pub(crate) async fn land(sh: &Shared, st: &Start, n: u32, remote: &Remote) -> Option<PodEnd> {
-    let text = tokio::fs::read_to_string(&remote.end_file).await.ok()?;
+async fn land(sh: &Shared, st: &Start, n: u32, end_file: &Path) -> Option<PodEnd> {
+    let text = tokio::fs::read_to_string(end_file).await.ok()?;
     let mut end: PodEnd = serde_json::from_str(&text).ok()?;
     if let (Some(c), true) = (end.commit.clone(), end.pushed) {
         let reset = ["reset", "-q", "--hard", c.as_str()];
@@ -175,55 +185,4 @@ pub(crate) async fn land(sh: &Shared, st: &Start, n: u32, remote: &Remote) -> Op
         }
     }
     Some(end)
-}
-
-/// The pod's gates as events and a result, in the words of local gates.
-pub(crate) async fn gates(
-    sh: &Shared,
-    task: &str,
-    n: u32,
-    end: &PodEnd,
-    expected: usize,
-    timeout: Duration,
-) -> GateResult {
-    // A failure of the pod's own, with what went wrong in it.
-    let pod_failed = |what: String| {
-        let why = end.error.as_deref().map(|e| format!(": {e}"));
-        let reason = format!("{what}{}", why.unwrap_or_default());
-        GateResult::Failed {
-            feedback: reason.clone(),
-            reason,
-        }
-    };
-    if !end.pushed {
-        return pod_failed("the pod's work did not reach baton".into());
-    }
-    for g in &end.gates {
-        let started = Payload::GateStarted {
-            gate: g.gate.clone(),
-        };
-        sh.event(Some(task), Some(n), started).await;
-        let ended = match (g.code, g.timed_out, &g.error) {
-            (Some(c), _, _) => Ended::Exited(c),
-            (None, true, _) => Ended::TimedOut,
-            (None, false, e) => Ended::SpawnFailed(e.clone().unwrap_or_default()),
-        };
-        let (passed, reason) =
-            crate::engine::process::gates::judge("gate", &g.gate, &ended, timeout);
-        let data = Payload::GateFinished(CheckEnd {
-            gate: g.gate.clone(),
-            passed,
-            duration_ms: g.duration_ms,
-            reason: reason.clone(),
-        });
-        sh.event(Some(task), Some(n), data).await;
-        if !passed {
-            return crate::engine::process::gates::failed(&g.gate, reason, &g.tail);
-        }
-    }
-    if end.gates.len() < expected {
-        let ran = end.gates.len();
-        return pod_failed(format!("the pod ran {ran} of the task's {expected} gates"));
-    }
-    GateResult::Passed
 }
