@@ -31,6 +31,32 @@ pub enum WorkerCmd {
     OverBudget(String),
 }
 
+impl WorkerCmd {
+    /// How a request that cut a task's go short ends it (`commit` and
+    /// `result`: what the go left; `during`: what a stop cut short, in
+    /// words). Err: a steer, whose message the next attempt gets.
+    pub(crate) fn ends(
+        self,
+        commit: Option<String>,
+        result: String,
+        during: &str,
+    ) -> Result<Outcome, String> {
+        match self {
+            WorkerCmd::Shutdown => Ok(Outcome::Interrupted { commit }),
+            WorkerCmd::Stop => Ok(Outcome::Stopped {
+                commit,
+                reason: format!("stopped by request (baton stop){during}"),
+            }),
+            WorkerCmd::OverBudget(reason) => Ok(Outcome::Failed {
+                commit,
+                reason,
+                result,
+            }),
+            WorkerCmd::Steer(message) | WorkerCmd::Message { said: message, .. } => Err(message),
+        }
+    }
+}
+
 /// How a worker's go at a task ended.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {

@@ -7,7 +7,7 @@
 //! inputs changed). It runs in a task of its own, so the engine goes on
 //! answering while it does.
 
-use crate::engine::desk::workspace;
+use crate::engine::desk::{pool, workspace};
 use crate::engine::messages::{WorkerCmd, WorkerNote};
 use crate::engine::process::gates::{self, GateResult, Kind};
 use crate::engine::shared::Shared;
@@ -98,32 +98,15 @@ async fn check(
             tracing::warn!("verify: {note}");
         }
     }
-    let ws = &sh.plan.workspace;
-    if !ws.setup.is_empty() {
-        let key = crate::engine::desk::pool::setup_key(sh, commit).await;
-        if crate::engine::desk::pool::read_key(&sh.repo, dir).as_deref() != Some(key.as_str()) {
-            let run = gates::GateRun {
-                kind: Kind::Setup,
-                task: Some(task),
-                attempt: None,
-                gates: &ws.setup,
-                worktree: dir,
-                log: log.clone(),
-                timeout: ws.setup_timeout,
-                env: &env,
-                jail,
-            };
-            match gates::run_all(sh, run, cmds).await {
-                GateResult::Passed => crate::engine::desk::pool::write_key(&sh.repo, dir, &key),
-                GateResult::Failed { reason, feedback } => {
-                    return GateResult::Failed {
-                        reason: format!("verify's setup: {reason}"),
-                        feedback,
-                    }
-                }
-                interrupted => return interrupted,
-            }
-        }
+    let desk = Desk {
+        task,
+        dir,
+        env: &env,
+        jail,
+        log: &log,
+    };
+    if let Some(unset) = setup(sh, &desk, commit, cmds).await {
+        return unset;
     }
     let run = gates::GateRun {
         kind: Kind::Verify,
@@ -137,6 +120,55 @@ async fn check(
         jail,
     };
     gates::run_all(sh, run, cmds).await
+}
+
+/// The verify desk as its checks see it.
+struct Desk<'a> {
+    task: &'a str,
+    dir: &'a Path,
+    env: &'a [(OsString, OsString)],
+    jail: Option<&'a [OsString]>,
+    log: &'a Path,
+}
+
+/// `[workspace] setup` in the verify desk, when its inputs changed since it
+/// last ran there; Some: it did not pass.
+async fn setup(
+    sh: &Shared,
+    desk: &Desk<'_>,
+    commit: &str,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Option<GateResult> {
+    let ws = &sh.plan.workspace;
+    if ws.setup.is_empty() {
+        return None;
+    }
+    let key = pool::setup_key(sh, commit).await;
+    if pool::read_key(&sh.repo, desk.dir).as_deref() == Some(key.as_str()) {
+        return None;
+    }
+    let run = gates::GateRun {
+        kind: Kind::Setup,
+        task: Some(desk.task),
+        attempt: None,
+        gates: &ws.setup,
+        worktree: desk.dir,
+        log: desk.log.to_path_buf(),
+        timeout: ws.setup_timeout,
+        env: desk.env,
+        jail: desk.jail,
+    };
+    match gates::run_all(sh, run, cmds).await {
+        GateResult::Passed => {
+            pool::write_key(&sh.repo, desk.dir, &key);
+            None
+        }
+        GateResult::Failed { reason, feedback } => Some(GateResult::Failed {
+            reason: format!("verify's setup: {reason}"),
+            feedback,
+        }),
+        interrupted => Some(interrupted),
+    }
 }
 
 /// The verify desk's name among the run's desks (ports, workspace id): not

@@ -361,45 +361,26 @@ async fn interrupted(
     commit: Option<String>,
     result: String,
 ) -> Step {
-    let in_gates = code.is_some();
-    let (status, why, step) = match cmd {
+    let during = if code.is_some() { " during gates" } else { "" };
+    let (status, why) = match &cmd {
         WorkerCmd::Shutdown => (
             AttemptStatus::Interrupted,
-            if in_gates {
-                "baton was stopped during gates".to_string()
-            } else {
-                "baton was stopped".to_string()
-            },
-            Step::End(Outcome::Interrupted { commit }),
+            format!("baton was stopped{during}"),
         ),
-        WorkerCmd::Stop => (
-            AttemptStatus::Stopped,
-            if in_gates {
-                "stopped during gates".to_string()
-            } else {
-                "stopped by request".to_string()
-            },
-            Step::End(Outcome::Stopped {
-                commit,
-                reason: "stopped by request (baton stop)".into(),
-            }),
-        ),
-        WorkerCmd::OverBudget(reason) => (
-            AttemptStatus::Failed,
-            reason.clone(),
-            Step::End(Outcome::Failed {
-                commit,
-                reason,
-                result,
-            }),
-        ),
+        WorkerCmd::Stop if code.is_some() => {
+            (AttemptStatus::Stopped, "stopped during gates".into())
+        }
+        WorkerCmd::Stop => (AttemptStatus::Stopped, "stopped by request".into()),
+        WorkerCmd::OverBudget(reason) => (AttemptStatus::Failed, reason.clone()),
         // A message never ends an attempt (supervise hands it over or
         // leaves it); were it to, it would be a steer.
-        WorkerCmd::Steer(message) | WorkerCmd::Message { said: message, .. } => (
-            AttemptStatus::Steered,
-            "restarted with a message".to_string(),
-            Step::Steered(message),
-        ),
+        WorkerCmd::Steer(_) | WorkerCmd::Message { .. } => {
+            (AttemptStatus::Steered, "restarted with a message".into())
+        }
+    };
+    let step = match cmd.ends(commit, result, "") {
+        Ok(end) => Step::End(end),
+        Err(message) => Step::Steered(message),
     };
     ledger.finish(status, code, Some(&why)).await;
     step

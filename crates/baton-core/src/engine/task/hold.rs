@@ -70,28 +70,17 @@ pub(crate) async fn after_limit(
             ));
             Ok(())
         }
-        Held::Cmd(WorkerCmd::Steer(message)) => {
-            st.feedback = Some(message);
-            Ok(())
+        // A steer goes on with its message; any other request ends the task.
+        Held::Cmd(cmd) => {
+            let Limited { commit, result, .. } = limited;
+            match cmd.ends(commit, result, " while it waited out a rate limit") {
+                Ok(end) => Err(end),
+                Err(message) => {
+                    st.feedback = Some(message);
+                    Ok(())
+                }
+            }
         }
-        Held::Cmd(cmd) => Err(ended_by(cmd, limited)),
-    }
-}
-
-/// How a request that came while the task waited out a limit ends it.
-fn ended_by(cmd: WorkerCmd, limited: Limited) -> Outcome {
-    let Limited { commit, result, .. } = limited;
-    match cmd {
-        WorkerCmd::Shutdown => Outcome::Interrupted { commit },
-        WorkerCmd::OverBudget(reason) => Outcome::Failed {
-            commit,
-            reason,
-            result,
-        },
-        _ => Outcome::Stopped {
-            commit,
-            reason: "stopped by request (baton stop) while it waited out a rate limit".into(),
-        },
     }
 }
 

@@ -46,40 +46,9 @@ pub(super) async fn prepare(
     n: u32,
 ) -> Result<Prepared, String> {
     let feedback = st.feedback.clone().unwrap_or_default();
-    let ctx = PromptContext {
-        tasks: st.upstream.clone(),
-        feedback: feedback.clone(),
-        task: st.spec.id.clone(),
-        run: sh.run_id.clone(),
-        attempt: n,
-    };
-    let root = &sh.repo.root;
     let text_prompt = adapter.prompt_is_text();
-    let full_prompt = prompt::build(
-        &st.spec,
-        profile,
-        &ctx,
-        &st.desk.worktree,
-        root,
-        text_prompt,
-    )?;
-    // A resumed session has the task already: it gets only what is new.
-    let mut agent_prompt = match (&st.session, feedback.is_empty()) {
-        (Some(_), false) => format!("Feedback on your previous attempt:\n{feedback}"),
-        _ => full_prompt.clone(),
-    };
-    // Messages that could not reach it while it ran come with this attempt.
-    let task = st.spec.id.clone();
-    let inbox: Vec<String> = sh
-        .db(move |s, run| s.take_undelivered(run, &task))
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(|m| m.said())
-        .collect();
-    if !inbox.is_empty() && text_prompt {
-        agent_prompt.push_str(&format!("\n\n{}", inbox.join("\n")));
-    }
+    let said = prompts(sh, st, profile, n, &feedback, text_prompt).await?;
+    let (full_prompt, agent_prompt, inbox) = (said.full, said.agent, said.inbox);
     let (mcp, door) = match lead::open(sh, st, n).await? {
         Some((tools, door)) => (Some(tools), Some(door)),
         None => (None, None),
@@ -95,16 +64,7 @@ pub(super) async fn prepare(
         mcp: mcp.as_ref(),
         sandboxed: profile.sandbox.is_some(),
     })?;
-    for (path, text) in &launch.files {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        tokio::fs::write(path, text)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
+    write_files(&launch.files).await?;
     let mut adapter_env = std::mem::take(&mut launch.env);
     if !inbox.is_empty() {
         adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
@@ -142,6 +102,68 @@ pub(super) async fn prepare(
         cgroup,
         placement: super::executor::Placement::Local,
     })
+}
+
+/// What attempt `n`'s agent is told: the `full` prompt (instructions,
+/// template, context, feedback), what its `agent` gets (only the feedback
+/// when it resumes its session), and the messages that could not reach it
+/// while it ran (`inbox`, which come with this attempt).
+struct Prompts {
+    full: String,
+    agent: String,
+    inbox: Vec<String>,
+}
+
+async fn prompts(
+    sh: &Shared,
+    st: &Start,
+    profile: &AgentProfile,
+    n: u32,
+    feedback: &str,
+    text_prompt: bool,
+) -> Result<Prompts, String> {
+    let ctx = PromptContext {
+        tasks: st.upstream.clone(),
+        feedback: feedback.to_string(),
+        task: st.spec.id.clone(),
+        run: sh.run_id.clone(),
+        attempt: n,
+    };
+    let root = &sh.repo.root;
+    let worktree = &st.desk.worktree;
+    let full = prompt::build(&st.spec, profile, &ctx, worktree, root, text_prompt)?;
+    // A resumed session has the task already: it gets only what is new.
+    let mut agent = match (&st.session, feedback.is_empty()) {
+        (Some(_), false) => format!("Feedback on your previous attempt:\n{feedback}"),
+        _ => full.clone(),
+    };
+    let task = st.spec.id.clone();
+    let inbox: Vec<String> = sh
+        .db(move |s, run| s.take_undelivered(run, &task))
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.said())
+        .collect();
+    if !inbox.is_empty() && text_prompt {
+        agent.push_str(&format!("\n\n{}", inbox.join("\n")));
+    }
+    Ok(Prompts { full, agent, inbox })
+}
+
+/// The files the adapter asks for (its MCP config, say), written first.
+async fn write_files(files: &[(std::path::PathBuf, String)]) -> Result<(), String> {
+    for (path, text) in files {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        tokio::fs::write(path, text)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The cgroup of an attempt whose profile limits memory or processes; a

@@ -59,29 +59,7 @@ pub(crate) async fn place(
         .resolve_commit(&st.desk.branch)
         .await
         .map_err(|e| format!("cannot read the task's branch {}: {e}", st.desk.branch))?;
-    let mut files: Vec<(PathBuf, String)> = p.launch.files.to_vec();
-    // The prompt file the environment names, for agents that read it.
-    if let Some((_, p)) = p.env.iter().find(|(k, _)| k == "BATON_PROMPT_FILE") {
-        let path = PathBuf::from(p);
-        if let Ok(t) = tokio::fs::read_to_string(&path).await {
-            files.push((path, t));
-        }
-    }
-    let homes = [
-        "HOME",
-        "XDG_CONFIG_HOME",
-        "XDG_DATA_HOME",
-        "XDG_CACHE_HOME",
-        "XDG_STATE_HOME",
-        "CODEX_HOME",
-        "TMPDIR",
-    ];
-    let dirs = p
-        .env
-        .iter()
-        .filter(|(k, v)| homes.iter().any(|h| k == h) && std::path::Path::new(v).is_absolute())
-        .map(|(_, v)| PathBuf::from(v))
-        .collect();
+    let (files, dirs) = (carried_files(p).await, homes(p));
     let mut env = pairs(&p.env);
     env.extend(identity(&sh.repo.root).await);
     let log = sh.paths.attempt_log(&sh.run_id, task, n);
@@ -127,6 +105,38 @@ pub(crate) async fn place(
         grace: cluster.grace + Duration::from_secs(15),
         timeout: st.spec.timeout + cluster.grace + START_MARGIN,
     })
+}
+
+/// The files the agent gets outside its worktree (its settings, and the
+/// prompt file its environment names, for agents that read it).
+async fn carried_files(p: &Prepared) -> Vec<(PathBuf, String)> {
+    let mut files: Vec<(PathBuf, String)> = p.launch.files.to_vec();
+    if let Some((_, f)) = p.env.iter().find(|(k, _)| k == "BATON_PROMPT_FILE") {
+        let path = PathBuf::from(f);
+        if let Ok(t) = tokio::fs::read_to_string(&path).await {
+            files.push((path, t));
+        }
+    }
+    files
+}
+
+/// The homes the agent's environment names (a hermetic home), made in the
+/// pod before it starts.
+fn homes(p: &Prepared) -> Vec<PathBuf> {
+    const HOMES: [&str; 7] = [
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "CODEX_HOME",
+        "TMPDIR",
+    ];
+    p.env
+        .iter()
+        .filter(|(k, v)| HOMES.iter().any(|h| k == h) && Path::new(v).is_absolute())
+        .map(|(_, v)| PathBuf::from(v))
+        .collect()
 }
 
 /// Who commits in the pod: the identity commits here have (baton's
