@@ -1,15 +1,20 @@
-//! The run engine. A reader finds each part in the file named after it:
+//! The run engine, in rooms by concern; imports only go down the list:
 //!
-//! - [`board`]: every task's status and every rule that moves it; pure, no I/O.
-//! - [`merge`]: the merge queue onto the integration branch; git only.
-//! - [`shell`]: the [`Engine`] itself, which carries out what the board
-//!   decides (store rows and events, workers, merges) and answers requests.
-//! - [`handle`]: requests to an engine in this process, answered over a channel.
-//! - [`setup`]: creating a run, and taking one over after a crash.
-//! - [`desks`]: where task worktrees live, and reusing those of done tasks.
-//! - [`worker`]: one task from worktree to checked result, attempt by attempt;
-//!   [`attempt`] one attempt in phases; [`watch`] what its agent's stream
-//!   means; [`supervise`] one process group; [`gates`] the checks after it.
+//! - `run/`: the [`Engine`] loop: it asks the board, carries out its
+//!   actions (store rows and events, workers, merges) and answers requests;
+//!   starting a run and taking one over after a crash; the in-process handle.
+//! - `merge/`: from "task done" to "branch moved": the merge lane, the
+//!   queue onto the integration branch, verify batches, the resolver's prompt.
+//! - `task/`: one task from desk to checked result, attempt by attempt, and
+//!   where its agent runs (its executor).
+//! - `desk/`: where tasks work: worktrees, spares, the warm pool, setup.
+//! - `process/`: one process group: its sandbox, supervision, output, gates.
+//! - `board/`: every task's standing and every rule that moves it; pure, no
+//!   I/O; the only owner of provider limits.
+//! - `shared.rs` and `messages.rs`: what every part shares, and what travels
+//!   between them.
+//!
+//! docs/architecture.md walks one task through them.
 
 mod board;
 mod desk;

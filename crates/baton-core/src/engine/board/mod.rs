@@ -3,7 +3,7 @@
 //! skips, retry and un-skip, approve, stop, steer, the run budget,
 //! shutdown). It does no I/O: it takes facts (an attempt ended, a merge
 //! happened, a person asked for something) and returns the [`Action`]s the
-//! engine shell carries out, in order. Its own state changes at once, so the
+//! engine's loop carries out, in order. Its own state changes at once, so the
 //! next question it is asked sees them.
 //!
 //! Here: starting tasks and the run's end. How a go ends is in [`ends`],
@@ -24,7 +24,7 @@ use crate::plan::TaskSpec;
 use crate::store::TaskUpdate;
 use std::collections::{BTreeMap, HashMap};
 
-/// What the shell must do, in the order given.
+/// What the engine must do, in the order given.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Action {
     /// Write the task's row (its new status, if any, and columns) and the event

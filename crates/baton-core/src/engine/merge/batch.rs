@@ -4,7 +4,7 @@
 //! breaks the checks is found by bisection, as merge queues like bors and
 //! Zuul do: every prefix that passes lands, the culprit fails, and the tasks
 //! after it go back to the queue (their merges sat on the culprit's).
-//! Pure: the shell runs the checks and moves the branch.
+//! Pure: the merge lane runs the checks and moves the branch.
 
 /// One task of the batch and its merge commit.
 pub(crate) type Merge = (usize, String);

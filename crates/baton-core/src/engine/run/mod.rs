@@ -1,4 +1,4 @@
-//! The engine shell: it asks the board what to do and does it. Store rows
+//! The engine's loop: it asks the board what to do and does it. Store rows
 //! and their events (one transaction each), workers started and told,
 //! merges, worktrees dropped. Requests come from a handle in this process
 //! or, for other processes, from the store's control table; both take the
