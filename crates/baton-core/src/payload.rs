@@ -290,21 +290,16 @@ impl Payload {
     /// The kind and the data the store keeps (keys in order, as JSON
     /// objects always were).
     pub fn into_parts(self) -> (EventKind, Value) {
+        let kind = self.kind();
         if let Payload::Agent(e) = self {
-            return (e.kind(), serde_json::to_value(&e).unwrap_or(Value::Null));
+            return (kind, serde_json::to_value(&e).unwrap_or(Value::Null));
         }
-        let Ok(Value::Object(mut tagged)) = serde_json::to_value(&self) else {
-            // Every variant is a struct of plain fields: it always serializes.
-            return (EventKind::Interrupt, Value::Null);
+        // Adjacently tagged: the data is the value under "data".
+        let data = match serde_json::to_value(&self) {
+            Ok(Value::Object(mut tagged)) => tagged.remove("data"),
+            _ => None,
         };
-        let kind = tagged
-            .remove("kind")
-            .and_then(|k| k.as_str().and_then(|k| k.parse().ok()))
-            .unwrap_or(EventKind::Interrupt);
-        let data = tagged
-            .remove("data")
-            .unwrap_or_else(|| serde_json::json!({}));
-        (kind, data)
+        (kind, data.unwrap_or_else(|| serde_json::json!({})))
     }
 
     /// Why, for the kinds that say why (a failure, a stop, a skip, a wait).
@@ -328,8 +323,56 @@ impl Payload {
         }
     }
 
+    /// Its kind (without serializing it).
     pub fn kind(&self) -> EventKind {
-        self.clone().into_parts().0
+        match self {
+            Payload::RunStarted { .. } => EventKind::RunStarted,
+            Payload::RunResumed { .. } => EventKind::RunResumed,
+            Payload::RunFinished { .. } => EventKind::RunFinished,
+            Payload::Interrupt { .. } => EventKind::Interrupt,
+            Payload::BudgetExceeded { .. } => EventKind::BudgetExceeded,
+            Payload::TaskQueued { .. } => EventKind::TaskQueued,
+            Payload::TaskStarted { .. } => EventKind::TaskStarted,
+            Payload::AttemptStarted { .. } => EventKind::AttemptStarted,
+            Payload::AttemptFailed { .. } => EventKind::AttemptFailed,
+            Payload::Committed { .. } => EventKind::Committed,
+            Payload::CommitFailed { .. } => EventKind::CommitFailed,
+            Payload::GateStarted { .. } => EventKind::GateStarted,
+            Payload::GateFinished(..) => EventKind::GateFinished,
+            Payload::VerifyStarted { .. } => EventKind::VerifyStarted,
+            Payload::VerifyFinished(..) => EventKind::VerifyFinished,
+            Payload::VerifyFailed { .. } => EventKind::VerifyFailed,
+            Payload::Stalled { .. } => EventKind::Stalled,
+            Payload::Steered { .. } => EventKind::Steered,
+            Payload::ApprovalNeeded { .. } => EventKind::ApprovalNeeded,
+            Payload::Approved { .. } => EventKind::Approved,
+            Payload::MergeQueued { .. } => EventKind::MergeQueued,
+            Payload::Merged { .. } => EventKind::Merged,
+            Payload::Succeeded { .. } => EventKind::Succeeded,
+            Payload::Failed { .. } => EventKind::Failed,
+            Payload::Stopped { .. } => EventKind::Stopped,
+            Payload::Conflicted { .. } => EventKind::Conflicted,
+            Payload::Skipped { .. } => EventKind::Skipped,
+            Payload::Unskipped { .. } => EventKind::Unskipped,
+            Payload::Interrupted { .. } => EventKind::Interrupted,
+            Payload::RetryRequested { .. } => EventKind::RetryRequested,
+            Payload::BranchRewritten { .. } => EventKind::BranchRewritten,
+            Payload::IntegrationRestored { .. } => EventKind::IntegrationRestored,
+            Payload::RepoChanged { .. } => EventKind::RepoChanged,
+            Payload::ConflictAhead { .. } => EventKind::ConflictAhead,
+            Payload::Resolving { .. } => EventKind::Resolving,
+            Payload::Waiting { .. } => EventKind::Waiting,
+            Payload::SetupStarted { .. } => EventKind::SetupStarted,
+            Payload::SetupFinished(..) => EventKind::SetupFinished,
+            Payload::TeardownStarted { .. } => EventKind::TeardownStarted,
+            Payload::TeardownFinished(..) => EventKind::TeardownFinished,
+            Payload::MessageSent(..) => EventKind::MessageSent,
+            Payload::MessageReceived(..) => EventKind::MessageReceived,
+            Payload::SandboxNotice { .. } => EventKind::SandboxNotice,
+            Payload::SandboxConnection { .. } => EventKind::SandboxConnection,
+            Payload::Fallback { .. } => EventKind::Fallback,
+            Payload::Agent(e) => e.kind(),
+        }
     }
 
     /// An event read back from its kind and data; an error names what does
@@ -525,6 +568,7 @@ mod tests {
             let p = sample(kind);
             let (k, data) = p.clone().into_parts();
             assert_eq!(k, kind);
+            assert_eq!(p.kind(), kind);
             assert!(data.is_object(), "{kind}: {data}");
             assert_eq!(Payload::read(kind, &data).unwrap(), p, "{kind}");
         }
