@@ -261,20 +261,7 @@ pub(crate) async fn spawn<'a>(
         stall_after,
         redactor,
     } = io;
-    if let Some(dir) = spec.log.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("cannot create log dir {}: {e}", dir.display()))?;
-    }
-    let open_log = || async {
-        tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&spec.log)
-            .await
-            .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))
-    };
-    let (log_out, log_err) = (open_log().await?, open_log().await?);
+    let (log_out, log_err) = open_logs(&spec.log).await?;
     let mut child = command(&spec, stdin_lines.is_some()).spawn().map_err(|e| {
         let prog = spec.program.to_string_lossy();
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -332,6 +319,24 @@ pub(crate) async fn spawn<'a>(
         err_task,
         watchdog,
     })
+}
+
+/// The log, opened twice for appending (stdout's pump and stderr's).
+async fn open_logs(log: &Path) -> Result<(tokio::fs::File, tokio::fs::File), String> {
+    if let Some(dir) = log.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("cannot create log dir {}: {e}", dir.display()))?;
+    }
+    let open_log = || async {
+        tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .await
+            .map_err(|e| format!("cannot open log {}: {e}", log.display()))
+    };
+    Ok((open_log().await?, open_log().await?))
 }
 
 /// The process in a group of its own (so that stop, timeout and baton's
@@ -504,39 +509,55 @@ impl Running<'_> {
                         }
                     }
                 }
-                cmd = cmds.recv() => match cmd {
-                    // A message never ends the attempt; one that cannot be
-                    // handed over now waits for the next attempt.
-                    Some(WorkerCmd::Message { id, said }) => {
-                        if self.steers_live(&said) {
-                            let line = self.steer.and_then(|f| f(&said)).unwrap_or_default();
-                            if self.stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok()) {
-                                turns_expected += 1;
-                                sink.delivered(id).await;
-                            }
-                        }
+                cmd = cmds.recv() => {
+                    if let Some(ended) = self.on_cmd(cmd, sink, &mut turns_expected).await {
+                        return ended;
                     }
-                    Some(WorkerCmd::Steer(m)) if self.steers_live(&m) => {
-                        let line = self.steer.and_then(|f| f(&m)).unwrap_or_default();
-                        let sent = self.stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok());
-                        if sent {
-                            turns_expected += 1;
-                        } else {
-                            self.kill().await;
-                            return Ended::Cmd(WorkerCmd::Steer(m));
-                        }
-                    }
-                    Some(c) => {
-                        self.kill().await;
-                        return Ended::Cmd(c);
-                    }
-                    // The engine is gone: nobody will ask again; let the process finish.
-                    None => return match self.child.wait().await {
-                        Ok(s) => Ended::Exited(exit_code(s)),
-                        Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
-                    },
-                },
+                }
             }
+        }
+    }
+
+    /// A request while the process runs: a message or a steer the agent
+    /// takes live goes to its stdin (one more turn expected); any other
+    /// request ends it. Some: how the process ended.
+    async fn on_cmd<S: AttemptSink>(
+        &mut self,
+        cmd: Option<WorkerCmd>,
+        sink: &mut S,
+        turns_expected: &mut u32,
+    ) -> Option<Ended> {
+        match cmd {
+            // A message never ends the attempt; one that cannot be handed
+            // over now waits for the next attempt.
+            Some(WorkerCmd::Message { id, said }) => {
+                if self.steers_live(&said) {
+                    let line = self.steer.and_then(|f| f(&said)).unwrap_or_default();
+                    if self.stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok()) {
+                        *turns_expected += 1;
+                        sink.delivered(id).await;
+                    }
+                }
+                None
+            }
+            Some(WorkerCmd::Steer(m)) if self.steers_live(&m) => {
+                let line = self.steer.and_then(|f| f(&m)).unwrap_or_default();
+                if self.stdin.as_ref().is_some_and(|tx| tx.send(line).is_ok()) {
+                    *turns_expected += 1;
+                    return None;
+                }
+                self.kill().await;
+                Some(Ended::Cmd(WorkerCmd::Steer(m)))
+            }
+            Some(c) => {
+                self.kill().await;
+                Some(Ended::Cmd(c))
+            }
+            // The engine is gone: nobody will ask again; let the process finish.
+            None => Some(match self.child.wait().await {
+                Ok(s) => Ended::Exited(exit_code(s)),
+                Err(e) => Ended::SpawnFailed(format!("lost the process: {e}")),
+            }),
         }
     }
 

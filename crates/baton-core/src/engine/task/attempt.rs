@@ -139,19 +139,7 @@ pub(crate) async fn run(
     };
     let commit = match keep_work(sh, st, n, kept).await {
         Ok(c) => c,
-        Err(reason) => {
-            ledger
-                .finish(AttemptStatus::Failed, None, Some(&reason))
-                .await;
-            return Step::End(match ran.out.ended {
-                Ended::Cmd(WorkerCmd::Shutdown) => Outcome::Interrupted { commit: None },
-                _ => Outcome::Failed {
-                    commit: None,
-                    reason,
-                    result,
-                },
-            });
-        }
+        Err(reason) => return unkept(&ledger, &ran.out.ended, reason, result).await,
     };
     let verdict = judge(&ran, &finish, n, st.spec.timeout);
     if let (Verdict::Failed { reason, code, .. }, Some(limit)) = (&verdict, &finish.limit) {
@@ -175,6 +163,22 @@ pub(crate) async fn run(
     let gate_env = gate_env(&prepared.env);
     let jail = prepared.jail.as_ref().map(|j| j.args.as_slice());
     check(&ledger, st, &gate_env, jail, commit, result, cmds).await
+}
+
+/// The work could not be kept (committed on the task's branch): the
+/// attempt fails, and the task with it, unless baton was stopping anyway.
+async fn unkept(ledger: &Ledger<'_>, ended: &Ended, reason: String, result: String) -> Step {
+    ledger
+        .finish(AttemptStatus::Failed, None, Some(&reason))
+        .await;
+    Step::End(match ended {
+        Ended::Cmd(WorkerCmd::Shutdown) => Outcome::Interrupted { commit: None },
+        _ => Outcome::Failed {
+            commit: None,
+            reason,
+            result,
+        },
+    })
 }
 
 /// `[workspace] setup` in the task's new worktree, once: a failure fails

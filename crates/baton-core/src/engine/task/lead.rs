@@ -85,19 +85,7 @@ pub(crate) async fn open(
     };
     // From here the door owns the directory (and removes it when it goes).
     let mut door = Door { dir, server };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        if let Ok(Some(status)) = door.server.try_wait() {
-            return Err(format!(
-                "the lead's tools ended at once ({status}); see {}",
-                log_path.display()
-            ));
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err("the lead's tools did not start within 20 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    door.wait_open(&socket, &log_path).await?;
     let tools = adapter::McpServer {
         name: "baton".into(),
         command: baton.clone(),
@@ -109,6 +97,30 @@ pub(crate) async fn open(
         config_dir: sh.paths.run_dir(&sh.run_id).join("mcp").join(&st.spec.id),
     };
     Ok(Some((tools, door)))
+}
+
+impl Door {
+    /// Waits for the tools' socket (at most 20 s); an error says why not.
+    async fn wait_open(
+        &mut self,
+        socket: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            if let Ok(Some(status)) = self.server.try_wait() {
+                return Err(format!(
+                    "the lead's tools ended at once ({status}); see {}",
+                    log.display()
+                ));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err("the lead's tools did not start within 20 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
 }
 
 fn make_private_dir(dir: &std::path::Path) -> Result<(), String> {
