@@ -328,17 +328,6 @@ names! {
 }
 
 impl EventKind {
-    /// The event that records a task ending in `status`.
-    pub fn ended(status: TaskStatus) -> EventKind {
-        match status {
-            TaskStatus::Failed => EventKind::Failed,
-            TaskStatus::Stopped => EventKind::Stopped,
-            TaskStatus::Conflicted => EventKind::Conflicted,
-            TaskStatus::Skipped => EventKind::Skipped,
-            _ => EventKind::Succeeded,
-        }
-    }
-
     /// Events that mean a person should look now (the webhook, notifications).
     pub fn needs_attention(self) -> bool {
         matches!(

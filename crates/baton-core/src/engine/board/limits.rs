@@ -51,9 +51,9 @@ impl Board {
         for key in &over {
             self.limited.remove(key);
         }
-        let accounts = self.rules.accounts.clone();
-        let key_of = move |agent: &str| accounts.get(agent).cloned().unwrap_or(agent.to_string());
-        self.stop_waiting(Wait::Limit, |t| over.contains(&key_of(&t.spec.agent)))
+        self.stop_waiting(Wait::Limit, |b, t| {
+            over.iter().any(|k| k == b.limit_key(&t.spec.agent))
+        })
     }
 
     /// Why tasks of `profile` may not start now, if they may not.

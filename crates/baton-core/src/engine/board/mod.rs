@@ -303,7 +303,7 @@ impl Board {
         if !released {
             return Vec::new();
         }
-        self.stop_waiting(Wait::Memory, |_| true)
+        self.stop_waiting(Wait::Memory, |_, _| true)
     }
 
     /// Whether task `i`'s profile already runs as many tasks as it may.
@@ -453,15 +453,14 @@ impl Board {
 impl Board {
     /// Ready tasks told they wait for `what` (and picked by `which`) wait no
     /// more: their activity is cleared.
-    fn stop_waiting(&mut self, what: Wait, which: impl Fn(&Slot) -> bool) -> Vec<Action> {
-        let mut out = Vec::new();
-        for (i, t) in self.tasks.iter_mut().enumerate() {
-            if t.waits() == Some(what) && which(t) {
-                t.standing = Standing::Pending { waits: None };
-                out.push(waits_no_more(i));
-            }
+    fn stop_waiting(&mut self, what: Wait, which: impl Fn(&Board, &Slot) -> bool) -> Vec<Action> {
+        let freed: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| self.tasks[i].waits() == Some(what) && which(self, &self.tasks[i]))
+            .collect();
+        for &i in &freed {
+            self.tasks[i].standing = Standing::Pending { waits: None };
         }
-        out
+        freed.into_iter().map(waits_no_more).collect()
     }
 }
 

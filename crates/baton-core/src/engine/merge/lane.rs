@@ -81,11 +81,17 @@ impl MergeLane {
     }
 
     /// Task `i` ended with its work at `commit`, started from `start`.
-    /// Returns whether it had conflicts ahead said (which are now moot: the
-    /// merge will tell).
-    pub fn finished(&mut self, i: usize, commit: Option<String>, start: Option<String>) -> bool {
+    /// Conflicts ahead said of it are moot now (the merge will tell), and
+    /// are cleared.
+    pub async fn finished(
+        &mut self,
+        sh: &Shared,
+        i: usize,
+        commit: Option<String>,
+        start: Option<String>,
+    ) {
         let Some(line) = self.lines.get_mut(&i) else {
-            return false;
+            return;
         };
         if commit.is_some() {
             line.commit = commit;
@@ -93,7 +99,14 @@ impl MergeLane {
         if start.is_some() {
             line.start_commit = start;
         }
-        !std::mem::take(&mut line.conflict_ahead).is_empty()
+        if std::mem::take(&mut line.conflict_ahead).is_empty() {
+            return;
+        }
+        let id = line.id.clone();
+        sh.write("set conflict ahead", move |s, run| {
+            s.set_conflict_ahead(run, &id, &[])
+        })
+        .await;
     }
 
     pub fn push(&mut self, i: usize) {

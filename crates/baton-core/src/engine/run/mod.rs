@@ -349,14 +349,8 @@ impl Engine {
                 self.workers.remove(&i);
                 self.notice_repo_changes(&task).await;
                 // What lies ahead is known once it is merged (or not).
-                if self.lane.finished(i, outcome.commit(), start) {
-                    let id = task.clone();
-                    self.sh
-                        .write("set conflict ahead", move |s, run| {
-                            s.set_conflict_ahead(run, &id, &[])
-                        })
-                        .await;
-                }
+                let lane = &mut self.lane;
+                lane.finished(&self.sh, i, outcome.commit(), start).await;
                 let acts = self.board.finished(i, outcome);
                 self.apply(acts).await;
             }

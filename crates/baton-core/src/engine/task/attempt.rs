@@ -32,15 +32,19 @@ pub(crate) enum Step {
     /// A person steered it: the next attempt gets the message.
     Steered(String),
     /// The agent or a gate failed; a retry may follow.
-    Failed {
-        reason: String,
-        feedback: String,
-        commit: Option<String>,
-        result: String,
-    },
+    Failed(Failed),
     /// The provider limited the agent (rate limit, overload, quota): not the
     /// task's failure; it may wait and go on.
     Limited(Limited),
+}
+
+/// What a failed attempt left: why, the feedback for the next one, its
+/// work and its last word.
+pub(crate) struct Failed {
+    pub reason: String,
+    pub feedback: String,
+    pub commit: Option<String>,
+    pub result: String,
 }
 
 /// What an attempt the provider limited left.
@@ -278,12 +282,12 @@ async fn settle(
                 None => AttemptStatus::TimedOut,
             };
             ledger.finish(status, code, Some(&reason)).await;
-            return Some(Step::Failed {
+            return Some(Step::Failed(Failed {
                 reason,
                 feedback,
                 commit,
                 result,
-            });
+            }));
         }
     }
     let reason = fail_if(st, &result)?;
@@ -346,12 +350,12 @@ async fn checked(
             ledger
                 .finish(AttemptStatus::Failed, Some(0), Some(&reason))
                 .await;
-            Step::Failed {
+            Step::Failed(Failed {
                 reason,
                 feedback,
                 commit,
                 result,
-            }
+            })
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::payload::Payload;
 use crate::plan::TaskSpec;
 use crate::store::{AttemptRecord, TaskUpdate};
 use crate::template::TaskView;
-use attempt::Step;
+use attempt::{Failed, Step};
 pub(crate) use start::Start;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -186,7 +186,7 @@ async fn attempts(sh: &Shared, st: &mut Start, cmds: &mut UnboundedReceiver<Work
         if !matches!(step, Step::Limited(_)) {
             agent.limited_in_a_row = 0;
         }
-        let (reason, feedback, commit, result) = match step {
+        let failed = match step {
             Step::End(o) => return o,
             Step::Steered(message) => {
                 st.feedback = Some(message);
@@ -198,12 +198,7 @@ async fn attempts(sh: &Shared, st: &mut Start, cmds: &mut UnboundedReceiver<Work
                     Err(end) => return end,
                 }
             }
-            Step::Failed {
-                reason,
-                feedback,
-                commit,
-                result,
-            } => (reason, feedback, commit, result),
+            Step::Failed(failed) => failed,
         };
         // Failures count across resumes; steered and interrupted attempts do not.
         let counted = match failures {
@@ -211,31 +206,21 @@ async fn attempts(sh: &Shared, st: &mut Start, cmds: &mut UnboundedReceiver<Work
             None => count_failures(sh, &task, st.retry_from).await.max(1),
         };
         let failures = *failures.insert(counted);
-        let failed = Failed {
-            n,
-            reason,
-            feedback,
-            commit,
-            result,
-        };
-        if let Some(end) = failed_attempt(sh, st, failures, failed).await {
+        if let Some(end) = failed_attempt(sh, st, n, failures, failed).await {
             return end;
         }
     }
 }
 
-/// What a failed attempt left.
-struct Failed {
-    n: u32,
-    reason: String,
-    feedback: String,
-    commit: Option<String>,
-    result: String,
-}
-
-/// Records failed attempt `f.n` (the task's `failures`th): the task ends
+/// Records failed attempt `n` (the task's `failures`th): the task ends
 /// when its retries are spent, else the next attempt gets the feedback.
-async fn failed_attempt(sh: &Shared, st: &mut Start, failures: u32, f: Failed) -> Option<Outcome> {
+async fn failed_attempt(
+    sh: &Shared,
+    st: &mut Start,
+    n: u32,
+    failures: u32,
+    f: Failed,
+) -> Option<Outcome> {
     let retry = failures <= st.spec.retries;
     let upd = TaskUpdate {
         failures: Some(failures),
@@ -243,7 +228,7 @@ async fn failed_attempt(sh: &Shared, st: &mut Start, failures: u32, f: Failed) -
         ..Default::default()
     };
     let data = Payload::AttemptFailed {
-        attempt: f.n,
+        attempt: n,
         reason: f.reason.clone(),
         retry,
     };
