@@ -19,8 +19,8 @@
 mod board;
 mod desk;
 mod merge;
-mod messages;
-mod process;
+pub(crate) mod messages;
+pub(crate) mod process;
 mod run;
 mod shared;
 mod task;

@@ -1,17 +1,25 @@
 //! The attempt inside a pod (`baton __pod-attempt`): fetch the task's
 //! branch, run the agent as prepared, commit what it left, run the gates,
-//! push the attempt's ref. SIGTERM (a stop, the Job's deletion) ends the
+//! push the attempt's ref. The agent and the gates run under the same
+//! supervisor and gate code as a local attempt's; their output becomes
+//! this process's stdout, the agent's stream as it is and everything else
+//! tagged ([`PodLine`]). SIGTERM (a stop, the Job's deletion) ends the
 //! agent but never the work: it is committed and pushed before the pod goes.
 
 use super::{PodAttempt, PodEnd, PodGate, PodLine};
+use crate::engine::messages::WorkerCmd;
+use crate::engine::process::gates::{self, GateRun, Kind, Watched};
+use crate::engine::process::output::last_lines;
+use crate::engine::process::supervise::{self, Ended, Io, Output, Spec, Unheard};
 use crate::git::{commit_all, git};
-use std::io::Write;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 /// How long the agent has between SIGTERM and SIGKILL; the rest of the
 /// pod's grace is for committing and pushing.
@@ -19,66 +27,119 @@ const AGENT_GRACE: Duration = Duration::from_secs(5);
 const GATE_TAIL_LINES: usize = 40;
 /// How long a pod whose baton is gone waits to push its work.
 const PUSH_PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// Lines on their way to stdout.
+const QUEUE: usize = 64;
 
 /// Runs the attempt and prints its end; the pod's exit status.
 pub async fn run(spec: PodAttempt) -> i32 {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => return finish(error_end(format!("cannot catch SIGTERM: {e}"))),
-    };
-    if let Err(e) = fetch(&spec).await {
-        return finish(error_end(e));
-    }
-    if let Err(e) = write_files(&spec).await {
-        return finish(error_end(e));
-    }
-    let (code, mut ended) = run_agent(&spec, &mut term).await;
-    let mut end = PodEnd {
-        code,
-        timed_out: ended == Ended::TimedOut,
-        ..Default::default()
-    };
-    match commit_all(&spec.worktree, &spec.message).await {
-        Ok(_) => {}
-        Err(e) => end.error = Some(format!("cannot commit the attempt's work: {e}")),
-    }
-    if code == Some(0) && ended == Ended::Exited {
-        (end.gates, ended) = gates(&spec, &mut term).await;
-    }
-    end.commit = head(&spec.worktree).await;
-    match push(&spec, ended == Ended::Terminated).await {
-        Ok(()) => end.pushed = true,
-        Err(e) => end.error = Some(e),
-    }
-    let status = match (&end.error, ended, code) {
-        (None, Ended::Exited, Some(c)) => c,
-        _ => 1,
-    };
-    finish(end);
+    let (out, writer) = Out::start();
+    let status = attempt(&spec, &out).await;
+    drop(out);
+    // Every line reaches stdout before the pod ends (a process that escaped
+    // its group could hold a sender: it is not waited for long).
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     status
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Ended {
-    Exited,
-    TimedOut,
-    Terminated,
+async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
+    let (mut cmds, terminated) = match on_sigterm() {
+        Ok(c) => c,
+        Err(e) => return out.finish(error_end(format!("cannot catch SIGTERM: {e}"))).await,
+    };
+    if let Err(e) = fetch(spec, out).await {
+        return out.finish(error_end(e)).await;
+    }
+    if let Err(e) = write_files(spec).await {
+        return out.finish(error_end(e)).await;
+    }
+    let (code, ended) = run_agent(spec, out, &mut cmds).await;
+    let mut end = PodEnd {
+        code,
+        timed_out: matches!(ended, Ended::TimedOut),
+        ..Default::default()
+    };
+    if let Err(e) = commit_all(&spec.worktree, &spec.message).await {
+        end.error = Some(format!("cannot commit the attempt's work: {e}"));
+    }
+    if code == Some(0) && matches!(ended, Ended::Exited(_)) {
+        end.gates = run_gates(spec, out, &mut cmds).await;
+    }
+    end.commit = head(&spec.worktree).await;
+    match push(spec, out, terminated.load(Ordering::SeqCst)).await {
+        Ok(()) => end.pushed = true,
+        Err(e) => end.error = Some(e),
+    }
+    let status = match (&end.error, &ended, code) {
+        (None, Ended::Exited(_), Some(c)) => c,
+        _ => 1,
+    };
+    out.finish(end).await;
+    status
 }
 
-fn emit(line: PodLine) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", line.to_line());
-    let _ = out.flush();
+/// SIGTERM becomes a stop for whatever runs (the agent or a gate), as a
+/// stop from the engine ends a local one; the flag says it came.
+fn on_sigterm() -> std::io::Result<(UnboundedReceiver<WorkerCmd>, Arc<AtomicBool>)> {
+    let mut term = signal(SignalKind::terminate())?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = flag.clone();
+    tokio::spawn(async move {
+        if term.recv().await.is_some() {
+            seen.store(true, Ordering::SeqCst);
+            let _ = tx.send(WorkerCmd::Stop);
+            // Later ones change nothing; the sender stays so that a
+            // finished process is not taken for a closed engine.
+            std::future::pending::<()>().await;
+        }
+    });
+    Ok((rx, flag))
 }
 
-fn note(s: impl Into<String>) {
-    emit(PodLine::Note(s.into()));
+/// This process's stdout, one whole line at a time.
+struct Out {
+    tx: mpsc::Sender<String>,
 }
 
-fn finish(end: PodEnd) -> i32 {
-    let code = end.code.unwrap_or(1);
-    emit(PodLine::End(end));
-    code
+impl Out {
+    fn start() -> (Out, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
+        let writer = tokio::spawn(async move {
+            let mut stdout = tokio::io::stdout();
+            while let Some(mut line) = rx.recv().await {
+                line.push('\n');
+                if stdout.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+                let _ = stdout.flush().await;
+            }
+        });
+        (Out { tx }, writer)
+    }
+
+    async fn emit(&self, line: PodLine) {
+        let _ = self.tx.send(line.to_line()).await;
+    }
+
+    async fn note(&self, s: impl Into<String>) {
+        self.emit(PodLine::Note(s.into())).await;
+    }
+
+    async fn finish(&self, end: PodEnd) -> i32 {
+        let code = end.code.unwrap_or(1);
+        self.emit(PodLine::End(end)).await;
+        code
+    }
+
+    /// Where a process's output goes: the agent's stdout as it is, every
+    /// other line tagged as baton's.
+    fn output(&self, agent: bool) -> Output {
+        Output::Lines {
+            to: self.tx.clone(),
+            stdout_as_is: agent,
+            tag: |line| PodLine::Stderr(line.to_string()).to_line(),
+        }
+    }
 }
 
 fn error_end(e: String) -> PodEnd {
@@ -100,12 +161,12 @@ async fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
     Ok(out.stdout.trim().to_string())
 }
 
-async fn fetch(spec: &PodAttempt) -> Result<(), String> {
+async fn fetch(spec: &PodAttempt, out: &Out) -> Result<(), String> {
     let w = &spec.worktree;
     tokio::fs::create_dir_all(w)
         .await
         .map_err(|e| format!("cannot make {}: {e}", w.display()))?;
-    note(format!("fetching {}", spec.branch));
+    out.note(format!("fetching {}", spec.branch)).await;
     git_in(w, &["init", "-q"]).await?;
     let refspec = format!("+refs/heads/{0}:refs/heads/{0}", spec.branch);
     git_in(w, &["fetch", "-q", &spec.git_url, &refspec]).await?;
@@ -144,7 +205,7 @@ async fn head(dir: &Path) -> Option<String> {
 /// Pushes the attempt's end. While baton is away (it died; `baton resume`
 /// serves the same address again) the pod waits for it, up to
 /// [`PUSH_PATIENCE`], or, once told to end, only its grace.
-async fn push(spec: &PodAttempt, terminated: bool) -> Result<(), String> {
+async fn push(spec: &PodAttempt, out: &Out, terminated: bool) -> Result<(), String> {
     let refspec = format!("+HEAD:{}", spec.keep_ref);
     let patience = if terminated {
         Duration::from_secs(20)
@@ -161,7 +222,8 @@ async fn push(spec: &PodAttempt, terminated: bool) -> Result<(), String> {
             }
             Err(e) => {
                 if !said {
-                    note(format!("cannot push yet, waiting for baton: {e}"));
+                    out.note(format!("cannot push yet, waiting for baton: {e}"))
+                        .await;
                     said = true;
                 }
             }
@@ -170,155 +232,87 @@ async fn push(spec: &PodAttempt, terminated: bool) -> Result<(), String> {
     }
 }
 
-fn spawn(
-    program: &str,
-    args: &[String],
-    env: &[(String, String)],
-    dir: &Path,
-    stdin: bool,
-) -> std::io::Result<Child> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(dir)
-        .process_group(0)
-        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd.spawn()
+fn os_pairs(env: &[(String, String)]) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect()
 }
 
-/// Copies a child's output: stdout as it is (the agent's stream), stderr
-/// as baton's lines; a gate's both go to `sink` too.
-fn relay(
-    from: impl AsyncRead + Unpin + Send + 'static,
-    as_is: bool,
-    sink: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(from).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(s) = &sink {
-                if let Ok(mut v) = s.lock() {
-                    v.push(line.clone());
-                }
-            }
-            if as_is {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-            } else {
-                emit(PodLine::Stderr(line));
-            }
-        }
-    })
-}
-
-/// Waits for a child, ending its group on SIGTERM or at its timeout.
-async fn wait(
-    child: &mut Child,
-    timeout: Duration,
-    term: &mut tokio::signal::unix::Signal,
-) -> (Option<i32>, Ended) {
-    let ended = tokio::select! {
-        status = child.wait() => return (status.ok().and_then(|s| s.code()), Ended::Exited),
-        _ = tokio::time::sleep(timeout) => Ended::TimedOut,
-        _ = term.recv() => Ended::Terminated,
-    };
-    if let Some(pid) = child.id() {
-        crate::process::signal_group(pid as i32, libc::SIGTERM);
-        if tokio::time::timeout(AGENT_GRACE, child.wait())
-            .await
-            .is_err()
-        {
-            crate::process::signal_group(pid as i32, libc::SIGKILL);
-        }
-    }
-    let _ = child.wait().await;
-    (None, ended)
-}
-
+/// The agent under the supervisor: its exit status (None: it was ended)
+/// and how it ended.
 async fn run_agent(
     spec: &PodAttempt,
-    term: &mut tokio::signal::unix::Signal,
+    out: &Out,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> (Option<i32>, Ended) {
-    let stdin = !spec.stdin_lines.is_empty();
-    let mut child = match spawn(&spec.program, &spec.args, &spec.env, &spec.worktree, stdin) {
-        Ok(c) => c,
-        Err(e) => {
-            emit(PodLine::Stderr(format!(
-                "cannot start {}: {e}",
-                spec.program
-            )));
-            return (Some(127), Ended::Exited);
-        }
+    let run = Spec {
+        program: spec.program.clone().into(),
+        args: spec.args.iter().map(OsString::from).collect(),
+        env: os_pairs(&spec.env),
+        cwd: &spec.worktree,
+        output: out.output(true),
+        timeout: Duration::from_secs(spec.timeout_secs),
+        cgroup: Vec::new(),
+        grace: AGENT_GRACE,
     };
-    if let Some(mut input) = child.stdin.take() {
-        let text: String = spec.stdin_lines.iter().map(|l| format!("{l}\n")).collect();
-        tokio::spawn(async move {
-            let _ = input.write_all(text.as_bytes()).await;
-        });
+    // Its input is written and closed: nothing steers a pod's agent live.
+    let io = Io {
+        stdin_lines: Some(spec.stdin_lines.clone()).filter(|l| !l.is_empty()),
+        ..Default::default()
+    };
+    let ran = supervise::run(run, io, None, cmds, &mut Unheard).await;
+    match ran.ended {
+        Ended::Exited(c) => (Some(c), Ended::Exited(c)),
+        Ended::SpawnFailed(e) => {
+            out.emit(PodLine::Stderr(e)).await;
+            (Some(127), Ended::Exited(127))
+        }
+        other => (None, other),
     }
-    let out = child.stdout.take().map(|o| relay(o, true, None));
-    let err = child.stderr.take().map(|e| relay(e, false, None));
-    let ended = wait(&mut child, Duration::from_secs(spec.timeout_secs), term).await;
-    for h in [out, err].into_iter().flatten() {
-        let _ = h.await;
-    }
-    ended
 }
 
-async fn gates(spec: &PodAttempt, term: &mut tokio::signal::unix::Signal) -> (Vec<PodGate>, Ended) {
+/// The task's gates in order, up to the first that fails or is ended.
+async fn run_gates(
+    spec: &PodAttempt,
+    out: &Out,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Vec<PodGate> {
+    let env = os_pairs(&spec.gate_env);
+    let g = GateRun {
+        kind: Kind::Gate,
+        task: None,
+        attempt: None,
+        gates: &spec.gates,
+        worktree: &spec.worktree,
+        output: out.output(false),
+        timeout: Duration::from_secs(spec.timeout_secs),
+        env: &env,
+        jail: None,
+    };
     let mut results = Vec::new();
     for gate in &spec.gates {
-        note(format!("gate `{gate}`"));
-        let started = Instant::now();
-        let args = vec!["-c".to_string(), gate.clone()];
-        let mut child = match spawn("sh", &args, &spec.gate_env, &spec.worktree, false) {
-            Ok(c) => c,
-            Err(e) => {
-                results.push(PodGate {
-                    gate: gate.clone(),
-                    code: None,
-                    timed_out: false,
-                    error: Some(e.to_string()),
-                    duration_ms: 0,
-                    tail: String::new(),
-                });
-                return (results, Ended::Exited);
-            }
-        };
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let out = child
-            .stdout
-            .take()
-            .map(|o| relay(o, false, Some(seen.clone())));
-        let err = child
-            .stderr
-            .take()
-            .map(|e| relay(e, false, Some(seen.clone())));
-        let (code, ended) = wait(&mut child, Duration::from_secs(spec.timeout_secs), term).await;
-        for h in [out, err].into_iter().flatten() {
-            let _ = h.await;
-        }
-        let lines = seen.lock().map(|v| v.clone()).unwrap_or_default();
-        let tail = lines[lines.len().saturating_sub(GATE_TAIL_LINES)..].join("\n");
-        let passed = code == Some(0);
-        results.push(PodGate {
+        out.note(format!("gate `{gate}`")).await;
+        let (ran, ms) = gates::run_one(&g, gate, Watched::default(), cmds).await;
+        let result = PodGate {
             gate: gate.clone(),
-            code,
-            timed_out: ended == Ended::TimedOut,
-            error: (ended == Ended::Terminated).then(|| "a stop ended it".to_string()),
-            duration_ms: started.elapsed().as_millis() as u64,
-            tail,
-        });
-        if ended == Ended::Terminated {
-            return (results, ended);
-        }
-        if !passed {
+            code: match ran.ended {
+                Ended::Exited(c) => Some(c),
+                _ => None,
+            },
+            timed_out: matches!(ran.ended, Ended::TimedOut),
+            error: match &ran.ended {
+                Ended::SpawnFailed(e) => Some(e.clone()),
+                Ended::Cmd(_) => Some("a stop ended it".into()),
+                _ => None,
+            },
+            duration_ms: ms,
+            tail: last_lines(&ran.combined_tail, GATE_TAIL_LINES),
+        };
+        let go_on = result.code == Some(0);
+        results.push(result);
+        if !go_on {
             break;
         }
     }
-    (results, Ended::Exited)
+    results
 }

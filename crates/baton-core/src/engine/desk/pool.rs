@@ -17,6 +17,7 @@
 //! a slot that moved from one kind to the next meanwhile, and remove a
 //! task's desk under it.
 
+use crate::engine::process::supervise::Output;
 use super::workspace::pid_alive;
 use crate::engine::messages::WorkerCmd;
 use crate::engine::process::gates::{self, GateResult, Kind};
@@ -377,7 +378,7 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
         attempt: None,
         gates: &ws.setup,
         worktree: path,
-        log: sh.paths.run_dir(&sh.run_id).join("logs").join("pool.log"),
+        output: Output::Log(sh.paths.run_dir(&sh.run_id).join("logs").join("pool.log")),
         timeout: ws.setup_timeout,
         env: &env,
         jail: jail.as_ref().map(|j| j.args.as_slice()),

@@ -3,6 +3,7 @@
 //! first attempt and teardown before the worktree goes. Setup and teardown
 //! run like gates: in a process group of their own, with stop and timeout.
 
+use crate::engine::process::supervise::Output;
 use crate::engine::messages::WorkerCmd;
 use crate::engine::process::gates::{self, GateResult, Kind};
 use crate::engine::shared::Shared;
@@ -158,7 +159,7 @@ pub(crate) async fn setup(
         attempt: Some(attempt),
         gates: &sh.plan.workspace.setup,
         worktree,
-        log: sh.paths.attempt_log(&sh.run_id, task, attempt),
+        output: Output::Log(sh.paths.attempt_log(&sh.run_id, task, attempt)),
         timeout: sh.plan.workspace.setup_timeout,
         env,
         jail,
@@ -208,7 +209,7 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
         attempt: None,
         gates: &sh.plan.workspace.teardown,
         worktree,
-        log,
+        output: Output::Log(log),
         timeout: sh.plan.workspace.setup_timeout,
         env: &env,
         jail: jail.as_ref().map(|j| j.args.as_slice()),

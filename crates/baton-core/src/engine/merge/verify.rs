@@ -7,6 +7,7 @@
 //! inputs changed). It runs in a task of its own, so the engine goes on
 //! answering while it does.
 
+use crate::engine::process::supervise::Output;
 use crate::engine::desk::{pool, workspace};
 use crate::engine::messages::{WorkerCmd, WorkerNote};
 use crate::engine::process::gates::{self, GateResult, Kind};
@@ -114,7 +115,7 @@ async fn check(
         attempt: None,
         gates: &sh.plan.run.verify,
         worktree: dir,
-        log,
+        output: Output::Log(log),
         timeout: DEFAULT_TIMEOUT,
         env: &env,
         jail,
@@ -153,7 +154,7 @@ async fn setup(
         attempt: None,
         gates: &ws.setup,
         worktree: desk.dir,
-        log: desk.log.to_path_buf(),
+        output: Output::Log(desk.log.to_path_buf()),
         timeout: ws.setup_timeout,
         env: desk.env,
         jail: desk.jail,

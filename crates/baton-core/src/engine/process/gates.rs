@@ -4,7 +4,7 @@
 //! the task's next attempt.
 
 use super::output::last_lines;
-use super::supervise::{self, Ended, Spec, Unheard};
+use super::supervise::{self, Ended, Output, Spec, Unheard};
 use crate::engine::messages::WorkerCmd;
 use crate::engine::shared::Shared;
 use crate::payload::{CheckEnd, Payload};
@@ -69,7 +69,7 @@ pub(crate) struct GateRun<'a> {
     pub attempt: Option<u32>,
     pub gates: &'a [String],
     pub worktree: &'a Path,
-    pub log: std::path::PathBuf,
+    pub output: Output,
     pub timeout: Duration,
     pub env: &'a [(OsString, OsString)],
     /// The agent's sandbox (`bwrap` arguments): its gates run in it too.
@@ -81,62 +81,22 @@ pub(crate) async fn run_all(
     g: GateRun<'_>,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> GateResult {
-    let GateRun {
-        kind,
-        task,
-        attempt,
-        gates,
-        worktree,
-        log,
-        timeout,
-        env,
-        jail,
-    } = g;
-    let word = kind.word();
-    if let Some(dir) = log.parent() {
-        // Setup runs before anything else of the attempt wrote its log.
-        let _ = tokio::fs::create_dir_all(dir).await;
-    }
-    for gate in gates {
-        sh.event(task, attempt, kind.started(gate)).await;
-        let heading = format!("\n==> baton: {word} `{gate}`\n");
-        if let Ok(mut f) = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .await
-        {
-            let _ = f.write_all(heading.as_bytes()).await;
-        }
-        let (program, args) = match jail {
-            Some(j) => crate::sandbox::wrap(j, "sh".into(), vec!["-c".into(), gate.into()]),
-            None => ("sh".into(), vec!["-c".into(), gate.into()]),
-        };
-        let spec = Spec {
-            program,
-            args,
-            env: env.to_vec(),
-            cwd: worktree,
-            log: log.clone(),
-            timeout,
-            cgroup: Vec::new(),
-            grace: crate::process::KILL_GRACE,
-        };
-        let started = std::time::Instant::now();
-        let io = supervise::Io {
+    let word = g.kind.word();
+    for gate in g.gates {
+        sh.event(g.task, g.attempt, g.kind.started(gate)).await;
+        let watched = Watched {
             redactor: Some(sh.redactor.clone()),
-            ..Default::default()
+            watchdog: sh.watchdog.as_ref(),
         };
-        let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut Unheard).await;
-        let ms = started.elapsed().as_millis() as u64;
-        let (passed, reason) = judge(word, gate, &out.ended, timeout);
+        let (out, ms) = run_one(&g, gate, watched, cmds).await;
+        let (passed, reason) = judge(word, gate, &out.ended, g.timeout);
         let end = CheckEnd {
             gate: gate.to_string(),
             passed,
             duration_ms: ms,
             reason: reason.clone(),
         };
-        sh.event(task, attempt, kind.finished(end)).await;
+        sh.event(g.task, g.attempt, g.kind.finished(end)).await;
         if let Ended::Cmd(c) = out.ended {
             return GateResult::Interrupted(c);
         }
@@ -145,6 +105,65 @@ pub(crate) async fn run_all(
         }
     }
     GateResult::Passed
+}
+
+/// What watches a check beyond its own end: secrets masked in its output,
+/// and the watchdog that ends it when baton dies.
+#[derive(Default)]
+pub(crate) struct Watched<'a> {
+    pub redactor: Option<std::sync::Arc<crate::secrets::Redactor>>,
+    pub watchdog: Option<&'a crate::process::Watchdog>,
+}
+
+/// Runs one of `g`'s commands to its end, in the agent's sandbox when it
+/// has one: how it ended, and how long it took in milliseconds. A remote
+/// attempt runs its gates with this too.
+pub(crate) async fn run_one(
+    g: &GateRun<'_>,
+    gate: &str,
+    watched: Watched<'_>,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> (supervise::Outcome, u64) {
+    if let Output::Log(log) = &g.output {
+        heading(log, &format!("\n==> baton: {} `{gate}`\n", g.kind.word())).await;
+    }
+    let (program, args) = match g.jail {
+        Some(j) => crate::sandbox::wrap(j, "sh".into(), vec!["-c".into(), gate.into()]),
+        None => ("sh".into(), vec!["-c".into(), gate.into()]),
+    };
+    let spec = Spec {
+        program,
+        args,
+        env: g.env.to_vec(),
+        cwd: g.worktree,
+        output: g.output.clone(),
+        timeout: g.timeout,
+        cgroup: Vec::new(),
+        grace: crate::process::KILL_GRACE,
+    };
+    let started = std::time::Instant::now();
+    let io = supervise::Io {
+        redactor: watched.redactor,
+        ..Default::default()
+    };
+    let out = supervise::run(spec, io, watched.watchdog, cmds, &mut Unheard).await;
+    (out, started.elapsed().as_millis() as u64)
+}
+
+/// A check's heading in the log its output goes to.
+async fn heading(log: &Path, heading: &str) {
+    if let Some(dir) = log.parent() {
+        // Setup runs before anything else of the attempt wrote its log.
+        let _ = tokio::fs::create_dir_all(dir).await;
+    }
+    if let Ok(mut f) = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .await
+    {
+        let _ = f.write_all(heading.as_bytes()).await;
+    }
 }
 
 /// Whether a check passed, and if not why, in the words of a reason.

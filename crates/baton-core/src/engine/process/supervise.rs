@@ -1,5 +1,6 @@
 //! Runs one child process (an agent attempt or a gate) in its own process
-//! group: output to the log file (secrets masked), parsed events to the
+//! group: output to the log file or a stream of lines ([`Output`]; secrets
+//! masked), parsed events to the
 //! worker as they come, a timeout, stall detection, live steering over stdin
 //! where the agent takes it, and stop/steer/shutdown requests that kill the
 //! whole group. [`spawn`] starts it; [`Running::wait`] follows it to its end,
@@ -32,13 +33,29 @@ pub(crate) struct Spec<'a> {
     pub args: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
     pub cwd: &'a Path,
-    pub log: PathBuf,
+    pub output: Output,
     pub timeout: Duration,
     /// The `cgroup.procs` files of the cgroups it runs in (its limits).
     pub cgroup: Vec<std::ffi::CString>,
     /// Between SIGTERM and SIGKILL when it is ended (a pod's follower
     /// needs the pod's own grace to see its work pushed).
     pub grace: Duration,
+}
+
+/// Where a process's output goes.
+#[derive(Clone)]
+pub(crate) enum Output {
+    /// Appended to a log file, stdout and stderr as they come.
+    Log(PathBuf),
+    /// Line by line to `to`: a remote attempt's own output, which the
+    /// baton following it reads as the attempt's stream. Stdout's lines go
+    /// as they are when `stdout_as_is` (the agent's stream), every other
+    /// line through `tag` (so that it is not taken for the agent's).
+    Lines {
+        to: mpsc::Sender<String>,
+        stdout_as_is: bool,
+        tag: fn(&str) -> String,
+    },
 }
 
 /// Turns a steer message into a stdin line, for agents that take one live.
@@ -111,24 +128,41 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-/// Writes output to the log; with secrets to mask it goes line by line.
+/// Where one pipe's output is written; None: nowhere any more (a write
+/// failed).
+enum Target {
+    File(Option<tokio::fs::File>),
+    Lines {
+        to: Option<mpsc::Sender<String>>,
+        tag: Option<fn(&str) -> String>,
+    },
+}
+
+/// Writes one pipe's output; with secrets to mask, or to a stream of
+/// lines, it goes line by line.
 struct LogWriter {
-    file: Option<tokio::fs::File>,
+    target: Target,
     redactor: Option<Arc<Redactor>>,
     pending: Vec<u8>,
 }
 
 impl LogWriter {
     async fn write(&mut self, chunk: &[u8]) {
-        let Some(r) = self.redactor.clone().filter(|r| !r.is_empty()) else {
+        let redactor = self.redactor.clone().filter(|r| !r.is_empty());
+        if redactor.is_none() && matches!(self.target, Target::File(_)) {
             self.raw(chunk).await;
             return;
-        };
+        }
         self.pending.extend_from_slice(chunk);
         while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();
-            self.raw(r.redact(&String::from_utf8_lossy(&line)).as_bytes())
-                .await;
+            match &redactor {
+                Some(r) => {
+                    let text = r.redact(&String::from_utf8_lossy(&line));
+                    self.raw(text.as_bytes()).await
+                }
+                None => self.raw(&line).await,
+            }
         }
         if self.pending.len() > MAX_LINE {
             self.flush_pending().await;
@@ -138,7 +172,7 @@ impl LogWriter {
     /// Writes what is left and waits until the file has it.
     async fn finish(&mut self) {
         self.flush_pending().await;
-        if let Some(f) = self.file.as_mut() {
+        if let Target::File(Some(f)) = &mut self.target {
             let _ = f.flush().await;
         }
     }
@@ -156,10 +190,30 @@ impl LogWriter {
         self.raw(text.as_bytes()).await;
     }
 
+    /// Writes bytes as they are, or one line (its end cut) as a line.
     async fn raw(&mut self, bytes: &[u8]) {
-        if let Some(f) = self.file.as_mut() {
-            if f.write_all(bytes).await.is_err() {
-                self.file = None;
+        match &mut self.target {
+            Target::File(file) => {
+                if let Some(f) = file.as_mut() {
+                    if f.write_all(bytes).await.is_err() {
+                        *file = None;
+                    }
+                }
+            }
+            Target::Lines { to, tag } => {
+                let Some(tx) = to.as_ref() else { return };
+                let text = String::from_utf8_lossy(bytes);
+                let line = text.strip_suffix('\n').unwrap_or(&text);
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                let line = match tag {
+                    Some(tag) => tag(line),
+                    None => line.to_string(),
+                };
+                // Waits while the reader is behind (the pipe, then the
+                // process, wait too); a reader gone takes nothing more.
+                if tx.send(line).await.is_err() {
+                    *to = None;
+                }
             }
         }
     }
@@ -261,7 +315,7 @@ pub(crate) async fn spawn<'a>(
         stall_after,
         redactor,
     } = io;
-    let (log_out, log_err) = open_logs(&spec.log).await?;
+    let (log_out, log_err) = targets(&spec.output).await?;
     let mut child = command(&spec, stdin_lines.is_some()).spawn().map_err(|e| {
         let prog = spec.program.to_string_lossy();
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -274,16 +328,21 @@ pub(crate) async fn spawn<'a>(
     if let Some(w) = watchdog {
         w.watch(pgid);
     }
-    let stdin = child.stdin.take().map(stdin_writer);
+    let mut stdin = child.stdin.take().map(stdin_writer);
     for l in stdin_lines.iter().flatten() {
         if let Some(tx) = &stdin {
             let _ = tx.send(l.clone());
         }
     }
+    if steer.is_none() {
+        // Nothing will be written later: the agent reads to the end of its
+        // input and goes on.
+        stdin = None;
+    }
     let (tx, msgs) = mpsc::channel::<Msg>(QUEUE);
     let combined = Arc::new(Mutex::new(Tail::new(STDERR_TAIL)));
-    let writer = |file| LogWriter {
-        file: Some(file),
+    let writer = |target| LogWriter {
+        target,
         redactor: redactor.clone(),
         pending: Vec::new(),
     };
@@ -319,6 +378,31 @@ pub(crate) async fn spawn<'a>(
         err_task,
         watchdog,
     })
+}
+
+/// Where stdout's pump and stderr's write.
+async fn targets(output: &Output) -> Result<(Target, Target), String> {
+    match output {
+        Output::Log(log) => {
+            let (out, err) = open_logs(log).await?;
+            Ok((Target::File(Some(out)), Target::File(Some(err))))
+        }
+        Output::Lines {
+            to,
+            stdout_as_is,
+            tag,
+        } => {
+            let out = Target::Lines {
+                to: Some(to.clone()),
+                tag: (!stdout_as_is).then_some(*tag),
+            };
+            let err = Target::Lines {
+                to: Some(to.clone()),
+                tag: Some(*tag),
+            };
+            Ok((out, err))
+        }
+    }
 }
 
 /// The log, opened twice for appending (stdout's pump and stderr's).

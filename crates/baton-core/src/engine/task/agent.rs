@@ -1,6 +1,7 @@
 //! The agent's run under supervision (its stream watched, its budget and
 //! stall kept), and the verdict on how it ended.
 
+use crate::engine::process::supervise::Output;
 use super::launch::Prepared;
 use super::meter::Meter;
 use super::start::Start;
@@ -40,7 +41,7 @@ pub(super) async fn run_agent(
         args: p.launch.args.clone(),
         env: p.env.clone(),
         cwd: &st.desk.worktree,
-        log: sh.paths.attempt_log(&sh.run_id, task, n),
+        output: Output::Log(sh.paths.attempt_log(&sh.run_id, task, n)),
         timeout: st.spec.timeout,
         cgroup: p
             .cgroup

@@ -5,6 +5,7 @@
 //! request that cuts it short (stop, steer, shutdown, budget) maps to one
 //! outcome in one place, whichever phase it came in.
 
+use crate::engine::process::supervise::Output;
 use super::agent::{fail_if, judge, label, run_agent, Verdict};
 use super::executor::Placement;
 use super::history;
@@ -319,7 +320,7 @@ async fn check(
         attempt: Some(ledger.n),
         gates: &st.spec.gates,
         worktree: &st.desk.worktree,
-        log: sh.paths.attempt_log(&sh.run_id, ledger.task, ledger.n),
+        output: Output::Log(sh.paths.attempt_log(&sh.run_id, ledger.task, ledger.n)),
         timeout: st.spec.timeout,
         env,
         jail,
