@@ -15,6 +15,7 @@ mod test_limits;
 mod test_mcp;
 mod test_patterns;
 mod test_plan;
+mod test_pod;
 mod test_real_agents;
 mod test_real_limits;
 mod test_resolve;

@@ -44,7 +44,11 @@ pub async fn run(spec: PodAttempt) -> i32 {
 async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
     let (mut cmds, terminated) = match on_sigterm() {
         Ok(c) => c,
-        Err(e) => return out.finish(error_end(format!("cannot catch SIGTERM: {e}"))).await,
+        Err(e) => {
+            return out
+                .finish(error_end(format!("cannot catch SIGTERM: {e}")))
+                .await
+        }
     };
     if let Err(e) = fetch(spec, out).await {
         return out.finish(error_end(e)).await;

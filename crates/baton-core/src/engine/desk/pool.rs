@@ -17,10 +17,10 @@
 //! a slot that moved from one kind to the next meanwhile, and remove a
 //! task's desk under it.
 
-use crate::engine::process::supervise::Output;
 use super::workspace::pid_alive;
 use crate::engine::messages::WorkerCmd;
 use crate::engine::process::gates::{self, GateResult, Kind};
+use crate::engine::process::supervise::Output;
 use crate::engine::shared::Shared;
 use crate::git::{git, GitError, Repo};
 use std::path::{Path, PathBuf};

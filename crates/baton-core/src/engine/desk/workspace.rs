@@ -3,9 +3,9 @@
 //! first attempt and teardown before the worktree goes. Setup and teardown
 //! run like gates: in a process group of their own, with stop and timeout.
 
-use crate::engine::process::supervise::Output;
 use crate::engine::messages::WorkerCmd;
 use crate::engine::process::gates::{self, GateResult, Kind};
+use crate::engine::process::supervise::Output;
 use crate::engine::shared::Shared;
 use crate::plan::matching_files;
 use std::ffi::OsString;

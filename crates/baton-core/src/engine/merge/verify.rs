@@ -7,10 +7,10 @@
 //! inputs changed). It runs in a task of its own, so the engine goes on
 //! answering while it does.
 
-use crate::engine::process::supervise::Output;
 use crate::engine::desk::{pool, workspace};
 use crate::engine::messages::{WorkerCmd, WorkerNote};
 use crate::engine::process::gates::{self, GateResult, Kind};
+use crate::engine::process::supervise::Output;
 use crate::engine::shared::Shared;
 use crate::plan::DEFAULT_TIMEOUT;
 use std::ffi::OsString;

@@ -1,7 +1,6 @@
 //! The agent's run under supervision (its stream watched, its budget and
 //! stall kept), and the verdict on how it ended.
 
-use crate::engine::process::supervise::Output;
 use super::launch::Prepared;
 use super::meter::Meter;
 use super::start::Start;
@@ -10,6 +9,7 @@ use crate::adapter::{self, Adapter, Finish};
 use crate::duration::human;
 use crate::engine::messages::WorkerCmd;
 use crate::engine::process::output::last_lines;
+use crate::engine::process::supervise::Output;
 use crate::engine::process::supervise::{self, Ended, Io, Spec};
 use crate::engine::shared::Shared;
 use crate::plan::AgentProfile;

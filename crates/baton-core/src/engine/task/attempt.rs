@@ -5,7 +5,6 @@
 //! request that cuts it short (stop, steer, shutdown, budget) maps to one
 //! outcome in one place, whichever phase it came in.
 
-use crate::engine::process::supervise::Output;
 use super::agent::{fail_if, judge, label, run_agent, Verdict};
 use super::executor::Placement;
 use super::history;
@@ -19,6 +18,7 @@ use crate::engine::messages::{Outcome, WorkerCmd};
 use crate::engine::process::gates::{self, GateResult};
 use crate::engine::process::jail;
 use crate::engine::process::supervise::Ended;
+use crate::engine::process::supervise::Output;
 use crate::engine::shared::Shared;
 use crate::model::{Activity, AttemptStatus};
 use crate::plan::AgentProfile;
