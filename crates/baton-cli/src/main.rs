@@ -3,8 +3,7 @@
 mod ci;
 mod client;
 mod commands;
-#[cfg(feature = "kubernetes")]
-mod kube;
+mod executors;
 mod progress;
 mod watch;
 
@@ -67,9 +66,10 @@ enum Command {
     Man(commands::completions::ManArgs),
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
-    /// An attempt on Kubernetes, on this machine: makes and follows its Job.
-    #[command(name = "__kube-attempt", hide = true)]
-    KubeAttempt {
+    /// An attempt on a remote executor, on this machine: makes it run
+    /// there (a Job on a cluster) and follows it.
+    #[command(name = "__follow", hide = true)]
+    Follow {
         request: PathBuf,
     },
     /// An attempt inside its pod (the request is in BATON_POD_ATTEMPT).
@@ -166,8 +166,21 @@ fn sandbox_bridge(
     }
 }
 
-/// The hidden commands of the Kubernetes executor: their output is an
-/// attempt's stream, their status the attempt's.
+/// `baton __follow`: the request's executor's driver follows it.
+async fn follow(request: &std::path::Path) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(request)
+        .with_context(|| format!("cannot read {}", request.display()))?;
+    let req: baton_core::executor::FollowRequest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an attempt's request", request.display()))?;
+    let driver = executors::driver(req.executor.kind()).map_err(anyhow::Error::msg)?;
+    (driver.follow)(request, req)
+        .await
+        .map_err(anyhow::Error::msg)
+}
+
+/// The hidden commands of remote executors: their output is an attempt's
+/// stream, their status the attempt's.
 fn executor_command(cmd: &Command) -> Option<ExitCode> {
     let exit = |code: i32| ExitCode::from(code.clamp(0, 255) as u8);
     let rt = || {
@@ -193,23 +206,17 @@ fn executor_command(cmd: &Command) -> Option<ExitCode> {
                 }
             }
         }
-        #[cfg(feature = "kubernetes")]
-        Command::KubeAttempt { request } => {
+        Command::Follow { request } => {
             let Some(rt) = rt() else {
                 return Some(ExitCode::from(125));
             };
-            match rt.block_on(kube::attempt(request)) {
+            match rt.block_on(follow(request)) {
                 Ok(code) => Some(exit(code)),
                 Err(e) => {
                     eprintln!("baton: {e:#}");
                     Some(ExitCode::from(1))
                 }
             }
-        }
-        #[cfg(not(feature = "kubernetes"))]
-        Command::KubeAttempt { .. } => {
-            eprintln!("baton: this baton was built without the Kubernetes executor (cargo feature `kubernetes`)");
-            Some(ExitCode::from(1))
         }
         _ => None,
     }
@@ -299,7 +306,7 @@ fn main() -> ExitCode {
             Command::Token(a) => commands::token::run(&cwd, a),
             Command::Watchdog
             | Command::SandboxBridge { .. }
-            | Command::KubeAttempt { .. }
+            | Command::Follow { .. }
             | Command::PodAttempt => Ok(0),
         }
     });

@@ -83,10 +83,11 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
     for (name, profile) in &plan.agents {
         let used = plan.tasks.iter().filter(|t| &t.agent == name).count();
         let program = program_name(&profile.cli());
-        if let baton_core::plan::Executor::Kubernetes(_) = profile.executor {
+        if let baton_core::plan::Executor::Remote(r) = &profile.executor {
             println!(
-                "  {name} [{}]: runs {program:?} in the cluster's image; {used} task(s)",
-                profile.adapter
+                "  {name} [{}]: runs {program:?} in {}; {used} task(s)",
+                profile.adapter,
+                r.holds_the_cli()
             );
             continue;
         }
@@ -112,33 +113,27 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    if let Some(cluster) = &plan.executor.kubernetes {
-        println!(
-            "cluster (executor \"kubernetes\", namespace {}):",
-            cluster.namespace
-        );
-        bad += cluster_checks(cluster).await;
+    if let Some(remote) = &plan.executor.remote {
+        println!("{}:", remote.title());
+        bad += remote_checks(remote).await;
     }
     Ok(if bad > 0 { 1 } else { 0 })
 }
 
-/// Prints the cluster's checks; how many failed.
-#[cfg(feature = "kubernetes")]
-async fn cluster_checks(cluster: &baton_core::plan::Kubernetes) -> usize {
+/// Prints a remote executor's checks; how many failed.
+async fn remote_checks(remote: &baton_core::plan::Remote) -> usize {
+    let checks = match crate::executors::driver(remote.kind()) {
+        Ok(d) => (d.doctor)(remote).await,
+        Err(e) => vec![(false, e)],
+    };
     let mut bad = 0;
-    for (ok, line) in crate::kube::doctor::check(cluster).await {
+    for (ok, line) in checks {
         if !ok {
             bad += 1;
         }
         println!("  {} {line}", if ok { "ok " } else { "NO " });
     }
     bad
-}
-
-#[cfg(not(feature = "kubernetes"))]
-async fn cluster_checks(_: &baton_core::plan::Kubernetes) -> usize {
-    println!("  this baton was built without the Kubernetes executor (cargo feature `kubernetes`)");
-    1
 }
 
 /// A profile's sandbox in words: what its agents may and may not do.

@@ -196,20 +196,25 @@ pub fn engine_options() -> baton_core::RunOptions {
     }
 }
 
-/// At a run's end (or its interruption), no Job of it is left on the
-/// cluster: what a stop or a crash left is deleted.
-pub async fn sweep_jobs(cluster: Option<std::sync::Arc<baton_core::plan::Kubernetes>>, run: &str) {
-    let Some(cluster) = cluster else {
+/// At a run's end (or its interruption), nothing of it is left on its
+/// remote executor (no Job on the cluster): what a stop or a crash left is
+/// removed.
+pub async fn sweep_remote(remote: Option<std::sync::Arc<baton_core::plan::Remote>>, run: &str) {
+    let Some(remote) = remote else {
         return;
     };
-    #[cfg(feature = "kubernetes")]
-    match crate::kube::sweep(&cluster, run).await {
+    let kind = remote.kind();
+    let swept = match crate::executors::driver(kind) {
+        Ok(d) => (d.sweep)(&remote, run).await,
+        Err(e) => Err(e),
+    };
+    match swept {
         Ok(0) => {}
-        Ok(n) => tracing::info!("deleted {n} Job(s) of run {run} left on the cluster"),
-        Err(e) => eprintln!("warning: cannot remove the Jobs of run {run} from the cluster: {e:#}"),
+        Ok(n) => tracing::info!("removed {n} thing(s) of run {run} left on the {kind} executor"),
+        Err(e) => {
+            eprintln!("warning: cannot remove what run {run} left on the {kind} executor: {e}")
+        }
     }
-    #[cfg(not(feature = "kubernetes"))]
-    let _ = (cluster, run);
 }
 
 /// The command that starts this binary's watchdog.

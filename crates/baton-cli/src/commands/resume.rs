@@ -40,8 +40,8 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
             e @ (EngineError::Finished { .. } | EngineError::Busy { .. }) => usage(e.to_string()),
             other => anyhow::Error::new(other),
         })?;
-    let (run, cluster) = (engine.run_id().to_string(), engine.cluster());
+    let (run, remote) = (engine.run_id().to_string(), engine.remote());
     let code = progress::drive(engine, args.json, &args.ci.output()).await?;
-    super::sweep_jobs(cluster, &run).await;
+    super::sweep_remote(remote, &run).await;
     Ok(code)
 }

@@ -1,15 +1,49 @@
-//! Attempts that run somewhere else than baton's own process groups. An
-//! attempt on a cluster is described once ([`PodAttempt`]); inside the pod,
-//! baton itself ([`pod::run`]) fetches the task's branch, runs the agent
-//! with the adapter's launch as prepared here, commits what it left, runs
-//! the gates and pushes the attempt's ref back. Its output is the agent's
-//! stream line for line, with baton's own lines ([`PodLine`]) tagged, so
-//! that the pod's log is the attempt's stream for the engine.
+//! Attempts that run somewhere else than baton's own process groups (a
+//! [`Remote`] executor). Such an attempt is described once
+//! ([`PodAttempt`]); over there, baton itself ([`pod::run`]) fetches the
+//! task's branch, runs the agent with the adapter's launch as prepared
+//! here, commits what it left, runs the gates and pushes the attempt's ref
+//! back. Its output is the agent's stream line for line, with baton's own
+//! lines ([`PodLine`]) tagged, so that it is the attempt's stream for the
+//! engine.
+//!
+//! Here, the engine supervises a follower (`baton __follow <request>`, a
+//! [`FollowRequest`]), which the executor's [`Driver`] runs: it makes the
+//! attempt run there, prints its output and writes its [`PodEnd`]. A
+//! driver needs a client baton-core does not hold (a cluster's API), so the
+//! binary registers one per kind.
 
 pub mod pod;
 
+use crate::plan::Remote;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+/// A future a driver returns.
+pub type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// `baton doctor`'s lines about an executor, each with whether it passed.
+pub type Checks = Vec<(bool, String)>;
+
+/// What the binary does for one kind of remote executor.
+pub struct Driver {
+    /// The [`Remote::kind`] it drives.
+    pub kind: &'static str,
+    /// `baton __follow <request>`: makes the attempt run there and follows
+    /// it to its end; the follower's exit status.
+    pub follow: for<'a> fn(&'a Path, FollowRequest) -> Boxed<'a, Result<i32, String>>,
+    /// Removes whatever `run` left there (at the run's end); how many.
+    pub sweep: for<'a> fn(&'a Remote, &'a str) -> Boxed<'a, Result<usize, String>>,
+    /// `baton doctor`'s checks of it: a line each, and whether it passed.
+    pub doctor: for<'a> fn(&'a Remote) -> Boxed<'a, Checks>,
+}
+
+/// The driver of `kind` among `drivers`.
+pub fn driver<'a>(drivers: &[&'a Driver], kind: &str) -> Option<&'a Driver> {
+    drivers.iter().copied().find(|d| d.kind == kind)
+}
 
 /// What a pod needs to make one attempt.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,12 +138,12 @@ impl PodLine {
     }
 }
 
-/// What `baton __kube-attempt` (the attempt's process on this machine)
-/// needs to run a [`PodAttempt`] as a Job and follow it.
+/// What `baton __follow` (the attempt's process on this machine) needs to
+/// run a [`PodAttempt`] where its executor says and follow it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JobRequest {
+pub struct FollowRequest {
     pub pod: PodAttempt,
-    pub cluster: crate::plan::Kubernetes,
+    pub executor: Remote,
     /// The repository's git directory, offered to the pod.
     pub git_dir: PathBuf,
     /// Where the follower writes the [`PodEnd`].
@@ -128,59 +162,9 @@ pub struct Door {
 /// The environment variable that carries a [`PodAttempt`] into the pod.
 pub const SPEC_ENV: &str = "BATON_POD_ATTEMPT";
 
-/// A Job's name for attempt `n` of a task: DNS-1123, at most 63 bytes,
-/// unique per run, task and attempt even when the names are cut.
-pub fn job_name(run: &str, task: &str, n: u32) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{run}\0{task}\0{n}").as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let clean: String = format!("{task}-{n}")
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9') => c,
-            _ => '-',
-        })
-        .collect();
-    let cut: String = clean.chars().take(40).collect();
-    format!("baton-{}-{hash}", cut.trim_matches('-'))
-}
-
-/// A label's value: at most 63 of `[A-Za-z0-9._-]`, starting and ending
-/// with a letter or digit.
-pub fn label_value(s: &str) -> String {
-    let clean: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(63)
-        .collect();
-    clean
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_job_name_is_dns_safe_short_and_unique_per_attempt() {
-        let long = "Add_a_very_long_task_name_that_goes_on_and_on_and_on_forever";
-        let a = job_name("run-1", long, 1);
-        let b = job_name("run-1", long, 2);
-        let c = job_name("run-2", long, 1);
-        assert!(a.len() <= 63, "{a}");
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
-        assert!(a != b && a != c && b != c);
-        assert_eq!(a, job_name("run-1", long, 1));
-    }
 
     #[test]
     fn baton_lines_round_trip_and_agent_lines_are_not_taken_for_them() {
@@ -193,12 +177,5 @@ mod tests {
         assert_eq!(PodLine::parse(&end.to_line()), Some(end));
         assert_eq!(PodLine::parse(r#"{"type":"result"}"#), None);
         assert_eq!(PodLine::parse(&format!("{TAG}not json")), None);
-    }
-
-    #[test]
-    fn label_values_keep_what_kubernetes_allows() {
-        assert_eq!(label_value("run-20261203-1"), "run-20261203-1");
-        assert_eq!(label_value("a/b c"), "a_b_c");
-        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
     }
 }

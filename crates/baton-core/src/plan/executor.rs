@@ -1,8 +1,8 @@
 //! `[executor]`: where attempts run. `local` is baton's own process groups
-//! on this machine; `kubernetes` makes each attempt a Job on a cluster. A
-//! profile may say `executor = "local"` or `"kubernetes"` (`"k8s"`) to
-//! override the plan's choice, so quick tasks stay local and heavy ones go
-//! to the cluster.
+//! on this machine; a remote executor ([`Remote`]) runs them elsewhere:
+//! `kubernetes` makes each attempt a Job on a cluster. A profile may say
+//! `executor = "local"` or `"kubernetes"` (`"k8s"`) to override the plan's
+//! choice, so quick tasks stay local and heavy ones go to the cluster.
 
 use super::error::Checker;
 use super::raw::RawExecutor;
@@ -16,14 +16,72 @@ use std::time::Duration;
 pub enum Executor {
     #[default]
     Local,
-    Kubernetes(Arc<Kubernetes>),
+    Remote(Arc<Remote>),
 }
 
 impl Executor {
     pub fn name(&self) -> &'static str {
         match self {
             Executor::Local => "local",
-            Executor::Kubernetes(_) => "kubernetes",
+            Executor::Remote(r) => r.kind(),
+        }
+    }
+}
+
+/// An executor that runs attempts away from baton's process groups, with
+/// its settings. Each attempt there is followed by a process of baton's
+/// own here (`baton __follow`), which the binary's driver for the kind
+/// runs; the attempt itself is `baton __pod-attempt` over there.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remote {
+    Kubernetes(Kubernetes),
+}
+
+impl Remote {
+    /// Its `executor.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Remote::Kubernetes(_) => "kubernetes",
+        }
+    }
+
+    /// Whether a profile's `executor = "name"` means this one.
+    fn is_named(&self, name: &str) -> bool {
+        match self {
+            Remote::Kubernetes(_) => matches!(name, "kubernetes" | "k8s"),
+        }
+    }
+
+    /// Where it is, for `baton doctor`'s heading.
+    pub fn title(&self) -> String {
+        match self {
+            Remote::Kubernetes(k) => format!(
+                "cluster (executor \"kubernetes\", namespace {})",
+                k.namespace
+            ),
+        }
+    }
+
+    /// Where an agent's CLI comes from there.
+    pub fn holds_the_cli(&self) -> &'static str {
+        match self {
+            Remote::Kubernetes(_) => "the cluster's image",
+        }
+    }
+
+    /// How long an attempt there has to commit and push once told to end.
+    pub fn grace(&self) -> Duration {
+        match self {
+            Remote::Kubernetes(k) => k.grace,
+        }
+    }
+
+    /// A git remote both baton and the attempt reach, used instead of
+    /// baton's own git door.
+    pub fn git_remote(&self) -> Option<&str> {
+        match self {
+            Remote::Kubernetes(k) => k.remote.as_deref(),
         }
     }
 }
@@ -100,7 +158,8 @@ impl Mount {
 #[derive(Debug, Clone, Default)]
 pub struct ExecutorSettings {
     pub default: Executor,
-    pub kubernetes: Option<Arc<Kubernetes>>,
+    /// The remote executor `[executor]` describes, if any.
+    pub remote: Option<Arc<Remote>>,
 }
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -108,10 +167,10 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 pub(super) fn check_executor(ck: &mut Checker, raw: &RawExecutor) -> ExecutorSettings {
     let kind = raw.kind.as_ref().map(|k| k.get_ref().as_str());
     let wants_cluster = raw.image.is_some() || matches!(kind, Some("kubernetes" | "k8s"));
-    let kubernetes = wants_cluster.then(|| Arc::new(check_kubernetes(ck, raw)));
-    let default = match (kind, &kubernetes) {
+    let remote = wants_cluster.then(|| Arc::new(Remote::Kubernetes(check_kubernetes(ck, raw))));
+    let default = match (kind, &remote) {
         (None | Some("local"), _) => Executor::Local,
-        (Some("kubernetes" | "k8s"), Some(k)) => Executor::Kubernetes(k.clone()),
+        (Some(name), Some(r)) if r.is_named(name) => Executor::Remote(r.clone()),
         (Some(other), _) => {
             let at = raw.kind.as_ref().map(|k| k.span());
             let msg = format!("executor.kind must be \"local\" or \"kubernetes\", not {other:?}");
@@ -119,10 +178,7 @@ pub(super) fn check_executor(ck: &mut Checker, raw: &RawExecutor) -> ExecutorSet
             Executor::Local
         }
     };
-    ExecutorSettings {
-        default,
-        kubernetes,
-    }
+    ExecutorSettings { default, remote }
 }
 
 fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
@@ -205,10 +261,10 @@ pub(super) fn profile_executor(
     let Some(f) = field else {
         return settings.default.clone();
     };
-    match (f.get_ref().as_str(), &settings.kubernetes) {
+    match (f.get_ref().as_str(), &settings.remote) {
         ("local", _) => Executor::Local,
-        ("kubernetes" | "k8s", Some(k)) => Executor::Kubernetes(k.clone()),
-        ("kubernetes" | "k8s", None) => {
+        (name, Some(r)) if r.is_named(name) => Executor::Remote(r.clone()),
+        ("kubernetes" | "k8s", _) => {
             let msg = "executor \"kubernetes\" needs the cluster described in [executor] (at least `image`)".to_string();
             ck.at(Some(f.span()), subject.clone(), msg);
             Executor::Local

@@ -10,7 +10,7 @@ mod workspace;
 
 pub use crate::adapter::Price;
 pub use error::{Diagnostic, PlanError};
-pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount};
+pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount, Remote};
 pub use files::FileSet;
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 

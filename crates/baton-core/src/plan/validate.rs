@@ -399,7 +399,7 @@ fn check_agents(
                 a_span.clone(),
                 &subject,
             ),
-            super::Executor::Kubernetes(_) => None,
+            super::Executor::Remote(_) => None,
         };
         out.insert(
             name.clone(),
@@ -804,10 +804,10 @@ fn check_task(
         agents.get(&agent).map(|a| a.adapter.as_str()),
         &subject,
     );
-    let on_cluster = agents
+    let remote = agents
         .get(&agent)
-        .is_some_and(|a| matches!(a.executor, super::Executor::Kubernetes(_)));
-    if let (Some(l), true) = (t.lead.as_ref().filter(|l| *l.get_ref()), on_cluster) {
+        .is_some_and(|a| matches!(a.executor, super::Executor::Remote(_)));
+    if let (Some(l), true) = (t.lead.as_ref().filter(|l| *l.get_ref()), remote) {
         ck.at(
             Some(l.span()),
             subject.clone(),

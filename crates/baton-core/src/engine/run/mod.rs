@@ -94,14 +94,15 @@ impl Engine {
         &self.sh.run_id
     }
 
-    /// The cluster some of the run's profiles send attempts to, if any.
-    pub fn cluster(&self) -> Option<Arc<crate::plan::Kubernetes>> {
+    /// The remote executor some of the run's profiles send attempts to,
+    /// if any (what the run leaves there is swept at its end).
+    pub fn remote(&self) -> Option<Arc<crate::plan::Remote>> {
         let plan = &self.sh.plan;
         let used = plan
             .agents
             .values()
-            .any(|a| matches!(a.executor, crate::plan::Executor::Kubernetes(_)));
-        plan.executor.kubernetes.clone().filter(|_| used)
+            .any(|a| matches!(a.executor, crate::plan::Executor::Remote(_)));
+        plan.executor.remote.clone().filter(|_| used)
     }
 
     /// What the run does with itself once it succeeded (`[run] land`).

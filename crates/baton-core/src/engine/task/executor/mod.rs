@@ -6,10 +6,11 @@
 //! work the same). Once that process ended the executor brings the remote
 //! end home ([`Placement::land`]) and says how the remote gates went.
 //!
-//! An executor is a file here, a variant of [`Placement`] and an arm in
-//! each of its three matches.
+//! Every remote executor is placed the same way ([`remote`]): what differs
+//! between them is their settings ([`crate::plan::Remote`]) and the driver
+//! the binary registers for their follower ([`crate::executor::Driver`]).
 
-pub(crate) mod kubernetes;
+pub(crate) mod remote;
 
 use super::agent::AgentRun;
 use super::launch::{gate_env, Prepared};
@@ -26,8 +27,9 @@ use std::time::Duration;
 pub(crate) enum Placement {
     /// Here, in a process group of baton's own.
     Local,
-    /// In a pod on a cluster; a process here makes its Job and follows it.
-    Kubernetes(kubernetes::Follower),
+    /// Elsewhere (a pod on a cluster); a process here makes it run there
+    /// and follows it.
+    Remote(remote::Follower),
 }
 
 /// What a placed attempt left, once its process here ended.
@@ -49,10 +51,10 @@ impl Placement {
     ) -> Result<Placement, String> {
         match &profile.executor {
             Executor::Local => Ok(Placement::Local),
-            Executor::Kubernetes(cluster) => {
+            Executor::Remote(there) => {
                 let gate_env = gate_env(&prepared.env);
-                let follower = kubernetes::place(sh, st, cluster, n, prepared, &gate_env).await?;
-                Ok(Placement::Kubernetes(follower))
+                let follower = remote::place(sh, st, there, n, prepared, &gate_env).await?;
+                Ok(Placement::Remote(follower))
             }
         }
     }
@@ -69,7 +71,7 @@ impl Placement {
     pub fn shape(&self, spec: &mut Spec<'_>) {
         match self {
             Placement::Local => {}
-            Placement::Kubernetes(f) => f.shape(spec),
+            Placement::Remote(f) => f.shape(spec),
         }
     }
 
@@ -79,7 +81,7 @@ impl Placement {
     pub async fn land(self, sh: &Shared, st: &Start, n: u32, ran: &mut AgentRun) -> Landed {
         let end = match self {
             Placement::Local => return Landed::Here,
-            Placement::Kubernetes(f) => f.land(sh, st, n).await,
+            Placement::Remote(f) => f.land(sh, st, n).await,
         };
         // Its own timeout ended the remote agent: a timeout, as it would be here.
         if end.as_ref().is_some_and(|p| p.timed_out) && matches!(ran.out.ended, Ended::Exited(_)) {

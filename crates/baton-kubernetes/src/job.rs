@@ -2,7 +2,7 @@
 //! that never restarts, the attempt's request in its environment and API
 //! keys only through `env_from` Secrets.
 
-use baton_core::executor::{job_name, label_value, PodAttempt, SPEC_ENV};
+use baton_core::executor::{PodAttempt, SPEC_ENV};
 use baton_core::plan::Kubernetes;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
@@ -140,6 +140,42 @@ pub fn job(pod: &PodAttempt, cluster: &Kubernetes) -> Job {
     }
 }
 
+/// A Job's name for attempt `n` of a task: DNS-1123, at most 63 bytes,
+/// unique per run, task and attempt even when the names are cut.
+pub fn job_name(run: &str, task: &str, n: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{run}\0{task}\0{n}").as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let clean: String = format!("{task}-{n}")
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    let cut: String = clean.chars().take(40).collect();
+    format!("baton-{}-{hash}", cut.trim_matches('-'))
+}
+
+/// A label's value: at most 63 of `[A-Za-z0-9._-]`, starting and ending
+/// with a letter or digit.
+pub fn label_value(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    clean
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +258,26 @@ mod tests {
         for s in ["BATON_TASK", "HOME", "PATH", "ANTHROPIC_BASE_URL"] {
             assert!(!is_secret_name(s), "{s}");
         }
+    }
+
+    #[test]
+    fn a_job_name_is_dns_safe_short_and_unique_per_attempt() {
+        let long = "Add_a_very_long_task_name_that_goes_on_and_on_and_on_forever";
+        let a = job_name("run-1", long, 1);
+        let b = job_name("run-1", long, 2);
+        let c = job_name("run-2", long, 1);
+        assert!(a.len() <= 63, "{a}");
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(a != b && a != c && b != c);
+        assert_eq!(a, job_name("run-1", long, 1));
+    }
+
+    #[test]
+    fn label_values_keep_what_kubernetes_allows() {
+        assert_eq!(label_value("run-20261203-1"), "run-20261203-1");
+        assert_eq!(label_value("a/b c"), "a_b_c");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
     }
 }

@@ -1,18 +1,19 @@
-//! The Kubernetes executor: the agent's launch, prepared as for a local
-//! attempt, becomes a [`JobRequest`] that baton's own `__kube-attempt`
-//! process turns into a Job and follows. That process is
-//! what the engine supervises (the pod's log is its output: events, usage,
-//! budgets and `stall_after` work as for a local agent; ending it deletes
-//! the Job). Its end says where the pod pushed the work and how the pod's
-//! gates went.
+//! A remote executor's attempt, on this side: the agent's launch, prepared
+//! as for a local attempt, becomes a [`FollowRequest`] that baton's own
+//! `__follow` process hands to the executor's driver (which, for
+//! Kubernetes, makes a Job and follows its pod). That process is what the
+//! engine supervises (the remote attempt's output is its output: events,
+//! usage, budgets and `stall_after` work as for a local agent; ending it
+//! ends the remote attempt). Its end says where the remote side pushed the
+//! work and how its gates went.
 
 use super::super::launch::Prepared;
 use super::super::start::Start;
 use crate::engine::process::supervise::Spec;
 use crate::engine::shared::Shared;
-use crate::executor::{JobRequest, PodAttempt, PodEnd};
+use crate::executor::{FollowRequest, PodAttempt, PodEnd};
 use crate::payload::Payload;
-use crate::plan::Kubernetes;
+use crate::plan::Remote;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,10 +23,10 @@ pub(crate) struct Follower {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub end_file: PathBuf,
-    /// How long the follower may take to end once asked: the pod's grace
-    /// to commit and push, and a margin for the cluster.
+    /// How long the follower may take to end once asked: the remote
+    /// side's grace to commit and push, and a margin.
     pub grace: Duration,
-    /// The attempt's time here: the pod's, and time for the pod to start.
+    /// The attempt's time here: the remote side's, and time for it to start.
     pub timeout: Duration,
 }
 
@@ -39,19 +40,19 @@ fn pairs(env: &[(OsString, OsString)]) -> Vec<(String, String)> {
     env.iter().map(|(k, v)| (text(k), text(v))).collect()
 }
 
-/// Writes the attempt's [`JobRequest`] next to its log; the process that
-/// runs it is baton's `__kube-attempt`.
+/// Writes the attempt's [`FollowRequest`] next to its log; the process
+/// that runs it is baton's `__follow`.
 pub(crate) async fn place(
     sh: &Shared,
     st: &Start,
-    cluster: &Kubernetes,
+    remote: &Remote,
     n: u32,
     p: &Prepared,
     gate_env: &[(OsString, OsString)],
 ) -> Result<Follower, String> {
     let stdin_lines = p.launch.stdin_lines.as_deref().unwrap_or_default();
     let baton = sh.baton.clone().ok_or(
-        "an attempt on Kubernetes needs baton's own binary to follow its Job, and this engine was started without it",
+        "an attempt on a remote executor needs baton's own binary to follow it, and this engine was started without it",
     )?;
     let task = &st.spec.id;
     let start = sh
@@ -63,12 +64,12 @@ pub(crate) async fn place(
     let mut env = pairs(&p.env);
     env.extend(identity(&sh.repo.root).await);
     let log = sh.paths.attempt_log(&sh.run_id, task, n);
-    let req = JobRequest {
+    let req = FollowRequest {
         pod: PodAttempt {
             run: sh.run_id.clone(),
             task: task.clone(),
             attempt: n,
-            git_url: cluster.remote.clone().unwrap_or_default(),
+            git_url: remote.git_remote().unwrap_or_default().to_string(),
             branch: st.desk.branch.clone(),
             start,
             keep_ref: crate::paths::attempt_ref(&sh.run_id, task, n),
@@ -82,9 +83,9 @@ pub(crate) async fn place(
             gates: st.spec.gates.clone(),
             gate_env: pairs(gate_env),
             timeout_secs: st.spec.timeout.as_secs().max(1),
-            message: format!("baton: {task} attempt {n} (in its pod)"),
+            message: format!("baton: {task} attempt {n} ({})", remote.kind()),
         },
-        cluster: cluster.clone(),
+        executor: remote.clone(),
         git_dir: sh.repo.common_dir.clone(),
         end_file: log.with_extension("end.json"),
         door: None,
@@ -100,10 +101,10 @@ pub(crate) async fn place(
         .map_err(|e| format!("cannot write {}: {e}", spec_file.display()))?;
     Ok(Follower {
         program: baton.into(),
-        args: vec!["__kube-attempt".into(), spec_file.into()],
+        args: vec!["__follow".into(), spec_file.into()],
         end_file: req.end_file,
-        grace: cluster.grace + Duration::from_secs(15),
-        timeout: st.spec.timeout + cluster.grace + START_MARGIN,
+        grace: remote.grace() + Duration::from_secs(15),
+        timeout: st.spec.timeout + remote.grace() + START_MARGIN,
     })
 }
 
@@ -120,8 +121,8 @@ async fn carried_files(p: &Prepared) -> Vec<(PathBuf, String)> {
     files
 }
 
-/// The homes the agent's environment names (a hermetic home), made in the
-/// pod before it starts.
+/// The homes the agent's environment names (a hermetic home), made
+/// over there before it starts.
 fn homes(p: &Prepared) -> Vec<PathBuf> {
     const HOMES: [&str; 7] = [
         "HOME",
@@ -139,9 +140,9 @@ fn homes(p: &Prepared) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Who commits in the pod: the identity commits here have (baton's
+/// Who commits in the remote side: the identity commits here have (baton's
 /// environment, else the repository's `user.name` and `user.email`), which
-/// a local agent inherits and a pod does not.
+/// a local agent inherits and a remote one does not.
 async fn identity(root: &std::path::Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for key in ["name", "email"] {
@@ -161,7 +162,7 @@ async fn identity(root: &std::path::Path) -> Vec<(String, String)> {
 }
 
 impl Follower {
-    /// The follower is the process the engine supervises, with the pod's
+    /// The follower is the process the engine supervises, with the remote side's
     /// time and grace.
     pub fn shape(&self, spec: &mut Spec<'_>) {
         spec.program = self.program.clone();
@@ -171,14 +172,14 @@ impl Follower {
         spec.grace = self.grace;
     }
 
-    /// The pod's end, once its follower is gone (see [`land`]).
+    /// The remote end, once its follower is gone (see [`land`]).
     pub async fn land(self, sh: &Shared, st: &Start, n: u32) -> Option<PodEnd> {
         land(sh, st, n, &self.end_file).await
     }
 }
 
-/// The pod's end, once its follower is gone; the task's worktree (and so
-/// its branch) is moved to the commit the pod pushed, so the rest of the
+/// The remote end, once its follower is gone; the task's worktree (and so
+/// its branch) is moved to the commit the remote side pushed, so the rest of the
 /// attempt (keeping the work, the merge) goes as for a local one.
 async fn land(sh: &Shared, st: &Start, n: u32, end_file: &Path) -> Option<PodEnd> {
     let text = tokio::fs::read_to_string(end_file).await.ok()?;
@@ -187,7 +188,7 @@ async fn land(sh: &Shared, st: &Start, n: u32, end_file: &Path) -> Option<PodEnd
         let reset = ["reset", "-q", "--hard", c.as_str()];
         let moved = sh.repo.in_desk_ok(&st.desk.worktree, reset).await;
         if let Err(e) = moved {
-            let why = format!("cannot take the pod's work {c}: {e}");
+            let why = format!("cannot take the remote side's work {c}: {e}");
             let data = Payload::CommitFailed { error: why.clone() };
             sh.event(Some(&st.spec.id), Some(n), data).await;
             end.pushed = false;

@@ -1,27 +1,59 @@
-//! The Kubernetes executor's side on this machine. `baton __kube-attempt
-//! <request>` is the process the engine supervises for an attempt on a
-//! cluster: it offers the repository to the pod (a git door of its own),
-//! makes the attempt's Job (or adopts the one an earlier baton left
-//! running), prints the pod's log as the agent's stream, and on SIGTERM (a
-//! stop, a timeout) deletes the Job and follows the pod until it has pushed
-//! its work. When baton itself died (its parent is gone) it leaves the Job
-//! running for `baton resume`. [`sweep`] removes a run's Jobs at its end.
+//! baton's Kubernetes executor, on this machine: its [`DRIVER`], which the
+//! binary registers. `baton __follow <request>` is the process the engine
+//! supervises for an attempt on a cluster: it offers the repository to the
+//! pod (a git door of its own), makes the attempt's Job (or adopts the one
+//! an earlier baton left running), prints the pod's log as the agent's
+//! stream, and on SIGTERM (a stop, a timeout) deletes the Job and follows
+//! the pod until it has pushed its work. When baton itself died (its parent
+//! is gone) it leaves the Job running for `baton resume`. [`sweep`] removes
+//! a run's Jobs at its end; [`doctor::check`] is `baton doctor`'s part.
+//! The settings are the plan's ([`Kubernetes`]); the pod runs
+//! `baton __pod-attempt` ([`baton_core::executor::pod`]).
 
 pub mod doctor;
 mod follow;
 mod job;
 
 use anyhow::{anyhow, bail, Context};
-use baton_core::executor::{Door, JobRequest, PodEnd};
+use baton_core::executor::{Door, Driver, FollowRequest, PodEnd};
 use baton_core::git::git_ok;
-use baton_core::plan::Kubernetes;
+use baton_core::plan::{Kubernetes, Remote};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use std::path::{Path, PathBuf};
 
-pub use job::is_secret_name;
+use job::is_secret_name;
+
+/// The Kubernetes executor, for the binary's list of drivers.
+pub const DRIVER: Driver = Driver {
+    kind: "kubernetes",
+    follow: |request, req| {
+        Box::pin(async move { attempt(request, req).await.map_err(|e| format!("{e:#}")) })
+    },
+    sweep: |remote, run| {
+        Box::pin(async move {
+            let cluster = cluster(remote).map_err(|e| e.to_string())?;
+            sweep(cluster, run).await.map_err(|e| format!("{e:#}"))
+        })
+    },
+    doctor: |remote| {
+        Box::pin(async move {
+            match cluster(remote) {
+                Ok(cluster) => doctor::check(cluster).await,
+                Err(e) => vec![(false, e.to_string())],
+            }
+        })
+    },
+};
+
+/// The cluster a remote executor's settings describe.
+fn cluster(remote: &Remote) -> anyhow::Result<&Kubernetes> {
+    match remote {
+        Remote::Kubernetes(k) => Ok(k),
+    }
+}
 
 /// A client for the plan's cluster: its kubeconfig and context, else
 /// `$KUBECONFIG`, `~/.kube/config` or the pod's service account.
@@ -44,12 +76,10 @@ pub async fn client(cluster: &Kubernetes) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// `baton __kube-attempt`: the attempt's exit status.
-pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
-    let text = std::fs::read_to_string(request)
-        .with_context(|| format!("cannot read {}", request.display()))?;
-    let mut req: JobRequest = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an attempt's request", request.display()))?;
+/// `baton __follow` for an attempt on a cluster (`request` is the file
+/// `req` was read from): the attempt's exit status.
+pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i32> {
+    let cluster = cluster(&req.executor)?.clone();
     let dropped = drop_secrets(&mut req);
     if !dropped.is_empty() {
         eprintln!(
@@ -57,8 +87,8 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
             dropped.join(", ")
         );
     }
-    let client = client(&req.cluster).await?;
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &req.cluster.namespace);
+    let client = client(&cluster).await?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &cluster.namespace);
     let mut adopted = earlier_job(&jobs, &req).await?;
     if let Some((name, n)) = &adopted {
         // An earlier follower collected that one already: it is only left over.
@@ -74,9 +104,9 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
         Some((_, n)) => earlier_door(request, *n),
         None => None,
     };
-    let _door_task = open_door(&mut req, door).await?;
+    let _door_task = open_door(&mut req, &cluster, door).await?;
     if adopted.is_none() {
-        share_branch(&req).await?;
+        share_branch(&req, &cluster).await?;
     }
     let name = match adopted {
         Some((name, n)) => {
@@ -88,11 +118,11 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
             name
         }
         None => {
-            let j = job::job(&req.pod, &req.cluster);
+            let j = job::job(&req.pod, &cluster);
             let made = jobs.create(&PostParams::default(), &j).await.map_err(|e| {
                 anyhow!(
                     "cannot create the attempt's Job in namespace {}: {e}",
-                    req.cluster.namespace
+                    cluster.namespace
                 )
             })?;
             made.metadata.name.unwrap_or_default()
@@ -101,7 +131,7 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
-    let outcome = follow::follow(&client, &req.cluster, &name).await?;
+    let outcome = follow::follow(&client, &cluster, &name).await?;
     if outcome.parent_died {
         // baton died: the Job goes on, and `baton resume` follows it.
         return Ok(143);
@@ -123,7 +153,7 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
     if let Some(e) = &end.error {
         eprintln!("baton: in the pod: {e}");
     }
-    if let (true, Some(remote)) = (end.pushed, &req.cluster.remote) {
+    if let (true, Some(remote)) = (end.pushed, &cluster.remote) {
         let refspec = format!("+{0}:{0}", req.pod.keep_ref);
         if let Err(e) = git_ok(
             &req.git_dir,
@@ -145,8 +175,8 @@ pub async fn attempt(request: &Path) -> anyhow::Result<i32> {
 
 /// With a remote both sides reach, the pod fetches the task's branch there:
 /// it is pushed first (the pod's work is fetched back from there at its end).
-async fn share_branch(req: &JobRequest) -> anyhow::Result<()> {
-    let Some(remote) = &req.cluster.remote else {
+async fn share_branch(req: &FollowRequest, cluster: &Kubernetes) -> anyhow::Result<()> {
+    let Some(remote) = &cluster.remote else {
         return Ok(());
     };
     let refspec = format!("+refs/heads/{0}:refs/heads/{0}", req.pod.branch);
@@ -159,7 +189,7 @@ async fn share_branch(req: &JobRequest) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn drop_secrets(req: &mut JobRequest) -> Vec<String> {
+fn drop_secrets(req: &mut FollowRequest) -> Vec<String> {
     let mut dropped = Vec::new();
     for env in [&mut req.pod.env, &mut req.pod.gate_env] {
         env.retain(|(k, _)| {
@@ -175,7 +205,10 @@ fn drop_secrets(req: &mut JobRequest) -> Vec<String> {
 
 /// A Job of the same task that an earlier attempt made and whose baton
 /// died: it is followed, not made again.
-async fn earlier_job(jobs: &Api<Job>, req: &JobRequest) -> anyhow::Result<Option<(String, u32)>> {
+async fn earlier_job(
+    jobs: &Api<Job>,
+    req: &FollowRequest,
+) -> anyhow::Result<Option<(String, u32)>> {
     let labels = job::labels(&req.pod.run, &req.pod.task, req.pod.attempt);
     let selector = format!(
         "{}={},{}={}",
@@ -210,29 +243,30 @@ async fn earlier_job(jobs: &Api<Job>, req: &JobRequest) -> anyhow::Result<Option
 fn earlier_door(request: &Path, n: u32) -> Option<Door> {
     let file: PathBuf = request.with_file_name(format!("attempt-{n}.job.json"));
     let text = std::fs::read_to_string(file).ok()?;
-    let req: JobRequest = serde_json::from_str(&text).ok()?;
+    let req: FollowRequest = serde_json::from_str(&text).ok()?;
     req.door
 }
 
 /// Opens the git door the pod fetches from and pushes to (unless the plan
 /// names a remote both reach), and sets the pod's URL.
 async fn open_door(
-    req: &mut JobRequest,
+    req: &mut FollowRequest,
+    cluster: &Kubernetes,
     earlier: Option<Door>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    if let Some(remote) = &req.cluster.remote {
+    if let Some(remote) = &cluster.remote {
         req.pod.git_url = remote.clone();
         return Ok(None);
     }
     let (addr, token) = match earlier.or(req.door.clone()) {
         Some(d) => (d.addr, d.token),
-        None => (req.cluster.git_listen.clone(), baton_server::new_token()),
+        None => (cluster.git_listen.clone(), baton_server::new_token()),
     };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot offer the repository to the pod on {addr}"))?;
     let bound = listener.local_addr()?;
-    let host = match &req.cluster.git_host {
+    let host = match &cluster.git_host {
         Some(h) => h.clone(),
         None if bound.ip().is_unspecified() => {
             bail!("executor.git_listen {addr} listens everywhere: set executor.git_host to the name pods reach this machine by")
@@ -262,11 +296,7 @@ async fn open_door(
 pub async fn sweep(cluster: &Kubernetes, run: &str) -> anyhow::Result<usize> {
     let client = client(cluster).await?;
     let jobs: Api<Job> = Api::namespaced(client, &cluster.namespace);
-    let selector = format!(
-        "{}={}",
-        job::RUN_LABEL,
-        baton_core::executor::label_value(run)
-    );
+    let selector = format!("{}={}", job::RUN_LABEL, job::label_value(run));
     let list = jobs.list(&ListParams::default().labels(&selector)).await?;
     let mut n = 0;
     for j in list.items {

@@ -1,0 +1,18 @@
+//! The remote executors this binary drives: one line each. An executor's
+//! settings are the plan's (`baton_core::plan::Remote`); its driver (how
+//! its attempts are followed from here, swept at a run's end and checked by
+//! `baton doctor`) lives in a crate of its own, with the client it needs.
+
+use baton_core::executor::Driver;
+
+pub const DRIVERS: &[&Driver] = &[
+    #[cfg(feature = "kubernetes")]
+    &baton_kubernetes::DRIVER,
+];
+
+/// The driver for `kind`, or why this binary has none.
+pub fn driver(kind: &str) -> Result<&'static Driver, String> {
+    baton_core::executor::driver(DRIVERS, kind).ok_or_else(|| {
+        format!("this baton was built without the {kind} executor (cargo feature `{kind}`)")
+    })
+}
