@@ -606,3 +606,69 @@ fn a_restarted_server_follows_the_jobs_of_the_run_it_was_driving() {
         jobs_of(&kc, &id).is_empty()
     });
 }
+
+/// A Job labelled as run `run`'s that no attempt of it follows (what a
+/// crash between making a Job and recording it would leave).
+fn stray_job(kubeconfig: &str, run: &str) {
+    use k8s_openapi::api::batch::v1::JobSpec;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+    with_client(kubeconfig, async |client| {
+        let jobs: Api<Job> = Api::namespaced(client, "default");
+        let job = Job {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("stray-{run}")),
+                labels: Some([("baton.dev/run".to_string(), run.to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(JobSpec {
+                template: PodTemplateSpec {
+                    spec: Some(PodSpec {
+                        containers: vec![Container {
+                            name: "stray".into(),
+                            image: Some("baton.local/debian:bookworm".into()),
+                            image_pull_policy: Some("Never".into()),
+                            command: Some(vec!["sleep".into(), "300".into()]),
+                            ..Default::default()
+                        }],
+                        restart_policy: Some("Never".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        jobs.create(&Default::default(), &job).await.unwrap();
+    });
+}
+
+/// The engine sweeps its run's Jobs at its end, whoever drives it: here
+/// `baton serve`, with a Job of the run that no attempt follows.
+#[test]
+fn a_run_that_baton_serve_drives_leaves_no_job_behind_even_one_it_did_not_make() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &format!(
+            "{}[[task]]\nid = \"t\"\nprompt = \"say begun\\nsleep 3\\nwrite t.txt served\"\n",
+            header(&kc)
+        ),
+    );
+    env.commit_all("plan");
+    let _srv = crate::test_serve::serve(&env, "127.0.0.1:0");
+    let run = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the pod to begin", 120, || {
+        let out = baton(&env).args(["logs", "t"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("begun")
+    });
+    let id = run_id(&env);
+    stray_job(&kc, &id);
+    assert_eq!(jobs_of(&kc, &id).len(), 2);
+    let out = run.wait_with_output_timeout(Duration::from_secs(120));
+    assert_eq!(parse_run(out).code, 0);
+    wait_for("no Job of the run left", 30, || {
+        jobs_of(&kc, &id).is_empty()
+    });
+}

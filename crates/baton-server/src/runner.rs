@@ -41,6 +41,7 @@ fn options(state: &AppState, service: bool) -> RunOptions {
     RunOptions {
         watchdog: state.opts.watchdog.clone(),
         baton: state.opts.baton.clone(),
+        drivers: state.opts.drivers,
         store: Some(state.store.clone()),
         service,
         ..Default::default()

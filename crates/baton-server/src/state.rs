@@ -24,6 +24,8 @@ pub struct ServeOptions {
     pub webhook: Option<String>,
     /// baton's own binary, for lead tasks' tools (`baton mcp`).
     pub baton: Option<PathBuf>,
+    /// The remote executors' drivers the binary registered.
+    pub drivers: &'static [&'static baton_core::executor::Driver],
 }
 
 /// A run this process drives: the task driving it, and its handle.

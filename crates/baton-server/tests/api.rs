@@ -61,6 +61,7 @@ fn api_with(require_token: bool, plan: &str) -> Api {
         plan: "baton.toml".into(),
         watchdog: None,
         webhook: None,
+        drivers: &[],
     };
     let state = AppState::new(opts, require_token).unwrap();
     Api { env, state }
@@ -592,6 +593,7 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
         plan: "baton.toml".into(),
         watchdog: None,
         webhook: Some(url),
+        drivers: &[],
     };
     let state = AppState::new(opts, false).unwrap();
     baton_server::spawn_notifier(state.clone());

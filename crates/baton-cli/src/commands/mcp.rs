@@ -85,6 +85,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         plan,
         watchdog: watchdog_command(),
         webhook: None,
+        drivers: crate::executors::DRIVERS,
     };
     let state = AppState::new(opts, false).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(run) = &args.run {

@@ -192,28 +192,8 @@ pub fn engine_options() -> baton_core::RunOptions {
     baton_core::RunOptions {
         watchdog: watchdog_command(),
         baton: std::env::current_exe().ok(),
+        drivers: crate::executors::DRIVERS,
         ..Default::default()
-    }
-}
-
-/// At a run's end (or its interruption), nothing of it is left on its
-/// remote executor (no Job on the cluster): what a stop or a crash left is
-/// removed.
-pub async fn sweep_remote(remote: Option<std::sync::Arc<baton_core::plan::Remote>>, run: &str) {
-    let Some(remote) = remote else {
-        return;
-    };
-    let kind = remote.kind();
-    let swept = match crate::executors::driver(kind) {
-        Ok(d) => (d.sweep)(&remote, run).await,
-        Err(e) => Err(e),
-    };
-    match swept {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("removed {n} thing(s) of run {run} left on the {kind} executor"),
-        Err(e) => {
-            eprintln!("warning: cannot remove what run {run} left on the {kind} executor: {e}")
-        }
     }
 }
 

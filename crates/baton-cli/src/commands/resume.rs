@@ -40,8 +40,6 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
             e @ (EngineError::Finished { .. } | EngineError::Busy { .. }) => usage(e.to_string()),
             other => anyhow::Error::new(other),
         })?;
-    let (run, remote) = (engine.run_id().to_string(), engine.remote());
     let code = progress::drive(engine, args.json, &args.ci.output()).await?;
-    super::sweep_remote(remote, &run).await;
     Ok(code)
 }

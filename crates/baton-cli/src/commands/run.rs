@@ -92,10 +92,8 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
             other => anyhow::Error::new(other),
         })?;
     let run = engine.run_id().to_string();
-    let remote = engine.remote();
     let json = args.json;
     let code = progress::drive(engine, json, &args.ci.output()).await?;
-    super::sweep_remote(remote, &run).await;
     if code != 0 || land == Land::None {
         return Ok(code);
     }

@@ -54,6 +54,7 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         plan: args.plan.clone(),
         watchdog: watchdog_command(),
         webhook: args.webhook.clone(),
+        drivers: crate::executors::DRIVERS,
     };
     baton_server::serve(opts, shutdown(), |addr| {
         eprintln!("baton serve: listening on http://{addr}");

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub starting_tasks: std::sync::atomic::AtomicUsize,
     /// baton's own binary: a lead task's agent gets `baton mcp` from it.
     pub baton: Option<String>,
+    /// The remote executors' drivers the binary registered.
+    pub drivers: &'static [&'static crate::executor::Driver],
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -116,6 +118,7 @@ impl Shared {
             notes,
             starting_tasks: Default::default(),
             baton: None,
+            drivers: &[],
         }
     }
 }

@@ -95,14 +95,35 @@ impl Engine {
     }
 
     /// The remote executor some of the run's profiles send attempts to,
-    /// if any (what the run leaves there is swept at its end).
-    pub fn remote(&self) -> Option<Arc<crate::plan::Remote>> {
+    /// if any.
+    fn remote(&self) -> Option<Arc<crate::plan::Remote>> {
         let plan = &self.sh.plan;
         let used = plan
             .agents
             .values()
             .any(|a| matches!(a.executor, crate::plan::Executor::Remote(_)));
         plan.executor.remote.clone().filter(|_| used)
+    }
+
+    /// At the run's end (or its interruption), nothing of it is left on its
+    /// remote executor: a Job a stop or a crash left is removed. (A baton
+    /// killed outright leaves them for `resume`, which follows them.)
+    async fn sweep_remote(&self) {
+        let Some(remote) = self.remote() else {
+            return;
+        };
+        let (kind, run) = (remote.kind(), &self.sh.run_id);
+        let Some(driver) = crate::executor::driver(self.sh.drivers, kind) else {
+            tracing::warn!("cannot remove what run {run} left on the {kind} executor: this baton has no driver for it");
+            return;
+        };
+        match (driver.sweep)(&remote, run).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} thing(s) run {run} left on the {kind} executor"),
+            Err(e) => {
+                tracing::warn!("cannot remove what run {run} left on the {kind} executor: {e}")
+            }
+        }
     }
 
     /// What the run does with itself once it succeeded (`[run] land`).
@@ -191,6 +212,7 @@ impl Engine {
         self.lane.finish(&self.sh).await;
         self.desks.return_spares(&self.sh).await;
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
+        self.sweep_remote().await;
         self.sh
             .write("release run ports", |s, run| s.release_run_ports(run))
             .await;

@@ -45,6 +45,10 @@ pub struct RunOptions {
     /// baton's own binary (the CLI passes its executable): a lead task's
     /// agent gets its tools from `baton mcp`.
     pub baton: Option<PathBuf>,
+    /// The remote executors the binary drives (see
+    /// [`crate::executor::Driver`]); at its end the run sweeps what it left
+    /// on the one it used.
+    pub drivers: &'static [&'static crate::executor::Driver],
 }
 
 pub(super) async fn open_store(
@@ -162,6 +166,7 @@ impl Parts {
             wiring.notes_tx,
         );
         sh.baton = self.opts.baton.as_ref().map(|b| b.display().to_string());
+        sh.drivers = self.opts.drivers;
         let sh = Arc::new(sh);
         Ok(Engine {
             sh,
