@@ -144,6 +144,7 @@ pub(crate) async fn run_one(
     let started = std::time::Instant::now();
     let io = supervise::Io {
         redactor: watched.redactor,
+        combined: true,
         ..Default::default()
     };
     let out = supervise::run(spec, io, watched.watchdog, cmds, &mut Unheard).await;

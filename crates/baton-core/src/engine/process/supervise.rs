@@ -71,6 +71,10 @@ pub(crate) struct Io<'a> {
     pub steer: Option<SteerLine<'a>>,
     pub stall_after: Option<Duration>,
     pub redactor: Option<Arc<Redactor>>,
+    /// Keep the end of stdout and stderr together (a check's output, for
+    /// feedback); an agent's is not kept (its log has it), which saves a
+    /// buffer per running agent.
+    pub combined: bool,
 }
 
 /// What the worker hears while the process runs; any answer but None ends
@@ -109,7 +113,8 @@ pub(crate) enum Ended {
 pub(crate) struct Outcome {
     pub ended: Ended,
     pub stderr_tail: String,
-    /// stdout and stderr together, in arrival order per chunk (for gate feedback).
+    /// stdout and stderr together, in arrival order per chunk (for gate
+    /// feedback); empty unless [`Io::combined`] asked for it.
     pub combined_tail: String,
     /// How the agent's stream ended, as its parser reads it (None: no parser).
     pub finish: Option<Finish>,
@@ -223,7 +228,7 @@ async fn pump<R: AsyncRead + Unpin>(
     mut r: R,
     mut log: LogWriter,
     tail_cap: usize,
-    combined: Arc<Mutex<Tail>>,
+    combined: Option<Arc<Mutex<Tail>>>,
     mut parser: Option<Box<dyn StreamParser>>,
     tx: mpsc::Sender<Msg>,
 ) -> (String, Option<Finish>) {
@@ -238,7 +243,7 @@ async fn pump<R: AsyncRead + Unpin>(
         let chunk = &buf[..n];
         log.write(chunk).await;
         tail.push(chunk);
-        if let Ok(mut c) = combined.lock() {
+        if let Some(Ok(mut c)) = combined.as_ref().map(|c| c.lock()) {
             c.push(chunk);
         }
         // A sign of life: one waiting is enough.
@@ -295,7 +300,7 @@ pub(crate) struct Running<'a> {
     stall_after: Option<Duration>,
     redactor: Option<Arc<Redactor>>,
     msgs: mpsc::Receiver<Msg>,
-    combined: Arc<Mutex<Tail>>,
+    combined: Option<Arc<Mutex<Tail>>>,
     out_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
     err_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
     watchdog: Option<&'a Watchdog>,
@@ -314,6 +319,7 @@ pub(crate) async fn spawn<'a>(
         steer,
         stall_after,
         redactor,
+        combined,
     } = io;
     let (log_out, log_err) = targets(&spec.output).await?;
     let mut child = command(&spec, stdin_lines.is_some()).spawn().map_err(|e| {
@@ -340,7 +346,7 @@ pub(crate) async fn spawn<'a>(
         stdin = None;
     }
     let (tx, msgs) = mpsc::channel::<Msg>(QUEUE);
-    let combined = Arc::new(Mutex::new(Tail::new(STDERR_TAIL)));
+    let combined = combined.then(|| Arc::new(Mutex::new(Tail::new(STDERR_TAIL))));
     let writer = |target| LogWriter {
         target,
         redactor: redactor.clone(),
@@ -517,7 +523,10 @@ impl Running<'_> {
                 let _ = sink.events(evs).await;
             }
         }
-        let combined_tail = self.combined.lock().map(|t| t.text()).unwrap_or_default();
+        let combined_tail = match self.combined.as_ref().map(|c| c.lock()) {
+            Some(Ok(t)) => t.text(),
+            _ => String::new(),
+        };
         let combined_tail = match &self.redactor {
             Some(r) => r.redact(&combined_tail),
             None => combined_tail,

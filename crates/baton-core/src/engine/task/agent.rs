@@ -81,6 +81,7 @@ pub(super) async fn run_agent(
         steer: if local { Some(&steer) } else { None },
         stall_after: Some(st.spec.stall_after),
         redactor: Some(sh.redactor.clone()),
+        combined: false,
     };
     let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut watch).await;
     AgentRun {
