@@ -52,6 +52,7 @@ pub const DRIVER: Driver = Driver {
 fn cluster(remote: &Remote) -> anyhow::Result<&Kubernetes> {
     match remote {
         Remote::Kubernetes(k) => Ok(k),
+        other => Err(anyhow!("not a Kubernetes executor: {}", other.kind())),
     }
 }
 

@@ -34,6 +34,9 @@ impl Executor {
 /// runs; the attempt itself is `baton __pod-attempt` over there.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+// Outside baton-core a match on it has an arm for the others, so that a
+// new executor's variant does not change another executor's driver.
+#[non_exhaustive]
 pub enum Remote {
     Kubernetes(Kubernetes),
 }
