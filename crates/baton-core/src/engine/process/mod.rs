@@ -5,3 +5,4 @@ pub(crate) mod gates;
 pub(crate) mod jail;
 pub(crate) mod output;
 pub(crate) mod supervise;
+pub(crate) mod writer;

@@ -1,6 +1,12 @@
 //! Reading an agent's output without holding it in memory: raw bytes go to
-//! the attempt's log file; lines (each capped) go to the parser; only a
-//! bounded tail is kept.
+//! the attempt's log (or stream, [`super::writer`]); lines (each capped) go
+//! to the parser; only a bounded tail is kept.
+
+use super::writer::{LogWriter, MAX_LINE};
+use crate::adapter::{AgentEvent, Finish, StreamParser};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 
 /// The last `n` lines of `text` (for feedback from an agent's or gate's output).
 pub fn last_lines(text: &str, n: usize) -> String {
@@ -100,6 +106,73 @@ impl Lines {
             out(&line);
         }
     }
+}
+
+/// What a pump tells the supervisor.
+pub(super) enum Msg {
+    Output,
+    Events(Vec<AgentEvent>),
+}
+
+/// What one read of an agent's pipe takes at most.
+const READ_BUF: usize = 8 * 1024;
+
+/// Reads one pipe to its end: everything to `log`, the end kept (`tail_cap`
+/// bytes, and into `combined` when kept), lines to the parser, whose
+/// events go to the supervisor; returns the tail (secrets masked) and the
+/// parser's last word.
+pub(super) async fn pump<R: AsyncRead + Unpin>(
+    mut r: R,
+    mut log: LogWriter,
+    tail_cap: usize,
+    combined: Option<Arc<Mutex<Tail>>>,
+    mut parser: Option<Box<dyn StreamParser>>,
+    tx: mpsc::Sender<Msg>,
+) -> (String, Option<Finish>) {
+    let mut tail = Tail::new(tail_cap);
+    let mut lines = Lines::new(MAX_LINE);
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        log.write(chunk).await;
+        tail.push(chunk);
+        if let Some(Ok(mut c)) = combined.as_ref().map(|c| c.lock()) {
+            c.push(chunk);
+        }
+        // A sign of life: one waiting is enough.
+        let _ = tx.try_send(Msg::Output);
+        if let Some(p) = parser.as_mut() {
+            let mut events = Vec::new();
+            lines.feed(chunk, |l| events.extend(p.line(l)));
+            if !events.is_empty() {
+                // Waits while the queue is full: the agent's pipe fills and
+                // it waits too, instead of baton's memory growing.
+                let _ = tx.send(Msg::Events(events)).await;
+            }
+        }
+    }
+    log.finish().await;
+    if let Some(p) = parser.as_mut() {
+        let mut events = Vec::new();
+        lines.finish(|l| events.extend(p.line(l)));
+        if !events.is_empty() {
+            let _ = tx.send(Msg::Events(events)).await;
+        }
+    }
+    let raw = tail.text();
+    // The parser's last word is said here, where it lives, from what the
+    // agent really printed: `fail_if` must see a secret it printed (the
+    // store masks the final message where it is written).
+    let finish = parser.map(|mut p| p.finish(&raw));
+    let text = match log.redactor() {
+        Some(r) => r.redact(&raw),
+        None => raw,
+    };
+    (text, finish)
 }
 
 #[cfg(test)]

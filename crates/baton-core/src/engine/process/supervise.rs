@@ -1,32 +1,31 @@
 //! Runs one child process (an agent attempt or a gate) in its own process
 //! group: output to the log file or a stream of lines ([`Output`]; secrets
-//! masked), parsed events to the
-//! worker as they come, a timeout, stall detection, live steering over stdin
-//! where the agent takes it, and stop/steer/shutdown requests that kill the
-//! whole group. [`spawn`] starts it; [`Running::wait`] follows it to its end,
+//! masked) by its pumps ([`super::output`]), parsed events to the worker as
+//! they come, a timeout, stall detection, live steering over stdin where
+//! the agent takes it, and stop/steer/shutdown requests that kill the whole
+//! group. [`spawn`] starts it; [`Running::wait`] follows it to its end,
 //! telling an [`AttemptSink`] what happens.
 
-use super::output::{Lines, Tail};
+use super::output::{pump, Msg, Tail};
+pub(crate) use super::writer::Output;
+use super::writer::{targets, LogWriter};
 use crate::adapter::{AgentEvent, Finish, StreamParser};
 use crate::engine::messages::WorkerCmd;
 use crate::process::{kill_tree, reap_leftovers, Watchdog};
 use crate::secrets::Redactor;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 const STDOUT_TAIL: usize = crate::adapter::TEXT_TAIL;
 const STDERR_TAIL: usize = 16 * 1024;
-/// What one read of an agent's pipe takes at most.
-const READ_BUF: usize = 8 * 1024;
 /// Messages from an agent's pumps not yet taken by the attempt: a full
 /// queue holds the pumps (and so the agent), not baton's memory.
 const QUEUE: usize = 2;
-const MAX_LINE: usize = 1024 * 1024;
 
 pub(crate) struct Spec<'a> {
     pub program: OsString,
@@ -40,22 +39,6 @@ pub(crate) struct Spec<'a> {
     /// Between SIGTERM and SIGKILL when it is ended (a pod's follower
     /// needs the pod's own grace to see its work pushed).
     pub grace: Duration,
-}
-
-/// Where a process's output goes.
-#[derive(Clone)]
-pub(crate) enum Output {
-    /// Appended to a log file, stdout and stderr as they come.
-    Log(PathBuf),
-    /// Line by line to `to`: a remote attempt's own output, which the
-    /// baton following it reads as the attempt's stream. Stdout's lines go
-    /// as they are when `stdout_as_is` (the agent's stream), every other
-    /// line through `tag` (so that it is not taken for the agent's).
-    Lines {
-        to: mpsc::Sender<String>,
-        stdout_as_is: bool,
-        tag: fn(&str) -> String,
-    },
 }
 
 /// Turns a steer message into a stdin line, for agents that take one live.
@@ -120,162 +103,12 @@ pub(crate) struct Outcome {
     pub finish: Option<Finish>,
 }
 
-enum Msg {
-    Output,
-    Events(Vec<AgentEvent>),
-}
-
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(-1)
-}
-
-/// Where one pipe's output is written; None: nowhere any more (a write
-/// failed).
-enum Target {
-    File(Option<tokio::fs::File>),
-    Lines {
-        to: Option<mpsc::Sender<String>>,
-        tag: Option<fn(&str) -> String>,
-    },
-}
-
-/// Writes one pipe's output; with secrets to mask, or to a stream of
-/// lines, it goes line by line.
-struct LogWriter {
-    target: Target,
-    redactor: Option<Arc<Redactor>>,
-    pending: Vec<u8>,
-}
-
-impl LogWriter {
-    async fn write(&mut self, chunk: &[u8]) {
-        let redactor = self.redactor.clone().filter(|r| !r.is_empty());
-        if redactor.is_none() && matches!(self.target, Target::File(_)) {
-            self.raw(chunk).await;
-            return;
-        }
-        self.pending.extend_from_slice(chunk);
-        while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=i).collect();
-            match &redactor {
-                Some(r) => {
-                    let text = r.redact(&String::from_utf8_lossy(&line));
-                    self.raw(text.as_bytes()).await
-                }
-                None => self.raw(&line).await,
-            }
-        }
-        if self.pending.len() > MAX_LINE {
-            self.flush_pending().await;
-        }
-    }
-
-    /// Writes what is left and waits until the file has it.
-    async fn finish(&mut self) {
-        self.flush_pending().await;
-        if let Target::File(Some(f)) = &mut self.target {
-            let _ = f.flush().await;
-        }
-    }
-
-    async fn flush_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let text = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending.clear();
-        let text = match &self.redactor {
-            Some(r) => r.redact(&text),
-            None => text,
-        };
-        self.raw(text.as_bytes()).await;
-    }
-
-    /// Writes bytes as they are, or one line (its end cut) as a line.
-    async fn raw(&mut self, bytes: &[u8]) {
-        match &mut self.target {
-            Target::File(file) => {
-                if let Some(f) = file.as_mut() {
-                    if f.write_all(bytes).await.is_err() {
-                        *file = None;
-                    }
-                }
-            }
-            Target::Lines { to, tag } => {
-                let Some(tx) = to.as_ref() else { return };
-                let text = String::from_utf8_lossy(bytes);
-                let line = text.strip_suffix('\n').unwrap_or(&text);
-                let line = line.strip_suffix('\r').unwrap_or(line);
-                let line = match tag {
-                    Some(tag) => tag(line),
-                    None => line.to_string(),
-                };
-                // Waits while the reader is behind (the pipe, then the
-                // process, wait too); a reader gone takes nothing more.
-                if tx.send(line).await.is_err() {
-                    *to = None;
-                }
-            }
-        }
-    }
-}
-
-async fn pump<R: AsyncRead + Unpin>(
-    mut r: R,
-    mut log: LogWriter,
-    tail_cap: usize,
-    combined: Option<Arc<Mutex<Tail>>>,
-    mut parser: Option<Box<dyn StreamParser>>,
-    tx: mpsc::Sender<Msg>,
-) -> (String, Option<Finish>) {
-    let mut tail = Tail::new(tail_cap);
-    let mut lines = Lines::new(MAX_LINE);
-    let mut buf = vec![0u8; READ_BUF];
-    loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let chunk = &buf[..n];
-        log.write(chunk).await;
-        tail.push(chunk);
-        if let Some(Ok(mut c)) = combined.as_ref().map(|c| c.lock()) {
-            c.push(chunk);
-        }
-        // A sign of life: one waiting is enough.
-        let _ = tx.try_send(Msg::Output);
-        if let Some(p) = parser.as_mut() {
-            let mut events = Vec::new();
-            lines.feed(chunk, |l| events.extend(p.line(l)));
-            if !events.is_empty() {
-                // Waits while the queue is full: the agent's pipe fills and
-                // it waits too, instead of baton's memory growing.
-                let _ = tx.send(Msg::Events(events)).await;
-            }
-        }
-    }
-    log.finish().await;
-    if let Some(p) = parser.as_mut() {
-        let mut events = Vec::new();
-        lines.finish(|l| events.extend(p.line(l)));
-        if !events.is_empty() {
-            let _ = tx.send(Msg::Events(events)).await;
-        }
-    }
-    let raw = tail.text();
-    // The parser's last word is said here, where it lives, from what the
-    // agent really printed: `fail_if` must see a secret it printed (the
-    // store masks the final message where it is written).
-    let finish = parser.map(|mut p| p.finish(&raw));
-    let text = match &log.redactor {
-        Some(r) => r.redact(&raw),
-        None => raw,
-    };
-    (text, finish)
 }
 
 /// The end of a process that never started.
@@ -347,11 +180,7 @@ pub(crate) async fn spawn<'a>(
     }
     let (tx, msgs) = mpsc::channel::<Msg>(QUEUE);
     let combined = combined.then(|| Arc::new(Mutex::new(Tail::new(STDERR_TAIL))));
-    let writer = |target| LogWriter {
-        target,
-        redactor: redactor.clone(),
-        pending: Vec::new(),
-    };
+    let writer = |target| LogWriter::new(target, redactor.clone());
     // Only what the parser's finish reads is kept of the end of stdout.
     let tail = parser.as_ref().map_or(STDOUT_TAIL, |p| p.tail_wanted());
     let out_task = child.stdout.take().map(|s| {
@@ -384,49 +213,6 @@ pub(crate) async fn spawn<'a>(
         err_task,
         watchdog,
     })
-}
-
-/// Where stdout's pump and stderr's write.
-async fn targets(output: &Output) -> Result<(Target, Target), String> {
-    match output {
-        Output::Log(log) => {
-            let (out, err) = open_logs(log).await?;
-            Ok((Target::File(Some(out)), Target::File(Some(err))))
-        }
-        Output::Lines {
-            to,
-            stdout_as_is,
-            tag,
-        } => {
-            let out = Target::Lines {
-                to: Some(to.clone()),
-                tag: (!stdout_as_is).then_some(*tag),
-            };
-            let err = Target::Lines {
-                to: Some(to.clone()),
-                tag: Some(*tag),
-            };
-            Ok((out, err))
-        }
-    }
-}
-
-/// The log, opened twice for appending (stdout's pump and stderr's).
-async fn open_logs(log: &Path) -> Result<(tokio::fs::File, tokio::fs::File), String> {
-    if let Some(dir) = log.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("cannot create log dir {}: {e}", dir.display()))?;
-    }
-    let open_log = || async {
-        tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .await
-            .map_err(|e| format!("cannot open log {}: {e}", log.display()))
-    };
-    Ok((open_log().await?, open_log().await?))
 }
 
 /// The process in a group of its own (so that stop, timeout and baton's
