@@ -5,6 +5,7 @@ mod executor;
 mod files;
 mod raw;
 pub mod sandbox;
+mod task;
 mod validate;
 mod workspace;
 

@@ -3,22 +3,17 @@
 use super::error::{line_col, Checker, Diagnostic};
 use super::raw::{RawAgent, RawPlan, RawTask};
 use super::{
-    AgentProfile, FileSet, OnFailure, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL,
-    DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT,
+    AgentProfile, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL, DEFAULT_STALL_AFTER,
 };
 use crate::duration::parse_duration;
-use regex::Regex;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
 use std::path::Path;
 use toml::Spanned;
 
-/// Task ids name a branch and a directory: `<id>.lock` must fit in a file name.
-const MAX_ID_LEN: usize = 128;
 /// Longer than this is a typo, not a plan (an hour is the default).
 const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
-fn is_valid_id(id: &str) -> bool {
+pub(super) fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
             .chars()
@@ -79,7 +74,7 @@ pub(super) fn parse(
         let merged = t.get_ref().clone().with_defaults(&defaults);
         let own_stall = merged.stall_after.is_some();
         if let Some(mut task) =
-            check_task(&mut ck, span, merged, &agents, repo_root, &mut first_seen)
+            super::task::check_task(&mut ck, span, merged, &agents, repo_root, &mut first_seen)
         {
             if !own_stall {
                 task.stall_after = run.stall_after;
@@ -269,7 +264,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
 }
 
 /// A duration from the plan, within sensible bounds.
-fn check_duration(
+pub(super) fn check_duration(
     ck: &mut Checker,
     s: &Spanned<String>,
     subject: Option<String>,
@@ -292,7 +287,7 @@ fn check_duration(
     }
 }
 
-fn check_budget(
+pub(super) fn check_budget(
     ck: &mut Checker,
     b: &Spanned<f64>,
     subject: Option<String>,
@@ -483,7 +478,7 @@ fn profile_sandbox(
     }
 }
 
-fn check_file(
+pub(super) fn check_file(
     ck: &mut Checker,
     repo_root: Option<&Path>,
     rel: &Spanned<String>,
@@ -537,381 +532,6 @@ fn check_prices(ck: &mut Checker, raw: &RawPlan) -> BTreeMap<String, Price> {
         );
     }
     out
-}
-
-fn check_task(
-    ck: &mut Checker,
-    span: Range<usize>,
-    t: RawTask,
-    agents: &BTreeMap<String, AgentProfile>,
-    repo_root: Option<&Path>,
-    first_seen: &mut HashMap<String, usize>,
-) -> Option<TaskSpec> {
-    let Some(id_s) = &t.id else {
-        ck.at(Some(span), None, "a [[task]] has no `id`".into());
-        return None;
-    };
-    let id = id_s.get_ref().clone();
-    let subject = Some(format!("task {id:?}"));
-    if !is_valid_id(&id) {
-        ck.at(
-            Some(id_s.span()),
-            subject.clone(),
-            "task ids may use only letters, digits, '_' and '-'".into(),
-        );
-    } else if id.len() > MAX_ID_LEN {
-        ck.at(
-            Some(id_s.span()),
-            None,
-            format!(
-                "task id of {} characters: at most {MAX_ID_LEN} (it names a git branch and a directory)",
-                id.len()
-            ),
-        );
-    }
-    if let Some(&prev) = first_seen.get(&id) {
-        let (line, _) = line_col(ck.source, prev);
-        ck.at(
-            Some(id_s.span()),
-            subject.clone(),
-            format!("duplicate task id (first defined on line {line})"),
-        );
-    } else {
-        first_seen.insert(id.clone(), id_s.span().start);
-    }
-
-    let prompt = match &t.prompt {
-        Some(p) if p.get_ref().contains('\0') => {
-            ck.at(
-                Some(p.span()),
-                subject.clone(),
-                "`prompt` contains a NUL byte, which no program can be given".into(),
-            );
-            String::new()
-        }
-        Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().clone(),
-        Some(p) => {
-            ck.at(Some(p.span()), subject.clone(), "`prompt` is empty".into());
-            String::new()
-        }
-        None => {
-            ck.at(
-                Some(id_s.span()),
-                subject.clone(),
-                "no `prompt` (and none in [defaults])".into(),
-            );
-            String::new()
-        }
-    };
-
-    let agent = match &t.agent {
-        Some(a) => {
-            if !agents.contains_key(a.get_ref()) {
-                let known: Vec<&str> = agents.keys().map(String::as_str).collect();
-                ck.at(
-                    Some(a.span()),
-                    subject.clone(),
-                    format!(
-                        "unknown agent profile {:?} (the plan defines: {})",
-                        a.get_ref(),
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-            }
-            a.get_ref().clone()
-        }
-        None => {
-            ck.at(
-                Some(id_s.span()),
-                subject.clone(),
-                "no `agent`, and [defaults] names none".into(),
-            );
-            String::new()
-        }
-    };
-
-    let needs: Vec<String> = t
-        .needs
-        .as_ref()
-        .map(|n| n.iter().map(|s| s.get_ref().clone()).collect())
-        .unwrap_or_default();
-
-    let context: Vec<String> = t
-        .context
-        .as_ref()
-        .map(|c| {
-            c.iter()
-                .map(|f| {
-                    check_file(ck, repo_root, f, subject.clone(), "context file");
-                    f.get_ref().clone()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-
-    // An exec prompt is one argument: what is known of it now must fit.
-    if agents.get(&agent).is_some_and(|a| a.adapter == "exec") {
-        let known = prompt.len()
-            + context
-                .iter()
-                .filter_map(|f| std::fs::metadata(repo_root?.join(f)).ok())
-                .map(|m| m.len() as usize)
-                .sum::<usize>();
-        if known >= crate::adapter::exec::MAX_ARG {
-            let at = t.prompt.as_ref().map(|p| p.span());
-            ck.at(
-                at,
-                subject.clone(),
-                format!(
-                    "the prompt (with its context files) is {} KiB, more than one argument can carry (128 KiB); an exec command can read a long prompt from $BATON_PROMPT_FILE",
-                    known / 1024
-                ),
-            );
-        }
-    }
-
-    let retries = match &t.retries {
-        Some(r) if *r.get_ref() < 0 || *r.get_ref() > 100 => {
-            ck.at(
-                Some(r.span()),
-                subject.clone(),
-                format!("retries must be between 0 and 100, not {}", r.get_ref()),
-            );
-            0
-        }
-        Some(r) => *r.get_ref() as u32,
-        None => 0,
-    };
-
-    let timeout = t
-        .timeout
-        .as_ref()
-        .and_then(|s| check_duration(ck, s, subject.clone(), "timeout"))
-        .unwrap_or(DEFAULT_TIMEOUT);
-
-    let budget_usd = t
-        .budget_usd
-        .as_ref()
-        .and_then(|b| check_budget(ck, b, subject.clone(), "budget_usd"));
-
-    let fail_if = match &t.fail_if {
-        Some(s) if s.get_ref().is_empty() => {
-            ck.at(
-                Some(s.span()),
-                subject.clone(),
-                "fail_if is empty: it would match every final message".into(),
-            );
-            None
-        }
-        Some(s) => match Regex::new(s.get_ref()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                let msg = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("invalid")
-                    .trim()
-                    .to_string();
-                ck.at(
-                    Some(s.span()),
-                    subject.clone(),
-                    format!("fail_if is not a valid regex: {msg}"),
-                );
-                None
-            }
-        },
-        None => None,
-    };
-
-    let on_failure = match t
-        .on_failure
-        .as_ref()
-        .map(|s| (s.get_ref().as_str(), s.span()))
-    {
-        None | Some(("stop", _)) => OnFailure::Stop,
-        Some(("continue", _)) => OnFailure::Continue,
-        Some((other, span)) => {
-            ck.at(
-                Some(span),
-                subject.clone(),
-                format!("on_failure must be \"stop\" or \"continue\", not {other:?}"),
-            );
-            OnFailure::Stop
-        }
-    };
-
-    let stall_after = t
-        .stall_after
-        .as_ref()
-        .and_then(|s| check_duration(ck, s, subject.clone(), "stall_after"))
-        .unwrap_or(DEFAULT_STALL_AFTER);
-
-    if !prompt.is_empty() {
-        if let Err(e) = crate::template::check(&prompt, &needs) {
-            let at = t.prompt.as_ref().map(|p| p.span());
-            ck.at(at, subject.clone(), e);
-        }
-    }
-
-    let files = match &t.files {
-        Some(f)
-            if f.get_ref()
-                .iter()
-                .any(|g| g.trim().is_empty() || g.starts_with('/')) =>
-        {
-            ck.at(
-                Some(f.span()),
-                subject.clone(),
-                "files are globs relative to the repository root (`src/api/**`), not empty or absolute".into(),
-            );
-            FileSet::default()
-        }
-        Some(f) => match FileSet::new(f.get_ref()) {
-            Ok(set) => set,
-            Err(e) => {
-                ck.at(Some(f.span()), subject.clone(), format!("files: {e}"));
-                FileSet::default()
-            }
-        },
-        None => FileSet::default(),
-    };
-
-    let resolve_conflicts = match t
-        .on_conflict
-        .as_ref()
-        .map(|s| (s.get_ref().as_str(), s.span()))
-    {
-        None | Some(("fail", _)) => false,
-        Some(("resolve", _)) => true,
-        Some((other, span)) => {
-            ck.at(
-                Some(span),
-                subject.clone(),
-                format!("on_conflict must be \"fail\" (the default) or \"resolve\", not {other:?}"),
-            );
-            false
-        }
-    };
-
-    let lead = check_lead(
-        ck,
-        &t,
-        agents.get(&agent).map(|a| a.adapter.as_str()),
-        &subject,
-    );
-    let remote = agents
-        .get(&agent)
-        .is_some_and(|a| matches!(a.executor, super::Executor::Remote(_)));
-    if let (Some(l), true) = (t.lead.as_ref().filter(|l| *l.get_ref()), remote) {
-        ck.at(
-            Some(l.span()),
-            subject.clone(),
-            "a lead task runs on this machine (its tools change the run); give it a profile with executor = \"local\"".into(),
-        );
-    }
-    let misplaced = t.sandbox.as_ref().map(|s| s.span());
-    if let Some(at) = misplaced.or(t.network.as_ref().map(|n| n.span())) {
-        ck.at(
-            Some(at),
-            subject.clone(),
-            "sandbox and network belong to an agent profile (or [defaults]), not to a task".into(),
-        );
-    }
-
-    let gates = t.gates.clone().unwrap_or_default();
-    for g in &gates {
-        if g.trim().is_empty() {
-            ck.at(
-                Some(id_s.span()),
-                subject.clone(),
-                "a gate is an empty command".into(),
-            );
-        } else if g.contains('\0') {
-            ck.at(
-                Some(id_s.span()),
-                subject.clone(),
-                format!(
-                    "the gate {:?} holds a NUL character, which no command can carry",
-                    g.replace('\0', "\\0")
-                ),
-            );
-        }
-    }
-
-    Some(TaskSpec {
-        id,
-        prompt,
-        agent,
-        needs,
-        context,
-        gates,
-        retries,
-        timeout,
-        budget_usd,
-        approve: t.approve.unwrap_or(false),
-        merge: t.merge.unwrap_or(true),
-        fail_if,
-        on_failure,
-        stall_after,
-        files,
-        resolve_conflicts,
-        lead,
-    })
-}
-
-/// Tasks a lead may add when it says nothing.
-const DEFAULT_MAX_TASKS: u32 = 10;
-
-/// `lead = true` (with `max_tasks`): only for agents that can speak MCP.
-fn check_lead(
-    ck: &mut Checker,
-    t: &RawTask,
-    adapter: Option<&str>,
-    subject: &Option<String>,
-) -> Option<u32> {
-    let max = t.max_tasks.as_ref().map(|m| (*m.get_ref(), m.span()));
-    let lead = t.lead.as_ref().filter(|l| *l.get_ref());
-    let Some(lead) = lead else {
-        if let Some((_, span)) = max {
-            ck.at(
-                Some(span),
-                subject.clone(),
-                "max_tasks is for a lead task (lead = true)".into(),
-            );
-        }
-        return None;
-    };
-    if let Some(a) = adapter
-        .and_then(crate::adapter::find)
-        .filter(|a| a.mcp.is_none())
-    {
-        ck.at(
-            Some(lead.span()),
-            subject.clone(),
-            format!(
-                "a lead task's agent must speak MCP ({}); {} does not",
-                crate::adapter::mcp_names().join(", "),
-                a.name
-            ),
-        );
-    }
-    match max {
-        Some((n, span)) if !(1..=1000).contains(&n) => {
-            ck.at(
-                Some(span),
-                subject.clone(),
-                format!("max_tasks must be between 1 and 1000, not {n}"),
-            );
-            None
-        }
-        Some((n, _)) => Some(n as u32),
-        None => Some(DEFAULT_MAX_TASKS),
-    }
 }
 
 fn check_needs(ck: &mut Checker, raw: &RawPlan, tasks: &[TaskSpec]) {
