@@ -1,5 +1,6 @@
 //! The plan file: parsing and validation into a [`Plan`] the engine can trust.
 
+mod agent;
 mod error;
 mod executor;
 mod files;

@@ -1,10 +1,8 @@
 //! From TOML text to a [`Plan`], collecting every problem with its place.
 
 use super::error::{line_col, Checker, Diagnostic};
-use super::raw::{RawAgent, RawPlan, RawTask};
-use super::{
-    AgentProfile, Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL, DEFAULT_STALL_AFTER,
-};
+use super::raw::{RawPlan, RawTask};
+use super::{Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL, DEFAULT_STALL_AFTER};
 use crate::duration::parse_duration;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -41,7 +39,7 @@ pub(super) fn parse(
 
     let run = check_run(&mut ck, &raw, repo_root);
     let executor = super::executor::check_executor(&mut ck, &raw.executor);
-    let agents = check_agents(&mut ck, &raw, repo_root, &executor);
+    let agents = super::agent::check_agents(&mut ck, &raw, repo_root, &executor);
     let prices = check_prices(&mut ck, &raw);
     let workspace = super::workspace::check_workspace(&mut ck, &raw.workspace);
 
@@ -303,178 +301,6 @@ pub(super) fn check_budget(
         None
     } else {
         Some(v)
-    }
-}
-
-fn check_agents(
-    ck: &mut Checker,
-    raw: &RawPlan,
-    repo_root: Option<&Path>,
-    executor: &super::ExecutorSettings,
-) -> BTreeMap<String, AgentProfile> {
-    let mut out = BTreeMap::new();
-    for (name, a) in &raw.agent {
-        let subject = Some(format!("agent {name:?}"));
-        let a_span = a.span();
-        let a = a.get_ref();
-        let adapter = a.adapter.get_ref().as_str();
-        if !is_valid_id(name) {
-            ck.at(
-                Some(a_span.clone()),
-                subject.clone(),
-                "profile names may use only letters, digits, '_' and '-'".into(),
-            );
-        }
-        if crate::adapter::find(adapter).is_none() {
-            ck.at(
-                Some(a.adapter.span()),
-                subject.clone(),
-                format!(
-                    "unknown adapter {adapter:?}; expected one of {}",
-                    crate::adapter::names().join(", ")
-                ),
-            );
-        }
-        if let Some(cmd) = &a.command {
-            if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() {
-                ck.at(
-                    Some(cmd.span()),
-                    subject.clone(),
-                    "`command` is empty; name a program".into(),
-                );
-            }
-        } else if adapter == "exec" {
-            ck.at(
-                Some(a_span.clone()),
-                subject.clone(),
-                "an exec profile needs `command`, e.g. command = [\"bash\", \"-ec\"]".into(),
-            );
-        }
-        let hermetic_home = match a.home.as_ref().map(|h| (h.get_ref().as_str(), h.span())) {
-            None | Some(("inherit", _)) => false,
-            Some(("hermetic", _)) => true,
-            Some((other, span)) => {
-                ck.at(Some(span), subject.clone(), format!("home must be \"inherit\" (the user's home) or \"hermetic\" (one of its own), not {other:?}"));
-                false
-            }
-        };
-        if let Some(instr) = &a.instructions {
-            check_file(ck, repo_root, instr, subject.clone(), "instructions file");
-        }
-        let max_parallel = a.max_parallel.as_ref().and_then(|m| {
-            let n = usize::try_from(*m.get_ref()).ok().filter(|n| *n >= 1);
-            if n.is_none() {
-                let msg = format!("max_parallel must be at least 1, not {}", m.get_ref());
-                ck.at(Some(m.span()), subject.clone(), msg);
-            }
-            n
-        });
-        let max_wait = match &a.max_wait {
-            Some(w) => match parse_duration(w.get_ref()) {
-                Ok(d) => d,
-                Err(e) => {
-                    ck.at(Some(w.span()), subject.clone(), format!("max_wait: {e}"));
-                    super::DEFAULT_MAX_WAIT
-                }
-            },
-            None => super::DEFAULT_MAX_WAIT,
-        };
-        if a.account.as_ref().is_some_and(|acc| acc.trim().is_empty()) {
-            let msg = "account is empty: name the provider account the profile's limits are shared under, or leave it out".to_string();
-            ck.at(Some(a_span.clone()), subject.clone(), msg);
-        }
-        let executor =
-            super::executor::profile_executor(ck, executor, a.executor.as_ref(), &subject);
-        // On a cluster the pod is the agent's sandbox.
-        let sandbox = match executor {
-            super::Executor::Local => profile_sandbox(
-                ck,
-                a,
-                raw.defaults.as_ref().map(|d| d.get_ref()),
-                a_span.clone(),
-                &subject,
-            ),
-            super::Executor::Remote(_) => None,
-        };
-        out.insert(
-            name.clone(),
-            AgentProfile {
-                name: name.clone(),
-                adapter: adapter.to_string(),
-                model: a.model.clone(),
-                args: a.args.clone(),
-                env: a.env.clone(),
-                instructions: a.instructions.as_ref().map(|s| s.get_ref().clone()),
-                command: a.command.as_ref().map(|c| c.get_ref().clone()),
-                hermetic_home,
-                max_parallel,
-                sandbox,
-                max_wait,
-                fallback: a
-                    .fallback
-                    .as_ref()
-                    .map(|f| f.get_ref().clone())
-                    .unwrap_or_default(),
-                account: a.account.clone().filter(|a| !a.trim().is_empty()),
-                executor,
-            },
-        );
-    }
-    for (name, a) in &raw.agent {
-        for f in a.get_ref().fallback.iter() {
-            for fb in f.get_ref() {
-                if fb == name || !out.contains_key(fb) {
-                    let why = if fb == name {
-                        "the profile itself"
-                    } else {
-                        "no profile of the plan"
-                    };
-                    ck.at(
-                        Some(f.span()),
-                        Some(format!("agent {name:?}")),
-                        format!("fallback {fb:?} is {why}; name other profiles"),
-                    );
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A profile's sandbox: its own fields, else `[defaults]`' `sandbox` and
-/// `network`.
-fn profile_sandbox(
-    ck: &mut Checker,
-    a: &RawAgent,
-    defaults: Option<&RawTask>,
-    span: std::ops::Range<usize>,
-    subject: &Option<String>,
-) -> Option<super::sandbox::Sandbox> {
-    let mode = a
-        .sandbox
-        .as_ref()
-        .or(defaults.and_then(|d| d.sandbox.as_ref()));
-    let network = a
-        .network
-        .as_ref()
-        .or(defaults.and_then(|d| d.network.as_ref()));
-    let at = mode
-        .map(|m| m.span())
-        .or(network.map(|n| n.span()))
-        .unwrap_or(span);
-    let parsed = super::sandbox::parse(
-        mode.map(|m| m.get_ref().as_str()),
-        network.map(|n| n.get_ref()),
-        a.hide.as_deref(),
-        a.memory.as_ref().map(|m| m.get_ref().as_str()),
-        a.pids.as_ref().map(|p| *p.get_ref()),
-    );
-    match parsed {
-        Ok(s) => s,
-        Err(e) => {
-            ck.at(Some(at), subject.clone(), e);
-            None
-        }
     }
 }
 
