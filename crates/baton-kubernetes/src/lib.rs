@@ -109,26 +109,7 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     if adopted.is_none() {
         share_branch(&req, &cluster).await?;
     }
-    let name = match adopted {
-        Some((name, n)) => {
-            // Its pod pushes (and so is collected) under its own attempt's ref.
-            req.pod.keep_ref = baton_core::paths::attempt_ref(&req.pod.run, &req.pod.task, n);
-            eprintln!(
-                "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
-            );
-            name
-        }
-        None => {
-            let j = job::job(&req.pod, &cluster);
-            let made = jobs.create(&PostParams::default(), &j).await.map_err(|e| {
-                anyhow!(
-                    "cannot create the attempt's Job in namespace {}: {e}",
-                    cluster.namespace
-                )
-            })?;
-            made.metadata.name.unwrap_or_default()
-        }
-    };
+    let name = job_to_follow(&jobs, &mut req, &cluster, adopted).await?;
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
@@ -138,8 +119,47 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
         return Ok(143);
     }
     let _ = jobs.delete(&name, &DeleteParams::background()).await;
-    let end = match outcome.end {
-        Some(end) => end,
+    let end = collect(&req, &cluster, &outcome).await;
+    std::fs::write(&req.end_file, serde_json::to_string(&end)?)
+        .with_context(|| format!("cannot write {}", req.end_file.display()))?;
+    Ok(match (end.code, outcome.terminated) {
+        (Some(c), _) => c,
+        (None, true) => 143,
+        (None, false) => 1,
+    })
+}
+
+/// The Job to follow: the one an earlier baton left running (`adopted`,
+/// its name and attempt), else a new one made now.
+async fn job_to_follow(
+    jobs: &Api<Job>,
+    req: &mut FollowRequest,
+    cluster: &Kubernetes,
+    adopted: Option<(String, u32)>,
+) -> anyhow::Result<String> {
+    if let Some((name, n)) = adopted {
+        // Its pod pushes (and so is collected) under its own attempt's ref.
+        req.pod.keep_ref = baton_core::paths::attempt_ref(&req.pod.run, &req.pod.task, n);
+        eprintln!(
+            "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
+        );
+        return Ok(name);
+    }
+    let j = job::job(&req.pod, cluster);
+    let made = jobs.create(&PostParams::default(), &j).await.map_err(|e| {
+        anyhow!(
+            "cannot create the attempt's Job in namespace {}: {e}",
+            cluster.namespace
+        )
+    })?;
+    Ok(made.metadata.name.unwrap_or_default())
+}
+
+/// The pod's end as it told it (or why it told nothing), its work fetched
+/// from the remote both sides reach when there is one.
+async fn collect(req: &FollowRequest, cluster: &Kubernetes, outcome: &follow::Followed) -> PodEnd {
+    let end = match &outcome.end {
+        Some(end) => end.clone(),
         None => {
             eprintln!(
                 "baton: the pod ended without saying how its attempt went ({})",
@@ -156,22 +176,12 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     }
     if let (true, Some(remote)) = (end.pushed, &cluster.remote) {
         let refspec = format!("+{0}:{0}", req.pod.keep_ref);
-        if let Err(e) = git_ok(
-            &req.git_dir,
-            ["fetch", "-q", remote.as_str(), refspec.as_str()],
-        )
-        .await
-        {
+        let fetch = ["fetch", "-q", remote.as_str(), refspec.as_str()];
+        if let Err(e) = git_ok(&req.git_dir, fetch).await {
             eprintln!("baton: cannot fetch the pod's work from {remote}: {e}");
         }
     }
-    std::fs::write(&req.end_file, serde_json::to_string(&end)?)
-        .with_context(|| format!("cannot write {}", req.end_file.display()))?;
-    Ok(match (end.code, outcome.terminated) {
-        (Some(c), _) => c,
-        (None, true) => 143,
-        (None, false) => 1,
-    })
+    end
 }
 
 /// With a remote both sides reach, the pod fetches the task's branch there:
