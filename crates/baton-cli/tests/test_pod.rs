@@ -58,8 +58,6 @@ fn tagged(lines: &[String]) -> Vec<PodLine> {
 #[test]
 fn the_pods_side_streams_the_agent_as_is_tags_the_rest_and_runs_the_gates_to_the_first_failure() {
     let env = TestEnv::new();
-    env.write("README", "hello\n");
-    env.commit_all("init");
     // `cat` ends only when its input is closed: nothing steers a pod's agent.
     let agent = r#"cat; echo '{"type":"said"}'; echo complaint >&2; echo made > made.txt"#;
     let gates = [
@@ -104,8 +102,6 @@ fn the_pods_side_streams_the_agent_as_is_tags_the_rest_and_runs_the_gates_to_the
 #[test]
 fn a_pods_agent_that_overruns_its_time_is_ended_and_its_work_still_pushed() {
     let env = TestEnv::new();
-    env.write("README", "hello\n");
-    env.commit_all("init");
     let mut spec = attempt(&env, "echo partial > partial.txt; sleep 60", &["true"]);
     spec["timeout_secs"] = 1.into();
     let (code, lines) = pod(&env, &spec);
@@ -124,8 +120,6 @@ fn a_pods_agent_that_overruns_its_time_is_ended_and_its_work_still_pushed() {
 #[test]
 fn a_pod_that_cannot_fetch_says_why_and_runs_nothing() {
     let env = TestEnv::new();
-    env.write("README", "hello\n");
-    env.commit_all("init");
     let mut spec = attempt(&env, "echo ran > ran.txt", &["true"]);
     spec["start"] = "0000000000000000000000000000000000000000".into();
     let (code, lines) = pod(&env, &spec);
