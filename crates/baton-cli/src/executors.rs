@@ -1,9 +1,14 @@
-//! The remote executors this binary drives: one line each. An executor's
-//! settings are the plan's (`baton_core::plan::Remote`); its driver (how
-//! its attempts are followed from here, swept at a run's end and checked by
-//! `baton doctor`) lives in a crate of its own, with the client it needs.
+//! What this binary plugs into the engine and the server, one line each:
+//! remote executors and trackers. An executor's settings are the plan's
+//! (`baton_core::plan::Remote`); its driver (how its attempts are followed
+//! from here, swept at a run's end and checked by `baton doctor`) lives in a
+//! crate of its own, with the client it needs. So does a tracker's client
+//! (`[[source]]`, which `baton serve` takes work from).
 
 use baton_core::executor::Driver;
+use baton_core::tracker::TrackerKind;
+
+pub const TRACKERS: &[&TrackerKind] = &[&baton_github::KIND];
 
 pub const DRIVERS: &[&Driver] = &[
     #[cfg(feature = "kubernetes")]

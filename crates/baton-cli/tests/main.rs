@@ -22,6 +22,7 @@ mod test_resolve;
 mod test_run;
 mod test_sandbox;
 mod test_serve;
+mod test_sources;
 mod test_usage;
 mod test_verify;
 mod test_walls;

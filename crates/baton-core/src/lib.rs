@@ -28,6 +28,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod store;
 pub mod template;
+pub mod tracker;
 
 pub use engine::{Engine, EngineError, EngineHandle, RunOptions};
 pub use git::Repo;

@@ -13,6 +13,23 @@ use tokio::process::Child;
 /// How long a group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// Variables baton keeps for itself (a tracker's token): no agent, gate or
+/// setup it starts inherits them. Process-wide, because every such process
+/// is started in one place ([`withheld`] is read there) and the set is
+/// known once, when `baton serve` reads its plan.
+static WITHHELD: std::sync::OnceLock<Vec<OsString>> = std::sync::OnceLock::new();
+
+/// Keeps `names` from every process baton starts from now on; the first
+/// call wins (a server reads its sources once).
+pub fn withhold(names: &[String]) {
+    let _ = WITHHELD.set(names.iter().map(OsString::from).collect());
+}
+
+/// What [`withhold`] keeps back.
+pub fn withheld() -> &'static [OsString] {
+    WITHHELD.get().map(Vec::as_slice).unwrap_or_default()
+}
+
 pub fn signal_group(pgid: i32, sig: i32) -> bool {
     if pgid <= 1 {
         return false;

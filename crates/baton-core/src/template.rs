@@ -44,6 +44,29 @@ fn task_refs() -> &'static Regex {
     })
 }
 
+/// Text nobody wrote as a template (an issue's body, from a tracker) as
+/// a prompt that renders to exactly that text: inside a `{% raw %}` block,
+/// each `{% endraw %}` it holds given as a string expression.
+pub fn literal(text: &str) -> String {
+    static ENDRAW: OnceLock<Regex> = OnceLock::new();
+    let endraw =
+        ENDRAW.get_or_init(|| Regex::new(r"\{%-?\s*endraw\s*-?%\}").expect("static regex"));
+    let mut out = String::from("{% raw %}");
+    let mut last = 0;
+    for m in endraw.find_iter(text) {
+        out.push_str(&text[last..m.start()]);
+        // The tag holds no quote or backslash: it is safe in a string.
+        out.push_str(&format!(
+            "{{% endraw %}}{{{{ \"{}\" }}}}{{% raw %}}",
+            m.as_str()
+        ));
+        last = m.end();
+    }
+    out.push_str(&text[last..]);
+    out.push_str("{% endraw %}");
+    out
+}
+
 /// The code of a template: what is inside its `{{ }}` and `{% %}` tags,
 /// outside `{% raw %}` blocks. Prose that says "tasks.x" is not a reference.
 fn template_code(src: &str) -> String {
@@ -255,6 +278,20 @@ mod tests {
         );
         let e = check_resolver("{{ nope }}").unwrap_err();
         assert!(e.contains("resolver_prompt") && e.contains("paths"), "{e}");
+    }
+
+    #[test]
+    fn literal_text_renders_as_itself_whatever_tags_it_holds() {
+        let ctx = super::PromptContext::default();
+        for text in [
+            "Fix {{ tasks.x.result }} and {% if y %}z{% endif %}",
+            "a {% endraw %} b {%- endraw -%} c {% raw %} d",
+            "plain",
+        ] {
+            let lit = super::literal(text);
+            assert_eq!(super::render(&lit, &ctx).unwrap(), text);
+            assert_eq!(super::check(&lit, &[]), Ok(()));
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod assets;
 mod auth;
 mod error;
 pub mod git_door;
+mod intake;
 pub mod mcp;
 mod notify;
 mod runner;
@@ -98,8 +99,11 @@ pub async fn serve(
     state
         .write_discovery(&local)
         .map_err(|e| ServeError::Setup(format!("cannot set up the local user's access: {e}")))?;
+    // Before any run starts: the sources' tokens are kept from its agents.
+    let intakes = intake::open(&state).map_err(ServeError::Setup)?;
     runner::resume_interrupted(&state).await;
     notify::spawn(state.clone());
+    intake::spawn(state.clone(), intakes);
     on_listen(local);
     let app = router(state.clone());
     let stopping = state.clone();

@@ -454,6 +454,18 @@ pub async fn add_task(
     agent: Option<&str>,
     tags: &[String],
 ) -> Result<(String, String), RunnerError> {
+    add_named_task(state, prompt, prompt, agent, tags).await
+}
+
+/// Queues a task whose id is made from `name` (its prompt's words by
+/// default); returns (run, task).
+pub async fn add_named_task(
+    state: &Arc<AppState>,
+    name: &str,
+    prompt: &str,
+    agent: Option<&str>,
+    tags: &[String],
+) -> Result<(String, String), RunnerError> {
     if prompt.trim().is_empty() {
         return Err(invalid("the prompt is empty"));
     }
@@ -477,7 +489,7 @@ pub async fn add_task(
         .map(|t| t.len())
         .unwrap_or(0)
         + 1;
-    let s = slug(prompt);
+    let s = slug(name);
     let id = if s.is_empty() {
         format!("t{n}")
     } else {

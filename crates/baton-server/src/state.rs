@@ -26,6 +26,8 @@ pub struct ServeOptions {
     pub baton: Option<PathBuf>,
     /// The remote executors' drivers the binary registered.
     pub drivers: &'static [&'static baton_core::executor::Driver],
+    /// The trackers the binary can take work from (`[[source]]`).
+    pub trackers: &'static [&'static baton_core::tracker::TrackerKind],
 }
 
 /// A run this process drives: the task driving it, and its handle.

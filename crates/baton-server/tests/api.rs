@@ -62,6 +62,7 @@ fn api_with(require_token: bool, plan: &str) -> Api {
         watchdog: None,
         webhook: None,
         drivers: &[],
+        trackers: &[],
     };
     let state = AppState::new(opts, require_token).unwrap();
     Api { env, state }
@@ -594,6 +595,7 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
         watchdog: None,
         webhook: Some(url),
         drivers: &[],
+        trackers: &[],
     };
     let state = AppState::new(opts, false).unwrap();
     baton_server::spawn_notifier(state.clone());

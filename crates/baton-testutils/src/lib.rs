@@ -13,6 +13,8 @@
 //! `FAKE_AGENT_SCRIPT` set, the script is read from there instead (for
 //! standing in for a real CLI, whose last argument is not the prompt).
 
+pub mod github;
+mod http;
 pub mod model_server;
 
 use std::path::{Path, PathBuf};

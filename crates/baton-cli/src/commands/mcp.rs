@@ -86,6 +86,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         watchdog: watchdog_command(),
         webhook: None,
         drivers: crate::executors::DRIVERS,
+        trackers: crate::executors::TRACKERS,
     };
     let state = AppState::new(opts, false).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(run) = &args.run {

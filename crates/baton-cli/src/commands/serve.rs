@@ -55,6 +55,7 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         watchdog: watchdog_command(),
         webhook: args.webhook.clone(),
         drivers: crate::executors::DRIVERS,
+        trackers: crate::executors::TRACKERS,
     };
     baton_server::serve(opts, shutdown(), |addr| {
         eprintln!("baton serve: listening on http://{addr}");

@@ -6,6 +6,7 @@ mod executor;
 mod files;
 mod raw;
 pub mod sandbox;
+mod source;
 mod task;
 mod validate;
 mod workspace;
@@ -14,6 +15,7 @@ pub use crate::adapter::Price;
 pub use error::{Diagnostic, PlanError};
 pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount, Remote};
 pub use files::FileSet;
+pub use source::{GitHubSource, Source, SourceKind};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;
@@ -44,6 +46,8 @@ pub struct Plan {
     pub workspace: Workspace,
     /// Where attempts run by default, and the cluster, if any.
     pub executor: ExecutorSettings,
+    /// Where `baton serve` takes work from (`[[source]]`).
+    pub sources: Vec<Source>,
 }
 
 #[derive(Debug, Clone)]

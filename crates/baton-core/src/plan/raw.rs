@@ -24,6 +24,21 @@ pub(crate) struct RawPlan {
     pub workspace: RawWorkspace,
     #[serde(default)]
     pub executor: RawExecutor,
+    #[serde(default)]
+    pub source: Vec<Spanned<RawSource>>,
+}
+
+/// `[[source]]`: where `baton serve` takes work from (a tracker).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSource {
+    pub kind: Option<Spanned<String>>,
+    pub repo: Option<Spanned<String>>,
+    pub label: Option<Spanned<String>>,
+    pub assignee: Option<Spanned<String>>,
+    pub api_url: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    pub poll: Option<Spanned<String>>,
 }
 
 /// `[executor]`: where attempts run (`kind`), and the cluster's settings.

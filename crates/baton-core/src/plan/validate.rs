@@ -114,6 +114,7 @@ pub(super) fn parse(
             agent: r.agent.get_ref().clone(),
         });
     }
+    let sources = super::source::check_sources(&mut ck, &raw.source);
     if !ck.diags.is_empty() {
         // In file order, so people can fix them top to bottom.
         ck.diags
@@ -130,6 +131,7 @@ pub(super) fn parse(
         executor,
         tasks,
         routes,
+        sources,
     })
 }
 

@@ -5,10 +5,12 @@
 mod inbox;
 mod ports;
 mod records;
+mod sources;
 
 pub use inbox::Message;
 pub use ports::PORT_RANGE;
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
+pub use sources::SourceItem;
 
 use crate::clock::now_ms;
 use crate::model::{Activity, AttemptStatus, ControlKind, RunStatus, TaskStatus};
@@ -141,6 +143,19 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS events_moves ON events (run_id, seq) WHERE kind IN ('fallback', 'waiting')",
     // A queued task's checked spec, stored as it will be read.
     "ALTER TABLE added_tasks ADD COLUMN spec TEXT",
+    // Work taken from a tracker (`[[source]]`): which item became which
+    // task, and whether its end was reported back.
+    "CREATE TABLE IF NOT EXISTS source_items (
+        source TEXT NOT NULL,
+        item TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        url TEXT NOT NULL,
+        taken_at INTEGER NOT NULL,
+        reported_at INTEGER,
+        PRIMARY KEY (source, item)
+    )",
 ];
 
 /// A task queued at run time, as the store keeps it.

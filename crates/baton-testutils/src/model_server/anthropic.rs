@@ -1,11 +1,11 @@
 //! Anthropic Messages API (`POST /v1/messages`), as Claude Code uses it:
 //! streamed SSE, tools `Write {file_path, content}` and `Bash {command}`.
 
-use super::http::Response;
 use super::turn::{
     collect_text, fill_schema, named_call, new_id, run_call, sse_event, write_by_shell, write_call,
     Action, Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
+use crate::http::Response;
 use serde_json::{json, Value};
 
 pub(crate) fn inspect(body: &Value) -> Result<Turn, String> {

@@ -2,11 +2,11 @@
 //! `write {filePath, content}` and `bash {command}`, streamed) and aider (no
 //! tools: edits come back as text in aider's whole-file format).
 
-use super::http::Response;
 use super::turn::{
     collect_text, named_call, new_id, now_secs, run_call, sse_event, write_by_shell, write_call,
     Action, Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
+use crate::http::Response;
 use serde_json::{json, Value};
 
 pub(crate) fn inspect(body: &Value) -> Result<Turn, String> {

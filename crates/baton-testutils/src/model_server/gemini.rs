@@ -4,11 +4,11 @@
 //! Its side requests (model router, next-speaker check) ask for JSON
 //! matching a schema; they get a schema-shaped answer.
 
-use super::http::Response;
 use super::turn::{
     collect_text, fill_schema, named_call, new_id, run_call, sse_event, write_by_shell, write_call,
     Action, Entry, ToolCall, Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
+use crate::http::Response;
 use serde_json::{json, Value};
 
 /// `model` and `method` come from the path `models/{model}:{method}`.

@@ -26,7 +26,6 @@ mod agents;
 mod anthropic;
 mod chat;
 mod gemini;
-mod http;
 mod outage;
 mod responses;
 mod script;
@@ -36,7 +35,7 @@ pub use agents::{agent_args, agent_bin, agent_env, baton_profile, AGENTS};
 pub use outage::{Api, Outage};
 pub use script::{Scripts, Step};
 
-use http::{Outcome, Request, Response};
+use crate::http::{self, Outcome, Request, Response};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use turn::{Action, Turn};

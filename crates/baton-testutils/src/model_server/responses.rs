@@ -2,11 +2,11 @@
 //! SSE; files are written with `apply_patch` (a freeform tool when the model
 //! slug is one Codex knows), commands run with its shell tool.
 
-use super::http::Response;
 use super::turn::{
     collect_text, named_call, new_id, now_secs, run_call, sse_event, write_by_shell, Action, Entry,
     Turn, INPUT_TOKENS, OUTPUT_TOKENS,
 };
+use crate::http::Response;
 use serde_json::{json, Value};
 
 pub(crate) fn inspect(body: &Value) -> Result<Turn, String> {

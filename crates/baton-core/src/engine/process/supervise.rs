@@ -219,6 +219,10 @@ pub(crate) async fn spawn<'a>(
 /// death end all of it), its output piped.
 fn command(spec: &Spec<'_>, stdin_pipe: bool) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&spec.program);
+    for name in crate::process::withheld() {
+        // Before its own env: a profile that gives the variable keeps it.
+        cmd.env_remove(name);
+    }
     cmd.args(&spec.args)
         .current_dir(spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 server on tokio: just enough for the agent CLIs'
-//! HTTP clients (Node's undici, Rust's reqwest, Python's httpx/requests).
+//! HTTP clients (Node's undici, Rust's reqwest, Python's httpx/requests)
+//! and baton's own (the GitHub stand-in).
 //! Hand-written instead of axum/hyper to keep the build small: requests
 //! with Content-Length or chunked bodies, keep-alive, whole responses with
 //! Content-Length (an SSE stream is sent in one piece, which every client
@@ -39,6 +40,8 @@ pub(crate) struct Response {
     pub body: Vec<u8>,
     /// A `retry-after` header, in seconds.
     pub retry_after: Option<u32>,
+    /// More headers (`link`, `location`, rate-limit figures).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -48,6 +51,7 @@ impl Response {
             content_type: "application/json",
             body: value.to_string().into_bytes(),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -57,6 +61,7 @@ impl Response {
             content_type: "text/event-stream",
             body: body.into_bytes(),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -249,10 +254,13 @@ async fn write_response<W: AsyncWrite + Unpin>(
     resp: &Response,
     close: bool,
 ) -> std::io::Result<()> {
-    let retry = resp
+    let mut retry = resp
         .retry_after
         .map(|s| format!("retry-after: {s}\r\n"))
         .unwrap_or_default();
+    for (k, v) in &resp.headers {
+        retry.push_str(&format!("{k}: {v}\r\n"));
+    }
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache\r\n{retry}connection: {}\r\n\r\n",
         resp.status,
@@ -269,12 +277,16 @@ async fn write_response<W: AsyncWrite + Unpin>(
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         408 => "Request Timeout",
+        410 => "Gone",
         413 => "Payload Too Large",
+        422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",

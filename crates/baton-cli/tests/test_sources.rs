@@ -1,0 +1,195 @@
+//! Work from a tracker: `baton serve` with a `[[source]]` takes the labelled
+//! issues of a repository on the GitHub stand-in (which speaks GitHub's REST
+//! shapes) as tasks, and reports back on them.
+
+use crate::common::*;
+use baton_testutils::github::GitHub;
+use baton_testutils::{fake_agent, TestEnv};
+use std::process::{Child, Stdio};
+
+const TOKEN: &str = "ghp_baton-test-token-0123456789";
+
+fn plan(env: &TestEnv, gh: &GitHub) -> String {
+    let fake = fake_agent().display().to_string();
+    let script = |name: &str| {
+        let seen = env
+            .scratch(&format!("{name}-prompt.txt"))
+            .display()
+            .to_string();
+        let token = env
+            .scratch(&format!("{name}-token.txt"))
+            .display()
+            .to_string();
+        format!(
+            "prompt {seen}; env BATON_TEST_GITHUB_TOKEN {token}; write {name}.txt done by {name}"
+        )
+    };
+    format!(
+        r#"[agent.fake]
+adapter = "exec"
+command = [{fake:?}]
+env = {{ FAKE_AGENT_SCRIPT = {fake_script:?} }}
+
+[agent.docs]
+adapter = "exec"
+command = [{fake:?}]
+env = {{ FAKE_AGENT_SCRIPT = {docs_script:?} }}
+
+[defaults]
+agent = "fake"
+
+[[route]]
+tags = ["docs"]
+agent = "docs"
+
+[[source]]
+kind = "github"
+repo = "acme/app"
+label = "baton"
+api_url = {url:?}
+token_env = "BATON_TEST_GITHUB_TOKEN"
+poll = "5s"
+"#,
+        fake_script = script("fake"),
+        docs_script = script("docs"),
+        url = gh.url(),
+    )
+}
+
+/// `baton serve` with the tracker's token in its environment; its stderr
+/// goes to a file (for a failing test's message).
+fn serve(env: &TestEnv, log: &str) -> Child {
+    let log = std::fs::File::create(env.scratch(log)).unwrap();
+    baton(env)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
+        .env("BATON_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: signalling a child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+/// What baton said on issue `n`, in order.
+fn said(gh: &GitHub, n: u64) -> Vec<String> {
+    let comments = gh.comments(n).into_iter();
+    let baton = comments.filter(|(who, _)| who == "baton-bot[bot]");
+    baton.map(|(_, body)| body).collect()
+}
+
+#[test]
+fn labelled_issues_become_routed_tasks_and_hear_how_they_ended_once() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    let docs = gh.open_issue(
+        "Write the notes",
+        "Put {{ tasks.x.result }} and {% if y %} in them, as written.",
+        &["baton", "docs"],
+    );
+    gh.comment(docs, "maria", "Keep them short.");
+    let other = gh.open_issue("Not for baton", "", &["cli"]);
+    let pr = gh.open_pull_request("A labelled pull request", &["baton"]);
+    env.write("baton.toml", &plan(&env, &gh));
+    env.commit_all("plan");
+    let server = serve(&env, "serve-1.log");
+    let log = || std::fs::read_to_string(env.scratch("serve-1.log")).unwrap_or_default();
+    wait_for("the issue's task to end and be reported", 60, || {
+        said(&gh, docs).len() >= 2
+    });
+    let comments = said(&gh, docs);
+    assert!(
+        comments[0].starts_with("baton took this on as task `t1-1-write-the-notes` of run"),
+        "{comments:?}\n{}",
+        log()
+    );
+    assert!(
+        comments[0].contains("by agent profile `docs`"),
+        "routed by its label: {comments:?}"
+    );
+    assert!(
+        comments[1].contains("succeeded. Its work is merged into `baton/"),
+        "{comments:?}"
+    );
+    // The agent got the issue's text as it is written, and its comments.
+    let prompt = std::fs::read_to_string(env.scratch("docs-prompt.txt")).unwrap();
+    assert!(
+        prompt.starts_with("Write the notes (https://github.com/acme/app/issues/1)"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("Put {{ tasks.x.result }} and {% if y %} in them"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("maria wrote:\nKeep them short."),
+        "{prompt}"
+    );
+    // The tracker's token is baton's: the agent's environment does not have it.
+    let token = std::fs::read_to_string(env.scratch("docs-token.txt")).unwrap();
+    assert_eq!(token.trim(), "", "the agent saw the token");
+    // Neither an issue without the label nor a pull request is work.
+    assert!(said(&gh, other).is_empty() && said(&gh, pr).is_empty());
+    stop(server);
+    // A restarted server takes nothing twice and says nothing again.
+    let server = serve(&env, "serve-2.log");
+    let fix = gh.open_issue("Fix the crash", "", &["baton"]);
+    wait_for("the new issue to be reported", 60, || {
+        said(&gh, fix).len() >= 2
+    });
+    stop(server);
+    assert_eq!(said(&gh, docs).len(), 2, "{:?}", said(&gh, docs));
+    let tasks = store_rows(&env, "SELECT count(*) FROM source_items");
+    assert_eq!(tasks, ["2"]);
+    assert!(said(&gh, fix)[0].contains("by agent profile `fake`"));
+    // No token appears in anything baton wrote.
+    let state = env.repo.join(".git/baton");
+    let found = std::process::Command::new("grep")
+        .args(["-rl", TOKEN])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}
+
+#[test]
+fn a_server_whose_source_has_no_token_says_so_and_does_not_start() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    env.write("baton.toml", &plan(&env, &gh));
+    env.commit_all("plan");
+    // git, but no `gh` to fall back on.
+    let bin = env.scratch("no-gh");
+    std::fs::create_dir_all(&bin).unwrap();
+    let git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
+    let out = baton(&env)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env_remove("BATON_TEST_GITHUB_TOKEN")
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("github:acme/app#baton needs a GitHub token in $BATON_TEST_GITHUB_TOKEN"),
+        "{err}"
+    );
+    assert!(gh.calls().is_empty());
+}

@@ -1,0 +1,229 @@
+//! `[[source]]`: trackers `baton serve` takes work from. A GitHub source
+//! makes each open issue of `repo` that has `label` (and, if given, is
+//! assigned to `assignee`) a task, routed by its labels through
+//! `[[route]]`; baton comments on the issue when the task starts and when
+//! it ends. Its token is read from the environment variable `token_env`
+//! (default `GITHUB_TOKEN`) by baton alone: agents never get it.
+
+use super::error::Checker;
+use super::raw::RawSource;
+use crate::duration::parse_duration;
+use std::time::Duration;
+use toml::Spanned;
+
+/// One tracker to take work from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// Its name in the store and in messages (`github:owner/repo#label`).
+    pub name: String,
+    pub kind: SourceKind,
+    /// How often it is asked for new work.
+    pub poll: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    GitHub(GitHubSource),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitHubSource {
+    /// `owner/name`.
+    pub repo: String,
+    /// Issues with this label are work.
+    pub label: String,
+    /// And, when set, assigned to this login.
+    pub assignee: Option<String>,
+    /// The REST API's root (GitHub Enterprise: `https://HOST/api/v3`).
+    pub api_url: String,
+    /// The environment variable baton reads its token from.
+    pub token_env: String,
+}
+
+impl Source {
+    /// Its `kind`, as the plan says it.
+    pub fn kind(&self) -> &'static str {
+        match self.kind {
+            SourceKind::GitHub(_) => "github",
+        }
+    }
+
+    /// The environment variables that hold its secrets: baton keeps them
+    /// from every process it starts.
+    pub fn secret_vars(&self) -> Vec<String> {
+        match &self.kind {
+            SourceKind::GitHub(g) => vec![g.token_env.clone()],
+        }
+    }
+}
+
+const DEFAULT_POLL: Duration = Duration::from_secs(60);
+/// GitHub allows a token 5,000 requests an hour; faster than this would
+/// spend them on nothing.
+const MIN_POLL: Duration = Duration::from_secs(5);
+pub const GITHUB_API: &str = "https://api.github.com";
+
+pub(super) fn check_sources(ck: &mut Checker, raw: &[Spanned<RawSource>]) -> Vec<Source> {
+    let mut out: Vec<Source> = Vec::new();
+    for r in raw {
+        let (span, s) = (r.span(), r.get_ref());
+        let kind = s.kind.as_ref().map(|k| k.get_ref().as_str());
+        let source = match kind {
+            Some("github") => check_github(ck, s, span.clone()),
+            Some(other) => {
+                let at = s.kind.as_ref().map(|k| k.span());
+                ck.at(
+                    at,
+                    None,
+                    format!("source.kind must be \"github\", not {other:?}"),
+                );
+                None
+            }
+            None => {
+                let msg = "a [[source]] needs `kind` (\"github\")".to_string();
+                ck.at(Some(span.clone()), None, msg);
+                None
+            }
+        };
+        let Some(source) = source else { continue };
+        if out.iter().any(|o| o.name == source.name) {
+            let msg = format!("{} is a [[source]] twice", source.name);
+            ck.at(Some(span), None, msg);
+            continue;
+        }
+        out.push(source);
+    }
+    out
+}
+
+fn check_github(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -> Option<Source> {
+    let subject = Some("source \"github\"".to_string());
+    let repo = match &s.repo {
+        Some(r) if is_repo(r.get_ref()) => r.get_ref().clone(),
+        Some(r) => {
+            let msg = format!("repo must be \"owner/name\", not {:?}", r.get_ref());
+            ck.at(Some(r.span()), subject, msg);
+            return None;
+        }
+        None => {
+            ck.at(
+                Some(span),
+                subject,
+                "a GitHub source needs `repo` (\"owner/name\")".into(),
+            );
+            return None;
+        }
+    };
+    let label = match &s.label {
+        Some(l) if !l.get_ref().trim().is_empty() && !l.get_ref().contains(',') => {
+            l.get_ref().clone()
+        }
+        Some(l) => {
+            let msg = "label names one label (issues that have it are work), not empty nor a list";
+            ck.at(Some(l.span()), subject, msg.into());
+            return None;
+        }
+        None => {
+            let msg = "a GitHub source needs `label`: the label that makes an issue work for baton";
+            ck.at(Some(span), subject, msg.into());
+            return None;
+        }
+    };
+    let api_url = s
+        .api_url
+        .as_ref()
+        .map(|u| u.get_ref().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| GITHUB_API.into());
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        let at = s.api_url.as_ref().map(|u| u.span());
+        ck.at(
+            at,
+            subject.clone(),
+            format!("api_url must be an http(s) URL, not {api_url:?}"),
+        );
+    }
+    let token_env = s
+        .token_env
+        .as_ref()
+        .map(|t| t.get_ref().clone())
+        .unwrap_or_else(|| "GITHUB_TOKEN".into());
+    let poll = match &s.poll {
+        Some(p) => match parse_duration(p.get_ref()) {
+            Ok(d) if d >= MIN_POLL => d,
+            Ok(_) => {
+                let msg = format!("poll must be at least {}s", MIN_POLL.as_secs());
+                ck.at(Some(p.span()), subject.clone(), msg);
+                DEFAULT_POLL
+            }
+            Err(e) => {
+                ck.at(Some(p.span()), subject.clone(), format!("poll: {e}"));
+                DEFAULT_POLL
+            }
+        },
+        None => DEFAULT_POLL,
+    };
+    let assignee = s.assignee.as_ref().map(|a| a.get_ref().clone());
+    Some(Source {
+        name: format!("github:{repo}#{label}"),
+        kind: SourceKind::GitHub(GitHubSource {
+            repo,
+            label,
+            assignee,
+            api_url,
+            token_env,
+        }),
+        poll,
+    })
+}
+
+fn is_repo(s: &str) -> bool {
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(s.split_once('/'), Some((o, n)) if ok(o) && ok(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{Plan, SourceKind};
+
+    fn parse(text: &str) -> Result<Plan, String> {
+        let plan = format!("[agent.a]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n{text}");
+        Plan::parse_config(std::path::Path::new("baton.toml"), &plan, None)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_github_source_takes_its_defaults() {
+        let p = parse("[[source]]\nkind = \"github\"\nrepo = \"acme/app\"\nlabel = \"baton\"\n")
+            .unwrap();
+        let s = &p.sources[0];
+        assert_eq!(s.name, "github:acme/app#baton");
+        assert_eq!(s.poll.as_secs(), 60);
+        let SourceKind::GitHub(g) = &s.kind;
+        assert_eq!(g.api_url, "https://api.github.com");
+        assert_eq!(g.token_env, "GITHUB_TOKEN");
+        assert_eq!(s.secret_vars(), vec!["GITHUB_TOKEN"]);
+    }
+
+    #[test]
+    fn source_mistakes_are_plan_errors_with_their_place() {
+        for (text, says) in [
+            ("[[source]]\nrepo = \"a/b\"\n", "needs `kind`"),
+            ("[[source]]\nkind = \"jira\"\n", "source.kind must be \"github\""),
+            ("[[source]]\nkind = \"github\"\nlabel = \"x\"\n", "needs `repo`"),
+            ("[[source]]\nkind = \"github\"\nrepo = \"nope\"\nlabel = \"x\"\n", "\"owner/name\""),
+            ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\n", "needs `label`"),
+            ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"a,b\"\n", "names one label"),
+            ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"x\"\npoll = \"1s\"\n", "at least 5s"),
+            ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"x\"\napi_url = \"ftp://x\"\n", "http(s) URL"),
+            ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"x\"\nlabels = \"y\"\n", "unknown field"),
+        ] {
+            let err = parse(text).expect_err(text);
+            assert!(err.contains(says), "{text}: {err}");
+            assert!(err.contains("baton.toml:"), "{text}: no place in {err}");
+        }
+    }
+}

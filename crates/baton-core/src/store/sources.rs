@@ -1,0 +1,129 @@
+//! Work taken from trackers: a row per item that became a task, so that an
+//! item is taken once (across restarts of `baton serve`) and its end is
+//! reported back once.
+
+use super::{Result, Store};
+use crate::clock::now_ms;
+use rusqlite::{params, OptionalExtension, Row};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceItem {
+    /// The source's name (`github:owner/repo#label`).
+    pub source: String,
+    /// The item's key in its tracker (`#12`).
+    pub item: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub title: String,
+    pub url: String,
+    pub taken_at: i64,
+    /// When its end was reported to the tracker; None: not yet.
+    pub reported_at: Option<i64>,
+}
+
+impl SourceItem {
+    fn from_row(r: &Row) -> rusqlite::Result<SourceItem> {
+        Ok(SourceItem {
+            source: r.get("source")?,
+            item: r.get("item")?,
+            run_id: r.get("run_id")?,
+            task_id: r.get("task_id")?,
+            title: r.get("title")?,
+            url: r.get("url")?,
+            taken_at: r.get("taken_at")?,
+            reported_at: r.get("reported_at")?,
+        })
+    }
+}
+
+impl Store {
+    /// Records that `item` of `source` became task `task` of `run`.
+    pub fn take_source_item(&self, item: &SourceItem) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                item.source,
+                item.item,
+                item.run_id,
+                item.task_id,
+                item.title,
+                item.url,
+                now_ms()
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn source_item(&self, source: &str, item: &str) -> Result<Option<SourceItem>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT * FROM source_items WHERE source = ?1 AND item = ?2",
+                params![source, item],
+                SourceItem::from_row,
+            )
+            .optional()?)
+    }
+
+    /// The items of `source` whose end is not reported yet, oldest first.
+    pub fn unreported_source_items(&self, source: &str) -> Result<Vec<SourceItem>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(
+            "SELECT * FROM source_items WHERE source = ?1 AND reported_at IS NULL ORDER BY taken_at",
+        )?;
+        let rows = st.query_map([source], SourceItem::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn mark_source_item_reported(&self, source: &str, item: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE source_items SET reported_at = ?3 WHERE source = ?1 AND item = ?2",
+            params![source, item, now_ms()],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SourceItem;
+    use crate::store::Store;
+
+    #[test]
+    fn an_item_is_taken_once_and_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("baton.db")).unwrap();
+        let item = SourceItem {
+            source: "github:a/b#baton".into(),
+            item: "#3".into(),
+            run_id: "r".into(),
+            task_id: "t1-fix".into(),
+            title: "Fix it".into(),
+            url: "https://github.com/a/b/issues/3".into(),
+            taken_at: 0,
+            reported_at: None,
+        };
+        store.take_source_item(&item).unwrap();
+        assert!(store.take_source_item(&item).is_err(), "taken twice");
+        let open = store.unreported_source_items("github:a/b#baton").unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].task_id, "t1-fix");
+        store
+            .mark_source_item_reported("github:a/b#baton", "#3")
+            .unwrap();
+        assert!(store
+            .unreported_source_items("github:a/b#baton")
+            .unwrap()
+            .is_empty());
+        let kept = store
+            .source_item("github:a/b#baton", "#3")
+            .unwrap()
+            .unwrap();
+        assert!(kept.reported_at.is_some());
+        assert!(store
+            .source_item("github:a/b#baton", "#4")
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,176 @@
+//! Trackers work comes from (`[[source]]`): the seam, and what baton says
+//! to them. A tracker lists the items that are work now and takes comments;
+//! its client (GitHub's REST API) lives in a crate of its own, registered by
+//! the binary ([`TrackerKind`]), as executors' drivers are. What an item
+//! becomes (a task's prompt) and what baton writes back are decided here,
+//! the same for every tracker.
+
+use crate::executor::Boxed;
+use crate::plan::Source;
+
+/// One piece of work in a tracker (an issue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkItem {
+    /// Its key in the tracker (`#12`), unique within its source.
+    pub key: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    /// Its page, for people.
+    pub url: String,
+    /// What people said on it, oldest first.
+    pub comments: Vec<ItemComment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemComment {
+    pub author: String,
+    pub body: String,
+}
+
+/// Why a tracker could not be asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrackerError {
+    /// It refused the credentials (a bad or missing token).
+    #[error("{0}")]
+    Credentials(String),
+    /// It asked to wait (a rate limit) until this time (ms since the epoch).
+    #[error("{why} (until {until_ms} ms)")]
+    Limited { why: String, until_ms: i64 },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A tracker baton takes work from and reports to.
+pub trait Tracker: Send + Sync {
+    /// The items that are work now, with their comments.
+    fn items(&self) -> Boxed<'_, Result<Vec<WorkItem>, TrackerError>>;
+    /// Writes `text` on item `key`.
+    fn comment<'a>(&'a self, key: &'a str, text: &'a str) -> Boxed<'a, Result<(), TrackerError>>;
+}
+
+/// How the binary makes a tracker of one kind from its settings.
+pub struct TrackerKind {
+    pub kind: &'static str,
+    pub make: fn(&Source) -> Result<Box<dyn Tracker>, String>,
+}
+
+/// The maker of `source`'s kind among `kinds`.
+pub fn make(kinds: &[&TrackerKind], source: &Source) -> Result<Box<dyn Tracker>, String> {
+    let kind = source.kind();
+    let found = kinds.iter().find(|k| k.kind == kind);
+    let maker = found.ok_or_else(|| format!("this baton has no {kind} tracker"))?;
+    (maker.make)(source)
+}
+
+/// The task's prompt: the item's title and text, then what people said.
+pub fn prompt(item: &WorkItem) -> String {
+    let mut out = format!("{} ({})\n\n{}", item.title, item.url, item.body.trim());
+    if !item.comments.is_empty() {
+        out.push_str("\n\nComments on it, oldest first:");
+        for c in &item.comments {
+            out.push_str(&format!("\n\n{} wrote:\n{}", c.author, c.body.trim()));
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// What the tracker is told when its item's task starts.
+pub fn started_comment(run: &str, task: &str, agent: Option<&str>, link: Option<&str>) -> String {
+    let who = agent
+        .map(|a| format!(" by agent profile `{a}`"))
+        .unwrap_or_default();
+    let mut out = format!("baton took this on as task `{task}` of run `{run}`{who}.");
+    if let Some(l) = link {
+        out.push_str(&format!(" Follow it at {l}"));
+    }
+    out
+}
+
+/// How a task ended, in the words of a comment on its item.
+pub struct Ended<'a> {
+    pub run: &'a str,
+    pub task: &'a str,
+    pub succeeded: bool,
+    /// Its status's word (`succeeded`, `failed`, `stopped`).
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+    pub cost_usd: Option<f64>,
+    /// Where its work is (the run's integration branch) when it succeeded.
+    pub branch: Option<&'a str>,
+}
+
+pub fn ended_comment(e: &Ended<'_>) -> String {
+    let cost = e
+        .cost_usd
+        .map(|c| format!(" It cost ${c:.2}."))
+        .unwrap_or_default();
+    if e.succeeded {
+        let at = e
+            .branch
+            .map(|b| format!(" Its work is merged into `{b}`."))
+            .unwrap_or_default();
+        format!("Task `{}` of run `{}` succeeded.{at}{cost}", e.task, e.run)
+    } else {
+        let why = e.reason.map(|r| format!(": {r}")).unwrap_or_default();
+        format!(
+            "Task `{}` of run `{}` {}{why}.{cost} Retry it with `baton retry {} --run {}`.",
+            e.task, e.run, e.status, e.task, e.run
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_items_prompt_holds_its_title_text_and_comments() {
+        let item = WorkItem {
+            key: "#7".into(),
+            title: "Add a --json flag".into(),
+            body: "The report should be JSON.\n".into(),
+            labels: vec!["baton".into()],
+            url: "https://github.com/a/b/issues/7".into(),
+            comments: vec![ItemComment {
+                author: "maria".into(),
+                body: "Keep the field names snake_case.".into(),
+            }],
+        };
+        let p = prompt(&item);
+        assert!(p.starts_with(
+            "Add a --json flag (https://github.com/a/b/issues/7)\n\nThe report should be JSON."
+        ));
+        assert!(
+            p.ends_with("maria wrote:\nKeep the field names snake_case."),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn comments_say_what_happened_and_how_to_go_on() {
+        let ok = ended_comment(&Ended {
+            run: "r1",
+            task: "t1",
+            succeeded: true,
+            status: "succeeded",
+            reason: None,
+            cost_usd: Some(0.126),
+            branch: Some("baton/r1/integration"),
+        });
+        assert_eq!(ok, "Task `t1` of run `r1` succeeded. Its work is merged into `baton/r1/integration`. It cost $0.13.");
+        let bad = ended_comment(&Ended {
+            run: "r1",
+            task: "t1",
+            succeeded: false,
+            status: "failed",
+            reason: Some("gate `cargo test` failed with exit status 101"),
+            cost_usd: None,
+            branch: None,
+        });
+        assert!(bad.contains("failed: gate `cargo test` failed"), "{bad}");
+        assert!(bad.contains("baton retry t1 --run r1"), "{bad}");
+        let start = started_comment("r1", "t1", Some("claude"), Some("http://h/runs/r1"));
+        assert_eq!(start, "baton took this on as task `t1` of run `r1` by agent profile `claude`. Follow it at http://h/runs/r1");
+    }
+}

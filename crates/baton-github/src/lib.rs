@@ -1,0 +1,274 @@
+//! baton's GitHub tracker: the open issues of a repository that carry a
+//! label (and, if set, are assigned to a login) are work; baton comments on
+//! them. It speaks GitHub's REST API (version 2022-11-28) over HTTPS with
+//! hyper and rustls (the stack the Kubernetes client already brings), with
+//! the token from the source's `token_env` (else `gh auth token`), which
+//! only baton holds. The binary registers [`KIND`].
+
+mod client;
+
+use baton_core::plan::{GitHubSource, Source, SourceKind};
+use baton_core::tracker::{ItemComment, Tracker, TrackerError, TrackerKind, WorkItem};
+use client::Client;
+use serde_json::Value;
+
+/// The GitHub tracker, for the binary's list of tracker kinds.
+pub const KIND: TrackerKind = TrackerKind {
+    kind: "github",
+    make,
+};
+
+/// Pages of issues read per poll at most (100 each).
+const MAX_PAGES: usize = 10;
+
+fn make(source: &Source) -> Result<Box<dyn Tracker>, String> {
+    let SourceKind::GitHub(g) = &source.kind;
+    let token = token(&g.token_env).ok_or_else(|| {
+        format!(
+            "the source {} needs a GitHub token in ${} (a fine-grained token with Issues: read and write on {}), or `gh` logged in",
+            source.name, g.token_env, g.repo
+        )
+    })?;
+    let client = Client::new(&g.api_url, token)?;
+    Ok(Box::new(Issues {
+        source: g.clone(),
+        client,
+    }))
+}
+
+/// The token: the variable's value, else what `gh auth token` prints.
+fn token(var: &str) -> Option<String> {
+    if let Some(t) = std::env::var(var).ok().filter(|t| !t.trim().is_empty()) {
+        return Some(t.trim().to_string());
+    }
+    let out = std::process::Command::new("gh")
+        .args(["auth", "token"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !t.is_empty()).then_some(t)
+}
+
+/// A repository's issues with the source's label.
+struct Issues {
+    source: GitHubSource,
+    client: Client,
+}
+
+impl Issues {
+    async fn list(&self) -> Result<Vec<WorkItem>, TrackerError> {
+        let g = &self.source;
+        let mut query = format!(
+            "state=open&labels={}&per_page=100",
+            client::encode(&g.label)
+        );
+        if let Some(a) = &g.assignee {
+            query.push_str(&format!("&assignee={}", client::encode(a)));
+        }
+        let first = format!("/repos/{}/issues?{query}", g.repo);
+        let issues = self.client.get_pages(&first, MAX_PAGES).await?;
+        let mut items = Vec::new();
+        // Pull requests are issues to this endpoint too: they are not work.
+        for issue in issues.iter().filter(|i| i.get("pull_request").is_none()) {
+            let Some(item) = work_item(issue) else {
+                continue;
+            };
+            items.push(self.with_comments(item, issue).await?);
+        }
+        // Oldest first: work is taken in the order it was asked for.
+        items.reverse();
+        Ok(items)
+    }
+
+    async fn with_comments(
+        &self,
+        mut item: WorkItem,
+        issue: &Value,
+    ) -> Result<WorkItem, TrackerError> {
+        if issue.get("comments").and_then(Value::as_u64) == Some(0) {
+            return Ok(item);
+        }
+        let number = item.key.trim_start_matches('#');
+        let path = format!(
+            "/repos/{}/issues/{number}/comments?per_page=100",
+            self.source.repo
+        );
+        let comments = self.client.get_pages(&path, MAX_PAGES).await?;
+        item.comments = comments
+            .iter()
+            .filter_map(|c| {
+                let author = c
+                    .pointer("/user/login")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ghost");
+                let body = c.get("body").and_then(Value::as_str)?;
+                Some(ItemComment {
+                    author: author.to_string(),
+                    body: body.to_string(),
+                })
+            })
+            .collect();
+        Ok(item)
+    }
+}
+
+/// An issue as GitHub's REST API gives it (labels as objects or names).
+fn work_item(issue: &Value) -> Option<WorkItem> {
+    let number = issue.get("number")?.as_u64()?;
+    let labels = issue
+        .get("labels")
+        .and_then(Value::as_array)
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l.as_str().or_else(|| l.get("name")?.as_str()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(WorkItem {
+        key: format!("#{number}"),
+        title: issue.get("title")?.as_str()?.to_string(),
+        body: issue
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        labels,
+        url: issue
+            .get("html_url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        comments: Vec::new(),
+    })
+}
+
+impl Tracker for Issues {
+    fn items(&self) -> baton_core::executor::Boxed<'_, Result<Vec<WorkItem>, TrackerError>> {
+        Box::pin(self.list())
+    }
+
+    fn comment<'a>(
+        &'a self,
+        key: &'a str,
+        text: &'a str,
+    ) -> baton_core::executor::Boxed<'a, Result<(), TrackerError>> {
+        Box::pin(async move {
+            let number = key.trim_start_matches('#');
+            let path = format!("/repos/{}/issues/{number}/comments", self.source.repo);
+            let body = serde_json::json!({ "body": text });
+            self.client.post(&path, &body).await.map(|_| ())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_testutils::github::GitHub;
+    use std::time::Duration;
+
+    fn source(gh: &GitHub, var: &str) -> Source {
+        Source {
+            name: "github:acme/app#baton".into(),
+            kind: SourceKind::GitHub(GitHubSource {
+                repo: "acme/app".into(),
+                label: "baton".into(),
+                assignee: None,
+                api_url: gh.url(),
+                token_env: var.into(),
+            }),
+            poll: Duration::from_secs(60),
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn labelled_open_issues_are_work_with_their_comments_and_pull_requests_are_not() {
+        let gh = GitHub::start("acme/app", "tok-1");
+        let a = gh.open_issue(
+            "Add a --json flag",
+            "The report should be JSON.",
+            &["baton", "cli"],
+        );
+        gh.comment(a, "maria", "Keep the names snake_case.");
+        gh.open_issue("Not for baton", "", &["cli"]);
+        gh.open_pull_request("A labelled PR", &["baton"]);
+        let b = gh.open_issue("Fix the crash", "", &["baton"]);
+        // SAFETY: this test's own variable, set before any thread reads it.
+        unsafe { std::env::set_var("BATON_TEST_GH_TOKEN_1", "tok-1") };
+        let tracker = make(&source(&gh, "BATON_TEST_GH_TOKEN_1")).unwrap();
+        let items = rt().block_on(tracker.items()).unwrap();
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, [format!("#{a}"), format!("#{b}")]);
+        assert_eq!(items[0].labels, ["baton", "cli"]);
+        assert_eq!(items[0].comments[0].author, "maria");
+        assert_eq!(
+            items[0].url,
+            format!("https://github.com/acme/app/issues/{a}")
+        );
+        assert_eq!(items[1].body, "");
+        rt().block_on(tracker.comment(&items[1].key, "on it"))
+            .unwrap();
+        assert_eq!(
+            gh.comments(b),
+            [("baton-bot[bot]".to_string(), "on it".to_string())]
+        );
+        // Every call carried the token and asked for the labelled open issues.
+        let calls = gh.calls();
+        assert!(calls
+            .iter()
+            .all(|c| c.authorization.as_deref() == Some("Bearer tok-1")));
+        assert!(calls[0].query.contains("state=open") && calls[0].query.contains("labels=baton"));
+    }
+
+    #[test]
+    fn more_than_a_page_of_issues_is_read_through_the_link_header() {
+        let gh = GitHub::start("acme/app", "tok-2");
+        for n in 0..130 {
+            gh.open_issue(&format!("issue {n}"), "", &["baton"]);
+        }
+        unsafe { std::env::set_var("BATON_TEST_GH_TOKEN_2", "tok-2") };
+        let tracker = make(&source(&gh, "BATON_TEST_GH_TOKEN_2")).unwrap();
+        let items = rt().block_on(tracker.items()).unwrap();
+        assert_eq!(items.len(), 130);
+        assert_eq!(items[0].title, "issue 0");
+        let pages = gh
+            .calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/issues"))
+            .count();
+        assert_eq!(pages, 2);
+    }
+
+    #[test]
+    fn a_bad_token_is_said_as_such_and_a_missing_one_before_any_call() {
+        let gh = GitHub::start("acme/app", "right");
+        unsafe { std::env::set_var("BATON_TEST_GH_TOKEN_3", "wrong") };
+        let tracker = make(&source(&gh, "BATON_TEST_GH_TOKEN_3")).unwrap();
+        let err = rt().block_on(tracker.items()).unwrap_err();
+        assert!(
+            matches!(&err, TrackerError::Credentials(m) if m.contains("Bad credentials")),
+            "{err:?}"
+        );
+        // No `gh` to fall back on (nextest runs each test in its own process).
+        let empty = std::env::temp_dir().join("baton-test-no-gh");
+        std::fs::create_dir_all(&empty).unwrap();
+        unsafe { std::env::set_var("PATH", &empty) };
+        let missing = make(&source(&gh, "BATON_TEST_GH_TOKEN_UNSET"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            missing.contains("needs a GitHub token in $BATON_TEST_GH_TOKEN_UNSET"),
+            "{missing}"
+        );
+    }
+}

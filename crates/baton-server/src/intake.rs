@@ -1,0 +1,206 @@
+//! Work taken from trackers (`[[source]]` in the served plan): every `poll`
+//! each source is asked for its items; an item not taken before becomes a
+//! task of the service run (routed by its labels through `[[route]]`, its
+//! text kept literal), and its tracker is told; once the task has ended,
+//! the tracker is told how. The store remembers which item became which
+//! task, so a restarted server neither takes an item twice nor forgets to
+//! report one. A tracker that fails (down, a rate limit) is asked again
+//! later; nothing is lost.
+
+use crate::runner;
+use crate::state::AppState;
+use baton_core::plan::Source;
+use baton_core::store::SourceItem;
+use baton_core::tracker::{self, Tracker, TrackerError, WorkItem};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One source and its tracker, made when the server starts.
+pub struct Intake {
+    source: Source,
+    tracker: Box<dyn Tracker>,
+}
+
+/// The served plan's sources with their trackers. Their secrets (tokens)
+/// are kept from every process baton starts from here on. Err: a source
+/// cannot be used (no token, no tracker of its kind), said whole.
+pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
+    let plan = match runner::config_plan(state) {
+        Ok(p) => p,
+        // A server without a plan file takes no work from trackers.
+        Err(_) if !state.opts.repo.root.join(&state.opts.plan).exists() => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let secrets: Vec<String> = plan.sources.iter().flat_map(Source::secret_vars).collect();
+    baton_core::process::withhold(&secrets);
+    plan.sources
+        .into_iter()
+        .map(|source| {
+            let tracker = tracker::make(state.opts.trackers, &source)?;
+            Ok(Intake { source, tracker })
+        })
+        .collect()
+}
+
+/// Polls each source until the server shuts down.
+pub fn spawn(state: Arc<AppState>, intakes: Vec<Intake>) {
+    for intake in intakes {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut stop = state.shutdown_rx();
+            loop {
+                let wait = intake.poll(&state).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+}
+
+impl Intake {
+    /// One round: new items taken, ended tasks reported; how long to wait
+    /// before the next.
+    async fn poll(&self, state: &Arc<AppState>) -> Duration {
+        let name = &self.source.name;
+        if let Err(e) = self.report_ends(state).await {
+            return self.after(e);
+        }
+        let items = match self.tracker.items().await {
+            Ok(items) => items,
+            Err(e) => return self.after(e),
+        };
+        for item in items {
+            match self.take(state, &item).await {
+                Ok(()) => {}
+                Err(Taken::Tracker(e)) => return self.after(e),
+                Err(Taken::Refused(why)) => {
+                    tracing::warn!("{name}: {} was not taken: {why}", item.key);
+                }
+            }
+        }
+        self.source.poll
+    }
+
+    /// How long to wait after a failure, which is logged.
+    fn after(&self, e: TrackerError) -> Duration {
+        let name = &self.source.name;
+        match &e {
+            TrackerError::Limited { until_ms, .. } => {
+                tracing::warn!("{name}: {e}; asking again after it");
+                let left = (*until_ms - baton_core::clock::now_ms()).max(0) as u64;
+                Duration::from_millis(left).max(self.source.poll)
+            }
+            _ => {
+                tracing::warn!("{name}: {e}");
+                self.source.poll
+            }
+        }
+    }
+
+    /// Makes `item` a task unless it was taken before, and tells its tracker.
+    async fn take(&self, state: &Arc<AppState>, item: &WorkItem) -> Result<(), Taken> {
+        let (source, key) = (self.source.name.clone(), item.key.clone());
+        let known = state
+            .store
+            .call(move |s| s.source_item(&source, &key))
+            .await
+            .map_err(|e| Taken::Refused(e.to_string()))?;
+        if known.is_some() {
+            return Ok(());
+        }
+        let prompt = baton_core::template::literal(&tracker::prompt(item));
+        let name = format!("{} {}", item.key.trim_start_matches('#'), item.title);
+        let (run, task) = runner::add_named_task(state, &name, &prompt, None, &item.labels)
+            .await
+            .map_err(|e| Taken::Refused(e.to_string()))?;
+        let taken = SourceItem {
+            source: self.source.name.clone(),
+            item: item.key.clone(),
+            run_id: run.clone(),
+            task_id: task.clone(),
+            title: item.title.clone(),
+            url: item.url.clone(),
+            taken_at: 0,
+            reported_at: None,
+        };
+        // Recorded before the tracker is told: a failed comment never makes
+        // the item a second task.
+        state
+            .store
+            .call(move |s| s.take_source_item(&taken))
+            .await
+            .map_err(|e| Taken::Refused(format!("cannot record it: {e}")))?;
+        let (r, t) = (run.clone(), task.clone());
+        let agent = state
+            .store
+            .call(move |s| s.task(&r, &t))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| t.agent);
+        let said = tracker::started_comment(&run, &task, agent.as_deref(), None);
+        tracing::info!(
+            "{}: {} became task {task} of run {run}",
+            self.source.name,
+            item.key
+        );
+        self.tracker
+            .comment(&item.key, &said)
+            .await
+            .map_err(Taken::Tracker)
+    }
+
+    /// Tells the tracker how each taken item's task ended.
+    async fn report_ends(&self, state: &Arc<AppState>) -> Result<(), TrackerError> {
+        let source = self.source.name.clone();
+        let open = state
+            .store
+            .call(move |s| s.unreported_source_items(&source))
+            .await
+            .map_err(|e| TrackerError::Other(e.to_string()))?;
+        for item in open {
+            let (r, t) = (item.run_id.clone(), item.task_id.clone());
+            let record = state.store.call(move |s| s.task(&r, &t)).await;
+            let Ok(Some(task)) = record else { continue };
+            if !task.status.is_finished() {
+                continue;
+            }
+            let branch = baton_core::paths::integration_branch(&item.run_id);
+            let ended = tracker::Ended {
+                run: &item.run_id,
+                task: &item.task_id,
+                succeeded: !task.status.is_bad_end(),
+                status: task.status.as_str(),
+                reason: task.reason.as_deref(),
+                cost_usd: task.cost_usd,
+                branch: task.merged.then_some(branch.as_str()),
+            };
+            self.tracker
+                .comment(&item.item, &tracker::ended_comment(&ended))
+                .await?;
+            let (source, key) = (item.source.clone(), item.item.clone());
+            let marked = state
+                .store
+                .call(move |s| s.mark_source_item_reported(&source, &key))
+                .await;
+            if let Err(e) = marked {
+                // The comment would be written again next round: say so.
+                tracing::error!(
+                    "{}: cannot record that {} was reported: {e}",
+                    item.source,
+                    item.item
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Taken {
+    /// The tracker failed: the round ends, and the item is taken next time.
+    Tracker(TrackerError),
+    /// baton would not make it a task (a bad route, the store): said, skipped.
+    Refused(String),
+}
