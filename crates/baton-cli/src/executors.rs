@@ -8,7 +8,7 @@
 use baton_core::executor::Driver;
 use baton_core::tracker::TrackerKind;
 
-pub const TRACKERS: &[&TrackerKind] = &[&baton_github::KIND];
+pub const TRACKERS: &[&TrackerKind] = &[&baton_github::KIND, &baton_core::tracker::command::KIND];
 
 pub const DRIVERS: &[&Driver] = &[
     #[cfg(feature = "kubernetes")]

@@ -193,3 +193,71 @@ fn a_server_whose_source_has_no_token_says_so_and_does_not_start() {
     );
     assert!(gh.calls().is_empty());
 }
+
+/// Any tracker by command: `command` lists items as JSON lines, `report`
+/// hears each report as JSON on its stdin; a listing with a bad line is
+/// said and changes nothing.
+#[test]
+fn a_command_source_lists_work_and_hears_reports_and_a_bad_listing_changes_nothing() {
+    let env = TestEnv::new();
+    let dir = env.scratch("tracker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    let items = dir.join("items.jsonl");
+    let reports = dir.join("reports.jsonl");
+    let list = script("list.sh", &format!("cat {}", items.display()));
+    let report = script("report.sh", &format!("cat >> {}", reports.display()));
+    let line =
+        r#"{"id": "ENG-1", "title": "write notes.txt from the tracker", "labels": ["docs"]}"#;
+    std::fs::write(&items, format!("{line}\n")).unwrap();
+    let fake = fake_agent().display().to_string();
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.fake]\nadapter = \"exec\"\ncommand = [{fake:?}]\n\n[defaults]\nagent = \"fake\"\n\n\
+             [[source]]\nkind = \"command\"\nname = \"linear\"\ncommand = [{list:?}]\nreport = [{report:?}]\npoll = \"5s\"\n"
+        ),
+    );
+    env.commit_all("plan");
+    let server = serve(&env, "serve.log");
+    let heard = || -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&reports).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    wait_for("the item's task to start and end", 60, || {
+        heard().len() >= 2
+    });
+    let got = heard();
+    assert_eq!(got[0]["event"], "started");
+    assert_eq!(got[0]["item"], "ENG-1");
+    let task = got[0]["task"].as_str().unwrap().to_string();
+    assert!(task.starts_with("t1-eng-1-write-notes"), "{task}");
+    assert_eq!(
+        (got[1]["event"].as_str(), got[1]["status"].as_str()),
+        (Some("ended"), Some("succeeded"))
+    );
+    assert_eq!(got[1]["task"], task.as_str());
+    assert!(got[1]["text"].as_str().unwrap().contains("succeeded"));
+    // A listing with a bad line: said, and nothing in it is taken.
+    let more = r#"{"id": "ENG-2", "title": "never taken"}"#;
+    std::fs::write(
+        &items,
+        format!("{line}\n{{\"title\": \"no id\"}}\n{more}\n"),
+    )
+    .unwrap();
+    let log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
+    wait_for("the bad line to be said", 30, || {
+        log().contains("printed line 2: missing field `id`")
+    });
+    stop(server);
+    assert_eq!(heard().len(), 2, "{:?}", heard());
+    assert_eq!(store_rows(&env, "SELECT count(*) FROM source_items"), ["1"]);
+}

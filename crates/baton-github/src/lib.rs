@@ -8,7 +8,7 @@
 mod client;
 
 use baton_core::plan::{GitHubSource, Source, SourceKind};
-use baton_core::tracker::{ItemComment, Tracker, TrackerError, TrackerKind, WorkItem};
+use baton_core::tracker::{ItemComment, Report, Tracker, TrackerError, TrackerKind, WorkItem};
 use client::Client;
 use serde_json::Value;
 
@@ -21,8 +21,10 @@ pub const KIND: TrackerKind = TrackerKind {
 /// Pages of issues read per poll at most (100 each).
 const MAX_PAGES: usize = 10;
 
-fn make(source: &Source) -> Result<Box<dyn Tracker>, String> {
-    let SourceKind::GitHub(g) = &source.kind;
+fn make(source: &Source, _root: &std::path::Path) -> Result<Box<dyn Tracker>, String> {
+    let SourceKind::GitHub(g) = &source.kind else {
+        return Err(format!("{} is not a GitHub source", source.name));
+    };
     let token = token(&g.token_env).ok_or_else(|| {
         format!(
             "the source {} needs a GitHub token in ${} (a fine-grained token with Issues: read and write on {}), or `gh` logged in",
@@ -150,15 +152,14 @@ impl Tracker for Issues {
         Box::pin(self.list())
     }
 
-    fn comment<'a>(
+    fn report<'a>(
         &'a self,
-        key: &'a str,
-        text: &'a str,
+        report: &'a Report,
     ) -> baton_core::executor::Boxed<'a, Result<(), TrackerError>> {
         Box::pin(async move {
-            let number = key.trim_start_matches('#');
+            let number = report.item.trim_start_matches('#');
             let path = format!("/repos/{}/issues/{number}/comments", self.source.repo);
-            let body = serde_json::json!({ "body": text });
+            let body = serde_json::json!({ "body": report.text });
             self.client.post(&path, &body).await.map(|_| ())
         })
     }
@@ -205,7 +206,11 @@ mod tests {
         let b = gh.open_issue("Fix the crash", "", &["baton"]);
         // SAFETY: this test's own variable, set before any thread reads it.
         unsafe { std::env::set_var("BATON_TEST_GH_TOKEN_1", "tok-1") };
-        let tracker = make(&source(&gh, "BATON_TEST_GH_TOKEN_1")).unwrap();
+        let tracker = make(
+            &source(&gh, "BATON_TEST_GH_TOKEN_1"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
         let items = rt().block_on(tracker.items()).unwrap();
         let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, [format!("#{a}"), format!("#{b}")]);
@@ -216,8 +221,15 @@ mod tests {
             format!("https://github.com/acme/app/issues/{a}")
         );
         assert_eq!(items[1].body, "");
-        rt().block_on(tracker.comment(&items[1].key, "on it"))
-            .unwrap();
+        let report = Report {
+            event: "started",
+            item: items[1].key.clone(),
+            run: "r".into(),
+            task: "t".into(),
+            status: None,
+            text: "on it".into(),
+        };
+        rt().block_on(tracker.report(&report)).unwrap();
         assert_eq!(
             gh.comments(b),
             [("baton-bot[bot]".to_string(), "on it".to_string())]
@@ -237,7 +249,11 @@ mod tests {
             gh.open_issue(&format!("issue {n}"), "", &["baton"]);
         }
         unsafe { std::env::set_var("BATON_TEST_GH_TOKEN_2", "tok-2") };
-        let tracker = make(&source(&gh, "BATON_TEST_GH_TOKEN_2")).unwrap();
+        let tracker = make(
+            &source(&gh, "BATON_TEST_GH_TOKEN_2"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
         let items = rt().block_on(tracker.items()).unwrap();
         assert_eq!(items.len(), 130);
         assert_eq!(items[0].title, "issue 0");
@@ -253,7 +269,11 @@ mod tests {
     fn a_bad_token_is_said_as_such_and_a_missing_one_before_any_call() {
         let gh = GitHub::start("acme/app", "right");
         unsafe { std::env::set_var("BATON_TEST_GH_TOKEN_3", "wrong") };
-        let tracker = make(&source(&gh, "BATON_TEST_GH_TOKEN_3")).unwrap();
+        let tracker = make(
+            &source(&gh, "BATON_TEST_GH_TOKEN_3"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
         let err = rt().block_on(tracker.items()).unwrap_err();
         assert!(
             matches!(&err, TrackerError::Credentials(m) if m.contains("Bad credentials")),
@@ -263,9 +283,12 @@ mod tests {
         let empty = std::env::temp_dir().join("baton-test-no-gh");
         std::fs::create_dir_all(&empty).unwrap();
         unsafe { std::env::set_var("PATH", &empty) };
-        let missing = make(&source(&gh, "BATON_TEST_GH_TOKEN_UNSET"))
-            .err()
-            .unwrap_or_default();
+        let missing = make(
+            &source(&gh, "BATON_TEST_GH_TOKEN_UNSET"),
+            std::path::Path::new("."),
+        )
+        .err()
+        .unwrap_or_default();
         assert!(
             missing.contains("needs a GitHub token in $BATON_TEST_GH_TOKEN_UNSET"),
             "{missing}"

@@ -11,7 +11,7 @@ use crate::runner;
 use crate::state::AppState;
 use baton_core::plan::Source;
 use baton_core::store::SourceItem;
-use baton_core::tracker::{self, Tracker, TrackerError, WorkItem};
+use baton_core::tracker::{self, Report, Tracker, TrackerError, WorkItem};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
     plan.sources
         .into_iter()
         .map(|source| {
-            let tracker = tracker::make(state.opts.trackers, &source)?;
+            let tracker = tracker::make(state.opts.trackers, &source, &state.opts.repo.root)?;
             Ok(Intake { source, tracker })
         })
         .collect()
@@ -146,10 +146,15 @@ impl Intake {
             self.source.name,
             item.key
         );
-        self.tracker
-            .comment(&item.key, &said)
-            .await
-            .map_err(Taken::Tracker)
+        let report = Report {
+            event: "started",
+            item: item.key.clone(),
+            run,
+            task,
+            status: None,
+            text: said,
+        };
+        self.tracker.report(&report).await.map_err(Taken::Tracker)
     }
 
     /// Tells the tracker how each taken item's task ended.
@@ -177,9 +182,15 @@ impl Intake {
                 cost_usd: task.cost_usd,
                 branch: task.merged.then_some(branch.as_str()),
             };
-            self.tracker
-                .comment(&item.item, &tracker::ended_comment(&ended))
-                .await?;
+            let report = Report {
+                event: "ended",
+                item: item.item.clone(),
+                run: item.run_id.clone(),
+                task: item.task_id.clone(),
+                status: Some(task.status.as_str().to_string()),
+                text: tracker::ended_comment(&ended),
+            };
+            self.tracker.report(&report).await?;
             let (source, key) = (item.source.clone(), item.item.clone());
             let marked = state
                 .store

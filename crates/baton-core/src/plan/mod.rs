@@ -15,7 +15,7 @@ pub use crate::adapter::Price;
 pub use error::{Diagnostic, PlanError};
 pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount, Remote};
 pub use files::FileSet;
-pub use source::{GitHubSource, Source, SourceKind};
+pub use source::{CommandSource, GitHubSource, Source, SourceKind};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;

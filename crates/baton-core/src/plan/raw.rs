@@ -39,6 +39,12 @@ pub(crate) struct RawSource {
     pub api_url: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub poll: Option<Spanned<String>>,
+    /// `kind = "command"`: prints the items, one JSON object a line.
+    pub command: Option<Spanned<Vec<String>>>,
+    /// And gets what baton reports, as JSON on its stdin.
+    pub report: Option<Spanned<Vec<String>>>,
+    /// Its name (default: the command's first word).
+    pub name: Option<Spanned<String>>,
 }
 
 /// `[executor]`: where attempts run (`kind`), and the cluster's settings.

@@ -3,7 +3,9 @@
 //! assigned to `assignee`) a task, routed by its labels through
 //! `[[route]]`; baton comments on the issue when the task starts and when
 //! it ends. Its token is read from the environment variable `token_env`
-//! (default `GITHUB_TOKEN`) by baton alone: agents never get it.
+//! (default `GITHUB_TOKEN`) by baton alone: agents never get it. A command
+//! source is any tracker: `command` prints its items as JSON lines, and
+//! `report` (if given) hears what baton says about them.
 
 use super::error::Checker;
 use super::raw::RawSource;
@@ -22,8 +24,22 @@ pub struct Source {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+// Outside baton-core a match on it has an arm for the others: a new kind
+// does not change another tracker's crate.
+#[non_exhaustive]
 pub enum SourceKind {
     GitHub(GitHubSource),
+    Command(CommandSource),
+}
+
+/// A tracker by command, run in the repository's root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSource {
+    /// Prints the items that are work now: a JSON object a line, with
+    /// `id`, `title` and optionally `body`, `labels`, `url`, `comments`.
+    pub command: Vec<String>,
+    /// Gets each report (a JSON object) on its stdin.
+    pub report: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +61,7 @@ impl Source {
     pub fn kind(&self) -> &'static str {
         match self.kind {
             SourceKind::GitHub(_) => "github",
+            SourceKind::Command(_) => "command",
         }
     }
 
@@ -53,6 +70,8 @@ impl Source {
     pub fn secret_vars(&self) -> Vec<String> {
         match &self.kind {
             SourceKind::GitHub(g) => vec![g.token_env.clone()],
+            // Its programs have baton's environment; they hold their own secrets.
+            SourceKind::Command(_) => Vec::new(),
         }
     }
 }
@@ -70,17 +89,18 @@ pub(super) fn check_sources(ck: &mut Checker, raw: &[Spanned<RawSource>]) -> Vec
         let kind = s.kind.as_ref().map(|k| k.get_ref().as_str());
         let source = match kind {
             Some("github") => check_github(ck, s, span.clone()),
+            Some("command") => check_command(ck, s, span.clone()),
             Some(other) => {
                 let at = s.kind.as_ref().map(|k| k.span());
                 ck.at(
                     at,
                     None,
-                    format!("source.kind must be \"github\", not {other:?}"),
+                    format!("source.kind must be \"github\" or \"command\", not {other:?}"),
                 );
                 None
             }
             None => {
-                let msg = "a [[source]] needs `kind` (\"github\")".to_string();
+                let msg = "a [[source]] needs `kind` (\"github\" or \"command\")".to_string();
                 ck.at(Some(span.clone()), None, msg);
                 None
             }
@@ -147,21 +167,7 @@ fn check_github(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -
         .as_ref()
         .map(|t| t.get_ref().clone())
         .unwrap_or_else(|| "GITHUB_TOKEN".into());
-    let poll = match &s.poll {
-        Some(p) => match parse_duration(p.get_ref()) {
-            Ok(d) if d >= MIN_POLL => d,
-            Ok(_) => {
-                let msg = format!("poll must be at least {}s", MIN_POLL.as_secs());
-                ck.at(Some(p.span()), subject.clone(), msg);
-                DEFAULT_POLL
-            }
-            Err(e) => {
-                ck.at(Some(p.span()), subject.clone(), format!("poll: {e}"));
-                DEFAULT_POLL
-            }
-        },
-        None => DEFAULT_POLL,
-    };
+    let poll = poll(ck, s, &subject);
     let assignee = s.assignee.as_ref().map(|a| a.get_ref().clone());
     Some(Source {
         name: format!("github:{repo}#{label}"),
@@ -174,6 +180,58 @@ fn check_github(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -
         }),
         poll,
     })
+}
+
+fn check_command(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -> Option<Source> {
+    let subject = Some("source \"command\"".to_string());
+    let program = |field: &Option<Spanned<Vec<String>>>, what: &str, ck: &mut Checker| {
+        let f = field.as_ref()?;
+        if f.get_ref().first().is_none_or(|p| p.trim().is_empty()) {
+            let msg = format!("{what} is empty; name a program, e.g. [\"./tracker.sh\", \"list\"]");
+            ck.at(Some(f.span()), subject.clone(), msg);
+            return None;
+        }
+        Some(f.get_ref().clone())
+    };
+    let Some(command) = program(&s.command, "command", ck) else {
+        if s.command.is_none() {
+            let msg = "a command source needs `command`: the program that prints its items";
+            ck.at(Some(span), subject.clone(), msg.into());
+        }
+        return None;
+    };
+    let report = program(&s.report, "report", ck);
+    let name = match &s.name {
+        Some(n) => n.get_ref().clone(),
+        None => std::path::Path::new(&command[0])
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| command[0].clone()),
+    };
+    let poll = poll(ck, s, &subject);
+    Some(Source {
+        name: format!("command:{name}"),
+        kind: SourceKind::Command(CommandSource { command, report }),
+        poll,
+    })
+}
+
+fn poll(ck: &mut Checker, s: &RawSource, subject: &Option<String>) -> Duration {
+    let Some(p) = &s.poll else {
+        return DEFAULT_POLL;
+    };
+    match parse_duration(p.get_ref()) {
+        Ok(d) if d >= MIN_POLL => d,
+        Ok(_) => {
+            let msg = format!("poll must be at least {}s", MIN_POLL.as_secs());
+            ck.at(Some(p.span()), subject.clone(), msg);
+            DEFAULT_POLL
+        }
+        Err(e) => {
+            ck.at(Some(p.span()), subject.clone(), format!("poll: {e}"));
+            DEFAULT_POLL
+        }
+    }
 }
 
 fn is_repo(s: &str) -> bool {
@@ -202,7 +260,9 @@ mod tests {
         let s = &p.sources[0];
         assert_eq!(s.name, "github:acme/app#baton");
         assert_eq!(s.poll.as_secs(), 60);
-        let SourceKind::GitHub(g) = &s.kind;
+        let SourceKind::GitHub(g) = &s.kind else {
+            panic!("{s:?}")
+        };
         assert_eq!(g.api_url, "https://api.github.com");
         assert_eq!(g.token_env, "GITHUB_TOKEN");
         assert_eq!(s.secret_vars(), vec!["GITHUB_TOKEN"]);
@@ -212,7 +272,10 @@ mod tests {
     fn source_mistakes_are_plan_errors_with_their_place() {
         for (text, says) in [
             ("[[source]]\nrepo = \"a/b\"\n", "needs `kind`"),
-            ("[[source]]\nkind = \"jira\"\n", "source.kind must be \"github\""),
+            ("[[source]]\nkind = \"jira\"\n", "source.kind must be \"github\" or \"command\""),
+            ("[[source]]\nkind = \"command\"\n", "needs `command`"),
+            ("[[source]]\nkind = \"command\"\ncommand = []\n", "command is empty"),
+            ("[[source]]\nkind = \"command\"\ncommand = [\"x\"]\nreport = [\"\"]\n", "report is empty"),
             ("[[source]]\nkind = \"github\"\nlabel = \"x\"\n", "needs `repo`"),
             ("[[source]]\nkind = \"github\"\nrepo = \"nope\"\nlabel = \"x\"\n", "\"owner/name\""),
             ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\n", "needs `label`"),

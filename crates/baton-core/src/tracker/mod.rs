@@ -5,8 +5,12 @@
 //! becomes (a task's prompt) and what baton writes back are decided here,
 //! the same for every tracker.
 
+pub mod command;
+
 use crate::executor::Boxed;
 use crate::plan::Source;
+use serde::Serialize;
+use std::path::Path;
 
 /// One piece of work in a tracker (an issue).
 #[derive(Debug, Clone, PartialEq)]
@@ -41,26 +45,46 @@ pub enum TrackerError {
     Other(String),
 }
 
+/// What baton tells a tracker about one of its items.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// `started` or `ended`.
+    pub event: &'static str,
+    /// The item's key.
+    pub item: String,
+    pub run: String,
+    pub task: String,
+    /// How the task ended (`succeeded`, `failed`, ...); None when it starts.
+    pub status: Option<String>,
+    /// The same in a person's words (a comment's text).
+    pub text: String,
+}
+
 /// A tracker baton takes work from and reports to.
 pub trait Tracker: Send + Sync {
     /// The items that are work now, with their comments.
     fn items(&self) -> Boxed<'_, Result<Vec<WorkItem>, TrackerError>>;
-    /// Writes `text` on item `key`.
-    fn comment<'a>(&'a self, key: &'a str, text: &'a str) -> Boxed<'a, Result<(), TrackerError>>;
+    /// Tells the tracker about one of its items (a comment on an issue).
+    fn report<'a>(&'a self, report: &'a Report) -> Boxed<'a, Result<(), TrackerError>>;
 }
 
-/// How the binary makes a tracker of one kind from its settings.
+/// How the binary makes a tracker of one kind from its settings (and the
+/// repository's root, where a tracker's commands run).
 pub struct TrackerKind {
     pub kind: &'static str,
-    pub make: fn(&Source) -> Result<Box<dyn Tracker>, String>,
+    pub make: fn(&Source, &Path) -> Result<Box<dyn Tracker>, String>,
 }
 
 /// The maker of `source`'s kind among `kinds`.
-pub fn make(kinds: &[&TrackerKind], source: &Source) -> Result<Box<dyn Tracker>, String> {
+pub fn make(
+    kinds: &[&TrackerKind],
+    source: &Source,
+    root: &Path,
+) -> Result<Box<dyn Tracker>, String> {
     let kind = source.kind();
     let found = kinds.iter().find(|k| k.kind == kind);
     let maker = found.ok_or_else(|| format!("this baton has no {kind} tracker"))?;
-    (maker.make)(source)
+    (maker.make)(source, root)
 }
 
 /// The task's prompt: the item's title and text, then what people said.
