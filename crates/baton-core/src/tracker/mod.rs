@@ -68,11 +68,14 @@ pub trait Tracker: Send + Sync {
     fn report<'a>(&'a self, report: &'a Report) -> Boxed<'a, Result<(), TrackerError>>;
 }
 
+/// A tracker made from its settings, or why it cannot be.
+pub type Made = Result<Box<dyn Tracker>, String>;
+
 /// How the binary makes a tracker of one kind from its settings (and the
 /// repository's root, where a tracker's commands run).
 pub struct TrackerKind {
     pub kind: &'static str,
-    pub make: fn(&Source, &Path) -> Result<Box<dyn Tracker>, String>,
+    pub make: fn(&Source, &Path) -> Made,
 }
 
 /// The maker of `source`'s kind among `kinds`.
