@@ -261,3 +261,44 @@ fn a_command_source_lists_work_and_hears_reports_and_a_bad_listing_changes_nothi
     assert_eq!(heard().len(), 2, "{:?}", heard());
     assert_eq!(store_rows(&env, "SELECT count(*) FROM source_items"), ["1"]);
 }
+
+/// A person's comment on an issue whose task is running goes to the task
+/// as a message; baton's own comments do not.
+#[test]
+fn a_comment_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    let go = env.scratch("go");
+    let fake = fake_agent().display().to_string();
+    let mut plan = plan(&env, &gh);
+    plan.push_str(&format!(
+        "\n[agent.slow]\nadapter = \"exec\"\ncommand = [{fake:?}]\nenv = {{ FAKE_AGENT_SCRIPT = \"wait-file {}; write slow.txt done\" }}\n\n[[route]]\ntags = [\"slow\"]\nagent = \"slow\"\n",
+        go.display()
+    ));
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let n = gh.open_issue("Take your time", "", &["baton", "slow"]);
+    let server = serve(&env, "serve.log");
+    wait_for("the task to start", 60, || !said(&gh, n).is_empty());
+    gh.comment(n, "maria", "Also update the changelog.");
+    let messages = || {
+        store_rows(
+            &env,
+            "SELECT to_task || ': ' || replace(text, char(10), ' / ') FROM messages",
+        )
+    };
+    wait_for("the comment to reach the task", 30, || {
+        !messages().is_empty()
+    });
+    std::fs::write(&go, "").unwrap();
+    wait_for("the task to end", 60, || said(&gh, n).len() >= 2);
+    stop(server);
+    let got = messages();
+    assert_eq!(got.len(), 1, "only the person's comment: {got:?}");
+    assert!(
+        got[0].starts_with(
+            "t1-1-take-your-time: maria commented on #1: / Also update the changelog."
+        ),
+        "{got:?}"
+    );
+}

@@ -21,6 +21,10 @@ pub const KIND: TrackerKind = TrackerKind {
 /// Pages of issues read per poll at most (100 each).
 const MAX_PAGES: usize = 10;
 
+/// Ends each comment baton writes (markdown hides it): baton's own
+/// comments are not what people said to the task.
+const MARK: &str = "<!-- baton -->";
+
 fn make(source: &Source, _root: &std::path::Path) -> Result<Box<dyn Tracker>, String> {
     let SourceKind::GitHub(g) = &source.kind else {
         return Err(format!("{} is not a GitHub source", source.name));
@@ -106,6 +110,9 @@ impl Issues {
                     .and_then(Value::as_str)
                     .unwrap_or("ghost");
                 let body = c.get("body").and_then(Value::as_str)?;
+                if body.contains(MARK) {
+                    return None;
+                }
                 Some(ItemComment {
                     author: author.to_string(),
                     body: body.to_string(),
@@ -159,7 +166,7 @@ impl Tracker for Issues {
         Box::pin(async move {
             let number = report.item.trim_start_matches('#');
             let path = format!("/repos/{}/issues/{number}/comments", self.source.repo);
-            let body = serde_json::json!({ "body": report.text });
+            let body = serde_json::json!({ "body": format!("{}\n\n{MARK}", report.text) });
             self.client.post(&path, &body).await.map(|_| ())
         })
     }
@@ -230,10 +237,11 @@ mod tests {
             text: "on it".into(),
         };
         rt().block_on(tracker.report(&report)).unwrap();
-        assert_eq!(
-            gh.comments(b),
-            [("baton-bot[bot]".to_string(), "on it".to_string())]
-        );
+        let said = "on it\n\n<!-- baton -->".to_string();
+        assert_eq!(gh.comments(b), [("baton-bot[bot]".to_string(), said)]);
+        // baton's own comments are not what people said.
+        let again = rt().block_on(tracker.items()).unwrap();
+        assert!(again[1].comments.is_empty(), "{:?}", again[1].comments);
         // Every call carried the token and asked for the labelled open issues.
         let calls = gh.calls();
         assert!(calls

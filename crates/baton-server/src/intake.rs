@@ -107,7 +107,8 @@ impl Intake {
             .call(move |s| s.source_item(&source, &key))
             .await
             .map_err(|e| Taken::Refused(e.to_string()))?;
-        if known.is_some() {
+        if let Some(known) = known {
+            self.pass_on_comments(state, &known, item).await;
             return Ok(());
         }
         let prompt = baton_core::template::literal(&tracker::prompt(item));
@@ -124,6 +125,7 @@ impl Intake {
             url: item.url.clone(),
             taken_at: 0,
             reported_at: None,
+            comments_seen: item.comments.len() as u32,
         };
         // Recorded before the tracker is told: a failed comment never makes
         // the item a second task.
@@ -155,6 +157,46 @@ impl Intake {
             text: said,
         };
         self.tracker.report(&report).await.map_err(Taken::Tracker)
+    }
+
+    /// What people wrote on a taken item since its task last heard: each
+    /// new comment goes to the task as a message from a person (a running
+    /// agent gets it now where it can, else with its next attempt).
+    async fn pass_on_comments(&self, state: &Arc<AppState>, known: &SourceItem, item: &WorkItem) {
+        let seen = known.comments_seen as usize;
+        if known.reported_at.is_some() || item.comments.len() <= seen {
+            return;
+        }
+        for c in &item.comments[seen..] {
+            let text = format!("{} commented on {}:\n{}", c.author, item.key, c.body.trim());
+            let sent =
+                runner::send_message(state, &known.run_id, None, &known.task_id, &text).await;
+            if let Err(e) = sent {
+                // A task that ended meanwhile: its end is reported next round.
+                tracing::info!(
+                    "{}: a comment on {} not passed on: {e}",
+                    known.source,
+                    item.key
+                );
+                break;
+            }
+        }
+        let (source, key, n) = (
+            known.source.clone(),
+            known.item.clone(),
+            item.comments.len() as u32,
+        );
+        let set = state
+            .store
+            .call(move |s| s.set_source_comments_seen(&source, &key, n))
+            .await;
+        if let Err(e) = set {
+            tracing::error!(
+                "{}: cannot record the comments passed on for {}: {e}",
+                known.source,
+                item.key
+            );
+        }
     }
 
     /// Tells the tracker how each taken item's task ended.

@@ -19,6 +19,9 @@ pub struct SourceItem {
     pub taken_at: i64,
     /// When its end was reported to the tracker; None: not yet.
     pub reported_at: Option<i64>,
+    /// How many of its comments the task has had (in its prompt, or as
+    /// messages since).
+    pub comments_seen: u32,
 }
 
 impl SourceItem {
@@ -32,6 +35,7 @@ impl SourceItem {
             url: r.get("url")?,
             taken_at: r.get("taken_at")?,
             reported_at: r.get("reported_at")?,
+            comments_seen: r.get("comments_seen")?,
         })
     }
 }
@@ -40,8 +44,8 @@ impl Store {
     /// Records that `item` of `source` became task `task` of `run`.
     pub fn take_source_item(&self, item: &SourceItem) -> Result<()> {
         self.conn().execute(
-            "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at, comments_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 item.source,
                 item.item,
@@ -49,7 +53,8 @@ impl Store {
                 item.task_id,
                 item.title,
                 item.url,
-                now_ms()
+                now_ms(),
+                item.comments_seen
             ],
         )?;
         Ok(())
@@ -74,6 +79,15 @@ impl Store {
         )?;
         let rows = st.query_map([source], SourceItem::from_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The task has had `n` of the item's comments.
+    pub fn set_source_comments_seen(&self, source: &str, item: &str, n: u32) -> Result<()> {
+        self.conn().execute(
+            "UPDATE source_items SET comments_seen = ?3 WHERE source = ?1 AND item = ?2",
+            params![source, item, n],
+        )?;
+        Ok(())
     }
 
     pub fn mark_source_item_reported(&self, source: &str, item: &str) -> Result<()> {
@@ -103,8 +117,12 @@ mod tests {
             url: "https://github.com/a/b/issues/3".into(),
             taken_at: 0,
             reported_at: None,
+            comments_seen: 1,
         };
         store.take_source_item(&item).unwrap();
+        store
+            .set_source_comments_seen("github:a/b#baton", "#3", 4)
+            .unwrap();
         assert!(store.take_source_item(&item).is_err(), "taken twice");
         let open = store.unreported_source_items("github:a/b#baton").unwrap();
         assert_eq!(open.len(), 1);
@@ -121,6 +139,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(kept.reported_at.is_some());
+        assert_eq!(kept.comments_seen, 4);
         assert!(store
             .source_item("github:a/b#baton", "#4")
             .unwrap()
