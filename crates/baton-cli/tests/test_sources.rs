@@ -302,3 +302,85 @@ fn a_comment_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
         "{got:?}"
     );
 }
+
+/// GitHub's signature of `body` under `secret`, made as GitHub documents it
+/// (by Python's hmac, not by baton's code).
+fn github_signature(secret: &str, body: &str) -> String {
+    let py = "import hmac,hashlib,sys; print('sha256=' + hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", py, secret, body])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Delivers a webhook to the server at `url`; the status it answered.
+fn deliver(url: &str, event: &str, signature: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "POST /api/hooks/github HTTP/1.1\r\nHost: {host}\r\nUser-Agent: GitHub-Hookshot/abc123\r\n\
+         X-GitHub-Event: {event}\r\nX-GitHub-Delivery: 0b989ba4-242f-11e5-81e1-c7b6966d2516\r\n\
+         X-Hub-Signature-256: {signature}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A signed GitHub webhook makes baton look at once (polling is the
+/// fallback); a delivery whose signature does not match is refused and
+/// changes nothing; no baton token is needed, the signature is the access.
+#[test]
+fn a_signed_webhook_wakes_the_source_and_a_badly_signed_one_is_refused() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    let plan = plan(&env, &gh).replace(
+        "poll = \"5s\"",
+        "poll = \"1h\"\nwebhook_secret_env = \"BATON_TEST_HOOK_SECRET\"",
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let log = std::fs::File::create(env.scratch("serve.log")).unwrap();
+    let server = baton(&env)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
+        .env("BATON_TEST_HOOK_SECRET", "It's a Secret to Everybody")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
+    wait_for("the server to listen", 30, || {
+        read_log().contains("listening on ")
+    });
+    let url = read_log()
+        .lines()
+        .find_map(|l| l.strip_prefix("baton serve: listening on "))
+        .unwrap()
+        .to_string();
+    // The first look happened at start; the next poll is an hour away.
+    wait_for("the first look", 30, || !gh.calls().is_empty());
+    let n = gh.open_issue("Fix the crash", "", &["baton"]);
+    let body = r#"{"action": "labeled", "issue": {"number": 1}, "label": {"name": "baton"}, "repository": {"full_name": "acme/app"}, "sender": {"login": "maria"}}"#;
+    let forged = github_signature("another secret", body);
+    assert_eq!(deliver(&url, "issues", &forged, body), 401);
+    assert_eq!(deliver(&url, "issues", "", body), 401);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        said(&gh, n).is_empty(),
+        "a refused delivery changed something"
+    );
+    let signed = github_signature("It's a Secret to Everybody", body);
+    assert_eq!(deliver(&url, "ping", &signed, body), 200);
+    assert_eq!(deliver(&url, "issues", &signed, body), 202);
+    wait_for("the issue to be taken after the webhook", 20, || {
+        !said(&gh, n).is_empty()
+    });
+    stop(server);
+}

@@ -187,6 +187,7 @@ mod tests {
                 assignee: None,
                 api_url: gh.url(),
                 token_env: var.into(),
+                webhook_secret_env: None,
             }),
             poll: Duration::from_secs(60),
         }

@@ -7,9 +7,10 @@
 //! report one. A tracker that fails (down, a rate limit) is asked again
 //! later; nothing is lost.
 
+use crate::api::hooks::Hook;
 use crate::runner;
 use crate::state::AppState;
-use baton_core::plan::Source;
+use baton_core::plan::{Source, SourceKind};
 use baton_core::store::SourceItem;
 use baton_core::tracker::{self, Report, Tracker, TrackerError, WorkItem};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use std::time::Duration;
 pub struct Intake {
     source: Source,
     tracker: Box<dyn Tracker>,
+    /// A signed webhook for the source: look now, not at the next poll.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// The served plan's sources with their trackers. Their secrets (tokens)
@@ -37,9 +40,45 @@ pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
         .into_iter()
         .map(|source| {
             let tracker = tracker::make(state.opts.trackers, &source, &state.opts.repo.root)?;
-            Ok(Intake { source, tracker })
+            let wake = Arc::new(tokio::sync::Notify::new());
+            take_hooks(state, &source, &wake)?;
+            Ok(Intake {
+                source,
+                tracker,
+                wake,
+            })
         })
         .collect()
+}
+
+/// A GitHub source with `webhook_secret_env` takes signed webhooks.
+fn take_hooks(
+    state: &AppState,
+    source: &Source,
+    wake: &Arc<tokio::sync::Notify>,
+) -> Result<(), String> {
+    let SourceKind::GitHub(g) = &source.kind else {
+        return Ok(());
+    };
+    let Some(var) = &g.webhook_secret_env else {
+        return Ok(());
+    };
+    let secret = std::env::var(var).ok().filter(|s| !s.is_empty());
+    let secret = secret.ok_or_else(|| {
+        format!(
+            "the source {} takes webhooks signed with the secret in ${var}, which is not set",
+            source.name
+        )
+    })?;
+    let hook = Hook {
+        repo: g.repo.clone(),
+        secret,
+        wake: wake.clone(),
+    };
+    if let Ok(mut hooks) = state.hooks.lock() {
+        hooks.push(hook);
+    }
+    Ok(())
 }
 
 /// Polls each source until the server shuts down.
@@ -52,6 +91,7 @@ pub fn spawn(state: Arc<AppState>, intakes: Vec<Intake>) {
                 let wait = intake.poll(&state).await;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
+                    _ = intake.wake.notified() => {}
                     _ = stop.changed() => return,
                 }
             }

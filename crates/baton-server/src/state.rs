@@ -48,6 +48,8 @@ pub struct AppState {
     pub shutdown_tx: watch::Sender<bool>,
     /// The standing run that takes queued tasks.
     pub service: tokio::sync::Mutex<Option<String>>,
+    /// GitHub sources that take webhooks (`/api/hooks/github`).
+    pub hooks: Mutex<Vec<crate::api::hooks::Hook>>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             engines: Mutex::new(HashMap::new()),
             shutdown_tx: watch::channel(false).0,
             service: tokio::sync::Mutex::new(None),
+            hooks: Mutex::new(Vec::new()),
         }))
     }
 

@@ -45,6 +45,8 @@ pub(crate) struct RawSource {
     pub report: Option<Spanned<Vec<String>>>,
     /// Its name (default: the command's first word).
     pub name: Option<Spanned<String>>,
+    /// The variable holding the secret GitHub signs its webhooks with.
+    pub webhook_secret_env: Option<Spanned<String>>,
 }
 
 /// `[executor]`: where attempts run (`kind`), and the cluster's settings.

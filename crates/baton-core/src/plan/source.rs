@@ -54,6 +54,10 @@ pub struct GitHubSource {
     pub api_url: String,
     /// The environment variable baton reads its token from.
     pub token_env: String,
+    /// The variable holding the secret its webhooks are signed with: a
+    /// signed delivery to `/api/hooks/github` makes baton look at once
+    /// (polling stays, as the fallback).
+    pub webhook_secret_env: Option<String>,
 }
 
 impl Source {
@@ -69,7 +73,10 @@ impl Source {
     /// from every process it starts.
     pub fn secret_vars(&self) -> Vec<String> {
         match &self.kind {
-            SourceKind::GitHub(g) => vec![g.token_env.clone()],
+            SourceKind::GitHub(g) => {
+                let hook = g.webhook_secret_env.iter().cloned();
+                std::iter::once(g.token_env.clone()).chain(hook).collect()
+            }
             // Its programs have baton's environment; they hold their own secrets.
             SourceKind::Command(_) => Vec::new(),
         }
@@ -88,8 +95,14 @@ pub(super) fn check_sources(ck: &mut Checker, raw: &[Spanned<RawSource>]) -> Vec
         let (span, s) = (r.span(), r.get_ref());
         let kind = s.kind.as_ref().map(|k| k.get_ref().as_str());
         let source = match kind {
-            Some("github") => check_github(ck, s, span.clone()),
-            Some("command") => check_command(ck, s, span.clone()),
+            Some("github") => {
+                misplaced(ck, s, "github", span.clone());
+                check_github(ck, s, span.clone())
+            }
+            Some("command") => {
+                misplaced(ck, s, "command", span.clone());
+                check_command(ck, s, span.clone())
+            }
             Some(other) => {
                 let at = s.kind.as_ref().map(|k| k.span());
                 ck.at(
@@ -169,6 +182,7 @@ fn check_github(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -
         .unwrap_or_else(|| "GITHUB_TOKEN".into());
     let poll = poll(ck, s, &subject);
     let assignee = s.assignee.as_ref().map(|a| a.get_ref().clone());
+    let webhook_secret_env = s.webhook_secret_env.as_ref().map(|w| w.get_ref().clone());
     Some(Source {
         name: format!("github:{repo}#{label}"),
         kind: SourceKind::GitHub(GitHubSource {
@@ -177,9 +191,32 @@ fn check_github(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -
             assignee,
             api_url,
             token_env,
+            webhook_secret_env,
         }),
         poll,
     })
+}
+
+/// Fields of the other kind of source: said, not ignored.
+fn misplaced(ck: &mut Checker, s: &RawSource, kind: &str, span: std::ops::Range<usize>) {
+    let github = [
+        ("repo", s.repo.is_some()),
+        ("label", s.label.is_some()),
+        ("assignee", s.assignee.is_some()),
+        ("api_url", s.api_url.is_some()),
+        ("token_env", s.token_env.is_some()),
+        ("webhook_secret_env", s.webhook_secret_env.is_some()),
+    ];
+    let command = [
+        ("command", s.command.is_some()),
+        ("report", s.report.is_some()),
+        ("name", s.name.is_some()),
+    ];
+    let others: &[(&str, bool)] = if kind == "github" { &command } else { &github };
+    for (field, _) in others.iter().filter(|(_, set)| *set) {
+        let msg = format!("`{field}` is not a setting of a {kind} source");
+        ck.at(Some(span.clone()), Some(format!("source {kind:?}")), msg);
+    }
 }
 
 fn check_command(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -> Option<Source> {
@@ -274,6 +311,7 @@ mod tests {
             ("[[source]]\nrepo = \"a/b\"\n", "needs `kind`"),
             ("[[source]]\nkind = \"jira\"\n", "source.kind must be \"github\" or \"command\""),
             ("[[source]]\nkind = \"command\"\n", "needs `command`"),
+            ("[[source]]\nkind = \"command\"\ncommand = [\"x\"]\nlabel = \"y\"\n", "`label` is not a setting of a command source"),
             ("[[source]]\nkind = \"command\"\ncommand = []\n", "command is empty"),
             ("[[source]]\nkind = \"command\"\ncommand = [\"x\"]\nreport = [\"\"]\n", "report is empty"),
             ("[[source]]\nkind = \"github\"\nlabel = \"x\"\n", "needs `repo`"),

@@ -1,6 +1,7 @@
 //! The JSON API under /api (see openapi.rs for the document it serves).
 
 mod events;
+pub(crate) mod hooks;
 mod openapi;
 mod plans;
 mod runs;
@@ -70,6 +71,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/runs/{run}/tasks/{task}/{action}", post(tasks::act))
         .route("/tasks", post(tasks::add))
+        .route("/hooks/github", post(hooks::github))
         .route("/events", get(events::stream))
         .fallback(|| async { ApiError::not_found("no such API path; see /api/openapi.json") })
         .layer(axum::middleware::from_fn_with_state(

@@ -54,6 +54,15 @@ pub async fn document() -> Json<Value> {
         "security": [{ "bearer": [] }],
         "paths": {
             "/api/health": { "get": op("Liveness and version", &[], None, 200, obj.clone()) },
+            "/api/hooks/github": { "post": {
+                "summary": "A GitHub webhook (issues, issue_comment, ping) for a [[source]] with webhook_secret_env: taken only when X-Hub-Signature-256 signs the raw body; wakes the source (202). Needs no baton token.",
+                "security": [],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": obj.clone() } } },
+                "responses": {
+                    "200": { "description": "received, nothing to do", "content": { "application/json": { "schema": obj.clone() } } },
+                    "202": { "description": "the source looks at once", "content": { "application/json": { "schema": obj.clone() } } },
+                    "4XX": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+                } } },
             "/api/runs": {
                 "get": op("Runs, newest first", &[], None, 200, obj.clone()),
                 "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`)", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
