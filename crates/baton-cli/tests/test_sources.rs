@@ -384,3 +384,35 @@ fn a_signed_webhook_wakes_the_source_and_a_badly_signed_one_is_refused() {
     });
     stop(server);
 }
+
+/// A tracker that fails when told a task started hears it at the next
+/// round, once; the item is not taken twice.
+#[test]
+fn a_start_the_tracker_did_not_hear_is_told_again_and_once() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    let go = env.scratch("go");
+    let fake = fake_agent().display().to_string();
+    let plan = plan(&env, &gh).replace(
+        "[defaults]\nagent = \"fake\"",
+        &format!(
+            "[agent.slow]\nadapter = \"exec\"\ncommand = [{fake:?}]\nenv = {{ FAKE_AGENT_SCRIPT = \"wait-file {}; write slow.txt done\" }}\n\n[defaults]\nagent = \"slow\"",
+            go.display()
+        ),
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    gh.fail_next_comments(1);
+    let n = gh.open_issue("Take your time", "", &["baton"]);
+    let server = serve(&env, "serve.log");
+    wait_for("the start to be told again", 30, || said(&gh, n).len() == 1);
+    std::fs::write(&go, "").unwrap();
+    wait_for("the end to be told", 30, || said(&gh, n).len() == 2);
+    stop(server);
+    let told = said(&gh, n);
+    assert!(told[0].starts_with("baton took this on"), "{told:?}");
+    assert!(told[1].contains("succeeded"), "{told:?}");
+    assert_eq!(store_rows(&env, "SELECT count(*) FROM source_items"), ["1"]);
+    let log = std::fs::read_to_string(env.scratch("serve.log")).unwrap();
+    assert!(log.contains("502"), "the failure is in the log: {log}");
+}

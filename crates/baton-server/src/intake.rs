@@ -165,38 +165,59 @@ impl Intake {
             url: item.url.clone(),
             taken_at: 0,
             reported_at: None,
+            started_told_at: None,
             comments_seen: item.comments.len() as u32,
         };
         // Recorded before the tracker is told: a failed comment never makes
         // the item a second task.
+        let row = taken.clone();
         state
             .store
-            .call(move |s| s.take_source_item(&taken))
+            .call(move |s| s.take_source_item(&row))
             .await
             .map_err(|e| Taken::Refused(format!("cannot record it: {e}")))?;
-        let (r, t) = (run.clone(), task.clone());
-        let agent = state
-            .store
-            .call(move |s| s.task(&r, &t))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| t.agent);
-        let said = tracker::started_comment(&run, &task, agent.as_deref(), None);
         tracing::info!(
             "{}: {} became task {task} of run {run}",
             self.source.name,
             item.key
         );
+        let agent = state.store.call(move |s| s.task(&run, &task)).await;
+        let agent = agent.ok().flatten().and_then(|t| t.agent);
+        self.tell_started(state, &taken, agent.as_deref())
+            .await
+            .map_err(Taken::Tracker)
+    }
+
+    /// Tells the tracker that `item`'s task started, and records that it
+    /// heard (until then, each round tells it again).
+    async fn tell_started(
+        &self,
+        state: &Arc<AppState>,
+        item: &SourceItem,
+        agent: Option<&str>,
+    ) -> Result<(), TrackerError> {
         let report = Report {
             event: "started",
-            item: item.key.clone(),
-            run,
-            task,
+            item: item.item.clone(),
+            run: item.run_id.clone(),
+            task: item.task_id.clone(),
             status: None,
-            text: said,
+            text: tracker::started_comment(&item.run_id, &item.task_id, agent, None),
         };
-        self.tracker.report(&report).await.map_err(Taken::Tracker)
+        self.tracker.report(&report).await?;
+        let (source, key) = (item.source.clone(), item.item.clone());
+        let marked = state
+            .store
+            .call(move |s| s.mark_source_item_started(&source, &key))
+            .await;
+        if let Err(e) = marked {
+            tracing::error!(
+                "{}: cannot record that {} heard its start: {e}",
+                item.source,
+                item.item
+            );
+        }
+        Ok(())
     }
 
     /// What people wrote on a taken item since its task last heard: each
@@ -252,6 +273,10 @@ impl Intake {
             let record = state.store.call(move |s| s.task(&r, &t)).await;
             let Ok(Some(task)) = record else { continue };
             if !task.status.is_finished() {
+                if item.started_told_at.is_none() {
+                    self.tell_started(state, &item, task.agent.as_deref())
+                        .await?;
+                }
                 continue;
             }
             let branch = baton_core::paths::integration_branch(&item.run_id);

@@ -68,6 +68,8 @@ struct State {
     comments: Vec<Comment>,
     calls: Vec<Call>,
     next_comment: u64,
+    /// Comments to refuse with a 502 before taking one again.
+    failing_comments: u32,
 }
 
 /// The stand-in: its own thread and runtime, stopped when dropped.
@@ -179,6 +181,12 @@ impl GitHub {
         let st = lock(&self.state);
         let i = &st.issues[(n - 1) as usize];
         (i.state.clone(), i.labels.clone())
+    }
+
+    /// The next `n` comments written through the API fail (502, as a
+    /// GitHub having a bad moment answers).
+    pub fn fail_next_comments(&self, n: u32) {
+        lock(&self.state).failing_comments = n;
     }
 
     /// Every request so far, in order.
@@ -370,6 +378,10 @@ fn handle(state: &Mutex<State>, url: &str, repo: &str, token: &str, req: Request
                 .map(|c| comment_json(url, repo, c))
                 .collect();
             Outcome::Respond(Response::json(200, &Value::Array(list)))
+        }
+        ("POST", _, Some(_), [_, "comments"]) if st.failing_comments > 0 => {
+            st.failing_comments -= 1;
+            error(502, "Server Error")
         }
         ("POST", _, Some(n), [_, "comments"]) => {
             let Some(text) = body.get("body").and_then(Value::as_str) else {

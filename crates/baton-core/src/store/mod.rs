@@ -154,6 +154,7 @@ const MIGRATIONS: &[&str] = &[
         url TEXT NOT NULL,
         taken_at INTEGER NOT NULL,
         reported_at INTEGER,
+        started_told_at INTEGER,
         comments_seen INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (source, item)
     )",

@@ -19,6 +19,9 @@ pub struct SourceItem {
     pub taken_at: i64,
     /// When its end was reported to the tracker; None: not yet.
     pub reported_at: Option<i64>,
+    /// When the tracker was told its task started; None: not yet (it is
+    /// told again until it hears).
+    pub started_told_at: Option<i64>,
     /// How many of its comments the task has had (in its prompt, or as
     /// messages since).
     pub comments_seen: u32,
@@ -35,6 +38,7 @@ impl SourceItem {
             url: r.get("url")?,
             taken_at: r.get("taken_at")?,
             reported_at: r.get("reported_at")?,
+            started_told_at: r.get("started_told_at")?,
             comments_seen: r.get("comments_seen")?,
         })
     }
@@ -81,6 +85,15 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The tracker heard that the item's task started.
+    pub fn mark_source_item_started(&self, source: &str, item: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE source_items SET started_told_at = ?3 WHERE source = ?1 AND item = ?2",
+            params![source, item, now_ms()],
+        )?;
+        Ok(())
+    }
+
     /// The task has had `n` of the item's comments.
     pub fn set_source_comments_seen(&self, source: &str, item: &str, n: u32) -> Result<()> {
         self.conn().execute(
@@ -117,11 +130,15 @@ mod tests {
             url: "https://github.com/a/b/issues/3".into(),
             taken_at: 0,
             reported_at: None,
+            started_told_at: None,
             comments_seen: 1,
         };
         store.take_source_item(&item).unwrap();
         store
             .set_source_comments_seen("github:a/b#baton", "#3", 4)
+            .unwrap();
+        store
+            .mark_source_item_started("github:a/b#baton", "#3")
             .unwrap();
         assert!(store.take_source_item(&item).is_err(), "taken twice");
         let open = store.unreported_source_items("github:a/b#baton").unwrap();
@@ -140,6 +157,7 @@ mod tests {
             .unwrap();
         assert!(kept.reported_at.is_some());
         assert_eq!(kept.comments_seen, 4);
+        assert!(kept.started_told_at.is_some());
         assert!(store
             .source_item("github:a/b#baton", "#4")
             .unwrap()
