@@ -21,6 +21,7 @@ mod test_real_limits;
 mod test_resolve;
 mod test_run;
 mod test_sandbox;
+mod test_schedules;
 mod test_serve;
 mod test_sources;
 mod test_usage;

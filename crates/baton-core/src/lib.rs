@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod clean;
 pub mod clock;
 pub mod control;
+pub mod cron;
 pub mod dag;
 pub mod duration;
 pub mod engine;

@@ -12,6 +12,7 @@ mod intake;
 pub mod mcp;
 mod notify;
 mod runner;
+mod schedule;
 mod state;
 
 pub use auth::{hash_token, new_token};
@@ -104,6 +105,7 @@ pub async fn serve(
     runner::resume_interrupted(&state).await;
     notify::spawn(state.clone());
     intake::spawn(state.clone(), intakes);
+    schedule::spawn(&state);
     on_listen(local);
     let app = router(state.clone());
     let stopping = state.clone();

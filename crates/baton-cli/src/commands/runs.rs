@@ -81,7 +81,33 @@ pub async fn run(cwd: &Path, args: RunsArgs) -> anyhow::Result<i32> {
     if rows.is_empty() {
         eprintln!("no runs in this repository yet; start one with `baton run`");
     }
+    let schedules = store.call(|s| s.schedules()).await?;
+    if !schedules.is_empty() {
+        println!("schedules of `baton serve` (UTC):");
+        for s in &schedules {
+            println!("{}", schedule_line(s));
+        }
+    }
     Ok(0)
+}
+
+fn schedule_line(s: &baton_core::store::ScheduleRow) -> String {
+    use baton_core::cron::utc;
+    let next = s
+        .next_at
+        .map_or("names no time".into(), |t| format!("next {}", utc(t)));
+    let mut line = format!("  {:<12} {:<16} {next}", s.name, s.cron);
+    if let (Some(at), Some(run)) = (s.last_fired_at, &s.last_run_id) {
+        let what = s
+            .last_task_id
+            .as_ref()
+            .map_or(run.clone(), |t| format!("{run} {t}"));
+        line.push_str(&format!("; last {} ({what})", utc(at)));
+    }
+    if let Some(at) = s.last_skipped_at {
+        line.push_str(&format!("; skipped {} (still going on)", utc(at)));
+    }
+    line
 }
 
 fn line(r: &RunRow) -> String {

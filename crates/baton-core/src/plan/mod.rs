@@ -6,6 +6,7 @@ mod executor;
 mod files;
 mod raw;
 pub mod sandbox;
+mod schedule;
 mod source;
 mod task;
 mod validate;
@@ -15,6 +16,7 @@ pub use crate::adapter::Price;
 pub use error::{Diagnostic, PlanError};
 pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount, Remote};
 pub use files::FileSet;
+pub use schedule::{Schedule, Scheduled};
 pub use source::{CommandSource, GitHubSource, Source, SourceKind};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
@@ -48,6 +50,8 @@ pub struct Plan {
     pub executor: ExecutorSettings,
     /// Where `baton serve` takes work from (`[[source]]`).
     pub sources: Vec<Source>,
+    /// What `baton serve` starts at set times (`[[schedule]]`).
+    pub schedules: Vec<Schedule>,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,21 @@ pub(crate) struct RawPlan {
     pub executor: RawExecutor,
     #[serde(default)]
     pub source: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    pub schedule: Vec<Spanned<RawSchedule>>,
+}
+
+/// `[[schedule]]`: a plan run, or a task, at the times a cron expression names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub name: Option<Spanned<String>>,
+    pub cron: Option<Spanned<String>>,
+    pub plan: Option<Spanned<String>>,
+    pub prompt: Option<Spanned<String>>,
+    pub agent: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// `[[source]]`: where `baton serve` takes work from (a tracker).

@@ -115,6 +115,7 @@ pub(super) fn parse(
         });
     }
     let sources = super::source::check_sources(&mut ck, &raw.source);
+    let schedules = super::schedule::check_schedules(&mut ck, &raw.schedule, &agents, repo_root);
     if !ck.diags.is_empty() {
         // In file order, so people can fix them top to bottom.
         ck.diags
@@ -132,6 +133,7 @@ pub(super) fn parse(
         tasks,
         routes,
         sources,
+        schedules,
     })
 }
 

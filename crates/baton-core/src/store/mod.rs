@@ -5,11 +5,13 @@
 mod inbox;
 mod ports;
 mod records;
+mod schedules;
 mod sources;
 
 pub use inbox::Message;
 pub use ports::PORT_RANGE;
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
+pub use schedules::ScheduleRow;
 pub use sources::SourceItem;
 
 use crate::clock::now_ms;
@@ -157,6 +159,17 @@ const MIGRATIONS: &[&str] = &[
         started_told_at INTEGER,
         comments_seen INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (source, item)
+    )",
+    // `[[schedule]]`s of a served plan: when each fires next, and what it
+    // started last (a schedule never overlaps itself).
+    "CREATE TABLE IF NOT EXISTS schedules (
+        name TEXT PRIMARY KEY,
+        cron TEXT NOT NULL,
+        next_at INTEGER,
+        last_fired_at INTEGER,
+        last_run_id TEXT,
+        last_task_id TEXT,
+        last_skipped_at INTEGER
     )",
 ];
 
