@@ -75,26 +75,19 @@ impl Issues {
         }
         let first = format!("/repos/{}/issues?{query}", g.repo);
         let issues = self.client.get_pages(&first, MAX_PAGES).await?;
-        let mut items = Vec::new();
         // Pull requests are issues to this endpoint too: they are not work.
-        for issue in issues.iter().filter(|i| i.get("pull_request").is_none()) {
-            let Some(item) = work_item(issue) else {
-                continue;
-            };
-            items.push(self.with_comments(item, issue).await?);
-        }
+        let issues = issues.iter().filter(|i| i.get("pull_request").is_none());
+        let mut items: Vec<WorkItem> = issues.filter_map(work_item).collect();
         // Oldest first: work is taken in the order it was asked for.
         items.reverse();
         Ok(items)
     }
 
-    async fn with_comments(
-        &self,
-        mut item: WorkItem,
-        issue: &Value,
-    ) -> Result<WorkItem, TrackerError> {
-        if issue.get("comments").and_then(Value::as_u64) == Some(0) {
-            return Ok(item);
+    /// An issue's comments, but baton's own: one call (or a page more)
+    /// when it has any.
+    async fn read_comments(&self, item: &WorkItem) -> Result<Vec<ItemComment>, TrackerError> {
+        if item.comment_count == 0 {
+            return Ok(Vec::new());
         }
         let number = item.key.trim_start_matches('#');
         let path = format!(
@@ -102,7 +95,7 @@ impl Issues {
             self.source.repo
         );
         let comments = self.client.get_pages(&path, MAX_PAGES).await?;
-        item.comments = comments
+        let people = comments
             .iter()
             .filter_map(|c| {
                 let author = c
@@ -119,7 +112,7 @@ impl Issues {
                 })
             })
             .collect();
-        Ok(item)
+        Ok(people)
     }
 }
 
@@ -151,12 +144,20 @@ fn work_item(issue: &Value) -> Option<WorkItem> {
             .unwrap_or_default()
             .to_string(),
         comments: Vec::new(),
+        comment_count: issue.get("comments").and_then(Value::as_u64).unwrap_or(0) as u32,
     })
 }
 
 impl Tracker for Issues {
     fn items(&self) -> baton_core::executor::Boxed<'_, Result<Vec<WorkItem>, TrackerError>> {
         Box::pin(self.list())
+    }
+
+    fn comments<'a>(
+        &'a self,
+        item: &'a WorkItem,
+    ) -> baton_core::executor::Boxed<'a, Result<Vec<ItemComment>, TrackerError>> {
+        Box::pin(self.read_comments(item))
     }
 
     fn report<'a>(
@@ -223,7 +224,16 @@ mod tests {
         let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, [format!("#{a}"), format!("#{b}")]);
         assert_eq!(items[0].labels, ["baton", "cli"]);
-        assert_eq!(items[0].comments[0].author, "maria");
+        // Comments are read on asking, not with every listing.
+        assert_eq!((items[0].comment_count, items[1].comment_count), (1, 0));
+        let read = rt().block_on(tracker.comments(&items[0])).unwrap();
+        assert_eq!(read[0].author, "maria");
+        let listed = gh
+            .calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/comments"))
+            .count();
+        assert_eq!(listed, 1, "only the asked-for comments were read");
         assert_eq!(
             items[0].url,
             format!("https://github.com/acme/app/issues/{a}")
@@ -242,7 +252,9 @@ mod tests {
         assert_eq!(gh.comments(b), [("baton-bot[bot]".to_string(), said)]);
         // baton's own comments are not what people said.
         let again = rt().block_on(tracker.items()).unwrap();
-        assert!(again[1].comments.is_empty(), "{:?}", again[1].comments);
+        assert_eq!(again[1].comment_count, 1);
+        let read = rt().block_on(tracker.comments(&again[1])).unwrap();
+        assert!(read.is_empty(), "{read:?}");
         // Every call carried the token and asked for the labelled open issues.
         let calls = gh.calls();
         assert!(calls

@@ -148,9 +148,11 @@ impl Intake {
             .await
             .map_err(|e| Taken::Refused(e.to_string()))?;
         if let Some(known) = known {
-            self.pass_on_comments(state, &known, item).await;
-            return Ok(());
+            return self.pass_on_comments(state, &known, item).await;
         }
+        let mut item = item.clone();
+        item.comments = self.tracker.comments(&item).await.map_err(Taken::Tracker)?;
+        let item = &item;
         let prompt = baton_core::template::literal(&tracker::prompt(item));
         let name = format!("{} {}", item.key.trim_start_matches('#'), item.title);
         let (run, task) = runner::add_named_task(state, &name, &prompt, None, &item.labels)
@@ -167,6 +169,7 @@ impl Intake {
             reported_at: None,
             started_told_at: None,
             comments_seen: item.comments.len() as u32,
+            count_seen: item.comment_count,
         };
         // Recorded before the tracker is told: a failed comment never makes
         // the item a second task.
@@ -223,41 +226,41 @@ impl Intake {
     /// What people wrote on a taken item since its task last heard: each
     /// new comment goes to the task as a message from a person (a running
     /// agent gets it now where it can, else with its next attempt).
-    async fn pass_on_comments(&self, state: &Arc<AppState>, known: &SourceItem, item: &WorkItem) {
-        let seen = known.comments_seen as usize;
-        if known.reported_at.is_some() || item.comments.len() <= seen {
-            return;
+    async fn pass_on_comments(
+        &self,
+        state: &Arc<AppState>,
+        known: &SourceItem,
+        item: &WorkItem,
+    ) -> Result<(), Taken> {
+        // Read again only when the tracker counts something new: an idle
+        // item costs no call.
+        if known.reported_at.is_some() || item.comment_count == known.count_seen {
+            return Ok(());
         }
-        for c in &item.comments[seen..] {
+        let comments = self.tracker.comments(item).await.map_err(Taken::Tracker)?;
+        let seen = (known.comments_seen as usize).min(comments.len());
+        for c in &comments[seen..] {
             let text = format!("{} commented on {}:\n{}", c.author, item.key, c.body.trim());
             let sent =
                 runner::send_message(state, &known.run_id, None, &known.task_id, &text).await;
             if let Err(e) = sent {
                 // A task that ended meanwhile: its end is reported next round.
-                tracing::info!(
-                    "{}: a comment on {} not passed on: {e}",
-                    known.source,
-                    item.key
-                );
+                let (name, key) = (&known.source, &item.key);
+                tracing::info!("{name}: a comment on {key} not passed on: {e}");
                 break;
             }
         }
-        let (source, key, n) = (
-            known.source.clone(),
-            known.item.clone(),
-            item.comments.len() as u32,
-        );
+        let (source, key) = (known.source.clone(), known.item.clone());
+        let (n, count) = (comments.len() as u32, item.comment_count);
         let set = state
             .store
-            .call(move |s| s.set_source_comments_seen(&source, &key, n))
+            .call(move |s| s.set_source_comments_seen(&source, &key, n, count))
             .await;
         if let Err(e) = set {
-            tracing::error!(
-                "{}: cannot record the comments passed on for {}: {e}",
-                known.source,
-                item.key
-            );
+            let (name, key) = (&known.source, &item.key);
+            tracing::error!("{name}: cannot record the comments passed on for {key}: {e}");
         }
+        Ok(())
     }
 
     /// Tells the tracker how each taken item's task ended.

@@ -7,6 +7,7 @@
 //!   `per_page`, `page`; pull requests are in the list with a
 //!   `pull_request` key; a `link` header with `rel="next"` while pages are
 //!   left)
+//! - `POST /repos/{owner}/{repo}/issues` (`title`, `body`, `labels`; 201)
 //! - `GET /repos/{owner}/{repo}/issues/{n}`
 //! - `GET /repos/{owner}/{repo}/issues/{n}/comments` (ascending id)
 //! - `POST /repos/{owner}/{repo}/issues/{n}/comments` (`{"body"}`, 201 and a
@@ -364,6 +365,7 @@ fn handle(state: &Mutex<State>, url: &str, repo: &str, token: &str, req: Request
     let exists = number.filter(|n| *n >= 1 && *n <= st.issues.len() as u64);
     match (req.method.as_str(), number, exists, &parts[..]) {
         ("GET", None, _, []) => list_issues(&st, url, repo, &req.query),
+        ("POST", None, _, []) => create_issue(&mut st, url, repo, &body),
         (_, Some(_), None, _) => error(404, "Not Found"),
         ("GET", _, Some(n), [_]) => {
             let i = &st.issues[(n - 1) as usize];
@@ -481,6 +483,39 @@ fn list_issues(st: &State, url: &str, repo: &str, q: &str) -> Outcome {
         );
         resp.headers.push(("link".into(), link));
     }
+    Outcome::Respond(resp)
+}
+
+fn create_issue(st: &mut State, url: &str, repo: &str, body: &Value) -> Outcome {
+    let Some(title) = body.get("title").and_then(Value::as_str) else {
+        let v = json!({"message": "Validation Failed", "documentation_url": "https://docs.github.com/rest",
+                       "errors": [{"resource": "Issue", "field": "title", "code": "missing_field"}]});
+        return Outcome::Respond(Response::json(422, &v));
+    };
+    let labels = body.get("labels").and_then(Value::as_array).map(|ls| {
+        ls.iter()
+            .filter_map(|l| l.as_str().or(l.get("name").and_then(Value::as_str)))
+            .map(str::to_string)
+            .collect()
+    });
+    let number = st.issues.len() as u64 + 1;
+    let issue = Issue {
+        number,
+        title: title.into(),
+        body: body.get("body").and_then(Value::as_str).map(str::to_string),
+        labels: labels.unwrap_or_default(),
+        assignees: Vec::new(),
+        author: "octocat".into(),
+        state: "open".into(),
+        state_reason: None,
+        pull_request: false,
+    };
+    let mut resp = Response::json(201, &issue_json(url, repo, &issue, 0));
+    resp.headers.push((
+        "location".into(),
+        format!("{url}/repos/{repo}/issues/{number}"),
+    ));
+    st.issues.push(issue);
     Outcome::Respond(resp)
 }
 

@@ -158,6 +158,7 @@ const MIGRATIONS: &[&str] = &[
         reported_at INTEGER,
         started_told_at INTEGER,
         comments_seen INTEGER NOT NULL DEFAULT 0,
+        count_seen INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (source, item)
     )",
     // `[[schedule]]`s of a served plan: when each fires next, and what it

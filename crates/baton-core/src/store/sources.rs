@@ -25,6 +25,9 @@ pub struct SourceItem {
     /// How many of its comments the task has had (in its prompt, or as
     /// messages since).
     pub comments_seen: u32,
+    /// The tracker's comment count (its own comments too) when they were
+    /// last read: while it stays, they are not read again.
+    pub count_seen: u32,
 }
 
 impl SourceItem {
@@ -40,6 +43,7 @@ impl SourceItem {
             reported_at: r.get("reported_at")?,
             started_told_at: r.get("started_told_at")?,
             comments_seen: r.get("comments_seen")?,
+            count_seen: r.get("count_seen")?,
         })
     }
 }
@@ -48,8 +52,8 @@ impl Store {
     /// Records that `item` of `source` became task `task` of `run`.
     pub fn take_source_item(&self, item: &SourceItem) -> Result<()> {
         self.conn().execute(
-            "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at, comments_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at, comments_seen, count_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 item.source,
                 item.item,
@@ -58,7 +62,8 @@ impl Store {
                 item.title,
                 item.url,
                 now_ms(),
-                item.comments_seen
+                item.comments_seen,
+                item.count_seen
             ],
         )?;
         Ok(())
@@ -94,11 +99,18 @@ impl Store {
         Ok(())
     }
 
-    /// The task has had `n` of the item's comments.
-    pub fn set_source_comments_seen(&self, source: &str, item: &str, n: u32) -> Result<()> {
+    /// The task has had `n` of the item's comments, read when the tracker
+    /// counted `count`.
+    pub fn set_source_comments_seen(
+        &self,
+        source: &str,
+        item: &str,
+        n: u32,
+        count: u32,
+    ) -> Result<()> {
         self.conn().execute(
-            "UPDATE source_items SET comments_seen = ?3 WHERE source = ?1 AND item = ?2",
-            params![source, item, n],
+            "UPDATE source_items SET comments_seen = ?3, count_seen = ?4 WHERE source = ?1 AND item = ?2",
+            params![source, item, n, count],
         )?;
         Ok(())
     }
@@ -132,10 +144,11 @@ mod tests {
             reported_at: None,
             started_told_at: None,
             comments_seen: 1,
+            count_seen: 1,
         };
         store.take_source_item(&item).unwrap();
         store
-            .set_source_comments_seen("github:a/b#baton", "#3", 4)
+            .set_source_comments_seen("github:a/b#baton", "#3", 4, 6)
             .unwrap();
         store
             .mark_source_item_started("github:a/b#baton", "#3")
@@ -156,7 +169,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(kept.reported_at.is_some());
-        assert_eq!(kept.comments_seen, 4);
+        assert_eq!((kept.comments_seen, kept.count_seen), (4, 6));
         assert!(kept.started_told_at.is_some());
         assert!(store
             .source_item("github:a/b#baton", "#4")

@@ -97,6 +97,7 @@ pub fn parse(listing: &str) -> Result<Vec<WorkItem>, String> {
             return Err(format!("line {}: the id {key:?} is listed twice", n + 1));
         }
         items.push(WorkItem {
+            comment_count: l.comments.len() as u32,
             key,
             title: l.title,
             body: l.body,

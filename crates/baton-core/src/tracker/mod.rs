@@ -22,8 +22,12 @@ pub struct WorkItem {
     pub labels: Vec<String>,
     /// Its page, for people.
     pub url: String,
-    /// What people said on it, oldest first.
+    /// What people said on it, oldest first, for a tracker that lists
+    /// them with the item; others give them on asking ([`Tracker::comments`]).
     pub comments: Vec<ItemComment>,
+    /// How many comments the tracker counts on it (its own too): while it
+    /// stays the same, its comments are not asked for again.
+    pub comment_count: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,8 +66,16 @@ pub struct Report {
 
 /// A tracker baton takes work from and reports to.
 pub trait Tracker: Send + Sync {
-    /// The items that are work now, with their comments.
+    /// The items that are work now.
     fn items(&self) -> Boxed<'_, Result<Vec<WorkItem>, TrackerError>>;
+    /// What people said on `item`, oldest first (not what baton said). By
+    /// default, what the listing gave.
+    fn comments<'a>(
+        &'a self,
+        item: &'a WorkItem,
+    ) -> Boxed<'a, Result<Vec<ItemComment>, TrackerError>> {
+        Box::pin(async move { Ok(item.comments.clone()) })
+    }
     /// Tells the tracker about one of its items (a comment on an issue).
     fn report<'a>(&'a self, report: &'a Report) -> Boxed<'a, Result<(), TrackerError>>;
 }
@@ -163,6 +175,7 @@ mod tests {
                 author: "maria".into(),
                 body: "Keep the field names snake_case.".into(),
             }],
+            comment_count: 1,
         };
         let p = prompt(&item);
         assert!(p.starts_with(
