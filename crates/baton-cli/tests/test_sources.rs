@@ -416,3 +416,40 @@ fn a_start_the_tracker_did_not_hear_is_told_again_and_once() {
     let log = std::fs::read_to_string(env.scratch("serve.log")).unwrap();
     assert!(log.contains("502"), "the failure is in the log: {log}");
 }
+
+/// "Blocked by #N" on an issue that is baton's work too: its task needs
+/// that one's, and starts after it merged, though it was opened first.
+#[test]
+fn an_issue_blocked_by_another_picked_one_waits_for_its_task() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    env.write("baton.toml", &plan(&env, &gh));
+    env.commit_all("plan");
+    let top = gh.open_issue("Build on the base", "Blocked by #2.", &["baton"]);
+    let base = gh.open_issue("Lay the base", "", &["baton"]);
+    let server = serve(&env, "serve.log");
+    wait_for("both tasks to end", 60, || {
+        said(&gh, top).len() >= 2 && said(&gh, base).len() >= 2
+    });
+    stop(server);
+    let rows = store_rows(
+        &env,
+        "SELECT s.item || ' ' || t.id || ' ' || t.needs || ' ' || t.started_at || ' ' || t.finished_at FROM source_items s JOIN tasks t ON t.run_id = s.run_id AND t.id = s.task_id ORDER BY s.item",
+    );
+    let field = |row: &str, i: usize| row.split(' ').nth(i).unwrap().to_string();
+    let (top_row, base_row) = (&rows[0], &rows[1]);
+    assert_eq!(field(top_row, 0), "#1", "{rows:?}");
+    assert!(
+        field(top_row, 2).contains(&field(base_row, 1)),
+        "the top task needs the base's: {rows:?}"
+    );
+    let (top_start, base_end): (i64, i64) = (
+        field(top_row, 3).parse().unwrap(),
+        field(base_row, 4).parse().unwrap(),
+    );
+    assert!(top_start >= base_end, "{rows:?}");
+    assert!(
+        field(base_row, 1).starts_with("t1-2-lay-the-base"),
+        "the base was taken first: {rows:?}"
+    );
+}

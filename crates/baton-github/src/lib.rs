@@ -145,7 +145,56 @@ fn work_item(issue: &Value) -> Option<WorkItem> {
             .to_string(),
         comments: Vec::new(),
         comment_count: issue.get("comments").and_then(Value::as_u64).unwrap_or(0) as u32,
+        needs: needs_in(
+            issue
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        ),
     })
+}
+
+/// The issues an issue's text says it waits for: "Blocked by #12",
+/// "depends on #3, #4", and the issues of a task list (`- [ ] #7`).
+fn needs_in(body: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |n: &str| {
+        let key = format!("#{n}");
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    };
+    for line in body.lines() {
+        let lower = line.to_ascii_lowercase();
+        for phrase in ["blocked by", "depends on"] {
+            let mut rest = lower.as_str();
+            while let Some(at) = rest.find(phrase) {
+                rest = &rest[at + phrase.len()..];
+                // "#3, #4 and #5": every number right after the phrase.
+                let mut list = rest.trim_start();
+                while let Some(after) = list.strip_prefix('#') {
+                    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+                    if digits.is_empty() {
+                        break;
+                    }
+                    add(&digits);
+                    list = after[digits.len()..].trim_start_matches([',', ' ']);
+                    list = list.strip_prefix("and ").unwrap_or(list);
+                }
+            }
+        }
+        let item = line.trim_start();
+        let task = ["- [ ] ", "- [x] ", "- [X] ", "* [ ] ", "* [x] "]
+            .iter()
+            .find_map(|p| item.strip_prefix(p));
+        if let Some(after) = task.and_then(|t| t.trim_start().strip_prefix('#')) {
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+            if !digits.is_empty() {
+                add(&digits);
+            }
+        }
+    }
+    out
 }
 
 impl Tracker for Issues {
@@ -261,6 +310,13 @@ mod tests {
             .iter()
             .all(|c| c.authorization.as_deref() == Some("Bearer tok-1")));
         assert!(calls[0].query.contains("state=open") && calls[0].query.contains("labels=baton"));
+    }
+
+    #[test]
+    fn an_issue_says_what_it_waits_for_in_words_or_a_task_list() {
+        let body = "Blocked by #12.\nThis depends on #3, #4 and #5 too.\n\n- [ ] #7\n- [x] #8 done\n- [ ] write docs\nSee #99 and blocked by nothing.";
+        assert_eq!(needs_in(body), ["#12", "#3", "#4", "#5", "#7", "#8"]);
+        assert!(needs_in("").is_empty());
     }
 
     #[test]

@@ -111,7 +111,8 @@ impl Intake {
             Ok(items) => items,
             Err(e) => return self.after(e),
         };
-        for item in items {
+        // An item that waits for another listed one is taken after it.
+        for item in tracker::in_needs_order(items) {
             match self.take(state, &item).await {
                 Ok(()) => {}
                 Err(Taken::Tracker(e)) => return self.after(e),
@@ -155,7 +156,8 @@ impl Intake {
         let item = &item;
         let prompt = baton_core::template::literal(&tracker::prompt(item));
         let name = format!("{} {}", item.key.trim_start_matches('#'), item.title);
-        let (run, task) = runner::add_named_task(state, &name, &prompt, None, &item.labels)
+        let needs = self.needs(state, item).await?;
+        let (run, task) = runner::add_named_task(state, &name, &prompt, None, &item.labels, &needs)
             .await
             .map_err(|e| Taken::Refused(e.to_string()))?;
         let taken = SourceItem {
@@ -189,6 +191,31 @@ impl Intake {
         self.tell_started(state, &taken, agent.as_deref())
             .await
             .map_err(Taken::Tracker)
+    }
+
+    /// The tasks of the items `item` waits for that baton took into the
+    /// service run (an item that is not baton's work is not waited for).
+    async fn needs(&self, state: &Arc<AppState>, item: &WorkItem) -> Result<Vec<String>, Taken> {
+        if item.needs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let run = runner::ensure_service(state)
+            .await
+            .map_err(|e| Taken::Refused(e.to_string()))?;
+        let mut tasks = Vec::new();
+        for key in &item.needs {
+            let (source, key) = (self.source.name.clone(), key.clone());
+            let taken = state
+                .store
+                .call(move |s| s.source_item(&source, &key))
+                .await;
+            match taken {
+                Ok(Some(t)) if t.run_id == run => tasks.push(t.task_id),
+                Ok(_) => {}
+                Err(e) => return Err(Taken::Refused(e.to_string())),
+            }
+        }
+        Ok(tasks)
     }
 
     /// Tells the tracker that `item`'s task started, and records that it

@@ -454,17 +454,18 @@ pub async fn add_task(
     agent: Option<&str>,
     tags: &[String],
 ) -> Result<(String, String), RunnerError> {
-    add_named_task(state, prompt, prompt, agent, tags).await
+    add_named_task(state, prompt, prompt, agent, tags, &[]).await
 }
 
 /// Queues a task whose id is made from `name` (its prompt's words by
-/// default); returns (run, task).
+/// default), after the service run's tasks `needs`; returns (run, task).
 pub async fn add_named_task(
     state: &Arc<AppState>,
     name: &str,
     prompt: &str,
     agent: Option<&str>,
     tags: &[String],
+    needs: &[String],
 ) -> Result<(String, String), RunnerError> {
     if prompt.trim().is_empty() {
         return Err(invalid("the prompt is empty"));
@@ -482,13 +483,20 @@ pub async fn add_named_task(
     }
     let run = ensure_service(state).await?;
     let id = run.clone();
-    let n = state
+    let existing: Vec<String> = state
         .store
         .call(move |s| s.tasks(&id))
         .await
-        .map(|t| t.len())
-        .unwrap_or(0)
-        + 1;
+        .map_err(internal)?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    if let Some(missing) = needs.iter().find(|n| !existing.contains(n)) {
+        return Err(invalid(format!(
+            "the service run {run} has no task {missing:?} to wait for"
+        )));
+    }
+    let n = existing.len() + 1;
     let s = slug(name);
     let id = if s.is_empty() {
         format!("t{n}")
@@ -497,12 +505,14 @@ pub async fn add_named_task(
     };
     let snippet = Plan::task_snippet(&id, prompt, agent.as_deref());
     // Validate against the profiles and defaults before anything is stored.
-    let spec = config
+    let mut spec = config
         .parse_added(std::slice::from_ref(&snippet), Some(&state.opts.repo.root))
         .map_err(invalid)?
         .into_iter()
         .next()
         .ok_or_else(|| invalid("the queued task did not parse as a task"))?;
+    // Its needs are tasks of the run, not of the plan file: checked above.
+    spec.needs = needs.to_vec();
     let kept = Added {
         spec: serde_json::to_string(&spec).map_err(internal)?,
         snippet,

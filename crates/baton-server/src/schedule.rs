@@ -74,7 +74,7 @@ async fn fire(state: &Arc<AppState>, s: &Schedule, at: i64) {
             prompt,
             agent,
             tags,
-        } => runner::add_named_task(state, &s.name, prompt, agent.as_deref(), tags)
+        } => runner::add_named_task(state, &s.name, prompt, agent.as_deref(), tags, &[])
             .await
             .map(|(run, task)| (run, Some(task))),
     };

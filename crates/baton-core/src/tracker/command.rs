@@ -59,6 +59,9 @@ struct Line {
     url: String,
     #[serde(default)]
     comments: Vec<LineComment>,
+    /// Ids of items it waits for.
+    #[serde(default)]
+    needs: Vec<Id>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +69,15 @@ struct Line {
 enum Id {
     Text(String),
     Number(u64),
+}
+
+impl Id {
+    fn key(self) -> String {
+        match self {
+            Id::Text(t) => t,
+            Id::Number(n) => n.to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -83,10 +95,7 @@ pub fn parse(listing: &str) -> Result<Vec<WorkItem>, String> {
             continue;
         }
         let l: Line = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        let key = match l.id {
-            Id::Text(t) => t,
-            Id::Number(n) => n.to_string(),
-        };
+        let key = l.id.key();
         if key.trim().is_empty() || l.title.trim().is_empty() {
             return Err(format!(
                 "line {}: `id` and `title` must not be empty",
@@ -96,7 +105,9 @@ pub fn parse(listing: &str) -> Result<Vec<WorkItem>, String> {
         if items.iter().any(|i| i.key == key) {
             return Err(format!("line {}: the id {key:?} is listed twice", n + 1));
         }
+        let needs = l.needs.into_iter().map(Id::key).collect();
         items.push(WorkItem {
+            needs,
             comment_count: l.comments.len() as u32,
             key,
             title: l.title,

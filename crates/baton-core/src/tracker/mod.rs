@@ -28,6 +28,35 @@ pub struct WorkItem {
     /// How many comments the tracker counts on it (its own too): while it
     /// stays the same, its comments are not asked for again.
     pub comment_count: u32,
+    /// The keys of items it waits for ("Blocked by #12"): those that are
+    /// baton's work too become its task's `needs`.
+    pub needs: Vec<String>,
+}
+
+/// Items in the order they are taken: each after the listed items it
+/// needs (a cycle is broken where the listing has it), else as listed.
+pub fn in_needs_order(items: Vec<WorkItem>) -> Vec<WorkItem> {
+    fn visit(i: usize, items: &[WorkItem], state: &mut [u8], out: &mut Vec<usize>) {
+        // 0: not seen, 1: on the way (a cycle), 2: placed.
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for need in &items[i].needs {
+            if let Some(j) = items.iter().position(|it| &it.key == need) {
+                visit(j, items, state, out);
+            }
+        }
+        state[i] = 2;
+        out.push(i);
+    }
+    let mut state = vec![0u8; items.len()];
+    let mut order = Vec::new();
+    for i in 0..items.len() {
+        visit(i, &items, &mut state, &mut order);
+    }
+    let mut slots: Vec<Option<WorkItem>> = items.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +205,7 @@ mod tests {
                 body: "Keep the field names snake_case.".into(),
             }],
             comment_count: 1,
+            needs: Vec::new(),
         };
         let p = prompt(&item);
         assert!(p.starts_with(
@@ -185,6 +215,30 @@ mod tests {
             p.ends_with("maria wrote:\nKeep the field names snake_case."),
             "{p}"
         );
+    }
+
+    #[test]
+    fn items_come_after_the_listed_items_they_need() {
+        let item = |key: &str, needs: &[&str]| WorkItem {
+            key: key.into(),
+            title: key.into(),
+            body: String::new(),
+            labels: Vec::new(),
+            url: String::new(),
+            comments: Vec::new(),
+            comment_count: 0,
+            needs: needs.iter().map(|n| n.to_string()).collect(),
+        };
+        let order = in_needs_order(vec![
+            item("#1", &["#3"]),
+            item("#2", &[]),
+            item("#3", &["#4", "#9"]),
+            item("#4", &[]),
+            item("#5", &["#6"]),
+            item("#6", &["#5"]),
+        ]);
+        let keys: Vec<&str> = order.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["#4", "#3", "#1", "#2", "#6", "#5"]);
     }
 
     #[test]
