@@ -104,7 +104,7 @@ fn labelled_issues_become_routed_tasks_and_hear_how_they_ended_once() {
     });
     let comments = said(&gh, docs);
     assert!(
-        comments[0].starts_with("baton took this on as task `t1-1-write-the-notes` of run"),
+        comments[0].starts_with("baton took this on as task `github-1-write-the-notes` of run"),
         "{comments:?}\n{}",
         log()
     );
@@ -159,6 +159,10 @@ fn labelled_issues_become_routed_tasks_and_hear_how_they_ended_once() {
         "{}",
         String::from_utf8_lossy(&found.stdout)
     );
+    for log in ["serve-1.log", "serve-2.log"] {
+        let text = std::fs::read_to_string(env.scratch(log)).unwrap();
+        assert!(!text.contains(TOKEN), "the token is in {log}");
+    }
 }
 
 #[test]
@@ -239,7 +243,7 @@ fn a_command_source_lists_work_and_hears_reports_and_a_bad_listing_changes_nothi
     assert_eq!(got[0]["event"], "started");
     assert_eq!(got[0]["item"], "ENG-1");
     let task = got[0]["task"].as_str().unwrap().to_string();
-    assert!(task.starts_with("t1-eng-1-write-notes"), "{task}");
+    assert!(task.starts_with("linear-eng-1-write-notes"), "{task}");
     assert_eq!(
         (got[1]["event"].as_str(), got[1]["status"].as_str()),
         (Some("ended"), Some("succeeded"))
@@ -297,7 +301,7 @@ fn a_comment_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
     assert_eq!(got.len(), 1, "only the person's comment: {got:?}");
     assert!(
         got[0].starts_with(
-            "t1-1-take-your-time: maria commented on #1: / Also update the changelog."
+            "github-1-take-your-time: maria commented on #1: / Also update the changelog."
         ),
         "{got:?}"
     );
@@ -448,8 +452,59 @@ fn an_issue_blocked_by_another_picked_one_waits_for_its_task() {
         field(base_row, 4).parse().unwrap(),
     );
     assert!(top_start >= base_end, "{rows:?}");
-    assert!(
-        field(base_row, 1).starts_with("t1-2-lay-the-base"),
-        "the base was taken first: {rows:?}"
+    assert_eq!(field(base_row, 1), "github-2-lay-the-base", "{rows:?}");
+    let taken = store_rows(
+        &env,
+        "SELECT item FROM source_items ORDER BY taken_at, rowid",
     );
+    assert_eq!(taken, ["#2", "#1"], "the base was taken first");
+}
+
+/// A tracker that refuses to hear about one item (its report fails every
+/// time) does not hold up the others: they are taken and reported.
+#[test]
+fn one_item_the_tracker_refuses_does_not_hold_up_the_others() {
+    let env = TestEnv::new();
+    let dir = env.scratch("tracker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let items = dir.join("items.jsonl");
+    let reports = dir.join("reports.jsonl");
+    let write = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    let list = write("list.sh", &format!("cat {}", items.display()));
+    // Refuses every report about ENG-1, as a tracker whose item was deleted.
+    let report = write(
+        "report.sh",
+        &format!("r=$(cat); case \"$r\" in *'\"ENG-1\"'*) echo gone >&2; exit 1;; esac; echo \"$r\" >> {}", reports.display()),
+    );
+    std::fs::write(
+        &items,
+        "{\"id\": \"ENG-1\", \"title\": \"write one.txt first\"}\n{\"id\": \"ENG-2\", \"title\": \"write two.txt second\"}\n",
+    )
+    .unwrap();
+    let fake = fake_agent().display().to_string();
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.fake]\nadapter = \"exec\"\ncommand = [{fake:?}]\n\n[defaults]\nagent = \"fake\"\n\n\
+             [[source]]\nkind = \"command\"\nname = \"board\"\ncommand = [{list:?}]\nreport = [{report:?}]\npoll = \"5s\"\n"
+        ),
+    );
+    env.commit_all("plan");
+    let server = serve(&env, "serve.log");
+    let heard = || std::fs::read_to_string(&reports).unwrap_or_default();
+    wait_for("ENG-2 to be reported as ended", 60, || {
+        heard().contains("\"event\":\"ended\"")
+    });
+    stop(server);
+    assert!(heard().contains("\"item\":\"ENG-2\""), "{}", heard());
+    assert!(!heard().contains("ENG-1"), "{}", heard());
+    let log = std::fs::read_to_string(env.scratch("serve.log")).unwrap();
+    assert!(log.contains("exited with 1: gone"), "{log}");
+    assert_eq!(store_rows(&env, "SELECT count(*) FROM source_items"), ["2"]);
 }

@@ -124,19 +124,27 @@ fn field(text: &str, f: &Field) -> Result<u64, String> {
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                    format!("{}: the step in {part:?} is not a number above 0", f.name)
-                })?;
-                (r, step)
+                let step: u32 = s
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0 && *s <= f.max)
+                    .ok_or_else(|| {
+                        let max = f.max;
+                        format!(
+                            "{}: the step in {part:?} is not a number from 1 to {max}",
+                            f.name
+                        )
+                    })?;
+                (r, Some(step))
             }
-            None => (part, 1),
+            None => (part, None),
         };
         let (lo, hi) = match range {
             "*" => (f.min, f.max),
             r => match r.split_once('-') {
                 Some((a, b)) => (value(a, f)?, value(b, f)?),
                 // `5/15`: from 5 to the end, every 15.
-                None if step > 1 => (value(r, f)?, f.max),
+                None if step.is_some() => (value(r, f)?, f.max),
                 None => {
                     let v = value(r, f)?;
                     (v, v)
@@ -149,7 +157,7 @@ fn field(text: &str, f: &Field) -> Result<u64, String> {
         let mut v = lo;
         while v <= hi {
             set |= 1 << v;
-            v += step;
+            v += step.unwrap_or(1);
         }
     }
     Ok(set)
@@ -231,6 +239,10 @@ mod tests {
         assert_eq!(next("0 12 * * sun", t), "2026-12-06 12:00:00 UTC");
         assert_eq!(next("0 12 * * 7", t), "2026-12-06 12:00:00 UTC");
         assert_eq!(next("*/2 * * * * *", t), "2026-12-05 10:02:32 UTC");
+        // `5/1` is 5 and every minute after it; `5/20` is 5, 25 and 45.
+        assert_eq!(next("5/1 * * * *", t), "2026-12-05 10:05:00 UTC");
+        let later = at(2026, 12, 5, 10, 26, 0);
+        assert_eq!(next("5/20 * * * *", later), "2026-12-05 10:45:00 UTC");
         assert_eq!(
             next("0 0 31 * *", at(2026, 4, 1, 0, 0, 0)),
             "2026-05-31 00:00:00 UTC"
@@ -252,8 +264,9 @@ mod tests {
             ("* * * * 8", "weekday: 8 is out of range"),
             (
                 "*/0 * * * *",
-                "minute: the step in \"*/0\" is not a number above 0",
+                "minute: the step in \"*/0\" is not a number from 1 to 59",
             ),
+            ("1-5/4294967295 * * * *", "is not a number from 1 to 59"),
             ("5-1 * * * *", "the range \"5-1\" runs backwards"),
             ("* * * smarch *", "month: \"smarch\" is not a number"),
         ] {

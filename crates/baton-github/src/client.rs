@@ -106,25 +106,27 @@ impl Client {
                 body.map(Value::to_string).unwrap_or_default(),
             )))
             .map_err(|e| TrackerError::Other(format!("{what}: {e}")))?;
-        let sent = tokio::time::timeout(CALL_TIMEOUT, self.http.request(req)).await;
-        let resp = match sent {
-            Err(_) => return Err(TrackerError::Other(format!("{what}: no answer in 30 s"))),
-            Ok(Err(e)) => return Err(TrackerError::Other(format!("{what}: {}", chain(&e)))),
-            Ok(Ok(r)) => r,
+        // The whole answer, body included, within the bound: a stalled
+        // body would otherwise hold the source for good.
+        let answer = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| format!("{what}: {}", chain(&e)))?;
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY);
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| format!("{what}: reading the answer: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, headers, bytes))
         };
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
+        let (status, headers, bytes) = tokio::time::timeout(CALL_TIMEOUT, answer)
             .await
-            .map_err(|e| TrackerError::Other(format!("{what}: reading the answer: {e}")))?
-            .to_bytes();
-        if bytes.len() > MAX_BODY {
-            return Err(TrackerError::Other(format!(
-                "{what}: the answer is too large"
-            )));
-        }
+            .map_err(|_| TrackerError::Other(format!("{what}: no whole answer in 30 s")))?
+            .map_err(TrackerError::Other)?;
         let json: Value = if bytes.is_empty() {
             Value::Null
         } else {

@@ -21,9 +21,9 @@ pub const KIND: TrackerKind = TrackerKind {
 /// Pages of issues read per poll at most (100 each).
 const MAX_PAGES: usize = 10;
 
-/// Ends each comment baton writes (markdown hides it): baton's own
-/// comments are not what people said to the task.
-const MARK: &str = "<!-- baton -->";
+/// Ends each comment baton writes: baton's own comments are not what
+/// people said to the task.
+use baton_core::tracker::MARK;
 
 fn make(source: &Source, _root: &std::path::Path) -> Result<Box<dyn Tracker>, String> {
     let SourceKind::GitHub(g) = &source.kind else {
@@ -216,7 +216,7 @@ impl Tracker for Issues {
         Box::pin(async move {
             let number = report.item.trim_start_matches('#');
             let path = format!("/repos/{}/issues/{number}/comments", self.source.repo);
-            let body = serde_json::json!({ "body": format!("{}\n\n{MARK}", report.text) });
+            let body = serde_json::json!({ "body": report.text });
             self.client.post(&path, &body).await.map(|_| ())
         })
     }
@@ -294,7 +294,7 @@ mod tests {
             run: "r".into(),
             task: "t".into(),
             status: None,
-            text: "on it".into(),
+            text: baton_core::tracker::marked("on it"),
         };
         rt().block_on(tracker.report(&report)).unwrap();
         let said = "on it\n\n<!-- baton -->".to_string();

@@ -3,16 +3,17 @@
 //! task of the service run (routed by its labels through `[[route]]`, its
 //! text kept literal), and its tracker is told; once the task has ended,
 //! the tracker is told how. The store remembers which item became which
-//! task, so a restarted server neither takes an item twice nor forgets to
-//! report one. A tracker that fails (down, a rate limit) is asked again
-//! later; nothing is lost.
+//! task (the row is written before the task is queued, under an id made
+//! from the item), so a restarted server neither takes an item twice nor
+//! forgets to report one. A tracker that fails (down, a rate limit) is
+//! asked again later; one item it fails on does not hold up the others.
 
 use crate::api::hooks::Hook;
 use crate::runner;
 use crate::state::AppState;
 use baton_core::plan::{Source, SourceKind};
 use baton_core::store::SourceItem;
-use baton_core::tracker::{self, Report, Tracker, TrackerError, WorkItem};
+use baton_core::tracker::{self, ItemComment, Report, Tracker, TrackerError, WorkItem};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +27,18 @@ pub struct Intake {
 
 /// The served plan's sources with their trackers. Their secrets (tokens)
 /// are kept from every process baton starts from here on. Err: a source
-/// cannot be used (no token, no tracker of its kind), said whole.
+/// cannot be used (no token, no tracker of its kind), said whole. A plan
+/// that does not parse takes no work (the server says why where it is
+/// used), and keeps nothing else from starting.
 pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
     let plan = match runner::config_plan(state) {
         Ok(p) => p,
-        // A server without a plan file takes no work from trackers.
-        Err(_) if !state.opts.repo.root.join(&state.opts.plan).exists() => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => {
+            if state.opts.repo.root.join(&state.opts.plan).exists() {
+                tracing::warn!("no work is taken from trackers: {e}");
+            }
+            return Ok(Vec::new());
+        }
     };
     let secrets: Vec<String> = plan.sources.iter().flat_map(Source::secret_vars).collect();
     baton_core::process::withhold(&secrets);
@@ -88,10 +94,11 @@ pub fn spawn(state: Arc<AppState>, intakes: Vec<Intake>) {
         tokio::spawn(async move {
             let mut stop = state.shutdown_rx();
             loop {
-                let wait = intake.poll(&state).await;
+                let next = intake.poll(&state).await;
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = intake.wake.notified() => {}
+                    _ = tokio::time::sleep(next.wait) => {}
+                    // A rate limit is waited out whole, webhooks or not.
+                    _ = intake.wake.notified(), if !next.limited => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -99,10 +106,25 @@ pub fn spawn(state: Arc<AppState>, intakes: Vec<Intake>) {
     }
 }
 
+/// When to look again.
+struct Next {
+    wait: Duration,
+    /// The tracker asked to wait (a rate limit).
+    limited: bool,
+}
+
+/// Whether a tracker's failure ends the round: its credentials or its
+/// rate limit hold for every item; anything else is the item's own.
+fn ends_round(e: &TrackerError) -> bool {
+    matches!(
+        e,
+        TrackerError::Credentials(_) | TrackerError::Limited { .. }
+    )
+}
+
 impl Intake {
-    /// One round: new items taken, ended tasks reported; how long to wait
-    /// before the next.
-    async fn poll(&self, state: &Arc<AppState>) -> Duration {
+    /// One round: ended tasks reported, new items taken; when to look again.
+    async fn poll(&self, state: &Arc<AppState>) -> Next {
         let name = &self.source.name;
         if let Err(e) = self.report_ends(state).await {
             return self.after(e);
@@ -115,27 +137,37 @@ impl Intake {
         for item in tracker::in_needs_order(items) {
             match self.take(state, &item).await {
                 Ok(()) => {}
-                Err(Taken::Tracker(e)) => return self.after(e),
+                Err(Taken::Tracker(e)) if ends_round(&e) => return self.after(e),
+                Err(Taken::Tracker(e)) => tracing::warn!("{name}: {}: {e}", item.key),
                 Err(Taken::Refused(why)) => {
                     tracing::warn!("{name}: {} was not taken: {why}", item.key);
                 }
             }
         }
-        self.source.poll
+        Next {
+            wait: self.source.poll,
+            limited: false,
+        }
     }
 
-    /// How long to wait after a failure, which is logged.
-    fn after(&self, e: TrackerError) -> Duration {
+    /// When to look again after a failure, which is logged.
+    fn after(&self, e: TrackerError) -> Next {
         let name = &self.source.name;
         match &e {
             TrackerError::Limited { until_ms, .. } => {
                 tracing::warn!("{name}: {e}; asking again after it");
                 let left = (*until_ms - baton_core::clock::now_ms()).max(0) as u64;
-                Duration::from_millis(left).max(self.source.poll)
+                Next {
+                    wait: Duration::from_millis(left).max(self.source.poll),
+                    limited: true,
+                }
             }
             _ => {
                 tracing::warn!("{name}: {e}");
-                self.source.poll
+                Next {
+                    wait: self.source.poll,
+                    limited: false,
+                }
             }
         }
     }
@@ -149,46 +181,117 @@ impl Intake {
             .await
             .map_err(|e| Taken::Refused(e.to_string()))?;
         if let Some(known) = known {
-            return self.pass_on_comments(state, &known, item).await;
+            if self.queued(state, &known).await? {
+                return self.pass_on_comments(state, &known, item).await;
+            }
+            // Recorded, but its task never queued (baton died between):
+            // queued now, under the id it was recorded with.
+            return self.queue(state, item, &known.task_id).await;
         }
-        let mut item = item.clone();
-        item.comments = self.tracker.comments(&item).await.map_err(Taken::Tracker)?;
-        let item = &item;
-        let prompt = baton_core::template::literal(&tracker::prompt(item));
-        let name = format!("{} {}", item.key.trim_start_matches('#'), item.title);
-        let needs = self.needs(state, item).await?;
-        let (run, task) = runner::add_named_task(state, &name, &prompt, None, &item.labels, &needs)
-            .await
-            .map_err(|e| Taken::Refused(e.to_string()))?;
+        let run = runner::ensure_service(state).await.map_err(refused)?;
+        let id = self.task_id(item);
         let taken = SourceItem {
             source: self.source.name.clone(),
             item: item.key.clone(),
-            run_id: run.clone(),
-            task_id: task.clone(),
+            run_id: run,
+            task_id: id.clone(),
             title: item.title.clone(),
             url: item.url.clone(),
             taken_at: 0,
             reported_at: None,
             started_told_at: None,
-            comments_seen: item.comments.len() as u32,
-            count_seen: item.comment_count,
+            comments_seen: 0,
+            count_seen: 0,
         };
-        // Recorded before the tracker is told: a failed comment never makes
-        // the item a second task.
+        // Recorded before the task is queued: whatever happens next, the
+        // item never becomes a second task.
         let row = taken.clone();
         state
             .store
             .call(move |s| s.take_source_item(&row))
             .await
             .map_err(|e| Taken::Refused(format!("cannot record it: {e}")))?;
+        self.queue(state, item, &id).await
+    }
+
+    /// The task id of an item: its source's kind, its key and its title.
+    fn task_id(&self, item: &WorkItem) -> String {
+        let words = format!("{} {}", item.key.trim_start_matches('#'), item.title);
+        let tag = match &self.source.kind {
+            SourceKind::Command(_) => runner::slug(self.source.name.trim_start_matches("command:")),
+            _ => self.source.kind().into(),
+        };
+        format!("{tag}-{}", runner::slug(&words))
+    }
+
+    /// Whether the task of a recorded item is in its run.
+    async fn queued(&self, state: &Arc<AppState>, known: &SourceItem) -> Result<bool, Taken> {
+        let (run, task) = (known.run_id.clone(), known.task_id.clone());
+        let found = state.store.call(move |s| s.task(&run, &task)).await;
+        Ok(found.map_err(refused)?.is_some())
+    }
+
+    /// Queues the task of a recorded item (as `id`) and tells the tracker;
+    /// a task that cannot be queued lets go of the item, to be taken again.
+    async fn queue(&self, state: &Arc<AppState>, item: &WorkItem, id: &str) -> Result<(), Taken> {
+        let comments = self.tracker.comments(item).await.map_err(Taken::Tracker)?;
+        let comments = people(comments);
+        let mut full = item.clone();
+        full.comments = comments;
+        let prompt = baton_core::template::literal(&tracker::prompt(&full));
+        let needs = self.needs(state, item).await?;
+        let queued =
+            runner::add_named_task(state, id, &prompt, None, &item.labels, &needs, Some(id));
+        let (run, task) = match queued.await {
+            Ok(done) => done,
+            Err(e) => {
+                let (source, key) = (self.source.name.clone(), item.key.clone());
+                let forgot = state
+                    .store
+                    .call(move |s| s.forget_source_item(&source, &key))
+                    .await;
+                if let Err(f) = forgot {
+                    let name = &self.source.name;
+                    tracing::error!("{name}: {} stays recorded without a task: {f}", item.key);
+                }
+                return Err(Taken::Refused(e.to_string()));
+            }
+        };
         tracing::info!(
             "{}: {} became task {task} of run {run}",
             self.source.name,
             item.key
         );
-        let agent = state.store.call(move |s| s.task(&run, &task)).await;
+        let (source, key) = (self.source.name.clone(), item.key.clone());
+        let (n, count) = (full.comments.len() as u32, item.comment_count);
+        let seen = state
+            .store
+            .call(move |s| s.set_source_comments_seen(&source, &key, n, count))
+            .await;
+        if let Err(e) = seen {
+            tracing::error!(
+                "{}: cannot record {}'s comments: {e}",
+                self.source.name,
+                item.key
+            );
+        }
+        let (r, t) = (run.clone(), task.clone());
+        let agent = state.store.call(move |s| s.task(&r, &t)).await;
         let agent = agent.ok().flatten().and_then(|t| t.agent);
-        self.tell_started(state, &taken, agent.as_deref())
+        let row = SourceItem {
+            source: self.source.name.clone(),
+            item: item.key.clone(),
+            run_id: run,
+            task_id: task,
+            title: item.title.clone(),
+            url: item.url.clone(),
+            taken_at: 0,
+            reported_at: None,
+            started_told_at: None,
+            comments_seen: n,
+            count_seen: count,
+        };
+        self.tell_started(state, &row, agent.as_deref())
             .await
             .map_err(Taken::Tracker)
     }
@@ -199,9 +302,7 @@ impl Intake {
         if item.needs.is_empty() {
             return Ok(Vec::new());
         }
-        let run = runner::ensure_service(state)
-            .await
-            .map_err(|e| Taken::Refused(e.to_string()))?;
+        let run = runner::ensure_service(state).await.map_err(refused)?;
         let mut tasks = Vec::new();
         for key in &item.needs {
             let (source, key) = (self.source.name.clone(), key.clone());
@@ -209,16 +310,15 @@ impl Intake {
                 .store
                 .call(move |s| s.source_item(&source, &key))
                 .await;
-            match taken {
-                Ok(Some(t)) if t.run_id == run => tasks.push(t.task_id),
-                Ok(_) => {}
-                Err(e) => return Err(Taken::Refused(e.to_string())),
+            match taken.map_err(refused)? {
+                Some(t) if t.run_id == run => tasks.push(t.task_id),
+                _ => {}
             }
         }
         Ok(tasks)
     }
 
-    /// Tells the tracker that `item`'s task started, and records that it
+    /// Tells the tracker that `item`'s task is queued, and records that it
     /// heard (until then, each round tells it again).
     async fn tell_started(
         &self,
@@ -226,13 +326,14 @@ impl Intake {
         item: &SourceItem,
         agent: Option<&str>,
     ) -> Result<(), TrackerError> {
+        let text = tracker::started_comment(&item.run_id, &item.task_id, agent, None);
         let report = Report {
             event: "started",
             item: item.item.clone(),
             run: item.run_id.clone(),
             task: item.task_id.clone(),
             status: None,
-            text: tracker::started_comment(&item.run_id, &item.task_id, agent, None),
+            text: tracker::marked(&text),
         };
         self.tracker.report(&report).await?;
         let (source, key) = (item.source.clone(), item.item.clone());
@@ -241,11 +342,8 @@ impl Intake {
             .call(move |s| s.mark_source_item_started(&source, &key))
             .await;
         if let Err(e) = marked {
-            tracing::error!(
-                "{}: cannot record that {} heard its start: {e}",
-                item.source,
-                item.item
-            );
+            let (name, key) = (&item.source, &item.item);
+            tracing::error!("{name}: cannot record that {key} heard its start: {e}");
         }
         Ok(())
     }
@@ -264,24 +362,32 @@ impl Intake {
         if known.reported_at.is_some() || item.comment_count == known.count_seen {
             return Ok(());
         }
-        let comments = self.tracker.comments(item).await.map_err(Taken::Tracker)?;
+        let comments = people(self.tracker.comments(item).await.map_err(Taken::Tracker)?);
         let seen = (known.comments_seen as usize).min(comments.len());
-        for c in &comments[seen..] {
+        let mut passed = comments.len();
+        for (i, c) in comments.iter().enumerate().skip(seen) {
             let text = format!("{} commented on {}:\n{}", c.author, item.key, c.body.trim());
             let sent =
                 runner::send_message(state, &known.run_id, None, &known.task_id, &text).await;
             if let Err(e) = sent {
-                // A task that ended meanwhile: its end is reported next round.
+                // This one and those after it are passed on next round.
                 let (name, key) = (&known.source, &item.key);
-                tracing::info!("{name}: a comment on {key} not passed on: {e}");
+                tracing::info!("{name}: a comment on {key} not passed on yet: {e}");
+                passed = i;
                 break;
             }
         }
+        // The count is kept only when every comment went: else the next
+        // round reads them again.
+        let count = if passed == comments.len() {
+            item.comment_count
+        } else {
+            known.count_seen
+        };
         let (source, key) = (known.source.clone(), known.item.clone());
-        let (n, count) = (comments.len() as u32, item.comment_count);
         let set = state
             .store
-            .call(move |s| s.set_source_comments_seen(&source, &key, n, count))
+            .call(move |s| s.set_source_comments_seen(&source, &key, passed as u32, count))
             .await;
         if let Err(e) = set {
             let (name, key) = (&known.source, &item.key);
@@ -290,7 +396,9 @@ impl Intake {
         Ok(())
     }
 
-    /// Tells the tracker how each taken item's task ended.
+    /// Tells the tracker how each taken item's task ended. An item the
+    /// tracker refuses (deleted, moved) is said and skipped; only its
+    /// credentials or a rate limit end the round.
     async fn report_ends(&self, state: &Arc<AppState>) -> Result<(), TrackerError> {
         let source = self.source.name.clone();
         let open = state
@@ -299,55 +407,78 @@ impl Intake {
             .await
             .map_err(|e| TrackerError::Other(e.to_string()))?;
         for item in open {
-            let (r, t) = (item.run_id.clone(), item.task_id.clone());
-            let record = state.store.call(move |s| s.task(&r, &t)).await;
-            let Ok(Some(task)) = record else { continue };
-            if !task.status.is_finished() {
-                if item.started_told_at.is_none() {
-                    self.tell_started(state, &item, task.agent.as_deref())
-                        .await?;
-                }
-                continue;
+            match self.report_end(state, &item).await {
+                Ok(()) => {}
+                Err(e) if ends_round(&e) => return Err(e),
+                Err(e) => tracing::warn!("{}: cannot report on {}: {e}", item.source, item.item),
             }
-            let branch = baton_core::paths::integration_branch(&item.run_id);
-            let ended = tracker::Ended {
-                run: &item.run_id,
-                task: &item.task_id,
-                succeeded: !task.status.is_bad_end(),
-                status: task.status.as_str(),
-                reason: task.reason.as_deref(),
-                cost_usd: task.cost_usd,
-                branch: task.merged.then_some(branch.as_str()),
-            };
-            let report = Report {
-                event: "ended",
-                item: item.item.clone(),
-                run: item.run_id.clone(),
-                task: item.task_id.clone(),
-                status: Some(task.status.as_str().to_string()),
-                text: tracker::ended_comment(&ended),
-            };
-            self.tracker.report(&report).await?;
-            let (source, key) = (item.source.clone(), item.item.clone());
-            let marked = state
-                .store
-                .call(move |s| s.mark_source_item_reported(&source, &key))
-                .await;
-            if let Err(e) = marked {
-                // The comment would be written again next round: say so.
-                tracing::error!(
-                    "{}: cannot record that {} was reported: {e}",
-                    item.source,
-                    item.item
-                );
+        }
+        Ok(())
+    }
+
+    async fn report_end(
+        &self,
+        state: &Arc<AppState>,
+        item: &SourceItem,
+    ) -> Result<(), TrackerError> {
+        let (r, t) = (item.run_id.clone(), item.task_id.clone());
+        let record = state.store.call(move |s| s.task(&r, &t)).await;
+        let Ok(Some(task)) = record else {
+            return Ok(());
+        };
+        if !task.status.is_finished() {
+            if item.started_told_at.is_none() {
+                self.tell_started(state, item, task.agent.as_deref())
+                    .await?;
             }
+            return Ok(());
+        }
+        let branch = baton_core::paths::integration_branch(&item.run_id);
+        let ended = tracker::Ended {
+            run: &item.run_id,
+            task: &item.task_id,
+            succeeded: !task.status.is_bad_end(),
+            status: task.status.as_str(),
+            reason: task.reason.as_deref(),
+            cost_usd: task.cost_usd,
+            branch: task.merged.then_some(branch.as_str()),
+        };
+        let report = Report {
+            event: "ended",
+            item: item.item.clone(),
+            run: item.run_id.clone(),
+            task: item.task_id.clone(),
+            status: Some(task.status.as_str().to_string()),
+            text: tracker::marked(&tracker::ended_comment(&ended)),
+        };
+        self.tracker.report(&report).await?;
+        let (source, key) = (item.source.clone(), item.item.clone());
+        let marked = state
+            .store
+            .call(move |s| s.mark_source_item_reported(&source, &key))
+            .await;
+        if let Err(e) = marked {
+            // The comment would be written again next round: say so.
+            let (name, key) = (&item.source, &item.item);
+            tracing::error!("{name}: cannot record that {key} was reported: {e}");
         }
         Ok(())
     }
 }
 
+/// What people wrote: not baton's own comments (they carry its mark).
+fn people(comments: Vec<ItemComment>) -> Vec<ItemComment> {
+    let mine = |c: &ItemComment| c.body.contains(tracker::MARK);
+    comments.into_iter().filter(|c| !mine(c)).collect()
+}
+
+fn refused(e: impl std::fmt::Display) -> Taken {
+    Taken::Refused(e.to_string())
+}
+
 enum Taken {
-    /// The tracker failed: the round ends, and the item is taken next time.
+    /// The tracker failed: the item is taken next time (a failure of its
+    /// credentials or a rate limit ends the round).
     Tracker(TrackerError),
     /// baton would not make it a task (a bad route, the store): said, skipped.
     Refused(String),

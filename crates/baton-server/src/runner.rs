@@ -432,7 +432,7 @@ async fn land_run(state: &Arc<AppState>, run: &str, land: Land) {
     }
 }
 
-fn slug(prompt: &str) -> String {
+pub(crate) fn slug(prompt: &str) -> String {
     let mut out = String::new();
     for c in prompt.chars() {
         if out.len() >= 24 {
@@ -454,11 +454,13 @@ pub async fn add_task(
     agent: Option<&str>,
     tags: &[String],
 ) -> Result<(String, String), RunnerError> {
-    add_named_task(state, prompt, prompt, agent, tags, &[]).await
+    add_named_task(state, prompt, prompt, agent, tags, &[], None).await
 }
 
-/// Queues a task whose id is made from `name` (its prompt's words by
-/// default), after the service run's tasks `needs`; returns (run, task).
+/// Queues a task whose id is `id`, else made from `name` (its prompt's
+/// words by default), after the service run's tasks `needs`; returns (run,
+/// task). With `id`, a task of that id queued before is the answer: asking
+/// again after a crash queues nothing twice.
 pub async fn add_named_task(
     state: &Arc<AppState>,
     name: &str,
@@ -466,6 +468,7 @@ pub async fn add_named_task(
     agent: Option<&str>,
     tags: &[String],
     needs: &[String],
+    id: Option<&str>,
 ) -> Result<(String, String), RunnerError> {
     if prompt.trim().is_empty() {
         return Err(invalid("the prompt is empty"));
@@ -482,10 +485,10 @@ pub async fn add_named_task(
         }
     }
     let run = ensure_service(state).await?;
-    let id = run.clone();
+    let r = run.clone();
     let existing: Vec<String> = state
         .store
-        .call(move |s| s.tasks(&id))
+        .call(move |s| s.tasks(&r))
         .await
         .map_err(internal)?
         .into_iter()
@@ -496,12 +499,15 @@ pub async fn add_named_task(
             "the service run {run} has no task {missing:?} to wait for"
         )));
     }
+    if let Some(id) = id.filter(|id| existing.iter().any(|e| e == id)) {
+        return Ok((run, id.to_string()));
+    }
     let n = existing.len() + 1;
     let s = slug(name);
-    let id = if s.is_empty() {
-        format!("t{n}")
-    } else {
-        format!("t{n}-{s}")
+    let id = match id {
+        Some(id) => id.to_string(),
+        None if s.is_empty() => format!("t{n}"),
+        None => format!("t{n}-{s}"),
     };
     let snippet = Plan::task_snippet(&id, prompt, agent.as_deref());
     // Validate against the profiles and defaults before anything is stored.

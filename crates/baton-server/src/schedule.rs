@@ -24,9 +24,11 @@ pub fn spawn(state: &Arc<AppState>) {
 
 async fn keep(state: Arc<AppState>, s: Schedule) {
     let mut stop = state.shutdown_rx();
+    // The last time it fired: a clock set back never makes it fire again.
+    let mut last = i64::MIN;
     loop {
         let now_ms = baton_core::clock::now_ms();
-        let next = s.cron.next_after(now_ms.div_euclid(1000));
+        let next = s.cron.next_after(now_ms.div_euclid(1000).max(last));
         let (name, cron) = (s.name.clone(), s.cron_text.clone());
         let recorded = state
             .store
@@ -45,7 +47,10 @@ async fn keep(state: Arc<AppState>, s: Schedule) {
         };
         let wait = Duration::from_millis((at * 1000 - now_ms).max(0) as u64);
         tokio::select! {
-            _ = tokio::time::sleep(wait) => fire(&state, &s, at).await,
+            _ = tokio::time::sleep(wait) => {
+                last = at;
+                fire(&state, &s, at).await
+            }
             _ = stop.changed() => return,
         }
     }
@@ -74,7 +79,7 @@ async fn fire(state: &Arc<AppState>, s: &Schedule, at: i64) {
             prompt,
             agent,
             tags,
-        } => runner::add_named_task(state, &s.name, prompt, agent.as_deref(), tags, &[])
+        } => runner::add_named_task(state, &s.name, prompt, agent.as_deref(), tags, &[], None)
             .await
             .map(|(run, task)| (run, Some(task))),
     };

@@ -75,13 +75,24 @@ impl Source {
         match &self.kind {
             SourceKind::GitHub(g) => {
                 let hook = g.webhook_secret_env.iter().cloned();
-                std::iter::once(g.token_env.clone()).chain(hook).collect()
+                // `gh auth token`, baton's fallback, answers from these.
+                let gh = GH_TOKEN_VARS.iter().map(|v| v.to_string());
+                let mut vars = vec![g.token_env.clone()];
+                for v in hook.chain(gh) {
+                    if !vars.contains(&v) {
+                        vars.push(v);
+                    }
+                }
+                vars
             }
             // Its programs have baton's environment; they hold their own secrets.
             SourceKind::Command(_) => Vec::new(),
         }
     }
 }
+
+/// Where `gh` finds a token before its own login.
+const GH_TOKEN_VARS: [&str; 3] = ["GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN"];
 
 const DEFAULT_POLL: Duration = Duration::from_secs(60);
 /// GitHub allows a token 5,000 requests an hour; faster than this would
@@ -302,7 +313,8 @@ mod tests {
         };
         assert_eq!(g.api_url, "https://api.github.com");
         assert_eq!(g.token_env, "GITHUB_TOKEN");
-        assert_eq!(s.secret_vars(), vec!["GITHUB_TOKEN"]);
+        let kept = ["GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN"];
+        assert_eq!(s.secret_vars(), kept);
     }
 
     #[test]

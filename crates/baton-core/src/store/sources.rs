@@ -69,6 +69,16 @@ impl Store {
         Ok(())
     }
 
+    /// Drops the row of an item whose task could not be queued (it is
+    /// taken again next time).
+    pub fn forget_source_item(&self, source: &str, item: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM source_items WHERE source = ?1 AND item = ?2",
+            params![source, item],
+        )?;
+        Ok(())
+    }
+
     pub fn source_item(&self, source: &str, item: &str) -> Result<Option<SourceItem>> {
         Ok(self
             .reader()

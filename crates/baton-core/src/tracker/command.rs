@@ -144,11 +144,16 @@ impl Commands {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TrackerError::Other(format!("cannot start `{shown}`: {e}")))?;
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            // A program that does not read its input is its own business.
-            let _ = stdin.write_all(text.as_bytes()).await;
-        }
-        let out = tokio::time::timeout(TIME, child.wait_with_output())
+        let stdin = child.stdin.take();
+        let finished = async move {
+            if let (Some(text), Some(mut stdin)) = (input, stdin) {
+                // A program that does not read its input is its own
+                // business; the time bound covers the writing too.
+                let _ = stdin.write_all(text.as_bytes()).await;
+            }
+            child.wait_with_output().await
+        };
+        let out = tokio::time::timeout(TIME, finished)
             .await
             .map_err(|_| TrackerError::Other(format!("`{shown}` took more than 60 s")))?
             .map_err(|e| TrackerError::Other(format!("`{shown}`: {e}")))?;

@@ -131,6 +131,15 @@ pub fn make(
     (maker.make)(source, root)
 }
 
+/// Ends everything baton writes to a tracker (markdown hides it): what
+/// carries it is baton's own, never passed back to a task as a person's.
+pub const MARK: &str = "<!-- baton -->";
+
+/// `text` with baton's mark.
+pub fn marked(text: &str) -> String {
+    format!("{text}\n\n{MARK}")
+}
+
 /// The task's prompt: the item's title and text, then what people said.
 pub fn prompt(item: &WorkItem) -> String {
     let mut out = format!("{} ({})\n\n{}", item.title, item.url, item.body.trim());
