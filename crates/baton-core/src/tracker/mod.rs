@@ -36,24 +36,40 @@ pub struct WorkItem {
 /// Items in the order they are taken: each after the listed items it
 /// needs (a cycle is broken where the listing has it), else as listed.
 pub fn in_needs_order(items: Vec<WorkItem>) -> Vec<WorkItem> {
-    fn visit(i: usize, items: &[WorkItem], state: &mut [u8], out: &mut Vec<usize>) {
-        // 0: not seen, 1: on the way (a cycle), 2: placed.
-        if state[i] != 0 {
-            return;
+    let index: std::collections::HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.key.as_str(), i))
+        .collect();
+    // 0: not seen, 1: on the way (a cycle stops there), 2: placed. Walked
+    // with a stack of its own: a listing's chain of needs can be long.
+    let mut state = vec![0u8; items.len()];
+    let mut order = Vec::with_capacity(items.len());
+    for start in 0..items.len() {
+        if state[start] != 0 {
+            continue;
         }
-        state[i] = 1;
-        for need in &items[i].needs {
-            if let Some(j) = items.iter().position(|it| &it.key == need) {
-                visit(j, items, state, out);
+        state[start] = 1;
+        let mut stack = vec![(start, 0usize)];
+        while let Some((i, next)) = stack.last_mut() {
+            let i = *i;
+            match items[i].needs.get(*next) {
+                Some(need) => {
+                    *next += 1;
+                    if let Some(&j) = index.get(need.as_str()) {
+                        if state[j] == 0 {
+                            state[j] = 1;
+                            stack.push((j, 0));
+                        }
+                    }
+                }
+                None => {
+                    state[i] = 2;
+                    order.push(i);
+                    stack.pop();
+                }
             }
         }
-        state[i] = 2;
-        out.push(i);
-    }
-    let mut state = vec![0u8; items.len()];
-    let mut order = Vec::new();
-    for i in 0..items.len() {
-        visit(i, &items, &mut state, &mut order);
     }
     let mut slots: Vec<Option<WorkItem>> = items.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
@@ -248,6 +264,13 @@ mod tests {
         ]);
         let keys: Vec<&str> = order.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["#4", "#3", "#1", "#2", "#6", "#5"]);
+        // A chain far deeper than a stack would take.
+        let chain: Vec<WorkItem> = (0..200_000)
+            .map(|n| item(&format!("#{n}"), &[&format!("#{}", n + 1)]))
+            .collect();
+        let order = in_needs_order(chain);
+        assert_eq!(order[0].key, "#199999");
+        assert_eq!(order.len(), 200_000);
     }
 
     #[test]
