@@ -198,40 +198,57 @@ fn a_server_whose_source_has_no_token_says_so_and_does_not_start() {
     assert!(gh.calls().is_empty());
 }
 
+/// A tracker by command for a test: `list.sh` prints `items`, `report.sh`
+/// runs `report` (a shell line; `{reports}` is the reports file), and the
+/// plan takes work from it every 5 s.
+struct Board {
+    items: std::path::PathBuf,
+    reports: std::path::PathBuf,
+}
+
+fn command_source(env: &TestEnv, name: &str, report: &str) -> Board {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.scratch("tracker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let board = Board {
+        items: dir.join("items.jsonl"),
+        reports: dir.join("reports.jsonl"),
+    };
+    let script = |file: &str, body: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    let list = script("list.sh", &format!("cat {}", board.items.display()));
+    let reports = board.reports.display().to_string();
+    let report = script("report.sh", &report.replace("{reports}", &reports));
+    let fake = fake_agent().display().to_string();
+    env.write(
+        "baton.toml",
+        &format!(
+            "[agent.fake]\nadapter = \"exec\"\ncommand = [{fake:?}]\n\n[defaults]\nagent = \"fake\"\n\n\
+             [[source]]\nkind = \"command\"\nname = \"{name}\"\ncommand = [{list:?}]\nreport = [{report:?}]\npoll = \"5s\"\n"
+        ),
+    );
+    env.commit_all("plan");
+    board
+}
+
 /// Any tracker by command: `command` lists items as JSON lines, `report`
 /// hears each report as JSON on its stdin; a listing with a bad line is
 /// said and changes nothing.
 #[test]
 fn a_command_source_lists_work_and_hears_reports_and_a_bad_listing_changes_nothing() {
     let env = TestEnv::new();
-    let dir = env.scratch("tracker");
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = |name: &str, body: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path.display().to_string()
-    };
-    let items = dir.join("items.jsonl");
-    let reports = dir.join("reports.jsonl");
-    let list = script("list.sh", &format!("cat {}", items.display()));
-    let report = script("report.sh", &format!("cat >> {}", reports.display()));
+    let board = command_source(&env, "linear", "cat >> {reports}");
+    let (items, reports) = (&board.items, &board.reports);
     let line =
         r#"{"id": "ENG-1", "title": "write notes.txt from the tracker", "labels": ["docs"]}"#;
-    std::fs::write(&items, format!("{line}\n")).unwrap();
-    let fake = fake_agent().display().to_string();
-    env.write(
-        "baton.toml",
-        &format!(
-            "[agent.fake]\nadapter = \"exec\"\ncommand = [{fake:?}]\n\n[defaults]\nagent = \"fake\"\n\n\
-             [[source]]\nkind = \"command\"\nname = \"linear\"\ncommand = [{list:?}]\nreport = [{report:?}]\npoll = \"5s\"\n"
-        ),
-    );
-    env.commit_all("plan");
+    std::fs::write(items, format!("{line}\n")).unwrap();
     let server = serve(&env, "serve.log");
     let heard = || -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(&reports).unwrap_or_default();
+        let text = std::fs::read_to_string(reports).unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -252,11 +269,7 @@ fn a_command_source_lists_work_and_hears_reports_and_a_bad_listing_changes_nothi
     assert!(got[1]["text"].as_str().unwrap().contains("succeeded"));
     // A listing with a bad line: said, and nothing in it is taken.
     let more = r#"{"id": "ENG-2", "title": "never taken"}"#;
-    std::fs::write(
-        &items,
-        format!("{line}\n{{\"title\": \"no id\"}}\n{more}\n"),
-    )
-    .unwrap();
+    std::fs::write(items, format!("{line}\n{{\"title\": \"no id\"}}\n{more}\n")).unwrap();
     let log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
     wait_for("the bad line to be said", 30, || {
         log().contains("printed line 2: missing field `id`")
@@ -465,39 +478,17 @@ fn an_issue_blocked_by_another_picked_one_waits_for_its_task() {
 #[test]
 fn one_item_the_tracker_refuses_does_not_hold_up_the_others() {
     let env = TestEnv::new();
-    let dir = env.scratch("tracker");
-    std::fs::create_dir_all(&dir).unwrap();
-    let items = dir.join("items.jsonl");
-    let reports = dir.join("reports.jsonl");
-    let write = |name: &str, body: &str| {
-        use std::os::unix::fs::PermissionsExt;
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path.display().to_string()
-    };
-    let list = write("list.sh", &format!("cat {}", items.display()));
     // Refuses every report about ENG-1, as a tracker whose item was deleted.
-    let report = write(
-        "report.sh",
-        &format!("r=$(cat); case \"$r\" in *'\"ENG-1\"'*) echo gone >&2; exit 1;; esac; echo \"$r\" >> {}", reports.display()),
-    );
+    let refuse = r#"r=$(cat); case "$r" in *'"ENG-1"'*) echo gone >&2; exit 1;; esac; echo "$r" >> {reports}"#;
+    let board = command_source(&env, "board", refuse);
+    let (items, reports) = (&board.items, &board.reports);
     std::fs::write(
-        &items,
+        items,
         "{\"id\": \"ENG-1\", \"title\": \"write one.txt first\"}\n{\"id\": \"ENG-2\", \"title\": \"write two.txt second\"}\n",
     )
     .unwrap();
-    let fake = fake_agent().display().to_string();
-    env.write(
-        "baton.toml",
-        &format!(
-            "[agent.fake]\nadapter = \"exec\"\ncommand = [{fake:?}]\n\n[defaults]\nagent = \"fake\"\n\n\
-             [[source]]\nkind = \"command\"\nname = \"board\"\ncommand = [{list:?}]\nreport = [{report:?}]\npoll = \"5s\"\n"
-        ),
-    );
-    env.commit_all("plan");
     let server = serve(&env, "serve.log");
-    let heard = || std::fs::read_to_string(&reports).unwrap_or_default();
+    let heard = || std::fs::read_to_string(reports).unwrap_or_default();
     wait_for("ENG-2 to be reported as ended", 60, || {
         heard().contains("\"event\":\"ended\"")
     });

@@ -411,3 +411,11 @@ impl Plan {
             .collect()
     }
 }
+
+/// A plan of one exec profile and `text`, checked as `baton.toml`: for the
+/// unit tests of one part of a plan.
+#[cfg(test)]
+pub(crate) fn parse_with_a_profile(text: &str) -> Result<Plan, String> {
+    let plan = format!("[agent.a]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n{text}");
+    Plan::parse_config(Path::new("baton.toml"), &plan, None).map_err(|e| e.to_string())
+}

@@ -126,13 +126,8 @@ fn check_one(
 
 #[cfg(test)]
 mod tests {
-    use crate::plan::{Plan, Scheduled};
-
-    fn parse(text: &str) -> Result<Plan, String> {
-        let plan = format!("[agent.a]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n{text}");
-        Plan::parse_config(std::path::Path::new("baton.toml"), &plan, None)
-            .map_err(|e| e.to_string())
-    }
+    use crate::plan::parse_with_a_profile as parse;
+    use crate::plan::Scheduled;
 
     #[test]
     fn a_schedule_starts_a_plan_or_a_task() {

@@ -293,13 +293,8 @@ fn is_repo(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::plan::{Plan, SourceKind};
-
-    fn parse(text: &str) -> Result<Plan, String> {
-        let plan = format!("[agent.a]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n{text}");
-        Plan::parse_config(std::path::Path::new("baton.toml"), &plan, None)
-            .map_err(|e| e.to_string())
-    }
+    use crate::plan::parse_with_a_profile as parse;
+    use crate::plan::SourceKind;
 
     #[test]
     fn a_github_source_takes_its_defaults() {
