@@ -208,3 +208,19 @@ pub fn store_rows(env: &TestEnv, sql: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A directory for PATH that holds git (a link to the one on PATH) and
+/// whatever a test puts beside it, and nothing else.
+pub fn path_with_git(bin: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(bin).unwrap();
+    let git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let _ = std::os::unix::fs::symlink(git.trim(), bin.join("git"));
+    bin.to_path_buf()
+}

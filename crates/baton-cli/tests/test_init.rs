@@ -14,15 +14,7 @@ fn init_with(env: &TestEnv, clis: &[&str]) -> std::process::Output {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let git = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v git"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let _ = std::os::unix::fs::symlink(git.trim(), bin.join("git"));
+    path_with_git(&bin);
     output(baton(env).arg("init").env("PATH", &bin))
 }
 

@@ -172,17 +172,7 @@ fn a_server_whose_source_has_no_token_says_so_and_does_not_start() {
     env.write("baton.toml", &plan(&env, &gh));
     env.commit_all("plan");
     // git, but no `gh` to fall back on.
-    let bin = env.scratch("no-gh");
-    std::fs::create_dir_all(&bin).unwrap();
-    let git = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v git"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
+    let bin = path_with_git(&env.scratch("no-gh"));
     let out = baton(&env)
         .args(["serve", "--addr", "127.0.0.1:0"])
         .env_remove("BATON_TEST_GITHUB_TOKEN")
