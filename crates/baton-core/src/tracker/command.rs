@@ -18,7 +18,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const KIND: TrackerKind = TrackerKind {
     kind: "command",
@@ -144,37 +144,65 @@ impl Commands {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TrackerError::Other(format!("cannot start `{shown}`: {e}")))?;
-        let stdin = child.stdin.take();
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let said = shown.clone();
         let finished = async move {
             if let (Some(text), Some(mut stdin)) = (input, stdin) {
                 // A program that does not read its input is its own
                 // business; the time bound covers the writing too.
                 let _ = stdin.write_all(text.as_bytes()).await;
             }
-            child.wait_with_output().await
+            let (out, err) = tokio::join!(read_capped(stdout), read_tail(stderr));
+            let out = out?;
+            if out.len() > MAX_OUTPUT {
+                // Not read on: it would fill baton's memory.
+                let _ = child.start_kill();
+                return Ok(Err(format!("`{said}` printed more than 16 MiB")));
+            }
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>(Ok((status, out, err?)))
         };
-        let out = tokio::time::timeout(TIME, finished)
+        let (status, stdout, stderr) = tokio::time::timeout(TIME, finished)
             .await
             .map_err(|_| TrackerError::Other(format!("`{shown}` took more than 60 s")))?
-            .map_err(|e| TrackerError::Other(format!("`{shown}`: {e}")))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail = crate::engine::process::output::last_lines(&err, 5);
-            let code = out
-                .status
-                .code()
-                .map_or("a signal".into(), |c| c.to_string());
+            .map_err(|e| TrackerError::Other(format!("`{shown}`: {e}")))?
+            .map_err(TrackerError::Other)?;
+        if !status.success() {
+            let tail = crate::engine::process::output::last_lines(&stderr, 5);
+            let code = status.code().map_or("a signal".into(), |c| c.to_string());
             return Err(TrackerError::Other(format!(
                 "`{shown}` exited with {code}: {tail}"
             )));
         }
-        if out.stdout.len() > MAX_OUTPUT {
-            return Err(TrackerError::Other(format!(
-                "`{shown}` printed more than 16 MiB"
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
     }
+}
+
+/// A pipe read to its end, or to one byte past [`MAX_OUTPUT`].
+async fn read_capped(pipe: Option<tokio::process::ChildStdout>) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if let Some(p) = pipe {
+        p.take(MAX_OUTPUT as u64 + 1).read_to_end(&mut buf).await?;
+    }
+    Ok(buf)
+}
+
+/// The end of a pipe's text (what a failing program said last), the pipe
+/// read to its end so that the program never waits on it.
+async fn read_tail(pipe: Option<tokio::process::ChildStderr>) -> std::io::Result<String> {
+    let mut tail = crate::engine::process::output::Tail::new(16 * 1024);
+    if let Some(mut p) = pipe {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = p.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            tail.push(&chunk[..n]);
+        }
+    }
+    Ok(tail.text())
 }
 
 impl Tracker for Commands {
@@ -201,6 +229,36 @@ impl Tracker for Commands {
 #[cfg(test)]
 mod tests {
     use super::parse;
+    use crate::plan::{CommandSource, Source, SourceKind};
+
+    fn listing_of(script: &str) -> Result<Vec<crate::tracker::WorkItem>, String> {
+        let source = Source {
+            name: "command:t".into(),
+            kind: SourceKind::Command(CommandSource {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                report: None,
+            }),
+            poll: std::time::Duration::from_secs(60),
+        };
+        let tracker = super::make(&source, std::path::Path::new(".")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(tracker.items()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_program_that_fails_or_prints_too_much_is_said_and_gives_nothing() {
+        let err = listing_of("echo first >&2; echo boom >&2; exit 3").unwrap_err();
+        assert!(err.ends_with("exited with 3: first\nboom"), "{err}");
+        let started = std::time::Instant::now();
+        let err = listing_of("yes '{\"id\": 1, \"title\": \"x\"}'").unwrap_err();
+        assert!(err.contains("printed more than 16 MiB"), "{err}");
+        assert!(started.elapsed().as_secs() < 30, "it was not cut short");
+        let ok = listing_of("printf '{\"id\": 1, \"title\": \"x\"}'").unwrap();
+        assert_eq!(ok.len(), 1);
+    }
 
     #[test]
     fn a_listing_is_read_line_by_line_and_a_bad_line_is_named() {
