@@ -489,3 +489,48 @@ fn one_item_the_tracker_refuses_does_not_hold_up_the_others() {
     assert!(log.contains("exited with 1: gone"), "{log}");
     assert_eq!(store_rows(&env, "SELECT count(*) FROM source_items"), ["2"]);
 }
+
+/// baton died after recording an item and before queuing its task: the
+/// next server queues it (once, under the recorded id, in its service
+/// run) and reports on it.
+#[test]
+fn an_item_recorded_but_never_queued_is_queued_by_the_next_server() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    env.write("baton.toml", &plan(&env, &gh));
+    env.commit_all("plan");
+    // A first server makes the store, and finds no work.
+    let first = serve(&env, "serve-1.log");
+    wait_for("the first look", 30, || !gh.calls().is_empty());
+    stop(first);
+    // The store as a server that died in between left it: the item
+    // recorded, its task never queued.
+    let n = gh.open_issue("Left half done", "", &["baton"]);
+    let insert = "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at) \
+                  VALUES ('github:acme/app#baton', '#1', 'a-run-gone', 'github-1-left-half-done', 'Left half done', '', 0)";
+    let py =
+        "import sqlite3,sys\nc = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()";
+    let db = env.repo.join(".git/baton/baton.db");
+    let done = std::process::Command::new("python3")
+        .args(["-c", py])
+        .arg(&db)
+        .arg(insert)
+        .status()
+        .unwrap();
+    assert!(done.success());
+    let server = serve(&env, "serve.log");
+    wait_for("the item's task to end and be reported", 60, || {
+        said(&gh, n).len() >= 2
+    });
+    stop(server);
+    let rows = store_rows(
+        &env,
+        "SELECT s.task_id || ' ' || (s.run_id = t.run_id) FROM source_items s JOIN tasks t ON t.id = s.task_id",
+    );
+    assert_eq!(
+        rows,
+        ["github-1-left-half-done 1"],
+        "queued once, where the row says"
+    );
+    assert!(said(&gh, n)[1].contains("succeeded"), "{:?}", said(&gh, n));
+}

@@ -264,16 +264,19 @@ impl Intake {
         );
         let (source, key) = (self.source.name.clone(), item.key.clone());
         let (n, count) = (full.comments.len() as u32, item.comment_count);
-        let seen = state
+        let (r, t) = (run.clone(), task.clone());
+        // Where its task is (queued again after a crash, it may be in a
+        // newer service run), and the comments it has had.
+        let kept = state
             .store
-            .call(move |s| s.set_source_comments_seen(&source, &key, n, count))
+            .call(move |s| {
+                s.move_source_item(&source, &key, &r, &t)?;
+                s.set_source_comments_seen(&source, &key, n, count)
+            })
             .await;
-        if let Err(e) = seen {
-            tracing::error!(
-                "{}: cannot record {}'s comments: {e}",
-                self.source.name,
-                item.key
-            );
+        if let Err(e) = kept {
+            let (name, key) = (&self.source.name, &item.key);
+            tracing::error!("{name}: cannot record {key}'s task: {e}");
         }
         let (r, t) = (run.clone(), task.clone());
         let agent = state.store.call(move |s| s.task(&r, &t)).await;

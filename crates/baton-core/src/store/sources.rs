@@ -69,6 +69,16 @@ impl Store {
         Ok(())
     }
 
+    /// Where an item's task went (a task queued again after a crash may be
+    /// in a newer service run).
+    pub fn move_source_item(&self, source: &str, item: &str, run: &str, task: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE source_items SET run_id = ?3, task_id = ?4 WHERE source = ?1 AND item = ?2",
+            params![source, item, run, task],
+        )?;
+        Ok(())
+    }
+
     /// Drops the row of an item whose task could not be queued (it is
     /// taken again next time).
     pub fn forget_source_item(&self, source: &str, item: &str) -> Result<()> {
