@@ -267,34 +267,17 @@ impl Intake {
         let (r, t) = (run.clone(), task.clone());
         // Where its task is (queued again after a crash, it may be in a
         // newer service run), and the comments it has had.
-        let kept = state
-            .store
-            .call(move |s| {
+        let what = format!("{}: {}'s task", self.source.name, item.key);
+        state
+            .write(what, move |s| {
                 s.move_source_item(&source, &key, &r, &t)?;
                 s.set_source_comments_seen(&source, &key, n, count)
             })
             .await;
-        if let Err(e) = kept {
-            let (name, key) = (&self.source.name, &item.key);
-            tracing::error!("{name}: cannot record {key}'s task: {e}");
-        }
         let (r, t) = (run.clone(), task.clone());
         let agent = state.store.call(move |s| s.task(&r, &t)).await;
         let agent = agent.ok().flatten().and_then(|t| t.agent);
-        let row = SourceItem {
-            source: self.source.name.clone(),
-            item: item.key.clone(),
-            run_id: run,
-            task_id: task,
-            title: item.title.clone(),
-            url: item.url.clone(),
-            taken_at: 0,
-            reported_at: None,
-            started_told_at: None,
-            comments_seen: n,
-            count_seen: count,
-        };
-        self.tell_started(state, &row, agent.as_deref())
+        self.tell_started(state, &item.key, &run, &task, agent.as_deref())
             .await
             .map_err(Taken::Tracker)
     }
@@ -326,28 +309,26 @@ impl Intake {
     async fn tell_started(
         &self,
         state: &Arc<AppState>,
-        item: &SourceItem,
+        key: &str,
+        run: &str,
+        task: &str,
         agent: Option<&str>,
     ) -> Result<(), TrackerError> {
-        let text = tracker::started_comment(&item.run_id, &item.task_id, agent, None);
+        let text = tracker::started_comment(run, task, agent, None);
         let report = Report {
             event: "started",
-            item: item.item.clone(),
-            run: item.run_id.clone(),
-            task: item.task_id.clone(),
+            item: key.to_string(),
+            run: run.to_string(),
+            task: task.to_string(),
             status: None,
             text: tracker::marked(&text),
         };
         self.tracker.report(&report).await?;
-        let (source, key) = (item.source.clone(), item.item.clone());
-        let marked = state
-            .store
-            .call(move |s| s.mark_source_item_started(&source, &key))
+        let (source, key) = (self.source.name.clone(), key.to_string());
+        let what = format!("{source}: that {key} heard its start");
+        state
+            .write(what, move |s| s.mark_source_item_started(&source, &key))
             .await;
-        if let Err(e) = marked {
-            let (name, key) = (&item.source, &item.item);
-            tracing::error!("{name}: cannot record that {key} heard its start: {e}");
-        }
         Ok(())
     }
 
@@ -388,14 +369,12 @@ impl Intake {
             known.count_seen
         };
         let (source, key) = (known.source.clone(), known.item.clone());
-        let set = state
-            .store
-            .call(move |s| s.set_source_comments_seen(&source, &key, passed as u32, count))
+        let what = format!("{source}: the comments passed on for {key}");
+        state
+            .write(what, move |s| {
+                s.set_source_comments_seen(&source, &key, passed as u32, count)
+            })
             .await;
-        if let Err(e) = set {
-            let (name, key) = (&known.source, &item.key);
-            tracing::error!("{name}: cannot record the comments passed on for {key}: {e}");
-        }
         Ok(())
     }
 
@@ -431,7 +410,8 @@ impl Intake {
         };
         if !task.status.is_finished() {
             if item.started_told_at.is_none() {
-                self.tell_started(state, item, task.agent.as_deref())
+                let agent = task.agent.as_deref();
+                self.tell_started(state, &item.item, &item.run_id, &item.task_id, agent)
                     .await?;
             }
             return Ok(());
@@ -455,16 +435,13 @@ impl Intake {
             text: tracker::marked(&tracker::ended_comment(&ended)),
         };
         self.tracker.report(&report).await?;
+        // Not recorded, the comment would be written again next round:
+        // the log says so.
         let (source, key) = (item.source.clone(), item.item.clone());
-        let marked = state
-            .store
-            .call(move |s| s.mark_source_item_reported(&source, &key))
+        let what = format!("{source}: that {key} was reported");
+        state
+            .write(what, move |s| s.mark_source_item_reported(&source, &key))
             .await;
-        if let Err(e) = marked {
-            // The comment would be written again next round: say so.
-            let (name, key) = (&item.source, &item.item);
-            tracing::error!("{name}: cannot record that {key} was reported: {e}");
-        }
         Ok(())
     }
 }

@@ -30,13 +30,10 @@ async fn keep(state: Arc<AppState>, s: Schedule) {
         let now_ms = baton_core::clock::now_ms();
         let next = s.cron.next_after(now_ms.div_euclid(1000).max(last));
         let (name, cron) = (s.name.clone(), s.cron_text.clone());
-        let recorded = state
-            .store
-            .call(move |st| st.set_schedule_next(&name, &cron, next))
+        let what = format!("schedule {name}'s next time");
+        state
+            .write(what, move |st| st.set_schedule_next(&name, &cron, next))
             .await;
-        if let Err(e) = recorded {
-            tracing::error!("schedule {}: cannot record its next time: {e}", s.name);
-        }
         let Some(at) = next else {
             tracing::warn!(
                 "schedule {}: {:?} names no time in the next eight years; it stops",
@@ -64,13 +61,10 @@ async fn fire(state: &Arc<AppState>, s: &Schedule, at: i64) {
             s.name
         );
         let name = s.name.clone();
-        let kept = state
-            .store
-            .call(move |st| st.schedule_skipped(&name, at))
+        let what = format!("schedule {name}'s skipped time");
+        state
+            .write(what, move |st| st.schedule_skipped(&name, at))
             .await;
-        if let Err(e) = kept {
-            tracing::error!("schedule {}: cannot record a skipped time: {e}", s.name);
-        }
         return;
     }
     let started = match &s.what {
@@ -91,15 +85,15 @@ async fn fire(state: &Arc<AppState>, s: &Schedule, at: i64) {
                 task.as_deref()
                     .map_or(run.clone(), |t| format!("task {t} of run {run}"))
             );
+            // Not recorded, the next time could overlap this one: the log
+            // says so, as an error.
             let name = s.name.clone();
-            let kept = state
-                .store
-                .call(move |st| st.schedule_fired(&name, at, &run, task.as_deref()))
+            let what = format!("what schedule {name} started");
+            state
+                .write(what, move |st| {
+                    st.schedule_fired(&name, at, &run, task.as_deref())
+                })
                 .await;
-            if let Err(e) = kept {
-                // Without it the next time could overlap this one: said loudly.
-                tracing::error!("schedule {}: cannot record what it started: {e}", s.name);
-            }
         }
         Err(e) => tracing::warn!("schedule {}: cannot start: {e}", s.name),
     }

@@ -53,6 +53,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A store write the server goes on without if it fails (what a source
+    /// or a schedule keeps): never dropped in silence, but said in the log
+    /// with what it was for. The server's twin of the engine's
+    /// `Shared::write`.
+    pub async fn write<T, F>(&self, what: impl std::fmt::Display, f: F)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, baton_core::store::StoreError> + Send + 'static,
+    {
+        if let Err(e) = self.store.call(f).await {
+            tracing::error!("cannot record {what}: {e}");
+        }
+    }
+
     pub fn new(opts: ServeOptions, require_token: bool) -> Result<Arc<AppState>, String> {
         let paths = StatePaths::new(opts.repo.state_dir());
         let store = Arc::new(Store::open(&paths.db()).map_err(|e| e.to_string())?);
