@@ -194,10 +194,9 @@ fn message(run: &RunRecord, tasks: &[TaskRecord]) -> String {
     m
 }
 
-/// The pull request's body: each task, its status, result and usage.
 /// The pull request's description: each task's status, result, gates (as
 /// they last ran) and usage.
-fn pr_body(run: &RunRecord, tasks: &[TaskRecord], gates: &[Event]) -> String {
+pub(crate) fn pr_body(run: &RunRecord, tasks: &[TaskRecord], gates: &[Event]) -> String {
     let mut b = format!(
         "Work of baton run `{}` (plan `{}`), from `{}`.\n\n| task | status | result | gates | tokens in / out | cost |\n|---|---|---|---|---|---|\n",
         run.id, run.plan_path, run.integration_branch
@@ -246,6 +245,15 @@ fn pr_body(run: &RunRecord, tasks: &[TaskRecord], gates: &[Event]) -> String {
     b
 }
 
+/// The pull request's title: the run and how many of its tasks succeeded.
+pub(crate) fn pr_title(run: &RunRecord, tasks: &[TaskRecord]) -> String {
+    let good = tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Succeeded)
+        .count();
+    format!("baton: run {} ({good} of {} tasks)", run.id, tasks.len())
+}
+
 async fn open_pr(
     repo: &Repo,
     run: &RunRecord,
@@ -257,11 +265,7 @@ async fn open_pr(
     let remote = opts.push.clone().unwrap_or_else(|| "origin".into());
     let head = run.integration_branch.as_str();
     crate::git::git_ok(&repo.root, ["push", "-q", remote.as_str(), head]).await?;
-    let good = tasks
-        .iter()
-        .filter(|t| t.status == TaskStatus::Succeeded)
-        .count();
-    let title = format!("baton: run {} ({good} of {} tasks)", run.id, tasks.len());
+    let title = pr_title(run, tasks);
     let body = pr_body(run, tasks, gates);
     let out = tokio::process::Command::new("gh")
         .args(["pr", "create", "--base", branch, "--head", head])

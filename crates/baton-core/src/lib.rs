@@ -12,6 +12,8 @@ pub mod duration;
 pub mod engine;
 pub mod executor;
 mod failpoint;
+pub mod follow;
+pub mod forge;
 pub mod git;
 pub mod init;
 pub mod land;

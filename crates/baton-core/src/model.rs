@@ -324,6 +324,34 @@ names! {
         Fallback = "fallback",
         AgentError = "agent_error",
         AgentResult = "agent_result",
+        /// The run's pull request was opened (`[land] mode = "pr"`).
+        PullOpened = "pull_opened",
+        /// A fix attempt started on the pull request (red checks, review
+        /// comments, a conflict with its base).
+        PullFix = "pull_fix",
+        /// A fix attempt ended; its work pushed to the pull request, or why not.
+        PullFixEnded = "pull_fix_ended",
+        /// The base branch was merged into the pull request's branch.
+        PullBaseMerged = "pull_base_merged",
+        PullMerged = "pull_merged",
+        /// Closed without a merge.
+        PullClosed = "pull_closed",
+        /// The pull request needs a person (fixes or budget used up).
+        PullNeedsYou = "pull_needs_you",
+    }
+}
+
+names! {
+    /// Where a followed pull request stands.
+    PullStatus, "pull request status" {
+        /// baton watches it and fixes what goes wrong.
+        Following = "following",
+        /// Open, and nobody follows it (`follow = false`, or stopped).
+        Open = "open",
+        /// baton stopped fixing it: a person is needed.
+        NeedsYou = "needs_you",
+        Merged = "merged",
+        Closed = "closed",
     }
 }
 
@@ -336,6 +364,7 @@ impl EventKind {
                 | EventKind::Failed
                 | EventKind::Conflicted
                 | EventKind::Stalled
+                | EventKind::PullNeedsYou
         )
     }
 }

@@ -240,6 +240,51 @@ pub enum Payload {
         #[serde(default)]
         reason: String,
     },
+    PullOpened {
+        number: u64,
+        #[serde(default)]
+        url: String,
+    },
+    PullFix {
+        number: u64,
+        /// `checks`, `review` or `conflict`.
+        #[serde(default)]
+        why: String,
+        /// The task that does it.
+        #[serde(default)]
+        task: String,
+        /// Which fix this is (1 for the first).
+        #[serde(default)]
+        fix: u32,
+    },
+    PullFixEnded {
+        number: u64,
+        #[serde(default)]
+        task: String,
+        /// The commit pushed to the pull request; None: nothing was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pushed: Option<String>,
+        #[serde(default)]
+        reason: String,
+    },
+    PullBaseMerged {
+        number: u64,
+        #[serde(default)]
+        commit: String,
+    },
+    PullMerged {
+        number: u64,
+        #[serde(default)]
+        commit: String,
+    },
+    PullClosed {
+        number: u64,
+    },
+    PullNeedsYou {
+        number: u64,
+        #[serde(default)]
+        reason: String,
+    },
     /// What the agent's stream said (session, message, tool call and
     /// result, usage, retry, rate limit, error, turn end): its kind is the
     /// agent event's.
@@ -314,7 +359,8 @@ impl Payload {
             | Payload::Stopped { reason }
             | Payload::Skipped { reason }
             | Payload::Waiting { reason, .. }
-            | Payload::Fallback { reason, .. } => Some(reason),
+            | Payload::Fallback { reason, .. }
+            | Payload::PullNeedsYou { reason, .. } => Some(reason),
             Payload::GateFinished(end)
             | Payload::VerifyFinished(end)
             | Payload::SetupFinished(end)
@@ -371,6 +417,13 @@ impl Payload {
             Payload::SandboxNotice { .. } => EventKind::SandboxNotice,
             Payload::SandboxConnection { .. } => EventKind::SandboxConnection,
             Payload::Fallback { .. } => EventKind::Fallback,
+            Payload::PullOpened { .. } => EventKind::PullOpened,
+            Payload::PullFix { .. } => EventKind::PullFix,
+            Payload::PullFixEnded { .. } => EventKind::PullFixEnded,
+            Payload::PullBaseMerged { .. } => EventKind::PullBaseMerged,
+            Payload::PullMerged { .. } => EventKind::PullMerged,
+            Payload::PullClosed { .. } => EventKind::PullClosed,
+            Payload::PullNeedsYou { .. } => EventKind::PullNeedsYou,
             Payload::Agent(e) => e.kind(),
         }
     }
@@ -521,6 +574,35 @@ mod tests {
                 from: s("a"),
                 to: s("b"),
                 reason: s("r"),
+            },
+            K::PullOpened => Payload::PullOpened {
+                number: 4,
+                url: s("https://x/pull/4"),
+            },
+            K::PullFix => Payload::PullFix {
+                number: 4,
+                why: s("checks"),
+                task: s("fix-1-checks"),
+                fix: 1,
+            },
+            K::PullFixEnded => Payload::PullFixEnded {
+                number: 4,
+                task: s("fix-1-checks"),
+                pushed: Some(s("abc")),
+                reason: s(""),
+            },
+            K::PullBaseMerged => Payload::PullBaseMerged {
+                number: 4,
+                commit: s("abc"),
+            },
+            K::PullMerged => Payload::PullMerged {
+                number: 4,
+                commit: s("abc"),
+            },
+            K::PullClosed => Payload::PullClosed { number: 4 },
+            K::PullNeedsYou => Payload::PullNeedsYou {
+                number: 4,
+                reason: s("3 fixes used"),
             },
             K::AgentSession => Payload::Agent(AgentEvent::Session {
                 id: s("i"),

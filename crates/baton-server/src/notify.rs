@@ -49,8 +49,14 @@ pub fn spawn(state: Arc<AppState>) {
                     EventKind::Stalled => "has gone silent (stalled)".to_string(),
                     k => format!("{k}{why}"),
                 };
+                let text = match e.kind {
+                    EventKind::PullNeedsYou => {
+                        format!("baton: the pull request of run {} needs you{why}", e.run_id)
+                    }
+                    _ => format!("baton: task {task} of run {} {what}", e.run_id),
+                };
                 let body = serde_json::json!({
-                    "text": format!("baton: task {task} of run {} {what}", e.run_id),
+                    "text": text,
                     "run": e.run_id, "task": task, "kind": e.kind,
                 });
                 post(&url, &body.to_string()).await;

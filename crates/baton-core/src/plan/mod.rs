@@ -4,6 +4,7 @@ mod agent;
 mod error;
 mod executor;
 mod files;
+mod land;
 mod raw;
 pub mod sandbox;
 mod schedule;
@@ -16,6 +17,7 @@ pub use crate::adapter::Price;
 pub use error::{Diagnostic, PlanError};
 pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount, Remote};
 pub use files::FileSet;
+pub use land::{repo_of_url, MergeWhen, PullSettings};
 pub use schedule::{Schedule, Scheduled};
 pub use source::{CommandSource, GitHubSource, Source, SourceKind};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
@@ -52,6 +54,8 @@ pub struct Plan {
     pub sources: Vec<Source>,
     /// What `baton serve` starts at set times (`[[schedule]]`).
     pub schedules: Vec<Schedule>,
+    /// How a pull request is followed to its end (`[land]`).
+    pub pull: PullSettings,
 }
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,25 @@ pub(crate) struct RawPlan {
     pub source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     pub schedule: Vec<Spanned<RawSchedule>>,
+    pub land: Option<Spanned<RawLand>>,
+}
+
+/// `[land]`: what becomes of a run that succeeded, and of its pull request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLand {
+    pub mode: Option<Spanned<String>>,
+    pub follow: Option<Spanned<bool>>,
+    pub merge_when: Option<Spanned<String>>,
+    pub max_fixes: Option<Spanned<i64>>,
+    pub fixer: Option<Spanned<String>>,
+    pub budget_usd: Option<Spanned<f64>>,
+    pub poll: Option<Spanned<String>>,
+    pub remote: Option<Spanned<String>>,
+    pub repo: Option<Spanned<String>>,
+    pub api_url: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    pub webhook_secret_env: Option<Spanned<String>>,
 }
 
 /// `[[schedule]]`: a plan run, or a task, at the times a cron expression names.

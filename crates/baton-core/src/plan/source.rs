@@ -92,7 +92,7 @@ impl Source {
 }
 
 /// Where `gh` finds a token before its own login.
-const GH_TOKEN_VARS: [&str; 3] = ["GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN"];
+pub(super) const GH_TOKEN_VARS: [&str; 3] = ["GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN"];
 
 const DEFAULT_POLL: Duration = Duration::from_secs(60);
 /// GitHub allows a token 5,000 requests an hour; faster than this would
@@ -282,7 +282,7 @@ fn poll(ck: &mut Checker, s: &RawSource, subject: &Option<String>) -> Duration {
     }
 }
 
-fn is_repo(s: &str) -> bool {
+pub(super) fn is_repo(s: &str) -> bool {
     let ok = |p: &str| {
         !p.is_empty()
             && p.chars()

@@ -116,6 +116,7 @@ pub(super) fn parse(
     }
     let sources = super::source::check_sources(&mut ck, &raw.source);
     let schedules = super::schedule::check_schedules(&mut ck, &raw.schedule, &agents, repo_root);
+    let pull = super::land::check_land(&mut ck, &raw.land, &agents, &mut run.land);
     if !ck.diags.is_empty() {
         // In file order, so people can fix them top to bottom.
         ck.diags
@@ -134,6 +135,7 @@ pub(super) fn parse(
         routes,
         sources,
         schedules,
+        pull,
     })
 }
 

@@ -4,12 +4,14 @@
 
 mod inbox;
 mod ports;
+mod pulls;
 mod records;
 mod schedules;
 mod sources;
 
 pub use inbox::Message;
 pub use ports::PORT_RANGE;
+pub use pulls::{Fixing, PullRecord};
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
 pub use schedules::ScheduleRow;
 pub use sources::SourceItem;
@@ -171,6 +173,30 @@ const MIGRATIONS: &[&str] = &[
         last_run_id TEXT,
         last_task_id TEXT,
         last_skipped_at INTEGER
+    )",
+    // A run's pull request as baton follows it (`[land] follow`): where it
+    // stands, what was handed to fix attempts, and the fix going on, so
+    // that a restarted baton picks it up where it was.
+    "CREATE TABLE IF NOT EXISTS pulls (
+        run_id TEXT PRIMARY KEY,
+        number INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        repo TEXT NOT NULL,
+        head TEXT NOT NULL,
+        base TEXT NOT NULL,
+        status TEXT NOT NULL,
+        fixes_used INTEGER NOT NULL DEFAULT 0,
+        spent_usd REAL NOT NULL DEFAULT 0,
+        seen_sha TEXT,
+        handled_sha TEXT,
+        handled_comments TEXT NOT NULL DEFAULT '[]',
+        handled_reviews TEXT NOT NULL DEFAULT '[]',
+        fixing TEXT,
+        checks TEXT NOT NULL DEFAULT '',
+        reviews TEXT NOT NULL DEFAULT '',
+        note TEXT,
+        opened_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
     )",
 ];
 

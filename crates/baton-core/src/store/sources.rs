@@ -110,6 +110,15 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The items whose tasks are in `run`, oldest first.
+    pub fn run_source_items(&self, run: &str) -> Result<Vec<SourceItem>> {
+        let conn = self.reader();
+        let mut st =
+            conn.prepare_cached("SELECT * FROM source_items WHERE run_id = ?1 ORDER BY taken_at")?;
+        let rows = st.query_map([run], SourceItem::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// The tracker heard that the item's task started.
     pub fn mark_source_item_started(&self, source: &str, item: &str) -> Result<()> {
         self.conn().execute(
