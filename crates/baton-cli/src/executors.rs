@@ -6,9 +6,13 @@
 //! (`[[source]]`, which `baton serve` takes work from).
 
 use baton_core::executor::Driver;
+use baton_core::forge::ForgeKind;
 use baton_core::tracker::TrackerKind;
 
 pub const TRACKERS: &[&TrackerKind] = &[&baton_github::KIND, &baton_core::tracker::command::KIND];
+
+/// Where pull requests are opened and followed (`[land] follow`).
+pub const FORGES: &[&ForgeKind] = &[&baton_github::FORGE];
 
 pub const DRIVERS: &[&Driver] = &[
     #[cfg(feature = "kubernetes")]

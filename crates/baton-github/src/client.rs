@@ -86,6 +86,48 @@ impl Client {
             .map(|(v, _)| v)
     }
 
+    pub async fn get(&self, path: &str) -> Result<Value, TrackerError> {
+        let url = format!("{}{path}", self.api);
+        self.call(Method::GET, &url, None).await.map(|(v, _)| v)
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, TrackerError> {
+        let url = format!("{}{path}", self.api);
+        self.call(Method::PUT, &url, Some(body))
+            .await
+            .map(|(v, _)| v)
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, TrackerError> {
+        let url = format!("{}{path}", self.api);
+        self.call(Method::PATCH, &url, Some(body))
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// A text GET that GitHub answers with a redirect to where the text is
+    /// (a job's log): the redirect is followed once, without the token (the
+    /// place it names is signed for this request alone).
+    pub async fn get_text(&self, path: &str) -> Result<String, TrackerError> {
+        let url = format!("{}{path}", self.api);
+        let what = format!("GET {url}");
+        let (status, headers, bytes) = self.send(Method::GET, &url, None, true).await?;
+        let (status, headers, bytes) = if status.is_redirection() {
+            let to = headers
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| TrackerError::Other(format!("{what}: a redirect to nowhere")))?
+                .to_string();
+            self.send(Method::GET, &to, None, false).await?
+        } else {
+            (status, headers, bytes)
+        };
+        if status.is_success() {
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Err(refusal(status, &headers, &json_of(&bytes), &what))
+    }
+
     /// One call: its JSON body and the next page's URL, if any.
     async fn call(
         &self,
@@ -94,20 +136,45 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<(Value, Option<String>), TrackerError> {
         let what = format!("{method} {url}");
-        let req = Request::builder()
+        let (status, headers, bytes) = self.send(method, url, body, true).await?;
+        let json = json_of(&bytes);
+        if status.is_success() {
+            let next = headers
+                .get("link")
+                .and_then(|l| l.to_str().ok())
+                .and_then(next_link);
+            return Ok((json, next));
+        }
+        Err(refusal(status, &headers, &json, &what))
+    }
+
+    /// One request, with the token when `auth`: its status, headers and
+    /// whole body, within the bound.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        auth: bool,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), TrackerError> {
+        let what = format!("{method} {url}");
+        let mut req = Request::builder()
             .method(method)
             .uri(url)
             .header("accept", "application/vnd.github+json")
             .header("x-github-api-version", "2022-11-28")
-            .header("authorization", format!("Bearer {}", self.token))
             .header("user-agent", concat!("baton/", env!("CARGO_PKG_VERSION")))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if auth {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        let req = req
             .body(Full::new(Bytes::from(
                 body.map(Value::to_string).unwrap_or_default(),
             )))
             .map_err(|e| TrackerError::Other(format!("{what}: {e}")))?;
         // The whole answer, body included, within the bound: a stalled
-        // body would otherwise hold the source for good.
+        // body would otherwise hold the caller for good.
         let answer = async {
             let resp = self
                 .http
@@ -123,26 +190,21 @@ impl Client {
                 .to_bytes();
             Ok::<_, String>((status, headers, bytes))
         };
-        let (status, headers, bytes) = tokio::time::timeout(CALL_TIMEOUT, answer)
+        tokio::time::timeout(CALL_TIMEOUT, answer)
             .await
             .map_err(|_| TrackerError::Other(format!("{what}: no whole answer in 30 s")))?
-            .map_err(TrackerError::Other)?;
-        let json: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::String(
-                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            ))
-        };
-        if status.is_success() {
-            let next = headers
-                .get("link")
-                .and_then(|l| l.to_str().ok())
-                .and_then(next_link);
-            return Ok((json, next));
-        }
-        Err(refusal(status, &headers, &json, &what))
+            .map_err(TrackerError::Other)
     }
+}
+
+/// A body as JSON (text that is not JSON is kept, clipped, as a string).
+fn json_of(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes).unwrap_or(Value::String(
+        String::from_utf8_lossy(bytes).chars().take(200).collect(),
+    ))
 }
 
 /// An error and its causes, which hyper keeps apart.

@@ -6,6 +6,9 @@
 //! only baton holds. The binary registers [`KIND`].
 
 mod client;
+mod forge;
+
+pub use forge::FORGE;
 
 use baton_core::plan::{GitHubSource, Source, SourceKind};
 use baton_core::tracker::{ItemComment, Report, Tracker, TrackerError, TrackerKind, WorkItem};

@@ -8,7 +8,7 @@
 //! `write PATH TEXT`, `append PATH TEXT`, `touch PATH`, `commit MSG`,
 //! `say TEXT` (stdout), `err TEXT` (stderr), `sleep SECS`, `hang`,
 //! `ignore-signals`, `grandchild PIDFILE`, `pid PATH`, `env NAME PATH`,
-//! `feedback PATH`, `prompt PATH`, `spam BYTES`, `stream N PAUSE_MS`, `wait-file PATH`, `exit N`,
+//! `feedback PATH`, `prompt PATH`, `prompts PATH` (appends each prompt), `spam BYTES`, `stream N PAUSE_MS`, `wait-file PATH`, `exit N`,
 //! `on-attempt N STATEMENT`. `\n` in TEXT is a newline. With
 //! `FAKE_AGENT_SCRIPT` set, the script is read from there instead (for
 //! standing in for a real CLI, whose last argument is not the prompt).

@@ -10,6 +10,11 @@ use std::path::Path;
 /// commit. A checkout of that branch with changes of its own is never
 /// touched. --push pushes the branch afterwards; --pr pushes the run's
 /// integration branch and opens a pull request with `gh` instead.
+/// --pr --follow opens it through GitHub's API (the plan's `[land]`
+/// settings, a token in $GITHUB_TOKEN or `gh` logged in) and stays with it:
+/// red checks, review comments and conflicts with the base get fix
+/// attempts, pushed to it, until it merges (`merge_when`) or needs a person
+/// (`max_fixes`, `budget_usd`). Exit status 0 once it is merged.
 #[derive(Args)]
 pub struct LandArgs {
     /// The run (default: the latest).
@@ -27,6 +32,9 @@ pub struct LandArgs {
     /// Open a pull request (GitHub CLI `gh`) instead of landing locally.
     #[arg(long, conflicts_with = "squash")]
     pub pr: bool,
+    /// With --pr: follow the pull request to its merge (see above).
+    #[arg(long, requires = "pr")]
+    pub follow: bool,
 }
 
 pub async fn run(cwd: &Path, args: LandArgs) -> anyhow::Result<i32> {
@@ -46,6 +54,25 @@ pub async fn perform(cwd: &Path, args: LandArgs, url_on_stdout: bool) -> anyhow:
         })
         .await?;
     let live = baton_core::control::is_live(&paths, &rec.id);
+    if args.follow {
+        if live || rec.finished_at.is_none() {
+            return Err(usage(LandError::Live(rec.id.clone()).to_string()));
+        }
+        let base = match args.into.clone().or_else(|| rec.base_branch.clone()) {
+            Some(b) => b,
+            None => return Err(usage(LandError::NoBranch(rec.id.clone()).to_string())),
+        };
+        let t = super::pull::ToFollow {
+            repo: &repo,
+            store: &store,
+            run: &rec,
+            tasks: &tasks,
+            gates: &gates,
+            base,
+            remote: args.push.clone(),
+        };
+        return super::pull::open_and_follow(t, url_on_stdout).await;
+    }
     let opts = LandOptions {
         into: args.into,
         squash: args.squash,

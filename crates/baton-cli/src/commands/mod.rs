@@ -13,6 +13,7 @@ pub mod logs;
 pub mod mcp;
 pub mod msg;
 pub mod plan;
+pub mod pull;
 pub mod resume;
 pub mod retry;
 pub mod run;

@@ -85,6 +85,7 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         ..super::engine_options()
     };
     let land = plan.run.land;
+    let follow = plan.pull.follow;
     let engine = Engine::start(repo.clone(), plan, opts)
         .await
         .map_err(|e| match e {
@@ -104,6 +105,7 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         squash: false,
         push: None,
         pr: land == Land::Pr,
+        follow: land == Land::Pr && follow,
     };
     super::land::perform(cwd, args, !json).await
 }

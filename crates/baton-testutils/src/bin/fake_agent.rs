@@ -114,6 +114,15 @@ fn run(stmt: &str) -> Result<Option<u8>, String> {
             &std::env::var("BATON_PROMPT").unwrap_or_default(),
             false,
         )?,
+        // Every prompt it gets, one after another (`prompt` keeps the last).
+        "prompts" => write_file(
+            rest,
+            &format!(
+                "{}\n----",
+                std::env::var("BATON_PROMPT").unwrap_or_default()
+            ),
+            true,
+        )?,
         "spam" => {
             let n: usize = rest
                 .parse()

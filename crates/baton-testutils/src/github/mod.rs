@@ -21,6 +21,8 @@
 //! are GitHub's `basic-error` bodies. Requests are recorded for the tests'
 //! assertions; the test adds issues, comments and labels as people would.
 
+mod pulls;
+
 use crate::http::{self, Outcome, Request, Response};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -71,6 +73,40 @@ struct State {
     next_comment: u64,
     /// Comments to refuse with a 502 before taking one again.
     failing_comments: u32,
+    pulls: pulls::Pulls,
+}
+
+impl State {
+    /// A new issue (or the issue side of a pull request); its number.
+    fn add_issue(&mut self, title: &str, body: &str, labels: &[&str], pr: bool) -> u64 {
+        let number = self.issues.len() as u64 + 1;
+        self.issues.push(Issue {
+            number,
+            title: title.into(),
+            body: (!body.is_empty()).then(|| body.to_string()),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            assignees: Vec::new(),
+            author: if pr { "baton-bot[bot]" } else { "octocat" }.into(),
+            state: "open".into(),
+            state_reason: None,
+            pull_request: pr,
+        });
+        number
+    }
+
+    /// Pull request `n` merged as `commit`: it closes, and so do the
+    /// issues its body says it fixes.
+    fn merged(&mut self, n: u64, commit: &str, body: &str) {
+        if let Some(p) = self.pulls.list.iter_mut().find(|p| p.number == n) {
+            p.merged = Some(commit.to_string());
+        }
+        let mut close = vec![n];
+        close.extend(pulls::closes(body));
+        for i in self.issues.iter_mut().filter(|i| close.contains(&i.number)) {
+            i.state = "closed".into();
+            i.state_reason = Some("completed".into());
+        }
+    }
 }
 
 /// The stand-in: its own thread and runtime, stopped when dropped.
@@ -134,20 +170,7 @@ impl GitHub {
     }
 
     fn add(&self, title: &str, body: &str, labels: &[&str], pr: bool) -> u64 {
-        let mut st = lock(&self.state);
-        let number = st.issues.len() as u64 + 1;
-        st.issues.push(Issue {
-            number,
-            title: title.into(),
-            body: (!body.is_empty()).then(|| body.to_string()),
-            labels: labels.iter().map(|l| l.to_string()).collect(),
-            assignees: Vec::new(),
-            author: "octocat".into(),
-            state: "open".into(),
-            state_reason: None,
-            pull_request: pr,
-        });
-        number
+        lock(&self.state).add_issue(title, body, labels, pr)
     }
 
     /// Issue `n` is assigned to `login`.
@@ -350,6 +373,9 @@ fn handle(state: &Mutex<State>, url: &str, repo: &str, token: &str, req: Request
         authorization: req.header("authorization").map(str::to_string),
         body: body.clone(),
     });
+    if let Some(id) = req.path.strip_prefix("/_logs/") {
+        return pulls::log(&st, id);
+    }
     if req.header("user-agent").is_none_or(str::is_empty) {
         return error(403, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header");
     }
@@ -357,6 +383,11 @@ fn handle(state: &Mutex<State>, url: &str, repo: &str, token: &str, req: Request
         return error(401, "Bad credentials");
     }
     let prefix = format!("/repos/{repo}/issues");
+    if !req.path.starts_with(&prefix) {
+        if let Some(out) = pulls::handle(&mut st, url, repo, &req, &body) {
+            return out;
+        }
+    }
     let Some(rest) = req.path.strip_prefix(&prefix) else {
         return error(404, "Not Found");
     };
@@ -540,10 +571,118 @@ fn update_issue(st: &mut State, url: &str, repo: &str, n: u64, body: &Value) -> 
     Outcome::Respond(Response::json(200, &issue_json(url, repo, &issue, count)))
 }
 
+/// A pull request as the tests look at it.
+#[derive(Clone, Debug)]
+pub struct PullView {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+    /// Its merge commit, once merged.
+    pub merged: Option<String>,
+}
+
 impl GitHub {
+    /// The pushed-to repository (a bare git repository on disk): pull
+    /// requests' heads are its branches, and merges are made in it.
+    pub fn use_remote(&self, path: &std::path::Path) {
+        lock(&self.state).pulls.remote = Some(path.to_path_buf());
+    }
+
+    /// A CI check: `script` runs (`sh -c`) in each new head commit's tree;
+    /// it passes when the script does, and its output is the job's log.
+    pub fn ci(&self, name: &str, script: &str) {
+        lock(&self.state)
+            .pulls
+            .ci
+            .push((name.into(), script.into()));
+    }
+
+    /// Which merge methods the repository allows (merge, squash, rebase).
+    pub fn merge_methods(&self, merge: bool, squash: bool, rebase: bool) {
+        lock(&self.state).pulls.methods = Some([merge, squash, rebase]);
+    }
+
+    /// The pull requests, oldest first.
+    pub fn pulls(&self) -> Vec<PullView> {
+        let st = lock(&self.state);
+        st.pulls
+            .list
+            .iter()
+            .map(|p| PullView {
+                number: p.number,
+                title: p.title.clone(),
+                body: p.body.clone(),
+                head: p.head.clone(),
+                base: p.base.clone(),
+                merged: p.merged.clone(),
+            })
+            .collect()
+    }
+
+    /// The check runs of pull request `n`'s commits so far, oldest first,
+    /// as (commit, name, passed).
+    pub fn check_runs(&self) -> Vec<(String, String, bool)> {
+        let st = lock(&self.state);
+        let runs = st.pulls.checks.iter();
+        runs.map(|c| (c.sha.clone(), c.name.clone(), c.passed))
+            .collect()
+    }
+
+    /// A person reviews pull request `n` (`APPROVED`, `CHANGES_REQUESTED`,
+    /// `COMMENTED`); the review's id.
+    pub fn review(&self, n: u64, author: &str, state: &str, body: &str) -> u64 {
+        let mut st = lock(&self.state);
+        let commit = head_of(&st, n);
+        let id = st.pulls.next();
+        st.pulls.reviews.push(pulls::ReviewRec {
+            id,
+            pull: n,
+            author: author.into(),
+            state: state.into(),
+            body: body.into(),
+            commit,
+        });
+        id
+    }
+
+    /// A person comments on line `line` of `path` in pull request `n`'s
+    /// diff; the comment's id.
+    pub fn review_comment(&self, n: u64, author: &str, path: &str, line: u64, body: &str) -> u64 {
+        let mut st = lock(&self.state);
+        let commit = head_of(&st, n);
+        let id = st.pulls.next();
+        st.pulls.comments.push(pulls::LineComment {
+            id,
+            pull: n,
+            author: author.into(),
+            path: path.into(),
+            line,
+            body: body.into(),
+            in_reply_to: None,
+            commit,
+        });
+        id
+    }
+
+    /// Replies in pull request `n`'s review threads, as (the thread's first
+    /// comment, body).
+    pub fn replies(&self, n: u64) -> Vec<(u64, String)> {
+        let st = lock(&self.state);
+        let mine = st.pulls.comments.iter().filter(|c| c.pull == n);
+        mine.filter_map(|c| Some((c.in_reply_to?, c.body.clone())))
+            .collect()
+    }
+
     /// Issue `n` as the API returns it (for tests that check a shape).
     pub fn issue_as_json(&self, n: u64) -> Value {
         let st = lock(&self.state);
         self.issue_json(&st, &st.issues[(n - 1) as usize])
     }
+}
+
+fn head_of(st: &State, n: u64) -> String {
+    let p = st.pulls.list.iter().find(|p| p.number == n);
+    p.and_then(|p| st.pulls.sha_of(&p.head)).unwrap_or_default()
 }

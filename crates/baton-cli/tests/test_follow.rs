@@ -1,0 +1,259 @@
+//! Following a pull request to its merge: `[land] mode = "pr"` with
+//! `follow = true` opens the run's pull request on the GitHub stand-in
+//! (which speaks GitHub's REST shapes, with a bare git repository on disk as
+//! the pushed-to remote and CI scripts run on each pushed commit), and a
+//! red check, a review comment and the cap each get what they should.
+
+use crate::common::*;
+use baton_testutils::github::GitHub;
+use baton_testutils::{fake_agent, TestEnv};
+use std::process::{Child, Output, Stdio};
+
+const TOKEN: &str = "ghp_baton-follow-token-0123456789";
+
+/// A repository with a bare `origin` the stand-in serves as `acme/app`.
+fn setup() -> (TestEnv, GitHub) {
+    let env = TestEnv::new();
+    let remote = env.scratch("origin.git");
+    env.git(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        remote.to_str().unwrap(),
+    ]);
+    env.git(&["remote", "add", "origin", remote.to_str().unwrap()]);
+    env.git(&["push", "-q", "origin", "main"]);
+    let gh = GitHub::start("acme/app", TOKEN);
+    gh.use_remote(&remote);
+    gh.ci(
+        "test",
+        "grep -q fixed app.txt || { echo 'FAIL: app.txt says it is broken'; exit 1; }",
+    );
+    (env, gh)
+}
+
+/// A plan whose task writes a broken file, and whose fixer fixes it (each
+/// of its prompts kept in the scratch file `fixer-prompts.txt`).
+fn plan(env: &TestEnv, gh: &GitHub, fixer: &str, land: &str) -> String {
+    let fake = fake_agent().display().to_string();
+    let prompts = env.scratch("fixer-prompts.txt").display().to_string();
+    format!(
+        r#"[agent.fake]
+adapter = "exec"
+command = [{fake:?}]
+
+[agent.fixer]
+adapter = "exec"
+command = [{fake:?}]
+env = {{ FAKE_AGENT_SCRIPT = "prompts {prompts}; {fixer}" }}
+
+[defaults]
+agent = "fake"
+
+[[task]]
+id = "t1"
+prompt = "write app.txt broken"
+
+[land]
+mode = "pr"
+follow = true
+repo = "acme/app"
+api_url = {url:?}
+token_env = "BATON_TEST_GITHUB_TOKEN"
+poll = "1s"
+fixer = "fixer"
+{land}
+"#,
+        url = gh.url(),
+    )
+}
+
+fn spawn(env: &TestEnv, args: &[&str]) -> Child {
+    baton(env)
+        .args(args)
+        .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child, secs: u64) -> Output {
+    let pid = child.id() as i32;
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !waiter.is_finished() {
+        if std::time::Instant::now() > deadline {
+            // SAFETY: signalling a child we started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = waiter.join().unwrap();
+            panic!(
+                "baton did not finish in {secs}s; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    waiter.join().unwrap()
+}
+
+/// What baton wrote on issue or pull request `n`, in order.
+fn said(gh: &GitHub, n: u64) -> Vec<String> {
+    gh.comments(n)
+        .into_iter()
+        .filter(|(who, _)| who == "baton-bot[bot]")
+        .map(|(_, body)| body)
+        .collect()
+}
+
+fn remote_file(env: &TestEnv, rev: &str, path: &str) -> String {
+    let remote = env.scratch("origin.git");
+    let spec = format!("{rev}:{path}");
+    env.git(&["--git-dir", remote.to_str().unwrap(), "show", &spec])
+}
+
+#[test]
+fn a_red_check_and_a_review_each_get_a_fix_then_the_approved_pull_request_merges() {
+    let (env, gh) = setup();
+    let p = plan(
+        &env,
+        &gh,
+        "append app.txt fixed",
+        "merge_when = \"approved\"",
+    );
+    env.write("baton.toml", &p);
+    env.commit_all("plan");
+    env.git(&["push", "-q", "origin", "main"]);
+    let child = spawn(&env, &["run", "baton.toml"]);
+    wait_for("the pull request to open", 60, || !gh.pulls().is_empty());
+    let n = gh.pulls()[0].number;
+    // CI fails on the first head, the fixer's commit makes it pass.
+    wait_for("a passing check", 90, || {
+        gh.check_runs().iter().any(|(_, _, ok)| *ok)
+    });
+    let runs = gh.check_runs();
+    assert!(!runs[0].2, "the first head fails: {runs:?}");
+    let thread = gh.review_comment(n, "ana", "app.txt", 1, "Say in the file why it was broken.");
+    gh.review(n, "ana", "CHANGES_REQUESTED", "");
+    wait_for("the thread to be answered", 90, || {
+        !gh.replies(n).is_empty()
+    });
+    gh.review(n, "ana", "APPROVED", "Thanks.");
+    let out = finish(child, 90);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+
+    let pull = &gh.pulls()[0];
+    assert!(pull.merged.is_some(), "{pull:?}");
+    assert!(pull.head.starts_with("baton/"), "{pull:?}");
+    assert!(remote_file(&env, "main", "app.txt").contains("fixed"));
+    let prompts = std::fs::read_to_string(env.scratch("fixer-prompts.txt")).unwrap();
+    let prompts: Vec<&str> = prompts
+        .split("\n----")
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert!(
+        prompts[0].contains("checks of pull request #"),
+        "{}",
+        prompts[0]
+    );
+    assert!(
+        prompts[0].contains("FAIL: app.txt says it is broken"),
+        "{}",
+        prompts[0]
+    );
+    assert!(
+        prompts[1].contains("Say in the file why it was broken."),
+        "{}",
+        prompts[1]
+    );
+    assert!(
+        prompts[1].contains("`app.txt:1`, @ana wrote"),
+        "{}",
+        prompts[1]
+    );
+
+    let replies = gh.replies(n);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, thread);
+    assert!(replies[0].1.starts_with("Addressed in "), "{replies:?}");
+    let said = said(&gh, n);
+    assert_eq!(said.len(), 4, "{said:#?}");
+    assert!(
+        said[0].starts_with("baton is fixing its failed checks: fix 1 of 3, task `fix-1-checks`"),
+        "{said:#?}"
+    );
+    assert!(
+        said[1].starts_with("baton pushed ") && said[1].contains("(fix-1-checks)"),
+        "{said:#?}"
+    );
+    assert!(
+        said[2].starts_with("baton is fixing the review comments: fix 2 of 3, task `fix-2-review`"),
+        "{said:#?}"
+    );
+    assert!(said[3].contains("(fix-2-review)"), "{said:#?}");
+    assert!(
+        said.iter().all(|s| s.ends_with("<!-- baton -->")),
+        "{said:#?}"
+    );
+    // Every step is an event of the run.
+    let kinds = store_rows(
+        &env,
+        "SELECT kind FROM events WHERE kind LIKE 'pull_%' ORDER BY seq",
+    );
+    assert_eq!(
+        kinds,
+        [
+            "pull_opened",
+            "pull_fix",
+            "pull_fix_ended",
+            "pull_fix",
+            "pull_fix_ended",
+            "pull_merged"
+        ],
+    );
+    // The token stayed baton's: the stand-in saw it, the agents never did.
+    assert!(gh.calls().iter().all(|c| c.authorization.as_deref()
+        == Some(&format!("Bearer {TOKEN}"))
+        || c.path.starts_with("/_logs/")));
+}
+
+#[test]
+fn past_max_fixes_the_pull_request_needs_a_person_and_says_so() {
+    let (env, gh) = setup();
+    let p = plan(
+        &env,
+        &gh,
+        "append notes.txt tried",
+        "max_fixes = 1\nmerge_when = \"green\"",
+    );
+    env.write("baton.toml", &p);
+    env.commit_all("plan");
+    let out = finish(spawn(&env, &["run", "baton.toml"]), 120);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("needs a person: 1 of 1 fix attempts used, and checks failed: test"),
+        "{stderr}"
+    );
+    let n = gh.pulls()[0].number;
+    assert!(gh.pulls()[0].merged.is_none());
+    let said = said(&gh, n);
+    assert_eq!(said.len(), 3, "{said:#?}");
+    assert!(
+        said[2].starts_with(
+            "baton stops fixing this pull request and needs a person: 1 of 1 fix attempts used"
+        ),
+        "{said:#?}"
+    );
+    let status = store_rows(&env, "SELECT status || ' ' || fixes_used FROM pulls");
+    assert_eq!(status, ["needs_you 1"]);
+    let kinds = store_rows(
+        &env,
+        "SELECT kind FROM events WHERE kind = 'pull_needs_you'",
+    );
+    assert_eq!(kinds.len(), 1);
+}
