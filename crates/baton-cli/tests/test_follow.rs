@@ -257,3 +257,79 @@ fn past_max_fixes_the_pull_request_needs_a_person_and_says_so() {
     );
     assert_eq!(kinds.len(), 1);
 }
+
+/// `baton serve` with the forge's token; SIGKILLed when dropped unless
+/// stopped first.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(env: &TestEnv, log: &str) -> Served {
+    use std::io::BufRead;
+    let log = std::fs::File::create(env.scratch(log)).unwrap();
+    let mut child = baton(env)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
+        .env("BATON_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if line.starts_with("baton serve: listening on ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut log = log;
+        for l in lines.map_while(Result::ok) {
+            let _ = writeln!(log, "{l}");
+        }
+    });
+    Served(child)
+}
+
+#[test]
+fn serve_killed_mid_fix_picks_the_pull_request_up_where_it_was() {
+    let (env, gh) = setup();
+    let go = env.scratch("go");
+    let fixer = format!("wait-file {}; append app.txt fixed", go.display());
+    let p = plan(&env, &gh, &fixer, "merge_when = \"green\"");
+    env.write("baton.toml", &p);
+    env.commit_all("plan");
+    let first = serve(&env, "serve-1.log");
+    // Handed to the server, which lands it as a pull request and follows it.
+    let _ = run_json(&env, &[]);
+    wait_for("the fix attempt to start", 90, || {
+        store_rows(&env, "SELECT status FROM tasks WHERE id = 'fix-1-checks'") == ["running"]
+    });
+    drop(first);
+    std::fs::write(&go, "").unwrap();
+    let second = serve(&env, "serve-2.log");
+    wait_for("the pull request to merge", 120, || {
+        store_rows(&env, "SELECT status FROM pulls") == ["merged"]
+    });
+    drop(second);
+    let log = std::fs::read_to_string(env.scratch("serve-2.log")).unwrap_or_default();
+    assert_eq!(gh.pulls().len(), 1, "one pull request: {log}");
+    let fixes = store_rows(
+        &env,
+        "SELECT id || ' ' || status FROM tasks WHERE id LIKE 'fix-%'",
+    );
+    assert_eq!(fixes, ["fix-1-checks succeeded"], "{log}");
+    let n = gh.pulls()[0].number;
+    let said = said(&gh, n);
+    assert_eq!(said.len(), 2, "{said:#?}");
+    assert!(said[0].contains("fix 1 of 3"), "{said:#?}");
+    assert!(said[1].contains("(fix-1-checks)"), "{said:#?}");
+    assert!(gh.pulls()[0].merged.is_some());
+    assert!(remote_file(&env, "main", "app.txt").contains("fixed"));
+}

@@ -11,6 +11,7 @@ pub mod git_door;
 mod intake;
 pub mod mcp;
 mod notify;
+mod pulls;
 mod runner;
 mod schedule;
 mod state;
@@ -103,6 +104,7 @@ pub async fn serve(
     // Before any run starts: the sources' tokens are kept from its agents.
     let intakes = intake::open(&state).map_err(ServeError::Setup)?;
     runner::resume_interrupted(&state).await;
+    pulls::resume(&state).await;
     notify::spawn(state.clone());
     intake::spawn(state.clone(), intakes);
     schedule::spawn(&state);

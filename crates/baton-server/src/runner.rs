@@ -37,7 +37,7 @@ fn internal(e: impl std::fmt::Display) -> RunnerError {
     RunnerError::Internal(e.to_string())
 }
 
-fn options(state: &AppState, service: bool) -> RunOptions {
+pub(crate) fn options(state: &AppState, service: bool) -> RunOptions {
     RunOptions {
         watchdog: state.opts.watchdog.clone(),
         baton: state.opts.baton.clone(),
@@ -407,6 +407,16 @@ pub async fn send_message(
 /// does for its own: merged into the branch it started from, or a pull
 /// request. What happened goes to the log.
 async fn land_run(state: &Arc<AppState>, run: &str, land: Land) {
+    if land == Land::Pr && crate::pulls::has_pull(state, run).await {
+        // A fix attempt on its pull request: the follower pushes it.
+        return;
+    }
+    if land == Land::Pr && follows(state, run).await {
+        if let Err(e) = crate::pulls::open_and_follow(state, run).await {
+            tracing::warn!("run {run}: cannot open its pull request: {e}");
+        }
+        return;
+    }
     let id = run.to_string();
     let found = state
         .store
@@ -430,6 +440,16 @@ async fn land_run(state: &Arc<AppState>, run: &str, land: Land) {
         Ok(landed) => tracing::info!("run {run} landed: {landed:?}"),
         Err(e) => tracing::warn!("run {run}: run.land could not land it: {e}"),
     }
+}
+
+/// Whether run `run`'s plan follows its pull request (`[land] follow`).
+async fn follows(state: &AppState, run: &str) -> bool {
+    let r = run.to_string();
+    let Ok(rec) = state.store.call(move |s| s.run(&r)).await else {
+        return false;
+    };
+    Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None)
+        .is_ok_and(|p| p.pull.follow)
 }
 
 pub(crate) fn slug(prompt: &str) -> String {

@@ -28,6 +28,8 @@ pub struct ServeOptions {
     pub drivers: &'static [&'static baton_core::executor::Driver],
     /// The trackers the binary can take work from (`[[source]]`).
     pub trackers: &'static [&'static baton_core::tracker::TrackerKind],
+    /// Where pull requests are opened and followed (`[land] follow`).
+    pub forges: &'static [&'static baton_core::forge::ForgeKind],
 }
 
 /// A run this process drives: the task driving it, and its handle.

@@ -63,6 +63,7 @@ fn api_with(require_token: bool, plan: &str) -> Api {
         webhook: None,
         drivers: &[],
         trackers: &[],
+        forges: &[],
     };
     let state = AppState::new(opts, require_token).unwrap();
     Api { env, state }
@@ -596,6 +597,7 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
         webhook: Some(url),
         drivers: &[],
         trackers: &[],
+        forges: &[],
     };
     let state = AppState::new(opts, false).unwrap();
     baton_server::spawn_notifier(state.clone());

@@ -87,6 +87,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         webhook: None,
         drivers: crate::executors::DRIVERS,
         trackers: crate::executors::TRACKERS,
+        forges: crate::executors::FORGES,
     };
     let state = AppState::new(opts, false).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(run) = &args.run {

@@ -56,6 +56,7 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         webhook: args.webhook.clone(),
         drivers: crate::executors::DRIVERS,
         trackers: crate::executors::TRACKERS,
+        forges: crate::executors::FORGES,
     };
     baton_server::serve(opts, shutdown(), |addr| {
         eprintln!("baton serve: listening on http://{addr}");

@@ -1,0 +1,187 @@
+//! Pull requests of runs this server lands (`[land] mode = "pr"`, `follow
+//! = true`): opened through the forge, then followed in the background
+//! (fix attempts run as the run, resumed here), and picked up again when
+//! the server starts. A signed webhook (`[land] webhook_secret_env`) makes
+//! a follower look at once.
+
+use crate::api::hooks::Hook;
+use crate::runner;
+use crate::state::AppState;
+use baton_core::executor::Boxed;
+use baton_core::follow::{self, FixDriver, Follower, Opening};
+use baton_core::plan::PullSettings;
+use baton_core::{Engine, Plan};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The `[land]` settings of run `run`'s plan.
+async fn settings(state: &AppState, run: &str) -> Result<PullSettings, String> {
+    let r = run.to_string();
+    let rec = state
+        .store
+        .call(move |s| s.run(&r))
+        .await
+        .map_err(|e| e.to_string())?;
+    let plan = Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None)
+        .map_err(|e| format!("the plan of run {run}: {e}"))?;
+    Ok(plan.pull)
+}
+
+/// `owner/name`: `[land] repo`, else the remote's URL says it.
+async fn repo_name(state: &AppState, s: &PullSettings) -> Result<String, String> {
+    if let Some(r) = &s.repo {
+        return Ok(r.clone());
+    }
+    let root = &state.opts.repo.root;
+    let url = baton_core::git::git_ok(root, ["remote", "get-url", s.remote.as_str()])
+        .await
+        .map_err(|e| e.to_string())?;
+    baton_core::plan::repo_of_url(&url).ok_or_else(|| {
+        format!(
+            "remote {} is not a GitHub repository; set [land] repo",
+            s.remote
+        )
+    })
+}
+
+/// Whether run `run` has a pull request already (its fix runs are not
+/// landed again: the follower pushes them).
+pub async fn has_pull(state: &AppState, run: &str) -> bool {
+    let r = run.to_string();
+    matches!(state.store.call(move |s| s.pull(&r)).await, Ok(Some(_)))
+}
+
+/// Opens run `run`'s pull request and follows it in the background.
+pub async fn open_and_follow(state: &Arc<AppState>, run: &str) -> Result<(), String> {
+    let settings = settings(state, run).await?;
+    let repo_name = repo_name(state, &settings).await?;
+    baton_core::process::withhold(&settings.secret_vars());
+    let forge = baton_core::forge::make(state.opts.forges, &settings, &repo_name)?;
+    let r = run.to_string();
+    let (rec, tasks, gates) = state
+        .store
+        .call(move |s| {
+            Ok::<_, baton_core::store::StoreError>((s.run(&r)?, s.tasks(&r)?, s.gate_results(&r)?))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = rec
+        .base_branch
+        .clone()
+        .ok_or_else(|| format!("run {run} does not say which branch it started from"))?;
+    let opening = Opening {
+        repo: &state.opts.repo,
+        store: &state.store,
+        forge: forge.as_ref(),
+        settings: &settings,
+        repo_name: &repo_name,
+        run: &rec,
+        tasks: &tasks,
+        gates: &gates,
+        base: &base,
+        follow: settings.follow,
+    };
+    let pull = follow::open(&opening).await.map_err(|e| e.to_string())?;
+    tracing::info!("run {run}: pull request #{} {}", pull.number, pull.url);
+    if settings.follow {
+        spawn(state.clone(), run.to_string());
+    }
+    Ok(())
+}
+
+/// Follows every pull request that was being followed (at start).
+pub async fn resume(state: &Arc<AppState>) {
+    match state.store.call(|s| s.followed_pulls()).await {
+        Ok(pulls) => {
+            for p in pulls {
+                spawn(state.clone(), p.run_id);
+            }
+        }
+        Err(e) => tracing::error!("cannot read the pull requests to follow: {e}"),
+    }
+}
+
+/// Follows run `run`'s pull request until it ends or the server stops.
+fn spawn(state: Arc<AppState>, run: String) {
+    tokio::spawn(async move {
+        if let Err(e) = follow_here(&state, &run).await {
+            tracing::error!("run {run}: its pull request is not followed: {e}");
+        }
+    });
+}
+
+async fn follow_here(state: &Arc<AppState>, run: &str) -> Result<(), String> {
+    let settings = settings(state, run).await?;
+    let repo_name = repo_name(state, &settings).await?;
+    baton_core::process::withhold(&settings.secret_vars());
+    let forge = baton_core::forge::make(state.opts.forges, &settings, &repo_name)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(var) = &settings.webhook_secret_env {
+        let secret = std::env::var(var).ok().filter(|s| !s.is_empty());
+        let secret = secret
+            .ok_or_else(|| format!("[land] webhook_secret_env names ${var}, which is not set"))?;
+        let hook = Hook {
+            repo: repo_name.clone(),
+            secret,
+            wake: wake.clone(),
+        };
+        if let Ok(mut hooks) = state.hooks.lock() {
+            hooks.push(hook);
+        }
+    }
+    let fixes = ServerFixes {
+        state: state.clone(),
+    };
+    let say = |line: &str| tracing::info!("{line}");
+    let follower = Follower {
+        repo: &state.opts.repo,
+        store: &state.store,
+        forge: forge.as_ref(),
+        settings: &settings,
+        fixes: &fixes,
+        say: &say,
+    };
+    let mut rx = state.shutdown_rx();
+    let stop = async move {
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let status = follower
+        .follow(run, &wake, stop)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("run {run}: its pull request is {status}");
+    Ok(())
+}
+
+/// Fix attempts driven by this server, as its runs are.
+struct ServerFixes {
+    state: Arc<AppState>,
+}
+
+impl FixDriver for ServerFixes {
+    fn drive<'a>(&'a self, run: &'a str) -> Boxed<'a, Result<(), String>> {
+        Box::pin(async move {
+            let opts = runner::options(&self.state, false);
+            let engine = Engine::resume(self.state.opts.repo.clone(), Some(run), opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut rx = self.state.shutdown_rx();
+            let stop = async move {
+                while !*rx.borrow() {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            engine
+                .drive(stop)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
