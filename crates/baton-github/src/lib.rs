@@ -3,7 +3,8 @@
 //! them. It speaks GitHub's REST API (version 2022-11-28) over HTTPS with
 //! hyper and rustls (the stack the Kubernetes client already brings), with
 //! the token from the source's `token_env` (else `gh auth token`), which
-//! only baton holds. The binary registers [`KIND`].
+//! only baton holds. The binary registers [`KIND`], and [`FORGE`]: pull
+//! requests opened and followed to their merge (`[land] follow`).
 
 mod client;
 mod forge;

@@ -23,8 +23,17 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     let (store, paths) = open_store(&repo)?;
     let rec = find_run(&store, args.run.as_deref())?;
     let report = Report::load(&store, &rec.id).await?;
+    let pull = store.pull(&rec.id)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(p) = &pull {
+            v["pull"] = serde_json::json!({
+                "number": p.number, "url": p.url, "status": p.status, "checks": p.checks,
+                "reviews": p.reviews, "fixes_used": p.fixes_used, "spent_usd": p.spent_usd,
+                "note": p.note,
+            });
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     let live = match lock::probe(&paths.lock(&rec.id)) {
@@ -43,6 +52,9 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     println!("run {}: {} ({live})", rec.id, rec.status);
     println!("plan: {}   started: {}", rec.plan_path, report.started_at);
     println!("integration branch: {}", rec.integration_branch);
+    if let Some(p) = &pull {
+        println!("{}", pull_line(p, &rec));
+    }
     let tasks = store.tasks(&rec.id)?;
     let width = tasks.iter().map(|t| t.id.len()).max().unwrap_or(4);
     for t in &tasks {
@@ -73,4 +85,26 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         println!("{line}");
     }
     Ok(0)
+}
+
+/// The run's pull request in one line: its state, checks, reviews, fixes.
+fn pull_line(p: &baton_core::store::PullRecord, rec: &baton_core::store::RunRecord) -> String {
+    let max = baton_core::Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None)
+        .map(|plan| plan.pull.max_fixes.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let mut line = format!("pull request #{} ({}): {}", p.number, p.url, p.status);
+    if !p.checks.is_empty() {
+        line.push_str(&format!("; checks: {}", p.checks));
+    }
+    if !p.reviews.is_empty() {
+        line.push_str(&format!("; reviews: {}", p.reviews));
+    }
+    line.push_str(&format!("; fixes used {} of {max}", p.fixes_used));
+    if p.spent_usd > 0.0 {
+        line.push_str(&format!(" (${:.2})", p.spent_usd));
+    }
+    if let Some(n) = &p.note {
+        line.push_str(&format!("; {n}"));
+    }
+    line
 }

@@ -122,11 +122,13 @@ pub trait Forge: Send + Sync {
     fn close_issue(&self, number: u64) -> Boxed<'_, Result<(), ForgeError>>;
 }
 
+/// Makes a forge's client for `repo` (`owner/name`) with the settings' token.
+pub type MakeForge = fn(&PullSettings, &str) -> Result<Box<dyn Forge>, String>;
+
 /// A kind of forge the binary can follow pull requests on.
 pub struct ForgeKind {
     pub kind: &'static str,
-    /// Its client for `repo` (`owner/name`) with the settings' token.
-    pub make: fn(&PullSettings, &str) -> Result<Box<dyn Forge>, String>,
+    pub make: MakeForge,
 }
 
 /// The forge for `settings` (GitHub is the only kind there is yet).
