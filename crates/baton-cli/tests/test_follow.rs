@@ -333,3 +333,50 @@ fn serve_killed_mid_fix_picks_the_pull_request_up_where_it_was() {
     assert!(gh.pulls()[0].merged.is_some());
     assert!(remote_file(&env, "main", "app.txt").contains("fixed"));
 }
+
+#[test]
+fn a_base_that_conflicts_is_merged_in_by_a_fix_attempt() {
+    let (env, gh) = setup();
+    // The fixer is a script: it merges the commit the prompt names and
+    // keeps both sides.
+    let resolve = "sha=$(printf '%s' \"$0\" | grep -o 'Merge commit [0-9a-f]*' | head -1 | cut -d' ' -f3); git merge -q --no-edit \"$sha\" || true; printf 'fixed: both\\n' > app.txt; git add -A; git commit -qm 'merge the base'";
+    let p = plan(&env, &gh, "exit 1", "merge_when = \"approved\"")
+        .replace(
+            "[agent.fixer]\nadapter = \"exec\"",
+            &format!("[agent.fixer]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\", {resolve:?}]\n[agent.unused]\nadapter = \"exec\""),
+        )
+        .replace("prompt = \"write app.txt broken\"", "prompt = \"write app.txt fixed by the task\"");
+    env.write("baton.toml", &p);
+    env.commit_all("plan");
+    env.git(&["push", "-q", "origin", "main"]);
+    let child = spawn(&env, &["run", "baton.toml"]);
+    wait_for("the pull request to open", 60, || !gh.pulls().is_empty());
+    let n = gh.pulls()[0].number;
+    // Someone lands a change to the same file on main.
+    env.git(&["checkout", "-q", "-b", "other", "main"]);
+    env.write("app.txt", "fixed on main\n");
+    env.commit_all("main's own app.txt");
+    env.git(&["push", "-q", "origin", "other:main"]);
+    env.git(&["checkout", "-q", "main"]);
+    wait_for("the conflict fix to be pushed", 90, || {
+        said(&gh, n).iter().any(|s| s.contains("(fix-1-conflict)"))
+    });
+    gh.review(n, "ana", "APPROVED", "");
+    let out = finish(child, 90);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let said = said(&gh, n);
+    assert!(
+        said[0].starts_with("baton is fixing its conflict with the base branch: fix 1 of 3"),
+        "{said:#?}"
+    );
+    assert_eq!(remote_file(&env, "main", "app.txt"), "fixed: both");
+    let kinds = store_rows(
+        &env,
+        "SELECT kind FROM events WHERE kind LIKE 'pull_%' ORDER BY seq",
+    );
+    assert_eq!(
+        kinds,
+        ["pull_opened", "pull_fix", "pull_fix_ended", "pull_merged"]
+    );
+}
