@@ -141,14 +141,7 @@ async fn follow_here(state: &Arc<AppState>, run: &str) -> Result<(), String> {
         fixes: &fixes,
         say: &say,
     };
-    let mut rx = state.shutdown_rx();
-    let stop = async move {
-        while !*rx.borrow() {
-            if rx.changed().await.is_err() {
-                break;
-            }
-        }
-    };
+    let stop = state.stopping();
     let status = follower
         .follow(run, &wake, stop)
         .await
@@ -169,14 +162,7 @@ impl FixDriver for ServerFixes {
             let engine = Engine::resume(self.state.opts.repo.clone(), Some(run), opts)
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut rx = self.state.shutdown_rx();
-            let stop = async move {
-                while !*rx.borrow() {
-                    if rx.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
+            let stop = self.state.stopping();
             engine
                 .drive(stop)
                 .await

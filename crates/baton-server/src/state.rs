@@ -98,6 +98,18 @@ impl AppState {
         self.shutdown_tx.subscribe()
     }
 
+    /// Resolves when the server begins to shut down.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown_rx();
+        async move {
+            while !*rx.borrow() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Waits for every run driven here to stop its agents and record its state.
     pub async fn wait_for_runs(&self) {
         self.begin_shutdown();

@@ -251,7 +251,6 @@ pub fn reviews_summary(reviews: &[Review]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PullStatus;
 
     fn pull(sha: &str) -> Pull {
         Pull {
@@ -297,27 +296,9 @@ mod tests {
     }
 
     fn rec() -> PullRecord {
-        PullRecord {
-            run_id: "r".into(),
-            number: 3,
-            url: "u".into(),
-            repo: "a/b".into(),
-            head: "baton/r".into(),
-            base: "main".into(),
-            status: PullStatus::Following,
-            fixes_used: 0,
-            spent_usd: 0.0,
-            seen_sha: Some("h1".into()),
-            handled_sha: None,
-            handled_comments: Vec::new(),
-            handled_reviews: Vec::new(),
-            fixing: None,
-            checks: String::new(),
-            reviews: String::new(),
-            note: None,
-            opened_at: 1,
-            updated_at: 1,
-        }
+        let mut r = PullRecord::opened("r", 3, "u", "a/b", "baton/r", "main");
+        r.seen_sha = Some("h1".into());
+        r
     }
 
     const CAPS: Caps = Caps {

@@ -66,31 +66,17 @@ pub async fn open(o: &Opening<'_>) -> Result<PullRecord, FollowError> {
         base: o.base.to_string(),
     };
     let pull = o.forge.open(&new).await?;
-    let rec = PullRecord {
-        run_id: o.run.id.clone(),
-        number: pull.number,
-        url: pull.url.clone(),
-        repo: o.repo_name.to_string(),
-        head,
-        base: o.base.to_string(),
-        status: if o.follow {
-            PullStatus::Following
-        } else {
-            PullStatus::Open
-        },
-        fixes_used: 0,
-        spent_usd: 0.0,
-        seen_sha: None,
-        handled_sha: None,
-        handled_comments: Vec::new(),
-        handled_reviews: Vec::new(),
-        fixing: None,
-        checks: String::new(),
-        reviews: String::new(),
-        note: None,
-        opened_at: 0,
-        updated_at: 0,
-    };
+    let mut rec = PullRecord::opened(
+        &o.run.id,
+        pull.number,
+        &pull.url,
+        o.repo_name,
+        &head,
+        o.base,
+    );
+    if !o.follow {
+        rec.status = PullStatus::Open;
+    }
     let (row, run) = (rec.clone(), o.run.id.clone());
     let payload = Payload::PullOpened {
         number: pull.number,

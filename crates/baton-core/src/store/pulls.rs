@@ -63,6 +63,38 @@ fn ids(text: String) -> Vec<u64> {
 }
 
 impl PullRecord {
+    /// A pull request just opened: nothing fixed, seen or spent yet.
+    pub fn opened(
+        run: &str,
+        number: u64,
+        url: &str,
+        repo: &str,
+        head: &str,
+        base: &str,
+    ) -> PullRecord {
+        PullRecord {
+            run_id: run.into(),
+            number,
+            url: url.into(),
+            repo: repo.into(),
+            head: head.into(),
+            base: base.into(),
+            status: PullStatus::Following,
+            fixes_used: 0,
+            spent_usd: 0.0,
+            seen_sha: None,
+            handled_sha: None,
+            handled_comments: Vec::new(),
+            handled_reviews: Vec::new(),
+            fixing: None,
+            checks: String::new(),
+            reviews: String::new(),
+            note: None,
+            opened_at: 0,
+            updated_at: 0,
+        }
+    }
+
     fn from_row(r: &Row) -> rusqlite::Result<PullRecord> {
         let fixing: Option<String> = r.get("fixing")?;
         Ok(PullRecord {
@@ -164,27 +196,15 @@ mod tests {
     fn a_pull_row_keeps_what_was_handed_to_fixes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("b.db")).unwrap();
-        let mut p = PullRecord {
-            run_id: "r1".into(),
-            number: 7,
-            url: "https://github.com/a/b/pull/7".into(),
-            repo: "a/b".into(),
-            head: "baton/r1".into(),
-            base: "main".into(),
-            status: PullStatus::Following,
-            fixes_used: 0,
-            spent_usd: 0.0,
-            seen_sha: None,
-            handled_sha: None,
-            handled_comments: Vec::new(),
-            handled_reviews: Vec::new(),
-            fixing: None,
-            checks: String::new(),
-            reviews: String::new(),
-            note: None,
-            opened_at: 5,
-            updated_at: 5,
-        };
+        let mut p = PullRecord::opened(
+            "r1",
+            7,
+            "https://github.com/a/b/pull/7",
+            "a/b",
+            "baton/r1",
+            "main",
+        );
+        p.opened_at = 5;
         store.put_pull(&p).unwrap();
         p.fixes_used = 1;
         p.handled_comments = vec![11, 12];
