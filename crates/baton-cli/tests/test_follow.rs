@@ -117,11 +117,11 @@ fn remote_file(env: &TestEnv, rev: &str, path: &str) -> String {
 #[test]
 fn a_red_check_and_a_review_each_get_a_fix_then_the_approved_pull_request_merges() {
     let (env, gh) = setup();
-    let p = plan(
-        &env,
-        &gh,
-        "append app.txt fixed",
-        "merge_when = \"approved\"",
+    let seen = env.scratch("fixer-token.txt").display().to_string();
+    let fixer = format!("env BATON_TEST_GITHUB_TOKEN {seen}; append app.txt fixed");
+    let p = plan(&env, &gh, &fixer, "merge_when = \"approved\"").replace(
+        "prompt = \"write app.txt broken\"",
+        &format!("prompt = \"env BATON_TEST_GITHUB_TOKEN {seen}.task; write app.txt broken\""),
     );
     env.write("baton.toml", &p);
     env.commit_all("plan");
@@ -215,7 +215,17 @@ fn a_red_check_and_a_review_each_get_a_fix_then_the_approved_pull_request_merges
             "pull_merged"
         ],
     );
-    // The token stayed baton's: the stand-in saw it, the agents never did.
+    // The token stayed baton's: neither the task's agent nor the fixer's
+    // saw it (each wrote what it saw), and every call to the stand-in
+    // carried it.
+    for file in [seen.clone(), format!("{seen}.task")] {
+        let token_seen = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            token_seen.trim(),
+            "",
+            "an agent saw the forge's token ({file})"
+        );
+    }
     assert!(gh.calls().iter().all(|c| c.authorization.as_deref()
         == Some(&format!("Bearer {TOKEN}"))
         || c.path.starts_with("/_logs/")));

@@ -9,39 +9,15 @@ use crate::runner;
 use crate::state::AppState;
 use baton_core::executor::Boxed;
 use baton_core::follow::{self, FixDriver, Follower, Opening};
-use baton_core::plan::PullSettings;
-use baton_core::{Engine, Plan};
-use std::path::Path;
+use baton_core::Engine;
 use std::sync::Arc;
 
-/// The `[land]` settings of run `run`'s plan.
-async fn settings(state: &AppState, run: &str) -> Result<PullSettings, String> {
+/// The forge of run `run`'s pull request, with its settings.
+async fn forge(state: &AppState, run: &str) -> Result<follow::Forged, String> {
     let r = run.to_string();
-    let rec = state
-        .store
-        .call(move |s| s.run(&r))
-        .await
-        .map_err(|e| e.to_string())?;
-    let plan = Plan::parse_config(Path::new(&rec.plan_path), &rec.plan_source, None)
-        .map_err(|e| format!("the plan of run {run}: {e}"))?;
-    Ok(plan.pull)
-}
-
-/// `owner/name`: `[land] repo`, else the remote's URL says it.
-async fn repo_name(state: &AppState, s: &PullSettings) -> Result<String, String> {
-    if let Some(r) = &s.repo {
-        return Ok(r.clone());
-    }
-    let root = &state.opts.repo.root;
-    let url = baton_core::git::git_ok(root, ["remote", "get-url", s.remote.as_str()])
-        .await
-        .map_err(|e| e.to_string())?;
-    baton_core::plan::repo_of_url(&url).ok_or_else(|| {
-        format!(
-            "remote {} is not a GitHub repository; set [land] repo",
-            s.remote
-        )
-    })
+    let rec = state.store.call(move |s| s.run(&r)).await;
+    let rec = rec.map_err(|e| e.to_string())?;
+    follow::forge_for(&state.opts.repo, &rec, state.opts.forges, None).await
 }
 
 /// Whether run `run` has a pull request already (its fix runs are not
@@ -53,10 +29,6 @@ pub async fn has_pull(state: &AppState, run: &str) -> bool {
 
 /// Opens run `run`'s pull request and follows it in the background.
 pub async fn open_and_follow(state: &Arc<AppState>, run: &str) -> Result<(), String> {
-    let settings = settings(state, run).await?;
-    let repo_name = repo_name(state, &settings).await?;
-    baton_core::process::withhold(&settings.secret_vars());
-    let forge = baton_core::forge::make(state.opts.forges, &settings, &repo_name)?;
     let r = run.to_string();
     let (rec, tasks, gates) = state
         .store
@@ -65,6 +37,11 @@ pub async fn open_and_follow(state: &Arc<AppState>, run: &str) -> Result<(), Str
         })
         .await
         .map_err(|e| e.to_string())?;
+    let follow::Forged {
+        settings,
+        repo_name,
+        forge,
+    } = follow::forge_for(&state.opts.repo, &rec, state.opts.forges, None).await?;
     let base = rec
         .base_branch
         .clone()
@@ -111,10 +88,11 @@ fn spawn(state: Arc<AppState>, run: String) {
 }
 
 async fn follow_here(state: &Arc<AppState>, run: &str) -> Result<(), String> {
-    let settings = settings(state, run).await?;
-    let repo_name = repo_name(state, &settings).await?;
-    baton_core::process::withhold(&settings.secret_vars());
-    let forge = baton_core::forge::make(state.opts.forges, &settings, &repo_name)?;
+    let follow::Forged {
+        settings,
+        repo_name,
+        forge,
+    } = forge(state, run).await?;
     let wake = Arc::new(tokio::sync::Notify::new());
     if let Some(var) = &settings.webhook_secret_env {
         let secret = std::env::var(var).ok().filter(|s| !s.is_empty());

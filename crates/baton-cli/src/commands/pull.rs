@@ -8,10 +8,8 @@
 use baton_core::executor::Boxed;
 use baton_core::follow::{self, FixDriver, Follower, Opening};
 use baton_core::model::PullStatus;
-use baton_core::plan::PullSettings;
 use baton_core::store::{Event, RunRecord, Store, TaskRecord};
-use baton_core::{Engine, Plan, Repo};
-use std::path::Path;
+use baton_core::{Engine, Repo};
 use std::sync::Arc;
 
 /// A run to open (or update) and follow.
@@ -28,13 +26,12 @@ pub struct ToFollow<'a> {
 
 /// Opens and follows; the exit status (0: merged).
 pub async fn open_and_follow(t: ToFollow<'_>, url_on_stdout: bool) -> anyhow::Result<i32> {
-    let mut settings = settings_of(t.run)?;
-    if let Some(r) = t.remote {
-        settings.remote = r;
-    }
-    let repo_name = repo_name(t.repo, &settings).await?;
-    baton_core::process::withhold(&settings.secret_vars());
-    let forge = baton_core::forge::make(crate::executors::FORGES, &settings, &repo_name)
+    let follow::Forged {
+        settings,
+        repo_name,
+        forge,
+    } = follow::forge_for(t.repo, t.run, crate::executors::FORGES, t.remote)
+        .await
         .map_err(super::usage)?;
     let opening = Opening {
         repo: t.repo,
@@ -80,30 +77,6 @@ pub async fn open_and_follow(t: ToFollow<'_>, url_on_stdout: bool) -> anyhow::Re
             130
         }
         _ => 1,
-    })
-}
-
-/// The `[land]` settings of the run's plan.
-fn settings_of(run: &RunRecord) -> anyhow::Result<PullSettings> {
-    let plan = Plan::parse_config(Path::new(&run.plan_path), &run.plan_source, None)
-        .map_err(|e| super::usage(format!("the plan of run {}: {e}", run.id)))?;
-    Ok(plan.pull)
-}
-
-/// `owner/name`: `[land] repo`, else read from the remote's URL.
-async fn repo_name(repo: &Repo, s: &PullSettings) -> anyhow::Result<String> {
-    if let Some(r) = &s.repo {
-        return Ok(r.clone());
-    }
-    let url = baton_core::git::git_ok(&repo.root, ["remote", "get-url", s.remote.as_str()])
-        .await
-        .map_err(|e| super::usage(format!("cannot read the URL of remote {}: {e}", s.remote)))?;
-    baton_core::plan::repo_of_url(&url).ok_or_else(|| {
-        super::usage(format!(
-            "the remote {} ({}) does not say a GitHub repository; set [land] repo = \"owner/name\"",
-            s.remote,
-            url.trim()
-        ))
     })
 }
 

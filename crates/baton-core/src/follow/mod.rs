@@ -13,9 +13,11 @@ pub mod decide;
 mod fix;
 mod open;
 pub mod prompt;
+mod setup;
 
 pub use fix::FixDriver;
 pub use open::{open, Opening};
+pub use setup::{forge_for, Forged};
 
 use crate::forge::{Forge, ForgeError, Pull, PullState};
 use crate::git::{GitError, Repo};
@@ -256,7 +258,7 @@ impl Follower<'_> {
         let (number, commit) = (rec.number, commit.unwrap_or_default());
         self.event(&rec.run_id, Payload::PullMerged { number, commit })
             .await?;
-        open::tell_issues(self, rec, open::IssueNews::Merged).await;
+        open::tell_merged(self, rec).await;
         Ok(Round::Done(PullStatus::Merged))
     }
 

@@ -110,14 +110,10 @@ fn issues_here<'a>(items: &'a [SourceItem], repo: &str) -> Vec<(u64, &'a SourceI
         .collect()
 }
 
-pub(super) enum IssueNews {
-    Merged,
-}
-
-/// Tells the issues the run's work came from what became of its pull
-/// request; on a merge they are closed (if `Fixes #N` did not already)
-/// and their end is reported.
-pub(super) async fn tell_issues(f: &Follower<'_>, rec: &PullRecord, news: IssueNews) {
+/// Tells the issues the run's work came from that its pull request is
+/// merged, closes them (if `Fixes #N` did not already) and records their
+/// end as reported.
+pub(super) async fn tell_merged(f: &Follower<'_>, rec: &PullRecord) {
     let run = rec.run_id.clone();
     let items = match f.store.call(move |s| s.run_source_items(&run)).await {
         Ok(items) => items,
@@ -129,7 +125,6 @@ pub(super) async fn tell_issues(f: &Follower<'_>, rec: &PullRecord, news: IssueN
         }
     };
     for (n, item) in issues_here(&items, &rec.repo) {
-        let IssueNews::Merged = news;
         let text = format!(
             "Done: pull request #{} is merged ({}; run `{}`, {} fix attempts, fixes cost ${:.2}).",
             rec.number, rec.url, rec.run_id, rec.fixes_used, rec.spent_usd

@@ -23,6 +23,8 @@
 
 mod pulls;
 
+pub use pulls::Pull;
+
 use crate::http::{self, Outcome, Request, Response};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -571,18 +573,6 @@ fn update_issue(st: &mut State, url: &str, repo: &str, n: u64, body: &Value) -> 
     Outcome::Respond(Response::json(200, &issue_json(url, repo, &issue, count)))
 }
 
-/// A pull request as the tests look at it.
-#[derive(Clone, Debug)]
-pub struct PullView {
-    pub number: u64,
-    pub title: String,
-    pub body: String,
-    pub head: String,
-    pub base: String,
-    /// Its merge commit, once merged.
-    pub merged: Option<String>,
-}
-
 impl GitHub {
     /// The pushed-to repository (a bare git repository on disk): pull
     /// requests' heads are its branches, and merges are made in it.
@@ -605,20 +595,8 @@ impl GitHub {
     }
 
     /// The pull requests, oldest first.
-    pub fn pulls(&self) -> Vec<PullView> {
-        let st = lock(&self.state);
-        st.pulls
-            .list
-            .iter()
-            .map(|p| PullView {
-                number: p.number,
-                title: p.title.clone(),
-                body: p.body.clone(),
-                head: p.head.clone(),
-                base: p.base.clone(),
-                merged: p.merged.clone(),
-            })
-            .collect()
+    pub fn pulls(&self) -> Vec<Pull> {
+        lock(&self.state).pulls.list.clone()
     }
 
     /// The check runs of pull request `n`'s commits so far, oldest first,

@@ -37,13 +37,15 @@ pub(super) struct Pulls {
     next_id: u64,
 }
 
+/// A pull request (what the tests look at, too).
 #[derive(Clone, Debug)]
-pub(super) struct Pull {
+pub struct Pull {
     pub number: u64,
     pub title: String,
     pub body: String,
     pub head: String,
     pub base: String,
+    /// Its merge commit, once merged.
     pub merged: Option<String>,
     pub closed: bool,
 }

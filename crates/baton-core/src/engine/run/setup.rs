@@ -118,6 +118,11 @@ pub(super) struct Parts {
 impl Parts {
     /// The engine, its board holding every task of the plan as pending.
     pub(super) async fn assemble(self) -> Result<Engine, EngineError> {
+        if self.plan.pull.follow {
+            // The forge's token is baton's from the run's first agent on,
+            // not only once its pull request opens.
+            crate::process::withhold(&self.plan.pull.secret_vars());
+        }
         let wiring = Wiring::new();
         let ws = &self.plan.workspace;
         if !ws.sparse.is_empty() {
