@@ -9,6 +9,7 @@ mod test_crash;
 mod test_everyday;
 mod test_follow;
 mod test_init;
+mod test_issue_to_merge;
 #[cfg(feature = "kubernetes")]
 mod test_kube;
 mod test_land;

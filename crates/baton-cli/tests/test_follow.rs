@@ -9,10 +9,15 @@ use baton_testutils::github::GitHub;
 use baton_testutils::{fake_agent, TestEnv};
 use std::process::{Child, Output, Stdio};
 
-const TOKEN: &str = "ghp_baton-follow-token-0123456789";
+pub(crate) const TOKEN: &str = "ghp_baton-follow-token-0123456789";
 
 /// A repository with a bare `origin` the stand-in serves as `acme/app`.
 fn setup() -> (TestEnv, GitHub) {
+    setup_with("grep -q fixed app.txt || { echo 'FAIL: app.txt says it is broken'; exit 1; }")
+}
+
+/// [`setup`] with `ci` as the check `test`'s script.
+pub(crate) fn setup_with(ci: &str) -> (TestEnv, GitHub) {
     let env = TestEnv::new();
     let remote = env.scratch("origin.git");
     env.git(&[
@@ -27,10 +32,7 @@ fn setup() -> (TestEnv, GitHub) {
     env.git(&["push", "-q", "origin", "main"]);
     let gh = GitHub::start("acme/app", TOKEN);
     gh.use_remote(&remote);
-    gh.ci(
-        "test",
-        "grep -q fixed app.txt || { echo 'FAIL: app.txt says it is broken'; exit 1; }",
-    );
+    gh.ci("test", ci);
     (env, gh)
 }
 
@@ -100,7 +102,7 @@ fn finish(child: Child, secs: u64) -> Output {
 }
 
 /// What baton wrote on issue or pull request `n`, in order.
-fn said(gh: &GitHub, n: u64) -> Vec<String> {
+pub(crate) fn said(gh: &GitHub, n: u64) -> Vec<String> {
     gh.comments(n)
         .into_iter()
         .filter(|(who, _)| who == "baton-bot[bot]")
@@ -108,7 +110,7 @@ fn said(gh: &GitHub, n: u64) -> Vec<String> {
         .collect()
 }
 
-fn remote_file(env: &TestEnv, rev: &str, path: &str) -> String {
+pub(crate) fn remote_file(env: &TestEnv, rev: &str, path: &str) -> String {
     let remote = env.scratch("origin.git");
     let spec = format!("{rev}:{path}");
     env.git(&["--git-dir", remote.to_str().unwrap(), "show", &spec])
@@ -270,7 +272,7 @@ fn past_max_fixes_the_pull_request_needs_a_person_and_says_so() {
 
 /// `baton serve` with the forge's token; SIGKILLed when dropped unless
 /// stopped first.
-struct Served(Child);
+pub(crate) struct Served(Child);
 
 impl Drop for Served {
     fn drop(&mut self) {
@@ -279,7 +281,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(env: &TestEnv, log: &str) -> Served {
+pub(crate) fn serve(env: &TestEnv, log: &str) -> Served {
     use std::io::BufRead;
     let log = std::fs::File::create(env.scratch(log)).unwrap();
     let mut child = baton(env)
@@ -291,16 +293,18 @@ fn serve(env: &TestEnv, log: &str) -> Served {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = Vec::new();
     loop {
         let line = lines.next().expect("serve printed its address").unwrap();
         if line.starts_with("baton serve: listening on ") {
             break;
         }
+        before.push(line);
     }
     std::thread::spawn(move || {
         use std::io::Write;
         let mut log = log;
-        for l in lines.map_while(Result::ok) {
+        for l in before.into_iter().chain(lines.map_while(Result::ok)) {
             let _ = writeln!(log, "{l}");
         }
     });

@@ -2,7 +2,11 @@
 //! each source is asked for its items; an item not taken before becomes a
 //! task of the service run (routed by its labels through `[[route]]`, its
 //! text kept literal), and its tracker is told; once the task has ended,
-//! the tracker is told how. The store remembers which item became which
+//! the tracker is told how. A served plan that lands as pull requests
+//! (`[land] mode = "pr"`) gives each item a run of its own instead, landed
+//! as its own pull request (and followed, with `follow`), which tells the
+//! item when it opens and when it merges; an item that names others it
+//! waits for is taken once their work has merged. The store remembers which item became which
 //! task (the row is written before the task is queued, under an id made
 //! from the item), so a restarted server neither takes an item twice nor
 //! forgets to report one. A tracker that fails (down, a rate limit) is
@@ -11,7 +15,7 @@
 use crate::api::hooks::Hook;
 use crate::runner;
 use crate::state::AppState;
-use baton_core::plan::{Source, SourceKind};
+use baton_core::plan::{Land, Source, SourceKind};
 use baton_core::store::SourceItem;
 use baton_core::tracker::{self, ItemComment, Report, Tracker, TrackerError, WorkItem};
 use std::sync::Arc;
@@ -21,6 +25,9 @@ use std::time::Duration;
 pub struct Intake {
     source: Source,
     tracker: Box<dyn Tracker>,
+    /// Each item gets a run of its own (the served plan lands as pull
+    /// requests), not a task of the service run.
+    own_runs: bool,
     /// A signed webhook for the source: look now, not at the next poll.
     wake: Arc<tokio::sync::Notify>,
 }
@@ -42,6 +49,7 @@ pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
     };
     let secrets: Vec<String> = plan.sources.iter().flat_map(Source::secret_vars).collect();
     baton_core::process::withhold(&secrets);
+    let own_runs = plan.run.land == Land::Pr;
     plan.sources
         .into_iter()
         .map(|source| {
@@ -51,6 +59,7 @@ pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
             Ok(Intake {
                 source,
                 tracker,
+                own_runs,
                 wake,
             })
         })
@@ -142,6 +151,9 @@ impl Intake {
                 Err(Taken::Refused(why)) => {
                     tracing::warn!("{name}: {} was not taken: {why}", item.key);
                 }
+                Err(Taken::Waits(key)) => {
+                    tracing::debug!("{name}: {} waits for {key} to merge", item.key);
+                }
             }
         }
         Next {
@@ -180,15 +192,26 @@ impl Intake {
             .call(move |s| s.source_item(&source, &key))
             .await
             .map_err(|e| Taken::Refused(e.to_string()))?;
-        if let Some(known) = known {
-            if self.queued(state, &known).await? {
-                return self.pass_on_comments(state, &known, item).await;
+        if let Some(known) = &known {
+            if self.queued(state, known).await? {
+                return self.pass_on_comments(state, known, item).await;
             }
+        }
+        if self.own_runs {
+            if let Some(key) = self.open_need(state, item).await? {
+                return Err(Taken::Waits(key));
+            }
+        }
+        if let Some(known) = known {
             // Recorded, but its task never queued (baton died between):
             // queued now, under the id it was recorded with.
             return self.queue(state, item, &known.task_id).await;
         }
-        let run = runner::ensure_service(state).await.map_err(refused)?;
+        // An item's own run is made when it is queued: none to name yet.
+        let run = match self.own_runs {
+            true => String::new(),
+            false => runner::ensure_service(state).await.map_err(refused)?,
+        };
         let id = self.task_id(item);
         let taken = SourceItem {
             source: self.source.name.clone(),
@@ -239,10 +262,13 @@ impl Intake {
         let mut full = item.clone();
         full.comments = comments;
         let prompt = baton_core::template::literal(&tracker::prompt(&full));
-        let needs = self.needs(state, item).await?;
-        let queued =
-            runner::add_named_task(state, id, &prompt, None, &item.labels, &needs, Some(id));
-        let (run, task) = match queued.await {
+        let queued = if self.own_runs {
+            runner::start_item_run(state, id, &prompt, &item.labels).await
+        } else {
+            let needs = self.needs(state, item).await?;
+            runner::add_named_task(state, id, &prompt, None, &item.labels, &needs, Some(id)).await
+        };
+        let (run, task) = match queued {
             Ok(done) => done,
             Err(e) => {
                 let (source, key) = (self.source.name.clone(), item.key.clone());
@@ -304,6 +330,26 @@ impl Intake {
         Ok(tasks)
     }
 
+    /// An item `item` waits for that baton took and whose work has not
+    /// merged yet (its own run starts from the base once that work is there).
+    async fn open_need(
+        &self,
+        state: &Arc<AppState>,
+        item: &WorkItem,
+    ) -> Result<Option<String>, Taken> {
+        for key in &item.needs {
+            let (source, k) = (self.source.name.clone(), key.clone());
+            let taken = state.store.call(move |s| s.source_item(&source, &k)).await;
+            if taken
+                .map_err(refused)?
+                .is_some_and(|t| t.reported_at.is_none())
+            {
+                return Ok(Some(key.clone()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Tells the tracker that `item`'s task is queued, and records that it
     /// heard (until then, each round tells it again).
     async fn tell_started(
@@ -344,6 +390,15 @@ impl Intake {
         // Read again only when the tracker counts something new: an idle
         // item costs no call.
         if known.reported_at.is_some() || item.comment_count == known.count_seen {
+            return Ok(());
+        }
+        // A task that has ended (its pull request may be open) hears no more.
+        let (r, t) = (known.run_id.clone(), known.task_id.clone());
+        let task = state.store.call(move |s| s.task(&r, &t)).await;
+        if task
+            .map_err(refused)?
+            .is_some_and(|t| t.status.is_finished())
+        {
             return Ok(());
         }
         let comments = people(self.tracker.comments(item).await.map_err(Taken::Tracker)?);
@@ -416,6 +471,10 @@ impl Intake {
             }
             return Ok(());
         }
+        if !task.status.is_bad_end() && self.lands_as_pull(state, &item.run_id).await {
+            // Its pull request tells the item when it opens and merges.
+            return Ok(());
+        }
         let branch = baton_core::paths::integration_branch(&item.run_id);
         let ended = tracker::Ended {
             run: &item.run_id,
@@ -446,6 +505,15 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// Whether `run` is an item's own run, which lands as a pull request.
+    async fn lands_as_pull(&self, state: &Arc<AppState>, run: &str) -> bool {
+        let r = run.to_string();
+        let rec = state.store.call(move |s| s.run(&r)).await;
+        self.own_runs && rec.is_ok_and(|r| r.kind != baton_core::model::RunKind::Service)
+    }
+}
+
 /// What people wrote: not baton's own comments (they carry its mark).
 fn people(comments: Vec<ItemComment>) -> Vec<ItemComment> {
     let mine = |c: &ItemComment| c.body.contains(tracker::MARK);
@@ -462,4 +530,6 @@ enum Taken {
     Tracker(TrackerError),
     /// baton would not make it a task (a bad route, the store): said, skipped.
     Refused(String),
+    /// It waits for this item's work to merge first.
+    Waits(String),
 }

@@ -467,6 +467,90 @@ pub(crate) fn slug(prompt: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
+/// Starts the run of one tracker item: the served plan's settings with
+/// task `id` as its only task (routed by `tags` as a queued task is);
+/// returns (run, task). Its plan is written under baton's state directory,
+/// named by the task: a run started from it before (a restart between the
+/// start and its record) is the answer, so an item never gets two runs,
+/// and a resumed run reads its plan back from there.
+pub async fn start_item_run(
+    state: &Arc<AppState>,
+    id: &str,
+    prompt: &str,
+    tags: &[String],
+) -> Result<(String, String), RunnerError> {
+    let root = &state.opts.repo.root;
+    let file = state
+        .opts
+        .repo
+        .state_dir()
+        .join("items")
+        .join(format!("{id}.toml"));
+    let shown = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
+    let path = shown.display().to_string();
+    let found = state.store.call(move |s| s.run_of_plan(&path)).await;
+    if let Some(run) = found.map_err(internal)? {
+        return Ok((run.id, id.to_string()));
+    }
+    let config = config_plan(state)?;
+    let agent = known_agent(&config, config.route(None, tags))?;
+    let snippet = Plan::task_snippet(id, prompt, agent.as_deref());
+    // The work goes to the remote's branch (through a pull request), which
+    // may be ahead of this checkout: the run starts from its tip.
+    let branch = state.opts.repo.branch_of(&config.run.base).await;
+    let tip = match &branch {
+        Some(b) => remote_tip(state, &config.pull.remote, b).await,
+        None => None,
+    };
+    let text = config
+        .item_source(&snippet, tip.as_deref())
+        .map_err(invalid)?;
+    let plan = Plan::parse(&shown, &text, Some(root)).map_err(invalid)?;
+    let dir = file.parent().unwrap_or(root);
+    let written = tokio::fs::create_dir_all(dir).await;
+    let written = match written {
+        Ok(()) => tokio::fs::write(&file, &text).await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| internal(format!("cannot write {}: {e}", file.display())))?;
+    let mut opts = options(state, false);
+    opts.base_branch = branch.filter(|_| tip.is_some());
+    let engine = Engine::start(state.opts.repo.clone(), plan, opts)
+        .await
+        .map_err(invalid)?;
+    Ok((spawn(state, engine).run_id().to_string(), id.to_string()))
+}
+
+/// The commit `branch` is at on `remote`, fetched; None (said) when it
+/// cannot be fetched: the run starts from this checkout's branch then.
+async fn remote_tip(state: &AppState, remote: &str, branch: &str) -> Option<String> {
+    let kept = format!("refs/baton/remote-tips/{remote}/{branch}");
+    let spec = format!("+refs/heads/{branch}:{kept}");
+    let root = &state.opts.repo.root;
+    let fetched = baton_core::git::git_ok(root, ["fetch", "-q", remote, spec.as_str()]).await;
+    if let Err(e) = fetched {
+        tracing::warn!(
+            "cannot fetch {branch} from {remote} (the run starts from this checkout's): {e}"
+        );
+        return None;
+    }
+    state.opts.repo.ref_commit(&kept).await.ok().flatten()
+}
+
+/// `agent` if the plan defines it (None: the plan's default).
+fn known_agent(config: &Plan, agent: Option<String>) -> Result<Option<String>, RunnerError> {
+    if let Some(a) = &agent {
+        if !config.agents.contains_key(a) {
+            let known: Vec<&str> = config.agents.keys().map(String::as_str).collect();
+            return Err(invalid(format!(
+                "unknown agent profile {a:?} (the plan defines: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(agent)
+}
+
 /// Queues a task in the service run; returns (run, task).
 pub async fn add_task(
     state: &Arc<AppState>,
@@ -494,16 +578,7 @@ pub async fn add_named_task(
         return Err(invalid("the prompt is empty"));
     }
     let config = config_plan(state)?;
-    let agent = config.route(agent, tags);
-    if let Some(a) = &agent {
-        if !config.agents.contains_key(a) {
-            let known: Vec<&str> = config.agents.keys().map(String::as_str).collect();
-            return Err(invalid(format!(
-                "unknown agent profile {a:?} (the plan defines: {})",
-                known.join(", ")
-            )));
-        }
-    }
+    let agent = known_agent(&config, config.route(agent, tags))?;
     let run = ensure_service(state).await?;
     let r = run.clone();
     let existing: Vec<String> = state

@@ -238,6 +238,7 @@ impl Follower<'_> {
         let number = rec.number;
         self.event(&rec.run_id, Payload::PullClosed { number })
             .await?;
+        open::tell_closed(self, rec).await;
         Ok(Round::Done(PullStatus::Closed))
     }
 

@@ -114,6 +114,25 @@ fn issues_here<'a>(items: &'a [SourceItem], repo: &str) -> Vec<(u64, &'a SourceI
 /// merged, closes them (if `Fixes #N` did not already) and records their
 /// end as reported.
 pub(super) async fn tell_merged(f: &Follower<'_>, rec: &PullRecord) {
+    let text = format!(
+        "Done: pull request #{} is merged ({}; run `{}`, {} fix attempts, fixes cost ${:.2}).",
+        rec.number, rec.url, rec.run_id, rec.fixes_used, rec.spent_usd
+    );
+    tell_issues(f, rec, &text, true).await
+}
+
+/// Tells the issues the run's work came from that its pull request was
+/// closed without a merge (they stay open), and records their end as
+/// reported.
+pub(super) async fn tell_closed(f: &Follower<'_>, rec: &PullRecord) {
+    let text = format!(
+        "Pull request #{} ({}) was closed without a merge; the work of run `{}` stays on the branch `{}`.",
+        rec.number, rec.url, rec.run_id, rec.head
+    );
+    tell_issues(f, rec, &text, false).await
+}
+
+async fn tell_issues(f: &Follower<'_>, rec: &PullRecord, text: &str, close: bool) {
     let run = rec.run_id.clone();
     let items = match f.store.call(move |s| s.run_source_items(&run)).await {
         Ok(items) => items,
@@ -125,15 +144,16 @@ pub(super) async fn tell_merged(f: &Follower<'_>, rec: &PullRecord) {
         }
     };
     for (n, item) in issues_here(&items, &rec.repo) {
-        let text = format!(
-            "Done: pull request #{} is merged ({}; run `{}`, {} fix attempts, fixes cost ${:.2}).",
-            rec.number, rec.url, rec.run_id, rec.fixes_used, rec.spent_usd
-        );
-        if let Err(e) = f.forge.comment(n, &crate::tracker::marked(&text)).await {
+        if item.reported_at.is_some() {
+            continue;
+        }
+        if let Err(e) = f.forge.comment(n, &crate::tracker::marked(text)).await {
             (f.say)(&format!("cannot comment on issue #{n}: {e}"));
         }
-        if let Err(e) = f.forge.close_issue(n).await {
-            (f.say)(&format!("cannot close issue #{n}: {e}"));
+        if close {
+            if let Err(e) = f.forge.close_issue(n).await {
+                (f.say)(&format!("cannot close issue #{n}: {e}"));
+            }
         }
         let (source, key) = (item.source.clone(), item.item.clone());
         let marked = f

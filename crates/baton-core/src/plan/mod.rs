@@ -4,6 +4,7 @@ mod agent;
 mod error;
 mod executor;
 mod files;
+mod item;
 mod land;
 mod raw;
 pub mod sandbox;

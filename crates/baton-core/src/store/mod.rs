@@ -886,6 +886,19 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The newest run started from the plan file `path` (as the run
+    /// records it), if any.
+    pub fn run_of_plan(&self, path: &str) -> Result<Option<RunRecord>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT * FROM runs WHERE plan_path = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                [path],
+                RunRecord::from_row,
+            )
+            .optional()?)
+    }
+
     pub fn tasks(&self, run: &str) -> Result<Vec<TaskRecord>> {
         let conn = self.reader();
         let mut st = conn.prepare("SELECT * FROM tasks WHERE run_id = ?1 ORDER BY position")?;

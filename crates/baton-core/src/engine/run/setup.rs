@@ -49,6 +49,10 @@ pub struct RunOptions {
     /// [`crate::executor::Driver`]); at its end the run sweeps what it left
     /// on the one it used.
     pub drivers: &'static [&'static crate::executor::Driver],
+    /// The branch the run's work is offered to (a pull request's base),
+    /// when `run.base` names a commit fetched from it rather than the
+    /// branch itself (a tracker item's run starts from the remote's tip).
+    pub base_branch: Option<String>,
 }
 
 pub(super) async fn open_store(
@@ -232,7 +236,10 @@ impl Engine {
             finished_at: None,
             pid: Some(std::process::id()),
             kind,
-            base_branch: repo.branch_of(&plan.run.base).await,
+            base_branch: match &opts.base_branch {
+                Some(b) => Some(b.clone()),
+                None => repo.branch_of(&plan.run.base).await,
+            },
         };
         let tasks: Vec<NewTask> = plan.tasks.iter().map(|t| new_task(&run_id, t)).collect();
         let data = Payload::RunStarted {
