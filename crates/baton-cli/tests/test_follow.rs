@@ -272,14 +272,21 @@ fn past_max_fixes_the_pull_request_needs_a_person_and_says_so() {
 
 /// `baton serve` with the forge's token; SIGKILLed when dropped unless
 /// stopped first.
-pub(crate) struct Served(Child);
+pub(crate) struct Served {
+    child: Child,
+    /// Where it listens (`http://127.0.0.1:PORT`).
+    pub url: String,
+}
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
+
+/// The secret `serve` checks webhooks with (when the plan names it).
+const HOOK_SECRET: &str = "webhook-secret-for-the-tests";
 
 pub(crate) fn serve(env: &TestEnv, log: &str) -> Served {
     use std::io::BufRead;
@@ -287,6 +294,7 @@ pub(crate) fn serve(env: &TestEnv, log: &str) -> Served {
     let mut child = baton(env)
         .args(["serve", "--addr", "127.0.0.1:0"])
         .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
+        .env("BATON_TEST_HOOK_SECRET", HOOK_SECRET)
         .env("BATON_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -294,13 +302,13 @@ pub(crate) fn serve(env: &TestEnv, log: &str) -> Served {
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut before = Vec::new();
-    loop {
+    let url = loop {
         let line = lines.next().expect("serve printed its address").unwrap();
-        if line.starts_with("baton serve: listening on ") {
-            break;
+        if let Some(url) = line.strip_prefix("baton serve: listening on ") {
+            break url.trim().to_string();
         }
         before.push(line);
-    }
+    };
     std::thread::spawn(move || {
         use std::io::Write;
         let mut log = log;
@@ -308,7 +316,7 @@ pub(crate) fn serve(env: &TestEnv, log: &str) -> Served {
             let _ = writeln!(log, "{l}");
         }
     });
-    Served(child)
+    Served { child, url }
 }
 
 #[test]
@@ -393,4 +401,65 @@ fn a_base_that_conflicts_is_merged_in_by_a_fix_attempt() {
         kinds,
         ["pull_opened", "pull_fix", "pull_fix_ended", "pull_merged"]
     );
+}
+
+#[test]
+fn webhooks_wake_the_follower_at_once_though_it_polls_once_an_hour() {
+    let (env, gh) = setup();
+    gh.ci_takes(1.0);
+    let p = plan(
+        &env,
+        &gh,
+        "append app.txt fixed",
+        "merge_when = \"green\"\nwebhook_secret_env = \"BATON_TEST_HOOK_SECRET\"",
+    )
+    .replace("poll = \"1s\"", "poll = \"1h\"");
+    env.write("baton.toml", &p);
+    env.commit_all("plan");
+    env.git(&["push", "-q", "origin", "main"]);
+    let served = serve(&env, "serve.log");
+    let log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
+    gh.webhook(&format!("{}/api/hooks/github", served.url), HOOK_SECRET);
+    // Handed to the server, which lands it as a pull request and follows it.
+    let _ = run_json(&env, &[]);
+    // Red, fixed, green, merged: each step after the first look comes
+    // from a delivery (the next poll is an hour away).
+    let merged = || store_rows(&env, "SELECT status FROM pulls") == ["merged"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !merged() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not merged in 60 s; serve's log:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(served);
+    let checks: Vec<(String, u16, String)> = gh
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.event == "check_run")
+        .map(|d| {
+            let conclusion = d.body["check_run"]["conclusion"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (d.event, d.status, conclusion)
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("check_run".to_string(), 202, "failure".to_string()),
+            ("check_run".to_string(), 202, "success".to_string())
+        ],
+        "{}",
+        log()
+    );
+    let fixes = store_rows(
+        &env,
+        "SELECT id || ' ' || status FROM tasks WHERE id LIKE 'fix-%'",
+    );
+    assert_eq!(fixes, ["fix-1-checks succeeded"]);
+    assert!(remote_file(&env, "main", "app.txt").contains("fixed"));
 }

@@ -12,7 +12,7 @@
 //! forgets to report one. A tracker that fails (down, a rate limit) is
 //! asked again later; one item it fails on does not hold up the others.
 
-use crate::api::hooks::Hook;
+use crate::api::hooks::{Hook, Wants};
 use crate::runner;
 use crate::state::AppState;
 use baton_core::plan::{Land, Source, SourceKind};
@@ -89,6 +89,7 @@ fn take_hooks(
         repo: g.repo.clone(),
         secret,
         wake: wake.clone(),
+        wants: Wants::Issues,
     };
     if let Ok(mut hooks) = state.hooks.lock() {
         hooks.push(hook);

@@ -4,7 +4,7 @@
 //! the server starts. A signed webhook (`[land] webhook_secret_env`) makes
 //! a follower look at once.
 
-use crate::api::hooks::Hook;
+use crate::api::hooks::{Hook, Wants};
 use crate::runner;
 use crate::state::AppState;
 use baton_core::executor::Boxed;
@@ -98,10 +98,15 @@ async fn follow_here(state: &Arc<AppState>, run: &str) -> Result<(), String> {
         let secret = std::env::var(var).ok().filter(|s| !s.is_empty());
         let secret = secret
             .ok_or_else(|| format!("[land] webhook_secret_env names ${var}, which is not set"))?;
+        let r = run.to_string();
+        let pull = state.store.call(move |s| s.pull(&r)).await;
+        let number = pull.map_err(|e| e.to_string())?.map(|p| p.number);
+        let number = number.ok_or_else(|| format!("run {run} has no pull request to follow"))?;
         let hook = Hook {
             repo: repo_name.clone(),
             secret,
             wake: wake.clone(),
+            wants: Wants::Pull(number),
         };
         if let Ok(mut hooks) = state.hooks.lock() {
             hooks.push(hook);
@@ -120,10 +125,12 @@ async fn follow_here(state: &Arc<AppState>, run: &str) -> Result<(), String> {
         say: &say,
     };
     let stop = state.stopping();
-    let status = follower
-        .follow(run, &wake, stop)
-        .await
-        .map_err(|e| e.to_string())?;
+    let status = follower.follow(run, &wake, stop).await;
+    // Its webhooks wake nobody now.
+    if let Ok(mut hooks) = state.hooks.lock() {
+        hooks.retain(|h| !Arc::ptr_eq(&h.wake, &wake));
+    }
+    let status = status.map_err(|e| e.to_string())?;
     tracing::info!("run {run}: its pull request is {status}");
     Ok(())
 }

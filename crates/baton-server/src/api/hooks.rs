@@ -1,10 +1,12 @@
 //! `POST /api/hooks/github`: GitHub's webhooks for the served plan's GitHub
-//! sources. A delivery is taken only when its `X-Hub-Signature-256` is the
-//! HMAC-SHA256 of its raw body under a source's webhook secret (compared in
-//! constant time); it then wakes that source, which looks at its issues at
-//! once instead of at its next poll. Anything else is refused and changes
-//! nothing. This route is open to callers without a baton token: the
-//! signature is its access.
+//! sources and for the pull requests the server follows. A delivery is
+//! taken only when its `X-Hub-Signature-256` is the HMAC-SHA256 of its raw
+//! body under a hook's secret (compared in constant time); it then wakes
+//! the hooks it concerns: a source for its issues' events, a follower for
+//! its pull request's checks, reviews, review comments and comments. They
+//! look at once instead of at their next poll. Anything else is refused and
+//! changes nothing. This route is open to callers without a baton token:
+//! the signature is its access.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,13 +18,52 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// A GitHub source that takes webhooks.
+/// A GitHub source, or a followed pull request, that takes webhooks.
 pub struct Hook {
     /// `owner/name`.
     pub repo: String,
     pub secret: String,
-    /// Wakes the source's poller.
+    /// Wakes the source's poller, or the pull request's follower.
     pub wake: Arc<tokio::sync::Notify>,
+    pub wants: Wants,
+}
+
+/// Which deliveries wake a hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wants {
+    /// A source: its issues' events.
+    Issues,
+    /// A follower: the events of pull request N.
+    Pull(u64),
+}
+
+impl Wants {
+    /// Whether a delivery of `event` with `payload` concerns this hook.
+    fn wakes(self, event: &str, payload: &Value) -> bool {
+        let number = |at: &str| payload.pointer(at).and_then(Value::as_u64);
+        let in_list = |at: &str, n: u64| {
+            let list = payload.pointer(at).and_then(Value::as_array);
+            list.is_some_and(|l| {
+                l.iter()
+                    .any(|p| p.get("number").and_then(Value::as_u64) == Some(n))
+            })
+        };
+        match self {
+            Wants::Issues => matches!(event, "issues" | "issue_comment"),
+            Wants::Pull(n) => match event {
+                "pull_request"
+                | "pull_request_review"
+                | "pull_request_review_comment"
+                | "pull_request_review_thread" => number("/pull_request/number") == Some(n),
+                "check_run" => in_list("/check_run/pull_requests", n),
+                "check_suite" => in_list("/check_suite/pull_requests", n),
+                "issue_comment" => number("/issue/number") == Some(n),
+                // A commit status names a commit, not a pull request.
+                "status" => true,
+                _ => false,
+            },
+        }
+    }
 }
 
 pub async fn github(
@@ -35,17 +76,18 @@ pub async fn github(
     let hooks = state.hooks.lock().map(|h| h.len()).unwrap_or(0);
     if hooks == 0 {
         return Err(ApiError::not_found(
-            "no [[source]] of the served plan takes GitHub webhooks (set its webhook_secret_env)",
+            "nothing here takes GitHub webhooks: set webhook_secret_env on a [[source]] or in [land] of the served plan",
         ));
     }
-    let signed: Vec<(String, Arc<tokio::sync::Notify>)> = state
+    let signed: Vec<(String, Wants, Arc<tokio::sync::Notify>)> = state
         .hooks
         .lock()
         .map(|hooks| {
             let ok = hooks
                 .iter()
                 .filter(|h| signature_ok(&h.secret, &body, signature));
-            ok.map(|h| (h.repo.clone(), h.wake.clone())).collect()
+            ok.map(|h| (h.repo.clone(), h.wants, h.wake.clone()))
+                .collect()
         })
         .unwrap_or_default();
     if signed.is_empty() {
@@ -66,10 +108,8 @@ pub async fn github(
         .unwrap_or_default();
     let woken: Vec<&String> = signed
         .iter()
-        .filter(|(r, _)| {
-            r.eq_ignore_ascii_case(repo) && matches!(event, "issues" | "issue_comment")
-        })
-        .map(|(r, wake)| {
+        .filter(|(r, wants, _)| r.eq_ignore_ascii_case(repo) && wants.wakes(event, &payload))
+        .map(|(r, _, wake)| {
             wake.notify_one();
             r
         })
@@ -165,5 +205,36 @@ mod tests {
             hex,
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+}
+
+#[cfg(test)]
+mod wants_tests {
+    use super::Wants;
+    use serde_json::json;
+
+    #[test]
+    fn a_follower_wakes_for_its_own_pull_request_only() {
+        let check = |n: u64| json!({"check_run": {"pull_requests": [{"number": n}]}});
+        let review = |n: u64| json!({"pull_request": {"number": n}});
+        let me = Wants::Pull(7);
+        assert!(me.wakes("check_run", &check(7)));
+        assert!(!me.wakes("check_run", &check(8)));
+        assert!(!me.wakes("check_run", &json!({"check_run": {"pull_requests": []}})));
+        assert!(me.wakes("pull_request_review", &review(7)));
+        assert!(me.wakes("pull_request_review_comment", &review(7)));
+        assert!(!me.wakes("pull_request_review", &review(70)));
+        assert!(me.wakes("issue_comment", &json!({"issue": {"number": 7}})));
+        assert!(me.wakes("status", &json!({"sha": "abc"})));
+        assert!(!me.wakes("issues", &json!({"issue": {"number": 7}})));
+        assert!(!me.wakes("push", &json!({})));
+    }
+
+    #[test]
+    fn a_source_wakes_for_issues_and_their_comments() {
+        let any = json!({"issue": {"number": 3}});
+        assert!(Wants::Issues.wakes("issues", &any));
+        assert!(Wants::Issues.wakes("issue_comment", &any));
+        assert!(!Wants::Issues.wakes("check_run", &any));
     }
 }

@@ -21,12 +21,15 @@
 //! are GitHub's `basic-error` bodies. Requests are recorded for the tests'
 //! assertions; the test adds issues, comments and labels as people would.
 
+mod hooks;
 mod pulls;
 
+pub use hooks::Delivery;
 pub use pulls::Pull;
 
 use crate::http::{self, Outcome, Request, Response};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request the stand-in received.
@@ -76,6 +79,9 @@ struct State {
     /// Comments to refuse with a 502 before taking one again.
     failing_comments: u32,
     pulls: pulls::Pulls,
+    /// Where webhooks go, when set.
+    hook: Option<hooks::Hook>,
+    deliveries: Vec<Delivery>,
 }
 
 impl State {
@@ -119,6 +125,9 @@ pub struct GitHub {
     state: Arc<Mutex<State>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Stops the watcher (CI on pushes, check run deliveries).
+    watching: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -142,14 +151,47 @@ impl GitHub {
             .name("github-stand-in".into())
             .spawn(move || serve(listener, shared, repo_, token_, stopped))
             .expect("spawn the GitHub stand-in");
+        let url = format!("http://127.0.0.1:{port}");
+        let watching = Arc::new(AtomicBool::new(false));
+        let (shared, url_, repo_, flag) = (
+            state.clone(),
+            url.clone(),
+            repo.to_string(),
+            watching.clone(),
+        );
+        let every = std::time::Duration::from_millis(50);
+        let watcher = std::thread::Builder::new()
+            .name("github-stand-in-watcher".into())
+            .spawn(move || hooks::watch(shared, url_, repo_, flag, every))
+            .expect("spawn the GitHub stand-in's watcher");
         GitHub {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             repo: repo.to_string(),
             token: token.to_string(),
             state,
             stop: Some(stop),
             thread: Some(thread),
+            watching,
+            watcher: Some(watcher),
         }
+    }
+
+    /// Webhooks go to `url`, signed with `secret`.
+    pub fn webhook(&self, url: &str, secret: &str) {
+        lock(&self.state).hook = Some(hooks::Hook {
+            url: url.into(),
+            secret: secret.into(),
+        });
+    }
+
+    /// Each check takes `secs` to complete (it is `in_progress` until then).
+    pub fn ci_takes(&self, secs: f64) {
+        lock(&self.state).pulls.ci_secs = secs;
+    }
+
+    /// The deliveries made so far (and those due with no hook set).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        lock(&self.state).deliveries.clone()
     }
 
     /// The API's root, for `api_url`.
@@ -227,6 +269,10 @@ impl GitHub {
 
 impl Drop for GitHub {
     fn drop(&mut self) {
+        self.watching.store(true, Ordering::Relaxed);
+        if let Some(t) = self.watcher.take() {
+            let _ = t.join();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -377,6 +423,15 @@ fn handle(state: &Mutex<State>, url: &str, repo: &str, token: &str, req: Request
     });
     if let Some(id) = req.path.strip_prefix("/_logs/") {
         return pulls::log(&st, id);
+    }
+    if req.path == "/_hook" {
+        // The stand-in's own control (not GitHub's): where webhooks go.
+        let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        let (Some(url), Some(secret)) = (field("url"), field("secret")) else {
+            return error(422, "POST /_hook takes {\"url\", \"secret\"}");
+        };
+        st.hook = Some(hooks::Hook { url, secret });
+        return Outcome::Respond(Response::json(200, &json!({"ok": true})));
     }
     if req.header("user-agent").is_none_or(str::is_empty) {
         return error(403, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header");
@@ -614,15 +669,33 @@ impl GitHub {
         let mut st = lock(&self.state);
         let commit = head_of(&st, n);
         let id = st.pulls.next();
-        st.pulls.reviews.push(pulls::ReviewRec {
+        let review = pulls::ReviewRec {
             id,
             pull: n,
             author: author.into(),
             state: state.into(),
             body: body.into(),
             commit,
-        });
+        };
+        // Webhooks carry the state in lower case.
+        let mut shown = pulls::review_json(&self.repo, &review);
+        shown["state"] = json!(state.to_ascii_lowercase());
+        st.pulls.reviews.push(review);
+        let event =
+            json!({"action": "submitted", "review": shown, "pull_request": self.minimal(&st, n)});
+        drop(st);
+        let due = hooks::merged(event, hooks::around(&self.repo, author));
+        hooks::deliver(&self.state, vec![("pull_request_review", due)]);
         id
+    }
+
+    /// Pull request `n` in a webhook's minimal shape.
+    fn minimal(&self, st: &State, n: u64) -> Value {
+        let p = st.pulls.list.iter().find(|p| p.number == n);
+        let (head, base) = p.map_or((String::new(), String::new()), |p| {
+            (p.head.clone(), p.base.clone())
+        });
+        hooks::minimal_pull(n, &head, &head_of(st, n), &base)
     }
 
     /// A person comments on line `line` of `path` in pull request `n`'s
@@ -631,7 +704,7 @@ impl GitHub {
         let mut st = lock(&self.state);
         let commit = head_of(&st, n);
         let id = st.pulls.next();
-        st.pulls.comments.push(pulls::LineComment {
+        let comment = pulls::LineComment {
             id,
             pull: n,
             author: author.into(),
@@ -640,7 +713,14 @@ impl GitHub {
             body: body.into(),
             in_reply_to: None,
             commit,
-        });
+        };
+        let shown = pulls::comment_json(&self.url, &self.repo, &comment);
+        st.pulls.comments.push(comment);
+        let event =
+            json!({"action": "created", "comment": shown, "pull_request": self.minimal(&st, n)});
+        drop(st);
+        let due = hooks::merged(event, hooks::around(&self.repo, author));
+        hooks::deliver(&self.state, vec![("pull_request_review_comment", due)]);
         id
     }
 

@@ -18,11 +18,13 @@
 //! script per check, run on each new head commit's tree (its output is the
 //! job's log); people's reviews and line comments are added by the test.
 
+use super::hooks::{self, Due};
 use super::{error, user, State};
 use crate::http::{Outcome, Request, Response};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Instant;
 
 #[derive(Default)]
 pub(super) struct Pulls {
@@ -34,6 +36,8 @@ pub(super) struct Pulls {
     pub remote: Option<PathBuf>,
     /// Which merge methods the repository allows: merge, squash, rebase.
     pub methods: Option<[bool; 3]>,
+    /// How long a check runs before it completes.
+    pub ci_secs: f64,
     next_id: u64,
 }
 
@@ -57,6 +61,10 @@ pub(super) struct CheckRun {
     pub name: String,
     pub passed: bool,
     pub log: String,
+    /// When it started; it completes `ci_secs` later.
+    pub started: Instant,
+    /// Its `check_run` `completed` delivery is made.
+    pub announced: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -132,8 +140,55 @@ impl Pulls {
                 name,
                 passed,
                 log,
+                started: Instant::now(),
+                announced: false,
             });
         }
+    }
+
+    /// Whether check `c` has completed.
+    fn done(&self, c: &CheckRun) -> bool {
+        c.started.elapsed().as_secs_f64() >= self.ci_secs
+    }
+
+    /// What has happened since the last look: each open pull request's new
+    /// head gets its CI, and each check that completed is announced (with
+    /// the pull requests whose head it ran on).
+    pub(super) fn watch(&mut self, url: &str, repo: &str) -> Vec<Due> {
+        let open: Vec<(u64, String, String)> = self
+            .list
+            .iter()
+            .filter(|p| p.merged.is_none() && !p.closed)
+            .map(|p| (p.number, p.head.clone(), p.base.clone()))
+            .collect();
+        let mut heads = Vec::new();
+        for (n, head, base) in open {
+            if let Some(sha) = self.sha_of(&head) {
+                self.run_ci(&sha);
+                heads.push((n, head, sha, base));
+            }
+        }
+        let mut due = Vec::new();
+        for i in 0..self.checks.len() {
+            let c = &self.checks[i];
+            if c.announced || !self.done(c) {
+                continue;
+            }
+            let pulls: Vec<Value> = heads
+                .iter()
+                .filter(|(_, _, sha, _)| *sha == c.sha)
+                .map(|(n, head, sha, base)| hooks::minimal_pull(*n, head, sha, base))
+                .collect();
+            let mut run = check_json(url, repo, c, true);
+            run["pull_requests"] = Value::Array(pulls);
+            let body = hooks::merged(
+                json!({"action": "completed", "check_run": run}),
+                hooks::around(repo, "github-actions[bot]"),
+            );
+            due.push(("check_run", body));
+            self.checks[i].announced = true;
+        }
+        due
     }
 
     fn run_script(&self, sha: &str, script: &str) -> (bool, String) {
@@ -208,21 +263,27 @@ fn pull_json(url: &str, repo: &str, p: &Pull, pulls: &Pulls) -> Value {
     v
 }
 
-fn check_json(url: &str, repo: &str, c: &CheckRun) -> Value {
+fn check_json(url: &str, repo: &str, c: &CheckRun, done: bool) -> Value {
+    let conclusion = match (done, c.passed) {
+        (false, _) => Value::Null,
+        (true, true) => json!("success"),
+        (true, false) => json!("failure"),
+    };
     json!({
         "id": c.id, "head_sha": c.sha, "node_id": format!("CR_{}", c.id), "external_id": "",
         "url": format!("{url}/repos/{repo}/check-runs/{}", c.id),
         "html_url": format!("https://github.com/{repo}/actions/runs/1/job/{}", c.id),
         "details_url": format!("https://github.com/{repo}/actions/runs/1/job/{}", c.id),
-        "status": "completed", "conclusion": if c.passed { "success" } else { "failure" },
-        "started_at": "2026-12-01T10:00:00Z", "completed_at": "2026-12-01T10:01:00Z",
+        "status": if done { "completed" } else { "in_progress" }, "conclusion": conclusion,
+        "started_at": "2026-12-01T10:00:00Z",
+        "completed_at": if done { json!("2026-12-01T10:01:00Z") } else { Value::Null },
         "output": {"title": if c.passed { "passed" } else { "failed" }, "summary": "", "text": null,
                    "annotations_count": 0, "annotations_url": ""},
         "name": c.name, "check_suite": {"id": 1}, "app": null, "pull_requests": [],
     })
 }
 
-fn review_json(repo: &str, r: &ReviewRec) -> Value {
+pub(super) fn review_json(repo: &str, r: &ReviewRec) -> Value {
     json!({
         "id": r.id, "node_id": format!("PRR_{}", r.id), "user": user(&r.author), "body": r.body,
         "state": r.state, "html_url": format!("https://github.com/{repo}/pull/{}#pullrequestreview-{}", r.pull, r.id),
@@ -231,7 +292,7 @@ fn review_json(repo: &str, r: &ReviewRec) -> Value {
     })
 }
 
-fn comment_json(url: &str, repo: &str, c: &LineComment) -> Value {
+pub(super) fn comment_json(url: &str, repo: &str, c: &LineComment) -> Value {
     let mut v = json!({
         "url": format!("{url}/repos/{repo}/pulls/comments/{}", c.id), "pull_request_review_id": null,
         "id": c.id, "node_id": format!("PRRC_{}", c.id),
@@ -333,7 +394,7 @@ pub(super) fn handle(
                 .checks
                 .iter()
                 .filter(|c| c.sha == sha)
-                .map(|c| check_json(url, repo, c))
+                .map(|c| check_json(url, repo, c, st.pulls.done(c)))
                 .collect();
             Outcome::Respond(Response::json(
                 200,
