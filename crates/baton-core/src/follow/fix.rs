@@ -144,8 +144,12 @@ impl Follower<'_> {
         if !found.as_ref().is_some_and(|t| t.status.is_finished()) {
             let paths = crate::paths::StatePaths::new(self.repo.state_dir());
             if crate::control::is_live(&paths, &run) {
-                // Another baton drives the run (a server resumed it).
-                return Ok(Round::Idle { changed: false });
+                // Another baton drives the run (a server resumed it): its
+                // end is near, looked for at every poll.
+                return Ok(Round::Idle {
+                    changed: false,
+                    settled: false,
+                });
             }
             if found.is_some() {
                 let r = run.clone();
@@ -157,7 +161,10 @@ impl Follower<'_> {
         }
         let Some(task) = found.filter(|t| t.status.is_finished()) else {
             // Stopped before its end (baton is shutting down): picked up again.
-            return Ok(Round::Idle { changed: false });
+            return Ok(Round::Idle {
+                changed: false,
+                settled: true,
+            });
         };
         let pushed = if task.merged {
             Some(push(self, rec).await?)

@@ -60,8 +60,10 @@ enum Round {
     Done(PullStatus),
     /// Something was done: look again now.
     Again,
-    /// Nothing to do; whether anything changed since the last look.
-    Idle { changed: bool },
+    /// Nothing to do; whether anything changed since the last look, and
+    /// whether it is settled (no check running or awaited: only a person
+    /// moves it now, so looks may grow rarer).
+    Idle { changed: bool, settled: bool },
 }
 
 /// Quiet rounds stretch the wait up to this many polls.
@@ -87,11 +89,11 @@ impl Follower<'_> {
                     stretch = 1;
                     continue;
                 }
-                Ok(Round::Idle { changed: true }) => {
+                Ok(Round::Idle { changed: true, .. }) | Ok(Round::Idle { settled: false, .. }) => {
                     stretch = 1;
                     poll
                 }
-                Ok(Round::Idle { changed: false }) => {
+                Ok(Round::Idle { .. }) => {
                     let wait = poll * stretch;
                     stretch = (stretch * 2).min(MAX_STRETCH);
                     wait
@@ -151,9 +153,10 @@ impl Follower<'_> {
             decide::checks_summary(&checks),
             decide::reviews_summary(&reviews),
         );
-        let changed = rec.seen_sha.as_deref() != Some(pull.head_sha.as_str())
-            || rec.checks != cs
-            || rec.reviews != rs;
+        let fresh = rec.seen_sha.as_deref() != Some(pull.head_sha.as_str());
+        let changed = fresh || rec.checks != cs || rec.reviews != rs;
+        // CI running, or not reported yet on a new head: its end is near.
+        let settled = !(checks.iter().any(|c| c.pending) || (fresh && checks.is_empty()));
         rec.seen_sha = Some(pull.head_sha.clone());
         (rec.checks, rec.reviews) = (cs, rs);
         match step {
@@ -172,7 +175,7 @@ impl Follower<'_> {
                 }
                 rec.note = Some(why);
                 self.save(&rec).await?;
-                Ok(Round::Idle { changed })
+                Ok(Round::Idle { changed, settled })
             }
         }
     }
@@ -278,7 +281,10 @@ impl Follower<'_> {
         if self.repo.is_ancestor(&base, &tip).await? {
             rec.note = Some("the forge says it conflicts, but it holds its base".into());
             self.save(rec).await?;
-            return Ok(Round::Idle { changed: false });
+            return Ok(Round::Idle {
+                changed: false,
+                settled: true,
+            });
         }
         let message = format!("Merge {} into {} (baton)", pull.base, rec.head);
         match self.repo.merge_commits(&tip, &base, &message).await? {

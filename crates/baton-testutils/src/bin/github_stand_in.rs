@@ -2,9 +2,15 @@
 //! `[[source]] kind = "github"` by hand without GitHub.
 //!
 //!   github-stand-in serve --repo OWNER/NAME --token TOKEN --url-file F
+//!                         [--remote BARE.git] [--ci-script SH] [--ci-secs N]
 //!       Serves GitHub's REST shapes for one repository on 127.0.0.1 until
 //!       killed; writes its URL to F; prints each request it gets as a line
-//!       (`GET /repos/o/r/issues?state=open&...`) on stdout.
+//!       (`GET /repos/o/r/issues?state=open&...`) on stdout, and each
+//!       webhook delivery made or due (`HOOK check_run completed failure
+//!       #12 -> 202`; status 0 with no hook set). With `--remote`, pull
+//!       requests are that repository's branches; `--ci-script` is the
+//!       check `test` run on each pushed head, taking `--ci-secs`.
+//!       `POST /_hook {"url", "secret"}` sets where webhooks go.
 
 use baton_testutils::github::GitHub;
 use std::io::Write;
@@ -29,14 +35,36 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let gh = GitHub::start(repo, token);
+    if let Some(remote) = flag(&args, "--remote") {
+        gh.use_remote(std::path::Path::new(remote));
+    }
+    if let Some(script) = flag(&args, "--ci-script") {
+        gh.ci("test", script);
+    }
+    if let Some(secs) = flag(&args, "--ci-secs") {
+        match secs.parse::<f64>() {
+            Ok(s) if s >= 0.0 => gh.ci_takes(s),
+            _ => {
+                eprintln!("github-stand-in: --ci-secs takes a number of seconds, not {secs:?}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Err(e) = std::fs::write(file, gh.url()) {
         eprintln!("github-stand-in: cannot write {file}: {e}");
         return ExitCode::from(1);
     }
-    let mut told = 0;
+    let (mut told, mut hooked) = (0, 0);
     loop {
         let calls = gh.calls();
+        let deliveries = gh.deliveries();
         let mut out = std::io::stdout().lock();
+        for d in &deliveries[hooked..] {
+            if writeln!(out, "{}", delivery_line(d)).is_err() {
+                return ExitCode::SUCCESS;
+            }
+        }
+        hooked = deliveries.len();
         for c in &calls[told..] {
             let q = if c.query.is_empty() {
                 String::new()
@@ -51,4 +79,37 @@ fn main() -> ExitCode {
         told = calls.len();
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `HOOK <event> <action> <conclusion or -> #<pull>... -> <status>`.
+fn delivery_line(d: &baton_testutils::github::Delivery) -> String {
+    let b = &d.body;
+    let text = |p: &str| {
+        b.pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let mut pulls: Vec<String> = Vec::new();
+    if let Some(list) = b
+        .pointer("/check_run/pull_requests")
+        .and_then(|v| v.as_array())
+    {
+        pulls.extend(
+            list.iter()
+                .filter_map(|p| p["number"].as_u64())
+                .map(|n| format!("#{n}")),
+        );
+    }
+    if let Some(n) = b.pointer("/pull_request/number").and_then(|v| v.as_u64()) {
+        pulls.push(format!("#{n}"));
+    }
+    format!(
+        "HOOK {} {} {} {} -> {}",
+        d.event,
+        text("/action"),
+        text("/check_run/conclusion"),
+        pulls.join(","),
+        d.status
+    )
 }
