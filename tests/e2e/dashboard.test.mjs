@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, existsSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const BATON = process.env.BATON_BIN || path.join(root, 'target/debug/baton');
 const FAKE = path.join(root, 'target/debug/fake-agent');
+const STANDIN = path.join(root, 'target/debug/github-stand-in');
 const ARTIFACTS = path.join(here, 'artifacts');
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -27,7 +28,7 @@ let browser;
 const servers = [];
 
 before(async () => {
-  for (const bin of [BATON, FAKE]) assert.ok(existsSync(bin), `${bin} is built (cargo build --workspace)`);
+  for (const bin of [BATON, FAKE, STANDIN]) assert.ok(existsSync(bin), `${bin} is built (cargo build --workspace)`);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -41,11 +42,11 @@ after(async () => {
   for (const s of servers) rmSync(s.dir, { recursive: true, force: true });
 });
 
-/** A temporary repository with `tasks` (TOML) planned for the fake agent, and `baton serve` on it. */
-async function serve(tasks) {
+/** A temporary repository with `tasks` (TOML) planned for the fake agent, and `baton serve` on it (with `more` in its environment). */
+async function serve(tasks, more = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'baton-e2e-'));
   const repo = path.join(dir, 'repo');
-  const env = { ...process.env, ...GIT_ENV, HOME: dir };
+  const env = { ...process.env, ...GIT_ENV, HOME: dir, ...more };
   execFileSync('git', ['init', '-q', '-b', 'main', repo], { env });
   execFileSync('git', ['-C', repo, 'commit', '-q', '--allow-empty', '-m', 'init'], { env });
   writeFileSync(path.join(repo, 'baton.toml'),
@@ -324,4 +325,61 @@ echo "api first, then its docs"`;
   await page.getByTestId('proposal-run').click();
   await page.getByTestId('proposal-status').getByText(/nowhere/).waitFor({ timeout: 10000 });
   await page.close();
+});
+
+test('a link to a task opens that run and task, and the run shows its pull request', async () => {
+  // The GitHub stand-in (GitHub's REST shapes, a bare repository as the remote, a CI check).
+  const TOKEN = 'e2e-github-token';
+  const s = await serve('', { E2E_GITHUB_TOKEN: TOKEN });
+  const origin = path.join(s.dir, 'origin.git');
+  const urlFile = path.join(s.dir, 'github-url');
+  execFileSync('git', ['init', '-q', '--bare', '-b', 'main', origin], { env: { ...process.env, ...GIT_ENV } });
+  execFileSync('git', ['-C', s.repo, 'remote', 'add', 'origin', origin]);
+  execFileSync('git', ['-C', s.repo, 'push', '-q', 'origin', 'main']);
+  const gh = spawn(STANDIN, ['serve', '--repo', 'acme/app', '--token', TOKEN, '--url-file', urlFile,
+    '--remote', origin, '--ci-script', 'test -f notes.txt'], { stdio: 'ignore' });
+  try {
+    let api = '';
+    for (let i = 0; i < 100 && !api; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      api = existsSync(urlFile) ? readFileSync(urlFile, 'utf8').trim() : '';
+    }
+    writeFileSync(path.join(s.repo, 'baton.toml'),
+      `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[defaults]\nagent = "fake"\n\n` +
+      `[[task]]\nid = "notes"\nprompt = "write notes.txt hello"\n\n` +
+      `[land]\nmode = "pr"\nfollow = true\nmerge_when = "approved"\nrepo = "acme/app"\napi_url = "${api}"\n` +
+      `token_env = "E2E_GITHUB_TOKEN"\npoll = "1s"\n`);
+    const first = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+    assert.equal(first.status, 201, JSON.stringify(first.json));
+    const run = first.json.run;
+    // Green and waiting for an approval that does not come.
+    for (let i = 0; i < 200; i++) {
+      const r = await s.api('GET', `/api/runs/${run}`);
+      if (r.json.pull && /waiting for an approval/.test(r.json.pull.note || '')) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    // A newer run, which the board shows by default.
+    writeFileSync(path.join(s.repo, 'other.toml'),
+      `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[[task]]\nid = "other"\nagent = "fake"\nprompt = "say other"\n`);
+    const second = await s.api('POST', '/api/runs', { plan: 'other.toml' });
+    assert.equal(second.status, 201);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const [base, hash] = s.link.split('#');
+    await page.goto(`${base.replace(/\/$/, '')}/?run=${run}&task=notes#${hash}`);
+    const pull = page.getByTestId('run-pull');
+    await pull.waitFor({ timeout: 15000 });
+    const text = await pull.innerText();
+    assert.match(text, /pull request #1/);
+    assert.match(text, /following/);
+    assert.match(text, /checks: 1 passed/);
+    assert.match(text, /waiting for an approval/);
+    assert.equal(await pull.locator('a').getAttribute('href'), 'https://github.com/acme/app/pull/1');
+    // The task's pane is open on the linked task.
+    await page.getByTestId('transcript').getByText('merged into the integration branch').waitFor({ timeout: 10000 });
+    assert.equal(await page.getByTestId('task-detail').isVisible(), true);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'pull-request.png'), fullPage: true });
+    await page.close();
+  } finally {
+    gh.kill();
+  }
 });

@@ -289,10 +289,16 @@ impl Drop for Served {
 const HOOK_SECRET: &str = "webhook-secret-for-the-tests";
 
 pub(crate) fn serve(env: &TestEnv, log: &str) -> Served {
+    serve_with(env, log, &[])
+}
+
+/// [`serve`] with more arguments.
+pub(crate) fn serve_with(env: &TestEnv, log: &str, more: &[&str]) -> Served {
     use std::io::BufRead;
     let log = std::fs::File::create(env.scratch(log)).unwrap();
     let mut child = baton(env)
         .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(more)
         .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
         .env("BATON_TEST_HOOK_SECRET", HOOK_SECRET)
         .env("BATON_LOG", "info")
@@ -462,4 +468,15 @@ fn webhooks_wake_the_follower_at_once_though_it_polls_once_an_hour() {
     );
     assert_eq!(fixes, ["fix-1-checks succeeded"]);
     assert!(remote_file(&env, "main", "app.txt").contains("fixed"));
+    // The report says where the pull request stands (and the API's too).
+    let out = output(baton(&env).args(["status", "--json"]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pull = &report["pull"];
+    assert_eq!(pull["status"], "merged", "{report:#}");
+    assert_eq!(pull["number"], gh.pulls()[0].number, "{report:#}");
+    assert_eq!(pull["fixes_used"], 1, "{report:#}");
+    assert!(
+        pull["checks"].as_str().unwrap().contains("passed"),
+        "{report:#}"
+    );
 }

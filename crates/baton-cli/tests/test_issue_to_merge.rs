@@ -7,7 +7,7 @@
 //! step and closes.
 
 use crate::common::*;
-use crate::test_follow::{remote_file, said, serve, setup_with, TOKEN};
+use crate::test_follow::{remote_file, said, serve_with, setup_with, TOKEN};
 use crate::test_real_agents::{bins, profile_with};
 use baton_testutils::fake_agent;
 use baton_testutils::model_server::{ModelServer, Scripts, Step};
@@ -88,7 +88,8 @@ fixer = "claude"
     // Taken only once the first one's work has merged, and started from
     // the merge (its check passes with no fix: app.txt is right there).
     let notes = gh.open_issue("Write the notes", "Blocked by #1.", &["baton", "docs"]);
-    let served = serve(&env, "serve.log");
+    let public = ["--public-url", "https://baton.example.com/"];
+    let served = serve_with(&env, "serve.log", &public);
     let log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
     let wait_for = |what: &str, secs: u64, cond: &mut dyn FnMut() -> bool| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
@@ -197,6 +198,11 @@ fixer = "claude"
         on_issue[0].starts_with("baton took this on as task `github-1-make-app-txt-right` of run"),
         "{on_issue:#?}"
     );
+    let run = &store_rows(&env, "SELECT id FROM runs ORDER BY created_at")[0];
+    let link = format!(
+        "Follow it at https://baton.example.com/?run={run}&task=github-1-make-app-txt-right"
+    );
+    assert!(on_issue[0].contains(&link), "{on_issue:#?}");
     assert!(
         on_issue[1].starts_with(&format!(
             "baton opened pull request #{n} with the work of run"

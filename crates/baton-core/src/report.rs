@@ -74,6 +74,39 @@ pub struct Report {
     pub duration_ms: Option<i64>,
     pub tasks: Vec<TaskReport>,
     pub usage: Usage,
+    /// The run's pull request, once opened (`[land] mode = "pr"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullReport>,
+}
+
+/// Where a run's pull request stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    pub number: u64,
+    pub url: String,
+    pub status: crate::model::PullStatus,
+    /// Its checks and reviews in a few words, as last seen.
+    pub checks: String,
+    pub reviews: String,
+    pub fixes_used: u32,
+    pub spent_usd: f64,
+    /// What it waits for, why it needs a person, or how it ended.
+    pub note: Option<String>,
+}
+
+impl PullReport {
+    fn of(p: crate::store::PullRecord) -> PullReport {
+        PullReport {
+            number: p.number,
+            url: p.url,
+            status: p.status,
+            checks: p.checks,
+            reviews: p.reviews,
+            fixes_used: p.fixes_used,
+            spent_usd: p.spent_usd,
+            note: p.note,
+        }
+    }
 }
 
 fn sum<T: Copy + std::iter::Sum<T>>(vals: impl Iterator<Item = Option<T>>) -> Option<T> {
@@ -147,8 +180,10 @@ impl TaskReport {
 impl Report {
     pub async fn load(store: &Arc<Store>, run: &str) -> Result<Report, StoreError> {
         let id = run.to_string();
-        let (rec, records, moves) = store
-            .call(move |s| Ok::<_, StoreError>((s.run(&id)?, s.tasks(&id)?, s.moves(&id)?)))
+        let (rec, records, moves, pull) = store
+            .call(move |s| {
+                Ok::<_, StoreError>((s.run(&id)?, s.tasks(&id)?, s.moves(&id)?, s.pull(&id)?))
+            })
             .await?;
         let tasks: Vec<TaskReport> = records
             .iter()
@@ -177,6 +212,7 @@ impl Report {
             finished_at: rec.finished_at.map(crate::clock::rfc3339),
             duration_ms: rec.finished_at.map(|f| f - rec.created_at),
             tasks,
+            pull: pull.map(PullReport::of),
         })
     }
 

@@ -535,7 +535,19 @@ function renderHead() {
       (u.input_tokens != null || u.output_tokens != null) && `${fmtNum(u.input_tokens)} in / ${fmtNum(u.output_tokens)} out tokens`,
       u.cost_usd != null && fmtCost(u.cost_usd),
     ].filter(Boolean).join(' · ')),
+    pullLine(r.pull),
   );
+}
+
+/** Where the run's pull request stands (`[land] follow`), if it has one. */
+function pullLine(p) {
+  if (!p) return null;
+  const safe = /^https?:\/\//.test(p.url) ? p.url : null;
+  return h('p', { class: 'run-meta', 'data-testid': 'run-pull' },
+    h('a', { href: safe, target: '_blank', rel: 'noopener' }, `pull request #${p.number}`), ' ',
+    h('span', { class: `pill pull-${p.status}` }, p.status.replace('_', ' ')),
+    ' ', [p.checks && `checks: ${p.checks}`, p.reviews && `reviews: ${p.reviews}`,
+      `fixes used: ${p.fixes_used}`, p.note].filter(Boolean).join(' · '));
 }
 
 function renderBoard() {
@@ -967,6 +979,10 @@ window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer
 
 async function start() {
   await refreshAll();
+  // A link to a run or a task (`?run=ID&task=ID`, as trackers' comments give).
+  const q = new URLSearchParams(window.location.search);
+  if (q.get('run')) await selectRun(q.get('run'));
+  if (q.get('run') && q.get('task')) await selectTask(q.get('task'));
   if ($('login').hidden) connect();
 }
 

@@ -361,7 +361,8 @@ impl Intake {
         task: &str,
         agent: Option<&str>,
     ) -> Result<(), TrackerError> {
-        let text = tracker::started_comment(run, task, agent, None);
+        let link = state.opts.task_link(run, task);
+        let text = tracker::started_comment(run, task, agent, link.as_deref());
         let report = Report {
             event: "started",
             item: key.to_string(),

@@ -30,6 +30,18 @@ pub struct ServeOptions {
     pub trackers: &'static [&'static baton_core::tracker::TrackerKind],
     /// Where pull requests are opened and followed (`[land] follow`).
     pub forges: &'static [&'static baton_core::forge::ForgeKind],
+    /// Where people reach the dashboard (`--public-url`): trackers' items
+    /// get a link to their run there.
+    pub public_url: Option<String>,
+}
+
+impl ServeOptions {
+    /// The dashboard's address of task `task` of run `run`, when the
+    /// server's public URL is known.
+    pub fn task_link(&self, run: &str, task: &str) -> Option<String> {
+        let base = self.public_url.as_deref()?.trim_end_matches('/');
+        Some(format!("{base}/?run={run}&task={task}"))
+    }
 }
 
 /// A run this process drives: the task driving it, and its handle.

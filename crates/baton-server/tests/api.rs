@@ -64,6 +64,7 @@ fn api_with(require_token: bool, plan: &str) -> Api {
         drivers: &[],
         trackers: &[],
         forges: &[],
+        public_url: None,
     };
     let state = AppState::new(opts, require_token).unwrap();
     Api { env, state }
@@ -598,6 +599,7 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
         drivers: &[],
         trackers: &[],
         forges: &[],
+        public_url: None,
     };
     let state = AppState::new(opts, false).unwrap();
     baton_server::spawn_notifier(state.clone());

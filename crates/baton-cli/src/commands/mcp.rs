@@ -88,6 +88,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         drivers: crate::executors::DRIVERS,
         trackers: crate::executors::TRACKERS,
         forges: crate::executors::FORGES,
+        public_url: None,
     };
     let state = AppState::new(opts, false).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(run) = &args.run {

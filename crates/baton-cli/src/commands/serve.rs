@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// A URL that gets a JSON POST ({"text": ...}) when a task needs a person.
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
+    /// Where people reach this server's dashboard (e.g. behind a proxy):
+    /// the comments baton writes on trackers' items link to their run there.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 async fn shutdown() {
@@ -47,6 +51,13 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
             )));
         }
     }
+    if let Some(u) = &args.public_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(usage(format!(
+                "--public-url must be an http:// or https:// URL, not {u:?}"
+            )));
+        }
+    }
     let opts = ServeOptions {
         baton: std::env::current_exe().ok(),
         addr: args.addr.clone(),
@@ -57,6 +68,7 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         drivers: crate::executors::DRIVERS,
         trackers: crate::executors::TRACKERS,
         forges: crate::executors::FORGES,
+        public_url: args.public_url.clone(),
     };
     baton_server::serve(opts, shutdown(), |addr| {
         eprintln!("baton serve: listening on http://{addr}");

@@ -25,15 +25,7 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     let report = Report::load(&store, &rec.id).await?;
     let pull = store.pull(&rec.id)?;
     if args.json {
-        let mut v = serde_json::to_value(&report)?;
-        if let Some(p) = &pull {
-            v["pull"] = serde_json::json!({
-                "number": p.number, "url": p.url, "status": p.status, "checks": p.checks,
-                "reviews": p.reviews, "fixes_used": p.fixes_used, "spent_usd": p.spent_usd,
-                "note": p.note,
-            });
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
     }
     let live = match lock::probe(&paths.lock(&rec.id)) {
