@@ -312,7 +312,7 @@ fn a_comment_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
 
 /// GitHub's signature of `body` under `secret`, made as GitHub documents it
 /// (by Python's hmac, not by baton's code).
-fn github_signature(secret: &str, body: &str) -> String {
+pub(crate) fn github_signature(secret: &str, body: &str) -> String {
     let py = "import hmac,hashlib,sys; print('sha256=' + hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())";
     let out = std::process::Command::new("python3")
         .args(["-c", py, secret, body])

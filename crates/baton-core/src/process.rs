@@ -13,21 +13,28 @@ use tokio::process::Child;
 /// How long a group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Variables baton keeps for itself (a tracker's token): no agent, gate or
-/// setup it starts inherits them. Process-wide, because every such process
-/// is started in one place ([`withheld`] is read there) and the set is
-/// known once, when `baton serve` reads its plan.
-static WITHHELD: std::sync::OnceLock<Vec<OsString>> = std::sync::OnceLock::new();
+/// Variables baton keeps for itself (a tracker's token, a hook's secret):
+/// no agent, gate or setup it starts inherits them. Process-wide, because
+/// every such process is started in one place ([`withheld`] is read there),
+/// and only ever growing: each part of a server (sources, hooks, followed
+/// pull requests) adds its own.
+static WITHHELD: std::sync::Mutex<Vec<OsString>> = std::sync::Mutex::new(Vec::new());
 
-/// Keeps `names` from every process baton starts from now on; the first
-/// call wins (a server reads its sources once).
+/// Keeps `names` from every process baton starts from now on, besides
+/// those kept already.
 pub fn withhold(names: &[String]) {
-    let _ = WITHHELD.set(names.iter().map(OsString::from).collect());
+    let mut kept = WITHHELD.lock().unwrap_or_else(|e| e.into_inner());
+    for n in names {
+        let n = OsString::from(n);
+        if !kept.contains(&n) {
+            kept.push(n);
+        }
+    }
 }
 
 /// What [`withhold`] keeps back.
-pub fn withheld() -> &'static [OsString] {
-    WITHHELD.get().map(Vec::as_slice).unwrap_or_default()
+pub fn withheld() -> Vec<OsString> {
+    WITHHELD.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 pub fn signal_group(pgid: i32, sig: i32) -> bool {

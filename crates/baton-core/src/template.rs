@@ -25,9 +25,11 @@ pub struct PromptContext {
     pub task: String,
     pub run: String,
     pub attempt: u32,
+    /// The plan's `payload` (a hook's delivery); null when it has none.
+    pub payload: serde_json::Value,
 }
 
-const KNOWN_VARS: &[&str] = &["tasks", "feedback", "task", "run", "attempt"];
+const KNOWN_VARS: &[&str] = &["tasks", "feedback", "task", "run", "attempt", "payload"];
 
 fn env() -> Environment<'static> {
     let mut env = Environment::new();
@@ -152,6 +154,10 @@ pub fn check(src: &str, needs: &[String]) -> Result<(), String> {
             "prompt uses `{v}`, which templates do not have (they have: {})",
             KNOWN_VARS.join(", ")
         ));
+    }
+    if tmpl.undeclared_variables(false).contains("payload") {
+        // Its shape is the delivery's: known only when one comes.
+        return Ok(());
     }
     let ctx = PromptContext {
         tasks: needs

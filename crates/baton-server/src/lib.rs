@@ -103,6 +103,7 @@ pub async fn serve(
         .map_err(|e| ServeError::Setup(format!("cannot set up the local user's access: {e}")))?;
     // Before any run starts: the sources' tokens are kept from its agents.
     let intakes = intake::open(&state).map_err(ServeError::Setup)?;
+    api::inbound::open(&state).map_err(ServeError::Setup)?;
     runner::resume_interrupted(&state).await;
     pulls::resume(&state).await;
     notify::spawn(state.clone());

@@ -9,7 +9,7 @@ use baton_core::model::{ControlKind, RunKind};
 use baton_core::plan::Land;
 use baton_core::store::{Added, NewTask};
 use baton_core::{Engine, EngineHandle, Plan, RunOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Why the runner could not do what was asked.
@@ -132,6 +132,57 @@ pub async fn start_source(
         .await
         .map_err(invalid)?;
     Ok(spawn(state, engine).run_id().to_string())
+}
+
+/// Starts a run of plan file `plan` for a delivery to hook `hook`: the
+/// plan with the delivery as its `[payload]`, written under baton's state
+/// directory (named by the hook and the time) so that a resumed run reads
+/// it back.
+pub async fn start_delivered(
+    state: &Arc<AppState>,
+    hook: &str,
+    plan: &str,
+    payload: &serde_json::Value,
+) -> Result<String, RunnerError> {
+    let root = &state.opts.repo.root;
+    let source = tokio::fs::read_to_string(root.join(plan))
+        .await
+        .map_err(|e| invalid(format!("cannot read the hook's plan {plan}: {e}")))?;
+    let text = baton_core::plan::with_payload(&source, payload)
+        .map_err(|e| invalid(format!("the hook's plan {plan}: {e}")))?;
+    let at = baton_core::clock::now_ms();
+    let (file, shown) = kept_plan(state, "hooks", &format!("{hook}-{at}"));
+    // Checked before it is written: a delivery that makes it no plan leaves nothing.
+    Plan::parse(&shown, &text, Some(root)).map_err(invalid)?;
+    write_plan(&file, &text).await?;
+    start_source(state, &shown, &text).await
+}
+
+/// Where a plan baton makes (for a tracker item, for a delivery) is kept,
+/// under its state directory: the file, and as runs name it (relative to
+/// the repository's root when inside it).
+fn kept_plan(state: &AppState, dir: &str, name: &str) -> (PathBuf, PathBuf) {
+    let file = state
+        .opts
+        .repo
+        .state_dir()
+        .join(dir)
+        .join(format!("{name}.toml"));
+    let root = &state.opts.repo.root;
+    let shown = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
+    (file, shown)
+}
+
+async fn write_plan(file: &Path, text: &str) -> Result<(), RunnerError> {
+    let written = match file.parent() {
+        Some(dir) => tokio::fs::create_dir_all(dir).await,
+        None => Ok(()),
+    };
+    let written = match written {
+        Ok(()) => tokio::fs::write(file, text).await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| internal(format!("cannot write {}: {e}", file.display())))
 }
 
 /// Adds a task (a `[[task]]` TOML snippet) to a run going on: checked
@@ -480,13 +531,7 @@ pub async fn start_item_run(
     tags: &[String],
 ) -> Result<(String, String), RunnerError> {
     let root = &state.opts.repo.root;
-    let file = state
-        .opts
-        .repo
-        .state_dir()
-        .join("items")
-        .join(format!("{id}.toml"));
-    let shown = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
+    let (file, shown) = kept_plan(state, "items", id);
     let path = shown.display().to_string();
     let found = state.store.call(move |s| s.run_of_plan(&path)).await;
     if let Some(run) = found.map_err(internal)? {
@@ -506,13 +551,7 @@ pub async fn start_item_run(
         .item_source(&snippet, tip.as_deref())
         .map_err(invalid)?;
     let plan = Plan::parse(&shown, &text, Some(root)).map_err(invalid)?;
-    let dir = file.parent().unwrap_or(root);
-    let written = tokio::fs::create_dir_all(dir).await;
-    let written = match written {
-        Ok(()) => tokio::fs::write(&file, &text).await,
-        Err(e) => Err(e),
-    };
-    written.map_err(|e| internal(format!("cannot write {}: {e}", file.display())))?;
+    write_plan(&file, &text).await?;
     let mut opts = options(state, false);
     opts.base_branch = branch.filter(|_| tip.is_some());
     let engine = Engine::start(state.opts.repo.clone(), plan, opts)

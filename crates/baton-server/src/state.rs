@@ -62,8 +62,10 @@ pub struct AppState {
     pub shutdown_tx: watch::Sender<bool>,
     /// The standing run that takes queued tasks.
     pub service: tokio::sync::Mutex<Option<String>>,
-    /// GitHub sources that take webhooks (`/api/hooks/github`).
+    /// GitHub sources and followers that take webhooks (`/api/hooks/github`).
     pub hooks: Mutex<Vec<crate::api::hooks::Hook>>,
+    /// The served plan's `[[hook]]`s (`/api/hooks/<name>`).
+    pub inbound: Mutex<Vec<crate::api::inbound::Inbound>>,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl AppState {
             shutdown_tx: watch::channel(false).0,
             service: tokio::sync::Mutex::new(None),
             hooks: Mutex::new(Vec::new()),
+            inbound: Mutex::new(Vec::new()),
         }))
     }
 

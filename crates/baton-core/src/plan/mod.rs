@@ -4,6 +4,7 @@ mod agent;
 mod error;
 mod executor;
 mod files;
+mod hook;
 mod item;
 mod land;
 mod raw;
@@ -18,6 +19,7 @@ pub use crate::adapter::Price;
 pub use error::{Diagnostic, PlanError};
 pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount, Remote};
 pub use files::FileSet;
+pub use hook::{with_payload, Hook, HookAuth};
 pub use land::{repo_of_url, MergeWhen, PullSettings};
 pub use schedule::{Schedule, Scheduled};
 pub use source::{CommandSource, GitHubSource, Source, SourceKind};
@@ -57,6 +59,11 @@ pub struct Plan {
     pub schedules: Vec<Schedule>,
     /// How a pull request is followed to its end (`[land]`).
     pub pull: PullSettings,
+    /// Deliveries `baton serve` takes at `/api/hooks/<name>` (`[[hook]]`).
+    pub hooks: Vec<Hook>,
+    /// Data every prompt template reads as `{{ payload.* }}` (a hook's
+    /// delivery, for the run it starts); null when the plan has none.
+    pub payload: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]

@@ -29,6 +29,23 @@ pub(crate) struct RawPlan {
     #[serde(default)]
     pub schedule: Vec<Spanned<RawSchedule>>,
     pub land: Option<Spanned<RawLand>>,
+    #[serde(default)]
+    pub hook: Vec<Spanned<RawHook>>,
+    pub payload: Option<toml::Table>,
+}
+
+/// `[[hook]]`: a delivery to `/api/hooks/<name>` starts a plan or a task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHook {
+    pub name: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    pub plan: Option<Spanned<String>>,
+    pub prompt: Option<Spanned<String>>,
+    pub agent: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// `[land]`: what becomes of a run that succeeded, and of its pull request.

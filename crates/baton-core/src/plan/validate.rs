@@ -117,6 +117,12 @@ pub(super) fn parse(
     let sources = super::source::check_sources(&mut ck, &raw.source);
     let schedules = super::schedule::check_schedules(&mut ck, &raw.schedule, &agents, repo_root);
     let pull = super::land::check_land(&mut ck, &raw.land, &agents, &mut run.land);
+    let hooks = super::hook::check_hooks(&mut ck, &raw.hook, &agents, repo_root);
+    let payload = raw
+        .payload
+        .as_ref()
+        .and_then(|t| serde_json::to_value(t).ok())
+        .unwrap_or(serde_json::Value::Null);
     if !ck.diags.is_empty() {
         // In file order, so people can fix them top to bottom.
         ck.diags
@@ -136,6 +142,8 @@ pub(super) fn parse(
         sources,
         schedules,
         pull,
+        hooks,
+        payload,
     })
 }
 

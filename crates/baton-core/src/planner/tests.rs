@@ -97,6 +97,7 @@ fn the_goal_and_the_reference_reach_the_planner_as_text_not_template() {
         task: "plan".into(),
         run: "r".into(),
         attempt: 1,
+        payload: serde_json::Value::Null,
     };
     let prompt = render(&plan.tasks[0].prompt, &ctx).unwrap();
     assert!(prompt.contains(goal), "{prompt}");

@@ -127,7 +127,7 @@ pub async fn github(
 }
 
 /// Whether `header` (`sha256=<hex>`) signs `body` under `secret`.
-fn signature_ok(secret: &str, body: &[u8], header: &str) -> bool {
+pub(crate) fn signature_ok(secret: &str, body: &[u8], header: &str) -> bool {
     let Some(hex) = header.strip_prefix("sha256=") else {
         return false;
     };

@@ -63,6 +63,15 @@ pub async fn document() -> Json<Value> {
                     "202": { "description": "the source looks at once", "content": { "application/json": { "schema": obj.clone() } } },
                     "4XX": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
                 } } },
+            "/api/hooks/{name}": { "post": {
+                "summary": "A delivery for the served plan's [[hook]] `name`: proven by X-Hub-Signature-256 (HMAC-SHA256 of the raw body under the hook's secret) or by the hook's own token (Authorization: Bearer); starts its plan (the body as the run's payload) or queues its task (the prompt rendered with the body as payload). Needs no baton token.",
+                "security": [],
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": obj.clone() } } },
+                "responses": {
+                    "202": { "description": "started: `run` (and `task` for a prompt hook)", "content": { "application/json": { "schema": obj.clone() } } },
+                    "4XX": { "description": "not proven (401), no such hook (404), not JSON (400), a prompt the delivery cannot make (422)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+                } } },
             "/api/runs": {
                 "get": op("Runs, newest first", &[], None, 200, obj.clone()),
                 "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`)", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))

@@ -128,6 +128,7 @@ async fn prompts(
         task: st.spec.id.clone(),
         run: sh.run_id.clone(),
         attempt: n,
+        payload: sh.plan.payload.clone(),
     };
     let root = &sh.repo.root;
     let worktree = &st.desk.worktree;
