@@ -534,3 +534,100 @@ fn an_item_recorded_but_never_queued_is_queued_by_the_next_server() {
     );
     assert!(said(&gh, n)[1].contains("succeeded"), "{:?}", said(&gh, n));
 }
+
+/// A source with `mode = "plan"`: the issue is a planner's goal; the plan
+/// it writes (checked) runs as the issue's own run, and the issue hears
+/// what was planned and how the run ended.
+#[test]
+fn an_issue_in_plan_mode_is_planned_then_its_plan_runs_and_it_hears_the_end() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    let script = env.scratch("planner.py");
+    let seen = env.scratch("planner-goal.txt");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import os, sys
+open({seen:?}, "w").write(sys.argv[-1])
+plan = '[agent.sh]\nadapter = "exec"\ncommand = ["bash", "-ec"]\n\n[defaults]\nagent = "sh"\n\n[[task]]\nid = "hello"\nprompt = "echo hi > hello.txt"\n\n[[task]]\nid = "bye"\nneeds = ["hello"]\nprompt = "echo bye > bye.txt"\n'
+open(os.environ["BATON_PLAN_OUT"], "w").write(plan)
+print("hello, then bye")
+"#,
+            seen = seen.display().to_string()
+        ),
+    )
+    .unwrap();
+    let plan = format!(
+        r#"[agent.planner]
+adapter = "exec"
+command = ["python3", {script:?}]
+
+[agent.sh]
+adapter = "exec"
+command = ["bash", "-ec"]
+
+[defaults]
+agent = "planner"
+
+[[source]]
+kind = "github"
+repo = "acme/app"
+label = "baton"
+mode = "plan"
+api_url = {url:?}
+token_env = "BATON_TEST_GITHUB_TOKEN"
+poll = "5s"
+"#,
+        script = script.display().to_string(),
+        url = gh.url(),
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let n = gh.open_issue(
+        "Greet, then say goodbye",
+        "Two files, in order.",
+        &["baton"],
+    );
+    let server = serve(&env, "serve-plan.log");
+    let log = || std::fs::read_to_string(env.scratch("serve-plan.log")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while said(&gh, n).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#?}\n{}",
+            said(&gh, n),
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    stop(server);
+    let told = said(&gh, n);
+    assert!(
+        told[0].starts_with("baton took this on as task `"),
+        "{told:#?}"
+    );
+    assert!(told[0].contains("by agent profile `planner`"), "{told:#?}");
+    let run = store_rows(&env, "SELECT run_id FROM source_items")[0].clone();
+    assert!(
+        told[1].starts_with(&format!(
+            "baton planned this as 2 tasks (`hello`, `bye`), running as run `{run}`."
+        )),
+        "{told:#?}"
+    );
+    assert!(
+        told[2].starts_with(&format!(
+            "Run `{run}` succeeded. Its work is merged into `baton/{run}/integration`."
+        )),
+        "{told:#?}"
+    );
+    let goal = std::fs::read_to_string(&seen).unwrap();
+    assert!(goal.contains("Greet, then say goodbye"), "{goal}");
+    assert!(goal.contains("Two files, in order."), "{goal}");
+    let branch = format!("baton/{run}/integration");
+    assert_eq!(show(&env, &branch, "bye.txt").as_deref(), Some("bye\n"));
+    let statuses = store_rows(
+        &env,
+        &format!("SELECT id || ' ' || status FROM tasks WHERE run_id = '{run}' ORDER BY position"),
+    );
+    assert_eq!(statuses, ["hello succeeded", "bye succeeded"]);
+}

@@ -244,6 +244,7 @@ mod tests {
                 webhook_secret_env: None,
             }),
             poll: Duration::from_secs(60),
+            mode: Default::default(),
         }
     }
 

@@ -151,11 +151,28 @@ pub async fn start_delivered(
     let text = baton_core::plan::with_payload(&source, payload)
         .map_err(|e| invalid(format!("the hook's plan {plan}: {e}")))?;
     let at = baton_core::clock::now_ms();
-    let (file, shown) = kept_plan(state, "hooks", &format!("{hook}-{at}"));
-    // Checked before it is written: a delivery that makes it no plan leaves nothing.
-    Plan::parse(&shown, &text, Some(root)).map_err(invalid)?;
-    write_plan(&file, &text).await?;
-    start_source(state, &shown, &text).await
+    start_kept(state, "hooks", &format!("{hook}-{at}"), &text, None).await
+}
+
+/// Starts a run of plan text `text`, kept first as `<dir>/<name>.toml`
+/// under baton's state directory (a resumed run reads it back). It is
+/// checked before it is written: text that is no plan leaves nothing.
+async fn start_kept(
+    state: &Arc<AppState>,
+    dir: &str,
+    name: &str,
+    text: &str,
+    base_branch: Option<String>,
+) -> Result<String, RunnerError> {
+    let (file, shown) = kept_plan(state, dir, name);
+    let plan = Plan::parse(&shown, text, Some(&state.opts.repo.root)).map_err(invalid)?;
+    write_plan(&file, text).await?;
+    let mut opts = options(state, false);
+    opts.base_branch = base_branch;
+    let engine = Engine::start(state.opts.repo.clone(), plan, opts)
+        .await
+        .map_err(invalid)?;
+    Ok(spawn(state, engine).run_id().to_string())
 }
 
 /// Where a plan baton makes (for a tracker item, for a delivery) is kept,
@@ -530,34 +547,61 @@ pub async fn start_item_run(
     prompt: &str,
     tags: &[String],
 ) -> Result<(String, String), RunnerError> {
-    let root = &state.opts.repo.root;
-    let (file, shown) = kept_plan(state, "items", id);
-    let path = shown.display().to_string();
-    let found = state.store.call(move |s| s.run_of_plan(&path)).await;
-    if let Some(run) = found.map_err(internal)? {
-        return Ok((run.id, id.to_string()));
+    if let Some(run) = item_run_of(state, id).await? {
+        return Ok((run, id.to_string()));
     }
     let config = config_plan(state)?;
     let agent = known_agent(&config, config.route(None, tags))?;
     let snippet = Plan::task_snippet(id, prompt, agent.as_deref());
-    // The work goes to the remote's branch (through a pull request), which
-    // may be ahead of this checkout: the run starts from its tip.
-    let branch = state.opts.repo.branch_of(&config.run.base).await;
-    let tip = match &branch {
-        Some(b) => remote_tip(state, &config.pull.remote, b).await,
-        None => None,
-    };
+    let (tip, branch) = tip_of(state, &config).await;
     let text = config
         .item_source(&snippet, tip.as_deref())
         .map_err(invalid)?;
-    let plan = Plan::parse(&shown, &text, Some(root)).map_err(invalid)?;
-    write_plan(&file, &text).await?;
-    let mut opts = options(state, false);
-    opts.base_branch = branch.filter(|_| tip.is_some());
-    let engine = Engine::start(state.opts.repo.clone(), plan, opts)
-        .await
+    let run = start_kept(state, "items", id, &text, branch).await?;
+    Ok((run, id.to_string()))
+}
+
+/// Starts the run of the plan a planner wrote for tracker item `id`
+/// (`mode = "plan"`), as [`start_item_run`] does a task's; returns it.
+pub async fn start_planned_run(
+    state: &Arc<AppState>,
+    id: &str,
+    planned: &str,
+) -> Result<String, RunnerError> {
+    if let Some(run) = item_run_of(state, id).await? {
+        return Ok(run);
+    }
+    let config = config_plan(state)?;
+    let (tip, branch) = tip_of(state, &config).await;
+    let text = config
+        .planned_source(planned, tip.as_deref())
         .map_err(invalid)?;
-    Ok((spawn(state, engine).run_id().to_string(), id.to_string()))
+    start_kept(state, "items", id, &text, branch).await
+}
+
+/// The run started before for tracker item `id` (a restart between the
+/// start and its record), if any.
+async fn item_run_of(state: &AppState, id: &str) -> Result<Option<String>, RunnerError> {
+    let path = kept_plan(state, "items", id).1.display().to_string();
+    let found = state.store.call(move |s| s.run_of_plan(&path)).await;
+    Ok(found.map_err(internal)?.map(|r| r.id))
+}
+
+/// Where an item's run starts when its work goes to the remote's branch
+/// (the served plan lands as pull requests), which may be ahead of this
+/// checkout: the branch's tip there, fetched, and the branch (None, None:
+/// this checkout's base, as any run).
+async fn tip_of(state: &AppState, config: &Plan) -> (Option<String>, Option<String>) {
+    if config.run.land != Land::Pr {
+        return (None, None);
+    }
+    let Some(branch) = state.opts.repo.branch_of(&config.run.base).await else {
+        return (None, None);
+    };
+    match remote_tip(state, &config.pull.remote, &branch).await {
+        Some(tip) => (Some(tip), Some(branch)),
+        None => (None, None),
+    }
 }
 
 /// The commit `branch` is at on `remote`, fetched; None (said) when it

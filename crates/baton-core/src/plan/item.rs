@@ -15,17 +15,27 @@ impl Plan {
         for key in ["task", "source", "schedule"] {
             table.remove(key);
         }
-        if let Some(base) = base {
-            let run = table
-                .entry("run")
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(run) = run {
-                run.insert("base".into(), toml::Value::String(base.into()));
-            }
-        }
+        set_base(&mut table, base);
         let mut text = toml::to_string(&table).map_err(|e| self.broken(e))?;
         text.push_str(snippet);
         Ok(text)
+    }
+
+    /// The plan a planner wrote for a tracker item (`mode = "plan"`),
+    /// checked, as its run takes it: without sources, schedules or hooks,
+    /// with this (served) plan's `[land]` when it has none of its own, and
+    /// `base` (a commit) as its `run.base` when given.
+    pub fn planned_source(&self, planned: &str, base: Option<&str>) -> Result<String, PlanError> {
+        let mut table: toml::Table = planned.parse().map_err(|e| self.broken(e))?;
+        for key in ["source", "schedule", "hook"] {
+            table.remove(key);
+        }
+        let served: toml::Table = self.source.parse().map_err(|e| self.broken(e))?;
+        if let (false, Some(land)) = (table.contains_key("land"), served.get("land")) {
+            table.insert("land".into(), land.clone());
+        }
+        set_base(&mut table, base);
+        toml::to_string(&table).map_err(|e| self.broken(e))
     }
 
     fn broken(&self, e: impl std::fmt::Display) -> PlanError {
@@ -38,6 +48,17 @@ impl Plan {
                 message: format!("its plan cannot be made from this one: {e}"),
             }],
         }
+    }
+}
+
+/// `run.base` set to `base` (a commit), when given.
+fn set_base(table: &mut toml::Table, base: Option<&str>) {
+    let Some(base) = base else { return };
+    let run = table
+        .entry("run")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(run) = run {
+        run.insert("base".into(), toml::Value::String(base.into()));
     }
 }
 
@@ -93,5 +114,23 @@ repo = "acme/app"
         assert_eq!(p.run.base, "HEAD");
         assert!(p.pull.follow);
         assert_eq!(p.pull.repo.as_deref(), Some("acme/app"));
+    }
+
+    #[test]
+    fn a_planned_plan_runs_as_written_with_the_served_landing() {
+        let served = Plan::parse_config(Path::new("baton.toml"), SERVED, None).unwrap();
+        let planned = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n[defaults]\nagent = \"sh\"\n\n[[task]]\nid = \"one\"\nprompt = \"x\"\n\n[[task]]\nid = \"two\"\nneeds = [\"one\"]\nprompt = \"y\"\n";
+        let text = served.planned_source(planned, Some("abc123")).unwrap();
+        let p = Plan::parse(Path::new("item.toml"), &text, None).unwrap();
+        let ids: Vec<&str> = p.tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["one", "two"]);
+        assert_eq!(p.tasks[1].agent, "sh");
+        assert_eq!(p.run.land, Land::Pr);
+        assert_eq!(p.run.base, "abc123");
+        // A plan with a [land] of its own keeps it.
+        let own = format!("{planned}\n[land]\nmode = \"merge\"\n");
+        let text = served.planned_source(&own, None).unwrap();
+        let p = Plan::parse(Path::new("item.toml"), &text, None).unwrap();
+        assert_eq!(p.run.land, Land::Merge);
     }
 }

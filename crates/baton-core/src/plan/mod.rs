@@ -22,7 +22,7 @@ pub use files::FileSet;
 pub use hook::{with_payload, Hook, HookAuth};
 pub use land::{repo_of_url, MergeWhen, PullSettings};
 pub use schedule::{Schedule, Scheduled};
-pub use source::{CommandSource, GitHubSource, Source, SourceKind};
+pub use source::{CommandSource, GitHubSource, Source, SourceKind, SourceMode};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;

@@ -84,6 +84,7 @@ pub(crate) struct RawSchedule {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSource {
     pub kind: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
     pub repo: Option<Spanned<String>>,
     pub label: Option<Spanned<String>>,
     pub assignee: Option<Spanned<String>>,

@@ -21,6 +21,18 @@ pub struct Source {
     pub kind: SourceKind,
     /// How often it is asked for new work.
     pub poll: Duration,
+    /// What an item becomes: a task, or a goal for the planner.
+    pub mode: SourceMode,
+}
+
+/// What a source's item becomes (`mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceMode {
+    /// One task, its prompt the item's text.
+    #[default]
+    Task,
+    /// The goal of a planner run; the plan it writes (checked) runs.
+    Plan,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +141,17 @@ pub(super) fn check_sources(ck: &mut Checker, raw: &[Spanned<RawSource>]) -> Vec
                 None
             }
         };
-        let Some(source) = source else { continue };
+        let Some(mut source) = source else { continue };
+        source.mode = match s.mode.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("task") => SourceMode::Task,
+            Some("plan") => SourceMode::Plan,
+            Some(other) => {
+                let at = s.mode.as_ref().map(|m| m.span());
+                let msg = format!("source.mode must be \"task\" or \"plan\", not {other:?}");
+                ck.at(at, None, msg);
+                SourceMode::Task
+            }
+        };
         if out.iter().any(|o| o.name == source.name) {
             let msg = format!("{} is a [[source]] twice", source.name);
             ck.at(Some(span), None, msg);
@@ -205,6 +227,7 @@ fn check_github(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) -
             webhook_secret_env,
         }),
         poll,
+        mode: SourceMode::Task,
     })
 }
 
@@ -261,6 +284,7 @@ fn check_command(ck: &mut Checker, s: &RawSource, span: std::ops::Range<usize>) 
         name: format!("command:{name}"),
         kind: SourceKind::Command(CommandSource { command, report }),
         poll,
+        mode: SourceMode::Task,
     })
 }
 
@@ -326,6 +350,7 @@ mod tests {
             ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\n", "needs `label`"),
             ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"a,b\"\n", "names one label"),
             ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"x\"\npoll = \"1s\"\n", "at least 5s"),
+            ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"x\"\nmode = \"plans\"\n", "source.mode must be \"task\" or \"plan\", not \"plans\""),
             ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"x\"\napi_url = \"ftp://x\"\n", "http(s) URL"),
             ("[[source]]\nkind = \"github\"\nrepo = \"a/b\"\nlabel = \"x\"\nlabels = \"y\"\n", "unknown field"),
         ] {

@@ -239,6 +239,7 @@ mod tests {
                 report: None,
             }),
             poll: std::time::Duration::from_secs(60),
+            mode: Default::default(),
         };
         let tracker = super::make(&source, std::path::Path::new(".")).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()

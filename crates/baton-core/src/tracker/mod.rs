@@ -193,11 +193,26 @@ pub struct Ended<'a> {
     pub branch: Option<&'a str>,
 }
 
+/// What the tracker is told when a planner's plan for its item runs.
+pub fn planned_comment(run: &str, tasks: &[String]) -> String {
+    let list: Vec<String> = tasks.iter().map(|t| format!("`{t}`")).collect();
+    format!(
+        "baton planned this as {} task{} ({}), running as run `{run}`.",
+        tasks.len(),
+        if tasks.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    )
+}
+
+/// How a task ended, or a whole run (`task` empty: an item that was planned).
 pub fn ended_comment(e: &Ended<'_>) -> String {
     let cost = e
         .cost_usd
         .map(|c| format!(" It cost ${c:.2}."))
         .unwrap_or_default();
+    if e.task.is_empty() {
+        return run_ended_comment(e, &cost);
+    }
     if e.succeeded {
         let at = e
             .branch
@@ -209,6 +224,22 @@ pub fn ended_comment(e: &Ended<'_>) -> String {
         format!(
             "Task `{}` of run `{}` {}{why}.{cost} Retry it with `baton retry {} --run {}`.",
             e.task, e.run, e.status, e.task, e.run
+        )
+    }
+}
+
+fn run_ended_comment(e: &Ended<'_>, cost: &str) -> String {
+    if e.succeeded {
+        let at = e
+            .branch
+            .map(|b| format!(" Its work is merged into `{b}`."))
+            .unwrap_or_default();
+        format!("Run `{}` succeeded.{at}{cost}", e.run)
+    } else {
+        let why = e.reason.map(|r| format!(": {r}")).unwrap_or_default();
+        format!(
+            "Run `{}` {}{why}.{cost} Its tasks can be retried with `baton retry TASK --run {}`.",
+            e.run, e.status, e.run
         )
     }
 }

@@ -12,10 +12,12 @@
 //! forgets to report one. A tracker that fails (down, a rate limit) is
 //! asked again later; one item it fails on does not hold up the others.
 
+mod planned;
+
 use crate::api::hooks::{Hook, Wants};
 use crate::runner;
 use crate::state::AppState;
-use baton_core::plan::{Land, Source, SourceKind};
+use baton_core::plan::{Land, Source, SourceKind, SourceMode};
 use baton_core::store::SourceItem;
 use baton_core::tracker::{self, ItemComment, Report, Tracker, TrackerError, WorkItem};
 use std::sync::Arc;
@@ -240,7 +242,11 @@ impl Intake {
 
     /// The task id of an item: its source's kind, its key and its title.
     fn task_id(&self, item: &WorkItem) -> String {
-        let words = format!("{} {}", item.key.trim_start_matches('#'), item.title);
+        self.id_of(&item.key, &item.title)
+    }
+
+    fn id_of(&self, key: &str, title: &str) -> String {
+        let words = format!("{} {}", key.trim_start_matches('#'), title);
         let tag = match &self.source.kind {
             SourceKind::Command(_) => runner::slug(self.source.name.trim_start_matches("command:")),
             _ => self.source.kind().into(),
@@ -251,6 +257,11 @@ impl Intake {
     /// Whether the task of a recorded item is in its run.
     async fn queued(&self, state: &Arc<AppState>, known: &SourceItem) -> Result<bool, Taken> {
         let (run, task) = (known.run_id.clone(), known.task_id.clone());
+        if task.is_empty() {
+            // The item is a whole (planned) run.
+            let found = state.store.call(move |s| s.run(&run)).await;
+            return Ok(found.is_ok());
+        }
         let found = state.store.call(move |s| s.task(&run, &task)).await;
         Ok(found.map_err(refused)?.is_some())
     }
@@ -262,8 +273,11 @@ impl Intake {
         let comments = people(comments);
         let mut full = item.clone();
         full.comments = comments;
-        let prompt = baton_core::template::literal(&tracker::prompt(&full));
-        let queued = if self.own_runs {
+        let text = tracker::prompt(&full);
+        let prompt = baton_core::template::literal(&text);
+        let queued = if self.source.mode == SourceMode::Plan {
+            self.start_planner(state, &text).await
+        } else if self.own_runs {
             runner::start_item_run(state, id, &prompt, &item.labels).await
         } else {
             let needs = self.needs(state, item).await?;
@@ -394,6 +408,10 @@ impl Intake {
         if known.reported_at.is_some() || item.comment_count == known.count_seen {
             return Ok(());
         }
+        if known.task_id.is_empty() {
+            // A planned run has no one task to tell.
+            return Ok(());
+        }
         // A task that has ended (its pull request may be open) hears no more.
         let (r, t) = (known.run_id.clone(), known.task_id.clone());
         let task = state.store.call(move |s| s.task(&r, &t)).await;
@@ -460,6 +478,9 @@ impl Intake {
         state: &Arc<AppState>,
         item: &SourceItem,
     ) -> Result<(), TrackerError> {
+        if item.task_id.is_empty() {
+            return self.report_run_end(state, item).await;
+        }
         let (r, t) = (item.run_id.clone(), item.task_id.clone());
         let record = state.store.call(move |s| s.task(&r, &t)).await;
         let Ok(Some(task)) = record else {
@@ -472,6 +493,10 @@ impl Intake {
                     .await?;
             }
             return Ok(());
+        }
+        if !task.status.is_bad_end() && self.source.mode == SourceMode::Plan {
+            // The planner's task: its plan runs now.
+            return self.run_planned(state, item).await;
         }
         if !task.status.is_bad_end() && self.lands_as_pull(state, &item.run_id).await {
             // Its pull request tells the item when it opens and merges.
@@ -487,23 +512,7 @@ impl Intake {
             cost_usd: task.cost_usd,
             branch: task.merged.then_some(branch.as_str()),
         };
-        let report = Report {
-            event: "ended",
-            item: item.item.clone(),
-            run: item.run_id.clone(),
-            task: item.task_id.clone(),
-            status: Some(task.status.as_str().to_string()),
-            text: tracker::marked(&tracker::ended_comment(&ended)),
-        };
-        self.tracker.report(&report).await?;
-        // Not recorded, the comment would be written again next round:
-        // the log says so.
-        let (source, key) = (item.source.clone(), item.item.clone());
-        let what = format!("{source}: that {key} was reported");
-        state
-            .write(what, move |s| s.mark_source_item_reported(&source, &key))
-            .await;
-        Ok(())
+        self.tell_end(state, item, &ended).await
     }
 }
 
