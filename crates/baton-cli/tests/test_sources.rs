@@ -269,10 +269,10 @@ fn a_command_source_lists_work_and_hears_reports_and_a_bad_listing_changes_nothi
     assert_eq!(store_rows(&env, "SELECT count(*) FROM source_items"), ["1"]);
 }
 
-/// A person's comment on an issue whose task is running goes to the task
-/// as a message; baton's own comments do not.
+/// A person's comment on an issue whose task is running, and a change of
+/// its labels, go to the task as messages; baton's own comments do not.
 #[test]
-fn a_comment_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
+fn a_comment_or_a_label_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
     let env = TestEnv::new();
     let gh = GitHub::start("acme/app", TOKEN);
     let go = env.scratch("go");
@@ -287,6 +287,7 @@ fn a_comment_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
     let n = gh.open_issue("Take your time", "", &["baton", "slow"]);
     let server = serve(&env, "serve.log");
     wait_for("the task to start", 60, || !said(&gh, n).is_empty());
+    gh.set_labels(n, &["baton", "slow", "urgent"]);
     gh.comment(n, "maria", "Also update the changelog.");
     let messages = || {
         store_rows(
@@ -294,16 +295,24 @@ fn a_comment_on_a_running_tasks_issue_reaches_the_task_as_a_message() {
             "SELECT to_task || ': ' || replace(text, char(10), ' / ') FROM messages",
         )
     };
-    wait_for("the comment to reach the task", 30, || {
-        !messages().is_empty()
+    wait_for("the label and the comment to reach the task", 30, || {
+        messages().len() >= 2
     });
     std::fs::write(&go, "").unwrap();
     wait_for("the task to end", 60, || said(&gh, n).len() >= 2);
     stop(server);
     let got = messages();
-    assert_eq!(got.len(), 1, "only the person's comment: {got:?}");
+    assert_eq!(
+        got.len(),
+        2,
+        "only the label and the person's comment: {got:?}"
+    );
+    assert_eq!(
+        got[0],
+        "github-1-take-your-time: The labels of #1 changed: added `urgent`."
+    );
     assert!(
-        got[0].starts_with(
+        got[1].starts_with(
             "github-1-take-your-time: maria commented on #1: / Also update the changelog."
         ),
         "{got:?}"

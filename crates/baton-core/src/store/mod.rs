@@ -198,6 +198,8 @@ const MIGRATIONS: &[&str] = &[
         opened_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     )",
+    // An item's labels as its task last heard them (a change is a message).
+    "ALTER TABLE source_items ADD COLUMN labels_seen TEXT",
 ];
 
 /// A task queued at run time, as the store keeps it.

@@ -28,6 +28,8 @@ pub struct SourceItem {
     /// The tracker's comment count (its own comments too) when they were
     /// last read: while it stays, they are not read again.
     pub count_seen: u32,
+    /// Its labels as its task last heard them; None: not recorded yet.
+    pub labels_seen: Option<Vec<String>>,
 }
 
 impl SourceItem {
@@ -44,6 +46,9 @@ impl SourceItem {
             started_told_at: r.get("started_told_at")?,
             comments_seen: r.get("comments_seen")?,
             count_seen: r.get("count_seen")?,
+            labels_seen: r
+                .get::<_, Option<String>>("labels_seen")?
+                .and_then(|t| serde_json::from_str(&t).ok()),
         })
     }
 }
@@ -52,8 +57,8 @@ impl Store {
     /// Records that `item` of `source` became task `task` of `run`.
     pub fn take_source_item(&self, item: &SourceItem) -> Result<()> {
         self.conn().execute(
-            "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at, comments_seen, count_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO source_items (source, item, run_id, task_id, title, url, taken_at, comments_seen, count_seen, labels_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 item.source,
                 item.item,
@@ -63,7 +68,10 @@ impl Store {
                 item.url,
                 now_ms(),
                 item.comments_seen,
-                item.count_seen
+                item.count_seen,
+                item.labels_seen
+                    .as_ref()
+                    .and_then(|l| serde_json::to_string(l).ok())
             ],
         )?;
         Ok(())
@@ -130,6 +138,21 @@ impl Store {
 
     /// The task has had `n` of the item's comments, read when the tracker
     /// counted `count`.
+    /// The labels of `item` its task has heard of.
+    pub fn set_source_labels_seen(
+        &self,
+        source: &str,
+        item: &str,
+        labels: &[String],
+    ) -> Result<()> {
+        let text = serde_json::to_string(labels).unwrap_or_else(|_| "[]".into());
+        self.conn().execute(
+            "UPDATE source_items SET labels_seen = ?3 WHERE source = ?1 AND item = ?2",
+            params![source, item, text],
+        )?;
+        Ok(())
+    }
+
     pub fn set_source_comments_seen(
         &self,
         source: &str,
@@ -174,6 +197,7 @@ mod tests {
             started_told_at: None,
             comments_seen: 1,
             count_seen: 1,
+            labels_seen: None,
         };
         store.take_source_item(&item).unwrap();
         store

@@ -12,6 +12,7 @@
 //! forgets to report one. A tracker that fails (down, a rate limit) is
 //! asked again later; one item it fails on does not hold up the others.
 
+mod labels;
 mod planned;
 
 use crate::api::hooks::{Hook, Wants};
@@ -197,6 +198,7 @@ impl Intake {
             .map_err(|e| Taken::Refused(e.to_string()))?;
         if let Some(known) = &known {
             if self.queued(state, known).await? {
+                self.pass_on_labels(state, known, item).await?;
                 return self.pass_on_comments(state, known, item).await;
             }
         }
@@ -228,6 +230,7 @@ impl Intake {
             started_told_at: None,
             comments_seen: 0,
             count_seen: 0,
+            labels_seen: Some(item.labels.clone()),
         };
         // Recorded before the task is queued: whatever happens next, the
         // item never becomes a second task.

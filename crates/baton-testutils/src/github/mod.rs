@@ -224,6 +224,12 @@ impl GitHub {
             .push(login.into());
     }
 
+    /// A person sets issue `n`'s labels.
+    pub fn set_labels(&self, n: u64, labels: &[&str]) {
+        lock(&self.state).issues[(n - 1) as usize].labels =
+            labels.iter().map(|l| l.to_string()).collect();
+    }
+
     /// A person comments on issue `n`.
     pub fn comment(&self, n: u64, author: &str, body: &str) {
         let mut st = lock(&self.state);
