@@ -383,3 +383,31 @@ test('a link to a task opens that run and task, and the run shows its pull reque
     gh.kill();
   }
 });
+
+test('the panel of what comes in lists a source and its items, a schedule and a hook', async () => {
+  const item = JSON.stringify({ id: 'ENG-1', title: 'Write notes', labels: ['quiet'] });
+  const s = await serve(
+    `[agent.quiet]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\nenv = { FAKE_AGENT_SCRIPT = "say noted" }\n\n` +
+    `[[route]]\ntags = ["quiet"]\nagent = "quiet"\n\n` +
+    `[[source]]\nkind = "command"\nname = "board"\ncommand = ["sh", "-c", ${JSON.stringify(`echo '${item}'`)}]\npoll = "5s"\n\n` +
+    `[[schedule]]\nname = "nightly"\ncron = "0 3 * * *"\nprompt = "say tidy"\n\n` +
+    `[[hook]]\nname = "deploy"\ntoken_env = "E2E_HOOK_TOKEN"\nprompt = "say {{ payload.version }}"\n`,
+    { E2E_HOOK_TOKEN: 'e2e-hook-token' });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(s.link);
+  const panel = page.getByTestId('incoming');
+  await panel.waitFor({ state: 'visible', timeout: 15000 });
+  await page.getByTestId('schedules').getByText(/0 3 \* \* \* · a task · next /).waitFor({ timeout: 10000 });
+  assert.match(await page.getByTestId('hooks').innerText(), /POST \/api\/hooks\/deploy · token · a task/);
+  // The source's item, once taken (the panel looks again every 15 s).
+  const entry = page.getByTestId('source-command').getByRole('button', { name: 'ENG-1 Write notes' });
+  await entry.waitFor({ timeout: 30000 });
+  await entry.click();
+  await page.getByTestId('task-detail').waitFor({ state: 'visible', timeout: 10000 });
+  assert.match(await page.getByTestId('task-detail').innerText(), /board-eng-1-write-notes[\s\S]*quiet[\s\S]*noted/);
+  // A run without a pull request says nothing about one.
+  assert.equal(await page.getByTestId('run-pull').count(), 0);
+  assert.doesNotMatch(await page.locator('#run-head').innerText(), /null/);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'incoming.png'), fullPage: true });
+  await page.close();
+});

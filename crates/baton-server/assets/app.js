@@ -492,6 +492,47 @@ function renderRuns() {
   }));
 }
 
+// ---------- where work comes in: sources, schedules, hooks ----------
+
+async function refreshIncoming() {
+  renderIncoming(await api('/api/incoming'));
+}
+
+/** A button that opens `run` (and `task`) on the board. */
+function openLink(label, run, task) {
+  if (!run) return h('span', {}, label);
+  return h('button', { type: 'button', class: 'link', onclick: async () => {
+    await selectRun(run);
+    if (task) await selectTask(task);
+  } }, label);
+}
+
+function renderIncoming(d) {
+  const panel = $('incoming-panel');
+  const parts = [];
+  if (d.error) parts.push(h('p', { class: 'note error' }, `No work comes in: ${d.error}`));
+  for (const s of d.sources || []) {
+    parts.push(h('h3', {}, `${s.name} · ${s.mode === 'plan' ? 'planned' : 'tasks'} · every ${s.poll_s}s`));
+    parts.push(h('ul', { 'data-testid': `source-${s.kind}` },
+      (s.items.length ? s.items : [null]).map((i) => i
+        ? h('li', {}, openLink(`${i.item} ${i.title}`, i.run, i.task), ` · ${i.reported ? 'reported' : 'open'}`)
+        : h('li', { class: 'empty' }, 'nothing taken yet'))));
+  }
+  if ((d.schedules || []).length) {
+    parts.push(h('h3', {}, 'Schedules'));
+    parts.push(h('ul', { 'data-testid': 'schedules' }, d.schedules.map((s) => h('li', { 'data-schedule': s.name },
+      h('code', {}, s.name), ` ${s.cron} · ${s.starts} · next ${s.next_at ? fmtWhen(s.next_at) : 'never'}`,
+      s.last_run ? [' · last ', openLink(s.last_run, s.last_run, s.last_task)] : null))));
+  }
+  if ((d.hooks || []).length) {
+    parts.push(h('h3', {}, 'Hooks'));
+    parts.push(h('ul', { 'data-testid': 'hooks' }, d.hooks.map((k) => h('li', {},
+      h('code', {}, `POST ${k.path}`), ` · ${k.auth} · ${k.starts}`))));
+  }
+  panel.hidden = parts.length === 0;
+  $('incoming').replaceChildren(...parts);
+}
+
 // ---------- rendering: run header, board, graph ----------
 
 function columnOf(t) {
@@ -535,7 +576,7 @@ function renderHead() {
       (u.input_tokens != null || u.output_tokens != null) && `${fmtNum(u.input_tokens)} in / ${fmtNum(u.output_tokens)} out tokens`,
       u.cost_usd != null && fmtCost(u.cost_usd),
     ].filter(Boolean).join(' · ')),
-    pullLine(r.pull),
+    ...[pullLine(r.pull)].filter(Boolean),
   );
 }
 
@@ -971,6 +1012,8 @@ $('proposal-discard').addEventListener('click', () => { $('proposal').hidden = t
 setInterval(() => {
   for (const el of document.querySelectorAll('.elapsed[data-start]')) el.textContent = fmtDur(Date.now() - Number(el.dataset.start));
 }, 1000);
+// Where work comes in from changes slowly (a poll, a schedule's time).
+setInterval(() => { if (!document.hidden) refreshIncoming().catch(() => {}); }, 15000);
 // A slow poll in case the event stream is down (proxies, sleeping laptops).
 setInterval(() => { if (!S.es || S.es.readyState !== EventSource.OPEN) { refreshRuns(); refreshReport(); } }, 15000);
 document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshAll().catch(showError); });
@@ -979,6 +1022,7 @@ window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer
 
 async function start() {
   await refreshAll();
+  await refreshIncoming().catch(() => {});
   // A link to a run or a task (`?run=ID&task=ID`, as trackers' comments give).
   const q = new URLSearchParams(window.location.search);
   if (q.get('run')) await selectRun(q.get('run'));

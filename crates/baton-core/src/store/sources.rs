@@ -118,6 +118,16 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The items taken from `source`, newest first, at most `limit`.
+    pub fn source_items(&self, source: &str, limit: usize) -> Result<Vec<SourceItem>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(
+            "SELECT * FROM source_items WHERE source = ?1 ORDER BY taken_at DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![source, limit as i64], SourceItem::from_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// The items whose tasks are in `run`, oldest first.
     pub fn run_source_items(&self, run: &str) -> Result<Vec<SourceItem>> {
         let conn = self.reader();

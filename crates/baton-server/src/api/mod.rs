@@ -3,6 +3,7 @@
 mod events;
 pub(crate) mod hooks;
 pub(crate) mod inbound;
+mod incoming;
 mod openapi;
 mod plans;
 mod runs;
@@ -72,6 +73,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/runs/{run}/tasks/{task}/{action}", post(tasks::act))
         .route("/tasks", post(tasks::add))
+        .route("/incoming", get(incoming::list))
         .route("/hooks/github", post(hooks::github))
         .route("/hooks/{name}", post(inbound::deliver))
         .route("/events", get(events::stream))
