@@ -480,3 +480,65 @@ fn webhooks_wake_the_follower_at_once_though_it_polls_once_an_hour() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_persons_push_to_the_branch_is_kept_under_the_next_fix() {
+    let (env, gh) = setup();
+    let p = plan(
+        &env,
+        &gh,
+        "append app.txt reviewed",
+        "merge_when = \"approved\"",
+    )
+    .replace(
+        "prompt = \"write app.txt broken\"",
+        "prompt = \"write app.txt fixed\"",
+    );
+    env.write("baton.toml", &p);
+    env.commit_all("plan");
+    env.git(&["push", "-q", "origin", "main"]);
+    let child = spawn(&env, &["run", "baton.toml"]);
+    wait_for("the pull request to go green", 60, || {
+        gh.check_runs().iter().any(|(_, _, ok)| *ok)
+    });
+    let pull = gh.pulls()[0].clone();
+    // A person pushes a commit of their own to the pull request's branch.
+    let person = env.scratch("person");
+    env.git(&["fetch", "-q", "origin", &pull.head]);
+    env.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        person.to_str().unwrap(),
+        "FETCH_HEAD",
+    ]);
+    let at = person.to_str().unwrap();
+    std::fs::write(person.join("notes.txt"), "from a person\n").unwrap();
+    env.git(&["-C", at, "add", "notes.txt"]);
+    env.git(&["-C", at, "commit", "-qm", "a person's notes"]);
+    let spec = format!("HEAD:refs/heads/{}", pull.head);
+    env.git(&["-C", at, "push", "-q", "origin", &spec]);
+    wait_for("the person's commit to be checked", 30, || {
+        gh.check_runs().len() >= 2
+    });
+    gh.review_comment(pull.number, "ana", "app.txt", 1, "Say it was reviewed.");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while gh.replies(pull.number).is_empty() {
+        if std::time::Instant::now() > deadline {
+            // Says what baton said, and ends the test.
+            finish(child, 0);
+            unreachable!("finish panics on a baton that has not ended");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    gh.review(pull.number, "ana", "APPROVED", "");
+    let out = finish(child, 60);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    // Both the person's commit and the fix reached main.
+    assert_eq!(remote_file(&env, "main", "notes.txt"), "from a person");
+    assert!(remote_file(&env, "main", "app.txt").contains("reviewed"));
+    // Taken before the fix, or merged with it before its push, as the looks fall.
+    assert!(stderr.contains(" the push to baton/"), "{stderr}");
+}

@@ -167,7 +167,14 @@ impl Follower<'_> {
             });
         };
         let pushed = if task.merged {
-            Some(push(self, rec).await?)
+            match push(self, rec).await {
+                Ok(commit) => Some(commit),
+                Err(FollowError::Diverged(why)) => {
+                    rec.fixing = None;
+                    return self.needs_you(rec, why).await;
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
@@ -314,7 +321,12 @@ impl Follower<'_> {
 
 /// Pushes the pull request's branch (the run's integration branch) to the
 /// remote; the commit pushed.
+/// Pushes baton's copy of the branch, with any push someone else made to
+/// it merged in first (Diverged: it cannot be).
 pub(super) async fn push(f: &Follower<'_>, rec: &PullRecord) -> Result<String, FollowError> {
+    if let super::sync::Synced::Conflict(why) = f.sync_with_remote(rec).await? {
+        return Err(FollowError::Diverged(why));
+    }
     let head_ref = format!("refs/heads/{}", rec.head);
     let missing = || FollowError::Other(format!("the branch {} is gone", rec.head));
     let tip = f.repo.ref_commit(&head_ref).await?.ok_or_else(missing)?;

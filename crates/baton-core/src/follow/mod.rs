@@ -14,6 +14,7 @@ mod fix;
 mod open;
 pub mod prompt;
 mod setup;
+mod sync;
 
 pub use fix::FixDriver;
 pub use open::{open, Opening};
@@ -38,6 +39,10 @@ pub enum FollowError {
     Git(#[from] GitError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Someone pushed to the pull request's branch what cannot merge
+    /// with baton's work: a person decides.
+    #[error("{0}")]
+    Diverged(String),
     #[error("{0}")]
     Other(String),
 }
@@ -138,6 +143,9 @@ impl Follower<'_> {
             PullState::Merged => return self.merged(&mut rec, None).await,
             PullState::Closed => return self.closed(&mut rec).await,
             PullState::Open => {}
+        }
+        if let Some(round) = self.take_their_push(&mut rec, &pull).await? {
+            return Ok(round);
         }
         let checks = self.forge.checks(&pull.head_sha).await?;
         let reviews = self.forge.reviews(rec.number).await?;
