@@ -365,7 +365,7 @@ fn serve_killed_mid_fix_picks_the_pull_request_up_where_it_was() {
 #[test]
 fn a_base_that_conflicts_is_merged_in_by_a_fix_attempt() {
     let (env, gh) = setup();
-    // The fixer is a script: it merges the commit the prompt names and
+    // The resolver is a script: it merges the commit the prompt names and
     // keeps both sides.
     let resolve = "sha=$(printf '%s' \"$0\" | grep -o 'Merge commit [0-9a-f]*' | head -1 | cut -d' ' -f3); git merge -q --no-edit \"$sha\" || true; printf 'fixed: both\\n' > app.txt; git add -A; git commit -qm 'merge the base'";
     let p = plan(&env, &gh, "exit 1", "merge_when = \"approved\"")
@@ -373,7 +373,10 @@ fn a_base_that_conflicts_is_merged_in_by_a_fix_attempt() {
             "[agent.fixer]\nadapter = \"exec\"",
             &format!("[agent.fixer]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\", {resolve:?}]\n[agent.unused]\nadapter = \"exec\""),
         )
-        .replace("prompt = \"write app.txt broken\"", "prompt = \"write app.txt fixed by the task\"");
+        .replace("prompt = \"write app.txt broken\"", "prompt = \"write app.txt fixed by the task\"")
+        // The conflict goes to the run's resolver, not to the fixer (which fails).
+        .replace("fixer = \"fixer\"", "fixer = \"unused\"");
+    let p = format!("[run]\nresolver = \"fixer\"\n\n{p}");
     env.write("baton.toml", &p);
     env.commit_all("plan");
     env.git(&["push", "-q", "origin", "main"]);

@@ -86,9 +86,16 @@ impl Follower<'_> {
         while tasks.iter().any(|t| t.id == task) {
             task.push('x');
         }
-        let agent = match &self.settings.fixer {
-            Some(f) => Some(f.clone()),
-            None => self.fixer_by_files(&tasks, &planned.mentioned).await,
+        // A conflict goes to the run's resolver when it names one, as a
+        // conflict in the merge queue does.
+        let resolver = match planned.why {
+            "conflict" => self.resolver_of(&run).await,
+            _ => None,
+        };
+        let agent = match (resolver, &self.settings.fixer) {
+            (Some(r), _) => Some(r),
+            (None, Some(f)) => Some(f.clone()),
+            (None, None) => self.fixer_by_files(&tasks, &planned.mentioned).await,
         };
         rec.fixes_used = n;
         rec.fixing = Some(Fixing {
@@ -275,6 +282,15 @@ impl Follower<'_> {
 
     /// The profile of the task whose changes touch the `mentioned` files
     /// most (None: none does, the plan's default then).
+    /// The run's `run.resolver`, if its plan names one.
+    async fn resolver_of(&self, run: &str) -> Option<String> {
+        let r = run.to_string();
+        let rec = self.store.call(move |s| s.run(&r)).await.ok()?;
+        let path = Path::new(&rec.plan_path);
+        let plan = Plan::parse_config(path, &rec.plan_source, None).ok()?;
+        plan.run.resolver
+    }
+
     async fn fixer_by_files(
         &self,
         tasks: &[crate::store::TaskRecord],
