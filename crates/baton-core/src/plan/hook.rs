@@ -8,7 +8,8 @@
 
 use super::error::Checker;
 use super::raw::RawHook;
-use super::validate::{check_file, is_valid_id};
+use super::schedule::{check_starts, Starts};
+use super::validate::is_valid_id;
 use super::{AgentProfile, Scheduled};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -128,38 +129,26 @@ fn check_one(
             return None;
         }
     };
-    let what = match (&h.plan, &h.prompt) {
-        (Some(p), None) => {
-            check_file(ck, repo_root, p, subject.clone(), "hook's plan");
-            Scheduled::Plan(p.get_ref().clone())
-        }
-        (None, Some(p)) if !p.get_ref().trim().is_empty() => {
-            if let Err(e) = crate::template::check(p.get_ref(), &[]) {
-                ck.at(Some(p.span()), subject.clone(), e);
-            }
-            let unknown = h
-                .agent
-                .as_ref()
-                .filter(|a| !agents.contains_key(a.get_ref()));
-            if let Some(a) = unknown {
-                let msg = format!("unknown agent profile {:?}", a.get_ref());
-                ck.at(Some(a.span()), subject.clone(), msg);
-            }
-            Scheduled::Task {
-                prompt: p.get_ref().clone(),
-                agent: h.agent.as_ref().map(|a| a.get_ref().clone()),
-                tags: h.tags.clone(),
-            }
-        }
-        _ => {
-            let msg = "a hook starts either a `plan` (a plan file's run) or a `prompt` (a task): give one";
-            ck.at(Some(span), subject, msg.into());
-            return None;
-        }
+    let starts = Starts {
+        plan: &h.plan,
+        prompt: &h.prompt,
+        agent: &h.agent,
+        tags: &h.tags,
     };
-    if matches!(what, Scheduled::Plan(_)) && (h.agent.is_some() || !h.tags.is_empty()) {
-        let msg = "`agent` and `tags` are for a hook's `prompt`, not its `plan`";
-        ck.at(Some(span), subject, msg.into());
+    let what = check_starts(
+        ck,
+        &starts,
+        "hook",
+        subject.clone(),
+        span,
+        agents,
+        repo_root,
+    )?;
+    if let (Scheduled::Task { prompt, .. }, Some(p)) = (&what, &h.prompt) {
+        // Rendered with the delivery alone: it may read only `payload`.
+        if let Err(e) = crate::template::check(prompt, &[]) {
+            ck.at(Some(p.span()), subject, e);
+        }
     }
     Some(Hook {
         name: name.get_ref().clone(),

@@ -86,42 +86,71 @@ fn check_one(
             return None;
         }
     };
-    let what = match (&s.plan, &s.prompt) {
-        (Some(p), None) => {
-            check_file(ck, repo_root, p, subject.clone(), "schedule's plan");
-            Scheduled::Plan(p.get_ref().clone())
-        }
-        (None, Some(p)) if !p.get_ref().trim().is_empty() => {
-            if let Some(a) = s
-                .agent
-                .as_ref()
-                .filter(|a| !agents.contains_key(a.get_ref()))
-            {
-                let msg = format!("unknown agent profile {:?}", a.get_ref());
-                ck.at(Some(a.span()), subject.clone(), msg);
-            }
-            Scheduled::Task {
-                prompt: p.get_ref().clone(),
-                agent: s.agent.as_ref().map(|a| a.get_ref().clone()),
-                tags: s.tags.clone(),
-            }
-        }
-        _ => {
-            let msg = "a schedule starts either a `plan` (a plan file's run) or a `prompt` (a task): give one";
-            ck.at(Some(span), subject, msg.into());
-            return None;
-        }
+    let starts = Starts {
+        plan: &s.plan,
+        prompt: &s.prompt,
+        agent: &s.agent,
+        tags: &s.tags,
     };
-    if matches!(what, Scheduled::Plan(_)) && (s.agent.is_some() || !s.tags.is_empty()) {
-        let msg = "`agent` and `tags` are for a schedule's `prompt`, not its `plan`";
-        ck.at(Some(span), subject, msg.into());
-    }
+    let what = check_starts(ck, &starts, "schedule", subject, span, agents, repo_root)?;
     Some(Schedule {
         name: name.get_ref().clone(),
         cron_text: cron_text.get_ref().clone(),
         cron,
         what,
     })
+}
+
+/// What a schedule or a hook says it starts, as written.
+pub(super) struct Starts<'a> {
+    pub plan: &'a Option<Spanned<String>>,
+    pub prompt: &'a Option<Spanned<String>>,
+    pub agent: &'a Option<Spanned<String>>,
+    pub tags: &'a [String],
+}
+
+/// A `plan` (a plan file's run) or a `prompt` (a task, with `agent` or
+/// `tags`): exactly one; `what` names the table in messages.
+pub(super) fn check_starts(
+    ck: &mut Checker,
+    s: &Starts<'_>,
+    what: &str,
+    subject: Option<String>,
+    span: std::ops::Range<usize>,
+    agents: &BTreeMap<String, AgentProfile>,
+    repo_root: Option<&Path>,
+) -> Option<Scheduled> {
+    let started = match (s.plan, s.prompt) {
+        (Some(p), None) => {
+            check_file(ck, repo_root, p, subject.clone(), &format!("{what}'s plan"));
+            Scheduled::Plan(p.get_ref().clone())
+        }
+        (None, Some(p)) if !p.get_ref().trim().is_empty() => {
+            let unknown = s
+                .agent
+                .as_ref()
+                .filter(|a| !agents.contains_key(a.get_ref()));
+            if let Some(a) = unknown {
+                let msg = format!("unknown agent profile {:?}", a.get_ref());
+                ck.at(Some(a.span()), subject.clone(), msg);
+            }
+            Scheduled::Task {
+                prompt: p.get_ref().clone(),
+                agent: s.agent.as_ref().map(|a| a.get_ref().clone()),
+                tags: s.tags.to_vec(),
+            }
+        }
+        _ => {
+            let msg = format!("a {what} starts either a `plan` (a plan file's run) or a `prompt` (a task): give one");
+            ck.at(Some(span), subject, msg);
+            return None;
+        }
+    };
+    if matches!(started, Scheduled::Plan(_)) && (s.agent.is_some() || !s.tags.is_empty()) {
+        let msg = format!("`agent` and `tags` are for a {what}'s `prompt`, not its `plan`");
+        ck.at(Some(span), subject, msg);
+    }
+    Some(started)
 }
 
 #[cfg(test)]
