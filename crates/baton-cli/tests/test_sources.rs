@@ -640,3 +640,50 @@ poll = "5s"
     );
     assert_eq!(statuses, ["hello succeeded", "bye succeeded"]);
 }
+
+/// While GitHub's rate limit holds, a signed webhook does not make baton
+/// call again; once it is over, baton looks at once, though its next poll
+/// is an hour away.
+#[test]
+fn a_webhook_during_a_rate_limit_waits_for_its_end() {
+    let env = TestEnv::new();
+    let gh = GitHub::start("acme/app", TOKEN);
+    let plan = plan(&env, &gh).replace(
+        "poll = \"5s\"",
+        "poll = \"1h\"\nwebhook_secret_env = \"BATON_TEST_HOOK_SECRET\"",
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    gh.rate_limit_for(4);
+    let log = std::fs::File::create(env.scratch("serve.log")).unwrap();
+    let server = baton(&env)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
+        .env("BATON_TEST_HOOK_SECRET", "It's a Secret to Everybody")
+        .env("BATON_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
+    wait_for("the first look to be refused", 30, || {
+        read_log().contains("rate limit")
+    });
+    let url = read_log()
+        .lines()
+        .find_map(|l| l.strip_prefix("baton serve: listening on "))
+        .unwrap()
+        .to_string();
+    let before = gh.calls().len();
+    let n = gh.open_issue("Fix the crash", "", &["baton"]);
+    let body =
+        r#"{"action": "labeled", "issue": {"number": 1}, "repository": {"full_name": "acme/app"}}"#;
+    let signed = github_signature("It's a Secret to Everybody", body);
+    assert_eq!(deliver(&url, "issues", &signed, body), 202);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(gh.calls().len(), before, "a call during the rate limit");
+    wait_for("the issue to be taken once the limit is over", 20, || {
+        !said(&gh, n).is_empty()
+    });
+    stop(server);
+}

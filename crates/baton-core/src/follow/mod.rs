@@ -109,7 +109,8 @@ impl Follower<'_> {
                 Err(FollowError::Forge(ForgeError::Limited { why, until_ms })) => {
                     (self.say)(&format!("{why}; looking again after it"));
                     let left = (until_ms - crate::clock::now_ms()).max(0) as u64;
-                    Duration::from_millis(left).max(poll)
+                    // Then a look at once: with webhooks the next poll may be far off.
+                    Duration::from_millis(left).max(Duration::from_secs(1))
                 }
                 Err(e) => {
                     (self.say)(&format!("pull request of run {run}: {e}; trying again"));

@@ -81,6 +81,9 @@ struct State {
     pulls: pulls::Pulls,
     /// Where webhooks go, when set.
     hook: Option<hooks::Hook>,
+    /// Every API call is refused as GitHub's rate limit does until this
+    /// time (seconds since the epoch).
+    limited_until: Option<u64>,
     deliveries: Vec<Delivery>,
 }
 
@@ -222,6 +225,17 @@ impl GitHub {
         lock(&self.state).issues[(n - 1) as usize]
             .assignees
             .push(login.into());
+    }
+
+    /// GitHub's rate limit holds for the next `secs` seconds: every API
+    /// call is refused with 403, `x-ratelimit-remaining: 0` and
+    /// `x-ratelimit-reset` (as GitHub documents its primary rate limit).
+    pub fn rate_limit_for(&self, secs: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        lock(&self.state).limited_until = Some(now + secs);
     }
 
     /// A person sets issue `n`'s labels.
@@ -444,6 +458,22 @@ fn handle(state: &Mutex<State>, url: &str, repo: &str, token: &str, req: Request
     }
     if req.header("authorization") != Some(format!("Bearer {token}").as_str()) {
         return error(401, "Bad credentials");
+    }
+    if let Some(until) = st.limited_until {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if now < until {
+            let body = json!({"message": "API rate limit exceeded for user ID 1.",
+                              "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"});
+            let mut r = Response::json(403, &body);
+            r.headers.push(("x-ratelimit-limit".into(), "5000".into()));
+            r.headers.push(("x-ratelimit-remaining".into(), "0".into()));
+            r.headers
+                .push(("x-ratelimit-reset".into(), until.to_string()));
+            return Outcome::Respond(r);
+        }
     }
     let prefix = format!("/repos/{repo}/issues");
     if !req.path.starts_with(&prefix) {
