@@ -158,13 +158,16 @@ fn a_signed_delivery_queues_its_task_and_an_unsigned_one_nothing() {
     );
 
     let signed = github_signature(SECRET, body);
-    let (status, answer) = post(
-        &served.url,
-        "sentry",
-        &[("X-Hub-Signature-256", &signed)],
-        body,
-    );
+    let headers = [
+        ("X-Hub-Signature-256", signed.as_str()),
+        ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+    ];
+    let (status, answer) = post(&served.url, "sentry", &headers, body);
     assert_eq!(status, 202, "{answer}");
+    // The sender retries the same delivery: answered, and nothing starts twice.
+    let (again, said) = post(&served.url, "sentry", &headers, body);
+    assert_eq!(again, 200, "{said}");
+    assert_eq!(said["duplicate"], true, "{said}");
     let task = answer["task"].as_str().unwrap().to_string();
     assert!(task.contains("sentry"), "{answer}");
     wait_for("the hook's task to succeed", 30, || {

@@ -66,6 +66,9 @@ pub struct AppState {
     pub hooks: Mutex<Vec<crate::api::hooks::Hook>>,
     /// The served plan's `[[hook]]`s (`/api/hooks/<name>`).
     pub inbound: Mutex<Vec<crate::api::inbound::Inbound>>,
+    /// The ids of deliveries taken lately (a sender that retries one is
+    /// answered, and nothing starts twice).
+    pub deliveries: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl AppState {
@@ -96,6 +99,7 @@ impl AppState {
             service: tokio::sync::Mutex::new(None),
             hooks: Mutex::new(Vec::new()),
             inbound: Mutex::new(Vec::new()),
+            deliveries: Mutex::new(std::collections::VecDeque::new()),
         }))
     }
 

@@ -88,6 +88,13 @@ pub async fn deliver(
             format!("the delivery is refused: {how}"),
         ));
     }
+    let delivery = delivery_id(&headers).map(|id| format!("{name} {id}"));
+    if let Some(id) = &delivery {
+        if state.deliveries.lock().is_ok_and(|seen| seen.contains(id)) {
+            // A retry of a delivery taken before: answered, started once.
+            return Ok((StatusCode::OK, Json(json!({"ok": true, "duplicate": true}))));
+        }
+    }
     let payload: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -123,7 +130,27 @@ pub async fn deliver(
         }
     };
     tracing::info!("hook {name}: {started}");
+    if let (Some(id), Ok(mut seen)) = (delivery, state.deliveries.lock()) {
+        seen.push_back(id);
+        while seen.len() > KEPT_DELIVERIES {
+            seen.pop_front();
+        }
+    }
     Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// How many delivery ids are remembered (senders retry within minutes).
+const KEPT_DELIVERIES: usize = 1000;
+
+/// A delivery's id, as its sender names it: GitHub's `X-GitHub-Delivery`,
+/// else an `Idempotency-Key`.
+fn delivery_id(headers: &HeaderMap) -> Option<String> {
+    ["x-github-delivery", "idempotency-key"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
 }
 
 /// Whether the delivery carries the hook's signature or token.
