@@ -22,24 +22,15 @@ on the issue. Figures:
 import hashlib, hmac, json, os, random, statistics, subprocess, sys, tempfile, threading, time
 import urllib.request
 
+import ghbench  # bench/ghbench.py
+
 ROUNDS = int(os.environ.get("ROUNDS", 5))
 POLL = 10
 IDLE = 30
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-baton, standin, fake = (os.environ.get(k) for k in ("BATON", "STANDIN", "FAKE"))
-if not (baton and standin and fake):
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "baton-cli", "-p", "baton-testutils", "--bins"],
-                   cwd=root, check=True)
-    rel = os.path.join(root, "target/release")
-    baton = baton or os.path.join(rel, "baton")
-    standin = standin or os.path.join(rel, "github-stand-in")
-    fake = fake or os.path.join(rel, "fake-agent")
-
-TOKEN, SECRET = "bench-token", "bench-secret"
+baton, standin, fake = ghbench.binaries()
+TOKEN, SECRET = ghbench.TOKEN, ghbench.SECRET
 work = tempfile.mkdtemp()
-env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@l",
-           GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@l",
-           BENCH_GH_TOKEN=TOKEN, BENCH_HOOK_SECRET=SECRET, BATON_LOG="warn")
+env = ghbench.environment()
 
 # The stand-in, and every request it gets (time, line).
 url_file = os.path.join(work, "url")
