@@ -150,8 +150,11 @@ pub async fn start_delivered(
         .map_err(|e| invalid(format!("cannot read the hook's plan {plan}: {e}")))?;
     let text = baton_core::plan::with_payload(&source, payload)
         .map_err(|e| invalid(format!("the hook's plan {plan}: {e}")))?;
+    // Two deliveries in one millisecond get files of their own.
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let at = baton_core::clock::now_ms();
-    start_kept(state, "hooks", &format!("{hook}-{at}"), &text, None).await
+    start_kept(state, "hooks", &format!("{hook}-{at}-{n}"), &text, None).await
 }
 
 /// Starts a run of plan text `text`, kept first as `<dir>/<name>.toml`
@@ -553,7 +556,7 @@ pub async fn start_item_run(
     let config = config_plan(state)?;
     let agent = known_agent(&config, config.route(None, tags))?;
     let snippet = Plan::task_snippet(id, prompt, agent.as_deref());
-    let (tip, branch) = tip_of(state, &config).await;
+    let (tip, branch) = tip_of(state, &config, id).await;
     let text = config
         .item_source(&snippet, tip.as_deref())
         .map_err(invalid)?;
@@ -572,7 +575,7 @@ pub async fn start_planned_run(
         return Ok(run);
     }
     let config = config_plan(state)?;
-    let (tip, branch) = tip_of(state, &config).await;
+    let (tip, branch) = tip_of(state, &config, id).await;
     let text = config
         .planned_source(planned, tip.as_deref())
         .map_err(invalid)?;
@@ -591,14 +594,14 @@ async fn item_run_of(state: &AppState, id: &str) -> Result<Option<String>, Runne
 /// (the served plan lands as pull requests), which may be ahead of this
 /// checkout: the branch's tip there, fetched, and the branch (None, None:
 /// this checkout's base, as any run).
-async fn tip_of(state: &AppState, config: &Plan) -> (Option<String>, Option<String>) {
+async fn tip_of(state: &AppState, config: &Plan, id: &str) -> (Option<String>, Option<String>) {
     if config.run.land != Land::Pr {
         return (None, None);
     }
     let Some(branch) = state.opts.repo.branch_of(&config.run.base).await else {
         return (None, None);
     };
-    match remote_tip(state, &config.pull.remote, &branch).await {
+    match remote_tip(state, &config.pull.remote, &branch, id).await {
         Some(tip) => (Some(tip), Some(branch)),
         None => (None, None),
     }
@@ -606,8 +609,9 @@ async fn tip_of(state: &AppState, config: &Plan) -> (Option<String>, Option<Stri
 
 /// The commit `branch` is at on `remote`, fetched; None (said) when it
 /// cannot be fetched: the run starts from this checkout's branch then.
-async fn remote_tip(state: &AppState, remote: &str, branch: &str) -> Option<String> {
-    let kept = format!("refs/baton/remote-tips/{remote}/{branch}");
+async fn remote_tip(state: &AppState, remote: &str, branch: &str, id: &str) -> Option<String> {
+    // A ref of the item's own: two items started at once do not race for one.
+    let kept = format!("refs/baton/remote-tips/{id}");
     let spec = format!("+refs/heads/{branch}:{kept}");
     let root = &state.opts.repo.root;
     let fetched = baton_core::git::git_ok(root, ["fetch", "-q", remote, spec.as_str()]).await;

@@ -88,6 +88,8 @@ impl Follower<'_> {
         let poll = self.settings.poll;
         let mut stretch = 1u32;
         loop {
+            // A rate limit is waited out whole: a webhook does not cut it short.
+            let mut limited = false;
             let wait = match self.round(run).await {
                 Ok(Round::Done(status)) => return Ok(status),
                 Ok(Round::Again) => {
@@ -108,6 +110,7 @@ impl Follower<'_> {
                 }
                 Err(FollowError::Forge(ForgeError::Limited { why, until_ms })) => {
                     (self.say)(&format!("{why}; looking again after it"));
+                    limited = true;
                     let left = (until_ms - crate::clock::now_ms()).max(0) as u64;
                     // Then a look at once: with webhooks the next poll may be far off.
                     Duration::from_millis(left).max(Duration::from_secs(1))
@@ -121,7 +124,7 @@ impl Follower<'_> {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = wake.notified() => {}
+                _ = wake.notified(), if !limited => {}
                 _ = &mut stop => return Ok(PullStatus::Following),
             }
         }

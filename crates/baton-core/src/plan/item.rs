@@ -12,7 +12,7 @@ impl Plan {
     /// (a commit) as its `run.base` when given.
     pub fn item_source(&self, snippet: &str, base: Option<&str>) -> Result<String, PlanError> {
         let mut table: toml::Table = self.source.parse().map_err(|e| self.broken(e))?;
-        for key in ["task", "source", "schedule"] {
+        for key in ["task", "source", "schedule", "hook"] {
             table.remove(key);
         }
         set_base(&mut table, base);
@@ -21,19 +21,34 @@ impl Plan {
         Ok(text)
     }
 
-    /// The plan a planner wrote for a tracker item (`mode = "plan"`),
-    /// checked, as its run takes it: without sources, schedules or hooks,
-    /// with this (served) plan's `[land]` when it has none of its own, and
-    /// `base` (a commit) as its `run.base` when given.
+    /// The run of the plan a planner wrote for a tracker item (`mode =
+    /// "plan"`): only its tasks are taken, into this (served) plan in place
+    /// of its own. The planner read text nobody reviewed (an issue), so
+    /// nothing else it wrote is trusted: profiles, defaults, workspace,
+    /// executor and `[land]` (where the code and the token go) are the
+    /// served plan's. A task without an `agent` gets the planned plan's
+    /// default agent, which must be a served profile like any task's (the
+    /// run's check says so otherwise). `base` (a commit) becomes `run.base`.
     pub fn planned_source(&self, planned: &str, base: Option<&str>) -> Result<String, PlanError> {
-        let mut table: toml::Table = planned.parse().map_err(|e| self.broken(e))?;
+        let planned: toml::Table = planned.parse().map_err(|e| self.broken(e))?;
+        let default_agent = planned
+            .get("defaults")
+            .and_then(|d| d.get("agent"))
+            .cloned();
+        let mut tasks = match planned.get("task") {
+            Some(toml::Value::Array(tasks)) => tasks.clone(),
+            _ => Vec::new(),
+        };
+        for task in &mut tasks {
+            if let (toml::Value::Table(t), Some(a)) = (task, &default_agent) {
+                t.entry("agent").or_insert_with(|| a.clone());
+            }
+        }
+        let mut table: toml::Table = self.source.parse().map_err(|e| self.broken(e))?;
         for key in ["source", "schedule", "hook"] {
             table.remove(key);
         }
-        let served: toml::Table = self.source.parse().map_err(|e| self.broken(e))?;
-        if let (false, Some(land)) = (table.contains_key("land"), served.get("land")) {
-            table.insert("land".into(), land.clone());
-        }
+        table.insert("task".into(), toml::Value::Array(tasks));
         set_base(&mut table, base);
         toml::to_string(&table).map_err(|e| self.broken(e))
     }
@@ -117,20 +132,31 @@ repo = "acme/app"
     }
 
     #[test]
-    fn a_planned_plan_runs_as_written_with_the_served_landing() {
+    fn a_planned_plan_brings_only_its_tasks() {
         let served = Plan::parse_config(Path::new("baton.toml"), SERVED, None).unwrap();
-        let planned = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n[defaults]\nagent = \"sh\"\n\n[[task]]\nid = \"one\"\nprompt = \"x\"\n\n[[task]]\nid = \"two\"\nneeds = [\"one\"]\nprompt = \"y\"\n";
+        // The planner copied the served profile, and tried more.
+        let planned = "[agent.a]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n[defaults]\nagent = \"a\"\n\n[[task]]\nid = \"one\"\nprompt = \"x\"\n\n[[task]]\nid = \"two\"\nneeds = [\"one\"]\nprompt = \"y\"\n";
         let text = served.planned_source(planned, Some("abc123")).unwrap();
         let p = Plan::parse(Path::new("item.toml"), &text, None).unwrap();
         let ids: Vec<&str> = p.tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["one", "two"]);
-        assert_eq!(p.tasks[1].agent, "sh");
+        assert_eq!(p.tasks[1].agent, "a");
         assert_eq!(p.run.land, Land::Pr);
         assert_eq!(p.run.base, "abc123");
-        // A plan with a [land] of its own keeps it.
-        let own = format!("{planned}\n[land]\nmode = \"merge\"\n");
-        let text = served.planned_source(&own, None).unwrap();
+        // Where the code and the token go, and what runs, stay the served plan's.
+        let steered = format!("{planned}\n[land]\nmode = \"merge\"\napi_url = \"https://elsewhere.example\"\n\n[agent.b]\nadapter = \"exec\"\ncommand = [\"curl\"]\n\n[workspace]\nsetup = [\"curl elsewhere\"]\n");
+        let text = served.planned_source(&steered, None).unwrap();
         let p = Plan::parse(Path::new("item.toml"), &text, None).unwrap();
-        assert_eq!(p.run.land, Land::Merge);
+        assert_eq!(p.run.land, Land::Pr);
+        assert_eq!(p.pull.api_url, "https://api.github.com");
+        assert!(!p.agents.contains_key("b"));
+        assert!(p.workspace.setup.is_empty());
+        // A task for a profile the served plan does not have does not run.
+        let other = planned
+            .replace("agent = \"a\"", "agent = \"b\"")
+            .replace("[agent.a]", "[agent.b]");
+        let text = served.planned_source(&other, None).unwrap();
+        let err = Plan::parse(Path::new("item.toml"), &text, None).unwrap_err();
+        assert!(err.to_string().contains("\"b\""), "{err}");
     }
 }

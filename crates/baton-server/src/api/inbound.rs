@@ -90,12 +90,53 @@ pub async fn deliver(
     }
     let delivery = delivery_id(&headers).map(|id| format!("{name} {id}"));
     if let Some(id) = &delivery {
-        if state.deliveries.lock().is_ok_and(|seen| seen.contains(id)) {
-            // A retry of a delivery taken before: answered, started once.
+        if !reserve(&state, id) {
+            // A retry of a delivery taken (or being taken): started once.
             return Ok((StatusCode::OK, Json(json!({"ok": true, "duplicate": true}))));
         }
     }
-    let payload: Value = serde_json::from_slice(&body).map_err(|e| {
+    // Its own task: a sender that hangs up does not cut a start in half.
+    let st = state.clone();
+    let (n, delivered) = (name.clone(), delivery.clone());
+    let work = tokio::spawn(async move {
+        let started = start(&st, &n, &inbound, &body).await;
+        if let (Err(_), Some(id)) = (&started, &delivered) {
+            // Nothing started: the sender may try it again.
+            if let Ok(mut seen) = st.deliveries.lock() {
+                seen.retain(|s| s != id);
+            }
+        }
+        started
+    });
+    let started = work.await.map_err(ApiError::internal)??;
+    tracing::info!("hook {name}: {started}");
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Records delivery `id` as taken, unless it was: whether it was not. One
+/// lock, so two retries at once cannot both pass.
+fn reserve(state: &AppState, id: &str) -> bool {
+    let Ok(mut seen) = state.deliveries.lock() else {
+        return true;
+    };
+    if seen.iter().any(|s| s == id) {
+        return false;
+    }
+    seen.push_back(id.to_string());
+    while seen.len() > KEPT_DELIVERIES {
+        seen.pop_front();
+    }
+    true
+}
+
+/// What a proven delivery starts.
+async fn start(
+    state: &Arc<AppState>,
+    name: &str,
+    inbound: &Inbound,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the delivery is not JSON: {e}"),
@@ -120,23 +161,16 @@ pub async fn deliver(
             // What the delivery said is text, not a template.
             let literal = template::literal(&text);
             let queued =
-                runner::add_named_task(&state, &name, &literal, agent.as_deref(), tags, &[], None);
+                runner::add_named_task(state, name, &literal, agent.as_deref(), tags, &[], None);
             let (run, task) = queued.await?;
             json!({"ok": true, "run": run, "task": task})
         }
         Scheduled::Plan(plan) => {
-            let run = runner::start_delivered(&state, &name, plan, &payload).await?;
+            let run = runner::start_delivered(state, name, plan, &payload).await?;
             json!({"ok": true, "run": run})
         }
     };
-    tracing::info!("hook {name}: {started}");
-    if let (Some(id), Ok(mut seen)) = (delivery, state.deliveries.lock()) {
-        seen.push_back(id);
-        while seen.len() > KEPT_DELIVERIES {
-            seen.pop_front();
-        }
-    }
-    Ok((StatusCode::ACCEPTED, Json(started)))
+    Ok(started)
 }
 
 /// How many delivery ids are remembered (senders retry within minutes).

@@ -27,6 +27,8 @@ use std::time::Duration;
 /// One source and its tracker, made when the server starts.
 pub struct Intake {
     source: Source,
+    /// What its items' task ids start with.
+    tag: String,
     tracker: Box<dyn Tracker>,
     /// Each item gets a run of its own (the served plan lands as pull
     /// requests), not a task of the service run.
@@ -53,13 +55,16 @@ pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
     let secrets: Vec<String> = plan.sources.iter().flat_map(Source::secret_vars).collect();
     baton_core::process::withhold(&secrets);
     let own_runs = plan.run.land == Land::Pr;
+    let kinds: Vec<&'static str> = plan.sources.iter().map(Source::kind).collect();
     plan.sources
         .into_iter()
         .map(|source| {
             let tracker = tracker::make(state.opts.trackers, &source, &state.opts.repo.root)?;
             let wake = Arc::new(tokio::sync::Notify::new());
             take_hooks(state, &source, &wake)?;
+            let alone = kinds.iter().filter(|k| **k == source.kind()).count() == 1;
             Ok(Intake {
+                tag: tag_of(&source, alone),
                 source,
                 tracker,
                 own_runs,
@@ -67,6 +72,20 @@ pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
             })
         })
         .collect()
+}
+
+/// What a source's task ids start with: a command source's name; a
+/// GitHub source's kind, and its repository and label when the plan has
+/// two (issue #1 of one repository is not issue #1 of another).
+fn tag_of(source: &Source, alone: bool) -> String {
+    match &source.kind {
+        SourceKind::Command(_) => runner::slug(source.name.trim_start_matches("command:")),
+        SourceKind::GitHub(g) if !alone => {
+            let name = g.repo.split('/').nth(1).unwrap_or(&g.repo);
+            format!("github-{}", runner::slug(&format!("{name} {}", g.label)))
+        }
+        _ => source.kind().into(),
+    }
 }
 
 /// A GitHub source with `webhook_secret_env` takes signed webhooks.
@@ -252,20 +271,21 @@ impl Intake {
 
     fn id_of(&self, key: &str, title: &str) -> String {
         let words = format!("{} {}", key.trim_start_matches('#'), title);
-        let tag = match &self.source.kind {
-            SourceKind::Command(_) => runner::slug(self.source.name.trim_start_matches("command:")),
-            _ => self.source.kind().into(),
-        };
-        format!("{tag}-{}", runner::slug(&words))
+        format!("{}-{}", self.tag, runner::slug(&words))
     }
 
     /// Whether the task of a recorded item is in its run.
     async fn queued(&self, state: &Arc<AppState>, known: &SourceItem) -> Result<bool, Taken> {
         let (run, task) = (known.run_id.clone(), known.task_id.clone());
         if task.is_empty() {
-            // The item is a whole (planned) run.
-            let found = state.store.call(move |s| s.run(&run)).await;
-            return Ok(found.is_ok());
+            // The item is a whole (planned) run. Only a run that is not
+            // there is "not queued": any other failure is said, and the
+            // item is not started again.
+            return match state.store.call(move |s| s.run(&run)).await {
+                Ok(_) => Ok(true),
+                Err(baton_core::store::StoreError::NoSuchRun(_)) => Ok(false),
+                Err(e) => Err(refused(e)),
+            };
         }
         let found = state.store.call(move |s| s.task(&run, &task)).await;
         Ok(found.map_err(refused)?.is_some())
@@ -548,4 +568,22 @@ enum Taken {
     Refused(String),
     /// It waits for this item's work to merge first.
     Waits(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use baton_core::plan::Plan;
+
+    #[test]
+    fn two_github_sources_give_their_items_ids_of_their_own() {
+        let text = "[agent.a]\nadapter = \"exec\"\ncommand = [\"true\"]\n\n[[source]]\nkind = \"github\"\nrepo = \"acme/app\"\nlabel = \"baton\"\n\n[[source]]\nkind = \"github\"\nrepo = \"acme/site\"\nlabel = \"baton\"\n\n[[source]]\nkind = \"command\"\nname = \"board\"\ncommand = [\"./list\"]\n";
+        let plan = Plan::parse_config(std::path::Path::new("baton.toml"), text, None).unwrap();
+        let tags: Vec<String> = plan
+            .sources
+            .iter()
+            .map(|s| super::tag_of(s, false))
+            .collect();
+        assert_eq!(tags, ["github-app-baton", "github-site-baton", "board"]);
+        assert_eq!(super::tag_of(&plan.sources[0], true), "github");
+    }
 }

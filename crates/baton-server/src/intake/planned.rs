@@ -1,7 +1,7 @@
 //! Items of a source with `mode = "plan"`: the item is the goal of a
 //! planner run (with the served plan's profiles); once the planner has
-//! written a plan that passes `baton check`, that plan runs as the item's
-//! own run (with the served plan's `[land]` when it has none), and the
+//! written a plan that passes `baton check`, its tasks (only they: the
+//! rest stays the served plan's) run as the item's own run, and the
 //! item hears how the whole run ended (or, landed as a pull request, how
 //! that ended). A planner that fails, or whose plan never checks, is
 //! reported like a failed task.
