@@ -224,3 +224,27 @@ pub fn path_with_git(bin: &std::path::Path) -> std::path::PathBuf {
     let _ = std::os::unix::fs::symlink(git.trim(), bin.join("git"));
     bin.to_path_buf()
 }
+
+/// `baton serve` on a free port with `envs` set and its stderr in the
+/// scratch file `log`, once it listens: the child and its URL.
+pub fn serve_logged(env: &TestEnv, log: &str, envs: &[(&str, &str)]) -> (Child, String) {
+    let file = std::fs::File::create(env.scratch(log)).unwrap();
+    let mut cmd = baton(env);
+    cmd.args(["serve", "--addr", "127.0.0.1:0"])
+        .env("BATON_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let read = || std::fs::read_to_string(env.scratch(log)).unwrap_or_default();
+    let listening = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("baton serve: listening on "))
+            .map(str::to_string)
+    };
+    wait_for("the server to listen", 30, || listening(read()).is_some());
+    let url = listening(read()).unwrap_or_default();
+    (child, url)
+}

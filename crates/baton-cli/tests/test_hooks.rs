@@ -7,7 +7,7 @@
 use crate::common::*;
 use crate::test_sources::github_signature;
 use baton_testutils::{fake_agent, TestEnv};
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 const SECRET: &str = "sentry's signing secret";
 const DEPLOY_TOKEN: &str = "deploy-token-0123456789";
@@ -67,25 +67,8 @@ impl Drop for Served {
 }
 
 fn serve(env: &TestEnv) -> Served {
-    let log = std::fs::File::create(env.scratch("serve.log")).unwrap();
-    let child = baton(env)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("SENTRY_SECRET", SECRET)
-        .env("DEPLOY_TOKEN", DEPLOY_TOKEN)
-        .env("BATON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let read_log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
-    wait_for("the server to listen", 30, || {
-        read_log().contains("listening on ")
-    });
-    let url = read_log()
-        .lines()
-        .find_map(|l| l.strip_prefix("baton serve: listening on "))
-        .unwrap()
-        .to_string();
+    let envs = [("SENTRY_SECRET", SECRET), ("DEPLOY_TOKEN", DEPLOY_TOKEN)];
+    let (child, url) = serve_logged(env, "serve.log", &envs);
     Served { child, url }
 }
 

@@ -362,24 +362,11 @@ fn a_signed_webhook_wakes_the_source_and_a_badly_signed_one_is_refused() {
     );
     env.write("baton.toml", &plan);
     env.commit_all("plan");
-    let log = std::fs::File::create(env.scratch("serve.log")).unwrap();
-    let server = baton(&env)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
-        .env("BATON_TEST_HOOK_SECRET", "It's a Secret to Everybody")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let read_log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
-    wait_for("the server to listen", 30, || {
-        read_log().contains("listening on ")
-    });
-    let url = read_log()
-        .lines()
-        .find_map(|l| l.strip_prefix("baton serve: listening on "))
-        .unwrap()
-        .to_string();
+    let envs = [
+        ("BATON_TEST_GITHUB_TOKEN", TOKEN),
+        ("BATON_TEST_HOOK_SECRET", "It's a Secret to Everybody"),
+    ];
+    let (server, url) = serve_logged(&env, "serve.log", &envs);
     // The first look happened at start; the next poll is an hour away.
     wait_for("the first look", 30, || !gh.calls().is_empty());
     let n = gh.open_issue("Fix the crash", "", &["baton"]);
@@ -655,25 +642,15 @@ fn a_webhook_during_a_rate_limit_waits_for_its_end() {
     env.write("baton.toml", &plan);
     env.commit_all("plan");
     gh.rate_limit_for(4);
-    let log = std::fs::File::create(env.scratch("serve.log")).unwrap();
-    let server = baton(&env)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("BATON_TEST_GITHUB_TOKEN", TOKEN)
-        .env("BATON_TEST_HOOK_SECRET", "It's a Secret to Everybody")
-        .env("BATON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let envs = [
+        ("BATON_TEST_GITHUB_TOKEN", TOKEN),
+        ("BATON_TEST_HOOK_SECRET", "It's a Secret to Everybody"),
+    ];
+    let (server, url) = serve_logged(&env, "serve.log", &envs);
     let read_log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
     wait_for("the first look to be refused", 30, || {
         read_log().contains("rate limit")
     });
-    let url = read_log()
-        .lines()
-        .find_map(|l| l.strip_prefix("baton serve: listening on "))
-        .unwrap()
-        .to_string();
     let before = gh.calls().len();
     let n = gh.open_issue("Fix the crash", "", &["baton"]);
     let body =
