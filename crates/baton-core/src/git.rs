@@ -463,6 +463,23 @@ impl Repo {
         Ok((out.code == 0).then(|| out.stdout.trim().to_string()))
     }
 
+    /// Fetches `branch` from `remote` into `kept` (forced: it mirrors the
+    /// remote's branch, whatever it was before) and answers its commit.
+    pub async fn fetch_branch(
+        &self,
+        remote: &str,
+        branch: &str,
+        kept: &str,
+    ) -> Result<String, GitError> {
+        let spec = format!("+refs/heads/{branch}:{kept}");
+        git_ok(&self.root, ["fetch", "-q", "--", remote, spec.as_str()]).await?;
+        self.ref_commit(kept).await?.ok_or_else(|| {
+            GitError::Other(format!(
+                "{kept} is missing after fetching {branch} from {remote}"
+            ))
+        })
+    }
+
     /// Creates a ref that must not exist yet.
     pub async fn create_ref(&self, refname: &str, oid: &str) -> Result<(), GitError> {
         git_ok(&self.root, ["update-ref", refname, oid, ""])

@@ -128,7 +128,16 @@ pub async fn start_source(
 ) -> Result<String, RunnerError> {
     let root = &state.opts.repo.root;
     let plan = Plan::parse(path, source, Some(root)).map_err(invalid)?;
-    let engine = Engine::start(state.opts.repo.clone(), plan, options(state, false))
+    start_engine(state, plan, options(state, false)).await
+}
+
+/// Starts a run of `plan` and drives it in the background; its id.
+async fn start_engine(
+    state: &Arc<AppState>,
+    plan: Plan,
+    opts: RunOptions,
+) -> Result<String, RunnerError> {
+    let engine = Engine::start(state.opts.repo.clone(), plan, opts)
         .await
         .map_err(invalid)?;
     Ok(spawn(state, engine).run_id().to_string())
@@ -172,10 +181,7 @@ async fn start_kept(
     write_plan(&file, text).await?;
     let mut opts = options(state, false);
     opts.base_branch = base_branch;
-    let engine = Engine::start(state.opts.repo.clone(), plan, opts)
-        .await
-        .map_err(invalid)?;
-    Ok(spawn(state, engine).run_id().to_string())
+    start_engine(state, plan, opts).await
 }
 
 /// Where a plan baton makes (for a tracker item, for a delivery) is kept,
@@ -309,14 +315,7 @@ pub async fn propose(
     };
     let prepared =
         baton_core::planner::prepare(root, &state.opts.repo.state_dir(), setup).map_err(invalid)?;
-    let engine = Engine::start(
-        state.opts.repo.clone(),
-        prepared.plan,
-        options(state, false),
-    )
-    .await
-    .map_err(invalid)?;
-    Ok(spawn(state, engine).run_id().to_string())
+    start_engine(state, prepared.plan, options(state, false)).await
 }
 
 /// The configuration plan: profiles, defaults and routes for queued tasks.
@@ -612,16 +611,15 @@ async fn tip_of(state: &AppState, config: &Plan, id: &str) -> (Option<String>, O
 async fn remote_tip(state: &AppState, remote: &str, branch: &str, id: &str) -> Option<String> {
     // A ref of the item's own: two items started at once do not race for one.
     let kept = format!("refs/baton/remote-tips/{id}");
-    let spec = format!("+refs/heads/{branch}:{kept}");
-    let root = &state.opts.repo.root;
-    let fetched = baton_core::git::git_ok(root, ["fetch", "-q", remote, spec.as_str()]).await;
-    if let Err(e) = fetched {
-        tracing::warn!(
-            "cannot fetch {branch} from {remote} (the run starts from this checkout's): {e}"
-        );
-        return None;
+    match state.opts.repo.fetch_branch(remote, branch, &kept).await {
+        Ok(tip) => Some(tip),
+        Err(e) => {
+            tracing::warn!(
+                "cannot fetch {branch} from {remote} (the run starts from this checkout's): {e}"
+            );
+            None
+        }
     }
-    state.opts.repo.ref_commit(&kept).await.ok().flatten()
 }
 
 /// `agent` if the plan defines it (None: the plan's default).

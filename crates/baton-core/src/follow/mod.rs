@@ -283,10 +283,10 @@ impl Follower<'_> {
     async fn update_base(&self, rec: &mut PullRecord, pull: &Pull) -> Result<Round, FollowError> {
         let remote = self.settings.remote.as_str();
         let base_ref = format!("refs/baton/pulls/{}/base", rec.run_id);
-        let spec = format!("+refs/heads/{}:{base_ref}", pull.base);
-        crate::git::git_ok(&self.repo.root, ["fetch", "-q", remote, spec.as_str()]).await?;
-        let missing = || FollowError::Other(format!("{base_ref} is missing after a fetch"));
-        let base = self.repo.ref_commit(&base_ref).await?.ok_or_else(missing)?;
+        let base = self
+            .repo
+            .fetch_branch(remote, &pull.base, &base_ref)
+            .await?;
         let head_ref = format!("refs/heads/{}", rec.head);
         let missing = || FollowError::Other(format!("the branch {} is gone", rec.head));
         let tip = self.repo.ref_commit(&head_ref).await?.ok_or_else(missing)?;

@@ -49,11 +49,8 @@ impl Follower<'_> {
         let missing = || FollowError::Other(format!("the branch {} is gone", rec.head));
         let ours = self.ours(rec).await?.ok_or_else(missing)?;
         let kept = format!("refs/baton/pulls/{}/head", rec.run_id);
-        let spec = format!("+refs/heads/{}:{kept}", rec.head);
         let remote = self.settings.remote.as_str();
-        crate::git::git_ok(&self.repo.root, ["fetch", "-q", remote, spec.as_str()]).await?;
-        let missing = || FollowError::Other(format!("{kept} is missing after a fetch"));
-        let theirs = self.repo.ref_commit(&kept).await?.ok_or_else(missing)?;
+        let theirs = self.repo.fetch_branch(remote, &rec.head, &kept).await?;
         if self.repo.is_ancestor(&theirs, &ours).await? {
             return Ok(Synced::Same);
         }

@@ -11,14 +11,22 @@ impl Plan {
     /// `snippet` (a [`Plan::task_snippet`]) as its one task, and `base`
     /// (a commit) as its `run.base` when given.
     pub fn item_source(&self, snippet: &str, base: Option<&str>) -> Result<String, PlanError> {
+        let table = self.item_table(base)?;
+        let mut text = toml::to_string(&table).map_err(|e| self.broken(e))?;
+        text.push_str(snippet);
+        Ok(text)
+    }
+
+    /// This (served) plan as an item's run takes it: without its tasks,
+    /// sources, schedules and hooks, `base` (a commit) as its `run.base`
+    /// when given.
+    fn item_table(&self, base: Option<&str>) -> Result<toml::Table, PlanError> {
         let mut table: toml::Table = self.source.parse().map_err(|e| self.broken(e))?;
         for key in ["task", "source", "schedule", "hook"] {
             table.remove(key);
         }
         set_base(&mut table, base);
-        let mut text = toml::to_string(&table).map_err(|e| self.broken(e))?;
-        text.push_str(snippet);
-        Ok(text)
+        Ok(table)
     }
 
     /// The run of the plan a planner wrote for a tracker item (`mode =
@@ -44,12 +52,8 @@ impl Plan {
                 t.entry("agent").or_insert_with(|| a.clone());
             }
         }
-        let mut table: toml::Table = self.source.parse().map_err(|e| self.broken(e))?;
-        for key in ["source", "schedule", "hook"] {
-            table.remove(key);
-        }
+        let mut table = self.item_table(base)?;
         table.insert("task".into(), toml::Value::Array(tasks));
-        set_base(&mut table, base);
         toml::to_string(&table).map_err(|e| self.broken(e))
     }
 

@@ -198,14 +198,7 @@ pub(super) fn check_land(
 impl PullSettings {
     /// The environment variables that hold its secrets: kept from agents.
     pub fn secret_vars(&self) -> Vec<String> {
-        let mut vars = vec![self.token_env.clone()];
-        let more = self.webhook_secret_env.iter().cloned();
-        for v in more.chain(super::source::GH_TOKEN_VARS.iter().map(|v| v.to_string())) {
-            if !vars.contains(&v) {
-                vars.push(v);
-            }
-        }
-        vars
+        super::source::github_secret_vars(&self.token_env, self.webhook_secret_env.as_deref())
     }
 }
 

@@ -86,21 +86,25 @@ impl Source {
     pub fn secret_vars(&self) -> Vec<String> {
         match &self.kind {
             SourceKind::GitHub(g) => {
-                let hook = g.webhook_secret_env.iter().cloned();
-                // `gh auth token`, baton's fallback, answers from these.
-                let gh = GH_TOKEN_VARS.iter().map(|v| v.to_string());
-                let mut vars = vec![g.token_env.clone()];
-                for v in hook.chain(gh) {
-                    if !vars.contains(&v) {
-                        vars.push(v);
-                    }
-                }
-                vars
+                github_secret_vars(&g.token_env, g.webhook_secret_env.as_deref())
             }
             // Its programs have baton's environment; they hold their own secrets.
             SourceKind::Command(_) => Vec::new(),
         }
     }
+}
+
+/// What holds a GitHub token and a webhook secret: `token_env`, the
+/// webhook's variable, and the variables `gh auth token` (baton's
+/// fallback) answers from; each once.
+pub(super) fn github_secret_vars(token_env: &str, webhook: Option<&str>) -> Vec<String> {
+    let mut vars = vec![token_env.to_string()];
+    for v in webhook.into_iter().chain(GH_TOKEN_VARS) {
+        if !vars.iter().any(|have| have == v) {
+            vars.push(v.to_string());
+        }
+    }
+    vars
 }
 
 /// Where `gh` finds a token before its own login.

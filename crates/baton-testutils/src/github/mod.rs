@@ -133,6 +133,14 @@ pub struct GitHub {
     watcher: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Seconds since the epoch, as GitHub's `x-ratelimit-reset` counts.
+fn epoch_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -231,11 +239,7 @@ impl GitHub {
     /// call is refused with 403, `x-ratelimit-remaining: 0` and
     /// `x-ratelimit-reset` (as GitHub documents its primary rate limit).
     pub fn rate_limit_for(&self, secs: u64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        lock(&self.state).limited_until = Some(now + secs);
+        lock(&self.state).limited_until = Some(epoch_secs() + secs);
     }
 
     /// A person sets issue `n`'s labels.
@@ -460,11 +464,7 @@ fn handle(state: &Mutex<State>, url: &str, repo: &str, token: &str, req: Request
         return error(401, "Bad credentials");
     }
     if let Some(until) = st.limited_until {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if now < until {
+        if epoch_secs() < until {
             let body = json!({"message": "API rate limit exceeded for user ID 1.",
                               "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"});
             let mut r = Response::json(403, &body);
