@@ -29,7 +29,6 @@ use crate::store::{PullRecord, Store, StoreError};
 use decide::{Caps, Seen, Step};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
@@ -111,9 +110,7 @@ impl Follower<'_> {
                 Err(FollowError::Forge(ForgeError::Limited { why, until_ms })) => {
                     (self.say)(&format!("{why}; looking again after it"));
                     limited = true;
-                    let left = (until_ms - crate::clock::now_ms()).max(0) as u64;
-                    // Then a look at once: with webhooks the next poll may be far off.
-                    Duration::from_millis(left).max(Duration::from_secs(1))
+                    crate::tracker::limit_wait(until_ms)
                 }
                 Err(e) => {
                     (self.say)(&format!("pull request of run {run}: {e}; trying again"));

@@ -94,6 +94,14 @@ pub enum TrackerError {
     Other(String),
 }
 
+/// How long a rate limit that holds until `until_ms` is waited out: whole
+/// (a webhook does not cut it short), at least a second, and then a look
+/// at once, whatever the poll (with webhooks it may be far off).
+pub fn limit_wait(until_ms: i64) -> std::time::Duration {
+    let left = (until_ms - crate::clock::now_ms()).max(0) as u64;
+    std::time::Duration::from_millis(left).max(std::time::Duration::from_secs(1))
+}
+
 /// What baton tells a tracker about one of its items.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {

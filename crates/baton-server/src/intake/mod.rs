@@ -191,11 +191,8 @@ impl Intake {
         match &e {
             TrackerError::Limited { until_ms, .. } => {
                 tracing::warn!("{name}: {e}; asking again after it");
-                let left = (*until_ms - baton_core::clock::now_ms()).max(0) as u64;
-                // Waited out whole, webhooks or not; then one look at once
-                // (with webhooks the next poll may be far off).
                 Next {
-                    wait: Duration::from_millis(left).max(Duration::from_secs(1)),
+                    wait: tracker::limit_wait(*until_ms),
                     limited: true,
                 }
             }
