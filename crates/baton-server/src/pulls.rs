@@ -95,22 +95,12 @@ async fn follow_here(state: &Arc<AppState>, run: &str) -> Result<(), String> {
     } = forge(state, run).await?;
     let wake = Arc::new(tokio::sync::Notify::new());
     if let Some(var) = &settings.webhook_secret_env {
-        let secret = std::env::var(var).ok().filter(|s| !s.is_empty());
-        let secret = secret
-            .ok_or_else(|| format!("[land] webhook_secret_env names ${var}, which is not set"))?;
         let r = run.to_string();
         let pull = state.store.call(move |s| s.pull(&r)).await;
         let number = pull.map_err(|e| e.to_string())?.map(|p| p.number);
         let number = number.ok_or_else(|| format!("run {run} has no pull request to follow"))?;
-        let hook = Hook {
-            repo: repo_name.clone(),
-            secret,
-            wake: wake.clone(),
-            wants: Wants::Pull(number),
-        };
-        if let Ok(mut hooks) = state.hooks.lock() {
-            hooks.push(hook);
-        }
+        let wants = Wants::Pull(number);
+        Hook::listen(state, &repo_name, var, &wake, wants, "[land]")?;
     }
     let fixes = ServerFixes {
         state: state.clone(),
@@ -127,9 +117,7 @@ async fn follow_here(state: &Arc<AppState>, run: &str) -> Result<(), String> {
     let stop = state.stopping();
     let status = follower.follow(run, &wake, stop).await;
     // Its webhooks wake nobody now.
-    if let Ok(mut hooks) = state.hooks.lock() {
-        hooks.retain(|h| !Arc::ptr_eq(&h.wake, &wake));
-    }
+    Hook::forget(state, &wake);
     let status = status.map_err(|e| e.to_string())?;
     tracing::info!("run {run}: its pull request is {status}");
     Ok(())

@@ -28,6 +28,46 @@ pub struct Hook {
     pub wants: Wants,
 }
 
+/// The secret in `$var`, if it is set and not empty.
+pub(crate) fn secret_in(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|s| !s.is_empty())
+}
+
+impl Hook {
+    /// Takes deliveries for `repo` signed with the secret in `$var`, waking
+    /// `wake` for those it `wants`, from now on. Err: the secret is not
+    /// set; `who` says whose it is.
+    pub fn listen(
+        state: &AppState,
+        repo: &str,
+        var: &str,
+        wake: &Arc<tokio::sync::Notify>,
+        wants: Wants,
+        who: &str,
+    ) -> Result<(), String> {
+        let secret = secret_in(var).ok_or_else(|| {
+            format!("{who} takes webhooks signed with the secret in ${var}, which is not set")
+        })?;
+        let hook = Hook {
+            repo: repo.to_string(),
+            secret,
+            wake: wake.clone(),
+            wants,
+        };
+        if let Ok(mut hooks) = state.hooks.lock() {
+            hooks.push(hook);
+        }
+        Ok(())
+    }
+
+    /// Stops the deliveries that wake `wake`.
+    pub fn forget(state: &AppState, wake: &Arc<tokio::sync::Notify>) {
+        if let Ok(mut hooks) = state.hooks.lock() {
+            hooks.retain(|h| !Arc::ptr_eq(&h.wake, wake));
+        }
+    }
+}
+
 /// Which deliveries wake a hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wants {

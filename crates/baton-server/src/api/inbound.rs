@@ -39,7 +39,7 @@ pub fn open(state: &AppState) -> Result<(), String> {
     let mut taken = Vec::new();
     for hook in plan.hooks {
         let var = hook.secret_var();
-        let secret = std::env::var(var).ok().filter(|s| !s.is_empty());
+        let secret = super::hooks::secret_in(var);
         let what = match hook.auth {
             HookAuth::Secret(_) => "secret",
             HookAuth::Token(_) => "token",

@@ -100,23 +100,8 @@ fn take_hooks(
     let Some(var) = &g.webhook_secret_env else {
         return Ok(());
     };
-    let secret = std::env::var(var).ok().filter(|s| !s.is_empty());
-    let secret = secret.ok_or_else(|| {
-        format!(
-            "the source {} takes webhooks signed with the secret in ${var}, which is not set",
-            source.name
-        )
-    })?;
-    let hook = Hook {
-        repo: g.repo.clone(),
-        secret,
-        wake: wake.clone(),
-        wants: Wants::Issues,
-    };
-    if let Ok(mut hooks) = state.hooks.lock() {
-        hooks.push(hook);
-    }
-    Ok(())
+    let who = format!("the source {}", source.name);
+    Hook::listen(state, &g.repo, var, wake, Wants::Issues, &who)
 }
 
 /// Polls each source until the server shuts down.
