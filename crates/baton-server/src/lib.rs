@@ -101,14 +101,32 @@ pub async fn serve(
     state
         .write_discovery(&local)
         .map_err(|e| ServeError::Setup(format!("cannot set up the local user's access: {e}")))?;
-    // Before any run starts: the sources' tokens are kept from its agents.
-    let intakes = intake::open(&state).map_err(ServeError::Setup)?;
-    api::inbound::open(&state).map_err(ServeError::Setup)?;
+    // The served plan's sources, hooks and schedules, read once. A plan
+    // that does not parse takes no work (said), and keeps nothing else
+    // from starting.
+    let served = match runner::config_plan(&state) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            if state.opts.repo.root.join(&state.opts.plan).exists() {
+                tracing::warn!("no work is taken from trackers, hooks or schedules: {e}");
+            }
+            None
+        }
+    };
+    // Before any run starts: the sources' and hooks' secrets are kept from
+    // its agents.
+    let mut intakes = Vec::new();
+    if let Some(plan) = &served {
+        intakes = intake::open(&state, plan).map_err(ServeError::Setup)?;
+        api::inbound::open(&state, plan).map_err(ServeError::Setup)?;
+    }
     runner::resume_interrupted(&state).await;
     pulls::resume(&state).await;
     notify::spawn(state.clone());
     intake::spawn(state.clone(), intakes);
-    schedule::spawn(&state);
+    if let Some(plan) = &served {
+        schedule::spawn(&state, plan);
+    }
     on_listen(local);
     let app = router(state.clone());
     let stopping = state.clone();

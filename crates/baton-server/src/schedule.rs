@@ -7,17 +7,13 @@
 
 use crate::runner;
 use crate::state::AppState;
-use baton_core::plan::{Schedule, Scheduled};
+use baton_core::plan::{Plan, Schedule, Scheduled};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Starts one waiter per schedule of the served plan.
-pub fn spawn(state: &Arc<AppState>) {
-    let Ok(plan) = runner::config_plan(state) else {
-        // No plan (or a broken one, which the server says elsewhere): none.
-        return;
-    };
-    for s in plan.schedules {
+pub fn spawn(state: &Arc<AppState>, plan: &Plan) {
+    for s in plan.schedules.iter().cloned() {
         tokio::spawn(keep(state.clone(), s));
     }
 }

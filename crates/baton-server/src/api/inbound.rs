@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use baton_core::plan::{Hook, HookAuth, Scheduled};
+use baton_core::plan::{Hook, HookAuth, Plan, Scheduled};
 use baton_core::template::{self, PromptContext};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -29,15 +29,12 @@ pub struct Inbound {
 
 /// Takes the served plan's hooks with their secrets, which are kept from
 /// every process baton starts from here on. Err: a hook's variable is not
-/// set (said whole). A plan that does not parse takes no deliveries.
-pub fn open(state: &AppState) -> Result<(), String> {
-    let Ok(plan) = runner::config_plan(state) else {
-        return Ok(());
-    };
+/// set (said whole).
+pub fn open(state: &AppState, plan: &Plan) -> Result<(), String> {
     let vars: Vec<String> = plan.hooks.iter().map(|h| h.secret_var().into()).collect();
     baton_core::process::withhold(&vars);
     let mut taken = Vec::new();
-    for hook in plan.hooks {
+    for hook in plan.hooks.iter().cloned() {
         let var = hook.secret_var();
         let secret = super::hooks::secret_in(var);
         let what = match hook.auth {

@@ -18,7 +18,7 @@ mod planned;
 use crate::api::hooks::{Hook, Wants};
 use crate::runner;
 use crate::state::AppState;
-use baton_core::plan::{Land, Source, SourceKind, SourceMode};
+use baton_core::plan::{Land, Plan, Source, SourceKind, SourceMode};
 use baton_core::store::SourceItem;
 use baton_core::tracker::{self, ItemComment, Report, Tracker, TrackerError, WorkItem};
 use std::sync::Arc;
@@ -39,25 +39,15 @@ pub struct Intake {
 
 /// The served plan's sources with their trackers. Their secrets (tokens)
 /// are kept from every process baton starts from here on. Err: a source
-/// cannot be used (no token, no tracker of its kind), said whole. A plan
-/// that does not parse takes no work (the server says why where it is
-/// used), and keeps nothing else from starting.
-pub fn open(state: &AppState) -> Result<Vec<Intake>, String> {
-    let plan = match runner::config_plan(state) {
-        Ok(p) => p,
-        Err(e) => {
-            if state.opts.repo.root.join(&state.opts.plan).exists() {
-                tracing::warn!("no work is taken from trackers: {e}");
-            }
-            return Ok(Vec::new());
-        }
-    };
+/// cannot be used (no token, no tracker of its kind), said whole.
+pub fn open(state: &AppState, plan: &Plan) -> Result<Vec<Intake>, String> {
     let secrets: Vec<String> = plan.sources.iter().flat_map(Source::secret_vars).collect();
     baton_core::process::withhold(&secrets);
     let own_runs = plan.run.land == Land::Pr;
     let kinds: Vec<&'static str> = plan.sources.iter().map(Source::kind).collect();
     plan.sources
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|source| {
             let tracker = tracker::make(state.opts.trackers, &source, &state.opts.repo.root)?;
             let wake = Arc::new(tokio::sync::Notify::new());
