@@ -125,6 +125,20 @@ fn a_signed_delivery_queues_its_task_and_an_unsigned_one_nothing() {
         .as_str()
         .unwrap()
         .contains("no [[hook]] named \"nope\""));
+    // The hooks' routes need no baton token: no path through them reaches
+    // another route (here, queueing a task) without one.
+    let queue = r#"{"prompt": "say smuggled"}"#;
+    for sneaky in [
+        "../tasks",
+        "x/../../tasks",
+        "%2e%2e/tasks",
+        "github/../../tasks",
+        "/tasks",
+        "sentry/../../tasks",
+    ] {
+        let (status, said) = post(&served.url, sneaky, &[], queue);
+        assert!(matches!(status, 401 | 404), "{sneaky}: {status} {said}");
+    }
     let not_json = "title=x";
     let signed = github_signature(SECRET, not_json);
     let (status, _) = post(
