@@ -53,6 +53,10 @@ pub fn elapsed(t: &TaskRecord) -> String {
 pub fn state_label(t: &TaskRecord) -> String {
     match (t.status, t.activity) {
         (TaskStatus::Pending, Some(Activity::WaitingMemory)) => "pending (waiting: memory)".into(),
+        (TaskStatus::Pending, Some(Activity::WaitingRateLimit)) => {
+            "pending (waiting: rate limit)".into()
+        }
+        (_, Some(Activity::WaitingAnswer)) => "waiting: answer".into(),
         (TaskStatus::Running, Some(a)) => format!(
             "running: {}",
             match a {

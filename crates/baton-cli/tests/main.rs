@@ -2,6 +2,7 @@
 //! temporary repositories, and the scriptable fake agent.
 
 mod common;
+mod test_ask;
 mod test_check;
 mod test_clean;
 mod test_control;

@@ -122,6 +122,71 @@ pub async fn post_message(
         .await?)
 }
 
+/// A person answers question `id` (an agent's `ask`): checked against its
+/// options, written once, then handed to the process driving its run (the
+/// waiting task goes on). A run nobody drives keeps the answer for `resume`.
+pub async fn answer_question(
+    store: &Arc<Store>,
+    paths: &StatePaths,
+    id: i64,
+    text: &str,
+) -> Result<Answer, ControlError> {
+    let refuse = |m: String| Err(ControlError::Refused(m));
+    let Some(q) = store.call(move |s| s.question(id)).await? else {
+        return refuse(format!(
+            "there is no question {id} (`baton inbox` lists the open ones)"
+        ));
+    };
+    if !q.is_open() {
+        return refuse(closed(&q));
+    }
+    let (r, t) = (q.run_id.clone(), q.task_id.clone());
+    if let Some(t) = store.call(move |s| s.task(&r, &t)).await? {
+        if t.status.is_finished() {
+            return refuse(format!(
+                "task {:?} has already ended ({}); nobody waits for this answer",
+                t.id, t.status
+            ));
+        }
+    }
+    let fitted = crate::ask::fit_answer(&q.question, text).map_err(ControlError::Refused)?;
+    match store
+        .call(move |s| s.answer_question(id, &fitted, "person"))
+        .await?
+    {
+        crate::store::Answered::Now { .. } => {}
+        crate::store::Answered::Closed(q) => return refuse(closed(&q)),
+        crate::store::Answered::Unknown => return refuse(format!("there is no question {id}")),
+    }
+    let r = q.run_id.clone();
+    let run = store.call(move |s| s.run(&r)).await?;
+    if !is_live(paths, &run.id) {
+        return Ok(Answer::yes(format!(
+            "answered; run {} is not going on now: `baton resume {}` continues task {:?} with the answer",
+            run.id, run.id, q.task_id
+        )));
+    }
+    let id = id.to_string();
+    request(
+        store,
+        paths,
+        &run,
+        &q.task_id,
+        ControlKind::Answer,
+        Some(&id),
+    )
+    .await
+}
+
+/// Why a question takes no answer now, in words.
+fn closed(q: &crate::store::QuestionRecord) -> String {
+    match (q.answered_by.as_deref(), &q.answer) {
+        (Some("expired"), _) => format!("question {} got no answer in time; its task failed", q.id),
+        (_, Some(a)) => format!("question {} was answered already: {a}", q.id),
+        _ => format!("question {} is closed", q.id),
+    }
+}
+
 /// Checks that `run` has `task`.
 pub async fn check_task(store: &Arc<Store>, run: &str, task: &str) -> Result<(), ControlError> {
     let (r, t) = (run.to_string(), task.to_string());

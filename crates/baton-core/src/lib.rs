@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod adapter;
+pub mod ask;
 pub mod clean;
 pub mod clock;
 pub mod control;

@@ -129,7 +129,7 @@ impl TaskStatus {
             ControlKind::Retry => self.is_bad_end(),
             // Not actions on a task's state: a queued task is added, and any
             // task that has not ended takes a message.
-            ControlKind::Add | ControlKind::Message => false,
+            ControlKind::Add | ControlKind::Message | ControlKind::Answer => false,
         }
     }
 
@@ -160,6 +160,7 @@ impl TaskStatus {
             (TaskStatus::Failed, _) => Some("failed"),
             (TaskStatus::Conflicted, _) => Some("conflicted"),
             (TaskStatus::Running, Some(Activity::Stalled)) => Some("stalled"),
+            (_, Some(Activity::WaitingAnswer)) => Some("question"),
             _ => None,
         }
     }
@@ -175,6 +176,9 @@ names! {
         Stopped = "stopped",
         Steered = "steered",
         Interrupted = "interrupted",
+        /// The agent asked a person a question and ended its turn: the task
+        /// waits for the answer, which the next attempt gets.
+        Asked = "asked",
     }
 }
 
@@ -227,6 +231,8 @@ names! {
         Add = "add",
         /// Hand a task a message (its text is in the store's messages).
         Message = "message",
+        /// A question of the task's agent was answered (the question's id).
+        Answer = "answer",
     }
 }
 
@@ -237,6 +243,9 @@ names! {
         WaitingMemory = "waiting_memory",
         /// The provider limits its agent: it waits for the limit to pass.
         WaitingRateLimit = "waiting_rate_limit",
+        /// Its agent asked a person a question and waits for the answer
+        /// (with no process and no slot, or a script's `baton ask` waiting).
+        WaitingAnswer = "waiting_answer",
         /// Its worktree is being made.
         Preparing = "preparing",
         /// `[workspace] setup` runs in its new worktree.
@@ -338,6 +347,12 @@ names! {
         PullClosed = "pull_closed",
         /// The pull request needs a person (fixes or budget used up).
         PullNeedsYou = "pull_needs_you",
+        /// A task's agent asked a person a question (`ask`).
+        QuestionAsked = "question_asked",
+        /// A question was answered (by a person, or by its default at its timeout).
+        QuestionAnswered = "question_answered",
+        /// A question's time ran out with no answer and no default.
+        QuestionExpired = "question_expired",
     }
 }
 
@@ -365,6 +380,7 @@ impl EventKind {
                 | EventKind::Conflicted
                 | EventKind::Stalled
                 | EventKind::PullNeedsYou
+                | EventKind::QuestionAsked
         )
     }
 }

@@ -32,6 +32,21 @@ pub struct Note {
     pub text: String,
 }
 
+/// A question an agent asked a person.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Question {
+    pub text: String,
+    /// The answers it offers; empty: any text.
+    pub options: Vec<String>,
+    /// The answer given when its time runs out; None: the task fails then.
+    #[serde(rename = "default", skip_serializing_if = "Option::is_none")]
+    pub default_answer: Option<String>,
+    /// When its time runs out (ms since the epoch); None: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
 /// An event's data, by kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
@@ -285,6 +300,21 @@ pub enum Payload {
         #[serde(default)]
         reason: String,
     },
+    /// The event's own number is the question's id (and its inbox item's).
+    QuestionAsked(Question),
+    QuestionAnswered {
+        question: i64,
+        #[serde(default)]
+        answer: String,
+        /// `person`, or `default` when its timeout gave the default answer.
+        #[serde(default)]
+        by: String,
+    },
+    QuestionExpired {
+        question: i64,
+        #[serde(default)]
+        text: String,
+    },
     /// What the agent's stream said (session, message, tool call and
     /// result, usage, retry, rate limit, error, turn end): its kind is the
     /// agent event's.
@@ -424,6 +454,9 @@ impl Payload {
             Payload::PullMerged { .. } => EventKind::PullMerged,
             Payload::PullClosed { .. } => EventKind::PullClosed,
             Payload::PullNeedsYou { .. } => EventKind::PullNeedsYou,
+            Payload::QuestionAsked(..) => EventKind::QuestionAsked,
+            Payload::QuestionAnswered { .. } => EventKind::QuestionAnswered,
+            Payload::QuestionExpired { .. } => EventKind::QuestionExpired,
             Payload::Agent(e) => e.kind(),
         }
     }
@@ -603,6 +636,21 @@ mod tests {
             K::PullNeedsYou => Payload::PullNeedsYou {
                 number: 4,
                 reason: s("3 fixes used"),
+            },
+            K::QuestionAsked => Payload::QuestionAsked(Question {
+                text: s("Which?"),
+                options: vec![s("a"), s("b")],
+                default_answer: Some(s("a")),
+                expires_at: Some(9),
+            }),
+            K::QuestionAnswered => Payload::QuestionAnswered {
+                question: 5,
+                answer: s("b"),
+                by: s("person"),
+            },
+            K::QuestionExpired => Payload::QuestionExpired {
+                question: 5,
+                text: s("Which?"),
             },
             K::AgentSession => Payload::Agent(AgentEvent::Session {
                 id: s("i"),

@@ -41,6 +41,11 @@ pub struct McpArgs {
     /// lead's agent starts inside its sandbox, with no access of its own.
     #[arg(long, value_name = "SOCKET")]
     pub connect: Option<PathBuf>,
+    /// The `ask` tool only, through an attempt's door for questions (what
+    /// a task's agent starts inside its sandbox). With --listen: a lead's
+    /// tools offer `ask` through this door too.
+    #[arg(long, value_name = "SOCKET", conflicts_with = "connect")]
+    pub ask: Option<PathBuf>,
 }
 
 /// Copies stdin to the socket and the socket to stdout until either ends.
@@ -68,6 +73,12 @@ async fn relay(socket: &Path) -> anyhow::Result<i32> {
 pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
     if let Some(socket) = &args.connect {
         return relay(socket).await;
+    }
+    if let (Some(socket), None) = (&args.ask, &args.listen) {
+        mcp::ask::serve_ask(socket.clone())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        return Ok(0);
     }
     let repo = open_repo(cwd)?;
     let plan = if args.plan.is_absolute() {
@@ -101,6 +112,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         run: args.run,
         max_tasks: args.max_tasks,
         task: args.as_task,
+        ask: args.ask,
     };
     let served = match &args.listen {
         Some(path) => mcp::serve_socket(state.clone(), scope, path, super::terminated()).await,

@@ -1,7 +1,9 @@
 //! One file per subcommand; what they share lives here.
 
 pub mod add;
+pub mod answer;
 pub mod approve;
+pub mod ask;
 pub mod check;
 pub mod clean;
 pub mod completions;

@@ -270,5 +270,6 @@ fn done(kind: ControlKind) -> &'static str {
         ControlKind::Retry => "retried",
         ControlKind::Add => "added",
         ControlKind::Message => "messaged",
+        ControlKind::Answer => "answered",
     }
 }

@@ -29,6 +29,9 @@ pub enum WorkerCmd {
     Shutdown,
     /// A budget was crossed: stop the agent, keep its work, fail the task.
     OverBudget(String),
+    /// A question of its agent got no answer in time: stop the agent, keep
+    /// its work, fail the task with this reason.
+    NoAnswer(String),
 }
 
 impl WorkerCmd {
@@ -47,7 +50,7 @@ impl WorkerCmd {
                 commit,
                 reason: format!("stopped by request (baton stop){during}"),
             }),
-            WorkerCmd::OverBudget(reason) => Ok(Outcome::Failed {
+            WorkerCmd::OverBudget(reason) | WorkerCmd::NoAnswer(reason) => Ok(Outcome::Failed {
                 commit,
                 reason,
                 result,
@@ -76,6 +79,12 @@ pub(crate) enum Outcome {
     /// baton itself could not go on with the task (its desk could not be
     /// made): not the task's failure. The run stops, resumable.
     Broken { reason: String },
+    /// Its agent asked a person (`question`, in words) and ended its turn:
+    /// the task waits for the answer with no process and no slot.
+    Waiting {
+        commit: Option<String>,
+        question: String,
+    },
 }
 
 impl Outcome {
@@ -85,7 +94,8 @@ impl Outcome {
             Outcome::Done { commit, .. } => Some(commit.clone()),
             Outcome::Failed { commit, .. }
             | Outcome::Stopped { commit, .. }
-            | Outcome::Interrupted { commit } => commit.clone(),
+            | Outcome::Interrupted { commit }
+            | Outcome::Waiting { commit, .. } => commit.clone(),
             Outcome::Broken { .. } => None,
         }
     }
@@ -106,6 +116,12 @@ pub(crate) enum WorkerNote {
         /// The commit the task's work started from; None when the worker
         /// died before it knew.
         start: Option<String>,
+    },
+    /// A task's agent asked question `question`, whose time runs out at
+    /// `expires_at` (the engine keeps the clock).
+    Asked {
+        question: i64,
+        expires_at: Option<i64>,
     },
     /// The run's `verify` checks on a task's merge commit are done.
     Verified { result: GateResult },

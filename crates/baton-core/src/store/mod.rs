@@ -2,16 +2,18 @@
 //! attempts, an append-only event log and the control requests that other
 //! processes send to a running engine. Every view is read from here.
 
-mod inbox;
+mod messages;
 mod ports;
 mod pulls;
+mod questions;
 mod records;
 mod schedules;
 mod sources;
 
-pub use inbox::Message;
+pub use messages::Message;
 pub use ports::PORT_RANGE;
 pub use pulls::{Fixing, PullRecord};
+pub use questions::{Answered, QuestionRecord};
 pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
 pub use schedules::ScheduleRow;
 pub use sources::SourceItem;
@@ -200,6 +202,23 @@ const MIGRATIONS: &[&str] = &[
     )",
     // An item's labels as its task last heard them (a change is a message).
     "ALTER TABLE source_items ADD COLUMN labels_seen TEXT",
+    // Questions agents ask people (`ask`); the id is its event's number.
+    "CREATE TABLE IF NOT EXISTS questions (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        attempt INTEGER,
+        text TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '[]',
+        default_answer TEXT,
+        expires_at INTEGER,
+        asked_at INTEGER NOT NULL,
+        answer TEXT,
+        answered_at INTEGER,
+        answered_by TEXT,
+        message_id INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS questions_open ON questions (answered_at, run_id)",
 ];
 
 /// A task queued at run time, as the store keeps it.

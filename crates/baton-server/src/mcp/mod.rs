@@ -5,6 +5,7 @@
 //! a dropped connection.
 
 mod args;
+pub mod ask;
 mod ops;
 mod stdio;
 
@@ -26,6 +27,8 @@ pub struct Scope {
     pub max_tasks: Option<u32>,
     /// The task these tools belong to: its messages are from it.
     pub task: Option<String>,
+    /// The task's attempt's door for questions (a lead's `ask` tool).
+    pub ask: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -42,9 +45,21 @@ fn reply(a: Answer) -> Result<String, String> {
 #[tool_router]
 impl BatonMcp {
     pub fn new(state: Arc<AppState>, scope: Scope) -> BatonMcp {
+        let mut tool_router = Self::tool_router();
+        if scope.ask.is_none() {
+            tool_router.remove_route("ask");
+        }
         BatonMcp {
             ops: Arc::new(Ops { state, scope }),
-            tool_router: Self::tool_router(),
+            tool_router,
+        }
+    }
+
+    #[tool(description = ask::DESCRIPTION)]
+    async fn ask(&self, Parameters(a): Parameters<ask::AskArg>) -> Result<String, String> {
+        match &self.ops.scope.ask {
+            Some(socket) => ask::ask_through(socket, a).await,
+            None => Err("these tools have nobody to ask".into()),
         }
     }
 

@@ -95,6 +95,7 @@ impl Board {
                 };
                 vec![self.to(i, TaskStatus::Pending, update, none)]
             }
+            Outcome::Waiting { commit, question } => vec![self.wait_answer(i, commit, &question)],
             Outcome::Broken { reason } => {
                 let data = Payload::Interrupted {
                     reason: Some(reason.clone()),

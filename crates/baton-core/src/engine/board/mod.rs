@@ -10,6 +10,7 @@
 //! what a person asks in [`requests`], provider limits in [`limits`], a
 //! task's standing in [`slot`].
 
+mod asking;
 mod ends;
 mod limits;
 mod requests;
@@ -247,8 +248,11 @@ impl Board {
                 && self.tasks.iter().any(|t| {
                     t.status() == TaskStatus::Pending && self.limited_why(&t.spec.agent).is_some()
                 });
-        let idle =
-            self.running == 0 && !merges_pending && ((!awaiting && !held) || self.shutting_down);
+        // A task waiting for an answer keeps the run going, across restarts.
+        let asking = self.tasks.iter().any(|t| t.waits() == Some(Wait::Answer));
+        let idle = self.running == 0
+            && !merges_pending
+            && ((!awaiting && !held && !asking) || self.shutting_down);
         idle && (!self.rules.service || self.shutting_down)
     }
 
@@ -264,7 +268,9 @@ impl Board {
             if self.running >= self.rules.max_parallel {
                 break;
             }
-            if self.tasks[i].status() != TaskStatus::Pending {
+            if self.tasks[i].status() != TaskStatus::Pending
+                || self.tasks[i].waits() == Some(Wait::Answer)
+            {
                 continue;
             }
             let ready = self.tasks[i].spec.needs.iter().all(|n| {

@@ -33,7 +33,7 @@ impl Board {
             ControlKind::Stop => self.stop(i),
             ControlKind::Steer => self.steer(i, message.unwrap_or_default()),
             ControlKind::Approve => self.approve(i),
-            ControlKind::Retry | ControlKind::Add | ControlKind::Message => {
+            ControlKind::Retry | ControlKind::Add | ControlKind::Message | ControlKind::Answer => {
                 Reply::no(format!("{kind} is not a request for a task that runs"))
             }
         }

@@ -31,6 +31,9 @@ pub(super) enum Standing {
 pub(super) enum Wait {
     Memory,
     Limit,
+    /// Its agent asked a person and ended its turn: it starts again only
+    /// once the answer comes (or fails when the time runs out).
+    Answer,
 }
 
 impl Standing {

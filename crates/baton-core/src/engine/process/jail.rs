@@ -22,8 +22,9 @@ pub(crate) struct Room<'a> {
     /// The agent that works here: its CLI's own state is writable. None: a
     /// check, which writes only the desk.
     pub agent: Option<&'a AgentProfile>,
-    /// A lead's door to its tools (a directory with their socket).
-    pub door: Option<&'a Path>,
+    /// Doors out of the sandbox (directories with a socket): a lead's to
+    /// its tools, and the one for questions to a person.
+    pub doors: Vec<&'a Path>,
     /// Whose connections the proxy reports.
     pub task: Option<&'a str>,
     pub attempt: Option<u32>,
@@ -78,7 +79,7 @@ pub(crate) async fn check_jail(
         own_git: &own,
         env,
         agent: None,
-        door: None,
+        doors: Vec::new(),
         task,
         attempt,
     };
@@ -147,7 +148,7 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
         }
         _ => {}
     }
-    writable.extend(room.door.map(Path::to_path_buf));
+    writable.extend(room.doors.iter().map(|d| d.to_path_buf()));
     let allow = match &room.spec.network {
         Network::Allow(list) => Some(list.clone()),
         _ => None,

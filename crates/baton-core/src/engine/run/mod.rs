@@ -4,6 +4,7 @@
 //! or, for other processes, from the store's control table; both take the
 //! same path. What workers spend reaches the run budget as they report it.
 
+pub(crate) mod asking;
 pub(crate) mod handle;
 pub(crate) mod repo_watch;
 pub(crate) mod requests;
@@ -45,6 +46,8 @@ pub struct Engine {
     pub(super) handle: EngineHandle,
     pub(super) spending: Spending,
     pub(super) repo_watch: RepoWatch,
+    /// When open questions' time runs out.
+    pub(super) deadlines: asking::Deadlines,
 }
 
 /// What the run has spent: before this process took it, and by each attempt since.
@@ -189,7 +192,8 @@ impl Engine {
                         self.apply(acts).await;
                         store_lost = Some(why);
                     }
-                    self.poll_controls().await
+                    self.poll_controls().await;
+                    self.questions_due().await;
                 }
                 _ = &mut shutdown, if !self.board.is_shutting_down() => {
                     let acts = self.board.shutdown();
@@ -354,6 +358,10 @@ impl Engine {
                     self.apply(acts).await;
                 }
             }
+            WorkerNote::Asked {
+                question,
+                expires_at,
+            } => self.deadlines.set(question, expires_at),
             WorkerNote::Verified { result } => {
                 let lane = &mut self.lane;
                 let settled = lane
@@ -374,8 +382,12 @@ impl Engine {
                 // What lies ahead is known once it is merged (or not).
                 let lane = &mut self.lane;
                 lane.finished(&self.sh, i, outcome.commit(), start).await;
+                let waiting = matches!(outcome, crate::engine::messages::Outcome::Waiting { .. });
                 let acts = self.board.finished(i, outcome);
                 self.apply(acts).await;
+                if waiting {
+                    self.answered_meanwhile(i).await;
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ impl Engine {
         let reply = match kind {
             ControlKind::Retry => self.retry(i, message).await,
             ControlKind::Message => self.deliver(i, message).await,
+            ControlKind::Answer => self.answer_came(message).await,
             _ => self.board.request(i, kind, message),
         };
         self.apply(reply.actions).await;
@@ -46,13 +47,7 @@ impl Engine {
         let Ok(Some(msg)) = found else {
             return Reply::no(format!("no message {id} in the store"));
         };
-        let live = self
-            .sh
-            .plan
-            .agents
-            .get(&self.board.spec(i).agent)
-            .and_then(|p| crate::adapter::for_profile(&p.cli()).ok())
-            .is_some_and(|a| a.steer_line("").is_some());
+        let live = self.takes_input(i);
         self.board.message(i, id, msg.said(), live)
     }
 

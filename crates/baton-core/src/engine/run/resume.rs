@@ -71,6 +71,7 @@ impl Engine {
         .assemble()
         .await?;
         engine.restore(taken);
+        engine.restore_questions().await;
         Ok(engine)
     }
 

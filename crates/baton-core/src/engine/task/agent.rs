@@ -71,6 +71,7 @@ pub(super) async fn run_agent(
         budget: st.spec.budget_usd,
         session: None,
         last_error: None,
+        asking: p.ask.as_ref().map(|a| a.waiting.clone()),
     };
     let steer = |m: &str| adapter.steer_line(m);
     let local = placement.is_here();
@@ -120,6 +121,7 @@ pub(super) fn label(ended: &Ended) -> String {
         Ended::Cmd(WorkerCmd::Message { .. }) => "done".into(),
         Ended::Cmd(WorkerCmd::Shutdown) => "interrupted".into(),
         Ended::Cmd(WorkerCmd::OverBudget(_)) => "over budget".into(),
+        Ended::Cmd(WorkerCmd::NoAnswer(_)) => "no answer".into(),
         Ended::SpawnFailed(_) => "could not start".into(),
     }
 }

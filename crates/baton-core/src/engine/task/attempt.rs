@@ -37,6 +37,14 @@ pub(crate) enum Step {
     /// The provider limited the agent (rate limit, overload, quota): not the
     /// task's failure; it may wait and go on.
     Limited(Limited),
+    /// The agent asked a person and ended its turn: the task waits.
+    Asked {
+        question: String,
+        commit: Option<String>,
+    },
+    /// An answer came while the agent ran and did not reach it: the next
+    /// attempt takes it, in the agent's session.
+    Answered,
 }
 
 /// What a failed attempt left: why, the feedback for the next one, its
@@ -158,6 +166,9 @@ pub(crate) async fn run(
             result,
         });
     }
+    if let Some(step) = asked(&ledger, &prepared, &verdict, &commit).await {
+        return step;
+    }
     if let Some(step) = settle(&ledger, st, verdict, commit.clone(), &result).await {
         return step;
     }
@@ -247,6 +258,54 @@ async fn setup(
             Some(interrupted(ledger, cmd, None, None, String::new()).await)
         }
     }
+}
+
+/// An agent that asked a person and ended its turn (passed or not) is not
+/// judged yet: the task waits for the answer, or goes on with one that came
+/// while it ran and could not reach it.
+async fn asked(
+    ledger: &Ledger<'_>,
+    prepared: &super::launch::Prepared,
+    verdict: &Verdict,
+    commit: &Option<String>,
+) -> Option<Step> {
+    let asked = prepared
+        .ask
+        .as_ref()
+        .is_some_and(|a| a.asked.load(std::sync::atomic::Ordering::SeqCst));
+    if !asked || !matches!(verdict, Verdict::Passed | Verdict::Failed { .. }) {
+        return None;
+    }
+    let task = ledger.task.to_string();
+    let found = ledger
+        .sh
+        .db(move |s, run| -> Result<_, crate::store::StoreError> {
+            let open = s.open_questions(Some(run))?;
+            let open = open.into_iter().find(|q| q.task_id == task);
+            Ok((open, s.answers_undelivered(run, &task)?))
+        })
+        .await;
+    let (open, undelivered) = match found {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!("cannot read task {}'s questions: {e}", ledger.task);
+            return None;
+        }
+    };
+    if let Some(q) = open {
+        let why = format!("asked a person: {}", q.question.text);
+        ledger.finish(AttemptStatus::Asked, None, Some(&why)).await;
+        return Some(Step::Asked {
+            question: q.question.text,
+            commit: commit.clone(),
+        });
+    }
+    if undelivered.is_empty() {
+        return None;
+    }
+    let why = "an answer came while the agent ran; it goes on with it";
+    ledger.finish(AttemptStatus::Asked, None, Some(why)).await;
+    Some(Step::Answered)
 }
 
 /// The attempt ends here unless the agent passed and `fail_if` does not match.
@@ -380,7 +439,9 @@ async fn interrupted(
             (AttemptStatus::Stopped, "stopped during gates".into())
         }
         WorkerCmd::Stop => (AttemptStatus::Stopped, "stopped by request".into()),
-        WorkerCmd::OverBudget(reason) => (AttemptStatus::Failed, reason.clone()),
+        WorkerCmd::OverBudget(reason) | WorkerCmd::NoAnswer(reason) => {
+            (AttemptStatus::Failed, reason.clone())
+        }
         // A message never ends an attempt (supervise hands it over or
         // leaves it); were it to, it would be a steer.
         WorkerCmd::Steer(_) | WorkerCmd::Message { .. } => {

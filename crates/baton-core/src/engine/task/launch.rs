@@ -2,6 +2,7 @@
 //! adapter), its sandbox and proxy, its cgroup, a lead's tools, its
 //! environment, and where it runs (here, or a cluster's pod).
 
+use super::ask_door;
 use super::lead;
 use super::prompt;
 use super::start::Start;
@@ -30,6 +31,8 @@ pub(crate) struct Prepared {
     pub(super) jail: Option<jail::Jail>,
     /// A lead's tools, served outside its sandbox for as long as it runs.
     pub(super) _door: Option<lead::Door>,
+    /// The door for questions to a person (a local attempt's).
+    pub(super) ask: Option<ask_door::AskDoor>,
     /// The desk's own git directory, which the agent commits to inside.
     pub(super) own_git: Option<crate::sandbox::OwnGit>,
     /// The cgroup that holds the agent to its `memory` and `pids`.
@@ -49,9 +52,15 @@ pub(super) async fn prepare(
     let text_prompt = adapter.prompt_is_text();
     let said = prompts(sh, st, profile, n, &feedback, text_prompt).await?;
     let (full_prompt, agent_prompt, inbox) = (said.full, said.agent, said.inbox);
-    let (mcp, door) = match lead::open(sh, st, n).await? {
+    // Questions come in only where baton itself runs the agent.
+    let ask = match profile.executor {
+        crate::plan::Executor::Local => Some(ask_door::open(sh, &st.spec.id, n)?),
+        crate::plan::Executor::Remote(_) => None,
+    };
+    let ask_socket = ask.as_ref().map(|a| a.socket.as_path());
+    let (mcp, door) = match lead::open(sh, st, n, ask_socket).await? {
         Some((tools, door)) => (Some(tools), Some(door)),
-        None => (None, None),
+        None => (ask_socket.and_then(|s| ask_door::tools(sh, st, s)), None),
     };
     let cli = profile.cli();
     let mut launch = adapter.launch(&LaunchRequest {
@@ -69,6 +78,9 @@ pub(super) async fn prepare(
     if !inbox.is_empty() {
         adapter_env.push(("BATON_MESSAGES".into(), inbox.join("\n").into()));
     }
+    if let Some(s) = ask_socket {
+        adapter_env.push((crate::ask::SOCKET_VAR.into(), s.into()));
+    }
     let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
     let (jail, own_git, cgroup) = match &profile.sandbox {
         Some(spec) => {
@@ -80,7 +92,12 @@ pub(super) async fn prepare(
                 own_git: &own,
                 env: &env,
                 agent: Some(profile),
-                door: door.as_ref().map(|d| d.dir.as_path()),
+                doors: door
+                    .as_ref()
+                    .map(|d| d.dir.as_path())
+                    .into_iter()
+                    .chain(ask.as_ref().map(|a| a.dir.as_path()))
+                    .collect(),
                 task: Some(&st.spec.id),
                 attempt: Some(n),
             };
@@ -98,6 +115,7 @@ pub(super) async fn prepare(
         env,
         jail,
         _door: door,
+        ask,
         own_git,
         cgroup,
         placement: super::executor::Placement::Local,
@@ -147,7 +165,12 @@ async fn prompts(
         .map(|m| m.said())
         .collect();
     if !inbox.is_empty() && text_prompt {
-        agent.push_str(&format!("\n\n{}", inbox.join("\n")));
+        // A resumed session told nothing new but messages (an answer to its
+        // question, say) gets just them: it has the task already.
+        match (&st.session, feedback.is_empty()) {
+            (Some(_), true) => agent = inbox.join("\n"),
+            _ => agent.push_str(&format!("\n\n{}", inbox.join("\n"))),
+        }
     }
     Ok(Prompts { full, agent, inbox })
 }

@@ -33,6 +33,7 @@ pub(crate) async fn open(
     sh: &Shared,
     st: &Start,
     n: u32,
+    ask: Option<&std::path::Path>,
 ) -> Result<Option<(adapter::McpServer, Door)>, String> {
     let Some(max_tasks) = st.spec.lead else {
         return Ok(None);
@@ -62,6 +63,11 @@ pub(crate) async fn open(
         .arg(&sh.repo.root)
         .args(["mcp", "--run", &sh.run_id, "--as", &st.spec.id])
         .args(["--max-tasks", &max_tasks.to_string()])
+        .args(
+            ask.map(|s| ["--ask".as_ref(), s.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--listen")
         .arg(&socket)
         .stdin(std::process::Stdio::null())
@@ -123,7 +129,7 @@ impl Door {
     }
 }
 
-fn make_private_dir(dir: &std::path::Path) -> Result<(), String> {
+pub(super) fn make_private_dir(dir: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::DirBuilder::new()

@@ -3,6 +3,7 @@
 //! Merging is the engine's, not the worker's.
 
 pub(crate) mod agent;
+pub(crate) mod ask_door;
 pub(crate) mod attempt;
 pub(crate) mod executor;
 pub(crate) mod history;
@@ -190,6 +191,12 @@ async fn attempts(sh: &Shared, st: &mut Start, cmds: &mut UnboundedReceiver<Work
             Step::End(o) => return o,
             Step::Steered(message) => {
                 st.feedback = Some(message);
+                continue;
+            }
+            Step::Asked { question, commit } => return Outcome::Waiting { commit, question },
+            // The session has had any feedback; the answer comes as a message.
+            Step::Answered => {
+                st.feedback = None;
                 continue;
             }
             Step::Limited(limited) => {

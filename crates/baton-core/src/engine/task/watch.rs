@@ -24,9 +24,18 @@ pub(crate) struct Watch<'a> {
     /// The agent's session, once it says it.
     pub session: Option<String>,
     pub last_error: Option<String>,
+    /// How many of the agent's `baton ask`s wait for an answer now: its
+    /// output then is not work, nor its silence a stall.
+    pub asking: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Watch<'_> {
+    fn waits_answer(&self) -> bool {
+        self.asking
+            .as_ref()
+            .is_some_and(|a| a.load(std::sync::atomic::Ordering::SeqCst) > 0)
+    }
+
     async fn set_activity(&mut self, a: Activity) {
         if self.activity == Some(a) {
             return;
@@ -127,6 +136,9 @@ impl AttemptSink for Watch<'_> {
     }
 
     async fn output(&mut self) {
+        if self.waits_answer() {
+            return;
+        }
         if matches!(self.activity, Some(Activity::Starting | Activity::Stalled)) {
             self.set_activity(Activity::Working).await;
         }
@@ -142,6 +154,9 @@ impl AttemptSink for Watch<'_> {
     }
 
     async fn stalled(&mut self) -> Option<WorkerCmd> {
+        if self.waits_answer() {
+            return None;
+        }
         self.set_activity(Activity::Stalled).await;
         let data = Payload::Stalled {
             activity: Activity::Stalled,

@@ -51,32 +51,7 @@ impl Store {
         let text = self.mask_for_run(run, text)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let ts = now_ms();
-        tx.execute(
-            "INSERT INTO messages (run_id, from_task, to_task, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run, from, to, text, ts],
-        )?;
-        let id = tx.last_insert_rowid();
-        let mut seqs = Vec::new();
-        let note = Note {
-            id,
-            from: from.map(str::to_string),
-            to: to.to_string(),
-            text: text.clone(),
-        };
-        let mut event = |task: Option<&str>, said: Payload| -> Result<()> {
-            let (kind, data) = said.into_parts();
-            tx.execute(
-                "INSERT INTO events (run_id, ts, task_id, attempt, kind, data) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
-                params![run, ts, task, kind, data.to_string()],
-            )?;
-            seqs.push(tx.last_insert_rowid());
-            Ok(())
-        };
-        if from.is_some() {
-            event(from, Payload::MessageSent(note.clone()))?;
-        }
-        event(Some(to), Payload::MessageReceived(note))?;
+        let (id, seqs) = insert_message(&tx, run, from, to, &text)?;
         tx.commit()?;
         for seq in seqs {
             let _ = self.events_tx.send(seq);
@@ -143,4 +118,53 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
     }
+}
+
+/// Writes a message (already masked) and its events in `tx`: its id, and
+/// the events' numbers to announce once `tx` is committed.
+pub(super) fn insert_message(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    from: Option<&str>,
+    to: &str,
+    text: &str,
+) -> Result<(i64, Vec<i64>)> {
+    let ts = now_ms();
+    tx.execute(
+        "INSERT INTO messages (run_id, from_task, to_task, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![run, from, to, text, ts],
+    )?;
+    let id = tx.last_insert_rowid();
+    let mut seqs = Vec::new();
+    let note = Note {
+        id,
+        from: from.map(str::to_string),
+        to: to.to_string(),
+        text: text.to_string(),
+    };
+    let mut event = |task: Option<&str>, said: Payload| -> Result<()> {
+        seqs.push(insert_event(tx, run, task, None, said)?);
+        Ok(())
+    };
+    if from.is_some() {
+        event(from, Payload::MessageSent(note.clone()))?;
+    }
+    event(Some(to), Payload::MessageReceived(note))?;
+    Ok((id, seqs))
+}
+
+/// Appends an event in `tx`; returns its number (announce it once committed).
+pub(super) fn insert_event(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    task: Option<&str>,
+    attempt: Option<u32>,
+    said: Payload,
+) -> Result<i64> {
+    let (kind, data) = said.into_parts();
+    tx.execute(
+        "INSERT INTO events (run_id, ts, task_id, attempt, kind, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![run, now_ms(), task, attempt, kind, data.to_string()],
+    )?;
+    Ok(tx.last_insert_rowid())
 }
