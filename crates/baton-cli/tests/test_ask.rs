@@ -11,11 +11,24 @@ fn baton_path() -> String {
     baton_bin().to_string()
 }
 
-/// The id of the one open question of the store, once there is one.
+/// `baton inbox --json`.
+fn inbox(env: &TestEnv) -> Vec<serde_json::Value> {
+    let out = output(baton(env).args(["inbox", "--json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("inbox JSON")
+}
+
+/// The id of the one open question in the inbox, once there is one.
 fn open_question(env: &TestEnv) -> String {
     let mut id = String::new();
-    wait_for("a question", 30, || {
-        id = store_rows(env, "SELECT id FROM questions WHERE answered_at IS NULL").concat();
+    wait_for("a question in the inbox", 30, || {
+        let items = inbox(env);
+        let q = items.iter().find(|i| i["kind"] == "question");
+        id = q.map(|q| q["id"].to_string()).unwrap_or_default();
         !id.is_empty()
     });
     id
@@ -201,4 +214,172 @@ fn a_question_answered_while_baton_runs_starts_the_waiting_task_again() {
         .unwrap()
         .to_string();
     assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
+}
+
+/// A real agent CLI calls its `ask` tool (named `tool` in its requests),
+/// ends its turn, and the task waits; answered from the CLI, the agent's
+/// session goes on with the answer and the task succeeds.
+fn a_real_agent_asks_and_goes_on_in_its_session(agent: &str, tool: &str) {
+    use crate::test_real_agents::{bins, profile_with};
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    let Some(bins) = bins(&[agent]) else { return };
+    let server = ModelServer::start(Scripts::new().script(
+        "ask",
+        vec![
+            // The CLI connects its MCP servers while it starts; on a busy
+            // machine the tool may join the second request, not the first.
+            Step::run("sleep 1"),
+            Step::call(
+                tool,
+                serde_json::json!({"question": "Which colour?", "options": ["red", "blue"]}),
+            ),
+            Step::say("I asked which colour; waiting for the answer."),
+            Step::write("colour.txt", "blue\n"),
+            Step::say("wrote the colour"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let plan = format!(
+        "{}[[task]]\nid = \"t\"\nagent = \"{agent}\"\nprompt = \"Pick a colour. [[script:ask]]\"\ngates = [\"grep -q blue colour.txt\"]\ntimeout = \"4m\"\n",
+        profile_with(&env, agent, &bins[0], &server, &[], "")
+    );
+    env.write("baton.toml", &plan);
+    let child = spawn_baton(&env, &["run", "--json"]);
+    let id = {
+        let mut id = String::new();
+        wait_for("the agent's question", 120, || {
+            id = store_rows(&env, "SELECT id FROM questions WHERE answered_at IS NULL").concat();
+            !id.is_empty()
+        });
+        id
+    };
+    wait_for("the task to wait", 60, || {
+        store_rows(
+            &env,
+            "SELECT status || ' ' || activity FROM tasks WHERE id = 't'",
+        )
+        .concat()
+            == "pending waiting_answer"
+    });
+    let q = store_rows(&env, "SELECT text || ' ' || options FROM questions");
+    assert_eq!(q, [r#"Which colour? ["red","blue"]"#]);
+    // The tool told the model to end its turn.
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r.body.to_string().contains("End your turn now")));
+    let out = output(baton(&env).args(["answer", &id, "blue"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "t");
+    assert_eq!(t["result"], "wrote the colour");
+    assert_eq!(t["attempts"], 2, "{t:#}");
+    // The answer went to the same session as a new turn.
+    let answered = server.requests().iter().any(|r| {
+        let body = r.body.to_string();
+        body.contains("is: blue") && body.contains("Which colour?")
+    });
+    assert!(
+        answered,
+        "the answer reached the model in the agent's session"
+    );
+    let sessions = store_rows(
+        &env,
+        "SELECT DISTINCT session_id FROM attempts WHERE task_id = 't' AND session_id IS NOT NULL",
+    );
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one session across both attempts: {sessions:?}"
+    );
+}
+
+#[test]
+fn claude_code_asks_ends_its_turn_and_goes_on_with_the_answer() {
+    a_real_agent_asks_and_goes_on_in_its_session("claude", "mcp__baton__ask");
+}
+
+#[test]
+fn the_inbox_lists_questions_approvals_and_failures_and_acts_on_their_ids() {
+    let env = TestEnv::new();
+    let b = baton_path();
+    let body = format!(
+        "\n[[task]]\nid = \"ship\"\napprove = true\nprompt = \"echo v1 > release.txt\"\n\n[[task]]\nid = \"broken\"\nprompt = \"exit 3\"\n\n[[task]]\nid = \"ask\"\nprompt = '''c=$({b:?} ask 'Which region?' --option eu --option us --timeout 10m --default eu); echo \"$c\" > region.txt'''\n"
+    );
+    env.write("baton.toml", &bash_plan(&body));
+    env.commit_all("plan");
+    let out = output(baton(&env).arg("inbox"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "nothing needs you\n");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    let mut items = Vec::new();
+    wait_for("three items", 30, || {
+        items = inbox(&env);
+        items.len() == 3
+    });
+    let by_kind = |k: &str| {
+        items
+            .iter()
+            .find(|i| i["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}: {items:#?}"))
+            .clone()
+    };
+    let q = by_kind("question");
+    assert_eq!(q["task"], "ask");
+    assert_eq!(q["text"], "Which region?");
+    assert_eq!(q["options"], serde_json::json!(["eu", "us"]));
+    assert_eq!(q["default"], "eu");
+    assert_eq!(q["actions"], serde_json::json!(["answer", "stop"]));
+    let a = by_kind("approval");
+    assert_eq!(a["task"], "ship");
+    assert_eq!(a["actions"], serde_json::json!(["approve", "stop"]));
+    let f = by_kind("failed");
+    assert_eq!(f["task"], "broken");
+    assert_eq!(f["actions"], serde_json::json!(["retry"]));
+    for i in &items {
+        let run = i["run"].as_str().unwrap();
+        assert!(!run.is_empty() && i["since"].as_i64().unwrap() > 0, "{i:#}");
+    }
+    // The text form says how to act on each.
+    let out = output(baton(&env).arg("inbox"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("baton answer {} TEXT", q["id"])),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("baton approve {}", a["id"])),
+        "{said}"
+    );
+    assert!(said.contains("options: eu | us (default: eu)"), "{said}");
+    // Acting on ids.
+    let out = output(baton(&env).args(["approve", &a["id"].to_string()]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = output(baton(&env).args(["answer", &q["id"].to_string(), "us"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child);
+    assert_eq!(r.code, 1, "{}\n{:#}", r.stderr, r.report);
+    assert_eq!(task(&r.report, "ship")["merged"], true);
+    let branch = task(&r.report, "ask")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(show(&env, &branch, "region.txt").as_deref(), Some("us\n"));
+    // What is left is the failure, until it is retried.
+    let left = inbox(&env);
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(left[0]["kind"], "failed");
+    assert_eq!(left[0]["id"], f["id"]);
 }

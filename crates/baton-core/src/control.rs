@@ -167,15 +167,23 @@ pub async fn answer_question(
         )));
     }
     let id = id.to_string();
-    request(
+    let asked = request(
         store,
         paths,
         &run,
         &q.task_id,
         ControlKind::Answer,
         Some(&id),
-    )
-    .await
+    );
+    match asked.await {
+        // The answer is written: a script that waited for it may have taken
+        // it and ended its run before the engine heard of it.
+        Err(ControlError::NotLive { .. }) => Ok(Answer::yes(format!(
+            "answered; task {:?} took the answer",
+            q.task_id
+        ))),
+        other => other,
+    }
 }
 
 /// Why a question takes no answer now, in words.

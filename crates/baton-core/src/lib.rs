@@ -16,6 +16,7 @@ mod failpoint;
 pub mod follow;
 pub mod forge;
 pub mod git;
+pub mod inbox;
 pub mod init;
 pub mod land;
 pub mod lock;

@@ -357,6 +357,22 @@ names! {
 }
 
 names! {
+    /// What an item of the inbox (everything that needs a person) is about.
+    ItemKind, "inbox item kind" {
+        /// An agent asked a person (`answer`).
+        Question = "question",
+        /// A task passed its gates and waits for approval.
+        Approval = "approval",
+        Failed = "failed",
+        Conflicted = "conflicted",
+        /// A task waits out its provider's rate limit or quota.
+        Limit = "limit",
+        /// baton stopped fixing a pull request: a person is needed.
+        Pull = "pull",
+    }
+}
+
+names! {
     /// Where a followed pull request stands.
     PullStatus, "pull request status" {
         /// baton watches it and fixes what goes wrong.

@@ -7,6 +7,7 @@ use std::path::Path;
 /// Approve a task with `approve = true` whose gates passed; it is then merged.
 #[derive(Args)]
 pub struct ApproveArgs {
+    /// The task, or its item's id in `baton inbox`.
     pub task: String,
     /// The run (default: the latest).
     #[arg(long)]
@@ -14,12 +15,6 @@ pub struct ApproveArgs {
 }
 
 pub async fn run(cwd: &Path, args: ApproveArgs) -> anyhow::Result<i32> {
-    super::send_control(
-        cwd,
-        args.run.as_deref(),
-        &args.task,
-        ControlKind::Approve,
-        None,
-    )
-    .await
+    let (run, task) = super::task_or_item(cwd, args.run.as_deref(), &args.task).await?;
+    super::send_control(cwd, run.as_deref(), &task, ControlKind::Approve, None).await
 }

@@ -9,6 +9,7 @@ pub mod clean;
 pub mod completions;
 pub mod diff;
 pub mod doctor;
+pub mod inbox;
 pub mod init;
 pub mod land;
 pub mod logs;
@@ -106,6 +107,36 @@ pub fn open_store(repo: &Repo) -> anyhow::Result<(Arc<Store>, StatePaths)> {
 
 pub fn find_run(store: &Store, run: Option<&str>) -> anyhow::Result<RunRecord> {
     store.find_run(run).map_err(|e| usage(e.to_string()))
+}
+
+/// A task named on the command line, or an inbox item's id (`baton inbox`)
+/// in its place: the run and task the item is about. A task of that name
+/// in the run wins over an item.
+pub async fn task_or_item(
+    cwd: &Path,
+    run: Option<&str>,
+    task: &str,
+) -> anyhow::Result<(Option<String>, String)> {
+    let unchanged = Ok((run.map(str::to_string), task.to_string()));
+    let Ok(id) = task.parse::<i64>() else {
+        return unchanged;
+    };
+    let repo = open_repo(cwd)?;
+    let (store, _) = open_store(&repo)?;
+    if let Ok(rec) = store.find_run(run) {
+        if store.task(&rec.id, task)?.is_some() {
+            return unchanged;
+        }
+    }
+    let now = baton_core::clock::now_ms();
+    match store.inbox_item(id, now)? {
+        Some(baton_core::inbox::Item {
+            run: item_run,
+            task: Some(t),
+            ..
+        }) if run.is_none_or(|r| r == item_run) => Ok((Some(item_run), t)),
+        _ => unchanged,
+    }
 }
 
 /// What a command about one task of a run starts from: the repository, its

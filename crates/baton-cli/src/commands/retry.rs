@@ -13,6 +13,7 @@ use std::path::Path;
 /// here until it ends, with the exit status of `baton run`.
 #[derive(Args)]
 pub struct RetryArgs {
+    /// The task, or its item's id in `baton inbox`.
     pub task: String,
     /// The run (default: the latest).
     #[arg(long)]
@@ -24,7 +25,8 @@ pub struct RetryArgs {
     pub ci: super::CiArgs,
 }
 
-pub async fn run(cwd: &Path, args: RetryArgs) -> anyhow::Result<i32> {
+pub async fn run(cwd: &Path, mut args: RetryArgs) -> anyhow::Result<i32> {
+    (args.run, args.task) = super::task_or_item(cwd, args.run.as_deref(), &args.task).await?;
     let found = super::task_of_run(cwd, args.run.as_deref(), &args.task).await?;
     let (repo, store, paths, rec) = (found.repo, found.store, found.paths, found.run);
     if baton_core::control::is_live(&paths, &rec.id) {

@@ -8,6 +8,7 @@ use std::path::Path;
 /// on its branch, and it ends as `stopped`.
 #[derive(Args)]
 pub struct StopArgs {
+    /// The task, or its item's id in `baton inbox`.
     pub task: String,
     /// The run (default: the latest).
     #[arg(long)]
@@ -15,12 +16,6 @@ pub struct StopArgs {
 }
 
 pub async fn run(cwd: &Path, args: StopArgs) -> anyhow::Result<i32> {
-    super::send_control(
-        cwd,
-        args.run.as_deref(),
-        &args.task,
-        ControlKind::Stop,
-        None,
-    )
-    .await
+    let (run, task) = super::task_or_item(cwd, args.run.as_deref(), &args.task).await?;
+    super::send_control(cwd, run.as_deref(), &task, ControlKind::Stop, None).await
 }

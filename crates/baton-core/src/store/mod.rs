@@ -2,6 +2,7 @@
 //! attempts, an append-only event log and the control requests that other
 //! processes send to a running engine. Every view is read from here.
 
+mod inbox;
 mod messages;
 mod ports;
 mod pulls;
