@@ -427,3 +427,56 @@ fn task_add_refuses_context_a_plan_could_not_have_and_no_link_is_read() {
         ["0"]
     );
 }
+
+#[test]
+fn inbox_tools_list_a_question_and_answer_it() {
+    let env = TestEnv::new();
+    let b = baton_bin();
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"ask\"\nprompt = '''c=$({b:?} ask 'Ship it?'); echo \"$c\" > answer.txt'''\n"
+        )),
+    );
+    env.commit_all("plan");
+    let run = spawn_baton(&env, &["run", "--json"]);
+    runtime().block_on(async {
+        let client = stdio_client(&env, &[]).await;
+        let mut items = Value::Null;
+        for _ in 0..400 {
+            items = call(&client, "inbox_list", json!({})).await.unwrap();
+            if items["count"] == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let item = &items["items"][0];
+        assert_eq!(item["text"], "Ship it?", "{items:#}");
+        let id = item["id"].as_i64().unwrap();
+        let wrong = call(
+            &client,
+            "inbox_answer",
+            json!({"id": id + 1000, "text": "x"}),
+        )
+        .await;
+        assert!(wrong.unwrap_err().contains("there is no question"));
+        let ok = call(
+            &client,
+            "inbox_answer",
+            json!({"id": id, "text": "yes, today"}),
+        )
+        .await;
+        assert_eq!(ok.unwrap()["ok"], true);
+        client.cancel().await.unwrap();
+    });
+    let r = parse_run(run.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let branch = task(&r.report, "ask")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        show(&env, &branch, "answer.txt").as_deref(),
+        Some("yes, today\n")
+    );
+}

@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use baton_testutils::TestEnv;
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
 
@@ -356,4 +357,56 @@ fn a_run_the_server_drives_lands_itself_when_the_plan_says_so() {
         std::fs::read_to_string(env.repo.join("a.txt")).unwrap(),
         "landed by serve\n"
     );
+}
+
+#[test]
+fn the_inbox_is_served_and_a_question_is_answered_through_the_api() {
+    let env = TestEnv::new();
+    let b = baton_bin();
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"ask\"\nprompt = '''c=$({b:?} ask 'Which region?' --option eu --option us); echo \"$c\" > region.txt'''\n"
+        )),
+    );
+    env.commit_all("plan");
+    let srv = serve(&env, "127.0.0.1:0");
+    let out = output(baton(&env).args(["token", "url"]));
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = link
+        .split_once("/#token=")
+        .expect("a sign-in link")
+        .1
+        .to_string();
+    assert_eq!(http_get(&srv.url, "/api/inbox", None).0, 401);
+    let run = spawn_baton(&env, &["run", "--json"]);
+    let mut item = Value::Null;
+    wait_for("the question in /api/inbox", 30, || {
+        let (status, text) = http_get(&srv.url, "/api/inbox", Some(&token));
+        assert_eq!(status, 200, "{text}");
+        let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or("{}"))
+            .unwrap_or(Value::Null);
+        item = body["items"][0].clone();
+        body["count"] == 1
+    });
+    assert_eq!(item["kind"], "question");
+    assert_eq!(item["options"], serde_json::json!(["eu", "us"]));
+    let id = item["id"].as_i64().unwrap();
+    let post = |path: &str, body: &str| http_post(&srv.url, path, body, Some(&token));
+    assert_eq!(post(&format!("/api/inbox/{id}/approve"), "{}").0, 409);
+    assert_eq!(post("/api/inbox/1/answer", r#"{"text":"us"}"#).0, 404);
+    let (status, text) = post(&format!("/api/inbox/{id}/answer"), r#"{"text":"mars"}"#);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("answer one of: eu, us"), "{text}");
+    let (status, text) = post(&format!("/api/inbox/{id}/answer"), r#"{"text":"us"}"#);
+    assert_eq!(status, 200, "{text}");
+    let r = parse_run(run.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let branch = task(&r.report, "ask")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(show(&env, &branch, "region.txt").as_deref(), Some("us\n"));
+    let (_, text) = http_get(&srv.url, "/api/inbox", Some(&token));
+    assert!(text.contains(r#""count":0"#), "{text}");
 }

@@ -3,6 +3,7 @@
 mod events;
 pub(crate) mod hooks;
 pub(crate) mod inbound;
+mod inbox;
 mod incoming;
 mod openapi;
 mod plans;
@@ -74,6 +75,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/runs/{run}/tasks/{task}/{action}", post(tasks::act))
         .route("/tasks", post(tasks::add))
         .route("/incoming", get(incoming::list))
+        .route("/inbox", get(inbox::list))
+        .route("/inbox/{id}/{action}", post(inbox::act))
         .route("/hooks/github", post(hooks::github))
         .route("/hooks/{name}", post(inbound::deliver))
         .route("/events", get(events::stream))

@@ -73,6 +73,8 @@ pub async fn document() -> Json<Value> {
                     "4XX": { "description": "not proven (401), no such hook (404), not JSON (400), a prompt the delivery cannot make (422)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
                 } } },
             "/api/incoming": { "get": op("Where work comes in from: the served plan's sources (with the items taken lately, each with its run and task), schedules (with their next time and what they started last) and hooks", &[], None, 200, obj.clone()) },
+            "/api/inbox": { "get": op("Everything that needs a person across runs: `items` (each: id, kind question|approval|failed|conflicted|limit|pull, run, task, text, options, since, actions) and their `count`", &[], None, 200, obj.clone()) },
+            "/api/inbox/{id}/{action}": { "post": op("Act on inbox item `id`: `answer` (body `text`; a question with options takes one of them), `approve`, `retry` or `stop`, as its `actions` allow", &["id", "action"], Some(json!({ "type": "object", "properties": { "text": { "type": "string" } } })), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
             "/api/runs": {
                 "get": op("Runs, newest first", &[], None, 200, obj.clone()),
                 "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`)", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))

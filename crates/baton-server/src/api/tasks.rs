@@ -158,7 +158,14 @@ pub async fn act(
     JsonBody(body): JsonBody<Action>,
 ) -> Result<Response, ApiError> {
     let kind = match action.parse::<ControlKind>() {
-        Ok(k) if !matches!(k, ControlKind::Add | ControlKind::Message) => k,
+        Ok(k)
+            if !matches!(
+                k,
+                ControlKind::Add | ControlKind::Message | ControlKind::Answer
+            ) =>
+        {
+            k
+        }
         _ => {
             return Err(ApiError::not_found(format!(
                 "unknown action {action:?} (stop, steer, approve, retry)"

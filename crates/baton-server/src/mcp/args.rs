@@ -164,3 +164,11 @@ pub struct MessageReadArg {
     #[serde(default)]
     pub after: Option<i64>,
 }
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct InboxAnswerArg {
+    /// The question's id (from inbox_list).
+    pub id: i64,
+    /// The answer; a question with options takes one of them.
+    pub text: String,
+}

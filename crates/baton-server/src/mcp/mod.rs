@@ -158,6 +158,23 @@ impl BatonMcp {
     }
 
     #[tool(
+        description = "Everything that needs a person across runs: questions agents asked (answer them with inbox_answer), tasks waiting for approval, failed or conflicted tasks, rate-limit holds, pull requests baton stopped fixing. Each item: id, kind, run, task, text, options, since, actions."
+    )]
+    async fn inbox_list(&self) -> Result<String, String> {
+        reply(self.ops.inbox_list().await)
+    }
+
+    #[tool(
+        description = "Answer a question an agent asked (`id` from inbox_list, `text`; a question with options takes one of them): the waiting task goes on with the answer."
+    )]
+    async fn inbox_answer(
+        &self,
+        Parameters(a): Parameters<InboxAnswerArg>,
+    ) -> Result<String, String> {
+        reply(self.ops.inbox_answer(a).await)
+    }
+
+    #[tool(
         description = "Wait until a task (`task`) or the whole run has finished, or `timeout_s` (default 600) passes; answers `done` and the run's report."
     )]
     async fn wait(&self, Parameters(a): Parameters<WaitArg>) -> Result<String, String> {

@@ -244,6 +244,44 @@ impl Ops {
         Ok(json!({ "run": rec.id, "task": task, "messages": list }))
     }
 
+    /// The inbox (a lead's tools see their own run's items only).
+    pub async fn inbox_list(&self) -> Answer {
+        let now = baton_core::clock::now_ms();
+        let mut items = self
+            .state
+            .store
+            .call(move |s| s.inbox(now))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(own) = &self.scope.run {
+            items.retain(|i| &i.run == own);
+        }
+        Ok(json!({ "count": items.len(), "items": items }))
+    }
+
+    /// Answers a question in the inbox.
+    pub async fn inbox_answer(&self, a: InboxAnswerArg) -> Answer {
+        let st = &self.state;
+        if let Some(own) = &self.scope.run {
+            let id = a.id;
+            let q = st
+                .store
+                .call(move |s| s.question(id))
+                .await
+                .map_err(|e| e.to_string())?;
+            if q.is_some_and(|q| &q.run_id != own) {
+                return Err(format!("these tools act on run {own} only"));
+            }
+        }
+        let answer = baton_core::control::answer_question(&st.store, &st.paths, a.id, &a.text)
+            .await
+            .map_err(|e| e.to_string())?;
+        match answer.ok {
+            true => Ok(json!(answer)),
+            false => Err(answer.message),
+        }
+    }
+
     async fn known_task(
         &self,
         rec: &RunRecord,

@@ -714,3 +714,58 @@ fn a_resolver_asked_to_stop_is_still_a_resolver_when_it_ends() {
     );
     assert_eq!(status(&b, "a"), TaskStatus::Conflicted);
 }
+
+#[test]
+fn a_task_waiting_for_an_answer_holds_no_slot_keeps_the_run_going_and_starts_on_the_answer() {
+    let mut b = board(1, vec![spec("a", &[]), spec("b", &[])]);
+    assert_eq!(next_started(&mut b), ["a"]);
+    let waiting = Outcome::Waiting {
+        commit: None,
+        question: "Which?".into(),
+    };
+    b.finished(0, waiting);
+    assert!(b.waits_answer(0));
+    assert_eq!(b.status(0), TaskStatus::Pending);
+    // Its slot went to the other task; the waiting one is not started again.
+    assert_eq!(next_started(&mut b), ["b"]);
+    b.finished(
+        1,
+        Outcome::Done {
+            commit: "c".into(),
+            result: String::new(),
+        },
+    );
+    assert!(!b.is_done(false), "a run with a waiting task does not end");
+    let reply = b.answered(0, 7, "the answer".into(), false);
+    assert!(reply.ok, "{}", reply.message);
+    assert!(matches!(
+        reply.actions.last(),
+        Some(Action::Start { task: 0, .. })
+    ));
+    assert_eq!(b.status(0), TaskStatus::Running);
+}
+
+#[test]
+fn no_answer_in_time_fails_a_waiting_task_and_stops_a_running_one() {
+    let mut b = board(2, vec![spec("a", &[]), spec("b", &[])]);
+    next_started(&mut b);
+    b.finished(
+        0,
+        Outcome::Waiting {
+            commit: None,
+            question: "Which?".into(),
+        },
+    );
+    let acts = b.no_answer(0, "no answer to: Which?".into());
+    assert_eq!(b.status(0), TaskStatus::Failed);
+    assert!(
+        matches!(&acts[0], Action::Record { event: Some(Payload::Failed { reason }), .. } if reason == "no answer to: Which?")
+    );
+    // A running agent (a script's `baton ask`) is stopped with the reason.
+    let acts = b.no_answer(1, "no answer to: Now?".into());
+    assert!(
+        matches!(&acts[..], [Action::Send { task: 1, cmd: WorkerCmd::NoAnswer(r) }] if r == "no answer to: Now?")
+    );
+    // Once is enough.
+    assert!(b.no_answer(1, "again".into()).is_empty());
+}
