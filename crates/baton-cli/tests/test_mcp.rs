@@ -59,7 +59,9 @@ fn sh_env() -> TestEnv {
     env
 }
 
-const TOOLS: [&str; 13] = [
+const TOOLS: [&str; 15] = [
+    "inbox_answer",
+    "inbox_list",
     "message_read",
     "message_send",
     "plan_check",

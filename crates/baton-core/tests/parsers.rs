@@ -21,6 +21,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         fallback: vec![],
         account: None,
         executor: Default::default(),
+        ask: true,
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -260,6 +261,7 @@ fn garbage_is_ignored_not_fatal() {
             fallback: vec![],
             account: None,
             executor: Default::default(),
+            ask: true,
         };
         let mut p = for_profile(&profile.cli()).unwrap().parser();
         for line in [

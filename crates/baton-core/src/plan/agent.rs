@@ -93,6 +93,7 @@ fn check_agent(
             .unwrap_or_default(),
         account: a.account.clone().filter(|a| !a.trim().is_empty()),
         executor,
+        ask: a.ask.unwrap_or(true),
     }
 }
 

@@ -122,6 +122,9 @@ pub struct AgentProfile {
     pub command: Option<Vec<String>>,
     /// Give the agent a home of its own under baton's state dir instead of the user's.
     pub hermetic_home: bool,
+    /// Its agents may ask a person (the `ask` tool, `baton ask`); `ask =
+    /// false` gives them neither.
+    pub ask: bool,
     /// At most this many tasks of this profile run at once.
     pub max_parallel: Option<usize>,
     /// Its agents and their gates run under bubblewrap (None: `sandbox = "off"`).

@@ -185,6 +185,7 @@ pub(crate) struct RawAgent {
     pub fallback: Option<Spanned<Vec<String>>>,
     pub account: Option<String>,
     pub executor: Option<Spanned<String>>,
+    pub ask: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

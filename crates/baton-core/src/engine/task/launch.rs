@@ -54,8 +54,8 @@ pub(super) async fn prepare(
     let (full_prompt, agent_prompt, inbox) = (said.full, said.agent, said.inbox);
     // Questions come in only where baton itself runs the agent.
     let ask = match profile.executor {
-        crate::plan::Executor::Local => Some(ask_door::open(sh, &st.spec.id, n)?),
-        crate::plan::Executor::Remote(_) => None,
+        crate::plan::Executor::Local if profile.ask => Some(ask_door::open(sh, &st.spec.id, n)?),
+        _ => None,
     };
     let ask_socket = ask.as_ref().map(|a| a.socket.as_path());
     let (mcp, door) = match lead::open(sh, st, n, ask_socket).await? {
