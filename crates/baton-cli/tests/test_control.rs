@@ -228,5 +228,7 @@ fn logs_streams_a_big_log_instead_of_reading_it_whole() {
         0
     );
     let max_rss_mib = usage.ru_maxrss / 1024;
-    assert!(max_rss_mib < 40, "a 64 MB log took {max_rss_mib} MiB");
+    // Read whole, the log alone would take 64 MiB; the binary's own pages
+    // (which grow with it) and `baton run` stay well under 48.
+    assert!(max_rss_mib < 48, "a 64 MB log took {max_rss_mib} MiB");
 }

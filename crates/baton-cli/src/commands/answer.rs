@@ -1,8 +1,7 @@
 //! `baton answer`: a person answers an agent's question.
 
-use super::{open_repo, open_store, usage};
-use baton_core::control::{self, ControlError};
-use baton_core::engine::Answer;
+use super::{open_repo, open_store};
+use baton_core::control;
 use clap::Args;
 use std::path::Path;
 
@@ -22,18 +21,5 @@ pub struct AnswerArgs {
 pub async fn run(cwd: &Path, args: AnswerArgs) -> anyhow::Result<i32> {
     let repo = open_repo(cwd)?;
     let (store, paths) = open_store(&repo)?;
-    match control::answer_question(&store, &paths, args.id, &args.text).await {
-        Ok(Answer { ok: true, message }) => {
-            eprintln!("{message}");
-            Ok(0)
-        }
-        Ok(Answer { ok: false, message }) => {
-            eprintln!("error: {message}");
-            Ok(1)
-        }
-        Err(e @ (ControlError::Refused(_) | ControlError::NoTask { .. })) => {
-            Err(usage(e.to_string()))
-        }
-        Err(e) => Err(e.into()),
-    }
+    super::said(control::answer_question(&store, &paths, args.id, &args.text).await)
 }

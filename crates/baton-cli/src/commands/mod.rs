@@ -248,7 +248,13 @@ pub async fn send_control(
     let repo = open_repo(cwd)?;
     let (store, paths) = open_store(&repo)?;
     let rec = find_run(&store, run)?;
-    match control::request(&store, &paths, &rec, task, kind, message).await {
+    said(control::request(&store, &paths, &rec, task, kind, message).await)
+}
+
+/// Prints a request's answer; its exit status, or a usage error for a
+/// request that names what is not there (or a run nobody drives).
+pub fn said(answer: Result<Answer, ControlError>) -> anyhow::Result<i32> {
+    match answer {
         Ok(Answer { ok: true, message }) => {
             eprintln!("{message}");
             Ok(0)
@@ -257,9 +263,11 @@ pub async fn send_control(
             eprintln!("error: {message}");
             Ok(1)
         }
-        Err(e @ (ControlError::NoTask { .. } | ControlError::NotLive { .. })) => {
-            Err(usage(e.to_string()))
-        }
+        Err(
+            e @ (ControlError::NoTask { .. }
+            | ControlError::NotLive { .. }
+            | ControlError::Refused(_)),
+        ) => Err(usage(e.to_string())),
         Err(e) => Err(e.into()),
     }
 }

@@ -10,7 +10,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::schemars::{self, JsonSchema};
-use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -80,14 +80,5 @@ impl ServerHandler for AskMcp {
 
 /// Serves `ask` on stdin/stdout until the client goes away.
 pub async fn serve_ask(socket: PathBuf) -> Result<(), String> {
-    let transport = super::stdio::bounded(tokio::io::stdin(), tokio::io::stdout());
-    let service = AskMcp::new(socket)
-        .serve(transport)
-        .await
-        .map_err(|e| format!("MCP session did not start: {e}"))?;
-    service
-        .waiting()
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("MCP session ended with an error: {e}"))
+    super::on_stdio(AskMcp::new(socket)).await
 }

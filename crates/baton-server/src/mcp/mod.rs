@@ -199,8 +199,13 @@ impl ServerHandler for BatonMcp {
 
 /// Serves the tools on stdin/stdout until the client goes away.
 pub async fn serve_stdio(state: Arc<AppState>, scope: Scope) -> Result<(), String> {
+    on_stdio(BatonMcp::new(state, scope)).await
+}
+
+/// Serves `handler`'s tools on stdin/stdout until the client goes away.
+async fn on_stdio<H: ServerHandler>(handler: H) -> Result<(), String> {
     let transport = stdio::bounded(tokio::io::stdin(), tokio::io::stdout());
-    let service = BatonMcp::new(state, scope)
+    let service = handler
         .serve(transport)
         .await
         .map_err(|e| format!("MCP session did not start: {e}"))?;
