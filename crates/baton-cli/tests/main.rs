@@ -17,6 +17,7 @@ mod test_kube;
 mod test_land;
 mod test_limits;
 mod test_mcp;
+mod test_notify;
 mod test_patterns;
 mod test_plan;
 mod test_pod;

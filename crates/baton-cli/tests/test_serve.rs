@@ -29,8 +29,14 @@ impl Server {
 }
 
 pub(crate) fn serve(env: &TestEnv, addr: &str) -> Server {
+    serve_env(env, addr, &[])
+}
+
+/// [`serve`] with more environment variables.
+pub(crate) fn serve_env(env: &TestEnv, addr: &str, vars: &[(&str, &str)]) -> Server {
     let mut child = baton(env)
         .args(["serve", "--addr", addr])
+        .envs(vars.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -88,7 +94,7 @@ pub(crate) fn http_post(url: &str, path: &str, body: &str, token: Option<&str>) 
     http("POST", url, path, Some(body), token)
 }
 
-fn http_get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn http_get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
     http("GET", url, path, None, token)
 }
 

@@ -51,6 +51,19 @@ pub fn new_run_id() -> String {
     format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{suffix:04x}")
 }
 
+/// Minutes after local midnight at `ms` (the machine's time zone, `TZ`).
+pub fn local_minute(ms: i64) -> u32 {
+    let t = (ms / 1000) as libc::time_t;
+    // SAFETY: zeroed is a valid `tm` (integers and a null pointer).
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `t` and writes only into `tm`, which we own.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        return ((ms / 60_000).rem_euclid(1440)) as u32;
+    }
+    (tm.tm_hour * 60 + tm.tm_min) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,7 +124,10 @@ pub async fn guard(
     // Inside /api the path has lost its prefix. A webhook's signature (or
     // its hook's own token) is its access (api/hooks.rs, api/inbound.rs).
     let path = req.uri().path();
-    let open = matches!(path, "/health" | "/api/health") || path.starts_with("/hooks/");
+    // An action link's signature is its access (api/act.rs).
+    let open = matches!(path, "/health" | "/api/health")
+        || path.starts_with("/hooks/")
+        || path.starts_with("/act/");
     if state.require_token && !open {
         let ok = match bearer(&req).or_else(|| cookie(&req)) {
             Some(t) => token_ok(&state, &t).await,

@@ -14,10 +14,11 @@ mod notify;
 mod pulls;
 mod runner;
 mod schedule;
+mod sign;
 mod state;
 
 pub use auth::{hash_token, new_token};
-pub use notify::spawn as spawn_notifier;
+pub use notify::spawn_notifier;
 
 pub use state::{AppState, ServeOptions};
 
@@ -56,6 +57,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api", api::routes(state.clone()))
         .with_state(state)
         .merge(mcp)
+}
+
+/// The address to put in a link to `addr` (a wildcard is this machine).
+fn reachable(addr: &SocketAddr) -> String {
+    match addr.ip().is_unspecified() {
+        true => format!("127.0.0.1:{}", addr.port()),
+        false => addr.to_string(),
+    }
 }
 
 /// Whether an address only this machine can reach.
@@ -122,7 +131,22 @@ pub async fn serve(
     }
     runner::resume_interrupted(&state).await;
     pulls::resume(&state).await;
-    notify::spawn(state.clone());
+    let notify = served
+        .as_ref()
+        .map(|p| p.notify.clone())
+        .unwrap_or_default();
+    let base = state
+        .opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", reachable(&local)));
+    match notify::links::Links::open(&state.store, &base, notify.link_ttl) {
+        Ok(links) => {
+            let _ = state.links.set(links.clone());
+            notify::spawn(state.clone(), notify, links, base);
+        }
+        Err(e) => tracing::warn!("notifications are off: {e}"),
+    }
     intake::spawn(state.clone(), intakes);
     if let Some(plan) = &served {
         schedule::spawn(&state, plan);

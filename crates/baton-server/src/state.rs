@@ -69,6 +69,9 @@ pub struct AppState {
     /// The ids of deliveries taken lately (a sender that retries one is
     /// answered, and nothing starts twice).
     pub deliveries: Mutex<std::collections::VecDeque<String>>,
+    /// What signs and checks the action links notifications carry (set
+    /// once the server knows where it is reached).
+    pub links: std::sync::OnceLock<crate::notify::links::Links>,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ impl AppState {
             hooks: Mutex::new(Vec::new()),
             inbound: Mutex::new(Vec::new()),
             deliveries: Mutex::new(std::collections::VecDeque::new()),
+            links: std::sync::OnceLock::new(),
         }))
     }
 

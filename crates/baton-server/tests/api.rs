@@ -602,7 +602,7 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
         public_url: None,
     };
     let state = AppState::new(opts, false).unwrap();
-    baton_server::spawn_notifier(state.clone());
+    baton_server::spawn_notifier(state.clone(), Default::default(), "http://127.0.0.1:1").unwrap();
     let a = Api { env, state };
     let (_, v) = a.post("/api/runs", json!({})).await;
     let run = v["run"].as_str().unwrap().to_string();
@@ -629,6 +629,12 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
     let body: Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(body["kind"], "approval_needed");
     assert_eq!(body["run"], run.as_str());
+    // The item it is, and a link that approves it.
+    assert_eq!(body["item"]["kind"], "approval", "{body}");
+    assert_eq!(body["item"]["task"], "needs-ok", "{body}");
+    assert_eq!(body["actions"][0]["label"], "Approve", "{body}");
+    let link = body["actions"][0]["url"].as_str().unwrap();
+    assert!(link.starts_with("http://127.0.0.1:1/api/act/"), "{link}");
     assert!(
         body["text"].as_str().unwrap().contains("needs-ok"),
         "{body}"

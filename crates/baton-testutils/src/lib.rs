@@ -16,6 +16,7 @@
 pub mod github;
 mod http;
 pub mod model_server;
+pub mod ntfy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

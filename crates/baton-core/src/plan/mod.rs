@@ -7,6 +7,7 @@ mod files;
 mod hook;
 mod item;
 mod land;
+mod notify;
 mod raw;
 pub mod sandbox;
 mod schedule;
@@ -21,6 +22,7 @@ pub use executor::{Executor, ExecutorSettings, Kubernetes, Mount, Remote};
 pub use files::FileSet;
 pub use hook::{with_payload, Hook, HookAuth};
 pub use land::{repo_of_url, MergeWhen, PullSettings};
+pub use notify::NotifySettings;
 pub use schedule::{Schedule, Scheduled};
 pub use source::{CommandSource, GitHubSource, Source, SourceKind, SourceMode};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
@@ -64,6 +66,8 @@ pub struct Plan {
     /// Data every prompt template reads as `{{ payload.* }}` (a hook's
     /// delivery, for the run it starts); null when the plan has none.
     pub payload: serde_json::Value,
+    /// Where `baton serve` tells people what needs them (`[notify]`).
+    pub notify: NotifySettings,
 }
 
 #[derive(Debug, Clone)]

@@ -31,7 +31,20 @@ pub(crate) struct RawPlan {
     pub land: Option<Spanned<RawLand>>,
     #[serde(default)]
     pub hook: Vec<Spanned<RawHook>>,
+    pub notify: Option<Spanned<RawNotify>>,
     pub payload: Option<toml::Table>,
+}
+
+/// `[notify]`: where `baton serve` tells people, with action links.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    pub ntfy: Option<Spanned<String>>,
+    pub ntfy_token_env: Option<Spanned<String>>,
+    pub webhook: Option<Spanned<String>>,
+    pub quiet_hours: Option<Spanned<String>>,
+    pub kinds: Option<Spanned<Vec<String>>>,
+    pub link_ttl: Option<Spanned<String>>,
 }
 
 /// `[[hook]]`: a delivery to `/api/hooks/<name>` starts a plan or a task.

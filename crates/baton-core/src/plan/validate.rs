@@ -118,6 +118,7 @@ pub(super) fn parse(
     let schedules = super::schedule::check_schedules(&mut ck, &raw.schedule, &agents, repo_root);
     let pull = super::land::check_land(&mut ck, &raw.land, &agents, &mut run.land);
     let hooks = super::hook::check_hooks(&mut ck, &raw.hook, &agents, repo_root);
+    let notify = super::notify::check_notify(&mut ck, &raw.notify);
     let payload = raw
         .payload
         .as_ref()
@@ -144,6 +145,7 @@ pub(super) fn parse(
         pull,
         hooks,
         payload,
+        notify,
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod inbox;
 mod messages;
+mod notify;
 mod ports;
 mod pulls;
 mod questions;
@@ -220,6 +221,23 @@ const MIGRATIONS: &[&str] = &[
         message_id INTEGER
     );
     CREATE INDEX IF NOT EXISTS questions_open ON questions (answered_at, run_id)",
+    // Notifications (`[notify]`): the action links' key, the links used
+    // (each works once), and how far the notifier read the event log.
+    "CREATE TABLE IF NOT EXISTS keys (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS used_links (
+        nonce TEXT PRIMARY KEY,
+        item INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        used_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS notified (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    )",
 ];
 
 /// A task queued at run time, as the store keeps it.

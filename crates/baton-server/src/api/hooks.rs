@@ -9,13 +9,13 @@
 //! the signature is its access.
 
 use crate::error::ApiError;
+use crate::sign::hmac_sha256;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// A GitHub source, or a followed pull request, that takes webhooks.
@@ -171,38 +171,8 @@ pub(crate) fn signature_ok(secret: &str, body: &[u8], header: &str) -> bool {
     let Some(hex) = header.strip_prefix("sha256=") else {
         return false;
     };
-    let want: String = hmac_sha256(secret.as_bytes(), body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    // Constant time: every byte is looked at whatever differs.
-    hex.len() == want.len()
-        && hex
-            .bytes()
-            .zip(want.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a.to_ascii_lowercase() ^ b))
-            == 0
-}
-
-/// HMAC (RFC 2104) over SHA-256.
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| k.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let want = crate::sign::hex(&hmac_sha256(secret.as_bytes(), body));
+    crate::sign::same(&hex.to_ascii_lowercase(), &want)
 }
 
 #[cfg(test)]

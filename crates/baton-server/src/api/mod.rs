@@ -1,5 +1,6 @@
 //! The JSON API under /api (see openapi.rs for the document it serves).
 
+mod act;
 mod events;
 pub(crate) mod hooks;
 pub(crate) mod inbound;
@@ -76,6 +77,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/tasks", post(tasks::add))
         .route("/incoming", get(incoming::list))
         .route("/inbox", get(inbox::list))
+        .route("/act/{token}", get(act::show).post(act::act))
         .route("/inbox/{id}/{action}", post(inbox::act))
         .route("/hooks/github", post(hooks::github))
         .route("/hooks/{name}", post(inbound::deliver))

@@ -62,7 +62,7 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    fn yes(message: String, actions: Vec<Action>) -> Reply {
+    pub fn yes(message: String, actions: Vec<Action>) -> Reply {
         Reply {
             ok: true,
             message,

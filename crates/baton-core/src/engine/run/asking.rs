@@ -66,6 +66,10 @@ impl Engine {
         let Ok(Some(msg)) = found else {
             return Reply::no(format!("no message {message} in the store"));
         };
+        // A script's `baton ask` took it already (and its task may be done).
+        if msg.delivered_at.is_some() {
+            return Reply::yes(format!("task {:?} took the answer", q.task_id), vec![]);
+        }
         let live = self.takes_input(i);
         self.board.answered(i, message, msg.said(), live)
     }

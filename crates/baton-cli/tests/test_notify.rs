@@ -1,0 +1,175 @@
+//! Notifications you can act on: `baton serve` tells an ntfy topic (the
+//! stand-in speaks ntfy's JSON publishing) when an agent asks or a task
+//! waits for approval, with action links a phone taps: each works once,
+//! a forged one does nothing, and opening one in a browser only shows what
+//! it would do. Quiet hours hold what comes in.
+
+use crate::common::*;
+use crate::test_serve::{http_get, http_post};
+use baton_testutils::ntfy::Ntfy;
+use baton_testutils::TestEnv;
+use serde_json::Value;
+
+/// The path and token of an action link (`http://host/api/act/<token>`).
+fn act_path(url: &str) -> String {
+    let at = url.find("/api/act/").expect("an action link");
+    url[at..].to_string()
+}
+
+fn body(text: &str) -> Value {
+    serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_phone_answers_and_approves_through_ntfy_action_links_each_once() {
+    // A protected topic: the token goes in a header, never in a message.
+    let ntfy = Ntfy::start(Some("tk_phone_topic_token_77"));
+    let env = TestEnv::new();
+    let b = baton_bin();
+    let plan = format!(
+        "[notify]\nntfy = {:?}\nntfy_token_env = \"NTFY_TOKEN\"\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\nenv = {{ API_TOKEN = \"sekrit-value-0451\" }}\n\n[defaults]\nagent = \"sh\"\n\n[[task]]\nid = \"ask\"\nprompt = '''c=$({b:?} ask \"Colour? (token $API_TOKEN)\" --option red --option blue); echo \"$c\" > colour.txt'''\n\n[[task]]\nid = \"ship\"\nneeds = [\"ask\"]\napprove = true\nprompt = \"echo v1 > release.txt\"\n",
+        ntfy.topic_url("baton-test")
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let srv = serve_with_env(&env, &[("NTFY_TOKEN", "tk_phone_topic_token_77")]);
+    let run = spawn_baton(&env, &["run", "--json"]);
+    let of_kind = |k: &str| {
+        ntfy.messages()
+            .into_iter()
+            .find(|m| m["tags"] == serde_json::json!([k]))
+    };
+    wait_for("the question on ntfy", 30, || of_kind("question").is_some());
+    let q = of_kind("question").unwrap();
+    assert_eq!(q["topic"], "baton-test");
+    assert_eq!(q["title"], "ask asks");
+    assert_eq!(q["priority"], 4);
+    let text = q["message"].as_str().unwrap();
+    assert!(text.contains("Colour?"), "{q:#}");
+    for secret in ["sekrit-value-0451", "tk_phone_topic_token_77"] {
+        assert!(
+            !q.to_string().contains(secret),
+            "a secret reached ntfy: {q:#}"
+        );
+    }
+    assert!(q["click"].as_str().unwrap().contains("task=ask"), "{q:#}");
+    let labels: Vec<&str> = q["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["red", "blue"]);
+    let blue = act_path(q["actions"][1]["url"].as_str().unwrap());
+    let red = act_path(q["actions"][0]["url"].as_str().unwrap());
+    assert_eq!(q["actions"][1]["method"], "POST");
+    // A forged link (another signature) changes nothing.
+    let (head, _) = blue.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}", "0".repeat(64));
+    let (status, said) = http_post(&srv.url, &forged, "", None);
+    assert_eq!(status, 401, "{said}");
+    assert_eq!(
+        store_rows(
+            &env,
+            "SELECT COUNT(*) FROM questions WHERE answered_at IS NOT NULL"
+        ),
+        ["0"]
+    );
+    // Opening it in a browser only shows what it would do.
+    let (status, page) = http_get(&srv.url, &blue, None);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Answer &quot;blue&quot;") && page.contains("method=\"post\""),
+        "{page}"
+    );
+    assert_eq!(
+        store_rows(
+            &env,
+            "SELECT COUNT(*) FROM questions WHERE answered_at IS NOT NULL"
+        ),
+        ["0"]
+    );
+    // The phone's tap: a POST with no token.
+    let (status, said) = http_post(&srv.url, &blue, "", None);
+    assert_eq!(status, 200, "{said}");
+    assert_eq!(body(&said)["ok"], true, "{said}");
+    // Used, and the other choice gone with the question: both refused.
+    let (status, said) = http_post(&srv.url, &blue, "", None);
+    assert_eq!(status, 410, "{said}");
+    assert!(said.contains("used already"), "{said}");
+    let (status, _) = http_post(&srv.url, &red, "", None);
+    assert_eq!(status, 410);
+    // The approval that follows comes with its button.
+    wait_for("the approval on ntfy", 30, || of_kind("approval").is_some());
+    let a = of_kind("approval").unwrap();
+    assert_eq!(a["actions"][0]["label"], "Approve", "{a:#}");
+    let approve = act_path(a["actions"][0]["url"].as_str().unwrap());
+    let (status, said) = http_post(&srv.url, &approve, "", None);
+    assert_eq!(status, 200, "{said}");
+    let r = parse_run(run.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let branch = task(&r.report, "ask")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
+    assert_eq!(task(&r.report, "ship")["merged"], true);
+    // The run's end is told too, once; every item once.
+    wait_for("the run's end on ntfy", 20, || of_kind("run").is_some());
+    let kinds: Vec<String> = ntfy
+        .messages()
+        .iter()
+        .map(|m| m["tags"][0].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["question", "approval", "run"],
+        "{:#?}",
+        ntfy.messages()
+    );
+}
+
+#[test]
+fn quiet_hours_hold_notifications() {
+    let ntfy = Ntfy::start(Some("tk_secret_ntfy_token"));
+    let env = TestEnv::new();
+    // Quiet from a minute ago for two hours (local time, as the server reads it).
+    let out = std::process::Command::new("date")
+        .args(["-d", "-1 min", "+%H:%M"])
+        .output()
+        .unwrap();
+    let from = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = std::process::Command::new("date")
+        .args(["-d", "+2 hours", "+%H:%M"])
+        .output()
+        .unwrap();
+    let to = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[notify]\nntfy = {:?}\nntfy_token_env = \"NTFY_TOKEN\"\nquiet_hours = \"{from}-{to}\"\n\n[[task]]\nid = \"ship\"\napprove = true\nprompt = \"echo v1 > release.txt\"\n",
+            ntfy.topic_url("quiet")
+        )),
+    );
+    env.commit_all("plan");
+    let _srv = serve_with_env(&env, &[("NTFY_TOKEN", "tk_secret_ntfy_token")]);
+    let run = spawn_baton(&env, &["run"]);
+    wait_for("the approval in the inbox", 30, || {
+        store_rows(&env, "SELECT status FROM tasks WHERE id = 'ship'").concat()
+            == "awaiting_approval"
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        ntfy.messages().is_empty(),
+        "told in quiet hours: {:#?}",
+        ntfy.messages()
+    );
+    let out = output(baton(&env).args(["approve", "ship"]));
+    assert!(out.status.success());
+    drop(run);
+}
+
+/// `baton serve` with more environment variables.
+fn serve_with_env(env: &TestEnv, vars: &[(&str, &str)]) -> crate::test_serve::Server {
+    crate::test_serve::serve_env(env, "127.0.0.1:0", vars)
+}

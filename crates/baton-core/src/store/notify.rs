@@ -1,0 +1,62 @@
+//! What `baton serve`'s notifications keep: the key its action links are
+//! signed with, the links already used (each works once), and how far
+//! each channel has read the event log (an item is told once, across
+//! restarts).
+
+use super::{Result, Store};
+use crate::clock::now_ms;
+use rusqlite::{params, OptionalExtension};
+
+impl Store {
+    /// The key named `name`, made from `make` the first time (two servers
+    /// racing keep the first one's).
+    pub fn key_or_make(&self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO keys (name, value, created_at) VALUES (?1, ?2, ?3)",
+            params![name, make(), now_ms()],
+        )?;
+        Ok(
+            conn.query_row("SELECT value FROM keys WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    /// Marks link `nonce` used; false when it was used already.
+    pub fn use_link(&self, nonce: &str, item: i64, action: &str) -> Result<bool> {
+        let changed = self.conn().execute(
+            "INSERT OR IGNORE INTO used_links (nonce, item, action, used_at) VALUES (?1, ?2, ?3, ?4)",
+            params![nonce, item, action, now_ms()],
+        )?;
+        Ok(changed == 1)
+    }
+
+    pub fn link_used(&self, nonce: &str) -> Result<bool> {
+        Ok(self
+            .reader()
+            .query_row("SELECT 1 FROM used_links WHERE nonce = ?1", [nonce], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// The last event `channel` has dealt with, if it ever read any.
+    pub fn notified_seq(&self, channel: &str) -> Result<Option<i64>> {
+        Ok(self
+            .reader()
+            .query_row("SELECT seq FROM notified WHERE name = ?1", [channel], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_notified_seq(&self, channel: &str, seq: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO notified (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            params![channel, seq],
+        )?;
+        Ok(())
+    }
+}

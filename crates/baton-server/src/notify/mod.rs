@@ -1,0 +1,382 @@
+//! Notifications from `baton serve`: when something enters the inbox (an
+//! agent's question, an approval, a failure, a rate-limit hold, a pull
+//! request that needs a person) or a run ends, each channel of `[notify]`
+//! (and `serve --webhook`) is told once, with links that act on it (see
+//! [`links`]). Quiet hours hold what comes in; what still needs a person
+//! when they end is told then. The log is read from where the last server
+//! left it, so a restart neither repeats nor loses an item.
+
+pub mod links;
+mod ntfy;
+mod webhook;
+
+use crate::state::AppState;
+use baton_core::clock::now_ms;
+use baton_core::inbox::Item;
+use baton_core::model::EventKind;
+use baton_core::payload::Payload;
+use baton_core::plan::NotifySettings;
+use baton_core::store::Event;
+use links::Links;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the notifier's place in the event log is kept.
+const PLACE: &str = "notify";
+
+/// One thing told: what it is about, in words, and what can be done.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Notice {
+    /// `question`, `approval`, ..., `stalled`, or `run`.
+    pub kind: String,
+    /// The kind of the event that brought it (`approval_needed`, ...).
+    pub event: String,
+    pub run: String,
+    pub task: Option<String>,
+    pub title: String,
+    pub text: String,
+    /// The inbox item, when it is one.
+    pub item: Option<Item>,
+    /// Buttons: what each does, and the link that does it.
+    pub actions: Vec<Button>,
+    /// The dashboard's page for it, when the server's address is known.
+    pub click: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Button {
+    pub label: String,
+    pub url: String,
+}
+
+/// What a channel's send comes to.
+type Sent<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A way of telling people: the webhook, ntfy (Web Push is next).
+trait Channel: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn send<'a>(&'a self, notice: &'a Notice) -> Sent<'a>;
+}
+
+/// Starts the notifier for a server reached at `base`, with action links
+/// (for an embedding or a test: `serve` does this itself).
+pub fn spawn_notifier(
+    state: Arc<AppState>,
+    settings: NotifySettings,
+    base: &str,
+) -> Result<(), String> {
+    let links = Links::open(&state.store, base, settings.link_ttl)?;
+    let _ = state.links.set(links.clone());
+    spawn(state, settings, links, base.to_string());
+    Ok(())
+}
+
+/// Starts the notifier if anything is to be told; `base` is where people
+/// reach this server.
+pub fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base: String) {
+    let mut channels: Vec<Box<dyn Channel>> = Vec::new();
+    if let Some(url) = settings.webhook.clone().or(state.opts.webhook.clone()) {
+        channels.push(Box::new(webhook::Webhook { url }));
+    }
+    if let Some(topic) = &settings.ntfy {
+        match ntfy::Ntfy::new(topic, settings.ntfy_token_env.as_deref()) {
+            Ok(n) => channels.push(Box::new(n)),
+            Err(e) => tracing::warn!("notify: {e}"),
+        }
+    }
+    if channels.is_empty() {
+        return;
+    }
+    let teller = Teller {
+        state,
+        settings,
+        links,
+        channels,
+        base,
+        held: Vec::new(),
+    };
+    tokio::spawn(teller.run());
+}
+
+struct Teller {
+    state: Arc<AppState>,
+    settings: NotifySettings,
+    links: Links,
+    channels: Vec<Box<dyn Channel>>,
+    base: String,
+    /// Items that came in during quiet hours.
+    held: Vec<i64>,
+}
+
+impl Teller {
+    async fn run(mut self) {
+        let mut wake = self.state.store.subscribe();
+        let mut shutdown = self.state.shutdown_rx();
+        let store = self.state.store.clone();
+        // A first server starts at the log's end: what happened before it
+        // is not news.
+        let mut last = match store.call(|s| s.notified_seq(PLACE)).await {
+            Ok(Some(seq)) => seq,
+            _ => store.call(|s| s.last_seq()).await.unwrap_or(0),
+        };
+        loop {
+            tokio::select! {
+                _ = wake.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let quiet = self
+                .settings
+                .is_quiet(baton_core::clock::local_minute(now_ms()));
+            if !quiet && !self.held.is_empty() {
+                self.tell_held().await;
+            }
+            let after = last;
+            let Ok(events) = store.call(move |s| s.all_events_after(after, 500)).await else {
+                continue;
+            };
+            let Some(end) = events.last().map(|e| e.seq) else {
+                continue;
+            };
+            for e in &events {
+                let Some(notice) = self.notice(e).await else {
+                    continue;
+                };
+                if !self.settings.tells(&notice.kind) {
+                    continue;
+                }
+                match (&notice.item, quiet) {
+                    (Some(item), true) => self.held.push(item.id),
+                    // A run's end or a stall in quiet hours is not held.
+                    (None, true) => {}
+                    _ => self.tell(&notice).await,
+                }
+            }
+            last = end;
+            if let Err(e) = store.call(move |s| s.set_notified_seq(PLACE, end)).await {
+                tracing::warn!("notify: cannot keep its place in the event log: {e}");
+            }
+        }
+    }
+
+    /// What event `e` tells, if anything.
+    async fn notice(&self, e: &Event) -> Option<Notice> {
+        let task = e.task_id.clone();
+        match e.kind {
+            EventKind::RunFinished => {
+                let status = match e.payload() {
+                    Some(Payload::RunFinished { status }) => status.to_string(),
+                    _ => "finished".into(),
+                };
+                let title = format!("run {} {status}", e.run_id);
+                Some(self.plain("run", e, title.clone(), title))
+            }
+            EventKind::Stalled => {
+                let t = task.clone().unwrap_or_default();
+                let text = format!("task {t} of run {} has gone silent (stalled)", e.run_id);
+                Some(self.plain("stalled", e, format!("{t} stalled"), text))
+            }
+            k if k.needs_attention() || k == EventKind::Waiting => {
+                let seq = e.seq;
+                let item = self
+                    .state
+                    .store
+                    .call(move |s| s.inbox_item(seq, now_ms()))
+                    .await
+                    .ok()
+                    .flatten()?;
+                Some(self.of_item(item))
+            }
+            _ => None,
+        }
+    }
+
+    fn plain(&self, kind: &str, e: &Event, title: String, text: String) -> Notice {
+        Notice {
+            kind: kind.into(),
+            event: e.kind.to_string(),
+            run: e.run_id.clone(),
+            task: e.task_id.clone(),
+            title,
+            text: format!("baton: {text}"),
+            item: None,
+            actions: Vec::new(),
+            click: self.click(&e.run_id, e.task_id.as_deref()),
+        }
+    }
+
+    /// The notice of an inbox item, with a button for each thing a person
+    /// can do from a phone: each of a question's options, approve, retry.
+    fn of_item(&self, item: Item) -> Notice {
+        let now = now_ms();
+        let task = item.task.clone().unwrap_or_default();
+        let mut actions = Vec::new();
+        for a in &item.actions {
+            match *a {
+                "answer" => {
+                    for o in &item.options {
+                        actions.push(Button {
+                            label: o.clone(),
+                            url: self.links.link(item.id, "answer", Some(o), now),
+                        });
+                    }
+                }
+                "approve" | "retry" => actions.push(Button {
+                    label: capitalised(a),
+                    url: self.links.link(item.id, a, None, now),
+                }),
+                _ => {}
+            }
+        }
+        let title = match item.kind.as_str() {
+            "question" => format!("{task} asks"),
+            "approval" => format!("{task} waits for your approval"),
+            "pull" => format!("run {} needs you", item.run),
+            other => format!("{task} {other}"),
+        };
+        let text = match item.kind.as_str() {
+            "question" => format!("baton: task {task} of run {} asks: {}", item.run, item.text),
+            "approval" => format!(
+                "baton: task {task} of run {} waits for your approval",
+                item.run
+            ),
+            "pull" => format!("baton: {}", item.text),
+            _ => format!(
+                "baton: task {task} of run {} {}: {}",
+                item.run, item.kind, item.text
+            ),
+        };
+        let event = match item.kind.as_str() {
+            "question" => EventKind::QuestionAsked,
+            "approval" => EventKind::ApprovalNeeded,
+            "conflicted" => EventKind::Conflicted,
+            "limit" => EventKind::Waiting,
+            "pull" => EventKind::PullNeedsYou,
+            _ => EventKind::Failed,
+        };
+        Notice {
+            kind: item.kind.to_string(),
+            event: event.to_string(),
+            run: item.run.clone(),
+            task: item.task.clone(),
+            title,
+            text,
+            click: self.click(&item.run, item.task.as_deref()),
+            item: Some(item),
+            actions,
+        }
+    }
+
+    fn click(&self, run: &str, task: Option<&str>) -> Option<String> {
+        let base = self.base.trim_end_matches('/');
+        Some(match task {
+            Some(t) => format!("{base}/?run={run}&task={t}"),
+            None => format!("{base}/?run={run}"),
+        })
+    }
+
+    async fn tell(&self, notice: &Notice) {
+        for c in &self.channels {
+            if let Err(e) = c.send(notice).await {
+                tracing::warn!("notify: {} failed: {e}", c.name());
+            }
+        }
+    }
+
+    /// Quiet hours ended: what still needs a person is told now.
+    async fn tell_held(&mut self) {
+        for id in std::mem::take(&mut self.held) {
+            let found = self
+                .state
+                .store
+                .call(move |s| s.inbox_item(id, now_ms()))
+                .await;
+            if let Ok(Some(item)) = found {
+                let notice = self.of_item(item);
+                self.tell(&notice).await;
+            }
+        }
+    }
+}
+
+fn capitalised(word: &str) -> String {
+    let mut c = word.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// Sends `body` (JSON) with curl, so that https works without a TLS stack
+/// in baton; `headers` are added.
+pub(crate) async fn post(url: &str, body: &str, headers: &[String]) -> Result<(), String> {
+    use std::process::Stdio;
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-f",
+        "-m",
+        "10",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+    ]);
+    // Headers (a token) go through a private file, not the command line
+    // that every local user can read.
+    let _file = match headers.is_empty() {
+        true => None,
+        false => {
+            let f = HeaderFile::write(headers)?;
+            cmd.arg("-H").arg(format!("@{}", f.0.display()));
+            Some(f)
+        }
+    };
+    cmd.args(["--data-binary", "@-", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run curl: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(body.as_bytes()).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => Err(format!(
+            "POST failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        _ => Err("the POST did not finish".into()),
+    }
+}
+
+/// Headers for curl in a file only this user can read, gone when dropped.
+struct HeaderFile(std::path::PathBuf);
+
+impl HeaderFile {
+    fn write(headers: &[String]) -> Result<HeaderFile, String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("baton-{}-headers-{n}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let file = HeaderFile(path);
+        f.write_all(headers.join("\n").as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", file.0.display()))?;
+        Ok(file)
+    }
+}
+
+impl Drop for HeaderFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

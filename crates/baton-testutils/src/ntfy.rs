@@ -1,0 +1,164 @@
+//! An ntfy stand-in on 127.0.0.1: it takes what ntfy's JSON publishing
+//! takes (`POST /` with `topic`, `message`, `title`, `tags`, `priority`,
+//! `click`, and at most three `actions`, each `http`/`view`/`broadcast`
+//! with a `label` and a `url`), answers as ntfy does (the message with its
+//! `id`, `time` and `event`), refuses what ntfy refuses (400 with its
+//! `{"code", "http", "error"}` body; 401/403 for a protected topic without
+//! the right token), and keeps what it was sent for the test to read.
+
+use crate::http::{self, Outcome, Request, Response};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct State {
+    messages: Vec<Value>,
+    /// A token every publish must carry (`Authorization: Bearer`).
+    token: Option<String>,
+}
+
+pub struct Ntfy {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ntfy {
+    /// A server; its topics are open unless `token` is given.
+    pub fn start(token: Option<&str>) -> Ntfy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(State {
+            token: token.map(str::to_string),
+            ..State::default()
+        }));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let state = shared.clone();
+                            tokio::spawn(http::serve_connection(stream, move |req| {
+                                let out = handle(&state, req);
+                                async move { out }
+                            }));
+                        }
+                    }
+                }
+            });
+            rt.shutdown_background();
+        });
+        Ntfy {
+            url,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The URL of `topic` on this server, as `[notify] ntfy` takes it.
+    pub fn topic_url(&self, topic: &str) -> String {
+        format!("{}/{topic}", self.url)
+    }
+
+    /// Every message published so far, as ntfy stored them.
+    pub fn messages(&self) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .messages
+            .clone()
+    }
+}
+
+impl Drop for Ntfy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn refuse(status: u16, code: u32, error: &str) -> Outcome {
+    let body = json!({"code": code, "http": status, "error": error, "link": "https://ntfy.sh/docs/publish/"});
+    Outcome::Respond(Response::json(status, &body))
+}
+
+fn handle(state: &Arc<Mutex<State>>, req: Request) -> Outcome {
+    if req.method != "POST" || req.path != "/" {
+        return refuse(404, 40401, "page not found");
+    }
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(token) = &st.token {
+        match req.header("authorization") {
+            None => return refuse(401, 40101, "unauthorized"),
+            Some(a) if a != format!("Bearer {token}") => return refuse(403, 40301, "forbidden"),
+            Some(_) => {}
+        }
+    }
+    let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(&req.body) else {
+        return refuse(
+            400,
+            40024,
+            "invalid request: request body must be message JSON",
+        );
+    };
+    let topic = msg.get("topic").and_then(Value::as_str).unwrap_or("");
+    let topic_ok = !topic.is_empty()
+        && topic.len() <= 64
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !topic_ok {
+        return refuse(400, 40009, "invalid request: topic invalid");
+    }
+    let actions = msg
+        .get("actions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if actions.len() > 3 {
+        return refuse(
+            400,
+            40018,
+            "invalid request: actions invalid: only 3 actions allowed",
+        );
+    }
+    let action_ok = |a: &Value| {
+        matches!(a["action"].as_str(), Some("http" | "view" | "broadcast"))
+            && a["label"].as_str().is_some_and(|l| !l.is_empty())
+            && (a["action"] == "broadcast"
+                || a["url"].as_str().is_some_and(|u| u.starts_with("http")))
+    };
+    if !actions.iter().all(action_ok) {
+        return refuse(400, 40018, "invalid request: actions invalid");
+    }
+    let n = st.messages.len();
+    let mut stored = Value::Object(msg.clone());
+    stored["id"] = json!(format!("m{n:011}"));
+    stored["time"] = json!(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0));
+    stored["event"] = json!("message");
+    st.messages.push(stored.clone());
+    Outcome::Respond(Response::json(200, &stored))
+}
