@@ -411,3 +411,54 @@ test('the panel of what comes in lists a source and its items, a schedule and a 
   await page.screenshot({ path: path.join(ARTIFACTS, 'incoming.png'), fullPage: true });
   await page.close();
 });
+
+const SH = '[agent.sh]\nadapter = "exec"\ncommand = ["bash", "-ec"]\n\n';
+
+test('the inbox answers an agent\'s question inline, with its count in the title', async () => {
+  const s = await serve(SH +
+    `[[task]]\nid = "pick"\nagent = "sh"\nprompt = '''c=$(${JSON.stringify(BATON)} ask "Which colour?" --option red --option blue); echo "$c" > colour.txt'''\n\n` +
+    '[[task]]\nid = "gated"\nprompt = "write gated.txt v1"\napprove = true\n');
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.link);
+  const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  const inbox = page.getByTestId('inbox');
+  await inbox.getByText('pick: asks: Which colour?').waitFor({ timeout: 20000 });
+  await inbox.getByText(/gated: waits for your approval/).waitFor({ timeout: 20000 });
+  await page.waitForFunction(() => document.title === '(2) baton', null, { timeout: 10000 });
+  const items = (await s.api('GET', '/api/inbox')).json.items;
+  const q = items.find((i) => i.kind === 'question');
+  const a = items.find((i) => i.kind === 'approval');
+  await page.screenshot({ path: path.join(ARTIFACTS, 'inbox-desktop.png'), fullPage: true });
+  await page.getByTestId(`inbox-answer-${q.id}-blue`).click();
+  await page.getByTestId(`inbox-approve-${a.id}`).click();
+  await waitState(page, 'pick', 'succeeded');
+  await waitState(page, 'gated', 'succeeded');
+  await page.waitForFunction(() => document.title === 'baton', null, { timeout: 10000 });
+  await page.getByTestId('attention-banner').waitFor({ state: 'hidden', timeout: 10000 });
+  const report = await s.api('GET', `/api/runs/${json.run}`);
+  const pick = report.json.tasks.find((t) => t.id === 'pick');
+  const colour = execFileSync('git', ['-C', s.repo, 'show', `${pick.branch}:colour.txt`]).toString();
+  assert.equal(colour, 'blue\n');
+  await page.close();
+});
+
+test('on a phone, a free question is answered from the inbox', async () => {
+  const s = await serve(SH +
+    `[[task]]\nid = "name"\nagent = "sh"\nprompt = '''n=$(${JSON.stringify(BATON)} ask "What should the release be called?"); echo "$n" > name.txt'''\n`);
+  const context = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const page = await context.newPage();
+  await page.goto(s.link);
+  const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await page.getByTestId('inbox').getByText(/asks: What should the release be called\?/).waitFor({ timeout: 20000 });
+  const [q] = (await s.api('GET', '/api/inbox')).json.items;
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling (overflow ${overflow}px)`);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'inbox-phone.png'), fullPage: true });
+  await page.getByTestId(`inbox-text-${q.id}`).fill('Aurora');
+  await page.getByTestId(`inbox-send-${q.id}`).tap();
+  await waitState(page, 'name', 'succeeded');
+  const report = await s.api('GET', `/api/runs/${json.run}`);
+  const name = execFileSync('git', ['-C', s.repo, 'show', `${report.json.tasks[0].branch}:name.txt`]).toString();
+  assert.equal(name, 'Aurora\n');
+  await context.close();
+});

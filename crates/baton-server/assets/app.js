@@ -5,7 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 
-const ATTENTION_KINDS = new Set(['approval_needed', 'failed', 'conflicted', 'stalled']);
+const ATTENTION_KINDS = new Set(['question_asked', 'approval_needed', 'failed', 'conflicted', 'stalled']);
 const COLUMNS = [
   { key: 'pending', title: 'Pending' },
   { key: 'running', title: 'Running' },
@@ -34,6 +34,7 @@ const S = {
   loadedAt: Date.now(),
   notified: new Set(),
   dismissed: '',
+  inbox: [],
 };
 
 // ---------- helpers ----------
@@ -268,6 +269,7 @@ async function loadTranscript() {
 }
 
 async function refreshAll() {
+  refreshInbox(true);
   await refreshRuns(true);
   await refreshReport(true);
   if (S.taskId) {
@@ -357,6 +359,7 @@ function reconnectLater(es) {
 }
 
 function onEvent(ev) {
+  if (INBOX_KINDS.has(ev.kind)) refreshInbox();
   if (!S.runs.some((r) => r.id === ev.run_id) || ev.task_id == null) refreshRuns();
   if (ev.run_id === S.runId) {
     refreshReport();
@@ -385,43 +388,93 @@ function setConn(text, cls) {
 
 // ---------- attention: banner, toast, notifications ----------
 
-const ATTN_WORDS = { approval: 'waits for your approval', failed: 'failed', conflicted: 'has a merge conflict', stalled: 'seems stalled' };
-const KIND_ATTN = { approval_needed: 'approval', failed: 'failed', conflicted: 'conflicted', stalled: 'stalled' };
+const ATTN_WORDS = { question: 'asks a question', approval: 'waits for your approval', failed: 'failed', conflicted: 'has a merge conflict', stalled: 'seems stalled' };
+// Events after which the inbox may have changed.
+const INBOX_KINDS = new Set(['question_asked', 'question_answered', 'question_expired', 'approval_needed', 'approved',
+  'failed', 'conflicted', 'succeeded', 'stopped', 'merged', 'merge_queued', 'retry_requested', 'waiting',
+  'attempt_started', 'pull_needs_you', 'run_finished', 'task_started']);
+const KIND_ATTN = { question_asked: 'question', approval_needed: 'approval', failed: 'failed', conflicted: 'conflicted', stalled: 'stalled' };
 
 function attentionOf(t, live) {
   if (t.attention !== undefined) return t.attention;
+  if (t.activity === 'waiting_answer') return 'question';
   if (t.status === 'awaiting_approval') return 'approval';
   if (t.status === 'running' && t.activity === 'stalled') return 'stalled';
   if (live && (t.status === 'failed' || t.status === 'conflicted')) return t.status;
   return null;
 }
 
+const refreshInbox = debounce(async () => {
+  const { items } = await api('/api/inbox');
+  S.inbox = items || [];
+  renderAttention();
+}, 250);
+
+/** The inbox (everything that needs a person, across runs) with its
+ * actions inline, and the current run's stalled tasks. */
 function renderAttention() {
   const box = $('attention');
-  const run = S.runs.find((r) => r.id === S.runId);
-  const live = run ? run.live : false;
-  const items = [];
-  for (const t of (S.report && S.report.tasks) || []) {
-    const a = attentionOf(t, live);
-    if (a) items.push({ run: S.runId, task: t.id, a });
+  const inbox = S.inbox || [];
+  const stalled = ((S.report && S.report.tasks) || []).filter((t) => attentionOf(t, false) === 'stalled');
+  const n = inbox.length + stalled.length;
+  document.title = inbox.length ? `(${inbox.length}) baton` : 'baton';
+  if (navigator.setAppBadge) {
+    (inbox.length ? navigator.setAppBadge(inbox.length) : navigator.clearAppBadge()).catch(() => {});
   }
-  for (const r of S.runs) {
-    if (r.id === S.runId || !r.live) continue;
-    const n = (r.counts && r.counts.awaiting_approval) || 0;
-    if (n) items.push({ run: r.id, task: null, a: 'approval', n });
-  }
-  const key = items.map((i) => `${i.run}/${i.task}/${i.a}`).join('|');
-  if (!items.length || key === S.dismissed) { box.hidden = true; return; }
+  const key = inbox.map((i) => i.id).concat(stalled.map((t) => `s:${t.id}`)).join('|');
+  if (!n || key === S.dismissed) { box.hidden = true; return; }
+  const go = (run, taskId) => async () => { if (run !== S.runId) await selectRun(run); if (taskId) selectTask(taskId); };
   box.replaceChildren(
-    h('strong', {}, items.length === 1 ? 'Needs you:' : `${items.length} need you:`),
-    h('span', { class: 'attn-items' }, items.map((i) => h('button', {
-      type: 'button',
-      class: `attn attn-${i.a}`,
-      onclick: async () => { if (i.run !== S.runId) await selectRun(i.run); if (i.task) selectTask(i.task); },
-    }, i.task ? `${i.task} ${ATTN_WORDS[i.a] || i.a}` : `run ${short(i.run, 12)}: ${i.n} waiting for approval`))),
+    h('strong', { 'data-testid': 'inbox-count' }, n === 1 ? 'Needs you:' : `${n} need you:`),
+    h('ul', { class: 'attn-items', 'data-testid': 'inbox' },
+      inbox.map((i) => h('li', { class: `inbox-item attn-${i.kind}`, 'data-testid': `inbox-item-${i.id}` },
+        h('button', { type: 'button', class: `attn attn-${i.kind}`, onclick: go(i.run, i.task) },
+          i.task ? `${i.task}: ${itemWords(i)}` : itemWords(i)),
+        h('span', { class: 'inbox-actions' }, itemActions(i)))),
+      stalled.map((t) => h('li', { class: 'inbox-item' },
+        h('button', { type: 'button', class: 'attn attn-stalled', onclick: go(S.runId, t.id) }, `${t.id} ${ATTN_WORDS.stalled}`)))),
     h('button', { type: 'button', class: 'dismiss', 'aria-label': 'Dismiss', onclick: () => { S.dismissed = key; box.hidden = true; } }, '×'),
   );
   box.hidden = false;
+}
+
+function itemWords(i) {
+  if (i.kind === 'question') return `asks: ${i.text}`;
+  if (i.kind === 'approval') return ATTN_WORDS.approval;
+  return i.text;
+}
+
+/** Buttons for what a person can do to item `i` right here. */
+function itemActions(i) {
+  const status = h('span', { class: 'note', role: 'status', 'data-testid': `inbox-status-${i.id}` });
+  const act = (action, body) => async (e) => {
+    if (e) e.preventDefault();
+    status.textContent = '…';
+    try {
+      const r = await api(`/api/inbox/${i.id}/${action}`, { method: 'POST', body: body || {} });
+      status.textContent = r.message || 'done';
+      refreshInbox();
+      refreshReport();
+    } catch (err) {
+      status.textContent = err.message;
+    }
+  };
+  const out = [];
+  if (i.actions.includes('answer')) {
+    if (i.options && i.options.length) {
+      for (const o of i.options) {
+        out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-answer-${i.id}-${o}`, onclick: act('answer', { text: o }) }, o));
+      }
+    } else {
+      const input = h('input', { 'data-testid': `inbox-text-${i.id}`, placeholder: 'your answer', 'aria-label': `answer to ${i.text}`, required: true });
+      out.push(h('form', { class: 'inbox-answer', onsubmit: (e) => act('answer', { text: input.value })(e) },
+        input, h('button', { type: 'submit', class: 'primary', 'data-testid': `inbox-send-${i.id}` }, 'Send')));
+    }
+  }
+  if (i.actions.includes('approve')) out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-approve-${i.id}`, onclick: act('approve') }, 'Approve'));
+  if (i.actions.includes('retry')) out.push(h('button', { type: 'button', 'data-testid': `inbox-retry-${i.id}`, onclick: act('retry') }, 'Retry'));
+  out.push(status);
+  return out;
 }
 
 function alertPerson(ev) {
@@ -537,7 +590,7 @@ function renderIncoming(d) {
 
 function columnOf(t) {
   const a = attentionOf(t, true);
-  if (t.status === 'awaiting_approval' || t.status === 'failed' || t.status === 'conflicted' || a === 'stalled') return 'needs';
+  if (t.status === 'awaiting_approval' || t.status === 'failed' || t.status === 'conflicted' || a === 'stalled' || a === 'question') return 'needs';
   if (t.status === 'running' || t.status === 'merging') return 'running';
   if (t.status === 'pending') return 'pending';
   if (t.status === 'succeeded') return 'done';
