@@ -379,3 +379,52 @@ fn retry_from_watch_reopens_a_finished_run_and_the_view_follows_it() {
     term.keys(&["q"]);
     assert_eq!(term.after_exit().0, "0");
 }
+
+#[test]
+fn the_inbox_in_watch_answers_a_question_with_one_key_and_another_by_typing() {
+    let env = TestEnv::new();
+    let b = baton_bin();
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"pick\"\nprompt = '''c=$({b:?} ask 'Which colour?' --option red --option blue); echo \"$c\" > colour.txt'''\n\n[[task]]\nid = \"name\"\nprompt = '''n=$({b:?} ask 'Name it?'); echo \"$n\" > name.txt'''\n"
+        )),
+    );
+    env.commit_all("plan");
+    let run = spawn_baton(&env, &["run", "--json"]);
+    let term = Term::start(&env, "", &[]);
+    term.wait("2 need you (i)");
+    term.keys(&["i"]);
+    let screen = term.wait("inbox: 2 need you");
+    assert!(
+        screen.contains("Which colour?") && screen.contains("Name it?"),
+        "{screen}"
+    );
+    // The first is the colour (the older); 2 picks blue.
+    term.wait("1  red");
+    term.keys(&["2"]);
+    term.wait("inbox: 1 need you");
+    term.keys(&["Enter"]);
+    term.wait("answer ");
+    term.text("Aurora");
+    term.keys(&["Enter"]);
+    term.wait("nothing needs you");
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let branch = |t: &str| task(&report, t)["branch"].as_str().unwrap().to_string();
+    assert_eq!(
+        show(&env, &branch("pick"), "colour.txt").as_deref(),
+        Some("blue\n")
+    );
+    assert_eq!(
+        show(&env, &branch("name"), "name.txt").as_deref(),
+        Some("Aurora\n")
+    );
+    term.keys(&["q"]);
+}

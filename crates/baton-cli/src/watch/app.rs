@@ -24,6 +24,11 @@ pub enum Mode {
     Steer(String),
     ConfirmStop(String),
     Help,
+    /// Typing the answer to inbox item `id` (a question).
+    Answer {
+        id: i64,
+        text: String,
+    },
 }
 
 /// What the view asks of the world after a key.
@@ -38,6 +43,17 @@ pub enum Command {
     },
     /// Show another run.
     ShowRun(String),
+    /// Answer question `id` (an inbox item).
+    Answer {
+        id: i64,
+        text: String,
+    },
+    /// A control for the task of an inbox item, in whichever run it is.
+    Item {
+        run: String,
+        task: String,
+        kind: ControlKind,
+    },
 }
 
 #[derive(Default)]
@@ -60,6 +76,11 @@ pub struct App {
     pub scroll: usize,
     /// The last answer to a control, or what went wrong.
     pub note: Option<String>,
+    /// Everything that needs a person, across runs (`baton inbox`).
+    pub inbox: Vec<baton_core::inbox::Item>,
+    /// The inbox is shown instead of the run's tasks (`i`).
+    pub inbox_open: bool,
+    pub inbox_selected: usize,
 }
 
 /// A transcript line and how it should look.
@@ -115,8 +136,116 @@ impl App {
                 None
             }
             Mode::Help => None,
+            Mode::Answer { id, text } => self.answer_key(key, id, text),
+            Mode::Normal if self.inbox_open => self.inbox_key(key),
             Mode::Normal => self.normal_key(key),
         }
+    }
+
+    /// The inbox item selected, if the inbox has any.
+    pub fn inbox_item(&self) -> Option<&baton_core::inbox::Item> {
+        self.inbox.get(self.inbox_selected)
+    }
+
+    /// New inbox items from the store; the same item stays selected.
+    pub fn set_inbox(&mut self, items: Vec<baton_core::inbox::Item>) {
+        let keep = self.inbox_item().map(|i| i.id);
+        self.inbox = items;
+        self.inbox_selected = keep
+            .and_then(|id| self.inbox.iter().position(|i| i.id == id))
+            .unwrap_or(self.inbox_selected)
+            .min(self.inbox.len().saturating_sub(1));
+    }
+
+    /// Keys in the inbox: move, answer (type, or a digit for an option),
+    /// approve, retry, stop, back.
+    fn inbox_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let last = self.inbox.len().saturating_sub(1);
+        match key.code {
+            KeyCode::Char('q') => return Some(Command::Quit),
+            KeyCode::Esc | KeyCode::Char('i') => self.inbox_open = false,
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.inbox_selected = (self.inbox_selected + 1).min(last)
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.inbox_selected = self.inbox_selected.saturating_sub(1)
+            }
+            KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Enter => {
+                let item = self.item_allowing("answer")?;
+                self.mode = Mode::Answer {
+                    id: item.id,
+                    text: String::new(),
+                };
+            }
+            KeyCode::Char(c @ '1'..='9') => {
+                let item = self.item_allowing("answer")?;
+                let n = c as usize - '1' as usize;
+                let Some(option) = item.options.get(n).cloned() else {
+                    self.note = Some(format!("the question has {} options", item.options.len()));
+                    return None;
+                };
+                let id = item.id;
+                self.note = Some(format!("answering {option}…"));
+                return Some(Command::Answer { id, text: option });
+            }
+            KeyCode::Char('a') => return self.item_control("approve", ControlKind::Approve),
+            KeyCode::Char('r') => return self.item_control("retry", ControlKind::Retry),
+            KeyCode::Char('s') => return self.item_control("stop", ControlKind::Stop),
+            _ => {}
+        }
+        None
+    }
+
+    /// The selected item when it allows `action`; otherwise a note why not.
+    fn item_allowing(&mut self, action: &str) -> Option<baton_core::inbox::Item> {
+        let Some(item) = self.inbox_item().cloned() else {
+            self.note = Some("nothing needs you".into());
+            return None;
+        };
+        if !item.actions.contains(&action) {
+            let can = match item.actions.is_empty() {
+                true => "nothing here".to_string(),
+                false => item.actions.join(", "),
+            };
+            self.note = Some(format!("item {} ({}) allows {can}", item.id, item.kind));
+            return None;
+        }
+        Some(item)
+    }
+
+    fn item_control(&mut self, action: &str, kind: ControlKind) -> Option<Command> {
+        let item = self.item_allowing(action)?;
+        let task = item.task.clone()?;
+        self.note = Some(format!("asking {task} to {kind}…"));
+        Some(Command::Item {
+            run: item.run,
+            task,
+            kind,
+        })
+    }
+
+    fn answer_key(&mut self, key: KeyEvent, id: i64, mut text: String) -> Option<Command> {
+        match key.code {
+            KeyCode::Esc => self.note = Some("not answered".into()),
+            KeyCode::Enter if text.trim().is_empty() => {
+                self.note = Some("nothing sent: the answer is empty".into());
+            }
+            KeyCode::Enter => {
+                self.note = Some("answering…".into());
+                return Some(Command::Answer { id, text });
+            }
+            KeyCode::Backspace => {
+                text.pop();
+                self.mode = Mode::Answer { id, text };
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                self.mode = Mode::Answer { id, text };
+            }
+            _ => self.mode = Mode::Answer { id, text },
+        }
+        None
     }
 
     fn normal_key(&mut self, key: KeyEvent) -> Option<Command> {
@@ -139,6 +268,12 @@ impl App {
                 self.text.clear();
             }
             KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Char('i') => {
+                self.inbox_open = true;
+                if self.inbox.is_empty() {
+                    self.note = Some("nothing needs you".into());
+                }
+            }
             KeyCode::Char('[') => return self.other_run(1),
             KeyCode::Char(']') => return self.other_run(-1),
             KeyCode::Char('s') => {

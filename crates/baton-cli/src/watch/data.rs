@@ -28,6 +28,9 @@ impl Source {
     /// selected task's transcript (and its diff when `diff` says so).
     pub async fn refresh(&self, app: &mut App, diff: bool) -> Result<(), StoreError> {
         let runs = self.store.call(|s| s.runs(50)).await?;
+        let now = baton_core::clock::now_ms();
+        let inbox = self.store.call(move |s| s.inbox(now)).await?;
+        app.set_inbox(inbox);
         if app.run.is_none() {
             if let Some(newest) = runs.first() {
                 app.show_run(newest.id.clone());
@@ -97,13 +100,21 @@ impl Source {
 
     /// Carries out a control and says how it went, in one line.
     pub async fn act(&self, rec: Option<RunRecord>, cmd: Command) -> String {
-        let Command::Control {
-            task,
-            kind,
-            message,
-        } = cmd
-        else {
-            return String::new();
+        let (rec, task, kind, message) = match cmd {
+            Command::Control {
+                task,
+                kind,
+                message,
+            } => (rec, task, kind, message),
+            Command::Answer { id, text } => {
+                let answered = control::answer_question(&self.store, &self.paths, id, &text);
+                return said(answered.await);
+            }
+            Command::Item { run, task, kind } => {
+                let found = self.store.call(move |s| s.run(&run)).await;
+                (found.ok(), task, kind, None)
+            }
+            Command::Quit | Command::ShowRun(_) => return String::new(),
         };
         let Some(rec) = rec else {
             return "no run shown".into();
@@ -154,5 +165,14 @@ impl Source {
             ),
             Err(e) => format!("error: cannot start `baton retry {task}`: {e}"),
         }
+    }
+}
+
+/// A control's answer in one line.
+fn said(answer: Result<baton_core::engine::Answer, ControlError>) -> String {
+    match answer {
+        Ok(a) if a.ok => a.message,
+        Ok(a) => format!("error: {}", a.message),
+        Err(e) => format!("error: {e}"),
     }
 }

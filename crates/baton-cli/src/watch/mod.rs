@@ -5,6 +5,7 @@
 
 pub mod app;
 mod data;
+mod inbox_view;
 mod transcript;
 mod view;
 
@@ -104,7 +105,11 @@ pub async fn run(source: Source, run: Option<String>) -> anyhow::Result<i32> {
                             app.show_run(id);
                             refresh = true;
                         }
-                        Some(cmd @ Command::Control { .. }) => {
+                        Some(
+                            cmd @ (Command::Control { .. }
+                            | Command::Answer { .. }
+                            | Command::Item { .. }),
+                        ) => {
                             // The answer comes as a note; the view stays live meanwhile.
                             let (source, tx) = (source.clone(), notes_tx.clone());
                             let rec = app.run_record().cloned();

@@ -280,3 +280,97 @@ fn the_screen_shows_the_tasks_and_the_selected_ones_transcript() {
         .collect();
     assert!(last.starts_with("steer build> hello"), "{last}");
 }
+
+fn item(
+    id: i64,
+    kind: baton_core::inbox::ItemKind,
+    options: &[&str],
+    actions: Vec<&'static str>,
+) -> baton_core::inbox::Item {
+    baton_core::inbox::Item {
+        id,
+        kind,
+        run: "r2".into(),
+        task: Some(format!("t{id}")),
+        text: "Which colour?".into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+        since: 0,
+        actions,
+        expires_at: None,
+        default: None,
+    }
+}
+
+#[test]
+fn the_inbox_answers_by_option_or_by_typing_and_acts_on_other_runs() {
+    use baton_core::inbox::ItemKind;
+    let mut a = app();
+    a.set_inbox(vec![
+        item(
+            7,
+            ItemKind::Question,
+            &["red", "blue"],
+            vec!["answer", "stop"],
+        ),
+        item(9, ItemKind::Approval, &[], vec!["approve", "stop"]),
+    ]);
+    assert_eq!(a.on_key(key(KeyCode::Char('i'))), None);
+    assert!(a.inbox_open);
+    assert_eq!(
+        a.on_key(key(KeyCode::Char('2'))),
+        Some(Command::Answer {
+            id: 7,
+            text: "blue".into()
+        })
+    );
+    assert_eq!(a.on_key(key(KeyCode::Char('3'))), None, "no third option");
+    assert_eq!(a.on_key(key(KeyCode::Char('a'))), None);
+    assert!(
+        a.note.as_deref().unwrap().contains("allows answer, stop"),
+        "{:?}",
+        a.note
+    );
+    a.on_key(key(KeyCode::Enter));
+    for c in "teal".chars() {
+        a.on_key(key(KeyCode::Char(c)));
+    }
+    assert_eq!(
+        a.mode,
+        Mode::Answer {
+            id: 7,
+            text: "teal".into()
+        }
+    );
+    assert_eq!(
+        a.on_key(key(KeyCode::Enter)),
+        Some(Command::Answer {
+            id: 7,
+            text: "teal".into()
+        })
+    );
+    a.on_key(key(KeyCode::Down));
+    assert_eq!(
+        a.on_key(key(KeyCode::Char('a'))),
+        Some(Command::Item {
+            run: "r2".into(),
+            task: "t9".into(),
+            kind: ControlKind::Approve
+        })
+    );
+    // The selection stays on its item when the inbox changes under it.
+    a.set_inbox(vec![item(
+        9,
+        ItemKind::Approval,
+        &[],
+        vec!["approve", "stop"],
+    )]);
+    assert_eq!(a.inbox_item().map(|i| i.id), Some(9));
+    a.on_key(key(KeyCode::Esc));
+    assert!(!a.inbox_open, "Esc goes back to the run");
+    // Back on the run, keys are the run's again.
+    a.on_key(key(KeyCode::Down));
+    assert!(matches!(
+        a.on_key(key(KeyCode::Char('r'))),
+        Some(Command::Control { task, kind: ControlKind::Retry, .. }) if task == "docs"
+    ));
+}

@@ -24,8 +24,13 @@ pub fn draw(f: &mut Frame, app: &App) {
     let list_width = (body.width * 9 / 20).clamp(30.min(body.width), 72);
     let [left, right] =
         Layout::horizontal([Constraint::Length(list_width), Constraint::Min(10)]).areas(body);
-    tasks(f, app, left);
-    pane(f, app, right);
+    if app.inbox_open {
+        super::inbox_view::list(f, app, left);
+        super::inbox_view::detail(f, app, right);
+    } else {
+        tasks(f, app, left);
+        pane(f, app, right);
+    }
     f.render_widget(Paragraph::new(footer(app)), foot);
     if app.mode == Mode::Help {
         help(f, body);
@@ -61,6 +66,12 @@ fn header(app: &App) -> Line<'static> {
     ];
     if cost > 0.0 {
         spans.push(Span::raw(format!(" · ${cost:.4}")));
+    }
+    if !app.inbox.is_empty() {
+        spans.push(Span::styled(
+            format!(" · {} need you (i)", app.inbox.len()),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
     }
     Line::from(spans)
 }
@@ -229,14 +240,23 @@ fn footer(app: &App) -> Line<'static> {
             Span::raw(format!("{text}▏")),
             Span::styled("   Enter send · Esc cancel", Style::new().fg(Color::DarkGray)),
         ]),
+        Mode::Answer { id, text } => Line::from(vec![
+            Span::styled(format!("answer {id}> "), Style::new().fg(Color::Yellow)),
+            Span::raw(format!("{text}▏")),
+            Span::styled("   Enter send · Esc cancel", Style::new().fg(Color::DarkGray)),
+        ]),
         Mode::ConfirmStop(t) => Line::styled(
             format!("stop {t}? its agent is killed and its work committed (y/n)"),
             Style::new().fg(Color::Yellow),
         ),
         _ => match &app.note {
             Some(note) => Line::from(note.clone()),
+            None if app.inbox_open => Line::styled(
+                "↑↓ select · 1-9 pick an option · Enter answer · a approve · r retry · s stop · i Esc back · q quit",
+                Style::new().fg(Color::DarkGray),
+            ),
             None => Line::styled(
-                "↑↓ select · Tab transcript/diff/log · s stop · m steer · a approve · r retry · [ ] runs · ? help · q quit",
+                "↑↓ select · Tab pane · s stop · m steer · a approve · r retry · i inbox · [ ] runs · ? help · q quit",
                 Style::new().fg(Color::DarkGray),
             ),
         },
@@ -251,6 +271,8 @@ s             stop the task (asks first): its work is committed
 m             steer: type a message, Enter sends it to the agent
 a             approve a task that waits for approval
 r             retry a failed, stopped, conflicted or skipped task
+i             the inbox: what needs you across runs; answer a question
+              (1-9 an option, Enter to type), approve, retry, stop
 [  ]          an older / a newer run
 q  Esc        quit (the run goes on)
 
