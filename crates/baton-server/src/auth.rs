@@ -95,7 +95,11 @@ pub async fn guard(
             ));
         }
     }
-    if req.method() == Method::POST {
+    // An action link is signed and works once: whoever holds it may use
+    // it, from any site (ntfy's web app) and with any body (a phone app's
+    // tap, a form on the link's own page).
+    let signed_link = req.uri().path().starts_with("/act/");
+    if req.method() == Method::POST && !signed_link {
         if req
             .headers()
             .get("sec-fetch-site")
