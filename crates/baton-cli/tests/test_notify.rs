@@ -190,3 +190,80 @@ fn tap_from_elsewhere(url: &str, path: &str) -> String {
     s.read_to_string(&mut text).unwrap();
     text
 }
+
+#[test]
+fn web_push_reaches_a_subscribed_browser_encrypted_and_its_buttons_act() {
+    use baton_testutils::push::PushService;
+    let push = PushService::start();
+    let env = TestEnv::new();
+    let b = baton_bin();
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"ask\"\nprompt = '''c=$({b:?} ask 'Colour?' --option red --option blue); echo \"$c\" > colour.txt'''\n\n[[task]]\nid = \"ship\"\nneeds = [\"ask\"]\napprove = true\nprompt = \"echo v1 > release.txt\"\n"
+        )),
+    );
+    env.commit_all("plan");
+    let srv = crate::test_serve::serve(&env, "127.0.0.1:0");
+    let out = output(baton(&env).args(["token", "new"]));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (status, key) = http_get(&srv.url, "/api/push/key", Some(&token));
+    assert_eq!(status, 200, "{key}");
+    let public = body(&key)["public_key"].as_str().unwrap().to_string();
+    assert_eq!(
+        public.len(),
+        87,
+        "an uncompressed P-256 key, base64url: {public}"
+    );
+    // A subscription is checked, then kept.
+    let bad = r#"{"endpoint":"http://x/1","keys":{"p256dh":"AAAA","auth":"BBBB"}}"#;
+    assert_eq!(
+        http_post(&srv.url, "/api/push/subscriptions", bad, Some(&token)).0,
+        400
+    );
+    let sub = push.subscribe().to_string();
+    let (status, said) = http_post(&srv.url, "/api/push/subscriptions", &sub, Some(&token));
+    assert_eq!(status, 201, "{said}");
+    let run = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the question pushed", 30, || !push.messages().is_empty());
+    let (n, q, headers) = push.messages().remove(0);
+    assert_eq!(n, 0);
+    assert_eq!(q["title"], "baton: ask asks", "{q:#}");
+    assert!(q["body"].as_str().unwrap().contains("Colour?"), "{q:#}");
+    assert_eq!(q["kind"], "question");
+    let header = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone());
+    assert_eq!(header("content-encoding").as_deref(), Some("aes128gcm"));
+    assert!(header("authorization")
+        .unwrap()
+        .ends_with(&format!("k={public}")));
+    let labels: Vec<&str> = q["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["red", "blue"]);
+    let action = q["actions"][1]["action"].as_str().unwrap();
+    let link = act_path(q["links"][action].as_str().unwrap());
+    let (status, said) = http_post(&srv.url, &link, "", None);
+    assert_eq!(status, 200, "{said}");
+    // The browser is gone: the next push is refused (410) and it is forgotten.
+    push.make_gone(0);
+    wait_for("the approval, and the subscription forgotten", 30, || {
+        store_rows(&env, "SELECT COUNT(*) FROM push_subscriptions").concat() == "0"
+    });
+    assert_eq!(
+        push.messages().len(),
+        1,
+        "nothing was delivered to a gone subscription"
+    );
+    let out = output(baton(&env).args(["approve", "ship"]));
+    assert!(out.status.success());
+    let r = parse_run(run.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let branch = task(&r.report, "ask")["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
+}

@@ -515,8 +515,28 @@ function setupNotifications() {
     b.disabled = Notification.permission === 'denied';
     b.textContent = b.disabled ? 'Notifications blocked' : 'Enable notifications';
   };
-  b.addEventListener('click', async () => { await Notification.requestPermission(); show(); });
+  b.addEventListener('click', async () => {
+    await Notification.requestPermission();
+    show();
+    if (Notification.permission === 'granted') {
+      try { await subscribePush(); } catch (e) { toast(`Web Push is not available here (${e.message}); this page notifies while it is open`, 'attn'); }
+    }
+  });
   show();
+  // The service worker shows pushed notifications even with the page closed.
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
+}
+
+/** Subscribes this browser to Web Push with the server's VAPID key. */
+async function subscribePush() {
+  if (!('serviceWorker' in navigator) || !('PushManager' in window)) throw new Error('no Push API');
+  const reg = await navigator.serviceWorker.register('/sw.js');
+  await navigator.serviceWorker.ready;
+  const { public_key } = await api('/api/push/key');
+  const key = Uint8Array.from(atob(public_key.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+  const sub = (await reg.pushManager.getSubscription())
+    || await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+  await api('/api/push/subscriptions', { method: 'POST', body: sub.toJSON() });
 }
 
 // ---------- rendering: runs ----------

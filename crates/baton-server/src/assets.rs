@@ -11,6 +11,7 @@ use std::sync::Arc;
 const INDEX: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+const SW_JS: &str = include_str!("../assets/sw.js");
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'";
 
 fn file(kind: &'static str, body: &'static str) -> impl IntoResponse {
@@ -38,5 +39,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/assets/app.css",
             get(|| async { file("text/css; charset=utf-8", APP_CSS) }),
+        )
+        // At the root, so that its scope is the whole dashboard.
+        .route(
+            "/sw.js",
+            get(|| async { file("text/javascript; charset=utf-8", SW_JS) }),
         )
 }

@@ -17,6 +17,7 @@ pub mod github;
 mod http;
 pub mod model_server;
 pub mod ntfy;
+pub mod push;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

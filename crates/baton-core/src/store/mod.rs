@@ -238,6 +238,14 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         seq INTEGER NOT NULL
     )",
+    // Browsers subscribed to Web Push notifications (the dashboard's
+    // "Enable notifications").
+    "CREATE TABLE IF NOT EXISTS push_subscriptions (
+        endpoint TEXT PRIMARY KEY,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
 ];
 
 /// A task queued at run time, as the store keeps it.

@@ -59,4 +59,33 @@ impl Store {
         )?;
         Ok(())
     }
+
+    /// Keeps a browser's push subscription (again: its keys are replaced).
+    pub fn add_push(&self, endpoint: &str, p256dh: &str, auth: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO push_subscriptions (endpoint, p256dh, auth, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth",
+            params![endpoint, p256dh, auth, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a subscription; false when there was none.
+    pub fn remove_push(&self, endpoint: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM push_subscriptions WHERE endpoint = ?1",
+            [endpoint],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Every subscription: endpoint, p256dh and auth (base64url).
+    pub fn push_subscriptions(&self) -> Result<Vec<(String, String, String)>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(
+            "SELECT endpoint, p256dh, auth FROM push_subscriptions ORDER BY created_at",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
 }

@@ -8,6 +8,7 @@ mod inbox;
 mod incoming;
 mod openapi;
 mod plans;
+mod push;
 mod runs;
 mod tasks;
 
@@ -78,6 +79,11 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/incoming", get(incoming::list))
         .route("/inbox", get(inbox::list))
         .route("/act/{token}", get(act::show).post(act::act))
+        .route("/push/key", get(push::key))
+        .route(
+            "/push/subscriptions",
+            post(push::subscribe).delete(push::unsubscribe),
+        )
         .route("/inbox/{id}/{action}", post(inbox::act))
         .route("/hooks/github", post(hooks::github))
         .route("/hooks/{name}", post(inbound::deliver))

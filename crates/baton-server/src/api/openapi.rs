@@ -30,7 +30,7 @@ fn text_op(summary: &str, params: &[&str]) -> Value {
 pub async fn document() -> Json<Value> {
     let obj = json!({ "type": "object" });
     let rt = &["run", "task"];
-    Json(json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "baton", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Runs, tasks and events of baton, and actions on them. Beyond loopback every request needs `Authorization: Bearer <token>` (`baton token new`) or the session cookie from POST /api/session. Actions need a JSON body." },
@@ -73,8 +73,6 @@ pub async fn document() -> Json<Value> {
                     "4XX": { "description": "not proven (401), no such hook (404), not JSON (400), a prompt the delivery cannot make (422)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
                 } } },
             "/api/incoming": { "get": op("Where work comes in from: the served plan's sources (with the items taken lately, each with its run and task), schedules (with their next time and what they started last) and hooks", &[], None, 200, obj.clone()) },
-            "/api/inbox": { "get": op("Everything that needs a person across runs: `items` (each: id, kind question|approval|failed|conflicted|limit|pull, run, task, text, options, since, actions) and their `count`", &[], None, 200, obj.clone()) },
-            "/api/inbox/{id}/{action}": { "post": op("Act on inbox item `id`: `answer` (body `text`; a question with options takes one of them), `approve`, `retry` or `stop`, as its `actions` allow", &["id", "action"], Some(json!({ "type": "object", "properties": { "text": { "type": "string" } } })), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
             "/api/runs": {
                 "get": op("Runs, newest first", &[], None, 200, obj.clone()),
                 "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`)", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
@@ -106,5 +104,27 @@ pub async fn document() -> Json<Value> {
             "/api/events": { "get": { "summary": "Server-Sent Events of every run; resumes from Last-Event-ID or ?after=SEQ",
                 "responses": { "200": { "description": "event stream", "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/Event" } } } } } } }
         }
-    }))
+    });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), person_paths()) {
+        paths.extend(more);
+    }
+    Json(doc)
+}
+
+/// What needs a person: the inbox, action links, Web Push.
+fn person_paths() -> Value {
+    let obj = json!({ "type": "object" });
+    json!({
+            "/api/inbox": { "get": op("Everything that needs a person across runs: `items` (each: id, kind question|approval|failed|conflicted|limit|pull, run, task, text, options, since, actions) and their `count`", &[], None, 200, obj.clone()) },
+            "/api/inbox/{id}/{action}": { "post": op("Act on inbox item `id`: `answer` (body `text`; a question with options takes one of them), `approve`, `retry` or `stop`, as its `actions` allow", &["id", "action"], Some(json!({ "type": "object", "properties": { "text": { "type": "string" } } })), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) },
+            "/api/act/{token}": {
+                "get": { "summary": "What a notification's signed action link would do, as a page with a button (acts on nothing). Needs no baton token.", "security": [], "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "a page" } } },
+                "post": { "summary": "Does what a notification's signed action link says, once: 401 forged, 410 used or expired or its item gone, 409 its item no longer allows it. Needs no baton token.", "security": [], "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "done", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ActionResult" } } } } } }
+            },
+            "/api/push/key": { "get": op("The server's VAPID public key (base64url): the applicationServerKey a browser subscribes to Web Push with", &[], None, 200, obj.clone()) },
+            "/api/push/subscriptions": {
+                "post": op("Keep a browser's Web Push subscription (PushSubscription.toJSON(): endpoint, keys.p256dh, keys.auth)", &[], Some(json!({ "type": "object", "required": ["endpoint", "keys"], "properties": { "endpoint": { "type": "string" }, "keys": { "type": "object", "properties": { "p256dh": { "type": "string" }, "auth": { "type": "string" } } } } })), 201, obj.clone()),
+                "delete": op("Forget a subscription (`endpoint`)", &[], Some(json!({ "type": "object", "required": ["endpoint"], "properties": { "endpoint": { "type": "string" } } })), 200, obj.clone())
+            }
+    })
 }

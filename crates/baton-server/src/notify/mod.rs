@@ -8,6 +8,7 @@
 
 pub mod links;
 mod ntfy;
+pub mod push;
 mod webhook;
 
 use crate::state::AppState;
@@ -85,8 +86,17 @@ pub fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base:
             Err(e) => tracing::warn!("notify: {e}"),
         }
     }
-    if channels.is_empty() {
-        return;
+    // Web Push is always on: it sends to the browsers that subscribed.
+    match push::vapid(&state.store) {
+        Ok(vapid) => channels.push(Box::new(push::WebPush {
+            state: state.clone(),
+            vapid,
+            subject: match base.starts_with("https://") {
+                true => base.clone(),
+                false => "mailto:baton@localhost".into(),
+            },
+        })),
+        Err(e) => tracing::warn!("notify: no Web Push: {e}"),
     }
     let teller = Teller {
         state,
@@ -348,6 +358,50 @@ pub(crate) async fn post(url: &str, body: &str, headers: &[String]) -> Result<()
             "POST failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )),
+        _ => Err("the POST did not finish".into()),
+    }
+}
+
+/// POSTs binary `body` with curl and `headers`; the HTTP status.
+pub(crate) async fn post_bytes(url: &str, body: &[u8], headers: &[String]) -> Result<u16, String> {
+    use std::process::Stdio;
+    let file = HeaderFile::write(headers)?;
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-m",
+        "10",
+        "-X",
+        "POST",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .arg("-H")
+    .arg(format!("@{}", file.0.display()))
+    .args(["--data-binary", "@-", url])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run curl: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(body).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                format!(
+                    "POST failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            }),
         _ => Err("the POST did not finish".into()),
     }
 }
