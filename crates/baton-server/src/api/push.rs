@@ -16,10 +16,7 @@ use std::sync::Arc;
 
 pub async fn key(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = st.store.clone();
-    let vapid = store
-        .call(|s| push::vapid(s))
-        .await
-        .map_err(ApiError::internal)?;
+    let vapid = store.call(push::vapid).await.map_err(ApiError::internal)?;
     Ok(Json(json!({ "public_key": vapid.public_key() })))
 }
 
