@@ -462,3 +462,43 @@ test('on a phone, a free question is answered from the inbox', async () => {
   assert.equal(name, 'Aurora\n');
   await context.close();
 });
+
+test('the service worker shows a pushed question with its buttons', async () => {
+  const s = await serve('');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.grantPermissions(['notifications'], { origin: s.url });
+  const page = await context.newPage();
+  await page.goto(s.link);
+  const scope = await page.evaluate(async () => (await navigator.serviceWorker.ready).scope);
+  assert.equal(scope, `${s.url}/`);
+  const cdp = await context.newCDPSession(page);
+  const registration = new Promise((resolve) => cdp.on('ServiceWorker.workerRegistrationUpdated',
+    ({ registrations }) => { const r = registrations.find((x) => x.scopeURL === scope && !x.isDeleted); if (r) resolve(r.registrationId); }));
+  await cdp.send('ServiceWorker.enable');
+  const registrationId = await registration;
+  // What `baton serve` pushes for a question (the payload its Web Push
+  // channel encrypts; the push service hands it to the worker decrypted).
+  const payload = {
+    title: 'baton: pick asks', body: 'baton: task pick of run r1 asks: Which colour?', tag: 'baton-41',
+    kind: 'question', actions: [{ action: 'a0', title: 'red' }, { action: 'a1', title: 'blue' }],
+    links: { a0: `${s.url}/api/act/x.y`, a1: `${s.url}/api/act/z.w` }, click: `${s.url}/?run=r1&task=pick`,
+  };
+  await cdp.send('ServiceWorker.deliverPushMessage', { origin: s.url, registrationId, data: JSON.stringify(payload) });
+  let shown = [];
+  for (let i = 0; i < 100 && !shown.length; i++) {
+    shown = await page.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications())
+      .map((n) => ({ title: n.title, body: n.body, tag: n.tag, actions: n.actions.map((a) => a.title), data: n.data, sticky: n.requireInteraction })));
+    if (!shown.length) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(shown.length, 1, 'the notification is shown');
+  const [n] = shown;
+  assert.equal(n.title, 'baton: pick asks');
+  assert.match(n.body, /Which colour\?/);
+  assert.equal(n.tag, 'baton-41');
+  assert.equal(n.sticky, true, 'a question stays until answered');
+  assert.deepEqual(n.data.links, payload.links);
+  // Action buttons show where the platform has them (Notification.maxActions).
+  const max = await page.evaluate(() => Notification.maxActions || 0);
+  assert.deepEqual(n.actions, ['red', 'blue'].slice(0, max));
+  await context.close();
+});
