@@ -24,6 +24,7 @@ mod test_pod;
 mod test_real_agents;
 mod test_real_limits;
 mod test_resolve;
+mod test_review;
 mod test_run;
 mod test_sandbox;
 mod test_schedules;

@@ -29,6 +29,7 @@ pub mod plan;
 pub mod planner;
 pub mod process;
 pub mod report;
+pub mod review;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;

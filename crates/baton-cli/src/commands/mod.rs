@@ -19,6 +19,7 @@ pub mod plan;
 pub mod pull;
 pub mod resume;
 pub mod retry;
+pub mod review;
 pub mod run;
 pub mod runs;
 pub mod serve;

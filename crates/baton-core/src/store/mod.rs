@@ -9,6 +9,7 @@ mod ports;
 mod pulls;
 mod questions;
 mod records;
+mod reviews;
 mod schedules;
 mod sources;
 
@@ -246,6 +247,20 @@ const MIGRATIONS: &[&str] = &[
         auth TEXT NOT NULL,
         created_at INTEGER NOT NULL
     )",
+    // A person's comments on a task's lines (`baton review`).
+    "CREATE TABLE IF NOT EXISTS review_comments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        hunk TEXT NOT NULL,
+        commit_at TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        submitted_at INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS review_comments_task ON review_comments (run_id, task_id, id)",
 ];
 
 /// A task queued at run time, as the store keeps it.
