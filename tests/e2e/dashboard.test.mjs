@@ -502,3 +502,27 @@ test('the service worker shows a pushed question with its buttons', async () => 
   assert.deepEqual(n.actions, ['red', 'blue'].slice(0, max));
   await context.close();
 });
+
+test('a review comment on a diff line reaches the agent and shows its lines changed', async () => {
+  const script = 'if [ -n "$BATON_FEEDBACK" ]; then printf "%s" "$BATON_FEEDBACK" > review.txt; sed -i "2s/.*/two fixed/" notes.txt; else printf "one\\ntwo\\nthree\\n" > notes.txt; fi';
+  const s = await serve(SH + `[[task]]\nid = "w"\nagent = "sh"\napprove = true\nprompt = '''${script}'''\n`);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(s.link);
+  const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await waitState(page, 'w', 'awaiting_approval');
+  await card(page, 'w').click();
+  await page.getByRole('tab', { name: 'Diff' }).click();
+  await page.getByTestId('diff-line-notes.txt:2').click();
+  await page.getByTestId('review-text').fill('make it say fixed');
+  await page.getByTestId('review-add').click();
+  await page.getByTestId('diff').getByText('make it say fixed [draft]').waitFor({ timeout: 10000 });
+  await page.getByTestId('review-submit').click();
+  await page.getByTestId('diff').getByText('make it say fixed [changed: addressed?]').waitFor({ timeout: 30000 });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'review.png'), fullPage: true });
+  const comments = (await s.api('GET', `/api/runs/${json.run}/tasks/w/review`)).json.comments;
+  assert.deepEqual(comments.map((c) => [c.path, c.line, c.mark]), [['notes.txt', 2, 'changed']]);
+  const report = await s.api('GET', `/api/runs/${json.run}`);
+  const review = execFileSync('git', ['-C', s.repo, 'show', `${report.json.tasks[0].branch}:review.txt`]).toString();
+  assert.match(review, /1\. notes\.txt line 2:[\s\S]*>    2 \| two[\s\S]*make it say fixed/);
+  await page.close();
+});

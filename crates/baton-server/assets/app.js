@@ -256,7 +256,11 @@ const refreshDiff = debounce(async () => {
     if (e.status === 401) return;
     text = `(no diff: ${e.message})`;
   }
+  let review = [];
+  try { review = (await api(`${taskPath()}/review`)).comments || []; } catch { /* the diff alone */ }
   if (id !== S.taskId) return;
+  S.review = review;
+  S.diffText = text;
   renderDiff(text);
 }, 400);
 
@@ -905,17 +909,70 @@ function renderTranscript() {
   if (atEnd) list.scrollTop = list.scrollHeight;
 }
 
+const MARK_WORDS = { draft: 'draft', sent: 'sent', changed: 'changed: addressed?', unchanged: 'unchanged', gone: 'file gone' };
+
+/** The diff, each line of the new side a place to comment on, with the
+ * task's review (drafts, sent comments and what became of their lines). */
 function renderDiff(text) {
   const pre = $('diff');
-  if (!text || !String(text).trim()) { pre.replaceChildren(h('span', { class: 'empty' }, 'No changes.')); return; }
-  pre.replaceChildren(h('div', { class: 'lines' }, String(text).replace(/\n$/, '').split('\n').map((line) => {
+  const review = renderReview();
+  if (!text || !String(text).trim()) { pre.replaceChildren(review, h('span', { class: 'empty' }, 'No changes.')); return; }
+  let path = null;
+  let line = 0;
+  const rows = String(text).replace(/\n$/, '').split('\n').map((l) => {
     let cls = '';
-    if (line.startsWith('+++') || line.startsWith('---') || line.startsWith('diff ') || line.startsWith('index ')) cls = 'file';
-    else if (line.startsWith('@@')) cls = 'hunk';
-    else if (line.startsWith('+')) cls = 'add';
-    else if (line.startsWith('-')) cls = 'del';
-    return h('span', { class: `line ${cls}` }, `${line}\n`);
-  })));
+    let at = null;
+    if (l.startsWith('+++ ')) { cls = 'file'; path = l.startsWith('+++ b/') ? l.slice(6) : null; }
+    else if (l.startsWith('---') || l.startsWith('diff ') || l.startsWith('index ')) cls = 'file';
+    else if (l.startsWith('@@')) { cls = 'hunk'; const m = l.match(/\+(\d+)/); line = m ? Number(m[1]) : 0; }
+    else if (l.startsWith('-')) cls = 'del';
+    else { cls = l.startsWith('+') ? 'add' : ''; at = path ? line : null; line += 1; }
+    if (at == null) return h('span', { class: `line ${cls}` }, `${l}\n`);
+    const place = `${path}:${at}`;
+    const comments = (S.review || []).filter((c) => c.path === path && c.line === at);
+    return [
+      h('span', { class: `line ${cls} commentable`, title: `comment on ${place}`, 'data-testid': `diff-line-${place}`, onclick: () => openComment(pre, path, at) }, `${l}\n`),
+      comments.map((c) => h('span', { class: `line note mark-${c.mark}` }, `    ↳ ${c.text} [${MARK_WORDS[c.mark] || c.mark}]\n`)),
+    ];
+  });
+  pre.replaceChildren(review, h('div', { class: 'lines' }, rows));
+}
+
+/** The review bar: how many comments wait to be sent, and a button that sends them. */
+function renderReview() {
+  const drafts = (S.review || []).filter((c) => c.mark === 'draft');
+  const status = h('span', { class: 'note', role: 'status', 'data-testid': 'review-status' });
+  if (!drafts.length) return h('div', { class: 'review', 'data-testid': 'review' }, status);
+  const note = h('input', { 'data-testid': 'review-note', placeholder: 'a note on the whole (optional)' });
+  const send = async () => {
+    status.textContent = '…';
+    try {
+      const r = await api(`${taskPath()}/review/submit`, { method: 'POST', body: note.value.trim() ? { note: note.value } : {} });
+      status.textContent = r.message || 'sent';
+      refreshDiff();
+    } catch (e) { status.textContent = e.message; }
+  };
+  return h('div', { class: 'review', 'data-testid': 'review' },
+    h('strong', {}, `${drafts.length} comment${drafts.length === 1 ? '' : 's'} to send`), note,
+    h('button', { type: 'button', class: 'primary', 'data-testid': 'review-submit', onclick: send }, 'Send review'), status);
+}
+
+/** An input under the diff for a comment on `path:line`. */
+function openComment(pre, path, line) {
+  const old = pre.querySelector('.comment-form');
+  if (old) old.remove();
+  const text = h('textarea', { rows: 2, 'data-testid': 'review-text', placeholder: `comment on ${path}:${line}` });
+  const said = h('span', { class: 'note', role: 'status' });
+  const form = h('form', { class: 'comment-form', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      await api(`${taskPath()}/review/comments`, { method: 'POST', body: { path, line, text: text.value } });
+      form.remove();
+      refreshDiff(true);
+    } catch (err) { said.textContent = err.message; }
+  } }, h('span', {}, `${path}:${line}`), text, h('button', { type: 'submit', class: 'primary', 'data-testid': 'review-add' }, 'Add comment'), said);
+  pre.prepend(form);
+  text.focus();
 }
 
 function renderAttempts() {

@@ -9,6 +9,7 @@ mod incoming;
 mod openapi;
 mod plans;
 mod push;
+mod review;
 mod runs;
 mod tasks;
 
@@ -73,6 +74,19 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route(
             "/runs/{run}/tasks/{task}/messages",
             get(tasks::messages).post(tasks::send_message),
+        )
+        .route("/runs/{run}/tasks/{task}/review", get(review::list))
+        .route(
+            "/runs/{run}/tasks/{task}/review/comments",
+            post(review::add),
+        )
+        .route(
+            "/runs/{run}/tasks/{task}/review/comments/{id}",
+            axum::routing::delete(review::drop),
+        )
+        .route(
+            "/runs/{run}/tasks/{task}/review/submit",
+            post(review::submit),
         )
         .route("/runs/{run}/tasks/{task}/{action}", post(tasks::act))
         .route("/tasks", post(tasks::add))
