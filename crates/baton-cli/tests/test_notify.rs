@@ -267,3 +267,68 @@ fn web_push_reaches_a_subscribed_browser_encrypted_and_its_buttons_act() {
         .to_string();
     assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
 }
+
+#[test]
+fn claude_code_is_answered_from_a_phone_and_goes_on_in_its_session() {
+    use crate::test_real_agents::{bins, profile_with};
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    let Some(bins) = bins(&["claude"]) else {
+        return;
+    };
+    let server = ModelServer::start(Scripts::new().script(
+        "ask",
+        vec![
+            Step::run("sleep 1"),
+            Step::call(
+                "mcp__baton__ask",
+                serde_json::json!({"question": "Which region?", "options": ["eu", "us"]}),
+            ),
+            Step::say("Asked; waiting."),
+            Step::write("region.txt", "us\n"),
+            Step::say("deployed to us"),
+        ],
+    ));
+    let ntfy = Ntfy::start(None);
+    let env = TestEnv::new();
+    let plan = format!(
+        "[notify]\nntfy = {:?}\n\n{}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Deploy. [[script:ask]]\"\ntimeout = \"4m\"\n",
+        ntfy.topic_url("phone"),
+        profile_with(&env, "claude", &bins[0], &server, &[], "")
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let srv = serve_with_env(&env, &[]);
+    let run = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the question on the phone", 120, || {
+        !ntfy.messages().is_empty()
+    });
+    let q = ntfy.messages().remove(0);
+    assert!(
+        q["message"].as_str().unwrap().contains("Which region?"),
+        "{q:#}"
+    );
+    let us = q["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["label"] == "us")
+        .unwrap()
+        .clone();
+    let said = tap_from_elsewhere(&srv.url, &act_path(us["url"].as_str().unwrap()));
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    let r = parse_run(run.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "t");
+    assert_eq!(t["result"], "deployed to us");
+    assert_eq!(t["attempts"], 2);
+    let answered = server
+        .requests()
+        .iter()
+        .any(|r| r.body.to_string().contains("\\\"Which region?\\\" is: us"));
+    assert!(
+        answered,
+        "the tapped answer reached the model in the agent's session"
+    );
+    let sessions = store_rows(&env, "SELECT COUNT(DISTINCT session_id) FROM attempts WHERE task_id = 't' AND session_id IS NOT NULL");
+    assert_eq!(sessions, ["1"]);
+}

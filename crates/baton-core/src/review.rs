@@ -294,9 +294,11 @@ pub async fn submit(
                 "task {task:?} is being merged; review it once it is"
             ))
         }
-        TaskStatus::Succeeded => return refuse(format!(
+        TaskStatus::Succeeded => {
+            return refuse(format!(
             "task {task:?} has succeeded and its work is merged; queue a new task for the changes"
-        )),
+        ))
+        }
     };
     if answer.ok {
         let ids: Vec<i64> = drafts.iter().map(|c| c.id).collect();

@@ -45,8 +45,15 @@ pub async fn add(
     let place = format!("{}:{}", c.path, c.line);
     let (path, line) =
         review::parse_place(&place).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    let kept =
-        review::add_comment(&st.opts.repo, &st.store, &run, &task, (&path, line), &c.text).await?;
+    let kept = review::add_comment(
+        &st.opts.repo,
+        &st.store,
+        &run,
+        &task,
+        (&path, line),
+        &c.text,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!(kept))))
 }
 
@@ -60,7 +67,9 @@ pub async fn drop(
         .await
         .map_err(ApiError::internal)?;
     if !dropped {
-        return Err(ApiError::not_found(format!("no draft comment {id} on this task")));
+        return Err(ApiError::not_found(format!(
+            "no draft comment {id} on this task"
+        )));
     }
     Ok(Json(json!({ "ok": true })))
 }
