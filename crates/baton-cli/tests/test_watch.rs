@@ -428,3 +428,45 @@ fn the_inbox_in_watch_answers_a_question_with_one_key_and_another_by_typing() {
     );
     term.keys(&["q"]);
 }
+
+#[test]
+fn a_review_comment_is_made_on_a_diff_line_in_watch_and_sent() {
+    let env = TestEnv::new();
+    let script = r#"if [ -n "$BATON_FEEDBACK" ]; then printf '%s' "$BATON_FEEDBACK" > review.txt; sed -i '2s/.*/two fixed/' notes.txt; else printf 'one\ntwo\nthree\n' > notes.txt; fi"#;
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"w\"\napprove = true\nprompt = '''{script}'''\n"
+        )),
+    );
+    env.commit_all("plan");
+    let run = spawn_baton(&env, &["run", "--json"]);
+    wait_for_task(&env, "w", "awaiting_approval");
+    let term = Term::start(&env, "", &[]);
+    term.wait("transcript of w");
+    term.keys(&["Tab"]);
+    term.wait("+two");
+    term.keys(&["c"]);
+    term.wait("the line to comment on");
+    term.keys(&["Down", "Enter"]);
+    term.wait("comment notes.txt:2>");
+    term.text("fix two");
+    term.keys(&["Enter"]);
+    term.wait("kept; S sends the review");
+    term.keys(&["S"]);
+    term.wait_until("the review's attempt", |_| {
+        store_rows(&env, "SELECT attempts FROM tasks WHERE id = 'w'").concat() == "2"
+    });
+    wait_for_task(&env, "w", "awaiting_approval");
+    let out = output(baton(&env).args(["approve", "w"]));
+    assert!(out.status.success());
+    let out = run.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let branch = task(&report, "w")["branch"].as_str().unwrap().to_string();
+    let got = show(&env, &branch, "review.txt").unwrap();
+    assert!(
+        got.contains("1. notes.txt line 2:") && got.contains("fix two"),
+        "{got}"
+    );
+    term.keys(&["q"]);
+}

@@ -167,6 +167,43 @@ pub async fn file_at(repo: &Repo, commit: &str, path: &str) -> Option<String> {
         .ok()
 }
 
+/// Where each line of a unified diff sits on the new side: `(path, line)`
+/// for a line that can be commented on (added or unchanged), None for the
+/// others (headers, hunks, removed lines).
+pub fn places<S: AsRef<str>>(diff: &[S]) -> Vec<Option<(String, u32)>> {
+    let (mut path, mut line): (Option<String>, u32) = (None, 0);
+    diff.iter()
+        .map(|l| {
+            let l = l.as_ref();
+            if let Some(p) = l.strip_prefix("+++ ") {
+                path = p.strip_prefix("b/").map(str::to_string);
+                return None;
+            }
+            if l.starts_with("---")
+                || l.starts_with("diff ")
+                || l.starts_with("index ")
+                || l.starts_with('-')
+            {
+                return None;
+            }
+            if let Some(h) = l.strip_prefix("@@") {
+                line = h
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix('+'))
+                    .and_then(|w| w.split(',').next()?.parse().ok())
+                    .unwrap_or(0);
+                return None;
+            }
+            if l.starts_with('\\') {
+                return None;
+            }
+            let at = line;
+            line += 1;
+            Some((path.clone()?, at))
+        })
+        .collect()
+}
+
 /// The commit a task's work is at now: its branch's tip.
 pub async fn tip(repo: &Repo, t: &crate::store::TaskRecord) -> Option<String> {
     let branch = format!("refs/heads/{}", t.branch);
@@ -362,6 +399,41 @@ mod tests {
         assert!(!e.contains("l1\n") && !e.contains("l9"), "{e}");
         assert!(excerpt(&text, 11).is_none());
         assert_eq!(excerpt("one", 1).unwrap(), ">    1 | one");
+    }
+
+    #[test]
+    fn each_new_side_line_of_a_diff_knows_its_place() {
+        let diff = [
+            "diff --git a/x.rs b/x.rs",
+            "index 1..2 100644",
+            "--- a/x.rs",
+            "+++ b/x.rs",
+            "@@ -3,3 +3,4 @@ fn f()",
+            " keep",
+            "-gone",
+            "+new",
+            "+newer",
+            "\\ No newline at end of file",
+            "@@ -20 +21 @@",
+            "+late",
+            "--- a/old",
+            "+++ /dev/null",
+            "@@ -1 +0,0 @@",
+            "-deleted",
+        ];
+        let p = places(&diff);
+        let at = |i: usize| p[i].clone().map(|(f, l)| format!("{f}:{l}"));
+        assert_eq!((0..5).map(at).collect::<Vec<_>>(), vec![None; 5]);
+        assert_eq!(at(5).as_deref(), Some("x.rs:3"));
+        assert_eq!(at(6), None);
+        assert_eq!(at(7).as_deref(), Some("x.rs:4"));
+        assert_eq!(at(8).as_deref(), Some("x.rs:5"));
+        assert_eq!(at(9), None);
+        assert_eq!(at(11).as_deref(), Some("x.rs:21"));
+        assert!(
+            p[12..].iter().all(Option::is_none),
+            "a deleted file has nothing to comment on"
+        );
     }
 
     #[test]

@@ -29,6 +29,16 @@ pub enum Mode {
         id: i64,
         text: String,
     },
+    /// Choosing a line of the diff to comment on (`at`: its index in the pane).
+    PickLine {
+        at: usize,
+    },
+    /// Typing a comment on `path:line`.
+    Comment {
+        path: String,
+        line: u32,
+        text: String,
+    },
 }
 
 /// What the view asks of the world after a key.
@@ -53,6 +63,17 @@ pub enum Command {
         run: String,
         task: String,
         kind: ControlKind,
+    },
+    /// Keep a draft review comment on a line of a task's work.
+    Comment {
+        task: String,
+        path: String,
+        line: u32,
+        text: String,
+    },
+    /// Send a task's draft comments to its agent as one review.
+    SubmitReview {
+        task: String,
     },
 }
 
@@ -137,6 +158,8 @@ impl App {
             }
             Mode::Help => None,
             Mode::Answer { id, text } => self.answer_key(key, id, text),
+            Mode::PickLine { at } => self.pick_key(key, at),
+            Mode::Comment { path, line, text } => self.comment_key(key, path, line, text),
             Mode::Normal if self.inbox_open => self.inbox_key(key),
             Mode::Normal => self.normal_key(key),
         }
@@ -225,6 +248,86 @@ impl App {
         })
     }
 
+    /// The index of the first line from `from` (going by `step`) of the
+    /// diff pane that can be commented on.
+    fn next_place(&self, from: usize, step: isize) -> Option<usize> {
+        let places = baton_core::review::places(&self.text);
+        let mut i = from as isize;
+        while i >= 0 && (i as usize) < places.len() {
+            if places[i as usize].is_some() {
+                return Some(i as usize);
+            }
+            i += step;
+        }
+        None
+    }
+
+    /// Keys while choosing the line to comment on.
+    fn pick_key(&mut self, key: KeyEvent, at: usize) -> Option<Command> {
+        let moved = match key.code {
+            KeyCode::Esc => {
+                self.note = Some("no comment".into());
+                return None;
+            }
+            KeyCode::Down | KeyCode::Char('j') => self.next_place(at + 1, 1),
+            KeyCode::Up | KeyCode::Char('k') => {
+                at.checked_sub(1).and_then(|a| self.next_place(a, -1))
+            }
+            KeyCode::Enter => {
+                let places = baton_core::review::places(&self.text);
+                if let Some(Some((path, line))) = places.get(at).cloned() {
+                    self.mode = Mode::Comment {
+                        path,
+                        line,
+                        text: String::new(),
+                    };
+                    return None;
+                }
+                None
+            }
+            _ => None,
+        };
+        self.mode = Mode::PickLine {
+            at: moved.unwrap_or(at),
+        };
+        None
+    }
+
+    fn comment_key(
+        &mut self,
+        key: KeyEvent,
+        path: String,
+        line: u32,
+        mut text: String,
+    ) -> Option<Command> {
+        match key.code {
+            KeyCode::Esc => self.note = Some("no comment".into()),
+            KeyCode::Enter if text.trim().is_empty() => {
+                self.note = Some("nothing kept: the comment is empty".into());
+            }
+            KeyCode::Enter => {
+                let task = self.selected_task()?.id.clone();
+                self.note = Some(format!("keeping the comment on {path}:{line}…"));
+                return Some(Command::Comment {
+                    task,
+                    path,
+                    line,
+                    text,
+                });
+            }
+            KeyCode::Backspace => {
+                text.pop();
+                self.mode = Mode::Comment { path, line, text };
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                self.mode = Mode::Comment { path, line, text };
+            }
+            _ => self.mode = Mode::Comment { path, line, text },
+        }
+        None
+    }
+
     fn answer_key(&mut self, key: KeyEvent, id: i64, mut text: String) -> Option<Command> {
         match key.code {
             KeyCode::Esc => self.note = Some("not answered".into()),
@@ -268,6 +371,18 @@ impl App {
                 self.text.clear();
             }
             KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Char('c') if self.pane == Pane::Diff => {
+                let Some(at) = self.next_place(0, 1) else {
+                    self.note = Some("nothing in the diff to comment on".into());
+                    return None;
+                };
+                self.mode = Mode::PickLine { at };
+            }
+            KeyCode::Char('S') => {
+                let task = self.selected_task()?.id.clone();
+                self.note = Some(format!("sending the review of {task}…"));
+                return Some(Command::SubmitReview { task });
+            }
             KeyCode::Char('i') => {
                 self.inbox_open = true;
                 if self.inbox.is_empty() {

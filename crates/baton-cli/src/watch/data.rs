@@ -114,6 +114,35 @@ impl Source {
                 let found = self.store.call(move |s| s.run(&run)).await;
                 (found.ok(), task, kind, None)
             }
+            Command::Comment {
+                task,
+                path,
+                line,
+                text,
+            } => {
+                let Some(rec) = rec else {
+                    return "no run shown".into();
+                };
+                let kept = baton_core::review::add_comment(
+                    &self.repo,
+                    &self.store,
+                    &rec.id,
+                    &task,
+                    (&path, line),
+                    &text,
+                );
+                return match kept.await {
+                    Ok(c) => format!("comment {} on {path}:{line} kept; S sends the review", c.id),
+                    Err(e) => format!("error: {e}"),
+                };
+            }
+            Command::SubmitReview { task } => {
+                let Some(rec) = rec else {
+                    return "no run shown".into();
+                };
+                let sent = baton_core::review::submit(&self.store, &self.paths, &rec, &task, None);
+                return said(sent.await);
+            }
             Command::Quit | Command::ShowRun(_) => return String::new(),
         };
         let Some(rec) = rec else {

@@ -108,7 +108,9 @@ pub async fn run(source: Source, run: Option<String>) -> anyhow::Result<i32> {
                         Some(
                             cmd @ (Command::Control { .. }
                             | Command::Answer { .. }
-                            | Command::Item { .. }),
+                            | Command::Item { .. }
+                            | Command::Comment { .. }
+                            | Command::SubmitReview { .. }),
                         ) => {
                             // The answer comes as a note; the view stays live meanwhile.
                             let (source, tx) = (source.clone(), notes_tx.clone());

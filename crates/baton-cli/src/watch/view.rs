@@ -150,11 +150,22 @@ fn pane(f: &mut Frame, app: &App, area: Rect) {
             }
             rows
         }
-        Pane::Diff => app
-            .text
-            .iter()
-            .map(|l| Line::styled(printable(l), diff_style(l)))
-            .collect(),
+        Pane::Diff => {
+            let picked = match app.mode {
+                Mode::PickLine { at } => Some(at),
+                _ => None,
+            };
+            app.text
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match picked == Some(i) {
+                    true => {
+                        Line::styled(printable(l), diff_style(l).add_modifier(Modifier::REVERSED))
+                    }
+                    false => Line::styled(printable(l), diff_style(l)),
+                })
+                .collect()
+        }
         Pane::Log => app
             .text
             .iter()
@@ -165,7 +176,14 @@ fn pane(f: &mut Frame, app: &App, area: Rect) {
     // The end of the pane, `scroll` lines up: a long transcript costs only
     // what fits on screen.
     let height = inner.height as usize;
-    let end = rows.len() - app.scroll.min(rows.len().saturating_sub(height));
+    let mut end = rows.len() - app.scroll.min(rows.len().saturating_sub(height));
+    // The line being picked for a comment stays in sight (diff rows are
+    // the pane's lines one for one).
+    if let (Pane::Diff, Mode::PickLine { at }) = (app.pane, &app.mode) {
+        if *at < end.saturating_sub(height) || *at >= end {
+            end = (at + height / 2).clamp(height.min(rows.len()), rows.len());
+        }
+    }
     let start = end.saturating_sub(height);
     let shown: Vec<Line> = rows[start..end].to_vec();
     f.render_widget(Paragraph::new(shown), inner);
@@ -240,6 +258,15 @@ fn footer(app: &App) -> Line<'static> {
             Span::raw(format!("{text}▏")),
             Span::styled("   Enter send · Esc cancel", Style::new().fg(Color::DarkGray)),
         ]),
+        Mode::PickLine { .. } => Line::styled(
+            "↑↓ the line to comment on · Enter comment there · Esc cancel",
+            Style::new().fg(Color::Yellow),
+        ),
+        Mode::Comment { path, line, text } => Line::from(vec![
+            Span::styled(format!("comment {path}:{line}> "), Style::new().fg(Color::Yellow)),
+            Span::raw(format!("{text}▏")),
+            Span::styled("   Enter keep · Esc cancel", Style::new().fg(Color::DarkGray)),
+        ]),
         Mode::Answer { id, text } => Line::from(vec![
             Span::styled(format!("answer {id}> "), Style::new().fg(Color::Yellow)),
             Span::raw(format!("{text}▏")),
@@ -271,6 +298,8 @@ s             stop the task (asks first): its work is committed
 m             steer: type a message, Enter sends it to the agent
 a             approve a task that waits for approval
 r             retry a failed, stopped, conflicted or skipped task
+c             in the diff: pick a line (↑↓, Enter) and comment on it
+S             send the task's comments to its agent as one review
 i             the inbox: what needs you across runs; answer a question
               (1-9 an option, Enter to type), approve, retry, stop
 [  ]          an older / a newer run
