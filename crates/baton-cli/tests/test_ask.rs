@@ -109,7 +109,7 @@ fn a_timeout_gives_the_default_or_fails_the_task_with_the_question() {
     let s = task(&r.report, "silent");
     assert_eq!(s["status"], "failed", "{s:#}");
     assert_eq!(s["reason"], "no answer to: Anyone there?", "{s:#}");
-    let by = store_rows(&env, "SELECT answered_by FROM questions ORDER BY id");
+    let by = store_rows(&env, "SELECT answered_by FROM questions ORDER BY task_id");
     assert_eq!(by, ["default", "expired"]);
     // A bad question is refused before anyone sees it.
     let out = output(
@@ -382,4 +382,84 @@ fn the_inbox_lists_questions_approvals_and_failures_and_acts_on_their_ids() {
     assert_eq!(left.len(), 1, "{left:#?}");
     assert_eq!(left[0]["kind"], "failed");
     assert_eq!(left[0]["id"], f["id"]);
+}
+
+#[test]
+fn an_asker_that_goes_away_leaves_its_task_waiting_and_the_answer_still_reaches_it() {
+    let env = TestEnv::new();
+    let b = baton_path();
+    // The script's `baton ask` is cut off (as a CLI's shell tool times out)
+    // and the script ends: the task waits; the answer comes with its next
+    // attempt's messages.
+    let script = format!(
+        "if [ -n \"$BATON_MESSAGES\" ]; then printf '%s\\n' \"$BATON_MESSAGES\" > got.txt; exit 0; fi; timeout 1 {b:?} ask 'Which colour?' || true"
+    );
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"t\"\nprompt = '''{script}'''\n"
+        )),
+    );
+    env.commit_all("plan");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    let id = open_question(&env);
+    wait_for("the task to wait", 20, || {
+        store_rows(
+            &env,
+            "SELECT status || ' ' || activity FROM tasks WHERE id = 't'",
+        )
+        .concat()
+            == "pending waiting_answer"
+    });
+    let out = output(baton(&env).args(["answer", &id, "teal"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let branch = task(&r.report, "t")["branch"].as_str().unwrap().to_string();
+    let got = show(&env, &branch, "got.txt").unwrap();
+    assert!(got.contains("\"Which colour?\" is: teal"), "{got}");
+}
+
+#[test]
+fn a_waiting_task_stopped_closes_its_question() {
+    let env = TestEnv::new();
+    let asker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asker.py");
+    let body = format!(
+        "\n[agent.py]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[[task]]\nid = \"ask\"\nagent = \"py\"\nprompt = \"pick\"\n",
+        asker.display().to_string()
+    );
+    env.write("baton.toml", &bash_plan(&body));
+    env.commit_all("plan");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    let id = open_question(&env);
+    wait_for("the task to wait", 20, || {
+        store_rows(&env, "SELECT activity FROM tasks WHERE id = 'ask'").concat() == "waiting_answer"
+    });
+    let out = output(baton(&env).args(["stop", "ask"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child);
+    assert_eq!(task(&r.report, "ask")["status"], "stopped");
+    assert!(inbox(&env).is_empty(), "{:#?}", inbox(&env));
+    let out = output(baton(&env).args(["answer", &id, "red"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("closed") || err.contains("has already ended"),
+        "{err}"
+    );
+}
+
+#[test]
+fn codex_asks_ends_its_turn_and_goes_on_with_the_answer() {
+    // Codex declares MCP tools in a namespace behind its tool search; the
+    // scripted model calls `ask` there as a model would.
+    a_real_agent_asks_and_goes_on_in_its_session("codex", "mcp__baton__ask");
 }

@@ -504,6 +504,12 @@ fn a_sandboxed_agent_cannot_act_through_a_local_server() {
     let srv = crate::test_serve::serve(&env, "127.0.0.1:0");
     let token = baton_core::access::local_token().unwrap();
     let dir = baton_core::access::local_token_dir();
+    // The server's signing keys, in the user's keys directory (the test's
+    // home): there, and not for a sandboxed agent of any repository.
+    let keys = env.root().join(".local/state/baton/keys");
+    wait_for("the server's keys", 10, || {
+        std::fs::read_dir(&keys).is_ok_and(|mut d| d.next().is_some())
+    });
     // The run the server drives: a task waiting for a person.
     let started = crate::test_serve::http_post(&srv.url, "/api/runs", "{}", Some(&token));
     assert_eq!(started.0, 201, "{}", started.1);
@@ -535,10 +541,13 @@ print("start", call("POST", "/api/runs", {{}}, found))
 print("mcp", call("POST", "/mcp", {{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}, found))
 PY
 try 'test -s "{dir}/local-token"' token-file
+try 'cat {keys}/*/action-links | grep -q .' link-key
+try 'cat {keys}/*/vapid.pkcs8 | grep -q .' vapid-key
 "#,
         url = srv.url,
         repo = env.repo.display(),
         dir = dir.display(),
+        keys = keys.display(),
     );
     let probe = TestEnv::new();
     sandboxed(
@@ -546,7 +555,12 @@ try 'test -s "{dir}/local-token"' token-file
         "",
         &format!("\n[[task]]\nid = \"probe\"\nprompt = '''{attack}'''\n"),
     );
-    let r = run_json(&probe, &[]);
+    // The same user: the probe's run has the server's home.
+    let r = parse_run(output(
+        baton(&probe)
+            .env("HOME", env.root())
+            .args(["run", "--json"]),
+    ));
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
     let branch = task(&r.report, "probe")["branch"]
         .as_str()
@@ -558,6 +572,8 @@ try 'test -s "{dir}/local-token"' token-file
     }
     let probed = show(&probe, &branch, "probe.txt").unwrap();
     assert!(probed.contains("token-file: refused"), "{probed}");
+    assert!(probed.contains("link-key: refused"), "{probed}");
+    assert!(probed.contains("vapid-key: refused"), "{probed}");
     // Nothing moved: the task still waits for a person, and one run only.
     assert_eq!(task_status(&env, "gate"), "awaiting_approval");
     assert_eq!(store_rows(&env, "SELECT COUNT(*) FROM runs"), ["1"]);

@@ -48,6 +48,23 @@ pub fn local_token_dir() -> PathBuf {
     }
 }
 
+/// Where `baton serve` keeps the keys it signs with, one directory per
+/// repository: `$XDG_STATE_HOME/baton/keys` (default
+/// `~/.local/state/baton/keys`), kept across restarts, readable by this
+/// user only. Every sandbox lays an empty directory over it.
+pub fn keys_dir() -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    match (var("XDG_STATE_HOME"), var("HOME")) {
+        (Some(state), _) => state.join("baton/keys"),
+        (None, Some(home)) => home.join(".local/state/baton/keys"),
+        _ => std::env::temp_dir().join(format!("baton-keys-{}", uid())),
+    }
+}
+
 fn uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -104,9 +121,63 @@ pub fn local_token() -> Result<String, String> {
         .map_err(|e| say("cannot read the local token in", e))
 }
 
+/// The key `name` kept in `dir` (made private), made by `make` the first
+/// time; two processes racing keep the first one's.
+pub fn kept_key(
+    dir: &std::path::Path,
+    name: &str,
+    make: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    let say = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(say("cannot make", e)),
+    }
+    let file = dir.join(name);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        if !text.trim().is_empty() {
+            return Ok(text.trim().to_string());
+        }
+    }
+    let key = make()?;
+    let part = dir.join(format!("{name}.{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&part)
+        .and_then(|mut f| f.write_all(key.as_bytes()))
+        .map_err(|e| say("cannot write a key in", e))?;
+    // Linked, not renamed: a key another process made first stays.
+    let _ = std::fs::hard_link(&part, &file);
+    let _ = std::fs::remove_file(&part);
+    std::fs::read_to_string(&file)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| say("cannot read a key in", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_key_is_made_once_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("secrets");
+        let a = kept_key(&keys, "k", || Ok("first".into())).unwrap();
+        let b = kept_key(&keys, "k", || Ok("second".into())).unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("first", "first"));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&keys), 0o700);
+        assert_eq!(mode(&keys.join("k")), 0o600);
+        assert!(kept_key(&keys, "other", || Err("no".into())).is_err());
+    }
 
     #[test]
     fn tokens_are_random_hex_and_stored_hashed() {

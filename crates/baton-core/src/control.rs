@@ -190,6 +190,7 @@ pub async fn answer_question(
 fn closed(q: &crate::store::QuestionRecord) -> String {
     match (q.answered_by.as_deref(), &q.answer) {
         (Some("expired"), _) => format!("question {} got no answer in time; its task failed", q.id),
+        (Some("closed"), _) => format!("question {} was closed: its task ended", q.id),
         (_, Some(a)) => format!("question {} was answered already: {a}", q.id),
         _ => format!("question {} is closed", q.id),
     }

@@ -18,6 +18,18 @@ impl StatePaths {
         self.root.join("baton.db")
     }
 
+    /// Keys `baton serve` signs with for this repository (action links,
+    /// VAPID): files only this user reads, in the user's keys directory,
+    /// which every sandbox hides (whatever repository it is for).
+    pub fn secrets(&self) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let of: String = Sha256::digest(self.root.display().to_string().as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        crate::access::keys_dir().join(of)
+    }
+
     pub fn run_dir(&self, run: &str) -> PathBuf {
         self.root.join("runs").join(run)
     }

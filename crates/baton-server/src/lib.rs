@@ -140,7 +140,7 @@ pub async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", reachable(&local)));
-    match notify::links::Links::open(&state.store, &base, notify.link_ttl) {
+    match notify::links::Links::open(&state.paths.secrets(), &base, notify.link_ttl) {
         Ok(links) => {
             let _ = state.links.set(links.clone());
             notify::spawn(state.clone(), notify, links, base);

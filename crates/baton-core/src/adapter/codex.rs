@@ -24,6 +24,9 @@ fn mcp(server: &McpServer) -> McpWiring {
         format!("{key}.args=[{}]", args.join(",")),
         // Without it a headless Codex refuses every MCP call.
         format!("{key}.default_tools_approval_mode=\"approve\""),
+        // `codex exec` does not wait for a server that starts slowly: its
+        // tools would be missing from the first requests.
+        format!("{key}.required=true"),
     ];
     McpWiring {
         args: overrides

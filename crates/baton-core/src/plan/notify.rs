@@ -9,7 +9,8 @@ use crate::duration::parse_duration;
 use std::time::Duration;
 use toml::Spanned;
 
-/// What can be told: the inbox's kinds, and `run` (a run ended).
+/// What can be told: the inbox's kinds, `stalled` (an agent went silent)
+/// and `run` (a run ended).
 pub const KINDS: &[&str] = &[
     "question",
     "approval",
@@ -17,6 +18,7 @@ pub const KINDS: &[&str] = &[
     "conflicted",
     "limit",
     "pull",
+    "stalled",
     "run",
 ];
 

@@ -88,15 +88,22 @@ pub fn bwrap_args(spec: &Sandbox, d: &Desk) -> Vec<OsString> {
             Err(_) => {}
         }
     }
-    // The local user's token for `baton serve`: never an agent's.
-    let token_dir = crate::access::local_token_dir();
-    if token_dir.is_dir() {
-        push(&[
-            &os("--tmpfs"),
-            &p(&token_dir),
-            &os("--remount-ro"),
-            &p(&token_dir),
-        ]);
+    // The local user's token for `baton serve`, and the keys it signs
+    // with: never an agent's.
+    let (token_dir, keys_dir) = (crate::access::local_token_dir(), crate::access::keys_dir());
+    // Made now if missing: keys written after the sandbox started must not
+    // show through.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&keys_dir);
+    }
+    for dir in [token_dir.as_path(), keys_dir.as_path()] {
+        if dir.is_dir() {
+            push(&[&os("--tmpfs"), &p(dir), &os("--remount-ro"), &p(dir)]);
+        }
     }
     let mut writable = vec![d.worktree.to_path_buf()];
     writable.extend(d.own_git.map(|g| g.dir.clone()));

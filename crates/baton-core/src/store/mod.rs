@@ -219,17 +219,13 @@ const MIGRATIONS: &[&str] = &[
         answer TEXT,
         answered_at INTEGER,
         answered_by TEXT,
-        message_id INTEGER
+        message_id INTEGER,
+        waits INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS questions_open ON questions (answered_at, run_id)",
-    // Notifications (`[notify]`): the action links' key, the links used
-    // (each works once), and how far the notifier read the event log.
-    "CREATE TABLE IF NOT EXISTS keys (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL,
-        created_at INTEGER NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS used_links (
+    // Notifications (`[notify]`): the links used (each works once), and how
+    // far the notifier read the event log (and what it holds in quiet hours).
+    "CREATE TABLE IF NOT EXISTS used_links (
         nonce TEXT PRIMARY KEY,
         item INTEGER NOT NULL,
         action TEXT NOT NULL,

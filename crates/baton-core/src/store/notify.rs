@@ -1,28 +1,13 @@
-//! What `baton serve`'s notifications keep: the key its action links are
-//! signed with, the links already used (each works once), and how far
-//! each channel has read the event log (an item is told once, across
-//! restarts).
+//! What `baton serve`'s notifications keep: the links already used (each
+//! works once), how far the notifier has read the event log, and the items
+//! it holds in quiet hours (an item is told once, across restarts). Its
+//! keys are not here: agents may read the store (`StatePaths::secrets`).
 
 use super::{Result, Store};
 use crate::clock::now_ms;
 use rusqlite::{params, OptionalExtension};
 
 impl Store {
-    /// The key named `name`, made from `make` the first time (two servers
-    /// racing keep the first one's).
-    pub fn key_or_make(&self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO keys (name, value, created_at) VALUES (?1, ?2, ?3)",
-            params![name, make(), now_ms()],
-        )?;
-        Ok(
-            conn.query_row("SELECT value FROM keys WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })?,
-        )
-    }
-
     /// Marks link `nonce` used; false when it was used already.
     pub fn use_link(&self, nonce: &str, item: i64, action: &str) -> Result<bool> {
         let changed = self.conn().execute(
@@ -87,5 +72,27 @@ impl Store {
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Keeps inbox item `id` for the end of quiet hours (across restarts).
+    pub fn hold_notice(&self, id: i64) -> Result<()> {
+        self.set_notified_seq(&format!("held:{id}"), id)
+    }
+
+    /// The items held for the end of quiet hours.
+    pub fn held_notices(&self) -> Result<Vec<i64>> {
+        let conn = self.reader();
+        let mut st =
+            conn.prepare_cached("SELECT seq FROM notified WHERE name LIKE 'held:%' ORDER BY seq")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn release_notice(&self, id: i64) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM notified WHERE name = ?1",
+            [format!("held:{id}")],
+        )?;
+        Ok(())
     }
 }

@@ -27,6 +27,9 @@ pub struct QuestionRecord {
     pub answered_by: Option<String>,
     /// The message that carries the answer to the agent.
     pub message_id: Option<i64>,
+    /// Its asker waits on the door for the answer (`baton ask`): while it
+    /// does, the answer is the door's to hand over.
+    pub waits: bool,
 }
 
 impl QuestionRecord {
@@ -48,6 +51,7 @@ impl QuestionRecord {
             answered_at: r.get("answered_at")?,
             answered_by: r.get("answered_by")?,
             message_id: r.get("message_id")?,
+            waits: r.get("waits")?,
         })
     }
 
@@ -83,7 +87,14 @@ pub enum Answered {
 impl Store {
     /// Records a question of `task` (masked like every message) and its
     /// event; returns its id.
-    pub fn ask(&self, run: &str, task: &str, attempt: u32, q: &Question) -> Result<i64> {
+    pub fn ask(
+        &self,
+        run: &str,
+        task: &str,
+        attempt: u32,
+        q: &Question,
+        waits: bool,
+    ) -> Result<i64> {
         let mask = |t: &str| self.mask_for_run(run, t);
         let q = Question {
             text: mask(&q.text)?,
@@ -96,8 +107,8 @@ impl Store {
         let said = Payload::QuestionAsked(q.clone());
         let id = insert_event(&tx, run, Some(task), Some(attempt), said)?;
         tx.execute(
-            "INSERT INTO questions (id, run_id, task_id, attempt, text, options, default_answer, expires_at, asked_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO questions (id, run_id, task_id, attempt, text, options, default_answer, expires_at, asked_at, waits)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 id,
                 run,
@@ -107,7 +118,8 @@ impl Store {
                 serde_json::Value::from(q.options.clone()).to_string(),
                 q.default_answer,
                 q.expires_at,
-                now_ms()
+                now_ms(),
+                waits
             ],
         )?;
         tx.commit()?;
@@ -206,6 +218,15 @@ impl Store {
         Ok(Answered::Now { question, message })
     }
 
+    /// Closes the open questions of a task that ended (nobody waits for
+    /// their answers any more); how many.
+    pub fn close_questions(&self, run: &str, task: &str) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE questions SET answered_at = ?3, answered_by = 'closed' WHERE run_id = ?1 AND task_id = ?2 AND answered_at IS NULL",
+            params![run, task, now_ms()],
+        )?)
+    }
+
     /// Closes question `id` unanswered (its time ran out with no default);
     /// false when it was closed already.
     pub fn expire_question(&self, id: i64) -> Result<bool> {
@@ -255,7 +276,7 @@ mod tests {
     #[test]
     fn a_question_is_answered_once_with_a_message_for_its_agent() {
         let (_d, s) = store_with_task("r", "t");
-        let id = s.ask("r", "t", 1, &q("Which colour?")).unwrap();
+        let id = s.ask("r", "t", 1, &q("Which colour?"), false).unwrap();
         assert_eq!(s.open_questions(None).unwrap().len(), 1);
         let Answered::Now { question, message } = s.answer_question(id, "blue", "person").unwrap()
         else {
@@ -287,7 +308,7 @@ mod tests {
     #[test]
     fn an_expired_question_takes_no_answer() {
         let (_d, s) = store_with_task("r", "t");
-        let id = s.ask("r", "t", 1, &q("Now?")).unwrap();
+        let id = s.ask("r", "t", 1, &q("Now?"), false).unwrap();
         assert!(s.expire_question(id).unwrap());
         assert!(!s.expire_question(id).unwrap());
         assert!(matches!(

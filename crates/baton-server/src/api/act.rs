@@ -129,18 +129,11 @@ fn said(claim: &Claim, item: &Item) -> String {
         ("answer", Some(a)) => format!("Answer {:?} to task {task}'s question: {}", a, item.text),
         (action, _) => format!(
             "{} task {task} of run {} ({})",
-            capital(action),
+            crate::notify::capitalised(action),
             item.run,
             item.text
         ),
     }
-}
-
-fn capital(word: &str) -> String {
-    let mut c = word.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 /// A small page of its own (no script: the dashboard's policy holds).

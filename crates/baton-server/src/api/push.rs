@@ -15,8 +15,11 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn key(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let store = st.store.clone();
-    let vapid = store.call(push::vapid).await.map_err(ApiError::internal)?;
+    let secrets = st.paths.secrets();
+    let vapid = tokio::task::spawn_blocking(move || push::vapid(&secrets))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({ "public_key": vapid.public_key() })))
 }
 

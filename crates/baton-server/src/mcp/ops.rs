@@ -269,8 +269,12 @@ impl Ops {
                 .call(move |s| s.question(id))
                 .await
                 .map_err(|e| e.to_string())?;
-            if q.is_some_and(|q| &q.run_id != own) {
+            if q.as_ref().is_some_and(|q| &q.run_id != own) {
                 return Err(format!("these tools act on run {own} only"));
+            }
+            // A question for a person is not its asker's to answer.
+            if q.is_some_and(|q| Some(&q.task_id) == self.scope.task.as_ref()) {
+                return Err("a task cannot answer its own question: a person does".into());
             }
         }
         let answer = baton_core::control::answer_question(&st.store, &st.paths, a.id, &a.text)

@@ -6,11 +6,11 @@
 //! link changes nothing.
 
 use crate::sign::{hex, hmac_sha256, same, unhex};
-use baton_core::store::Store;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
-/// The store's name for the links' key.
-const KEY: &str = "action_links";
+/// The file of the links' key (in `StatePaths::secrets`).
+const KEY: &str = "action-links";
 
 /// What a link does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,11 +48,13 @@ pub struct Links {
 }
 
 impl Links {
-    /// The links of the server reached at `base`; the key is made once and kept.
-    pub fn open(store: &Store, base: &str, ttl: std::time::Duration) -> Result<Links, String> {
-        let key = store
-            .key_or_make(KEY, baton_core::access::new_token)
-            .map_err(|e| format!("cannot keep the action links' key: {e}"))?;
+    /// The links of the server reached at `base`; the key is made once and
+    /// kept in `secrets`, a directory every sandbox hides (an agent that
+    /// read it could approve its own work).
+    pub fn open(secrets: &Path, base: &str, ttl: std::time::Duration) -> Result<Links, String> {
+        let key =
+            baton_core::access::kept_key(secrets, KEY, || Ok(baton_core::access::new_token()))
+                .map_err(|e| format!("cannot keep the action links' key: {e}"))?;
         Ok(Links {
             key: key.into_bytes(),
             base: base.trim_end_matches('/').to_string(),

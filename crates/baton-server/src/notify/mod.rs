@@ -67,7 +67,7 @@ pub fn spawn_notifier(
     settings: NotifySettings,
     base: &str,
 ) -> Result<(), String> {
-    let links = Links::open(&state.store, base, settings.link_ttl)?;
+    let links = Links::open(&state.paths.secrets(), base, settings.link_ttl)?;
     let _ = state.links.set(links.clone());
     spawn(state, settings, links, base.to_string());
     Ok(())
@@ -87,7 +87,7 @@ pub fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base:
         }
     }
     // Web Push is always on: it sends to the browsers that subscribed.
-    match push::vapid(&state.store) {
+    match push::vapid(&state.paths.secrets()) {
         Ok(vapid) => channels.push(Box::new(push::WebPush {
             state: state.clone(),
             vapid,
@@ -130,6 +130,8 @@ impl Teller {
             Ok(Some(seq)) => seq,
             _ => store.call(|s| s.last_seq()).await.unwrap_or(0),
         };
+        // What a server stopped during quiet hours was holding.
+        self.held = store.call(|s| s.held_notices()).await.unwrap_or_default();
         loop {
             tokio::select! {
                 _ = wake.recv() => {}
@@ -157,7 +159,15 @@ impl Teller {
                     continue;
                 }
                 match (&notice.item, quiet) {
-                    (Some(item), true) => self.held.push(item.id),
+                    (Some(item), true) => {
+                        let id = item.id;
+                        self.held.push(id);
+                        if let Err(e) = store.call(move |s| s.hold_notice(id)).await {
+                            tracing::warn!(
+                                "notify: cannot keep item {id} for the end of quiet hours: {e}"
+                            );
+                        }
+                    }
                     // A run's end or a stall in quiet hours is not held.
                     (None, true) => {}
                     _ => self.tell(&notice).await,
@@ -306,63 +316,34 @@ impl Teller {
                 let notice = self.of_item(item);
                 self.tell(&notice).await;
             }
+            let released = self.state.store.call(move |s| s.release_notice(id)).await;
+            if let Err(e) = released {
+                tracing::warn!("notify: cannot let item {id} go: {e}");
+            }
         }
     }
 }
 
-fn capitalised(word: &str) -> String {
+pub(crate) fn capitalised(word: &str) -> String {
     let mut c = word.chars();
     c.next()
         .map(|f| f.to_uppercase().chain(c).collect())
         .unwrap_or_default()
 }
 
-/// Sends `body` (JSON) with curl, so that https works without a TLS stack
-/// in baton; `headers` are added.
+/// Sends `body` (JSON) with `headers`; an error unless it was taken (2xx).
 pub(crate) async fn post(url: &str, body: &str, headers: &[String]) -> Result<(), String> {
-    use std::process::Stdio;
-    let mut cmd = tokio::process::Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-f",
-        "-m",
-        "10",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-    ]);
-    // Headers (a token) go through a private file, not the command line
-    // that every local user can read.
-    let _file = match headers.is_empty() {
-        true => None,
-        false => {
-            let f = HeaderFile::write(headers)?;
-            cmd.arg("-H").arg(format!("@{}", f.0.display()));
-            Some(f)
-        }
-    };
-    cmd.args(["--data-binary", "@-", url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run curl: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use tokio::io::AsyncWriteExt;
-        let _ = stdin.write_all(body.as_bytes()).await;
-    }
-    match tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => Err(format!(
-            "POST failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        _ => Err("the POST did not finish".into()),
+    let mut all = vec!["Content-Type: application/json".to_string()];
+    all.extend(headers.iter().cloned());
+    match post_bytes(url, body.as_bytes(), &all).await? {
+        200..=299 => Ok(()),
+        status => Err(format!("POST answered {status}")),
     }
 }
 
-/// POSTs binary `body` with curl and `headers`; the HTTP status.
+/// POSTs `body` with curl (so that https works without a TLS stack in
+/// baton) and `headers`, which go through a private file, not the command
+/// line every local user can read; the HTTP status.
 pub(crate) async fn post_bytes(url: &str, body: &[u8], headers: &[String]) -> Result<u16, String> {
     use std::process::Stdio;
     let file = HeaderFile::write(headers)?;

@@ -30,8 +30,22 @@ pub(crate) fn inspect(body: &Value) -> Result<Turn, String> {
             .unwrap_or("function");
         let name = match tool.get("name").and_then(Value::as_str) {
             Some(n) => n.to_string(),
-            None => kind.to_string(), // e.g. "local_shell", "web_search"
+            None => kind.to_string(), // e.g. "local_shell", "web_search", "tool_search"
         };
+        // Codex declares an MCP server's tools in a namespace
+        // (`mcp__<server>`): each is known here as `mcp__<server>__<tool>`.
+        if kind == "namespace" {
+            for t in tool
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(n) = t.get("name").and_then(Value::as_str) {
+                    tools.push(format!("{name}__{n}"));
+                }
+            }
+        }
         if kind == "custom" {
             freeform.push(name.clone());
         }
@@ -96,9 +110,10 @@ pub(crate) fn render(action: &Action, turn: &Turn) -> Response {
             Some(call) => function_item(&call.name, &call.args),
             None => message_item(&format!("(no shell tool declared to run {command})")),
         },
-        Action::Call { tool, args } => match named_call(turn, tool, args) {
-            Some(call) => function_item(&call.name, &call.args),
-            None => message_item(&format!("(no tool {tool} declared)")),
+        Action::Call { tool, args } => match (named_call(turn, tool, args), deferred(turn, tool)) {
+            (_, Some((namespace, name))) => namespaced_item(namespace, name, args),
+            (Some(call), None) => function_item(&call.name, &call.args),
+            (None, None) => message_item(&format!("(no tool {tool} declared)")),
         },
     };
     respond(item, turn)
@@ -134,6 +149,24 @@ fn add_file_patch(path: &str, content: &str) -> String {
 fn message_item(text: &str) -> Value {
     json!({"type": "message", "id": new_id("msg_"), "role": "assistant", "status": "completed",
            "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+/// An MCP tool (`mcp__<server>__<tool>`) Codex declares in its namespace,
+/// up front or deferred behind its tool search (the namespace named in its
+/// `<tools>` note): the namespace and the tool's own name.
+fn deferred<'a>(turn: &Turn, tool: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = tool.strip_prefix("mcp__")?;
+    let (server, name) = rest.split_once("__")?;
+    let namespace = &tool[..5 + server.len()];
+    let listed = turn.has_tool(tool)
+        || (turn.has_tool("tool_search") && turn.text.contains(&format!("- {namespace}")));
+    listed.then_some((namespace, name))
+}
+
+/// A call of `name` in `namespace`, as Codex takes an MCP tool call.
+fn namespaced_item(namespace: &str, name: &str, args: &Value) -> Value {
+    json!({"type": "function_call", "id": new_id("fc_"), "call_id": new_id("call_"),
+           "namespace": namespace, "name": name, "arguments": args.to_string(), "status": "completed"})
 }
 
 fn function_item(name: &str, args: &Value) -> Value {

@@ -66,9 +66,17 @@ impl Engine {
         let Ok(Some(msg)) = found else {
             return Reply::no(format!("no message {message} in the store"));
         };
-        // A script's `baton ask` took it already (and its task may be done).
-        if msg.delivered_at.is_some() {
-            return Reply::yes(format!("task {:?} took the answer", q.task_id), vec![]);
+        // A waiting task starts again, whoever else had the answer.
+        if !self.board.waits_answer(i) {
+            // A script's `baton ask` took it already (its task may be done).
+            if msg.delivered_at.is_some() {
+                return Reply::yes(format!("task {:?} took the answer", q.task_id), vec![]);
+            }
+            // A script waits on the door for it: the door hands it over
+            // (or, if the script went away, the attempt's end does).
+            if q.waits && self.board.status(i) == crate::model::TaskStatus::Running {
+                return Reply::yes(format!("task {:?} gets the answer now", q.task_id), vec![]);
+            }
         }
         let live = self.takes_input(i);
         self.board.answered(i, message, msg.said(), live)
@@ -123,14 +131,12 @@ impl Engine {
     /// the meantime starts it again at once.
     pub(super) async fn answered_meanwhile(&mut self, i: usize) {
         let task = self.board.id(i).to_string();
-        let run = self.sh.run_id.clone();
-        let open = self
+        let answered = self
             .sh
-            .db(move |s, _| s.open_questions(Some(&run)))
+            .db(move |s, run| s.answers_undelivered(run, &task))
             .await
-            .map(|qs| qs.iter().any(|q| q.task_id == task))
-            .unwrap_or(true);
-        if open {
+            .is_ok_and(|a| !a.is_empty());
+        if !answered || !self.board.waits_answer(i) {
             return;
         }
         let reply = self.board.answered(i, 0, String::new(), false);

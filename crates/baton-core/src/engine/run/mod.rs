@@ -270,6 +270,13 @@ impl Engine {
             update.status = Some(s);
             if s.is_finished() {
                 update.finished_at = Some(now_ms());
+                // Nobody waits for the answers to an ended task's questions.
+                let id = self.board.id(task).to_string();
+                self.sh
+                    .write("close questions", move |st, run| {
+                        st.close_questions(run, &id)
+                    })
+                    .await;
             }
         }
         self.sh

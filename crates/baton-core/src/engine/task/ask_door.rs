@@ -22,6 +22,10 @@ use tokio::sync::mpsc::UnboundedSender;
 const MAX_LINE: u64 = 64 * 1024;
 /// How often a waiting asker's question is looked at.
 const ANSWER_POLL: Duration = Duration::from_millis(200);
+/// Connections one door serves at once.
+const MAX_CONNECTIONS: usize = 8;
+/// How long an asker has to send its question.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The door of one attempt; it closes (and its directory goes) when dropped.
 pub(crate) struct AskDoor {
@@ -78,9 +82,25 @@ pub(crate) fn open(sh: &Shared, task: &str, attempt: u32) -> Result<AskDoor, Str
         notes: sh.notes.clone(),
         asked: asked.clone(),
     };
+    // The connections are the accept loop's: aborted with it when the
+    // attempt ends, however long their askers wait.
     let server = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(asker.clone(), stream));
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    // A few at once: an agent cannot tie up baton's files.
+                    Ok((stream, _)) if conns.len() < MAX_CONNECTIONS => {
+                        conns.spawn(serve(asker.clone(), stream));
+                    }
+                    Ok(_) => tracing::warn!("task {}: more than {MAX_CONNECTIONS} questions at once through its door; one refused", asker.task),
+                    Err(e) => {
+                        tracing::warn!("task {}: its door for questions: {e}", asker.task);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
         }
     });
     Ok(AskDoor {
@@ -113,13 +133,18 @@ async fn serve(asker: Asker, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE));
-    let reply = match reader.read_line(&mut line).await {
-        Ok(_) if line.ends_with('\n') => match serde_json::from_str::<AskRequest>(&line) {
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
+    let reply = match read {
+        Ok(Ok(_)) if line.ends_with('\n') => match serde_json::from_str::<AskRequest>(&line) {
             Ok(req) => asker.record(&req).await.map(|id| (id, req.wait)),
             Err(e) => Err(format!("the request does not read: {e}")),
         },
-        Ok(_) => Err(format!("a request is one line of at most {MAX_LINE} bytes")),
-        Err(e) => Err(format!("cannot read the request: {e}")),
+        Ok(Ok(_)) => Err(format!("a request is one line of at most {MAX_LINE} bytes")),
+        Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
+        Err(_) => Err(format!(
+            "no question within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        )),
     };
     let (id, wait) = match reply {
         Ok(x) => x,
@@ -134,7 +159,7 @@ async fn serve(asker: Asker, stream: UnixStream) {
         asker.activity(Some(Activity::WaitingAnswer)).await;
     }
     let answer = match send(&mut write, &AskReply::Asked { id }).await {
-        Ok(()) if wait => Some(asker.wait(id).await),
+        Ok(()) if wait => asker.wait(id, reader.into_inner().into_inner()).await,
         _ => None,
     };
     if wait {
@@ -159,6 +184,7 @@ impl Asker {
     async fn record(&self, req: &AskRequest) -> Result<i64, String> {
         let q = req.check(now_ms())?;
         let (run, task, attempt) = (self.run.clone(), self.task.clone(), self.attempt);
+        let wait = req.wait;
         let expires_at = q.expires_at;
         let id = self
             .store
@@ -169,7 +195,7 @@ impl Asker {
                         "task {task:?} asked {MAX_PER_TASK} questions in this run, the most one task may"
                     ));
                 }
-                s.ask(&run, &task, attempt, &q).map_err(cannot)
+                s.ask(&run, &task, attempt, &q, wait).map_err(cannot)
             })
             .await?;
         self.asked.store(true, Ordering::SeqCst);
@@ -181,17 +207,23 @@ impl Asker {
     }
 
     /// The answer for a waiting asker; once it has it, the message that
-    /// carries it is delivered (the script took it).
-    async fn wait(&self, id: i64) -> AskReply {
+    /// carries it is delivered (the script took it). None when the asker
+    /// went away first: the answer then goes to the task as for any other.
+    async fn wait(&self, id: i64, mut from: impl AsyncReadExt + Unpin) -> Option<AskReply> {
+        let mut byte = [0u8; 1];
         loop {
-            tokio::time::sleep(ANSWER_POLL).await;
+            tokio::select! {
+                _ = tokio::time::sleep(ANSWER_POLL) => {}
+                // An asker says nothing more: its end, or a byte, means it is gone.
+                _ = from.read(&mut byte) => return None,
+            }
             let found = self.store.call(move |s| s.question(id)).await;
             let q = match found {
                 Ok(Some(q)) => q,
                 Ok(None) => {
-                    return AskReply::Error {
+                    return Some(AskReply::Error {
                         message: format!("question {id} is gone from the store"),
-                    }
+                    })
                 }
                 Err(e) => {
                     tracing::warn!("cannot read question {id}: {e}");
@@ -202,14 +234,14 @@ impl Asker {
                 continue;
             }
             let (Some(text), Some(message)) = (q.answer.clone(), q.message_id) else {
-                return AskReply::Error {
+                return Some(AskReply::Error {
                     message: format!("no answer to: {}", q.question.text),
-                };
+                });
             };
             if let Err(e) = self.store.call(move |s| s.mark_delivered(message)).await {
                 tracing::warn!("cannot mark the answer to question {id} delivered: {e}");
             }
-            return AskReply::Answer { text };
+            return Some(AskReply::Answer { text });
         }
     }
 

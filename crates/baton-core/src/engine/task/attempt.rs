@@ -276,12 +276,16 @@ async fn asked(
     if !asked || !matches!(verdict, Verdict::Passed | Verdict::Failed { .. }) {
         return None;
     }
-    let task = ledger.task.to_string();
+    let (task, n) = (ledger.task.to_string(), ledger.n);
     let found = ledger
         .sh
         .db(move |s, run| -> Result<_, crate::store::StoreError> {
+            // This attempt's questions: one an earlier go left open (a stop,
+            // a retry) is no reason to wait now.
             let open = s.open_questions(Some(run))?;
-            let open = open.into_iter().find(|q| q.task_id == task);
+            let open = open
+                .into_iter()
+                .find(|q| q.task_id == task && q.attempt == Some(n));
             Ok((open, s.answers_undelivered(run, &task)?))
         })
         .await;

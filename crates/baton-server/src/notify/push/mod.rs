@@ -2,7 +2,7 @@
 //! dashboard subscribe (their push service's endpoint and keys are kept in
 //! the store); each notice is encrypted for each of them (RFC 8291) and
 //! sent with the server's VAPID identity (RFC 8292, its key made once and
-//! kept). The service worker (`/sw.js`) shows it with its buttons, which
+//! kept where no sandbox sees it). The service worker (`/sw.js`) shows it with its buttons, which
 //! act through the notice's signed action links. A subscription its push
 //! service says is gone (404, 410) is forgotten.
 
@@ -11,23 +11,23 @@ pub mod crypto;
 use super::{Channel, Notice, Sent};
 use crate::sign::{b64url, unb64url};
 use crate::state::AppState;
-use baton_core::store::Store;
 use crypto::Vapid;
+use std::path::Path;
 use std::sync::Arc;
 
-/// The store's name for the VAPID key.
-const KEY: &str = "vapid";
+/// The file of the VAPID key (in `StatePaths::secrets`).
+const KEY: &str = "vapid.pkcs8";
 /// How long a push service keeps a message for a browser that is away.
 const TTL_SECS: u64 = 24 * 3600;
 /// At most this many buttons (what browsers show).
 const MAX_ACTIONS: usize = 2;
+/// The longest body, in characters.
+const MAX_BODY: usize = 1000;
 
-/// The server's VAPID identity, made the first time.
-pub fn vapid(store: &Store) -> Result<Vapid, String> {
-    let doc = store
-        .key_or_make(KEY, || {
-            Vapid::generate().map(|d| b64url(&d)).unwrap_or_default()
-        })
+/// The server's VAPID identity, made the first time and kept in `secrets`
+/// (hidden from every sandbox).
+pub fn vapid(secrets: &Path) -> Result<Vapid, String> {
+    let doc = baton_core::access::kept_key(secrets, KEY, || Vapid::generate().map(|d| b64url(&d)))
         .map_err(|e| format!("cannot keep the VAPID key: {e}"))?;
     let bytes = unb64url(&doc).ok_or("the stored VAPID key does not read")?;
     Vapid::from_pkcs8(&bytes)
@@ -76,9 +76,15 @@ impl WebPush {
             .as_ref()
             .map(|i| format!("baton-{}", i.id))
             .unwrap_or_else(|| format!("baton-{}-{}", n.kind, n.run));
+        // A push record holds under 4 KiB: a long question is cut (the
+        // dashboard has all of it).
+        let body: String = match n.text.chars().count() > MAX_BODY {
+            true => n.text.chars().take(MAX_BODY).chain("…".chars()).collect(),
+            false => n.text.clone(),
+        };
         serde_json::json!({
             "title": format!("baton: {}", n.title),
-            "body": n.text,
+            "body": body,
             "tag": tag,
             "kind": n.kind,
             "actions": actions,
