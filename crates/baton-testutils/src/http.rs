@@ -296,3 +296,64 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+/// A stand-in server on 127.0.0.1 with a runtime of its own on a thread:
+/// each request goes to `handle`; it stops when dropped.
+pub(crate) struct StandIn {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandIn {
+    pub fn start(handle: impl Fn(Request) -> Outcome + Send + Sync + 'static) -> StandIn {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = std::sync::Arc::new(handle);
+        let thread = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let handle = handle.clone();
+                            tokio::spawn(serve_connection(stream, move |req| {
+                                let out = handle(req);
+                                async move { out }
+                            }));
+                        }
+                    }
+                }
+            });
+            rt.shutdown_background();
+        });
+        StandIn {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! `{"code", "http", "error"}` body; 401/403 for a protected topic without
 //! the right token), and keeps what it was sent for the test to read.
 
-use crate::http::{self, Outcome, Request, Response};
+use crate::http::{Outcome, Request, Response, StandIn};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -20,54 +20,22 @@ struct State {
 pub struct Ntfy {
     pub url: String,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: StandIn,
 }
 
 impl Ntfy {
     /// A server; its topics are open unless `token` is given.
     pub fn start(token: Option<&str>) -> Ntfy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(State {
             token: token.map(str::to_string),
             ..State::default()
         }));
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let state = shared.clone();
-                            tokio::spawn(http::serve_connection(stream, move |req| {
-                                let out = handle(&state, req);
-                                async move { out }
-                            }));
-                        }
-                    }
-                }
-            });
-            rt.shutdown_background();
-        });
+        let server = StandIn::start(move |req| handle(&shared, req));
         Ntfy {
-            url,
+            url: server.url.clone(),
             state,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -83,17 +51,6 @@ impl Ntfy {
             .unwrap_or_else(|e| e.into_inner())
             .messages
             .clone()
-    }
-}
-
-impl Drop for Ntfy {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

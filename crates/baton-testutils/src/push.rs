@@ -7,12 +7,11 @@
 //! subscription made gone, and keeps each message decrypted with the
 //! subscription's own keys, as the browser would read it.
 
-use crate::http::{self, Outcome, Request, Response};
+use crate::http::{Outcome, Request, Response, StandIn};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 
 /// A browser's subscription: what `PushSubscription.toJSON()` gives, and
@@ -39,8 +38,7 @@ struct State {
 pub struct PushService {
     pub url: String,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: StandIn,
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -49,44 +47,19 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl PushService {
     pub fn start() -> PushService {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(State::default()));
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (shared, origin) = (state.clone(), url.clone());
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let (state, origin) = (shared.clone(), origin.clone());
-                            tokio::spawn(http::serve_connection(stream, move |req| {
-                                let out = handle(&state, &origin, req);
-                                async move { out }
-                            }));
-                        }
-                    }
-                }
-            });
-            rt.shutdown_background();
+        let shared = state.clone();
+        // The origin is known once bound: the handler reads it then.
+        let origin = Arc::new(std::sync::OnceLock::<String>::new());
+        let seen = origin.clone();
+        let server = StandIn::start(move |req| {
+            handle(&shared, seen.get().map(String::as_str).unwrap_or(""), req)
         });
+        let _ = origin.set(server.url.clone());
         PushService {
-            url,
+            url: server.url.clone(),
             state,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -124,17 +97,6 @@ impl PushService {
     /// (decrypted, as JSON) and the request's headers.
     pub fn messages(&self) -> Vec<Delivered> {
         lock(&self.state).messages.clone()
-    }
-}
-
-impl Drop for PushService {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -243,22 +205,9 @@ fn check_vapid(header: &str, origin: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let inner = Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::sign(&key, msg).as_ref().to_vec()
 }
 
 fn hkdf(salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Vec<u8> {
@@ -300,37 +249,13 @@ fn decrypt(sub: &Sub, body: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn b64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
-        for i in 0..=c.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn unb64url(text: &str) -> Option<Vec<u8>> {
-    let (mut out, mut n, mut bits) = (Vec::new(), 0u32, 0u32);
-    for c in text.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        n = n << 6 | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((n >> bits) as u8);
-        }
-    }
-    Some(out)
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
 }
