@@ -120,6 +120,7 @@ pub(crate) enum WorkerNote {
     /// A task's agent asked question `question`, whose time runs out at
     /// `expires_at` (the engine keeps the clock).
     Asked {
+        task: String,
         question: i64,
         expires_at: Option<i64>,
     },

@@ -9,11 +9,20 @@ use crate::engine::board::Reply;
 use crate::store::{Answered, QuestionRecord};
 use std::collections::BTreeMap;
 
-/// When each open question's time runs out (question id → ms).
+/// When each open question's time runs out (question id → ms), and the
+/// tasks that asked any.
 #[derive(Default)]
-pub(crate) struct Deadlines(BTreeMap<i64, i64>);
+pub(crate) struct Asking(BTreeMap<i64, i64>, std::collections::HashSet<String>);
 
-impl Deadlines {
+impl Asking {
+    pub fn asked_by(&mut self, task: String) {
+        self.1.insert(task);
+    }
+
+    pub fn has_asked(&self, task: &str) -> bool {
+        self.1.contains(task)
+    }
+
     pub fn set(&mut self, question: i64, expires_at: Option<i64>) {
         if let Some(at) = expires_at {
             self.0.insert(question, at);
@@ -47,7 +56,7 @@ impl Engine {
             Ok(_) => return Reply::no(format!("run {} has no question {id}", self.sh.run_id)),
             Err(e) => return Reply::no(format!("cannot read question {id}: {e}")),
         };
-        self.deadlines.0.remove(&id);
+        self.asking.0.remove(&id);
         self.hand_answer(&q).await
     }
 
@@ -85,7 +94,7 @@ impl Engine {
     /// The question clocks: a question whose time ran out gets its default
     /// answer, or fails its task.
     pub(super) async fn questions_due(&mut self) {
-        for id in self.deadlines.due(now_ms()) {
+        for id in self.asking.due(now_ms()) {
             let found = self.sh.db(move |s, _| s.question(id)).await;
             let Ok(Some(q)) = found else { continue };
             if !q.is_open() {
@@ -155,7 +164,8 @@ impl Engine {
             }
         };
         for q in open {
-            self.deadlines.set(q.id, q.question.expires_at);
+            self.asking.set(q.id, q.question.expires_at);
+            self.asking.asked_by(q.task_id.clone());
             if let Some(i) = self.board.idx(&q.task_id) {
                 self.board.still_waits_answer(i);
             }

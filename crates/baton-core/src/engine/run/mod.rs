@@ -47,7 +47,7 @@ pub struct Engine {
     pub(super) spending: Spending,
     pub(super) repo_watch: RepoWatch,
     /// When open questions' time runs out.
-    pub(super) deadlines: asking::Deadlines,
+    pub(super) asking: asking::Asking,
 }
 
 /// What the run has spent: before this process took it, and by each attempt since.
@@ -270,13 +270,17 @@ impl Engine {
             update.status = Some(s);
             if s.is_finished() {
                 update.finished_at = Some(now_ms());
-                // Nobody waits for the answers to an ended task's questions.
+                // Nobody waits for the answers to an ended task's questions
+                // (looked at only for a task that asked: a write per task
+                // would cost every run).
                 let id = self.board.id(task).to_string();
-                self.sh
-                    .write("close questions", move |st, run| {
-                        st.close_questions(run, &id)
-                    })
-                    .await;
+                if self.asking.has_asked(&id) {
+                    self.sh
+                        .write("close questions", move |st, run| {
+                            st.close_questions(run, &id)
+                        })
+                        .await;
+                }
             }
         }
         self.sh
@@ -366,9 +370,13 @@ impl Engine {
                 }
             }
             WorkerNote::Asked {
+                task,
                 question,
                 expires_at,
-            } => self.deadlines.set(question, expires_at),
+            } => {
+                self.asking.set(question, expires_at);
+                self.asking.asked_by(task);
+            }
             WorkerNote::Verified { result } => {
                 let lane = &mut self.lane;
                 let settled = lane

@@ -189,7 +189,7 @@ impl Parts {
             handle,
             spending: Spending::new(spent_before),
             repo_watch,
-            deadlines: Default::default(),
+            asking: Default::default(),
         })
     }
 }

@@ -200,6 +200,7 @@ impl Asker {
             .await?;
         self.asked.store(true, Ordering::SeqCst);
         let _ = self.notes.send(WorkerNote::Asked {
+            task: self.task.clone(),
             question: id,
             expires_at,
         });
