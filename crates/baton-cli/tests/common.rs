@@ -248,3 +248,22 @@ pub fn serve_logged(env: &TestEnv, log: &str, envs: &[(&str, &str)]) -> (Child, 
     let url = listening(read()).unwrap_or_default();
     (child, url)
 }
+
+/// Waits until task `id` waits for an answer to its agent's question
+/// (pending, with no process: `waiting: answer`).
+pub fn wait_waiting(env: &TestEnv, id: &str, secs: u64) {
+    let q = format!("SELECT status || ' ' || activity FROM tasks WHERE id = '{id}'");
+    wait_for("the task to wait for an answer", secs, || {
+        store_rows(env, &q).concat() == "pending waiting_answer"
+    });
+}
+
+/// A plan whose task `ask` is the asker fixture (an agent that asks
+/// through its door and ends its turn), with `more` after the profile.
+pub fn asker_plan(more: &str) -> String {
+    let asker = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asker.py");
+    bash_plan(&format!(
+        "{more}\n[agent.py]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[[task]]\nid = \"ask\"\nagent = \"py\"\nprompt = \"pick a colour\"\n",
+        asker.display().to_string()
+    ))
+}

@@ -140,12 +140,11 @@ fn a_timeout_gives_the_default_or_fails_the_task_with_the_question() {
 #[test]
 fn an_agent_that_asks_ends_its_turn_waits_without_a_slot_and_survives_kill_9() {
     let env = TestEnv::new();
-    let asker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asker.py");
-    let body = format!(
-        "\n[run]\nmax_parallel = 1\n\n[agent.py]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[[task]]\nid = \"ask\"\nagent = \"py\"\nprompt = \"pick a colour\"\n\n[[task]]\nid = \"other\"\nprompt = \"echo done > other.txt\"\n",
-        asker.display().to_string()
+    let plan = asker_plan("\n[run]\nmax_parallel = 1\n");
+    env.write(
+        "baton.toml",
+        &format!("{plan}\n[[task]]\nid = \"other\"\nprompt = \"echo done > other.txt\"\n"),
     );
-    env.write("baton.toml", &bash_plan(&body));
     env.commit_all("plan");
     let mut child = spawn_baton(&env, &["run", "--json"]);
     let id = open_question(&env);
@@ -188,18 +187,11 @@ fn an_agent_that_asks_ends_its_turn_waits_without_a_slot_and_survives_kill_9() {
 #[test]
 fn a_question_answered_while_baton_runs_starts_the_waiting_task_again() {
     let env = TestEnv::new();
-    let asker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asker.py");
-    let body = format!(
-        "\n[agent.py]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[[task]]\nid = \"ask\"\nagent = \"py\"\nprompt = \"pick a colour\"\n",
-        asker.display().to_string()
-    );
-    env.write("baton.toml", &bash_plan(&body));
+    env.write("baton.toml", &asker_plan(""));
     env.commit_all("plan");
     let child = spawn_baton(&env, &["run", "--json"]);
     let id = open_question(&env);
-    wait_for("the task to wait", 20, || {
-        store_rows(&env, "SELECT activity FROM tasks WHERE id = 'ask'").concat() == "waiting_answer"
-    });
+    wait_waiting(&env, "ask", 20);
     let out = output(baton(&env).args(["answer", &id, "blue"]));
     assert!(
         out.status.success(),
@@ -253,14 +245,7 @@ fn a_real_agent_asks_and_goes_on_in_its_session(agent: &str, tool: &str) {
         });
         id
     };
-    wait_for("the task to wait", 60, || {
-        store_rows(
-            &env,
-            "SELECT status || ' ' || activity FROM tasks WHERE id = 't'",
-        )
-        .concat()
-            == "pending waiting_answer"
-    });
+    wait_waiting(&env, "t", 60);
     let q = store_rows(&env, "SELECT text || ' ' || options FROM questions");
     assert_eq!(q, [r#"Which colour? ["red","blue"]"#]);
     // The tool told the model to end its turn.
@@ -403,14 +388,7 @@ fn an_asker_that_goes_away_leaves_its_task_waiting_and_the_answer_still_reaches_
     env.commit_all("plan");
     let child = spawn_baton(&env, &["run", "--json"]);
     let id = open_question(&env);
-    wait_for("the task to wait", 20, || {
-        store_rows(
-            &env,
-            "SELECT status || ' ' || activity FROM tasks WHERE id = 't'",
-        )
-        .concat()
-            == "pending waiting_answer"
-    });
+    wait_waiting(&env, "t", 20);
     let out = output(baton(&env).args(["answer", &id, "teal"]));
     assert!(
         out.status.success(),
@@ -427,18 +405,11 @@ fn an_asker_that_goes_away_leaves_its_task_waiting_and_the_answer_still_reaches_
 #[test]
 fn a_waiting_task_stopped_closes_its_question() {
     let env = TestEnv::new();
-    let asker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asker.py");
-    let body = format!(
-        "\n[agent.py]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[[task]]\nid = \"ask\"\nagent = \"py\"\nprompt = \"pick\"\n",
-        asker.display().to_string()
-    );
-    env.write("baton.toml", &bash_plan(&body));
+    env.write("baton.toml", &asker_plan(""));
     env.commit_all("plan");
     let child = spawn_baton(&env, &["run", "--json"]);
     let id = open_question(&env);
-    wait_for("the task to wait", 20, || {
-        store_rows(&env, "SELECT activity FROM tasks WHERE id = 'ask'").concat() == "waiting_answer"
-    });
+    wait_waiting(&env, "ask", 20);
     let out = output(baton(&env).args(["stop", "ask"]));
     assert!(
         out.status.success(),

@@ -316,14 +316,7 @@ fn claude_code_is_answered_from_a_phone_and_goes_on_in_its_session() {
         .clone();
     // Tapped once the agent has ended its turn (a tap while it still runs
     // reaches it on its input instead, in the same attempt).
-    wait_for("the task to wait", 60, || {
-        store_rows(
-            &env,
-            "SELECT status || ' ' || activity FROM tasks WHERE id = 't'",
-        )
-        .concat()
-            == "pending waiting_answer"
-    });
+    wait_waiting(&env, "t", 60);
     let said = tap_from_elsewhere(&srv.url, &act_path(us["url"].as_str().unwrap()));
     assert!(said.starts_with("HTTP/1.1 200"), "{said}");
     let r = parse_run(run.wait_with_output().unwrap());

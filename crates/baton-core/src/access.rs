@@ -105,20 +105,31 @@ pub fn local_token() -> Result<String, String> {
     }
     let token = new_token();
     // Written beside, then renamed: a reader never sees half a token.
-    let part = dir.join(format!("local-token.{}", std::process::id()));
+    let part =
+        write_beside(&file, &token).map_err(|e| say("cannot write the local token in", e))?;
+    std::fs::rename(&part, &file).map_err(|e| say("cannot write the local token in", e))?;
+    // Two made at once: the one that stayed is everyone's.
+    std::fs::read_to_string(&file)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| say("cannot read the local token in", e))
+}
+
+/// Writes `text` to a file beside `file` that only this user can read
+/// (this process's own name for it); its path, to put in place.
+fn write_beside(file: &std::path::Path, text: &str) -> std::io::Result<PathBuf> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let part = file.with_file_name(format!("{name}.{}", std::process::id()));
     std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .mode(0o600)
         .open(&part)
-        .and_then(|mut f| f.write_all(token.as_bytes()))
-        .and_then(|()| std::fs::rename(&part, &file))
-        .map_err(|e| say("cannot write the local token in", e))?;
-    // Two made at once: the one that stayed is everyone's.
-    std::fs::read_to_string(&file)
-        .map(|t| t.trim().to_string())
-        .map_err(|e| say("cannot read the local token in", e))
+        .and_then(|mut f| f.write_all(text.as_bytes()))?;
+    Ok(part)
 }
 
 /// The key `name` kept in `dir` (made private), made by `make` the first
@@ -144,15 +155,7 @@ pub fn kept_key(
         }
     }
     let key = make()?;
-    let part = dir.join(format!("{name}.{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&part)
-        .and_then(|mut f| f.write_all(key.as_bytes()))
-        .map_err(|e| say("cannot write a key in", e))?;
+    let part = write_beside(&file, &key).map_err(|e| say("cannot write a key in", e))?;
     // Linked, not renamed: a key another process made first stays.
     let _ = std::fs::hard_link(&part, &file);
     let _ = std::fs::remove_file(&part);
