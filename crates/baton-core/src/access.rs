@@ -53,16 +53,26 @@ pub fn local_token_dir() -> PathBuf {
 /// `~/.local/state/baton/keys`), kept across restarts, readable by this
 /// user only. Every sandbox lays an empty directory over it.
 pub fn keys_dir() -> PathBuf {
+    keys_dirs().remove(0)
+}
+
+/// Every place a baton of this user may keep its keys, the one it uses
+/// first: a sandbox hides them all (a server started with another
+/// `XDG_STATE_HOME` than `baton run` keeps them in the other).
+pub fn keys_dirs() -> Vec<PathBuf> {
     let var = |k: &str| {
         std::env::var_os(k)
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
     };
-    match (var("XDG_STATE_HOME"), var("HOME")) {
-        (Some(state), _) => state.join("baton/keys"),
-        (None, Some(home)) => home.join(".local/state/baton/keys"),
-        _ => std::env::temp_dir().join(format!("baton-keys-{}", uid())),
+    let mut out = Vec::new();
+    out.extend(var("XDG_STATE_HOME").map(|s| s.join("baton/keys")));
+    out.extend(var("HOME").map(|h| h.join(".local/state/baton/keys")));
+    out.dedup();
+    if out.is_empty() {
+        out.push(std::env::temp_dir().join(format!("baton-keys-{}", uid())));
     }
+    out
 }
 
 fn uid() -> u32 {
@@ -71,31 +81,38 @@ fn uid() -> u32 {
 }
 
 /// The local user's token, made the first time it is asked for.
+/// Makes `dir` (and what is missing above it) a directory only this user
+/// can enter, or checks that it is one: in a shared /tmp someone else could
+/// have made it first, or put a link there.
+pub fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    let say = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(say("cannot make", e)),
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| say("cannot look at", e))?;
+    if m.file_type().is_symlink() || !m.is_dir() || m.uid() != uid() {
+        return Err(format!(
+            "{} is not a directory of this user's; remove it, and baton makes its own",
+            dir.display()
+        ));
+    }
+    if m.permissions().mode() & 0o077 != 0 {
+        let private = std::fs::Permissions::from_mode(0o700);
+        std::fs::set_permissions(dir, private).map_err(|e| say("cannot make private", e))?;
+    }
+    Ok(())
+}
+
 pub fn local_token() -> Result<String, String> {
     let dir = local_token_dir();
     let say = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) => {
-            // In a shared /tmp someone else could have made it first.
-            if m.file_type().is_symlink() || !m.is_dir() || m.uid() != uid() {
-                return Err(format!(
-                    "{} is not a directory of this user's; remove it, and baton makes its own",
-                    dir.display()
-                ));
-            }
-            if m.permissions().mode() & 0o077 != 0 {
-                let private = std::fs::Permissions::from_mode(0o700);
-                std::fs::set_permissions(&dir, private)
-                    .map_err(|e| say("cannot make private", e))?;
-            }
-        }
-        Err(_) => match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            // Another baton made it at the same moment: it is looked at again.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return local_token(),
-            Err(e) => return Err(say("cannot make", e)),
-        },
-    }
+    private_dir(&dir)?;
     let file = dir.join("local-token");
     if let Ok(text) = std::fs::read_to_string(&file) {
         let token = text.trim();
@@ -114,54 +131,71 @@ pub fn local_token() -> Result<String, String> {
         .map_err(|e| say("cannot read the local token in", e))
 }
 
-/// Writes `text` to a file beside `file` that only this user can read
-/// (this process's own name for it); its path, to put in place.
+/// Writes `text`, synced, to a new file beside `file` that only this user
+/// can read; its path, to put in place.
 fn write_beside(file: &std::path::Path, text: &str) -> std::io::Result<PathBuf> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let part = file.with_file_name(format!("{name}.{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .create(true)
+    let part = file.with_file_name(format!(".{name}.{}.{n}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(&part)
-        .and_then(|mut f| f.write_all(text.as_bytes()))?;
+        .open(&part)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
     Ok(part)
 }
 
-/// The key `name` kept in `dir` (made private), made by `make` the first
-/// time; two processes racing keep the first one's.
+/// A kept key is text of at least this many characters (a token, or a
+/// key document in base64url): anything shorter is damaged and replaced.
+const MIN_KEY: usize = 32;
+
+/// The key `name` kept in `dir` (a private directory), made by `make` the
+/// first time, or when what is there is damaged; two processes racing
+/// keep the first one's.
 pub fn kept_key(
     dir: &std::path::Path,
     name: &str,
     make: impl FnOnce() -> Result<String, String>,
 ) -> Result<String, String> {
     let say = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) => return Err(say("cannot make", e)),
-    }
+    private_dir(dir)?;
     let file = dir.join(name);
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        if !text.trim().is_empty() {
-            return Ok(text.trim().to_string());
-        }
+    let read = || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| t.len() >= MIN_KEY)
+    };
+    if let Some(key) = read() {
+        return Ok(key);
     }
     let key = make()?;
+    if key.len() < MIN_KEY {
+        return Err(format!("a key for {} came out too short", file.display()));
+    }
     let part = write_beside(&file, &key).map_err(|e| say("cannot write a key in", e))?;
-    // Linked, not renamed: a key another process made first stays.
-    let _ = std::fs::hard_link(&part, &file);
+    // Linked, not renamed: a key another process made first stays; a
+    // damaged one is replaced.
+    let placed = match std::fs::hard_link(&part, &file) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && read().is_none() => {
+            std::fs::rename(&part, &file)
+        }
+        other => other,
+    };
     let _ = std::fs::remove_file(&part);
-    std::fs::read_to_string(&file)
-        .map(|t| t.trim().to_string())
-        .map_err(|e| say("cannot read a key in", e))
+    match placed {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(say("cannot keep a key in", e))
+        }
+        _ => {}
+    }
+    read().ok_or_else(|| format!("the key in {} does not read", file.display()))
 }
 
 #[cfg(test)]
@@ -173,9 +207,14 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("secrets");
-        let a = kept_key(&keys, "k", || Ok("first".into())).unwrap();
-        let b = kept_key(&keys, "k", || Ok("second".into())).unwrap();
-        assert_eq!((a.as_str(), b.as_str()), ("first", "first"));
+        let (first, second) = ("1".repeat(40), "2".repeat(40));
+        let a = kept_key(&keys, "k", || Ok(first.clone())).unwrap();
+        let b = kept_key(&keys, "k", || Ok(second.clone())).unwrap();
+        assert_eq!((&a, &b), (&first, &first));
+        // A damaged key (cut short) is replaced, not used.
+        std::fs::write(keys.join("k"), "").unwrap();
+        assert_eq!(kept_key(&keys, "k", || Ok(second.clone())).unwrap(), second);
+        assert!(kept_key(&keys, "short", || Ok("x".into())).is_err());
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&keys), 0o700);
         assert_eq!(mode(&keys.join("k")), 0o600);

@@ -538,8 +538,15 @@ async function subscribePush() {
   await navigator.serviceWorker.ready;
   const { public_key } = await api('/api/push/key');
   const key = Uint8Array.from(atob(public_key.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
-  const sub = (await reg.pushManager.getSubscription())
-    || await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+  let sub = await reg.pushManager.getSubscription();
+  // A subscription made with another key (the server's was remade) is
+  // refused by the push service: made again with this one.
+  const same = (k) => k && k.byteLength === key.byteLength && new Uint8Array(k).every((b, i) => b === key[i]);
+  if (sub && !same(sub.options && sub.options.applicationServerKey)) {
+    await sub.unsubscribe();
+    sub = null;
+  }
+  if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
   await api('/api/push/subscriptions', { method: 'POST', body: sub.toJSON() });
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     pub baton: Option<String>,
     /// The remote executors' drivers the binary registered.
     pub drivers: &'static [&'static crate::executor::Driver],
+    /// Questions whose asker (a script's `baton ask`) waits on its door
+    /// now: their answers are the door's to hand over.
+    pub live_askers: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -119,6 +122,7 @@ impl Shared {
             starting_tasks: Default::default(),
             baton: None,
             drivers: &[],
+            live_askers: Default::default(),
         }
     }
 }

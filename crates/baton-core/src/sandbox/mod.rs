@@ -90,17 +90,14 @@ pub fn bwrap_args(spec: &Sandbox, d: &Desk) -> Vec<OsString> {
     }
     // The local user's token for `baton serve`, and the keys it signs
     // with: never an agent's.
-    let (token_dir, keys_dir) = (crate::access::local_token_dir(), crate::access::keys_dir());
-    // Made now if missing: keys written after the sandbox started must not
-    // show through.
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&keys_dir);
+    // Made now if missing: a token or a key written after the sandbox
+    // started must not show through.
+    let mut secret_dirs = vec![crate::access::local_token_dir()];
+    secret_dirs.extend(crate::access::keys_dirs());
+    for dir in &secret_dirs {
+        let _ = crate::access::private_dir(dir);
     }
-    for dir in [token_dir.as_path(), keys_dir.as_path()] {
+    for dir in &secret_dirs {
         if dir.is_dir() {
             push(&[&os("--tmpfs"), &p(dir), &os("--remount-ro"), &p(dir)]);
         }

@@ -219,8 +219,7 @@ const MIGRATIONS: &[&str] = &[
         answer TEXT,
         answered_at INTEGER,
         answered_by TEXT,
-        message_id INTEGER,
-        waits INTEGER NOT NULL DEFAULT 0
+        message_id INTEGER
     );
     CREATE INDEX IF NOT EXISTS questions_open ON questions (answered_at, run_id)",
     // Notifications (`[notify]`): the links used (each works once), and how

@@ -27,9 +27,6 @@ pub struct QuestionRecord {
     pub answered_by: Option<String>,
     /// The message that carries the answer to the agent.
     pub message_id: Option<i64>,
-    /// Its asker waits on the door for the answer (`baton ask`): while it
-    /// does, the answer is the door's to hand over.
-    pub waits: bool,
 }
 
 impl QuestionRecord {
@@ -51,7 +48,6 @@ impl QuestionRecord {
             answered_at: r.get("answered_at")?,
             answered_by: r.get("answered_by")?,
             message_id: r.get("message_id")?,
-            waits: r.get("waits")?,
         })
     }
 
@@ -87,14 +83,7 @@ pub enum Answered {
 impl Store {
     /// Records a question of `task` (masked like every message) and its
     /// event; returns its id.
-    pub fn ask(
-        &self,
-        run: &str,
-        task: &str,
-        attempt: u32,
-        q: &Question,
-        waits: bool,
-    ) -> Result<i64> {
+    pub fn ask(&self, run: &str, task: &str, attempt: u32, q: &Question) -> Result<i64> {
         let mask = |t: &str| self.mask_for_run(run, t);
         let q = Question {
             text: mask(&q.text)?,
@@ -107,8 +96,8 @@ impl Store {
         let said = Payload::QuestionAsked(q.clone());
         let id = insert_event(&tx, run, Some(task), Some(attempt), said)?;
         tx.execute(
-            "INSERT INTO questions (id, run_id, task_id, attempt, text, options, default_answer, expires_at, asked_at, waits)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO questions (id, run_id, task_id, attempt, text, options, default_answer, expires_at, asked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 id,
                 run,
@@ -118,8 +107,7 @@ impl Store {
                 serde_json::Value::from(q.options.clone()).to_string(),
                 q.default_answer,
                 q.expires_at,
-                now_ms(),
-                waits
+                now_ms()
             ],
         )?;
         tx.commit()?;
@@ -276,7 +264,7 @@ mod tests {
     #[test]
     fn a_question_is_answered_once_with_a_message_for_its_agent() {
         let (_d, s) = store_with_task("r", "t");
-        let id = s.ask("r", "t", 1, &q("Which colour?"), false).unwrap();
+        let id = s.ask("r", "t", 1, &q("Which colour?")).unwrap();
         assert_eq!(s.open_questions(None).unwrap().len(), 1);
         let Answered::Now { question, message } = s.answer_question(id, "blue", "person").unwrap()
         else {
@@ -308,7 +296,7 @@ mod tests {
     #[test]
     fn an_expired_question_takes_no_answer() {
         let (_d, s) = store_with_task("r", "t");
-        let id = s.ask("r", "t", 1, &q("Now?"), false).unwrap();
+        let id = s.ask("r", "t", 1, &q("Now?")).unwrap();
         assert!(s.expire_question(id).unwrap());
         assert!(!s.expire_question(id).unwrap());
         assert!(matches!(

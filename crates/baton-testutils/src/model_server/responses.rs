@@ -42,7 +42,7 @@ pub(crate) fn inspect(body: &Value) -> Result<Turn, String> {
                 .flatten()
             {
                 if let Some(n) = t.get("name").and_then(Value::as_str) {
-                    tools.push(format!("{name}__{n}"));
+                    tools.push(format!("namespace:{name}__{n}"));
                 }
             }
         }
@@ -110,9 +110,11 @@ pub(crate) fn render(action: &Action, turn: &Turn) -> Response {
             Some(call) => function_item(&call.name, &call.args),
             None => message_item(&format!("(no shell tool declared to run {command})")),
         },
+        // A tool declared by its own name is called so; an MCP tool Codex
+        // keeps in a namespace, in it.
         Action::Call { tool, args } => match (named_call(turn, tool, args), deferred(turn, tool)) {
-            (_, Some((namespace, name))) => namespaced_item(namespace, name, args),
-            (Some(call), None) => function_item(&call.name, &call.args),
+            (Some(call), _) => function_item(&call.name, &call.args),
+            (None, Some((namespace, name))) => namespaced_item(namespace, name, args),
             (None, None) => message_item(&format!("(no tool {tool} declared)")),
         },
     };
@@ -151,14 +153,15 @@ fn message_item(text: &str) -> Value {
            "content": [{"type": "output_text", "text": text, "annotations": []}]})
 }
 
-/// An MCP tool (`mcp__<server>__<tool>`) Codex declares in its namespace,
+/// An MCP tool (`mcp__<server>__<tool>`) Codex declares in its namespace
+/// (known here as `namespace:mcp__<server>__<tool>`),
 /// up front or deferred behind its tool search (the namespace named in its
 /// `<tools>` note): the namespace and the tool's own name.
 fn deferred<'a>(turn: &Turn, tool: &'a str) -> Option<(&'a str, &'a str)> {
     let rest = tool.strip_prefix("mcp__")?;
     let (server, name) = rest.split_once("__")?;
     let namespace = &tool[..5 + server.len()];
-    let listed = turn.has_tool(tool)
+    let listed = turn.has_tool(&format!("namespace:{tool}"))
         || (turn.has_tool("tool_search") && turn.text.contains(&format!("- {namespace}")));
     listed.then_some((namespace, name))
 }

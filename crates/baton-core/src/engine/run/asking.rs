@@ -81,9 +81,9 @@ impl Engine {
             if msg.delivered_at.is_some() {
                 return Reply::yes(format!("task {:?} took the answer", q.task_id), vec![]);
             }
-            // A script waits on the door for it: the door hands it over
-            // (or, if the script went away, the attempt's end does).
-            if q.waits && self.board.status(i) == crate::model::TaskStatus::Running {
+            // A script waits on the door for it now: the door hands it over.
+            let live = self.sh.live_askers.lock().is_ok_and(|l| l.contains(&q.id));
+            if live && self.board.status(i) == crate::model::TaskStatus::Running {
                 return Reply::yes(format!("task {:?} gets the answer now", q.task_id), vec![]);
             }
         }

@@ -55,6 +55,8 @@ struct Asker {
     notes: UnboundedSender<WorkerNote>,
     asked: Arc<AtomicBool>,
     waiting: Arc<AtomicUsize>,
+    /// The run's questions whose asker waits on a door now.
+    live: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 pub(crate) fn open(sh: &Shared, task: &str, attempt: u32) -> Result<AskDoor, String> {
@@ -74,6 +76,7 @@ pub(crate) fn open(sh: &Shared, task: &str, attempt: u32) -> Result<AskDoor, Str
     let asked = Arc::new(AtomicBool::new(false));
     let waiting = Arc::new(AtomicUsize::new(0));
     let asker = Asker {
+        live: sh.live_askers.clone(),
         waiting: waiting.clone(),
         store: sh.store.clone(),
         run: sh.run_id.clone(),
@@ -153,21 +156,32 @@ async fn serve(asker: Asker, stream: UnixStream) {
             return;
         }
     };
-    // Said before the asker hears back, so its first words do not read as work.
-    if wait {
-        asker.waiting.fetch_add(1, Ordering::SeqCst);
-        asker.activity(Some(Activity::WaitingAnswer)).await;
+    if !wait {
+        let _ = send(&mut write, &AskReply::Asked { id }).await;
+        return;
     }
+    // Said before the asker hears back, so its first words do not read as
+    // work; and the answer is this door's to hand over while it waits.
+    asker.waiting.fetch_add(1, Ordering::SeqCst);
+    asker.live(id, true);
+    asker.activity(Some(Activity::WaitingAnswer)).await;
     let answer = match send(&mut write, &AskReply::Asked { id }).await {
-        Ok(()) if wait => asker.wait(id, reader.into_inner().into_inner()).await,
-        _ => None,
+        Ok(()) => asker.wait(id, reader.into_inner().into_inner()).await,
+        Err(_) => None,
     };
-    if wait {
-        asker.waiting.fetch_sub(1, Ordering::SeqCst);
+    // Delivered only once the asker has it: one gone meanwhile leaves the
+    // answer to its task.
+    if let Some((reply, message)) = answer {
+        if send(&mut write, &reply).await.is_ok() {
+            if let Some(m) = message {
+                asker.delivered(id, m).await;
+            }
+        }
+    }
+    asker.live(id, false);
+    if asker.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
         asker.activity(Some(Activity::Working)).await;
     }
-    let Some(answer) = answer else { return };
-    let _ = send(&mut write, &answer).await;
 }
 
 async fn send(
@@ -184,7 +198,6 @@ impl Asker {
     async fn record(&self, req: &AskRequest) -> Result<i64, String> {
         let q = req.check(now_ms())?;
         let (run, task, attempt) = (self.run.clone(), self.task.clone(), self.attempt);
-        let wait = req.wait;
         let expires_at = q.expires_at;
         let id = self
             .store
@@ -195,7 +208,7 @@ impl Asker {
                         "task {task:?} asked {MAX_PER_TASK} questions in this run, the most one task may"
                     ));
                 }
-                s.ask(&run, &task, attempt, &q, wait).map_err(cannot)
+                s.ask(&run, &task, attempt, &q).map_err(cannot)
             })
             .await?;
         self.asked.store(true, Ordering::SeqCst);
@@ -207,10 +220,14 @@ impl Asker {
         Ok(id)
     }
 
-    /// The answer for a waiting asker; once it has it, the message that
-    /// carries it is delivered (the script took it). None when the asker
-    /// went away first: the answer then goes to the task as for any other.
-    async fn wait(&self, id: i64, mut from: impl AsyncReadExt + Unpin) -> Option<AskReply> {
+    /// The answer for a waiting asker, with the message that carries it
+    /// (to mark delivered once the asker has it). None when the asker went
+    /// away first: the answer then goes to the task as for any other.
+    async fn wait(
+        &self,
+        id: i64,
+        mut from: impl AsyncReadExt + Unpin,
+    ) -> Option<(AskReply, Option<i64>)> {
         let mut byte = [0u8; 1];
         loop {
             tokio::select! {
@@ -222,9 +239,8 @@ impl Asker {
             let q = match found {
                 Ok(Some(q)) => q,
                 Ok(None) => {
-                    return Some(AskReply::Error {
-                        message: format!("question {id} is gone from the store"),
-                    })
+                    let message = format!("question {id} is gone from the store");
+                    return Some((AskReply::Error { message }, None));
                 }
                 Err(e) => {
                     tracing::warn!("cannot read question {id}: {e}");
@@ -234,15 +250,30 @@ impl Asker {
             if q.is_open() {
                 continue;
             }
-            let (Some(text), Some(message)) = (q.answer.clone(), q.message_id) else {
-                return Some(AskReply::Error {
-                    message: format!("no answer to: {}", q.question.text),
-                });
+            return Some(match (q.answer.clone(), q.message_id) {
+                (Some(text), Some(message)) => (AskReply::Answer { text }, Some(message)),
+                _ => {
+                    let message = format!("no answer to: {}", q.question.text);
+                    (AskReply::Error { message }, None)
+                }
+            });
+        }
+    }
+
+    /// Question `id`'s asker waits on this door now (or no longer).
+    fn live(&self, id: i64, on: bool) {
+        if let Ok(mut live) = self.live.lock() {
+            match on {
+                true => live.insert(id),
+                false => live.remove(&id),
             };
-            if let Err(e) = self.store.call(move |s| s.mark_delivered(message)).await {
-                tracing::warn!("cannot mark the answer to question {id} delivered: {e}");
-            }
-            return Some(AskReply::Answer { text });
+        }
+    }
+
+    /// The asker has the answer: its message is delivered.
+    async fn delivered(&self, id: i64, message: i64) {
+        if let Err(e) = self.store.call(move |s| s.mark_delivered(message)).await {
+            tracing::warn!("cannot mark the answer to question {id} delivered: {e}");
         }
     }
 

@@ -120,7 +120,8 @@ impl WebPush {
         let status = super::post_bytes(endpoint, &body, &headers).await?;
         match status {
             200..=299 => Ok(()),
-            404 | 410 => {
+            // Gone, or (403) made with a key this server no longer has.
+            403 | 404 | 410 => {
                 let e = endpoint.to_string();
                 let _ = self.state.store.call(move |s| s.remove_push(&e)).await;
                 Err(format!(
