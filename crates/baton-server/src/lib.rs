@@ -140,12 +140,8 @@ pub async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", reachable(&local)));
-    match notify::links::Links::open(&state.paths.secrets(), &base, notify.link_ttl) {
-        Ok(links) => {
-            let _ = state.links.set(links.clone());
-            notify::spawn(state.clone(), notify, links, base);
-        }
-        Err(e) => tracing::warn!("notifications are off: {e}"),
+    if let Err(e) = notify::spawn_notifier(state.clone(), notify, &base) {
+        tracing::warn!("notifications are off: {e}");
     }
     intake::spawn(state.clone(), intakes);
     if let Some(plan) = &served {

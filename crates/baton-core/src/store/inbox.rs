@@ -1,6 +1,6 @@
 //! The inbox's rows: see [`crate::inbox`].
 
-use super::{Result, Store};
+use super::{QuestionRecord, Result, Store};
 use crate::inbox::{Item, ItemKind, ENDED_RUNS_SHOWN_MS};
 use crate::model::TaskStatus;
 use rusqlite::params;
@@ -23,21 +23,16 @@ impl Store {
     fn question_items(&self) -> Result<Vec<Item>> {
         let conn = self.reader();
         let mut st = conn.prepare_cached(
-            "SELECT q.id FROM questions q JOIN tasks t ON t.run_id = q.run_id AND t.id = q.task_id
+            "SELECT q.* FROM questions q JOIN tasks t ON t.run_id = q.run_id AND t.id = q.task_id
              WHERE q.answered_at IS NULL AND t.status NOT IN ('succeeded', 'failed', 'stopped', 'conflicted', 'skipped')",
         )?;
-        let ids: Vec<i64> = st
-            .query_map([], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        drop(st);
-        drop(conn);
+        let open = st
+            .query_map([], QuestionRecord::from_row)?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut out = Vec::new();
-        for id in ids {
-            let Some(q) = self.question(id)? else {
-                continue;
-            };
+        for q in open {
             out.push(Item {
-                id,
+                id: q.id,
                 kind: ItemKind::Question,
                 run: q.run_id,
                 task: Some(q.task_id),

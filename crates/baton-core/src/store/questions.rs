@@ -30,7 +30,7 @@ pub struct QuestionRecord {
 }
 
 impl QuestionRecord {
-    fn from_row(r: &Row) -> rusqlite::Result<QuestionRecord> {
+    pub(super) fn from_row(r: &Row) -> rusqlite::Result<QuestionRecord> {
         let options: String = r.get("options")?;
         Ok(QuestionRecord {
             id: r.get("id")?,

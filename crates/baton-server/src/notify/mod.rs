@@ -54,14 +54,14 @@ pub struct Button {
 type Sent<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 
-/// A way of telling people: the webhook, ntfy (Web Push is next).
+/// A way of telling people: the webhook, ntfy, Web Push.
 trait Channel: Send + Sync {
     fn name(&self) -> &'static str;
     fn send<'a>(&'a self, notice: &'a Notice) -> Sent<'a>;
 }
 
-/// Starts the notifier for a server reached at `base`, with action links
-/// (for an embedding or a test: `serve` does this itself).
+/// Starts the notifier for a server reached at `base`, with the action
+/// links its notices carry (and `/api/act` checks).
 pub fn spawn_notifier(
     state: Arc<AppState>,
     settings: NotifySettings,
@@ -73,9 +73,9 @@ pub fn spawn_notifier(
     Ok(())
 }
 
-/// Starts the notifier if anything is to be told; `base` is where people
+/// Starts the notifier's channels and its loop; `base` is where people
 /// reach this server.
-pub fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base: String) {
+fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base: String) {
     let mut channels: Vec<Box<dyn Channel>> = Vec::new();
     if let Some(url) = settings.webhook.clone().or(state.opts.webhook.clone()) {
         channels.push(Box::new(webhook::Webhook { url }));
@@ -151,8 +151,11 @@ impl Teller {
             let Some(end) = events.last().map(|e| e.seq) else {
                 continue;
             };
+            // The inbox as it is now, read once for the batch (and only if
+            // an event in it may have opened an item).
+            let mut inbox = None;
             for e in &events {
-                let Some(notice) = self.notice(e).await else {
+                let Some(notice) = self.notice(e, &mut inbox).await else {
                     continue;
                 };
                 if !self.settings.tells(&notice.kind) {
@@ -180,8 +183,9 @@ impl Teller {
         }
     }
 
-    /// What event `e` tells, if anything.
-    async fn notice(&self, e: &Event) -> Option<Notice> {
+    /// What event `e` tells, if anything; `inbox` is read the first time
+    /// an event may have opened an item.
+    async fn notice(&self, e: &Event, inbox: &mut Option<Vec<Item>>) -> Option<Notice> {
         let task = e.task_id.clone();
         match e.kind {
             EventKind::RunFinished => {
@@ -198,14 +202,11 @@ impl Teller {
                 Some(self.plain("stalled", e, format!("{t} stalled"), text))
             }
             k if k.needs_attention() || k == EventKind::Waiting => {
-                let seq = e.seq;
-                let item = self
-                    .state
-                    .store
-                    .call(move |s| s.inbox_item(seq, now_ms()))
-                    .await
-                    .ok()
-                    .flatten()?;
+                let items = match inbox {
+                    Some(items) => items,
+                    None => inbox.insert(self.inbox().await),
+                };
+                let item = items.iter().find(|i| i.id == e.seq)?.clone();
                 Some(self.of_item(item))
             }
             _ => None,
@@ -304,16 +305,23 @@ impl Teller {
         }
     }
 
+    /// The inbox now (empty when it cannot be read: said in the log).
+    async fn inbox(&self) -> Vec<Item> {
+        match self.state.store.call(|s| s.inbox(now_ms())).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!("notify: cannot read the inbox: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Quiet hours ended: what still needs a person is told now.
     async fn tell_held(&mut self) {
+        let inbox = self.inbox().await;
         for id in std::mem::take(&mut self.held) {
-            let found = self
-                .state
-                .store
-                .call(move |s| s.inbox_item(id, now_ms()))
-                .await;
-            if let Ok(Some(item)) = found {
-                let notice = self.of_item(item);
+            if let Some(item) = inbox.iter().find(|i| i.id == id) {
+                let notice = self.of_item(item.clone());
                 self.tell(&notice).await;
             }
             let released = self.state.store.call(move |s| s.release_notice(id)).await;
