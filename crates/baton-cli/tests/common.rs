@@ -267,3 +267,9 @@ pub fn asker_plan(more: &str) -> String {
         asker.display().to_string()
     ))
 }
+
+/// The text of `path` on task `id`'s branch, as run `report` names it.
+pub fn task_show(env: &TestEnv, report: &Value, id: &str, path: &str) -> Option<String> {
+    let branch = task(report, id)["branch"].as_str()?.to_string();
+    show(env, &branch, path)
+}

@@ -77,11 +77,10 @@ fn a_script_asks_waits_for_the_answer_and_a_wrong_answer_changes_nothing() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("answered already: blue"));
     let r = finish(child);
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
-    let branch = task(&r.report, "pick")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
+    assert_eq!(
+        task_show(&env, &r.report, "pick", "colour.txt").as_deref(),
+        Some("blue\n")
+    );
     // One attempt: the script waited; the answer was its, not a new attempt's.
     assert_eq!(task(&r.report, "pick")["attempts"], 1);
     let events = store_rows(
@@ -201,11 +200,10 @@ fn a_question_answered_while_baton_runs_starts_the_waiting_task_again() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("goes on with the answer"));
     let r = finish(child);
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
-    let branch = task(&r.report, "ask")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
+    assert_eq!(
+        task_show(&env, &r.report, "ask", "colour.txt").as_deref(),
+        Some("blue\n")
+    );
 }
 
 /// A real agent CLI calls its `ask` tool (named `tool` in its requests),
@@ -357,11 +355,10 @@ fn the_inbox_lists_questions_approvals_and_failures_and_acts_on_their_ids() {
     let r = finish(child);
     assert_eq!(r.code, 1, "{}\n{:#}", r.stderr, r.report);
     assert_eq!(task(&r.report, "ship")["merged"], true);
-    let branch = task(&r.report, "ask")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(show(&env, &branch, "region.txt").as_deref(), Some("us\n"));
+    assert_eq!(
+        task_show(&env, &r.report, "ask", "region.txt").as_deref(),
+        Some("us\n")
+    );
     // What is left is the failure, until it is retried.
     let left = inbox(&env);
     assert_eq!(left.len(), 1, "{left:#?}");
@@ -397,8 +394,7 @@ fn an_asker_that_goes_away_leaves_its_task_waiting_and_the_answer_still_reaches_
     );
     let r = finish(child);
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
-    let branch = task(&r.report, "t")["branch"].as_str().unwrap().to_string();
-    let got = show(&env, &branch, "got.txt").unwrap();
+    let got = task_show(&env, &r.report, "t", "got.txt").unwrap();
     assert!(got.contains("\"Which colour?\" is: teal"), "{got}");
 }
 

@@ -339,11 +339,7 @@ fn messages_between_tasks_wait_for_the_next_attempt_and_a_flood_is_cut_off() {
     );
     assert!(said.contains("worker has 20 messages"), "{said}");
     // The waiting task got them all with its first attempt.
-    let branch = task(&r.report, "worker")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let got = show(&env, &branch, "got.txt").unwrap();
+    let got = task_show(&env, &r.report, "worker", "got.txt").unwrap();
     assert!(
         got.starts_with("Message from task \"lead\": the contract is in api.md\n"),
         "{got}"
@@ -473,12 +469,8 @@ fn inbox_tools_list_a_question_and_answer_it() {
     });
     let r = parse_run(run.wait_with_output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let branch = task(&r.report, "ask")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert_eq!(
-        show(&env, &branch, "answer.txt").as_deref(),
+        task_show(&env, &r.report, "ask", "answer.txt").as_deref(),
         Some("yes, today\n")
     );
 }

@@ -109,11 +109,10 @@ fn a_phone_answers_and_approves_through_ntfy_action_links_each_once() {
     assert!(said.starts_with("HTTP/1.1 200"), "{said}");
     let r = parse_run(run.wait_with_output().unwrap());
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
-    let branch = task(&r.report, "ask")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
+    assert_eq!(
+        task_show(&env, &r.report, "ask", "colour.txt").as_deref(),
+        Some("blue\n")
+    );
     assert_eq!(task(&r.report, "ship")["merged"], true);
     // The run's end is told too, once; every item once.
     wait_for("the run's end on ntfy", 20, || of_kind("run").is_some());
@@ -261,11 +260,10 @@ fn web_push_reaches_a_subscribed_browser_encrypted_and_its_buttons_act() {
     assert!(out.status.success());
     let r = parse_run(run.wait_with_output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let branch = task(&r.report, "ask")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(show(&env, &branch, "colour.txt").as_deref(), Some("blue\n"));
+    assert_eq!(
+        task_show(&env, &r.report, "ask", "colour.txt").as_deref(),
+        Some("blue\n")
+    );
 }
 
 #[test]

@@ -306,12 +306,8 @@ fn a_diff_read_later_by_a_server_masks_the_secrets_the_run_saw() {
     let r = parse_run(out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run = r.report["run"].as_str().unwrap().to_string();
-    let branch = task(&r.report, "leaky")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert_eq!(
-        show(&env, &branch, "creds.txt").as_deref(),
+        task_show(&env, &r.report, "leaky", "creds.txt").as_deref(),
         Some("from-batons-env-123 from-the-profile-456\n"),
         "the agent wrote both into its work"
     );
@@ -408,11 +404,10 @@ fn the_inbox_is_served_and_a_question_is_answered_through_the_api() {
     assert_eq!(status, 200, "{text}");
     let r = parse_run(run.wait_with_output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let branch = task(&r.report, "ask")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(show(&env, &branch, "region.txt").as_deref(), Some("us\n"));
+    assert_eq!(
+        task_show(&env, &r.report, "ask", "region.txt").as_deref(),
+        Some("us\n")
+    );
     let (_, text) = http_get(&srv.url, "/api/inbox", Some(&token));
     assert!(text.contains(r#""count":0"#), "{text}");
 }

@@ -208,12 +208,8 @@ prompt = "if [ -n \"$BATON_FEEDBACK\" ]; then echo \"$BATON_FEEDBACK\" > steer.t
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task(&report, "talk")["status"], "succeeded");
-    let branch = task(&report, "talk")["branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert_eq!(
-        show(&env, &branch, "steer.txt").as_deref(),
+        task_show(&env, &report, "talk", "steer.txt").as_deref(),
         Some("use tabs\n")
     );
     term.wait_until("talk shown succeeded", |s| {
@@ -465,8 +461,7 @@ fn a_review_comment_is_made_on_a_diff_line_in_watch_and_sent() {
     assert!(out.status.success());
     let out = run.wait_with_output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let branch = task(&report, "w")["branch"].as_str().unwrap().to_string();
-    let got = show(&env, &branch, "review.txt").unwrap();
+    let got = task_show(&env, &report, "w", "review.txt").unwrap();
     assert!(
         got.contains("1. notes.txt line 2:") && got.contains("fix two"),
         "{got}"
