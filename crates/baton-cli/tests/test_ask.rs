@@ -430,3 +430,55 @@ fn codex_asks_ends_its_turn_and_goes_on_with_the_answer() {
     // scripted model calls `ask` there as a model would.
     a_real_agent_asks_and_goes_on_in_its_session("codex", "mcp__baton__ask");
 }
+
+#[test]
+fn an_agent_cannot_flood_people_with_questions() {
+    let env = TestEnv::new();
+    // 31 questions through the door, none waiting; each answer line kept.
+    let flood = r#"python3 - > said.txt <<'PY'
+import json, os, socket
+for i in range(31):
+    door = socket.socket(socket.AF_UNIX)
+    door.connect(os.environ["BATON_ASK_SOCKET"])
+    door.sendall((json.dumps({"question": "q%d?" % i}) + "\n").encode())
+    print(door.makefile().readline().strip())
+PY"#;
+    env.write(
+        "baton.toml",
+        &bash_plan(&format!(
+            "\n[[task]]\nid = \"loud\"\nprompt = '''{flood}'''\n"
+        )),
+    );
+    env.commit_all("plan");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    // It asked and ended its turn: it waits, with 30 questions, not 31.
+    wait_waiting(&env, "loud", 30);
+    assert_eq!(inbox(&env).len(), 30);
+    let out = output(baton(&env).args(["stop", "loud"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child);
+    assert_eq!(
+        task(&r.report, "loud")["status"],
+        "stopped",
+        "{:#}",
+        r.report
+    );
+    let said = task_show(&env, &r.report, "loud", "said.txt").unwrap();
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 31, "{said}");
+    assert!(
+        lines[..30].iter().all(|l| l.starts_with(r#"{"asked""#)),
+        "{said}"
+    );
+    assert!(
+        lines[30].contains("asked 30 questions in this run, the most one task may"),
+        "{said}"
+    );
+    assert_eq!(store_rows(&env, "SELECT COUNT(*) FROM questions"), ["30"]);
+    // The task ended: its questions went with it.
+    assert!(inbox(&env).is_empty());
+}
