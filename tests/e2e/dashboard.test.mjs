@@ -304,6 +304,11 @@ echo "api first, then its docs"`;
   await page.waitForSelector('[data-testid="proposal-dag"] g[data-task="docs"]');
   assert.equal(await page.locator('[data-testid="proposal-dag"] path.edge').count(), 1);
   await page.screenshot({ path: path.join(ARTIFACTS, 'proposal.png'), fullPage: true });
+  // It waits for a yes in the inbox too (a plan item, runnable from there).
+  const planItem = page.locator('li.attn-plan');
+  await planItem.waitFor({ timeout: 10000 });
+  assert.match(await planItem.innerText(), /An API and its docs[\s\S]*Run it[\s\S]*Discard/);
+  const plannerRun = (await s.api('GET', '/api/inbox')).json.items.find((i) => i.kind === 'plan').run;
   // Edit it, then run it.
   const toml = page.getByTestId('proposal-toml');
   const text = await toml.inputValue();
@@ -318,6 +323,10 @@ echo "api first, then its docs"`;
   const branch = report.json.integration_branch;
   const docs = execFileSync('git', ['-C', s.repo, 'show', `${branch}:docs.txt`]).toString();
   assert.equal(docs, 'edited by a person\n');
+  // The yes is recorded: the plan left the inbox.
+  await planItem.waitFor({ state: 'hidden', timeout: 10000 });
+  const decided = (await s.api('GET', `/api/plans/${plannerRun}`)).json.decided;
+  assert.deepEqual(decided, { decision: 'approved', run: run.id });
   // A broken edit is refused with the plan's error, and nothing starts.
   await page.getByTestId('goal-submit').click();
   await proposal.waitFor({ state: 'visible', timeout: 30000 });
@@ -325,6 +334,17 @@ echo "api first, then its docs"`;
   await page.getByTestId('proposal-run').click();
   await page.getByTestId('proposal-status').getByText(/nowhere/).waitFor({ timeout: 10000 });
   await page.close();
+  // A notification's link opens the plan still waiting; Discard says no.
+  const waiting = (await s.api('GET', '/api/inbox')).json.items.filter((i) => i.kind === 'plan');
+  assert.equal(waiting.length, 1, 'the refused edit left its plan waiting');
+  const linked = await browser.newPage({ viewport: { width: 390, height: 800 } });
+  await linked.goto(s.link.replace('/#', `/?proposal=${waiting[0].run}#`));
+  await linked.getByTestId('proposal').waitFor({ state: 'visible', timeout: 10000 });
+  await linked.getByTestId('proposal-discard').click();
+  await linked.getByTestId('proposal').waitFor({ state: 'hidden', timeout: 10000 });
+  assert.equal((await s.api('GET', `/api/plans/${waiting[0].run}`)).json.decided.decision, 'discarded');
+  assert.equal((await s.api('GET', '/api/inbox')).json.items.length, 0);
+  await linked.close();
 });
 
 test('a link to a task opens that run and task, and the run shows its pull request', async () => {

@@ -2,12 +2,20 @@
 //! back to the planner), writes it, and runs it when asked.
 
 use crate::common::*;
+use crate::test_serve::{http_get, http_post, serve};
+use baton_testutils::ntfy::Ntfy;
 use baton_testutils::TestEnv;
+use serde_json::{json, Value};
 
 /// A planner (an `exec` agent) whose first draft names a task that does not
 /// exist; from the second attempt on it writes a valid two-task plan. It
 /// records what it was given.
 fn planner_plan(env: &TestEnv) {
+    planner_plan_with(env, "");
+}
+
+/// [`planner_plan`] with `more` (tables) before its profiles.
+fn planner_plan_with(env: &TestEnv, more: &str) {
     let script = env.scratch("planner.py");
     let seen = env.scratch("planner-seen.txt");
     std::fs::write(
@@ -35,7 +43,7 @@ print("two tasks: hello, then bye")
     env.write(
         "baton.toml",
         &format!(
-            "[agent.planner]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[defaults]\nagent = \"planner\"\n\n[[task]]\nid = \"unused\"\nprompt = \"x\"\n",
+            "{more}[agent.planner]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[defaults]\nagent = \"planner\"\n\n[[task]]\nid = \"unused\"\nprompt = \"x\"\n",
             script.display().to_string()
         ),
     );
@@ -152,4 +160,227 @@ fn the_planner_example_plans_and_runs() {
         stderr.contains("run ") && stderr.contains("succeeded in"),
         "{stderr}"
     );
+}
+
+/// Has the server's planner propose a plan for `goal`; its run, once the
+/// plan is ready.
+fn propose(srv: &crate::test_serve::Server, goal: &str) -> String {
+    let body = serde_json::json!({ "goal": goal }).to_string();
+    let (status, said) = http_post(&srv.url, "/api/plans", &body, Some(&token()));
+    assert_eq!(status, 201, "{said}");
+    let run = json_body(&said)["run"].as_str().unwrap().to_string();
+    let path = format!("/api/plans/{run}");
+    wait_for("the planner's plan", 60, || {
+        let p = json_body(&http_get(&srv.url, &path, Some(&token())).1);
+        assert_ne!(p["status"], "failed", "{p:#}");
+        p["status"] == "ready"
+    });
+    run
+}
+
+fn token() -> String {
+    baton_core::access::local_token().unwrap()
+}
+
+fn json_body(text: &str) -> Value {
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or(text);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+fn inbox(env: &TestEnv) -> Vec<Value> {
+    let out = output(baton(env).args(["inbox", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+fn run_status(env: &TestEnv, run: &str) -> String {
+    store_rows(env, &format!("SELECT status FROM runs WHERE id = '{run}'")).concat()
+}
+
+#[test]
+fn a_planned_goal_waits_in_the_inbox_and_a_phone_runs_it_once() {
+    let ntfy = Ntfy::start(None);
+    let env = TestEnv::new();
+    planner_plan_with(
+        &env,
+        &format!("[notify]\nntfy = {:?}\n\n", ntfy.topic_url("plans")),
+    );
+    let srv = serve(&env, "127.0.0.1:0");
+    let planner = propose(&srv, "split the greeting");
+
+    let items = inbox(&env);
+    assert_eq!(items.len(), 1, "{items:#?}");
+    let item = &items[0];
+    assert_eq!(
+        (&item["kind"], &item["run"], &item["task"], &item["actions"]),
+        (
+            &json!("plan"),
+            &json!(planner),
+            &Value::Null,
+            &json!(["approve", "discard"])
+        )
+    );
+    let text = item["text"].as_str().unwrap();
+    assert!(
+        text.contains("\"split the greeting\"") && text.contains("two tasks: hello, then bye"),
+        "{text}"
+    );
+
+    // The phone is told, with a button for yes and one for no.
+    let told = || {
+        ntfy.messages()
+            .into_iter()
+            .find(|m| m["tags"] == json!(["plan"]))
+    };
+    wait_for("the plan on ntfy", 30, || told().is_some());
+    let m = told().unwrap();
+    let labels: Vec<&str> = m["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Run it", "Discard"], "{m:#}");
+    assert!(
+        m["click"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/?proposal={planner}")),
+        "{m:#}"
+    );
+    let link = |n: usize| {
+        let url = m["actions"][n]["url"].as_str().unwrap();
+        url[url.find("/api/act/").unwrap()..].to_string()
+    };
+
+    // The tap starts the plan as a run, once.
+    let (status, said) = http_post(&srv.url, &link(0), "", None);
+    assert_eq!(status, 200, "{said}");
+    let message = json_body(&said)["message"].as_str().unwrap().to_string();
+    let run = message
+        .strip_prefix("run ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{message}"))
+        .to_string();
+    wait_for("the planned run", 60, || {
+        run_status(&env, &run) == "succeeded"
+    });
+    let tasks = store_rows(
+        &env,
+        &format!("SELECT id FROM tasks WHERE run_id = '{run}' ORDER BY id"),
+    );
+    assert_eq!(tasks, ["bye", "hello"]);
+    assert!(inbox(&env).is_empty());
+    let p = json_body(&http_get(&srv.url, &format!("/api/plans/{planner}"), Some(&token())).1);
+    assert_eq!(
+        p["decided"],
+        json!({ "decision": "approved", "run": run }),
+        "{p:#}"
+    );
+
+    // Neither a second tap, the other button, nor the dashboard's Run
+    // starts anything more.
+    assert_eq!(http_post(&srv.url, &link(0), "", None).0, 410);
+    assert_eq!(http_post(&srv.url, &link(1), "", None).0, 410);
+    let again = json!({ "proposal": planner }).to_string();
+    let (status, said) = http_post(&srv.url, "/api/runs", &again, Some(&token()));
+    assert_eq!(status, 409, "{said}");
+    assert!(
+        said.contains(&format!("approved already (run {run})")),
+        "{said}"
+    );
+    let runs = store_rows(&env, "SELECT COUNT(*) FROM runs");
+    assert_eq!(runs, ["2"], "the planner's run and the one it became");
+}
+
+#[test]
+fn approve_and_discard_say_yes_and_no_to_plans_with_a_server_or_without() {
+    let env = TestEnv::new();
+    planner_plan(&env);
+    let srv = serve(&env, "127.0.0.1:0");
+    let (first, second, third) = (
+        propose(&srv, "split the greeting"),
+        propose(&srv, "split the greeting again"),
+        propose(&srv, "split the greeting once more"),
+    );
+    let items = inbox(&env);
+    let id_of = |run: &str| {
+        items
+            .iter()
+            .find(|i| i["run"] == run)
+            .map(|i| i["id"].as_i64().unwrap().to_string())
+            .unwrap()
+    };
+    let (yes, no, later) = (id_of(&first), id_of(&second), id_of(&third));
+
+    // No: the plan leaves the inbox; a second no is refused, saying why.
+    let out = output(baton(&env).args(["discard", &no]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("discarded the plan of run {second}")));
+    let out = output(baton(&env).args(["discard", &no]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(&format!("no plan in `baton inbox` has id \"{no}\"")));
+    let (status, said) = http_post(
+        &srv.url,
+        &format!("/api/plans/{second}/discard"),
+        "{}",
+        Some(&token()),
+    );
+    assert_eq!(status, 409, "{said}");
+    assert!(said.contains("discarded already"), "{said}");
+    // Nor is a task's id (or a run's task) a plan to discard.
+    assert_eq!(
+        output(baton(&env).args(["discard", "plan"])).status.code(),
+        Some(2)
+    );
+
+    // Yes with a server up: the server runs it.
+    let out = output(baton(&env).args(["approve", &yes]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("started: the plan of run {first}")),
+        "{stdout}"
+    );
+    let waiting: Vec<String> = inbox(&env)
+        .iter()
+        .map(|i| i["run"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(waiting, [third.as_str()]);
+    drop(srv);
+
+    // `baton plan` hands its plan over as a file: it waits in no inbox.
+    let out = output(baton(&env).args(["plan", "split the greeting", "-o", "greet.toml"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(inbox(&env).len(), 1);
+
+    // Yes with no server: the plan runs here, and the yes names its run.
+    let out = output(baton(&env).args(["approve", &later]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("running the plan of run {third}")),
+        "{stderr}"
+    );
+    let decided = store_rows(
+        &env,
+        &format!("SELECT data FROM events WHERE run_id = '{third}' AND kind = 'plan_decided'"),
+    );
+    let decided: Value = serde_json::from_str(&decided.concat()).unwrap();
+    assert_eq!(decided["decision"], "approved");
+    let became = decided["run"].as_str().unwrap();
+    assert_eq!(run_status(&env, became), "succeeded");
+    assert!(inbox(&env).is_empty());
 }

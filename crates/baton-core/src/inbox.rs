@@ -1,9 +1,11 @@
 //! One inbox of everything that needs a person, across the repository's
 //! runs: questions agents asked, tasks waiting for approval, tasks that
 //! failed or conflicted with their retries used up, tasks held by a
-//! provider's limit, and pull requests baton stopped fixing. Each item's id
-//! is the number of the event that opened it (a question's id is its own),
-//! so an id never changes and names one thing; `since` is that event's time.
+//! provider's limit, pull requests baton stopped fixing, and plans a
+//! planner wrote that wait for a yes. Each item's id is the number of the
+//! event that opened it (a question's id is its own; a plan's is its
+//! planner's success), so an id never changes and names one thing; `since`
+//! is that event's time.
 
 pub use crate::model::ItemKind;
 use serde::Serialize;
@@ -25,7 +27,8 @@ pub struct Item {
     pub options: Vec<String>,
     /// When it came in (ms since the epoch).
     pub since: i64,
-    /// What a person can do: `answer`, `approve`, `retry`, `stop`.
+    /// What a person can do: `answer`, `approve`, `retry`, `stop`,
+    /// `discard` (a plan).
     pub actions: Vec<&'static str>,
     /// When a question's time runs out, if it does.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -353,6 +353,8 @@ names! {
         QuestionAnswered = "question_answered",
         /// A question's time ran out with no answer and no default.
         QuestionExpired = "question_expired",
+        /// A person said yes or no to a planner's plan (on the planner's run).
+        PlanDecided = "plan_decided",
     }
 }
 
@@ -369,6 +371,20 @@ names! {
         Limit = "limit",
         /// baton stopped fixing a pull request: a person is needed.
         Pull = "pull",
+        /// A planner wrote a plan for a goal; it waits for a yes (`approve`
+        /// runs it, `discard` drops it).
+        Plan = "plan",
+    }
+}
+
+names! {
+    /// What became of a planner's plan.
+    PlanDecision, "plan decision" {
+        /// A person said yes: it runs (as the decision's run).
+        Approved = "approved",
+        Discarded = "discarded",
+        /// `baton plan` wrote it to a file, for its person to run.
+        Written = "written",
     }
 }
 

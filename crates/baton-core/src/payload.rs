@@ -7,7 +7,7 @@
 //! an older baton did not write yet reads as its default.
 
 use crate::adapter::AgentEvent;
-use crate::model::{Activity, AttemptKind, EventKind, RunStatus};
+use crate::model::{Activity, AttemptKind, EventKind, PlanDecision, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -315,6 +315,13 @@ pub enum Payload {
         #[serde(default)]
         text: String,
     },
+    /// On a planner's run: what became of its plan.
+    PlanDecided {
+        decision: PlanDecision,
+        /// The run it became, when it was approved.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<String>,
+    },
     /// What the agent's stream said (session, message, tool call and
     /// result, usage, retry, rate limit, error, turn end): its kind is the
     /// agent event's.
@@ -457,6 +464,7 @@ impl Payload {
             Payload::QuestionAsked(..) => EventKind::QuestionAsked,
             Payload::QuestionAnswered { .. } => EventKind::QuestionAnswered,
             Payload::QuestionExpired { .. } => EventKind::QuestionExpired,
+            Payload::PlanDecided { .. } => EventKind::PlanDecided,
             Payload::Agent(e) => e.kind(),
         }
     }
@@ -651,6 +659,10 @@ mod tests {
             K::QuestionExpired => Payload::QuestionExpired {
                 question: 5,
                 text: s("Which?"),
+            },
+            K::PlanDecided => Payload::PlanDecided {
+                decision: crate::model::PlanDecision::Approved,
+                run: Some(s("r2")),
             },
             K::AgentSession => Payload::Agent(AgentEvent::Session {
                 id: s("i"),

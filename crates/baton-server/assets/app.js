@@ -35,6 +35,8 @@ const S = {
   notified: new Set(),
   dismissed: '',
   inbox: [],
+  // The planner's run whose plan the proposal panel shows.
+  proposalRun: null,
 };
 
 // ---------- helpers ----------
@@ -396,7 +398,7 @@ const ATTN_WORDS = { question: 'asks a question', approval: 'waits for your appr
 // Events after which the inbox may have changed.
 const INBOX_KINDS = new Set(['question_asked', 'question_answered', 'question_expired', 'approval_needed', 'approved',
   'failed', 'conflicted', 'succeeded', 'stopped', 'merged', 'merge_queued', 'retry_requested', 'waiting',
-  'attempt_started', 'pull_needs_you', 'run_finished', 'task_started']);
+  'attempt_started', 'pull_needs_you', 'run_finished', 'task_started', 'plan_decided']);
 const KIND_ATTN = { question_asked: 'question', approval_needed: 'approval', failed: 'failed', conflicted: 'conflicted', stalled: 'stalled' };
 
 function attentionOf(t, live) {
@@ -432,7 +434,7 @@ function renderAttention() {
     h('strong', { 'data-testid': 'inbox-count' }, n === 1 ? 'Needs you:' : `${n} need you:`),
     h('ul', { class: 'attn-items', 'data-testid': 'inbox' },
       inbox.map((i) => h('li', { class: `inbox-item attn-${i.kind}`, 'data-testid': `inbox-item-${i.id}` },
-        h('button', { type: 'button', class: `attn attn-${i.kind}`, onclick: go(i.run, i.task) },
+        h('button', { type: 'button', class: `attn attn-${i.kind}`, onclick: i.kind === 'plan' ? () => openProposal(i.run) : go(i.run, i.task) },
           i.task ? `${i.task}: ${itemWords(i)}` : itemWords(i)),
         h('span', { class: 'inbox-actions' }, itemActions(i)))),
       stalled.map((t) => h('li', { class: 'inbox-item' },
@@ -475,7 +477,8 @@ function itemActions(i) {
         input, h('button', { type: 'submit', class: 'primary', 'data-testid': `inbox-send-${i.id}` }, 'Send')));
     }
   }
-  if (i.actions.includes('approve')) out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-approve-${i.id}`, onclick: act('approve') }, 'Approve'));
+  if (i.actions.includes('approve')) out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-approve-${i.id}`, onclick: act('approve') }, i.kind === 'plan' ? 'Run it' : 'Approve'));
+  if (i.actions.includes('discard')) out.push(h('button', { type: 'button', 'data-testid': `inbox-discard-${i.id}`, onclick: act('discard') }, 'Discard'));
   if (i.actions.includes('retry')) out.push(h('button', { type: 'button', 'data-testid': `inbox-retry-${i.id}`, onclick: act('retry') }, 'Retry'));
   out.push(status);
   return out;
@@ -1096,6 +1099,7 @@ async function followProposal(run) {
 }
 
 function showProposal(p) {
+  S.proposalRun = p.run;
   $('proposal').hidden = false;
   $('proposal-said').textContent = p.said ? `The planner: ${p.said}` : '';
   $('proposal-toml').value = p.plan;
@@ -1131,7 +1135,7 @@ $('proposal-run').addEventListener('click', async () => {
   out.className = 'note';
   out.textContent = 'starting…';
   try {
-    const r = await api('/api/runs', { body: { source: $('proposal-toml').value } });
+    const r = await api('/api/runs', { body: { source: $('proposal-toml').value, proposal: S.proposalRun } });
     out.textContent = `run ${r.run} started`;
     out.className = 'note ok';
     $('proposal').hidden = true;
@@ -1142,7 +1146,33 @@ $('proposal-run').addEventListener('click', async () => {
     out.className = 'note error';
   }
 });
-$('proposal-discard').addEventListener('click', () => { $('proposal').hidden = true; });
+$('proposal-discard').addEventListener('click', async () => {
+  const out = $('proposal-status');
+  try {
+    if (S.proposalRun) await api(`/api/plans/${encodeURIComponent(S.proposalRun)}/discard`, { method: 'POST', body: {} });
+    $('proposal').hidden = true;
+    refreshInbox();
+  } catch (err) {
+    out.textContent = (err.body && err.body.message) || err.message;
+    out.className = 'note error';
+  }
+});
+
+/** Opens a planner's plan that waits for a yes (from the inbox, or a
+ * notification's `?proposal=RUN` link) to read, edit and run. */
+async function openProposal(run) {
+  try {
+    const p = await api(`/api/plans/${encodeURIComponent(run)}`);
+    if (p.status !== 'ready') throw new Error(`the plan of run ${run} is ${p.status}`);
+    showProposal(p);
+    if (p.decided) {
+      $('proposal-status').textContent = `this plan was ${p.decided.decision}${p.decided.run ? ` (run ${p.decided.run})` : ''}`;
+    }
+    $('proposal').scrollIntoView({ block: 'nearest' });
+  } catch (err) {
+    showError(err);
+  }
+}
 
 // ---------- start ----------
 
@@ -1164,6 +1194,7 @@ async function start() {
   const q = new URLSearchParams(window.location.search);
   if (q.get('run')) await selectRun(q.get('run'));
   if (q.get('run') && q.get('task')) await selectTask(q.get('task'));
+  if (q.get('proposal')) await openProposal(q.get('proposal'));
   if ($('login').hidden) connect();
 }
 

@@ -11,6 +11,7 @@ pub mod git_door;
 mod intake;
 pub mod mcp;
 mod notify;
+mod proposals;
 mod pulls;
 mod runner;
 mod schedule;

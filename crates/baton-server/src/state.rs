@@ -72,6 +72,8 @@ pub struct AppState {
     /// What signs and checks the action links notifications carry (set
     /// once the server knows where it is reached).
     pub links: std::sync::OnceLock<crate::notify::links::Links>,
+    /// Held while a planner's plan is said yes or no to.
+    pub proposals: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -104,6 +106,7 @@ impl AppState {
             inbound: Mutex::new(Vec::new()),
             deliveries: Mutex::new(std::collections::VecDeque::new()),
             links: std::sync::OnceLock::new(),
+            proposals: tokio::sync::Mutex::new(()),
         }))
     }
 

@@ -8,6 +8,7 @@ pub mod check;
 pub mod clean;
 pub mod completions;
 pub mod diff;
+pub mod discard;
 pub mod doctor;
 pub mod inbox;
 pub mod init;

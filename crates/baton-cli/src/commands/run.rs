@@ -2,6 +2,7 @@
 
 use super::{load_plan, usage};
 use crate::progress;
+use baton_core::model::PlanDecision;
 use baton_core::plan::Land;
 use baton_core::{Engine, RunOptions};
 use clap::Args;
@@ -34,6 +35,10 @@ pub struct RunArgs {
     pub max_parallel: Option<usize>,
     #[command(flatten)]
     pub ci: super::CiArgs,
+    /// The planner's run whose plan this is (`baton approve` of a plan in
+    /// the inbox): the yes is recorded once the run starts.
+    #[arg(skip)]
+    pub proposal: Option<String>,
 }
 
 impl RunArgs {
@@ -48,6 +53,7 @@ impl RunArgs {
             here: false,
             max_parallel: None,
             ci: Default::default(),
+            proposal: None,
         }
     }
 }
@@ -93,6 +99,16 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
             other => anyhow::Error::new(other),
         })?;
     let run = engine.run_id().to_string();
+    if let Some(planner) = &args.proposal {
+        let (planner, r) = (planner.clone(), run.clone());
+        let decided = engine
+            .store()
+            .call(move |s| s.decide_plan(&planner, PlanDecision::Approved, Some(&r)))
+            .await;
+        if !matches!(decided, Ok(true)) {
+            eprintln!("warning: the plan was decided on elsewhere meanwhile; run {run} goes on");
+        }
+    }
     let json = args.json;
     let code = progress::drive(engine, json, &args.ci.output()).await?;
     if code != 0 || land == Land::None {

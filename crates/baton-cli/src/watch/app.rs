@@ -1,6 +1,7 @@
 //! What `baton watch` shows and what a key does: plain state, no terminal
 //! and no store, so every key is unit-tested.
 
+use baton_core::inbox::ItemKind;
 use baton_core::model::ControlKind;
 use baton_core::store::{RunRecord, TaskRecord};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -57,6 +58,12 @@ pub enum Command {
     Answer {
         id: i64,
         text: String,
+    },
+    /// Yes or no to inbox item `id`, a plan (of planning run `run`).
+    Plan {
+        id: i64,
+        run: String,
+        approve: bool,
     },
     /// A control for the task of an inbox item, in whichever run it is.
     Item {
@@ -212,7 +219,11 @@ impl App {
                 self.note = Some(format!("answering {option}…"));
                 return Some(Command::Answer { id, text: option });
             }
+            KeyCode::Char('a') if self.inbox_item().is_some_and(|i| i.kind == ItemKind::Plan) => {
+                return self.plan_decision(true)
+            }
             KeyCode::Char('a') => return self.item_control("approve", ControlKind::Approve),
+            KeyCode::Char('d') => return self.plan_decision(false),
             KeyCode::Char('r') => return self.item_control("retry", ControlKind::Retry),
             KeyCode::Char('s') => return self.item_control("stop", ControlKind::Stop),
             _ => {}
@@ -235,6 +246,20 @@ impl App {
             return None;
         }
         Some(item)
+    }
+
+    /// Yes (`a`) or no (`d`) to the selected plan waiting for one.
+    fn plan_decision(&mut self, approve: bool) -> Option<Command> {
+        let item = self.item_allowing(if approve { "approve" } else { "discard" })?;
+        self.note = Some(match approve {
+            true => format!("running the plan of run {}…", item.run),
+            false => format!("discarding the plan of run {}…", item.run),
+        });
+        Some(Command::Plan {
+            id: item.id,
+            run: item.run,
+            approve,
+        })
     }
 
     fn item_control(&mut self, action: &str, kind: ControlKind) -> Option<Command> {

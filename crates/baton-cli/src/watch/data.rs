@@ -3,7 +3,7 @@
 
 use super::app::{App, Command, Line, Pane};
 use baton_core::control::{self, ControlError};
-use baton_core::model::ControlKind;
+use baton_core::model::{ControlKind, PlanDecision};
 use baton_core::paths::StatePaths;
 use baton_core::store::{RunRecord, Store, StoreError, TaskRecord};
 use baton_core::Repo;
@@ -98,6 +98,37 @@ impl Source {
         text.lines().map(str::to_string).collect()
     }
 
+    /// Yes or no to a plan waiting in the inbox, in one line. A run is
+    /// started by the repository's `baton serve` (the watch cannot host
+    /// one); without a server, `baton approve ID` runs it.
+    async fn decide_plan(&self, id: i64, run: String, approve: bool) -> String {
+        if approve {
+            let Some(server) = crate::client::find(&self.repo.state_dir()) else {
+                return format!(
+                    "no baton serve is up to run it: `baton approve {id}` runs it here"
+                );
+            };
+            let path = format!("/api/inbox/{id}/approve");
+            let said = tokio::task::spawn_blocking(move || {
+                server.json("POST", &path, Some(&serde_json::json!({})))
+            })
+            .await;
+            return match said {
+                Ok(Ok(v)) => v["message"].as_str().unwrap_or("started").to_string(),
+                Ok(Err(e)) => format!("error: {e}"),
+                Err(e) => format!("error: {e}"),
+            };
+        }
+        let decided = self.store.call(move |s| {
+            baton_core::planner::proposal::decide(s, &run, PlanDecision::Discarded, None)
+                .map(|()| run)
+        });
+        match decided.await {
+            Ok(run) => format!("discarded the plan of run {run}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
     /// Carries out a control and says how it went, in one line.
     pub async fn act(&self, rec: Option<RunRecord>, cmd: Command) -> String {
         let (rec, task, kind, message) = match cmd {
@@ -110,6 +141,7 @@ impl Source {
                 let answered = control::answer_question(&self.store, &self.paths, id, &text);
                 return said(answered.await);
             }
+            Command::Plan { id, run, approve } => return self.decide_plan(id, run, approve).await,
             Command::Item { run, task, kind } => {
                 let found = self.store.call(move |s| s.run(&run)).await;
                 (found.ok(), task, kind, None)

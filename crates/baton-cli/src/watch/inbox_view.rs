@@ -89,7 +89,9 @@ pub fn detail(f: &mut Frame, app: &App, area: Rect) {
         .map(|a| match *a {
             "answer" if i.options.is_empty() => "Enter type the answer",
             "answer" => "1-9 pick an option · Enter type one",
+            "approve" if i.kind == baton_core::inbox::ItemKind::Plan => "a run it",
             "approve" => "a approve",
+            "discard" => "d discard",
             "retry" => "r retry",
             "stop" => "s stop",
             other => other,

@@ -109,6 +109,7 @@ pub async fn run(source: Source, run: Option<String>) -> anyhow::Result<i32> {
                             cmd @ (Command::Control { .. }
                             | Command::Answer { .. }
                             | Command::Item { .. }
+                            | Command::Plan { .. }
                             | Command::Comment { .. }
                             | Command::SubmitReview { .. }),
                         ) => {

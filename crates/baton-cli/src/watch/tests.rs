@@ -374,3 +374,31 @@ fn the_inbox_answers_by_option_or_by_typing_and_acts_on_other_runs() {
         Some(Command::Control { task, kind: ControlKind::Retry, .. }) if task == "docs"
     ));
 }
+
+#[test]
+fn a_plan_in_the_inbox_is_run_with_a_and_discarded_with_d() {
+    use baton_core::inbox::ItemKind;
+    let mut a = app();
+    let mut plan = item(11, ItemKind::Plan, &[], vec!["approve", "discard"]);
+    plan.task = None;
+    a.set_inbox(vec![
+        item(9, ItemKind::Approval, &[], vec!["approve", "stop"]),
+        plan,
+    ]);
+    a.on_key(key(KeyCode::Char('i')));
+    assert_eq!(a.on_key(key(KeyCode::Char('d'))), None);
+    assert!(
+        a.note.as_deref().unwrap().contains("allows approve, stop"),
+        "a task is not discarded: {:?}",
+        a.note
+    );
+    a.on_key(key(KeyCode::Down));
+    let plan = |approve| Command::Plan {
+        id: 11,
+        run: "r2".into(),
+        approve,
+    };
+    assert_eq!(a.on_key(key(KeyCode::Char('a'))), Some(plan(true)));
+    assert_eq!(a.on_key(key(KeyCode::Char('d'))), Some(plan(false)));
+    assert_eq!(a.on_key(key(KeyCode::Char('r'))), None);
+}

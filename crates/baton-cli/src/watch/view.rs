@@ -279,7 +279,7 @@ fn footer(app: &App) -> Line<'static> {
         _ => match &app.note {
             Some(note) => Line::from(note.clone()),
             None if app.inbox_open => Line::styled(
-                "↑↓ select · 1-9 pick an option · Enter answer · a approve · r retry · s stop · i Esc back · q quit",
+                "↑↓ select · 1-9 pick an option · Enter answer · a approve · r retry · s stop · d discard · i Esc back · q quit",
                 Style::new().fg(Color::DarkGray),
             ),
             None => Line::styled(

@@ -18,6 +18,7 @@ pub const KINDS: &[&str] = &[
     "conflicted",
     "limit",
     "pull",
+    "plan",
     "stalled",
     "run",
 ];

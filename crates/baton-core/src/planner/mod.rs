@@ -270,6 +270,21 @@ pub fn out_of(plan_source: &str) -> Option<PathBuf> {
     out.as_str().map(PathBuf::from)
 }
 
+/// The goal a planning run was given, read back from its planner's prompt
+/// (for the inbox: what the plan waiting for a yes is for).
+pub fn goal_of(plan_source: &str) -> Option<String> {
+    let doc: toml::Table = plan_source.parse().ok()?;
+    let prompt = doc
+        .get("task")?
+        .as_array()?
+        .first()?
+        .get("prompt")?
+        .as_str()?;
+    let (_, rest) = prompt.split_once("## The goal\n\n")?;
+    let (goal, _) = rest.split_once("\n\n## Where to write it\n\n")?;
+    Some(goal.replace("{% endraw %}{{ '{% endraw %}' }}{% raw %}", "{% endraw %}"))
+}
+
 fn sh_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
@@ -279,6 +294,8 @@ fn sh_quote(s: &str) -> String {
     }
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+pub mod proposal;
 
 #[cfg(test)]
 mod tests;

@@ -101,6 +101,12 @@ fn the_goal_and_the_reference_reach_the_planner_as_text_not_template() {
     };
     let prompt = render(&plan.tasks[0].prompt, &ctx).unwrap();
     assert!(prompt.contains(goal), "{prompt}");
+    assert_eq!(
+        goal_of(&source).as_deref(),
+        Some(goal),
+        "read back for the inbox"
+    );
+    assert_eq!(goal_of("[[task]]\nid = \"x\"\nprompt = \"y\"\n"), None);
     assert!(prompt.contains("/tmp/plans/it's.toml"));
     assert!(prompt.contains("one objective per task"));
     assert!(prompt.contains("[agent.claude]"));

@@ -11,6 +11,7 @@ impl Store {
         let mut items = self.question_items()?;
         items.extend(self.task_items(now - ENDED_RUNS_SHOWN_MS)?);
         items.extend(self.pull_items()?);
+        items.extend(self.plan_items(now - ENDED_RUNS_SHOWN_MS)?);
         items.sort_by_key(|i| (i.since, i.id));
         Ok(items)
     }

@@ -6,6 +6,7 @@ mod inbox;
 mod messages;
 mod notify;
 mod ports;
+mod proposals;
 mod pulls;
 mod questions;
 mod records;

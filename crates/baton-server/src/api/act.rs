@@ -7,15 +7,13 @@
 
 use super::ApiError;
 use crate::notify::links::{Claim, LinkError};
-use crate::runner;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use baton_core::clock::now_ms;
-use baton_core::inbox::Item;
-use baton_core::model::ControlKind;
+use baton_core::inbox::{Item, ItemKind};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -70,16 +68,7 @@ async fn act_once(st: &Arc<AppState>, token: &str) -> Result<baton_core::engine:
     if !fresh {
         return Err(ApiError::new(StatusCode::GONE, LinkError::Used.to_string()));
     }
-    if claim.action == "answer" {
-        let text = claim.answer.clone().unwrap_or_default();
-        return Ok(baton_core::control::answer_question(&st.store, &st.paths, id, &text).await?);
-    }
-    let kind: ControlKind = claim
-        .action
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "an action baton does not know"))?;
-    let task = item.task.unwrap_or_default();
-    Ok(runner::control(st, &item.run, &task, kind, None).await?)
+    super::inbox::perform(st, &item, &claim.action, claim.answer.clone()).await
 }
 
 /// The link's claim and the item it is about, if the link is baton's, has
@@ -127,6 +116,10 @@ fn said(claim: &Claim, item: &Item) -> String {
     let task = item.task.as_deref().unwrap_or("");
     match (claim.action.as_str(), &claim.answer) {
         ("answer", Some(a)) => format!("Answer {:?} to task {task}'s question: {}", a, item.text),
+        ("approve", _) if item.kind == ItemKind::Plan => {
+            format!("Run the plan of run {}: {}", item.run, item.text)
+        }
+        ("discard", _) => format!("Discard the plan of run {}: {}", item.run, item.text),
         (action, _) => format!(
             "{} task {task} of run {} ({})",
             crate::notify::capitalised(action),

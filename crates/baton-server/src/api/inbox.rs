@@ -1,16 +1,18 @@
 //! `/api/inbox`: everything that needs a person, across runs (see
 //! `baton_core::inbox`), and acting on an item by its id: answer a
-//! question, approve, retry or stop the item's task.
+//! question, approve, retry or stop the item's task, run or discard a
+//! planner's plan.
 
 use super::{ApiError, JsonBody};
-use crate::runner;
 use crate::state::AppState;
+use crate::{proposals, runner};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use baton_core::clock::now_ms;
-use baton_core::inbox::Item;
+use baton_core::engine::Answer;
+use baton_core::inbox::{Item, ItemKind};
 use baton_core::model::ControlKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -54,26 +56,51 @@ pub async fn act(
             ),
         ));
     }
-    let answer = match action.as_str() {
-        "answer" => {
-            let text = body.text.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "answer needs a non-empty \"text\"")
-            })?;
-            baton_core::control::answer_question(&st.store, &st.paths, id, &text).await?
-        }
-        other => {
-            let kind: ControlKind = other
-                .parse()
-                .map_err(|_| ApiError::not_found(format!("unknown action {other:?}")))?;
-            let task = item.task.clone().unwrap_or_default();
-            runner::control(&st, &item.run, &task, kind, None).await?
-        }
-    };
+    let answer = perform(&st, &item, &action, body.text).await?;
     let status = match answer.ok {
         true => StatusCode::OK,
         false => StatusCode::CONFLICT,
     };
     Ok((status, Json(json!(answer))).into_response())
+}
+
+/// Does `action` on `item` (which allows it): answers its question (with
+/// `text`), says yes or no to its plan, or sends its task the control.
+pub(crate) async fn perform(
+    st: &Arc<AppState>,
+    item: &Item,
+    action: &str,
+    text: Option<String>,
+) -> Result<Answer, ApiError> {
+    match (item.kind, action) {
+        (_, "answer") => {
+            let text = text.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "answer needs a non-empty \"text\"")
+            })?;
+            Ok(baton_core::control::answer_question(&st.store, &st.paths, item.id, &text).await?)
+        }
+        (ItemKind::Plan, "approve") => {
+            let run = proposals::approve(st, &item.run, None).await?;
+            Ok(Answer::yes(format!(
+                "run {run} started: the plan of run {}",
+                item.run
+            )))
+        }
+        (ItemKind::Plan, "discard") => {
+            proposals::discard(st, &item.run).await?;
+            Ok(Answer::yes(format!(
+                "the plan of run {} was discarded",
+                item.run
+            )))
+        }
+        (_, other) => {
+            let kind: ControlKind = other
+                .parse()
+                .map_err(|_| ApiError::not_found(format!("unknown action {other:?}")))?;
+            let task = item.task.clone().unwrap_or_default();
+            Ok(runner::control(st, &item.run, &task, kind, None).await?)
+        }
+    }
 }
 
 async fn find(st: &AppState, id: i64) -> Result<Item, ApiError> {

@@ -60,6 +60,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/runs", get(runs::list).post(runs::start))
         .route("/plans", post(plans::propose))
         .route("/plans/{run}", get(plans::proposal))
+        .route("/plans/{run}/discard", post(plans::discard))
         .route("/runs/{run}", get(runs::report))
         .route("/runs/{run}/usage", get(runs::usage))
         .route("/runs/{run}/events", get(runs::events))

@@ -75,13 +75,16 @@ pub async fn document() -> Json<Value> {
             "/api/incoming": { "get": op("Where work comes in from: the served plan's sources (with the items taken lately, each with its run and task), schedules (with their next time and what they started last) and hooks", &[], None, 200, obj.clone()) },
             "/api/runs": {
                 "get": op("Runs, newest first", &[], None, 200, obj.clone()),
-                "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`)", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
+                "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`); `proposal` (a planner's run) says yes to its plan, as written or as `source`", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" }, "proposal": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
             },
             "/api/plans": {
                 "post": op("Have a planner agent propose a plan for a goal; answers the planner's run", &[], Some(json!({ "type": "object", "required": ["goal"], "properties": { "goal": { "type": "string" }, "agent": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))
             },
             "/api/plans/{run}": {
-                "get": op("A proposed plan: planning, ready (its TOML, tasks and the planner's words) or failed (why, and its draft)", &["run"], None, 200, obj.clone())
+                "get": op("A proposed plan: planning, ready (its TOML, tasks and the planner's words; `decided` once it was run or discarded) or failed (why, and its draft)", &["run"], None, 200, obj.clone())
+            },
+            "/api/plans/{run}/discard": {
+                "post": op("Say no to a proposed plan: it leaves the inbox", &["run"], Some(obj.clone()), 200, obj.clone())
             },
             "/api/runs/{run}": { "get": op("A run's report", &["run"], None, 200, json!({ "$ref": "#/components/schemas/Report" })) },
             "/api/runs/{run}/usage": { "get": op("Tokens and cost per task and in all", &["run"], None, 200, obj.clone()) },

@@ -30,6 +30,17 @@ pub async fn propose(
     Ok((StatusCode::CREATED, Json(json!({ "run": run }))))
 }
 
+/// Says no to a planner's plan (the dashboard's Discard).
+pub async fn discard(
+    State(st): State<Arc<AppState>>,
+    Path(run): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    crate::proposals::discard(&st, &run).await?;
+    Ok(Json(
+        json!({ "ok": true, "message": format!("the plan of run {run} was discarded") }),
+    ))
+}
+
 /// Where a planner stands: `planning`, `ready` (with the plan's text, its
 /// tasks and the planner's words) or `failed` (with why, and its draft).
 pub async fn proposal(
@@ -37,11 +48,18 @@ pub async fn proposal(
     Path(run): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = run.clone();
-    let (rec, tasks) = st
+    let (rec, tasks, decided) = st
         .store
-        .call(move |s| Ok::<_, baton_core::store::StoreError>((s.run(&id)?, s.tasks(&id)?)))
+        .call(move |s| {
+            Ok::<_, baton_core::store::StoreError>((
+                s.run(&id)?,
+                s.tasks(&id)?,
+                s.plan_decision(&id)?,
+            ))
+        })
         .await
         .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let decided = decided.map(|(decision, run)| json!({ "decision": decision, "run": run }));
     let out = planner::out_of(&rec.plan_source)
         .ok_or_else(|| ApiError::not_found(format!("run {run} is not a planner's run")))?;
     let Some(task) = tasks.first() else {
@@ -60,7 +78,7 @@ pub async fn proposal(
                         .iter()
                         .map(|t| json!({ "id": t.id, "agent": t.agent, "needs": t.needs, "status": "pending" }))
                         .collect();
-                    json!({ "run": run, "status": "ready", "plan": text, "tasks": tasks, "said": task.result })
+                    json!({ "run": run, "status": "ready", "plan": text, "tasks": tasks, "said": task.result, "decided": decided })
                 }
                 Err(e) => json!({ "run": run, "status": "failed", "error": e, "draft": draft() }),
             }

@@ -47,12 +47,25 @@ pub struct StartRun {
     plan: Option<String>,
     /// Or the plan itself, as TOML text (the dashboard's edited proposal).
     source: Option<String>,
+    /// The planner's run whose plan this says yes to (as `source`, or as
+    /// the planner wrote it): recorded, so it leaves the inbox.
+    proposal: Option<String>,
 }
 
 pub async fn start(
     State(st): State<Arc<AppState>>,
     JsonBody(body): JsonBody<StartRun>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if let Some(planner) = body.proposal {
+        if body.plan.is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "\"proposal\" runs a planner's plan: give no \"plan\" file with it",
+            ));
+        }
+        let run = crate::proposals::approve(&st, &planner, body.source).await?;
+        return Ok((StatusCode::CREATED, Json(json!({ "run": run }))));
+    }
     let run = match (body.plan, body.source) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(

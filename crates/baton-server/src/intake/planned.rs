@@ -9,7 +9,7 @@
 use super::Intake;
 use crate::runner::{self, RunnerError};
 use crate::state::AppState;
-use baton_core::model::RunStatus;
+use baton_core::model::{PlanDecision, RunStatus};
 use baton_core::planner;
 use baton_core::store::SourceItem;
 use baton_core::tracker::{self, Report, TrackerError};
@@ -62,6 +62,13 @@ impl Intake {
                 return self.report_failed_plan(state, item, &why).await;
             }
         };
+        let (planner, r) = (item.run_id.clone(), run.clone());
+        let what = format!("that run {run} is planning run {planner}'s plan");
+        state
+            .write(what, move |s| {
+                s.decide_plan(&planner, PlanDecision::Approved, Some(&r))
+            })
+            .await;
         let tasks: Vec<String> = plan.tasks.iter().map(|t| t.id.clone()).collect();
         tracing::info!(
             "{}: {} was planned as run {run} ({})",

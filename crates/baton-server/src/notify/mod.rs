@@ -13,7 +13,7 @@ mod webhook;
 
 use crate::state::AppState;
 use baton_core::clock::now_ms;
-use baton_core::inbox::Item;
+use baton_core::inbox::{Item, ItemKind};
 use baton_core::model::EventKind;
 use baton_core::payload::Payload;
 use baton_core::plan::NotifySettings;
@@ -201,7 +201,11 @@ impl Teller {
                 let text = format!("task {t} of run {} has gone silent (stalled)", e.run_id);
                 Some(self.plain("stalled", e, format!("{t} stalled"), text))
             }
-            k if k.needs_attention() || k == EventKind::Waiting => {
+            // A planner's success opens a plan waiting for a yes.
+            k if k.needs_attention()
+                || k == EventKind::Waiting
+                || (k == EventKind::Succeeded && task.as_deref() == Some("plan")) =>
+            {
                 let items = match inbox {
                     Some(items) => items,
                     None => inbox.insert(self.inbox().await),
@@ -243,8 +247,11 @@ impl Teller {
                         });
                     }
                 }
-                "approve" | "retry" => actions.push(Button {
-                    label: capitalised(a),
+                "approve" | "retry" | "discard" => actions.push(Button {
+                    label: match (item.kind, *a) {
+                        (ItemKind::Plan, "approve") => "Run it".into(),
+                        _ => capitalised(a),
+                    },
                     url: self.links.link(item.id, a, None, now),
                 }),
                 _ => {}
@@ -254,6 +261,7 @@ impl Teller {
             "question" => format!("{task} asks"),
             "approval" => format!("{task} waits for your approval"),
             "pull" => format!("run {} needs you", item.run),
+            "plan" => "a plan waits for a yes".to_string(),
             other => format!("{task} {other}"),
         };
         let text = match item.kind.as_str() {
@@ -262,7 +270,7 @@ impl Teller {
                 "baton: task {task} of run {} waits for your approval",
                 item.run
             ),
-            "pull" => format!("baton: {}", item.text),
+            "pull" | "plan" => format!("baton: {}", item.text),
             _ => format!(
                 "baton: task {task} of run {} {}: {}",
                 item.run, item.kind, item.text
@@ -274,6 +282,7 @@ impl Teller {
             "conflicted" => EventKind::Conflicted,
             "limit" => EventKind::Waiting,
             "pull" => EventKind::PullNeedsYou,
+            "plan" => EventKind::Succeeded,
             _ => EventKind::Failed,
         };
         Notice {
@@ -283,7 +292,15 @@ impl Teller {
             task: item.task.clone(),
             title,
             text,
-            click: self.click(&item.run, item.task.as_deref()),
+            click: match item.kind {
+                // The dashboard opens the plan to read (and edit) it.
+                ItemKind::Plan => Some(format!(
+                    "{}/?proposal={}",
+                    self.base.trim_end_matches('/'),
+                    item.run
+                )),
+                _ => self.click(&item.run, item.task.as_deref()),
+            },
             item: Some(item),
             actions,
         }

@@ -1,0 +1,49 @@
+//! `baton discard`: say no to a plan a planner wrote (an item of `baton
+//! inbox`); it leaves the inbox and can no longer be run from there.
+
+use baton_core::inbox::{Item, ItemKind};
+use baton_core::model::PlanDecision;
+use clap::Args;
+use std::path::Path;
+
+/// Discard a plan waiting for a yes: the planner's plan that `baton inbox`
+/// lists under ID (`baton approve ID` would run it instead).
+#[derive(Args)]
+pub struct DiscardArgs {
+    /// The plan's id in `baton inbox`.
+    pub id: String,
+}
+
+pub async fn run(cwd: &Path, args: DiscardArgs) -> anyhow::Result<i32> {
+    let Some(plan) = plan_item(cwd, &args.id).await? else {
+        return Err(super::usage(format!(
+            "no plan in `baton inbox` has id {:?} (`baton inbox` lists them)",
+            args.id
+        )));
+    };
+    let repo = super::open_repo(cwd)?;
+    let (store, _) = super::open_store(&repo)?;
+    let planner = plan.run.clone();
+    store
+        .call(move |s| {
+            baton_core::planner::proposal::decide(s, &planner, PlanDecision::Discarded, None)
+        })
+        .await
+        .map_err(|e| super::usage(e.to_string()))?;
+    println!("discarded the plan of run {}", plan.run);
+    Ok(0)
+}
+
+/// The inbox's plan item with id `id`, if `id` is one.
+pub async fn plan_item(cwd: &Path, id: &str) -> anyhow::Result<Option<Item>> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    let repo = super::open_repo(cwd)?;
+    let Ok((store, _)) = super::open_store(&repo) else {
+        return Ok(None);
+    };
+    let now = baton_core::clock::now_ms();
+    let item = store.call(move |s| s.inbox_item(id, now)).await?;
+    Ok(item.filter(|i| i.kind == ItemKind::Plan))
+}
