@@ -322,7 +322,7 @@ fn approve_and_discard_say_yes_and_no_to_plans_with_a_server_or_without() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout)
-        .contains(&format!("discarded the plan of run {second}")));
+        .contains(&format!("the plan of run {second} was discarded")));
     let out = output(baton(&env).args(["discard", &no]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
@@ -335,11 +335,12 @@ fn approve_and_discard_say_yes_and_no_to_plans_with_a_server_or_without() {
     );
     assert_eq!(status, 409, "{said}");
     assert!(said.contains("discarded already"), "{said}");
-    // Nor is a task's id (or a run's task) a plan to discard.
-    assert_eq!(
-        output(baton(&env).args(["discard", "plan"])).status.code(),
-        Some(2)
-    );
+    // Nor is an item that is no plan, or a number that names nothing.
+    let yes_n: i64 = yes.parse().unwrap();
+    for not_a_plan in ["plan".to_string(), (yes_n + 100_000).to_string()] {
+        let out = output(baton(&env).args(["discard", &not_a_plan]));
+        assert_eq!(out.status.code(), Some(2), "{not_a_plan}");
+    }
 
     // Yes with a server up: the server runs it.
     let out = output(baton(&env).args(["approve", &yes]));

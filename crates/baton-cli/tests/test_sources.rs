@@ -626,6 +626,9 @@ poll = "5s"
         &format!("SELECT id || ' ' || status FROM tasks WHERE run_id = '{run}' ORDER BY position"),
     );
     assert_eq!(statuses, ["hello succeeded", "bye succeeded"]);
+    // The item's plan ran as it was planned: it never waited for a yes.
+    let inbox = output(baton(&env).args(["inbox", "--json"]));
+    assert_eq!(String::from_utf8_lossy(&inbox.stdout).trim(), "[]");
 }
 
 /// While GitHub's rate limit holds, a signed webhook does not make baton

@@ -15,6 +15,7 @@ pub mod executor;
 mod failpoint;
 pub mod follow;
 pub mod forge;
+pub mod gateway;
 pub mod git;
 pub mod inbox;
 pub mod init;

@@ -378,13 +378,23 @@ names! {
 }
 
 names! {
+    /// A provider API the agent CLIs speak (the model gateway's).
+    Provider, "model provider" {
+        /// Anthropic Messages (Claude Code).
+        Anthropic = "anthropic",
+        /// OpenAI Responses and Chat Completions (Codex).
+        Openai = "openai",
+        /// Gemini generateContent and streamGenerateContent (Gemini CLI).
+        Gemini = "gemini",
+    }
+}
+
+names! {
     /// What became of a planner's plan.
     PlanDecision, "plan decision" {
         /// A person said yes: it runs (as the decision's run).
         Approved = "approved",
         Discarded = "discarded",
-        /// `baton plan` wrote it to a file, for its person to run.
-        Written = "written",
     }
 }
 

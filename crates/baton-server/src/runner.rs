@@ -288,6 +288,7 @@ pub async fn propose(
     state: &Arc<AppState>,
     goal: &str,
     agent: Option<&str>,
+    waits: bool,
 ) -> Result<String, RunnerError> {
     let root = &state.opts.repo.root;
     let path = root.join(&state.opts.plan);
@@ -312,6 +313,7 @@ pub async fn propose(
         instructions: None,
         check: vec![baton.display().to_string(), "check".into()],
         retries: 2,
+        waits,
     };
     let prepared =
         baton_core::planner::prepare(root, &state.opts.repo.state_dir(), setup).map_err(invalid)?;

@@ -15,13 +15,20 @@ pub struct DiscardArgs {
 }
 
 pub async fn run(cwd: &Path, args: DiscardArgs) -> anyhow::Result<i32> {
-    let Some(plan) = plan_item(cwd, &args.id).await? else {
+    let Some(plan) = plan_item(cwd, &args.id, None).await? else {
         return Err(super::usage(format!(
             "no plan in `baton inbox` has id {:?} (`baton inbox` lists them)",
             args.id
         )));
     };
     let repo = super::open_repo(cwd)?;
+    // A server decides under its lock: a no never lands on a yes it is giving.
+    if let Some(server) = crate::client::find(&repo.state_dir()) {
+        let path = format!("/api/inbox/{}/discard", plan.id);
+        let said = server.json("POST", &path, Some(&serde_json::json!({})))?;
+        println!("{}", said["message"].as_str().unwrap_or("discarded"));
+        return Ok(0);
+    }
     let (store, _) = super::open_store(&repo)?;
     let planner = plan.run.clone();
     store
@@ -34,15 +41,25 @@ pub async fn run(cwd: &Path, args: DiscardArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The inbox's plan item with id `id`, if `id` is one.
-pub async fn plan_item(cwd: &Path, id: &str) -> anyhow::Result<Option<Item>> {
-    let Ok(id) = id.parse::<i64>() else {
+/// The inbox's plan item with id `id`, if `id` is one: not when a run is
+/// named (a task of it is meant) or the latest run has a task `id`.
+pub async fn plan_item(cwd: &Path, id: &str, run: Option<&str>) -> anyhow::Result<Option<Item>> {
+    let Ok(n) = id.parse::<i64>() else {
         return Ok(None);
     };
+    if run.is_some() {
+        return Ok(None);
+    }
     let repo = super::open_repo(cwd)?;
     let Ok((store, _)) = super::open_store(&repo) else {
         return Ok(None);
     };
+    if let Ok(latest) = store.find_run(None) {
+        if store.task(&latest.id, id)?.is_some() {
+            return Ok(None);
+        }
+    }
+    let id = n;
     let now = baton_core::clock::now_ms();
     let item = store.call(move |s| s.inbox_item(id, now)).await?;
     Ok(item.filter(|i| i.kind == ItemKind::Plan))

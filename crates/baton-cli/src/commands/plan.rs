@@ -5,7 +5,6 @@ use super::{open_repo, usage};
 use crate::ci::CiOutput;
 use crate::progress;
 use baton_core::init::{plan_text, Project};
-use baton_core::model::PlanDecision;
 use baton_core::planner::{self, Profiles};
 use baton_core::Engine;
 use clap::Args;
@@ -74,6 +73,7 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         instructions,
         check: vec![exe.display().to_string(), "check".into()],
         retries: args.retries,
+        waits: false,
     };
     let prepared = planner::prepare(&repo.root, &repo.state_dir(), setup).map_err(|e| match e {
         planner::PrepareError::Io(m) => anyhow::anyhow!(m),
@@ -100,17 +100,6 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
     let (text, plan) = planner::read_plan(&out, &shown, &repo.root).map_err(anyhow::Error::msg)?;
     std::fs::write(&output, &text)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
-    // The person has the plan now, as a file: it waits in no inbox.
-    let (id, what) = (
-        run.clone(),
-        format!("that run {run}'s plan went to {}", shown.display()),
-    );
-    let decided = store
-        .call(move |s| s.decide_plan(&id, PlanDecision::Written, None))
-        .await;
-    if let Err(e) = decided {
-        eprintln!("warning: cannot record {what}: {e}");
-    }
     let id = run.clone();
     let said = store
         .call(move |s| s.task(&id, "plan"))

@@ -98,26 +98,27 @@ impl Source {
         text.lines().map(str::to_string).collect()
     }
 
-    /// Yes or no to a plan waiting in the inbox, in one line. A run is
-    /// started by the repository's `baton serve` (the watch cannot host
-    /// one); without a server, `baton approve ID` runs it.
+    /// Yes or no to a plan waiting in the inbox, in one line: through the
+    /// repository's `baton serve` when one is up (it starts the run, as the
+    /// watch cannot host one, and decides under its lock); without one, a
+    /// no is recorded here and a yes is left to `baton approve ID`.
     async fn decide_plan(&self, id: i64, run: String, approve: bool) -> String {
-        if approve {
-            let Some(server) = crate::client::find(&self.repo.state_dir()) else {
-                return format!(
-                    "no baton serve is up to run it: `baton approve {id}` runs it here"
-                );
-            };
-            let path = format!("/api/inbox/{id}/approve");
+        let server = crate::client::find(&self.repo.state_dir());
+        if let Some(server) = server {
+            let action = if approve { "approve" } else { "discard" };
+            let path = format!("/api/inbox/{id}/{action}");
             let said = tokio::task::spawn_blocking(move || {
                 server.json("POST", &path, Some(&serde_json::json!({})))
             })
             .await;
             return match said {
-                Ok(Ok(v)) => v["message"].as_str().unwrap_or("started").to_string(),
+                Ok(Ok(v)) => v["message"].as_str().unwrap_or("done").to_string(),
                 Ok(Err(e)) => format!("error: {e}"),
                 Err(e) => format!("error: {e}"),
             };
+        }
+        if approve {
+            return format!("no baton serve is up to run it: `baton approve {id}` runs it here");
         }
         let decided = self.store.call(move |s| {
             baton_core::planner::proposal::decide(s, &run, PlanDecision::Discarded, None)

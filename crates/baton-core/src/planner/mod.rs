@@ -188,6 +188,10 @@ pub fn paths(state_dir: &Path, stamp: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// How the planner's own plan file of a planning run whose plan waits for
+/// a person's yes ends (the inbox lists such runs by it).
+pub const PROPOSAL_SUFFIX: &str = "-proposal.toml";
+
 /// A planning run ready to start: its one-task plan (also written to
 /// `planner_path`), and where the planner writes (`out`).
 pub struct Prepared {
@@ -206,6 +210,10 @@ pub struct Setup<'a> {
     pub instructions: Option<String>,
     pub check: Vec<String>,
     pub retries: u32,
+    /// Its plan waits for a person's yes in the inbox (the dashboard's
+    /// goal box); false where its caller runs or writes it (`baton plan`,
+    /// a tracker's item).
+    pub waits: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +241,10 @@ pub fn prepare(root: &Path, state_dir: &Path, s: Setup) -> Result<Prepared, Prep
             .unwrap_or_else(|_| INSTRUCTIONS.to_string()),
     };
     let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "-");
-    let (out, planner_path) = paths(state_dir, &stamp);
+    let (out, mut planner_path) = paths(state_dir, &stamp);
+    if s.waits {
+        planner_path.set_file_name(format!("{stamp}{PROPOSAL_SUFFIX}"));
+    }
     let io = |e: std::io::Error| PrepareError::Io(format!("{}: {e}", planner_path.display()));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;

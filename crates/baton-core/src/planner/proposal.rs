@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProposalError {
-    #[error("run {0} is not a planner's run")]
+    #[error("run {0} is not a planner's run whose plan waits for a yes")]
     NotPlanning(String),
     #[error("the planner of run {0} has not written a plan (yet)")]
     NotReady(String),
@@ -39,7 +39,9 @@ pub fn waiting(store: &Store, run: &str, root: &Path) -> Result<(String, Plan), 
 /// reading it: a plan that cannot run may still be discarded).
 pub fn waiting_run(store: &Store, run: &str) -> Result<PathBuf, ProposalError> {
     let rec = store.run(run)?;
-    let out = out_of(&rec.plan_source).ok_or_else(|| ProposalError::NotPlanning(run.into()))?;
+    let out = out_of(&rec.plan_source)
+        .filter(|_| rec.plan_path.ends_with(super::PROPOSAL_SUFFIX))
+        .ok_or_else(|| ProposalError::NotPlanning(run.into()))?;
     let planned = store.task(run, "plan")?;
     if planned.map(|t| t.status) != Some(TaskStatus::Succeeded) {
         return Err(ProposalError::NotReady(run.into()));

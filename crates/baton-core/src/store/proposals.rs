@@ -1,6 +1,7 @@
 //! Plans a planner wrote and a person has yet to say yes or no to: each is
-//! a planning run (its plan names `BATON_PLAN_OUT`) whose `plan` task
-//! succeeded; a `plan_decided` event on that run closes it.
+//! a planning run started to wait for one (its planner's plan file ends in
+//! [`planner::PROPOSAL_SUFFIX`]) whose `plan` task succeeded; a
+//! `plan_decided` event on that run closes it.
 
 use super::messages::insert_event;
 use super::{Result, Store};
@@ -71,11 +72,12 @@ impl Store {
              FROM runs r JOIN tasks t ON t.run_id = r.id AND t.id = 'plan'
              JOIN events e ON e.seq = (
                  SELECT MAX(seq) FROM events WHERE run_id = r.id AND task_id = 'plan' AND kind = 'succeeded')
-             WHERE t.status = 'succeeded' AND r.plan_source LIKE '%BATON_PLAN_OUT%'
+             WHERE t.status = 'succeeded' AND r.plan_path LIKE ?2
                AND (r.finished_at IS NULL OR r.finished_at > ?1)
                AND NOT EXISTS (SELECT 1 FROM events d WHERE d.run_id = r.id AND d.kind = 'plan_decided')",
         )?;
-        let rows = st.query_map(params![ended_after], |r| {
+        let proposals = format!("%{}", planner::PROPOSAL_SUFFIX);
+        let rows = st.query_map(params![ended_after, proposals], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -93,7 +95,7 @@ impl Store {
             let goal = planner::goal_of(&source).unwrap_or_default();
             let mut text = format!("a plan for {:?} waits for a yes", cut(goal.trim()));
             if !said.trim().is_empty() {
-                text.push_str(&format!(" (the planner: {})", said.trim()));
+                text.push_str(&format!(" (the planner: {})", cut(said.trim())));
             }
             out.push(Item {
                 id: seq,

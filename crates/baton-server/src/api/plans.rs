@@ -26,7 +26,7 @@ pub async fn propose(
     JsonBody(body): JsonBody<Goal>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let agent = body.agent.filter(|a| !a.trim().is_empty());
-    let run = runner::propose(&st, &body.goal, agent.as_deref()).await?;
+    let run = runner::propose(&st, &body.goal, agent.as_deref(), true).await?;
     Ok((StatusCode::CREATED, Json(json!({ "run": run }))))
 }
 

@@ -22,7 +22,8 @@ impl Intake {
         state: &Arc<AppState>,
         goal: &str,
     ) -> Result<(String, String), RunnerError> {
-        let run = runner::propose(state, goal, None).await?;
+        // The item's own run follows from its plan: nobody is asked.
+        let run = runner::propose(state, goal, None, false).await?;
         let r = run.clone();
         let tasks = state.store.call(move |s| s.tasks(&r)).await;
         let tasks = tasks.map_err(|e| RunnerError::Internal(e.to_string()))?;

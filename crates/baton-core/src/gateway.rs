@@ -1,0 +1,261 @@
+//! The model gateway's seam: baton stands between agents and their model
+//! providers. An attempt's agent is given the gateway as its provider's
+//! base URL and a token of its own as its key; the gateway forwards each
+//! request to the real provider with the real key (which the agent never
+//! sees), reads the usage from every answer (streamed or not) and tells the
+//! attempt, refuses a request once the attempt may spend no more, and
+//! forgets the token when the attempt ends. The gateway itself (an HTTP
+//! server and client) lives in a crate of its own, which the binary plugs
+//! in ([`GatewayKind`]); everything here is pure.
+
+use crate::adapter::Prices;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use crate::model::Provider;
+
+impl Provider {
+    /// Where its API is when the plan says nothing.
+    pub fn default_url(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "https://api.anthropic.com",
+            Provider::Openai => "https://api.openai.com",
+            Provider::Gemini => "https://generativelanguage.googleapis.com",
+        }
+    }
+
+    /// The variables that hold its key, in the order they are looked for.
+    pub fn key_vars(self) -> &'static [&'static str] {
+        match self {
+            Provider::Anthropic => &["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"],
+            Provider::Openai => &["OPENAI_API_KEY", "CODEX_API_KEY"],
+            Provider::Gemini => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+        }
+    }
+
+    /// The provider whose API an adapter's CLI speaks, if the gateway can
+    /// stand in front of it.
+    pub fn of_adapter(adapter: &str) -> Option<Provider> {
+        match adapter {
+            "claude" => Some(Provider::Anthropic),
+            "codex" => Some(Provider::Openai),
+            "gemini" => Some(Provider::Gemini),
+            _ => None,
+        }
+    }
+}
+
+/// Every variable a CLI could take a provider's key or address from: an
+/// agent behind the gateway gets none of them from baton's environment.
+pub const PROVIDER_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "CODEX_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL",
+];
+
+/// Where one provider's requests go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// Scheme, host and optional path prefix (`https://api.anthropic.com`).
+    pub url: String,
+}
+
+/// The gateway of a run (`[gateway]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySettings {
+    /// Where it listens (`127.0.0.1:0`: a free port on loopback).
+    pub listen: String,
+    pub providers: BTreeMap<Provider, Upstream>,
+    /// Log request and answer bodies (masked); off: no prompt is logged.
+    pub log_bodies: bool,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> GatewaySettings {
+        GatewaySettings {
+            listen: "127.0.0.1:0".into(),
+            providers: Provider::ALL
+                .iter()
+                .map(|p| {
+                    let url = p.default_url().to_string();
+                    (*p, Upstream { url })
+                })
+                .collect(),
+            log_bodies: false,
+        }
+    }
+}
+
+/// Tokens one answer used, as the provider counted them. `input` does not
+/// include the cached tokens (`cache_read`, `cache_write`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireUsage {
+    pub input: u64,
+    pub output: u64,
+    #[serde(default)]
+    pub cache_read: u64,
+    #[serde(default)]
+    pub cache_write: u64,
+}
+
+impl WireUsage {
+    pub fn add(&mut self, o: &WireUsage) {
+        self.input += o.input;
+        self.output += o.output;
+        self.cache_read += o.cache_read;
+        self.cache_write += o.cache_write;
+    }
+
+    /// Its cost at `model`'s price: cache reads at a tenth of the input
+    /// price, cache writes at 1.25 times it (the providers' list terms).
+    pub fn cost(&self, prices: &Prices, model: &str) -> Option<f64> {
+        let p = prices.lookup(model)?;
+        let per = 1_000_000.0;
+        let input =
+            self.input as f64 + self.cache_read as f64 * 0.1 + self.cache_write as f64 * 1.25;
+        Some((input * p.input + self.output as f64 * p.output) / per)
+    }
+}
+
+/// What the gateway tells an attempt about one of its requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wire {
+    /// A request was answered (any status): its model and what it used.
+    Answered {
+        provider: Provider,
+        model: Option<String>,
+        status: u16,
+        usage: Option<WireUsage>,
+        /// From the request's start to the answer's end.
+        ms: u64,
+    },
+    /// The provider limited it (429, 529, a used-up quota); `retry_after`
+    /// as it said, in seconds.
+    Limited {
+        provider: Provider,
+        status: u16,
+        retry_after: Option<u64>,
+        message: String,
+    },
+    /// The gateway refused it (the attempt may spend no more).
+    Refused { provider: Provider, why: String },
+}
+
+/// What an attempt's agent is given to reach its provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// `http://127.0.0.1:PORT/<provider>`: the provider's base URL for it.
+    pub base_url: String,
+    /// Its key: good for this attempt only, while it runs.
+    pub token: String,
+}
+
+/// A run's gateway, as the engine uses it.
+pub trait Gateway: Send + Sync {
+    /// `http://host:port`, where agents reach it.
+    fn url(&self) -> String;
+    /// A token for one attempt (`label`: run/task/attempt, for the log)
+    /// whose requests go to `provider` with `key`; what it does is told to
+    /// `sink`.
+    fn grant(
+        &self,
+        label: String,
+        provider: Provider,
+        key: String,
+        sink: UnboundedSender<Wire>,
+    ) -> String;
+    /// From now on `token`'s requests are refused with `why`.
+    fn refuse(&self, token: &str, why: &str);
+    /// `token` is forgotten: the attempt ended.
+    fn revoke(&self, token: &str);
+}
+
+/// A future the binary's gateway returns.
+pub type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// A gateway that started, or why not.
+pub type Started = Result<Arc<dyn Gateway>, String>;
+
+/// What the binary plugs in: how a run's gateway is started.
+pub struct GatewayKind {
+    pub start: fn(GatewaySettings) -> Boxed<Started>,
+}
+
+/// The key `provider`'s requests carry for a profile: from its `env`, else
+/// from baton's own environment (`process_env`); None: there is none.
+pub fn key_for(
+    provider: Provider,
+    profile_env: &BTreeMap<String, String>,
+    process_env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let vars = provider.key_vars();
+    vars.iter()
+        .find_map(|v| profile_env.get(*v).cloned())
+        .or_else(|| vars.iter().find_map(|v| process_env(v)))
+        .filter(|k| !k.trim().is_empty())
+}
+
+/// The access as the agent's environment and arguments say it, per CLI.
+pub fn agent_env(adapter: &str, access: &Access) -> Vec<(String, String)> {
+    let (url, token) = (access.base_url.clone(), access.token.clone());
+    match adapter {
+        "claude" => vec![
+            ("ANTHROPIC_BASE_URL".into(), url),
+            ("ANTHROPIC_API_KEY".into(), token),
+        ],
+        "codex" => vec![("BATON_GATEWAY_KEY".into(), token)],
+        "gemini" => vec![
+            ("GOOGLE_GEMINI_BASE_URL".into(), url),
+            ("GEMINI_API_KEY".into(), token),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_comes_from_the_profile_first_then_from_batons_environment() {
+        let mut env = BTreeMap::new();
+        let none = |_: &str| None;
+        assert_eq!(key_for(Provider::Anthropic, &env, none), None);
+        let process = |v: &str| (v == "ANTHROPIC_AUTH_TOKEN").then(|| "from-baton".to_string());
+        assert_eq!(
+            key_for(Provider::Anthropic, &env, process).as_deref(),
+            Some("from-baton")
+        );
+        env.insert("ANTHROPIC_API_KEY".to_string(), "from-profile".to_string());
+        assert_eq!(
+            key_for(Provider::Anthropic, &env, process).as_deref(),
+            Some("from-profile")
+        );
+        env.insert("GEMINI_API_KEY".to_string(), " ".to_string());
+        assert_eq!(key_for(Provider::Gemini, &env, none), None, "blank is none");
+    }
+
+    #[test]
+    fn cached_tokens_cost_less_to_read_and_more_to_write() {
+        let prices = Prices::new(&BTreeMap::new());
+        let u = WireUsage {
+            input: 1_000_000,
+            output: 100_000,
+            cache_read: 1_000_000,
+            cache_write: 0,
+        };
+        // claude-sonnet-4: $3 in, $15 out per million.
+        let cost = u.cost(&prices, "claude-sonnet-4-5").unwrap();
+        assert!((cost - (3.0 + 0.3 + 1.5)).abs() < 1e-9, "{cost}");
+        assert_eq!(u.cost(&prices, "local-llm"), None);
+    }
+}
