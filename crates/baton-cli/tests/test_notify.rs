@@ -129,6 +129,39 @@ fn a_phone_answers_and_approves_through_ntfy_action_links_each_once() {
     );
 }
 
+/// ntfy is down when a task waits for approval: the notice is sent again
+/// a little later, and arrives once.
+#[test]
+fn a_notice_that_fails_is_sent_again_once_its_server_is_back() {
+    let ntfy = Ntfy::start(None);
+    ntfy.fail_next(1);
+    let env = TestEnv::new();
+    let plan = format!(
+        "[notify]\nntfy = {:?}\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[defaults]\nagent = \"sh\"\n\n[[task]]\nid = \"ship\"\napprove = true\nprompt = \"echo v1 > release.txt\"\n",
+        ntfy.topic_url("retry")
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let (mut srv, _) = serve_logged(&env, "serve.log", &[]);
+    let mut run = spawn_baton(&env, &["run", "--json"]);
+    let approvals = || {
+        ntfy.messages()
+            .into_iter()
+            .filter(|m| m["tags"] == serde_json::json!(["approval"]))
+            .count()
+    };
+    wait_for("the approval, on a later try", 30, || approvals() == 1);
+    let log = std::fs::read_to_string(env.scratch("serve.log")).unwrap();
+    assert!(log.contains("notify: ntfy failed"), "{log}");
+    assert!(log.contains("on a later try"), "{log}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(approvals(), 1, "{:#?}", ntfy.messages());
+    let _ = run.kill();
+    let _ = run.wait();
+    let _ = srv.kill();
+    let _ = srv.wait();
+}
+
 #[test]
 fn quiet_hours_hold_notifications() {
     let ntfy = Ntfy::start(Some("tk_secret_ntfy_token"));

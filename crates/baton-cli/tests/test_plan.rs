@@ -253,6 +253,22 @@ fn a_planned_goal_waits_in_the_inbox_and_a_phone_runs_it_once() {
         url[url.find("/api/act/").unwrap()..].to_string()
     };
 
+    // A tap whose action fails (the plan's file is gone) does nothing and
+    // leaves the link working.
+    let plans = env.repo.join(".git/baton/plans");
+    let file = std::fs::read_dir(&plans)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.to_string_lossy().ends_with("-proposal.toml"))
+        .unwrap();
+    let aside = env.scratch("plan-aside.toml");
+    std::fs::rename(&file, &aside).unwrap();
+    let (status, said) = http_post(&srv.url, &link(0), "", None);
+    assert_eq!(status, 400, "{said}");
+    assert!(said.contains("cannot run"), "{said}");
+    assert_eq!(store_rows(&env, "SELECT COUNT(*) FROM runs"), ["1"]);
+    std::fs::rename(&aside, &file).unwrap();
+
     // The tap starts the plan as a run, once.
     let (status, said) = http_post(&srv.url, &link(0), "", None);
     assert_eq!(status, 200, "{said}");

@@ -15,6 +15,8 @@ struct State {
     messages: Vec<Value>,
     /// A token every publish must carry (`Authorization: Bearer`).
     token: Option<String>,
+    /// How many publishes are still answered 503 (an outage).
+    down_for: usize,
 }
 
 pub struct Ntfy {
@@ -44,6 +46,14 @@ impl Ntfy {
         format!("{}/{topic}", self.url)
     }
 
+    /// The next `n` publishes are answered 503, as a server that is down.
+    pub fn fail_next(&self, n: usize) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .down_for = n;
+    }
+
     /// Every message published so far, as ntfy stored them.
     pub fn messages(&self) -> Vec<Value> {
         self.state
@@ -64,6 +74,10 @@ fn handle(state: &Arc<Mutex<State>>, req: Request) -> Outcome {
         return refuse(404, 40401, "page not found");
     }
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    if st.down_for > 0 {
+        st.down_for -= 1;
+        return refuse(503, 50301, "service unavailable");
+    }
     if let Some(token) = &st.token {
         match req.header("authorization") {
             None => return refuse(401, 40101, "unauthorized"),

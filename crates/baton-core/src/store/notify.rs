@@ -17,6 +17,14 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Makes a used link usable again (what it did failed, so nothing
+    /// was done: the person may tap it again).
+    pub fn release_link(&self, nonce: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM used_links WHERE nonce = ?1", [nonce])?;
+        Ok(())
+    }
+
     pub fn link_used(&self, nonce: &str) -> Result<bool> {
         Ok(self
             .reader()

@@ -68,7 +68,14 @@ async fn act_once(st: &Arc<AppState>, token: &str) -> Result<baton_core::engine:
     if !fresh {
         return Err(ApiError::new(StatusCode::GONE, LinkError::Used.to_string()));
     }
-    super::inbox::perform(st, &item, &claim.action, claim.answer.clone()).await
+    let done = super::inbox::perform(st, &item, &claim.action, claim.answer.clone()).await;
+    if !matches!(&done, Ok(a) if a.ok) {
+        // Nothing was done: the link works again (its item decides if it may).
+        let nonce = claim.nonce.clone();
+        let what = format!("that link {} did nothing", claim.nonce);
+        st.write(what, move |s| s.release_link(&nonce)).await;
+    }
+    done
 }
 
 /// The link's claim and the item it is about, if the link is baton's, has

@@ -58,7 +58,20 @@ type Sent<'a> =
 trait Channel: Send + Sync {
     fn name(&self) -> &'static str;
     fn send<'a>(&'a self, notice: &'a Notice) -> Sent<'a>;
+    /// Whether a failed send is tried again as a whole (not where one
+    /// send reaches many, some of which may have had it).
+    fn retried(&self) -> bool {
+        true
+    }
 }
+
+/// How long a failed send waits before each try again: a server that is
+/// down for a few minutes still gets what needs a person.
+const RETRY_WAITS: [Duration; 3] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+];
 
 /// Starts the notifier for a server reached at `base`, with the action
 /// links its notices carry (and `/api/act` checks).
@@ -76,19 +89,19 @@ pub fn spawn_notifier(
 /// Starts the notifier's channels and its loop; `base` is where people
 /// reach this server.
 fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base: String) {
-    let mut channels: Vec<Box<dyn Channel>> = Vec::new();
+    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     if let Some(url) = settings.webhook.clone().or(state.opts.webhook.clone()) {
-        channels.push(Box::new(webhook::Webhook { url }));
+        channels.push(Arc::new(webhook::Webhook { url }));
     }
     if let Some(topic) = &settings.ntfy {
         match ntfy::Ntfy::new(topic, settings.ntfy_token_env.as_deref()) {
-            Ok(n) => channels.push(Box::new(n)),
+            Ok(n) => channels.push(Arc::new(n)),
             Err(e) => tracing::warn!("notify: {e}"),
         }
     }
     // Web Push is always on: it sends to the browsers that subscribed.
     match push::vapid(&state.paths.secrets()) {
-        Ok(vapid) => channels.push(Box::new(push::WebPush {
+        Ok(vapid) => channels.push(Arc::new(push::WebPush {
             state: state.clone(),
             vapid,
             subject: match base.starts_with("https://") {
@@ -113,7 +126,7 @@ struct Teller {
     state: Arc<AppState>,
     settings: NotifySettings,
     links: Links,
-    channels: Vec<Box<dyn Channel>>,
+    channels: Vec<Arc<dyn Channel>>,
     base: String,
     /// Items that came in during quiet hours.
     held: Vec<i64>,
@@ -318,6 +331,9 @@ impl Teller {
         for c in &self.channels {
             if let Err(e) = c.send(notice).await {
                 tracing::warn!("notify: {} failed: {e}", c.name());
+                if c.retried() {
+                    tokio::spawn(retry(c.clone(), notice.clone()));
+                }
             }
         }
     }
@@ -347,6 +363,30 @@ impl Teller {
             }
         }
     }
+}
+
+/// Tries a failed send again, a few times, apart; the log says how it went.
+async fn retry(channel: Arc<dyn Channel>, notice: Notice) {
+    for wait in RETRY_WAITS {
+        tokio::time::sleep(wait).await;
+        match channel.send(&notice).await {
+            Ok(()) => {
+                tracing::info!(
+                    "notify: {} took {:?} on a later try",
+                    channel.name(),
+                    notice.title
+                );
+                return;
+            }
+            Err(e) => tracing::warn!("notify: {} failed again: {e}", channel.name()),
+        }
+    }
+    tracing::error!(
+        "notify: {} gave up on {:?} after {} tries",
+        channel.name(),
+        notice.title,
+        RETRY_WAITS.len() + 1
+    );
 }
 
 pub(crate) fn capitalised(word: &str) -> String {

@@ -138,6 +138,12 @@ impl Channel for WebPush {
         "Web Push"
     }
 
+    /// One send reaches every subscribed browser: a retry would show the
+    /// notice twice on those that had it.
+    fn retried(&self) -> bool {
+        false
+    }
+
     fn send<'a>(&'a self, n: &'a Notice) -> Sent<'a> {
         Box::pin(async move {
             let subs = self
