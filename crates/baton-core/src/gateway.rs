@@ -75,8 +75,6 @@ pub struct GatewaySettings {
     /// Where it listens (`127.0.0.1:0`: a free port on loopback).
     pub listen: String,
     pub providers: BTreeMap<Provider, Upstream>,
-    /// Log request and answer bodies (masked); off: no prompt is logged.
-    pub log_bodies: bool,
 }
 
 impl Default for GatewaySettings {
@@ -90,7 +88,6 @@ impl Default for GatewaySettings {
                     (*p, Upstream { url })
                 })
                 .collect(),
-            log_bodies: false,
         }
     }
 }

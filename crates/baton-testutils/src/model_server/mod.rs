@@ -34,6 +34,7 @@ mod turn;
 pub use agents::{agent_args, agent_bin, agent_env, baton_profile, AGENTS};
 pub use outage::{Api, Outage};
 pub use script::{Scripts, Step};
+pub use turn::{INPUT_TOKENS, OUTPUT_TOKENS};
 
 use crate::http::{self, Outcome, Request, Response};
 use serde_json::{json, Value};

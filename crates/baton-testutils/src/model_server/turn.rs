@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Token usage every model response reports, in each dialect's own format.
-pub(crate) const INPUT_TOKENS: u64 = 100;
-pub(crate) const OUTPUT_TOKENS: u64 = 20;
+pub const INPUT_TOKENS: u64 = 100;
+pub const OUTPUT_TOKENS: u64 = 20;
 
 /// A model request as the server sees it, whatever the dialect.
 #[derive(Debug, Default)]

@@ -1,0 +1,286 @@
+//! One request through the gateway: its token checked, forwarded to its
+//! provider with the real key, and its answer streamed back untouched
+//! while its usage is read on the way (a limit said by the provider is
+//! told at once).
+
+use crate::route;
+use crate::tokens::{Grant, Tokens};
+use crate::usage::Scanner;
+use baton_core::gateway::{Provider, Upstream, Wire};
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::{Request, Response, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// The biggest request body taken (a long conversation is a few MB).
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
+/// How much of a limit's answer is read for its message.
+const MAX_LIMIT_BODY: usize = 64 * 1024;
+
+pub type Answer = Response<BoxBody<Bytes, hyper::Error>>;
+pub type Upstreams = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub struct Gate {
+    pub tokens: Tokens,
+    pub providers: BTreeMap<Provider, Upstream>,
+    pub client: Upstreams,
+}
+
+/// A whole answer of the gateway's own.
+fn own(status: StatusCode, body: String) -> Answer {
+    let body = Full::new(Bytes::from(body))
+        .map_err(|never: Infallible| match never {})
+        .boxed();
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn refuse(provider: Provider, status: StatusCode, message: &str) -> Answer {
+    own(
+        status,
+        route::error_body(provider, status.as_u16(), message),
+    )
+}
+
+pub async fn handle(gate: &Gate, req: Request<Incoming>) -> Result<Answer, Infallible> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let Some((provider, path, query)) = route::split(target) else {
+        let body = serde_json::json!({"error": "baton gateway: no provider at this path (/anthropic, /openai, /gemini)"});
+        return Ok(own(StatusCode::NOT_FOUND, body.to_string()));
+    };
+    let Some(token) = route::token(provider, req.headers(), query.as_deref()) else {
+        let why = "baton gateway: no token (the agent's key is its attempt's token)";
+        return Ok(refuse(provider, StatusCode::UNAUTHORIZED, why));
+    };
+    let Some(grant) = gate.tokens.get(&token) else {
+        let why = "baton gateway: this token is not (or no longer) an attempt's";
+        return Ok(refuse(provider, StatusCode::UNAUTHORIZED, why));
+    };
+    if grant.provider != provider {
+        let why = format!("baton gateway: this token is for {}", grant.provider);
+        return Ok(refuse(provider, StatusCode::FORBIDDEN, &why));
+    }
+    if let Some(why) = &grant.refused {
+        let _ = grant.sink.send(Wire::Refused {
+            provider,
+            why: why.clone(),
+        });
+        return Ok(refuse(
+            provider,
+            StatusCode::FORBIDDEN,
+            &format!("baton: {why}"),
+        ));
+    }
+    Ok(forward(gate, grant, req, (provider, path, query)).await)
+}
+
+async fn forward(
+    gate: &Gate,
+    grant: Grant,
+    req: Request<Incoming>,
+    (provider, path, query): (Provider, String, Option<String>),
+) -> Answer {
+    let started = Instant::now();
+    let Some(upstream) = gate.providers.get(&provider) else {
+        let why = format!("baton gateway: no upstream for {provider}");
+        return refuse(provider, StatusCode::BAD_GATEWAY, &why);
+    };
+    let query = match provider {
+        Provider::Gemini => route::query_without_key(query.as_deref()),
+        _ => query,
+    };
+    let uri = match &query {
+        Some(q) => format!("{}{path}?{q}", upstream.url.trim_end_matches('/')),
+        None => format!("{}{path}", upstream.url.trim_end_matches('/')),
+    };
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let why = format!("baton gateway: cannot read the request: {e}");
+            return refuse(provider, StatusCode::PAYLOAD_TOO_LARGE, &why);
+        }
+    };
+    let model = route::model_of(provider, &path, &body);
+    let mut up = Request::new(Full::new(body));
+    *up.method_mut() = parts.method;
+    *up.headers_mut() = route::upstream_headers(provider, &parts.headers, &grant.key);
+    match uri.parse() {
+        Ok(u) => *up.uri_mut() = u,
+        Err(e) => {
+            let why = format!("baton gateway: bad upstream address {uri:?}: {e}");
+            return refuse(provider, StatusCode::BAD_GATEWAY, &why);
+        }
+    }
+    let answer = match gate.client.request(up).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(
+                "gateway: {}: cannot reach {provider} at {}: {e}",
+                grant.label,
+                upstream.url
+            );
+            let _ = grant.sink.send(Wire::Answered {
+                provider,
+                model,
+                status: 502,
+                usage: None,
+                ms: started.elapsed().as_millis() as u64,
+            });
+            let why = format!("baton gateway: cannot reach {provider}: {e}");
+            return refuse(provider, StatusCode::BAD_GATEWAY, &why);
+        }
+    };
+    let status = answer.status().as_u16();
+    tracing::debug!("gateway: {} {provider} {path} -> {status}", grant.label);
+    if is_limit(status) {
+        return limited(grant, provider, answer).await;
+    }
+    let content_type = answer
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (parts, body) = answer.into_parts();
+    let tee = Tee {
+        inner: body,
+        told: Some(Told {
+            scanner: Scanner::new(provider, &content_type),
+            sink: grant.sink,
+            provider,
+            model,
+            status,
+            started,
+        }),
+    };
+    let mut out = Response::new(tee.boxed());
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = route::downstream_headers(&parts.headers);
+    out
+}
+
+/// A provider's limit: 429, and Anthropic's 529 (overloaded).
+fn is_limit(status: u16) -> bool {
+    status == 429 || status == 529
+}
+
+/// Tells the attempt it was limited, and passes the answer on as it was.
+async fn limited(grant: Grant, provider: Provider, answer: Response<Incoming>) -> Answer {
+    let status = answer.status().as_u16();
+    let retry_after = answer
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (parts, body) = answer.into_parts();
+    let body = Limited::new(body, MAX_LIMIT_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).into_owned();
+    let _ = grant.sink.send(Wire::Limited {
+        provider,
+        status,
+        retry_after,
+        message,
+    });
+    let full = Full::new(body)
+        .map_err(|never: Infallible| match never {})
+        .boxed();
+    let mut out = Response::new(full);
+    *out.status_mut() = parts.status;
+    let mut headers = route::downstream_headers(&parts.headers);
+    headers.remove(hyper::header::CONTENT_LENGTH);
+    *out.headers_mut() = headers;
+    out
+}
+
+/// What the answer's end tells the attempt.
+struct Told {
+    scanner: Scanner,
+    sink: tokio::sync::mpsc::UnboundedSender<Wire>,
+    provider: Provider,
+    model: Option<String>,
+    status: u16,
+    started: Instant,
+}
+
+/// The answer's body passed on frame by frame, its usage read on the way;
+/// told once, at its end or when the agent hangs up.
+struct Tee {
+    inner: Incoming,
+    told: Option<Told>,
+}
+
+impl Tee {
+    fn tell(&mut self) {
+        let Some(t) = self.told.take() else {
+            return;
+        };
+        let (usage, said) = t.scanner.finish();
+        let _ = t.sink.send(Wire::Answered {
+            provider: t.provider,
+            model: said.or(t.model),
+            status: t.status,
+            usage,
+            ms: t.started.elapsed().as_millis() as u64,
+        });
+    }
+}
+
+impl Body for Tee {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(t)) = (frame.data_ref(), this.told.as_mut()) {
+                    t.scanner.feed(data);
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.tell(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.tell();
+    }
+}

@@ -1,0 +1,47 @@
+//! The tokens the gateway honours: one per running attempt, each with the
+//! provider it may reach, the key its requests carry there, where what
+//! they do is told, and whether it may still spend.
+
+use baton_core::gateway::{Provider, Wire};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+
+#[derive(Clone)]
+pub struct Grant {
+    /// run/task/attempt, for the log.
+    pub label: String,
+    pub provider: Provider,
+    pub key: String,
+    pub sink: UnboundedSender<Wire>,
+    /// Why its requests are refused now, if they are.
+    pub refused: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Tokens(Mutex<HashMap<String, Grant>>);
+
+impl Tokens {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
+        // A panic elsewhere while holding it leaves a map still worth reading.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add(&self, token: String, grant: Grant) {
+        self.map().insert(token, grant);
+    }
+
+    pub fn get(&self, token: &str) -> Option<Grant> {
+        self.map().get(token).cloned()
+    }
+
+    pub fn refuse(&self, token: &str, why: &str) {
+        if let Some(g) = self.map().get_mut(token) {
+            g.refused = Some(why.to_string());
+        }
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.map().remove(token);
+    }
+}

@@ -1,0 +1,266 @@
+//! The gateway between a client speaking each provider's API and the
+//! scripted model server as the provider: the key travels only upstream,
+//! usage is told per request, tokens are checked, refused and forgotten,
+//! and a provider's limit is told at once.
+
+use baton_core::gateway::{Gateway, GatewaySettings, Provider, Upstream, Wire, WireUsage};
+use baton_testutils::model_server::{
+    Api, ModelServer, Outage, Scripts, Step, INPUT_TOKENS, OUTPUT_TOKENS,
+};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use tokio::sync::mpsc::unbounded_channel;
+
+const KEY: &str = "sk-real-key-only-baton-holds";
+
+async fn gateway(server: &ModelServer) -> Arc<dyn Gateway> {
+    let mut settings = GatewaySettings::default();
+    for p in Provider::ALL {
+        settings
+            .providers
+            .insert(*p, Upstream { url: server.url() });
+    }
+    baton_gateway::start(settings).await.unwrap()
+}
+
+/// One HTTP/1.1 request; (status, body).
+async fn call(url: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let host = url.trim_start_matches("http://").to_string();
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+fn messages(stream: bool) -> String {
+    serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": stream,
+        "messages": [{"role": "user", "content": "hi"}],
+        // A model turn, not a side request: the agent's tools are offered.
+        "tools": [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}}]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reaches_its_provider_with_the_real_key_and_its_usage_is_told() {
+    let server = ModelServer::start(Scripts::new().script("s", vec![Step::say("hello")]));
+    let gw = gateway(&server).await;
+    let (tx, mut rx) = unbounded_channel();
+    let token = gw.grant("r/t/1".into(), Provider::Anthropic, KEY.into(), tx);
+    for stream in [true, false] {
+        let (status, body) = call(
+            &gw.url(),
+            "/anthropic/v1/messages",
+            &[
+                ("x-api-key", &token),
+                ("anthropic-version", "2023-06-01"),
+                ("accept-encoding", "gzip"),
+            ],
+            &messages(stream),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"model\":\"claude-sonnet-4-5\""), "{body}");
+        let Some(Wire::Answered {
+            provider,
+            model,
+            status,
+            usage,
+            ..
+        }) = rx.recv().await
+        else {
+            panic!("no usage told");
+        };
+        assert_eq!((provider, status), (Provider::Anthropic, 200));
+        assert_eq!(model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(
+            usage,
+            Some(WireUsage {
+                input: INPUT_TOKENS,
+                output: OUTPUT_TOKENS,
+                ..WireUsage::default()
+            }),
+            "stream {stream}"
+        );
+    }
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(
+            r.header("x-api-key"),
+            Some(KEY),
+            "the provider gets the key"
+        );
+        assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
+        assert!(r
+            .header("accept-encoding")
+            .is_none_or(|e| !e.contains("gzip")));
+        assert!(
+            !format!("{:?}", r.headers).contains(&token),
+            "the token stays here"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_and_gemini_requests_are_counted_the_same_way() {
+    let server = ModelServer::start(Scripts::new());
+    let gw = gateway(&server).await;
+    let (tx, mut rx) = unbounded_channel();
+    let openai = gw.grant("r/t/1".into(), Provider::Openai, KEY.into(), tx.clone());
+    let body = serde_json::json!({"model": "gpt-5", "stream": true, "input": "hi"}).to_string();
+    let (status, _) = call(
+        &gw.url(),
+        "/openai/v1/responses",
+        &[("authorization", &format!("Bearer {openai}"))],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let Some(Wire::Answered { usage, .. }) = rx.recv().await else {
+        panic!()
+    };
+    assert_eq!(
+        usage.map(|u| (u.input, u.output)),
+        Some((INPUT_TOKENS, OUTPUT_TOKENS))
+    );
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    let gemini = gw.grant("r/t/2".into(), Provider::Gemini, KEY.into(), tx);
+    let body =
+        serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).to_string();
+    let path = format!(
+        "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key={gemini}"
+    );
+    let (status, _) = call(&gw.url(), &path, &[], &body).await;
+    assert_eq!(status, 200);
+    let Some(Wire::Answered { usage, model, .. }) = rx.recv().await else {
+        panic!()
+    };
+    assert_eq!(
+        usage.map(|u| (u.input, u.output)),
+        Some((INPUT_TOKENS, OUTPUT_TOKENS))
+    );
+    assert_eq!(model.as_deref(), Some("gemini-2.5-flash"));
+    let last = server.requests().pop().unwrap();
+    assert_eq!(
+        last.query, "alt=sse",
+        "the token is not passed on in the query"
+    );
+    assert_eq!(last.header("x-goog-api-key"), Some(KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_an_unknown_one_a_refused_one_and_a_forgotten_one_reach_nothing() {
+    let server = ModelServer::start(Scripts::new());
+    let gw = gateway(&server).await;
+    let (tx, mut rx) = unbounded_channel();
+    let token = gw.grant("r/t/1".into(), Provider::Anthropic, KEY.into(), tx);
+    let url = gw.url();
+    let hi = messages(false);
+    let (status, body) = call(&url, "/anthropic/v1/messages", &[], &hi).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("authentication_error"), "{body}");
+    let (status, _) = call(
+        &url,
+        "/anthropic/v1/messages",
+        &[("x-api-key", "baton-gw-guessed")],
+        &hi,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // A token is for its provider only.
+    let (status, body) = call(
+        &url,
+        "/openai/v1/responses",
+        &[("authorization", &format!("Bearer {token}"))],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    // Nowhere but the providers: no path leads elsewhere.
+    let (status, _) = call(
+        &url,
+        "/anthropic/../v1/messages",
+        &[("x-api-key", &token)],
+        &hi,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(server.requests().is_empty(), "nothing was forwarded");
+
+    gw.refuse(
+        &token,
+        "budget exceeded: the task spent $1.02 of its budget_usd $1.00",
+    );
+    let (status, body) = call(
+        &url,
+        "/anthropic/v1/messages",
+        &[("x-api-key", &token)],
+        &hi,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("permission_error") && body.contains("budget exceeded"),
+        "{body}"
+    );
+    assert!(matches!(rx.recv().await, Some(Wire::Refused { .. })));
+    gw.revoke(&token);
+    let (status, _) = call(
+        &url,
+        "/anthropic/v1/messages",
+        &[("x-api-key", &token)],
+        &hi,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(server.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_limit_is_told_at_once_and_passed_on_as_it_was() {
+    let server = ModelServer::start(Scripts::new().outage(Outage::rate_limit(Api::Anthropic, 7)));
+    let gw = gateway(&server).await;
+    let (tx, mut rx) = unbounded_channel();
+    let token = gw.grant("r/t/1".into(), Provider::Anthropic, KEY.into(), tx);
+    let (status, body) = call(
+        &gw.url(),
+        "/anthropic/v1/messages",
+        &[("x-api-key", &token)],
+        &messages(true),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(body.contains("rate_limit_error"), "{body}");
+    let Some(Wire::Limited {
+        status,
+        retry_after,
+        message,
+        ..
+    }) = rx.recv().await
+    else {
+        panic!()
+    };
+    assert_eq!((status, retry_after), (429, Some(7)));
+    assert!(message.contains("Rate limit"), "{message}");
+}
