@@ -139,7 +139,7 @@ fn anthropic_type(status: u16) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
-        502 | 503 | 504 => "api_error",
+        502..=504 => "api_error",
         _ => "invalid_request_error",
     }
 }
@@ -148,7 +148,7 @@ fn openai_type(status: u16) -> &'static str {
     match status {
         401 | 403 => "invalid_request_error",
         429 => "rate_limit_exceeded",
-        502 | 503 | 504 => "server_error",
+        502..=504 => "server_error",
         _ => "invalid_request_error",
     }
 }
@@ -159,7 +159,7 @@ fn gemini_status(status: u16) -> &'static str {
         403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",
         429 => "RESOURCE_EXHAUSTED",
-        502 | 503 | 504 => "UNAVAILABLE",
+        502..=504 => "UNAVAILABLE",
         _ => "INVALID_ARGUMENT",
     }
 }
