@@ -9,6 +9,7 @@ mod test_control;
 mod test_crash;
 mod test_everyday;
 mod test_follow;
+mod test_gateway;
 mod test_hooks;
 mod test_init;
 mod test_issue_to_merge;

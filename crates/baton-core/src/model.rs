@@ -355,6 +355,9 @@ names! {
         QuestionExpired = "question_expired",
         /// A person said yes or no to a planner's plan (on the planner's run).
         PlanDecided = "plan_decided",
+        /// A request of an agent's through the model gateway: its model,
+        /// status and usage (or why it was refused or limited).
+        GatewayRequest = "gateway_request",
     }
 }
 

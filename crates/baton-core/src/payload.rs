@@ -315,6 +315,23 @@ pub enum Payload {
         #[serde(default)]
         text: String,
     },
+    /// An agent's request through the model gateway.
+    GatewayRequest {
+        provider: crate::model::Provider,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<crate::gateway::WireUsage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+        #[serde(default)]
+        ms: u64,
+        /// Why the gateway refused it, or what the provider said when it
+        /// limited it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// On a planner's run: what became of its plan.
     PlanDecided {
         decision: PlanDecision,
@@ -465,6 +482,7 @@ impl Payload {
             Payload::QuestionAnswered { .. } => EventKind::QuestionAnswered,
             Payload::QuestionExpired { .. } => EventKind::QuestionExpired,
             Payload::PlanDecided { .. } => EventKind::PlanDecided,
+            Payload::GatewayRequest { .. } => EventKind::GatewayRequest,
             Payload::Agent(e) => e.kind(),
         }
     }
@@ -659,6 +677,20 @@ mod tests {
             K::QuestionExpired => Payload::QuestionExpired {
                 question: 5,
                 text: s("Which?"),
+            },
+            K::GatewayRequest => Payload::GatewayRequest {
+                provider: crate::model::Provider::Anthropic,
+                model: Some(s("claude-x")),
+                status: 200,
+                usage: Some(crate::gateway::WireUsage {
+                    input: 10,
+                    output: 2,
+                    cache_read: 5,
+                    cache_write: 0,
+                }),
+                cost_usd: Some(0.01),
+                ms: 40,
+                note: None,
             },
             K::PlanDecided => Payload::PlanDecided {
                 decision: crate::model::PlanDecision::Approved,

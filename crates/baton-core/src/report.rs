@@ -11,6 +11,19 @@ pub struct Usage {
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
+    /// Cached input read and written (part of `input_tokens`), as the
+    /// model gateway counted them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<i64>,
+    /// Requests that went through the model gateway: when there were any,
+    /// the figures above are the wire's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_requests: Option<i64>,
+    /// What the agents themselves reported it cost, beside the wire's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_reported_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +142,10 @@ impl TaskReport {
                 input_tokens: r.input_tokens,
                 output_tokens: r.output_tokens,
                 cost_usd: r.cost_usd,
+                cache_read_tokens: r.wire.cache_read_tokens,
+                cache_write_tokens: r.wire.cache_write_tokens,
+                gateway_requests: r.wire.gateway_requests,
+                agent_reported_cost_usd: r.wire.reported_cost_usd,
             },
             worktree: r.existing_worktree().map(|w| w.display().to_string()),
             duration_ms: match (r.started_at, r.finished_at) {
@@ -201,6 +218,10 @@ impl Report {
                 input_tokens: sum(tasks.iter().map(|t| t.usage.input_tokens)),
                 output_tokens: sum(tasks.iter().map(|t| t.usage.output_tokens)),
                 cost_usd: sum(tasks.iter().map(|t| t.usage.cost_usd)),
+                cache_read_tokens: sum(tasks.iter().map(|t| t.usage.cache_read_tokens)),
+                cache_write_tokens: sum(tasks.iter().map(|t| t.usage.cache_write_tokens)),
+                gateway_requests: sum(tasks.iter().map(|t| t.usage.gateway_requests)),
+                agent_reported_cost_usd: sum(tasks.iter().map(|t| t.usage.agent_reported_cost_usd)),
             },
             run: rec.id,
             status: rec.status,

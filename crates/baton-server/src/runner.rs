@@ -42,6 +42,7 @@ pub(crate) fn options(state: &AppState, service: bool) -> RunOptions {
         watchdog: state.opts.watchdog.clone(),
         baton: state.opts.baton.clone(),
         drivers: state.opts.drivers,
+        gateway: state.opts.gateway,
         store: Some(state.store.clone()),
         service,
         ..Default::default()

@@ -26,6 +26,8 @@ pub struct ServeOptions {
     pub baton: Option<PathBuf>,
     /// The remote executors' drivers the binary registered.
     pub drivers: &'static [&'static baton_core::executor::Driver],
+    /// The model gateway the binary has, for profiles with `gateway = true`.
+    pub gateway: Option<&'static baton_core::gateway::GatewayKind>,
     /// The trackers the binary can take work from (`[[source]]`).
     pub trackers: &'static [&'static baton_core::tracker::TrackerKind],
     /// Where pull requests are opened and followed (`[land] follow`).

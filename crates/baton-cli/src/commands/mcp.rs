@@ -97,6 +97,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         watchdog: watchdog_command(),
         webhook: None,
         drivers: crate::executors::DRIVERS,
+        gateway: Some(&baton_gateway::KIND),
         trackers: crate::executors::TRACKERS,
         forges: crate::executors::FORGES,
         public_url: None,

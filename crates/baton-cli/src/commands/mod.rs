@@ -229,6 +229,7 @@ pub fn engine_options() -> baton_core::RunOptions {
         watchdog: watchdog_command(),
         baton: std::env::current_exe().ok(),
         drivers: crate::executors::DRIVERS,
+        gateway: Some(&baton_gateway::KIND),
         ..Default::default()
     }
 }

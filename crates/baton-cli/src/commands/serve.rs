@@ -66,6 +66,7 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         watchdog: watchdog_command(),
         webhook: args.webhook.clone(),
         drivers: crate::executors::DRIVERS,
+        gateway: Some(&baton_gateway::KIND),
         trackers: crate::executors::TRACKERS,
         forges: crate::executors::FORGES,
         public_url: args.public_url.clone(),

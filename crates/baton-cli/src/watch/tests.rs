@@ -27,6 +27,7 @@ fn task(id: &str, status: TaskStatus) -> TaskRecord {
         input_tokens: None,
         output_tokens: None,
         cost_usd: Some(0.25),
+        wire: Default::default(),
         started_at: None,
         finished_at: None,
         activity: None,

@@ -50,6 +50,10 @@ impl Adapter for CodexAdapter {
             args.extend(["--model".into(), m.into()]);
         }
         args.extend(req.profile.args.iter().map(Into::into));
+        if let Some(g) = req.gateway {
+            // After the profile's own: the gateway's provider wins.
+            args.extend(gateway_args(&g.base_url));
+        }
         args.extend(req.mcp.map(mcp).unwrap_or_default().args);
         if let Some(s) = req.session {
             args.extend(["resume".into(), s.into()]);
@@ -67,6 +71,20 @@ impl Adapter for CodexAdapter {
     fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::<CodexParser>::default()
     }
+}
+
+/// Codex's provider, pointed at the gateway (its key is the attempt's
+/// token, in the variable `agent_env` sets).
+fn gateway_args(base_url: &str) -> Vec<std::ffi::OsString> {
+    let provider = format!(
+        "model_providers.baton={{name=\"baton\",base_url=\"{base_url}/v1\",env_key=\"BATON_GATEWAY_KEY\",wire_api=\"responses\"}}"
+    );
+    vec![
+        "-c".into(),
+        "model_provider=\"baton\"".into(),
+        "-c".into(),
+        provider.into(),
+    ]
 }
 
 #[derive(Default)]

@@ -52,6 +52,11 @@ pub struct LaunchRequest<'a> {
     /// baton runs it in its own sandbox: a CLI's own sandbox would only
     /// stand in the way (Codex nests bubblewrap and hides /tmp).
     pub sandboxed: bool,
+    /// Its provider is reached through baton's model gateway: the CLI is
+    /// pointed there (the engine sets the variables of
+    /// [`crate::gateway::agent_env`]; a CLI configured by arguments gets
+    /// them here).
+    pub gateway: Option<&'a crate::gateway::Access>,
 }
 
 /// A program to start; the engine adds cwd, group and BATON_* variables.
@@ -256,6 +261,7 @@ mod tests {
                 files: &[],
                 mcp: Some(&server),
                 sandboxed: true,
+                gateway: None,
             };
             let launch = (info.make)().launch(&req).expect("launches");
             let found = w.args.is_empty() || launch.args.windows(w.args.len()).any(|a| a == w.args);

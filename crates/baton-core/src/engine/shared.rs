@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// Questions whose asker (a script's `baton ask`) waits on its door
     /// now: their answers are the door's to hand over.
     pub live_askers: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// The run's model gateway, when a profile goes through it.
+    pub gateway: Option<Arc<dyn crate::gateway::Gateway>>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -123,6 +125,7 @@ impl Shared {
             baton: None,
             drivers: &[],
             live_askers: Default::default(),
+            gateway: None,
         }
     }
 }

@@ -257,6 +257,7 @@ async fn run_agent(
         output: out.output(true),
         timeout: Duration::from_secs(spec.timeout_secs),
         cgroup: Vec::new(),
+        unset: Vec::new(),
         grace: AGENT_GRACE,
     };
     // Its input is written and closed: nothing steers a pod's agent live.

@@ -74,6 +74,13 @@ fn check_agent(
         super::Executor::Local => profile_sandbox(ck, a, defaults, span, &subject),
         super::Executor::Remote(_) => None,
     };
+    let gateway = a.gateway.as_ref().is_some_and(|g| *g.get_ref());
+    if let Some(g) = a.gateway.as_ref().filter(|g| *g.get_ref()) {
+        let remote = matches!(executor, super::Executor::Remote(_));
+        if let Some(msg) = super::gateway::gateway_problem(adapter, remote) {
+            ck.at(Some(g.span()), subject.clone(), msg);
+        }
+    }
     AgentProfile {
         name: name.to_string(),
         adapter: adapter.to_string(),
@@ -94,6 +101,7 @@ fn check_agent(
         account: a.account.clone().filter(|a| !a.trim().is_empty()),
         executor,
         ask: a.ask.unwrap_or(true),
+        gateway,
     }
 }
 

@@ -4,6 +4,7 @@ mod agent;
 mod error;
 mod executor;
 mod files;
+mod gateway;
 mod hook;
 mod item;
 mod land;
@@ -68,6 +69,8 @@ pub struct Plan {
     pub payload: serde_json::Value,
     /// Where `baton serve` tells people what needs them (`[notify]`).
     pub notify: NotifySettings,
+    /// The model gateway (`[gateway]`), for profiles with `gateway = true`.
+    pub gateway: crate::gateway::GatewaySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +146,9 @@ pub struct AgentProfile {
     pub account: Option<String>,
     /// Where its attempts run: here, or as Jobs on a cluster.
     pub executor: Executor,
+    /// Its agent reaches its provider through baton's model gateway, with
+    /// a token of its attempt's instead of the key.
+    pub gateway: bool,
 }
 
 impl AgentProfile {

@@ -32,7 +32,25 @@ pub(crate) struct RawPlan {
     #[serde(default)]
     pub hook: Vec<Spanned<RawHook>>,
     pub notify: Option<Spanned<RawNotify>>,
+    // Not Spanned: a `[gateway.providers.x]` header alone makes the table
+    // implicitly, which a Spanned cannot read.
+    pub gateway: Option<RawGateway>,
     pub payload: Option<toml::Table>,
+}
+
+/// `[gateway]`: the model gateway's address and its providers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, Spanned<RawProvider>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    pub url: Spanned<String>,
 }
 
 /// `[notify]`: where `baton serve` tells people, with action links.
@@ -199,6 +217,7 @@ pub(crate) struct RawAgent {
     pub account: Option<String>,
     pub executor: Option<Spanned<String>>,
     pub ask: Option<bool>,
+    pub gateway: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

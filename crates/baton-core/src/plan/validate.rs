@@ -119,6 +119,7 @@ pub(super) fn parse(
     let pull = super::land::check_land(&mut ck, &raw.land, &agents, &mut run.land);
     let hooks = super::hook::check_hooks(&mut ck, &raw.hook, &agents, repo_root);
     let notify = super::notify::check_notify(&mut ck, &raw.notify);
+    let gateway = super::gateway::check_gateway(&mut ck, &raw.gateway);
     let payload = raw
         .payload
         .as_ref()
@@ -146,6 +147,7 @@ pub(super) fn parse(
         hooks,
         payload,
         notify,
+        gateway,
     })
 }
 

@@ -18,7 +18,7 @@ pub use messages::Message;
 pub use ports::PORT_RANGE;
 pub use pulls::{Fixing, PullRecord};
 pub use questions::{Answered, QuestionRecord};
-pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord};
+pub use records::{AttemptRecord, Control, Event, RunRecord, TaskRecord, WireUsageRecord};
 pub use schedules::ScheduleRow;
 pub use sources::SourceItem;
 
@@ -82,6 +82,25 @@ pub struct AttemptUsage<'a> {
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
     pub model: Option<&'a str>,
+    /// The gateway's count: cached input read and written, and requests
+    /// (None: the attempt did not go through it).
+    pub wire: Option<WireCount>,
+}
+
+/// What the model gateway counted of an attempt beyond tokens and cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireCount {
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub requests: u64,
+}
+
+/// What an agent itself reported it used, kept beside the gateway's count.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Reported {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Option<f64>,
 }
 
 /// The columns a task update may set; None leaves a column as it is.
@@ -257,7 +276,36 @@ const MIGRATIONS: &[&str] = &[
         submitted_at INTEGER
     );
     CREATE INDEX IF NOT EXISTS review_comments_task ON review_comments (run_id, task_id, id)",
+    // The model gateway's count (the wire's: cached input apart, requests)
+    // and, beside it, what the agent itself reported.
+    "ALTER TABLE attempts ADD COLUMN cache_read_tokens INTEGER;
+    ALTER TABLE attempts ADD COLUMN cache_write_tokens INTEGER;
+    ALTER TABLE attempts ADD COLUMN gateway_requests INTEGER;
+    ALTER TABLE attempts ADD COLUMN reported_input_tokens INTEGER;
+    ALTER TABLE attempts ADD COLUMN reported_output_tokens INTEGER;
+    ALTER TABLE attempts ADD COLUMN reported_cost_usd REAL;
+    ALTER TABLE tasks ADD COLUMN cache_read_tokens INTEGER;
+    ALTER TABLE tasks ADD COLUMN cache_write_tokens INTEGER;
+    ALTER TABLE tasks ADD COLUMN gateway_requests INTEGER;
+    ALTER TABLE tasks ADD COLUMN reported_cost_usd REAL",
 ];
+
+/// A task's usage: the sum of its attempts'.
+fn sum_attempts(tx: &rusqlite::Transaction, run: &str, task: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE tasks SET
+            input_tokens = (SELECT SUM(input_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+            output_tokens = (SELECT SUM(output_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+            cost_usd = (SELECT SUM(cost_usd) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+            cache_read_tokens = (SELECT SUM(cache_read_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+            cache_write_tokens = (SELECT SUM(cache_write_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+            gateway_requests = (SELECT SUM(gateway_requests) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
+            reported_cost_usd = (SELECT SUM(reported_cost_usd) FROM attempts WHERE run_id = ?1 AND task_id = ?2)
+         WHERE run_id = ?1 AND id = ?2",
+        params![run, task],
+    )?;
+    Ok(())
+}
 
 /// A task queued at run time, as the store keeps it.
 #[derive(Debug, Clone, Default)]
@@ -628,14 +676,27 @@ impl Store {
             "UPDATE attempts SET input_tokens = ?4, output_tokens = ?5, cost_usd = ?6, model = COALESCE(?7, model) WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
             params![run, task, n, u.input_tokens.map(|v| v as i64), u.output_tokens.map(|v| v as i64), u.cost_usd, u.model],
         )?;
+        if let Some(w) = u.wire {
+            tx.execute(
+                "UPDATE attempts SET cache_read_tokens = ?4, cache_write_tokens = ?5, gateway_requests = ?6 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+                params![run, task, n, w.cache_read as i64, w.cache_write as i64, w.requests as i64],
+            )?;
+        }
+        sum_attempts(&tx, run, task)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What the agent of an attempt that went through the gateway said it
+    /// used (its own figure, kept for comparison; the gateway's counts).
+    pub fn set_attempt_reported(&self, run: &str, task: &str, n: u32, r: &Reported) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "UPDATE tasks SET
-                input_tokens = (SELECT SUM(input_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
-                output_tokens = (SELECT SUM(output_tokens) FROM attempts WHERE run_id = ?1 AND task_id = ?2),
-                cost_usd = (SELECT SUM(cost_usd) FROM attempts WHERE run_id = ?1 AND task_id = ?2)
-             WHERE run_id = ?1 AND id = ?2",
-            params![run, task],
+            "UPDATE attempts SET reported_input_tokens = ?4, reported_output_tokens = ?5, reported_cost_usd = ?6 WHERE run_id = ?1 AND task_id = ?2 AND n = ?3",
+            params![run, task, n, r.input_tokens as i64, r.output_tokens as i64, r.cost_usd],
         )?;
+        sum_attempts(&tx, run, task)?;
         tx.commit()?;
         Ok(())
     }

@@ -68,6 +68,9 @@ pub struct TaskRecord {
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
+    /// What the model gateway counted beyond that (see [`WireUsageRecord`]).
+    #[serde(flatten)]
+    pub wire: WireUsageRecord,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub activity: Option<Activity>,
@@ -116,6 +119,7 @@ impl TaskRecord {
             input_tokens: r.get("input_tokens")?,
             output_tokens: r.get("output_tokens")?,
             cost_usd: r.get("cost_usd")?,
+            wire: WireUsageRecord::from_row(r)?,
             started_at: r.get("started_at")?,
             finished_at: r.get("finished_at")?,
             activity: r.get("activity")?,
@@ -153,6 +157,34 @@ pub struct AttemptRecord {
     pub model: Option<String>,
     /// Where the attempt's end commit is kept (`refs/baton/<run>/<task>/<n>`).
     pub commit_ref: Option<String>,
+    #[serde(flatten)]
+    pub wire: WireUsageRecord,
+}
+
+/// A task's or attempt's usage as the model gateway counted it beyond
+/// tokens and cost (all None when it did not go through the gateway), and
+/// the agent's own figure kept beside it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WireUsageRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_requests: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_cost_usd: Option<f64>,
+}
+
+impl WireUsageRecord {
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(WireUsageRecord {
+            cache_read_tokens: r.get("cache_read_tokens")?,
+            cache_write_tokens: r.get("cache_write_tokens")?,
+            gateway_requests: r.get("gateway_requests")?,
+            reported_cost_usd: r.get("reported_cost_usd")?,
+        })
+    }
 }
 
 impl AttemptRecord {
@@ -175,6 +207,7 @@ impl AttemptRecord {
             cost_usd: r.get("cost_usd")?,
             model: r.get("model")?,
             commit_ref: r.get("commit_ref")?,
+            wire: WireUsageRecord::from_row(r)?,
         })
     }
 }

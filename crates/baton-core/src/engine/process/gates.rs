@@ -139,6 +139,7 @@ pub(crate) async fn run_one(
         output: g.output.clone(),
         timeout: g.timeout,
         cgroup: Vec::new(),
+        unset: Vec::new(),
         grace: crate::process::KILL_GRACE,
     };
     let started = std::time::Instant::now();

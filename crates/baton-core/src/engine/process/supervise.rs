@@ -11,6 +11,7 @@ pub(crate) use super::writer::Output;
 use super::writer::{targets, LogWriter};
 use crate::adapter::{AgentEvent, Finish, StreamParser};
 use crate::engine::messages::WorkerCmd;
+use crate::gateway::Wire;
 use crate::process::{kill_tree, reap_leftovers, Watchdog};
 use crate::secrets::Redactor;
 use std::ffi::OsString;
@@ -36,6 +37,8 @@ pub(crate) struct Spec<'a> {
     pub timeout: Duration,
     /// The `cgroup.procs` files of the cgroups it runs in (its limits).
     pub cgroup: Vec<std::ffi::CString>,
+    /// Variables of baton's environment it must not inherit.
+    pub unset: Vec<OsString>,
     /// Between SIGTERM and SIGKILL when it is ended (a pod's follower
     /// needs the pod's own grace to see its work pushed).
     pub grace: Duration,
@@ -58,6 +61,8 @@ pub(crate) struct Io<'a> {
     /// feedback); an agent's is not kept (its log has it), which saves a
     /// buffer per running agent.
     pub combined: bool,
+    /// What the model gateway tells of the agent's requests.
+    pub wire: Option<&'a mut UnboundedReceiver<Wire>>,
 }
 
 /// What the worker hears while the process runs; any answer but None ends
@@ -77,6 +82,10 @@ pub(crate) trait AttemptSink: Send {
     }
     /// Message `id` went to the agent's stdin.
     async fn delivered(&mut self, _id: i64) {}
+    /// The model gateway told of one of the agent's requests.
+    async fn wire(&mut self, _w: Wire) -> Option<WorkerCmd> {
+        None
+    }
 }
 
 /// For processes nobody listens to beyond their exit (gates).
@@ -101,6 +110,14 @@ pub(crate) struct Outcome {
     pub combined_tail: String,
     /// How the agent's stream ended, as its parser reads it (None: no parser).
     pub finish: Option<Finish>,
+}
+
+/// The gateway's next word, or never (no gateway, or it has gone).
+async fn next_wire(rx: &mut Option<&mut UnboundedReceiver<Wire>>) -> Option<Wire> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
@@ -137,6 +154,7 @@ pub(crate) struct Running<'a> {
     out_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
     err_task: Option<tokio::task::JoinHandle<(String, Option<Finish>)>>,
     watchdog: Option<&'a Watchdog>,
+    wire: Option<&'a mut UnboundedReceiver<Wire>>,
 }
 
 /// Starts the process in its own group, its output going to the log (and
@@ -153,6 +171,7 @@ pub(crate) async fn spawn<'a>(
         stall_after,
         redactor,
         combined,
+        wire,
     } = io;
     let (log_out, log_err) = targets(&spec.output).await?;
     let mut child = command(&spec, stdin_lines.is_some()).spawn().map_err(|e| {
@@ -212,6 +231,7 @@ pub(crate) async fn spawn<'a>(
         out_task,
         err_task,
         watchdog,
+        wire,
     })
 }
 
@@ -221,6 +241,9 @@ fn command(spec: &Spec<'_>, stdin_pipe: bool) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&spec.program);
     for name in crate::process::withheld() {
         // Before its own env: a profile that gives the variable keeps it.
+        cmd.env_remove(name);
+    }
+    for name in &spec.unset {
         cmd.env_remove(name);
     }
     cmd.args(&spec.args)
@@ -395,6 +418,15 @@ impl Running<'_> {
                 cmd = cmds.recv() => {
                     if let Some(ended) = self.on_cmd(cmd, sink, &mut turns_expected).await {
                         return ended;
+                    }
+                }
+                w = next_wire(&mut self.wire) => {
+                    match w {
+                        Some(w) => if let Some(c) = sink.wire(w).await {
+                            self.kill().await;
+                            return Ended::Cmd(c);
+                        },
+                        None => self.wire = None,
                     }
                 }
             }

@@ -53,6 +53,29 @@ pub struct RunOptions {
     /// when `run.base` names a commit fetched from it rather than the
     /// branch itself (a tracker item's run starts from the remote's tip).
     pub base_branch: Option<String>,
+    /// The model gateway the binary has (started for a run whose profiles
+    /// use it; see [`crate::gateway`]).
+    pub gateway: Option<&'static crate::gateway::GatewayKind>,
+}
+
+/// The run's model gateway, if a profile goes through it.
+async fn start_gateway(
+    plan: &Plan,
+    opts: &RunOptions,
+) -> Result<Option<Arc<dyn crate::gateway::Gateway>>, EngineError> {
+    if !plan.agents.values().any(|a| a.gateway) {
+        return Ok(None);
+    }
+    let Some(kind) = opts.gateway else {
+        let why =
+            "a profile has gateway = true, but this baton was built without the model gateway";
+        return Err(EngineError::Io(why.into()));
+    };
+    let gw = (kind.start)(plan.gateway.clone())
+        .await
+        .map_err(EngineError::Io)?;
+    tracing::info!("the model gateway listens at {}", gw.url());
+    Ok(Some(gw))
 }
 
 pub(super) async fn open_store(
@@ -127,6 +150,7 @@ impl Parts {
             // not only once its pull request opens.
             crate::process::withhold(&self.plan.pull.secret_vars());
         }
+        let gateway = start_gateway(&self.plan, &self.opts).await?;
         let wiring = Wiring::new();
         let ws = &self.plan.workspace;
         if !ws.sparse.is_empty() {
@@ -176,6 +200,7 @@ impl Parts {
         );
         sh.baton = self.opts.baton.as_ref().map(|b| b.display().to_string());
         sh.drivers = self.opts.drivers;
+        sh.gateway = gateway;
         let sh = Arc::new(sh);
         Ok(Engine {
             sh,

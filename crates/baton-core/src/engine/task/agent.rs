@@ -48,6 +48,7 @@ pub(super) async fn run_agent(
             .as_ref()
             .map(|c| c.procs().to_vec())
             .unwrap_or_default(),
+        unset: p.unset.clone(),
         grace: crate::process::KILL_GRACE,
     };
     placement.shape(&mut spec);
@@ -72,7 +73,14 @@ pub(super) async fn run_agent(
         session: None,
         last_error: None,
         asking: p.ask.as_ref().map(|a| a.waiting.clone()),
+        gate: p
+            .gate
+            .as_ref()
+            .map(|g| (g.gateway.clone(), g.access.token.clone())),
+        reported: Meter::new(sh.prices.clone(), profile.model.clone(), (0, 0)),
+        wire: Default::default(),
     };
+    let mut wire = p.gate.as_ref().and_then(|g| g.take_wire());
     let steer = |m: &str| adapter.steer_line(m);
     let local = placement.is_here();
     let io = Io {
@@ -83,8 +91,15 @@ pub(super) async fn run_agent(
         stall_after: Some(st.spec.stall_after),
         redactor: Some(sh.redactor.clone()),
         combined: false,
+        wire: wire.as_mut(),
     };
     let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut watch).await;
+    if let (Some(g), Some(rx)) = (&p.gate, wire.as_mut()) {
+        // The last answers' usage may still be on its way: the token is
+        // forgotten, then what the gateway still tells is counted.
+        g.gateway.revoke(&g.access.token);
+        super::gate::drain(rx, &mut watch).await;
+    }
     AgentRun {
         out,
         session: watch.session,

@@ -39,6 +39,10 @@ pub(crate) struct Prepared {
     pub(super) cgroup: Option<crate::sandbox::cgroup::Cgroup>,
     /// Where the agent runs (set once the launch is prepared).
     pub(super) placement: super::executor::Placement,
+    /// Its pass through the model gateway, if its profile goes through it.
+    pub(super) gate: Option<super::gate::GatePass>,
+    /// Variables of baton's own environment the agent must not inherit.
+    pub(super) unset: Vec<OsString>,
 }
 
 pub(super) async fn prepare(
@@ -62,6 +66,7 @@ pub(super) async fn prepare(
         Some((tools, door)) => (Some(tools), Some(door)),
         None => (ask_socket.and_then(|s| ask_door::tools(sh, st, s)), None),
     };
+    let gate = super::gate::pass(sh, st, profile, n)?;
     let cli = profile.cli();
     let mut launch = adapter.launch(&LaunchRequest {
         profile: &cli,
@@ -72,6 +77,7 @@ pub(super) async fn prepare(
         files: &st.spec.context,
         mcp: mcp.as_ref(),
         sandboxed: profile.sandbox.is_some(),
+        gateway: gate.as_ref().map(|g| &g.access),
     })?;
     write_files(&launch.files).await?;
     let mut adapter_env = std::mem::take(&mut launch.env);
@@ -81,8 +87,20 @@ pub(super) async fn prepare(
     if let Some(s) = ask_socket {
         adapter_env.push((crate::ask::SOCKET_VAR.into(), s.into()));
     }
-    let env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
-    let (jail, own_git, cgroup) = match &profile.sandbox {
+    let mut env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
+    let mut unset = Vec::new();
+    if let Some(g) = &gate {
+        // The agent holds its token, never a key: none from its profile,
+        // none inherited from baton's environment.
+        env.retain(|(k, _)| !crate::gateway::PROVIDER_VARS.iter().any(|v| k == *v));
+        env.extend(g.env(&profile.adapter));
+        unset.extend(crate::gateway::PROVIDER_VARS.iter().map(OsString::from));
+    }
+    let spec = profile
+        .sandbox
+        .as_ref()
+        .map(|s| super::gate::network(s, gate.as_ref()));
+    let (jail, own_git, cgroup) = match &spec {
         Some(spec) => {
             let own =
                 jail::make_own_git(sh, &jail::desk_name(&st.spec.id), &st.desk.worktree).await?;
@@ -119,6 +137,8 @@ pub(super) async fn prepare(
         own_git,
         cgroup,
         placement: super::executor::Placement::Local,
+        gate,
+        unset,
     })
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod agent;
 pub(crate) mod ask_door;
 pub(crate) mod attempt;
 pub(crate) mod executor;
+mod gate;
 pub(crate) mod history;
 pub(crate) mod hold;
 pub(crate) mod keep;
@@ -286,6 +287,7 @@ async fn begin_attempt(sh: &Shared, st: &Start, n: u32) {
         cost_usd: None,
         model: None,
         commit_ref: None,
+        wire: Default::default(),
     };
     sh.write("start attempt", move |s, _| s.start_attempt(&attempt))
         .await;

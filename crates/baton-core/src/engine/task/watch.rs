@@ -8,9 +8,11 @@ use crate::clock::now_ms;
 use crate::engine::messages::{WorkerCmd, WorkerNote};
 use crate::engine::process::supervise::AttemptSink;
 use crate::engine::shared::Shared;
+use crate::gateway::{Gateway, Wire};
 use crate::model::Activity;
 use crate::payload::Payload;
-use crate::store::AttemptUsage;
+use crate::store::{AttemptUsage, Reported, WireCount};
+use std::sync::Arc;
 
 pub(crate) struct Watch<'a> {
     pub sh: &'a Shared,
@@ -27,6 +29,12 @@ pub(crate) struct Watch<'a> {
     /// How many of the agent's `baton ask`s wait for an answer now: its
     /// output then is not work, nor its silence a stall.
     pub asking: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// The attempt's pass through the model gateway (the gateway and its
+    /// token): its usage is then the wire's, and what the agent says it
+    /// used is kept beside it (`reported`).
+    pub gate: Option<(Arc<dyn Gateway>, String)>,
+    pub reported: Meter,
+    pub wire: WireCount,
 }
 
 impl Watch<'_> {
@@ -76,6 +84,10 @@ impl Watch<'_> {
             | AgentEvent::Retrying { .. }
             | AgentEvent::RateLimited(_) => self.set_activity(Activity::WaitingModel).await,
             AgentEvent::Error { message } => self.last_error = Some(message.clone()),
+            AgentEvent::Usage(u) if self.gate.is_some() => {
+                self.reported.apply(u);
+                self.record_reported().await;
+            }
             AgentEvent::Usage(u) => {
                 self.meter.apply(u);
                 return self.spent().await;
@@ -91,6 +103,7 @@ impl Watch<'_> {
         let (input, output) = (self.meter.input, self.meter.output);
         let model = self.meter.model.clone();
         let (task, n) = (self.task.to_string(), self.n);
+        let wire = self.gate.is_some().then_some(self.wire);
         self.sh
             .write("usage", move |s, run| {
                 let usage = AttemptUsage {
@@ -98,6 +111,7 @@ impl Watch<'_> {
                     output_tokens: Some(output),
                     cost_usd: cost,
                     model: model.as_deref(),
+                    wire,
                 };
                 s.set_attempt_usage(run, &task, n, &usage)
             })
@@ -110,11 +124,101 @@ impl Watch<'_> {
         });
         let budget = self.budget?;
         let spent = self.prior_cost + cost;
-        (spent > budget).then(|| {
-            WorkerCmd::OverBudget(format!(
-                "budget exceeded: the task spent ${spent:.4} of its budget_usd ${budget:.4}"
-            ))
-        })
+        if spent <= budget {
+            return None;
+        }
+        let why =
+            format!("budget exceeded: the task spent ${spent:.4} of its budget_usd ${budget:.4}");
+        // Its next request is refused at once, before the agent is stopped.
+        if let Some((gw, token)) = &self.gate {
+            gw.refuse(token, &why);
+        }
+        Some(WorkerCmd::OverBudget(why))
+    }
+
+    /// What the agent itself said it used (behind the gateway: kept for
+    /// comparison, not counted).
+    async fn record_reported(&mut self) {
+        let r = Reported {
+            input_tokens: self.reported.input,
+            output_tokens: self.reported.output,
+            cost_usd: self.reported.cost(),
+        };
+        let (task, n) = (self.task.to_string(), self.n);
+        self.sh
+            .write("the agent's own usage", move |s, run| {
+                s.set_attempt_reported(run, &task, n, &r)
+            })
+            .await;
+    }
+
+    /// What the gateway said of one of the attempt's requests: its usage
+    /// counted (and priced), a limit or a refusal recorded.
+    pub async fn wire(&mut self, w: Wire) -> Option<WorkerCmd> {
+        let said = match w {
+            Wire::Answered {
+                provider,
+                model,
+                status,
+                usage,
+                ms,
+            } => {
+                self.wire.requests += 1;
+                let model = model.or_else(|| self.meter.model.clone());
+                let cost = usage.and_then(|u| u.cost(&self.sh.prices, model.as_deref()?));
+                if let Some(u) = usage {
+                    self.wire.cache_read += u.cache_read;
+                    self.wire.cache_write += u.cache_write;
+                    self.meter.apply(&crate::adapter::UsageReport {
+                        input_tokens: u.input + u.cache_read + u.cache_write,
+                        output_tokens: u.output,
+                        cost_usd: cost,
+                        model: model.clone(),
+                        mode: crate::adapter::UsageMode::Add,
+                    });
+                }
+                let said = Payload::GatewayRequest {
+                    provider,
+                    model,
+                    status,
+                    usage,
+                    cost_usd: cost,
+                    ms,
+                    note: None,
+                };
+                self.sh.event(Some(self.task), Some(self.n), said).await;
+                return self.spent().await;
+            }
+            Wire::Limited {
+                provider,
+                status,
+                message,
+                ..
+            } => {
+                self.wire.requests += 1;
+                self.set_activity(Activity::WaitingModel).await;
+                Payload::GatewayRequest {
+                    provider,
+                    model: None,
+                    status,
+                    usage: None,
+                    cost_usd: None,
+                    ms: 0,
+                    note: Some(crate::adapter::clip(&message, 300)),
+                }
+            }
+            Wire::Refused { provider, why } => Payload::GatewayRequest {
+                provider,
+                model: None,
+                status: 403,
+                usage: None,
+                cost_usd: None,
+                ms: 0,
+                note: Some(why),
+            },
+        };
+        self.sh.event(Some(self.task), Some(self.n), said).await;
+        None
     }
 }
 
@@ -151,6 +255,10 @@ impl AttemptSink for Watch<'_> {
             }
         }
         None
+    }
+
+    async fn wire(&mut self, w: Wire) -> Option<WorkerCmd> {
+        Watch::wire(self, w).await
     }
 
     async fn stalled(&mut self) -> Option<WorkerCmd> {

@@ -1,0 +1,160 @@
+//! The model gateway with the real agent CLIs: Claude Code, Codex and
+//! Gemini CLI reach the scripted model server only through baton's
+//! gateway (their own base URLs lead nowhere), with a token of their
+//! attempt's as their key; the server sees the real key, the agents never
+//! do, and every token is counted at the wire.
+
+use crate::common::*;
+use crate::test_real_agents::bins;
+use baton_testutils::model_server::{baton_profile, ModelServer, Scripts, Step, INPUT_TOKENS};
+use baton_testutils::TestEnv;
+use serde_json::Value;
+
+const REAL_KEY: &str = "sk-real-provider-key-7781";
+
+/// Where each CLI's key goes, and the header the provider reads it from.
+fn key_of(agent: &str) -> (&'static str, &'static str) {
+    match agent {
+        "claude" => ("ANTHROPIC_API_KEY", "x-api-key"),
+        "codex" => ("OPENAI_API_KEY", "authorization"),
+        _ => ("GEMINI_API_KEY", "x-goog-api-key"),
+    }
+}
+
+fn provider_of(agent: &str) -> &'static str {
+    match agent {
+        "claude" => "anthropic",
+        "codex" => "openai",
+        _ => "gemini",
+    }
+}
+
+/// The plan: each agent behind the gateway, its own base URL a dead port.
+fn gateway_plan(env: &TestEnv, agents: &[&str], server: &ModelServer, more: &str) -> String {
+    let bins = bins(agents).unwrap_or_default();
+    let mut plan = format!("[run]\nmax_parallel = 3\n\n{more}");
+    for p in ["anthropic", "openai", "gemini"] {
+        plan.push_str(&format!(
+            "[gateway.providers.{p}]\nurl = {:?}\n\n",
+            server.url()
+        ));
+    }
+    for (a, bin) in agents.iter().zip(&bins) {
+        let home = env.scratch(&format!("home-{a}"));
+        let (var, _) = key_of(a);
+        let p = baton_profile(
+            a,
+            a,
+            bin,
+            "http://127.0.0.1:9",
+            &home,
+            &[(var, REAL_KEY)],
+            "gateway = true\n",
+        );
+        plan.push_str(&p);
+    }
+    plan
+}
+
+#[test]
+fn claude_codex_and_gemini_work_through_the_gateway_and_never_hold_the_key() {
+    let agents = ["claude", "codex", "gemini"];
+    if bins(&agents).is_none() {
+        return;
+    }
+    let mut scripts = Scripts::new();
+    for a in agents {
+        scripts = scripts.script(
+            a,
+            vec![
+                Step::write(&format!("{a}.txt"), &format!("written by {a}\n")),
+                // What the agent's own environment holds, from inside it.
+                Step::run(&format!("env > {a}-env.txt")),
+                Step::say(&format!("{a} wrote its file")),
+            ],
+        );
+    }
+    let server = ModelServer::start(scripts);
+    let env = TestEnv::new();
+    let mut plan = gateway_plan(&env, &agents, &server, "");
+    for a in agents {
+        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n\n"));
+    }
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    if r.code != 0 {
+        for a in agents {
+            let out = output(baton(&env).args(["logs", a]));
+            eprintln!("--- {a}'s log:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let requests = server.requests();
+    for a in agents {
+        let t = task(&r.report, a);
+        assert_eq!(t["status"], "succeeded", "{a}: {t}");
+        // The agent held a token of baton's gateway, and no key.
+        let seen = task_show(&env, &r.report, a, &format!("{a}-env.txt")).unwrap();
+        assert!(!seen.contains(REAL_KEY), "{a} saw the key:\n{seen}");
+        assert!(seen.contains("baton-gw-"), "{a} has no token:\n{seen}");
+        // The provider got the key, from the gateway, on every request.
+        let (_, header) = key_of(a);
+        let mine: Vec<_> = requests
+            .iter()
+            .filter(|q| q.header(header).is_some_and(|v| v.contains(REAL_KEY)))
+            .filter(|q| match a {
+                "claude" => q.path.contains("/messages"),
+                "codex" => q.path.contains("/responses") || q.path.ends_with("/models"),
+                _ => q.path.contains("/models/"),
+            })
+            .collect();
+        assert!(
+            !mine.is_empty(),
+            "{a}: no request with the key reached the server"
+        );
+        // Every token counted at the wire: what the gateway recorded of
+        // the task's requests adds up to its usage.
+        let q =
+            format!("SELECT data FROM events WHERE kind = 'gateway_request' AND task_id = '{a}'");
+        let told: Vec<Value> = store_rows(&env, &q)
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert!(!told.is_empty(), "{a}: no request through the gateway");
+        assert!(
+            told.iter().all(|d| d["provider"] == provider_of(a)),
+            "{a}: {told:?}"
+        );
+        let input: u64 = told
+            .iter()
+            .filter_map(|d| d["usage"]["input"].as_u64())
+            .sum();
+        assert_eq!(t["usage"]["input_tokens"].as_u64(), Some(input), "{a}: {t}");
+        assert!(input >= INPUT_TOKENS, "{a}: {t}");
+        assert_eq!(
+            t["usage"]["gateway_requests"].as_u64(),
+            Some(told.len() as u64),
+            "{a}: {t}"
+        );
+        let answered = told.iter().filter(|d| d["status"] == 200).count();
+        assert_eq!(answered, told.len(), "{a}: {told:?}");
+    }
+    for q in &requests {
+        assert!(
+            !format!("{:?}", q.headers).contains("baton-gw-"),
+            "a token reached the provider: {q:?}"
+        );
+    }
+    // Nothing baton wrote holds the key.
+    let state = env.repo.join(".git/baton");
+    let found = std::process::Command::new("grep")
+        .args(["-rl", REAL_KEY])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "the key is in: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}
