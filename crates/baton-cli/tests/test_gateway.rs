@@ -29,8 +29,15 @@ fn provider_of(agent: &str) -> &'static str {
     }
 }
 
-/// The plan: each agent behind the gateway, its own base URL a dead port.
-fn gateway_plan(env: &TestEnv, agents: &[&str], server: &ModelServer, more: &str) -> String {
+/// The plan: each agent behind the gateway, its own base URL a dead port;
+/// `more` before the profiles, `profile` in each.
+fn gateway_plan(
+    env: &TestEnv,
+    agents: &[&str],
+    server: &ModelServer,
+    more: &str,
+    profile: &str,
+) -> String {
     let bins = bins(agents).unwrap_or_default();
     let mut plan = format!("[run]\nmax_parallel = 3\n\n{more}");
     for p in ["anthropic", "openai", "gemini"] {
@@ -42,6 +49,7 @@ fn gateway_plan(env: &TestEnv, agents: &[&str], server: &ModelServer, more: &str
     for (a, bin) in agents.iter().zip(&bins) {
         let home = env.scratch(&format!("home-{a}"));
         let (var, _) = key_of(a);
+        let more = format!("gateway = true\n{profile}");
         let p = baton_profile(
             a,
             a,
@@ -49,7 +57,7 @@ fn gateway_plan(env: &TestEnv, agents: &[&str], server: &ModelServer, more: &str
             "http://127.0.0.1:9",
             &home,
             &[(var, REAL_KEY)],
-            "gateway = true\n",
+            &more,
         );
         plan.push_str(&p);
     }
@@ -76,7 +84,7 @@ fn claude_codex_and_gemini_work_through_the_gateway_and_never_hold_the_key() {
     }
     let server = ModelServer::start(scripts);
     let env = TestEnv::new();
-    let mut plan = gateway_plan(&env, &agents, &server, "");
+    let mut plan = gateway_plan(&env, &agents, &server, "", "");
     for a in agents {
         plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n\n"));
     }
@@ -157,4 +165,90 @@ fn claude_codex_and_gemini_work_through_the_gateway_and_never_hold_the_key() {
         "the key is in: {}",
         String::from_utf8_lossy(&found.stdout)
     );
+}
+
+/// Each model turn costs $1.20 here (120 tokens at $10,000 a million): a
+/// $2 budget is crossed by the second turn, and the agent is stopped there.
+#[test]
+fn a_budget_crossed_mid_conversation_stops_the_agent_at_its_next_request() {
+    if bins(&["claude"]).is_none() {
+        return;
+    }
+    let steps = (0..6)
+        .map(|i| Step::write(&format!("f{i}.txt"), "x\n"))
+        .chain([Step::say("all written")])
+        .collect();
+    let server = ModelServer::start(Scripts::new().script("spend", steps));
+    let env = TestEnv::new();
+    // Whatever model Claude Code asks for (its side requests' too).
+    let prices = "[prices.\"claude*\"]\ninput = 10000.0\noutput = 10000.0\n\n";
+    let mut plan = gateway_plan(&env, &["claude"], &server, prices, "");
+    plan.push_str("[[task]]\nid = \"spend\"\nagent = \"claude\"\nprompt = \"Write six files. [[script:spend]]\"\nbudget_usd = 2.0\nretries = 0\n");
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    let t = task(&r.report, "spend");
+    assert_eq!(t["status"], "failed", "{t}");
+    let reason = t["reason"].as_str().unwrap();
+    assert!(reason.contains("budget exceeded"), "{reason}");
+    let cost = t["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        cost > 2.0 && cost <= 2.0 + 1.2 + 1e-9,
+        "spent ${cost}: past the budget by at most one request"
+    );
+    let turns = server
+        .requests()
+        .iter()
+        .filter(|q| q.script.as_deref() == Some("spend") && q.step.is_some())
+        .count();
+    assert!(turns < 7, "the agent went on for {turns} turns");
+}
+
+/// With its network off, a sandboxed agent's only way out is the gateway.
+#[test]
+fn a_sandboxed_agent_with_no_network_reaches_its_provider_through_the_gateway() {
+    if bins(&["claude"]).is_none() {
+        return;
+    }
+    let server = ModelServer::start(Scripts::new().script(
+        "boxed",
+        vec![
+            Step::write("boxed.txt", "from the box\n"),
+            Step::say("done"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let mut plan = gateway_plan(
+        &env,
+        &["claude"],
+        &server,
+        "",
+        "sandbox = \"bwrap\"\nnetwork = \"off\"\n",
+    );
+    plan.push_str("[[task]]\nid = \"boxed\"\nagent = \"claude\"\nprompt = \"Write boxed.txt. [[script:boxed]]\"\n");
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    assert_eq!(
+        task_show(&env, &r.report, "boxed", "boxed.txt").as_deref(),
+        Some("from the box\n")
+    );
+    assert!(
+        task(&r.report, "boxed")["usage"]["gateway_requests"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
+    // The only host it reached is the gateway.
+    let q = "SELECT data FROM events WHERE kind = 'sandbox_connection'";
+    let hosts = store_rows(&env, q);
+    assert!(
+        !hosts.is_empty(),
+        "{:?}",
+        store_rows(
+            &env,
+            "SELECT kind || ' ' || data FROM events WHERE task_id = 'boxed'"
+        )
+    );
+    let server_host = server.url().trim_start_matches("http://").to_string();
+    assert!(hosts.iter().all(|h| !h.contains(&server_host)), "{hosts:?}");
 }
