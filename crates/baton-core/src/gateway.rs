@@ -47,20 +47,47 @@ impl Provider {
     }
 }
 
-/// Every variable a CLI could take a provider's key or address from: an
-/// agent behind the gateway gets none of them from baton's environment.
+/// Every variable a CLI could take a provider's key, address or another
+/// way to a model from (a cloud's credentials, a switch to a cloud's API
+/// that would pass the gateway by): an agent behind the gateway gets none
+/// of them, from its profile or from baton's environment.
 pub const PROVIDER_VARS: &[&str] = &[
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_AUTH_TOKEN",
     "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
     "OPENAI_API_BASE",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT",
+    "AZURE_OPENAI_API_KEY",
     "CODEX_API_KEY",
     "GEMINI_API_KEY",
     "GOOGLE_API_KEY",
     "GOOGLE_GEMINI_BASE_URL",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
 ];
+
+/// The key a provider's requests carry, and how: Anthropic takes an API
+/// key as `x-api-key` and an auth token (`ANTHROPIC_AUTH_TOKEN`) as a
+/// bearer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub key: String,
+    pub bearer: bool,
+}
 
 /// Where one provider's requests go.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +194,7 @@ pub trait Gateway: Send + Sync {
         &self,
         label: String,
         provider: Provider,
-        key: String,
+        credential: Credential,
         sink: UnboundedSender<Wire>,
     ) -> String;
     /// From now on `token`'s requests are refused with `why`.
@@ -193,12 +220,25 @@ pub fn key_for(
     provider: Provider,
     profile_env: &BTreeMap<String, String>,
     process_env: impl Fn(&str) -> Option<String>,
-) -> Option<String> {
+) -> Option<Credential> {
     let vars = provider.key_vars();
-    vars.iter()
-        .find_map(|v| profile_env.get(*v).cloned())
-        .or_else(|| vars.iter().find_map(|v| process_env(v)))
-        .filter(|k| !k.trim().is_empty())
+    let given = |k: &String| !k.trim().is_empty();
+    let (var, key) = vars
+        .iter()
+        .find_map(|v| {
+            profile_env
+                .get(*v)
+                .filter(|k| given(k))
+                .map(|k| (*v, k.clone()))
+        })
+        .or_else(|| {
+            vars.iter()
+                .find_map(|v| process_env(v).filter(given).map(|k| (*v, k)))
+        })?;
+    Some(Credential {
+        key,
+        bearer: var == "ANTHROPIC_AUTH_TOKEN",
+    })
 }
 
 /// The access as the agent's environment and arguments say it, per CLI.
@@ -228,15 +268,14 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(key_for(Provider::Anthropic, &env, none), None);
         let process = |v: &str| (v == "ANTHROPIC_AUTH_TOKEN").then(|| "from-baton".to_string());
-        assert_eq!(
-            key_for(Provider::Anthropic, &env, process).as_deref(),
-            Some("from-baton")
-        );
+        let bearer = Credential {
+            key: "from-baton".into(),
+            bearer: true,
+        };
+        assert_eq!(key_for(Provider::Anthropic, &env, process), Some(bearer));
         env.insert("ANTHROPIC_API_KEY".to_string(), "from-profile".to_string());
-        assert_eq!(
-            key_for(Provider::Anthropic, &env, process).as_deref(),
-            Some("from-profile")
-        );
+        let key = key_for(Provider::Anthropic, &env, process).unwrap();
+        assert_eq!((key.key.as_str(), key.bearer), ("from-profile", false));
         env.insert("GEMINI_API_KEY".to_string(), " ".to_string());
         assert_eq!(key_for(Provider::Gemini, &env, none), None, "blank is none");
     }

@@ -19,12 +19,17 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The biggest request body taken (a long conversation is a few MB).
-const MAX_REQUEST: usize = 64 * 1024 * 1024;
+const MAX_REQUEST: usize = 32 * 1024 * 1024;
 /// How much of a limit's answer is read for its message.
 const MAX_LIMIT_BODY: usize = 64 * 1024;
+/// The longest a provider may take to begin its answer (a model thinking
+/// long before a whole, unstreamed answer).
+const UPSTREAM_HEAD: Duration = Duration::from_secs(15 * 60);
+/// The longest a limit's answer may take to arrive whole.
+const LIMIT_BODY_TIME: Duration = Duration::from_secs(10);
 
 pub type Answer = Response<BoxBody<Bytes, hyper::Error>>;
 pub type Upstreams = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -89,7 +94,14 @@ pub async fn handle(gate: &Gate, req: Request<Incoming>) -> Result<Answer, Infal
             &format!("baton: {why}"),
         ));
     }
-    Ok(forward(gate, grant, req, (provider, path, query)).await)
+    let Ok(permit) = grant.in_flight.clone().try_acquire_owned() else {
+        let why = format!(
+            "baton gateway: at most {} requests of one agent at once",
+            crate::tokens::MAX_IN_FLIGHT
+        );
+        return Ok(refuse(provider, StatusCode::TOO_MANY_REQUESTS, &why));
+    };
+    Ok(forward(gate, grant, req, (provider, path, query), permit).await)
 }
 
 async fn forward(
@@ -97,6 +109,7 @@ async fn forward(
     grant: Grant,
     req: Request<Incoming>,
     (provider, path, query): (Provider, String, Option<String>),
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Answer {
     let started = Instant::now();
     let Some(upstream) = gate.providers.get(&provider) else {
@@ -122,22 +135,22 @@ async fn forward(
     let model = route::model_of(provider, &path, &body);
     let mut up = Request::new(Full::new(body));
     *up.method_mut() = parts.method;
-    *up.headers_mut() = route::upstream_headers(provider, &parts.headers, &grant.key);
+    *up.headers_mut() = route::upstream_headers(provider, &parts.headers, &grant.credential);
     match uri.parse() {
         Ok(u) => *up.uri_mut() = u,
         Err(e) => {
-            let why = format!("baton gateway: bad upstream address {uri:?}: {e}");
+            // The address may hold a proxy's credentials: not said.
+            let why =
+                format!("baton gateway: the upstream of {provider} is no valid address ({e})");
             return refuse(provider, StatusCode::BAD_GATEWAY, &why);
         }
     }
-    let answer = match gate.client.request(up).await {
+    let sent = tokio::time::timeout(UPSTREAM_HEAD, gate.client.request(up)).await;
+    let sent = sent.map_err(|_| "it began no answer in time".to_string());
+    let answer = match sent.and_then(|r| r.map_err(|e| e.to_string())) {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(
-                "gateway: {}: cannot reach {provider} at {}: {e}",
-                grant.label,
-                upstream.url
-            );
+            tracing::warn!("gateway: {}: no answer from {provider}: {e}", grant.label);
             let _ = grant.sink.send(Wire::Answered {
                 provider,
                 model,
@@ -145,7 +158,7 @@ async fn forward(
                 usage: None,
                 ms: started.elapsed().as_millis() as u64,
             });
-            let why = format!("baton gateway: cannot reach {provider}: {e}");
+            let why = format!("baton gateway: no answer from {provider}: {e}");
             return refuse(provider, StatusCode::BAD_GATEWAY, &why);
         }
     };
@@ -162,6 +175,7 @@ async fn forward(
         .to_string();
     let (parts, body) = answer.into_parts();
     let tee = Tee {
+        _permit: permit,
         inner: body,
         told: Some(Told {
             scanner: Scanner::new(provider, &content_type),
@@ -192,11 +206,11 @@ async fn limited(grant: Grant, provider: Provider, answer: Response<Incoming>) -
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let (parts, body) = answer.into_parts();
-    let body = Limited::new(body, MAX_LIMIT_BODY)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let read = Limited::new(body, MAX_LIMIT_BODY).collect();
+    let body = match tokio::time::timeout(LIMIT_BODY_TIME, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => Bytes::new(),
+    };
     let message = String::from_utf8_lossy(&body).into_owned();
     let _ = grant.sink.send(Wire::Limited {
         provider,
@@ -228,6 +242,8 @@ struct Told {
 /// The answer's body passed on frame by frame, its usage read on the way;
 /// told once, at its end or when the agent hangs up.
 struct Tee {
+    /// Its place among the agent's requests in flight, until it ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
     inner: Incoming,
     told: Option<Told>,
 }

@@ -10,7 +10,9 @@ mod route;
 mod tokens;
 mod usage;
 
-use baton_core::gateway::{Boxed, Gateway, GatewayKind, GatewaySettings, Provider, Started, Wire};
+use baton_core::gateway::{
+    Boxed, Credential, Gateway, GatewayKind, GatewaySettings, Provider, Started, Wire,
+};
 use forward::Gate;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
@@ -69,9 +71,14 @@ pub async fn start(settings: GatewaySettings) -> Started {
         client,
     });
     let accept = tokio::spawn(serve(listener, gate.clone()));
+    // Listening on every address, it is reached here on loopback.
+    let shown = match addr.ip().is_unspecified() {
+        true => std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        false => addr,
+    };
     Ok(Arc::new(Running {
         gate,
-        url: format!("http://{addr}"),
+        url: format!("http://{shown}"),
         accept,
     }))
 }
@@ -95,6 +102,8 @@ async fn serve(listener: tokio::net::TcpListener, gate: Arc<Gate>) {
                 async move { forward::handle(&gate, req).await }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!("gateway: connection: {e}");
@@ -112,14 +121,15 @@ impl Gateway for Running {
         &self,
         label: String,
         provider: Provider,
-        key: String,
+        credential: Credential,
         sink: UnboundedSender<Wire>,
     ) -> String {
         let token = format!("baton-gw-{}", baton_core::access::new_token());
         let grant = tokens::Grant {
             label,
             provider,
-            key,
+            credential,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(tokens::MAX_IN_FLIGHT)),
             sink,
             refused: None,
         };

@@ -3,7 +3,7 @@
 //! puts its key, the real key put back the same way, and errors in the
 //! shape each provider's CLI reads.
 
-use baton_core::gateway::Provider;
+use baton_core::gateway::{Credential, Provider};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 /// `/anthropic/v1/messages?x` → (Anthropic, `/v1/messages`, `x`).
@@ -16,11 +16,10 @@ pub fn split(path_and_query: &str) -> Option<(Provider, String, Option<String>)>
     let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let provider: Provider = first.parse().ok()?;
     // Only a plain path goes on: nothing that could climb out of the
-    // provider's API (`..`, encoded slashes).
+    // provider's API on a server that decodes or normalises (`..`, any
+    // escape, a backslash).
     let tail = format!("/{tail}");
-    if tail.split('/').any(|s| s == ".." || s == ".")
-        || tail.contains('%') && tail.to_ascii_lowercase().contains("%2f")
-    {
+    if tail.split('/').any(|s| s == ".." || s == ".") || tail.contains(['%', '\\']) {
         return None;
     }
     Some((provider, tail, query))
@@ -86,7 +85,12 @@ const DROPPED: &[&str] = &[
 
 /// The request's headers as they go upstream: the CLI's, less [`DROPPED`],
 /// with the real `key` where the provider expects it.
-pub fn upstream_headers(provider: Provider, from: &HeaderMap, key: &str) -> HeaderMap {
+pub fn upstream_headers(
+    provider: Provider,
+    from: &HeaderMap,
+    credential: &Credential,
+) -> HeaderMap {
+    let key = &credential.key;
     let mut out = HeaderMap::new();
     for (name, value) in from {
         if !DROPPED.contains(&name.as_str()) {
@@ -94,6 +98,7 @@ pub fn upstream_headers(provider: Provider, from: &HeaderMap, key: &str) -> Head
         }
     }
     let (name, value) = match provider {
+        Provider::Anthropic if credential.bearer => ("authorization", format!("Bearer {key}")),
         Provider::Anthropic => ("x-api-key", key.to_string()),
         Provider::Openai => ("authorization", format!("Bearer {key}")),
         Provider::Gemini => ("x-goog-api-key", key.to_string()),
@@ -205,6 +210,8 @@ mod tests {
             "/mistral/v1/x",
             "/openai/../admin",
             "/openai/v1/%2F..%2fx",
+            "/openai/v1/%2e%2e/x",
+            "/openai/v1\\..\\x",
             "anthropic/v1",
         ] {
             assert!(split(bad).is_none(), "{bad}");
@@ -222,7 +229,11 @@ mod tests {
             token(Provider::Anthropic, &h, None).as_deref(),
             Some("tok-a")
         );
-        let up = upstream_headers(Provider::Anthropic, &h, "real-key");
+        let cred = |key: &str, bearer| Credential {
+            key: key.into(),
+            bearer,
+        };
+        let up = upstream_headers(Provider::Anthropic, &h, &cred("real-key", false));
         assert_eq!(up.get("x-api-key").unwrap(), "real-key");
         assert_eq!(up.get("anthropic-version").unwrap(), "2023-06-01");
         assert!(
@@ -236,7 +247,10 @@ mod tests {
             token(Provider::Anthropic, &h, None).as_deref(),
             Some("tok-o")
         );
-        let up = upstream_headers(Provider::Openai, &h, "sk-real");
+        let up = upstream_headers(Provider::Openai, &h, &cred("sk-real", false));
+        let as_bearer = upstream_headers(Provider::Anthropic, &h, &cred("tok-real", true));
+        assert_eq!(as_bearer.get("authorization").unwrap(), "Bearer tok-real");
+        assert!(as_bearer.get("x-api-key").is_none());
         assert_eq!(up.get("authorization").unwrap(), "Bearer sk-real");
         assert_eq!(up.len(), 1);
 

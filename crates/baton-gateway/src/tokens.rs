@@ -2,7 +2,7 @@
 //! provider it may reach, the key its requests carry there, where what
 //! they do is told, and whether it may still spend.
 
-use baton_core::gateway::{Provider, Wire};
+use baton_core::gateway::{Credential, Provider, Wire};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
@@ -12,11 +12,17 @@ pub struct Grant {
     /// run/task/attempt, for the log.
     pub label: String,
     pub provider: Provider,
-    pub key: String,
+    pub credential: Credential,
+    /// Its requests in flight at once, at most [`MAX_IN_FLIGHT`].
+    pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     pub sink: UnboundedSender<Wire>,
     /// Why its requests are refused now, if they are.
     pub refused: Option<String>,
 }
+
+/// An agent's requests at once: its CLI's own (a turn, a title, a sub-agent
+/// or two), not a flood that would hold baton's memory.
+pub const MAX_IN_FLIGHT: usize = 16;
 
 #[derive(Default)]
 pub struct Tokens(Mutex<HashMap<String, Grant>>);

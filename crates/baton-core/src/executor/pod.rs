@@ -293,6 +293,7 @@ async fn run_gates(
         timeout: Duration::from_secs(spec.timeout_secs),
         env: &env,
         jail: None,
+        unset: &[],
     };
     let mut results = Vec::new();
     for gate in &spec.gates {

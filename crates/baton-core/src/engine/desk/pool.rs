@@ -382,6 +382,7 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
         timeout: ws.setup_timeout,
         env: &env,
         jail: jail.as_ref().map(|j| j.args.as_slice()),
+        unset: &[],
     };
     let passed = matches!(gates::run_all(sh, run, &mut cmds).await, GateResult::Passed);
     if !passed || pool.stopping() {

@@ -163,6 +163,7 @@ pub(crate) async fn setup(
         timeout: sh.plan.workspace.setup_timeout,
         env,
         jail,
+        unset: &[],
     };
     gates::run_all(sh, run, cmds).await
 }
@@ -213,6 +214,7 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
         timeout: sh.plan.workspace.setup_timeout,
         env: &env,
         jail: jail.as_ref().map(|j| j.args.as_slice()),
+        unset: &[],
     };
     if let GateResult::Failed { reason, .. } = gates::run_all(sh, run, &mut cmds).await {
         tracing::warn!("task {task}: {reason}");

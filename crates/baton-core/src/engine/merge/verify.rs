@@ -119,6 +119,7 @@ async fn check(
         timeout: DEFAULT_TIMEOUT,
         env: &env,
         jail,
+        unset: &[],
     };
     gates::run_all(sh, run, cmds).await
 }
@@ -158,6 +159,7 @@ async fn setup(
         timeout: ws.setup_timeout,
         env: desk.env,
         jail: desk.jail,
+        unset: &[],
     };
     match gates::run_all(sh, run, cmds).await {
         GateResult::Passed => {

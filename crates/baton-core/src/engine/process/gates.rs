@@ -74,6 +74,9 @@ pub(crate) struct GateRun<'a> {
     pub env: &'a [(OsString, OsString)],
     /// The agent's sandbox (`bwrap` arguments): its gates run in it too.
     pub jail: Option<&'a [OsString]>,
+    /// Variables of baton's environment they must not inherit (a provider's
+    /// key, when the agent goes through the model gateway).
+    pub unset: &'a [OsString],
 }
 
 pub(crate) async fn run_all(
@@ -139,7 +142,7 @@ pub(crate) async fn run_one(
         output: g.output.clone(),
         timeout: g.timeout,
         cgroup: Vec::new(),
-        unset: Vec::new(),
+        unset: g.unset.to_vec(),
         grace: crate::process::KILL_GRACE,
     };
     let started = std::time::Instant::now();

@@ -77,7 +77,12 @@ pub(super) async fn run_agent(
             .gate
             .as_ref()
             .map(|g| (g.gateway.clone(), g.access.token.clone())),
-        reported: Meter::new(sh.prices.clone(), profile.model.clone(), (0, 0)),
+        priced_as: profile.model.clone(),
+        reported: Meter::new(
+            sh.prices.clone(),
+            profile.model.clone(),
+            session_base(&earlier, st.session.as_deref()),
+        ),
         wire: Default::default(),
     };
     let mut wire = p.gate.as_ref().and_then(|g| g.take_wire());

@@ -178,7 +178,12 @@ pub(crate) async fn run(
     }
     let gate_env = gate_env(&prepared.env);
     let jail = prepared.jail.as_ref().map(|j| j.args.as_slice());
-    check(&ledger, st, &gate_env, jail, commit, result, cmds).await
+    let checks = Checks {
+        env: &gate_env,
+        jail,
+        unset: &prepared.unset,
+    };
+    check(&ledger, st, checks, commit, result, cmds).await
 }
 
 /// The work could not be kept (committed on the task's branch): the
@@ -367,11 +372,18 @@ async fn settle(
 }
 
 /// The gates, once the agent is done and passed.
+/// What an attempt's gates run with: the agent's environment (less its
+/// prompt), its sandbox, and what they must not inherit.
+struct Checks<'a> {
+    env: &'a [(OsString, OsString)],
+    jail: Option<&'a [OsString]>,
+    unset: &'a [OsString],
+}
+
 async fn check(
     ledger: &Ledger<'_>,
     st: &Start,
-    env: &[(OsString, OsString)],
-    jail: Option<&[OsString]>,
+    c: Checks<'_>,
     commit: Option<String>,
     result: String,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
@@ -385,8 +397,9 @@ async fn check(
         worktree: &st.desk.worktree,
         output: Output::Log(sh.paths.attempt_log(&sh.run_id, ledger.task, ledger.n)),
         timeout: st.spec.timeout,
-        env,
-        jail,
+        env: c.env,
+        jail: c.jail,
+        unset: c.unset,
     };
     crate::failpoint::hit("gates");
     let gated = gates::run_all(ledger.sh, gates, cmds).await;

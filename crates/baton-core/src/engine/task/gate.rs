@@ -69,7 +69,7 @@ pub(super) fn pass(
             profile.adapter
         )
     })?;
-    let key = gateway::key_for(provider, &profile.env, |v| std::env::var(v).ok()).ok_or_else(|| {
+    let credential = gateway::key_for(provider, &profile.env, |v| std::env::var(v).ok()).ok_or_else(|| {
         format!(
             "gateway = true: no key for {provider}; set {} in profile {:?}'s env or in baton's environment",
             provider.key_vars().join(" or "),
@@ -78,7 +78,7 @@ pub(super) fn pass(
     })?;
     let (tx, rx) = unbounded_channel();
     let label = format!("{}/{}/{n}", sh.run_id, st.spec.id);
-    let token = gw.grant(label, provider, key, tx);
+    let token = gw.grant(label, provider, credential, tx);
     Ok(Some(GatePass {
         access: Access {
             base_url: format!("{}/{provider}", gw.url()),

@@ -33,6 +33,9 @@ pub(crate) struct Watch<'a> {
     /// token): its usage is then the wire's, and what the agent says it
     /// used is kept beside it (`reported`).
     pub gate: Option<(Arc<dyn Gateway>, String)>,
+    /// The profile's model: a request for a model with no price is priced
+    /// as it (so that a budget still holds).
+    pub priced_as: Option<String>,
     pub reported: Meter,
     pub wire: WireCount,
 }
@@ -165,7 +168,11 @@ impl Watch<'_> {
             } => {
                 self.wire.requests += 1;
                 let model = model.or_else(|| self.meter.model.clone());
-                let cost = usage.and_then(|u| u.cost(&self.sh.prices, model.as_deref()?));
+                let prices = &self.sh.prices;
+                let cost = usage.and_then(|u| {
+                    let at = |m: &Option<String>| u.cost(prices, m.as_deref()?);
+                    at(&model).or_else(|| at(&self.priced_as))
+                });
                 if let Some(u) = usage {
                     self.wire.cache_read += u.cache_read;
                     self.wire.cache_write += u.cache_write;
@@ -204,7 +211,10 @@ impl Watch<'_> {
                     usage: None,
                     cost_usd: None,
                     ms: 0,
-                    note: Some(crate::adapter::clip(&message, 300)),
+                    note: Some(crate::adapter::clip(
+                        &self.sh.redactor.redact(&message),
+                        300,
+                    )),
                 }
             }
             Wire::Refused { provider, why } => Payload::GatewayRequest {
