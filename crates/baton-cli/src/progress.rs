@@ -61,6 +61,7 @@ pub fn state_label(t: &TaskRecord) -> String {
             "running: {}",
             match a {
                 Activity::WaitingModel => "waiting on model",
+                Activity::WaitingGateway => "waiting: gateway",
                 Activity::Preparing => "preparing worktree",
                 Activity::Starting => "starting agent",
                 other => other.as_str(),

@@ -252,3 +252,86 @@ fn a_sandboxed_agent_with_no_network_reaches_its_provider_through_the_gateway() 
     let server_host = server.url().trim_start_matches("http://").to_string();
     assert!(hosts.iter().all(|h| !h.contains(&server_host)), "{hosts:?}");
 }
+
+/// Three Claude Codes on one account, a task each: (arrival times of the
+/// model requests that carried the key, the report).
+fn three_on_one_account(server: &ModelServer, account: &str) -> (Vec<std::time::Instant>, Value) {
+    let env = TestEnv::new();
+    let mut plan = gateway_plan(&env, &["claude"], server, account, "");
+    for i in 0..3 {
+        plan.push_str(&format!("[[task]]\nid = \"t{i}\"\nagent = \"claude\"\nprompt = \"Write t{i}.txt. [[script:t{i}]]\"\n\n"));
+    }
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let mut at: Vec<_> = server
+        .requests()
+        .iter()
+        .filter(|q| q.header("x-api-key") == Some(REAL_KEY))
+        .map(|q| q.at)
+        .collect();
+    at.sort();
+    (at, r.report)
+}
+
+fn scripts_for_three() -> Scripts {
+    (0..3).fold(Scripts::new(), |s, i| {
+        s.script(
+            &format!("t{i}"),
+            vec![Step::write(&format!("t{i}.txt"), "x\n"), Step::say("done")],
+        )
+    })
+}
+
+/// `rpm = 120`: the account's requests start half a second apart at least,
+/// however many agents make them.
+#[test]
+fn an_accounts_rpm_spaces_the_requests_of_all_its_agents() {
+    if bins(&["claude"]).is_none() {
+        return;
+    }
+    let server = ModelServer::start(scripts_for_three());
+    let (at, _) = three_on_one_account(&server, "[gateway.accounts.claude]\nrpm = 120\n\n");
+    assert!(at.len() >= 6, "{} requests", at.len());
+    for w in at.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= std::time::Duration::from_millis(450),
+            "two requests {gap:?} apart"
+        );
+    }
+}
+
+/// The provider limits the account once (429, retry-after 2 s): every
+/// agent of it waits that out at the gateway, then all go on; the report
+/// counts the limit.
+#[test]
+fn a_limit_seen_once_holds_every_agent_of_the_account_then_all_go_on() {
+    use baton_testutils::model_server::{Api, Outage};
+    if bins(&["claude"]).is_none() {
+        return;
+    }
+    let outage = Outage::rate_limit(Api::Anthropic, 2).requests(1);
+    let server = ModelServer::start(scripts_for_three().outage(outage));
+    let (at, report) = three_on_one_account(&server, "");
+    let refused: Vec<_> = server
+        .requests()
+        .iter()
+        .filter(|q| q.refused.is_some())
+        .map(|q| q.at)
+        .collect();
+    assert_eq!(refused.len(), 1, "one request was limited");
+    // Nothing reached the provider while the account held.
+    let held_until = refused[0] + std::time::Duration::from_millis(1900);
+    assert!(
+        at.iter().all(|t| *t <= refused[0] || *t >= held_until),
+        "a request went through during the hold"
+    );
+    let waits: u64 = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rate_limit_waits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(waits, 1, "{report:#}");
+}

@@ -96,12 +96,26 @@ pub struct Upstream {
     pub url: String,
 }
 
+/// What a provider account may do, kept by the gateway for every agent on
+/// it (`[gateway.accounts.<account>]`; a profile's account is its
+/// `account`, else its name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// Requests a minute, started evenly spaced.
+    pub rpm: Option<u32>,
+    /// Tokens a minute (input and output of the answers).
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+}
+
 /// The gateway of a run (`[gateway]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewaySettings {
     /// Where it listens (`127.0.0.1:0`: a free port on loopback).
     pub listen: String,
     pub providers: BTreeMap<Provider, Upstream>,
+    pub accounts: BTreeMap<String, AccountLimits>,
 }
 
 impl Default for GatewaySettings {
@@ -115,6 +129,7 @@ impl Default for GatewaySettings {
                     (*p, Upstream { url })
                 })
                 .collect(),
+            accounts: BTreeMap::new(),
         }
     }
 }
@@ -172,6 +187,22 @@ pub enum Wire {
     },
     /// The gateway refused it (the attempt may spend no more).
     Refused { provider: Provider, why: String },
+    /// It waits at the gateway for its account's limits (`why`), about
+    /// `ms` long.
+    Queued { why: String, ms: u64 },
+    /// It went on after waiting.
+    Going,
+}
+
+/// Whom a token is for: an attempt (`label`: run/task/attempt), the
+/// provider it may reach and with what key, and the account whose limits
+/// it shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grantee {
+    pub label: String,
+    pub provider: Provider,
+    pub credential: Credential,
+    pub account: String,
 }
 
 /// What an attempt's agent is given to reach its provider.
@@ -187,16 +218,8 @@ pub struct Access {
 pub trait Gateway: Send + Sync {
     /// `http://host:port`, where agents reach it.
     fn url(&self) -> String;
-    /// A token for one attempt (`label`: run/task/attempt, for the log)
-    /// whose requests go to `provider` with `key`; what it does is told to
-    /// `sink`.
-    fn grant(
-        &self,
-        label: String,
-        provider: Provider,
-        credential: Credential,
-        sink: UnboundedSender<Wire>,
-    ) -> String;
+    /// A token for one attempt; what its requests do is told to `sink`.
+    fn grant(&self, who: Grantee, sink: UnboundedSender<Wire>) -> String;
     /// From now on `token`'s requests are refused with `why`.
     fn refuse(&self, token: &str, why: &str);
     /// `token` is forgotten: the attempt ended.

@@ -254,6 +254,9 @@ names! {
         Starting = "starting",
         Working = "working",
         WaitingModel = "waiting_model",
+        /// Its request waits at the model gateway for its account's limits
+        /// (a provider's hold, `rpm`, `tpm`, `concurrency`).
+        WaitingGateway = "waiting_gateway",
         RunningTool = "running_tool",
         Stalled = "stalled",
     }

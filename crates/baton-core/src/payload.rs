@@ -327,6 +327,9 @@ pub enum Payload {
         cost_usd: Option<f64>,
         #[serde(default)]
         ms: u64,
+        /// How long the provider asked its account to wait (a limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
         /// Why the gateway refused it, or what the provider said when it
         /// limited it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -690,6 +693,7 @@ mod tests {
                 }),
                 cost_usd: Some(0.01),
                 ms: 40,
+                retry_after: None,
                 note: None,
             },
             K::PlanDecided => Payload::PlanDecided {

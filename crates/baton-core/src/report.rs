@@ -177,6 +177,16 @@ impl TaskReport {
                 Some(Payload::Fallback { from, to, reason }) => {
                     self.fallbacks.push(Fallback { from, to, reason })
                 }
+                // A limit the provider imposed at the gateway: every agent
+                // of the account waited it out there.
+                Some(Payload::GatewayRequest {
+                    status: 429 | 529,
+                    retry_after,
+                    ..
+                }) => {
+                    self.rate_limit_waits += 1;
+                    self.rate_limit_wait_ms += retry_after.map_or(0, |s| s as i64 * 1000);
+                }
                 Some(Payload::Waiting { for_, limit, .. }) if for_ == "rate_limit" => {
                     self.rate_limit_waits += 1;
                     let until = limit.map(|l| l.until_ms);

@@ -3,10 +3,11 @@
 //! while its usage is read on the way (a limit said by the provider is
 //! told at once).
 
+use crate::account::{Account, Wait, DEFAULT_HOLD};
 use crate::route;
 use crate::tokens::{Grant, Tokens};
 use crate::usage::Scanner;
-use baton_core::gateway::{Provider, Upstream, Wire};
+use baton_core::gateway::{AccountLimits, Provider, Upstream, Wire};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -16,8 +17,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -37,7 +40,57 @@ pub type Upstreams = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub struct Gate {
     pub tokens: Tokens,
     pub providers: BTreeMap<Provider, Upstream>,
+    /// What each account may do (the plan's), and each one's state.
+    pub limits: BTreeMap<String, AccountLimits>,
+    pub accounts: std::sync::Mutex<HashMap<(Provider, String), Arc<Account>>>,
     pub client: Upstreams,
+}
+
+impl Gate {
+    /// The account `name` at `provider` (made on first use).
+    pub fn account(&self, provider: Provider, name: &str) -> Arc<Account> {
+        let mut all = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let limits = self.limits.get(name).copied().unwrap_or_default();
+        all.entry((provider, name.to_string()))
+            .or_insert_with(|| Arc::new(Account::new(limits)))
+            .clone()
+    }
+}
+
+/// Waits until the request's account lets it start, telling the attempt
+/// while it waits; its place among the account's requests in flight.
+async fn admitted(grant: &Grant) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let account = &grant.account;
+    let (at, why) = account.start_at(tokio::time::Instant::now());
+    let mut waited = false;
+    if let Some(why) = why {
+        let words = match why {
+            Wait::Held => "the provider limited its account",
+            Wait::Rate => "its account's rpm",
+            Wait::Tokens => "its account's tpm",
+        };
+        let ms = at
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis() as u64;
+        let _ = grant.sink.send(Wire::Queued {
+            why: words.to_string(),
+            ms,
+        });
+        tokio::time::sleep_until(at).await;
+        waited = true;
+    }
+    if account.slots_full() {
+        let _ = grant.sink.send(Wire::Queued {
+            why: "its account's concurrency".to_string(),
+            ms: 0,
+        });
+        waited = true;
+    }
+    let slot = account.slot().await;
+    if waited {
+        let _ = grant.sink.send(Wire::Going);
+    }
+    slot
 }
 
 /// A whole answer of the gateway's own.
@@ -101,7 +154,8 @@ pub async fn handle(gate: &Gate, req: Request<Incoming>) -> Result<Answer, Infal
         );
         return Ok(refuse(provider, StatusCode::TOO_MANY_REQUESTS, &why));
     };
-    Ok(forward(gate, grant, req, (provider, path, query), permit).await)
+    let slot = admitted(&grant).await;
+    Ok(forward(gate, grant, req, (provider, path, query), (permit, slot)).await)
 }
 
 async fn forward(
@@ -109,7 +163,7 @@ async fn forward(
     grant: Grant,
     req: Request<Incoming>,
     (provider, path, query): (Provider, String, Option<String>),
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: Permits,
 ) -> Answer {
     let started = Instant::now();
     let Some(upstream) = gate.providers.get(&provider) else {
@@ -180,6 +234,7 @@ async fn forward(
         told: Some(Told {
             scanner: Scanner::new(provider, &content_type),
             sink: grant.sink,
+            account: grant.account,
             provider,
             model,
             status,
@@ -191,6 +246,12 @@ async fn forward(
     *out.headers_mut() = route::downstream_headers(&parts.headers);
     out
 }
+
+/// A request's place among its agent's, and its account's, in flight.
+type Permits = (
+    tokio::sync::OwnedSemaphorePermit,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// A provider's limit: 429, and Anthropic's 529 (overloaded).
 fn is_limit(status: u16) -> bool {
@@ -212,6 +273,9 @@ async fn limited(grant: Grant, provider: Provider, answer: Response<Incoming>) -
         _ => Bytes::new(),
     };
     let message = String::from_utf8_lossy(&body).into_owned();
+    // Every agent of the account waits it out here, not against the provider.
+    let hold = retry_after.map_or(DEFAULT_HOLD, std::time::Duration::from_secs);
+    grant.account.hold(tokio::time::Instant::now(), hold);
     let _ = grant.sink.send(Wire::Limited {
         provider,
         status,
@@ -233,6 +297,7 @@ async fn limited(grant: Grant, provider: Provider, answer: Response<Incoming>) -
 struct Told {
     scanner: Scanner,
     sink: tokio::sync::mpsc::UnboundedSender<Wire>,
+    account: Arc<Account>,
     provider: Provider,
     model: Option<String>,
     status: u16,
@@ -242,8 +307,9 @@ struct Told {
 /// The answer's body passed on frame by frame, its usage read on the way;
 /// told once, at its end or when the agent hangs up.
 struct Tee {
-    /// Its place among the agent's requests in flight, until it ends.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Its place among its agent's and its account's requests in flight,
+    /// until it ends.
+    _permit: Permits,
     inner: Incoming,
     told: Option<Told>,
 }
@@ -254,6 +320,10 @@ impl Tee {
             return;
         };
         let (usage, said) = t.scanner.finish();
+        if let Some(u) = &usage {
+            let tokens = u.input + u.output + u.cache_read + u.cache_write;
+            t.account.used(tokio::time::Instant::now(), tokens);
+        }
         let _ = t.sink.send(Wire::Answered {
             provider: t.provider,
             model: said.or(t.model),

@@ -5,14 +5,13 @@
 //! answer streamed back as it comes while its usage is read; the attempt
 //! is told what each request used, and whether the provider limited it.
 
+mod account;
 mod forward;
 mod route;
 mod tokens;
 mod usage;
 
-use baton_core::gateway::{
-    Boxed, Credential, Gateway, GatewayKind, GatewaySettings, Provider, Started, Wire,
-};
+use baton_core::gateway::{Boxed, Gateway, GatewayKind, GatewaySettings, Grantee, Started, Wire};
 use forward::Gate;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
@@ -68,6 +67,8 @@ pub async fn start(settings: GatewaySettings) -> Started {
     let gate = Arc::new(Gate {
         tokens: tokens::Tokens::default(),
         providers: settings.providers,
+        limits: settings.accounts,
+        accounts: Default::default(),
         client,
     });
     let accept = tokio::spawn(serve(listener, gate.clone()));
@@ -117,18 +118,14 @@ impl Gateway for Running {
         self.url.clone()
     }
 
-    fn grant(
-        &self,
-        label: String,
-        provider: Provider,
-        credential: Credential,
-        sink: UnboundedSender<Wire>,
-    ) -> String {
+    fn grant(&self, who: Grantee, sink: UnboundedSender<Wire>) -> String {
         let token = format!("baton-gw-{}", baton_core::access::new_token());
+        let account = self.gate.account(who.provider, &who.account);
         let grant = tokens::Grant {
-            label,
-            provider,
-            credential,
+            label: who.label,
+            provider: who.provider,
+            credential: who.credential,
+            account,
             in_flight: Arc::new(tokio::sync::Semaphore::new(tokens::MAX_IN_FLIGHT)),
             sink,
             refused: None,

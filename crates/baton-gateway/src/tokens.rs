@@ -13,6 +13,8 @@ pub struct Grant {
     pub label: String,
     pub provider: Provider,
     pub credential: Credential,
+    /// The account whose limits its requests share.
+    pub account: std::sync::Arc<crate::account::Account>,
     /// Its requests in flight at once, at most [`MAX_IN_FLIGHT`].
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     pub sink: UnboundedSender<Wire>,

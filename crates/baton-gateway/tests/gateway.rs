@@ -4,7 +4,7 @@
 //! and a provider's limit is told at once.
 
 use baton_core::gateway::{
-    Credential, Gateway, GatewaySettings, Provider, Upstream, Wire, WireUsage,
+    Credential, Gateway, GatewaySettings, Grantee, Provider, Upstream, Wire, WireUsage,
 };
 use baton_testutils::model_server::{
     Api, ModelServer, Outage, Scripts, Step, INPUT_TOKENS, OUTPUT_TOKENS,
@@ -14,6 +14,15 @@ use std::sync::Arc;
 use tokio::sync::mpsc::unbounded_channel;
 
 const KEY: &str = "sk-real-key-only-baton-holds";
+
+fn who(label: &str, provider: Provider) -> Grantee {
+    Grantee {
+        label: label.into(),
+        provider,
+        credential: key(),
+        account: "acct".into(),
+    }
+}
 
 fn key() -> Credential {
     Credential {
@@ -71,7 +80,7 @@ async fn a_request_reaches_its_provider_with_the_real_key_and_its_usage_is_told(
     let server = ModelServer::start(Scripts::new().script("s", vec![Step::say("hello")]));
     let gw = gateway(&server).await;
     let (tx, mut rx) = unbounded_channel();
-    let token = gw.grant("r/t/1".into(), Provider::Anthropic, key(), tx);
+    let token = gw.grant(who("r/t/1", Provider::Anthropic), tx);
     for stream in [true, false] {
         let (status, body) = call(
             &gw.url(),
@@ -132,7 +141,7 @@ async fn codex_and_gemini_requests_are_counted_the_same_way() {
     let server = ModelServer::start(Scripts::new());
     let gw = gateway(&server).await;
     let (tx, mut rx) = unbounded_channel();
-    let openai = gw.grant("r/t/1".into(), Provider::Openai, key(), tx.clone());
+    let openai = gw.grant(who("r/t/1", Provider::Openai), tx.clone());
     let body = serde_json::json!({"model": "gpt-5", "stream": true, "input": "hi"}).to_string();
     let (status, _) = call(
         &gw.url(),
@@ -154,7 +163,7 @@ async fn codex_and_gemini_requests_are_counted_the_same_way() {
         Some(format!("Bearer {KEY}").as_str())
     );
 
-    let gemini = gw.grant("r/t/2".into(), Provider::Gemini, key(), tx);
+    let gemini = gw.grant(who("r/t/2", Provider::Gemini), tx);
     let body =
         serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).to_string();
     let path = format!(
@@ -183,7 +192,7 @@ async fn no_token_an_unknown_one_a_refused_one_and_a_forgotten_one_reach_nothing
     let server = ModelServer::start(Scripts::new());
     let gw = gateway(&server).await;
     let (tx, mut rx) = unbounded_channel();
-    let token = gw.grant("r/t/1".into(), Provider::Anthropic, key(), tx);
+    let token = gw.grant(who("r/t/1", Provider::Anthropic), tx);
     let url = gw.url();
     let hi = messages(false);
     let (status, body) = call(&url, "/anthropic/v1/messages", &[], &hi).await;
@@ -251,7 +260,7 @@ async fn a_providers_limit_is_told_at_once_and_passed_on_as_it_was() {
     let server = ModelServer::start(Scripts::new().outage(Outage::rate_limit(Api::Anthropic, 7)));
     let gw = gateway(&server).await;
     let (tx, mut rx) = unbounded_channel();
-    let token = gw.grant("r/t/1".into(), Provider::Anthropic, key(), tx);
+    let token = gw.grant(who("r/t/1", Provider::Anthropic), tx);
     let (status, body) = call(
         &gw.url(),
         "/anthropic/v1/messages",

@@ -5,7 +5,7 @@
 
 use super::error::Checker;
 use super::raw::RawGateway;
-use crate::gateway::{GatewaySettings, Provider, Upstream};
+use crate::gateway::{AccountLimits, GatewaySettings, Provider, Upstream};
 
 pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> GatewaySettings {
     let mut out = GatewaySettings::default();
@@ -48,6 +48,25 @@ pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> Gatew
                 url: url.to_string(),
             },
         );
+    }
+    for (name, a) in &r.accounts {
+        let raw = a.get_ref();
+        let mut positive = |key: &str, v: Option<i64>| -> Option<u64> {
+            let v = v?;
+            if v >= 1 {
+                return Some(v as u64);
+            }
+            let msg = format!("gateway.accounts.{name}.{key} must be at least 1, not {v}");
+            ck.at(Some(a.span()), subject.clone(), msg);
+            None
+        };
+        let small = |v: u64| v.min(u32::MAX as u64) as u32;
+        let limits = AccountLimits {
+            rpm: positive("rpm", raw.rpm).map(small),
+            tpm: positive("tpm", raw.tpm),
+            concurrency: positive("concurrency", raw.concurrency).map(small),
+        };
+        out.accounts.insert(name.clone(), limits);
     }
     out
 }

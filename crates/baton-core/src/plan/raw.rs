@@ -45,6 +45,17 @@ pub(crate) struct RawGateway {
     pub listen: Option<Spanned<String>>,
     #[serde(default)]
     pub providers: BTreeMap<String, Spanned<RawProvider>>,
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Spanned<RawAccount>>,
+}
+
+/// `[gateway.accounts.<account>]`: what one provider account may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccount {
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub concurrency: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

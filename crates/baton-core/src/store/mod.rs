@@ -465,7 +465,8 @@ impl Store {
     /// `events_moves` index's, word for word, so that SQLite uses it).
     pub fn moves(&self, run: &str) -> Result<Vec<Event>> {
         self.run_events(
-            "SELECT * FROM events WHERE run_id = ?1 AND kind IN ('fallback', 'waiting') ORDER BY seq",
+            "SELECT * FROM events WHERE run_id = ?1 AND (kind IN ('fallback', 'waiting')
+                OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))) ORDER BY seq",
             run,
         )
     }

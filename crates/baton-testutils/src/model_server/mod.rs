@@ -63,6 +63,8 @@ pub struct Recorded {
     pub side: bool,
     /// The status an outage answered it with instead of its step.
     pub refused: Option<u16>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -213,6 +215,7 @@ async fn handle(shared: Arc<Shared>, req: Request) -> Outcome {
         step: None,
         side: false,
         refused: None,
+        at: std::time::Instant::now(),
     };
     let mut plan = plan(&shared.scripts, &req, &mut record);
     if let Plan::Play(dialect, ..) = &plan {

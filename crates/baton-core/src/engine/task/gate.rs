@@ -78,7 +78,16 @@ pub(super) fn pass(
     })?;
     let (tx, rx) = unbounded_channel();
     let label = format!("{}/{}/{n}", sh.run_id, st.spec.id);
-    let token = gw.grant(label, provider, credential, tx);
+    let who = gateway::Grantee {
+        label,
+        provider,
+        credential,
+        account: profile
+            .account
+            .clone()
+            .unwrap_or_else(|| profile.name.clone()),
+    };
+    let token = gw.grant(who, tx);
     Ok(Some(GatePass {
         access: Access {
             base_url: format!("{}/{provider}", gw.url()),

@@ -191,6 +191,7 @@ impl Watch<'_> {
                     usage,
                     cost_usd: cost,
                     ms,
+                    retry_after: None,
                     note: None,
                 };
                 self.sh.event(Some(self.task), Some(self.n), said).await;
@@ -200,7 +201,7 @@ impl Watch<'_> {
                 provider,
                 status,
                 message,
-                ..
+                retry_after,
             } => {
                 self.wire.requests += 1;
                 self.set_activity(Activity::WaitingModel).await;
@@ -211,11 +212,25 @@ impl Watch<'_> {
                     usage: None,
                     cost_usd: None,
                     ms: 0,
+                    retry_after,
                     note: Some(crate::adapter::clip(
                         &self.sh.redactor.redact(&message),
                         300,
                     )),
                 }
+            }
+            Wire::Queued { why, ms } => {
+                tracing::debug!(
+                    "{} attempt {} waits {ms} ms at the gateway: {why}",
+                    self.task,
+                    self.n
+                );
+                self.set_activity(Activity::WaitingGateway).await;
+                return None;
+            }
+            Wire::Going => {
+                self.set_activity(Activity::WaitingModel).await;
+                return None;
             }
             Wire::Refused { provider, why } => Payload::GatewayRequest {
                 provider,
@@ -224,6 +239,7 @@ impl Watch<'_> {
                 usage: None,
                 cost_usd: None,
                 ms: 0,
+                retry_after: None,
                 note: Some(why),
             },
         };
