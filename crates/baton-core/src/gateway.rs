@@ -35,16 +35,64 @@ impl Provider {
         }
     }
 
-    /// The provider whose API an adapter's CLI speaks, if the gateway can
-    /// stand in front of it.
-    pub fn of_adapter(adapter: &str) -> Option<Provider> {
+    /// The provider a profile's agent speaks, if the gateway can stand in
+    /// front of it: Claude Code, Codex and Gemini CLI speak their vendor's;
+    /// aider and opencode the one their model names (`anthropic/...`,
+    /// `gemini/...`; any other: an OpenAI-compatible API). opencode's model
+    /// may be in its config (`OPENCODE_CONFIG_CONTENT` in `env`).
+    pub fn of_profile(
+        adapter: &str,
+        model: Option<&str>,
+        env: &BTreeMap<String, String>,
+    ) -> Option<Provider> {
         match adapter {
             "claude" => Some(Provider::Anthropic),
             "codex" => Some(Provider::Openai),
             "gemini" => Some(Provider::Gemini),
+            "aider" => Some(by_model(model.unwrap_or(""))),
+            "opencode" => {
+                let from_config = || {
+                    let c = opencode_config(env)?;
+                    c.get("model")?.as_str().map(str::to_string)
+                };
+                let m = model.map(str::to_string).or_else(from_config);
+                Some(by_model(&m.unwrap_or_default()))
+            }
             _ => None,
         }
     }
+}
+
+/// The provider a model name means (`anthropic/claude-x`, `claude-x`,
+/// `gemini/...`, `google/...`; anything else an OpenAI-compatible API).
+fn by_model(model: &str) -> Provider {
+    let (prefix, name) = model.split_once('/').unwrap_or(("", model));
+    match prefix {
+        "anthropic" => Provider::Anthropic,
+        "gemini" | "google" => Provider::Gemini,
+        "" if name.starts_with("claude") => Provider::Anthropic,
+        "" if name.starts_with("gemini") => Provider::Gemini,
+        _ => Provider::Openai,
+    }
+}
+
+/// opencode's config given in the profile's environment, if any.
+fn opencode_config(
+    env: &BTreeMap<String, String>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(env.get("OPENCODE_CONFIG_CONTENT")?).ok()? {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// The provider id of opencode's model (`mock` of `mock/model`).
+fn opencode_provider_id(model: Option<&str>, env: &BTreeMap<String, String>) -> Option<String> {
+    let m = match model {
+        Some(m) => m.to_string(),
+        None => opencode_config(env)?.get("model")?.as_str()?.to_string(),
+    };
+    m.split_once('/').map(|(p, _)| p.to_string())
 }
 
 /// Every variable a CLI could take a provider's key, address or another
@@ -239,6 +287,29 @@ pub struct GatewayKind {
 
 /// The key `provider`'s requests carry for a profile: from its `env`, else
 /// from baton's own environment (`process_env`); None: there is none.
+/// The key for a profile's agent: an opencode profile's own provider's
+/// `apiKey` in its config first, then as [`key_for`].
+pub fn credential_for(
+    adapter: &str,
+    model: Option<&str>,
+    provider: Provider,
+    profile_env: &BTreeMap<String, String>,
+    process_env: impl Fn(&str) -> Option<String>,
+) -> Option<Credential> {
+    if adapter == "opencode" {
+        let id = opencode_provider_id(model, profile_env);
+        let config = opencode_config(profile_env);
+        let key = id.zip(config).and_then(|(id, c)| {
+            let k = c.get("provider")?.get(&id)?.get("options")?.get("apiKey")?;
+            k.as_str().map(str::to_string)
+        });
+        if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
+            return Some(Credential { key, bearer: false });
+        }
+    }
+    key_for(provider, profile_env, process_env)
+}
+
 pub fn key_for(
     provider: Provider,
     profile_env: &BTreeMap<String, String>,
@@ -264,19 +335,64 @@ pub fn key_for(
     })
 }
 
-/// The access as the agent's environment and arguments say it, per CLI.
-pub fn agent_env(adapter: &str, access: &Access) -> Vec<(String, String)> {
+/// The access as the agent's environment says it, per CLI (Codex's is
+/// also in its arguments); `env` is the profile's, which opencode's config
+/// is merged from.
+pub fn agent_env(
+    adapter: &str,
+    provider: Provider,
+    model: Option<&str>,
+    access: &Access,
+    env: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     let (url, token) = (access.base_url.clone(), access.token.clone());
-    match adapter {
-        "claude" => vec![
+    match (adapter, provider) {
+        ("claude", _) => vec![
             ("ANTHROPIC_BASE_URL".into(), url),
             ("ANTHROPIC_API_KEY".into(), token),
         ],
-        "codex" => vec![("BATON_GATEWAY_KEY".into(), token)],
-        "gemini" => vec![
+        ("codex", _) => vec![("BATON_GATEWAY_KEY".into(), token)],
+        ("gemini", _) => vec![
             ("GOOGLE_GEMINI_BASE_URL".into(), url),
             ("GEMINI_API_KEY".into(), token),
         ],
+        // aider's models are litellm's: each provider's base and key.
+        ("aider", Provider::Anthropic) => vec![
+            ("ANTHROPIC_API_BASE".into(), url.clone()),
+            ("ANTHROPIC_BASE_URL".into(), url),
+            ("ANTHROPIC_API_KEY".into(), token),
+        ],
+        ("aider", Provider::Gemini) => vec![
+            ("GEMINI_API_BASE".into(), url),
+            ("GEMINI_API_KEY".into(), token),
+        ],
+        ("aider", Provider::Openai) => vec![
+            ("OPENAI_API_BASE".into(), format!("{url}/v1")),
+            ("OPENAI_API_KEY".into(), token),
+        ],
+        ("opencode", _) => {
+            let mut config = opencode_config(env).unwrap_or_default();
+            let id = opencode_provider_id(model, env).unwrap_or_else(|| provider.to_string());
+            let base = match provider {
+                Provider::Gemini => format!("{url}/v1beta"),
+                _ => format!("{url}/v1"),
+            };
+            let providers = config
+                .entry("provider")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(all) = providers.as_object_mut() {
+                let p = all.entry(id).or_insert_with(|| serde_json::json!({}));
+                if let Some(p) = p.as_object_mut() {
+                    let options = p.entry("options").or_insert_with(|| serde_json::json!({}));
+                    if let Some(o) = options.as_object_mut() {
+                        o.insert("baseURL".into(), base.into());
+                        o.insert("apiKey".into(), token.into());
+                    }
+                }
+            }
+            let text = serde_json::Value::Object(config).to_string();
+            vec![("OPENCODE_CONFIG_CONTENT".into(), text)]
+        }
         _ => Vec::new(),
     }
 }

@@ -77,7 +77,8 @@ fn check_agent(
     let gateway = a.gateway.as_ref().is_some_and(|g| *g.get_ref());
     if let Some(g) = a.gateway.as_ref().filter(|g| *g.get_ref()) {
         let remote = matches!(executor, super::Executor::Remote(_));
-        if let Some(msg) = super::gateway::gateway_problem(adapter, remote) {
+        let speaks = crate::gateway::Provider::of_profile(adapter, a.model.as_deref(), &a.env);
+        if let Some(msg) = super::gateway::gateway_problem(adapter, speaks.is_some(), remote) {
             ck.at(Some(g.span()), subject.clone(), msg);
         }
     }

@@ -73,10 +73,10 @@ pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> Gatew
 
 /// Whether a profile with `gateway = true` can have it: its CLI speaks an
 /// API the gateway stands in front of, and it runs here.
-pub(super) fn gateway_problem(adapter: &str, remote: bool) -> Option<String> {
-    if Provider::of_adapter(adapter).is_none() {
+pub(super) fn gateway_problem(adapter: &str, speaks: bool, remote: bool) -> Option<String> {
+    if !speaks {
         return Some(format!(
-            "gateway = true: the gateway stands in front of the claude, codex and gemini adapters, not {adapter:?} (yet)"
+            "gateway = true: the gateway stands in front of the claude, codex, gemini, aider and opencode adapters, not {adapter:?}"
         ));
     }
     remote.then(|| "gateway = true: not yet for attempts on a remote executor".to_string())

@@ -15,20 +15,14 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 pub(crate) struct GatePass {
     pub gateway: Arc<dyn Gateway>,
     pub access: Access,
+    /// The agent's variables that point its CLI at the gateway.
+    pub env: Vec<(OsString, OsString)>,
     /// What the gateway tells of the attempt's requests (taken by the
     /// attempt's watch).
     pub wire: Mutex<Option<UnboundedReceiver<Wire>>>,
 }
 
 impl GatePass {
-    /// The agent's variables that point its CLI at the gateway.
-    pub fn env(&self, adapter: &str) -> Vec<(OsString, OsString)> {
-        gateway::agent_env(adapter, &self.access)
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect()
-    }
-
     /// What the gateway tells of the attempt's requests, once.
     pub fn take_wire(&self) -> Option<UnboundedReceiver<Wire>> {
         self.wire.lock().ok()?.take()
@@ -63,13 +57,16 @@ pub(super) fn pass(
         .gateway
         .clone()
         .ok_or("gateway = true, but the run has no model gateway")?;
-    let provider = Provider::of_adapter(&profile.adapter).ok_or_else(|| {
-        format!(
-            "gateway = true: the {} adapter cannot go through the gateway",
-            profile.adapter
-        )
-    })?;
-    let credential = gateway::key_for(provider, &profile.env, |v| std::env::var(v).ok()).ok_or_else(|| {
+    let model = profile.model.as_deref();
+    let provider =
+        Provider::of_profile(&profile.adapter, model, &profile.env).ok_or_else(|| {
+            format!(
+                "gateway = true: the {} adapter cannot go through the gateway",
+                profile.adapter
+            )
+        })?;
+    let from_baton = |v: &str| std::env::var(v).ok();
+    let credential = gateway::credential_for(&profile.adapter, model, provider, &profile.env, from_baton).ok_or_else(|| {
         format!(
             "gateway = true: no key for {provider}; set {} in profile {:?}'s env or in baton's environment",
             provider.key_vars().join(" or "),
@@ -88,11 +85,17 @@ pub(super) fn pass(
             .unwrap_or_else(|| profile.name.clone()),
     };
     let token = gw.grant(who, tx);
+    let access = Access {
+        base_url: format!("{}/{provider}", gw.url()),
+        token,
+    };
+    let env = gateway::agent_env(&profile.adapter, provider, model, &access, &profile.env)
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
     Ok(Some(GatePass {
-        access: Access {
-            base_url: format!("{}/{provider}", gw.url()),
-            token,
-        },
+        access,
+        env,
         gateway: gw,
         wire: Mutex::new(Some(rx)),
     }))

@@ -92,8 +92,9 @@ pub(super) async fn prepare(
     if let Some(g) = &gate {
         // The agent holds its token, never a key: none from its profile,
         // none inherited from baton's environment.
-        env.retain(|(k, _)| !crate::gateway::PROVIDER_VARS.iter().any(|v| k == *v));
-        env.extend(g.env(&profile.adapter));
+        let set_here = |k: &OsString| g.env.iter().any(|(s, _)| s == k);
+        env.retain(|(k, _)| !crate::gateway::PROVIDER_VARS.iter().any(|v| k == *v) && !set_here(k));
+        env.extend(g.env.iter().cloned());
         unset.extend(crate::gateway::PROVIDER_VARS.iter().map(OsString::from));
     }
     let spec = profile
