@@ -420,6 +420,39 @@ mod tests {
     }
 
     #[test]
+    fn aider_and_opencode_speak_the_provider_their_model_names() {
+        let none = BTreeMap::new();
+        let of = |a: &str, m: &str| Provider::of_profile(a, Some(m), &none);
+        assert_eq!(of("aider", "openai/mock-model"), Some(Provider::Openai));
+        assert_eq!(of("aider", "claude-sonnet-4-5"), Some(Provider::Anthropic));
+        assert_eq!(
+            of("opencode", "google/gemini-2.5-pro"),
+            Some(Provider::Gemini)
+        );
+        assert_eq!(of("exec", "x"), None);
+        let mut env = BTreeMap::new();
+        let config = r#"{"model":"mock/m","provider":{"mock":{"npm":"x","options":{"baseURL":"http://old/v1","apiKey":"sk-in-config"}}}}"#;
+        env.insert("OPENCODE_CONFIG_CONTENT".to_string(), config.to_string());
+        assert_eq!(
+            Provider::of_profile("opencode", None, &env),
+            Some(Provider::Openai)
+        );
+        let key = credential_for("opencode", None, Provider::Openai, &env, |_| None).unwrap();
+        assert_eq!(key.key, "sk-in-config");
+        let access = Access {
+            base_url: "http://127.0.0.1:7/openai".into(),
+            token: "baton-gw-t".into(),
+        };
+        let set = agent_env("opencode", Provider::Openai, None, &access, &env);
+        let merged: serde_json::Value = serde_json::from_str(&set[0].1).unwrap();
+        let options = &merged["provider"]["mock"]["options"];
+        assert_eq!(options["baseURL"], "http://127.0.0.1:7/openai/v1");
+        assert_eq!(options["apiKey"], "baton-gw-t");
+        assert_eq!(merged["provider"]["mock"]["npm"], "x", "the rest is kept");
+        assert!(!set[0].1.contains("sk-in-config"));
+    }
+
+    #[test]
     fn cached_tokens_cost_less_to_read_and_more_to_write() {
         let prices = Prices::new(&BTreeMap::new());
         let u = WireUsage {
