@@ -5,7 +5,7 @@
 //! do, and every token is counted at the wire.
 
 use crate::common::*;
-use crate::test_real_agents::bins;
+use crate::test_real_agents::{bins, run_file_tasks};
 use baton_testutils::model_server::{baton_profile, ModelServer, Scripts, Step, INPUT_TOKENS};
 use baton_testutils::TestEnv;
 use serde_json::Value;
@@ -90,26 +90,8 @@ fn the_five_clis_work_through_the_gateway_and_never_hold_the_key() {
     }
     let server = ModelServer::start(scripts);
     let env = TestEnv::new();
-    let mut plan = gateway_plan(&env, &agents, &server, "", "");
-    for a in agents {
-        // aider edits the files in its chat: the task names it as context.
-        let context = if a == "aider" {
-            "context = [\"aider.txt\"]\n"
-        } else {
-            ""
-        };
-        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n{context}\n"));
-    }
-    env.write("aider.txt", "");
-    env.commit_all("an empty file for aider to edit");
-    env.write("baton.toml", &plan);
-    let r = run_json(&env, &[]);
-    if r.code != 0 {
-        for a in agents {
-            let out = output(baton(&env).args(["logs", a]));
-            eprintln!("--- {a}'s log:\n{}", String::from_utf8_lossy(&out.stdout));
-        }
-    }
+    let plan = gateway_plan(&env, &agents, &server, "", "");
+    let r = run_file_tasks(&env, &agents, plan);
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
     let requests = server.requests();
     for a in agents {

@@ -104,28 +104,7 @@ fn five_agents_write_and_merge(sandboxed: bool) {
         }
         plan.push_str(&p);
     }
-    for a in agents {
-        // aider edits the files in its chat: the task names it as context.
-        let context = if a == "aider" {
-            "context = [\"aider.txt\"]\n"
-        } else {
-            ""
-        };
-        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n{context}\n"));
-    }
-    env.write("aider.txt", "");
-    env.commit_all("an empty file for aider to edit");
-    env.write("baton.toml", &plan);
-    let r = run_json(&env, &[]);
-    if r.code != 0 {
-        for a in agents
-            .iter()
-            .filter(|a| task(&r.report, a)["status"] != "succeeded")
-        {
-            let out = output(baton(&env).args(["logs", a]));
-            eprintln!("--- {a}'s log:\n{}", String::from_utf8_lossy(&out.stdout));
-        }
-    }
+    let r = run_file_tasks(&env, &agents, plan);
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
     let integ = r.report["integration_branch"].as_str().unwrap();
     for a in agents {
@@ -164,6 +143,33 @@ fn five_agents_write_and_merge(sandboxed: bool) {
             "every agent reached the model server through the proxy ({n} connections)"
         );
     }
+}
+
+/// Runs `plan` with a task per agent that writes `<agent>.txt` (its
+/// script's name is the agent's); the logs of those that did not succeed
+/// are printed.
+pub(crate) fn run_file_tasks(env: &TestEnv, agents: &[&str], mut plan: String) -> RunOutput {
+    for a in agents {
+        // aider edits the files in its chat: the task names it as context.
+        let context = if *a == "aider" {
+            "context = [\"aider.txt\"]\n"
+        } else {
+            ""
+        };
+        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n{context}\n"));
+    }
+    env.write("aider.txt", "");
+    env.commit_all("an empty file for aider to edit");
+    env.write("baton.toml", &plan);
+    let r = run_json(env, &[]);
+    for a in agents
+        .iter()
+        .filter(|a| task(&r.report, a)["status"] != "succeeded")
+    {
+        let out = output(baton(env).args(["logs", a]));
+        eprintln!("--- {a}'s log:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    r
 }
 
 fn retry_resumes(agent: &str) {
