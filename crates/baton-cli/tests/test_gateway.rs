@@ -335,3 +335,47 @@ fn a_limit_seen_once_holds_every_agent_of_the_account_then_all_go_on() {
         .sum();
     assert_eq!(waits, 1, "{report:#}");
 }
+
+/// The provider over HTTPS, its certificate from a CA of the test's: the
+/// gateway reaches it when baton trusts that CA (`SSL_CERT_FILE`), and
+/// refuses it otherwise, nothing sent.
+#[test]
+fn the_gateway_reaches_a_provider_over_https_only_with_a_certificate_it_trusts() {
+    use baton_testutils::tls::TestCa;
+    if bins(&["claude"]).is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let ca = TestCa::new(&env.scratch("ca"));
+    let script = vec![Step::write("tls.txt", "over https\n"), Step::say("done")];
+    let server = ModelServer::start_tls(Scripts::new().script("tls", script), &ca);
+    assert!(server.url().starts_with("https://"));
+    let mut plan = gateway_plan(&env, &["claude"], &server, "", "");
+    plan.push_str("[[task]]\nid = \"tls\"\nagent = \"claude\"\nprompt = \"Write tls.txt. [[script:tls]]\"\nretries = 0\n");
+    env.write("baton.toml", &plan);
+    let trusted = parse_run(output(
+        baton(&env)
+            .args(["run", "--json"])
+            .env("SSL_CERT_FILE", &ca.ca_pem),
+    ));
+    assert_eq!(trusted.code, 0, "{}\n{:#}", trusted.stderr, trusted.report);
+    assert_eq!(
+        task_show(&env, &trusted.report, "tls", "tls.txt").as_deref(),
+        Some("over https\n")
+    );
+    let seen = server.requests();
+    assert!(seen.iter().any(|q| q.header("x-api-key") == Some(REAL_KEY)));
+
+    // The same provider, its CA not trusted: nothing reaches it.
+    let untrusted = parse_run(output(
+        baton(&env)
+            .args(["run", "--json"])
+            .env("SSL_CERT_FILE", "/dev/null"),
+    ));
+    assert_ne!(untrusted.code, 0);
+    assert_eq!(task(&untrusted.report, "tls")["status"], "failed");
+    assert_eq!(server.requests().len(), seen.len(), "a request got through");
+    let run = untrusted.report["run"].as_str().unwrap();
+    let q = format!("SELECT COUNT(*) FROM events WHERE run_id = '{run}' AND kind = 'gateway_request' AND json_extract(data, '$.status') = 502");
+    assert_ne!(store_rows(&env, &q), ["0"]);
+}

@@ -7,9 +7,8 @@
 //! parses the same as a trickle).
 
 use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
-use tokio::net::TcpStream;
 
 /// Headers larger than this are refused: no CLI sends anything near it.
 const MAX_HEAD: usize = 256 * 1024;
@@ -74,12 +73,13 @@ pub(crate) enum Outcome {
 }
 
 /// Serves one connection until the peer closes it or a request hangs.
-pub(crate) async fn serve_connection<F, Fut>(stream: TcpStream, handler: F)
+pub(crate) async fn serve_connection<S, F, Fut>(stream: S, handler: F)
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(Request) -> Fut,
     Fut: std::future::Future<Output = Outcome>,
 {
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut reader = BufReader::new(read);
     loop {
         let request = match read_request(&mut reader, &mut write).await {

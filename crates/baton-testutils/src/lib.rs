@@ -18,6 +18,7 @@ mod http;
 pub mod model_server;
 pub mod ntfy;
 pub mod push;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

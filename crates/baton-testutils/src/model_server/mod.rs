@@ -95,6 +95,17 @@ struct Shared {
 impl ModelServer {
     /// Binds 127.0.0.1 on a free port and serves `scripts` until dropped.
     pub fn start(scripts: Scripts) -> ModelServer {
+        ModelServer::start_with(scripts, None)
+    }
+
+    /// [`ModelServer::start`] over HTTPS, with the certificate of `ca` (its
+    /// URL is `https://127.0.0.1:PORT`).
+    pub fn start_tls(scripts: Scripts, ca: &crate::tls::TestCa) -> ModelServer {
+        ModelServer::start_with(scripts, Some(ca.acceptor()))
+    }
+
+    fn start_with(scripts: Scripts, tls: Option<tokio_rustls::TlsAcceptor>) -> ModelServer {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
@@ -110,10 +121,10 @@ impl ModelServer {
         let state = shared.clone();
         let thread = std::thread::Builder::new()
             .name("model-server".into())
-            .spawn(move || serve(listener, state, stopped))
+            .spawn(move || serve(listener, state, stopped, tls))
             .expect("spawn model server thread");
         ModelServer {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             shared,
             stop: Some(stop),
             thread: Some(thread),
@@ -151,6 +162,7 @@ fn serve(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,9 +182,20 @@ fn serve(
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let shared = shared.clone();
-                    tokio::spawn(http::serve_connection(stream, move |req| {
-                        handle(shared.clone(), req)
-                    }));
+                    let handler = move |req| handle(shared.clone(), req);
+                    match tls.clone() {
+                        None => {
+                            tokio::spawn(http::serve_connection(stream, handler));
+                        }
+                        Some(tls) => {
+                            tokio::spawn(async move {
+                                // A client that does not trust the CA just goes away.
+                                if let Ok(s) = tls.accept(stream).await {
+                                    http::serve_connection(s, handler).await;
+                                }
+                            });
+                        }
+                    }
                 }
             }
         }
