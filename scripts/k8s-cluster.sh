@@ -160,6 +160,10 @@ node_ready() {
 
 up() {
   if [ -f "$run/kubeconfig" ] && api_ready >/dev/null 2>&1 && node_ready; then
+    # The kubelet removes unused images under disk pressure, ours among
+    # them (no registry to pull them back from): they are imported again.
+    bin=$("$here/k8s-build.sh")
+    images
     echo "$run/kubeconfig"
     return 0
   fi
