@@ -282,3 +282,142 @@ async fn a_providers_limit_is_told_at_once_and_passed_on_as_it_was() {
     assert_eq!((status, retry_after), (429, Some(7)));
     assert!(message.contains("Rate limit"), "{message}");
 }
+
+/// An upstream that takes `ms` to answer each request, and counts how many
+/// it held at once at most.
+struct Slow {
+    url: String,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn slow_upstream(ms: u64) -> Slow {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (now, most) = (now.clone(), most.clone());
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = s.read_exact(&mut body);
+                let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(at_once, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                now.fetch_sub(1, Ordering::SeqCst);
+                let answer = r#"{"type":"message","model":"m","usage":{"input_tokens":1,"output_tokens":1}}"#;
+                let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}", answer.len());
+            });
+        }
+    });
+    Slow { url, most: seen }
+}
+
+async fn gateway_to(
+    url: &str,
+    accounts: &[(&str, baton_core::gateway::AccountLimits)],
+) -> Arc<dyn Gateway> {
+    let mut settings = GatewaySettings::default();
+    settings
+        .providers
+        .insert(Provider::Anthropic, Upstream { url: url.into() });
+    for (name, limits) in accounts {
+        settings.accounts.insert(name.to_string(), *limits);
+    }
+    baton_gateway::start(settings).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_concurrency_holds_its_agents_requests_to_that_many_at_once() {
+    let up = slow_upstream(300);
+    let limits = baton_core::gateway::AccountLimits {
+        concurrency: Some(1),
+        ..Default::default()
+    };
+    let gw = gateway_to(&up.url, &[("acct", limits)]).await;
+    let (tx, mut rx) = unbounded_channel();
+    // Two agents of the account, three requests at once.
+    let tokens = [
+        gw.grant(who("r/a/1", Provider::Anthropic), tx.clone()),
+        gw.grant(who("r/b/1", Provider::Anthropic), tx.clone()),
+    ];
+    let url = gw.url();
+    let calls: Vec<_> = [0, 1, 0]
+        .iter()
+        .map(|i| {
+            let (url, token) = (url.clone(), tokens[*i].clone());
+            tokio::spawn(async move {
+                call(
+                    &url,
+                    "/anthropic/v1/messages",
+                    &[("x-api-key", &token)],
+                    "{}",
+                )
+                .await
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().0, 200);
+    }
+    assert_eq!(
+        up.most.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "more than one at once"
+    );
+    drop(tx);
+    let mut queued = 0;
+    while let Ok(Some(w)) =
+        tokio::time::timeout(std::time::Duration::from_millis(100), rx.recv()).await
+    {
+        queued += matches!(w, Wire::Queued { .. }) as usize;
+    }
+    assert!(queued >= 1, "the waiting agent was not told");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agent_has_at_most_sixteen_requests_in_flight() {
+    let up = slow_upstream(500);
+    let gw = gateway_to(&up.url, &[]).await;
+    let (tx, _rx) = unbounded_channel();
+    let token = gw.grant(who("r/a/1", Provider::Anthropic), tx);
+    let url = gw.url();
+    let calls: Vec<_> = (0..17)
+        .map(|_| {
+            let (url, token) = (url.clone(), token.clone());
+            tokio::spawn(async move {
+                call(
+                    &url,
+                    "/anthropic/v1/messages",
+                    &[("x-api-key", &token)],
+                    "{}",
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap().0);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        16,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
