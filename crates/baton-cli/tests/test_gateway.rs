@@ -153,6 +153,17 @@ fn the_five_clis_work_through_the_gateway_and_never_hold_the_key() {
             "a token reached the provider: {q:?}"
         );
     }
+    // No body was kept: nobody asked (`log_bodies`).
+    let found = std::process::Command::new("find")
+        .arg(env.repo.join(".git/baton"))
+        .args(["-name", "*.gateway.jsonl"])
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
     // Nothing baton wrote holds the key.
     let state = env.repo.join(".git/baton");
     let found = std::process::Command::new("grep")
@@ -378,4 +389,38 @@ fn the_gateway_reaches_a_provider_over_https_only_with_a_certificate_it_trusts()
     let run = untrusted.report["run"].as_str().unwrap();
     let q = format!("SELECT COUNT(*) FROM events WHERE run_id = '{run}' AND kind = 'gateway_request' AND json_extract(data, '$.status') = 502");
     assert_ne!(store_rows(&env, &q), ["0"]);
+}
+
+/// `log_bodies = true`: each request's and answer's body is kept beside
+/// the attempt's log, masked; without it, none is.
+#[test]
+fn bodies_are_kept_masked_only_when_asked() {
+    if bins(&["claude"]).is_none() {
+        return;
+    }
+    let script = vec![Step::write("kept.txt", "x\n"), Step::say("kept them")];
+    let server = ModelServer::start(Scripts::new().script("kept", script));
+    let env = TestEnv::new();
+    let more = "[gateway]\nlog_bodies = true\n\n";
+    let mut plan = gateway_plan(&env, &["claude"], &server, more, "");
+    // A secret the run knows, in the prompt: the kept request must mask it.
+    plan = plan.replacen("env = {", "env = { API_TOKEN = \"sekrit-value-0451\", ", 1);
+    plan.push_str("[[task]]\nid = \"kept\"\nagent = \"claude\"\nprompt = \"Write kept.txt; the code is sekrit-value-0451. [[script:kept]]\"\n");
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let run = r.report["run"].as_str().unwrap();
+    let path = env.repo.join(format!(
+        ".git/baton/runs/{run}/logs/kept/attempt-1.gateway.jsonl"
+    ));
+    let kept = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> = kept
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(kept.contains("[[script:kept]]"), "the request is kept");
+    assert!(kept.contains("kept them"), "the answer is kept");
+    assert!(!kept.contains("sekrit-value-0451"), "a secret is masked");
+    assert!(!kept.contains(REAL_KEY));
 }

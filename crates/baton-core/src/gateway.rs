@@ -164,6 +164,9 @@ pub struct GatewaySettings {
     pub listen: String,
     pub providers: BTreeMap<Provider, Upstream>,
     pub accounts: BTreeMap<String, AccountLimits>,
+    /// Each request's and answer's body told to its attempt, which keeps
+    /// them masked beside its log (off: no prompt is kept).
+    pub log_bodies: bool,
 }
 
 impl Default for GatewaySettings {
@@ -178,6 +181,7 @@ impl Default for GatewaySettings {
                 })
                 .collect(),
             accounts: BTreeMap::new(),
+            log_bodies: false,
         }
     }
 }
@@ -238,9 +242,15 @@ pub enum Wire {
     /// It waits at the gateway for its account's limits (`why`), about
     /// `ms` long.
     Queued { why: String, ms: u64 },
+    /// A request's body and its answer's (`log_bodies`), each cut at
+    /// [`MAX_LOGGED_BODY`].
+    Bodies { request: String, answer: String },
     /// It went on after waiting.
     Going,
 }
+
+/// The most of one body `log_bodies` keeps.
+pub const MAX_LOGGED_BODY: usize = 1024 * 1024;
 
 /// Whom a token is for: an attempt (`label`: run/task/attempt), the
 /// provider it may reach and with what key, and the account whose limits

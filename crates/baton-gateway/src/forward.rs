@@ -7,7 +7,7 @@ use crate::account::{Account, Wait, DEFAULT_HOLD};
 use crate::route;
 use crate::tokens::{Grant, Tokens};
 use crate::usage::Scanner;
-use baton_core::gateway::{AccountLimits, Provider, Upstream, Wire};
+use baton_core::gateway::{AccountLimits, Provider, Upstream, Wire, MAX_LOGGED_BODY};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -44,6 +44,8 @@ pub struct Gate {
     pub limits: BTreeMap<String, AccountLimits>,
     pub accounts: std::sync::Mutex<HashMap<(Provider, String), Arc<Account>>>,
     pub client: Upstreams,
+    /// Tell each request's and answer's body (`log_bodies`).
+    pub log_bodies: bool,
 }
 
 impl Gate {
@@ -187,6 +189,10 @@ async fn forward(
         }
     };
     let model = route::model_of(provider, &path, &body);
+    let logged = gate.log_bodies.then(|| {
+        let kept = &body[..body.len().min(MAX_LOGGED_BODY)];
+        (String::from_utf8_lossy(kept).into_owned(), Vec::new())
+    });
     let mut up = Request::new(Full::new(body));
     *up.method_mut() = parts.method;
     *up.headers_mut() = route::upstream_headers(provider, &parts.headers, &grant.credential);
@@ -239,6 +245,7 @@ async fn forward(
             model,
             status,
             started,
+            logged,
         }),
     };
     let mut out = Response::new(tee.boxed());
@@ -302,6 +309,8 @@ struct Told {
     model: Option<String>,
     status: u16,
     started: Instant,
+    /// The request's body, and the answer's so far (`log_bodies`).
+    logged: Option<(String, Vec<u8>)>,
 }
 
 /// The answer's body passed on frame by frame, its usage read on the way;
@@ -323,6 +332,10 @@ impl Tee {
         if let Some(u) = &usage {
             let tokens = u.input + u.output + u.cache_read + u.cache_write;
             t.account.used(tokio::time::Instant::now(), tokens);
+        }
+        if let Some((request, answer)) = t.logged {
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            let _ = t.sink.send(Wire::Bodies { request, answer });
         }
         let _ = t.sink.send(Wire::Answered {
             provider: t.provider,
@@ -348,6 +361,10 @@ impl Body for Tee {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(t)) = (frame.data_ref(), this.told.as_mut()) {
                     t.scanner.feed(data);
+                    if let Some((_, kept)) = t.logged.as_mut() {
+                        let room = MAX_LOGGED_BODY.saturating_sub(kept.len());
+                        kept.extend_from_slice(&data[..data.len().min(room)]);
+                    }
                 }
             }
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.tell(),

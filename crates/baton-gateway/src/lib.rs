@@ -68,6 +68,7 @@ pub async fn start(settings: GatewaySettings) -> Started {
         tokens: tokens::Tokens::default(),
         providers: settings.providers,
         limits: settings.accounts,
+        log_bodies: settings.log_bodies,
         accounts: Default::default(),
         client,
     });

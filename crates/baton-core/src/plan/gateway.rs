@@ -49,6 +49,7 @@ pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> Gatew
             },
         );
     }
+    out.log_bodies = r.log_bodies;
     for (name, a) in &r.accounts {
         let raw = a.get_ref();
         let mut positive = |key: &str, v: Option<i64>| -> Option<u64> {

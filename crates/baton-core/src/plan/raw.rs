@@ -47,6 +47,8 @@ pub(crate) struct RawGateway {
     pub providers: BTreeMap<String, Spanned<RawProvider>>,
     #[serde(default)]
     pub accounts: BTreeMap<String, Spanned<RawAccount>>,
+    #[serde(default)]
+    pub log_bodies: bool,
 }
 
 /// `[gateway.accounts.<account>]`: what one provider account may do.

@@ -139,6 +139,34 @@ impl Watch<'_> {
         Some(WorkerCmd::OverBudget(why))
     }
 
+    /// A request's and its answer's bodies (`[gateway] log_bodies`),
+    /// masked, as a line of the attempt's `.gateway.jsonl` beside its log.
+    async fn keep_bodies(&self, request: &str, answer: &str) {
+        use tokio::io::AsyncWriteExt;
+        let path = self
+            .sh
+            .paths
+            .attempt_log(&self.sh.run_id, self.task, self.n)
+            .with_extension("gateway.jsonl");
+        let r = &self.sh.redactor;
+        let line = serde_json::json!({ "request": r.redact(request), "answer": r.redact(answer) });
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await;
+        let written = match file {
+            Ok(mut f) => f.write_all(format!("{line}\n").as_bytes()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot keep the gateway's bodies in {}: {e}",
+                path.display()
+            );
+        }
+    }
+
     /// What the agent itself said it used (behind the gateway: kept for
     /// comparison, not counted).
     async fn record_reported(&mut self) {
@@ -230,6 +258,10 @@ impl Watch<'_> {
             }
             Wire::Going => {
                 self.set_activity(Activity::WaitingModel).await;
+                return None;
+            }
+            Wire::Bodies { request, answer } => {
+                self.keep_bodies(&request, &answer).await;
                 return None;
             }
             Wire::Refused { provider, why } => Payload::GatewayRequest {
