@@ -424,3 +424,46 @@ fn bodies_are_kept_masked_only_when_asked() {
     assert!(!kept.contains("sekrit-value-0451"), "a secret is masked");
     assert!(!kept.contains(REAL_KEY));
 }
+
+/// Claude Code's credit runs out behind the gateway: the fallback hands
+/// the task to Codex, also behind it, as without the gateway; the task's
+/// requests went through it to both providers.
+#[test]
+fn a_used_up_quota_behind_the_gateway_falls_back_to_another_vendor_as_before() {
+    use baton_testutils::model_server::{Api, Outage};
+    if bins(&["claude", "codex"]).is_none() {
+        return;
+    }
+    let server = ModelServer::start(
+        Scripts::new()
+            .script(
+                "halves",
+                vec![
+                    Step::write("half.txt", "first half\n"),
+                    Step::write("rest.txt", "second half\n"),
+                    Step::say("both halves written"),
+                ],
+            )
+            .outage(Outage::quota(Api::Anthropic).after(1)),
+    );
+    let env = TestEnv::new();
+    let plan = gateway_plan(&env, &["claude", "codex"], &server, "", "");
+    let mut plan = plan.replacen(
+        "[agent.claude]\n",
+        "[agent.claude]\nfallback = [\"codex\"]\n",
+        1,
+    );
+    plan.push_str("[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Write both halves. [[script:halves]]\"\ntimeout = \"2m\"\n");
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "t");
+    assert_eq!(t["agents"], serde_json::json!(["claude", "codex"]), "{t}");
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "rest.txt").as_deref(),
+        Some("second half\n")
+    );
+    let q = "SELECT DISTINCT json_extract(data, '$.provider') FROM events WHERE kind = 'gateway_request' AND task_id = 't' ORDER BY 1";
+    assert_eq!(store_rows(&env, q), ["anthropic", "openai"]);
+}
