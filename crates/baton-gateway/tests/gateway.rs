@@ -326,6 +326,25 @@ fn slow_upstream(ms: u64) -> Slow {
     Slow { url, most: seen }
 }
 
+/// A request with each token, all at once; their statuses, in order.
+async fn at_once(url: &str, tokens: &[String]) -> Vec<u16> {
+    let calls: Vec<_> = tokens
+        .iter()
+        .map(|token| {
+            let (url, token) = (url.to_string(), token.clone());
+            tokio::spawn(async move {
+                let auth = [("x-api-key", token.as_str())];
+                call(&url, "/anthropic/v1/messages", &auth, "{}").await.0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap());
+    }
+    statuses
+}
+
 async fn gateway_to(
     url: &str,
     accounts: &[(&str, baton_core::gateway::AccountLimits)],
@@ -354,24 +373,9 @@ async fn an_accounts_concurrency_holds_its_agents_requests_to_that_many_at_once(
         gw.grant(who("r/a/1", Provider::Anthropic), tx.clone()),
         gw.grant(who("r/b/1", Provider::Anthropic), tx.clone()),
     ];
-    let url = gw.url();
-    let calls: Vec<_> = [0, 1, 0]
-        .iter()
-        .map(|i| {
-            let (url, token) = (url.clone(), tokens[*i].clone());
-            tokio::spawn(async move {
-                call(
-                    &url,
-                    "/anthropic/v1/messages",
-                    &[("x-api-key", &token)],
-                    "{}",
-                )
-                .await
-            })
-        })
-        .collect();
-    for c in calls {
-        assert_eq!(c.await.unwrap().0, 200);
+    let picked = [0, 1, 0].map(|i| tokens[i].clone());
+    for status in at_once(&gw.url(), &picked).await {
+        assert_eq!(status, 200);
     }
     assert_eq!(
         up.most.load(std::sync::atomic::Ordering::SeqCst),
@@ -394,25 +398,7 @@ async fn one_agent_has_at_most_sixteen_requests_in_flight() {
     let gw = gateway_to(&up.url, &[]).await;
     let (tx, _rx) = unbounded_channel();
     let token = gw.grant(who("r/a/1", Provider::Anthropic), tx);
-    let url = gw.url();
-    let calls: Vec<_> = (0..17)
-        .map(|_| {
-            let (url, token) = (url.clone(), token.clone());
-            tokio::spawn(async move {
-                call(
-                    &url,
-                    "/anthropic/v1/messages",
-                    &[("x-api-key", &token)],
-                    "{}",
-                )
-                .await
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for c in calls {
-        statuses.push(c.await.unwrap().0);
-    }
+    let mut statuses = at_once(&gw.url(), &vec![token; 17]).await;
     statuses.sort();
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
