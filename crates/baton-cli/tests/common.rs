@@ -273,3 +273,18 @@ pub fn task_show(env: &TestEnv, report: &Value, id: &str, path: &str) -> Option<
     let branch = task(report, id)["branch"].as_str()?.to_string();
     show(env, &branch, path)
 }
+
+/// `secret` is in nothing baton wrote under `.git/baton` (its store, logs,
+/// prompts, plans).
+pub fn assert_nowhere_in_state(env: &TestEnv, secret: &str) {
+    let found = Command::new("grep")
+        .args(["-rl", secret])
+        .arg(env.repo.join(".git/baton"))
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "a secret is in: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}

@@ -165,17 +165,7 @@ fn the_five_clis_work_through_the_gateway_and_never_hold_the_key() {
         String::from_utf8_lossy(&found.stdout)
     );
     // Nothing baton wrote holds the key.
-    let state = env.repo.join(".git/baton");
-    let found = std::process::Command::new("grep")
-        .args(["-rl", REAL_KEY])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        found.stdout.is_empty(),
-        "the key is in: {}",
-        String::from_utf8_lossy(&found.stdout)
-    );
+    assert_nowhere_in_state(&env, REAL_KEY);
 }
 
 /// Each model turn costs $1.20 here (120 tokens at $10,000 a million): a

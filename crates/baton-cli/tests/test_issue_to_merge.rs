@@ -247,15 +247,5 @@ fixer = "claude"
             "the model was sent the token"
         );
     }
-    let state = env.repo.join(".git/baton");
-    let found = std::process::Command::new("grep")
-        .args(["-rl", TOKEN])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        found.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&found.stdout)
-    );
+    assert_nowhere_in_state(&env, TOKEN);
 }

@@ -148,17 +148,7 @@ fn labelled_issues_become_routed_tasks_and_hear_how_they_ended_once() {
     assert_eq!(tasks, ["2"]);
     assert!(said(&gh, fix)[0].contains("by agent profile `fake`"));
     // No token appears in anything baton wrote.
-    let state = env.repo.join(".git/baton");
-    let found = std::process::Command::new("grep")
-        .args(["-rl", TOKEN])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        found.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&found.stdout)
-    );
+    assert_nowhere_in_state(&env, TOKEN);
     for log in ["serve-1.log", "serve-2.log"] {
         let text = std::fs::read_to_string(env.scratch(log)).unwrap();
         assert!(!text.contains(TOKEN), "the token is in {log}");
