@@ -320,7 +320,9 @@ impl AttemptSink for Watch<'_> {
     }
 
     async fn stalled(&mut self) -> Option<WorkerCmd> {
-        if self.waits_answer() {
+        // Waiting for a person, or at the gateway for its account's
+        // limits, is not going silent.
+        if self.waits_answer() || self.activity == Some(Activity::WaitingGateway) {
             return None;
         }
         self.set_activity(Activity::Stalled).await;
