@@ -30,7 +30,12 @@ fn provider_of(agent: &str) -> &'static str {
     }
 }
 
-/// The plan: each agent behind the gateway, its own base URL a dead port;
+/// The plan: each agent behind the gateway; its profile's own base URL is
+/// the model server's (the gateway's upstream for it: an existing setup
+/// keeps working), and `[gateway.providers]` names it too (Codex keeps its
+/// base URL in its config, which baton does not read). The agent itself
+/// gets the gateway and a token: a request that bypassed the gateway would
+/// reach the server with the token, which every test checks never happens.
 /// `more` before the profiles, `profile` in each.
 fn gateway_plan(
     env: &TestEnv,
@@ -51,15 +56,7 @@ fn gateway_plan(
         let home = env.scratch(&format!("home-{a}"));
         let (var, _) = key_of(a);
         let more = format!("gateway = true\n{profile}");
-        let p = baton_profile(
-            a,
-            a,
-            bin,
-            "http://127.0.0.1:9",
-            &home,
-            &[(var, REAL_KEY)],
-            &more,
-        );
+        let p = baton_profile(a, a, bin, &server.url(), &home, &[(var, REAL_KEY)], &more);
         // opencode's key is its provider's, in its config.
         let p = match *a {
             "opencode" => p.replace("mock-key", REAL_KEY),

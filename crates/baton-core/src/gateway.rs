@@ -249,6 +249,49 @@ pub enum Wire {
     Going,
 }
 
+/// The base URL a profile gives its CLI for `provider` itself (its `env`,
+/// or opencode's config), as the gateway's upstream for its requests: the
+/// API version at its end (`/v1`, `/v1beta`) is the request's, not the
+/// upstream's. Plan text, never the agent's: it cannot send the key
+/// elsewhere.
+pub fn profile_upstream(
+    adapter: &str,
+    provider: Provider,
+    model: Option<&str>,
+    env: &BTreeMap<String, String>,
+) -> Option<Upstream> {
+    let var = |k: &str| env.get(k).cloned();
+    let url = match (adapter, provider) {
+        ("claude", _) => var("ANTHROPIC_BASE_URL"),
+        ("gemini", _) => var("GOOGLE_GEMINI_BASE_URL"),
+        ("aider", Provider::Openai) => var("OPENAI_API_BASE"),
+        ("aider", Provider::Anthropic) => {
+            var("ANTHROPIC_API_BASE").or_else(|| var("ANTHROPIC_BASE_URL"))
+        }
+        ("aider", Provider::Gemini) => var("GEMINI_API_BASE"),
+        ("opencode", _) => {
+            let id = opencode_provider_id(model, env)?;
+            let c = opencode_config(env)?;
+            let u = c
+                .get("provider")?
+                .get(&id)?
+                .get("options")?
+                .get("baseURL")?;
+            u.as_str().map(str::to_string)
+        }
+        _ => None,
+    }?;
+    let url = url.trim().trim_end_matches('/');
+    let url = ["/v1beta", "/v1"]
+        .iter()
+        .find_map(|v| url.strip_suffix(v))
+        .unwrap_or(url);
+    let ok = (url.starts_with("http://") || url.starts_with("https://")) && !url.contains('?');
+    ok.then(|| Upstream {
+        url: url.to_string(),
+    })
+}
+
 /// The most of one body `log_bodies` keeps.
 pub const MAX_LOGGED_BODY: usize = 1024 * 1024;
 
@@ -261,6 +304,9 @@ pub struct Grantee {
     pub provider: Provider,
     pub credential: Credential,
     pub account: String,
+    /// Where its requests go, when its profile names its own base URL (an
+    /// existing proxy setup); else `[gateway.providers]`'s.
+    pub upstream: Option<Upstream>,
 }
 
 /// What an attempt's agent is given to reach its provider.
@@ -460,6 +506,37 @@ mod tests {
         assert_eq!(options["apiKey"], "baton-gw-t");
         assert_eq!(merged["provider"]["mock"]["npm"], "x", "the rest is kept");
         assert!(!set[0].1.contains("sk-in-config"));
+    }
+
+    #[test]
+    fn a_profiles_own_base_url_is_its_upstream_less_the_api_version() {
+        let env: BTreeMap<String, String> = [
+            ("ANTHROPIC_BASE_URL", "https://proxy.example/anthropic/"),
+            ("OPENAI_API_BASE", "http://127.0.0.1:9/v1"),
+            ("GOOGLE_GEMINI_BASE_URL", "not a url"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let up = |a: &str, p| profile_upstream(a, p, None, &env).map(|u| u.url);
+        assert_eq!(
+            up("claude", Provider::Anthropic).as_deref(),
+            Some("https://proxy.example/anthropic")
+        );
+        assert_eq!(
+            up("aider", Provider::Openai).as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(
+            up("gemini", Provider::Gemini),
+            None,
+            "not a URL: the plan's own"
+        );
+        assert_eq!(
+            up("codex", Provider::Openai),
+            None,
+            "Codex's is in its config"
+        );
     }
 
     #[test]

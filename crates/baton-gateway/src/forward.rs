@@ -168,7 +168,7 @@ async fn forward(
     permit: Permits,
 ) -> Answer {
     let started = Instant::now();
-    let Some(upstream) = gate.providers.get(&provider) else {
+    let Some(upstream) = grant.upstream.as_ref().or(gate.providers.get(&provider)) else {
         let why = format!("baton gateway: no upstream for {provider}");
         return refuse(provider, StatusCode::BAD_GATEWAY, &why);
     };

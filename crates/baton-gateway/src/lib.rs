@@ -126,6 +126,7 @@ impl Gateway for Running {
             label: who.label,
             provider: who.provider,
             credential: who.credential,
+            upstream: who.upstream,
             account,
             in_flight: Arc::new(tokio::sync::Semaphore::new(tokens::MAX_IN_FLIGHT)),
             sink,

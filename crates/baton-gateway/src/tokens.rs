@@ -13,6 +13,8 @@ pub struct Grant {
     pub label: String,
     pub provider: Provider,
     pub credential: Credential,
+    /// Where its requests go, when its profile says (else the provider's).
+    pub upstream: Option<baton_core::gateway::Upstream>,
     /// The account whose limits its requests share.
     pub account: std::sync::Arc<crate::account::Account>,
     /// Its requests in flight at once, at most [`MAX_IN_FLIGHT`].

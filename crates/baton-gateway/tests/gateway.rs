@@ -21,6 +21,7 @@ fn who(label: &str, provider: Provider) -> Grantee {
         provider,
         credential: key(),
         account: "acct".into(),
+        upstream: None,
     }
 }
 

@@ -83,6 +83,7 @@ pub(super) fn pass(
             .account
             .clone()
             .unwrap_or_else(|| profile.name.clone()),
+        upstream: gateway::profile_upstream(&profile.adapter, provider, model, &profile.env),
     };
     let token = gw.grant(who, tx);
     let access = Access {
