@@ -236,6 +236,39 @@ fn doctor_says_which_profiles_can_start() {
 }
 
 #[test]
+fn doctor_says_where_a_gateway_profile_goes_and_whether_it_has_a_key() {
+    let env = TestEnv::new();
+    let sh = std::process::Command::new("sh")
+        .args(["-c", "command -v sh"])
+        .output()
+        .unwrap();
+    let sh = String::from_utf8_lossy(&sh.stdout).trim().to_string();
+    let plan = format!(
+        "[gateway.providers.anthropic]\nurl = \"https://proxy.example\"\n\n[agent.keyed]\nadapter = \"claude\"\ncommand = [{sh:?}]\ngateway = true\nenv = {{ ANTHROPIC_API_KEY = \"sk-ant-doctor-123\" }}\n\n[agent.keyless]\nadapter = \"gemini\"\ncommand = [{sh:?}]\ngateway = true\nenv = {{ GOOGLE_GEMINI_BASE_URL = \"http://127.0.0.1:9/v1beta\" }}\n\n[[task]]\nid = \"t\"\nagent = \"keyed\"\nprompt = \"x\"\n"
+    );
+    env.write("baton.toml", &plan);
+    let out = output(
+        baton(&env)
+            .arg("doctor")
+            .env_remove("GEMINI_API_KEY")
+            .env_remove("GOOGLE_API_KEY"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "gateway: anthropic at https://proxy.example, its key from the profile's env"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway: gemini at http://127.0.0.1:9, but NO key: set GEMINI_API_KEY or GOOGLE_API_KEY"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-ant-doctor-123"), "{text}");
+}
+
+#[test]
 fn plans_that_would_fail_at_run_fail_at_check() {
     let long_id = "t".repeat(251);
     assert_rejected(

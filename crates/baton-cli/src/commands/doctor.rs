@@ -112,12 +112,47 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
                 println!("      {rule}");
             }
         }
+        if profile.gateway {
+            let (ok, line) = gateway_line(&plan, profile);
+            bad += usize::from(!ok);
+            println!("      {line}");
+        }
     }
     if let Some(remote) = &plan.executor.remote {
         println!("{}:", remote.title());
         bad += remote_checks(remote).await;
     }
     Ok(if bad > 0 { 1 } else { 0 })
+}
+
+/// Where a profile behind the model gateway goes, and whether it has a key
+/// to go with (never the key itself).
+fn gateway_line(
+    plan: &baton_core::plan::Plan,
+    p: &baton_core::plan::AgentProfile,
+) -> (bool, String) {
+    use baton_core::gateway::{self, Provider};
+    let model = p.model.as_deref();
+    let Some(provider) = Provider::of_profile(&p.adapter, model, &p.env) else {
+        return (false, "gateway: its CLI cannot go through it".into());
+    };
+    let upstream = gateway::profile_upstream(&p.adapter, provider, model, &p.env)
+        .or_else(|| plan.gateway.providers.get(&provider).cloned())
+        .map_or_else(|| "nowhere".to_string(), |u| u.url);
+    let from_baton = |v: &str| std::env::var(v).ok();
+    let none = |_: &str| None;
+    let key = match (
+        gateway::credential_for(&p.adapter, model, provider, &p.env, none),
+        gateway::credential_for(&p.adapter, model, provider, &p.env, from_baton),
+    ) {
+        (Some(_), _) => "its key from the profile's env".to_string(),
+        (None, Some(_)) => "its key from baton's environment".to_string(),
+        (None, None) => {
+            let vars = provider.key_vars().join(" or ");
+            return (false, format!("gateway: {provider} at {upstream}, but NO key: set {vars} in its env or baton's"));
+        }
+    };
+    (true, format!("gateway: {provider} at {upstream}, {key}"))
 }
 
 /// Prints a remote executor's checks; how many failed.
