@@ -236,12 +236,12 @@ fn a_budget_stops_an_agent_mid_run() {
     let env = TestEnv::new();
     let plan = format!(
         "[prices.\"claude-*\"]\ninput = 3000.0\noutput = 3000.0\n\n{}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Spend. [[script:spend]]\"\nbudget_usd = 0.5\nretries = 2\ntimeout = \"4m\"\n",
-        // A budget read from the agent's stream stops it after the fact: it
-        // wins the race with the crossing turn's tool call only while Claude
-        // Code is slow to run it, which it is not with an MCP server (the
-        // `ask` tool) configured. Measured here without one; the stop at
-        // the request itself is the model gateway's (issue "model gateway").
-        profile_with(&env, "claude", &bins[0], &server, &[], "ask = false\n")
+        // Behind the model gateway: the answer that crosses the budget is
+        // the agent's (and the tool call in it may run), but the request
+        // after it is refused at the gateway and never reaches the model. A
+        // budget read from the agent's own stream could only stop it after
+        // the fact, racing the crossing turn's tool call.
+        profile_with(&env, "claude", &bins[0], &server, &[], "gateway = true\n")
     );
     env.write("baton.toml", &plan);
     let r = run_json(&env, &[]);
@@ -260,11 +260,23 @@ fn a_budget_stops_an_agent_mid_run() {
         Some("started\n"),
         "its work is kept"
     );
+    // Nothing reached the model after the budget was crossed: the third
+    // step (the one after the crossing turn) was never played.
+    let played: Vec<usize> = server
+        .requests()
+        .iter()
+        .filter(|q| q.script.as_deref() == Some("spend"))
+        .filter_map(|q| q.step)
+        .collect();
     assert!(
-        show(&env, branch, "second.txt").is_none(),
-        "nothing ran after the budget was crossed"
+        !played.contains(&2),
+        "a request went on after the budget: {played:?}"
     );
-    assert!(t["usage"]["cost_usd"].as_f64().unwrap() > 0.5);
+    let cost = t["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        cost > 0.5 && cost < 0.5 + 0.37,
+        "${cost}: at most one turn past the budget"
+    );
 }
 
 #[test]

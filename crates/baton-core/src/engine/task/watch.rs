@@ -102,6 +102,9 @@ impl Watch<'_> {
     /// Records the attempt's usage, tells the engine what it cost, and
     /// enforces the task's budget.
     async fn spent(&mut self) -> Option<WorkerCmd> {
+        // Before anything is written: the agent's next request may be on
+        // its way already.
+        let crossed = self.crossed();
         let cost = self.meter.cost();
         let (input, output) = (self.meter.input, self.meter.output);
         let model = self.meter.model.clone();
@@ -125,18 +128,24 @@ impl Watch<'_> {
             attempt: self.n,
             usd: cost,
         });
-        let budget = self.budget?;
+        crossed.map(WorkerCmd::OverBudget)
+    }
+
+    /// Why the task's budget is crossed, if it is; its gateway token then
+    /// refuses the agent's next request at once, before the agent is
+    /// stopped.
+    fn crossed(&self) -> Option<String> {
+        let (cost, budget) = (self.meter.cost()?, self.budget?);
         let spent = self.prior_cost + cost;
         if spent <= budget {
             return None;
         }
         let why =
             format!("budget exceeded: the task spent ${spent:.4} of its budget_usd ${budget:.4}");
-        // Its next request is refused at once, before the agent is stopped.
         if let Some((gw, token)) = &self.gate {
             gw.refuse(token, &why);
         }
-        Some(WorkerCmd::OverBudget(why))
+        Some(why)
     }
 
     /// A request's and its answer's bodies (`[gateway] log_bodies`),
@@ -212,6 +221,8 @@ impl Watch<'_> {
                         mode: crate::adapter::UsageMode::Add,
                     });
                 }
+                // Refused before the event is written, not after.
+                let _ = self.crossed();
                 let said = Payload::GatewayRequest {
                     provider,
                     model,
