@@ -343,6 +343,43 @@ pub struct GatewayKind {
 
 /// The key `provider`'s requests carry for a profile: from its `env`, else
 /// from baton's own environment (`process_env`); None: there is none.
+/// How a profile's agent goes through the gateway: the provider its CLI
+/// speaks, the key its requests carry, and its own upstream if it names one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub provider: Provider,
+    pub credential: Credential,
+    pub upstream: Option<Upstream>,
+}
+
+/// Why a profile's agent cannot go through the gateway.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("the {0} adapter cannot go through the gateway")]
+    Speaks(String),
+    #[error("no key for {provider}; set {} in the profile's env or in baton's environment", .provider.key_vars().join(" or "))]
+    NoKey { provider: Provider },
+}
+
+/// The route of a profile's agent (`process_env`: baton's environment,
+/// where a key is looked for after the profile's `env`).
+pub fn route(
+    adapter: &str,
+    model: Option<&str>,
+    env: &BTreeMap<String, String>,
+    process_env: impl Fn(&str) -> Option<String>,
+) -> Result<Route, RouteError> {
+    let provider = Provider::of_profile(adapter, model, env)
+        .ok_or_else(|| RouteError::Speaks(adapter.to_string()))?;
+    let credential = credential_for(adapter, model, provider, env, process_env)
+        .ok_or(RouteError::NoKey { provider })?;
+    Ok(Route {
+        provider,
+        credential,
+        upstream: profile_upstream(adapter, provider, model, env),
+    })
+}
+
 /// The key for a profile's agent: an opencode profile's own provider's
 /// `apiKey` in its config first, then as [`key_for`].
 pub fn credential_for(

@@ -19,7 +19,7 @@ pub struct ApproveArgs {
 }
 
 pub async fn run(cwd: &Path, args: ApproveArgs) -> anyhow::Result<i32> {
-    if let Some(plan) = super::discard::plan_item(cwd, &args.task, args.run.as_deref()).await? {
+    if let Some(plan) = super::plan_item(cwd, &args.task, args.run.as_deref()).await? {
         return run_plan(cwd, plan).await;
     }
     let (run, task) = super::task_or_item(cwd, args.run.as_deref(), &args.task).await?;

@@ -1,7 +1,6 @@
 //! `baton discard`: say no to a plan a planner wrote (an item of `baton
 //! inbox`); it leaves the inbox and can no longer be run from there.
 
-use baton_core::inbox::{Item, ItemKind};
 use baton_core::model::PlanDecision;
 use clap::Args;
 use std::path::Path;
@@ -15,7 +14,7 @@ pub struct DiscardArgs {
 }
 
 pub async fn run(cwd: &Path, args: DiscardArgs) -> anyhow::Result<i32> {
-    let Some(plan) = plan_item(cwd, &args.id, None).await? else {
+    let Some(plan) = super::plan_item(cwd, &args.id, None).await? else {
         return Err(super::usage(format!(
             "no plan in `baton inbox` has id {:?} (`baton inbox` lists them)",
             args.id
@@ -39,28 +38,4 @@ pub async fn run(cwd: &Path, args: DiscardArgs) -> anyhow::Result<i32> {
         .map_err(|e| super::usage(e.to_string()))?;
     println!("discarded the plan of run {}", plan.run);
     Ok(0)
-}
-
-/// The inbox's plan item with id `id`, if `id` is one: not when a run is
-/// named (a task of it is meant) or the latest run has a task `id`.
-pub async fn plan_item(cwd: &Path, id: &str, run: Option<&str>) -> anyhow::Result<Option<Item>> {
-    let Ok(n) = id.parse::<i64>() else {
-        return Ok(None);
-    };
-    if run.is_some() {
-        return Ok(None);
-    }
-    let repo = super::open_repo(cwd)?;
-    let Ok((store, _)) = super::open_store(&repo) else {
-        return Ok(None);
-    };
-    if let Ok(latest) = store.find_run(None) {
-        if store.task(&latest.id, id)?.is_some() {
-            return Ok(None);
-        }
-    }
-    let id = n;
-    let now = baton_core::clock::now_ms();
-    let item = store.call(move |s| s.inbox_item(id, now)).await?;
-    Ok(item.filter(|i| i.kind == ItemKind::Plan))
 }

@@ -131,28 +131,37 @@ fn gateway_line(
     plan: &baton_core::plan::Plan,
     p: &baton_core::plan::AgentProfile,
 ) -> (bool, String) {
-    use baton_core::gateway::{self, Provider};
-    let model = p.model.as_deref();
-    let Some(provider) = Provider::of_profile(&p.adapter, model, &p.env) else {
-        return (false, "gateway: its CLI cannot go through it".into());
+    use baton_core::gateway::{profile_upstream, route, RouteError};
+    let (model, env) = (p.model.as_deref(), &p.env);
+    let upstream = |provider| {
+        profile_upstream(&p.adapter, provider, model, env)
+            .or_else(|| plan.gateway.providers.get(&provider).cloned())
+            .map_or_else(|| "nowhere".to_string(), |u| u.url)
     };
-    let upstream = gateway::profile_upstream(&p.adapter, provider, model, &p.env)
-        .or_else(|| plan.gateway.providers.get(&provider).cloned())
-        .map_or_else(|| "nowhere".to_string(), |u| u.url);
     let from_baton = |v: &str| std::env::var(v).ok();
-    let none = |_: &str| None;
-    let key = match (
-        gateway::credential_for(&p.adapter, model, provider, &p.env, none),
-        gateway::credential_for(&p.adapter, model, provider, &p.env, from_baton),
-    ) {
-        (Some(_), _) => "its key from the profile's env".to_string(),
-        (None, Some(_)) => "its key from baton's environment".to_string(),
-        (None, None) => {
-            let vars = provider.key_vars().join(" or ");
-            return (false, format!("gateway: {provider} at {upstream}, but NO key: set {vars} in its env or baton's"));
+    let (provider, whose) = match route(&p.adapter, model, env, |_| None) {
+        Ok(r) => (r.provider, "the profile's env"),
+        Err(RouteError::Speaks(_)) => {
+            return (false, "gateway: its CLI cannot go through it".into())
+        }
+        Err(RouteError::NoKey { provider }) => {
+            match route(&p.adapter, model, env, from_baton) {
+                Ok(_) => (provider, "baton's environment"),
+                Err(_) => {
+                    let vars = provider.key_vars().join(" or ");
+                    let at = upstream(provider);
+                    return (false, format!("gateway: {provider} at {at}, but NO key: set {vars} in its env or baton's"));
+                }
+            }
         }
     };
-    (true, format!("gateway: {provider} at {upstream}, {key}"))
+    (
+        true,
+        format!(
+            "gateway: {provider} at {}, its key from {whose}",
+            upstream(provider)
+        ),
+    )
 }
 
 /// Prints a remote executor's checks; how many failed.

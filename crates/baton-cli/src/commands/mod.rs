@@ -141,6 +141,34 @@ pub async fn task_or_item(
     }
 }
 
+/// The inbox's plan item with id `id`, if `id` is one: not when a run is
+/// named (a task of it is meant) or the latest run has a task `id`.
+pub async fn plan_item(
+    cwd: &Path,
+    id: &str,
+    run: Option<&str>,
+) -> anyhow::Result<Option<baton_core::inbox::Item>> {
+    let Ok(n) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    if run.is_some() {
+        return Ok(None);
+    }
+    let repo = open_repo(cwd)?;
+    let Ok((store, _)) = open_store(&repo) else {
+        return Ok(None);
+    };
+    if let Ok(latest) = store.find_run(None) {
+        if store.task(&latest.id, id)?.is_some() {
+            return Ok(None);
+        }
+    }
+    let id = n;
+    let now = baton_core::clock::now_ms();
+    let item = store.call(move |s| s.inbox_item(id, now)).await?;
+    Ok(item.filter(|i| i.kind == baton_core::inbox::ItemKind::Plan))
+}
+
 /// What a command about one task of a run starts from: the repository, its
 /// store, the run (default: the latest), the task checked to be in it.
 pub struct TaskOfRun {

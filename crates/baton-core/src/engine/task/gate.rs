@@ -5,7 +5,7 @@
 
 use super::start::Start;
 use crate::engine::shared::Shared;
-use crate::gateway::{self, Access, Gateway, Provider, Wire};
+use crate::gateway::{self, Access, Gateway, Wire};
 use crate::plan::sandbox::{Network, Sandbox};
 use crate::plan::AgentProfile;
 use std::ffi::OsString;
@@ -58,32 +58,21 @@ pub(super) fn pass(
         .clone()
         .ok_or("gateway = true, but the run has no model gateway")?;
     let model = profile.model.as_deref();
-    let provider =
-        Provider::of_profile(&profile.adapter, model, &profile.env).ok_or_else(|| {
-            format!(
-                "gateway = true: the {} adapter cannot go through the gateway",
-                profile.adapter
-            )
-        })?;
     let from_baton = |v: &str| std::env::var(v).ok();
-    let credential = gateway::credential_for(&profile.adapter, model, provider, &profile.env, from_baton).ok_or_else(|| {
-        format!(
-            "gateway = true: no key for {provider}; set {} in profile {:?}'s env or in baton's environment",
-            provider.key_vars().join(" or "),
-            profile.name
-        )
-    })?;
+    let route = gateway::route(&profile.adapter, model, &profile.env, from_baton)
+        .map_err(|e| format!("gateway = true on profile {:?}: {e}", profile.name))?;
+    let provider = route.provider;
     let (tx, rx) = unbounded_channel();
     let label = format!("{}/{}/{n}", sh.run_id, st.spec.id);
     let who = gateway::Grantee {
         label,
         provider,
-        credential,
+        credential: route.credential,
         account: profile
             .account
             .clone()
             .unwrap_or_else(|| profile.name.clone()),
-        upstream: gateway::profile_upstream(&profile.adapter, provider, model, &profile.env),
+        upstream: route.upstream,
     };
     let token = gw.grant(who, tx);
     let access = Access {

@@ -105,6 +105,12 @@ impl Watch<'_> {
         // Before anything is written: the agent's next request may be on
         // its way already.
         let crossed = self.crossed();
+        self.record_spent(crossed).await
+    }
+
+    /// Records the usage; the engine is told the cost, and a crossed
+    /// budget (`crossed`, as [`Watch::crossed`] found it) ends the agent.
+    async fn record_spent(&mut self, crossed: Option<String>) -> Option<WorkerCmd> {
         let cost = self.meter.cost();
         let (input, output) = (self.meter.input, self.meter.output);
         let model = self.meter.model.clone();
@@ -222,7 +228,7 @@ impl Watch<'_> {
                     });
                 }
                 // Refused before the event is written, not after.
-                let _ = self.crossed();
+                let crossed = self.crossed();
                 let said = Payload::GatewayRequest {
                     provider,
                     model,
@@ -234,7 +240,7 @@ impl Watch<'_> {
                     note: None,
                 };
                 self.sh.event(Some(self.task), Some(self.n), said).await;
-                return self.spent().await;
+                return self.record_spent(crossed).await;
             }
             Wire::Limited {
                 provider,
