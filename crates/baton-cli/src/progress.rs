@@ -172,6 +172,7 @@ fn event_text(p: Payload, task: &str) -> Option<String> {
             allowed: false,
         } => format!("network: refused {host} (not in the allow-list)"),
         P::SandboxNotice { notice } => format!("sandbox: {notice}"),
+        P::GatewayNotice { notice } => format!("gateway: {notice}"),
         P::Fallback { from, to, reason } => {
             format!("handed over from {from} to {to}: {reason}")
         }

@@ -244,7 +244,50 @@ fn doctor_says_where_a_gateway_profile_goes_and_whether_it_has_a_key() {
         .unwrap();
     let sh = String::from_utf8_lossy(&sh.stdout).trim().to_string();
     let plan = format!(
-        "[gateway.providers.anthropic]\nurl = \"https://proxy.example\"\n\n[agent.keyed]\nadapter = \"claude\"\ncommand = [{sh:?}]\ngateway = true\nenv = {{ ANTHROPIC_API_KEY = \"sk-ant-doctor-123\" }}\n\n[agent.keyless]\nadapter = \"gemini\"\ncommand = [{sh:?}]\ngateway = true\nenv = {{ GOOGLE_GEMINI_BASE_URL = \"http://127.0.0.1:9/v1beta\" }}\n\n[[task]]\nid = \"t\"\nagent = \"keyed\"\nprompt = \"x\"\n"
+        r#"[gateway.providers.anthropic]
+url = "https://proxy.example"
+[gateway.accounts.vault]
+key_command = "printf 'sk-%s' vault"
+[gateway.accounts.broken]
+key_command = "echo locked >&2; exit 4"
+
+[agent.keyed]
+adapter = "claude"
+command = [{sh:?}]
+gateway = true
+env = {{ ANTHROPIC_API_KEY = "sk-ant-doctor-123" }}
+
+[agent.keyless]
+adapter = "gemini"
+command = [{sh:?}]
+gateway = true
+env = {{ GOOGLE_GEMINI_BASE_URL = "http://127.0.0.1:9/v1beta" }}
+
+[agent.login]
+adapter = "gemini"
+command = [{sh:?}]
+
+[agent.off]
+adapter = "claude"
+command = [{sh:?}]
+gateway = false
+env = {{ ANTHROPIC_API_KEY = "sk-ant-doctor-123" }}
+
+[agent.vaulted]
+adapter = "codex"
+command = [{sh:?}]
+account = "vault"
+
+[agent.locked]
+adapter = "codex"
+command = [{sh:?}]
+account = "broken"
+
+[[task]]
+id = "t"
+agent = "keyed"
+prompt = "x"
+"#
     );
     env.write("baton.toml", &plan);
     let out = output(
@@ -255,15 +298,18 @@ fn doctor_says_where_a_gateway_profile_goes_and_whether_it_has_a_key() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains(
-            "gateway: anthropic at https://proxy.example, its key from the profile's env"
-        ),
-        "{text}"
+    let says = |line: &str| assert!(text.contains(line), "{line:?} not in:\n{text}");
+    says("gateway: anthropic at https://proxy.example, its key from the profile's env");
+    says("gateway: gateway = true on profile \"keyless\": no key for gemini; set GEMINI_API_KEY or GOOGLE_API_KEY");
+    says("gateway: not behind it, no key found (its CLI's own login is used)");
+    says("gateway: not behind it (gateway = false)");
+    says(
+        r#"gateway: openai at https://api.openai.com, its key from [gateway.accounts.vault] key_command "printf 'sk-%s' vault""#,
     );
+    says("but its key from [gateway.accounts.broken] key_command \"echo locked >&2; exit 4\" cannot be read: key_command \"echo locked >&2; exit 4\" failed (exit status: 4): locked");
     assert!(
-        text.contains("gateway: gemini at http://127.0.0.1:9, but NO key: set GEMINI_API_KEY or GOOGLE_API_KEY"),
-        "{text}"
+        !text.contains("sk-vault"),
+        "the key read is never shown: {text}"
     );
     assert!(!text.contains("sk-ant-doctor-123"), "{text}");
 }

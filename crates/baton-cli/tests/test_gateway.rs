@@ -30,7 +30,8 @@ fn provider_of(agent: &str) -> &'static str {
     }
 }
 
-/// The plan: each agent behind the gateway; its profile's own base URL is
+/// The plan: each agent behind the gateway (by default: its profile has a
+/// key, and says nothing of the gateway); its profile's own base URL is
 /// the model server's (the gateway's upstream for it: an existing setup
 /// keeps working), and `[gateway.providers]` names it too (Codex keeps its
 /// base URL in its config, which baton does not read). The agent itself
@@ -55,8 +56,7 @@ fn gateway_plan(
     for (a, bin) in agents.iter().zip(&bins) {
         let home = env.scratch(&format!("home-{a}"));
         let (var, _) = key_of(a);
-        let more = format!("gateway = true\n{profile}");
-        let p = baton_profile(a, a, bin, &server.url(), &home, &[(var, REAL_KEY)], &more);
+        let p = baton_profile(a, a, bin, &server.url(), &home, &[(var, REAL_KEY)], profile);
         // opencode's key is its provider's, in its config.
         let p = match *a {
             "opencode" => p.replace("mock-key", REAL_KEY),
@@ -88,6 +88,32 @@ fn the_five_clis_work_through_the_gateway_and_never_hold_the_key() {
     let server = ModelServer::start(scripts);
     let env = TestEnv::new();
     let plan = gateway_plan(&env, &agents, &server, "", "");
+    // Claude Code's key comes from a command, Gemini CLI's from a file:
+    // neither is in the plan.
+    let key_file = env.scratch("gemini.key");
+    std::fs::write(&key_file, format!("{REAL_KEY}\n")).unwrap();
+    let command = format!("printf '%s' {REAL_KEY}").replace("sk-", "s''k-");
+    let gemini_key = format!(
+        "[gateway.providers.gemini]\nkey_file = {:?}\n",
+        key_file.display().to_string()
+    );
+    let claude_key = format!("[gateway.accounts.claude]\nkey_command = {command:?}\n\n[agent.");
+    let plan = plan
+        .replace(
+            &format!("ANTHROPIC_API_KEY = \"{REAL_KEY}\""),
+            "ANTHROPIC_API_KEY = \"\"",
+        )
+        .replace(
+            &format!("GEMINI_API_KEY = \"{REAL_KEY}\""),
+            "GEMINI_API_KEY = \"\"",
+        )
+        .replace("[gateway.providers.gemini]\n", &gemini_key)
+        .replacen("[agent.", &claude_key, 1);
+    let in_plan = plan.matches(REAL_KEY).count();
+    assert_eq!(
+        in_plan, 4,
+        "codex's, aider's, opencode's env and config: {plan}"
+    );
     let r = run_file_tasks(&env, &agents, plan);
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
     let requests = server.requests();

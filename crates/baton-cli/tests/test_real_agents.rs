@@ -236,12 +236,12 @@ fn a_budget_stops_an_agent_mid_run() {
     let env = TestEnv::new();
     let plan = format!(
         "[prices.\"claude-*\"]\ninput = 3000.0\noutput = 3000.0\n\n{}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Spend. [[script:spend]]\"\nbudget_usd = 0.5\nretries = 2\ntimeout = \"4m\"\n",
-        // Behind the model gateway: the answer that crosses the budget is
+        // Behind the model gateway (as every profile with a key is): the answer that crosses the budget is
         // the agent's (and the tool call in it may run), but the request
         // after it is refused at the gateway and never reaches the model. A
         // budget read from the agent's own stream could only stop it after
         // the fact, racing the crossing turn's tool call.
-        profile_with(&env, "claude", &bins[0], &server, &[], "gateway = true\n")
+        profile_with(&env, "claude", &bins[0], &server, &[], "")
     );
     env.write("baton.toml", &plan);
     let r = run_json(&env, &[]);

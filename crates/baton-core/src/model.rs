@@ -322,6 +322,9 @@ names! {
         MessageReceived = "message_received",
         /// The sandbox could not apply part of what the profile asked (limits).
         SandboxNotice = "sandbox_notice",
+        /// A profile that could go through the model gateway but has no key
+        /// there: its CLI's own login is used.
+        GatewayNotice = "gateway_notice",
         /// A sandboxed agent's connection through baton's proxy, allowed or not.
         SandboxConnection = "sandbox_connection",
         AgentSession = "agent_session",

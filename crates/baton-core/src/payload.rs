@@ -241,6 +241,10 @@ pub enum Payload {
         #[serde(default)]
         notice: String,
     },
+    GatewayNotice {
+        #[serde(default)]
+        notice: String,
+    },
     SandboxConnection {
         #[serde(default)]
         host: String,
@@ -355,6 +359,9 @@ pub struct LimitWait {
     pub profile: String,
     pub account: Option<String>,
     pub until_ms: i64,
+    /// The limit is one the model gateway saw (and counted) already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_wire: bool,
 }
 
 /// The kinds an agent's stream gives.
@@ -472,6 +479,7 @@ impl Payload {
             Payload::MessageSent(..) => EventKind::MessageSent,
             Payload::MessageReceived(..) => EventKind::MessageReceived,
             Payload::SandboxNotice { .. } => EventKind::SandboxNotice,
+            Payload::GatewayNotice { .. } => EventKind::GatewayNotice,
             Payload::SandboxConnection { .. } => EventKind::SandboxConnection,
             Payload::Fallback { .. } => EventKind::Fallback,
             Payload::PullOpened { .. } => EventKind::PullOpened,
@@ -619,6 +627,7 @@ mod tests {
                     profile: s("p"),
                     account: None,
                     until_ms: 5,
+                    at_wire: false,
                 }),
             },
             K::SetupStarted => Payload::SetupStarted { gate: s("make") },
@@ -628,6 +637,7 @@ mod tests {
             K::MessageSent => Payload::MessageSent(note),
             K::MessageReceived => Payload::MessageReceived(note),
             K::SandboxNotice => Payload::SandboxNotice { notice: s("n") },
+            K::GatewayNotice => Payload::GatewayNotice { notice: s("n") },
             K::SandboxConnection => Payload::SandboxConnection {
                 host: s("h"),
                 allowed: false,

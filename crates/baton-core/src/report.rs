@@ -1,7 +1,7 @@
 //! The run report (PLAN-FORMAT.md, "The JSON report"), read from the store.
 
 use crate::model::{Activity, ControlKind, RunStatus, TaskStatus};
-use crate::payload::Payload;
+use crate::payload::{LimitWait, Payload};
 use crate::store::{Event, Store, StoreError, TaskRecord};
 use serde::Serialize;
 use std::sync::Arc;
@@ -187,6 +187,11 @@ impl TaskReport {
                     self.rate_limit_waits += 1;
                     self.rate_limit_wait_ms += retry_after.map_or(0, |s| s as i64 * 1000);
                 }
+                // A wait on a limit the gateway saw: counted with it.
+                Some(Payload::Waiting {
+                    limit: Some(LimitWait { at_wire: true, .. }),
+                    ..
+                }) => {}
                 Some(Payload::Waiting { for_, limit, .. }) if for_ == "rate_limit" => {
                     self.rate_limit_waits += 1;
                     let until = limit.map(|l| l.until_ms);

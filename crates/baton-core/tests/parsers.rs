@@ -22,7 +22,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         account: None,
         executor: Default::default(),
         ask: true,
-        gateway: false,
+        gateway: baton_core::plan::GatewayUse::Off,
     };
     let path = format!(
         "{}/tests/fixtures/agent-streams/{fixture}",
@@ -263,7 +263,7 @@ fn garbage_is_ignored_not_fatal() {
             account: None,
             executor: Default::default(),
             ask: true,
-            gateway: false,
+            gateway: baton_core::plan::GatewayUse::Off,
         };
         let mut p = for_profile(&profile.cli()).unwrap().parser();
         for line in [

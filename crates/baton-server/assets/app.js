@@ -886,6 +886,7 @@ function describe(ev) {
     case 'rate_limited': return ['limited by the provider: ', (d.kind || '').replace('_', ' '), d.retry_after_ms != null ? ` (it waits ${fmtDur(d.retry_after_ms)})` : '', d.resets_at ? ` (resets at ${d.resets_at})` : '', d.detail ? h('div', { class: 'out' }, d.detail) : ''];
     case 'sandbox_connection': return [d.allowed ? 'network: connected to ' : 'network: refused ', code(d.host), d.allowed ? '' : ' (not in the allow-list)'];
     case 'sandbox_notice': return ['sandbox: ', d.notice];
+    case 'gateway_notice': return ['gateway: ', d.notice];
     case 'message_sent': return ['→ message to ', code(d.to), ': ', h('q', {}, d.text)];
     case 'message_received': return ['← message from ', d.from ? code(d.from) : 'a person', ': ', h('q', {}, d.text)];
     case 'stalled': return ['no output for a while: stalled?'];

@@ -77,7 +77,7 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    let (_repo, plan) = load_plan(cwd, &args.plan)?;
+    let (repo, plan) = load_plan(cwd, &args.plan)?;
     println!("profiles in {}:", args.plan.display());
     let mut bad = 0;
     for (name, profile) in &plan.agents {
@@ -112,8 +112,7 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
                 println!("      {rule}");
             }
         }
-        if profile.gateway {
-            let (ok, line) = gateway_line(&plan, profile);
+        if let Some((ok, line)) = gateway_line(&plan, profile, &repo.root).await {
             bad += usize::from(!ok);
             println!("      {line}");
         }
@@ -125,43 +124,49 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
     Ok(if bad > 0 { 1 } else { 0 })
 }
 
-/// Where a profile behind the model gateway goes, and whether it has a key
-/// to go with (never the key itself).
-fn gateway_line(
+/// Whether a profile's agent goes through the model gateway, where to and
+/// whose key it carries (never the key itself; a key file or command is
+/// read to see that it gives one). None: a CLI the gateway does not front.
+async fn gateway_line(
     plan: &baton_core::plan::Plan,
     p: &baton_core::plan::AgentProfile,
-) -> (bool, String) {
-    use baton_core::gateway::{profile_upstream, route, RouteError};
-    let (model, env) = (p.model.as_deref(), &p.env);
-    let upstream = |provider| {
-        profile_upstream(&p.adapter, provider, model, env)
-            .or_else(|| plan.gateway.providers.get(&provider).cloned())
-            .map_or_else(|| "nowhere".to_string(), |u| u.url)
-    };
+    repo: &std::path::Path,
+) -> Option<(bool, String)> {
+    use baton_core::gateway::{decide, profile_upstream, read_key, Decision, KeyFrom};
     let from_baton = |v: &str| std::env::var(v).ok();
-    let (provider, whose) = match route(&p.adapter, model, env, |_| None) {
-        Ok(r) => (r.provider, "the profile's env"),
-        Err(RouteError::Speaks(_)) => {
-            return (false, "gateway: its CLI cannot go through it".into())
+    let route = match decide(p, &plan.gateway, from_baton) {
+        Decision::Through(r) => r,
+        Decision::Login(_) => {
+            let line = "gateway: not behind it, no key found (its CLI's own login is used)";
+            return Some((true, line.into()));
         }
-        Err(RouteError::NoKey { provider }) => {
-            match route(&p.adapter, model, env, from_baton) {
-                Ok(_) => (provider, "baton's environment"),
-                Err(_) => {
-                    let vars = provider.key_vars().join(" or ");
-                    let at = upstream(provider);
-                    return (false, format!("gateway: {provider} at {at}, but NO key: set {vars} in its env or baton's"));
-                }
-            }
+        Decision::Broken(why) => return Some((false, format!("gateway: {why}"))),
+        Decision::Direct if p.gateway == baton_core::plan::GatewayUse::Off => {
+            return Some((true, "gateway: not behind it (gateway = false)".into()))
         }
+        Decision::Direct => return None,
     };
-    (
-        true,
-        format!(
-            "gateway: {provider} at {}, its key from {whose}",
-            upstream(provider)
+    let provider = route.provider;
+    let upstream = profile_upstream(&p.adapter, provider, p.model.as_deref(), &p.env)
+        .or_else(|| plan.gateway.providers.get(&provider).cloned())
+        .map_or_else(|| "nowhere".to_string(), |u| u.url);
+    let whose = route.key.describe();
+    let read = match &route.key {
+        KeyFrom::Source { source, .. } => read_key(source, repo).await.err(),
+        KeyFrom::Given { .. } => None,
+    };
+    Some(match read {
+        None => (
+            true,
+            format!("gateway: {provider} at {upstream}, its key from {whose}"),
         ),
-    )
+        Some(e) => (
+            false,
+            format!(
+                "gateway: {provider} at {upstream}, but its key from {whose} cannot be read: {e}"
+            ),
+        ),
+    })
 }
 
 /// Prints a remote executor's checks; how many failed.

@@ -118,6 +118,7 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
             format!("handed over from {from} to {to}: {reason}"),
         ),
         P::SandboxNotice { notice } => (Tone::Bad, format!("sandbox: {notice}")),
+        P::GatewayNotice { notice } => (Tone::Plain, format!("gateway: {notice}")),
         P::MessageSent(m) => (Tone::Plain, format!("→ message to {}: {}", m.to, m.text)),
         P::MessageReceived(m) => {
             let from = m.from.as_deref().unwrap_or("a person");

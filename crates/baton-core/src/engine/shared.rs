@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub live_askers: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     /// The run's model gateway, when a profile goes through it.
     pub gateway: Option<Arc<dyn crate::gateway::Gateway>>,
+    /// The keys the plan's key sources gave (read once a run).
+    pub keys: Arc<crate::engine::task::gate::Keys>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -126,6 +128,7 @@ impl Shared {
             drivers: &[],
             live_askers: Default::default(),
             gateway: None,
+            keys: Default::default(),
         }
     }
 }

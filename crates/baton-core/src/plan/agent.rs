@@ -74,7 +74,11 @@ fn check_agent(
         super::Executor::Local => profile_sandbox(ck, a, defaults, span, &subject),
         super::Executor::Remote(_) => None,
     };
-    let gateway = a.gateway.as_ref().is_some_and(|g| *g.get_ref());
+    let gateway = match a.gateway.as_ref().map(|g| *g.get_ref()) {
+        None => super::GatewayUse::Auto,
+        Some(true) => super::GatewayUse::On,
+        Some(false) => super::GatewayUse::Off,
+    };
     if let Some(g) = a.gateway.as_ref().filter(|g| *g.get_ref()) {
         let remote = matches!(executor, super::Executor::Remote(_));
         let speaks = crate::gateway::Provider::of_profile(adapter, a.model.as_deref(), &a.env);

@@ -5,7 +5,8 @@
 
 use super::error::Checker;
 use super::raw::RawGateway;
-use crate::gateway::{AccountLimits, GatewaySettings, Provider, Upstream};
+use crate::gateway::{AccountLimits, GatewaySettings, KeySource, Provider, Upstream};
+use toml::Spanned;
 
 pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> GatewaySettings {
     let mut out = GatewaySettings::default();
@@ -36,18 +37,24 @@ pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> Gatew
             ck.at(Some(p.span()), subject.clone(), msg);
             continue;
         };
-        let url = p.get_ref().url.get_ref().trim().trim_end_matches('/');
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') {
-            let msg = format!("gateway.providers.{name}.url must be an http:// or https:// URL without a query, not {url:?}");
-            ck.at(Some(p.get_ref().url.span()), subject.clone(), msg);
+        let raw = p.get_ref();
+        let at = format!("gateway.providers.{name}");
+        if let Some(source) = key_source(ck, &at, &raw.key_file, &raw.key_command) {
+            out.provider_keys.insert(provider, source);
+        }
+        let Some(url) = &raw.url else {
+            continue;
+        };
+        let text = url.get_ref().trim().trim_end_matches('/');
+        if !(text.starts_with("https://") || text.starts_with("http://")) || text.contains('?') {
+            let msg = format!(
+                "{at}.url must be an http:// or https:// URL without a query, not {text:?}"
+            );
+            ck.at(Some(url.span()), subject.clone(), msg);
             continue;
         }
-        out.providers.insert(
-            provider,
-            Upstream {
-                url: url.to_string(),
-            },
-        );
+        let url = text.to_string();
+        out.providers.insert(provider, Upstream { url });
     }
     out.log_bodies = r.log_bodies;
     for (name, a) in &r.accounts {
@@ -68,8 +75,42 @@ pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> Gatew
             concurrency: positive("concurrency", raw.concurrency).map(small),
         };
         out.accounts.insert(name.clone(), limits);
+        let at = format!("gateway.accounts.{name}");
+        if let Some(source) = key_source(ck, &at, &raw.key_file, &raw.key_command) {
+            out.account_keys.insert(name.clone(), source);
+        }
     }
     out
+}
+
+/// Where `at`'s key is read from: a file or a command, not both, and
+/// neither empty.
+fn key_source(
+    ck: &mut Checker,
+    at: &str,
+    file: &Option<Spanned<String>>,
+    command: &Option<Spanned<String>>,
+) -> Option<KeySource> {
+    let subject = Some("[gateway]".to_string());
+    match (file, command) {
+        (Some(_), Some(c)) => {
+            let msg = format!("{at}: key_file and key_command both name its key; keep one");
+            ck.at(Some(c.span()), subject, msg);
+            None
+        }
+        (Some(v), None) | (None, Some(v)) if v.get_ref().trim().is_empty() => {
+            let which = if file.is_some() {
+                "key_file"
+            } else {
+                "key_command"
+            };
+            ck.at(Some(v.span()), subject, format!("{at}.{which} is empty"));
+            None
+        }
+        (Some(f), None) => Some(KeySource::File(f.get_ref().trim().to_string())),
+        (None, Some(c)) => Some(KeySource::Command(c.get_ref().clone())),
+        (None, None) => None,
+    }
 }
 
 /// Whether a profile with `gateway = true` can have it: its CLI speaks an

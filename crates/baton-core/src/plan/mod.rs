@@ -146,12 +146,29 @@ pub struct AgentProfile {
     pub account: Option<String>,
     /// Where its attempts run: here, or as Jobs on a cluster.
     pub executor: Executor,
-    /// Its agent reaches its provider through baton's model gateway, with
-    /// a token of its attempt's instead of the key.
-    pub gateway: bool,
+    /// Whether its agent reaches its provider through baton's model
+    /// gateway, with a token of its attempt's instead of the key.
+    pub gateway: GatewayUse,
+}
+
+/// Whether a profile's agent goes through the model gateway (its
+/// `gateway` key; see [`crate::gateway::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewayUse {
+    /// Left out: through it whenever a key for its provider is found.
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 impl AgentProfile {
+    /// The provider account its limits (and the gateway's) are kept
+    /// under: its `account`, else its own name.
+    pub fn account_name(&self) -> &str {
+        self.account.as_deref().unwrap_or(&self.name)
+    }
+
     /// What its agent CLI's adapter reads of it.
     pub fn cli(&self) -> crate::adapter::CliProfile {
         crate::adapter::CliProfile {

@@ -58,12 +58,16 @@ pub(crate) struct RawAccount {
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
     pub concurrency: Option<i64>,
+    pub key_file: Option<Spanned<String>>,
+    pub key_command: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProvider {
-    pub url: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub key_command: Option<Spanned<String>>,
 }
 
 /// `[notify]`: where `baton serve` tells people, with action links.

@@ -58,24 +58,39 @@ pub struct RunOptions {
     pub gateway: Option<&'static crate::gateway::GatewayKind>,
 }
 
-/// The run's model gateway, if a profile goes through it.
+/// The run's model gateway, if a profile goes through it, and a notice
+/// for each profile that could but uses its CLI's own login instead.
 async fn start_gateway(
     plan: &Plan,
     opts: &RunOptions,
-) -> Result<Option<Arc<dyn crate::gateway::Gateway>>, EngineError> {
-    if !plan.agents.values().any(|a| a.gateway) {
-        return Ok(None);
+) -> Result<(Option<Arc<dyn crate::gateway::Gateway>>, Vec<String>), EngineError> {
+    use crate::gateway::{decide, Decision};
+    let from_baton = |v: &str| std::env::var(v).ok();
+    let mut through = false;
+    let mut notices = Vec::new();
+    for p in plan.agents.values() {
+        match decide(p, &plan.gateway, from_baton) {
+            Decision::Through(_) => through = true,
+            Decision::Login(notice) => notices.push(notice),
+            Decision::Direct => {}
+            Decision::Broken(why) => return Err(EngineError::Io(why)),
+        }
     }
-    let Some(kind) = opts.gateway else {
-        let why =
-            "a profile has gateway = true, but this baton was built without the model gateway";
-        return Err(EngineError::Io(why.into()));
+    let on = |p: &crate::plan::AgentProfile| p.gateway == crate::plan::GatewayUse::On;
+    let kind = match opts.gateway {
+        Some(kind) if through => kind,
+        None if plan.agents.values().any(on) => {
+            let why =
+                "a profile has gateway = true, but this baton was built without the model gateway";
+            return Err(EngineError::Io(why.into()));
+        }
+        _ => return Ok((None, notices)),
     };
     let gw = (kind.start)(plan.gateway.clone())
         .await
         .map_err(EngineError::Io)?;
     tracing::info!("the model gateway listens at {}", gw.url());
-    Ok(Some(gw))
+    Ok((Some(gw), notices))
 }
 
 pub(super) async fn open_store(
@@ -150,7 +165,7 @@ impl Parts {
             // not only once its pull request opens.
             crate::process::withhold(&self.plan.pull.secret_vars());
         }
-        let gateway = start_gateway(&self.plan, &self.opts).await?;
+        let (gateway, notices) = start_gateway(&self.plan, &self.opts).await?;
         let wiring = Wiring::new();
         let ws = &self.plan.workspace;
         if !ws.sparse.is_empty() {
@@ -201,6 +216,10 @@ impl Parts {
         sh.baton = self.opts.baton.as_ref().map(|b| b.display().to_string());
         sh.drivers = self.opts.drivers;
         sh.gateway = gateway;
+        for notice in notices {
+            sh.event(None, None, Payload::GatewayNotice { notice })
+                .await;
+        }
         let sh = Arc::new(sh);
         Ok(Engine {
             sh,

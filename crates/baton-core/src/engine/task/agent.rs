@@ -23,6 +23,9 @@ pub(crate) struct AgentRun {
     pub(super) last_error: Option<String>,
     /// The sandbox limit the agent hit (its memory, its processes).
     pub(super) limit_hit: Option<String>,
+    /// The provider's limit the gateway saw last, with no request through
+    /// after it.
+    pub(super) wire_limit: Option<crate::adapter::limits::Limit>,
 }
 
 pub(super) async fn run_agent(
@@ -84,6 +87,8 @@ pub(super) async fn run_agent(
             session_base(&earlier, st.session.as_deref()),
         ),
         wire: Default::default(),
+        profile: &profile.name,
+        wire_limit: None,
     };
     let mut wire = p.gate.as_ref().and_then(|g| g.take_wire());
     let steer = |m: &str| adapter.steer_line(m);
@@ -110,6 +115,7 @@ pub(super) async fn run_agent(
         session: watch.session,
         last_error: watch.last_error,
         limit_hit: p.cgroup.as_ref().and_then(|c| c.hit()),
+        wire_limit: watch.wire_limit,
     }
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct Failed {
 /// What an attempt the provider limited left.
 pub(crate) struct Limited {
     pub limit: adapter::limits::Limit,
+    /// The model gateway saw it (its own event counts it).
+    pub at_wire: bool,
     pub reason: String,
     pub commit: Option<String>,
     pub result: String,
@@ -155,11 +157,15 @@ pub(crate) async fn run(
         Err(reason) => return unkept(&ledger, &ran.out.ended, reason, result).await,
     };
     let verdict = judge(&ran, &finish, n, st.spec.timeout);
-    if let (Verdict::Failed { reason, code, .. }, Some(limit)) = (&verdict, &finish.limit) {
+    // The wire's word first: the provider's own status and retry-after,
+    // whatever the CLI made of them.
+    let limit = ran.wire_limit.as_ref().or(finish.limit.as_ref());
+    if let (Verdict::Failed { reason, code, .. }, Some(limit)) = (&verdict, limit) {
         ledger
             .finish(AttemptStatus::Failed, *code, Some(reason))
             .await;
         return Step::Limited(Limited {
+            at_wire: ran.wire_limit.is_some(),
             limit: limit.clone(),
             reason: reason.clone(),
             commit,

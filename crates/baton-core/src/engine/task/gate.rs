@@ -5,9 +5,10 @@
 
 use super::start::Start;
 use crate::engine::shared::Shared;
-use crate::gateway::{self, Access, Gateway, Wire};
+use crate::gateway::{self, Access, Credential, Decision, Gateway, KeyFrom, KeySource, Wire};
 use crate::plan::sandbox::{Network, Sandbox};
-use crate::plan::AgentProfile;
+use crate::plan::{AgentProfile, GatewayUse};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -44,34 +45,43 @@ impl Drop for GatePass {
 }
 
 /// The pass of attempt `n`, if its profile goes through the gateway.
-pub(super) fn pass(
+pub(super) async fn pass(
     sh: &Shared,
     st: &Start,
     profile: &AgentProfile,
     n: u32,
 ) -> Result<Option<GatePass>, String> {
-    if !profile.gateway {
-        return Ok(None);
-    }
-    let gw = sh
-        .gateway
-        .clone()
-        .ok_or("gateway = true, but the run has no model gateway")?;
-    let model = profile.model.as_deref();
     let from_baton = |v: &str| std::env::var(v).ok();
-    let route = gateway::route(&profile.adapter, model, &profile.env, from_baton)
-        .map_err(|e| format!("gateway = true on profile {:?}: {e}", profile.name))?;
+    let route = match gateway::decide(profile, &sh.plan.gateway, from_baton) {
+        Decision::Through(r) => r,
+        Decision::Direct | Decision::Login(_) => return Ok(None),
+        Decision::Broken(why) => return Err(why),
+    };
+    let Some(gw) = sh.gateway.clone() else {
+        return match profile.gateway {
+            GatewayUse::On => Err("gateway = true, but the run has no model gateway".into()),
+            // A baton built without it (a library's engine): as before.
+            _ => Ok(None),
+        };
+    };
+    let model = profile.model.as_deref();
+    let credential = match route.key {
+        KeyFrom::Given { credential, .. } => credential,
+        KeyFrom::Source { source, owner } => {
+            let key = sh.keys.read(&source, &sh.repo.root).await;
+            let key =
+                key.map_err(|e| format!("the key of {owner} for profile {:?}: {e}", profile.name))?;
+            Credential { key, bearer: false }
+        }
+    };
     let provider = route.provider;
     let (tx, rx) = unbounded_channel();
     let label = format!("{}/{}/{n}", sh.run_id, st.spec.id);
     let who = gateway::Grantee {
         label,
         provider,
-        credential: route.credential,
-        account: profile
-            .account
-            .clone()
-            .unwrap_or_else(|| profile.name.clone()),
+        credential,
+        account: profile.account_name().to_string(),
         upstream: route.upstream,
     };
     let token = gw.grant(who, tx);
@@ -89,6 +99,26 @@ pub(super) fn pass(
         gateway: gw,
         wire: Mutex::new(Some(rx)),
     }))
+}
+
+/// The keys the plan's key sources gave this run, each read once: a key
+/// command may ask a person (a password manager) or be slow.
+#[derive(Default)]
+pub(crate) struct Keys {
+    read: tokio::sync::Mutex<HashMap<KeySource, String>>,
+}
+
+impl Keys {
+    async fn read(&self, source: &KeySource, repo: &std::path::Path) -> Result<String, String> {
+        // Held while reading: two attempts starting at once run it once.
+        let mut read = self.read.lock().await;
+        if let Some(k) = read.get(source) {
+            return Ok(k.clone());
+        }
+        let key = gateway::read_key(source, repo).await?;
+        read.insert(source.clone(), key.clone());
+        Ok(key)
+    }
 }
 
 /// The longest the end of an attempt waits for the gateway to tell of

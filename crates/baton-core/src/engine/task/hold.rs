@@ -8,7 +8,7 @@
 
 use super::attempt::Limited;
 use super::start::Start;
-use crate::adapter::limits::{Limit, LimitKind};
+use crate::adapter::limits::LimitKind;
 use crate::adapter::{self, Adapter, AgentEvent};
 use crate::clock::now_ms;
 use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
@@ -62,7 +62,7 @@ pub(crate) async fn after_limit(
         Err(why) => return fall_back(sh, st, agent, limited, &why).await,
     };
     agent.limited_in_a_row += 1;
-    match wait_out(sh, &st.spec.id, p, &limited.limit, wait, cmds).await {
+    match wait_out(sh, &st.spec.id, p, &limited, wait, cmds).await {
         Held::Over => {
             st.feedback = Some(format!(
                 "The model provider limited your previous attempt ({}); it has passed. Go on where you left off.",
@@ -160,12 +160,12 @@ async fn wait_out(
     sh: &Shared,
     task: &str,
     profile: &AgentProfile,
-    limit: &Limit,
+    limited: &Limited,
     wait: Duration,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Held {
     let until = now_ms() + wait.as_millis() as i64;
-    let what = match limit.kind {
+    let what = match limited.limit.kind {
         LimitKind::Overloaded => "the provider is overloaded",
         _ => "rate limit",
     };
@@ -185,6 +185,7 @@ async fn wait_out(
             profile: profile.name.clone(),
             account: profile.account.clone(),
             until_ms: until,
+            at_wire: limited.at_wire,
         }),
     };
     let t = task.to_string();

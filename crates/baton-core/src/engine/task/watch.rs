@@ -3,6 +3,7 @@
 //! for the run budget), and the task's own budget.
 
 use super::meter::Meter;
+use crate::adapter::limits::{self, Limit, LimitKind};
 use crate::adapter::AgentEvent;
 use crate::clock::now_ms;
 use crate::engine::messages::{WorkerCmd, WorkerNote};
@@ -38,6 +39,12 @@ pub(crate) struct Watch<'a> {
     pub priced_as: Option<String>,
     pub reported: Meter,
     pub wire: WireCount,
+    /// The attempt's profile, whose account a limit seen at the wire holds.
+    pub profile: &'a str,
+    /// The provider's last limit on the attempt's requests, unless a
+    /// request went through after it: how the attempt ended, when its
+    /// agent gave up on it.
+    pub wire_limit: Option<Limit>,
 }
 
 impl Watch<'_> {
@@ -210,6 +217,9 @@ impl Watch<'_> {
                 ms,
             } => {
                 self.wire.requests += 1;
+                if status < 400 {
+                    self.wire_limit = None;
+                }
                 let model = model.or_else(|| self.meter.model.clone());
                 let prices = &self.sh.prices;
                 let cost = usage.and_then(|u| {
@@ -250,6 +260,7 @@ impl Watch<'_> {
             } => {
                 self.wire.requests += 1;
                 self.set_activity(Activity::WaitingModel).await;
+                self.limited_at_wire(status, retry_after, &message);
                 Payload::GatewayRequest {
                     provider,
                     model: None,
@@ -296,6 +307,37 @@ impl Watch<'_> {
         None
     }
 }
+
+impl Watch<'_> {
+    /// The provider limited a request: the attempt remembers it, and the
+    /// board starts no task on the account until it passes (the gateway
+    /// holds the account's requests meanwhile).
+    fn limited_at_wire(&mut self, status: u16, retry_after: Option<u64>, message: &str) {
+        let detail = crate::adapter::clip(&self.sh.redactor.redact(message), 300);
+        let mut limit = limits::from_status(u64::from(status), &detail).unwrap_or(Limit {
+            kind: LimitKind::RateLimit,
+            retry_after_ms: None,
+            resets_at: None,
+            detail: detail.clone(),
+        });
+        limit.retry_after_ms = retry_after.map(|s| s * 1000).or(limit.retry_after_ms);
+        let wait_ms = limit.retry_after_ms.unwrap_or(WIRE_HOLD_MS);
+        let reason = format!(
+            "the provider limited a request of {} ({status}): the account waits",
+            self.task
+        );
+        let _ = self.sh.notes.send(WorkerNote::Limited {
+            profile: self.profile.to_string(),
+            until_ms: now_ms() + wait_ms as i64,
+            reason,
+        });
+        self.wire_limit = Some(limit);
+    }
+}
+
+/// How long the board holds an account after a limit that named no time
+/// (as long as the gateway holds its requests).
+const WIRE_HOLD_MS: u64 = 5_000;
 
 impl AttemptSink for Watch<'_> {
     async fn delivered(&mut self, id: i64) {

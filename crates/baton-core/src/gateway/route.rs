@@ -1,0 +1,454 @@
+//! Which provider a profile's agent speaks, where its requests go and
+//! the key they carry: from the profile, the plan's key sources or baton's
+//! environment.
+
+use super::{Credential, GatewaySettings, KeySource, Provider, Upstream};
+use crate::plan::{AgentProfile, Executor, GatewayUse};
+use std::collections::BTreeMap;
+
+/// The provider a model name means (`anthropic/claude-x`, `claude-x`,
+/// `gemini/...`, `google/...`; anything else an OpenAI-compatible API).
+pub(super) fn by_model(model: &str) -> Provider {
+    let (prefix, name) = model.split_once('/').unwrap_or(("", model));
+    match prefix {
+        "anthropic" => Provider::Anthropic,
+        "gemini" | "google" => Provider::Gemini,
+        "" if name.starts_with("claude") => Provider::Anthropic,
+        "" if name.starts_with("gemini") => Provider::Gemini,
+        _ => Provider::Openai,
+    }
+}
+
+/// opencode's config given in the profile's environment, if any.
+pub(super) fn opencode_config(
+    env: &BTreeMap<String, String>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(env.get("OPENCODE_CONFIG_CONTENT")?).ok()? {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// The provider id of opencode's model (`mock` of `mock/model`).
+pub(super) fn opencode_provider_id(
+    model: Option<&str>,
+    env: &BTreeMap<String, String>,
+) -> Option<String> {
+    let m = match model {
+        Some(m) => m.to_string(),
+        None => opencode_config(env)?.get("model")?.as_str()?.to_string(),
+    };
+    m.split_once('/').map(|(p, _)| p.to_string())
+}
+
+/// The base URL a profile gives its CLI for `provider` itself (its `env`,
+/// or opencode's config), as the gateway's upstream for its requests: the
+/// API version at its end (`/v1`, `/v1beta`) is the request's, not the
+/// upstream's. Plan text, never the agent's: it cannot send the key
+/// elsewhere.
+pub fn profile_upstream(
+    adapter: &str,
+    provider: Provider,
+    model: Option<&str>,
+    env: &BTreeMap<String, String>,
+) -> Option<Upstream> {
+    let var = |k: &str| env.get(k).cloned();
+    let url = match (adapter, provider) {
+        ("claude", _) => var("ANTHROPIC_BASE_URL"),
+        ("gemini", _) => var("GOOGLE_GEMINI_BASE_URL"),
+        ("aider", Provider::Openai) => var("OPENAI_API_BASE"),
+        ("aider", Provider::Anthropic) => {
+            var("ANTHROPIC_API_BASE").or_else(|| var("ANTHROPIC_BASE_URL"))
+        }
+        ("aider", Provider::Gemini) => var("GEMINI_API_BASE"),
+        ("opencode", _) => {
+            let id = opencode_provider_id(model, env)?;
+            let c = opencode_config(env)?;
+            let u = c
+                .get("provider")?
+                .get(&id)?
+                .get("options")?
+                .get("baseURL")?;
+            u.as_str().map(str::to_string)
+        }
+        _ => None,
+    }?;
+    let url = url.trim().trim_end_matches('/');
+    let url = ["/v1beta", "/v1"]
+        .iter()
+        .find_map(|v| url.strip_suffix(v))
+        .unwrap_or(url);
+    let ok = (url.starts_with("http://") || url.starts_with("https://")) && !url.contains('?');
+    ok.then(|| Upstream {
+        url: url.to_string(),
+    })
+}
+
+/// How a profile's agent goes through the gateway: the provider its CLI
+/// speaks, the key its requests carry, and its own upstream if it names one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub provider: Provider,
+    pub key: KeyFrom,
+    pub upstream: Option<Upstream>,
+}
+
+/// Where a profile's key comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyFrom {
+    /// In hand: the profile's `env` (opencode's config included), or
+    /// baton's own environment (`from_profile` false).
+    Given {
+        credential: Credential,
+        from_profile: bool,
+    },
+    /// Read when an attempt starts, from a source the plan names on `owner`
+    /// (`[gateway.accounts.x]`, `[gateway.providers.x]`).
+    Source { source: KeySource, owner: String },
+}
+
+impl KeyFrom {
+    /// Where it comes from, in words (never the key).
+    pub fn describe(&self) -> String {
+        match self {
+            KeyFrom::Given {
+                from_profile: true, ..
+            } => "the profile's env".into(),
+            KeyFrom::Given { .. } => "baton's environment".into(),
+            KeyFrom::Source { source, owner } => format!("{owner} {}", source.describe()),
+        }
+    }
+}
+
+/// Why a profile's agent cannot go through the gateway.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("the {0} adapter cannot go through the gateway")]
+    Speaks(String),
+    #[error("no key for {provider}; set {} in the profile's env or in baton's environment, or key_command/key_file on [gateway.accounts.<account>] or [gateway.providers.{provider}]", .provider.key_vars().join(" or "))]
+    NoKey { provider: Provider },
+}
+
+/// The route of a profile's agent: its key from its `env`, else from the
+/// plan's `sources` (the account's, then the provider's key source), else
+/// from baton's environment (`process_env`).
+pub fn route(
+    adapter: &str,
+    model: Option<&str>,
+    env: &BTreeMap<String, String>,
+    sources: &KeySources<'_>,
+    process_env: impl Fn(&str) -> Option<String>,
+) -> Result<Route, RouteError> {
+    let provider = Provider::of_profile(adapter, model, env)
+        .ok_or_else(|| RouteError::Speaks(adapter.to_string()))?;
+    let given = |credential, from_profile| KeyFrom::Given {
+        credential,
+        from_profile,
+    };
+    let key = credential_for(adapter, model, provider, env, |_| None)
+        .map(|c| given(c, true))
+        .or_else(|| sources.of(provider))
+        .or_else(|| key_for(provider, &BTreeMap::new(), process_env).map(|c| given(c, false)))
+        .ok_or(RouteError::NoKey { provider })?;
+    Ok(Route {
+        provider,
+        key,
+        upstream: profile_upstream(adapter, provider, model, env),
+    })
+}
+
+/// The plan's key sources a profile may use: its account's, then its
+/// provider's.
+pub struct KeySources<'a> {
+    pub settings: &'a GatewaySettings,
+    pub account: &'a str,
+}
+
+impl KeySources<'_> {
+    fn of(&self, provider: Provider) -> Option<KeyFrom> {
+        let from = |source: &KeySource, owner: String| KeyFrom::Source {
+            source: source.clone(),
+            owner,
+        };
+        let s = self.settings;
+        s.account_keys
+            .get(self.account)
+            .map(|k| from(k, format!("[gateway.accounts.{}]", self.account)))
+            .or_else(|| {
+                let k = s.provider_keys.get(&provider)?;
+                Some(from(k, format!("[gateway.providers.{provider}]")))
+            })
+    }
+}
+
+/// Whether a profile's agent goes through the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Through(Route),
+    /// It reaches its provider itself: `gateway = false`, a CLI the
+    /// gateway does not stand in front of, or a remote executor.
+    Direct,
+    /// `gateway` left out and no key found: its CLI uses its own login.
+    /// The notice that says so.
+    Login(String),
+    /// `gateway = true`, and it cannot: why.
+    Broken(String),
+}
+
+/// Whether `p`'s agent goes through the gateway (`process_env`: baton's
+/// environment): unless the profile says otherwise, it does whenever a key
+/// for its provider is found, since only then is there a key to keep from
+/// it; a CLI logged in on its own (a subscription) reaches its provider
+/// itself.
+pub fn decide(
+    p: &AgentProfile,
+    settings: &GatewaySettings,
+    process_env: impl Fn(&str) -> Option<String>,
+) -> Decision {
+    let on = match p.gateway {
+        GatewayUse::Off => return Decision::Direct,
+        GatewayUse::On => true,
+        GatewayUse::Auto => false,
+    };
+    if !on && matches!(p.executor, Executor::Remote(_)) {
+        return Decision::Direct;
+    }
+    let sources = KeySources {
+        settings,
+        account: p.account_name(),
+    };
+    match route(&p.adapter, p.model.as_deref(), &p.env, &sources, process_env) {
+        Ok(r) => Decision::Through(r),
+        Err(RouteError::Speaks(_)) if !on => Decision::Direct,
+        Err(RouteError::NoKey { provider }) if !on => Decision::Login(format!(
+            "profile {:?}: no {provider} key found, so its agent is not behind the model gateway and uses its CLI's own login (set gateway = false to say so, or give it a key: {})",
+            p.name,
+            provider.key_vars().join(" or ")
+        )),
+        Err(e) => Decision::Broken(format!("gateway = true on profile {:?}: {e}", p.name)),
+    }
+}
+
+/// The key for a profile's agent: an opencode profile's own provider's
+/// `apiKey` in its config first, then as [`key_for`].
+pub fn credential_for(
+    adapter: &str,
+    model: Option<&str>,
+    provider: Provider,
+    profile_env: &BTreeMap<String, String>,
+    process_env: impl Fn(&str) -> Option<String>,
+) -> Option<Credential> {
+    if adapter == "opencode" {
+        let id = opencode_provider_id(model, profile_env);
+        let config = opencode_config(profile_env);
+        let key = id.zip(config).and_then(|(id, c)| {
+            let k = c.get("provider")?.get(&id)?.get("options")?.get("apiKey")?;
+            k.as_str().map(str::to_string)
+        });
+        if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
+            return Some(Credential { key, bearer: false });
+        }
+    }
+    key_for(provider, profile_env, process_env)
+}
+
+/// The key `provider`'s requests carry for a profile: from its `env`, else
+/// from baton's own environment (`process_env`); None: there is none.
+pub fn key_for(
+    provider: Provider,
+    profile_env: &BTreeMap<String, String>,
+    process_env: impl Fn(&str) -> Option<String>,
+) -> Option<Credential> {
+    let vars = provider.key_vars();
+    let given = |k: &String| !k.trim().is_empty();
+    let (var, key) = vars
+        .iter()
+        .find_map(|v| {
+            profile_env
+                .get(*v)
+                .filter(|k| given(k))
+                .map(|k| (*v, k.clone()))
+        })
+        .or_else(|| {
+            vars.iter()
+                .find_map(|v| process_env(v).filter(given).map(|k| (*v, k)))
+        })?;
+    Some(Credential {
+        key,
+        bearer: var == "ANTHROPIC_AUTH_TOKEN",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{agent_env, Access};
+    use crate::plan::Plan;
+
+    fn plan(text: &str) -> Plan {
+        let tasks = "[[task]]\nid = \"t\"\nprompt = \"p\"\nagent = \"exec\"\n[agent.exec]\nadapter = \"exec\"\ncommand = [\"true\"]\n";
+        Plan::parse(
+            std::path::Path::new("p.toml"),
+            &format!("{text}\n{tasks}"),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn decided(plan: &Plan, profile: &str, baton: &[(&str, &str)]) -> Decision {
+        let env = |v: &str| {
+            baton
+                .iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, x)| x.to_string())
+        };
+        decide(&plan.agents[profile], &plan.gateway, env)
+    }
+
+    #[test]
+    fn a_profile_is_behind_the_gateway_whenever_a_key_is_found_unless_it_says() {
+        let p = plan(
+            r#"
+[agent.keyed]
+adapter = "claude"
+env = { ANTHROPIC_API_KEY = "sk-profile" }
+[agent.login]
+adapter = "codex"
+[agent.off]
+adapter = "claude"
+gateway = false
+env = { ANTHROPIC_API_KEY = "sk-profile" }
+[agent.on]
+adapter = "codex"
+gateway = true
+[agent.sourced]
+adapter = "gemini"
+account = "team"
+[gateway.accounts.team]
+key_command = "pass show team"
+[gateway.providers.gemini]
+key_file = "~/gemini.key"
+[agent.provider_sourced]
+adapter = "gemini"
+"#,
+        );
+        let key_of = |d: Decision| match d {
+            Decision::Through(r) => r.key.describe(),
+            other => panic!("not through: {other:?}"),
+        };
+        assert_eq!(key_of(decided(&p, "keyed", &[])), "the profile's env");
+        let baton = [("OPENAI_API_KEY", "sk-baton")];
+        assert_eq!(key_of(decided(&p, "login", &baton)), "baton's environment");
+        let Decision::Login(notice) = decided(&p, "login", &[]) else {
+            panic!("no key: its own login");
+        };
+        assert!(
+            notice.contains("\"login\"") && notice.contains("OPENAI_API_KEY"),
+            "{notice}"
+        );
+        assert_eq!(decided(&p, "off", &[]), Decision::Direct);
+        assert_eq!(
+            decided(&p, "exec", &[]),
+            Decision::Direct,
+            "not a CLI it fronts"
+        );
+        let Decision::Broken(why) = decided(&p, "on", &[("ANTHROPIC_API_KEY", "x")]) else {
+            panic!("gateway = true without a key is an error");
+        };
+        assert!(why.contains("no key for openai"), "{why}");
+        // The account's source, then the provider's, then baton's environment.
+        let gemini = [("GEMINI_API_KEY", "sk-baton")];
+        let sourced = key_of(decided(&p, "sourced", &gemini));
+        assert_eq!(
+            sourced,
+            r#"[gateway.accounts.team] key_command "pass show team""#
+        );
+        let by_provider = key_of(decided(&p, "provider_sourced", &gemini));
+        assert_eq!(
+            by_provider,
+            r#"[gateway.providers.gemini] key_file "~/gemini.key""#
+        );
+    }
+
+    #[test]
+    fn a_key_comes_from_the_profile_first_then_from_batons_environment() {
+        let mut env = BTreeMap::new();
+        let none = |_: &str| None;
+        assert_eq!(key_for(Provider::Anthropic, &env, none), None);
+        let process = |v: &str| (v == "ANTHROPIC_AUTH_TOKEN").then(|| "from-baton".to_string());
+        let bearer = Credential {
+            key: "from-baton".into(),
+            bearer: true,
+        };
+        assert_eq!(key_for(Provider::Anthropic, &env, process), Some(bearer));
+        env.insert("ANTHROPIC_API_KEY".to_string(), "from-profile".to_string());
+        let key = key_for(Provider::Anthropic, &env, process).unwrap();
+        assert_eq!((key.key.as_str(), key.bearer), ("from-profile", false));
+        env.insert("GEMINI_API_KEY".to_string(), " ".to_string());
+        assert_eq!(key_for(Provider::Gemini, &env, none), None, "blank is none");
+    }
+
+    #[test]
+    fn aider_and_opencode_speak_the_provider_their_model_names() {
+        let none = BTreeMap::new();
+        let of = |a: &str, m: &str| Provider::of_profile(a, Some(m), &none);
+        assert_eq!(of("aider", "openai/mock-model"), Some(Provider::Openai));
+        assert_eq!(of("aider", "claude-sonnet-4-5"), Some(Provider::Anthropic));
+        assert_eq!(
+            of("opencode", "google/gemini-2.5-pro"),
+            Some(Provider::Gemini)
+        );
+        assert_eq!(of("exec", "x"), None);
+        let mut env = BTreeMap::new();
+        let config = r#"{"model":"mock/m","provider":{"mock":{"npm":"x","options":{"baseURL":"http://old/v1","apiKey":"sk-in-config"}}}}"#;
+        env.insert("OPENCODE_CONFIG_CONTENT".to_string(), config.to_string());
+        assert_eq!(
+            Provider::of_profile("opencode", None, &env),
+            Some(Provider::Openai)
+        );
+        let key = credential_for("opencode", None, Provider::Openai, &env, |_| None).unwrap();
+        assert_eq!(key.key, "sk-in-config");
+        let access = Access {
+            base_url: "http://127.0.0.1:7/openai".into(),
+            token: "baton-gw-t".into(),
+        };
+        let set = agent_env("opencode", Provider::Openai, None, &access, &env);
+        let merged: serde_json::Value = serde_json::from_str(&set[0].1).unwrap();
+        let options = &merged["provider"]["mock"]["options"];
+        assert_eq!(options["baseURL"], "http://127.0.0.1:7/openai/v1");
+        assert_eq!(options["apiKey"], "baton-gw-t");
+        assert_eq!(merged["provider"]["mock"]["npm"], "x", "the rest is kept");
+        assert!(!set[0].1.contains("sk-in-config"));
+    }
+
+    #[test]
+    fn a_profiles_own_base_url_is_its_upstream_less_the_api_version() {
+        let env: BTreeMap<String, String> = [
+            ("ANTHROPIC_BASE_URL", "https://proxy.example/anthropic/"),
+            ("OPENAI_API_BASE", "http://127.0.0.1:9/v1"),
+            ("GOOGLE_GEMINI_BASE_URL", "not a url"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let up = |a: &str, p| profile_upstream(a, p, None, &env).map(|u| u.url);
+        assert_eq!(
+            up("claude", Provider::Anthropic).as_deref(),
+            Some("https://proxy.example/anthropic")
+        );
+        assert_eq!(
+            up("aider", Provider::Openai).as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(
+            up("gemini", Provider::Gemini),
+            None,
+            "not a URL: the plan's own"
+        );
+        assert_eq!(
+            up("codex", Provider::Openai),
+            None,
+            "Codex's is in its config"
+        );
+    }
+}
