@@ -132,7 +132,7 @@ async fn gateway_line(
     p: &baton_core::plan::AgentProfile,
     repo: &std::path::Path,
 ) -> Option<(bool, String)> {
-    use baton_core::gateway::{decide, profile_upstream, read_key, Decision, KeyFrom};
+    use baton_core::gateway::{decide, read_key, Decision, KeyFrom};
     let from_baton = |v: &str| std::env::var(v).ok();
     let route = match decide(p, &plan.gateway, from_baton) {
         Decision::Through(r) => r,
@@ -147,7 +147,7 @@ async fn gateway_line(
         Decision::Direct => return None,
     };
     let provider = route.provider;
-    let upstream = profile_upstream(&p.adapter, provider, p.model.as_deref(), &p.env)
+    let upstream = (route.upstream.clone())
         .or_else(|| plan.gateway.providers.get(&provider).cloned())
         .map_or_else(|| "nowhere".to_string(), |u| u.url);
     let whose = route.key.describe();

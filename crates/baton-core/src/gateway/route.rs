@@ -55,6 +55,7 @@ pub fn profile_upstream(
     let var = |k: &str| env.get(k).cloned();
     let url = match (adapter, provider) {
         ("claude", _) => var("ANTHROPIC_BASE_URL"),
+        ("codex", _) => var("OPENAI_BASE_URL"),
         ("gemini", _) => var("GOOGLE_GEMINI_BASE_URL"),
         ("aider", Provider::Openai) => var("OPENAI_API_BASE"),
         ("aider", Provider::Anthropic) => {
@@ -83,6 +84,16 @@ pub fn profile_upstream(
         url: url.to_string(),
     })
 }
+
+/// The variables a CLI reads its provider's base URL from.
+const BASE_URL_VARS: &[&str] = &[
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_API_BASE",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GEMINI_API_BASE",
+];
 
 /// How a profile's agent goes through the gateway: the provider its CLI
 /// speaks, the key its requests carry, and its own upstream if it names one.
@@ -148,12 +159,22 @@ pub fn route(
     let key = credential_for(adapter, model, provider, env, |_| None)
         .map(|c| given(c, true))
         .or_else(|| sources.of(provider))
-        .or_else(|| key_for(provider, &BTreeMap::new(), process_env).map(|c| given(c, false)))
+        .or_else(|| key_for(provider, &BTreeMap::new(), &process_env).map(|c| given(c, false)))
         .ok_or(RouteError::NoKey { provider })?;
+    // A base URL set for every CLI in baton's own environment (a company
+    // proxy) is kept too; the agent gets none of those variables.
+    let mut seen = env.clone();
+    for v in BASE_URL_VARS {
+        if !seen.contains_key(*v) {
+            if let Some(url) = process_env(v) {
+                seen.insert(v.to_string(), url);
+            }
+        }
+    }
     Ok(Route {
         provider,
         key,
-        upstream: profile_upstream(adapter, provider, model, env),
+        upstream: profile_upstream(adapter, provider, model, &seen),
     })
 }
 
@@ -337,6 +358,12 @@ adapter = "gemini"
             other => panic!("not through: {other:?}"),
         };
         assert_eq!(key_of(decided(&p, "keyed", &[])), "the profile's env");
+        // A base URL in baton's environment (a company proxy) is kept.
+        let proxy = [("ANTHROPIC_BASE_URL", "https://corp.example/anthropic/v1")];
+        let Decision::Through(r) = decided(&p, "keyed", &proxy) else {
+            panic!("keyed goes through");
+        };
+        assert_eq!(r.upstream.unwrap().url, "https://corp.example/anthropic");
         let baton = [("OPENAI_API_KEY", "sk-baton")];
         assert_eq!(key_of(decided(&p, "login", &baton)), "baton's environment");
         let Decision::Login(notice) = decided(&p, "login", &[]) else {
@@ -448,7 +475,7 @@ adapter = "gemini"
         assert_eq!(
             up("codex", Provider::Openai),
             None,
-            "Codex's is in its config"
+            "Codex's is in its config, or OPENAI_BASE_URL"
         );
     }
 }
