@@ -315,6 +315,46 @@ prompt = "x"
 }
 
 #[test]
+fn a_gateway_section_that_cannot_work_is_refused_with_where() {
+    assert_rejected(
+        r#"[gateway]
+listen = "localhost"
+host = "http://me:80"
+[gateway.providers.anthropic]
+url = "ftp://proxy"
+[gateway.providers.mistral]
+url = "https://x"
+[gateway.providers.gemini]
+key_file = "k"
+key_command = "pass show gemini"
+[gateway.accounts.team]
+rpm = 0
+key_command = " "
+
+[agent.tool]
+adapter = "exec"
+command = ["true"]
+gateway = true
+
+[[task]]
+id = "t"
+agent = "tool"
+prompt = "x"
+"#,
+        &[
+            "gateway.listen is an address and port",
+            "gateway.host is the name (or address) pods reach this machine by",
+            "gateway.providers.anthropic.url must be an http:// or https:// URL",
+            "gateway.providers.mistral: no such provider (anthropic, openai, gemini)",
+            "gateway.providers.gemini: key_file and key_command both name its key; keep one",
+            "gateway.accounts.team.rpm must be at least 1, not 0",
+            "gateway.accounts.team.key_command is empty",
+            "gateway = true: the gateway stands in front of the claude, codex, gemini, aider and opencode adapters, not \"exec\"",
+        ],
+    );
+}
+
+#[test]
 fn plans_that_would_fail_at_run_fail_at_check() {
     let long_id = "t".repeat(251);
     assert_rejected(

@@ -378,6 +378,170 @@ fn claude_code_does_its_task_in_a_pod_with_its_key_from_a_secret() {
     assert!(jobs_of(&kc, &id).is_empty());
 }
 
+/// The recommended setup: Claude Code in a pod reaches its provider through
+/// baton's model gateway (`[gateway] host`: the name pods reach this
+/// machine by; the test cluster shares the host's network), with a token
+/// of its attempt's: no Secret, and the Job, the pod and every file baton
+/// wrote hold no key.
+#[test]
+fn claude_code_in_a_pod_goes_through_the_gateway_and_the_job_holds_no_key() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
+        return;
+    };
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    const REAL_KEY: &str = "sk-ant-real-key-for-the-pod-5521";
+    let server = ModelServer::start(Scripts::new().script(
+        "hello",
+        vec![
+            Step::write("hello.txt", "hi through the gateway\n"),
+            Step::run("env > pod-env.txt"),
+            Step::say("wrote it"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let agents = bins[0].parent().unwrap().parent().unwrap();
+    let agents = agents.display().to_string();
+    let node = "/usr/bin/node:/opt/node/bin/node";
+    let path = "/opt/node/bin:/usr/local/bin:/usr/bin:/bin";
+    let head = header(&kc).replacen(
+        "mounts = [",
+        &format!("mounts = [{agents:?}, {node:?}, "),
+        1,
+    );
+    let profile = crate::test_real_agents::profile_with(
+        &env,
+        "claude",
+        &bins[0],
+        &server,
+        &[("PATH", path), ("ANTHROPIC_API_KEY", REAL_KEY)],
+        "",
+    );
+    let plan = format!(
+        "[gateway]\nhost = \"127.0.0.1\"\n\n{head}{profile}[[task]]\nid = \"hello\"\nagent = \"claude\"\nprompt = \"Say hello. [[script:hello]]\"\ntimeout = \"4m\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "hello");
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    let id = r.report["run"].as_str().unwrap().to_string();
+    let branch = r.report["integration_branch"].as_str().unwrap();
+    let seen = show(&env, branch, "pod-env.txt").expect("the pod's environment");
+    assert!(!seen.contains(REAL_KEY), "the pod held the key:\n{seen}");
+    assert!(
+        seen.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:") && seen.contains("baton-gw-"),
+        "the pod holds the gateway and a token:\n{seen}"
+    );
+    // The provider got the key, from the gateway, on every model request.
+    let model_calls: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|q| q.path.contains("/messages"))
+        .collect();
+    assert!(!model_calls.is_empty());
+    assert!(
+        model_calls
+            .iter()
+            .all(|q| q.header("x-api-key") == Some(REAL_KEY)),
+        "{model_calls:?}"
+    );
+    assert!(
+        t["usage"]["gateway_requests"].as_u64().unwrap_or(0) > 0,
+        "counted at the wire: {t:#}"
+    );
+    let logs = output(baton(&env).args(["logs", "hello"]));
+    let logs =
+        String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        !logs.contains("not put in the Job"),
+        "nothing was dropped: {logs}"
+    );
+    assert_nowhere_in_state(&env, REAL_KEY);
+    assert!(jobs_of(&kc, &id).is_empty());
+}
+
+/// baton is killed while Claude Code in a pod runs a tool; its next
+/// request finds no gateway until `baton resume` starts it again at the
+/// same address and honours the token the pod holds: the adopted Job's
+/// agent goes on where it was (no second run of it), through the gateway.
+#[test]
+fn a_resumed_run_honours_the_token_of_the_pod_it_adopts() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
+        return;
+    };
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    const REAL_KEY: &str = "sk-ant-real-key-adopted-8812";
+    let server = ModelServer::start(Scripts::new().script(
+        "long",
+        vec![
+            Step::run("sleep 10"),
+            Step::write("after.txt", "after the restart\n"),
+            Step::say("done after all"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let agents = bins[0].parent().unwrap().parent().unwrap();
+    let agents = agents.display().to_string();
+    let node = "/usr/bin/node:/opt/node/bin/node";
+    let path = "/opt/node/bin:/usr/local/bin:/usr/bin:/bin";
+    let head = header(&kc).replacen(
+        "mounts = [",
+        &format!("mounts = [{agents:?}, {node:?}, "),
+        1,
+    );
+    let profile = crate::test_real_agents::profile_with(
+        &env,
+        "claude",
+        &bins[0],
+        &server,
+        &[("PATH", path), ("ANTHROPIC_API_KEY", REAL_KEY)],
+        "",
+    );
+    let plan = format!(
+        "[gateway]\nhost = \"127.0.0.1\"\n\n{head}{profile}[[task]]\nid = \"long\"\nagent = \"claude\"\nprompt = \"Work long. [[script:long]]\"\ntimeout = \"4m\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the pod's agent to run its tool", 120, || {
+        let out = baton(&env).args(["logs", "long"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("sleep 10")
+    });
+    let id = run_id(&env);
+    child.kill().unwrap(); // SIGKILL: the gateway goes with it
+    let _ = child.wait();
+    let out = baton(&env)
+        .args(["resume", "--json"])
+        .output()
+        .expect("resume");
+    let run = parse_run(out);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let t = task(&run.report, "long");
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "done after all", "{t:#}");
+    assert_integrated(&env, &id, &[("after.txt", "after the restart\n")]);
+    let out = baton(&env).args(["logs", "long"]).output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        logs.contains("of attempt 1, left running by an earlier baton"),
+        "{logs}"
+    );
+    let played: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|q| q.step.is_some())
+        .collect();
+    assert_eq!(played.len(), 3, "each step once: {played:?}");
+    assert!(played
+        .iter()
+        .all(|q| q.header("x-api-key") == Some(REAL_KEY)));
+    assert_nowhere_in_state(&env, REAL_KEY);
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}
+
 trait WaitTimeout {
     fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output;
 }

@@ -143,4 +143,8 @@ impl Gateway for Running {
     fn revoke(&self, token: &str) {
         self.gate.tokens.remove(token);
     }
+
+    fn honour(&self, token: &str, earlier: &str) {
+        self.gate.tokens.alias(token, earlier);
+    }
 }

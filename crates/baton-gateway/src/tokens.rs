@@ -29,29 +29,59 @@ pub struct Grant {
 pub const MAX_IN_FLIGHT: usize = 16;
 
 #[derive(Default)]
-pub struct Tokens(Mutex<HashMap<String, Grant>>);
+pub struct Tokens(Mutex<Map>);
+
+#[derive(Default)]
+struct Map {
+    grants: HashMap<String, Grant>,
+    /// Earlier tokens honoured as a token is (see `Gateway::honour`).
+    aliases: HashMap<String, Vec<String>>,
+}
 
 impl Tokens {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, Map> {
         // A panic elsewhere while holding it leaves a map still worth reading.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn add(&self, token: String, grant: Grant) {
-        self.map().insert(token, grant);
+        self.map().grants.insert(token, grant);
+    }
+
+    /// `earlier` is honoured as `token`, sharing its grant.
+    pub fn alias(&self, token: &str, earlier: &str) {
+        let mut m = self.map();
+        let Some(g) = m.grants.get(token).cloned() else {
+            return;
+        };
+        if earlier == token || m.grants.contains_key(earlier) {
+            return;
+        }
+        m.grants.insert(earlier.to_string(), g);
+        let list = m.aliases.entry(token.to_string()).or_default();
+        list.push(earlier.to_string());
     }
 
     pub fn get(&self, token: &str) -> Option<Grant> {
-        self.map().get(token).cloned()
+        self.map().grants.get(token).cloned()
     }
 
     pub fn refuse(&self, token: &str, why: &str) {
-        if let Some(g) = self.map().get_mut(token) {
-            g.refused = Some(why.to_string());
+        let mut m = self.map();
+        let mut all = m.aliases.get(token).cloned().unwrap_or_default();
+        all.push(token.to_string());
+        for t in all {
+            if let Some(g) = m.grants.get_mut(&t) {
+                g.refused = Some(why.to_string());
+            }
         }
     }
 
     pub fn remove(&self, token: &str) {
-        self.map().remove(token);
+        let mut m = self.map();
+        for t in m.aliases.remove(token).unwrap_or_default() {
+            m.grants.remove(&t);
+        }
+        m.grants.remove(token);
     }
 }

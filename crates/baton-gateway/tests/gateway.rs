@@ -256,6 +256,48 @@ async fn no_token_an_unknown_one_a_refused_one_and_a_forgotten_one_reach_nothing
     assert!(server.requests().is_empty());
 }
 
+/// A Job an earlier baton left running holds its attempt's token: the
+/// attempt that adopts it has it honoured too, refused and forgotten with
+/// its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_attempts_token_is_honoured_with_the_adopting_ones_and_forgotten_with_it() {
+    let server = ModelServer::start(Scripts::new());
+    let gw = gateway(&server).await;
+    let (tx, mut rx) = unbounded_channel();
+    let token = gw.grant(who("r/t/2", Provider::Anthropic), tx);
+    let earlier = "baton-gw-from-an-earlier-baton";
+    let url = gw.url();
+    let hi = messages(false);
+    let status_of = |t: String| {
+        let (url, hi) = (url.clone(), hi.clone());
+        async move {
+            call(&url, "/anthropic/v1/messages", &[("x-api-key", &t)], &hi)
+                .await
+                .0
+        }
+    };
+    assert_eq!(status_of(earlier.into()).await, 401, "not yet honoured");
+    gw.honour(&token, earlier);
+    gw.honour("baton-gw-nobody", "baton-gw-other");
+    assert_eq!(
+        status_of("baton-gw-other".into()).await,
+        401,
+        "no such token"
+    );
+    assert_eq!(status_of(earlier.into()).await, 200);
+    let told = rx.recv().await;
+    assert!(
+        matches!(told, Some(Wire::Answered { status: 200, .. })),
+        "{told:?}"
+    );
+    gw.refuse(&token, "budget exceeded");
+    assert_eq!(status_of(earlier.into()).await, 403, "refused with it");
+    gw.revoke(&token);
+    assert_eq!(status_of(earlier.into()).await, 401, "forgotten with it");
+    assert_eq!(status_of(token.clone()).await, 401);
+    assert_eq!(server.requests().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_providers_limit_is_told_at_once_and_passed_on_as_it_was() {
     let server = ModelServer::start(Scripts::new().outage(Outage::rate_limit(Api::Anthropic, 7)));

@@ -202,9 +202,11 @@ async fn share_branch(req: &FollowRequest, cluster: &Kubernetes) -> anyhow::Resu
 
 fn drop_secrets(req: &mut FollowRequest) -> Vec<String> {
     let mut dropped = Vec::new();
+    let tokens = &req.gateway_env;
     for env in [&mut req.pod.env, &mut req.pod.gate_env] {
         env.retain(|(k, _)| {
-            let secret = is_secret_name(k);
+            // A model gateway token is the attempt's, not a key.
+            let secret = is_secret_name(k) && !tokens.contains(k);
             if secret && !dropped.contains(k) {
                 dropped.push(k.clone());
             }

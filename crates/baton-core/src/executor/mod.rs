@@ -151,6 +151,14 @@ pub struct FollowRequest {
     /// The endpoint the pod was told (address and token), once it is
     /// bound: a resumed follower serves the same one.
     pub door: Option<Door>,
+    /// The agent's variables that hold its model gateway token (not a
+    /// key: good only while its attempt runs), which go into the Job
+    /// although their names read like secrets.
+    #[serde(default)]
+    pub gateway_env: Vec<String>,
+    /// That token, honoured again for a Job a later baton adopts.
+    #[serde(default)]
+    pub gateway_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -132,6 +132,9 @@ pub struct AccountLimits {
 pub struct GatewaySettings {
     /// Where it listens (`127.0.0.1:0`: a free port on loopback).
     pub listen: String,
+    /// The name pods reach this machine by (`[gateway] host`), for agents
+    /// on a cluster; else the address it listens on.
+    pub host: Option<String>,
     pub providers: BTreeMap<Provider, Upstream>,
     pub accounts: BTreeMap<String, AccountLimits>,
     /// Keys read when an attempt starts: an account's, else its provider's
@@ -147,6 +150,7 @@ impl Default for GatewaySettings {
     fn default() -> GatewaySettings {
         GatewaySettings {
             listen: "127.0.0.1:0".into(),
+            host: None,
             providers: Provider::ALL
                 .iter()
                 .map(|p| {
@@ -158,6 +162,30 @@ impl Default for GatewaySettings {
             account_keys: BTreeMap::new(),
             provider_keys: BTreeMap::new(),
             log_bodies: false,
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Whether the plan says how agents elsewhere (pods) reach it: a host
+    /// named, or an address that is neither loopback nor every address.
+    pub fn reaches_pods(&self) -> bool {
+        let ip = self.listen.parse::<std::net::SocketAddr>().map(|a| a.ip());
+        self.host.is_some() || ip.is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    }
+
+    /// The gateway's URL for agents elsewhere, given the URL it has here
+    /// (`http://ip:port`, the port it got).
+    pub fn url_for_pods(&self, here: &str) -> Result<String, String> {
+        let port = here.rsplit(':').next().unwrap_or_default();
+        let listen_ip = self.listen.parse::<std::net::SocketAddr>().map(|a| a.ip());
+        match &self.host {
+            Some(h) => Ok(format!("http://{h}:{port}")),
+            None if listen_ip.is_ok_and(|ip| ip.is_unspecified()) => Err(format!(
+                "gateway.listen {} listens everywhere: set gateway.host to the name pods reach this machine by",
+                self.listen
+            )),
+            None => Ok(here.to_string()),
         }
     }
 }
@@ -261,6 +289,10 @@ pub trait Gateway: Send + Sync {
     fn refuse(&self, token: &str, why: &str);
     /// `token` is forgotten: the attempt ended.
     fn revoke(&self, token: &str);
+    /// `earlier`, the token of an attempt an earlier baton left running
+    /// (a Job this attempt adopts), is honoured as `token` is, and
+    /// forgotten with it.
+    fn honour(&self, token: &str, earlier: &str);
 }
 
 /// A future the binary's gateway returns.

@@ -231,7 +231,9 @@ pub fn decide(
         GatewayUse::On => true,
         GatewayUse::Auto => false,
     };
-    if !on && matches!(p.executor, Executor::Remote(_)) {
+    // Pods reach it only where the plan says how (else their keys come
+    // from the cluster's Secrets, `env_from`).
+    if !on && matches!(p.executor, Executor::Remote(_)) && !settings.reaches_pods() {
         return Decision::Direct;
     }
     let sources = KeySources {

@@ -80,9 +80,8 @@ fn check_agent(
         Some(false) => super::GatewayUse::Off,
     };
     if let Some(g) = a.gateway.as_ref().filter(|g| *g.get_ref()) {
-        let remote = matches!(executor, super::Executor::Remote(_));
         let speaks = crate::gateway::Provider::of_profile(adapter, a.model.as_deref(), &a.env);
-        if let Some(msg) = super::gateway::gateway_problem(adapter, speaks.is_some(), remote) {
+        if let Some(msg) = super::gateway::gateway_problem(adapter, speaks.is_some()) {
             ck.at(Some(g.span()), subject.clone(), msg);
         }
     }

@@ -27,6 +27,16 @@ pub(super) fn check_gateway(ck: &mut Checker, raw: &Option<RawGateway>) -> Gatew
             ),
         }
     }
+    if let Some(host) = &r.host {
+        let h = host.get_ref().trim();
+        let bad = h.is_empty() || h.contains(|c: char| c == '/' || c == '@' || c.is_whitespace());
+        if bad {
+            let msg = format!("gateway.host is the name (or address) pods reach this machine by, without a scheme or port, not {h:?}");
+            ck.at(Some(host.span()), subject.clone(), msg);
+        } else {
+            out.host = Some(h.to_string());
+        }
+    }
     for (name, p) in &r.providers {
         let Ok(provider) = name.parse::<Provider>() else {
             let known: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
@@ -114,12 +124,9 @@ fn key_source(
 }
 
 /// Whether a profile with `gateway = true` can have it: its CLI speaks an
-/// API the gateway stands in front of, and it runs here.
-pub(super) fn gateway_problem(adapter: &str, speaks: bool, remote: bool) -> Option<String> {
-    if !speaks {
-        return Some(format!(
-            "gateway = true: the gateway stands in front of the claude, codex, gemini, aider and opencode adapters, not {adapter:?}"
-        ));
-    }
-    remote.then(|| "gateway = true: not yet for attempts on a remote executor".to_string())
+/// API the gateway stands in front of.
+pub(super) fn gateway_problem(adapter: &str, speaks: bool) -> Option<String> {
+    (!speaks).then(|| format!(
+        "gateway = true: the gateway stands in front of the claude, codex, gemini, aider and opencode adapters, not {adapter:?}"
+    ))
 }

@@ -43,6 +43,7 @@ pub(crate) struct RawPlan {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGateway {
     pub listen: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
     #[serde(default)]
     pub providers: BTreeMap<String, Spanned<RawProvider>>,
     #[serde(default)]

@@ -63,6 +63,7 @@ pub struct RunOptions {
 async fn start_gateway(
     plan: &Plan,
     opts: &RunOptions,
+    kept: &std::path::Path,
 ) -> Result<(Option<Arc<dyn crate::gateway::Gateway>>, Vec<String>), EngineError> {
     use crate::gateway::{decide, Decision};
     let from_baton = |v: &str| std::env::var(v).ok();
@@ -86,11 +87,47 @@ async fn start_gateway(
         }
         _ => return Ok((None, notices)),
     };
-    let gw = (kind.start)(plan.gateway.clone())
-        .await
-        .map_err(EngineError::Io)?;
+    let gw = listen_as_before(kind, &plan.gateway, kept).await?;
     tracing::info!("the model gateway listens at {}", gw.url());
     Ok((Some(gw), notices))
+}
+
+/// Starts the gateway where this run's gateway listened before (`kept`
+/// says), when the plan leaves its port free: agents on a cluster that
+/// an earlier baton started (adopted Jobs) reach it at the same address.
+/// Else (or that port is taken) where the plan says; `kept` then says
+/// where it listens.
+async fn listen_as_before(
+    kind: &crate::gateway::GatewayKind,
+    settings: &crate::gateway::GatewaySettings,
+    kept: &std::path::Path,
+) -> Result<Arc<dyn crate::gateway::Gateway>, EngineError> {
+    let planned: Option<std::net::SocketAddr> = settings.listen.parse().ok();
+    let before = tokio::fs::read_to_string(kept).await.ok();
+    let before: Option<std::net::SocketAddr> = before.and_then(|t| t.trim().parse().ok());
+    if let (Some(p), Some(b)) = (planned, before) {
+        if p.port() == 0 && p.ip() == b.ip() {
+            let mut same = settings.clone();
+            same.listen = b.to_string();
+            if let Ok(gw) = (kind.start)(same).await {
+                return Ok(gw);
+            }
+        }
+    }
+    let gw = (kind.start)(settings.clone())
+        .await
+        .map_err(EngineError::Io)?;
+    let port = gw.url().rsplit(':').next().unwrap_or_default().to_string();
+    if let Some(p) = planned {
+        let at = format!("{}:{port}", p.ip());
+        if let Err(e) = tokio::fs::write(kept, at).await {
+            tracing::warn!(
+                "cannot keep where the gateway listens ({}): {e}",
+                kept.display()
+            );
+        }
+    }
+    Ok(gw)
 }
 
 pub(super) async fn open_store(
@@ -165,7 +202,8 @@ impl Parts {
             // not only once its pull request opens.
             crate::process::withhold(&self.plan.pull.secret_vars());
         }
-        let (gateway, notices) = start_gateway(&self.plan, &self.opts).await?;
+        let kept = self.paths.run_dir(&self.run_id).join("gateway.addr");
+        let (gateway, notices) = start_gateway(&self.plan, &self.opts, &kept).await?;
         let wiring = Wiring::new();
         let ws = &self.plan.workspace;
         if !ws.sparse.is_empty() {

@@ -7,7 +7,7 @@ use super::start::Start;
 use crate::engine::shared::Shared;
 use crate::gateway::{self, Access, Credential, Decision, Gateway, KeyFrom, KeySource, Wire};
 use crate::plan::sandbox::{Network, Sandbox};
-use crate::plan::{AgentProfile, GatewayUse};
+use crate::plan::{AgentProfile, Executor, GatewayUse};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
@@ -84,9 +84,14 @@ pub(super) async fn pass(
         account: profile.account_name().to_string(),
         upstream: route.upstream,
     };
+    // An agent on a cluster reaches it by the name the plan gives.
+    let url = match profile.executor {
+        Executor::Local => gw.url(),
+        Executor::Remote(_) => sh.plan.gateway.url_for_pods(&gw.url())?,
+    };
     let token = gw.grant(who, tx);
     let access = Access {
-        base_url: format!("{}/{provider}", gw.url()),
+        base_url: format!("{url}/{provider}"),
         token,
     };
     let env = gateway::agent_env(&profile.adapter, provider, model, &access, &profile.env)

@@ -89,7 +89,20 @@ pub(crate) async fn place(
         git_dir: sh.repo.common_dir.clone(),
         end_file: log.with_extension("end.json"),
         door: None,
+        gateway_env: p
+            .gate
+            .iter()
+            .flat_map(|g| g.env.iter().map(|(k, _)| text(k)))
+            .collect(),
+        gateway_token: p.gate.as_ref().map(|g| g.access.token.clone()),
     };
+    if let Some(g) = &p.gate {
+        // A Job an earlier baton left running, which this attempt's
+        // follower adopts, holds that attempt's token.
+        if let Some(earlier) = earlier_token(&log, n).await {
+            g.gateway.honour(&g.access.token, &earlier);
+        }
+    }
     let spec_file = log.with_extension("job.json");
     let json = serde_json::to_string_pretty(&req).map_err(|e| e.to_string())?;
     if let Some(dir) = spec_file.parent() {
@@ -106,6 +119,24 @@ pub(crate) async fn place(
         grace: remote.grace() + Duration::from_secs(15),
         timeout: st.spec.timeout + remote.grace() + START_MARGIN,
     })
+}
+
+/// The gateway token of the task's latest earlier attempt whose end was
+/// never collected (its Job may still run), if it had one.
+async fn earlier_token(log: &Path, n: u32) -> Option<String> {
+    for m in (1..n).rev() {
+        let request = log.with_file_name(format!("attempt-{m}.job.json"));
+        let Ok(text) = tokio::fs::read_to_string(&request).await else {
+            continue;
+        };
+        let end = log.with_file_name(format!("attempt-{m}.end.json"));
+        if tokio::fs::try_exists(end).await.unwrap_or(false) {
+            return None;
+        }
+        let req: FollowRequest = serde_json::from_str(&text).ok()?;
+        return req.gateway_token.filter(|t| t.starts_with("baton-gw-"));
+    }
+    None
 }
 
 /// The files the agent gets outside its worktree (its settings, and the
