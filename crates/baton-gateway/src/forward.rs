@@ -14,7 +14,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response, StatusCode};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -35,7 +34,7 @@ const UPSTREAM_HEAD: Duration = Duration::from_secs(15 * 60);
 const LIMIT_BODY_TIME: Duration = Duration::from_secs(10);
 
 pub type Answer = Response<BoxBody<Bytes, hyper::Error>>;
-pub type Upstreams = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type Upstreams = Client<HttpsConnector<crate::quickack::QuickAckConnector>, Full<Bytes>>;
 
 pub struct Gate {
     pub tokens: Tokens,

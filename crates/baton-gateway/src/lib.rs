@@ -7,6 +7,7 @@
 
 mod account;
 mod forward;
+mod quickack;
 mod route;
 mod tokens;
 mod usage;
@@ -60,7 +61,7 @@ pub async fn start(settings: GatewaySettings) -> Started {
         .map_err(|e| format!("the model gateway cannot read the system's certificate roots: {e}"))?
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(quickack::QuickAckConnector(http));
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https);
