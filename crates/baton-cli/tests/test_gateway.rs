@@ -360,6 +360,48 @@ fn a_limit_seen_once_holds_every_agent_of_the_account_then_all_go_on() {
     assert_eq!(waits, 1, "{report:#}");
 }
 
+/// A limit the gateway sees holds the account on the board too: a task of
+/// the account that becomes ready meanwhile does not start until the
+/// provider's `retry-after` has passed (its requests would only wait).
+#[test]
+fn a_limit_at_the_wire_keeps_the_accounts_next_task_from_starting_until_it_passes() {
+    use baton_testutils::model_server::{Api, Outage};
+    if bins(&["claude"]).is_none() {
+        return;
+    }
+    let outage = Outage::rate_limit(Api::Anthropic, 4).requests(1);
+    let server = ModelServer::start(scripts_for_three().outage(outage));
+    let env = TestEnv::new();
+    let mut plan = gateway_plan(&env, &["claude"], &server, "", "");
+    plan.push_str(
+        "[agent.prep]\nadapter = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 1\"]\n\n\
+         [[task]]\nid = \"first\"\nagent = \"claude\"\nprompt = \"Write t0.txt. [[script:t0]]\"\n\n\
+         [[task]]\nid = \"prep\"\nagent = \"prep\"\nprompt = \"wait\"\nmerge = false\n\n\
+         [[task]]\nid = \"later\"\nagent = \"claude\"\nneeds = [\"prep\"]\nprompt = \"Write t1.txt. [[script:t1]]\"\n",
+    );
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let limited = store_rows(
+        &env,
+        "SELECT ts FROM events WHERE kind = 'gateway_request' AND json_extract(data, '$.status') = 429",
+    );
+    assert_eq!(limited.len(), 1, "one request was limited: {limited:?}");
+    let limited_at: i64 = limited[0].parse().unwrap();
+    let prep_done = task(&r.report, "prep")["started_at_ms"].as_i64().unwrap()
+        + task(&r.report, "prep")["duration_ms"].as_i64().unwrap();
+    assert!(
+        prep_done < limited_at + 3000,
+        "prep was done well before the limit passed"
+    );
+    let later = task(&r.report, "later")["started_at_ms"].as_i64().unwrap();
+    assert!(
+        later >= limited_at + 3900,
+        "later started {} ms after the limit, which lasted 4 s",
+        later - limited_at
+    );
+}
+
 /// The provider over HTTPS, its certificate from a CA of the test's: the
 /// gateway reaches it when baton trusts that CA (`SSL_CERT_FILE`), and
 /// refuses it otherwise, nothing sent.
