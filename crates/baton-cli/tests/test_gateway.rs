@@ -99,14 +99,8 @@ fn the_five_clis_work_through_the_gateway_and_never_hold_the_key() {
     );
     let claude_key = format!("[gateway.accounts.claude]\nkey_command = {command:?}\n\n[agent.");
     let plan = plan
-        .replace(
-            &format!("ANTHROPIC_API_KEY = \"{REAL_KEY}\""),
-            "ANTHROPIC_API_KEY = \"\"",
-        )
-        .replace(
-            &format!("GEMINI_API_KEY = \"{REAL_KEY}\""),
-            "GEMINI_API_KEY = \"\"",
-        )
+        .replace(&format!(", ANTHROPIC_API_KEY = \"{REAL_KEY}\""), "")
+        .replace(&format!(", GEMINI_API_KEY = \"{REAL_KEY}\""), "")
         .replace("[gateway.providers.gemini]\n", &gemini_key)
         .replacen("[agent.", &claude_key, 1);
     let in_plan = plan.matches(REAL_KEY).count();
@@ -233,21 +227,30 @@ fn a_sandboxed_agent_with_no_network_reaches_its_provider_through_the_gateway() 
     if bins(&["claude"]).is_none() {
         return;
     }
+    let env = TestEnv::new();
+    // Its key is in a file baton reads, in the repository (which the
+    // sandbox shows read-only): hidden from the agent.
+    let key_file = env.repo.join("secrets").join("anthropic.key");
+    std::fs::create_dir_all(key_file.parent().unwrap()).unwrap();
+    std::fs::write(&key_file, format!("{REAL_KEY}\n")).unwrap();
     let server = ModelServer::start(Scripts::new().script(
         "boxed",
         vec![
+            Step::run(&format!("cat {} > seen.txt 2>&1; true", key_file.display())),
             Step::write("boxed.txt", "from the box\n"),
-            Step::say("done"),
+            // Whatever shows the key, baton's records mask it.
+            Step::say(&format!("done, and the key is {REAL_KEY}")),
         ],
     ));
-    let env = TestEnv::new();
     let mut plan = gateway_plan(
         &env,
         &["claude"],
         &server,
-        "",
+        "[gateway.accounts.claude]\nkey_file = \"secrets/anthropic.key\"\n\n",
         "sandbox = \"bwrap\"\nnetwork = \"off\"\n",
     );
+    plan = plan.replace(&format!(", ANTHROPIC_API_KEY = \"{REAL_KEY}\""), "");
+    assert!(!plan.contains(REAL_KEY), "{plan}");
     plan.push_str("[[task]]\nid = \"boxed\"\nagent = \"claude\"\nprompt = \"Write boxed.txt. [[script:boxed]]\"\n");
     env.write("baton.toml", &plan);
     let r = run_json(&env, &[]);
@@ -256,6 +259,19 @@ fn a_sandboxed_agent_with_no_network_reaches_its_provider_through_the_gateway() 
         task_show(&env, &r.report, "boxed", "boxed.txt").as_deref(),
         Some("from the box\n")
     );
+    let seen = task_show(&env, &r.report, "boxed", "seen.txt").unwrap_or_default();
+    assert!(
+        !seen.contains(REAL_KEY),
+        "the agent read the key file: {seen}"
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|q| q.header("x-api-key") == Some(REAL_KEY)),
+        "the key from the file reached the provider"
+    );
+    assert_nowhere_in_state(&env, REAL_KEY);
     assert!(
         task(&r.report, "boxed")["usage"]["gateway_requests"]
             .as_u64()

@@ -41,6 +41,19 @@ impl Redactor {
         Redactor { values }
     }
 
+    /// The same, masking `more` too (keys baton read for itself).
+    pub fn with_values<'a>(&self, more: impl IntoIterator<Item = &'a str>) -> Redactor {
+        let mut values = self.values.clone();
+        values.extend(
+            more.into_iter()
+                .filter(|v| v.len() >= MIN_LEN)
+                .map(str::to_string),
+        );
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Redactor { values }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

@@ -32,6 +32,8 @@ const MAX_LIMIT_BODY: usize = 64 * 1024;
 const UPSTREAM_HEAD: Duration = Duration::from_secs(15 * 60);
 /// The longest a limit's answer may take to arrive whole.
 const LIMIT_BODY_TIME: Duration = Duration::from_secs(10);
+/// The longest `retry-after` the gateway holds an account for.
+const MAX_HOLD_SECS: u64 = 24 * 60 * 60;
 
 pub type Answer = Response<BoxBody<Bytes, hyper::Error>>;
 pub type Upstreams = Client<HttpsConnector<crate::quickack::QuickAckConnector>, Full<Bytes>>;
@@ -271,7 +273,10 @@ async fn limited(grant: Grant, provider: Provider, answer: Response<Incoming>) -
         .headers()
         .get(hyper::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        // A day at most: a wild header must not hold an account for ever
+        // (or overflow the clock).
+        .map(|s| s.min(MAX_HOLD_SECS));
     let (parts, body) = answer.into_parts();
     let read = Limited::new(body, MAX_LIMIT_BODY).collect();
     let body = match tokio::time::timeout(LIMIT_BODY_TIME, read).await {

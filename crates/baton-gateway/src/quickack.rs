@@ -52,6 +52,7 @@ impl Read for QuickAck {
         if polled.is_ready() {
             // Not a lasting setting: the kernel leaves quick-ack mode again
             // as it sees fit, so it is asked for after every read.
+            #[cfg(target_os = "linux")]
             let _ = socket2::SockRef::from(self.0.inner()).set_tcp_quickack(true);
         }
         polled

@@ -150,9 +150,15 @@ async fn gateway_line(
     let upstream = (route.upstream.clone())
         .or_else(|| plan.gateway.providers.get(&provider).cloned())
         .map_or_else(|| "nowhere".to_string(), |u| u.url);
+    // A proxy's address may hold its user and password: never shown.
+    let upstream = without_userinfo(&upstream);
     let whose = route.key.describe();
     let read = match &route.key {
-        KeyFrom::Source { source, .. } => read_key(source, repo).await.err(),
+        KeyFrom::Source { source, .. } => read_key(source, repo).await.err().map(|e| {
+            // A person reads this: the command's error output too.
+            let detail = e.detail.map(|d| format!(": {d}")).unwrap_or_default();
+            format!("{}{detail}", e.why)
+        }),
         KeyFrom::Given { .. } => None,
     };
     Some(match read {
@@ -167,6 +173,16 @@ async fn gateway_line(
             ),
         ),
     })
+}
+
+/// `url` less a `user:password@` before its host.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}{path}")
 }
 
 /// Prints a remote executor's checks; how many failed.

@@ -51,6 +51,14 @@ pub fn agent_env(
                 .entry("provider")
                 .or_insert_with(|| serde_json::json!({}));
             if let Some(all) = providers.as_object_mut() {
+                // No provider of its config keeps a key: the agent holds
+                // only its token.
+                for other in all.values_mut() {
+                    let options = other.get_mut("options").and_then(|o| o.as_object_mut());
+                    if let Some(o) = options {
+                        o.remove("apiKey");
+                    }
+                }
                 let p = all.entry(id).or_insert_with(|| serde_json::json!({}));
                 if let Some(p) = p.as_object_mut() {
                     let options = p.entry("options").or_insert_with(|| serde_json::json!({}));

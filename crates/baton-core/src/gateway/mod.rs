@@ -37,8 +37,9 @@ impl Provider {
 
     /// The provider a profile's agent speaks, if the gateway can stand in
     /// front of it: Claude Code, Codex and Gemini CLI speak their vendor's;
-    /// aider and opencode the one their model names (`anthropic/...`,
-    /// `gemini/...`; any other: an OpenAI-compatible API). opencode's model
+    /// aider and opencode the one their model surely names (`anthropic/...`,
+    /// `openai/...`, `gemini/...`; see [`route::by_model`]), or for
+    /// opencode a provider of its config by its package. opencode's model
     /// may be in its config (`OPENCODE_CONFIG_CONTENT` in `env`).
     pub fn of_profile(
         adapter: &str,
@@ -49,14 +50,18 @@ impl Provider {
             "claude" => Some(Provider::Anthropic),
             "codex" => Some(Provider::Openai),
             "gemini" => Some(Provider::Gemini),
-            "aider" => Some(by_model(model.unwrap_or(""))),
+            "aider" => by_model(model?),
             "opencode" => {
                 let from_config = || {
                     let c = opencode_config(env)?;
                     c.get("model")?.as_str().map(str::to_string)
                 };
-                let m = model.map(str::to_string).or_else(from_config);
-                Some(by_model(&m.unwrap_or_default()))
+                let m = model.map(str::to_string).or_else(from_config)?;
+                let (id, _) = m.split_once('/')?;
+                match route::known_id(id) {
+                    true => by_model(&m),
+                    false => route::opencode_own_provider(id, env),
+                }
             }
             _ => None,
         }
@@ -181,8 +186,8 @@ impl GatewaySettings {
         let listen_ip = self.listen.parse::<std::net::SocketAddr>().map(|a| a.ip());
         match &self.host {
             Some(h) => Ok(format!("http://{h}:{port}")),
-            None if listen_ip.is_ok_and(|ip| ip.is_unspecified()) => Err(format!(
-                "gateway.listen {} listens everywhere: set gateway.host to the name pods reach this machine by",
+            None if listen_ip.is_ok_and(|ip| ip.is_unspecified() || ip.is_loopback()) => Err(format!(
+                "gateway.listen {} is not an address pods reach: set gateway.host to the name pods reach this machine by (\"127.0.0.1\" when they share its network)",
                 self.listen
             )),
             None => Ok(here.to_string()),
@@ -311,7 +316,7 @@ mod keys;
 mod route;
 
 pub use agent_env::agent_env;
-pub use keys::{read_key, KeySource};
+pub use keys::{file_path, read_key, KeyError, KeySource};
 use route::{by_model, opencode_config};
 pub use route::{
     credential_for, decide, key_for, profile_upstream, route, Decision, KeyFrom, KeySources, Route,

@@ -6,17 +6,47 @@ use super::{Credential, GatewaySettings, KeySource, Provider, Upstream};
 use crate::plan::{AgentProfile, Executor, GatewayUse};
 use std::collections::BTreeMap;
 
-/// The provider a model name means (`anthropic/claude-x`, `claude-x`,
-/// `gemini/...`, `google/...`; anything else an OpenAI-compatible API).
-pub(super) fn by_model(model: &str) -> Provider {
+/// The provider a model name surely means (`anthropic/...`, `openai/...`,
+/// `gemini/...`, `google/...`, or a bare `claude-...`, `gemini-...`,
+/// `gpt-...`, `o3...`); None for anything else (an alias like `sonnet`,
+/// another vendor's `bedrock/...`, `openrouter/...`): its CLI knows where
+/// that goes, and the gateway must not guess.
+pub(super) fn by_model(model: &str) -> Option<Provider> {
     let (prefix, name) = model.split_once('/').unwrap_or(("", model));
+    let openai_name = name.starts_with("gpt-")
+        || name.starts_with("chatgpt")
+        || name.starts_with("codex")
+        || (name.starts_with('o') && name[1..].starts_with(|c: char| c.is_ascii_digit()));
     match prefix {
-        "anthropic" => Provider::Anthropic,
-        "gemini" | "google" => Provider::Gemini,
-        "" if name.starts_with("claude") => Provider::Anthropic,
-        "" if name.starts_with("gemini") => Provider::Gemini,
-        _ => Provider::Openai,
+        "anthropic" => Some(Provider::Anthropic),
+        "openai" => Some(Provider::Openai),
+        "gemini" | "google" => Some(Provider::Gemini),
+        "" if name.starts_with("claude") => Some(Provider::Anthropic),
+        "" if name.starts_with("gemini") => Some(Provider::Gemini),
+        "" if openai_name => Some(Provider::Openai),
+        _ => None,
     }
+}
+
+/// The provider an opencode provider of the profile's own config speaks
+/// (`mock` of `mock/model`, with its own `baseURL`), by the package it is
+/// made with; None when it has no address of its own or another API.
+pub(super) fn opencode_own_provider(id: &str, env: &BTreeMap<String, String>) -> Option<Provider> {
+    let config = opencode_config(env)?;
+    let p = config.get("provider")?.get(id)?;
+    p.get("options")?.get("baseURL")?.as_str()?;
+    match p.get("npm")?.as_str()? {
+        "@ai-sdk/openai-compatible" | "@ai-sdk/openai" => Some(Provider::Openai),
+        "@ai-sdk/anthropic" => Some(Provider::Anthropic),
+        "@ai-sdk/google" => Some(Provider::Gemini),
+        _ => None,
+    }
+}
+
+/// Whether an opencode model's provider id is one of the three the gateway
+/// knows by name (else: a provider of the profile's config).
+pub(super) fn known_id(id: &str) -> bool {
+    matches!(id, "anthropic" | "openai" | "google" | "gemini")
 }
 
 /// opencode's config given in the profile's environment, if any.
@@ -134,7 +164,7 @@ impl KeyFrom {
 /// Why a profile's agent cannot go through the gateway.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RouteError {
-    #[error("the {0} adapter cannot go through the gateway")]
+    #[error("the {0} adapter cannot go through the gateway (or its model names no provider it knows: anthropic/, openai/, gemini/)")]
     Speaks(String),
     #[error("no key for {provider}; set {} in the profile's env or in baton's environment, or key_command/key_file on [gateway.accounts.<account>] or [gateway.providers.{provider}]", .provider.key_vars().join(" or "))]
     NoKey { provider: Provider },
@@ -156,11 +186,18 @@ pub fn route(
         credential,
         from_profile,
     };
-    let key = credential_for(adapter, model, provider, env, |_| None)
-        .map(|c| given(c, true))
-        .or_else(|| sources.of(provider))
-        .or_else(|| key_for(provider, &BTreeMap::new(), &process_env).map(|c| given(c, false)))
-        .ok_or(RouteError::NoKey { provider })?;
+    let own = credential_for(adapter, model, provider, env, |_| None).map(|c| given(c, true));
+    // An opencode provider of the profile's own goes to its own address:
+    // only its own key may go there, never one found for a vendor.
+    let own_provider =
+        adapter == "opencode" && opencode_provider_id(model, env).is_some_and(|id| !known_id(&id));
+    let key = match own_provider {
+        true => own,
+        false => own
+            .or_else(|| sources.of(provider))
+            .or_else(|| key_for(provider, &BTreeMap::new(), &process_env).map(|c| given(c, false))),
+    }
+    .ok_or(RouteError::NoKey { provider })?;
     // A base URL set for every CLI in baton's own environment (a company
     // proxy) is kept too; the agent gets none of those variables.
     let mut seen = env.clone();
@@ -236,6 +273,20 @@ pub fn decide(
     if !on && matches!(p.executor, Executor::Remote(_)) && !settings.reaches_pods() {
         return Decision::Direct;
     }
+    if !on {
+        // A key set empty in the profile says: not this way (its login).
+        let provider = Provider::of_profile(&p.adapter, p.model.as_deref(), &p.env);
+        let blank = provider
+            .into_iter()
+            .flat_map(|pr| pr.key_vars())
+            .find(|v| p.env.get(**v).is_some_and(|k| k.trim().is_empty()));
+        if let Some(var) = blank {
+            return Decision::Login(format!(
+                "profile {:?}: its env sets {var} empty, so its agent is not behind the model gateway and uses its CLI's own login",
+                p.name
+            ));
+        }
+    }
     let sources = KeySources {
         settings,
         account: p.account_name(),
@@ -268,7 +319,10 @@ pub fn credential_for(
             let k = c.get("provider")?.get(&id)?.get("options")?.get("apiKey")?;
             k.as_str().map(str::to_string)
         });
-        if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
+        // `{env:X}` and `{file:...}` are opencode's to expand, not a key.
+        let literal =
+            |k: &String| !k.trim().is_empty() && !k.contains("{env:") && !k.contains("{file:");
+        if let Some(key) = key.filter(literal) {
             return Some(Credential { key, bearer: false });
         }
     }
@@ -341,6 +395,9 @@ adapter = "codex"
 adapter = "claude"
 gateway = false
 env = { ANTHROPIC_API_KEY = "sk-profile" }
+[agent.blank]
+adapter = "claude"
+env = { ANTHROPIC_API_KEY = "" }
 [agent.on]
 adapter = "codex"
 gateway = true
@@ -376,6 +433,11 @@ adapter = "gemini"
             "{notice}"
         );
         assert_eq!(decided(&p, "off", &[]), Decision::Direct);
+        let Decision::Login(notice) = decided(&p, "blank", &[("ANTHROPIC_API_KEY", "sk-baton")])
+        else {
+            panic!("a key set empty means its login, whatever baton has");
+        };
+        assert!(notice.contains("sets ANTHROPIC_API_KEY empty"), "{notice}");
         assert_eq!(
             decided(&p, "exec", &[]),
             Decision::Direct,
@@ -428,8 +490,27 @@ adapter = "gemini"
             Some(Provider::Gemini)
         );
         assert_eq!(of("exec", "x"), None);
+        // Only what a model surely names: an alias or another vendor's
+        // model is its CLI's to route.
+        for unsure in [
+            "sonnet",
+            "flash",
+            "bedrock/anthropic.claude",
+            "openrouter/x/y",
+            "",
+        ] {
+            assert_eq!(of("aider", unsure), None, "{unsure}");
+            assert_eq!(of("opencode", unsure), None, "{unsure}");
+        }
+        assert_eq!(of("aider", "gpt-4o"), Some(Provider::Openai));
+        assert_eq!(of("aider", "o3-mini"), Some(Provider::Openai));
+        assert_eq!(Provider::of_profile("aider", None, &none), None);
         let mut env = BTreeMap::new();
-        let config = r#"{"model":"mock/m","provider":{"mock":{"npm":"x","options":{"baseURL":"http://old/v1","apiKey":"sk-in-config"}}}}"#;
+        let config = r#"{"model":"mock/m","provider":{"mock":{"npm":"@ai-sdk/openai-compatible","options":{"baseURL":"http://old/v1","apiKey":"sk-in-config"}}}}"#;
+        // A provider of its own speaks the API its package does.
+        let other_api = config.replace("@ai-sdk/openai-compatible", "x");
+        env.insert("OPENCODE_CONFIG_CONTENT".to_string(), other_api);
+        assert_eq!(Provider::of_profile("opencode", None, &env), None);
         env.insert("OPENCODE_CONFIG_CONTENT".to_string(), config.to_string());
         assert_eq!(
             Provider::of_profile("opencode", None, &env),
@@ -446,8 +527,41 @@ adapter = "gemini"
         let options = &merged["provider"]["mock"]["options"];
         assert_eq!(options["baseURL"], "http://127.0.0.1:7/openai/v1");
         assert_eq!(options["apiKey"], "baton-gw-t");
-        assert_eq!(merged["provider"]["mock"]["npm"], "x", "the rest is kept");
+        assert_eq!(
+            merged["provider"]["mock"]["npm"], "@ai-sdk/openai-compatible",
+            "the rest is kept"
+        );
         assert!(!set[0].1.contains("sk-in-config"));
+        // Another provider of its config keeps no key either.
+        let two = config.replace(
+            r#""provider":{"#,
+            r#""provider":{"groq":{"npm":"y","options":{"apiKey":"gsk-other"}},"#,
+        );
+        env.insert("OPENCODE_CONFIG_CONTENT".to_string(), two);
+        let set = agent_env("opencode", Provider::Openai, None, &access, &env);
+        assert!(!set[0].1.contains("gsk-other"), "{}", set[0].1);
+        // A provider of its own with no key of its own: never a vendor's key
+        // (it would go to that provider's address).
+        let keyless = config.replace(r#","apiKey":"sk-in-config""#, "");
+        env.insert("OPENCODE_CONFIG_CONTENT".to_string(), keyless);
+        let baton = |v: &str| (v == "OPENAI_API_KEY").then(|| "sk-openai".to_string());
+        let settings = GatewaySettings::default();
+        let sources = KeySources {
+            settings: &settings,
+            account: "a",
+        };
+        let r = route("opencode", None, &env, &sources, baton);
+        assert_eq!(
+            r.unwrap_err(),
+            RouteError::NoKey {
+                provider: Provider::Openai
+            }
+        );
+        // opencode's own placeholders are not keys.
+        let placeholder = config.replace("sk-in-config", "{env:MOCK_KEY}");
+        env.insert("OPENCODE_CONFIG_CONTENT".to_string(), placeholder);
+        let r = route("opencode", None, &env, &sources, |_| None);
+        assert!(r.is_err(), "{r:?}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum PlannerError {
 /// The agent profiles (and prices) a planner may use, and the default one.
 #[derive(Debug, Clone)]
 pub struct Profiles {
-    /// `[agent.*]` and `[prices]`, as TOML tables.
+    /// `[agent.*]`, `[prices]` and `[gateway]`, as TOML tables.
     pub tables: toml::Table,
     pub default: Option<String>,
 }
@@ -47,7 +47,8 @@ impl Profiles {
             .parse()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
         let mut tables = toml::Table::new();
-        for key in ["agent", "prices"] {
+        // The gateway's too: its key sources and addresses are the profiles'.
+        for key in ["agent", "prices", "gateway"] {
             if let Some(v) = doc.get(key) {
                 tables.insert(key.into(), v.clone());
             }

@@ -58,23 +58,60 @@ pub struct RunOptions {
     pub gateway: Option<&'static crate::gateway::GatewayKind>,
 }
 
-/// The run's model gateway, if a profile goes through it, and a notice
-/// for each profile that could but uses its CLI's own login instead.
+/// A run's gateway (if any profile goes through it), the notices about
+/// profiles that could but do not, and the keys its key sources gave.
+type Started = (
+    Option<Arc<dyn crate::gateway::Gateway>>,
+    Vec<String>,
+    HashMap<crate::gateway::KeySource, String>,
+);
+
+/// The run's model gateway, if a profile goes through it; a notice for
+/// each profile that could but uses its CLI's own login instead; and the
+/// keys of the plan's key sources, read now: one that gives none stops the
+/// run before anything runs, and every key read is masked.
 async fn start_gateway(
     plan: &Plan,
     opts: &RunOptions,
     kept: &std::path::Path,
-) -> Result<(Option<Arc<dyn crate::gateway::Gateway>>, Vec<String>), EngineError> {
-    use crate::gateway::{decide, Decision};
+    repo: &std::path::Path,
+) -> Result<Started, EngineError> {
+    use crate::gateway::{decide, Decision, KeyFrom};
     let from_baton = |v: &str| std::env::var(v).ok();
     let mut through = false;
     let mut notices = Vec::new();
+    let mut keys = HashMap::new();
     for p in plan.agents.values() {
-        match decide(p, &plan.gateway, from_baton) {
-            Decision::Through(_) => through = true,
-            Decision::Login(notice) => notices.push(notice),
-            Decision::Direct => {}
+        let route = match decide(p, &plan.gateway, from_baton) {
+            Decision::Through(r) => r,
+            Decision::Login(notice) => {
+                notices.push(notice);
+                continue;
+            }
+            Decision::Direct => continue,
             Decision::Broken(why) => return Err(EngineError::Io(why)),
+        };
+        through = true;
+        match route.key {
+            KeyFrom::Source { source, owner } if !keys.contains_key(&source) => {
+                let read = crate::gateway::read_key(&source, repo).await;
+                let key = read.map_err(|e| {
+                    let name = &p.name;
+                    let why = format!("the key of {owner} for profile {name:?}: {e} (`baton doctor` shows more)");
+                    EngineError::Io(why)
+                })?;
+                keys.insert(source, key);
+            }
+            // Codex and Gemini CLI may be logged in with a subscription,
+            // which an exported key now passes by: say so.
+            KeyFrom::Given {
+                from_profile: false,
+                ..
+            } if matches!(p.adapter.as_str(), "codex" | "gemini") => notices.push(format!(
+                "profile {:?}: behind the model gateway with the {} key of baton's environment; if its CLI is logged in with a subscription instead, set gateway = false",
+                p.name, route.provider
+            )),
+            _ => {}
         }
     }
     let on = |p: &crate::plan::AgentProfile| p.gateway == crate::plan::GatewayUse::On;
@@ -85,11 +122,11 @@ async fn start_gateway(
                 "a profile has gateway = true, but this baton was built without the model gateway";
             return Err(EngineError::Io(why.into()));
         }
-        _ => return Ok((None, notices)),
+        _ => return Ok((None, notices, HashMap::new())),
     };
     let gw = listen_as_before(kind, &plan.gateway, kept).await?;
     tracing::info!("the model gateway listens at {}", gw.url());
-    Ok((Some(gw), notices))
+    Ok((Some(gw), notices, keys))
 }
 
 /// Starts the gateway where this run's gateway listened before (`kept`
@@ -203,7 +240,11 @@ impl Parts {
             crate::process::withhold(&self.plan.pull.secret_vars());
         }
         let kept = self.paths.run_dir(&self.run_id).join("gateway.addr");
-        let (gateway, notices) = start_gateway(&self.plan, &self.opts, &kept).await?;
+        let (gateway, notices, keys) =
+            start_gateway(&self.plan, &self.opts, &kept, &self.repo.root).await?;
+        // Keys baton read for itself are masked like the agents' own.
+        let keys_read = keys.values().map(String::as_str);
+        let redactor = crate::engine::redactor_for(&self.plan).with_values(keys_read);
         let wiring = Wiring::new();
         let ws = &self.plan.workspace;
         if !ws.sparse.is_empty() {
@@ -228,7 +269,7 @@ impl Parts {
         let run = self.run_id.clone();
         // What this process's agents can see, fingerprinted for views that
         // read the run later (in another process, with another environment).
-        let prints = crate::engine::redactor_for(&self.plan).fingerprints(&run);
+        let prints = redactor.fingerprints(&run);
         let spent_before = self
             .store
             .call(move |s| {
@@ -254,6 +295,9 @@ impl Parts {
         sh.baton = self.opts.baton.as_ref().map(|b| b.display().to_string());
         sh.drivers = self.opts.drivers;
         sh.gateway = gateway;
+        sh.keys = Arc::new(crate::engine::task::gate::Keys::new(keys));
+        sh.redactor = Arc::new(redactor);
+        sh.store.set_redactor(sh.redactor.clone());
         for notice in notices {
             sh.event(None, None, Payload::GatewayNotice { notice })
                 .await;

@@ -26,6 +26,8 @@ pub(crate) struct AgentRun {
     /// The provider's limit the gateway saw last, with no request through
     /// after it.
     pub(super) wire_limit: Option<crate::adapter::limits::Limit>,
+    /// The gateway saw the provider limit one of its requests.
+    pub(super) wire_limited: bool,
 }
 
 pub(super) async fn run_agent(
@@ -89,6 +91,7 @@ pub(super) async fn run_agent(
         wire: Default::default(),
         profile: &profile.name,
         wire_limit: None,
+        wire_limited: false,
     };
     let mut wire = p.gate.as_ref().and_then(|g| g.take_wire());
     let steer = |m: &str| adapter.steer_line(m);
@@ -116,6 +119,7 @@ pub(super) async fn run_agent(
         last_error: watch.last_error,
         limit_hit: p.cgroup.as_ref().and_then(|c| c.hit()),
         wire_limit: watch.wire_limit,
+        wire_limited: watch.wire_limited,
     }
 }
 

@@ -165,7 +165,7 @@ pub(crate) async fn run(
             .finish(AttemptStatus::Failed, *code, Some(reason))
             .await;
         return Step::Limited(Limited {
-            at_wire: ran.wire_limit.is_some(),
+            at_wire: ran.wire_limited,
             limit: limit.clone(),
             reason: reason.clone(),
             commit,

@@ -106,24 +106,44 @@ pub(super) async fn pass(
     }))
 }
 
-/// The keys the plan's key sources gave this run, each read once: a key
-/// command may ask a person (a password manager) or be slow.
+/// The keys the plan's key sources gave this run, read once as it starts
+/// (a key command may ask a person, a password manager, or be slow).
 #[derive(Default)]
 pub(crate) struct Keys {
     read: tokio::sync::Mutex<HashMap<KeySource, String>>,
 }
 
 impl Keys {
+    pub fn new(read: HashMap<KeySource, String>) -> Keys {
+        Keys {
+            read: tokio::sync::Mutex::new(read),
+        }
+    }
+
     async fn read(&self, source: &KeySource, repo: &std::path::Path) -> Result<String, String> {
         // Held while reading: two attempts starting at once run it once.
         let mut read = self.read.lock().await;
         if let Some(k) = read.get(source) {
             return Ok(k.clone());
         }
-        let key = gateway::read_key(source, repo).await?;
+        let key = gateway::read_key(source, repo).await.map_err(|e| e.why)?;
         read.insert(source.clone(), key.clone());
         Ok(key)
     }
+}
+
+/// Every `key_file` of the plan, as a path a sandbox hides.
+pub(super) fn key_files(sh: &Shared) -> Vec<String> {
+    let g = &sh.plan.gateway;
+    g.account_keys
+        .values()
+        .chain(g.provider_keys.values())
+        .filter_map(|k| match k {
+            KeySource::File(f) => Some(gateway::file_path(f, &sh.repo.root)),
+            KeySource::Command(_) => None,
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// The longest the end of an attempt waits for the gateway to tell of

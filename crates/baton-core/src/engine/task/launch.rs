@@ -97,10 +97,12 @@ pub(super) async fn prepare(
         env.extend(g.env.iter().cloned());
         unset.extend(crate::gateway::PROVIDER_VARS.iter().map(OsString::from));
     }
-    let spec = profile
-        .sandbox
-        .as_ref()
-        .map(|s| super::gate::network(s, gate.as_ref()));
+    let spec = profile.sandbox.as_ref().map(|s| {
+        let mut s = super::gate::network(s, gate.as_ref());
+        // A key baton reads from a file is never the agent's to read.
+        s.hide.extend(super::gate::key_files(sh));
+        s
+    });
     let (jail, own_git, cgroup) = match &spec {
         Some(spec) => {
             let own =

@@ -45,6 +45,9 @@ pub(crate) struct Watch<'a> {
     /// request went through after it: how the attempt ended, when its
     /// agent gave up on it.
     pub wire_limit: Option<Limit>,
+    /// The provider limited one of the attempt's requests (its own event
+    /// counts the limit).
+    pub wire_limited: bool,
 }
 
 impl Watch<'_> {
@@ -217,9 +220,9 @@ impl Watch<'_> {
                 ms,
             } => {
                 self.wire.requests += 1;
-                if status < 400 {
-                    self.wire_limit = None;
-                }
+                // Answered, not limited: whatever the agent ends on now
+                // is not the limit before it.
+                self.wire_limit = None;
                 let model = model.or_else(|| self.meter.model.clone());
                 let prices = &self.sh.prices;
                 let cost = usage.and_then(|u| {
@@ -320,15 +323,17 @@ impl Watch<'_> {
             resets_at: None,
             detail: detail.clone(),
         });
-        limit.retry_after_ms = retry_after.map(|s| s * 1000).or(limit.retry_after_ms);
+        let asked = retry_after.map(|s| s.min(MAX_WIRE_HOLD_SECS).saturating_mul(1000));
+        limit.retry_after_ms = asked.or(limit.retry_after_ms);
         let wait_ms = limit.retry_after_ms.unwrap_or(WIRE_HOLD_MS);
+        self.wire_limited = true;
         let reason = format!(
             "the provider limited a request of {} ({status}): the account waits",
             self.task
         );
         let _ = self.sh.notes.send(WorkerNote::Limited {
             profile: self.profile.to_string(),
-            until_ms: now_ms() + wait_ms as i64,
+            until_ms: now_ms().saturating_add(i64::try_from(wait_ms).unwrap_or(i64::MAX)),
             reason,
         });
         self.wire_limit = Some(limit);
@@ -338,6 +343,8 @@ impl Watch<'_> {
 /// How long the board holds an account after a limit that named no time
 /// (as long as the gateway holds its requests).
 const WIRE_HOLD_MS: u64 = 5_000;
+/// The longest a provider's `retry-after` is taken at its word (a day).
+const MAX_WIRE_HOLD_SECS: u64 = 24 * 60 * 60;
 
 impl AttemptSink for Watch<'_> {
     async fn delivered(&mut self, id: i64) {
