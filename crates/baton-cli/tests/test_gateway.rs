@@ -389,14 +389,23 @@ fn a_limit_at_the_wire_keeps_the_accounts_next_task_from_starting_until_it_passe
     let server = ModelServer::start(scripts_for_three().outage(outage));
     let env = TestEnv::new();
     let mut plan = gateway_plan(&env, &["claude"], &server, "", "");
-    plan.push_str(
-        "[agent.prep]\nadapter = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 1\"]\n\n\
+    // `prep` ends once the provider has limited `first` (the test says so),
+    // so `later` becomes ready while the limit lasts.
+    let flag = env.scratch("limited");
+    let wait = format!("until [ -e {} ]; do sleep 0.05; done", flag.display());
+    plan.push_str(&format!(
+        "[agent.prep]\nadapter = \"exec\"\ncommand = [\"sh\", \"-c\", {wait:?}]\n\n\
          [[task]]\nid = \"first\"\nagent = \"claude\"\nprompt = \"Write t0.txt. [[script:t0]]\"\n\n\
          [[task]]\nid = \"prep\"\nagent = \"prep\"\nprompt = \"wait\"\nmerge = false\n\n\
          [[task]]\nid = \"later\"\nagent = \"claude\"\nneeds = [\"prep\"]\nprompt = \"Write t1.txt. [[script:t1]]\"\n",
-    );
+    ));
     env.write("baton.toml", &plan);
-    let r = run_json(&env, &[]);
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("the provider to limit a request", 60, || {
+        server.requests().iter().any(|q| q.refused.is_some())
+    });
+    std::fs::write(&flag, "").unwrap();
+    let r = parse_run(child.wait_with_output().expect("baton ends"));
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
     let limited = store_rows(
         &env,
@@ -424,16 +433,34 @@ fn a_limit_at_the_wire_keeps_the_accounts_next_task_from_starting_until_it_passe
 #[test]
 fn the_gateway_reaches_a_provider_over_https_only_with_a_certificate_it_trusts() {
     use baton_testutils::tls::TestCa;
-    if bins(&["claude"]).is_none() {
+    let agents = ["claude", "codex", "gemini", "opencode", "aider"];
+    if bins(&agents).is_none() {
         return;
     }
     let env = TestEnv::new();
     let ca = TestCa::new(&env.scratch("ca"));
-    let script = vec![Step::write("tls.txt", "over https\n"), Step::say("done")];
-    let server = ModelServer::start_tls(Scripts::new().script("tls", script), &ca);
+    let scripts = agents.iter().fold(Scripts::new(), |s, a| {
+        let file = format!("{a}.txt");
+        s.script(
+            a,
+            vec![Step::write(&file, "over https\n"), Step::say("done")],
+        )
+    });
+    let server = ModelServer::start_tls(scripts, &ca);
     assert!(server.url().starts_with("https://"));
-    let mut plan = gateway_plan(&env, &["claude"], &server, "", "");
-    plan.push_str("[[task]]\nid = \"tls\"\nagent = \"claude\"\nprompt = \"Write tls.txt. [[script:tls]]\"\nretries = 0\n");
+    let mut plan = gateway_plan(&env, &agents, &server, "", "");
+    let profiles = plan.clone();
+    // The five CLIs, each through the gateway to the provider over HTTPS.
+    for a in agents {
+        let context = if a == "aider" {
+            "context = [\"aider.txt\"]\n"
+        } else {
+            ""
+        };
+        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n{context}\n"));
+    }
+    env.write("aider.txt", "");
+    env.commit_all("an empty file for aider to edit");
     env.write("baton.toml", &plan);
     let trusted = parse_run(output(
         baton(&env)
@@ -441,13 +468,24 @@ fn the_gateway_reaches_a_provider_over_https_only_with_a_certificate_it_trusts()
             .env("SSL_CERT_FILE", &ca.ca_pem),
     ));
     assert_eq!(trusted.code, 0, "{}\n{:#}", trusted.stderr, trusted.report);
-    assert_eq!(
-        task_show(&env, &trusted.report, "tls", "tls.txt").as_deref(),
-        Some("over https\n")
-    );
+    for a in agents {
+        assert_eq!(
+            task_show(&env, &trusted.report, a, &format!("{a}.txt")).as_deref(),
+            Some("over https\n"),
+            "{a}"
+        );
+        let (_, header) = key_of(a);
+        let keyed = |q: &&baton_testutils::model_server::Recorded| {
+            q.header(header).is_some_and(|v| v.contains(REAL_KEY))
+        };
+        assert!(server.requests().iter().any(|q| keyed(&q)), "{a}");
+    }
     let seen = server.requests();
-    assert!(seen.iter().any(|q| q.header("x-api-key") == Some(REAL_KEY)));
 
+    // The same provider, its CA not trusted: nothing reaches it.
+    plan = profiles;
+    plan.push_str("[[task]]\nid = \"tls\"\nagent = \"claude\"\nprompt = \"Write tls.txt. [[script:claude]]\"\nretries = 0\n");
+    env.write("baton.toml", &plan);
     // The same provider, its CA not trusted: nothing reaches it.
     let untrusted = parse_run(output(
         baton(&env)
