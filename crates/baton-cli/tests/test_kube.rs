@@ -378,6 +378,30 @@ fn claude_code_does_its_task_in_a_pod_with_its_key_from_a_secret() {
     assert!(jobs_of(&kc, &id).is_empty());
 }
 
+/// A plan of one task (`task`, its script of the same name) for Claude Code
+/// in a pod behind the gateway (pods share the host's network here: they
+/// reach it at 127.0.0.1), its profile holding `key`.
+fn claude_in_a_pod_behind_the_gateway(
+    env: &TestEnv,
+    kc: &str,
+    claude: &Path,
+    server: &baton_testutils::model_server::ModelServer,
+    key: &str,
+    task: &str,
+) -> String {
+    let agents = claude.parent().unwrap().parent().unwrap();
+    let agents = agents.display().to_string();
+    let node = "/usr/bin/node:/opt/node/bin/node";
+    let path = "/opt/node/bin:/usr/local/bin:/usr/bin:/bin";
+    let mounts = format!("mounts = [{agents:?}, {node:?}, ");
+    let head = header(kc).replacen("mounts = [", &mounts, 1);
+    let more = [("PATH", path), ("ANTHROPIC_API_KEY", key)];
+    let profile = crate::test_real_agents::profile_with(env, "claude", claude, server, &more, "");
+    format!(
+        "[gateway]\nhost = \"127.0.0.1\"\n\n{head}{profile}[[task]]\nid = \"{task}\"\nagent = \"claude\"\nprompt = \"Do it. [[script:{task}]]\"\ntimeout = \"4m\"\n"
+    )
+}
+
 /// The recommended setup: Claude Code in a pod reaches its provider through
 /// baton's model gateway (`[gateway] host`: the name pods reach this
 /// machine by; the test cluster shares the host's network), with a token
@@ -400,26 +424,7 @@ fn claude_code_in_a_pod_goes_through_the_gateway_and_the_job_holds_no_key() {
         ],
     ));
     let env = TestEnv::new();
-    let agents = bins[0].parent().unwrap().parent().unwrap();
-    let agents = agents.display().to_string();
-    let node = "/usr/bin/node:/opt/node/bin/node";
-    let path = "/opt/node/bin:/usr/local/bin:/usr/bin:/bin";
-    let head = header(&kc).replacen(
-        "mounts = [",
-        &format!("mounts = [{agents:?}, {node:?}, "),
-        1,
-    );
-    let profile = crate::test_real_agents::profile_with(
-        &env,
-        "claude",
-        &bins[0],
-        &server,
-        &[("PATH", path), ("ANTHROPIC_API_KEY", REAL_KEY)],
-        "",
-    );
-    let plan = format!(
-        "[gateway]\nhost = \"127.0.0.1\"\n\n{head}{profile}[[task]]\nid = \"hello\"\nagent = \"claude\"\nprompt = \"Say hello. [[script:hello]]\"\ntimeout = \"4m\"\n"
-    );
+    let plan = claude_in_a_pod_behind_the_gateway(&env, &kc, &bins[0], &server, REAL_KEY, "hello");
     env.write("baton.toml", &plan);
     env.commit_all("plan");
     let r = run_json(&env, &[]);
@@ -483,26 +488,7 @@ fn a_resumed_run_honours_the_token_of_the_pod_it_adopts() {
         ],
     ));
     let env = TestEnv::new();
-    let agents = bins[0].parent().unwrap().parent().unwrap();
-    let agents = agents.display().to_string();
-    let node = "/usr/bin/node:/opt/node/bin/node";
-    let path = "/opt/node/bin:/usr/local/bin:/usr/bin:/bin";
-    let head = header(&kc).replacen(
-        "mounts = [",
-        &format!("mounts = [{agents:?}, {node:?}, "),
-        1,
-    );
-    let profile = crate::test_real_agents::profile_with(
-        &env,
-        "claude",
-        &bins[0],
-        &server,
-        &[("PATH", path), ("ANTHROPIC_API_KEY", REAL_KEY)],
-        "",
-    );
-    let plan = format!(
-        "[gateway]\nhost = \"127.0.0.1\"\n\n{head}{profile}[[task]]\nid = \"long\"\nagent = \"claude\"\nprompt = \"Work long. [[script:long]]\"\ntimeout = \"4m\"\n"
-    );
+    let plan = claude_in_a_pod_behind_the_gateway(&env, &kc, &bins[0], &server, REAL_KEY, "long");
     env.write("baton.toml", &plan);
     env.commit_all("plan");
     let mut child = spawn_baton(&env, &["run", "--json"]);
