@@ -60,6 +60,7 @@ enum Command {
     Discard(commands::discard::DiscardArgs),
     Land(commands::land::LandArgs),
     Runs(commands::runs::RunsArgs),
+    Stats(commands::stats::StatsArgs),
     Clean(commands::clean::CleanArgs),
     Check(commands::check::CheckArgs),
     Doctor(commands::doctor::DoctorArgs),
@@ -259,6 +260,7 @@ fn main() -> ExitCode {
             | Command::Check(_)
             | Command::Doctor(_)
             | Command::Runs(_)
+            | Command::Stats(_)
     ) {
         // Read-only commands end quietly when their output pipe closes (`| head`).
         // SAFETY: restoring the default disposition of SIGPIPE is always sound.
@@ -307,6 +309,7 @@ fn main() -> ExitCode {
             Command::Discard(a) => commands::discard::run(&cwd, a).await,
             Command::Land(a) => commands::land::run(&cwd, a).await,
             Command::Runs(a) => commands::runs::run(&cwd, a).await,
+            Command::Stats(a) => commands::stats::run(&cwd, a).await,
             Command::Clean(a) => commands::clean::run(&cwd, a).await,
             Command::Check(a) => commands::check::run(&cwd, a).await,
             Command::Doctor(a) => commands::doctor::run(&cwd, a).await,

@@ -31,6 +31,7 @@ mod test_sandbox;
 mod test_schedules;
 mod test_serve;
 mod test_sources;
+mod test_stats;
 mod test_usage;
 mod test_verify;
 mod test_walls;

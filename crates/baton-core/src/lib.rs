@@ -33,6 +33,7 @@ pub mod report;
 pub mod review;
 pub mod sandbox;
 pub mod secrets;
+pub mod stats;
 pub mod store;
 pub mod template;
 pub mod tracker;

@@ -157,6 +157,27 @@ async fn a_run_started_from_the_api_is_visible_in_every_view() {
     assert_eq!(two["needs"], json!(["one"]));
     assert_eq!(two["agent"], "fake");
     assert_eq!(two["result"], "two saw made one");
+    // The scorecard counts both, at their first try.
+    let (s, card) = a.get("/api/stats?since=1h").await;
+    assert_eq!(s, StatusCode::OK, "{card}");
+    let fake = &card["lines"][0];
+    assert_eq!(
+        (
+            &fake["name"],
+            &fake["tasks"],
+            &fake["first_try"],
+            &fake["failed"]
+        ),
+        (&json!("fake"), &json!(2), &json!(2), &json!(0)),
+        "{card}"
+    );
+    let (s, card) = a.get("/api/stats?by=model").await;
+    assert_eq!(
+        (s, &card["lines"][0]["name"]),
+        (StatusCode::OK, &json!("unknown"))
+    );
+    let (s, bad) = a.get("/api/stats?since=soon").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
 
     let (s, d) = a.get(&format!("/api/runs/{run}/tasks/one")).await;
     assert_eq!(s, StatusCode::OK);
@@ -551,6 +572,7 @@ async fn openapi_and_dashboard_are_served() {
     assert_eq!(doc["openapi"], "3.1.0");
     for p in [
         "/api/runs",
+        "/api/stats",
         "/api/runs/{run}",
         "/api/runs/{run}/tasks/{task}/diff",
         "/api/runs/{run}/tasks/{task}/steer",

@@ -24,6 +24,7 @@ pub mod review;
 pub mod run;
 pub mod runs;
 pub mod serve;
+pub mod stats;
 pub mod status;
 pub mod steer;
 pub mod stop;

@@ -13,6 +13,7 @@ mod records;
 mod reviews;
 mod schedules;
 mod sources;
+mod stats;
 
 pub use messages::Message;
 pub use ports::PORT_RANGE;

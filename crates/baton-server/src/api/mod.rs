@@ -11,6 +11,7 @@ mod plans;
 mod push;
 mod review;
 mod runs;
+mod stats;
 mod tasks;
 
 pub use crate::error::ApiError;
@@ -58,6 +59,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/session", post(tasks::session))
         .route("/runs", get(runs::list).post(runs::start))
+        .route("/stats", get(stats::scorecard_of))
         .route("/plans", post(plans::propose))
         .route("/plans/{run}", get(plans::proposal))
         .route("/plans/{run}/discard", post(plans::discard))

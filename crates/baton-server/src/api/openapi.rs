@@ -73,6 +73,7 @@ pub async fn document() -> Json<Value> {
                     "4XX": { "description": "not proven (401), no such hook (404), not JSON (400), a prompt the delivery cannot make (422)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
                 } } },
             "/api/incoming": { "get": op("Where work comes in from: the served plan's sources (with the items taken lately, each with its run and task), schedules (with their next time and what they started last) and hooks", &[], None, 200, obj.clone()) },
+            "/api/stats": { "get": op("The scorecard: per profile (?by=profile, the default) or model (?by=model), over the runs since ?since= (default 30d): tasks finished, first-try successes, successes after retries, failures, gate failures, mean and p90 time, mean cost; best first", &[], None, 200, obj.clone()) },
             "/api/runs": {
                 "get": op("Runs, newest first", &[], None, 200, obj.clone()),
                 "post": op("Start a run of a plan file in the repository (`plan`), or of plan text (`source`); `proposal` (a planner's run) says yes to its plan, as written or as `source`", &[], Some(json!({ "type": "object", "properties": { "plan": { "type": "string" }, "source": { "type": "string" }, "proposal": { "type": "string" } } })), 201, json!({ "type": "object", "properties": { "run": { "type": "string" } } }))

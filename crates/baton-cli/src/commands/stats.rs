@@ -1,0 +1,92 @@
+//! `baton stats`: the scorecard of this repository's agent profiles (or
+//! models), over its runs since a time.
+
+use super::{open_repo, open_store};
+use baton_core::clock::now_ms;
+use baton_core::duration::{human, parse_duration};
+use baton_core::stats::{scorecard, By, Line};
+use clap::{Args, ValueEnum};
+use std::path::Path;
+use std::time::Duration;
+
+/// How each agent profile (or model) has done on this repository's tasks:
+/// tasks finished, first-try successes, successes after retries, failures,
+/// gate failures, mean and 90th-percentile time, mean cost. Best first.
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Over the runs started this long ago or later ("30d", "12h"; default 30d).
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    /// One line per profile (default) or per model.
+    #[arg(long, value_enum, default_value_t = ByArg::Profile)]
+    pub by: ByArg,
+    /// Print the lines as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ByArg {
+    Profile,
+    Model,
+}
+
+pub async fn run(cwd: &Path, args: StatsArgs) -> anyhow::Result<i32> {
+    let since = parse_duration(&args.since)
+        .map_err(|e| anyhow::anyhow!("--since {:?}: {e}", args.since))?;
+    let by = match args.by {
+        ByArg::Profile => By::Profile,
+        ByArg::Model => By::Model,
+    };
+    let repo = open_repo(cwd)?;
+    let (store, _) = open_store(&repo)?;
+    let from = now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+    let tasks = store.call(move |s| s.task_outcomes(from)).await?;
+    let lines = scorecard(&tasks, by);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+        return Ok(0);
+    }
+    if lines.is_empty() {
+        eprintln!("no finished tasks in the last {}", args.since);
+        return Ok(0);
+    }
+    let what = match by {
+        By::Profile => "profile",
+        By::Model => "model",
+    };
+    println!(
+        "{what:<20} {:>5} {:>9} {:>13} {:>6} {:>8} {:>6} {:>8} {:>8} {:>9}",
+        "tasks",
+        "first try",
+        "after retries",
+        "failed",
+        "success",
+        "gates",
+        "mean",
+        "p90",
+        "mean cost"
+    );
+    for l in &lines {
+        println!("{}", row(l));
+    }
+    Ok(0)
+}
+
+fn row(l: &Line) -> String {
+    let time = |ms: Option<i64>| ms.map_or("-".into(), |m| human(Duration::from_millis(m as u64)));
+    let cost = l.mean_cost_usd.map_or("-".into(), |c| format!("${c:.2}"));
+    format!(
+        "{:<20} {:>5} {:>9} {:>13} {:>6} {:>7.0}% {:>6} {:>8} {:>8} {:>9}",
+        l.name,
+        l.tasks,
+        l.first_try,
+        l.after_retries,
+        l.failed,
+        l.success_rate * 100.0,
+        l.gate_failures,
+        time(l.mean_ms),
+        time(l.p90_ms),
+        cost
+    )
+}

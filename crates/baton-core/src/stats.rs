@@ -1,0 +1,169 @@
+//! The scorecard: how each agent profile (or model) has done on this
+//! repository's tasks, over every run since a time: tasks finished, how
+//! many succeeded at the first try and how many after retries, how many
+//! failed, gate failures, time and cost. Pure: the store gives one
+//! [`TaskOutcome`] per finished task, [`scorecard`] adds them up.
+
+use crate::model::TaskStatus;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One finished task, as the scorecard counts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOutcome {
+    /// The profile that finished it (after any fallback).
+    pub profile: String,
+    /// The model its last work attempt used, if known.
+    pub model: Option<String>,
+    pub status: TaskStatus,
+    /// Its work attempts (a retry is one more; a resolver's is not).
+    pub tries: u32,
+    /// Gates that failed, over all its attempts.
+    pub gate_failures: u32,
+    /// From its first attempt's start to its end.
+    pub duration_ms: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+/// What the scorecard's lines are per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum By {
+    Profile,
+    Model,
+}
+
+/// One profile's (or model's) record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Line {
+    /// The profile or model (`unknown` when a task's model was never said).
+    pub name: String,
+    /// Tasks finished (succeeded or failed).
+    pub tasks: u32,
+    pub first_try: u32,
+    pub after_retries: u32,
+    pub failed: u32,
+    /// Succeeded over finished, 0 to 1.
+    pub success_rate: f64,
+    pub gate_failures: u32,
+    pub mean_ms: Option<i64>,
+    pub p90_ms: Option<i64>,
+    /// Over the tasks whose cost is known.
+    pub mean_cost_usd: Option<f64>,
+}
+
+/// The record of each profile (or model) over `tasks`, best first (by
+/// success rate, then more tasks, then name). Tasks that did not finish
+/// (skipped, stopped, still running) are not counted.
+pub fn scorecard(tasks: &[TaskOutcome], by: By) -> Vec<Line> {
+    let mut groups: BTreeMap<String, Vec<&TaskOutcome>> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| finished(t.status)) {
+        let name = match by {
+            By::Profile => t.profile.clone(),
+            By::Model => t.model.clone().unwrap_or_else(|| "unknown".into()),
+        };
+        groups.entry(name).or_default().push(t);
+    }
+    let mut lines: Vec<Line> = groups.into_iter().map(|(n, ts)| line(n, &ts)).collect();
+    lines.sort_by(|a, b| {
+        b.success_rate
+            .total_cmp(&a.success_rate)
+            .then(b.tasks.cmp(&a.tasks))
+            .then(a.name.cmp(&b.name))
+    });
+    lines
+}
+
+fn finished(s: TaskStatus) -> bool {
+    matches!(s, TaskStatus::Succeeded | TaskStatus::Failed)
+}
+
+fn line(name: String, ts: &[&TaskOutcome]) -> Line {
+    let ok = |t: &&&TaskOutcome| t.status == TaskStatus::Succeeded;
+    let first_try = ts.iter().filter(ok).filter(|t| t.tries <= 1).count() as u32;
+    let succeeded = ts.iter().filter(ok).count() as u32;
+    let tasks = ts.len() as u32;
+    let mut times: Vec<i64> = ts.iter().filter_map(|t| t.duration_ms).collect();
+    times.sort_unstable();
+    let costs: Vec<f64> = ts.iter().filter_map(|t| t.cost_usd).collect();
+    Line {
+        name,
+        tasks,
+        first_try,
+        after_retries: succeeded - first_try,
+        failed: tasks - succeeded,
+        success_rate: f64::from(succeeded) / f64::from(tasks.max(1)),
+        gate_failures: ts.iter().map(|t| t.gate_failures).sum(),
+        mean_ms: (!times.is_empty()).then(|| times.iter().sum::<i64>() / times.len() as i64),
+        p90_ms: p90(&times),
+        mean_cost_usd: (!costs.is_empty()).then(|| costs.iter().sum::<f64>() / costs.len() as f64),
+    }
+}
+
+/// The nearest-rank 90th percentile of sorted `xs`.
+fn p90(xs: &[i64]) -> Option<i64> {
+    let rank = (xs.len() * 9).div_ceil(10);
+    xs.get(rank.checked_sub(1)?).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(profile: &str, model: &str, status: TaskStatus, tries: u32, ms: i64) -> TaskOutcome {
+        TaskOutcome {
+            profile: profile.into(),
+            model: Some(model.into()).filter(|m: &String| !m.is_empty()),
+            status,
+            tries,
+            gate_failures: tries.saturating_sub(1),
+            duration_ms: Some(ms),
+            cost_usd: Some(ms as f64 / 1000.0),
+        }
+    }
+
+    #[test]
+    fn each_profile_is_counted_from_its_finished_tasks_best_first() {
+        use TaskStatus::*;
+        let tasks = vec![
+            t("claude", "sonnet", Succeeded, 1, 1000),
+            t("claude", "sonnet", Succeeded, 3, 3000),
+            t("claude", "opus", Failed, 2, 2000),
+            t("codex", "gpt-5", Succeeded, 1, 500),
+            t("codex", "gpt-5", Skipped, 0, 0),
+            t("gemini", "", Failed, 1, 100),
+        ];
+        let card = scorecard(&tasks, By::Profile);
+        let names: Vec<&str> = card.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["codex", "claude", "gemini"]);
+        let claude = &card[1];
+        assert_eq!(
+            (
+                claude.tasks,
+                claude.first_try,
+                claude.after_retries,
+                claude.failed
+            ),
+            (3, 1, 1, 1)
+        );
+        assert!((claude.success_rate - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(claude.gate_failures, 3);
+        assert_eq!((claude.mean_ms, claude.p90_ms), (Some(2000), Some(3000)));
+        assert_eq!(claude.mean_cost_usd, Some(2.0));
+        assert_eq!(card[0].tasks, 1, "a skipped task is not counted");
+        let by_model = scorecard(&tasks, By::Model);
+        let names: Vec<&str> = by_model.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["gpt-5", "sonnet", "opus", "unknown"]);
+        assert!(scorecard(&[], By::Profile).is_empty());
+    }
+
+    #[test]
+    fn the_ninetieth_percentile_is_the_nearest_rank() {
+        assert_eq!(p90(&[]), None);
+        assert_eq!(p90(&[7]), Some(7));
+        let ten: Vec<i64> = (1..=10).collect();
+        assert_eq!(p90(&ten), Some(9));
+        let eleven: Vec<i64> = (1..=11).collect();
+        assert_eq!(p90(&eleven), Some(10));
+    }
+}
