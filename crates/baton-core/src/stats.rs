@@ -16,11 +16,12 @@ pub struct TaskOutcome {
     /// The model its last work attempt used, if known.
     pub model: Option<String>,
     pub status: TaskStatus,
-    /// Its work attempts (a retry is one more; a resolver's is not).
-    pub tries: u32,
+    /// Its failed attempts (and a person's retry), the engine's own count:
+    /// a steer, a question, a provider's limit or an interruption is not one.
+    pub failures: u32,
     /// Gates that failed, over all its attempts.
     pub gate_failures: u32,
-    /// From its first attempt's start to its end.
+    /// Its agents' time: its work attempts' durations, summed.
     pub duration_ms: Option<i64>,
     pub cost_usd: Option<f64>,
 }
@@ -54,7 +55,8 @@ pub struct Line {
 
 /// The record of each profile (or model) over `tasks`, best first (by
 /// success rate, then more tasks, then name). Tasks that did not finish
-/// (skipped, stopped, still running) are not counted.
+/// (skipped, stopped, still running) are not counted; a first-try success
+/// is one with no failed attempt.
 pub fn scorecard(tasks: &[TaskOutcome], by: By) -> Vec<Line> {
     let mut groups: BTreeMap<String, Vec<&TaskOutcome>> = BTreeMap::new();
     for t in tasks.iter().filter(|t| finished(t.status)) {
@@ -80,7 +82,7 @@ fn finished(s: TaskStatus) -> bool {
 
 fn line(name: String, ts: &[&TaskOutcome]) -> Line {
     let ok = |t: &&&TaskOutcome| t.status == TaskStatus::Succeeded;
-    let first_try = ts.iter().filter(ok).filter(|t| t.tries <= 1).count() as u32;
+    let first_try = ts.iter().filter(ok).filter(|t| t.failures == 0).count() as u32;
     let succeeded = ts.iter().filter(ok).count() as u32;
     let tasks = ts.len() as u32;
     let mut times: Vec<i64> = ts.iter().filter_map(|t| t.duration_ms).collect();
@@ -115,7 +117,7 @@ mod tests {
             profile: profile.into(),
             model: Some(model.into()).filter(|m: &String| !m.is_empty()),
             status,
-            tries,
+            failures: tries.saturating_sub(1),
             gate_failures: tries.saturating_sub(1),
             duration_ms: Some(ms),
             cost_usd: Some(ms as f64 / 1000.0),
@@ -153,7 +155,11 @@ mod tests {
         assert_eq!(card[0].tasks, 1, "a skipped task is not counted");
         let by_model = scorecard(&tasks, By::Model);
         let names: Vec<&str> = by_model.iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(names, ["gpt-5", "sonnet", "opus", "unknown"]);
+        assert_eq!(
+            names,
+            ["sonnet", "gpt-5", "opus", "unknown"],
+            "more tasks first at one rate"
+        );
         assert!(scorecard(&[], By::Profile).is_empty());
     }
 

@@ -10,11 +10,12 @@ use std::path::Path;
 use std::time::Duration;
 
 /// How each agent profile (or model) has done on this repository's tasks:
-/// tasks finished, first-try successes, successes after retries, failures,
-/// gate failures, mean and 90th-percentile time, mean cost. Best first.
+/// tasks finished, first-try successes (no failed attempt), successes after
+/// retries, failures, gate failures, mean and 90th-percentile time (the
+/// agents' own, summed over a task's attempts), mean cost. Best first.
 #[derive(Args)]
 pub struct StatsArgs {
-    /// Over the runs started this long ago or later ("30d", "12h"; default 30d).
+    /// Over the tasks that finished this long ago or later ("30d", "12h"; default 30d).
     #[arg(long, default_value = "30d")]
     pub since: String,
     /// One line per profile (default) or per model.

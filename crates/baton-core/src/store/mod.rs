@@ -289,6 +289,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN cache_write_tokens INTEGER;
     ALTER TABLE tasks ADD COLUMN gateway_requests INTEGER;
     ALTER TABLE tasks ADD COLUMN reported_cost_usd REAL",
+    // The events the scorecard counts per task (failed attempts, gates): a
+    // partial index, so that the many others cost nothing more to write.
+    "CREATE INDEX IF NOT EXISTS events_outcomes ON events (run_id, task_id) WHERE kind IN ('attempt_failed', 'gate_finished')",
 ];
 
 /// A task's usage: the sum of its attempts'.

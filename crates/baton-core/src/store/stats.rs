@@ -1,5 +1,5 @@
-//! What the scorecard ([`crate::stats`]) reads: every finished task of the
-//! repository's runs since a time.
+//! What the scorecard ([`crate::stats`]) reads: every task of the
+//! repository that finished since a time.
 
 use super::{Result, Store};
 use crate::model::TaskStatus;
@@ -7,39 +7,48 @@ use crate::stats::TaskOutcome;
 use rusqlite::params;
 
 impl Store {
-    /// Every finished task of the runs started at or after `since_ms`
-    /// (planners' runs included: their task is a plan), oldest first.
+    /// Every task that finished (succeeded or failed) at or after
+    /// `since_ms`, in any run (planners' included: their task is a plan).
     pub fn task_outcomes(&self, since_ms: i64) -> Result<Vec<TaskOutcome>> {
         let conn = self.reader();
+        // Failed attempts are the engine's own count (a steer, a question,
+        // a limit or an interruption starts a new attempt, not a failure);
+        // a person's retry counts as one more. Time is the agents' own, over
+        // the task's work attempts (not setup, waits or the merge queue).
         let mut q = conn.prepare(
-            "SELECT t.agent, t.status, t.started_at, t.finished_at, t.cost_usd,
-                (SELECT COUNT(*) FROM attempts a
-                  WHERE a.run_id = t.run_id AND a.task_id = t.id AND a.kind = 'work'),
+            "SELECT t.agent, t.status, t.cost_usd,
+                (SELECT COUNT(*) FROM events e
+                  WHERE e.run_id = t.run_id AND e.task_id = t.id
+                    AND e.kind IN ('attempt_failed', 'gate_finished') AND e.kind = 'attempt_failed')
+                  + (t.retry_from > 0),
                 (SELECT a.model FROM attempts a
                   WHERE a.run_id = t.run_id AND a.task_id = t.id AND a.kind = 'work'
+                    AND a.model IS NOT NULL
                   ORDER BY a.n DESC LIMIT 1),
                 (SELECT COUNT(*) FROM events e
-                  WHERE e.run_id = t.run_id AND e.task_id = t.id AND e.kind = 'gate_finished'
-                    AND json_extract(e.data, '$.passed') = 0)
+                  WHERE e.run_id = t.run_id AND e.task_id = t.id
+                    AND e.kind IN ('attempt_failed', 'gate_finished')
+                    AND e.kind = 'gate_finished' AND json_extract(e.data, '$.passed') = 0),
+                (SELECT SUM(a.finished_at - a.started_at) FROM attempts a
+                  WHERE a.run_id = t.run_id AND a.task_id = t.id AND a.kind = 'work'
+                    AND a.finished_at IS NOT NULL)
              FROM tasks t JOIN runs r ON r.id = t.run_id
-             WHERE r.created_at >= ?1 AND t.status IN (?2, ?3)
-             ORDER BY r.created_at, t.position",
+             WHERE COALESCE(t.finished_at, r.created_at) >= ?1 AND t.status IN (?2, ?3)
+             ORDER BY t.finished_at",
         )?;
         let rows = q.query_map(
             params![since_ms, TaskStatus::Succeeded, TaskStatus::Failed],
             |r| {
-                let started: Option<i64> = r.get(2)?;
-                let finished: Option<i64> = r.get(3)?;
                 Ok(TaskOutcome {
                     profile: r
                         .get::<_, Option<String>>(0)?
-                        .unwrap_or_else(|| "default".into()),
+                        .unwrap_or_else(|| "(unknown)".into()),
                     status: r.get(1)?,
-                    duration_ms: started.zip(finished).map(|(s, f)| (f - s).max(0)),
-                    cost_usd: r.get(4)?,
-                    tries: r.get(5)?,
-                    model: r.get(6)?,
-                    gate_failures: r.get(7)?,
+                    cost_usd: r.get(2)?,
+                    failures: r.get(3)?,
+                    model: r.get(4)?,
+                    gate_failures: r.get(5)?,
+                    duration_ms: r.get::<_, Option<i64>>(6)?.map(|d| d.max(0)),
                 })
             },
         )?;
