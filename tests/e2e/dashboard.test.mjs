@@ -127,6 +127,11 @@ test('a running task moves to succeeded on the page without a reload', async () 
   await transcript.getByText('merged into the integration branch').waitFor({ timeout: 10000 });
   await page.getByRole('tab', { name: 'Diff' }).click();
   await page.getByTestId('diff').getByText('+done').waitFor({ timeout: 10000 });
+  // The scorecard counts the task for its profile, at its first try.
+  const fake = page.getByTestId('scorecard').locator('tr[data-profile="fake"]');
+  await fake.waitFor({ timeout: 10000 });
+  const cells = await fake.locator('td').allTextContents();
+  assert.deepEqual(cells.slice(0, 5), ['fake', '1', '1', '0', '0']);
   await page.screenshot({ path: path.join(ARTIFACTS, 'desktop-succeeded.png'), fullPage: true });
   await page.close();
 });

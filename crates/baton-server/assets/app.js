@@ -216,7 +216,24 @@ const refreshRuns = debounce(async () => {
   }
   renderRuns();
   renderAttention();
+  refreshStats().catch(() => {});
 }, 300);
+
+/** The scorecard: how each profile has done here (`baton stats`). */
+async function refreshStats() {
+  const { lines } = await api('/api/stats?since=30d');
+  const panel = $('stats-panel');
+  panel.hidden = !(lines || []).length;
+  if (panel.hidden) return;
+  const head = h('tr', {}, ...['profile', 'tasks', 'first try', 'retried', 'failed', 'time', 'cost']
+    .map((c) => h('th', {}, c)));
+  const rows = lines.map((l) => h('tr', { 'data-profile': l.name },
+    h('td', {}, l.name), h('td', {}, String(l.tasks)), h('td', {}, String(l.first_try)),
+    h('td', {}, String(l.after_retries)), h('td', {}, String(l.failed)),
+    h('td', { title: 'mean (p90)' }, l.mean_ms == null ? '-' : `${fmtDur(l.mean_ms)} (${fmtDur(l.p90_ms)})`),
+    h('td', {}, l.mean_cost_usd == null ? '-' : `$${l.mean_cost_usd.toFixed(2)}`)));
+  $('stats').replaceChildren(head, ...rows);
+}
 
 const refreshReport = debounce(async () => {
   if (!S.runId) { S.report = null; renderRun(); return; }
