@@ -292,7 +292,14 @@ const MIGRATIONS: &[&str] = &[
     // The events the scorecard counts per task (failed attempts, gates): a
     // partial index, so that the many others cost nothing more to write.
     "CREATE INDEX IF NOT EXISTS events_outcomes ON events (run_id, task_id) WHERE kind IN ('attempt_failed', 'gate_finished')",
+    // The report's moves now hold the provider's limits seen at the
+    // gateway too: the index's condition follows `moves`' (word for word).
+    "DROP INDEX IF EXISTS events_moves;
+    CREATE INDEX events_moves ON events (run_id, seq) WHERE kind IN ('fallback', 'waiting') OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))",
 ];
+
+/// A run's moves (see [`Store::moves`]).
+const MOVES: &str = "SELECT * FROM events WHERE run_id = ?1 AND (kind IN ('fallback', 'waiting') OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))) ORDER BY seq";
 
 /// A task's usage: the sum of its attempts'.
 fn sum_attempts(tx: &rusqlite::Transaction, run: &str, task: &str) -> Result<()> {
@@ -465,14 +472,11 @@ impl Store {
         )
     }
 
-    /// A run's fallbacks and waits, oldest first (the condition is the
-    /// `events_moves` index's, word for word, so that SQLite uses it).
+    /// A run's fallbacks, waits and the provider's limits seen at the
+    /// gateway, oldest first (the condition is the `events_moves` index's,
+    /// word for word, so that SQLite uses it).
     pub fn moves(&self, run: &str) -> Result<Vec<Event>> {
-        self.run_events(
-            "SELECT * FROM events WHERE run_id = ?1 AND (kind IN ('fallback', 'waiting')
-                OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))) ORDER BY seq",
-            run,
-        )
+        self.run_events(MOVES, run)
     }
 
     fn run_events(&self, sql: &str, run: &str) -> Result<Vec<Event>> {
@@ -1143,8 +1147,31 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The plan SQLite makes for `sql` on a new store, step by step.
+    pub(super) fn query_plan(sql: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let conn = store.reader();
+        let mut q = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = q.parameter_count();
+        let args: Vec<&str> = vec!["x"; n];
+        let rows = q.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3));
+        rows.unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    /// A report reads a run's moves through their partial index, not
+    /// through every event of the run.
+    #[test]
+    fn a_runs_moves_are_read_through_their_index() {
+        let plan = query_plan(MOVES);
+        assert!(
+            plan.iter().any(|s| s.contains("USING INDEX events_moves")),
+            "{plan:?}"
+        );
+    }
 
     /// A run and a `baton status` beside it both open a store that does not
     /// exist yet; neither may fail on the other's half-made schema.

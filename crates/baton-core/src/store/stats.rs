@@ -6,17 +6,13 @@ use crate::model::TaskStatus;
 use crate::stats::TaskOutcome;
 use rusqlite::params;
 
-impl Store {
-    /// Every task that finished (succeeded or failed) at or after
-    /// `since_ms`, in any run (planners' included: their task is a plan).
-    pub fn task_outcomes(&self, since_ms: i64) -> Result<Vec<TaskOutcome>> {
-        let conn = self.reader();
-        // Failed attempts are the engine's own count (a steer, a question,
-        // a limit or an interruption starts a new attempt, not a failure);
-        // a person's retry counts as one more. Time is the agents' own, over
-        // the task's work attempts (not setup, waits or the merge queue).
-        let mut q = conn.prepare(
-            "SELECT t.agent, t.status, t.cost_usd,
+/// Every finished task with what the scorecard counts. Failed attempts are
+/// the engine's own count (a steer, a question, a limit or an interruption
+/// starts a new attempt, not a failure); a person's retry counts as one
+/// more. Time is the agents' own, over the task's work attempts (not setup,
+/// waits or the merge queue). Each events count names the `events_outcomes`
+/// index's condition too, word for word, so that SQLite uses it.
+const TASK_OUTCOMES: &str = "SELECT t.agent, t.status, t.cost_usd,
                 (SELECT COUNT(*) FROM events e
                   WHERE e.run_id = t.run_id AND e.task_id = t.id
                     AND e.kind IN ('attempt_failed', 'gate_finished') AND e.kind = 'attempt_failed')
@@ -34,8 +30,14 @@ impl Store {
                     AND a.finished_at IS NOT NULL)
              FROM tasks t JOIN runs r ON r.id = t.run_id
              WHERE COALESCE(t.finished_at, r.created_at) >= ?1 AND t.status IN (?2, ?3)
-             ORDER BY t.finished_at",
-        )?;
+             ORDER BY t.finished_at";
+
+impl Store {
+    /// Every task that finished (succeeded or failed) at or after
+    /// `since_ms`, in any run (planners' included: their task is a plan).
+    pub fn task_outcomes(&self, since_ms: i64) -> Result<Vec<TaskOutcome>> {
+        let conn = self.reader();
+        let mut q = conn.prepare(TASK_OUTCOMES)?;
         let rows = q.query_map(
             params![since_ms, TaskStatus::Succeeded, TaskStatus::Failed],
             |r| {
@@ -53,5 +55,21 @@ impl Store {
             },
         )?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failed attempts and gates are counted through their partial index,
+    /// not through every event of each task.
+    #[test]
+    fn outcomes_are_counted_through_their_index() {
+        let plan = crate::store::tests::query_plan(TASK_OUTCOMES);
+        let through = plan
+            .iter()
+            .filter(|s| s.contains("USING INDEX events_outcomes"));
+        assert_eq!(through.count(), 2, "{plan:?}");
     }
 }
