@@ -36,8 +36,9 @@ pub(crate) struct Shared {
     pub live_askers: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     /// The run's model gateway, when a profile goes through it.
     pub gateway: Option<Arc<dyn crate::gateway::Gateway>>,
-    /// The keys the plan's key sources gave (read once a run).
-    pub keys: Arc<crate::engine::task::gate::Keys>,
+    /// The keys the plan's key sources gave, read once as the run started
+    /// (a key command may ask a person, a password manager, or be slow).
+    pub keys: Arc<std::collections::HashMap<crate::gateway::KeySource, String>>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:

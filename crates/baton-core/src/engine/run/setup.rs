@@ -295,7 +295,7 @@ impl Parts {
         sh.baton = self.opts.baton.as_ref().map(|b| b.display().to_string());
         sh.drivers = self.opts.drivers;
         sh.gateway = gateway;
-        sh.keys = Arc::new(crate::engine::task::gate::Keys::new(keys));
+        sh.keys = Arc::new(keys);
         sh.redactor = Arc::new(redactor);
         sh.store.set_redactor(sh.redactor.clone());
         for notice in notices {

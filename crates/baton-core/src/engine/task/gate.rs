@@ -8,7 +8,6 @@ use crate::engine::shared::Shared;
 use crate::gateway::{self, Access, Credential, Decision, Gateway, KeyFrom, KeySource, Wire};
 use crate::plan::sandbox::{Network, Sandbox};
 use crate::plan::{AgentProfile, Executor, GatewayUse};
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -45,7 +44,7 @@ impl Drop for GatePass {
 }
 
 /// The pass of attempt `n`, if its profile goes through the gateway.
-pub(super) async fn pass(
+pub(super) fn pass(
     sh: &Shared,
     st: &Start,
     profile: &AgentProfile,
@@ -67,12 +66,19 @@ pub(super) async fn pass(
     let model = profile.model.as_deref();
     let credential = match route.key {
         KeyFrom::Given { credential, .. } => credential,
-        KeyFrom::Source { source, owner } => {
-            let key = sh.keys.read(&source, &sh.repo.root).await;
-            let key =
-                key.map_err(|e| format!("the key of {owner} for profile {:?}: {e}", profile.name))?;
-            Credential { key, bearer: false }
-        }
+        // Read as the run started (every profile's route was decided then).
+        KeyFrom::Source { source, owner } => match sh.keys.get(&source) {
+            Some(key) => Credential {
+                key: key.clone(),
+                bearer: false,
+            },
+            None => {
+                let name = &profile.name;
+                return Err(format!(
+                    "the key of {owner} for profile {name:?} was not read as the run started"
+                ));
+            }
+        },
     };
     let provider = route.provider;
     let (tx, rx) = unbounded_channel();
@@ -104,32 +110,6 @@ pub(super) async fn pass(
         gateway: gw,
         wire: Mutex::new(Some(rx)),
     }))
-}
-
-/// The keys the plan's key sources gave this run, read once as it starts
-/// (a key command may ask a person, a password manager, or be slow).
-#[derive(Default)]
-pub(crate) struct Keys {
-    read: tokio::sync::Mutex<HashMap<KeySource, String>>,
-}
-
-impl Keys {
-    pub fn new(read: HashMap<KeySource, String>) -> Keys {
-        Keys {
-            read: tokio::sync::Mutex::new(read),
-        }
-    }
-
-    async fn read(&self, source: &KeySource, repo: &std::path::Path) -> Result<String, String> {
-        // Held while reading: two attempts starting at once run it once.
-        let mut read = self.read.lock().await;
-        if let Some(k) = read.get(source) {
-            return Ok(k.clone());
-        }
-        let key = gateway::read_key(source, repo).await.map_err(|e| e.why)?;
-        read.insert(source.clone(), key.clone());
-        Ok(key)
-    }
 }
 
 /// Every `key_file` of the plan, as a path a sandbox hides.

@@ -66,7 +66,7 @@ pub(super) async fn prepare(
         Some((tools, door)) => (Some(tools), Some(door)),
         None => (ask_socket.and_then(|s| ask_door::tools(sh, st, s)), None),
     };
-    let gate = super::gate::pass(sh, st, profile, n).await?;
+    let gate = super::gate::pass(sh, st, profile, n)?;
     let cli = profile.cli();
     let mut launch = adapter.launch(&LaunchRequest {
         profile: &cli,
