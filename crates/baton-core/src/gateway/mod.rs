@@ -319,7 +319,7 @@ pub use agent_env::agent_env;
 pub use keys::{file_path, read_key, KeyError, KeySource};
 use route::{by_model, opencode_config};
 pub use route::{
-    credential_for, decide, key_for, profile_upstream, route, Decision, KeyFrom, KeySources, Route,
+    credential_for, decide, key_in, profile_upstream, route, Decision, KeyFrom, KeySources, Route,
     RouteError,
 };
 

@@ -186,7 +186,7 @@ pub fn route(
         credential,
         from_profile,
     };
-    let own = credential_for(adapter, model, provider, env, |_| None).map(|c| given(c, true));
+    let own = credential_for(adapter, model, provider, env).map(|c| given(c, true));
     // An opencode provider of the profile's own goes to its own address:
     // only its own key may go there, never one found for a vendor.
     let own_provider =
@@ -195,7 +195,7 @@ pub fn route(
         true => own,
         false => own
             .or_else(|| sources.of(provider))
-            .or_else(|| key_for(provider, &BTreeMap::new(), &process_env).map(|c| given(c, false))),
+            .or_else(|| key_in(provider, &process_env).map(|c| given(c, false))),
     }
     .ok_or(RouteError::NoKey { provider })?;
     // A base URL set for every CLI in baton's own environment (a company
@@ -303,14 +303,13 @@ pub fn decide(
     }
 }
 
-/// The key for a profile's agent: an opencode profile's own provider's
-/// `apiKey` in its config first, then as [`key_for`].
+/// The key a profile itself gives its agent: an opencode profile's own
+/// provider's `apiKey` in its config, else its `env`'s (see [`key_in`]).
 pub fn credential_for(
     adapter: &str,
     model: Option<&str>,
     provider: Provider,
     profile_env: &BTreeMap<String, String>,
-    process_env: impl Fn(&str) -> Option<String>,
 ) -> Option<Credential> {
     if adapter == "opencode" {
         let id = opencode_provider_id(model, profile_env);
@@ -326,30 +325,16 @@ pub fn credential_for(
             return Some(Credential { key, bearer: false });
         }
     }
-    key_for(provider, profile_env, process_env)
+    key_in(provider, |v| profile_env.get(v).cloned())
 }
 
-/// The key `provider`'s requests carry for a profile: from its `env`, else
-/// from baton's own environment (`process_env`); None: there is none.
-pub fn key_for(
-    provider: Provider,
-    profile_env: &BTreeMap<String, String>,
-    process_env: impl Fn(&str) -> Option<String>,
-) -> Option<Credential> {
-    let vars = provider.key_vars();
-    let given = |k: &String| !k.trim().is_empty();
-    let (var, key) = vars
+/// The key `provider`'s requests carry, from the first of its variables
+/// (`Provider::key_vars`) that `vars` gives not blank; None: none does.
+pub fn key_in(provider: Provider, vars: impl Fn(&str) -> Option<String>) -> Option<Credential> {
+    let (var, key) = provider
+        .key_vars()
         .iter()
-        .find_map(|v| {
-            profile_env
-                .get(*v)
-                .filter(|k| given(k))
-                .map(|k| (*v, k.clone()))
-        })
-        .or_else(|| {
-            vars.iter()
-                .find_map(|v| process_env(v).filter(given).map(|k| (*v, k)))
-        })?;
+        .find_map(|v| vars(v).filter(|k| !k.trim().is_empty()).map(|k| (*v, k)))?;
     Some(Credential {
         key,
         bearer: var == "ANTHROPIC_AUTH_TOKEN",
@@ -465,18 +450,34 @@ adapter = "gemini"
     fn a_key_comes_from_the_profile_first_then_from_batons_environment() {
         let mut env = BTreeMap::new();
         let none = |_: &str| None;
-        assert_eq!(key_for(Provider::Anthropic, &env, none), None);
+        let settings = GatewaySettings::default();
+        let sources = KeySources {
+            settings: &settings,
+            account: "a",
+        };
+        let key = |adapter: &str,
+                   env: &BTreeMap<String, String>,
+                   process: &dyn Fn(&str) -> Option<String>| {
+            match route(adapter, None, env, &sources, process) {
+                Ok(Route {
+                    key: KeyFrom::Given { credential, .. },
+                    ..
+                }) => Some(credential),
+                _ => None,
+            }
+        };
+        assert_eq!(key("claude", &env, &none), None);
         let process = |v: &str| (v == "ANTHROPIC_AUTH_TOKEN").then(|| "from-baton".to_string());
         let bearer = Credential {
             key: "from-baton".into(),
             bearer: true,
         };
-        assert_eq!(key_for(Provider::Anthropic, &env, process), Some(bearer));
+        assert_eq!(key("claude", &env, &process), Some(bearer));
         env.insert("ANTHROPIC_API_KEY".to_string(), "from-profile".to_string());
-        let key = key_for(Provider::Anthropic, &env, process).unwrap();
-        assert_eq!((key.key.as_str(), key.bearer), ("from-profile", false));
+        let k = key("claude", &env, &process).unwrap();
+        assert_eq!((k.key.as_str(), k.bearer), ("from-profile", false));
         env.insert("GEMINI_API_KEY".to_string(), " ".to_string());
-        assert_eq!(key_for(Provider::Gemini, &env, none), None, "blank is none");
+        assert_eq!(key("gemini", &env, &none), None, "blank is none");
     }
 
     #[test]
@@ -516,7 +517,7 @@ adapter = "gemini"
             Provider::of_profile("opencode", None, &env),
             Some(Provider::Openai)
         );
-        let key = credential_for("opencode", None, Provider::Openai, &env, |_| None).unwrap();
+        let key = credential_for("opencode", None, Provider::Openai, &env).unwrap();
         assert_eq!(key.key, "sk-in-config");
         let access = Access {
             base_url: "http://127.0.0.1:7/openai".into(),
