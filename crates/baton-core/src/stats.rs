@@ -26,6 +26,15 @@ pub struct TaskOutcome {
     pub cost_usd: Option<f64>,
 }
 
+/// The time `since` ("30d", "12h") before now, in ms since the epoch
+/// (far enough back for any history when huge); why not, when it is not
+/// a duration.
+pub fn since_ms(since: &str) -> Result<i64, String> {
+    let back = crate::duration::parse_duration(since)?;
+    let back = i64::try_from(back.as_millis()).unwrap_or(i64::MAX);
+    Ok(crate::clock::now_ms().saturating_sub(back))
+}
+
 /// What the scorecard's lines are per.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

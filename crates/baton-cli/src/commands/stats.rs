@@ -2,9 +2,8 @@
 //! models), over its runs since a time.
 
 use super::{open_repo, open_store};
-use baton_core::clock::now_ms;
-use baton_core::duration::{human, parse_duration};
-use baton_core::stats::{scorecard, By, Line};
+use baton_core::duration::human;
+use baton_core::stats::{scorecard, since_ms, By, Line};
 use clap::{Args, ValueEnum};
 use std::path::Path;
 use std::time::Duration;
@@ -33,15 +32,14 @@ pub enum ByArg {
 }
 
 pub async fn run(cwd: &Path, args: StatsArgs) -> anyhow::Result<i32> {
-    let since = parse_duration(&args.since)
-        .map_err(|e| anyhow::anyhow!("--since {:?}: {e}", args.since))?;
+    let from =
+        since_ms(&args.since).map_err(|e| anyhow::anyhow!("--since {:?}: {e}", args.since))?;
     let by = match args.by {
         ByArg::Profile => By::Profile,
         ByArg::Model => By::Model,
     };
     let repo = open_repo(cwd)?;
     let (store, _) = open_store(&repo)?;
-    let from = now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
     let tasks = store.call(move |s| s.task_outcomes(from)).await?;
     let lines = scorecard(&tasks, by);
     if args.json {

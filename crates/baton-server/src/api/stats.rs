@@ -6,7 +6,7 @@ use crate::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use baton_core::stats::{scorecard, By};
+use baton_core::stats::{scorecard, since_ms, By};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -24,14 +24,13 @@ pub async fn scorecard_of(
     Query(q): Query<StatsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let since_text = q.since.unwrap_or_else(|| "30d".into());
-    let since = baton_core::duration::parse_duration(&since_text).map_err(|e| {
+    let from = since_ms(&since_text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("since {since_text:?}: {e}"),
         )
     })?;
     let by = q.by.unwrap_or(By::Profile);
-    let from = baton_core::clock::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
     let tasks = st
         .store
         .call(move |s| s.task_outcomes(from))
