@@ -5,7 +5,7 @@
 //! do, and every token is counted at the wire.
 
 use crate::common::*;
-use crate::test_real_agents::{bins, run_file_tasks};
+use crate::test_real_agents::{bins, run_file_tasks, write_file_tasks};
 use baton_testutils::model_server::{baton_profile, ModelServer, Scripts, Step, INPUT_TOKENS};
 use baton_testutils::TestEnv;
 use serde_json::Value;
@@ -448,20 +448,9 @@ fn the_gateway_reaches_a_provider_over_https_only_with_a_certificate_it_trusts()
     });
     let server = ModelServer::start_tls(scripts, &ca);
     assert!(server.url().starts_with("https://"));
-    let mut plan = gateway_plan(&env, &agents, &server, "", "");
-    let profiles = plan.clone();
+    let profiles = gateway_plan(&env, &agents, &server, "", "");
     // The five CLIs, each through the gateway to the provider over HTTPS.
-    for a in agents {
-        let context = if a == "aider" {
-            "context = [\"aider.txt\"]\n"
-        } else {
-            ""
-        };
-        plan.push_str(&format!("[[task]]\nid = \"{a}\"\nagent = \"{a}\"\nprompt = \"Create {a}.txt. [[script:{a}]]\"\ntimeout = \"4m\"\n{context}\n"));
-    }
-    env.write("aider.txt", "");
-    env.commit_all("an empty file for aider to edit");
-    env.write("baton.toml", &plan);
+    write_file_tasks(&env, &agents, profiles.clone());
     let trusted = parse_run(output(
         baton(&env)
             .args(["run", "--json"])
@@ -483,10 +472,9 @@ fn the_gateway_reaches_a_provider_over_https_only_with_a_certificate_it_trusts()
     let seen = server.requests();
 
     // The same provider, its CA not trusted: nothing reaches it.
-    plan = profiles;
+    let mut plan = profiles;
     plan.push_str("[[task]]\nid = \"tls\"\nagent = \"claude\"\nprompt = \"Write tls.txt. [[script:claude]]\"\nretries = 0\n");
     env.write("baton.toml", &plan);
-    // The same provider, its CA not trusted: nothing reaches it.
     let untrusted = parse_run(output(
         baton(&env)
             .args(["run", "--json"])

@@ -148,7 +148,22 @@ fn five_agents_write_and_merge(sandboxed: bool) {
 /// Runs `plan` with a task per agent that writes `<agent>.txt` (its
 /// script's name is the agent's); the logs of those that did not succeed
 /// are printed.
-pub(crate) fn run_file_tasks(env: &TestEnv, agents: &[&str], mut plan: String) -> RunOutput {
+pub(crate) fn run_file_tasks(env: &TestEnv, agents: &[&str], plan: String) -> RunOutput {
+    write_file_tasks(env, agents, plan);
+    let r = run_json(env, &[]);
+    for a in agents
+        .iter()
+        .filter(|a| task(&r.report, a)["status"] != "succeeded")
+    {
+        let out = output(baton(env).args(["logs", a]));
+        eprintln!("--- {a}'s log:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    r
+}
+
+/// Writes `plan` with a task per agent (named after it, its script of the
+/// same name, creating `<agent>.txt`) as the repository's `baton.toml`.
+pub(crate) fn write_file_tasks(env: &TestEnv, agents: &[&str], mut plan: String) {
     for a in agents {
         // aider edits the files in its chat: the task names it as context.
         let context = if *a == "aider" {
@@ -161,15 +176,6 @@ pub(crate) fn run_file_tasks(env: &TestEnv, agents: &[&str], mut plan: String) -
     env.write("aider.txt", "");
     env.commit_all("an empty file for aider to edit");
     env.write("baton.toml", &plan);
-    let r = run_json(env, &[]);
-    for a in agents
-        .iter()
-        .filter(|a| task(&r.report, a)["status"] != "succeeded")
-    {
-        let out = output(baton(env).args(["logs", a]));
-        eprintln!("--- {a}'s log:\n{}", String::from_utf8_lossy(&out.stdout));
-    }
-    r
 }
 
 fn retry_resumes(agent: &str) {
