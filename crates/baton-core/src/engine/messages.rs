@@ -32,6 +32,9 @@ pub enum WorkerCmd {
     /// A question of its agent got no answer in time: stop the agent, keep
     /// its work, fail the task with this reason.
     NoAnswer(String),
+    /// Another candidate of its race passed first: stop the agent, keep its
+    /// work, end the task stopped with this reason.
+    Outrun(String),
 }
 
 impl WorkerCmd {
@@ -50,6 +53,7 @@ impl WorkerCmd {
                 commit,
                 reason: format!("stopped by request (baton stop){during}"),
             }),
+            WorkerCmd::Outrun(reason) => Ok(Outcome::Stopped { commit, reason }),
             WorkerCmd::OverBudget(reason) | WorkerCmd::NoAnswer(reason) => Ok(Outcome::Failed {
                 commit,
                 reason,

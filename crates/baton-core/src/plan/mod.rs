@@ -9,6 +9,7 @@ mod hook;
 mod item;
 mod land;
 mod notify;
+pub mod race;
 mod raw;
 pub mod sandbox;
 mod schedule;
@@ -219,6 +220,12 @@ pub struct TaskSpec {
     /// A lead task: its agent gets baton's MCP tools for its own run and may
     /// add at most this many tasks to it.
     pub lead: Option<u32>,
+    /// A race task: its candidates and how the winner is picked.
+    #[serde(default)]
+    pub race: Option<race::Race>,
+    /// A candidate of a race task (made by [`race::expand`], never written).
+    #[serde(default)]
+    pub candidate: Option<race::CandidateOf>,
 }
 
 /// A regular expression stored as its pattern.

@@ -266,6 +266,13 @@ pub(crate) struct RawTask {
     pub on_conflict: Option<Spanned<String>>,
     pub lead: Option<Spanned<bool>>,
     pub max_tasks: Option<Spanned<i64>>,
+    /// A race (a `[[task]]` only): see `plan::race`.
+    pub candidates: Option<Spanned<i64>>,
+    pub agents: Option<Spanned<Vec<String>>>,
+    pub pick: Option<Spanned<String>>,
+    pub rank_by: Option<Spanned<Vec<String>>>,
+    pub rank: Option<Spanned<String>>,
+    pub judge: Option<Spanned<String>>,
     /// In `[defaults]` only: the sandbox of profiles that do not say.
     pub sandbox: Option<Spanned<String>>,
     pub network: Option<Spanned<toml::Value>>,

@@ -82,6 +82,7 @@ pub(super) fn check_task(
     check_placement(ck, &who, &t, profile);
     let gates = t.gates.clone().unwrap_or_default();
     check_gates(ck, &who, &gates);
+    let race = super::race::check_race(ck, &subject, &t, &agent, agents);
     Some(TaskSpec {
         id,
         prompt,
@@ -100,6 +101,8 @@ pub(super) fn check_task(
         files: files(ck, &who, &t),
         resolve_conflicts: resolve_conflicts(ck, &who, &t),
         lead,
+        race,
+        candidate: None,
     })
 }
 

@@ -52,6 +52,10 @@ pub(super) fn parse(
                     "[defaults] cannot set `id`: every task needs its own".into(),
                 );
             }
+            if let Some(span) = super::race::race_fields(d.get_ref()) {
+                let msg = "candidates, agents, pick, rank_by, rank and judge belong to a [[task]] that races, not to [defaults]";
+                ck.at(Some(span), None, msg.into());
+            }
             d.get_ref().clone()
         }
         None => RawTask::default(),

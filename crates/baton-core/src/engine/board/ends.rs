@@ -42,8 +42,21 @@ impl Board {
         ]
     }
 
-    /// A worker is done with task `i`.
+    /// A worker is done with task `i`. A race task's pick that ended frees
+    /// its candidates' desks.
     pub fn finished(&mut self, i: usize, outcome: Outcome) -> Vec<Action> {
+        let picked = matches!(
+            outcome,
+            Outcome::Done { .. } | Outcome::Failed { .. } | Outcome::Stopped { .. }
+        );
+        let mut out = self.go_ended(i, outcome);
+        if picked {
+            out.extend(self.race_over(i));
+        }
+        out
+    }
+
+    fn go_ended(&mut self, i: usize, outcome: Outcome) -> Vec<Action> {
         // A resolver that could not resolve leaves the task conflicted, as
         // without one; its work is on its branch.
         let resolving = matches!(
@@ -121,6 +134,15 @@ impl Board {
         if spec.approve && !self.rules.auto_approve {
             let data = Payload::ApprovalNeeded { commit };
             vec![self.to(i, TaskStatus::AwaitingApproval, update, data)]
+        } else if self.is_candidate(i) {
+            // Its desk stays for its race's pick to look at.
+            let data = Payload::Succeeded {
+                commit: Some(commit),
+                merged: false,
+            };
+            let mut out = vec![self.to(i, TaskStatus::Succeeded, update, data)];
+            out.extend(self.outrun_others(i));
+            out
         } else if spec.merge {
             let data = Payload::MergeQueued {
                 commit: Some(commit),

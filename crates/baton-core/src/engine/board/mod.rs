@@ -13,6 +13,7 @@
 mod asking;
 mod ends;
 mod limits;
+mod race;
 mod requests;
 mod slot;
 
@@ -113,6 +114,8 @@ pub(crate) struct Board {
     held: Option<String>,
     /// Profiles (or accounts) the provider limits now: see [`limits`].
     limited: BTreeMap<String, limits::Limit>,
+    /// Each race task's candidates: see [`race`].
+    races: HashMap<usize, Vec<usize>>,
 }
 
 impl Board {
@@ -127,6 +130,7 @@ impl Board {
             shutting_down: false,
             held: None,
             limited: BTreeMap::new(),
+            races: HashMap::new(),
         };
         for spec in specs {
             b.push(spec, TaskStatus::Pending);
@@ -145,6 +149,7 @@ impl Board {
         if status == TaskStatus::Running {
             self.running += 1;
         }
+        self.note_race(i);
         i
     }
 
@@ -152,6 +157,12 @@ impl Board {
     pub fn add(&mut self, spec: TaskSpec) -> Result<usize, String> {
         if self.index.contains_key(&spec.id) {
             return Err(format!("task {:?} exists already", spec.id));
+        }
+        if spec.race.is_some() {
+            return Err(format!(
+                "task {:?} races candidates, which only a plan's own tasks can do for now",
+                spec.id
+            ));
         }
         Ok(self.push(spec, TaskStatus::Pending))
     }
@@ -277,10 +288,12 @@ impl Board {
                 self.idx(n)
                     .is_some_and(|j| self.tasks[j].status() == TaskStatus::Succeeded)
             });
-            if !ready || self.overlaps_running(i) || self.profile_full(i) {
+            if !ready || !self.race_ready(i) || self.overlaps_running(i) {
                 continue;
             }
-            if self.waits_for_limit(i, &mut out) {
+            // A race's pick runs no agent of its profile (a judge is brief).
+            let picks = self.tasks[i].spec.race.is_some();
+            if !picks && (self.profile_full(i) || self.waits_for_limit(i, &mut out)) {
                 continue;
             }
             if let Some(why) = &self.held {
@@ -333,11 +346,12 @@ impl Board {
         if self.rules.overlap_allowed || files.is_empty() {
             return false;
         }
-        self.tasks.iter().any(|t| {
+        self.tasks.iter().enumerate().any(|(j, t)| {
             matches!(
                 t.status(),
                 TaskStatus::Running | TaskStatus::Merging | TaskStatus::AwaitingApproval
             ) && files.overlaps(&t.spec.files)
+                && !self.same_race(i, j)
         })
     }
 
@@ -443,10 +457,9 @@ impl Board {
                 out.push(self.skip(i, reason));
             }
         }
-        let all_good = self
-            .tasks
-            .iter()
-            .all(|t| t.status() == TaskStatus::Succeeded);
+        // A candidate that lost (or failed) does not fail the run: its race does.
+        let all_good = (0..self.tasks.len())
+            .all(|i| self.is_candidate(i) || self.tasks[i].status() == TaskStatus::Succeeded);
         let status = if all_good {
             RunStatus::Succeeded
         } else {

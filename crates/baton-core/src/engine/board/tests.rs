@@ -25,6 +25,8 @@ fn spec(id: &str, needs: &[&str]) -> TaskSpec {
         files: Default::default(),
         resolve_conflicts: false,
         lead: None,
+        race: None,
+        candidate: None,
     }
 }
 
@@ -768,4 +770,123 @@ fn no_answer_in_time_fails_a_waiting_task_and_stops_a_running_one() {
     );
     // Once is enough.
     assert!(b.no_answer(1, "again".into()).is_empty());
+}
+
+/// Race task `id` of `n` candidates picked by `pick`, with files, after
+/// `needs`; expanded as the engine does.
+fn race(id: &str, n: usize, pick: crate::plan::race::Pick, needs: &[&str]) -> Vec<TaskSpec> {
+    let mut t = with_files(spec(id, needs), &["src/**"]);
+    t.race = Some(crate::plan::race::Race {
+        agents: vec!["fake".into(); n],
+        pick,
+    });
+    crate::plan::race::expand(&[t])
+}
+
+#[test]
+fn a_race_picked_first_outruns_the_others_and_merges_its_winner() {
+    let mut specs = race("t", 3, crate::plan::race::Pick::First, &[]);
+    specs.push(spec("after", &["t"]));
+    let mut b = board(2, specs);
+    // Candidates do not wait for each other's files; max_parallel holds.
+    assert_eq!(next_started(&mut b), ["t.1", "t.2"]);
+    let acts = fail(&mut b, "t.1");
+    assert_eq!(moves(&b, &acts), [("t.1".into(), TaskStatus::Failed)]);
+    assert_eq!(
+        next_started(&mut b),
+        ["t.3"],
+        "a failed candidate stops nothing"
+    );
+    let acts = done(&mut b, "t.3");
+    assert_eq!(moves(&b, &acts), [("t.3".into(), TaskStatus::Succeeded)]);
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::DropWorktree(_) | Action::Merge(_))),
+        "a candidate keeps its desk for the pick and never merges: {acts:?}"
+    );
+    let t2 = b.idx("t.2").unwrap();
+    assert!(acts.iter().any(
+        |a| matches!(a, Action::Send { task, cmd: WorkerCmd::Outrun(why) }
+        if *task == t2 && why.contains("candidate t.3 of task \"t\" passed its gates first"))
+    ));
+    // The pick starts at once; t.2 is still stopping.
+    assert_eq!(next_started(&mut b), ["t"]);
+    let acts = b.finished(
+        t2,
+        Outcome::Stopped {
+            commit: None,
+            reason: "outrun".into(),
+        },
+    );
+    assert_eq!(moves(&b, &acts), [("t.2".into(), TaskStatus::Stopped)]);
+    let acts = done(&mut b, "t");
+    let t3 = b.idx("t.3").unwrap();
+    assert!(acts.contains(&Action::DropWorktree(t3)), "{acts:?}");
+    assert_eq!(moves(&b, &acts), [("t".into(), TaskStatus::Merging)]);
+    assert!(
+        next_started(&mut b).is_empty(),
+        "`after` waits for the merge"
+    );
+    merge(&mut b, "t");
+    assert_eq!(next_started(&mut b), ["after"]);
+    done(&mut b, "after");
+    merge(&mut b, "after");
+    let (_, status) = b.wind_up();
+    assert_eq!(
+        status,
+        RunStatus::Succeeded,
+        "lost candidates do not fail the run"
+    );
+}
+
+#[test]
+fn a_race_picked_first_skips_candidates_not_started() {
+    let mut b = board(1, race("t", 3, crate::plan::race::Pick::First, &[]));
+    assert_eq!(next_started(&mut b), ["t.1"]);
+    let acts = done(&mut b, "t.1");
+    let skipped: Vec<_> = moves(&b, &acts).into_iter().skip(1).collect();
+    assert_eq!(
+        skipped,
+        [
+            ("t.2".into(), TaskStatus::Skipped),
+            ("t.3".into(), TaskStatus::Skipped)
+        ]
+    );
+    assert_eq!(next_started(&mut b), ["t"]);
+}
+
+#[test]
+fn a_race_picked_from_all_waits_for_every_candidate_and_fails_with_none() {
+    let all = crate::plan::race::Pick::All {
+        rank_by: vec![],
+        rank: None,
+    };
+    let mut specs = race("t", 2, all, &[]);
+    specs.push(spec("after", &["t"]));
+    let mut b = board(5, specs);
+    assert_eq!(next_started(&mut b), ["t.1", "t.2"]);
+    let acts = done(&mut b, "t.1");
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::Send { .. })),
+        "nobody is outrun"
+    );
+    assert!(next_started(&mut b).is_empty(), "t.2 has not ended");
+    fail(&mut b, "t.2");
+    assert_eq!(next_started(&mut b), ["t"]);
+    fail(&mut b, "t");
+    assert_eq!(next_moves(&mut b), [("after".into(), TaskStatus::Skipped)]);
+    let (_, status) = b.wind_up();
+    assert_eq!(status, RunStatus::Failed);
+}
+
+#[test]
+fn a_race_whose_upstream_failed_is_skipped_with_its_candidates() {
+    let mut specs = vec![spec("up", &[])];
+    specs.extend(race("t", 2, crate::plan::race::Pick::First, &["up"]));
+    let mut b = board(5, specs);
+    assert_eq!(next_started(&mut b), ["up"]);
+    fail(&mut b, "up");
+    let skipped: Vec<String> = next_moves(&mut b).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(skipped, ["t.1", "t.2", "t"]);
 }

@@ -147,6 +147,7 @@ pub(super) fn label(ended: &Ended) -> String {
         Ended::Exited(c) => format!("exit {c}"),
         Ended::TimedOut => "timed out".into(),
         Ended::Cmd(WorkerCmd::Stop) => "stopped".into(),
+        Ended::Cmd(WorkerCmd::Outrun(_)) => "outrun".into(),
         Ended::Cmd(WorkerCmd::Steer(_)) => "steered".into(),
         Ended::Cmd(WorkerCmd::Message { .. }) => "done".into(),
         Ended::Cmd(WorkerCmd::Shutdown) => "interrupted".into(),

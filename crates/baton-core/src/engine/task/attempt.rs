@@ -462,6 +462,7 @@ async fn interrupted(
             (AttemptStatus::Stopped, "stopped during gates".into())
         }
         WorkerCmd::Stop => (AttemptStatus::Stopped, "stopped by request".into()),
+        WorkerCmd::Outrun(reason) => (AttemptStatus::Stopped, reason.clone()),
         WorkerCmd::OverBudget(reason) | WorkerCmd::NoAnswer(reason) => {
             (AttemptStatus::Failed, reason.clone())
         }
