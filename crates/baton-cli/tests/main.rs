@@ -22,6 +22,7 @@ mod test_notify;
 mod test_patterns;
 mod test_plan;
 mod test_pod;
+mod test_race;
 mod test_real_agents;
 mod test_real_limits;
 mod test_resolve;

@@ -805,6 +805,19 @@ impl Repo {
         Ok(out.lines().map(str::to_string).collect())
     }
 
+    /// Lines added and removed from `from` to `to` (a binary file counts none).
+    pub async fn diff_lines(&self, from: &str, to: &str) -> Result<u64, GitError> {
+        let out = git_ok(&self.root, ["diff", "--numstat", "--no-renames", from, to]).await?;
+        let count = |n: Option<&str>| n.and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        Ok(out
+            .lines()
+            .map(|l| {
+                let mut f = l.split('\t');
+                count(f.next()) + count(f.next())
+            })
+            .sum())
+    }
+
     /// Merges `theirs` into the commit `ours` without touching any work tree.
     /// On success returns the merge commit; the caller moves the branch.
     pub async fn merge_commits(

@@ -26,6 +26,7 @@ pub mod memory;
 pub mod model;
 pub mod paths;
 pub mod payload;
+pub mod pick;
 pub mod plan;
 pub mod planner;
 pub mod process;

@@ -245,6 +245,8 @@ pub enum Payload {
         #[serde(default)]
         notice: String,
     },
+    /// A race's pick: who won among its candidates, and why.
+    Picked(crate::pick::Picked),
     SandboxConnection {
         #[serde(default)]
         host: String,
@@ -480,6 +482,7 @@ impl Payload {
             Payload::MessageReceived(..) => EventKind::MessageReceived,
             Payload::SandboxNotice { .. } => EventKind::SandboxNotice,
             Payload::GatewayNotice { .. } => EventKind::GatewayNotice,
+            Payload::Picked(..) => EventKind::Picked,
             Payload::SandboxConnection { .. } => EventKind::SandboxConnection,
             Payload::Fallback { .. } => EventKind::Fallback,
             Payload::PullOpened { .. } => EventKind::PullOpened,
@@ -638,6 +641,12 @@ mod tests {
             K::MessageReceived => Payload::MessageReceived(note),
             K::SandboxNotice => Payload::SandboxNotice { notice: s("n") },
             K::GatewayNotice => Payload::GatewayNotice { notice: s("n") },
+            K::Picked => Payload::Picked(crate::pick::Picked {
+                mode: s("first"),
+                winner: Some(s("t.2")),
+                reason: s("t.2 passed its gates first"),
+                candidates: Vec::new(),
+            }),
             K::SandboxConnection => Payload::SandboxConnection {
                 host: s("h"),
                 allowed: false,

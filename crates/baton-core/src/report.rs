@@ -64,6 +64,95 @@ pub struct TaskReport {
     /// all (as the provider asked).
     pub rate_limit_waits: u32,
     pub rate_limit_wait_ms: i64,
+    /// A race's candidate: the race task it runs for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_of: Option<String>,
+    /// A race task: its candidates (as its pick saw them, once it picked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<CandidateReport>>,
+    /// A race task that picked: why its winner won (or why none could).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pick_reason: Option<String>,
+}
+
+/// One candidate of a race task.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateReport {
+    pub task: String,
+    pub agent: Option<String>,
+    pub status: TaskStatus,
+    pub winner: bool,
+    /// Its place among the candidates that passed (1: the winner).
+    pub place: Option<u32>,
+    /// What its rank command printed.
+    pub score: Option<f64>,
+    pub cost_usd: Option<f64>,
+    pub diff_lines: Option<u64>,
+    pub time_ms: Option<i64>,
+    pub gate_failures: u32,
+    /// Why it has no score.
+    pub note: Option<String>,
+}
+
+impl CandidateReport {
+    fn of(t: &TaskReport) -> CandidateReport {
+        CandidateReport {
+            task: t.id.clone(),
+            agent: t.agent.clone(),
+            status: t.status,
+            winner: false,
+            place: None,
+            score: None,
+            cost_usd: t.usage.cost_usd,
+            diff_lines: None,
+            time_ms: None,
+            gate_failures: 0,
+            note: None,
+        }
+    }
+
+    /// What its race's pick saw of it.
+    fn picked(mut self, p: &crate::pick::Picked) -> CandidateReport {
+        if let Some(e) = p.candidates.iter().find(|e| e.task == self.task) {
+            self.winner = p.winner.as_deref() == Some(e.task.as_str());
+            self.place = e.place;
+            self.score = e.score;
+            self.diff_lines = e.diff_lines;
+            self.time_ms = e.time_ms;
+            self.gate_failures = e.gate_failures;
+            self.note = e.note.clone();
+        }
+        self
+    }
+}
+
+/// Each race task's candidates, from its candidates' reports and its pick.
+fn add_candidates(tasks: &mut [TaskReport], moves: &[Event]) {
+    let picks: Vec<(String, crate::pick::Picked)> = moves
+        .iter()
+        .filter_map(|e| match e.payload() {
+            Some(Payload::Picked(p)) => Some((e.task_id.clone()?, p)),
+            _ => None,
+        })
+        .collect();
+    for i in 0..tasks.len() {
+        let id = tasks[i].id.clone();
+        let mine: Vec<CandidateReport> = tasks
+            .iter()
+            .filter(|t| t.candidate_of.as_deref() == Some(id.as_str()))
+            .map(CandidateReport::of)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        // The last pick counts (a resumed run may have picked again).
+        let pick = picks.iter().rev().find(|(t, _)| *t == id).map(|(_, p)| p);
+        tasks[i].candidates = Some(match pick {
+            Some(p) => mine.into_iter().map(|c| c.picked(p)).collect(),
+            None => mine,
+        });
+        tasks[i].pick_reason = pick.map(|p| p.reason.clone());
+    }
 }
 
 /// A task handed from one profile to another.
@@ -164,6 +253,9 @@ impl TaskReport {
             fallbacks: Vec::new(),
             rate_limit_waits: 0,
             rate_limit_wait_ms: 0,
+            candidate_of: crate::plan::race::candidate_of_id(&r.id).map(|(race, _)| race.into()),
+            candidates: None,
+            pick_reason: None,
         }
     }
 
@@ -217,10 +309,11 @@ impl Report {
                 Ok::<_, StoreError>((s.run(&id)?, s.tasks(&id)?, s.moves(&id)?, s.pull(&id)?))
             })
             .await?;
-        let tasks: Vec<TaskReport> = records
+        let mut tasks: Vec<TaskReport> = records
             .iter()
             .map(|r| TaskReport::from_record(r).with_moves(&moves))
             .collect();
+        add_candidates(&mut tasks, &moves);
         let branch = format!("refs/heads/{}", rec.integration_branch);
         let args = ["rev-parse", "--verify", "--quiet", branch.as_str()];
         let integration_commit = crate::git::git(std::path::Path::new(&rec.repo), args)
@@ -253,11 +346,18 @@ impl Report {
     }
 
     /// The exit status PLAN-FORMAT.md gives a finished run: 0 when every task
-    /// succeeded, 1 otherwise; 130 for a run interrupted and left to resume.
+    /// succeeded (a race's candidates aside: their race counts), 1
+    /// otherwise; 130 for a run interrupted and left to resume.
     pub fn exit_code(&self) -> i32 {
+        let counts = |t: &&TaskReport| t.candidate_of.is_none();
         if self.status == RunStatus::Interrupted {
             130
-        } else if self.tasks.iter().all(|t| t.status == TaskStatus::Succeeded) {
+        } else if self
+            .tasks
+            .iter()
+            .filter(counts)
+            .all(|t| t.status == TaskStatus::Succeeded)
+        {
             0
         } else {
             1

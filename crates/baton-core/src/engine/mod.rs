@@ -5,6 +5,8 @@
 //!   starting a run and taking one over after a crash; the in-process handle.
 //! - `merge/`: from "task done" to "branch moved": the merge lane, the
 //!   queue onto the integration branch, verify batches, the resolver's prompt.
+//! - `pick/`: a race's end: its candidates' figures, their rank command,
+//!   the winner's commit made the race task's own.
 //! - `task/`: one task from desk to checked result, attempt by attempt, and
 //!   where its agent runs (its executor).
 //! - `desk/`: where tasks work: worktrees, spares, the warm pool, setup.
@@ -20,6 +22,7 @@ mod board;
 mod desk;
 mod merge;
 pub(crate) mod messages;
+mod pick;
 pub(crate) mod process;
 mod run;
 mod shared;

@@ -95,6 +95,13 @@ pub fn candidate_id(race: &str, n: u32) -> String {
     format!("{race}.{n}")
 }
 
+/// The race task and number of candidate `id`, if it is one (no other
+/// task's id has a `.`).
+pub fn candidate_of_id(id: &str) -> Option<(&str, u32)> {
+    let (race, n) = id.rsplit_once('.')?;
+    Some((race, n.parse().ok()?))
+}
+
 /// The fields of a race, which only a `[[task]]` may have.
 pub(super) fn race_fields(t: &RawTask) -> Option<Range<usize>> {
     let spans = [

@@ -296,10 +296,13 @@ const MIGRATIONS: &[&str] = &[
     // gateway too: the index's condition follows `moves`' (word for word).
     "DROP INDEX IF EXISTS events_moves;
     CREATE INDEX events_moves ON events (run_id, seq) WHERE kind IN ('fallback', 'waiting') OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))",
+    // ... and races' picks.
+    "DROP INDEX IF EXISTS events_moves;
+    CREATE INDEX events_moves ON events (run_id, seq) WHERE kind IN ('fallback', 'waiting', 'picked') OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))",
 ];
 
 /// A run's moves (see [`Store::moves`]).
-const MOVES: &str = "SELECT * FROM events WHERE run_id = ?1 AND (kind IN ('fallback', 'waiting') OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))) ORDER BY seq";
+const MOVES: &str = "SELECT * FROM events WHERE run_id = ?1 AND (kind IN ('fallback', 'waiting', 'picked') OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))) ORDER BY seq";
 
 /// A task's usage: the sum of its attempts'.
 fn sum_attempts(tx: &rusqlite::Transaction, run: &str, task: &str) -> Result<()> {

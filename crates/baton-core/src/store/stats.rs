@@ -32,7 +32,28 @@ const TASK_OUTCOMES: &str = "SELECT t.agent, t.status, t.cost_usd,
              WHERE COALESCE(t.finished_at, r.created_at) >= ?1 AND t.status IN (?2, ?3)
              ORDER BY t.finished_at";
 
+/// A race candidate's figures: its failed gate runs and its work attempts'
+/// time (each read through the events' and attempts' indexes).
+const ENTRANT_FIGURES: &str = "SELECT
+                (SELECT COUNT(*) FROM events e
+                  WHERE e.run_id = ?1 AND e.task_id = ?2
+                    AND e.kind IN ('attempt_failed', 'gate_finished')
+                    AND e.kind = 'gate_finished' AND json_extract(e.data, '$.passed') = 0),
+                (SELECT SUM(a.finished_at - a.started_at) FROM attempts a
+                  WHERE a.run_id = ?1 AND a.task_id = ?2 AND a.kind = 'work'
+                    AND a.finished_at IS NOT NULL)";
+
 impl Store {
+    /// Task `task`'s failed gate runs, and how long its work attempts took
+    /// (ms; None before any ended): what a race's pick compares.
+    pub fn entrant_figures(&self, run: &str, task: &str) -> Result<(u32, Option<i64>)> {
+        let conn = self.reader();
+        let mut q = conn.prepare_cached(ENTRANT_FIGURES)?;
+        Ok(q.query_row(params![run, task], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|t| t.max(0))))
+        })?)
+    }
+
     /// Every task that finished (succeeded or failed) at or after
     /// `since_ms`, in any run (planners' included: their task is a plan).
     pub fn task_outcomes(&self, since_ms: i64) -> Result<Vec<TaskOutcome>> {
@@ -71,5 +92,11 @@ mod tests {
             .iter()
             .filter(|s| s.contains("USING INDEX events_outcomes"));
         assert_eq!(through.count(), 2, "{plan:?}");
+        let plan = crate::store::tests::query_plan(ENTRANT_FIGURES);
+        assert!(
+            plan.iter()
+                .any(|s| s.contains("USING INDEX events_outcomes")),
+            "{plan:?}"
+        );
     }
 }

@@ -290,6 +290,9 @@ impl Engine {
 
     /// Starts (or restarts, with a person's `feedback`) the worker of task `i`.
     async fn start_worker(&mut self, i: usize, feedback: Option<String>) {
+        if self.board.spec(i).race.is_some() {
+            return self.start_pick(i).await;
+        }
         let mut spec = self.board.spec(i).clone();
         let resolution = self.lane.take_resolution(i);
         let original_agent = spec.agent.clone();
@@ -342,6 +345,23 @@ impl Engine {
             .starting_tasks
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         task::spawn(self.sh.clone(), start, rx);
+    }
+
+    /// Starts race task `i`'s pick: its candidates have let it.
+    async fn start_pick(&mut self, i: usize) {
+        let spec = self.board.spec(i).clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.workers.insert(i, tx);
+        let line = Line {
+            id: spec.id.clone(),
+            branch: crate::paths::task_branch(&self.sh.run_id, &spec.id),
+            ..Line::default()
+        };
+        self.lane.started(i, line);
+        let started = Some(Payload::TaskStarted { attempts_before: 0 });
+        self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started)
+            .await;
+        crate::engine::pick::spawn(self.sh.clone(), spec, rx);
     }
 
     async fn on_note(&mut self, note: WorkerNote) {

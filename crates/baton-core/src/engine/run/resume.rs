@@ -161,7 +161,7 @@ impl Taken {
             lines: Vec::new(),
             to_merge: Vec::new(),
         };
-        for (i, spec) in plan.tasks.iter().enumerate() {
+        for (i, spec) in crate::plan::race::expand(&plan.tasks).iter().enumerate() {
             let Some(rec) = records.iter().find(|r| r.id == spec.id) else {
                 continue;
             };

@@ -279,7 +279,7 @@ impl Parts {
             .await?;
         let spent_before = spent_before.unwrap_or(0.0);
         let rules = rules(&self.run_id, &self.plan, &self.opts);
-        let board = Board::new(rules, self.plan.tasks.iter().cloned());
+        let board = Board::new(rules, crate::plan::race::expand(&self.plan.tasks));
         let merges = MergeQueue::new(&self.run_id, self.integration_ref, self.head.clone());
         let handle = EngineHandle::new(&self.run_id, wiring.requests_tx);
         let watchdog = watchdog(&self.opts);
@@ -368,7 +368,8 @@ impl Engine {
                 None => repo.branch_of(&plan.run.base).await,
             },
         };
-        let tasks: Vec<NewTask> = plan.tasks.iter().map(|t| new_task(&run_id, t)).collect();
+        let on_board = crate::plan::race::expand(&plan.tasks);
+        let tasks: Vec<NewTask> = on_board.iter().map(|t| new_task(&run_id, t)).collect();
         let data = Payload::RunStarted {
             plan: record.plan_path.clone(),
             base: base_commit.clone(),

@@ -1,0 +1,187 @@
+//! Races: one task given to several candidates, each in its own worktree
+//! with its own gates; the pick (`first`, `all` ranked by measures or a
+//! command) chooses the winner, whose work alone merges; the losers' work
+//! stays reachable; a task that needs the race waits for its winner.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+use serde_json::Value;
+
+/// Three candidates of one task: `t.1` passes slowly with a one-line diff
+/// and a score of 1, `t.2` fails its gate, `t.3` passes fast with a
+/// four-line diff and a score of 9. `after` reads what merged.
+fn race_plan(race: &str) -> String {
+    bash_plan(&format!(
+        r#"
+[[task]]
+id = "t"
+candidates = 3
+{race}
+gates = ["! grep -q broken out.txt"]
+prompt = """
+case "$BATON_TASK" in
+  t.1) sleep 2; echo slow > out.txt; echo 1 > score ;;
+  t.2) echo broken > out.txt ;;
+  t.3) echo fast > out.txt; printf 'a\nb\nc\n' > extra.txt; echo 9 > score ;;
+esac
+"""
+
+[[task]]
+id = "after"
+needs = ["t"]
+prompt = "cp out.txt after.txt"
+"#
+    ))
+}
+
+/// The race's candidates in the report, by id: (status, winner, place).
+fn candidates(report: &Value) -> Vec<(String, String, bool, Option<u64>)> {
+    let t = task(report, "t");
+    let list = t["candidates"].as_array().unwrap_or_else(|| panic!("{t}"));
+    list.iter()
+        .map(|c| {
+            (
+                c["task"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+                c["winner"].as_bool().unwrap(),
+                c["place"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn merged_out(env: &TestEnv, r: &RunOutput) -> Option<String> {
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    show(env, integration, "after.txt")
+}
+
+fn candidate_ref(env: &TestEnv, r: &RunOutput, n: u32) -> String {
+    let run = r.report["run"].as_str().unwrap();
+    env.git(&["rev-parse", &format!("refs/baton/{run}/t/candidate-{n}")])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_first_to_pass_wins_the_others_are_stopped_and_after_gets_its_work() {
+    let env = TestEnv::new();
+    env.write("baton.toml", &race_plan("pick = \"first\""));
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        (t["status"].as_str(), t["merged"].as_bool()),
+        (Some("succeeded"), Some(true)),
+        "{t}"
+    );
+    assert_eq!(t["pick_reason"], "t.3 passed its gates first", "{t}");
+    let c = candidates(&r.report);
+    assert_eq!(c[0].1, "stopped", "t.1 was outrun: {c:?}");
+    assert_eq!(c[1].1, "failed");
+    assert_eq!(c[2], ("t.3".into(), "succeeded".into(), true, Some(1)));
+    let stopped = task(&r.report, "t.1")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        stopped.contains("candidate t.3 of task \"t\" passed its gates first"),
+        "{stopped}"
+    );
+    assert_eq!(merged_out(&env, &r).as_deref(), Some("fast\n"));
+    // Only the winner merged; every candidate's work is reachable.
+    assert_eq!(task(&r.report, "t.3")["merged"], false);
+    assert_eq!(
+        t["commit"].as_str(),
+        Some(candidate_ref(&env, &r, 3).as_str())
+    );
+    let loser = candidate_ref(&env, &r, 2);
+    assert_eq!(
+        env.git(&["show", &format!("{loser}:out.txt")]).trim(),
+        "broken"
+    );
+    let branch = t["branch"].as_str().unwrap();
+    assert_eq!(
+        env.git(&["rev-parse", branch]).trim(),
+        candidate_ref(&env, &r, 3)
+    );
+}
+
+#[test]
+fn all_candidates_end_then_measures_rank_those_that_passed() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &race_plan("pick = \"all\"\nrank_by = [\"gates\", \"diff_lines\"]"),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let c = candidates(&r.report);
+    assert_eq!(
+        c,
+        [
+            ("t.1".into(), "succeeded".into(), true, Some(1)),
+            ("t.2".into(), "failed".into(), false, None),
+            ("t.3".into(), "succeeded".into(), false, Some(2)),
+        ]
+    );
+    let t = task(&r.report, "t");
+    assert_eq!(
+        t["pick_reason"],
+        "t.1 ranked first of 2 that passed, by diff_lines (2 lines against 5 lines for t.3)",
+        "{t}"
+    );
+    let figures = &t["candidates"][2];
+    assert_eq!(
+        (
+            figures["diff_lines"].as_u64(),
+            figures["gate_failures"].as_u64()
+        ),
+        (Some(5), Some(0))
+    );
+    assert_eq!(t["candidates"][1]["gate_failures"], 1);
+    assert_eq!(merged_out(&env, &r).as_deref(), Some("slow\n"));
+}
+
+#[test]
+fn a_rank_command_scores_each_passing_candidate_in_its_worktree() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &race_plan("rank = \"echo scoring; cat score\""),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    let scores: Vec<Option<f64>> = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["score"].as_f64())
+        .collect();
+    assert_eq!(scores, [Some(1.0), None, Some(9.0)], "{t}");
+    assert!(
+        t["pick_reason"]
+            .as_str()
+            .unwrap()
+            .contains("t.3 ranked first of 2 that passed, by score (9 against 1 for t.1)"),
+        "{t}"
+    );
+    assert_eq!(merged_out(&env, &r).as_deref(), Some("fast\n"));
+}
+
+#[test]
+fn no_candidate_passing_fails_the_race_and_skips_what_needs_it() {
+    let env = TestEnv::new();
+    let plan = race_plan("").replace("! grep -q broken out.txt", "false");
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(t["status"], "failed");
+    assert_eq!(
+        t["reason"], "no candidate passed its gates (t.1 failed, t.2 failed, t.3 failed)",
+        "{t}"
+    );
+    assert_eq!(task(&r.report, "after")["status"], "skipped");
+    assert_eq!(r.report["integration_commit"], r.report["base_commit"]);
+}

@@ -1,0 +1,320 @@
+//! A race's pick as it is recorded (the `picked` event, the report), and
+//! its rules: who won among the candidates that passed their gates, and
+//! why, in words. Pure: the engine gathers the candidates' figures and
+//! runs their rank command or judge; see `engine/pick`.
+
+use crate::model::TaskStatus;
+use crate::plan::race::Measure;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
+/// A race's pick: how, who won and why, and every candidate's part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Picked {
+    /// `first`, `all` or `judge`.
+    pub mode: String,
+    /// The winning candidate's task id; None when none could win.
+    #[serde(default)]
+    pub winner: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub candidates: Vec<Entrant>,
+}
+
+/// One candidate of a race, as its pick saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entrant {
+    /// Its task id (`<race>.<n>`).
+    pub task: String,
+    pub agent: String,
+    pub status: TaskStatus,
+    /// Its last commit, when it left one.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Gate runs that failed before it passed (or ended).
+    #[serde(default)]
+    pub gate_failures: u32,
+    #[serde(default)]
+    pub diff_lines: Option<u64>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub time_ms: Option<i64>,
+    /// When it ended (ms since the epoch): who passed first.
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+    /// What its rank command printed (higher wins).
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Its place among those that passed (1: the winner).
+    #[serde(default)]
+    pub place: Option<u32>,
+    /// Why it has no score, or what the judge said of it.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl Entrant {
+    pub fn passed(&self) -> bool {
+        self.status == TaskStatus::Succeeded && self.commit.is_some()
+    }
+
+    fn measure(&self, m: Measure) -> Option<f64> {
+        match m {
+            Measure::Gates => Some(self.gate_failures as f64),
+            Measure::DiffLines => self.diff_lines.map(|d| d as f64),
+            Measure::Cost => self.cost_usd,
+            Measure::Time => self.time_ms.map(|t| t as f64),
+        }
+    }
+}
+
+/// Smaller first; an unknown figure after every known one.
+fn smaller_first(a: Option<f64>, b: Option<f64>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.total_cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// Why nobody can win: no candidate passed its gates.
+fn nobody_passed(entrants: &[Entrant]) -> String {
+    let each: Vec<String> = entrants
+        .iter()
+        .map(|e| format!("{} {}", e.task, e.status))
+        .collect();
+    format!("no candidate passed its gates ({})", each.join(", "))
+}
+
+/// `pick = "first"`: the candidate that passed first wins. Returns the
+/// winner's index and why.
+pub fn first(entrants: &mut [Entrant]) -> (Option<usize>, String) {
+    let mut passed: Vec<usize> = (0..entrants.len())
+        .filter(|&i| entrants[i].passed())
+        .collect();
+    passed.sort_by_key(|&i| (entrants[i].finished_at.unwrap_or(i64::MAX), i));
+    for (place, &i) in passed.iter().enumerate() {
+        entrants[i].place = Some(place as u32 + 1);
+    }
+    match passed.first() {
+        Some(&w) => (
+            Some(w),
+            format!("{} passed its gates first", entrants[w].task),
+        ),
+        None => (None, nobody_passed(entrants)),
+    }
+}
+
+/// `pick = "all"`: the candidates that passed, ranked by score (higher
+/// first, when `scored`; none after any), then by each measure of `by`
+/// (smaller first), then in plan order. Sets each one's place; returns the
+/// winner's index and why, naming what decided it.
+pub fn rank(entrants: &mut [Entrant], by: &[Measure], scored: bool) -> (Option<usize>, String) {
+    let mut passed: Vec<usize> = (0..entrants.len())
+        .filter(|&i| entrants[i].passed())
+        .collect();
+    let order = |a: &Entrant, b: &Entrant| -> Vec<(String, Ordering)> {
+        let mut keys = Vec::new();
+        if scored {
+            let higher_first = smaller_first(a.score.map(|s| -s), b.score.map(|s| -s));
+            keys.push(("score".to_string(), higher_first));
+        }
+        for &m in by {
+            keys.push((
+                m.name().to_string(),
+                smaller_first(a.measure(m), b.measure(m)),
+            ));
+        }
+        keys
+    };
+    let cmp = |a: &Entrant, b: &Entrant| {
+        order(a, b)
+            .into_iter()
+            .map(|(_, o)| o)
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(Ordering::Equal)
+    };
+    // A stable sort keeps plan order among equals.
+    passed.sort_by(|&a, &b| cmp(&entrants[a], &entrants[b]));
+    for (place, &i) in passed.iter().enumerate() {
+        entrants[i].place = Some(place as u32 + 1);
+    }
+    let Some(&w) = passed.first() else {
+        return (None, nobody_passed(entrants));
+    };
+    let winner = &entrants[w];
+    let Some(&second) = passed.get(1) else {
+        return (
+            Some(w),
+            format!("{} was the only candidate to pass its gates", winner.task),
+        );
+    };
+    let runner_up = &entrants[second];
+    let decided = order(winner, runner_up)
+        .into_iter()
+        .find(|(_, o)| *o != Ordering::Equal);
+    let why = match decided {
+        Some((key, _)) => format!(
+            "{} ranked first of {} that passed, by {key} ({} against {} for {})",
+            winner.task,
+            passed.len(),
+            figure(winner, &key),
+            figure(runner_up, &key),
+            runner_up.task
+        ),
+        None => {
+            let keys: Vec<String> = order(winner, runner_up)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            let on = if keys.is_empty() {
+                "everything".to_string()
+            } else {
+                keys.join(", ")
+            };
+            format!(
+                "{} and {} tied on {on}: the one listed first wins",
+                winner.task, runner_up.task
+            )
+        }
+    };
+    (Some(w), why)
+}
+
+/// A candidate's figure for `key`, in words.
+fn figure(e: &Entrant, key: &str) -> String {
+    let shown = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    match key {
+        "score" => shown(e.score.map(|s| s.to_string())),
+        "gates" => format!("{} failed gate run(s)", e.gate_failures),
+        "diff_lines" => shown(e.diff_lines.map(|d| format!("{d} lines"))),
+        "cost" => shown(e.cost_usd.map(|c| format!("${c:.4}"))),
+        "time" => shown(e.time_ms.map(|t| format!("{:.1} s", t as f64 / 1000.0))),
+        _ => "?".into(),
+    }
+}
+
+/// The number a rank command printed: its output's last line that reads as
+/// one (a finite number; other lines may be the command's talk).
+pub fn score_of(output: &str) -> Option<f64> {
+    output
+        .lines()
+        .rev()
+        .filter_map(|l| l.trim().parse::<f64>().ok())
+        .find(|s| s.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entrant(task: &str, status: TaskStatus) -> Entrant {
+        Entrant {
+            task: task.into(),
+            agent: "a".into(),
+            status,
+            commit: (status == TaskStatus::Succeeded).then(|| format!("c-{task}")),
+            gate_failures: 0,
+            diff_lines: Some(10),
+            cost_usd: Some(0.5),
+            time_ms: Some(1000),
+            finished_at: Some(100),
+            score: None,
+            place: None,
+            note: None,
+        }
+    }
+
+    fn three() -> Vec<Entrant> {
+        let mut e = vec![
+            entrant("t.1", TaskStatus::Failed),
+            entrant("t.2", TaskStatus::Succeeded),
+            entrant("t.3", TaskStatus::Succeeded),
+        ];
+        e[1].finished_at = Some(300);
+        e[2].finished_at = Some(200);
+        e
+    }
+
+    #[test]
+    fn first_to_pass_wins_and_failures_never_do() {
+        let mut e = three();
+        e[0].finished_at = Some(1);
+        let (w, why) = first(&mut e);
+        assert_eq!((w, why.as_str()), (Some(2), "t.3 passed its gates first"));
+        assert_eq!(
+            e.iter().map(|e| e.place).collect::<Vec<_>>(),
+            [None, Some(2), Some(1)]
+        );
+    }
+
+    #[test]
+    fn measures_rank_in_order_and_say_what_decided() {
+        let mut e = three();
+        e[2].gate_failures = 1;
+        let (w, why) = rank(&mut e, &[Measure::Gates, Measure::Time], false);
+        assert_eq!(w, Some(1));
+        assert_eq!(why, "t.2 ranked first of 2 that passed, by gates (0 failed gate run(s) against 1 failed gate run(s) for t.3)");
+        let mut e = three();
+        e[1].diff_lines = None;
+        let (w, why) = rank(&mut e, &[Measure::DiffLines], false);
+        assert_eq!(w, Some(2), "an unknown figure ranks last: {why}");
+        let mut e = three();
+        e[1].cost_usd = Some(0.2);
+        e[2].time_ms = Some(10);
+        let (w, _) = rank(&mut e, &[Measure::Cost, Measure::Time], false);
+        assert_eq!(w, Some(1), "the first measure decides before the second");
+    }
+
+    #[test]
+    fn a_score_ranks_before_measures_and_none_ranks_last() {
+        let mut e = three();
+        e[1].score = Some(2.0);
+        e[2].score = Some(7.5);
+        let (w, why) = rank(&mut e, &[Measure::Time], true);
+        assert_eq!(w, Some(2));
+        assert!(why.contains("by score (7.5 against 2 for t.2)"), "{why}");
+        e[2].score = None;
+        assert_eq!(rank(&mut e, &[], true).0, Some(1));
+    }
+
+    #[test]
+    fn a_tie_goes_to_the_one_listed_first_and_says_so() {
+        let mut e = three();
+        let (w, why) = rank(&mut e, &[Measure::Cost, Measure::Time], false);
+        assert_eq!(w, Some(1));
+        assert_eq!(
+            why,
+            "t.2 and t.3 tied on cost, time: the one listed first wins"
+        );
+    }
+
+    #[test]
+    fn one_or_no_candidate_passing_is_said() {
+        let mut e = three();
+        e[2].status = TaskStatus::Stopped;
+        assert_eq!(
+            rank(&mut e, &[Measure::Time], false).1,
+            "t.2 was the only candidate to pass its gates"
+        );
+        e[1].status = TaskStatus::Failed;
+        let (w, why) = rank(&mut e, &[Measure::Time], false);
+        assert_eq!(w, None);
+        assert_eq!(
+            why,
+            "no candidate passed its gates (t.1 failed, t.2 failed, t.3 stopped)"
+        );
+        assert_eq!(first(&mut e).0, None);
+    }
+
+    #[test]
+    fn a_score_is_the_last_number_printed() {
+        assert_eq!(score_of("building...\n42\n"), Some(42.0));
+        assert_eq!(score_of("3.5\nscore: good\n"), Some(3.5));
+        assert_eq!(score_of("-1e3"), Some(-1000.0));
+        assert_eq!(score_of("NaN\ninf\nnothing"), None);
+    }
+}
