@@ -185,3 +185,71 @@ fn no_candidate_passing_fails_the_race_and_skips_what_needs_it() {
     assert_eq!(task(&r.report, "after")["status"], "skipped");
     assert_eq!(r.report["integration_commit"], r.report["base_commit"]);
 }
+
+/// A judge profile: a script that keeps the prompt it was given and says
+/// `said` as its answer.
+fn judge_profile(prompt_file: &std::path::Path, said: &str) -> String {
+    format!(
+        "[agent.judge]\nadapter = \"exec\"\ncommand = [\"bash\", \"-c\", \"printf '%s' \\\"$1\\\" > {}; printf '{said}'\", \"judge\"]\n",
+        prompt_file.display()
+    )
+}
+
+#[test]
+fn a_judge_reads_each_passing_candidates_work_and_names_the_winner() {
+    let env = TestEnv::new();
+    let prompt = env.scratch("judge-prompt.txt");
+    let said = "Both pass.\\\\nWINNER: t.3\\\\nREASON: it lists its extra lines";
+    let plan = race_plan("pick = \"judge\"\njudge = \"judge\"");
+    env.write(
+        "baton.toml",
+        &format!("{}\n{plan}", judge_profile(&prompt, said)),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        t["pick_reason"], "the judge (judge) named t.3: it lists its extra lines",
+        "{t}"
+    );
+    assert_eq!(
+        t["attempts"], 1,
+        "the judge ran once, as the race's attempt: {t}"
+    );
+    assert_eq!(merged_out(&env, &r).as_deref(), Some("fast\n"));
+    let p = std::fs::read_to_string(&prompt).unwrap();
+    assert!(
+        p.contains("=== Candidate t.1 (agent sh; gates: passed at the first try"),
+        "{p}"
+    );
+    assert!(
+        p.contains("+fast") && p.contains("+slow") && p.contains("extra.txt"),
+        "{p}"
+    );
+    assert!(
+        !p.contains("Candidate t.2"),
+        "a candidate that failed is not judged: {p}"
+    );
+    let kinds = store_rows(&env, "SELECT kind FROM attempts WHERE task_id = 't'");
+    assert_eq!(kinds, ["judge"]);
+}
+
+#[test]
+fn a_judge_that_names_nobody_falls_back_to_the_measures() {
+    let env = TestEnv::new();
+    let prompt = env.scratch("judge-prompt.txt");
+    let plan = race_plan("judge = \"judge\"");
+    env.write(
+        "baton.toml",
+        &format!("{}\n{plan}", judge_profile(&prompt, "WINNER: t.2")),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        t["pick_reason"],
+        "the judge named \"t.2\", which is no candidate that passed (t.1, t.3); ranked by gates, diff_lines, cost and time instead: t.1 ranked first of 2 that passed, by diff_lines (2 lines against 5 lines for t.3)",
+        "{t}"
+    );
+    assert_eq!(merged_out(&env, &r).as_deref(), Some("slow\n"));
+}

@@ -196,6 +196,8 @@ names! {
         Work = "work",
         /// Resolving a merge conflict with the integration branch.
         Resolve = "resolve",
+        /// A race's judge, reading its candidates' work to name the winner.
+        Judge = "judge",
     }
 }
 

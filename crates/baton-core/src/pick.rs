@@ -197,6 +197,45 @@ fn figure(e: &Entrant, key: &str) -> String {
     }
 }
 
+/// The candidate a judge named among `passed` (ids `<race>.<n>`), and its
+/// reason, from the end of what it said: its last `WINNER:` line (the id,
+/// or just its number) and `REASON:` line. Err: why it named nobody.
+pub fn verdict_of(said: &str, passed: &[&str]) -> Result<(String, String), String> {
+    let field = |name: &str| {
+        said.lines().rev().find_map(|l| {
+            let l = l.trim().trim_start_matches(['*', '#', '-', ' ', '`', '_']);
+            let (key, rest) = l.split_once(':')?;
+            let key = key.trim_end_matches(['*', '`', '_', ' ']);
+            key.eq_ignore_ascii_case(name)
+                .then(|| rest.trim().trim_matches(['*', '`', '_', ' ']).to_string())
+        })
+    };
+    let Some(named) = field("winner") else {
+        return Err("the judge named no candidate (no `WINNER:` line)".into());
+    };
+    let words = named.split_whitespace().map(|w| {
+        w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.')
+            .trim_end_matches('.')
+    });
+    let found = words.clone().find_map(|w| {
+        passed.iter().find(|id| {
+            **id == w
+                || id
+                    .rsplit_once('.')
+                    .is_some_and(|(_, n)| !w.is_empty() && n == w)
+        })
+    });
+    let Some(winner) = found else {
+        return Err(format!(
+            "the judge named {named:?}, which is no candidate that passed ({})",
+            passed.join(", ")
+        ));
+    };
+    let reason = field("reason").filter(|r| !r.is_empty());
+    let reason = reason.unwrap_or_else(|| "it gave no reason".into());
+    Ok((winner.to_string(), reason))
+}
+
 /// The number a rank command printed: its output's last line that reads as
 /// one (a finite number; other lines may be the command's talk).
 pub fn score_of(output: &str) -> Option<f64> {
@@ -308,6 +347,34 @@ mod tests {
             "no candidate passed its gates (t.1 failed, t.2 failed, t.3 stopped)"
         );
         assert_eq!(first(&mut e).0, None);
+    }
+
+    #[test]
+    fn a_judge_names_its_winner_on_its_last_lines() {
+        let passed = ["t.1", "t.3"];
+        let v = |s: &str| verdict_of(s, &passed);
+        let ok = |id: &str, why: &str| Ok((id.to_string(), why.to_string()));
+        assert_eq!(
+            v("Both work.\nWINNER: t.3\nREASON: smaller."),
+            ok("t.3", "smaller.")
+        );
+        assert_eq!(
+            v("**Winner:** `t.1`\n**Reason:** clearer"),
+            ok("t.1", "clearer")
+        );
+        assert_eq!(v("WINNER: candidate 3."), ok("t.3", "it gave no reason"));
+        assert_eq!(
+            v("WINNER: t.1\nno, wait\nWINNER: t.3\nREASON: r"),
+            ok("t.3", "r")
+        );
+        let e = v("I like the first one best.").unwrap_err();
+        assert!(e.contains("named no candidate"), "{e}");
+        let e = v("WINNER: t.2\nREASON: r").unwrap_err();
+        assert!(
+            e.contains("named \"t.2\", which is no candidate that passed (t.1, t.3)"),
+            "{e}"
+        );
+        assert!(v("WINNER: none\n").is_err());
     }
 
     #[test]

@@ -238,6 +238,69 @@ pub fn check_resolver(src: &str) -> Result<(), String> {
     })
 }
 
+/// What a race's judge reads (`[run] judge_prompt`): the task, and each
+/// candidate that passed its gates.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JudgeContext {
+    pub task: String,
+    pub prompt: String,
+    pub candidates: Vec<JudgeCandidate>,
+}
+
+/// One candidate as its judge sees it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JudgeCandidate {
+    pub id: String,
+    pub agent: String,
+    /// What its agent said when it finished.
+    pub result: String,
+    /// Its change, as a diff (cut at a size a prompt can hold: `diff_cut`).
+    pub diff: String,
+    pub diff_cut: bool,
+    /// Its gates, its cost and its time, in words.
+    pub gates: String,
+    pub cost: String,
+    pub time: String,
+}
+
+/// The judge's prompt unless the plan gives its own. Its last lines must
+/// say `WINNER:` and `REASON:` (see `pick::verdict_of`).
+pub const JUDGE_PROMPT: &str = "You judge a race: several candidates did the same task \"{{ task }}\", each in its own worktree, and each passed the task's gates. Pick the one whose work best does what the task asks: correct, complete, clear, and no larger than it needs to be. Do not change any file.
+
+The task was:
+{{ prompt }}
+{% for c in candidates %}
+=== Candidate {{ c.id }} (agent {{ c.agent }}; gates: {{ c.gates }}; cost: {{ c.cost }}; time: {{ c.time }}) ===
+{% if c.result %}It said when it finished:
+{{ c.result }}
+{% endif %}Its change:
+{{ c.diff }}{% if c.diff_cut %}
+[the diff is cut here]{% endif %}
+{% endfor %}
+End your answer with exactly these two lines, naming one candidate by its id:
+WINNER: <candidate id>
+REASON: <one sentence>";
+
+/// A judge's prompt for `ctx` from template `src`.
+pub fn render_judge(src: &str, ctx: &JudgeContext) -> Result<String, String> {
+    env().render_str(src, ctx).map_err(|e| describe(&e))
+}
+
+/// Whether `src` renders as a judge's prompt (its variables are known).
+pub fn check_judge(src: &str) -> Result<(), String> {
+    let sample = JudgeContext {
+        task: "t".into(),
+        prompt: "p".into(),
+        candidates: vec![JudgeCandidate {
+            id: "t.1".into(),
+            ..Default::default()
+        }],
+    };
+    render_judge(src, &sample).map(drop).map_err(|e| {
+        format!("judge_prompt: {e} (it can use task, prompt and candidates: each with id, agent, result, diff, diff_cut, gates, cost and time)")
+    })
+}
+
 pub fn render(src: &str, ctx: &PromptContext) -> Result<String, String> {
     let env = env();
     env.render_str(src, ctx).map_err(|e| describe(&e))

@@ -59,6 +59,7 @@ pub async fn run(cwd: &Path, args: LogsArgs) -> anyhow::Result<i32> {
             let what = match a.kind {
                 AttemptKind::Work => "attempt",
                 AttemptKind::Resolve => "resolution attempt",
+                AttemptKind::Judge => "judging attempt",
             };
             writeln!(
                 out,

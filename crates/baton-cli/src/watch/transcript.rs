@@ -59,6 +59,7 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
         } => {
             let what = match kind {
                 AttemptKind::Resolve => "resolution attempt",
+                AttemptKind::Judge => "judging attempt",
                 _ => "attempt",
             };
             let fed = if feedback { " (with feedback)" } else { "" };

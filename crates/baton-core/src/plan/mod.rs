@@ -102,6 +102,8 @@ pub struct RunSettings {
     pub resolver: Option<String>,
     /// The resolver's prompt, a template (default: `template::RESOLVER_PROMPT`).
     pub resolver_prompt: Option<String>,
+    /// The prompt template of a race's judge (`pick = "judge"`).
+    pub judge_prompt: Option<String>,
     /// What `baton run` does with a run that succeeded: nothing, land it
     /// (`baton land`), or open a pull request (`baton land --pr`).
     pub land: Land,

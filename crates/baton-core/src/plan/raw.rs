@@ -208,6 +208,7 @@ pub(crate) struct RawRun {
     pub overlap: Option<Spanned<String>>,
     pub resolver: Option<Spanned<String>>,
     pub resolver_prompt: Option<Spanned<String>>,
+    pub judge_prompt: Option<Spanned<String>>,
     pub land: Option<Spanned<String>>,
     pub min_free_memory: Option<Spanned<String>>,
 }

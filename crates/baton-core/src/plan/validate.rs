@@ -103,6 +103,12 @@ pub(super) fn parse(
         }
         run.resolver_prompt = Some(p.get_ref().clone());
     }
+    if let Some(p) = &raw.run.judge_prompt {
+        if let Err(e) = crate::template::check_judge(p.get_ref()) {
+            ck.at(Some(p.span()), None, e);
+        }
+        run.judge_prompt = Some(p.get_ref().clone());
+    }
     let mut routes = Vec::new();
     for r in &raw.route {
         let r = r.get_ref();
@@ -171,6 +177,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
         overlap_allowed: false,
         resolver: None,
         resolver_prompt: None,
+        judge_prompt: None,
         land: super::Land::None,
         min_free_memory: None,
     };

@@ -8,7 +8,10 @@
 //! picks again from the same record, so the same winner.
 
 mod gather;
+mod judge;
 mod rank_cmd;
+
+pub(crate) use judge::JudgeDesk;
 
 use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
 use crate::engine::shared::Shared;
@@ -23,11 +26,16 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Picks race task `spec`'s winner in a task of its own; its end (a panic
 /// too) reaches the engine as a note.
-pub(crate) fn spawn(sh: Arc<Shared>, spec: TaskSpec, cmds: UnboundedReceiver<WorkerCmd>) {
+pub(crate) fn spawn(
+    sh: Arc<Shared>,
+    spec: TaskSpec,
+    desk: JudgeDesk,
+    cmds: UnboundedReceiver<WorkerCmd>,
+) {
     tokio::spawn(async move {
         let task = spec.id.clone();
         let notes = sh.notes.clone();
-        let (outcome, start) = match tokio::spawn(run(sh, spec, cmds)).await {
+        let (outcome, start) = match tokio::spawn(run(sh, spec, desk, cmds)).await {
             Ok(end) => end,
             Err(e) => {
                 let reason = format!("internal error in baton while picking: {e}");
@@ -46,6 +54,7 @@ pub(crate) fn spawn(sh: Arc<Shared>, spec: TaskSpec, cmds: UnboundedReceiver<Wor
 async fn run(
     sh: Arc<Shared>,
     spec: TaskSpec,
+    desk: JudgeDesk,
     mut cmds: UnboundedReceiver<WorkerCmd>,
 ) -> (Outcome, Option<String>) {
     let Some(race) = &spec.race else {
@@ -56,7 +65,11 @@ async fn run(
         Ok(seen) => seen,
         Err(reason) => return (Outcome::Broken { reason }, None),
     };
-    let (winner, reason) = match choose(&sh, &spec.id, race, &mut seen, &mut cmds).await {
+    let chosen = match earlier(&sh, &spec.id, &mut seen).await {
+        Some(chosen) => Ok(chosen),
+        None => choose(&sh, &spec, race, &mut seen, &desk, &mut cmds).await,
+    };
+    let (winner, reason) = match chosen {
         Ok(chosen) => chosen,
         Err(cmd) => {
             let end = cmd.ends(None, String::new(), " while picking");
@@ -81,11 +94,7 @@ async fn run(
         };
         return (failed, None);
     };
-    let branch = format!(
-        "refs/heads/{}",
-        crate::paths::task_branch(&sh.run_id, &spec.id)
-    );
-    if let Err(e) = sh.repo.set_ref(&branch, &commit).await {
+    if let Err(e) = point_branch(&sh, &spec.id, &commit).await {
         let reason = format!(
             "cannot point the race's branch at its winner {}: {e}",
             w.entrant.task
@@ -108,14 +117,60 @@ async fn run(
     )
 }
 
-/// The winner (an index into `seen`) and why; Err: a request cut it short.
-async fn choose(
+/// The race task's branch at `commit`; a judge's desk on it follows, so
+/// that it holds the winner's work (and serves a later task as a spare).
+async fn point_branch(
     sh: &Shared,
     race_id: &str,
+    commit: &str,
+) -> Result<(), crate::git::GitError> {
+    let id = race_id.to_string();
+    let rec = sh.db(move |s, run| s.task(run, &id)).await.ok().flatten();
+    if let Some(wt) = rec.as_ref().and_then(|r| r.existing_worktree()) {
+        return sh
+            .repo
+            .in_desk_ok(wt, ["reset", "-q", "--hard", commit])
+            .await
+            .map(drop);
+    }
+    let branch = format!(
+        "refs/heads/{}",
+        crate::paths::task_branch(&sh.run_id, race_id)
+    );
+    sh.repo.set_ref(&branch, commit).await
+}
+
+/// The pick a baton before this one made and recorded, if it did (it was
+/// stopped before the race moved on): a resumed run picks the same winner,
+/// judge or not.
+async fn earlier(sh: &Shared, race_id: &str, seen: &mut [Seen]) -> Option<(Option<usize>, String)> {
+    let moves = sh.db(|s, run| s.moves(run)).await.ok()?;
+    let picked = moves.iter().rev().find_map(|e| match e.payload() {
+        Some(Payload::Picked(p)) if e.task_id.as_deref() == Some(race_id) => Some(p),
+        _ => None,
+    })?;
+    let winner = picked.winner.as_deref()?;
+    let w = seen
+        .iter()
+        .position(|s| s.entrant.task == winner && s.entrant.passed())?;
+    for s in seen.iter_mut() {
+        if let Some(e) = picked.candidates.iter().find(|e| e.task == s.entrant.task) {
+            (s.entrant.place, s.entrant.score, s.entrant.note) = (e.place, e.score, e.note.clone());
+        }
+    }
+    Some((Some(w), picked.reason))
+}
+
+/// The winner (an index into `seen`) and why; Err: a request cut it short.
+async fn choose(
+    sh: &Arc<Shared>,
+    spec: &TaskSpec,
     race: &Race,
     seen: &mut [Seen],
+    desk: &JudgeDesk,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Result<(Option<usize>, String), WorkerCmd> {
+    let race_id = spec.id.as_str();
     if let Ok(cmd) = cmds.try_recv() {
         return Err(cmd);
     }
@@ -134,12 +189,9 @@ async fn choose(
             let (w, why) = crate::pick::rank(&mut e, rank_by, rank.is_some());
             (w, why, e)
         }
-        Pick::Judge { .. } => {
-            let mut e = entrants(seen);
-            let by = crate::plan::race::DEFAULT_RANK_BY;
-            let (w, why) = crate::pick::rank(&mut e, &by, false);
-            let why = format!("no judge runs in this baton yet; ranked by gates, diff_lines, cost and time: {why}");
-            (w, why, e)
+        Pick::Judge { judge } => {
+            let (w, why) = judge::judge(sh, spec, judge, seen, desk, cmds).await?;
+            (w, why, entrants(seen))
         }
     };
     for (s, e) in seen.iter_mut().zip(ranked.drain(..)) {

@@ -361,7 +361,11 @@ impl Engine {
         let started = Some(Payload::TaskStarted { attempts_before: 0 });
         self.record(i, Some(TaskStatus::Running), TaskUpdate::default(), started)
             .await;
-        crate::engine::pick::spawn(self.sh.clone(), spec, rx);
+        let desk = crate::engine::pick::JudgeDesk {
+            head: self.lane.head().to_string(),
+            worktrees: self.desks.root().to_path_buf(),
+        };
+        crate::engine::pick::spawn(self.sh.clone(), spec, desk, rx);
     }
 
     async fn on_note(&mut self, note: WorkerNote) {

@@ -128,7 +128,7 @@ pub(crate) fn spawn(sh: Arc<Shared>, start: Start, cmds: UnboundedReceiver<Worke
 }
 
 /// How the task's go ended, and the commit its work started from.
-async fn run(
+pub(crate) async fn run(
     sh: Arc<Shared>,
     mut st: Start,
     mut cmds: UnboundedReceiver<WorkerCmd>,

@@ -1,0 +1,191 @@
+//! `pick = "judge"`: an agent of the judge's profile reads the task and
+//! what each passing candidate did (its diff, gates, cost, time and final
+//! words) and names the winner on its last lines. It works as an attempt of
+//! the race task (kind `judge`: its cost is the race's, its transcript the
+//! race's) in the race task's own desk. A judge that names nobody, or
+//! fails, falls back to ranking by the default measures, and says so.
+
+use super::gather::Seen;
+use crate::engine::messages::{Outcome, WorkerCmd};
+use crate::engine::shared::Shared;
+use crate::engine::task;
+use crate::model::AttemptKind;
+use crate::plan::race::DEFAULT_RANK_BY;
+use crate::plan::TaskSpec;
+use crate::template::{render_judge, JudgeCandidate, JudgeContext, JUDGE_PROMPT};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+
+/// At most this much of each candidate's diff goes into the judge's prompt.
+const DIFF_CAP: usize = 40_000;
+
+/// Where the judge works: the race task's desk, made from `head`.
+pub(crate) struct JudgeDesk {
+    pub head: String,
+    pub worktrees: PathBuf,
+}
+
+/// The winner (an index into `seen`) and why; Err: a request cut it short.
+pub(super) async fn judge(
+    sh: &Arc<Shared>,
+    race: &TaskSpec,
+    profile: &str,
+    seen: &mut [Seen],
+    desk: &JudgeDesk,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Result<(Option<usize>, String), WorkerCmd> {
+    let passed: Vec<usize> = (0..seen.len())
+        .filter(|&i| seen[i].entrant.passed())
+        .collect();
+    if passed.len() < 2 {
+        // Nothing to judge: one winner or none, as the ranking says.
+        return Ok(ranked(seen, None));
+    }
+    let prompt = prompt(sh, race, seen, &passed).await;
+    let said = match run_judge(sh, race, profile, prompt, desk, cmds).await? {
+        Outcome::Done { result, .. } => result,
+        Outcome::Failed { reason, .. } => {
+            return Ok(ranked(seen, Some(format!("the judge failed ({reason})"))))
+        }
+        Outcome::Waiting { .. } => {
+            let why = "the judge asked a question instead of naming a winner".to_string();
+            return Ok(ranked(seen, Some(why)));
+        }
+        Outcome::Broken { reason } => {
+            return Ok(ranked(
+                seen,
+                Some(format!("the judge could not run ({reason})")),
+            ))
+        }
+        Outcome::Stopped { .. } => return Err(WorkerCmd::Stop),
+        Outcome::Interrupted { .. } => return Err(WorkerCmd::Shutdown),
+    };
+    let ids: Vec<&str> = passed
+        .iter()
+        .map(|&i| seen[i].entrant.task.as_str())
+        .collect();
+    match crate::pick::verdict_of(&said, &ids) {
+        Ok((winner, reason)) => {
+            let w = passed
+                .iter()
+                .copied()
+                .find(|&i| seen[i].entrant.task == winner);
+            for (place, &i) in std::iter::once(&w.unwrap_or(passed[0]))
+                .chain(passed.iter().filter(|&&i| Some(i) != w))
+                .enumerate()
+            {
+                seen[i].entrant.place = Some(place as u32 + 1);
+            }
+            if let Some(w) = w {
+                seen[w].entrant.note = Some(format!("the judge: {reason}"));
+            }
+            Ok((w, format!("the judge ({profile}) named {winner}: {reason}")))
+        }
+        Err(why) => Ok(ranked(seen, Some(why))),
+    }
+}
+
+/// The ranking by the default measures, after `why` the judge could not
+/// decide (None: there was nothing to judge).
+fn ranked(seen: &mut [Seen], why: Option<String>) -> (Option<usize>, String) {
+    let mut e: Vec<_> = seen.iter().map(|s| s.entrant.clone()).collect();
+    let (w, reason) = crate::pick::rank(&mut e, &DEFAULT_RANK_BY, false);
+    for (s, e) in seen.iter_mut().zip(e) {
+        s.entrant = e;
+    }
+    match why {
+        Some(why) => (
+            w,
+            format!("{why}; ranked by gates, diff_lines, cost and time instead: {reason}"),
+        ),
+        None => (w, reason),
+    }
+}
+
+/// The judge's prompt: the plan's template, else baton's.
+async fn prompt(sh: &Shared, race: &TaskSpec, seen: &[Seen], passed: &[usize]) -> String {
+    let mut candidates = Vec::new();
+    for &i in passed {
+        let (e, r) = (&seen[i].entrant, &seen[i].record);
+        let (diff, diff_cut) = match (&r.start_commit, &e.commit) {
+            (Some(from), Some(to)) => match sh.repo.diff_capped(from, to, DIFF_CAP).await {
+                Ok((bytes, cut)) => (String::from_utf8_lossy(&bytes).into_owned(), cut),
+                Err(e) => (format!("(its diff could not be read: {e})"), false),
+            },
+            _ => ("(no change)".to_string(), false),
+        };
+        candidates.push(JudgeCandidate {
+            id: e.task.clone(),
+            agent: e.agent.clone(),
+            result: r.result.clone().unwrap_or_default().trim().to_string(),
+            diff,
+            diff_cut,
+            gates: match e.gate_failures {
+                0 => "passed at the first try".into(),
+                n => format!("passed after {n} failed run(s)"),
+            },
+            cost: e
+                .cost_usd
+                .map(|c| format!("${c:.4}"))
+                .unwrap_or_else(|| "unknown".into()),
+            time: e
+                .time_ms
+                .map(|t| crate::duration::human(std::time::Duration::from_millis(t as u64)))
+                .unwrap_or_else(|| "unknown".into()),
+        });
+    }
+    let ctx = JudgeContext {
+        task: race.id.clone(),
+        prompt: race.prompt.trim().to_string(),
+        candidates,
+    };
+    // The plan's template was checked when the plan was read.
+    let template = sh.plan.run.judge_prompt.as_deref();
+    template
+        .and_then(|t| render_judge(t, &ctx).ok())
+        .or_else(|| render_judge(JUDGE_PROMPT, &ctx).ok())
+        .unwrap_or_default()
+}
+
+/// Runs the judge's agent once, as an attempt of the race task, passing on
+/// the requests that reach the pick meanwhile.
+async fn run_judge(
+    sh: &Arc<Shared>,
+    race: &TaskSpec,
+    profile: &str,
+    prompt: String,
+    desk: &JudgeDesk,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+) -> Result<Outcome, WorkerCmd> {
+    let spec = TaskSpec {
+        // The prompt is baton's text, not a template.
+        prompt: format!("{{% raw %}}{prompt}{{% endraw %}}"),
+        agent: profile.to_string(),
+        context: Vec::new(),
+        gates: Vec::new(),
+        retries: 0,
+        fail_if: None,
+        lead: None,
+        race: None,
+        ..race.clone()
+    };
+    let mut start = task::Start::prepare(sh, spec, &desk.head, &desk.worktrees, None).await;
+    start.kind = AttemptKind::Judge;
+    start.session = None;
+    start.feedback = None;
+    // The worker counts itself out once its desk is made.
+    sh.starting_tasks
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let judging = task::run(sh.clone(), start, rx);
+    tokio::pin!(judging);
+    loop {
+        tokio::select! {
+            (outcome, _) = &mut judging => return Ok(outcome),
+            Some(cmd) = cmds.recv() => {
+                let _ = tx.send(cmd);
+            }
+        }
+    }
+}
