@@ -253,3 +253,60 @@ fn a_judge_that_names_nobody_falls_back_to_the_measures() {
     );
     assert_eq!(merged_out(&env, &r).as_deref(), Some("slow\n"));
 }
+
+#[test]
+fn a_race_killed_at_any_moment_resumes_without_redoing_a_candidate_and_picks_the_same() {
+    use std::os::unix::process::ExitStatusExt;
+    for point in ["agent-ended@2", "gates@3", "picked", "merged"] {
+        let env = TestEnv::new();
+        let prompt = env.scratch("judge-prompt.txt");
+        // A judge asked twice would change its mind: t.1 first, then t.3.
+        let seen = env.scratch("judged");
+        let said = format!(
+            "$(test -e {s} && echo t.3 || (touch {s}; echo t.1))",
+            s = seen.display()
+        );
+        let judge = judge_profile(&prompt, "").replace(
+            "printf ''",
+            &format!("echo \\\"WINNER: {said}\\\"; echo REASON: it is mine"),
+        );
+        let plan = race_plan("judge = \"judge\"");
+        env.write("baton.toml", &format!("{judge}\n{plan}"));
+        let crashed = output(
+            baton(&env)
+                .args(["run", "--json"])
+                .env("BATON_FAILPOINT", point),
+        );
+        assert_eq!(
+            crashed.status.signal(),
+            Some(libc::SIGKILL),
+            "{point}: {}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        let before = latest_run_opt(&env).expect("the run is in the store");
+        let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+        for id in ["t.1", "t.2", "t.3"] {
+            let was = task(&before, id);
+            if matches!(was["status"].as_str(), Some("succeeded" | "failed")) {
+                assert_eq!(
+                    task(&r.report, id)["attempts"],
+                    was["attempts"],
+                    "{point}: {id} ran again"
+                );
+            }
+        }
+        let t = task(&r.report, "t");
+        assert_eq!(
+            t["pick_reason"], "the judge (judge) named t.1: it is mine",
+            "{point}: {t}"
+        );
+        assert_eq!(t["merged"], true, "{point}: {t}");
+        assert_eq!(merged_out(&env, &r).as_deref(), Some("slow\n"), "{point}");
+        let judged = store_rows(
+            &env,
+            "SELECT COUNT(*) FROM attempts WHERE task_id = 't' AND status != 'interrupted'",
+        );
+        assert_eq!(judged, ["1"], "{point}: the judge ran once");
+    }
+}

@@ -108,6 +108,7 @@ async fn run(
     };
     sh.update_task(&spec.id, update, Some(Payload::Picked(picked)))
         .await;
+    crate::failpoint::hit("picked");
     (
         Outcome::Done {
             commit,
