@@ -8,6 +8,7 @@ use baton_core::clock::now_ms;
 use baton_core::duration::human;
 use baton_core::model::{Activity, RunStatus, TaskStatus};
 use baton_core::payload::Payload;
+use baton_core::plan::race;
 use baton_core::store::{Event, Store, TaskRecord};
 use baton_core::{Engine, Report};
 use std::io::{IsTerminal, Write};
@@ -125,8 +126,9 @@ fn frame(run: &str, started: i64, tasks: &[TaskRecord]) -> Vec<String> {
             .take(MAX_LINES)
             .collect()
     };
-    for t in &shown {
-        lines.push(task_line(t, width));
+    for (t, candidate) in race::reading_order(&shown, |t| &t.id) {
+        let indent = if candidate { "  " } else { "" };
+        lines.push(format!("{indent}{}", task_line(t, width)));
     }
     if shown.len() < tasks.len() {
         lines.push(format!(
@@ -158,7 +160,14 @@ fn event_text(p: Payload, task: &str) -> Option<String> {
         P::GateFinished(end) => format!("gate `{}` passed", end.gate),
         P::ApprovalNeeded { .. } => format!("waiting for approval: baton approve {task}"),
         P::Merged { .. } => "merged".to_string(),
-        P::Succeeded { .. } => "succeeded (not merged: merge = false)".to_string(),
+        P::Succeeded { .. } => match race::candidate_of_id(task) {
+            Some((race, _)) => format!("passed its gates (a candidate of {race})"),
+            None => "succeeded (not merged: merge = false)".to_string(),
+        },
+        P::Picked(p) => match &p.winner {
+            Some(w) => format!("picked {w}: {}", p.reason),
+            None => format!("no winner: {}", p.reason),
+        },
         P::Conflicted {
             paths: Some(paths), ..
         } => format!("conflicted in {}", json_list(&paths)),
@@ -442,9 +451,29 @@ pub async fn drive(engine: Engine, json: bool, ci: &CiOutput) -> anyhow::Result<
     finish(&store, &report, json, ci).await
 }
 
+/// A task's status, and for a candidate whose race picked, whether it won.
+pub fn standing_in_race(r: &Report, t: &baton_core::report::TaskReport) -> String {
+    let race = t.candidate_of.as_deref();
+    let race = race.and_then(|id| r.tasks.iter().find(|x| x.id == id));
+    let me = race
+        .and_then(|race| race.candidates.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.task == t.id));
+    match me {
+        Some(c) if c.winner => "won".into(),
+        Some(c) if race.is_some_and(|r| r.pick_reason.is_some()) && c.place.is_some() => {
+            format!("lost (place {})", c.place.unwrap_or(0))
+        }
+        _ => t.status.to_string(),
+    }
+}
+
 pub fn print_summary(r: &Report) {
     let mut err = std::io::stderr().lock();
-    let count = |s: TaskStatus| r.tasks.iter().filter(|t| t.status == s).count();
+    // A race counts as one task: its candidates are its parts.
+    let count = |s: TaskStatus| {
+        let mine = r.tasks.iter().filter(|t| t.candidate_of.is_none());
+        mine.filter(|t| t.status == s).count()
+    };
     let mut parts = Vec::new();
     for s in [
         TaskStatus::Succeeded,
@@ -478,15 +507,21 @@ pub fn print_summary(r: &Report) {
         .max()
         .unwrap_or(0)
         .min(32);
-    for t in &r.tasks {
-        let mut line = format!("  {} {:<width$}  {}", symbol(t.status), t.id, t.status);
+    for (t, candidate) in race::reading_order(&r.tasks, |t| &t.id) {
+        let indent = if candidate { "    " } else { "" };
+        let mut line = format!(
+            "  {indent}{} {:<width$}  {}",
+            symbol(t.status),
+            t.id,
+            standing_in_race(r, t)
+        );
         if t.attempts > 1 {
             line.push_str(&format!(" after {} attempts", t.attempts));
         }
         if t.merged {
             line.push_str(", merged");
         }
-        if let Some(reason) = &t.reason {
+        if let Some(reason) = t.reason.as_ref().or(t.pick_reason.as_ref()) {
             line.push_str(&format!(": {reason}"));
         }
         let _ = writeln!(err, "{line}");

@@ -190,7 +190,10 @@ fn figure(e: &Entrant, key: &str) -> String {
     match key {
         "score" => shown(e.score.map(|s| s.to_string())),
         "gates" => format!("{} failed gate run(s)", e.gate_failures),
-        "diff_lines" => shown(e.diff_lines.map(|d| format!("{d} lines"))),
+        "diff_lines" => shown(e.diff_lines.map(|d| match d {
+            1 => "1 line".to_string(),
+            d => format!("{d} lines"),
+        })),
         "cost" => shown(e.cost_usd.map(|c| format!("${c:.4}"))),
         "time" => shown(e.time_ms.map(|t| format!("{:.1} s", t as f64 / 1000.0))),
         _ => "?".into(),

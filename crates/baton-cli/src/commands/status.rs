@@ -1,9 +1,10 @@
 //! `baton status`: where a run stands, read from the store.
 
 use super::{find_run, open_repo, open_store};
-use crate::progress::{elapsed, state_label, symbol, usage_label};
+use crate::progress::{elapsed, standing_in_race, state_label, symbol, usage_label};
 use baton_core::lock::{self, LockState};
 use baton_core::model::RunKind;
+use baton_core::plan::race;
 use baton_core::Report;
 use clap::Args;
 use std::path::Path;
@@ -49,12 +50,19 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     }
     let tasks = store.tasks(&rec.id)?;
     let width = tasks.iter().map(|t| t.id.len()).max().unwrap_or(4);
-    for t in &tasks {
+    for (t, candidate) in race::reading_order(&tasks, |t| &t.id) {
+        let indent = if candidate { "    " } else { "" };
+        let mut label = state_label(t);
+        if let Some(r) = report.tasks.iter().find(|r| r.id == t.id) {
+            if r.candidate_of.is_some() && t.status.is_finished() {
+                label = standing_in_race(&report, r);
+            }
+        }
         let mut line = format!(
-            "  {} {:<width$}  {:<26} attempts {:<2} {:>7}",
+            "  {indent}{} {:<width$}  {:<26} attempts {:<2} {:>7}",
             symbol(t.status),
             t.id,
-            state_label(t),
+            label,
             t.attempts,
             elapsed(t)
         );
@@ -65,7 +73,9 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         if t.merged {
             line.push_str("  merged");
         }
-        if let Some(r) = &t.reason {
+        let picked = report.tasks.iter().find(|r| r.id == t.id);
+        let picked = picked.and_then(|r| r.pick_reason.as_ref());
+        if let Some(r) = t.reason.as_ref().or(picked) {
             line.push_str(&format!("  {r}"));
         }
         if !t.conflict_ahead.is_empty() {

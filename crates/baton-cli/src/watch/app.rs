@@ -142,7 +142,9 @@ impl App {
     /// New task rows from the store; the same task stays selected.
     pub fn set_tasks(&mut self, tasks: Vec<TaskRecord>) {
         let keep = self.selected_task().map(|t| t.id.clone());
-        self.tasks = tasks;
+        // A race's candidates right under it.
+        let order = baton_core::plan::race::reading_order(&tasks, |t| &t.id);
+        self.tasks = order.into_iter().map(|(t, _)| t.clone()).collect();
         self.selected = keep
             .and_then(|id| self.tasks.iter().position(|t| t.id == id))
             .unwrap_or(self.selected)

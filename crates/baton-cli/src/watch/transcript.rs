@@ -120,6 +120,10 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
         ),
         P::SandboxNotice { notice } => (Tone::Bad, format!("sandbox: {notice}")),
         P::GatewayNotice { notice } => (Tone::Plain, format!("gateway: {notice}")),
+        P::Picked(p) => match &p.winner {
+            Some(w) => (Tone::Good, format!("picked {w}: {}", p.reason)),
+            None => (Tone::Bad, format!("no winner: {}", p.reason)),
+        },
         P::MessageSent(m) => (Tone::Plain, format!("→ message to {}: {}", m.to, m.text)),
         P::MessageReceived(m) => {
             let from = m.from.as_deref().unwrap_or("a person");

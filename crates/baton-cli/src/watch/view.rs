@@ -96,7 +96,10 @@ fn tasks(f: &mut Frame, app: &App, area: Rect) {
         let cost = t.cost_usd.map(|c| format!("${c:.2}")).unwrap_or_default();
         Row::new(vec![
             Cell::from(symbol(t.status)).style(Style::new().fg(status_color(t.status))),
-            Cell::from(t.id.clone()),
+            Cell::from(match baton_core::plan::race::candidate_of_id(&t.id) {
+                Some(_) => format!("  {}", t.id),
+                None => t.id.clone(),
+            }),
             Cell::from(state_label(t)),
             Cell::from(attempt),
             Cell::from(elapsed(t)),

@@ -102,6 +102,27 @@ pub fn candidate_of_id(id: &str) -> Option<(&str, u32)> {
     Some((race, n.parse().ok()?))
 }
 
+/// Tasks in the order a person reads them: each race's candidates right
+/// under their race (the flag says which are candidates), others as they
+/// come. The board's order puts candidates before their race.
+pub fn reading_order<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<(&T, bool)> {
+    let race_of = |t: &T| candidate_of_id(id(t)).map(|(race, _)| race.to_string());
+    let mut out: Vec<(&T, bool)> = Vec::with_capacity(items.len());
+    for t in items.iter().filter(|t| race_of(t).is_none()) {
+        out.push((t, false));
+        let mine = items
+            .iter()
+            .filter(|c| race_of(c).as_deref() == Some(id(t)));
+        out.extend(mine.map(|c| (c, true)));
+    }
+    // A candidate whose race is not among `items` still shows.
+    let orphans = items
+        .iter()
+        .filter(|c| race_of(c).is_some_and(|r| !items.iter().any(|t| id(t) == r)));
+    out.extend(orphans.map(|c| (c, true)));
+    out
+}
+
 /// The fields of a race, which only a `[[task]]` may have.
 pub(super) fn race_fields(t: &RawTask) -> Option<Range<usize>> {
     let spans = [
@@ -367,6 +388,26 @@ mod tests {
         }
         let e = err(&format!("[defaults]\ncandidates = 3\n\n{base}"));
         assert!(e.contains("belong to a [[task]]"), "{e}");
+    }
+
+    #[test]
+    fn candidates_read_under_their_race() {
+        let ids = ["up", "t.1", "t.2", "t", "x.1", "after"];
+        let order: Vec<(&str, bool)> = super::reading_order(&ids, |s| s)
+            .into_iter()
+            .map(|(s, c)| (*s, c))
+            .collect();
+        let want = [
+            ("up", false),
+            ("t", false),
+            ("t.1", true),
+            ("t.2", true),
+            ("after", false),
+            ("x.1", true),
+        ];
+        assert_eq!(order, want);
+        assert_eq!(super::candidate_of_id("a-b.12"), Some(("a-b", 12)));
+        assert_eq!(super::candidate_of_id("plain"), None);
     }
 
     #[test]
