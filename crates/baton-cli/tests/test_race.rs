@@ -310,3 +310,67 @@ fn a_race_killed_at_any_moment_resumes_without_redoing_a_candidate_and_picks_the
         assert_eq!(judged, ["1"], "{point}: the judge ran once");
     }
 }
+
+#[test]
+fn a_person_picks_another_candidate_before_the_race_merges() {
+    let env = TestEnv::new();
+    env.write("baton.toml", &race_plan("approve = true"));
+    let mut child = spawn_baton(&env, &["run", "--json"]);
+    wait_for_task(&env, "t", "awaiting_approval");
+    let pick = |args: &[&str]| {
+        let out = output(baton(&env).arg("pick").args(args));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, said) = pick(&["t", "2"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("candidate t.2 did not pass its gates (failed)"),
+        "{said}"
+    );
+    let (code, said) = pick(&["t", "t.9"]);
+    assert!(
+        code == Some(1)
+            && said.contains("has no candidate \"t.9\" (its candidates: t.1, t.2, t.3)"),
+        "{said}"
+    );
+    let (code, said) = pick(&["after", "1"]);
+    assert!(
+        code == Some(1) && said.contains("task \"after\" is no race"),
+        "{said}"
+    );
+    let (code, said) = pick(&["t", "3"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("candidate t.3 is its winner now; approve it to merge (baton approve t)"),
+        "{said}"
+    );
+    let out = output(baton(&env).args(["approve", "t"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    assert_eq!(
+        t["pick_reason"], "picked by hand (baton pick) in place of t.1",
+        "{t}"
+    );
+    let winners: Vec<bool> = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["winner"].as_bool().unwrap())
+        .collect();
+    assert_eq!(winners, [false, false, true]);
+    assert_eq!(merged_out(&env, &r).as_deref(), Some("fast\n"));
+    let (code, said) = pick(&["t", "1"]);
+    assert!(
+        code == Some(2) && said.contains("nothing can pick its tasks now"),
+        "{said}"
+    );
+}

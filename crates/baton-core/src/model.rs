@@ -130,6 +130,8 @@ impl TaskStatus {
             // Not actions on a task's state: a queued task is added, and any
             // task that has not ended takes a message.
             ControlKind::Add | ControlKind::Message | ControlKind::Answer => false,
+            // Only a race waiting for approval takes it: offered on its candidates.
+            ControlKind::Pick => false,
         }
     }
 
@@ -235,6 +237,9 @@ names! {
         Message = "message",
         /// A question of the task's agent was answered (the question's id).
         Answer = "answer",
+        /// Another candidate replaces a race's winner before it merges (the
+        /// candidate's id).
+        Pick = "pick",
     }
 }
 

@@ -16,6 +16,7 @@ pub mod land;
 pub mod logs;
 pub mod mcp;
 pub mod msg;
+pub mod pick;
 pub mod plan;
 pub mod pull;
 pub mod resume;

@@ -548,5 +548,6 @@ fn done(kind: ControlKind) -> &'static str {
         ControlKind::Add => "added",
         ControlKind::Message => "messaged",
         ControlKind::Answer => "answered",
+        ControlKind::Pick => "picked",
     }
 }

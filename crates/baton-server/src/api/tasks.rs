@@ -168,7 +168,7 @@ pub async fn act(
         }
         _ => {
             return Err(ApiError::not_found(format!(
-                "unknown action {action:?} (stop, steer, approve, retry)"
+                "unknown action {action:?} (stop, steer, approve, retry, pick)"
             )))
         }
     };

@@ -96,6 +96,45 @@ impl Board {
             .collect()
     }
 
+    /// The candidate a person may pick by hand for race task `i` (`which`:
+    /// its id, or just its number): one that passed, while the race waits
+    /// for approval (after that it merges). Err: why not, in words.
+    pub fn check_pick(&self, i: usize, which: &str) -> Result<usize, String> {
+        let race = self.id(i);
+        if self.tasks[i].spec.race.is_none() {
+            return Err(format!(
+                "task {race:?} is no race: it has no candidates to pick from"
+            ));
+        }
+        let named = self.candidates(i).iter().copied().find(|&j| {
+            let id = self.id(j);
+            id == which
+                || crate::plan::race::candidate_of_id(id)
+                    .is_some_and(|(_, n)| n.to_string() == which)
+        });
+        let Some(j) = named else {
+            let ids: Vec<&str> = self.candidates(i).iter().map(|&j| self.id(j)).collect();
+            return Err(format!(
+                "task {race:?} has no candidate {which:?} (its candidates: {})",
+                ids.join(", ")
+            ));
+        };
+        match self.tasks[i].status() {
+            TaskStatus::AwaitingApproval => {}
+            TaskStatus::Merging => return Err(format!("task {race:?} is being merged: a winner is replaced before that, while the race waits for approval (give it `approve = true`)")),
+            s if s.is_finished() => return Err(format!("task {race:?} has ended ({s}): there is no winner to replace")),
+            _ => return Err(format!("task {race:?} has not picked yet: pick by hand once it waits for approval (give it `approve = true`)")),
+        }
+        if self.tasks[j].status() != TaskStatus::Succeeded {
+            let s = self.tasks[j].status();
+            return Err(format!(
+                "candidate {} did not pass its gates ({s}): only a candidate that passed can win",
+                self.id(j)
+            ));
+        }
+        Ok(j)
+    }
+
     /// Whether task `i` is a candidate: its own end does not decide the run's.
     pub(super) fn is_candidate(&self, i: usize) -> bool {
         self.tasks[i].spec.candidate.is_some()

@@ -14,7 +14,11 @@ impl Board {
     pub fn refuse(&self, kind: ControlKind) -> Option<String> {
         let needs_new_work = matches!(
             kind,
-            ControlKind::Add | ControlKind::Steer | ControlKind::Retry | ControlKind::Approve
+            ControlKind::Add
+                | ControlKind::Steer
+                | ControlKind::Retry
+                | ControlKind::Approve
+                | ControlKind::Pick
         );
         (self.shutting_down && needs_new_work)
             .then(|| "baton is shutting down; try again once the run is resumed".to_string())
@@ -33,7 +37,11 @@ impl Board {
             ControlKind::Stop => self.stop(i),
             ControlKind::Steer => self.steer(i, message.unwrap_or_default()),
             ControlKind::Approve => self.approve(i),
-            ControlKind::Retry | ControlKind::Add | ControlKind::Message | ControlKind::Answer => {
+            ControlKind::Retry
+            | ControlKind::Add
+            | ControlKind::Message
+            | ControlKind::Answer
+            | ControlKind::Pick => {
                 Reply::no(format!("{kind} is not a request for a task that runs"))
             }
         }

@@ -118,6 +118,57 @@ async fn run(
     )
 }
 
+/// A person's pick of `candidate` in place of race task `race_id`'s
+/// winner: the race's commit, branch and record become the candidate's,
+/// and a `picked` event says so. Returns its commit and start commit.
+pub(crate) async fn by_hand(
+    sh: &Shared,
+    race_id: &str,
+    candidate: &str,
+) -> Result<(String, Option<String>), String> {
+    let (race, id) = (race_id.to_string(), candidate.to_string());
+    let read = sh
+        .db(move |s, run| -> Result<_, crate::store::StoreError> {
+            let moves = s.moves(run)?;
+            Ok((s.task(run, &id)?, moves))
+        })
+        .await
+        .map_err(|e| format!("cannot read candidate {candidate}: {e}"))?;
+    let (Some(rec), moves) = read else {
+        return Err(format!("the store has no candidate {candidate}"));
+    };
+    let Some(commit) = rec.commit_id.clone() else {
+        return Err(format!("candidate {candidate} left no commit"));
+    };
+    let before = moves.iter().rev().find_map(|e| match e.payload() {
+        Some(Payload::Picked(p)) if e.task_id.as_deref() == Some(race.as_str()) => Some(p),
+        _ => None,
+    });
+    point_branch(sh, race_id, &commit)
+        .await
+        .map_err(|e| format!("cannot point the race's branch at {candidate}: {e}"))?;
+    let was = before.as_ref().and_then(|p| p.winner.clone());
+    let reason = match &was {
+        Some(w) => format!("picked by hand (baton pick) in place of {w}"),
+        None => "picked by hand (baton pick)".to_string(),
+    };
+    let picked = Picked {
+        mode: "person".into(),
+        winner: Some(candidate.to_string()),
+        reason: reason.clone(),
+        candidates: before.map(|p| p.candidates).unwrap_or_default(),
+    };
+    let update = TaskUpdate {
+        commit_id: Some(commit.clone()),
+        start_commit: rec.start_commit.clone(),
+        result: Some(reason),
+        ..Default::default()
+    };
+    sh.update_task(race_id, update, Some(Payload::Picked(picked)))
+        .await;
+    Ok((commit, rec.start_commit))
+}
+
 /// The race task's branch at `commit`; a judge's desk on it follows, so
 /// that it holds the winner's work (and serves a later task as a spare).
 async fn point_branch(

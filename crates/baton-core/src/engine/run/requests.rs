@@ -29,12 +29,34 @@ impl Engine {
             ControlKind::Retry => self.retry(i, message).await,
             ControlKind::Message => self.deliver(i, message).await,
             ControlKind::Answer => self.answer_came(message).await,
+            ControlKind::Pick => self.pick_by_hand(i, message).await,
             _ => self.board.request(i, kind, message),
         };
         self.apply(reply.actions).await;
         Answer {
             ok: reply.ok,
             message: reply.message,
+        }
+    }
+
+    /// A person picks candidate `message` of race task `i` in place of its
+    /// winner, before the race merges.
+    async fn pick_by_hand(&mut self, i: usize, message: Option<String>) -> Reply {
+        let which = message.unwrap_or_default();
+        let j = match self.board.check_pick(i, which.trim()) {
+            Ok(j) => j,
+            Err(no) => return Reply::no(no),
+        };
+        let (race, candidate) = (self.board.id(i).to_string(), self.board.id(j).to_string());
+        match crate::engine::pick::by_hand(&self.sh, &race, &candidate).await {
+            Ok((commit, start)) => {
+                self.lane.finished(&self.sh, i, Some(commit), start).await;
+                Reply::yes(
+                    format!("task {race:?}: candidate {candidate} is its winner now; approve it to merge (baton approve {race})"),
+                    Vec::new(),
+                )
+            }
+            Err(no) => Reply::no(no),
         }
     }
 
