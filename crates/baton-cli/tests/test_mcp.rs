@@ -211,6 +211,14 @@ fn task_add_grows_a_run_going_on_and_a_scoped_server_caps_it() {
         .await
         .unwrap_err();
         assert!(e.contains("max_tasks reached") && e.contains('2'), "{e}");
+        let e = call(
+            &client,
+            "task_add",
+            json!({"id": "r", "prompt": "true", "candidates": 2}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("a lead adds tasks of one agent each"), "{e}");
         let e = call(&client, "run_start", json!({"plan": "x"}))
             .await
             .unwrap_err();
@@ -252,7 +260,10 @@ fn over_http_under_serve_with_the_api_token_rules() {
         let started = call(
             &client,
             "run_start",
-            json!({"tasks": [{"id": "h", "prompt": "echo h > h.txt"}]}),
+            json!({"tasks": [
+                {"id": "h", "prompt": "echo h > h.txt"},
+                {"id": "r", "prompt": "echo $BATON_TASK > r.txt", "candidates": 2, "pick": "first"}
+            ]}),
         )
         .await
         .unwrap();
@@ -261,6 +272,9 @@ fn over_http_under_serve_with_the_api_token_rules() {
             .await
             .unwrap();
         assert_eq!(task(&w["report"], "h")["status"], "succeeded");
+        let r = task(&w["report"], "r");
+        assert_eq!(r["candidates"].as_array().map(Vec::len), Some(2), "{r}");
+        assert_eq!(r["merged"], true, "a race from MCP merges its winner: {r}");
         let e = call(&client, "task_diff", json!({"task": "zz"}))
             .await
             .unwrap_err();

@@ -6,7 +6,8 @@ use crate::state::{AppState, Driven};
 use baton_core::control::{self, ControlError};
 use baton_core::engine::Answer;
 use baton_core::model::{ControlKind, RunKind};
-use baton_core::plan::Land;
+use baton_core::plan::race::RaceFields;
+use baton_core::plan::{Land, TaskSpec};
 use baton_core::store::{Added, NewTask};
 use baton_core::{Engine, EngineHandle, Plan, RunOptions};
 use std::path::{Path, PathBuf};
@@ -256,21 +257,21 @@ pub async fn add_to_run(
         .map_err(invalid)?
         .pop()
         .ok_or_else(|| invalid("the task did not parse as a task"))?;
+    if cap.is_some() && added.race.is_some() {
+        return Err(invalid(format!(
+            "task {id:?}: a lead adds tasks of one agent each (a race's candidates would pass its max_tasks)"
+        )));
+    }
     let kept = Added {
         snippet: snippet.to_string(),
         spec: serde_json::to_string(&added).map_err(internal)?,
         tags: Vec::new(),
     };
-    let task = NewTask {
-        branch: baton_core::paths::task_branch(run, id),
-        id: id.to_string(),
-        agent: added.agent,
-        needs: added.needs,
-    };
+    let tasks = new_tasks(run, &added);
     let r = run.to_string();
     state
         .store
-        .call(move |s| s.add_task_capped(&r, &task, &kept, cap))
+        .call(move |s| s.add_tasks_capped(&r, &tasks, &kept, cap))
         .await
         .map_err(|e| match e {
             baton_core::store::StoreError::Capped { .. } => RunnerError::Busy(e.to_string()),
@@ -625,6 +626,19 @@ async fn remote_tip(state: &AppState, remote: &str, branch: &str, id: &str) -> O
     }
 }
 
+/// The store's rows of a queued task: a race's candidates, then itself.
+fn new_tasks(run: &str, spec: &TaskSpec) -> Vec<NewTask> {
+    baton_core::plan::race::expand(std::slice::from_ref(spec))
+        .into_iter()
+        .map(|t| NewTask {
+            branch: baton_core::paths::task_branch(run, &t.id),
+            id: t.id,
+            agent: t.agent,
+            needs: t.needs,
+        })
+        .collect()
+}
+
 /// `agent` if the plan defines it (None: the plan's default).
 fn known_agent(config: &Plan, agent: Option<String>) -> Result<Option<String>, RunnerError> {
     if let Some(a) = &agent {
@@ -639,14 +653,30 @@ fn known_agent(config: &Plan, agent: Option<String>) -> Result<Option<String>, R
     Ok(agent)
 }
 
-/// Queues a task in the service run; returns (run, task).
+/// Queues a task in the service run (a race of candidates, with `race`);
+/// returns (run, task).
 pub async fn add_task(
     state: &Arc<AppState>,
     prompt: &str,
     agent: Option<&str>,
     tags: &[String],
+    race: &RaceFields,
 ) -> Result<(String, String), RunnerError> {
-    add_named_task(state, prompt, prompt, agent, tags, &[], None).await
+    let named = Named {
+        name: prompt,
+        prompt,
+        needs: &[],
+        id: None,
+    };
+    queue(state, named, agent, tags, race).await
+}
+
+/// A task to queue: its id (else made from `name`), prompt and needs.
+struct Named<'a> {
+    name: &'a str,
+    prompt: &'a str,
+    needs: &'a [String],
+    id: Option<&'a str>,
 }
 
 /// Queues a task whose id is `id`, else made from `name` (its prompt's
@@ -662,6 +692,28 @@ pub async fn add_named_task(
     needs: &[String],
     id: Option<&str>,
 ) -> Result<(String, String), RunnerError> {
+    let named = Named {
+        name,
+        prompt,
+        needs,
+        id,
+    };
+    queue(state, named, agent, tags, &RaceFields::default()).await
+}
+
+async fn queue(
+    state: &Arc<AppState>,
+    named: Named<'_>,
+    agent: Option<&str>,
+    tags: &[String],
+    race: &RaceFields,
+) -> Result<(String, String), RunnerError> {
+    let Named {
+        name,
+        prompt,
+        needs,
+        id,
+    } = named;
     if prompt.trim().is_empty() {
         return Err(invalid("the prompt is empty"));
     }
@@ -692,7 +744,7 @@ pub async fn add_named_task(
         None if s.is_empty() => format!("t{n}"),
         None => format!("t{n}-{s}"),
     };
-    let snippet = Plan::task_snippet(&id, prompt, agent.as_deref());
+    let snippet = Plan::race_snippet(&id, prompt, agent.as_deref(), race);
     // Validate against the profiles and defaults before anything is stored.
     let mut spec = config
         .parse_added(std::slice::from_ref(&snippet), Some(&state.opts.repo.root))
@@ -707,16 +759,11 @@ pub async fn add_named_task(
         snippet,
         tags: tags.to_vec(),
     };
-    let task = NewTask {
-        branch: baton_core::paths::task_branch(&run, &id),
-        id: id.clone(),
-        agent: spec.agent,
-        needs: spec.needs,
-    };
+    let tasks = new_tasks(&run, &spec);
     let r = run.clone();
     state
         .store
-        .call(move |s| s.add_task(&r, &task, &kept))
+        .call(move |s| s.add_tasks_capped(&r, &tasks, &kept, None))
         .await
         .map_err(internal)?;
     let answer = control(state, &run, &id, ControlKind::Add, None).await?;

@@ -428,6 +428,64 @@ async fn queued_tasks_run_and_are_routed_by_tag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_race_runs_its_candidates_and_merges_its_winner() {
+    let a = api();
+    let (s, v) = a
+        .post("/api/tasks", json!({ "prompt": "x", "candidates": 1 }))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("candidates must be 2 to 10"),
+        "{v}"
+    );
+    let prompt = "echo \"$BATON_TASK\" > race.txt";
+    let race = json!({ "prompt": prompt, "agents": ["writer", "writer"], "pick": "first" });
+    let (s, v) = a.post("/api/tasks", race).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (run, task) = (
+        v["run"].as_str().unwrap().to_string(),
+        v["task"].as_str().unwrap().to_string(),
+    );
+    let t = a.wait_task(&run, &task, "succeeded").await;
+    let agents: Vec<&str> = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["writer", "writer"], "{t}");
+    assert_eq!(t["merged"], true, "{t}");
+    let winner = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["winner"] == true);
+    let winner = winner.unwrap_or_else(|| panic!("{t}"))["task"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        t["pick_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{winner} passed its gates first")),
+        "{t}"
+    );
+    let (s, v) = a
+        .post(
+            &format!("/api/runs/{run}/tasks/{winner}/pick"),
+            json!({ "message": "1" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("is no race"), "{v}");
+    a.state.wait_for_runs().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_loopback_every_call_needs_a_token() {
     let a = api_with(true, PLAN);
     let (s, v) = a.get("/api/runs").await;

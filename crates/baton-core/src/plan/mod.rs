@@ -378,12 +378,23 @@ impl Plan {
 
     /// The `[[task]]` table for a task queued at run time, as TOML text.
     pub fn task_snippet(id: &str, prompt: &str, agent: Option<&str>) -> String {
+        Plan::race_snippet(id, prompt, agent, &race::RaceFields::default())
+    }
+
+    /// [`Plan::task_snippet`] of a task that may race candidates.
+    pub fn race_snippet(
+        id: &str,
+        prompt: &str,
+        agent: Option<&str>,
+        race: &race::RaceFields,
+    ) -> String {
         let mut t = toml::Table::new();
         t.insert("id".into(), toml::Value::String(id.into()));
         t.insert("prompt".into(), toml::Value::String(prompt.into()));
         if let Some(a) = agent {
             t.insert("agent".into(), toml::Value::String(a.into()));
         }
+        race.write(&mut t);
         format!("\n[[task]]\n{}", toml::to_string(&t).unwrap_or_default())
     }
 

@@ -95,6 +95,42 @@ pub fn candidate_id(race: &str, n: u32) -> String {
     format!("{race}.{n}")
 }
 
+/// A race asked for by a program (the API's and MCP's `task_add`): the
+/// plan's words, as its `[[task]]` snippet carries them to the checks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RaceFields {
+    pub candidates: Option<u32>,
+    pub agents: Vec<String>,
+    pub pick: Option<String>,
+    pub judge: Option<String>,
+    pub rank_by: Vec<String>,
+    pub rank: Option<String>,
+}
+
+impl RaceFields {
+    /// Writes the fields it has into a `[[task]]` table.
+    pub fn write(&self, t: &mut toml::Table) {
+        let list = |v: &[String]| toml::Value::Array(v.iter().map(|s| s.as_str().into()).collect());
+        if let Some(n) = self.candidates {
+            t.insert("candidates".into(), i64::from(n).into());
+        }
+        for (key, v) in [("agents", &self.agents), ("rank_by", &self.rank_by)] {
+            if !v.is_empty() {
+                t.insert(key.into(), list(v));
+            }
+        }
+        for (key, v) in [
+            ("pick", &self.pick),
+            ("judge", &self.judge),
+            ("rank", &self.rank),
+        ] {
+            if let Some(v) = v {
+                t.insert(key.into(), v.as_str().into());
+            }
+        }
+    }
+}
+
 /// The race task and number of candidate `id`, if it is one (no other
 /// task's id has a `.`).
 pub fn candidate_of_id(id: &str) -> Option<(&str, u32)> {

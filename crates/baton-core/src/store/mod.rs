@@ -526,6 +526,22 @@ impl Store {
         added: &Added,
         cap: Option<u32>,
     ) -> Result<()> {
+        self.add_tasks_capped(run, std::slice::from_ref(task), added, cap)
+    }
+
+    /// [`Store::add_task_capped`] for a task that is several on the board
+    /// (a race: its candidates, then itself): every row in one transaction;
+    /// `added` is the last one's, the others are made from it.
+    pub fn add_tasks_capped(
+        &self,
+        run: &str,
+        tasks: &[NewTask],
+        added: &Added,
+        cap: Option<u32>,
+    ) -> Result<()> {
+        let Some(task) = tasks.last() else {
+            return Ok(());
+        };
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Some(limit) = cap {
@@ -547,7 +563,9 @@ impl Store {
             [run],
             |r| r.get(0),
         )?;
-        insert_task(&tx, run, pos, task)?;
+        for (k, t) in tasks.iter().enumerate() {
+            insert_task(&tx, run, pos + k as i64, t)?;
+        }
         tx.execute(
             "INSERT INTO added_tasks (run_id, task_id, snippet, tags, created_at, spec) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![run, task.id, added.snippet, serde_json::Value::from(added.tags.clone()).to_string(), now_ms(), added.spec],

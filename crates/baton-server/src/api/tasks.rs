@@ -235,6 +235,16 @@ pub struct AddTask {
     agent: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    /// A race (PLAN-FORMAT.md, "Races"): the task's agent this many times,
+    /// or one candidate per profile of `agents`; how the winner is picked.
+    candidates: Option<u32>,
+    #[serde(default)]
+    agents: Vec<String>,
+    pick: Option<String>,
+    judge: Option<String>,
+    #[serde(default)]
+    rank_by: Vec<String>,
+    rank: Option<String>,
 }
 
 pub async fn add(
@@ -248,7 +258,15 @@ pub async fn add(
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .collect();
-    let (run, task) = runner::add_task(&st, &body.prompt, agent.as_deref(), &tags).await?;
+    let race = baton_core::plan::race::RaceFields {
+        candidates: body.candidates,
+        agents: body.agents,
+        pick: body.pick,
+        judge: body.judge,
+        rank_by: body.rank_by,
+        rank: body.rank,
+    };
+    let (run, task) = runner::add_task(&st, &body.prompt, agent.as_deref(), &tags, &race).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "run": run, "task": task })),

@@ -36,6 +36,26 @@ pub struct TaskArg {
     /// Files whose text is given with the prompt.
     #[serde(default)]
     pub context: Vec<String>,
+    /// A race: this many candidates of the task's agent (2 to 10), each in
+    /// its own worktree with its own gates; the winner alone merges.
+    #[serde(default)]
+    pub candidates: Option<u32>,
+    /// A race: one candidate per profile named (profiles may repeat).
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// How a race's winner is picked: "first" to pass its gates, "all"
+    /// (ranked by rank_by, or by the rank command), or "judge".
+    #[serde(default)]
+    pub pick: Option<String>,
+    /// The agent profile that judges a race (pick = "judge").
+    #[serde(default)]
+    pub judge: Option<String>,
+    /// What ranks a race's candidates that passed: gates, diff_lines, cost, time.
+    #[serde(default)]
+    pub rank_by: Vec<String>,
+    /// A command run in each passing candidate's worktree that prints a number; higher wins.
+    #[serde(default)]
+    pub rank: Option<String>,
 }
 
 impl TaskArg {
@@ -66,6 +86,15 @@ impl TaskArg {
         if let Some(m) = self.merge {
             t.insert("merge".into(), m.into());
         }
+        let race = baton_core::plan::race::RaceFields {
+            candidates: self.candidates,
+            agents: self.agents.clone(),
+            pick: self.pick.clone(),
+            judge: self.judge.clone(),
+            rank_by: self.rank_by.clone(),
+            rank: self.rank.clone(),
+        };
+        race.write(&mut t);
         let body = toml::to_string(&t).map_err(|e| e.to_string())?;
         Ok(format!("\n[[task]]\n{body}"))
     }

@@ -130,14 +130,17 @@ impl Engine {
             Ok(_) => return Answer::no("the queued task did not parse as one task"),
             Err(e) => return Answer::no(e.to_string()),
         };
-        let data = Payload::TaskQueued {
-            agent: spec.agent.clone(),
-        };
-        self.sh.event(Some(task), None, data).await;
-        match self.board.add(spec) {
-            Ok(_) => Answer::yes(format!("task {task:?} queued")),
-            Err(e) => Answer::no(e),
+        // A race comes with its candidates (queued before it).
+        for spec in crate::plan::race::expand(std::slice::from_ref(&spec)) {
+            let data = Payload::TaskQueued {
+                agent: spec.agent.clone(),
+            };
+            self.sh.event(Some(&spec.id), None, data).await;
+            if let Err(e) = self.board.add(spec) {
+                return Answer::no(e);
+            }
         }
+        Answer::yes(format!("task {task:?} queued"))
     }
 
     /// Requests from other processes, answered in the store.
