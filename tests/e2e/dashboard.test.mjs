@@ -190,6 +190,35 @@ test('Approve on a task waiting for approval merges it', async () => {
   await page.close();
 });
 
+test('a race shows its candidates side by side, and a person picks another winner before it merges', async () => {
+  const s = await serve('[agent.sh]\nadapter = "exec"\ncommand = ["bash", "-ec"]\n\n'
+    + '[[task]]\nid = "race"\nagent = "sh"\ncandidates = 2\napprove = true\n'
+    + 'prompt = "if [ $BATON_TASK = race.1 ]; then echo one > r.txt; else printf \'two\\\\nlines\\\\n\' > r.txt; fi"\n');
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.link);
+  const { json } = await s.api('POST', '/api/runs', { plan: 'baton.toml' });
+  await waitState(page, 'race', 'awaiting_approval');
+  await page.getByTestId('won-race.1').waitFor({ timeout: 10000 });
+  await card(page, 'race').click();
+  await page.getByTestId('tab-candidates').click();
+  const reason = page.getByTestId('pick-reason');
+  await reason.getByText('race.1 ranked first of 2 that passed, by diff_lines').waitFor({ timeout: 10000 });
+  await page.getByTestId('candidate-diff-race.1').getByText('+one').waitFor({ timeout: 10000 });
+  await page.getByTestId('candidate-diff-race.2').getByText('+lines').waitFor({ timeout: 10000 });
+  assert.equal(await page.getByTestId('pick-race.1').isDisabled(), true, 'the winner cannot be picked again');
+  await page.screenshot({ path: path.join(ARTIFACTS, 'desktop-race.png'), fullPage: true });
+  await page.getByTestId('pick-race.2').click();
+  await reason.getByText('picked by hand (baton pick) in place of race.1').waitFor({ timeout: 10000 });
+  await page.getByTestId('won-race.2').waitFor({ timeout: 10000 });
+  await page.getByTestId('btn-approve').click();
+  await waitState(page, 'race', 'succeeded');
+  const report = await s.api('GET', `/api/runs/${json.run}`);
+  const race = report.json.tasks.find((t) => t.id === 'race');
+  assert.equal(race.merged, true);
+  assert.deepEqual(race.candidates.map((c) => c.winner), [false, true]);
+  await page.close();
+});
+
 test('a task added from the form runs', async () => {
   const s = await serve('');
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

@@ -37,6 +37,8 @@ const S = {
   inbox: [],
   // The planner's run whose plan the proposal panel shows.
   proposalRun: null,
+  // A race's candidates' diffs, by candidate and commit.
+  diffs: new Map(),
 };
 
 // ---------- helpers ----------
@@ -724,6 +726,8 @@ function card(t) {
   h('div', { class: 'card-id' }, t.id),
   h('div', { class: 'card-sub' },
     h('span', { class: `pill st-${t.status}` }, t.status.replace('_', ' ')),
+    t.candidate_of ? candidateTag(t) : null,
+    t.candidates ? h('span', { class: 'tag' }, `race of ${t.candidates.length}`) : null,
     t.agent ? h('span', {}, t.agent) : null,
     (running || t.activity === 'waiting_memory') && t.activity ? h('span', { class: `activity act-${t.activity}` }, t.activity.replace(/_/g, ' ')) : null),
   t.conflict_ahead && t.conflict_ahead.length
@@ -732,6 +736,69 @@ function card(t) {
     h('span', {}, `attempt ${t.attempts || 0}`),
     h('span', { class: 'elapsed', 'data-start': running ? toMs(t.started_at_ms) : null }, fmtDur(elapsedOf(t))),
     cost != null ? h('span', {}, fmtCost(cost)) : null));
+}
+
+/** What a candidate's card says of it: whose candidate it is, and whether it won. */
+function candidateTag(t) {
+  const race = task(t.candidate_of);
+  const me = race && race.candidates && race.candidates.find((c) => c.task === t.id);
+  if (me && me.winner) return h('span', { class: 'tag tag-won', 'data-testid': `won-${t.id}` }, `won ${t.candidate_of}`);
+  return h('span', { class: 'tag' }, `candidate of ${t.candidate_of}`);
+}
+
+/** A race's candidates side by side: each one's figures, its diff, and a
+ * button that makes it the winner while the race waits for approval. */
+function renderCandidates() {
+  const t = S.taskId && task(S.taskId);
+  const tab = document.querySelector('[data-tab="candidates"]');
+  const list = (t && t.candidates) || [];
+  tab.hidden = !list.length;
+  if (!list.length) { if (S.tab === 'candidates') showTab('transcript'); return; }
+  const canPick = t.status === 'awaiting_approval';
+  const figures = (c) => [
+    ['agent', c.agent],
+    ['place', c.place],
+    ['score', c.score],
+    ['diff', c.diff_lines != null ? `${c.diff_lines} line${c.diff_lines === 1 ? '' : 's'}` : null],
+    ['failed gates', c.gate_failures],
+    ['cost', fmtCost(c.cost_usd) || null],
+    ['time', c.time_ms != null ? fmtDur(c.time_ms) : null],
+    ['note', c.note],
+  ].filter(([, v]) => v != null && v !== '');
+  $('candidates').replaceChildren(
+    h('p', { class: 'note reason', 'data-testid': 'pick-reason' }, t.pick_reason || 'Not picked yet: the race waits for its candidates.'),
+    ...list.map((c) => h('section', { class: `candidate${c.winner ? ' winner' : ''}`, 'data-candidate': c.task },
+      h('h3', {}, h('code', {}, c.task), ' ', c.winner ? h('span', { class: 'tag tag-won' }, 'winner') : h('span', { class: `pill st-${c.status}` }, c.status)),
+      h('dl', {}, figures(c).map(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))])),
+      h('button', {
+        type: 'button', 'data-testid': `pick-${c.task}`,
+        disabled: !(canPick && c.status === 'succeeded' && !c.winner),
+        title: canPick ? 'Make it the winner (then approve the race to merge it)' : 'A winner is picked by hand while the race waits for approval',
+        onclick: () => act('pick', { message: c.task }),
+      }, 'Pick this one'),
+      h('pre', { class: 'diff', 'data-testid': `candidate-diff-${c.task}` }, candidateDiff(c)))));
+}
+
+/** A candidate's diff, fetched once per commit (the view redraws on its own). */
+function candidateDiff(c) {
+  const t = task(c.task);
+  const key = `${c.task}@${t && t.commit}`;
+  if (S.diffs.has(key)) return diffLines(S.diffs.get(key));
+  S.diffs.set(key, '');
+  api(`${taskPath(c.task)}/diff`, { text: true })
+    .then((text) => { S.diffs.set(key, text); renderCandidates(); })
+    .catch((e) => { S.diffs.set(key, `(no diff: ${e.message})`); });
+  return h('span', { class: 'empty' }, 'loading…');
+}
+
+/** Diff text as coloured lines. */
+function diffLines(text) {
+  if (!String(text).trim()) return h('span', { class: 'empty' }, 'No changes.');
+  return String(text).replace(/\n$/, '').split('\n').map((l) => {
+    const cls = l.startsWith('+++') || l.startsWith('---') || l.startsWith('diff ') ? 'file'
+      : l.startsWith('@@') ? 'hunk' : l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : '';
+    return h('span', { class: `line ${cls}` }, `${l}\n`);
+  });
 }
 
 function renderBoardSelection() {
@@ -854,6 +921,7 @@ function renderDetail() {
   const open = can.has('steer') || t.status === 'pending';
   $('btn-message').disabled = !open;
   $('steer-input').disabled = !open;
+  renderCandidates();
 }
 
 /** File paths as code, comma-separated. */
