@@ -110,3 +110,67 @@ on_failure = "continue"
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since \"soon\""));
 }
+
+/// A race between `steady` and `shaky` (twice each): the candidates count
+/// for their profiles with their wins and losses; the race itself counts
+/// for nobody.
+#[test]
+fn a_race_counts_its_candidates_wins_and_losses_and_not_itself() {
+    let env = TestEnv::new();
+    let plan = r#"[agent.steady]
+adapter = "exec"
+command = ["bash", "-ec"]
+
+[agent.shaky]
+adapter = "exec"
+command = ["bash", "-ec"]
+
+[[task]]
+id = "r"
+agents = ["shaky", "steady", "shaky", "steady"]
+rank_by = ["diff_lines"]
+prompt = """
+case "$BATON_TASK" in
+  r.1) exit 1 ;;
+  r.2) echo one > out.txt ;;
+  r.3) printf 'a\nb\n' > out.txt ;;
+  r.4) printf 'a\nb\nc\n' > out.txt ;;
+esac
+"""
+"#;
+    env.write("baton.toml", plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        task(&r.report, "r")["candidates"][1]["winner"],
+        true,
+        "{:#}",
+        r.report
+    );
+    let out = output(baton(&env).args(["stats", "--json"]));
+    let lines: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(String, u64, u64, u64, u64)> = lines
+        .iter()
+        .map(|l| {
+            let n = |k: &str| l[k].as_u64().unwrap();
+            (
+                l["name"].as_str().unwrap().to_string(),
+                n("tasks"),
+                n("failed"),
+                n("wins"),
+                n("losses"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("steady".to_string(), 2, 0, 1, 1),
+            ("shaky".to_string(), 2, 1, 0, 2)
+        ],
+        "{lines:#?}"
+    );
+    let out = output(baton(&env).arg("stats"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().next().unwrap().ends_with("won lost"), "{text}");
+}

@@ -1,8 +1,11 @@
 //! The scorecard: how each agent profile (or model) has done on this
 //! repository's tasks, over every run since a time: tasks finished, how
 //! many succeeded at the first try and how many after retries, how many
-//! failed, gate failures, time and cost. Pure: the store gives one
-//! [`TaskOutcome`] per finished task, [`scorecard`] adds them up.
+//! failed, gate failures, time and cost, and races won and lost as a
+//! candidate. Pure: the store gives one [`TaskOutcome`] per finished task
+//! (a race's candidates each count, the race itself does not: its work is
+//! theirs), [`scorecard`] adds them up, [`best_for`] reads them for a
+//! route's `agent = "best"`.
 
 use crate::model::TaskStatus;
 use serde::Serialize;
@@ -24,6 +27,17 @@ pub struct TaskOutcome {
     /// Its agents' time: its work attempts' durations, summed.
     pub duration_ms: Option<i64>,
     pub cost_usd: Option<f64>,
+    /// The tags it was queued with (a candidate: its race's).
+    pub tags: Vec<String>,
+    /// A candidate whose race picked: whether it won.
+    pub race: Option<RaceEnd>,
+}
+
+/// How a candidate's race ended for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaceEnd {
+    Won,
+    Lost,
 }
 
 /// The time `since` ("30d", "12h") before now, in ms since the epoch
@@ -41,6 +55,9 @@ pub fn since_ms(since: &str) -> Result<i64, String> {
 pub enum By {
     Profile,
     Model,
+    /// One line per tag and profile (`docs/claude`): what a route with
+    /// `agent = "best"` reads. Tasks queued without a tag are left out.
+    Tag,
 }
 
 /// One profile's (or model's) record.
@@ -60,6 +77,9 @@ pub struct Line {
     pub p90_ms: Option<i64>,
     /// Over the tasks whose cost is known.
     pub mean_cost_usd: Option<f64>,
+    /// Races it won and lost as a candidate (head to head).
+    pub wins: u32,
+    pub losses: u32,
 }
 
 /// The record of each profile (or model) over `tasks`, best first (by
@@ -69,11 +89,18 @@ pub struct Line {
 pub fn scorecard(tasks: &[TaskOutcome], by: By) -> Vec<Line> {
     let mut groups: BTreeMap<String, Vec<&TaskOutcome>> = BTreeMap::new();
     for t in tasks.iter().filter(|t| finished(t.status)) {
-        let name = match by {
-            By::Profile => t.profile.clone(),
-            By::Model => t.model.clone().unwrap_or_else(|| "unknown".into()),
+        let names = match by {
+            By::Profile => vec![t.profile.clone()],
+            By::Model => vec![t.model.clone().unwrap_or_else(|| "unknown".into())],
+            By::Tag => t
+                .tags
+                .iter()
+                .map(|tag| format!("{tag}/{}", t.profile))
+                .collect(),
         };
-        groups.entry(name).or_default().push(t);
+        for name in names {
+            groups.entry(name).or_default().push(t);
+        }
     }
     let mut lines: Vec<Line> = groups.into_iter().map(|(n, ts)| line(n, &ts)).collect();
     lines.sort_by(|a, b| {
@@ -108,7 +135,35 @@ fn line(name: String, ts: &[&TaskOutcome]) -> Line {
         mean_ms: (!times.is_empty()).then(|| times.iter().sum::<i64>() / times.len() as i64),
         p90_ms: p90(&times),
         mean_cost_usd: (!costs.is_empty()).then(|| costs.iter().sum::<f64>() / costs.len() as f64),
+        wins: ts.iter().filter(|t| t.race == Some(RaceEnd::Won)).count() as u32,
+        losses: ts.iter().filter(|t| t.race == Some(RaceEnd::Lost)).count() as u32,
     }
+}
+
+/// The profile among `among` with the best record on tasks tagged `tag`
+/// (success rate, then more tasks, then more wins): only one with at least
+/// `min_tasks` such tasks is trusted. None: nobody has enough of a record.
+pub fn best_for(
+    tasks: &[TaskOutcome],
+    tag: &str,
+    among: &[String],
+    min_tasks: u32,
+) -> Option<String> {
+    let mine: Vec<TaskOutcome> = tasks
+        .iter()
+        .filter(|t| t.tags.iter().any(|x| x == tag) && among.contains(&t.profile))
+        .cloned()
+        .collect();
+    let mut lines = scorecard(&mine, By::Profile);
+    lines.retain(|l| l.tasks >= min_tasks);
+    lines.sort_by(|a, b| {
+        b.success_rate
+            .total_cmp(&a.success_rate)
+            .then(b.tasks.cmp(&a.tasks))
+            .then(b.wins.cmp(&a.wins))
+            .then(a.name.cmp(&b.name))
+    });
+    lines.into_iter().next().map(|l| l.name)
 }
 
 /// The nearest-rank 90th percentile of sorted `xs`.
@@ -130,7 +185,66 @@ mod tests {
             gate_failures: tries.saturating_sub(1),
             duration_ms: Some(ms),
             cost_usd: Some(ms as f64 / 1000.0),
+            tags: Vec::new(),
+            race: None,
         }
+    }
+
+    #[test]
+    fn races_count_as_wins_and_losses_and_tags_pick_the_best() {
+        use TaskStatus::*;
+        let tagged = |mut o: TaskOutcome, tag: &str, race: Option<RaceEnd>| {
+            o.tags = vec![tag.to_string()];
+            o.race = race;
+            o
+        };
+        let tasks = vec![
+            tagged(
+                t("claude", "", Succeeded, 1, 10),
+                "docs",
+                Some(RaceEnd::Won),
+            ),
+            tagged(
+                t("codex", "", Succeeded, 1, 10),
+                "docs",
+                Some(RaceEnd::Lost),
+            ),
+            tagged(t("codex", "", Failed, 1, 10), "docs", Some(RaceEnd::Lost)),
+            tagged(t("codex", "", Succeeded, 1, 10), "bugs", None),
+            tagged(t("claude", "", Succeeded, 1, 10), "docs", None),
+        ];
+        let card = scorecard(&tasks, By::Profile);
+        let claude = card.iter().find(|l| l.name == "claude").unwrap();
+        let codex = card.iter().find(|l| l.name == "codex").unwrap();
+        assert_eq!((claude.wins, claude.losses), (2 - 1, 0));
+        assert_eq!((codex.wins, codex.losses), (0, 2));
+        let by_tag: Vec<(String, u32)> = scorecard(&tasks, By::Tag)
+            .into_iter()
+            .map(|l| (l.name, l.tasks))
+            .collect();
+        assert_eq!(
+            by_tag,
+            [
+                ("docs/claude".into(), 2),
+                ("bugs/codex".into(), 1),
+                ("docs/codex".into(), 2)
+            ]
+        );
+        let both = ["claude".to_string(), "codex".to_string()];
+        assert_eq!(
+            best_for(&tasks, "docs", &both, 2).as_deref(),
+            Some("claude")
+        );
+        assert_eq!(best_for(&tasks, "bugs", &both, 1).as_deref(), Some("codex"));
+        assert_eq!(
+            best_for(&tasks, "bugs", &both, 2),
+            None,
+            "one task is not a record"
+        );
+        assert_eq!(
+            best_for(&tasks, "docs", &both[1..], 1).as_deref(),
+            Some("codex")
+        );
     }
 
     #[test]

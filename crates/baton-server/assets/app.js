@@ -227,13 +227,14 @@ async function refreshStats() {
   const panel = $('stats-panel');
   panel.hidden = !(lines || []).length;
   if (panel.hidden) return;
-  const head = h('tr', {}, ...['profile', 'tasks', 'first try', 'retried', 'failed', 'time', 'cost']
+  const head = h('tr', {}, ...['profile', 'tasks', 'first try', 'retried', 'failed', 'time', 'cost', 'races won–lost']
     .map((c) => h('th', {}, c)));
   const rows = lines.map((l) => h('tr', { 'data-profile': l.name },
     h('td', {}, l.name), h('td', {}, String(l.tasks)), h('td', {}, String(l.first_try)),
     h('td', {}, String(l.after_retries)), h('td', {}, String(l.failed)),
     h('td', { title: 'mean (p90)' }, l.mean_ms == null ? '-' : `${fmtDur(l.mean_ms)} (${fmtDur(l.p90_ms)})`),
-    h('td', {}, l.mean_cost_usd == null ? '-' : `$${l.mean_cost_usd.toFixed(2)}`)));
+    h('td', {}, l.mean_cost_usd == null ? '-' : `$${l.mean_cost_usd.toFixed(2)}`),
+    h('td', { title: 'races won and lost as a candidate' }, l.wins || l.losses ? `${l.wins}–${l.losses}` : '-')));
   $('stats').replaceChildren(head, ...rows);
 }
 

@@ -557,7 +557,7 @@ pub async fn start_item_run(
         return Ok((run, id.to_string()));
     }
     let config = config_plan(state)?;
-    let agent = known_agent(&config, config.route(None, tags))?;
+    let agent = routed(state, &config, None, tags).await?;
     let snippet = Plan::task_snippet(id, prompt, agent.as_deref());
     let (tip, branch) = tip_of(state, &config, id).await;
     let text = config
@@ -639,6 +639,38 @@ fn new_tasks(run: &str, spec: &TaskSpec) -> Vec<NewTask> {
         .collect()
 }
 
+/// The profile a task queued with `tags` goes to ([`Plan::route`]); a
+/// route with `agent = "best"` reads the scorecard of that tag.
+async fn routed(
+    state: &AppState,
+    config: &Plan,
+    agent: Option<&str>,
+    tags: &[String],
+) -> Result<Option<String>, RunnerError> {
+    let best = config
+        .route_of(tags)
+        .and_then(|(r, tag)| Some((r.best.clone()?, tag.to_string(), r.agent.clone())));
+    let (Some((best, tag, first)), None) = (best, agent) else {
+        return known_agent(config, config.route(agent, tags));
+    };
+    let from = baton_core::stats::since_ms(baton_core::plan::route::BEST_OVER).unwrap_or(0);
+    let outcomes = state
+        .store
+        .call(move |s| s.task_outcomes(from))
+        .await
+        .map_err(internal)?;
+    let chosen = baton_core::stats::best_for(&outcomes, &tag, &best.among, best.min_tasks);
+    match &chosen {
+        Some(p) => tracing::info!("tag {tag:?}: {p} has the best record of {:?}", best.among),
+        None => tracing::info!(
+            "tag {tag:?}: no profile of {:?} has {} finished tasks yet; {first} takes it",
+            best.among,
+            best.min_tasks
+        ),
+    }
+    Ok(Some(chosen.unwrap_or(first)))
+}
+
 /// `agent` if the plan defines it (None: the plan's default).
 fn known_agent(config: &Plan, agent: Option<String>) -> Result<Option<String>, RunnerError> {
     if let Some(a) = &agent {
@@ -718,7 +750,7 @@ async fn queue(
         return Err(invalid("the prompt is empty"));
     }
     let config = config_plan(state)?;
-    let agent = known_agent(&config, config.route(agent, tags))?;
+    let agent = routed(state, &config, agent, tags).await?;
     let run = ensure_service(state).await?;
     let r = run.clone();
     let existing: Vec<String> = state

@@ -486,6 +486,48 @@ async fn a_queued_race_runs_its_candidates_and_merges_its_winner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_to_the_best_goes_to_the_profile_with_the_best_record_for_its_tag() {
+    let plan = "[agent.writer]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[[route]]\ntags = [\"docs\"]\nagent = \"best\"\namong = [\"fake\", \"writer\"]\nmin_tasks = 1\n";
+    let a = api_with(false, plan);
+    let queue = |body: Value| {
+        let a = &a;
+        async move {
+            let (s, v) = a.post("/api/tasks", body).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            (
+                v["run"].as_str().unwrap().to_string(),
+                v["task"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    // No record yet: the first of `among`.
+    let (run, first) = queue(json!({ "prompt": "say first", "tags": ["docs"] })).await;
+    assert_eq!(
+        a.wait_task(&run, &first, "succeeded").await["agent"],
+        "fake"
+    );
+    let (_, failed) = queue(json!({ "prompt": "exit 3", "agent": "fake", "tags": ["docs"] })).await;
+    a.wait_task(&run, &failed, "failed").await;
+    let (_, ok) = queue(json!({ "prompt": "echo ok", "agent": "writer", "tags": ["docs"] })).await;
+    a.wait_task(&run, &ok, "succeeded").await;
+    // fake: 1 of 2 docs tasks; writer: 1 of 1.
+    let (_, chosen) = queue(json!({ "prompt": "echo chosen", "tags": ["docs"] })).await;
+    assert_eq!(
+        a.wait_task(&run, &chosen, "succeeded").await["agent"],
+        "writer"
+    );
+    let (_, v) = a.get("/api/stats?by=tag").await;
+    let names: Vec<&str> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["docs/writer", "docs/fake"], "{v}");
+    a.state.wait_for_runs().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_loopback_every_call_needs_a_token() {
     let a = api_with(true, PLAN);
     let (s, v) = a.get("/api/runs").await;

@@ -11,13 +11,17 @@ use std::time::Duration;
 /// How each agent profile (or model) has done on this repository's tasks:
 /// tasks finished, first-try successes (no failed attempt), successes after
 /// retries, failures, gate failures, mean and 90th-percentile time (the
-/// agents' own, summed over a task's attempts), mean cost. Best first.
+/// agents' own, summed over a task's attempts), mean cost, and races won
+/// and lost as a candidate. Best first.
+///
+/// `--by tag` gives one line per tag of queued tasks and profile
+/// (`docs/claude`): what a `[[route]]` with `agent = "best"` reads.
 #[derive(Args)]
 pub struct StatsArgs {
     /// Over the tasks that finished this long ago or later ("30d", "12h"; default 30d).
     #[arg(long, default_value = "30d")]
     pub since: String,
-    /// One line per profile (default) or per model.
+    /// One line per profile (default), per model, or per tag and profile.
     #[arg(long, value_enum, default_value_t = ByArg::Profile)]
     pub by: ByArg,
     /// Print the lines as a JSON array.
@@ -29,6 +33,7 @@ pub struct StatsArgs {
 pub enum ByArg {
     Profile,
     Model,
+    Tag,
 }
 
 pub async fn run(cwd: &Path, args: StatsArgs) -> anyhow::Result<i32> {
@@ -37,6 +42,7 @@ pub async fn run(cwd: &Path, args: StatsArgs) -> anyhow::Result<i32> {
     let by = match args.by {
         ByArg::Profile => By::Profile,
         ByArg::Model => By::Model,
+        ByArg::Tag => By::Tag,
     };
     let repo = open_repo(cwd)?;
     let (store, _) = open_store(&repo)?;
@@ -53,9 +59,10 @@ pub async fn run(cwd: &Path, args: StatsArgs) -> anyhow::Result<i32> {
     let what = match by {
         By::Profile => "profile",
         By::Model => "model",
+        By::Tag => "tag/profile",
     };
     println!(
-        "{what:<20} {:>5} {:>9} {:>13} {:>6} {:>8} {:>6} {:>8} {:>8} {:>9}",
+        "{what:<20} {:>5} {:>9} {:>13} {:>6} {:>8} {:>6} {:>8} {:>8} {:>9} {:>4} {:>4}",
         "tasks",
         "first try",
         "after retries",
@@ -64,7 +71,9 @@ pub async fn run(cwd: &Path, args: StatsArgs) -> anyhow::Result<i32> {
         "gates",
         "mean",
         "p90",
-        "mean cost"
+        "mean cost",
+        "won",
+        "lost"
     );
     for l in &lines {
         println!("{}", row(l));
@@ -76,7 +85,7 @@ fn row(l: &Line) -> String {
     let time = |ms: Option<i64>| ms.map_or("-".into(), |m| human(Duration::from_millis(m as u64)));
     let cost = l.mean_cost_usd.map_or("-".into(), |c| format!("${c:.2}"));
     format!(
-        "{:<20} {:>5} {:>9} {:>13} {:>6} {:>7.0}% {:>6} {:>8} {:>8} {:>9}",
+        "{:<20} {:>5} {:>9} {:>13} {:>6} {:>7.0}% {:>6} {:>8} {:>8} {:>9} {:>4} {:>4}",
         l.name,
         l.tasks,
         l.first_try,
@@ -86,6 +95,8 @@ fn row(l: &Line) -> String {
         l.gate_failures,
         time(l.mean_ms),
         time(l.p90_ms),
-        cost
+        cost,
+        l.wins,
+        l.losses
     )
 }

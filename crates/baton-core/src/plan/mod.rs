@@ -11,6 +11,7 @@ mod land;
 mod notify;
 pub mod race;
 mod raw;
+pub mod route;
 pub mod sandbox;
 mod schedule;
 mod source;
@@ -74,11 +75,7 @@ pub struct Plan {
     pub gateway: crate::gateway::GatewaySettings,
 }
 
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub tags: Vec<String>,
-    pub agent: String,
-}
+pub use route::Route;
 
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -445,14 +442,21 @@ impl Plan {
 
     /// The profile a queued task goes to: the one it names, else the first
     /// route matching one of its tags, else the plan's default agent (None).
+    /// (A route with `agent = "best"` gives its first profile here: see
+    /// [`Plan::route_of`].)
     pub fn route(&self, agent: Option<&str>, tags: &[String]) -> Option<String> {
         if let Some(a) = agent {
             return Some(a.to_string());
         }
-        self.routes
-            .iter()
-            .find(|r| r.tags.iter().any(|t| tags.contains(t)))
-            .map(|r| r.agent.clone())
+        self.route_of(tags).map(|(r, _)| r.agent.clone())
+    }
+
+    /// The first route matching one of `tags`, and the tag it matched.
+    pub fn route_of(&self, tags: &[String]) -> Option<(&Route, &str)> {
+        self.routes.iter().find_map(|r| {
+            let tag = r.tags.iter().find(|t| tags.contains(t))?;
+            Some((r, tag.as_str()))
+        })
     }
 
     pub fn task(&self, id: &str) -> Option<&TaskSpec> {

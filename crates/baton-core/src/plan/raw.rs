@@ -193,6 +193,8 @@ pub(crate) struct RawWorkspace {
 pub(crate) struct RawRoute {
     pub tags: Vec<String>,
     pub agent: Spanned<String>,
+    pub among: Option<Spanned<Vec<String>>>,
+    pub min_tasks: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,7 +54,12 @@ pub(super) fn check_task(
     };
     check_id(ck, &who, id_s, first_seen);
     let prompt = prompt(ck, &who, &t);
-    let agent = agent(ck, &who, &t, agents);
+    // A race of `agents` needs no `agent` of its own: it is its first candidate's.
+    let first = t.agents.as_ref().and_then(|a| a.get_ref().first().cloned());
+    let agent = match (&t.agent, first) {
+        (None, Some(first)) => first,
+        _ => agent(ck, &who, &t, agents),
+    };
     let profile = agents.get(&agent);
     let needs: Vec<String> = t
         .needs

@@ -109,21 +109,7 @@ pub(super) fn parse(
         }
         run.judge_prompt = Some(p.get_ref().clone());
     }
-    let mut routes = Vec::new();
-    for r in &raw.route {
-        let r = r.get_ref();
-        if !agents.contains_key(r.agent.get_ref()) {
-            ck.at(
-                Some(r.agent.span()),
-                None,
-                format!("route to unknown agent profile {:?}", r.agent.get_ref()),
-            );
-        }
-        routes.push(super::Route {
-            tags: r.tags.clone(),
-            agent: r.agent.get_ref().clone(),
-        });
-    }
+    let routes = super::route::check_routes(&mut ck, &raw.route, &agents);
     let sources = super::source::check_sources(&mut ck, &raw.source);
     let schedules = super::schedule::check_schedules(&mut ck, &raw.schedule, &agents, repo_root);
     let pull = super::land::check_land(&mut ck, &raw.land, &agents, &mut run.land);

@@ -299,6 +299,8 @@ const MIGRATIONS: &[&str] = &[
     // ... and races' picks.
     "DROP INDEX IF EXISTS events_moves;
     CREATE INDEX events_moves ON events (run_id, seq) WHERE kind IN ('fallback', 'waiting', 'picked') OR (kind = 'gateway_request' AND json_extract(data, '$.status') IN (429, 529))",
+    // Races' picks across runs, by time: the scorecard's wins and losses.
+    "CREATE INDEX IF NOT EXISTS events_picks ON events (ts) WHERE kind = 'picked'",
 ];
 
 /// A run's moves (see [`Store::moves`]).

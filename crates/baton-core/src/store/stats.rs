@@ -3,8 +3,9 @@
 
 use super::{Result, Store};
 use crate::model::TaskStatus;
-use crate::stats::TaskOutcome;
+use crate::stats::{RaceEnd, TaskOutcome};
 use rusqlite::params;
+use std::collections::HashMap;
 
 /// Every finished task with what the scorecard counts. Failed attempts are
 /// the engine's own count (a steer, a question, a limit or an interruption
@@ -27,10 +28,17 @@ const TASK_OUTCOMES: &str = "SELECT t.agent, t.status, t.cost_usd,
                     AND e.kind = 'gate_finished' AND json_extract(e.data, '$.passed') = 0),
                 (SELECT SUM(a.finished_at - a.started_at) FROM attempts a
                   WHERE a.run_id = t.run_id AND a.task_id = t.id AND a.kind = 'work'
-                    AND a.finished_at IS NOT NULL)
+                    AND a.finished_at IS NOT NULL),
+                t.run_id, t.id
              FROM tasks t JOIN runs r ON r.id = t.run_id
              WHERE COALESCE(t.finished_at, r.created_at) >= ?1 AND t.status IN (?2, ?3)
+               AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.run_id = t.run_id
+                                 AND c.id > t.id || '.' AND c.id < t.id || '/')
              ORDER BY t.finished_at";
+
+/// Races' picks since a time, through their own small index.
+/// (In the index's order, by time: a race's last pick comes last.)
+const PICKS: &str = "SELECT run_id, task_id, data FROM events WHERE kind = 'picked' AND ts >= ?1";
 
 /// A race candidate's figures: its failed gate runs and its work attempts'
 /// time (each read through the events' and attempts' indexes).
@@ -55,27 +63,98 @@ impl Store {
     }
 
     /// Every task that finished (succeeded or failed) at or after
-    /// `since_ms`, in any run (planners' included: their task is a plan).
+    /// `since_ms`, in any run (planners' included: their task is a plan),
+    /// with its tags and, for a race's candidate, whether it won. A race
+    /// task itself is not one: its work is its candidates'.
     pub fn task_outcomes(&self, since_ms: i64) -> Result<Vec<TaskOutcome>> {
+        let mut out = self.finished_tasks(since_ms)?;
+        // Read after the reader above is given back (it is one connection).
+        let tags = self.queued_tags()?;
+        let ends = self.race_ends(since_ms)?;
+        for ((run, id), o) in &mut out {
+            // A candidate was queued as its race.
+            let race = crate::plan::race::candidate_of_id(id).map_or(id.as_str(), |(r, _)| r);
+            if let Some(t) = tags.get(&(run.clone(), race.to_string())) {
+                o.tags = t.clone();
+            }
+            o.race = ends.get(&(run.clone(), id.clone())).copied();
+        }
+        Ok(out.into_iter().map(|(_, o)| o).collect())
+    }
+
+    /// What [`TASK_OUTCOMES`] reads, by (run, task).
+    #[allow(clippy::type_complexity)]
+    fn finished_tasks(&self, since_ms: i64) -> Result<Vec<((String, String), TaskOutcome)>> {
         let conn = self.reader();
         let mut q = conn.prepare(TASK_OUTCOMES)?;
         let rows = q.query_map(
             params![since_ms, TaskStatus::Succeeded, TaskStatus::Failed],
             |r| {
-                Ok(TaskOutcome {
-                    profile: r
-                        .get::<_, Option<String>>(0)?
-                        .unwrap_or_else(|| "(unknown)".into()),
-                    status: r.get(1)?,
-                    cost_usd: r.get(2)?,
-                    failures: r.get(3)?,
-                    model: r.get(4)?,
-                    gate_failures: r.get(5)?,
-                    duration_ms: r.get::<_, Option<i64>>(6)?.map(|d| d.max(0)),
-                })
+                let at: (String, String) = (r.get(7)?, r.get(8)?);
+                Ok((
+                    at,
+                    TaskOutcome {
+                        profile: r
+                            .get::<_, Option<String>>(0)?
+                            .unwrap_or_else(|| "(unknown)".into()),
+                        status: r.get(1)?,
+                        cost_usd: r.get(2)?,
+                        failures: r.get(3)?,
+                        model: r.get(4)?,
+                        gate_failures: r.get(5)?,
+                        duration_ms: r.get::<_, Option<i64>>(6)?.map(|d| d.max(0)),
+                        tags: Vec::new(),
+                        race: None,
+                    },
+                ))
             },
         )?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The tags of every task queued with some, by (run, task).
+    fn queued_tags(&self) -> Result<HashMap<(String, String), Vec<String>>> {
+        let conn = self.reader();
+        let mut q =
+            conn.prepare("SELECT run_id, task_id, tags FROM added_tasks WHERE tags != '[]'")?;
+        let rows = q.query_map([], |r| {
+            let tags: String = r.get(2)?;
+            Ok((
+                (r.get(0)?, r.get(1)?),
+                serde_json::from_str(&tags).unwrap_or_default(),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How each candidate's race ended for it, by (run, candidate), from
+    /// the picks since `since_ms` (a race's last pick counts).
+    fn race_ends(&self, since_ms: i64) -> Result<HashMap<(String, String), RaceEnd>> {
+        let conn = self.reader();
+        let mut q = conn.prepare(PICKS)?;
+        let rows = q.query_map([since_ms], |r| {
+            let data: String = r.get(2)?;
+            Ok((r.get::<_, String>(0)?, data))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (run, data) = row?;
+            let Ok(p) = serde_json::from_str::<crate::pick::Picked>(&data) else {
+                continue;
+            };
+            let Some(winner) = &p.winner else {
+                continue;
+            };
+            for c in &p.candidates {
+                let end = if c.task == *winner {
+                    RaceEnd::Won
+                } else {
+                    RaceEnd::Lost
+                };
+                out.insert((run.clone(), c.task.clone()), end);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -92,6 +171,11 @@ mod tests {
             .iter()
             .filter(|s| s.contains("USING INDEX events_outcomes"));
         assert_eq!(through.count(), 2, "{plan:?}");
+        let plan = crate::store::tests::query_plan(PICKS);
+        assert!(
+            plan.iter().any(|s| s.contains("USING INDEX events_picks")),
+            "{plan:?}"
+        );
         let plan = crate::store::tests::query_plan(ENTRANT_FIGURES);
         assert!(
             plan.iter()
