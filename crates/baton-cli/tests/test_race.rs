@@ -315,7 +315,7 @@ fn a_race_killed_at_any_moment_resumes_without_redoing_a_candidate_and_picks_the
 fn a_person_picks_another_candidate_before_the_race_merges() {
     let env = TestEnv::new();
     env.write("baton.toml", &race_plan("approve = true"));
-    let mut child = spawn_baton(&env, &["run", "--json"]);
+    let child = spawn_baton(&env, &["run", "--json"]);
     wait_for_task(&env, "t", "awaiting_approval");
     let pick = |args: &[&str]| {
         let out = output(baton(&env).arg("pick").args(args));
@@ -341,6 +341,11 @@ fn a_person_picks_another_candidate_before_the_race_merges() {
         code == Some(1) && said.contains("task \"after\" is no race"),
         "{said}"
     );
+    let (code, said) = pick(&["t", "1"]);
+    assert!(
+        code == Some(1) && said.contains("t.1 is the winner of \"t\" already"),
+        "{said}"
+    );
     let (code, said) = pick(&["t", "3"]);
     assert_eq!(code, Some(0), "{said}");
     assert!(
@@ -359,6 +364,17 @@ fn a_person_picks_another_candidate_before_the_race_merges() {
     assert_eq!(
         t["pick_reason"], "picked by hand (baton pick) in place of t.1",
         "{t}"
+    );
+    let places: Vec<Option<u64>> = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["place"].as_u64())
+        .collect();
+    assert_eq!(
+        places,
+        [Some(2), None, Some(1)],
+        "the person's pick comes first: {t}"
     );
     let winners: Vec<bool> = t["candidates"]
         .as_array()

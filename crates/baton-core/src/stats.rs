@@ -88,15 +88,22 @@ pub struct Line {
 /// is one with no failed attempt.
 pub fn scorecard(tasks: &[TaskOutcome], by: By) -> Vec<Line> {
     let mut groups: BTreeMap<String, Vec<&TaskOutcome>> = BTreeMap::new();
-    for t in tasks.iter().filter(|t| finished(t.status)) {
+    // A candidate outrun by another (stopped) counts only as a race lost.
+    for t in tasks
+        .iter()
+        .filter(|t| finished(t.status) || t.race.is_some())
+    {
         let names = match by {
             By::Profile => vec![t.profile.clone()],
             By::Model => vec![t.model.clone().unwrap_or_else(|| "unknown".into())],
-            By::Tag => t
-                .tags
-                .iter()
-                .map(|tag| format!("{tag}/{}", t.profile))
-                .collect(),
+            By::Tag => {
+                let mut tags = t.tags.clone();
+                tags.sort_unstable();
+                tags.dedup();
+                tags.iter()
+                    .map(|tag| format!("{tag}/{}", t.profile))
+                    .collect()
+            }
         };
         for name in names {
             groups.entry(name).or_default().push(t);
@@ -116,7 +123,11 @@ fn finished(s: TaskStatus) -> bool {
     matches!(s, TaskStatus::Succeeded | TaskStatus::Failed)
 }
 
-fn line(name: String, ts: &[&TaskOutcome]) -> Line {
+fn line(name: String, all: &[&TaskOutcome]) -> Line {
+    let races = |end: RaceEnd| all.iter().filter(|t| t.race == Some(end)).count() as u32;
+    let (wins, losses) = (races(RaceEnd::Won), races(RaceEnd::Lost));
+    let ts: Vec<&TaskOutcome> = all.iter().copied().filter(|t| finished(t.status)).collect();
+    let ts = ts.as_slice();
     let ok = |t: &&&TaskOutcome| t.status == TaskStatus::Succeeded;
     let first_try = ts.iter().filter(ok).filter(|t| t.failures == 0).count() as u32;
     let succeeded = ts.iter().filter(ok).count() as u32;
@@ -135,35 +146,62 @@ fn line(name: String, ts: &[&TaskOutcome]) -> Line {
         mean_ms: (!times.is_empty()).then(|| times.iter().sum::<i64>() / times.len() as i64),
         p90_ms: p90(&times),
         mean_cost_usd: (!costs.is_empty()).then(|| costs.iter().sum::<f64>() / costs.len() as f64),
-        wins: ts.iter().filter(|t| t.race == Some(RaceEnd::Won)).count() as u32,
-        losses: ts.iter().filter(|t| t.race == Some(RaceEnd::Lost)).count() as u32,
+        wins,
+        losses,
     }
 }
 
-/// The profile among `among` with the best record on tasks tagged `tag`
-/// (success rate, then more tasks, then more wins): only one with at least
-/// `min_tasks` such tasks is trusted. None: nobody has enough of a record.
+/// Where `agent = "best"` sends a task tagged `tag`, and why: while a
+/// profile of `among` has finished fewer than `min_tasks` such tasks, the
+/// one with the fewest (the first of `among` on a tie), so that each gets
+/// a record; then the one with the best record (success rate, then more
+/// tasks, then more races won, then `among`'s order).
 pub fn best_for(
     tasks: &[TaskOutcome],
     tag: &str,
     among: &[String],
     min_tasks: u32,
-) -> Option<String> {
+) -> (String, String) {
     let mine: Vec<TaskOutcome> = tasks
         .iter()
         .filter(|t| t.tags.iter().any(|x| x == tag) && among.contains(&t.profile))
         .cloned()
         .collect();
-    let mut lines = scorecard(&mine, By::Profile);
-    lines.retain(|l| l.tasks >= min_tasks);
-    lines.sort_by(|a, b| {
+    let lines = scorecard(&mine, By::Profile);
+    let of = |p: &String| lines.iter().find(|l| l.name == *p);
+    let count = |p: &String| of(p).map_or(0, |l| l.tasks);
+    let order = |p: &String| among.iter().position(|a| a == p).unwrap_or(usize::MAX);
+    if let Some(new) = among
+        .iter()
+        .filter(|p| count(p) < min_tasks)
+        .min_by_key(|p| (count(p), order(p)))
+    {
+        let why = format!(
+            "{new} has {} of the {min_tasks} {tag:?} tasks it needs for a record",
+            count(new)
+        );
+        return (new.clone(), why);
+    }
+    let best = among.iter().filter_map(of).min_by(|a, b| {
         b.success_rate
             .total_cmp(&a.success_rate)
             .then(b.tasks.cmp(&a.tasks))
             .then(b.wins.cmp(&a.wins))
-            .then(a.name.cmp(&b.name))
+            .then(order(&a.name).cmp(&order(&b.name)))
     });
-    lines.into_iter().next().map(|l| l.name)
+    match best {
+        Some(l) => {
+            let why = format!(
+                "{} has the best record on {tag:?} tasks ({:.0}% of {})",
+                l.name,
+                l.success_rate * 100.0,
+                l.tasks
+            );
+            (l.name.clone(), why)
+        }
+        // Not reached with a non-empty `among`: each has a record by now.
+        None => (among.first().cloned().unwrap_or_default(), String::new()),
+    }
 }
 
 /// The nearest-rank 90th percentile of sorted `xs`.
@@ -212,12 +250,20 @@ mod tests {
             tagged(t("codex", "", Failed, 1, 10), "docs", Some(RaceEnd::Lost)),
             tagged(t("codex", "", Succeeded, 1, 10), "bugs", None),
             tagged(t("claude", "", Succeeded, 1, 10), "docs", None),
+            tagged(t("gemini", "", Stopped, 1, 10), "docs", Some(RaceEnd::Lost)),
+            t("gemini", "", Stopped, 1, 10),
         ];
         let card = scorecard(&tasks, By::Profile);
         let claude = card.iter().find(|l| l.name == "claude").unwrap();
         let codex = card.iter().find(|l| l.name == "codex").unwrap();
         assert_eq!((claude.wins, claude.losses), (2 - 1, 0));
         assert_eq!((codex.wins, codex.losses), (0, 2));
+        let gemini = card.iter().find(|l| l.name == "gemini").unwrap();
+        assert_eq!(
+            (gemini.tasks, gemini.losses),
+            (0, 1),
+            "an outrun candidate is a race lost, not a task; a stopped task is neither"
+        );
         let by_tag: Vec<(String, u32)> = scorecard(&tasks, By::Tag)
             .into_iter()
             .map(|l| (l.name, l.tasks))
@@ -227,24 +273,35 @@ mod tests {
             [
                 ("docs/claude".into(), 2),
                 ("bugs/codex".into(), 1),
-                ("docs/codex".into(), 2)
+                ("docs/codex".into(), 2),
+                ("docs/gemini".into(), 0)
             ]
         );
         let both = ["claude".to_string(), "codex".to_string()];
+        let best = |tag: &str, among: &[String], min: u32| best_for(&tasks, tag, among, min).0;
+        let (who, why) = best_for(&tasks, "docs", &both, 2);
         assert_eq!(
-            best_for(&tasks, "docs", &both, 2).as_deref(),
-            Some("claude")
+            (who.as_str(), why.as_str()),
+            (
+                "claude",
+                "claude has the best record on \"docs\" tasks (100% of 2)"
+            )
         );
-        assert_eq!(best_for(&tasks, "bugs", &both, 1).as_deref(), Some("codex"));
+        // Each profile gets a record first: the one with the fewest goes next.
         assert_eq!(
-            best_for(&tasks, "bugs", &both, 2),
-            None,
-            "one task is not a record"
+            best("bugs", &both, 1),
+            "claude",
+            "claude has no bugs task yet"
         );
+        let (who, why) = best_for(&tasks, "docs", &both, 3);
         assert_eq!(
-            best_for(&tasks, "docs", &both[1..], 1).as_deref(),
-            Some("codex")
+            (who.as_str(), why.as_str()),
+            (
+                "claude",
+                "claude has 2 of the 3 \"docs\" tasks it needs for a record"
+            )
         );
+        assert_eq!(best("docs", &both[1..], 1), "codex");
     }
 
     #[test]

@@ -649,8 +649,8 @@ async fn routed(
 ) -> Result<Option<String>, RunnerError> {
     let best = config
         .route_of(tags)
-        .and_then(|(r, tag)| Some((r.best.clone()?, tag.to_string(), r.agent.clone())));
-    let (Some((best, tag, first)), None) = (best, agent) else {
+        .and_then(|(r, tag)| Some((r.best.clone()?, tag.to_string())));
+    let (Some((best, tag)), None) = (best, agent) else {
         return known_agent(config, config.route(agent, tags));
     };
     let from = baton_core::stats::since_ms(baton_core::plan::route::BEST_OVER).unwrap_or(0);
@@ -659,16 +659,9 @@ async fn routed(
         .call(move |s| s.task_outcomes(from))
         .await
         .map_err(internal)?;
-    let chosen = baton_core::stats::best_for(&outcomes, &tag, &best.among, best.min_tasks);
-    match &chosen {
-        Some(p) => tracing::info!("tag {tag:?}: {p} has the best record of {:?}", best.among),
-        None => tracing::info!(
-            "tag {tag:?}: no profile of {:?} has {} finished tasks yet; {first} takes it",
-            best.among,
-            best.min_tasks
-        ),
-    }
-    Ok(Some(chosen.unwrap_or(first)))
+    let (chosen, why) = baton_core::stats::best_for(&outcomes, &tag, &best.among, best.min_tasks);
+    tracing::info!("a task tagged {tag:?} goes to {chosen}: {why}");
+    Ok(Some(chosen))
 }
 
 /// `agent` if the plan defines it (None: the plan's default).

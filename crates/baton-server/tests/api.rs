@@ -500,16 +500,19 @@ async fn a_route_to_the_best_goes_to_the_profile_with_the_best_record_for_its_ta
             )
         }
     };
-    // No record yet: the first of `among`.
+    // No record yet: the first of `among`, then the one still without one.
     let (run, first) = queue(json!({ "prompt": "say first", "tags": ["docs"] })).await;
     assert_eq!(
         a.wait_task(&run, &first, "succeeded").await["agent"],
         "fake"
     );
+    let (_, second) = queue(json!({ "prompt": "echo second", "tags": ["docs"] })).await;
+    assert_eq!(
+        a.wait_task(&run, &second, "succeeded").await["agent"],
+        "writer"
+    );
     let (_, failed) = queue(json!({ "prompt": "exit 3", "agent": "fake", "tags": ["docs"] })).await;
     a.wait_task(&run, &failed, "failed").await;
-    let (_, ok) = queue(json!({ "prompt": "echo ok", "agent": "writer", "tags": ["docs"] })).await;
-    a.wait_task(&run, &ok, "succeeded").await;
     // fake: 1 of 2 docs tasks; writer: 1 of 1.
     let (_, chosen) = queue(json!({ "prompt": "echo chosen", "tags": ["docs"] })).await;
     assert_eq!(

@@ -31,7 +31,7 @@ const TASK_OUTCOMES: &str = "SELECT t.agent, t.status, t.cost_usd,
                     AND a.finished_at IS NOT NULL),
                 t.run_id, t.id
              FROM tasks t JOIN runs r ON r.id = t.run_id
-             WHERE COALESCE(t.finished_at, r.created_at) >= ?1 AND t.status IN (?2, ?3)
+             WHERE COALESCE(t.finished_at, r.created_at) >= ?1 AND t.status IN (?2, ?3, ?4)
                AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.run_id = t.run_id
                                  AND c.id > t.id || '.' AND c.id < t.id || '/')
              ORDER BY t.finished_at";
@@ -88,7 +88,13 @@ impl Store {
         let conn = self.reader();
         let mut q = conn.prepare(TASK_OUTCOMES)?;
         let rows = q.query_map(
-            params![since_ms, TaskStatus::Succeeded, TaskStatus::Failed],
+            // Stopped: a candidate outrun by another counts as a race lost.
+            params![
+                since_ms,
+                TaskStatus::Succeeded,
+                TaskStatus::Failed,
+                TaskStatus::Stopped
+            ],
             |r| {
                 let at: (String, String) = (r.get(7)?, r.get(8)?);
                 Ok((

@@ -135,12 +135,17 @@ impl Board {
             let data = Payload::ApprovalNeeded { commit };
             vec![self.to(i, TaskStatus::AwaitingApproval, update, data)]
         } else if self.is_candidate(i) {
-            // Its desk stays for its race's pick to look at.
             let data = Payload::Succeeded {
                 commit: Some(commit),
                 merged: false,
             };
             let mut out = vec![self.to(i, TaskStatus::Succeeded, update, data)];
+            // Its desk stays while its race's pick may read it.
+            if self.pick_reads_desks(i) {
+                self.kept_desks.insert(i);
+            } else {
+                out.push(Action::DropWorktree(i));
+            }
             out.extend(self.outrun_others(i));
             out
         } else if spec.merge {
@@ -203,6 +208,16 @@ impl Board {
             }
             MergeResult::Failed(reason) => {
                 self.end_badly(i, TaskStatus::Failed, reason, TaskUpdate::default())
+            }
+            // A race's work is its winner's: the pick would merge it again.
+            MergeResult::VerifyFailed {
+                reason, feedback, ..
+            } if self.tasks[i].spec.race.is_some() => {
+                let update = TaskUpdate {
+                    feedback: Some(Some(feedback)),
+                    ..Default::default()
+                };
+                self.end_badly(i, TaskStatus::Failed, reason, update)
             }
             MergeResult::VerifyFailed {
                 reason,

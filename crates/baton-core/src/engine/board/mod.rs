@@ -116,6 +116,9 @@ pub(crate) struct Board {
     limited: BTreeMap<String, limits::Limit>,
     /// Each race task's candidates: see [`race`].
     races: HashMap<usize, Vec<usize>>,
+    /// Candidates whose desks wait for their race's pick (a rank command
+    /// or a judge reads them).
+    kept_desks: std::collections::BTreeSet<usize>,
 }
 
 impl Board {
@@ -131,6 +134,7 @@ impl Board {
             held: None,
             limited: BTreeMap::new(),
             races: HashMap::new(),
+            kept_desks: Default::default(),
         };
         for spec in specs {
             b.push(spec, TaskStatus::Pending);
@@ -368,7 +372,8 @@ impl Board {
                 let held = (!self.tasks[i].forced)
                     .then(|| self.stop_new.clone())
                     .flatten();
-                if let Some(reason) = blocked.or(held) {
+                let unneeded = self.race_done_with(i);
+                if let Some(reason) = blocked.or(held).or(unneeded) {
                     out.push(self.skip(i, reason));
                     changed = true;
                 }
@@ -455,6 +460,12 @@ impl Board {
         // A candidate that lost (or failed) does not fail the run: its race does.
         let all_good = (0..self.tasks.len())
             .all(|i| self.is_candidate(i) || self.tasks[i].status() == TaskStatus::Succeeded);
+        // Desks kept for a pick that never came (the race was stopped or skipped).
+        out.extend(
+            std::mem::take(&mut self.kept_desks)
+                .into_iter()
+                .map(Action::DropWorktree),
+        );
         let status = if all_good {
             RunStatus::Succeeded
         } else {

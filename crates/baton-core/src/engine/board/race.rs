@@ -29,7 +29,7 @@ impl Board {
     }
 
     /// The race task candidate `i` runs for, if it is one.
-    fn race_of(&self, i: usize) -> Option<usize> {
+    pub(super) fn race_of(&self, i: usize) -> Option<usize> {
         let of = self.tasks[i].spec.candidate.as_ref()?;
         self.idx(&of.race)
     }
@@ -88,12 +88,111 @@ impl Board {
     /// Race task `i` has picked (or could not): the desks its candidates
     /// that passed kept for the pick may go (their work is on their
     /// branches; a failed one's desk stays, as any failed task's).
-    pub(super) fn race_over(&self, i: usize) -> Vec<Action> {
-        self.candidates(i)
-            .iter()
-            .filter(|&&j| self.tasks[j].status() == TaskStatus::Succeeded)
-            .map(|&j| Action::DropWorktree(j))
+    pub(super) fn race_over(&mut self, i: usize) -> Vec<Action> {
+        let mine = self.candidates(i).to_vec();
+        mine.into_iter()
+            .filter(|j| self.kept_desks.remove(j))
+            .map(Action::DropWorktree)
             .collect()
+    }
+
+    /// Whether candidate `i`'s desk should wait for its race's pick: the
+    /// race has not picked yet, and its pick reads desks (a rank command
+    /// runs in them; a judge's diffs come from git, but its rank fallback
+    /// does not need them either, so only `rank`).
+    pub(super) fn pick_reads_desks(&self, i: usize) -> bool {
+        let Some(r) = self.race_of(i) else {
+            return false;
+        };
+        let waiting = self.tasks[r].status() == TaskStatus::Pending;
+        let ranked = matches!(
+            self.tasks[r].spec.race.as_ref().map(|race| &race.pick),
+            Some(Pick::All { rank: Some(_), .. })
+        );
+        waiting && ranked
+    }
+
+    /// Why pending candidate `i` should not start any more, if it should
+    /// not: its race has picked or ended, or another candidate of a race
+    /// picked by who passes first has passed (after a crash or a retry, as
+    /// well as at once).
+    pub(super) fn race_done_with(&self, i: usize) -> Option<String> {
+        let r = self.race_of(i)?;
+        let race = self.id(r);
+        let status = self.tasks[r].status();
+        if status != TaskStatus::Pending {
+            return Some(format!(
+                "not started: its race {race:?} is {status} already"
+            ));
+        }
+        if self.tasks[r].spec.race.as_ref().map(|x| &x.pick) != Some(&Pick::First) {
+            return None;
+        }
+        let passed = self
+            .candidates(r)
+            .iter()
+            .copied()
+            .find(|&j| self.tasks[j].status() == TaskStatus::Succeeded)?;
+        Some(format!(
+            "not started: candidate {} of task {race:?} passed its gates first",
+            self.id(passed)
+        ))
+    }
+
+    /// Why a person's request `what` does not go to race task `i` itself,
+    /// if it does not: a race's pick takes no message (its candidates do),
+    /// and is retried through its candidates.
+    pub(super) fn race_refuses(&self, i: usize, what: &str) -> Option<String> {
+        self.tasks[i].spec.race.as_ref()?;
+        let ids: Vec<&str> = self.candidates(i).iter().map(|&j| self.id(j)).collect();
+        let race = self.id(i);
+        Some(match what {
+            "retry" => format!("task {race:?} is a race: retry one of its candidates ({}); the race picks again once they have ended", ids.join(", ")),
+            _ => format!("task {race:?} is a race: its pick takes no {what}; send it to one of its candidates ({})", ids.join(", ")),
+        })
+    }
+
+    /// Candidate `i` runs again (a person's retry): its race, if it ended
+    /// without a winner, waits for it again. Err: its race has picked.
+    pub(super) fn reopen_race(&mut self, i: usize) -> Result<Vec<Action>, String> {
+        let Some(r) = self.race_of(i) else {
+            return Ok(Vec::new());
+        };
+        let race = self.id(r).to_string();
+        match self.tasks[r].status() {
+            TaskStatus::Pending => Ok(Vec::new()),
+            TaskStatus::Failed | TaskStatus::Stopped | TaskStatus::Skipped => {
+                self.tasks[r].forced = true;
+                let update = crate::store::TaskUpdate {
+                    reason: Some(None),
+                    ..Default::default()
+                };
+                let again = crate::payload::Payload::RetryRequested {};
+                Ok(vec![self.to(r, TaskStatus::Pending, update, again)])
+            }
+            s => Err(format!(
+                "task {:?} is a candidate of {race:?}, which is {s}: its race has picked already",
+                self.id(i)
+            )),
+        }
+    }
+
+    /// Race task `i` is stopped: its candidates running are stopped too
+    /// (those not started are skipped as the race is no longer pending).
+    pub(super) fn stop_candidates(&mut self, i: usize) -> Vec<Action> {
+        let mut out = Vec::new();
+        for j in self.candidates(i).to_vec() {
+            if let Standing::Running { stopping, .. } = &mut self.tasks[j].standing {
+                if !*stopping {
+                    *stopping = true;
+                    out.push(Action::Send {
+                        task: j,
+                        cmd: WorkerCmd::Outrun("stopped: its race was stopped (baton stop)".into()),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The candidate a person may pick by hand for race task `i` (`which`:

@@ -33,6 +33,11 @@ impl Board {
                 "task {task:?} has already ended ({status}); there is nothing to {kind}"
             ));
         }
+        if kind == ControlKind::Steer {
+            if let Some(no) = self.race_refuses(i, "steer") {
+                return Reply::no(no);
+            }
+        }
         match kind {
             ControlKind::Stop => self.stop(i),
             ControlKind::Steer => self.steer(i, message.unwrap_or_default()),
@@ -73,7 +78,10 @@ impl Board {
             )),
             _ => {
                 let reason = "stopped by request (baton stop)".to_string();
-                let actions = self.end_badly(i, TaskStatus::Stopped, reason, TaskUpdate::default());
+                let mut actions =
+                    self.end_badly(i, TaskStatus::Stopped, reason, TaskUpdate::default());
+                actions.extend(self.stop_candidates(i));
+                actions.extend(self.race_over(i));
                 Reply::yes(format!("task {task:?} stopped"), actions)
             }
         }
@@ -178,6 +186,9 @@ impl Board {
                     .into(),
             );
         }
+        if let Some(no) = self.race_refuses(i, "retry") {
+            return Some(no);
+        }
         let status = self.tasks[i].status();
         (!status.allows(ControlKind::Retry)).then(|| {
             format!(
@@ -201,8 +212,13 @@ impl Board {
             retry_from: Some(retry_from),
             ..Default::default()
         };
+        let reopened = match self.reopen_race(i) {
+            Ok(acts) => acts,
+            Err(no) => return Reply::no(no),
+        };
         let asked = Payload::RetryRequested {};
         let mut out = vec![self.to(i, TaskStatus::Pending, update, asked)];
+        out.extend(reopened);
         self.tasks[i].forced = true;
 
         // Dependents skipped because of it (and their dependents) wait again.
@@ -252,6 +268,9 @@ impl Board {
     /// that takes input while it runs (`live`) gets it now; any other task
     /// that has not ended, with its next attempt.
     pub fn message(&self, i: usize, id: i64, said: String, live: bool) -> Reply {
+        if let Some(no) = self.race_refuses(i, "message") {
+            return Reply::no(no);
+        }
         let task = self.tasks[i].spec.id.clone();
         match self.tasks[i].status() {
             s if s.is_finished() => Reply::no(format!(

@@ -799,11 +799,14 @@ fn a_race_picked_first_outruns_the_others_and_merges_its_winner() {
     );
     let acts = done(&mut b, "t.3");
     assert_eq!(moves(&b, &acts), [("t.3".into(), TaskStatus::Succeeded)]);
+    let t3 = b.idx("t.3").unwrap();
     assert!(
-        !acts
-            .iter()
-            .any(|a| matches!(a, Action::DropWorktree(_) | Action::Merge(_))),
-        "a candidate keeps its desk for the pick and never merges: {acts:?}"
+        !acts.iter().any(|a| matches!(a, Action::Merge(_))),
+        "a candidate never merges: {acts:?}"
+    );
+    assert!(
+        acts.contains(&Action::DropWorktree(t3)),
+        "no rank command reads its desk: {acts:?}"
     );
     let t2 = b.idx("t.2").unwrap();
     assert!(acts.iter().any(
@@ -821,8 +824,6 @@ fn a_race_picked_first_outruns_the_others_and_merges_its_winner() {
     );
     assert_eq!(moves(&b, &acts), [("t.2".into(), TaskStatus::Stopped)]);
     let acts = done(&mut b, "t");
-    let t3 = b.idx("t.3").unwrap();
-    assert!(acts.contains(&Action::DropWorktree(t3)), "{acts:?}");
     assert_eq!(moves(&b, &acts), [("t".into(), TaskStatus::Merging)]);
     assert!(
         next_started(&mut b).is_empty(),
@@ -889,4 +890,120 @@ fn a_race_whose_upstream_failed_is_skipped_with_its_candidates() {
     fail(&mut b, "up");
     let skipped: Vec<String> = next_moves(&mut b).into_iter().map(|(id, _)| id).collect();
     assert_eq!(skipped, ["t.1", "t.2", "t"]);
+}
+
+fn ranked() -> crate::plan::race::Pick {
+    crate::plan::race::Pick::All {
+        rank_by: vec![],
+        rank: Some("cat score".into()),
+    }
+}
+
+#[test]
+fn a_ranked_race_keeps_its_candidates_desks_until_it_picked() {
+    let mut b = board(5, race("t", 2, ranked(), &[]));
+    next_started(&mut b);
+    let acts = done(&mut b, "t.1");
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::DropWorktree(_))),
+        "{acts:?}"
+    );
+    done(&mut b, "t.2");
+    assert_eq!(next_started(&mut b), ["t"]);
+    let acts = done(&mut b, "t");
+    let kept = acts.iter().filter(|a| matches!(a, Action::DropWorktree(_)));
+    assert_eq!(kept.count(), 2, "both desks go once it picked: {acts:?}");
+}
+
+#[test]
+fn a_stopped_race_stops_its_candidates_and_frees_their_desks() {
+    let mut b = board(5, race("t", 3, ranked(), &[]));
+    assert_eq!(next_started(&mut b), ["t.1", "t.2", "t.3"]);
+    done(&mut b, "t.1");
+    let t = b.idx("t").unwrap();
+    let reply = b.request(t, ControlKind::Stop, None);
+    assert!(reply.ok, "{}", reply.message);
+    let stopping = reply.actions.iter().filter(|a| {
+        matches!(a, Action::Send { cmd: WorkerCmd::Outrun(why), .. } if why.contains("its race was stopped"))
+    });
+    assert_eq!(stopping.count(), 2, "{:?}", reply.actions);
+    let t1 = b.idx("t.1").unwrap();
+    assert!(reply.actions.contains(&Action::DropWorktree(t1)));
+    assert_eq!(status(&b, "t"), TaskStatus::Stopped);
+}
+
+#[test]
+fn a_race_is_retried_through_its_candidates_and_takes_no_steer() {
+    let mut b = board(5, race("t", 2, crate::plan::race::Pick::First, &[]));
+    next_started(&mut b);
+    fail(&mut b, "t.1");
+    fail(&mut b, "t.2");
+    assert_eq!(next_started(&mut b), ["t"]);
+    fail(&mut b, "t");
+    let t = b.idx("t").unwrap();
+    let no = b.retry(t, String::new(), 0);
+    assert!(
+        !no.ok
+            && no
+                .message
+                .contains("retry one of its candidates (t.1, t.2)"),
+        "{}",
+        no.message
+    );
+    let t2 = b.idx("t.2").unwrap();
+    let yes = b.retry(t2, String::new(), 1);
+    assert!(yes.ok, "{}", yes.message);
+    assert_eq!(
+        status(&b, "t"),
+        TaskStatus::Pending,
+        "the race waits for it again"
+    );
+    assert_eq!(next_started(&mut b), ["t.2"]);
+    let steer = b.request(t, ControlKind::Steer, Some("x".into()));
+    assert!(
+        !steer.ok && steer.message.contains("takes no steer"),
+        "{}",
+        steer.message
+    );
+}
+
+#[test]
+fn after_a_crash_candidates_outrun_before_it_do_not_start_again() {
+    let mut b = board(5, race("t", 3, crate::plan::race::Pick::First, &[]));
+    let statuses: HashMap<String, TaskStatus> = [
+        ("t.1".to_string(), TaskStatus::Pending),
+        ("t.2".to_string(), TaskStatus::Succeeded),
+        ("t.3".to_string(), TaskStatus::Pending),
+    ]
+    .into_iter()
+    .collect();
+    b.restore(&statuses, &[]);
+    let acts = b.next();
+    assert_eq!(started(&b, &acts), ["t"]);
+    assert_eq!(
+        moves(&b, &acts),
+        [
+            ("t.1".into(), TaskStatus::Skipped),
+            ("t.3".into(), TaskStatus::Skipped)
+        ]
+    );
+}
+
+#[test]
+fn a_race_whose_merge_fails_verify_fails_without_picking_again() {
+    let mut b = board(5, race("t", 2, crate::plan::race::Pick::First, &[]));
+    next_started(&mut b);
+    done(&mut b, "t.1");
+    assert_eq!(next_started(&mut b), ["t"]);
+    done(&mut b, "t");
+    let t = b.idx("t").unwrap();
+    let acts = b.merged(
+        t,
+        MergeResult::VerifyFailed {
+            reason: "verify failed".into(),
+            feedback: "f".into(),
+            retry: true,
+        },
+    );
+    assert_eq!(moves(&b, &acts), [("t".into(), TaskStatus::Failed)]);
 }

@@ -159,8 +159,8 @@ async fn run_judge(
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Result<Outcome, WorkerCmd> {
     let spec = TaskSpec {
-        // The prompt is baton's text, not a template.
-        prompt: format!("{{% raw %}}{prompt}{{% endraw %}}"),
+        // Baton's text with agents' diffs and words in it, not a template.
+        prompt: crate::template::literal(&prompt),
         agent: profile.to_string(),
         context: Vec::new(),
         gates: Vec::new(),

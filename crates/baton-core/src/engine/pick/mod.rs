@@ -65,49 +65,53 @@ async fn run(
         Ok(seen) => seen,
         Err(reason) => return (Outcome::Broken { reason }, None),
     };
-    let chosen = match earlier(&sh, &spec.id, &mut seen).await {
+    let recorded = earlier(&sh, &spec.id, &mut seen).await;
+    let again = recorded.is_some();
+    let chosen = match recorded {
         Some(chosen) => Ok(chosen),
         None => choose(&sh, &spec, race, &mut seen, &desk, &mut cmds).await,
     };
-    let (winner, reason) = match chosen {
+    // A request that came while it picked (the pick itself takes none).
+    let chosen = chosen.and_then(|c| match cmds.try_recv() {
+        Ok(cmd) => Err(cmd),
+        Err(_) => Ok(c),
+    });
+    let (winner, mode, reason) = match chosen {
         Ok(chosen) => chosen,
         Err(cmd) => {
             let end = cmd.ends(None, String::new(), " while picking");
             return (end.unwrap_or(Outcome::Interrupted { commit: None }), None);
         }
     };
-    keep_candidates(&sh, &spec.id, &seen).await;
     let won = winner.map(|w| &seen[w]);
-    let picked = Picked {
-        mode: mode(&race.pick).into(),
-        winner: won.map(|w| w.entrant.task.clone()),
-        reason: reason.clone(),
-        candidates: seen.iter().map(|s| s.entrant.clone()).collect(),
-    };
+    // A pick recorded before (a resumed run) is not said again.
+    let picked = (!again).then(|| {
+        Payload::Picked(Picked {
+            mode,
+            winner: won.map(|w| w.entrant.task.clone()),
+            reason: reason.clone(),
+            candidates: seen.iter().map(|s| s.entrant.clone()).collect(),
+        })
+    });
     let (Some(w), Some(commit)) = (won, won.and_then(|w| w.entrant.commit.clone())) else {
-        sh.event(Some(&spec.id), None, Payload::Picked(picked))
-            .await;
-        let failed = Outcome::Failed {
-            commit: None,
-            reason,
-            result: String::new(),
-        };
-        return (failed, None);
+        if let Some(p) = picked {
+            sh.event(Some(&spec.id), None, p).await;
+        }
+        return (failed(reason), None);
     };
     if let Err(e) = point_branch(&sh, &spec.id, &commit).await {
-        let reason = format!(
+        let why = format!(
             "cannot point the race's branch at its winner {}: {e}",
             w.entrant.task
         );
-        return (Outcome::Broken { reason }, None);
+        return (failed(why), None);
     }
     let start = w.record.start_commit.clone();
     let update = TaskUpdate {
         start_commit: start.clone(),
         ..Default::default()
     };
-    sh.update_task(&spec.id, update, Some(Payload::Picked(picked)))
-        .await;
+    sh.update_task(&spec.id, update, picked).await;
     crate::failpoint::hit("picked");
     (
         Outcome::Done {
@@ -116,6 +120,14 @@ async fn run(
         },
         start,
     )
+}
+
+fn failed(reason: String) -> Outcome {
+    Outcome::Failed {
+        commit: None,
+        reason,
+        result: String::new(),
+    }
 }
 
 /// A person's pick of `candidate` in place of race task `race_id`'s
@@ -144,10 +156,13 @@ pub(crate) async fn by_hand(
         Some(Payload::Picked(p)) if e.task_id.as_deref() == Some(race.as_str()) => Some(p),
         _ => None,
     });
+    let was = before.as_ref().and_then(|p| p.winner.clone());
+    if was.as_deref() == Some(candidate) {
+        return Err(format!("{candidate} is the winner of {race_id:?} already"));
+    }
     point_branch(sh, race_id, &commit)
         .await
         .map_err(|e| format!("cannot point the race's branch at {candidate}: {e}"))?;
-    let was = before.as_ref().and_then(|p| p.winner.clone());
     let reason = match &was {
         Some(w) => format!("picked by hand (baton pick) in place of {w}"),
         None => "picked by hand (baton pick)".to_string(),
@@ -156,7 +171,9 @@ pub(crate) async fn by_hand(
         mode: "person".into(),
         winner: Some(candidate.to_string()),
         reason: reason.clone(),
-        candidates: before.map(|p| p.candidates).unwrap_or_default(),
+        candidates: before
+            .map(|p| placed_first(p.candidates, candidate))
+            .unwrap_or_default(),
     };
     let update = TaskUpdate {
         commit_id: Some(commit.clone()),
@@ -167,6 +184,21 @@ pub(crate) async fn by_hand(
     sh.update_task(race_id, update, Some(Payload::Picked(picked)))
         .await;
     Ok((commit, rec.start_commit))
+}
+
+/// The candidates with `winner` in first place, the others that passed
+/// after it in their order.
+fn placed_first(mut all: Vec<crate::pick::Entrant>, winner: &str) -> Vec<crate::pick::Entrant> {
+    let mut order: Vec<usize> = (0..all.len()).filter(|&i| all[i].place.is_some()).collect();
+    order.sort_by_key(|&i| (all[i].task != winner, all[i].place));
+    let w = all.iter().position(|e| e.task == winner);
+    if let Some(w) = w.filter(|w| !order.contains(w)) {
+        order.insert(0, w);
+    }
+    for (place, i) in order.into_iter().enumerate() {
+        all[i].place = Some(place as u32 + 1);
+    }
+    all
 }
 
 /// The race task's branch at `commit`; a judge's desk on it follows, so
@@ -192,25 +224,37 @@ async fn point_branch(
     sh.repo.set_ref(&branch, commit).await
 }
 
-/// The pick a baton before this one made and recorded, if it did (it was
-/// stopped before the race moved on): a resumed run picks the same winner,
-/// judge or not.
-async fn earlier(sh: &Shared, race_id: &str, seen: &mut [Seen]) -> Option<(Option<usize>, String)> {
+/// The pick a baton before this one made and recorded for this very
+/// record (each candidate where it was: a resumed run, or a person's pick
+/// before it), if one was: the same record gives the same winner, judge or
+/// not. A candidate retried since makes it moot.
+async fn earlier(
+    sh: &Shared,
+    race_id: &str,
+    seen: &mut [Seen],
+) -> Option<(Option<usize>, String, String)> {
     let moves = sh.db(|s, run| s.moves(run)).await.ok()?;
     let picked = moves.iter().rev().find_map(|e| match e.payload() {
         Some(Payload::Picked(p)) if e.task_id.as_deref() == Some(race_id) => Some(p),
         _ => None,
     })?;
+    let same = |s: &Seen| {
+        let e = picked.candidates.iter().find(|e| e.task == s.entrant.task);
+        e.is_some_and(|e| e.status == s.entrant.status && e.commit == s.entrant.commit)
+    };
+    if seen.len() != picked.candidates.len() || !seen.iter().all(same) {
+        return None;
+    }
     let winner = picked.winner.as_deref()?;
     let w = seen
         .iter()
         .position(|s| s.entrant.task == winner && s.entrant.passed())?;
     for s in seen.iter_mut() {
         if let Some(e) = picked.candidates.iter().find(|e| e.task == s.entrant.task) {
-            (s.entrant.place, s.entrant.score, s.entrant.note) = (e.place, e.score, e.note.clone());
+            s.entrant = e.clone();
         }
     }
-    Some((Some(w), picked.reason))
+    Some((Some(w), picked.mode, picked.reason))
 }
 
 /// The winner (an index into `seen`) and why; Err: a request cut it short.
@@ -221,7 +265,7 @@ async fn choose(
     seen: &mut [Seen],
     desk: &JudgeDesk,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
-) -> Result<(Option<usize>, String), WorkerCmd> {
+) -> Result<(Option<usize>, String, String), WorkerCmd> {
     let race_id = spec.id.as_str();
     if let Ok(cmd) = cmds.try_recv() {
         return Err(cmd);
@@ -249,7 +293,7 @@ async fn choose(
     for (s, e) in seen.iter_mut().zip(ranked.drain(..)) {
         s.entrant = e;
     }
-    Ok((winner, reason))
+    Ok((winner, mode(&race.pick).to_string(), reason))
 }
 
 fn mode(pick: &Pick) -> &'static str {
@@ -257,19 +301,5 @@ fn mode(pick: &Pick) -> &'static str {
         Pick::First => "first",
         Pick::All { .. } => "all",
         Pick::Judge { .. } => "judge",
-    }
-}
-
-/// Every candidate's end, kept where `baton pick` and a person find it
-/// (and where no cleanup of its own branch can lose it).
-async fn keep_candidates(sh: &Shared, race_id: &str, seen: &[Seen]) {
-    for (k, s) in seen.iter().enumerate() {
-        let Some(commit) = &s.entrant.commit else {
-            continue;
-        };
-        let kept = format!("refs/baton/{}/{race_id}/candidate-{}", sh.run_id, k + 1);
-        if let Err(e) = sh.repo.set_ref(&kept, commit).await {
-            tracing::warn!("cannot keep candidate {} at {kept}: {e}", s.entrant.task);
-        }
     }
 }

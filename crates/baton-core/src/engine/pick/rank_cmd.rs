@@ -52,17 +52,20 @@ async fn score(
         ("BATON_TASK".into(), race_id.into()),
         ("BATON_CANDIDATE".into(), id.into()),
     ];
-    let sandbox = sh
-        .plan
-        .agents
-        .get(&s.entrant.agent)
-        .and_then(|a| a.sandbox.clone());
+    // As its gates run: in its agent's sandbox, where a key baton reads
+    // from a file is hidden; and no provider key from baton's environment.
+    let sandbox = sh.plan.agents.get(&s.entrant.agent).and_then(|a| {
+        let mut s = a.sandbox.clone()?;
+        s.hide.extend(crate::engine::task::gate::key_files(sh));
+        Some(s)
+    });
     let jail = match &sandbox {
         Some(spec) => {
+            let desk = crate::engine::process::jail::desk_name(id);
             let jail = crate::engine::process::jail::check_jail(
                 sh,
                 spec,
-                id,
+                &desk,
                 Some(id),
                 None,
                 worktree,
@@ -72,12 +75,16 @@ async fn score(
         }
         None => None,
     };
+    let unset: Vec<OsString> = crate::gateway::PROVIDER_VARS
+        .iter()
+        .map(OsString::from)
+        .collect();
     let log = sh
         .paths
         .run_dir(&sh.run_id)
         .join("logs")
         .join(race_id)
-        .join("rank.log");
+        .join(format!("rank-{id}.log"));
     let run = GateRun {
         kind: Kind::Gate,
         task: Some(id),
@@ -88,7 +95,7 @@ async fn score(
         timeout: RANK_TIMEOUT,
         env: &env,
         jail: jail.as_ref().map(|j| j.args.as_slice()),
-        unset: &[],
+        unset: &unset,
     };
     let watched = Watched {
         redactor: Some(sh.redactor.clone()),

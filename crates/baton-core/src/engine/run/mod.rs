@@ -418,6 +418,7 @@ impl Engine {
                 };
                 self.workers.remove(&i);
                 self.notice_repo_changes(&task).await;
+                keep_candidate(&self.sh, &task, outcome.commit()).await;
                 // What lies ahead is known once it is merged (or not).
                 let lane = &mut self.lane;
                 lane.finished(&self.sh, i, outcome.commit(), start).await;
@@ -481,5 +482,18 @@ impl Engine {
                 s.add_task_warnings(run, &id, &said)
             })
             .await;
+    }
+}
+
+/// A race's candidate ended at `commit`: kept where `baton pick` and a
+/// person find it, `refs/baton/<run>/<race>/candidate-<n>` (and where no
+/// cleanup of its own branch can lose it).
+async fn keep_candidate(sh: &Shared, task: &str, commit: Option<String>) {
+    let (Some((race, n)), Some(commit)) = (crate::plan::race::candidate_of_id(task), commit) else {
+        return;
+    };
+    let kept = format!("refs/baton/{}/{race}/candidate-{n}", sh.run_id);
+    if let Err(e) = sh.repo.set_ref(&kept, &commit).await {
+        tracing::warn!("cannot keep candidate {task} at {kept}: {e}");
     }
 }

@@ -113,7 +113,7 @@ pub(super) fn pass(
 }
 
 /// Every `key_file` of the plan, as a path a sandbox hides.
-pub(super) fn key_files(sh: &Shared) -> Vec<String> {
+pub(crate) fn key_files(sh: &Shared) -> Vec<String> {
     let g = &sh.plan.gateway;
     g.account_keys
         .values()

@@ -6,7 +6,7 @@ pub(crate) mod agent;
 pub(crate) mod ask_door;
 pub(crate) mod attempt;
 pub(crate) mod executor;
-mod gate;
+pub(crate) mod gate;
 pub(crate) mod history;
 pub(crate) mod hold;
 pub(crate) mod keep;
