@@ -218,25 +218,11 @@ fn resume_after_a_crash_finishes_a_run_whose_desks_come_from_the_pool() {
 /// checks every task merged once, git sound, no worktree of the run and no
 /// process left (with a pool, only the pool's worktrees stay).
 fn crash_and_resume(plan: &str, points: &[&str], pooled: bool) {
-    use std::os::unix::process::ExitStatusExt;
     for &point in points {
         let env = TestEnv::new();
         write_plan(&env, plan);
-        let crashed = output(
-            baton(&env)
-                .args(["run", "--json"])
-                .env("BATON_FAILPOINT", point),
-        );
-        assert_eq!(
-            crashed.status.signal(),
-            Some(libc::SIGKILL),
-            "{point}: baton did not die there: {}",
-            String::from_utf8_lossy(&crashed.stderr)
-        );
-        let before = latest_run_opt(&env).expect("the run is in the store");
+        let (before, r) = crash_then_resume(&env, point);
         let run = before["run"].as_str().unwrap().to_string();
-        let r = parse_run(output(baton(&env).args(["resume", "--json"])));
-        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
         let integration = r.report["integration_branch"].as_str().unwrap();
         for id in ["a", "b", "c", "d", "e", "f", "g", "h"] {
             let t = task(&r.report, id);

@@ -256,7 +256,6 @@ fn a_judge_that_names_nobody_falls_back_to_the_measures() {
 
 #[test]
 fn a_race_killed_at_any_moment_resumes_without_redoing_a_candidate_and_picks_the_same() {
-    use std::os::unix::process::ExitStatusExt;
     for point in ["agent-ended@2", "gates@3", "picked", "merged"] {
         let env = TestEnv::new();
         let prompt = env.scratch("judge-prompt.txt");
@@ -272,20 +271,7 @@ fn a_race_killed_at_any_moment_resumes_without_redoing_a_candidate_and_picks_the
         );
         let plan = race_plan("judge = \"judge\"");
         env.write("baton.toml", &format!("{judge}\n{plan}"));
-        let crashed = output(
-            baton(&env)
-                .args(["run", "--json"])
-                .env("BATON_FAILPOINT", point),
-        );
-        assert_eq!(
-            crashed.status.signal(),
-            Some(libc::SIGKILL),
-            "{point}: {}",
-            String::from_utf8_lossy(&crashed.stderr)
-        );
-        let before = latest_run_opt(&env).expect("the run is in the store");
-        let r = parse_run(output(baton(&env).args(["resume", "--json"])));
-        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+        let (before, r) = crash_then_resume(&env, point);
         for id in ["t.1", "t.2", "t.3"] {
             let was = task(&before, id);
             if matches!(was["status"].as_str(), Some("succeeded" | "failed")) {
