@@ -714,3 +714,76 @@ fn a_message_reaches_a_running_claude_code_as_a_new_turn() {
         .to_string()
         .contains("Message from a person: the API moved to v2")));
 }
+
+#[test]
+fn claude_code_and_codex_race_on_one_task_and_claude_code_judges() {
+    let Some(bins) = bins(&["claude", "codex"]) else {
+        return;
+    };
+    let server = ModelServer::start(
+        Scripts::new()
+            .script(
+                "race",
+                vec![
+                    Step::write("fix.txt", "fixed\n"),
+                    Step::say("fixed it"),
+                ],
+            )
+            .script(
+                "judge",
+                vec![Step::say(
+                    "Both pass their gates.\nWINNER: race.2\nREASON: its change is the one asked for",
+                )],
+            ),
+    );
+    let env = TestEnv::new();
+    let plan = format!(
+        r#"{}{}[run]
+judge_prompt = "[[script:judge]] Name the best candidate of task {{{{ task }}}}: {{% for c in candidates %}}{{{{ c.id }}}} ({{{{ c.agent }}}}, {{{{ c.gates }}}}) {{% endfor %}}"
+
+[[task]]
+id = "race"
+agents = ["claude", "codex"]
+judge = "claude"
+prompt = "Write fix.txt. [[script:race]]"
+gates = ["grep -q fixed fix.txt"]
+timeout = "4m"
+"#,
+        profile(&env, "claude", &bins[0], &server),
+        profile(&env, "codex", &bins[1], &server)
+    );
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "race");
+    assert_eq!(
+        t["pick_reason"], "the judge (claude) named race.2: its change is the one asked for",
+        "{t}"
+    );
+    let candidates: Vec<(&str, &str, bool)> = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["agent"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["winner"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        candidates,
+        [("claude", "succeeded", false), ("codex", "succeeded", true)]
+    );
+    assert_eq!(t["commit"], task(&r.report, "race.2")["commit"], "{t}");
+    assert_eq!(t["merged"], true);
+    let kinds = store_rows(&env, "SELECT kind FROM attempts WHERE task_id = 'race'");
+    assert_eq!(kinds, ["judge"], "Claude Code judged as the race's attempt");
+    let asked = server.requests().iter().any(|q| {
+        let body = q.body.to_string();
+        body.contains("[[script:judge]]")
+            && body.contains("race.1 (claude, passed at the first try)")
+    });
+    assert!(asked, "the judge was told of both candidates");
+}
