@@ -77,7 +77,8 @@ fn the_first_to_pass_wins_the_others_are_stopped_and_after_gets_its_work() {
     assert_eq!(t["pick_reason"], "t.3 passed its gates first", "{t}");
     let c = candidates(&r.report);
     assert_eq!(c[0].1, "stopped", "t.1 was outrun: {c:?}");
-    assert_eq!(c[1].1, "failed");
+    // t.2 fails its gate, unless t.3 passed first on a loaded machine.
+    assert!(matches!(c[1].1.as_str(), "failed" | "stopped"), "{c:?}");
     assert_eq!(c[2], ("t.3".into(), "succeeded".into(), true, Some(1)));
     let stopped = task(&r.report, "t.1")["reason"]
         .as_str()
@@ -93,11 +94,6 @@ fn the_first_to_pass_wins_the_others_are_stopped_and_after_gets_its_work() {
     assert_eq!(
         t["commit"].as_str(),
         Some(candidate_ref(&env, &r, 3).as_str())
-    );
-    let loser = candidate_ref(&env, &r, 2);
-    assert_eq!(
-        env.git(&["show", &format!("{loser}:out.txt")]).trim(),
-        "broken"
     );
     let branch = t["branch"].as_str().unwrap();
     assert_eq!(
@@ -139,6 +135,11 @@ fn all_candidates_end_then_measures_rank_those_that_passed() {
         (Some(5), Some(0))
     );
     assert_eq!(t["candidates"][1]["gate_failures"], 1);
+    // The losers' work is kept: the one that failed, and the one that lost.
+    for (n, text) in [(2, "broken"), (3, "fast")] {
+        let kept = candidate_ref(&env, &r, n);
+        assert_eq!(env.git(&["show", &format!("{kept}:out.txt")]).trim(), text);
+    }
     assert_eq!(merged_out(&env, &r).as_deref(), Some("slow\n"));
 }
 
