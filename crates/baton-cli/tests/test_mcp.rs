@@ -59,7 +59,7 @@ fn sh_env() -> TestEnv {
     env
 }
 
-const TOOLS: [&str; 15] = [
+const TOOLS: [&str; 16] = [
     "inbox_answer",
     "inbox_list",
     "message_read",
@@ -71,6 +71,7 @@ const TOOLS: [&str; 15] = [
     "task_approve",
     "task_diff",
     "task_logs",
+    "task_pick",
     "task_retry",
     "task_steer",
     "task_stop",
@@ -136,6 +137,8 @@ fn over_stdio_a_client_checks_starts_follows_and_retries_a_run() {
         let e = call(&client, "run_status", json!({"run": "no-such-run"})).await.unwrap_err();
         assert!(e.contains("no-such-run"), "{e}");
         let e = call(&client, "task_approve", json!({"task": "a"})).await.unwrap_err();
+        assert!(e.contains("not going on") || e.contains("ended"), "{e}");
+        let e = call(&client, "task_pick", json!({"task": "a", "candidate": "1"})).await.unwrap_err();
         assert!(e.contains("not going on") || e.contains("ended"), "{e}");
         let e = call(&client, "message_send", json!({"to": "a", "text": "hi"})).await.unwrap_err();
         assert!(e.contains("not going on"), "{e}");
@@ -275,6 +278,34 @@ fn over_http_under_serve_with_the_api_token_rules() {
         let r = task(&w["report"], "r");
         assert_eq!(r["candidates"].as_array().map(Vec::len), Some(2), "{r}");
         assert_eq!(r["merged"], true, "a race from MCP merges its winner: {r}");
+        // A race waiting for approval: another candidate is picked, then approved.
+        let plan = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[[task]]\nid = \"p\"\nagent = \"sh\"\ncandidates = 2\napprove = true\nprompt = \"echo $BATON_TASK > p.txt\"\n";
+        let started = call(&client, "run_start", json!({ "plan": plan })).await.unwrap();
+        let run = started["run"].as_str().unwrap().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let report = loop {
+            let s = call(&client, "run_status", json!({ "run": run })).await.unwrap();
+            if task(&s, "p")["status"] == "awaiting_approval" {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "{s:#}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let loser = task(&report, "p")["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["winner"] == false)
+            .map(|c| c["task"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{report:#}"));
+        let picked = json!({ "run": run, "task": "p", "candidate": loser });
+        call(&client, "task_pick", picked).await.unwrap();
+        call(&client, "task_approve", json!({ "run": run, "task": "p" })).await.unwrap();
+        let w = call(&client, "wait", json!({ "run": run, "timeout_s": 60 })).await.unwrap();
+        let p = task(&w["report"], "p");
+        assert_eq!(p["merged"], true, "{p}");
+        let won = p["candidates"].as_array().unwrap().iter().find(|c| c["winner"] == true);
+        assert_eq!(won.map(|c| c["task"].clone()), Some(json!(loser)), "{p}");
         let e = call(&client, "task_diff", json!({"task": "zz"}))
             .await
             .unwrap_err();

@@ -148,6 +148,17 @@ pub struct SteerArg {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+pub struct PickArg {
+    /// The run (default: the latest).
+    #[serde(default)]
+    pub run: Option<String>,
+    /// The race task.
+    pub task: String,
+    /// The candidate to make its winner: its id (`<task>.<n>`) or number.
+    pub candidate: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct LogsArg {
     /// The run (default: the latest).
     #[serde(default)]

@@ -131,6 +131,21 @@ impl BatonMcp {
     }
 
     #[tool(
+        description = "Make another candidate a race's winner while the race waits for approval (approve = true); then task_approve merges it. A race's report lists its candidates, their figures and why the winner won."
+    )]
+    async fn task_pick(&self, Parameters(a): Parameters<PickArg>) -> Result<String, String> {
+        let task = TaskRef {
+            run: a.run,
+            task: a.task,
+        };
+        reply(
+            self.ops
+                .control(task, ControlKind::Pick, Some(a.candidate))
+                .await,
+        )
+    }
+
+    #[tool(
         description = "Run a task that failed, was stopped, conflicted or was skipped again (and what waits on it)."
     )]
     async fn task_retry(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
