@@ -377,3 +377,49 @@ fn a_person_picks_another_candidate_before_the_race_merges() {
         "{said}"
     );
 }
+
+#[test]
+fn a_race_whose_winner_conflicts_goes_to_the_resolver_in_the_races_own_desk() {
+    let env = TestEnv::new();
+    let keep_both = r#"for f in $(git diff --name-only --diff-filter=U); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done"#;
+    let plan = bash_plan(&format!(
+        r#"
+[agent.fixer]
+adapter = "exec"
+command = ["bash", "-ec", {keep_both:?}]
+
+[run]
+max_parallel = 3
+resolver = "fixer"
+
+[[task]]
+id = "a"
+prompt = "printf 'from a\n' > shared.txt"
+
+[[task]]
+id = "r"
+candidates = 2
+pick = "first"
+on_conflict = "resolve"
+gates = ["! grep -q '<<<<<<<' shared.txt"]
+prompt = "sleep 0.5; printf 'from r\n' > shared.txt"
+"#
+    ));
+    env.write("baton.toml", &plan);
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "r");
+    assert_eq!(t["merged"], true, "{t}");
+    let shared = show(
+        &env,
+        r.report["integration_branch"].as_str().unwrap(),
+        "shared.txt",
+    );
+    let shared = shared.unwrap_or_default();
+    assert!(
+        shared.contains("from a") && shared.contains("from r"),
+        "{shared}"
+    );
+    let kinds = store_rows(&env, "SELECT kind FROM attempts WHERE task_id = 'r'");
+    assert_eq!(kinds, ["resolve"], "the resolver worked on the race itself");
+}

@@ -230,10 +230,6 @@ pub(super) fn check_race(
         let msg = "a lead task cannot race: its agent adds tasks to the run, which candidates would each do";
         at(l.span(), msg.into());
     }
-    if let Some(c) = t.on_conflict.as_ref().filter(|c| c.get_ref() == "resolve") {
-        let msg = "on_conflict = \"resolve\" is not available to a race yet: its winner's conflict ends it `conflicted`, its work kept";
-        at(c.span(), msg.into());
-    }
     let pick = pick(&mut at, t, profiles)?;
     Some(Race { agents, pick })
 }
@@ -411,10 +407,6 @@ mod tests {
             (
                 "candidates = 2\npick = \"all\"\njudge = \"a\"",
                 "not pick = \"all\"",
-            ),
-            (
-                "candidates = 2\non_conflict = \"resolve\"",
-                "not available to a race",
             ),
             ("candidates = 2\nlead = true", "a lead task cannot race"),
         ];

@@ -120,6 +120,11 @@ impl MergeLane {
         }
     }
 
+    /// Whether a resolver attempt is readied for task `i`.
+    pub fn has_resolution(&self, i: usize) -> bool {
+        self.resolutions.contains_key(&i)
+    }
+
     /// The resolver attempt readied for task `i`, if one is.
     pub fn take_resolution(&mut self, i: usize) -> Option<(String, String)> {
         self.resolutions.remove(&i)

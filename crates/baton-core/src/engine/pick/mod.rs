@@ -106,9 +106,23 @@ async fn run(
         );
         return (failed(why), None);
     }
+    // A resolver works in the race's own desk: it is made now, on its branch.
+    let worktree = match spec.resolve_conflicts {
+        true => match resolver_desk(&sh, &spec.id, &desk.worktrees).await {
+            Ok(made) => made,
+            Err(e) => {
+                return (
+                    failed(format!("cannot make the race's desk for a resolver: {e}")),
+                    None,
+                )
+            }
+        },
+        false => None,
+    };
     let start = w.record.start_commit.clone();
     let update = TaskUpdate {
         start_commit: start.clone(),
+        worktree,
         ..Default::default()
     };
     sh.update_task(&spec.id, update, picked).await;
@@ -199,6 +213,24 @@ fn placed_first(mut all: Vec<crate::pick::Entrant>, winner: &str) -> Vec<crate::
         all[i].place = Some(place as u32 + 1);
     }
     all
+}
+
+/// The race task's own desk on its branch, for a resolver (`on_conflict =
+/// "resolve"`), when it has none (a judge's is there already): its path.
+async fn resolver_desk(
+    sh: &Shared,
+    race_id: &str,
+    worktrees: &std::path::Path,
+) -> Result<Option<String>, crate::git::GitError> {
+    let id = race_id.to_string();
+    let rec = sh.db(move |s, run| s.task(run, &id)).await.ok().flatten();
+    if rec.as_ref().and_then(|r| r.existing_worktree()).is_some() {
+        return Ok(None);
+    }
+    let path = crate::paths::task_worktree(worktrees, &sh.run_id, race_id);
+    let branch = crate::paths::task_branch(&sh.run_id, race_id);
+    sh.repo.restore_worktree(&path, &branch).await?;
+    Ok(Some(path.display().to_string()))
 }
 
 /// The race task's branch at `commit`; a judge's desk on it follows, so

@@ -290,7 +290,8 @@ impl Engine {
 
     /// Starts (or restarts, with a person's `feedback`) the worker of task `i`.
     async fn start_worker(&mut self, i: usize, feedback: Option<String>) {
-        if self.board.spec(i).race.is_some() {
+        // A race picks; once merged, its conflict goes to a resolver as any task's.
+        if self.board.spec(i).race.is_some() && !self.lane.has_resolution(i) {
             return self.start_pick(i).await;
         }
         let mut spec = self.board.spec(i).clone();
@@ -320,8 +321,8 @@ impl Engine {
         if resolution.is_some() {
             start.kind = AttemptKind::Resolve;
             start.feedback = None;
-            // Another agent's session cannot be continued.
-            if start.spec.agent != original_agent {
+            // Another agent's session cannot be continued (a race's is its judge's).
+            if start.spec.agent != original_agent || start.spec.race.is_some() {
                 start.session = None;
             }
         }
