@@ -756,6 +756,12 @@ function renderCandidates() {
   tab.hidden = !list.length;
   if (!list.length) { if (S.tab === 'candidates') showTab('transcript'); return; }
   const canPick = t.status === 'awaiting_approval';
+  // Drawn again only when something shown changed: a redraw would reset
+  // the diffs' scroll and could swallow a click on "Pick this one".
+  const shown = JSON.stringify([t.id, t.status, t.pick_reason, list,
+    list.map((c) => S.diffs.get(diffKey(c)) ?? null)]);
+  if ($('candidates').dataset.shown === shown) return;
+  $('candidates').dataset.shown = shown;
   const figures = (c) => [
     ['agent', c.agent],
     ['place', c.place],
@@ -780,15 +786,25 @@ function renderCandidates() {
       h('pre', { class: 'diff', 'data-testid': `candidate-diff-${c.task}` }, candidateDiff(c)))));
 }
 
-/** A candidate's diff, fetched once per commit (the view redraws on its own). */
-function candidateDiff(c) {
+/** Where a candidate's diff is cached: by its task, commit and status (a
+ * running candidate's work changes without a new commit being known). */
+function diffKey(c) {
   const t = task(c.task);
-  const key = `${c.task}@${t && t.commit}`;
-  if (S.diffs.has(key)) return diffLines(S.diffs.get(key));
-  S.diffs.set(key, '');
-  api(`${taskPath(c.task)}/diff`, { text: true })
-    .then((text) => { S.diffs.set(key, text); renderCandidates(); })
-    .catch((e) => { S.diffs.set(key, `(no diff: ${e.message})`); });
+  return `${c.task}@${t && t.commit}@${c.status}`;
+}
+
+/** A candidate's diff, fetched once per key; null in the cache while it loads. */
+function candidateDiff(c) {
+  const key = diffKey(c);
+  const have = S.diffs.get(key);
+  if (typeof have === 'string') return diffLines(have);
+  if (have === undefined) {
+    S.diffs.set(key, null);
+    api(`${taskPath(c.task)}/diff`, { text: true })
+      .then((text) => { S.diffs.set(key, text); })
+      .catch((e) => { S.diffs.set(key, `(no diff: ${e.message})`); })
+      .finally(() => renderCandidates());
+  }
   return h('span', { class: 'empty' }, 'loading…');
 }
 
