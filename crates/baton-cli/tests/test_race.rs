@@ -381,7 +381,7 @@ fn a_person_picks_another_candidate_before_the_race_merges() {
 #[test]
 fn a_race_whose_winner_conflicts_goes_to_the_resolver_in_the_races_own_desk() {
     let env = TestEnv::new();
-    let keep_both = r#"for f in $(git diff --name-only --diff-filter=U); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done"#;
+    let keep_both = crate::test_resolve::KEEP_BOTH;
     let plan = bash_plan(&format!(
         r#"
 [agent.fixer]

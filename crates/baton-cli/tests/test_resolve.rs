@@ -6,7 +6,7 @@ use crate::common::*;
 use baton_testutils::TestEnv;
 
 /// A resolver that keeps both sides: it drops the marker lines.
-const KEEP_BOTH: &str = r#"for f in $(git diff --name-only --diff-filter=U); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done; printf '%s' "$0" > PROMPT_SEEN"#;
+pub(crate) const KEEP_BOTH: &str = r#"for f in $(git diff --name-only --diff-filter=U); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done; printf '%s' "$0" > PROMPT_SEEN"#;
 
 fn plan(resolver: &str, log: &std::path::Path) -> String {
     format!(

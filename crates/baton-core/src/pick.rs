@@ -7,6 +7,7 @@ use crate::model::TaskStatus;
 use crate::plan::race::Measure;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// A race's pick: how, who won and why, and every candidate's part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +88,29 @@ fn nobody_passed(entrants: &[Entrant]) -> String {
         .map(|e| format!("{} {}", e.task, e.status))
         .collect();
     format!("no candidate passed its gates ({})", each.join(", "))
+}
+
+/// Places `winner` first, then the other candidates that passed, in the
+/// order of their places so far (plan order where they have none): what a
+/// judge's or a person's pick makes of a ranking.
+pub fn place_first(entrants: &mut [Entrant], winner: usize) {
+    let mut order: Vec<usize> = (0..entrants.len())
+        .filter(|&i| i == winner || entrants[i].passed())
+        .collect();
+    order.sort_by_key(|&i| (i != winner, entrants[i].place.unwrap_or(u32::MAX), i));
+    for (place, i) in order.into_iter().enumerate() {
+        entrants[i].place = Some(place as u32 + 1);
+    }
+}
+
+/// Each race's last recorded pick among a run's moves, by race task.
+pub fn last_picks(moves: &[crate::store::Event]) -> HashMap<String, Picked> {
+    let picks = moves.iter().filter_map(|e| match e.payload() {
+        Some(crate::payload::Payload::Picked(p)) => Some((e.task_id.clone()?, p)),
+        _ => None,
+    });
+    // In the moves' order: a later pick of a race replaces an earlier one.
+    picks.collect()
 }
 
 /// `pick = "first"`: the candidate that passed first wins. Returns the
@@ -216,18 +240,11 @@ pub fn verdict_of(said: &str, passed: &[&str]) -> Result<(String, String), Strin
     let Some(named) = field("winner") else {
         return Err("the judge named no candidate (no `WINNER:` line)".into());
     };
-    let words = named.split_whitespace().map(|w| {
+    let mut words = named.split_whitespace().map(|w| {
         w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.')
             .trim_end_matches('.')
     });
-    let found = words.clone().find_map(|w| {
-        passed.iter().find(|id| {
-            **id == w
-                || id
-                    .rsplit_once('.')
-                    .is_some_and(|(_, n)| !w.is_empty() && n == w)
-        })
-    });
+    let found = words.find_map(|w| passed.iter().find(|id| crate::plan::race::names(id, w)));
     let Some(winner) = found else {
         return Err(format!(
             "the judge named {named:?}, which is no candidate that passed ({})",
@@ -331,6 +348,27 @@ mod tests {
         assert_eq!(
             why,
             "t.2 and t.3 tied on cost, time: the one listed first wins"
+        );
+    }
+
+    #[test]
+    fn a_winner_placed_first_keeps_the_others_order() {
+        let mut e = three();
+        place_first(&mut e, 2);
+        assert_eq!(
+            e.iter().map(|e| e.place).collect::<Vec<_>>(),
+            [None, Some(2), Some(1)]
+        );
+        rank(&mut e, &[Measure::DiffLines], false);
+        place_first(&mut e, 2);
+        assert_eq!(
+            e.iter().map(|e| e.place).collect::<Vec<_>>(),
+            [None, Some(2), Some(1)]
+        );
+        place_first(&mut e, 1);
+        assert_eq!(
+            e.iter().map(|e| e.place).collect::<Vec<_>>(),
+            [None, Some(1), Some(2)]
         );
     }
 

@@ -126,32 +126,32 @@ impl CandidateReport {
     }
 }
 
-/// Each race task's candidates, from its candidates' reports and its pick.
+/// Each race task's candidates, from its candidates' reports and its pick
+/// (the last one: a person's may follow the race's own).
 fn add_candidates(tasks: &mut [TaskReport], moves: &[Event]) {
-    let picks: Vec<(String, crate::pick::Picked)> = moves
-        .iter()
-        .filter_map(|e| match e.payload() {
-            Some(Payload::Picked(p)) => Some((e.task_id.clone()?, p)),
-            _ => None,
-        })
-        .collect();
-    for i in 0..tasks.len() {
-        let id = tasks[i].id.clone();
-        let mine: Vec<CandidateReport> = tasks
-            .iter()
-            .filter(|t| t.candidate_of.as_deref() == Some(id.as_str()))
-            .map(CandidateReport::of)
-            .collect();
-        if mine.is_empty() {
-            continue;
+    let mut by_race: std::collections::HashMap<String, Vec<CandidateReport>> = Default::default();
+    for t in tasks.iter() {
+        if let Some(race) = &t.candidate_of {
+            by_race
+                .entry(race.clone())
+                .or_default()
+                .push(CandidateReport::of(t));
         }
-        // The last pick counts (a resumed run may have picked again).
-        let pick = picks.iter().rev().find(|(t, _)| *t == id).map(|(_, p)| p);
-        tasks[i].candidates = Some(match pick {
+    }
+    if by_race.is_empty() {
+        return;
+    }
+    let picks = crate::pick::last_picks(moves);
+    for t in tasks.iter_mut() {
+        let Some(mine) = by_race.remove(&t.id) else {
+            continue;
+        };
+        let pick = picks.get(&t.id);
+        t.candidates = Some(match pick {
             Some(p) => mine.into_iter().map(|c| c.picked(p)).collect(),
             None => mine,
         });
-        tasks[i].pick_reason = pick.map(|p| p.reason.clone());
+        t.pick_reason = pick.map(|p| p.reason.clone());
     }
 }
 

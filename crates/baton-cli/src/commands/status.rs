@@ -52,8 +52,9 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     let width = tasks.iter().map(|t| t.id.len()).max().unwrap_or(4);
     for (t, candidate) in race::reading_order(&tasks, |t| &t.id) {
         let indent = if candidate { "    " } else { "" };
+        let reported = report.tasks.iter().find(|r| r.id == t.id);
         let mut label = state_label(t);
-        if let Some(r) = report.tasks.iter().find(|r| r.id == t.id) {
+        if let Some(r) = reported {
             if r.candidate_of.is_some() && t.status.is_finished() {
                 label = standing_in_race(&report, r);
             }
@@ -73,8 +74,7 @@ pub async fn run(cwd: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         if t.merged {
             line.push_str("  merged");
         }
-        let picked = report.tasks.iter().find(|r| r.id == t.id);
-        let picked = picked.and_then(|r| r.pick_reason.as_ref());
+        let picked = reported.and_then(|r| r.pick_reason.as_ref());
         if let Some(r) = t.reason.as_ref().or(picked) {
             line.push_str(&format!("  {r}"));
         }

@@ -159,6 +159,12 @@ pub fn reading_order<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<(&T, bool)>
     out
 }
 
+/// Whether `word` names candidate `id`: its whole id, or its number
+/// (`t.2` or `2`), as a person or a judge may name it.
+pub fn names(id: &str, word: &str) -> bool {
+    id == word || candidate_of_id(id).is_some_and(|(_, n)| n.to_string() == word)
+}
+
 /// The fields of a race, which only a `[[task]]` may have.
 pub(super) fn race_fields(t: &RawTask) -> Option<Range<usize>> {
     let spans = [

@@ -23,6 +23,33 @@ impl Board {
         self.races.insert(i, candidates);
     }
 
+    /// How race task `r` picks (None: it is no race).
+    fn pick_of(&self, r: usize) -> Option<&Pick> {
+        self.tasks[r].spec.race.as_ref().map(|race| &race.pick)
+    }
+
+    /// Stops candidate `j` if it runs and is not stopping yet (its work is
+    /// kept; `why` becomes its reason).
+    fn outrun(&mut self, j: usize, why: String) -> Option<Action> {
+        let Standing::Running { stopping, .. } = &mut self.tasks[j].standing else {
+            return None;
+        };
+        if *stopping {
+            return None;
+        }
+        *stopping = true;
+        Some(Action::Send {
+            task: j,
+            cmd: WorkerCmd::Outrun(why),
+        })
+    }
+
+    /// Race task `i`'s candidates' ids, for a message.
+    fn candidate_ids(&self, i: usize) -> String {
+        let ids: Vec<&str> = self.candidates(i).iter().map(|&j| self.id(j)).collect();
+        ids.join(", ")
+    }
+
     /// Task `i`'s candidates (none unless it is a race task).
     pub(super) fn candidates(&self, i: usize) -> &[usize] {
         self.races.get(&i).map(Vec::as_slice).unwrap_or_default()
@@ -61,26 +88,24 @@ impl Board {
         let Some(r) = self.race_of(i) else {
             return Vec::new();
         };
-        if self.tasks[r].spec.race.as_ref().map(|race| &race.pick) != Some(&Pick::First) {
+        if self.pick_of(r) != Some(&Pick::First) {
             return Vec::new();
         }
-        let (winner, race) = (self.id(i).to_string(), self.id(r).to_string());
-        let reason = format!("candidate {winner} of task {race:?} passed its gates first");
         let mut out = Vec::new();
         for j in self.candidates(r).to_vec() {
-            match &mut self.tasks[j].standing {
-                Standing::Pending { .. } => {
-                    out.push(self.skip(j, format!("not started: {reason}")));
+            if self.tasks[j].status() == TaskStatus::Pending {
+                // Said as the board says it of any candidate its race is done with.
+                if let Some(why) = self.race_done_with(j) {
+                    out.push(self.skip(j, why));
                 }
-                Standing::Running { stopping, .. } if !*stopping => {
-                    *stopping = true;
-                    out.push(Action::Send {
-                        task: j,
-                        cmd: WorkerCmd::Outrun(format!("outrun: {reason}")),
-                    });
-                }
-                _ => {}
+                continue;
             }
+            let why = format!(
+                "outrun: candidate {} of task {:?} passed its gates first",
+                self.id(i),
+                self.id(r)
+            );
+            out.extend(self.outrun(j, why));
         }
         out
     }
@@ -105,10 +130,7 @@ impl Board {
             return false;
         };
         let waiting = self.tasks[r].status() == TaskStatus::Pending;
-        let ranked = matches!(
-            self.tasks[r].spec.race.as_ref().map(|race| &race.pick),
-            Some(Pick::All { rank: Some(_), .. })
-        );
+        let ranked = matches!(self.pick_of(r), Some(Pick::All { rank: Some(_), .. }));
         waiting && ranked
     }
 
@@ -125,7 +147,7 @@ impl Board {
                 "not started: its race {race:?} is {status} already"
             ));
         }
-        if self.tasks[r].spec.race.as_ref().map(|x| &x.pick) != Some(&Pick::First) {
+        if self.pick_of(r) != Some(&Pick::First) {
             return None;
         }
         let passed = self
@@ -144,11 +166,10 @@ impl Board {
     /// and is retried through its candidates.
     pub(super) fn race_refuses(&self, i: usize, what: &str) -> Option<String> {
         self.tasks[i].spec.race.as_ref()?;
-        let ids: Vec<&str> = self.candidates(i).iter().map(|&j| self.id(j)).collect();
-        let race = self.id(i);
+        let (race, ids) = (self.id(i), self.candidate_ids(i));
         Some(match what {
-            "retry" => format!("task {race:?} is a race: retry one of its candidates ({}); the race picks again once they have ended", ids.join(", ")),
-            _ => format!("task {race:?} is a race: its pick takes no {what}; send it to one of its candidates ({})", ids.join(", ")),
+            "retry" => format!("task {race:?} is a race: retry one of its candidates ({ids}); the race picks again once they have ended"),
+            _ => format!("task {race:?} is a race: its pick takes no {what}; send it to one of its candidates ({ids})"),
         })
     }
 
@@ -180,19 +201,12 @@ impl Board {
     /// Race task `i` is stopped: its candidates running are stopped too
     /// (those not started are skipped as the race is no longer pending).
     pub(super) fn stop_candidates(&mut self, i: usize) -> Vec<Action> {
-        let mut out = Vec::new();
-        for j in self.candidates(i).to_vec() {
-            if let Standing::Running { stopping, .. } = &mut self.tasks[j].standing {
-                if !*stopping {
-                    *stopping = true;
-                    out.push(Action::Send {
-                        task: j,
-                        cmd: WorkerCmd::Outrun("stopped: its race was stopped (baton stop)".into()),
-                    });
-                }
-            }
-        }
-        out
+        let why = "stopped: its race was stopped (baton stop)";
+        let candidates = self.candidates(i).to_vec();
+        candidates
+            .into_iter()
+            .filter_map(|j| self.outrun(j, why.to_string()))
+            .collect()
     }
 
     /// The candidate a person may pick by hand for race task `i` (`which`:
@@ -205,17 +219,12 @@ impl Board {
                 "task {race:?} is no race: it has no candidates to pick from"
             ));
         }
-        let named = self.candidates(i).iter().copied().find(|&j| {
-            let id = self.id(j);
-            id == which
-                || crate::plan::race::candidate_of_id(id)
-                    .is_some_and(|(_, n)| n.to_string() == which)
-        });
+        let mut named = self.candidates(i).iter().copied();
+        let named = named.find(|&j| crate::plan::race::names(self.id(j), which));
         let Some(j) = named else {
-            let ids: Vec<&str> = self.candidates(i).iter().map(|&j| self.id(j)).collect();
             return Err(format!(
                 "task {race:?} has no candidate {which:?} (its candidates: {})",
-                ids.join(", ")
+                self.candidate_ids(i)
             ));
         };
         match self.tasks[i].status() {

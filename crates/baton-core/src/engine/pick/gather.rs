@@ -6,20 +6,21 @@ use crate::pick::Entrant;
 use crate::plan::race::{candidate_id, Race};
 use crate::store::TaskRecord;
 
-/// A candidate as the pick sees it, with what running its rank command needs.
-pub(super) struct Seen {
-    pub entrant: Entrant,
-    pub record: TaskRecord,
+/// A race's candidates as its pick sees them, in plan order: what the
+/// rules of `crate::pick` read and set (`entrants`), and beside each its
+/// record (its worktree, start commit and final words).
+pub(super) struct Field {
+    pub entrants: Vec<Entrant>,
+    pub records: Vec<TaskRecord>,
 }
 
 /// Every candidate of race task `race_id`, in plan order. Err: the store
 /// could not be read (baton's trouble, not the race's).
-pub(super) async fn candidates(
-    sh: &Shared,
-    race_id: &str,
-    race: &Race,
-) -> Result<Vec<Seen>, String> {
-    let mut out = Vec::new();
+pub(super) async fn candidates(sh: &Shared, race_id: &str, race: &Race) -> Result<Field, String> {
+    let mut out = Field {
+        entrants: Vec::new(),
+        records: Vec::new(),
+    };
     for (k, agent) in race.agents.iter().enumerate() {
         let id = candidate_id(race_id, k as u32 + 1);
         let task = id.clone();
@@ -51,7 +52,8 @@ pub(super) async fn candidates(
             place: None,
             note: None,
         };
-        out.push(Seen { entrant, record });
+        out.entrants.push(entrant);
+        out.records.push(record);
     }
     Ok(out)
 }

@@ -5,11 +5,12 @@
 //! race's) in the race task's own desk. A judge that names nobody, or
 //! fails, falls back to ranking by the default measures, and says so.
 
-use super::gather::Seen;
+use super::gather::Field;
 use crate::engine::messages::{Outcome, WorkerCmd};
 use crate::engine::shared::Shared;
 use crate::engine::task;
 use crate::model::AttemptKind;
+use crate::pick::Entrant;
 use crate::plan::race::DEFAULT_RANK_BY;
 use crate::plan::TaskSpec;
 use crate::template::{render_judge, JudgeCandidate, JudgeContext, JUDGE_PROMPT};
@@ -26,74 +27,64 @@ pub(crate) struct JudgeDesk {
     pub worktrees: PathBuf,
 }
 
-/// The winner (an index into `seen`) and why; Err: a request cut it short.
+/// The winner (an index into the field) and why; Err: a request cut it short.
 pub(super) async fn judge(
     sh: &Arc<Shared>,
     race: &TaskSpec,
     profile: &str,
-    seen: &mut [Seen],
+    field: &mut Field,
     desk: &JudgeDesk,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Result<(Option<usize>, String), WorkerCmd> {
-    let passed: Vec<usize> = (0..seen.len())
-        .filter(|&i| seen[i].entrant.passed())
+    let entrants = &mut field.entrants;
+    let passed: Vec<usize> = (0..entrants.len())
+        .filter(|&i| entrants[i].passed())
         .collect();
     if passed.len() < 2 {
         // Nothing to judge: one winner or none, as the ranking says.
-        return Ok(ranked(seen, None));
+        return Ok(ranked(entrants, None));
     }
-    let prompt = prompt(sh, race, seen, &passed).await;
+    let prompt = prompt(sh, race, field, &passed).await;
+    let entrants = &mut field.entrants;
     let said = match run_judge(sh, race, profile, prompt, desk, cmds).await? {
         Outcome::Done { result, .. } => result,
         Outcome::Failed { reason, .. } => {
-            return Ok(ranked(seen, Some(format!("the judge failed ({reason})"))))
+            return Ok(ranked(
+                entrants,
+                Some(format!("the judge failed ({reason})")),
+            ))
         }
         Outcome::Waiting { .. } => {
             let why = "the judge asked a question instead of naming a winner".to_string();
-            return Ok(ranked(seen, Some(why)));
+            return Ok(ranked(entrants, Some(why)));
         }
         Outcome::Broken { reason } => {
             return Ok(ranked(
-                seen,
+                entrants,
                 Some(format!("the judge could not run ({reason})")),
             ))
         }
         Outcome::Stopped { .. } => return Err(WorkerCmd::Stop),
         Outcome::Interrupted { .. } => return Err(WorkerCmd::Shutdown),
     };
-    let ids: Vec<&str> = passed
-        .iter()
-        .map(|&i| seen[i].entrant.task.as_str())
-        .collect();
-    match crate::pick::verdict_of(&said, &ids) {
-        Ok((winner, reason)) => {
-            let w = passed
-                .iter()
-                .copied()
-                .find(|&i| seen[i].entrant.task == winner);
-            for (place, &i) in std::iter::once(&w.unwrap_or(passed[0]))
-                .chain(passed.iter().filter(|&&i| Some(i) != w))
-                .enumerate()
-            {
-                seen[i].entrant.place = Some(place as u32 + 1);
-            }
-            if let Some(w) = w {
-                seen[w].entrant.note = Some(format!("the judge: {reason}"));
-            }
-            Ok((w, format!("the judge ({profile}) named {winner}: {reason}")))
-        }
-        Err(why) => Ok(ranked(seen, Some(why))),
+    let ids: Vec<&str> = passed.iter().map(|&i| entrants[i].task.as_str()).collect();
+    let (winner, reason) = match crate::pick::verdict_of(&said, &ids) {
+        Ok(named) => named,
+        Err(why) => return Ok(ranked(entrants, Some(why))),
+    };
+    // The verdict names one of `passed`.
+    let w = passed.iter().copied().find(|&i| entrants[i].task == winner);
+    if let Some(w) = w {
+        crate::pick::place_first(entrants, w);
+        entrants[w].note = Some(format!("the judge: {reason}"));
     }
+    Ok((w, format!("the judge ({profile}) named {winner}: {reason}")))
 }
 
 /// The ranking by the default measures, after `why` the judge could not
 /// decide (None: there was nothing to judge).
-fn ranked(seen: &mut [Seen], why: Option<String>) -> (Option<usize>, String) {
-    let mut e: Vec<_> = seen.iter().map(|s| s.entrant.clone()).collect();
-    let (w, reason) = crate::pick::rank(&mut e, &DEFAULT_RANK_BY, false);
-    for (s, e) in seen.iter_mut().zip(e) {
-        s.entrant = e;
-    }
+fn ranked(entrants: &mut [Entrant], why: Option<String>) -> (Option<usize>, String) {
+    let (w, reason) = crate::pick::rank(entrants, &DEFAULT_RANK_BY, false);
     match why {
         Some(why) => (
             w,
@@ -104,10 +95,10 @@ fn ranked(seen: &mut [Seen], why: Option<String>) -> (Option<usize>, String) {
 }
 
 /// The judge's prompt: the plan's template, else baton's.
-async fn prompt(sh: &Shared, race: &TaskSpec, seen: &[Seen], passed: &[usize]) -> String {
+async fn prompt(sh: &Shared, race: &TaskSpec, field: &Field, passed: &[usize]) -> String {
     let mut candidates = Vec::new();
     for &i in passed {
-        let (e, r) = (&seen[i].entrant, &seen[i].record);
+        let (e, r) = (&field.entrants[i], &field.records[i]);
         let (diff, diff_cut) = match (&r.start_commit, &e.commit) {
             (Some(from), Some(to)) => match sh.repo.diff_capped(from, to, DIFF_CAP).await {
                 Ok((bytes, cut)) => (String::from_utf8_lossy(&bytes).into_owned(), cut),

@@ -16,11 +16,13 @@ pub(crate) use judge::JudgeDesk;
 use crate::engine::messages::{Outcome, WorkerCmd, WorkerNote};
 use crate::engine::shared::Shared;
 use crate::payload::Payload;
+use crate::pick::Entrant;
 use crate::pick::Picked;
 use crate::plan::race::{Pick, Race};
 use crate::plan::TaskSpec;
 use crate::store::TaskUpdate;
-use gather::Seen;
+use gather::Field;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -61,15 +63,15 @@ async fn run(
         let reason = format!("task {:?} was picked for, but races nothing", spec.id);
         return (Outcome::Broken { reason }, None);
     };
-    let mut seen = match gather::candidates(&sh, &spec.id, race).await {
-        Ok(seen) => seen,
+    let mut field = match gather::candidates(&sh, &spec.id, race).await {
+        Ok(field) => field,
         Err(reason) => return (Outcome::Broken { reason }, None),
     };
-    let recorded = earlier(&sh, &spec.id, &mut seen).await;
+    let recorded = earlier(&sh, &spec.id, &mut field).await;
     let again = recorded.is_some();
     let chosen = match recorded {
         Some(chosen) => Ok(chosen),
-        None => choose(&sh, &spec, race, &mut seen, &desk, &mut cmds).await,
+        None => choose(&sh, &spec, race, &mut field, &desk, &mut cmds).await,
     };
     // A request that came while it picked (the pick itself takes none).
     let chosen = chosen.and_then(|c| match cmds.try_recv() {
@@ -83,33 +85,35 @@ async fn run(
             return (end.unwrap_or(Outcome::Interrupted { commit: None }), None);
         }
     };
-    let won = winner.map(|w| &seen[w]);
     // A pick recorded before (a resumed run) is not said again.
     let picked = (!again).then(|| {
         Payload::Picked(Picked {
             mode,
-            winner: won.map(|w| w.entrant.task.clone()),
+            winner: winner.map(|w| field.entrants[w].task.clone()),
             reason: reason.clone(),
-            candidates: seen.iter().map(|s| s.entrant.clone()).collect(),
+            candidates: field.entrants.clone(),
         })
     });
-    let (Some(w), Some(commit)) = (won, won.and_then(|w| w.entrant.commit.clone())) else {
+    let won = winner.and_then(|w| Some((w, field.entrants[w].commit.clone()?)));
+    let Some((w, commit)) = won else {
         if let Some(p) = picked {
             sh.event(Some(&spec.id), None, p).await;
         }
         return (failed(reason), None);
     };
-    if let Err(e) = point_branch(&sh, &spec.id, &commit).await {
+    let own_desk = own_desk(&sh, &spec.id).await;
+    if let Err(e) = point_branch(&sh, &spec.id, own_desk.as_deref(), &commit).await {
         let why = format!(
             "cannot point the race's branch at its winner {}: {e}",
-            w.entrant.task
+            field.entrants[w].task
         );
         return (failed(why), None);
     }
-    // A resolver works in the race's own desk: it is made now, on its branch.
-    let worktree = match spec.resolve_conflicts {
-        true => match resolver_desk(&sh, &spec.id, &desk.worktrees).await {
-            Ok(made) => made,
+    // A resolver works in the race's own desk: it is made now, on its branch
+    // (a judge's is there already).
+    let worktree = match (spec.resolve_conflicts, &own_desk) {
+        (true, None) => match resolver_desk(&sh, &spec.id, &desk.worktrees).await {
+            Ok(made) => Some(made),
             Err(e) => {
                 return (
                     failed(format!("cannot make the race's desk for a resolver: {e}")),
@@ -117,9 +121,9 @@ async fn run(
                 )
             }
         },
-        false => None,
+        _ => None,
     };
-    let start = w.record.start_commit.clone();
+    let start = field.records[w].start_commit.clone();
     let update = TaskUpdate {
         start_commit: start.clone(),
         worktree,
@@ -155,39 +159,40 @@ pub(crate) async fn by_hand(
     let (race, id) = (race_id.to_string(), candidate.to_string());
     let read = sh
         .db(move |s, run| -> Result<_, crate::store::StoreError> {
-            let moves = s.moves(run)?;
-            Ok((s.task(run, &id)?, moves))
+            let desk = s
+                .task(run, &race)?
+                .and_then(|r| r.existing_worktree().map(Path::to_path_buf));
+            Ok((s.task(run, &id)?, desk, s.moves(run)?))
         })
         .await
         .map_err(|e| format!("cannot read candidate {candidate}: {e}"))?;
-    let (Some(rec), moves) = read else {
+    let (Some(rec), own_desk, moves) = read else {
         return Err(format!("the store has no candidate {candidate}"));
     };
     let Some(commit) = rec.commit_id.clone() else {
         return Err(format!("candidate {candidate} left no commit"));
     };
-    let before = moves.iter().rev().find_map(|e| match e.payload() {
-        Some(Payload::Picked(p)) if e.task_id.as_deref() == Some(race.as_str()) => Some(p),
-        _ => None,
-    });
+    let before = crate::pick::last_picks(&moves).remove(race_id);
     let was = before.as_ref().and_then(|p| p.winner.clone());
     if was.as_deref() == Some(candidate) {
         return Err(format!("{candidate} is the winner of {race_id:?} already"));
     }
-    point_branch(sh, race_id, &commit)
+    point_branch(sh, race_id, own_desk.as_deref(), &commit)
         .await
         .map_err(|e| format!("cannot point the race's branch at {candidate}: {e}"))?;
     let reason = match &was {
         Some(w) => format!("picked by hand (baton pick) in place of {w}"),
         None => "picked by hand (baton pick)".to_string(),
     };
+    let mut candidates = before.map(|p| p.candidates).unwrap_or_default();
+    if let Some(w) = candidates.iter().position(|e| e.task == candidate) {
+        crate::pick::place_first(&mut candidates, w);
+    }
     let picked = Picked {
         mode: "person".into(),
         winner: Some(candidate.to_string()),
         reason: reason.clone(),
-        candidates: before
-            .map(|p| placed_first(p.candidates, candidate))
-            .unwrap_or_default(),
+        candidates,
     };
     let update = TaskUpdate {
         commit_id: Some(commit.clone()),
@@ -200,49 +205,36 @@ pub(crate) async fn by_hand(
     Ok((commit, rec.start_commit))
 }
 
-/// The candidates with `winner` in first place, the others that passed
-/// after it in their order.
-fn placed_first(mut all: Vec<crate::pick::Entrant>, winner: &str) -> Vec<crate::pick::Entrant> {
-    let mut order: Vec<usize> = (0..all.len()).filter(|&i| all[i].place.is_some()).collect();
-    order.sort_by_key(|&i| (all[i].task != winner, all[i].place));
-    let w = all.iter().position(|e| e.task == winner);
-    if let Some(w) = w.filter(|w| !order.contains(w)) {
-        order.insert(0, w);
-    }
-    for (place, i) in order.into_iter().enumerate() {
-        all[i].place = Some(place as u32 + 1);
-    }
-    all
+/// The race task's own desk, while it has one (a judge's, or a resolver's).
+async fn own_desk(sh: &Shared, race_id: &str) -> Option<PathBuf> {
+    let id = race_id.to_string();
+    let rec = sh.db(move |s, run| s.task(run, &id)).await.ok().flatten();
+    rec.and_then(|r| r.existing_worktree().map(Path::to_path_buf))
 }
 
-/// The race task's own desk on its branch, for a resolver (`on_conflict =
-/// "resolve"`), when it has none (a judge's is there already): its path.
+/// The race task's own desk made on its branch, for a resolver (`on_conflict
+/// = "resolve"`): its path.
 async fn resolver_desk(
     sh: &Shared,
     race_id: &str,
-    worktrees: &std::path::Path,
-) -> Result<Option<String>, crate::git::GitError> {
-    let id = race_id.to_string();
-    let rec = sh.db(move |s, run| s.task(run, &id)).await.ok().flatten();
-    if rec.as_ref().and_then(|r| r.existing_worktree()).is_some() {
-        return Ok(None);
-    }
+    worktrees: &Path,
+) -> Result<String, crate::git::GitError> {
     let path = crate::paths::task_worktree(worktrees, &sh.run_id, race_id);
     let branch = crate::paths::task_branch(&sh.run_id, race_id);
     sh.repo.restore_worktree(&path, &branch).await?;
-    Ok(Some(path.display().to_string()))
+    Ok(path.display().to_string())
 }
 
-/// The race task's branch at `commit`; a judge's desk on it follows, so
-/// that it holds the winner's work (and serves a later task as a spare).
+/// The race task's branch at `commit`; its desk (`own_desk`), if it has
+/// one, follows, so that it holds the winner's work (and serves a later
+/// task as a spare).
 async fn point_branch(
     sh: &Shared,
     race_id: &str,
+    own_desk: Option<&Path>,
     commit: &str,
 ) -> Result<(), crate::git::GitError> {
-    let id = race_id.to_string();
-    let rec = sh.db(move |s, run| s.task(run, &id)).await.ok().flatten();
-    if let Some(wt) = rec.as_ref().and_then(|r| r.existing_worktree()) {
+    if let Some(wt) = own_desk {
         return sh
             .repo
             .in_desk_ok(wt, ["reset", "-q", "--hard", commit])
@@ -263,68 +255,53 @@ async fn point_branch(
 async fn earlier(
     sh: &Shared,
     race_id: &str,
-    seen: &mut [Seen],
+    field: &mut Field,
 ) -> Option<(Option<usize>, String, String)> {
     let moves = sh.db(|s, run| s.moves(run)).await.ok()?;
-    let picked = moves.iter().rev().find_map(|e| match e.payload() {
-        Some(Payload::Picked(p)) if e.task_id.as_deref() == Some(race_id) => Some(p),
-        _ => None,
-    })?;
-    let same = |s: &Seen| {
-        let e = picked.candidates.iter().find(|e| e.task == s.entrant.task);
-        e.is_some_and(|e| e.status == s.entrant.status && e.commit == s.entrant.commit)
+    let picked = crate::pick::last_picks(&moves).remove(race_id)?;
+    let same = |e: &Entrant| {
+        let was = picked.candidates.iter().find(|p| p.task == e.task);
+        was.is_some_and(|p| p.status == e.status && p.commit == e.commit)
     };
-    if seen.len() != picked.candidates.len() || !seen.iter().all(same) {
+    if field.entrants.len() != picked.candidates.len() || !field.entrants.iter().all(same) {
         return None;
     }
     let winner = picked.winner.as_deref()?;
-    let w = seen
+    let w = field
+        .entrants
         .iter()
-        .position(|s| s.entrant.task == winner && s.entrant.passed())?;
-    for s in seen.iter_mut() {
-        if let Some(e) = picked.candidates.iter().find(|e| e.task == s.entrant.task) {
-            s.entrant = e.clone();
+        .position(|e| e.task == winner && e.passed())?;
+    for e in field.entrants.iter_mut() {
+        if let Some(p) = picked.candidates.iter().find(|p| p.task == e.task) {
+            *e = p.clone();
         }
     }
     Some((Some(w), picked.mode, picked.reason))
 }
 
-/// The winner (an index into `seen`) and why; Err: a request cut it short.
+/// The winner (an index into the field), the pick's mode and why; Err: a
+/// request cut it short.
 async fn choose(
     sh: &Arc<Shared>,
     spec: &TaskSpec,
     race: &Race,
-    seen: &mut [Seen],
+    field: &mut Field,
     desk: &JudgeDesk,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Result<(Option<usize>, String, String), WorkerCmd> {
-    let race_id = spec.id.as_str();
     if let Ok(cmd) = cmds.try_recv() {
         return Err(cmd);
     }
-    let entrants = |seen: &[Seen]| seen.iter().map(|s| s.entrant.clone()).collect::<Vec<_>>();
-    let (winner, reason, mut ranked) = match &race.pick {
-        Pick::First => {
-            let mut e = entrants(seen);
-            let (w, why) = crate::pick::first(&mut e);
-            (w, why, e)
-        }
+    let (winner, reason) = match &race.pick {
+        Pick::First => crate::pick::first(&mut field.entrants),
         Pick::All { rank_by, rank } => {
             if let Some(command) = rank {
-                rank_cmd::score_all(sh, race_id, command, seen, cmds).await?;
+                rank_cmd::score_all(sh, &spec.id, command, field, cmds).await?;
             }
-            let mut e = entrants(seen);
-            let (w, why) = crate::pick::rank(&mut e, rank_by, rank.is_some());
-            (w, why, e)
+            crate::pick::rank(&mut field.entrants, rank_by, rank.is_some())
         }
-        Pick::Judge { judge } => {
-            let (w, why) = judge::judge(sh, spec, judge, seen, desk, cmds).await?;
-            (w, why, entrants(seen))
-        }
+        Pick::Judge { judge } => judge::judge(sh, spec, judge, field, desk, cmds).await?,
     };
-    for (s, e) in seen.iter_mut().zip(ranked.drain(..)) {
-        s.entrant = e;
-    }
     Ok((winner, mode(&race.pick).to_string(), reason))
 }
 

@@ -2,12 +2,14 @@
 //! agent's sandbox (the command may run what the agent wrote), printing a
 //! number; higher wins.
 
-use super::gather::Seen;
+use super::gather::Field;
 use crate::engine::messages::WorkerCmd;
 use crate::engine::process::gates::{self, GateRun, Kind, Watched};
 use crate::engine::process::supervise::Ended;
 use crate::engine::process::writer::Output;
 use crate::engine::shared::Shared;
+use crate::pick::Entrant;
+use crate::store::TaskRecord;
 use std::ffi::OsString;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -21,13 +23,17 @@ pub(super) async fn score_all(
     sh: &Shared,
     race_id: &str,
     command: &str,
-    seen: &mut [Seen],
+    field: &mut Field,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Result<(), WorkerCmd> {
-    for s in seen.iter_mut().filter(|s| s.entrant.passed()) {
-        match score(sh, race_id, command, s, cmds).await {
-            Ok(score) => s.entrant.score = Some(score),
-            Err(Ok(note)) => s.entrant.note = Some(note),
+    let Field { entrants, records } = field;
+    for (e, r) in entrants.iter_mut().zip(records.iter()) {
+        if !e.passed() {
+            continue;
+        }
+        match score(sh, race_id, command, e, r, cmds).await {
+            Ok(score) => e.score = Some(score),
+            Err(Ok(note)) => e.note = Some(note),
             Err(Err(cmd)) => return Err(cmd),
         }
     }
@@ -39,11 +45,12 @@ async fn score(
     sh: &Shared,
     race_id: &str,
     command: &str,
-    s: &Seen,
+    e: &Entrant,
+    r: &TaskRecord,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Result<f64, Result<String, WorkerCmd>> {
-    let id = s.entrant.task.as_str();
-    let Some(worktree) = s.record.existing_worktree() else {
+    let id = e.task.as_str();
+    let Some(worktree) = r.existing_worktree() else {
         return Err(Ok("not scored: its worktree is gone".into()));
     };
     let env: Vec<(OsString, OsString)> = vec![
@@ -54,7 +61,7 @@ async fn score(
     ];
     // As its gates run: in its agent's sandbox, where a key baton reads
     // from a file is hidden; and no provider key from baton's environment.
-    let sandbox = sh.plan.agents.get(&s.entrant.agent).and_then(|a| {
+    let sandbox = sh.plan.agents.get(&e.agent).and_then(|a| {
         let mut s = a.sandbox.clone()?;
         s.hide.extend(crate::engine::task::gate::key_files(sh));
         Some(s)
