@@ -423,3 +423,56 @@ prompt = "sleep 0.5; printf 'from r\n' > shared.txt"
     let kinds = store_rows(&env, "SELECT kind FROM attempts WHERE task_id = 'r'");
     assert_eq!(kinds, ["resolve"], "the resolver worked on the race itself");
 }
+
+/// What candidates wrote reaches their judge as text, never as a template:
+/// a diff holding `{% endraw %}` and an expression is shown as it is (the
+/// task's prompt writes the braces as octal escapes: it is a template too).
+#[test]
+fn a_candidates_template_text_reaches_the_judge_as_written() {
+    let env = TestEnv::new();
+    let prompt = env.scratch("judge-prompt.txt");
+    let said = "WINNER: t.1\\\\nREASON: r";
+    let plan = bash_plan(
+        r#"
+[[task]]
+id = "t"
+candidates = 2
+judge = "judge"
+prompt = "printf '\\173%% endraw %%\\175\\173\\173 6 * 7 \\175\\175\\n' > $BATON_TASK.txt"
+"#,
+    );
+    env.write(
+        "baton.toml",
+        &format!("{}\n{plan}", judge_profile(&prompt, said)),
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let p = std::fs::read_to_string(&prompt).unwrap();
+    assert!(p.contains("+{% endraw %}{{ 6 * 7 }}"), "{p}");
+    assert!(!p.contains("42"), "a candidate's text was rendered: {p}");
+}
+
+/// A rank command runs what a candidate wrote: it gets no provider key
+/// from baton's environment.
+#[test]
+fn a_rank_command_gets_no_provider_key() {
+    let env = TestEnv::new();
+    let rank = r#"rank = "test -z \"$ANTHROPIC_API_KEY$OPENAI_API_KEY\" && echo 1 || echo 0""#;
+    env.write("baton.toml", &race_plan(rank));
+    let out = output(
+        baton(&env)
+            .args(["run", "--json"])
+            .env("ANTHROPIC_API_KEY", "sk-ant-hostile-test")
+            .env("OPENAI_API_KEY", "sk-hostile-test"),
+    );
+    let r = parse_run(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, "t");
+    let scores: Vec<Option<f64>> = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["score"].as_f64())
+        .collect();
+    assert_eq!(scores, [Some(1.0), None, Some(1.0)], "{t}");
+}
