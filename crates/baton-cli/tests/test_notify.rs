@@ -151,9 +151,13 @@ fn a_notice_that_fails_is_sent_again_once_its_server_is_back() {
             .count()
     };
     wait_for("the approval, on a later try", 30, || approvals() == 1);
-    let log = std::fs::read_to_string(env.scratch("serve.log")).unwrap();
-    assert!(log.contains("notify: ntfy failed"), "{log}");
-    assert!(log.contains("on a later try"), "{log}");
+    // ntfy holds the message before its answer reaches baton, which logs
+    // the success only then: wait for the line, not just the message.
+    let log = || std::fs::read_to_string(env.scratch("serve.log")).unwrap_or_default();
+    wait_for("the later try in the log", 10, || {
+        log().contains("on a later try")
+    });
+    assert!(log().contains("notify: ntfy failed"), "{}", log());
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(approvals(), 1, "{:#?}", ntfy.messages());
     let _ = run.kill();
