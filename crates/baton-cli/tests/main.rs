@@ -34,6 +34,7 @@ mod test_serve;
 mod test_sources;
 mod test_stats;
 mod test_usage;
+mod test_user_config;
 mod test_verify;
 mod test_walls;
 mod test_watch;

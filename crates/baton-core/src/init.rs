@@ -135,9 +135,62 @@ pub fn plan_text(agents: &[&str], project: Project) -> String {
     out
 }
 
+/// The user config's text (`baton init --user`): a profile for each agent
+/// CLI installed, the first as the default agent, and the other sections
+/// commented out. No secret goes in it: profiles name where a key comes from.
+pub fn user_text(agents: &[&str]) -> String {
+    let mut out = String::from(
+        "# baton's user config: profiles, defaults, prices and notifications every\n\
+         # plan sees. A plan's own [agent.NAME] replaces the one of the same name\n\
+         # here; `baton check` says where each profile came from. Keep keys out of\n\
+         # this file: profiles read them from the environment, or from a command\n\
+         # (see docs/user-config.md).\n\n",
+    );
+    for a in agents {
+        out.push_str(&format!("[agent.{a}]\nadapter = \"{a}\"\n"));
+        if let Some(model) = crate::adapter::find(a).and_then(|i| i.needs_model) {
+            out.push_str(&format!("model = \"{model}\"\n"));
+        }
+        out.push('\n');
+    }
+    match agents.first() {
+        Some(first) => out.push_str(&format!("[defaults]\nagent = \"{first}\"\n")),
+        None => out.push_str("# [defaults]\n# agent = \"claude\"\n"),
+    }
+    out.push_str(
+        "# timeout = \"30m\"\n# retries = 1\n\n\
+         # [prices.\"my-model\"]      # USD per million tokens, for models baton has no price for\n\
+         # input = 1.0\n# output = 4.0\n\n\
+         # [notify]                 # where `baton serve` tells you what needs you\n\
+         # ntfy = \"https://ntfy.sh/your-topic\"\n\
+         # ntfy_token_env = \"NTFY_TOKEN\"\n",
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_user_config_init_writes_is_valid() {
+        for agents in [
+            &[][..],
+            &["claude"],
+            &["claude", "codex", "gemini", "opencode", "aider"],
+        ] {
+            let text = user_text(agents);
+            let user = crate::plan::UserConfig::parse(Path::new("config.toml"), &text)
+                .unwrap_or_else(|e| panic!("{agents:?}: {e}\n{text}"));
+            let mut want = agents.to_vec();
+            want.sort();
+            assert_eq!(user.profiles(), want);
+            let plan = user.compose("[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = \"sh\"\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"true\"]\n");
+            let plan = crate::plan::Plan::parse(Path::new("baton.toml"), &plan, None)
+                .unwrap_or_else(|e| panic!("{agents:?}: {e}"));
+            assert_eq!(plan.agents.len(), agents.len() + 1);
+        }
+    }
 
     #[test]
     fn every_plan_init_writes_is_valid() {

@@ -20,13 +20,14 @@ pub async fn approve(
     // One yes at a time: two taps on one plan must not start it twice.
     let _one = st.proposals.lock().await;
     let (id, root) = (planner.to_string(), st.opts.repo.root.clone());
+    let user = st.opts.user.clone();
     let edit = edited.is_some();
     let text = st
         .store
         .call(move |s| match edit {
             // The person's version is checked as it starts, not the original.
             true => proposal::waiting_run(s, &id).map(|_| None),
-            false => proposal::waiting(s, &id, &root).map(|(text, _)| Some(text)),
+            false => proposal::waiting(s, &id, &root, user.as_ref()).map(|(text, _)| Some(text)),
         })
         .await
         .map_err(runner_error)?;

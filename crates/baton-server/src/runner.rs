@@ -45,6 +45,7 @@ pub(crate) fn options(state: &AppState, service: bool) -> RunOptions {
         drivers: state.opts.drivers,
         gateway: state.opts.gateway,
         store: Some(state.store.clone()),
+        user: state.opts.user.clone(),
         service,
         ..Default::default()
     }
@@ -129,7 +130,8 @@ pub async fn start_source(
     source: &str,
 ) -> Result<String, RunnerError> {
     let root = &state.opts.repo.root;
-    let plan = Plan::parse(path, source, Some(root)).map_err(invalid)?;
+    let source = state.opts.compose(source);
+    let plan = Plan::parse(path, &source, Some(root)).map_err(invalid)?;
     start_engine(state, plan, options(state, false)).await
 }
 
@@ -179,8 +181,11 @@ async fn start_kept(
     base_branch: Option<String>,
 ) -> Result<String, RunnerError> {
     let (file, shown) = kept_plan(state, dir, name);
-    let plan = Plan::parse(&shown, text, Some(&state.opts.repo.root)).map_err(invalid)?;
-    write_plan(&file, text).await?;
+    let composed = state.opts.compose(text);
+    let plan = Plan::parse(&shown, &composed, Some(&state.opts.repo.root)).map_err(invalid)?;
+    // The file holds the plan's own text: the user config's head may hold
+    // secret values, and a resumed run composes it again.
+    write_plan(&file, baton_core::plan::own_text(&composed)).await?;
     let mut opts = options(state, false);
     opts.base_branch = base_branch;
     start_engine(state, plan, opts).await
@@ -302,7 +307,7 @@ pub async fn propose(
     })?;
     let profiles = baton_core::planner::Profiles::from_plan_text(
         &state.opts.plan.display().to_string(),
-        &text,
+        &state.opts.compose(&text),
     )
     .map_err(invalid)?;
     let baton = state.opts.baton.as_ref().ok_or_else(|| {
@@ -327,6 +332,7 @@ pub fn config_plan(state: &AppState) -> Result<Plan, RunnerError> {
     let root = &state.opts.repo.root;
     let path = &state.opts.plan;
     let source = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+    let source = state.opts.compose(&source);
     Plan::parse_config(path, &source, Some(root)).map_err(invalid)
 }
 

@@ -35,9 +35,16 @@ pub struct ServeOptions {
     /// Where people reach the dashboard (`--public-url`): trackers' items
     /// get a link to their run there.
     pub public_url: Option<String>,
+    /// The user config every plan this server reads is composed with.
+    pub user: Option<baton_core::plan::UserConfig>,
 }
 
 impl ServeOptions {
+    /// Plan text as a run reads it: composed with the user config, if any.
+    pub fn compose(&self, plan: &str) -> String {
+        baton_core::plan::compose(self.user.as_ref(), plan)
+    }
+
     /// The dashboard's address of task `task` of run `run`, when the
     /// server's public URL is known.
     pub fn task_link(&self, run: &str, task: &str) -> Option<String> {

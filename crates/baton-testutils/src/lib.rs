@@ -81,6 +81,10 @@ impl TestEnv {
             c.env(k, v);
         }
         c.env("HOME", self.dir.path());
+        // The user config is the test's own ($HOME/.config/baton), never
+        // the machine's.
+        c.env_remove("XDG_CONFIG_HOME");
+        c.env_remove("BATON_CONFIG");
         // A test run on GitHub Actions must not turn on baton's CI output.
         c.env_remove("GITHUB_ACTIONS");
         c.env_remove("GITHUB_STEP_SUMMARY");

@@ -47,7 +47,8 @@ async fn run_plan(cwd: &Path, plan: Item) -> anyhow::Result<i32> {
         })
         .await;
     let (out, root) = waiting.map_err(|e| super::usage(e.to_string()))?;
-    baton_core::planner::read_plan(&out, Path::new("plan.toml"), &root)
+    let user = super::user_config()?;
+    baton_core::planner::read_plan(&out, Path::new("plan.toml"), &root, user.as_ref())
         .map_err(|e| super::usage(format!("run {}'s plan cannot run: {e}", plan.run)))?;
     eprintln!("running the plan of run {} ({})", plan.run, plan.text);
     let mut args = super::run::RunArgs::for_plan(out);

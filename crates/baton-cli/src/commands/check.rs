@@ -17,6 +17,7 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
     plan.resolve_base(&repo).await?;
     plan.check_copies(&repo).await?;
     print_phases(&plan);
+    print_origins(&plan);
     for (a, b) in plan.overlapping_pairs() {
         let how = if plan.run.overlap_allowed {
             "they may run at the same time (run.overlap = \"allow\") and conflict"
@@ -34,6 +35,23 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Where each profile came from, when a user config gave the plan some.
+fn print_origins(plan: &baton_core::Plan) {
+    let Some(user) = &plan.user else { return };
+    println!("profiles:");
+    let width = plan.agents.keys().map(String::len).max().unwrap_or(0);
+    for name in plan.agents.keys() {
+        let from = if user.profiles.contains(name) {
+            format!("from the user config {}", user.path)
+        } else if user.replaced.contains(name) {
+            "from the plan (in place of the user config's)".to_string()
+        } else {
+            "from the plan".to_string()
+        };
+        println!("  {name:width$}  {from}");
+    }
 }
 
 /// The plan's tasks as phases, on stdout (`check` and `plan`).

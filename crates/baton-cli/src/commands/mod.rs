@@ -217,8 +217,31 @@ pub fn load_plan(cwd: &Path, plan: &Path) -> anyhow::Result<(baton_core::Repo, P
     };
     let source = std::fs::read_to_string(&path)
         .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let source = baton_core::plan::compose(user_config()?.as_ref(), &source);
     let plan = Plan::parse(&shown, &source, Some(&repo.root))?;
     Ok((repo, plan))
+}
+
+/// Where the user config is: `$BATON_CONFIG` (empty: none), else
+/// `$XDG_CONFIG_HOME/baton/config.toml`, else `~/.config/baton/config.toml`.
+pub fn user_config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BATON_CONFIG") {
+        return (!p.is_empty()).then(|| PathBuf::from(p));
+    }
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
+    };
+    Some(base.join("baton").join("config.toml"))
+}
+
+/// The user config every plan is composed with, checked; None when there
+/// is none. A config with problems stops the command with them.
+pub fn user_config() -> anyhow::Result<Option<baton_core::plan::UserConfig>> {
+    let Some(path) = user_config_path() else {
+        return Ok(None);
+    };
+    Ok(baton_core::plan::UserConfig::load(&path)?)
 }
 
 /// The adapters whose agent CLI is on PATH, in the registry's order (as
@@ -254,14 +277,15 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// Engine options every command that drives a run starts from: this
 /// binary's watchdog, and the binary itself for lead tasks' tools.
-pub fn engine_options() -> baton_core::RunOptions {
-    baton_core::RunOptions {
+pub fn engine_options() -> anyhow::Result<baton_core::RunOptions> {
+    Ok(baton_core::RunOptions {
         watchdog: watchdog_command(),
         baton: std::env::current_exe().ok(),
         drivers: crate::executors::DRIVERS,
         gateway: Some(&baton_gateway::KIND),
+        user: user_config()?,
         ..Default::default()
-    }
+    })
 }
 
 /// The command that starts this binary's watchdog.

@@ -84,7 +84,7 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         "planning with {profile} (its plan goes to {})",
         out.display()
     );
-    let opts = super::engine_options();
+    let opts = super::engine_options()?;
     let engine = Engine::start(repo.clone(), plan, opts).await?;
     let run = engine.run_id().to_string();
     let store = engine.store().clone();
@@ -97,7 +97,8 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         return Ok(code);
     }
     let shown = output.strip_prefix(cwd).unwrap_or(&output).to_path_buf();
-    let (text, plan) = planner::read_plan(&out, &shown, &repo.root).map_err(anyhow::Error::msg)?;
+    let (text, plan) = planner::read_plan(&out, &shown, &repo.root, super::user_config()?.as_ref())
+        .map_err(anyhow::Error::msg)?;
     std::fs::write(&output, &text)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
     let id = run.clone();
@@ -127,6 +128,7 @@ fn profiles(cwd: &Path, repo: &baton_core::Repo, from: Option<&Path>) -> anyhow:
     if path.exists() || from.is_some() {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        let text = baton_core::plan::compose(super::user_config()?.as_ref(), &text);
         return Profiles::from_plan_text(&path.display().to_string(), &text)
             .map_err(|e| usage(e.to_string()));
     }

@@ -88,7 +88,8 @@ struct LocalFixes {
 impl FixDriver for LocalFixes {
     fn drive<'a>(&'a self, run: &'a str) -> Boxed<'a, Result<(), String>> {
         Box::pin(async move {
-            let engine = Engine::resume(self.repo.clone(), Some(run), super::engine_options())
+            let opts = super::engine_options().map_err(|e| e.to_string())?;
+            let engine = Engine::resume(self.repo.clone(), Some(run), opts)
                 .await
                 .map_err(|e| e.to_string())?;
             let stop = async {

@@ -31,7 +31,7 @@ pub async fn run(cwd: &Path, args: ResumeArgs) -> anyhow::Result<i32> {
         worktrees: None,
         keep_worktrees: args.keep_worktrees,
         auto_approve: args.auto_approve,
-        ..super::engine_options()
+        ..super::engine_options()?
     };
     let engine = Engine::resume(repo, args.run.as_deref(), opts)
         .await

@@ -44,7 +44,7 @@ pub async fn run(cwd: &Path, mut args: RetryArgs) -> anyhow::Result<i32> {
         let id = rec.id.clone();
         store.call(move |s| s.reopen_run(&id)).await?;
     }
-    let opts = super::engine_options();
+    let opts = super::engine_options()?;
     let engine = Engine::resume(repo, Some(&rec.id), opts)
         .await
         .map_err(|e| usage(e.to_string()))?;

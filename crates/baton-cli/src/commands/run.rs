@@ -88,7 +88,7 @@ pub async fn run(cwd: &Path, args: RunArgs) -> anyhow::Result<i32> {
         worktrees,
         keep_worktrees: args.keep_worktrees,
         auto_approve: args.auto_approve,
-        ..super::engine_options()
+        ..super::engine_options()?
     };
     let land = plan.run.land;
     let follow = plan.pull.follow;

@@ -70,6 +70,7 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         trackers: crate::executors::TRACKERS,
         forges: crate::executors::FORGES,
         public_url: args.public_url.clone(),
+        user: super::user_config()?,
     };
     baton_server::serve(opts, shutdown(), |addr| {
         eprintln!("baton serve: listening on http://{addr}");

@@ -16,25 +16,55 @@ pub struct Diagnostic {
 pub(super) struct Checker<'s> {
     pub(super) source: &'s str,
     pub(super) diags: Vec<Diagnostic>,
+    /// Where the plan's own text starts (after a user config's head, if any).
+    pub(super) own_start: usize,
+    /// The user config whose settings the head holds, if any.
+    pub(super) user: Option<String>,
 }
 
-impl Checker<'_> {
+impl<'s> Checker<'s> {
+    pub(super) fn new(source: &'s str) -> Checker<'s> {
+        let (own_start, user) = match super::user::split(source) {
+            Some((start, path)) => (start, Some(path)),
+            None => (0, None),
+        };
+        Checker {
+            source,
+            diags: Vec::new(),
+            own_start,
+            user,
+        }
+    }
+
+    /// Line and column (from 1) of `offset` in the plan as its author wrote
+    /// it; None inside the user config's head, which has no line there.
+    pub(super) fn place(&self, offset: usize) -> Option<(usize, usize)> {
+        if offset < self.own_start {
+            return None;
+        }
+        let (line, column) = line_col(self.source, offset);
+        let head = self.source[..self.own_start].matches('\n').count();
+        Some((line - head, column))
+    }
+
     pub(super) fn at(
         &mut self,
         span: Option<Range<usize>>,
         subject: Option<String>,
         message: String,
     ) {
-        let (line, column) = match span {
-            Some(s) => {
-                let (l, c) = line_col(self.source, s.start);
-                (Some(l), Some(c))
-            }
-            None => (None, None),
+        let place = span.as_ref().and_then(|s| self.place(s.start));
+        let in_head = span.is_some_and(|s| s.start < self.own_start);
+        let subject = match (&self.user, in_head) {
+            (Some(path), true) => Some(match subject {
+                Some(s) => format!("from the user config {path}: {s}"),
+                None => format!("from the user config {path}"),
+            }),
+            _ => subject,
         };
         self.diags.push(Diagnostic {
-            line,
-            column,
+            line: place.map(|p| p.0),
+            column: place.map(|p| p.1),
             subject,
             message,
         });

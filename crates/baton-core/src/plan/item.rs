@@ -12,7 +12,8 @@ impl Plan {
     /// (a commit) as its `run.base` when given.
     pub fn item_source(&self, snippet: &str, base: Option<&str>) -> Result<String, PlanError> {
         let table = self.item_table(base)?;
-        let mut text = toml::to_string(&table).map_err(|e| self.broken(e))?;
+        let mut text = self.user_head().to_string();
+        text.push_str(&toml::to_string(&table).map_err(|e| self.broken(e))?);
         text.push_str(snippet);
         Ok(text)
     }
@@ -21,7 +22,8 @@ impl Plan {
     /// sources, schedules and hooks, `base` (a commit) as its `run.base`
     /// when given.
     fn item_table(&self, base: Option<&str>) -> Result<toml::Table, PlanError> {
-        let mut table: toml::Table = self.source.parse().map_err(|e| self.broken(e))?;
+        let own = super::user::parts(&self.source).1;
+        let mut table: toml::Table = own.parse().map_err(|e| self.broken(e))?;
         for key in ["task", "source", "schedule", "hook"] {
             table.remove(key);
         }
@@ -54,7 +56,14 @@ impl Plan {
         }
         let mut table = self.item_table(base)?;
         table.insert("task".into(), toml::Value::Array(tasks));
-        toml::to_string(&table).map_err(|e| self.broken(e))
+        let own = toml::to_string(&table).map_err(|e| self.broken(e))?;
+        Ok(format!("{}{own}", self.user_head()))
+    }
+
+    /// The user config's head of this plan's text (empty without one): an
+    /// item's run keeps the profiles its served plan was composed with.
+    fn user_head(&self) -> &str {
+        super::user::parts(&self.source).0
     }
 
     fn broken(&self, e: impl std::fmt::Display) -> PlanError {

@@ -16,6 +16,7 @@ pub mod sandbox;
 mod schedule;
 mod source;
 mod task;
+mod user;
 mod validate;
 mod workspace;
 
@@ -28,6 +29,7 @@ pub use land::{repo_of_url, MergeWhen, PullSettings};
 pub use notify::NotifySettings;
 pub use schedule::{Schedule, Scheduled};
 pub use source::{CommandSource, GitHubSource, Source, SourceKind, SourceMode};
+pub use user::{compose, own_text, parts as user_parts, UserConfig, UserLayer};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;
@@ -73,6 +75,8 @@ pub struct Plan {
     pub notify: NotifySettings,
     /// The model gateway (`[gateway]`), for profiles with `gateway = true`.
     pub gateway: crate::gateway::GatewaySettings,
+    /// The user config the plan was composed with, and what it took from it.
+    pub user: Option<UserLayer>,
 }
 
 pub use route::Route;

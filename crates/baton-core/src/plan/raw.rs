@@ -36,6 +36,9 @@ pub(crate) struct RawPlan {
     // implicitly, which a Spanned cannot read.
     pub gateway: Option<RawGateway>,
     pub payload: Option<toml::Table>,
+    /// The user config's settings, written ahead of the plan's own text by
+    /// [`super::UserConfig::compose`] (`user.agent.x = {...}` and so on).
+    pub user: Option<super::user::RawUser>,
 }
 
 /// `[gateway]`: the model gateway's address and its providers.

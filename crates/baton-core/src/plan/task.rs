@@ -2,7 +2,7 @@
 //! problem is reported at its place and the check goes on, so one pass
 //! names them all.
 
-use super::error::{line_col, Checker};
+use super::error::Checker;
 use super::raw::RawTask;
 use super::validate::{check_budget, check_duration, check_file, is_valid_id};
 use super::{AgentProfile, FileSet, OnFailure, TaskSpec, DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT};
@@ -135,11 +135,11 @@ fn check_id(
         );
     }
     if let Some(&prev) = first_seen.get(id) {
-        let (line, _) = line_col(ck.source, prev);
-        who.at_id(
-            ck,
-            format!("duplicate task id (first defined on line {line})"),
-        );
+        let first = match ck.place(prev) {
+            Some((line, _)) => format!("first defined on line {line}"),
+            None => "first defined in the user config".into(),
+        };
+        who.at_id(ck, format!("duplicate task id ({first})"));
     } else {
         first_seen.insert(id.clone(), id_s.span().start);
     }

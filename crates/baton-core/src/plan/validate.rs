@@ -1,6 +1,6 @@
 //! From TOML text to a [`Plan`], collecting every problem with its place.
 
-use super::error::{line_col, Checker, Diagnostic};
+use super::error::{Checker, Diagnostic};
 use super::raw::{RawPlan, RawTask};
 use super::{Plan, Price, RunSettings, TaskSpec, DEFAULT_MAX_PARALLEL, DEFAULT_STALL_AFTER};
 use crate::duration::parse_duration;
@@ -24,11 +24,8 @@ pub(super) fn parse(
     repo_root: Option<&Path>,
     allow_no_tasks: bool,
 ) -> Result<Plan, Vec<Diagnostic>> {
-    let mut ck = Checker {
-        source,
-        diags: Vec::new(),
-    };
-    let raw: RawPlan = match toml::from_str(source) {
+    let mut ck = Checker::new(source);
+    let mut raw: RawPlan = match toml::from_str(source) {
         Ok(r) => r,
         Err(e) => {
             let msg = e.message().trim().to_string();
@@ -36,6 +33,8 @@ pub(super) fn parse(
             return Err(ck.diags);
         }
     };
+    super::user::refuse_in_plan(&mut ck, &raw);
+    let user = super::user::merge(&mut raw, ck.user.clone());
 
     let run = check_run(&mut ck, &raw, repo_root);
     let executor = super::executor::check_executor(&mut ck, &raw.executor);
@@ -144,6 +143,7 @@ pub(super) fn parse(
         payload,
         notify,
         gateway,
+        user,
     })
 }
 
@@ -187,7 +187,7 @@ fn check_run(ck: &mut Checker, raw: &RawPlan, repo_root: Option<&Path>) -> RunSe
             );
         }
         run.base = b.get_ref().clone();
-        run.base_at = Some(line_col(ck.source, b.span().start));
+        run.base_at = ck.place(b.span().start);
     }
     if let Some(b) = &raw.run.budget_usd {
         run.budget_usd = check_budget(ck, b, None, "run.budget_usd");

@@ -262,15 +262,15 @@ impl super::Plan {
     /// Where in the plan's text the `copy` glob that names `file` is written
     /// (line and column, from 1), for a message that says where.
     fn copy_line(&self, file: &str) -> Option<(usize, usize)> {
-        let from = self
-            .source
+        let own = super::user::parts(&self.source).1;
+        let from = own
             .lines()
             .position(|l| l.trim_start().starts_with("copy") && l.contains('='))?;
         let names = |g: &String| {
             g == file || FileSet::new(std::slice::from_ref(g)).is_ok_and(|s| s.matches(file))
         };
         let glob = self.workspace.copy.iter().find(|g| names(g))?;
-        for (i, line) in self.source.lines().enumerate().skip(from) {
+        for (i, line) in own.lines().enumerate().skip(from) {
             for quote in ['"', '\''] {
                 if let Some(col) = line.find(&format!("{quote}{glob}{quote}")) {
                     return Some((i + 1, col + 1));

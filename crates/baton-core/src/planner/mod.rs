@@ -43,9 +43,10 @@ impl Profiles {
             path: path.to_string(),
             message,
         };
-        let doc: toml::Table = text
+        let mut doc: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        with_users(&mut doc);
         let mut tables = toml::Table::new();
         // The gateway's too: its key sources and addresses are the profiles'.
         for key in ["agent", "prices", "gateway"] {
@@ -170,12 +171,42 @@ fn prompt(req: &Request) -> String {
     )
 }
 
+/// A composed plan's user config settings (`user.*`) moved to where a
+/// plan has them, where the plan has none of the same name (as
+/// [`crate::plan::UserConfig`] merges them).
+fn with_users(doc: &mut toml::Table) {
+    let Some(toml::Value::Table(user)) = doc.remove("user") else {
+        return;
+    };
+    for (key, value) in user {
+        match (doc.get_mut(&key), value) {
+            (Some(toml::Value::Table(own)), toml::Value::Table(theirs)) => {
+                for (k, v) in theirs {
+                    own.entry(k).or_insert(v);
+                }
+            }
+            (Some(_), _) => {}
+            (None, value) => {
+                doc.insert(key, value);
+            }
+        }
+    }
+}
+
 /// Reads the plan the planner wrote and validates it against the user's
-/// repository (paths relative to `root`); the plan is shown as `shown`.
-pub fn read_plan(out: &Path, shown: &Path, root: &Path) -> Result<(String, Plan), String> {
+/// repository (paths relative to `root`), composed with the user config
+/// the profiles came from; the plan is shown as `shown`. The text is as
+/// the planner wrote it.
+pub fn read_plan(
+    out: &Path,
+    shown: &Path,
+    root: &Path,
+    user: Option<&crate::plan::UserConfig>,
+) -> Result<(String, Plan), String> {
     let text = std::fs::read_to_string(out)
         .map_err(|e| format!("the planner wrote no plan at {}: {e}", out.display()))?;
-    let plan = Plan::parse(shown, &text, Some(root)).map_err(|e| e.to_string())?;
+    let composed = crate::plan::compose(user, &text);
+    let plan = Plan::parse(shown, &composed, Some(root)).map_err(|e| e.to_string())?;
     Ok((text, plan))
 }
 

@@ -27,9 +27,14 @@ pub enum ProposalError {
 
 /// Planning run `run`'s plan, as its text and the plan it parses to
 /// (checked against the repository at `root`), if it waits for a yes.
-pub fn waiting(store: &Store, run: &str, root: &Path) -> Result<(String, Plan), ProposalError> {
+pub fn waiting(
+    store: &Store,
+    run: &str,
+    root: &Path,
+    user: Option<&crate::plan::UserConfig>,
+) -> Result<(String, Plan), ProposalError> {
     let out = waiting_run(store, run)?;
-    read_plan(&out, Path::new("plan.toml"), root).map_err(|why| ProposalError::Unreadable {
+    read_plan(&out, Path::new("plan.toml"), root, user).map_err(|why| ProposalError::Unreadable {
         run: run.into(),
         why,
     })

@@ -71,7 +71,7 @@ pub async fn proposal(
     let answer = match task.status {
         TaskStatus::Succeeded => {
             let shown = std::path::Path::new("plan.toml");
-            match planner::read_plan(&out, shown, &st.opts.repo.root) {
+            match planner::read_plan(&out, shown, &st.opts.repo.root, st.opts.user.as_ref()) {
                 Ok((text, plan)) => {
                     let tasks: Vec<Value> = plan
                         .tasks

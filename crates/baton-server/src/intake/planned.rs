@@ -48,7 +48,12 @@ impl Intake {
             return Ok(());
         };
         let shown = std::path::Path::new("plan.toml");
-        let (text, plan) = match planner::read_plan(&out, shown, &state.opts.repo.root) {
+        let (text, plan) = match planner::read_plan(
+            &out,
+            shown,
+            &state.opts.repo.root,
+            state.opts.user.as_ref(),
+        ) {
             Ok(read) => read,
             Err(e) => {
                 let why = format!("the planner's plan cannot run: {e}");

@@ -50,8 +50,9 @@ impl Ops {
 
     pub async fn plan_check(&self, a: PlanArg) -> Answer {
         let root = &self.state.opts.repo.root;
+        let text = self.state.opts.compose(&a.plan);
         let plan =
-            Plan::parse(Path::new("plan.toml"), &a.plan, Some(root)).map_err(|e| e.to_string())?;
+            Plan::parse(Path::new("plan.toml"), &text, Some(root)).map_err(|e| e.to_string())?;
         plan.resolve_base(&self.state.opts.repo)
             .await
             .map_err(|e| e.to_string())?;

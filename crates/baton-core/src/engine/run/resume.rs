@@ -42,7 +42,7 @@ impl Engine {
             });
         }
         opts.service = record.kind == RunKind::Service;
-        let plan = plan_with_queued(&repo, &store, &record).await?;
+        let plan = plan_with_queued(&repo, &store, &record, opts.user.as_ref()).await?;
         reap_orphans(&run_id).await;
         let integration_ref = format!("refs/heads/{}", record.integration_branch);
         let head = repo.ref_commit(&integration_ref).await?.ok_or_else(|| {
@@ -204,8 +204,9 @@ async fn plan_with_queued(
     repo: &Repo,
     store: &Arc<Store>,
     record: &RunRecord,
+    user: Option<&crate::plan::UserConfig>,
 ) -> Result<Plan, EngineError> {
-    let mut plan = plan_for_resume(repo, record)?;
+    let mut plan = plan_for_resume(repo, record, user)?;
     if record.kind == RunKind::Service {
         plan.tasks.clear();
     }
@@ -382,7 +383,11 @@ async fn merged_already(repo: &Repo, rec: &crate::store::TaskRecord, head: &str)
 
 /// The plan a resumed run continues with. The store keeps the plan with its
 /// secrets masked; the file, if it is still the same plan, has them.
-fn plan_for_resume(repo: &Repo, record: &RunRecord) -> Result<Plan, EngineError> {
+fn plan_for_resume(
+    repo: &Repo,
+    record: &RunRecord,
+    user: Option<&crate::plan::UserConfig>,
+) -> Result<Plan, EngineError> {
     let shown = std::path::Path::new(&record.plan_path);
     let file = if shown.is_absolute() {
         shown.to_path_buf()
@@ -404,13 +409,35 @@ fn plan_for_resume(repo: &Repo, record: &RunRecord) -> Result<Plan, EngineError>
         );
         return Ok(stored()?);
     };
-    match parse(&text) {
-        Ok(plan) if crate::engine::redactor_for(&plan).redact(&text) == record.plan_source => Ok(plan),
-        _ if text == record.plan_source => Ok(stored()?),
-        _ => Err(EngineError::Io(format!(
-            "the plan {} has changed since run {} started; restore it, or start a new run with `baton run`",
-            file.display(),
-            record.id
-        ))),
+    let text = crate::plan::compose(user, &text);
+    let same = |text: &str| match parse(text) {
+        Ok(plan) if crate::engine::redactor_for(&plan).redact(text) == record.plan_source => {
+            Some(plan)
+        }
+        _ => None,
+    };
+    if let Some(plan) = same(&text) {
+        return Ok(plan);
     }
+    if text == record.plan_source {
+        return Ok(stored()?);
+    }
+    // The plan is as it was but the user config changed: the run goes on
+    // with the profiles it started with, when the store has them whole.
+    let (head, _) = crate::plan::user_parts(&record.plan_source);
+    if !head.is_empty() && !head.contains(crate::secrets::MASK) {
+        let kept = format!("{head}{}", crate::plan::own_text(&text));
+        if let Some(plan) = same(&kept) {
+            tracing::warn!(
+                "the user config has changed since run {} started; it goes on with the profiles it started with",
+                record.id
+            );
+            return Ok(plan);
+        }
+    }
+    Err(EngineError::Io(format!(
+        "the plan {} (or the user config it was read with) has changed since run {} started; restore it, or start a new run with `baton run`",
+        file.display(),
+        record.id
+    )))
 }

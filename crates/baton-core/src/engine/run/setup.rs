@@ -56,6 +56,10 @@ pub struct RunOptions {
     /// The model gateway the binary has (started for a run whose profiles
     /// use it; see [`crate::gateway`]).
     pub gateway: Option<&'static crate::gateway::GatewayKind>,
+    /// The user config new plans are composed with (read by the binary):
+    /// a resumed run's plan file is composed with it again and must come
+    /// out as the run started.
+    pub user: Option<crate::plan::UserConfig>,
 }
 
 /// A run's gateway (if any profile goes through it), the notices about

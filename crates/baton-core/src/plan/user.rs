@@ -1,0 +1,366 @@
+//! The user config (`~/.config/baton/config.toml`, found by the CLI): agent
+//! profiles, `[defaults]`, `[prices]` and `[notify]` that every plan sees.
+//! A plan's own settings win: its `[agent.x]` replaces the user's of the
+//! same name, its `[defaults]` fields and `[prices]` entries come first, its
+//! `[notify]` replaces the user's whole.
+//!
+//! The user's settings travel with the plan's text: [`UserConfig::compose`]
+//! writes them ahead of it as `user.*` keys, and that text is the plan a run
+//! keeps. A resumed run, a task added later, a follower re-reading the plan
+//! all read the same profiles the run started with, whatever the user file
+//! says by then; validation maps anything found in that head back to the
+//! user config rather than to a line of the plan.
+
+use super::error::{line_col, Checker, Diagnostic};
+use super::raw::{RawAgent, RawNotify, RawPlan, RawPrice, RawTask};
+use super::PlanError;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The first line of a composed plan; the rest of it is the user config's path.
+const HEAD: &str = "# baton: from the user config ";
+/// The line after which the plan's own text starts.
+const PLAN_MARK: &str = "# baton: the plan\n";
+/// What a user config may hold (and how the head writes each).
+const SECTIONS: [&str; 4] = ["agent", "prices", "defaults", "notify"];
+
+/// A user config, read and checked.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub path: PathBuf,
+    /// Its settings, as TOML (only the [`SECTIONS`] there are).
+    table: toml::Table,
+}
+
+/// Where a plan's profiles came from, when a user config was in play.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserLayer {
+    /// The user config's path, as written in the plan's head.
+    pub path: String,
+    /// Profiles the plan took from it.
+    pub profiles: BTreeSet<String>,
+    /// Profiles of the user config the plan's own of the same name replaced.
+    pub replaced: BTreeSet<String>,
+}
+
+/// `user.*`: what [`UserConfig::compose`] writes ahead of a plan.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    #[serde(default)]
+    agent: BTreeMap<String, Spanned<RawAgent>>,
+    #[serde(default)]
+    prices: BTreeMap<String, Spanned<RawPrice>>,
+    defaults: Option<Spanned<RawTask>>,
+    notify: Option<Spanned<RawNotify>>,
+}
+
+/// The user file's shape: only these sections, each where a plan has it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read for its shape only
+struct UserFile {
+    agent: Option<toml::Table>,
+    prices: Option<toml::Table>,
+    defaults: Option<toml::Table>,
+    notify: Option<toml::Table>,
+}
+
+impl UserConfig {
+    /// Checks a user config's text as a plan's sections are checked, with
+    /// lines of that file; `path` is where it was read (for messages).
+    pub fn parse(path: &Path, text: &str) -> Result<UserConfig, PlanError> {
+        let invalid = |diagnostics| PlanError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics,
+        };
+        if let Err(e) = toml::from_str::<UserFile>(text) {
+            let (line, column) = match e.span() {
+                Some(s) => {
+                    let (l, c) = line_col(text, s.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            let message = format!(
+                "{} (a user config holds only [agent.NAME], [defaults], [prices] and [notify]; the rest belongs in a plan)",
+                e.message().trim()
+            );
+            return Err(invalid(vec![Diagnostic {
+                line,
+                column,
+                subject: None,
+                message,
+            }]));
+        }
+        // Its sections are a plan's: checked by the same rules, with no
+        // repository to look files up in (each plan that uses them does).
+        super::Plan::parse_config(path, text, None)?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            invalid(vec![Diagnostic {
+                line: None,
+                column: None,
+                subject: None,
+                message: e.message().trim().to_string(),
+            }])
+        })?;
+        Ok(UserConfig {
+            path: path.to_path_buf(),
+            table,
+        })
+    }
+
+    /// Reads and checks the user config at `path`; None when there is none.
+    pub fn load(path: &Path) -> Result<Option<UserConfig>, PlanError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => UserConfig::parse(path, &text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(PlanError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// The profiles it defines, by name.
+    pub fn profiles(&self) -> Vec<&str> {
+        match self.table.get("agent").and_then(|a| a.as_table()) {
+            Some(t) => t.keys().map(String::as_str).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The plan text a run reads: this config's settings as `user.*` keys,
+    /// then `plan` as written. A config with nothing in it leaves the plan
+    /// as it is, and so does a plan composed already (an item's run made
+    /// from a composed served plan keeps that one's head).
+    pub fn compose(&self, plan: &str) -> String {
+        if split(plan).is_some() {
+            return plan.to_string();
+        }
+        let mut head = String::new();
+        for section in SECTIONS {
+            let Some(value) = self.table.get(section) else {
+                continue;
+            };
+            match (section, value.as_table()) {
+                ("agent" | "prices", Some(entries)) => {
+                    for (name, entry) in entries {
+                        let key = toml::Value::String(name.clone());
+                        head.push_str(&format!("user.{section}.{key} = {entry}\n"));
+                    }
+                }
+                _ => head.push_str(&format!("user.{section} = {value}\n")),
+            }
+        }
+        if head.is_empty() {
+            return plan.to_string();
+        }
+        let path = toml::Value::String(self.path.display().to_string());
+        format!("{HEAD}{path}\n{head}{PLAN_MARK}{plan}")
+    }
+}
+
+/// `plan` composed with `user`, if there is one.
+pub fn compose(user: Option<&UserConfig>, plan: &str) -> String {
+    match user {
+        Some(u) => u.compose(plan),
+        None => plan.to_string(),
+    }
+}
+
+/// A composed plan's own text, as its author wrote it: what baton keeps in
+/// a file of its own (the user config's head may hold secret values).
+pub fn own_text(source: &str) -> &str {
+    parts(source).1
+}
+
+/// Where a composed plan's own text starts, and the user config's path as
+/// the head names it; None for a plan with no head.
+pub(super) fn split(source: &str) -> Option<(usize, String)> {
+    let rest = source.strip_prefix(HEAD)?;
+    let (path, _) = rest.split_once('\n')?;
+    let path = path.trim_matches('"').to_string();
+    let mark = source.find(&format!("\n{PLAN_MARK}"))?;
+    Some((mark + 1 + PLAN_MARK.len(), path))
+}
+
+/// A composed plan as (the user config's head, the plan's own text); the
+/// head is empty for a plan with none.
+pub fn parts(source: &str) -> (&str, &str) {
+    match split(source) {
+        Some((start, _)) => source.split_at(start),
+        None => ("", source),
+    }
+}
+
+/// `user.*` is written by baton ahead of a plan, never inside one: a plan
+/// that writes it would give itself profiles under another's name.
+pub(super) fn refuse_in_plan(ck: &mut Checker, raw: &RawPlan) {
+    let Some(user) = &raw.user else { return };
+    let starts = user
+        .agent
+        .values()
+        .map(|a| a.span().start)
+        .chain(user.prices.values().map(|p| p.span().start))
+        .chain(user.defaults.iter().map(|d| d.span().start))
+        .chain(user.notify.iter().map(|n| n.span().start));
+    let written = starts.filter(|s| *s >= ck.own_start).min();
+    let outside = written.is_some() || (ck.user.is_none());
+    if outside {
+        let msg = "`user` is baton's: it holds your user config's settings ahead of a plan; a plan writes its own as [agent.NAME], [defaults], [prices] and [notify]";
+        ck.at(written.map(|s| s..s), None, msg.into());
+    }
+}
+
+/// Moves the user config's settings into the plan's own where the plan has
+/// none of the same name: what [`UserLayer`] records.
+pub(super) fn merge(raw: &mut RawPlan, path: Option<String>) -> Option<UserLayer> {
+    let user = raw.user.take()?;
+    let mut layer = UserLayer {
+        path: path.unwrap_or_default(),
+        ..UserLayer::default()
+    };
+    for (name, agent) in user.agent {
+        match raw.agent.entry(name) {
+            std::collections::btree_map::Entry::Occupied(own) => {
+                layer.replaced.insert(own.key().clone());
+            }
+            std::collections::btree_map::Entry::Vacant(free) => {
+                layer.profiles.insert(free.key().clone());
+                free.insert(agent);
+            }
+        }
+    }
+    for (model, price) in user.prices {
+        raw.prices.entry(model).or_insert(price);
+    }
+    raw.defaults = match (raw.defaults.take(), user.defaults) {
+        (Some(own), Some(theirs)) => {
+            let span = own.span();
+            Some(Spanned::new(
+                span,
+                own.into_inner().with_defaults(theirs.get_ref()),
+            ))
+        }
+        (own, theirs) => own.or(theirs),
+    };
+    if raw.notify.is_none() {
+        raw.notify = user.notify;
+    }
+    Some(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    const USER: &str = r#"
+[agent.claude]
+adapter = "claude"
+model = "sonnet"
+
+[agent.sh]
+adapter = "exec"
+command = ["bash", "-ec"]
+env = { GREETING = "hi\nthere" }
+
+[defaults]
+agent = "claude"
+retries = 2
+
+[prices."my-model"]
+input = 1.0
+output = 2.0
+
+[notify]
+ntfy = "https://ntfy.example/topic"
+"#;
+
+    fn user() -> UserConfig {
+        UserConfig::parse(Path::new("/home/u/.config/baton/config.toml"), USER).unwrap()
+    }
+
+    #[test]
+    fn the_plan_sees_the_users_profiles_and_its_own_win() {
+        let plan = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"sh\", \"-c\"]\n\n[defaults]\nretries = 0\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n";
+        let text = user().compose(plan);
+        let p = Plan::parse(Path::new("baton.toml"), &text, None).unwrap();
+        assert_eq!(
+            p.agents["sh"].command.as_deref(),
+            Some(&["sh".to_string(), "-c".into()][..])
+        );
+        assert_eq!(p.agents["claude"].model.as_deref(), Some("sonnet"));
+        // [defaults]: the plan's retries, the user's agent.
+        assert_eq!(p.tasks[0].agent, "claude");
+        assert_eq!(p.tasks[0].retries, 0);
+        assert_eq!(p.prices["my-model"].output, 2.0);
+        assert_eq!(p.notify.ntfy.as_deref(), Some("https://ntfy.example/topic"));
+        let layer = p.user.clone().unwrap();
+        assert_eq!(layer.path, "/home/u/.config/baton/config.toml");
+        assert_eq!(layer.profiles.iter().collect::<Vec<_>>(), ["claude"]);
+        assert_eq!(layer.replaced.iter().collect::<Vec<_>>(), ["sh"]);
+        // A task added later reads the same composed text.
+        let added = p
+            .parse_added(&[Plan::task_snippet("b", "y", None)], None)
+            .unwrap();
+        assert_eq!(added[0].agent, "claude");
+    }
+
+    #[test]
+    fn a_plans_lines_stay_its_own_and_the_heads_problems_name_the_user_config() {
+        let plan = "[[task]]\nid = \"a\"\nprompt = \"x\"\nretries = -1\n";
+        let text = user().compose(plan);
+        let e = Plan::parse(Path::new("baton.toml"), &text, None).unwrap_err();
+        let d = &e.diagnostics()[0];
+        assert_eq!((d.line, d.column), (Some(4), Some(11)), "{e}");
+        // The user's default agent names a profile this plan has not.
+        let lone = UserConfig::parse(
+            Path::new("/u/config.toml"),
+            "[defaults]\nagent = \"nobody\"\n",
+        )
+        .unwrap();
+        let e = Plan::parse(Path::new("baton.toml"), &lone.compose(plan), None).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("from the user config /u/config.toml"),
+            "{text}"
+        );
+        assert!(!text.contains("baton.toml:1:"), "{text}");
+    }
+
+    #[test]
+    fn a_user_file_is_checked_with_its_own_lines_and_holds_only_its_sections() {
+        let e =
+            UserConfig::parse(Path::new("c.toml"), "[agent.x]\nadapter = \"nope\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("c.toml:2:11: agent \"x\": unknown adapter"),
+            "{e}"
+        );
+        let e = UserConfig::parse(Path::new("c.toml"), "[run]\nmax_parallel = 2\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("c.toml:1:"), "{text}");
+        assert!(text.contains("the rest belongs in a plan"), "{text}");
+    }
+
+    #[test]
+    fn a_plan_cannot_write_the_users_keys_itself() {
+        let plan = "user.agent.x = { adapter = \"exec\", command = [\"sh\"] }\n[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = \"x\"\n";
+        let e = Plan::parse(Path::new("baton.toml"), plan, None).unwrap_err();
+        assert!(
+            e.to_string().contains("baton.toml:1:16: `user` is baton's"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_user_config_leaves_the_plan_as_written() {
+        let empty = UserConfig::parse(Path::new("c.toml"), "# nothing yet\n").unwrap();
+        assert_eq!(empty.compose("[[task]]\n"), "[[task]]\n");
+        assert!(split("[[task]]\n").is_none());
+    }
+}
