@@ -234,7 +234,7 @@ fn a_server_queues_tasks_to_the_users_profiles() {
     env.write("baton.toml", "[run]\nmax_parallel = 2\n");
     env.commit_all("plan");
     let srv = serve(&env, "127.0.0.1:0");
-    let out = output(baton(&env).args(["add", "echo \"t=$SERVICE_TOKEN\" > t.txt"]));
+    let out = output(baton(&env).args(["add", "echo \"t=${SERVICE_TOKEN:0:8}\" > t.txt"]));
     assert!(
         out.status.success(),
         "{}",
@@ -246,6 +246,13 @@ fn a_server_queues_tasks_to_the_users_profiles() {
             "SELECT status FROM tasks WHERE run_id IN (SELECT id FROM runs WHERE kind = 'service')",
         ) == ["succeeded"]
     });
+    // The token reached the agent (its first 8 characters are in the work
+    // it committed; the whole would be a secret in the worktree).
+    let branch = store_rows(&env, "SELECT branch FROM tasks").concat();
+    assert_eq!(
+        show(&env, &branch, "t.txt").as_deref(),
+        Some(format!("t={}\n", &SECRET[..8]).as_str())
+    );
     drop(srv);
     assert_nowhere_in_state(&env, SECRET);
 }
@@ -271,6 +278,7 @@ fn the_user_config_in_the_docs_works_with_its_plan() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains("\nprofiles:\n"), "{stdout}");
     let shown = stdout.replace(&path.display().to_string(), "~/.config/baton/config.toml");
     let page = text.replace(
         "/home/ana/.config/baton/config.toml",
@@ -279,4 +287,105 @@ fn the_user_config_in_the_docs_works_with_its_plan() {
     for line in shown.lines().skip(1) {
         assert!(page.contains(line), "{line:?} is not on the page:\n{shown}");
     }
+}
+
+/// `baton plan` in a repository with no plan: the user config's profiles
+/// plan, are named to the planner (never shown: their env holds a secret),
+/// and the plan it writes names them without tables, checks and runs.
+#[test]
+fn a_planner_of_the_users_plans_with_its_profiles_and_never_sees_their_secrets() {
+    let env = TestEnv::new();
+    let script = env.scratch("planner.py");
+    let seen = env.scratch("prompt.txt");
+    std::fs::write(
+        &script,
+        format!(
+            r###"import sys
+prompt = sys.argv[-1]
+open({seen:?}, "w").write(prompt)
+out = prompt.split("## Where to write it\n\n", 1)[1].split("\n\n    ", 1)[1].split("\n", 1)[0]
+open(out, "w").write('[[task]]\nid = "hello"\nagent = "sh"\nprompt = "echo hi > hello.txt"\n')
+print("one task")
+"###,
+            seen = seen.display().to_string()
+        ),
+    )
+    .unwrap();
+    write_user(
+        &env,
+        &format!(
+            "[agent.planner]\nadapter = \"exec\"\ncommand = [\"python3\", {:?}]\nenv = {{ PLANNER_TOKEN = \"{SECRET}\" }}\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[defaults]\nagent = \"planner\"\n",
+            script.display().to_string()
+        ),
+    );
+    let out = output(baton(&env).args(["plan", "say hi", "-o", "hi.toml"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("  hello [sh]"), "{stdout}");
+    let prompt = std::fs::read_to_string(&seen).unwrap();
+    assert!(prompt.contains("- `sh`: exec"), "{prompt}");
+    assert!(
+        !prompt.contains(SECRET) && !prompt.contains("[agent.planner]"),
+        "{prompt}"
+    );
+    let written = std::fs::read_to_string(env.repo.join("hi.toml")).unwrap();
+    assert!(!written.contains("[agent."), "{written}");
+    assert_nowhere_in_state(&env, SECRET);
+    env.commit_all("plan");
+    let r = parse_run(output(baton(&env).args(["run", "--json", "hi.toml"])));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// A user profile the plan replaces is no agent's, but its secret is in
+/// the run's stored text all the same: masked there.
+#[test]
+fn a_secret_of_a_replaced_user_profile_is_masked_too() {
+    let env = TestEnv::new();
+    write_user(&env, &user_text());
+    env.write(
+        "baton.toml",
+        "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n",
+    );
+    env.commit_all("plan");
+    let r = parse_run(output(baton(&env).args(["run", "--json"])));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_nowhere_in_state(&env, SECRET);
+    let source = store_rows(&env, "SELECT plan_source FROM runs").concat();
+    assert!(
+        source.contains("SERVICE_TOKEN = \"[REDACTED]\""),
+        "{source}"
+    );
+}
+
+/// A run started before there was a user config resumes after one came,
+/// with the profiles it started with.
+#[test]
+fn a_run_from_before_the_user_config_resumes_after_it_came() {
+    let env = TestEnv::new();
+    env.write(
+        "baton.toml",
+        &bash_plan("\n[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"echo b > b.txt\"\n"),
+    );
+    env.commit_all("plan");
+    use std::os::unix::process::ExitStatusExt;
+    let crashed = output(
+        baton(&env)
+            .args(["run", "--json"])
+            .env("BATON_FAILPOINT", "merged"),
+    );
+    assert_eq!(crashed.status.signal(), Some(libc::SIGKILL));
+    write_user(&env, "[defaults]\nretries = 3\n");
+    let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    assert!(
+        r.stderr.contains("the user config has changed since run"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(task(&r.report, "b")["merged"], true);
 }

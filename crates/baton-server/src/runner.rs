@@ -321,6 +321,7 @@ pub async fn propose(
         check: vec![baton.display().to_string(), "check".into()],
         retries: 2,
         waits,
+        user: state.opts.user.as_ref(),
     };
     let prepared =
         baton_core::planner::prepare(root, &state.opts.repo.state_dir(), setup).map_err(invalid)?;

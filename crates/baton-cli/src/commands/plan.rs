@@ -57,7 +57,8 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
             output.display()
         )));
     }
-    let profiles = profiles(cwd, &repo, args.from.as_deref())?;
+    let user = super::user_config()?;
+    let profiles = profiles(cwd, &repo, args.from.as_deref(), user.as_ref())?;
     let instructions = match &args.instructions {
         Some(p) => Some(
             std::fs::read_to_string(cwd.join(p))
@@ -74,6 +75,7 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         check: vec![exe.display().to_string(), "check".into()],
         retries: args.retries,
         waits: false,
+        user: user.as_ref(),
     };
     let prepared = planner::prepare(&repo.root, &repo.state_dir(), setup).map_err(|e| match e {
         planner::PrepareError::Io(m) => anyhow::anyhow!(m),
@@ -97,8 +99,8 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         return Ok(code);
     }
     let shown = output.strip_prefix(cwd).unwrap_or(&output).to_path_buf();
-    let (text, plan) = planner::read_plan(&out, &shown, &repo.root, super::user_config()?.as_ref())
-        .map_err(anyhow::Error::msg)?;
+    let (text, plan) =
+        planner::read_plan(&out, &shown, &repo.root, user.as_ref()).map_err(anyhow::Error::msg)?;
     std::fs::write(&output, &text)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
     let id = run.clone();
@@ -122,15 +124,25 @@ pub async fn run(cwd: &Path, args: PlanArgs) -> anyhow::Result<i32> {
     super::run::run(cwd, super::run::RunArgs::for_plan(shown)).await
 }
 
-/// The profiles the planner may use and give to tasks.
-fn profiles(cwd: &Path, repo: &baton_core::Repo, from: Option<&Path>) -> anyhow::Result<Profiles> {
+/// The profiles the planner may use and give to tasks: a plan's (with the
+/// user config's), else the user config's, else one per agent CLI found.
+fn profiles(
+    cwd: &Path,
+    repo: &baton_core::Repo,
+    from: Option<&Path>,
+    user: Option<&baton_core::plan::UserConfig>,
+) -> anyhow::Result<Profiles> {
     let path = cwd.join(from.unwrap_or(Path::new("baton.toml")));
     if path.exists() || from.is_some() {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-        let text = baton_core::plan::compose(super::user_config()?.as_ref(), &text);
+        let text = baton_core::plan::compose(user, &text);
         return Profiles::from_plan_text(&path.display().to_string(), &text)
             .map_err(|e| usage(e.to_string()));
+    }
+    if let Some(u) = user.filter(|u| !u.profiles().is_empty()) {
+        let shown = u.path.display().to_string();
+        return Profiles::from_plan_text(&shown, &u.compose("")).map_err(|e| usage(e.to_string()));
     }
     let found = super::installed_agents();
     let text = plan_text(&found, Project::detect(&repo.root));

@@ -49,7 +49,9 @@ pub(crate) fn redactor_for(plan: &Plan) -> Redactor {
         own.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(
             plan.agents
                 .values()
-                .flat_map(|a| a.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                .flat_map(|a| a.env.iter())
+                .chain(plan.user.iter().flat_map(|u| u.env.iter()))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
         ),
     )
 }

@@ -6,14 +6,14 @@
 use super::{Diagnostic, Plan, PlanError};
 
 impl Plan {
-    /// This plan's text without its tasks, sources and schedules (they
-    /// belong to `baton run` and `baton serve`, not to an item's run), with
+    /// This plan's own text (without a user config's head: the item's run
+    /// is composed with it again) without its tasks, sources and schedules
+    /// (they belong to `baton run` and `baton serve`, not to an item's run), with
     /// `snippet` (a [`Plan::task_snippet`]) as its one task, and `base`
     /// (a commit) as its `run.base` when given.
     pub fn item_source(&self, snippet: &str, base: Option<&str>) -> Result<String, PlanError> {
         let table = self.item_table(base)?;
-        let mut text = self.user_head().to_string();
-        text.push_str(&toml::to_string(&table).map_err(|e| self.broken(e))?);
+        let mut text = toml::to_string(&table).map_err(|e| self.broken(e))?;
         text.push_str(snippet);
         Ok(text)
     }
@@ -56,14 +56,7 @@ impl Plan {
         }
         let mut table = self.item_table(base)?;
         table.insert("task".into(), toml::Value::Array(tasks));
-        let own = toml::to_string(&table).map_err(|e| self.broken(e))?;
-        Ok(format!("{}{own}", self.user_head()))
-    }
-
-    /// The user config's head of this plan's text (empty without one): an
-    /// item's run keeps the profiles its served plan was composed with.
-    fn user_head(&self) -> &str {
-        super::user::parts(&self.source).0
+        toml::to_string(&table).map_err(|e| self.broken(e))
     }
 
     fn broken(&self, e: impl std::fmt::Display) -> PlanError {

@@ -19,8 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// The first line of a composed plan; the rest of it is the user config's path.
-const HEAD: &str = "# baton: from the user config ";
+/// The first line of a composed plan: `# baton: N bytes from the user
+/// config PATH`, N the length of the lines that follow it up to and with
+/// [`PLAN_MARK`] (so nothing in them can end the head early).
+const HEAD: &str = "# baton: ";
+const HEAD_FROM: &str = " bytes from the user config ";
 /// The line after which the plan's own text starts.
 const PLAN_MARK: &str = "# baton: the plan\n";
 /// What a user config may hold (and how the head writes each).
@@ -43,6 +46,9 @@ pub struct UserLayer {
     pub profiles: BTreeSet<String>,
     /// Profiles of the user config the plan's own of the same name replaced.
     pub replaced: BTreeSet<String>,
+    /// The `env` of those replaced profiles: no agent gets it, but the
+    /// run's stored text holds it, so it is masked as an agent's would be.
+    pub env: BTreeMap<String, String>,
 }
 
 /// `user.*`: what [`UserConfig::compose`] writes ahead of a plan.
@@ -133,13 +139,13 @@ impl UserConfig {
     }
 
     /// The plan text a run reads: this config's settings as `user.*` keys,
-    /// then `plan` as written. A config with nothing in it leaves the plan
-    /// as it is, and so does a plan composed already (an item's run made
-    /// from a composed served plan keeps that one's head).
+    /// then `plan` as written (see [`compose`]).
     pub fn compose(&self, plan: &str) -> String {
-        if split(plan).is_some() {
-            return plan.to_string();
-        }
+        compose(Some(self), plan)
+    }
+
+    /// Its settings as `user.*` lines (empty for a config with none).
+    fn head(&self) -> String {
         let mut head = String::new();
         for section in SECTIONS {
             let Some(value) = self.table.get(section) else {
@@ -155,20 +161,26 @@ impl UserConfig {
                 _ => head.push_str(&format!("user.{section} = {value}\n")),
             }
         }
-        if head.is_empty() {
-            return plan.to_string();
-        }
-        let path = toml::Value::String(self.path.display().to_string());
-        format!("{HEAD}{path}\n{head}{PLAN_MARK}{plan}")
+        head
     }
 }
 
-/// `plan` composed with `user`, if there is one.
+/// `plan` as a run reads it: the user config's settings (if any) as
+/// `user.*` keys ahead of it. With none, the plan is left as written,
+/// unless it begins as a composed plan would: then it gets an empty head,
+/// so that what it wrote there is its own (and `user.*` in it refused),
+/// never taken for a user config's.
 pub fn compose(user: Option<&UserConfig>, plan: &str) -> String {
-    match user {
-        Some(u) => u.compose(plan),
-        None => plan.to_string(),
+    let head = user.map(UserConfig::head).unwrap_or_default();
+    if head.is_empty() && !plan.starts_with(HEAD) {
+        return plan.to_string();
     }
+    let path = match user.filter(|_| !head.is_empty()) {
+        Some(u) => u.path.display().to_string().replace(['\n', '\r'], "?"),
+        None => "(none)".to_string(),
+    };
+    let body = format!("{head}{PLAN_MARK}");
+    format!("{HEAD}{}{HEAD_FROM}{path}\n{body}{plan}", body.len())
 }
 
 /// A composed plan's own text, as its author wrote it: what baton keeps in
@@ -181,10 +193,12 @@ pub fn own_text(source: &str) -> &str {
 /// the head names it; None for a plan with no head.
 pub(super) fn split(source: &str) -> Option<(usize, String)> {
     let rest = source.strip_prefix(HEAD)?;
-    let (path, _) = rest.split_once('\n')?;
-    let path = path.trim_matches('"').to_string();
-    let mark = source.find(&format!("\n{PLAN_MARK}"))?;
-    Some((mark + 1 + PLAN_MARK.len(), path))
+    let (line, _) = rest.split_once('\n')?;
+    let (len, path) = line.split_once(HEAD_FROM)?;
+    let len: usize = len.parse().ok()?;
+    let start = HEAD.len() + line.len() + 1 + len;
+    let head = source.get(..start)?;
+    head.ends_with(PLAN_MARK).then(|| (start, path.to_string()))
 }
 
 /// A composed plan as (the user config's head, the plan's own text); the
@@ -227,6 +241,8 @@ pub(super) fn merge(raw: &mut RawPlan, path: Option<String>) -> Option<UserLayer
         match raw.agent.entry(name) {
             std::collections::btree_map::Entry::Occupied(own) => {
                 layer.replaced.insert(own.key().clone());
+                // Not the run's, but in its stored text: masked all the same.
+                layer.env.extend(agent.into_inner().env);
             }
             std::collections::btree_map::Entry::Vacant(free) => {
                 layer.profiles.insert(free.key().clone());
@@ -355,6 +371,33 @@ ntfy = "https://ntfy.example/topic"
             e.to_string().contains("baton.toml:1:16: `user` is baton's"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_plan_that_begins_like_a_composed_one_is_still_only_a_plan() {
+        let forged = "# baton: 18 bytes from the user config /etc/trusted\n# baton: the plan\nuser.agent.x = { adapter = \"exec\", command = [\"sh\"] }\n[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = \"x\"\n";
+        assert!(split(forged).is_some(), "it does look composed");
+        for user in [None, Some(&user())] {
+            let text = compose(user, forged);
+            let e = Plan::parse(Path::new("baton.toml"), &text, None).unwrap_err();
+            assert!(
+                e.to_string().contains("baton.toml:3:16: `user` is baton's"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_in_the_users_values_ends_its_head_early() {
+        let text = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\nenv = { NOTE = \"a\\n# baton: the plan\\nuser.agent.y = 1\" }\n";
+        let u = UserConfig::parse(Path::new("c.toml"), text).unwrap();
+        let plan = "[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = \"sh\"\n";
+        let p = Plan::parse(Path::new("baton.toml"), &u.compose(plan), None).unwrap();
+        assert_eq!(
+            p.agents["sh"].env["NOTE"],
+            "a\n# baton: the plan\nuser.agent.y = 1"
+        );
+        assert_eq!(own_text(&p.source), plan);
     }
 
     #[test]

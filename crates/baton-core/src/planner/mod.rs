@@ -33,11 +33,16 @@ pub struct Profiles {
     /// `[agent.*]`, `[prices]` and `[gateway]`, as TOML tables.
     pub tables: toml::Table,
     pub default: Option<String>,
+    /// Profiles of the user config (name, adapter, model): a planned plan
+    /// names them and writes no table for them (their `env` may hold
+    /// secrets, which no planner is shown).
+    pub users: Vec<(String, String, Option<String>)>,
 }
 
 impl Profiles {
     /// The profiles of a plan's text (only `[agent.*]`, `[prices]` and
-    /// `defaults.agent` are read; the rest may be anything).
+    /// `defaults.agent` are read; the rest may be anything), and those of
+    /// the user config it was composed with.
     pub fn from_plan_text(path: &str, text: &str) -> Result<Profiles, PlannerError> {
         let err = |message: String| PlannerError::Profiles {
             path: path.to_string(),
@@ -46,7 +51,7 @@ impl Profiles {
         let mut doc: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        with_users(&mut doc);
+        let users = users_of(&mut doc);
         let mut tables = toml::Table::new();
         // The gateway's too: its key sources and addresses are the profiles'.
         for key in ["agent", "prices", "gateway"] {
@@ -59,15 +64,31 @@ impl Profiles {
             .and_then(|d| d.get("agent"))
             .and_then(|a| a.as_str())
             .map(str::to_string);
-        Ok(Profiles { tables, default })
+        Ok(Profiles {
+            tables,
+            default,
+            users,
+        })
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.tables
+        let own: Vec<String> = self
+            .tables
             .get("agent")
             .and_then(|a| a.as_table())
             .map(|t| t.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let users = self.users.iter().map(|(n, _, _)| n.clone());
+        own.into_iter().chain(users).collect()
+    }
+
+    /// The user config's profiles, one line each, for the planner to name.
+    fn users_text(&self) -> String {
+        let line = |(name, adapter, model): &(String, String, Option<String>)| match model {
+            Some(m) => format!("- `{name}`: {adapter}, model {m}\n"),
+            None => format!("- `{name}`: {adapter}\n"),
+        };
+        self.users.iter().map(line).collect()
     }
 
     /// The profile to plan with: `wanted`, else the default, else the first.
@@ -152,16 +173,25 @@ fn prompt(req: &Request) -> String {
         "You are the planner for baton. Write a plan (a TOML file) that reaches this goal with a team of coding agents working in parallel.\n\n\
          ## The goal\n\n{goal}\n\n\
          ## Where to write it\n\n\
-         Write the plan to this file (its path is also in the environment variable BATON_PLAN_OUT):\n\n    {out}\n\n\
+         Write the plan to this file{also}:\n\n    {out}\n\n\
          Then say in one or two sentences how the plan splits the work. baton checks the file with `baton check`; if it is not valid you get the errors and write it again.\n\n\
          ## Agent profiles\n\n\
-         The plan must start with these tables exactly as they are; give each task an `agent` from them (default: `{profile}`):\n\n```toml\n{profiles}```\n\n\
+         The plan must start with these tables exactly as they are; give each task an `agent` from them (default: `{profile}`):\n\n```toml\n{profiles}```\n\n{users}\
          ## How to plan\n\n{rules}\n\n\
          ## The plan format\n\n{reference}\n",
         goal = req.goal.trim(),
         out = req.out.display(),
+        also = if req.profiles.users.iter().any(|(n, _, _)| n == req.profile) {
+            ""
+        } else {
+            " (its path is also in the environment variable BATON_PLAN_OUT)"
+        },
         profile = req.profile,
         profiles = req.profiles.text(),
+        users = match req.profiles.users_text() {
+            t if t.is_empty() => String::new(),
+            t => format!("These profiles come from the user's own config: give tasks these names as `agent` too, and write no table for them:\n\n{t}\n"),
+        },
         rules = req.instructions.trim(),
         reference = REFERENCE,
     );
@@ -171,26 +201,37 @@ fn prompt(req: &Request) -> String {
     )
 }
 
-/// A composed plan's user config settings (`user.*`) moved to where a
-/// plan has them, where the plan has none of the same name (as
-/// [`crate::plan::UserConfig`] merges them).
-fn with_users(doc: &mut toml::Table) {
+/// A composed plan's user config (`user.*`) taken out of `doc`: its
+/// profiles the plan has none of the same name of (name, adapter, model),
+/// and its default agent where the plan names none.
+fn users_of(doc: &mut toml::Table) -> Vec<(String, String, Option<String>)> {
     let Some(toml::Value::Table(user)) = doc.remove("user") else {
-        return;
+        return Vec::new();
     };
-    for (key, value) in user {
-        match (doc.get_mut(&key), value) {
-            (Some(toml::Value::Table(own)), toml::Value::Table(theirs)) => {
-                for (k, v) in theirs {
-                    own.entry(k).or_insert(v);
-                }
-            }
-            (Some(_), _) => {}
-            (None, value) => {
-                doc.insert(key, value);
+    let own = |name: &str| doc.get("agent").and_then(|a| a.get(name)).is_some();
+    let text = |v: &toml::Value, key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_string);
+    let mut out = Vec::new();
+    if let Some(agents) = user.get("agent").and_then(|a| a.as_table()) {
+        for (name, profile) in agents {
+            if !own(name) {
+                let adapter = text(profile, "adapter").unwrap_or_default();
+                out.push((name.clone(), adapter, text(profile, "model")));
             }
         }
     }
+    let default = user.get("defaults").and_then(|d| text(d, "agent"));
+    if let (Some(agent), false) = (
+        default,
+        doc.get("defaults").and_then(|d| d.get("agent")).is_some(),
+    ) {
+        let defaults = doc
+            .entry("defaults")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(d) = defaults.as_table_mut() {
+            d.insert("agent".into(), agent.into());
+        }
+    }
+    out
 }
 
 /// Reads the plan the planner wrote and validates it against the user's
@@ -246,6 +287,9 @@ pub struct Setup<'a> {
     /// goal box); false where its caller runs or writes it (`baton plan`,
     /// a tracker's item).
     pub waits: bool,
+    /// The user config the profiles came from: the planner's own run is
+    /// composed with it (its profile may be one of the user's).
+    pub user: Option<&'a crate::plan::UserConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +335,7 @@ pub fn prepare(root: &Path, state_dir: &Path, s: Setup) -> Result<Prepared, Prep
         retries: s.retries,
     });
     std::fs::write(&planner_path, &source).map_err(io)?;
+    let source = crate::plan::compose(s.user, &source);
     let plan = Plan::parse(&planner_path, &source, Some(root))?;
     Ok(Prepared {
         profile,
@@ -300,17 +345,24 @@ pub fn prepare(root: &Path, state_dir: &Path, s: Setup) -> Result<Prepared, Prep
     })
 }
 
-/// Where a planning run's planner writes, read back from its plan.
+/// Where a planning run's planner writes, read back from its plan: its
+/// profile's `BATON_PLAN_OUT`, or (a profile of the user config, which the
+/// planner's plan does not write) its prompt.
 pub fn out_of(plan_source: &str) -> Option<PathBuf> {
     let doc: toml::Table = plan_source.parse().ok()?;
     let task = doc.get("task")?.as_array()?.first()?;
     let agent = task.get("agent")?.as_str()?;
-    let out = doc
-        .get("agent")?
-        .get(agent)?
-        .get("env")?
-        .get("BATON_PLAN_OUT")?;
-    out.as_str().map(PathBuf::from)
+    let env = doc
+        .get("agent")
+        .and_then(|a| a.get(agent))
+        .and_then(|p| p.get("env"));
+    if let Some(out) = env.and_then(|e| e.get("BATON_PLAN_OUT")) {
+        return out.as_str().map(PathBuf::from);
+    }
+    let prompt = task.get("prompt")?.as_str()?;
+    let (_, rest) = prompt.split_once("\n\n## Where to write it\n\n")?;
+    let (_, rest) = rest.split_once("\n\n    ")?;
+    rest.lines().next().map(PathBuf::from)
 }
 
 /// The goal a planning run was given, read back from its planner's prompt

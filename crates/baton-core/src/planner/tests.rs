@@ -115,3 +115,34 @@ fn the_goal_and_the_reference_reach_the_planner_as_text_not_template() {
         "the plan reference is given"
     );
 }
+
+/// A user config's profiles are named to the planner, never shown whole
+/// (their `env` may hold secrets), and a planner of the user's own runs
+/// composed with it; where it writes is read back from its prompt.
+#[test]
+fn the_users_profiles_are_named_to_the_planner_and_never_shown() {
+    let user = crate::plan::UserConfig::parse(
+        Path::new("/u/config.toml"),
+        "[agent.mine]\nadapter = \"claude\"\nmodel = \"opus\"\nenv = { MY_API_TOKEN = \"tok-never-shown-1234\" }\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"false\"]\n\n[defaults]\nagent = \"mine\"\n",
+    )
+    .unwrap();
+    let own = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n";
+    let p = Profiles::from_plan_text("baton.toml", &user.compose(own)).unwrap();
+    assert_eq!(p.names(), ["sh", "mine"]);
+    assert_eq!(p.choose(None).unwrap(), "mine", "the user's default agent");
+    let req = Request {
+        profile: "mine",
+        ..request(&p, "add a search endpoint")
+    };
+    let source = planner_plan(&req);
+    assert!(!source.contains("tok-never-shown"), "{source}");
+    assert!(source.contains("- `mine`: claude, model opus"), "{source}");
+    assert!(!source.contains("[agent.mine]"), "{source}");
+    let plan = Plan::parse(Path::new("planner.toml"), &user.compose(&source), None).unwrap();
+    assert_eq!(plan.tasks[0].agent, "mine");
+    assert_eq!(
+        out_of(&plan.source).as_deref(),
+        Some(Path::new("/tmp/plans/it's.toml"))
+    );
+    assert_eq!(out_of(&source), out_of(&plan.source));
+}

@@ -422,10 +422,11 @@ fn plan_for_resume(
     if text == record.plan_source {
         return Ok(stored()?);
     }
-    // The plan is as it was but the user config changed: the run goes on
-    // with the profiles it started with, when the store has them whole.
+    // The plan is as it was but the user config changed (or came since:
+    // the stored plan has no head): the run goes on with the profiles it
+    // started with, when the store has them whole.
     let (head, _) = crate::plan::user_parts(&record.plan_source);
-    if !head.is_empty() && !head.contains(crate::secrets::MASK) {
+    if !head.contains(crate::secrets::MASK) {
         let kept = format!("{head}{}", crate::plan::own_text(&text));
         if let Some(plan) = same(&kept) {
             tracing::warn!(
