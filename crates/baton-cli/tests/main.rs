@@ -7,6 +7,7 @@ mod test_check;
 mod test_clean;
 mod test_control;
 mod test_crash;
+mod test_dist;
 mod test_everyday;
 mod test_follow;
 mod test_gateway;
