@@ -46,9 +46,14 @@ fn runs_the_demo(installed: &Path, version: &str) {
 fn dist_builds_an_archive_a_wheel_and_an_npm_package_that_install_and_run() {
     let env = TestEnv::new();
     let out = env.scratch("dist");
+    // `--out` relative to where it is run; npm's cache and logs in the
+    // test's own directory.
+    let npm_cache = env.scratch("npm-cache");
     ok(Command::new(root().join("scripts/dist.sh"))
-        .args(["--binary", baton_bin(), "--out"])
-        .arg(&out));
+        .args(["--binary", baton_bin(), "--out", "dist"])
+        .current_dir(env.root())
+        .env("npm_config_cache", &npm_cache)
+        .env("npm_config_update_notifier", "false"));
     let version = ok(Command::new(baton_bin()).arg("--version"))
         .trim()
         .to_string();
@@ -65,8 +70,8 @@ fn dist_builds_an_archive_a_wheel_and_an_npm_package_that_install_and_run() {
         out.join(name)
     };
     let archive = find(&format!("baton-{number}-"), ".tar.gz");
-    let wheel = find(&format!("baton_cli-{number}-py3-none-"), ".whl");
-    let npm = find(&format!("baton-cli-{number}"), ".tgz");
+    let wheel = find(&format!("baton_conductor-{number}-py3-none-manylinux_"), ".whl");
+    let npm = find(&format!("baton-conductor-{number}"), ".tgz");
     // Their checksums, as `sha256sum -c` reads them.
     ok(Command::new("sha256sum")
         .args(["-c", "SHA256SUMS"])
@@ -110,7 +115,7 @@ fn dist_builds_an_archive_a_wheel_and_an_npm_package_that_install_and_run() {
         .args(["install", "-q", "--no-index", "--no-deps"])
         .arg(&wheel));
     runs_the_demo(&venv.join("bin/baton"), &version);
-    let shown = ok(Command::new(venv.join("bin/pip")).args(["show", "baton-cli"]));
+    let shown = ok(Command::new(venv.join("bin/pip")).args(["show", "baton-conductor"]));
     assert!(shown.contains(&format!("Version: {number}")), "{shown}");
 
     // The npm package, into a fresh global prefix, offline.
@@ -126,6 +131,12 @@ fn dist_builds_an_archive_a_wheel_and_an_npm_package_that_install_and_run() {
         ])
         .arg(&prefix)
         .arg(&npm)
-        .env("npm_config_cache", env.scratch("npm-cache")));
+        .env("npm_config_cache", &npm_cache)
+        .env("npm_config_update_notifier", "false"));
     runs_the_demo(&prefix.join("bin/baton"), &version);
+    let manifest = prefix.join("lib/node_modules/baton-conductor/package.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    assert_eq!(manifest["os"], serde_json::json!(["linux"]), "{manifest:#}");
+    assert_eq!(manifest["bin"]["baton"], "bin/baton", "{manifest:#}");
 }
