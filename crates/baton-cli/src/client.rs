@@ -9,6 +9,9 @@ use std::time::Duration;
 
 pub struct Server {
     pub url: String,
+    /// This repository's API root: /api, or /api/repos/<name> on a server
+    /// of several.
+    api: String,
     token: String,
 }
 
@@ -23,12 +26,21 @@ pub fn find(state_dir: &Path) -> Option<Server> {
     }
     let s = Server {
         url: v["url"].as_str()?.to_string(),
+        api: v["api"].as_str().unwrap_or("/api").to_string(),
         token: baton_core::access::local_token().ok()?,
     };
     matches!(s.call("GET", "/api/health", None), Ok((200, _))).then_some(s)
 }
 
 impl Server {
+    /// The dashboard's address, showing this repository.
+    pub fn dashboard(&self) -> String {
+        match self.api.strip_prefix("/api/repos/") {
+            Some(name) => format!("{}/?repo={name}", self.url),
+            None => format!("{}/", self.url),
+        }
+    }
+
     /// One request; returns the status and the body.
     pub fn call(
         &self,
@@ -36,6 +48,12 @@ impl Server {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<(u16, String)> {
+        // Paths are written as /api/...: this repository's API may be
+        // elsewhere on a server of several.
+        let path = match path.strip_prefix("/api") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", self.api),
+            _ => path.to_string(),
+        };
         let hostport = self
             .url
             .strip_prefix("http://")

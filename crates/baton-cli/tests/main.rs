@@ -32,6 +32,7 @@ mod test_run;
 mod test_sandbox;
 mod test_schedules;
 mod test_serve;
+mod test_serve_repos;
 mod test_sources;
 mod test_stats;
 mod test_usage;

@@ -70,7 +70,10 @@ fn dist_builds_an_archive_a_wheel_and_an_npm_package_that_install_and_run() {
         out.join(name)
     };
     let archive = find(&format!("baton-{number}-"), ".tar.gz");
-    let wheel = find(&format!("baton_conductor-{number}-py3-none-manylinux_"), ".whl");
+    let wheel = find(
+        &format!("baton_conductor-{number}-py3-none-manylinux_"),
+        ".whl",
+    );
     let npm = find(&format!("baton-conductor-{number}"), ".tgz");
     // Their checksums, as `sha256sum -c` reads them.
     ok(Command::new("sha256sum")

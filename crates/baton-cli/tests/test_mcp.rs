@@ -9,9 +9,9 @@ use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
 
-type Client = RunningService<RoleClient, ()>;
+pub(crate) type Client = RunningService<RoleClient, ()>;
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,7 +29,7 @@ async fn stdio_client(env: &TestEnv, args: &[&str]) -> Client {
 }
 
 /// Calls a tool; Ok(its JSON answer) or Err(its tool error's text).
-async fn call(client: &Client, tool: &str, args: Value) -> Result<Value, String> {
+pub(crate) async fn call(client: &Client, tool: &str, args: Value) -> Result<Value, String> {
     let Value::Object(args) = args else {
         panic!("arguments must be an object")
     };

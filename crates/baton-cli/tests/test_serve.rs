@@ -34,8 +34,14 @@ pub(crate) fn serve(env: &TestEnv, addr: &str) -> Server {
 
 /// [`serve`] with more environment variables.
 pub(crate) fn serve_env(env: &TestEnv, addr: &str, vars: &[(&str, &str)]) -> Server {
+    serve_with(env, &["--addr", addr], vars)
+}
+
+/// `baton serve` with these arguments and environment variables.
+pub(crate) fn serve_with(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Server {
     let mut child = baton(env)
-        .args(["serve", "--addr", addr])
+        .arg("serve")
+        .args(args)
         .envs(vars.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -55,7 +61,7 @@ pub(crate) fn serve_env(env: &TestEnv, addr: &str, vars: &[(&str, &str)]) -> Ser
 
 /// One request to a server (a JSON body when given); its status and the
 /// whole answer.
-fn http(
+pub(crate) fn http(
     method: &str,
     url: &str,
     path: &str,

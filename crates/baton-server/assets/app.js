@@ -39,6 +39,10 @@ const S = {
   proposalRun: null,
   // A race's candidates' diffs, by candidate and commit.
   diffs: new Map(),
+  // The repositories this server serves, the one shown, and its API root.
+  repos: [],
+  repo: null,
+  api: '/api',
 };
 
 // ---------- helpers ----------
@@ -99,7 +103,7 @@ const fmtNum = (n) => (n == null ? '–' : Number(n).toLocaleString());
 const short = (s, n = 10) => (s ? String(s).slice(0, n) : '');
 const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 const enc = encodeURIComponent;
-const runPath = () => `/api/runs/${enc(S.runId)}`;
+const runPath = () => `${S.api}/runs/${enc(S.runId)}`;
 const taskPath = (id = S.taskId) => `${runPath()}/tasks/${enc(id)}`;
 
 // Coalesces calls: at most one run of fn at a time, another after it if
@@ -208,7 +212,7 @@ $('login').addEventListener('submit', async (ev) => {
 // ---------- data ----------
 
 const refreshRuns = debounce(async () => {
-  const { runs } = await api('/api/runs');
+  const { runs } = await api(S.api + '/runs');
   S.runs = runs || [];
   const known = S.runs.some((r) => r.id === S.runId);
   const newest = S.runs[0] ? S.runs[0].id : null;
@@ -223,7 +227,7 @@ const refreshRuns = debounce(async () => {
 
 /** The scorecard: how each profile has done here (`baton stats`). */
 async function refreshStats() {
-  const { lines } = await api('/api/stats?since=30d');
+  const { lines } = await api(S.api + '/stats?since=30d');
   const panel = $('stats-panel');
   panel.hidden = !(lines || []).length;
   if (panel.hidden) return;
@@ -344,7 +348,7 @@ function closeTask() {
 
 function connect() {
   if (S.es) S.es.close();
-  const url = S.lastSeq != null ? `/api/events?after=${S.lastSeq}` : '/api/events';
+  const url = S.lastSeq != null ? `${S.api}/events?after=${S.lastSeq}` : S.api + '/events';
   const es = new EventSource(url);
   S.es = es;
   es.onopen = () => {
@@ -376,7 +380,7 @@ function reconnectLater(es) {
   setTimeout(async () => {
     if (S.es !== es) return;
     try {
-      await api('/api/runs');
+      await api(S.api + '/runs');
       connect();
     } catch (e) {
       if (!(e instanceof HttpError && e.status === 401)) reconnectLater(es);
@@ -430,11 +434,19 @@ function attentionOf(t, live) {
   return null;
 }
 
+// Everything that needs a person, in every repository this server serves.
 const refreshInbox = debounce(async () => {
-  const { items } = await api('/api/inbox');
-  S.inbox = items || [];
+  const repos = S.repos.length ? S.repos : [{ name: null, api: S.api }];
+  const lists = await Promise.all(repos.map(async (r) => {
+    const { items } = await api(`${r.api}/inbox`);
+    return (items || []).map((i) => ({ ...i, repo: r.name, api: r.api }));
+  }));
+  S.inbox = lists.flat();
   renderAttention();
 }, 250);
+
+/** An inbox item's id on the page (ids are each repository's own). */
+const itemKey = (i) => (S.repos.length > 1 ? `${i.repo}-${i.id}` : String(i.id));
 
 /** The inbox (everything that needs a person, across runs) with its
  * actions inline, and the current run's stalled tasks. */
@@ -447,15 +459,20 @@ function renderAttention() {
   if (navigator.setAppBadge) {
     (inbox.length ? navigator.setAppBadge(inbox.length) : navigator.clearAppBadge()).catch(() => {});
   }
-  const key = inbox.map((i) => i.id).concat(stalled.map((t) => `s:${t.id}`)).join('|');
+  const key = inbox.map(itemKey).concat(stalled.map((t) => `s:${t.id}`)).join('|');
   if (!n || key === S.dismissed) { box.hidden = true; return; }
-  const go = (run, taskId) => async () => { if (run !== S.runId) await selectRun(run); if (taskId) selectTask(taskId); };
+  const go = (run, taskId, repo) => async () => {
+    if (repo && S.repo && repo !== S.repo.name) await switchRepo(repo, false);
+    if (run && run !== S.runId) await selectRun(run);
+    if (taskId) selectTask(taskId);
+  };
+  const where = (i) => (S.repos.length > 1 ? `${i.repo}: ` : '');
   box.replaceChildren(
     h('strong', { 'data-testid': 'inbox-count' }, n === 1 ? 'Needs you:' : `${n} need you:`),
     h('ul', { class: 'attn-items', 'data-testid': 'inbox' },
-      inbox.map((i) => h('li', { class: `inbox-item attn-${i.kind}`, 'data-testid': `inbox-item-${i.id}` },
-        h('button', { type: 'button', class: `attn attn-${i.kind}`, onclick: i.kind === 'plan' ? () => openProposal(i.run) : go(i.run, i.task) },
-          i.task ? `${i.task}: ${itemWords(i)}` : itemWords(i)),
+      inbox.map((i) => h('li', { class: `inbox-item attn-${i.kind}`, 'data-testid': `inbox-item-${itemKey(i)}` },
+        h('button', { type: 'button', class: `attn attn-${i.kind}`, onclick: i.kind === 'plan' ? async () => { await go(null, null, i.repo)(); openProposal(i.run); } : go(i.run, i.task, i.repo) },
+          where(i) + (i.task ? `${i.task}: ${itemWords(i)}` : itemWords(i))),
         h('span', { class: 'inbox-actions' }, itemActions(i)))),
       stalled.map((t) => h('li', { class: 'inbox-item' },
         h('button', { type: 'button', class: 'attn attn-stalled', onclick: go(S.runId, t.id) }, `${t.id} ${ATTN_WORDS.stalled}`)))),
@@ -472,12 +489,12 @@ function itemWords(i) {
 
 /** Buttons for what a person can do to item `i` right here. */
 function itemActions(i) {
-  const status = h('span', { class: 'note', role: 'status', 'data-testid': `inbox-status-${i.id}` });
+  const status = h('span', { class: 'note', role: 'status', 'data-testid': `inbox-status-${itemKey(i)}` });
   const act = (action, body) => async (e) => {
     if (e) e.preventDefault();
     status.textContent = '…';
     try {
-      const r = await api(`/api/inbox/${i.id}/${action}`, { method: 'POST', body: body || {} });
+      const r = await api(`${i.api || S.api}/inbox/${i.id}/${action}`, { method: 'POST', body: body || {} });
       status.textContent = r.message || 'done';
       refreshInbox();
       refreshReport();
@@ -489,17 +506,17 @@ function itemActions(i) {
   if (i.actions.includes('answer')) {
     if (i.options && i.options.length) {
       for (const o of i.options) {
-        out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-answer-${i.id}-${o}`, onclick: act('answer', { text: o }) }, o));
+        out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-answer-${itemKey(i)}-${o}`, onclick: act('answer', { text: o }) }, o));
       }
     } else {
-      const input = h('input', { 'data-testid': `inbox-text-${i.id}`, placeholder: 'your answer', 'aria-label': `answer to ${i.text}`, required: true });
+      const input = h('input', { 'data-testid': `inbox-text-${itemKey(i)}`, placeholder: 'your answer', 'aria-label': `answer to ${i.text}`, required: true });
       out.push(h('form', { class: 'inbox-answer', onsubmit: (e) => act('answer', { text: input.value })(e) },
-        input, h('button', { type: 'submit', class: 'primary', 'data-testid': `inbox-send-${i.id}` }, 'Send')));
+        input, h('button', { type: 'submit', class: 'primary', 'data-testid': `inbox-send-${itemKey(i)}` }, 'Send')));
     }
   }
-  if (i.actions.includes('approve')) out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-approve-${i.id}`, onclick: act('approve') }, i.kind === 'plan' ? 'Run it' : 'Approve'));
-  if (i.actions.includes('discard')) out.push(h('button', { type: 'button', 'data-testid': `inbox-discard-${i.id}`, onclick: act('discard') }, 'Discard'));
-  if (i.actions.includes('retry')) out.push(h('button', { type: 'button', 'data-testid': `inbox-retry-${i.id}`, onclick: act('retry') }, 'Retry'));
+  if (i.actions.includes('approve')) out.push(h('button', { type: 'button', class: 'primary', 'data-testid': `inbox-approve-${itemKey(i)}`, onclick: act('approve') }, i.kind === 'plan' ? 'Run it' : 'Approve'));
+  if (i.actions.includes('discard')) out.push(h('button', { type: 'button', 'data-testid': `inbox-discard-${itemKey(i)}`, onclick: act('discard') }, 'Discard'));
+  if (i.actions.includes('retry')) out.push(h('button', { type: 'button', 'data-testid': `inbox-retry-${itemKey(i)}`, onclick: act('retry') }, 'Retry'));
   out.push(status);
   return out;
 }
@@ -559,7 +576,7 @@ async function subscribePush() {
   if (!('serviceWorker' in navigator) || !('PushManager' in window)) throw new Error('no Push API');
   const reg = await navigator.serviceWorker.register('/sw.js');
   await navigator.serviceWorker.ready;
-  const { public_key } = await api('/api/push/key');
+  const { public_key } = await api(S.api + '/push/key');
   const key = Uint8Array.from(atob(public_key.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
   let sub = await reg.pushManager.getSubscription();
   // A subscription made with another key (the server's was remade) is
@@ -570,7 +587,9 @@ async function subscribePush() {
     sub = null;
   }
   if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
-  await api('/api/push/subscriptions', { method: 'POST', body: sub.toJSON() });
+  // Each repository keeps its own subscribers (one key for them all).
+  const repos = S.repos.length ? S.repos : [{ api: S.api }];
+  await Promise.all(repos.map((r) => api(`${r.api}/push/subscriptions`, { method: 'POST', body: sub.toJSON() })));
 }
 
 // ---------- rendering: runs ----------
@@ -602,7 +621,7 @@ function renderRuns() {
 // ---------- where work comes in: sources, schedules, hooks ----------
 
 async function refreshIncoming() {
-  renderIncoming(await api('/api/incoming'));
+  renderIncoming(await api(S.api + '/incoming'));
 }
 
 /** A button that opens `run` (and `task`) on the board. */
@@ -1171,7 +1190,7 @@ $('add').addEventListener('submit', async (e) => {
   out.className = 'note';
   out.textContent = 'adding…';
   try {
-    const r = await api('/api/tasks', { body: { prompt, agent, tags } });
+    const r = await api(S.api + '/tasks', { body: { prompt, agent, tags } });
     out.textContent = `queued ${r.task} in run ${r.run}`;
     out.className = 'note ok';
     $('add-prompt').value = '';
@@ -1193,7 +1212,7 @@ $('add').addEventListener('submit', async (e) => {
 async function followProposal(run) {
   const out = $('goal-status');
   for (;;) {
-    const p = await api(`/api/plans/${encodeURIComponent(run)}`);
+    const p = await api(`${S.api}/plans/${encodeURIComponent(run)}`);
     if (p.status === 'ready') return p;
     if (p.status === 'failed') throw new Error(`the planner did not write a valid plan: ${p.error}`);
     out.textContent = `planning (run ${run}${p.activity ? `, ${p.activity.replace('_', ' ')}` : ''})…`;
@@ -1220,7 +1239,7 @@ $('goal').addEventListener('submit', async (e) => {
   out.className = 'note';
   out.textContent = 'starting the planner…';
   try {
-    const { run } = await api('/api/plans', { body: { goal, agent } });
+    const { run } = await api(S.api + '/plans', { body: { goal, agent } });
     const p = await followProposal(run);
     out.textContent = `proposed by run ${run}: edit it if you like, then Run`;
     out.className = 'note ok';
@@ -1238,7 +1257,7 @@ $('proposal-run').addEventListener('click', async () => {
   out.className = 'note';
   out.textContent = 'starting…';
   try {
-    const r = await api('/api/runs', { body: { source: $('proposal-toml').value, proposal: S.proposalRun } });
+    const r = await api(S.api + '/runs', { body: { source: $('proposal-toml').value, proposal: S.proposalRun } });
     out.textContent = `run ${r.run} started`;
     out.className = 'note ok';
     $('proposal').hidden = true;
@@ -1252,7 +1271,7 @@ $('proposal-run').addEventListener('click', async () => {
 $('proposal-discard').addEventListener('click', async () => {
   const out = $('proposal-status');
   try {
-    if (S.proposalRun) await api(`/api/plans/${encodeURIComponent(S.proposalRun)}/discard`, { method: 'POST', body: {} });
+    if (S.proposalRun) await api(`${S.api}/plans/${encodeURIComponent(S.proposalRun)}/discard`, { method: 'POST', body: {} });
     $('proposal').hidden = true;
     refreshInbox();
   } catch (err) {
@@ -1265,7 +1284,7 @@ $('proposal-discard').addEventListener('click', async () => {
  * notification's `?proposal=RUN` link) to read, edit and run. */
 async function openProposal(run) {
   try {
-    const p = await api(`/api/plans/${encodeURIComponent(run)}`);
+    const p = await api(`${S.api}/plans/${encodeURIComponent(run)}`);
     if (p.status !== 'ready') throw new Error(`the plan of run ${run} is ${p.status}`);
     showProposal(p);
     if (p.decided) {
@@ -1290,7 +1309,54 @@ document.addEventListener('visibilitychange', () => { if (!document.hidden) refr
 let resizeTimer = null;
 window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(renderDag, 150); });
 
+// ---------- repositories ----------
+
+/** The repositories this server serves; the one shown is `?repo=`, else
+ * the last one shown here, else the first. */
+async function loadRepos(asked) {
+  const { repos } = await api('/api/repos');
+  S.repos = repos || [];
+  const kept = localStorage.getItem('baton.repo');
+  const pick = S.repos.find((r) => r.name === asked) || S.repos.find((r) => r.name === kept) || S.repos[0];
+  setRepo(pick);
+}
+
+function setRepo(r) {
+  S.repo = r || null;
+  S.api = r ? r.api : '/api';
+  const box = $('repo-switch');
+  box.hidden = S.repos.length < 2;
+  box.replaceChildren(...S.repos.map((x) => h('option', { value: x.name, title: x.root }, x.name)));
+  if (r) box.value = r.name;
+  if (r && S.repos.length > 1) localStorage.setItem('baton.repo', r.name);
+}
+
+/** Shows repository `name`: its runs, its events, its incoming work. */
+async function switchRepo(name, toUrl = true) {
+  const r = S.repos.find((x) => x.name === name);
+  if (!r || (S.repo && r.name === S.repo.name)) return;
+  setRepo(r);
+  if (S.es) { S.es.close(); S.es = null; }
+  S.lastSeq = null;
+  S.runs = [];
+  S.runId = null;
+  S.runPicked = false;
+  S.report = null;
+  closeTask();
+  renderRun();
+  if (toUrl) history.replaceState(null, '', `${window.location.pathname}?repo=${enc(r.name)}`);
+  await refreshAll();
+  await refreshIncoming().catch(() => {});
+  connect();
+}
+
+$('repo-switch').addEventListener('change', (e) => switchRepo(e.target.value).catch(showError));
+// Other repositories' items come in without their events: read again now and then.
+setInterval(() => { if (!document.hidden && S.repos.length > 1) refreshInbox(); }, 15000);
+
 async function start() {
+  const q0 = new URLSearchParams(window.location.search);
+  await loadRepos(q0.get('repo'));
   await refreshAll();
   await refreshIncoming().catch(() => {});
   // A link to a run or a task (`?run=ID&task=ID`, as trackers' comments give).

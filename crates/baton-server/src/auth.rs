@@ -32,13 +32,25 @@ fn cookie(req: &Request) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Whether `token` opens this server: a token of any repository it
+/// serves opens them all (one token set).
 pub(crate) async fn token_ok(state: &AppState, token: &str) -> bool {
     let hash = hash_token(token);
-    state
-        .store
-        .call(move |s| s.has_token(&hash))
-        .await
-        .unwrap_or(false)
+    let stores = match state.shared.get() {
+        Some(shared) => shared.stores.clone(),
+        None => vec![state.store.clone()],
+    };
+    for store in stores {
+        let hash = hash.clone();
+        if store
+            .call(move |s| s.has_token(&hash))
+            .await
+            .unwrap_or(false)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 fn same_origin(req: &Request) -> bool {

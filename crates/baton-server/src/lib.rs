@@ -1,7 +1,8 @@
-//! `baton serve`: a long-running process for one repository that runs plans
-//! and queued tasks, serves a JSON API (OpenAPI at /api/openapi.json), an
-//! event stream (SSE at /api/events) and the web dashboard at /. Every view
-//! reads the store; every action goes through the engine's control requests.
+//! `baton serve`: a long-running process for one repository (or several,
+//! see repos.rs) that runs plans and queued tasks, serves a JSON API
+//! (OpenAPI at /api/openapi.json), an event stream (SSE at /api/events) and
+//! the web dashboard at /. Every view reads the store; every action goes
+//! through the engine's control requests.
 
 mod api;
 mod assets;
@@ -13,6 +14,7 @@ pub mod mcp;
 mod notify;
 mod proposals;
 mod pulls;
+mod repos;
 mod runner;
 mod schedule;
 mod sign;
@@ -21,6 +23,7 @@ mod state;
 pub use auth::{hash_token, new_token};
 pub use notify::spawn_notifier;
 
+pub use repos::{check_names as check_repo_names, valid_name as valid_repo_name};
 pub use state::{AppState, ServeOptions};
 
 use axum::Router;
@@ -37,27 +40,44 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Setup(String),
-    #[error("a baton serve{} already serves this repository{}; use it, or stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), url.as_ref().map(|u| format!(" at {u}")).unwrap_or_default())]
+    #[error("a baton serve{} already serves this repository ({}){}; use it, or stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), root.display(), url.as_ref().map(|u| format!(" at {u}")).unwrap_or_default())]
     AlreadyServing {
+        root: std::path::PathBuf,
         pid: Option<u32>,
         url: Option<String>,
     },
 }
 
-/// The whole HTTP surface, for `serve` and for tests that call it in process.
+/// The whole HTTP surface of a server of one repository, for tests that
+/// call it in process.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_of(vec![state])
+}
+
+/// The whole HTTP surface of a server of `states` (one or more): with one,
+/// its API is /api; with several, each one's is /api/repos/<name>.
+pub fn router_of(states: Vec<Arc<AppState>>) -> Router {
+    let Some(first) = states.first().cloned() else {
+        return Router::new();
+    };
     // MCP over streamable HTTP, behind the same access rules as the API.
     let mcp = Router::new()
-        .nest_service("/mcp", mcp::http_service(state.clone()))
+        .nest_service("/mcp", mcp::http_service(states.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            first.clone(),
             auth::guard,
         ));
-    Router::new()
-        .merge(assets::routes())
-        .nest("/api", api::routes(state.clone()))
-        .with_state(state)
-        .merge(mcp)
+    let mut app = Router::new().merge(assets::routes());
+    if states.len() == 1 {
+        app = app.nest("/api", api::routes(first.clone()));
+    } else {
+        app = app.nest("/api", api::server_routes(first.clone()));
+        for s in &states {
+            let one = api::routes(s.clone()).with_state(s.clone());
+            app = app.nest(&s.opts.api(), one);
+        }
+    }
+    app.with_state(first).merge(mcp)
 }
 
 /// The address to put in a link to `addr` (a wildcard is this machine).
@@ -73,52 +93,98 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-/// Listens, resumes what was going on, and serves until `shutdown` resolves;
-/// then stops its runs' agents (their work committed) so that the next
-/// `serve` resumes them. `on_listen` gets the bound address.
-pub async fn serve(
-    opts: ServeOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    on_listen: impl FnOnce(SocketAddr),
-) -> Result<(), ServeError> {
+/// Takes the lock that keeps a second server off `opts`'s repository.
+fn lock(opts: &ServeOptions) -> Result<baton_core::lock::RunLock, ServeError> {
     // One server per repository: two would both resume and drive the same runs.
     let paths = baton_core::paths::StatePaths::new(opts.repo.state_dir());
-    let _one = match baton_core::lock::RunLock::acquire(&paths.root.join("serve.lock")) {
-        Ok(Ok(lock)) => lock,
+    match baton_core::lock::RunLock::acquire(&paths.root.join("serve.lock")) {
+        Ok(Ok(lock)) => Ok(lock),
         Ok(Err(pid)) => {
             let url = std::fs::read_to_string(paths.root.join("serve.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
                 .and_then(|v| v["url"].as_str().map(str::to_string));
-            return Err(ServeError::AlreadyServing { pid, url });
+            Err(ServeError::AlreadyServing {
+                root: opts.repo.root.clone(),
+                pid,
+                url,
+            })
         }
-        Err(e) => {
-            return Err(ServeError::Setup(format!(
-                "cannot lock the repository for serve: {e}"
-            )))
-        }
+        Err(e) => Err(ServeError::Setup(format!(
+            "cannot lock {} for serve: {e}",
+            opts.repo.root.display()
+        ))),
+    }
+}
+
+/// Listens, resumes what was going on in each repository of `all` (one or
+/// more, each with its own store and lock), and serves until `shutdown`
+/// resolves; then stops their runs' agents (their work committed) so that
+/// the next `serve` resumes them. `on_listen` gets the bound address.
+pub async fn serve(
+    all: Vec<ServeOptions>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let Some(addr) = all.first().map(|o| o.addr.clone()) else {
+        return Err(ServeError::Setup("no repository to serve".into()));
     };
-    let listener = tokio::net::TcpListener::bind(&opts.addr)
+    repos::check_names(&all.iter().collect::<Vec<_>>()).map_err(ServeError::Setup)?;
+    let _locks = all.iter().map(lock).collect::<Result<Vec<_>, _>>()?;
+    let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| ServeError::Bind {
-            addr: opts.addr.clone(),
+            addr: addr.clone(),
             source,
         })?;
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Setup(e.to_string()))?;
-    let state = AppState::new(opts, true).map_err(ServeError::Setup)?;
+    let mut states = Vec::new();
+    for opts in all {
+        states.push(AppState::new(opts, true).map_err(ServeError::Setup)?);
+    }
+    if states.len() > 1 {
+        repos::share(&states);
+    }
+    for state in &states {
+        start(state, &local).await?;
+    }
+    on_listen(local);
+    let app = router_of(states.clone());
+    let stopping = states.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            for s in &stopping {
+                s.begin_shutdown();
+            }
+        })
+        .await
+        .map_err(|e| ServeError::Setup(e.to_string()));
+    for state in &states {
+        state.wait_for_runs().await;
+        state.remove_discovery();
+    }
+    result
+}
+
+/// Starts what one repository's server does besides answering: its
+/// discovery file, its sources, hooks and schedules, its notifier, and
+/// what was going on when it last stopped.
+async fn start(state: &Arc<AppState>, local: &SocketAddr) -> Result<(), ServeError> {
+    let root = state.opts.repo.root.display().to_string();
     state
-        .write_discovery(&local)
+        .write_discovery(local)
         .map_err(|e| ServeError::Setup(format!("cannot set up the local user's access: {e}")))?;
     // The served plan's sources, hooks and schedules, read once. A plan
     // that does not parse takes no work (said), and keeps nothing else
     // from starting.
-    let served = match runner::config_plan(&state) {
+    let served = match runner::config_plan(state) {
         Ok(p) => Some(p),
         Err(e) => {
             if state.opts.repo.root.join(&state.opts.plan).exists() {
-                tracing::warn!("no work is taken from trackers, hooks or schedules: {e}");
+                tracing::warn!("{root}: no work is taken from trackers, hooks or schedules: {e}");
             }
             None
         }
@@ -127,11 +193,11 @@ pub async fn serve(
     // its agents.
     let mut intakes = Vec::new();
     if let Some(plan) = &served {
-        intakes = intake::open(&state, plan).map_err(ServeError::Setup)?;
-        api::inbound::open(&state, plan).map_err(ServeError::Setup)?;
+        intakes = intake::open(state, plan).map_err(ServeError::Setup)?;
+        api::inbound::open(state, plan).map_err(ServeError::Setup)?;
     }
-    runner::resume_interrupted(&state).await;
-    pulls::resume(&state).await;
+    runner::resume_interrupted(state).await;
+    pulls::resume(state).await;
     let notify = served
         .as_ref()
         .map(|p| p.notify.clone())
@@ -140,25 +206,13 @@ pub async fn serve(
         .opts
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", reachable(&local)));
+        .unwrap_or_else(|| format!("http://{}", reachable(local)));
     if let Err(e) = notify::spawn_notifier(state.clone(), notify, &base) {
-        tracing::warn!("notifications are off: {e}");
+        tracing::warn!("{root}: notifications are off: {e}");
     }
     intake::spawn(state.clone(), intakes);
     if let Some(plan) = &served {
-        schedule::spawn(&state, plan);
+        schedule::spawn(state, plan);
     }
-    on_listen(local);
-    let app = router(state.clone());
-    let stopping = state.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.begin_shutdown();
-        })
-        .await
-        .map_err(|e| ServeError::Setup(e.to_string()));
-    state.wait_for_runs().await;
-    state.remove_discovery();
-    result
+    Ok(())
 }

@@ -37,6 +37,9 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// The user config every plan this server reads is composed with.
     pub user: Option<baton_core::plan::UserConfig>,
+    /// Its name when the server serves several repositories (its API is
+    /// then under /api/repos/<name>); None when it serves this one alone.
+    pub name: Option<String>,
 }
 
 impl ServeOptions {
@@ -49,7 +52,27 @@ impl ServeOptions {
     /// server's public URL is known.
     pub fn task_link(&self, run: &str, task: &str) -> Option<String> {
         let base = self.public_url.as_deref()?.trim_end_matches('/');
-        Some(format!("{base}/?run={run}&task={task}"))
+        Some(format!(
+            "{base}/?{}run={run}&task={task}",
+            self.repo_query()
+        ))
+    }
+
+    /// Where this repository's API is on the server: /api, or
+    /// /api/repos/<name> on a server of several.
+    pub fn api(&self) -> String {
+        match &self.name {
+            Some(n) => format!("/api/repos/{n}"),
+            None => "/api".to_string(),
+        }
+    }
+
+    /// `repo=<name>&` for a dashboard link on a server of several.
+    pub fn repo_query(&self) -> String {
+        match &self.name {
+            Some(n) => format!("repo={n}&"),
+            None => String::new(),
+        }
     }
 }
 
@@ -83,6 +106,9 @@ pub struct AppState {
     pub links: std::sync::OnceLock<crate::notify::links::Links>,
     /// Held while a planner's plan is said yes or no to.
     pub proposals: tokio::sync::Mutex<()>,
+    /// What the repositories served together share (set once, as `serve`
+    /// starts; unset for a state made alone, as tests and `baton mcp` do).
+    pub shared: std::sync::OnceLock<crate::repos::Shared>,
 }
 
 impl AppState {
@@ -116,6 +142,7 @@ impl AppState {
             deliveries: Mutex::new(std::collections::VecDeque::new()),
             links: std::sync::OnceLock::new(),
             proposals: tokio::sync::Mutex::new(()),
+            shared: std::sync::OnceLock::new(),
         }))
     }
 
@@ -178,7 +205,11 @@ impl AppState {
         } else {
             addr.ip().to_string()
         };
-        let info = serde_json::json!({ "url": format!("http://{host}:{}", addr.port()), "pid": std::process::id() });
+        let info = serde_json::json!({
+            "url": format!("http://{host}:{}", addr.port()),
+            "api": self.opts.api(),
+            "pid": std::process::id(),
+        });
         let path = self.discovery_path();
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -192,6 +223,15 @@ impl AppState {
             let _ = f.write_all(info.to_string().as_bytes());
         }
         Ok(())
+    }
+
+    /// Where the server's one Web Push key is kept: the first served
+    /// repository's secrets (a browser subscribes with one key only).
+    pub fn push_secrets(&self) -> PathBuf {
+        match self.shared.get() {
+            Some(shared) => shared.push_secrets.clone(),
+            None => self.paths.secrets(),
+        }
     }
 
     pub fn remove_discovery(&self) {

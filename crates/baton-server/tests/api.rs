@@ -67,6 +67,7 @@ fn api_with(require_token: bool, plan: &str) -> Api {
         forges: &[],
         public_url: None,
         user: None,
+        name: None,
     };
     let state = AppState::new(opts, require_token).unwrap();
     Api { env, state }
@@ -729,6 +730,7 @@ async fn a_task_that_needs_a_person_calls_the_webhook() {
         forges: &[],
         public_url: None,
         user: None,
+        name: None,
     };
     let state = AppState::new(opts, false).unwrap();
     baton_server::spawn_notifier(state.clone(), Default::default(), "http://127.0.0.1:1").unwrap();

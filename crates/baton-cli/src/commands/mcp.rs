@@ -102,6 +102,7 @@ pub async fn run(cwd: &Path, args: McpArgs) -> anyhow::Result<i32> {
         forges: crate::executors::FORGES,
         public_url: None,
         user: super::user_config()?,
+        name: None,
     };
     let state = AppState::new(opts, false).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(run) = &args.run {

@@ -40,7 +40,7 @@ pub fn run(cwd: &Path, args: TokenArgs) -> anyhow::Result<i32> {
                 );
             };
             let token = baton_core::access::local_token().map_err(anyhow::Error::msg)?;
-            println!("{}/#token={token}", server.url);
+            println!("{}#token={token}", server.dashboard());
         }
         TokenCmd::New { label } => {
             let token = baton_server::new_token();

@@ -29,7 +29,7 @@ pub use land::{repo_of_url, MergeWhen, PullSettings};
 pub use notify::NotifySettings;
 pub use schedule::{Schedule, Scheduled};
 pub use source::{CommandSource, GitHubSource, Source, SourceKind, SourceMode};
-pub use user::{compose, own_text, parts as user_parts, UserConfig, UserLayer};
+pub use user::{compose, own_text, parts as user_parts, RepoEntry, UserConfig, UserLayer};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
 use regex::Regex;

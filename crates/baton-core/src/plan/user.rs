@@ -35,6 +35,21 @@ pub struct UserConfig {
     pub path: PathBuf,
     /// Its settings, as TOML (only the [`SECTIONS`] there are).
     table: toml::Table,
+    /// The repositories one `baton serve` serves when given none (`[[repo]]`).
+    pub repos: Vec<RepoEntry>,
+}
+
+/// A repository of the user's (`[[repo]]`): `baton serve` with no `--repo`
+/// serves all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoEntry {
+    /// Its directory (`~/` is the user's home, as the CLI expands it).
+    pub path: PathBuf,
+    /// Its name in URLs and tools (default: the directory's name).
+    pub name: Option<String>,
+    /// The plan its queued tasks use (default: baton.toml).
+    pub plan: Option<PathBuf>,
 }
 
 /// Where a plan's profiles came from, when a user config was in play.
@@ -72,6 +87,7 @@ struct UserFile {
     prices: Option<toml::Table>,
     defaults: Option<toml::Table>,
     notify: Option<toml::Table>,
+    repo: Option<Vec<RepoEntry>>,
 }
 
 impl UserConfig {
@@ -82,29 +98,33 @@ impl UserConfig {
             path: path.to_path_buf(),
             diagnostics,
         };
-        if let Err(e) = toml::from_str::<UserFile>(text) {
-            let (line, column) = match e.span() {
-                Some(s) => {
-                    let (l, c) = line_col(text, s.start);
-                    (Some(l), Some(c))
-                }
-                None => (None, None),
-            };
-            let message = format!(
-                "{} (a user config holds only [agent.NAME], [defaults], [prices] and [notify]; the rest belongs in a plan)",
+        let file = match toml::from_str::<UserFile>(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let (line, column) = match e.span() {
+                    Some(s) => {
+                        let (l, c) = line_col(text, s.start);
+                        (Some(l), Some(c))
+                    }
+                    None => (None, None),
+                };
+                let message = format!(
+                "{} (a user config holds only [agent.NAME], [defaults], [prices], [notify] and [[repo]]; the rest belongs in a plan)",
                 e.message().trim()
             );
-            return Err(invalid(vec![Diagnostic {
-                line,
-                column,
-                subject: None,
-                message,
-            }]));
-        }
+                return Err(invalid(vec![Diagnostic {
+                    line,
+                    column,
+                    subject: None,
+                    message,
+                }]));
+            }
+        };
         // Its sections are a plan's: checked by the same rules, with no
         // repository to look files up in (each plan that uses them does).
-        super::Plan::parse_config(path, text, None)?;
-        let table: toml::Table = toml::from_str(text).map_err(|e| {
+        // `[[repo]]` is the user config's own: blanked, lines kept.
+        super::Plan::parse_config(path, &without_repos(text), None)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
             invalid(vec![Diagnostic {
                 line: None,
                 column: None,
@@ -112,9 +132,11 @@ impl UserConfig {
                 message: e.message().trim().to_string(),
             }])
         })?;
+        table.remove("repo");
         Ok(UserConfig {
             path: path.to_path_buf(),
             table,
+            repos: file.repo.unwrap_or_default(),
         })
     }
 
@@ -163,6 +185,25 @@ impl UserConfig {
         }
         head
     }
+}
+
+/// `text` with its `[[repo]]` tables blanked (each line left empty, so the
+/// rest keeps its line numbers): a plan has no `repo`.
+fn without_repos(text: &str) -> String {
+    let mut inside = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let head = line.trim_start();
+        if head.starts_with('[') {
+            let name: String = head.chars().filter(|c| !c.is_whitespace()).collect();
+            inside = name.starts_with("[[repo]]");
+        }
+        match inside {
+            true => out.push_str(if line.ends_with('\n') { "\n" } else { "" }),
+            false => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// `plan` as a run reads it: the user config's settings (if any) as
@@ -324,6 +365,25 @@ ntfy = "https://ntfy.example/topic"
             .parse_added(&[Plan::task_snippet("b", "y", None)], None)
             .unwrap();
         assert_eq!(added[0].agent, "claude");
+    }
+
+    #[test]
+    fn repos_are_the_user_configs_own_and_its_other_lines_keep_their_numbers() {
+        let text = "[[repo]]\npath = \"~/src/web\"\n\n[[ repo ]]\npath = \"/srv/api\"\nname = \"api\"\nplan = \"ci/baton.toml\"\n\n[agent.x]\nadapter = \"nope\"\n";
+        let e = UserConfig::parse(Path::new("/u/c.toml"), text).unwrap_err();
+        let d = &e.diagnostics()[0];
+        assert_eq!(d.line, Some(10), "{e}");
+        let ok = text.replace("nope", "exec\"\ncommand = [\"sh\"]\n#");
+        let u = UserConfig::parse(Path::new("/u/c.toml"), &ok).unwrap();
+        assert_eq!(u.repos.len(), 2);
+        assert_eq!(u.repos[1].name.as_deref(), Some("api"));
+        assert_eq!(u.repos[1].plan.as_deref(), Some(Path::new("ci/baton.toml")));
+        // Never in a plan's head.
+        assert!(!u.compose("").contains("repo"), "{}", u.compose(""));
+        let bad = UserConfig::parse(Path::new("/u/c.toml"), "[[repo]]\nname = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("path"), "{bad}");
     }
 
     #[test]

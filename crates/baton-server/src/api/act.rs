@@ -145,7 +145,14 @@ fn page(status: StatusCode, title: &str, text: &str, act: Option<&str>) -> Respo
             .replace('"', "&quot;")
     };
     let button = act
-        .map(|t| format!("<form method=\"post\" action=\"/api/act/{}\"><button type=\"submit\">Do it</button></form>", esc(t)))
+        // Posted back to the page's own address (/api/act/..., or under
+        // /api/repos/<name> on a server of several).
+        .map(|t| {
+            format!(
+                "<form method=\"post\" action=\"{}\"><button type=\"submit\">Do it</button></form>",
+                esc(t)
+            )
+        })
         .unwrap_or_default();
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title></head><body><h1>{t}</h1><p>{x}</p>{button}</body></html>",

@@ -74,6 +74,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
             })
         })
         .collect();
+    let api = state.opts.api();
     let hooks: Vec<Value> = plan
         .hooks
         .iter()
@@ -82,7 +83,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
                 HookAuth::Secret(_) => "signature",
                 HookAuth::Token(_) => "token",
             };
-            json!({ "name": h.name, "path": format!("/api/hooks/{}", h.name), "auth": auth, "starts": starts(&h.what) })
+            json!({ "name": h.name, "path": format!("{api}/hooks/{}", h.name), "auth": auth, "starts": starts(&h.what) })
         })
         .collect();
     Ok(Json(

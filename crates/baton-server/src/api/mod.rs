@@ -48,16 +48,40 @@ where
     }
 }
 
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// /api on a server of several repositories: only what is the server's
+/// own (`first` holds the dashboard's sessions); each repository's routes
+/// are under /api/repos/<name>.
+pub fn server_routes(first: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/health", get(health))
+        .route("/session", post(tasks::session))
+        .route("/repos", get(crate::repos::list))
+        .fallback(|uri: axum::http::Uri| async move {
+            match uri.path().strip_prefix("/repos/") {
+                Some(rest) => ApiError::not_found(format!(
+                    "no repository {:?} on this server (GET /api/repos lists them)",
+                    rest.split('/').next().unwrap_or_default()
+                )),
+                None => ApiError::not_found("this server serves several repositories: each one's API is under /api/repos/<name>/ (GET /api/repos lists them)"),
+            }
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            first,
+            crate::auth::guard,
+        ))
+}
+
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/openapi.json", get(openapi::document))
-        .route(
-            "/health",
-            get(|| async {
-                Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
-            }),
-        )
+        .route("/health", get(health))
         .route("/session", post(tasks::session))
+        .route("/repos", get(crate::repos::list))
         .route("/runs", get(runs::list).post(runs::start))
         .route("/stats", get(stats::scorecard_of))
         .route("/plans", post(plans::propose))

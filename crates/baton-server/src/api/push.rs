@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn key(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let secrets = st.paths.secrets();
+    let secrets = st.push_secrets();
     let vapid = tokio::task::spawn_blocking(move || push::vapid(&secrets))
         .await
         .map_err(ApiError::internal)?

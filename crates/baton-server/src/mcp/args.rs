@@ -4,6 +4,26 @@
 use rmcp::schemars::{self, JsonSchema};
 use serde::Deserialize;
 
+/// A tool's arguments with the repository they are about.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct InRepo<T> {
+    /// The repository, by its name on this server (GET /api/repos lists
+    /// them): needed when the server serves several.
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(flatten)]
+    pub args: T,
+}
+
+/// Only the repository: inbox_list's argument.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RepoArg {
+    /// The repository, by its name on this server; left out on a server of
+    /// several, every repository's items, each with its `repo`.
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct PlanArg {
     /// The plan, as the text of a baton.toml.

@@ -33,7 +33,9 @@ pub struct Scope {
 
 #[derive(Clone)]
 pub struct BatonMcp {
-    ops: Arc<Ops>,
+    /// The repositories the tools reach (one, or a server's several).
+    states: Arc<[Arc<AppState>]>,
+    scope: Scope,
     tool_router: ToolRouter<BatonMcp>,
 }
 
@@ -45,19 +47,33 @@ fn reply(a: Answer) -> Result<String, String> {
 #[tool_router]
 impl BatonMcp {
     pub fn new(state: Arc<AppState>, scope: Scope) -> BatonMcp {
+        BatonMcp::of(vec![state].into(), scope)
+    }
+
+    /// The tools of a server of `states`: each call names its repository
+    /// (`repo`) when there are several.
+    pub fn of(states: Arc<[Arc<AppState>]>, scope: Scope) -> BatonMcp {
         let mut tool_router = Self::tool_router();
         if scope.ask.is_none() {
             tool_router.remove_route("ask");
         }
         BatonMcp {
-            ops: Arc::new(Ops { state, scope }),
+            states,
+            scope,
             tool_router,
         }
     }
 
+    /// A call's operations on the repository it names, and its own arguments.
+    fn take<T>(&self, a: InRepo<T>) -> Result<(Ops, T), String> {
+        let state = crate::repos::pick(&self.states, a.repo.as_deref())?.clone();
+        let scope = self.scope.clone();
+        Ok((Ops { state, scope }, a.args))
+    }
+
     #[tool(description = ask::DESCRIPTION)]
     async fn ask(&self, Parameters(a): Parameters<ask::AskArg>) -> Result<String, String> {
-        match &self.ops.scope.ask {
+        match &self.scope.ask {
             Some(socket) => ask::ask_through(socket, a).await,
             None => Err("these tools have nobody to ask".into()),
         }
@@ -66,81 +82,116 @@ impl BatonMcp {
     #[tool(
         description = "Validate a plan (baton.toml text) as `baton check` does; answers its phases, or the errors with line numbers."
     )]
-    async fn plan_check(&self, Parameters(a): Parameters<PlanArg>) -> Result<String, String> {
-        reply(self.ops.plan_check(a).await)
+    async fn plan_check(
+        &self,
+        Parameters(a): Parameters<InRepo<PlanArg>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.plan_check(a).await)
     }
 
     #[tool(
         description = "Start a run: give `plan` (plan text), `path` (a plan file in the repository) or `tasks` (run with the repository's profiles). Every task gets its own git worktree and branch; independent tasks run in parallel. Answers the run id; `wait` follows it."
     )]
-    async fn run_start(&self, Parameters(a): Parameters<RunStartArg>) -> Result<String, String> {
-        reply(self.ops.run_start(a).await)
+    async fn run_start(
+        &self,
+        Parameters(a): Parameters<InRepo<RunStartArg>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.run_start(a).await)
     }
 
     #[tool(
         description = "Add a task to a run going on (default: the latest run): its prompt, and optionally id, agent, needs, gates, retries, merge, context. It runs when what it needs has merged."
     )]
-    async fn task_add(&self, Parameters(a): Parameters<TaskAddArg>) -> Result<String, String> {
-        reply(self.ops.task_add(a).await)
+    async fn task_add(
+        &self,
+        Parameters(a): Parameters<InRepo<TaskAddArg>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.task_add(a).await)
     }
 
     #[tool(
         description = "A run's report: its status and each task's status, attempts, result, reason, usage and branch."
     )]
-    async fn run_status(&self, Parameters(a): Parameters<RunArg>) -> Result<String, String> {
-        reply(self.ops.run_status(a).await)
+    async fn run_status(
+        &self,
+        Parameters(a): Parameters<InRepo<RunArg>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.run_status(a).await)
     }
 
     #[tool(
         description = "The end of what a task's agent and gates printed in its last attempt (`bytes`, default 16384)."
     )]
-    async fn task_logs(&self, Parameters(a): Parameters<LogsArg>) -> Result<String, String> {
-        reply(self.ops.task_logs(a).await)
+    async fn task_logs(
+        &self,
+        Parameters(a): Parameters<InRepo<LogsArg>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.task_logs(a).await)
     }
 
     #[tool(description = "What a task changed: the git diff from where it started to its branch.")]
-    async fn task_diff(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
-        reply(self.ops.task_diff(a).await)
+    async fn task_diff(
+        &self,
+        Parameters(a): Parameters<InRepo<TaskRef>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.task_diff(a).await)
     }
 
     #[tool(
         description = "Stop a running task: its agent is killed and its work committed on its branch."
     )]
-    async fn task_stop(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
-        reply(self.ops.control(a, ControlKind::Stop, None).await)
+    async fn task_stop(
+        &self,
+        Parameters(a): Parameters<InRepo<TaskRef>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.control(a, ControlKind::Stop, None).await)
     }
 
     #[tool(
         description = "Tell a running task's agent something (`message`): Claude Code gets it at once as a new user turn; other agents in a new attempt with it as feedback."
     )]
-    async fn task_steer(&self, Parameters(a): Parameters<SteerArg>) -> Result<String, String> {
+    async fn task_steer(
+        &self,
+        Parameters(a): Parameters<InRepo<SteerArg>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
         let task = TaskRef {
             run: a.run,
             task: a.task,
         };
-        reply(
-            self.ops
-                .control(task, ControlKind::Steer, Some(a.message))
-                .await,
-        )
+        reply(ops.control(task, ControlKind::Steer, Some(a.message)).await)
     }
 
     #[tool(description = "Approve a task that waits for approval (approve = true): it is merged.")]
-    async fn task_approve(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
-        reply(self.ops.control(a, ControlKind::Approve, None).await)
+    async fn task_approve(
+        &self,
+        Parameters(a): Parameters<InRepo<TaskRef>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.control(a, ControlKind::Approve, None).await)
     }
 
     #[tool(
         description = "Make another candidate a race's winner while the race waits for approval (approve = true); then task_approve merges it. A race's report lists its candidates, their figures and why the winner won."
     )]
-    async fn task_pick(&self, Parameters(a): Parameters<PickArg>) -> Result<String, String> {
+    async fn task_pick(
+        &self,
+        Parameters(a): Parameters<InRepo<PickArg>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
         let task = TaskRef {
             run: a.run,
             task: a.task,
         };
         reply(
-            self.ops
-                .control(task, ControlKind::Pick, Some(a.candidate))
+            ops.control(task, ControlKind::Pick, Some(a.candidate))
                 .await,
         )
     }
@@ -148,8 +199,12 @@ impl BatonMcp {
     #[tool(
         description = "Run a task that failed, was stopped, conflicted or was skipped again (and what waits on it)."
     )]
-    async fn task_retry(&self, Parameters(a): Parameters<TaskRef>) -> Result<String, String> {
-        reply(self.ops.control(a, ControlKind::Retry, None).await)
+    async fn task_retry(
+        &self,
+        Parameters(a): Parameters<InRepo<TaskRef>>,
+    ) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.control(a, ControlKind::Retry, None).await)
     }
 
     #[tool(
@@ -157,9 +212,10 @@ impl BatonMcp {
     )]
     async fn message_send(
         &self,
-        Parameters(a): Parameters<MessageSendArg>,
+        Parameters(a): Parameters<InRepo<MessageSendArg>>,
     ) -> Result<String, String> {
-        reply(self.ops.message_send(a).await)
+        let (ops, a) = self.take(a)?;
+        reply(ops.message_send(a).await)
     }
 
     #[tool(
@@ -167,16 +223,24 @@ impl BatonMcp {
     )]
     async fn message_read(
         &self,
-        Parameters(a): Parameters<MessageReadArg>,
+        Parameters(a): Parameters<InRepo<MessageReadArg>>,
     ) -> Result<String, String> {
-        reply(self.ops.message_read(a).await)
+        let (ops, a) = self.take(a)?;
+        reply(ops.message_read(a).await)
     }
 
     #[tool(
         description = "Everything that needs a person across runs: questions agents asked (answer them with inbox_answer), tasks waiting for approval, failed or conflicted tasks, rate-limit holds, pull requests baton stopped fixing. Each item: id, kind, run, task, text, options, since, actions."
     )]
-    async fn inbox_list(&self) -> Result<String, String> {
-        reply(self.ops.inbox_list().await)
+    async fn inbox_list(&self, Parameters(a): Parameters<RepoArg>) -> Result<String, String> {
+        if a.repo.is_none() && self.states.len() > 1 {
+            return reply(self.inbox_of_all().await);
+        }
+        let (ops, ()) = self.take(InRepo {
+            repo: a.repo,
+            args: (),
+        })?;
+        reply(ops.inbox_list().await)
     }
 
     #[tool(
@@ -184,16 +248,38 @@ impl BatonMcp {
     )]
     async fn inbox_answer(
         &self,
-        Parameters(a): Parameters<InboxAnswerArg>,
+        Parameters(a): Parameters<InRepo<InboxAnswerArg>>,
     ) -> Result<String, String> {
-        reply(self.ops.inbox_answer(a).await)
+        let (ops, a) = self.take(a)?;
+        reply(ops.inbox_answer(a).await)
     }
 
     #[tool(
         description = "Wait until a task (`task`) or the whole run has finished, or `timeout_s` (default 600) passes; answers `done` and the run's report."
     )]
-    async fn wait(&self, Parameters(a): Parameters<WaitArg>) -> Result<String, String> {
-        reply(self.ops.wait(a).await)
+    async fn wait(&self, Parameters(a): Parameters<InRepo<WaitArg>>) -> Result<String, String> {
+        let (ops, a) = self.take(a)?;
+        reply(ops.wait(a).await)
+    }
+}
+
+impl BatonMcp {
+    /// Every repository's inbox in one list, each item with its `repo`.
+    async fn inbox_of_all(&self) -> Result<serde_json::Value, String> {
+        let mut all = Vec::new();
+        for state in self.states.iter() {
+            let name = state.opts.name.clone().unwrap_or_default();
+            let ops = Ops {
+                state: state.clone(),
+                scope: self.scope.clone(),
+            };
+            let listed = ops.inbox_list().await?;
+            for mut item in listed["items"].as_array().cloned().unwrap_or_default() {
+                item["repo"] = serde_json::Value::String(name.clone());
+                all.push(item);
+            }
+        }
+        Ok(serde_json::json!({ "count": all.len(), "items": all }))
     }
 }
 
@@ -203,7 +289,7 @@ impl ServerHandler for BatonMcp {
         let mut about = String::from(
             "baton runs a team of coding agents on one git repository: each task in its own worktree and branch, independent tasks in parallel, each checked by its gates and merged through a queue into baton/<run>/integration. Start with run_start (or task_add to a run going on), follow with wait and run_status.",
         );
-        if let Some(run) = &self.ops.scope.run {
+        if let Some(run) = &self.scope.run {
             about.push_str(&format!(" These tools act on run {run} only: add tasks to it with task_add, then wait for them and read their results with run_status."));
         }
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -264,9 +350,10 @@ pub async fn serve_socket(
     }
 }
 
-/// The tools over streamable HTTP, for `/mcp` under `baton serve`.
+/// The tools over streamable HTTP, for `/mcp` under `baton serve` (of
+/// one repository or several).
 pub fn http_service(
-    state: Arc<AppState>,
+    states: Vec<Arc<AppState>>,
 ) -> rmcp::transport::streamable_http_server::StreamableHttpService<
     BatonMcp,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
@@ -277,7 +364,7 @@ pub fn http_service(
     // The API's guard checks Host, Origin and the token before a request gets here.
     let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     StreamableHttpService::new(
-        move || Ok(BatonMcp::new(state.clone(), Scope::default())),
+        move || Ok(BatonMcp::of(states.clone().into(), Scope::default())),
         Default::default(),
         config,
     )

@@ -42,13 +42,14 @@ pub enum LinkError {
 #[derive(Clone)]
 pub struct Links {
     key: Vec<u8>,
-    /// Where people reach this server (`serve --public-url`, else its address).
+    /// Where people reach this repository's API (`serve --public-url`, else
+    /// the server's address, then /api or /api/repos/<name>).
     base: String,
     ttl_ms: i64,
 }
 
 impl Links {
-    /// The links of the server reached at `base`; the key is made once and
+    /// The links of the API reached at `base`; the key is made once and
     /// kept in `secrets`, a directory every sandbox hides (an agent that
     /// read it could approve its own work).
     pub fn open(secrets: &Path, base: &str, ttl: std::time::Duration) -> Result<Links, String> {
@@ -73,7 +74,7 @@ impl Links {
         };
         let body = hex(serde_json::to_string(&claim).unwrap_or_default().as_bytes());
         let sig = hex(&hmac_sha256(&self.key, body.as_bytes()));
-        format!("{}/api/act/{body}.{sig}", self.base)
+        format!("{}/act/{body}.{sig}", self.base)
     }
 
     /// What `token` (the link's last part) does, if baton signed it and it
@@ -102,7 +103,7 @@ mod tests {
     fn links() -> Links {
         Links {
             key: b"k".to_vec(),
-            base: "https://baton.example".into(),
+            base: "https://baton.example/api".into(),
             ttl_ms: 1000,
         }
     }

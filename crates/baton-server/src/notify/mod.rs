@@ -80,7 +80,8 @@ pub fn spawn_notifier(
     settings: NotifySettings,
     base: &str,
 ) -> Result<(), String> {
-    let links = Links::open(&state.paths.secrets(), base, settings.link_ttl)?;
+    let api = format!("{}{}", base.trim_end_matches('/'), state.opts.api());
+    let links = Links::open(&state.paths.secrets(), &api, settings.link_ttl)?;
     let _ = state.links.set(links.clone());
     spawn(state, settings, links, base.to_string());
     Ok(())
@@ -100,7 +101,7 @@ fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base: Str
         }
     }
     // Web Push is always on: it sends to the browsers that subscribed.
-    match push::vapid(&state.paths.secrets()) {
+    match push::vapid(&state.push_secrets()) {
         Ok(vapid) => channels.push(Arc::new(push::WebPush {
             state: state.clone(),
             vapid,
@@ -308,8 +309,9 @@ impl Teller {
             click: match item.kind {
                 // The dashboard opens the plan to read (and edit) it.
                 ItemKind::Plan => Some(format!(
-                    "{}/?proposal={}",
+                    "{}/?{}proposal={}",
                     self.base.trim_end_matches('/'),
+                    self.state.opts.repo_query(),
                     item.run
                 )),
                 _ => self.click(&item.run, item.task.as_deref()),
@@ -321,9 +323,10 @@ impl Teller {
 
     fn click(&self, run: &str, task: Option<&str>) -> Option<String> {
         let base = self.base.trim_end_matches('/');
+        let repo = self.state.opts.repo_query();
         Some(match task {
-            Some(t) => format!("{base}/?run={run}&task={t}"),
-            None => format!("{base}/?run={run}"),
+            Some(t) => format!("{base}/?{repo}run={run}&task={t}"),
+            None => format!("{base}/?{repo}run={run}"),
         })
     }
 
