@@ -580,3 +580,86 @@ test('a review comment on a diff line reaches the agent and shows its lines chan
   assert.match(review, /1\. notes\.txt line 2:[\s\S]*>    2 \| two[\s\S]*make it say fixed/);
   await page.close();
 });
+
+/** One `baton serve` of repositories `names` (each with its `tasks[name]`
+ * planned for the fake agent); the sign-in link shows the first. */
+async function serveRepos(names, tasks) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'baton-e2e-'));
+  const env = { ...process.env, ...GIT_ENV, HOME: dir };
+  const args = ['serve', '--addr', '127.0.0.1:0'];
+  for (const name of names) {
+    const repo = path.join(dir, name);
+    execFileSync('git', ['init', '-q', '-b', 'main', repo], { env });
+    execFileSync('git', ['-C', repo, 'commit', '-q', '--allow-empty', '-m', 'init'], { env });
+    writeFileSync(path.join(repo, 'baton.toml'),
+      `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[defaults]\nagent = "fake"\n\n${tasks[name] || ''}`);
+    args.push('--repo', repo);
+  }
+  const proc = spawn(BATON, args, { cwd: dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  const url = await new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`baton serve did not start: ${seen}`)), 20000);
+    proc.stderr.on('data', (chunk) => {
+      seen += chunk;
+      const m = seen.match(/baton serve: listening on (http:\/\/[\d.:]+)\n/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    proc.on('exit', (code) => reject(new Error(`baton serve exited ${code}: ${seen}`)));
+  });
+  const link = execFileSync(BATON, ['token', 'url'], { cwd: path.join(dir, names[0]), env }).toString().trim();
+  const token = link.split('#token=')[1];
+  const server = {
+    url, dir, link,
+    async stop() {
+      const kill = (sig) => { try { process.kill(-proc.pid, sig); } catch { /* gone */ } };
+      kill('SIGTERM');
+      const timer = setTimeout(() => kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+    async api(method, p, body) {
+      const headers = { Authorization: `Bearer ${token}` };
+      if (body) headers['Content-Type'] = 'application/json';
+      const res = await fetch(url + p, { method, headers, body: body ? JSON.stringify(body) : undefined });
+      return { status: res.status, json: await res.json() };
+    },
+  };
+  servers.push(server);
+  return server;
+}
+
+test('one server of three repositories: the page switches between them and gathers what needs you', async () => {
+  const s = await serveRepos(['web', 'api', 'docs'], {
+    api: '[[task]]\nid = "api-task"\nprompt = "write api.txt hello"\n',
+    docs: '[[task]]\nid = "docs-task"\nprompt = "write docs.txt hello"\napprove = true\n',
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(s.link);
+  const pick = page.getByTestId('repo-switch');
+  await pick.waitFor({ state: 'visible', timeout: 10000 });
+  assert.deepEqual(await pick.locator('option').allInnerTexts(), ['web', 'api', 'docs']);
+  assert.equal(await pick.inputValue(), 'web');
+  assert.equal((await s.api('POST', '/api/repos/api/runs', { plan: 'baton.toml' })).status, 201);
+  assert.equal((await s.api('POST', '/api/repos/docs/runs', { plan: 'baton.toml' })).status, 201);
+  // web has no runs; api's run shows once api is picked.
+  assert.equal(await card(page, 'api-task').count(), 0);
+  await pick.selectOption('api');
+  await waitState(page, 'api-task', 'succeeded');
+  assert.equal(await card(page, 'docs-task').count(), 0);
+  assert.match(page.url(), /\?repo=api/);
+  // docs' task waits for approval: api's page says so, with its repository.
+  const banner = page.getByTestId('attention-banner');
+  await banner.waitFor({ state: 'visible', timeout: 20000 });
+  await page.waitForFunction(() => /docs: docs-task/.test(document.getElementById('attention').innerText), null, { timeout: 20000 });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'repos-needs-you.png'), fullPage: true });
+  // Approving it there merges it in docs.
+  await page.locator('[data-testid^="inbox-approve-docs-"]').click();
+  await page.locator('[data-testid^="inbox-status-docs-"]').filter({ hasText: /approv|done/i }).waitFor({ timeout: 10000 });
+  await pick.selectOption('docs');
+  await waitState(page, 'docs-task', 'succeeded');
+  const runs = await s.api('GET', '/api/repos/docs/runs');
+  assert.equal(runs.json.runs.length, 1);
+  assert.equal((await s.api('GET', '/api/repos/web/runs')).json.runs.length, 0);
+  await page.close();
+});

@@ -119,6 +119,7 @@ pub async fn document() -> Json<Value> {
     }
     // Beside the rest: one more path in the literal above passes the macro's depth.
     doc["paths"]["/api/runs/{run}/tasks/{task}/pick"] = json!({ "post": op("Make another candidate (body `message`: its id or number) a race's winner, while the race waits for approval", rt, Some(json!({ "type": "object", "required": ["message"], "properties": { "message": { "type": "string" } } })), 200, json!({ "$ref": "#/components/schemas/ActionResult" })) });
+    doc["paths"]["/api/repos"] = json!({ "get": op("The repositories this server serves (name, root, api). With one, its API is /api as documented here; with several, every repository's path below is under its api, /api/repos/<name>, and the bare /api answers only health, openapi.json, session and repos", &[], None, 200, json!({ "type": "object" })) });
     Json(doc)
 }
 
