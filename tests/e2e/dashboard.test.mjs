@@ -642,8 +642,20 @@ test('one server of three repositories: the page switches between them and gathe
   assert.equal(await pick.inputValue(), 'web');
   assert.equal((await s.api('POST', '/api/repos/api/runs', { plan: 'baton.toml' })).status, 201);
   assert.equal((await s.api('POST', '/api/repos/docs/runs', { plan: 'baton.toml' })).status, 201);
-  // web has no runs; api's run shows once api is picked.
-  assert.equal(await card(page, 'api-task').count(), 0);
+  // Both runs are under way (docs' task waits for approval) before the page
+  // looks: web, shown again, has none of them.
+  const waiting = async () => {
+    const { json } = await s.api('GET', '/api/repos/docs/inbox');
+    return json.items.length === 1;
+  };
+  for (let i = 0; !(await waiting()); i++) {
+    assert.ok(i < 300, 'docs-task waits for approval within 30 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.reload();
+  await pick.waitFor({ state: 'visible', timeout: 10000 });
+  await page.waitForFunction(() => /No runs yet/.test(document.getElementById('runs').innerText), null, { timeout: 10000 });
+  assert.equal(await card(page, 'docs-task').count(), 0);
   await pick.selectOption('api');
   await waitState(page, 'api-task', 'succeeded');
   assert.equal(await card(page, 'docs-task').count(), 0);

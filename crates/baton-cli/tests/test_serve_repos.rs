@@ -234,6 +234,12 @@ fn repositories_come_from_the_user_config_and_bad_lists_are_refused() {
         said.contains("two repositories are named \"repo\""),
         "{said}"
     );
+    let twice = format!("b={}/.", envs[1].repo.display());
+    let first = format!("a={}", envs[1].repo.display());
+    let out = output(baton(&envs[0]).args(["serve", "--repo", &first, "--repo", &twice]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("is given twice"), "{said}");
     let out = output(baton(&envs[0]).args(["serve", "--repo", "x=/nowhere/at/all"]));
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{said}");
@@ -250,7 +256,17 @@ fn repositories_come_from_the_user_config_and_bad_lists_are_refused() {
         ),
     )
     .unwrap();
-    let srv = serve_with(&envs[0], &["--addr", "127.0.0.1:0"], &[]);
+    // Served from one of its repositories: the list. From another
+    // repository: that one alone, as without a list.
+    let one = envs[1].repo.display().to_string();
+    let alone = serve_with(&envs[0], &["--addr", "127.0.0.1:0"], &[]);
+    let out = output(baton(&envs[0]).args(["token", "new"]));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (code, answer) = http_get(&alone.url, "/api/repos", Some(&token));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(body(&answer)["repos"][0]["api"], "/api", "{answer}");
+    drop(alone);
+    let srv = serve_with(&envs[0], &["-C", &one, "--addr", "127.0.0.1:0"], &[]);
     let out = output(
         baton(&envs[0])
             .current_dir(&envs[1].repo)

@@ -43,6 +43,8 @@ const S = {
   repos: [],
   repo: null,
   api: '/api',
+  // Bumped at each switch of repository: answers of an earlier one are dropped.
+  gen: 0,
 };
 
 // ---------- helpers ----------
@@ -143,7 +145,13 @@ class HttpError extends Error {
   }
 }
 
+/** An answer about a repository no longer shown (the page switched while
+ * it was on its way): dropped, not drawn. */
+class Stale extends Error {}
+
 async function api(path, { method, body, text } = {}) {
+  const gen = S.gen;
+  const shown = path.startsWith(`${S.api}/`);
   const init = { method: method || (body === undefined ? 'GET' : 'POST'), headers: {}, credentials: 'same-origin' };
   if (S.token) init.headers.Authorization = `Bearer ${S.token}`;
   if (body !== undefined) {
@@ -160,6 +168,7 @@ async function api(path, { method, body, text } = {}) {
   if (!text && (res.headers.get('content-type') || '').includes('json')) {
     try { data = JSON.parse(raw); } catch { /* keep the text */ }
   }
+  if (shown && gen !== S.gen) throw new Stale('another repository is shown now');
   if (!res.ok) {
     const msg = (data && typeof data === 'object' && (data.error || data.message)) || raw || res.statusText;
     throw new HttpError(res.status, msg, data);
@@ -169,6 +178,7 @@ async function api(path, { method, body, text } = {}) {
 
 function showError(e) {
   if (e instanceof HttpError && e.status === 401) return;
+  if (e instanceof Stale) return;
   console.error(e);
   toast(`Error: ${e.message || e}`, 'error');
 }
@@ -462,7 +472,7 @@ function renderAttention() {
   const key = inbox.map(itemKey).concat(stalled.map((t) => `s:${t.id}`)).join('|');
   if (!n || key === S.dismissed) { box.hidden = true; return; }
   const go = (run, taskId, repo) => async () => {
-    if (repo && S.repo && repo !== S.repo.name) await switchRepo(repo, false);
+    if (repo && S.repo && repo !== S.repo.name) await switchRepo(repo);
     if (run && run !== S.runId) await selectRun(run);
     if (taskId) selectTask(taskId);
   };
@@ -1209,10 +1219,10 @@ $('add').addEventListener('submit', async (e) => {
 // ---------- a plan from a goal ----------
 
 /** Follows a planner's run until its plan is ready (or it failed). */
-async function followProposal(run) {
+async function followProposal(run, base) {
   const out = $('goal-status');
   for (;;) {
-    const p = await api(`${S.api}/plans/${encodeURIComponent(run)}`);
+    const p = await api(`${base}/plans/${encodeURIComponent(run)}`);
     if (p.status === 'ready') return p;
     if (p.status === 'failed') throw new Error(`the planner did not write a valid plan: ${p.error}`);
     out.textContent = `planning (run ${run}${p.activity ? `, ${p.activity.replace('_', ' ')}` : ''})…`;
@@ -1239,8 +1249,13 @@ $('goal').addEventListener('submit', async (e) => {
   out.className = 'note';
   out.textContent = 'starting the planner…';
   try {
-    const { run } = await api(S.api + '/plans', { body: { goal, agent } });
-    const p = await followProposal(run);
+    const base = S.api;
+    const { run } = await api(base + '/plans', { body: { goal, agent } });
+    const p = await followProposal(run, base);
+    if (base !== S.api) {
+      out.textContent = `run ${run} proposed a plan in another repository: its "Needs you" item opens it`;
+      return;
+    }
     out.textContent = `proposed by run ${run}: edit it if you like, then Run`;
     out.className = 'note ok';
     showProposal(p);
@@ -1336,7 +1351,11 @@ async function switchRepo(name, toUrl = true) {
   const r = S.repos.find((x) => x.name === name);
   if (!r || (S.repo && r.name === S.repo.name)) return;
   setRepo(r);
+  S.gen += 1;
   if (S.es) { S.es.close(); S.es = null; }
+  // A planner's plan is its repository's: not run in another.
+  $('proposal').hidden = true;
+  S.proposalRun = null;
   S.lastSeq = null;
   S.runs = [];
   S.runId = null;

@@ -147,8 +147,24 @@ pub async fn serve(
     if states.len() > 1 {
         repos::share(&states);
     }
+    // Every repository is opened (its sources' and hooks' secrets withheld)
+    // before any of them resumes a run: an agent of one never gets
+    // another's secrets. A repository that cannot open stops the server
+    // before anything runs.
+    let mut opened = Vec::new();
     for state in &states {
-        start(state, &local).await?;
+        match open(state, &local) {
+            Ok(o) => opened.push(o),
+            Err(e) => {
+                for s in &states {
+                    s.remove_discovery();
+                }
+                return Err(e);
+            }
+        }
+    }
+    for (state, o) in states.iter().zip(opened) {
+        start(state, o, &local).await;
     }
     on_listen(local);
     let app = router_of(states.clone());
@@ -169,14 +185,21 @@ pub async fn serve(
     result
 }
 
-/// Starts what one repository's server does besides answering: its
-/// discovery file, its sources, hooks and schedules, its notifier, and
-/// what was going on when it last stopped.
-async fn start(state: &Arc<AppState>, local: &SocketAddr) -> Result<(), ServeError> {
+/// What [`open`] read of a repository's served plan.
+struct Opened {
+    served: Option<baton_core::Plan>,
+    intakes: Vec<intake::Intake>,
+}
+
+/// Opens one repository: its discovery file, and its served plan's
+/// sources and hooks (their secrets withheld from every agent from now).
+fn open(state: &Arc<AppState>, local: &SocketAddr) -> Result<Opened, ServeError> {
     let root = state.opts.repo.root.display().to_string();
-    state
-        .write_discovery(local)
-        .map_err(|e| ServeError::Setup(format!("cannot set up the local user's access: {e}")))?;
+    state.write_discovery(local).map_err(|e| {
+        ServeError::Setup(format!(
+            "{root}: cannot set up the local user's access: {e}"
+        ))
+    })?;
     // The served plan's sources, hooks and schedules, read once. A plan
     // that does not parse takes no work (said), and keeps nothing else
     // from starting.
@@ -189,16 +212,23 @@ async fn start(state: &Arc<AppState>, local: &SocketAddr) -> Result<(), ServeErr
             None
         }
     };
-    // Before any run starts: the sources' and hooks' secrets are kept from
-    // its agents.
     let mut intakes = Vec::new();
     if let Some(plan) = &served {
         intakes = intake::open(state, plan).map_err(ServeError::Setup)?;
         api::inbound::open(state, plan).map_err(ServeError::Setup)?;
     }
+    Ok(Opened { served, intakes })
+}
+
+/// Starts what one opened repository's server does besides answering:
+/// what was going on when it last stopped, its notifier, its sources and
+/// schedules.
+async fn start(state: &Arc<AppState>, o: Opened, local: &SocketAddr) {
+    let root = state.opts.repo.root.display().to_string();
     runner::resume_interrupted(state).await;
     pulls::resume(state).await;
-    let notify = served
+    let notify = o
+        .served
         .as_ref()
         .map(|p| p.notify.clone())
         .unwrap_or_default();
@@ -210,9 +240,8 @@ async fn start(state: &Arc<AppState>, local: &SocketAddr) -> Result<(), ServeErr
     if let Err(e) = notify::spawn_notifier(state.clone(), notify, &base) {
         tracing::warn!("{root}: notifications are off: {e}");
     }
-    intake::spawn(state.clone(), intakes);
-    if let Some(plan) = &served {
+    intake::spawn(state.clone(), o.intakes);
+    if let Some(plan) = &o.served {
         schedule::spawn(state, plan);
     }
-    Ok(())
 }

@@ -81,7 +81,18 @@ fn entries(
             })
             .collect();
     }
-    if let Some(user) = user.filter(|u| !u.repos.is_empty()) {
+    // The list is served from one of its repositories or from outside any;
+    // from another repository, that repository alone (as always).
+    let here = Repo::discover(cwd).ok();
+    let listed = |user: &baton_core::plan::UserConfig| {
+        let Some(here) = &here else { return true };
+        let base = user.path.parent().unwrap_or(Path::new("/"));
+        user.repos.iter().any(|r| {
+            Repo::discover(&base.join(expand_home(&r.path.to_string_lossy())))
+                .is_ok_and(|repo| same_dir(&repo.root, &here.root))
+        })
+    };
+    if let Some(user) = user.filter(|u| !u.repos.is_empty() && listed(u)) {
         // A relative path is the config file's neighbour.
         let base = user.path.parent().unwrap_or(Path::new("/"));
         return Ok(user
@@ -99,6 +110,13 @@ fn entries(
         name: None,
         plan: args.plan.clone(),
     }])
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// `~/x` as the user's home's `x`.
@@ -163,6 +181,16 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
                 )));
             }
         }
+        if let Some((other, _, _)) = repos
+            .iter()
+            .find(|(r, _, _): &&(Repo, Option<String>, PathBuf)| same_dir(&r.root, &repo.root))
+        {
+            return Err(usage(format!(
+                "{} is given twice (as {} too)",
+                repo.root.display(),
+                other.root.display()
+            )));
+        }
         repos.push((repo, name, e.plan.clone()));
     }
     let all: Vec<ServeOptions> = repos
@@ -184,11 +212,14 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         })
         .collect();
     baton_server::check_repo_names(&all.iter().collect::<Vec<_>>()).map_err(usage)?;
-    let names: Vec<String> = all.iter().filter_map(|o| o.name.clone()).collect();
+    let served: Vec<(String, String)> = all
+        .iter()
+        .filter_map(|o| Some((o.name.clone()?, o.repo.root.display().to_string())))
+        .collect();
     baton_server::serve(all, shutdown(), |addr| {
         eprintln!("baton serve: listening on http://{addr}");
-        if !names.is_empty() {
-            eprintln!("baton serve: serving {}", names.join(", "));
+        for (name, root) in &served {
+            eprintln!("baton serve: serving {name} ({root}) at /api/repos/{name}");
         }
         let shown = if addr.ip().is_unspecified() {
             format!("127.0.0.1:{}", addr.port())

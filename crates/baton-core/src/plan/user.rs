@@ -122,8 +122,6 @@ impl UserConfig {
         };
         // Its sections are a plan's: checked by the same rules, with no
         // repository to look files up in (each plan that uses them does).
-        // `[[repo]]` is the user config's own: blanked, lines kept.
-        super::Plan::parse_config(path, &without_repos(text), None)?;
         let mut table: toml::Table = toml::from_str(text).map_err(|e| {
             invalid(vec![Diagnostic {
                 line: None,
@@ -133,6 +131,24 @@ impl UserConfig {
             }])
         })?;
         table.remove("repo");
+        // What was checked as a plan's sections is all but the repositories
+        // (`repo = [...]` or `[["repo"]]` would be missed by the blanking).
+        if toml::from_str::<toml::Table>(&without_repos(text))
+            .ok()
+            .as_ref()
+            != Some(&table)
+        {
+            return Err(invalid(vec![Diagnostic {
+                line: None,
+                column: None,
+                subject: None,
+                message:
+                    "write each repository as a table of its own, starting with a line `[[repo]]`"
+                        .into(),
+            }]));
+        }
+        // `[[repo]]` is the user config's own: blanked, lines kept.
+        super::Plan::parse_config(path, &without_repos(text), None)?;
         Ok(UserConfig {
             path: path.to_path_buf(),
             table,
@@ -384,6 +400,15 @@ ntfy = "https://ntfy.example/topic"
             .unwrap_err()
             .to_string();
         assert!(bad.contains("path"), "{bad}");
+        for other in [
+            "repo = [{ path = \"/x\" }]\n",
+            "[[\"repo\"]]\npath = \"/x\"\n",
+        ] {
+            let e = UserConfig::parse(Path::new("/u/c.toml"), other)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("a line `[[repo]]`"), "{other}: {e}");
+        }
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct Notice {
     pub actions: Vec<Button>,
     /// The dashboard's page for it, when the server's address is known.
     pub click: Option<String>,
+    /// The repository's name on a server of several (its item ids are its
+    /// own: a browser's notices of two repositories must not replace each
+    /// other).
+    pub repo: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -123,6 +127,18 @@ fn spawn(state: Arc<AppState>, settings: NotifySettings, links: Links, base: Str
     tokio::spawn(teller.run());
 }
 
+/// `notice` saying which repository it is about, on a server of several.
+fn named(mut notice: Notice) -> Notice {
+    if let Some(name) = &notice.repo {
+        notice.title = format!("{name}: {}", notice.title);
+        notice.text = match notice.text.strip_prefix("baton: ") {
+            Some(rest) => format!("baton ({name}): {rest}"),
+            None => format!("({name}) {}", notice.text),
+        };
+    }
+    notice
+}
+
 struct Teller {
     state: Arc<AppState>,
     settings: NotifySettings,
@@ -172,6 +188,7 @@ impl Teller {
                 let Some(notice) = self.notice(e, &mut inbox).await else {
                     continue;
                 };
+                let notice = named(notice);
                 if !self.settings.tells(&notice.kind) {
                     continue;
                 }
@@ -242,6 +259,7 @@ impl Teller {
             item: None,
             actions: Vec::new(),
             click: self.click(&e.run_id, e.task_id.as_deref()),
+            repo: self.state.opts.name.clone(),
         }
     }
 
@@ -318,6 +336,7 @@ impl Teller {
             },
             item: Some(item),
             actions,
+            repo: self.state.opts.name.clone(),
         }
     }
 
@@ -481,5 +500,47 @@ impl HeaderFile {
 impl Drop for HeaderFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(repo: Option<&str>) -> Notice {
+        Notice {
+            kind: "approval".into(),
+            event: "approval_needed".into(),
+            run: "r1".into(),
+            task: Some("a".into()),
+            title: "a waits for your approval".into(),
+            text: "baton: task a of run r1 waits for your approval".into(),
+            item: None,
+            actions: Vec::new(),
+            click: None,
+            repo: repo.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_notice_of_one_of_several_repositories_names_it() {
+        let n = named(notice(Some("docs")));
+        assert_eq!(n.title, "docs: a waits for your approval");
+        assert_eq!(
+            n.text,
+            "baton (docs): task a of run r1 waits for your approval"
+        );
+        let alone = named(notice(None));
+        assert_eq!(alone.title, "a waits for your approval");
+        assert_eq!(
+            alone.text,
+            "baton: task a of run r1 waits for your approval"
+        );
+        let tag = |n: &Notice| {
+            let p: serde_json::Value = serde_json::from_str(&push::WebPush::payload(n)).unwrap();
+            p["tag"].as_str().unwrap().to_string()
+        };
+        assert_ne!(tag(&notice(Some("docs"))), tag(&notice(Some("web"))));
+        assert_eq!(tag(&notice(None)), "baton-approval-r1");
     }
 }

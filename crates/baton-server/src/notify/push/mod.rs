@@ -59,7 +59,7 @@ pub struct WebPush {
 
 impl WebPush {
     /// What the service worker gets: the notice, with each button's link.
-    fn payload(n: &Notice) -> String {
+    pub(super) fn payload(n: &Notice) -> String {
         let buttons: Vec<_> = n.actions.iter().take(MAX_ACTIONS).collect();
         let actions: Vec<_> = buttons
             .iter()
@@ -71,11 +71,12 @@ impl WebPush {
             .enumerate()
             .map(|(i, b)| (format!("a{i}"), serde_json::Value::from(b.url.clone())))
             .collect();
+        let repo = n.repo.as_ref().map(|r| format!("{r}-")).unwrap_or_default();
         let tag = n
             .item
             .as_ref()
-            .map(|i| format!("baton-{}", i.id))
-            .unwrap_or_else(|| format!("baton-{}-{}", n.kind, n.run));
+            .map(|i| format!("baton-{repo}{}", i.id))
+            .unwrap_or_else(|| format!("baton-{repo}{}-{}", n.kind, n.run));
         // A push record holds under 4 KiB: a long question is cut (the
         // dashboard has all of it).
         let body: String = match n.text.chars().count() > MAX_BODY {
