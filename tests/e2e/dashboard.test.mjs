@@ -42,16 +42,11 @@ after(async () => {
   for (const s of servers) rmSync(s.dir, { recursive: true, force: true });
 });
 
-/** A temporary repository with `tasks` (TOML) planned for the fake agent, and `baton serve` on it (with `more` in its environment). */
-async function serve(tasks, more = {}) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'baton-e2e-'));
-  const repo = path.join(dir, 'repo');
-  const env = { ...process.env, ...GIT_ENV, HOME: dir, ...more };
-  execFileSync('git', ['init', '-q', '-b', 'main', repo], { env });
-  execFileSync('git', ['-C', repo, 'commit', '-q', '--allow-empty', '-m', 'init'], { env });
-  writeFileSync(path.join(repo, 'baton.toml'),
-    `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[defaults]\nagent = "fake"\n\n${tasks}`);
-  const proc = spawn(BATON, ['serve', '--addr', '127.0.0.1:0'], { cwd: repo, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+/** Starts `baton` with `args` (a serve) in `cwd`: its address, the
+ * sign-in link `baton token url` prints there, a way to stop it and
+ * everything it started, and a way to call its API with that link's token. */
+async function launch(args, cwd, env, dir) {
+  const proc = spawn(BATON, args, { cwd, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((resolve) => proc.on('exit', resolve));
   const url = await new Promise((resolve, reject) => {
     let seen = '';
@@ -65,10 +60,10 @@ async function serve(tasks, more = {}) {
   });
   // Every request needs a token, on loopback too: the page signs in with
   // the link `baton token url` prints, the helpers send the same token.
-  const link = execFileSync(BATON, ['token', 'url'], { cwd: repo, env }).toString().trim();
+  const link = execFileSync(BATON, ['token', 'url'], { cwd, env }).toString().trim();
   const token = link.split('#token=')[1];
-  const server = {
-    url, dir, repo, link,
+  return {
+    url, dir, link,
     /** Ends baton serve and everything it started (its process group). */
     async stop() {
       const kill = (sig) => { try { process.kill(-proc.pid, sig); } catch { /* gone */ } };
@@ -89,6 +84,23 @@ async function serve(tasks, more = {}) {
       }
     },
   };
+}
+
+/** A git repository at `repo` with `tasks` (TOML) planned for the fake agent. */
+function newRepo(repo, env, tasks) {
+  execFileSync('git', ['init', '-q', '-b', 'main', repo], { env });
+  execFileSync('git', ['-C', repo, 'commit', '-q', '--allow-empty', '-m', 'init'], { env });
+  writeFileSync(path.join(repo, 'baton.toml'),
+    `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[defaults]\nagent = "fake"\n\n${tasks}`);
+}
+
+/** A temporary repository with `tasks` (TOML) planned for the fake agent, and `baton serve` on it (with `more` in its environment). */
+async function serve(tasks, more = {}) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'baton-e2e-'));
+  const repo = path.join(dir, 'repo');
+  const env = { ...process.env, ...GIT_ENV, HOME: dir, ...more };
+  newRepo(repo, env, tasks);
+  const server = { ...(await launch(['serve', '--addr', '127.0.0.1:0'], repo, env, dir)), repo };
   servers.push(server);
   return server;
 }
@@ -589,42 +601,10 @@ async function serveRepos(names, tasks) {
   const args = ['serve', '--addr', '127.0.0.1:0'];
   for (const name of names) {
     const repo = path.join(dir, name);
-    execFileSync('git', ['init', '-q', '-b', 'main', repo], { env });
-    execFileSync('git', ['-C', repo, 'commit', '-q', '--allow-empty', '-m', 'init'], { env });
-    writeFileSync(path.join(repo, 'baton.toml'),
-      `[agent.fake]\nadapter = "exec"\ncommand = [${JSON.stringify(FAKE)}]\n\n[defaults]\nagent = "fake"\n\n${tasks[name] || ''}`);
+    newRepo(repo, env, tasks[name] || '');
     args.push('--repo', repo);
   }
-  const proc = spawn(BATON, args, { cwd: dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise((resolve) => proc.on('exit', resolve));
-  const url = await new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`baton serve did not start: ${seen}`)), 20000);
-    proc.stderr.on('data', (chunk) => {
-      seen += chunk;
-      const m = seen.match(/baton serve: listening on (http:\/\/[\d.:]+)\n/);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
-    });
-    proc.on('exit', (code) => reject(new Error(`baton serve exited ${code}: ${seen}`)));
-  });
-  const link = execFileSync(BATON, ['token', 'url'], { cwd: path.join(dir, names[0]), env }).toString().trim();
-  const token = link.split('#token=')[1];
-  const server = {
-    url, dir, link,
-    async stop() {
-      const kill = (sig) => { try { process.kill(-proc.pid, sig); } catch { /* gone */ } };
-      kill('SIGTERM');
-      const timer = setTimeout(() => kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    },
-    async api(method, p, body) {
-      const headers = { Authorization: `Bearer ${token}` };
-      if (body) headers['Content-Type'] = 'application/json';
-      const res = await fetch(url + p, { method, headers, body: body ? JSON.stringify(body) : undefined });
-      return { status: res.status, json: await res.json() };
-    },
-  };
+  const server = await launch(args, path.join(dir, names[0]), env, dir);
   servers.push(server);
   return server;
 }

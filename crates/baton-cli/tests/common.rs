@@ -292,6 +292,15 @@ pub fn assert_nowhere_in_state(env: &TestEnv, secret: &str) {
 /// `baton run` killed (SIGKILL) at failpoint `point`, then `baton resume`:
 /// the report before the resume (as the store had it) and the resume's.
 pub fn crash_then_resume(env: &TestEnv, point: &str) -> (Value, RunOutput) {
+    crash_at(env, point);
+    let before = latest_run_opt(env).expect("the run is in the store");
+    let r = parse_run(output(baton(env).args(["resume", "--json"])));
+    assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+    (before, r)
+}
+
+/// `baton run` killed (SIGKILL) at failpoint `point`.
+pub fn crash_at(env: &TestEnv, point: &str) {
     use std::os::unix::process::ExitStatusExt;
     let crashed = output(
         baton(env)
@@ -304,8 +313,4 @@ pub fn crash_then_resume(env: &TestEnv, point: &str) -> (Value, RunOutput) {
         "{point}: baton did not die there: {}",
         String::from_utf8_lossy(&crashed.stderr)
     );
-    let before = latest_run_opt(env).expect("the run is in the store");
-    let r = parse_run(output(baton(env).args(["resume", "--json"])));
-    assert_eq!(r.code, 0, "{point}: {}", r.stderr);
-    (before, r)
 }

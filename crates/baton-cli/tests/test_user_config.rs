@@ -69,24 +69,23 @@ fn a_plan_runs_on_the_users_profiles_its_own_win_and_check_says_where_each_came_
     assert!(source.contains("user.agent.\"sh\""), "{source}");
 }
 
+/// A plan of a, then b (after a): killed once a has merged.
+fn crash_after_a(env: &TestEnv) {
+    env.write(
+        "baton.toml",
+        "[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"echo b > b.txt\"\n",
+    );
+    env.commit_all("plan");
+    crash_at(env, "merged");
+}
+
 #[test]
 fn a_resumed_run_goes_on_with_the_profiles_it_started_with() {
     let env = TestEnv::new();
     // No secret in it: the store keeps the user's profiles whole.
     let text = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[defaults]\nagent = \"sh\"\n";
     write_user(&env, text);
-    env.write(
-        "baton.toml",
-        "[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"echo b > b.txt\"\n",
-    );
-    env.commit_all("plan");
-    use std::os::unix::process::ExitStatusExt;
-    let crashed = output(
-        baton(&env)
-            .args(["run", "--json"])
-            .env("BATON_FAILPOINT", "merged"),
-    );
-    assert_eq!(crashed.status.signal(), Some(libc::SIGKILL));
+    crash_after_a(&env);
     // The user changes the profile meanwhile: this run goes on as it began.
     write_user(&env, &text.replace("[\"bash\", \"-ec\"]", "[\"false\"]"));
     let r = parse_run(output(baton(&env).args(["resume", "--json"])));
@@ -106,18 +105,7 @@ fn a_resumed_run_goes_on_with_the_profiles_it_started_with() {
 fn a_secret_the_store_masked_stops_a_resume_after_the_user_config_changed() {
     let env = TestEnv::new();
     write_user(&env, &user_text());
-    env.write(
-        "baton.toml",
-        "[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"echo b > b.txt\"\n",
-    );
-    env.commit_all("plan");
-    use std::os::unix::process::ExitStatusExt;
-    let crashed = output(
-        baton(&env)
-            .args(["run", "--json"])
-            .env("BATON_FAILPOINT", "merged"),
-    );
-    assert_eq!(crashed.status.signal(), Some(libc::SIGKILL));
+    crash_after_a(&env);
     write_user(&env, &user_text().replace("retries = 1", "retries = 2"));
     let out = output(baton(&env).args(["resume"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
