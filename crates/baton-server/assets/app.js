@@ -241,8 +241,8 @@ async function refreshStats() {
   const panel = $('stats-panel');
   panel.hidden = !(lines || []).length;
   if (panel.hidden) return;
-  const head = h('tr', {}, ...['profile', 'tasks', 'first try', 'retried', 'failed', 'time', 'cost', 'races won–lost']
-    .map((c) => h('th', {}, c)));
+  const head = h('tr', {}, ...['profile', 'tasks', 'first try', 'retried', 'failed', 'time', 'cost', 'won–lost']
+    .map((c) => h('th', c === 'won–lost' ? { title: 'races won and lost as a candidate' } : {}, c)));
   const rows = lines.map((l) => h('tr', { 'data-profile': l.name },
     h('td', {}, l.name), h('td', {}, String(l.tasks)), h('td', {}, String(l.first_try)),
     h('td', {}, String(l.after_retries)), h('td', {}, String(l.failed)),
