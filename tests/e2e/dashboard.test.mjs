@@ -43,9 +43,9 @@ after(async () => {
 });
 
 /** Starts `baton` with `args` (a serve) in `cwd`: its address, the
- * sign-in link `baton token url` prints there, a way to stop it and
+ * sign-in link `baton token url` prints in `tokenCwd`, a way to stop it and
  * everything it started, and a way to call its API with that link's token. */
-async function launch(args, cwd, env, dir) {
+async function launch(args, cwd, env, dir, tokenCwd = cwd) {
   const proc = spawn(BATON, args, { cwd, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((resolve) => proc.on('exit', resolve));
   const url = await new Promise((resolve, reject) => {
@@ -60,7 +60,7 @@ async function launch(args, cwd, env, dir) {
   });
   // Every request needs a token, on loopback too: the page signs in with
   // the link `baton token url` prints, the helpers send the same token.
-  const link = execFileSync(BATON, ['token', 'url'], { cwd, env }).toString().trim();
+  const link = execFileSync(BATON, ['token', 'url'], { cwd: tokenCwd, env }).toString().trim();
   const token = link.split('#token=')[1];
   return {
     url, dir, link,
@@ -604,7 +604,8 @@ async function serveRepos(names, tasks) {
     newRepo(repo, env, tasks[name] || '');
     args.push('--repo', repo);
   }
-  const server = await launch(args, path.join(dir, names[0]), env, dir);
+  // Started outside any repository; the sign-in link shows the first.
+  const server = await launch(args, dir, env, dir, path.join(dir, names[0]));
   servers.push(server);
   return server;
 }

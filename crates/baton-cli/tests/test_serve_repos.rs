@@ -240,6 +240,20 @@ fn repositories_come_from_the_user_config_and_bad_lists_are_refused() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(said.contains("is given twice"), "{said}");
+    // A linked worktree of a repository is that repository (one store, one lock).
+    let linked = envs[1].root().join("linked");
+    envs[1].git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        &linked.display().to_string(),
+    ]);
+    let linked = format!("c={}", linked.display());
+    let out = output(baton(&envs[0]).args(["serve", "--repo", &first, "--repo", &linked]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("is given twice"), "{said}");
     let out = output(baton(&envs[0]).args(["serve", "--repo", "x=/nowhere/at/all"]));
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{said}");
@@ -289,4 +303,40 @@ fn repositories_come_from_the_user_config_and_bad_lists_are_refused() {
         link.starts_with(&format!("{}/?repo=two#token=", srv.url)),
         "{link}"
     );
+}
+
+#[test]
+fn a_repository_that_cannot_open_stops_the_server_and_says_which() {
+    let marks = tempfile::tempdir().unwrap();
+    let envs = three(marks.path());
+    // docs has a hook whose secret is not set.
+    envs[2].write(
+        "baton.toml",
+        &bash_plan(
+            "\n[[hook]]\nname = \"deploy\"\ntoken_env = \"NO_SUCH_HOOK_TOKEN\"\nprompt = \"x\"\n",
+        ),
+    );
+    let args: Vec<String> = ["web", "api", "docs"]
+        .iter()
+        .zip(&envs)
+        .flat_map(|(n, e)| ["--repo".to_string(), format!("{n}={}", e.repo.display())])
+        .collect();
+    let out = output(
+        baton(&envs[0])
+            .arg("serve")
+            .args(&args)
+            .args(["--addr", "127.0.0.1:0"]),
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&envs[2].repo.display().to_string()) && said.contains("NO_SUCH_HOOK_TOKEN"),
+        "the error names the repository and what is missing: {said}"
+    );
+    for env in &envs {
+        assert!(
+            !env.repo.join(".git/baton/serve.json").exists(),
+            "a discovery file is left"
+        );
+    }
 }

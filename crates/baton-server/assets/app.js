@@ -149,9 +149,10 @@ class HttpError extends Error {
  * it was on its way): dropped, not drawn. */
 class Stale extends Error {}
 
-async function api(path, { method, body, text } = {}) {
+async function api(path, { method, body, text, anyRepo } = {}) {
   const gen = S.gen;
-  const shown = path.startsWith(`${S.api}/`);
+  // anyRepo: a caller that keeps what it asked of a repository whichever is shown.
+  const shown = !anyRepo && path.startsWith(`${S.api}/`);
   const init = { method: method || (body === undefined ? 'GET' : 'POST'), headers: {}, credentials: 'same-origin' };
   if (S.token) init.headers.Authorization = `Bearer ${S.token}`;
   if (body !== undefined) {
@@ -448,7 +449,7 @@ function attentionOf(t, live) {
 const refreshInbox = debounce(async () => {
   const repos = S.repos.length ? S.repos : [{ name: null, api: S.api }];
   const lists = await Promise.all(repos.map(async (r) => {
-    const { items } = await api(`${r.api}/inbox`);
+    const { items } = await api(`${r.api}/inbox`, { anyRepo: true });
     return (items || []).map((i) => ({ ...i, repo: r.name, api: r.api }));
   }));
   S.inbox = lists.flat();
@@ -831,7 +832,7 @@ function candidateDiff(c) {
     S.diffs.set(key, null);
     api(`${taskPath(c.task)}/diff`, { text: true })
       .then((text) => { S.diffs.set(key, text); })
-      .catch((e) => { S.diffs.set(key, `(no diff: ${e.message})`); })
+      .catch((e) => { if (e instanceof Stale) S.diffs.delete(key); else S.diffs.set(key, `(no diff: ${e.message})`); })
       .finally(() => renderCandidates());
   }
   return h('span', { class: 'empty' }, 'loading…');
@@ -1222,7 +1223,7 @@ $('add').addEventListener('submit', async (e) => {
 async function followProposal(run, base) {
   const out = $('goal-status');
   for (;;) {
-    const p = await api(`${base}/plans/${encodeURIComponent(run)}`);
+    const p = await api(`${base}/plans/${encodeURIComponent(run)}`, { anyRepo: true });
     if (p.status === 'ready') return p;
     if (p.status === 'failed') throw new Error(`the planner did not write a valid plan: ${p.error}`);
     out.textContent = `planning (run ${run}${p.activity ? `, ${p.activity.replace('_', ' ')}` : ''})…`;
@@ -1250,7 +1251,7 @@ $('goal').addEventListener('submit', async (e) => {
   out.textContent = 'starting the planner…';
   try {
     const base = S.api;
-    const { run } = await api(base + '/plans', { body: { goal, agent } });
+    const { run } = await api(base + '/plans', { body: { goal, agent }, anyRepo: true });
     const p = await followProposal(run, base);
     if (base !== S.api) {
       out.textContent = `run ${run} proposed a plan in another repository: its "Needs you" item opens it`;
@@ -1352,6 +1353,7 @@ async function switchRepo(name, toUrl = true) {
   if (!r || (S.repo && r.name === S.repo.name)) return;
   setRepo(r);
   S.gen += 1;
+  S.diffs.clear();
   if (S.es) { S.es.close(); S.es = null; }
   // A planner's plan is its repository's: not run in another.
   $('proposal').hidden = true;

@@ -195,11 +195,14 @@ struct Opened {
 /// sources and hooks (their secrets withheld from every agent from now).
 fn open(state: &Arc<AppState>, local: &SocketAddr) -> Result<Opened, ServeError> {
     let root = state.opts.repo.root.display().to_string();
-    state.write_discovery(local).map_err(|e| {
-        ServeError::Setup(format!(
-            "{root}: cannot set up the local user's access: {e}"
-        ))
-    })?;
+    // On a server of several, an error says which repository it is about.
+    let at = |e: String| match state.opts.name {
+        Some(_) => ServeError::Setup(format!("{root}: {e}")),
+        None => ServeError::Setup(e),
+    };
+    state
+        .write_discovery(local)
+        .map_err(|e| at(format!("cannot set up the local user's access: {e}")))?;
     // The served plan's sources, hooks and schedules, read once. A plan
     // that does not parse takes no work (said), and keeps nothing else
     // from starting.
@@ -214,8 +217,8 @@ fn open(state: &Arc<AppState>, local: &SocketAddr) -> Result<Opened, ServeError>
     };
     let mut intakes = Vec::new();
     if let Some(plan) = &served {
-        intakes = intake::open(state, plan).map_err(ServeError::Setup)?;
-        api::inbound::open(state, plan).map_err(ServeError::Setup)?;
+        intakes = intake::open(state, plan).map_err(at)?;
+        api::inbound::open(state, plan).map_err(at)?;
     }
     Ok(Opened { served, intakes })
 }

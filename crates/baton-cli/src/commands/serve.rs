@@ -89,7 +89,7 @@ fn entries(
         let base = user.path.parent().unwrap_or(Path::new("/"));
         user.repos.iter().any(|r| {
             Repo::discover(&base.join(expand_home(&r.path.to_string_lossy())))
-                .is_ok_and(|repo| same_dir(&repo.root, &here.root))
+                .is_ok_and(|repo| same_dir(&repo.state_dir(), &here.state_dir()))
         })
     };
     if let Some(user) = user.filter(|u| !u.repos.is_empty() && listed(u)) {
@@ -181,9 +181,13 @@ pub async fn run(cwd: &Path, args: ServeArgs) -> anyhow::Result<i32> {
                 )));
             }
         }
-        if let Some((other, _, _)) = repos
-            .iter()
-            .find(|(r, _, _): &&(Repo, Option<String>, PathBuf)| same_dir(&r.root, &repo.root))
+        if let Some((other, _, _)) =
+            repos
+                .iter()
+                .find(|(r, _, _): &&(Repo, Option<String>, PathBuf)| {
+                    // A linked worktree shares its repository's store and lock.
+                    same_dir(&r.state_dir(), &repo.state_dir())
+                })
         {
             return Err(usage(format!(
                 "{} is given twice (as {} too)",

@@ -133,11 +133,8 @@ impl UserConfig {
         table.remove("repo");
         // What was checked as a plan's sections is all but the repositories
         // (`repo = [...]` or `[["repo"]]` would be missed by the blanking).
-        if toml::from_str::<toml::Table>(&without_repos(text))
-            .ok()
-            .as_ref()
-            != Some(&table)
-        {
+        let blanked = toml::from_str::<toml::Table>(&without_repos(text));
+        if blanked.is_ok_and(|t| t.contains_key("repo")) {
             return Err(invalid(vec![Diagnostic {
                 line: None,
                 column: None,

@@ -188,7 +188,6 @@ impl Teller {
                 let Some(notice) = self.notice(e, &mut inbox).await else {
                     continue;
                 };
-                let notice = named(notice);
                 if !self.settings.tells(&notice.kind) {
                     continue;
                 }
@@ -249,7 +248,7 @@ impl Teller {
     }
 
     fn plain(&self, kind: &str, e: &Event, title: String, text: String) -> Notice {
-        Notice {
+        named(Notice {
             kind: kind.into(),
             event: e.kind.to_string(),
             run: e.run_id.clone(),
@@ -260,7 +259,7 @@ impl Teller {
             actions: Vec::new(),
             click: self.click(&e.run_id, e.task_id.as_deref()),
             repo: self.state.opts.name.clone(),
-        }
+        })
     }
 
     /// The notice of an inbox item, with a button for each thing a person
@@ -317,7 +316,7 @@ impl Teller {
             "plan" => EventKind::Succeeded,
             _ => EventKind::Failed,
         };
-        Notice {
+        named(Notice {
             kind: item.kind.to_string(),
             event: event.to_string(),
             run: item.run.clone(),
@@ -337,7 +336,7 @@ impl Teller {
             item: Some(item),
             actions,
             repo: self.state.opts.name.clone(),
-        }
+        })
     }
 
     fn click(&self, run: &str, task: Option<&str>) -> Option<String> {

@@ -14,7 +14,7 @@ impl Channel for Webhook {
 
     fn send<'a>(&'a self, n: &'a Notice) -> Sent<'a> {
         Box::pin(async move {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "text": n.text,
                 "run": n.run,
                 "task": n.task.clone().unwrap_or_default(),
@@ -24,6 +24,10 @@ impl Channel for Webhook {
                 "actions": n.actions,
                 "click": n.click,
             });
+            // On a server of several repositories: which one.
+            if let Some(repo) = &n.repo {
+                body["repo"] = serde_json::Value::String(repo.clone());
+            }
             super::post(&self.url, &body.to_string(), &[]).await
         })
     }
