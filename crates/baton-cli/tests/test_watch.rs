@@ -388,6 +388,10 @@ fn the_inbox_in_watch_answers_a_question_with_one_key_and_another_by_typing() {
     );
     env.commit_all("plan");
     let run = spawn_baton(&env, &["run", "--json"]);
+    // watch needs the run in the store (a loaded machine starts it late).
+    wait_for("the run to be stored", 20, || {
+        latest_run_opt(&env).is_some()
+    });
     let term = Term::start(&env, "", &[]);
     term.wait("2 need you (i)");
     term.keys(&["i"]);
