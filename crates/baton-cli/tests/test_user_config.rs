@@ -32,13 +32,7 @@ fn a_plan_runs_on_the_users_profiles_its_own_win_and_check_says_where_each_came_
         "[agent.other]\nadapter = \"exec\"\ncommand = [\"bash\", \"-euc\"]\n\n[[task]]\nid = \"a\"\nprompt = \"echo \\\"token=$SERVICE_TOKEN\\\"; echo a > a.txt\"\n\n[[task]]\nid = \"b\"\nagent = \"other\"\nprompt = \"echo b > b.txt\"\n",
     );
     env.commit_all("plan");
-    let out = output(baton(&env).arg("check"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check_ok(&env);
     assert!(stdout.contains("  a [sh]"), "{stdout}");
     let lines: Vec<&str> = stdout.lines().skip_while(|l| *l != "profiles:").collect();
     assert_eq!(
@@ -259,13 +253,7 @@ fn the_user_config_in_the_docs_works_with_its_plan() {
     let env = TestEnv::new();
     let path = write_user(&env, blocks[0]);
     env.write("baton.toml", blocks[1]);
-    let out = output(baton(&env).arg("check"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check_ok(&env);
     assert!(stdout.contains("\nprofiles:\n"), "{stdout}");
     let shown = stdout.replace(&path.display().to_string(), "~/.config/baton/config.toml");
     let page = text.replace(
@@ -376,4 +364,16 @@ fn a_run_from_before_the_user_config_resumes_after_it_came() {
         r.stderr
     );
     assert_eq!(task(&r.report, "b")["merged"], true);
+}
+
+/// `baton check`'s output, once it has passed.
+fn check_ok(env: &TestEnv) -> String {
+    let out = output(baton(env).arg("check"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
