@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 /// makes one to share.
 ///
 /// One server for several repositories: `--repo ~/src/web --repo
-/// ~/src/api` (or `[[repo]]` entries in the user config, served when no
-/// --repo is given). Each keeps its own store, runs and lock; the
-/// dashboard switches between them, each one's API is under
-/// /api/repos/<name>, MCP tools take `repo`, and a token of any of them
-/// opens them all.
+/// ~/src/api`, or the user config's `[[repo]]` list (served when no --repo
+/// is given, from one of those repositories or outside any). Each keeps
+/// its own store, runs and lock; the dashboard switches between them, each
+/// one's API is under /api/repos/<name>, MCP tools take `repo`, and a token
+/// of any of them opens them all.
 #[derive(Args)]
 pub struct ServeArgs {
     /// A repository to serve, as DIR or NAME=DIR (the name is in URLs and
