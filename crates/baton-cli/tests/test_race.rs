@@ -153,12 +153,7 @@ fn a_rank_command_scores_each_passing_candidate_in_its_worktree() {
     let r = run_json(&env, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let t = task(&r.report, "t");
-    let scores: Vec<Option<f64>> = t["candidates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["score"].as_f64())
-        .collect();
+    let scores = scores_of(t);
     assert_eq!(scores, [Some(1.0), None, Some(9.0)], "{t}");
     assert!(
         t["pick_reason"]
@@ -468,11 +463,16 @@ fn a_rank_command_gets_no_provider_key() {
     let r = parse_run(out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let t = task(&r.report, "t");
-    let scores: Vec<Option<f64>> = t["candidates"]
+    let scores = scores_of(t);
+    assert_eq!(scores, [Some(1.0), None, Some(1.0)], "{t}");
+}
+
+/// Each candidate's score in a race's report, in the candidates' order.
+fn scores_of(race: &Value) -> Vec<Option<f64>> {
+    race["candidates"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c["score"].as_f64())
-        .collect();
-    assert_eq!(scores, [Some(1.0), None, Some(1.0)], "{t}");
+        .collect()
 }

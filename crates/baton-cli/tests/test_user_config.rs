@@ -348,13 +348,7 @@ fn a_run_from_before_the_user_config_resumes_after_it_came() {
         &bash_plan("\n[[task]]\nid = \"a\"\nprompt = \"echo a > a.txt\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"echo b > b.txt\"\n"),
     );
     env.commit_all("plan");
-    use std::os::unix::process::ExitStatusExt;
-    let crashed = output(
-        baton(&env)
-            .args(["run", "--json"])
-            .env("BATON_FAILPOINT", "merged"),
-    );
-    assert_eq!(crashed.status.signal(), Some(libc::SIGKILL));
+    crash_at(&env, "merged");
     write_user(&env, "[defaults]\nretries = 3\n");
     let r = parse_run(output(baton(&env).args(["resume", "--json"])));
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);

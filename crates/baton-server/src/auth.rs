@@ -37,8 +37,8 @@ fn cookie(req: &Request) -> Option<String> {
 pub(crate) async fn token_ok(state: &AppState, token: &str) -> bool {
     let hash = hash_token(token);
     let stores = match state.shared.get() {
-        Some(shared) => shared.stores.clone(),
-        None => vec![state.store.clone()],
+        Some(shared) => shared.stores.as_slice(),
+        None => std::slice::from_ref(&state.store),
     };
     for store in stores {
         let hash = hash.clone();
