@@ -83,6 +83,24 @@ fn one_server_runs_in_two_repositories_at_once_each_with_its_own_api() {
     assert!(answer.contains("no repository \\\"nope\\\""), "{answer}");
     let (code, _) = http_get(&srv.url, "/api/repos/api/runs", Some("not-a-token"));
     assert_eq!(code, 401);
+    // Without a token nothing of any repository answers, the list included
+    // (an agent on loopback has none).
+    for path in [
+        "/api/repos",
+        "/api/repos/docs/runs",
+        "/api/repos/web/inbox",
+        "/api/runs",
+    ] {
+        let (code, answer) = http_get(&srv.url, path, None);
+        assert_eq!(code, 401, "{path}: {answer}");
+    }
+    let (code, answer) = http_post(
+        &srv.url,
+        "/api/repos/api/tasks",
+        "{\"prompt\": \"x\"}",
+        None,
+    );
+    assert_eq!(code, 401, "{answer}");
 
     // Runs in api and docs at once: the CLI of each repository hands its
     // run to the server, each to its own part.
@@ -166,6 +184,9 @@ fn mcp_tools_start_a_run_in_the_repository_they_name() {
             ().serve(StreamableHttpClientTransport::from_config(config))
                 .await
                 .expect("MCP over HTTP with a token of docs");
+        // No token, no session: the one endpoint is guarded for every repository.
+        let refused = ().serve(StreamableHttpClientTransport::from_uri(url.as_str())).await;
+        assert!(refused.is_err(), "a client without a token got in");
         let tasks = json!([{ "id": "m", "prompt": "echo m > m.txt" }]);
         let e = call(&client, "run_start", json!({ "tasks": tasks }))
             .await
