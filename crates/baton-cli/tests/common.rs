@@ -100,6 +100,18 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// The pid a process writes to `path`, once the file holds a whole one (a
+/// file seen the moment it is made is still empty).
+pub fn wait_for_pid(what: &str, path: &Path) -> i32 {
+    let whole = || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+    };
+    wait_for(what, 20, || whole().is_some());
+    read_pid(path)
+}
+
 pub fn read_pid(path: &Path) -> i32 {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))

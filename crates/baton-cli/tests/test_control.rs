@@ -22,8 +22,8 @@ fn stop_kills_the_whole_group_even_a_grandchild_that_ignores_sigterm() {
         ),
     );
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("the agent to start its grandchild", 20, || me.exists());
-    let (agent, grandchild) = (read_pid(&me), read_pid(&gc));
+    let agent = wait_for_pid("the agent to start its grandchild", &me);
+    let grandchild = wait_for_pid("the grandchild's pid", &gc);
     assert!(pid_alive(agent) && pid_alive(grandchild));
 
     let t0 = Instant::now();

@@ -47,9 +47,9 @@ fn killed_baton_leaves_no_agents_and_resume_finishes_the_run() {
     plan_with_a_hanging_task(&env, &marker);
     let mut child = spawn_baton(&env, &["run", "--json"]);
     let me = env.scratch("agent.pid");
-    wait_for("the long agent to start", 20, || me.exists());
+    let agent = wait_for_pid("the long agent to start", &me);
     wait_for_task(&env, "quick", "succeeded");
-    let (agent, grandchild) = (read_pid(&me), read_pid(&env.scratch("gc.pid")));
+    let grandchild = wait_for_pid("its grandchild's pid", &env.scratch("gc.pid"));
 
     child.kill().unwrap(); // SIGKILL: no cleanup code of baton's runs
     child.wait().unwrap();
@@ -95,9 +95,9 @@ fn ctrl_c_stops_agents_commits_work_and_resume_continues() {
     plan_with_a_hanging_task(&env, &marker);
     let child = spawn_baton(&env, &["run", "--json"]);
     let me = env.scratch("agent.pid");
-    wait_for("the long agent to start", 20, || me.exists());
+    let agent = wait_for_pid("the long agent to start", &me);
     wait_for_task(&env, "quick", "succeeded");
-    let (agent, grandchild) = (read_pid(&me), read_pid(&env.scratch("gc.pid")));
+    let grandchild = wait_for_pid("its grandchild's pid", &env.scratch("gc.pid"));
     // SAFETY: signalling a child we started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let r = parse_run(child.wait_with_output().unwrap());
@@ -284,8 +284,8 @@ fn run_with_a_hanging_agent(env: &TestEnv) -> (std::process::Child, i32) {
         ),
     );
     let child = spawn_baton(env, &["run"]);
-    wait_for("the agent to start", 20, || me.exists());
-    (child, read_pid(&me))
+    let pid = wait_for_pid("the agent to start", &me);
+    (child, pid)
 }
 
 #[test]
