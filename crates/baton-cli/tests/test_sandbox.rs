@@ -272,7 +272,7 @@ fn bad_sandbox_settings_are_plan_errors() {
     };
     let said = check("[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\"]\nnetwork = \"off\"\n\n[[task]]\nid = \"t\"\nagent = \"sh\"\nprompt = \"x\"\n");
     assert!(
-        said.contains("baton.toml:4:11: agent \"sh\": network needs sandbox = \"bwrap\""),
+        said.contains("baton.toml:4:11: agent \"sh\": network needs a sandbox (sandbox = \"bwrap\" or \"container\")"),
         "{said}"
     );
     let said = check("[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\"]\n\n[[task]]\nid = \"t\"\nagent = \"sh\"\nprompt = \"x\"\nsandbox = \"bwrap\"\n");

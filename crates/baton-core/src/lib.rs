@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod ask;
 pub mod clean;
 pub mod clock;
+pub mod container;
 pub mod control;
 pub mod cron;
 pub mod dag;

@@ -26,6 +26,9 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
         };
         eprintln!("warning: tasks {a:?} and {b:?} declare overlapping files; {how}");
     }
+    for w in baton_core::container::notes::warnings(&plan) {
+        eprintln!("warning: {w}");
+    }
     for (name, a) in &plan.agents {
         let program = baton_core::adapter::program_name(&a.cli());
         if which(&program).is_none() {

@@ -2,6 +2,7 @@
 //! each profile of a plan can start.
 
 use super::{load_plan, which};
+use baton_core::plan::sandbox::Wall;
 use baton_core::adapter::program_name;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -91,12 +92,20 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
             );
             continue;
         }
+        let in_container = profile
+            .sandbox
+            .as_ref()
+            .is_some_and(|s| s.wall == Wall::Container);
         let verdict = match which(&program) {
+            _ if in_container => Ok(format!(
+                "runs {program:?} in its container (from the image or [container] mounts)"
+            )),
             None => Err(format!("cannot start: {program:?} not found on PATH (install it, or set the profile's `command`)")),
             Some(p) if profile.adapter == "exec" => Ok(format!("runs {}", p.display())),
             Some(p) => version(&p).await.map(|v| format!("{v} ({})", p.display())).map_err(|e| format!("cannot start: {e}")),
         };
-        let verdict = match (&profile.sandbox, &sandbox) {
+        let walled = |s: &baton_core::plan::sandbox::Sandbox| s.wall == Wall::Bwrap;
+        let verdict = match (profile.sandbox.as_ref().filter(|s| walled(s)), &sandbox) {
             (Some(_), Err(e)) => verdict.and(Err(format!("its sandbox cannot start: {e}"))),
             _ => verdict,
         };
@@ -115,6 +124,16 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
         if let Some((ok, line)) = gateway_line(&plan, profile, &repo.root).await {
             bad += usize::from(!ok);
             println!("      {line}");
+        }
+    }
+    if baton_core::plan::container::any_walled(&plan.agents) {
+        println!("containers (sandbox = \"container\"):");
+        for (ok, line) in baton_core::container::notes::doctor(&plan.container, &repo.root).await {
+            bad += usize::from(!ok);
+            println!("  {}  {line}", if ok { "ok" } else { "NO" });
+        }
+        for w in baton_core::container::notes::warnings(&plan) {
+            println!("  note  {w}");
         }
     }
     if let Some(remote) = &plan.executor.remote {
@@ -201,12 +220,39 @@ async fn remote_checks(remote: &baton_core::plan::Remote) -> usize {
     bad
 }
 
+/// A container's walls in words.
+fn container_rules(spec: &baton_core::plan::sandbox::Sandbox) -> Vec<String> {
+    use baton_core::plan::sandbox::Network;
+    let mut rules = vec![
+        "sandbox: container; sees: its worktree and its desk's own git directory (writable), the repository (read-only), its CLI's own state, [container] mounts; nothing else of this machine".to_string(),
+        "processes: the container's own; each command's container is removed when it ends".to_string(),
+        match &spec.network {
+            Network::On => "network: the engine's own network (not this machine's loopback)".to_string(),
+            Network::Off => "network: none".to_string(),
+            Network::Allow(list) => format!(
+                "network: only {} (through baton's proxy; every connection is an event)",
+                list.join(", ")
+            ),
+        },
+    ];
+    if let Some(m) = spec.memory {
+        rules.push(format!("memory: at most {} (the container's limit)", baton_core::memory::human(m)));
+    }
+    if let Some(p) = spec.pids {
+        rules.push(format!("processes: at most {p} (the container's limit)"));
+    }
+    rules
+}
+
 /// A profile's sandbox in words: what its agents may and may not do.
 fn sandbox_rules(
     spec: &baton_core::plan::sandbox::Sandbox,
     profile: &baton_core::plan::AgentProfile,
 ) -> Vec<String> {
     use baton_core::plan::sandbox::Network;
+    if spec.wall == Wall::Container {
+        return container_rules(spec);
+    }
     let mut rules = vec![
         "sandbox: bwrap; writes: its worktree, its desk's own git directory (the commits it makes; the repository's refs and objects read-only), a private /tmp".to_string(),
         format!("privileges: {}", baton_core::sandbox::privilege_note()),

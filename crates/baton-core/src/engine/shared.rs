@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     /// The keys the plan's key sources gave, read once as the run started
     /// (a key command may ask a person, a password manager, or be slow).
     pub keys: Arc<std::collections::HashMap<crate::gateway::KeySource, String>>,
+    /// The container engine and image of `sandbox = "container"`
+    /// profiles, found (and built) by the first attempt that needs them.
+    pub containers: tokio::sync::OnceCell<Arc<crate::container::Ready>>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -132,6 +135,20 @@ impl Shared {
             live_askers: Default::default(),
             gateway: None,
             keys: Default::default(),
+            containers: Default::default(),
         }
+    }
+
+    /// The engine and image of the run's containers: found, built or
+    /// pulled once; an error is tried again by the next attempt.
+    pub async fn containers(&self) -> Result<Arc<crate::container::Ready>, String> {
+        self.containers
+            .get_or_try_init(|| async {
+                let ready = crate::container::Ready::prepare(&self.plan.container, &self.repo.root)
+                    .await?;
+                Ok::<_, String>(Arc::new(ready))
+            })
+            .await
+            .cloned()
     }
 }

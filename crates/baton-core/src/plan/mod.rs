@@ -1,6 +1,7 @@
 //! The plan file: parsing and validation into a [`Plan`] the engine can trust.
 
 mod agent;
+pub mod container;
 mod error;
 mod executor;
 mod files;
@@ -77,6 +78,8 @@ pub struct Plan {
     pub gateway: crate::gateway::GatewaySettings,
     /// The user config the plan was composed with, and what it took from it.
     pub user: Option<UserLayer>,
+    /// Where `sandbox = "container"` profiles run (`[container]`).
+    pub container: container::ContainerSettings,
 }
 
 pub use route::Route;

@@ -32,6 +32,7 @@ pub(crate) struct RawPlan {
     #[serde(default)]
     pub hook: Vec<Spanned<RawHook>>,
     pub notify: Option<Spanned<RawNotify>>,
+    pub container: Option<Spanned<super::container::RawContainer>>,
     // Not Spanned: a `[gateway.providers.x]` header alone makes the table
     // implicitly, which a Spanned cannot read.
     pub gateway: Option<RawGateway>,

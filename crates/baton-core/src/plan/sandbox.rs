@@ -1,5 +1,6 @@
-//! A profile's sandbox (`sandbox = "bwrap"`, `network`, `hide`, `memory`,
-//! `pids`), as the plan says it; `crate::sandbox` builds it.
+//! A profile's sandbox (`sandbox = "bwrap"` or `"container"`, `network`,
+//! `hide`, `memory`, `pids`), as the plan says it; `crate::sandbox` builds
+//! bubblewrap's, `crate::container` a container's.
 
 use super::parse_size;
 
@@ -17,8 +18,19 @@ pub enum Network {
 /// otherwise (`~` is the agent's home).
 pub const DEFAULT_HIDE: &[&str] = &["~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gh"];
 
+/// What walls the agent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wall {
+    /// bubblewrap: the host's own files, read-only but for the desk.
+    #[default]
+    Bwrap,
+    /// A container of the project's image (`[container]`), by Podman or Docker.
+    Container,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sandbox {
+    pub wall: Wall,
     pub network: Network,
     pub hide: Vec<String>,
     /// Bytes of memory the agent (its whole process tree) may use.
@@ -96,7 +108,8 @@ fn hide_problem(h: &str) -> Option<String> {
     None
 }
 
-/// The sandbox of a profile from its fields (`mode`: "bwrap" or "off").
+/// The sandbox of a profile from its fields (`mode`: "bwrap", "container"
+/// or "off").
 pub fn parse(
     mode: Option<&str>,
     network: Option<&toml::Value>,
@@ -104,16 +117,17 @@ pub fn parse(
     memory: Option<&str>,
     pids: Option<i64>,
 ) -> Result<Option<Sandbox>, String> {
-    let on = match mode {
-        None | Some("off") => false,
-        Some("bwrap") => true,
+    let wall = match mode {
+        None | Some("off") => None,
+        Some("bwrap") => Some(Wall::Bwrap),
+        Some("container") => Some(Wall::Container),
         Some(other) => {
             return Err(format!(
-                "sandbox must be \"bwrap\" or \"off\", not {other:?}"
+                "sandbox must be \"bwrap\", \"container\" or \"off\", not {other:?}"
             ))
         }
     };
-    if !on {
+    let Some(wall) = wall else {
         let set: Vec<&str> = [
             network.map(|_| "network"),
             hide.map(|_| "hide"),
@@ -124,10 +138,12 @@ pub fn parse(
         .flatten()
         .collect();
         if let Some(first) = set.first() {
-            return Err(format!("{first} needs sandbox = \"bwrap\""));
+            return Err(format!(
+                "{first} needs a sandbox (sandbox = \"bwrap\" or \"container\")"
+            ));
         }
         return Ok(None);
-    }
+    };
     let network = network.map(parse_network).transpose()?.unwrap_or_default();
     let hide = match hide {
         Some(h) => h.to_vec(),
@@ -153,6 +169,7 @@ pub fn parse(
         None => None,
     };
     Ok(Some(Sandbox {
+        wall,
         network,
         hide,
         memory,
@@ -191,7 +208,12 @@ mod tests {
         assert_eq!(parse(None, None, None, None, None).unwrap(), None);
         assert_eq!(parse(Some("off"), None, None, None, None).unwrap(), None);
         let e = parse(None, Some(&v("\"off\"")), None, None, None).unwrap_err();
-        assert_eq!(e, "network needs sandbox = \"bwrap\"");
+        assert_eq!(
+            e,
+            "network needs a sandbox (sandbox = \"bwrap\" or \"container\")"
+        );
+        let c = parse(Some("container"), Some(&v("\"off\"")), None, None, None);
+        assert_eq!(c.unwrap().unwrap().wall, Wall::Container);
         let s = parse(Some("bwrap"), None, None, Some("2G"), Some(64))
             .unwrap()
             .unwrap();

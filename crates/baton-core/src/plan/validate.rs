@@ -115,6 +115,18 @@ pub(super) fn parse(
     let hooks = super::hook::check_hooks(&mut ck, &raw.hook, &agents, repo_root);
     let notify = super::notify::check_notify(&mut ck, &raw.notify);
     let gateway = super::gateway::check_gateway(&mut ck, &raw.gateway);
+    let container = super::container::check_container(&mut ck, raw.container.as_ref(), repo_root);
+    super::container::check_profiles(&mut ck, &agents, &container);
+    let mut workspace = workspace;
+    if let Some(dev) = container.dev.as_ref().filter(|_| super::container::any_walled(&agents)) {
+        // The dev container's creation is the desk's first setup, cached with it.
+        let mut setup = dev.post_create.clone();
+        setup.append(&mut workspace.setup);
+        workspace.setup = setup;
+        // Each forwarded port is published on one of the task's own ports.
+        let forwards = dev.forward_ports.len().min(super::MAX_PORTS as usize) as u16;
+        workspace.ports = workspace.ports.max(forwards);
+    }
     let payload = raw
         .payload
         .as_ref()
@@ -144,6 +156,7 @@ pub(super) fn parse(
         notify,
         gateway,
         user,
+        container,
     })
 }
 

@@ -381,7 +381,7 @@ async fn prepare(sh: &Shared, pool: &Pool, path: &Path, commit: &str) -> bool {
         output: Output::Log(sh.paths.run_dir(&sh.run_id).join("logs").join("pool.log")),
         timeout: ws.setup_timeout,
         env: &env,
-        jail: jail.as_ref().map(|j| j.args.as_slice()),
+        jail: jail.as_ref(),
         unset: &[],
     };
     let passed = matches!(gates::run_all(sh, run, &mut cmds).await, GateResult::Passed);

@@ -150,7 +150,7 @@ pub(crate) async fn setup(
     attempt: u32,
     worktree: &Path,
     env: &[(OsString, OsString)],
-    jail: Option<&[OsString]>,
+    jail: Option<&crate::engine::process::jail::Jail>,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> GateResult {
     let run = gates::GateRun {
@@ -213,7 +213,7 @@ pub(crate) async fn teardown(sh: &Shared, task: &str, worktree: &Path) {
         output: Output::Log(log),
         timeout: sh.plan.workspace.setup_timeout,
         env: &env,
-        jail: jail.as_ref().map(|j| j.args.as_slice()),
+        jail: jail.as_ref(),
         unset: &[],
     };
     if let GateResult::Failed { reason, .. } = gates::run_all(sh, run, &mut cmds).await {

@@ -88,7 +88,7 @@ async fn check(
         }
         None => None,
     };
-    let jail = jail.as_ref().map(|j| j.args.as_slice());
+    let jail = jail.as_ref();
     let log = sh
         .paths
         .run_dir(&sh.run_id)
@@ -129,7 +129,7 @@ struct Desk<'a> {
     task: &'a str,
     dir: &'a Path,
     env: &'a [(OsString, OsString)],
-    jail: Option<&'a [OsString]>,
+    jail: Option<&'a crate::engine::process::jail::Jail>,
     log: &'a Path,
 }
 

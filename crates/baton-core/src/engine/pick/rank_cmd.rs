@@ -101,7 +101,7 @@ async fn score(
         output: Output::Log(log),
         timeout: RANK_TIMEOUT,
         env: &env,
-        jail: jail.as_ref().map(|j| j.args.as_slice()),
+        jail: jail.as_ref(),
         unset: &unset,
     };
     let watched = Watched {

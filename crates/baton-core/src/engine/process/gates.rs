@@ -73,7 +73,7 @@ pub(crate) struct GateRun<'a> {
     pub timeout: Duration,
     pub env: &'a [(OsString, OsString)],
     /// The agent's sandbox (`bwrap` arguments): its gates run in it too.
-    pub jail: Option<&'a [OsString]>,
+    pub jail: Option<&'a crate::engine::process::jail::Jail>,
     /// Variables of baton's environment they must not inherit (a provider's
     /// key, when the agent goes through the model gateway).
     pub unset: &'a [OsString],
@@ -131,7 +131,7 @@ pub(crate) async fn run_one(
         heading(log, &format!("\n==> baton: {} `{gate}`\n", g.kind.word())).await;
     }
     let (program, args) = match g.jail {
-        Some(j) => crate::sandbox::wrap(j, "sh".into(), vec!["-c".into(), gate.into()]),
+        Some(j) => j.command("sh".into(), vec!["-c".into(), gate.into()]),
         None => ("sh".into(), vec!["-c".into(), gate.into()]),
     };
     let spec = Spec {

@@ -6,7 +6,7 @@
 
 use crate::engine::shared::Shared;
 use crate::payload::Payload;
-use crate::plan::sandbox::{Network, Sandbox};
+use crate::plan::sandbox::{Network, Sandbox, Wall};
 use crate::plan::AgentProfile;
 use crate::sandbox::{proxy::Proxy, OwnGit};
 use std::ffi::OsString;
@@ -30,11 +30,75 @@ pub(crate) struct Room<'a> {
     pub attempt: Option<u32>,
 }
 
-/// A drawn sandbox: `bwrap` arguments, and the proxy of an allow-list,
-/// which lives as long as this does.
+/// A drawn sandbox: bubblewrap's arguments or a container's recipe, and
+/// the proxy of an allow-list, which lives as long as this does.
 pub(crate) struct Jail {
-    pub args: Vec<OsString>,
-    pub _proxy: Option<Proxy>,
+    walls: Walls,
+    _proxy: Option<Proxy>,
+}
+
+enum Walls {
+    Bwrap(Vec<OsString>),
+    Container(crate::container::Cell),
+}
+
+impl Jail {
+    /// `program args` run inside: the program to start and its arguments.
+    pub fn command(&self, program: OsString, args: Vec<OsString>) -> (OsString, Vec<OsString>) {
+        match &self.walls {
+            Walls::Bwrap(jail) => crate::sandbox::wrap(jail, program, args),
+            Walls::Container(cell) => cell.command(program, args),
+        }
+    }
+}
+
+impl Jail {
+    /// Which limit a command that exited with `code` hit, if it says so:
+    /// in a container, SIGKILL comes from the kernel at its memory limit
+    /// (baton's own stop and timeout are told apart before this).
+    pub fn limit_hit(&self, code: i32) -> Option<String> {
+        let Walls::Container(cell) = &self.walls else {
+            return None;
+        };
+        match (cell.memory, code) {
+            (Some(m), 137) => Some(format!(
+                "killed at its memory limit of {} (the profile's `memory`; SIGKILL in its container)",
+                crate::memory::human(m)
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Jail {
+    /// A command's container goes with it (`--rm`), unless the command was
+    /// killed (SIGKILL reaches the engine's client, not the container):
+    /// what is left is removed here, off the async threads.
+    fn drop(&mut self) {
+        if let Walls::Container(cell) = &self.walls {
+            let names = cell.names();
+            if names.is_empty() {
+                return;
+            }
+            let program = cell.program.clone();
+            std::thread::spawn(move || {
+                let mut cmd = std::process::Command::new(&program);
+                cmd.args(["rm", "-f"]);
+                if program == "podman" {
+                    cmd.args(["--ignore", "--time", "0"]);
+                }
+                let done = cmd
+                    .args(&names)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                if let Err(e) = done {
+                    tracing::warn!("cannot remove the containers {names:?}: {e}");
+                }
+            });
+        }
+    }
 }
 
 /// Where the desk `name` of this run keeps its own git directory.
@@ -122,7 +186,13 @@ pub(crate) fn for_checks(sh: &Shared) -> Option<Sandbox> {
     } else {
         first.network.clone()
     };
+    let wall = if boxes.iter().any(|b| b.wall == Wall::Container) {
+        Wall::Container
+    } else {
+        Wall::Bwrap
+    };
     Some(Sandbox {
+        wall,
         network,
         hide,
         memory: None,
@@ -157,6 +227,13 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
         Some(list) => Some(start_proxy(sh, room.task, room.attempt, list)?),
         None => None,
     };
+    if room.spec.wall == Wall::Container {
+        let cell = super::cell::draw(sh, &room, home.as_deref(), writable, proxy.as_ref()).await?;
+        return Ok(Jail {
+            walls: Walls::Container(cell),
+            _proxy: proxy,
+        });
+    }
     let visible = visible(sh, room.env, room.agent, proxy.as_ref());
     let desk = crate::sandbox::Desk {
         worktree: room.worktree,
@@ -178,7 +255,7 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
         args.extend(crate::sandbox::bridge::args(&plan));
     }
     Ok(Jail {
-        args,
+        walls: Walls::Bwrap(args),
         _proxy: proxy,
     })
 }

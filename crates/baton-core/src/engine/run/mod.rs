@@ -217,6 +217,13 @@ impl Engine {
         self.desks.return_spares(&self.sh).await;
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
         self.sweep_remote().await;
+        if let Some(ready) = self.sh.containers.get() {
+            // What a killed command left (its engine's client was killed,
+            // not its container).
+            if let Err(e) = crate::container::sweep(&ready.engine, &self.sh.run_id).await {
+                tracing::warn!("run {}: {e}", self.sh.run_id);
+            }
+        }
         self.sh
             .write("release run ports", |s, run| s.release_run_ports(run))
             .await;

@@ -44,6 +44,9 @@ impl Engine {
         opts.service = record.kind == RunKind::Service;
         let plan = plan_with_queued(&repo, &store, &record, opts.user.as_ref()).await?;
         reap_orphans(&run_id).await;
+        if crate::plan::container::any_walled(&plan.agents) {
+            sweep_containers(&plan, &run_id).await;
+        }
         let integration_ref = format!("refs/heads/{}", record.integration_branch);
         let head = repo.ref_commit(&integration_ref).await?.ok_or_else(|| {
             EngineError::Io(format!(
@@ -195,6 +198,22 @@ async fn reap_orphans(run: &str) {
         process::signal_group(pgid, libc::SIGTERM);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         process::signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// Removes the containers a crash of this run left (found by its label).
+async fn sweep_containers(plan: &Plan, run: &str) {
+    let asked = plan.container.runtime;
+    let found = tokio::task::spawn_blocking(move || crate::container::runtime::find(asked)).await;
+    let swept = match found {
+        Ok(Ok(engine)) => crate::container::sweep(&engine, run).await,
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(e.to_string()),
+    };
+    match swept {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} containers left by run {run}"),
+        Err(e) => tracing::warn!("cannot sweep the containers of run {run}: {e}"),
     }
 }
 

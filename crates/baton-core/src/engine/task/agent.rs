@@ -113,11 +113,17 @@ pub(super) async fn run_agent(
         g.gateway.revoke(&g.access.token);
         super::gate::drain(rx, &mut watch).await;
     }
+    let limit_hit = p.cgroup.as_ref().and_then(|c| c.hit()).or_else(|| {
+        let supervise::Ended::Exited(code) = out.ended else {
+            return None;
+        };
+        p.jail.as_ref().and_then(|j| j.limit_hit(code))
+    });
     AgentRun {
         out,
         session: watch.session,
         last_error: watch.last_error,
-        limit_hit: p.cgroup.as_ref().and_then(|c| c.hit()),
+        limit_hit,
         wire_limit: watch.wire_limit,
         wire_limited: watch.wire_limited,
     }

@@ -183,7 +183,7 @@ pub(crate) async fn run(
         return checked(&ledger, st, gated, commit, result).await;
     }
     let gate_env = gate_env(&prepared.env);
-    let jail = prepared.jail.as_ref().map(|j| j.args.as_slice());
+    let jail = prepared.jail.as_ref();
     let checks = Checks {
         env: &gate_env,
         jail,
@@ -246,7 +246,7 @@ async fn setup(
         },
         None => None,
     };
-    let args = jail.as_ref().map(|j| j.args.as_slice());
+    let args = jail.as_ref();
     match workspace::setup(sh, task, ledger.n, &st.desk.worktree, &env, args, cmds).await {
         GateResult::Passed => {
             st.needs_setup = false;
@@ -382,7 +382,7 @@ async fn settle(
 /// prompt), its sandbox, and what they must not inherit.
 struct Checks<'a> {
     env: &'a [(OsString, OsString)],
-    jail: Option<&'a [OsString]>,
+    jail: Option<&'a crate::engine::process::jail::Jail>,
     unset: &'a [OsString],
 }
 

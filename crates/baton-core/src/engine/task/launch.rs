@@ -123,13 +123,18 @@ pub(super) async fn prepare(
                 attempt: Some(n),
             };
             let j = jail::draw(sh, room).await?;
-            (Some(j), Some(own), limits(sh, st, spec, n).await)
+            // A container's limits are its engine's (`--memory`, `--pids-limit`).
+            let cgroup = match spec.wall {
+                crate::plan::sandbox::Wall::Bwrap => limits(sh, st, spec, n).await,
+                crate::plan::sandbox::Wall::Container => None,
+            };
+            (Some(j), Some(own), cgroup)
         }
         None => (None, None, None),
     };
     if let Some(j) = &jail {
         let args = std::mem::take(&mut launch.args);
-        (launch.program, launch.args) = crate::sandbox::wrap(&j.args, launch.program.clone(), args);
+        (launch.program, launch.args) = j.command(launch.program.clone(), args);
     }
     Ok(Prepared {
         launch,

@@ -1,0 +1,88 @@
+//! Agents in containers (`sandbox = "container"`): each command of an
+//! attempt (the agent, its gates, setup) runs in a container of the
+//! project's image, made by Podman or Docker, that sees the desk's work
+//! tree at its own path, its own git directory, the agent CLI's state and
+//! what `[container] mounts` lends read-only, and nothing else of the
+//! host. Every container carries labels with its run, task and attempt, so
+//! none outlives the run: each is removed when its command ends, and what a
+//! crash left is swept on resume ([`sweep`]).
+
+pub mod cell;
+pub mod devcontainer;
+pub mod image;
+pub mod notes;
+pub mod runtime;
+
+pub use cell::Cell;
+pub use devcontainer::DevContainer;
+pub use runtime::Engine;
+
+use std::process::Stdio;
+
+/// The label every container and service of baton carries: its run.
+pub const RUN_LABEL: &str = "baton.run";
+
+/// What a run's containers are made of: the engine, and the image ready in it.
+#[derive(Debug)]
+pub struct Ready {
+    pub engine: Engine,
+    pub image: String,
+}
+
+impl Ready {
+    /// Finds the engine and makes the image ready (built once per content).
+    pub async fn prepare(
+        settings: &crate::plan::container::ContainerSettings,
+        root: &std::path::Path,
+    ) -> Result<Ready, String> {
+        let asked = settings.runtime;
+        let engine = tokio::task::spawn_blocking(move || runtime::find(asked))
+            .await
+            .map_err(|e| format!("cannot look for a container engine: {e}"))??;
+        let wanted = image::wanted(settings, settings.dev.as_ref(), root)?;
+        let image = image::ensure(&engine, &wanted, root).await?;
+        Ok(Ready { engine, image })
+    }
+}
+
+/// Removes every container of `run` left behind (a crash, a kill -9 of
+/// baton): how many were removed.
+pub async fn sweep(engine: &Engine, run: &str) -> Result<usize, String> {
+    let out = tokio::process::Command::new(&engine.program)
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label={RUN_LABEL}={run}"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot list containers with {}: {e}", engine.program))?;
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    remove(engine, &ids).await?;
+    Ok(ids.len())
+}
+
+/// Stops and removes containers by name or id, at once.
+pub async fn remove(engine: &Engine, names: &[String]) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(&engine.program);
+    cmd.args(["rm", "-f"]);
+    if engine.is_podman() {
+        cmd.args(["--ignore", "--time", "0"]);
+    }
+    let out = cmd
+        .args(names)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot remove containers with {}: {e}", engine.program))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || err.contains("No such container") {
+        Ok(())
+    } else {
+        Err(format!("{} rm: {}", engine.program, err.trim()))
+    }
+}
