@@ -89,6 +89,9 @@ enum Command {
         socket: PathBuf,
         #[arg(long)]
         forward: Vec<u16>,
+        /// Only the forwards: the network is the agent's own otherwise.
+        #[arg(long)]
+        direct: bool,
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
@@ -152,8 +155,7 @@ fn bounded_malloc() {
 /// Runs the agent under the sandbox's network bridge; prints nothing (its
 /// output is the agent's).
 fn sandbox_bridge(
-    socket: PathBuf,
-    forwards: Vec<u16>,
+    plan: baton_core::sandbox::bridge::Plan,
     mut command: Vec<std::ffi::OsString>,
 ) -> ExitCode {
     let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
@@ -163,7 +165,6 @@ fn sandbox_bridge(
         return ExitCode::from(125);
     };
     let program = command.remove(0);
-    let plan = baton_core::sandbox::bridge::Plan { socket, forwards };
     match rt.block_on(baton_core::sandbox::bridge::run(plan, program, command)) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -241,10 +242,16 @@ fn main() -> ExitCode {
     if let Command::SandboxBridge {
         socket,
         forward,
+        direct,
         command,
     } = cli.command
     {
-        return sandbox_bridge(socket, forward, command);
+        let plan = baton_core::sandbox::bridge::Plan {
+            socket,
+            forwards: forward,
+            direct,
+        };
+        return sandbox_bridge(plan, command);
     }
     let screen = matches!(cli.command, Command::Watch(_));
     if let Err(e) = init_logging(cli.verbose, cli.log_file.as_ref(), screen) {

@@ -182,6 +182,7 @@ fn event_text(p: Payload, task: &str) -> Option<String> {
         } => format!("network: refused {host} (not in the allow-list)"),
         P::SandboxNotice { notice } => format!("sandbox: {notice}"),
         P::GatewayNotice { notice } => format!("gateway: {notice}"),
+        P::ServiceReady { name, addr, .. } => format!("service {name} ready at {addr}"),
         P::Fallback { from, to, reason } => {
             format!("handed over from {from} to {to}: {reason}")
         }

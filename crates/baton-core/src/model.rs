@@ -332,6 +332,8 @@ names! {
         /// A profile that could go through the model gateway but has no key
         /// there: its CLI's own login is used.
         GatewayNotice = "gateway_notice",
+        /// A task's own service answers, at its address.
+        ServiceReady = "service_ready",
         /// A race's winner was picked among its candidates (or none could be).
         Picked = "picked",
         /// A sandboxed agent's connection through baton's proxy, allowed or not.

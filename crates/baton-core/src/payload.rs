@@ -245,6 +245,14 @@ pub enum Payload {
         #[serde(default)]
         notice: String,
     },
+    /// A task's own service (`[[workspace.service]]`) answers.
+    ServiceReady {
+        name: String,
+        /// Where the task reaches it (`127.0.0.1:PORT`).
+        addr: String,
+        #[serde(default)]
+        ms: u64,
+    },
     /// A race's pick: who won among its candidates, and why.
     Picked(crate::pick::Picked),
     SandboxConnection {
@@ -482,6 +490,7 @@ impl Payload {
             Payload::MessageReceived(..) => EventKind::MessageReceived,
             Payload::SandboxNotice { .. } => EventKind::SandboxNotice,
             Payload::GatewayNotice { .. } => EventKind::GatewayNotice,
+            Payload::ServiceReady { .. } => EventKind::ServiceReady,
             Payload::Picked(..) => EventKind::Picked,
             Payload::SandboxConnection { .. } => EventKind::SandboxConnection,
             Payload::Fallback { .. } => EventKind::Fallback,
@@ -641,6 +650,11 @@ mod tests {
             K::MessageReceived => Payload::MessageReceived(note),
             K::SandboxNotice => Payload::SandboxNotice { notice: s("n") },
             K::GatewayNotice => Payload::GatewayNotice { notice: s("n") },
+            K::ServiceReady => Payload::ServiceReady {
+                name: s("db"),
+                addr: s("127.0.0.1:20001"),
+                ms: 900,
+            },
             K::Picked => Payload::Picked(crate::pick::Picked {
                 mode: s("first"),
                 winner: Some(s("t.2")),

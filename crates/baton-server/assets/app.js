@@ -1019,6 +1019,7 @@ function describe(ev) {
     case 'sandbox_connection': return [d.allowed ? 'network: connected to ' : 'network: refused ', code(d.host), d.allowed ? '' : ' (not in the allow-list)'];
     case 'sandbox_notice': return ['sandbox: ', d.notice];
     case 'gateway_notice': return ['gateway: ', d.notice];
+    case 'service_ready': return ['service ' + d.name + ' ready at ', d.addr];
     case 'message_sent': return ['→ message to ', code(d.to), ': ', h('q', {}, d.text)];
     case 'message_received': return ['← message from ', d.from ? code(d.from) : 'a person', ': ', h('q', {}, d.text)];
     case 'stalled': return ['no output for a while: stalled?'];

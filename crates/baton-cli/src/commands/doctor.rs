@@ -2,8 +2,8 @@
 //! each profile of a plan can start.
 
 use super::{load_plan, which};
-use baton_core::plan::sandbox::Wall;
 use baton_core::adapter::program_name;
+use baton_core::plan::sandbox::Wall;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -236,7 +236,10 @@ fn container_rules(spec: &baton_core::plan::sandbox::Sandbox) -> Vec<String> {
         },
     ];
     if let Some(m) = spec.memory {
-        rules.push(format!("memory: at most {} (the container's limit)", baton_core::memory::human(m)));
+        rules.push(format!(
+            "memory: at most {} (the container's limit)",
+            baton_core::memory::human(m)
+        ));
     }
     if let Some(p) = spec.pids {
         rules.push(format!("processes: at most {p} (the container's limit)"));

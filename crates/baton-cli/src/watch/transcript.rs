@@ -120,6 +120,13 @@ fn describe(e: &Event) -> Option<(Tone, String)> {
         ),
         P::SandboxNotice { notice } => (Tone::Bad, format!("sandbox: {notice}")),
         P::GatewayNotice { notice } => (Tone::Plain, format!("gateway: {notice}")),
+        P::ServiceReady { name, addr, ms } => (
+            Tone::Plain,
+            format!(
+                "service {name} ready at {addr} in {}",
+                human(Duration::from_millis(ms))
+            ),
+        ),
         P::Picked(p) => match &p.winner {
             Some(w) => (Tone::Good, format!("picked {w}: {}", p.reason)),
             None => (Tone::Bad, format!("no winner: {}", p.reason)),

@@ -179,7 +179,10 @@ mod tests {
         let (prog, args) = c.command("claude".into(), vec!["-p".into()]);
         let a = text(&args);
         assert_eq!(prog, "podman");
-        assert!(a.starts_with("run --rm --interactive --init --name=baton-r1-t-1-0 "), "{a}");
+        assert!(
+            a.starts_with("run --rm --interactive --init --name=baton-r1-t-1-0 "),
+            "{a}"
+        );
         for part in [
             "--label=baton.run=r1",
             "--network=none",

@@ -34,7 +34,13 @@ pub struct Build {
 }
 
 /// Keys that only tell an editor something: not an agent's concern.
-const EDITOR_ONLY: &[&str] = &["name", "$schema", "customizations", "settings", "extensions"];
+const EDITOR_ONLY: &[&str] = &[
+    "name",
+    "$schema",
+    "customizations",
+    "settings",
+    "extensions",
+];
 
 /// Reads a dev container file's text (JSON with comments and trailing
 /// commas, as editors write it).
@@ -125,7 +131,11 @@ fn commands(key: &str, v: &Value) -> Result<Vec<String>, String> {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(words) => {
             let words: Result<Vec<String>, String> = words.iter().map(|w| string(key, w)).collect();
-            Ok(vec![words?.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")])
+            Ok(vec![words?
+                .iter()
+                .map(|w| quote(w))
+                .collect::<Vec<_>>()
+                .join(" ")])
         }
         Value::Object(named) => {
             let mut all = Vec::new();
@@ -196,9 +206,14 @@ fn mounts(v: &Value) -> Result<Vec<String>, String> {
         }
         let get = |k: &[&str]| k.iter().find_map(|k| fields.get(*k)).cloned();
         if get(&["type"]).is_some_and(|t| t != "bind") {
-            return Err(format!("mounts: {item} is not a bind mount (only those are supported)"));
+            return Err(format!(
+                "mounts: {item} is not a bind mount (only those are supported)"
+            ));
         }
-        let (Some(src), Some(dst)) = (get(&["source", "src"]), get(&["target", "dst", "destination"])) else {
+        let (Some(src), Some(dst)) = (
+            get(&["source", "src"]),
+            get(&["target", "dst", "destination"]),
+        ) else {
             return Err(format!("mounts: {item} needs a source and a target"));
         };
         let ro = get(&["readonly", "ro"]).is_some_and(|v| v != "false");
@@ -305,7 +320,10 @@ mod tests {
 }"#;
         let d = parse(text).unwrap();
         let b = d.build.clone().unwrap();
-        assert_eq!((b.dockerfile.as_str(), b.context.as_str()), ("Dockerfile", ".."));
+        assert_eq!(
+            (b.dockerfile.as_str(), b.context.as_str()),
+            ("Dockerfile", "..")
+        );
         assert_eq!(b.args["V"], "3");
         assert_eq!(d.post_create, ["make deps"]);
         assert_eq!(d.post_start, ["echo 'it'\\''s up'", "true"]);
@@ -322,8 +340,14 @@ mod tests {
             ("{", "not JSON"),
             ("[]", "not a JSON object"),
             ("{\"name\": \"x\"}", "names no image"),
-            ("{\"image\": \"a\", \"forwardPorts\": [\"db:5432\"]}", "not a port"),
-            ("{\"image\": \"a\", \"mounts\": [\"source=v,target=/x,type=volume\"]}", "bind"),
+            (
+                "{\"image\": \"a\", \"forwardPorts\": [\"db:5432\"]}",
+                "not a port",
+            ),
+            (
+                "{\"image\": \"a\", \"mounts\": [\"source=v,target=/x,type=volume\"]}",
+                "bind",
+            ),
             ("{\"build\": {\"target\": \"dev\"}}", "build.target"),
         ] {
             let e = parse(text).unwrap_err();

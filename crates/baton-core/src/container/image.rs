@@ -53,7 +53,10 @@ pub fn wanted(
                 (None, None) => Err(format!("{file} names no image")),
             }
         }
-        _ => Err("sandbox = \"container\" needs an image: [container] image, dockerfile or devcontainer".into()),
+        _ => Err(
+            "sandbox = \"container\" needs an image: [container] image, dockerfile or devcontainer"
+                .into(),
+        ),
     }
 }
 
@@ -116,7 +119,15 @@ pub async fn ensure(engine: &Engine, wanted: &Wanted, root: &Path) -> Result<Str
         return Ok(name);
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    let tail: String = err.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail: String = err
+        .lines()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
     Err(match wanted {
         Wanted::Named(n) => format!("the image {n} is not here and cannot be pulled: {tail}"),
         Wanted::Built(r) => format!(

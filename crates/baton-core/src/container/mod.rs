@@ -32,13 +32,10 @@ pub struct Ready {
 impl Ready {
     /// Finds the engine and makes the image ready (built once per content).
     pub async fn prepare(
+        engine: Engine,
         settings: &crate::plan::container::ContainerSettings,
         root: &std::path::Path,
     ) -> Result<Ready, String> {
-        let asked = settings.runtime;
-        let engine = tokio::task::spawn_blocking(move || runtime::find(asked))
-            .await
-            .map_err(|e| format!("cannot look for a container engine: {e}"))??;
         let wanted = image::wanted(settings, settings.dev.as_ref(), root)?;
         let image = image::ensure(&engine, &wanted, root).await?;
         Ok(Ready { engine, image })

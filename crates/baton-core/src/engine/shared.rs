@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     /// The container engine and image of `sandbox = "container"`
     /// profiles, found (and built) by the first attempt that needs them.
     pub containers: tokio::sync::OnceCell<Arc<crate::container::Ready>>,
+    /// The container engine, found once (containers and services).
+    pub engine: tokio::sync::OnceCell<crate::container::Engine>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -136,17 +138,33 @@ impl Shared {
             gateway: None,
             keys: Default::default(),
             containers: Default::default(),
+            engine: Default::default(),
         }
     }
 
     /// The engine and image of the run's containers: found, built or
     /// pulled once; an error is tried again by the next attempt.
     pub async fn containers(&self) -> Result<Arc<crate::container::Ready>, String> {
+        let engine = self.engine().await?;
         self.containers
             .get_or_try_init(|| async {
-                let ready = crate::container::Ready::prepare(&self.plan.container, &self.repo.root)
-                    .await?;
+                let ready =
+                    crate::container::Ready::prepare(engine, &self.plan.container, &self.repo.root)
+                        .await?;
                 Ok::<_, String>(Arc::new(ready))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The container engine the plan asks for (or the first installed).
+    pub async fn engine(&self) -> Result<crate::container::Engine, String> {
+        self.engine
+            .get_or_try_init(|| async {
+                let asked = self.plan.container.runtime;
+                tokio::task::spawn_blocking(move || crate::container::runtime::find(asked))
+                    .await
+                    .map_err(|e| format!("cannot look for a container engine: {e}"))?
             })
             .await
             .cloned()

@@ -86,7 +86,8 @@ pub(super) fn check_container(
             "podman" => Runtime::Podman,
             "docker" => Runtime::Docker,
             other => {
-                let msg = format!("container.runtime must be \"podman\" or \"docker\", not {other:?}");
+                let msg =
+                    format!("container.runtime must be \"podman\" or \"docker\", not {other:?}");
                 ck.at(Some(r.span()), None, msg);
                 Runtime::Any
             }
@@ -202,7 +203,10 @@ pub(super) fn check_profiles(
 
 /// The directory of a relative file ("." for one at the top).
 fn parent_of(file: &str) -> String {
-    match Path::new(file).parent().map(|p| p.to_string_lossy().to_string()) {
+    match Path::new(file)
+        .parent()
+        .map(|p| p.to_string_lossy().to_string())
+    {
         Some(p) if !p.is_empty() => p,
         _ => ".".into(),
     }
@@ -233,7 +237,10 @@ mod tests {
 
     #[test]
     fn the_image_is_named_built_or_read_from_the_dev_container_file() {
-        let (s, e) = check("[container]\nimage = \"debian:12\"\nruntime = \"podman\"\ncpus = 1.5\n", None);
+        let (s, e) = check(
+            "[container]\nimage = \"debian:12\"\nruntime = \"podman\"\ncpus = 1.5\n",
+            None,
+        );
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(s.image, ImageSource::Image("debian:12".into()));
         assert_eq!((s.runtime, s.cpus), (Runtime::Podman, Some(1.5)));
@@ -249,7 +256,10 @@ mod tests {
         std::fs::write(dir.path().join(DEVCONTAINER), "{}").unwrap();
         let (s, _) = check("", Some(dir.path()));
         assert_eq!(s.image, ImageSource::Devcontainer(DEVCONTAINER.into()));
-        let (s, _) = check("[container]\nmounts = [\"/usr/bin/node\"]\n", Some(dir.path()));
+        let (s, _) = check(
+            "[container]\nmounts = [\"/usr/bin/node\"]\n",
+            Some(dir.path()),
+        );
         assert_eq!(s.image, ImageSource::Devcontainer(DEVCONTAINER.into()));
         assert_eq!(s.mounts[0].pod, "/usr/bin/node");
     }

@@ -15,6 +15,7 @@ mod raw;
 pub mod route;
 pub mod sandbox;
 mod schedule;
+pub mod service;
 mod source;
 mod task;
 mod user;

@@ -189,6 +189,8 @@ pub(crate) struct RawWorkspace {
     pub setup_inputs: Option<Spanned<Vec<String>>>,
     pub pool: Option<Spanned<toml::Value>>,
     pub sparse: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub service: Vec<Spanned<super::service::RawService>>,
 }
 
 /// `[[route]]`: tasks queued with one of these tags go to this profile.

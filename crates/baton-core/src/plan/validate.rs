@@ -118,14 +118,19 @@ pub(super) fn parse(
     let container = super::container::check_container(&mut ck, raw.container.as_ref(), repo_root);
     super::container::check_profiles(&mut ck, &agents, &container);
     let mut workspace = workspace;
-    if let Some(dev) = container.dev.as_ref().filter(|_| super::container::any_walled(&agents)) {
+    if let Some(dev) = container
+        .dev
+        .as_ref()
+        .filter(|_| super::container::any_walled(&agents))
+    {
         // The dev container's creation is the desk's first setup, cached with it.
         let mut setup = dev.post_create.clone();
         setup.append(&mut workspace.setup);
         workspace.setup = setup;
         // Each forwarded port is published on one of the task's own ports.
         let forwards = dev.forward_ports.len().min(super::MAX_PORTS as usize) as u16;
-        workspace.ports = workspace.ports.max(forwards);
+        let services = workspace.services.len() as u16;
+        workspace.ports = (workspace.ports - services).max(forwards) + services;
     }
     let payload = raw
         .payload

@@ -17,6 +17,9 @@ pub struct Plan {
     pub socket: PathBuf,
     /// Loopback ports passed through as they are.
     pub forwards: Vec<u16>,
+    /// No proxy: the agent keeps its own network, and only the forwards
+    /// go through baton (a container's own services).
+    pub direct: bool,
 }
 
 /// The port the proxy listens on inside: 3128, or the next one no forward takes.
@@ -42,20 +45,25 @@ pub fn args(plan: &Plan) -> Vec<OsString> {
         a.push("--forward".into());
         a.push(p.to_string().into());
     }
+    if plan.direct {
+        a.push("--direct".into());
+    }
     a
 }
 
 /// Serves the bridge and runs `program args` under it; its exit status.
 pub async fn run(plan: Plan, program: OsString, args: Vec<OsString>) -> std::io::Result<i32> {
     let port = proxy_port(&plan.forwards);
-    let proxy = TcpListener::bind(("127.0.0.1", port)).await?;
-    let socket = plan.socket.clone();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = proxy.accept().await {
-            let socket = socket.clone();
-            tokio::spawn(async move { pass(conn, &socket, None).await });
-        }
-    });
+    if !plan.direct {
+        let proxy = TcpListener::bind(("127.0.0.1", port)).await?;
+        let socket = plan.socket.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = proxy.accept().await {
+                let socket = socket.clone();
+                tokio::spawn(async move { pass(conn, &socket, None).await });
+            }
+        });
+    }
     for p in &plan.forwards {
         let listener = TcpListener::bind(("127.0.0.1", *p)).await?;
         let (socket, p) = (plan.socket.clone(), *p);
@@ -69,6 +77,10 @@ pub async fn run(plan: Plan, program: OsString, args: Vec<OsString>) -> std::io:
     let url = format!("http://127.0.0.1:{port}");
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args);
+    if plan.direct {
+        let status = cmd.spawn()?.wait().await?;
+        return Ok(status.code().unwrap_or(128 + status_signal(&status)));
+    }
     for k in [
         "HTTP_PROXY",
         "HTTPS_PROXY",

@@ -44,7 +44,11 @@ pub(crate) async fn draw(
     cell.env_names = names;
     let settings = &sh.plan.container;
     if let Some(dev) = &settings.dev {
-        cell.env = dev.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        cell.env = dev
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         cell.user = dev.remote_user.clone();
         if room.agent.is_some() {
             cell.before = dev.post_start.clone();
@@ -57,12 +61,19 @@ pub(crate) async fn draw(
     cell.memory = room.spec.memory;
     cell.pids = room.spec.pids;
     cell.cpus = settings.cpus;
-    if let (Some(p), Network::Allow(list)) = (proxy, &room.spec.network) {
+    let forwarded = match &room.spec.network {
+        Network::Allow(list) => Some(list.as_slice()),
+        Network::On if !room.services.is_empty() => Some(room.services),
+        _ => None,
+    };
+    if let (Some(p), Some(list)) = (proxy, forwarded) {
         // The command runs under the bridge, which reaches the proxy.
         let baton = sh.baton.clone().ok_or("a network allow-list needs baton's own binary inside the container, and this engine was started without it")?;
         let plan = crate::sandbox::bridge::Plan {
             socket: p.socket.clone(),
             forwards: crate::sandbox::bridge::loopback_ports(list),
+            // Its own network stays: only its services go through baton.
+            direct: room.spec.network == Network::On,
         };
         cell.prefix = vec![baton.into(), "__sandbox-bridge".into()];
         cell.prefix.extend(crate::sandbox::bridge::args(&plan));
@@ -154,8 +165,17 @@ fn binds(
     if let (true, Some(h)) = (hermetic, home) {
         binds.push(same(h, true));
     }
-    binds.extend(writable.iter().filter(|w| w.exists()).map(|w| same(w, true)));
-    binds.extend(proxy.and_then(|p| p.socket.parent()).map(|d| same(d, false)));
+    binds.extend(
+        writable
+            .iter()
+            .filter(|w| w.exists())
+            .map(|w| same(w, true)),
+    );
+    binds.extend(
+        proxy
+            .and_then(|p| p.socket.parent())
+            .map(|d| same(d, false)),
+    );
     if let Some(b) = sh.baton.as_deref().map(Path::new).filter(|b| b.exists()) {
         binds.push(same(b, false));
     }

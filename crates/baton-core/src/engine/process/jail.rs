@@ -28,6 +28,9 @@ pub(crate) struct Room<'a> {
     /// Whose connections the proxy reports.
     pub task: Option<&'a str>,
     pub attempt: Option<u32>,
+    /// The attempt's own services (`127.0.0.1:PORT`): a container with its
+    /// own network still reaches them there.
+    pub services: &'a [String],
 }
 
 /// A drawn sandbox: bubblewrap's arguments or a container's recipe, and
@@ -146,6 +149,7 @@ pub(crate) async fn check_jail(
         doors: Vec::new(),
         task,
         attempt,
+        services: &[],
     };
     draw(sh, room).await
 }
@@ -221,6 +225,9 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
     writable.extend(room.doors.iter().map(|d| d.to_path_buf()));
     let allow = match &room.spec.network {
         Network::Allow(list) => Some(list.clone()),
+        Network::On if room.spec.wall == Wall::Container && !room.services.is_empty() => {
+            Some(room.services.to_vec())
+        }
         _ => None,
     };
     let proxy = match &allow {
@@ -250,6 +257,7 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
         let plan = crate::sandbox::bridge::Plan {
             socket: p.socket.clone(),
             forwards: crate::sandbox::bridge::loopback_ports(list),
+            direct: false,
         };
         args.extend(["--".into(), baton.into(), "__sandbox-bridge".into()]);
         args.extend(crate::sandbox::bridge::args(&plan));

@@ -217,10 +217,10 @@ impl Engine {
         self.desks.return_spares(&self.sh).await;
         self.desks.clear(&self.sh.repo, &self.sh.run_id).await;
         self.sweep_remote().await;
-        if let Some(ready) = self.sh.containers.get() {
+        if let Some(engine) = self.sh.engine.get() {
             // What a killed command left (its engine's client was killed,
-            // not its container).
-            if let Err(e) = crate::container::sweep(&ready.engine, &self.sh.run_id).await {
+            // not its container), and every service.
+            if let Err(e) = crate::container::sweep(engine, &self.sh.run_id).await {
                 tracing::warn!("run {}: {e}", self.sh.run_id);
             }
         }

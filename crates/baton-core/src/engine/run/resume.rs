@@ -44,7 +44,7 @@ impl Engine {
         opts.service = record.kind == RunKind::Service;
         let plan = plan_with_queued(&repo, &store, &record, opts.user.as_ref()).await?;
         reap_orphans(&run_id).await;
-        if crate::plan::container::any_walled(&plan.agents) {
+        if crate::plan::container::any_walled(&plan.agents) || !plan.workspace.services.is_empty() {
             sweep_containers(&plan, &run_id).await;
         }
         let integration_ref = format!("refs/heads/{}", record.integration_branch);

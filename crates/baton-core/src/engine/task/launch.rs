@@ -10,6 +10,7 @@ use crate::adapter::{self, Adapter, LaunchRequest};
 use crate::engine::process::jail;
 use crate::engine::shared::Shared;
 use crate::payload::Payload;
+use crate::plan::sandbox::Network;
 use crate::plan::AgentProfile;
 use crate::template::PromptContext;
 use std::ffi::OsString;
@@ -37,6 +38,8 @@ pub(crate) struct Prepared {
     pub(super) own_git: Option<crate::sandbox::OwnGit>,
     /// The cgroup that holds the agent to its `memory` and `pids`.
     pub(super) cgroup: Option<crate::sandbox::cgroup::Cgroup>,
+    /// The attempt's own services, removed with it.
+    pub(super) _services: Option<super::services::Services>,
     /// Where the agent runs (set once the launch is prepared).
     pub(super) placement: super::executor::Placement,
     /// Its pass through the model gateway, if its profile goes through it.
@@ -88,6 +91,9 @@ pub(super) async fn prepare(
         adapter_env.push((crate::ask::SOCKET_VAR.into(), s.into()));
     }
     let mut env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
+    let services = super::services::start(sh, &st.spec.id, n, &env).await?;
+    let service_addrs: Vec<String> = services.iter().flat_map(|s| s.addrs.clone()).collect();
+    env.extend(services.iter().flat_map(|s| s.env.iter().cloned()));
     let mut unset = Vec::new();
     if let Some(g) = &gate {
         // The agent holds its token, never a key: none from its profile,
@@ -101,6 +107,15 @@ pub(super) async fn prepare(
         let mut s = super::gate::network(s, gate.as_ref());
         // A key baton reads from a file is never the agent's to read.
         s.hide.extend(super::gate::key_files(sh));
+        // A closed sandbox still reaches its own services (and no others).
+        s.network = match std::mem::take(&mut s.network) {
+            Network::Off if !service_addrs.is_empty() => Network::Allow(service_addrs.clone()),
+            Network::Allow(mut list) => {
+                list.extend(service_addrs.iter().cloned());
+                Network::Allow(list)
+            }
+            other => other,
+        };
         s
     });
     let (jail, own_git, cgroup) = match &spec {
@@ -121,6 +136,7 @@ pub(super) async fn prepare(
                     .collect(),
                 task: Some(&st.spec.id),
                 attempt: Some(n),
+                services: &service_addrs,
             };
             let j = jail::draw(sh, room).await?;
             // A container's limits are its engine's (`--memory`, `--pids-limit`).
@@ -144,6 +160,7 @@ pub(super) async fn prepare(
         ask,
         own_git,
         cgroup,
+        _services: services,
         placement: super::executor::Placement::Local,
         gate,
         unset,

@@ -14,6 +14,7 @@ pub(crate) mod launch;
 pub(crate) mod lead;
 pub(crate) mod meter;
 pub(crate) mod prompt;
+pub(crate) mod services;
 pub(crate) mod start;
 pub(crate) mod watch;
 

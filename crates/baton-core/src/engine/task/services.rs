@@ -1,0 +1,259 @@
+//! An attempt's own services (`[[workspace.service]]`): one container of
+//! each, started before the agent, published on one of the task's ports of
+//! 127.0.0.1 and waited for, then removed with the attempt. The agent and
+//! its gates find each at `BATON_SERVICE_<NAME>_ADDR` (and `_HOST`,
+//! `_PORT`, `_URL`); a sandbox with no network reaches its own services
+//! and no other task's.
+
+use crate::engine::shared::Shared;
+use crate::payload::Payload;
+use crate::plan::service::Service;
+use std::ffi::OsString;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+/// The running services of one attempt; removed when dropped.
+pub(crate) struct Services {
+    program: String,
+    names: Vec<String>,
+    /// Their variables, for the agent and its gates.
+    pub env: Vec<(OsString, OsString)>,
+    /// `127.0.0.1:PORT` of each: what a closed sandbox may still reach.
+    pub addrs: Vec<String>,
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        if self.names.is_empty() {
+            return;
+        }
+        let (program, names) = (self.program.clone(), std::mem::take(&mut self.names));
+        // Off the async threads: the attempt is over, nothing waits for it.
+        std::thread::spawn(move || {
+            let mut cmd = std::process::Command::new(&program);
+            cmd.args(["rm", "-f"]);
+            if program == "podman" {
+                cmd.args(["--ignore", "--time", "0"]);
+            }
+            let done = cmd
+                .args(&names)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if let Err(e) = done {
+                tracing::warn!("cannot remove the services {names:?}: {e}");
+            }
+        });
+    }
+}
+
+/// Starts the plan's services for attempt `n` of `task`, each on its port
+/// of the task's block (in `env`), and waits until each answers.
+pub(crate) async fn start(
+    sh: &Shared,
+    task: &str,
+    n: u32,
+    env: &[(OsString, OsString)],
+) -> Result<Option<Services>, String> {
+    let ws = &sh.plan.workspace;
+    if ws.services.is_empty() {
+        return Ok(None);
+    }
+    let engine = sh.engine().await?;
+    let mut out = Services {
+        program: engine.program.clone(),
+        names: Vec::new(),
+        env: Vec::new(),
+        addrs: Vec::new(),
+    };
+    for (i, svc) in ws.services.iter().enumerate() {
+        let var = format!("BATON_PORT_{}", ws.service_port_index(i));
+        let port: u16 = crate::sandbox::env_var(env, &var)
+            .and_then(|p| p.to_str()?.parse().ok())
+            .ok_or_else(|| format!("service {}: the task has no port {var}", svc.name))?;
+        let name = container_name(sh, task, n, &svc.name);
+        let began = Instant::now();
+        run(sh, &engine.program, &name, task, n, svc, port).await?;
+        out.names.push(name.clone());
+        ready(&engine.program, &name, svc, port).await?;
+        let addr = format!("127.0.0.1:{port}");
+        let data = Payload::ServiceReady {
+            name: svc.name.clone(),
+            addr: addr.clone(),
+            ms: began.elapsed().as_millis() as u64,
+        };
+        sh.event(Some(task), Some(n), data).await;
+        out.env.extend(variables(svc, port));
+        out.addrs.push(addr);
+    }
+    Ok(Some(out))
+}
+
+/// `BATON_SERVICE_<NAME>_HOST`, `_PORT`, `_ADDR` and, if the plan gives
+/// its form, `_URL`.
+fn variables(svc: &Service, port: u16) -> Vec<(OsString, OsString)> {
+    let p = svc.var_prefix();
+    let mut v: Vec<(OsString, OsString)> = vec![
+        (format!("{p}_HOST").into(), "127.0.0.1".into()),
+        (format!("{p}_PORT").into(), port.to_string().into()),
+        (
+            format!("{p}_ADDR").into(),
+            format!("127.0.0.1:{port}").into(),
+        ),
+    ];
+    if let Some(url) = &svc.url {
+        let url = url
+            .replace("{host}", "127.0.0.1")
+            .replace("{port}", &port.to_string());
+        v.push((format!("{p}_URL").into(), url.into()));
+    }
+    v
+}
+
+fn container_name(sh: &Shared, task: &str, n: u32, service: &str) -> String {
+    let raw = format!(
+        "baton-{}-{task}-{n}-{service}-{}",
+        sh.run_id,
+        std::process::id()
+    );
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+async fn run(
+    sh: &Shared,
+    program: &str,
+    name: &str,
+    task: &str,
+    n: u32,
+    svc: &Service,
+    port: u16,
+) -> Result<(), String> {
+    let mut cmd = Command::new(program);
+    cmd.args(["run", "--detach", "--rm"])
+        .arg(format!("--name={name}"))
+        .arg(format!(
+            "--label={}={}",
+            crate::container::RUN_LABEL,
+            sh.run_id
+        ))
+        .arg(format!("--label=baton.task={task}"))
+        .arg(format!("--label=baton.attempt={n}"))
+        .arg(format!("--label=baton.service={}", svc.name))
+        .arg(format!("--publish=127.0.0.1:{port}:{}", svc.port))
+        .args(crate::container::runtime::ulimits());
+    for (k, _) in &svc.env {
+        cmd.arg(format!("--env={k}"));
+    }
+    // Values through the client's environment: never on a command line.
+    cmd.envs(svc.env.iter().map(|(k, v)| (k, v)));
+    cmd.arg(&svc.image).args(&svc.command);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("service {}: cannot run {program}: {e}", svc.name))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "service {} did not start from {}: {}",
+        svc.name,
+        svc.image,
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+/// Waits until the service's port takes a connection and its healthcheck
+/// (if any) passes inside it; its log's end if it stops or never answers.
+async fn ready(program: &str, name: &str, svc: &Service, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + svc.ready_timeout;
+    let mut open = false;
+    loop {
+        if !open {
+            open = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok();
+        }
+        if open {
+            match &svc.healthcheck {
+                None => return Ok(()),
+                Some(check) => {
+                    let passed = Command::new(program)
+                        .args(["exec", name, "sh", "-c", check])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .await
+                        .is_ok_and(|s| s.success());
+                    if passed {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let running = Command::new(program)
+            .args([
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Running}}",
+                name,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true");
+        if !running || Instant::now() > deadline {
+            let how = if running {
+                format!(
+                    "did not answer on port {} within {}",
+                    svc.port,
+                    crate::duration::human(svc.ready_timeout)
+                )
+            } else {
+                "stopped before it answered".to_string()
+            };
+            return Err(format!(
+                "service {} {how}{}",
+                svc.name,
+                log_tail(program, name).await
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn log_tail(program: &str, name: &str) -> String {
+    let out = Command::new(program)
+        .args(["logs", "--tail", "10", name])
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    match out {
+        Ok(o) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let text = text.trim();
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!("; its log ends:\n{text}")
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
