@@ -215,6 +215,7 @@ mod tests {
 
     fn spec(network: Network) -> Sandbox {
         Sandbox {
+            wall: crate::plan::sandbox::Wall::Bwrap,
             network,
             hide: DEFAULT_HIDE.iter().map(|s| s.to_string()).collect(),
             memory: None,
