@@ -114,19 +114,12 @@ import_rootfs() { # rootfs, name, then the entrypoint if any
 containerd_ctr() { ctr -a "$run/containerd.sock" -n k8s.io "$@"; }
 
 images() {
-  if [ ! -f "$dir/images/debian.done" ]; then
-    log "making $image with debootstrap (git, ca-certificates)"
-    rm -rf "$dir/images/debian"
-    mkdir -p "$dir/images"
-    debootstrap --variant=minbase --include=git,ca-certificates bookworm \
-      "$dir/images/debian" http://deb.debian.org/debian >&2
-    rm -rf "$dir/images/debian/var/cache/apt/archives/"*.deb "$dir/images/debian/var/lib/apt/lists/"*
-    touch "$dir/images/debian.done"
-  fi
+  local rootfs
+  rootfs=$(BATON_K8S_DIR=$dir "$here/debian-rootfs.sh")
   mkdir -p "$dir/images/pause"
   cp "$bin/pause" "$dir/images/pause/pause"
   containerd_ctr images ls -q | grep -qx "$pause_image" || import_rootfs "$dir/images/pause" "$pause_image" /pause
-  containerd_ctr images ls -q | grep -qx "$image" || import_rootfs "$dir/images/debian" "$image"
+  containerd_ctr images ls -q | grep -qx "$image" || import_rootfs "$rootfs" "$image"
 }
 
 start() { # name, then the command

@@ -4,7 +4,8 @@
 # with the real agent CLIs against a scripted model server; the API in
 # process), then the dashboard's end-to-end tests in headless Chromium.
 # It installs what those need: tmux for the terminal dashboard's tests,
-# bubblewrap for the sandbox's,
+# bubblewrap for the sandbox's, Podman and a base image imported into it
+# for the container sandbox's and the services' (scripts/container-images.sh),
 # the agent CLIs at pinned versions into a
 # cache outside the clone (scripts/install-agents.sh), Debian's chromium and
 # playwright-core (scripts/install-browser.sh), and a one-node Kubernetes
@@ -22,10 +23,11 @@ for tool in git node npm python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "the tests need $tool" >&2; exit 1; }
 done
 # `baton watch` is tested in a real terminal (tmux), the sandbox with real
-# bubblewrap: Debian packages.
+# bubblewrap, containers with real Podman: Debian packages.
 missing=""
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v podman >/dev/null 2>&1 || missing="$missing podman"
 if [ -n "$missing" ]; then
   echo "installing$missing (Debian packages)" >&2
   sudo=""
@@ -44,6 +46,9 @@ export PATH="$agents_bin:$PATH"
 if [ "$(id -u)" -eq 0 ]; then
   BATON_TEST_KUBECONFIG=$(scripts/k8s-cluster.sh up)
   export BATON_TEST_KUBECONFIG BATON_REQUIRE_K8S=1
+  # The container tests' base image, from the same Debian root filesystem.
+  scripts/container-images.sh >/dev/null
+  export BATON_REQUIRE_CONTAINERS=1
 fi
 
 cargo fmt --all -- --check

@@ -5,6 +5,7 @@ mod common;
 mod test_ask;
 mod test_check;
 mod test_clean;
+mod test_container;
 mod test_control;
 mod test_crash;
 mod test_dist;

@@ -1,0 +1,433 @@
+//! `sandbox = "container"` and `[[workspace.service]]` with real Podman:
+//! exec agents in a container of the project's image probe what they can
+//! reach; limits, stop, kill -9 and resume leave no container behind
+//! (checked by the run's label); each task gets its own service. The base
+//! image is `scripts/container-images.sh`'s (no registry here); images the
+//! tests need are built from it.
+
+use crate::common::*;
+use baton_testutils::TestEnv;
+use std::process::Command;
+
+pub(crate) const BASE: &str = "baton.local/debian:bookworm";
+
+/// Whether Podman and the base image are here; with BATON_REQUIRE_CONTAINERS=1
+/// (set by scripts/test.sh as root) their absence fails the test.
+pub(crate) fn podman_ready() -> bool {
+    let ok = Command::new("podman")
+        .args(["image", "exists", BASE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let msg = format!("no podman with the image {BASE} (scripts/container-images.sh)");
+        assert!(
+            !std::env::var("BATON_REQUIRE_CONTAINERS").is_ok_and(|v| v == "1"),
+            "BATON_REQUIRE_CONTAINERS=1 but {msg}"
+        );
+        eprintln!("skipped: {msg}");
+    }
+    ok
+}
+
+/// The containers (running or not) that carry `run`'s label.
+pub(crate) fn containers_of(run: &str) -> Vec<String> {
+    let out = Command::new("podman")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=baton.run={run}"))
+        .output()
+        .expect("podman ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The stand-in database's image, built once (the build is cached).
+fn tcp_echo_image() -> &'static str {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tcp-echo");
+    let out = Command::new("podman")
+        .args([
+            "build",
+            "--ulimit=nofile=1024:1024",
+            "--ulimit=nproc=1024:1024",
+            "-q",
+            "-t",
+            "baton.local/tcp-echo:test",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("podman build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    "baton.local/tcp-echo:test"
+}
+
+fn contained(env: &TestEnv, container: &str, extra: &str, body: &str) {
+    env.write(
+        "baton.toml",
+        &format!(
+            "{container}\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\nsandbox = \"container\"\n{extra}env = {{ REPO = {:?} }}\n\n[defaults]\nagent = \"sh\"\n{body}",
+            env.repo.display().to_string()
+        ),
+    );
+    env.commit_all("plan");
+}
+
+fn run_id(r: &RunOutput) -> String {
+    r.report["run"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_agent_in_the_projects_dev_container_writes_its_worktree_and_reaches_nothing_else() {
+    if !podman_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    let ssh = env.root().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(ssh.join("id_ed25519"), "SECRET KEY\n").unwrap();
+    // A listener on this machine's loopback: `network = "off"` must not reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    env.write(
+        ".devcontainer/Dockerfile",
+        &format!("FROM {BASE}\nRUN echo from-the-image > /made.txt\n"),
+    );
+    env.write(
+        ".devcontainer/devcontainer.json",
+        r#"{
+  // As an editor writes it: comments, a trailing comma.
+  "build": { "dockerfile": "Dockerfile" },
+  "postCreateCommand": "echo created > created.txt",
+  "postStartCommand": "echo started > /tmp/started",
+  "containerEnv": { "APP_ENV": "in-container" },
+  "features": {},
+}"#,
+    );
+    env.write(".gitignore", "created.txt\n");
+    let probe = format!(
+        r#"
+try() {{ if ( eval "$1" ) 2>/dev/null; then echo "$2: yes"; else echo "$2: no"; fi; }}
+{{
+try 'echo x > "$REPO/evil.txt"' write-checkout
+try 'test -e "$HOME/.ssh/id_ed25519"' see-ssh
+try 'exec 3<>/dev/tcp/127.0.0.1/{port}' reach-host
+try 'test -f /run/.containerenv' in-container
+echo "image: $(cat /made.txt)"
+echo "started: $(cat /tmp/started)"
+echo "env: $APP_ENV"
+echo "setup: $(cat created.txt)"
+}} > probe.txt
+"#
+    );
+    contained(
+        &env,
+        "",
+        "network = \"off\"\n",
+        &format!("\n[[task]]\nid = \"probe\"\nprompt = '''{probe}'''\ngates = [\"test -f /made.txt\", \"test -e /tmp/started\"]\n"),
+    );
+    let check = output(baton(&env).arg("check"));
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        said.contains("baton does not act on features (ignored)"),
+        "{said}"
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    let said = show(&env, integration, "probe.txt").unwrap();
+    for line in [
+        "write-checkout: no",
+        "see-ssh: no",
+        "reach-host: no",
+        "in-container: yes",
+        "image: from-the-image",
+        "started: started",
+        "env: in-container",
+        "setup: created",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    assert!(
+        listener.accept().is_err(),
+        "nothing connected to the host's listener"
+    );
+    assert!(!env.repo.join("evil.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(ssh.join("id_ed25519")).unwrap(),
+        "SECRET KEY\n"
+    );
+    assert!(
+        containers_of(&run_id(&r)).is_empty(),
+        "no container outlives its run"
+    );
+    // The gates ran in containers of the image too, postStartCommand first.
+    let doctor = output(baton(&env).arg("doctor"));
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("ok  engine: podman"), "{text}");
+    assert!(
+        text.contains("(built from .devcontainer/devcontainer.json): here"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_forwarded_port_of_the_dev_container_is_the_tasks_own_port() {
+    if !podman_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write(
+        ".devcontainer/devcontainer.json",
+        &format!("{{\"image\": \"{BASE}\", \"forwardPorts\": [8000]}}"),
+    );
+    // The agent serves on 8000 inside; the test reaches it at the task's
+    // port on this machine, then lets it finish.
+    let script = r#"
+perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "0.0.0.0", LocalPort => 8000, Listen => 1, ReuseAddr => 1) or die; open(F, ">", "listening"); print F "$ENV{BATON_PORT}\n"; close F; $c = $s->accept; print $c "inside\n"; close $c'
+echo served > served.txt
+"#;
+    contained(
+        &env,
+        "",
+        "",
+        &format!("\n[[task]]\nid = \"web\"\nprompt = '''{script}'''\n"),
+    );
+    let child = spawn_baton(&env, &["run", "--json"]);
+    let mut port = String::new();
+    wait_for("the agent's server", 60, || {
+        let found = latest_run_opt(&env).and_then(|r| {
+            let wt = task(&r, "web")["worktree"].as_str()?.to_string();
+            std::fs::read_to_string(std::path::Path::new(&wt).join("listening")).ok()
+        });
+        port = found.unwrap_or_default().trim().to_string();
+        !port.is_empty()
+    });
+    let mut got = String::new();
+    wait_for("an answer through the forwarded port", 20, || {
+        use std::io::Read;
+        got.clear();
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+            .and_then(|mut c| c.read_to_string(&mut got))
+            .is_ok()
+            && !got.is_empty()
+    });
+    assert_eq!(got, "inside\n");
+    let r = parse_run(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+}
+
+#[test]
+fn a_memory_hog_in_a_container_is_killed_at_its_limit_and_says_so() {
+    if !podman_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    contained(
+        &env,
+        &format!("[container]\nimage = \"{BASE}\"\n"),
+        "memory = \"64M\"\n",
+        "\n[[task]]\nid = \"hog\"\nprompt = 'x=$(head -c 400000000 /dev/zero | tr \"\\0\" a); echo done'\n",
+    );
+    let r = run_json(&env, &[]);
+    assert_ne!(r.code, 0);
+    let t = task(&r.report, "hog");
+    assert_eq!(t["status"], "failed", "{t}");
+    let reason = t["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("killed at its memory limit of 64 MiB"),
+        "{reason}"
+    );
+}
+
+/// The pid of the watchdog baton `pid` started (`__watchdog`).
+fn watchdog_of(pid: u32) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let p: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        (ppid == pid && String::from_utf8_lossy(&cmd).contains("__watchdog")).then_some(p)
+    })
+}
+
+/// The engine clients (`podman run`) of `run`'s containers.
+fn clients_of(run: &str) -> Vec<i32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| {
+            let p: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).to_string();
+            (cmd.starts_with("podman\0run\0") && cmd.contains(run)).then_some(p)
+        })
+        .collect()
+}
+
+/// Waits until `run` has a container that `before` does not hold: its name.
+fn new_container(run: &str, before: &[String]) -> Vec<String> {
+    let mut now = Vec::new();
+    wait_for("the attempt's container", 60, || {
+        now = containers_of(run);
+        !now.is_empty() && now.iter().all(|c| !before.contains(c))
+    });
+    now
+}
+
+#[test]
+fn stop_and_a_crash_of_baton_leave_no_container_once_the_run_resumes() {
+    if !podman_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    contained(
+        &env,
+        &format!("[container]\nimage = \"{BASE}\"\n"),
+        "",
+        "\n[[task]]\nid = \"slow\"\nprompt = 'sleep 300'\n",
+    );
+    let mut child = spawn_baton(&env, &["run"]);
+    let mut run = String::new();
+    wait_for("the run", 30, || {
+        run = latest_run_opt(&env)
+            .and_then(|r| r["run"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        !run.is_empty()
+    });
+    new_container(&run, &[]);
+    // kill -9 of baton: its watchdog ends the engine's client, and the
+    // container goes with it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for("the container to go with baton", 30, || {
+        containers_of(&run).is_empty()
+    });
+    // kill -9 of everything baton started on this machine (its watchdog,
+    // the engine's client): the container is left, until the run resumes.
+    let mut resumed = spawn_baton(&env, &["resume"]);
+    let left = new_container(&run, &[]);
+    let dog = watchdog_of(resumed.id()).expect("the resumed run's watchdog");
+    let clients = clients_of(&run);
+    assert!(!clients.is_empty(), "the engine's client runs");
+    for pid in clients.into_iter().chain([dog]) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    resumed.kill().unwrap();
+    resumed.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        containers_of(&run),
+        left,
+        "a crash of both leaves the container"
+    );
+    let resumed = spawn_baton(&env, &["resume"]);
+    new_container(&run, &left);
+    let out = output(baton(&env).args(["stop", "slow"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = resumed.wait_with_output().unwrap();
+    assert!(done.status.code().is_some(), "resume ended");
+    assert!(containers_of(&run).is_empty(), "{:?}", containers_of(&run));
+}
+
+#[test]
+fn each_task_gets_its_own_service_and_cannot_reach_another_tasks() {
+    if !podman_ready() {
+        return;
+    }
+    let image = tcp_echo_image();
+    let env = TestEnv::new();
+    // Each task reads its own service, then tries the ports beside it.
+    let probe = r#"
+env | grep '^BATON_SERVICE_DB_' | sort > vars.txt
+for p in $(seq $((BATON_SERVICE_DB_PORT-2)) $((BATON_SERVICE_DB_PORT+2))); do
+  if got=$( (exec 3<>/dev/tcp/127.0.0.1/$p && timeout 5 cat <&3) 2>/dev/null ) && [ -n "$got" ]; then
+    echo "$p: $got"; else echo "$p: none"; fi
+done > seen.txt
+"#;
+    for (wall, net) in [("bwrap", "off"), ("container", "off"), ("container", "on")] {
+        env.write(
+            "baton.toml",
+            &format!(
+                "[container]\nimage = \"{BASE}\"\n\n[[workspace.service]]\nname = \"db\"\nimage = \"{image}\"\nport = 7000\nenv = {{ GREETING = \"hello\" }}\nurl = \"tcp://{{host}}:{{port}}\"\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\nsandbox = \"{wall}\"\nnetwork = \"{net}\"\n\n[defaults]\nagent = \"sh\"\n\n[[task]]\nid = \"a\"\nprompt = '''{probe}'''\n\n[[task]]\nid = \"b\"\nprompt = '''{probe}'''\n"
+            ),
+        );
+        env.commit_all(&format!("{wall} {net}"));
+        let r = run_json(&env, &[]);
+        let mut greeted = Vec::new();
+        for id in ["a", "b"] {
+            let branch = task(&r.report, id)["branch"].as_str().unwrap().to_string();
+            let vars = show(&env, &branch, "vars.txt").unwrap();
+            let port: u16 = vars
+                .lines()
+                .find_map(|l| l.strip_prefix("BATON_SERVICE_DB_PORT="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                vars.contains(&format!("BATON_SERVICE_DB_URL=tcp://127.0.0.1:{port}")),
+                "{vars}"
+            );
+            let seen = show(&env, &branch, "seen.txt").unwrap();
+            for line in seen.lines() {
+                let (p, got) = line.split_once(": ").unwrap();
+                if p == port.to_string() {
+                    assert!(got.starts_with("hello from "), "{wall}/{net} {id}: {seen}");
+                    greeted.push(got.to_string());
+                } else {
+                    assert_eq!(
+                        got, "none",
+                        "{wall}/{net} {id} reached another port: {seen}"
+                    );
+                }
+            }
+        }
+        assert_eq!(greeted.len(), 2, "{greeted:?}");
+        assert_ne!(greeted[0], greeted[1], "two instances, one per task");
+        assert!(
+            containers_of(&run_id(&r)).is_empty(),
+            "services go with their tasks"
+        );
+        let ready = store_rows(&env, "SELECT data FROM events WHERE kind = 'service_ready'");
+        assert!(ready.len() >= 2, "{ready:?}");
+    }
+}
+
+#[test]
+fn a_service_that_never_answers_fails_the_attempt_with_its_log() {
+    if !podman_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        &format!("[[workspace.service]]\nname = \"db\"\nimage = \"{BASE}\"\nport = 7000\ncommand = [\"sh\", \"-c\", \"echo no database here; exit 3\"]\n\n[[task]]\nid = \"t\"\nprompt = \"echo never\"\n"),
+    );
+    let r = run_json(&env, &[]);
+    assert_ne!(r.code, 0);
+    let t = task(&r.report, "t");
+    let reason = t["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("service db stopped before it answered"),
+        "{reason}"
+    );
+    assert!(reason.contains("no database here"), "{reason}");
+    assert!(containers_of(&run_id(&r)).is_empty());
+}
