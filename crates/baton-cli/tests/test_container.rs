@@ -431,3 +431,63 @@ fn a_service_that_never_answers_fails_the_attempt_with_its_log() {
     assert!(reason.contains("no database here"), "{reason}");
     assert!(containers_of(&run_id(&r)).is_empty());
 }
+
+/// Claude Code itself in a container: node and the CLI lent read-only from
+/// this machine (`[container] mounts`), the model server on this machine's
+/// loopback reached only through baton's proxy (`network` lists it), the
+/// API key passed by name (never on the engine's command line).
+#[test]
+fn claude_code_does_its_task_in_a_container_through_the_proxy() {
+    if !podman_ready() {
+        return;
+    }
+    let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
+        return;
+    };
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    let server = ModelServer::start(Scripts::new().script(
+        "hello",
+        vec![
+            Step::write("hello.txt", "hi from a container\n"),
+            Step::say("wrote it"),
+        ],
+    ));
+    let env = TestEnv::new();
+    let agents = bins[0]
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let host = server
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let rules = format!("\nsandbox = \"container\"\nnetwork = [\"{host}\"]\n");
+    let profile = crate::test_real_agents::profile_with(&env, "claude", &bins[0], &server, &[], "")
+        .replacen('\n', &rules, 1);
+    env.write(
+        "baton.toml",
+        &format!("[container]\nimage = \"{BASE}\"\nmounts = [{agents:?}, \"/usr/bin/node\"]\n\n{profile}[[task]]\nid = \"hello\"\nagent = \"claude\"\nprompt = \"Say hello. [[script:hello]]\"\ntimeout = \"4m\"\n"),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let t = task(&r.report, "hello");
+    assert_eq!(t["result"], "wrote it", "{t:#}");
+    assert!(
+        t["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0,
+        "{t:#}"
+    );
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, integration, "hello.txt").as_deref(),
+        Some("hi from a container\n")
+    );
+    let q = "SELECT COUNT(*) FROM events WHERE kind = 'sandbox_connection' AND data LIKE '%\"allowed\":true%'";
+    let through: u32 = store_rows(&env, q).concat().parse().unwrap_or(0);
+    assert!(through > 0, "the model was reached through baton's proxy");
+    assert!(containers_of(&run_id(&r)).is_empty());
+}
