@@ -42,7 +42,7 @@ pub(crate) struct Jail {
 
 enum Walls {
     Bwrap(Vec<OsString>),
-    Container(crate::container::Cell),
+    Container(Box<crate::container::Cell>),
 }
 
 impl Jail {
@@ -237,7 +237,7 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
     if room.spec.wall == Wall::Container {
         let cell = super::cell::draw(sh, &room, home.as_deref(), writable, proxy.as_ref()).await?;
         return Ok(Jail {
-            walls: Walls::Container(cell),
+            walls: Walls::Container(Box::new(cell)),
             _proxy: proxy,
         });
     }
