@@ -114,6 +114,7 @@ fn an_agent_in_the_projects_dev_container_writes_its_worktree_and_reaches_nothin
 try() {{ if ( eval "$1" ) 2>/dev/null; then echo "$2: yes"; else echo "$2: no"; fi; }}
 {{
 try 'echo x > "$REPO/evil.txt"' write-checkout
+try 'cat "$REPO/baton.toml"' read-checkout
 try 'test -e "$HOME/.ssh/id_ed25519"' see-ssh
 try 'exec 3<>/dev/tcp/127.0.0.1/{port}' reach-host
 try 'test -f /run/.containerenv' in-container
@@ -141,7 +142,7 @@ echo "setup: $(cat created.txt)"
     let integration = r.report["integration_branch"].as_str().unwrap();
     let said = show(&env, integration, "probe.txt").unwrap();
     for line in [
-        "write-checkout: no",
+        "read-checkout: no",
         "see-ssh: no",
         "reach-host: no",
         "in-container: yes",
@@ -408,6 +409,73 @@ done > seen.txt
         let ready = store_rows(&env, "SELECT data FROM events WHERE kind = 'service_ready'");
         assert!(ready.len() >= 2, "{ready:?}");
     }
+    let doctor = output(baton(&env).arg("doctor"));
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    for line in [
+        "ok  engine: podman",
+        "ok  bridge: baton runs inside the image",
+        "ok  service db: image baton.local/tcp-echo:test here",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+}
+
+#[test]
+fn a_retried_attempt_gets_a_fresh_service_on_the_same_port() {
+    if !podman_ready() {
+        return;
+    }
+    let image = tcp_echo_image();
+    let env = TestEnv::new();
+    // Attempt 1 meets its service and fails; attempt 2 takes the same port.
+    let script = r#"
+got=$( (exec 3<>/dev/tcp/127.0.0.1/$BATON_SERVICE_DB_PORT && timeout 5 cat <&3) )
+echo "$BATON_ATTEMPT $BATON_SERVICE_DB_PORT $got" >> met.txt
+test "$BATON_ATTEMPT" != 1
+"#;
+    env.write(
+        "baton.toml",
+        &format!("[[workspace.service]]\nname = \"db\"\nimage = \"{image}\"\nport = 7000\nenv = {{ GREETING = \"hi\" }}\n\n[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n[[task]]\nid = \"t\"\nagent = \"sh\"\nretries = 1\nprompt = '''{script}'''\n"),
+    );
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let met = show(
+        &env,
+        r.report["integration_branch"].as_str().unwrap(),
+        "met.txt",
+    )
+    .unwrap();
+    let lines: Vec<Vec<&str>> = met.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 2, "{met}");
+    assert_eq!(lines[0][1], lines[1][1], "the same port: {met}");
+    assert!(lines.iter().all(|l| l[2] == "hi"), "{met}");
+    assert_ne!(lines[0][4], lines[1][4], "a fresh instance each: {met}");
+    assert!(containers_of(&run_id(&r)).is_empty());
+}
+
+#[test]
+fn a_service_that_never_listens_fails_the_attempt_at_its_ready_timeout() {
+    if !podman_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        &format!("[[workspace.service]]\nname = \"db\"\nimage = \"{BASE}\"\nport = 7000\nready_timeout = \"2s\"\ncommand = [\"sh\", \"-c\", \"echo warming up; sleep 60\"]\n\n[[task]]\nid = \"t\"\nprompt = \"echo never\"\n"),
+    );
+    let r = run_json(&env, &[]);
+    assert_ne!(r.code, 0);
+    let reason = task(&r.report, "t")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("service db did not answer on port 7000 within 2.0s"),
+        "{reason}"
+    );
+    assert!(reason.contains("warming up"), "{reason}");
+    assert!(containers_of(&run_id(&r)).is_empty());
 }
 
 #[test]

@@ -126,9 +126,12 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
             println!("      {line}");
         }
     }
-    if baton_core::plan::container::any_walled(&plan.agents) {
-        println!("containers (sandbox = \"container\"):");
-        for (ok, line) in baton_core::container::notes::doctor(&plan.container, &repo.root).await {
+    let services = !plan.workspace.services.is_empty();
+    if baton_core::plan::container::any_walled(&plan.agents) || services {
+        println!("containers (sandbox = \"container\", services):");
+        let me = std::env::current_exe().ok();
+        let lines = baton_core::container::notes::doctor(&plan, &repo.root, me.as_deref()).await;
+        for (ok, line) in lines {
             bad += usize::from(!ok);
             println!("  {}  {line}", if ok { "ok" } else { "NO" });
         }

@@ -39,6 +39,13 @@ pub struct Cell {
     pub pids: Option<u32>,
     pub cpus: Option<f64>,
     pub user: Option<String>,
+    /// `--userns` (rootless Podman with a user of the image: `keep-id`).
+    pub userns: Option<String>,
+    /// The engine client's own settings where the attempt's differ (its
+    /// HOME, XDG_*: where a rootless engine keeps its images): set back to
+    /// baton's (Some) or unset (None) for the client; the container gets
+    /// the attempt's through `env`.
+    pub client_env: Vec<(OsString, Option<OsString>)>,
     /// (port on 127.0.0.1 of the host, port inside)
     pub publish: Vec<(u16, u16)>,
     /// Run before the command, in the same container (`postStartCommand`).
@@ -70,13 +77,34 @@ impl Cell {
         }
         let mut a = self.run_args(&name);
         if !self.before.is_empty() {
-            let script = format!("{} && exec \"$@\"", self.before.join(" && "));
+            // One command a line: a comment or a `&` in one ends only it.
+            let script = format!("set -e\n{}\nexec \"$@\"", self.before.join("\n"));
             a.extend(["sh".into(), "-c".into(), script.into(), "sh".into()]);
         }
         a.extend(self.prefix.iter().cloned());
         a.push(program);
         a.extend(args);
-        (self.program.clone().into(), a)
+        if self.client_env.is_empty() {
+            return (self.program.clone().into(), a);
+        }
+        // `env`'s options (`-u`) come before its assignments.
+        let mut env: Vec<OsString> = Vec::new();
+        for (k, v) in &self.client_env {
+            if v.is_none() {
+                env.extend(["-u".into(), k.clone()]);
+            }
+        }
+        for (k, v) in &self.client_env {
+            if let Some(v) = v {
+                let mut kv = k.clone();
+                kv.push("=");
+                kv.push(v);
+                env.push(kv);
+            }
+        }
+        env.push(self.program.clone().into());
+        env.extend(a);
+        ("env".into(), env)
     }
 
     /// Every container this cell started (to remove what a kill left).
@@ -116,9 +144,13 @@ impl Cell {
         if let Some(u) = &self.user {
             a.push(format!("--user={u}"));
         }
-        a.push("--tmpfs=/tmp".into());
+        if let Some(u) = &self.userns {
+            a.push(format!("--userns={u}"));
+        }
+        // Programs run from them (a test binary under $TMPDIR): not noexec.
+        a.push("--tmpfs=/tmp:rw,exec,mode=1777".into());
         for t in &self.tmpfs {
-            a.push(format!("--tmpfs={}", t.display()));
+            a.push(format!("--tmpfs={}:rw,exec", t.display()));
         }
         for b in &self.binds {
             let mode = if b.writable { "rw" } else { "ro" };
@@ -188,7 +220,7 @@ mod tests {
             "--network=none",
             "--memory=67108864b --memory-swap=67108864b",
             "--volume=/w/t:/w/t:rw",
-            "--env=ANTHROPIC_API_KEY --workdir=/w/t img:1 sh -c make up && exec \"$@\" sh claude -p",
+            "--env=ANTHROPIC_API_KEY --workdir=/w/t img:1 sh -c set -e\nmake up\nexec \"$@\" sh claude -p",
         ] {
             assert!(a.contains(part), "{part}: {a}");
         }
@@ -197,5 +229,17 @@ mod tests {
         let (_, again) = c.command("sh".into(), vec![]);
         assert!(text(&again).contains("--name=baton-r1-t-1-1"));
         assert_eq!(c.names(), ["baton-r1-t-1-0", "baton-r1-t-1-1"]);
+        // The engine's client keeps baton's HOME; the container gets the attempt's.
+        c.client_env = vec![
+            ("HOME".into(), Some("/root".into())),
+            ("XDG_DATA_HOME".into(), None),
+        ];
+        let (prog, args) = c.command("sh".into(), vec![]);
+        assert_eq!(prog, "env");
+        assert!(
+            text(&args).starts_with("-u XDG_DATA_HOME HOME=/root podman run "),
+            "{}",
+            text(&args)
+        );
     }
 }

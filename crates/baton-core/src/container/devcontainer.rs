@@ -54,7 +54,10 @@ pub fn parse(text: &str) -> Result<DevContainer, String> {
     for (key, value) in &map {
         match key.as_str() {
             "image" => d.image = Some(string(key, value)?),
-            "build" => d.build = Some(build(value)?),
+            "build" => d.build = Some(build(value, &mut d.unsupported)?),
+            "dockerComposeFile" => {
+                return Err("dockerComposeFile: a compose project is not something baton runs; give \"image\" or \"build\" (and [[workspace.service]] for what compose starts beside it)".into())
+            }
             "dockerFile" => {
                 let mut b = d.build.take().unwrap_or_default();
                 b.dockerfile = string(key, value)?;
@@ -69,12 +72,26 @@ pub fn parse(text: &str) -> Result<DevContainer, String> {
             "postStartCommand" => d.post_start = commands(key, value)?,
             "containerEnv" | "remoteEnv" => {
                 for (k, v) in object(key, value)? {
-                    d.env.insert(k.clone(), string(k, v)?);
+                    let v = string(k, v)?;
+                    // `${containerEnv:PATH}` and the like: baton does not
+                    // fill them in, and a literal would break the container.
+                    if v.contains("${") {
+                        d.unsupported.push(format!("{key}.{k} (a ${{...}} variable)"));
+                    } else {
+                        d.env.insert(k.clone(), v);
+                    }
                 }
             }
             "remoteUser" | "containerUser" => d.remote_user = Some(string(key, value)?),
             "forwardPorts" | "appPort" => d.forward_ports.extend(ports(key, value)?),
-            "mounts" => d.mounts = mounts(value)?,
+            "mounts" => {
+                let (kept, skipped): (Vec<String>, Vec<String>) =
+                    mounts(value)?.into_iter().partition(|m| !m.contains("${"));
+                d.mounts = kept;
+                for m in skipped {
+                    d.unsupported.push(format!("mounts {m:?} (a ${{...}} variable)"));
+                }
+            }
             k if EDITOR_ONLY.contains(&k) => {}
             other => d.unsupported.push(other.to_string()),
         }
@@ -107,7 +124,8 @@ fn object<'a>(key: &str, v: &'a Value) -> Result<&'a serde_json::Map<String, Val
         .ok_or_else(|| format!("{key}: expected an object, not {v}"))
 }
 
-fn build(v: &Value) -> Result<Build, String> {
+/// `build`; keys of it baton does not pass to the engine go in `unsupported`.
+fn build(v: &Value, unsupported: &mut Vec<String>) -> Result<Build, String> {
     let mut b = Build::default();
     for (key, value) in object("build", v)? {
         match key.as_str() {
@@ -118,7 +136,7 @@ fn build(v: &Value) -> Result<Build, String> {
                     b.args.insert(k.clone(), string(k, v)?);
                 }
             }
-            other => return Err(format!("build.{other} is not supported")),
+            other => unsupported.push(format!("build.{other}")),
         }
     }
     Ok(b)
@@ -332,6 +350,14 @@ mod tests {
         assert_eq!(d.forward_ports, [8000, 3000]);
         assert_eq!(d.mounts, ["/opt/tools:/opt/tools:ro"]);
         assert_eq!(d.unsupported, ["features", "runArgs"]);
+        let vars = r#"{"image": "a", "build": {"dockerfile": "D", "target": "dev"},
+          "remoteEnv": {"PATH": "${containerEnv:PATH}:/x", "A": "b"},
+          "mounts": ["source=${localEnv:HOME}/.x,target=/x,type=bind"]}"#;
+        let d = parse(vars).unwrap();
+        assert_eq!(d.env.keys().collect::<Vec<_>>(), ["A"]);
+        assert!(d.mounts.is_empty());
+        assert_eq!(d.unsupported.len(), 3, "{:?}", d.unsupported);
+        assert_eq!(d.unsupported[0], "build.target");
     }
 
     #[test]
@@ -348,7 +374,7 @@ mod tests {
                 "{\"image\": \"a\", \"mounts\": [\"source=v,target=/x,type=volume\"]}",
                 "bind",
             ),
-            ("{\"build\": {\"target\": \"dev\"}}", "build.target"),
+            ("{\"dockerComposeFile\": \"x.yml\"}", "compose project"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");

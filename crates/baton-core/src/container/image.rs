@@ -1,8 +1,10 @@
 //! The image a run's containers start from: one named in the plan (pulled
 //! if the engine lacks it), or built from a Dockerfile (the plan's or the
 //! dev container file's) once per content: the tag is a hash of the
-//! Dockerfile, its build arguments and the tracked files of its context,
-//! so an unchanged project reuses its image and a changed one gets anew.
+//! Dockerfile, its build arguments and the files of its context (git's
+//! record of the tracked ones; size and time of those changed or
+//! untracked), so an unchanged project reuses its image and a changed one
+//! gets anew.
 
 use super::{DevContainer, Engine};
 use crate::plan::container::{ContainerSettings, ImageSource};
@@ -44,11 +46,22 @@ pub fn wanted(
             let dir = root.join(file);
             let dir = dir.parent().unwrap_or(root);
             match (&dev.image, &dev.build) {
-                (_, Some(b)) => Ok(Wanted::Built(Recipe {
-                    dockerfile: dir.join(&b.dockerfile),
-                    context: dir.join(&b.context),
-                    args: b.args.clone(),
-                })),
+                (_, Some(b)) => {
+                    let (dockerfile, context) = (dir.join(&b.dockerfile), dir.join(&b.context));
+                    for p in [&dockerfile, &context] {
+                        if !inside(root, p) {
+                            return Err(format!(
+                                "{file}: {} is outside the repository",
+                                p.display()
+                            ));
+                        }
+                    }
+                    Ok(Wanted::Built(Recipe {
+                        dockerfile,
+                        context,
+                        args: b.args.clone(),
+                    }))
+                }
                 (Some(name), None) => Ok(Wanted::Named(name.clone())),
                 (None, None) => Err(format!("{file} names no image")),
             }
@@ -58,6 +71,26 @@ pub fn wanted(
                 .into(),
         ),
     }
+}
+
+/// Whether `p` (made of `root` and relative parts) stays in `root`.
+fn inside(root: &Path, p: &Path) -> bool {
+    let mut depth: Vec<std::path::Component> = Vec::new();
+    let Ok(rest) = p.strip_prefix(root) else {
+        return false;
+    };
+    for c in rest.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            std::path::Component::CurDir => {}
+            other => depth.push(other),
+        }
+    }
+    true
 }
 
 /// The tag of an image built from `recipe`: the same for the same content.
@@ -70,16 +103,43 @@ pub async fn tag_of(recipe: &Recipe, root: &Path) -> Result<String, String> {
     for (k, v) in &recipe.args {
         h.update(format!("\0{k}={v}").as_bytes());
     }
-    let listed = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["ls-files", "-s", "--"])
-        .arg(&recipe.context)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot list the build context: {e}"))?;
-    h.update(&listed.stdout);
+    let git = |args: &'static [&'static str]| {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
+            .arg(root)
+            .args(args)
+            .arg("--")
+            .arg(&recipe.context);
+        cmd.stdin(Stdio::null());
+        async move {
+            let out = cmd
+                .output()
+                .await
+                .map_err(|e| format!("cannot list the build context: {e}"))?;
+            match out.status.success() {
+                true => Ok(out.stdout),
+                false => Err(format!(
+                    "cannot list the build context {}: {}",
+                    recipe.context.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            }
+        }
+    };
+    h.update(git(&["ls-files", "-s"]).await?);
+    // Edited or new files are not in git's record: their size and time are.
+    let changed = git(&["ls-files", "-m", "-o", "--exclude-standard", "-z"]).await?;
+    for name in changed.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let path = root.join(String::from_utf8_lossy(name).as_ref());
+        if let Ok(m) = tokio::fs::metadata(&path).await {
+            let when = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            h.update(name);
+            h.update(format!("\0{}\0{:?}", m.len(), when).as_bytes());
+        }
+    }
     let hex = format!("{:x}", h.finalize());
     Ok(format!("baton.local/build:{}", &hex[..16]))
 }

@@ -45,13 +45,33 @@ impl Ready {
 /// Removes every container of `run` left behind (a crash, a kill -9 of
 /// baton): how many were removed.
 pub async fn sweep(engine: &Engine, run: &str) -> Result<usize, String> {
-    let out = tokio::process::Command::new(&engine.program)
-        .args(["ps", "-a", "-q", "--filter"])
-        .arg(format!("label={RUN_LABEL}={run}"))
+    sweep_labelled(engine, &[format!("{RUN_LABEL}={run}")]).await
+}
+
+/// Removes every container of `run`'s task `task`.
+pub async fn sweep_task(engine: &Engine, run: &str, task: &str) -> Result<usize, String> {
+    let labels = [format!("{RUN_LABEL}={run}"), format!("baton.task={task}")];
+    sweep_labelled(engine, &labels).await
+}
+
+async fn sweep_labelled(engine: &Engine, labels: &[String]) -> Result<usize, String> {
+    let mut cmd = tokio::process::Command::new(&engine.program);
+    cmd.args(["ps", "-a", "-q"]);
+    for l in labels {
+        cmd.arg("--filter").arg(format!("label={l}"));
+    }
+    let out = cmd
         .stdin(Stdio::null())
         .output()
         .await
         .map_err(|e| format!("cannot list containers with {}: {e}", engine.program))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} ps: {}",
+            engine.program,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(str::to_string)
@@ -65,9 +85,14 @@ pub async fn sweep(engine: &Engine, run: &str) -> Result<usize, String> {
 
 /// Stops and removes containers by name or id, at once.
 pub async fn remove(engine: &Engine, names: &[String]) -> Result<(), String> {
-    let mut cmd = tokio::process::Command::new(&engine.program);
+    remove_with(&engine.program, names).await
+}
+
+/// [`remove`] by the engine's command (`podman`, `docker`).
+pub async fn remove_with(program: &str, names: &[String]) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(program);
     cmd.args(["rm", "-f"]);
-    if engine.is_podman() {
+    if program == "podman" {
         cmd.args(["--ignore", "--time", "0"]);
     }
     let out = cmd
@@ -75,11 +100,11 @@ pub async fn remove(engine: &Engine, names: &[String]) -> Result<(), String> {
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| format!("cannot remove containers with {}: {e}", engine.program))?;
+        .map_err(|e| format!("cannot remove containers with {program}: {e}"))?;
     let err = String::from_utf8_lossy(&out.stderr);
     if out.status.success() || err.contains("No such container") {
         Ok(())
     } else {
-        Err(format!("{} rm: {}", engine.program, err.trim()))
+        Err(format!("{program} rm: {}", err.trim()))
     }
 }

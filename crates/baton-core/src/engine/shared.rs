@@ -56,7 +56,11 @@ pub(crate) fn redactor_for(plan: &Plan) -> Redactor {
                 .values()
                 .flat_map(|a| a.env.iter())
                 .chain(plan.user.iter().flat_map(|u| u.env.iter()))
-                .map(|(k, v)| (k.as_str(), v.as_str())),
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(
+                    (plan.workspace.services.iter().flat_map(|s| s.env.iter()))
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
         ),
     )
 }

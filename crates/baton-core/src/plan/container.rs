@@ -63,11 +63,15 @@ pub struct ContainerSettings {
     pub dev: Option<crate::container::DevContainer>,
 }
 
+/// `walled`: a profile works in a container, so the dev container file is
+/// read (and must be one baton can run); otherwise it is the editor's alone.
 pub(super) fn check_container(
     ck: &mut Checker,
     raw: Option<&Spanned<RawContainer>>,
     repo_root: Option<&Path>,
+    walled: bool,
 ) -> ContainerSettings {
+    let repo_root = repo_root.filter(|_| walled);
     let mut out = ContainerSettings::default();
     let default_file = || {
         repo_root
@@ -225,13 +229,21 @@ mod tests {
     use super::*;
 
     fn check(text: &str, root: Option<&Path>) -> (ContainerSettings, Vec<String>) {
+        check_walled(text, root, true)
+    }
+
+    fn check_walled(
+        text: &str,
+        root: Option<&Path>,
+        walled: bool,
+    ) -> (ContainerSettings, Vec<String>) {
         #[derive(Deserialize)]
         struct T {
             container: Option<Spanned<RawContainer>>,
         }
         let t: T = toml::from_str(text).unwrap();
         let mut ck = Checker::new(text);
-        let s = check_container(&mut ck, t.container.as_ref(), root);
+        let s = check_container(&mut ck, t.container.as_ref(), root, walled);
         (s, ck.diags.into_iter().map(|d| d.message).collect())
     }
 
@@ -262,6 +274,18 @@ mod tests {
         );
         assert_eq!(s.image, ImageSource::Devcontainer(DEVCONTAINER.into()));
         assert_eq!(s.mounts[0].pod, "/usr/bin/node");
+    }
+
+    #[test]
+    fn a_dev_container_file_is_the_editors_alone_until_a_profile_works_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+        let compose = r#"{"dockerComposeFile": "compose.yml", "service": "app"}"#;
+        std::fs::write(dir.path().join(DEVCONTAINER), compose).unwrap();
+        let (s, e) = check_walled("", Some(dir.path()), false);
+        assert!(e.is_empty() && s.dev.is_none(), "{e:?}");
+        let (_, e) = check_walled("", Some(dir.path()), true);
+        assert!(e.iter().any(|m| m.contains("compose project")), "{e:?}");
     }
 
     #[test]

@@ -67,12 +67,23 @@ pub(super) fn check_services(ck: &mut Checker, raw: &[Spanned<RawService>]) -> V
             let msg = format!("workspace.service name {name:?} must be lower-case letters, digits, `_` or `-` (at most 32)");
             ck.at(Some(r.name.span()), None, msg);
         }
-        if out.iter().any(|o| o.name == name) {
-            ck.at(
-                Some(r.name.span()),
-                None,
-                format!("workspace.service {name:?} is named twice"),
+        let prefix = |n: &str| n.to_ascii_uppercase().replace('-', "_");
+        if out.iter().any(|o| prefix(&o.name) == prefix(&name)) {
+            let msg = format!(
+                "workspace.service {name:?} is named twice (`-` and `_` are one in its variables)"
             );
+            ck.at(Some(r.name.span()), None, msg);
+        }
+        for k in r.env.keys() {
+            let ok = k
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                let msg = format!("workspace.service {name:?}: env {k:?} is not a variable name");
+                ck.at(Some(r.name.span()), None, msg);
+            }
         }
         if r.image.get_ref().trim().is_empty() {
             ck.at(
@@ -166,5 +177,18 @@ mod tests {
         }
         let twice = "[[service]]\nname = \"db\"\nimage = \"a\"\nport = 1\n[[service]]\nname = \"db\"\nimage = \"b\"\nport = 2\n";
         assert!(check(twice).1.iter().any(|m| m.contains("twice")));
+        let alike = twice
+            .replacen("\"db\"", "\"db-a\"", 1)
+            .replacen("\"db\"", "\"db_a\"", 1);
+        assert!(
+            check(&alike).1.iter().any(|m| m.contains("twice")),
+            "{alike}"
+        );
+        let bad_env =
+            "[[service]]\nname = \"db\"\nimage = \"a\"\nport = 1\nenv = { \"A=B\" = \"x\" }\n";
+        assert!(check(bad_env)
+            .1
+            .iter()
+            .any(|m| m.contains("not a variable name")));
     }
 }

@@ -115,7 +115,9 @@ pub(super) fn parse(
     let hooks = super::hook::check_hooks(&mut ck, &raw.hook, &agents, repo_root);
     let notify = super::notify::check_notify(&mut ck, &raw.notify);
     let gateway = super::gateway::check_gateway(&mut ck, &raw.gateway);
-    let container = super::container::check_container(&mut ck, raw.container.as_ref(), repo_root);
+    let walled = super::container::any_walled(&agents);
+    let container =
+        super::container::check_container(&mut ck, raw.container.as_ref(), repo_root, walled);
     super::container::check_profiles(&mut ck, &agents, &container);
     let mut workspace = workspace;
     if let Some(dev) = container
@@ -130,7 +132,12 @@ pub(super) fn parse(
         // Each forwarded port is published on one of the task's own ports.
         let forwards = dev.forward_ports.len().min(super::MAX_PORTS as usize) as u16;
         let services = workspace.services.len() as u16;
-        workspace.ports = (workspace.ports - services).max(forwards) + services;
+        let wanted = workspace.ports.saturating_sub(services).max(forwards) + services;
+        if wanted > super::MAX_PORTS {
+            let msg = format!("the dev container's forwardPorts and the services need {wanted} ports of each task, more than {}", super::MAX_PORTS);
+            ck.at(None, None, msg);
+        }
+        workspace.ports = wanted.min(super::MAX_PORTS);
     }
     let payload = raw
         .payload

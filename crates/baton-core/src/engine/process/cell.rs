@@ -1,8 +1,9 @@
 //! A sandbox that is a container (`sandbox = "container"`): the desk's
 //! work tree, its own git directory (the desk's `.git` read-only over it),
-//! the shared repository read-only, the agent CLI's state, its doors and
-//! `[container] mounts`, and nothing else of the host; the profile's
-//! network, memory and pids; labels naming the run, task and attempt.
+//! the shared repository's objects read-only (its own git borrows them),
+//! the agent CLI's state, its doors and `[container] mounts`, and nothing
+//! else of the host; the profile's network, memory and pids; labels naming
+//! the run, task and attempt.
 
 use super::jail::Room;
 use crate::container::cell::{Bind, Cell};
@@ -24,6 +25,16 @@ pub(crate) async fn draw(
     cell.labels = labels(sh, room);
     cell.workdir = room.worktree.to_path_buf();
     cell.binds = binds(sh, room, home, writable, proxy);
+    if let Some(b) = cell
+        .binds
+        .iter()
+        .find(|b| bad_path(&b.host) || bad_path(&b.inside))
+    {
+        return Err(format!(
+            "cannot bind {} into a container: a path with `:` or `,` cannot be said to the engine",
+            b.host.display()
+        ));
+    }
     if let (Some(h), Some(a)) = (home, room.agent) {
         if !a.hermetic_home {
             // The home is empty inside but for the CLI's own state.
@@ -32,16 +43,6 @@ pub(crate) async fn draw(
     } else if let Some(h) = home {
         cell.tmpfs.push(h.to_path_buf());
     }
-    let mut names: Vec<OsString> = Vec::new();
-    for (k, _) in room.env {
-        if !names.contains(k) {
-            names.push(k.clone());
-        }
-    }
-    if !names.iter().any(|k| k == "HOME") && home.is_some() {
-        names.push("HOME".into());
-    }
-    cell.env_names = names;
     let settings = &sh.plan.container;
     if let Some(dev) = &settings.dev {
         cell.env = dev
@@ -50,9 +51,17 @@ pub(crate) async fn draw(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         cell.user = dev.remote_user.clone();
-        if room.agent.is_some() {
-            cell.before = dev.post_start.clone();
-        }
+        cell.before = dev.post_start.clone();
+    }
+    environment(&mut cell, room, home);
+    if cell.user.is_none() && !ready.engine.rootless && !crate::sandbox::is_root() {
+        // A root engine's root would own what the agent writes in your desk.
+        // SAFETY: getuid and getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        cell.user = Some(format!("{uid}:{gid}"));
+    } else if cell.user.is_some() && ready.engine.rootless && ready.engine.is_podman() {
+        // The image's user is you outside, so it can write the desk.
+        cell.userns = Some("keep-id".into());
     }
     cell.network_off = room.spec.network != Network::On;
     if !cell.network_off {
@@ -63,7 +72,7 @@ pub(crate) async fn draw(
     cell.cpus = settings.cpus;
     let forwarded = match &room.spec.network {
         Network::Allow(list) => Some(list.as_slice()),
-        Network::On if !room.services.is_empty() => Some(room.services),
+        Network::On if !room.loopback.is_empty() => Some(room.loopback),
         _ => None,
     };
     if let (Some(p), Some(list)) = (proxy, forwarded) {
@@ -80,6 +89,101 @@ pub(crate) async fn draw(
         cell.prefix.push("--".into());
     }
     Ok(cell)
+}
+
+/// The variables the container gets: the attempt's (by name: their values
+/// stay off every command line), its home, and the provider keys of
+/// baton's own environment (as an agent without a container inherits
+/// them; a gateway's attempt has them unset for the client). The engine's
+/// client keeps its own home and XDG directories.
+fn environment(cell: &mut Cell, room: &Room<'_>, home: Option<&Path>) {
+    let mut names: Vec<OsString> = Vec::new();
+    for (k, _) in room.env {
+        if !names.contains(k) && !ENGINE_VARS.iter().any(|e| k == e) {
+            names.push(k.clone());
+        }
+    }
+    for k in crate::gateway::PROVIDER_VARS {
+        if !names.iter().any(|n| n == k) {
+            names.push(k.into());
+        }
+    }
+    cell.env_names = names;
+    for k in ENGINE_VARS {
+        let attempt = match (*k, crate::sandbox::env_var(room.env, k)) {
+            ("HOME", None) => home.map(|h| h.as_os_str().to_os_string()),
+            (_, a) => a,
+        };
+        let Some(value) = attempt else { continue };
+        cell.env
+            .push((k.to_string(), value.to_string_lossy().to_string()));
+        if room.env.iter().any(|(e, _)| e == k) {
+            cell.client_env.push((k.into(), std::env::var_os(k)));
+        }
+    }
+}
+
+/// What tells a rootless engine where its images and state are: the
+/// client keeps baton's, the container gets the attempt's.
+const ENGINE_VARS: &[&str] = &[
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+];
+
+/// A path the engine's `--volume` cannot carry.
+fn bad_path(p: &Path) -> bool {
+    let s = p.to_string_lossy();
+    s.contains(':') || s.contains(',')
+}
+
+/// The dev container file's bind mounts baton lends: (host, inside); not
+/// a socket, nothing under /run.
+pub(crate) fn dev_mounts(
+    settings: &crate::plan::container::ContainerSettings,
+) -> Vec<(String, String)> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    for m in settings.dev.iter().flat_map(|d| d.mounts.iter()) {
+        let parts: Vec<&str> = m.rsplitn(3, ':').collect();
+        let [_, inside, host] = parts.as_slice() else {
+            continue;
+        };
+        let socket = std::fs::metadata(host).is_ok_and(|m| m.file_type().is_socket());
+        let run = ["/run", "/var/run"]
+            .iter()
+            .any(|r| Path::new(host).starts_with(r));
+        if !socket && !run {
+            out.push((host.to_string(), inside.to_string()));
+        }
+    }
+    out
+}
+
+/// The object directories git reads for the repository: its own and those
+/// its alternates name (a `--shared` clone's).
+fn objects(common: &Path) -> Vec<PathBuf> {
+    let own = common.join("objects");
+    let mut all = vec![own.clone()];
+    let listed = std::fs::read_to_string(own.join("info/alternates")).unwrap_or_default();
+    for line in listed.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let p = Path::new(line);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            own.join(p)
+        };
+        if p.is_dir() && !all.contains(&p) {
+            all.push(p);
+        }
+    }
+    all
 }
 
 /// The dev container's `forwardPorts`, each on the task's own port
@@ -149,9 +253,13 @@ fn binds(
         inside: p.to_path_buf(),
         writable,
     };
-    // The shared repository read-only (the desk's own git borrows its
-    // objects), then what is the desk's to write.
-    let mut binds = vec![same(&sh.repo.root, false), same(room.worktree, true)];
+    // The shared repository's objects read-only (the desk's own git
+    // borrows them, and theirs), then what is the desk's to write.
+    let mut binds: Vec<Bind> = objects(&sh.repo.common_dir)
+        .iter()
+        .map(|o| same(o, false))
+        .collect();
+    binds.push(same(room.worktree, true));
     binds.push(same(&room.own_git.dir, true));
     let dotgit = room.worktree.join(".git");
     if dotgit.exists() {
@@ -179,6 +287,12 @@ fn binds(
     if let Some(b) = sh.baton.as_deref().map(Path::new).filter(|b| b.exists()) {
         binds.push(same(b, false));
     }
+    binds.extend(
+        room.files
+            .iter()
+            .filter(|f| f.exists())
+            .map(|f| same(f, false)),
+    );
     // The prompt's file, which an agent may be pointed at.
     if let Some(f) = crate::sandbox::env_var(room.env, "BATON_PROMPT_FILE") {
         let f = PathBuf::from(f);
@@ -194,15 +308,14 @@ fn binds(
             writable: m.writable,
         });
     }
-    for m in settings.dev.iter().flat_map(|d| d.mounts.iter()) {
-        let parts: Vec<&str> = m.rsplitn(3, ':').collect();
-        if let [mode, inside, host] = parts.as_slice() {
-            binds.push(Bind {
-                host: host.into(),
-                inside: inside.into(),
-                writable: *mode == "rw",
-            });
-        }
+    // The dev container file's: read-only (a file of the repository does
+    // not get to write this machine), and no engine's or host's sockets.
+    for (host, inside) in dev_mounts(settings) {
+        binds.push(Bind {
+            host: host.into(),
+            inside: inside.into(),
+            writable: false,
+        });
     }
     binds
 }

@@ -152,6 +152,9 @@ pub(crate) async fn run_one(
         ..Default::default()
     };
     let out = supervise::run(spec, io, watched.watchdog, cmds, &mut Unheard).await;
+    if let (Some(j), false) = (g.jail, matches!(out.ended, supervise::Ended::Exited(_))) {
+        j.settle().await;
+    }
     (out, started.elapsed().as_millis() as u64)
 }
 

@@ -28,9 +28,13 @@ pub(crate) struct Room<'a> {
     /// Whose connections the proxy reports.
     pub task: Option<&'a str>,
     pub attempt: Option<u32>,
-    /// The attempt's own services (`127.0.0.1:PORT`): a container with its
-    /// own network still reaches them there.
-    pub services: &'a [String],
+    /// Addresses on this machine's loopback the command must reach (its
+    /// own services, the model gateway): a container with its own network
+    /// still reaches them there, through the bridge.
+    pub loopback: &'a [String],
+    /// Files baton wrote for the command (its CLI's MCP config), which a
+    /// container must see where they are, read-only.
+    pub files: Vec<&'a Path>,
 }
 
 /// A drawn sandbox: bubblewrap's arguments or a container's recipe, and
@@ -56,6 +60,23 @@ impl Jail {
 }
 
 impl Jail {
+    /// Waits until no container of this sandbox runs: after a command was
+    /// killed (stop, timeout), its engine's client is gone but not its
+    /// container, which would go on writing the desk baton is about to
+    /// commit and check.
+    pub async fn settle(&self) {
+        let Walls::Container(cell) = &self.walls else {
+            return;
+        };
+        let names = cell.names();
+        if names.is_empty() {
+            return;
+        }
+        if let Err(e) = crate::container::remove_with(&cell.program, &names).await {
+            tracing::warn!("cannot remove the containers {names:?}: {e}");
+        }
+    }
+
     /// Which limit a command that exited with `code` hit, if it says so:
     /// in a container, SIGKILL comes from the kernel at its memory limit
     /// (baton's own stop and timeout are told apart before this).
@@ -149,7 +170,8 @@ pub(crate) async fn check_jail(
         doors: Vec::new(),
         task,
         attempt,
-        services: &[],
+        loopback: &[],
+        files: Vec::new(),
     };
     draw(sh, room).await
 }
@@ -225,8 +247,8 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
     writable.extend(room.doors.iter().map(|d| d.to_path_buf()));
     let allow = match &room.spec.network {
         Network::Allow(list) => Some(list.clone()),
-        Network::On if room.spec.wall == Wall::Container && !room.services.is_empty() => {
-            Some(room.services.to_vec())
+        Network::On if room.spec.wall == Wall::Container && !room.loopback.is_empty() => {
+            Some(room.loopback.to_vec())
         }
         _ => None,
     };

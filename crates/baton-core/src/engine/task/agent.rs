@@ -107,6 +107,11 @@ pub(super) async fn run_agent(
         wire: wire.as_mut(),
     };
     let out = supervise::run(spec, io, sh.watchdog.as_ref(), cmds, &mut watch).await;
+    if !matches!(out.ended, supervise::Ended::Exited(_)) {
+        if let Some(j) = &p.jail {
+            j.settle().await;
+        }
+    }
     if let (Some(g), Some(rx)) = (&p.gate, wire.as_mut()) {
         // The last answers' usage may still be on its way: the token is
         // forgotten, then what the gateway still tells is counted.

@@ -29,7 +29,7 @@ impl GatePass {
     }
 
     /// `host:port` of the gateway, as a sandbox's allow-list names it.
-    fn host(&self) -> String {
+    pub(super) fn host(&self) -> String {
         let url = self.gateway.url();
         url.trim_start_matches("http://")
             .trim_end_matches('/')

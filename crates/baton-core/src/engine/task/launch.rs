@@ -10,7 +10,7 @@ use crate::adapter::{self, Adapter, LaunchRequest};
 use crate::engine::process::jail;
 use crate::engine::shared::Shared;
 use crate::payload::Payload;
-use crate::plan::sandbox::Network;
+use crate::plan::sandbox::{Network, Wall};
 use crate::plan::AgentProfile;
 use crate::template::PromptContext;
 use std::ffi::OsString;
@@ -91,7 +91,18 @@ pub(super) async fn prepare(
         adapter_env.push((crate::ask::SOCKET_VAR.into(), s.into()));
     }
     let mut env = attempt_env(sh, st, profile, n, &full_prompt, &feedback, adapter_env).await?;
-    let services = super::services::start(sh, &st.spec.id, n, &env).await?;
+    // Services run beside an agent of this machine; a pod has its own.
+    let local = matches!(profile.executor, crate::plan::Executor::Local);
+    let walled = profile.sandbox.as_ref().map(|s| s.wall) == Some(Wall::Container);
+    if local && (walled || !sh.plan.workspace.services.is_empty()) {
+        // What an earlier attempt of the task left (a killed command's
+        // container, a service on the port this one takes) goes first.
+        super::services::clear(sh, &st.spec.id).await?;
+    }
+    let services = match local {
+        true => super::services::start(sh, &st.spec.id, n, &env).await?,
+        false => None,
+    };
     let service_addrs: Vec<String> = services.iter().flat_map(|s| s.addrs.clone()).collect();
     env.extend(services.iter().flat_map(|s| s.env.iter().cloned()));
     let mut unset = Vec::new();
@@ -118,6 +129,10 @@ pub(super) async fn prepare(
         };
         s
     });
+    // What a container with its own network still reaches on this
+    // machine's loopback: its services, and the model gateway.
+    let mut loopback = service_addrs.clone();
+    loopback.extend(gate.as_ref().map(|g| g.host()));
     let (jail, own_git, cgroup) = match &spec {
         Some(spec) => {
             let own =
@@ -136,7 +151,8 @@ pub(super) async fn prepare(
                     .collect(),
                 task: Some(&st.spec.id),
                 attempt: Some(n),
-                services: &service_addrs,
+                loopback: &loopback,
+                files: launch.files.iter().map(|(p, _)| p.as_path()).collect(),
             };
             let j = jail::draw(sh, room).await?;
             // A container's limits are its engine's (`--memory`, `--pids-limit`).

@@ -49,6 +49,15 @@ impl Drop for Services {
     }
 }
 
+/// Removes the containers an earlier attempt of `task` left (its services,
+/// a command killed before its engine removed it), and waits until they
+/// are gone: the new attempt takes the same ports.
+pub(crate) async fn clear(sh: &Shared, task: &str) -> Result<(), String> {
+    let engine = sh.engine().await?;
+    crate::container::sweep_task(&engine, &sh.run_id, task).await?;
+    Ok(())
+}
+
 /// Starts the plan's services for attempt `n` of `task`, each on its port
 /// of the task's block (in `env`), and waits until each answers.
 pub(crate) async fn start(
@@ -139,7 +148,8 @@ async fn run(
     port: u16,
 ) -> Result<(), String> {
     let mut cmd = Command::new(program);
-    cmd.args(["run", "--detach", "--rm"])
+    // No --rm: its log is read if it stops; it is removed with the attempt.
+    cmd.args(["run", "--detach"])
         .arg(format!("--name={name}"))
         .arg(format!(
             "--label={}={}",
@@ -157,11 +167,21 @@ async fn run(
     // Values through the client's environment: never on a command line.
     cmd.envs(svc.env.iter().map(|(k, v)| (k, v)));
     cmd.arg(&svc.image).args(&svc.command);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("service {}: cannot run {program}: {e}", svc.name))?;
+    // The engine may pull the image first: long, but not for ever.
+    let out = tokio::time::timeout(
+        PULL_TIMEOUT,
+        cmd.stdin(Stdio::null()).kill_on_drop(true).output(),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "service {}: {program} did not start {} within {}",
+            svc.name,
+            svc.image,
+            crate::duration::human(PULL_TIMEOUT)
+        )
+    })?
+    .map_err(|e| format!("service {}: cannot run {program}: {e}", svc.name))?;
     if out.status.success() {
         return Ok(());
     }
@@ -180,26 +200,24 @@ async fn ready(program: &str, name: &str, svc: &Service, port: u16) -> Result<()
     let mut open = false;
     loop {
         if !open {
-            open = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok();
+            open = answers(port).await;
         }
         if open {
-            match &svc.healthcheck {
-                None => return Ok(()),
-                Some(check) => {
-                    let passed = Command::new(program)
-                        .args(["exec", name, "sh", "-c", check])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .await
-                        .is_ok_and(|s| s.success());
-                    if passed {
-                        return Ok(());
-                    }
-                }
+            let Some(check) = &svc.healthcheck else {
+                return Ok(());
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut cmd = Command::new(program);
+            cmd.args(["exec", name, "sh", "-c", check])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true);
+            let passed = tokio::time::timeout(left, cmd.status())
+                .await
+                .is_ok_and(|s| s.is_ok_and(|s| s.success()));
+            if passed {
+                return Ok(());
             }
         }
         let running = Command::new(program)
@@ -233,6 +251,26 @@ async fn ready(program: &str, name: &str, svc: &Service, port: u16) -> Result<()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Whether something listens behind the port: a connection that is not
+/// closed at once. An engine's port proxy (rootless Podman, Docker's)
+/// takes the connection itself and closes it while nothing listens inside.
+async fn answers(port: u16) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(200), conn.read(&mut byte)).await {
+        // Quiet (a server waiting for its client to speak first), or it spoke.
+        Err(_) | Ok(Ok(1..)) => true,
+        // Closed or reset at once: the proxy, with nobody behind it.
+        Ok(Ok(0)) | Ok(Err(_)) => false,
+    }
+}
+
+/// How long the engine may take to start a service (pulling its image).
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
 async fn log_tail(program: &str, name: &str) -> String {
     let out = Command::new(program)
