@@ -355,13 +355,16 @@ fn each_task_gets_its_own_service_and_cannot_reach_another_tasks() {
     }
     let image = tcp_echo_image();
     let env = TestEnv::new();
-    // Each task reads its own service, then tries the ports beside it.
+    // Each task says where its service is, waits to be told the other's,
+    // then reads its own and tries the other's.
     let probe = r#"
-env | grep '^BATON_SERVICE_DB_' | sort > vars.txt
-for p in $(seq $((BATON_SERVICE_DB_PORT-2)) $((BATON_SERVICE_DB_PORT+2))); do
-  if got=$( (exec 3<>/dev/tcp/127.0.0.1/$p && timeout 5 cat <&3) 2>/dev/null ) && [ -n "$got" ]; then
-    echo "$p: $got"; else echo "$p: none"; fi
-done > seen.txt
+env | grep '^BATON_SERVICE_DB_' | sort > vars-$BATON_TASK.txt
+echo "$BATON_SERVICE_DB_PORT" > port.txt
+while [ ! -s other.txt ]; do sleep 0.1; done
+read_port() { (exec 3<>/dev/tcp/127.0.0.1/$1 && timeout 5 cat <&3) 2>/dev/null || true; }
+mine=$(read_port "$BATON_SERVICE_DB_PORT"); theirs=$(read_port "$(cat other.txt)")
+printf 'mine: %s\ntheirs: %s\n' "${mine:-none}" "${theirs:-none}" > seen-$BATON_TASK.txt
+rm port.txt other.txt
 "#;
     for (wall, net) in [("bwrap", "off"), ("container", "off"), ("container", "on")] {
         env.write(
@@ -371,36 +374,52 @@ done > seen.txt
             ),
         );
         env.commit_all(&format!("{wall} {net}"));
-        let r = run_json(&env, &[]);
+        let child = spawn_baton(&env, &["run", "--json"]);
+        let mut desks: Vec<(std::path::PathBuf, String)> = Vec::new();
+        wait_for("both tasks' services", 90, || {
+            desks = latest_run_opt(&env)
+                .into_iter()
+                .flat_map(|r| {
+                    ["a", "b"].map(|id| {
+                        let wt = task(&r, id)["worktree"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        let port =
+                            std::fs::read_to_string(std::path::Path::new(&wt).join("port.txt"));
+                        (wt.into(), port.unwrap_or_default().trim().to_string())
+                    })
+                })
+                .filter(|(_, p)| !p.is_empty())
+                .collect();
+            desks.len() == 2
+        });
+        assert_ne!(desks[0].1, desks[1].1, "one port each");
+        std::fs::write(desks[0].0.join("other.txt"), &desks[1].1).unwrap();
+        std::fs::write(desks[1].0.join("other.txt"), &desks[0].1).unwrap();
+        let r = parse_run(child.wait_with_output().unwrap());
+        assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+        let integration = r.report["integration_branch"].as_str().unwrap();
         let mut greeted = Vec::new();
         for id in ["a", "b"] {
-            let branch = task(&r.report, id)["branch"].as_str().unwrap().to_string();
-            let vars = show(&env, &branch, "vars.txt").unwrap();
-            let port: u16 = vars
+            let vars = show(&env, integration, &format!("vars-{id}.txt")).unwrap();
+            let port = vars
                 .lines()
                 .find_map(|l| l.strip_prefix("BATON_SERVICE_DB_PORT="))
-                .unwrap()
-                .parse()
                 .unwrap();
             assert!(
                 vars.contains(&format!("BATON_SERVICE_DB_URL=tcp://127.0.0.1:{port}")),
                 "{vars}"
             );
-            let seen = show(&env, &branch, "seen.txt").unwrap();
-            for line in seen.lines() {
-                let (p, got) = line.split_once(": ").unwrap();
-                if p == port.to_string() {
-                    assert!(got.starts_with("hello from "), "{wall}/{net} {id}: {seen}");
-                    greeted.push(got.to_string());
-                } else {
-                    assert_eq!(
-                        got, "none",
-                        "{wall}/{net} {id} reached another port: {seen}"
-                    );
-                }
-            }
+            let seen = show(&env, integration, &format!("seen-{id}.txt")).unwrap();
+            let mine = seen.lines().find_map(|l| l.strip_prefix("mine: ")).unwrap();
+            assert!(mine.starts_with("hello from "), "{wall}/{net} {id}: {seen}");
+            assert!(
+                seen.contains("theirs: none"),
+                "{wall}/{net} {id} reached the other's: {seen}"
+            );
+            greeted.push(mine.to_string());
         }
-        assert_eq!(greeted.len(), 2, "{greeted:?}");
         assert_ne!(greeted[0], greeted[1], "two instances, one per task");
         assert!(
             containers_of(&run_id(&r)).is_empty(),
@@ -421,13 +440,13 @@ done > seen.txt
 }
 
 #[test]
-fn a_retried_attempt_gets_a_fresh_service_on_the_same_port() {
+fn a_retried_attempt_gets_a_fresh_service() {
     if !podman_ready() {
         return;
     }
     let image = tcp_echo_image();
     let env = TestEnv::new();
-    // Attempt 1 meets its service and fails; attempt 2 takes the same port.
+    // Attempt 1 meets its service and fails; attempt 2 meets another.
     let script = r#"
 got=$( (exec 3<>/dev/tcp/127.0.0.1/$BATON_SERVICE_DB_PORT && timeout 5 cat <&3) )
 echo "$BATON_ATTEMPT $BATON_SERVICE_DB_PORT $got" >> met.txt
@@ -448,7 +467,6 @@ test "$BATON_ATTEMPT" != 1
     .unwrap();
     let lines: Vec<Vec<&str>> = met.lines().map(|l| l.split(' ').collect()).collect();
     assert_eq!(lines.len(), 2, "{met}");
-    assert_eq!(lines[0][1], lines[1][1], "the same port: {met}");
     assert!(lines.iter().all(|l| l[2] == "hi"), "{met}");
     assert_ne!(lines[0][4], lines[1][4], "a fresh instance each: {met}");
     assert!(containers_of(&run_id(&r)).is_empty());

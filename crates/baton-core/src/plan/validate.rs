@@ -131,13 +131,7 @@ pub(super) fn parse(
         workspace.setup = setup;
         // Each forwarded port is published on one of the task's own ports.
         let forwards = dev.forward_ports.len().min(super::MAX_PORTS as usize) as u16;
-        let services = workspace.services.len() as u16;
-        let wanted = workspace.ports.saturating_sub(services).max(forwards) + services;
-        if wanted > super::MAX_PORTS {
-            let msg = format!("the dev container's forwardPorts and the services need {wanted} ports of each task, more than {}", super::MAX_PORTS);
-            ck.at(None, None, msg);
-        }
-        workspace.ports = wanted.min(super::MAX_PORTS);
+        workspace.ports = workspace.ports.max(forwards);
     }
     let payload = raw
         .payload

@@ -33,8 +33,7 @@ pub struct Workspace {
     pub pool: Pool,
     /// Directories checked out (cone mode); empty: the whole tree.
     pub sparse: Vec<String>,
-    /// Servers each attempt gets its own of (`[[workspace.service]]`); each
-    /// takes one of the task's ports, the last of its block.
+    /// Servers each attempt gets its own of (`[[workspace.service]]`).
     pub services: Vec<super::service::Service>,
 }
 
@@ -142,14 +141,6 @@ pub(super) fn check_workspace(ck: &mut Checker, raw: &RawWorkspace) -> Workspace
         }
     }
     ws.services = super::service::check_services(ck, &raw.service);
-    // Each service's port comes from the task's block, after its own.
-    let wanted = ws.ports as usize + ws.services.len();
-    if wanted > MAX_PORTS as usize {
-        let msg =
-            format!("workspace.ports plus one port per service is {wanted}, more than {MAX_PORTS}");
-        ck.at(raw.service.first().map(|s| s.span()), None, msg);
-    }
-    ws.ports = wanted.min(MAX_PORTS as usize) as u16;
     if let Some(t) = &raw.setup_timeout {
         match parse_duration(t.get_ref()) {
             Ok(d) => ws.setup_timeout = d,
@@ -232,14 +223,6 @@ pub fn matching_files(root: &Path, glob: &str) -> Vec<PathBuf> {
 /// Copied files must be ignored by git (or baton's leftover commit would
 /// commit them): a copy glob matching a file git does not ignore is a plan
 /// error, said with the file.
-impl Workspace {
-    /// Which of the task's ports (`BATON_PORT_<n>`) service `i` takes: the
-    /// last of the block are the services'.
-    pub fn service_port_index(&self, i: usize) -> usize {
-        self.ports as usize - self.services.len() + i + 1
-    }
-}
-
 impl super::Plan {
     pub async fn check_copies(&self, repo: &crate::git::Repo) -> Result<(), super::PlanError> {
         let mut files: Vec<String> = Vec::new();

@@ -100,7 +100,7 @@ pub(super) async fn prepare(
         super::services::clear(sh, &st.spec.id).await?;
     }
     let services = match local {
-        true => super::services::start(sh, &st.spec.id, n, &env).await?,
+        true => super::services::start(sh, &st.spec.id, n).await?,
         false => None,
     };
     let service_addrs: Vec<String> = services.iter().flat_map(|s| s.addrs.clone()).collect();

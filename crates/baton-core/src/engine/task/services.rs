@@ -1,6 +1,7 @@
 //! An attempt's own services (`[[workspace.service]]`): one container of
-//! each, started before the agent, published on one of the task's ports of
-//! 127.0.0.1 and waited for, then removed with the attempt. The agent and
+//! each, started before the agent, published on a port of 127.0.0.1 the
+//! engine picks (free on the whole machine, whatever other runs or
+//! repositories hold) and waited for, then removed with the attempt. The agent and
 //! its gates find each at `BATON_SERVICE_<NAME>_ADDR` (and `_HOST`,
 //! `_PORT`, `_URL`); a sandbox with no network reaches its own services
 //! and no other task's.
@@ -58,14 +59,9 @@ pub(crate) async fn clear(sh: &Shared, task: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the plan's services for attempt `n` of `task`, each on its port
-/// of the task's block (in `env`), and waits until each answers.
-pub(crate) async fn start(
-    sh: &Shared,
-    task: &str,
-    n: u32,
-    env: &[(OsString, OsString)],
-) -> Result<Option<Services>, String> {
+/// Starts the plan's services for attempt `n` of `task` and waits until
+/// each answers.
+pub(crate) async fn start(sh: &Shared, task: &str, n: u32) -> Result<Option<Services>, String> {
     let ws = &sh.plan.workspace;
     if ws.services.is_empty() {
         return Ok(None);
@@ -77,15 +73,19 @@ pub(crate) async fn start(
         env: Vec::new(),
         addrs: Vec::new(),
     };
-    for (i, svc) in ws.services.iter().enumerate() {
-        let var = format!("BATON_PORT_{}", ws.service_port_index(i));
-        let port: u16 = crate::sandbox::env_var(env, &var)
-            .and_then(|p| p.to_str()?.parse().ok())
-            .ok_or_else(|| format!("service {}: the task has no port {var}", svc.name))?;
+    for svc in &ws.services {
         let name = container_name(sh, task, n, &svc.name);
         let began = Instant::now();
-        run(sh, &engine.program, &name, task, n, svc, port).await?;
+        run(sh, &engine.program, &name, task, n, svc).await?;
         out.names.push(name.clone());
+        let Some(port) = published(&engine.program, &name, svc).await else {
+            // A service that ended at once has no port any more.
+            let tail = log_tail(&engine.program, &name).await;
+            return Err(format!(
+                "service {} stopped before it answered{tail}",
+                svc.name
+            ));
+        };
         ready(&engine.program, &name, svc, port).await?;
         let addr = format!("127.0.0.1:{port}");
         let data = Payload::ServiceReady {
@@ -145,7 +145,6 @@ async fn run(
     task: &str,
     n: u32,
     svc: &Service,
-    port: u16,
 ) -> Result<(), String> {
     let mut cmd = Command::new(program);
     // No --rm: its log is read if it stops; it is removed with the attempt.
@@ -159,7 +158,7 @@ async fn run(
         .arg(format!("--label=baton.task={task}"))
         .arg(format!("--label=baton.attempt={n}"))
         .arg(format!("--label=baton.service={}", svc.name))
-        .arg(format!("--publish=127.0.0.1:{port}:{}", svc.port))
+        .arg(format!("--publish=127.0.0.1::{}", svc.port))
         .args(crate::container::runtime::ulimits());
     for (k, _) in &svc.env {
         cmd.arg(format!("--env={k}"));
@@ -250,6 +249,20 @@ async fn ready(program: &str, name: &str, svc: &Service, port: u16) -> Result<()
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The port of 127.0.0.1 the engine published the service on; None once
+/// it has stopped.
+async fn published(program: &str, name: &str, svc: &Service) -> Option<u16> {
+    let out = Command::new(program)
+        .args(["port", name, &format!("{}/tcp", svc.port)])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().rsplit_once(':')?.1.parse().ok())
 }
 
 /// Whether something listens behind the port: a connection that is not
