@@ -42,27 +42,48 @@ pub(crate) fn containers_of(run: &str) -> Vec<String> {
         .collect()
 }
 
-/// The stand-in database's image, built once (the build is cached).
+/// The stand-in database's image, built once for all the tests here.
 fn tcp_echo_image() -> &'static str {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tcp-echo");
-    let out = Command::new("podman")
-        .args([
-            "build",
-            "--ulimit=nofile=1024:1024",
-            "--ulimit=nproc=1024:1024",
-            "-q",
-            "-t",
-            "baton.local/tcp-echo:test",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("podman build");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tcp-echo");
+        let out = Command::new("podman")
+            .args([
+                "build",
+                "--ulimit=nofile=1024:1024",
+                "--ulimit=nproc=1024:1024",
+                "-q",
+            ])
+            .args(["-t", "baton.local/tcp-echo:test"])
+            .arg(&dir)
+            .output()
+            .expect("podman build");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
     "baton.local/tcp-echo:test"
+}
+
+/// A run in another process, killed if the test fails before it ends
+/// (its containers then go with the run's watchdog).
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn wait(mut self) -> RunOutput {
+        parse_run(self.0.take().unwrap().wait_with_output().unwrap())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 fn contained(env: &TestEnv, container: &str, extra: &str, body: &str) {
@@ -118,11 +139,13 @@ try 'cat "$REPO/baton.toml"' read-checkout
 try 'test -e "$HOME/.ssh/id_ed25519"' see-ssh
 try 'exec 3<>/dev/tcp/127.0.0.1/{port}' reach-host
 try 'test -f /run/.containerenv' in-container
+try 'git status --short >/dev/null && git log -1 --format=%s >/dev/null' git-works
 echo "image: $(cat /made.txt)"
 echo "started: $(cat /tmp/started)"
 echo "env: $APP_ENV"
 echo "setup: $(cat created.txt)"
 }} > probe.txt
+git add probe.txt && git commit -qm "committed in the container"
 "#
     );
     contained(
@@ -141,11 +164,27 @@ echo "setup: $(cat created.txt)"
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
     let integration = r.report["integration_branch"].as_str().unwrap();
     let said = show(&env, integration, "probe.txt").unwrap();
+    let log = std::process::Command::new("git")
+        .args([
+            "-C",
+            env.repo.to_str().unwrap(),
+            "log",
+            "--format=%s",
+            integration,
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.contains("committed in the container"),
+        "the agent's own commit came home: {log}"
+    );
     for line in [
         "read-checkout: no",
         "see-ssh: no",
         "reach-host: no",
         "in-container: yes",
+        "git-works: yes",
         "image: from-the-image",
         "started: started",
         "env: in-container",
@@ -198,7 +237,7 @@ echo served > served.txt
         "",
         &format!("\n[[task]]\nid = \"web\"\nprompt = '''{script}'''\n"),
     );
-    let child = spawn_baton(&env, &["run", "--json"]);
+    let child = Running(Some(spawn_baton(&env, &["run", "--json"])));
     let mut port = String::new();
     wait_for("the agent's server", 60, || {
         let found = latest_run_opt(&env).and_then(|r| {
@@ -218,7 +257,7 @@ echo served > served.txt
             && !got.is_empty()
     });
     assert_eq!(got, "inside\n");
-    let r = parse_run(child.wait_with_output().unwrap());
+    let r = child.wait();
     assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
 }
 
@@ -374,7 +413,7 @@ rm port.txt other.txt
             ),
         );
         env.commit_all(&format!("{wall} {net}"));
-        let child = spawn_baton(&env, &["run", "--json"]);
+        let child = Running(Some(spawn_baton(&env, &["run", "--json"])));
         let mut desks: Vec<(std::path::PathBuf, String)> = Vec::new();
         wait_for("both tasks' services", 90, || {
             desks = latest_run_opt(&env)
@@ -397,7 +436,7 @@ rm port.txt other.txt
         assert_ne!(desks[0].1, desks[1].1, "one port each");
         std::fs::write(desks[0].0.join("other.txt"), &desks[1].1).unwrap();
         std::fs::write(desks[1].0.join("other.txt"), &desks[0].1).unwrap();
-        let r = parse_run(child.wait_with_output().unwrap());
+        let r = child.wait();
         assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
         let integration = r.report["integration_branch"].as_str().unwrap();
         let mut greeted = Vec::new();

@@ -26,7 +26,7 @@ pub async fn run(cwd: &Path, args: CheckArgs) -> anyhow::Result<i32> {
         };
         eprintln!("warning: tasks {a:?} and {b:?} declare overlapping files; {how}");
     }
-    for w in baton_core::container::notes::warnings(&plan) {
+    for w in baton_core::container::notes::warnings(&plan, &repo.root) {
         eprintln!("warning: {w}");
     }
     for (name, a) in &plan.agents {

@@ -135,7 +135,7 @@ pub async fn run(cwd: &Path, args: DoctorArgs) -> anyhow::Result<i32> {
             bad += usize::from(!ok);
             println!("  {}  {line}", if ok { "ok" } else { "NO" });
         }
-        for w in baton_core::container::notes::warnings(&plan) {
+        for w in baton_core::container::notes::warnings(&plan, &repo.root) {
             println!("  note  {w}");
         }
     }
@@ -227,7 +227,7 @@ async fn remote_checks(remote: &baton_core::plan::Remote) -> usize {
 fn container_rules(spec: &baton_core::plan::sandbox::Sandbox) -> Vec<String> {
     use baton_core::plan::sandbox::Network;
     let mut rules = vec![
-        "sandbox: container; sees: its worktree and its desk's own git directory (writable), the repository (read-only), its CLI's own state, [container] mounts; nothing else of this machine".to_string(),
+        "sandbox: container; sees: its worktree and its desk's own git directory (writable), the repository's objects (read-only), its CLI's own state, [container] mounts; nothing else of this machine".to_string(),
         "processes: the container's own; each command's container is removed when it ends".to_string(),
         match &spec.network {
             Network::On => "network: the engine's own network (not this machine's loopback)".to_string(),

@@ -84,14 +84,7 @@ pub fn parse(text: &str) -> Result<DevContainer, String> {
             }
             "remoteUser" | "containerUser" => d.remote_user = Some(string(key, value)?),
             "forwardPorts" | "appPort" => d.forward_ports.extend(ports(key, value)?),
-            "mounts" => {
-                let (kept, skipped): (Vec<String>, Vec<String>) =
-                    mounts(value)?.into_iter().partition(|m| !m.contains("${"));
-                d.mounts = kept;
-                for m in skipped {
-                    d.unsupported.push(format!("mounts {m:?} (a ${{...}} variable)"));
-                }
-            }
+            "mounts" => d.mounts = mounts(value, &mut d.unsupported)?,
             k if EDITOR_ONLY.contains(&k) => {}
             other => d.unsupported.push(other.to_string()),
         }
@@ -201,7 +194,9 @@ fn ports(key: &str, v: &Value) -> Result<Vec<u16>, String> {
 }
 
 /// `"source=/a,target=/b,type=bind"` strings or objects, as `source:target`.
-fn mounts(v: &Value) -> Result<Vec<String>, String> {
+/// Bind mounts as `source:target:mode`; a volume, a tmpfs or a value with a
+/// `${...}` variable goes in `unsupported` (the editor's, not lent).
+fn mounts(v: &Value, unsupported: &mut Vec<String>) -> Result<Vec<String>, String> {
     let Value::Array(items) = v else {
         return Err(format!("mounts: expected a list, not {v}"));
     };
@@ -224,9 +219,8 @@ fn mounts(v: &Value) -> Result<Vec<String>, String> {
         }
         let get = |k: &[&str]| k.iter().find_map(|k| fields.get(*k)).cloned();
         if get(&["type"]).is_some_and(|t| t != "bind") {
-            return Err(format!(
-                "mounts: {item} is not a bind mount (only those are supported)"
-            ));
+            unsupported.push(format!("mounts {item} (not a bind mount)"));
+            continue;
         }
         let (Some(src), Some(dst)) = (
             get(&["source", "src"]),
@@ -235,6 +229,10 @@ fn mounts(v: &Value) -> Result<Vec<String>, String> {
             return Err(format!("mounts: {item} needs a source and a target"));
         };
         let ro = get(&["readonly", "ro"]).is_some_and(|v| v != "false");
+        if src.contains("${") || dst.contains("${") {
+            unsupported.push(format!("mounts {item} (a ${{...}} variable)"));
+            continue;
+        }
         out.push(format!("{src}:{dst}:{}", if ro { "ro" } else { "rw" }));
     }
     Ok(out)
@@ -358,6 +356,12 @@ mod tests {
         assert!(d.mounts.is_empty());
         assert_eq!(d.unsupported.len(), 3, "{:?}", d.unsupported);
         assert_eq!(d.unsupported[0], "build.target");
+        let volume = r#"{"image": "a", "mounts": ["source=v,target=/x,type=volume"]}"#;
+        let d = parse(volume).unwrap();
+        assert!(
+            d.mounts.is_empty() && d.unsupported[0].contains("not a bind mount"),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -369,10 +373,6 @@ mod tests {
             (
                 "{\"image\": \"a\", \"forwardPorts\": [\"db:5432\"]}",
                 "not a port",
-            ),
-            (
-                "{\"image\": \"a\", \"mounts\": [\"source=v,target=/x,type=volume\"]}",
-                "bind",
             ),
             ("{\"dockerComposeFile\": \"x.yml\"}", "compose project"),
         ] {

@@ -170,8 +170,10 @@ pub async fn ensure(engine: &Engine, wanted: &Wanted, root: &Path) -> Result<Str
             cmd.arg(&r.context);
         }
     }
+    // A stopped run does not leave a build or pull behind.
     let out = cmd
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| format!("cannot run {}: {e}", engine.program))?;

@@ -21,6 +21,44 @@ use std::process::Stdio;
 
 /// The label every container and service of baton carries: its run.
 pub const RUN_LABEL: &str = "baton.run";
+/// ...and its repository ([`repo_key`]): two repositories' runs may share
+/// an id, never their containers.
+pub const REPO_LABEL: &str = "baton.repo";
+
+/// What changes the engine's client itself (where a rootless engine keeps
+/// its images, which engine it talks to, how it runs): the client keeps
+/// baton's, the container gets the attempt's (TMPDIR: its own /tmp).
+pub const ENGINE_VARS: &[&str] = &[
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+    "TMPDIR",
+    "PATH",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "CONTAINER_HOST",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "REGISTRY_AUTH_FILE",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+];
+
+/// A repository's key among the engine's containers: a hash of its git
+/// directory's path.
+pub fn repo_key(common_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(common_dir.as_os_str().as_encoded_bytes());
+    format!("{hash:x}")[..16].to_string()
+}
+
+/// The labels of every container of a run of a repository.
+pub fn run_labels(repo: &str, run: &str) -> Vec<String> {
+    vec![format!("{REPO_LABEL}={repo}"), format!("{RUN_LABEL}={run}")]
+}
 
 /// What a run's containers are made of: the engine, and the image ready in it.
 #[derive(Debug)]
@@ -44,13 +82,19 @@ impl Ready {
 
 /// Removes every container of `run` left behind (a crash, a kill -9 of
 /// baton): how many were removed.
-pub async fn sweep(engine: &Engine, run: &str) -> Result<usize, String> {
-    sweep_labelled(engine, &[format!("{RUN_LABEL}={run}")]).await
+pub async fn sweep(engine: &Engine, repo: &str, run: &str) -> Result<usize, String> {
+    sweep_labelled(engine, &run_labels(repo, run)).await
 }
 
 /// Removes every container of `run`'s task `task`.
-pub async fn sweep_task(engine: &Engine, run: &str, task: &str) -> Result<usize, String> {
-    let labels = [format!("{RUN_LABEL}={run}"), format!("baton.task={task}")];
+pub async fn sweep_task(
+    engine: &Engine,
+    repo: &str,
+    run: &str,
+    task: &str,
+) -> Result<usize, String> {
+    let mut labels = run_labels(repo, run);
+    labels.push(format!("baton.task={task}"));
     sweep_labelled(engine, &labels).await
 }
 
@@ -86,6 +130,40 @@ async fn sweep_labelled(engine: &Engine, labels: &[String]) -> Result<usize, Str
 /// Stops and removes containers by name or id, at once.
 pub async fn remove(engine: &Engine, names: &[String]) -> Result<(), String> {
     remove_with(&engine.program, names).await
+}
+
+/// Removes containers in the background, off the async threads (from a
+/// `Drop`, where nothing waits): what is left is said in the log.
+pub fn remove_later(program: String, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("baton-rm".into())
+        .spawn(move || {
+            let mut cmd = std::process::Command::new(&program);
+            cmd.args(["rm", "-f"]);
+            if program == "podman" {
+                cmd.args(["--ignore", "--time", "0"]);
+            }
+            let done = cmd
+                .args(&names)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output();
+            match done {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => tracing::warn!(
+                    "cannot remove the containers {names:?}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Err(e) => tracing::warn!("cannot remove the containers {names:?}: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot remove containers (no thread: {e}); the run's end sweeps them");
+    }
 }
 
 /// [`remove`] by the engine's command (`podman`, `docker`).

@@ -8,8 +8,28 @@ use crate::plan::sandbox::Network;
 use crate::plan::Plan;
 use std::path::Path;
 
-/// Warnings about the plan's containers that need no engine to find.
-pub fn warnings(plan: &Plan) -> Vec<String> {
+/// Warnings about the plan's containers and services that need no engine
+/// to find; `root`: the repository's.
+pub fn warnings(plan: &Plan, root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let remote: Vec<&str> = plan
+        .agents
+        .iter()
+        .filter(|(_, a)| !matches!(a.executor, crate::plan::Executor::Local))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !plan.workspace.services.is_empty() && !remote.is_empty() {
+        out.push(format!(
+            "[[workspace.service]] runs beside agents of this machine only: {} get none",
+            remote.join(", ")
+        ));
+    }
+    out.extend(dev_warnings(plan, root));
+    out
+}
+
+/// What the dev container file asks that baton does not do or lend.
+fn dev_warnings(plan: &Plan, root: &Path) -> Vec<String> {
     let settings = &plan.container;
     let (ImageSource::Devcontainer(file), Some(dev)) = (&settings.image, &settings.dev) else {
         return Vec::new();
@@ -24,7 +44,7 @@ pub fn warnings(plan: &Plan) -> Vec<String> {
             dev.unsupported.join(", ")
         ));
     }
-    let lent = crate::engine::process::cell::dev_mounts(settings);
+    let lent = crate::engine::process::cell::dev_mounts(settings, root);
     if !lent.is_empty() {
         let list: Vec<String> = lent.iter().map(|(h, i)| format!("{h} at {i}")).collect();
         out.push(format!(
@@ -34,7 +54,7 @@ pub fn warnings(plan: &Plan) -> Vec<String> {
     }
     if lent.len() < dev.mounts.len() {
         out.push(format!(
-            "{file}: mounts of sockets or of /run are not lent (an engine's socket is this machine's root)"
+            "{file}: only mounts of the repository's own files are lent (not your home, a socket or /run: the file is the repository's, which an agent can change)"
         ));
     }
     let closed: Vec<&str> = plan
@@ -67,11 +87,13 @@ pub async fn doctor(plan: &Plan, root: &Path, baton: Option<&Path>) -> Vec<(bool
     if crate::plan::container::any_walled(&plan.agents) {
         let (line, ready) = image_line(&engine, settings, root).await;
         out.push(line);
+        // The bridge runs for a closed network, services or the gateway.
         let bridged = plan.agents.values().any(|a| {
             a.sandbox.as_ref().is_some_and(|s| {
                 s.wall == crate::plan::sandbox::Wall::Container
                     && (matches!(s.network, Network::Allow(_))
-                        || !plan.workspace.services.is_empty())
+                        || !plan.workspace.services.is_empty()
+                        || a.gateway != crate::plan::GatewayUse::Off)
             })
         });
         if let (Some(image), Some(baton), true) = (ready, baton, bridged) {

@@ -83,6 +83,10 @@ pub(super) fn check_services(ck: &mut Checker, raw: &[Spanned<RawService>]) -> V
             if !ok {
                 let msg = format!("workspace.service {name:?}: env {k:?} is not a variable name");
                 ck.at(Some(r.name.span()), None, msg);
+            } else if crate::container::ENGINE_VARS.contains(&k.as_str()) {
+                // It would reach the engine's own client, which starts the service.
+                let msg = format!("workspace.service {name:?}: env {k:?} is the container engine's own; set it in the image");
+                ck.at(Some(r.name.span()), None, msg);
             }
         }
         if r.image.get_ref().trim().is_empty() {

@@ -77,7 +77,7 @@ pub(crate) async fn draw(
     };
     if let (Some(p), Some(list)) = (proxy, forwarded) {
         // The command runs under the bridge, which reaches the proxy.
-        let baton = sh.baton.clone().ok_or("a network allow-list needs baton's own binary inside the container, and this engine was started without it")?;
+        let baton = sh.baton.clone().ok_or("the container's network bridge (an allow-list, its services, the model gateway) is baton's own binary, and this engine was started without it")?;
         let plan = crate::sandbox::bridge::Plan {
             socket: p.socket.clone(),
             forwards: crate::sandbox::bridge::loopback_ports(list),
@@ -99,17 +99,25 @@ pub(crate) async fn draw(
 fn environment(cell: &mut Cell, room: &Room<'_>, home: Option<&Path>) {
     let mut names: Vec<OsString> = Vec::new();
     for (k, _) in room.env {
-        if !names.contains(k) && !ENGINE_VARS.iter().any(|e| k == e) {
+        if !names.contains(k) && !crate::container::ENGINE_VARS.iter().any(|e| k == e) {
             names.push(k.clone());
         }
     }
-    for k in crate::gateway::PROVIDER_VARS {
+    // As an agent without a container inherits them from baton: the
+    // provider keys and git's identity (where its config holds none).
+    let inherited = crate::gateway::PROVIDER_VARS.iter().chain(GIT_IDENTITY);
+    for k in inherited {
         if !names.iter().any(|n| n == k) {
             names.push(k.into());
         }
     }
     cell.env_names = names;
-    for k in ENGINE_VARS {
+    // The agent is walled in: Claude Code's bypassPermissions as root asks
+    // to be told (its profile may say otherwise).
+    if room.agent.is_some() && crate::sandbox::env_var(room.env, "IS_SANDBOX").is_none() {
+        cell.env.push(("IS_SANDBOX".into(), "1".into()));
+    }
+    for k in crate::container::ENGINE_VARS {
         let attempt = match (*k, crate::sandbox::env_var(room.env, k)) {
             ("HOME", None) => home.map(|h| h.as_os_str().to_os_string()),
             (_, a) => a,
@@ -123,15 +131,14 @@ fn environment(cell: &mut Cell, room: &Room<'_>, home: Option<&Path>) {
     }
 }
 
-/// What tells a rootless engine where its images and state are: the
-/// client keeps baton's, the container gets the attempt's.
-const ENGINE_VARS: &[&str] = &[
-    "HOME",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    "XDG_CACHE_HOME",
-    "XDG_STATE_HOME",
-    "XDG_RUNTIME_DIR",
+/// git's identity in the environment, passed on by name.
+const GIT_IDENTITY: &[&str] = &[
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_AUTHOR_DATE",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_COMMITTER_DATE",
 ];
 
 /// A path the engine's `--volume` cannot carry.
@@ -140,24 +147,28 @@ fn bad_path(p: &Path) -> bool {
     s.contains(':') || s.contains(',')
 }
 
-/// The dev container file's bind mounts baton lends: (host, inside); not
-/// a socket, nothing under /run.
+/// The dev container file's bind mounts baton lends: (host, inside). A
+/// file of the repository (which an agent's merged commit can change)
+/// lends only what is inside the repository, and no socket: never your
+/// home, /tmp's sockets or an engine's.
 pub(crate) fn dev_mounts(
     settings: &crate::plan::container::ContainerSettings,
+    root: &Path,
 ) -> Vec<(String, String)> {
     use std::os::unix::fs::FileTypeExt;
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mut out = Vec::new();
     for m in settings.dev.iter().flat_map(|d| d.mounts.iter()) {
         let parts: Vec<&str> = m.rsplitn(3, ':').collect();
         let [_, inside, host] = parts.as_slice() else {
             continue;
         };
-        let socket = std::fs::metadata(host).is_ok_and(|m| m.file_type().is_socket());
-        let run = ["/run", "/var/run"]
-            .iter()
-            .any(|r| Path::new(host).starts_with(r));
-        if !socket && !run {
-            out.push((host.to_string(), inside.to_string()));
+        let Ok(real) = root.join(host).canonicalize() else {
+            continue;
+        };
+        let socket = std::fs::metadata(&real).is_ok_and(|m| m.file_type().is_socket());
+        if real.starts_with(&root) && !socket {
+            out.push((real.display().to_string(), inside.to_string()));
         }
     }
     out
@@ -231,7 +242,13 @@ fn name(sh: &Shared, room: &Room<'_>) -> String {
 }
 
 fn labels(sh: &Shared, room: &Room<'_>) -> Vec<(String, String)> {
-    let mut l = vec![(crate::container::RUN_LABEL.to_string(), sh.run_id.clone())];
+    let mut l = vec![
+        (
+            crate::container::REPO_LABEL.to_string(),
+            crate::container::repo_key(&sh.repo.common_dir),
+        ),
+        (crate::container::RUN_LABEL.to_string(), sh.run_id.clone()),
+    ];
     if let Some(t) = room.task {
         l.push(("baton.task".into(), t.to_string()));
     }
@@ -286,6 +303,12 @@ fn binds(
     );
     if let Some(b) = sh.baton.as_deref().map(Path::new).filter(|b| b.exists()) {
         binds.push(same(b, false));
+        // On the image's PATH too, for a script's `baton ask`.
+        binds.push(Bind {
+            host: b.to_path_buf(),
+            inside: "/usr/local/bin/baton".into(),
+            writable: false,
+        });
     }
     binds.extend(
         room.files
@@ -310,12 +333,20 @@ fn binds(
     }
     // The dev container file's: read-only (a file of the repository does
     // not get to write this machine), and no engine's or host's sockets.
-    for (host, inside) in dev_mounts(settings) {
+    for (host, inside) in dev_mounts(settings, &sh.repo.root) {
         binds.push(Bind {
             host: host.into(),
             inside: inside.into(),
             writable: false,
         });
     }
+    // One bind a place: the engines refuse a destination twice (a hermetic
+    // home is also among the writable paths).
+    let mut seen: Vec<PathBuf> = Vec::new();
+    binds.retain(|b| {
+        let first = !seen.contains(&b.inside);
+        seen.push(b.inside.clone());
+        first
+    });
     binds
 }

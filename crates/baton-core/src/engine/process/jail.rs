@@ -100,27 +100,7 @@ impl Drop for Jail {
     /// what is left is removed here, off the async threads.
     fn drop(&mut self) {
         if let Walls::Container(cell) = &self.walls {
-            let names = cell.names();
-            if names.is_empty() {
-                return;
-            }
-            let program = cell.program.clone();
-            std::thread::spawn(move || {
-                let mut cmd = std::process::Command::new(&program);
-                cmd.args(["rm", "-f"]);
-                if program == "podman" {
-                    cmd.args(["--ignore", "--time", "0"]);
-                }
-                let done = cmd
-                    .args(&names)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-                if let Err(e) = done {
-                    tracing::warn!("cannot remove the containers {names:?}: {e}");
-                }
-            });
+            crate::container::remove_later(cell.program.clone(), cell.names());
         }
     }
 }

@@ -220,7 +220,8 @@ impl Engine {
         if let Some(engine) = self.sh.engine.get() {
             // What a killed command left (its engine's client was killed,
             // not its container), and every service.
-            if let Err(e) = crate::container::sweep(engine, &self.sh.run_id).await {
+            let repo = crate::container::repo_key(&self.sh.repo.common_dir);
+            if let Err(e) = crate::container::sweep(engine, &repo, &self.sh.run_id).await {
                 tracing::warn!("run {}: {e}", self.sh.run_id);
             }
         }

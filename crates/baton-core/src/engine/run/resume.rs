@@ -45,7 +45,7 @@ impl Engine {
         let plan = plan_with_queued(&repo, &store, &record, opts.user.as_ref()).await?;
         reap_orphans(&run_id).await;
         if crate::plan::container::any_walled(&plan.agents) || !plan.workspace.services.is_empty() {
-            sweep_containers(&plan, &run_id).await;
+            sweep_containers(&plan, &repo.common_dir, &run_id).await;
         }
         let integration_ref = format!("refs/heads/{}", record.integration_branch);
         let head = repo.ref_commit(&integration_ref).await?.ok_or_else(|| {
@@ -202,11 +202,12 @@ async fn reap_orphans(run: &str) {
 }
 
 /// Removes the containers a crash of this run left (found by its label).
-async fn sweep_containers(plan: &Plan, run: &str) {
+async fn sweep_containers(plan: &Plan, common_dir: &std::path::Path, run: &str) {
+    let repo = crate::container::repo_key(common_dir);
     let asked = plan.container.runtime;
     let found = tokio::task::spawn_blocking(move || crate::container::runtime::find(asked)).await;
     let swept = match found {
-        Ok(Ok(engine)) => crate::container::sweep(&engine, run).await,
+        Ok(Ok(engine)) => crate::container::sweep(&engine, &repo, run).await,
         Ok(Err(e)) => Err(e),
         Err(e) => Err(e.to_string()),
     };

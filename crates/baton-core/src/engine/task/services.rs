@@ -26,36 +26,19 @@ pub(crate) struct Services {
 
 impl Drop for Services {
     fn drop(&mut self) {
-        if self.names.is_empty() {
-            return;
-        }
-        let (program, names) = (self.program.clone(), std::mem::take(&mut self.names));
-        // Off the async threads: the attempt is over, nothing waits for it.
-        std::thread::spawn(move || {
-            let mut cmd = std::process::Command::new(&program);
-            cmd.args(["rm", "-f"]);
-            if program == "podman" {
-                cmd.args(["--ignore", "--time", "0"]);
-            }
-            let done = cmd
-                .args(&names)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if let Err(e) = done {
-                tracing::warn!("cannot remove the services {names:?}: {e}");
-            }
-        });
+        let names = std::mem::take(&mut self.names);
+        crate::container::remove_later(self.program.clone(), names);
     }
 }
 
 /// Removes the containers an earlier attempt of `task` left (its services,
 /// a command killed before its engine removed it), and waits until they
-/// are gone: the new attempt takes the same ports.
+/// are gone: a forwarded port of the task is free again, and nothing of
+/// the last attempt writes its desk.
 pub(crate) async fn clear(sh: &Shared, task: &str) -> Result<(), String> {
     let engine = sh.engine().await?;
-    crate::container::sweep_task(&engine, &sh.run_id, task).await?;
+    let repo = crate::container::repo_key(&sh.repo.common_dir);
+    crate::container::sweep_task(&engine, &repo, &sh.run_id, task).await?;
     Ok(())
 }
 
@@ -150,11 +133,14 @@ async fn run(
     // No --rm: its log is read if it stops; it is removed with the attempt.
     cmd.args(["run", "--detach"])
         .arg(format!("--name={name}"))
-        .arg(format!(
-            "--label={}={}",
-            crate::container::RUN_LABEL,
-            sh.run_id
-        ))
+        .args(
+            crate::container::run_labels(
+                &crate::container::repo_key(&sh.repo.common_dir),
+                &sh.run_id,
+            )
+            .iter()
+            .map(|l| format!("--label={l}")),
+        )
         .arg(format!("--label=baton.task={task}"))
         .arg(format!("--label=baton.attempt={n}"))
         .arg(format!("--label=baton.service={}", svc.name))
@@ -219,7 +205,8 @@ async fn ready(program: &str, name: &str, svc: &Service, port: u16) -> Result<()
                 return Ok(());
             }
         }
-        let running = Command::new(program)
+        // An engine that cannot say (busy, its lock taken) is asked again.
+        let state = Command::new(program)
             .args([
                 "container",
                 "inspect",
@@ -229,8 +216,11 @@ async fn ready(program: &str, name: &str, svc: &Service, port: u16) -> Result<()
             ])
             .stdin(Stdio::null())
             .output()
-            .await
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true");
+            .await;
+        let running = match state {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim() == "true",
+            _ => true,
+        };
         if !running || Instant::now() > deadline {
             let how = if running {
                 format!(
