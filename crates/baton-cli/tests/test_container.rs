@@ -511,28 +511,39 @@ test "$BATON_ATTEMPT" != 1
     assert!(containers_of(&run_id(&r)).is_empty());
 }
 
+/// The reason task `t` failed, its one service `db` given `more`: it
+/// never gets to run.
+fn failed_by_its_service(more: &str) -> String {
+    let env = TestEnv::new();
+    write_plan(
+        &env,
+        &format!("[[workspace.service]]\nname = \"db\"\nimage = \"{BASE}\"\nport = 7000\n{more}\n[[task]]\nid = \"t\"\nprompt = \"echo never\"\n"),
+    );
+    let r = run_json(&env, &[]);
+    assert_ne!(r.code, 0);
+    assert!(
+        containers_of(&run_id(&r)).is_empty(),
+        "the service went with it"
+    );
+    task(&r.report, "t")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn a_service_that_never_listens_fails_the_attempt_at_its_ready_timeout() {
     if !podman_ready() {
         return;
     }
-    let env = TestEnv::new();
-    write_plan(
-        &env,
-        &format!("[[workspace.service]]\nname = \"db\"\nimage = \"{BASE}\"\nport = 7000\nready_timeout = \"2s\"\ncommand = [\"sh\", \"-c\", \"echo warming up; sleep 60\"]\n\n[[task]]\nid = \"t\"\nprompt = \"echo never\"\n"),
+    let reason = failed_by_its_service(
+        "ready_timeout = \"2s\"\ncommand = [\"sh\", \"-c\", \"echo warming up; sleep 60\"]\n",
     );
-    let r = run_json(&env, &[]);
-    assert_ne!(r.code, 0);
-    let reason = task(&r.report, "t")["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     assert!(
         reason.contains("service db did not answer on port 7000 within 2.0s"),
         "{reason}"
     );
     assert!(reason.contains("warming up"), "{reason}");
-    assert!(containers_of(&run_id(&r)).is_empty());
 }
 
 #[test]
@@ -540,21 +551,13 @@ fn a_service_that_never_answers_fails_the_attempt_with_its_log() {
     if !podman_ready() {
         return;
     }
-    let env = TestEnv::new();
-    write_plan(
-        &env,
-        &format!("[[workspace.service]]\nname = \"db\"\nimage = \"{BASE}\"\nport = 7000\ncommand = [\"sh\", \"-c\", \"echo no database here; exit 3\"]\n\n[[task]]\nid = \"t\"\nprompt = \"echo never\"\n"),
-    );
-    let r = run_json(&env, &[]);
-    assert_ne!(r.code, 0);
-    let t = task(&r.report, "t");
-    let reason = t["reason"].as_str().unwrap_or_default();
+    let reason =
+        failed_by_its_service("command = [\"sh\", \"-c\", \"echo no database here; exit 3\"]\n");
     assert!(
         reason.contains("service db stopped before it answered"),
         "{reason}"
     );
     assert!(reason.contains("no database here"), "{reason}");
-    assert!(containers_of(&run_id(&r)).is_empty());
 }
 
 /// Claude Code itself in a container: node and the CLI lent read-only from

@@ -47,6 +47,20 @@ pub const ENGINE_VARS: &[&str] = &[
     "LD_LIBRARY_PATH",
 ];
 
+/// A container's name the engines take: what `raw` says, every character
+/// but letters, digits, `-`, `_` and `.` made `_`.
+pub fn name_of(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// A repository's key among the engine's containers: a hash of its git
 /// directory's path.
 pub fn repo_key(common_dir: &std::path::Path) -> String {

@@ -230,15 +230,7 @@ fn name(sh: &Shared, room: &Room<'_>) -> String {
         room.attempt.unwrap_or(0),
         std::process::id()
     );
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    crate::container::name_of(&raw)
 }
 
 fn labels(sh: &Shared, room: &Room<'_>) -> Vec<(String, String)> {

@@ -110,15 +110,7 @@ fn container_name(sh: &Shared, task: &str, n: u32, service: &str) -> String {
         sh.run_id,
         std::process::id()
     );
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    crate::container::name_of(&raw)
 }
 
 async fn run(
