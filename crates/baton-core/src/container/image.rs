@@ -214,3 +214,18 @@ pub async fn exists(engine: &Engine, name: &str) -> bool {
         .await
         .is_ok_and(|s| s.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_stays_inside_the_repository() {
+        let root = Path::new("/r");
+        assert!(inside(root, &root.join(".devcontainer/..")));
+        assert!(inside(root, &root.join(".devcontainer/Dockerfile")));
+        assert!(!inside(root, &root.join(".devcontainer/../..")));
+        assert!(!inside(root, &root.join("../x")));
+        assert!(!inside(root, Path::new("/elsewhere")));
+    }
+}

@@ -342,3 +342,62 @@ fn binds(
     });
     binds
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::DevContainer;
+    use crate::plan::container::ContainerSettings;
+
+    #[test]
+    fn a_dev_container_file_lends_only_the_repositorys_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("tools")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(root.join("agent.sock")).unwrap();
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        let settings = ContainerSettings {
+            dev: Some(DevContainer {
+                mounts: vec![
+                    "tools:/opt/tools:ro".into(),
+                    format!("{}:/opt/abs:rw", root.join("tools").display()),
+                    "/etc:/x:ro".into(),
+                    "etc-link:/y:ro".into(),
+                    "../:/z:ro".into(),
+                    "agent.sock:/s:ro".into(),
+                    format!("{home}:/h:ro"),
+                ],
+                ..DevContainer::default()
+            }),
+            ..ContainerSettings::default()
+        };
+        let lent = dev_mounts(&settings, &root);
+        let tools = root
+            .canonicalize()
+            .unwrap()
+            .join("tools")
+            .display()
+            .to_string();
+        assert_eq!(
+            lent,
+            [
+                (tools.clone(), "/opt/tools".to_string()),
+                (tools, "/opt/abs".to_string())
+            ]
+        );
+        drop(listener);
+    }
+
+    #[test]
+    fn the_objects_git_borrows_are_the_repositorys_and_its_alternates() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = dir.path().join("repo/.git");
+        let other = dir.path().join("origin/.git/objects");
+        std::fs::create_dir_all(common.join("objects/info")).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        let listed = format!("# a comment\n{}\n/nowhere/objects\n", other.display());
+        std::fs::write(common.join("objects/info/alternates"), listed).unwrap();
+        assert_eq!(objects(&common), [common.join("objects"), other]);
+    }
+}
