@@ -262,6 +262,26 @@ echo served > served.txt
 }
 
 #[test]
+fn an_agent_with_a_home_of_its_own_keeps_it_across_its_commands() {
+    if !podman_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    // Its home is bound whole (once: the engine refuses a place twice).
+    contained(
+        &env,
+        &format!("[container]\nimage = \"{BASE}\"\n"),
+        "home = \"hermetic\"\n",
+        "\n[[task]]\nid = \"h\"\nprompt = 'echo kept > \"$HOME/note\"; echo \"$HOME\" > home.txt'\ngates = ['test \"$(cat \"$HOME/note\")\" = kept']\n",
+    );
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{:#}", r.stderr, r.report);
+    let integration = r.report["integration_branch"].as_str().unwrap();
+    let home = show(&env, integration, "home.txt").unwrap();
+    assert!(home.contains("/homes/h"), "{home}");
+}
+
+#[test]
 fn a_memory_hog_in_a_container_is_killed_at_its_limit_and_says_so() {
     if !podman_ready() {
         return;

@@ -35,12 +35,9 @@ pub(crate) async fn draw(
             b.host.display()
         ));
     }
-    if let (Some(h), Some(a)) = (home, room.agent) {
-        if !a.hermetic_home {
-            // The home is empty inside but for the CLI's own state.
-            cell.tmpfs.push(h.to_path_buf());
-        }
-    } else if let Some(h) = home {
+    let hermetic = room.agent.is_some_and(|a| a.hermetic_home);
+    if let (Some(h), false) = (home, hermetic) {
+        // The home is empty inside but for the CLI's own state.
         cell.tmpfs.push(h.to_path_buf());
     }
     let settings = &sh.plan.container;
@@ -54,15 +51,7 @@ pub(crate) async fn draw(
         cell.before = dev.post_start.clone();
     }
     environment(&mut cell, room, home);
-    if cell.user.is_none() && !ready.engine.rootless && !crate::sandbox::is_root() {
-        // A root engine's root would own what the agent writes in your desk.
-        // SAFETY: getuid and getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        cell.user = Some(format!("{uid}:{gid}"));
-    } else if cell.user.is_some() && ready.engine.rootless && ready.engine.is_podman() {
-        // The image's user is you outside, so it can write the desk.
-        cell.userns = Some("keep-id".into());
-    }
+    user(&mut cell, &ready.engine);
     cell.network_off = room.spec.network != Network::On;
     if !cell.network_off {
         cell.publish = forwards(settings, room.env);
@@ -70,25 +59,45 @@ pub(crate) async fn draw(
     cell.memory = room.spec.memory;
     cell.pids = room.spec.pids;
     cell.cpus = settings.cpus;
-    let forwarded = match &room.spec.network {
-        Network::Allow(list) => Some(list.as_slice()),
-        Network::On if !room.loopback.is_empty() => Some(room.loopback),
-        _ => None,
-    };
-    if let (Some(p), Some(list)) = (proxy, forwarded) {
-        // The command runs under the bridge, which reaches the proxy.
-        let baton = sh.baton.clone().ok_or("the container's network bridge (an allow-list, its services, the model gateway) is baton's own binary, and this engine was started without it")?;
-        let plan = crate::sandbox::bridge::Plan {
-            socket: p.socket.clone(),
-            forwards: crate::sandbox::bridge::loopback_ports(list),
-            // Its own network stays: only its services go through baton.
-            direct: room.spec.network == Network::On,
-        };
-        cell.prefix = vec![baton.into(), "__sandbox-bridge".into()];
-        cell.prefix.extend(crate::sandbox::bridge::args(&plan));
-        cell.prefix.push("--".into());
+    if let Some(p) = proxy {
+        bridge(&mut cell, sh, room, p)?;
     }
     Ok(cell)
+}
+
+/// Who the command runs as: the image's user, or you under a root engine
+/// while baton is not root (its root would own what the agent writes).
+fn user(cell: &mut Cell, engine: &crate::container::Engine) {
+    if cell.user.is_none() && !engine.rootless && !crate::sandbox::is_root() {
+        // SAFETY: getuid and getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        cell.user = Some(format!("{uid}:{gid}"));
+    } else if cell.user.is_some() && engine.rootless && engine.is_podman() {
+        // The image's user is you outside, so it can write the desk.
+        cell.userns = Some("keep-id".into());
+    }
+}
+
+/// The command runs under baton's network bridge, which reaches the proxy:
+/// for an allow-list, or for the loopback addresses a container with its
+/// own network must still reach (its services, the model gateway).
+fn bridge(cell: &mut Cell, sh: &Shared, room: &Room<'_>, proxy: &Proxy) -> Result<(), String> {
+    let list = match &room.spec.network {
+        Network::Allow(list) => list.as_slice(),
+        Network::On if !room.loopback.is_empty() => room.loopback,
+        _ => return Ok(()),
+    };
+    let baton = sh.baton.clone().ok_or("the container's network bridge (an allow-list, its services, the model gateway) is baton's own binary, and this engine was started without it")?;
+    let plan = crate::sandbox::bridge::Plan {
+        socket: proxy.socket.clone(),
+        forwards: crate::sandbox::bridge::loopback_ports(list),
+        // Its own network stays: only those addresses go through baton.
+        direct: room.spec.network == Network::On,
+    };
+    cell.prefix = vec![baton.into(), "__sandbox-bridge".into()];
+    cell.prefix.extend(crate::sandbox::bridge::args(&plan));
+    cell.prefix.push("--".into());
+    Ok(())
 }
 
 /// The variables the container gets: the attempt's (by name: their values
@@ -257,13 +266,35 @@ fn binds(
     writable: Vec<PathBuf>,
     proxy: Option<&Proxy>,
 ) -> Vec<Bind> {
-    let same = |p: &Path, writable: bool| Bind {
+    let mut binds = desk_binds(sh, room, home, writable);
+    binds.extend(lent_binds(sh, room, proxy));
+    // One bind a place: the engines refuse a destination twice (a hermetic
+    // home is also among the writable paths).
+    let mut seen: Vec<PathBuf> = Vec::new();
+    binds.retain(|b| {
+        let first = !seen.contains(&b.inside);
+        seen.push(b.inside.clone());
+        first
+    });
+    binds
+}
+
+fn same(p: &Path, writable: bool) -> Bind {
+    Bind {
         host: p.to_path_buf(),
         inside: p.to_path_buf(),
         writable,
-    };
-    // The shared repository's objects read-only (the desk's own git
-    // borrows them, and theirs), then what is the desk's to write.
+    }
+}
+
+/// The desk: the shared repository's objects read-only (the desk's own
+/// git borrows them, and theirs), then what is the desk's to write.
+fn desk_binds(
+    sh: &Shared,
+    room: &Room<'_>,
+    home: Option<&Path>,
+    writable: Vec<PathBuf>,
+) -> Vec<Bind> {
     let mut binds: Vec<Bind> = objects(&sh.repo.common_dir)
         .iter()
         .map(|o| same(o, false))
@@ -278,8 +309,7 @@ fn binds(
             writable: false,
         });
     }
-    let hermetic = room.agent.is_some_and(|a| a.hermetic_home);
-    if let (true, Some(h)) = (hermetic, home) {
+    if let (true, Some(h)) = (room.agent.is_some_and(|a| a.hermetic_home), home) {
         binds.push(same(h, true));
     }
     binds.extend(
@@ -288,11 +318,18 @@ fn binds(
             .filter(|w| w.exists())
             .map(|w| same(w, true)),
     );
-    binds.extend(
-        proxy
-            .and_then(|p| p.socket.parent())
-            .map(|d| same(d, false)),
-    );
+    binds
+}
+
+/// What is lent read-only: the proxy's socket, baton itself (the bridge,
+/// `baton ask`), the files baton wrote for the command, its prompt, and
+/// the mounts the plan and the dev container file name.
+fn lent_binds(sh: &Shared, room: &Room<'_>, proxy: Option<&Proxy>) -> Vec<Bind> {
+    let mut binds: Vec<Bind> = proxy
+        .and_then(|p| p.socket.parent())
+        .map(|d| same(d, false))
+        .into_iter()
+        .collect();
     if let Some(b) = sh.baton.as_deref().map(Path::new).filter(|b| b.exists()) {
         binds.push(same(b, false));
         // On the image's PATH too, for a script's `baton ask`.
@@ -302,44 +339,25 @@ fn binds(
             writable: false,
         });
     }
-    binds.extend(
-        room.files
-            .iter()
-            .filter(|f| f.exists())
-            .map(|f| same(f, false)),
-    );
-    // The prompt's file, which an agent may be pointed at.
-    if let Some(f) = crate::sandbox::env_var(room.env, "BATON_PROMPT_FILE") {
-        let f = PathBuf::from(f);
-        if f.exists() {
-            binds.push(same(&f, false));
-        }
-    }
+    let prompt = crate::sandbox::env_var(room.env, "BATON_PROMPT_FILE").map(PathBuf::from);
+    let files = room.files.iter().map(|f| f.to_path_buf()).chain(prompt);
+    binds.extend(files.filter(|f| f.exists()).map(|f| same(&f, false)));
     let settings = &sh.plan.container;
-    for m in &settings.mounts {
-        binds.push(Bind {
-            host: m.host.clone().into(),
-            inside: m.pod.clone().into(),
-            writable: m.writable,
-        });
-    }
-    // The dev container file's: read-only (a file of the repository does
-    // not get to write this machine), and no engine's or host's sockets.
-    for (host, inside) in dev_mounts(settings, &sh.repo.root) {
-        binds.push(Bind {
-            host: host.into(),
-            inside: inside.into(),
-            writable: false,
-        });
-    }
-    // One bind a place: the engines refuse a destination twice (a hermetic
-    // home is also among the writable paths).
-    let mut seen: Vec<PathBuf> = Vec::new();
-    binds.retain(|b| {
-        let first = !seen.contains(&b.inside);
-        seen.push(b.inside.clone());
-        first
-    });
+    binds.extend(settings.mounts.iter().map(|m| Bind {
+        host: m.host.clone().into(),
+        inside: m.pod.clone().into(),
+        writable: m.writable,
+    }));
+    // The dev container file's: read-only, and only the repository's own.
+    binds.extend(
+        dev_mounts(settings, &sh.repo.root)
+            .into_iter()
+            .map(|(host, inside)| Bind {
+                host: host.into(),
+                inside: inside.into(),
+                writable: false,
+            }),
+    );
     binds
 }
 
