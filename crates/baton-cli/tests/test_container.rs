@@ -86,6 +86,11 @@ impl Drop for Running {
     }
 }
 
+/// `[container]` of the base image.
+fn on_base() -> String {
+    format!("[container]\nimage = \"{BASE}\"\n")
+}
+
 fn contained(env: &TestEnv, container: &str, extra: &str, body: &str) {
     env.write(
         "baton.toml",
@@ -270,7 +275,7 @@ fn an_agent_with_a_home_of_its_own_keeps_it_across_its_commands() {
     // Its home is bound whole (once: the engine refuses a place twice).
     contained(
         &env,
-        &format!("[container]\nimage = \"{BASE}\"\n"),
+        &on_base(),
         "home = \"hermetic\"\n",
         "\n[[task]]\nid = \"h\"\nprompt = 'echo kept > \"$HOME/note\"; echo \"$HOME\" > home.txt'\ngates = ['test \"$(cat \"$HOME/note\")\" = kept']\n",
     );
@@ -289,7 +294,7 @@ fn a_memory_hog_in_a_container_is_killed_at_its_limit_and_says_so() {
     let env = TestEnv::new();
     contained(
         &env,
-        &format!("[container]\nimage = \"{BASE}\"\n"),
+        &on_base(),
         "memory = \"64M\"\n",
         "\n[[task]]\nid = \"hog\"\nprompt = 'x=$(head -c 400000000 /dev/zero | tr \"\\0\" a); echo done'\n",
     );
@@ -355,7 +360,7 @@ fn stop_and_a_crash_of_baton_leave_no_container_once_the_run_resumes() {
     let env = TestEnv::new();
     contained(
         &env,
-        &format!("[container]\nimage = \"{BASE}\"\n"),
+        &on_base(),
         "",
         "\n[[task]]\nid = \"slow\"\nprompt = 'sleep 300'\n",
     );

@@ -24,7 +24,8 @@ pub struct Cell {
     pub image: String,
     /// Each command's container is named this, then a number.
     pub name: String,
-    pub labels: Vec<(String, String)>,
+    /// `key=value` each.
+    pub labels: Vec<String>,
     pub workdir: PathBuf,
     pub binds: Vec<Bind>,
     /// Directories that are empty and private inside (a home whose CLI
@@ -121,9 +122,7 @@ impl Cell {
             format!("--name={name}"),
             "--security-opt=no-new-privileges".into(),
         ];
-        for (k, v) in &self.labels {
-            a.push(format!("--label={k}={v}"));
-        }
+        a.extend(self.labels.iter().map(|l| format!("--label={l}")));
         a.extend(self.ulimits.iter().cloned());
         if self.network_off {
             a.push("--network=none".into());
@@ -197,7 +196,7 @@ mod tests {
             rootless: false,
         };
         let mut c = Cell::new(&engine, "img:1".into(), "baton-r1-t-1".into());
-        c.labels = vec![("baton.run".into(), "r1".into())];
+        c.labels = vec!["baton.run=r1".into()];
         c.workdir = "/w/t".into();
         c.binds = vec![Bind {
             host: "/w/t".into(),

@@ -74,6 +74,14 @@ pub fn run_labels(repo: &str, run: &str) -> Vec<String> {
     vec![format!("{REPO_LABEL}={repo}"), format!("{RUN_LABEL}={run}")]
 }
 
+/// The labels of a container of `run`, and of its task and attempt if any.
+pub fn labels(repo: &str, run: &str, task: Option<&str>, attempt: Option<u32>) -> Vec<String> {
+    let mut l = run_labels(repo, run);
+    l.extend(task.map(|t| format!("baton.task={t}")));
+    l.extend(attempt.map(|n| format!("baton.attempt={n}")));
+    l
+}
+
 /// What a run's containers are made of: the engine, and the image ready in it.
 #[derive(Debug)]
 pub struct Ready {
@@ -146,6 +154,15 @@ pub async fn remove(engine: &Engine, names: &[String]) -> Result<(), String> {
     remove_with(&engine.program, names).await
 }
 
+/// `rm` at once, whether the container still runs or is already gone.
+fn rm_args(program: &str) -> &'static [&'static str] {
+    if program == "podman" {
+        &["rm", "-f", "--ignore", "--time", "0"]
+    } else {
+        &["rm", "-f"]
+    }
+}
+
 /// Removes containers in the background, off the async threads (from a
 /// `Drop`, where nothing waits): what is left is said in the log.
 pub fn remove_later(program: String, names: Vec<String>) {
@@ -156,10 +173,7 @@ pub fn remove_later(program: String, names: Vec<String>) {
         .name("baton-rm".into())
         .spawn(move || {
             let mut cmd = std::process::Command::new(&program);
-            cmd.args(["rm", "-f"]);
-            if program == "podman" {
-                cmd.args(["--ignore", "--time", "0"]);
-            }
+            cmd.args(rm_args(&program));
             let done = cmd
                 .args(&names)
                 .stdin(Stdio::null())
@@ -183,10 +197,7 @@ pub fn remove_later(program: String, names: Vec<String>) {
 /// [`remove`] by the engine's command (`podman`, `docker`).
 pub async fn remove_with(program: &str, names: &[String]) -> Result<(), String> {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(["rm", "-f"]);
-    if program == "podman" {
-        cmd.args(["--ignore", "--time", "0"]);
-    }
+    cmd.args(rm_args(program));
     let out = cmd
         .args(names)
         .stdin(Stdio::null())

@@ -77,10 +77,8 @@ fn dev_warnings(plan: &Plan, root: &Path) -> Vec<String> {
 /// binary, tried inside the image (the network bridge runs it there).
 pub async fn doctor(plan: &Plan, root: &Path, baton: Option<&Path>) -> Vec<(bool, String)> {
     let settings = &plan.container;
-    let asked = settings.runtime;
-    let engine = match tokio::task::spawn_blocking(move || super::runtime::find(asked)).await {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return vec![(false, format!("engine: {e}"))],
+    let engine = match super::runtime::locate(settings.runtime).await {
+        Ok(e) => e,
         Err(e) => return vec![(false, format!("engine: {e}"))],
     };
     let mut out = vec![(true, format!("engine: {}", engine.describe()))];

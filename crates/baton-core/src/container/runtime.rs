@@ -47,6 +47,13 @@ pub fn find(asked: Runtime) -> Result<Engine, String> {
     ))
 }
 
+/// [`find`] off the async threads (it runs the engines' `version`).
+pub async fn locate(asked: Runtime) -> Result<Engine, String> {
+    tokio::task::spawn_blocking(move || find(asked))
+        .await
+        .map_err(|e| format!("cannot look for a container engine: {e}"))?
+}
+
 fn probe(name: &str) -> Result<Engine, String> {
     let out = Command::new(name)
         .args(["version", "--format", "{{.Client.Version}}"])

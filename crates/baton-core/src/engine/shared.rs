@@ -164,12 +164,7 @@ impl Shared {
     /// The container engine the plan asks for (or the first installed).
     pub async fn engine(&self) -> Result<crate::container::Engine, String> {
         self.engine
-            .get_or_try_init(|| async {
-                let asked = self.plan.container.runtime;
-                tokio::task::spawn_blocking(move || crate::container::runtime::find(asked))
-                    .await
-                    .map_err(|e| format!("cannot look for a container engine: {e}"))?
-            })
+            .get_or_try_init(|| crate::container::runtime::locate(self.plan.container.runtime))
             .await
             .cloned()
     }

@@ -39,6 +39,22 @@ pub struct Sandbox {
     pub pids: Option<u32>,
 }
 
+impl Network {
+    /// This network, also reaching `hosts` (the model gateway, a task's own
+    /// services) where it is closed: "off" becomes only them, a list gets
+    /// them, "on" reaches them already.
+    pub fn reaching(self, hosts: &[String]) -> Network {
+        match self {
+            Network::Off if !hosts.is_empty() => Network::Allow(hosts.to_vec()),
+            Network::Allow(mut list) => {
+                list.extend(hosts.iter().cloned());
+                Network::Allow(list)
+            }
+            other => other,
+        }
+    }
+}
+
 /// Reads `network`: "on", "off" or a list of "host:port".
 pub fn parse_network(v: &toml::Value) -> Result<Network, String> {
     match v {
@@ -201,6 +217,19 @@ mod tests {
             .unwrap_err()
             .contains("twice"));
         assert!(parse_network(&v("\"sometimes\"")).is_err());
+    }
+
+    #[test]
+    fn a_closed_network_also_reaches_what_the_attempt_needs() {
+        let gw = vec!["127.0.0.1:9000".to_string()];
+        assert_eq!(Network::Off.reaching(&gw), Network::Allow(gw.clone()));
+        assert_eq!(Network::Off.reaching(&[]), Network::Off);
+        assert_eq!(Network::On.reaching(&gw), Network::On);
+        let list = Network::Allow(vec!["a.io:443".into()]);
+        assert_eq!(
+            list.reaching(&gw),
+            Network::Allow(vec!["a.io:443".into(), "127.0.0.1:9000".into()])
+        );
     }
 
     #[test]

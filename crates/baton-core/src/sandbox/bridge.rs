@@ -51,6 +51,14 @@ pub fn args(plan: &Plan) -> Vec<OsString> {
     a
 }
 
+/// The words that run a command under the bridge: baton's hidden
+/// `__sandbox-bridge` and its plan (the command follows after a `--`).
+pub fn prefix(baton: &str, plan: &Plan) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec![baton.into(), "__sandbox-bridge".into()];
+    a.extend(args(plan));
+    a
+}
+
 /// Serves the bridge and runs `program args` under it; its exit status.
 pub async fn run(plan: Plan, program: OsString, args: Vec<OsString>) -> std::io::Result<i32> {
     let port = proxy_port(&plan.forwards);

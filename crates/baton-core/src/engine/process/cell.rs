@@ -13,13 +13,15 @@ use crate::sandbox::proxy::Proxy;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+/// `bridged`: the proxy and the addresses the command reaches through it.
 pub(crate) async fn draw(
     sh: &Shared,
     room: &Room<'_>,
     home: Option<&Path>,
     writable: Vec<PathBuf>,
-    proxy: Option<&Proxy>,
+    bridged: Option<(&Proxy, &[String])>,
 ) -> Result<Cell, String> {
+    let proxy = bridged.map(|(p, _)| p);
     let ready = sh.containers().await?;
     let mut cell = Cell::new(&ready.engine, ready.image.clone(), name(sh, room));
     cell.labels = labels(sh, room);
@@ -59,8 +61,11 @@ pub(crate) async fn draw(
     cell.memory = room.spec.memory;
     cell.pids = room.spec.pids;
     cell.cpus = settings.cpus;
-    if let Some(p) = proxy {
-        bridge(&mut cell, sh, room, p)?;
+    if let Some((p, list)) = bridged {
+        // A container with its own network keeps it: only `list` goes
+        // through baton.
+        cell.prefix = super::jail::bridge(sh, p, list, room.spec.network == Network::On)?;
+        cell.prefix.push("--".into());
     }
     Ok(cell)
 }
@@ -76,28 +81,6 @@ fn user(cell: &mut Cell, engine: &crate::container::Engine) {
         // The image's user is you outside, so it can write the desk.
         cell.userns = Some("keep-id".into());
     }
-}
-
-/// The command runs under baton's network bridge, which reaches the proxy:
-/// for an allow-list, or for the loopback addresses a container with its
-/// own network must still reach (its services, the model gateway).
-fn bridge(cell: &mut Cell, sh: &Shared, room: &Room<'_>, proxy: &Proxy) -> Result<(), String> {
-    let list = match &room.spec.network {
-        Network::Allow(list) => list.as_slice(),
-        Network::On if !room.loopback.is_empty() => room.loopback,
-        _ => return Ok(()),
-    };
-    let baton = sh.baton.clone().ok_or("the container's network bridge (an allow-list, its services, the model gateway) is baton's own binary, and this engine was started without it")?;
-    let plan = crate::sandbox::bridge::Plan {
-        socket: proxy.socket.clone(),
-        forwards: crate::sandbox::bridge::loopback_ports(list),
-        // Its own network stays: only those addresses go through baton.
-        direct: room.spec.network == Network::On,
-    };
-    cell.prefix = vec![baton.into(), "__sandbox-bridge".into()];
-    cell.prefix.extend(crate::sandbox::bridge::args(&plan));
-    cell.prefix.push("--".into());
-    Ok(())
 }
 
 /// The variables the container gets: the attempt's (by name: their values
@@ -242,21 +225,9 @@ fn name(sh: &Shared, room: &Room<'_>) -> String {
     crate::container::name_of(&raw)
 }
 
-fn labels(sh: &Shared, room: &Room<'_>) -> Vec<(String, String)> {
-    let mut l = vec![
-        (
-            crate::container::REPO_LABEL.to_string(),
-            crate::container::repo_key(&sh.repo.common_dir),
-        ),
-        (crate::container::RUN_LABEL.to_string(), sh.run_id.clone()),
-    ];
-    if let Some(t) = room.task {
-        l.push(("baton.task".into(), t.to_string()));
-    }
-    if let Some(n) = room.attempt {
-        l.push(("baton.attempt".into(), n.to_string()));
-    }
-    l
+fn labels(sh: &Shared, room: &Room<'_>) -> Vec<String> {
+    let repo = crate::container::repo_key(&sh.repo.common_dir);
+    crate::container::labels(&repo, &sh.run_id, room.task, room.attempt)
 }
 
 fn binds(

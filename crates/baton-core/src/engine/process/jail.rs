@@ -236,8 +236,9 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
         Some(list) => Some(start_proxy(sh, room.task, room.attempt, list)?),
         None => None,
     };
+    let bridged = proxy.as_ref().zip(allow.as_deref());
     if room.spec.wall == Wall::Container {
-        let cell = super::cell::draw(sh, &room, home.as_deref(), writable, proxy.as_ref()).await?;
+        let cell = super::cell::draw(sh, &room, home.as_deref(), writable, bridged).await?;
         return Ok(Jail {
             walls: Walls::Container(Box::new(cell)),
             _proxy: proxy,
@@ -253,21 +254,32 @@ pub(crate) async fn draw(sh: &Shared, room: Room<'_>) -> Result<Jail, String> {
         visible,
     };
     let mut args = crate::sandbox::bwrap_args(room.spec, &desk);
-    if let (Some(p), Some(list)) = (&proxy, &allow) {
-        // The command runs under the bridge, which reaches the proxy.
-        let baton = sh.baton.clone().ok_or("a network allow-list needs baton's own binary inside the sandbox, and this engine was started without it")?;
-        let plan = crate::sandbox::bridge::Plan {
-            socket: p.socket.clone(),
-            forwards: crate::sandbox::bridge::loopback_ports(list),
-            direct: false,
-        };
-        args.extend(["--".into(), baton.into(), "__sandbox-bridge".into()]);
-        args.extend(crate::sandbox::bridge::args(&plan));
+    if let Some((p, list)) = bridged {
+        args.push("--".into());
+        args.extend(bridge(sh, p, list, false)?);
     }
     Ok(Jail {
         walls: Walls::Bwrap(args),
         _proxy: proxy,
     })
+}
+
+/// The command runs under baton's network bridge, which reaches `proxy`
+/// for the addresses of `list` (`direct`: only its loopback ones, the
+/// network otherwise the command's own): the words to run it under.
+pub(super) fn bridge(
+    sh: &Shared,
+    proxy: &Proxy,
+    list: &[String],
+    direct: bool,
+) -> Result<Vec<OsString>, String> {
+    let baton = sh.baton.as_deref().ok_or("the sandbox's network bridge (an allow-list, services, the model gateway) is baton's own binary inside it, and this engine was started without it")?;
+    let plan = crate::sandbox::bridge::Plan {
+        socket: proxy.socket.clone(),
+        forwards: crate::sandbox::bridge::loopback_ports(list),
+        direct,
+    };
+    Ok(crate::sandbox::bridge::prefix(baton, &plan))
 }
 
 /// What the sandbox must still see under its private /tmp: the proxy's

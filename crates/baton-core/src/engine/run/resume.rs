@@ -204,12 +204,9 @@ async fn reap_orphans(run: &str) {
 /// Removes the containers a crash of this run left (found by its label).
 async fn sweep_containers(plan: &Plan, common_dir: &std::path::Path, run: &str) {
     let repo = crate::container::repo_key(common_dir);
-    let asked = plan.container.runtime;
-    let found = tokio::task::spawn_blocking(move || crate::container::runtime::find(asked)).await;
-    let swept = match found {
-        Ok(Ok(engine)) => crate::container::sweep(&engine, &repo, run).await,
-        Ok(Err(e)) => Err(e),
-        Err(e) => Err(e.to_string()),
+    let swept = match crate::container::runtime::locate(plan.container.runtime).await {
+        Ok(engine) => crate::container::sweep(&engine, &repo, run).await,
+        Err(e) => Err(e),
     };
     match swept {
         Ok(0) => {}

@@ -6,7 +6,6 @@
 use super::start::Start;
 use crate::engine::shared::Shared;
 use crate::gateway::{self, Access, Credential, Decision, Gateway, KeyFrom, KeySource, Wire};
-use crate::plan::sandbox::{Network, Sandbox};
 use crate::plan::{AgentProfile, Executor, GatewayUse};
 use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
@@ -138,23 +137,4 @@ pub(super) async fn drain(rx: &mut UnboundedReceiver<Wire>, watch: &mut super::w
         // The attempt is over: a budget crossed now is the next one's to see.
         let _ = watch.wire(w).await;
     }
-}
-
-/// The sandbox an attempt gets: with its network restricted (off, or an
-/// allow-list), the gateway is reachable, and it is the only way to the
-/// provider.
-pub(super) fn network(spec: &Sandbox, gate: Option<&GatePass>) -> Sandbox {
-    let mut spec = spec.clone();
-    let Some(g) = gate else {
-        return spec;
-    };
-    spec.network = match spec.network {
-        Network::On => Network::On,
-        Network::Off => Network::Allow(vec![g.host()]),
-        Network::Allow(mut list) => {
-            list.push(g.host());
-            Network::Allow(list)
-        }
-    };
-    spec
 }

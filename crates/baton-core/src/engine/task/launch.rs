@@ -10,7 +10,7 @@ use crate::adapter::{self, Adapter, LaunchRequest};
 use crate::engine::process::jail;
 use crate::engine::shared::Shared;
 use crate::payload::Payload;
-use crate::plan::sandbox::{Network, Wall};
+use crate::plan::sandbox::Wall;
 use crate::plan::AgentProfile;
 use crate::template::PromptContext;
 use std::ffi::OsString;
@@ -114,25 +114,18 @@ pub(super) async fn prepare(
         env.extend(g.env.iter().cloned());
         unset.extend(crate::gateway::PROVIDER_VARS.iter().map(OsString::from));
     }
+    // What a closed sandbox still reaches, and a container with its own
+    // network through the bridge: its services, and the model gateway
+    // (the only way to the provider then).
+    let mut reach = service_addrs;
+    reach.extend(gate.as_ref().map(|g| g.host()));
     let spec = profile.sandbox.as_ref().map(|s| {
-        let mut s = super::gate::network(s, gate.as_ref());
+        let mut s = s.clone();
+        s.network = s.network.reaching(&reach);
         // A key baton reads from a file is never the agent's to read.
         s.hide.extend(super::gate::key_files(sh));
-        // A closed sandbox still reaches its own services (and no others).
-        s.network = match std::mem::take(&mut s.network) {
-            Network::Off if !service_addrs.is_empty() => Network::Allow(service_addrs.clone()),
-            Network::Allow(mut list) => {
-                list.extend(service_addrs.iter().cloned());
-                Network::Allow(list)
-            }
-            other => other,
-        };
         s
     });
-    // What a container with its own network still reaches on this
-    // machine's loopback: its services, and the model gateway.
-    let mut loopback = service_addrs.clone();
-    loopback.extend(gate.as_ref().map(|g| g.host()));
     let (jail, own_git, cgroup) = match &spec {
         Some(spec) => {
             let own =
@@ -151,14 +144,14 @@ pub(super) async fn prepare(
                     .collect(),
                 task: Some(&st.spec.id),
                 attempt: Some(n),
-                loopback: &loopback,
+                loopback: &reach,
                 files: launch.files.iter().map(|(p, _)| p.as_path()).collect(),
             };
             let j = jail::draw(sh, room).await?;
             // A container's limits are its engine's (`--memory`, `--pids-limit`).
             let cgroup = match spec.wall {
-                crate::plan::sandbox::Wall::Bwrap => limits(sh, st, spec, n).await,
-                crate::plan::sandbox::Wall::Container => None,
+                Wall::Bwrap => limits(sh, st, spec, n).await,
+                Wall::Container => None,
             };
             (Some(j), Some(own), cgroup)
         }

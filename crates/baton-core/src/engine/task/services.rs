@@ -63,11 +63,7 @@ pub(crate) async fn start(sh: &Shared, task: &str, n: u32) -> Result<Option<Serv
         out.names.push(name.clone());
         let Some(port) = published(&engine.program, &name, svc).await else {
             // A service that ended at once has no port any more.
-            let tail = log_tail(&engine.program, &name).await;
-            return Err(format!(
-                "service {} stopped before it answered{tail}",
-                svc.name
-            ));
+            return Err(failure(&engine.program, &name, svc, STOPPED).await);
         };
         ready(&engine.program, &name, svc, port).await?;
         let addr = format!("127.0.0.1:{port}");
@@ -104,6 +100,11 @@ fn variables(svc: &Service, port: u16) -> Vec<(OsString, OsString)> {
     v
 }
 
+fn labels(sh: &Shared, task: &str, n: u32) -> Vec<String> {
+    let repo = crate::container::repo_key(&sh.repo.common_dir);
+    crate::container::labels(&repo, &sh.run_id, Some(task), Some(n))
+}
+
 fn container_name(sh: &Shared, task: &str, n: u32, service: &str) -> String {
     let raw = format!(
         "baton-{}-{task}-{n}-{service}-{}",
@@ -125,16 +126,7 @@ async fn run(
     // No --rm: its log is read if it stops; it is removed with the attempt.
     cmd.args(["run", "--detach"])
         .arg(format!("--name={name}"))
-        .args(
-            crate::container::run_labels(
-                &crate::container::repo_key(&sh.repo.common_dir),
-                &sh.run_id,
-            )
-            .iter()
-            .map(|l| format!("--label={l}")),
-        )
-        .arg(format!("--label=baton.task={task}"))
-        .arg(format!("--label=baton.attempt={n}"))
+        .args(labels(sh, task, n).iter().map(|l| format!("--label={l}")))
         .arg(format!("--label=baton.service={}", svc.name))
         .arg(format!("--publish=127.0.0.1::{}", svc.port))
         .args(crate::container::runtime::ulimits());
@@ -221,13 +213,9 @@ async fn ready(program: &str, name: &str, svc: &Service, port: u16) -> Result<()
                     crate::duration::human(svc.ready_timeout)
                 )
             } else {
-                "stopped before it answered".to_string()
+                STOPPED.to_string()
             };
-            return Err(format!(
-                "service {} {how}{}",
-                svc.name,
-                log_tail(program, name).await
-            ));
+            return Err(failure(program, name, svc, &how).await);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -266,6 +254,17 @@ async fn answers(port: u16) -> bool {
 
 /// How long the engine may take to start a service (pulling its image).
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
+const STOPPED: &str = "stopped before it answered";
+
+/// Why the service is not there, and the end of its log.
+async fn failure(program: &str, name: &str, svc: &Service, how: &str) -> String {
+    format!(
+        "service {} {how}{}",
+        svc.name,
+        log_tail(program, name).await
+    )
+}
 
 async fn log_tail(program: &str, name: &str) -> String {
     let out = Command::new(program)
