@@ -6,6 +6,7 @@
 # It installs what those need: tmux for the terminal dashboard's tests,
 # bubblewrap for the sandbox's, Podman and a base image imported into it
 # for the container sandbox's and the services' (scripts/container-images.sh),
+# OpenSSH's server for the SSH executor's hosts,
 # the agent CLIs at pinned versions into a
 # cache outside the clone (scripts/install-agents.sh), Debian's chromium and
 # playwright-core (scripts/install-browser.sh), and a one-node Kubernetes
@@ -23,11 +24,15 @@ for tool in git node npm python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "the tests need $tool" >&2; exit 1; }
 done
 # `baton watch` is tested in a real terminal (tmux), the sandbox with real
-# bubblewrap, containers with real Podman: Debian packages.
+# bubblewrap, containers with real Podman, SSH hosts with real OpenSSH:
+# Debian packages.
 missing=""
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v podman >/dev/null 2>&1 || missing="$missing podman"
+# The SSH executor's hosts are real OpenSSH servers on loopback.
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ssh >/dev/null 2>&1 || missing="$missing openssh-client"
 if [ -n "$missing" ]; then
   echo "installing$missing (Debian packages)" >&2
   sudo=""
@@ -36,6 +41,8 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >&2
 fi
+
+export BATON_REQUIRE_SSH=1
 
 agents_bin=$(scripts/install-agents.sh)
 export BATON_REQUIRE_AGENTS=1

@@ -17,6 +17,7 @@ pub const FORGES: &[&ForgeKind] = &[&baton_github::FORGE];
 pub const DRIVERS: &[&Driver] = &[
     #[cfg(feature = "kubernetes")]
     &baton_kubernetes::DRIVER,
+    &baton_ssh::DRIVER,
 ];
 
 /// The driver for `kind`, or why this binary has none.

@@ -79,9 +79,22 @@ enum Command {
     Follow {
         request: PathBuf,
     },
-    /// An attempt inside its pod (the request is in BATON_POD_ATTEMPT).
+    /// An attempt inside its pod (the request is in BATON_POD_ATTEMPT, or
+    /// the file `--spec` names).
     #[command(name = "__pod-attempt", hide = true)]
-    PodAttempt,
+    PodAttempt {
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
+    /// An attempt on an SSH host, over there: starts it (reading it from
+    /// stdin) unless it runs already, and prints its output to its end;
+    /// `--stop` asks it to end.
+    #[command(name = "__host-attempt", hide = true)]
+    HostAttempt {
+        dir: PathBuf,
+        #[arg(long)]
+        stop: bool,
+    },
     /// Inside a sandbox whose network is an allow-list: the agent's parent.
     #[command(name = "__sandbox-bridge", hide = true)]
     SandboxBridge {
@@ -198,18 +211,43 @@ fn executor_command(cmd: &Command) -> Option<ExitCode> {
             .ok()
     };
     match cmd {
-        Command::PodAttempt => {
+        Command::PodAttempt { spec } => {
             let Some(rt) = rt() else {
                 return Some(ExitCode::from(125));
             };
-            let spec = std::env::var(baton_core::executor::SPEC_ENV).unwrap_or_default();
-            match serde_json::from_str(&spec) {
+            let (from, text) = match spec {
+                Some(path) => (
+                    path.display().to_string(),
+                    std::fs::read_to_string(path).unwrap_or_default(),
+                ),
+                None => (
+                    baton_core::executor::SPEC_ENV.to_string(),
+                    std::env::var(baton_core::executor::SPEC_ENV).unwrap_or_default(),
+                ),
+            };
+            match serde_json::from_str(&text) {
                 Ok(spec) => Some(exit(rt.block_on(baton_core::executor::pod::run(spec)))),
                 Err(e) => {
-                    eprintln!(
-                        "baton: {} holds no attempt: {e}",
-                        baton_core::executor::SPEC_ENV
-                    );
+                    eprintln!("baton: {from} holds no attempt: {e}");
+                    Some(ExitCode::from(125))
+                }
+            }
+        }
+        Command::HostAttempt { dir, stop: true } => {
+            Some(exit(if baton_core::executor::host::stop(dir) {
+                0
+            } else {
+                1
+            }))
+        }
+        Command::HostAttempt { dir, stop: false } => {
+            let served = std::env::current_exe()
+                .map_err(|e| format!("cannot find baton's own binary: {e}"))
+                .and_then(|baton| baton_core::executor::host::serve(dir, &baton));
+            match served {
+                Ok(code) => Some(exit(code)),
+                Err(e) => {
+                    eprintln!("baton: {e}");
                     Some(ExitCode::from(125))
                 }
             }
@@ -329,7 +367,8 @@ fn main() -> ExitCode {
             Command::Watchdog
             | Command::SandboxBridge { .. }
             | Command::Follow { .. }
-            | Command::PodAttempt => Ok(0),
+            | Command::HostAttempt { .. }
+            | Command::PodAttempt { .. } => Ok(0),
         }
     });
     match result {

@@ -326,3 +326,25 @@ pub fn crash_at(env: &TestEnv, point: &str) {
         String::from_utf8_lossy(&crashed.stderr)
     );
 }
+
+/// A child's output, killed first if it runs longer than `limit`.
+pub trait WaitTimeout {
+    fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output;
+}
+
+impl WaitTimeout for std::process::Child {
+    fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output {
+        let pid = self.id() as i32;
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let guard = std::thread::spawn(move || {
+            if wait.recv_timeout(limit).is_err() {
+                // SAFETY: kill(2) on our child, which has not been reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        let out = self.wait_with_output().expect("wait for baton");
+        let _ = done.send(());
+        let _ = guard.join();
+        out
+    }
+}

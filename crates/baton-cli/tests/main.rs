@@ -35,6 +35,7 @@ mod test_schedules;
 mod test_serve;
 mod test_serve_repos;
 mod test_sources;
+mod test_ssh;
 mod test_stats;
 mod test_usage;
 mod test_user_config;

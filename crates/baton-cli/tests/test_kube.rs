@@ -528,27 +528,6 @@ fn a_resumed_run_honours_the_token_of_the_pod_it_adopts() {
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }
 
-trait WaitTimeout {
-    fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output;
-}
-
-impl WaitTimeout for std::process::Child {
-    fn wait_with_output_timeout(self, limit: Duration) -> std::process::Output {
-        let pid = self.id() as i32;
-        let (done, wait) = std::sync::mpsc::channel::<()>();
-        let guard = std::thread::spawn(move || {
-            if wait.recv_timeout(limit).is_err() {
-                // SAFETY: kill(2) on our child, which has not been reaped yet.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        });
-        let out = self.wait_with_output().expect("wait for baton");
-        let _ = done.send(());
-        let _ = guard.join();
-        out
-    }
-}
-
 #[test]
 fn doctor_checks_the_cluster_and_its_image() {
     let Some(kc) = kubeconfig() else { return };

@@ -49,12 +49,12 @@ impl RunLock {
 
 /// An exclusive flock held until dropped, for a few quick steps that
 /// several processes must not interleave (the warm pool's markers).
-pub(crate) struct Held {
+pub struct Held {
     _file: File,
 }
 
 /// Waits for the exclusive lock on `path` (made if missing).
-pub(crate) fn hold(path: &Path) -> std::io::Result<Held> {
+pub fn hold(path: &Path) -> std::io::Result<Held> {
     let f = open(path)?;
     // SAFETY: flock on a valid, owned file descriptor; the kernel drops
     // the lock with the descriptor.

@@ -103,6 +103,15 @@ pub fn orphan_groups(run: &str) -> Vec<i32> {
         if !environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
             continue;
         }
+        // An attempt on an SSH host that is this machine: its follower's
+        // to adopt, not ours to end.
+        let on_host = format!("{}=1", crate::executor::host::ON_HOST);
+        if environ
+            .split(|b| *b == 0)
+            .any(|kv| kv == on_host.as_bytes())
+        {
+            continue;
+        }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };

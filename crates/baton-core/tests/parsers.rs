@@ -21,6 +21,7 @@ fn parse(adapter: &str, fixture: &str) -> (Vec<AgentEvent>, Finish) {
         fallback: vec![],
         account: None,
         executor: Default::default(),
+        host_labels: Vec::new(),
         ask: true,
         gateway: baton_core::plan::GatewayUse::Off,
     };
@@ -262,6 +263,7 @@ fn garbage_is_ignored_not_fatal() {
             fallback: vec![],
             account: None,
             executor: Default::default(),
+            host_labels: Vec::new(),
             ask: true,
             gateway: baton_core::plan::GatewayUse::Off,
         };

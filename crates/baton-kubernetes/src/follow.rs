@@ -5,14 +5,14 @@
 //! commits and pushes in its grace period.
 
 use anyhow::anyhow;
-use baton_core::executor::{PodEnd, PodLine};
+use baton_core::executor::follower::{relay, Parent};
+use baton_core::executor::PodEnd;
 use baton_core::plan::Kubernetes;
 use futures_util::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams};
 use kube::Client;
-use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -38,31 +38,8 @@ pub struct Followed {
     pub parent_died: bool,
 }
 
-/// Whether baton, the process that started this one, is gone.
-fn parent_gone(parent: i32) -> bool {
-    // SAFETY: getppid(2) cannot fail.
-    let now = unsafe { libc::getppid() };
-    now != parent
-}
-
-/// SIGTERM: a stop (or timeout) when baton sent it, its death when baton's
-/// watchdog did. The watchdog hears of the death when baton's files close,
-/// a moment before the kernel gives this process another parent: so the
-/// parent is watched for a moment before a stop is believed.
-async fn on_term(out: &mut Followed, parent: i32) {
-    for _ in 0..10 {
-        if parent_gone(parent) {
-            out.parent_died = true;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    out.terminated = true;
-}
-
 pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow::Result<Followed> {
-    // SAFETY: getppid(2) cannot fail.
-    let parent = unsafe { libc::getppid() };
+    let parent = Parent::now();
     let mut term = signal(SignalKind::terminate())?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &cluster.namespace);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &cluster.namespace);
@@ -75,7 +52,8 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
     let pod = tokio::select! {
         p = started(&pods, job, parent) => p?,
         _ = term.recv() => {
-            on_term(&mut out, parent).await;
+            out.parent_died = parent.died_on_term().await;
+            out.terminated = !out.parent_died;
             if !out.parent_died {
                 let _ = jobs.delete(job, &DeleteParams::background()).await;
             }
@@ -97,17 +75,18 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
     loop {
         tokio::select! {
             // baton gone without a word (SIGKILL): the Job is left for resume.
-            _ = tick.tick() => if parent_gone(parent) {
+            _ = tick.tick() => if parent.gone() {
                 out.parent_died = true;
                 return Ok(out);
             },
             line = lines.next() => match line {
-                Some(Ok(line)) => relay(&line, &mut out),
+                Some(Ok(line)) => relay(&line, "pod", &mut out.end),
                 Some(Err(e)) => { out.why = format!("the pod's log broke off: {e}"); break; }
                 None => break,
             },
             _ = term.recv(), if !out.terminated && !out.parent_died => {
-                on_term(&mut out, parent).await;
+                out.parent_died = parent.died_on_term().await;
+                out.terminated = !out.parent_died;
                 if out.parent_died {
                     return Ok(out);
                 }
@@ -125,31 +104,12 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
     Ok(out)
 }
 
-/// One write per line: the engine reads stdout and stderr side by side.
-fn relay(line: &str, out: &mut Followed) {
-    let (text, to_stdout) = match PodLine::parse(line) {
-        Some(PodLine::End(end)) => {
-            out.end = Some(end);
-            return;
-        }
-        Some(PodLine::Stderr(s)) => (format!("{s}\n"), false),
-        Some(PodLine::Note(s)) => (format!("baton (pod): {s}\n"), false),
-        None => (format!("{line}\n"), true),
-    };
-    let _ = if to_stdout {
-        let mut o = std::io::stdout().lock();
-        o.write_all(text.as_bytes()).and_then(|_| o.flush())
-    } else {
-        std::io::stderr().lock().write_all(text.as_bytes())
-    };
-}
-
 /// The name of the Job's pod once its container runs (or has run).
-async fn started(pods: &Api<Pod>, job: &str, parent: i32) -> anyhow::Result<String> {
+async fn started(pods: &Api<Pod>, job: &str, parent: Parent) -> anyhow::Result<String> {
     let since = Instant::now();
     let mut said = false;
     loop {
-        if parent_gone(parent) {
+        if parent.gone() {
             return Err(anyhow!(
                 "baton is gone; the Job {job} is left for `baton resume`"
             ));

@@ -296,6 +296,7 @@ async fn open_door(
     req.door = Some(Door {
         addr: bound.to_string(),
         token,
+        remote_port: None,
     });
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = baton_server::git_door::serve(listener, door).await {

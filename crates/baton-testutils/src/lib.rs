@@ -18,6 +18,7 @@ mod http;
 pub mod model_server;
 pub mod ntfy;
 pub mod push;
+pub mod sshd;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

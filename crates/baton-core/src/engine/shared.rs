@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub containers: tokio::sync::OnceCell<Arc<crate::container::Ready>>,
     /// The container engine, found once (containers and services).
     pub engine: tokio::sync::OnceCell<crate::container::Engine>,
+    /// The SSH executor's hosts: their slots taken, the ones lost lately.
+    pub hosts: Arc<crate::engine::task::executor::hosts::HostBoard>,
 }
 
 /// Secrets are the values of secret-named variables the agents can see:
@@ -143,6 +145,7 @@ impl Shared {
             keys: Default::default(),
             containers: Default::default(),
             engine: Default::default(),
+            hosts: Default::default(),
         }
     }
 

@@ -13,7 +13,10 @@
 //! driver needs a client baton-core does not hold (a cluster's API), so the
 //! binary registers one per kind.
 
+pub mod follower;
+pub mod host;
 pub mod pod;
+mod relocate;
 
 use crate::plan::Remote;
 use serde::{Deserialize, Serialize};
@@ -109,6 +112,10 @@ pub struct PodEnd {
     pub gates: Vec<PodGate>,
     /// What went wrong on baton's side in the pod (fetch, commit, push).
     pub error: Option<String>,
+    /// Its machine could not be reached (an SSH host that went away): the
+    /// next attempt goes elsewhere when it can.
+    #[serde(default)]
+    pub unreachable: bool,
 }
 
 /// A line of baton's own in a pod's output.
@@ -159,12 +166,19 @@ pub struct FollowRequest {
     /// That token, honoured again for a Job a later baton adopts.
     #[serde(default)]
     pub gateway_token: Option<String>,
+    /// The SSH host the engine placed it on (its [`crate::plan::SshHost`]
+    /// name).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Door {
     pub addr: String,
     pub token: String,
+    /// The port on an SSH host's loopback that tunnels to `addr`.
+    #[serde(default)]
+    pub remote_port: Option<u16>,
 }
 
 /// The environment variable that carries a [`PodAttempt`] into the pod.

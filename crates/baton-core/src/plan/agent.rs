@@ -103,10 +103,42 @@ fn check_agent(
             .map(|f| f.get_ref().clone())
             .unwrap_or_default(),
         account: a.account.clone().filter(|a| !a.trim().is_empty()),
+        host_labels: host_labels(ck, a, &executor, &subject),
         executor,
         ask: a.ask.unwrap_or(true),
         gateway,
     }
+}
+
+/// `host_labels`: only on SSH hosts, and some host must carry them all.
+fn host_labels(
+    ck: &mut Checker,
+    a: &RawAgent,
+    executor: &super::Executor,
+    subject: &Option<String>,
+) -> Vec<String> {
+    let Some(labels) = &a.host_labels else {
+        return Vec::new();
+    };
+    let wanted = labels.get_ref();
+    let msg = match executor {
+        super::Executor::Remote(r) => match r.as_ref() {
+            super::Remote::Ssh(ssh) if ssh.hosts.iter().any(|h| h.has_labels(wanted)) => None,
+            super::Remote::Ssh(_) => Some(format!(
+                "no host in [executor] hosts carries every one of host_labels {wanted:?}"
+            )),
+            _ => {
+                Some("host_labels picks among SSH hosts; this profile does not run on them".into())
+            }
+        },
+        super::Executor::Local => {
+            Some("host_labels picks among SSH hosts; this profile runs here".into())
+        }
+    };
+    if let Some(msg) = msg {
+        ck.at(Some(labels.span()), subject.clone(), msg);
+    }
+    wanted.clone()
 }
 
 /// `command` names a program; an exec profile must have one.

@@ -1,11 +1,13 @@
 //! `[executor]`: where attempts run. `local` is baton's own process groups
 //! on this machine; a remote executor ([`Remote`]) runs them elsewhere:
-//! `kubernetes` makes each attempt a Job on a cluster. A profile may say
-//! `executor = "local"` or `"kubernetes"` (`"k8s"`) to override the plan's
-//! choice, so quick tasks stay local and heavy ones go to the cluster.
+//! `kubernetes` makes each attempt a Job on a cluster; `ssh` runs it on one
+//! of a list of machines ([`super::ssh`]). A profile may say
+//! `executor = "local"` or the remote's kind to override the plan's
+//! choice, so quick tasks stay local and heavy ones go elsewhere.
 
 use super::error::Checker;
 use super::raw::RawExecutor;
+use super::ssh::Ssh;
 use crate::duration::parse_duration;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +40,8 @@ impl Executor {
 // new executor's variant does not change another executor's driver.
 #[non_exhaustive]
 pub enum Remote {
-    Kubernetes(Kubernetes),
+    Kubernetes(Box<Kubernetes>),
+    Ssh(Ssh),
 }
 
 impl Remote {
@@ -46,6 +49,7 @@ impl Remote {
     pub fn kind(&self) -> &'static str {
         match self {
             Remote::Kubernetes(_) => "kubernetes",
+            Remote::Ssh(_) => "ssh",
         }
     }
 
@@ -53,6 +57,7 @@ impl Remote {
     fn is_named(&self, name: &str) -> bool {
         match self {
             Remote::Kubernetes(_) => matches!(name, "kubernetes" | "k8s"),
+            Remote::Ssh(_) => name == "ssh",
         }
     }
 
@@ -63,6 +68,7 @@ impl Remote {
                 "cluster (executor \"kubernetes\", namespace {})",
                 k.namespace
             ),
+            Remote::Ssh(s) => format!("SSH hosts (executor \"ssh\", {} host(s))", s.hosts.len()),
         }
     }
 
@@ -70,6 +76,7 @@ impl Remote {
     pub fn holds_the_cli(&self) -> &'static str {
         match self {
             Remote::Kubernetes(_) => "the cluster's image",
+            Remote::Ssh(_) => "each host's PATH",
         }
     }
 
@@ -77,6 +84,7 @@ impl Remote {
     pub fn grace(&self) -> Duration {
         match self {
             Remote::Kubernetes(k) => k.grace,
+            Remote::Ssh(s) => s.grace,
         }
     }
 
@@ -85,6 +93,7 @@ impl Remote {
     pub fn git_remote(&self) -> Option<&str> {
         match self {
             Remote::Kubernetes(k) => k.remote.as_deref(),
+            Remote::Ssh(_) => None,
         }
     }
 }
@@ -169,19 +178,53 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 pub(super) fn check_executor(ck: &mut Checker, raw: &RawExecutor) -> ExecutorSettings {
     let kind = raw.kind.as_ref().map(|k| k.get_ref().as_str());
+    let at = raw.kind.as_ref().map(|k| k.span());
+    let wants_hosts = raw.hosts.is_some() || kind == Some("ssh");
     let wants_cluster = raw.image.is_some() || matches!(kind, Some("kubernetes" | "k8s"));
-    let remote = wants_cluster.then(|| Arc::new(Remote::Kubernetes(check_kubernetes(ck, raw))));
+    if wants_hosts && wants_cluster {
+        let msg =
+            "[executor] describes either SSH hosts (`hosts`) or a cluster (`image`), not both"
+                .to_string();
+        ck.at(at.clone(), None, msg);
+    }
+    let remote = if wants_hosts {
+        Some(Arc::new(Remote::Ssh(check_ssh(ck, raw))))
+    } else {
+        wants_cluster.then(|| Arc::new(Remote::Kubernetes(Box::new(check_kubernetes(ck, raw)))))
+    };
     let default = match (kind, &remote) {
         (None | Some("local"), _) => Executor::Local,
         (Some(name), Some(r)) if r.is_named(name) => Executor::Remote(r.clone()),
         (Some(other), _) => {
-            let at = raw.kind.as_ref().map(|k| k.span());
-            let msg = format!("executor.kind must be \"local\" or \"kubernetes\", not {other:?}");
+            let msg = format!(
+                "executor.kind must be \"local\", \"kubernetes\" or \"ssh\", not {other:?}"
+            );
             ck.at(at, None, msg);
             Executor::Local
         }
     };
     ExecutorSettings { default, remote }
+}
+
+fn check_grace(ck: &mut Checker, raw: &RawExecutor) -> Duration {
+    match &raw.grace {
+        Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
+            ck.at(Some(g.span()), None, format!("executor.grace: {e}"));
+            DEFAULT_GRACE
+        }),
+        None => DEFAULT_GRACE,
+    }
+}
+
+fn check_ssh(ck: &mut Checker, raw: &RawExecutor) -> Ssh {
+    let at = raw.kind.as_ref().map(|k| k.span());
+    let hosts = super::ssh::check_hosts(ck, raw.hosts.as_ref(), at);
+    Ssh {
+        hosts,
+        config: raw.ssh_config.clone(),
+        grace: check_grace(ck, raw),
+        baton: raw.baton.clone(),
+    }
 }
 
 fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
@@ -217,13 +260,7 @@ fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
             }
         }
     }
-    let grace = match &raw.grace {
-        Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
-            ck.at(Some(g.span()), None, format!("executor.grace: {e}"));
-            DEFAULT_GRACE
-        }),
-        None => DEFAULT_GRACE,
-    };
+    let grace = check_grace(ck, raw);
     let git_listen = raw
         .git_listen
         .as_ref()
@@ -272,15 +309,21 @@ pub(super) fn profile_executor(
             ck.at(Some(f.span()), subject.clone(), msg);
             Executor::Local
         }
+        ("ssh", _) => {
+            let msg = "executor \"ssh\" needs the hosts listed in [executor] (`hosts`)".to_string();
+            ck.at(Some(f.span()), subject.clone(), msg);
+            Executor::Local
+        }
         (other, _) => {
-            let msg = format!("executor must be \"local\" or \"kubernetes\", not {other:?}");
+            let msg =
+                format!("executor must be \"local\", \"kubernetes\" or \"ssh\", not {other:?}");
             ck.at(Some(f.span()), subject.clone(), msg);
             Executor::Local
         }
     }
 }
 
-mod secs {
+pub(super) mod secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

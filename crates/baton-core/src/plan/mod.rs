@@ -17,6 +17,7 @@ pub mod sandbox;
 mod schedule;
 pub mod service;
 mod source;
+pub mod ssh;
 mod task;
 mod user;
 mod validate;
@@ -31,6 +32,7 @@ pub use land::{repo_of_url, MergeWhen, PullSettings};
 pub use notify::NotifySettings;
 pub use schedule::{Schedule, Scheduled};
 pub use source::{CommandSource, GitHubSource, Source, SourceKind, SourceMode};
+pub use ssh::{Ssh, SshHost};
 pub use user::{compose, own_text, parts as user_parts, RepoEntry, UserConfig, UserLayer};
 pub use workspace::{matching_files, parse_size, Pool, Workspace, MAX_PORTS};
 
@@ -152,8 +154,10 @@ pub struct AgentProfile {
     /// Profiles with the same account share a provider's limits: one limited
     /// holds them all.
     pub account: Option<String>,
-    /// Where its attempts run: here, or as Jobs on a cluster.
+    /// Where its attempts run: here, as Jobs on a cluster, or on SSH hosts.
     pub executor: Executor,
+    /// On SSH hosts: only those that carry every one of these labels.
+    pub host_labels: Vec<String>,
     /// Whether its agent reaches its provider through baton's model
     /// gateway, with a token of its attempt's instead of the key.
     pub gateway: GatewayUse,

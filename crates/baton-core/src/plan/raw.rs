@@ -175,6 +175,9 @@ pub(crate) struct RawExecutor {
     pub remote: Option<String>,
     pub kubeconfig: Option<String>,
     pub context: Option<String>,
+    /// `kind = "ssh"`: the hosts, and an ssh_config file for them.
+    pub hosts: Option<Spanned<Vec<toml::Value>>>,
+    pub ssh_config: Option<String>,
 }
 
 /// `[workspace]`: how each task's worktree is made ready.
@@ -243,6 +246,7 @@ pub(crate) struct RawAgent {
     pub fallback: Option<Spanned<Vec<String>>>,
     pub account: Option<String>,
     pub executor: Option<Spanned<String>>,
+    pub host_labels: Option<Spanned<Vec<String>>>,
     pub ask: Option<bool>,
     pub gateway: Option<Spanned<bool>>,
 }

@@ -10,6 +10,7 @@
 //! between them is their settings ([`crate::plan::Remote`]) and the driver
 //! the binary registers for their follower ([`crate::executor::Driver`]).
 
+pub(crate) mod hosts;
 pub(crate) mod remote;
 
 use super::agent::AgentRun;
@@ -53,7 +54,8 @@ impl Placement {
             Executor::Local => Ok(Placement::Local),
             Executor::Remote(there) => {
                 let gate_env = gate_env(&prepared.env);
-                let follower = remote::place(sh, st, there, n, prepared, &gate_env).await?;
+                let follower =
+                    remote::place(sh, st, profile, there, n, prepared, &gate_env).await?;
                 Ok(Placement::Remote(follower))
             }
         }

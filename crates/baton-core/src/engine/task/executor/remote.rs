@@ -9,11 +9,12 @@
 
 use super::super::launch::Prepared;
 use super::super::start::Start;
+use super::hosts::HostClaim;
 use crate::engine::process::supervise::Spec;
 use crate::engine::shared::Shared;
 use crate::executor::{FollowRequest, PodAttempt, PodEnd};
 use crate::payload::Payload;
-use crate::plan::Remote;
+use crate::plan::{AgentProfile, Remote};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub(crate) struct Follower {
     pub grace: Duration,
     /// The attempt's time here: the remote side's, and time for it to start.
     pub timeout: Duration,
+    /// The SSH host's slot it holds, if it went to one.
+    pub host: Option<HostClaim>,
 }
 
 const START_MARGIN: Duration = Duration::from_secs(120);
@@ -45,6 +48,7 @@ fn pairs(env: &[(OsString, OsString)]) -> Vec<(String, String)> {
 pub(crate) async fn place(
     sh: &Shared,
     st: &Start,
+    profile: &AgentProfile,
     remote: &Remote,
     n: u32,
     p: &Prepared,
@@ -64,6 +68,16 @@ pub(crate) async fn place(
     let mut env = pairs(&p.env);
     env.extend(identity(&sh.repo.root).await);
     let log = sh.paths.attempt_log(&sh.run_id, task, n);
+    // An attempt an earlier baton left running there, which this one's
+    // follower adopts.
+    let earlier = earlier_request(&log, n).await;
+    let host = match remote {
+        Remote::Ssh(ssh) => {
+            let adopted = earlier.as_ref().and_then(|r| r.host.as_deref());
+            Some(sh.hosts.claim(ssh, &profile.host_labels, adopted).await?)
+        }
+        _ => None,
+    };
     let req = FollowRequest {
         pod: PodAttempt {
             run: sh.run_id.clone(),
@@ -95,11 +109,12 @@ pub(crate) async fn place(
             .flat_map(|g| g.env.iter().map(|(k, _)| text(k)))
             .collect(),
         gateway_token: p.gate.as_ref().map(|g| g.access.token.clone()),
+        host: host.as_ref().map(|h| h.host.clone()),
     };
     if let Some(g) = &p.gate {
-        // A Job an earlier baton left running, which this attempt's
-        // follower adopts, holds that attempt's token.
-        if let Some(earlier) = earlier_token(&log, n).await {
+        // An adopted attempt holds that attempt's token.
+        let token = earlier.and_then(|r| r.gateway_token);
+        if let Some(earlier) = token.filter(|t| t.starts_with("baton-gw-")) {
             g.gateway.honour(&g.access.token, &earlier);
         }
     }
@@ -118,12 +133,13 @@ pub(crate) async fn place(
         end_file: req.end_file,
         grace: remote.grace() + Duration::from_secs(15),
         timeout: st.spec.timeout + remote.grace() + START_MARGIN,
+        host,
     })
 }
 
-/// The gateway token of the task's latest earlier attempt whose end was
-/// never collected (its Job may still run), if it had one.
-async fn earlier_token(log: &Path, n: u32) -> Option<String> {
+/// The request of the task's latest earlier attempt whose end was never
+/// collected (it may still run there), if there is one.
+async fn earlier_request(log: &Path, n: u32) -> Option<FollowRequest> {
     for m in (1..n).rev() {
         let request = log.with_file_name(format!("attempt-{m}.job.json"));
         let Ok(text) = tokio::fs::read_to_string(&request).await else {
@@ -133,8 +149,7 @@ async fn earlier_token(log: &Path, n: u32) -> Option<String> {
         if tokio::fs::try_exists(end).await.unwrap_or(false) {
             return None;
         }
-        let req: FollowRequest = serde_json::from_str(&text).ok()?;
-        return req.gateway_token.filter(|t| t.starts_with("baton-gw-"));
+        return serde_json::from_str(&text).ok();
     }
     None
 }
@@ -205,7 +220,11 @@ impl Follower {
 
     /// The remote end, once its follower is gone (see [`land`]).
     pub async fn land(self, sh: &Shared, st: &Start, n: u32) -> Option<PodEnd> {
-        land(sh, st, n, &self.end_file).await
+        let end = land(sh, st, n, &self.end_file).await;
+        if let (Some(claim), Some(true)) = (&self.host, end.as_ref().map(|e| e.unreachable)) {
+            sh.hosts.lost(&claim.host);
+        }
+        end
     }
 }
 

@@ -1,0 +1,290 @@
+//! baton's SSH executor, on this machine: its [`DRIVER`], which the binary
+//! registers. The engine places each attempt on a host with a free slot
+//! (its profile's `host_labels`); `baton __follow <request>` then makes the
+//! host ready (a baton binary of this build, copied on first use), offers
+//! the repository through a git door here that the host reaches by a
+//! reverse tunnel on its own loopback (nothing else is opened there), and
+//! runs `baton __host-attempt` there, which starts the attempt (fetch,
+//! agent, commit, gates, push: [`baton_core::executor::pod`]) in a session
+//! of its own and prints its output. A stop asks the attempt to end; a
+//! baton killed outright leaves it running, and `baton resume` adopts it.
+//! [`sweep`] removes a run's leftovers from every host; [`doctor::check`]
+//! is `baton doctor`'s part.
+
+pub mod doctor;
+mod follow;
+mod host;
+mod ssh;
+
+use anyhow::{anyhow, Context};
+use baton_core::executor::follower::Parent;
+use baton_core::executor::{Door, Driver, FollowRequest, PodEnd};
+use baton_core::plan::{Remote, Ssh};
+use ssh::{quote, Target};
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+
+/// The SSH executor, for the binary's list of drivers.
+pub const DRIVER: Driver = Driver {
+    kind: "ssh",
+    follow: |request, req| {
+        Box::pin(async move { attempt(request, req).await.map_err(|e| format!("{e:#}")) })
+    },
+    sweep: |remote, run| {
+        Box::pin(async move {
+            let ssh = settings(remote).map_err(|e| e.to_string())?;
+            sweep(ssh, run).await.map_err(|e| format!("{e:#}"))
+        })
+    },
+    doctor: |remote| {
+        Box::pin(async move {
+            match settings(remote) {
+                Ok(ssh) => doctor::check(ssh).await,
+                Err(e) => vec![(false, e.to_string())],
+            }
+        })
+    },
+};
+
+fn settings(remote: &Remote) -> anyhow::Result<&Ssh> {
+    match remote {
+        Remote::Ssh(s) => Ok(s),
+        other => Err(anyhow!("not an SSH executor: {}", other.kind())),
+    }
+}
+
+/// The attempt ends here without reaching its host: said, and its end
+/// written so the engine words it (and places the next attempt elsewhere).
+fn give_up(req: &FollowRequest, why: String, unreachable: bool) -> anyhow::Result<i32> {
+    eprintln!("baton: {why}");
+    let end = PodEnd {
+        error: Some(why),
+        unreachable,
+        ..Default::default()
+    };
+    std::fs::write(&req.end_file, serde_json::to_string(&end)?)
+        .with_context(|| format!("cannot write {}", req.end_file.display()))?;
+    Ok(1)
+}
+
+/// An earlier attempt of the task on the same host whose end was never
+/// collected (its baton died): its number and request.
+fn earlier(request: &Path, req: &FollowRequest) -> Option<(u32, FollowRequest)> {
+    for m in (1..req.pod.attempt).rev() {
+        let file = request.with_file_name(format!("attempt-{m}.job.json"));
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        if request
+            .with_file_name(format!("attempt-{m}.end.json"))
+            .exists()
+        {
+            return None;
+        }
+        let r: FollowRequest = serde_json::from_str(&text).ok()?;
+        return (r.host == req.host && r.door.is_some()).then_some((m, r));
+    }
+    None
+}
+
+/// `baton __follow` for an attempt on an SSH host: its exit status.
+pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i32> {
+    let parent = Parent::now();
+    let ssh = settings(&req.executor)?.clone();
+    let name = req
+        .host
+        .clone()
+        .context("the engine placed this attempt on no host")?;
+    let host = ssh
+        .host(&name)
+        .with_context(|| format!("no host {name:?} in [executor] hosts"))?;
+    let t = Target::new(&ssh, host)?;
+    let ready = match host::ready(&t, ssh.baton.as_deref()).await {
+        Ok(r) => r,
+        Err(e) => return give_up(&req, format!("{e:#}"), true),
+    };
+    let adopted = earlier(request, &req);
+    let n = adopted.as_ref().map_or(req.pod.attempt, |(m, _)| *m);
+    let (run, task) = (req.pod.run.clone(), req.pod.task.clone());
+    let dir = format!("{}/runs/{run}/{task}-{n}", ready.base);
+    let earlier_door = adopted.as_ref().and_then(|(_, r)| r.door.clone());
+    let (door, _serving) = match open_door(&t, &req, earlier_door).await {
+        Ok(d) => d,
+        Err(e) => return give_up(&req, format!("{e:#}"), false),
+    };
+    let port = door.remote_port.unwrap_or_default();
+    req.pod.git_url = format!("http://127.0.0.1:{port}/git/{}", door.token);
+    req.pod.keep_ref = baton_core::paths::attempt_ref(&run, &task, n);
+    req.pod.attempt = n;
+    req.pod.relocate(Path::new(&format!("{dir}/root")));
+    if adopted.is_some() {
+        eprintln!("baton: following attempt {n} on {name}, left running by an earlier baton");
+    }
+    req.door = Some(door.clone());
+    // Written back with the door, so a later baton serves the same one.
+    std::fs::write(request, serde_json::to_string_pretty(&req)?)
+        .with_context(|| format!("cannot write {}", request.display()))?;
+    let followed = run_there(&t, &req, &ready.baton, &dir, parent).await?;
+    if followed.parent_died {
+        // baton died: the attempt goes on there, and `baton resume` adopts it.
+        return Ok(143);
+    }
+    for listen in [0, port] {
+        let forward = format!("127.0.0.1:{listen}:{}", door.addr);
+        let _ = t.control("cancel", &["-R", &forward]).await;
+    }
+    let end = match &followed.end {
+        Some(end) => end.clone(),
+        None => {
+            let lost = followed.status == Some(255);
+            let why = match lost {
+                true => format!("lost the connection to {name}: {}", followed.said.trim()),
+                false => format!(
+                    "the attempt on {name} ended without saying how: {}",
+                    followed.said.trim()
+                ),
+            };
+            return give_up(&req, why, lost);
+        }
+    };
+    if let Some(e) = &end.error {
+        eprintln!("baton: on {name}: {e}");
+    }
+    if end.pushed {
+        // Its work is here: nothing of it is left there.
+        let _ = t.run(&format!("rm -rf {}", quote(&dir))).await;
+    }
+    std::fs::write(&req.end_file, serde_json::to_string(&end)?)
+        .with_context(|| format!("cannot write {}", req.end_file.display()))?;
+    Ok(match (end.code, followed.terminated) {
+        (Some(c), _) => c,
+        (None, true) => 143,
+        (None, false) => 1,
+    })
+}
+
+/// Runs `baton __host-attempt` there (the attempt on its stdin) and
+/// follows it.
+async fn run_there(
+    t: &Target,
+    req: &FollowRequest,
+    baton: &str,
+    dir: &str,
+    parent: Parent,
+) -> anyhow::Result<follow::Followed> {
+    let mut child = t
+        .command(&format!(
+            "exec {} __host-attempt {}",
+            quote(baton),
+            quote(dir)
+        ))
+        // Not in the follower's group, which a stop or baton's death
+        // signals: the stream goes on while the attempt commits and pushes.
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run ssh")?;
+    let spec = serde_json::to_vec(&req.pod)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // An attempt that runs there already does not read it.
+        let _ = stdin.write_all(&spec).await;
+    }
+    let whose = format!("host {}", t.host.name);
+    let stop = || async {
+        let script = format!("{} __host-attempt --stop {}", quote(baton), quote(dir));
+        if let Err(e) = t.run(&script).await {
+            eprintln!(
+                "baton: cannot ask the attempt on {} to stop: {e:#}",
+                t.host.name
+            );
+        }
+    };
+    follow::follow(child, &whose, parent, stop).await
+}
+
+/// The git door the host reaches through its tunnel: the earlier one's
+/// address, token and port again (an adopted attempt pushes there), else
+/// new ones. The tunnel is a forward of the host's master connection.
+async fn open_door(
+    t: &Target,
+    req: &FollowRequest,
+    earlier: Option<Door>,
+) -> anyhow::Result<(Door, tokio::task::JoinHandle<()>)> {
+    let (addr, token, port) = match earlier {
+        Some(d) => (d.addr, d.token, d.remote_port.unwrap_or(0)),
+        None => ("127.0.0.1:0".to_string(), baton_server::new_token(), 0),
+    };
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot offer the repository on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let port = tunnel(t, port, &bound.to_string())
+        .await
+        .with_context(|| format!("cannot open the tunnel to {}", t.host.name))?;
+    let door = baton_server::git_door::GitDoor {
+        git_dir: req.git_dir.clone(),
+        token: token.clone(),
+        fetch: req.pod.branch.clone(),
+        push_prefix: format!("refs/baton/{}/{}/", req.pod.run, req.pod.task),
+    };
+    let serving = tokio::spawn(async move {
+        if let Err(e) = baton_server::git_door::serve(listener, door).await {
+            eprintln!("baton: the git door closed: {e}");
+        }
+    });
+    let door = Door {
+        addr: bound.to_string(),
+        token,
+        remote_port: Some(port),
+    };
+    Ok((door, serving))
+}
+
+/// The port on the host's loopback that forwards to `to` here. The
+/// master picks it the first time; an adopted attempt pushes to the one it
+/// was told (`want`), which the master still forwards unless it ended since.
+async fn tunnel(t: &Target, want: u16, to: &str) -> anyhow::Result<u16> {
+    let picked = format!("127.0.0.1:0:{to}");
+    let said = t.control("forward", &["-R", &picked]).await?;
+    let port = said
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| anyhow!("ssh did not say which port it forwards: {said:?}"))?;
+    if want == 0 || port == want {
+        return Ok(port);
+    }
+    let _ = t.control("cancel", &["-R", &picked]).await;
+    let same = format!("127.0.0.1:{want}:{to}");
+    t.control("forward", &["-R", &same]).await?;
+    Ok(want)
+}
+
+/// Ends whatever `run` left on every host (an attempt a crash left
+/// running, a working directory) and the hosts' master connections.
+/// Returns how many attempts were still running.
+pub async fn sweep(ssh: &Ssh, run: &str) -> anyhow::Result<usize> {
+    let mut ended = 0;
+    let mut failed = Vec::new();
+    for h in &ssh.hosts {
+        let t = Target::new(ssh, h)?;
+        let script = format!(
+            "d={base}/runs/{run}; n=0; for p in \"$d\"/*/pid; do [ -f \"$p\" ] || continue; \
+             kill -TERM \"$(cat \"$p\")\" 2>/dev/null && n=$((n+1)); done; rm -rf \"$d\"; echo $n",
+            base = host::base_expr(h.dir.as_deref()),
+            run = quote(run),
+        );
+        match t.run(&script).await {
+            Ok(n) => ended += n.trim().parse::<usize>().unwrap_or(0),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        let _ = t.control("exit", &[]).await;
+        t.forget();
+    }
+    match failed.is_empty() {
+        true => Ok(ended),
+        false => Err(anyhow!("{}", failed.join("; "))),
+    }
+}
