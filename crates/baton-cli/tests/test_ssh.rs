@@ -324,3 +324,85 @@ fn doctor_checks_every_host_and_says_which_cannot_be_reached() {
     );
     assert!(text.contains("NO  gone: cannot be reached"), "{text}");
 }
+
+/// Claude Code itself on a host: its model requests go to baton's model
+/// gateway through a tunnel of the host's own (the host's loopback, not
+/// this machine's gateway port), and the host never holds the key.
+#[test]
+fn claude_code_on_a_host_reaches_its_model_through_the_tunnel_to_the_gateway() {
+    let env = TestEnv::new();
+    let Some(h) = hosts(&env, 1) else { return };
+    let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
+        return;
+    };
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    const KEY: &str = "sk-ant-real-key-for-the-host-7731";
+    let server = ModelServer::start(Scripts::new().script(
+        "hello",
+        vec![
+            Step::write("hello.txt", "hi from a host\n"),
+            Step::run("env > host-env.txt"),
+            Step::say("wrote it"),
+        ],
+    ));
+    // The host's sessions have a bare PATH: the profile gives node's.
+    let path = std::env::var("PATH").unwrap_or_default();
+    let more = [("PATH", path.as_str()), ("ANTHROPIC_API_KEY", KEY)];
+    let profile =
+        crate::test_real_agents::profile_with(&env, "claude", &bins[0], &server, &more, "");
+    let plan = format!(
+        "{}{profile}[[task]]\nid = \"hello\"\nagent = \"claude\"\nprompt = \"Do it. [[script:hello]]\"\ntimeout = \"4m\"\n",
+        header(&h, &[1])
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&env, "hello"));
+    let id = run_id(&env);
+    let branch = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(
+        show(&env, branch, "hello.txt").as_deref(),
+        Some("hi from a host\n")
+    );
+    let seen = show(&env, branch, "host-env.txt").expect("the agent's environment");
+    assert!(!seen.contains(KEY), "the host held the key:\n{seen}");
+    let pwd = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("PWD="))
+        .unwrap_or_default();
+    assert!(
+        Path::new(pwd).starts_with(&h.hosts[0].work),
+        "worked in {pwd}"
+    );
+    let told = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("ANTHROPIC_BASE_URL=http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no gateway URL:\n{seen}"));
+    assert!(seen.contains("baton-gw-"), "a token, not the key:\n{seen}");
+    let request = env.repo.join(format!(
+        ".git/baton/runs/{id}/logs/hello/attempt-1.job.json"
+    ));
+    let request: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(request).unwrap()).unwrap();
+    let here = request["gateway_url"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let there = told.split('/').next().unwrap();
+    assert_ne!(
+        there, here,
+        "the host reached the gateway through its own port"
+    );
+    let calls: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|q| q.path.contains("/messages"))
+        .collect();
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|q| q.header("x-api-key") == Some(KEY)));
+    assert_nowhere_in_state(&env, KEY);
+    assert!(left_on_hosts(&h, &id).is_empty());
+}

@@ -297,6 +297,7 @@ async fn open_door(
         addr: bound.to_string(),
         token,
         remote_port: None,
+        gateway: None,
     });
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = baton_server::git_door::serve(listener, door).await {

@@ -109,8 +109,13 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     let (run, task) = (req.pod.run.clone(), req.pod.task.clone());
     let dir = format!("{}/runs/{run}/{task}-{n}", ready.base);
     let earlier_door = adopted.as_ref().and_then(|(_, r)| r.door.clone());
-    let (door, _serving) = match open_door(&t, &req, earlier_door).await {
+    let earlier_gateway = earlier_door.as_ref().and_then(|d| d.gateway.clone());
+    let (mut door, _serving) = match open_door(&t, &req, earlier_door).await {
         Ok(d) => d,
+        Err(e) => return give_up(&req, format!("{e:#}"), false),
+    };
+    door.gateway = match gateway_tunnel(&t, &mut req, earlier_gateway).await {
+        Ok(g) => g,
         Err(e) => return give_up(&req, format!("{e:#}"), false),
     };
     let port = door.remote_port.unwrap_or_default();
@@ -130,9 +135,9 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
         // baton died: the attempt goes on there, and `baton resume` adopts it.
         return Ok(143);
     }
-    for listen in [0, port] {
-        let forward = format!("127.0.0.1:{listen}:{}", door.addr);
-        let _ = t.control("cancel", &["-R", &forward]).await;
+    cancel(&t, port, &door.addr).await;
+    if let Some((q, to)) = &door.gateway {
+        cancel(&t, *q, to).await;
     }
     let end = match &followed.end {
         Some(end) => end.clone(),
@@ -239,8 +244,55 @@ async fn open_door(
         addr: bound.to_string(),
         token,
         remote_port: Some(port),
+        gateway: None,
     };
     Ok((door, serving))
+}
+
+/// The model gateway (on this machine's loopback) through a tunnel of its
+/// own, and the agent told the host's end of it; an adopted attempt's
+/// tunnel (`earlier`: its port there and what it led to) now leads to this
+/// baton's gateway.
+async fn gateway_tunnel(
+    t: &Target,
+    req: &mut FollowRequest,
+    earlier: Option<(u16, String)>,
+) -> anyhow::Result<Option<(u16, String)>> {
+    let Some(url) = req.gateway_url.clone() else {
+        return Ok(None);
+    };
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .with_context(|| format!("the model gateway's address {url} has no port"))?;
+    let to = format!("127.0.0.1:{port}");
+    let want = match &earlier {
+        Some((q, old)) if *old != to => {
+            cancel(t, *q, old).await;
+            *q
+        }
+        Some((q, _)) => *q,
+        None => 0,
+    };
+    let q = tunnel(t, want, &to).await.with_context(|| {
+        format!(
+            "cannot open the tunnel to the model gateway on {}",
+            t.host.name
+        )
+    })?;
+    let there = format!("http://127.0.0.1:{q}");
+    req.pod.rewrite(|s| s.replace(&url, &there));
+    Ok(Some((q, to)))
+}
+
+/// Ends the tunnel from `port` there to `to` here (made with the port
+/// picked, or asked for).
+async fn cancel(t: &Target, port: u16, to: &str) {
+    for listen in [0, port] {
+        let forward = format!("127.0.0.1:{listen}:{to}");
+        let _ = t.control("cancel", &["-R", &forward]).await;
+    }
 }
 
 /// The port on the host's loopback that forwards to `to` here. The

@@ -170,6 +170,10 @@ pub struct FollowRequest {
     /// name).
     #[serde(default)]
     pub host: Option<String>,
+    /// The model gateway as the agent was told it (`http://127.0.0.1:port`),
+    /// which an SSH host reaches through a tunnel of its own.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -179,6 +183,10 @@ pub struct Door {
     /// The port on an SSH host's loopback that tunnels to `addr`.
     #[serde(default)]
     pub remote_port: Option<u16>,
+    /// The port on an SSH host's loopback that tunnels to the model
+    /// gateway, and the gateway's address here it was made for.
+    #[serde(default)]
+    pub gateway: Option<(u16, String)>,
 }
 
 /// The environment variable that carries a [`PodAttempt`] into the pod.

@@ -27,24 +27,30 @@ impl PodAttempt {
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
         prefixes.dedup();
         let root = root.to_string_lossy().trim_end_matches('/').to_string();
-        let moved = |s: &str| move_paths(s, &prefixes, &root);
-        self.worktree = PathBuf::from(moved(&self.worktree.to_string_lossy()));
-        self.program = moved(&self.program);
-        for a in &mut self.args {
-            *a = moved(a);
-        }
-        for (_, v) in self.env.iter_mut().chain(self.gate_env.iter_mut()) {
-            *v = moved(v);
-        }
-        for line in &mut self.stdin_lines {
-            *line = moved(line);
+        self.rewrite(|s| move_paths(s, &prefixes, &root));
+    }
+
+    /// Every text the agent and its gates are given (arguments, variables,
+    /// input, files and their paths, the worktree) passed through `f`.
+    pub fn rewrite(&mut self, f: impl Fn(&str) -> String) {
+        let path = |p: &Path| PathBuf::from(f(&p.to_string_lossy()));
+        self.worktree = path(&self.worktree);
+        self.program = f(&self.program);
+        let texts = self.args.iter_mut().chain(self.stdin_lines.iter_mut());
+        let values = self
+            .env
+            .iter_mut()
+            .chain(self.gate_env.iter_mut())
+            .map(|(_, v)| v);
+        for t in texts.chain(values) {
+            *t = f(t);
         }
         for (p, text) in &mut self.files {
-            *p = PathBuf::from(moved(&p.to_string_lossy()));
-            *text = moved(text);
+            *p = path(p);
+            *text = f(text);
         }
         for d in &mut self.dirs {
-            *d = PathBuf::from(moved(&d.to_string_lossy()));
+            *d = path(d);
         }
     }
 }

@@ -269,8 +269,10 @@ pub fn decide(
         GatewayUse::Auto => false,
     };
     // Pods reach it only where the plan says how (else their keys come
-    // from the cluster's Secrets, `env_from`).
-    if !on && matches!(p.executor, Executor::Remote(_)) && !settings.reaches_pods() {
+    // from the cluster's Secrets, `env_from`); SSH hosts through a tunnel.
+    let tunnelled =
+        matches!(&p.executor, Executor::Remote(r) if matches!(**r, crate::plan::Remote::Ssh(_)));
+    if !on && matches!(p.executor, Executor::Remote(_)) && !tunnelled && !settings.reaches_pods() {
         return Decision::Direct;
     }
     if !on {

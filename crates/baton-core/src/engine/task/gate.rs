@@ -89,9 +89,11 @@ pub(super) fn pass(
         account: profile.account_name().to_string(),
         upstream: route.upstream,
     };
-    // An agent on a cluster reaches it by the name the plan gives.
-    let url = match profile.executor {
+    // An agent on a cluster reaches it by the name the plan gives; one on
+    // an SSH host through a tunnel to the same port on its own loopback.
+    let url = match &profile.executor {
         Executor::Local => gw.url(),
+        Executor::Remote(r) if matches!(**r, crate::plan::Remote::Ssh(_)) => gw.url(),
         Executor::Remote(_) => sh.plan.gateway.url_for_pods(&gw.url())?,
     };
     let token = gw.grant(who, tx);

@@ -110,6 +110,7 @@ pub(crate) async fn place(
             .collect(),
         gateway_token: p.gate.as_ref().map(|g| g.access.token.clone()),
         host: host.as_ref().map(|h| h.host.clone()),
+        gateway_url: p.gate.as_ref().map(|g| g.gateway.url()),
     };
     if let Some(g) = &p.gate {
         // An adopted attempt holds that attempt's token.
