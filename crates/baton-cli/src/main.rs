@@ -94,6 +94,10 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         stop: bool,
+        /// Leaves out the first lines of its output (a follower that
+        /// connected again has them).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
     },
     /// Inside a sandbox whose network is an allow-list: the agent's parent.
     #[command(name = "__sandbox-bridge", hide = true)]
@@ -233,17 +237,21 @@ fn executor_command(cmd: &Command) -> Option<ExitCode> {
                 }
             }
         }
-        Command::HostAttempt { dir, stop: true } => {
-            Some(exit(if baton_core::executor::host::stop(dir) {
-                0
-            } else {
-                1
-            }))
-        }
-        Command::HostAttempt { dir, stop: false } => {
+        Command::HostAttempt {
+            dir, stop: true, ..
+        } => Some(exit(if baton_core::executor::host::stop(dir) {
+            0
+        } else {
+            1
+        })),
+        Command::HostAttempt {
+            dir,
+            stop: false,
+            from,
+        } => {
             let served = std::env::current_exe()
                 .map_err(|e| format!("cannot find baton's own binary: {e}"))
-                .and_then(|baton| baton_core::executor::host::serve(dir, &baton));
+                .and_then(|baton| baton_core::executor::host::serve(dir, &baton, *from));
             match served {
                 Ok(code) => Some(exit(code)),
                 Err(e) => {

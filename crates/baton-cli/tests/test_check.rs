@@ -494,7 +494,29 @@ fn executor_mistakes_are_plan_errors() {
     );
     assert_rejected(
         "[executor]\nkind = \"nomad\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
-        &["executor.kind must be \"local\" or \"kubernetes\", not \"nomad\""],
+        &["executor.kind must be \"local\", \"kubernetes\" or \"ssh\", not \"nomad\""],
+    );
+    // SSH hosts: none listed, a bad one, a name twice, labels no host
+    // carries, and hosts with a cluster.
+    assert_rejected(
+        "[executor]\nkind = \"ssh\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &["executor \"ssh\" needs `hosts`"],
+    );
+    assert_rejected(
+        "[executor]\nkind = \"ssh\"\nhosts = [\"box:http\", { host = \"a\", slots = 0 }, \"b\", \"b\"]\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &[
+            "executor.hosts[0]: \"http\" is not a port",
+            "executor.hosts[1]: slots is from 1 to 256, not 0",
+            "\"b\" is named twice",
+        ],
+    );
+    assert_rejected(
+        "[executor]\nkind = \"ssh\"\nhosts = [{ host = \"a\", labels = [\"mac\"] }]\n\n[agent.far]\nadapter = \"exec\"\ncommand = [\"true\"]\nhost_labels = [\"gpu\"]\n\n[[task]]\nid = \"a\"\nagent = \"far\"\nprompt = \"x\"\n",
+        &["no host in [executor] hosts carries every one of host_labels [\"gpu\"]"],
+    );
+    assert_rejected(
+        "[executor]\nkind = \"ssh\"\nhosts = [\"a\"]\nimage = \"i\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &["either SSH hosts (`hosts`) or a cluster (`image`), not both"],
     );
     assert_rejected(
         "[executor]\nkind = \"kubernetes\"\nimage = \"i\"\ncpu = \"two\"\nmounts = [\"opt\"]\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",

@@ -9,7 +9,7 @@ use baton_core::plan::Ssh;
 pub async fn check(ssh: &Ssh) -> Checks {
     let mut out = Vec::new();
     for h in &ssh.hosts {
-        let t = match Target::new(ssh, h) {
+        let t = match Target::new(ssh, h, "doctor") {
             Ok(t) => t,
             Err(e) => {
                 out.push((false, format!("{}: {e:#}", h.name)));

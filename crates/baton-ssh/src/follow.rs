@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::Signal;
 
 pub struct Followed {
     pub end: Option<PodEnd>,
@@ -23,6 +23,8 @@ pub struct Followed {
     pub status: Option<i32>,
     /// The last lines `ssh` wrote to stderr.
     pub said: String,
+    /// How many lines of the attempt's output came.
+    pub lines: u64,
 }
 
 const KEPT: usize = 5;
@@ -31,13 +33,13 @@ pub async fn follow<S, F>(
     mut child: Child,
     whose: &str,
     parent: Parent,
+    term: &mut Signal,
     stop: S,
 ) -> anyhow::Result<Followed>
 where
     S: Fn() -> F,
     F: Future<Output = ()>,
 {
-    let mut term = signal(SignalKind::terminate())?;
     let said = Arc::new(Mutex::new(Vec::<String>::new()));
     if let Some(err) = child.stderr.take() {
         let said = said.clone();
@@ -64,6 +66,7 @@ where
         parent_died: false,
         status: None,
         said: String::new(),
+        lines: 0,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -74,7 +77,10 @@ where
                 return Ok(f);
             },
             line = lines.next_line() => match line {
-                Ok(Some(line)) => relay(&line, whose, &mut f.end),
+                Ok(Some(line)) => {
+                    f.lines += 1;
+                    relay(&line, whose, &mut f.end);
+                }
                 Ok(None) | Err(_) if parent.gone() => {
                     f.parent_died = true;
                     return Ok(f);

@@ -38,16 +38,23 @@ pub struct Probe {
 /// One round trip: the working directory (made), the system, git, and
 /// whether `baton` (a path, or a name on its PATH) is there.
 pub async fn probe(t: &Target, baton: &str) -> anyhow::Result<Probe> {
+    // Each answer tagged: a login shell's own words do not shift them.
     let script = format!(
-        "b={base}; mkdir -p \"$b/bin\" && cd \"$b\" && pwd -P; uname -sm; \
-         git --version 2>/dev/null || echo; command -v {baton} 2>/dev/null || echo",
+        "umask 077; b={base}; mkdir -p \"$b/bin\" && cd \"$b\" && echo \"baton-base=$(pwd -P)\"; \
+         echo \"baton-system=$(uname -sm)\"; echo \"baton-git=$(git --version 2>/dev/null)\"; \
+         echo \"baton-found=$(command -v {baton} 2>/dev/null)\"",
         base = base_expr(t.host.dir.as_deref()),
         baton = quote(baton),
     );
     let out = t.run(&script).await?;
-    let mut lines = out.lines().map(str::trim);
-    let mut next = || lines.next().unwrap_or_default().to_string();
-    let (base, system, git, found) = (next(), next(), next(), next());
+    let said = |tag: &str| {
+        let tag = format!("baton-{tag}=");
+        let line = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(tag.as_str()));
+        line.unwrap_or_default().trim().to_string()
+    };
+    let (base, system, git, found) = (said("base"), said("system"), said("git"), said("found"));
     if base.is_empty() {
         bail!("{}: cannot make its working directory", t.host.name);
     }
@@ -120,7 +127,9 @@ pub async fn ready(t: &Target, named: Option<&str>) -> anyhow::Result<Ready> {
             baton,
         });
     }
-    let (exe, hash) = own_hash()?;
+    let (exe, hash) = tokio::task::spawn_blocking(own_hash)
+        .await
+        .context("hashing baton's binary failed")??;
     let name = format!("bin/baton-{}", &hash[..16]);
     let p = probe(t, &format!("./{name}")).await?;
     let path = format!("{}/{name}", p.base);

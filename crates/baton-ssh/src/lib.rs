@@ -24,6 +24,7 @@ use ssh::{quote, Target};
 use std::path::Path;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The SSH executor, for the binary's list of drivers.
 pub const DRIVER: Driver = Driver {
@@ -83,7 +84,9 @@ fn earlier(request: &Path, req: &FollowRequest) -> Option<(u32, FollowRequest)> 
             return None;
         }
         let r: FollowRequest = serde_json::from_str(&text).ok()?;
-        return (r.host == req.host && r.door.is_some()).then_some((m, r));
+        // An attempt adopted before is named by the attempt it follows.
+        let n = r.pod.attempt;
+        return (r.host == req.host && r.door.is_some()).then_some((n, r));
     }
     None
 }
@@ -91,6 +94,9 @@ fn earlier(request: &Path, req: &FollowRequest) -> Option<(u32, FollowRequest)> 
 /// `baton __follow` for an attempt on an SSH host: its exit status.
 pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i32> {
     let parent = Parent::now();
+    // From the start: a stop that comes while the host is made ready is
+    // heard once the attempt runs, not lost.
+    let mut term = signal(SignalKind::terminate())?;
     let ssh = settings(&req.executor)?.clone();
     let name = req
         .host
@@ -99,7 +105,7 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     let host = ssh
         .host(&name)
         .with_context(|| format!("no host {name:?} in [executor] hosts"))?;
-    let t = Target::new(&ssh, host)?;
+    let t = Target::new(&ssh, host, &req.pod.run)?;
     let ready = match host::ready(&t, ssh.baton.as_deref()).await {
         Ok(r) => r,
         Err(e) => return give_up(&req, format!("{e:#}"), true),
@@ -114,9 +120,15 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
         Ok(d) => d,
         Err(e) => return give_up(&req, format!("{e:#}"), false),
     };
-    door.gateway = match gateway_tunnel(&t, &mut req, earlier_gateway).await {
-        Ok(g) => g,
-        Err(e) => return give_up(&req, format!("{e:#}"), false),
+    let _relaying = match gateway_tunnel(&t, &mut req, earlier_gateway).await {
+        Ok((g, relaying)) => {
+            door.gateway = g;
+            relaying
+        }
+        Err(e) => {
+            cancel(&t, door.remote_port.unwrap_or_default(), &door.addr).await;
+            return give_up(&req, format!("{e:#}"), false);
+        }
     };
     let port = door.remote_port.unwrap_or_default();
     req.pod.git_url = format!("http://127.0.0.1:{port}/git/{}", door.token);
@@ -130,7 +142,7 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
-    let followed = run_there(&t, &req, &ready.baton, &dir, parent).await?;
+    let followed = follow_there(&t, &req, &ready.baton, &dir, parent, &mut term).await?;
     if followed.parent_died {
         // baton died: the attempt goes on there, and `baton resume` adopts it.
         return Ok(143);
@@ -156,12 +168,12 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     if let Some(e) = &end.error {
         eprintln!("baton: on {name}: {e}");
     }
+    std::fs::write(&req.end_file, serde_json::to_string(&end)?)
+        .with_context(|| format!("cannot write {}", req.end_file.display()))?;
     if end.pushed {
         // Its work is here: nothing of it is left there.
         let _ = t.run(&format!("rm -rf {}", quote(&dir))).await;
     }
-    std::fs::write(&req.end_file, serde_json::to_string(&end)?)
-        .with_context(|| format!("cannot write {}", req.end_file.display()))?;
     Ok(match (end.code, followed.terminated) {
         (Some(c), _) => c,
         (None, true) => 143,
@@ -169,18 +181,57 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     })
 }
 
-/// Runs `baton __host-attempt` there (the attempt on its stdin) and
-/// follows it.
+/// How often a broken connection is made again before the attempt is
+/// given up (a host that went away).
+const RECONNECTS: u32 = 3;
+
+/// Follows the attempt there to its end; a connection that breaks while it
+/// runs is made again, and its output goes on where it broke off.
+async fn follow_there(
+    t: &Target,
+    req: &FollowRequest,
+    baton: &str,
+    dir: &str,
+    parent: Parent,
+    term: &mut Signal,
+) -> anyhow::Result<follow::Followed> {
+    let (mut seen, mut tries, mut stopped) = (0, 0, false);
+    loop {
+        let mut f = run_there(t, req, baton, dir, parent, term, seen).await?;
+        stopped |= f.terminated;
+        f.terminated = stopped;
+        let broke = f.end.is_none() && f.status == Some(255) && !f.parent_died;
+        if !broke || tries == RECONNECTS {
+            f.lines += seen;
+            return Ok(f);
+        }
+        tries += 1;
+        seen += f.lines;
+        eprintln!(
+            "baton: the connection to {} broke; connecting again",
+            t.host.name
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        if t.master().await.is_err() {
+            return Ok(f);
+        }
+    }
+}
+
+/// Runs `baton __host-attempt` there (the attempt on its stdin; its
+/// output after the first `from` lines) and follows it.
 async fn run_there(
     t: &Target,
     req: &FollowRequest,
     baton: &str,
     dir: &str,
     parent: Parent,
+    term: &mut Signal,
+    from: u64,
 ) -> anyhow::Result<follow::Followed> {
     let mut child = t
         .command(&format!(
-            "exec {} __host-attempt {}",
+            "exec {} __host-attempt --from {from} {}",
             quote(baton),
             quote(dir)
         ))
@@ -207,7 +258,7 @@ async fn run_there(
             );
         }
     };
-    follow::follow(child, &whose, parent, stop).await
+    follow::follow(child, &whose, parent, term, stop).await
 }
 
 /// The git door the host reaches through its tunnel: the earlier one's
@@ -249,33 +300,36 @@ async fn open_door(
     Ok((door, serving))
 }
 
-/// The model gateway (on this machine's loopback) through a tunnel of its
-/// own, and the agent told the host's end of it; an adopted attempt's
-/// tunnel (`earlier`: its port there and what it led to) now leads to this
-/// baton's gateway.
+/// The model gateway (on this machine's loopback) through a tunnel of the
+/// attempt's own, and the agent told the host's end of it. The tunnel leads
+/// to a relay of the attempt's here, not to the gateway itself: a master
+/// keeps one forward per target, so attempts that shared one would cut
+/// each other off as they end. An adopted attempt (`earlier`: its port
+/// there and its relay's address) gets both back, the relay now leading to
+/// this baton's gateway.
 async fn gateway_tunnel(
     t: &Target,
     req: &mut FollowRequest,
     earlier: Option<(u16, String)>,
-) -> anyhow::Result<Option<(u16, String)>> {
+) -> anyhow::Result<(Option<(u16, String)>, Option<tokio::task::JoinHandle<()>>)> {
     let Some(url) = req.gateway_url.clone() else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let port = url
         .rsplit(':')
         .next()
         .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
         .with_context(|| format!("the model gateway's address {url} has no port"))?;
-    let to = format!("127.0.0.1:{port}");
-    let want = match &earlier {
-        Some((q, old)) if *old != to => {
-            cancel(t, *q, old).await;
-            *q
-        }
-        Some((q, _)) => *q,
-        None => 0,
+    let (want, at) = match earlier {
+        Some((q, relay)) => (q, relay),
+        None => (0, "127.0.0.1:0".to_string()),
     };
-    let q = tunnel(t, want, &to).await.with_context(|| {
+    let listener = tokio::net::TcpListener::bind(&at)
+        .await
+        .with_context(|| format!("cannot relay to the model gateway on {at}"))?;
+    let relay = listener.local_addr()?.to_string();
+    let relaying = tokio::spawn(relay_to(listener, format!("127.0.0.1:{port}")));
+    let q = tunnel(t, want, &relay).await.with_context(|| {
         format!(
             "cannot open the tunnel to the model gateway on {}",
             t.host.name
@@ -283,7 +337,19 @@ async fn gateway_tunnel(
     })?;
     let there = format!("http://127.0.0.1:{q}");
     req.pod.rewrite(|s| s.replace(&url, &there));
-    Ok(Some((q, to)))
+    Ok((Some((q, relay)), Some(relaying)))
+}
+
+/// Passes each connection `listener` takes on to `to`.
+async fn relay_to(listener: tokio::net::TcpListener, to: String) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let to = to.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
 }
 
 /// Ends the tunnel from `port` there to `to` here (made with the port
@@ -321,10 +387,14 @@ pub async fn sweep(ssh: &Ssh, run: &str) -> anyhow::Result<usize> {
     let mut ended = 0;
     let mut failed = Vec::new();
     for h in &ssh.hosts {
-        let t = Target::new(ssh, h)?;
+        let t = Target::new(ssh, h, run)?;
+        // Each attempt is a session of its own: its whole group is ended,
+        // given a moment to go, then killed, before its directory goes.
         let script = format!(
             "d={base}/runs/{run}; n=0; for p in \"$d\"/*/pid; do [ -f \"$p\" ] || continue; \
-             kill -TERM \"$(cat \"$p\")\" 2>/dev/null && n=$((n+1)); done; rm -rf \"$d\"; echo $n",
+             kill -TERM -- -\"$(cat \"$p\")\" 2>/dev/null && n=$((n+1)); done; \
+             if [ $n -gt 0 ]; then sleep 2; for p in \"$d\"/*/pid; do kill -KILL -- -\"$(cat \"$p\")\" 2>/dev/null; done; fi; \
+             rm -rf \"$d\"; echo $n",
             base = host::base_expr(h.dir.as_deref()),
             run = quote(run),
         );

@@ -43,11 +43,13 @@ pub fn quote(s: &str) -> String {
 }
 
 impl Target {
-    pub fn new(ssh: &Ssh, host: &SshHost) -> anyhow::Result<Target> {
+    /// The host, for `scope` (a run's id): each run has a master of its
+    /// own, which its end closes without cutting another run's.
+    pub fn new(ssh: &Ssh, host: &SshHost, scope: &str) -> anyhow::Result<Target> {
         let key = {
             use sha2::Digest;
             let who = format!(
-                "{:?}|{:?}|{:?}|{:?}",
+                "{scope}|{:?}|{:?}|{:?}|{:?}",
                 ssh.config, host.host, host.user, host.port
             );
             let hash = sha2::Sha256::digest(who.as_bytes());

@@ -52,13 +52,17 @@ fn alive(pid: i32) -> bool {
 /// already, and prints its output to its end. The exit status is 0 once
 /// the output is whole, whatever the attempt's own end (that is in its
 /// last line).
-pub fn serve(dir: &Path, baton: &Path) -> Result<i32, String> {
+pub fn serve(dir: &Path, baton: &Path, from: u64) -> Result<i32, String> {
+    // The attempt's files hold its tokens (and a key the gateway does not
+    // stand in for): the host's other users read none of them.
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(0o077) };
     let f = Files::of(dir);
     let mut child = None;
     if recorded(&f).is_none() {
         child = Some(start(dir, &f, baton)?);
     }
-    follow(&f, child)
+    follow(&f, child, from)
 }
 
 /// `baton __host-attempt --stop DIR`: SIGTERM to the attempt; false when
@@ -125,11 +129,11 @@ fn ended(f: &Files, child: &mut Option<std::process::Child>) -> bool {
 /// Prints `out` from its start as it grows, until the attempt ended and
 /// all of it is out; an attempt that ended without its last line gets one
 /// that says so.
-fn follow(f: &Files, mut child: Option<std::process::Child>) -> Result<i32, String> {
+fn follow(f: &Files, mut child: Option<std::process::Child>, from: u64) -> Result<i32, String> {
     let mut file =
         std::fs::File::open(&f.out).map_err(|e| format!("cannot read {}: {e}", f.out.display()))?;
     let mut stdout = std::io::stdout().lock();
-    let (mut pending, mut seen_end) = (Vec::new(), false);
+    let (mut pending, mut seen_end, mut lines) = (Vec::new(), false, 0u64);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // Read first, then ask: what the attempt wrote before it ended is
@@ -146,6 +150,11 @@ fn follow(f: &Files, mut child: Option<std::process::Child>) -> Result<i32, Stri
                 seen_end |= line.starts_with(super::TAG.as_bytes())
                     && PodLine::parse(String::from_utf8_lossy(&line).trim_end())
                         .is_some_and(|l| matches!(l, PodLine::End(_)));
+                lines += 1;
+                // A follower that connected again has these already.
+                if lines <= from {
+                    continue;
+                }
                 // The connection gone: the attempt goes on without us.
                 if stdout
                     .write_all(&line)
@@ -156,10 +165,18 @@ fn follow(f: &Files, mut child: Option<std::process::Child>) -> Result<i32, Stri
                 }
             }
         }
-        if done {
+        // Its end is its last line: whatever still runs is on its way out.
+        if done || seen_end {
             break;
         }
         std::thread::sleep(POLL);
+    }
+    if seen_end {
+        // Ended: its pid may be another process's soon.
+        if let Some(c) = child.as_mut() {
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&f.pid);
     }
     if !pending.is_empty() {
         pending.push(b'\n');
