@@ -98,6 +98,9 @@ enum Command {
         /// connected again has them).
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// Where the host keeps what `[workspace] setup` made, by its key.
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
     /// Inside a sandbox whose network is an allow-list: the agent's parent.
     #[command(name = "__sandbox-bridge", hide = true)]
@@ -248,10 +251,13 @@ fn executor_command(cmd: &Command) -> Option<ExitCode> {
             dir,
             stop: false,
             from,
+            cache,
         } => {
             let served = std::env::current_exe()
                 .map_err(|e| format!("cannot find baton's own binary: {e}"))
-                .and_then(|baton| baton_core::executor::host::serve(dir, &baton, *from));
+                .and_then(|baton| {
+                    baton_core::executor::host::serve(dir, &baton, *from, cache.as_deref())
+                });
             match served {
                 Ok(code) => Some(exit(code)),
                 Err(e) => {

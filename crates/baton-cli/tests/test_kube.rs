@@ -266,6 +266,8 @@ prompt = "say slow started\nsleep 25\nwrite slow.txt done"
             "{t}: {:#}",
             run.report
         );
+        // The Job's attempt taken up as itself: no second attempt.
+        assert_eq!(task(&run.report, t)["attempts"], 1, "{t}: {:#}", run.report);
     }
     assert_integrated(
         &env,
@@ -686,8 +688,8 @@ fn a_job_that_finished_while_baton_was_dead_is_collected_not_run_again() {
     );
     assert_eq!(
         logs.matches("begun").count(),
-        2,
-        "attempt 1's and the collected log, no new run: {logs}"
+        1,
+        "attempt 1's log is the collected one, and no new run: {logs}"
     );
     assert!(jobs_of(&kc, &id).is_empty());
 }
@@ -800,4 +802,27 @@ fn a_run_that_baton_serve_drives_leaves_no_job_behind_even_one_it_did_not_make()
     wait_for("no Job of the run left", 30, || {
         jobs_of(&kc, &id).is_empty()
     });
+}
+
+/// `[workspace] setup` runs in the pod, after its fetch: what it makes
+/// (ignored, so never in git) is there for the agent and its gates.
+#[test]
+fn setup_runs_in_the_pod_where_the_agent_works() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    env.write(".gitignore", "deps/\n");
+    let plan = format!(
+        "[workspace]\nsetup = [\"mkdir -p deps && echo built > deps/lib.txt\"]\n\n{}[[task]]\nid = \"t\"\nprompt = \"write t.txt t\"\ngates = [\"grep -q built deps/lib.txt\"]\n",
+        header(&kc)
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let logs = output(baton(&env).args(["logs", "t"]));
+    let logs =
+        String::from_utf8_lossy(&logs.stdout).into_owned() + &String::from_utf8_lossy(&logs.stderr);
+    assert!(logs.contains("baton (pod): setup `mkdir -p deps"), "{logs}");
+    let id = run_id(&env);
+    assert!(jobs_of(&kc, &id).is_empty());
 }

@@ -246,6 +246,8 @@ fn a_baton_killed_mid_run_is_resumed_by_adopting_what_runs_on_the_host() {
     let run = parse_run(baton(&env).args(["resume", "--json"]).output().unwrap());
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, logs(&env, "slow"));
     for t in ["quick", "slow"] {
+        // The attempt that ran on, taken up as itself: no second attempt.
+        assert_eq!(task(&run.report, t)["attempts"], 1, "{t}: {:#}", run.report);
         assert_eq!(
             task(&run.report, t)["status"],
             "succeeded",
@@ -405,4 +407,38 @@ fn claude_code_on_a_host_reaches_its_model_through_the_tunnel_to_the_gateway() {
     assert!(calls.iter().all(|q| q.header("x-api-key") == Some(KEY)));
     assert_nowhere_in_state(&env, KEY);
     assert!(left_on_hosts(&h, &id).is_empty());
+}
+
+/// `[workspace] setup` runs on the host, in the attempt's worktree there,
+/// not on this machine; a second attempt with the same setup inputs on
+/// that host takes what setup made from the host's cache instead of
+/// running it again.
+#[test]
+fn setup_runs_on_the_host_once_per_inputs_and_its_result_is_reused() {
+    let env = TestEnv::new();
+    let Some(h) = hosts(&env, 1) else { return };
+    let ran = env.root().join("setup-ran");
+    env.write(".gitignore", "deps/\n");
+    env.write("package-lock.json", "{\"v\": 1}\n");
+    let plan = format!(
+        "[workspace]\nsetup = [\"echo $PWD >> {ran}\", \"mkdir -p deps && echo built > deps/lib.txt\"]\nsetup_inputs = [\"package-lock.json\"]\n\n{}[[task]]\nid = \"a\"\nprompt = \"write a.txt a\"\ngates = [\"grep -q built deps/lib.txt\"]\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"write b.txt b\"\ngates = [\"grep -q built deps/lib.txt\"]\n",
+        header(&h, &[1]),
+        ran = ran.display()
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&env, "b"));
+    // Setup ran once, on the host (in a worktree under its directory).
+    let runs = std::fs::read_to_string(&ran).unwrap();
+    assert_eq!(runs.lines().count(), 1, "{runs}");
+    assert!(
+        Path::new(runs.trim()).starts_with(&h.hosts[0].work),
+        "{runs}"
+    );
+    assert!(logs(&env, "b").contains("setup: reused what it made before"));
+    // What setup made stays out of the work.
+    let branch = r.report["integration_branch"].as_str().unwrap();
+    assert_eq!(show(&env, branch, "deps/lib.txt"), None);
+    assert_eq!(show(&env, branch, "b.txt").as_deref(), Some("b\n"));
 }

@@ -192,6 +192,9 @@ fn probe_attempt() -> baton_core::executor::PodAttempt {
         dirs: Vec::new(),
         gates: Vec::new(),
         gate_env: Vec::new(),
+        setup: Vec::new(),
+        setup_key: None,
+        setup_timeout_secs: 60,
         timeout_secs: 60,
         message: String::new(),
     }

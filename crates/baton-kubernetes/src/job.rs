@@ -219,6 +219,9 @@ mod tests {
             dirs: vec![],
             gates: vec![],
             gate_env: vec![],
+            setup: Vec::new(),
+            setup_key: None,
+            setup_timeout_secs: 60,
             timeout_secs: 600,
             message: "m".into(),
         }

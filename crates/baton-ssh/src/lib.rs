@@ -110,7 +110,12 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
         Ok(r) => r,
         Err(e) => return give_up(&req, format!("{e:#}"), true),
     };
-    let adopted = earlier(request, &req);
+    // A door already in the request: this attempt was followed before,
+    // by a baton that died (`resume` took it up again).
+    let adopted = match &req.door {
+        Some(_) => Some((req.pod.attempt, req.clone())),
+        None => earlier(request, &req),
+    };
     let n = adopted.as_ref().map_or(req.pod.attempt, |(m, _)| *m);
     let (run, task) = (req.pod.run.clone(), req.pod.task.clone());
     let dir = format!("{}/runs/{run}/{task}-{n}", ready.base);
@@ -142,7 +147,12 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
-    let followed = follow_there(&t, &req, &ready.baton, &dir, parent, &mut term).await?;
+    let there = There {
+        baton: ready.baton.clone(),
+        dir: dir.clone(),
+        cache: format!("{}/setup", ready.base),
+    };
+    let followed = follow_there(&t, &req, &there, parent, &mut term).await?;
     if followed.parent_died {
         // baton died: the attempt goes on there, and `baton resume` adopts it.
         return Ok(143);
@@ -181,6 +191,16 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     })
 }
 
+/// Where the attempt is on its host.
+struct There {
+    /// baton there.
+    baton: String,
+    /// The attempt's directory.
+    dir: String,
+    /// The host's setup cache.
+    cache: String,
+}
+
 /// How often a broken connection is made again before the attempt is
 /// given up (a host that went away).
 const RECONNECTS: u32 = 3;
@@ -190,14 +210,13 @@ const RECONNECTS: u32 = 3;
 async fn follow_there(
     t: &Target,
     req: &FollowRequest,
-    baton: &str,
-    dir: &str,
+    there: &There,
     parent: Parent,
     term: &mut Signal,
 ) -> anyhow::Result<follow::Followed> {
     let (mut seen, mut tries, mut stopped) = (0, 0, false);
     loop {
-        let mut f = run_there(t, req, baton, dir, parent, term, seen).await?;
+        let mut f = run_there(t, req, there, parent, term, seen).await?;
         stopped |= f.terminated;
         f.terminated = stopped;
         let broke = f.end.is_none() && f.status == Some(255) && !f.parent_died;
@@ -223,17 +242,17 @@ async fn follow_there(
 async fn run_there(
     t: &Target,
     req: &FollowRequest,
-    baton: &str,
-    dir: &str,
+    there: &There,
     parent: Parent,
     term: &mut Signal,
     from: u64,
 ) -> anyhow::Result<follow::Followed> {
     let mut child = t
         .command(&format!(
-            "exec {} __host-attempt --from {from} {}",
-            quote(baton),
-            quote(dir)
+            "exec {} __host-attempt --from {from} --cache {} {}",
+            quote(&there.baton),
+            quote(&there.cache),
+            quote(&there.dir)
         ))
         // Not in the follower's group, which a stop or baton's death
         // signals: the stream goes on while the attempt commits and pushes.
@@ -250,7 +269,8 @@ async fn run_there(
     }
     let whose = format!("host {}", t.host.name);
     let stop = || async {
-        let script = format!("{} __host-attempt --stop {}", quote(baton), quote(dir));
+        let (baton, dir) = (quote(&there.baton), quote(&there.dir));
+        let script = format!("{baton} __host-attempt --stop {dir}");
         if let Err(e) = t.run(&script).await {
             eprintln!(
                 "baton: cannot ask the attempt on {} to stop: {e:#}",

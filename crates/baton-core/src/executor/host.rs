@@ -52,7 +52,7 @@ fn alive(pid: i32) -> bool {
 /// already, and prints its output to its end. The exit status is 0 once
 /// the output is whole, whatever the attempt's own end (that is in its
 /// last line).
-pub fn serve(dir: &Path, baton: &Path, from: u64) -> Result<i32, String> {
+pub fn serve(dir: &Path, baton: &Path, from: u64, cache: Option<&Path>) -> Result<i32, String> {
     // The attempt's files hold its tokens (and a key the gateway does not
     // stand in for): the host's other users read none of them.
     // SAFETY: umask(2) cannot fail.
@@ -60,7 +60,7 @@ pub fn serve(dir: &Path, baton: &Path, from: u64) -> Result<i32, String> {
     let f = Files::of(dir);
     let mut child = None;
     if recorded(&f).is_none() {
-        child = Some(start(dir, &f, baton)?);
+        child = Some(start(dir, &f, baton, cache)?);
     }
     follow(&f, child, from)
 }
@@ -75,7 +75,12 @@ pub fn stop(dir: &Path) -> bool {
     }
 }
 
-fn start(dir: &Path, f: &Files, baton: &Path) -> Result<std::process::Child, String> {
+fn start(
+    dir: &Path,
+    f: &Files,
+    baton: &Path,
+    cache: Option<&Path>,
+) -> Result<std::process::Child, String> {
     use std::os::unix::process::CommandExt;
     let mut spec = String::new();
     std::io::stdin()
@@ -97,6 +102,7 @@ fn start(dir: &Path, f: &Files, baton: &Path) -> Result<std::process::Child, Str
         .arg(&f.spec)
         .current_dir(dir)
         .env(ON_HOST, "1")
+        .envs(cache.map(|c| (super::setup::CACHE_ENV, c)))
         .stdin(std::process::Stdio::null())
         .stdout(open(&f.out)?)
         .stderr(open(&f.err)?);

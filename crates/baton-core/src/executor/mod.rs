@@ -17,6 +17,7 @@ pub mod follower;
 pub mod host;
 pub mod pod;
 mod relocate;
+mod setup;
 
 use crate::plan::Remote;
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,16 @@ pub struct PodAttempt {
     pub dirs: Vec<PathBuf>,
     pub gates: Vec<String>,
     pub gate_env: Vec<(String, String)>,
+    /// `[workspace] setup`, run where the agent works, after the fetch.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// What setup's result depends on (its commands, `setup_inputs` at the
+    /// start commit): a host keeps what setup made under it and reuses it.
+    #[serde(default)]
+    pub setup_key: Option<String>,
+    /// Each setup command's time.
+    #[serde(default)]
+    pub setup_timeout_secs: u64,
     /// The agent's time and each gate's.
     pub timeout_secs: u64,
     pub message: String,

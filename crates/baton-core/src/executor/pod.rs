@@ -53,6 +53,9 @@ async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
     if let Err(e) = fetch(spec, out).await {
         return out.finish(error_end(e)).await;
     }
+    if let Err(e) = super::setup::run(spec, out, &mut cmds).await {
+        return out.finish(error_end(e)).await;
+    }
     if let Err(e) = write_files(spec).await {
         return out.finish(error_end(e)).await;
     }
@@ -101,7 +104,7 @@ fn on_sigterm() -> std::io::Result<(UnboundedReceiver<WorkerCmd>, Arc<AtomicBool
 }
 
 /// This process's stdout, one whole line at a time.
-struct Out {
+pub(super) struct Out {
     tx: mpsc::Sender<String>,
 }
 
@@ -125,7 +128,7 @@ impl Out {
         let _ = self.tx.send(line.to_line()).await;
     }
 
-    async fn note(&self, s: impl Into<String>) {
+    pub(super) async fn note(&self, s: impl Into<String>) {
         self.emit(PodLine::Note(s.into())).await;
     }
 
@@ -282,22 +285,35 @@ async fn run_gates(
     out: &Out,
     cmds: &mut UnboundedReceiver<WorkerCmd>,
 ) -> Vec<PodGate> {
+    run_checks(spec, out, cmds, Kind::Gate, &spec.gates, spec.timeout_secs).await
+}
+
+/// `commands` in order (gates, or setup), up to the first that fails or
+/// is ended.
+pub(super) async fn run_checks(
+    spec: &PodAttempt,
+    out: &Out,
+    cmds: &mut UnboundedReceiver<WorkerCmd>,
+    kind: Kind,
+    commands: &[String],
+    timeout_secs: u64,
+) -> Vec<PodGate> {
     let env = os_pairs(&spec.gate_env);
     let g = GateRun {
-        kind: Kind::Gate,
+        kind,
         task: None,
         attempt: None,
-        gates: &spec.gates,
+        gates: commands,
         worktree: &spec.worktree,
         output: out.output(false),
-        timeout: Duration::from_secs(spec.timeout_secs),
+        timeout: Duration::from_secs(timeout_secs),
         env: &env,
         jail: None,
         unset: &[],
     };
     let mut results = Vec::new();
-    for gate in &spec.gates {
-        out.note(format!("gate `{gate}`")).await;
+    for gate in commands {
+        out.note(format!("{} `{gate}`", kind.word())).await;
         let (ran, ms) = gates::run_one(&g, gate, Watched::default(), cmds).await;
         let result = PodGate {
             gate: gate.clone(),

@@ -122,6 +122,9 @@ mod tests {
             dirs: vec!["/w/repo/.baton/homes/claude".into()],
             gates: vec![],
             gate_env: vec![("BATON_WORKTREE".into(), "/w/repo/.baton/wt/t".into())],
+            setup: vec![],
+            setup_key: None,
+            setup_timeout_secs: 60,
             timeout_secs: 60,
             message: "m".into(),
         }

@@ -279,6 +279,12 @@ async fn take_up(
             }
             Ok(TaskStatus::Pending)
         }
+        TaskStatus::Running if still_away(repo, run, rec) => {
+            // Its attempt runs on in a pod or on a host: the same attempt
+            // is taken up again, and its follower adopts it.
+            hand_over(store, run, rec).await?;
+            Ok(TaskStatus::Pending)
+        }
         TaskStatus::Running => {
             // Its attempt died with the old process: keep its work, run it again.
             take_back(repo, store, run, rec).await?;
@@ -306,6 +312,43 @@ async fn take_up(
         }
         other => Ok(other),
     }
+}
+
+/// Whether the task's latest attempt went to a remote executor and its end
+/// was never collected: it may still run there (baton's death does not
+/// end a Job or an attempt on a host).
+fn still_away(repo: &Repo, run: &str, rec: &crate::store::TaskRecord) -> bool {
+    if rec.attempts == 0 {
+        return false;
+    }
+    let log = StatePaths::new(repo.state_dir()).attempt_log(run, &rec.id, rec.attempts);
+    log.with_extension("job.json").exists() && !log.with_extension("end.json").exists()
+}
+
+/// A task whose remote attempt outlived the old process: it waits to run,
+/// and its next attempt is that one again (its number is not used up), so
+/// it is shown as the attempt it is.
+async fn hand_over(
+    store: &Arc<Store>,
+    run: &str,
+    rec: &crate::store::TaskRecord,
+) -> Result<(), EngineError> {
+    let (r, task, n) = (run.to_string(), rec.id.clone(), rec.attempts);
+    store
+        .call(move |s| {
+            let upd = TaskUpdate {
+                status: Some(TaskStatus::Pending),
+                attempts: Some(n - 1),
+                ..Default::default()
+            };
+            let data = Payload::Interrupted {
+                reason: None,
+                resumed: true,
+            };
+            s.update_task(&r, &task, &upd, Some(data))
+        })
+        .await?;
+    Ok(())
 }
 
 /// Whether the attempt that died was a resolver's, on a merge in its worktree.

@@ -115,7 +115,9 @@ pub(crate) async fn run(
 ) -> Step {
     let task = st.spec.id.clone();
     let ledger = Ledger { sh, task: &task, n };
-    if st.needs_setup {
+    // A remote attempt runs setup where it works (`executor::setup`).
+    let here = matches!(profile.executor, crate::plan::Executor::Local);
+    if st.needs_setup && here {
         if let Some(step) = setup(&ledger, st, profile, cmds).await {
             return step;
         }

@@ -69,14 +69,27 @@ pub(crate) async fn place(
     env.extend(identity(&sh.repo.root).await);
     let log = sh.paths.attempt_log(&sh.run_id, task, n);
     // An attempt an earlier baton left running there, which this one's
-    // follower adopts.
-    let earlier = earlier_request(&log, n).await;
+    // follower adopts: this very attempt, taken up again by `resume`, or
+    // (from an older baton) an earlier one.
+    let same = uncollected(&log).await;
+    if same.is_some() {
+        // Its output comes again from its start.
+        let _ = tokio::fs::write(&log, b"").await;
+    }
+    let earlier = match same.clone() {
+        Some(r) => Some(r),
+        None => earlier_request(&log, n).await,
+    };
     let host = match remote {
         Remote::Ssh(ssh) => {
             let adopted = earlier.as_ref().and_then(|r| r.host.as_deref());
             Some(sh.hosts.claim(ssh, &profile.host_labels, adopted).await?)
         }
         _ => None,
+    };
+    let setup_key = match sh.plan.workspace.setup.is_empty() {
+        true => None,
+        false => Some(crate::engine::desk::pool::setup_key(sh, &start).await),
     };
     let req = FollowRequest {
         pod: PodAttempt {
@@ -96,6 +109,9 @@ pub(crate) async fn place(
             dirs,
             gates: st.spec.gates.clone(),
             gate_env: pairs(gate_env),
+            setup: sh.plan.workspace.setup.clone(),
+            setup_key,
+            setup_timeout_secs: sh.plan.workspace.setup_timeout.as_secs(),
             timeout_secs: st.spec.timeout.as_secs().max(1),
             message: format!("baton: {task} attempt {n} ({})", remote.kind()),
         },
@@ -111,6 +127,11 @@ pub(crate) async fn place(
         gateway_token: p.gate.as_ref().map(|g| g.access.token.clone()),
         host: host.as_ref().map(|h| h.host.clone()),
         gateway_url: p.gate.as_ref().map(|g| g.gateway.url()),
+    };
+    // The door its remote side was told, which the follower serves again.
+    let req = FollowRequest {
+        door: same.and_then(|r| r.door),
+        ..req
     };
     if let Some(g) = &p.gate {
         // An adopted attempt holds that attempt's token.
@@ -136,6 +157,19 @@ pub(crate) async fn place(
         timeout: st.spec.timeout + remote.grace() + START_MARGIN,
         host,
     })
+}
+
+/// The request `log`'s attempt made before, if its end was never
+/// collected (a `resume` takes the attempt up again).
+async fn uncollected(log: &Path) -> Option<FollowRequest> {
+    let text = tokio::fs::read_to_string(log.with_extension("job.json"))
+        .await
+        .ok()?;
+    let end = log.with_extension("end.json");
+    if tokio::fs::try_exists(end).await.unwrap_or(false) {
+        return None;
+    }
+    serde_json::from_str(&text).ok()
 }
 
 /// The request of the task's latest earlier attempt whose end was never
