@@ -442,3 +442,58 @@ fn setup_runs_on_the_host_once_per_inputs_and_its_result_is_reused() {
     assert_eq!(show(&env, branch, "deps/lib.txt"), None);
     assert_eq!(show(&env, branch, "b.txt").as_deref(), Some("b\n"));
 }
+
+/// A message to Claude Code running on a host reaches it in its running
+/// session (through its follower and the git door's input), not by a new
+/// attempt.
+#[test]
+fn steering_reaches_claude_code_running_on_a_host() {
+    let env = TestEnv::new();
+    let Some(h) = hosts(&env, 1) else { return };
+    let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
+        return;
+    };
+    use baton_testutils::model_server::{ModelServer, Scripts, Step};
+    let server = ModelServer::start(Scripts::new().script(
+        "steer",
+        vec![
+            Step::write("first.txt", "1\n"),
+            Step::slow(3.0, Step::say("first turn done")),
+            Step::write("second.txt", "2\n"),
+            Step::say("did what you asked"),
+        ],
+    ));
+    let path = std::env::var("PATH").unwrap_or_default();
+    let more = [("PATH", path.as_str())];
+    let profile =
+        crate::test_real_agents::profile_with(&env, "claude", &bins[0], &server, &more, "");
+    let plan = format!(
+        "{}{profile}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Begin. [[script:steer]]\"\ntimeout = \"4m\"\n",
+        header(&h, &[1])
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    wait_for("claude to write its first file on the host", 120, || {
+        server.requests().iter().any(|q| q.step == Some(1))
+    });
+    let out = output(baton(&env).args(["steer", "t", "also write second.txt"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = parse_run(child.wait_with_output_timeout(Duration::from_secs(180)));
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&env, "t"));
+    let t = task(&r.report, "t");
+    assert_eq!(
+        t["attempts"], 1,
+        "the message reached the running agent: {t:#}"
+    );
+    assert_eq!(t["result"], "did what you asked");
+    assert!(show(&env, t["branch"].as_str().unwrap(), "second.txt").is_some());
+    assert!(server
+        .requests()
+        .iter()
+        .any(|q| q.body.to_string().contains("also write second.txt")));
+}

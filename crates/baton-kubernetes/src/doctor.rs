@@ -188,6 +188,7 @@ fn probe_attempt() -> baton_core::executor::PodAttempt {
         args: Vec::new(),
         env: Vec::new(),
         stdin_lines: Vec::new(),
+        live: None,
         files: Vec::new(),
         dirs: Vec::new(),
         gates: Vec::new(),

@@ -215,6 +215,7 @@ mod tests {
             args: vec![],
             env: vec![("BATON_TASK".into(), "api".into())],
             stdin_lines: vec![],
+            live: None,
             files: vec![],
             dirs: vec![],
             gates: vec![],

@@ -291,6 +291,12 @@ async fn open_door(
         token: token.clone(),
         fetch: req.pod.branch.clone(),
         push_prefix: format!("refs/baton/{}/{}/", req.pod.run, req.pod.task),
+        input: {
+            let input = std::sync::Arc::new(baton_server::git_door::Input::default());
+            let heard = input.clone();
+            baton_core::executor::follower::hear_input(move |line| heard.push(line));
+            input
+        },
     };
     req.pod.git_url = format!("http://{host}:{}/git/{token}", bound.port());
     req.door = Some(Door {

@@ -6,6 +6,11 @@
 //!
 //!   GET  /git/<token>/info/refs?service=git-upload-pack
 //!   POST /git/<token>/git-upload-pack | git-receive-pack
+//!   GET  /git/<token>/baton-input?after=N
+//!
+//! The last is not git's: the lines the agent is sent while it runs (a
+//! message, a steer), after the first N, waited for a while when there
+//! are none yet (a long poll); a JSON array of strings.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, RawQuery, State};
@@ -27,6 +32,45 @@ pub struct GitDoor {
     /// The refs it may push: everything under this prefix (its task's
     /// attempt refs).
     pub push_prefix: String,
+    /// Lines for the agent's input, as its follower hears them.
+    pub input: Arc<Input>,
+}
+
+/// Lines for a remote agent's input, in order; a line is never taken back.
+#[derive(Debug, Default)]
+pub struct Input {
+    lines: std::sync::Mutex<Vec<String>>,
+    added: tokio::sync::Notify,
+}
+
+/// How long a poll for input waits when there is none.
+const INPUT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Input {
+    pub fn push(&self, line: String) {
+        if let Ok(mut l) = self.lines.lock() {
+            l.push(line);
+        }
+        self.added.notify_waiters();
+    }
+
+    /// The lines after the first `n`, waiting up to `wait` for one.
+    pub async fn after(&self, n: usize, wait: std::time::Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let added = self.added.notified();
+            let now: Vec<String> = match self.lines.lock() {
+                Ok(l) => l.iter().skip(n).cloned().collect(),
+                Err(_) => return Vec::new(),
+            };
+            if !now.is_empty() {
+                return now;
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return Vec::new();
+            }
+        }
+    }
 }
 
 /// Serves the door until the listener's task is dropped.
@@ -54,6 +98,20 @@ async fn handle(
 ) -> Response<Body> {
     if !same(token.as_bytes(), door.token.as_bytes()) {
         return status(StatusCode::NOT_FOUND, "no such repository");
+    }
+    if rest == "baton-input" {
+        let after = query
+            .as_deref()
+            .and_then(|q| q.strip_prefix("after="))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        let lines = door.input.after(after, INPUT_WAIT).await;
+        let mut r = Response::new(Body::from(serde_json::Value::from(lines).to_string()));
+        r.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        return r;
     }
     let allowed = matches!(
         rest.as_str(),

@@ -121,7 +121,10 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     let dir = format!("{}/runs/{run}/{task}-{n}", ready.base);
     let earlier_door = adopted.as_ref().and_then(|(_, r)| r.door.clone());
     let earlier_gateway = earlier_door.as_ref().and_then(|d| d.gateway.clone());
-    let (mut door, _serving) = match open_door(&t, &req, earlier_door).await {
+    let input = std::sync::Arc::new(baton_server::git_door::Input::default());
+    let heard = input.clone();
+    baton_core::executor::follower::hear_input(move |line| heard.push(line));
+    let (mut door, _serving) = match open_door(&t, &req, earlier_door, input).await {
         Ok(d) => d,
         Err(e) => return give_up(&req, format!("{e:#}"), false),
     };
@@ -288,6 +291,7 @@ async fn open_door(
     t: &Target,
     req: &FollowRequest,
     earlier: Option<Door>,
+    input: std::sync::Arc<baton_server::git_door::Input>,
 ) -> anyhow::Result<(Door, tokio::task::JoinHandle<()>)> {
     let (addr, token, port) = match earlier {
         Some(d) => (d.addr, d.token, d.remote_port.unwrap_or(0)),
@@ -305,6 +309,7 @@ async fn open_door(
         token: token.clone(),
         fetch: req.pod.branch.clone(),
         push_prefix: format!("refs/baton/{}/{}/", req.pod.run, req.pod.task),
+        input,
     };
     let serving = tokio::spawn(async move {
         if let Err(e) = baton_server::git_door::serve(listener, door).await {

@@ -42,6 +42,18 @@ impl Parent {
     }
 }
 
+/// Each line of this process's stdin (a message or steer the engine sends
+/// the agent while it runs), handed to `push` as it comes.
+pub fn hear_input(push: impl Fn(String) + Send + 'static) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            push(line);
+        }
+    });
+}
+
 /// Passes one line of the remote attempt's output on, one write per line
 /// (the engine reads stdout and stderr side by side); its end is kept in
 /// `end`. `whose` names the other side in baton's notes ("pod", "host x").

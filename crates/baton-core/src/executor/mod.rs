@@ -15,6 +15,7 @@
 
 pub mod follower;
 pub mod host;
+mod input;
 pub mod pod;
 mod relocate;
 mod setup;
@@ -71,8 +72,13 @@ pub struct PodAttempt {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    /// Written to the agent's stdin, which is then closed.
+    /// Written to the agent's stdin, which is then closed (unless `live`).
     pub stdin_lines: Vec<String>,
+    /// The adapter whose agent takes messages on its input while it runs:
+    /// its stdin stays open for them ([`input`]) and its parser tells when
+    /// its turns are done. None: a message restarts the attempt.
+    #[serde(default)]
+    pub live: Option<String>,
     /// Files the adapter and baton wrote for the agent outside the
     /// worktree (its prompt, its settings), written before it starts.
     pub files: Vec<(PathBuf, String)>,

@@ -42,7 +42,7 @@ pub async fn run(spec: PodAttempt) -> i32 {
 }
 
 async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
-    let (mut cmds, terminated) = match on_sigterm() {
+    let (to_cmds, mut cmds, terminated) = match on_sigterm() {
         Ok(c) => c,
         Err(e) => {
             return out
@@ -59,7 +59,32 @@ async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
     if let Err(e) = write_files(spec).await {
         return out.finish(error_end(e)).await;
     }
+    // The agent's input while it runs, from the door, when it takes it.
+    let listening = Arc::new(AtomicBool::new(false));
+    if spec.live.is_some() {
+        listening.store(true, Ordering::SeqCst);
+        let (gate, to) = (listening.clone(), to_cmds.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if super::input::follow(&spec.git_url, tx).is_some() {
+            tokio::spawn(async move {
+                while let Some(c) = rx.recv().await {
+                    if gate.load(Ordering::SeqCst) {
+                        let _ = to.send(c);
+                    }
+                }
+            });
+        }
+    }
     let (code, ended) = run_agent(spec, out, &mut cmds).await;
+    // Input that comes later is for an agent that is gone: a gate never
+    // takes it for a steer (which would end it).
+    listening.store(false, Ordering::SeqCst);
+    while let Ok(c) = cmds.try_recv() {
+        if !matches!(c, WorkerCmd::Steer(_)) {
+            let _ = to_cmds.send(c);
+            break;
+        }
+    }
     let mut end = PodEnd {
         code,
         timed_out: matches!(ended, Ended::TimedOut),
@@ -86,11 +111,18 @@ async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
 
 /// SIGTERM becomes a stop for whatever runs (the agent or a gate), as a
 /// stop from the engine ends a local one; the flag says it came.
-fn on_sigterm() -> std::io::Result<(UnboundedReceiver<WorkerCmd>, Arc<AtomicBool>)> {
+type Cmds = (
+    mpsc::UnboundedSender<WorkerCmd>,
+    UnboundedReceiver<WorkerCmd>,
+    Arc<AtomicBool>,
+);
+
+fn on_sigterm() -> std::io::Result<Cmds> {
     let mut term = signal(SignalKind::terminate())?;
     let (tx, rx) = mpsc::unbounded_channel();
     let flag = Arc::new(AtomicBool::new(false));
     let seen = flag.clone();
+    let own = tx.clone();
     tokio::spawn(async move {
         if term.recv().await.is_some() {
             seen.store(true, Ordering::SeqCst);
@@ -100,7 +132,7 @@ fn on_sigterm() -> std::io::Result<(UnboundedReceiver<WorkerCmd>, Arc<AtomicBool
             std::future::pending::<()>().await;
         }
     });
-    Ok((rx, flag))
+    Ok((own, rx, flag))
 }
 
 /// This process's stdout, one whole line at a time.
@@ -263,9 +295,19 @@ async fn run_agent(
         unset: Vec::new(),
         grace: AGENT_GRACE,
     };
-    // Its input is written and closed: nothing steers a pod's agent live.
+    // Its input is written, then closed, unless it takes messages live:
+    // then it stays open for the lines from the door (already in the
+    // agent's words), and the adapter's parser tells when its turns are
+    // done (which closes it).
+    let as_is = |line: &str| Some(line.to_string());
+    let live = spec.live.as_deref().and_then(crate::adapter::find);
     let io = Io {
-        stdin_lines: Some(spec.stdin_lines.clone()).filter(|l| !l.is_empty()),
+        stdin_lines: match live {
+            Some(_) => Some(spec.stdin_lines.clone()),
+            None => Some(spec.stdin_lines.clone()).filter(|l| !l.is_empty()),
+        },
+        parser: live.map(|a| (a.make)().parser()),
+        steer: live.map(|_| &as_is as supervise::SteerLine),
         ..Default::default()
     };
     let ran = supervise::run(run, io, None, cmds, &mut Unheard).await;

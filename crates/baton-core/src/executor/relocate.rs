@@ -115,6 +115,7 @@ mod tests {
                 ("PATH".into(), "/usr/bin:/bin".into()),
             ],
             stdin_lines: vec![],
+            live: None,
             files: vec![(
                 "/w/repo/.baton/desks/t/settings.json".into(),
                 r#"{"cwd":"/w/repo/.baton/wt/t/src"}"#.into(),

@@ -95,12 +95,17 @@ pub(super) async fn run_agent(
     };
     let mut wire = p.gate.as_ref().and_then(|g| g.take_wire());
     let steer = |m: &str| adapter.steer_line(m);
-    let local = placement.is_here();
+    let (local, live) = (placement.is_here(), placement.takes_input());
     let io = Io {
         parser: Some(adapter.parser()),
-        stdin_lines: p.launch.stdin_lines.clone().filter(|_| local),
-        // A remote agent's stdin is not reachable: a steer restarts its attempt.
-        steer: if local { Some(&steer) } else { None },
+        // A remote agent's first lines travel in its request; its
+        // follower's stdin carries what it is sent while it runs.
+        stdin_lines: match local {
+            true => p.launch.stdin_lines.clone(),
+            false => live.then(Vec::new),
+        },
+        // Where no stdin reaches the agent, a steer restarts its attempt.
+        steer: if live { Some(&steer) } else { None },
         stall_after: Some(st.spec.stall_after),
         redactor: Some(sh.redactor.clone()),
         combined: false,

@@ -61,10 +61,19 @@ impl Placement {
         }
     }
 
-    /// Whether the agent is the process here (its stdin and live steering
-    /// reach it); a remote agent is steered by restarting its attempt.
+    /// Whether the agent is the process here (its stdin reaches it).
     pub fn is_here(&self) -> bool {
         matches!(self, Placement::Local)
+    }
+
+    /// Whether a message reaches the agent while it runs: here through its
+    /// stdin, elsewhere through its follower's (which hands it over); else
+    /// a steer restarts its attempt.
+    pub fn takes_input(&self) -> bool {
+        match self {
+            Placement::Local => true,
+            Placement::Remote(f) => f.live,
+        }
     }
 
     /// The process the engine supervises: the agent's own launch here, else

@@ -31,6 +31,8 @@ pub(crate) struct Follower {
     pub timeout: Duration,
     /// The SSH host's slot it holds, if it went to one.
     pub host: Option<HostClaim>,
+    /// Its agent takes messages while it runs (through its follower's stdin).
+    pub live: bool,
 }
 
 const START_MARGIN: Duration = Duration::from_secs(120);
@@ -87,6 +89,11 @@ pub(crate) async fn place(
         }
         _ => None,
     };
+    // Its agent takes messages while it runs when its CLI does (as here)
+    // and its executor hands them over (through baton's own git door).
+    let takes_steers = crate::adapter::find(&profile.adapter)
+        .is_some_and(|a| (a.make)().steer_line("-").is_some());
+    let live = takes_steers && remote.git_remote().is_none();
     let setup_key = match sh.plan.workspace.setup.is_empty() {
         true => None,
         false => Some(crate::engine::desk::pool::setup_key(sh, &start).await),
@@ -105,6 +112,7 @@ pub(crate) async fn place(
             args: p.launch.args.iter().map(|a| text(a)).collect(),
             env,
             stdin_lines: stdin_lines.to_vec(),
+            live: live.then(|| profile.adapter.clone()),
             files,
             dirs,
             gates: st.spec.gates.clone(),
@@ -156,6 +164,7 @@ pub(crate) async fn place(
         grace: remote.grace() + Duration::from_secs(15),
         timeout: st.spec.timeout + remote.grace() + START_MARGIN,
         host,
+        live,
     })
 }
 

@@ -1,0 +1,82 @@
+//! A remote agent's input while it runs: the lines its follower hears (a
+//! message, a steer; already in the agent's own words) wait at the git
+//! door (`/git/<token>/baton-input`), and the attempt over there asks for
+//! them there (a long poll over the same tunnel or address it fetches
+//! through) and hands each to the agent's stdin as a steer.
+
+use crate::engine::messages::WorkerCmd;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// `http://host:port/path` as (host:port, /path); None for anything else.
+fn split(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    Some((
+        authority.to_string(),
+        path.trim_end_matches('/').to_string(),
+    ))
+}
+
+/// One long poll: the lines after the first `after`.
+async fn ask(authority: &str, path: &str, after: usize) -> Result<Vec<String>, String> {
+    let mut s = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "GET {path}/baton-input?after={after} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), s.read_to_string(&mut text)).await;
+    read.map_err(|_| "no answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_string());
+    }
+    serde_json::from_str(body).map_err(|e| e.to_string())
+}
+
+/// Asks the door at `git_url` for the agent's input until this process
+/// ends, each line a steer on `cmds`. None: the URL is not one it can ask
+/// (a remote both sides reach, not baton's door).
+pub(super) fn follow(git_url: &str, cmds: UnboundedSender<WorkerCmd>) -> Option<()> {
+    let (authority, path) = split(git_url)?;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            match ask(&authority, &path, seen).await {
+                Ok(lines) => {
+                    for line in lines {
+                        seen += 1;
+                        if cmds.send(WorkerCmd::Steer(line)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                // baton away (it died, `resume` serves the door again).
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    });
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn only_a_plain_http_door_is_asked() {
+        assert_eq!(
+            split("http://127.0.0.1:4100/git/tok"),
+            Some(("127.0.0.1:4100".into(), "/git/tok".into()))
+        );
+        assert_eq!(split("https://git.example.com/r.git"), None);
+        assert_eq!(split("/srv/git/r.git"), None);
+    }
+}
