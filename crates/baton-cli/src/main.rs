@@ -86,6 +86,10 @@ enum Command {
         #[arg(long)]
         spec: Option<PathBuf>,
     },
+    /// A warm pod, waiting for an attempt (the warm door's URL is in
+    /// BATON_WARM_URL), then running it.
+    #[command(name = "__pod-wait", hide = true)]
+    PodWait,
     /// An attempt on an SSH host, over there: starts it (reading it from
     /// stdin) unless it runs already, and prints its output to its end;
     /// `--stop` asks it to end.
@@ -240,6 +244,12 @@ fn executor_command(cmd: &Command) -> Option<ExitCode> {
                 }
             }
         }
+        Command::PodWait => {
+            let Some(rt) = rt() else {
+                return Some(ExitCode::from(125));
+            };
+            Some(exit(rt.block_on(baton_core::executor::warm::wait())))
+        }
         Command::HostAttempt {
             dir, stop: true, ..
         } => Some(exit(if baton_core::executor::host::stop(dir) {
@@ -382,6 +392,7 @@ fn main() -> ExitCode {
             | Command::SandboxBridge { .. }
             | Command::Follow { .. }
             | Command::HostAttempt { .. }
+            | Command::PodWait
             | Command::PodAttempt { .. } => Ok(0),
         }
     });

@@ -876,3 +876,75 @@ fn steering_reaches_claude_code_running_in_a_pod() {
         .any(|q| q.body.to_string().contains("also write second.txt")));
     assert!(jobs_of(&kc, &run_id(&env)).is_empty());
 }
+
+/// `warm = 2`: pods kept waiting while the run goes on. Attempts claim
+/// them (their Jobs labelled as the attempts'), the pool makes others, a
+/// baton killed mid-run is resumed by following the claimed pods, and no
+/// pod, warm or claimed, outlives the run.
+#[test]
+fn attempts_claim_warm_pods_and_none_is_left_after_a_crash_and_resume() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let head = header(&kc).replacen(
+        "kind = \"kubernetes\"\n",
+        "kind = \"kubernetes\"\nwarm = 2\n",
+        1,
+    );
+    let plan = format!(
+        "{head}[[task]]\nid = \"a\"\nprompt = \"write a.txt a\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"say b started\\nsleep 8\\nwrite b.txt b\"\n\n[[task]]\nid = \"c\"\nneeds = [\"a\"]\nprompt = \"say c started\\nsleep 8\\nwrite c.txt c\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run", "--json"]);
+    let logs = |t: &str| {
+        let out = baton(&env).args(["logs", t]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    wait_for("b and c to run in pods", 120, || {
+        logs("b").contains("b started") && logs("c").contains("c started")
+    });
+    let id = run_id(&env);
+    // Two waiting pods again (made as the first were claimed), besides the claimed ones.
+    wait_for("the pool to make new warm pods", 60, || {
+        jobs_of(&kc, &id)
+            .iter()
+            .filter(|j| {
+                j.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("baton.dev/warm"))
+                    .map(String::as_str)
+                    == Some("idle")
+            })
+            .count()
+            >= 1
+    });
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for t in ["a", "b", "c"] {
+        assert_eq!(
+            task(&r.report, t)["status"],
+            "succeeded",
+            "{t}: {:#}",
+            r.report
+        );
+        assert_eq!(task(&r.report, t)["attempts"], 1, "{t}: {:#}", r.report);
+    }
+    // a ran in a warm pod; b and c, which ran in warm pods when baton
+    // died, are followed there by the resumed run.
+    let a = logs("a");
+    assert!(a.contains("runs in the warm pod of Job baton-warm-"), "{a}");
+    for t in ["b", "c"] {
+        let l = logs(t);
+        assert!(l.contains("following the Job baton-warm-"), "{t}: {l}");
+        assert!(l.contains("left running by an earlier baton"), "{t}: {l}");
+    }
+    assert_integrated(
+        &env,
+        &id,
+        &[("a.txt", "a\n"), ("b.txt", "b\n"), ("c.txt", "c\n")],
+    );
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}

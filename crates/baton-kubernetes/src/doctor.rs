@@ -174,7 +174,7 @@ async fn image(client: &kube::Client, cluster: &Kubernetes) -> (bool, String) {
 
 /// An attempt with nothing in it: the probe pod gets the Jobs' settings
 /// (service account, node selector, mounts, network) from it.
-fn probe_attempt() -> baton_core::executor::PodAttempt {
+pub(crate) fn probe_attempt() -> baton_core::executor::PodAttempt {
     baton_core::executor::PodAttempt {
         run: "doctor".into(),
         task: "doctor".into(),

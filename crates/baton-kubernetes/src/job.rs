@@ -140,6 +140,39 @@ pub fn job(pod: &PodAttempt, cluster: &Kubernetes) -> Job {
     }
 }
 
+/// How long a warm pod's Job may live (it ends itself sooner when idle).
+const WARM_DEADLINE: i64 = 12 * 3600;
+
+/// A warm pod's Job for `run`: the Jobs' settings, waiting (`baton
+/// __pod-wait`) at `url` (the warm door, with its token) for an attempt.
+pub fn warm_job(cluster: &Kubernetes, run: &str, url: &str) -> Job {
+    let mut j = job(&crate::doctor::probe_attempt(), cluster);
+    let labels = BTreeMap::from([
+        (RUN_LABEL.to_string(), label_value(run)),
+        (crate::warm::WARM_LABEL.to_string(), "idle".to_string()),
+    ]);
+    j.metadata.name = None;
+    j.metadata.generate_name = Some("baton-warm-".into());
+    j.metadata.labels = Some(labels.clone());
+    if let Some(spec) = j.spec.as_mut() {
+        spec.active_deadline_seconds = Some(WARM_DEADLINE);
+        if let Some(meta) = spec.template.metadata.as_mut() {
+            meta.labels = Some(labels);
+        }
+        if let Some(pod) = spec.template.spec.as_mut() {
+            for c in &mut pod.containers {
+                c.command = Some(vec![cluster.baton.clone(), "__pod-wait".into()]);
+                c.env = Some(vec![EnvVar {
+                    name: baton_core::executor::warm::URL_ENV.into(),
+                    value: Some(url.to_string()),
+                    ..Default::default()
+                }]);
+            }
+        }
+    }
+    j
+}
+
 /// A Job's name for attempt `n` of a task: DNS-1123, at most 63 bytes,
 /// unique per run, task and attempt even when the names are cut.
 pub fn job_name(run: &str, task: &str, n: u32) -> String {
@@ -198,6 +231,7 @@ mod tests {
             remote: None,
             kubeconfig: None,
             context: None,
+            warm: 0,
         }
     }
 

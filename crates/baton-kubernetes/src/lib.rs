@@ -13,6 +13,7 @@
 pub mod doctor;
 mod follow;
 mod job;
+mod warm;
 
 use anyhow::{anyhow, bail, Context};
 use baton_core::executor::{Door, Driver, FollowRequest, PodEnd};
@@ -38,6 +39,7 @@ pub const DRIVER: Driver = Driver {
             sweep(cluster, run).await.map_err(|e| format!("{e:#}"))
         })
     },
+    keep_warm: Some(|remote, warm| Box::pin(warm::keep(remote, warm))),
     doctor: |remote| {
         Box::pin(async move {
             match cluster(remote) {
@@ -144,6 +146,21 @@ async fn job_to_follow(
             "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
         );
         return Ok(name);
+    }
+    if cluster.warm > 0 {
+        let logs = req.end_file.parent().and_then(|d| d.parent());
+        let socket = logs.map(baton_core::executor::warm_socket);
+        if let Some(name) = match socket {
+            Some(s) => warm::claimed(&s, &req.pod).await,
+            None => None,
+        } {
+            eprintln!(
+                "baton: attempt {} runs in the warm pod of Job {name}",
+                req.pod.attempt
+            );
+            return Ok(name);
+        }
+        eprintln!("baton: no warm pod waits now: this attempt makes its own Job");
     }
     let j = job::job(&req.pod, cluster);
     let made = jobs.create(&PostParams::default(), &j).await.map_err(|e| {

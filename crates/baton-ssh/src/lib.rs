@@ -38,6 +38,7 @@ pub const DRIVER: Driver = Driver {
             sweep(ssh, run).await.map_err(|e| format!("{e:#}"))
         })
     },
+    keep_warm: None,
     doctor: |remote| {
         Box::pin(async move {
             match settings(remote) {

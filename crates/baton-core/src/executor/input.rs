@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// `http://host:port/path` as (host:port, /path); None for anything else.
-fn split(url: &str) -> Option<(String, String)> {
+pub(super) fn split(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     Some((
@@ -19,14 +19,13 @@ fn split(url: &str) -> Option<(String, String)> {
     ))
 }
 
-/// One long poll: the lines after the first `after`.
-async fn ask(authority: &str, path: &str, after: usize) -> Result<Vec<String>, String> {
+/// A GET of `path` at `authority` (plain HTTP, baton's own doors): the
+/// status and the body.
+pub(super) async fn get(authority: &str, path: &str) -> Result<(u16, String), String> {
     let mut s = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| e.to_string())?;
-    let req = format!(
-        "GET {path}/baton-input?after={after} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    );
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
@@ -35,10 +34,16 @@ async fn ask(authority: &str, path: &str, after: usize) -> Result<Vec<String>, S
     read.map_err(|_| "no answer".to_string())?
         .map_err(|e| e.to_string())?;
     let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(head.lines().next().unwrap_or_default().to_string());
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    Ok((status.ok_or("no HTTP status")?, body.to_string()))
+}
+
+/// One long poll: the lines after the first `after`.
+async fn ask(authority: &str, path: &str, after: usize) -> Result<Vec<String>, String> {
+    match get(authority, &format!("{path}/baton-input?after={after}")).await? {
+        (200, body) => serde_json::from_str(&body).map_err(|e| e.to_string()),
+        (code, _) => Err(format!("status {code}")),
     }
-    serde_json::from_str(body).map_err(|e| e.to_string())
 }
 
 /// Asks the door at `git_url` for the agent's input until this process

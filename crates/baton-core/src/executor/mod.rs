@@ -19,6 +19,7 @@ mod input;
 pub mod pod;
 mod relocate;
 mod setup;
+pub mod warm;
 
 use crate::plan::Remote;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,31 @@ pub struct Driver {
     pub sweep: for<'a> fn(&'a Remote, &'a str) -> Boxed<'a, Result<usize, String>>,
     /// `baton doctor`'s checks of it: a line each, and whether it passed.
     pub doctor: for<'a> fn(&'a Remote) -> Boxed<'a, Checks>,
+    /// Keeps what it holds ready for the run's attempts (warm pods) while
+    /// the run goes on: the engine starts it with the run and drops it at
+    /// the run's end. None: it holds nothing ready.
+    pub keep_warm: Option<fn(Remote, Warm) -> Boxed<'static, ()>>,
+}
+
+/// Where a run's followers claim what its executor holds ready.
+#[derive(Debug, Clone)]
+pub struct Warm {
+    pub run: String,
+    /// The socket followers ask on ([`warm_socket`]).
+    pub socket: PathBuf,
+}
+
+/// The socket a run's followers claim warm pods on, by the run's logs
+/// directory (a short path: a socket's has about 100 bytes).
+pub fn warm_socket(logs: &Path) -> PathBuf {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(logs.to_string_lossy().as_bytes());
+    let name: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // SAFETY: getuid(2) cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir()
+        .join(format!("baton-warm-{uid}"))
+        .join(format!("{name}.sock"))
 }
 
 /// The driver of `kind` among `drivers`.

@@ -131,6 +131,10 @@ pub struct Kubernetes {
     /// The kubeconfig and context (default: `$KUBECONFIG`, `~/.kube/config`).
     pub kubeconfig: Option<String>,
     pub context: Option<String>,
+    /// Pods kept running while the run goes on, each waiting for an
+    /// attempt to claim it (0: every attempt makes its Job).
+    #[serde(default)]
+    pub warm: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -216,8 +220,26 @@ fn check_grace(ck: &mut Checker, raw: &RawExecutor) -> Duration {
     }
 }
 
+/// `warm`: how many pods are kept waiting (0 to 64).
+fn check_warm(ck: &mut Checker, raw: &RawExecutor) -> u32 {
+    match &raw.warm {
+        Some(w) if (0..=64).contains(w.get_ref()) => *w.get_ref() as u32,
+        Some(w) => {
+            let msg = format!("executor.warm is from 0 to 64, not {}", w.get_ref());
+            ck.at(Some(w.span()), None, msg);
+            0
+        }
+        None => 0,
+    }
+}
+
 fn check_ssh(ck: &mut Checker, raw: &RawExecutor) -> Ssh {
     let at = raw.kind.as_ref().map(|k| k.span());
+    if let Some(w) = &raw.warm {
+        let msg = "executor.warm keeps pods on a cluster; SSH hosts start each attempt at once"
+            .to_string();
+        ck.at(Some(w.span()), None, msg);
+    }
     let hosts = super::ssh::check_hosts(ck, raw.hosts.as_ref(), at);
     Ssh {
         hosts,
@@ -288,6 +310,7 @@ fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
         remote: raw.remote.clone(),
         kubeconfig: raw.kubeconfig.clone(),
         context: raw.context.clone(),
+        warm: check_warm(ck, raw),
     }
 }
 

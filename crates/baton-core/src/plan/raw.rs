@@ -178,6 +178,8 @@ pub(crate) struct RawExecutor {
     /// `kind = "ssh"`: the hosts, and an ssh_config file for them.
     pub hosts: Option<Spanned<Vec<toml::Value>>>,
     pub ssh_config: Option<String>,
+    /// `kind = "kubernetes"`: pods kept running for attempts to claim.
+    pub warm: Option<Spanned<i64>>,
 }
 
 /// `[workspace]`: how each task's worktree is made ready.

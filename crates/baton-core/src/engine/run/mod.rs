@@ -108,6 +108,19 @@ impl Engine {
         plan.executor.remote.clone().filter(|_| used)
     }
 
+    /// What the run's remote executor holds ready for its attempts (warm
+    /// pods), kept while the run goes on; None: nothing is.
+    fn keep_warm(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let remote = self.remote()?;
+        let keep = crate::executor::driver(self.sh.drivers, remote.kind())?.keep_warm?;
+        let logs = self.sh.paths.run_dir(&self.sh.run_id).join("logs");
+        let warm = crate::executor::Warm {
+            run: self.sh.run_id.clone(),
+            socket: crate::executor::warm_socket(&logs),
+        };
+        Some(tokio::spawn(keep((*remote).clone(), warm)))
+    }
+
     /// At the run's end (or its interruption), nothing of it is left on its
     /// remote executor: a Job a stop or a crash left is removed. (A baton
     /// killed outright leaves them for `resume`, which follows them.)
@@ -157,6 +170,7 @@ impl Engine {
         let mut store_lost: Option<String> = None;
         // Requests sent before this process took the run (a retry that reopened it).
         self.poll_controls().await;
+        let warm = self.keep_warm();
         loop {
             // Requests sent before the engine could stop (a retry that reopened it).
             while let Ok(req) = self.requests.try_recv() {
@@ -202,6 +216,12 @@ impl Engine {
                     self.lane.shutdown();
                 }
             }
+        }
+        if let Some(w) = warm {
+            // Its idle pods go with the run's sweep.
+            w.abort();
+            let logs = self.sh.paths.run_dir(&self.sh.run_id).join("logs");
+            let _ = std::fs::remove_file(crate::executor::warm_socket(&logs));
         }
         let report = self.finish().await;
         match store_lost {

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Benchmark: what running on SSH hosts costs. Runs N trivial tasks (each
+# Benchmark: what running elsewhere costs. Runs N trivial tasks (each
 # writes one file) J at a time: locally, on SSH hosts, and (with KUBECONFIG)
-# as Jobs on a cluster, and prints the wall times side by side with the
-# cost per task of each against local.
+# as cold Jobs and in warm pods (`warm = J`) on a cluster, and prints the
+# wall times side by side with the cost per task of each against local.
 #
-#   bench/ssh.sh                        # N=50, J=8; two sshd on loopback
-#   HOSTS="mini build1" bench/ssh.sh    # your own hosts (ssh_config aliases)
-#   KUBECONFIG=... bench/ssh.sh         # and cold Jobs on that cluster
+#   bench/remote.sh                     # N=50, J=8; two sshd on loopback
+#   HOSTS="mini build1" bench/remote.sh # your own hosts (ssh_config aliases)
+#   KUBECONFIG=... bench/remote.sh      # and cold Jobs and warm pods there
 #
 # Without HOSTS it starts two OpenSSH servers (Debian's /usr/sbin/sshd) on
 # 127.0.0.1 with keys of its own, standing for two machines, J/2 slots each.
@@ -59,10 +59,12 @@ ssh_plan() {
 }
 
 cluster_plan() {
-  printf '[executor]\nkind = "kubernetes"\nimage = "%s"\nbaton = "%s"\nhost_network = true\nmounts = ["%s"]\nkubeconfig = "%s"\ngrace = "10s"\n\n' \
-    "${IMAGE:-baton.local/debian:bookworm}" "$BATON" "$(dirname "$BATON")" "$KUBECONFIG"
+  printf '[executor]\nkind = "kubernetes"\nimage = "%s"\nbaton = "%s"\nhost_network = true\nmounts = ["%s"]\nkubeconfig = "%s"\ngrace = "10s"\nwarm = %s\n\n' \
+    "${IMAGE:-baton.local/debian:bookworm}" "$BATON" "$(dirname "$BATON")" "$KUBECONFIG" "${WARM:-0}"
   trivial_plan "$N" "$J"
 }
+
+warm_plan() { WARM=$J cluster_plan; }
 
 # Runs the plan `$1` prints; checks every file reached the integration branch.
 remote_run() {
@@ -84,8 +86,13 @@ echo "ssh:          ${ssh_ms} ms   (a first run of 1 task, copying baton: ${firs
 if [ -n "${KUBECONFIG:-}" ]; then
   cluster_ms=$(time_it remote_run cluster_plan)
   echo "kubernetes:   ${cluster_ms} ms   (cold Jobs)"
+  warm_ms=$(time_it remote_run warm_plan)
+  echo "warm pods:    ${warm_ms} ms   (warm = $J)"
 fi
 per_task() { awk -v c="$1" -v l="$local_ms" -v n="$N" 'BEGIN { printf "%.1f ms per task (%.1fx local)", c / n, c / l }'; }
 echo "local:      $(per_task "$local_ms")"
 echo "ssh:        $(per_task "$ssh_ms")"
-[ -z "${KUBECONFIG:-}" ] || echo "kubernetes: $(per_task "$cluster_ms")"
+if [ -n "${KUBECONFIG:-}" ]; then
+  echo "kubernetes: $(per_task "$cluster_ms")"
+  echo "warm pods:  $(per_task "$warm_ms")"
+fi

@@ -1,0 +1,266 @@
+//! Warm pods (`[executor] warm = N`): while a run goes on, N pods of the
+//! image are kept running, each waiting for an attempt (`baton
+//! __pod-wait`, asking the run's warm door here with a token of its own).
+//! An attempt's follower claims one on the run's socket: the pool hands the
+//! attempt to a pod that is waiting now, labels its Job as the attempt's
+//! (so `resume` finds it as it finds any attempt's Job), and makes another
+//! in the background. None waiting: the follower makes a Job as without
+//! warm pods. The run's end sweeps every Job of the run, warm or claimed;
+//! a pod whose baton is gone ends by itself.
+
+use crate::job::{self, label_value, ATTEMPT_LABEL, RUN_LABEL, TASK_LABEL};
+use anyhow::{anyhow, Context};
+use baton_core::executor::{PodAttempt, Warm};
+use baton_core::plan::{Kubernetes, Remote};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::oneshot;
+
+/// `idle` while it waits, `claimed` once an attempt has it.
+pub const WARM_LABEL: &str = "baton.dev/warm";
+/// How long a pod's ask waits for an attempt before it is answered empty.
+const ASK_WAIT: Duration = Duration::from_secs(20);
+
+/// The run's pool: the pods waiting now, by token, and every pod's Job.
+#[derive(Default)]
+struct Pool {
+    waiting: Mutex<HashMap<String, oneshot::Sender<String>>>,
+    jobs: Mutex<HashMap<String, String>>,
+    /// A pod asked (one may be waiting now).
+    asked: tokio::sync::Notify,
+}
+
+/// How long a claim waits for a warm pod that is still starting (no
+/// longer than a Job of its own would take to start).
+const CLAIM_WAIT: Duration = Duration::from_secs(60);
+
+/// Keeps `remote`'s warm pods while the run goes on (the engine drops this
+/// future at the run's end).
+pub async fn keep(remote: Remote, warm: Warm) {
+    let Remote::Kubernetes(cluster) = remote else {
+        return;
+    };
+    if let Err(e) = serve(&cluster, &warm).await {
+        eprintln!("baton: no warm pods for run {}: {e:#}", warm.run);
+    }
+}
+
+async fn serve(cluster: &Kubernetes, warm: &Warm) -> anyhow::Result<()> {
+    if cluster.warm == 0 {
+        return Ok(());
+    }
+    let client = crate::client(cluster).await?;
+    let jobs: Api<Job> = Api::namespaced(client, &cluster.namespace);
+    // Idle pods an earlier life of the run left: their tokens are gone.
+    let idle = format!("{RUN_LABEL}={},{WARM_LABEL}=idle", label_value(&warm.run));
+    for j in jobs.list(&ListParams::default().labels(&idle)).await?.items {
+        if let Some(name) = j.metadata.name {
+            let _ = jobs.delete(&name, &DeleteParams::background()).await;
+        }
+    }
+    let door = tokio::net::TcpListener::bind(&cluster.git_listen)
+        .await
+        .with_context(|| format!("cannot open the warm door on {}", cluster.git_listen))?;
+    let bound = door.local_addr()?;
+    let host = match &cluster.git_host {
+        Some(h) => h.clone(),
+        None if bound.ip().is_unspecified() => {
+            return Err(anyhow!(
+                "executor.git_listen listens everywhere: set executor.git_host"
+            ))
+        }
+        None => bound.ip().to_string(),
+    };
+    let base = format!("http://{host}:{}/warm", bound.port());
+    let claims = claims_socket(&warm.socket)?;
+    let pool = Arc::new(Pool::default());
+    for _ in 0..cluster.warm {
+        make(&jobs, cluster, &warm.run, &base, &pool).await?;
+    }
+    let asks = tokio::spawn(answer_asks(door, pool.clone()));
+    loop {
+        let (conn, _) = claims.accept().await?;
+        let (jobs, cluster, pool) = (jobs.clone(), cluster.clone(), pool.clone());
+        let (run, base) = (warm.run.clone(), base.clone());
+        tokio::spawn(async move {
+            if let Err(e) = claim(conn, &jobs, &cluster, &run, &base, &pool).await {
+                eprintln!("baton: a claim of a warm pod failed: {e:#}");
+            }
+        });
+        if asks.is_finished() {
+            return Err(anyhow!("the warm door closed"));
+        }
+    }
+}
+
+fn claims_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path
+        .parent()
+        .context("the claims socket has no directory")?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let _ = std::fs::remove_file(path);
+    tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+/// A new warm pod's Job.
+async fn make(
+    jobs: &Api<Job>,
+    cluster: &Kubernetes,
+    run: &str,
+    base: &str,
+    pool: &Pool,
+) -> anyhow::Result<()> {
+    let token = baton_server::new_token();
+    let j = job::warm_job(cluster, run, &format!("{base}/{token}"));
+    let made = jobs
+        .create(&PostParams::default(), &j)
+        .await
+        .map_err(|e| anyhow!("cannot create a warm pod's Job: {e}"))?;
+    let name = made.metadata.name.unwrap_or_default();
+    if let Ok(mut all) = pool.jobs.lock() {
+        all.insert(token, name);
+    }
+    Ok(())
+}
+
+/// The warm door: each pod's ask waits for an attempt, a while at a time.
+async fn answer_asks(door: tokio::net::TcpListener, pool: Arc<Pool>) {
+    while let Ok((conn, _)) = door.accept().await {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let _ = answer(conn, &pool).await;
+        });
+    }
+}
+
+async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let n = conn.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split_whitespace().nth(1).unwrap_or_default();
+    let token = path.rsplit('/').next().unwrap_or_default().to_string();
+    let known = pool
+        .jobs
+        .lock()
+        .map(|j| j.contains_key(&token))
+        .unwrap_or(false);
+    let (code, body) = match known {
+        false => ("404 Not Found", String::new()),
+        true => {
+            let (tx, rx) = oneshot::channel();
+            if let Ok(mut w) = pool.waiting.lock() {
+                w.insert(token.clone(), tx);
+            }
+            pool.asked.notify_waiters();
+            match tokio::time::timeout(ASK_WAIT, rx).await {
+                Ok(Ok(spec)) => ("200 OK", spec),
+                _ => {
+                    if let Ok(mut w) = pool.waiting.lock() {
+                        w.remove(&token);
+                    }
+                    ("204 No Content", String::new())
+                }
+            }
+        }
+    };
+    let reply = format!(
+        "HTTP/1.1 {code}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(reply.as_bytes()).await
+}
+
+/// One follower's claim: its attempt handed to a pod waiting now, whose
+/// Job is then the attempt's; the answer names it (or `null`: none).
+async fn claim(
+    conn: tokio::net::UnixStream,
+    jobs: &Api<Job>,
+    cluster: &Kubernetes,
+    run: &str,
+    base: &str,
+    pool: &Pool,
+) -> anyhow::Result<()> {
+    let (read, mut write) = conn.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let pod: PodAttempt = serde_json::from_str(&line).context("the claim holds no attempt")?;
+    let mut taken = None;
+    while let Some((token, tx)) = waiting_pod(pool).await {
+        let Some(name) = pool.jobs.lock().ok().and_then(|j| j.get(&token).cloned()) else {
+            continue;
+        };
+        // Labelled first: a baton that dies now finds the Job as the attempt's.
+        let labels = serde_json::json!({ "metadata": { "labels": {
+            TASK_LABEL: label_value(&pod.task),
+            ATTEMPT_LABEL: pod.attempt.to_string(),
+            WARM_LABEL: "claimed",
+        }}});
+        jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
+            .await
+            .map_err(|e| anyhow!("cannot label the warm Job {name}: {e}"))?;
+        if tx.send(line.trim().to_string()).is_ok() {
+            taken = Some(name);
+            break;
+        }
+        // Its ask ended a moment ago: this pod is the attempt's no more.
+        let _ = jobs.delete(&name, &DeleteParams::background()).await;
+    }
+    let answer = serde_json::json!({ "job": taken });
+    write.write_all(format!("{answer}\n").as_bytes()).await?;
+    if taken.is_some() {
+        make(jobs, cluster, run, base, pool).await?;
+    }
+    Ok(())
+}
+
+/// A pod waiting now, or the first to ask within [`CLAIM_WAIT`] (the
+/// pool's pods may still be starting, or asking again).
+async fn waiting_pod(pool: &Pool) -> Option<(String, oneshot::Sender<String>)> {
+    let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+    loop {
+        let asked = pool.asked.notified();
+        if let Some(found) = next_waiting(pool) {
+            return Some(found);
+        }
+        tokio::time::timeout_at(deadline, asked).await.ok()?;
+    }
+}
+
+fn next_waiting(pool: &Pool) -> Option<(String, oneshot::Sender<String>)> {
+    let mut w = pool.waiting.lock().ok()?;
+    let token = w.keys().next()?.clone();
+    w.remove_entry(&token)
+}
+
+/// A warm pod for `pod`'s attempt from the run's pool, if one waits now:
+/// its Job's name.
+pub async fn claimed(socket: &std::path::Path, pod: &PodAttempt) -> Option<String> {
+    let ask = async {
+        let conn = tokio::net::UnixStream::connect(socket).await.ok()?;
+        let (read, mut write) = conn.into_split();
+        let line = serde_json::to_string(pod).ok()? + "\n";
+        write.write_all(line.as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        BufReader::new(read).read_line(&mut answer).await.ok()?;
+        let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
+        v["job"].as_str().map(str::to_string)
+    };
+    tokio::time::timeout(CLAIM_WAIT + Duration::from_secs(10), ask)
+        .await
+        .ok()
+        .flatten()
+}
