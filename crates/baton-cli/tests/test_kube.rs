@@ -841,7 +841,7 @@ fn steering_reaches_claude_code_running_in_a_pod() {
         "steered",
         vec![
             Step::write("first.txt", "1\n"),
-            Step::slow(3.0, Step::say("first turn done")),
+            Step::slow(8.0, Step::say("first turn done")),
             Step::write("second.txt", "2\n"),
             Step::say("did what you asked"),
         ],
@@ -891,7 +891,7 @@ fn attempts_claim_warm_pods_and_none_is_left_after_a_crash_and_resume() {
         1,
     );
     let plan = format!(
-        "{head}[[task]]\nid = \"a\"\nprompt = \"write a.txt a\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"say b started\\nsleep 8\\nwrite b.txt b\"\n\n[[task]]\nid = \"c\"\nneeds = [\"a\"]\nprompt = \"say c started\\nsleep 8\\nwrite c.txt c\"\n"
+        "{head}[[task]]\nid = \"a\"\nprompt = \"write a.txt a\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"say b started\\nsleep 20\\nwrite b.txt b\"\n\n[[task]]\nid = \"c\"\nneeds = [\"a\"]\nprompt = \"say c started\\nsleep 20\\nwrite c.txt c\"\n"
     );
     env.write("baton.toml", &plan);
     env.commit_all("plan");

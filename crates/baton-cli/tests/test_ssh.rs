@@ -458,7 +458,7 @@ fn steering_reaches_claude_code_running_on_a_host() {
         "steer",
         vec![
             Step::write("first.txt", "1\n"),
-            Step::slow(3.0, Step::say("first turn done")),
+            Step::slow(8.0, Step::say("first turn done")),
             Step::write("second.txt", "2\n"),
             Step::say("did what you asked"),
         ],

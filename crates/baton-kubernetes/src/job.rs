@@ -104,7 +104,8 @@ pub fn job(pod: &PodAttempt, cluster: &Kubernetes) -> Job {
         volume_mounts: Some(mounts),
         ..Default::default()
     };
-    let deadline = pod.timeout_secs + cluster.grace.as_secs() + 60;
+    let setup = pod.setup.len() as u64 * pod.setup_timeout_secs;
+    let deadline = pod.timeout_secs + setup + cluster.grace.as_secs() + 60;
     Job {
         metadata: ObjectMeta {
             name: Some(job_name(&pod.run, &pod.task, pod.attempt)),

@@ -62,9 +62,16 @@ async fn serve(cluster: &Kubernetes, warm: &Warm) -> anyhow::Result<()> {
             let _ = jobs.delete(&name, &DeleteParams::background()).await;
         }
     }
-    let door = tokio::net::TcpListener::bind(&cluster.git_listen)
+    // A port of its own on the git doors' address: a fixed `git_listen`
+    // port stays theirs.
+    let ip = cluster
+        .git_listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .context("executor.git_listen is not an address")?;
+    let door = tokio::net::TcpListener::bind((ip, 0))
         .await
-        .with_context(|| format!("cannot open the warm door on {}", cluster.git_listen))?;
+        .with_context(|| format!("cannot open the warm door on {ip}"))?;
     let bound = door.local_addr()?;
     let host = match &cluster.git_host {
         Some(h) => h.clone(),
@@ -81,19 +88,19 @@ async fn serve(cluster: &Kubernetes, warm: &Warm) -> anyhow::Result<()> {
     for _ in 0..cluster.warm {
         make(&jobs, cluster, &warm.run, &base, &pool).await?;
     }
-    let asks = tokio::spawn(answer_asks(door, pool.clone()));
+    // Everything the pool runs ends with it (the run's end drops it).
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(answer_asks(door, pool.clone()));
     loop {
         let (conn, _) = claims.accept().await?;
         let (jobs, cluster, pool) = (jobs.clone(), cluster.clone(), pool.clone());
         let (run, base) = (warm.run.clone(), base.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = claim(conn, &jobs, &cluster, &run, &base, &pool).await {
                 eprintln!("baton: a claim of a warm pod failed: {e:#}");
             }
         });
-        if asks.is_finished() {
-            return Err(anyhow!("the warm door closed"));
-        }
+        while tasks.try_join_next().is_some() {}
     }
 }
 
@@ -104,6 +111,9 @@ fn claims_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListe
         .context("the claims socket has no directory")?;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if !ours(dir) {
+        return Err(anyhow!("{} is not yours alone", dir.display()));
+    }
     let _ = std::fs::remove_file(path);
     tokio::net::UnixListener::bind(path)
         .with_context(|| format!("cannot listen on {}", path.display()))
@@ -166,14 +176,24 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
                 w.insert(token.clone(), tx);
             }
             pool.asked.notify_waiters();
-            match tokio::time::timeout(ASK_WAIT, rx).await {
-                Ok(Ok(spec)) => ("200 OK", spec),
-                _ => {
-                    if let Ok(mut w) = pool.waiting.lock() {
-                        w.remove(&token);
+            tokio::pin!(rx);
+            let spec = match tokio::time::timeout(ASK_WAIT, &mut rx).await {
+                Ok(got) => got.ok(),
+                Err(_) => {
+                    // Still waiting: answered empty. Taken by a claim a
+                    // moment ago: its attempt is on its way.
+                    let claimed = (pool.waiting.lock())
+                        .map(|mut w| w.remove(&token).is_none())
+                        .unwrap_or(false);
+                    match claimed {
+                        true => rx.await.ok(),
+                        false => None,
                     }
-                    ("204 No Content", String::new())
                 }
+            };
+            match spec {
+                Some(spec) => ("200 OK", spec),
+                None => ("204 No Content", String::new()),
             }
         }
     };
@@ -198,7 +218,7 @@ async fn claim(
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let pod: PodAttempt = serde_json::from_str(&line).context("the claim holds no attempt")?;
-    let mut taken = None;
+    let (mut taken, mut lost) = (None, 0);
     while let Some((token, tx)) = waiting_pod(pool).await {
         let Some(name) = pool.jobs.lock().ok().and_then(|j| j.get(&token).cloned()) else {
             continue;
@@ -216,12 +236,13 @@ async fn claim(
             taken = Some(name);
             break;
         }
-        // Its ask ended a moment ago: this pod is the attempt's no more.
+        // Its pod is gone (its ask broke off): its Job goes, another comes.
         let _ = jobs.delete(&name, &DeleteParams::background()).await;
+        lost += 1;
     }
     let answer = serde_json::json!({ "job": taken });
     write.write_all(format!("{answer}\n").as_bytes()).await?;
-    if taken.is_some() {
+    for _ in 0..lost + usize::from(taken.is_some()) {
         make(jobs, cluster, run, base, pool).await?;
     }
     Ok(())
@@ -246,21 +267,35 @@ fn next_waiting(pool: &Pool) -> Option<(String, oneshot::Sender<String>)> {
     w.remove_entry(&token)
 }
 
-/// A warm pod for `pod`'s attempt from the run's pool, if one waits now:
-/// its Job's name.
+/// A warm pod for `pod`'s attempt from the run's pool, if one waits (or
+/// starts) now: its Job's name. The pool always answers (within
+/// [`CLAIM_WAIT`] and an API call), or is gone (its socket closes): no
+/// timeout here, so an attempt is never handed to a pod after its follower
+/// gave up and made a Job of its own.
 pub async fn claimed(socket: &std::path::Path, pod: &PodAttempt) -> Option<String> {
-    let ask = async {
-        let conn = tokio::net::UnixStream::connect(socket).await.ok()?;
-        let (read, mut write) = conn.into_split();
-        let line = serde_json::to_string(pod).ok()? + "\n";
-        write.write_all(line.as_bytes()).await.ok()?;
-        let mut answer = String::new();
-        BufReader::new(read).read_line(&mut answer).await.ok()?;
-        let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
-        v["job"].as_str().map(str::to_string)
-    };
-    tokio::time::timeout(CLAIM_WAIT + Duration::from_secs(10), ask)
-        .await
-        .ok()
-        .flatten()
+    if !ours(socket.parent()?) {
+        eprintln!(
+            "baton: {} is not yours alone: no warm pod is claimed through it",
+            socket.display()
+        );
+        return None;
+    }
+    let conn = tokio::net::UnixStream::connect(socket).await.ok()?;
+    let (read, mut write) = conn.into_split();
+    let line = serde_json::to_string(pod).ok()? + "\n";
+    write.write_all(line.as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await.ok()?;
+    let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
+    v["job"].as_str().map(str::to_string)
+}
+
+/// Whether `dir` is this user's and nobody else's (the attempt, with its
+/// tokens, goes through a socket in it).
+fn ours(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: getuid(2) cannot fail.
+    let me = unsafe { libc::getuid() };
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == me && m.permissions().mode() & 0o077 == 0)
 }

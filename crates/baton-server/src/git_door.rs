@@ -37,10 +37,23 @@ pub struct GitDoor {
 }
 
 /// Lines for a remote agent's input, in order; a line is never taken back.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Input {
     lines: std::sync::Mutex<Vec<String>>,
     added: tokio::sync::Notify,
+    /// This door's, so an attempt that asked an earlier one (a baton that
+    /// died) counts its lines anew.
+    epoch: String,
+}
+
+impl Default for Input {
+    fn default() -> Input {
+        Input {
+            lines: Default::default(),
+            added: Default::default(),
+            epoch: crate::new_token()[..16].to_string(),
+        }
+    }
 }
 
 /// How long a poll for input waits when there is none.
@@ -106,7 +119,8 @@ async fn handle(
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or(0);
         let lines = door.input.after(after, INPUT_WAIT).await;
-        let mut r = Response::new(Body::from(serde_json::Value::from(lines).to_string()));
+        let answer = serde_json::json!({ "epoch": door.input.epoch, "lines": lines });
+        let mut r = Response::new(Body::from(answer.to_string()));
         r.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/json"),

@@ -45,11 +45,16 @@ impl Parent {
 /// Each line of this process's stdin (a message or steer the engine sends
 /// the agent while it runs), handed to `push` as it comes.
 pub fn hear_input(push: impl Fn(String) + Send + 'static) {
-    tokio::spawn(async move {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            push(line);
+    // A thread of its own, not the runtime's blocking pool: the runtime's
+    // end would wait for a read the engine may never end (it keeps the
+    // pipe open until the agent's last turn, which a stop never brings).
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(l) => push(l),
+                Err(_) => return,
+            }
         }
     });
 }

@@ -38,8 +38,16 @@ pub(super) async fn get(authority: &str, path: &str) -> Result<(u16, String), St
     Ok((status.ok_or("no HTTP status")?, body.to_string()))
 }
 
+/// What the door answers: the lines after the first `after` of its
+/// `epoch` (a door opened again by a resumed baton starts a new one).
+#[derive(serde::Deserialize)]
+struct Answer {
+    epoch: String,
+    lines: Vec<String>,
+}
+
 /// One long poll: the lines after the first `after`.
-async fn ask(authority: &str, path: &str, after: usize) -> Result<Vec<String>, String> {
+async fn ask(authority: &str, path: &str, after: usize) -> Result<Answer, String> {
     match get(authority, &format!("{path}/baton-input?after={after}")).await? {
         (200, body) => serde_json::from_str(&body).map_err(|e| e.to_string()),
         (code, _) => Err(format!("status {code}")),
@@ -52,13 +60,22 @@ async fn ask(authority: &str, path: &str, after: usize) -> Result<Vec<String>, S
 pub(super) fn follow(git_url: &str, cmds: UnboundedSender<WorkerCmd>) -> Option<()> {
     let (authority, path) = split(git_url)?;
     tokio::spawn(async move {
-        let mut seen = 0;
+        let (mut seen, mut epoch) = (0, String::new());
         loop {
             match ask(&authority, &path, seen).await {
-                Ok(lines) => {
-                    for line in lines {
+                // Another door (a resumed baton's): its lines from the first.
+                Ok(a) if !epoch.is_empty() && a.epoch != epoch => {
+                    (seen, epoch) = (0, a.epoch);
+                }
+                Ok(a) => {
+                    epoch = a.epoch;
+                    for said in a.lines {
                         seen += 1;
-                        if cmds.send(WorkerCmd::Steer(line)).is_err() {
+                        // A message, not a steer: one that comes when the
+                        // agent takes no more input is dropped, and never
+                        // ends what runs (the agent, or a gate after it).
+                        let m = WorkerCmd::Message { id: 0, said };
+                        if cmds.send(m).is_err() {
                             return;
                         }
                     }

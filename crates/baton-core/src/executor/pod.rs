@@ -76,15 +76,9 @@ async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
         }
     }
     let (code, ended) = run_agent(spec, out, &mut cmds).await;
-    // Input that comes later is for an agent that is gone: a gate never
-    // takes it for a steer (which would end it).
+    // Input that comes later is for an agent that is gone (a gate drops a
+    // message anyway).
     listening.store(false, Ordering::SeqCst);
-    while let Ok(c) = cmds.try_recv() {
-        if !matches!(c, WorkerCmd::Steer(_)) {
-            let _ = to_cmds.send(c);
-            break;
-        }
-    }
     let mut end = PodEnd {
         code,
         timed_out: matches!(ended, Ended::TimedOut),

@@ -90,9 +90,18 @@ fn quoted(p: &Path) -> String {
     format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"))
 }
 
-/// Everything in `from` copied into `to`, links and modes kept.
+/// Everything in `from` copied into `to`, links and modes kept (through
+/// an archive of its own, so each step's failure is seen).
 async fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
-    sh(to, &format!("tar -C {} -cf - . | tar -xf -", quoted(from))).await
+    let archive = to.join(format!(".baton-setup-{}.tar", std::process::id()));
+    let script = format!(
+        "set -e; tar -C {from} -cf {a} .; tar -xf {a}; rm -f {a}",
+        from = quoted(from),
+        a = quoted(&archive),
+    );
+    let done = sh(to, &script).await;
+    let _ = tokio::fs::remove_file(&archive).await;
+    done
 }
 
 /// What setup left in `worktree` that git does not track, kept at `entry`
@@ -108,10 +117,16 @@ async fn keep(worktree: &Path, entry: &Path) -> Result<(), String> {
     tokio::fs::create_dir_all(&files)
         .await
         .map_err(|e| format!("cannot make {}: {e}", files.display()))?;
+    // Each step's failure seen (no pipe hides one): an entry is marked
+    // whole only when it is.
+    let (list, archive) = (aside.join("list"), aside.join("files.tar"));
     let script = format!(
-        "git ls-files -z --others | tar --null -T - -cf - | tar -C {} -xf - && : > {}",
-        quoted(&files),
-        quoted(&aside.join(DONE)),
+        "set -e; git ls-files -z --others > {list}; tar --null -T {list} -cf {archive}; \
+         tar -C {files} -xf {archive}; rm -f {list} {archive}; : > {done}",
+        list = quoted(&list),
+        archive = quoted(&archive),
+        files = quoted(&files),
+        done = quoted(&aside.join(DONE)),
     );
     let kept = match sh(worktree, &script).await {
         Ok(()) => tokio::fs::rename(&aside, entry)

@@ -2,15 +2,14 @@
 //! kept running before any attempt needs it. It asks the run's warm door
 //! (its URL, with a token of its own, in [`URL_ENV`]) for an assignment, a
 //! long poll at a time; the attempt it is handed runs here as in a pod of
-//! its own ([`super::pod::run`]). A pod nobody claims, or whose baton is
-//! gone, ends by itself, so none outlives its run for long.
+//! its own ([`super::pod::run`]). A pod whose warm door stops answering
+//! (its baton is gone) ends by itself, so none outlives its run for long;
+//! the run's end deletes the others.
 
 use std::time::{Duration, Instant};
 
 /// The variable that holds the warm door's URL for this pod.
 pub const URL_ENV: &str = "BATON_WARM_URL";
-/// How long a pod waits unclaimed before it ends.
-const IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
 /// How long a pod goes on when its door does not answer.
 const AWAY_LIMIT: Duration = Duration::from_secs(3 * 60);
 
@@ -21,7 +20,7 @@ pub async fn wait() -> i32 {
         eprintln!("baton: {URL_ENV} holds no warm door ({url:?})");
         return 125;
     };
-    let (since, mut answered) = (Instant::now(), Instant::now());
+    let mut answered = Instant::now();
     loop {
         match super::input::get(&authority, &path).await {
             Ok((200, body)) => match serde_json::from_str(&body) {
@@ -37,7 +36,7 @@ pub async fn wait() -> i32 {
             }
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
-        if since.elapsed() > IDLE_LIMIT || answered.elapsed() > AWAY_LIMIT {
+        if answered.elapsed() > AWAY_LIMIT {
             return 0;
         }
     }

@@ -75,8 +75,9 @@ pub(crate) async fn place(
     // (from an older baton) an earlier one.
     let same = uncollected(&log).await;
     if same.is_some() {
-        // Its output comes again from its start.
-        let _ = tokio::fs::write(&log, b"").await;
+        // Its output comes again from its start: what the earlier baton
+        // wrote of it is kept beside it.
+        let _ = tokio::fs::rename(&log, log.with_extension("log.1")).await;
     }
     let earlier = match same.clone() {
         Some(r) => Some(r),
@@ -94,9 +95,17 @@ pub(crate) async fn place(
     let takes_steers = crate::adapter::find(&profile.adapter)
         .is_some_and(|a| (a.make)().steer_line("-").is_some());
     let live = takes_steers && remote.git_remote().is_none();
+    // A host's cache serves every repository that works there: the key
+    // says whose.
     let setup_key = match sh.plan.workspace.setup.is_empty() {
         true => None,
-        false => Some(crate::engine::desk::pool::setup_key(sh, &start).await),
+        false => {
+            let key = crate::engine::desk::pool::setup_key(sh, &start).await;
+            Some(format!(
+                "{}-{key}",
+                crate::container::repo_key(&sh.repo.common_dir)
+            ))
+        }
     };
     let req = FollowRequest {
         pod: PodAttempt {
@@ -162,7 +171,11 @@ pub(crate) async fn place(
         args: vec!["__follow".into(), spec_file.into()],
         end_file: req.end_file,
         grace: remote.grace() + Duration::from_secs(15),
-        timeout: st.spec.timeout + remote.grace() + START_MARGIN,
+        // Setup runs there too, before the agent, each command with its time.
+        timeout: st.spec.timeout
+            + remote.grace()
+            + START_MARGIN
+            + sh.plan.workspace.setup_timeout * sh.plan.workspace.setup.len() as u32,
         host,
         live,
     })
