@@ -10,6 +10,11 @@
 #
 # Without HOSTS it starts two OpenSSH servers (Debian's /usr/sbin/sshd) on
 # 127.0.0.1 with keys of its own, standing for two machines, J/2 slots each.
+#
+# With KUBECONFIG it also runs CHAIN tasks (10) one after another (each
+# needs the one before): there a warm pod is waiting when each attempt
+# starts, which is what warm pods are for; the first table's tasks all start
+# at once, with the pods.
 set -euo pipefail
 N=${N:-50}
 J=${J:-8}
@@ -66,6 +71,25 @@ cluster_plan() {
 
 warm_plan() { WARM=$J cluster_plan; }
 
+# CHAIN trivial tasks, each after the one before.
+chain_tasks() {
+  printf '[agent.sh]\nadapter = "exec"\ncommand = ["bash", "-ec"]\n\n[defaults]\nagent = "sh"\n'
+  for i in $(seq 1 "$CHAIN"); do
+    printf '\n[[task]]\nid = "t%s"\nprompt = "echo %s > f%s.txt"\n' "$i" "$i" "$i"
+    [ "$i" -eq 1 ] || printf 'needs = ["t%s"]\n' "$((i - 1))"
+  done
+}
+
+chain_on() {
+  printf '[executor]\nkind = "%s"\nimage = "%s"\nbaton = "%s"\nhost_network = true\nmounts = ["%s"]\nkubeconfig = "%s"\ngrace = "10s"\nwarm = %s\n\n' \
+    "$1" "${IMAGE:-baton.local/debian:bookworm}" "$BATON" "$(dirname "$BATON")" "$KUBECONFIG" "$2"
+  chain_tasks
+}
+chain_local() { chain_tasks; }
+chain_cold() { chain_on kubernetes 0; }
+chain_warm() { chain_on kubernetes 2; }
+chain_run() { N=$CHAIN remote_run "$1"; }
+
 # Runs the plan `$1` prints; checks every file reached the integration branch.
 remote_run() {
   local integration
@@ -95,4 +119,15 @@ echo "ssh:        $(per_task "$ssh_ms")"
 if [ -n "${KUBECONFIG:-}" ]; then
   echo "kubernetes: $(per_task "$cluster_ms")"
   echo "warm pods:  $(per_task "$warm_ms")"
+  CHAIN=${CHAIN:-10}
+  chain_local_ms=$(time_it chain_run chain_local)
+  chain_cold_ms=$(time_it chain_run chain_cold)
+  chain_warm_ms=$(time_it chain_run chain_warm)
+  echo
+  echo "$CHAIN tasks one after another:"
+  N=$CHAIN
+  local_ms=$chain_local_ms
+  echo "local:      ${chain_local_ms} ms, $(per_task "$chain_local_ms")"
+  echo "kubernetes: ${chain_cold_ms} ms, $(per_task "$chain_cold_ms")   (cold Jobs)"
+  echo "warm pods:  ${chain_warm_ms} ms, $(per_task "$chain_warm_ms")   (warm = 2)"
 fi

@@ -49,8 +49,13 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
         terminated: false,
         parent_died: false,
     };
+    let since = std::time::Instant::now();
     let pod = tokio::select! {
-        p = started(&pods, job, parent) => p?,
+        p = started(&pods, job, parent) => {
+            let p = p?;
+            eprintln!("baton: pod {p} runs ({} ms after its Job was there)", since.elapsed().as_millis());
+            p
+        }
         _ = term.recv() => {
             out.parent_died = parent.died_on_term().await;
             out.terminated = !out.parent_died;
@@ -80,7 +85,14 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
                 return Ok(out);
             },
             line = lines.next() => match line {
-                Some(Ok(line)) => relay(&line, "pod", &mut out.end),
+                Some(Ok(line)) => {
+                    relay(&line, "pod", &mut out.end);
+                    // Its end is its last line: the pod's exit (which the
+                    // log's end waits for, a second or so) adds nothing.
+                    if out.end.is_some() {
+                        break;
+                    }
+                }
                 Some(Err(e)) => { out.why = format!("the pod's log broke off: {e}"); break; }
                 None => break,
             },

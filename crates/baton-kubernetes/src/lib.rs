@@ -148,6 +148,7 @@ async fn job_to_follow(
         return Ok(name);
     }
     if cluster.warm > 0 {
+        let since = std::time::Instant::now();
         let logs = req.end_file.parent().and_then(|d| d.parent());
         let socket = logs.map(baton_core::executor::warm_socket);
         if let Some(name) = match socket {
@@ -155,8 +156,9 @@ async fn job_to_follow(
             None => None,
         } {
             eprintln!(
-                "baton: attempt {} runs in the warm pod of Job {name}",
-                req.pod.attempt
+                "baton: attempt {} runs in the warm pod of Job {name} (claimed in {} ms)",
+                req.pod.attempt,
+                since.elapsed().as_millis()
             );
             return Ok(name);
         }
