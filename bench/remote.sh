@@ -11,10 +11,10 @@
 # Without HOSTS it starts two OpenSSH servers (Debian's /usr/sbin/sshd) on
 # 127.0.0.1 with keys of its own, standing for two machines, J/2 slots each.
 #
-# With KUBECONFIG it also runs CHAIN tasks (10) one after another (each
-# needs the one before): there a warm pod is waiting when each attempt
-# starts, which is what warm pods are for; the first table's tasks all start
-# at once, with the pods.
+# Then CHAIN tasks (10) one after another (each needs the one before): the
+# cost of one attempt alone, and (with KUBECONFIG) where a warm pod is
+# waiting when each attempt starts, which is what warm pods are for; the
+# first table's tasks all start at once, with the pods.
 set -euo pipefail
 N=${N:-50}
 J=${J:-8}
@@ -86,6 +86,7 @@ chain_on() {
   chain_tasks
 }
 chain_local() { chain_tasks; }
+chain_ssh() { ssh_plan | sed '/^\[run\]/,$d'; chain_tasks; }
 chain_cold() { chain_on kubernetes 0; }
 chain_warm() { chain_on kubernetes 2; }
 chain_run() { N=$CHAIN remote_run "$1"; }
@@ -119,15 +120,22 @@ echo "ssh:        $(per_task "$ssh_ms")"
 if [ -n "${KUBECONFIG:-}" ]; then
   echo "kubernetes: $(per_task "$cluster_ms")"
   echo "warm pods:  $(per_task "$warm_ms")"
-  CHAIN=${CHAIN:-10}
-  chain_local_ms=$(time_it chain_run chain_local)
+fi
+
+CHAIN=${CHAIN:-10}
+chain_local_ms=$(time_it chain_run chain_local)
+chain_ssh_ms=$(time_it chain_run chain_ssh)
+if [ -n "${KUBECONFIG:-}" ]; then
   chain_cold_ms=$(time_it chain_run chain_cold)
   chain_warm_ms=$(time_it chain_run chain_warm)
-  echo
-  echo "$CHAIN tasks one after another:"
-  N=$CHAIN
-  local_ms=$chain_local_ms
-  echo "local:      ${chain_local_ms} ms, $(per_task "$chain_local_ms")"
+fi
+echo
+echo "$CHAIN tasks one after another:"
+N=$CHAIN
+local_ms=$chain_local_ms
+echo "local:      ${chain_local_ms} ms, $(per_task "$chain_local_ms")"
+echo "ssh:        ${chain_ssh_ms} ms, $(per_task "$chain_ssh_ms")"
+if [ -n "${KUBECONFIG:-}" ]; then
   echo "kubernetes: ${chain_cold_ms} ms, $(per_task "$chain_cold_ms")   (cold Jobs)"
   echo "warm pods:  ${chain_warm_ms} ms, $(per_task "$chain_warm_ms")   (warm = 2)"
 fi

@@ -836,44 +836,14 @@ fn steering_reaches_claude_code_running_in_a_pod() {
     let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
         return;
     };
-    use baton_testutils::model_server::{ModelServer, Scripts, Step};
-    let server = ModelServer::start(Scripts::new().script(
-        "steered",
-        vec![
-            Step::write("first.txt", "1\n"),
-            Step::slow(8.0, Step::say("first turn done")),
-            Step::write("second.txt", "2\n"),
-            Step::say("did what you asked"),
-        ],
-    ));
+    let server = crate::test_real_agents::steer_server("steered");
     let env = TestEnv::new();
     let plan =
         claude_in_a_pod_behind_the_gateway(&env, &kc, &bins[0], &server, "sk-ant-k", "steered");
     env.write("baton.toml", &plan);
     env.commit_all("plan");
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("claude to write its first file in the pod", 120, || {
-        server.requests().iter().any(|q| q.step == Some(1))
-    });
-    let out = output(baton(&env).args(["steer", "steered", "also write second.txt"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = parse_run(child.wait_with_output_timeout(Duration::from_secs(180)));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let t = task(&r.report, "steered");
-    assert_eq!(
-        t["attempts"], 1,
-        "the message reached the running agent: {t:#}"
-    );
-    assert_eq!(t["result"], "did what you asked");
-    assert!(show(&env, t["branch"].as_str().unwrap(), "second.txt").is_some());
-    assert!(server
-        .requests()
-        .iter()
-        .any(|q| q.body.to_string().contains("also write second.txt")));
+    crate::test_real_agents::steer_mid_turn(&env, child, &server, "steered");
     assert!(jobs_of(&kc, &run_id(&env)).is_empty());
 }
 

@@ -312,20 +312,61 @@ fn an_api_error_fails_the_attempt_with_a_reason() {
     }
 }
 
+/// A scripted model whose first turn is slow enough for a steer to come
+/// while the agent runs: it writes first.txt, then (after 8 s) ends its
+/// turn; a second turn writes second.txt.
+pub(crate) fn steer_server(script: &str) -> ModelServer {
+    ModelServer::start(Scripts::new().script(
+        script,
+        vec![
+            Step::write("first.txt", "1\n"),
+            Step::slow(8.0, Step::say("first turn done")),
+            Step::write("second.txt", "2\n"),
+            Step::say("did what you asked"),
+        ],
+    ))
+}
+
+/// Steers task `id` once its agent made its first request, and checks the
+/// message reached the running agent (one attempt, a second turn that did
+/// what it said); the run's report.
+pub(crate) fn steer_mid_turn(
+    env: &TestEnv,
+    child: std::process::Child,
+    server: &ModelServer,
+    id: &str,
+) -> serde_json::Value {
+    wait_for("the agent's first model request", 120, || {
+        server.requests().iter().any(|q| q.step == Some(1))
+    });
+    let out = output(baton(env).args(["steer", id, "also write second.txt"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = parse_run(child.wait_with_output_timeout(std::time::Duration::from_secs(240)));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = task(&r.report, id);
+    assert_eq!(
+        t["attempts"], 1,
+        "the message reached the running agent: no new attempt"
+    );
+    assert_eq!(t["result"], "did what you asked");
+    assert!(show(env, t["branch"].as_str().unwrap(), "second.txt").is_some());
+    assert!(server
+        .requests()
+        .iter()
+        .any(|q| q.body.to_string().contains("also write second.txt")));
+    r.report
+}
+
 #[test]
 fn steering_reaches_a_running_claude_code() {
     let Some(bins) = bins(&["claude"]) else {
         return;
     };
-    let server = ModelServer::start(Scripts::new().script(
-        "steer",
-        vec![
-            Step::write("first.txt", "1\n"),
-            Step::slow(3.0, Step::say("first turn done")),
-            Step::write("second.txt", "2\n"),
-            Step::say("did what you asked"),
-        ],
-    ));
+    let server = steer_server("steer");
     let env = TestEnv::new();
     let plan = format!(
         "{}[[task]]\nid = \"t\"\nagent = \"claude\"\nprompt = \"Begin. [[script:steer]]\"\ntimeout = \"4m\"\n",
@@ -333,31 +374,7 @@ fn steering_reaches_a_running_claude_code() {
     );
     env.write("baton.toml", &plan);
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("claude to write its first file", 120, || {
-        latest_run_opt(&env)
-            .map(|r| task(&r, "t")["status"] == "running")
-            .unwrap_or(false)
-            && server.requests().iter().any(|q| q.step == Some(1))
-    });
-    let out = output(baton(&env).args(["steer", "t", "also write second.txt"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = parse_run(child.wait_with_output().unwrap());
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let t = task(&r.report, "t");
-    assert_eq!(
-        t["attempts"], 1,
-        "the message reached the running process: no new attempt"
-    );
-    assert_eq!(t["result"], "did what you asked");
-    assert!(show(&env, t["branch"].as_str().unwrap(), "second.txt").is_some());
-    assert!(server
-        .requests()
-        .iter()
-        .any(|q| q.body.to_string().contains("also write second.txt")));
+    steer_mid_turn(&env, child, &server, "t");
 }
 
 #[test]

@@ -453,16 +453,7 @@ fn steering_reaches_claude_code_running_on_a_host() {
     let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
         return;
     };
-    use baton_testutils::model_server::{ModelServer, Scripts, Step};
-    let server = ModelServer::start(Scripts::new().script(
-        "steer",
-        vec![
-            Step::write("first.txt", "1\n"),
-            Step::slow(8.0, Step::say("first turn done")),
-            Step::write("second.txt", "2\n"),
-            Step::say("did what you asked"),
-        ],
-    ));
+    let server = crate::test_real_agents::steer_server("steer");
     let path = std::env::var("PATH").unwrap_or_default();
     let more = [("PATH", path.as_str())];
     let profile =
@@ -474,26 +465,6 @@ fn steering_reaches_claude_code_running_on_a_host() {
     env.write("baton.toml", &plan);
     env.commit_all("plan");
     let child = spawn_baton(&env, &["run", "--json"]);
-    wait_for("claude to write its first file on the host", 120, || {
-        server.requests().iter().any(|q| q.step == Some(1))
-    });
-    let out = output(baton(&env).args(["steer", "t", "also write second.txt"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = parse_run(child.wait_with_output_timeout(Duration::from_secs(180)));
-    assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&env, "t"));
-    let t = task(&r.report, "t");
-    assert_eq!(
-        t["attempts"], 1,
-        "the message reached the running agent: {t:#}"
-    );
-    assert_eq!(t["result"], "did what you asked");
-    assert!(show(&env, t["branch"].as_str().unwrap(), "second.txt").is_some());
-    assert!(server
-        .requests()
-        .iter()
-        .any(|q| q.body.to_string().contains("also write second.txt")));
+    crate::test_real_agents::steer_mid_turn(&env, child, &server, "t");
+    assert!(logs(&env, "t").contains("host h1"));
 }

@@ -104,40 +104,14 @@ impl Target {
     /// Runs `script` there: its stdout, or what went wrong.
     pub async fn run(&self, script: &str) -> anyhow::Result<String> {
         self.master().await?;
-        let out = self
-            .command(script)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("cannot run ssh")?;
-        if !out.status.success() {
-            return Err(anyhow!(
-                "on {}: {}",
-                self.host.name,
-                said(&out.stderr, out.status.code())
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of(self.command(script), &format!("on {}", self.host.name)).await
     }
 
     /// Asks the master (`ssh -O op`); its stdout.
     pub async fn control(&self, op: &str, args: &[&str]) -> anyhow::Result<String> {
-        let out = self
-            .ssh(false)
-            .args(["-O", op])
-            .args(args)
-            .arg(&self.host.host)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("cannot run ssh")?;
-        if !out.status.success() {
-            return Err(anyhow!(
-                "ssh -O {op}: {}",
-                said(&out.stderr, out.status.code())
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let mut c = self.ssh(false);
+        c.args(["-O", op]).args(args).arg(&self.host.host);
+        stdout_of(c, &format!("ssh -O {op}")).await
     }
 
     /// Removes the master's lock (once it has ended).
@@ -185,6 +159,19 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// `c`'s stdout once it succeeded; else what it said, after `what`.
+async fn stdout_of(mut c: Command, what: &str) -> anyhow::Result<String> {
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run ssh")?;
+    if !out.status.success() {
+        return Err(anyhow!("{what}: {}", said(&out.stderr, out.status.code())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// What an `ssh` that failed said, in a line.

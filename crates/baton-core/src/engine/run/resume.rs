@@ -335,20 +335,29 @@ async fn hand_over(
 ) -> Result<(), EngineError> {
     let (r, task, n) = (run.to_string(), rec.id.clone(), rec.attempts);
     store
-        .call(move |s| {
-            let upd = TaskUpdate {
-                status: Some(TaskStatus::Pending),
-                attempts: Some(n - 1),
-                ..Default::default()
-            };
-            let data = Payload::Interrupted {
-                reason: None,
-                resumed: true,
-            };
-            s.update_task(&r, &task, &upd, Some(data))
-        })
+        .call(move |s| back_to_pending(s, &r, &task, Some(n - 1)))
         .await?;
     Ok(())
+}
+
+/// The task waits to run again (with `attempts` so far, if they change),
+/// and says it was interrupted and taken up.
+fn back_to_pending(
+    s: &Store,
+    run: &str,
+    task: &str,
+    attempts: Option<u32>,
+) -> crate::store::Result<()> {
+    let upd = TaskUpdate {
+        status: Some(TaskStatus::Pending),
+        attempts,
+        ..Default::default()
+    };
+    let data = Payload::Interrupted {
+        reason: None,
+        resumed: true,
+    };
+    s.update_task(run, task, &upd, Some(data))
 }
 
 /// Whether the attempt that died was a resolver's, on a merge in its worktree.
@@ -416,15 +425,7 @@ async fn take_back(
                 let why = Some("baton stopped while it ran");
                 s.finish_attempt(&r, &task, n, AttemptStatus::Interrupted, None, why)?;
             }
-            let upd = TaskUpdate {
-                status: Some(TaskStatus::Pending),
-                ..Default::default()
-            };
-            let data = Payload::Interrupted {
-                reason: None,
-                resumed: true,
-            };
-            s.update_task(&r, &task, &upd, Some(data))
+            back_to_pending(s, &r, &task, None)
         })
         .await?;
     Ok(())
