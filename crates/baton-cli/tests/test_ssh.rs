@@ -1,6 +1,7 @@
 //! The SSH executor against real OpenSSH servers on loopback
-//! (baton_testutils::sshd: two `sshd`s with their own host keys and ports
-//! stand for two machines): attempts spread over the hosts by their slots,
+//! (baton_testutils::sshd: two `sshd`s with their own host keys, ports and,
+//! as root, users, stand for two machines; a host's user cannot read the
+//! test's files, so what an attempt needs reaches it through baton): attempts spread over the hosts by their slots,
 //! each fetching through the reverse tunnel and pushing its work back; a
 //! gate's failure retried with its feedback; stop keeps the work; a baton
 //! killed outright is resumed by adopting what still runs there; a host
@@ -8,7 +9,7 @@
 //! the other; nothing of a run is left on a host.
 
 use crate::common::*;
-use baton_testutils::sshd::Hosts;
+use baton_testutils::sshd::{Hosts, Users};
 use baton_testutils::{fake_agent, TestEnv};
 use std::path::Path;
 use std::time::Duration;
@@ -16,7 +17,13 @@ use std::time::Duration;
 /// Two (or `n`) hosts, or None (the test is skipped) where there is no
 /// sshd; BATON_REQUIRE_SSH=1 (scripts/test.sh) makes that a failure.
 fn hosts(env: &TestEnv, n: usize) -> Option<Hosts> {
-    match Hosts::start(&env.root().join("ssh"), n) {
+    hosts_for(env, n, Users::Own)
+}
+
+/// [`hosts`] that let in `users` (the test's own, for a real CLI installed
+/// in its home).
+fn hosts_for(env: &TestEnv, n: usize, users: Users) -> Option<Hosts> {
+    match Hosts::start_for(&env.root().join("ssh"), n, users) {
         Ok(h) => Some(h),
         Err(e) if std::env::var("BATON_REQUIRE_SSH").is_ok_and(|v| v == "1") => {
             panic!("BATON_REQUIRE_SSH=1 but no SSH hosts: {e}")
@@ -111,8 +118,8 @@ fn tasks_spread_over_two_hosts_by_their_slots_and_their_work_comes_home() {
     let env = TestEnv::new();
     let Some(h) = hosts(&env, 2) else { return };
     // Each agent notes where its prompt file is (moved to its host), outside its worktree.
-    let seen = env.root().join("seen");
-    std::fs::create_dir_all(&seen).unwrap();
+    // (Where the hosts' users may write, and the test read.)
+    let seen = h.shared.clone();
     let mut plan = header(&h, &[1, 1]);
     for t in ["a", "b", "c"] {
         plan.push_str(&format!(
@@ -166,7 +173,7 @@ fn tasks_spread_over_two_hosts_by_their_slots_and_their_work_comes_home() {
 fn a_failed_gate_is_retried_on_a_host_with_its_feedback() {
     let env = TestEnv::new();
     let Some(h) = hosts(&env, 1) else { return };
-    let fed = env.root().join("fed.txt");
+    let fed = h.shared.join("fed.txt");
     let plan = format!(
         "{}[[task]]\nid = \"fix\"\nretries = 1\nprompt = \"on-attempt 1 write wrong.txt oops\\non-attempt 2 feedback {fed}\\non-attempt 2 write right.txt ok\"\ngates = [\"test -f right.txt || (echo right.txt is missing; exit 1)\"]\n",
         header(&h, &[2]),
@@ -226,9 +233,10 @@ fn stop_ends_the_attempt_there_and_its_work_so_far_is_on_the_branch() {
 fn a_baton_killed_mid_run_is_resumed_by_adopting_what_runs_on_the_host() {
     let env = TestEnv::new();
     let Some(h) = hosts(&env, 2) else { return };
-    let count = env.root().join("started");
+    // One file per task: each host's user writes its own.
+    let count = h.shared.join("started");
     let plan = format!(
-        "{}[[task]]\nid = \"quick\"\nprompt = \"append {count} quick\\nsay quick started\\nsleep 3\\nwrite quick.txt done\"\n\n[[task]]\nid = \"slow\"\nprompt = \"append {count} slow\\nsay slow started\\nsleep 12\\nwrite slow.txt done\"\n",
+        "{}[[task]]\nid = \"quick\"\nprompt = \"append {count}-quick quick\\nsay quick started\\nsleep 3\\nwrite quick.txt done\"\n\n[[task]]\nid = \"slow\"\nprompt = \"append {count}-slow slow\\nsay slow started\\nsleep 12\\nwrite slow.txt done\"\n",
         header(&h, &[1, 1]),
         count = count.display()
     );
@@ -263,8 +271,10 @@ fn a_baton_killed_mid_run_is_resumed_by_adopting_what_runs_on_the_host() {
         &[("quick.txt", "done\n"), ("slow.txt", "done\n")],
     );
     // Neither agent ran twice.
-    let started = std::fs::read_to_string(&count).unwrap();
-    assert_eq!(started.lines().count(), 2, "{started}");
+    for t in ["quick", "slow"] {
+        let started = std::fs::read_to_string(h.shared.join(format!("started-{t}"))).unwrap();
+        assert_eq!(started.lines().count(), 1, "{t}: {started}");
+    }
     assert!(
         left_on_hosts(&h, &id).is_empty(),
         "{:?}",
@@ -333,7 +343,9 @@ fn doctor_checks_every_host_and_says_which_cannot_be_reached() {
 #[test]
 fn claude_code_on_a_host_reaches_its_model_through_the_tunnel_to_the_gateway() {
     let env = TestEnv::new();
-    let Some(h) = hosts(&env, 1) else { return };
+    let Some(h) = hosts_for(&env, 1, Users::Same) else {
+        return;
+    };
     let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
         return;
     };
@@ -417,7 +429,7 @@ fn claude_code_on_a_host_reaches_its_model_through_the_tunnel_to_the_gateway() {
 fn setup_runs_on_the_host_once_per_inputs_and_its_result_is_reused() {
     let env = TestEnv::new();
     let Some(h) = hosts(&env, 1) else { return };
-    let ran = env.root().join("setup-ran");
+    let ran = h.shared.join("setup-ran");
     env.write(".gitignore", "deps/\n");
     env.write("package-lock.json", "{\"v\": 1}\n");
     let plan = format!(
@@ -449,7 +461,9 @@ fn setup_runs_on_the_host_once_per_inputs_and_its_result_is_reused() {
 #[test]
 fn steering_reaches_claude_code_running_on_a_host() {
     let env = TestEnv::new();
-    let Some(h) = hosts(&env, 1) else { return };
+    let Some(h) = hosts_for(&env, 1, Users::Same) else {
+        return;
+    };
     let Some(bins) = crate::test_real_agents::bins(&["claude"]) else {
         return;
     };

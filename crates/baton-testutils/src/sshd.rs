@@ -5,9 +5,13 @@
 //! it strictly and asks for nothing. [`Hosts::go_away`] ends one host and
 //! everything it runs, as a machine that is switched off.
 //!
-//! `sshd` runs as the test's user and lets in only that user (and needs
-//! `/run/sshd` as root). None here: [`Hosts::start`] says so, and the
-//! caller skips (or fails, with BATON_REQUIRE_SSH=1).
+//! As root ([`Users::Own`]), each host lets in a user of its own
+//! (`baton-h1`, `baton-h2`, made once), who works in a directory of its
+//! home and cannot read the test's files: what an attempt needs must reach
+//! it through baton. Files the test's agents write for the test to read go
+//! to [`Hosts::shared`]. [`Users::Same`] lets in the test's own user (for
+//! real CLIs installed in its home). No sshd here: [`Hosts::start`] says
+//! so, and the caller skips (or fails, with BATON_REQUIRE_SSH=1).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +22,77 @@ pub struct Hosts {
     /// The ssh_config file that names each host.
     pub config: PathBuf,
     pub hosts: Vec<Host>,
+    /// A directory every host's user may write (and the test read).
+    pub shared: PathBuf,
+}
+
+/// Who the hosts let in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Users {
+    /// A user of its own per host, where the test runs as root (else the
+    /// test's user).
+    Own,
+    /// The test's user.
+    Same,
+}
+
+/// The user host `i` lets in.
+fn host_user(users: Users, i: usize) -> Result<String, String> {
+    // SAFETY: getuid(2) cannot fail.
+    if users == Users::Same || unsafe { libc::getuid() } != 0 {
+        return Ok(user());
+    }
+    let name = format!("baton-h{i}");
+    // Made once for every test, under a lock: tests start hosts at once.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("baton-test-users.lock"))
+        .map_err(|e| e.to_string())?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an open descriptor, released when it closes.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    let known = Command::new("id")
+        .arg(&name)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    // `*`: no password, and not locked (sshd without PAM refuses a locked
+    // account, useradd's `!`).
+    let (tool, args): (&str, &[&str]) = match known {
+        false => (
+            "useradd",
+            &["--create-home", "--shell", "/bin/sh", "--password", "*"],
+        ),
+        true => ("usermod", &["--password", "*"]),
+    };
+    {
+        let made = Command::new(tool)
+            .args(args)
+            .arg(&name)
+            .output()
+            .map_err(|e| format!("cannot run {tool}: {e}"))?;
+        if !made.status.success() {
+            return Err(format!(
+                "useradd {name}: {}",
+                String::from_utf8_lossy(&made.stderr)
+            ));
+        }
+    }
+    Ok(name)
+}
+
+/// `path` made `user`'s (as root).
+fn give(path: &Path, user: &str) -> Result<(), String> {
+    let out = Command::new("chown")
+        .args(["-R", &format!("{user}:")])
+        .arg(path)
+        .output()
+        .map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
 }
 
 pub struct Host {
@@ -64,6 +139,11 @@ fn user() -> String {
 impl Hosts {
     /// `n` hosts under `dir`, each listening; Err says why there are none.
     pub fn start(dir: &Path, n: usize) -> Result<Hosts, String> {
+        Hosts::start_for(dir, n, Users::Own)
+    }
+
+    /// [`Hosts::start`], letting in `users`.
+    pub fn start_for(dir: &Path, n: usize, users: Users) -> Result<Hosts, String> {
         if !Path::new(SSHD).exists() {
             return Err(format!("no {SSHD} (Debian's openssh-server)"));
         }
@@ -78,9 +158,29 @@ impl Hosts {
             std::fs::read_to_string(client_key.with_extension("pub")).map_err(|e| e.to_string())?;
         let authorized = dir.join("authorized_keys");
         std::fs::write(&authorized, pubkey).map_err(|e| e.to_string())?;
+        // Readable by sshd whatever the user (it reads as root what the
+        // command prints; a user's own key file would have to be theirs).
+        let keys_cmd = format!(
+            "AuthorizedKeysCommand /usr/bin/cat {}\nAuthorizedKeysCommandUser {}\nAuthorizedKeysFile none\n",
+            authorized.display(),
+            user()
+        );
+        let shared = std::env::temp_dir().join(format!(
+            "baton-hosts-{}",
+            dir.to_string_lossy()
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+        ));
+        std::fs::create_dir_all(&shared).map_err(|e| e.to_string())?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let all = std::fs::Permissions::from_mode(0o1777);
+            std::fs::set_permissions(&shared, all).map_err(|e| e.to_string())?;
+        }
         let (mut known, mut config, mut hosts) = (String::new(), String::new(), Vec::new());
         for i in 1..=n {
             let alias = format!("h{i}");
+            let login = host_user(users, i)?;
             let key = dir.join(format!("{alias}_host_key"));
             keygen(&key)?;
             let port = free_port();
@@ -93,21 +193,31 @@ impl Hosts {
             std::fs::write(
                 &cfg,
                 format!(
-                    "ListenAddress 127.0.0.1:{port}\nHostKey {key}\nAuthorizedKeysFile {authorized}\n\
+                    "ListenAddress 127.0.0.1:{port}\nHostKey {key}\n{keys_cmd}\
                      PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                     AllowTcpForwarding yes\nAllowUsers {user}\nLogLevel ERROR\nMaxSessions 64\nMaxStartups 64\n",
+                     AllowTcpForwarding yes\nAllowUsers {login}\nLogLevel ERROR\nMaxSessions 64\nMaxStartups 64\n",
                     key = key.display(),
-                    authorized = authorized.display(),
-                    user = user(),
                 ),
             )
             .map_err(|e| e.to_string())?;
-            let work = dir.join(format!("{alias}-work"));
+            // Where its attempts work: in its user's home when it has one
+            // of its own (the test's directory is the test user's alone).
+            let work = match login == user() {
+                true => dir.join(format!("{alias}-work")),
+                false => {
+                    let home = PathBuf::from(format!("/home/{login}"));
+                    let leaf = dir.parent().and_then(|p| p.file_name()).unwrap_or_default();
+                    let w = home.join(format!("work-{}", leaf.to_string_lossy()));
+                    std::fs::create_dir_all(&w).map_err(|e| e.to_string())?;
+                    give(&w, &login)?;
+                    w
+                }
+            };
             config.push_str(&format!(
                 "Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {id}\n  \
                  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n",
-                user = user(),
+                user = login,
                 id = client_key.display(),
                 known = dir.join("known_hosts").display(),
             ));
@@ -130,6 +240,7 @@ impl Hosts {
             dir: dir.to_path_buf(),
             config: config_path,
             hosts,
+            shared,
         })
     }
 
@@ -150,7 +261,11 @@ impl Drop for Hosts {
     fn drop(&mut self) {
         for i in 0..self.hosts.len() {
             self.go_away(i);
+            if !self.hosts[i].work.starts_with(&self.dir) {
+                let _ = std::fs::remove_dir_all(&self.hosts[i].work);
+            }
         }
+        let _ = std::fs::remove_dir_all(&self.shared);
     }
 }
 
