@@ -88,7 +88,7 @@ chain_on() {
 chain_local() { chain_tasks; }
 chain_ssh() { ssh_plan | sed '/^\[run\]/,$d'; chain_tasks; }
 chain_cold() { chain_on kubernetes 0; }
-chain_warm() { chain_on kubernetes 2; }
+chain_warm() { chain_on kubernetes "${CHAIN_WARM:-4}"; }
 chain_run() { N=$CHAIN remote_run "$1"; }
 
 # Runs the plan `$1` prints; checks every file reached the integration branch.
@@ -137,5 +137,5 @@ echo "local:      ${chain_local_ms} ms, $(per_task "$chain_local_ms")"
 echo "ssh:        ${chain_ssh_ms} ms, $(per_task "$chain_ssh_ms")"
 if [ -n "${KUBECONFIG:-}" ]; then
   echo "kubernetes: ${chain_cold_ms} ms, $(per_task "$chain_cold_ms")   (cold Jobs)"
-  echo "warm pods:  ${chain_warm_ms} ms, $(per_task "$chain_warm_ms")   (warm = 2)"
+  echo "warm pods:  ${chain_warm_ms} ms, $(per_task "$chain_warm_ms")   (warm = ${CHAIN_WARM:-4})"
 fi
