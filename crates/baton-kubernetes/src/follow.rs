@@ -38,7 +38,15 @@ pub struct Followed {
     pub parent_died: bool,
 }
 
-pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow::Result<Followed> {
+/// Follows `job`'s pod; `running`: its container is known to run (a warm
+/// pod that asked for its attempt), whatever the API says of it yet (the
+/// kubelet reports a pod's phase a second or more late).
+pub async fn follow(
+    client: &Client,
+    cluster: &Kubernetes,
+    job: &str,
+    running: bool,
+) -> anyhow::Result<Followed> {
     let parent = Parent::now();
     let mut term = signal(SignalKind::terminate())?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &cluster.namespace);
@@ -51,7 +59,7 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
     };
     let since = std::time::Instant::now();
     let pod = tokio::select! {
-        p = started(&pods, job, parent) => {
+        p = started(&pods, job, parent, running) => {
             let p = p?;
             eprintln!("baton: pod {p} runs ({} ms after its Job was there)", since.elapsed().as_millis());
             p
@@ -71,10 +79,7 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
         container: Some("agent".into()),
         ..Default::default()
     };
-    let stream = pods
-        .log_stream(&pod, &params)
-        .await
-        .map_err(|e| anyhow!("cannot read the log of pod {pod}: {e}"))?;
+    let stream = log_stream(&pods, &pod, &params).await?;
     let mut lines = stream.lines();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -117,7 +122,30 @@ pub async fn follow(client: &Client, cluster: &Kubernetes, job: &str) -> anyhow:
 }
 
 /// The name of the Job's pod once its container runs (or has run).
-async fn started(pods: &Api<Pod>, job: &str, parent: Parent) -> anyhow::Result<String> {
+/// The pod's log, followed; a moment's retries for a container the kubelet
+/// has not yet told the API of.
+async fn log_stream(
+    pods: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+) -> anyhow::Result<impl futures_util::AsyncBufRead> {
+    let mut tries = 0;
+    loop {
+        match pods.log_stream(pod, params).await {
+            Ok(s) => return Ok(s),
+            Err(_) if tries < 30 => tries += 1,
+            Err(e) => return Err(anyhow!("cannot read the log of pod {pod}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn started(
+    pods: &Api<Pod>,
+    job: &str,
+    parent: Parent,
+    running: bool,
+) -> anyhow::Result<String> {
     let since = Instant::now();
     let mut said = false;
     loop {
@@ -137,7 +165,7 @@ async fn started(pods: &Api<Pod>, job: &str, parent: Parent) -> anyhow::Result<S
                 .as_ref()
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_default();
-            if matches!(phase.as_str(), "Running" | "Succeeded" | "Failed") {
+            if running || matches!(phase.as_str(), "Running" | "Succeeded" | "Failed") {
                 return Ok(name);
             }
             if let Some(why) = waiting(&p) {

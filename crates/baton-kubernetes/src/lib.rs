@@ -111,11 +111,11 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     if adopted.is_none() {
         share_branch(&req, &cluster).await?;
     }
-    let name = job_to_follow(&jobs, &mut req, &cluster, adopted).await?;
+    let (name, warm) = job_to_follow(&jobs, &mut req, &cluster, adopted).await?;
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
-    let outcome = follow::follow(&client, &cluster, &name).await?;
+    let outcome = follow::follow(&client, &cluster, &name, warm).await?;
     if outcome.parent_died {
         // baton died: the Job goes on, and `baton resume` follows it.
         return Ok(143);
@@ -132,20 +132,21 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
 }
 
 /// The Job to follow: the one an earlier baton left running (`adopted`,
-/// its name and attempt), else a new one made now.
+/// its name and attempt), else a warm pod's, else a new one made now; and
+/// whether its pod is known to run (a warm pod that asked).
 async fn job_to_follow(
     jobs: &Api<Job>,
     req: &mut FollowRequest,
     cluster: &Kubernetes,
     adopted: Option<(String, u32)>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, bool)> {
     if let Some((name, n)) = adopted {
         // Its pod pushes (and so is collected) under its own attempt's ref.
         req.pod.keep_ref = baton_core::paths::attempt_ref(&req.pod.run, &req.pod.task, n);
         eprintln!(
             "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
         );
-        return Ok(name);
+        return Ok((name, false));
     }
     if cluster.warm > 0 {
         let since = std::time::Instant::now();
@@ -160,7 +161,7 @@ async fn job_to_follow(
                 req.pod.attempt,
                 since.elapsed().as_millis()
             );
-            return Ok(name);
+            return Ok((name, true));
         }
         eprintln!("baton: no warm pod waits now: this attempt makes its own Job");
     }
@@ -171,7 +172,7 @@ async fn job_to_follow(
             cluster.namespace
         )
     })?;
-    Ok(made.metadata.name.unwrap_or_default())
+    Ok((made.metadata.name.unwrap_or_default(), false))
 }
 
 /// The pod's end as it told it (or why it told nothing), its work fetched
