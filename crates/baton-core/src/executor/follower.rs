@@ -32,7 +32,9 @@ impl Parent {
     /// process another parent: so the parent is watched for a moment
     /// before a stop is believed. True: baton died.
     pub async fn died_on_term(&self) -> bool {
-        for _ in 0..10 {
+        // 1.5 s: on a loaded machine the kernel can take a while to give
+        // this process its new parent; a stop waits that long for nothing.
+        for _ in 0..30 {
             if self.gone() {
                 return true;
             }
