@@ -25,9 +25,14 @@ pub const WARM_LABEL: &str = "baton.dev/warm";
 /// How long a pod's ask waits for an attempt before it is answered empty.
 const ASK_WAIT: Duration = Duration::from_secs(20);
 
-/// The run's pool: the pods waiting now, by token, and every pod's Job.
-#[derive(Default)]
+/// The run's pool: where its pods' Jobs are made, the pods waiting now
+/// (by token), and every pod's Job.
 struct Pool {
+    api: Api<Job>,
+    cluster: Kubernetes,
+    run: String,
+    /// The warm door's URL, before a pod's token.
+    base: String,
     waiting: Mutex<HashMap<String, oneshot::Sender<String>>>,
     jobs: Mutex<HashMap<String, String>>,
     /// A pod asked (one may be waiting now).
@@ -84,19 +89,26 @@ async fn serve(cluster: &Kubernetes, warm: &Warm) -> anyhow::Result<()> {
     };
     let base = format!("http://{host}:{}/warm", bound.port());
     let claims = claims_socket(&warm.socket)?;
-    let pool = Arc::new(Pool::default());
+    let pool = Arc::new(Pool {
+        api: jobs,
+        cluster: cluster.clone(),
+        run: warm.run.clone(),
+        base,
+        waiting: Default::default(),
+        jobs: Default::default(),
+        asked: Default::default(),
+    });
     for _ in 0..cluster.warm {
-        make(&jobs, cluster, &warm.run, &base, &pool).await?;
+        pool.make().await?;
     }
     // Everything the pool runs ends with it (the run's end drops it).
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(answer_asks(door, pool.clone()));
     loop {
         let (conn, _) = claims.accept().await?;
-        let (jobs, cluster, pool) = (jobs.clone(), cluster.clone(), pool.clone());
-        let (run, base) = (warm.run.clone(), base.clone());
+        let pool = pool.clone();
         tasks.spawn(async move {
-            if let Err(e) = claim(conn, &jobs, &cluster, &run, &base, &pool).await {
+            if let Err(e) = claim(conn, &pool).await {
                 eprintln!("baton: a claim of a warm pod failed: {e:#}");
             }
         });
@@ -119,25 +131,21 @@ fn claims_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListe
         .with_context(|| format!("cannot listen on {}", path.display()))
 }
 
-/// A new warm pod's Job.
-async fn make(
-    jobs: &Api<Job>,
-    cluster: &Kubernetes,
-    run: &str,
-    base: &str,
-    pool: &Pool,
-) -> anyhow::Result<()> {
-    let token = baton_server::new_token();
-    let j = job::warm_job(cluster, run, &format!("{base}/{token}"));
-    let made = jobs
-        .create(&PostParams::default(), &j)
-        .await
-        .map_err(|e| anyhow!("cannot create a warm pod's Job: {e}"))?;
-    let name = made.metadata.name.unwrap_or_default();
-    if let Ok(mut all) = pool.jobs.lock() {
-        all.insert(token, name);
+impl Pool {
+    /// A new warm pod's Job.
+    async fn make(&self) -> anyhow::Result<()> {
+        let token = baton_server::new_token();
+        let j = job::warm_job(&self.cluster, &self.run, &format!("{}/{token}", self.base));
+        let made = (self.api)
+            .create(&PostParams::default(), &j)
+            .await
+            .map_err(|e| anyhow!("cannot create a warm pod's Job: {e}"))?;
+        let name = made.metadata.name.unwrap_or_default();
+        if let Ok(mut all) = self.jobs.lock() {
+            all.insert(token, name);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The warm door: each pod's ask waits for an attempt, a while at a time.
@@ -206,14 +214,8 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
 
 /// One follower's claim: its attempt handed to a pod waiting now, whose
 /// Job is then the attempt's; the answer names it (or `null`: none).
-async fn claim(
-    conn: tokio::net::UnixStream,
-    jobs: &Api<Job>,
-    cluster: &Kubernetes,
-    run: &str,
-    base: &str,
-    pool: &Pool,
-) -> anyhow::Result<()> {
+async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> {
+    let jobs = &pool.api;
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
@@ -243,7 +245,7 @@ async fn claim(
     let answer = serde_json::json!({ "job": taken });
     write.write_all(format!("{answer}\n").as_bytes()).await?;
     for _ in 0..lost + usize::from(taken.is_some()) {
-        make(jobs, cluster, run, base, pool).await?;
+        pool.make().await?;
     }
     Ok(())
 }

@@ -70,28 +70,6 @@ fn give_up(req: &FollowRequest, why: String, unreachable: bool) -> anyhow::Resul
     Ok(1)
 }
 
-/// An earlier attempt of the task on the same host whose end was never
-/// collected (its baton died): its number and request.
-fn earlier(request: &Path, req: &FollowRequest) -> Option<(u32, FollowRequest)> {
-    for m in (1..req.pod.attempt).rev() {
-        let file = request.with_file_name(format!("attempt-{m}.job.json"));
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            continue;
-        };
-        if request
-            .with_file_name(format!("attempt-{m}.end.json"))
-            .exists()
-        {
-            return None;
-        }
-        let r: FollowRequest = serde_json::from_str(&text).ok()?;
-        // An attempt adopted before is named by the attempt it follows.
-        let n = r.pod.attempt;
-        return (r.host == req.host && r.door.is_some()).then_some((n, r));
-    }
-    None
-}
-
 /// `baton __follow` for an attempt on an SSH host: its exit status.
 pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i32> {
     let parent = Parent::now();
@@ -111,16 +89,13 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
         Ok(r) => r,
         Err(e) => return give_up(&req, format!("{e:#}"), true),
     };
-    // A door already in the request: this attempt was followed before,
-    // by a baton that died (`resume` took it up again).
-    let adopted = match &req.door {
-        Some(_) => Some((req.pod.attempt, req.clone())),
-        None => earlier(request, &req),
-    };
-    let n = adopted.as_ref().map_or(req.pod.attempt, |(m, _)| *m);
-    let (run, task) = (req.pod.run.clone(), req.pod.task.clone());
+    // A door already in the request: this attempt was followed before, by
+    // a baton that died (`resume` took it up again, under its own number);
+    // it runs on there, in its own directory.
+    let earlier_door = req.door.take();
+    let adopted = earlier_door.is_some();
+    let (run, task, n) = (&req.pod.run, &req.pod.task, req.pod.attempt);
     let dir = format!("{}/runs/{run}/{task}-{n}", ready.base);
-    let earlier_door = adopted.as_ref().and_then(|(_, r)| r.door.clone());
     let earlier_gateway = earlier_door.as_ref().and_then(|d| d.gateway.clone());
     let input = std::sync::Arc::new(baton_server::git_door::Input::default());
     let heard = input.clone();
@@ -141,10 +116,8 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     };
     let port = door.remote_port.unwrap_or_default();
     req.pod.git_url = format!("http://127.0.0.1:{port}/git/{}", door.token);
-    req.pod.keep_ref = baton_core::paths::attempt_ref(&run, &task, n);
-    req.pod.attempt = n;
     req.pod.relocate(Path::new(&format!("{dir}/root")));
-    if adopted.is_some() {
+    if adopted {
         eprintln!("baton: following attempt {n} on {name}, left running by an earlier baton");
     }
     req.door = Some(door.clone());

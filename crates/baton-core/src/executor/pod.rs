@@ -59,26 +59,12 @@ async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
     if let Err(e) = write_files(spec).await {
         return out.finish(error_end(e)).await;
     }
-    // The agent's input while it runs, from the door, when it takes it.
-    let listening = Arc::new(AtomicBool::new(false));
+    // The agent's input while it runs, from the door, when it takes it:
+    // each line a message, which a gate after it drops.
     if spec.live.is_some() {
-        listening.store(true, Ordering::SeqCst);
-        let (gate, to) = (listening.clone(), to_cmds.clone());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        if super::input::follow(&spec.git_url, tx).is_some() {
-            tokio::spawn(async move {
-                while let Some(c) = rx.recv().await {
-                    if gate.load(Ordering::SeqCst) {
-                        let _ = to.send(c);
-                    }
-                }
-            });
-        }
+        let _ = super::input::follow(&spec.git_url, to_cmds);
     }
     let (code, ended) = run_agent(spec, out, &mut cmds).await;
-    // Input that comes later is for an agent that is gone (a gate drops a
-    // message anyway).
-    listening.store(false, Ordering::SeqCst);
     let mut end = PodEnd {
         code,
         timed_out: matches!(ended, Ended::TimedOut),

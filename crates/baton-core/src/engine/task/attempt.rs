@@ -126,7 +126,7 @@ pub(crate) async fn run(
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
     };
-    prepared.placement = match Placement::place(sh, st, profile, n, &prepared).await {
+    prepared.placement = match Placement::place(sh, st, adapter, profile, n, &prepared).await {
         Ok(p) => p,
         Err(reason) => return ledger.fail(reason).await,
     };

@@ -14,7 +14,7 @@ pub(crate) mod hosts;
 pub(crate) mod remote;
 
 use super::agent::AgentRun;
-use super::launch::{gate_env, Prepared};
+use super::launch::Prepared;
 use super::start::Start;
 use crate::engine::messages::GateResult;
 use crate::engine::process::supervise::{Ended, Spec};
@@ -46,6 +46,7 @@ impl Placement {
     pub async fn place(
         sh: &Shared,
         st: &Start,
+        adapter: &dyn crate::adapter::Adapter,
         profile: &AgentProfile,
         n: u32,
         prepared: &Prepared,
@@ -53,9 +54,10 @@ impl Placement {
         match &profile.executor {
             Executor::Local => Ok(Placement::Local),
             Executor::Remote(there) => {
-                let gate_env = gate_env(&prepared.env);
-                let follower =
-                    remote::place(sh, st, profile, there, n, prepared, &gate_env).await?;
+                // Its agent takes messages while it runs when its CLI does
+                // (as here).
+                let live = adapter.steer_line("-").is_some();
+                let follower = remote::place(sh, st, profile, there, live, n, prepared).await?;
                 Ok(Placement::Remote(follower))
             }
         }

@@ -52,9 +52,9 @@ pub(crate) async fn place(
     st: &Start,
     profile: &AgentProfile,
     remote: &Remote,
+    takes_steers: bool,
     n: u32,
     p: &Prepared,
-    gate_env: &[(OsString, OsString)],
 ) -> Result<Follower, String> {
     let stdin_lines = p.launch.stdin_lines.as_deref().unwrap_or_default();
     let baton = sh.baton.clone().ok_or(
@@ -73,27 +73,23 @@ pub(crate) async fn place(
     // An attempt an earlier baton left running there, which this one's
     // follower adopts: this very attempt, taken up again by `resume`, or
     // (from an older baton) an earlier one.
-    let same = uncollected(&log).await;
+    let earlier = uncollected(&log, n).await;
+    let same = earlier.as_ref().filter(|(m, _)| *m == n).map(|(_, r)| r);
     if same.is_some() {
         // Its output comes again from its start: what the earlier baton
         // wrote of it is kept beside it.
         let _ = tokio::fs::rename(&log, log.with_extension("log.1")).await;
     }
-    let earlier = match same.clone() {
-        Some(r) => Some(r),
-        None => earlier_request(&log, n).await,
-    };
     let host = match remote {
         Remote::Ssh(ssh) => {
-            let adopted = earlier.as_ref().and_then(|r| r.host.as_deref());
+            let adopted = earlier.as_ref().and_then(|(_, r)| r.host.as_deref());
             Some(sh.hosts.claim(ssh, &profile.host_labels, adopted).await?)
         }
         _ => None,
     };
-    // Its agent takes messages while it runs when its CLI does (as here)
-    // and its executor hands them over (through baton's own git door).
-    let takes_steers = crate::adapter::find(&profile.adapter)
-        .is_some_and(|a| (a.make)().steer_line("-").is_some());
+    // Its agent takes messages while it runs when its CLI does
+    // (`takes_steers`) and its executor hands them over (through baton's
+    // own git door).
     let live = takes_steers && remote.git_remote().is_none();
     // A host's cache serves every repository that works there: the key
     // says whose.
@@ -125,7 +121,7 @@ pub(crate) async fn place(
             files,
             dirs,
             gates: st.spec.gates.clone(),
-            gate_env: pairs(gate_env),
+            gate_env: pairs(&super::super::launch::gate_env(&p.env)),
             setup: sh.plan.workspace.setup.clone(),
             setup_key,
             setup_timeout_secs: sh.plan.workspace.setup_timeout.as_secs(),
@@ -147,12 +143,12 @@ pub(crate) async fn place(
     };
     // The door its remote side was told, which the follower serves again.
     let req = FollowRequest {
-        door: same.and_then(|r| r.door),
+        door: same.and_then(|r| r.door.clone()),
         ..req
     };
     if let Some(g) = &p.gate {
         // An adopted attempt holds that attempt's token.
-        let token = earlier.and_then(|r| r.gateway_token);
+        let token = earlier.and_then(|(_, r)| r.gateway_token);
         if let Some(earlier) = token.filter(|t| t.starts_with("baton-gw-")) {
             g.gateway.honour(&g.access.token, &earlier);
         }
@@ -181,23 +177,10 @@ pub(crate) async fn place(
     })
 }
 
-/// The request `log`'s attempt made before, if its end was never
-/// collected (a `resume` takes the attempt up again).
-async fn uncollected(log: &Path) -> Option<FollowRequest> {
-    let text = tokio::fs::read_to_string(log.with_extension("job.json"))
-        .await
-        .ok()?;
-    let end = log.with_extension("end.json");
-    if tokio::fs::try_exists(end).await.unwrap_or(false) {
-        return None;
-    }
-    serde_json::from_str(&text).ok()
-}
-
-/// The request of the task's latest earlier attempt whose end was never
-/// collected (it may still run there), if there is one.
-async fn earlier_request(log: &Path, n: u32) -> Option<FollowRequest> {
-    for m in (1..n).rev() {
+/// The request of the task's latest attempt up to `log`'s (`n`) whose end
+/// was never collected (it may still run there), and its number.
+async fn uncollected(log: &Path, n: u32) -> Option<(u32, FollowRequest)> {
+    for m in (1..=n).rev() {
         let request = log.with_file_name(format!("attempt-{m}.job.json"));
         let Ok(text) = tokio::fs::read_to_string(&request).await else {
             continue;
@@ -206,7 +189,7 @@ async fn earlier_request(log: &Path, n: u32) -> Option<FollowRequest> {
         if tokio::fs::try_exists(end).await.unwrap_or(false) {
             return None;
         }
-        return serde_json::from_str(&text).ok();
+        return serde_json::from_str(&text).ok().map(|r| (m, r));
     }
     None
 }
