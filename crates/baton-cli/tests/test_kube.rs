@@ -918,3 +918,58 @@ fn attempts_claim_warm_pods_and_none_is_left_after_a_crash_and_resume() {
     );
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }
+
+/// `reuse = true`: one warm pod takes the run's attempts one after
+/// another. What an attempt left (a process that escaped its group, an
+/// ignored file in its worktree) is gone when the next one starts there,
+/// and the pod's Job goes with the run.
+#[test]
+fn a_reused_warm_pod_takes_the_next_attempt_with_nothing_of_the_last_left() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    env.write(".gitignore", "scratch/\n");
+    let head = header(&kc).replacen(
+        "kind = \"kubernetes\"\n",
+        "kind = \"kubernetes\"\nwarm = 1\nreuse = true\n",
+        1,
+    );
+    let sh = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n";
+    let escape = "mkdir -p scratch && touch scratch/left && pwd > where.txt && echo 1 > f1.txt && (setsid sleep 600 </dev/null >/dev/null 2>&1 &) && sleep 0.5";
+    let look = "n=0; for p in /proc/[0-9]*; do if tr '\\\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^sleep 600'; then n=$((n+1)); fi; done; echo $n > sleeps.txt; if test -e \\\"$(cat where.txt)/scratch/left\\\"; then echo yes; else echo no; fi > left.txt";
+    let plan = format!(
+        "{head}{sh}[[task]]\nid = \"t1\"\nagent = \"sh\"\nprompt = \"{escape}\"\n\n[[task]]\nid = \"t2\"\nagent = \"sh\"\nneeds = [\"t1\"]\nprompt = \"{look}\"\n\n[[task]]\nid = \"t3\"\nneeds = [\"t2\"]\nprompt = \"write f3.txt 3\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = run_id(&env);
+    assert_integrated(
+        &env,
+        &id,
+        &[
+            ("sleeps.txt", "0\n"),
+            ("left.txt", "no\n"),
+            ("f3.txt", "3\n"),
+        ],
+    );
+    let job_of = |t: &str| {
+        let out = baton(&env).args(["logs", t]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        let at = text
+            .find("runs in the warm pod of Job ")
+            .unwrap_or_else(|| panic!("{t}: {text}"));
+        text[at..]
+            .split_whitespace()
+            .nth(7)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = job_of("t1");
+    assert!(first.starts_with("baton-warm-"), "{first}");
+    for t in ["t2", "t3"] {
+        assert_eq!(job_of(t), first, "{t} ran in another pod");
+    }
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}

@@ -6,7 +6,7 @@
 
 use anyhow::anyhow;
 use baton_core::executor::follower::{relay, Parent};
-use baton_core::executor::PodEnd;
+use baton_core::executor::{PodEnd, PodLine};
 use baton_core::plan::Kubernetes;
 use futures_util::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -38,14 +38,25 @@ pub struct Followed {
     pub parent_died: bool,
 }
 
-/// Follows `job`'s pod; `running`: its container is known to run (a warm
-/// pod that asked for its attempt), whatever the API says of it yet (the
-/// kubelet reports a pod's phase a second or more late).
+/// How a Job's log is read.
+pub struct Reading {
+    /// Its container is known to run (a warm pod that asked for its
+    /// attempt), whatever the API says of it yet (the kubelet reports a
+    /// pod's phase a second or more late).
+    pub running: bool,
+    /// A warm pod's log: the attempt's lines start after the
+    /// [`PodLine::Begin`] of this ref (those before were other attempts').
+    pub begin: Option<String>,
+    /// Only the log's last seconds (a pod claimed a moment ago).
+    pub since_seconds: Option<i64>,
+}
+
+/// Follows `job`'s pod, read as `reading` says.
 pub async fn follow(
     client: &Client,
     cluster: &Kubernetes,
     job: &str,
-    running: bool,
+    reading: Reading,
 ) -> anyhow::Result<Followed> {
     let parent = Parent::now();
     let mut term = signal(SignalKind::terminate())?;
@@ -59,7 +70,7 @@ pub async fn follow(
     };
     let since = std::time::Instant::now();
     let pod = tokio::select! {
-        p = started(&pods, job, parent, running) => {
+        p = started(&pods, job, parent, reading.running) => {
             let p = p?;
             eprintln!("baton: pod {p} runs ({} ms after its Job was there)", since.elapsed().as_millis());
             p
@@ -77,8 +88,10 @@ pub async fn follow(
     let params = LogParams {
         follow: true,
         container: Some("agent".into()),
+        since_seconds: reading.since_seconds,
         ..Default::default()
     };
+    let mut before = reading.begin.is_some();
     let stream = log_stream(&pods, &pod, &params).await?;
     let mut lines = stream.lines();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -90,6 +103,9 @@ pub async fn follow(
                 return Ok(out);
             },
             line = lines.next() => match line {
+                Some(Ok(line)) if before => {
+                    before = PodLine::parse(&line) != reading.begin.clone().map(PodLine::Begin);
+                }
                 Some(Ok(line)) => {
                     relay(&line, "pod", &mut out.end);
                     // Its end is its last line: the pod's exit (which the

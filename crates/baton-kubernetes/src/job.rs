@@ -153,7 +153,7 @@ pub fn warm_job(cluster: &Kubernetes, run: &str, url: &str) -> Job {
         (crate::warm::WARM_LABEL.to_string(), "idle".to_string()),
     ]);
     j.metadata.name = None;
-    j.metadata.generate_name = Some("baton-warm-".into());
+    j.metadata.generate_name = Some(crate::warm::JOB_PREFIX.into());
     j.metadata.labels = Some(labels.clone());
     if let Some(spec) = j.spec.as_mut() {
         spec.active_deadline_seconds = Some(WARM_DEADLINE);
@@ -163,11 +163,19 @@ pub fn warm_job(cluster: &Kubernetes, run: &str, url: &str) -> Job {
         if let Some(pod) = spec.template.spec.as_mut() {
             for c in &mut pod.containers {
                 c.command = Some(vec![cluster.baton.clone(), "__pod-wait".into()]);
-                c.env = Some(vec![EnvVar {
-                    name: baton_core::executor::warm::URL_ENV.into(),
-                    value: Some(url.to_string()),
-                    ..Default::default()
-                }]);
+                let mut env = vec![(baton_core::executor::warm::URL_ENV, url)];
+                if cluster.reuse {
+                    env.push((baton_core::executor::warm::REUSE_ENV, "1"));
+                }
+                c.env = Some(
+                    env.into_iter()
+                        .map(|(name, value)| EnvVar {
+                            name: name.into(),
+                            value: Some(value.into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                );
             }
         }
     }
@@ -233,6 +241,7 @@ mod tests {
             kubeconfig: None,
             context: None,
             warm: 0,
+            reuse: false,
         }
     }
 

@@ -111,16 +111,27 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     if adopted.is_none() {
         share_branch(&req, &cluster).await?;
     }
-    let (name, warm) = job_to_follow(&jobs, &mut req, &cluster, adopted).await?;
+    let (name, source) = job_to_follow(&jobs, &mut req, &cluster, adopted).await?;
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
-    let outcome = follow::follow(&client, &cluster, &name, warm).await?;
+    let reading = source.reading(&name, &req.pod.keep_ref);
+    let outcome = follow::follow(&client, &cluster, &name, reading).await?;
     if outcome.parent_died {
         // baton died: the Job goes on, and `baton resume` follows it.
         return Ok(143);
     }
-    let _ = jobs.delete(&name, &DeleteParams::background()).await;
+    // A pod that comes back for the next attempt keeps its Job, unless
+    // this one was stopped (it ends) or it broke off (it is not trusted).
+    let back = matches!(source, Source::Warm { reuse: true })
+        && outcome.end.is_some()
+        && !outcome.terminated;
+    if !back {
+        let _ = jobs.delete(&name, &DeleteParams::background()).await;
+        if let (Source::Warm { reuse: true }, Some(socket)) = (&source, warm_socket(&req)) {
+            warm::gone(&socket, &name).await;
+        }
+    }
     let end = collect(&req, &cluster, &outcome).await;
     std::fs::write(&req.end_file, serde_json::to_string(&end)?)
         .with_context(|| format!("cannot write {}", req.end_file.display()))?;
@@ -131,37 +142,66 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     })
 }
 
+/// Where the followed Job came from.
+enum Source {
+    /// Made now for this attempt.
+    Made,
+    /// Left running by an earlier baton.
+    Adopted,
+    /// A warm pod claimed now (its container is known to run); `reuse`:
+    /// it comes back for the run's next attempt.
+    Warm { reuse: bool },
+}
+
+impl Source {
+    /// How the Job's log is read: a warm pod's from its attempt's
+    /// [`PodLine::Begin`](baton_core::executor::PodLine), past those it ran
+    /// before (claimed now: its last two minutes are enough).
+    fn reading(&self, job: &str, keep_ref: &str) -> follow::Reading {
+        let warm = matches!(self, Source::Warm { .. }) || job.starts_with(warm::JOB_PREFIX);
+        follow::Reading {
+            running: matches!(self, Source::Warm { .. }),
+            begin: warm.then(|| keep_ref.to_string()),
+            since_seconds: matches!(self, Source::Warm { .. }).then_some(120),
+        }
+    }
+}
+
+/// The socket the run's followers claim warm pods on.
+fn warm_socket(req: &FollowRequest) -> Option<PathBuf> {
+    let logs = req.end_file.parent().and_then(|d| d.parent())?;
+    Some(baton_core::executor::warm_socket(logs))
+}
+
 /// The Job to follow: the one an earlier baton left running (`adopted`,
-/// its name and attempt), else a warm pod's, else a new one made now; and
-/// whether its pod is known to run (a warm pod that asked).
+/// its name and attempt), else a warm pod's, else a new one made now.
 async fn job_to_follow(
     jobs: &Api<Job>,
     req: &mut FollowRequest,
     cluster: &Kubernetes,
     adopted: Option<(String, u32)>,
-) -> anyhow::Result<(String, bool)> {
+) -> anyhow::Result<(String, Source)> {
     if let Some((name, n)) = adopted {
         // Its pod pushes (and so is collected) under its own attempt's ref.
         req.pod.keep_ref = baton_core::paths::attempt_ref(&req.pod.run, &req.pod.task, n);
         eprintln!(
             "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
         );
-        return Ok((name, false));
+        return Ok((name, Source::Adopted));
     }
     if cluster.warm > 0 {
         let since = std::time::Instant::now();
-        let logs = req.end_file.parent().and_then(|d| d.parent());
-        let socket = logs.map(baton_core::executor::warm_socket);
-        if let Some(name) = match socket {
+        if let Some(c) = match warm_socket(req) {
             Some(s) => warm::claimed(&s, &req.pod).await,
             None => None,
         } {
             eprintln!(
-                "baton: attempt {} runs in the warm pod of Job {name} (claimed in {} ms)",
+                "baton: attempt {} runs in the warm pod of Job {} (claimed in {} ms)",
                 req.pod.attempt,
+                c.job,
                 since.elapsed().as_millis()
             );
-            return Ok((name, true));
+            return Ok((c.job, Source::Warm { reuse: c.reuse }));
         }
         eprintln!("baton: no warm pod waits now: this attempt makes its own Job");
     }
@@ -172,7 +212,7 @@ async fn job_to_follow(
             cluster.namespace
         )
     })?;
-    Ok((made.metadata.name.unwrap_or_default(), false))
+    Ok((made.metadata.name.unwrap_or_default(), Source::Made))
 }
 
 /// The pod's end as it told it (or why it told nothing), its work fetched

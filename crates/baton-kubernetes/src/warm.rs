@@ -5,8 +5,11 @@
 //! attempt to a pod that is waiting now, labels its Job as the attempt's
 //! (so `resume` finds it as it finds any attempt's Job), and makes another
 //! in the background. None waiting: the follower makes a Job as without
-//! warm pods. The run's end sweeps every Job of the run, warm or claimed;
-//! a pod whose baton is gone ends by itself.
+//! warm pods. With `reuse`, a pod whose attempt is over asks again (tidied,
+//! [`baton_core::executor::warm`]): it is labelled idle and waits for the
+//! next claim, and the pool makes another only when a follower says its
+//! pod is gone (a stop deleted it, it died). The run's end sweeps every Job
+//! of the run, warm or claimed; a pod whose baton is gone ends by itself.
 
 use crate::job::{self, label_value, ATTEMPT_LABEL, RUN_LABEL, TASK_LABEL};
 use anyhow::{anyhow, Context};
@@ -14,12 +17,14 @@ use baton_core::executor::{PodAttempt, Warm};
 use baton_core::plan::{Kubernetes, Remote};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 
+/// How every warm pod's Job's name begins.
+pub const JOB_PREFIX: &str = "baton-warm-";
 /// `idle` while it waits, `claimed` once an attempt has it.
 pub const WARM_LABEL: &str = "baton.dev/warm";
 /// How long a pod's ask waits for an attempt before it is answered empty.
@@ -35,6 +40,10 @@ struct Pool {
     base: String,
     waiting: Mutex<HashMap<String, oneshot::Sender<String>>>,
     jobs: Mutex<HashMap<String, String>>,
+    /// Tokens whose pods run an attempt now (asking again: it is over).
+    busy: Mutex<HashSet<String>>,
+    /// Tokens whose pods asked to be used once (they end after).
+    once: Mutex<HashSet<String>>,
     /// A pod asked (one may be waiting now).
     asked: tokio::sync::Notify,
 }
@@ -96,6 +105,8 @@ async fn serve(cluster: &Kubernetes, warm: &Warm) -> anyhow::Result<()> {
         base,
         waiting: Default::default(),
         jobs: Default::default(),
+        busy: Default::default(),
+        once: Default::default(),
         asked: Default::default(),
     });
     for _ in 0..cluster.warm {
@@ -146,6 +157,48 @@ impl Pool {
         }
         Ok(())
     }
+
+    /// A pod that asks while it is busy is done with its attempt: its Job
+    /// is no longer that attempt's (a resumed run would follow it as such).
+    async fn back(&self, token: &str) {
+        let was_busy = self.busy.lock().is_ok_and(|mut b| b.remove(token));
+        let name = self.jobs.lock().ok().and_then(|j| j.get(token).cloned());
+        if let (true, Some(name)) = (was_busy, name) {
+            let idle = serde_json::json!({ "metadata": { "labels": {
+                TASK_LABEL: null, ATTEMPT_LABEL: null, WARM_LABEL: "idle",
+            }}});
+            let params = PatchParams::default();
+            let patch = Patch::Merge(&idle);
+            if let Err(e) = self.api.patch(&name, &params, &patch).await {
+                eprintln!("baton: cannot label the warm Job {name} idle again: {e}");
+            }
+        }
+    }
+
+    /// A follower's word that the pod of Job `name` will not ask again: it
+    /// goes, and another is made.
+    async fn gone(&self, name: &str) -> anyhow::Result<()> {
+        let token = (self.jobs.lock().ok())
+            .and_then(|j| j.iter().find(|(_, n)| *n == name).map(|(t, _)| t.clone()));
+        let Some(token) = token else {
+            return Ok(());
+        };
+        for set in [&self.busy, &self.once] {
+            if let Ok(mut s) = set.lock() {
+                s.remove(&token);
+            }
+        }
+        if let Ok(mut j) = self.jobs.lock() {
+            j.remove(&token);
+        }
+        // It may have asked already (a stop as its attempt ended): no claim
+        // gets it now.
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(&token);
+        }
+        let _ = (self.api).delete(name, &DeleteParams::background()).await;
+        self.make().await
+    }
 }
 
 /// The warm door: each pod's ask waits for an attempt, a while at a time.
@@ -169,7 +222,8 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
         head.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&head);
-    let path = text.split_whitespace().nth(1).unwrap_or_default();
+    let target = text.split_whitespace().nth(1).unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let token = path.rsplit('/').next().unwrap_or_default().to_string();
     let known = pool
         .jobs
@@ -179,6 +233,12 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
     let (code, body) = match known {
         false => ("404 Not Found", String::new()),
         true => {
+            if query == "once" {
+                if let Ok(mut once) = pool.once.lock() {
+                    once.insert(token.clone());
+                }
+            }
+            pool.back(&token).await;
             let (tx, rx) = oneshot::channel();
             if let Ok(mut w) = pool.waiting.lock() {
                 w.insert(token.clone(), tx);
@@ -212,15 +272,38 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
     conn.write_all(reply.as_bytes()).await
 }
 
-/// One follower's claim: its attempt handed to a pod waiting now, whose
-/// Job is then the attempt's; the answer names it (or `null`: none).
+/// What a follower says on the run's socket.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Say {
+    /// A pod for this attempt, please.
+    Claim(Box<PodAttempt>),
+    /// The pod of this Job will not ask again (its attempt was stopped or
+    /// broke off): another is made.
+    Gone(String),
+}
+
+/// A claimed pod: its Job, and whether it comes back for the run's next
+/// attempt (its Job is then kept at the attempt's end).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Claimed {
+    pub job: String,
+    pub reuse: bool,
+}
+
+/// One follower's word: a claim (its attempt handed to a pod waiting now,
+/// whose Job is then the attempt's; the answer names it, or `null`: none),
+/// or a pod gone.
 async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> {
-    let jobs = &pool.api;
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
-    let pod: PodAttempt = serde_json::from_str(&line).context("the claim holds no attempt")?;
-    let (mut taken, mut lost) = (None, 0);
+    let pod = match serde_json::from_str(&line).context("the claim holds no attempt")? {
+        Say::Claim(pod) => pod,
+        Say::Gone(name) => return pool.gone(&name).await,
+    };
+    let spec = serde_json::to_string(&pod)?;
+    let mut taken = None;
     while let Some((token, tx)) = waiting_pod(pool).await {
         let Some(name) = pool.jobs.lock().ok().and_then(|j| j.get(&token).cloned()) else {
             continue;
@@ -231,20 +314,29 @@ async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> 
             ATTEMPT_LABEL: pod.attempt.to_string(),
             WARM_LABEL: "claimed",
         }}});
-        jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
+        (pool.api)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
             .await
             .map_err(|e| anyhow!("cannot label the warm Job {name}: {e}"))?;
-        if tx.send(line.trim().to_string()).is_ok() {
-            taken = Some(name);
+        if let Ok(mut b) = pool.busy.lock() {
+            b.insert(token.clone());
+        }
+        if tx.send(spec.clone()).is_ok() {
+            let once = pool.once.lock().is_ok_and(|o| o.contains(&token));
+            taken = Some(Claimed {
+                job: name,
+                reuse: !once,
+            });
             break;
         }
         // Its pod is gone (its ask broke off): its Job goes, another comes.
-        let _ = jobs.delete(&name, &DeleteParams::background()).await;
-        lost += 1;
+        let _ = pool.gone(&name).await;
     }
-    let answer = serde_json::json!({ "job": taken });
+    // A pod used once is replaced now; one that comes back is not.
+    let replace = taken.as_ref().is_some_and(|c: &Claimed| !c.reuse);
+    let answer = serde_json::json!({ "claimed": taken });
     write.write_all(format!("{answer}\n").as_bytes()).await?;
-    for _ in 0..lost + usize::from(taken.is_some()) {
+    if replace {
         pool.make().await?;
     }
     Ok(())
@@ -270,11 +362,23 @@ fn next_waiting(pool: &Pool) -> Option<(String, oneshot::Sender<String>)> {
 }
 
 /// A warm pod for `pod`'s attempt from the run's pool, if one waits (or
-/// starts) now: its Job's name. The pool always answers (within
-/// [`CLAIM_WAIT`] and an API call), or is gone (its socket closes): no
-/// timeout here, so an attempt is never handed to a pod after its follower
-/// gave up and made a Job of its own.
-pub async fn claimed(socket: &std::path::Path, pod: &PodAttempt) -> Option<String> {
+/// starts) now. The pool always answers (within [`CLAIM_WAIT`] and an API
+/// call), or is gone (its socket closes): no timeout here, so an attempt
+/// is never handed to a pod after its follower gave up and made a Job of
+/// its own.
+pub async fn claimed(socket: &std::path::Path, pod: &PodAttempt) -> Option<Claimed> {
+    let answer = say(socket, &Say::Claim(Box::new(pod.clone()))).await?;
+    let mut v: serde_json::Value = serde_json::from_str(&answer).ok()?;
+    serde_json::from_value(v.get_mut("claimed")?.take()).ok()
+}
+
+/// Tells the pool that the pod of Job `name` will not ask again.
+pub async fn gone(socket: &std::path::Path, name: &str) {
+    let _ = say(socket, &Say::Gone(name.to_string())).await;
+}
+
+/// One line to the pool on its socket, and its answer (empty for none).
+async fn say(socket: &std::path::Path, what: &Say) -> Option<String> {
     if !ours(socket.parent()?) {
         eprintln!(
             "baton: {} is not yours alone: no warm pod is claimed through it",
@@ -284,12 +388,11 @@ pub async fn claimed(socket: &std::path::Path, pod: &PodAttempt) -> Option<Strin
     }
     let conn = tokio::net::UnixStream::connect(socket).await.ok()?;
     let (read, mut write) = conn.into_split();
-    let line = serde_json::to_string(pod).ok()? + "\n";
+    let line = serde_json::to_string(what).ok()? + "\n";
     write.write_all(line.as_bytes()).await.ok()?;
     let mut answer = String::new();
     BufReader::new(read).read_line(&mut answer).await.ok()?;
-    let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
-    v["job"].as_str().map(str::to_string)
+    Some(answer)
 }
 
 /// Whether `dir` is this user's and nobody else's (the attempt, with its

@@ -70,6 +70,7 @@ pub fn relay(line: &str, whose: &str, end: &mut Option<PodEnd>) {
             *end = Some(e);
             return;
         }
+        Some(PodLine::Begin(_)) => return,
         Some(PodLine::Stderr(s)) => (format!("{s}\n"), false),
         Some(PodLine::Note(s)) => (format!("baton ({whose}): {s}\n"), false),
         None => (format!("{line}\n"), true),

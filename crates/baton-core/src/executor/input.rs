@@ -61,7 +61,8 @@ pub(super) fn follow(git_url: &str, cmds: UnboundedSender<WorkerCmd>) -> Option<
     let (authority, path) = split(git_url)?;
     tokio::spawn(async move {
         let (mut seen, mut epoch) = (0, String::new());
-        loop {
+        // Until its attempt is over (a warm pod goes on to another).
+        while !cmds.is_closed() {
             match ask(&authority, &path, seen).await {
                 // Another door (a resumed baton's): its lines from the first.
                 Ok(a) if !epoch.is_empty() && a.epoch != epoch => {

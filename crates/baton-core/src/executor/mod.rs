@@ -169,6 +169,9 @@ pub enum PodLine {
     Stderr(String),
     /// Something baton did (fetching, a gate), for the attempt's log.
     Note(String),
+    /// A warm pod begins the attempt whose ref this is: its log holds the
+    /// attempts it ran before, which the follower passes over.
+    Begin(String),
     End(PodEnd),
 }
 

@@ -32,32 +32,56 @@ const QUEUE: usize = 64;
 
 /// Runs the attempt and prints its end; the pod's exit status.
 pub async fn run(spec: PodAttempt) -> i32 {
+    run_one(&spec, None).await.status
+}
+
+/// How an attempt went, for the pod that ran it.
+pub struct Ran {
+    pub status: i32,
+    /// SIGTERM came (a stop, the Job's deletion): the pod is ending.
+    pub terminated: bool,
+}
+
+/// Runs one attempt, its output first announced by `begin` (a warm pod's
+/// [`PodLine::Begin`]) when there is one.
+pub async fn run_one(spec: &PodAttempt, begin: Option<PodLine>) -> Ran {
     let (out, writer) = Out::start();
-    let status = attempt(&spec, &out).await;
+    if let Some(line) = begin {
+        out.emit(line).await;
+    }
+    let ran = attempt(spec, &out).await;
     drop(out);
     // Every line reaches stdout before the pod ends (a process that escaped
     // its group could hold a sender: it is not waited for long).
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    status
+    ran
 }
 
-async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
+async fn attempt(spec: &PodAttempt, out: &Out) -> Ran {
     let (to_cmds, mut cmds, terminated) = match on_sigterm() {
         Ok(c) => c,
         Err(e) => {
-            return out
+            let status = out
                 .finish(error_end(format!("cannot catch SIGTERM: {e}")))
-                .await
+                .await;
+            return Ran {
+                status,
+                terminated: false,
+            };
         }
     };
+    let ran = |status| Ran {
+        status,
+        terminated: terminated.load(Ordering::SeqCst),
+    };
     if let Err(e) = fetch(spec, out).await {
-        return out.finish(error_end(e)).await;
+        return ran(out.finish(error_end(e)).await);
     }
     if let Err(e) = super::setup::run(spec, out, &mut cmds).await {
-        return out.finish(error_end(e)).await;
+        return ran(out.finish(error_end(e)).await);
     }
     if let Err(e) = write_files(spec).await {
-        return out.finish(error_end(e)).await;
+        return ran(out.finish(error_end(e)).await);
     }
     // The agent's input while it runs, from the door, when it takes it:
     // each line a message, which a gate after it drops.
@@ -86,7 +110,7 @@ async fn attempt(spec: &PodAttempt, out: &Out) -> i32 {
         _ => 1,
     };
     out.finish(end).await;
-    status
+    ran(status)
 }
 
 /// SIGTERM becomes a stop for whatever runs (the agent or a gate), as a
@@ -104,12 +128,16 @@ fn on_sigterm() -> std::io::Result<Cmds> {
     let seen = flag.clone();
     let own = tx.clone();
     tokio::spawn(async move {
-        if term.recv().await.is_some() {
-            seen.store(true, Ordering::SeqCst);
-            let _ = tx.send(WorkerCmd::Stop);
-            // Later ones change nothing; the sender stays so that a
-            // finished process is not taken for a closed engine.
-            std::future::pending::<()>().await;
+        tokio::select! {
+            got = term.recv() => if got.is_some() {
+                seen.store(true, Ordering::SeqCst);
+                let _ = tx.send(WorkerCmd::Stop);
+                // Later ones change nothing; the sender stays so that a
+                // finished process is not taken for a closed engine.
+                tx.closed().await;
+            },
+            // The attempt is over (a warm pod goes on to another).
+            _ = tx.closed() => {}
         }
     });
     Ok((own, rx, flag))

@@ -135,6 +135,10 @@ pub struct Kubernetes {
     /// attempt to claim it (0: every attempt makes its Job).
     #[serde(default)]
     pub warm: u32,
+    /// A warm pod whose attempt is over takes the run's next one (tidied:
+    /// every process it left killed, its worktree gone) instead of ending.
+    #[serde(default)]
+    pub reuse: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -233,12 +237,31 @@ fn check_warm(ck: &mut Checker, raw: &RawExecutor) -> u32 {
     }
 }
 
+/// `reuse`: only for warm pods (there are none to reuse without them).
+fn check_reuse(ck: &mut Checker, raw: &RawExecutor, warm: u32) -> bool {
+    let Some(r) = &raw.reuse else {
+        return false;
+    };
+    if *r.get_ref() && warm == 0 {
+        let msg =
+            "executor.reuse hands a warm pod the run's next attempt: set warm = N too".to_string();
+        ck.at(Some(r.span()), None, msg);
+    }
+    *r.get_ref()
+}
+
 fn check_ssh(ck: &mut Checker, raw: &RawExecutor) -> Ssh {
     let at = raw.kind.as_ref().map(|k| k.span());
     if let Some(w) = &raw.warm {
         let msg = "executor.warm keeps pods on a cluster; SSH hosts start each attempt at once"
             .to_string();
         ck.at(Some(w.span()), None, msg);
+    }
+    if let Some(r) = &raw.reuse {
+        let msg =
+            "executor.reuse is for warm pods on a cluster; an SSH host's attempts each start anew"
+                .to_string();
+        ck.at(Some(r.span()), None, msg);
     }
     let hosts = super::ssh::check_hosts(ck, raw.hosts.as_ref(), at);
     Ssh {
@@ -294,6 +317,7 @@ fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
             format!("executor.git_listen {git_listen:?} is not an address like \"0.0.0.0:7430\"");
         ck.at(at, None, msg);
     }
+    let warm = check_warm(ck, raw);
     Kubernetes {
         namespace: raw.namespace.clone().unwrap_or_else(|| "default".into()),
         image,
@@ -310,7 +334,8 @@ fn check_kubernetes(ck: &mut Checker, raw: &RawExecutor) -> Kubernetes {
         remote: raw.remote.clone(),
         kubeconfig: raw.kubeconfig.clone(),
         context: raw.context.clone(),
-        warm: check_warm(ck, raw),
+        warm,
+        reuse: check_reuse(ck, raw, warm),
     }
 }
 

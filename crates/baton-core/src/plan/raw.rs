@@ -180,6 +180,8 @@ pub(crate) struct RawExecutor {
     pub ssh_config: Option<String>,
     /// `kind = "kubernetes"`: pods kept running for attempts to claim.
     pub warm: Option<Spanned<i64>>,
+    /// A warm pod takes the run's attempts one after another.
+    pub reuse: Option<Spanned<bool>>,
 }
 
 /// `[workspace]`: how each task's worktree is made ready.
