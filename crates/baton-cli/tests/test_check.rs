@@ -522,6 +522,18 @@ fn executor_mistakes_are_plan_errors() {
         "[executor]\nkind = \"kubernetes\"\nimage = \"i\"\ncpu = \"two\"\nmounts = [\"opt\"]\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
         &["executor.cpu \"two\" is not a Kubernetes quantity", "executor.mounts \"opt\": name absolute paths"],
     );
+    // Warm pods: how many, and reuse only with them (and not on hosts).
+    assert_rejected(
+        "[executor]\nkind = \"kubernetes\"\nimage = \"i\"\nwarm = 65\nreuse = true\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &[
+            "executor.warm is from 0 to 64, not 65",
+            "executor.reuse hands a warm pod the run's next attempt: set warm = N too",
+        ],
+    );
+    assert_rejected(
+        "[executor]\nkind = \"ssh\"\nhosts = [\"a\"]\nreuse = true\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\n",
+        &["executor.reuse is for warm pods on a cluster"],
+    );
     // A lead task changes the run through its tools: it stays here.
     assert_rejected(
         "[executor]\nkind = \"kubernetes\"\nimage = \"i\"\n\n[[task]]\nid = \"a\"\nprompt = \"x\"\nlead = true\n",

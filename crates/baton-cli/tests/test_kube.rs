@@ -973,3 +973,54 @@ fn a_reused_warm_pod_takes_the_next_attempt_with_nothing_of_the_last_left() {
     }
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }
+
+/// A baton killed while a reused warm pod runs its second attempt: resume
+/// follows that pod from the attempt's own start (its log begins with the
+/// first attempt, whose end is not this one's), and the attempt runs once.
+#[test]
+fn a_resumed_run_follows_a_reused_pod_from_its_own_attempt() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let head = header(&kc).replacen(
+        "kind = \"kubernetes\"\n",
+        "kind = \"kubernetes\"\nwarm = 1\nreuse = true\n",
+        1,
+    );
+    let plan = format!(
+        "{head}[[task]]\nid = \"a\"\nprompt = \"write a.txt a\"\n\n[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"say b started\\nsleep 15\\nwrite b.txt b\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let mut child = spawn_baton(&env, &["run", "--json"]);
+    let logs = |t: &str| {
+        let out = baton(&env).args(["logs", t]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    wait_for("b to run in the pod a ran in", 120, || {
+        logs("b").contains("b started")
+    });
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let r = parse_run(output(baton(&env).args(["resume", "--json"])));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        task(&r.report, "b")["status"],
+        "succeeded",
+        "{:#}",
+        r.report
+    );
+    assert_eq!(task(&r.report, "b")["attempts"], 1, "{:#}", r.report);
+    let job = |text: &str, says: &str| {
+        let at = text.find(says).unwrap_or_else(|| panic!("{says}: {text}"));
+        text[at + says.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let pod = job(&logs("a"), "runs in the warm pod of Job ");
+    assert_eq!(job(&logs("b"), "following the Job "), pod, "{}", logs("b"));
+    let id = run_id(&env);
+    assert_integrated(&env, &id, &[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}
