@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: what running elsewhere costs. Runs N trivial tasks (each
 # writes one file) J at a time: locally, on SSH hosts, and (with KUBECONFIG)
-# as cold Jobs and in warm pods (`warm = J`) on a cluster, and prints the
-# wall times side by side with the cost per task of each against local.
+# as cold Jobs, in warm pods (`warm = J`) and in warm pods that take one
+# attempt after another (`reuse = true`) on a cluster, and prints side by
+# side each run's wall time, its cost per task, and the median task's own
+# time (from its start to its end, in the run's report: the pool's start
+# and waiting for a slot left out), each against local's.
 #
 #   bench/remote.sh                     # N=50, J=8; two sshd on loopback
 #   HOSTS="mini build1" bench/remote.sh # your own hosts (ssh_config aliases)
@@ -70,6 +73,8 @@ cluster_plan() {
 }
 
 warm_plan() { WARM=$J cluster_plan; }
+# Warm pods that take the run's attempts one after another.
+reused_plan() { WARM=$J cluster_plan | sed 's/^warm = .*/&\nreuse = true/'; }
 
 # CHAIN trivial tasks, each after the one before.
 chain_tasks() {
@@ -89,53 +94,80 @@ chain_local() { chain_tasks; }
 chain_ssh() { ssh_plan | sed '/^\[run\]/,$d'; chain_tasks; }
 chain_cold() { chain_on kubernetes 0; }
 chain_warm() { chain_on kubernetes "${CHAIN_WARM:-4}"; }
-chain_run() { N=$CHAIN remote_run "$1"; }
+chain_reused() { chain_on kubernetes 1 | sed 's/^warm = .*/&\nreuse = true/'; }
 
-# Runs the plan `$1` prints; checks every file reached the integration branch.
+# Runs the plan `$1` prints; checks every file reached the integration
+# branch. The run's report is left in $work/report.json.
 remote_run() {
   local integration
   new_repo
   "$1" > "$work/plan.toml"
-  "$BATON" -C "$work/repo" run "$work/plan.toml" 2>/dev/null
+  "$BATON" -C "$work/repo" run --json "$work/plan.toml" > "$work/report.json" 2>/dev/null
   integration=$(git -C "$work/repo" for-each-ref --format='%(refname)' 'refs/heads/baton/*/integration')
   test "$(git -C "$work/repo" ls-tree --name-only "$integration" | wc -l)" -eq "$N"
 }
 
+local_plan() { trivial_plan "$N" "$J"; }
+
+# The median task's own time in the last run (its duration_ms in the
+# report): what one task costs once it starts, without the pool's start
+# or waiting for a slot.
+task_ms() {
+  python3 -c 'import json, statistics, sys
+print(int(statistics.median(t["duration_ms"] for t in json.load(open(sys.argv[1]))["tasks"])))' "$work/report.json"
+}
+
+# The wall time of the plan `$1` prints, and its median task's own time.
+measure() {
+  local wall
+  wall=$(time_it remote_run "$1")
+  echo "$wall $(task_ms)"
+}
+
+# A line of the table: the wall time and the cost per task, then the
+# median task's own time, each against local's.
+row() {
+  awk -v name="$1" -v w="$2" -v t="$3" -v lw="$local_ms" -v lt="$local_task" -v n="$N" 'BEGIN {
+    printf "%-26s %7d ms %8.1f ms/task %6.1fx   %6d ms %6.1fx\n", name, w, w / n, w / lw, t, t / lt }'
+}
+header() {
+  printf '%-26s %10s %16s %7s   %9s %7s\n' "$1" "wall" "per task" "local" "one task" "local"
+}
+
 # The first run on a host copies baton there: it is timed apart.
 first_ms=$(N=1 time_it remote_run ssh_plan)
-local_ms=$(time_it with_baton "$N" "$J")
-ssh_ms=$(time_it remote_run ssh_plan)
-echo "tasks: $N, $J at a time; hosts:$HOSTS"
-echo "local:        ${local_ms} ms"
-echo "ssh:          ${ssh_ms} ms   (a first run of 1 task, copying baton: ${first_ms} ms)"
+read -r local_ms local_task < <(measure local_plan)
+read -r ssh_ms ssh_task < <(measure ssh_plan)
 if [ -n "${KUBECONFIG:-}" ]; then
-  cluster_ms=$(time_it remote_run cluster_plan)
-  echo "kubernetes:   ${cluster_ms} ms   (cold Jobs)"
-  warm_ms=$(time_it remote_run warm_plan)
-  echo "warm pods:    ${warm_ms} ms   (warm = $J)"
+  read -r cold_ms cold_task < <(measure cluster_plan)
+  read -r warm_ms warm_task < <(measure warm_plan)
+  read -r reused_ms reused_task < <(measure reused_plan)
 fi
-per_task() { awk -v c="$1" -v l="$local_ms" -v n="$N" 'BEGIN { printf "%.1f ms per task (%.1fx local)", c / n, c / l }'; }
-echo "local:      $(per_task "$local_ms")"
-echo "ssh:        $(per_task "$ssh_ms")"
+echo "hosts:$HOSTS (a first run of 1 task, copying baton: ${first_ms} ms)"
+header "$N tasks, $J at a time"
+row local "$local_ms" "$local_task"
+row "ssh" "$ssh_ms" "$ssh_task"
 if [ -n "${KUBECONFIG:-}" ]; then
-  echo "kubernetes: $(per_task "$cluster_ms")"
-  echo "warm pods:  $(per_task "$warm_ms")"
+  row "kubernetes, cold Jobs" "$cold_ms" "$cold_task"
+  row "warm pods (warm = $J)" "$warm_ms" "$warm_task"
+  row "reused warm pods" "$reused_ms" "$reused_task"
 fi
 
 CHAIN=${CHAIN:-10}
-chain_local_ms=$(time_it chain_run chain_local)
-chain_ssh_ms=$(time_it chain_run chain_ssh)
+N=$CHAIN
+read -r local_ms local_task < <(measure chain_local)
+read -r ssh_ms ssh_task < <(measure chain_ssh)
 if [ -n "${KUBECONFIG:-}" ]; then
-  chain_cold_ms=$(time_it chain_run chain_cold)
-  chain_warm_ms=$(time_it chain_run chain_warm)
+  read -r cold_ms cold_task < <(measure chain_cold)
+  read -r warm_ms warm_task < <(measure chain_warm)
+  read -r reused_ms reused_task < <(measure chain_reused)
 fi
 echo
-echo "$CHAIN tasks one after another:"
-N=$CHAIN
-local_ms=$chain_local_ms
-echo "local:      ${chain_local_ms} ms, $(per_task "$chain_local_ms")"
-echo "ssh:        ${chain_ssh_ms} ms, $(per_task "$chain_ssh_ms")"
+header "$CHAIN tasks one after another"
+row local "$local_ms" "$local_task"
+row "ssh" "$ssh_ms" "$ssh_task"
 if [ -n "${KUBECONFIG:-}" ]; then
-  echo "kubernetes: ${chain_cold_ms} ms, $(per_task "$chain_cold_ms")   (cold Jobs)"
-  echo "warm pods:  ${chain_warm_ms} ms, $(per_task "$chain_warm_ms")   (warm = ${CHAIN_WARM:-4})"
+  row "kubernetes, cold Jobs" "$cold_ms" "$cold_task"
+  row "warm pods (warm = ${CHAIN_WARM:-4})" "$warm_ms" "$warm_task"
+  row "reused warm pods (warm = 1)" "$reused_ms" "$reused_task"
 fi

@@ -171,6 +171,11 @@ fn config(door: &GitDoor) -> Vec<(String, String)> {
         ("receive.hideRefs".into(), format!("!{}", door.push_prefix)),
         // HEAD names the user's branch: nothing for a pod.
         ("uploadpack.hideRefs".into(), "HEAD".into()),
+        // A pod's push runs none of the repository's hooks (a post-receive
+        // that deploys is the user's, not an attempt's) and starts no
+        // maintenance in it (baton's own git commands do neither).
+        ("core.hooksPath".into(), "/dev/null".into()),
+        ("receive.autogc".into(), "false".into()),
     ]
 }
 

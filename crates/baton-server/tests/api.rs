@@ -11,6 +11,8 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+mod door;
+
 fn hermetic() {
     static ONCE: Once = Once::new();
     // In-process engines run git with this process's environment.
