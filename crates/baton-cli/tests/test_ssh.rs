@@ -482,3 +482,41 @@ fn steering_reaches_claude_code_running_on_a_host() {
     crate::test_real_agents::steer_mid_turn(&env, child, &server, "t");
     assert!(logs(&env, "t").contains("host h1"));
 }
+
+/// Later attempts of a run skip the host's probe (what the first found is
+/// remembered); when the baton it found there is gone (here an agent
+/// removed it), the next attempt copies it again and runs, not fails.
+#[test]
+fn an_attempt_whose_baton_is_gone_from_the_host_copies_it_again() {
+    let env = TestEnv::new();
+    let Some(h) = hosts(&env, 1) else { return };
+    let mut plan = header(&h, &[1]);
+    plan.push_str("[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n");
+    plan.push_str("[[task]]\nid = \"a\"\nagent = \"sh\"\nprompt = \"echo a > a.txt; rm -f \\\"$(readlink /proc/$PPID/exe)\\\"\"\n\n");
+    plan.push_str("[[task]]\nid = \"b\"\nneeds = [\"a\"]\nprompt = \"write b.txt b\"\n\n");
+    plan.push_str("[[task]]\nid = \"c\"\nneeds = [\"b\"]\nprompt = \"write c.txt c\"\n");
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let run = run_json(&env, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, logs(&env, "b"));
+    for t in ["a", "b", "c"] {
+        assert_eq!(task(&run.report, t)["attempts"], 1, "{t}: {:#}", run.report);
+    }
+    assert!(
+        logs(&env, "b").contains("copying baton to h1"),
+        "{}",
+        logs(&env, "b")
+    );
+    // c found the copy b made, remembered: no copy, no probe's words.
+    assert!(
+        !logs(&env, "c").contains("copying baton"),
+        "{}",
+        logs(&env, "c")
+    );
+    let id = run_id(&env);
+    assert_integrated(
+        &env,
+        &id,
+        &[("a.txt", "a\n"), ("b.txt", "b\n"), ("c.txt", "c\n")],
+    );
+}

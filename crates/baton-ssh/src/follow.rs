@@ -80,6 +80,10 @@ where
                 Ok(Some(line)) => {
                     f.lines += 1;
                     relay(&line, whose, &mut f.end);
+                    // Its end is its last line: the attempt there is done.
+                    if f.end.is_some() {
+                        break;
+                    }
                 }
                 Ok(None) | Err(_) if parent.gone() => {
                     f.parent_died = true;
@@ -96,6 +100,13 @@ where
                 stop().await;
             }
         }
+    }
+    if f.end.is_some() {
+        // Its ssh closes once the attempt's process there is gone (in a
+        // moment): not waited for, and not killed, so the host's side
+        // tidies its own files. It has a group of its own.
+        std::mem::forget(child);
+        return Ok(f);
     }
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     f.status = status.ok().and_then(|s| s.ok()).and_then(|s| s.code());

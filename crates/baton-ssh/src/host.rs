@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 /// A host, ready.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ready {
     /// Where its attempts work: `<base>/runs/<run>/<task>-<n>`.
     pub base: String,
@@ -114,9 +115,35 @@ pub fn runs_on(system: &str) -> bool {
     os.eq_ignore_ascii_case(std::env::consts::OS) && arch == std::env::consts::ARCH
 }
 
-/// The host ready: the plan's baton there, else this build's, copied
-/// unless a copy of the same hash is there.
+/// The host ready, as an earlier attempt of the run found it (remembered
+/// beside the run's master connection: one round trip less an attempt),
+/// else as [`ready_now`] makes it.
 pub async fn ready(t: &Target, named: Option<&str>) -> anyhow::Result<Ready> {
+    let path = t.beside("ready");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some((base, baton)) = text.split_once('\n') {
+            return Ok(Ready {
+                base: base.to_string(),
+                baton: baton.trim_end().to_string(),
+            });
+        }
+    }
+    let r = ready_now(t, named).await?;
+    let _ = std::fs::write(&path, format!("{}\n{}\n", r.base, r.baton));
+    Ok(r)
+}
+
+/// Forgets what [`ready`] remembered (its baton is gone there).
+pub fn forget(t: &Target) {
+    let _ = std::fs::remove_file(t.beside("ready"));
+}
+
+/// The status of an attempt's command when the host's baton is not there.
+pub const MISSING: i32 = 86;
+
+/// The host ready now: the plan's baton there, else this build's, copied
+/// unless a copy of the same hash is there.
+pub async fn ready_now(t: &Target, named: Option<&str>) -> anyhow::Result<Ready> {
     if let Some(b) = named {
         let p = probe(t, b).await?;
         let baton = p

@@ -124,12 +124,26 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
-    let there = There {
+    let mut there = There {
         baton: ready.baton.clone(),
         dir: dir.clone(),
         cache: format!("{}/setup", ready.base),
     };
-    let followed = follow_there(&t, &req, &there, parent, &mut term).await?;
+    let mut followed = follow_there(&t, &req, &there, parent, &mut term).await?;
+    if followed.end.is_none() && followed.status == Some(host::MISSING) && followed.lines == 0 {
+        // The baton an earlier attempt found there is gone: the host is
+        // made ready again (a copy), once.
+        host::forget(&t);
+        match host::ready_now(&t, ssh.baton.as_deref()).await {
+            Ok(again) if again.base == ready.base => there.baton = again.baton,
+            Ok(again) => {
+                let why = format!("{name}'s working directory moved to {}", again.base);
+                return give_up(&req, why, false);
+            }
+            Err(e) => return give_up(&req, format!("{e:#}"), true),
+        }
+        followed = follow_there(&t, &req, &there, parent, &mut term).await?;
+    }
     if followed.parent_died {
         // baton died: the attempt goes on there, and `baton resume` adopts it.
         return Ok(143);
@@ -158,8 +172,9 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     std::fs::write(&req.end_file, serde_json::to_string(&end)?)
         .with_context(|| format!("cannot write {}", req.end_file.display()))?;
     if end.pushed {
-        // Its work is here: nothing of it is left there.
-        let _ = t.run(&format!("rm -rf {}", quote(&dir))).await;
+        // Its work is here: nothing of it is left there (not waited for:
+        // the run's sweep removes what is left).
+        t.detach(&format!("rm -rf {}", quote(&dir)));
     }
     Ok(match (end.code, followed.terminated) {
         (Some(c), _) => c,
@@ -226,10 +241,11 @@ async fn run_there(
 ) -> anyhow::Result<follow::Followed> {
     let mut child = t
         .command(&format!(
-            "exec {} __host-attempt --from {from} --cache {} {}",
-            quote(&there.baton),
+            "[ -x {baton} ] || exit {missing}; exec {baton} __host-attempt --from {from} --cache {} {}",
             quote(&there.cache),
-            quote(&there.dir)
+            quote(&there.dir),
+            baton = quote(&there.baton),
+            missing = host::MISSING,
         ))
         // Not in the follower's group, which a stop or baton's death
         // signals: the stream goes on while the attempt commits and pushes.

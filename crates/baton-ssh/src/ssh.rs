@@ -117,6 +117,25 @@ impl Target {
     /// Removes the master's lock (once it has ended).
     pub fn forget(&self) {
         let _ = std::fs::remove_file(self.control.with_extension("lock"));
+        let _ = std::fs::remove_file(self.beside("ready"));
+    }
+
+    /// A file of this run's connection to the host, beside its socket.
+    pub fn beside(&self, ext: &str) -> PathBuf {
+        self.control.with_extension(ext)
+    }
+
+    /// Runs `script` there without waiting for it: its ssh goes on (in a
+    /// group of its own) after this process ends. For a tidy-up whose
+    /// outcome changes nothing (the run's sweep does it again).
+    pub fn detach(&self, script: &str) {
+        let mut c = self.command(script);
+        c.kill_on_drop(false)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = c.spawn();
     }
 
     /// The master connection, started unless it runs.

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(25);
 
 /// Set for an attempt on a host and all it starts: a crashed baton's
 /// leftovers are found by their BATON_RUN, and an SSH host may be this
