@@ -195,7 +195,10 @@ async fn backend(
             .to_string()
     };
     let mut cmd = tokio::process::Command::new("git");
+    // Protocol v0 only (the client's Git-Protocol header is not passed
+    // on): v2's fetch serves any object by its id, hidden refs' too.
     cmd.arg("http-backend")
+        .env_remove("GIT_PROTOCOL")
         .env("GIT_PROJECT_ROOT", &door.git_dir)
         .env("GIT_HTTP_EXPORT_ALL", "1")
         .env("PATH_INFO", format!("/{rest}"))
@@ -204,7 +207,6 @@ async fn backend(
         .env("CONTENT_TYPE", header("content-type"))
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
-        .env("GIT_PROTOCOL", header("git-protocol"))
         .env("REMOTE_USER", "baton-pod")
         .env("REMOTE_ADDR", "pod");
     let cfg = config(door);

@@ -73,6 +73,23 @@ fn an_attempt_reaches_only_its_branch_and_its_own_refs_through_the_door() {
     // It cannot fetch another branch, by name or by what it points at.
     let other = git_in(&env, &pod, &["fetch", "-q", &url, "refs/heads/secret"]);
     assert!(!other.status.success());
+    env.git(&["commit", "-q", "--allow-empty", "-m", "only on secret"]);
+    let hidden = env.git(&["rev-parse", "HEAD"]);
+    env.git(&["branch", "-f", "secret", &hidden]);
+    env.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    for version in ["0", "2"] {
+        let by_id = env
+            .command("git")
+            .args(["-c", &format!("protocol.version={version}")])
+            .args(["fetch", "-q", &url, &hidden])
+            .current_dir(&pod)
+            .output()
+            .unwrap();
+        assert!(
+            !by_id.status.success(),
+            "a hidden commit was served by its id (protocol v{version})"
+        );
+    }
     let own = format!("+refs/heads/{BRANCH}:refs/heads/{BRANCH}");
     assert!(git_in(&env, &pod, &["fetch", "-q", &url, &own])
         .status
