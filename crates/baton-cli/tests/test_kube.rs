@@ -1024,3 +1024,49 @@ fn a_resumed_run_follows_a_reused_pod_from_its_own_attempt() {
     assert_integrated(&env, &id, &[("a.txt", "a\n"), ("b.txt", "b\n")]);
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }
+
+/// A task retried after its gate failed takes the same reused pod again
+/// (what its first attempt left in the pod's /tmp is still there, which
+/// lets the gate pass); the first attempt's Job, kept for the pod's next
+/// attempt, is not taken for a left-over one and deleted.
+#[test]
+fn a_retry_takes_the_reused_pod_its_first_attempt_ran_in() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    // The first attempt leaves many ignored files: its pod is still
+    // tidying them away when the retry starts.
+    env.write(".gitignore", "scratch/\n");
+    let head = header(&kc).replacen(
+        "kind = \"kubernetes\"\n",
+        "kind = \"kubernetes\"\nwarm = 1\nreuse = true\n",
+        1,
+    );
+    let sh = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n";
+    let plan = format!(
+        "{head}{sh}[[task]]\nid = \"t\"\nagent = \"sh\"\nprompt = \"if [ -f /tmp/tried ]; then echo ok > g.txt; else touch /tmp/tried; mkdir -p scratch && cd scratch && seq 1 40000 | xargs touch; fi\"\ngates = [\"test -f g.txt\"]\nretries = 1\n\n[[task]]\nid = \"u\"\nneeds = [\"t\"]\nprompt = \"write u.txt u\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let started = std::time::Instant::now();
+    let r = run_json(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(task(&r.report, "t")["attempts"], 2, "{:#}", r.report);
+    // No claim waited out its minute for a pod that was deleted.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = baton(&env).args(["logs", "t"]).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let pods: Vec<&str> = text
+        .match_indices("runs in the warm pod of Job ")
+        .filter_map(|(at, said)| text[at + said.len()..].split_whitespace().next())
+        .collect();
+    assert_eq!(pods.len(), 2, "{text}");
+    assert_eq!(pods[0], pods[1], "{text}");
+    let id = run_id(&env);
+    assert_integrated(&env, &id, &[("g.txt", "ok\n"), ("u.txt", "u\n")]);
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}

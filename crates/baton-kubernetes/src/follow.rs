@@ -9,9 +9,8 @@ use baton_core::executor::follower::{relay, Parent};
 use baton_core::executor::{PodEnd, PodLine};
 use baton_core::plan::Kubernetes;
 use futures_util::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::api::{Api, ListParams, LogParams};
 use kube::Client;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -51,17 +50,22 @@ pub struct Reading {
     pub since_seconds: Option<i64>,
 }
 
-/// Follows `job`'s pod, read as `reading` says.
-pub async fn follow(
+/// Follows `job`'s pod, read as `reading` says; `stop` ends the pod (on
+/// SIGTERM: it gets its grace to commit and push, and is followed on).
+pub async fn follow<S, F>(
     client: &Client,
     cluster: &Kubernetes,
     job: &str,
     reading: Reading,
-) -> anyhow::Result<Followed> {
+    stop: S,
+) -> anyhow::Result<Followed>
+where
+    S: Fn() -> F,
+    F: std::future::Future<Output = ()>,
+{
     let parent = Parent::now();
     let mut term = signal(SignalKind::terminate())?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &cluster.namespace);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &cluster.namespace);
     let mut out = Followed {
         end: None,
         why: String::new(),
@@ -79,7 +83,7 @@ pub async fn follow(
             out.parent_died = parent.died_on_term().await;
             out.terminated = !out.parent_died;
             if !out.parent_died {
-                let _ = jobs.delete(job, &DeleteParams::background()).await;
+                stop().await;
             }
             out.why = "ended before its pod started".into();
             return Ok(out);
@@ -124,7 +128,7 @@ pub async fn follow(
                     return Ok(out);
                 }
                 // The pod gets SIGTERM and its grace to commit and push.
-                let _ = jobs.delete(job, &DeleteParams::background()).await;
+                stop().await;
             }
         }
     }

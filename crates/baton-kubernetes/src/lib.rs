@@ -16,7 +16,7 @@ mod job;
 mod warm;
 
 use anyhow::{anyhow, bail, Context};
-use baton_core::executor::{Door, Driver, FollowRequest, PodEnd};
+use baton_core::executor::{Door, Driver, FollowRequest, PodAttempt, PodEnd};
 use baton_core::git::git_ok;
 use baton_core::plan::{Kubernetes, Remote};
 use k8s_openapi::api::batch::v1::Job;
@@ -93,18 +93,25 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     let client = client(&cluster).await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &cluster.namespace);
     let mut adopted = earlier_job(&jobs, &req).await?;
-    if let Some((name, n)) = &adopted {
-        // An earlier follower collected that one already: it is only left over.
+    if let Some(earlier) = &adopted {
+        // An earlier follower collected that one already: it is only left
+        // over (a reused warm pod's may run another attempt by now: the
+        // pool's, or the sweep's, to end).
+        let n = earlier.attempt;
         if request
             .with_file_name(format!("attempt-{n}.end.json"))
             .exists()
         {
-            let _ = jobs.delete(name, &DeleteParams::background()).await;
+            if !earlier.warm {
+                let _ = jobs
+                    .delete(&earlier.name, &DeleteParams::background())
+                    .await;
+            }
             adopted = None;
         }
     }
     let door = match &adopted {
-        Some((_, n)) => earlier_door(request, *n),
+        Some(earlier) => earlier_door(request, earlier.attempt),
         None => None,
     };
     let _door_task = open_door(&mut req, &cluster, door).await?;
@@ -115,22 +122,39 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
     // Written back with the door, so a later baton serves the same one.
     std::fs::write(request, serde_json::to_string_pretty(&req)?)
         .with_context(|| format!("cannot write {}", request.display()))?;
-    let reading = source.reading(&name, &req.pod.keep_ref);
-    let outcome = follow::follow(&client, &cluster, &name, reading).await?;
+    let reading = source.reading(&req.pod);
+    let reused = matches!(source, Source::Warm { reuse: true });
+    let socket = warm_socket(&req);
+    let keep_ref = req.pod.keep_ref.clone();
+    // Ends the Job's pod: a reused one through the pool, which leaves it
+    // alone when it went on to another attempt; any other by deleting it.
+    let end_pod = || async {
+        match (reused, &socket) {
+            (true, Some(s)) => warm::gone(s, &name, &keep_ref).await,
+            _ => {
+                let _ = jobs.delete(&name, &DeleteParams::background()).await;
+            }
+        }
+    };
+    let outcome = match follow::follow(&client, &cluster, &name, reading, &end_pod).await {
+        Ok(o) => o,
+        Err(e) => {
+            if reused {
+                end_pod().await;
+            }
+            return Err(e);
+        }
+    };
     if outcome.parent_died {
         // baton died: the Job goes on, and `baton resume` follows it.
         return Ok(143);
     }
     // A pod that comes back for the next attempt keeps its Job, unless
-    // this one was stopped (it ends) or it broke off (it is not trusted).
-    let back = matches!(source, Source::Warm { reuse: true })
-        && outcome.end.is_some()
-        && !outcome.terminated;
+    // this one was stopped, its pod told to go (it ends), or it broke off
+    // (it is not trusted).
+    let back = reused && outcome.end.as_ref().is_some_and(|e| !e.terminated) && !outcome.terminated;
     if !back {
-        let _ = jobs.delete(&name, &DeleteParams::background()).await;
-        if let (Source::Warm { reuse: true }, Some(socket)) = (&source, warm_socket(&req)) {
-            warm::gone(&socket, &name).await;
-        }
+        end_pod().await;
     }
     let end = collect(&req, &cluster, &outcome).await;
     std::fs::write(&req.end_file, serde_json::to_string(&end)?)
@@ -146,8 +170,8 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
 enum Source {
     /// Made now for this attempt.
     Made,
-    /// Left running by an earlier baton.
-    Adopted,
+    /// Left running by an earlier baton (`warm`: in a warm pod).
+    Adopted { warm: bool },
     /// A warm pod claimed now (its container is known to run); `reuse`:
     /// it comes back for the run's next attempt.
     Warm { reuse: bool },
@@ -157,12 +181,13 @@ impl Source {
     /// How the Job's log is read: a warm pod's from its attempt's
     /// [`PodLine::Begin`](baton_core::executor::PodLine), past those it ran
     /// before (claimed now: its last two minutes are enough).
-    fn reading(&self, job: &str, keep_ref: &str) -> follow::Reading {
-        let warm = matches!(self, Source::Warm { .. }) || job.starts_with(warm::JOB_PREFIX);
+    fn reading(&self, pod: &PodAttempt) -> follow::Reading {
+        let claimed = matches!(self, Source::Warm { .. });
+        let warm = claimed || matches!(self, Source::Adopted { warm: true });
         follow::Reading {
-            running: matches!(self, Source::Warm { .. }),
-            begin: warm.then(|| keep_ref.to_string()),
-            since_seconds: matches!(self, Source::Warm { .. }).then_some(120),
+            running: claimed,
+            begin: warm.then(|| pod.begin_mark()),
+            since_seconds: claimed.then_some(120),
         }
     }
 }
@@ -179,15 +204,20 @@ async fn job_to_follow(
     jobs: &Api<Job>,
     req: &mut FollowRequest,
     cluster: &Kubernetes,
-    adopted: Option<(String, u32)>,
+    adopted: Option<Earlier>,
 ) -> anyhow::Result<(String, Source)> {
-    if let Some((name, n)) = adopted {
+    if let Some(Earlier {
+        name,
+        attempt: n,
+        warm,
+    }) = adopted
+    {
         // Its pod pushes (and so is collected) under its own attempt's ref.
         req.pod.keep_ref = baton_core::paths::attempt_ref(&req.pod.run, &req.pod.task, n);
         eprintln!(
             "baton: following the Job {name} of attempt {n}, left running by an earlier baton"
         );
-        return Ok((name, Source::Adopted));
+        return Ok((name, Source::Adopted { warm }));
     }
     if cluster.warm > 0 {
         let since = std::time::Instant::now();
@@ -276,12 +306,18 @@ fn drop_secrets(req: &mut FollowRequest) -> Vec<String> {
     dropped
 }
 
+/// A Job of the same task that an earlier attempt made (or claimed).
+struct Earlier {
+    name: String,
+    attempt: u32,
+    /// A warm pod's Job (by its label, not its name: a task may be called
+    /// `warm-up`).
+    warm: bool,
+}
+
 /// A Job of the same task that an earlier attempt made and whose baton
 /// died: it is followed, not made again.
-async fn earlier_job(
-    jobs: &Api<Job>,
-    req: &FollowRequest,
-) -> anyhow::Result<Option<(String, u32)>> {
+async fn earlier_job(jobs: &Api<Job>, req: &FollowRequest) -> anyhow::Result<Option<Earlier>> {
     let labels = job::labels(&req.pod.run, &req.pod.task, req.pod.attempt);
     let selector = format!(
         "{}={},{}={}",
@@ -299,16 +335,16 @@ async fn earlier_job(
         .into_iter()
         .filter(|j| j.metadata.deletion_timestamp.is_none())
         .filter_map(|j| {
-            let n = j
-                .metadata
-                .labels
-                .as_ref()?
-                .get(job::ATTEMPT_LABEL)?
-                .parse()
-                .ok()?;
-            Some((j.metadata.name?, n))
+            let labels = j.metadata.labels.as_ref()?;
+            let attempt = labels.get(job::ATTEMPT_LABEL)?.parse().ok()?;
+            let warm = labels.contains_key(warm::WARM_LABEL);
+            Some(Earlier {
+                name: j.metadata.name?,
+                attempt,
+                warm,
+            })
         })
-        .max_by_key(|(_, n)| *n);
+        .max_by_key(|e| e.attempt);
     Ok(found)
 }
 

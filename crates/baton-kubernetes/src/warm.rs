@@ -40,10 +40,11 @@ struct Pool {
     base: String,
     waiting: Mutex<HashMap<String, oneshot::Sender<String>>>,
     jobs: Mutex<HashMap<String, String>>,
-    /// Tokens whose pods run an attempt now (asking again: it is over).
-    busy: Mutex<HashSet<String>>,
-    /// Tokens whose pods asked to be used once (they end after).
-    once: Mutex<HashSet<String>>,
+    /// Tokens whose pods run an attempt now, and its ref (asking again:
+    /// it is over).
+    busy: Mutex<HashMap<String, String>>,
+    /// Tokens whose pods come back for more (they asked with `?reuse`).
+    reusable: Mutex<HashSet<String>>,
     /// A pod asked (one may be waiting now).
     asked: tokio::sync::Notify,
 }
@@ -106,7 +107,7 @@ async fn serve(cluster: &Kubernetes, warm: &Warm) -> anyhow::Result<()> {
         waiting: Default::default(),
         jobs: Default::default(),
         busy: Default::default(),
-        once: Default::default(),
+        reusable: Default::default(),
         asked: Default::default(),
     });
     for _ in 0..cluster.warm {
@@ -161,7 +162,10 @@ impl Pool {
     /// A pod that asks while it is busy is done with its attempt: its Job
     /// is no longer that attempt's (a resumed run would follow it as such).
     async fn back(&self, token: &str) {
-        let was_busy = self.busy.lock().is_ok_and(|mut b| b.remove(token));
+        let was_busy = self
+            .busy
+            .lock()
+            .is_ok_and(|mut b| b.remove(token).is_some());
         let name = self.jobs.lock().ok().and_then(|j| j.get(token).cloned());
         if let (true, Some(name)) = (was_busy, name) {
             let idle = serde_json::json!({ "metadata": { "labels": {
@@ -175,28 +179,41 @@ impl Pool {
         }
     }
 
-    /// A follower's word that the pod of Job `name` will not ask again: it
-    /// goes, and another is made.
-    async fn gone(&self, name: &str) -> anyhow::Result<()> {
+    /// The pod of Job `name` is to go, if it still runs the attempt of
+    /// `keep_ref` (a follower's stop, or its attempt broke off; one that
+    /// went on to another attempt is that one's now): its Job is deleted,
+    /// and another pod made.
+    async fn gone(&self, name: &str, keep_ref: &str) -> anyhow::Result<()> {
         let token = (self.jobs.lock().ok())
             .and_then(|j| j.iter().find(|(_, n)| *n == name).map(|(t, _)| t.clone()));
         let Some(token) = token else {
             return Ok(());
         };
-        for set in [&self.busy, &self.once] {
-            if let Ok(mut s) = set.lock() {
-                s.remove(&token);
-            }
+        let runs_it =
+            (self.busy.lock().ok()).is_some_and(|b| b.get(&token).is_some_and(|r| r == keep_ref));
+        if runs_it {
+            self.drop_pod(&token).await?;
         }
-        if let Ok(mut j) = self.jobs.lock() {
-            j.remove(&token);
+        Ok(())
+    }
+
+    /// Forgets the pod of `token`, deletes its Job and makes another.
+    async fn drop_pod(&self, token: &str) -> anyhow::Result<()> {
+        let Some(name) = self.jobs.lock().ok().and_then(|mut j| j.remove(token)) else {
+            return Ok(());
+        };
+        if let Ok(mut b) = self.busy.lock() {
+            b.remove(token);
+        }
+        if let Ok(mut r) = self.reusable.lock() {
+            r.remove(token);
         }
         // It may have asked already (a stop as its attempt ended): no claim
         // gets it now.
         if let Ok(mut w) = self.waiting.lock() {
-            w.remove(&token);
+            w.remove(token);
         }
-        let _ = (self.api).delete(name, &DeleteParams::background()).await;
+        let _ = (self.api).delete(&name, &DeleteParams::background()).await;
         self.make().await
     }
 }
@@ -233,10 +250,21 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
     let (code, body) = match known {
         false => ("404 Not Found", String::new()),
         true => {
-            if query == "once" {
-                if let Ok(mut once) = pool.once.lock() {
-                    once.insert(token.clone());
+            match query {
+                "reuse" => {
+                    if let Ok(mut r) = pool.reusable.lock() {
+                        r.insert(token.clone());
+                    }
                 }
+                // It will not ask again (it could not tidy, or its time
+                // is up): another takes its place.
+                "bye" => {
+                    if let Err(e) = pool.drop_pod(&token).await {
+                        eprintln!("baton: cannot replace a warm pod: {e:#}");
+                    }
+                    return conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                }
+                _ => {}
             }
             pool.back(&token).await;
             let (tx, rx) = oneshot::channel();
@@ -278,9 +306,10 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
 enum Say {
     /// A pod for this attempt, please.
     Claim(Box<PodAttempt>),
-    /// The pod of this Job will not ask again (its attempt was stopped or
-    /// broke off): another is made.
-    Gone(String),
+    /// The pod of this Job (`job`), if it still runs the attempt of
+    /// `keep_ref`, is to go (a stop, or its attempt broke off): another is
+    /// made.
+    Gone { job: String, keep_ref: String },
 }
 
 /// A claimed pod: its Job, and whether it comes back for the run's next
@@ -300,7 +329,7 @@ async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> 
     BufReader::new(read).read_line(&mut line).await?;
     let pod = match serde_json::from_str(&line).context("the claim holds no attempt")? {
         Say::Claim(pod) => pod,
-        Say::Gone(name) => return pool.gone(&name).await,
+        Say::Gone { job, keep_ref } => return pool.gone(&job, &keep_ref).await,
     };
     let spec = serde_json::to_string(&pod)?;
     let mut taken = None;
@@ -314,23 +343,26 @@ async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> 
             ATTEMPT_LABEL: pod.attempt.to_string(),
             WARM_LABEL: "claimed",
         }}});
-        (pool.api)
+        let labelled = (pool.api)
             .patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
-            .await
-            .map_err(|e| anyhow!("cannot label the warm Job {name}: {e}"))?;
+            .await;
+        if let Err(e) = labelled {
+            // Its Job is going (or the API failed it): another pod takes
+            // its place, and the claim the next one waiting.
+            eprintln!("baton: cannot label the warm Job {name}: {e}");
+            pool.drop_pod(&token).await?;
+            continue;
+        }
         if let Ok(mut b) = pool.busy.lock() {
-            b.insert(token.clone());
+            b.insert(token.clone(), pod.keep_ref.clone());
         }
         if tx.send(spec.clone()).is_ok() {
-            let once = pool.once.lock().is_ok_and(|o| o.contains(&token));
-            taken = Some(Claimed {
-                job: name,
-                reuse: !once,
-            });
+            let reuse = pool.reusable.lock().is_ok_and(|r| r.contains(&token));
+            taken = Some(Claimed { job: name, reuse });
             break;
         }
         // Its pod is gone (its ask broke off): its Job goes, another comes.
-        let _ = pool.gone(&name).await;
+        pool.drop_pod(&token).await?;
     }
     // A pod used once is replaced now; one that comes back is not.
     let replace = taken.as_ref().is_some_and(|c: &Claimed| !c.reuse);
@@ -372,9 +404,15 @@ pub async fn claimed(socket: &std::path::Path, pod: &PodAttempt) -> Option<Claim
     serde_json::from_value(v.get_mut("claimed")?.take()).ok()
 }
 
-/// Tells the pool that the pod of Job `name` will not ask again.
-pub async fn gone(socket: &std::path::Path, name: &str) {
-    let _ = say(socket, &Say::Gone(name.to_string())).await;
+/// Asks the pool to end the pod of Job `job` if it still runs the
+/// attempt of `keep_ref` (a stop, or the attempt broke off); another is
+/// made.
+pub async fn gone(socket: &std::path::Path, job: &str, keep_ref: &str) {
+    let say_it = Say::Gone {
+        job: job.to_string(),
+        keep_ref: keep_ref.to_string(),
+    };
+    let _ = say(socket, &say_it).await;
 }
 
 /// One line to the pool on its socket, and its answer (empty for none).

@@ -159,6 +159,10 @@ pub struct PodEnd {
     /// next attempt goes elsewhere when it can.
     #[serde(default)]
     pub unreachable: bool,
+    /// A SIGTERM came while it ran (a stop, its pod's deletion or
+    /// eviction): its pod is on its way out.
+    #[serde(default)]
+    pub terminated: bool,
 }
 
 /// A line of baton's own in a pod's output.
@@ -169,8 +173,9 @@ pub enum PodLine {
     Stderr(String),
     /// Something baton did (fetching, a gate), for the attempt's log.
     Note(String),
-    /// A warm pod begins the attempt whose ref this is: its log holds the
-    /// attempts it ran before, which the follower passes over.
+    /// A warm pod begins the attempt of this mark
+    /// ([`PodAttempt::begin_mark`]): its log holds the attempts it ran
+    /// before, which the follower passes over.
     Begin(String),
     End(PodEnd),
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::watch;
 
 /// How long the agent has between SIGTERM and SIGKILL; the rest of the
 /// pod's grace is for committing and pushing.
@@ -32,7 +33,33 @@ const QUEUE: usize = 64;
 
 /// Runs the attempt and prints its end; the pod's exit status.
 pub async fn run(spec: PodAttempt) -> i32 {
-    run_one(&spec, None).await.status
+    match sigterm() {
+        Ok(term) => run_one(&spec, None, term).await.status,
+        Err(e) => {
+            let (out, writer) = Out::start();
+            let status = out
+                .finish(error_end(format!("cannot catch SIGTERM: {e}")))
+                .await;
+            drop(out);
+            let _ = writer.await;
+            status
+        }
+    }
+}
+
+/// SIGTERM, heard from now on: true once it came. A warm pod hears it
+/// while it waits and through every attempt it runs.
+pub fn sigterm() -> std::io::Result<watch::Receiver<bool>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if term.recv().await.is_some() {
+            let _ = tx.send(true);
+        }
+        // Held: a closed channel would read as no SIGTERM at all.
+        tx.closed().await;
+    });
+    Ok(rx)
 }
 
 /// How an attempt went, for the pod that ran it.
@@ -43,13 +70,17 @@ pub struct Ran {
 }
 
 /// Runs one attempt, its output first announced by `begin` (a warm pod's
-/// [`PodLine::Begin`]) when there is one.
-pub async fn run_one(spec: &PodAttempt, begin: Option<PodLine>) -> Ran {
+/// [`PodLine::Begin`]) when there is one; `term` is [`sigterm`]'s.
+pub async fn run_one(
+    spec: &PodAttempt,
+    begin: Option<PodLine>,
+    term: watch::Receiver<bool>,
+) -> Ran {
     let (out, writer) = Out::start();
     if let Some(line) = begin {
         out.emit(line).await;
     }
-    let ran = attempt(spec, &out).await;
+    let ran = attempt(spec, &out, term).await;
     drop(out);
     // Every line reaches stdout before the pod ends (a process that escaped
     // its group could hold a sender: it is not waited for long).
@@ -57,19 +88,8 @@ pub async fn run_one(spec: &PodAttempt, begin: Option<PodLine>) -> Ran {
     ran
 }
 
-async fn attempt(spec: &PodAttempt, out: &Out) -> Ran {
-    let (to_cmds, mut cmds, terminated) = match on_sigterm() {
-        Ok(c) => c,
-        Err(e) => {
-            let status = out
-                .finish(error_end(format!("cannot catch SIGTERM: {e}")))
-                .await;
-            return Ran {
-                status,
-                terminated: false,
-            };
-        }
-    };
+async fn attempt(spec: &PodAttempt, out: &Out, term: watch::Receiver<bool>) -> Ran {
+    let (to_cmds, mut cmds, terminated) = on_sigterm(term);
     let ran = |status| Ran {
         status,
         terminated: terminated.load(Ordering::SeqCst),
@@ -109,6 +129,7 @@ async fn attempt(spec: &PodAttempt, out: &Out) -> Ran {
         (None, Ended::Exited(_), Some(c)) => c,
         _ => 1,
     };
+    end.terminated = terminated.load(Ordering::SeqCst);
     out.finish(end).await;
     ran(status)
 }
@@ -121,15 +142,15 @@ type Cmds = (
     Arc<AtomicBool>,
 );
 
-fn on_sigterm() -> std::io::Result<Cmds> {
-    let mut term = signal(SignalKind::terminate())?;
+fn on_sigterm(mut term: watch::Receiver<bool>) -> Cmds {
     let (tx, rx) = mpsc::unbounded_channel();
     let flag = Arc::new(AtomicBool::new(false));
     let seen = flag.clone();
     let own = tx.clone();
     tokio::spawn(async move {
         tokio::select! {
-            got = term.recv() => if got.is_some() {
+            // One that came before this attempt began counts too.
+            came = async { term.wait_for(|t| *t).await.is_ok() } => if came {
                 seen.store(true, Ordering::SeqCst);
                 let _ = tx.send(WorkerCmd::Stop);
                 // Later ones change nothing; the sender stays so that a
@@ -140,7 +161,7 @@ fn on_sigterm() -> std::io::Result<Cmds> {
             _ = tx.closed() => {}
         }
     });
-    Ok((own, rx, flag))
+    (own, rx, flag)
 }
 
 /// This process's stdout, one whole line at a time.

@@ -9,6 +9,16 @@ use super::PodAttempt;
 use std::path::{Path, PathBuf};
 
 impl PodAttempt {
+    /// What marks this attempt's start in a warm pod's log: its ref and
+    /// its door's URL (with its token), hashed. An earlier attempt in the
+    /// same pod cannot print it ahead (it does not know the token), nor
+    /// does the log show the token.
+    pub fn begin_mark(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\0{}", self.keep_ref, self.git_url));
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Every path of this machine the attempt names, put under `root`
     /// (`/a/b` becomes `<root>/a/b`).
     pub fn relocate(&mut self, root: &Path) {

@@ -3,15 +3,16 @@
 //! (its URL, with a token of its own, in [`URL_ENV`]) for an assignment, a
 //! long poll at a time; the attempt it is handed runs here as in a pod of
 //! its own ([`super::pod::run_one`]). With [`REUSE_ENV`] set, a pod that
-//! is its container's first process asks again once an attempt is over
-//! and tidied away ([`tidy`]); otherwise (or after a stop) it ends. A pod
-//! whose warm door stops answering (its baton is gone) ends by itself, so
-//! none outlives its run for long; the run's end deletes the others.
+//! is its container's first process says so when it asks (`?reuse`), and
+//! asks again once an attempt is over and tidied away ([`tidy`]); after a
+//! SIGTERM it ends, and when it cannot go on (a tidy that failed, its
+//! time up) it says goodbye (`?bye`) and ends. A pod whose warm door stops
+//! answering (its baton is gone) ends by itself, so none outlives its run
+//! for long; the run's end deletes the others.
 
 use super::{PodAttempt, PodLine};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
 
 /// The variable that holds the warm door's URL for this pod.
 pub const URL_ENV: &str = "BATON_WARM_URL";
@@ -19,6 +20,9 @@ pub const URL_ENV: &str = "BATON_WARM_URL";
 pub const REUSE_ENV: &str = "BATON_WARM_REUSE";
 /// How long a pod goes on when its door does not answer.
 const AWAY_LIMIT: Duration = Duration::from_secs(3 * 60);
+/// How long a pod takes new attempts (its Job's deadline is 12 hours: an
+/// attempt begun in this time has the rest).
+const REUSE_FOR: Duration = Duration::from_secs(6 * 3600);
 
 /// Waits for attempts and runs them: the pod's exit status.
 pub async fn wait() -> i32 {
@@ -27,32 +31,44 @@ pub async fn wait() -> i32 {
         eprintln!("baton: {URL_ENV} holds no warm door ({url:?})");
         return 125;
     };
+    // A deleted pod's SIGTERM, heard while it waits and in its attempts
+    // (the first process ignores what it does not catch).
+    let term = match super::pod::sigterm() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("baton: cannot catch SIGTERM: {e}");
+            return 125;
+        }
+    };
     // Only the container's first process can end every other one, so only
     // it can hand the next attempt a pod with nothing of the last running.
     let reuse = std::env::var(REUSE_ENV).is_ok_and(|v| v == "1") && std::process::id() == 1;
-    // The pool hears whether this pod comes back for more.
-    let ask = if reuse { path } else { format!("{path}?once") };
-    // A deleted pod's SIGTERM while it waits (the first process ignores
-    // what it does not catch).
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        eprintln!("baton: cannot catch SIGTERM");
-        return 125;
+    let ask = if reuse {
+        format!("{path}?reuse")
+    } else {
+        path.clone()
     };
-    let mut answered = Instant::now();
+    let (born, mut answered) = (Instant::now(), Instant::now());
     loop {
+        let mut heard = term.clone();
         let asked = tokio::select! {
+            biased;
+            _ = heard.wait_for(|t| *t) => return 0,
             a = super::input::get(&authority, &ask) => a,
-            _ = term.recv() => return 0,
         };
         match asked {
             Ok((200, body)) => match serde_json::from_str::<PodAttempt>(&body) {
                 Ok(spec) => {
-                    let begin = PodLine::Begin(spec.keep_ref.clone());
-                    let ran = super::pod::run_one(&spec, Some(begin)).await;
+                    let begin = PodLine::Begin(spec.begin_mark());
+                    let ran = super::pod::run_one(&spec, Some(begin), term.clone()).await;
                     if !reuse || ran.terminated {
                         return ran.status;
                     }
-                    tidy(&spec).await;
+                    if !tidy(&spec).await || born.elapsed() > REUSE_FOR {
+                        // The pool hears this pod will not ask again.
+                        let _ = super::input::get(&authority, &format!("{path}?bye")).await;
+                        return ran.status;
+                    }
                     answered = Instant::now();
                 }
                 Err(e) => eprintln!("baton: the warm door's assignment holds no attempt: {e}"),
@@ -72,34 +88,30 @@ pub async fn wait() -> i32 {
     }
 }
 
-/// Leaves the pod as the next attempt should find it: every process the
-/// last one left (in this container, whose first process this is) is
-/// killed and reaped, and its worktree and files are gone.
-async fn tidy(spec: &PodAttempt) {
-    let me = std::process::id();
-    let others: Vec<i32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter_map(|pid| i32::try_from(pid).ok())
-        .collect();
-    for &pid in &others {
-        // SAFETY: kill(2) with a pid read from /proc; at worst it is gone.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    // They are this process's children now (it is the first): reaped here.
+/// Leaves the pod as the next attempt should find it: every other process
+/// in this container (whose first process this is) killed and reaped, and
+/// the attempt's worktree and files gone. False: it could not (the pod is
+/// not fit for another attempt).
+async fn tidy(spec: &PodAttempt) -> bool {
     let until = Instant::now() + Duration::from_secs(5);
-    let mut left = others;
-    while !left.is_empty() && Instant::now() < until {
-        left.retain(|&pid| {
-            let mut status = 0;
-            // SAFETY: waitpid(2) without blocking, on one pid.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            r == 0
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    loop {
+        // From the first process, kill(-1) reaches every other one in its
+        // namespace, those forked a moment ago too; they are all its
+        // children by now, or soon, and reaped here.
+        // SAFETY: kill(2) and waitpid(2) without blocking; no memory is shared.
+        unsafe { libc::kill(-1, libc::SIGKILL) };
+        let mut status = 0;
+        let reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if reaped < 0 && only_me() {
+            break;
+        }
+        if Instant::now() > until {
+            eprintln!("baton: processes of the last attempt are still here");
+            return false;
+        }
+        if reaped <= 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     // The attempt's own homes and files are under its run's directory; a
     // home the plan names elsewhere (`HOME = "/root"`) is the image's.
@@ -107,15 +119,35 @@ async fn tidy(spec: &PodAttempt) {
     let paths = (spec.dirs.iter().map(|d| d.as_path()))
         .chain(spec.files.iter().map(|(f, _)| f.as_path()))
         .filter(runs);
+    let mut clean = true;
     for p in std::iter::once(spec.worktree.as_path()).chain(paths) {
-        remove(p).await;
+        if let Err(e) = remove(p).await {
+            eprintln!(
+                "baton: cannot remove {} of the last attempt: {e}",
+                p.display()
+            );
+            clean = false;
+        }
     }
+    clean
 }
 
-async fn remove(p: &Path) {
-    let _ = match tokio::fs::symlink_metadata(p).await {
+/// Whether this is the only process left here.
+fn only_me() -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").is_ok_and(|d| {
+        d.flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            .all(|n| n == me)
+    })
+}
+
+async fn remove(p: &Path) -> std::io::Result<()> {
+    match tokio::fs::symlink_metadata(p).await {
         Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(p).await,
         Ok(_) => tokio::fs::remove_file(p).await,
-        Err(_) => Ok(()),
-    };
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
