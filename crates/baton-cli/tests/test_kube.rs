@@ -1070,3 +1070,71 @@ fn a_retry_takes_the_reused_pod_its_first_attempt_ran_in() {
     assert_integrated(&env, &id, &[("g.txt", "ok\n"), ("u.txt", "u\n")]);
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }
+
+/// A stop of an attempt in a reused warm pod ends that pod (its work so far
+/// is on the branch, as for any Job); the pool makes another, in which the
+/// run's next attempt runs.
+#[test]
+fn a_stopped_attempt_ends_its_reused_pod_and_the_next_runs_in_another() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let head = header(&kc).replacen(
+        "kind = \"kubernetes\"\n",
+        "kind = \"kubernetes\"\nwarm = 1\nreuse = true\n",
+        1,
+    );
+    let plan = format!(
+        "[run]\nmax_parallel = 1\n\n{head}[[task]]\nid = \"long\"\non_failure = \"continue\"\nprompt = \"write half.txt first half\\nsay half written\\nsleep 300\"\n\n[[task]]\nid = \"next\"\nprompt = \"write next.txt next\"\n"
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    let logs = |t: &str| {
+        let out = baton(&env).args(["logs", t]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    wait_for("the pod to write half", 120, || {
+        logs("long").contains("half written")
+    });
+    let out = output(baton(&env).args(["stop", "long"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = parse_run(child.wait_with_output_timeout(Duration::from_secs(120)));
+    assert_eq!(
+        task(&run.report, "long")["status"],
+        "stopped",
+        "{:#}",
+        run.report
+    );
+    assert_eq!(
+        task(&run.report, "next")["status"],
+        "succeeded",
+        "{:#}",
+        run.report
+    );
+    let id = run_id(&env);
+    let branch = format!("baton/{id}/task/long");
+    assert_eq!(
+        show(&env, &branch, "half.txt").as_deref(),
+        Some("first half\n")
+    );
+    let pod = |t: &str| {
+        let text = logs(t);
+        let says = "runs in the warm pod of Job ";
+        let at = text.find(says).unwrap_or_else(|| panic!("{t}: {text}"));
+        text[at + says.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_ne!(
+        pod("long"),
+        pod("next"),
+        "the stopped pod took another attempt"
+    );
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}
