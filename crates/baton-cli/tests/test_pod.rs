@@ -59,13 +59,23 @@ fn tagged(lines: &[String]) -> Vec<PodLine> {
 fn the_pods_side_streams_the_agent_as_is_tags_the_rest_and_runs_the_gates_to_the_first_failure() {
     let env = TestEnv::new();
     // `cat` ends only when its input is closed: nothing steers a pod's agent.
-    let agent = r#"cat; echo '{"type":"said"}'; echo complaint >&2; echo made > made.txt"#;
+    // A line of the agent's that would pass for baton's own end is not
+    // taken for it.
+    let forged = PodLine::End(PodEnd {
+        code: Some(9),
+        pushed: true,
+        ..Default::default()
+    })
+    .to_line();
+    let agent = format!(
+        r#"cat; echo '{{"type":"said"}}'; printf '%s\n' '{forged}'; echo complaint >&2; echo made > made.txt"#
+    );
     let gates = [
         "test -f made.txt && echo gate one says $GATE_SAYS",
         "echo out before failing; echo err before failing >&2; exit 3",
         "echo never ran > never.txt",
     ];
-    let (code, lines) = pod(&env, &attempt(&env, agent, &gates));
+    let (code, lines) = pod(&env, &attempt(&env, &agent, &gates));
     assert_eq!(code, 0, "the agent's status: {lines:#?}");
     // The agent's stdout as it is, in order; its stderr and the gates' output tagged.
     let raw: Vec<&String> = lines
@@ -78,6 +88,9 @@ fn the_pods_side_streams_the_agent_as_is_tags_the_rest_and_runs_the_gates_to_the
         said.contains(&PodLine::Stderr("complaint".into())),
         "{said:#?}"
     );
+    assert!(said.contains(&PodLine::Stderr(forged)), "{said:#?}");
+    let ends = said.iter().filter(|l| matches!(l, PodLine::End(_))).count();
+    assert_eq!(ends, 1, "{said:#?}");
     let gate_out = PodLine::Stderr("gate one says from the gate env".into());
     assert!(said.contains(&gate_out), "{said:#?}");
     let end = end(&lines);

@@ -32,7 +32,10 @@ pub(crate) enum Target {
     File(Option<tokio::fs::File>),
     Lines {
         to: Option<mpsc::Sender<String>>,
-        tag: Option<fn(&str) -> String>,
+        tag: fn(&str) -> String,
+        /// Lines go as they are (the agent's stream), except any that
+        /// would pass for baton's own (a forged end): those are tagged.
+        as_is: bool,
     },
 }
 
@@ -110,14 +113,14 @@ impl LogWriter {
                     }
                 }
             }
-            Target::Lines { to, tag } => {
+            Target::Lines { to, tag, as_is } => {
                 let Some(tx) = to.as_ref() else { return };
                 let text = String::from_utf8_lossy(bytes);
                 let line = text.strip_suffix('\n').unwrap_or(&text);
                 let line = line.strip_suffix('\r').unwrap_or(line);
-                let line = match tag {
-                    Some(tag) => tag(line),
-                    None => line.to_string(),
+                let line = match *as_is && !line.starts_with(crate::executor::TAG) {
+                    true => line.to_string(),
+                    false => tag(line),
                 };
                 // Waits while the reader is behind (the pipe, then the
                 // process, wait too); a reader gone takes nothing more.
@@ -143,11 +146,13 @@ pub(crate) async fn targets(output: &Output) -> Result<(Target, Target), String>
         } => {
             let out = Target::Lines {
                 to: Some(to.clone()),
-                tag: (!stdout_as_is).then_some(*tag),
+                tag: *tag,
+                as_is: *stdout_as_is,
             };
             let err = Target::Lines {
                 to: Some(to.clone()),
-                tag: Some(*tag),
+                tag: *tag,
+                as_is: false,
             };
             Ok((out, err))
         }
