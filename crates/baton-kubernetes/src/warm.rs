@@ -197,6 +197,29 @@ impl Pool {
         Ok(())
     }
 
+    /// The pod of `token` takes the attempt of `keep_ref`: whether it comes
+    /// back for more, and the token it asks with then. Each assignment
+    /// gives a pod a new token (the old one was in its environment, which
+    /// its agent may read): a pod used once gets none, and is forgotten.
+    fn hand_over(&self, token: &str, keep_ref: &str) -> (bool, String) {
+        let reuse = self.reusable.lock().is_ok_and(|mut r| r.remove(token));
+        let name = self.jobs.lock().ok().and_then(|mut j| j.remove(token));
+        let (Some(name), true) = (name, reuse) else {
+            return (false, String::new());
+        };
+        let next = baton_server::new_token();
+        if let Ok(mut j) = self.jobs.lock() {
+            j.insert(next.clone(), name);
+        }
+        if let Ok(mut r) = self.reusable.lock() {
+            r.insert(next.clone());
+        }
+        if let Ok(mut b) = self.busy.lock() {
+            b.insert(next.clone(), keep_ref.to_string());
+        }
+        (true, next)
+    }
+
     /// Forgets the pod of `token`, deletes its Job and makes another.
     async fn drop_pod(&self, token: &str) -> anyhow::Result<()> {
         let Some(name) = self.jobs.lock().ok().and_then(|mut j| j.remove(token)) else {
@@ -331,7 +354,7 @@ async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> 
         Say::Claim(pod) => pod,
         Say::Gone { job, keep_ref } => return pool.gone(&job, &keep_ref).await,
     };
-    let spec = serde_json::to_string(&pod)?;
+    let spec = serde_json::to_value(&pod)?;
     let mut taken = None;
     while let Some((token, tx)) = waiting_pod(pool).await {
         let Some(name) = pool.jobs.lock().ok().and_then(|j| j.get(&token).cloned()) else {
@@ -353,16 +376,19 @@ async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> 
             pool.drop_pod(&token).await?;
             continue;
         }
-        if let Ok(mut b) = pool.busy.lock() {
-            b.insert(token.clone(), pod.keep_ref.clone());
-        }
-        if tx.send(spec.clone()).is_ok() {
-            let reuse = pool.reusable.lock().is_ok_and(|r| r.contains(&token));
+        let (reuse, next) = pool.hand_over(&token, &pod.keep_ref);
+        let assignment = serde_json::json!({ "attempt": &spec, "next": &next });
+        if tx.send(assignment.to_string()).is_ok() {
             taken = Some(Claimed { job: name, reuse });
             break;
         }
         // Its pod is gone (its ask broke off): its Job goes, another comes.
-        pool.drop_pod(&token).await?;
+        if reuse {
+            pool.drop_pod(&next).await?;
+        } else {
+            let _ = (pool.api).delete(&name, &DeleteParams::background()).await;
+            pool.make().await?;
+        }
     }
     // A pod used once is replaced now; one that comes back is not.
     let replace = taken.as_ref().is_some_and(|c: &Claimed| !c.reuse);

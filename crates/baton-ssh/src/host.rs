@@ -119,17 +119,32 @@ pub fn runs_on(system: &str) -> bool {
 /// beside the run's master connection: one round trip less an attempt),
 /// else as [`ready_now`] makes it.
 pub async fn ready(t: &Target, named: Option<&str>) -> anyhow::Result<Ready> {
+    // Remembered for this build, this host's `dir` and the plan's baton
+    // (a resumed run may be another build's, two hosts one address).
+    let own = match named {
+        Some(_) => String::new(),
+        None => {
+            let (_, hash) = tokio::task::spawn_blocking(own_hash)
+                .await
+                .context("hashing baton's binary failed")??;
+            hash
+        }
+    };
+    let key = format!("{own}|{:?}|{named:?}", t.host.dir);
     let path = t.beside("ready");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some((base, baton)) = text.split_once('\n') {
-            return Ok(Ready {
-                base: base.to_string(),
-                baton: baton.trim_end().to_string(),
-            });
+        let lines: Vec<&str> = text.lines().collect();
+        if let [k, base, baton] = lines.as_slice() {
+            if *k == key {
+                return Ok(Ready {
+                    base: base.to_string(),
+                    baton: baton.to_string(),
+                });
+            }
         }
     }
     let r = ready_now(t, named).await?;
-    let _ = std::fs::write(&path, format!("{}\n{}\n", r.base, r.baton));
+    let _ = std::fs::write(&path, format!("{key}\n{}\n{}\n", r.base, r.baton));
     Ok(r)
 }
 
@@ -143,7 +158,7 @@ pub const MISSING: i32 = 86;
 
 /// The host ready now: the plan's baton there, else this build's, copied
 /// unless a copy of the same hash is there.
-pub async fn ready_now(t: &Target, named: Option<&str>) -> anyhow::Result<Ready> {
+async fn ready_now(t: &Target, named: Option<&str>) -> anyhow::Result<Ready> {
     if let Some(b) = named {
         let p = probe(t, b).await?;
         let baton = p

@@ -134,7 +134,7 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
         // The baton an earlier attempt found there is gone: the host is
         // made ready again (a copy), once.
         host::forget(&t);
-        match host::ready_now(&t, ssh.baton.as_deref()).await {
+        match host::ready(&t, ssh.baton.as_deref()).await {
             Ok(again) if again.base == ready.base => there.baton = again.baton,
             Ok(again) => {
                 let why = format!("{name}'s working directory moved to {}", again.base);
@@ -142,7 +142,9 @@ pub async fn attempt(request: &Path, mut req: FollowRequest) -> anyhow::Result<i
             }
             Err(e) => return give_up(&req, format!("{e:#}"), true),
         }
+        let stopped = followed.terminated;
         followed = follow_there(&t, &req, &there, parent, &mut term).await?;
+        followed.terminated |= stopped;
     }
     if followed.parent_died {
         // baton died: the attempt goes on there, and `baton resume` adopts it.
@@ -262,8 +264,9 @@ async fn run_there(
     }
     let whose = format!("host {}", t.host.name);
     let stop = || async {
-        let (baton, dir) = (quote(&there.baton), quote(&there.dir));
-        let script = format!("{baton} __host-attempt --stop {dir}");
+        // In the shell, not through baton there (which may be gone).
+        let pid = quote(&format!("{}/pid", there.dir));
+        let script = format!("p=$(cat {pid} 2>/dev/null) && kill -TERM \"$p\"");
         if let Err(e) = t.run(&script).await {
             eprintln!(
                 "baton: cannot ask the attempt on {} to stop: {e:#}",

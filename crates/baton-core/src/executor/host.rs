@@ -178,11 +178,12 @@ fn follow(f: &Files, mut child: Option<std::process::Child>, from: u64) -> Resul
         std::thread::sleep(POLL);
     }
     if seen_end {
-        // Ended: its pid may be another process's soon.
+        // Ended: its pid may be another process's soon, so it goes before
+        // the process is reaped (the run's sweep ends the groups named).
+        let _ = std::fs::remove_file(&f.pid);
         if let Some(c) = child.as_mut() {
             let _ = c.wait();
         }
-        let _ = std::fs::remove_file(&f.pid);
     }
     if !pending.is_empty() {
         pending.push(b'\n');

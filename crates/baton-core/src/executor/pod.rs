@@ -129,9 +129,14 @@ async fn attempt(spec: &PodAttempt, out: &Out, term: watch::Receiver<bool>) -> R
         (None, Ended::Exited(_), Some(c)) => c,
         _ => 1,
     };
+    // Read once: what the end says is what the pod does after it.
     end.terminated = terminated.load(Ordering::SeqCst);
+    let ran = Ran {
+        status,
+        terminated: end.terminated,
+    };
     out.finish(end).await;
-    ran(status)
+    ran
 }
 
 /// SIGTERM becomes a stop for whatever runs (the agent or a gate), as a

@@ -24,13 +24,27 @@ const AWAY_LIMIT: Duration = Duration::from_secs(3 * 60);
 /// attempt begun in this time has the rest).
 const REUSE_FOR: Duration = Duration::from_secs(6 * 3600);
 
+/// What the warm door hands a pod: its attempt, and the token it asks
+/// with next (a new one each time; empty: it is not to ask again).
+#[derive(serde::Deserialize)]
+struct Assignment {
+    attempt: PodAttempt,
+    next: String,
+}
+
 /// Waits for attempts and runs them: the pod's exit status.
 pub async fn wait() -> i32 {
     let url = std::env::var(URL_ENV).unwrap_or_default();
-    let Some((authority, path)) = super::input::split(&url) else {
+    let Some((authority, mut path)) = super::input::split(&url) else {
         eprintln!("baton: {URL_ENV} holds no warm door ({url:?})");
         return 125;
     };
+    // Nothing this pod runs gets the door's address, nor (without
+    // CAP_SYS_PTRACE) reads it from this process; the token in it is good
+    // only until the first assignment anyway.
+    crate::process::withhold(&[URL_ENV.to_string(), REUSE_ENV.to_string()]);
+    // SAFETY: prctl(2) with PR_SET_DUMPABLE changes only this process's flag.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // A deleted pod's SIGTERM, heard while it waits and in its attempts
     // (the first process ignores what it does not catch).
     let term = match super::pod::sigterm() {
@@ -42,31 +56,51 @@ pub async fn wait() -> i32 {
     };
     // Only the container's first process can end every other one, so only
     // it can hand the next attempt a pod with nothing of the last running.
-    let reuse = std::env::var(REUSE_ENV).is_ok_and(|v| v == "1") && std::process::id() == 1;
-    let ask = if reuse {
-        format!("{path}?reuse")
-    } else {
-        path.clone()
+    let mut reuse = std::env::var(REUSE_ENV).is_ok_and(|v| v == "1") && std::process::id() == 1;
+    let bye = |path: &str| {
+        let (authority, path) = (authority.clone(), format!("{path}?bye"));
+        async move {
+            // The pool hears this pod will not ask again.
+            let said = super::input::get(&authority, &path);
+            let _ = tokio::time::timeout(Duration::from_secs(2), said).await;
+        }
     };
     let (born, mut answered) = (Instant::now(), Instant::now());
     loop {
+        if reuse && born.elapsed() > REUSE_FOR {
+            bye(&path).await;
+            return 0;
+        }
+        let ask = match reuse {
+            true => format!("{path}?reuse"),
+            false => path.clone(),
+        };
         let mut heard = term.clone();
         let asked = tokio::select! {
             biased;
-            _ = heard.wait_for(|t| *t) => return 0,
+            _ = heard.wait_for(|t| *t) => {
+                if reuse {
+                    bye(&path).await;
+                }
+                return 0;
+            }
             a = super::input::get(&authority, &ask) => a,
         };
         match asked {
-            Ok((200, body)) => match serde_json::from_str::<PodAttempt>(&body) {
-                Ok(spec) => {
+            Ok((200, body)) => match serde_json::from_str::<Assignment>(&body) {
+                Ok(Assignment {
+                    attempt: spec,
+                    next,
+                }) => {
                     let begin = PodLine::Begin(spec.begin_mark());
                     let ran = super::pod::run_one(&spec, Some(begin), term.clone()).await;
+                    reuse &= !next.is_empty();
                     if !reuse || ran.terminated {
                         return ran.status;
                     }
-                    if !tidy(&spec).await || born.elapsed() > REUSE_FOR {
-                        // The pool hears this pod will not ask again.
-                        let _ = super::input::get(&authority, &format!("{path}?bye")).await;
+                    path = format!("{}/{next}", path.rsplit_once('/').map_or("", |(p, _)| p));
+                    if !tidy(&spec).await {
+                        bye(&path).await;
                         return ran.status;
                     }
                     answered = Instant::now();
