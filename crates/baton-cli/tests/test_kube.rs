@@ -934,7 +934,9 @@ fn a_reused_warm_pod_takes_the_next_attempt_with_nothing_of_the_last_left() {
         1,
     );
     let sh = "[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n";
-    let escape = "mkdir -p scratch && touch scratch/left && pwd > where.txt && echo 1 > f1.txt && (setsid sleep 600 </dev/null >/dev/null 2>&1 &) && sleep 0.5";
+    // It also looks for the warm door's address (and its token): in its
+    // environment, and in the pod's first process's.
+    let escape = "mkdir -p scratch && touch scratch/left && pwd > where.txt && echo 1 > f1.txt && (setsid sleep 600 </dev/null >/dev/null 2>&1 &) && sleep 0.5; (env | grep -c BATON_WARM_UR[L] || true) > door.txt; (tr '\\\\0' '\\\\n' < /proc/1/environ 2>/dev/null | grep -c BATON_WARM_UR[L] || true) >> door.txt";
     let look = "n=0; for p in /proc/[0-9]*; do if tr '\\\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^sleep 600'; then n=$((n+1)); fi; done; echo $n > sleeps.txt; if test -e \\\"$(cat where.txt)/scratch/left\\\"; then echo yes; else echo no; fi > left.txt";
     let plan = format!(
         "{head}{sh}[[task]]\nid = \"t1\"\nagent = \"sh\"\nprompt = \"{escape}\"\n\n[[task]]\nid = \"t2\"\nagent = \"sh\"\nneeds = [\"t1\"]\nprompt = \"{look}\"\n\n[[task]]\nid = \"t3\"\nneeds = [\"t2\"]\nprompt = \"write f3.txt 3\"\n"
@@ -951,6 +953,7 @@ fn a_reused_warm_pod_takes_the_next_attempt_with_nothing_of_the_last_left() {
             ("sleeps.txt", "0\n"),
             ("left.txt", "no\n"),
             ("f3.txt", "3\n"),
+            ("door.txt", "0\n0\n"),
         ],
     );
     let job_of = |t: &str| {
