@@ -8,6 +8,10 @@
 //!   POST /git/<token>/git-upload-pack | git-receive-pack
 //!   GET  /git/<token>/baton-input?after=N
 //!
+//! `<token>` may be `~`, the token then in an `Authorization: Bearer`
+//! header (what the attempt's git sends: its command lines, which other
+//! users of a host see, never hold the token).
+//!
 //! The last is not git's: the lines the agent is sent while it runs (a
 //! message, a steer), after the first N, waited for a while when there
 //! are none yet (a long poll); a JSON array of strings.
@@ -109,7 +113,14 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response<Body> {
-    if !same(token.as_bytes(), door.token.as_bytes()) {
+    // `~`: the token is in the `Authorization: Bearer` header instead (a
+    // URL in a git command line shows in `ps` to every user of the
+    // machine; a header from the repository's config does not).
+    let given = match token.as_str() {
+        baton_core::executor::BEARER_PATH => bearer(&headers).unwrap_or_default(),
+        _ => token,
+    };
+    if !same(given.as_bytes(), door.token.as_bytes()) {
         return status(StatusCode::NOT_FOUND, "no such repository");
     }
     if rest == "baton-input" {
@@ -150,6 +161,14 @@ async fn handle(
             status(StatusCode::INTERNAL_SERVER_ERROR, &e)
         }
     }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim().to_string())
 }
 
 /// Constant time: a token is not guessed a byte at a time.

@@ -180,6 +180,10 @@ pub enum PodLine {
     End(PodEnd),
 }
 
+/// The git door's path segment that stands for a token given in an
+/// `Authorization: Bearer` header instead.
+pub const BEARER_PATH: &str = "~";
+
 /// Starts each of baton's own lines in a pod's output; an agent's stream
 /// never holds it (a record separator, then a word).
 pub const TAG: &str = "\u{1e}baton ";

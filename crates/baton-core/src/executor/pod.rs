@@ -241,8 +241,10 @@ async fn fetch(spec: &PodAttempt, out: &Out) -> Result<(), String> {
         .map_err(|e| format!("cannot make {}: {e}", w.display()))?;
     out.note(format!("fetching {}", spec.branch)).await;
     git_in(w, &["init", "-q"]).await?;
+    hide_token(spec).await?;
+    let url = remote_url(spec);
     let refspec = format!("+refs/heads/{0}:refs/heads/{0}", spec.branch);
-    git_in(w, &["fetch", "-q", &spec.git_url, &refspec]).await?;
+    git_in(w, &["fetch", "-q", &url, &refspec]).await?;
     git_in(w, &["checkout", "-q", "-f", &spec.branch]).await?;
     let at = head(w).await.unwrap_or_default();
     if at != spec.start {
@@ -252,6 +254,42 @@ async fn fetch(spec: &PodAttempt, out: &Out) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// baton's own door at `git_url` (`http://host:port/git/<token>`): its
+/// address and token.
+fn door_parts(git_url: &str) -> Option<(String, String)> {
+    let (authority, path) = super::input::split(git_url)?;
+    let token = path.strip_prefix("/git/")?;
+    (!token.is_empty() && !token.contains('/')).then(|| (authority, token.to_string()))
+}
+
+/// The URL git fetches from and pushes to: for baton's door, one without
+/// its token, which goes in a header the clone's config sets ([`hide_token`]):
+/// a command line shows in `ps` to every user of the machine.
+fn remote_url(spec: &PodAttempt) -> String {
+    match door_parts(&spec.git_url) {
+        Some((authority, _)) => format!("http://{authority}/git/{}", super::BEARER_PATH),
+        None => spec.git_url.clone(),
+    }
+}
+
+/// Puts the door's token in the clone's config (its own file, this user's).
+async fn hide_token(spec: &PodAttempt) -> Result<(), String> {
+    let Some((authority, token)) = door_parts(&spec.git_url) else {
+        return Ok(());
+    };
+    let section =
+        format!("[http \"http://{authority}/\"]\n\textraHeader = Authorization: Bearer {token}\n");
+    let config = spec.worktree.join(".git").join("config");
+    let mut file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&config)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", config.display()))?;
+    file.write_all(section.as_bytes())
+        .await
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))
 }
 
 async fn write_files(spec: &PodAttempt) -> Result<(), String> {
@@ -287,8 +325,9 @@ async fn push(spec: &PodAttempt, out: &Out, terminated: bool) -> Result<(), Stri
     };
     let since = Instant::now();
     let mut said = false;
+    let url = remote_url(spec);
     loop {
-        match git_in(&spec.worktree, &["push", "-q", &spec.git_url, &refspec]).await {
+        match git_in(&spec.worktree, &["push", "-q", &url, &refspec]).await {
             Ok(_) => return Ok(()),
             Err(e) if since.elapsed() >= patience => {
                 return Err(format!("cannot push the attempt's work to baton: {e}"))
@@ -413,4 +452,37 @@ pub(super) async fn run_checks(
         }
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{door_parts, remote_url};
+    use crate::executor::PodAttempt;
+
+    fn at(git_url: &str) -> PodAttempt {
+        let mut spec: PodAttempt = serde_json::from_value(serde_json::json!({
+            "run": "r", "task": "t", "attempt": 1, "git_url": "", "branch": "b",
+            "start": "s", "keep_ref": "refs/baton/r/t/1", "worktree": "/w",
+            "program": "p", "args": [], "env": [], "stdin_lines": [], "files": [],
+            "dirs": [], "gates": [], "gate_env": [], "timeout_secs": 1, "message": "m"
+        }))
+        .unwrap();
+        spec.git_url = git_url.into();
+        spec
+    }
+
+    #[test]
+    fn git_names_baton_s_door_without_its_token() {
+        let door = at("http://127.0.0.1:4100/git/s3cret");
+        assert_eq!(
+            door_parts(&door.git_url),
+            Some(("127.0.0.1:4100".into(), "s3cret".into()))
+        );
+        assert_eq!(remote_url(&door), "http://127.0.0.1:4100/git/~");
+        // A remote both sides reach is named as it is.
+        for other in ["https://git.example.com/team/repo.git", "/srv/git/repo.git"] {
+            assert_eq!(door_parts(other), None);
+            assert_eq!(remote_url(&at(other)), other);
+        }
+    }
 }

@@ -133,4 +133,20 @@ fn an_attempt_reaches_only_its_branch_and_its_own_refs_through_the_door() {
     // Without its token (or with another), nothing.
     let wrong = url.replace("/tok", "/tok2");
     assert!(!git_in(&env, &pod, &["ls-remote", &wrong]).status.success());
+    // The token may come in a header instead (a command line shows in
+    // `ps`); `~` without it, or with another, is nothing.
+    let bare = url.replace("/tok", "/~");
+    assert!(!git_in(&env, &pod, &["ls-remote", &bare]).status.success());
+    let with = |token: &str| {
+        let header = format!("http.extraHeader=Authorization: Bearer {token}");
+        git_in(&env, &pod, &["-c", &header, "ls-remote", &bare])
+    };
+    assert!(!with("tok2").status.success());
+    let seen = with("tok");
+    assert!(
+        seen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seen.stderr)
+    );
+    assert!(String::from_utf8_lossy(&seen.stdout).contains(BRANCH));
 }
