@@ -1141,3 +1141,76 @@ fn a_stopped_attempt_ends_its_reused_pod_and_the_next_runs_in_another() {
     );
     assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
 }
+
+/// A warm pod that goes while it waits (deleted by hand, evicted) is
+/// replaced at once, and no attempt is handed to it.
+#[test]
+fn a_warm_pod_that_goes_while_it_waits_is_replaced_and_handed_nothing() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = TestEnv::new();
+    let head = header(&kc).replacen(
+        "kind = \"kubernetes\"\n",
+        "kind = \"kubernetes\"\nwarm = 1\n",
+        1,
+    );
+    let go = env.scratch("go");
+    let plan = format!(
+        "{head}[[task]]\nid = \"first\"\nagent = \"here\"\nprompt = \"wait-file {go}\\nwrite first.txt first\"\n\n[[task]]\nid = \"b\"\nneeds = [\"first\"]\nprompt = \"write b.txt b\"\n",
+        go = go.display()
+    );
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let child = spawn_baton(&env, &["run", "--json"]);
+    let idle = |kc: &str, id: &str| -> Vec<String> {
+        jobs_of(kc, id)
+            .into_iter()
+            .filter(|j| {
+                let labels = j.metadata.labels.clone().unwrap_or_default();
+                labels.get("baton.dev/warm").map(String::as_str) == Some("idle")
+                    && j.metadata.deletion_timestamp.is_none()
+            })
+            .filter_map(|j| j.metadata.name)
+            .collect()
+    };
+    wait_for("a run", 30, || latest_run_opt(&env).is_some());
+    let id = run_id(&env);
+    wait_for("a warm pod", 60, || !idle(&kc, &id).is_empty());
+    let first = idle(&kc, &id).remove(0);
+    // Its pod runs and asks the warm door.
+    wait_for("the warm pod to run", 60, || {
+        with_client(&kc, async |client| {
+            let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
+            let lp = ListParams::default().labels(&format!("job-name={first}"));
+            pods.list(&lp)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    with_client(&kc, async |client| {
+        let jobs: Api<Job> = Api::namespaced(client, "default");
+        let bg = kube::api::DeleteParams::background();
+        jobs.delete(&first, &bg).await.unwrap();
+    });
+    wait_for("another warm pod", 60, || {
+        idle(&kc, &id).iter().any(|n| *n != first)
+    });
+    std::fs::write(&go, "").unwrap();
+    let run = parse_run(child.wait_with_output_timeout(Duration::from_secs(120)));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(task(&run.report, "b")["attempts"], 1, "{:#}", run.report);
+    let out = baton(&env).args(["logs", "b"]).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let says = "runs in the warm pod of Job ";
+    let at = text.find(says).unwrap_or_else(|| panic!("{text}"));
+    let pod = text[at + says.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
+    assert_ne!(pod, first, "{text}");
+    assert!(jobs_of(&kc, &id).is_empty(), "none left behind");
+}

@@ -243,11 +243,15 @@ impl Pool {
 
 /// The warm door: each pod's ask waits for an attempt, a while at a time.
 async fn answer_asks(door: tokio::net::TcpListener, pool: Arc<Pool>) {
+    // The answers end with the pool (a pod that goes after the run's end
+    // is not replaced).
+    let mut answers = tokio::task::JoinSet::new();
     while let Ok((conn, _)) = door.accept().await {
         let pool = pool.clone();
-        tokio::spawn(async move {
+        answers.spawn(async move {
             let _ = answer(conn, &pool).await;
         });
+        while answers.try_join_next().is_some() {}
     }
 }
 
@@ -270,49 +274,38 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
         .lock()
         .map(|j| j.contains_key(&token))
         .unwrap_or(false);
-    let (code, body) = match known {
-        false => ("404 Not Found", String::new()),
-        true => {
-            match query {
-                "reuse" => {
-                    if let Ok(mut r) = pool.reusable.lock() {
-                        r.insert(token.clone());
-                    }
+    let (mut read, mut write) = conn.split();
+    let (code, body) = match (known, query) {
+        (false, _) => ("404 Not Found", String::new()),
+        // It will not ask again (it could not tidy, or its time is up):
+        // another takes its place.
+        (true, "bye") => {
+            if let Err(e) = pool.drop_pod(&token).await {
+                eprintln!("baton: cannot replace a warm pod: {e:#}");
+            }
+            ("204 No Content", String::new())
+        }
+        (true, _) => {
+            if query == "reuse" {
+                if let Ok(mut r) = pool.reusable.lock() {
+                    r.insert(token.clone());
                 }
-                // It will not ask again (it could not tidy, or its time
-                // is up): another takes its place.
-                "bye" => {
+            }
+            pool.back(&token).await;
+            tokio::select! {
+                spec = assignment(pool, &token) => match spec {
+                    Some(spec) => ("200 OK", spec),
+                    None => ("204 No Content", String::new()),
+                },
+                // Its ask broke off: the pod is gone (evicted, deleted, it
+                // died), and no claim must hand it an attempt; another
+                // takes its place.
+                _ = closed(&mut read) => {
                     if let Err(e) = pool.drop_pod(&token).await {
                         eprintln!("baton: cannot replace a warm pod: {e:#}");
                     }
-                    return conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                    return Ok(());
                 }
-                _ => {}
-            }
-            pool.back(&token).await;
-            let (tx, rx) = oneshot::channel();
-            if let Ok(mut w) = pool.waiting.lock() {
-                w.insert(token.clone(), tx);
-            }
-            pool.asked.notify_waiters();
-            tokio::pin!(rx);
-            let spec = match tokio::time::timeout(ASK_WAIT, &mut rx).await {
-                Ok(got) => got.ok(),
-                Err(_) => {
-                    // Still waiting: answered empty. Taken by a claim a
-                    // moment ago: its attempt is on its way.
-                    let claimed = (pool.waiting.lock())
-                        .map(|mut w| w.remove(&token).is_none())
-                        .unwrap_or(false);
-                    match claimed {
-                        true => rx.await.ok(),
-                        false => None,
-                    }
-                }
-            };
-            match spec {
-                Some(spec) => ("200 OK", spec),
-                None => ("204 No Content", String::new()),
             }
         }
     };
@@ -320,7 +313,43 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
         "HTTP/1.1 {code}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    conn.write_all(reply.as_bytes()).await
+    write.write_all(reply.as_bytes()).await
+}
+
+/// The attempt for the pod of `token`, if a claim hands it one within
+/// [`ASK_WAIT`] (or took it a moment before).
+async fn assignment(pool: &Pool, token: &str) -> Option<String> {
+    let (tx, rx) = oneshot::channel();
+    if let Ok(mut w) = pool.waiting.lock() {
+        w.insert(token.to_string(), tx);
+    }
+    pool.asked.notify_waiters();
+    tokio::pin!(rx);
+    match tokio::time::timeout(ASK_WAIT, &mut rx).await {
+        Ok(got) => got.ok(),
+        Err(_) => {
+            // Still waiting: answered empty. Taken by a claim a moment
+            // ago: its attempt is on its way.
+            let claimed = (pool.waiting.lock())
+                .map(|mut w| w.remove(token).is_none())
+                .unwrap_or(false);
+            match claimed {
+                true => rx.await.ok(),
+                false => None,
+            }
+        }
+    }
+}
+
+/// Ends when the other side closes the connection (it sends nothing more
+/// after its request).
+async fn closed(read: &mut tokio::net::tcp::ReadHalf<'_>) {
+    let mut buf = [0u8; 256];
+    while let Ok(n) = read.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 /// What a follower says on the run's socket.

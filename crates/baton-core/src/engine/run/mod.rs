@@ -218,8 +218,10 @@ impl Engine {
             }
         }
         if let Some(w) = warm {
-            // Its idle pods go with the run's sweep.
+            // Its idle pods go with the run's sweep, once it is gone (it
+            // would replace them).
             w.abort();
+            let _ = w.await;
             let logs = self.sh.paths.run_dir(&self.sh.run_id).join("logs");
             let _ = std::fs::remove_file(crate::executor::warm_socket(&logs));
         }
