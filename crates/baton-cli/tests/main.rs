@@ -41,6 +41,8 @@ mod test_usage;
 mod test_user_config;
 mod test_verify;
 mod test_walls;
+#[cfg(feature = "kubernetes")]
+mod test_warm;
 mod test_watch;
 mod test_work_kept;
 mod test_workspace;

@@ -201,12 +201,14 @@ impl Pool {
     /// back for more, and the token it asks with then. Each assignment
     /// gives a pod a new token (the old one was in its environment, which
     /// its agent may read): a pod used once gets none, and is forgotten.
-    fn hand_over(&self, token: &str, keep_ref: &str) -> (bool, String) {
+    /// None: the pod is gone already (its ask broke off, and another took
+    /// its place).
+    fn hand_over(&self, token: &str, keep_ref: &str) -> Option<(bool, String)> {
+        let name = self.jobs.lock().ok().and_then(|mut j| j.remove(token))?;
         let reuse = self.reusable.lock().is_ok_and(|mut r| r.remove(token));
-        let name = self.jobs.lock().ok().and_then(|mut j| j.remove(token));
-        let (Some(name), true) = (name, reuse) else {
-            return (false, String::new());
-        };
+        if !reuse {
+            return Some((false, String::new()));
+        }
         let next = baton_server::new_token();
         if let Ok(mut j) = self.jobs.lock() {
             j.insert(next.clone(), name);
@@ -217,7 +219,7 @@ impl Pool {
         if let Ok(mut b) = self.busy.lock() {
             b.insert(next.clone(), keep_ref.to_string());
         }
-        (true, next)
+        Some((true, next))
     }
 
     /// Forgets the pod of `token`, deletes its Job and makes another.
@@ -246,7 +248,16 @@ async fn answer_asks(door: tokio::net::TcpListener, pool: Arc<Pool>) {
     // The answers end with the pool (a pod that goes after the run's end
     // is not replaced).
     let mut answers = tokio::task::JoinSet::new();
-    while let Ok((conn, _)) = door.accept().await {
+    loop {
+        let conn = match door.accept().await {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                // Out of files, a moment: the door stays open.
+                eprintln!("baton: the warm door cannot take an ask: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let pool = pool.clone();
         answers.spawn(async move {
             let _ = answer(conn, &pool).await;
@@ -293,6 +304,8 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
             }
             pool.back(&token).await;
             tokio::select! {
+                // An attempt handed over is written, even as the pod goes.
+                biased;
                 spec = assignment(pool, &token) => match spec {
                     Some(spec) => ("200 OK", spec),
                     None => ("204 No Content", String::new()),
@@ -405,7 +418,9 @@ async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> 
             pool.drop_pod(&token).await?;
             continue;
         }
-        let (reuse, next) = pool.hand_over(&token, &pod.keep_ref);
+        let Some((reuse, next)) = pool.hand_over(&token, &pod.keep_ref) else {
+            continue;
+        };
         let assignment = serde_json::json!({ "attempt": &spec, "next": &next });
         if tx.send(assignment.to_string()).is_ok() {
             taken = Some(Claimed { job: name, reuse });

@@ -256,12 +256,15 @@ async fn fetch(spec: &PodAttempt, out: &Out) -> Result<(), String> {
     Ok(())
 }
 
-/// baton's own door at `git_url` (`http://host:port/git/<token>`): its
-/// address and token.
+/// baton's own door at `git_url` (`http://host:port/git/<token>`, the
+/// token 64 hex digits as baton makes them): its address and token. A
+/// remote of the plan's laid out alike (`http://git.corp/git/project.git`)
+/// is not one.
 fn door_parts(git_url: &str) -> Option<(String, String)> {
     let (authority, path) = super::input::split(git_url)?;
     let token = path.strip_prefix("/git/")?;
-    (!token.is_empty() && !token.contains('/')).then(|| (authority, token.to_string()))
+    let baton_s = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    baton_s.then(|| (authority, token.to_string()))
 }
 
 /// The URL git fetches from and pushes to: for baton's door, one without
@@ -473,14 +476,20 @@ mod tests {
 
     #[test]
     fn git_names_baton_s_door_without_its_token() {
-        let door = at("http://127.0.0.1:4100/git/s3cret");
+        let token = crate::access::new_token();
+        let door = at(&format!("http://127.0.0.1:4100/git/{token}"));
         assert_eq!(
             door_parts(&door.git_url),
-            Some(("127.0.0.1:4100".into(), "s3cret".into()))
+            Some(("127.0.0.1:4100".into(), token))
         );
         assert_eq!(remote_url(&door), "http://127.0.0.1:4100/git/~");
-        // A remote both sides reach is named as it is.
-        for other in ["https://git.example.com/team/repo.git", "/srv/git/repo.git"] {
+        // A remote both sides reach is named as it is, one laid out like
+        // the door too.
+        for other in [
+            "https://git.example.com/team/repo.git",
+            "/srv/git/repo.git",
+            "http://git.corp/git/project.git",
+        ] {
             assert_eq!(door_parts(other), None);
             assert_eq!(remote_url(&at(other)), other);
         }
