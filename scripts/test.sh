@@ -33,6 +33,8 @@ command -v podman >/dev/null 2>&1 || missing="$missing podman"
 # The SSH executor's hosts are real OpenSSH servers on loopback.
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh >/dev/null 2>&1 || missing="$missing openssh-client"
+# As root, each has a network namespace of its own (iproute2's `ip`).
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 if [ -n "$missing" ]; then
   echo "installing$missing (Debian packages)" >&2
   sudo=""

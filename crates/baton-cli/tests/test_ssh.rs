@@ -520,3 +520,28 @@ fn an_attempt_whose_baton_is_gone_from_the_host_copies_it_again() {
         &[("a.txt", "a\n"), ("b.txt", "b\n"), ("c.txt", "c\n")],
     );
 }
+
+/// As root, each test host has a network namespace of its own: an agent
+/// there does not reach this machine's loopback (what it needs of this
+/// machine comes through ssh's tunnels), and its work still comes home.
+#[test]
+fn a_host_in_a_namespace_of_its_own_reaches_this_machine_only_through_ssh() {
+    let env = TestEnv::new();
+    let Some(h) = hosts(&env, 1) else { return };
+    if h.hosts[0].addr == "127.0.0.1" {
+        eprintln!("skipped: no network namespace here (not root?)");
+        return;
+    }
+    let here = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = here.local_addr().unwrap().port();
+    let mut plan = header(&h, &[1]);
+    plan.push_str("[agent.sh]\nadapter = \"exec\"\ncommand = [\"bash\", \"-ec\"]\n\n");
+    plan.push_str(&format!(
+        "[[task]]\nid = \"a\"\nagent = \"sh\"\nprompt = \"if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo reached; else echo apart; fi > seen.txt\"\n"
+    ));
+    env.write("baton.toml", &plan);
+    env.commit_all("plan");
+    let run = run_json(&env, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, logs(&env, "a"));
+    assert_integrated(&env, &run_id(&env), &[("seen.txt", "apart\n")]);
+}

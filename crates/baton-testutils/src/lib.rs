@@ -16,6 +16,7 @@
 pub mod github;
 mod http;
 pub mod model_server;
+pub mod netns;
 pub mod ntfy;
 pub mod push;
 pub mod sshd;

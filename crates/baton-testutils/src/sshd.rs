@@ -3,7 +3,10 @@
 //! and port; one client key made for the test; an ssh_config naming each
 //! as an alias (`h1`, `h2`, ...) with its known host key, so `ssh` checks
 //! it strictly and asks for nothing. [`Hosts::go_away`] ends one host and
-//! everything it runs, as a machine that is switched off.
+//! everything it runs, as a machine that is switched off. As root, each
+//! host has a network namespace of its own ([`Netns`]): its loopback is
+//! not this machine's, so baton's doors are reached only through ssh's
+//! tunnels, as from another machine.
 //!
 //! As root ([`Users::Own`]), each host lets in a user of its own
 //! (`baton-h1`, `baton-h2`, made once), who works in a directory of its
@@ -13,6 +16,7 @@
 //! real CLIs installed in its home). No sshd here: [`Hosts::start`] says
 //! so, and the caller skips (or fails, with BATON_REQUIRE_SSH=1).
 
+use crate::netns::Netns;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,9 +103,13 @@ pub struct Host {
     /// Its alias in [`Hosts::config`].
     pub alias: String,
     pub port: u16,
+    /// The address its sshd listens on (in its namespace, when it has one).
+    pub addr: String,
     /// Where attempts work on it (its `dir`).
     pub work: PathBuf,
     server: Option<Child>,
+    /// Goes after its server (declared after it).
+    netns: Option<Netns>,
 }
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -184,16 +192,20 @@ impl Hosts {
             let key = dir.join(format!("{alias}_host_key"));
             keygen(&key)?;
             let port = free_port();
+            let netns = Netns::make();
+            let addr = netns
+                .as_ref()
+                .map_or_else(|| "127.0.0.1".to_string(), |n| n.addr.clone());
             let host_pub =
                 std::fs::read_to_string(key.with_extension("pub")).map_err(|e| e.to_string())?;
             let mut words = host_pub.split_whitespace();
             let (kind, blob) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            known.push_str(&format!("[127.0.0.1]:{port} {kind} {blob}\n"));
+            known.push_str(&format!("[{addr}]:{port} {kind} {blob}\n"));
             let cfg = dir.join(format!("{alias}_sshd_config"));
             std::fs::write(
                 &cfg,
                 format!(
-                    "ListenAddress 127.0.0.1:{port}\nHostKey {key}\n{keys_cmd}\
+                    "ListenAddress {addr}:{port}\nHostKey {key}\n{keys_cmd}\
                      PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      AllowTcpForwarding yes\nAllowUsers {login}\nLogLevel ERROR\nMaxSessions 64\nMaxStartups 64\n",
@@ -215,7 +227,7 @@ impl Hosts {
                 }
             };
             config.push_str(&format!(
-                "Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {id}\n  \
+                "Host {alias}\n  HostName {addr}\n  Port {port}\n  User {user}\n  IdentityFile {id}\n  \
                  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n",
                 user = login,
                 id = client_key.display(),
@@ -224,17 +236,19 @@ impl Hosts {
             let mut host = Host {
                 alias,
                 port,
+                addr,
                 work,
                 server: None,
+                netns,
             };
-            host.server = Some(serve(&cfg, dir, &host.alias)?);
+            host.server = Some(serve(&cfg, dir, &host.alias, host.netns.as_ref())?);
             hosts.push(host);
         }
         std::fs::write(dir.join("known_hosts"), known).map_err(|e| e.to_string())?;
         let config_path = dir.join("ssh_config");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
         for h in &hosts {
-            listening(h.port)?;
+            listening(&h.addr, h.port)?;
         }
         Ok(Hosts {
             dir: dir.to_path_buf(),
@@ -269,11 +283,15 @@ impl Drop for Hosts {
     }
 }
 
-fn serve(cfg: &Path, dir: &Path, alias: &str) -> Result<Child, String> {
+fn serve(cfg: &Path, dir: &Path, alias: &str, netns: Option<&Netns>) -> Result<Child, String> {
     let log =
         std::fs::File::create(dir.join(format!("{alias}_sshd.log"))).map_err(|e| e.to_string())?;
-    Command::new(SSHD)
-        .args(["-D", "-e", "-f"])
+    // `ip netns exec` execs sshd: the child is sshd itself.
+    let mut c = match netns {
+        Some(ns) => ns.command(SSHD),
+        None => Command::new(SSHD),
+    };
+    c.args(["-D", "-e", "-f"])
         .arg(cfg)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -282,17 +300,15 @@ fn serve(cfg: &Path, dir: &Path, alias: &str) -> Result<Child, String> {
         .map_err(|e| format!("cannot start {SSHD}: {e}"))
 }
 
-fn listening(port: u16) -> Result<(), String> {
+fn listening(addr: &str, port: u16) -> Result<(), String> {
     let since = Instant::now();
     while since.elapsed() < Duration::from_secs(10) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect((addr, port)).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!(
-        "sshd did not listen on 127.0.0.1:{port} within 10s"
-    ))
+    Err(format!("sshd did not listen on {addr}:{port} within 10s"))
 }
 
 /// Each process's parent, from /proc.
