@@ -17,7 +17,7 @@ use baton_core::executor::{PodAttempt, Warm};
 use baton_core::plan::{Kubernetes, Remote};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -31,7 +31,7 @@ pub const WARM_LABEL: &str = "baton.dev/warm";
 const ASK_WAIT: Duration = Duration::from_secs(20);
 
 /// The run's pool: where its pods' Jobs are made, the pods waiting now
-/// (by token), and every pod's Job.
+/// (by token), and every pod (by its token now).
 struct Pool {
     api: Api<Job>,
     cluster: Kubernetes,
@@ -39,14 +39,18 @@ struct Pool {
     /// The warm door's URL, before a pod's token.
     base: String,
     waiting: Mutex<HashMap<String, oneshot::Sender<String>>>,
-    jobs: Mutex<HashMap<String, String>>,
-    /// Tokens whose pods run an attempt now, and its ref (asking again:
-    /// it is over).
-    busy: Mutex<HashMap<String, String>>,
-    /// Tokens whose pods come back for more (they asked with `?reuse`).
-    reusable: Mutex<HashSet<String>>,
+    pods: Mutex<HashMap<String, WarmPod>>,
     /// A pod asked (one may be waiting now).
     asked: tokio::sync::Notify,
+}
+
+/// What the pool knows of one of its pods.
+struct WarmPod {
+    job: String,
+    /// It comes back for more (it asked with `?reuse`).
+    reusable: bool,
+    /// The ref of the attempt it runs now (asking again: it is over).
+    busy: Option<String>,
 }
 
 /// How long a claim waits for a warm pod that is still starting (no
@@ -105,9 +109,7 @@ async fn serve(cluster: &Kubernetes, warm: &Warm) -> anyhow::Result<()> {
         run: warm.run.clone(),
         base,
         waiting: Default::default(),
-        jobs: Default::default(),
-        busy: Default::default(),
-        reusable: Default::default(),
+        pods: Default::default(),
         asked: Default::default(),
     });
     for _ in 0..cluster.warm {
@@ -152,9 +154,13 @@ impl Pool {
             .create(&PostParams::default(), &j)
             .await
             .map_err(|e| anyhow!("cannot create a warm pod's Job: {e}"))?;
-        let name = made.metadata.name.unwrap_or_default();
-        if let Ok(mut all) = self.jobs.lock() {
-            all.insert(token, name);
+        let pod = WarmPod {
+            job: made.metadata.name.unwrap_or_default(),
+            reusable: false,
+            busy: None,
+        };
+        if let Ok(mut all) = self.pods.lock() {
+            all.insert(token, pod);
         }
         Ok(())
     }
@@ -162,12 +168,11 @@ impl Pool {
     /// A pod that asks while it is busy is done with its attempt: its Job
     /// is no longer that attempt's (a resumed run would follow it as such).
     async fn back(&self, token: &str) {
-        let was_busy = self
-            .busy
-            .lock()
-            .is_ok_and(|mut b| b.remove(token).is_some());
-        let name = self.jobs.lock().ok().and_then(|j| j.get(token).cloned());
-        if let (true, Some(name)) = (was_busy, name) {
+        let was_busy = (self.pods.lock().ok()).and_then(|mut p| {
+            p.get_mut(token)
+                .and_then(|p| p.busy.take().map(|_| p.job.clone()))
+        });
+        if let Some(name) = was_busy {
             let idle = serde_json::json!({ "metadata": { "labels": {
                 TASK_LABEL: null, ATTEMPT_LABEL: null, WARM_LABEL: "idle",
             }}});
@@ -184,17 +189,13 @@ impl Pool {
     /// went on to another attempt is that one's now): its Job is deleted,
     /// and another pod made.
     async fn gone(&self, name: &str, keep_ref: &str) -> anyhow::Result<()> {
-        let token = (self.jobs.lock().ok())
-            .and_then(|j| j.iter().find(|(_, n)| *n == name).map(|(t, _)| t.clone()));
-        let Some(token) = token else {
-            return Ok(());
-        };
-        let runs_it =
-            (self.busy.lock().ok()).is_some_and(|b| b.get(&token).is_some_and(|r| r == keep_ref));
-        if runs_it {
-            self.drop_pod(&token).await?;
+        let runs_it = |p: &WarmPod| p.job == name && p.busy.as_deref() == Some(keep_ref);
+        let token = (self.pods.lock().ok())
+            .and_then(|all| all.iter().find(|(_, p)| runs_it(p)).map(|(t, _)| t.clone()));
+        match token {
+            Some(token) => self.drop_pod(&token).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The pod of `token` takes the attempt of `keep_ref`: whether it comes
@@ -204,41 +205,30 @@ impl Pool {
     /// None: the pod is gone already (its ask broke off, and another took
     /// its place).
     fn hand_over(&self, token: &str, keep_ref: &str) -> Option<(bool, String)> {
-        let name = self.jobs.lock().ok().and_then(|mut j| j.remove(token))?;
-        let reuse = self.reusable.lock().is_ok_and(|mut r| r.remove(token));
-        if !reuse {
+        let mut all = self.pods.lock().ok()?;
+        let pod = all.remove(token)?;
+        if !pod.reusable {
             return Some((false, String::new()));
         }
         let next = baton_server::new_token();
-        if let Ok(mut j) = self.jobs.lock() {
-            j.insert(next.clone(), name);
-        }
-        if let Ok(mut r) = self.reusable.lock() {
-            r.insert(next.clone());
-        }
-        if let Ok(mut b) = self.busy.lock() {
-            b.insert(next.clone(), keep_ref.to_string());
-        }
+        let busy = Some(keep_ref.to_string());
+        all.insert(next.clone(), WarmPod { busy, ..pod });
         Some((true, next))
     }
 
     /// Forgets the pod of `token`, deletes its Job and makes another.
     async fn drop_pod(&self, token: &str) -> anyhow::Result<()> {
-        let Some(name) = self.jobs.lock().ok().and_then(|mut j| j.remove(token)) else {
+        let Some(pod) = self.pods.lock().ok().and_then(|mut p| p.remove(token)) else {
             return Ok(());
         };
-        if let Ok(mut b) = self.busy.lock() {
-            b.remove(token);
-        }
-        if let Ok(mut r) = self.reusable.lock() {
-            r.remove(token);
-        }
         // It may have asked already (a stop as its attempt ended): no claim
         // gets it now.
         if let Ok(mut w) = self.waiting.lock() {
             w.remove(token);
         }
-        let _ = (self.api).delete(&name, &DeleteParams::background()).await;
+        let _ = (self.api)
+            .delete(&pod.job, &DeleteParams::background())
+            .await;
         self.make().await
     }
 }
@@ -281,9 +271,9 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let token = path.rsplit('/').next().unwrap_or_default().to_string();
     let known = pool
-        .jobs
+        .pods
         .lock()
-        .map(|j| j.contains_key(&token))
+        .map(|p| p.contains_key(&token))
         .unwrap_or(false);
     let (mut read, mut write) = conn.split();
     let (code, body) = match (known, query) {
@@ -298,8 +288,14 @@ async fn answer(mut conn: tokio::net::TcpStream, pool: &Pool) -> std::io::Result
         }
         (true, _) => {
             if query == "reuse" {
-                if let Ok(mut r) = pool.reusable.lock() {
-                    r.insert(token.clone());
+                if let Some(pod) = pool
+                    .pods
+                    .lock()
+                    .ok()
+                    .as_mut()
+                    .and_then(|p| p.get_mut(&token))
+                {
+                    pod.reusable = true;
                 }
             }
             pool.back(&token).await;
@@ -399,7 +395,8 @@ async fn claim(conn: tokio::net::UnixStream, pool: &Pool) -> anyhow::Result<()> 
     let spec = serde_json::to_value(&pod)?;
     let mut taken = None;
     while let Some((token, tx)) = waiting_pod(pool).await {
-        let Some(name) = pool.jobs.lock().ok().and_then(|j| j.get(&token).cloned()) else {
+        let Some(name) = (pool.pods.lock().ok()).and_then(|p| p.get(&token).map(|p| p.job.clone()))
+        else {
             continue;
         };
         // Labelled first: a baton that dies now finds the Job as the attempt's.
