@@ -134,40 +134,28 @@ header() {
   printf '%-26s %10s %16s %7s   %9s %7s\n' "$1" "wall" "per task" "local" "one task" "local"
 }
 
+# One table, its rows measured and printed as they come: local, SSH, and
+# with KUBECONFIG cold Jobs, warm pods and reused warm pods (`$4`...: the
+# functions that print their plans; `$2`, `$3`: the warm rows' names).
+table() {
+  local names=("local" "ssh" "kubernetes, cold Jobs" "$2" "$3") plans=("${@:4}") i ms task
+  header "$1"
+  for i in "${!plans[@]}"; do
+    [ "$i" -lt 2 ] || [ -n "${KUBECONFIG:-}" ] || break
+    read -r ms task < <(measure "${plans[$i]}")
+    [ "$i" -gt 0 ] || { local_ms=$ms; local_task=$task; }
+    row "${names[$i]}" "$ms" "$task"
+  done
+}
+
 # The first run on a host copies baton there: it is timed apart.
 first_ms=$(N=1 time_it remote_run ssh_plan)
-read -r local_ms local_task < <(measure local_plan)
-read -r ssh_ms ssh_task < <(measure ssh_plan)
-if [ -n "${KUBECONFIG:-}" ]; then
-  read -r cold_ms cold_task < <(measure cluster_plan)
-  read -r warm_ms warm_task < <(measure warm_plan)
-  read -r reused_ms reused_task < <(measure reused_plan)
-fi
 echo "hosts:$HOSTS (a first run of 1 task, copying baton: ${first_ms} ms)"
-header "$N tasks, $J at a time"
-row local "$local_ms" "$local_task"
-row "ssh" "$ssh_ms" "$ssh_task"
-if [ -n "${KUBECONFIG:-}" ]; then
-  row "kubernetes, cold Jobs" "$cold_ms" "$cold_task"
-  row "warm pods (warm = $J)" "$warm_ms" "$warm_task"
-  row "reused warm pods" "$reused_ms" "$reused_task"
-fi
+table "$N tasks, $J at a time" "warm pods (warm = $J)" "reused warm pods" \
+  local_plan ssh_plan cluster_plan warm_plan reused_plan
 
 CHAIN=${CHAIN:-10}
 N=$CHAIN
-read -r local_ms local_task < <(measure chain_local)
-read -r ssh_ms ssh_task < <(measure chain_ssh)
-if [ -n "${KUBECONFIG:-}" ]; then
-  read -r cold_ms cold_task < <(measure chain_cold)
-  read -r warm_ms warm_task < <(measure chain_warm)
-  read -r reused_ms reused_task < <(measure chain_reused)
-fi
 echo
-header "$CHAIN tasks one after another"
-row local "$local_ms" "$local_task"
-row "ssh" "$ssh_ms" "$ssh_task"
-if [ -n "${KUBECONFIG:-}" ]; then
-  row "kubernetes, cold Jobs" "$cold_ms" "$cold_task"
-  row "warm pods (warm = ${CHAIN_WARM:-4})" "$warm_ms" "$warm_task"
-  row "reused warm pods (warm = 1)" "$reused_ms" "$reused_task"
-fi
+table "$CHAIN tasks one after another" "warm pods (warm = ${CHAIN_WARM:-4})" "reused warm pods (warm = 1)" \
+  chain_local chain_ssh chain_cold chain_warm chain_reused
